@@ -1,0 +1,202 @@
+"""Contact ID event codes (SIA DC-05), their classes and priorities.
+
+Every consumer (receiver store, operator console, DC-09 mapping, walk-test
+report) renders events through this table so that an operator reads
+"Burglary, zone 3 (vault door)" whatever protocol carried the event.
+
+A code we do not know is never an error: it renders as "Event 987" in
+class "other" and is kept verbatim.
+"""
+
+from __future__ import annotations
+
+# qualifier digit (DC-05): 1 = new event / opening, 3 = restore / closing,
+# 6 = previously reported condition still present (status)
+QUALIFIERS = {1: "new", 3: "restore", 6: "status"}
+
+CODES: dict[int, str] = {
+    # 100: medical
+    100: "Medical", 101: "Personal emergency", 102: "Fail to report in",
+    # 110: fire
+    110: "Fire", 111: "Smoke", 112: "Combustion", 113: "Water flow", 114: "Heat",
+    115: "Pull station", 116: "Duct", 117: "Flame", 118: "Fire near alarm",
+    # 120: panic / hold-up
+    120: "Panic", 121: "Duress", 122: "Silent hold-up", 123: "Audible panic",
+    124: "Duress, access granted", 125: "Duress, egress granted",
+    # 130: burglary
+    130: "Burglary", 131: "Perimeter burglary", 132: "Interior burglary",
+    133: "24-hour burglary (safe/vault)", 134: "Entry/exit burglary",
+    135: "Day/night burglary", 136: "Outdoor burglary", 137: "Tamper",
+    138: "Burglary near alarm", 139: "Intrusion verifier",
+    # 140: general alarm
+    140: "General alarm", 141: "Polling loop open", 142: "Polling loop short",
+    143: "Expansion module failure", 144: "Sensor tamper",
+    145: "Expansion module tamper", 146: "Silent burglary",
+    147: "Sensor supervision failure",
+    # 150/160: 24-hour non-burglary
+    150: "24-hour non-burglary", 151: "Gas detected", 152: "Refrigeration",
+    153: "Loss of heat", 154: "Water leakage", 155: "Foil break",
+    156: "Day trouble", 157: "Low bottled gas level", 158: "High temperature",
+    159: "Low temperature", 161: "Loss of air flow", 162: "Carbon monoxide detected",
+    163: "Tank level",
+    # 200: fire supervisory
+    200: "Fire supervisory", 201: "Low water pressure", 202: "Low CO2",
+    203: "Gate valve sensor", 204: "Low water level", 205: "Pump activated",
+    206: "Pump failure",
+    # 300: system troubles
+    300: "System trouble", 301: "AC loss", 302: "Low system battery",
+    303: "RAM checksum bad", 304: "ROM checksum bad", 305: "System reset",
+    306: "Panel programming changed", 307: "Self-test failure",
+    308: "System shutdown", 309: "Battery test failure", 310: "Ground fault",
+    311: "Battery missing/dead", 312: "Power supply overcurrent",
+    313: "Engineer reset",
+    320: "Sounder/relay trouble", 321: "Bell 1 trouble", 322: "Bell 2 trouble",
+    323: "Alarm relay trouble", 324: "Trouble relay", 325: "Reversing relay",
+    330: "System peripheral trouble", 331: "Polling loop open",
+    332: "Polling loop short", 333: "Expansion module failure",
+    334: "Repeater failure", 335: "Local printer out of paper",
+    336: "Local printer failure",
+    # 350: communication
+    350: "Communication trouble", 351: "Telco 1 fault", 352: "Telco 2 fault",
+    353: "Long range radio transmitter fault",
+    354: "Failure to communicate event", 355: "Loss of radio supervision",
+    356: "Loss of central polling", 357: "Long range radio VSWR problem",
+    # 370: protection loop
+    370: "Protection loop trouble", 371: "Protection loop open",
+    372: "Protection loop short", 373: "Fire trouble", 374: "Exit error alarm",
+    375: "Panic zone trouble", 376: "Hold-up zone trouble",
+    377: "Swinger trouble", 378: "Cross-zone trouble",
+    # 380: sensor trouble
+    380: "Sensor trouble", 381: "Loss of RF supervision",
+    382: "Loss of RPM supervision", 383: "Sensor tamper", 384: "RF low battery",
+    385: "Smoke detector high sensitivity", 386: "Smoke detector low sensitivity",
+    387: "Intrusion detector high sensitivity",
+    388: "Intrusion detector low sensitivity", 389: "Sensor self-test failure",
+    391: "Sensor watch trouble", 392: "Drift compensation error",
+    393: "Maintenance alert",
+    # 400: open/close
+    400: "Open/close", 401: "Open/close by user", 402: "Group open/close",
+    403: "Automatic open/close", 404: "Late to open/close",
+    405: "Deferred open/close", 406: "Cancel", 407: "Remote arm/disarm",
+    408: "Quick arm", 409: "Keyswitch open/close",
+    411: "Callback request made", 412: "Successful download/access",
+    413: "Unsuccessful access", 414: "System shutdown command received",
+    415: "Dialer shutdown command received", 416: "Successful upload",
+    # 420: access control
+    421: "Access denied", 422: "Access report by user", 423: "Forced access",
+    424: "Egress denied", 425: "Egress granted", 426: "Door propped open",
+    427: "Door status monitor trouble", 428: "Request-to-exit trouble",
+    429: "Access program mode entry", 430: "Access program mode exit",
+    431: "Access threat level change", 432: "Access relay/trigger fail",
+    433: "Access RTE shunt", 434: "Access DSM shunt",
+    441: "Armed stay", 442: "Keyswitch armed stay",
+    450: "Exception open/close", 451: "Early open/close", 452: "Late open/close",
+    453: "Failed to open", 454: "Failed to close", 455: "Auto-arm failed",
+    456: "Partial arm", 457: "Exit error (user)", 458: "User on premises",
+    459: "Recent close", 461: "Wrong code entry", 462: "Legal code entry",
+    463: "Re-arm after alarm", 464: "Auto-arm time extended",
+    465: "Panic alarm reset", 466: "Service on/off premises",
+    # 500: disables
+    520: "Sounder/relay disable", 521: "Bell 1 disable", 522: "Bell 2 disable",
+    551: "Dialer disabled", 552: "Radio transmitter disabled",
+    # 570: bypasses
+    570: "Zone bypass", 571: "Fire bypass", 572: "24-hour zone bypass",
+    573: "Burglary bypass", 574: "Group bypass", 575: "Swinger bypass",
+    576: "Access zone shunt", 577: "Access point bypass",
+    # 600: test / misc
+    601: "Manual trigger test", 602: "Periodic test", 603: "Periodic RF transmission",
+    604: "Fire test", 605: "Status report to follow", 606: "Listen-in to follow",
+    607: "Walk test mode", 608: "Periodic test, system trouble present",
+    609: "Video transmitter active", 611: "Point tested OK", 612: "Point not tested",
+    613: "Intrusion zone walk tested", 614: "Fire zone walk tested",
+    615: "Panic zone walk tested", 616: "Service request",
+    621: "Event log reset", 622: "Event log 50% full", 623: "Event log 90% full",
+    624: "Event log overflow", 625: "Time/date reset", 626: "Time/date inaccurate",
+    627: "Program mode entry", 628: "Program mode exit",
+    630: "Schedule change", 654: "System inactivity",
+}
+
+# The classes an operator sees, most urgent first.  Hold-up and duress come
+# before fire in a bank-alarm centre: a hold-up is a life threat with an
+# attacker present, and the fire brigade is usually also called by others.
+CLASSES = ("holdup", "fire", "medical", "burglary", "environmental", "tamper",
+           "trouble", "status", "test", "other")
+_PRIORITY = {c: i + 1 for i, c in enumerate(CLASSES)}
+
+# Classes whose new events go into the operator's alarm queue.
+ALARM_CLASSES = frozenset(("holdup", "fire", "medical", "burglary",
+                           "environmental", "tamper", "trouble"))
+
+_TAMPER = {137, 144, 145, 383}
+
+
+def event_class(code: int) -> str:
+    """The operator class of a Contact ID code."""
+    if code in _TAMPER:
+        return "tamper"
+    if 100 <= code <= 102:
+        return "medical"
+    if 110 <= code <= 118:
+        return "fire"
+    if 120 <= code <= 125:
+        return "holdup"
+    if 130 <= code <= 140 or code == 146:
+        return "burglary"
+    if code in (141, 142, 143, 147):
+        return "trouble"
+    if 150 <= code <= 169:
+        return "environmental"
+    if 200 <= code <= 399:
+        return "trouble"
+    if 600 <= code <= 616:
+        return "test"
+    if 400 <= code <= 699:
+        return "status"
+    return "other"
+
+
+def priority(cls: str) -> int:
+    """1 is the most urgent."""
+    return _PRIORITY.get(cls, len(CLASSES))
+
+
+def is_alarm(qualifier: int, code: int) -> bool:
+    """Does this event put an alarm in the operator queue?"""
+    return qualifier == 1 and event_class(code) in ALARM_CLASSES
+
+
+def zone_is_user(code: int) -> bool:
+    """Contact ID's ZZZ field carries a user number, not a zone, for
+    open/close, access and duress reports (DC-05 'user' events)."""
+    return code == 121 or 400 <= code <= 469
+
+
+def name(code: int) -> str:
+    return CODES.get(code, "Event %03d" % code)
+
+
+def describe(code: int, qualifier: int = 1, zone: int | None = None,
+             zone_name: str | None = None, partition: int | None = None,
+             partition_name: str | None = None) -> str:
+    """One line for an operator, e.g. 'Burglary, zone 3 (vault door)'."""
+    text = name(code)
+    if 400 <= code <= 409 or code == 441:
+        # DC-05: for open/close reports 1 = opening (disarm), 3 = closing (arm)
+        if qualifier == 1:
+            text = "Disarmed (%s)" % text
+        elif qualifier == 3:
+            text = "Armed (%s)" % text
+    elif qualifier == 3:
+        text += " restored"
+    elif qualifier == 6:
+        text += " (still present)"
+    if zone:
+        label = "user" if zone_is_user(code) else "zone"
+        text += ", %s %d" % (label, zone)
+        if zone_name:
+            text += " (%s)" % zone_name
+    if partition_name:
+        text += ", %s" % partition_name
+    elif partition:
+        text += ", partition %d" % partition
+    return text

@@ -144,10 +144,14 @@ class PathUp:
 NEED_DATA = w.NEED_DATA
 
 
+def _urandom_byte():
+    return urandom(1)[0]
+
+
 class PanelSession:
     def __init__(self, account, keys, backup=False, last_command_seq=0,
                  ack_timeout_ms=ACK_TIMEOUT_MS, max_backoff_ms=MAX_BACKOFF_MS,
-                 fail_after=FAIL_AFTER):
+                 fail_after=FAIL_AFTER, jitter=None):
         self.account = account
         self.keys = keys
         self.flags = w.FLAG_BACKUP_PATH if backup else 0
@@ -155,6 +159,9 @@ class PanelSession:
         self.ack_timeout_ms = ack_timeout_ms
         self.max_backoff_ms = max_backoff_ms
         self.fail_after = fail_after
+        # jitter() -> 0..255; os.urandom by default, injectable so tests
+        # (and hypothesis) get a reproducible schedule
+        self._jitter = jitter or _urandom_byte
         self._reader = w.FrameReader()
         self._seq = None  # outstanding sequence, or None
         self._msg = None
@@ -217,7 +224,7 @@ class PanelSession:
         delay = self.ack_timeout_ms << min(self._tries - 1, 10)
         if delay > self.max_backoff_ms:
             delay = self.max_backoff_ms
-        delay += (urandom(1)[0] * delay) >> 10  # 0..25 % jitter
+        delay += (self._jitter() * delay) >> 10  # 0..25 % jitter
         self._due_ms = now_ms + delay
         flags = self.flags if unix_time else self.flags | w.FLAG_CLOCK_UNSET
         self._last_seq = self._seq

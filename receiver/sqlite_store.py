@@ -1,0 +1,735 @@
+"""SQLite backend of :class:`receiver.store.Store` (the embedded default).
+
+Durability: WAL journal with ``synchronous=FULL``, so a transaction is on
+disk (WAL fsynced) when COMMIT returns; the receiver ACKs only then.
+
+Group commit: one writer thread owns the only writing connection.  Write
+requests queue up while the previous COMMIT's fsync runs; the writer takes
+everything queued (up to ``max_batch``) and runs it as one transaction,
+each request inside its own SAVEPOINT so one failing request does not sink
+its neighbours, then one COMMIT (one fsync) answers every waiter.  Under
+load the batch grows by itself, so throughput does not pay an fsync per
+event; idle, a lone event commits at once.
+
+Reads go to a second thread with its own read-only connection; WAL lets it
+read while the writer commits, so an operator listing events does not stall
+ACKs.  Neither thread ever blocks the event loop: results come back through
+``loop.call_soon_threadsafe``.
+
+Failures: an ``sqlite3.OperationalError`` or other ``DatabaseError`` (disk
+full, read-only, I/O error, locked past the busy timeout) becomes
+:class:`StoreUnavailable`; ``healthy`` turns False until a batch commits
+again.  Nothing is retried here: the panels retry (the receiver NAKs busy).
+
+Schema: ``MIGRATIONS[n]`` brings version n-1 to n; ``schema_version``
+records what was applied.  A database newer than this code is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+
+from receiver import alarms as _alarms
+from receiver.store import (Account, EventRecord, IngestOutcome, SchemaError, Store, StoreBusy,
+                            StoreError, StoreUnavailable)
+
+_LOGGER = logging.getLogger(__name__)
+
+# Requests committed in one transaction at most.  Bigger batches amortise the
+# fsync further but hold every waiter of the batch until the last insert is
+# done; at ~20 us per event insert, 512 keep a batch under ~10 ms of CPU.
+MAX_BATCH = 512
+# Write requests accepted but not yet committed before ``ingest`` raises
+# StoreBusy.  This is the hard memory bound (a request is ~1 KB); the
+# receiver NAKs busy well below it (receiver.app.MAX_PENDING_WRITES).
+MAX_QUEUED_WRITES = 50_000
+# How long a statement waits for another process's lock (the CLI writing
+# accounts while the server runs) before failing with "database is locked".
+BUSY_TIMEOUT_MS = 5000
+
+_STOP = object()
+
+
+def _schema_v1() -> list[str]:
+    return [
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)""",
+        """INSERT INTO meta (key, value) VALUES ('accounts_rev', 0)""",
+        """CREATE TABLE accounts (
+            number TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            protocol TEXT NOT NULL DEFAULT 'native' CHECK (protocol IN ('native', 'dc09')),
+            panel_kind TEXT NOT NULL DEFAULT '',
+            site_name TEXT NOT NULL DEFAULT '',
+            site_address TEXT NOT NULL DEFAULT '',
+            region TEXT NOT NULL DEFAULT '',
+            zones TEXT NOT NULL DEFAULT '{}',
+            partitions TEXT NOT NULL DEFAULT '{}',
+            heartbeat_s INTEGER,
+            grace_s INTEGER,
+            supervised_paths TEXT NOT NULL DEFAULT '[1]',
+            supervised INTEGER NOT NULL DEFAULT 1,
+            contacts TEXT NOT NULL DEFAULT '[]',
+            highest_seq INTEGER NOT NULL DEFAULT 0,
+            tx_seq INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL)""",
+        # The keyring is reloaded when this counter moves; replay-state
+        # updates (highest_seq, tx_seq) deliberately do not move it.
+        """CREATE TRIGGER accounts_rev_insert AFTER INSERT ON accounts BEGIN
+            UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END""",
+        """CREATE TRIGGER accounts_rev_delete AFTER DELETE ON accounts BEGIN
+            UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END""",
+        """CREATE TRIGGER accounts_rev_update AFTER UPDATE OF key, protocol, region, zones,
+            partitions, heartbeat_s, grace_s, supervised_paths, supervised ON accounts BEGIN
+            UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END""",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'panel',
+            dedupe_key TEXT NOT NULL,
+            seq INTEGER,
+            qualifier INTEGER NOT NULL,
+            code INTEGER NOT NULL,
+            event_class TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            zone INTEGER NOT NULL,
+            text TEXT,
+            value INTEGER,
+            event_time REAL,
+            received_at REAL NOT NULL,
+            path INTEGER NOT NULL,
+            peer TEXT NOT NULL,
+            UNIQUE (account, dedupe_key))""",
+        """CREATE INDEX events_received_at ON events (received_at)""",
+        """CREATE INDEX events_account ON events (account, id)""",
+        """CREATE INDEX events_supervision ON events (source, account, zone, id)""",
+        """CREATE TABLE security_events (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            account TEXT,
+            seq INTEGER,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            peer TEXT NOT NULL,
+            transport TEXT NOT NULL)""",
+        """CREATE INDEX security_events_at ON security_events (at)""",
+        """CREATE TABLE alarms (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL UNIQUE REFERENCES events (id),
+            account TEXT NOT NULL,
+            event_class TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            code INTEGER NOT NULL,
+            partition INTEGER NOT NULL,
+            zone INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'acknowledged', 'resolved')),
+            created_at REAL NOT NULL,
+            acknowledged_by TEXT,
+            acknowledged_at REAL,
+            resolved_by TEXT,
+            resolved_at REAL,
+            note TEXT,
+            restored_at REAL,
+            routed_to TEXT NOT NULL DEFAULT '{}')""",
+        """CREATE INDEX alarms_open ON alarms (state, priority, created_at)""",
+        """CREATE INDEX alarms_match ON alarms (account, code, partition, zone)""",
+        """CREATE TABLE alarm_audit (
+            id INTEGER PRIMARY KEY,
+            alarm_id INTEGER NOT NULL REFERENCES alarms (id),
+            at REAL NOT NULL,
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            note TEXT)""",
+        """CREATE INDEX alarm_audit_alarm ON alarm_audit (alarm_id, id)""",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            output TEXT NOT NULL,
+            alarm_id INTEGER REFERENCES alarms (id),
+            payload TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_attempt_at REAL,
+            last_error TEXT,
+            delivered_at REAL)""",
+        """CREATE INDEX outbox_pending ON outbox (output, id) WHERE delivered_at IS NULL""",
+    ]
+
+
+# MIGRATIONS[i] brings schema version i to i + 1.
+MIGRATIONS: list = [_schema_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _wrap(e: BaseException) -> BaseException:
+    if isinstance(e, StoreError):
+        return e
+    if isinstance(e, (sqlite3.IntegrityError, sqlite3.ProgrammingError,
+                      sqlite3.InterfaceError)):
+        return e  # our bug or a caller's bad request, not a store outage
+    if isinstance(e, sqlite3.DatabaseError):
+        err = StoreUnavailable("%s: %s" % (type(e).__name__, e))
+        err.__cause__ = e
+        return err
+    return e
+
+
+class _Job:
+    __slots__ = ("fn", "args", "fut", "raw")
+
+    def __init__(self, fn, args, fut, raw=False):
+        self.fn = fn
+        self.args = args
+        self.fut = fut
+        self.raw = raw  # run alone, outside any transaction (PRAGMAs)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, max_batch: int = MAX_BATCH,
+                 max_queued_writes: int = MAX_QUEUED_WRITES, metrics=None):
+        self.path = str(path)
+        self.max_batch = max_batch
+        self.max_queued_writes = max_queued_writes
+        self.metrics = metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wq: queue.SimpleQueue = queue.SimpleQueue()
+        self._rq: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
+        self._pending = 0
+        self._healthy = True
+        self._last_error: str | None = None
+        self._closed = True
+        self.commits = 0  # transactions committed (for tests and metrics)
+        self.batched = 0  # write requests committed
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _connect(self, readonly: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=%d" % BUSY_TIMEOUT_MS)
+        if not readonly:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StoreError("cannot put %s in WAL mode (got %s)" % (self.path, mode))
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if readonly:
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        ready = self._loop.create_future()
+        self._writer = threading.Thread(target=self._run_writer, args=(ready,),
+                                        name="sqlite-writer", daemon=True)
+        self._writer.start()
+        try:
+            await ready
+        except BaseException:
+            self._closed = True
+            self._writer.join()
+            raise
+        self._reader = threading.Thread(target=self._run_reader, name="sqlite-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wq.put(_STOP)
+        self._rq.put(_STOP)
+        await asyncio.to_thread(self._writer.join)
+        await asyncio.to_thread(self._reader.join)
+
+    @property
+    def pending_writes(self) -> int:
+        return self._pending
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    # -- the threads --------------------------------------------------------------
+
+    def _deliver(self, fut, result, exc) -> None:
+        if fut.done():
+            return  # the caller gave up (cancelled); the work is done anyway
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    def _run_writer(self, ready) -> None:
+        loop = self._loop
+        try:
+            conn = self._connect(readonly=False)
+            self._migrate(conn)
+        except BaseException as e:  # noqa: BLE001 - reported to open()
+            loop.call_soon_threadsafe(self._deliver, ready, None, _wrap(e))
+            return
+        loop.call_soon_threadsafe(self._deliver, ready, None, None)
+        try:
+            while True:
+                first = self._wq.get()
+                if first is _STOP:
+                    break
+                if first.raw:
+                    self._run_raw(conn, first)
+                    continue
+                batch = [first]
+                after = None
+                while len(batch) < self.max_batch:
+                    try:
+                        j = self._wq.get_nowait()
+                    except queue.Empty:
+                        break
+                    if j is _STOP or j.raw:
+                        after = j
+                        break
+                    batch.append(j)
+                self._commit(conn, batch)
+                if after is _STOP:
+                    break
+                if after is not None:
+                    self._run_raw(conn, after)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list) -> None:
+        t0 = time.perf_counter()
+        results = []
+        failed = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    r = job.fn(conn, *job.args)
+                except Exception as e:  # noqa: BLE001 - goes to the waiter
+                    if not conn.in_transaction:
+                        raise  # SQLite rolled the whole transaction back
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((job, None, _wrap(e)))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((job, r, None))
+            conn.execute("COMMIT")
+        except Exception as e:  # noqa: BLE001
+            failed = _wrap(e)
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the connection is already in trouble
+                pass
+            if not isinstance(failed, StoreUnavailable):
+                failed = StoreUnavailable("%s: %s" % (type(e).__name__, e))
+            results = [(job, None, failed) for job in batch]
+        elapsed = time.perf_counter() - t0
+        self._loop.call_soon_threadsafe(self._batch_done, results, failed, elapsed)
+
+    def _run_raw(self, conn, job) -> None:
+        try:
+            r, exc = job.fn(conn, *job.args), None
+        except Exception as e:  # noqa: BLE001
+            r, exc = None, _wrap(e)
+        self._loop.call_soon_threadsafe(self._batch_done, [(job, r, exc)], None, 0.0, False)
+
+    def _batch_done(self, results, failed, elapsed, health=True) -> None:
+        self._pending -= len(results)
+        unavailable = failed
+        for job, r, exc in results:
+            if isinstance(exc, StoreUnavailable) and unavailable is None:
+                unavailable = exc
+            self._deliver(job.fut, r, exc)
+        if not health:
+            return
+        if failed is None:
+            self.commits += 1
+            self.batched += len(results)
+            if self.metrics is not None:
+                self.metrics.commit_seconds.observe(elapsed)
+                self.metrics.commit_batch.observe(len(results))
+        if unavailable is not None:
+            if self._healthy:
+                _LOGGER.error("store failing path=%s error=%s (NAKing busy until it recovers)",
+                              self.path, unavailable)
+            self._healthy = False
+            self._last_error = str(unavailable)
+        elif not self._healthy:
+            _LOGGER.warning("store recovered path=%s after error=%s", self.path,
+                            self._last_error)
+            self._healthy = True
+            self._last_error = None
+
+    def _run_reader(self) -> None:
+        conn = None
+        try:
+            while True:
+                job = self._rq.get()
+                if job is _STOP:
+                    break
+                try:
+                    if conn is None:
+                        conn = self._connect(readonly=True)
+                    r = job.fn(conn, *job.args)
+                    exc = None
+                except Exception as e:  # noqa: BLE001
+                    r, exc = None, _wrap(e)
+                    if conn is not None and conn.in_transaction:
+                        conn.rollback()
+                self._loop.call_soon_threadsafe(self._deliver, job.fut, r, exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def run_write(self, fn, *args) -> asyncio.Future:
+        """Run ``fn(conn, *args)`` in the writer thread inside the next group
+        commit; the future resolves once it is committed."""
+        if self._closed:
+            raise StoreError("store is closed")
+        if self._pending >= self.max_queued_writes:
+            raise StoreBusy("%d writes queued" % self._pending)
+        fut = self._loop.create_future()
+        self._pending += 1
+        self._wq.put(_Job(fn, args, fut))
+        return fut
+
+    def run_maintenance(self, fn, *args) -> asyncio.Future:
+        """Run ``fn(conn, *args)`` in the writer thread between group
+        commits, outside any transaction (PRAGMAs such as query_only or
+        max_page_count; tests use these to make the store fail for real)."""
+        if self._closed:
+            raise StoreError("store is closed")
+        fut = self._loop.create_future()
+        self._pending += 1
+        self._wq.put(_Job(fn, args, fut, raw=True))
+        return fut
+
+    def run_read(self, fn, *args) -> asyncio.Future:
+        if self._closed:
+            raise StoreError("store is closed")
+        fut = self._loop.create_future()
+        self._rq.put(_Job(fn, args, fut))
+        return fut
+
+    # -- schema -------------------------------------------------------------------
+
+    @staticmethod
+    def _current_version(conn) -> int:
+        conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+            version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)""")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def _migrate(self, conn) -> None:
+        current = self._current_version(conn)
+        if current > SCHEMA_VERSION:
+            raise SchemaError("database %s has schema version %d; this receiver knows up to %d"
+                              % (self.path, current, SCHEMA_VERSION))
+        for v in range(current, SCHEMA_VERSION):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in MIGRATIONS[v]():
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                             (v + 1, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            _LOGGER.info("store migrated path=%s schema_version=%d", self.path, v + 1)
+
+    async def schema_version(self) -> int:
+        return await self.run_read(
+            lambda c: c.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    # -- the event path -----------------------------------------------------------
+
+    @staticmethod
+    def _ingest(conn, rec: EventRecord) -> IngestOutcome:
+        cur = conn.execute(
+            """INSERT OR IGNORE INTO events (account, protocol, source, dedupe_key, seq,
+               qualifier, code, event_class, priority, description, partition, zone, text,
+               value, event_time, received_at, path, peer)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (rec.account, rec.protocol, rec.source, rec.dedupe_key, rec.seq, rec.qualifier,
+             rec.code, rec.event_class, rec.priority, rec.description, rec.partition, rec.zone,
+             rec.text, rec.value, rec.event_time, rec.received_at, rec.path, rec.peer))
+        if cur.rowcount == 0:
+            row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
+                               (rec.account, rec.dedupe_key)).fetchone()
+            return IngestOutcome(row[0], True, None)
+        event_id = cur.lastrowid
+        if rec.seq is not None and rec.protocol == "native":
+            # Replay state travels with the event: after a restart the core
+            # starts from the highest sequence whose event is on disk.
+            conn.execute("""UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
+                            tx_seq = MAX(tx_seq, ?) WHERE number = ?""",
+                         (rec.seq, rec.tx_seq or 0, rec.account))
+        alarm_id = None
+        if rec.open_alarm:
+            cur = conn.execute(
+                """INSERT INTO alarms (event_id, account, event_class, priority, code,
+                   partition, zone, description, state, created_at, routed_to)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
+                (event_id, rec.account, rec.event_class, rec.priority, rec.code,
+                 rec.partition, rec.zone, rec.description, rec.received_at,
+                 json.dumps(rec.routed_to or {}, sort_keys=True)))
+            alarm_id = cur.lastrowid
+            conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                            note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)""",
+                         (alarm_id, rec.received_at,
+                          "routed to " + json.dumps(rec.routed_to or {}, sort_keys=True)))
+            for output, payload in rec.outbox:
+                payload = dict(payload, alarm_id=alarm_id, event_id=event_id)
+                conn.execute("""INSERT INTO outbox (output, alarm_id, payload, created_at)
+                                VALUES (?, ?, ?, ?)""",
+                             (output, alarm_id, json.dumps(payload, sort_keys=True),
+                              rec.received_at))
+        elif rec.qualifier == 3:
+            conn.execute("""UPDATE alarms SET restored_at = ? WHERE account = ? AND code = ?
+                            AND partition = ? AND zone = ? AND state != 'resolved'
+                            AND restored_at IS NULL""",
+                         (rec.received_at, rec.account, rec.code, rec.partition, rec.zone))
+        return IngestOutcome(event_id, False, alarm_id)
+
+    async def ingest(self, rec: EventRecord) -> IngestOutcome:
+        return await self.run_write(self._ingest, rec)
+
+    async def record_security_event(self, at, account, seq, reason, detail, peer,
+                                    transport) -> int:
+        def job(conn):
+            return conn.execute(
+                """INSERT INTO security_events (at, account, seq, reason, detail, peer,
+                   transport) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (at, account, seq, reason, detail, peer, transport)).lastrowid
+        return await self.run_write(job)
+
+    async def save_replay_state(self, rows) -> None:
+        def job(conn):
+            conn.executemany("""UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
+                                tx_seq = MAX(tx_seq, ?) WHERE number = ?""",
+                             [(h, t, a) for a, h, t in rows])
+        if rows:
+            await self.run_write(job)
+
+    # -- accounts -------------------------------------------------------------------
+
+    _ACCOUNT_JSON = ("zones", "partitions", "supervised_paths", "contacts")
+
+    @classmethod
+    def _row_to_account(cls, r) -> Account:
+        d = dict(r)
+        for k in cls._ACCOUNT_JSON:
+            d[k] = json.loads(d[k])
+        d["key"] = bytes.fromhex(d["key"])
+        d["supervised"] = bool(d["supervised"])
+        return Account(**d)
+
+    async def add_account(self, account: Account) -> None:
+        account.validate()
+        now = time.time()
+        d = account.to_dict(with_key=True)
+        d["created_at"] = d["updated_at"] = now
+        for k in self._ACCOUNT_JSON:
+            d[k] = json.dumps(d[k], sort_keys=True)
+        d["supervised"] = int(d["supervised"])
+        cols = list(d)
+
+        def job(conn):
+            conn.execute("INSERT INTO accounts (%s) VALUES (%s)" % (
+                ", ".join(cols), ", ".join("?" * len(cols))), [d[c] for c in cols])
+        await self.run_write(job)
+
+    async def update_account(self, number: str, **fields) -> None:
+        acct = await self.get_account(number)
+        if acct is None:
+            raise KeyError(number)
+        for k, v in fields.items():
+            if k in ("number", "created_at"):
+                raise ValueError("%s cannot be changed" % k)
+            if not hasattr(acct, k):
+                raise ValueError("unknown account field %s" % k)
+            setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
+        acct.validate()
+        d = acct.to_dict(with_key=True)
+        d["updated_at"] = time.time()
+        for k in self._ACCOUNT_JSON:
+            d[k] = json.dumps(d[k], sort_keys=True)
+        d["supervised"] = int(d["supervised"])
+        cols = [c for c in d if c not in ("number", "created_at", "highest_seq", "tx_seq")]
+
+        def job(conn):
+            conn.execute("UPDATE accounts SET %s WHERE number = ?" % ", ".join(
+                "%s = ?" % c for c in cols), [d[c] for c in cols] + [number])
+        await self.run_write(job)
+
+    async def delete_account(self, number: str) -> None:
+        await self.run_write(lambda c: c.execute("DELETE FROM accounts WHERE number = ?",
+                                                 (number,)))
+
+    async def get_account(self, number: str) -> Account | None:
+        def job(conn):
+            r = conn.execute("SELECT * FROM accounts WHERE number = ?", (number,)).fetchone()
+            return None if r is None else self._row_to_account(r)
+        return await self.run_read(job)
+
+    async def list_accounts(self) -> list[Account]:
+        def job(conn):
+            return [self._row_to_account(r) for r in conn.execute(
+                "SELECT * FROM accounts ORDER BY CAST(number AS INTEGER), number")]
+        return await self.run_read(job)
+
+    async def accounts_revision(self) -> int:
+        return await self.run_read(lambda c: c.execute(
+            "SELECT value FROM meta WHERE key = 'accounts_rev'").fetchone()[0])
+
+    # -- reading events -----------------------------------------------------------------
+
+    async def list_events(self, account=None, since=None, after_id=0, limit=1000):
+        sql = "SELECT * FROM events WHERE id > ?"
+        args: list = [after_id]
+        if account is not None:
+            sql += " AND account = ?"
+            args.append(account)
+        if since is not None:
+            sql += " AND received_at >= ?"
+            args.append(since)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+
+    async def count_events(self, account=None) -> int:
+        if account is None:
+            return await self.run_read(lambda c: c.execute(
+                "SELECT COUNT(*) FROM events").fetchone()[0])
+        return await self.run_read(lambda c: c.execute(
+            "SELECT COUNT(*) FROM events WHERE account = ?", (account,)).fetchone()[0])
+
+    async def list_security_events(self, since=None, limit=1000):
+        sql = "SELECT * FROM security_events"
+        args: list = []
+        if since is not None:
+            sql += " WHERE at >= ?"
+            args.append(since)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+
+    async def supervision_failed(self):
+        def job(conn):
+            rows = conn.execute(
+                """SELECT e.account, e.zone, e.qualifier FROM events e JOIN (
+                       SELECT MAX(id) AS id FROM events WHERE source = 'supervision'
+                       GROUP BY account, zone) last ON e.id = last.id""").fetchall()
+            return sorted((r[0], r[1]) for r in rows if r[2] == 1)
+        return await self.run_read(job)
+
+    # -- alarms -----------------------------------------------------------------------
+
+    @staticmethod
+    def _alarm_row(r) -> dict:
+        d = dict(r)
+        d["routed_to"] = json.loads(d["routed_to"])
+        return d
+
+    async def list_alarms(self, state=None, limit=1000):
+        sql = "SELECT * FROM alarms"
+        args: list = []
+        if state is not None:
+            sql += " WHERE state = ?"
+            args.append(state)
+        sql += " ORDER BY state = 'resolved', priority, created_at, id LIMIT ?"
+        args.append(limit)
+        return await self.run_read(lambda c: [self._alarm_row(r) for r in c.execute(sql, args)])
+
+    async def get_alarm(self, alarm_id):
+        def job(conn):
+            r = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+            return None if r is None else self._alarm_row(r)
+        return await self.run_read(job)
+
+    async def alarm_transition(self, alarm_id, action, actor, note, at):
+        if not actor:
+            raise ValueError("an operator name is required")
+
+        def job(conn):
+            r = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+            if r is None:
+                raise _alarms.AlarmStateError("no alarm %d" % alarm_id)
+            new = _alarms.next_state(r["state"], action)
+            if new == _alarms.ACKNOWLEDGED:
+                conn.execute("""UPDATE alarms SET state = ?, acknowledged_by = ?,
+                                acknowledged_at = ? WHERE id = ?""", (new, actor, at, alarm_id))
+            else:
+                conn.execute("""UPDATE alarms SET state = ?, resolved_by = ?, resolved_at = ?,
+                                note = ? WHERE id = ?""", (new, actor, at, note, alarm_id))
+            conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                            note) VALUES (?, ?, ?, ?, ?, ?)""",
+                         (alarm_id, at, r["state"], new, actor, note))
+            return self._alarm_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
+                                                (alarm_id,)).fetchone())
+        return await self.run_write(job)
+
+    async def alarm_audit(self, alarm_id):
+        return await self.run_read(lambda c: [dict(r) for r in c.execute(
+            "SELECT * FROM alarm_audit WHERE alarm_id = ? ORDER BY id", (alarm_id,))])
+
+    # -- outbox ------------------------------------------------------------------------
+
+    async def outbox_pending(self, output, limit=100):
+        def job(conn):
+            out = []
+            for r in conn.execute("""SELECT * FROM outbox WHERE output = ? AND
+                                     delivered_at IS NULL ORDER BY id LIMIT ?""",
+                                  (output, limit)):
+                d = dict(r)
+                d["payload"] = json.loads(d["payload"])
+                out.append(d)
+            return out
+        return await self.run_read(job)
+
+    async def outbox_result(self, outbox_id, delivered, error, at):
+        def job(conn):
+            if delivered:
+                conn.execute("""UPDATE outbox SET delivered_at = ?, attempts = attempts + 1,
+                                last_attempt_at = ?, last_error = NULL WHERE id = ?""",
+                             (at, at, outbox_id))
+            else:
+                conn.execute("""UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?,
+                                last_error = ? WHERE id = ?""", (at, error, outbox_id))
+        await self.run_write(job)
+
+    async def outbox_depth(self):
+        return await self.run_read(lambda c: {r[0]: r[1] for r in c.execute(
+            """SELECT output, COUNT(*) FROM outbox WHERE delivered_at IS NULL
+               GROUP BY output""")})
+
+    async def list_outbox(self, output=None):
+        sql = "SELECT * FROM outbox"
+        args = []
+        if output is not None:
+            sql += " WHERE output = ?"
+            args.append(output)
+        sql += " ORDER BY id"
+        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])

@@ -1,0 +1,271 @@
+"""The receiver's storage interface and the records that cross it.
+
+The receiver talks to storage only through :class:`Store`, so SQLite (the
+embedded default, ``receiver.sqlite_store``) and a later PostgreSQL
+backend are interchangeable.  What a backend must guarantee:
+
+- :meth:`Store.ingest` is atomic and durable when it returns: the event,
+  the alarm it opens (with its first audit row), its outbox rows and the
+  account's replay state are committed together, or nothing is.  The
+  receiver ACKs a panel only after ``ingest`` returned.
+- ``(account, dedupe_key)`` is unique: ingesting the same event twice
+  stores it once and returns ``duplicate=True`` with the first event's id.
+- Transient failures (disk full, read-only file system, I/O error, lock
+  timeout) raise :class:`StoreUnavailable`; the receiver NAKs busy and
+  panels retry.  Too much queued work raises :class:`StoreBusy` up front.
+- ``pending_writes`` is the number of write requests accepted but not yet
+  committed (the receiver's backpressure reads it).
+- Backends may group commits (many ``ingest`` calls, one transaction);
+  callers must not assume one transaction per call.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot commit now (disk full, read-only, I/O error, locked).
+    Transient: retry later."""
+
+
+class StoreBusy(StoreError):
+    """More writes are queued than the bound allows: back off."""
+
+
+class SchemaError(StoreError):
+    """The database's schema is not one this receiver can use."""
+
+
+PROTOCOLS = ("native", "dc09")
+
+
+@dataclass
+class Account:
+    """One monitored panel.  ``number`` is the account as a string (for the
+    native protocol the glwire u32 in decimal)."""
+
+    number: str
+    key: bytes
+    protocol: str = "native"
+    panel_kind: str = ""
+    site_name: str = ""
+    site_address: str = ""
+    region: str = ""
+    zones: dict = field(default_factory=dict)  # {"3": "vault door"}
+    partitions: dict = field(default_factory=dict)  # {"1": "vault"}
+    heartbeat_s: int | None = None  # supervision interval; None = receiver default
+    grace_s: int | None = None
+    supervised_paths: list = field(default_factory=lambda: [1])
+    supervised: bool = True
+    contacts: list = field(default_factory=list)  # [{"name":..., "phone":...}]
+    highest_seq: int = 0
+    tx_seq: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self, with_key: bool = False) -> dict:
+        d = {
+            "number": self.number, "protocol": self.protocol, "panel_kind": self.panel_kind,
+            "site_name": self.site_name, "site_address": self.site_address,
+            "region": self.region, "zones": self.zones, "partitions": self.partitions,
+            "heartbeat_s": self.heartbeat_s, "grace_s": self.grace_s,
+            "supervised_paths": list(self.supervised_paths), "supervised": self.supervised,
+            "contacts": self.contacts, "highest_seq": self.highest_seq, "tx_seq": self.tx_seq,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+        if with_key:
+            d["key"] = self.key.hex()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Account":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError("unknown account fields: %s" % ", ".join(sorted(unknown)))
+        d = dict(d)
+        key = d.get("key")
+        if isinstance(key, str):
+            d["key"] = bytes.fromhex(key)
+        return cls(**d)
+
+    def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError("protocol must be one of %s" % ", ".join(PROTOCOLS))
+        if not isinstance(self.number, str) or not self.number:
+            raise ValueError("account number must be a non-empty string")
+        if self.protocol == "native":
+            if not self.number.isdigit() or int(self.number) > 0xFFFFFFFF:
+                raise ValueError("a native account number is a decimal u32 (0..4294967295)")
+            if self.number != str(int(self.number)):
+                raise ValueError("a native account number has no leading zeros")
+        if not isinstance(self.key, (bytes, bytearray)) or not 16 <= len(self.key) <= 64:
+            raise ValueError("account key must be 16..64 bytes")
+        for name in ("zones", "partitions"):
+            v = getattr(self, name)
+            if not isinstance(v, dict) or not all(
+                    str(k).isdigit() and isinstance(n, str) for k, n in v.items()):
+                raise ValueError("%s must map numbers to names" % name)
+        for name in ("heartbeat_s", "grace_s"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ValueError("%s must be a non-negative integer" % name)
+        if not self.supervised_paths or any(p not in (1, 2) for p in self.supervised_paths):
+            raise ValueError("supervised_paths must be a non-empty subset of [1, 2]")
+        json.dumps(self.contacts)
+
+
+@dataclass
+class EventRecord:
+    """A normalized event, classified and routed, ready for ``ingest``."""
+
+    account: str
+    protocol: str
+    dedupe_key: str
+    qualifier: int
+    code: int
+    partition: int
+    zone: int
+    received_at: float
+    seq: int | None = None
+    text: str | None = None
+    value: int | None = None
+    event_time: float | None = None
+    path: int = 1
+    peer: str = ""
+    source: str = "panel"  # 'panel' or 'supervision'
+    event_class: str = "other"
+    priority: int = 99
+    description: str = ""
+    # set by the receiver before ingest:
+    open_alarm: bool = False
+    routed_to: dict | None = None  # {"police_station": "ps-3", ...}
+    outbox: list = field(default_factory=list)  # [(output name, payload dict)]
+    tx_seq: int | None = None  # our sequence towards the panel, persisted with it
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "account", "protocol", "dedupe_key", "seq", "qualifier", "code", "partition",
+            "zone", "text", "value", "event_time", "received_at", "path", "peer", "source",
+            "event_class", "priority", "description")}
+
+
+@dataclass
+class IngestOutcome:
+    event_id: int
+    duplicate: bool
+    alarm_id: int | None = None
+
+
+class Store(abc.ABC):
+    """What the receiver needs from storage.  All methods are coroutines
+    except the two cheap properties."""
+
+    # -- lifecycle --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema to the current version."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Commit what is queued, then close."""
+
+    @property
+    @abc.abstractmethod
+    def pending_writes(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def healthy(self) -> bool:
+        """False after a failed commit until the next successful one."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # -- the event path ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def ingest(self, rec: EventRecord) -> IngestOutcome: ...
+
+    @abc.abstractmethod
+    async def record_security_event(self, at: float, account: str | None, seq: int | None,
+                                    reason: str, detail: str, peer: str,
+                                    transport: str) -> int: ...
+
+    @abc.abstractmethod
+    async def save_replay_state(self, rows: list[tuple[str, int, int]]) -> None:
+        """[(account, highest_seq, tx_seq)]: never lowers a stored value."""
+
+    # -- accounts ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_account(self, account: Account) -> None: ...
+
+    @abc.abstractmethod
+    async def update_account(self, number: str, **fields) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_account(self, number: str) -> None: ...
+
+    @abc.abstractmethod
+    async def get_account(self, number: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def list_accounts(self) -> list[Account]: ...
+
+    @abc.abstractmethod
+    async def accounts_revision(self) -> int:
+        """A number that changes whenever an account's key, protocol or
+        supervision changes (the receiver reloads its keyring then)."""
+
+    # -- reading events ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_events(self, account: str | None = None, since: float | None = None,
+                          after_id: int = 0, limit: int = 1000) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def list_security_events(self, since: float | None = None,
+                                   limit: int = 1000) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def supervision_failed(self) -> list[tuple[str, int]]:
+        """(account, path) whose latest supervision event is a failure."""
+
+    # -- alarms -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def get_alarm(self, alarm_id: int) -> dict | None: ...
+
+    @abc.abstractmethod
+    async def alarm_transition(self, alarm_id: int, action: str, actor: str,
+                               note: str | None, at: float) -> dict:
+        """Apply an operator action (receiver.alarms.TRANSITIONS); raises
+        AlarmStateError when not allowed.  Returns the updated alarm."""
+
+    @abc.abstractmethod
+    async def alarm_audit(self, alarm_id: int) -> list[dict]: ...
+
+    # -- outbox -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def outbox_pending(self, output: str, limit: int = 100) -> list[dict]:
+        """Undelivered rows for ``output``, oldest first."""
+
+    @abc.abstractmethod
+    async def outbox_result(self, outbox_id: int, delivered: bool, error: str | None,
+                            at: float) -> None: ...
+
+    @abc.abstractmethod
+    async def outbox_depth(self) -> dict[str, int]: ...

@@ -236,7 +236,10 @@ def parse_key(text: str, fmt: str = "hex") -> bytes:
 
 # --- parsing ------------------------------------------------------------------
 
-_HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
+# CRC and length fields are upper-case hex ("0"-"9", "A"-"F", 5.5.1.2/3).
+# Taking lower case too would let a flipped 0x20 bit in a letter of the
+# CRC field go unnoticed, since the CRC does not cover its own field.
+_HEX4 = re.compile(rb"[0-9A-F]{4}")
 # The header up to and including the '[' that opens the data block.  The
 # account marker is mandatory here: "#acct", or "A0" which the standard's NAK
 # carries (5.5.3.2).  Trying that first makes the hex run after 'L' give
@@ -332,9 +335,11 @@ def _strip_pad(plain: bytes, msg_id: str) -> bytes | None:
     # Field deviation, accepted only where no data can be mistaken for pad:
     # some senders (pysiaalarm's receiver among them, and panels' encrypted
     # NULL) omit the '|' after the pad in data-less messages, e.g.
-    # "ppppppppppp]_18:24:52,07-05-2020".  5.4.4.3 requires the '|'; a
-    # message carrying data must have it, or the account's '|' in the data
-    # would be taken for the pad's end.
+    # "ppppppppppp]_18:24:52,07-05-2020".  5.4.4.3 requires the '|'.  A
+    # data message without it cannot be told apart when its data holds a
+    # '|' ("#acct|..."): that '|' ends the pad, and the data comes out
+    # without its "#acct|" prefix (the event itself intact).  Without any
+    # '|' before the first ']' a data message is refused.
     if msg_id in _DATALESS_IDS and close >= 0 and b"[" not in plain[:close]:
         return plain[close:]
     return None
@@ -362,7 +367,7 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW) -> Dc09Messag
         raise Dc09FormatError("not a LF ... CR frame")
     crc_field, len_field, body = raw[1:5], raw[5:9], raw[9:-1]
     if not _HEX4.fullmatch(crc_field):
-        raise Dc09FormatError("CRC field is not 4 hex digits")
+        raise Dc09FormatError("CRC field is not 4 upper-case hex digits")
     # DC-09 5.5.1.3: "0LLL", a '0' and three hex digits.
     if len_field[:1] != b"0" or not _HEX4.fullmatch(len_field):
         raise Dc09FormatError("length field is not '0' + 3 hex digits")

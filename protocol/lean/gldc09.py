@@ -141,13 +141,19 @@ def _is_hex(s, lo, hi):
     return True
 
 
-def _hex_value(b):
-    # int(x, 16) also takes signs, spaces and '_'; the wire takes digits only.
-    s = bytes(b).decode()
-    for c in s:
-        if c not in _HEX:
+def _field_value(b):
+    # CRC and length fields: upper-case hex only (5.5.1.2/3).  int(x, 16)
+    # alone would take signs, spaces, '_' and lower case, and a lower-case
+    # letter would hide a flipped 0x20 bit in a field the CRC does not cover.
+    v = 0
+    for c in b:
+        if 0x30 <= c <= 0x39:  # 0-9
+            v = (v << 4) | (c - 0x30)
+        elif 0x41 <= c <= 0x46:  # A-F
+            v = (v << 4) | (c - 0x37)
+        else:
             return -1
-    return int(s, 16)
+    return v
 
 
 def _days_in_month(y, m):
@@ -338,8 +344,8 @@ def parse_reply(frame, key):
     if n < 10 or frame[0] != 0x0A or frame[n - 1] != 0x0D:
         raise Dc09ReplyError("not a LF...CR frame")
     body = frame[9:n - 1]
-    crc = _hex_value(frame[1:5])
-    if frame[5] != 0x30 or _hex_value(frame[5:9]) != len(body):
+    crc = _field_value(frame[1:5])
+    if frame[5] != 0x30 or _field_value(frame[5:9]) != len(body):
         raise Dc09ReplyError("length")
     if crc < 0 or crc16(body) != crc:
         raise Dc09ReplyError("crc")

@@ -46,6 +46,7 @@ Invariants this module keeps:
 import hashlib
 import hmac
 import json
+import struct
 
 import crcmod.predefined
 from construct import (
@@ -62,6 +63,7 @@ from construct import (
     ExplicitError,
     ExprValidator,
     Flag,
+    FocusedSeq,
     If,
     Int8ub,
     Int16sb,
@@ -242,7 +244,6 @@ Event = Struct(
     "text" / If(this.ext.text,
                 PascalString(ExprValidator(Int8ub, obj_ <= MAX_TEXT_LEN), "utf8")),
     "value" / If(this.ext.value, Int32sb),
-    Terminated,
 )
 
 Heartbeat = Struct(
@@ -252,7 +253,6 @@ Heartbeat = Struct(
     "queue_depth" / Int16ub,  # events waiting for an ACK
     "partitions" / PrefixedArray(Int8ub, Int8ub),  # one state per partition
     Check(len_(this.partitions) <= MAX_PARTITIONS),
-    Terminated,
 )
 
 Hello = Struct(
@@ -264,12 +264,10 @@ Hello = Struct(
     "zones" / Int8ub,
     "partition_count" / Int8ub,
     "heartbeat_s" / Int32ub,
-    Terminated,
 )
 
 Ack = Struct(
     "ack_seq" / Int32ub,  # the panel sequence being acknowledged
-    Terminated,
 )
 
 Nak = Struct(
@@ -278,7 +276,6 @@ Nak = Struct(
     Check((this.reason >= NAK_BAD_CRC) & (this.reason <= NAK_MALFORMED)),
     "receiver_time" / Int32ub,  # lets a panel with a bad clock resync (NAK 7)
     "next_seq" / Int32ub,  # lets a panel whose counter was reset jump (NAK 3)
-    Terminated,
 )
 
 Time = Struct(
@@ -286,7 +283,6 @@ Time = Struct(
     "receiver_time" / Int32ub,
     "utc_offset_min" / Int16sb,
     Check((this.utc_offset_min >= UTC_OFFSET_MIN) & (this.utc_offset_min <= UTC_OFFSET_MAX)),
-    Terminated,
 )
 
 Command = Struct(
@@ -295,7 +291,6 @@ Command = Struct(
     "partition" / Int8ub,
     "arg" / Int16ub,
     "user" / Int16ub,
-    Terminated,
 )
 
 Reply = Struct(
@@ -305,7 +300,6 @@ Reply = Struct(
     "troubles" / Int16ub,
     "partitions" / PrefixedArray(Int8ub, Int8ub),
     Check(len_(this.partitions) <= MAX_PARTITIONS),
-    Terminated,
 )
 
 PAYLOADS = {
@@ -317,7 +311,13 @@ PAYLOADS = {
 # The type travels in the header, not in the payload: parse and build take
 # it as the context keyword `type`.  An unknown type is an `Error`
 # (ExplicitError), which the functions below report as NAK unsupported.
-Payload = Switch(this.type, PAYLOADS, default=Error)
+# The per-type structs above are layouts (with a static sizeof where they
+# have one); a payload is exactly one of them with nothing after it.
+Payload = FocusedSeq(
+    "payload",
+    "payload" / Switch(this._.type, PAYLOADS, default=Error),
+    Terminated,
+)
 
 # Fixed-size payloads have a static sizeof; the others raise SizeofError.
 STATIC_SIZES = {MSG_HELLO: 12, MSG_ACK: 4, MSG_NAK: 13, MSG_TIME: 10, MSG_COMMAND: 6}
@@ -400,9 +400,13 @@ def _header_dict(h):
 # --- payloads: functions ---------------------------------------------------------
 
 # Exceptions construct lets through from inside a build: missing keys, values
-# of the wrong type, text that cannot be encoded.
+# of the wrong type, text that cannot be encoded, and struct.error from the
+# compiled builders (which pack without construct's own range checks).
 _BUILD_ERRORS = (ConstructError, KeyError, TypeError, ValueError, AttributeError,
-                 OverflowError)
+                 OverflowError, struct.error)
+# ... and from inside a parse: text that is not UTF-8, and struct.error from
+# the compiled parsers (which unpack short reads without a StreamError).
+_PARSE_ERRORS = (ConstructError, UnicodeDecodeError, struct.error)
 
 
 def build_payload(msg, compiled=False):
@@ -425,11 +429,21 @@ def parse_payload(msg_type, data, compiled=False):
     returns.  Raises RemoteProtocolError: NAK unsupported for an unknown
     type, NAK malformed for anything else."""
     t = _int(msg_type)
+    data = bytes(data)
     try:
-        c = _variant(compiled).payload.parse(bytes(data), type=t)
+        if compiled:
+            c = PayloadCompiled.parse(data, type=t)
+            # construct's compiler emits a bare io.read(n) for byte strings
+            # (the EVENT text), so a text cut short does not fail there.  The
+            # v1 encoding is canonical (one encoding per message), so the
+            # parse is proven by building it back.
+            if PayloadCompiled.build(c, type=t) != data:
+                raise RemoteProtocolError("malformed %s payload" % MSG_NAMES[t], NAK_MALFORMED)
+        else:
+            c = Payload.parse(data, type=t)
     except ExplicitError:
         raise RemoteProtocolError("unsupported message type %d" % t, NAK_UNSUPPORTED) from None
-    except (ConstructError, UnicodeDecodeError) as e:
+    except _PARSE_ERRORS as e:
         raise RemoteProtocolError("malformed %s payload: %s" % (MSG_NAMES[t], e),
                                   NAK_MALFORMED) from None
     msg = {"type": t}
@@ -531,7 +545,7 @@ def _check_lengths_and_crcs(data, v):
         raise RemoteProtocolError("bad frame length %d" % n, NAK_MALFORMED)
     try:
         header = v.header.parse(data[:HEADER_LEN])
-    except ConstructError:
+    except _PARSE_ERRORS:
         raise RemoteProtocolError("bad header", NAK_BAD_CRC) from None
     if n != HEADER_LEN + header.body_len + MAC_LEN + CRC_LEN:
         raise RemoteProtocolError("frame length does not match header", NAK_MALFORMED)
@@ -539,7 +553,7 @@ def _check_lengths_and_crcs(data, v):
         return v.frame.parse(data)
     except ChecksumError:
         raise RemoteProtocolError("bad frame CRC", NAK_BAD_CRC) from None
-    except ConstructError as e:  # pragma: no cover - lengths were checked above
+    except _PARSE_ERRORS as e:  # pragma: no cover - lengths were checked above
         raise RemoteProtocolError("malformed frame: %s" % e, NAK_MALFORMED) from None
 
 

@@ -313,7 +313,7 @@ def test_sequence_wraps_from_9999_to_0001():
 def test_sequence_out_of_range_is_refused(seq):
     with pytest.raises(LocalProtocolError):
         build(plain_msg(seq=seq))
-    with pytest.raises(gldc09.Dc09BuildError):
+    with pytest.raises(gldc09.Dc09UsageError):
         gldc09.build_null(seq, "1234", "0", None, None, None)
 
 
@@ -913,7 +913,7 @@ def test_lean_reply_security_rules():
     with pytest.raises(gldc09.Dc09ReplyError):
         gldc09.parse_reply(b"\n" + b"0" * gldc09.MAX_REPLY_LEN + b"\r", None)
     assert issubclass(gldc09.Dc09ReplyError, RemoteProtocolError)
-    assert issubclass(gldc09.Dc09BuildError, LocalProtocolError)
+    assert issubclass(gldc09.Dc09UsageError, LocalProtocolError)
 
 
 @given(messages(), KEYS, TIMES, st.data())
@@ -939,12 +939,12 @@ def test_lean_build_refuses_bad_fields(kw):
                 code=130, partition=1, zone=3, key=bytes(16),
                 timestamp=(2024, 1, 1, 0, 0, 0), pad=None)
     args.update(kw)
-    with pytest.raises(gldc09.Dc09BuildError):
+    with pytest.raises(gldc09.Dc09UsageError):
         gldc09.build_adm_cid(**args)
-    with pytest.raises(gldc09.Dc09BuildError):  # encrypted needs a timestamp
+    with pytest.raises(gldc09.Dc09UsageError):  # encrypted needs a timestamp
         gldc09.build_null(1, "1234", "0", None, bytes(16), None)
 
 
-@given(st.binary(max_size=200))
+@given(st.binary(max_size=dc09.MAX_BODY_LEN))
 def test_lean_crc_equals_host_crc(data):
     assert gldc09.crc16(data) == dc09.crc16(data) == ref_crc(data)

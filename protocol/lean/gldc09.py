@@ -25,8 +25,10 @@
 #
 # Invariants:
 # - parse_reply() raises Dc09ReplyError (a RemoteProtocolError on the host)
-#   and nothing else, for any input; builders raise Dc09BuildError (a
-#   LocalProtocolError on the host) for out-of-range fields.  Wire data is
+#   for any input, and Dc09UsageError (a LocalProtocolError) only for our
+#   own bad key; builders raise Dc09UsageError for out-of-range fields.
+# - AES-192 needs a port whose cryptolib has it (mbedTLS ports do, axTLS
+#   ones such as the unix port do not): key_size_supported() tells.  Wire data is
 #   never checked with assert.
 # - A reply longer than MAX_REPLY_LEN is rejected before it is looked at.
 
@@ -92,8 +94,9 @@ class Dc09ReplyError(_RemoteBase):
     """A reply from the receiver that must be rejected."""
 
 
-class Dc09BuildError(_LocalBase):
-    """A message we were asked to build has a field out of range."""
+class Dc09UsageError(_LocalBase):
+    """Our misuse: a field out of range, a bad key, or an AES key size this
+    port's cryptolib does not implement."""
 
 
 # --- CRC-16/ARC (DC-09 5.5.1.2): poly 0x8005 reflected (0xA001), init 0 ----
@@ -124,6 +127,31 @@ def next_seq(seq):
     if seq >= SEQ_LAST or seq < SEQ_FIRST:
         return SEQ_FIRST
     return seq + 1
+
+
+# --- AES --------------------------------------------------------------------------
+
+def _cipher(key):
+    # A fresh object per message: cryptolib objects are one-direction,
+    # one-shot, and CBC chains from the zero IV each time (5.4.6).
+    if not isinstance(key, (bytes, bytearray)) or len(key) not in (16, 24, 32):
+        raise Dc09UsageError("key must be 16, 24 or 32 bytes")
+    try:
+        return aes(bytes(key), _MODE_CBC, _ZERO_IV)
+    except ValueError:
+        # MicroPython ports built on axTLS (the unix port among them) have
+        # AES-128 and AES-256 only; mbedTLS ports (ESP32, RP2) have all three.
+        raise Dc09UsageError("no AES-%d in this port's cryptolib" % (8 * len(key)))
+
+
+def key_size_supported(n):
+    """True if this port's cryptolib does AES with an `n`-byte key.  The
+    firmware checks its configured key with this at start-up."""
+    try:
+        _cipher(bytes(n))
+        return True
+    except Dc09UsageError:
+        return False
 
 
 # --- helpers ------------------------------------------------------------------
@@ -210,15 +238,15 @@ def _frame(body):
 
 def _build(token, seq, account, line, receiver, data, key, timestamp, pad):
     if not _is_int(seq, 0, SEQ_LAST):
-        raise Dc09BuildError("seq")
+        raise Dc09UsageError("seq")
     if not _is_hex(account, 3, 16):
-        raise Dc09BuildError("account")
+        raise Dc09UsageError("account")
     if line is not None and not _is_hex(line, 1, 6):
-        raise Dc09BuildError("line")
+        raise Dc09UsageError("line")
     if receiver is not None and not _is_hex(receiver, 1, 6):
-        raise Dc09BuildError("receiver")
+        raise Dc09UsageError("receiver")
     if timestamp is not None and not _valid_time(timestamp):
-        raise Dc09BuildError("timestamp")
+        raise Dc09UsageError("timestamp")
     payload = data + "]"
     if timestamp is not None:
         payload += _format_time(timestamp)
@@ -230,27 +258,26 @@ def _build(token, seq, account, line, receiver, data, key, timestamp, pad):
     header += "#" + account + "["
     if key is None:
         if pad is not None:
-            raise Dc09BuildError("pad without key")
+            raise Dc09UsageError("pad without key")
         body = (header + payload).encode()
     else:
-        if not isinstance(key, (bytes, bytearray)) or len(key) not in (16, 24, 32):
-            raise Dc09BuildError("key")
+        cipher = _cipher(key)
         if timestamp is None:
-            raise Dc09BuildError("encrypted message needs a timestamp")
+            raise Dc09UsageError("encrypted message needs a timestamp")
         p = payload.encode()
         if pad is None:
             pad = random_pad(_BLOCK - (len(p) + 1) % _BLOCK)
         else:
             pad = bytes(pad)
             if not pad or (len(pad) + 1 + len(p)) % _BLOCK:
-                raise Dc09BuildError("pad length")
+                raise Dc09UsageError("pad length")
             for b in pad:
                 if b in _PAD_FORBIDDEN:
-                    raise Dc09BuildError("pad byte")
-        ct = aes(bytes(key), _MODE_CBC, _ZERO_IV).encrypt(pad + b"|" + p)
+                    raise Dc09UsageError("pad byte")
+        ct = cipher.encrypt(pad + b"|" + p)
         body = header.encode() + binascii.hexlify(ct).decode().upper().encode()
     if len(body) > MAX_BODY_LEN:
-        raise Dc09BuildError("too long")
+        raise Dc09UsageError("too long")
     return _frame(body)
 
 
@@ -262,10 +289,10 @@ def build_adm_cid(seq, account, line, receiver, qualifier, code, partition,
     Contact ID).  `key` None sends in the clear; else 16/24/32 bytes and
     `timestamp` (y, m, d, H, M, S) UTC is required.  `pad` is for tests."""
     if qualifier not in (Q_NEW, Q_RESTORE, Q_STATUS) or isinstance(qualifier, bool):
-        raise Dc09BuildError("qualifier")
+        raise Dc09UsageError("qualifier")
     if not (_is_int(code, 0, 999) and _is_int(partition, 0, 99)
             and _is_int(zone, 0, 999)):
-        raise Dc09BuildError("code/partition/zone")
+        raise Dc09UsageError("code/partition/zone")
     data = "#%s|%d%03d %02d %03d" % (account, qualifier, code, partition, zone)
     return _build("ADM-CID", seq, account, line, receiver, data, key,
                   timestamp, pad)
@@ -333,6 +360,9 @@ def parse_reply(frame, key):
     encrypted message must be "*ACK" with a timestamp (5.5.3.1); NAK and DUH
     come in the clear (5.5.3.2, 5.5.3.3).  The caller matches seq against
     what it sent and, for NAK, may set its clock from the timestamp.
+
+    Raises Dc09ReplyError for anything wrong with the frame, and
+    Dc09UsageError if `key` is needed and unusable (see key_size_supported).
     """
     try:
         frame = bytes(frame)
@@ -377,13 +407,13 @@ def parse_reply(frame, key):
     if encrypted:
         if key is None:
             raise Dc09ReplyError("encrypted reply to a clear message")
+        cipher = _cipher(key)
         if not rest or len(rest) % (2 * _BLOCK):
             raise Dc09ReplyError("cipher length")
         for c in rest:
             if c not in _HEX:
                 raise Dc09ReplyError("cipher hex")
-        plain = aes(bytes(key), _MODE_CBC, _ZERO_IV).decrypt(
-            binascii.unhexlify(rest))
+        plain = cipher.decrypt(binascii.unhexlify(rest))
         region = _strip_pad(plain)
         if region is None or not _printable(region):
             raise Dc09ReplyError("does not decrypt (wrong key?)")

@@ -1,0 +1,674 @@
+"""The receiver application: one object that owns the store, the session
+core, the supervisor, the alarm queue, the router and the forwarders, and
+the protocol-agnostic ingest path every listener feeds.
+
+    rx = Receiver(config)
+    await rx.start()            # store, keyring, supervision, listeners
+    ...
+    await rx.stop()             # stop accepting, finish commits and ACKs
+
+Event path (native protocol; listeners.py holds the thin socket/serial
+adapters):
+
+    bytes -> ReceiverConnection / handle_datagram (protocol.session)
+          -> Accepted EVENT -> Receiver.ingest_record -> Store.ingest
+             (event + alarm + outbox + replay state, one group commit)
+          -> core.ack(...) -> bytes back to the panel
+
+Invariants:
+
+- An ACK leaves only after ``Store.ingest`` returned: the event is on disk.
+  When the store is behind (more than ``max_pending_writes`` queued) or
+  failing (disk full, read-only), the panel gets NAK busy and retries; the
+  store's unique (account, dedupe_key) keeps a retried event single.
+- Nothing a peer sends raises out of a listener: every frame's handling is
+  wrapped, and a bug shows up as a logged exception and a closed link.
+- Other protocols (SIA DC-09) call :meth:`Receiver.ingest` with a
+  normalized event dict and ACK/NAK according to its outcome (``Busy``).
+- Subscribers (:meth:`subscribe`, the web console) get every new event and
+  alarm change on a bounded queue; a subscriber that does not keep up loses
+  messages (counted in ``queue.dropped``), never slows the event path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from protocol.lean import glwire as w
+from protocol.session import Accepted, ReceiverCore, Rejected
+from receiver import alarms as _alarms
+from receiver.config import Config
+from receiver.forwarder import Forwarder, make_output
+from receiver.metrics import Metrics
+from receiver.sqlite_store import SQLiteStore
+from receiver.store import (Account, EventRecord, IngestOutcome, Store, StoreBusy,
+                            StoreUnavailable)
+from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, Supervisor
+
+_LOGGER = logging.getLogger(__name__)
+
+# Housekeeping period: connection sweeps (idle / unauthenticated timeouts)
+# and gauges.  Timeouts are tens of seconds, so 1 s granularity is ample.
+HOUSEKEEPING_S = 1.0
+# How often the accounts table is checked for changes made by another
+# process (the CLI adding an account while the server runs).
+ACCOUNT_RELOAD_S = 5.0
+# How often replay state (highest sequence, our tx sequence) advanced by
+# heartbeats is written back.  Events carry theirs in their own commit; a
+# crash loses at most this much heartbeat progress, which only widens the
+# replay window by a few heartbeats (still inside the +-60 s time window).
+REPLAY_FLUSH_S = 10.0
+# Longest the supervision timer sleeps even with nothing due (a new account
+# may bring an earlier deadline).
+SUPERVISION_TICK_S = 1.0
+# Supervision changes turned into events per tick: a whole-city outage
+# (50,000 paths failing at once) is written in bounded chunks.
+SUPERVISION_BATCH = 2_000
+# Events one stream connection may have waiting for a commit.  A lockstep
+# panel has one; a serial trunk multiplexes a few dozen panels.
+MAX_INFLIGHT_PER_LINK = 64
+# Security rejections after which a stream connection is closed (a panel
+# with a wrong key gets three chances, a scanner does not get to keep going).
+MAX_SECURITY_REJECTS = 3
+# Messages a subscriber queue holds before new ones are dropped for it.
+SUBSCRIBER_QUEUE = 1_000
+# Seconds stop() waits for in-flight commits to finish and be ACKed.
+STOP_GRACE_S = 10.0
+# At most this many NAK-busy / security log lines per second (the rest are
+# counted in metrics); a flood must not fill the disk with logs.
+LOG_RATE_PER_S = 5.0
+
+
+class Busy(Exception):
+    """The receiver cannot take this event now; tell the sender to retry
+    (native: NAK busy; DC-09: NAK).  ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _RateLimit:
+    """Token bucket for log lines: allow() at most ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: float = 20.0):
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._t = time.monotonic()
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
+        self._t = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.suppressed += 1
+        return False
+
+
+_EVENT_FIELDS = {"account", "protocol", "dedupe_key", "seq", "qualifier", "code",
+                 "partition", "zone", "text", "value", "event_time", "received_at",
+                 "path", "peer", "source"}
+
+
+class Receiver:
+    def __init__(self, config: Config | None = None, store: Store | None = None):
+        self.config = config or Config()
+        self.metrics = Metrics()
+        self.store = store or SQLiteStore(self.config.db, max_batch=self.config.max_batch,
+                                          metrics=self.metrics)
+        self.core = ReceiverCore(self._keyring)
+        self.supervisor = Supervisor()
+        self.router = self.config.router
+        self.forwarders: dict[str, Forwarder] = {}
+        self.listeners: list = []
+        self.addresses: dict = {"tcp": [], "udp": [], "serial": []}
+        # web console hook: callables (aiohttp app, receiver) run when the
+        # HTTP side is built (receiver.http)
+        self.web_setup: list = []
+        self._accounts: dict[str, Account] = {}
+        self._accounts_rev = None
+        self._subscribers: set[asyncio.Queue] = set()
+        self._inflight: set[asyncio.Task] = set()
+        self._bg: set[asyncio.Task] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._dirty: set[int] = set()
+        self._sup_retry: list[Change] = []
+        self._http = None
+        self._started = False
+        self._stopping = False
+        self._busy_log = _RateLimit(LOG_RATE_PER_S)
+        self._security_log = _RateLimit(LOG_RATE_PER_S)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from receiver import listeners  # noqa: PLC0415 - adapters import us
+
+        await self.store.open()
+        try:
+            await self.reload_accounts()
+            now = time.time()
+            failed = await self.store.supervision_failed()
+            by_acct: dict[str, set] = {}
+            for acct, path in failed:
+                by_acct.setdefault(acct, set()).add(path)
+            for a in self._accounts.values():
+                self.supervisor.set_profile(a.number, self._profile(a), now,
+                                            failed_paths=by_acct.get(a.number, ()))
+            for name, spec in self.router.outputs.items():
+                f = Forwarder(self.store, make_output(spec), self.metrics)
+                f.start()
+                self.forwarders[name] = f
+            self._tasks.append(asyncio.create_task(self._supervision_loop(),
+                                                   name="supervision"))
+            self._tasks.append(asyncio.create_task(self._housekeeping_loop(),
+                                                   name="housekeeping"))
+            cfg = self.config
+            for host, port in cfg.tcp:
+                lst = listeners.TcpListener(self, host, port)
+                await lst.start()
+                self.listeners.append(lst)
+                self.addresses["tcp"].append(lst.address)
+            for host, port in cfg.udp:
+                lst = listeners.UdpListener(self, host, port)
+                await lst.start()
+                self.listeners.append(lst)
+                self.addresses["udp"].append(lst.address)
+            for spec in cfg.serial:
+                lst = listeners.SerialListener(self, spec)
+                await lst.start()
+                self.listeners.append(lst)
+                self.addresses["serial"].append(spec.url)
+            if cfg.metrics or cfg.web:
+                from receiver import http  # noqa: PLC0415
+
+                self._http = await http.start(self, cfg.metrics, cfg.web)
+            self._started = True
+        except BaseException:
+            await self.stop()
+            raise
+        _LOGGER.info("receiver started db=%s accounts=%d tcp=%s udp=%s serial=%s",
+                     getattr(self.store, "path", "?"), len(self._accounts),
+                     ",".join("%s:%d" % a for a in self.addresses["tcp"]) or "-",
+                     ",".join("%s:%d" % a for a in self.addresses["udp"]) or "-",
+                     ",".join(self.addresses["serial"]) or "-")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight commits finish and their ACKs go out,
+        write back replay state, close everything."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for lst in self.listeners:
+            await lst.stop_accepting()
+        if self._inflight:
+            done, pending = await asyncio.wait(set(self._inflight), timeout=STOP_GRACE_S)
+            if pending:
+                _LOGGER.warning("stop: %d commits still pending after %.0f s", len(pending),
+                                STOP_GRACE_S)
+        for lst in self.listeners:
+            await lst.close()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        for t in list(self._bg):
+            t.cancel()
+        if self._bg:
+            await asyncio.wait(set(self._bg), timeout=2)
+        for f in self.forwarders.values():
+            await f.stop()
+        if self._http is not None:
+            await self._http.cleanup()
+        try:
+            await self._flush_replay_state()
+        except Exception as e:  # noqa: BLE001 - the store may be what failed
+            _LOGGER.warning("stop: replay state not saved error=%s", e)
+        await self.store.close()
+        _LOGGER.info("receiver stopped")
+
+    # -- accounts and keyring -------------------------------------------------------
+
+    def _keyring(self, account: int):
+        a = self._accounts.get(str(account))
+        if a is None or a.protocol != "native":
+            return None
+        return a.key, a.highest_seq, a.tx_seq
+
+    def account(self, number: str) -> Account | None:
+        return self._accounts.get(number)
+
+    def _profile(self, a: Account) -> Profile | None:
+        if not a.supervised:
+            return None
+        d = self.config.supervision
+        return Profile(a.heartbeat_s or d.interval_s,
+                       d.grace_s if a.grace_s is None else a.grace_s,
+                       tuple(a.supervised_paths))
+
+    async def reload_accounts(self) -> int:
+        """Re-read accounts if they changed; returns how many there are."""
+        rev = await self.store.accounts_revision()
+        if rev == self._accounts_rev:
+            return len(self._accounts)
+        await self._flush_replay_state()
+        fresh = {a.number: a for a in await self.store.list_accounts()}
+        now = time.time()
+        for number, old in self._accounts.items():
+            new = fresh.get(number)
+            if new is None or new.key != old.key or new.protocol != old.protocol:
+                if old.protocol == "native":
+                    self.core.forget(int(number))
+                if new is None:
+                    self.supervisor.remove(number)
+                    _LOGGER.info("account removed account=%s", number)
+                else:
+                    _LOGGER.info("account key or protocol changed account=%s", number)
+        for number, a in fresh.items():
+            if self._accounts_rev is not None:
+                self.supervisor.set_profile(number, self._profile(a), now)
+                if number not in self._accounts:
+                    _LOGGER.info("account added account=%s protocol=%s", number, a.protocol)
+        self._accounts = fresh
+        self._accounts_rev = rev
+        return len(fresh)
+
+    async def add_account(self, account: Account) -> None:
+        """Create an account (the CLI and the console use the store directly
+        or this; either way the running keyring picks it up)."""
+        await self.store.add_account(account)
+        await self.reload_accounts()
+
+    async def _flush_replay_state(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        rows = []
+        for n in dirty:
+            a = self._accounts.get(str(n))
+            if a is None:
+                continue
+            st = self.core.state(n)
+            if st is None:
+                continue
+            a.highest_seq = max(a.highest_seq, st.highest_seq)
+            a.tx_seq = max(a.tx_seq, st.tx_seq)
+            rows.append((a.number, st.highest_seq, st.tx_seq))
+        try:
+            await self.store.save_replay_state(rows)
+        except Exception:
+            self._dirty |= dirty
+            raise
+
+    # -- pub/sub for the console --------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue:
+        """A queue of {"type": "event"|"alarm"|"supervision", ...} dicts."""
+        q: asyncio.Queue = asyncio.Queue(SUBSCRIBER_QUEUE)
+        q.dropped = 0
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        self._subscribers.discard(q)
+
+    def publish(self, message: dict) -> None:
+        for q in self._subscribers:
+            try:
+                q.put_nowait(message)
+            except asyncio.QueueFull:
+                q.dropped += 1
+
+    # -- ingest (protocol-agnostic) ---------------------------------------------------
+
+    def busy_reason(self) -> str | None:
+        pending = self.store.pending_writes
+        if pending >= self.config.max_pending_writes:
+            return "store queue %d >= %d" % (pending, self.config.max_pending_writes)
+        if self._stopping:
+            return "receiver stopping"
+        return None
+
+    def make_record(self, event: dict) -> EventRecord:
+        """Validate a normalized event dict, classify and route it.
+
+        Required: account (str), protocol ('native'|'dc09'), dedupe_key (str,
+        unique per account: the native sequence, a DC-09 seq + timestamp, ...),
+        qualifier (1|3|6), code (0..999).  Optional: seq, partition, zone,
+        text, value, event_time, received_at (default now), path (1|2), peer,
+        source ('panel' default, 'supervision')."""
+        bad = set(event) - _EVENT_FIELDS
+        if bad:
+            raise ValueError("unknown event fields: %s" % ", ".join(sorted(bad)))
+        for k in ("account", "protocol", "dedupe_key", "qualifier", "code"):
+            if event.get(k) is None:
+                raise ValueError("event lacks %s" % k)
+        account = event["account"]
+        if not isinstance(account, str) or not account:
+            raise ValueError("account must be a non-empty string")
+        if event["protocol"] not in ("native", "dc09"):
+            raise ValueError("protocol must be native or dc09")
+        q, code = event["qualifier"], event["code"]
+        if q not in (1, 3, 6) or not isinstance(code, int) or not 0 <= code <= 999:
+            raise ValueError("qualifier must be 1, 3 or 6 and code 0..999")
+        partition = int(event.get("partition") or 0)
+        zone = int(event.get("zone") or 0)
+        a = self._accounts.get(account)
+        zname = a.zones.get(str(zone)) if a else None
+        pname = a.partitions.get(str(partition)) if a else None
+        cls, prio, desc = _alarms.classify(code, q, zone=zone, partition=partition,
+                                           zone_name=zname, partition_name=pname)
+        now = time.time()
+        rec = EventRecord(
+            account=account, protocol=event["protocol"], dedupe_key=str(event["dedupe_key"]),
+            qualifier=q, code=code, partition=partition, zone=zone,
+            received_at=float(event.get("received_at") or now), seq=event.get("seq"),
+            text=event.get("text"), value=event.get("value"),
+            event_time=event.get("event_time") or None, path=int(event.get("path") or 1),
+            peer=str(event.get("peer") or ""), source=event.get("source") or "panel",
+            event_class=cls, priority=prio, description=desc)
+        if _alarms.opens_alarm(q, cls, self.config.queue_classes):
+            rec.open_alarm = True
+            region = a.region if a else ""
+            decision = self.router.route(region, cls)
+            rec.routed_to = decision.routed_to
+            for output, level, center in decision.deliveries:
+                rec.outbox.append((output, {
+                    "type": "alarm", "level": level, "center": center.id,
+                    "center_name": center.name, "account": account,
+                    "site_name": a.site_name if a else "",
+                    "site_address": a.site_address if a else "", "region": region,
+                    "event_class": cls, "priority": prio, "code": code, "qualifier": q,
+                    "description": desc, "partition": partition, "zone": zone,
+                    "text": rec.text, "value": rec.value, "event_time": rec.event_time,
+                    "received_at": rec.received_at, "protocol": rec.protocol,
+                    "contacts": a.contacts if a else []}))
+            if self.router.routes and not decision.routed_to:
+                _LOGGER.warning("alarm unrouted account=%s region=%s class=%s code=%03d",
+                                account, region, cls, code)
+        return rec
+
+    async def ingest(self, event: dict) -> IngestOutcome:
+        """Store one normalized event (see :meth:`make_record`).  Returns once
+        it is durable; raises :class:`Busy` when the sender must retry, and
+        ValueError for a malformed dict."""
+        return await self.ingest_record(self.make_record(event))
+
+    async def ingest_record(self, rec: EventRecord) -> IngestOutcome:
+        reason = self.busy_reason()
+        if reason is not None:
+            raise Busy(reason)
+        try:
+            out = await self.store.ingest(rec)
+        except StoreBusy as e:
+            raise Busy("store busy: %s" % e) from None
+        except StoreUnavailable as e:
+            raise Busy("store unavailable: %s" % e) from None
+        if out.duplicate:
+            self.metrics.duplicates.inc()
+            return out
+        self.metrics.events.labels(rec.protocol, rec.event_class).inc()
+        ev = rec.as_dict()
+        ev["id"] = out.event_id
+        self.publish({"type": "event", "event": ev})
+        if out.alarm_id is not None:
+            self.publish({"type": "alarm", "alarm_id": out.alarm_id, "state": "pending",
+                          "event_id": out.event_id, "account": rec.account,
+                          "event_class": rec.event_class, "priority": rec.priority,
+                          "description": rec.description, "routed_to": rec.routed_to})
+            for output, _ in rec.outbox:
+                f = self.forwarders.get(output)
+                if f is not None:
+                    f.wake()
+            _LOGGER.warning("alarm account=%s alarm_id=%d class=%s code=%03d zone=%d "
+                            "partition=%d routed_to=%s", rec.account, out.alarm_id,
+                            rec.event_class, rec.code, rec.zone, rec.partition,
+                            ",".join("%s:%s" % kv for kv in sorted((rec.routed_to or {})
+                                                                   .items())) or "-")
+        else:
+            _LOGGER.info("event account=%s seq=%s q=%d code=%03d zone=%d partition=%d "
+                         "class=%s path=%d", rec.account, rec.seq, rec.qualifier, rec.code,
+                         rec.zone, rec.partition, rec.event_class, rec.path)
+        return out
+
+    # -- operator actions ---------------------------------------------------------------
+
+    async def acknowledge_alarm(self, alarm_id: int, by: str) -> dict:
+        a = await self.store.alarm_transition(alarm_id, _alarms.ACKNOWLEDGE, by, None,
+                                              time.time())
+        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a["state"], "by": by})
+        _LOGGER.info("alarm acknowledged account=%s alarm_id=%d by=%s", a["account"],
+                     alarm_id, by)
+        return a
+
+    async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> dict:
+        a = await self.store.alarm_transition(alarm_id, _alarms.RESOLVE, by, note,
+                                              time.time())
+        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a["state"], "by": by,
+                      "note": note})
+        _LOGGER.info("alarm resolved account=%s alarm_id=%d by=%s", a["account"], alarm_id,
+                     by)
+        return a
+
+    # -- the native event path -----------------------------------------------------------
+
+    def _spawn(self, coro, inflight: bool = False) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(coro)
+        group = self._inflight if inflight else self._bg
+        group.add(t)
+        t.add_done_callback(group.discard)
+        return t
+
+    def on_native(self, result, link) -> None:
+        """A judged native frame from a listener's link.  Never raises for
+        anything a peer can send (listeners also guard the call)."""
+        if isinstance(result, Rejected):
+            self._rejected(result, link)
+            return
+        acc: Accepted = result
+        now = time.time()
+        self.metrics.frames.labels(link.transport, "accepted").inc()
+        number = str(acc.account)
+        change = self.supervisor.heard(number, acc.path, now)
+        if change is not None:
+            self._spawn(self._supervision_event(change))
+        self._dirty.add(acc.account)
+        mtype = acc.msg["type"]
+        if mtype == w.MSG_EVENT:
+            if acc.duplicate:
+                self.metrics.duplicates.inc()
+                link.send(self.core.ack(acc, now))
+                return
+            reason = self.busy_reason()
+            if reason is None and link.inflight >= link.max_inflight:
+                reason = "connection has %d events in flight" % link.inflight
+            if reason is not None:
+                self._nak_busy(acc, link, reason)
+                return
+            rec = self._native_record(acc, link, now)
+            link.inflight += 1
+            self._spawn(self._commit_and_ack(acc, rec, link, time.perf_counter()),
+                        inflight=True)
+        elif mtype in (w.MSG_HEARTBEAT, w.MSG_HELLO, w.MSG_REPLY):
+            if mtype == w.MSG_HELLO:
+                m = acc.msg
+                _LOGGER.info("panel hello account=%s fw=%d.%d.%d kind=%d zones=%d "
+                             "heartbeat_s=%d peer=%s", number, m["fw_major"], m["fw_minor"],
+                             m["fw_patch"], m["panel_kind"], m["zones"], m["heartbeat_s"],
+                             link.peer)
+            link.send(self.core.ack(acc, now))
+        else:
+            # ACK, NAK, TIME, COMMAND are the receiver's messages.
+            self.metrics.naks.labels("unsupported").inc()
+            link.send(self.core.nak(acc.account, acc.seq, w.NAK_UNSUPPORTED, now))
+
+    def _native_record(self, acc: Accepted, link, now: float) -> EventRecord:
+        m = acc.msg
+        rec = self.make_record({
+            "account": str(acc.account), "protocol": "native",
+            "dedupe_key": "native:%d" % acc.seq, "seq": acc.seq,
+            "qualifier": m["qualifier"], "code": m["code"], "partition": m["partition"],
+            "zone": m["zone"], "text": m.get("text"), "value": m.get("value"),
+            "event_time": m["event_time"] or None, "received_at": now, "path": acc.path,
+            "peer": link.peer})
+        st = self.core.state(acc.account)
+        rec.tx_seq = st.tx_seq + 1  # the ACK about to be sealed
+        return rec
+
+    async def _commit_and_ack(self, acc: Accepted, rec: EventRecord, link, t0: float):
+        try:
+            await self.ingest_record(rec)
+        except Busy as e:
+            self._nak_busy(acc, link, e.reason)
+            return
+        except Exception:  # noqa: BLE001 - a bug: no ACK, the panel retries
+            _LOGGER.exception("ingest failed account=%d seq=%d", acc.account, acc.seq)
+            return
+        finally:
+            link.inflight -= 1
+        link.send(self.core.ack(acc, time.time()))
+        self.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    def _nak_busy(self, acc: Accepted, link, reason: str) -> None:
+        self.metrics.naks.labels("busy").inc()
+        if self._busy_log.allow():
+            _LOGGER.warning("NAK busy account=%d seq=%d peer=%s reason=%r", acc.account,
+                            acc.seq, link.peer, reason)
+        link.send(self.core.nak(acc.account, acc.seq, w.NAK_BUSY, time.time()))
+
+    def _rejected(self, rej: Rejected, link) -> None:
+        self.metrics.frames.labels(link.transport, "rejected").inc()
+        if rej.reply is not None:
+            self.metrics.naks.labels(rej.reason_name).inc()
+            if rej.account is not None:
+                self._dirty.add(rej.account)
+            link.send(rej.reply)
+        if not rej.security:
+            _LOGGER.debug("frame rejected account=%s seq=%s reason=%s detail=%r peer=%s",
+                          rej.account, rej.seq, rej.reason_name, rej.detail, link.peer)
+            return
+        self.metrics.security.labels(rej.reason_name).inc()
+        if self._security_log.allow():
+            _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%r peer=%s "
+                            "transport=%s", rej.account, rej.seq, rej.reason_name,
+                            rej.detail, link.peer, link.transport)
+        if self.store.pending_writes >= self.config.max_pending_writes // 2:
+            self.metrics.security_dropped.inc()  # a flood must not starve real events
+        else:
+            self._spawn(self._record_security(rej, link.peer, link.transport))
+        link.security_rejects += 1
+        if link.security_rejects >= MAX_SECURITY_REJECTS:
+            link.close("security")
+
+    async def _record_security(self, rej: Rejected, peer: str, transport: str) -> None:
+        try:
+            await self.store.record_security_event(
+                time.time(), None if rej.account is None else str(rej.account), rej.seq,
+                rej.reason_name, rej.detail, peer, transport)
+        except Exception as e:  # noqa: BLE001
+            self.metrics.security_dropped.inc()
+            _LOGGER.warning("security event not stored account=%s peer=%s error=%s",
+                            rej.account, peer, e)
+            return
+        self.publish({"type": "security", "account": rej.account, "reason": rej.reason_name,
+                      "detail": rej.detail, "peer": peer})
+
+    # -- supervision -------------------------------------------------------------------
+
+    def supervision_record(self, ch: Change) -> EventRecord:
+        a = self._accounts.get(ch.account)
+        return self.make_record({
+            "account": ch.account, "protocol": a.protocol if a else "native",
+            "dedupe_key": "supervision:%d:%d:%d" % (ch.path, ch.qualifier, int(ch.at * 1000)),
+            "qualifier": ch.qualifier, "code": CODE_COMM_TROUBLE, "partition": 0,
+            "zone": ch.path, "text": ch.describe()[:64], "event_time": ch.at,
+            "received_at": ch.at, "path": ch.path, "peer": "receiver",
+            "source": "supervision"})
+
+    async def _supervision_event(self, ch: Change) -> bool:
+        kind = "failure" if ch.failed else "restore"
+        try:
+            await self.ingest_record(self.supervision_record(ch))
+        except Busy as e:
+            _LOGGER.warning("supervision %s not stored yet account=%s path=%d reason=%r "
+                            "(retrying)", kind, ch.account, ch.path, e.reason)
+            self._sup_retry.append(ch)
+            return False
+        self.metrics.supervision.labels(str(ch.path), kind).inc()
+        (_LOGGER.warning if ch.failed else _LOGGER.info)(
+            "supervision %s account=%s path=%d silent_s=%d timeout_s=%d", kind, ch.account,
+            ch.path, int(ch.at - ch.last_heard), ch.timeout_s)
+        self.publish({"type": "supervision", "account": ch.account, "path": ch.path,
+                      "failed": ch.failed, "at": ch.at})
+        return True
+
+    async def supervision_tick(self, now: float) -> list[Change]:
+        """Poll the supervisor at ``now`` and store what it reports (the
+        timer task calls this; tests may too)."""
+        retry, self._sup_retry = self._sup_retry, []
+        changes = retry + self.supervisor.poll(now, limit=SUPERVISION_BATCH)
+        if changes:
+            await asyncio.gather(*(self._supervision_event(c) for c in changes))
+        return changes
+
+    async def _supervision_loop(self) -> None:
+        while True:
+            now = time.time()
+            try:
+                await self.supervision_tick(now)
+            except Exception:  # noqa: BLE001 - keep supervising whatever happens
+                _LOGGER.exception("supervision tick failed")
+            nd = self.supervisor.next_deadline()
+            delay = SUPERVISION_TICK_S if nd is None else min(SUPERVISION_TICK_S,
+                                                             max(0.01, nd - time.time()))
+            if self._sup_retry:
+                delay = SUPERVISION_TICK_S
+            await asyncio.sleep(delay)
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        last_reload = last_flush = time.monotonic()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                now = time.time()
+                for lst in self.listeners:
+                    lst.sweep(now)
+                mono = time.monotonic()
+                if mono - last_reload >= ACCOUNT_RELOAD_S:
+                    last_reload = mono
+                    await self.reload_accounts()
+                if mono - last_flush >= REPLAY_FLUSH_S:
+                    last_flush = mono
+                    await self._flush_replay_state()
+                self.refresh_gauges()
+            except Exception as e:  # noqa: BLE001 - e.g. the store failing; keep going
+                _LOGGER.warning("housekeeping error=%s", e)
+
+    def refresh_gauges(self) -> None:
+        m = self.metrics
+        m.store_queue.set(self.store.pending_writes)
+        m.store_healthy.set(1 if self.store.healthy else 0)
+        m.supervision_failed.set(len(self.supervisor.failed()))
+        for lst in self.listeners:
+            m.connections.labels(lst.transport).set(lst.connection_count())
+
+    async def refresh_store_gauges(self) -> None:
+        """Gauges that need a query (outbox depth, open alarms): on scrape."""
+        for name in self.forwarders:
+            self.metrics.outbox_depth.labels(name).set(0)
+        for name, n in (await self.store.outbox_depth()).items():
+            self.metrics.outbox_depth.labels(name).set(n)
+        for state in (_alarms.PENDING, _alarms.ACKNOWLEDGED):
+            self.metrics.alarms_open.labels(state).set(
+                len(await self.store.list_alarms(state, limit=100_000)))

@@ -1,0 +1,202 @@
+"""receiver.toml: loading and validating the receiver's configuration.
+
+Everything is checked at start, before a socket is opened or the store is
+touched, so a typo is refused with one clear line (the CLI exits 2) rather
+than discovered at 3 a.m.  Unknown keys are errors for the same reason.
+examples/receiver.toml is the annotated reference; docs/receiver.md lists
+every key.  Command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from receiver import alarms as _alarms
+from receiver import routing as _routing
+from receiver.supervision import Profile
+
+# Defaults, each with where its number comes from.
+DEFAULT_DB = "var/receiver.db"
+# Open connections at most.  One per panel in the field (a panel keeps its
+# TCP connection open); 50,000 accounts report over several receivers and
+# each process stays well below the usual 65,536 descriptor limit.
+MAX_CONNECTIONS = 20_000
+# Connections that have not yet had a frame accepted.  A genuine panel
+# authenticates within a round trip, so this bounds what a port scan or a
+# SYN-then-silence flood can hold.
+MAX_UNAUTHENTICATED = 2_000
+# Seconds a new connection has to get a frame accepted before it is closed.
+AUTH_TIMEOUT_S = 10.0
+# Seconds of silence after which a connection is closed (half-open TCP: the
+# panel vanished without a FIN).  Longer than any heartbeat interval in use;
+# supervision, not this timeout, is what raises the alarm.
+IDLE_TIMEOUT_S = 900.0
+# Writes queued to the store beyond which new events are NAKed busy: about
+# one second of the SQLite backend's group-commit throughput, so an ACK is
+# never more than ~1 s behind.
+MAX_PENDING_WRITES = 5_000
+# Default supervision: EN 50136-1 ATS category SP4/DP2 report a path failure
+# within 180 s; a 120 s heartbeat plus 60 s grace meets that.
+SUPERVISION_INTERVAL_S = 120
+SUPERVISION_GRACE_S = 60
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class SerialSpec:
+    url: str
+    baudrate: int = 9600
+
+
+@dataclass
+class Config:
+    db: str = DEFAULT_DB
+    tcp: list = field(default_factory=list)  # [(host, port)]
+    udp: list = field(default_factory=list)
+    serial: list = field(default_factory=list)  # [SerialSpec]
+    metrics: tuple | None = None
+    web: tuple | None = None
+    max_connections: int = MAX_CONNECTIONS
+    max_unauthenticated: int = MAX_UNAUTHENTICATED
+    auth_timeout_s: float = AUTH_TIMEOUT_S
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    max_pending_writes: int = MAX_PENDING_WRITES
+    max_batch: int = 512
+    supervision: Profile = field(default_factory=lambda: Profile(
+        SUPERVISION_INTERVAL_S, SUPERVISION_GRACE_S))
+    queue_classes: frozenset = _alarms.DEFAULT_QUEUE_CLASSES
+    router: _routing.Router = field(default_factory=_routing.Router)
+    log_level: str = "INFO"
+    source: str | None = None  # the file it came from
+
+
+def parse_addr(v, where: str) -> tuple[str, int]:
+    if not isinstance(v, str) or ":" not in v:
+        raise ConfigError("%s: expected HOST:PORT, got %r" % (where, v))
+    host, _, port = v.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError("%s: bad port in %r" % (where, v))
+    return host or "0.0.0.0", int(port)
+
+
+def _check_keys(table, allowed, where):
+    if not isinstance(table, dict):
+        raise ConfigError("%s must be a table" % where)
+    bad = set(table) - set(allowed)
+    if bad:
+        raise ConfigError("%s: unknown key(s) %s (allowed: %s)" % (
+            where, ", ".join(sorted(bad)), ", ".join(sorted(allowed))))
+
+
+def _num(v, where, lo, integer=False):
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if not ok or isinstance(v, bool) or v < lo:
+        raise ConfigError("%s must be %s >= %s" % (where, "an integer" if integer
+                                                  else "a number", lo))
+    return v
+
+
+def _read_toml(path: str, what: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("%s %s: no such file" % (what, path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s %s: %s" % (what, path, e)) from None
+    except OSError as e:
+        raise ConfigError("%s %s: %s" % (what, path, e)) from None
+
+
+def load(path: str | None) -> Config:
+    """Read and check ``path`` (None: defaults only)."""
+    cfg = Config()
+    if path is None:
+        return cfg
+    doc = _read_toml(path, "config")
+    cfg.source = path
+    base = os.path.dirname(os.path.abspath(path))
+    _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log"},
+                path)
+    st = doc.get("store", {})
+    _check_keys(st, {"path", "max_batch"}, "[store]")
+    if "path" in st:
+        if not isinstance(st["path"], str) or not st["path"]:
+            raise ConfigError("[store].path must be a file path")
+        cfg.db = os.path.join(base, st["path"])
+    if "max_batch" in st:
+        cfg.max_batch = _num(st["max_batch"], "[store].max_batch", 1, True)
+    ls = doc.get("listen", {})
+    _check_keys(ls, {"tcp", "udp", "serial", "metrics", "web"}, "[listen]")
+    for kind in ("tcp", "udp"):
+        v = ls.get(kind, [])
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list):
+            raise ConfigError("[listen].%s must be a list of HOST:PORT" % kind)
+        setattr(cfg, kind, [parse_addr(a, "[listen].%s" % kind) for a in v])
+    for i, s in enumerate(ls.get("serial", [])):
+        where = "[listen].serial[%d]" % i
+        if isinstance(s, str):
+            s = {"url": s}
+        _check_keys(s, {"url", "baudrate"}, where)
+        if not isinstance(s.get("url"), str) or not s["url"]:
+            raise ConfigError("%s.url must be a device path or pyserial URL" % where)
+        cfg.serial.append(SerialSpec(s["url"], _num(s.get("baudrate", 9600),
+                                                    where + ".baudrate", 50, True)))
+    for kind in ("metrics", "web"):
+        if kind in ls:
+            setattr(cfg, kind, parse_addr(ls[kind], "[listen].%s" % kind))
+    lim = doc.get("limits", {})
+    _check_keys(lim, {"max_connections", "max_unauthenticated", "auth_timeout_s",
+                      "idle_timeout_s", "max_pending_writes"}, "[limits]")
+    for k in ("max_connections", "max_unauthenticated", "max_pending_writes"):
+        if k in lim:
+            setattr(cfg, k, _num(lim[k], "[limits].%s" % k, 1, True))
+    for k in ("auth_timeout_s", "idle_timeout_s"):
+        if k in lim:
+            setattr(cfg, k, float(_num(lim[k], "[limits].%s" % k, 0.1)))
+    sup = doc.get("supervision", {})
+    _check_keys(sup, {"interval_s", "grace_s", "paths"}, "[supervision]")
+    try:
+        cfg.supervision = Profile(sup.get("interval_s", SUPERVISION_INTERVAL_S),
+                                  sup.get("grace_s", SUPERVISION_GRACE_S),
+                                  tuple(sup.get("paths", [1])))
+    except (ValueError, TypeError) as e:
+        raise ConfigError("[supervision]: %s" % e) from None
+    al = doc.get("alarms", {})
+    _check_keys(al, {"queue_classes"}, "[alarms]")
+    if "queue_classes" in al:
+        qc = al["queue_classes"]
+        if not isinstance(qc, list) or any(c not in _alarms.CLASSES for c in qc):
+            raise ConfigError("[alarms].queue_classes must list classes from: %s"
+                              % ", ".join(_alarms.CLASSES))
+        cfg.queue_classes = frozenset(qc)
+    rt = doc.get("routing", {})
+    _check_keys(rt, {"file", "outputs", "centers", "routes"}, "[routing]")
+    if "file" in rt:
+        if len(rt) > 1:
+            raise ConfigError("[routing]: give either file = ... or inline tables, not both")
+        rpath = os.path.join(base, rt["file"])
+        rdoc = _read_toml(rpath, "routing file")
+        where = rpath
+    else:
+        rdoc, where = rt, "[routing]"
+    try:
+        cfg.router = _routing.parse(rdoc, known_classes=_alarms.CLASSES)
+    except _routing.RoutingError as e:
+        raise ConfigError("%s: %s" % (where, e)) from None
+    lg = doc.get("log", {})
+    _check_keys(lg, {"level"}, "[log]")
+    if "level" in lg:
+        lvl = str(lg["level"]).upper()
+        if lvl not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("[log].level must be debug, info, warning or error")
+        cfg.log_level = lvl
+    return cfg

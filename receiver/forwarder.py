@@ -1,0 +1,250 @@
+"""Store-and-forward delivery of routed alarms to dispatch centres.
+
+Every delivery starts as a row in the ``outbox`` table, written in the same
+transaction as the event that caused it, so nothing is lost when a far end
+is down or the receiver restarts.  One :class:`Forwarder` task per output
+delivers that output's rows strictly in id order, one at a time; a failed
+delivery is retried (same row, head of line) with capped, jittered backoff
+until it succeeds.  A row is marked delivered only after the far end
+confirmed it.  Delivery is at-least-once: if the receiver dies between the
+far end's confirmation and the ``delivered_at`` update, the row goes again
+with the same ``id``, so far ends deduplicate on ``id``.
+
+The JSON-lines protocol (``type = "jsonl"``), over one TCP connection that
+the receiver opens and keeps:
+
+    receiver -> sink   one JSON object per line (UTF-8, '\\n' terminated),
+                       always with an integer "id" (the outbox id) and
+                       "type": "alarm"
+    sink -> receiver   "ACK <id>\\n" once the sink has taken responsibility
+                       for that message (stored or handed to a person)
+
+The receiver sends the next line only after the ACK of the previous one.
+Any other line is ignored; no ACK within ``timeout_s``, or the connection
+closing, counts as a failure (reconnect, resend).
+
+Webhook (``type = "webhook"``): HTTP POST of the same JSON object with
+``Content-Type: application/json`` and ``Idempotency-Key: <id>``; any 2xx
+status is delivery, anything else (or no answer within ``timeout_s``) a
+failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from receiver.backoff import Backoff
+from receiver.routing import OutputSpec
+from receiver.store import Store, StoreError
+
+_LOGGER = logging.getLogger(__name__)
+
+# Longest line a JSON-lines sink may answer with; anything longer is a
+# broken peer (an "ACK <id>" line is under 32 bytes).
+MAX_SINK_LINE = 1024
+# Rows fetched from the outbox per query; delivery stays one at a time.
+FETCH_ROWS = 100
+# How often an idle forwarder looks at the outbox even without a wake-up
+# (rows written by another process, or a wake-up lost in a restart).
+IDLE_POLL_S = 5.0
+
+
+class DeliveryError(Exception):
+    """The far end did not take the message; retry later."""
+
+
+class Output:
+    """One far end.  ``deliver`` returns once the message is confirmed."""
+
+    def __init__(self, spec: OutputSpec):
+        self.spec = spec
+        self.name = spec.name
+
+    async def deliver(self, outbox_id: int, message: dict) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+class JsonLinesOutput(Output):
+    def __init__(self, spec: OutputSpec):
+        super().__init__(spec)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _connect(self):
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.spec.host, self.spec.port, limit=MAX_SINK_LINE),
+                self.spec.timeout_s)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise DeliveryError("connect %s:%d: %s" % (self.spec.host, self.spec.port,
+                                                       e or type(e).__name__)) from None
+        _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
+                     self.spec.port)
+
+    async def deliver(self, outbox_id: int, message: dict) -> None:
+        if self._writer is None:
+            await self._connect()
+        line = json.dumps(dict(message, id=outbox_id), sort_keys=True,
+                          separators=(",", ":")) + "\n"
+        want = ("ACK %d" % outbox_id).encode()
+        try:
+            self._writer.write(line.encode())
+            await asyncio.wait_for(self._writer.drain(), self.spec.timeout_s)
+            deadline = asyncio.get_running_loop().time() + self.spec.timeout_s
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise asyncio.TimeoutError()
+                got = await asyncio.wait_for(self._reader.readline(), left)
+                if not got:
+                    raise ConnectionResetError("sink closed the connection")
+                if got.strip() == want:
+                    return
+                # an ACK of an earlier (resent) id, or chatter: ignore
+        except (OSError, asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError) as e:
+            await self.close()
+            raise DeliveryError("id %d: %s" % (outbox_id, e or type(e).__name__)) from None
+
+    async def close(self) -> None:
+        w, self._writer, self._reader = self._writer, None, None
+        if w is not None:
+            w.close()
+            try:
+                await w.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass
+
+
+class WebhookOutput(Output):
+    def __init__(self, spec: OutputSpec):
+        super().__init__(spec)
+        self._session = None
+
+    async def deliver(self, outbox_id: int, message: dict) -> None:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.spec.timeout_s))
+        try:
+            async with self._session.post(
+                    self.spec.url, json=dict(message, id=outbox_id),
+                    headers={"Idempotency-Key": str(outbox_id)}) as resp:
+                if 200 <= resp.status < 300:
+                    return
+                raise DeliveryError("id %d: HTTP %d" % (outbox_id, resp.status))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise DeliveryError("id %d: %s" % (outbox_id, e or type(e).__name__)) from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def make_output(spec: OutputSpec) -> Output:
+    return JsonLinesOutput(spec) if spec.type == "jsonl" else WebhookOutput(spec)
+
+
+class Forwarder:
+    """Delivers one output's outbox rows in order, for ever."""
+
+    def __init__(self, store: Store, output: Output, metrics=None,
+                 backoff: Backoff | None = None):
+        self.store = store
+        self.output = output
+        self.metrics = metrics
+        self.backoff = backoff or Backoff(base_s=0.5, cap_s=60.0)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.delivered = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="forwarder-%s" % self.output.name)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+        await self.output.close()
+
+    async def _idle(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _run(self) -> None:
+        name = self.output.name
+        while not self._stop.is_set():
+            try:
+                rows = await self.store.outbox_pending(name, FETCH_ROWS)
+            except StoreError as e:
+                _LOGGER.warning("outbox unreadable output=%s error=%s", name, e)
+                if await self.backoff.wait(self._stop):
+                    return
+                continue
+            if not rows:
+                await self._idle(IDLE_POLL_S)
+                continue
+            for row in rows:
+                if not await self._deliver_one(row):
+                    return  # stopping
+        _LOGGER.debug("forwarder stopped output=%s", name)
+
+    async def _deliver_one(self, row) -> bool:
+        name = self.output.name
+        while not self._stop.is_set():
+            try:
+                await self.output.deliver(row["id"], row["payload"])
+            except DeliveryError as e:
+                delay_from = self.backoff.failures + 1
+                _LOGGER.warning("delivery failed output=%s id=%d account=%s attempt=%d "
+                                "error=%s", name, row["id"], row["payload"].get("account"),
+                                row["attempts"] + delay_from, e)
+                if self.metrics is not None:
+                    self.metrics.forwarded.labels(name, "failed").inc()
+                try:
+                    await self.store.outbox_result(row["id"], False, str(e)[:500], time.time())
+                except StoreError:
+                    pass  # attempts are bookkeeping; the row stays pending anyway
+                if await self.backoff.wait(self._stop):
+                    return False
+                continue
+            self.backoff.reset()
+            self.delivered += 1
+            if self.metrics is not None:
+                self.metrics.forwarded.labels(name, "delivered").inc()
+            _LOGGER.info("delivered output=%s id=%d account=%s", name, row["id"],
+                         row["payload"].get("account"))
+            while True:
+                try:
+                    await self.store.outbox_result(row["id"], True, None, time.time())
+                    return True
+                except StoreError as e:
+                    # Delivered but not recorded: keep trying to record it so it
+                    # is not sent again (it would be deduplicated on id anyway).
+                    _LOGGER.warning("cannot mark delivered output=%s id=%d error=%s",
+                                    name, row["id"], e)
+                    if await self.backoff.wait(self._stop):
+                        return False
+        return False

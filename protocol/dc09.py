@@ -721,7 +721,6 @@ SIA_CID_TABLE = (
     ("HA", 122, Q_NEW, "hold-up alarm (silent)"),
     ("HH", 122, Q_RESTORE, "hold-up alarm restore"),
     ("HA", 121, Q_NEW, "duress"),
-    ("HA", 120, Q_NEW, "hold-up reported as panic"),
     ("BA", 130, Q_NEW, "burglary alarm"),
     ("BR", 130, Q_RESTORE, "burglary restoral"),
     ("BH", 130, Q_RESTORE, "burglary alarm restore"),

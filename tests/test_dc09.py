@@ -12,6 +12,7 @@ is spelled out here character by character from the padding rules.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -608,6 +609,21 @@ def test_mapping_table_is_consistent():
         assert dc09.SIA_TO_CID[sia_code][1] == q
     for sia_code, (cid, q) in dc09.SIA_TO_CID.items():
         assert len(sia_code) == 2 and sia_code.isupper()
+
+
+def test_every_mapping_row_is_used_and_documented():
+    for s_code, cid, q, _ in dc09.SIA_CID_TABLE:
+        assert (dc09.SIA_TO_CID[s_code] == (cid, q)
+                or dc09.CID_TO_SIA[(cid, q)] == s_code), (s_code, cid, q)
+    # docs/dc09.md carries the same table: "| BA | 130 | 1 new | ..."
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "dc09.md").read_text()
+    rows = set()
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and len(cells[0]) == 2 and cells[0].isupper() \
+                and cells[1].isdigit():
+            rows.add((cells[0], int(cells[1]), int(cells[2].split()[0])))
+    assert rows == {(s_code, cid, q) for s_code, cid, q, _ in dc09.SIA_CID_TABLE}
 
 
 @given(st.sampled_from(sorted(dc09.CID_TO_SIA)), st.integers(0, 99),

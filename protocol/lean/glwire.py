@@ -64,7 +64,9 @@ try:
 except ImportError:  # MicroPython: the firmware has no host package
     class _RemoteBase(Exception):
         def __init__(self, msg, reason=0):
-            Exception.__init__(self, msg)
+            # super(), not Exception.__init__: MicroPython's built-in
+            # exception types expose no __init__ attribute.
+            super().__init__(msg)
             self.reason = reason
 
     _LocalBase = ValueError

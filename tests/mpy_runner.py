@@ -34,7 +34,9 @@ and is run with::
 `run_driver` puts protocol/lean (and any `extra_path`) on the VM's module
 path through MICROPYPATH, so `import glwire` works as it does on a board
 whose /lib holds those files.  The VM's heap can be limited (`heapsize`,
-passed as `-X heapsize=`) to check that code fits a small board.
+passed as `-X heapsize=`) to check that code fits a small board; with
+`precompiled=True` the modules and the driver are first compiled with
+mpy-cross and run as .mpy files, as a board runs them.
 """
 
 import json
@@ -63,32 +65,47 @@ def available():
     return MICROPYTHON.exists() and os.access(MICROPYTHON, os.X_OK)
 
 
-def run_driver(driver, cases, heapsize=None, extra_path=(), timeout=DEFAULT_TIMEOUT_S,
-               one_result_per_case=True):
+def run_driver(driver, cases, heapsize=None, extra_path=(), precompiled=False,
+               timeout=DEFAULT_TIMEOUT_S, one_result_per_case=True):
     """Run `driver` (a path to a .py file, or its source as a str) under the
     MicroPython VM, feed it `cases` (JSON-able objects) one per line, and
     return the list of JSON objects it printed.
 
     heapsize: e.g. "64k" to emulate a small board (micropython -X heapsize).
     extra_path: more directories for the VM's module path (after protocol/lean).
+    precompiled: compile protocol/lean, `extra_path` and the driver with
+      mpy-cross first and run the .mpy files, as a board does.  Needed for
+      small heaps: compiling glwire.py from source on the VM alone takes
+      more than 64 KiB.
     one_result_per_case: raise MicroPythonError unless the driver printed
-    exactly one line per case."""
+      exactly one line per case."""
     cases = list(cases)
     with tempfile.TemporaryDirectory(prefix="mpy_driver_") as tmp:
+        tmp = Path(tmp)
         if isinstance(driver, Path) or (isinstance(driver, str) and "\n" not in driver
                                         and driver.endswith(".py")):
             script = Path(driver)
         else:
-            script = Path(tmp) / "driver.py"
+            script = tmp / "mpy_driver.py"
             script.write_text(driver)
+        path = [LEAN_DIR] + [Path(p) for p in extra_path]
         cmd = [str(MICROPYTHON)]
         if heapsize:
             cmd += ["-X", "heapsize=%s" % heapsize]
-        cmd.append(str(script))
+        if precompiled:
+            out = tmp / "mpy"
+            out.mkdir()
+            for src in [script] + [f for d in path for f in sorted(Path(d).glob("*.py"))]:
+                rc, err = mpy_cross(src, out)
+                if rc:
+                    raise MicroPythonError("mpy-cross %s failed:\n%s" % (src, err))
+            path = [out]
+            cmd += ["-m", script.stem]
+        else:
+            cmd.append(str(script))
         env = dict(os.environ)
         # .frozen keeps the VM's frozen modules (asyncio, ...) importable.
-        env["MICROPYPATH"] = os.pathsep.join(
-            [str(LEAN_DIR)] + [str(p) for p in extra_path] + [".frozen"])
+        env["MICROPYPATH"] = os.pathsep.join([str(p) for p in path] + [".frozen"])
         stdin = "".join(json.dumps(c) + "\n" for c in cases)
         proc = subprocess.run(cmd, input=stdin.encode(), capture_output=True,
                               env=env, timeout=timeout)

@@ -1,0 +1,21 @@
+"""Guardline panel firmware: host-side tooling.
+
+The firmware itself is MicroPython code in ``firmware/device/`` (flat
+modules, as they sit on a board's filesystem).  This package holds what
+runs on the host: the ``guardline-panel`` CLI, the unix-port launcher
+(:mod:`firmware.sim`) and the bundle builder (:mod:`firmware.build`).
+
+``firmware.device.config`` is importable here too: the config validator
+is shared between the panel and the host.
+"""
+
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEVICE_DIR = os.path.join(HERE, "device")
+REPO = os.path.dirname(HERE)
+LEAN_DIR = os.path.join(REPO, "protocol", "lean")
+# copied into every bundle from protocol/lean (the lead owns them)
+PROTOCOL_MODULES = ("glwire.py", "glpanel.py")
+# device modules that a board bundle leaves out (unix-port simulation only)
+SIM_ONLY = ("board_sim.py", "simctl.py")

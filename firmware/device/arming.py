@@ -1,0 +1,90 @@
+# Partition arming as a transition table.
+#
+# TRANSITIONS[state][event] -> next state.  A pair with no entry is an
+# error: step() raises Refused and the state does not change (a user
+# command is answered "refused"; a timer event in a wrong state is a bug).
+# Zone events that mean nothing in a state have an explicit self-loop, so
+# the table says what happens to every zone event in every state.
+#
+# Internal states keep the arming mode (away/stay) in the exit-delay
+# state; WIRE_STATE maps them to glwire's P_* partition states.
+#
+# A zone event whose entry leads to ALARM raises an alarm for that zone;
+# ENTRY_END raises it for the zone that started the entry delay.  The
+# caller (panel.py) turns that into a report and outputs.  24-hour zones
+# (fire, panic, hold-up, 24h, seismic, tamper) do not go through this
+# table: they alarm in every state.
+
+from fwutil import const
+
+DISARMED = const(0)
+EXIT_AWAY = const(1)
+EXIT_STAY = const(2)
+ARMED_AWAY = const(3)
+ARMED_STAY = const(4)
+ENTRY = const(5)
+ALARM = const(6)
+STATE_NAMES = ("disarmed", "exit_away", "exit_stay", "armed_away", "armed_stay",
+               "entry_delay", "alarm")
+
+# glwire P_*: disarmed 0, exit 1, away 2, stay 3, entry 4, alarm 5
+WIRE_STATE = (0, 1, 1, 2, 3, 4, 5)
+
+ARM_AWAY = const(0)
+ARM_STAY = const(1)
+DISARM = const(2)
+EXIT_END = const(3)  # exit delay expired
+ENTRY_END = const(4)  # entry delay expired
+TRIP_ENTRY = const(5)  # entry/exit zone (or door) opened
+TRIP_FOLLOW = const(6)  # interior follower zone
+TRIP_INSTANT = const(7)  # instant zone, or a sabotaged zone in an armed state
+EVENT_NAMES = ("arm_away", "arm_stay", "disarm", "exit_end", "entry_end",
+               "trip_entry", "trip_follow", "trip_instant")
+ZONE_EVENTS = (TRIP_ENTRY, TRIP_FOLLOW, TRIP_INSTANT)
+
+TRANSITIONS = {
+    DISARMED: {ARM_AWAY: EXIT_AWAY, ARM_STAY: EXIT_STAY,
+               DISARM: DISARMED,  # acknowledges a 24-hour alarm / memory
+               TRIP_ENTRY: DISARMED, TRIP_FOLLOW: DISARMED, TRIP_INSTANT: DISARMED},
+    EXIT_AWAY: {DISARM: DISARMED, EXIT_END: ARMED_AWAY,
+                # leaving through the door and walking past interior zones
+                TRIP_ENTRY: EXIT_AWAY, TRIP_FOLLOW: EXIT_AWAY,
+                TRIP_INSTANT: ALARM},
+    EXIT_STAY: {DISARM: DISARMED, EXIT_END: ARMED_STAY,
+                TRIP_ENTRY: EXIT_STAY, TRIP_FOLLOW: EXIT_STAY,
+                TRIP_INSTANT: ALARM},
+    ARMED_AWAY: {DISARM: DISARMED, TRIP_ENTRY: ENTRY,
+                 TRIP_FOLLOW: ALARM,  # no entry delay running: instant
+                 TRIP_INSTANT: ALARM},
+    ARMED_STAY: {DISARM: DISARMED, TRIP_ENTRY: ENTRY,
+                 TRIP_FOLLOW: ARMED_STAY,  # stay: interior is not armed
+                 TRIP_INSTANT: ALARM},
+    ENTRY: {DISARM: DISARMED, ENTRY_END: ALARM,
+            TRIP_ENTRY: ENTRY,
+            TRIP_FOLLOW: ENTRY,  # follows the entry delay
+            TRIP_INSTANT: ALARM},
+    ALARM: {DISARM: DISARMED,
+            TRIP_ENTRY: ALARM, TRIP_FOLLOW: ALARM, TRIP_INSTANT: ALARM},
+}
+
+
+class Refused(Exception):
+    """(state, event) has no entry in TRANSITIONS."""
+
+
+def step(state, event):
+    row = TRANSITIONS[state]
+    if event not in row:
+        raise Refused("%s in %s" % (EVENT_NAMES[event], STATE_NAMES[state]))
+    return row[event]
+
+
+def is_armed(state):
+    return state != DISARMED
+
+
+def raises_alarm(state, event):
+    """Does (state, event) raise an alarm for a zone?"""
+    row = TRANSITIONS[state]
+    return event in row and row[event] == ALARM and \
+        (event in ZONE_EVENTS or event == ENTRY_END)

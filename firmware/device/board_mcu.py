@@ -1,0 +1,101 @@
+# Common part of the microcontroller boards (ESP32, RP2040).
+#
+# Zones: up to 16 DEOL loops through a CD4067 analog multiplexer into one
+# ADC pin (or 32 with two muxes selected by a fifth select line), each loop
+# pulled up by `eol.pullup_ohms` to the ADC reference.  Pins come from the
+# config's "board" object; the defaults are in the board modules.
+#
+# Keypad: a keypad/reader module on a UART sending one line per entry,
+# "CODE ACTION PARTITION [ARG]\n", e.g. "1234 disarm 1" (ACTION as in
+# panel.ACTIONS).  A matrix keypad driver would produce the same tuples.
+
+import machine
+import time
+import hal
+from fwutil import const
+
+_SETTLE_US = const(20)  # mux output settling before the ADC samples
+
+
+class McuBoard(hal.BaseBoard):
+    PINS = {}
+
+    def __init__(self):
+        self.state_dir = "/data"
+        self.config_path = "/config.json"
+        try:
+            import os
+            os.mkdir(self.state_dir)
+        except OSError:
+            pass
+        self.pins = dict(self.PINS)
+        self._wdt = None
+        self._kbuf = b""
+
+    def setup(self, cfg):
+        """Called by app.py once the config is known."""
+        self.pins.update(cfg.get("board") or {})
+        P = self.pins
+        self.adc = machine.ADC(machine.Pin(P["adc_pin"]))
+        self.mux = [machine.Pin(n, machine.Pin.OUT) for n in P["mux_pins"]]
+        self.siren = machine.Pin(P["siren_pin"], machine.Pin.OUT, value=0)
+        self.strobe = machine.Pin(P["strobe_pin"], machine.Pin.OUT, value=0)
+        self.lock = machine.Pin(P["lock_pin"], machine.Pin.OUT, value=1)
+        self.ac = machine.Pin(P["ac_pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+        self.tamper = machine.Pin(P["tamper_pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+        self.batt = machine.ADC(machine.Pin(P["battery_adc_pin"]))
+        self.keyuart = None
+        if P.get("keypad_uart") is not None:
+            self.keyuart = machine.UART(P["keypad_uart"], 9600)
+        self._wdt = machine.WDT(timeout=P.get("wdt_ms", 8000))
+
+    def zone_raw(self, inp):
+        for b in range(len(self.mux)):
+            self.mux[b].value((inp >> b) & 1)
+        time.sleep_us(_SETTLE_US)
+        return self.adc.read_u16()
+
+    def ac_ok(self):
+        return self.ac.value() == 0  # opto-coupler pulls low while mains is present
+
+    def battery_mv(self):
+        # divider ratio and 3.3 V reference: battery_divider x 3300 mV full scale
+        return self.batt.read_u16() * 3300 * self.pins.get("battery_divider", 5) // 65535
+
+    def box_tamper(self):
+        return self.tamper.value() == 1  # switch opens when the lid lifts
+
+    def outputs(self, siren, strobe, lock):
+        self.siren.value(1 if siren else 0)
+        self.strobe.value(1 if strobe else 0)
+        self.lock.value(1 if lock else 0)
+
+    def wdt_feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def keypad(self):
+        u = self.keyuart
+        if u is None or not u.any():
+            return None
+        self._kbuf += u.read(64)
+        if len(self._kbuf) > 128:  # garbage without newline: drop it
+            self._kbuf = b""
+        i = self._kbuf.find(b"\n")
+        if i < 0:
+            return None
+        line = self._kbuf[:i].decode().split()
+        self._kbuf = self._kbuf[i + 1:]
+        if len(line) < 3:
+            return None
+        try:
+            return (line[0], line[1], int(line[2]), int(line[3]) if len(line) > 3 else 0)
+        except ValueError:
+            return None
+
+    def serial_link(self, pc):
+        import links
+        return links.UartLink(machine.UART(pc["uart"], pc["baud"]))
+
+    def reset(self):
+        machine.reset()

@@ -1,0 +1,111 @@
+# The simulated board for the MicroPython unix port.
+#
+# Inputs (zone loop resistances, mains, battery, box tamper, network
+# paths) are set over the control socket (simctl.py, docs/simulator.md)
+# and kept in <state-dir>/sim_env.json, so they survive a simulated power
+# cycle the way a door left open stays open when the panel reboots.
+# Outputs are recorded for the control socket to read.
+#
+# Command line (firmware/sim.py builds it):
+#     micropython main.py --config CONFIG.json --state-dir DIR
+#                         [--control HOST:PORT]
+
+import sys
+import json
+import hal
+import eol
+from fwutil import const
+
+_LOG_LINES = const(200)  # console lines kept for the "log" command
+ENV_FILE = "sim_env.json"
+
+
+def _arg(name, default=None):
+    a = sys.argv
+    for i in range(len(a) - 1):
+        if a[i] == name:
+            return a[i + 1]
+    return default
+
+
+class Board(hal.BaseBoard):
+    def __init__(self):
+        self.config_path = _arg("--config", "config.json")
+        self.state_dir = _arg("--state-dir", ".")
+        self.control = _arg("--control", "127.0.0.1:7800")
+        self.log = []
+        self.log_base = 0  # index of self.log[0] since boot
+        self.pullup = 4700
+        self.env = {"zones": {}, "ac": True, "battery_mv": 13200, "box_tamper": False,
+                    "paths": [True, True], "net": True}
+        try:
+            with open(self.path(ENV_FILE)) as f:
+                e = json.load(f)
+            for k in self.env:
+                if k in e:
+                    self.env[k] = e[k]
+        except (OSError, ValueError):
+            pass
+        self.out = {"siren": False, "strobe": False, "lock": True}
+        self.keys = []
+
+    def setup(self, cfg):
+        self.pullup = cfg["eol"]["pullup_ohms"]
+        self.normal = cfg["eol"]["normal_ohms"]
+        self.alarm = cfg["eol"]["alarm_ohms"]
+
+    def save_env(self):
+        with open(self.path(ENV_FILE), "w") as f:
+            json.dump(self.env, f)
+
+    # -- inputs --------------------------------------------------------------
+
+    def zone_raw(self, inp):
+        ohms = self.env["zones"].get(str(inp))
+        if ohms is None:
+            ohms = self.normal
+        return eol.raw_for_ohms(ohms, self.pullup)
+
+    def ac_ok(self):
+        return self.env["ac"]
+
+    def battery_mv(self):
+        return self.env["battery_mv"]
+
+    def box_tamper(self):
+        return self.env["box_tamper"]
+
+    def path_up(self, i):
+        return self.env["net"] and self.env["paths"][i]
+
+    # -- outputs -------------------------------------------------------------
+
+    def outputs(self, siren, strobe, lock):
+        o = self.out
+        if o["siren"] != siren or o["strobe"] != strobe or o["lock"] != lock:
+            self.console("outputs siren=%d strobe=%d lock=%d" % (siren, strobe, lock))
+        o["siren"] = siren
+        o["strobe"] = strobe
+        o["lock"] = lock
+
+    def console(self, msg):
+        print(msg)
+        self.log.append(msg)
+        if len(self.log) > _LOG_LINES:
+            self.log.pop(0)
+            self.log_base += 1
+
+    # -- links: the sim's "serial" path is a TCP stream (ser2net style) -------
+
+    def open_link(self, i, pc):
+        import links
+
+        def gate():
+            return self.path_up(i)
+        if pc["type"] == "udp":
+            return links.UdpLink(pc["host"], pc["port"], gate)
+        return links.TcpLink(pc["host"], pc["port"], gate)
+
+    def tasks(self, app):
+        import simctl
+        return [simctl.serve(app, self)]

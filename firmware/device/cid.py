@@ -1,0 +1,38 @@
+# Contact ID (SIA DC-05) event codes the panel sends.  The receiver renders
+# them through protocol/contactid.py; docs/firmware.md lists which panel
+# condition maps to which code and why.
+
+from fwutil import const
+
+MEDICAL = const(100)
+FIRE = const(110)
+PANIC = const(120)  # audible panic
+DURESS = const(121)
+HOLDUP = const(122)  # silent hold-up
+BURGLARY = const(130)  # instant zone
+INTERIOR = const(132)  # interior follower
+H24 = const(133)  # 24-hour (safe/vault), also the vault seismic zone
+ENTRY_EXIT = const(134)
+BOX_TAMPER = const(137)
+SENSOR_TAMPER = const(144)  # DEOL loop open (cut wire) or a tamper zone
+AC_LOSS = const(301)
+LOW_BATTERY = const(302)
+SYSTEM_RESET = const(305)  # sent once per boot
+SELF_TEST = const(307)  # bad configuration: safe mode
+COMM_TROUBLE = const(350)  # zone field = path (1 primary, 2 backup)
+LOOP_SHORT = const(372)  # DEOL loop shorted
+FIRE_TROUBLE = const(373)  # fire loop open or shorted
+EXIT_ERROR = const(374)
+OPEN_CLOSE = const(401)  # 1 = opening (disarm), 3 = closing (arm); zone = user
+AUTO_OPEN_CLOSE = const(403)  # time-lock auto arm
+REMOTE_OPEN_CLOSE = const(407)  # arm/disarm by receiver COMMAND
+ACCESS_DENIED = const(421)  # time-lock refused a disarm
+FORCED = const(423)  # door opened while locked
+PROPPED = const(426)  # door held open too long
+LOCK_FAIL = const(432)  # bolt not thrown after relock
+ARMED_STAY = const(441)
+AUTO_ARM_FAILED = const(455)
+WRONG_CODE = const(461)  # keypad lockout started
+BYPASS = const(570)
+SWINGER = const(575)
+CLOCK_UNSET = const(626)  # time/date inaccurate

@@ -1,0 +1,397 @@
+# Panel configuration: one JSON file, validated at boot.
+#
+# This module is in the shared subset: it runs on the panel (MicroPython)
+# and on the host (`guardline-panel check CONFIG`), so it imports nothing
+# but json and uses no CPython-only syntax.
+#
+# validate(doc) returns (cfg, errors).  `errors` is a list of strings that
+# each start with the path of the field at fault, e.g.
+#     zones[3].type: 'instnat' is not one of instant, entry_exit, ...
+# `cfg` is the document with defaults filled in; it is only meant to be
+# used when `errors` is empty.  comms_ok(cfg) tells whether the parts the
+# reporter needs (account, key, receiver) are good even if the rest is
+# not: then the panel runs in safe mode and reports T_CONFIG instead of
+# running half-configured (docs/firmware.md, "Bad configuration").
+#
+# Invariants:
+# - No exception escapes validate() for any JSON value; a wrong type is an
+#   error message, never a crash (the panel must report, not reboot-loop).
+# - Every number the firmware later packs into a wire field is range
+#   checked here against that field's width (glwire: zone u16, partition
+#   u8, account u32, heartbeat u32 seconds).
+
+import json
+
+KINDS = ("door", "bank")
+ZONE_TYPES = ("instant", "entry_exit", "follower", "24h", "holdup", "panic",
+              "fire", "tamper", "seismic", "door", "bolt")
+AUTHORITIES = ("user", "manager", "master")
+PATH_TYPES = ("tcp", "udp", "serial")
+
+# Bounds, each from the field that carries it or from the device budget.
+MAX_ZONES = 64  # HELLO carries zones in a u8; 64 keeps RAM per zone bounded
+MAX_PARTITIONS = 8  # glwire.MAX_PARTITIONS (HEARTBEAT/REPLY partition list)
+MAX_USERS = 64  # one sha256 (32 bytes) each held in RAM
+MAX_NAME = 32  # glwire.MAX_TEXT_LEN: a name may be sent as EVENT text
+
+# timing defaults (seconds unless the key says _ms); (default, min, max)
+TIMINGS = {
+    "exit_delay_s": (30, 0, 255),
+    "entry_delay_s": (30, 0, 255),
+    "siren_cutoff_s": (180, 1, 1800),  # EN 50131-4: at most 15 min typical
+    "debounce_ms": (300, 0, 5000),
+    "scan_ms": (50, 5, 1000),
+    "heartbeat_s": (60, 20, 86400),  # the issue: 20 s .. 24 h
+    "backup_heartbeat_s": (600, 20, 86400),
+    "ac_loss_delay_s": (60, 0, 3600),
+    "battery_delay_s": (10, 0, 3600),
+    "low_battery_mv": (11500, 0, 65535),
+    "battery_restore_mv": (12200, 0, 65535),
+    "lockout_attempts": (5, 1, 50),
+    "lockout_s": (90, 1, 3600),
+    "swinger_limit": (3, 1, 50),
+    "door_held_open_s": (30, 1, 3600),
+    "unlock_s": (5, 1, 255),
+    "bolt_timeout_s": (10, 1, 255),
+    "clock_grace_s": (60, 0, 86400),
+    "ack_timeout_ms": (3000, 200, 60000),
+    "max_backoff_ms": (60000, 1000, 600000),
+    "fail_after": (3, 1, 20),
+}
+
+EOL_DEFAULTS = {"normal_ohms": 2200, "alarm_ohms": 4400, "pullup_ohms": 4700}
+
+
+def _type_name(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return "value"
+
+
+class _V:
+    def __init__(self):
+        self.errors = []
+
+    def err(self, path, msg):
+        self.errors.append("%s: %s" % (path, msg))
+
+    def obj(self, d, path):
+        if not isinstance(d, dict):
+            self.err(path, "expected an object, got %s" % _type_name(d))
+            return None
+        return d
+
+    def int_(self, d, key, path, lo, hi, default=None):
+        p = path + "." + key if path else key
+        if key not in d:
+            if default is None:
+                self.err(p, "missing")
+            return default
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.err(p, "expected an integer, got %s" % _type_name(v))
+            return default
+        if v < lo or v > hi:
+            self.err(p, "%d is out of range %d..%d" % (v, lo, hi))
+            return default
+        return v
+
+    def str_(self, d, key, path, default=None, maxlen=MAX_NAME, required=True):
+        p = path + "." + key if path else key
+        if key not in d:
+            if required and default is None:
+                self.err(p, "missing")
+            return default
+        v = d[key]
+        if not isinstance(v, str):
+            self.err(p, "expected a string, got %s" % _type_name(v))
+            return default
+        if len(v.encode("utf-8")) > maxlen:
+            self.err(p, "longer than %d bytes" % maxlen)
+            return default
+        return v
+
+    def choice(self, d, key, path, options, default=None):
+        v = self.str_(d, key, path, default, 32)
+        if v is not None and v not in options:
+            self.err(path + "." + key if path else key,
+                     "%r is not one of %s" % (v, ", ".join(options)))
+            return default
+        return v
+
+    def bool_(self, d, key, path, default=False):
+        if key not in d:
+            return default
+        v = d[key]
+        if not isinstance(v, bool):
+            self.err(path + "." + key, "expected true or false, got %s" % _type_name(v))
+            return default
+        return v
+
+    def hex_(self, d, key, path, lo, hi):
+        v = self.str_(d, key, path, None, 256)
+        if v is None:
+            return None
+        try:
+            b = bytes.fromhex(v)
+        except Exception:  # ValueError on both runtimes
+            self.err(path + "." + key if path else key, "not a hex string")
+            return None
+        if len(b) < lo or len(b) > hi:
+            self.err(path + "." + key if path else key,
+                     "must be %d..%d bytes (%d..%d hex digits), got %d bytes"
+                     % (lo, hi, 2 * lo, 2 * hi, len(b)))
+            return None
+        return v
+
+    def list_(self, d, key, path, hi, required=True):
+        p = path + "." + key if path else key
+        if key not in d:
+            if required:
+                self.err(p, "missing")
+            return []
+        v = d[key]
+        if not isinstance(v, list):
+            self.err(p, "expected an array, got %s" % _type_name(v))
+            return []
+        if len(v) > hi:
+            self.err(p, "at most %d entries, got %d" % (hi, len(v)))
+            return v[:hi]
+        return v
+
+
+def _hhmm(v, s, path):
+    if not isinstance(s, str) or len(s) != 5 or s[2] != ":":
+        v.err(path, "expected \"HH:MM\", got %r" % (s,))
+        return None
+    try:
+        h = int(s[:2])
+        m = int(s[3:])
+    except ValueError:
+        v.err(path, "expected \"HH:MM\", got %r" % (s,))
+        return None
+    if h > 23 or m > 59:
+        v.err(path, "%r is not a time of day" % s)
+        return None
+    return h * 60 + m
+
+
+def _path(v, d, path):
+    d = v.obj(d, path)
+    if d is None:
+        return None
+    out = {"type": v.choice(d, "type", path, PATH_TYPES)}
+    if out["type"] == "serial":
+        out["uart"] = v.int_(d, "uart", path, 0, 9, 1)
+        out["baud"] = v.int_(d, "baud", path, 1200, 3000000, 115200)
+        # On the unix port a serial path is a TCP stream to host:port
+        # (a ser2net-style bridge); on a board these are ignored.
+        out["host"] = v.str_(d, "host", path, "127.0.0.1", 64)
+        out["port"] = v.int_(d, "port", path, 1, 65535, 7701)
+    else:
+        out["host"] = v.str_(d, "host", path, None, 64)
+        out["port"] = v.int_(d, "port", path, 1, 65535)
+    return out
+
+
+def _comms(v, doc):
+    cfg = {}
+    cfg["account"] = v.int_(doc, "account", "", 1, 0xFFFFFFFF)
+    cfg["key"] = v.hex_(doc, "key", "", 16, 64)
+    rx = v.obj(doc.get("receiver"), "receiver") if "receiver" in doc else None
+    if "receiver" not in doc:
+        v.err("receiver", "missing")
+    if rx is not None:
+        cfg["receiver"] = {"primary": _path(v, rx.get("primary"), "receiver.primary")}
+        if "backup" in rx and rx["backup"] is not None:
+            cfg["receiver"]["backup"] = _path(v, rx["backup"], "receiver.backup")
+        else:
+            cfg["receiver"]["backup"] = None
+    return cfg
+
+
+def validate(doc):
+    """Check a parsed config document.  Returns (cfg, errors)."""
+    v = _V()
+    if v.obj(doc, "config") is None:
+        return None, v.errors
+    cfg = _comms(v, doc)
+    cfg["name"] = v.str_(doc, "name", "", "panel")
+    cfg["kind"] = v.choice(doc, "kind", "", KINDS)
+    cfg["code_salt"] = v.hex_(doc, "code_salt", "", 8, 64)
+    cfg["utc_offset_min"] = v.int_(doc, "utc_offset_min", "", -720, 840, 0)
+
+    t = v.obj(doc.get("timings", {}), "timings") or {}
+    tim = {}
+    for k in TIMINGS:
+        dflt, lo, hi = TIMINGS[k]
+        tim[k] = v.int_(t, k, "timings", lo, hi, dflt)
+    for k in t:
+        if k not in TIMINGS:
+            v.err("timings." + k, "unknown timing (known: %s)" % ", ".join(sorted(TIMINGS)))
+    cfg["timings"] = tim
+
+    e = v.obj(doc.get("eol", {}), "eol") or {}
+    eol = {}
+    for k in EOL_DEFAULTS:
+        eol[k] = v.int_(e, k, "eol", 100, 100000, EOL_DEFAULTS[k])
+    if eol["alarm_ohms"] <= eol["normal_ohms"]:
+        v.err("eol.alarm_ohms", "must be greater than eol.normal_ohms")
+    cfg["eol"] = eol
+
+    parts = []
+    pids = {}
+    plist = v.list_(doc, "partitions", "", MAX_PARTITIONS)
+    if not plist and "partitions" in doc:
+        v.err("partitions", "at least one partition is needed")
+    for i in range(len(plist)):
+        path = "partitions[%d]" % i
+        p = v.obj(plist[i], path)
+        if p is None:
+            continue
+        pid = v.int_(p, "id", path, 1, MAX_PARTITIONS)
+        if pid is not None:
+            if pid in pids:
+                v.err(path + ".id", "%d is used twice (also partitions[%d])" % (pid, pids[pid]))
+            pids[pid] = i
+        tl = None
+        if "time_lock" in p:
+            tp = path + ".time_lock"
+            td = v.obj(p["time_lock"], tp)
+            if td is not None:
+                o = _hhmm(v, td.get("open"), tp + ".open")
+                c = _hhmm(v, td.get("close"), tp + ".close")
+                days = v.list_(td, "days", tp, 7, False) or [1, 2, 3, 4, 5]
+                for j in range(len(days)):
+                    if isinstance(days[j], bool) or not isinstance(days[j], int) \
+                            or days[j] < 1 or days[j] > 7:
+                        v.err("%s.days[%d]" % (tp, j), "expected 1 (Mon) .. 7 (Sun)")
+                if o is not None and c is not None and o >= c:
+                    v.err(tp, "open must be before close")
+                tl = {"open": o, "close": c, "days": days}
+        parts.append({"id": pid, "name": v.str_(p, "name", path, "partition %s" % pid),
+                      "time_lock": tl})
+    cfg["partitions"] = parts
+
+    zones = []
+    zids = {}
+    inputs = {}
+    zlist = v.list_(doc, "zones", "", MAX_ZONES)
+    for i in range(len(zlist)):
+        path = "zones[%d]" % i
+        z = v.obj(zlist[i], path)
+        if z is None:
+            continue
+        zid = v.int_(z, "id", path, 1, 999)
+        if zid is not None:
+            if zid in zids:
+                v.err(path + ".id", "%d is used twice (also zones[%d])" % (zid, zids[zid]))
+            zids[zid] = i
+        inp = v.int_(z, "input", path, 0, 255, i)
+        if inp in inputs:
+            v.err(path + ".input", "%d is used twice (also zones[%d])" % (inp, inputs[inp]))
+        inputs[inp] = i
+        zt = v.choice(z, "type", path, ZONE_TYPES)
+        zp = v.int_(z, "partition", path, 1, MAX_PARTITIONS)
+        if zp is not None and pids and zp not in pids:
+            v.err(path + ".partition", "%d is not a configured partition id" % zp)
+        zones.append({"id": zid, "name": v.str_(z, "name", path, "zone %s" % zid),
+                      "type": zt, "partition": zp, "input": inp,
+                      "silent": v.bool_(z, "silent", path,
+                                        zt in ("holdup", "seismic"))})
+    cfg["zones"] = zones
+
+    users = []
+    uids = {}
+    ulist = v.list_(doc, "users", "", MAX_USERS)
+    for i in range(len(ulist)):
+        path = "users[%d]" % i
+        u = v.obj(ulist[i], path)
+        if u is None:
+            continue
+        uid = v.int_(u, "id", path, 1, 999)
+        if uid is not None:
+            if uid in uids:
+                v.err(path + ".id", "%d is used twice (also users[%d])" % (uid, uids[uid]))
+            uids[uid] = i
+        up = v.list_(u, "partitions", path, MAX_PARTITIONS, False)
+        for j in range(len(up)):
+            if up[j] not in pids:
+                v.err("%s.partitions[%d]" % (path, j), "%r is not a configured partition id"
+                      % (up[j],))
+        users.append({"id": uid, "name": v.str_(u, "name", path, "user %s" % uid),
+                      "code_hash": v.hex_(u, "code_hash", path, 32, 32),
+                      "authority": v.choice(u, "authority", path, AUTHORITIES, "user"),
+                      "duress": v.bool_(u, "duress", path),
+                      "partitions": up or sorted(pids)})
+    cfg["users"] = users
+
+    kind = cfg["kind"]
+    types = [z["type"] for z in zones]
+    if kind == "door":
+        for name in ("door",):
+            if types.count(name) != 1:
+                v.err("zones", "a door panel needs exactly one zone of type %r, found %d"
+                      % (name, types.count(name)))
+        if types.count("bolt") > 1:
+            v.err("zones", "a door panel has at most one zone of type 'bolt'")
+    elif kind == "bank":
+        for i in range(len(types)):
+            if types[i] in ("door", "bolt"):
+                v.err("zones[%d].type" % i, "%r is only for kind \"door\"" % types[i])
+    if tim["battery_restore_mv"] < tim["low_battery_mv"]:
+        v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
+    known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",
+             "timings", "eol", "partitions", "zones", "users", "board", "comment")
+    for k in doc:
+        if k not in known:
+            v.err(k, "unknown field (known: %s)" % ", ".join(known))
+    cfg["board"] = doc.get("board") if isinstance(doc.get("board"), dict) else {}
+    return cfg, v.errors
+
+
+def comms_ok(doc):
+    """Are account, key and receiver usable even if the rest is wrong?
+    Returns the comms part of the config, or None."""
+    if not isinstance(doc, dict):
+        return None
+    v = _V()
+    cfg = _comms(v, doc)
+    if v.errors:
+        return None
+    t = doc.get("timings")
+    tim = {}
+    for k in TIMINGS:
+        tim[k] = TIMINGS[k][0]
+        if isinstance(t, dict) and k in t:
+            vv = v.int_(t, k, "timings", TIMINGS[k][1], TIMINGS[k][2], TIMINGS[k][0])
+            tim[k] = vv
+    cfg["timings"] = tim
+    return cfg
+
+
+def load(path):
+    """Read and validate a config file.  Returns (cfg, errors, doc)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        return None, ["%s: cannot read (%s)" % (path, e)], None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        return None, ["%s: not valid JSON (%s)" % (path, e)], None
+    cfg, errors = validate(doc)
+    return cfg, errors, doc

@@ -1,0 +1,69 @@
+# Hardware abstraction: the one place that knows which board we run on.
+#
+# The application (app.py, panel.py, reporter.py) talks only to a Board:
+#     path(name)                   a file in the board's state directory
+#     config_path                  where the JSON config lives
+#     zone_raw(input) -> int       DEOL loop reading, 0..65535 (read_u16)
+#     ac_ok() -> bool              mains present
+#     battery_mv() -> int          standby battery voltage
+#     box_tamper() -> bool         panel enclosure open
+#     outputs(siren, strobe, lock) drive the sounder, strobe and door lock
+#                                  (lock True = locked / bolt thrown)
+#     keypad() -> None or (code, action, partition, arg)
+#     open_link(i, path_cfg)       a links.* transport for path i (0, 1)
+#     net_start(cfg)               bring the network up (Wi-Fi, Ethernet)
+#     wdt_feed()                   kick the hardware watchdog
+#     console(msg)                 log a line (serial console / stdout)
+#     tasks(app) -> list           extra coroutines (the sim's control socket)
+# and never imports `machine` anywhere else, so the same application runs
+# on an ESP32, an RP2040 (Pico W), the unix port (board_sim) and CPython
+# (test fakes).
+
+import sys
+
+
+def board():
+    """The board for this port."""
+    p = sys.platform
+    if p == "esp32":
+        import board_esp32
+        return board_esp32.Board()
+    if p == "rp2":
+        import board_rp2
+        return board_rp2.Board()
+    import board_sim
+    return board_sim.Board()
+
+
+class BaseBoard:
+    config_path = "config.json"
+    state_dir = "."
+
+    def path(self, name):
+        return self.state_dir + "/" + name
+
+    def console(self, msg):
+        print(msg)
+
+    def wdt_feed(self):
+        pass
+
+    def net_start(self, cfg):
+        pass
+
+    def keypad(self):
+        return None
+
+    def tasks(self, app):
+        return []
+
+    def open_link(self, i, pc):
+        import links
+        if pc["type"] == "tcp":
+            return links.TcpLink(pc["host"], pc["port"])
+        if pc["type"] == "udp":
+            return links.UdpLink(pc["host"], pc["port"])
+        return self.serial_link(pc)
+
+    def serial_link(self, pc):
+        raise OSError("no serial path on this board")

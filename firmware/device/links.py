@@ -1,0 +1,177 @@
+# Transports for the reporting paths: TCP, UDP, and a UART line.
+#
+# All are non-blocking and polled from the reporter task: a blocking
+# connect() or recv() would stall zone scanning, and an alarm panel must
+# keep watching its zones while the network is down.  The session core
+# (glpanel) decides when to send; a link only moves bytes:
+#     poll(now_ms)     drive connection set-up
+#     send(b) -> bool  False if the bytes could not be handed to the OS
+#     recv() -> bytes or None
+#     stream           True: bytes (glpanel.receive_data); False: one
+#                      datagram per recv (glpanel.receive_datagram)
+#     lost             set when a stream connection dropped (the reporter
+#                      then calls session.connection_lost())
+# `gate` (a callable) lets the simulated board cut a path: while it
+# returns False the link is closed and drops whatever it is given.
+
+import socket
+import select
+from fwutil import const, ticks_diff
+
+_EAGAIN = (11, 115, 119, 114)  # EAGAIN / EINPROGRESS (Linux, lwIP) / EALREADY
+_RETRY_MS = const(1000)  # between TCP connect attempts
+_RX = const(512)  # bytes per recv: below glwire.READ_SIZE
+
+
+def _addr(host, port, kind):
+    return socket.getaddrinfo(host, port, 0, kind)[0][-1]
+
+
+class TcpLink:
+    stream = True
+
+    def __init__(self, host, port, gate=None):
+        self.host = host
+        self.port = port
+        self.gate = gate
+        self.sock = None
+        self.connected = False
+        self.lost = False
+        self._poll = None
+        self._last_try = None
+
+    def _close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        if self.connected:
+            self.lost = True
+        self.sock = None
+        self.connected = False
+        self._poll = None
+
+    def poll(self, now_ms):
+        if self.gate is not None and not self.gate():
+            self._close()
+            return
+        if self.sock is None:
+            if self._last_try is not None and ticks_diff(now_ms, self._last_try) < _RETRY_MS:
+                return
+            self._last_try = now_ms
+            try:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                self.sock = s
+                try:
+                    s.connect(_addr(self.host, self.port, socket.SOCK_STREAM))
+                except OSError as e:
+                    if e.args[0] not in _EAGAIN:
+                        raise
+                p = select.poll()
+                p.register(s, select.POLLOUT | select.POLLERR | select.POLLHUP)
+                self._poll = p
+            except OSError:
+                self._close()
+                return
+        if not self.connected and self._poll is not None:
+            for _, ev in self._poll.poll(0):
+                if ev & (select.POLLERR | select.POLLHUP):
+                    self._close()
+                    return
+                if ev & select.POLLOUT:
+                    self.connected = True
+                    self._poll = None
+
+    def send(self, data):
+        if not self.connected:
+            return False
+        try:
+            n = self.sock.send(data)
+            if n != len(data):  # a 300-byte frame into an empty socket buffer
+                self._close()
+                return False
+            return True
+        except OSError:
+            self._close()
+            return False
+
+    def recv(self):
+        if not self.connected:
+            return None
+        try:
+            d = self.sock.recv(_RX)
+        except OSError as e:
+            if e.args[0] in _EAGAIN:
+                return None
+            self._close()
+            return None
+        if not d:
+            self._close()
+            return None
+        return d
+
+
+class UdpLink:
+    stream = False
+
+    def __init__(self, host, port, gate=None):
+        self.gate = gate
+        self.lost = False
+        self.connected = True
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.addr = _addr(host, port, socket.SOCK_DGRAM)
+
+    def poll(self, now_ms):
+        pass
+
+    def _up(self):
+        return self.gate is None or self.gate()
+
+    def send(self, data):
+        if not self._up():
+            return False
+        try:
+            self.sock.sendto(data, self.addr)
+            return True
+        except OSError:
+            return False
+
+    def recv(self):
+        try:
+            d, _ = self.sock.recvfrom(320)  # glwire.MAX_FRAME_LEN fits
+        except OSError:
+            return None
+        if not self._up():
+            return None  # the cable is cut: the datagram never arrived
+        return d
+
+
+class UartLink:
+    """A serial line to the receiver (machine.UART given by the board)."""
+    stream = True
+
+    def __init__(self, uart, gate=None):
+        self.uart = uart
+        self.gate = gate
+        self.lost = False
+        self.connected = True
+
+    def poll(self, now_ms):
+        pass
+
+    def send(self, data):
+        if self.gate is not None and not self.gate():
+            return False
+        self.uart.write(data)
+        return True
+
+    def recv(self):
+        if not self.uart.any():
+            return None
+        d = self.uart.read(_RX)
+        if self.gate is not None and not self.gate():
+            return None
+        return d

@@ -1,0 +1,633 @@
+# The panel application core: zones, partitions, users, outputs, troubles.
+#
+# Sans-I/O: it reads no clock and touches no hardware.  The edges feed it
+# debounced zone states, supply inputs and keypad entries, each with
+# `now_ms` (ticks) and, where wall time matters, `unix` (0 = clock unset);
+# it answers with events in `self.out` (drained into the persistent queue
+# by app.py after every call) and with output states (`siren`, `strobe`,
+# `lock`) that the edge writes to the board.
+#
+# Invariants (tests/test_fw_panel.py walks them with hypothesis):
+# - Arming follows arming.TRANSITIONS; a refused pair changes nothing.
+# - An alarm is never silently lost: every zone trip that the table (or a
+#   24-hour zone type) turns into an alarm either queues that alarm or is
+#   covered by a swinger shutdown (575) already queued for the zone in
+#   this arming period.  Fire, panic, hold-up and duress are never
+#   swinger-limited.
+# - A duress code yields a 121 for whatever it was entered for, before
+#   anything else, and otherwise behaves exactly like a normal code.
+# - Hold-up (and any zone marked silent) never turns on siren or strobe.
+# - self.out never holds more than OUT_MAX events (the edge drains it
+#   after every call; `overflow` counts what a bug would have dropped).
+
+from fwutil import const, ticks_diff, ticks_add, due
+import arming as A
+import cid
+import users as U
+import eol
+
+try:
+    from protocol.lean import glwire as w
+except ImportError:
+    import glwire as w
+
+# zone types: the order of config.ZONE_TYPES (a test checks they agree)
+Z_INSTANT = const(0)
+Z_ENTRY = const(1)
+Z_FOLLOWER = const(2)
+Z_24H = const(3)
+Z_HOLDUP = const(4)
+Z_PANIC = const(5)
+Z_FIRE = const(6)
+Z_TAMPER = const(7)
+Z_SEISMIC = const(8)
+Z_DOOR = const(9)
+Z_BOLT = const(10)
+ZONE_TYPES = ("instant", "entry_exit", "follower", "24h", "holdup", "panic",
+              "fire", "tamper", "seismic", "door", "bolt")
+# alarm code per zone type (bolt: a position sensor, never an alarm)
+ZONE_CODE = (cid.BURGLARY, cid.ENTRY_EXIT, cid.INTERIOR, cid.H24, cid.HOLDUP,
+             cid.PANIC, cid.FIRE, cid.SENSOR_TAMPER, cid.H24, cid.ENTRY_EXIT, 0)
+# arming-table event per zone type (-1: a 24-hour type, not in the table)
+ZONE_EVENT = (A.TRIP_INSTANT, A.TRIP_ENTRY, A.TRIP_FOLLOW, -1, -1, -1, -1, -1, -1,
+              A.TRIP_ENTRY, -1)
+# life safety: never swinger-limited, never bypassable
+_LIFE = (cid.FIRE, cid.PANIC, cid.HOLDUP, cid.DURESS)
+
+# zone flag bits
+_F_SILENT = const(1)
+_F_BYPASS = const(2)
+_F_SHUT = const(4)  # swinger shutdown
+_F_SAB = const(8)  # sabotage (open/short) reported, restore pending
+
+# keypad / command actions
+K_DISARM = const(0)
+K_ARM_AWAY = const(1)
+K_ARM_STAY = const(2)
+K_UNLOCK = const(3)
+K_BYPASS = const(4)
+K_UNBYPASS = const(5)
+K_STATUS = const(6)
+ACTIONS = ("disarm", "arm_away", "arm_stay", "unlock", "bypass", "unbypass", "status")
+
+# A burst of events from one call: a disarm that lifts every bypass of a
+# 64-zone panel plus its own reports stays under this.
+OUT_MAX = const(96)
+
+# arming modes persisted across power loss (app.py stores them)
+MODE_OFF = const(0)
+MODE_AWAY = const(1)
+MODE_STAY = const(2)
+
+
+class Partition:
+    def __init__(self, pid, name, time_lock):
+        self.id = pid
+        self.name = name
+        self.tl = time_lock
+        self.state = A.DISARMED
+        self.due = None  # exit or entry delay deadline (ticks)
+        self.entry_zone = -1
+        self.siren_due = None  # siren cut-off deadline, None = siren off
+        self.strobe = False
+        self.memory = []  # zone ids that alarmed since the last arming
+        self.user = 0  # who armed it
+        self.how = cid.OPEN_CLOSE  # 401 keypad, 407 remote, 403 time lock
+        self.auto_fail = False  # 455 reported
+
+
+class _Cond:
+    """A supply/tamper condition with a report delay (AC loss is only
+    reported after it lasted `delay_ms`; mains flickers are not troubles)."""
+
+    def __init__(self, bit, code, delay_ms):
+        self.bit = bit
+        self.code = code
+        self.delay_ms = delay_ms
+        self.since = None
+        self.reported = False
+
+
+class Remote:
+    """The receiver operator as a user: authority from the authenticated
+    session, never duress."""
+
+    def __init__(self, uid):
+        self.id = uid
+        self.authority = U.MASTER
+        self.duress = False
+
+    def may(self, partition):
+        return True
+
+
+class Panel:
+    def __init__(self, cfg, now_ms, log=None):
+        tim = cfg["timings"]
+        self.kind = w.KIND_DOOR if cfg["kind"] == "door" else w.KIND_BANK
+        self.log = log or (lambda s: None)
+        self.out = []
+        self.overflow = 0
+        self.exit_ms = tim["exit_delay_s"] * 1000
+        self.entry_ms = tim["entry_delay_s"] * 1000
+        self.cutoff_ms = tim["siren_cutoff_s"] * 1000
+        self.swinger = tim["swinger_limit"]
+        self.held_ms = tim["door_held_open_s"] * 1000
+        self.unlock_ms = tim["unlock_s"] * 1000
+        self.bolt_ms = tim["bolt_timeout_s"] * 1000
+        self.clock_grace_ms = tim["clock_grace_s"] * 1000
+        self.utc_off_s = cfg.get("utc_offset_min", 0) * 60
+        self.parts = []
+        self.pidx = {}
+        for p in cfg["partitions"]:
+            self.pidx[p["id"]] = len(self.parts)
+            self.parts.append(Partition(p["id"], p["name"], p.get("time_lock")))
+        zs = cfg["zones"]
+        n = len(zs)
+        self.nz = n
+        self.zid = [z["id"] for z in zs]
+        self.zinput = bytearray([z["input"] for z in zs])
+        self.zname = [z["name"] for z in zs]
+        self.ztype = bytearray([ZONE_TYPES.index(z["type"]) for z in zs])
+        self.zpart = bytearray([self.pidx[z["partition"]] for z in zs])
+        self.zflags = bytearray(n)
+        self.zstate = bytearray(n)  # eol.NORMAL ...
+        self.zcode = [0] * n  # alarm code reported, restore pending
+        self.swing = bytearray(n)
+        for i in range(n):
+            if zs[i]["silent"]:
+                self.zflags[i] |= _F_SILENT
+        self.users = U.Users(cfg["code_salt"], cfg["users"], tim["lockout_attempts"],
+                             tim["lockout_s"] * 1000)
+        # troubles
+        self.troubles = 0
+        self.ac = _Cond(w.T_AC_LOSS, cid.AC_LOSS, tim["ac_loss_delay_s"] * 1000)
+        self.batt = _Cond(w.T_LOW_BATTERY, cid.LOW_BATTERY, tim["battery_delay_s"] * 1000)
+        self.box = _Cond(w.T_BOX_TAMPER, cid.BOX_TAMPER, 0)
+        self.low_mv = tim["low_battery_mv"]
+        self.restore_mv = tim["battery_restore_mv"]
+        self.battery_mv = 0
+        self.boot_ms = now_ms
+        self.clock_reported = False
+        self.troubles |= w.T_CLOCK_UNSET
+        # door controller
+        self.door = -1
+        self.bolt = -1
+        for i in range(n):
+            if self.ztype[i] == Z_DOOR:
+                self.door = i
+            elif self.ztype[i] == Z_BOLT:
+                self.bolt = i
+        self.grant_due = None  # unlocked until (ticks), None = locked
+        self.open_since = None
+        self.held = False
+        self.relock_at = now_ms
+        self.lock_fail = False
+        self.changed = False  # arming modes changed: app persists them
+        self.siren = False
+        self.strobe = False
+        self.lock = True
+
+    # -- reporting ------------------------------------------------------------
+
+    def emit(self, q, code, part, zone, text=None):
+        if len(self.out) >= OUT_MAX:
+            self.overflow += 1
+            return
+        self.out.append((q, code, part, zone, text))
+
+    def _part_of(self, i):
+        return self.parts[self.zpart[i]]
+
+    # -- zones ----------------------------------------------------------------
+
+    def zone_change(self, i, st, now_ms):
+        """Zone i has a new debounced state (eol.NORMAL/ALARM/TAMPER/SHORT)."""
+        old = self.zstate[i]
+        if st == old:
+            return
+        self.zstate[i] = st
+        t = self.ztype[i]
+        p = self._part_of(i)
+        f = self.zflags[i]
+        sab = st >= eol.TAMPER
+        if sab and not f & _F_SAB:
+            self.zflags[i] |= _F_SAB
+            code = cid.FIRE_TROUBLE if t == Z_FIRE else (
+                cid.SENSOR_TAMPER if st == eol.TAMPER else cid.LOOP_SHORT)
+            self.emit(w.Q_NEW, code, p.id, self.zid[i])
+            self.log("zone %d %s" % (self.zid[i], eol.NAMES[st]))
+            if t != Z_FIRE and A.is_armed(p.state) and not f & _F_BYPASS:
+                # a loop cut or shorted while armed is an alarm
+                # (EN 50131-1 8.7: tamper when set); reported as the
+                # sabotage code just sent, so _trip does not report again
+                self._trip(i, A.TRIP_INSTANT, now_ms, code)
+        elif not sab and f & _F_SAB:
+            self.zflags[i] &= ~_F_SAB
+            code = cid.FIRE_TROUBLE if t == Z_FIRE else (
+                cid.SENSOR_TAMPER if old == eol.TAMPER else cid.LOOP_SHORT)
+            self.emit(w.Q_RESTORE, code, p.id, self.zid[i])
+        if st == eol.ALARM:
+            self._activate(i, now_ms)
+        elif old == eol.ALARM:
+            self._deactivate(i, now_ms)
+
+    def _activate(self, i, now_ms):
+        t = self.ztype[i]
+        p = self._part_of(i)
+        if t == Z_DOOR:
+            self.open_since = now_ms
+            self.held = False
+            if self.grant_due is None:
+                self.log("door forced")
+                if A.is_armed(p.state):
+                    self._trip(i, A.TRIP_INSTANT, now_ms, cid.FORCED, True)
+                else:
+                    self._alarm(p, i, cid.FORCED, True, now_ms)
+                return
+            self.grant_due = now_ms  # stays unlocked until the door closes
+        if t == Z_BOLT:
+            return
+        if self.zflags[i] & (_F_BYPASS | _F_SHUT):
+            return
+        ev = ZONE_EVENT[t]
+        if ev >= 0:
+            self._trip(i, ev, now_ms)
+            return
+        if t == Z_TAMPER:
+            audible = A.is_armed(p.state)
+        else:
+            audible = not self.zflags[i] & _F_SILENT
+        if t == Z_HOLDUP:
+            audible = False  # a hold-up is never audible, whatever config says
+        self._alarm(p, i, ZONE_CODE[t], audible, now_ms)
+
+    def _deactivate(self, i, now_ms):
+        code = self.zcode[i]
+        if code:
+            self.zcode[i] = 0
+            self.emit(w.Q_RESTORE, code, self._part_of(i).id, self.zid[i])
+        if i == self.door:
+            if self.held:
+                self.emit(w.Q_RESTORE, cid.PROPPED, self._part_of(i).id, self.zid[i])
+            self.held = False
+            self.open_since = None
+            if self.grant_due is not None:
+                self.grant_due = None  # door shut: relock
+                self.relock_at = now_ms
+
+    def _trip(self, i, ev, now_ms, code=0, report=False):
+        """A zone event into the arming table.  `code` overrides the
+        zone's alarm code; it has already been reported unless `report`."""
+        p = self._part_of(i)
+        st = p.state
+        nxt = A.step(st, ev)  # every zone event has an entry in every state
+        if nxt == A.ALARM:
+            p.state = nxt
+            p.due = None
+            if code and not report:
+                self._alarm_outputs(p, i, not self.zflags[i] & _F_SILENT, now_ms)
+            else:
+                self._alarm(p, i, code or ZONE_CODE[self.ztype[i]],
+                            not self.zflags[i] & _F_SILENT, now_ms)
+            self.changed = True
+            return
+        if nxt == A.ENTRY and st != A.ENTRY:
+            p.due = ticks_add(now_ms, self.entry_ms)
+            p.entry_zone = i
+        p.state = nxt
+
+    def _alarm(self, p, i, code, audible, now_ms):
+        """Report an alarm for zone i (swinger-limited) and drive outputs."""
+        if self.zflags[i] & _F_SHUT:
+            return
+        self.emit(w.Q_NEW, code, p.id, self.zid[i])
+        if self.zstate[i] == eol.ALARM:
+            self.zcode[i] = code  # restore when the zone returns to normal
+        self.log("ALARM %d zone %d (%s) partition %d" % (code, self.zid[i], self.zname[i], p.id))
+        if code not in _LIFE:
+            self.swing[i] += 1
+            if self.swing[i] >= self.swinger:
+                self.zflags[i] |= _F_SHUT
+                self.emit(w.Q_NEW, cid.SWINGER, p.id, self.zid[i])
+        self._alarm_outputs(p, i, audible, now_ms)
+
+    def _alarm_outputs(self, p, i, audible, now_ms):
+        zid = self.zid[i]
+        if zid not in p.memory:
+            p.memory.append(zid)
+        if audible:
+            p.siren_due = ticks_add(now_ms, self.cutoff_ms)
+            p.strobe = True
+
+    # -- timers -----------------------------------------------------------------
+
+    def tick(self, now_ms, unix=0):
+        for p in self.parts:
+            if p.due is not None and due(now_ms, p.due):
+                p.due = None
+                if p.state == A.ENTRY:
+                    p.state = A.step(p.state, A.ENTRY_END)
+                    i = p.entry_zone
+                    self._alarm(p, i, ZONE_CODE[self.ztype[i]],
+                                not self.zflags[i] & _F_SILENT, now_ms)
+                    self.changed = True
+                elif p.state == A.EXIT_AWAY or p.state == A.EXIT_STAY:
+                    self._exit_end(p, now_ms)
+            if p.siren_due is not None and due(now_ms, p.siren_due):
+                p.siren_due = None  # cut-off; strobe stays until disarm
+                self.log("siren cut-off partition %d" % p.id)
+            if p.tl is not None and unix:
+                self._time_lock(p, now_ms, unix)
+        self._door_tick(now_ms)
+        if self.troubles & w.T_CLOCK_UNSET and not self.clock_reported and \
+                ticks_diff(now_ms, self.boot_ms) >= self.clock_grace_ms:
+            self.clock_reported = True
+            self.emit(w.Q_NEW, cid.CLOCK_UNSET, 0, 0)
+        self._outputs()
+
+    def _outputs(self):
+        s = False
+        b = False
+        for p in self.parts:
+            if p.siren_due is not None:
+                s = True
+            if p.strobe:
+                b = True
+        self.siren = s
+        self.strobe = b
+        self.lock = self.grant_due is None
+
+    def _exit_end(self, p, now_ms):
+        stay = p.state == A.EXIT_STAY
+        p.state = A.step(p.state, A.EXIT_END)
+        code = cid.ARMED_STAY if stay and p.how == cid.OPEN_CLOSE else p.how
+        self.emit(w.Q_RESTORE, code, p.id, p.user)  # closing
+        self.changed = True
+        # exit error: a delay zone still open when the exit delay ends
+        for i in range(self.nz):
+            if self.zpart[i] == self.pidx[p.id] and ZONE_EVENT[self.ztype[i]] == A.TRIP_ENTRY \
+                    and self.zstate[i] == eol.ALARM and not self.zflags[i] & (_F_BYPASS | _F_SHUT):
+                self.emit(w.Q_NEW, cid.EXIT_ERROR, p.id, self.zid[i])
+                self._trip(i, A.TRIP_ENTRY, now_ms)
+                break
+
+    def _door_tick(self, now_ms):
+        if self.door < 0:
+            return
+        if self.grant_due is not None and self.open_since is None and due(now_ms, self.grant_due):
+            self.grant_due = None  # nobody opened the door: relock
+            self.relock_at = now_ms
+        if self.open_since is not None and not self.held and \
+                ticks_diff(now_ms, self.open_since) >= self.held_ms:
+            self.held = True
+            self.emit(w.Q_NEW, cid.PROPPED, self._part_of(self.door).id, self.zid[self.door])
+        if self.bolt >= 0:
+            bad = self.grant_due is None and self.open_since is None and \
+                self.zstate[self.bolt] != eol.NORMAL and \
+                ticks_diff(now_ms, self.relock_at) >= self.bolt_ms
+            if bad != self.lock_fail:
+                self.lock_fail = bad
+                self.emit(w.Q_NEW if bad else w.Q_RESTORE, cid.LOCK_FAIL,
+                          self._part_of(self.bolt).id, self.zid[self.bolt])
+
+    # -- time lock (bank vault) ---------------------------------------------------
+
+    def in_window(self, p, unix):
+        """Is the time lock of partition p open now?  Clock unset: no
+        (fail secure: a vault is not opened on a guess)."""
+        if p.tl is None:
+            return True
+        if not unix:
+            return False
+        local = unix + self.utc_off_s
+        mins = (local // 60) % 1440
+        wd = (local // 86400 + 3) % 7 + 1  # 1970-01-01 was a Thursday (ISO 4)
+        return wd in p.tl["days"] and p.tl["open"] <= mins < p.tl["close"]
+
+    def _time_lock(self, p, now_ms, unix):
+        # Outside the window a time-locked partition is armed: at close
+        # time, after a power loss at night, or if someone managed to
+        # disarm it.  Disarming is refused outside (user_action).
+        if p.state != A.DISARMED or self.in_window(p, unix):
+            return
+        if self._ready(p, False):
+            if p.auto_fail:
+                p.auto_fail = False
+                self.emit(w.Q_RESTORE, cid.AUTO_ARM_FAILED, p.id, 0)
+            self._arm(p, A.ARM_AWAY, 0, cid.AUTO_OPEN_CLOSE, now_ms)
+        elif not p.auto_fail:
+            p.auto_fail = True
+            self.emit(w.Q_NEW, cid.AUTO_ARM_FAILED, p.id, 0)
+            self.log("time lock: partition %d not ready to arm" % p.id)
+
+    # -- users ----------------------------------------------------------------------
+
+    def keypad(self, code, action, partition, arg, now_ms, unix=0):
+        """A code entered at a keypad or reader.  Returns a glwire R_*."""
+        res, user = self.users.check(code, now_ms)
+        if res == U.LOCKOUT_STARTED:
+            self.emit(w.Q_NEW, cid.WRONG_CODE, partition, 0)
+            self.log("keypad locked out")
+            return w.R_REFUSED
+        if res != U.OK:
+            return w.R_REFUSED
+        if user.duress:
+            # first, whatever the action and whether it succeeds
+            self.emit(w.Q_NEW, cid.DURESS, partition, user.id)
+        return self.user_action(user, action, partition, arg, now_ms, unix)
+
+    def command(self, cmd, partition, arg, user, now_ms, unix=0):
+        """A receiver COMMAND (authenticated by the session)."""
+        if cmd == w.CMD_STATUS:
+            return w.R_OK
+        action = (-1, -1, K_ARM_AWAY, K_ARM_STAY, K_DISARM, K_BYPASS, K_UNBYPASS)[cmd]
+        return self.user_action(Remote(user), action, partition, arg, now_ms, unix, True)
+
+    def user_action(self, user, action, partition, arg, now_ms, unix=0, remote=False):
+        if action == K_STATUS:
+            return w.R_OK
+        if action == K_BYPASS or action == K_UNBYPASS:
+            return self._bypass(user, action == K_BYPASS, arg)
+        if partition not in self.pidx:
+            return w.R_BAD_ARGUMENT
+        p = self.parts[self.pidx[partition]]
+        if not user.may(partition):
+            return w.R_REFUSED
+        how = cid.REMOTE_OPEN_CLOSE if remote else cid.OPEN_CLOSE
+        if action == K_UNLOCK:
+            if self.door < 0:
+                return w.R_UNSUPPORTED
+            if p.state != A.DISARMED:
+                r = self._disarm(p, user, how, now_ms, unix)
+                if r != w.R_OK:
+                    return r
+            self.grant_due = ticks_add(now_ms, self.unlock_ms)
+            self._outputs()
+            return w.R_OK
+        if action == K_DISARM:
+            return self._disarm(p, user, how, now_ms, unix)
+        ev = A.ARM_AWAY if action == K_ARM_AWAY else A.ARM_STAY
+        if ev not in A.TRANSITIONS[p.state]:
+            return w.R_REFUSED
+        if not self._ready(p, ev == A.ARM_STAY):
+            self.log("partition %d not ready" % p.id)
+            return w.R_REFUSED
+        self._arm(p, ev, user.id, how, now_ms)
+        return w.R_OK
+
+    def _ready(self, p, stay):
+        pi = self.pidx[p.id]
+        for i in range(self.nz):
+            if self.zpart[i] != pi or self.zflags[i] & (_F_BYPASS | _F_SHUT):
+                continue
+            st = self.zstate[i]
+            t = self.ztype[i]
+            if st >= eol.TAMPER:
+                return False
+            if st == eol.ALARM and (t == Z_INSTANT or (t == Z_FOLLOWER and not stay)):
+                return False
+        return True
+
+    def _arm(self, p, ev, uid, how, now_ms):
+        p.state = A.step(p.state, ev)
+        p.due = ticks_add(now_ms, self.exit_ms)
+        p.user = uid
+        p.how = how
+        p.memory = []
+        self._reset_period(p)
+        self.changed = True
+        self.log("partition %d arming (%s)" % (p.id, A.STATE_NAMES[p.state]))
+
+    def _disarm(self, p, user, how, now_ms, unix):
+        if p.tl is not None and not self.in_window(p, unix):
+            self.emit(w.Q_NEW, cid.ACCESS_DENIED, p.id, user.id)
+            self.log("time lock closed: partition %d stays armed" % p.id)
+            return w.R_REFUSED
+        was = p.state
+        p.state = A.step(was, A.DISARM)
+        p.due = None
+        p.siren_due = None
+        p.strobe = False
+        if was != A.DISARMED:
+            self.emit(w.Q_NEW, how, p.id, user.id)  # opening
+            self.changed = True
+        self._reset_period(p)
+        self._outputs()
+        return w.R_OK
+
+    def _reset_period(self, p):
+        """Start of an arming period: swinger counts and bypasses reset."""
+        pi = self.pidx[p.id]
+        for i in range(self.nz):
+            if self.zpart[i] != pi:
+                continue
+            self.swing[i] = 0
+            if self.zflags[i] & _F_SHUT:
+                self.zflags[i] &= ~_F_SHUT
+                self.emit(w.Q_RESTORE, cid.SWINGER, p.id, self.zid[i])
+            if self.zflags[i] & _F_BYPASS and p.state == A.DISARMED:
+                self.zflags[i] &= ~_F_BYPASS
+                self.emit(w.Q_RESTORE, cid.BYPASS, p.id, self.zid[i])
+
+    def _bypass(self, user, on, zone_id):
+        if user.authority < U.MANAGER:
+            return w.R_REFUSED
+        if zone_id not in self.zid:
+            return w.R_BAD_ARGUMENT
+        i = self.zid.index(zone_id)
+        p = self._part_of(i)
+        if ZONE_CODE[self.ztype[i]] in _LIFE or not user.may(p.id):
+            return w.R_REFUSED
+        if p.state != A.DISARMED:
+            return w.R_REFUSED
+        if bool(self.zflags[i] & _F_BYPASS) == on:
+            return w.R_OK
+        if on:
+            self.zflags[i] |= _F_BYPASS
+        else:
+            self.zflags[i] &= ~_F_BYPASS
+        self.emit(w.Q_NEW if on else w.Q_RESTORE, cid.BYPASS, p.id, zone_id)
+        return w.R_OK
+
+    # -- supplies, box tamper, clock, paths ----------------------------------------------
+
+    def _cond(self, c, active, now_ms):
+        if active:
+            if c.since is None:
+                c.since = now_ms
+            if not c.reported and ticks_diff(now_ms, c.since) >= c.delay_ms:
+                c.reported = True
+                self.troubles |= c.bit
+                self.emit(w.Q_NEW, c.code, 0, 0)
+        else:
+            c.since = None
+            if c.reported:
+                c.reported = False
+                self.troubles &= ~c.bit
+                self.emit(w.Q_RESTORE, c.code, 0, 0)
+
+    def supplies(self, ac_ok, battery_mv, box_open, now_ms):
+        self.battery_mv = battery_mv
+        self._cond(self.ac, not ac_ok, now_ms)
+        low = battery_mv < (self.restore_mv if self.batt.reported else self.low_mv)
+        self._cond(self.batt, low, now_ms)
+        self._cond(self.box, box_open, now_ms)
+
+    def clock_set(self):
+        if self.troubles & w.T_CLOCK_UNSET:
+            self.troubles &= ~w.T_CLOCK_UNSET
+            if self.clock_reported:
+                self.emit(w.Q_RESTORE, cid.CLOCK_UNSET, 0, 0)
+
+    def path_state(self, path, ok):
+        """Reporting path 1 or 2 is down/up (from the reporter)."""
+        bit = w.T_PATH1_FAIL if path == 1 else w.T_PATH2_FAIL
+        if ok == (not self.troubles & bit):
+            return
+        if ok:
+            self.troubles &= ~bit
+        else:
+            self.troubles |= bit
+        self.emit(w.Q_RESTORE if ok else w.Q_NEW, cid.COMM_TROUBLE, 0, path)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def wire_states(self):
+        return [A.WIRE_STATE[p.state] for p in self.parts]
+
+    def modes(self):
+        """Arming mode per partition, for persisting across power loss."""
+        out = bytearray(len(self.parts))
+        for k in range(len(self.parts)):
+            st = self.parts[k].state
+            if st in (A.EXIT_STAY, A.ARMED_STAY):
+                out[k] = MODE_STAY
+            elif st != A.DISARMED:
+                out[k] = MODE_AWAY  # entry delay and alarm come back armed
+        return out
+
+    def restore_modes(self, modes):
+        """After a power loss: partitions come back armed as they were
+        (no exit delay: nobody is leaving), alarm memory is lost."""
+        for k in range(min(len(modes), len(self.parts))):
+            p = self.parts[k]
+            if modes[k] == MODE_AWAY:
+                p.state = A.ARMED_AWAY
+            elif modes[k] == MODE_STAY:
+                p.state = A.ARMED_STAY
+
+    def status(self):
+        parts = []
+        for p in self.parts:
+            parts.append({"id": p.id, "name": p.name, "state": A.STATE_NAMES[p.state],
+                          "memory": p.memory, "siren": p.siren_due is not None,
+                          "strobe": p.strobe})
+        zones = []
+        for i in range(self.nz):
+            f = self.zflags[i]
+            zones.append({"id": self.zid[i], "state": eol.NAMES[self.zstate[i]],
+                          "bypassed": bool(f & _F_BYPASS), "shutdown": bool(f & _F_SHUT)})
+        return {"partitions": parts, "zones": zones, "troubles": self.troubles,
+                "siren": self.siren, "strobe": self.strobe, "lock": self.lock,
+                "door_held": self.held, "lockout": self.users.locked_at is not None}

@@ -125,6 +125,7 @@ _PAD_FORBIDDEN = frozenset(b"|[]")
 _PAD_ALPHABET = bytes(
     b for b in range(0x21, 0x7F) if b not in _PAD_FORBIDDEN
 )
+_PAD_SET = frozenset(_PAD_ALPHABET)
 
 _TIMESTAMP_FMT = "%02d:%02d:%02d,%02d-%02d-%04d"  # HH:MM:SS,MM-DD-YYYY
 
@@ -488,8 +489,6 @@ def random_pad(n: int) -> bytes:
     return bytes(out)
 
 
-_PAD_SET = frozenset(_PAD_ALPHABET)
-
 
 def pad_length(payload_len: int) -> int:
     """Pad bytes for a region whose part after the pad ('|' included) is
@@ -517,9 +516,11 @@ def build(msg: Dc09Message, key: bytes | None = None, pad: bytes | None = None) 
     else:
         raise LocalProtocolError("account must be 3-16 hex digits")
     _check_text("data", msg.data)
+    if not isinstance(msg.extended, (list, tuple)):
+        raise LocalProtocolError("extended must be a list of (letter, value)")
     parts = [msg.data, "]"]
     for item in msg.extended:
-        if len(item) != 2:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
             raise LocalProtocolError("extended data items are (letter, value)")
         letter, value = item
         if not isinstance(letter, str) or len(letter) != 1 or not "A" <= letter <= "Z":

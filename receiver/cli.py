@@ -1,0 +1,608 @@
+"""guardline-receiver: run the central-station receiver and operate its store.
+
+    guardline-receiver serve [--config receiver.toml] [--db PATH] [--tcp HOST:PORT]...
+                             [--udp HOST:PORT]... [--serial URL]... [--metrics HOST:PORT]
+                             [--web HOST:PORT] [--ready-file FILE]
+    guardline-receiver accounts add|list|show|import|export ...
+    guardline-receiver events [--account N] [--since T] [--follow] [--json]
+    guardline-receiver alarms list|show|ack|resolve ...
+    guardline-receiver decode HEX [--key K]
+
+Every subcommand takes --config and --db (the database path from the
+config file, else var/receiver.db).  Exit status: 0 success, 1 a runtime
+failure (not found, store error), 2 a bad command line or configuration.
+docs/receiver.md is the operator's guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import sys
+import time
+
+from receiver import config as _config
+from receiver import logfmt
+
+_LOGGER = logging.getLogger(__name__)
+
+# Seconds between polls of the store for `events --follow`.
+FOLLOW_POLL_S = 1.0
+
+
+class UsageError(Exception):
+    """Exit 2 with this message."""
+
+
+class Failure(Exception):
+    """Exit 1 with this message."""
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _load_config(args) -> _config.Config:
+    cfg = _config.load(args.config)
+    if args.db:
+        cfg.db = args.db
+    return cfg
+
+
+async def _open_store(cfg):
+    from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
+
+    d = os.path.dirname(os.path.abspath(cfg.db))
+    os.makedirs(d, exist_ok=True)
+    store = SQLiteStore(cfg.db)
+    try:
+        await store.open()
+    except Exception as e:  # noqa: BLE001
+        raise Failure("cannot open store %s: %s" % (cfg.db, e)) from None
+    return store
+
+
+def _json_arg(text: str, what: str):
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise UsageError("%s: %s" % (what, e)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError("%s is not valid JSON: %s" % (what, e)) from None
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds, ISO 8601 (UTC unless it says otherwise), or a relative
+    '30s', '15m', '2h', '7d' (that long ago)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if m:
+        mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return time.time() - float(m.group(1)) * mult
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError("bad time %r (use Unix seconds, ISO 8601 or e.g. 15m)" % text) \
+            from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return t.timestamp()
+
+
+def _iso(t) -> str:
+    if t is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write a file readable by its owner only (it holds a key)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+# -- serve -------------------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    cfg = _load_config(args)
+    try:
+        if args.tcp:
+            cfg.tcp = [_config.parse_addr(a, "--tcp") for a in args.tcp]
+        if args.udp:
+            cfg.udp = [_config.parse_addr(a, "--udp") for a in args.udp]
+        if args.serial:
+            cfg.serial = [_config.SerialSpec(u) for u in args.serial]
+        if args.metrics:
+            cfg.metrics = _config.parse_addr(args.metrics, "--metrics")
+        if args.web:
+            cfg.web = _config.parse_addr(args.web, "--web")
+    except _config.ConfigError as e:
+        raise UsageError(str(e)) from None
+    if not (cfg.tcp or cfg.udp or cfg.serial):
+        raise UsageError("nothing to listen on: give --tcp, --udp or --serial, or "
+                         "[listen] in the config file")
+    logfmt.setup(args.log_level or cfg.log_level)
+    os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
+    return asyncio.run(_serve(cfg, args.ready_file))
+
+
+async def _serve(cfg, ready_file) -> int:
+    from receiver.app import Receiver  # noqa: PLC0415
+
+    rx = Receiver(cfg)
+    try:
+        await rx.start()
+    except OSError as e:
+        print("guardline-receiver: cannot listen: %s" % e, file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - e.g. a schema newer than us
+        print("guardline-receiver: cannot start: %s" % e, file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready_file:
+        info = {k: [list(a) for a in v] if k in ("tcp", "udp") else v
+                for k, v in rx.addresses.items()}
+        info["pid"] = os.getpid()
+        tmp = ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(info, f)
+        os.replace(tmp, ready_file)
+    await stop.wait()
+    _LOGGER.info("signal received: shutting down")
+    await rx.stop()
+    return 0
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+
+def _account_line(a) -> str:
+    prof = "%s+%s" % (a.heartbeat_s or "dflt", "dflt" if a.grace_s is None else a.grace_s)
+    return "%-10s %-6s %-10s %-12s %-24s %s" % (
+        a.number, a.protocol, a.panel_kind or "-", a.region or "-",
+        (a.site_name or "-")[:24], prof if a.supervised else "unsupervised")
+
+
+async def _accounts(args, cfg) -> int:
+    from receiver.store import Account  # noqa: PLC0415
+
+    store = await _open_store(cfg)
+    try:
+        if args.action == "add":
+            key = bytes.fromhex(args.key) if args.key else secrets.token_bytes(32)
+            fields = dict(
+                number=args.number, key=key, protocol=args.protocol,
+                panel_kind=args.kind or "", site_name=args.site or "",
+                site_address=args.address or "", region=args.region or "",
+                zones=_json_arg(args.zones, "--zones") if args.zones else {},
+                partitions=_json_arg(args.partitions, "--partitions") if args.partitions
+                else {},
+                heartbeat_s=args.heartbeat, grace_s=args.grace,
+                supervised_paths=[int(p) for p in args.paths.split(",")],
+                supervised=not args.unsupervised,
+                contacts=_json_arg(args.contacts, "--contacts") if args.contacts else [])
+            acct = Account(**fields)
+            try:
+                acct.validate()
+            except ValueError as e:
+                raise UsageError("account %s: %s" % (args.number, e)) from None
+            if await store.get_account(args.number) is not None:
+                raise Failure("account %s already exists" % args.number)
+            await store.add_account(acct)
+            print("account %s added (%s)" % (args.number, args.protocol))
+            if args.show_key:
+                print("key %s" % key.hex())
+            if args.panel_template:
+                receivers = []
+                for a in (args.receiver or []):
+                    transport, _, addr = a.rpartition("/") if "/" in a else ("tcp", "", a)
+                    host, port = _config.parse_addr(addr, "--receiver")
+                    receivers.append({"transport": transport, "host": host, "port": port})
+                if not receivers:
+                    receivers = [{"transport": "tcp", "host": h, "port": p}
+                                 for h, p in cfg.tcp] + [
+                                     {"transport": "udp", "host": h, "port": p}
+                                     for h, p in cfg.udp]
+                tmpl = {"account": int(args.number) if args.protocol == "native"
+                        else args.number, "key": key.hex(), "protocol": args.protocol,
+                        "receivers": receivers,
+                        "heartbeat_s": args.heartbeat or cfg.supervision.interval_s,
+                        "site_name": acct.site_name, "zones": acct.zones,
+                        "partitions": acct.partitions}
+                _write_private(args.panel_template, json.dumps(tmpl, indent=2) + "\n")
+                print("panel template written to %s (mode 0600)" % args.panel_template)
+        elif args.action == "list":
+            accts = await store.list_accounts()
+            if args.json:
+                for a in accts:
+                    print(json.dumps(a.to_dict(), sort_keys=True))
+            else:
+                print("%-10s %-6s %-10s %-12s %-24s %s" % ("ACCOUNT", "PROTO", "KIND",
+                                                          "REGION", "SITE", "SUPERVISION"))
+                for a in accts:
+                    print(_account_line(a))
+        elif args.action == "show":
+            a = await store.get_account(args.number)
+            if a is None:
+                raise Failure("no account %s" % args.number)
+            print(json.dumps(a.to_dict(with_key=args.show_key), indent=2, sort_keys=True))
+        elif args.action == "import":
+            try:
+                with open(args.file, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise UsageError("import: %s" % e) from None
+            text = text.strip()
+            try:
+                rows = json.loads(text) if text.startswith("[") else [
+                    json.loads(line) for line in text.splitlines() if line.strip()]
+            except json.JSONDecodeError as e:
+                raise UsageError("import %s: not JSON: %s" % (args.file, e)) from None
+            accts = []
+            for i, d in enumerate(rows):
+                try:
+                    d = dict(d)
+                    d.setdefault("key", secrets.token_hex(32))
+                    for k in ("highest_seq", "tx_seq", "created_at", "updated_at"):
+                        d.pop(k, None)
+                    a = Account.from_dict(d)
+                    a.validate()
+                except (ValueError, TypeError) as e:
+                    raise UsageError("import %s: record %d: %s" % (args.file, i + 1, e)) \
+                        from None
+                accts.append(a)
+            existing = {a.number for a in await store.list_accounts()}
+            dup = [a.number for a in accts if a.number in existing]
+            if dup and not args.update:
+                raise Failure("import: %d account(s) already exist (e.g. %s); use --update"
+                              % (len(dup), dup[0]))
+            added = updated = 0
+            for a in accts:
+                if a.number in existing:
+                    d = a.to_dict(with_key=True)
+                    for k in ("number", "highest_seq", "tx_seq", "created_at", "updated_at"):
+                        d.pop(k)
+                    await store.update_account(a.number, **d)
+                    updated += 1
+                else:
+                    await store.add_account(a)
+                    added += 1
+            print("imported %d account(s): %d added, %d updated" % (len(accts), added,
+                                                                     updated))
+        elif args.action == "export":
+            accts = [a.to_dict(with_key=args.with_keys) for a in await store.list_accounts()]
+            text = json.dumps(accts, indent=2, sort_keys=True) + "\n"
+            if args.output:
+                if args.with_keys:
+                    _write_private(args.output, text)
+                else:
+                    with open(args.output, "w", encoding="utf-8") as f:
+                        f.write(text)
+                print("exported %d account(s) to %s" % (len(accts), args.output))
+            else:
+                sys.stdout.write(text)
+    finally:
+        await store.close()
+    return 0
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+def _event_json(e: dict) -> str:
+    return json.dumps({
+        "id": e["id"], "account": e["account"], "protocol": e["protocol"],
+        "source": e["source"], "seq": e["seq"], "qualifier": e["qualifier"],
+        "code": e["code"], "event_class": e["event_class"], "priority": e["priority"],
+        "partition": e["partition"], "zone": e["zone"], "description": e["description"],
+        "text": e["text"], "value": e["value"], "event_time": e["event_time"],
+        "received_at": e["received_at"], "path": e["path"], "peer": e["peer"]},
+        sort_keys=True)
+
+
+def _event_line(e: dict) -> str:
+    return "%s %-8s q%d %03d %-12s %s  [%s]" % (
+        _iso(e["received_at"]), e["account"], e["qualifier"], e["code"], e["event_class"],
+        e["description"], e["peer"])
+
+
+async def _events(args, cfg) -> int:
+    store = await _open_store(cfg)
+    since = parse_time(args.since) if args.since else None
+    last = 0
+    try:
+        while True:
+            rows = await store.list_events(account=args.account, since=since, after_id=last,
+                                           limit=args.limit)
+            for e in rows:
+                print(_event_json(e) if args.json else _event_line(e), flush=True)
+                last = e["id"]
+            if not args.follow:
+                break
+            if len(rows) < args.limit:
+                await asyncio.sleep(FOLLOW_POLL_S)
+    finally:
+        await store.close()
+    return 0
+
+
+# -- alarms --------------------------------------------------------------------------------
+
+
+async def _alarms_cmd(args, cfg) -> int:
+    from receiver import alarms as _alarms  # noqa: PLC0415
+
+    store = await _open_store(cfg)
+    try:
+        if args.action == "list":
+            rows = await store.list_alarms(args.state, limit=args.limit)
+            if args.open:
+                rows = [r for r in rows if r["state"] != "resolved"]
+            if args.json:
+                for r in rows:
+                    print(json.dumps(r, sort_keys=True))
+            else:
+                print("%-6s %-12s %-3s %-10s %-12s %-20s %s" % (
+                    "ID", "STATE", "PRI", "ACCOUNT", "CLASS", "RAISED", "DESCRIPTION"))
+                for r in rows:
+                    print("%-6d %-12s %-3d %-10s %-12s %-20s %s%s" % (
+                        r["id"], r["state"], r["priority"], r["account"], r["event_class"],
+                        _iso(r["created_at"]), r["description"],
+                        " (restored)" if r["restored_at"] else ""))
+        elif args.action == "show":
+            a = await store.get_alarm(args.id)
+            if a is None:
+                raise Failure("no alarm %d" % args.id)
+            a["audit"] = await store.alarm_audit(args.id)
+            print(json.dumps(a, indent=2, sort_keys=True))
+        else:
+            action = _alarms.ACKNOWLEDGE if args.action == "ack" else _alarms.RESOLVE
+            try:
+                a = await store.alarm_transition(args.id, action, args.by,
+                                                 getattr(args, "note", None), time.time())
+            except _alarms.AlarmStateError as e:
+                raise Failure(str(e)) from None
+            print("alarm %d %s by %s" % (a["id"], a["state"], args.by))
+    finally:
+        await store.close()
+    return 0
+
+
+# -- decode --------------------------------------------------------------------------------
+
+
+def _decode(args, cfg) -> int:
+    from protocol.lean import glwire as w  # noqa: PLC0415
+
+    try:
+        raw = bytes.fromhex(re.sub(r"\s+", "", args.hex))
+    except ValueError:
+        raise UsageError("not hex: %r" % args.hex[:40]) from None
+    key = None
+    if args.key:
+        try:
+            key = bytes.fromhex(args.key)
+        except ValueError:
+            raise UsageError("--key is not hex") from None
+    try:
+        from protocol import spec  # noqa: PLC0415
+        describe = getattr(spec, "describe", None)
+    except ImportError:
+        describe = None
+    if key is None and len(raw) >= 8 and (args.db or args.config or os.path.exists(cfg.db)):
+        key = _key_from_store(cfg, int.from_bytes(raw[4:8], "big"))
+    if describe is not None:
+        out = describe(raw, key=key)
+        print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
+        return 0
+    try:
+        frame = w.decode_datagram(raw)
+    except w.WireError as e:
+        print(json.dumps({"valid": False, "error": str(e),
+                          "reason": w.NAK_NAMES.get(e.reason, e.reason)}, indent=2))
+        return 1
+    out = {"valid": True, "version": frame.version, "flags": frame.flags,
+           "flag_names": [n for b, n in ((w.FLAG_FROM_RECEIVER, "from_receiver"),
+                                         (w.FLAG_BACKUP_PATH, "backup_path"),
+                                         (w.FLAG_CLOCK_UNSET, "clock_unset"))
+                          if frame.flags & b],
+           "account": frame.account, "seq": frame.seq, "timestamp": frame.timestamp,
+           "timestamp_iso": _iso(frame.timestamp) if frame.timestamp else None,
+           "type": w.MSG_NAMES.get(frame.mtype, frame.mtype), "body_len": frame.body_len,
+           "length": len(raw)}
+    if key is not None:
+        try:
+            msg = w.open_frame(w.Keys(key), frame)
+            out["authenticated"] = True
+            msg = dict(msg)
+            msg["type"] = w.MSG_NAMES.get(msg["type"], msg["type"])
+            if "reason" in msg:
+                msg["reason_name"] = w.NAK_NAMES.get(msg["reason"])
+            if msg["type"] == "EVENT":
+                from protocol import contactid  # noqa: PLC0415
+                msg["description"] = contactid.describe(msg["code"], msg["qualifier"],
+                                                        zone=msg["zone"],
+                                                        partition=msg["partition"])
+                msg["event_class"] = contactid.event_class(msg["code"])
+            out["message"] = msg
+        except (w.WireError, w.EncodeError) as e:
+            out["authenticated"] = False
+            out["error"] = str(e)
+    else:
+        out["authenticated"] = None
+        out["note"] = "no key: header only (give --key or an account in --db)"
+    print(json.dumps(out, indent=2, sort_keys=True))
+    return 0
+
+
+def _jsonable(o):
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return bytes(o).hex()
+    return str(o)
+
+
+def _key_from_store(cfg, account: int):
+    if not os.path.exists(cfg.db):
+        return None
+
+    async def get():
+        store = await _open_store(cfg)
+        try:
+            a = await store.get_account(str(account))
+            return None if a is None else a.key
+        finally:
+            await store.close()
+    try:
+        return asyncio.run(get())
+    except Failure:
+        return None
+
+
+# -- argument parsing ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --config and --db are accepted before or after any subcommand; the
+    # subcommands' copies default to SUPPRESS so they never overwrite a
+    # value given earlier on the line.
+    top = argparse.ArgumentParser(add_help=False)
+    top.add_argument("--config", help="receiver.toml (see examples/receiver.toml)")
+    top.add_argument("--db", help="SQLite database path (default: from the config, "
+                                  "else %s)" % _config.DEFAULT_DB)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="receiver.toml (see examples/receiver.toml)")
+    common.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database path")
+    p = argparse.ArgumentParser(prog="guardline-receiver", description=__doc__.split("\n")[0],
+                                parents=[top])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", parents=[common], help="run the receiver")
+    s.add_argument("--tcp", action="append", metavar="HOST:PORT")
+    s.add_argument("--udp", action="append", metavar="HOST:PORT")
+    s.add_argument("--serial", action="append", metavar="URL",
+                   help="device or pyserial URL (/dev/ttyS0, socket://h:p, loop://)")
+    s.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus /metrics")
+    s.add_argument("--web", metavar="HOST:PORT", help="operator console (hook)")
+    s.add_argument("--ready-file", metavar="FILE",
+                   help="write the bound addresses as JSON here once listening")
+    s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("accounts", parents=[common], help="manage accounts")
+    asub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = asub.add_parser("add", parents=[common], help="add an account (generates its key)")
+    add.add_argument("number")
+    add.add_argument("--protocol", default="native", choices=["native", "dc09"])
+    add.add_argument("--kind", help="panel kind (door, bank, ...)")
+    add.add_argument("--site", help="site name")
+    add.add_argument("--address", help="site address")
+    add.add_argument("--region", help="routing region")
+    add.add_argument("--zones", help='JSON {"1": "front door"} or @file')
+    add.add_argument("--partitions", help='JSON {"1": "vault"} or @file')
+    add.add_argument("--heartbeat", type=int, metavar="S", help="supervision interval")
+    add.add_argument("--grace", type=int, metavar="S", help="supervision grace")
+    add.add_argument("--paths", default="1", help="supervised paths, e.g. 1,2")
+    add.add_argument("--unsupervised", action="store_true")
+    add.add_argument("--contacts", help="JSON list or @file")
+    add.add_argument("--key", help="use this key (hex) instead of generating one")
+    add.add_argument("--show-key", action="store_true", help="print the key")
+    add.add_argument("--panel-template", metavar="FILE",
+                     help="write a panel config template (JSON, mode 0600)")
+    add.add_argument("--receiver", action="append", metavar="[tcp/|udp/]HOST:PORT",
+                     help="receiver address for the template (default: config listeners)")
+    lst = asub.add_parser("list", parents=[common])
+    lst.add_argument("--json", action="store_true")
+    show = asub.add_parser("show", parents=[common])
+    show.add_argument("number")
+    show.add_argument("--show-key", action="store_true")
+    imp = asub.add_parser("import", parents=[common],
+                          help="import accounts from JSON (array or one object per line)")
+    imp.add_argument("file")
+    imp.add_argument("--update", action="store_true", help="update accounts that exist")
+    exp = asub.add_parser("export", parents=[common])
+    exp.add_argument("--with-keys", action="store_true")
+    exp.add_argument("--output", "-o", metavar="FILE")
+    a.set_defaults(func=lambda args: _run_async(_accounts, args))
+
+    e = sub.add_parser("events", parents=[common], help="list stored events")
+    e.add_argument("--account")
+    e.add_argument("--since", metavar="T", help="Unix seconds, ISO 8601, or 15m / 2h / 1d")
+    e.add_argument("--follow", "-f", action="store_true")
+    e.add_argument("--json", action="store_true", help="one JSON object per line")
+    e.add_argument("--limit", type=int, default=1000)
+    e.set_defaults(func=lambda args: _run_async(_events, args))
+
+    al = sub.add_parser("alarms", parents=[common], help="the operator alarm queue")
+    alsub = al.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ll = alsub.add_parser("list", parents=[common])
+    ll.add_argument("--state", choices=["pending", "acknowledged", "resolved"])
+    ll.add_argument("--open", action="store_true", help="pending and acknowledged only")
+    ll.add_argument("--json", action="store_true")
+    ll.add_argument("--limit", type=int, default=1000)
+    sh = alsub.add_parser("show", parents=[common])
+    sh.add_argument("id", type=int)
+    ack = alsub.add_parser("ack", parents=[common])
+    ack.add_argument("id", type=int)
+    ack.add_argument("--by", required=True, help="operator name")
+    res = alsub.add_parser("resolve", parents=[common])
+    res.add_argument("id", type=int)
+    res.add_argument("--by", required=True, help="operator name")
+    res.add_argument("--note", help="what was done")
+    al.set_defaults(func=lambda args: _run_async(_alarms_cmd, args))
+
+    d = sub.add_parser("decode", parents=[common], help="decode a captured native frame")
+    d.add_argument("hex")
+    d.add_argument("--key", help="account key (hex); else looked up in the store")
+    d.set_defaults(func=lambda args: _decode(args, _load_config(args)))
+    return p
+
+
+def _run_async(fn, args) -> int:
+    cfg = _load_config(args)
+    return asyncio.run(fn(args, cfg))
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except _config.ConfigError as e:
+        print("guardline-receiver: configuration refused: %s" % e, file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print("guardline-receiver: %s" % e, file=sys.stderr)
+        return 2
+    except Failure as e:
+        print("guardline-receiver: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+MANY = settings(max_examples=500, deadline=None)
+
 from protocol import dc09
 from protocol.dc09 import (
     NEED_DATA, Dc09CrcError, Dc09Error, Dc09FormatError, Dc09KeyError,
@@ -690,6 +692,7 @@ def clear_payload_len(msg):
     return len(plain) - plain.index(b"[") - 2  # minus '[' and CR
 
 
+@MANY
 @given(messages(encrypted=False))
 def test_round_trip_plain(msg):
     frame = build(msg)
@@ -697,6 +700,7 @@ def test_round_trip_plain(msg):
     assert ref_frame(frame[9:-1]) == frame
 
 
+@MANY
 @given(messages(encrypted=True), KEYS)
 def test_round_trip_encrypted(msg, key):
     frame = build(msg, key)
@@ -729,6 +733,8 @@ def test_event_models_round_trip():
 
 
 # "No input crashes the decoder with anything but its declared error."
+# The properties that guard the wire get more examples than hypothesis's
+# default 100; the whole file still runs in a few seconds.
 
 def parse_or_error(frame, key=bytes(16), now=None):
     try:
@@ -757,6 +763,7 @@ FRAGMENTS = st.sampled_from([
 ])
 
 
+@MANY
 @given(st.lists(FRAGMENTS, max_size=25).map("".join), st.sampled_from([None, bytes(16)]))
 def test_framed_fragment_soup_parse_or_remote_error(body, key):
     frame = ref_frame(body.encode())
@@ -767,6 +774,7 @@ def test_framed_fragment_soup_parse_or_remote_error(body, key):
         pass
 
 
+@MANY
 @given(st.binary(min_size=1, max_size=80), KEYS,
        st.sampled_from(["ADM-CID", "NULL", "ACK", "NAK"]))
 def test_arbitrary_decrypted_region_parse_or_remote_error(region, key, msg_id):
@@ -780,6 +788,7 @@ def test_arbitrary_decrypted_region_parse_or_remote_error(region, key, msg_id):
         pass
 
 
+@MANY
 @given(messages(), KEYS, st.data())
 def test_mutated_frames_are_rejected(msg, key, data):
     frame = build(msg, key if msg.encrypted else None)
@@ -894,6 +903,7 @@ def test_reader_recovers_every_frame_between_lf_free_garbage(items, sizes):
 
 # --- lean codec against the host codec (CPython) ------------------------------------------
 
+@MANY
 @given(st.integers(0, 9999), ACCOUNTS, HEX16, HEX16, st.sampled_from([1, 3, 6]),
        st.integers(0, 999), st.integers(0, 99), st.integers(0, 999),
        st.one_of(st.none(), KEYS), st.one_of(st.none(), TIMES), st.data())
@@ -950,6 +960,7 @@ def test_lean_reply_security_rules():
     assert issubclass(gldc09.Dc09UsageError, LocalProtocolError)
 
 
+@MANY
 @given(messages(), KEYS, TIMES, st.data())
 def test_lean_rejects_mutated_replies(msg, key, now, data):
     key_for_msg = key if msg.encrypted else None

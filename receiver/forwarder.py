@@ -160,7 +160,8 @@ class Forwarder:
         self.store = store
         self.output = output
         self.metrics = metrics
-        self.backoff = backoff or Backoff(base_s=0.5, cap_s=60.0)
+        cap = output.spec.retry_max_s
+        self.backoff = backoff or Backoff(base_s=min(0.5, cap), cap_s=cap)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None

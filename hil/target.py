@@ -1,0 +1,805 @@
+"""What a panel under test can do, and one driver per kind of target.
+
+Layered after labgrid: :class:`Target` is the protocol (what a scenario may
+ask of a panel); a driver implements it for one kind of target:
+
+- :class:`SimDriver`: the real firmware running under the MicroPython VM
+  on the simulated board (``guardline-panel sim``), driven through the sim
+  board's control socket.
+- :class:`SerialDriver`: a real board's console UART in test mode (the
+  line-delimited JSON protocol in docs/qa.md, "Console test mode").
+- :class:`FixtureDriver`: the relay/GPIO fixture on a bench that powers a
+  real board, drives its zone loops and supplies and senses its outputs
+  (docs/qa.md, "I/O fixture protocol").
+- :class:`BenchTarget`: a real board = its console + its fixture.
+
+Every port is opened with ``serial.serial_for_url``, so a driver talks to
+``/dev/ttyUSB0``, ``socket://host:port``, ``rfc2217://host:port`` or
+``spy://...`` without a line changed.  The methods are coroutines because
+the rest of the harness (links, receiver) is asyncio: a blocking call
+would stall the link's deliveries while it waits.
+
+Invariants:
+
+- A driver never retries an operation silently: a target that does not
+  answer raises :class:`TargetTimeout`, one that refuses raises
+  :class:`TargetError` with its reason.  Scenarios poll for *effects*;
+  commands themselves are not re-sent behind their back.
+- Everything done to a target is written to the timeline (source
+  "panel"), so a report shows the inputs next to the frames they caused.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import serial
+
+from hil.timeline import PANEL, Timeline
+
+_LOGGER = logging.getLogger(__name__)
+
+# Zone loop states, as the firmware's eol classifier names them.
+ZONE_STATES = ("normal", "alarm", "tamper", "short")
+# Keypad actions, as the firmware names them (firmware/device/panel.py).
+KEYPAD_ACTIONS = ("disarm", "arm_away", "arm_stay", "unlock", "bypass", "unbypass", "status")
+# Outputs every target reports (a door controller adds more, e.g. "lock").
+OUTPUTS = ("siren", "strobe", "lock")
+
+# A command to a target should be answered well within this; the deadline
+# is generous because a loaded CI host running the VM can stall a while.
+COMMAND_TIMEOUT_S = 15.0
+# Console text kept per target (the tail is what a report shows).
+CONSOLE_MAX = 256 * 1024
+
+
+class TargetError(Exception):
+    """The target refused or failed an operation (its reason attached)."""
+
+
+class TargetTimeout(TargetError):
+    """The target did not answer in time."""
+
+
+class NotSupported(TargetError):
+    """This kind of target cannot do that (e.g. a console cannot power a
+    board off: a bench needs the fixture's power relay for that)."""
+
+
+def zone_ohms(state: str, eol: dict | None = None) -> int:
+    """The loop resistance that reads as `state` with double-EOL wiring
+    (firmware/device/eol.py): -1 is an open loop."""
+    eol = eol or {}
+    normal = eol.get("normal_ohms", 2200)
+    alarm = eol.get("alarm_ohms", 4400)
+    table = {"normal": normal, "alarm": alarm, "tamper": -1, "short": 0}
+    if state not in table:
+        raise ValueError("zone state must be one of %s, not %r" % (", ".join(table), state))
+    return table[state]
+
+
+class Target(abc.ABC):
+    """The protocol: what a scenario may do to a panel under test."""
+
+    name: str = "target"
+    kind: str = "target"
+
+    def __init__(self, name: str = "", timeline: Timeline | None = None):
+        self.name = name or self.kind
+        self.timeline = timeline if timeline is not None else Timeline(self.name)
+        self.account: int | None = None
+        self.config: dict | None = None  # the panel's configuration, when known
+
+    def note(self, kind: str, **detail) -> None:
+        self.timeline.record(PANEL, kind, target=self.name, **detail)
+
+    # power and life cycle
+    @abc.abstractmethod
+    async def power_on(self) -> None: ...
+
+    @abc.abstractmethod
+    async def power_off(self) -> None: ...
+
+    async def power_cycle(self, off_s: float = 0.5) -> None:
+        await self.power_off()
+        await asyncio.sleep(off_s)
+        await self.power_on()
+
+    @abc.abstractmethod
+    async def reset(self) -> None:
+        """A reboot without a power loss (watchdog / reset button)."""
+
+    @property
+    @abc.abstractmethod
+    def powered(self) -> bool: ...
+
+    # inputs
+    @abc.abstractmethod
+    async def set_zone(self, zone: int, state: str | None = None,
+                       ohms: int | None = None) -> None:
+        """Drive zone `zone` (its configured id) to a loop state or an exact
+        loop resistance in ohms (-1 = open)."""
+
+    @abc.abstractmethod
+    async def keypad(self, code: str, key: str, partition: int = 1, arg: int = 0) -> dict:
+        """Enter `code` and press `key` (one of KEYPAD_ACTIONS)."""
+
+    @abc.abstractmethod
+    async def set_ac(self, on: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def set_battery(self, mv: int) -> None: ...
+
+    @abc.abstractmethod
+    async def cut_path(self, path: int, cut: bool = True) -> None:
+        """Cut (or restore) reporting path 1 (primary) or 2 (backup) at the
+        panel's side (its network link or UART)."""
+
+    # outputs and state
+    @abc.abstractmethod
+    async def read_outputs(self) -> dict:
+        """{"siren": bool, "strobe": bool, "lock": bool, ...}"""
+
+    @abc.abstractmethod
+    async def read_console(self) -> str:
+        """Console text the target wrote since the last call."""
+
+    @abc.abstractmethod
+    async def state(self) -> dict:
+        """The panel's own view: partitions, zones, troubles, queue..."""
+
+    async def close(self) -> None:
+        """Release ports and processes (the target is left as it is)."""
+
+
+# --- line-delimited JSON over any serial_for_url port ----------------------------------
+
+
+class ControlChannel:
+    """Commands and replies as JSON lines over a serial_for_url port.
+
+    The protocol is the sim board's control protocol (firmware/device/
+    simctl.py, docs/simulator.md), which a real board's console speaks in
+    test mode too: one ``{"cmd": ...}`` object per line; the answer is the
+    next line that is a JSON object with an "ok" member.  Replies carry no
+    request id, so one command is in flight at a time (a lock).  Every
+    other line is console output: kept (bounded) for ``take_console`` and
+    written to the timeline.
+
+    A reader thread does the blocking reads.  When the port goes away (the
+    board reset, the sim VM exited) the channel notes it and the next
+    ``call`` reopens it, retrying until its deadline."""
+
+    def __init__(self, url: str, baudrate: int = 115200, name: str = "",
+                 timeline: Timeline | None = None, open_timeout: float = 30.0):
+        self.url = url
+        self.baudrate = baudrate
+        self.name = name or url
+        self.timeline = timeline
+        self.open_timeout = open_timeout
+        self._console = bytearray()
+        self._lock = threading.Lock()
+        self._call_lock = None
+        self._reply: asyncio.Future | None = None
+        self._loop = None
+        self.port = None
+        self._thread = None
+        self._stop = threading.Event()
+        self.alive = False
+        self.opens = 0
+
+    async def open(self, timeout: float | None = None) -> "ControlChannel":
+        self._loop = asyncio.get_running_loop()
+        if self._call_lock is None:
+            self._call_lock = asyncio.Lock()
+        deadline = time.monotonic() + (self.open_timeout if timeout is None else timeout)
+        while True:
+            try:
+                port = await self._loop.run_in_executor(
+                    None, lambda: serial.serial_for_url(self.url, baudrate=self.baudrate,
+                                                        timeout=0.05))
+                break
+            except (serial.SerialException, OSError, ValueError) as e:
+                if time.monotonic() > deadline:
+                    raise TargetTimeout("cannot open %s: %s" % (self.url, e)) from e
+                await asyncio.sleep(0.1)
+        self._stop = threading.Event()
+        self.port = port
+        self.alive = True
+        self.opens += 1
+        self._thread = threading.Thread(target=self._reader, args=(port, self._stop),
+                                        name="hil-control-%s" % self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def _reader(self, port, stop) -> None:
+        buf = bytearray()
+        while not stop.is_set():
+            try:
+                data = port.read(4096)
+            except Exception as e:  # port closed (board reset, sim exited)
+                if not stop.is_set():
+                    _LOGGER.debug("%s: port gone: %s", self.name, e)
+                    self.alive = False
+                    self._fail_reply(TargetError("%s: port closed: %s" % (self.name, e)))
+                return
+            if not data:
+                continue
+            buf += data
+            while True:
+                i = buf.find(b"\n")
+                if i < 0:
+                    break
+                line = bytes(buf[:i]).rstrip(b"\r")
+                del buf[:i + 1]
+                self._line(line)
+            if len(buf) > 65536:  # a console that never ends a line
+                self._keep_console(bytes(buf))
+                buf.clear()
+
+    def _line(self, line: bytes) -> None:
+        msg = None
+        if line.startswith(b"{"):
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = None
+        if isinstance(msg, dict) and "ok" in msg:
+            fut = self._reply
+            if fut is not None:
+                self._loop.call_soon_threadsafe(_resolve, fut, msg)
+                return
+        if line:
+            self._keep_console(line + b"\n")
+
+    def _keep_console(self, data: bytes) -> None:
+        with self._lock:
+            self._console += data
+            if len(self._console) > CONSOLE_MAX:
+                del self._console[:len(self._console) - CONSOLE_MAX]
+        if self.timeline is not None:
+            text = data.decode("utf-8", "replace").rstrip("\n")
+            if text:
+                self.timeline.record(PANEL, "console", target=self.name, text=text[:500])
+
+    def _fail_reply(self, exc: Exception) -> None:
+        fut = self._reply
+        if fut is not None and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(_fail, fut, exc)
+            except RuntimeError:  # loop closed
+                pass
+
+    def take_console(self) -> str:
+        with self._lock:
+            text = self._console.decode("utf-8", "replace")
+            self._console.clear()
+        return text
+
+    async def call(self, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args) -> dict:
+        """Send one command; return its reply (a dict with "ok": true).
+        Raises TargetError if the target refused, TargetTimeout if it did
+        not answer."""
+        if self._loop is None:
+            await self.open()
+        async with self._call_lock:
+            if not self.alive:
+                await self._reopen(timeout)
+            fut = self._loop.create_future()
+            self._reply = fut
+            line = json.dumps({"cmd": cmd, **args}) + "\n"
+            try:
+                await self._loop.run_in_executor(None, self.port.write, line.encode())
+                reply = await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise TargetTimeout("%s: no answer to %r within %.0f s"
+                                    % (self.name, cmd, timeout)) from None
+            except (serial.SerialException, OSError) as e:
+                self.alive = False
+                raise TargetError("%s: cannot send %r: %s" % (self.name, cmd, e)) from e
+            finally:
+                self._reply = None
+        if not reply.get("ok"):
+            raise TargetError("%s: %s refused: %s" % (self.name, cmd, reply.get("error", reply)))
+        return reply
+
+    async def _reopen(self, timeout: float) -> None:
+        self._close_port()
+        await self.open(timeout)
+
+    def _close_port(self) -> None:
+        self._stop.set()
+        self.alive = False
+        if self.port is not None:
+            try:
+                self.port.close()
+            except Exception:
+                pass
+
+    async def close(self) -> None:
+        self._close_port()
+        if self._thread is not None and self._loop is not None:
+            await self._loop.run_in_executor(None, self._thread.join, 1.0)
+        self._fail_reply(TargetError("channel closed"))
+
+
+def _resolve(fut, value):
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _fail(fut, exc):
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _strip(reply: dict) -> dict:
+    return {k: v for k, v in reply.items() if k != "ok"}
+
+
+# --- a real board's console in test mode ------------------------------------------------
+
+
+class SerialDriver(Target):
+    """A board over its console in test mode (docs/qa.md): the sim board's
+    control protocol, on a UART.  ``url`` is anything serial_for_url opens
+    (a real board's /dev/ttyUSB0, or the sim's control socket as
+    socket://127.0.0.1:PORT, which is how the driver is tested against the
+    same firmware).
+
+    The console cannot switch the board's power; give ``power`` (a
+    :class:`FixtureDriver`) for that, or power_on/off raise NotSupported."""
+
+    kind = "serial"
+
+    def __init__(self, url: str, baudrate: int = 115200, power: "FixtureDriver | None" = None,
+                 **kw):
+        super().__init__(**kw)
+        self.url = url
+        self.baudrate = baudrate
+        self.power = power
+        self.chan = ControlChannel(url, baudrate, name=self.name, timeline=self.timeline)
+        self.hello: dict = {}
+
+    async def open(self) -> "SerialDriver":
+        await self.chan.open()
+        return self
+
+    async def _call(self, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args) -> dict:
+        return await self.chan.call(cmd, timeout=timeout, **args)
+
+    async def wait_ready(self, timeout: float = 60.0) -> dict:
+        """Poll with "ping" until the firmware answers."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                self.hello = await self._call("ping", timeout=2.0)
+                return self.hello
+            except TargetError as e:
+                last = e
+                await asyncio.sleep(0.2)
+        raise TargetTimeout("%s: firmware did not answer within %.0f s (%s)"
+                            % (self.name, timeout, last))
+
+    @property
+    def powered(self) -> bool:
+        return self.power.powered if self.power is not None else True
+
+    async def power_on(self) -> None:
+        if self.power is None:
+            raise NotSupported("a console cannot power a board on: attach the fixture")
+        await self.power.power_on()
+        await self.wait_ready()
+
+    async def power_off(self) -> None:
+        if self.power is None:
+            raise NotSupported("a console cannot power a board off: attach the fixture")
+        await self.power.power_off()
+
+    async def reset(self) -> None:
+        """A soft reset: the firmware stops and its launcher (sim) or
+        boot loader (board) starts it again."""
+        self.note("reset")
+        await self._call("power_cycle", timeout=5.0)
+        await asyncio.sleep(0.3)
+        await self.wait_ready()
+
+    async def set_zone(self, zone, state=None, ohms=None) -> None:
+        if (state is None) == (ohms is None):
+            raise ValueError("give a zone state or a resistance, not both")
+        if state is not None and state not in ZONE_STATES:
+            raise ValueError("zone state must be one of %s" % ", ".join(ZONE_STATES))
+        self.note("zone", zone=zone, state=state, ohms=ohms)
+        args = {"zone": zone}
+        args.update({"state": state} if state is not None else {"ohms": int(ohms)})
+        await self._call("zone", **args)
+
+    async def keypad(self, code, key, partition=1, arg=0) -> dict:
+        if key not in KEYPAD_ACTIONS:
+            raise ValueError("key must be one of %s" % ", ".join(KEYPAD_ACTIONS))
+        r = _strip(await self._call("key", code=str(code), action=key, partition=partition,
+                                    arg=arg))
+        # the code itself is never written to the timeline
+        self.note("keypad", key=key, partition=partition, arg=arg,
+                  result=r.get("result_name", r.get("result")))
+        return r
+
+    async def set_ac(self, on: bool) -> None:
+        self.note("ac", on=bool(on))
+        await self._call("ac", on=bool(on))
+
+    async def set_battery(self, mv: int) -> None:
+        self.note("battery", mv=int(mv))
+        await self._call("battery", mv=int(mv))
+
+    async def set_box_tamper(self, open_: bool) -> None:
+        self.note("box_tamper", open=bool(open_))
+        await self._call("box_tamper", open=bool(open_))
+
+    async def cut_path(self, path: int, cut: bool = True) -> None:
+        self.note("cut_path", path=int(path), cut=bool(cut))
+        await self._call("path", path=int(path), up=not cut)
+
+    async def read_outputs(self) -> dict:
+        return _strip(await self._call("outputs"))
+
+    async def read_console(self) -> str:
+        return self.chan.take_console()
+
+    async def state(self) -> dict:
+        return _strip(await self._call("state"))
+
+    async def close(self) -> None:
+        await self.chan.close()
+
+
+# --- the simulated board ---------------------------------------------------------------
+
+
+def free_port(kind=None) -> int:
+    """A loopback port nothing listens on now (a small race, acceptable in
+    a test harness: the sim fails loudly if it lost it)."""
+    import socket
+    with socket.socket(socket.AF_INET, kind or socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SimDriver(Target):
+    """The real firmware on the simulated board, under the MicroPython VM.
+
+    Starts the firmware's own launcher (``python -m firmware.sim``, what
+    ``guardline-panel sim`` runs) with a config written to a work
+    directory and a state directory that plays the flash.  Power is the
+    process: ``power_off`` kills the launcher and the VM at once (SIGKILL:
+    a real power loss, even in the middle of a flash write) and
+    ``power_on`` starts them again on the same state directory.  Inputs,
+    outputs and state go through the sim board's control socket, with the
+    same :class:`SerialDriver` a real board's console uses (over
+    ``socket://``).
+
+    ``paths`` overrides the config's receiver paths (point the panel at a
+    link): {"primary": {"type": "tcp", "host": ..., "port": ...},
+    "backup": {...} or None}."""
+
+    kind = "sim"
+
+    def __init__(self, config, workdir: str, paths: dict | None = None,
+                 heapsize: str | None = None, control_port: int | None = None,
+                 boot_timeout: float = 60.0, **kw):
+        super().__init__(**kw)
+        if isinstance(config, (str, os.PathLike)):
+            with open(config, encoding="utf-8") as f:
+                config = json.load(f)
+        self.config = json.loads(json.dumps(config))  # a private copy
+        if paths:
+            rx = self.config.setdefault("receiver", {})
+            for k, v in paths.items():
+                rx[k] = v
+        self.account = int(self.config["account"])
+        self.workdir = os.path.abspath(workdir)
+        self.state_dir = os.path.join(self.workdir, "flash")
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.config_path = os.path.join(self.workdir, "config.json")
+        with open(self.config_path, "w", encoding="utf-8") as f:
+            json.dump(self.config, f, indent=1)
+        self.heapsize = heapsize
+        self.control_port = control_port or free_port()
+        self.boot_timeout = boot_timeout
+        self.control = SerialDriver("socket://127.0.0.1:%d" % self.control_port,
+                                    name=self.name + ".control", timeline=self.timeline)
+        self.proc: subprocess.Popen | None = None
+        self._console = bytearray()
+        self._console_lock = threading.Lock()
+        self._out_thread = None
+        self.boots = 0
+
+    @property
+    def powered(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def command(self) -> list[str]:
+        argv = [sys.executable, "-m", "firmware.sim", self.config_path,
+                "--control", "127.0.0.1:%d" % self.control_port, "--state-dir", self.state_dir]
+        if self.heapsize:
+            argv += ["--heapsize", self.heapsize]
+        return argv
+
+    async def power_on(self) -> None:
+        if self.powered:
+            return
+        self.note("power", on=True)
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, env=env, cwd=self.workdir)
+        self.boots += 1
+        self._out_thread = threading.Thread(target=self._read_stdout, args=(self.proc,),
+                                            name="hil-sim-console", daemon=True)
+        self._out_thread.start()
+        try:
+            await self.control.wait_ready(self.boot_timeout)
+        except TargetError:
+            tail = self._console_tail()
+            await self.power_off()
+            raise TargetTimeout("%s: the sim did not come up; console:\n%s" % (self.name, tail))
+        self.note("booted", boot=self.boots)
+
+    def _read_stdout(self, proc) -> None:
+        for raw in iter(proc.stdout.readline, b""):
+            with self._console_lock:
+                self._console += raw
+                if len(self._console) > CONSOLE_MAX:
+                    del self._console[:len(self._console) - CONSOLE_MAX]
+            text = raw.decode("utf-8", "replace").rstrip()
+            if text:
+                self.timeline.record(PANEL, "console", target=self.name, text=text[:500])
+        proc.stdout.close()
+
+    def _console_tail(self, n: int = 4000) -> str:
+        with self._console_lock:
+            return self._console[-n:].decode("utf-8", "replace")
+
+    async def power_off(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        self.note("power", on=False)
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+        if self._out_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._out_thread.join, 2.0)
+        self.control.chan.alive = False  # the next command reopens the socket
+        self.proc = None
+
+    async def reset(self) -> None:
+        await self.control.reset()
+
+    async def set_zone(self, zone, state=None, ohms=None) -> None:
+        await self.control.set_zone(zone, state, ohms)
+
+    async def keypad(self, code, key, partition=1, arg=0) -> dict:
+        return await self.control.keypad(code, key, partition, arg)
+
+    async def set_ac(self, on) -> None:
+        await self.control.set_ac(on)
+
+    async def set_battery(self, mv) -> None:
+        await self.control.set_battery(mv)
+
+    async def cut_path(self, path, cut=True) -> None:
+        await self.control.cut_path(path, cut)
+
+    async def read_outputs(self) -> dict:
+        return await self.control.read_outputs()
+
+    async def read_console(self) -> str:
+        with self._console_lock:
+            text = self._console.decode("utf-8", "replace")
+            self._console.clear()
+        return text
+
+    async def state(self) -> dict:
+        return await self.control.state()
+
+    async def close(self) -> None:
+        await self.control.close()
+        await self.power_off()
+
+
+# --- the bench's relay/GPIO fixture -------------------------------------------------------
+
+
+class FixtureDriver:
+    """The bench fixture (docs/qa.md, "I/O fixture protocol"): relays and
+    a resistor ladder per zone loop, a power relay, an AC relay, a
+    programmable supply for the battery, and opto inputs that sense the
+    panel's siren, strobe and lock outputs.  ``wiring`` maps the panel's
+    names to fixture channels, e.g. {"zones": {"1": 0, "2": 1},
+    "power": 0, "ac": 1, "paths": {"1": 2}, "outputs": {"siren": 0, ...}}."""
+
+    def __init__(self, url: str, wiring: dict | None = None, baudrate: int = 115200,
+                 name: str = "fixture", timeline: Timeline | None = None):
+        self.url = url
+        self.wiring = wiring or {}
+        self.baudrate = baudrate
+        self.name = name
+        self.timeline = timeline if timeline is not None else Timeline(name)
+        self.chan = ControlChannel(url, baudrate, name=name, timeline=self.timeline)
+        self.powered = False
+        self.info: dict = {}
+
+    async def open(self) -> "FixtureDriver":
+        await self.chan.open()
+        self.info = _strip(await self.chan.call("info"))
+        if "power" in self.wiring:
+            relays = self.info.get("relays", [])
+            ch = self._ch("power", None)
+            self.powered = ch < len(relays) and bool(relays[ch])
+        return self
+
+    def _ch(self, group: str, key) -> int:
+        g = self.wiring.get(group)
+        if isinstance(g, dict):
+            if str(key) not in g:
+                raise NotSupported("fixture wiring has no %s %r" % (group, key))
+            return int(g[str(key)])
+        if g is None:
+            raise NotSupported("fixture wiring has no %s" % group)
+        return int(g)
+
+    async def power_on(self) -> None:
+        self.timeline.record(PANEL, "power", target=self.name, on=True)
+        await self.chan.call("relay", ch=self._ch("power", None), on=True)
+        self.powered = True
+
+    async def power_off(self) -> None:
+        self.timeline.record(PANEL, "power", target=self.name, on=False)
+        await self.chan.call("relay", ch=self._ch("power", None), on=False)
+        self.powered = False
+
+    async def set_zone(self, zone: int, state: str | None = None, ohms: int | None = None,
+                       eol: dict | None = None) -> None:
+        if ohms is None:
+            ohms = zone_ohms(state, eol)
+        await self.chan.call("loop", ch=self._ch("zones", zone), ohms=int(ohms))
+
+    async def set_ac(self, on: bool) -> None:
+        await self.chan.call("relay", ch=self._ch("ac", None), on=bool(on))
+
+    async def set_battery(self, mv: int) -> None:
+        await self.chan.call("supply", mv=int(mv))
+
+    async def cut_path(self, path: int, cut: bool = True) -> None:
+        # a relay in series with the path's cable (Ethernet pair or UART TX)
+        await self.chan.call("relay", ch=self._ch("paths", path), on=not cut)
+
+    async def read_outputs(self) -> dict:
+        r = await self.chan.call("inputs")
+        levels = r.get("inputs", [])
+        out = {}
+        for name, ch in (self.wiring.get("outputs") or {}).items():
+            out[name] = bool(levels[int(ch)]) if int(ch) < len(levels) else False
+        return out
+
+    async def close(self) -> None:
+        await self.chan.close()
+
+
+class BenchTarget(Target):
+    """A real board on a bench: the console (test mode) for the keypad,
+    state and console text; the fixture for power, zone loops, supplies,
+    path cuts and output sensing.  Without a fixture the console's test
+    mode stands in for the inputs it can simulate."""
+
+    kind = "bench"
+
+    def __init__(self, console: SerialDriver, fixture: FixtureDriver | None = None, **kw):
+        super().__init__(**kw)
+        self.console = console
+        self.fixture = fixture
+        if fixture is not None:
+            console.power = fixture
+
+    @property
+    def powered(self) -> bool:
+        return self.console.powered
+
+    async def open(self) -> "BenchTarget":
+        if self.fixture is not None:
+            await self.fixture.open()
+        await self.console.open()
+        return self
+
+    async def power_on(self) -> None:
+        await self.console.power_on()
+        self.account = self.console.account
+
+    async def power_off(self) -> None:
+        await self.console.power_off()
+
+    async def reset(self) -> None:
+        await self.console.reset()
+
+    async def set_zone(self, zone, state=None, ohms=None) -> None:
+        if self.fixture is not None:
+            self.note("zone", zone=zone, state=state, ohms=ohms, via="fixture")
+            eol = (self.config or {}).get("eol")
+            await self.fixture.set_zone(zone, state, ohms, eol)
+        else:
+            await self.console.set_zone(zone, state, ohms)
+
+    async def keypad(self, code, key, partition=1, arg=0) -> dict:
+        return await self.console.keypad(code, key, partition, arg)
+
+    async def set_ac(self, on) -> None:
+        if self.fixture is not None:
+            self.note("ac", on=on, via="fixture")
+            await self.fixture.set_ac(on)
+        else:
+            await self.console.set_ac(on)
+
+    async def set_battery(self, mv) -> None:
+        if self.fixture is not None:
+            self.note("battery", mv=mv, via="fixture")
+            await self.fixture.set_battery(mv)
+        else:
+            await self.console.set_battery(mv)
+
+    async def cut_path(self, path, cut=True) -> None:
+        if self.fixture is not None:
+            self.note("cut_path", path=path, cut=cut, via="fixture")
+            await self.fixture.cut_path(path, cut)
+        else:
+            await self.console.cut_path(path, cut)
+
+    async def read_outputs(self) -> dict:
+        if self.fixture is not None and self.fixture.wiring.get("outputs"):
+            return await self.fixture.read_outputs()
+        return await self.console.read_outputs()
+
+    async def read_console(self) -> str:
+        return await self.console.read_console()
+
+    async def state(self) -> dict:
+        return await self.console.state()
+
+    async def close(self) -> None:
+        await self.console.close()
+        if self.fixture is not None:
+            await self.fixture.close()
+
+
+def open_target_url(url: str, timeline: Timeline | None = None, fixture_url: str | None = None,
+                    wiring: dict | None = None) -> BenchTarget:
+    """`--hil-target serial:///dev/ttyUSB0` (or serial:socket://host:port,
+    serial:rfc2217://...): a bench target on that console URL."""
+    if url.startswith("serial://"):
+        url = url[len("serial://"):]
+    elif url.startswith("serial:"):
+        url = url[len("serial:"):]
+    console = SerialDriver(url, name="console", timeline=timeline)
+    fixture = None
+    if fixture_url:
+        fixture = FixtureDriver(fixture_url, wiring=wiring, timeline=timeline)
+    return BenchTarget(console, fixture, name="bench", timeline=timeline)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "no", "false")

@@ -211,8 +211,14 @@ def build_cases(rng, n_seal, n_open, n_payload):
             key = V.WRONG_KEY
         elif kind == 5:  # good MAC around arbitrary plaintext
             plain = bytes(rng.getrandbits(8) for _ in range(16 * rng.randint(1, 4)))
-            if rng.random() < 0.5:
+            r = rng.random()
+            if r < 0.4:
                 plain = V.pkcs7(mutate_payload(spec.build_payload(m), rng))
+            elif r < 0.7:  # a valid payload, one padding byte (not the last) wrong
+                p = bytearray(V.pkcs7(spec.build_payload(m)))
+                if p[-1] >= 2:
+                    p[-2] ^= 0x40
+                plain = bytes(p)
             frame = V.seal_raw(key, rng.choice(V.TYPES + (0x7F,)), plain,
                                flags=rng.choice([0, 1, 7, 8]), version=rng.choice([1, 1, 2]))
         cases.append(({"op": "open", "key": key.hex(), "frame": frame.hex()},
@@ -335,6 +341,10 @@ def test_frame_reader_under_micropython():
             i += n
         cases.append({"op": "reader", "chunks": chunks})
         want.append([["frame", f.hex()] for f in frames])
+    for v in V.VECTORS:  # each vector byte by byte, as a slow serial line delivers it
+        cases.append({"op": "reader", "chunks": [v.frame[i:i + 1].hex()
+                                                 for i in range(len(v.frame))]})
+        want.append([["frame", v.frame.hex()]])
     results = mpy_runner.run_driver(DRIVER, cases)
     for got, w in zip(results, want):
         assert "crash" not in got, got

@@ -12,7 +12,7 @@ day glwire is fixed, so the marker gets removed with the fix."""
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from protocol import spec
@@ -286,6 +286,20 @@ def test_agree_on_authenticated_plaintext(t, plain, flags, version):
     plain = plain[:len(plain) - len(plain) % 16] or bytes(16)
     data = V.seal_raw(V.KEY, t, plain, flags=flags, version=version)
     agree_on_frame(V.KEY, data)
+
+
+@PROPS
+@given(V.messages(), st.data())
+def test_agree_on_bad_padding(m, data):
+    """Every padding byte is checked, not only the last: a valid payload
+    whose padding is wrong in one byte must be refused by both."""
+    plain = bytearray(V.pkcs7(spec.build_payload(m)))
+    pad = plain[-1]
+    assume(pad >= 2)  # one byte of padding has no other byte to get wrong
+    i = data.draw(st.integers(len(plain) - pad, len(plain) - 2))
+    plain[i] ^= data.draw(st.integers(1, 255))
+    frame = V.seal_raw(V.KEY, m["type"], bytes(plain))
+    assert agree_on_frame(V.KEY, frame) == ("err", spec.NAK_MALFORMED)
 
 
 @PROPS

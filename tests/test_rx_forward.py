@@ -1,0 +1,224 @@
+"""Routing and store-and-forward: alarms routed by region and class to
+three levels of dispatch centre, delivered in order through a real
+JSON-lines TCP sink that is down and then up, and a webhook; the
+protocol-agnostic ingest API."""
+
+import asyncio
+import os
+import time
+
+import pytest
+from aiohttp import web
+
+from receiver import routing
+from receiver.app import Busy
+from receiver.config import Config
+from receiver.testing import (JsonLinesSink, free_port, make_accounts, running_receiver,
+                              wait_until)
+
+ROUTING = {
+    "outputs": {
+        "ps-cad": {"type": "jsonl", "address": "127.0.0.1:%d", "timeout_s": 2,
+                   "retry_max_s": 0.5},
+    },
+    "centers": {
+        "ps-north": {"level": "police_station", "name": "North PS", "outputs": ["ps-cad"]},
+        "dc-1": {"level": "district_command", "name": "District 1", "outputs": ["ps-cad"]},
+        "city": {"level": "municipal_center", "name": "City", "outputs": []},
+    },
+    "routes": [
+        {"regions": ["north"], "classes": ["burglary", "holdup"],
+         "police_station": "ps-north", "district_command": "dc-1", "municipal_center": "city"},
+        {"regions": ["*"], "classes": ["fire"], "municipal_center": "city"},
+    ],
+}
+
+
+def router_for(port, extra_outputs=None):
+    doc = {k: dict(v) if isinstance(v, dict) else list(v) for k, v in ROUTING.items()}
+    doc["outputs"] = {"ps-cad": dict(ROUTING["outputs"]["ps-cad"],
+                                     address="127.0.0.1:%d" % port)}
+    doc["outputs"].update(extra_outputs or {})
+    return routing.parse(doc, known_classes=("burglary", "holdup", "fire", "trouble"))
+
+
+def ev(account, seq, code=130, **kw):
+    d = {"account": str(account), "protocol": "dc09", "dedupe_key": "dc09:%d" % seq,
+         "qualifier": 1, "code": code, "partition": 1, "zone": 2, "peer": "test"}
+    d.update(kw)
+    return d
+
+
+def test_routing_first_match_and_levels():
+    r = router_for(9)
+    d = r.route("north", "burglary")
+    assert d.routed_to == {"police_station": "ps-north", "district_command": "dc-1",
+                           "municipal_center": "city"}
+    assert [(o, lv) for o, lv, _ in d.deliveries] == [("ps-cad", "police_station"),
+                                                      ("ps-cad", "district_command")]
+    assert r.route("south", "fire").routed_to == {"municipal_center": "city"}
+    assert r.route("south", "burglary").routed_to == {}
+
+
+@pytest.mark.parametrize("mutate, msg", [
+    (lambda d: d["routes"][0].update(police_station="nope"), "unknown centre"),
+    (lambda d: d["routes"][0].update(police_station="dc-1"), "is a district_command"),
+    (lambda d: d["routes"][0].update(classes=["burglarly"]), "unknown event class"),
+    (lambda d: d["centers"]["city"].update(outputs=["missing"]), "unknown output"),
+    (lambda d: d["centers"]["city"].update(level="county"), "level must be"),
+    (lambda d: d["outputs"]["ps-cad"].update(type="smtp"), "type must be"),
+    (lambda d: d["outputs"]["ps-cad"].update(address="nohost"), "host:port"),
+    (lambda d: d.update(extra={}), "unknown routing section"),
+])
+def test_bad_routing_is_refused(mutate, msg):
+    import copy
+    doc = copy.deepcopy(ROUTING)
+    doc["outputs"]["ps-cad"]["address"] = "127.0.0.1:9"
+    mutate(doc)
+    with pytest.raises(routing.RoutingError, match=msg):
+        routing.parse(doc, known_classes=("burglary", "holdup", "fire"))
+
+
+async def test_alarms_wait_in_the_outbox_while_the_sink_is_down_then_go_in_order(tmp_path):
+    port = free_port()
+    accts = make_accounts(3, region="north", site_name="Bank")
+    cfg = Config(db=str(tmp_path / "rx.db"), router=router_for(port))
+    async with running_receiver(cfg, accts) as rx:
+        for i in range(1, 7):
+            out = await rx.ingest(ev(1 + i % 3, i))
+            assert out.alarm_id is not None
+        await rx.ingest(ev(1, 100, code=602))  # a test report: no alarm, no delivery
+        fwd = rx.forwarders["ps-cad"]
+        await wait_until(lambda: fwd.backoff.failures >= 2, what="delivery retried")
+        assert await rx.store.outbox_depth() == {"ps-cad": 12}  # 6 alarms x 2 levels
+        [a] = [x for x in await rx.store.list_alarms() if x["id"] == 1]
+        assert a["routed_to"]["police_station"] == "ps-north"
+
+        sink = JsonLinesSink(port=port)
+        await sink.start()
+        try:
+            await wait_until(lambda: len(sink.received) >= 12, 30, what="all delivered")
+            ids = sink.ids()
+            assert ids == sorted(ids) and len(set(ids)) == 12
+            first = sink.received[0]
+            assert (first["type"], first["level"], first["center"]) == (
+                "alarm", "police_station", "ps-north")
+            assert first["site_name"] == "Bank" and first["event_class"] == "burglary"
+            await wait_until(lambda: _depth_zero(rx))
+            rows = await rx.store.list_outbox("ps-cad")
+            assert all(r["delivered_at"] for r in rows)
+            assert max(r["attempts"] for r in rows) >= 2  # the head was retried
+        finally:
+            await sink.stop()
+
+
+async def _depth_zero(rx):
+    return (await rx.store.outbox_depth()) == {}
+
+
+async def test_sink_that_drops_without_ack_gets_the_message_again(tmp_path):
+    port = free_port()
+    accts = make_accounts(1, region="north")
+    cfg = Config(db=str(tmp_path / "rx.db"), router=router_for(port))
+    dropper = JsonLinesSink(port=port, ack=False)
+    await dropper.start()
+    async with running_receiver(cfg, accts) as rx:
+        await rx.ingest(ev(1, 1))
+        await wait_until(lambda: dropper.connections >= 2, what="resent after a drop")
+        await dropper.stop()
+        sink = JsonLinesSink(port=port)
+        await sink.start()
+        try:
+            await wait_until(lambda: len(sink.received) == 2, 30)
+            assert sink.ids() == [1, 2]
+        finally:
+            await sink.stop()
+
+
+async def test_outbox_survives_a_restart(tmp_path):
+    port = free_port()
+    accts = make_accounts(1, region="north")
+    cfg = Config(db=str(tmp_path / "rx.db"), router=router_for(port))
+    async with running_receiver(cfg, accts) as rx:
+        await rx.ingest(ev(1, 1, code=121))  # duress: holdup class
+        assert await rx.store.outbox_depth() == {"ps-cad": 2}
+    sink = JsonLinesSink(port=port)
+    await sink.start()
+    try:
+        async with running_receiver(cfg) as rx2:
+            await wait_until(lambda: len(sink.received) == 2, 30)
+            assert {m["event_class"] for m in sink.received} == {"holdup"}
+            await wait_until(lambda: _depth_zero(rx2))
+    finally:
+        await sink.stop()
+
+
+async def test_webhook_retries_until_2xx(tmp_path):
+    seen = []
+
+    async def hook(request):
+        seen.append((request.headers.get("Idempotency-Key"), await request.json()))
+        return web.Response(status=503 if len(seen) <= 2 else 204)
+
+    app = web.Application()
+    app.router.add_post("/alarms", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    hport = site._server.sockets[0].getsockname()[1]
+    r = routing.parse({
+        "outputs": {"city-hook": {"type": "webhook", "url": "http://127.0.0.1:%d/alarms" % hport,
+                                  "retry_max_s": 0.5}},
+        "centers": {"city": {"level": "municipal_center", "outputs": ["city-hook"]}},
+        "routes": [{"classes": ["fire"], "municipal_center": "city"}]})
+    accts = make_accounts(1)
+    try:
+        async with running_receiver(Config(db=str(tmp_path / "rx.db"), router=r), accts) as rx:
+            await rx.ingest(ev(1, 1, code=111))  # smoke: fire
+            await wait_until(lambda: len(seen) >= 3, 30)
+            await wait_until(lambda: _depth_zero(rx))
+            key, body = seen[-1]
+            assert key == str(body["id"]) and body["center"] == "city"
+            assert body["description"].startswith("Smoke")
+    finally:
+        await runner.cleanup()
+
+
+async def test_protocol_agnostic_ingest(tmp_path):
+    accts = make_accounts(1)
+    async with running_receiver(Config(db=str(tmp_path / "rx.db")), accts) as rx:
+        q = rx.subscribe()
+        t = time.time()
+        out = await rx.ingest(ev(1, 7, code=602, qualifier=1, event_time=t, text="weekly test"))
+        again = await rx.ingest(ev(1, 7, code=602))
+        assert again.duplicate and again.event_id == out.event_id and out.alarm_id is None
+        [e] = await rx.store.list_events()
+        assert (e["protocol"], e["dedupe_key"], e["event_class"], e["text"]) == (
+            "dc09", "dc09:7", "test", "weekly test")
+        msg = q.get_nowait()
+        assert msg["type"] == "event" and msg["event"]["id"] == out.event_id
+        assert q.empty()  # the duplicate is not published again
+        for bad in [{**ev(1, 8), "qualifier": 2}, {**ev(1, 8), "code": 1000},
+                    {**ev(1, 8), "colour": "red"}, {**ev(1, 8), "account": 12},
+                    {**ev(1, 8), "protocol": "sia"}]:
+            with pytest.raises(ValueError):
+                await rx.ingest(bad)
+        rx.config.max_pending_writes = 0
+        with pytest.raises(Busy):
+            await rx.ingest(ev(1, 9))
+        rx.config.max_pending_writes = 100
+        # operator actions publish too
+        out = await rx.ingest(ev(1, 10, code=130))
+        await rx.acknowledge_alarm(out.alarm_id, "op-1")
+        await rx.resolve_alarm(out.alarm_id, "op-1", "checked")
+        states = [m.get("state") for m in _drain(q) if m["type"] == "alarm"]
+        assert states == ["pending", "acknowledged", "resolved"]
+        rx.unsubscribe(q)
+
+
+def _drain(q):
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out

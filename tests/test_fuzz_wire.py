@@ -13,7 +13,7 @@ from protocol import spec
 from protocol.lean import glwire as w
 from tests import vectors as V
 
-PROPS = settings(deadline=None, max_examples=200,
+PROPS = settings(deadline=None, max_examples=300,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 KEYS = w.Keys(V.KEY)

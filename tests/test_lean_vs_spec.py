@@ -20,7 +20,7 @@ from protocol.errors import LocalProtocolError, RemoteProtocolError
 from protocol.lean import glwire as w
 from tests import vectors as V
 
-PROPS = settings(deadline=None, max_examples=150,
+PROPS = settings(deadline=None, max_examples=300,
                  suppress_health_check=[HealthCheck.too_slow])
 
 

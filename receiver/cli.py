@@ -413,9 +413,18 @@ def _decode(args, cfg) -> int:
     if key is None and len(raw) >= 8 and (args.db or args.config or os.path.exists(cfg.db)):
         key = _key_from_store(cfg, int.from_bytes(raw[4:8], "big"))
     if describe is not None:
+        # protocol/spec.py (the normative construct definition) explains the
+        # frame; we add the verdicts and the operator's reading of an event.
         out = describe(raw, key=key)
+        out["valid"] = "error" not in out
+        out["authenticated"] = ("message" in out) if key is not None else None
+        msg = out.get("message")
+        if isinstance(msg, dict):
+            _annotate_message(msg)
+        if key is None and out["valid"]:
+            out["note"] = "no key: header only (give --key or an account in --db)"
         print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
-        return 0
+        return 0 if out["valid"] else 1
     try:
         frame = w.decode_datagram(raw)
     except w.WireError as e:
@@ -436,15 +445,7 @@ def _decode(args, cfg) -> int:
             msg = w.open_frame(w.Keys(key), frame)
             out["authenticated"] = True
             msg = dict(msg)
-            msg["type"] = w.MSG_NAMES.get(msg["type"], msg["type"])
-            if "reason" in msg:
-                msg["reason_name"] = w.NAK_NAMES.get(msg["reason"])
-            if msg["type"] == "EVENT":
-                from protocol import contactid  # noqa: PLC0415
-                msg["description"] = contactid.describe(msg["code"], msg["qualifier"],
-                                                        zone=msg["zone"],
-                                                        partition=msg["partition"])
-                msg["event_class"] = contactid.event_class(msg["code"])
+            _annotate_message(msg)
             out["message"] = msg
         except (w.WireError, w.EncodeError) as e:
             out["authenticated"] = False
@@ -454,6 +455,21 @@ def _decode(args, cfg) -> int:
         out["note"] = "no key: header only (give --key or an account in --db)"
     print(json.dumps(out, indent=2, sort_keys=True))
     return 0
+
+
+def _annotate_message(msg: dict) -> None:
+    from protocol import contactid  # noqa: PLC0415
+    from protocol.lean import glwire as w  # noqa: PLC0415
+
+    t = msg.get("type")
+    msg["type_name"] = w.MSG_NAMES.get(t, str(t))
+    if "reason" in msg:
+        msg["reason_name"] = w.NAK_NAMES.get(msg["reason"])
+    if t == w.MSG_EVENT and "code" in msg:
+        msg["description"] = contactid.describe(msg["code"], msg["qualifier"],
+                                                zone=msg.get("zone"),
+                                                partition=msg.get("partition"))
+        msg["event_class"] = contactid.event_class(msg["code"])
 
 
 def _jsonable(o):

@@ -115,7 +115,17 @@ def _read_toml(path: str, what: str) -> dict:
 
 
 def load(path: str | None) -> Config:
-    """Read and check ``path`` (None: defaults only)."""
+    """Read and check ``path`` (None: defaults only).  Every error names
+    the file."""
+    try:
+        return _load(path)
+    except ConfigError as e:
+        if path is not None and path not in str(e):
+            raise ConfigError("%s: %s" % (path, e)) from None
+        raise
+
+
+def _load(path: str | None) -> Config:
     cfg = Config()
     if path is None:
         return cfg

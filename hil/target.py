@@ -411,7 +411,10 @@ class SerialDriver(Target):
         """A soft reset: the firmware stops and its launcher (sim) or
         boot loader (board) starts it again."""
         self.note("reset")
-        await self._call("power_cycle", timeout=5.0)
+        try:
+            await self._call("power_cycle", timeout=5.0)
+        except TargetError:
+            pass  # the board may go down before its answer leaves; wait_ready judges
         await asyncio.sleep(0.3)
         await self.wait_ready()
 

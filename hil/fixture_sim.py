@@ -1,0 +1,156 @@
+"""A stand-in for the bench's relay/GPIO fixture, wired to a simulated panel.
+
+It speaks the fixture protocol (docs/qa.md, "I/O fixture protocol") on any
+serial_for_url port (one end of a socat pty pair, usually) and turns what
+the harness asks of the fixture into what the physical fixture would do to
+a board, here applied to the sim board through its control socket:
+
+    relay (power channel)   -> the `power` callback (start/kill the sim)
+    relay (AC channel)      -> {"cmd": "ac"}
+    relay (path channel)    -> {"cmd": "path"}
+    loop (zone channel)     -> {"cmd": "zone", "ohms": ...}
+    supply                  -> {"cmd": "battery"}
+    inputs                  -> {"cmd": "outputs"}, read back as opto levels
+
+So the bench code path (BenchTarget = SerialDriver + FixtureDriver) runs
+against the same firmware the sim runs, with no hardware.  A real fixture
+firmware answers the same lines (docs/qa.md lists them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+
+import serial
+
+_LOGGER = logging.getLogger(__name__)
+
+# Relays, loop channels and opto inputs of the reference fixture (an
+# 8-relay board, 8 loop channels each with a 4-step resistor ladder, and
+# 4 opto inputs): docs/qa.md, "Wiring".
+RELAYS = 8
+LOOPS = 8
+INPUTS = 4
+# Resistances the ladder can make (ohms; -1 = open): short, 2k2, 4k4, open.
+LADDER = (0, 2200, 4400, -1)
+
+
+def nearest_step(ohms: int) -> int:
+    """The ladder step a real fixture would switch in for `ohms`."""
+    if ohms < 0:
+        return -1
+    return min((s for s in LADDER if s >= 0), key=lambda s: abs(s - ohms))
+
+
+class FixtureSim:
+    def __init__(self, url: str, control: tuple[str, int], wiring: dict, power=None):
+        self.url = url
+        self.control = control
+        self.wiring = wiring
+        self.power = power  # power(on: bool) -> None, or None
+        self.relays = [False] * RELAYS
+        self.loops = [2200] * LOOPS
+        self.supply_mv = 13200
+        self._stop = threading.Event()
+        self._thread = None
+        self.port = None
+        self.requests = 0
+
+    def start(self) -> "FixtureSim":
+        self.port = serial.serial_for_url(self.url, baudrate=115200, timeout=0.05)
+        self._thread = threading.Thread(target=self._serve, name="hil-fixture-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        if self.port is not None:
+            self.port.close()
+
+    def _serve(self) -> None:
+        buf = bytearray()
+        while not self._stop.is_set():
+            try:
+                data = self.port.read(1024)
+            except Exception:
+                return
+            if not data:
+                continue
+            buf += data
+            while b"\n" in buf:
+                i = buf.index(b"\n")
+                line = bytes(buf[:i]).strip()
+                del buf[:i + 1]
+                if not line:
+                    continue
+                try:
+                    req = json.loads(line)
+                    reply = self.handle(req)
+                except Exception as e:  # every request gets an answer
+                    reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+                self.requests += 1
+                self.port.write(json.dumps(reply).encode() + b"\n")
+
+    def _sim(self, **cmd) -> dict:
+        with socket.create_connection(self.control, timeout=10) as s:
+            s.sendall(json.dumps(cmd).encode() + b"\n")
+            f = s.makefile("rb")
+            return json.loads(f.readline())
+
+    def _lookup(self, group: str, ch: int):
+        for k, v in (self.wiring.get(group) or {}).items():
+            if int(v) == ch:
+                return k
+        return None
+
+    def handle(self, req: dict) -> dict:
+        cmd = req.get("cmd")
+        if cmd == "info":
+            return {"ok": True, "fixture": "guardline-hil-fixture-sim", "protocol": 1,
+                    "relays": self.relays, "loops": LOOPS, "inputs": INPUTS}
+        if cmd == "relay":
+            ch, on = int(req["ch"]), bool(req["on"])
+            if not 0 <= ch < RELAYS:
+                raise ValueError("no relay %d" % ch)
+            self.relays[ch] = on
+            if self.wiring.get("power") == ch:
+                if self.power is not None:
+                    self.power(on)
+            elif self.wiring.get("ac") == ch:
+                self._sim(cmd="ac", on=on)
+            else:
+                path = self._lookup("paths", ch)
+                if path is not None:
+                    self._sim(cmd="path", path=int(path), up=on)
+            return {"ok": True}
+        if cmd == "loop":
+            ch, ohms = int(req["ch"]), nearest_step(int(req["ohms"]))
+            if not 0 <= ch < LOOPS:
+                raise ValueError("no loop channel %d" % ch)
+            self.loops[ch] = ohms
+            zone = self._lookup("zones", ch)
+            if zone is not None:
+                r = self._sim(cmd="zone", zone=int(zone), ohms=ohms)
+                if not r.get("ok"):
+                    return r
+            return {"ok": True, "ohms": ohms}
+        if cmd == "supply":
+            self.supply_mv = int(req["mv"])
+            self._sim(cmd="battery", mv=self.supply_mv)
+            return {"ok": True}
+        if cmd == "inputs":
+            levels = [0] * INPUTS
+            try:
+                out = self._sim(cmd="outputs")
+            except OSError:  # board unpowered: every opto input reads 0
+                out = {}
+            for name, ch in (self.wiring.get("outputs") or {}).items():
+                if int(ch) < INPUTS:
+                    levels[int(ch)] = 1 if out.get(name) else 0
+            return {"ok": True, "inputs": levels}
+        raise ValueError("unknown cmd %r" % (cmd,))

@@ -1,0 +1,308 @@
+"""The HIL target drivers and strategies against the real firmware.
+
+SimDriver runs the firmware under the MicroPython VM (firmware.sim); the
+serial driver and the bench composite (console + relay fixture) are tested
+against the SAME running firmware: the console through socket:// and
+through a socat pty bridged to the sim's control socket, the fixture
+through a pty served by hil.fixture_sim, which applies relay and loop
+changes to the sim board the way the bench fixture applies them to a real
+board's terminals.  Conditions are polled with generous deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from hil.fixture_sim import FixtureSim
+from hil.link import pty_pair
+from hil.poll import until
+from hil.receiver import ReceiverProcess
+from hil.strategy import PanelStrategy
+from hil.target import (BenchTarget, FixtureDriver, NotSupported, SerialDriver, SimDriver,
+                        TargetError, free_port, zone_ohms)
+from hil.timeline import Timeline
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "hil", "configs", "bank.json")
+WIRING = {"power": 0, "ac": 1, "paths": {"1": 2, "2": 3},
+          "zones": {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4, "6": 5},
+          "outputs": {"siren": 0, "strobe": 1, "lock": 2}}
+
+pytestmark = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
+
+
+def load_config(**timings) -> dict:
+    with open(CONFIG) as f:
+        cfg = json.load(f)
+    cfg["timings"].update(timings)
+    return cfg
+
+
+def dead_paths() -> dict:
+    # nothing listens there: the panel runs with both paths down
+    return {"primary": {"type": "tcp", "host": "127.0.0.1", "port": free_port()},
+            "backup": None}
+
+
+@pytest.fixture
+async def sim(tmp_path):
+    d = SimDriver(load_config(), str(tmp_path / "panel"), paths=dead_paths(),
+                  timeline=Timeline("sim"))
+    await d.power_on()
+    yield d
+    await d.close()
+
+
+async def zone_state(target, zone: int) -> str:
+    st = await target.state()
+    return {z["id"]: z["state"] for z in st["zones"]}[zone]
+
+
+# --- sim --------------------------------------------------------------------------------
+
+
+async def test_sim_boots_answers_and_drives_zones(sim):
+    st = await sim.state()
+    assert [p["state"] for p in st["partitions"]] == ["disarmed", "disarmed"]
+    assert {z["id"] for z in st["zones"]} == {1, 2, 3, 4, 5, 6}
+    await sim.set_zone(3, "tamper")
+    await until(lambda: zone_state(sim, 3), what="a zone reading")
+    await until(lambda: _is(zone_state(sim, 3), "tamper"), what="zone 3 tamper")
+    await sim.set_zone(3, ohms=zone_ohms("normal"))
+    await until(lambda: _is(zone_state(sim, 3), "normal"), what="zone 3 normal again")
+    console = await sim.read_console()
+    assert "panel 7001 up" in console
+    assert sim.timeline.select("panel", "zone")
+
+
+async def _is(coro, value):
+    return (await coro) == value
+
+
+async def test_sim_power_off_kills_and_power_on_keeps_flash(sim):
+    # arm, so the persisted arming mode tells that flash survived
+    await sim.keypad("1234", "arm_away", 1)
+    await until(lambda: _part(sim, 1, "armed_away"), what="armed away")
+    await sim.power_off()
+    assert not sim.powered
+    with pytest.raises(TargetError):
+        await sim.control.chan.call("ping", timeout=2.0)
+    await sim.power_on()
+    assert sim.boots == 2
+    assert await _part(sim, 1, "armed_away")  # came back armed: modes in flash
+
+
+async def _part(target, pid, state):
+    st = await target.state()
+    return {p["id"]: p["state"] for p in st["partitions"]}[pid] == state
+
+
+async def test_sim_refusals_are_errors_not_silence(sim):
+    with pytest.raises(TargetError, match="no zone"):
+        await sim.set_zone(99, "alarm")
+    with pytest.raises(ValueError):
+        await sim.keypad("1234", "self_destruct")
+    r = await sim.keypad("0000", "disarm", 1)
+    assert r["result_name"] == "refused"
+
+
+async def test_sim_reset_restarts_the_firmware(sim):
+    before = (await sim.state())["reporter"]["next_seq"]
+    await sim.reset()
+    st = await sim.state()
+    # a reboot reserves a fresh block of sequence numbers (seqstore.py)
+    assert st["reporter"]["next_seq"] > before
+    assert sim.control.chan.opens >= 2
+
+
+async def test_duress_and_holdup_keep_outputs_silent(sim):
+    await sim.set_zone(4, "alarm")  # teller hold-up: silent by type
+    await until(lambda: _is(zone_state(sim, 4), "alarm"), what="hold-up zone tripped")
+    out = await sim.read_outputs()
+    assert out == {"siren": False, "strobe": False, "lock": True}
+    await sim.set_zone(5, "alarm")  # panic: audible
+    await until(lambda: _out(sim, "siren"), what="the siren for panic")
+
+
+async def _out(target, name):
+    return (await target.read_outputs())[name]
+
+
+# --- the console driver against the same firmware ----------------------------------------
+
+
+async def test_serial_driver_over_socket_url_talks_to_the_firmware(sim):
+    console = SerialDriver("socket://127.0.0.1:%d" % sim.control_port, name="console")
+    try:
+        await console.wait_ready()
+        assert (await console.state())["zones"] == (await sim.state())["zones"]
+        await console.set_zone(2, "alarm")
+        await until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 via console")
+        with pytest.raises(NotSupported):
+            await console.power_off()
+    finally:
+        await console.close()
+
+
+async def test_serial_driver_over_a_pty_bridged_to_the_firmware(sim, tmp_path):
+    link = str(tmp_path / "console")
+    bridge = bridge_pty(link, sim.control_port)
+    try:
+        await until(lambda: os.path.exists(link), what="the pty")
+        console = SerialDriver(link, name="console-pty")
+        await console.wait_ready()
+        r = await console.keypad("1234", "arm_away", 2)
+        assert r["result_name"] == "ok"
+        await until(lambda: _part(sim, 2, "armed_away"), what="armed through the pty")
+        assert (await console.read_outputs())["lock"] is True
+        await console.close()
+    finally:
+        bridge.terminate()
+        bridge.wait(5)
+
+
+def bridge_pty(path: str, port: int) -> subprocess.Popen:
+    """A pty at `path` whose other side is the sim's control socket: what
+    a USB-serial adapter on a board's console looks like to the host."""
+    return subprocess.Popen(["socat", "pty,raw,echo=0,link=%s" % path,
+                             "tcp:127.0.0.1:%d" % port],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_spy_url_dumps_console_traffic(sim, tmp_path):
+    link = str(tmp_path / "console")
+    dump = tmp_path / "spy.txt"
+    bridge = bridge_pty(link, sim.control_port)
+    try:
+        await until(lambda: os.path.exists(link), what="the pty")
+        # spy:// wraps a device and writes a hex dump of both directions
+        console = SerialDriver("spy://%s?file=%s" % (link, dump), name="spy")
+        try:
+            await console.wait_ready(timeout=20)
+            await console.state()
+        finally:
+            await console.close()
+    finally:
+        bridge.terminate()
+        bridge.wait(5)
+    assert "state" in dump.read_text()
+
+
+# --- the bench composite: console + relay fixture -------------------------------------------
+
+
+async def test_bench_target_with_fixture_drives_the_same_firmware(tmp_path):
+    tl = Timeline("bench")
+    sim = SimDriver(load_config(), str(tmp_path / "panel"), paths=dead_paths(), timeline=tl)
+    loop = asyncio.get_running_loop()
+
+    def power(on: bool):  # the fixture's power relay, wired to the sim's "mains"
+        fut = asyncio.run_coroutine_threadsafe(sim.power_on() if on else sim.power_off(), loop)
+        fut.result(60)
+
+    with pty_pair() as fx_pty:
+        fixture_sim = FixtureSim(fx_pty.b, ("127.0.0.1", sim.control_port), WIRING,
+                                 power=power).start()
+        console = SerialDriver("socket://127.0.0.1:%d" % sim.control_port, name="console",
+                               timeline=tl)
+        fixture = FixtureDriver(fx_pty.a, wiring=WIRING, timeline=tl)
+        bench = BenchTarget(console, fixture, timeline=tl)
+        bench.config = sim.config
+        try:
+            await fixture.open()
+            assert fixture.info["fixture"] == "guardline-hil-fixture-sim"
+            assert not bench.powered
+            await bench.power_on()  # relay -> sim starts; console answers
+            assert bench.powered and sim.powered
+            await bench.set_zone(5, "alarm")  # panic through the loop ladder
+            await until(lambda: _is(zone_state(bench, 5), "alarm"), what="panic via fixture")
+            await until(lambda: _out(bench, "siren"), what="siren sensed by the fixture")
+            await bench.set_ac(False)
+            await bench.cut_path(1, True)
+            st = await bench.state()
+            assert st["reporter"]["paths"][0]["up"] in (True, False)  # answered
+            await bench.power_off()
+            assert not sim.powered
+            out = await bench.read_outputs()  # unpowered board: optos read 0
+            assert out == {"siren": False, "strobe": False, "lock": False}
+        finally:
+            await console.close()
+            await fixture.close()
+            fixture_sim.close()
+            await sim.close()
+    kinds = {(e.source, e.kind) for e in tl.entries}
+    assert ("panel", "power") in kinds and ("panel", "zone") in kinds
+
+
+def test_fixture_wiring_must_name_every_channel_used():
+    f = FixtureDriver("loop://", wiring={"zones": {"1": 0}})
+    with pytest.raises(NotSupported):
+        f._ch("zones", 9)
+    with pytest.raises(NotSupported):
+        f._ch("power", None)
+
+
+# --- strategies -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def rig(tmp_path):
+    tl = Timeline("rig")
+    cfg = load_config()
+    rx = ReceiverProcess(str(tmp_path / "rx"), tl)
+    rx.add_panel(cfg, heartbeat_s=20, grace_s=10, paths="1")
+    await rx.start()
+    sim = SimDriver(cfg, str(tmp_path / "panel"), timeline=tl, paths={
+        "primary": {"type": "tcp", "host": rx.tcp[0], "port": rx.tcp[1]}, "backup": None})
+    yield sim, rx
+    await sim.close()
+    await rx.close()
+
+
+async def test_strategy_walks_off_to_armed_and_back(rig):
+    sim, rx = rig
+    s = PanelStrategy(sim, rx)
+    await s.transition("armed_away", partition=1)
+    assert await _part(sim, 1, "armed_away")
+    # reporting was judged by the receiver: it stored the boot report
+    assert any(e["code"] == 305 for e in await rx.events(account=7001))
+    await s.transition("disarmed")
+    assert await _part(sim, 1, "disarmed")
+    await s.transition("off")
+    assert not sim.powered
+    await s.transition("reporting")
+    assert sim.powered and sim.boots == 2
+    states = [e.detail["state"] for e in sim.timeline.select("scenario", "strategy")]
+    assert states == ["booted", "reporting", "disarmed", "armed_away", "disarmed", "off",
+                      "booted", "reporting"]
+
+
+async def test_strategy_arming_puts_open_zones_back_first(rig):
+    sim, rx = rig
+    s = PanelStrategy(sim, rx)
+    await s.transition("disarmed")
+    await sim.set_zone(2, "alarm")
+    await until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 open")
+    await s.transition("armed_away", partition=1)
+    assert await zone_state(sim, 2) == "normal"
+
+
+async def test_strategy_fails_loudly_when_the_receiver_never_hears(tmp_path):
+    tl = Timeline("deaf")
+    rx = ReceiverProcess(str(tmp_path / "rx"), tl)  # no account: it stays silent
+    await rx.start()
+    sim = SimDriver(load_config(), str(tmp_path / "panel"), timeline=tl, paths={
+        "primary": {"type": "tcp", "host": rx.tcp[0], "port": rx.tcp[1]}, "backup": None})
+    try:
+        s = PanelStrategy(sim, rx, step_timeout=3.0)
+        with pytest.raises(AssertionError, match="receiver to hear"):
+            await s.transition("reporting")
+        with pytest.raises(ValueError):
+            await s.transition("levitating")
+    finally:
+        await sim.close()
+        await rx.close()

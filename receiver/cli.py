@@ -140,8 +140,34 @@ def cmd_serve(args) -> int:
         raise UsageError("nothing to listen on: give --tcp, --udp or --serial, or "
                          "[listen] in the config file")
     logfmt.setup(args.log_level or cfg.log_level)
+    _raise_fd_limit(cfg.max_connections)
     os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
     return asyncio.run(_serve(cfg, args.ready_file))
+
+
+# Descriptors beyond the connection cap: the store (WAL: 3 files per
+# connection, 2 connections), serial lines, HTTP, forwarders, logs.
+FD_HEADROOM = 256
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft descriptor limit towards what max_connections needs."""
+    try:
+        import resource  # noqa: PLC0415
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + FD_HEADROOM
+    if soft >= want:
+        return
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):
+        new = soft
+    if new < want:
+        _LOGGER.warning("descriptor limit low nofile=%d wanted=%d: lower [limits] "
+                        "max_connections or raise the hard limit", new, want)
 
 
 async def _serve(cfg, ready_file) -> int:

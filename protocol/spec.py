@@ -463,7 +463,8 @@ class Keys:
         except TypeError:
             raise LocalProtocolError("account key must be bytes") from None
         if not MIN_KEY_LEN <= len(master) <= MAX_KEY_LEN:
-            raise LocalProtocolError("account key must be %d..%d bytes" % (MIN_KEY_LEN, MAX_KEY_LEN))
+            raise LocalProtocolError("account key must be %d..%d bytes"
+                                     % (MIN_KEY_LEN, MAX_KEY_LEN))
         self.enc = hmac.new(master, ENC_LABEL, hashlib.sha256).digest()
         self.mac = hmac.new(master, MAC_LABEL, hashlib.sha256).digest()
 
@@ -588,17 +589,28 @@ def parse_frame(master_key, frame, compiled=False):
     return h
 
 
+def _from_hex(v, what):
+    if isinstance(v, str):
+        try:
+            return bytes.fromhex("".join(v.split()))
+        except ValueError:
+            raise LocalProtocolError("%s is not hex" % what) from None
+    return v
+
+
 def describe(frame, key=None):
     """A frame, explained: a JSON-ready dict for `guardline-receiver decode`.
 
-    `frame` and `key` may be bytes or hex strings.  Never raises for bad
-    wire data: what could not be checked is reported under "error" with the
-    NAK reason a receiver would send.  With a key the message is decrypted
-    and shown; without one the body is shown as hex."""
-    if isinstance(frame, str):
-        frame = bytes.fromhex(frame)
-    if isinstance(key, str):
-        key = bytes.fromhex(key)
+    `frame` and `key` may be bytes or hex strings (whitespace allowed).
+    Never raises for bad wire data: what could not be checked is reported
+    under "error" with the NAK reason a receiver would send.  With a key the
+    message is decrypted and shown; without one the body is shown as hex.
+    Raises LocalProtocolError for a string that is not hex or a key of the
+    wrong length (the caller's mistakes, not the frame's)."""
+    frame = _from_hex(frame, "frame")
+    key = None if key is None else _from_hex(key, "key")
+    if key is not None:
+        key = derive_keys(key)  # a key of the wrong length is the caller's error
     data = bytes(frame)
     out = {"length": len(data)}
 

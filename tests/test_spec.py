@@ -168,7 +168,8 @@ def test_header_round_trip(h):
     assert len(raw) == spec.HEADER_LEN
     parsed = spec.Header.parse(raw)
     assert spec.flags_to_int(parsed.flags) == h["flags"]
-    assert (parsed.account, parsed.seq, parsed.timestamp) == (h["account"], h["seq"], h["timestamp"])
+    assert (parsed.account, parsed.seq, parsed.timestamp) == \
+        (h["account"], h["seq"], h["timestamp"])
     assert spec.Header.build(parsed) == raw
     assert spec.HeaderCompiled.parse(raw) == parsed
     assert spec.HeaderCompiled.build(obj) == raw
@@ -509,6 +510,19 @@ def test_describe_reports_errors(data, key, want):
     assert d["error"]["reason"] == want
     assert d["error"]["reason_name"] == spec.NAK_NAMES[want]
     json.dumps(d)
+
+
+@pytest.mark.parametrize("frame, key", [("zz", None), (ACKV.frame, "0x12"),
+                                        (ACKV.frame, bytes(8))])
+def test_describe_refuses_caller_mistakes(frame, key):
+    with pytest.raises(LocalProtocolError):
+        spec.describe(frame, key)
+
+
+def test_describe_accepts_spaced_hex():
+    spaced = " ".join(ACKV.frame[i:i + 4].hex() for i in range(0, len(ACKV.frame), 4))
+    assert spec.describe(spaced, " ".join([V.KEY.hex()[:32], V.KEY.hex()[32:]]))["message"] \
+        == ACKV.msg
 
 
 def test_container_equality_ignores_hidden_fields():

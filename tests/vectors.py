@@ -118,7 +118,8 @@ VECTORS = [
              'event_time': 4294967295,
              'text': '0123456789abcdefghijklmnopqrstuv',
              'value': None},
-        payload=bytes.fromhex('0603e7ffffffffffffff0120303132333435363738396162636465666768696a6b6c6d6e6f70717273747576'),
+        payload=bytes.fromhex('0603e7ffffffffffffff0120'
+                              '303132333435363738396162636465666768696a6b6c6d6e6f70717273747576'),
         frame=bytes.fromhex(
             '474c010000012345000000046b49d200020040689da0a1a2a3a4a5a6a7a8a9aa'
             'abacadaeaf2c43b5f2f446e1a68210c6a0277e97eb17c644d82b71c54334fb55'

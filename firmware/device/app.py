@@ -13,20 +13,14 @@
 # "system reset" event.
 
 import gc
+import sys
 import asyncio
-import config as C
-from fwutil import ticks_ms, ticks_diff
-import eol
-import cid
-import panel as P
-from pqueue import PersistentQueue
-from seqstore import SeqStore
-from clock import Clock
+from fwutil import ticks_ms
 
-try:
-    from protocol.lean import glwire as w
-except ImportError:
-    import glwire as w
+# The heavy modules (panel, reporter, glwire, glpanel) are imported only
+# after the config is validated and the validator unloaded: the boot peak
+# (config text + parsed document + validator) then does not add up with
+# their bytecode, which on a board without frozen modules sits in the heap.
 
 _REPORT_MS = 20
 _QUEUE_SLOTS = 128  # 8 KB of flash; see pqueue.py
@@ -48,6 +42,8 @@ class App:
         self.errors = []
         self.halted = False
         self.panel = None
+        self.min_free = gc.mem_free()  # lowest free heap seen at a scan
+        import config as C
         cfg, errors, doc = C.load(board.config_path)
         safe = False
         if errors:
@@ -65,7 +61,19 @@ class App:
                         "partitions": [], "zones": [], "users": [], "code_salt": None,
                         "eol": dict(C.EOL_DEFAULTS), "utc_offset_min": 0})
         del doc
+        del sys.modules["config"]  # its bytecode is not needed again
+        del C
         gc.collect()
+        import eol
+        import cid
+        import panel as P
+        from pqueue import PersistentQueue
+        from seqstore import SeqStore
+        from clock import Clock
+        try:
+            from protocol.lean import glwire as w
+        except ImportError:
+            import glwire as w
         if hasattr(board, "setup"):
             board.setup(cfg)
         board.net_start(cfg)
@@ -113,7 +121,8 @@ class App:
 
     def key(self, code, action, partition, arg):
         if self.panel is None:
-            return w.R_UNSUPPORTED
+            return 3  # glwire.R_BAD_ARGUMENT: no panel (halted)
+        import panel as P
         if isinstance(action, str):
             action = P.ACTIONS.index(action)
         now = ticks_ms()
@@ -132,6 +141,8 @@ class App:
         st["reporter"] = self.reporter.status()
         st["clock"] = self.clock.now(ticks_ms())
         st["mem_free"] = gc.mem_free()
+        st["mem_alloc"] = gc.mem_alloc()
+        st["mem_min_free"] = self.min_free
         return st
 
     def stop(self, code):
@@ -141,6 +152,7 @@ class App:
     # -- tasks -----------------------------------------------------------------
 
     async def scan(self):
+        import panel as P
         b = self.board
         p = self.panel
         cls = self.cls
@@ -159,6 +171,9 @@ class App:
             p.tick(now, self.clock.now(now))
             b.outputs(p.siren, p.strobe, p.lock)
             self.drain(now)
+            f = gc.mem_free()
+            if f < self.min_free:
+                self.min_free = f
             await asyncio.sleep_ms(self.scan_ms)
 
     async def report(self):

@@ -385,13 +385,14 @@ def comms_ok(doc):
 def load(path):
     """Read and validate a config file.  Returns (cfg, errors, doc)."""
     try:
-        with open(path) as f:
-            text = f.read()
+        f = open(path)
     except OSError as e:
         return None, ["%s: cannot read (%s)" % (path, e)], None
     try:
-        doc = json.loads(text)
+        doc = json.load(f)  # streamed: the text is never held whole
     except ValueError as e:
         return None, ["%s: not valid JSON (%s)" % (path, e)], None
+    finally:
+        f.close()
     cfg, errors = validate(doc)
     return cfg, errors, doc

@@ -1,0 +1,885 @@
+"""The console's HTTP handlers: pages, the JSON API under ``/api/`` and the
+live stream (server-sent events).  docs/console.md is the reference.
+
+Every handler is wrapped by :func:`api` or :func:`page`, which look up the
+session, check the role against ``auth.PERMISSIONS`` and, for a request
+that changes state, the CSRF token and the Origin; a handler never runs
+for a request that fails those checks.  ``ROUTES`` lists every route with
+its permission, and the tests walk it to prove that nothing is reachable
+without a session.
+
+Reads go through the receiver's store (its reader thread, never the
+event loop) and the receiver's in-memory state (accounts, supervision,
+connections); operator actions go through the Receiver's alarm methods,
+which write the alarm audit trail.  Nothing here writes the receiver's
+tables directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as _dt
+import functools
+import io
+import json
+import logging
+import os
+import time
+from collections import deque
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from protocol import contactid
+from receiver import alarms as _alarms
+from receiver.web import auth, derive
+from receiver.web.users import UserError
+
+_LOGGER = logging.getLogger(__name__)
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+CONSOLE = web.AppKey("guardline_console", auth.Console)
+
+COOKIE = "guardline_session"
+# With Secure cookies the __Host- prefix also pins the cookie to this host
+# and path / (RFC 6265bis 4.1.3.2).
+COOKIE_SECURE = "__Host-guardline_session"
+CSRF_HEADER = "X-CSRF-Token"
+
+# Largest JSON body the console accepts (a user form or a resolve note).
+MAX_BODY = 16 * 1024
+# A resolve note: a few sentences of what was done.
+MAX_NOTE = 2000
+# Events fetched from the store per page while scanning a range.
+SCAN_PAGE = 2000
+# Events a history search or site view reads at most (~0.5 s of SQLite
+# reads); past this the answer says "scan_limited" and asks for a
+# narrower range.
+MAX_SCAN = 200_000
+# Rows a history search returns at most; CSV export rows at most.
+MAX_RESULTS = 5000
+MAX_EXPORT = 100_000
+# Site view: recent events listed, and how far back states are derived.
+SITE_RECENT = 50
+SITE_WINDOW_S = 30 * 86400
+# Open alarms loaded for the queue, overview and dispatch views.
+MAX_OPEN_ALARMS = 10_000
+# Resolved alarms shown under the queue.
+RECENT_RESOLVED = 20
+# Outbox rows per output read for the dispatch view.
+OUTBOX_ROWS = 1000
+# Live streams open at once (each holds one subscriber queue of the
+# receiver's SUBSCRIBER_QUEUE messages).
+MAX_STREAMS = 64
+# A comment line on an idle stream: keeps proxies from closing it and
+# finds dead clients (a write to a closed socket fails).
+KEEPALIVE_S = 15.0
+# Panels listed per page of the overview.
+PANELS_PAGE = 500
+
+_CLOSE = object()  # put on a stream's queue to end it
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, **extra) -> web.Response:
+    return web.json_response(dict(extra, error=message), status=status)
+
+
+def _json(data, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status,
+                             dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
+
+def _cookie_name(console) -> str:
+    return COOKIE_SECURE if console.secure_cookie else COOKIE
+
+
+def _session(request) -> auth.Session | None:
+    console = request.app[CONSOLE]
+    return console.sessions.get(request.cookies.get(_cookie_name(console)), time.time())
+
+
+def _same_origin(request) -> bool:
+    """A state-changing request must not come from another site.  The CSRF
+    token is the real check; this is the second lock (OWASP CSRF cheat
+    sheet: verify origin with standard headers)."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser's cross-site request (those carry Origin)
+    return urlsplit(origin).netloc == request.host
+
+
+async def _body(request) -> dict:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY, request.content_length)
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY, len(raw))
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body is not JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "body must be a JSON object"}),
+                                 content_type="application/json")
+    return data
+
+
+def api(permission: str | None, write: bool = False):
+    """Wrap a JSON handler ``fn(request, console, session)``: 401 without a
+    session, 403 without the permission, 403 for a write without a valid
+    CSRF token or from another origin."""
+    def deco(fn):
+        @functools.wraps(fn)
+        async def handler(request):
+            console = request.app[CONSOLE]
+            s = _session(request)
+            if s is None:
+                return _error(401, "login required")
+            if not auth.allowed(s.role, permission):
+                return _error(403, "your role (%s) may not do this" % s.role)
+            if write:
+                if not _same_origin(request):
+                    return _error(403, "cross-origin request refused")
+                if not s.check_csrf(request.headers.get(CSRF_HEADER)):
+                    return _error(403, "missing or wrong CSRF token")
+            return await fn(request, console, s)
+        handler.permission = permission
+        return handler
+    return deco
+
+
+def page(permission: str, filename: str):
+    """A console page: the static HTML file, for a logged-in user with the
+    permission; others go to /login (no session) or get 403."""
+    path = os.path.join(STATIC_DIR, filename)
+
+    async def handler(request):
+        s = _session(request)
+        if s is None:
+            nxt = request.rel_url.path_qs
+            raise web.HTTPFound("/login?next=" + quote(nxt, safe="/"))
+        if not auth.allowed(s.role, permission):
+            return web.Response(status=403, text="Your role (%s) may not open this page."
+                                % s.role)
+        return web.FileResponse(path, headers={"Cache-Control": "no-store"})
+    handler.permission = permission
+    return handler
+
+
+def _num(request, name: str, default=None, lo=None, hi=None, integer=True):
+    v = request.query.get(name, "")
+    if v == "":
+        return default
+    try:
+        x = int(v) if integer else float(v)
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "%s must be a number" % name}),
+                                 content_type="application/json") from None
+    if lo is not None and x < lo or hi is not None and x > hi:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "%s out of range" % name}),
+                                 content_type="application/json")
+    return x
+
+
+def parse_time(v: str, name: str) -> float | None:
+    """Unix seconds, or ISO 8601 (a time without zone is UTC)."""
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        t = _dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({
+            "error": "%s: give Unix seconds or ISO 8601" % name}),
+            content_type="application/json") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return t.timestamp()
+
+
+def _iso(t) -> str:
+    if t is None:
+        return ""
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _qualifier_letter(q: int) -> str:
+    return {1: "E", 3: "R", 6: "P"}.get(q, "?")
+
+
+def connected_accounts(rx) -> dict[str, list[dict]]:
+    """Accounts with an authenticated stream link now (TCP, serial), from the
+    listeners' connection tables.  UDP panels have no connection."""
+    out: dict[str, list[dict]] = {}
+    for lst in rx.listeners:
+        for proto in list(getattr(lst, "conns", ())):
+            link = getattr(proto, "link", None)
+            if link is None or not link.authenticated or link.closed:
+                continue
+            acct = getattr(link.conn, "account", None)
+            if acct is not None:
+                out.setdefault(str(acct), []).append({
+                    "transport": lst.transport, "peer": link.peer, "since": link.opened,
+                    "last_rx": link.last_rx})
+    return out
+
+
+def supervision_of(rx, number: str) -> list[dict]:
+    st = rx.supervisor.status(number)
+    prof = rx.supervisor.profile(number)
+    return [{"path": p, "path_name": {1: "primary", 2: "backup"}.get(p, str(p)),
+             "state": v["state"], "last_heard": v["last_heard"], "deadline": v["deadline"],
+             "timeout_s": prof.timeout_s if prof else None}
+            for p, v in sorted(st.items())]
+
+
+def _alarm_view(rx, a: dict) -> dict:
+    acct = rx.account(a["account"])
+    d = dict(a)
+    d["site_name"] = acct.site_name if acct else ""
+    d["site_address"] = acct.site_address if acct else ""
+    d["region"] = acct.region if acct else ""
+    d["zone_name"] = acct.zones.get(str(a["zone"]), "") if acct else ""
+    d["partition_name"] = acct.partitions.get(str(a["partition"]), "") if acct else ""
+    d["code_name"] = contactid.name(a["code"])
+    d["contact_id"] = "E%03d" % a["code"]
+    return d
+
+
+async def _open_alarms(rx) -> list[dict]:
+    out = []
+    for state in (_alarms.PENDING, _alarms.ACKNOWLEDGED):
+        out += await rx.store.list_alarms(state, limit=MAX_OPEN_ALARMS)
+    out.sort(key=lambda a: (a["priority"], a["created_at"], a["id"]))
+    return out
+
+
+async def _pending_outbox(rx) -> tuple[dict, set]:
+    """{(alarm_id, output, center): row} of undelivered rows, and the
+    outputs whose pending list was cut at OUTBOX_ROWS."""
+    rows: dict = {}
+    full: set = set()
+    for name in rx.router.outputs:
+        pend = await rx.store.outbox_pending(name, OUTBOX_ROWS)
+        if len(pend) >= OUTBOX_ROWS:
+            full.add(name)
+        for r in pend:
+            rows[(r["alarm_id"], name, r["payload"].get("center"))] = r
+    return rows, full
+
+
+def _dispatch_of(rx, alarm: dict, pending: dict, full: set) -> list[dict]:
+    """One row per (level, centre, output) the alarm was routed to, with
+    its forwarding state: queued, retrying, delivered (no longer in the
+    outbox), or unknown (the outbox listing was cut)."""
+    out = []
+    for level in ("police_station", "district_command", "municipal_center"):
+        cid = (alarm.get("routed_to") or {}).get(level)
+        if cid is None:
+            continue
+        c = rx.router.centers.get(cid)
+        base = {"level": level, "center": cid, "center_name": c.name if c else cid}
+        outs = c.outputs if c else ()
+        if not outs:
+            out.append(dict(base, output=None, state="no output"))
+        for o in outs:
+            r = pending.get((alarm["id"], o, cid))
+            if r is not None:
+                out.append(dict(base, output=o, state="retrying" if r["attempts"] else "queued",
+                                attempts=r["attempts"], last_error=r["last_error"],
+                                last_attempt_at=r["last_attempt_at"], outbox_id=r["id"]))
+            else:
+                out.append(dict(base, output=o,
+                                state="unknown" if o in full else "delivered"))
+    return out
+
+
+async def scan_events(store, account=None, since=None, until=None, code=None, cls=None,
+                      max_scan=MAX_SCAN):
+    """Matching events, oldest first, reading the store a page at a time.
+    Yields event dicts; sets nothing.  Stops after ``max_scan`` events read
+    (the caller compares its count)."""
+    after = 0
+    scanned = 0
+    while scanned < max_scan:
+        batch = await store.list_events(account=account, since=since, after_id=after,
+                                        limit=min(SCAN_PAGE, max_scan - scanned))
+        if not batch:
+            return
+        scanned += len(batch)
+        after = batch[-1]["id"]
+        for e in batch:
+            if until is not None and e["received_at"] > until:
+                continue
+            if code is not None and e["code"] != code:
+                continue
+            if cls is not None and e["event_class"] != cls:
+                continue
+            yield e
+        if len(batch) < SCAN_PAGE:
+            return
+    raise _ScanLimited()
+
+
+class _ScanLimited(Exception):
+    pass
+
+
+def _history_filters(request) -> dict:
+    account = request.query.get("account") or None
+    cls = request.query.get("class") or None
+    if cls is not None and cls not in _alarms.CLASSES:
+        raise web.HTTPBadRequest(text=json.dumps({
+            "error": "class must be one of %s" % ", ".join(_alarms.CLASSES)}),
+            content_type="application/json")
+    return {"account": account, "code": _num(request, "code", None, 0, 999),
+            "cls": cls, "since": parse_time(request.query.get("since"), "since"),
+            "until": parse_time(request.query.get("until"), "until")}
+
+
+# -- login / session ---------------------------------------------------------------------
+
+
+async def login(request):
+    console = request.app[CONSOLE]
+    if not _same_origin(request):
+        return _error(403, "cross-origin request refused")
+    data = await _body(request)
+    name, password = data.get("name"), data.get("password")
+    if not isinstance(name, str) or not isinstance(password, str) or not name:
+        return _error(400, "give name and password")
+    name = name[:64]
+    ip = request.remote or ""
+    now = time.time()
+    wait = console.throttle.retry_after(name, ip, now)
+    if wait > 0:
+        await console.users.record(name, "login.throttled", "", ip)
+        _LOGGER.warning("console login throttled user=%s ip=%s", name, ip)
+        return web.json_response({"error": "too many failed logins; try again later",
+                                  "retry_after": int(wait) + 1}, status=429,
+                                 headers={"Retry-After": str(int(wait) + 1)})
+    user = await console.users.authenticate(name, password)
+    if user is None:
+        console.throttle.failed(name, ip, time.time())
+        await console.users.record(name, "login.failed", "", ip)
+        _LOGGER.warning("console login failed user=%s ip=%s", name, ip)
+        return _error(401, "wrong name or password")
+    console.throttle.succeeded(name)
+    old = _session(request)
+    if old is not None:
+        console.sessions.end(old)  # no session fixation: always a fresh token
+    token, s = console.sessions.create(user.name, user.role, time.time(), ip)
+    await console.users.record(user.name, "login", "role=%s" % user.role, ip)
+    _LOGGER.info("console login user=%s role=%s ip=%s", user.name, user.role, ip)
+    resp = _json({"name": s.user, "role": s.role, "csrf": s.csrf,
+                  "permissions": auth.permissions_of(s.role)})
+    resp.set_cookie(_cookie_name(console), token, httponly=True, samesite="Strict",
+                    secure=console.secure_cookie, path="/", max_age=auth.SESSION_MAX_AGE_S)
+    return resp
+
+
+@api(auth.VIEW, write=True)
+async def logout(request, console, s):
+    console.sessions.end(s)
+    close_streams(console, lambda st: st.session is s)
+    await console.users.record(s.user, "logout", "", request.remote or "")
+    resp = _json({"ok": True})
+    resp.del_cookie(_cookie_name(console), path="/")
+    return resp
+
+
+@api(auth.VIEW)
+async def me(request, console, s):
+    return _json({"name": s.user, "role": s.role, "csrf": s.csrf,
+                  "permissions": auth.permissions_of(s.role),
+                  "session_expires_at": s.created_at + console.sessions.max_age_s})
+
+
+# -- alarms ----------------------------------------------------------------------------------
+
+
+@api(auth.VIEW)
+async def list_alarms(request, console, s):
+    rx = console.receiver
+    state = request.query.get("state", "open")
+    limit = _num(request, "limit", 1000, 1, MAX_OPEN_ALARMS)
+    if state == "open":
+        rows = (await _open_alarms(rx))[:limit]
+    elif state in _alarms.STATES:
+        rows = await rx.store.list_alarms(state, limit=limit)
+        if state == _alarms.RESOLVED:
+            rows.sort(key=lambda a: a["resolved_at"] or 0, reverse=True)
+    else:
+        return _error(400, "state must be open, pending, acknowledged or resolved")
+    return _json({"alarms": [_alarm_view(rx, a) for a in rows]})
+
+
+@api(auth.VIEW)
+async def get_alarm(request, console, s):
+    rx = console.receiver
+    try:
+        alarm_id = int(request.match_info["id"])
+    except ValueError:
+        return _error(404, "no such alarm")
+    a = await rx.store.get_alarm(alarm_id)
+    if a is None:
+        return _error(404, "no such alarm")
+    audit = await rx.store.alarm_audit(alarm_id)
+    ev = await rx.store.list_events(after_id=a["event_id"] - 1, limit=1)
+    event = ev[0] if ev and ev[0]["id"] == a["event_id"] else None
+    pending, full = await _pending_outbox(rx)
+    acct = rx.account(a["account"])
+    return _json({"alarm": _alarm_view(rx, a), "audit": audit, "event": event,
+                  "dispatch": _dispatch_of(rx, a, pending, full),
+                  "contacts": acct.contacts if acct else []})
+
+
+async def _transition(request, console, s, action):
+    rx = console.receiver
+    try:
+        alarm_id = int(request.match_info["id"])
+    except ValueError:
+        return _error(404, "no such alarm")
+    if await rx.store.get_alarm(alarm_id) is None:
+        return _error(404, "no such alarm")
+    data = await _body(request)
+    note = data.get("note")
+    try:
+        if action == _alarms.ACKNOWLEDGE:
+            a = await rx.acknowledge_alarm(alarm_id, s.user)
+        else:
+            if not isinstance(note, str) or not note.strip():
+                return _error(400, "a resolve needs a note saying what was done")
+            if len(note) > MAX_NOTE:
+                return _error(400, "a note has at most %d characters" % MAX_NOTE)
+            a = await rx.resolve_alarm(alarm_id, s.user, note.strip())
+    except _alarms.AlarmStateError as e:
+        return _error(409, str(e))
+    await console.users.record(s.user, "alarm." + action, "alarm=%d account=%s" % (
+        alarm_id, a["account"]), request.remote or "")
+    return _json({"alarm": _alarm_view(rx, a)})
+
+
+@api(auth.ALARM_ACT, write=True)
+async def acknowledge(request, console, s):
+    return await _transition(request, console, s, _alarms.ACKNOWLEDGE)
+
+
+@api(auth.ALARM_ACT, write=True)
+async def resolve(request, console, s):
+    return await _transition(request, console, s, _alarms.RESOLVE)
+
+
+# -- panels and sites ---------------------------------------------------------------------
+
+
+def _panel_row(rx, a, connected, open_by_acct, now) -> dict:
+    sup = supervision_of(rx, a.number)
+    alarms = open_by_acct.get(a.number, [])
+    in_alarm = [x for x in alarms if x["event_class"] not in ("trouble", "tamper")]
+    troubles = [x for x in alarms if x["event_class"] in ("trouble", "tamper")]
+    failed = [p["path"] for p in sup if p["state"] == "failed"]
+    heard = [p["last_heard"] for p in sup]
+    return {"number": a.number, "site_name": a.site_name, "site_address": a.site_address,
+            "region": a.region, "protocol": a.protocol, "panel_kind": a.panel_kind,
+            "supervised": a.supervised, "supervision": sup,
+            "last_heard": max(heard) if heard else None,
+            "connections": connected.get(a.number, []),
+            "connected": a.number in connected,
+            "not_heard": bool(failed), "failed_paths": failed,
+            "in_alarm": bool(in_alarm), "open_alarms": len(alarms),
+            "top_class": min(alarms, key=lambda x: x["priority"])["event_class"]
+            if alarms else None,
+            "trouble": bool(troubles or failed), "open_troubles": len(troubles)}
+
+
+_PANEL_FILTERS = {"": None, "all": None, "not_heard": "not_heard", "in_alarm": "in_alarm",
+                  "trouble": "trouble"}
+
+
+@api(auth.VIEW)
+async def panels(request, console, s):
+    rx = console.receiver
+    flt = request.query.get("filter", "")
+    if flt not in _PANEL_FILTERS:
+        return _error(400, "filter must be not_heard, in_alarm or trouble")
+    q = request.query.get("q", "").strip().lower()
+    limit = _num(request, "limit", PANELS_PAGE, 1, 10 * PANELS_PAGE)
+    offset = _num(request, "offset", 0, 0)
+    accounts = await rx.store.list_accounts()
+    open_by: dict[str, list] = {}
+    for al in await _open_alarms(rx):
+        open_by.setdefault(al["account"], []).append(al)
+    connected = connected_accounts(rx)
+    now = time.time()
+    rows = []
+    counts = {"all": 0, "not_heard": 0, "in_alarm": 0, "trouble": 0}
+    for a in accounts:
+        if q and q not in a.number.lower() and q not in a.site_name.lower() \
+                and q not in a.site_address.lower() and q not in a.region.lower():
+            continue
+        r = _panel_row(rx, a, connected, open_by, now)
+        counts["all"] += 1
+        for k in ("not_heard", "in_alarm", "trouble"):
+            counts[k] += r[k]
+        key = _PANEL_FILTERS[flt]
+        if key is None or r[key]:
+            rows.append(r)
+    return _json({"panels": rows[offset:offset + limit], "total": len(rows),
+                  "counts": counts, "offset": offset, "limit": limit})
+
+
+@api(auth.VIEW)
+async def site(request, console, s):
+    rx = console.receiver
+    number = request.match_info["number"]
+    a = await rx.store.get_account(number)
+    if a is None:
+        return _error(404, "no such account")
+    now = time.time()
+    state = derive.SiteState()
+    recent: deque = deque(maxlen=SITE_RECENT)
+    limited = False
+    try:
+        async for e in scan_events(rx.store, account=number, since=now - SITE_WINDOW_S):
+            state.feed(e)
+            recent.append(e)
+    except _ScanLimited:
+        limited = True
+    snap = state.snapshot(a.zones, a.partitions)
+    open_alarms = [_alarm_view(rx, x) for x in await _open_alarms(rx) if x["account"] == number]
+    info = a.to_dict()
+    for k in ("highest_seq", "tx_seq"):
+        info.pop(k, None)
+    return _json({"account": info, "zones": snap["zones"], "partitions": snap["partitions"],
+                  "troubles": snap["troubles"], "recent_events": list(reversed(recent)),
+                  "open_alarms": open_alarms, "supervision": supervision_of(rx, number),
+                  "connections": connected_accounts(rx).get(number, []),
+                  "window": {"since": now - SITE_WINDOW_S, "events": state.events,
+                             "scan_limited": limited}})
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+@api(auth.VIEW)
+async def events(request, console, s):
+    rx = console.receiver
+    f = _history_filters(request)
+    limit = _num(request, "limit", 500, 1, MAX_RESULTS)
+    last: deque = deque(maxlen=limit)
+    matched = 0
+    limited = False
+    try:
+        async for e in scan_events(rx.store, **f):
+            last.append(e)
+            matched += 1
+    except _ScanLimited:
+        limited = True
+    return _json({"events": list(reversed(last)), "matched": matched,
+                  "truncated": matched > limit, "scan_limited": limited})
+
+
+CSV_COLUMNS = ("id", "received_at_utc", "received_at", "event_time_utc", "account", "site_name",
+               "protocol", "source", "qualifier", "code", "contact_id", "event_class",
+               "priority", "partition", "zone", "zone_name", "description", "text", "value",
+               "path", "peer", "seq")
+
+
+def _csv_safe(v):
+    """Spreadsheet formula injection: a text cell starting with = + - @ (or
+    tab / CR) is prefixed with ' (OWASP 'CSV Injection')."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
+
+
+def _csv_row(rx, e) -> list:
+    acct = rx.account(e["account"])
+    return [_csv_safe(x) for x in (
+        e["id"], _iso(e["received_at"]), "%.3f" % e["received_at"], _iso(e["event_time"]),
+        e["account"], acct.site_name if acct else "", e["protocol"], e["source"],
+        e["qualifier"], e["code"], "%s%03d" % (_qualifier_letter(e["qualifier"]), e["code"]),
+        e["event_class"], e["priority"], e["partition"], e["zone"],
+        acct.zones.get(str(e["zone"]), "") if acct else "", e["description"],
+        e["text"] or "", "" if e["value"] is None else e["value"], e["path"], e["peer"],
+        "" if e["seq"] is None else e["seq"])]
+
+
+@api(auth.VIEW)
+async def events_csv(request, console, s):
+    rx = console.receiver
+    f = _history_filters(request)
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8", "Cache-Control": "no-store",
+        "Content-Disposition": 'attachment; filename="guardline-events-%s.csv"'
+                               % time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())})
+    await resp.prepare(request)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")  # RFC 4180 line ends
+    w.writerow(CSV_COLUMNS)
+    n = 0
+    try:
+        async for e in scan_events(rx.store, **f):
+            w.writerow(_csv_row(rx, e))
+            n += 1
+            if buf.tell() > 64 * 1024:
+                await resp.write(buf.getvalue().encode())
+                buf.seek(0)
+                buf.truncate()
+            if n >= MAX_EXPORT:
+                w.writerow(["# export stopped at %d rows: narrow the range" % MAX_EXPORT])
+                break
+    except _ScanLimited:
+        w.writerow(["# scan stopped after %d events: narrow the range" % MAX_SCAN])
+    await resp.write(buf.getvalue().encode())
+    await resp.write_eof()
+    await console.users.record(s.user, "events.export", "rows=%d filters=%s" % (
+        n, json.dumps({k: v for k, v in f.items() if v is not None})), request.remote or "")
+    return resp
+
+
+# -- dispatch --------------------------------------------------------------------------------
+
+
+@api(auth.VIEW)
+async def dispatch(request, console, s):
+    rx = console.receiver
+    pending, full = await _pending_outbox(rx)
+    depth = await rx.store.outbox_depth()
+    alarms = await _open_alarms(rx)
+    recent = await rx.store.list_alarms(_alarms.RESOLVED, limit=RECENT_RESOLVED)
+    rows = []
+    for a in alarms + recent:
+        rows.append(dict(_alarm_view(rx, a), dispatch=_dispatch_of(rx, a, pending, full)))
+    outputs = [{"name": n, "type": o.type, "target": o.url or "%s:%d" % (o.host, o.port),
+                "pending": depth.get(n, 0),
+                "delivered_since_start": getattr(rx.forwarders.get(n), "delivered", None)}
+               for n, o in sorted(rx.router.outputs.items())]
+    centers = [{"id": c.id, "level": c.level, "name": c.name, "outputs": list(c.outputs)}
+               for c in rx.router.centers.values()]
+    return _json({"outputs": outputs, "centers": centers, "alarms": rows,
+                  "routes": len(rx.router.routes)})
+
+
+# -- supervisors ------------------------------------------------------------------------------
+
+
+@api(auth.SECURITY_VIEW)
+async def security_events(request, console, s):
+    rx = console.receiver
+    since = parse_time(request.query.get("since"), "since")
+    if since is None:
+        since = time.time() - 86400
+    limit = _num(request, "limit", 500, 1, MAX_RESULTS)
+    rows = await rx.store.list_security_events(since=since, limit=MAX_SCAN // 10)
+    return _json({"security_events": list(reversed(rows))[:limit]})
+
+
+@api(auth.AUDIT_VIEW)
+async def audit(request, console, s):
+    since = parse_time(request.query.get("since"), "since")
+    limit = _num(request, "limit", 500, 1, MAX_RESULTS)
+    return _json({"audit": await console.users.list_audit(since=since, limit=limit)})
+
+
+# -- users (administrators) ---------------------------------------------------------------------
+
+
+@api(auth.USERS_MANAGE)
+async def list_users(request, console, s):
+    users = await console.users.list_users()
+    return _json({"users": [u.to_dict() for u in users]})
+
+
+@api(auth.USERS_MANAGE, write=True)
+async def add_user(request, console, s):
+    data = await _body(request)
+    try:
+        u = await console.users.add(data.get("name"), data.get("role"), data.get("password"))
+    except UserError as e:
+        return _error(400, str(e))
+    await console.users.record(s.user, "user.add", "name=%s role=%s" % (u.name, u.role),
+                               request.remote or "")
+    return _json({"user": u.to_dict()}, status=201)
+
+
+@api(auth.USERS_MANAGE, write=True)
+async def update_user(request, console, s):
+    name = request.match_info["name"]
+    data = await _body(request)
+    role, disabled, password = data.get("role"), data.get("disabled"), data.get("password")
+    if disabled is not None and not isinstance(disabled, bool):
+        return _error(400, "disabled must be true or false")
+    try:
+        if role is not None or disabled is not None:
+            u = await console.users.update(name, role=role, disabled=disabled)
+        if password is not None:
+            await console.users.set_password(name, password)
+        u = await console.users.get(name)
+        if u is None:
+            return _error(404, "no such user")
+    except UserError as e:
+        return _error(404 if str(e).startswith("no user") else 400, str(e))
+    # A changed role, password or status takes effect now: that user's
+    # sessions (and live streams) end and they log in again.
+    console.sessions.end_user(name)
+    close_streams(console, lambda st: st.session.user == name)
+    changed = ",".join(k for k in ("role", "disabled", "password") if data.get(k) is not None)
+    await console.users.record(s.user, "user.update", "name=%s changed=%s" % (name, changed),
+                               request.remote or "")
+    return _json({"user": u.to_dict()})
+
+
+@api(auth.USERS_MANAGE, write=True)
+async def delete_user(request, console, s):
+    name = request.match_info["name"]
+    try:
+        await console.users.delete(name)
+    except UserError as e:
+        return _error(404 if str(e).startswith("no user") else 400, str(e))
+    console.sessions.end_user(name)
+    close_streams(console, lambda st: st.session.user == name)
+    await console.users.record(s.user, "user.delete", "name=%s" % name, request.remote or "")
+    return _json({"ok": True})
+
+
+# -- live stream ----------------------------------------------------------------------------------
+
+
+class _Stream:
+    __slots__ = ("session", "queue")
+
+    def __init__(self, session, queue):
+        self.session = session
+        self.queue = queue
+
+
+def close_streams(console, which) -> None:
+    for st in list(console.streams):
+        if which(st):
+            q = st.queue
+            while q.full():
+                q.get_nowait()
+            q.put_nowait(_CLOSE)
+
+
+def _sse(event: str, data) -> bytes:
+    return ("event: %s\ndata: %s\n\n" % (event, json.dumps(data, separators=(",", ":")))
+            ).encode()
+
+
+@api(auth.VIEW)
+async def stream(request, console, s):
+    """Server-sent events: ``alarm``, ``event``, ``supervision`` (everyone),
+    ``security`` (supervisors), ``resync`` (messages were dropped: reload),
+    ``logout`` (the session ended)."""
+    rx = console.receiver
+    if len(console.streams) >= MAX_STREAMS:
+        return _error(503, "too many live streams open")
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-store",
+                                       "X-Accel-Buffering": "no"})
+    q = rx.subscribe()
+    st = _Stream(s, q)
+    console.streams.add(st)
+    dropped = 0
+    try:
+        await resp.prepare(request)
+        await resp.write(b"retry: 3000\n\n" + _sse("hello", {"user": s.user}))
+        while True:
+            try:
+                msg = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                msg = None
+            if msg is _CLOSE:
+                await resp.write(_sse("logout", {}))
+                break
+            now = time.time()
+            if not console.sessions.alive(s, now):
+                await resp.write(_sse("logout", {}))
+                break
+            # An open console page is a console in use: it keeps its
+            # session from idling out (the 12 h limit still holds).
+            s.last_seen = now
+            if q.dropped != dropped:
+                dropped = q.dropped
+                await resp.write(_sse("resync", {"dropped": dropped}))
+            if msg is None:
+                await resp.write(b": keepalive\n\n")
+                continue
+            kind = msg.get("type", "message")
+            if kind == "security" and not auth.allowed(s.role, auth.SECURITY_VIEW):
+                continue
+            await resp.write(_sse(kind, msg))
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        rx.unsubscribe(q)
+        console.streams.discard(st)
+    return resp
+
+
+# -- routes ---------------------------------------------------------------------------------------
+
+
+async def login_page(request):
+    if _session(request) is not None:
+        raise web.HTTPFound("/")
+    return web.FileResponse(os.path.join(STATIC_DIR, "login.html"),
+                            headers={"Cache-Control": "no-store"})
+
+
+def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
+    """Add the console's routes; returns [(method, path, permission)] with
+    permission None for the public ones (the login page and call, and
+    /static/: stylesheets and scripts, no data)."""
+    r = app.router
+    routes = []
+
+    def add(method, path, handler):
+        r.add_route(method, path, handler)
+        routes.append((method, path, getattr(handler, "permission", None)))
+
+    add("GET", "/login", login_page)
+    add("POST", "/api/login", login)
+    add("GET", "/", page(auth.VIEW, "queue.html"))
+    add("GET", "/site/{number}", page(auth.VIEW, "site.html"))
+    add("GET", "/panels", page(auth.VIEW, "panels.html"))
+    add("GET", "/history", page(auth.VIEW, "history.html"))
+    add("GET", "/dispatch", page(auth.VIEW, "dispatch.html"))
+    add("GET", "/security", page(auth.SECURITY_VIEW, "security.html"))
+    add("GET", "/users", page(auth.USERS_MANAGE, "users.html"))
+    add("POST", "/api/logout", logout)
+    add("GET", "/api/me", me)
+    add("GET", "/api/alarms", list_alarms)
+    add("GET", "/api/alarms/{id}", get_alarm)
+    add("POST", "/api/alarms/{id}/acknowledge", acknowledge)
+    add("POST", "/api/alarms/{id}/resolve", resolve)
+    add("GET", "/api/panels", panels)
+    add("GET", "/api/sites/{number}", site)
+    add("GET", "/api/events", events)
+    add("GET", "/api/events.csv", events_csv)
+    add("GET", "/api/dispatch", dispatch)
+    add("GET", "/api/security-events", security_events)
+    add("GET", "/api/audit", audit)
+    add("GET", "/api/users", list_users)
+    add("POST", "/api/users", add_user)
+    add("POST", "/api/users/{name}", update_user)
+    add("DELETE", "/api/users/{name}", delete_user)
+    add("GET", "/api/stream", stream)
+    r.add_static("/static/", STATIC_DIR, follow_symlinks=False, append_version=False)
+    routes.append(("GET", "/static/", None))
+    return routes

@@ -1,0 +1,218 @@
+// Guardline console: what every page shares.  Plain JavaScript, no build.
+//
+// - GL.api(path, {method, body}) calls the JSON API with the session's CSRF
+//   token on every non-GET request; a 401 sends the browser to /login.
+// - GL.h(tag, attrs, ...children) builds DOM nodes.  Text always goes in
+//   as text nodes, never as HTML: nothing a panel or a user typed can
+//   become markup (zone names, notes, site names).
+// - GL.start(page, handlers) renders the header, loads /api/me and opens
+//   the live stream (server-sent events); handlers.load() is called once
+//   the stream is open and again after a reconnect or a "resync", so a
+//   page never misses a change made while it was loading.
+"use strict";
+
+const GL = {me: null};
+
+GL.api = async function (path, opts) {
+  opts = opts || {};
+  const method = opts.method || "GET";
+  const init = {method: method, credentials: "same-origin", headers: {"Accept": "application/json"}};
+  if (opts.body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(opts.body);
+  }
+  if (method !== "GET") {
+    init.headers["X-CSRF-Token"] = GL.me ? GL.me.csrf : "";
+  }
+  const r = await fetch(path, init);
+  if (r.status === 401 && path !== "/api/login") {
+    GL.toLogin();
+    throw new Error("login required");
+  }
+  let data = {};
+  try { data = await r.json(); } catch (e) { /* empty body */ }
+  if (!r.ok) {
+    const err = new Error(data.error || (r.status + " " + r.statusText));
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+};
+
+GL.toLogin = function () {
+  location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+};
+
+GL.h = function (tag, attrs) {
+  const el = document.createElement(tag);
+  if (attrs) {
+    for (const k of Object.keys(attrs)) {
+      const v = attrs[k];
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k === "text") el.textContent = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "dataset") Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+  }
+  for (let i = 2; i < arguments.length; i++) {
+    const c = arguments[i];
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) c.forEach(x => x !== null && x !== undefined && el.append(x));
+    else el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+};
+
+GL.clear = function (el) { while (el.firstChild) el.removeChild(el.firstChild); return el; };
+
+GL.pad = n => String(n).padStart(2, "0");
+
+GL.fmtTime = function (t) {
+  if (t === null || t === undefined) return "—";
+  const d = new Date(t * 1000);
+  return d.getFullYear() + "-" + GL.pad(d.getMonth() + 1) + "-" + GL.pad(d.getDate()) + " " +
+    GL.pad(d.getHours()) + ":" + GL.pad(d.getMinutes()) + ":" + GL.pad(d.getSeconds());
+};
+
+GL.ago = function (t) {
+  if (t === null || t === undefined) return "—";
+  let s = Math.max(0, Math.round(Date.now() / 1000 - t));
+  if (s < 60) return s + " s ago";
+  if (s < 3600) return Math.floor(s / 60) + " min ago";
+  if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min ago";
+  return Math.floor(s / 86400) + " d ago";
+};
+
+GL.CLASS_LABEL = {
+  holdup: "Hold-up", fire: "Fire", medical: "Medical", burglary: "Burglary",
+  environmental: "Environmental", tamper: "Tamper", trouble: "Trouble", status: "Status",
+  test: "Test", other: "Other",
+};
+
+GL.badge = function (cls) {
+  return GL.h("span", {class: "badge " + cls, text: GL.CLASS_LABEL[cls] || cls});
+};
+
+GL.stateLabel = function (state) {
+  return GL.h("span", {class: "state " + state, text: state});
+};
+
+GL.siteLink = function (number, label) {
+  return GL.h("a", {href: "/site/" + encodeURIComponent(number), text: label || number});
+};
+
+GL.can = function (perm) { return GL.me && GL.me.permissions.indexOf(perm) >= 0; };
+
+// -- sound: a short two-tone beep through WebAudio (no audio file) ---------------------
+GL.sound = {ctx: null, on: localStorage.getItem("gl.sound") === "on"};
+
+GL.beep = function () {
+  if (!GL.sound.on) return;
+  try {
+    if (!GL.sound.ctx) GL.sound.ctx = new (window.AudioContext || window.webkitAudioContext)();
+    const ctx = GL.sound.ctx;
+    [880, 660, 880].forEach(function (f, i) {
+      const o = ctx.createOscillator();
+      const g = ctx.createGain();
+      o.frequency.value = f;
+      o.type = "square";
+      g.gain.value = 0.08;
+      o.connect(g);
+      g.connect(ctx.destination);
+      const t0 = ctx.currentTime + i * 0.22;
+      o.start(t0);
+      o.stop(t0 + 0.18);
+    });
+  } catch (e) { /* no audio device: the visual cue remains */ }
+};
+
+// -- header -----------------------------------------------------------------------------
+GL.PAGES = [
+  ["queue", "/", "Alarms", "view"],
+  ["panels", "/panels", "Panels", "view"],
+  ["history", "/history", "History", "view"],
+  ["dispatch", "/dispatch", "Dispatch", "view"],
+  ["security", "/security", "Security & audit", "security.view"],
+  ["users", "/users", "Users", "users.manage"],
+];
+
+GL.header = function (current) {
+  const ul = GL.h("ul");
+  for (const p of GL.PAGES) {
+    if (!GL.can(p[3])) continue;
+    ul.append(GL.h("li", null, GL.h("a", {href: p[1], text: p[2],
+      "aria-current": p[0] === current ? "page" : null})));
+  }
+  const soundBtn = GL.h("button", {type: "button", id: "sound", "aria-pressed": GL.sound.on ? "true" : "false",
+    title: "Beep on new top-priority alarms", text: GL.sound.on ? "Sound on" : "Sound off"});
+  soundBtn.addEventListener("click", function () {
+    GL.sound.on = !GL.sound.on;
+    localStorage.setItem("gl.sound", GL.sound.on ? "on" : "off");
+    soundBtn.setAttribute("aria-pressed", GL.sound.on ? "true" : "false");
+    soundBtn.textContent = GL.sound.on ? "Sound on" : "Sound off";
+    if (GL.sound.on) GL.beep();  // a click is the user gesture WebAudio needs
+  });
+  const logout = GL.h("button", {type: "button", id: "logout", text: "Log out"});
+  logout.addEventListener("click", async function () {
+    try { await GL.api("/api/logout", {method: "POST"}); } catch (e) { /* going anyway */ }
+    location.href = "/login";
+  });
+  const top = document.getElementById("top");
+  GL.clear(top).append(
+    GL.h("span", {class: "brand", text: "GUARDLINE"}),
+    GL.h("nav", {"aria-label": "Console"}, ul),
+    GL.h("span", {class: "spacer"}),
+    GL.h("span", {id: "live", class: "live off", role: "status", text: "connecting…"}),
+    soundBtn,
+    GL.h("span", {class: "who", id: "who", text: GL.me.name + " (" + GL.me.role + ")"}),
+    logout);
+};
+
+GL.setLive = function (on) {
+  const el = document.getElementById("live");
+  if (!el) return;
+  el.className = "live " + (on ? "on" : "off");
+  el.textContent = on ? "live" : "reconnecting…";
+};
+
+// -- live stream ------------------------------------------------------------------------
+GL.stream = function (handlers) {
+  const es = new EventSource("/api/stream");
+  es.addEventListener("hello", function () { GL.setLive(true); handlers.load && handlers.load(); });
+  es.addEventListener("resync", function () { handlers.load && handlers.load(); });
+  es.addEventListener("logout", function () { es.close(); GL.toLogin(); });
+  for (const kind of ["alarm", "event", "supervision", "security"]) {
+    es.addEventListener(kind, function (ev) {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (handlers[kind]) handlers[kind](msg);
+    });
+  }
+  es.onerror = async function () {
+    GL.setLive(false);
+    // EventSource retries by itself; find out whether the session ended.
+    try { await GL.api("/api/me"); } catch (e) { if (e.message === "login required") es.close(); }
+  };
+  return es;
+};
+
+// Run fn at most once per `ms` while events keep coming.
+GL.debounce = function (fn, ms) {
+  let t = null;
+  return function () {
+    if (t) return;
+    t = setTimeout(function () { t = null; fn(); }, ms);
+  };
+};
+
+GL.start = async function (page, handlers) {
+  try {
+    GL.me = await GL.api("/api/me");
+  } catch (e) {
+    return;
+  }
+  GL.header(page);
+  GL.stream(handlers || {});
+};

@@ -1,0 +1,42 @@
+"""Guardline central-station receiver.
+
+Modules (docs/receiver.md is the operator's guide):
+
+- ``app``          the :class:`Receiver` application object and the
+                   protocol-agnostic ingest path (``Receiver.ingest``)
+- ``listeners``    TCP, UDP and serial adapters around protocol.session
+- ``store``        the storage interface (:class:`Store`) and its records
+- ``sqlite_store`` the SQLite backend: WAL, synchronous=FULL, group commit
+- ``supervision``  sans-I/O line supervision (one heap for all accounts)
+- ``alarms``       classification and the operator queue's state machine
+- ``routing``      region/class -> dispatch centres (three levels)
+- ``forwarder``    store-and-forward outputs (JSON lines over TCP, webhook)
+- ``config``       receiver.toml loading and validation
+- ``metrics``, ``http``, ``logfmt``, ``backoff``, ``cli``
+- ``simpanel``, ``testing``  a simulated panel and test/bench helpers
+
+The names below are imported lazily so that ``import receiver.supervision``
+does not pull in the whole application.
+"""
+
+_EXPORTS = {
+    "Receiver": "receiver.app", "Busy": "receiver.app",
+    "Store": "receiver.store", "StoreError": "receiver.store",
+    "StoreUnavailable": "receiver.store", "StoreBusy": "receiver.store",
+    "Account": "receiver.store", "EventRecord": "receiver.store",
+    "IngestOutcome": "receiver.store", "SQLiteStore": "receiver.sqlite_store",
+    "Config": "receiver.config", "ConfigError": "receiver.config",
+    "load_config": "receiver.config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError("module 'receiver' has no attribute %r" % name)
+    import importlib
+
+    m = importlib.import_module(mod)
+    return getattr(m, "load" if name == "load_config" else name)

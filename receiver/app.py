@@ -41,6 +41,7 @@ from protocol.session import Accepted, ReceiverCore, Rejected
 from receiver import alarms as _alarms
 from receiver.config import Config
 from receiver.forwarder import Forwarder, make_output
+from receiver.logfmt import q
 from receiver.metrics import Metrics
 from receiver.sqlite_store import SQLiteStore
 from receiver.store import (Account, EventRecord, IngestOutcome, Store, StoreBusy,
@@ -79,6 +80,10 @@ STOP_GRACE_S = 10.0
 # At most this many NAK-busy / security log lines per second (the rest are
 # counted in metrics); a flood must not fill the disk with logs.
 LOG_RATE_PER_S = 5.0
+# Security events stored per second at most (burst 10x).  An attack is
+# visible from its first records and the counters; a UDP flood of forged
+# frames must not grow the database without bound or crowd out events.
+SECURITY_STORE_PER_S = 50.0
 
 
 class Busy(Exception):
@@ -144,6 +149,7 @@ class Receiver:
         self._stopping = False
         self._busy_log = _RateLimit(LOG_RATE_PER_S)
         self._security_log = _RateLimit(LOG_RATE_PER_S)
+        self._security_store = _RateLimit(SECURITY_STORE_PER_S, SECURITY_STORE_PER_S * 10)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -541,8 +547,8 @@ class Receiver:
     def _nak_busy(self, acc: Accepted, link, reason: str) -> None:
         self.metrics.naks.labels("busy").inc()
         if self._busy_log.allow():
-            _LOGGER.warning("NAK busy account=%d seq=%d peer=%s reason=%r", acc.account,
-                            acc.seq, link.peer, reason)
+            _LOGGER.warning("NAK busy account=%d seq=%d peer=%s reason=%s", acc.account,
+                            acc.seq, link.peer, q(reason))
         link.send(self.core.nak(acc.account, acc.seq, w.NAK_BUSY, time.time()))
 
     def _rejected(self, rej: Rejected, link) -> None:
@@ -553,15 +559,16 @@ class Receiver:
                 self._dirty.add(rej.account)
             link.send(rej.reply)
         if not rej.security:
-            _LOGGER.debug("frame rejected account=%s seq=%s reason=%s detail=%r peer=%s",
-                          rej.account, rej.seq, rej.reason_name, rej.detail, link.peer)
+            _LOGGER.debug("frame rejected account=%s seq=%s reason=%s detail=%s peer=%s",
+                          rej.account, rej.seq, rej.reason_name, q(rej.detail), link.peer)
             return
         self.metrics.security.labels(rej.reason_name).inc()
         if self._security_log.allow():
-            _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%r peer=%s "
+            _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%s peer=%s "
                             "transport=%s", rej.account, rej.seq, rej.reason_name,
-                            rej.detail, link.peer, link.transport)
-        if self.store.pending_writes >= self.config.max_pending_writes // 2:
+                            q(rej.detail), link.peer, link.transport)
+        if (self.store.pending_writes >= self.config.max_pending_writes // 2
+                or not self._security_store.allow()):
             self.metrics.security_dropped.inc()  # a flood must not starve real events
         else:
             self._spawn(self._record_security(rej, link.peer, link.transport))
@@ -599,8 +606,9 @@ class Receiver:
         try:
             await self.ingest_record(self.supervision_record(ch))
         except Busy as e:
-            _LOGGER.warning("supervision %s not stored yet account=%s path=%d reason=%r "
-                            "(retrying)", kind, ch.account, ch.path, e.reason)
+            _LOGGER.warning("supervision event not stored yet (retrying) change=%s "
+                            "account=%s path=%d reason=%s", kind, ch.account, ch.path,
+                            q(e.reason))
             self._sup_retry.append(ch)
             return False
         self.metrics.supervision.labels(str(ch.path), kind).inc()

@@ -215,3 +215,48 @@ def test_console_script_help_runs():
     assert r.returncode == 0
     for sub in ("serve", "accounts", "events", "alarms", "decode"):
         assert sub in r.stdout
+
+
+async def test_events_follow_prints_new_events(db, tmp_path):
+    import asyncio
+    await _fill(db)
+    p = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver.cli", "events", "--follow", "--json", "--db", db,
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        first = [json.loads(await asyncio.wait_for(p.stdout.readline(), 30)) for _ in range(2)]
+        assert [e["seq"] for e in first] == [1, 2]
+        from receiver.sqlite_store import SQLiteStore
+        from receiver.store import EventRecord
+        s = SQLiteStore(db)
+        await s.open()
+        await s.ingest(EventRecord("7", "native", "native:3", 1, 602, 0, 0, time.time(),
+                                   seq=3, description="Periodic test report"))
+        await s.close()
+        new = json.loads(await asyncio.wait_for(p.stdout.readline(), 30))
+        assert new["seq"] == 3 and new["description"] == "Periodic test report"
+    finally:
+        p.terminate()
+        await p.wait()
+
+
+def test_backoff_is_capped_jittered_and_resets():
+    from receiver.backoff import Backoff
+    b = Backoff(base_s=1, cap_s=8, jitter=0.25, rng=lambda: 1.0)
+    assert [b.next_delay() for _ in range(6)] == [1.25, 2.5, 5.0, 10.0, 10.0, 10.0]
+    b.reset()
+    assert b.next_delay() == 1.25
+    lo = Backoff(base_s=1, cap_s=8, jitter=0.25, rng=lambda: 0.0)
+    assert [lo.next_delay() for _ in range(5)] == [1, 2, 4, 8, 8]
+    with pytest.raises(ValueError):
+        Backoff(base_s=2, cap_s=1)
+
+
+def test_logfmt_lines_carry_fields():
+    import logging
+    from receiver.logfmt import LogfmtFormatter, kv
+    rec = logging.LogRecord("receiver.app", logging.WARNING, __file__, 1,
+                            "security event account=%s detail=%s", ("12", '"bad MAC"'), None)
+    line = LogfmtFormatter().format(rec)
+    assert 'level=warning logger=receiver.app msg="security event" account=12' in line
+    assert kv(a=1, b="two words", c="") == 'a=1 b="two words" c=""'

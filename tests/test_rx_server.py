@@ -479,3 +479,37 @@ async def test_metrics_endpoint(rx, accounts):
         in text
     assert "guardline_receiver_store_commit_seconds_bucket" in text
     assert 'guardline_receiver_alarms_open{state="pending"} 1.0' in text
+
+
+async def test_unauthenticated_cap_refuses_more_silent_connections(tmp_path, accounts):
+    cfg = cfg_for(tmp_path, max_unauthenticated=2)
+    async with running_receiver(cfg, {1: accounts[1]}) as rx:
+        silent = [await Raw.connect(rx) for _ in range(2)]
+        await wait_until(lambda: rx.listeners[0].unauthenticated == 2)
+        third = await Raw.connect(rx)
+        assert await third.eof()
+        # once one of them authenticates, a new connection fits again
+        silent[0].send(event_frame(accounts[1].key, 1, 1))
+        assert (await silent[0].next_frame()) is not None
+        await wait_until(lambda: rx.listeners[0].unauthenticated == 1)
+        fourth = await Raw.connect(rx)
+        fourth.send(event_frame(accounts[1].key, 1, 2))
+        assert opened(accounts[1].key, await fourth.next_frame())["ack_seq"] == 2
+        for c in silent + [fourth]:
+            c.close()
+
+
+async def test_security_event_storage_is_rate_limited(rx, accounts):
+    from receiver.app import _RateLimit
+    rx._security_store = _RateLimit(0.001, burst=3)  # 3 stored, then counted only
+    uhost, uport = rx.addresses["udp"][0]
+    loop = asyncio.get_running_loop()
+    t, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                               remote_addr=(uhost, uport))
+    for s in range(1, 11):
+        t.sendto(event_frame(os.urandom(32), 555, s))
+    t.close()
+    await wait_until(lambda: rx.metrics.security.labels("unknown_account")._value.get() == 10)
+    await wait_until(lambda: rx.metrics.security_dropped._value.get() == 7)
+    assert len(await wait_until(lambda: _at_least(security_events(rx, "unknown_account"), 3))) \
+        == 3

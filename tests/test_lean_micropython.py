@@ -381,11 +381,6 @@ INVALID_UTF8 = [
 ]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "FINDING 3: under MicroPython, glwire.decode_payload accepts EVENT texts that are not "
-    "valid UTF-8 (overlong forms, surrogates, code points above U+10FFFF): the VM's "
-    "bytes.decode checks only the lead/continuation byte structure. The spec and CPython "
-    "reject them (NAK malformed). glwire needs its own strict UTF-8 check."))
 def test_micropython_rejects_invalid_utf8_text():
     cases = []
     for _, text in INVALID_UTF8:

@@ -5,9 +5,9 @@ message, same message for every accepted payload, and the same verdict
 payloads and frames.  tests/test_lean_micropython.py repeats the core of
 this under the real MicroPython VM.
 
-Findings against glwire.py are kept as strict xfail tests at the end: each
-fails today for the reason given, and turns into an XPASS (a failure) the
-day glwire is fixed, so the marker gets removed with the fix."""
+Three findings against glwire.py (MAC checked after version/flags, encoder
+leaking non-EncodeError exceptions, lenient UTF-8 under MicroPython) were
+fixed; their tests at the end stay as regression tests."""
 
 import struct
 
@@ -314,14 +314,8 @@ def test_agree_on_wrong_key(v):
     assert agree_on_frame(V.WRONG_KEY, v.frame) == ("err", spec.NAK_BAD_MAC)
 
 
-# --- findings against glwire.py (strict xfail: they fail today) -----------------------------
+# --- findings once held against glwire.py, fixed; kept as regression tests ---------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING 1: glwire.open_frame checks version and reserved flags before the MAC, so a "
-    "forged header (version or reserved flag changed, CRCs fixed; the CRCs carry no key) is "
-    "reported as NAK unsupported / malformed instead of bad MAC, and escapes the receiver's "
-    "forgery alarm. spec.parse_frame checks the MAC first (docs/protocol.md, Order of checks)."),
-    raises=AssertionError)
 @pytest.mark.parametrize("byte, bit", [(2, 1), (3, 3), (3, 7)],
                          ids=["version", "reserved flag 3", "reserved flag 7"])
 def test_lean_checks_mac_before_version_and_flags(byte, bit):
@@ -341,11 +335,6 @@ LEAKS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING 2: glwire.encode_payload lets UnicodeEncodeError, AttributeError, struct.error, "
-    "TypeError and KeyError escape for messages it cannot encode, instead of EncodeError "
-    "(its header promises EncodeError; spec.build_payload raises LocalProtocolError)."),
-    raises=(UnicodeEncodeError, AttributeError, struct.error, TypeError, KeyError))
 @pytest.mark.parametrize("name, m", LEAKS, ids=[x[0] for x in LEAKS])
 def test_lean_encoder_raises_only_encode_error(name, m):
     with pytest.raises(LocalProtocolError):

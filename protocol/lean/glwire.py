@@ -295,11 +295,21 @@ def _partitions(m):
 
 
 def encode_payload(m):
-    """Message dict -> payload bytes (the plaintext inside the body)."""
+    """Message dict -> payload bytes (the plaintext inside the body).
+    Raises EncodeError, and nothing else, for a message it cannot encode."""
+    try:
+        return _encode_payload(m)
+    except EncodeError:
+        raise
+    except Exception as e:  # KeyError, TypeError, struct.error, UnicodeError...
+        raise EncodeError("cannot encode message: %r" % (e,))
+
+
+def _encode_payload(m):
     t = m["type"]
     if t == MSG_EVENT:
         q = m["qualifier"]
-        if q != Q_NEW and q != Q_RESTORE and q != Q_STATUS:
+        if not isinstance(q, int) or (q != Q_NEW and q != Q_RESTORE and q != Q_STATUS):
             raise EncodeError("qualifier must be 1, 3 or 6")
         code = _check(m["code"], 0, 999, "code")
         text = m.get("text")
@@ -307,6 +317,8 @@ def encode_payload(m):
         ext = 0
         tail = b""
         if text is not None:
+            if not isinstance(text, str):
+                raise EncodeError("text must be a str")
             tb = text.encode("utf-8")
             if len(tb) > MAX_TEXT_LEN:
                 raise EncodeError("text longer than 32 bytes")
@@ -340,6 +352,50 @@ def encode_payload(m):
         return struct.pack(">IBH", _u32(m, "command_seq"), _check(m["result"], 0, 3, "result"),
                            _u16(m, "troubles")) + _partitions(m)
     raise EncodeError("unknown message type %r" % (t,))
+
+
+def utf8_valid(b):
+    """Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+    above U+10FFFF.  MicroPython's bytes.decode checks only the byte
+    structure, so the firmware would otherwise accept what CPython rejects."""
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        lo = 0x80
+        hi = 0xBF
+        if 0xC2 <= c <= 0xDF:
+            k = 1
+        elif c == 0xE0:
+            k = 2
+            lo = 0xA0
+        elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+            k = 2
+        elif c == 0xED:
+            k = 2
+            hi = 0x9F
+        elif c == 0xF0:
+            k = 3
+            lo = 0x90
+        elif 0xF1 <= c <= 0xF3:
+            k = 3
+        elif c == 0xF4:
+            k = 3
+            hi = 0x8F
+        else:
+            return False
+        if i + k >= n:
+            return False
+        if not (lo <= b[i + 1] <= hi):
+            return False
+        for j in range(i + 2, i + k + 1):
+            if not (0x80 <= b[j] <= 0xBF):
+                return False
+        i += k + 1
+    return True
 
 
 def _bad(msg):
@@ -379,10 +435,10 @@ def decode_payload(t, p):
             tl = p[off]
             if tl > MAX_TEXT_LEN or off + 1 + tl > n:
                 raise _bad("bad text length")
-            try:
-                text = bytes(p[off + 1:off + 1 + tl]).decode("utf-8")
-            except Exception:  # UnicodeError on CPython and MicroPython alike
+            tb = bytes(p[off + 1:off + 1 + tl])
+            if not utf8_valid(tb):
                 raise _bad("text is not UTF-8")
+            text = tb.decode("utf-8")
             off += 1 + tl
         if ext & EXT_VALUE:
             if off + 4 > n:
@@ -520,16 +576,19 @@ def seal(keys, msg, account, seq, timestamp, flags=0, iv=None):
 
 def open_frame(keys, frame):
     """Authenticate and decrypt a Frame; return the message dict.
-    Checks version and MAC; replay and time checks belong to the session."""
-    if frame.version != VERSION:
-        raise WireError("unsupported version %d" % frame.version, NAK_UNSUPPORTED)
-    if frame.flags & ~FLAGS_KNOWN:
-        raise WireError("reserved flag bits set", NAK_MALFORMED)
+    Checks the MAC, then version and flags; replay and time checks belong
+    to the session.  The MAC comes first: the CRCs carry no key, so a
+    header altered by an attacker must be reported as a forgery (bad MAC),
+    never as an honest peer's version or flag mistake."""
     raw = frame.raw
     end = HEADER_LEN + frame.body_len
     mac = hmac_sha256(keys.mac, memoryview(raw)[:end])[:MAC_LEN]
     if not equal_ct(mac, raw[end:end + MAC_LEN]):
         raise WireError("bad MAC", NAK_BAD_MAC)
+    if frame.version != VERSION:
+        raise WireError("unsupported version %d" % frame.version, NAK_UNSUPPORTED)
+    if frame.flags & ~FLAGS_KNOWN:
+        raise WireError("reserved flag bits set", NAK_MALFORMED)
     iv = bytes(raw[HEADER_LEN:HEADER_LEN + IV_LEN])
     ct = bytes(raw[HEADER_LEN + IV_LEN:end])
     plain = bytearray(len(ct))

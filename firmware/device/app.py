@@ -132,10 +132,10 @@ class App:
         self.drain(now)
         return r
 
-    def state(self):
+    def state(self, zones=True):
         if self.panel is None:
             return {"ok": True, "halted": True, "errors": self.errors}
-        st = self.panel.status()
+        st = self.panel.status(zones)
         st["ok"] = True
         st["config_errors"] = self.errors
         st["reporter"] = self.reporter.status()

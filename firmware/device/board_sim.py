@@ -46,6 +46,10 @@ class Board(hal.BaseBoard):
                     self.env[k] = e[k]
         except (OSError, ValueError):
             pass
+        # loop resistance per input (-1 open); JSON keeps them by str(input)
+        self.ohms = {}
+        for k in self.env["zones"]:
+            self.ohms[int(k)] = self.env["zones"][k]
         self.out = {"siren": False, "strobe": False, "lock": True}
         self.keys = []
 
@@ -55,13 +59,17 @@ class Board(hal.BaseBoard):
         self.alarm = cfg["eol"]["alarm_ohms"]
 
     def save_env(self):
+        z = {}
+        for k in self.ohms:
+            z[str(k)] = self.ohms[k]
+        self.env["zones"] = z
         with open(self.path(ENV_FILE), "w") as f:
             json.dump(self.env, f)
 
     # -- inputs --------------------------------------------------------------
 
     def zone_raw(self, inp):
-        ohms = self.env["zones"].get(str(inp))
+        ohms = self.ohms.get(inp)
         if ohms is None:
             ohms = self.normal
         return eol.raw_for_ohms(ohms, self.pullup)

@@ -617,14 +617,14 @@ class Panel:
             elif modes[k] == MODE_STAY:
                 p.state = A.ARMED_STAY
 
-    def status(self):
+    def status(self, with_zones=True):
         parts = []
         for p in self.parts:
             parts.append({"id": p.id, "name": p.name, "state": A.STATE_NAMES[p.state],
                           "memory": p.memory, "siren": p.siren_due is not None,
                           "strobe": p.strobe})
         zones = []
-        for i in range(self.nz):
+        for i in range(self.nz if with_zones else 0):
             f = self.zflags[i]
             zones.append({"id": self.zid[i], "state": eol.NAMES[self.zstate[i]],
                           "bypassed": bool(f & _F_BYPASS), "shutdown": bool(f & _F_SHUT)})

@@ -27,7 +27,7 @@ def handle(app, board, req):
     if cmd == "ping":
         return {"ok": True, "uptime_ms": ticks_diff(ticks_ms(), app.boot_ms)}
     if cmd == "zone":
-        inp = str(_zone_input(app, req["zone"]))
+        inp = _zone_input(app, req["zone"])
         if "ohms" in req:
             ohms = int(req["ohms"])
         else:
@@ -39,7 +39,7 @@ def handle(app, board, req):
                 ohms = board.normal
             elif st == "alarm":
                 ohms = board.alarm
-        env["zones"][inp] = ohms
+        board.ohms[inp] = ohms
         board.save_env()
         return {"ok": True, "ohms": ohms}
     if cmd == "ac":
@@ -60,7 +60,11 @@ def handle(app, board, req):
         lines = board.log[max(0, since - board.log_base):]
         return {"ok": True, "lines": lines, "next": board.log_base + len(board.log)}
     elif cmd == "state":
-        return app.state()
+        return app.state(not req.get("brief"))
+    elif cmd == "gc":
+        import gc
+        gc.collect()
+        return {"ok": True, "mem_alloc": gc.mem_alloc(), "mem_free": gc.mem_free()}
     elif cmd == "key":
         action = req.get("action", "disarm")
         if action not in P.ACTIONS:

@@ -83,6 +83,8 @@ REORDER_HOLD_S = 0.25
 # as raw bytes after this much silence (so console text containing "GL"
 # cannot stall the pipe).
 IDLE_FLUSH_S = 0.2
+# Frames kept per direction for replay (hil scenarios play attacker).
+CAPTURE_FRAMES = 512
 # Socket read size; glwire.READ_SIZE is what the firmware reads.
 READ_SIZE = 4096
 
@@ -270,6 +272,8 @@ class _Pipe:
             LINK, "frame" if lab else "raw", link=self.link.name, dir=self.direction,
             pipe=self.index, n=n, len=len(data), fate=fate, delivered=[],
             **(lab or {}))
+        if lab is not None:
+            self.link.captured[self.direction].append((entry, data))
         if f.cut:
             fate.append("cut")
             stats["cut"] += 1
@@ -414,6 +418,9 @@ class Link:
         self._pipes: list[_Pipe] = []
         self._pipe_count = 0
         self._schedules: list[asyncio.Task] = []
+        # The last frames seen per direction, as sent (before any fault):
+        # what an attacker on the line could have recorded.
+        self.captured = {d: deque(maxlen=CAPTURE_FRAMES) for d in DIRECTIONS}
 
     # -- control --------------------------------------------------------------
 
@@ -483,6 +490,28 @@ class Link:
         task = asyncio.get_running_loop().create_task(run())
         self._schedules.append(task)
         return task
+
+    def recorded(self, direction: str = UP, **match) -> list[tuple[dict, bytes]]:
+        """Frames captured in `direction` whose label matches, oldest first:
+        [(label detail, raw bytes)]."""
+        return [(e.detail, data) for e, data in self.captured[direction]
+                if all(e.detail.get(k) == v for k, v in match.items())]
+
+    def inject(self, direction: str, data: bytes, pipe: int | None = None) -> None:
+        """Put bytes on the line as an attacker would: into the newest
+        connection's pipe (or pipe number `pipe`) in `direction`, after
+        what is queued, with no faults applied."""
+        pipes = [p for p in self._pipes if p.direction == direction and not p.closed
+                 and (pipe is None or p.index == pipe)]
+        if not pipes:
+            raise LookupError("link %s has no open %s pipe to inject into" % (self.name,
+                                                                              direction))
+        p = pipes[-1]
+        lab = label(data)
+        entry = self.timeline.record(LINK, "frame" if lab else "raw", link=self.name,
+                                     dir=direction, pipe=p.index, n=-1, len=len(data),
+                                     fate=["injected"], delivered=[], **(lab or {}))
+        p._enqueue(bytes(data), entry, 1, 0.0)
 
     # -- pipes ------------------------------------------------------------------
 
@@ -842,3 +871,54 @@ class PtyPair:
 
 def pty_pair(directory: str | None = None) -> PtyPair:
     return PtyPair(directory)
+
+
+class Links:
+    """The links of one panel under test, by path name ("primary",
+    "backup"): ``links.primary.cut()``; control methods on the set apply
+    to every link (``links.set(drop=0.2)``)."""
+
+    def __init__(self, **links: Link):
+        self._links = dict(links)
+
+    def __getattr__(self, name: str) -> Link:
+        try:
+            return self.__dict__["_links"][name]
+        except KeyError:
+            raise AttributeError("no link %r (have: %s)" % (
+                name, ", ".join(self.__dict__["_links"]))) from None
+
+    def __getitem__(self, name: str) -> Link:
+        return self._links[name]
+
+    def __iter__(self):
+        return iter(self._links.values())
+
+    def names(self) -> list[str]:
+        return list(self._links)
+
+    def set(self, direction: str = "both", **faults) -> None:
+        for link in self:
+            link.set(direction, **faults)
+
+    def clear(self, direction: str = "both") -> None:
+        for link in self:
+            link.clear(direction)
+
+    def cut(self, direction: str = "both", reset: bool = False) -> None:
+        for link in self:
+            link.cut(direction, reset)
+
+    def restore(self, direction: str = "both") -> None:
+        for link in self:
+            link.restore(direction)
+
+    def frames(self, direction: str | None = None, **match) -> list:
+        out = []
+        for link in self:
+            out += link.frames(direction, **match)
+        return sorted(out, key=lambda e: e.t)
+
+    async def close(self) -> None:
+        for link in self:
+            await link.close()

@@ -113,7 +113,8 @@ class PanelStrategy:
         t = self.target
         if state == BOOTED:
             if not t.powered:
-                self.booted_at_wall = time.time()
+                now = getattr(self.receiver, "now", time.time)
+                self.booted_at_wall = now()  # on the receiver's clock
                 await t.power_on()
             return await until(self._answers, self.step_timeout, what="the firmware to answer",
                                interval=0.1)

@@ -59,6 +59,7 @@ class Timeline:
         self.entries: deque[Entry] = deque(maxlen=max_entries)
         self.dropped = 0
         self.latencies: list[dict] = []
+        self.seed = None  # the link fault seed, when a link was used
         self._lock = threading.Lock()  # serial reader threads record too
 
     def now(self) -> float:
@@ -102,6 +103,7 @@ class Timeline:
     def as_dict(self) -> dict:
         with self._lock:
             return {"name": self.name, "wall0": self.wall0, "dropped": self.dropped,
+                    "seed": self.seed,
                     "latencies": list(self.latencies),
                     "entries": [e.as_dict() for e in sorted(self.entries, key=lambda e: e.t)]}
 

@@ -1,0 +1,81 @@
+"""What scenarios wait for and check, in the field's words.
+
+Every wait polls with a generous deadline (hil.poll.until) and returns what
+it found; the scenario then asserts on *content* (codes, paths, counts),
+and measures latencies between timeline times for the report.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hil.poll import until
+from hil.timeline import SCENARIO
+
+# Scenario waits: long enough for a retransmission schedule that backs off
+# to a few seconds, a path failover and a loaded CI host.
+WAIT_S = 45.0
+
+Q_NEW = 1
+Q_RESTORE = 3
+
+
+def step(timeline, text: str, **detail) -> float:
+    """Mark a scenario step in the timeline; returns its time."""
+    return timeline.record(SCENARIO, "step", text=text, **detail).t
+
+
+def _match(e: dict, **want) -> bool:
+    return all(e.get(k) == v for k, v in want.items() if v is not None)
+
+
+async def stored(receiver, account, since: float | None = None, count: int = 1,
+                 timeout: float = WAIT_S, **want) -> list[dict]:
+    """Wait until the receiver stored at least `count` events matching
+    `want` (code=, qualifier=, zone=, path=, source=...); return them."""
+    async def found():
+        evs = [e for e in await receiver.events(account=account, since=since)
+               if _match(e, **want)]
+        return evs if len(evs) >= count else None
+
+    async def seen():
+        return [(e["code"], e["qualifier"], e["zone"], e["path"])
+                for e in await receiver.events(account=account, since=since)]
+
+    return await until(found, timeout, interval=0.05, seen=seen,
+                       what="%d stored event(s) %s for account %s" % (count, want, account))
+
+
+def signature(e: dict) -> tuple:
+    """What identifies an event to an operator: code, qualifier, zone."""
+    return (e["code"], e["qualifier"], e["zone"])
+
+
+def counts(events: list[dict]) -> Counter:
+    return Counter(signature(e) for e in events)
+
+
+async def panel_event_count(receiver, account, since=None, codes=None) -> int:
+    evs = await receiver.events(account=account, since=since, source="panel")
+    return sum(1 for e in evs if codes is None or e["code"] in codes)
+
+
+async def zone_reads(panel, zone: int, state: str, timeout: float = WAIT_S) -> dict:
+    """Wait until the panel itself reads `zone` in `state`."""
+    async def ok():
+        st = await panel.state()
+        return st if {z["id"]: z["state"] for z in st["zones"]}.get(zone) == state else None
+    return await until(ok, timeout, what="zone %d reading %s" % (zone, state))
+
+
+async def partition_is(panel, partition: int, state: str, timeout: float = WAIT_S) -> dict:
+    async def ok():
+        st = await panel.state()
+        return st if {p["id"]: p["state"] for p in st["partitions"]}.get(partition) == state \
+            else None
+    return await until(ok, timeout, what="partition %d %s" % (partition, state))
+
+
+def stored_t(receiver, event: dict) -> float:
+    """When the receiver committed `event`, in timeline seconds."""
+    return receiver.to_timeline(event["received_at"])

@@ -57,8 +57,10 @@ class LogfmtFormatter(logging.Formatter):
 def setup(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
+        if getattr(h, "_guardline_logfmt", False):  # ours from an earlier call only
+            root.removeHandler(h)
     h = logging.StreamHandler(stream or sys.stderr)
+    h._guardline_logfmt = True
     h.setFormatter(LogfmtFormatter())
     root.addHandler(h)
     root.setLevel(level.upper())

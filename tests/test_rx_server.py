@@ -513,3 +513,38 @@ async def test_security_event_storage_is_rate_limited(rx, accounts):
     await wait_until(lambda: rx.metrics.security_dropped._value.get() == 7)
     assert len(await wait_until(lambda: _at_least(security_events(rx, "unknown_account"), 3))) \
         == 3
+
+
+async def test_web_hook_adds_routes_in_the_same_loop(tmp_path, accounts):
+    from aiohttp import web as aioweb
+
+    from receiver.app import Receiver
+    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)], web=("127.0.0.1", 0))
+
+    def setup(app, receiver):
+        async def queue_depth(request):
+            return aioweb.json_response({"pending": receiver.store.pending_writes})
+        app.router.add_get("/console/ping", queue_depth)
+
+    rx = Receiver(cfg)
+    rx.web_setup.append(setup)
+    await rx.start()
+    try:
+        h, p = rx.addresses["web"]
+        async with aiohttp.ClientSession() as s:
+            async with s.get("http://%s:%d/console/ping" % (h, p)) as r:
+                assert r.status == 200 and (await r.json()) == {"pending": 0}
+    finally:
+        await rx.stop()
+
+
+def test_port_in_use_is_refused_with_exit_2(tmp_path, capsys):
+    import socket
+
+    from receiver.cli import main
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc = main(["serve", "--db", str(tmp_path / "rx.db"), "--tcp", "127.0.0.1:%d" % port])
+    assert rc == 2 and "cannot listen" in capsys.readouterr().err

@@ -112,7 +112,29 @@ def setup(app: web.Application, receiver, *, secure_cookie: bool | None = None,
     return console
 
 
+async def revalidate(console) -> int:
+    """End expired sessions, and sessions whose user was deleted, disabled,
+    given another role or a new password since they logged in (also when
+    that was done with the CLI, in another process).  Returns how many
+    sessions were ended for a user change."""
+    now = time.time()
+    console.sessions.sweep(now)
+    current = {u.name: u for u in await console.users.list_users()}
+    ended = 0
+    for s in console.sessions.all():
+        u = current.get(s.user)
+        if u is None or u.disabled or u.role != s.role or u.updated_at > s.created_at:
+            console.sessions.end(s)
+            api.close_streams(console, lambda st, s=s: st.session is s)
+            _LOGGER.info("console session ended user=%s reason=user_changed", s.user)
+            ended += 1
+    return ended
+
+
 async def _sweep(console) -> None:
     while True:
         await asyncio.sleep(SWEEP_S)
-        console.sessions.sweep(time.time())
+        try:
+            await revalidate(console)
+        except Exception as e:  # noqa: BLE001 - e.g. database locked; next round
+            _LOGGER.warning("console session sweep failed error=%s", e)

@@ -588,7 +588,12 @@ async def events(request, console, s):
             matched += 1
     except _ScanLimited:
         limited = True
-    return _json({"events": list(reversed(last)), "matched": matched,
+    out = []
+    for e in reversed(last):
+        acct = rx.account(e["account"])
+        out.append(dict(e, site_name=acct.site_name if acct else "",
+                        zone_name=acct.zones.get(str(e["zone"]), "") if acct else ""))
+    return _json({"events": out, "matched": matched,
                   "truncated": matched > limit, "scan_limited": limited})
 
 

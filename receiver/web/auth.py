@@ -132,6 +132,9 @@ class Sessions:
         return (self._by_key.get(s.key) is s and now - s.created_at <= self.max_age_s
                 and now - s.last_seen <= self.idle_s)
 
+    def all(self) -> list[Session]:
+        return list(self._by_key.values())
+
     def end(self, s: Session) -> None:
         self._by_key.pop(s.key, None)
 

@@ -53,7 +53,9 @@ async function loadQueue() {
   if (!resolved.alarms.length) {
     rb.append(GL.h("tr", null, GL.h("td", {colspan: "6", class: "empty", text: "Nothing resolved yet."})));
   }
-  if (Q.selected === null && open.alarms.length) select(open.alarms[0].id);
+  const linked = location.hash.match(/^#alarm-(\d+)$/);
+  if (Q.selected === null && linked) select(parseInt(linked[1], 10));
+  else if (Q.selected === null && open.alarms.length) select(open.alarms[0].id);
   else if (Q.selected !== null) loadDetail();
 }
 

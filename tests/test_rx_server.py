@@ -548,3 +548,33 @@ def test_port_in_use_is_refused_with_exit_2(tmp_path, capsys):
         port = s.getsockname()[1]
         rc = main(["serve", "--db", str(tmp_path / "rx.db"), "--tcp", "127.0.0.1:%d" % port])
     assert rc == 2 and "cannot listen" in capsys.readouterr().err
+
+
+async def test_accounts_changed_by_another_process_are_picked_up(rx, accounts, monkeypatch):
+    import receiver.app as app_mod
+    from receiver.sqlite_store import SQLiteStore
+    from receiver.store import Account
+    monkeypatch.setattr(app_mod, "ACCOUNT_RELOAD_S", 0.2)
+    other = SQLiteStore(rx.store.path)  # a second connection, as the CLI has
+    await other.open()
+    try:
+        new = Account("5000", os.urandom(32))
+        await other.add_account(new)
+        await wait_until(lambda: rx.account("5000") is not None, what="new account loaded")
+        c = await Raw.connect(rx)
+        c.send(event_frame(new.key, 5000, 1))
+        assert opened(new.key, await c.next_frame())["ack_seq"] == 1
+        # re-key account 1: the old key stops working at once
+        old_key, new_key = accounts[1].key, os.urandom(32)
+        c.send(event_frame(old_key, 1, 1))
+        assert opened(old_key, await c.next_frame())["ack_seq"] == 1
+        await other.update_account("1", key=new_key)
+        await wait_until(lambda: rx.account("1").key == new_key, what="key reloaded")
+        c2 = await Raw.connect(rx)
+        c2.send(event_frame(old_key, 1, 2) + event_frame(new_key, 1, 3))
+        assert opened(new_key, await c2.next_frame())["ack_seq"] == 3
+        assert await wait_until(lambda: security_events(rx, "bad_mac"))
+        c.close()
+        c2.close()
+    finally:
+        await other.close()

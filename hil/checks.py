@@ -79,3 +79,50 @@ async def partition_is(panel, partition: int, state: str, timeout: float = WAIT_
 def stored_t(receiver, event: dict) -> float:
     """When the receiver committed `event`, in timeline seconds."""
     return receiver.to_timeline(event["received_at"])
+
+
+async def toggle_burst(panel, zone: int, toggles: int, code: int) -> Counter:
+    """Trip and restore a 24-hour zone `toggles` times, each change read
+    back by the panel before the next (so debounce sees every one).  Each
+    change is one event: returns the signatures expected at the receiver."""
+    expect: Counter = Counter()
+    for _ in range(toggles):
+        await panel.set_zone(zone, "alarm")
+        await zone_reads(panel, zone, "alarm")
+        expect[(code, Q_NEW, zone)] += 1
+        await panel.set_zone(zone, "normal")
+        await zone_reads(panel, zone, "normal")
+        expect[(code, Q_RESTORE, zone)] += 1
+    return expect
+
+
+async def queue_drained(panel, timeout: float = WAIT_S) -> dict:
+    """Wait until the panel's persistent queue is empty (all ACKed)."""
+    async def ok():
+        st = await panel.state()
+        return st if st["reporter"]["queue"] == 0 else None
+
+    async def seen():
+        return (await panel.state())["reporter"]
+    return await until(ok, timeout, interval=0.1, what="the panel's queue to drain", seen=seen)
+
+
+async def exactly(receiver, account, expect: Counter, since=None,
+                  timeout: float = WAIT_S) -> list[dict]:
+    """Wait until every expected signature is stored as often as expected,
+    then return the matching events (the caller asserts no extras)."""
+    codes = {k[0] for k in expect}
+    zones = {k[2] for k in expect}
+
+    async def got():
+        evs = [e for e in await receiver.events(account=account, since=since, source="panel")
+               if e["code"] in codes and e["zone"] in zones]
+        c = counts(evs)
+        return evs if all(c[k] >= n for k, n in expect.items()) else None
+
+    async def seen():
+        evs = [e for e in await receiver.events(account=account, since=since, source="panel")
+               if e["code"] in codes and e["zone"] in zones]
+        return dict(counts(evs))
+    return await until(got, timeout, interval=0.1, seen=seen,
+                       what="every expected event stored: %s" % dict(expect))

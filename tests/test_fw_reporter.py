@@ -241,3 +241,15 @@ def test_zone_trip_end_to_end_through_panel_and_reporter(tmp_path):
            sorted(r.rx.events.items())]
     assert (w.Q_RESTORE, cid.OPEN_CLOSE, 1, 1) in got
     assert (w.Q_NEW, cid.BURGLARY, 1, 2) in got
+
+
+def test_backup_as_active_path_is_supervised_at_heartbeat_s(tmp_path):
+    r = Rig(tmp_path, heartbeat_s=20, backup_heartbeat_s=3600)
+    r.run(1000)
+    r.rx.up[0] = False
+    r.run(10000)  # primary declared down, backup active
+    assert r.rep.active == 1
+    n0 = len([1 for path, s, m in r.rx.frames if path == 2 and m["type"] == w.MSG_HEARTBEAT])
+    r.run(65000)
+    n1 = len([1 for path, s, m in r.rx.frames if path == 2 and m["type"] == w.MSG_HEARTBEAT])
+    assert n1 - n0 >= 3  # every 20 s, not every hour

@@ -57,6 +57,8 @@ class Reporter:
                 ack_timeout_ms=tim["ack_timeout_ms"], max_backoff_ms=tim["max_backoff_ms"],
                 fail_after=tim["fail_after"]))
         self.what = [None] * len(links)  # kind of the outstanding message
+        # supervision: the active path every heartbeat_s, the standby one
+        # every backup_heartbeat_s (whichever path is which at the time)
         self.hb_ms = [tim["heartbeat_s"] * 1000, tim["backup_heartbeat_s"] * 1000]
         self.last_ok = [now_ms] * len(links)
         self.active = 0
@@ -125,13 +127,13 @@ class Reporter:
                 self.reply = None
             elif not self.hello_sent:
                 self._offer(a, _HELLO, self.seqs.take(), self._hello(), now_ms)
-            elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[a]:
+            elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
                 self._offer(a, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
         for b in range(n):
             if b == a or self.sessions[b].pending is not None:
                 continue
             s = self.sessions[b]
-            if not s.up or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[b]:
+            if not s.up or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
                 self._offer(b, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
 
     def _events(self, i, now_ms):

@@ -247,7 +247,7 @@ def test_backup_as_active_path_is_supervised_at_heartbeat_s(tmp_path):
     r = Rig(tmp_path, heartbeat_s=20, backup_heartbeat_s=3600)
     r.run(1000)
     r.rx.up[0] = False
-    r.run(10000)  # primary declared down, backup active
+    r.run(30000)  # next heartbeat goes unanswered: primary down, backup active
     assert r.rep.active == 1
     n0 = len([1 for path, s, m in r.rx.frames if path == 2 and m["type"] == w.MSG_HEARTBEAT])
     r.run(65000)

@@ -650,9 +650,11 @@ async def events_csv(request, console, s):
     except _ScanLimited:
         w.writerow(["# scan stopped after %d events: narrow the range" % MAX_SCAN])
     await resp.write(buf.getvalue().encode())
-    await resp.write_eof()
+    # Recorded before the end of the body: whoever has the whole file is
+    # already in the audit log.
     await console.users.record(s.user, "events.export", "rows=%d filters=%s" % (
         n, json.dumps({k: v for k, v in f.items() if v is not None})), request.remote or "")
+    await resp.write_eof()
     return resp
 
 

@@ -36,6 +36,9 @@ async def _no_extras(receiver, panel, expect, since):
 @pytest.mark.hil_needs("zones")
 async def test_receiver_killed_and_restarted_mid_burst_loses_and_duplicates_nothing(
         panel, receiver, strategy, hil_timeline):
+    """The receiver is killed (SIGKILL, a crash) while a burst of events is
+    being reported and restarted a second later: every event of the burst
+    is stored exactly once."""
     await strategy.transition("reporting")
     since = receiver.now()
     step(hil_timeline, "burst of %d fire alarm/restore events" % (2 * TOGGLES))
@@ -57,6 +60,9 @@ async def test_receiver_killed_and_restarted_mid_burst_loses_and_duplicates_noth
 @pytest.mark.hil_needs("power", "zones", "flash")
 async def test_power_cycle_with_full_queue_delivers_everything_after_boot(
         panel, receiver, link, strategy, hil_timeline):
+    """With every line cut the panel queues a burst of events in flash; it
+    loses power (SIGKILL of the VM) with the queue full, the lines come
+    back, and after boot every queued event is delivered exactly once."""
     await strategy.transition("reporting")
     since = receiver.now()
     step(hil_timeline, "cut every line: events can only queue")
@@ -82,6 +88,9 @@ async def test_power_cycle_with_full_queue_delivers_everything_after_boot(
 @pytest.mark.hil_needs("zones")
 async def test_loss_and_duplication_still_deliver_every_event_exactly_once(
         panel, receiver, link, strategy, hil_timeline):
+    """20 % of frames lost and 20 % duplicated on both paths, both
+    directions (seeded: see the report for the seed): every event of a
+    burst is still stored exactly once."""
     await strategy.transition("reporting")
     since = receiver.now()
     step(hil_timeline, "20 % loss and 20 % duplication on every line, both directions")

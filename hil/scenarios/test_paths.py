@@ -18,6 +18,10 @@ COMM_TROUBLE = 350  # Contact ID "communication trouble"; zone = path number
 
 async def test_primary_line_cut_fails_over_to_backup_and_reports(
         panel, receiver, link, strategy, hil_timeline):
+    """The primary line is cut (silently: no reset): a panic alarm still
+    reaches the receiver over the backup path, the panel reports the
+    primary's failure (350, zone 1) over the backup, and when the line
+    comes back it reports the restore and fails back to the primary."""
     await strategy.transition("reporting")
     since = receiver.now()
     t_cut = step(hil_timeline, "cut the primary line (both directions, no reset)")

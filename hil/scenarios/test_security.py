@@ -26,6 +26,10 @@ FIRE_CODE = 110
 @pytest.mark.hil_needs("zones")
 async def test_recorded_frame_replayed_by_attacker_is_rejected(panel, receiver, link, strategy,
                                                                hil_timeline):
+    """An attacker who recorded the line replays an accepted EVENT (on the
+    panel's connection and on one of its own) and an ACK towards the
+    panel: the receiver stores nothing, records two replay security
+    events and answers nothing; the panel ignores the ACK."""
     await strategy.transition("reporting")
     since = receiver.now()
     await panel.set_zone(PANIC, "alarm")

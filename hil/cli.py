@@ -1,0 +1,158 @@
+"""guardline-hil: run the HIL scenario suite against a simulated or a real panel.
+
+    guardline-hil list [--json]
+    guardline-hil run [--target sim|serial:URL] [--report DIR] [--seed N]
+                      [--fixture URL] [--wiring FILE] [--config FILE]
+                      [scenario ...] [-- pytest options]
+    guardline-hil report DIR        re-render a report directory's HTML
+
+A scenario is named by its test function (``test_zone_trip_to_stored_alarm``
+or without the ``test_`` prefix), by its module (``alarms``,
+``test_delivery``) or by a pytest node id.  ``run`` is pytest on
+hil/scenarios with the HIL plugin loaded; with ``--report DIR`` it writes
+DIR/junit.xml (pytest's JUnit XML, with each scenario's latencies and seed
+as properties), DIR/index.html and a timeline page per scenario.
+Exit status is pytest's: 0 all passed, 1 some failed, 2 interrupted, 4
+usage error, 5 nothing collected.  docs/qa.md is the guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import textwrap
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = os.path.join(HERE, "scenarios")
+ROOT = os.path.dirname(HERE)
+
+
+def scenarios() -> list[dict]:
+    """The scenario functions, read from the sources (nothing imported)."""
+    out = []
+    for name in sorted(os.listdir(SCENARIOS)):
+        if not (name.startswith("test_") and name.endswith(".py")):
+            continue
+        path = os.path.join(SCENARIOS, name)
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
+                    node.name.startswith("test_"):
+                doc = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
+                params = []
+                for d in node.decorator_list:
+                    if isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "parametrize":
+                        for kw in d.keywords:
+                            if kw.arg == "ids":
+                                params = [ast.literal_eval(e) for e in kw.value.elts]
+                out.append({"module": name[:-3], "name": node.name,
+                            "nodeid": "hil/scenarios/%s::%s" % (name, node.name),
+                            "path": path, "doc": doc, "params": params})
+    return out
+
+
+def resolve(names: list[str]) -> list[str]:
+    """Scenario names -> pytest arguments (paths and node ids)."""
+    if not names:
+        return [SCENARIOS]
+    known = scenarios()
+    out = []
+    for n in names:
+        by_func = [s for s in known if s["name"] in (n, "test_" + n)]
+        by_mod = [s for s in known if s["module"] in (n, "test_" + n)]
+        if by_func:
+            out += ["%s::%s" % (s["path"], s["name"]) for s in by_func]
+        elif by_mod:
+            out.append(by_mod[0]["path"])
+        elif "::" in n or n.endswith(".py") or os.path.exists(n):
+            path, _, rest = n.partition("::")
+            if not os.path.exists(path) and os.path.exists(os.path.join(ROOT, path)):
+                path = os.path.join(ROOT, path)
+            out.append(path + ("::" + rest if rest else ""))
+        else:
+            raise SystemExit("guardline-hil: no scenario %r (see guardline-hil list)" % n)
+    return out
+
+
+def pytest_args(a) -> list[str]:
+    args = resolve(a.scenario)
+    args += ["-p", "hil.plugin", "-p", "no:cacheprovider", "--rootdir", ROOT,
+             "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
+             "--hil-target", a.target]
+    if a.report:
+        os.makedirs(a.report, exist_ok=True)
+        args += ["--hil-report", a.report, "--junitxml", os.path.join(a.report, "junit.xml"),
+                 "-o", "junit_suite_name=guardline-hil", "-o", "junit_family=xunit2"]
+    if a.seed is not None:
+        args += ["--hil-seed", str(a.seed)]
+    if a.fixture:
+        args += ["--hil-fixture", a.fixture]
+    if a.wiring:
+        args += ["--hil-wiring", a.wiring]
+    if a.config:
+        args += ["--hil-config", a.config]
+    if a.listen:
+        args += ["--hil-listen", a.listen]
+    if a.primary_port:
+        args += ["--hil-primary-port", str(a.primary_port)]
+    if a.backup_port:
+        args += ["--hil-backup-port", str(a.backup_port)]
+    return args + list(a.pytest_args or [])
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    ap = argparse.ArgumentParser(prog="guardline-hil", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="docs/qa.md: how QA runs the suite on the sim and on "
+                                        "a bench")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="list the scenarios")
+    ls.add_argument("--json", action="store_true")
+    run = sub.add_parser("run", help="run scenarios (pytest)")
+    run.add_argument("scenario", nargs="*", help="scenario, module or node id (default: all)")
+    run.add_argument("--target", default="sim",
+                     help="sim (default) or serial:URL, e.g. serial:///dev/ttyUSB0, "
+                          "serial:socket://10.0.0.7:4001, serial:rfc2217://lab:7000")
+    run.add_argument("--report", metavar="DIR", help="write junit.xml and HTML timelines here")
+    run.add_argument("--seed", type=int, help="link fault seed (reproduce a run)")
+    run.add_argument("--fixture", metavar="URL", help="bench: relay/GPIO fixture port")
+    run.add_argument("--wiring", metavar="FILE", help="bench: fixture wiring JSON")
+    run.add_argument("--config", metavar="FILE", help="panel config (default: HIL bank)")
+    run.add_argument("--listen", metavar="ADDR", help="bench: address the links listen on")
+    run.add_argument("--primary-port", type=int, help="bench: fixed primary (TCP) link port")
+    run.add_argument("--backup-port", type=int, help="bench: fixed backup (UDP) link port")
+    rep = sub.add_parser("report", help="re-render a report directory's HTML from its JSON")
+    rep.add_argument("dir")
+    a = ap.parse_args(argv)
+    if a.cmd == "list":
+        items = scenarios()
+        if a.json:
+            print(json.dumps(items, indent=1))
+        else:
+            for s in items:
+                variants = " [%s]" % ", ".join(s["params"]) if s["params"] else ""
+                print("%-14s %s%s" % (s["module"][5:], s["name"], variants))
+                if s["doc"]:
+                    for line in textwrap.wrap(s["doc"], 80):
+                        print("%14s   %s" % ("", line))
+        return 0
+    if a.cmd == "report":
+        from hil import report  # noqa: PLC0415
+        print(report.rebuild(a.dir))
+        return 0
+    a.pytest_args = extra
+    import pytest  # noqa: PLC0415
+    return int(pytest.main(pytest_args(a)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,6 +102,10 @@ async def test_wrong_password_and_unknown_user_are_refused_alike(tmp_path):
         assert (await r.json())["error"] == wrong
         async with c.request("GET", "/api/me") as r:
             assert r.status == 401
+        # a cross-site form can post text/plain that looks like JSON: refused
+        async with c.request("POST", "/api/login", data='{"name": "olga", "password": "%s"}'
+                             % PASSWORDS["olga"], headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415 and "Set-Cookie" not in r.headers
         r = await c.login("olga")
         assert r.status == 200
         cookie = r.headers["Set-Cookie"]
@@ -480,3 +484,16 @@ async def test_console_tables_live_beside_the_receivers_and_keep_a_version(tmp_p
         "SELECT value FROM console_meta WHERE key='schema_version'").fetchone()[0])
     assert v == 1
     assert PASSWORDS  # seeded users are test-only constants
+
+
+async def test_receiver_stops_without_waiting_for_open_live_streams(tmp_path):
+    # aiohttp waits up to 60 s for running handlers at shutdown; the console
+    # ends its streams first, so a wall screen does not hold up a restart.
+    async with console_receiver(tmp_path) as (rx, base, _), Client(base) as c:
+        assert (await c.login("olga")).status == 200
+        async with c.request("GET", "/api/stream") as stream:
+            events = sse_events(stream)
+            assert (await anext(events))[0] == "hello"
+            stopping = asyncio.create_task(rx.stop())
+            assert (await asyncio.wait_for(anext(events), 20))[0] == "logout"
+            await asyncio.wait_for(stopping, 30)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as _dt
 import getpass
 import json
 import os
@@ -127,8 +128,6 @@ def cmd_users(args, cfg, out=None, err=None) -> int:
 def _iso(t) -> str:
     if t is None:
         return "never"
-    import datetime as _dt  # noqa: PLC0415
-
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -122,6 +122,12 @@ async def _body(request) -> dict:
         raise web.HTTPRequestEntityTooLarge(MAX_BODY, len(raw))
     if not raw:
         return {}
+    if request.content_type != "application/json":
+        # A cross-site HTML form can post text/plain that parses as JSON;
+        # application/json from another origin needs a CORS preflight,
+        # which this server never grants.
+        raise web.HTTPUnsupportedMediaType(text=json.dumps({
+            "error": "send the body as application/json"}), content_type="application/json")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

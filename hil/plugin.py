@@ -113,6 +113,7 @@ def target_caps(config) -> frozenset:
     return frozenset(caps)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     for m in item.iter_markers("hil_needs"):
         missing = [c for c in m.args if c not in target_caps(item.config)]

@@ -1,0 +1,188 @@
+"""The HIL pytest plugin, reports and CLI, without a panel.
+
+Inner pytest sessions run in subprocesses on small generated test files
+(the plugin's hooks need a session of their own); the report renderer and
+the CLI's scenario resolution are tested directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hil import cli, report
+from hil.timeline import Timeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_pytest(tmp_path, source: str, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_inner.py").write_text(textwrap.dedent(source))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"), "-p", "hil.plugin",
+         "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "--rootdir", str(tmp_path),
+         "--junitxml", str(tmp_path / "junit.xml"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def junit_cases(tmp_path) -> dict:
+    out = {}
+    for tc in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase"):
+        kind = next((t for t in ("failure", "error", "skipped") if tc.find(t) is not None),
+                    "passed")
+        el = tc.find(kind) if kind != "passed" else None
+        out[tc.get("name")] = {"outcome": kind,
+                               "message": "" if el is None else el.get("message", ""),
+                               "props": {p.get("name"): p.get("value")
+                                         for p in tc.iter("property")}}
+    return out
+
+
+INNER = """
+    import pytest
+    from hil.checks import step
+
+    def test_passes(hil_timeline):
+        t0 = step(hil_timeline, "press the button")
+        hil_timeline.record("receiver", "event", code=130, qualifier=1, zone=2,
+                            description="Burglary <zone 2>", account="7001", seq=4,
+                            path=1, priority=4, event_class="burglary")
+        hil_timeline.measure("button -> stored", t0, t0 + 0.125)
+
+    def test_fails(hil_timeline):
+        step(hil_timeline, "the step before the failure")
+        assert 1 == 2, "the panel did not answer"
+
+    @pytest.mark.hil_needs("power")
+    def test_needs_power(hil_timeline):
+        pass
+"""
+
+
+def test_plugin_properties_terminal_timeline_and_report(tmp_path):
+    rep = tmp_path / "rep"
+    r = run_pytest(tmp_path, INNER, "--hil-report", str(rep), "--hil-seed", "42",
+                   "--hil-target", "serial:socket://127.0.0.1:9")
+    assert r.returncode == 1, r.stdout + r.stderr
+    cases = junit_cases(tmp_path)
+    assert cases["test_passes"]["outcome"] == "passed"
+    assert cases["test_passes"]["props"] == {"hil_seed": "42",
+                                             "latency_ms:button -> stored": "125.0"}
+    assert cases["test_fails"]["outcome"] == "failure"
+    # a bench without a fixture cannot switch power: skipped, with the reason
+    assert cases["test_needs_power"]["outcome"] == "skipped"
+    assert "cannot do: power" in cases["test_needs_power"]["message"]
+    # terminal: summary line per scenario and the failed one's timeline
+    assert "Guardline HIL: 3 scenarios" in r.stdout
+    assert "timeline of" in r.stdout and "the step before the failure" in r.stdout
+    assert "button -> stored 125.0 ms" in r.stdout
+    summary = {s["nodeid"].split("::")[-1]: s for s in
+               json.loads((rep / "summary.json").read_text())}
+    assert {k: v["outcome"] for k, v in summary.items()} == {
+        "test_passes": "passed", "test_fails": "failed", "test_needs_power": "skipped"}
+    page = (rep / summary["test_passes"]["page"]).read_text()
+    assert "Burglary &lt;zone 2&gt;" in page  # escaped
+    assert "<script>" in page and "Latencies" in page and "125.0" in page
+    failed = json.loads((rep / summary["test_fails"]["page"].replace(".html", ".json"))
+                        .read_text())
+    assert "the panel did not answer" in failed["longrepr"]
+
+
+def test_hil_config_marker_merges_overrides(tmp_path):
+    r = run_pytest(tmp_path, """
+        import pytest
+
+        @pytest.mark.hil_config(timings={"entry_delay_s": 9}, name="x")
+        def test_cfg(hil_config, codes):
+            assert hil_config["timings"]["entry_delay_s"] == 9
+            assert hil_config["timings"]["exit_delay_s"] == 2   # kept
+            assert hil_config["name"] == "x"
+            assert codes["master"] == "1234"
+    """)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_scenario_conftest_registers_the_plugin_once(tmp_path):
+    for extra in ([], ["-p", "hil.plugin"]):
+        r = subprocess.run([sys.executable, "-m", "pytest", "hil/scenarios", "--collect-only",
+                            "-q", "-p", "no:cacheprovider", *extra], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "test_zone_trip_to_stored_alarm" in r.stdout
+
+
+# --- report renderer --------------------------------------------------------------------
+
+
+def test_render_text_tells_the_story_in_time_order():
+    tl = Timeline("story")
+    tl.seed = 7
+    tl.record("panel", "zone", target="sim", zone=2, state="alarm")
+    tl.record("link", "frame", link="primary", dir="up", type="EVENT", seq=5, account=7001,
+              fate=["drop"], delivered=[], len=73)
+    e = tl.record("link", "frame", link="primary", dir="up", type="EVENT", seq=5,
+                  account=7001, fate=["duplicate"], delivered=[], len=73)
+    e.detail["delivered"] += [e.t + 0.001, e.t + 0.002]
+    tl.record("receiver", "event", at_t=tl.now() - 10, code=130, qualifier=1, zone=2,
+              description="Burglary", account="7001", seq=5, path=1, priority=4)
+    tl.record("receiver", "log", text="ts=1 level=info msg=noise")
+    tl.record("receiver", "security", reason="replay", account="7001", seq=5,
+              detail="exact copy")
+    text = report.render_text(tl.as_dict(), "passed")
+    lines = text.splitlines()
+    assert lines[0] == "== story  PASSED  (seed 7)"
+    assert "STORED 130 NEW Burglary" in lines[1]  # sorted: its commit time came first
+    assert any("[drop]" in x and "^ EVENT" in x for x in lines)
+    assert any("[duplicate]" in x and "delivered +1 ms, +2 ms" in x for x in lines)
+    assert any("SECURITY replay" in x for x in lines)
+    assert not any("noise" in x for x in lines)  # info logs only with verbose
+    assert "noise" in report.render_text(tl.as_dict(), verbose=True)
+
+
+def test_report_rebuild_from_json(tmp_path):
+    tl = Timeline("t")
+    tl.record("scenario", "step", text="hello")
+    report.write_scenario(str(tmp_path), "hil/scenarios/test_x.py::test_y", tl.as_dict(),
+                          "passed")
+    index = report.rebuild(str(tmp_path))
+    assert "test_y" in open(index).read()
+    assert report.safe_name("a/b.py::c[1-2]") == "a_b.py__c_1-2"
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_lists_and_resolves_scenarios(capsys):
+    names = [s["name"] for s in cli.scenarios()]
+    assert "test_zone_trip_to_stored_alarm" in names
+    assert len(names) == len(set(names)) == 10
+    assert cli.resolve(["zone_trip_to_stored_alarm"]) == [
+        os.path.join(cli.SCENARIOS, "test_alarms.py") + "::test_zone_trip_to_stored_alarm"]
+    assert cli.resolve(["delivery"]) == [os.path.join(cli.SCENARIOS, "test_delivery.py")]
+    assert cli.resolve([]) == [cli.SCENARIOS]
+    with pytest.raises(SystemExit, match="no scenario"):
+        cli.resolve(["levitation"])
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "security       test_panel_clock_drift_is_corrected [30s-ack, 150s-nak]" in out
+
+
+def test_cli_run_builds_the_pytest_command(tmp_path):
+    import argparse
+    a = argparse.Namespace(scenario=["alarms"], target="serial:///dev/ttyUSB0",
+                           report=str(tmp_path / "r"), seed=5, fixture="/dev/ttyACM0",
+                           wiring="w.json", config=None, listen="10.0.0.2", primary_port=7700,
+                           backup_port=7701, pytest_args=["-x"])
+    args = cli.pytest_args(a)
+    assert args[0].endswith("test_alarms.py")
+    for pair in (["--hil-target", "serial:///dev/ttyUSB0"], ["--hil-seed", "5"],
+                 ["--hil-fixture", "/dev/ttyACM0"], ["--hil-primary-port", "7700"],
+                 ["--junitxml", str(tmp_path / "r" / "junit.xml")]):
+        i = args.index(pair[0])
+        assert args[i:i + 2] == pair
+    assert args[-1] == "-x"

@@ -4,7 +4,6 @@ protocol over TCP) appear live, acknowledge and resolve it with a note,
 and read the audit trail.  Screenshots of the main pages go to
 docs/screenshots/ (docs/console.md shows them)."""
 
-import asyncio
 import os
 import re
 
@@ -13,6 +12,7 @@ import pytest
 from receiver.simpanel import SimPanel, event_msg
 from receiver.testing import wait_until
 from receiver.web.testing import PASSWORDS, console_receiver
+from receiver.web.users import SQLiteUserStore
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -159,4 +159,37 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
                 assert failed == [("POST", "/api/login", 401)]  # only the mistyped password
             finally:
                 await browser.close()
-        await asyncio.sleep(0)
+
+
+async def test_administrator_pages_render_and_manage_users(tmp_path):
+    async with console_receiver(tmp_path) as (rx, base, sink):
+        async with async_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                problems = []
+                page.on("console", lambda m: problems.append(m.text)
+                        if m.type in ("error", "warning") else None)
+                page.on("pageerror", lambda e: problems.append(str(e)))
+                await page.goto(base + "/users")
+                await expect(page).to_have_url(re.compile(r"/login\?next=/users$"))
+                await page.fill("#name", "ada")
+                await page.fill("#password", PASSWORDS["ada"])
+                await page.click("button[type=submit]")
+                await expect(page).to_have_url(base + "/users")  # back where she was going
+                await expect(page.locator("#users tbody tr")).to_have_count(3)
+                await page.fill("#new-name", "nina")
+                await page.select_option("#new-role", "supervisor")
+                await page.fill("#new-password", "nina-long-password")
+                await page.click("#add-user button[type=submit]")
+                await expect(page.locator("#users tbody tr")).to_have_count(4)
+                await expect(page.locator("#users tbody")).to_contain_text("nina")
+                await page.goto(base + "/security")
+                await expect(page.locator("#audit-log")).to_contain_text("user.add")
+                await expect(page.locator("#audit-log")).to_contain_text("name=nina")
+                await expect(page.locator("nav")).to_contain_text("Users")
+                assert problems == [], problems
+            finally:
+                await browser.close()
+    u = await SQLiteUserStore(str(tmp_path / "receiver.db")).get("nina")
+    assert u is not None and u.role == "supervisor"

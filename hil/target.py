@@ -609,6 +609,9 @@ class SimDriver(Target):
     async def cut_path(self, path, cut=True) -> None:
         await self.control.cut_path(path, cut)
 
+    async def set_box_tamper(self, open_: bool) -> None:
+        await self.control.set_box_tamper(open_)
+
     async def read_outputs(self) -> dict:
         return await self.control.read_outputs()
 

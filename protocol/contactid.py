@@ -128,6 +128,11 @@ ALARM_CLASSES = frozenset(("holdup", "fire", "medical", "burglary",
                            "environmental", "tamper", "trouble"))
 
 _TAMPER = {137, 144, 145, 383}
+# Access-control reports that are alarms or troubles, not routine status:
+# a door forced open is a break-in; a door propped open or an access point
+# fault leaves the protected space open.
+_ACCESS_BURGLARY = {423}
+_ACCESS_TROUBLE = {426, 427, 428, 432}
 
 
 def event_class(code: int) -> str:
@@ -140,8 +145,10 @@ def event_class(code: int) -> str:
         return "fire"
     if 120 <= code <= 125:
         return "holdup"
-    if 130 <= code <= 140 or code == 146:
+    if 130 <= code <= 140 or code == 146 or code in _ACCESS_BURGLARY:
         return "burglary"
+    if code in _ACCESS_TROUBLE:
+        return "trouble"
     if code in (141, 142, 143, 147):
         return "trouble"
     if 150 <= code <= 169:
@@ -165,10 +172,18 @@ def is_alarm(qualifier: int, code: int) -> bool:
     return qualifier == 1 and event_class(code) in ALARM_CLASSES
 
 
+# DC-05 reports whose ZZZ field is a user number, not a zone: duress,
+# open/close, remote access, access by a user, code entries.  Access-point
+# reports (423 forced access, 426 door propped open, 427/428 point
+# troubles, 433/434 shunts) name the door, i.e. a zone.
+_USER_CODES = frozenset([121, 124, 125, 411, 412, 413, 414, 415, 416, 421, 422, 424, 425,
+                         429, 430, 441, 442, 461, 462, 463, 466]
+                        + list(range(400, 410)) + list(range(450, 460)))
+
+
 def zone_is_user(code: int) -> bool:
-    """Contact ID's ZZZ field carries a user number, not a zone, for
-    open/close, access and duress reports (DC-05 'user' events)."""
-    return code == 121 or 400 <= code <= 469
+    """Does Contact ID's ZZZ field carry a user number for this code?"""
+    return code in _USER_CODES
 
 
 def name(code: int) -> str:

@@ -37,6 +37,7 @@ import logging
 import time
 
 from protocol.lean import glwire as w
+from protocol import contactid
 from protocol.session import Accepted, ReceiverCore, Rejected
 from receiver import alarms as _alarms
 from receiver.config import Config
@@ -369,7 +370,9 @@ class Receiver:
         partition = int(event.get("partition") or 0)
         zone = int(event.get("zone") or 0)
         a = self._accounts.get(account)
-        zname = a.zones.get(str(zone)) if a else None
+        # ZZZ is a user number for duress, open/close and similar reports:
+        # a zone name there would mislabel the event ("user 4 (vault PIR)").
+        zname = a.zones.get(str(zone)) if a and not contactid.zone_is_user(code) else None
         pname = a.partitions.get(str(partition)) if a else None
         cls, prio, desc = _alarms.classify(code, q, zone=zone, partition=partition,
                                            zone_name=zname, partition_name=pname)

@@ -78,9 +78,20 @@ def resolve(names: list[str]) -> list[str]:
     return out
 
 
+def plugin_args() -> list[str]:
+    """``-p hil.plugin`` unless an installed pytest11 entry point already
+    loads it under another name (pytest refuses a module registered twice
+    under two names)."""
+    from importlib.metadata import entry_points  # noqa: PLC0415
+    for ep in entry_points(group="pytest11"):
+        if ep.value == "hil.plugin" and ep.name != "hil.plugin":
+            return []
+    return ["-p", "hil.plugin"]
+
+
 def pytest_args(a) -> list[str]:
     args = resolve(a.scenario)
-    args += ["-p", "hil.plugin", "-p", "no:cacheprovider", "--rootdir", ROOT,
+    args += plugin_args() + ["-p", "no:cacheprovider", "--rootdir", ROOT,
              "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
              "--hil-target", a.target]
     if a.report:

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run_pytest(tmp_path, source: str, *args: str) -> subprocess.CompletedProcess:
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(source))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"), "-p", "hil.plugin",
+        [sys.executable, "-m", "pytest", str(tmp_path / "test_inner.py"), *cli.plugin_args(),
          "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "--rootdir", str(tmp_path),
          "--junitxml", str(tmp_path / "junit.xml"), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -108,7 +108,7 @@ def test_hil_config_marker_merges_overrides(tmp_path):
 
 
 def test_scenario_conftest_registers_the_plugin_once(tmp_path):
-    for extra in ([], ["-p", "hil.plugin"]):
+    for extra in ([], cli.plugin_args()):
         r = subprocess.run([sys.executable, "-m", "pytest", "hil/scenarios", "--collect-only",
                             "-q", "-p", "no:cacheprovider", *extra], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
@@ -180,6 +180,7 @@ def test_cli_run_builds_the_pytest_command(tmp_path):
                            backup_port=7701, pytest_args=["-x"])
     args = cli.pytest_args(a)
     assert args[0].endswith("test_alarms.py")
+    assert args[1:3] == ["-p", "hil.plugin"] or args[1:3] == ["-p", "no:cacheprovider"]
     for pair in (["--hil-target", "serial:///dev/ttyUSB0"], ["--hil-seed", "5"],
                  ["--hil-fixture", "/dev/ttyACM0"], ["--hil-primary-port", "7700"],
                  ["--junitxml", str(tmp_path / "r" / "junit.xml")]):

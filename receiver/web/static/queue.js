@@ -2,7 +2,9 @@
 // alarm's details, dispatch state and audit trail; acknowledge and resolve.
 "use strict";
 
-const Q = {alarms: [], selected: null, known: null};
+// notes: what the operator typed per alarm, kept across live re-renders
+// of the detail panel; shown: the detail data last rendered.
+const Q = {alarms: [], selected: null, known: null, notes: {}, shown: null};
 
 function alarmRow(a) {
   const tr = GL.h("tr", {class: "selectable cls-" + a.event_class + (a.id === Q.selected ? " selected" : ""),
@@ -60,6 +62,7 @@ async function loadQueue() {
 }
 
 function select(id) {
+  if (id !== Q.selected) Q.shown = null;
   Q.selected = id;
   document.querySelectorAll("#queue tbody tr").forEach(tr => {
     const on = tr.dataset.alarmId === String(id);
@@ -80,7 +83,11 @@ async function loadDetail() {
   let d;
   try { d = await GL.api("/api/alarms/" + id); } catch (e) { return; }
   if (id !== Q.selected) return;
+  const json = JSON.stringify(d);
+  if (json === Q.shown) return;  // nothing changed: keep what the operator is doing
+  Q.shown = json;
   const a = d.alarm;
+  const hadFocus = document.activeElement && document.activeElement.id === "note";
   const box = GL.clear(document.getElementById("detail"));
   box.dataset.alarmId = String(a.id);
   box.append(
@@ -127,10 +134,13 @@ async function loadDetail() {
         onclick: () => act("acknowledge", null, msg)}));
     }
     const note = GL.h("textarea", {id: "note", placeholder: "What was done (police dispatched, keyholder called, false alarm…)"});
+    note.value = Q.notes[a.id] || "";
+    note.addEventListener("input", () => { Q.notes[a.id] = note.value; });
     actions.append(GL.h("label", {for: "note", text: "Resolution note"}), note,
       GL.h("button", {type: "button", id: "resolve", text: "Resolve",
         onclick: () => act("resolve", note.value, msg)}), msg);
     box.append(actions);
+    if (hadFocus) note.focus();
   }
 }
 
@@ -138,6 +148,7 @@ async function act(action, note, msg) {
   msg.textContent = "";
   try {
     await GL.api("/api/alarms/" + Q.selected + "/" + action, {method: "POST", body: note === null ? {} : {note: note}});
+    if (action === "resolve") delete Q.notes[Q.selected];
     hideBanner();
   } catch (e) {
     msg.textContent = e.message;

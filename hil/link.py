@@ -299,7 +299,7 @@ class _Pipe:
             fate.append("reorder")
             stats["reordered"] += 1
             loop = asyncio.get_running_loop()
-            handle = loop.call_later(max(REORDER_HOLD_S, delay), self._release_held)
+            handle = loop.call_later(max(self.link.reorder_hold_s, delay), self._release_held)
             self._held = (data, entry, copies, delay, handle)
             self._idle.clear()
             return
@@ -414,6 +414,8 @@ class Link:
         self.seed = seed
         self.timeline = timeline if timeline is not None else Timeline(name)
         self.faults = {d: Faults() for d in DIRECTIONS}
+        # how long a reordered unit waits for a successor (REORDER_HOLD_S)
+        self.reorder_hold_s = REORDER_HOLD_S
         self.stats = {d: _new_stats() for d in DIRECTIONS}
         self._pipes: list[_Pipe] = []
         self._pipe_count = 0

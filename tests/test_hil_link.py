@@ -426,6 +426,9 @@ async def test_udp_corrupt_is_rejected_by_decode_datagram(udp_setup):
 async def _seeded_run(seed) -> tuple[list, list]:
     peer = await UdpPeer(echo=False).start()
     link = await L.UdpLink(peer.address, name="repro", seed=seed).start()
+    # a held unit must be overtaken by its successor, not released by a
+    # timer, even if a loaded host stalls between two sends
+    link.reorder_hold_s = 2.0
     link.set("up", drop=0.2, duplicate=0.2, reorder=0.2, corrupt=0.2, jitter_s=0.01)
     c = await UdpClient().start(link.address)
     for i in range(1, 61):

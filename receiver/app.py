@@ -370,9 +370,10 @@ class Receiver:
         partition = int(event.get("partition") or 0)
         zone = int(event.get("zone") or 0)
         a = self._accounts.get(account)
-        # ZZZ is a user number for duress, open/close and similar reports:
-        # a zone name there would mislabel the event ("user 4 (vault PIR)").
-        zname = a.zones.get(str(zone)) if a and not contactid.zone_is_user(code) else None
+        # ZZZ names no zone for user-numbered reports and for the receiver's
+        # own supervision events (there it is the path number).
+        named_zone = not contactid.zone_is_user(code) and event.get("source") != "supervision"
+        zname = a.zones.get(str(zone)) if a and named_zone else None
         pname = a.partitions.get(str(partition)) if a else None
         cls, prio, desc = _alarms.classify(code, q, zone=zone, partition=partition,
                                            zone_name=zname, partition_name=pname)

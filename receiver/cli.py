@@ -7,6 +7,8 @@
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
     guardline-receiver alarms list|show|ack|resolve ...
     guardline-receiver decode HEX [--key K]
+    guardline-receiver users add NAME --role operator|supervisor|administrator
+    guardline-receiver users list [--json] | users passwd NAME
 
 Every subcommand takes --config and --db (the database path from the
 config file, else var/receiver.db).  Exit status: 0 success, 1 a runtime
@@ -618,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("hex")
     d.add_argument("--key", help="account key (hex); else looked up in the store")
     d.set_defaults(func=lambda args: _decode(args, _load_config(args)))
+    from receiver.web import admin as web_admin  # noqa: PLC0415 - console users
+
+    web_admin.register(sub, common, _load_config)
     return p
 
 

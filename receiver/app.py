@@ -192,6 +192,10 @@ class Receiver:
                 await lst.start()
                 self.listeners.append(lst)
                 self.addresses["serial"].append(spec.url)
+            if cfg.dc09_tcp or cfg.dc09_udp:
+                from receiver import dc09_listener  # noqa: PLC0415 - imports us
+
+                await dc09_listener.start(self)  # sets self.dc09
             if cfg.metrics or cfg.web:
                 from receiver import http  # noqa: PLC0415
 

@@ -2,7 +2,8 @@
 
     guardline-receiver serve [--config receiver.toml] [--db PATH] [--tcp HOST:PORT]...
                              [--udp HOST:PORT]... [--serial URL]... [--metrics HOST:PORT]
-                             [--web HOST:PORT] [--ready-file FILE]
+                             [--web HOST:PORT] [--dc09-tcp HOST:PORT]... [--dc09-udp HOST:PORT]...
+                             [--ready-file FILE]
     guardline-receiver accounts add|list|show|import|export ...
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
     guardline-receiver alarms list|show|ack|resolve ...
@@ -130,6 +131,10 @@ def cmd_serve(args) -> int:
             cfg.tcp = [_config.parse_addr(a, "--tcp") for a in args.tcp]
         if args.udp:
             cfg.udp = [_config.parse_addr(a, "--udp") for a in args.udp]
+        if args.dc09_tcp:
+            cfg.dc09_tcp = [_config.parse_addr(a, "--dc09-tcp") for a in args.dc09_tcp]
+        if args.dc09_udp:
+            cfg.dc09_udp = [_config.parse_addr(a, "--dc09-udp") for a in args.dc09_udp]
         if args.serial:
             cfg.serial = [_config.SerialSpec(u) for u in args.serial]
         if args.metrics:
@@ -138,9 +143,9 @@ def cmd_serve(args) -> int:
             cfg.web = _config.parse_addr(args.web, "--web")
     except _config.ConfigError as e:
         raise UsageError(str(e)) from None
-    if not (cfg.tcp or cfg.udp or cfg.serial):
-        raise UsageError("nothing to listen on: give --tcp, --udp or --serial, or "
-                         "[listen] in the config file")
+    if not (cfg.tcp or cfg.udp or cfg.serial or cfg.dc09_tcp or cfg.dc09_udp):
+        raise UsageError("nothing to listen on: give --tcp, --udp, --serial, --dc09-tcp or "
+                         "--dc09-udp, or [listen] in the config file")
     logfmt.setup(args.log_level or cfg.log_level)
     _raise_fd_limit(cfg.max_connections)
     os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
@@ -189,7 +194,7 @@ async def _serve(cfg, ready_file) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if ready_file:
-        info = {k: [list(a) for a in v] if k in ("tcp", "udp") else v
+        info = {k: [list(a) for a in v] if k in ("tcp", "udp", "dc09_tcp", "dc09_udp") else v
                 for k, v in rx.addresses.items()}
         info["pid"] = os.getpid()
         tmp = ready_file + ".tmp"
@@ -205,6 +210,20 @@ async def _serve(cfg, ready_file) -> int:
 # -- accounts ------------------------------------------------------------------------------
 
 
+def _dc09_key(text, fmt: str) -> bytes:
+    """A DC-09 account's AES key from --key/--key-format; none (b"") is a
+    line that reports unencrypted."""
+    from protocol import dc09  # noqa: PLC0415
+    from protocol.errors import LocalProtocolError  # noqa: PLC0415
+
+    if not text:
+        return b""
+    try:
+        return dc09.parse_key(text, fmt)
+    except LocalProtocolError as e:
+        raise UsageError("--key: %s" % e) from None
+
+
 def _account_line(a) -> str:
     prof = "%s+%s" % (a.heartbeat_s or "dflt", "dflt" if a.grace_s is None else a.grace_s)
     return "%-10s %-6s %-10s %-12s %-24s %s" % (
@@ -218,7 +237,13 @@ async def _accounts(args, cfg) -> int:
     store = await _open_store(cfg)
     try:
         if args.action == "add":
-            key = bytes.fromhex(args.key) if args.key else secrets.token_bytes(32)
+            if args.protocol == "dc09":
+                args.number = args.number.upper()  # hex digits, stored upper case
+                key = _dc09_key(args.key, args.key_format)
+            elif args.key_format == "ascii":
+                raise UsageError("--key-format ascii is for DC-09 accounts")
+            else:
+                key = bytes.fromhex(args.key) if args.key else secrets.token_bytes(32)
             fields = dict(
                 number=args.number, key=key, protocol=args.protocol,
                 panel_kind=args.kind or "", site_name=args.site or "",
@@ -248,10 +273,11 @@ async def _accounts(args, cfg) -> int:
                     host, port = _config.parse_addr(addr, "--receiver")
                     receivers.append({"transport": transport, "host": host, "port": port})
                 if not receivers:
+                    dc = args.protocol == "dc09"
                     receivers = [{"transport": "tcp", "host": h, "port": p}
-                                 for h, p in cfg.tcp] + [
+                                 for h, p in (cfg.dc09_tcp if dc else cfg.tcp)] + [
                                      {"transport": "udp", "host": h, "port": p}
-                                     for h, p in cfg.udp]
+                                     for h, p in (cfg.dc09_udp if dc else cfg.udp)]
                 tmpl = {"account": int(args.number) if args.protocol == "native"
                         else args.number, "key": key.hex(), "protocol": args.protocol,
                         "receivers": receivers,
@@ -545,6 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", parents=[common], help="run the receiver")
     s.add_argument("--tcp", action="append", metavar="HOST:PORT")
     s.add_argument("--udp", action="append", metavar="HOST:PORT")
+    s.add_argument("--dc09-tcp", action="append", metavar="HOST:PORT",
+                   help="SIA DC-09 over TCP")
+    s.add_argument("--dc09-udp", action="append", metavar="HOST:PORT",
+                   help="SIA DC-09 over UDP")
     s.add_argument("--serial", action="append", metavar="URL",
                    help="device or pyserial URL (/dev/ttyS0, socket://h:p, loop://)")
     s.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus /metrics")
@@ -570,7 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--paths", default="1", help="supervised paths, e.g. 1,2")
     add.add_argument("--unsupervised", action="store_true")
     add.add_argument("--contacts", help="JSON list or @file")
-    add.add_argument("--key", help="use this key (hex) instead of generating one")
+    add.add_argument("--key", help="use this key instead of generating one (native: hex; "
+                     "DC-09: AES-128/192/256 key, none = the line reports unencrypted)")
+    add.add_argument("--key-format", choices=["hex", "ascii"], default="hex",
+                     help="how --key is written (DC-09: ascii = 16/24/32 characters)")
     add.add_argument("--show-key", action="store_true", help="print the key")
     add.add_argument("--panel-template", metavar="FILE",
                      help="write a panel config template (JSON, mode 0600)")

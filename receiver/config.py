@@ -41,6 +41,9 @@ MAX_PENDING_WRITES = 5_000
 # within 180 s; a 120 s heartbeat plus 60 s grace meets that.
 SUPERVISION_INTERVAL_S = 120
 SUPERVISION_GRACE_S = 60
+# SIA DC-09 5.5.1.8: an encrypted message may be 40 s older and 20 s newer
+# than the receiver's clock (message time minus receiver time, seconds).
+DC09_WINDOW = (-40, 20)
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,11 @@ class Config:
     serial: list = field(default_factory=list)  # [SerialSpec]
     metrics: tuple | None = None
     web: tuple | None = None
+    dc09_tcp: list = field(default_factory=list)  # SIA DC-09 listeners [(host, port)]
+    dc09_udp: list = field(default_factory=list)
+    dc09_window: tuple = DC09_WINDOW  # timestamp test, (lower, upper) s
+    # per DC-09 account (upper-case hex): {"window": (lo, hi), "utc_offset_min": m}
+    dc09_accounts: dict = field(default_factory=dict)
     max_connections: int = MAX_CONNECTIONS
     max_unauthenticated: int = MAX_UNAUTHENTICATED
     auth_timeout_s: float = AUTH_TIMEOUT_S
@@ -132,7 +140,8 @@ def _load(path: str | None) -> Config:
     doc = _read_toml(path, "config")
     cfg.source = path
     base = os.path.dirname(os.path.abspath(path))
-    _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log"},
+    _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log",
+                      "dc09"},
                 path)
     st = doc.get("store", {})
     _check_keys(st, {"path", "max_batch"}, "[store]")
@@ -143,8 +152,9 @@ def _load(path: str | None) -> Config:
     if "max_batch" in st:
         cfg.max_batch = _num(st["max_batch"], "[store].max_batch", 1, True)
     ls = doc.get("listen", {})
-    _check_keys(ls, {"tcp", "udp", "serial", "metrics", "web"}, "[listen]")
-    for kind in ("tcp", "udp"):
+    _check_keys(ls, {"tcp", "udp", "serial", "metrics", "web", "dc09_tcp", "dc09_udp"},
+                "[listen]")
+    for kind in ("tcp", "udp", "dc09_tcp", "dc09_udp"):
         v = ls.get(kind, [])
         if isinstance(v, str):
             v = [v]
@@ -202,6 +212,7 @@ def _load(path: str | None) -> Config:
         cfg.router = _routing.parse(rdoc, known_classes=_alarms.CLASSES)
     except _routing.RoutingError as e:
         raise ConfigError("%s: %s" % (where, e)) from None
+    _load_dc09(cfg, doc.get("dc09", {}))
     lg = doc.get("log", {})
     _check_keys(lg, {"level"}, "[log]")
     if "level" in lg:
@@ -210,3 +221,38 @@ def _load(path: str | None) -> Config:
             raise ConfigError("[log].level must be debug, info, warning or error")
         cfg.log_level = lvl
     return cfg
+
+
+def _dc09_window(v, where) -> tuple:
+    if (not isinstance(v, list) or len(v) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            or not v[0] <= 0 <= v[1]):
+        raise ConfigError("%s must be [lower, upper] seconds with lower <= 0 <= upper"
+                          % where)
+    return (v[0], v[1])
+
+
+def _load_dc09(cfg: Config, dc) -> None:
+    """[dc09] window_s = [-40, 20]; [dc09.accounts.ACCOUNT] window_s, utc_offset_min
+    (a panel that sends local time: minutes east of UTC)."""
+    _check_keys(dc, {"window_s", "accounts"}, "[dc09]")
+    if "window_s" in dc:
+        cfg.dc09_window = _dc09_window(dc["window_s"], "[dc09].window_s")
+    accts = dc.get("accounts", {})
+    if not isinstance(accts, dict):
+        raise ConfigError("[dc09.accounts] must be a table of accounts")
+    for number, a in accts.items():
+        where = "[dc09.accounts.%s]" % number
+        n = str(number).upper()
+        if not 3 <= len(n) <= 16 or any(c not in "0123456789ABCDEF" for c in n):
+            raise ConfigError("%s: a DC-09 account is 3-16 hex digits" % where)
+        _check_keys(a, {"window_s", "utc_offset_min"}, where)
+        s = {}
+        if "window_s" in a:
+            s["window"] = _dc09_window(a["window_s"], where + ".window_s")
+        if "utc_offset_min" in a:
+            off = a["utc_offset_min"]
+            if isinstance(off, bool) or not isinstance(off, int) or not -720 <= off <= 840:
+                raise ConfigError("%s.utc_offset_min must be an integer -720..840" % where)
+            s["utc_offset_min"] = off
+        cfg.dc09_accounts[n] = s

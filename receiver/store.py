@@ -106,7 +106,17 @@ class Account:
                 raise ValueError("a native account number is a decimal u32 (0..4294967295)")
             if self.number != str(int(self.number)):
                 raise ValueError("a native account number has no leading zeros")
-        if not isinstance(self.key, (bytes, bytearray)) or not 16 <= len(self.key) <= 64:
+        if self.protocol == "dc09":
+            # SIA DC-09 5.5.1.6: the account is 3-16 hex digits (kept upper
+            # case); the key is AES-128/192/256, or empty for a line that
+            # reports unencrypted (5.4).
+            if not 3 <= len(self.number) <= 16 or any(
+                    c not in "0123456789ABCDEF" for c in self.number):
+                raise ValueError("a DC-09 account number is 3-16 upper-case hex digits")
+            if not isinstance(self.key, (bytes, bytearray)) or len(self.key) not in (0, 16, 24,
+                                                                                     32):
+                raise ValueError("a DC-09 key is 16, 24 or 32 bytes (or none: unencrypted)")
+        elif not isinstance(self.key, (bytes, bytearray)) or not 16 <= len(self.key) <= 64:
             raise ValueError("account key must be 16..64 bytes")
         for name in ("zones", "partitions"):
             v = getattr(self, name)

@@ -1,0 +1,325 @@
+"""SIA DC-09 on the receiver: the sans-I/O judge between the codec
+(``protocol.dc09``) and the socket adapters (``receiver.dc09_listener``).
+
+:meth:`Dc09Core.judge` takes one LF..CR frame and the receiver's clock
+(``now``, Unix seconds, UTC) and returns a :class:`Verdict` saying what to
+do; it opens no socket, reads no clock and touches no store.  The adapter
+then replies, records a security event, or ingests the event and answers
+with :meth:`Dc09Core.ack` (after the commit) or :meth:`Dc09Core.nak`.
+
+Replies (ANSI/SIA DC-09-2013 5.5.3, and where we chose):
+
+===============================================  ====================================
+frame                                            reply
+===============================================  ====================================
+event (ADM-CID, SIA-DCS) from a known account    ACK (``*ACK`` if it came encrypted)
+                                                 once the event is durably stored
+NULL link test                                   ACK at once (nothing to store)
+CRC error, malformed frame, oversize             NAK (``Dc09CrcError`` ...)
+encrypted message failing the timestamp test     NAK (5.5.3.2)
+store busy or failing                            NAK: the panel keeps the event and
+                                                 retries (never ACK what is not on
+                                                 disk)
+well-formed token we do not handle ("ADM-XYZ")   DUH (5.5.3.3: received correctly,
+                                                 cannot be processed)
+unknown account, wrong or missing key,           nothing; a security event is
+clear message for an account with a key          recorded (as the native protocol)
+ACK/NAK/DUH sent *to* us                         nothing (two receivers must not
+                                                 answer each other for ever)
+===============================================  ====================================
+
+Every NAK is unencrypted and carries the receiver's time (5.5.3.2); for an
+account configured with a UTC offset (panels that send local time) it is
+that account's local time, so the panel's clock is corrected in the
+convention it uses.  When the account is not known (a CRC error) it is UTC.
+
+Why silence for security rejections rather than DUH: many panels take DUH
+as final and drop the message, so a provisioning mistake at the central
+station (account not created yet, key mistyped) would cost events; without
+an answer the panel retries, fails over to its backup receiver and shows a
+communication trouble locally.  Silence also tells a prober nothing.
+
+Content we cannot map is never refused: an ADM-CID or SIA-DCS message that
+arrives intact but whose event code is unknown, or whose data is not the
+expected shape, is stored as an event of its own with the data verbatim in
+``text`` (Contact ID code 0, "Event 000", for data with no Contact ID
+code) and ACKed.  An operator can read it; a DUH would have lost it.
+
+Duplicates (retransmissions after a lost ACK, or the same message over
+two paths): DC-09 sequence numbers run 0001..9999 and wrap, and many
+panels restart them at boot, so (account, seq) alone is not unique over
+time.  The dedupe key is the sequence number plus a digest of the message
+content (ID token, line and data; not the pad, the timestamp or the
+receiver number, which differ between copies), made unique per time
+window: a copy seen within ``DEDUPE_WINDOW_S`` of the first gets the first
+copy's key, and the store's unique ``(account, dedupe_key)`` keeps one.  The
+window's memory is in this process; after a receiver restart a copy still
+collides when it falls in the same ``DEDUPE_WINDOW_S`` bucket of the clock
+as the first (a rare restart across a bucket boundary stores it twice:
+delivery stays at-least-once).
+
+Invariants:
+
+- ``judge`` raises nothing for any bytes a peer sends (every codec error is
+  a ``Dc09Error``, turned into a verdict).
+- An ACK is built only by :meth:`ack`, which the adapter calls after the
+  commit returned (or at once for a NULL).
+- The recent-message memory is bounded (``MAX_RECENT``) and expires after
+  ``DEDUPE_WINDOW_S``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from protocol import contactid
+from protocol import dc09
+from protocol.errors import LocalProtocolError
+
+_LOGGER = logging.getLogger(__name__)
+
+# The timestamp test's default window (DC-09 5.5.1.8): a message may be up
+# to 40 s older and 20 s newer than the receiver's clock.
+DEFAULT_WINDOW = dc09.DEFAULT_WINDOW
+# A copy of a message (same account, sequence and content) within this many
+# seconds of the first is a duplicate.  Panels retransmit for a few
+# minutes before they fail over (DC-09 leaves the schedule to the
+# equipment; ours gives up on a path after fail_after x backoff, at most
+# a few minutes); ten minutes covers that and keeps a panel that reboots
+# and restarts its sequence at 0001 from being mistaken for a copy unless
+# it sends the very same event within those ten minutes.
+DEDUPE_WINDOW_S = 600
+# Recent messages remembered at most: 50,000 panels sending a message each
+# every ten minutes, with room to spare; each entry is ~200 bytes.
+MAX_RECENT = 200_000
+# Longest event text kept (verbatim data of a message we cannot map).  The
+# DC-09 body is at most 4095 bytes; an operator needs the start of it.
+MAX_TEXT = 512
+# Largest zone/user number taken from a message: Contact ID has 3 digits,
+# SIA DC-03 addresses are up to 4; anything longer is kept in the text.
+MAX_ZONE = 9999
+
+# Verdict kinds
+EVENT = "event"        # ingest verdict.event, then ACK (or NAK if busy)
+LINK = "link"          # NULL: supervision heard it; reply with ack() at once
+REPLY = "reply"        # send verdict.reply (NAK or DUH) now
+SECURITY = "security"  # record a security event; no reply
+IGNORE = "ignore"      # nothing to do (a reply sent to us)
+
+_DIGEST_LEN = 16  # hex digits of sha256: 64 bits, ample per (account, seq, window)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Per-account DC-09 settings: the timestamp window (seconds, message
+    time minus receiver time) and the offset of the panel's clock from UTC
+    (panels that send local time: seconds east of UTC)."""
+
+    window: tuple = DEFAULT_WINDOW
+    utc_offset_s: int = 0
+
+
+@dataclass
+class Verdict:
+    kind: str
+    reply: bytes | None = None
+    message: dc09.Dc09Message | None = None
+    account: object = None  # receiver.store.Account
+    event: dict | None = None
+    reason: str = ""  # why (metrics label, security reason)
+    detail: str = ""
+    account_number: str | None = None  # as sent, for logs and security events
+    seq: int | None = None
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+class RecentMessages:
+    """Which (account, seq, digest) were seen, and when first, for
+    ``window_s``; gives the dedupe key of a message (see the module doc)."""
+
+    def __init__(self, window_s: float = DEDUPE_WINDOW_S, max_entries: int = MAX_RECENT):
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self._first: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def dedupe_key(self, account: str, seq: int, digest: str, now: float) -> str:
+        k = (account, seq, digest)
+        first = self._first.get(k)
+        if first is None or now - first > self.window_s:
+            first = now
+            self._first[k] = first
+            self._first.move_to_end(k)
+        self._prune(now)
+        return "dc09:%04d:%s:%d" % (seq, digest, int(first // self.window_s))
+
+    def _prune(self, now: float) -> None:
+        d = self._first
+        while d:
+            k, t = next(iter(d.items()))
+            if now - t > self.window_s or len(d) > self.max_entries:
+                del d[k]
+            else:
+                break
+
+
+def content_digest(msg: dc09.Dc09Message) -> str:
+    """What two copies of one message share: the ID token, line and data
+    (not the pad, timestamp or receiver number)."""
+    h = hashlib.sha256(("%s\x00%s\x00%s" % (msg.msg_id, msg.line or "", msg.data))
+                       .encode("ascii", "replace"))
+    return h.hexdigest()[:_DIGEST_LEN]
+
+
+class Dc09Core:
+    """Judges DC-09 frames for one receiver.
+
+    ``lookup(number) -> Account | None`` gives the account (DC-09 accounts
+    are stored in upper-case hex); ``settings(number) -> AccountSettings``
+    its timestamp window and UTC offset.
+    """
+
+    def __init__(self, lookup, settings=None):
+        self._lookup = lookup
+        self._settings = settings or (lambda number: AccountSettings())
+        self.recent = RecentMessages()
+
+    # -- helpers ------------------------------------------------------------------
+
+    def account(self, number: str | None):
+        if not number:
+            return None
+        a = self._lookup(number.upper())
+        if a is None or a.protocol != "dc09":
+            return None
+        return a
+
+    def settings(self, number: str | None) -> AccountSettings:
+        if not number:
+            return AccountSettings()
+        return self._settings(number.upper()) or AccountSettings()
+
+    def _key(self, number: str):
+        a = self.account(number)
+        return (a.key or None) if a is not None else None
+
+    def panel_time(self, number: str | None, now: float) -> datetime:
+        """The receiver's clock in the account's convention (UTC + offset)."""
+        return _utc(now + self.settings(number).utc_offset_s)
+
+    def nak(self, number: str | None, now: float) -> bytes:
+        """NAK with the receiver's time (5.5.3.2), never encrypted."""
+        return dc09.build_nak(self.panel_time(number, now))
+
+    def ack(self, v: Verdict, now: float) -> bytes:
+        """ACK for an accepted message: ``*ACK`` with the account's key and
+        time when the message was encrypted (5.5.3.1)."""
+        msg = v.message
+        key = v.account.key if msg.encrypted else None
+        return dc09.build_ack(msg, key=key, now=self.panel_time(msg.account, now))
+
+    # -- the judge ------------------------------------------------------------------
+
+    def judge(self, frame: bytes, now: float) -> Verdict:
+        try:
+            msg = dc09.parse(frame, key_lookup=self._key)
+        except dc09.Dc09CrcError as e:
+            return Verdict(REPLY, self.nak(None, now), reason="dc09_crc", detail=str(e))
+        except dc09.Dc09TimestampError as e:
+            # decrypted (the key is right) but no or an unreadable timestamp
+            m = e.message
+            return Verdict(REPLY, self.nak(m.account, now), message=m, reason="dc09_time",
+                           detail=str(e), account_number=m.account, seq=m.seq)
+        except dc09.Dc09KeyError as e:
+            a = self._lookup(e.account.upper()) if e.account else None
+            if a is None or a.protocol != "dc09":
+                reason = "unknown_account"
+            elif not a.key:
+                reason = "unexpected_encryption"
+            else:
+                reason = "bad_key"
+            return Verdict(SECURITY, reason=reason, detail=str(e), account_number=e.account)
+        except dc09.Dc09Error as e:  # format, oversize
+            return Verdict(REPLY, self.nak(None, now), reason="dc09_format", detail=str(e))
+        except LocalProtocolError as e:
+            # our own account key is unusable (not 16/24/32 bytes)
+            _LOGGER.error("DC-09 account key unusable error=%s", e)
+            return Verdict(SECURITY, reason="bad_key", detail=str(e))
+
+        number = msg.account
+        if msg.msg_id in (dc09.ACK, dc09.NAK, dc09.DUH):
+            return Verdict(IGNORE, message=msg, reason="unexpected_reply",
+                           account_number=number, seq=msg.seq)
+        a = self.account(number)
+        if a is None:
+            return Verdict(SECURITY, message=msg, reason="unknown_account",
+                           detail="no DC-09 account %s" % number, account_number=number,
+                           seq=msg.seq)
+        if a.key and not msg.encrypted:
+            # Anyone on the path can forge a clear message; an account with
+            # a key reports encrypted only.
+            return Verdict(SECURITY, message=msg, account=a, reason="clear_message",
+                           detail="clear %s for an account with a key" % msg.msg_id,
+                           account_number=number, seq=msg.seq)
+        st = self.settings(number)
+        if msg.encrypted:
+            delta = msg.timestamp - self.panel_time(number, now)
+            lower, upper = st.window
+            if not timedelta(seconds=lower) <= delta <= timedelta(seconds=upper):
+                return Verdict(REPLY, self.nak(number, now), message=msg, account=a,
+                               reason="dc09_time",
+                               detail="timestamp %+.0f s from receiver time"
+                               % delta.total_seconds(), account_number=number, seq=msg.seq)
+        if msg.msg_id == dc09.NULL:
+            return Verdict(LINK, message=msg, account=a, account_number=number, seq=msg.seq)
+        if msg.msg_id not in (dc09.ADM_CID, dc09.SIA_DCS):
+            return Verdict(REPLY, dc09.build_duh(msg), message=msg, account=a,
+                           reason="dc09_unsupported", detail="ID token %s" % msg.msg_id,
+                           account_number=number, seq=msg.seq)
+        return Verdict(EVENT, message=msg, account=a, event=self._event(msg, a, st, now),
+                       account_number=number, seq=msg.seq)
+
+    def _event(self, msg: dc09.Dc09Message, a, st: AccountSettings, now: float) -> dict:
+        text = None
+        try:
+            if msg.msg_id == dc09.ADM_CID:
+                e = dc09.adm_cid_to_event(msg)
+                if e["code"] not in contactid.CODES:
+                    text = "ADM-CID " + msg.data
+            else:
+                e = dc09.sia_dcs_to_event(msg)
+                text = e["text"] or None
+                if e["code"] is None:
+                    # a SIA code with no Contact ID row: kept verbatim
+                    e = {"qualifier": 1, "code": 0, "partition": e["partition"],
+                         "zone": e["zone"]}
+                    text = "SIA-DCS " + msg.data
+        except dc09.Dc09Error:
+            # intact but not the shape we know: store it verbatim, do not lose it
+            e = {"qualifier": 1, "code": 0, "partition": 0, "zone": 0}
+            text = "%s %s" % (msg.msg_id, msg.data)
+        if not 0 <= int(e["zone"]) <= MAX_ZONE:
+            # a SIA address longer than any zone or user number: keep it as text
+            e = dict(e, zone=0)
+            text = "%s %s" % (msg.msg_id, msg.data)
+        if text is not None and len(text) > MAX_TEXT:
+            text = text[:MAX_TEXT]
+        event_time = None
+        if msg.timestamp is not None:
+            event_time = msg.timestamp.timestamp() - st.utc_offset_s
+        return {
+            "account": a.number, "protocol": "dc09",
+            "dedupe_key": self.recent.dedupe_key(a.number, msg.seq, content_digest(msg), now),
+            "seq": msg.seq, "qualifier": e["qualifier"], "code": e["code"],
+            "partition": min(int(e["partition"]), 99), "zone": int(e["zone"]), "text": text,
+            "event_time": event_time, "received_at": now, "path": 1,
+        }

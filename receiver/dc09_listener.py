@@ -1,0 +1,499 @@
+"""SIA DC-09 listeners: TCP and UDP on their own ports, in front of the
+sans-I/O judge (``receiver.dc09_core``) and the receiver's protocol-agnostic
+ingest (:meth:`receiver.app.Receiver.ingest`).
+
+    guardline-receiver serve --dc09-tcp 0.0.0.0:7710 --dc09-udp 0.0.0.0:7710
+
+TCP: a panel may keep its connection and send many messages on it, or open
+one connection per message; both work.  Replies go out in the order the
+messages came in, whatever order their commits finish in (several frames
+on one connection are committed concurrently, so they share group
+commits).  A connection with ``MAX_INFLIGHT`` events waiting for the store
+stops being read until one is answered (TCP backpressure, no NAK).  When
+the panel half-closes after its message, the reply still goes out and then
+the connection is closed.
+
+UDP: one message per datagram; the reply goes to the sender's address.
+
+Limits, as the native listeners (``receiver.listeners``, config
+``[limits]``): ``max_connections`` and ``max_unauthenticated`` per listener,
+``auth_timeout_s`` for a connection with no accepted message,
+``idle_timeout_s``, TCP keepalive, and closing a connection after
+``MAX_SECURITY_REJECTS`` security rejections, after ``MAX_BAD_FRAMES``
+NAKed frames, or after ``MAX_UNAUTH_BYTES`` without an accepted message.
+On UDP the NAKs to frames from nobody we know are rate-limited
+(``UDP_NAK_PER_S``) so the receiver cannot be used to reflect traffic.
+
+Every accepted message (NULL link test included) restarts the account's
+supervision timer on path 1; DC-09 has no path field, so a DC-09 account
+is supervised as one path.  Event replies follow the judge (ACK after the
+commit, NAK when busy); see ``receiver.dc09_core`` for the whole table.
+
+``start(rx)`` is what :meth:`Receiver.start` calls; it sets ``rx.dc09`` to
+the :class:`Dc09Service` (whose ``clock`` tests may replace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import types
+from collections import deque
+
+from protocol import dc09
+from receiver import dc09_core as core
+from receiver.app import MAX_SECURITY_REJECTS, Busy, _RateLimit
+from receiver.listeners import TCP_BACKLOG, _keepalive
+from receiver.logfmt import q
+
+_LOGGER = logging.getLogger(__name__)
+
+# Events one TCP connection may have waiting for a commit before it stops
+# being read.  A DC-09 panel waits for each ACK (one in flight); a
+# concentrator forwarding many panels over one connection pipelines a few.
+MAX_INFLIGHT = 16
+# NAKed frames on a connection that has not had a message accepted: a
+# panel with a bad clock needs one or two; a stream of them is not a panel.
+MAX_BAD_FRAMES = 8
+# Bytes a connection may send before its first accepted message: four
+# maximal frames (dc09.MAX_FRAME_LEN = 4105).
+MAX_UNAUTH_BYTES = 4 * dc09.MAX_FRAME_LEN
+# Bytes handed to the reader at a time, drained after each slice, so the
+# reader's backlog bound (dc09.MAX_BUFFERED, 16 frames) is never reached.
+READ_SLICE = dc09.MAX_FRAME_LEN
+# Replies queued for a peer that does not read: a reply is < 200 bytes.
+MAX_WRITE_BUFFER = 64 * 1024
+# NAKs per second to UDP senders no account vouches for (CRC/format
+# errors): enough for a real panel's retries, too few to reflect a flood.
+UDP_NAK_PER_S = 50.0
+
+
+class Dc09Service:
+    """Glue between the judge and the receiver: supervision, ingest,
+    replies, security events and metrics.  Shared by every DC-09 listener."""
+
+    def __init__(self, rx):
+        self.rx = rx
+        self.clock = time.time  # tests replace it (receiver clock skew)
+        cfg = rx.config
+        self._default = core.AccountSettings(tuple(cfg.dc09_window), 0)
+        self._per_account = {
+            number.upper(): core.AccountSettings(
+                tuple(s.get("window", cfg.dc09_window)), 60 * s.get("utc_offset_min", 0))
+            for number, s in cfg.dc09_accounts.items()}
+        self.core = core.Dc09Core(rx.account, self._settings)
+
+    def _settings(self, number: str) -> core.AccountSettings:
+        return self._per_account.get(number, self._default)
+
+    # -- one frame ------------------------------------------------------------------
+
+    def handle(self, frame: bytes, link) -> None:
+        """A frame from a link.  Never raises for anything a peer sends."""
+        rx = self.rx
+        now = self.clock()
+        v = self.core.judge(frame, now)
+        m = rx.metrics
+        if v.kind in (core.EVENT, core.LINK):
+            m.frames.labels(link.transport, "accepted").inc()
+            link.accepted()
+            change = rx.supervisor.heard(v.account.number, 1, now)
+            if change is not None:
+                rx._spawn(rx._supervision_event(change))
+            if v.kind == core.LINK:
+                link.reply(self.core.ack(v, now))
+                return
+            v.event["peer"] = link.peer
+            slot = link.reserve()
+            rx._spawn(self._commit(v, link, slot, time.perf_counter()), inflight=True)
+        elif v.kind == core.REPLY:
+            if v.reason == "dc09_unsupported":
+                m.frames.labels(link.transport, "duh").inc()
+            else:
+                m.frames.labels(link.transport, "rejected").inc()
+                m.naks.labels(v.reason).inc()
+            _LOGGER.debug("DC-09 frame refused account=%s seq=%s reason=%s detail=%s peer=%s",
+                          v.account_number, v.seq, v.reason, q(v.detail), link.peer)
+            link.refuse(v.reply, known=v.account is not None)
+        elif v.kind == core.SECURITY:
+            self._security(v, link)
+        else:
+            m.frames.labels(link.transport, "ignored").inc()
+
+    def oversize(self, link, error) -> None:
+        """The reader found no frame end within dc09.MAX_FRAME_LEN bytes."""
+        self.rx.metrics.frames.labels(link.transport, "rejected").inc()
+        self.rx.metrics.naks.labels("dc09_format").inc()
+        link.refuse(self.core.nak(None, self.clock()), known=False)
+
+    async def _commit(self, v: core.Verdict, link, slot, t0: float) -> None:
+        rx = self.rx
+        try:
+            await rx.ingest(v.event)
+        except Busy as e:
+            rx.metrics.naks.labels("busy").inc()
+            if rx._busy_log.allow():
+                _LOGGER.warning("NAK busy account=%s seq=%04d peer=%s reason=%s",
+                                v.account.number, v.seq, link.peer, q(e.reason))
+            link.fill(slot, self.core.nak(v.account.number, self.clock()))
+            return
+        except Exception:  # noqa: BLE001 - a bug: no reply, the panel retries
+            _LOGGER.exception("DC-09 ingest failed account=%s seq=%s", v.account.number, v.seq)
+            link.fill(slot, None)
+            return
+        link.fill(slot, self.core.ack(v, self.clock()))
+        rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    def _security(self, v: core.Verdict, link) -> None:
+        rx = self.rx
+        rx.metrics.frames.labels(link.transport, "rejected").inc()
+        rx.metrics.security.labels(v.reason).inc()
+        if rx._security_log.allow():
+            _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%s peer=%s "
+                            "transport=%s", v.account_number, v.seq, v.reason, q(v.detail),
+                            link.peer, link.transport)
+        if (rx.store.pending_writes >= rx.config.max_pending_writes // 2
+                or not rx._security_store.allow()):
+            rx.metrics.security_dropped.inc()  # a flood must not starve real events
+        else:
+            rej = types.SimpleNamespace(account=v.account_number, seq=v.seq,
+                                        reason_name=v.reason, detail=v.detail)
+            rx._spawn(rx._record_security(rej, link.peer, link.transport))
+        link.security_rejects += 1
+        if link.security_rejects >= MAX_SECURITY_REJECTS:
+            link.close("security")
+
+
+# -- TCP --------------------------------------------------------------------------------
+
+
+class _TcpLink(asyncio.Protocol):
+    """One TCP connection.  Replies leave in message order: each message
+    takes a slot, filled when its reply is known; the head slots are
+    written as soon as they are filled."""
+
+    transport = "dc09-tcp"  # the metrics label (as Link.transport in listeners.py)
+
+    def __init__(self, listener: "Dc09TcpListener"):
+        self.listener = listener
+        self.service = listener.service
+        self.t = None
+        self.peer = "dc09-tcp:?"
+        self.reader = dc09.Dc09Reader()
+        self.slots: deque = deque()  # [done, reply bytes or None]
+        self.inflight = 0
+        self.closed = False
+        self.eof = False
+        self.paused = False
+        self.authenticated = False
+        self.opened = self.last_rx = time.time()
+        self.bytes_before_auth = 0
+        self.bad_frames = 0
+        self.security_rejects = 0
+
+    # asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        lst = self.listener
+        self.t = transport
+        p = transport.get_extra_info("peername")
+        self.peer = "dc09-tcp:%s:%s" % (p[0], p[1]) if p else "dc09-tcp:?"
+        cfg = lst.service.rx.config
+        why = None
+        if len(lst.conns) >= cfg.max_connections:
+            why = "max_connections"
+        elif lst.unauthenticated >= cfg.max_unauthenticated:
+            why = "max_unauthenticated"
+        elif not lst.accepting:
+            why = "stopping"
+        if why is not None:
+            lst.service.rx.metrics.connections_refused.labels(why).inc()
+            if lst.refuse_log.allow():
+                _LOGGER.warning("connection refused peer=%s why=%s connections=%d",
+                                self.peer, why, len(lst.conns))
+            self.closed = True
+            transport.abort()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _keepalive(sock)
+        transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER)
+        lst.conns.add(self)
+        lst.unauthenticated += 1
+
+    def data_received(self, data) -> None:
+        if self.closed:
+            return
+        self.last_rx = time.time()
+        try:
+            mv = memoryview(data)
+            for i in range(0, len(mv), READ_SLICE):
+                self.reader.receive_data(mv[i:i + READ_SLICE])
+                while not self.closed:
+                    try:
+                        f = self.reader.next_frame()
+                    except dc09.Dc09OversizeError as e:
+                        self.service.oversize(self, e)
+                        continue
+                    if f is dc09.NEED_DATA:
+                        break
+                    self.service.handle(f, self)
+                if self.closed:
+                    return
+            if not self.authenticated:
+                self.bytes_before_auth += len(data)
+                if self.bytes_before_auth > MAX_UNAUTH_BYTES:
+                    self.close("garbage")
+                    return
+            if self.inflight >= MAX_INFLIGHT and not self.paused:
+                self.paused = True
+                self.t.pause_reading()
+        except Exception:  # noqa: BLE001 - a bug must not take the listener down
+            _LOGGER.exception("error handling DC-09 data peer=%s", self.peer)
+            self.close("internal_error")
+
+    def eof_received(self):
+        # The panel may half-close after its message: answer, then close.
+        self.eof = True
+        if not self.slots:
+            return False
+        return True
+
+    def pause_writing(self) -> None:
+        self.close("write_buffer_full")  # a peer that does not read replies
+
+    def connection_lost(self, exc) -> None:
+        lst = self.listener
+        self.closed = True
+        if self in lst.conns:
+            lst.conns.discard(self)
+            if not self.authenticated:
+                lst.unauthenticated -= 1
+
+    # link interface (Dc09Service) ------------------------------------------------
+
+    def accepted(self) -> None:
+        self.bad_frames = 0
+        if not self.authenticated:
+            self.authenticated = True
+            self.listener.unauthenticated -= 1
+
+    def reserve(self) -> list:
+        slot = [False, None]
+        self.slots.append(slot)
+        self.inflight += 1
+        return slot
+
+    def fill(self, slot: list, data: bytes | None) -> None:
+        slot[0], slot[1] = True, data
+        self.inflight -= 1
+        self._flush()
+        if self.paused and self.inflight < MAX_INFLIGHT and not self.closed:
+            self.paused = False
+            self.t.resume_reading()
+
+    def reply(self, data: bytes) -> None:
+        self.slots.append([True, data])
+        self._flush()
+
+    def refuse(self, data: bytes, known: bool) -> None:
+        self.reply(data)
+        if not self.authenticated:
+            self.bad_frames += 1
+            if self.bad_frames > MAX_BAD_FRAMES:
+                self.close("garbage")
+
+    def _flush(self) -> None:
+        slots = self.slots
+        while slots and slots[0][0]:
+            data = slots.popleft()[1]
+            if data and not self.closed:
+                self.t.write(data)
+        if self.eof and not slots and not self.closed:
+            self.close("eof")
+
+    def close(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if why != "eof":
+            self.service.rx.metrics.connections_closed.labels(why).inc()
+            _LOGGER.info("closing link peer=%s why=%s", self.peer, why)
+        if why in ("security", "write_buffer_full"):
+            self.t.abort()  # do not wait to flush to a peer we distrust
+        else:
+            self.t.close()  # flush the last reply first
+
+
+class Dc09TcpListener:
+    transport = "dc09-tcp"
+
+    def __init__(self, service: Dc09Service, host: str, port: int):
+        self.service = service
+        self.host = host
+        self.port = port
+        self.server = None
+        self.conns: set[_TcpLink] = set()
+        self.unauthenticated = 0
+        self.accepting = True
+        self.address = (host, port)
+        self.refuse_log = _RateLimit(1.0)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _TcpLink(self), self.host, self.port,
+                                               backlog=TCP_BACKLOG, reuse_address=True)
+        self.address = self.server.sockets[0].getsockname()[:2]
+        _LOGGER.info("listening transport=dc09-tcp address=%s:%d", *self.address)
+
+    def connection_count(self) -> int:
+        return len(self.conns)
+
+    def sweep(self, now: float) -> None:
+        cfg = self.service.rx.config
+        for link in list(self.conns):
+            if not link.authenticated and now - link.opened > cfg.auth_timeout_s:
+                link.close("auth_timeout")
+            elif now - link.last_rx > cfg.idle_timeout_s and not link.slots:
+                link.close("idle_timeout")
+
+    async def stop_accepting(self) -> None:
+        self.accepting = False
+        if self.server is not None:
+            self.server.close()
+        for link in list(self.conns):
+            if link.t is not None:
+                link.t.pause_reading()
+
+    async def close(self) -> None:
+        for link in list(self.conns):
+            link.close("stopping")
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass
+
+
+# -- UDP --------------------------------------------------------------------------------
+
+
+class _DatagramLink:
+    transport = "dc09-udp"
+
+    def __init__(self, listener: "Dc09UdpListener", addr):
+        self.listener = listener
+        self._addr = addr
+        self.peer = "dc09-udp:%s:%s" % (addr[0], addr[1])
+        self.security_rejects = 0
+
+    def _send(self, data: bytes | None) -> None:
+        t = self.listener.transport
+        if data and t is not None and not t.is_closing():
+            t.sendto(data, self._addr)
+
+    def accepted(self) -> None:
+        pass
+
+    def reserve(self):
+        return None
+
+    def fill(self, slot, data: bytes | None) -> None:
+        self._send(data)
+
+    def reply(self, data: bytes) -> None:
+        self._send(data)
+
+    def refuse(self, data: bytes, known: bool) -> None:
+        if known or self.listener.nak_limit.allow():
+            self._send(data)
+
+    def close(self, why: str) -> None:
+        pass  # nothing to close: each datagram stands alone
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: "Dc09UdpListener"):
+        self.listener = listener
+
+    def connection_made(self, transport) -> None:
+        self.listener.transport = transport
+
+    def datagram_received(self, data, addr) -> None:
+        lst = self.listener
+        if not lst.accepting:
+            return
+        lst.datagrams += 1
+        link = _DatagramLink(lst, addr)
+        try:
+            reader = dc09.Dc09Reader()
+            for i in range(0, len(data), READ_SLICE):
+                reader.receive_data(data[i:i + READ_SLICE])
+                while True:
+                    try:
+                        f = reader.next_frame()
+                    except dc09.Dc09OversizeError as e:
+                        lst.service.oversize(link, e)
+                        continue
+                    if f is dc09.NEED_DATA:
+                        break
+                    lst.service.handle(f, link)
+        except Exception:  # noqa: BLE001 - never let a datagram kill the endpoint
+            _LOGGER.exception("error handling DC-09 datagram peer=%s", link.peer)
+
+    def error_received(self, exc) -> None:
+        _LOGGER.debug("dc09 udp error=%s", exc)
+
+
+class Dc09UdpListener:
+    transport = "dc09-udp"
+
+    def __init__(self, service: Dc09Service, host: str, port: int):
+        self.service = service
+        self.host = host
+        self.port = port
+        self.transport = None
+        self.accepting = True
+        self.datagrams = 0
+        self.address = (host, port)
+        self.nak_limit = _RateLimit(UDP_NAK_PER_S, UDP_NAK_PER_S)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
+                                            local_addr=(self.host, self.port))
+        self.address = self.transport.get_extra_info("sockname")[:2]
+        _LOGGER.info("listening transport=dc09-udp address=%s:%d", *self.address)
+
+    def connection_count(self) -> int:
+        return 0
+
+    def sweep(self, now: float) -> None:
+        pass
+
+    async def stop_accepting(self) -> None:
+        self.accepting = False  # keep the socket: in-flight ACKs still go out
+
+    async def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+# -- wiring -----------------------------------------------------------------------------
+
+
+async def start(rx) -> None:
+    """Open the DC-09 listeners of ``rx.config`` (``dc09_tcp``, ``dc09_udp``):
+    appended to ``rx.listeners``, their addresses in ``rx.addresses``."""
+    service = Dc09Service(rx)
+    rx.dc09 = service
+    cfg = rx.config
+    for kind, cls, addrs in (("dc09_tcp", Dc09TcpListener, cfg.dc09_tcp),
+                             ("dc09_udp", Dc09UdpListener, cfg.dc09_udp)):
+        rx.addresses.setdefault(kind, [])
+        for host, port in addrs:
+            lst = cls(service, host, port)
+            await lst.start()
+            rx.listeners.append(lst)
+            rx.addresses[kind].append(lst.address)

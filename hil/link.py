@@ -83,6 +83,8 @@ REORDER_HOLD_S = 0.25
 # as raw bytes after this much silence (so console text containing "GL"
 # cannot stall the pipe).
 IDLE_FLUSH_S = 0.2
+# Bytes of a raw (non-frame) unit shown in the timeline.
+RAW_PREVIEW = 32
 # Frames kept per direction for replay (hil scenarios play attacker).
 CAPTURE_FRAMES = 512
 # Socket read size; glwire.READ_SIZE is what the firmware reads.
@@ -271,7 +273,7 @@ class _Pipe:
         entry = self.link.timeline.record(
             LINK, "frame" if lab else "raw", link=self.link.name, dir=self.direction,
             pipe=self.index, n=n, len=len(data), fate=fate, delivered=[],
-            **(lab or {}))
+            **(lab or {"hex": data[:RAW_PREVIEW].hex()}))
         if lab is not None:
             self.link.captured[self.direction].append((entry, data))
         if f.cut:

@@ -50,8 +50,9 @@ def describe(e: dict, verbose: bool = False) -> str | None:
                 s += "  (not delivered)"
             return s
         if kind == "raw":
-            return "%-8s %s raw %d bytes [%s]" % (d.get("link", ""), ARROW.get(d.get("dir"), "?"),
-                                                  d.get("len", 0), ", ".join(d.get("fate", [])))
+            return "%-8s %s raw %d bytes %s [%s]" % (
+                d.get("link", ""), ARROW.get(d.get("dir"), "?"), d.get("len", 0),
+                d.get("hex", ""), ", ".join(d.get("fate", [])))
         if kind == "control":
             extra = {k: v for k, v in d.items() if k not in ("link", "action", "dir")}
             return "%-8s %s %s %s" % (d.get("link", ""), d.get("action", "").upper(),

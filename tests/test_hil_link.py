@@ -209,6 +209,11 @@ async def test_tcp_clean_link_passes_and_labels_frames(tcp_setup):
     await until(lambda: len(back) == len(peer.data), what="the echo back")
     assert bytes(peer.data) == b"".join(frames)
     assert bytes(back) == bytes(peer.data)
+    wr.write(b"not a frame\n")
+    await until(lambda: link.timeline.select("link", "raw", dir="up"), what="a raw unit",
+                timeout=10)
+    (raw,) = link.timeline.select("link", "raw", dir="up")
+    assert bytes.fromhex(raw.detail["hex"]) == b"not a frame\n"
     up = link.frames("up")
     assert [e.detail["seq"] for e in up] == list(range(1, 21))
     assert all(e.detail["account"] == ACCOUNT and e.detail["type"] == "EVENT" for e in up)

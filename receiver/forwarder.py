@@ -149,6 +149,10 @@ class WebhookOutput(Output):
 
 
 def make_output(spec: OutputSpec) -> Output:
+    if spec.type == "dc09":
+        from receiver.dc09_output import Dc09Output  # noqa: PLC0415 - imports us
+
+        return Dc09Output(spec)  # SIA DC-09 ADM-CID to automation software
     return JsonLinesOutput(spec) if spec.type == "jsonl" else WebhookOutput(spec)
 
 

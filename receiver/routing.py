@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 _LOGGER = logging.getLogger(__name__)
 
 LEVELS = ("police_station", "district_command", "municipal_center")
-OUTPUT_TYPES = ("jsonl", "webhook")
+OUTPUT_TYPES = ("jsonl", "webhook", "dc09")
+# Keys of a "dc09" output besides address/timeout_s/retry_max_s
+# (receiver.dc09_output checks their values).
+DC09_OUTPUT_KEYS = ("account", "key", "key_format", "line", "receiver")
 
 
 class RoutingError(ValueError):
@@ -38,6 +41,8 @@ class OutputSpec:
     url: str = ""
     timeout_s: float = 10.0
     retry_max_s: float = 60.0  # cap of the retry backoff
+    # type "dc09": {"account", "key" (bytes or None), "line", "receiver"}
+    dc09: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,8 @@ def parse(doc: dict, known_classes=None) -> Router:
         if not isinstance(o, dict):
             raise RoutingError("%s must be a table" % where)
         bad = set(o) - {"type", "address", "url", "timeout_s", "retry_max_s"}
+        if o.get("type") == "dc09":
+            bad -= set(DC09_OUTPUT_KEYS)
         if bad:
             raise RoutingError("%s: unknown key(s) %s" % (where, ", ".join(sorted(bad))))
         t = o.get("type")
@@ -127,10 +134,18 @@ def parse(doc: dict, known_classes=None) -> Router:
         retry = o.get("retry_max_s", 60.0)
         if not isinstance(retry, (int, float)) or retry < 0.5:
             raise RoutingError("%s.retry_max_s must be a number >= 0.5" % where)
-        if t == "jsonl":
+        if t in ("jsonl", "dc09"):
             host, port = _addr(o.get("address"), where + ".address")
+            dc = None
+            if t == "dc09":
+                from receiver import dc09_output  # noqa: PLC0415
+
+                try:
+                    dc = dc09_output.options(o)
+                except ValueError as e:
+                    raise RoutingError("%s: %s" % (where, e)) from None
             outputs[name] = OutputSpec(name, t, host=host, port=port, timeout_s=float(timeout),
-                                       retry_max_s=float(retry))
+                                       retry_max_s=float(retry), dc09=dc)
         else:
             url = o.get("url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):

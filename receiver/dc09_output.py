@@ -1,0 +1,218 @@
+"""SIA DC-09 forwarding output: routed alarms to automation software
+(central-station software that takes DC-09 from receivers) as ADM-CID
+messages over TCP, each one confirmed by the far end's ACK.
+
+Configured as an output of the routing file::
+
+    [outputs.automation]
+    type = "dc09"
+    address = "10.0.0.5:7710"
+    account = "1234"       # optional: report every alarm as this account;
+                           # default: the alarm's own account (zero-padded
+                           # to 4 digits when shorter than 3)
+    key = "..."            # optional AES-128/192/256 key: encrypted messages
+    key_format = "hex"     # or "ascii"
+    line = "0"             # account prefix (L field), default "0"
+    receiver = "1"         # receiver number (R field), optional
+    timeout_s = 10
+    retry_max_s = 60
+
+It plugs into the forwarder's store-and-forward (``receiver.forwarder``):
+each outbox row is one message, delivered in id order, retried at the head
+with capped backoff until the far end ACKs it, across restarts.  Delivery
+is at least once; the sequence number is derived from the outbox id
+(``(id - 1) % 9999 + 1``), so a message sent again after a restart carries
+its first sequence number and the far end can recognise the copy.
+
+The far end's replies (DC-09 5.5.3): ``ACK`` (``*ACK`` for an encrypted
+message, checked with the key) with our sequence number = delivered.
+``NAK`` = not delivered; its timestamp gives the far end's clock, and the
+next attempt's timestamp is corrected by the difference (5.5.3.2).
+``DUH`` = not delivered either: the row stays at the head and is retried,
+logged with the reason, because dropping an alarm is worse than holding
+the queue until someone fixes the far end's configuration.
+
+A far end may keep the connection or close it after each reply; when a
+kept connection turns out closed before any reply, the message is sent
+once more on a fresh connection in the same attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+from protocol import dc09
+from protocol.errors import LocalProtocolError
+from receiver.forwarder import DeliveryError, Output
+
+_LOGGER = logging.getLogger(__name__)
+
+# Bytes read from the far end per call.
+_READ = 4096
+
+
+def options(o: dict) -> dict:
+    """The DC-09 part of an output's configuration, checked.  Raises
+    ValueError with a message naming the key."""
+    account = o.get("account")
+    if account is not None:
+        if not isinstance(account, str) or not 3 <= len(account) <= 16 or any(
+                c not in "0123456789ABCDEFabcdef" for c in account):
+            raise ValueError("account must be 3-16 hex digits")
+        account = account.upper()
+    key = None
+    if o.get("key"):
+        try:
+            key = dc09.parse_key(o["key"], o.get("key_format", "hex"))
+        except LocalProtocolError as e:
+            raise ValueError("key: %s" % e) from None
+    elif "key_format" in o and o["key_format"] not in ("hex", "ascii"):
+        raise ValueError("key_format must be 'hex' or 'ascii'")
+    out = {"account": account, "key": key}
+    for name, default in (("line", "0"), ("receiver", None)):
+        v = o.get(name, default)
+        if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= 6 or any(
+                c not in "0123456789ABCDEFabcdef" for c in v)):
+            raise ValueError("%s must be 1-6 hex digits" % name)
+        out[name] = v
+    return out
+
+
+def seq_for(outbox_id: int) -> int:
+    """DC-09 sequence number (0001..9999) of an outbox row."""
+    return (outbox_id - 1) % dc09.SEQ_LAST + 1
+
+
+def _clamp(v, top: int) -> int:
+    try:
+        v = int(v or 0)
+    except (TypeError, ValueError):
+        return 0
+    return min(max(v, 0), top)
+
+
+def message_for(outbox_id: int, payload: dict, opts: dict, now: datetime) -> dc09.Dc09Message:
+    """The ADM-CID message of an outbox row.  Never raises for a payload:
+    a field out of Contact ID's range is clamped (a row that can never be
+    built would block the output for ever)."""
+    account = opts["account"]
+    if account is None:
+        account = str(payload.get("account") or "0")
+        if not all(c in "0123456789ABCDEFabcdef" for c in account) or len(account) > 16:
+            account = "0000"
+        account = account.upper().rjust(4, "0") if len(account) < 3 else account.upper()
+    q = payload.get("qualifier")
+    event = {"qualifier": q if q in (1, 3, 6) else 1, "code": _clamp(payload.get("code"), 999),
+             "partition": _clamp(payload.get("partition"), 99),
+             "zone": _clamp(payload.get("zone"), 999)}
+    return dc09.Dc09Message(
+        msg_id=dc09.ADM_CID, encrypted=opts["key"] is not None, seq=seq_for(outbox_id),
+        receiver=opts["receiver"], line=opts["line"], account=account,
+        data=dc09.event_to_adm_cid(account, event), extended=[],
+        timestamp=now.replace(microsecond=0))
+
+
+class Dc09Output(Output):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.opts = spec.dc09
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.skew = timedelta(0)  # far end's clock minus ours, from its NAKs
+        self.naks = 0
+        self.duhs = 0
+
+    async def _connect(self) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.spec.host, self.spec.port), self.spec.timeout_s)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise DeliveryError("connect %s:%d: %s" % (self.spec.host, self.spec.port,
+                                                       e or type(e).__name__)) from None
+        _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
+                     self.spec.port)
+
+    async def deliver(self, outbox_id: int, message: dict) -> None:
+        reused = self._writer is not None
+        if not reused:
+            await self._connect()
+        try:
+            got = await self._attempt(outbox_id, message)
+            if got is None and reused:
+                # the far end closed the kept connection (some close after
+                # every reply): once more on a fresh one
+                await self.close()
+                await self._connect()
+                got = await self._attempt(outbox_id, message)
+        except (OSError, asyncio.TimeoutError) as e:
+            await self.close()
+            raise DeliveryError("id %d: %s" % (outbox_id, e or type(e).__name__)) from None
+        if got is None:
+            await self.close()
+            raise DeliveryError("id %d: connection closed before a reply" % outbox_id)
+        if got.msg_id == dc09.ACK:
+            return
+        if got.msg_id == dc09.NAK:
+            self.naks += 1
+            if got.timestamp is not None:
+                self.skew = got.timestamp - datetime.now(timezone.utc)
+            raise DeliveryError("id %d: NAK (far end time %s)" % (
+                outbox_id, got.timestamp.isoformat() if got.timestamp else "-"))
+        self.duhs += 1
+        raise DeliveryError("id %d: DUH (the far end cannot process account %s)"
+                            % (outbox_id, got.account))
+
+    async def _attempt(self, outbox_id: int, payload: dict):
+        """Send the row's message; the matching reply, or None if the
+        connection closed before one."""
+        msg = message_for(outbox_id, payload, self.opts,
+                          datetime.now(timezone.utc) + self.skew)
+        key = self.opts["key"]
+        self._writer.write(dc09.build(msg, key))
+        await asyncio.wait_for(self._writer.drain(), self.spec.timeout_s)
+        reader = dc09.Dc09Reader()
+        deadline = time.monotonic() + self.spec.timeout_s
+        while True:
+            while True:
+                try:
+                    frame = reader.next_frame()
+                except dc09.Dc09OversizeError:
+                    continue
+                if frame is dc09.NEED_DATA:
+                    break
+                try:
+                    reply = dc09.parse(frame, key_lookup=lambda _a: key)
+                except dc09.Dc09Error as e:
+                    _LOGGER.warning("output reply refused output=%s id=%d error=%s",
+                                    self.name, outbox_id, e)
+                    continue
+                if reply.msg_id == dc09.NAK:
+                    return reply  # NAK carries 0000 and no account (5.5.3.2)
+                if reply.msg_id not in (dc09.ACK, dc09.DUH) or reply.seq != msg.seq:
+                    continue  # a late reply to an earlier attempt, or chatter
+                if reply.msg_id == dc09.ACK and reply.encrypted != msg.encrypted:
+                    # 5.5.3.1: the ACK to an encrypted message is encrypted;
+                    # a clear one could come from anybody on the path.
+                    _LOGGER.warning("output ACK refused output=%s id=%d: %s ACK", self.name,
+                                    outbox_id, "encrypted" if reply.encrypted else "clear")
+                    continue
+                return reply
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise asyncio.TimeoutError()
+            data = await asyncio.wait_for(self._reader.read(_READ), left)
+            if not data:
+                return None
+            reader.receive_data(data)
+
+    async def close(self) -> None:
+        w, self._writer, self._reader = self._writer, None, None
+        if w is not None:
+            w.close()
+            try:
+                await w.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass

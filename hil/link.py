@@ -839,6 +839,7 @@ class PtyPair:
         if directory is None:
             self._tmp = tempfile.mkdtemp(prefix="hil-pty-")
             directory = self._tmp
+        os.makedirs(directory, exist_ok=True)
         self.a = os.path.join(directory, "a")
         self.b = os.path.join(directory, "b")
         self.proc = subprocess.Popen(

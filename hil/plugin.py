@@ -38,15 +38,17 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 
 import pytest
 import pytest_asyncio
 
 from hil import report as _report
-from hil.link import Links, TcpLink, UdpLink
+from hil.link import Links, PtyPair, SerialLink, TcpLink, UdpLink
+from hil.poll import until_sync
 from hil.receiver import ReceiverProcess
 from hil.strategy import PanelStrategy
-from hil.target import SimDriver, open_target_url
+from hil.target import SimDriver, free_port, open_target_url
 from hil.timeline import Timeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,6 +85,9 @@ def pytest_addoption(parser):
                      "names); 0 = any")
     g.addoption("--hil-backup-port", type=int, default=0,
                 help="fixed UDP port of the backup link; 0 = any")
+    g.addoption("--hil-serial", default=None, metavar="URL",
+                help="bench: the PC port wired to the board's serial reporting path "
+                     "(scenarios whose primary path is serial)")
     g.addoption("--hil-code", default="1234", help="a master user code of the panel")
     g.addoption("--hil-duress-code", default="1235", help="the panel's duress code")
     g.addoption("--hil-teller-code", default="2580",
@@ -188,9 +193,51 @@ def hil_timeline(request, hil_seed):
         node.user_properties.append(("latency_ms:" + lat["name"], round(lat["seconds"] * 1000, 1)))
 
 
+def primary_is_serial(cfg: dict) -> bool:
+    return ((cfg.get("receiver") or {}).get("primary") or {}).get("type") == "serial"
+
+
+@pytest.fixture
+def hil_serial(request, tmp_path, hil_config):
+    """The serial line of a panel whose primary path is serial, else None.
+
+    The receiver listens on one end of a socat pty pair; the link's serial
+    side towards the receiver is the other end.  Towards the panel: on a
+    bench the PC port wired to the board's path UART (``--hil-serial``);
+    on the sim, whose "serial" path is a TCP stream (ser2net style), a
+    socat bridge from a TCP port to a pty."""
+    if not primary_is_serial(hil_config):
+        yield None
+        return
+    pair = PtyPair(str(tmp_path / "line"))
+    line = {"receiver_end": pair.b, "link_end": pair.a, "bridge": None}
+    if target_kind(request.config) == "sim":
+        port = free_port()
+        bridge_pty = str(tmp_path / "panel-line")
+        line["bridge"] = subprocess.Popen(
+            ["socat", "pty,raw,echo=0,link=%s" % bridge_pty,
+             "tcp-listen:%d,bind=127.0.0.1,reuseaddr" % port],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        until_sync(lambda: os.path.exists(bridge_pty), 10, what="the panel-side pty")
+        line["panel_url"] = bridge_pty
+        line["tcp"] = ("127.0.0.1", port)
+    else:
+        url = request.config.getoption("--hil-serial")
+        if not url:
+            pair.close()
+            pytest.skip("the panel's primary path is serial: give --hil-serial URL")
+        line["panel_url"] = url
+    yield line
+    if line["bridge"] is not None:
+        line["bridge"].terminate()
+        line["bridge"].wait(5)
+    pair.close()
+
+
 @pytest_asyncio.fixture
-async def receiver(request, tmp_path, hil_timeline, hil_config):
-    rx = ReceiverProcess(str(tmp_path / "receiver"), hil_timeline)
+async def receiver(request, tmp_path, hil_timeline, hil_config, hil_serial):
+    rx = ReceiverProcess(str(tmp_path / "receiver"), hil_timeline,
+                         serial=[hil_serial["receiver_end"]] if hil_serial else None)
     prof = request.node.get_closest_marker("hil_profile")
     kw = dict(prof.kwargs) if prof else {}
     kw.setdefault("heartbeat_s", hil_config.get("timings", {}).get("heartbeat_s", 60))
@@ -202,11 +249,16 @@ async def receiver(request, tmp_path, hil_timeline, hil_config):
 
 
 @pytest_asyncio.fixture
-async def link(request, receiver, hil_timeline, hil_seed):
+async def link(request, receiver, hil_timeline, hil_seed, hil_serial):
     o = request.config.getoption
     listen = o("--hil-listen")
-    primary = await TcpLink(receiver.tcp, listen=(listen, o("--hil-primary-port")),
-                            name="primary", seed=hil_seed, timeline=hil_timeline).start()
+    if hil_serial:
+        primary = await SerialLink(hil_serial["panel_url"], hil_serial["link_end"],
+                                   name="primary", seed=hil_seed,
+                                   timeline=hil_timeline).start()
+    else:
+        primary = await TcpLink(receiver.tcp, listen=(listen, o("--hil-primary-port")),
+                                name="primary", seed=hil_seed, timeline=hil_timeline).start()
     backup = await UdpLink(receiver.udp, listen=(listen, o("--hil-backup-port")),
                            name="backup", seed=hil_seed, timeline=hil_timeline).start()
     links = Links(primary=primary, backup=backup)
@@ -215,11 +267,15 @@ async def link(request, receiver, hil_timeline, hil_seed):
 
 
 @pytest_asyncio.fixture
-async def panel(request, tmp_path, link, hil_timeline, hil_config):
+async def panel(request, tmp_path, link, hil_timeline, hil_config, hil_serial):
     o = request.config.getoption
     if target_kind(request.config) == "sim":
-        paths = {"primary": {"type": "tcp", "host": link.primary.address[0],
-                             "port": link.primary.address[1]}}
+        if hil_serial:
+            host, port = hil_serial["tcp"]
+            paths = {"primary": {"type": "serial", "host": host, "port": port}}
+        else:
+            paths = {"primary": {"type": "tcp", "host": link.primary.address[0],
+                                 "port": link.primary.address[1]}}
         if hil_config.get("receiver", {}).get("backup") is not None:
             paths["backup"] = {"type": "udp", "host": link.backup.address[0],
                                "port": link.backup.address[1]}

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from hil.checks import Q_NEW, Q_RESTORE, step, stored, stored_t, zone_reads
+from hil.checks import (Q_NEW, Q_RESTORE, counts, exactly, queue_drained, step, stored,
+                        stored_t, toggle_burst, zone_reads)
 
 PANIC = 5  # teller counter panic: 24 h, audible
 PANIC_CODE = 120
+FIRE = 3  # vault heat: 24 h, never swinger-limited
+FIRE_CODE = 110
 COMM_TROUBLE = 350  # Contact ID "communication trouble"; zone = path number
 
 
@@ -82,3 +85,33 @@ async def test_supervision_loss_raised_within_profile(panel, receiver, link, str
     assert raised - last_heard >= interval + grace - 0.5, \
         "supervision failure raised before the profile expired (false alarm)"
     assert ev["path"] == 1 and ev["event_class"] == "trouble"
+
+
+@pytest.mark.hil_needs("zones")
+@pytest.mark.hil_config(receiver={"primary": {"type": "serial"}, "backup": None})
+async def test_serial_line_noise_is_nakked_and_resent_once(panel, receiver, link, strategy,
+                                                           hil_timeline):
+    """A serial reporting path (panel UART -> link -> receiver serial
+    listener) with line noise: 30 % of the frames towards the receiver get
+    a flipped bit.  The receiver NAKs a bad frame CRC (or cannot read a
+    broken header and stays silent), the panel resends, and each event of
+    a burst is stored exactly once, over path 1."""
+    await strategy.transition("reporting")
+    since = receiver.now()
+    step(hil_timeline, "line noise: 30 % of frames towards the receiver corrupted")
+    link.primary.set("up", corrupt=0.3)
+    t0 = step(hil_timeline, "burst of 10 events")
+    expect = await toggle_burst(panel, FIRE, 5, FIRE_CODE)
+    evs = await exactly(receiver, panel.account, expect, since=since, timeout=90)
+    hil_timeline.measure("noisy serial burst -> all stored", t0,
+                         max(stored_t(receiver, e) for e in evs))
+    link.primary.clear()
+    await queue_drained(panel)
+    evs = [e for e in await receiver.events(account=panel.account, since=since, source="panel")
+           if e["code"] == FIRE_CODE]
+    assert counts(evs) == expect
+    assert all(e["path"] == 1 for e in evs)
+    corrupted = link.primary.stats["up"]["corrupted"]
+    naks = len(link.primary.frames("down", type="NAK"))
+    step(hil_timeline, "faults applied", corrupted=corrupted, naks=naks)
+    assert corrupted > 0, "no frame was corrupted: the test proves nothing"

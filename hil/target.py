@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import itertools
 import json
 import logging
 import os
@@ -806,6 +805,3 @@ def open_target_url(url: str, timeline: Timeline | None = None, fixture_url: str
         fixture = FixtureDriver(fixture_url, wiring=wiring, timeline=timeline)
     return BenchTarget(console, fixture, name="bench", timeline=timeline)
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "no", "false")

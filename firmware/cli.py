@@ -1,42 +1,73 @@
-"""``guardline-panel``: the panel firmware's host tool.
+"""``guardline-panel``: the panel firmware's host tool, from the bench to
+the installer's laptop (docs/installer.md walks through a site).
 
-    guardline-panel sim CONFIG.json [--control HOST:PORT] [--state-dir DIR]
-    guardline-panel check CONFIG.json
-    guardline-panel hash-code --salt HEX CODE
+    guardline-panel new --kind door|bank [--from-template FILE] [--account N --key HEX
+                        --receiver [tcp/|udp/]HOST:PORT ...] -o CONFIG.json
+    guardline-panel user add|remove|list CONFIG.json ...
+    guardline-panel check CONFIG.json [--board esp32|rp2|sim] [--strict]
+    guardline-panel build [CONFIG.json] -o BUNDLE_DIR [--board sim|esp32|rp2]
+    guardline-panel runtime --board esp32|rp2 [--port PORT] FIRMWARE.bin|.uf2
+    guardline-panel flash --port PORT [BUNDLE_DIR] [--resume]
+    guardline-panel verify --port PORT [BUNDLE_DIR] [--resume]
+    guardline-panel walk-test --bundle DIR (--receiver-db PATH | --receiver-events CMD)
+                        [--control HOST:PORT --auto --code CODE | --port PORT] [--report DIR]
+    guardline-panel sim CONFIG.json [--control HOST:PORT] [--state-dir DIR] [--bundle DIR]
     guardline-panel ctl [--control HOST:PORT] '{"cmd": "state"}'
-    guardline-panel build [--out DIR] [--board sim|esp32|rp2]
+    guardline-panel hash-code --salt HEX CODE
+
+Exit status: 0 success, 1 a failure (config errors, verification
+mismatch, a walk test with zones not passed), 2 a bad command line.
+Keys are not printed unless --show-key is given; configs are written 0600.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import socket
+import sqlite3
+import subprocess
 import sys
+import threading
+import time
 
 from firmware import build as _build
+from firmware import provision as _prov
 from firmware import sim as _sim
 from firmware.device import config as _config
 
 
-def check(path: str) -> int:
-    cfg, errors, _ = _config.load(path)
+class UsageError(Exception):
+    """A bad command line (exit 2)."""
+
+
+class Failure(Exception):
+    """The command ran and failed (exit 1)."""
+
+
+# -- check, hash-code, ctl (the bench tools) ------------------------------------------------
+
+
+def check(path: str, board: str | None = None, strict: bool = False) -> int:
+    cfg, errors, warnings = _prov.check_file(path, board)
+    for e in errors:
+        print(e, file=sys.stderr)
     if errors:
-        for e in errors:
-            print("%s: %s" % (path, e), file=sys.stderr)
         print("%s: %d error(s)" % (path, len(errors)), file=sys.stderr)
         return 1
-    print("%s: ok (%s panel, account %d, %d zones, %d partitions, %d users)" % (
-        path, cfg["kind"], cfg["account"], len(cfg["zones"]), len(cfg["partitions"]),
-        len(cfg["users"])))
-    return 0
+    for w in warnings:
+        print("warning: " + w, file=sys.stderr)
+    print("%s: ok (%s)%s" % (path, _prov.summary(cfg),
+                            ", %d warning(s)" % len(warnings) if warnings else ""))
+    return 1 if strict and warnings else 0
 
 
 def hash_code(salt_hex: str, code: str) -> str:
     """The config's code_hash for `code` (sha256(salt || code), as the
     panel's users.hash_code computes it)."""
-    import hashlib
-    return hashlib.sha256(bytes.fromhex(salt_hex) + code.encode()).hexdigest()
+    return _prov.hash_code(salt_hex, code)
 
 
 def ctl(control: str, request: str, timeout: float = 10.0) -> dict:
@@ -47,38 +78,441 @@ def ctl(control: str, request: str, timeout: float = 10.0) -> dict:
         return json.loads(f.readline())
 
 
-def main(argv=None) -> int:
+# -- new, user ---------------------------------------------------------------------------------
+
+
+def cmd_new(a) -> int:
+    if os.path.exists(a.output) and not a.force:
+        raise Failure("%s exists (--force to replace it)" % a.output)
+    template = _prov.load_template(a.from_template) if a.from_template else None
+    receivers = [_prov.parse_receiver(r) for r in a.receiver or []]
+    wifi = None
+    if a.wifi_ssid:
+        pw = a.wifi_password
+        if pw is None:
+            pw = getpass.getpass("Wi-Fi password for %s: " % a.wifi_ssid)
+        wifi = {"ssid": a.wifi_ssid, "password": pw}
+    doc, notes = _prov.new_config(a.kind, template, a.account, a.key, receivers, a.name,
+                                  a.heartbeat, wifi)
+    _prov.write_private(a.output, _prov.dump_config(doc))
+    rx = doc["receiver"]
+    print("%s written (mode 0600): %s panel %r, account %d" % (
+        a.output, a.kind, doc["name"], doc["account"]))
+    for name in ("primary", "backup"):
+        if rx.get(name):
+            print("  %-8s %s %s:%d" % (name, rx[name]["type"], rx[name]["host"],
+                                       rx[name]["port"]))
+    print("  key      %s" % (doc["key"] if a.show_key else "(hidden; --show-key to print)"))
+    print("  zones    %d, partitions %d, code salt fresh" % (len(doc["zones"]),
+                                                            len(doc["partitions"])))
+    for n in notes:
+        print("note: " + n)
+    return 0
+
+
+def _read_code(a) -> str:
+    if a.code == "-":
+        return sys.stdin.readline().strip()
+    if a.code:
+        return a.code
+    if not sys.stdin.isatty():
+        raise UsageError("no code: give --code CODE (or --code - to read it from stdin)")
+    c1 = getpass.getpass("Code for user %d (%s): " % (a.id, a.name))
+    c2 = getpass.getpass("Again: ")
+    if c1 != c2:
+        raise Failure("the two codes differ")
+    return c1
+
+
+def cmd_user(a) -> int:
+    doc = _prov.read_json(a.config)
+    if a.action == "list":
+        for u in doc.get("users", []):
+            print("%3s  %-20s %-8s partitions %s%s" % (
+                u.get("id"), u.get("name"), u.get("authority", "user"),
+                ",".join(str(p) for p in u.get("partitions", [])) or "all",
+                "  DURESS" if u.get("duress") else ""))
+        return 0
+    if a.action == "add":
+        parts = [int(p) for p in a.partitions.split(",")] if a.partitions else None
+        code = _read_code(a)
+        _prov.add_user(doc, a.id, a.name, code, a.authority, parts, a.duress, a.allow_weak)
+        what = "added"
+    else:
+        _prov.remove_user(doc, a.id)
+        what = "removed"
+    _prov.write_private(a.config, _prov.dump_config(doc))
+    print("user %d %s in %s (%d users)" % (a.id, what, a.config, len(doc["users"])))
+    return 0
+
+
+# -- flash, verify, runtime ---------------------------------------------------------------
+
+
+def _device(a):
+    from firmware import flash as _flash  # noqa: PLC0415
+
+    return _flash.Device(a.port, baudrate=a.baud, soft_reset=not a.resume, wait=a.wait)
+
+
+def cmd_flash(a) -> int:
+    from firmware import flash as _flash  # noqa: PLC0415
+
+    last = None
+    for attempt in range(a.retries + 1):
+        if attempt:
+            print("retrying (%d/%d) in %d s: %s" % (attempt, a.retries, a.retry_wait, last),
+                  file=sys.stderr)
+            time.sleep(a.retry_wait)
+        try:
+            with _device(a) as dev:
+                rec = _flash.flash(dev, a.bundle, clean=a.clean, force=a.force)
+            break
+        except _flash.LinkError as e:
+            last = e  # resumable: files already verified are not rewritten
+        except _flash.FlashError as e:
+            raise Failure(str(e)) from None
+    else:
+        raise Failure(str(last))
+    path = _flash.write_record(a.bundle, rec)
+    print("flashed and verified on the device: %d files, bundle sha256 %s" % (
+        len(rec["files"]), rec["bundle_sha256"]))
+    print("record: %s" % path)
+    if not a.resume:
+        print("reset the board (or power-cycle it) to start the panel")
+    return 0
+
+
+def cmd_verify(a) -> int:
+    from firmware import flash as _flash  # noqa: PLC0415
+
+    try:
+        with _device(a) as dev:
+            r = _flash.verify_device(dev, a.bundle)
+    except _flash.FlashError as e:
+        raise Failure(str(e)) from None
+    bad = [f for f in r["files"] if not f["ok"]]
+    if a.json:
+        print(json.dumps(r, indent=1))
+    if bad:
+        print("%s: %d file(s) differ from the manifest: %s" % (
+            a.port, len(bad), ", ".join(f["name"] for f in bad)), file=sys.stderr)
+        return 1
+    print("%s: verified on the device: %d files, bundle sha256 %s (firmware %s, board %s, "
+          "account %s)" % (a.port, len(r["files"]), r["bundle_sha256"], r["firmware_version"],
+                           r["board"], r["account"]))
+    return 0
+
+
+def cmd_runtime(a) -> int:
+    from firmware import flash as _flash  # noqa: PLC0415
+
+    try:
+        if a.board == "esp32":
+            if not a.port:
+                raise UsageError("--port is needed for an ESP32 (e.g. /dev/ttyUSB0)")
+            _flash.check_esp_image(a.firmware, a.chip)
+            tool = _flash.esptool_argv()
+            if tool is None and not a.dry_run:
+                raise Failure("esptool is not installed: pip install esptool")
+            cmds = _flash.esptool_commands(a.firmware, a.port, a.chip, a.baud, not a.no_erase,
+                                           tool or ["esptool"],
+                                           _flash.esptool_major(tool) if tool else 5)
+            for c in cmds:
+                print("$ " + " ".join(c))
+                if not a.dry_run and subprocess.call(c) != 0:
+                    raise Failure("esptool failed; hold BOOT while pressing EN/RESET if it "
+                                  "cannot connect")
+        else:
+            blocks = _flash.check_uf2(a.firmware)
+            drives = [a.drive] if a.drive else _flash.uf2_drives()
+            if not drives:
+                raise Failure("no RPI-RP2 drive: unplug the Pico W, hold BOOTSEL, plug it in, "
+                              "release BOOTSEL (or give --drive)")
+            if len(drives) > 1:
+                raise Failure("several RP2 boot drives (%s): give --drive" % ", ".join(drives))
+            print("copy %s (%d UF2 blocks) to %s" % (a.firmware, blocks, drives[0]))
+            if not a.dry_run:
+                _flash.copy_uf2(a.firmware, drives[0])
+        if a.dry_run:
+            print("(dry run: nothing done)")
+            return 0
+        if a.port and a.wait_repl:
+            ident = _flash.wait_for_repl(a.port, a.wait_repl)
+            print("MicroPython answers on %s: %s" % (a.port, ident["version"]))
+    except _flash.FlashError as e:
+        raise Failure(str(e)) from None
+    print("runtime installed; next: guardline-panel flash --port PORT BUNDLE_DIR")
+    return 0
+
+
+# -- walk test ----------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _say(text: str) -> None:
+    print("%s %s" % (_now(), text), flush=True)
+
+
+def cmd_walk_test(a) -> int:
+    from firmware import flash as _flash  # noqa: PLC0415
+    from firmware import walktest as W  # noqa: PLC0415
+
+    manifest = None
+    if a.bundle:
+        try:
+            manifest = _build.read_manifest(a.bundle)
+        except _build.BundleError as e:
+            raise Failure(str(e)) from None
+        bad = _build.check_bundle(a.bundle, manifest)
+        if bad:
+            raise Failure("%s: the bundle differs from its manifest: %s" % (a.bundle,
+                                                                          "; ".join(bad)))
+        if not manifest.get("config"):
+            raise Failure("%s: a bundle without a config (build it with CONFIG.json)"
+                          % a.bundle)
+        config = os.path.join(a.bundle, manifest["config"])
+    elif a.config:
+        config = a.config
+    else:
+        raise UsageError("give --bundle DIR (the bundle flashed) or --config FILE")
+    cfg, errors, _ = _config.load(config)
+    if errors:
+        raise Failure("%s: %s (run guardline-panel check)" % (config, errors[0]))
+    if a.account is not None and a.account != cfg["account"]:
+        raise UsageError("--account %d but the config is account %d" % (a.account,
+                                                                       cfg["account"]))
+    zones = {z["id"]: z for z in cfg["zones"]}
+    if a.zones:
+        try:
+            ids = [int(x) for x in a.zones.split(",") if x.strip()]
+        except ValueError:
+            raise UsageError("--zones: a list of zone numbers, e.g. 1,2,5") from None
+        missing = [i for i in ids if i not in zones]
+        if missing:
+            raise UsageError("--zones: %s not in the config (zones: %s)" % (
+                missing[0], ",".join(str(i) for i in zones)))
+    else:
+        ids = list(zones)
+    if a.auto and not a.control:
+        raise UsageError("--auto drives a simulated panel: give --control HOST:PORT")
+    started = time.time()
+    if a.receiver_db:
+        try:
+            source = W.SqliteSource(a.receiver_db, cfg["account"])
+        except (OSError, sqlite3.Error) as e:
+            raise Failure("receiver store: %s" % e) from None
+    elif a.receiver_events:
+        source = W.StreamSource(a.receiver_events, account=cfg["account"], started_at=started)
+    else:
+        raise UsageError("give --receiver-db PATH or --receiver-events CMD (the receiver's "
+                         "record is the proof)")
+    walk = W.WalkTest(cfg["account"], cfg["zones"], cfg["partitions"])
+    tail = None
+    stop = threading.Event()
+    if a.auto:
+        code = a.code or (getpass.getpass("Code to arm/disarm the simulated panel: ")
+                          if sys.stdin.isatty() else None)
+        if not code:
+            raise UsageError("--auto needs --code (a master or manager code, to arm and "
+                             "bypass)")
+        driver = W.AutoDriver(W.SimControl(a.control), code, a.zone_timeout, _say)
+        mode = "the tool, through the simulated panel's control socket (%s)" % a.control
+    else:
+        driver = W.ManualDriver(_say)
+        mode = "the installer on site"
+        if a.port:
+            tail = W.ConsoleTail(a.port, _say)
+        if sys.stdin.isatty():
+            threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()),
+                             daemon=True).start()
+    site = source.site()
+    _say("walk test: account %d (%s), %d zones; proof: %s" % (
+        cfg["account"], site.get("site_name") or cfg["name"], len(ids), source.describe()))
+    try:
+        reason = W.run(walk, source, driver, ids, a.timeout, a.until_pass, _say, stop)
+    except OSError as e:
+        raise Failure(str(e)) from None
+    finally:
+        source.close()
+        if tail:
+            tail.close()
+    bundle = None
+    if manifest:
+        bundle = {k: manifest.get(k) for k in ("bundle_sha256", "firmware_version", "board",
+                                                "built_at", "mpy_cross_version",
+                                                "source_revision")}
+    rec = _flash.latest_record(a.bundle) if a.bundle else None
+    flash = {k: rec.get(k) for k in ("port", "finished_at", "bundle_sha256", "verified")} \
+        if rec and rec.get("bundle_sha256") == (manifest or {}).get("bundle_sha256") else None
+    meta = {"account": cfg["account"], "site_name": site.get("site_name") or cfg["name"],
+            "site_address": site.get("site_address") or "", "panel_name": cfg["name"],
+            "panel_kind": cfg["kind"], "installer": a.installer or getpass.getuser(),
+            "started_at": W._iso(started), "ended_at": W._iso(time.time()),
+            "ended_because": reason, "mode": mode, "receiver_source": source.describe(),
+            "bundle": bundle, "flash": flash}
+    r = W.report(walk, ids, meta)
+    print()
+    for z in walk.walked(ids):
+        print(W.zone_line(z))
+    print("walk test %s: %s" % (r["result"], ", ".join(
+        "%d %s" % (v, k) for k, v in sorted(r["summary"].items()) if k != "zones")))
+    jp, mp = W.write_report(a.report, r)
+    print("report: %s, %s" % (mp, jp))
+    return 0 if r["result"] == "PASS" else 1
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="guardline-panel", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _sim.add_arguments(sub.add_parser("sim", help="run the panel under the MicroPython VM"))
+
+    p = sub.add_parser("new", help="write a starting config for a site (mode 0600)")
+    p.add_argument("--kind", required=True, choices=_config.KINDS)
+    p.add_argument("--from-template", metavar="FILE",
+                   help="the JSON guardline-receiver accounts add --panel-template wrote")
+    p.add_argument("--account", type=int, help="account number (overrides the template)")
+    p.add_argument("--key", help="account key, hex (overrides the template)")
+    p.add_argument("--receiver", action="append", metavar="[tcp/|udp/]HOST:PORT",
+                   help="receiver address: first primary, second backup (overrides the "
+                        "template)")
+    p.add_argument("--name", help="panel / site name (default: the template's site)")
+    p.add_argument("--heartbeat", type=int, metavar="S", help="heartbeat_s")
+    p.add_argument("--wifi-ssid", help="Wi-Fi network of a board (password prompted)")
+    p.add_argument("--wifi-password", help=argparse.SUPPRESS)
+    p.add_argument("--show-key", action="store_true", help="print the account key")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument("-o", "--output", required=True, metavar="CONFIG.json")
+
+    p = sub.add_parser("user", help="add, remove or list the panel's users")
+    usub = p.add_subparsers(dest="action", required=True)
+    u = usub.add_parser("add", help="add a user; the code is prompted (twice) unless --code")
+    u.add_argument("config")
+    u.add_argument("--id", type=int, required=True)
+    u.add_argument("--name", required=True)
+    u.add_argument("--code", help="4-8 digits; '-' reads it from stdin")
+    u.add_argument("--authority", choices=_config.AUTHORITIES, default="user")
+    u.add_argument("--partitions", help="e.g. 1,3 (default: all)")
+    u.add_argument("--duress", action="store_true", help="a duress code (sends 121)")
+    u.add_argument("--allow-weak", action="store_true", help="accept 1111, 1234 and the like")
+    u = usub.add_parser("remove")
+    u.add_argument("config")
+    u.add_argument("--id", type=int, required=True)
+    u = usub.add_parser("list")
+    u.add_argument("config")
+
     p = sub.add_parser("check", help="validate a panel config")
     p.add_argument("config")
+    p.add_argument("--board", choices=sorted(_build.BOARD_ONLY),
+                   help="also warn about what this board needs (Wi-Fi, a reachable receiver)")
+    p.add_argument("--strict", action="store_true", help="warnings fail too")
+
     p = sub.add_parser("hash-code", help="code_hash for a user code")
     p.add_argument("--salt", required=True, help="the config's code_salt (hex)")
     p.add_argument("code")
+
     p = sub.add_parser("ctl", help="send one control-socket command to a simulated panel")
     p.add_argument("--control", default=_sim.DEFAULT_CONTROL)
     p.add_argument("request", help='JSON, e.g. \'{"cmd": "state"}\'')
-    p = sub.add_parser("build", help="build the .mpy bundle")
-    p.add_argument("--out", default="build/firmware")
-    p.add_argument("--board", choices=sorted(_build.BOARD_ONLY), default="sim")
-    p.add_argument("--source", action="store_true")
-    a = ap.parse_args(argv)
-    if a.cmd == "sim":
-        return _sim.run_args(a)
-    if a.cmd == "check":
-        return check(a.config)
-    if a.cmd == "hash-code":
-        print(hash_code(a.salt, a.code))
-        return 0
-    if a.cmd == "ctl":
-        print(json.dumps(ctl(a.control, a.request), indent=1))
-        return 0
-    if a.cmd == "build":
-        argv2 = ["--out", a.out, "--board", a.board] + (["--source"] if a.source else [])
-        return _build.main(argv2)
-    return 2
+
+    _build.add_arguments(sub.add_parser(
+        "build", help="compile the firmware and bundle it with a config and a manifest"))
+
+    def port_args(p):
+        p.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, /dev/ttyACM0, "
+                       "COM3, a pty, rfc2217://...)")
+        p.add_argument("--baud", type=int, default=115200)
+        p.add_argument("--resume", action="store_true",
+                       help="no soft reset (mpremote resume; needed for the unix port)")
+        p.add_argument("--wait", type=int, default=0, metavar="S",
+                       help="wait up to S seconds for the port to appear")
+
+    p = sub.add_parser("flash", help="install a bundle with mpremote, verify on the device")
+    port_args(p)
+    p.add_argument("bundle", nargs="?", default=os.path.join("build", "firmware"))
+    p.add_argument("--clean", action="store_true",
+                   help="also remove .py/.mpy files the bundle does not have")
+    p.add_argument("--force", action="store_true", help="flash a bundle built for another "
+                   "board")
+    p.add_argument("--retries", type=int, default=2,
+                   help="reconnect and resume after a link error (default %(default)s)")
+    p.add_argument("--retry-wait", type=int, default=3, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("verify", help="prove what is on a board (sha256 on the device)")
+    port_args(p)
+    p.add_argument("bundle", nargs="?", help="compare with this bundle (default: the "
+                   "manifest on the device)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("runtime", help="install MicroPython itself (esptool / UF2 copy)")
+    p.add_argument("--board", required=True, choices=("esp32", "rp2"))
+    p.add_argument("--chip", default="esp32", help="esp32 variant for esptool (default "
+                   "%(default)s)")
+    p.add_argument("--port", help="serial port (esp32: esptool's; both: wait for the REPL)")
+    p.add_argument("--baud", type=int, default=460800)
+    p.add_argument("--no-erase", action="store_true", help="do not erase the flash first")
+    p.add_argument("--drive", help="rp2: the RPI-RP2 drive's mount point")
+    p.add_argument("--wait-repl", type=float, default=0, metavar="S",
+                   help="then wait up to S s for MicroPython to answer on --port")
+    p.add_argument("--dry-run", action="store_true", help="check and print, do nothing")
+    p.add_argument("firmware", help="MicroPython .bin (esp32) or .uf2 (rp2)")
+
+    p = sub.add_parser("walk-test", help="commission: trip every zone, proven by the "
+                       "receiver's record; write the report")
+    p.add_argument("--bundle", help="the bundle flashed (config + manifest for the report)")
+    p.add_argument("--config", help="the panel config, if there is no bundle")
+    p.add_argument("--account", type=int, help="check that the config is this account")
+    p.add_argument("--receiver-db", metavar="PATH", help="the receiver's SQLite store")
+    p.add_argument("--receiver-events", metavar="CMD",
+                   help="a command printing guardline-receiver events --json --follow")
+    p.add_argument("--zones", help="zones to walk, e.g. 1,2,5 (default: all)")
+    p.add_argument("--control", metavar="HOST:PORT", help="a simulated panel's control socket")
+    p.add_argument("--auto", action="store_true", help="trip the simulated panel's zones "
+                   "through --control")
+    p.add_argument("--code", help="with --auto: code to arm, bypass, disarm")
+    p.add_argument("--port", help="a real panel's console (USB serial): shown as hints")
+    p.add_argument("--report", default="reports", metavar="DIR",
+                   help="where the report goes (default %(default)s)")
+    p.add_argument("--installer", help="name on the report (default: login name)")
+    p.add_argument("--timeout", type=float, default=1800, metavar="S",
+                   help="end the walk after S seconds (default %(default)s)")
+    p.add_argument("--zone-timeout", type=float, default=60, metavar="S",
+                   help="with --auto: time per zone (default %(default)s)")
+    p.add_argument("--until-pass", action="store_true",
+                   help="keep going until every zone passed (fix and re-trip on the spot)")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        if a.cmd == "sim":
+            return _sim.run_args(a)
+        if a.cmd == "check":
+            return check(a.config, a.board, a.strict)
+        if a.cmd == "hash-code":
+            print(hash_code(a.salt, a.code))
+            return 0
+        if a.cmd == "ctl":
+            print(json.dumps(ctl(a.control, a.request), indent=1))
+            return 0
+        if a.cmd == "build":
+            return _build.run_args(a)
+        return {"new": cmd_new, "user": cmd_user, "flash": cmd_flash, "verify": cmd_verify,
+                "runtime": cmd_runtime, "walk-test": cmd_walk_test}[a.cmd](a)
+    except UsageError as e:
+        print("guardline-panel %s: %s" % (a.cmd, e), file=sys.stderr)
+        return 2
+    except (Failure, _prov.ProvisionError) as e:
+        print("guardline-panel %s: %s" % (a.cmd, e), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

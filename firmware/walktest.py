@@ -1,0 +1,746 @@
+"""Commissioning walk test: every zone tripped in turn, each proven by the
+**receiver's own record**, and a report to hand over.
+
+    guardline-panel walk-test --bundle bundle/ --receiver-db /var/lib/guardline/receiver.db
+    guardline-panel walk-test --bundle bundle/ \\
+        --receiver-events "ssh cs1 guardline-receiver events --json --follow --account 1001"
+    guardline-panel walk-test --bundle bundle/ --receiver-db rx.db \\
+        --control 127.0.0.1:7800 --auto --code 7391         # the simulated panel
+
+The panel has no walk-test mode; it reports what it reports in service.
+So intrusion zones (instant, entry/exit, follower) are walked with their
+partition armed (away): the tool waits for the receiver's closing report
+(401 q3) before it counts on them; 24-hour zones (hold-up, panic, fire,
+seismic, 24h, tamper) and the door report disarmed too.  Walking creates
+real alarms at the central station: ask the operators to put the account
+on test first (docs/installer.md).
+
+What a zone's result means (all from the receiver's events for the
+account, never from the panel's own state):
+
+- ``passed``: the zone's own alarm code arrived (instant 130, entry/exit
+  134, follower 132, 24h and seismic 133, hold-up 122, panic 120, fire 110,
+  door 423/134, bolt 432), with the zone number and no loop fault open.
+  A ``tamper`` zone's alarm is 144, which is also what an open loop
+  reports, so it passes only once its 144 is restored too (tripped and
+  closed again, not a cut wire).
+- ``fault``: the loop reported sabotage: 144 "sensor tamper" (open circuit,
+  a cut wire or a missing end-of-line resistor), 372 "loop short" (~0 ohm),
+  373 on a fire zone (open or short), and it is still open, or it never
+  alarmed after it was restored.  Faults open before the walk started
+  (e.g. reported at power-up) count: the receiver's history of the last
+  ``HISTORY_S`` is read first.
+- ``unexpected``: a zone alarm code arrived that is not this zone type's:
+  the panel runs a different config than the one the walk was given.
+- ``not_seen``: nothing from the zone reached the receiver.
+
+The core (:class:`WalkTest`) is sans-I/O: events in, result changes out;
+sources (the receiver's SQLite store, or an ``events --json --follow``
+stream) and drivers (the simulated panel's control socket, or a human at
+the site) are thin edges around it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import queue
+import shlex
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+from protocol import contactid
+
+_LOGGER = logging.getLogger(__name__)
+
+# What each zone type reports when tripped (firmware/device/cid.py,
+# docs/firmware.md "Zones").
+EXPECTED = {
+    "instant": (130,), "entry_exit": (134,), "follower": (132,), "24h": (133,),
+    "holdup": (122,), "panic": (120,), "fire": (110,), "tamper": (144,),
+    "seismic": (133,), "door": (423, 134), "bolt": (432,),
+}
+# Zone types that report only while their partition is armed (arming.py).
+NEEDS_ARMED = ("instant", "entry_exit", "follower")
+# Loop sabotage (docs/firmware.md: "open circuit -> 144, short -> 372,
+# fire zones: 373 for both").
+SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE = 144, 372, 373
+FAULT_NAMES = {SENSOR_TAMPER: "open circuit (tamper)", LOOP_SHORT: "short circuit",
+               FIRE_TROUBLE: "fire loop open or shorted"}
+SWINGER = 575
+PROPPED = 426
+# Closing (qualifier 3) / opening (1) reports whose zone field is a user:
+# 401 by user, 403 automatic (time lock), 407 remote, 441 armed stay.
+ARMING_CODES = (401, 403, 407, 441)
+# Every code the panel sends with a zone number in the zone field.
+ZONE_CODES = frozenset(c for cs in EXPECTED.values() for c in cs) | {
+    SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE, SWINGER, PROPPED}
+Q_NEW, Q_RESTORE = 1, 3
+
+PASSED, FAULT, UNEXPECTED, NOT_SEEN, TRIPPED = (
+    "passed", "fault", "unexpected", "not_seen", "tripped")
+FINAL = (PASSED, FAULT, UNEXPECTED)
+
+# How far back the receiver's history is read for loop faults still open
+# when the walk starts: a miswired loop reports when the panel powers up,
+# which on a commissioning day is hours, not weeks, before the walk.
+HISTORY_S = 7 * 86400
+
+
+def _iso(t: float | None) -> str | None:
+    if not t:
+        return None
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+def _ev(ev: dict) -> dict:
+    """The part of a receiver event a report keeps."""
+    return {"event_id": ev.get("id"), "code": ev["code"], "qualifier": ev["qualifier"],
+            "description": ev.get("description") or contactid.describe(
+                ev["code"], ev["qualifier"], ev.get("zone")),
+            "partition": ev.get("partition"), "zone": ev.get("zone"),
+            "received_at": _iso(ev.get("received_at")), "event_time": _iso(ev.get("event_time"))}
+
+
+class Zone:
+    """One zone's walk-test record."""
+
+    def __init__(self, z: dict):
+        self.id = z["id"]
+        self.name = z.get("name") or "zone %d" % z["id"]
+        self.type = z["type"]
+        self.partition = z["partition"]
+        self.expected = EXPECTED.get(self.type, ())
+        self.alarms: list[dict] = []  # expected alarm events seen during the walk
+        self.faults: list[dict] = []  # loop faults: {event, restored}
+        self.open_fault: dict | None = None  # the fault not restored yet
+        self.tripped: dict | None = None  # tamper type: 144 seen, restore awaited
+        self.unexpected: list[dict] = []
+        self.notes: list[str] = []
+        self.faulted_at_start = False
+
+    @property
+    def status(self) -> str:
+        if self.open_fault is not None:
+            return FAULT
+        if self.alarms:
+            return PASSED
+        if self.tripped is not None:
+            return TRIPPED
+        if self.faults:
+            return FAULT
+        if self.unexpected:
+            return UNEXPECTED
+        return NOT_SEEN
+
+    def verdict(self) -> str:
+        s = self.status
+        if s == PASSED:
+            a = self.alarms[0]
+            text = "%03d %s at %s" % (a["code"], contactid.name(a["code"]), a["received_at"])
+            if self.faults:
+                text += " (after a loop fault, restored)"
+            return text
+        if s == FAULT:
+            f = self.open_fault or self.faults[-1]["event"]
+            text = "%s: %03d at %s" % (FAULT_NAMES.get(f["code"], "loop fault"), f["code"],
+                                       f["received_at"])
+            if self.type == "tamper" and f["code"] == SENSOR_TAMPER:
+                text = "loop open (144 never restored): cut wire or tamper left open, %s" \
+                       % f["received_at"]
+            elif self.open_fault is None:
+                text += ", restored, but the zone never alarmed after it"
+            elif self.faulted_at_start:
+                text += " (open before the walk started)"
+            return text + ": CHECK THE WIRING"
+        if s == UNEXPECTED:
+            u = self.unexpected[0]
+            return "%03d %s, expected %s: the panel's zone type differs from the config" % (
+                u["code"], contactid.name(u["code"]),
+                "/".join("%03d" % c for c in self.expected))
+        if s == TRIPPED:
+            return "144 seen, waiting for the loop to close (restore)"
+        return "nothing from this zone reached the receiver"
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "type": self.type,
+                "partition": self.partition, "expected_codes": list(self.expected),
+                "result": FAULT if self.status == TRIPPED else self.status,
+                "verdict": self.verdict(),
+                "first_alarm": self.alarms[0] if self.alarms else None,
+                "alarms": self.alarms, "faults": self.faults, "unexpected": self.unexpected,
+                "faulted_at_start": self.faulted_at_start, "notes": self.notes}
+
+
+class WalkTest:
+    """The walk-test core: feed it the receiver's events for the account,
+    in id order; it keeps each zone's result and each partition's arming
+    state as the receiver recorded them.  No I/O, no clock."""
+
+    def __init__(self, account, zones: list[dict], partitions: list[dict] = ()):
+        self.account = str(account)
+        self.zones = {z["id"]: Zone(z) for z in zones}
+        self.order = [z["id"] for z in zones]
+        self.partitions = {p["id"]: {"id": p["id"], "name": p.get("name", ""),
+                                     "armed": None, "log": []} for p in partitions}
+        self.events_seen = 0
+
+    def feed(self, ev: dict, history: bool = False) -> list[tuple]:
+        """One receiver event.  `history`: recorded before the walk began
+        (only loop faults still open and arming state are taken from it).
+        Returns [(zone_or_None, old_status, new_status, text)]."""
+        if str(ev.get("account")) != self.account or ev.get("source", "panel") != "panel":
+            return []
+        self.events_seen += 1
+        code, q = ev["code"], ev["qualifier"]
+        out = []
+        if code in ARMING_CODES:
+            p = self.partitions.get(ev.get("partition"))
+            if p is not None:
+                armed = q == Q_RESTORE  # DC-05: 3 = closing (armed), 1 = opening
+                if p["armed"] != armed:
+                    p["armed"] = armed
+                    if not history:
+                        p["log"].append({"armed": armed, **_ev(ev)})
+                    out.append((None, None, None, "partition %d (%s) %s (%s)" % (
+                        p["id"], p["name"], "ARMED" if armed else "disarmed",
+                        contactid.describe(code, q, ev.get("zone")))))
+            return out
+        if code not in ZONE_CODES or contactid.zone_is_user(code):
+            return out
+        z = self.zones.get(ev.get("zone"))
+        if z is None:
+            return out
+        old = z.status
+        e = _ev(ev)
+        if ev.get("partition") not in (None, z.partition):
+            z.notes.append("event %s reported partition %s; the config says %d"
+                           % (e["event_id"], ev.get("partition"), z.partition))
+        if z.type == "tamper" and code == SENSOR_TAMPER:
+            # alarm and open loop share 144: a trip is 144 new then restore
+            if q == Q_NEW:
+                if history:
+                    z.open_fault = e
+                    z.faulted_at_start = True
+                else:
+                    z.tripped = e
+            elif q == Q_RESTORE:
+                if z.tripped is not None:
+                    z.alarms.append(z.tripped)
+                    z.tripped = None
+                if z.open_fault is not None:
+                    if not history:
+                        z.faults.append({"event": z.open_fault, "restored": e})
+                    z.open_fault = None
+                    z.faulted_at_start = False
+        elif code in (SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE):
+            if q == Q_NEW:
+                if z.open_fault is None or z.open_fault["code"] != code:
+                    z.open_fault = e
+                    z.faulted_at_start = history
+            elif q == Q_RESTORE and z.open_fault is not None:
+                if not history:  # a fault over before the walk is forgotten
+                    z.faults.append({"event": z.open_fault, "restored": e})
+                z.open_fault = None
+                z.faulted_at_start = False
+        elif history:
+            return out
+        elif code in z.expected:
+            if q == Q_NEW:
+                z.alarms.append(e)
+        elif code == SWINGER:
+            z.notes.append("swinger shutdown (575) at %s: tripped %s times in one arming "
+                           "period" % (e["received_at"], "too many"))
+        elif code == PROPPED:
+            if q == Q_NEW:
+                z.notes.append("door held open (426) at %s" % e["received_at"])
+        elif q == Q_NEW:
+            z.unexpected.append(e)
+        new = z.status
+        if new != old or (q == Q_NEW and not history):
+            out.append((z, old, new, "%03d q%d %s" % (code, q, e["description"])))
+        return out
+
+    def walked(self, ids=None) -> list[Zone]:
+        return [self.zones[i] for i in (ids or self.order)]
+
+    def done(self, ids=None, until_pass: bool = False) -> bool:
+        zs = self.walked(ids)
+        if until_pass:
+            return all(z.status == PASSED for z in zs)
+        return all(z.status in FINAL for z in zs)
+
+    def counts(self, ids=None) -> dict:
+        c = {PASSED: 0, FAULT: 0, UNEXPECTED: 0, NOT_SEEN: 0, TRIPPED: 0}
+        for z in self.walked(ids):
+            c[z.status] += 1
+        return c
+
+    def armed(self, pid) -> bool:
+        p = self.partitions.get(pid)
+        return bool(p and p["armed"])
+
+
+# -- sources: the receiver's record ------------------------------------------------------
+
+
+class SqliteSource:
+    """The receiver's SQLite store, opened read-only (the receiver keeps
+    running and writing; WAL lets us read alongside)."""
+
+    def __init__(self, path: str, account):
+        self.path = path
+        self.account = str(account)
+        if not os.path.exists(path):
+            raise OSError("%s: no such receiver store" % path)
+        uri = "file:%s?mode=ro" % urllib.parse.quote(os.path.abspath(path))
+        self.db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.last = 0
+
+    def describe(self) -> str:
+        return "receiver store %s" % os.path.abspath(self.path)
+
+    def site(self) -> dict:
+        try:
+            r = self.db.execute("SELECT site_name, site_address, panel_kind FROM accounts "
+                                "WHERE number = ?", (self.account,)).fetchone()
+        except sqlite3.Error:
+            return {}
+        return dict(r) if r else {}
+
+    def history(self) -> list[dict]:
+        """Events of the account from the last HISTORY_S (receiver clock)
+        up to now; later polls return only what comes after."""
+        row = self.db.execute("SELECT coalesce(max(id), 0), coalesce(max(received_at), 0) "
+                              "FROM events").fetchone()
+        self.last = row[0]
+        rows = self.db.execute(
+            "SELECT * FROM events WHERE account = ? AND id <= ? AND received_at >= ? "
+            "ORDER BY id", (self.account, self.last, row[1] - HISTORY_S)).fetchall()
+        return [dict(r) for r in rows]
+
+    def poll(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM events WHERE account = ? AND id > ? "
+                               "ORDER BY id LIMIT 1000", (self.account, self.last)).fetchall()
+        if rows:
+            self.last = rows[-1]["id"]
+        return [dict(r) for r in rows]
+
+    def close(self):
+        self.db.close()
+
+
+class StreamSource:
+    """``guardline-receiver events --json --follow`` output, from a command
+    (e.g. over ssh to the central station) or a file object.  Events the
+    receiver got before the walk began (by their ``received_at``; keep the
+    two clocks in step with NTP) are history."""
+
+    def __init__(self, command: str | None = None, stream=None, account=None,
+                 started_at: float | None = None):
+        self.command = command
+        self.account = str(account)
+        self.started_at = started_at or time.time()
+        self.q: queue.Queue = queue.Queue()
+        self.proc = None
+        self.error: str | None = None
+        if command:
+            self.proc = subprocess.Popen(shlex.split(command), stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                         text=True, bufsize=1)
+            stream = self.proc.stdout
+        self._t = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._t.start()
+
+    def describe(self) -> str:
+        return "receiver events stream: %s" % (self.command or "stdin")
+
+    def site(self) -> dict:
+        return {}
+
+    def _read(self, stream):
+        for line in stream:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                self.q.put(json.loads(line))
+            except ValueError:
+                continue
+        if self.proc is not None:
+            self.proc.wait()
+            err = self.proc.stderr.read().strip()
+            self.error = "receiver events command ended (status %s)%s" % (
+                self.proc.returncode, ": " + err.splitlines()[-1] if err else "")
+        self.q.put(None)
+
+    def history(self) -> list[dict]:
+        return []
+
+    def poll(self) -> list[tuple[dict, bool]]:
+        out = []
+        while True:
+            try:
+                ev = self.q.get_nowait()
+            except queue.Empty:
+                return out
+            if ev is None:
+                if self.error:
+                    raise OSError(self.error)
+                return out
+            if str(ev.get("account")) == self.account:
+                out.append(ev)
+
+    def is_history(self, ev: dict) -> bool:
+        return (ev.get("received_at") or 0) < self.started_at
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+# -- drivers: who trips the zones --------------------------------------------------------
+
+
+class SimControl:
+    """The simulated panel's control socket (docs/simulator.md)."""
+
+    def __init__(self, addr: str):
+        host, port = addr.rsplit(":", 1)
+        self.addr = (host, int(port))
+
+    def __call__(self, req: dict, timeout: float = 10.0) -> dict:
+        with socket.create_connection(self.addr, timeout=timeout) as s:
+            s.sendall(json.dumps(req).encode() + b"\n")
+            line = s.makefile("rb").readline()
+        if not line:
+            raise OSError("control socket %s:%d closed" % self.addr)
+        return json.loads(line)
+
+
+class AutoDriver:
+    """Trips each zone of the simulated panel through its control socket,
+    one at a time: arm what needs arming (bypassing zones whose loop is
+    already faulted, as an installer would, so the rest of the partition
+    can be walked), hold the zone in alarm until the receiver has it (or
+    the zone's time is up), put it back to normal, next.  Disarms what it
+    armed at the end.  The panel's answers only steer the simulation; the
+    results come from the receiver."""
+
+    def __init__(self, ctl, code: str, zone_timeout: float = 60.0, say=print,
+                 clock=time.monotonic):
+        self.ctl = ctl
+        self.code = code
+        self.zone_timeout = zone_timeout
+        self.say = say
+        self.clock = clock
+        self.queue: list[int] = []
+        self.current = None
+        self.phase = None
+        self.deadline = 0.0
+        self.armed_by_us: list[int] = []
+        self.bypassed: list[int] = []
+
+    def _key(self, action: str, partition: int, zone: int = 0) -> str:
+        r = self.ctl({"cmd": "key", "code": self.code, "action": action,
+                      "partition": partition, "zone": zone})
+        return r.get("result_name") or r.get("error") or "?"
+
+    def prepare(self, walk: WalkTest, ids: list[int]) -> None:
+        self.queue = [i for i in ids if walk.zones[i].status not in FINAL]
+        for i in ids:
+            if i not in self.queue:
+                self.say("zone %d: %s already: not tripped" % (i, walk.zones[i].status))
+        parts = sorted({walk.zones[i].partition for i in self.queue
+                        if walk.zones[i].type in NEEDS_ARMED})
+        for pid in parts:
+            if walk.armed(pid):
+                continue
+            for z in walk.zones.values():
+                if z.partition == pid and z.status == FAULT and z.type not in (
+                        "fire", "panic", "holdup"):
+                    r = self._key("bypass", pid, z.id)
+                    self.say("zone %d faulted: bypass so partition %d can arm: %s"
+                             % (z.id, pid, r))
+                    if r == "ok":
+                        self.bypassed.append(z.id)
+            r = self._key("arm_away", pid)
+            self.say("arm partition %d (away): %s" % (pid, r))
+            if r == "ok":
+                self.armed_by_us.append(pid)
+
+    def step(self, walk: WalkTest) -> bool:
+        """Advance; True while there is work left."""
+        now = self.clock()
+        if self.current is None:
+            if not self.queue:
+                return False
+            self.current = walk.zones[self.queue.pop(0)]
+            self.phase = "arming" if self.current.type in NEEDS_ARMED else "trip"
+            self.deadline = now + self.zone_timeout
+        z = self.current
+        if self.phase == "arming":
+            if walk.armed(z.partition):
+                self.phase = "trip"
+            elif now > self.deadline:
+                self.say("zone %d: partition %d never armed at the receiver: skipped"
+                         % (z.id, z.partition))
+                self.current = None
+                return True
+            else:
+                return True
+        if self.phase == "trip":
+            self.say("zone %d %s (%s): trip" % (z.id, z.name, z.type))
+            self.ctl({"cmd": "zone", "zone": z.id, "state": "alarm"})
+            self.phase = "hold"
+        if self.phase == "hold":
+            if z.status != NOT_SEEN or now > self.deadline:
+                self.ctl({"cmd": "zone", "zone": z.id, "state": "normal"})
+                self.phase = "release"
+            return True
+        if self.phase == "release":
+            if z.status in FINAL or now > self.deadline:
+                self.current = None
+        return True
+
+    def finish(self, walk: WalkTest) -> None:
+        for pid in self.armed_by_us:
+            self.say("disarm partition %d: %s" % (pid, self._key("disarm", pid)))
+
+
+class ManualDriver:
+    """A human trips the zones; the tool says what to do and waits."""
+
+    def __init__(self, say=print):
+        self.say = say
+
+    def prepare(self, walk: WalkTest, ids: list[int]) -> None:
+        parts = sorted({walk.zones[i].partition for i in ids
+                        if walk.zones[i].type in NEEDS_ARMED})
+        if parts:
+            names = ", ".join("%d (%s)" % (p, walk.partitions.get(p, {}).get("name", ""))
+                              for p in parts)
+            self.say("ARM in AWAY mode before walking their intrusion zones: partition %s. "
+                     "The walk counts a partition armed once the receiver has its closing "
+                     "report (after the exit delay)." % names)
+            faulted = [z for z in walk.walked(ids) if z.status == FAULT]
+            if faulted:
+                self.say("Zones already faulted prevent arming: fix them, or bypass them "
+                         "(manager code + bypass): %s" % ", ".join(str(z.id) for z in faulted))
+        self.say("Trip every zone in turn (open the door, walk past the PIR, press the "
+                 "button...), then close it again.  Entry/exit zones report after the entry "
+                 "delay.  Enter ends the walk; so does every zone having a result.")
+
+    def step(self, walk: WalkTest) -> bool:
+        return False
+
+    def finish(self, walk: WalkTest) -> None:
+        self.say("Disarm the partitions you armed; tell the central station the walk "
+                 "test is over.")
+
+
+class ConsoleTail:
+    """The panel's serial console (USB), echoed as hints ("panel: ...").
+    The panel's word is shown, never counted."""
+
+    def __init__(self, port: str, say=print, baudrate: int = 115200):
+        import serial  # noqa: PLC0415
+
+        self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.2)
+        self.say = say
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        buf = b""
+        while not self._stop:
+            try:
+                d = self.ser.read(256)
+            except Exception as e:  # noqa: BLE001 - a port unplugged
+                self.say("panel console: %s" % e)
+                return
+            buf += d
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode("utf-8", "replace").strip()
+                if text:
+                    self.say("  panel: %s" % text)
+            if len(buf) > 4096:  # a console line is short; never hold more
+                buf = b""
+
+    def close(self):
+        self._stop = True
+        self._t.join(2)
+        self.ser.close()
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+_SYMBOL = {PASSED: "OK  ", FAULT: "FAIL", UNEXPECTED: "FAIL", NOT_SEEN: "....",
+           TRIPPED: "... "}
+
+
+def zone_line(z: Zone) -> str:
+    return "  [%s] zone %3d %-24s %-10s p%d  %s" % (_SYMBOL[z.status], z.id, z.name[:24],
+                                                  z.type, z.partition, z.verdict())
+
+
+def run(walk: WalkTest, source, driver, ids: list[int], timeout: float = 1800.0,
+        until_pass: bool = False, say=print, stop: threading.Event | None = None,
+        poll_s: float = 0.2, clock=time.monotonic) -> str:
+    """Walk until done, timed out or stopped; returns why it ended."""
+    is_hist = getattr(source, "is_history", None)
+    for ev in source.history():
+        walk.feed(ev, history=True)
+    say("Zones (%d), as the receiver knows them now:" % len(ids))
+    for z in walk.walked(ids):
+        say(zone_line(z))
+    driver.prepare(walk, ids)
+    end = clock() + timeout
+    busy = True
+    reason = None
+    try:
+        while True:
+            for ev in source.poll():
+                hist = bool(is_hist and is_hist(ev))
+                for z, old, new, text in walk.feed(ev, history=hist):
+                    if z is None:
+                        say("receiver: " + text)
+                    elif z.id in ids:
+                        say("receiver: zone %d %s: %s -> %s" % (z.id, text, old, new)
+                            if old != new else "receiver: zone %d %s" % (z.id, text))
+                        if old != new:
+                            say(zone_line(z))
+            if busy:
+                busy = driver.step(walk)
+            if walk.done(ids, until_pass) and not busy:
+                reason = "all zones passed" if walk.done(ids, True) else \
+                    "every zone has a result"
+                break
+            if stop is not None and stop.is_set():
+                reason = "ended by the installer"
+                break
+            if clock() > end:
+                reason = "time limit (%.0f s) reached" % timeout
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        reason = "ended by the installer (interrupt)"
+    driver.finish(walk)
+    # last events (a restore, the disarm) that are already at the receiver
+    for ev in source.poll():
+        walk.feed(ev, history=bool(is_hist and is_hist(ev)))
+    return reason
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def report(walk: WalkTest, ids: list[int], meta: dict) -> dict:
+    zones = [z.to_dict() for z in walk.walked(ids)]
+    counts = {}
+    for z in zones:
+        counts[z["result"]] = counts.get(z["result"], 0) + 1
+    return {
+        "report": "guardline commissioning walk test",
+        "format": 1,
+        **meta,
+        "partitions": [p for p in walk.partitions.values()],
+        "zones": zones,
+        "summary": {"zones": len(zones), **counts},
+        "result": "PASS" if all(z["result"] == PASSED for z in zones) else "FAIL",
+    }
+
+
+def _md_escape(s) -> str:
+    return str(s if s is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(r: dict) -> str:
+    b = r.get("bundle") or {}
+    f = r.get("flash") or {}
+    out = [
+        "# Commissioning walk test: account %s" % r["account"], "",
+        "**Result: %s** (%d zones: %s)" % (r["result"], r["summary"]["zones"], ", ".join(
+            "%d %s" % (v, k) for k, v in sorted(r["summary"].items()) if k != "zones")), "",
+        "| | |", "| --- | --- |",
+        "| Account | %s |" % _md_escape(r["account"]),
+        "| Site | %s |" % _md_escape(r.get("site_name")),
+        "| Site address | %s |" % _md_escape(r.get("site_address")),
+        "| Panel | %s (%s) |" % (_md_escape(r.get("panel_name")), _md_escape(r.get("panel_kind"))),
+        "| Installer | %s |" % _md_escape(r.get("installer")),
+        "| Walk started / ended (UTC) | %s / %s |" % (r["started_at"], r["ended_at"]),
+        "| Ended because | %s |" % _md_escape(r.get("ended_because")),
+        "| Zones tripped by | %s |" % _md_escape(r.get("mode")),
+        "| Proof source | %s |" % _md_escape(r.get("receiver_source")),
+        "| Firmware bundle sha256 | `%s` |" % _md_escape(b.get("bundle_sha256") or "unknown"),
+        "| Firmware version / board | %s / %s |" % (_md_escape(b.get("firmware_version")),
+                                                    _md_escape(b.get("board"))),
+        "| Built | %s (%s, source %s) |" % (_md_escape(b.get("built_at")),
+                                            _md_escape(b.get("mpy_cross_version")),
+                                            _md_escape(b.get("source_revision"))),
+        "| Flashed and verified on the device | %s |" % (
+            "%s on %s" % (f.get("finished_at"), f.get("port")) if f else "no flash record"),
+        "",
+        "## Zones", "",
+        "| Zone | Name | Type | Partition | Result | Receiver's record |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for z in r["zones"]:
+        flag = {PASSED: "passed", FAULT: "**FAULT**", UNEXPECTED: "**UNEXPECTED**",
+                NOT_SEEN: "**NOT SEEN**"}.get(z["result"], z["result"])
+        rec = z["verdict"]
+        if z["first_alarm"]:
+            rec += " (event %s)" % z["first_alarm"]["event_id"]
+        out.append("| %d | %s | %s | %d | %s | %s |" % (
+            z["id"], _md_escape(z["name"]), z["type"], z["partition"], flag, _md_escape(rec)))
+    notes = [(z["id"], n) for z in r["zones"] for n in z["notes"]]
+    if notes:
+        out += ["", "Notes:", ""] + ["- zone %d: %s" % (i, _md_escape(n)) for i, n in notes]
+    arming = [(p, e) for p in r["partitions"] for e in p["log"]]
+    if arming:
+        out += ["", "## Partitions (receiver's record)", ""]
+        for p, e in arming:
+            out.append("- partition %d (%s) %s at %s: %s" % (
+                p["id"], _md_escape(p["name"]), "armed" if e["armed"] else "disarmed",
+                e["received_at"], _md_escape(e["description"])))
+    failed = [z for z in r["zones"] if z["result"] != PASSED]
+    out += ["", "## To do before handover", ""]
+    if failed:
+        out += ["- zone %d (%s): %s" % (z["id"], _md_escape(z["name"]), _md_escape(z["verdict"]))
+                for z in failed]
+        out.append("- walk these zones again after the repair "
+                   "(`guardline-panel walk-test ... --zones %s`)"
+                   % ",".join(str(z["id"]) for z in failed))
+    else:
+        out.append("- nothing: every zone reached the receiver as configured")
+    out += ["", "Signed (installer): ______________________   "
+            "Signed (customer): ______________________", ""]
+    return "\n".join(out)
+
+
+def write_report(report_dir: str, r: dict) -> tuple[str, str]:
+    os.makedirs(report_dir, exist_ok=True)
+    stamp = r["started_at"].replace(":", "").replace("-", "").split(".")[0]
+    base = os.path.join(report_dir, "walktest-%s-%s" % (r["account"], stamp))
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump(r, f, indent=1)
+        f.write("\n")
+    with open(base + ".md", "w", encoding="utf-8") as f:
+        f.write(render_markdown(r))
+    return base + ".json", base + ".md"

@@ -1,0 +1,260 @@
+"""The installer's day, end to end, against a REAL receiver (``guardline-
+receiver serve`` as a subprocess on a temporary SQLite store) and the
+simulated panel (the MicroPython VM running the built bundle):
+
+account + template at the receiver -> ``new`` from the template -> users
+-> ``check`` (and a typo'd zone type, pointed at) -> ``build`` (manifest
+hashes recomputed here) -> the bundle runs -> one zone miswired (shorted
+through the control socket) -> ``walk-test --auto`` -> the report flags
+that zone and passes the others, each with the receiver's event as proof.
+
+No timed assertions: every wait polls for its condition with a generous
+deadline.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from firmware import cli
+from firmware import provision
+from firmware import sim as fwsim
+from firmware.testing import SimPanel, free_port
+from receiver.testing import ReceiverProcess
+
+pytestmark = pytest.mark.micropython
+
+if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+    pytest.skip("no micropython binary", allow_module_level=True)
+
+ACCOUNT = 4242
+ZONES = {"1": "front door", "2": "lobby glass", "3": "lobby PIR", "4": "teller hold-up",
+         "5": "teller panic", "6": "lobby smoke"}
+PARTS = {"1": "lobby", "2": "teller line"}
+MASTER_CODE = "7391"
+
+
+def receiver_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def rx_events(db, **where) -> list[dict]:
+    """The receiver's own record (read-only, beside the running receiver)."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+    con.row_factory = sqlite3.Row
+    try:
+        sql = "SELECT * FROM events WHERE account = ?"
+        args = [str(ACCOUNT)]
+        for k, v in where.items():
+            sql += " AND %s = ?" % k
+            args.append(v)
+        return [dict(r) for r in con.execute(sql + " ORDER BY id", args)]
+    except sqlite3.OperationalError:
+        return []  # the receiver has not created its schema yet
+    finally:
+        con.close()
+
+
+def wait_for(pred, what, timeout=60.0):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A receiver with the site's account; its panel template."""
+    db = str(tmp_path / "receiver.db")
+    port = free_port()
+    tmpl = str(tmp_path / ("panel-%d.json" % ACCOUNT))
+    r = receiver_cli("--db", db, "accounts", "add", str(ACCOUNT), "--kind", "bank",
+                     "--site", "Branch 7 High Street", "--zones", json.dumps(ZONES),
+                     "--partitions", json.dumps(PARTS), "--heartbeat", "60",
+                     "--panel-template", tmpl, "--receiver", "tcp/127.0.0.1:%d" % port,
+                     "--receiver", "udp/127.0.0.1:%d" % port)
+    assert r.returncode == 0, r.stderr
+    rx = ReceiverProcess(db, ["--tcp", "127.0.0.1:%d" % port, "--udp", "127.0.0.1:%d" % port],
+                         log_path=str(tmp_path / "receiver.log"))
+    rx.start()
+    yield {"db": db, "template": tmpl, "port": port, "dir": tmp_path}
+    rx.terminate()
+    rx.close()
+
+
+def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys):
+    d = site["dir"]
+    cfg_path = str(d / "site.json")
+
+    # -- new, from the receiver's template ---------------------------------------------
+    assert cli.main(["new", "--kind", "bank", "--from-template", site["template"],
+                     "-o", cfg_path]) == 0
+    out = capsys.readouterr().out
+    tmpl = json.load(open(site["template"]))
+    assert tmpl["key"] not in out and "hidden" in out  # never printed unless asked
+    assert stat.S_IMODE(os.stat(cfg_path).st_mode) == 0o600
+    doc = json.load(open(cfg_path))
+    assert doc["account"] == ACCOUNT and doc["key"] == tmpl["key"]
+    assert doc["code_salt"] != provision.PLACEHOLDER_SALT and doc["users"] == []
+    assert doc["receiver"]["primary"] == {"type": "tcp", "host": "127.0.0.1",
+                                          "port": site["port"]}
+    assert doc["receiver"]["backup"]["type"] == "udp"
+    assert [z["name"] for z in doc["zones"]] == list(ZONES.values())
+    assert [(z["id"], z["type"]) for z in doc["zones"]] == [
+        (1, "entry_exit"), (2, "instant"), (3, "follower"), (4, "holdup"), (5, "panic"),
+        (6, "fire")]  # guessed from the names, printed for the installer to confirm
+
+    # -- the installer's edits: partitions of the teller zones, short site timings --------
+    doc["zones"][3]["partition"] = doc["zones"][4]["partition"] = 2
+    doc["timings"].update({"exit_delay_s": 0, "entry_delay_s": 1, "debounce_ms": 50,
+                           "scan_ms": 20, "ack_timeout_ms": 500, "max_backoff_ms": 2000})
+    provision.write_private(cfg_path, provision.dump_config(doc))
+
+    # -- users: a weak code refused, then a master and a teller ---------------------------
+    assert cli.main(["user", "add", cfg_path, "--id", "1", "--name", "manager",
+                     "--authority", "master", "--code", "1234"]) == 1
+    assert "too easy to guess" in capsys.readouterr().err
+    assert cli.main(["user", "add", cfg_path, "--id", "1", "--name", "manager",
+                     "--authority", "master", "--code", MASTER_CODE]) == 0
+    assert cli.main(["user", "add", cfg_path, "--id", "2", "--name", "teller",
+                     "--partitions", "2", "--code", "5820"]) == 0
+    doc = json.load(open(cfg_path))
+    assert doc["users"][0]["code_hash"] == hashlib.sha256(
+        bytes.fromhex(doc["code_salt"]) + MASTER_CODE.encode()).hexdigest()
+    assert MASTER_CODE not in open(cfg_path).read()
+    assert stat.S_IMODE(os.stat(cfg_path).st_mode) == 0o600
+
+    # -- check: clean, then a typo pointed at by line and field ----------------------------
+    capsys.readouterr()
+    assert cli.main(["check", cfg_path]) == 0
+    assert "ok (bank panel, account 4242, 6 zones, 2 partitions, 2 users)" in \
+        capsys.readouterr().out
+    good = open(cfg_path).read()
+    typo = good.replace('"type": "instant"', '"type": "instnat"', 1)
+    bad_path = str(d / "typo.json")
+    open(bad_path, "w").write(typo)
+    assert cli.main(["check", bad_path]) == 1
+    err = capsys.readouterr().err
+    line = typo.splitlines().index('   "type": "instnat",') + 1
+    assert "%s:%d: zones[1].type: 'instnat' is not one of instant," % (bad_path, line) in err
+    assert "(did you mean 'instant'?)" in err
+    assert "1 error(s)" in err
+
+    # -- build: the manifest proves every file ---------------------------------------------
+    bundle = str(d / "bundle")
+    assert cli.main(["build", cfg_path, "-o", bundle, "--board", "sim"]) == 0
+    m = json.load(open(os.path.join(bundle, "manifest.json")))
+    assert m["board"] == "sim" and m["account"] == ACCOUNT
+    assert m["firmware_version"] == "0.1.0" and "mpy" in m["mpy_cross_version"]
+    names = sorted(f["name"] for f in m["files"])
+    assert "config.json" in names and "main.py" in names and "panel.mpy" in names
+    assert sorted(n for n in os.listdir(bundle) if n != "manifest.json") == names
+    listing = ""
+    for f in sorted(m["files"], key=lambda f: f["name"]):
+        data = open(os.path.join(bundle, f["name"]), "rb").read()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["size"]
+        listing += "%s  %s\n" % (f["sha256"], f["name"])
+    assert hashlib.sha256(listing.encode()).hexdigest() == m["bundle_sha256"]
+    assert open(os.path.join(bundle, "config.json")).read() == good
+    assert stat.S_IMODE(os.stat(os.path.join(bundle, "config.json")).st_mode) == 0o600
+
+    # -- the bundle runs and reports to the real receiver ------------------------------------
+    db = site["db"]
+    panel = SimPanel(os.path.join(bundle, "config.json"), str(d / "panel"), bundle=bundle)
+    try:
+        wait_for(lambda: rx_events(db, code=305), "the receiver to store the boot report")
+        # -- zone 3 miswired: its loop reads a short circuit ---------------------------------
+        assert panel.ctl({"cmd": "zone", "zone": 3, "state": "short"})["ok"]
+        wait_for(lambda: rx_events(db, code=372, zone=3), "372 loop short at the receiver")
+
+        # -- the walk test, the simulated panel driven through its control socket -------------
+        reports = str(d / "reports")
+        capsys.readouterr()
+        rc = cli.main(["walk-test", "--bundle", bundle, "--receiver-db", db,
+                       "--account", str(ACCOUNT), "--control", panel.control, "--auto",
+                       "--code", MASTER_CODE, "--report", reports, "--installer", "A. Fitter",
+                       "--zone-timeout", "45", "--timeout", "170"])
+        live = capsys.readouterr().out
+        assert rc == 1, live  # not every zone passed
+        assert "receiver: zone 2 130" in live  # shown live, from the receiver's record
+        assert "partition 1 (lobby) ARMED" in live
+        jp = [n for n in os.listdir(reports) if n.endswith(".json")]
+        md = [n for n in os.listdir(reports) if n.endswith(".md")]
+        assert len(jp) == 1 and len(md) == 1
+        r = json.load(open(os.path.join(reports, jp[0])))
+        text = open(os.path.join(reports, md[0])).read()
+        # the tool disarmed what it armed (zone 3 was bypassed for the arming)
+        assert "zone 3 faulted: bypass so partition 1 can arm: ok" in live
+        assert "disarm partition 1: ok" in live
+        wait_for(lambda: rx_events(db, code=401, qualifier=1, partition=1),
+                 "the opening (disarm) report at the receiver")
+        assert panel.state()["partitions"][0]["state"] == "disarmed"
+    finally:
+        panel.close()
+
+    assert r["result"] == "FAIL" and r["account"] == ACCOUNT
+    assert r["site_name"] == "Branch 7 High Street" and r["installer"] == "A. Fitter"
+    assert r["bundle"]["bundle_sha256"] == m["bundle_sha256"]
+    assert r["ended_because"] == "every zone has a result"
+    zones = {z["id"]: z for z in r["zones"]}
+    assert zones[3]["result"] == "fault" and zones[3]["faulted_at_start"]
+    assert "short circuit" in zones[3]["verdict"]
+    assert zones[3]["faults"] == [] and zones[3]["first_alarm"] is None
+    expected = {1: 134, 2: 130, 4: 122, 5: 120, 6: 110}
+    for zid, code in expected.items():
+        z = zones[zid]
+        assert z["result"] == "passed", z
+        # the proof is the receiver's stored event, with this zone and code
+        ev = rx_events(db, id=z["first_alarm"]["event_id"])
+        assert len(ev) == 1 and ev[0]["zone"] == zid and ev[0]["code"] == code
+        assert ev[0]["qualifier"] == 1
+    assert r["summary"] == {"zones": 6, "passed": 5, "fault": 1}
+    assert "| 3 | lobby PIR | follower | 1 | **FAULT** |" in text
+    assert "| 2 | lobby glass | instant | 1 | passed |" in text
+    assert m["bundle_sha256"] in text and "--zones 3" in text
+
+
+def test_walk_test_from_the_receivers_events_stream(site, tmp_path, capsys):
+    """The same proof read from ``guardline-receiver events --json
+    --follow`` (as over ssh from the central station), for a re-walk of
+    chosen zones with a config (no bundle)."""
+    cfg = provision.new_config("bank", provision.load_template(site["template"]))[0]
+    cfg["zones"][3]["partition"] = cfg["zones"][4]["partition"] = 2
+    cfg["timings"].update({"debounce_ms": 50, "scan_ms": 20, "ack_timeout_ms": 500,
+                           "max_backoff_ms": 2000})
+    provision.add_user(cfg, 1, "manager", MASTER_CODE, "master")
+    path = str(tmp_path / "site.json")
+    provision.write_private(path, provision.dump_config(cfg))
+    panel = SimPanel(path, str(tmp_path / "panel"))
+    try:
+        wait_for(lambda: rx_events(site["db"], code=305), "boot report at the receiver")
+        events_cmd = "%s -m receiver.cli --db %s events --json --follow --account %d" % (
+            sys.executable, site["db"], ACCOUNT)
+        rc = cli.main(["walk-test", "--config", path, "--receiver-events", events_cmd,
+                       "--zones", "4,5", "--control", panel.control, "--auto", "--code",
+                       MASTER_CODE, "--report", str(tmp_path / "r"), "--zone-timeout", "45",
+                       "--timeout", "120"])
+    finally:
+        panel.close()
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    r = json.load(open([os.path.join(tmp_path / "r", n) for n in os.listdir(tmp_path / "r")
+                        if n.endswith(".json")][0]))
+    assert r["result"] == "PASS" and [z["id"] for z in r["zones"]] == [4, 5]
+    assert r["bundle"] is None and "events stream" in r["receiver_source"]
+    assert [z["first_alarm"]["code"] for z in r["zones"]] == [122, 120]
+    assert "no flash record" in open([os.path.join(tmp_path / "r", n) for n in
+                                      os.listdir(tmp_path / "r") if n.endswith(".md")][0]).read()

@@ -54,12 +54,26 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not
+    the one there was at setup: a CLI run in-process (tests, the demo) must
+    not leave a handler bound to a stream that has since been closed."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_guardline_logfmt", False):  # ours from an earlier call only
             root.removeHandler(h)
-    h = logging.StreamHandler(stream or sys.stderr)
+    h = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     h._guardline_logfmt = True
     h.setFormatter(LogfmtFormatter())
     root.addHandler(h)

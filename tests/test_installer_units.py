@@ -1,0 +1,598 @@
+"""Installer tooling, piece by piece: the walk-test core (sans-I/O) and
+its drivers with fakes, report rendering, provisioning (templates, new
+configs, users, private files), check's pointers and hints, manifests,
+and the runtime step's command lines and image checks (no board here:
+esptool is never run)."""
+
+import io
+import json
+import os
+import stat
+import struct
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from firmware import DEVICE_DIR, REPO
+from firmware import build as fwbuild
+from firmware import cli
+from firmware import flash as F
+from firmware import provision as P
+from firmware import walktest as W
+
+ACCT = 1001
+ZONES = [
+    {"id": 1, "name": "front door", "type": "entry_exit", "partition": 1},
+    {"id": 2, "name": "lobby glass", "type": "instant", "partition": 1},
+    {"id": 3, "name": "cabinet tamper", "type": "tamper", "partition": 1},
+    {"id": 4, "name": "teller hold-up", "type": "holdup", "partition": 2},
+    {"id": 5, "name": "smoke", "type": "fire", "partition": 2},
+]
+PARTS = [{"id": 1, "name": "lobby"}, {"id": 2, "name": "teller line"}]
+
+_ids = iter(range(1, 10**9))
+
+
+def ev(code, zone, q=1, partition=None, account=ACCT, source="panel", t=1.7e9):
+    return {"id": next(_ids), "account": str(account), "source": source, "code": code,
+            "qualifier": q, "zone": zone,
+            "partition": partition if partition is not None else
+            {z["id"]: z["partition"] for z in ZONES}.get(zone, 1),
+            "received_at": t, "event_time": t, "description": "d"}
+
+
+def walk():
+    return W.WalkTest(ACCT, ZONES, PARTS)
+
+
+# -- the walk-test core ----------------------------------------------------------------
+
+
+def test_expected_code_passes_and_other_codes_do_not():
+    w = walk()
+    assert w.zones[2].status == W.NOT_SEEN
+    ch = w.feed(ev(130, 2))
+    assert ch and ch[0][0].id == 2 and ch[0][2] == W.PASSED
+    assert w.zones[2].alarms[0]["code"] == 130
+    w.feed(ev(132, 1))  # a follower's code from an entry/exit zone
+    assert w.zones[1].status == W.UNEXPECTED
+    assert "differs from the config" in w.zones[1].verdict()
+    w.feed(ev(134, 1))
+    assert w.zones[1].status == W.PASSED
+
+
+def test_loop_faults_flag_the_zone_until_restored_and_tripped():
+    w = walk()
+    w.feed(ev(372, 2))
+    z = w.zones[2]
+    assert z.status == W.FAULT and "short circuit" in z.verdict()
+    w.feed(ev(130, 2))  # alarm while the fault is open: still a fault
+    assert z.status == W.FAULT
+    w.feed(ev(372, 2, q=3))
+    assert z.status == W.PASSED and "after a loop fault" in z.verdict()
+    assert z.faults[0]["event"]["code"] == 372 and z.faults[0]["restored"]["qualifier"] == 3
+    w.feed(ev(373, 5))
+    assert w.zones[5].status == W.FAULT and "fire loop" in w.zones[5].verdict()
+    w.feed(ev(144, 1))
+    w.feed(ev(144, 1, q=3))
+    assert w.zones[1].status == W.FAULT and "never alarmed after it" in w.zones[1].verdict()
+
+
+def test_history_counts_only_faults_still_open():
+    w = walk()
+    w.feed(ev(372, 1), history=True)  # open at the start
+    w.feed(ev(144, 2), history=True)
+    w.feed(ev(144, 2, q=3), history=True)  # over before the walk: forgotten
+    w.feed(ev(130, 2), history=True)  # an old alarm proves nothing today
+    w.feed(ev(122, 4), history=True)
+    assert w.zones[1].status == W.FAULT and w.zones[1].faulted_at_start
+    assert "open before the walk started" in w.zones[1].verdict()
+    assert w.zones[2].status == W.NOT_SEEN and w.zones[2].faults == []
+    assert w.zones[4].status == W.NOT_SEEN
+
+
+def test_tamper_zone_passes_only_when_its_144_is_restored():
+    w = walk()
+    w.feed(ev(144, 3))
+    assert w.zones[3].status == W.TRIPPED and not w.done([3])
+    w.feed(ev(144, 3, q=3))
+    assert w.zones[3].status == W.PASSED and w.done([3])
+    w2 = walk()
+    w2.feed(ev(144, 3), history=True)  # a loop open since before the walk
+    assert w2.zones[3].status == W.FAULT and "cut wire" in w2.zones[3].verdict()
+    # at the end of a walk a 144 never restored reads as a fault
+    w3 = walk()
+    w3.feed(ev(144, 3))
+    assert w3.zones[3].to_dict()["result"] == W.FAULT
+
+
+def test_events_that_are_not_the_zones_are_ignored():
+    w = walk()
+    w.feed(ev(350, 1, source="receiver"))  # supervision: zone field = path
+    w.feed(ev(350, 1))  # the panel's own comm trouble, zone = path 1
+    w.feed(ev(130, 2, account=9999))
+    w.feed(ev(121, 2))  # duress: zone field = user 2
+    w.feed(ev(305, 0))
+    w.feed(ev(130, 77))  # not a configured zone
+    assert all(z.status == W.NOT_SEEN for z in w.zones.values())
+    ch = w.feed(ev(401, 2, q=3, partition=1))  # closing by user 2 arms partition 1
+    assert w.armed(1) and ch[0][0] is None and "ARMED" in ch[0][3]
+    assert w.zones[2].status == W.NOT_SEEN
+    w.feed(ev(401, 2, q=1, partition=1))
+    assert not w.armed(1)
+    assert [e["armed"] for e in w.partitions[1]["log"]] == [True, False]
+
+
+def test_partition_mismatch_is_noted():
+    w = walk()
+    w.feed(ev(130, 2, partition=2))
+    assert w.zones[2].status == W.PASSED
+    assert "config says 1" in w.zones[2].notes[0]
+
+
+def test_done_and_until_pass():
+    w = walk()
+    ids = [2, 4]
+    w.feed(ev(130, 2))
+    assert not w.done(ids)
+    w.feed(ev(372, 4))
+    assert w.done(ids) and not w.done(ids, until_pass=True)
+    w.feed(ev(372, 4, q=3))
+    w.feed(ev(122, 4))
+    assert w.done(ids, until_pass=True)
+    assert w.counts(ids)[W.PASSED] == 2
+
+
+_events = st.builds(
+    lambda code, zone, q, hist, src: (ev(code, zone, q, source=src), hist),
+    st.sampled_from(sorted(W.ZONE_CODES | {401, 350, 121, 999})), st.integers(0, 6),
+    st.sampled_from([1, 3, 6]), st.booleans(), st.sampled_from(["panel", "receiver"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_events, max_size=40))
+def test_a_zone_passes_only_on_a_live_expected_alarm_and_never_with_a_fault_open(seq):
+    w = walk()
+    for e, hist in seq:
+        w.feed(e, history=hist)
+    for z in w.zones.values():
+        s = z.status
+        assert s in (W.PASSED, W.FAULT, W.UNEXPECTED, W.NOT_SEEN, W.TRIPPED)
+        if s == W.PASSED:
+            assert z.open_fault is None
+            assert any(e["source"] == "panel" and not h and e["zone"] == z.id
+                       and e["code"] in z.expected and e["qualifier"] == 1 for e, h in seq)
+        z.verdict()
+        json.dumps(z.to_dict())
+
+
+# -- drivers, with fakes ------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class FakePanel:
+    def __init__(self, refuse=()):
+        self.log = []
+        self.refuse = refuse
+
+    def __call__(self, req, timeout=10):
+        self.log.append(req)
+        if req["cmd"] == "key":
+            return {"ok": True, "result_name": "refused" if req["action"] in self.refuse
+                    else "ok"}
+        return {"ok": True}
+
+
+def test_auto_driver_bypasses_faulted_zones_arms_trips_and_disarms():
+    w = walk()
+    w.feed(ev(372, 1), history=True)
+    clock = FakeClock()
+    panel = FakePanel()
+    said = []
+    d = W.AutoDriver(panel, "7391", zone_timeout=30, say=said.append, clock=clock)
+    d.prepare(w, [1, 2, 4])
+    keys = [(r["action"], r["partition"], r["zone"]) for r in panel.log]
+    assert keys == [("bypass", 1, 1), ("arm_away", 1, 0)]
+    assert "zone 1: fault already: not tripped" in said
+    panel.log.clear()
+    assert d.step(w)  # zone 2 waits for the receiver to see partition 1 armed
+    assert panel.log == []
+    w.feed(ev(401, 1, q=3, partition=1))
+    d.step(w)
+    assert panel.log == [{"cmd": "zone", "zone": 2, "state": "alarm"}]
+    d.step(w)
+    assert len(panel.log) == 1  # held in alarm until the receiver has it
+    w.feed(ev(130, 2))
+    d.step(w)
+    assert panel.log[-1] == {"cmd": "zone", "zone": 2, "state": "normal"}
+    d.step(w)  # zone 2 final: next is zone 4 (24-hour, no arming needed)
+    d.step(w)
+    assert panel.log[-1] == {"cmd": "zone", "zone": 4, "state": "alarm"}
+    clock.t = 31  # nothing reached the receiver in the zone's time
+    d.step(w)
+    assert panel.log[-1] == {"cmd": "zone", "zone": 4, "state": "normal"}
+    d.step(w)
+    assert d.step(w) is False
+    assert w.zones[4].status == W.NOT_SEEN
+    d.finish(w)
+    assert panel.log[-1]["action"] == "disarm"
+
+
+def test_auto_driver_gives_up_on_a_partition_that_never_arms():
+    w = walk()
+    clock = FakeClock()
+    panel = FakePanel(refuse=("arm_away",))
+    said = []
+    d = W.AutoDriver(panel, "7391", zone_timeout=5, say=said.append, clock=clock)
+    d.prepare(w, [2])
+    assert "arm partition 1 (away): refused" in said
+    d.step(w)
+    clock.t = 6
+    d.step(w)
+    assert any("never armed at the receiver" in s for s in said)
+    assert not any(r.get("cmd") == "zone" for r in panel.log)
+    d.finish(w)
+    assert not any(r.get("action") == "disarm" for r in panel.log)
+
+
+class ListSource:
+    def __init__(self, history=(), batches=()):
+        self._h = list(history)
+        self.batches = [list(b) for b in batches]
+
+    def history(self):
+        return self._h
+
+    def poll(self):
+        return self.batches.pop(0) if self.batches else []
+
+
+def test_run_ends_when_every_zone_has_a_result_and_reports():
+    w = walk()
+    src = ListSource(history=[ev(372, 1)], batches=[[ev(130, 2)], [], [ev(122, 4)]])
+    said = []
+    reason = W.run(w, src, W.ManualDriver(said.append), [1, 2, 4], timeout=60,
+                   say=said.append, poll_s=0)
+    assert reason == "every zone has a result"
+    assert any("ARM in AWAY mode" in s for s in said)
+    assert any("already faulted" in s and "1" in s for s in said)
+    r = W.report(w, [1, 2, 4], {"account": ACCT, "started_at": "2025-01-01T10:00:00.000Z",
+                                "ended_at": "2025-01-01T10:05:00.000Z", "site_name": "a|b"})
+    assert r["result"] == "FAIL" and r["summary"] == {"zones": 3, "fault": 1, "passed": 2}
+    md = W.render_markdown(r)
+    assert "| Site | a\\|b |" in md and "**FAULT**" in md and "no flash record" in md
+
+
+def test_run_stops_on_the_installers_word_and_on_time():
+    w = walk()
+    stop = threading.Event()
+    stop.set()
+    assert W.run(w, ListSource(), W.ManualDriver(lambda s: None), [2], say=lambda s: None,
+                 stop=stop, poll_s=0) == "ended by the installer"
+    clock = FakeClock()
+
+    class Ticking(ListSource):
+        def poll(self):
+            clock.t += 10
+            return []
+    assert W.run(w, Ticking(), W.ManualDriver(lambda s: None), [2], timeout=25,
+                 say=lambda s: None, poll_s=0, clock=clock).startswith("time limit")
+
+
+def test_stream_source_splits_history_by_receive_time_and_skips_noise():
+    lines = "\n".join([json.dumps(ev(372, 1, t=100.0)), "not json", "{broken",
+                       json.dumps(ev(130, 2, t=300.0)), json.dumps(ev(130, 2, account=7))])
+    s = W.StreamSource(stream=io.StringIO(lines + "\n"), account=ACCT, started_at=200.0)
+    s._t.join(5)
+    got = s.poll()
+    assert [e["code"] for e in got] == [372, 130]
+    assert [s.is_history(e) for e in got] == [True, False]
+
+
+def test_stream_source_reports_a_dead_command():
+    s = W.StreamSource(command="%s -c \"import sys; sys.stderr.write('no such db'); "
+                       "sys.exit(3)\"" % sys.executable, account=ACCT)
+    s._t.join(10)
+    with pytest.raises(OSError, match="status 3.*no such db"):
+        s.poll()
+
+
+def test_console_tail_shows_panel_lines_as_hints():
+    said = []
+    t = W.ConsoleTail("loop://", said.append)
+    t.ser.write(b"ALARM 130 zone 2 (lobby glass) partition 1\r\n")
+    end = time.monotonic() + 20
+    while not said and time.monotonic() < end:
+        time.sleep(0.05)
+    t.close()
+    assert said == ["  panel: ALARM 130 zone 2 (lobby glass) partition 1"]
+
+
+# -- provisioning ------------------------------------------------------------------------
+
+
+def template(tmp_path, **over):
+    t = {"account": 1001, "key": "ab" * 32, "protocol": "native",
+         "receivers": [{"transport": "tcp", "host": "rx1.example", "port": 7700},
+                       {"transport": "udp", "host": "rx2.example", "port": 7700}],
+         "heartbeat_s": 120, "site_name": "First Bank, Main St",
+         "zones": {"1": "vault door", "2": "teller 1 hold-up", "40": "back office glass"},
+         "partitions": {"1": "vault", "3": "teller line"}}
+    t.update(over)
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(t))
+    return str(p)
+
+
+@pytest.mark.parametrize("over, msg", [
+    ({"protocol": "dc09"}, "protocol"), ({"key": "abcd"}, "key"), ({"receivers": []},
+                                                                   "receivers"),
+    ({"account": "1001"}, "account"), ({"colour": 1}, "colour: unknown field"),
+    ({"receivers": [{"transport": "sctp", "host": "h", "port": 1}]}, "transport"),
+    ({"zones": {"one": "x"}}, "zones")])
+def test_template_errors_name_the_field(tmp_path, over, msg):
+    with pytest.raises(P.ProvisionError, match=msg):
+        P.load_template(template(tmp_path, **over))
+
+
+def test_new_config_from_template(tmp_path):
+    t = P.load_template(template(tmp_path))
+    doc, notes = P.new_config("bank", t)
+    doc2, _ = P.new_config("bank", t)
+    assert doc["code_salt"] != doc2["code_salt"] and len(doc["code_salt"]) == 32
+    assert doc["receiver"] == {"primary": {"type": "tcp", "host": "rx1.example", "port": 7700},
+                               "backup": {"type": "udp", "host": "rx2.example", "port": 7700}}
+    assert doc["timings"]["heartbeat_s"] == 120 and doc["name"] == "First Bank, Main St"
+    assert doc["partitions"] == [{"id": 1, "name": "vault"}, {"id": 3, "name": "teller line"}]
+    types = {z["id"]: z["type"] for z in doc["zones"]}
+    assert types == {1: "entry_exit", 2: "holdup", 40: "instant"}
+    assert all(z["partition"] in (1, 3) for z in doc["zones"])
+    assert doc["users"] == []
+    assert any("no time lock" in n for n in notes)
+    assert any("zone 2 'teller 1 hold-up': type holdup" in n for n in notes)
+    # valid except for what only the installer can give (users are optional)
+    from firmware.device import config as C
+    assert C.validate(doc)[1] == []
+
+
+def test_new_config_options_and_errors():
+    doc, notes = P.new_config("door", None, account=77, receivers=[
+        P.parse_receiver("10.0.0.5:7700")])
+    assert len(doc["key"]) == 64 and any("new key was generated" in n for n in notes)
+    assert "backup" not in doc["receiver"] and any("no backup path" in n for n in notes)
+    assert [z["type"] for z in doc["zones"]].count("door") == 1
+    with pytest.raises(P.ProvisionError, match="no account"):
+        P.new_config("door", None, receivers=[P.parse_receiver("h:1")])
+    with pytest.raises(P.ProvisionError, match="heartbeat_s"):
+        P.new_config("door", None, account=1, receivers=[P.parse_receiver("h:1")],
+                     heartbeat_s=5)
+    with pytest.raises(P.ProvisionError, match="--key"):
+        P.new_config("door", None, account=1, key="zz", receivers=[P.parse_receiver("h:1")])
+    for bad in ("h", "h:0", "ftp/h:1", ":80"):
+        with pytest.raises(P.ProvisionError):
+            P.parse_receiver(bad)
+    assert P.guess_zone_type("Entrance door", "door", "door") == ("door", "name 'door', "
+                                                                          "door panel")
+    assert P._fit("x" * 40 + "é") == "x" * 32
+
+
+def test_write_private_is_0600_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        p = tmp_path / "c.json"
+        P.write_private(str(p), "{}")
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+        p.chmod(0o644)
+        P.write_private(str(p), "{\"a\": 1}")  # replaced, not rewritten in place
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600 and p.read_text() == "{\"a\": 1}"
+    finally:
+        os.umask(old)
+    assert os.listdir(tmp_path) == ["c.json"]
+
+
+def test_cli_new_hides_the_key_unless_asked_and_never_overwrites(tmp_path, capsys):
+    t = template(tmp_path)
+    out = str(tmp_path / "site.json")
+    assert cli.main(["new", "--kind", "bank", "--from-template", t, "-o", out]) == 0
+    assert "ab" * 32 not in capsys.readouterr().out
+    assert cli.main(["new", "--kind", "bank", "--from-template", t, "-o", out]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert cli.main(["new", "--kind", "bank", "--from-template", t, "-o", out, "--force",
+                     "--show-key", "--wifi-ssid", "bank-iot", "--wifi-password", "s3cret"]) == 0
+    assert "ab" * 32 in capsys.readouterr().out
+    assert json.load(open(out))["board"]["wifi"] == {"ssid": "bank-iot", "password": "s3cret"}
+    assert cli.main(["new", "--kind", "bank", "--from-template",
+                     template(tmp_path, protocol="dc09"), "-o", str(tmp_path / "x")]) == 1
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_users_prompted_hashed_and_checked(tmp_path, capsys, monkeypatch):
+    doc, _ = P.new_config("bank", P.load_template(template(tmp_path)))
+    path = str(tmp_path / "s.json")
+    P.write_private(path, P.dump_config(doc))
+    answers = iter(["2958", "2958", "4417", "4471"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    assert cli.main(["user", "add", path, "--id", "1", "--name", "manager", "--authority",
+                     "master"]) == 0
+    assert cli.main(["user", "add", path, "--id", "2", "--name", "teller"]) == 1
+    assert "differ" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2958\n"))
+    assert cli.main(["user", "add", path, "--id", "3", "--name", "x", "--code", "-"]) == 1
+    assert "same code" in capsys.readouterr().err
+    assert cli.main(["user", "add", path, "--id", "3", "--name", "duress", "--code", "2959",
+                     "--duress", "--partitions", "1,3"]) == 0
+    assert cli.main(["user", "add", path, "--id", "4", "--name", "x", "--code", "12a4"]) == 1
+    assert cli.main(["user", "add", path, "--id", "4", "--name", "x", "--code", "9876"]) == 1
+    assert "consecutive" in capsys.readouterr().err
+    assert cli.main(["user", "add", path, "--id", "4", "--name", "x", "--code", "9876",
+                     "--allow-weak", "--partitions", "2"]) == 1  # no partition 2 here
+    capsys.readouterr()
+    assert cli.main(["user", "list", path]) == 0
+    assert "DURESS" in capsys.readouterr().out
+    assert cli.main(["user", "remove", path, "--id", "3"]) == 0
+    users = json.load(open(path))["users"]
+    assert [u["id"] for u in users] == [1]
+    # the firmware's own hash function agrees
+    sys.path.insert(0, DEVICE_DIR)
+    try:
+        import users as fw_users
+    finally:
+        sys.path.remove(DEVICE_DIR)
+    assert fw_users.hash_code(bytes.fromhex(doc["code_salt"]), "2958").hex() == \
+        users[0]["code_hash"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+# -- check ------------------------------------------------------------------------------
+
+
+def test_locate_and_hints():
+    text = json.dumps({"a": 1, "zones": [{"id": 1, "type": "x"}, {"id": 2}],
+                       "s": "q\"uote"}, indent=1)
+    where = P.locate(text)
+    lines = text.splitlines()
+    assert '"type": "x"' in lines[where["zones[0].type"] - 1]
+    assert lines[where["zones[1]"] - 1].strip() == "{"
+    assert P.locate("{not json") == {}
+    assert P.hint("zones[1].type: 'instnat' is not one of instant, entry_exit") == \
+        " (did you mean 'instant'?)"
+    assert P.hint("timings.exit_dely_s: unknown timing (known: exit_delay_s, scan_ms)") == \
+        " (did you mean 'exit_delay_s'?)"
+    assert P.hint("zones[1].type: 'zzzzzz' is not one of instant, fire") == ""
+
+
+def test_check_points_at_missing_and_unknown_fields(tmp_path, capsys):
+    doc = json.load(open(os.path.join(REPO, "examples", "door.json")))
+    del doc["zones"][2]["type"]
+    doc["timings"]["unlock_sec"] = 5
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(doc, indent=1))
+    assert cli.main(["check", str(p)]) == 1
+    err = capsys.readouterr().err
+    lines = p.read_text().splitlines()
+    zl = [i for i, l in enumerate(lines, 1) if "\"name\": \"lock tamper\"" in l][0] - 2
+    assert "%s:%d: zones[2].type: missing" % (p, zl) in err  # the zone's object
+    assert "timings.unlock_sec: unknown timing" in err and "did you mean 'unlock_s'" in err
+
+
+def test_check_warns_about_placeholders_and_board_needs(tmp_path, capsys):
+    ex = os.path.join(REPO, "examples", "bank.json")
+    assert cli.main(["check", ex]) == 0
+    err = capsys.readouterr().err
+    assert "placeholder key" in err and "placeholder salt" in err
+    assert cli.main(["check", ex, "--strict"]) == 1
+    capsys.readouterr()
+    assert cli.main(["check", ex, "--board", "esp32"]) == 0
+    err = capsys.readouterr().err
+    assert "receiver.primary.host: 127.0.0.1 is the board itself" in err
+    assert "board.wifi: missing" in err
+
+
+# -- build manifest ----------------------------------------------------------------------
+
+
+def test_bundle_is_reproducible_and_a_changed_file_is_caught(tmp_path):
+    door = os.path.join(REPO, "examples", "door.json")
+    m1 = fwbuild.bundle(str(tmp_path / "a"), "rp2", door)
+    m2 = fwbuild.bundle(str(tmp_path / "b"), "rp2", door)
+    assert m1["bundle_sha256"] == m2["bundle_sha256"]
+    assert "board_rp2.mpy" in [f["name"] for f in m1["files"]]
+    assert fwbuild.check_bundle(str(tmp_path / "a")) == []
+    (tmp_path / "a" / "hal.mpy").unlink()
+    (tmp_path / "a" / "main.py").write_text("print('x')\n")
+    assert fwbuild.check_bundle(str(tmp_path / "a")) == [
+        "hal.mpy: missing", "main.py: sha256 differs from the manifest"]
+    mp = tmp_path / "b" / "manifest.json"
+    m = json.loads(mp.read_text())
+    m["files"][0]["sha256"] = "0" * 64
+    mp.write_text(json.dumps(m))
+    with pytest.raises(fwbuild.BundleError, match="does not match its file list"):
+        fwbuild.read_manifest(str(tmp_path / "b"))
+    bad = json.load(open(door))
+    bad["zones"][0]["type"] = "dor"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(fwbuild.BundleError, match="zones\\[0\\].type"):
+        fwbuild.bundle(str(tmp_path / "c"), "sim", str(tmp_path / "bad.json"))
+
+
+# -- the runtime: esptool command lines, image checks, UF2 drive --------------------------------
+
+
+def esp_image(chip_id: int) -> bytes:
+    return bytes([0xE9, 3, 2, 0x20]) + b"\0" * 8 + struct.pack("<H", chip_id) + b"\0" * 50
+
+
+def uf2(family: int, blocks: int = 2, magic_end=F.UF2_MAGIC_END) -> bytes:
+    out = b""
+    for i in range(blocks):
+        head = struct.pack("<8I", F.UF2_MAGIC0, F.UF2_MAGIC1, F.UF2_FLAG_FAMILY,
+                           0x10000000 + 256 * i, 256, i, blocks, family)
+        out += head + b"\0" * 476 + struct.pack("<I", magic_end)
+    return out
+
+
+def test_esptool_command_lines():
+    v5 = F.esptool_commands("fw.bin", "/dev/ttyUSB0", "esp32", 460800, True, ["esptool"], 5)
+    assert v5 == [["esptool", "--chip", "esp32", "--port", "/dev/ttyUSB0", "erase-flash"],
+                  ["esptool", "--chip", "esp32", "--port", "/dev/ttyUSB0", "--baud", "460800",
+                   "write-flash", "-z", "0x1000", "fw.bin"]]
+    v4 = F.esptool_commands("fw.bin", "COM3", "esp32s3", 921600, False, ["esptool.py"], 4)
+    assert v4 == [["esptool.py", "--chip", "esp32s3", "--port", "COM3", "--baud", "921600",
+                   "write_flash", "-z", "0x0", "fw.bin"]]
+    with pytest.raises(F.FlashError, match="--chip"):
+        F.esptool_commands("fw.bin", "p", "esp8266")
+
+
+def test_image_checks(tmp_path):
+    p = tmp_path / "fw.bin"
+    p.write_bytes(esp_image(0))
+    F.check_esp_image(str(p), "esp32")
+    with pytest.raises(F.FlashError, match="for esp32, not esp32s3"):
+        F.check_esp_image(str(p), "esp32s3")
+    p.write_bytes(uf2(F.RP2040_FAMILY))
+    with pytest.raises(F.FlashError, match="not an ESP firmware image"):
+        F.check_esp_image(str(p), "esp32")
+    assert F.check_uf2(str(p)) == 2
+    p.write_bytes(uf2(0xE48BFF59))
+    with pytest.raises(F.FlashError, match="RP2350"):
+        F.check_uf2(str(p))
+    p.write_bytes(uf2(F.RP2040_FAMILY, magic_end=0))
+    with pytest.raises(F.FlashError, match="bad magic in block 0"):
+        F.check_uf2(str(p))
+    p.write_bytes(esp_image(0))
+    with pytest.raises(F.FlashError, match="multiple of 512"):
+        F.check_uf2(str(p))
+
+
+def test_runtime_cli(tmp_path, capsys):
+    fw = tmp_path / "ESP32_GENERIC.bin"
+    fw.write_bytes(esp_image(0))
+    assert cli.main(["runtime", "--board", "esp32", "--port", "/dev/ttyUSB9", "--dry-run",
+                     str(fw)]) == 0
+    out = capsys.readouterr().out
+    assert "--port /dev/ttyUSB9 " in out and "-z 0x1000 %s" % fw in out
+    assert cli.main(["runtime", "--board", "esp32", "--dry-run", str(fw)]) == 2
+    drive = tmp_path / "RPI-RP2"
+    drive.mkdir()
+    (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\n"
+                                        "Board-ID: RPI-RP2\n")
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/sda1 %s vfat rw 0 0\n/dev/sdb1 /nonexistent vfat rw 0 0\n" % drive)
+    assert F.uf2_drives(str(mounts)) == [str(drive)]
+    u = tmp_path / "RPI_PICO_W.uf2"
+    u.write_bytes(uf2(F.RP2040_FAMILY))
+    assert cli.main(["runtime", "--board", "rp2", "--drive", str(drive), str(u)]) == 0
+    assert (drive / "RPI_PICO_W.uf2").read_bytes() == u.read_bytes()
+    assert cli.main(["runtime", "--board", "rp2", "--drive", str(drive), str(fw)]) == 1
+    assert "not a UF2 file" in capsys.readouterr().err

@@ -44,9 +44,8 @@ from receiver.config import Config
 from receiver.forwarder import Forwarder, make_output
 from receiver.logfmt import q
 from receiver.metrics import Metrics
-from receiver.sqlite_store import SQLiteStore
 from receiver.store import (Account, EventRecord, IngestOutcome, Store, StoreBusy,
-                            StoreUnavailable)
+                            StoreUnavailable, make_store)
 from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, Supervisor
 
 _LOGGER = logging.getLogger(__name__)
@@ -126,8 +125,11 @@ class Receiver:
     def __init__(self, config: Config | None = None, store: Store | None = None):
         self.config = config or Config()
         self.metrics = Metrics()
-        self.store = store or SQLiteStore(self.config.db, max_batch=self.config.max_batch,
-                                          metrics=self.metrics)
+        self.store = store or make_store(self.config.db, max_batch=self.config.max_batch,
+                                         metrics=self.metrics)
+        # Several receivers on a shared store (PostgreSQL): supervision
+        # ownership, shared hearings, live updates (receiver.ownership).
+        self.cluster = None
         self.core = ReceiverCore(self._keyring)
         self.supervisor = Supervisor()
         self.router = self.config.router
@@ -159,6 +161,10 @@ class Receiver:
 
         await self.store.open()
         try:
+            if self.store.shared:
+                from receiver.ownership import Cluster  # noqa: PLC0415
+
+                self.cluster = Cluster(self, self.config.cluster_instance)
             await self.reload_accounts()
             now = time.time()
             failed = await self.store.supervision_failed()
@@ -168,6 +174,8 @@ class Receiver:
             for a in self._accounts.values():
                 self.supervisor.set_profile(a.number, self._profile(a), now,
                                             failed_paths=by_acct.get(a.number, ()))
+            if self.cluster is not None:
+                await self.cluster.start()
             for name, spec in self.router.outputs.items():
                 f = Forwarder(self.store, make_output(spec), self.metrics)
                 f.start()
@@ -240,6 +248,8 @@ class Receiver:
             await f.stop()
         if self._http is not None:
             await self._http.cleanup()
+        if self.cluster is not None:
+            await self.cluster.stop()
         try:
             await self._flush_replay_state()
         except Exception as e:  # noqa: BLE001 - the store may be what failed
@@ -332,7 +342,11 @@ class Receiver:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subscribers.discard(q)
 
-    def publish(self, message: dict) -> None:
+    def publish(self, message: dict, broadcast: bool = True) -> None:
+        """Give ``message`` to every subscriber here and, with several
+        receivers, to theirs (``broadcast=False``: it came from them)."""
+        if broadcast and self.cluster is not None:
+            self.cluster.broadcast(message)
         for q in self._subscribers:
             try:
                 q.put_nowait(message)
@@ -519,6 +533,11 @@ class Receiver:
                              "heartbeat_s=%d peer=%s", number, m["fw_major"], m["fw_minor"],
                              m["fw_patch"], m["panel_kind"], m["zones"], m["heartbeat_s"],
                              link.peer)
+            if self.cluster is not None:
+                # Several receivers: ACK once the hearing is committed, so a
+                # receiver that dies takes no ACKed hearing with it.
+                self._spawn(self._ack_when_heard(acc, link, now), inflight=True)
+                return
             link.send(self.core.ack(acc, now))
         else:
             # ACK, NAK, TIME, COMMAND are the receiver's messages.
@@ -551,6 +570,14 @@ class Receiver:
             link.inflight -= 1
         link.send(self.core.ack(acc, time.time()))
         self.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    async def _ack_when_heard(self, acc: Accepted, link, now: float) -> None:
+        try:
+            await self.cluster.heard_durable(str(acc.account), acc.path, now)
+        except Exception as e:  # noqa: BLE001 - the store failing: the panel retries
+            self._nak_busy(acc, link, "hearing not stored: %s" % e)
+            return
+        link.send(self.core.ack(acc, time.time()))
 
     def _nak_busy(self, acc: Accepted, link, reason: str) -> None:
         self.metrics.naks.labels("busy").inc()
@@ -603,7 +630,10 @@ class Receiver:
         a = self._accounts.get(ch.account)
         return self.make_record({
             "account": ch.account, "protocol": a.protocol if a else "native",
-            "dedupe_key": "supervision:%d:%d:%d" % (ch.path, ch.qualifier, int(ch.at * 1000)),
+            # a failure is keyed by the hearing it follows: two receivers
+            # that both raise it (a takeover race) store it once
+            "dedupe_key": "supervision:%d:%d:%d" % (
+                ch.path, ch.qualifier, int((ch.last_heard if ch.failed else ch.at) * 1000)),
             "qualifier": ch.qualifier, "code": CODE_COMM_TROUBLE, "partition": 0,
             "zone": ch.path, "text": ch.describe()[:64], "event_time": ch.at,
             "received_at": ch.at, "path": ch.path, "peer": "receiver",
@@ -631,7 +661,11 @@ class Receiver:
         """Poll the supervisor at ``now`` and store what it reports (the
         timer task calls this; tests may too)."""
         retry, self._sup_retry = self._sup_retry, []
-        changes = retry + self.supervisor.poll(now, limit=SUPERVISION_BATCH)
+        polled = self.supervisor.poll(now, limit=SUPERVISION_BATCH)
+        if self.cluster is not None:
+            # candidates: checked against what the other receivers heard
+            polled = await self.cluster.confirm(polled, now)
+        changes = retry + polled
         if changes:
             await asyncio.gather(*(self._supervision_event(c) for c in changes))
         return changes

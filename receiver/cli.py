@@ -59,15 +59,15 @@ def _load_config(args) -> _config.Config:
 
 
 async def _open_store(cfg):
-    from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
+    from receiver.store import is_url, make_store, mask_url  # noqa: PLC0415
 
-    d = os.path.dirname(os.path.abspath(cfg.db))
-    os.makedirs(d, exist_ok=True)
-    store = SQLiteStore(cfg.db)
+    if not is_url(cfg.db):
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
     try:
+        store = make_store(cfg.db)
         await store.open()
     except Exception as e:  # noqa: BLE001
-        raise Failure("cannot open store %s: %s" % (cfg.db, e)) from None
+        raise Failure("cannot open store %s: %s" % (mask_url(cfg.db), e)) from None
     return store
 
 
@@ -148,7 +148,10 @@ def cmd_serve(args) -> int:
                          "--dc09-udp, or [listen] in the config file")
     logfmt.setup(args.log_level or cfg.log_level)
     _raise_fd_limit(cfg.max_connections)
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
+    from receiver.store import is_url  # noqa: PLC0415
+
+    if not is_url(cfg.db):
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
     return asyncio.run(_serve(cfg, args.ready_file))
 
 
@@ -533,7 +536,9 @@ def _jsonable(o):
 
 
 def _key_from_store(cfg, account: int):
-    if not os.path.exists(cfg.db):
+    from receiver.store import is_url  # noqa: PLC0415
+
+    if not is_url(cfg.db) and not os.path.exists(cfg.db):
         return None
 
     async def get():
@@ -558,12 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     # value given earlier on the line.
     top = argparse.ArgumentParser(add_help=False)
     top.add_argument("--config", help="receiver.toml (see examples/receiver.toml)")
-    top.add_argument("--db", help="SQLite database path (default: from the config, "
+    top.add_argument("--db", help="SQLite database path or postgresql:// URL (default: "
+                                  "from the config, "
                                   "else %s)" % _config.DEFAULT_DB)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="receiver.toml (see examples/receiver.toml)")
-    common.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database path")
+    common.add_argument("--db", default=argparse.SUPPRESS,
+                        help="SQLite database path or postgresql:// URL")
     p = argparse.ArgumentParser(prog="guardline-receiver", description=__doc__.split("\n")[0],
                                 parents=[top])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

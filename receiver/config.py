@@ -80,6 +80,7 @@ class Config:
     queue_classes: frozenset = _alarms.DEFAULT_QUEUE_CLASSES
     router: _routing.Router = field(default_factory=_routing.Router)
     log_level: str = "INFO"
+    cluster_instance: str | None = None  # name among receivers sharing a PostgreSQL store
     source: str | None = None  # the file it came from
 
 
@@ -141,14 +142,27 @@ def _load(path: str | None) -> Config:
     cfg.source = path
     base = os.path.dirname(os.path.abspath(path))
     _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log",
-                      "dc09"},
+                      "dc09", "cluster"},
                 path)
     st = doc.get("store", {})
-    _check_keys(st, {"path", "max_batch"}, "[store]")
+    _check_keys(st, {"path", "url", "max_batch"}, "[store]")
+    if "path" in st and "url" in st:
+        raise ConfigError("[store]: give either path (SQLite) or url (PostgreSQL), not both")
     if "path" in st:
         if not isinstance(st["path"], str) or not st["path"]:
             raise ConfigError("[store].path must be a file path")
         cfg.db = os.path.join(base, st["path"])
+    if "url" in st:
+        if not isinstance(st["url"], str) or not st["url"].startswith(
+                ("postgresql://", "postgres://")):
+            raise ConfigError("[store].url must be a postgresql://user@host:port/db URL")
+        cfg.db = st["url"]
+    cl = doc.get("cluster", {})
+    _check_keys(cl, {"instance"}, "[cluster]")
+    if "instance" in cl:
+        if not isinstance(cl["instance"], str) or not 0 < len(cl["instance"]) <= 64:
+            raise ConfigError("[cluster].instance must be a name of 1..64 characters")
+        cfg.cluster_instance = cl["instance"]
     if "max_batch" in st:
         cfg.max_batch = _num(st["max_batch"], "[store].max_batch", 1, True)
     ls = doc.get("listen", {})

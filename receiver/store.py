@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from dataclasses import dataclass, field
 
 
@@ -44,6 +45,38 @@ class SchemaError(StoreError):
 
 
 PROTOCOLS = ("native", "dc09")
+
+# ``--db`` / ``[store] url`` values that select the PostgreSQL backend.
+PG_URL_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_url(db: str) -> bool:
+    """Is ``db`` a PostgreSQL URL (rather than an SQLite file path)?"""
+    return isinstance(db, str) and db.startswith(PG_URL_PREFIXES)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ***, for logs and messages."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def make_store(db: str, max_batch: int | None = None, metrics=None) -> "Store":
+    """The backend ``db`` names: a ``postgresql://`` URL selects
+    receiver.pg_store (asyncpg, the ``postgres`` extra), anything else is an
+    SQLite file path."""
+    kw = {"metrics": metrics}
+    if max_batch is not None:
+        kw["max_batch"] = max_batch
+    if is_url(db):
+        try:
+            from receiver.pg_store import PGStore  # noqa: PLC0415
+        except ImportError as e:
+            raise StoreError("a postgresql:// store needs asyncpg (pip install "
+                             "'guardline[postgres]'): %s" % e) from None
+        return PGStore(db, **kw)
+    from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
+
+    return SQLiteStore(db, **kw)
 
 
 @dataclass
@@ -177,6 +210,11 @@ class IngestOutcome:
 class Store(abc.ABC):
     """What the receiver needs from storage.  All methods are coroutines
     except the two cheap properties."""
+
+    # True when several receivers may share this store at once (PostgreSQL):
+    # the receiver then coordinates supervision and forwarding with the
+    # others through it (receiver.ownership, docs/scale-out.md).
+    shared: bool = False
 
     # -- lifecycle --------------------------------------------------------------
 

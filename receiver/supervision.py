@@ -120,13 +120,16 @@ class Supervisor:
     # -- configuration --------------------------------------------------------
 
     def set_profile(self, account: str, profile: Profile | None, now: float,
-                    failed_paths=()) -> None:
+                    failed_paths=(), last_heard=None) -> None:
         """Supervise ``account`` with ``profile`` (None: stop supervising).
 
         A newly supervised path gets a full timeout from ``now`` (a receiver
-        that just started has heard nobody yet).  ``failed_paths`` marks paths
-        already in failure (state recovered from the store), so they raise a
-        restore when heard rather than a second failure."""
+        that just started has heard nobody yet), or from
+        ``last_heard[path]`` when that is known (a receiver taking over
+        supervision from another one uses the time recorded in the shared
+        store: receiver.ownership).  ``failed_paths`` marks paths already in
+        failure (state recovered from the store), so they raise a restore
+        when heard rather than a second failure."""
         if profile is None:
             self.remove(account)
             return
@@ -141,10 +144,11 @@ class Supervisor:
             line = self._lines.get(key)
             if line is None:
                 state = FAILED if p in failed_paths else OK
-                line = _Line(state, now, profile.timeout_s)
+                since = (last_heard or {}).get(p, now)
+                line = _Line(state, since, profile.timeout_s)
                 self._lines[key] = line
                 if state == OK:
-                    self._schedule(key, line, now + profile.timeout_s)
+                    self._schedule(key, line, since + profile.timeout_s)
             elif line.timeout_s != profile.timeout_s:
                 line.timeout_s = profile.timeout_s
                 if line.state == OK:

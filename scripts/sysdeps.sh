@@ -4,6 +4,10 @@ set -euo pipefail
 need=()
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# PostgreSQL server binaries (tests/test_pg_*.py start a throwaway cluster
+# with scripts/pg.sh); Debian keeps them off $PATH, under /usr/lib/postgresql.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "sysdeps: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

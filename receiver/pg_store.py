@@ -1,0 +1,985 @@
+"""PostgreSQL backend of :class:`receiver.store.Store`: one database shared
+by several receivers in active/active (docs/scale-out.md).
+
+``--db postgresql://user@host:5432/guardline`` (or ``[store] url``)
+selects it.  It keeps every guarantee of the interface, and the ones that
+matter once several receivers write at once:
+
+- **ACK after commit.**  ``ingest`` returns only after the transaction that
+  holds the event, its alarm and first audit row, its outbox rows and the
+  account's replay state has committed (PostgreSQL's ``synchronous_commit``
+  decides what committed means; the default waits for the WAL flush).
+- **Stored once, whoever took it.**  ``UNIQUE (account, dedupe_key)`` and
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: two receivers that both
+  got a retransmitted event store it once, and the second learns the first
+  one's id (``duplicate=True``).  A conflicting row still in flight in
+  another receiver's transaction makes the insert wait for that commit, so
+  neither answer is a guess.
+- **Replay state only moves forward**: ``GREATEST(highest_seq, ...)``,
+  whichever receiver wrote last.
+
+Group commit: one writer task owns one connection.  Write requests queue
+while the previous COMMIT runs; the writer takes everything queued (up to
+``max_batch``) into one transaction.  Consecutive ``ingest`` requests are
+written as a few set-based statements over arrays (``unnest``: one INSERT
+for all events, one for their alarms, one for audit rows, one for outbox
+rows, one UPDATE for replay state), so a batch costs about ten round trips
+however many events it holds.  If a set-based write fails on a bad row the
+batch falls back to one SAVEPOINT per request, as the SQLite backend does,
+so one bad request does not sink its neighbours.  Other writes (operator
+actions, account changes, security events) run in order between, each in
+its own SAVEPOINT.
+
+Locks are always taken in key order (events by (account, dedupe_key),
+accounts by number, lines heard by (account, path)), so two receivers'
+batches touching the same rows wait for each other but cannot deadlock.
+
+Reads use a small pool of other connections, so an operator's query never
+waits behind a batch.
+
+Failures: a lost connection, PostgreSQL shutting down or refusing
+connections, a full disk, a read-only standby (after a failover), a
+deadlock or a statement timeout raise :class:`StoreUnavailable` (the
+receiver NAKs busy, panels retry); the writer reconnects on its next batch.
+Constraint and data errors (SQLSTATE classes 22 and 23) are the caller's
+and are raised as they are.
+
+Schema: ``MIGRATIONS[n]`` brings version n to n+1, each in one transaction
+under an advisory lock, so receivers started together migrate once.  A
+database newer than this code is refused.  Beside the SQLite tables the
+schema holds what several receivers share: ``receivers`` (who is alive),
+``supervision_leases`` (which receiver supervises which shard of
+accounts), ``line_heard`` (when each account's path was last heard, by any
+receiver); receiver.ownership uses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import asyncpg
+
+from receiver import alarms as _alarms
+from receiver.store import (Account, EventRecord, IngestOutcome, SchemaError, Store, StoreBusy,
+                            StoreError, StoreUnavailable, mask_url)
+
+_LOGGER = logging.getLogger(__name__)
+
+# Requests committed in one transaction at most (as the SQLite backend: a
+# batch of 512 events is ~10 statements and a few ms of server time).
+MAX_BATCH = 512
+# Write requests accepted but not yet committed before ``ingest`` raises
+# StoreBusy (the hard memory bound; the receiver NAKs busy far below it).
+MAX_QUEUED_WRITES = 50_000
+# Read connections.  Operators' queries, the CLI and supervision look-ups;
+# the writer has its own connection, the cluster (receiver.ownership) two.
+READ_POOL_SIZE = 4
+# Seconds to open a connection before the attempt counts as a failure.
+CONNECT_TIMEOUT_S = 10.0
+# Seconds any one statement may run.  A stalled server must turn into NAK
+# busy (panels retry, possibly elsewhere) rather than ACKs that never come.
+COMMAND_TIMEOUT_S = 15.0
+# Supervision shards (receiver.ownership): written once, at schema creation,
+# so every receiver on the database uses the same number.  64 spreads
+# accounts evenly over up to a few dozen receivers at ~1.5 % each.
+SUPERVISION_SHARDS = 64
+# Arbitrary constant key of the advisory lock taken while migrating.
+_MIGRATION_LOCK = 0x476C4D6967  # "GlMig"
+
+_STOP = object()
+
+
+def _schema_v1() -> list[str]:
+    return [
+        """CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)""",
+        """INSERT INTO meta (key, value) VALUES ('accounts_rev', 0),
+           ('supervision_shards', %d)""" % SUPERVISION_SHARDS,
+        """CREATE TABLE accounts (
+            number TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            protocol TEXT NOT NULL DEFAULT 'native' CHECK (protocol IN ('native', 'dc09')),
+            panel_kind TEXT NOT NULL DEFAULT '',
+            site_name TEXT NOT NULL DEFAULT '',
+            site_address TEXT NOT NULL DEFAULT '',
+            region TEXT NOT NULL DEFAULT '',
+            zones TEXT NOT NULL DEFAULT '{}',
+            partitions TEXT NOT NULL DEFAULT '{}',
+            heartbeat_s INTEGER,
+            grace_s INTEGER,
+            supervised_paths TEXT NOT NULL DEFAULT '[1]',
+            supervised BOOLEAN NOT NULL DEFAULT TRUE,
+            contacts TEXT NOT NULL DEFAULT '[]',
+            highest_seq BIGINT NOT NULL DEFAULT 0,
+            tx_seq BIGINT NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        # The keyring is reloaded when this counter moves; replay-state
+        # updates (highest_seq, tx_seq) deliberately do not move it.
+        """CREATE FUNCTION guardline_accounts_rev() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev';
+               RETURN NULL;
+           END $$""",
+        """CREATE TRIGGER accounts_rev_insert_delete AFTER INSERT OR DELETE ON accounts
+           FOR EACH STATEMENT EXECUTE FUNCTION guardline_accounts_rev()""",
+        """CREATE TRIGGER accounts_rev_update AFTER UPDATE OF key, protocol, region, zones,
+           partitions, heartbeat_s, grace_s, supervised_paths, supervised ON accounts
+           FOR EACH STATEMENT EXECUTE FUNCTION guardline_accounts_rev()""",
+        """CREATE TABLE events (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            account TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'panel',
+            dedupe_key TEXT NOT NULL,
+            seq BIGINT,
+            qualifier INTEGER NOT NULL,
+            code INTEGER NOT NULL,
+            event_class TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            zone INTEGER NOT NULL,
+            text TEXT,
+            value BIGINT,
+            event_time DOUBLE PRECISION,
+            received_at DOUBLE PRECISION NOT NULL,
+            path INTEGER NOT NULL,
+            peer TEXT NOT NULL,
+            UNIQUE (account, dedupe_key))""",
+        """CREATE INDEX events_received_at ON events (received_at)""",
+        """CREATE INDEX events_account ON events (account, id)""",
+        """CREATE INDEX events_supervision ON events (account, zone, id)
+           WHERE source = 'supervision'""",
+        """CREATE TABLE security_events (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            at DOUBLE PRECISION NOT NULL,
+            account TEXT,
+            seq BIGINT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            peer TEXT NOT NULL,
+            transport TEXT NOT NULL)""",
+        """CREATE INDEX security_events_at ON security_events (at)""",
+        """CREATE TABLE alarms (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            event_id BIGINT NOT NULL UNIQUE REFERENCES events (id),
+            account TEXT NOT NULL,
+            event_class TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            code INTEGER NOT NULL,
+            partition INTEGER NOT NULL,
+            zone INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'acknowledged', 'resolved')),
+            created_at DOUBLE PRECISION NOT NULL,
+            acknowledged_by TEXT,
+            acknowledged_at DOUBLE PRECISION,
+            resolved_by TEXT,
+            resolved_at DOUBLE PRECISION,
+            note TEXT,
+            restored_at DOUBLE PRECISION,
+            routed_to TEXT NOT NULL DEFAULT '{}')""",
+        """CREATE INDEX alarms_open ON alarms (state, priority, created_at)""",
+        """CREATE INDEX alarms_match ON alarms (account, code, partition, zone)""",
+        """CREATE TABLE alarm_audit (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            alarm_id BIGINT NOT NULL REFERENCES alarms (id),
+            at DOUBLE PRECISION NOT NULL,
+            from_state TEXT,
+            to_state TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            note TEXT)""",
+        """CREATE INDEX alarm_audit_alarm ON alarm_audit (alarm_id, id)""",
+        """CREATE TABLE outbox (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            output TEXT NOT NULL,
+            alarm_id BIGINT REFERENCES alarms (id),
+            payload TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_attempt_at DOUBLE PRECISION,
+            last_error TEXT,
+            delivered_at DOUBLE PRECISION)""",
+        """CREATE INDEX outbox_pending ON outbox (output, id) WHERE delivered_at IS NULL""",
+        # -- what several receivers share (receiver.ownership) --
+        """CREATE TABLE receivers (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE supervision_leases (
+            shard INTEGER PRIMARY KEY,
+            owner TEXT,
+            expires_at TIMESTAMPTZ,
+            acquired_at TIMESTAMPTZ,
+            epoch BIGINT NOT NULL DEFAULT 0)""",
+        """INSERT INTO supervision_leases (shard)
+           SELECT generate_series(0, %d)""" % (SUPERVISION_SHARDS - 1),
+        # last_heard: Unix seconds of the latest authenticated frame on the
+        # path, by any receiver (heard_by); heard_by NULL marks the baseline
+        # written when supervision of a never-heard path began.
+        """CREATE TABLE line_heard (
+            account TEXT NOT NULL,
+            path INTEGER NOT NULL,
+            last_heard DOUBLE PRECISION NOT NULL,
+            heard_by TEXT,
+            PRIMARY KEY (account, path))""",
+    ]
+
+
+# MIGRATIONS[i] brings schema version i to i + 1.
+MIGRATIONS: list = [_schema_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _wrap(e: BaseException) -> BaseException:
+    """Map a driver error to the store's families (see the module doc)."""
+    if isinstance(e, StoreError):
+        return e
+    if isinstance(e, asyncpg.PostgresError):
+        state = getattr(e, "sqlstate", None) or ""
+        if state[:2] in ("22", "23"):
+            return e  # bad data or a constraint: the caller's request
+        err = StoreUnavailable("%s: %s" % (type(e).__name__, e))
+    elif isinstance(e, (ValueError, TypeError)):
+        return e  # an argument the driver could not encode: our bug
+    elif isinstance(e, (asyncpg.InterfaceError, OSError, asyncio.TimeoutError)):
+        err = StoreUnavailable("%s: %s" % (type(e).__name__, e or "timeout"))
+    else:
+        return e
+    err.__cause__ = e
+    return err
+
+
+class _Job:
+    __slots__ = ("kind", "payload", "args", "fut")
+
+    def __init__(self, kind, payload, args, fut):
+        self.kind = kind  # "ingest" (payload: EventRecord), "heard" (rows), "fn", "raw"
+        self.payload = payload
+        self.args = args
+        self.fut = fut
+
+
+class PGStore(Store):
+    shared = True
+
+    def __init__(self, url: str, max_batch: int = MAX_BATCH,
+                 max_queued_writes: int = MAX_QUEUED_WRITES, metrics=None,
+                 read_pool_size: int = READ_POOL_SIZE):
+        self.url = url
+        self.path = mask_url(url)  # what logs show (the SQLite store's attribute)
+        self.max_batch = max_batch
+        self.max_queued_writes = max_queued_writes
+        self.metrics = metrics
+        self.read_pool_size = read_pool_size
+        # Set by receiver.ownership: who we are (line_heard.heard_by) and
+        # whether this receiver delivers an output's outbox now.
+        self.instance = ""
+        self.outbox_gate = None
+        self.pool: asyncpg.Pool | None = None
+        self._conn: asyncpg.Connection | None = None
+        self._q: asyncio.Queue | None = None
+        self._writer: asyncio.Task | None = None
+        self._pending = 0
+        self._healthy = True
+        self._last_error: str | None = None
+        self._closed = True
+        self.shards = SUPERVISION_SHARDS
+        self.commits = 0  # transactions committed (for tests and metrics)
+        self.batched = 0  # write requests committed
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def connect(self, **server_settings) -> asyncpg.Connection:
+        """A new connection to the store's database (the cluster's bus and
+        lease connections use this too)."""
+        return await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S,
+                                     command_timeout=COMMAND_TIMEOUT_S,
+                                     server_settings=server_settings or None)
+
+    async def open(self) -> None:
+        try:
+            conn = await self.connect(application_name="guardline-writer")
+        except Exception as e:  # noqa: BLE001
+            raise _wrap(e) from None
+        try:
+            await self._migrate(conn)
+            self.shards = await conn.fetchval(
+                "SELECT value FROM meta WHERE key = 'supervision_shards'")
+            self.pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.read_pool_size,
+                timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S,
+                server_settings={"application_name": "guardline-reader"})
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._q = asyncio.Queue()
+        self._closed = False
+        self._writer = asyncio.create_task(self._run_writer(), name="pg-writer")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._q.put_nowait(_STOP)
+        try:
+            await self._writer
+        finally:
+            if self._conn is not None:
+                await self._close_conn()
+            if self.pool is not None:
+                await self.pool.close()
+
+    async def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            await asyncio.wait_for(conn.close(), 5)
+        except Exception:  # noqa: BLE001 - already broken
+            conn.terminate()
+
+    @property
+    def pending_writes(self) -> int:
+        return self._pending
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    # -- the writer ---------------------------------------------------------------
+
+    def _submit(self, kind, payload, args=()) -> asyncio.Future:
+        if self._closed:
+            raise StoreError("store is closed")
+        if self._pending >= self.max_queued_writes:
+            raise StoreBusy("%d writes queued" % self._pending)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending += 1
+        self._q.put_nowait(_Job(kind, payload, args, fut))
+        return fut
+
+    def run_write(self, fn, *args) -> asyncio.Future:
+        """Run ``await fn(conn, *args)`` inside the next group commit (in a
+        SAVEPOINT of its own); the future resolves once it is committed."""
+        return self._submit("fn", fn, args)
+
+    def run_maintenance(self, fn, *args) -> asyncio.Future:
+        """Run ``await fn(conn, *args)`` on the writer's connection between
+        group commits, outside any transaction (session settings; tests use
+        this to make the store fail for real)."""
+        return self._submit("raw", fn, args)
+
+    async def run_read(self, fn, *args):
+        """``await fn(conn, *args)`` on a pooled read connection."""
+        if self._closed:
+            raise StoreError("store is closed")
+        try:
+            async with self.pool.acquire() as conn:
+                return await fn(conn, *args)
+        except Exception as e:  # noqa: BLE001
+            raise _wrap(e) from None
+
+    async def _run_writer(self) -> None:
+        q = self._q
+        while True:
+            first = await q.get()
+            if first is _STOP:
+                break
+            if first.kind == "raw":
+                await self._run_raw(first)
+                continue
+            batch = [first]
+            after = None
+            while len(batch) < self.max_batch and not q.empty():
+                j = q.get_nowait()
+                if j is _STOP or j.kind == "raw":
+                    after = j
+                    break
+                batch.append(j)
+            await self._commit(batch)
+            if after is _STOP:
+                break
+            if after is not None:
+                await self._run_raw(after)
+        # fail what is still queued (close() without a drain)
+        while not q.empty():
+            j = q.get_nowait()
+            if j is not _STOP:
+                self._finish([(j, None, StoreError("store is closed"))], None, 0.0, False)
+
+    async def _writer_conn(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = None
+            self._conn = await self.connect(application_name="guardline-writer")
+        return self._conn
+
+    async def _run_raw(self, job) -> None:
+        try:
+            conn = await self._writer_conn()
+            r, exc = await job.payload(conn, *job.args), None
+        except Exception as e:  # noqa: BLE001
+            r, exc = None, _wrap(e)
+        self._finish([(job, r, exc)], None, 0.0, False)
+
+    async def _commit(self, batch: list) -> None:
+        t0 = time.perf_counter()
+        failed = None
+        try:
+            conn = await self._writer_conn()
+            async with conn.transaction():
+                results = await self._run_batch(conn, batch)
+        except Exception as e:  # noqa: BLE001 - every waiter gets it
+            failed = _wrap(e)
+            if not isinstance(failed, StoreUnavailable):
+                failed = StoreUnavailable("%s: %s" % (type(e).__name__, e))
+                failed.__cause__ = e
+            if self._conn is not None and (self._conn.is_closed()
+                                           or self._conn.is_in_transaction()):
+                await self._close_conn()
+            results = [(job, None, failed) for job in batch]
+        self._finish(results, failed, time.perf_counter() - t0, True)
+
+    def _finish(self, results, failed, elapsed, health) -> None:
+        self._pending -= len(results)
+        unavailable = failed
+        for job, r, exc in results:
+            if isinstance(exc, StoreUnavailable) and unavailable is None:
+                unavailable = exc
+            if not job.fut.done():  # the caller may have given up (cancelled)
+                if exc is not None:
+                    job.fut.set_exception(exc)
+                else:
+                    job.fut.set_result(r)
+        if not health:
+            return
+        if failed is None:
+            self.commits += 1
+            self.batched += len(results)
+            if self.metrics is not None:
+                self.metrics.commit_seconds.observe(elapsed)
+                self.metrics.commit_batch.observe(len(results))
+        if unavailable is not None:
+            if self._healthy:
+                _LOGGER.error("store failing url=%s error=%s (NAKing busy until it recovers)",
+                              self.path, unavailable)
+            self._healthy = False
+            self._last_error = str(unavailable)
+        elif not self._healthy:
+            _LOGGER.warning("store recovered url=%s after error=%s", self.path,
+                            self._last_error)
+            self._healthy = True
+            self._last_error = None
+
+    async def _run_batch(self, conn, batch) -> list:
+        """Run one batch inside the open transaction; returns [(job, result,
+        exception)].  Ingests and hearings are written set-based; other
+        jobs in order, each in a SAVEPOINT."""
+        results = []
+        heard: dict = {}
+        i = 0
+        while i < len(batch):
+            job = batch[i]
+            if job.kind == "heard":
+                for account, path, at in job.payload:
+                    k = (account, path)
+                    if at > heard.get(k, (0.0,))[0]:
+                        heard[k] = (at, self.instance)
+                results.append((job, None, None))
+                i += 1
+            elif job.kind == "ingest":
+                j = i
+                while j < len(batch) and batch[j].kind == "ingest":
+                    j += 1
+                results.extend(await self._ingest_run(conn, batch[i:j], heard))
+                i = j
+            else:
+                try:
+                    async with conn.transaction():
+                        r = await job.payload(conn, *job.args)
+                except Exception as e:  # noqa: BLE001 - goes to the waiter
+                    if conn.is_closed():
+                        raise
+                    results.append((job, None, _wrap(e)))
+                else:
+                    results.append((job, r, None))
+                i += 1
+        if heard:
+            await self._write_heard(conn, heard)
+        return results
+
+    # -- schema -------------------------------------------------------------------
+
+    async def _migrate(self, conn) -> None:
+        async with conn.transaction():
+            # One receiver migrates; the others wait here, then find it done.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute("""CREATE TABLE IF NOT EXISTS schema_version (
+                version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)""")
+            current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
+            if current > SCHEMA_VERSION:
+                raise SchemaError("database %s has schema version %d; this receiver knows "
+                                  "up to %d" % (self.path, current, SCHEMA_VERSION))
+            for v in range(current, SCHEMA_VERSION):
+                async with conn.transaction():
+                    for stmt in MIGRATIONS[v]():
+                        await conn.execute(stmt)
+                    await conn.execute("INSERT INTO schema_version (version, applied_at) "
+                                       "VALUES ($1, $2)", v + 1, time.time())
+                _LOGGER.info("store migrated url=%s schema_version=%d", self.path, v + 1)
+
+    async def schema_version(self) -> int:
+        return await self.run_read(
+            lambda c: c.fetchval("SELECT MAX(version) FROM schema_version"))
+
+    # -- the event path -----------------------------------------------------------
+
+    async def ingest(self, rec: EventRecord) -> IngestOutcome:
+        return await self._submit("ingest", rec)
+
+    async def record_heard(self, rows: list[tuple[str, int, float]]) -> None:
+        """[(account, path, unix time)] heard by this receiver: written with
+        the next group commit, never lowering a stored time."""
+        if rows:
+            await self._submit("heard", rows)
+
+    async def _ingest_run(self, conn, jobs, heard) -> list:
+        """Consecutive ingest jobs: set-based, or one SAVEPOINT each when the
+        set-based write fails on some row."""
+        snapshot = dict(heard)
+        try:
+            async with conn.transaction():
+                outs = await self._ingest_bulk(conn, [j.payload for j in jobs], heard)
+            return [(j, o, None) for j, o in zip(jobs, outs)]
+        except Exception as e:  # noqa: BLE001
+            if conn.is_closed() or isinstance(_wrap(e), StoreUnavailable):
+                raise
+            _LOGGER.debug("set-based ingest failed (%s); one savepoint per event", e)
+        heard.clear()
+        heard.update(snapshot)
+        results = []
+        for j in jobs:
+            mine = dict(heard)
+            try:
+                async with conn.transaction():
+                    [o] = await self._ingest_bulk(conn, [j.payload], mine)
+            except Exception as e:  # noqa: BLE001 - goes to the waiter
+                if conn.is_closed():
+                    raise
+                results.append((j, None, _wrap(e)))
+            else:
+                heard.update(mine)
+                results.append((j, o, None))
+        return results
+
+    async def _ingest_bulk(self, conn, recs: list[EventRecord], heard: dict) -> list:
+        # Within the batch, the first copy of a key is the candidate and the
+        # others are its duplicates (same answer as a later batch would get).
+        first: dict = {}
+        for i, r in enumerate(recs):
+            first.setdefault((r.account, r.dedupe_key), i)
+        cand = sorted(first.items())  # key order: lock order across receivers
+        cols = [[] for _ in range(18)]
+        for (_, _), i in cand:
+            r = recs[i]
+            for c, v in zip(cols, (r.account, r.protocol, r.source, r.dedupe_key, r.seq,
+                                   r.qualifier, r.code, r.event_class, r.priority,
+                                   r.description, r.partition, r.zone, r.text, r.value,
+                                   r.event_time, r.received_at, r.path, r.peer)):
+                c.append(v)
+        rows = await conn.fetch(
+            """INSERT INTO events (account, protocol, source, dedupe_key, seq, qualifier,
+                   code, event_class, priority, description, partition, zone, text, value,
+                   event_time, received_at, path, peer)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                   $5::bigint[], $6::int[], $7::int[], $8::text[], $9::int[], $10::text[],
+                   $11::int[], $12::int[], $13::text[], $14::bigint[], $15::float8[],
+                   $16::float8[], $17::int[], $18::text[])
+                   AS r(account, protocol, source, dedupe_key, seq, qualifier, code,
+                        event_class, priority, description, partition, zone, text, value,
+                        event_time, received_at, path, peer)
+               ORDER BY account, dedupe_key
+               ON CONFLICT (account, dedupe_key) DO NOTHING
+               RETURNING id, account, dedupe_key""", *cols)
+        ids = {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
+        missing = [k for k, _ in cand if k not in ids]
+        dup_ids = {}
+        if missing:
+            for r in await conn.fetch(
+                    """SELECT e.id, e.account, e.dedupe_key FROM events e
+                       JOIN unnest($1::text[], $2::text[]) AS k(account, dedupe_key)
+                       USING (account, dedupe_key)""",
+                    [k[0] for k in missing], [k[1] for k in missing]):
+                dup_ids[(r["account"], r["dedupe_key"])] = r["id"]
+        inserted = [i for k, i in cand if k in ids]
+
+        # replay state travels with the event (GREATEST: never lowered)
+        replay: dict = {}
+        for i in inserted:
+            r = recs[i]
+            if r.seq is not None and r.protocol == "native":
+                h, t = replay.get(r.account, (0, 0))
+                replay[r.account] = (max(h, r.seq), max(t, r.tx_seq or 0))
+        if replay:
+            await self._raise_replay_state(conn, sorted((a, h, t) for a, (h, t) in
+                                                        replay.items()))
+        # an event from the panel is also a hearing of its path, made
+        # durable with the event (receiver.ownership reads it)
+        for r in recs:
+            if r.source == "panel":
+                k = (r.account, r.path)
+                if r.received_at > heard.get(k, (0.0,))[0]:
+                    heard[k] = (r.received_at, self.instance)
+
+        alarm_ids: dict = {}
+        opening = [i for i in inserted if recs[i].open_alarm]
+        if opening:
+            a_cols = [[] for _ in range(10)]
+            for i in opening:
+                r = recs[i]
+                for c, v in zip(a_cols, (ids[(r.account, r.dedupe_key)], r.account,
+                                         r.event_class, r.priority, r.code, r.partition,
+                                         r.zone, r.description, r.received_at,
+                                         json.dumps(r.routed_to or {}, sort_keys=True))):
+                    c.append(v)
+            for row in await conn.fetch(
+                    """INSERT INTO alarms (event_id, account, event_class, priority, code,
+                           partition, zone, description, state, created_at, routed_to)
+                       SELECT e, a, c, p, co, pa, z, d, 'pending', t, rt FROM unnest(
+                           $1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[],
+                           $6::int[], $7::int[], $8::text[], $9::float8[], $10::text[])
+                           AS x(e, a, c, p, co, pa, z, d, t, rt)
+                       ORDER BY e
+                       RETURNING id, event_id""", *a_cols):
+                alarm_ids[row["event_id"]] = row["id"]
+            au = ([], [], [])
+            ob = ([], [], [], [])
+            for i in opening:
+                r = recs[i]
+                event_id = ids[(r.account, r.dedupe_key)]
+                alarm_id = alarm_ids[event_id]
+                au[0].append(alarm_id)
+                au[1].append(r.received_at)
+                au[2].append("routed to " + json.dumps(r.routed_to or {}, sort_keys=True))
+                for output, payload in r.outbox:
+                    payload = dict(payload, alarm_id=alarm_id, event_id=event_id)
+                    ob[0].append(output)
+                    ob[1].append(alarm_id)
+                    ob[2].append(json.dumps(payload, sort_keys=True))
+                    ob[3].append(r.received_at)
+            await conn.execute(
+                """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)
+                   SELECT a, t, NULL, 'pending', 'receiver', n
+                   FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS x(a, t, n)""", *au)
+            if ob[0]:
+                await conn.execute(
+                    """INSERT INTO outbox (output, alarm_id, payload, created_at)
+                       SELECT o, a, p, t FROM unnest($1::text[], $2::bigint[], $3::text[],
+                           $4::float8[]) WITH ORDINALITY AS x(o, a, p, t, n)
+                       ORDER BY n""", *ob)
+        restores = [recs[i] for i in inserted
+                    if not recs[i].open_alarm and recs[i].qualifier == 3]
+        if restores:
+            # A restore stamps the open alarm it restores (raised before it),
+            # never closes it: that is the operator's decision.
+            await conn.execute(
+                """UPDATE alarms al SET restored_at = v.at
+                   FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[])
+                       AS v(account, code, partition, zone, at)
+                   WHERE al.account = v.account AND al.code = v.code
+                     AND al.partition = v.partition AND al.zone = v.zone
+                     AND al.state <> 'resolved' AND al.restored_at IS NULL
+                     AND al.created_at <= v.at""",
+                [r.account for r in restores], [r.code for r in restores],
+                [r.partition for r in restores], [r.zone for r in restores],
+                [r.received_at for r in restores])
+
+        out = []
+        for i, r in enumerate(recs):
+            k = (r.account, r.dedupe_key)
+            if first[k] == i and k in ids:
+                eid = ids[k]
+                out.append(IngestOutcome(eid, False, alarm_ids.get(eid)))
+            else:
+                eid = ids.get(k) or dup_ids.get(k)
+                if eid is None:
+                    # the conflicting row vanished between the two statements
+                    # (deleted by hand): let the sender retry
+                    raise StoreUnavailable("event %s/%s conflicted but is not there"
+                                           % k)
+                out.append(IngestOutcome(eid, True, None))
+        return out
+
+    @staticmethod
+    async def _raise_replay_state(conn, rows) -> None:
+        """rows: [(account, highest_seq, tx_seq)] sorted by account."""
+        numbers = [a for a, _, _ in rows]
+        # lock the rows in account order first: an UPDATE ... FROM may visit
+        # them in any order, and two receivers must not deadlock
+        await conn.execute("""SELECT 1 FROM accounts WHERE number = ANY($1::text[])
+                              ORDER BY number FOR UPDATE""", numbers)
+        await conn.execute(
+            """UPDATE accounts a SET highest_seq = GREATEST(a.highest_seq, v.h),
+                                     tx_seq = GREATEST(a.tx_seq, v.t)
+               FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(number, h, t)
+               WHERE a.number = v.number""",
+            numbers, [h for _, h, _ in rows], [t for _, _, t in rows])
+
+    @staticmethod
+    async def _write_heard(conn, heard: dict) -> None:
+        keys = sorted(heard)
+        await conn.execute(
+            """INSERT INTO line_heard (account, path, last_heard, heard_by)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[])
+                   AS v(account, path, last_heard, heard_by)
+               ORDER BY account, path
+               ON CONFLICT (account, path) DO UPDATE
+               SET last_heard = EXCLUDED.last_heard, heard_by = EXCLUDED.heard_by
+               WHERE line_heard.last_heard < EXCLUDED.last_heard""",
+            [k[0] for k in keys], [k[1] for k in keys], [heard[k][0] for k in keys],
+            [heard[k][1] or None for k in keys])
+
+    async def record_security_event(self, at, account, seq, reason, detail, peer,
+                                    transport) -> int:
+        async def job(conn):
+            return await conn.fetchval(
+                """INSERT INTO security_events (at, account, seq, reason, detail, peer,
+                   transport) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+                at, account, seq, reason, detail, peer, transport)
+        return await self.run_write(job)
+
+    async def save_replay_state(self, rows) -> None:
+        if rows:
+            rows = sorted(rows)
+            await self.run_write(lambda c: self._raise_replay_state(c, rows))
+
+    # -- accounts -------------------------------------------------------------------
+
+    _ACCOUNT_JSON = ("zones", "partitions", "supervised_paths", "contacts")
+
+    @classmethod
+    def _row_to_account(cls, r) -> Account:
+        d = dict(r)
+        for k in cls._ACCOUNT_JSON:
+            d[k] = json.loads(d[k])
+        d["key"] = bytes.fromhex(d["key"])
+        return Account(**d)
+
+    @classmethod
+    def _account_columns(cls, acct: Account) -> dict:
+        d = acct.to_dict(with_key=True)
+        for k in cls._ACCOUNT_JSON:
+            d[k] = json.dumps(d[k], sort_keys=True)
+        return d
+
+    async def add_account(self, account: Account) -> None:
+        account.validate()
+        now = time.time()
+        d = self._account_columns(account)
+        d["created_at"] = d["updated_at"] = now
+        cols = list(d)
+
+        async def job(conn):
+            await conn.execute("INSERT INTO accounts (%s) VALUES (%s)" % (
+                ", ".join(cols), ", ".join("$%d" % (i + 1) for i in range(len(cols)))),
+                *[d[c] for c in cols])
+        await self.run_write(job)
+
+    async def update_account(self, number: str, **fields) -> None:
+        acct = await self.get_account(number)
+        if acct is None:
+            raise KeyError(number)
+        for k, v in fields.items():
+            if k in ("number", "created_at"):
+                raise ValueError("%s cannot be changed" % k)
+            if not hasattr(acct, k):
+                raise ValueError("unknown account field %s" % k)
+            setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
+        acct.validate()
+        d = self._account_columns(acct)
+        d["updated_at"] = time.time()
+        cols = [c for c in d if c not in ("number", "created_at", "highest_seq", "tx_seq")]
+
+        async def job(conn):
+            await conn.execute("UPDATE accounts SET %s WHERE number = $%d" % (
+                ", ".join("%s = $%d" % (c, i + 1) for i, c in enumerate(cols)),
+                len(cols) + 1), *[d[c] for c in cols], number)
+        await self.run_write(job)
+
+    async def delete_account(self, number: str) -> None:
+        await self.run_write(lambda c: c.execute("DELETE FROM accounts WHERE number = $1",
+                                                 number))
+
+    async def get_account(self, number: str) -> Account | None:
+        r = await self.run_read(lambda c: c.fetchrow(
+            "SELECT * FROM accounts WHERE number = $1", number))
+        return None if r is None else self._row_to_account(r)
+
+    async def list_accounts(self) -> list[Account]:
+        # numeric accounts in numeric order, then the others (as SQLite's
+        # CAST(number AS INTEGER) orders them)
+        rows = await self.run_read(lambda c: c.fetch(
+            """SELECT * FROM accounts ORDER BY
+               CASE WHEN number ~ '^[0-9]{1,18}$' THEN number::bigint ELSE 0 END, number"""))
+        return [self._row_to_account(r) for r in rows]
+
+    async def accounts_revision(self) -> int:
+        return await self.run_read(lambda c: c.fetchval(
+            "SELECT value FROM meta WHERE key = 'accounts_rev'"))
+
+    # -- reading events -----------------------------------------------------------------
+
+    async def list_events(self, account=None, since=None, after_id=0, limit=1000):
+        sql = "SELECT * FROM events WHERE id > $1"
+        args: list = [after_id]
+        if account is not None:
+            args.append(account)
+            sql += " AND account = $%d" % len(args)
+        if since is not None:
+            args.append(since)
+            sql += " AND received_at >= $%d" % len(args)
+        args.append(limit)
+        sql += " ORDER BY id LIMIT $%d" % len(args)
+        return [dict(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
+
+    async def count_events(self, account=None) -> int:
+        if account is None:
+            return await self.run_read(lambda c: c.fetchval("SELECT COUNT(*) FROM events"))
+        return await self.run_read(lambda c: c.fetchval(
+            "SELECT COUNT(*) FROM events WHERE account = $1", account))
+
+    async def list_security_events(self, since=None, limit=1000):
+        sql = "SELECT * FROM security_events"
+        args: list = []
+        if since is not None:
+            args.append(since)
+            sql += " WHERE at >= $1"
+        args.append(limit)
+        sql += " ORDER BY id LIMIT $%d" % len(args)
+        return [dict(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
+
+    async def supervision_failed(self):
+        return sorted(await self.supervision_failures())
+
+    async def supervision_failures(self, accounts=None) -> dict:
+        """{(account, path): when the failure was raised} for paths whose
+        latest supervision event is a failure (of ``accounts``, or all)."""
+        sql = """SELECT DISTINCT ON (account, zone) account, zone, qualifier, received_at
+                 FROM events WHERE source = 'supervision' %s
+                 ORDER BY account, zone, id DESC"""
+        if accounts is None:
+            rows = await self.run_read(lambda c: c.fetch(sql % ""))
+        else:
+            rows = await self.run_read(lambda c: c.fetch(
+                sql % "AND account = ANY($1::text[])", list(accounts)))
+        return {(r["account"], r["zone"]): r["received_at"] for r in rows
+                if r["qualifier"] == 1}
+
+    # -- alarms -----------------------------------------------------------------------
+
+    @staticmethod
+    def _alarm_row(r) -> dict:
+        d = dict(r)
+        d["routed_to"] = json.loads(d["routed_to"])
+        return d
+
+    async def list_alarms(self, state=None, limit=1000):
+        sql = "SELECT * FROM alarms"
+        args: list = []
+        if state is not None:
+            args.append(state)
+            sql += " WHERE state = $1"
+        args.append(limit)
+        sql += (" ORDER BY state = 'resolved', priority, created_at, id LIMIT $%d"
+                % len(args))
+        return [self._alarm_row(r) for r in await self.run_read(
+            lambda c: c.fetch(sql, *args))]
+
+    async def get_alarm(self, alarm_id):
+        r = await self.run_read(lambda c: c.fetchrow("SELECT * FROM alarms WHERE id = $1",
+                                                     alarm_id))
+        return None if r is None else self._alarm_row(r)
+
+    async def alarm_transition(self, alarm_id, action, actor, note, at):
+        if not actor:
+            raise ValueError("an operator name is required")
+
+        async def job(conn):
+            # FOR UPDATE: two operators on two receivers acting on the same
+            # alarm are serialised; the second sees the first one's state
+            r = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1 FOR UPDATE", alarm_id)
+            if r is None:
+                raise _alarms.AlarmStateError("no alarm %d" % alarm_id)
+            new = _alarms.next_state(r["state"], action)
+            if new == _alarms.ACKNOWLEDGED:
+                row = await conn.fetchrow(
+                    """UPDATE alarms SET state = $1, acknowledged_by = $2,
+                       acknowledged_at = $3 WHERE id = $4 RETURNING *""",
+                    new, actor, at, alarm_id)
+            else:
+                row = await conn.fetchrow(
+                    """UPDATE alarms SET state = $1, resolved_by = $2, resolved_at = $3,
+                       note = $4 WHERE id = $5 RETURNING *""", new, actor, at, note, alarm_id)
+            await conn.execute(
+                """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)
+                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                alarm_id, at, r["state"], new, actor, note)
+            return self._alarm_row(row)
+        return await self.run_write(job)
+
+    async def alarm_audit(self, alarm_id):
+        return [dict(r) for r in await self.run_read(lambda c: c.fetch(
+            "SELECT * FROM alarm_audit WHERE alarm_id = $1 ORDER BY id", alarm_id))]
+
+    # -- outbox ------------------------------------------------------------------------
+
+    async def outbox_pending(self, output, limit=100):
+        # Several receivers run a forwarder per output; only the one whose
+        # supervision shard holds the output delivers (receiver.ownership).
+        if self.outbox_gate is not None and not self.outbox_gate(output):
+            return []
+        rows = await self.run_read(lambda c: c.fetch(
+            """SELECT * FROM outbox WHERE output = $1 AND delivered_at IS NULL
+               ORDER BY id LIMIT $2""", output, limit))
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["payload"] = json.loads(d["payload"])
+            out.append(d)
+        return out
+
+    async def outbox_result(self, outbox_id, delivered, error, at):
+        async def job(conn):
+            if delivered:
+                await conn.execute(
+                    """UPDATE outbox SET delivered_at = $1, attempts = attempts + 1,
+                       last_attempt_at = $1, last_error = NULL WHERE id = $2""",
+                    at, outbox_id)
+            else:
+                await conn.execute(
+                    """UPDATE outbox SET attempts = attempts + 1, last_attempt_at = $1,
+                       last_error = $2 WHERE id = $3""", at, error, outbox_id)
+        await self.run_write(job)
+
+    async def outbox_depth(self):
+        rows = await self.run_read(lambda c: c.fetch(
+            """SELECT output, COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL
+               GROUP BY output"""))
+        return {r["output"]: r["n"] for r in rows}
+
+    async def list_outbox(self, output=None):
+        if output is None:
+            rows = await self.run_read(lambda c: c.fetch("SELECT * FROM outbox ORDER BY id"))
+        else:
+            rows = await self.run_read(lambda c: c.fetch(
+                "SELECT * FROM outbox WHERE output = $1 ORDER BY id", output))
+        return [dict(r) for r in rows]

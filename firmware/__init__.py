@@ -16,6 +16,6 @@ DEVICE_DIR = os.path.join(HERE, "device")
 REPO = os.path.dirname(HERE)
 LEAN_DIR = os.path.join(REPO, "protocol", "lean")
 # copied into every bundle from protocol/lean (the lead owns them)
-PROTOCOL_MODULES = ("glwire.py", "glpanel.py")
+PROTOCOL_MODULES = ("glwire.py", "glpanel.py", "gldc09.py")  # gldc09: "protocol": "dc09"
 # device modules that a board bundle leaves out (unix-port simulation only)
 SIM_ONLY = ("board_sim.py", "simctl.py")

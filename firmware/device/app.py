@@ -3,7 +3,8 @@
 #   scan      every scan_ms: zone loops -> DEOL classify -> debounce ->
 #             panel; supplies, keypad, timers; outputs to the board;
 #             new events into the persistent queue; watchdog
-#   report    every 20 ms: links <-> glpanel sessions (reporter.py)
+#   report    every 20 ms: links <-> glpanel sessions (reporter.py), or
+#             SIA DC-09 with "protocol": "dc09" (dc09rep.py)
 #   board     extra tasks of the board (the sim's control socket)
 #
 # Boot order: config (a bad one -> safe mode: only T_CONFIG and a 307
@@ -96,13 +97,20 @@ class App:
         links = [board.open_link(0, rx["primary"])]
         if rx.get("backup"):
             links.append(board.open_link(1, rx["backup"]))
-        import reporter
-        self.reporter = reporter.Reporter(cfg, self.queue, self.seqs, self.clock, p, links,
-                                          now, self.log)
+        if cfg.get("protocol") == "dc09":
+            import dc09rep  # SIA DC-09 to any standard receiver (glpanel not loaded)
+            self.reporter = dc09rep.Dc09Reporter(cfg, self.queue, self.seqs, self.clock, p,
+                                                 links, now, self.log)
+            who = "DC-09 account %s" % cfg["dc09"]["account"]
+        else:
+            import reporter
+            self.reporter = reporter.Reporter(cfg, self.queue, self.seqs, self.clock, p,
+                                              links, now, self.log)
+            who = "panel %d" % cfg["account"]
         p.emit(w.Q_NEW, cid.SYSTEM_RESET, 0, 0)
         self.drain(now)
-        self.log("panel %d up: %s, %d zones, %d partitions, queue %d, next seq %d" % (
-            cfg["account"], cfg["kind"], p.nz, len(p.parts), len(self.queue), self.seqs.next))
+        self.log("%s up: %s, %d zones, %d partitions, queue %d, next seq %d" % (
+            who, cfg["kind"], p.nz, len(p.parts), len(self.queue), self.seqs.next))
         del cfg
         gc.collect()
 

@@ -27,6 +27,11 @@ ZONE_TYPES = ("instant", "entry_exit", "follower", "24h", "holdup", "panic",
               "fire", "tamper", "seismic", "door", "bolt")
 AUTHORITIES = ("user", "manager", "master")
 PATH_TYPES = ("tcp", "udp", "serial")
+# What the panel speaks to its receivers: Guardline's native protocol, or
+# SIA DC-09 (ADM-CID, clear or AES) to any standard central-station receiver.
+PROTOCOLS = ("native", "dc09")
+DC09_KEY_FORMATS = ("hex", "ascii")
+_HEXDIGITS = "0123456789ABCDEFabcdef"
 
 # Bounds, each from the field that carries it or from the device budget.
 MAX_ZONES = 64  # HELLO carries zones in a u8; 64 keeps RAM per zone bounded
@@ -206,10 +211,79 @@ def _path(v, d, path):
     return out
 
 
+def _hexstr(v, d, key, path, lo, hi, default=None):
+    """A string of lo..hi hex digits (DC-09 account, line, receiver), upper case."""
+    s = v.str_(d, key, path, default, 64, default is None)
+    if s is None:
+        return default
+    p = path + "." + key
+    if len(s) < lo or len(s) > hi:
+        v.err(p, "must be %d..%d hex digits, got %d" % (lo, hi, len(s)))
+        return default
+    for c in s:
+        if c not in _HEXDIGITS:
+            v.err(p, "%r is not hex digits" % s)
+            return default
+    return s.upper()
+
+
+def _dc09(v, d):
+    """The "dc09" object: SIA DC-09 account (3-16 hex digits, 5.5.1.6),
+    optional AES key (16/24/32 bytes as 32/48/64 hex digits or 16/24/32
+    ASCII characters; none = clear messages), line (account prefix, 1-6 hex
+    digits, default "0") and receiver number (1-6 hex digits, optional)."""
+    d = v.obj(d, "dc09")
+    if d is None:
+        return None
+    out = {"account": _hexstr(v, d, "account", "dc09", 3, 16),
+           "key_format": v.choice(d, "key_format", "dc09", DC09_KEY_FORMATS, "hex"),
+           "line": _hexstr(v, d, "line", "dc09", 1, 6, "0"),
+           "receiver_no": None, "key": None}
+    if "receiver_no" in d and d["receiver_no"] is not None:
+        out["receiver_no"] = _hexstr(v, d, "receiver_no", "dc09", 1, 6)
+    key = v.str_(d, "key", "dc09", None, 64, False)
+    if key:
+        if out["key_format"] == "ascii":
+            n = len(key)
+            bad = False
+            for c in key:
+                if c < " " or c > "~":
+                    bad = True
+        else:
+            n = len(key) // 2 if len(key) % 2 == 0 else -1
+            bad = False
+            for c in key:
+                if c not in _HEXDIGITS:
+                    bad = True
+        if bad or n not in (16, 24, 32):
+            v.err("dc09.key", "must be an AES-128/192/256 key: 32/48/64 hex digits, or "
+                  "16/24/32 characters with \"key_format\": \"ascii\"")
+        else:
+            out["key"] = key
+    for k in d:
+        if k not in ("account", "key", "key_format", "line", "receiver_no"):
+            v.err("dc09." + k, "unknown field (known: account, key, key_format, line, "
+                  "receiver_no)")
+    return out
+
+
 def _comms(v, doc):
     cfg = {}
-    cfg["account"] = v.int_(doc, "account", "", 1, 0xFFFFFFFF)
-    cfg["key"] = v.hex_(doc, "key", "", 16, 64)
+    cfg["protocol"] = v.choice(doc, "protocol", "", PROTOCOLS, "native")
+    if cfg["protocol"] == "dc09":
+        # the native account and key are not used; checked only if given
+        if "dc09" not in doc:
+            v.err("dc09", "missing (\"protocol\": \"dc09\" needs the DC-09 account)")
+            cfg["dc09"] = None
+        else:
+            cfg["dc09"] = _dc09(v, doc["dc09"])
+        cfg["account"] = v.int_(doc, "account", "", 1, 0xFFFFFFFF, 0)
+        cfg["key"] = v.hex_(doc, "key", "", 16, 64) if "key" in doc else None
+    else:
+        cfg["account"] = v.int_(doc, "account", "", 1, 0xFFFFFFFF)
+        cfg["key"] = v.hex_(doc, "key", "", 16, 64)
+        if "dc09" in doc:
+            v.err("dc09", "only used with \"protocol\": \"dc09\"")
     rx = v.obj(doc.get("receiver"), "receiver") if "receiver" in doc else None
     if "receiver" not in doc:
         v.err("receiver", "missing")
@@ -354,7 +428,8 @@ def validate(doc):
     if tim["battery_restore_mv"] < tim["low_battery_mv"]:
         v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
     known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",
-             "timings", "eol", "partitions", "zones", "users", "board", "comment")
+             "timings", "eol", "partitions", "zones", "users", "board", "comment",
+             "protocol", "dc09")
     for k in doc:
         if k not in known:
             v.err(k, "unknown field (known: %s)" % ", ".join(known))

@@ -84,6 +84,13 @@ class TcpLink:
                     self.connected = True
                     self._poll = None
 
+    def connect_now(self):
+        """Skip the wait between connect attempts once: the caller has a
+        message for a receiver that closed the connection after its last
+        reply (SIA DC-09 receivers may close after each ACK)."""
+        if self.sock is None:
+            self._last_try = None
+
     def send(self, data):
         if not self.connected:
             return False

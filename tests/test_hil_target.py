@@ -24,7 +24,7 @@ from hil.poll import until
 from hil.receiver import ReceiverProcess
 from hil.strategy import PanelStrategy
 from hil.target import (BenchTarget, FixtureDriver, NotSupported, SerialDriver, SimDriver,
-                        TargetError, free_port, zone_ohms)
+                        TargetError, free_port, open_target_url, zone_ohms)
 from hil.timeline import Timeline
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "hil", "configs", "bank.json")
@@ -306,3 +306,12 @@ async def test_strategy_fails_loudly_when_the_receiver_never_hears(tmp_path):
     finally:
         await sim.close()
         await rx.close()
+
+
+def test_target_urls_map_to_serial_for_url_urls():
+    assert open_target_url("serial:///dev/ttyUSB0").console.url == "/dev/ttyUSB0"
+    assert open_target_url("serial:socket://lab:4001").console.url == "socket://lab:4001"
+    b = open_target_url("serial:rfc2217://lab:7000", fixture_url="/dev/ttyACM0",
+                        wiring=WIRING)
+    assert b.console.url == "rfc2217://lab:7000"
+    assert b.fixture.url == "/dev/ttyACM0" and b.console.power is b.fixture

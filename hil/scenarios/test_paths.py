@@ -7,10 +7,13 @@ time of the account's profile (receiver/supervision.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hil.checks import (Q_NEW, Q_RESTORE, counts, exactly, queue_drained, step, stored,
                         stored_t, toggle_burst, zone_reads)
+from hil.poll import until
 
 PANIC = 5  # teller counter panic: 24 h, audible
 PANIC_CODE = 120
@@ -98,10 +101,19 @@ async def test_serial_line_noise_is_nakked_and_resent_once(panel, receiver, link
     a burst is stored exactly once, over path 1."""
     await strategy.transition("reporting")
     since = receiver.now()
-    step(hil_timeline, "line noise: 30 % of frames towards the receiver corrupted")
-    link.primary.set("up", corrupt=0.3)
+    step(hil_timeline, "line noise: the first frame of the burst, then 30 % of frames "
+                       "towards the receiver, corrupted")
+    link.primary.set("up", corrupt=1.0)  # at least one, whatever the seed draws
+
+    async def noise():
+        await until(lambda: link.primary.stats["up"]["corrupted"] >= 1, 60,
+                    what="the first corrupted frame")
+        link.primary.set("up", corrupt=0.3)
+
+    first = asyncio.ensure_future(noise())
     t0 = step(hil_timeline, "burst of 10 events")
     expect = await toggle_burst(panel, FIRE, 5, FIRE_CODE)
+    await first
     evs = await exactly(receiver, panel.account, expect, since=since, timeout=90)
     hil_timeline.measure("noisy serial burst -> all stored", t0,
                          max(stored_t(receiver, e) for e in evs))
@@ -114,4 +126,4 @@ async def test_serial_line_noise_is_nakked_and_resent_once(panel, receiver, link
     corrupted = link.primary.stats["up"]["corrupted"]
     naks = len(link.primary.frames("down", type="NAK"))
     step(hil_timeline, "faults applied", corrupted=corrupted, naks=naks)
-    assert corrupted > 0, "no frame was corrupted: the test proves nothing"
+    assert corrupted > 0

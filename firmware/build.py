@@ -159,7 +159,8 @@ def bundle(out: str, board: str = "sim", config: str | None = None,
         with open(config, "rb") as f:
             data = f.read()
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # whatever the umask: it holds the account key
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     files = []

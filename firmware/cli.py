@@ -327,8 +327,10 @@ def cmd_walk_test(a) -> int:
         if a.port:
             tail = W.ConsoleTail(a.port, _say)
         if sys.stdin.isatty():
-            threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()),
-                             daemon=True).start()
+            def enter_ends_the_walk():
+                sys.stdin.readline()
+                stop.set()
+            threading.Thread(target=enter_ends_the_walk, daemon=True).start()
     site = source.site()
     _say("walk test: account %d (%s), %d zones; proof: %s" % (
         cfg["account"], site.get("site_name") or cfg["name"], len(ids), source.describe()))

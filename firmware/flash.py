@@ -319,11 +319,11 @@ def flash(dev: Device, bundle_dir: str, progress: Progress | None = None,
     for i, name in enumerate(order, 1):
         if name == FIRST:
             # everything else must be in place before the board may boot it
-            bad = [r["name"] for r in verify(dev, {n: expected[n] for n in order[:i - 1]})
-                   if not r["ok"]]
-            if bad:
+            early = [r["name"] for r in verify(dev, {n: expected[n] for n in order[:i - 1]})
+                     if not r["ok"]]
+            if early:
                 raise FlashError("%s: verification failed before main.py was written: %s"
-                                 % (dev.port, ", ".join(bad)))
+                                 % (dev.port, ", ".join(early)))
         body = data[name]
         if name in on_dev and on_dev[name] == len(body) and name != FIRST \
                 and dev.sha256(name) == expected[name]:

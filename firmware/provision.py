@@ -71,7 +71,8 @@ def write_private(path: str, text: str) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=d)
     try:
-        os.fchmod(fd, 0o600)  # mkstemp makes it 0600 already; a umask cannot widen it
+        if hasattr(os, "fchmod"):  # POSIX; on Windows the file's ACL is the user's
+            os.fchmod(fd, 0o600)  # mkstemp makes it 0600 already; a umask cannot widen it
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

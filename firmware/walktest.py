@@ -51,7 +51,6 @@ import shlex
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -185,7 +184,7 @@ class WalkTest:
     in id order; it keeps each zone's result and each partition's arming
     state as the receiver recorded them.  No I/O, no clock."""
 
-    def __init__(self, account, zones: list[dict], partitions: list[dict] = ()):
+    def __init__(self, account, zones: list[dict], partitions=()):
         self.account = str(account)
         self.zones = {z["id"]: Zone(z) for z in zones}
         self.order = [z["id"] for z in zones]
@@ -201,7 +200,7 @@ class WalkTest:
             return []
         self.events_seen += 1
         code, q = ev["code"], ev["qualifier"]
-        out = []
+        out: list[tuple] = []
         if code in ARMING_CODES:
             p = self.partitions.get(ev.get("partition"))
             if p is not None:
@@ -386,8 +385,8 @@ class StreamSource:
     def history(self) -> list[dict]:
         return []
 
-    def poll(self) -> list[tuple[dict, bool]]:
-        out = []
+    def poll(self) -> list[dict]:
+        out: list[dict] = []
         while True:
             try:
                 ev = self.q.get_nowait()
@@ -448,8 +447,8 @@ class AutoDriver:
         self.say = say
         self.clock = clock
         self.queue: list[int] = []
-        self.current = None
-        self.phase = None
+        self.current: Zone | None = None
+        self.phase: str | None = None
         self.deadline = 0.0
         self.armed_by_us: list[int] = []
         self.bypassed: list[int] = []
@@ -653,7 +652,7 @@ def run(walk: WalkTest, source, driver, ids: list[int], timeout: float = 1800.0,
 
 def report(walk: WalkTest, ids: list[int], meta: dict) -> dict:
     zones = [z.to_dict() for z in walk.walked(ids)]
-    counts = {}
+    counts: dict[str, int] = {}
     for z in zones:
         counts[z["result"]] = counts.get(z["result"], 0) + 1
     return {

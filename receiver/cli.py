@@ -147,7 +147,7 @@ def cmd_serve(args) -> int:
         raise UsageError("nothing to listen on: give --tcp, --udp, --serial, --dc09-tcp or "
                          "--dc09-udp, or [listen] in the config file")
     logfmt.setup(args.log_level or cfg.log_level)
-    _raise_fd_limit(cfg.max_connections)
+    cfg.max_connections = _raise_fd_limit(cfg.max_connections)
     from receiver.store import is_url  # noqa: PLC0415
 
     if not is_url(cfg.db):
@@ -160,24 +160,30 @@ def cmd_serve(args) -> int:
 FD_HEADROOM = 256
 
 
-def _raise_fd_limit(max_connections: int) -> None:
-    """Raise the soft descriptor limit towards what max_connections needs."""
+def _raise_fd_limit(max_connections: int) -> int:
+    """Raise the soft descriptor limit towards what max_connections needs;
+    return the connection cap the limit allows (the store, logs and
+    outputs keep FD_HEADROOM descriptors whatever happens)."""
     try:
         import resource  # noqa: PLC0415
     except ImportError:  # not POSIX
-        return
+        return max_connections
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max_connections + FD_HEADROOM
     if soft >= want:
-        return
+        return max_connections
     new = want if hard == resource.RLIM_INFINITY else min(want, hard)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     except (ValueError, OSError):
         new = soft
-    if new < want:
-        _LOGGER.warning("descriptor limit low nofile=%d wanted=%d: lower [limits] "
-                        "max_connections or raise the hard limit", new, want)
+    if new >= want:
+        return max_connections
+    allowed = max(1, new - FD_HEADROOM)
+    level = logging.WARNING if allowed < max_connections // 2 else logging.INFO
+    _LOGGER.log(level, "descriptor limit nofile=%d: max_connections lowered from %d to %d "
+                "(raise the hard limit to serve more)", new, max_connections, allowed)
+    return allowed
 
 
 async def _serve(cfg, ready_file) -> int:

@@ -170,6 +170,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                   "dc09_receiver.json"))
     a = ap.parse_args()
+    load_before = os.getloadavg()  # the machine is shared: say how busy it was
     runs = []
     for _ in range(a.repeat):
         r = run(a.connections, a.events, a.procs, a.clear)
@@ -191,6 +192,7 @@ def main() -> int:
     print(json.dumps(res["summary"], indent=1))
     res.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                machine=platform.machine(), cpus=os.cpu_count(),
+               loadavg_before=[round(x, 2) for x in load_before],
                python=platform.python_version(), sqlite=sqlite3.sqlite_version)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:

@@ -49,10 +49,12 @@ from receiver.logfmt import q
 
 _LOGGER = logging.getLogger(__name__)
 
-# Events one TCP connection may have waiting for a commit before it stops
-# being read.  A DC-09 panel waits for each ACK (one in flight); a
-# concentrator forwarding many panels over one connection pipelines a few.
-MAX_INFLIGHT = 16
+# Events one TCP connection may have waiting for a commit.  At this many
+# the connection stops being read, and further events already read get NAK
+# (busy) so the sender retries.  A DC-09 panel waits for each ACK (one in
+# flight); a concentrator forwarding many panels over one connection
+# pipelines a few dozen (as the native serial trunk, MAX_INFLIGHT_PER_LINK).
+MAX_INFLIGHT = 64
 # NAKed frames on a connection that has not had a message accepted: a
 # panel with a bad clock needs one or two; a stream of them is not a panel.
 MAX_BAD_FRAMES = 8
@@ -104,6 +106,9 @@ class Dc09Service:
             if v.kind == core.LINK:
                 link.reply(self.core.ack(v, now))
                 return
+            if link.inflight >= link.max_inflight:
+                self._nak_busy(v, link, "connection has %d events in flight" % link.inflight)
+                return
             v.event["peer"] = link.peer
             slot = link.reserve()
             rx._spawn(self._commit(v, link, slot, time.perf_counter()), inflight=True)
@@ -132,11 +137,7 @@ class Dc09Service:
         try:
             await rx.ingest(v.event)
         except Busy as e:
-            rx.metrics.naks.labels("busy").inc()
-            if rx._busy_log.allow():
-                _LOGGER.warning("NAK busy account=%s seq=%04d peer=%s reason=%s",
-                                v.account.number, v.seq, link.peer, q(e.reason))
-            link.fill(slot, self.core.nak(v.account.number, self.clock()))
+            self._nak_busy(v, link, e.reason, slot)
             return
         except Exception:  # noqa: BLE001 - a bug: no reply, the panel retries
             _LOGGER.exception("DC-09 ingest failed account=%s seq=%s", v.account.number, v.seq)
@@ -144,6 +145,18 @@ class Dc09Service:
             return
         link.fill(slot, self.core.ack(v, self.clock()))
         rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    def _nak_busy(self, v: core.Verdict, link, reason: str, slot=None) -> None:
+        rx = self.rx
+        rx.metrics.naks.labels("busy").inc()
+        if rx._busy_log.allow():
+            _LOGGER.warning("NAK busy account=%s seq=%04d peer=%s reason=%s",
+                            v.account.number, v.seq, link.peer, q(reason))
+        nak = self.core.nak(v.account.number, self.clock())
+        if slot is None:
+            link.reply(nak)
+        else:
+            link.fill(slot, nak)
 
     def _security(self, v: core.Verdict, link) -> None:
         rx = self.rx
@@ -174,6 +187,7 @@ class _TcpLink(asyncio.Protocol):
     written as soon as they are filled."""
 
     transport = "dc09-tcp"  # the metrics label (as Link.transport in listeners.py)
+    max_inflight = MAX_INFLIGHT
 
     def __init__(self, listener: "Dc09TcpListener"):
         self.listener = listener
@@ -381,6 +395,8 @@ class Dc09TcpListener:
 
 class _DatagramLink:
     transport = "dc09-udp"
+    inflight = 0
+    max_inflight = 1 << 30  # bounded by the store queue (max_pending_writes) instead
 
     def __init__(self, listener: "Dc09UdpListener", addr):
         self.listener = listener

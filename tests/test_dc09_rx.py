@@ -526,3 +526,36 @@ def test_nak_timestamp_uses_receiver_clock():
     v = core.judge(b"\n00000000\r", 1_800_000_000.0)
     assert v.kind == dc09_core.REPLY
     assert v.reply == dc09.build_nak(datetime.fromtimestamp(1_800_000_000, timezone.utc))
+
+
+# -- connection limits -------------------------------------------------------------------------
+
+
+async def test_pipelining_past_the_inflight_bound_gets_nak_busy_in_order(rx):
+    from receiver.dc09_listener import MAX_INFLIGHT
+    n = MAX_INFLIGHT + 16
+    c = await Client.connect(rx)
+    c.send(b"".join(frame("BEEF", s, "1130 01 %03d" % s) for s in range(1, n + 1)))
+    replies = [parse_reply(await c.reply()) for _ in range(n)]
+    acked = [s for s, r in zip(range(1, n + 1), replies) if r.msg_id == "ACK"]
+    assert all(r.msg_id in ("ACK", "NAK") for r in replies)
+    assert [r.seq for r in replies if r.msg_id == "ACK"] == acked  # in message order
+    assert len(acked) >= MAX_INFLIGHT
+    assert sorted(e["zone"] for e in await events(rx)) == acked  # NAKed ones not stored
+    c.close()
+
+
+async def test_garbage_and_bad_frames_close_the_connection(rx):
+    from receiver.dc09_listener import MAX_BAD_FRAMES, MAX_UNAUTH_BYTES
+    c = await Client.connect(rx)
+    c.send(b"x" * (MAX_UNAUTH_BYTES + 1))  # no LF at all: nothing to answer
+    assert await c.reply() is None
+    c.close()
+    c = await Client.connect(rx)
+    bad = b"\n00000000\r"
+    c.send(bad * (MAX_BAD_FRAMES + 1))
+    for _ in range(MAX_BAD_FRAMES + 1):
+        expect_nak(parse_reply(await c.reply()), rx.now)
+    assert await c.reply() is None
+    c.close()
+    assert rx.metrics.connections_closed.labels("garbage")._value.get() == 2

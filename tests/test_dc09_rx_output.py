@@ -251,3 +251,31 @@ def test_ascii_key_and_defaults():
     assert spec.type == "dc09" and (spec.host, spec.port) == ("127.0.0.1", 9)
     assert spec.dc09 == {"account": None, "key": b"0123456789ABCDEF", "line": "0",
                          "receiver": None}
+
+
+async def test_from_a_dc09_panel_through_routing_to_the_dc09_output(tmp_path):
+    sink = Dc09Sink()
+    await sink.start()
+    cfg = Config(db=str(tmp_path / "rx.db"), router=router(sink.port),
+                 dc09_tcp=[("127.0.0.1", 0)])
+    key = bytes(range(50, 66))
+    try:
+        async with running_receiver(cfg, [Account("77AA", key, protocol="dc09",
+                                                  supervised=False)]) as rx:
+            reader, writer = await asyncio.open_connection(*rx.addresses["dc09_tcp"][0])
+            m = dc09.Dc09Message("ADM-CID", True, 31, None, "3", "77AA", "#77AA|1122 02 015",
+                                 [], datetime.now(timezone.utc).replace(microsecond=0))
+            writer.write(dc09.build(m, key))
+            rd = dc09.Dc09Reader()
+            while (f := rd.next_frame()) is dc09.NEED_DATA:
+                rd.receive_data(await reader.read(4096))
+            assert dc09.parse(f, key_lookup=lambda a: key).msg_id == "ACK"
+            writer.close()
+            await wait_until(lambda: delivered(rx), what="forwarded")
+            [(seq, account, event)] = sink.events()
+            assert (account, event) == ("77AA", {"qualifier": 1, "code": 122, "partition": 2,
+                                                 "zone": 15})
+            [a] = await rx.store.list_alarms()
+            assert a["routed_to"] == {"police_station": "cs"}
+    finally:
+        await sink.stop()

@@ -15,11 +15,13 @@ deadline.
 import hashlib
 import json
 import os
+import queue
 import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -227,10 +229,12 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
     assert m["bundle_sha256"] in text and "--zones 3" in text
 
 
-def test_walk_test_from_the_receivers_events_stream(site, tmp_path, capsys):
-    """The same proof read from ``guardline-receiver events --json
-    --follow`` (as over ssh from the central station), for a re-walk of
-    chosen zones with a config (no bundle)."""
+def test_manual_walk_test_from_the_receivers_events_stream(site, tmp_path):
+    """A walk as on a real site: the tool (a subprocess) waits for a human,
+    who trips the zones when told to (here the test, through the control
+    socket); the proof is read from ``guardline-receiver events --json
+    --follow`` (as over ssh from the central station); a config without a
+    bundle; a chosen subset of zones."""
     cfg = provision.new_config("bank", provision.load_template(site["template"]))[0]
     cfg["zones"][3]["partition"] = cfg["zones"][4]["partition"] = 2
     cfg["timings"].update({"debounce_ms": 50, "scan_ms": 20, "ack_timeout_ms": 500,
@@ -238,23 +242,59 @@ def test_walk_test_from_the_receivers_events_stream(site, tmp_path, capsys):
     provision.add_user(cfg, 1, "manager", MASTER_CODE, "master")
     path = str(tmp_path / "site.json")
     provision.write_private(path, provision.dump_config(cfg))
+    reports = tmp_path / "r"
     panel = SimPanel(path, str(tmp_path / "panel"))
+    tool = None
     try:
         wait_for(lambda: rx_events(site["db"], code=305), "boot report at the receiver")
         events_cmd = "%s -m receiver.cli --db %s events --json --follow --account %d" % (
             sys.executable, site["db"], ACCOUNT)
-        rc = cli.main(["walk-test", "--config", path, "--receiver-events", events_cmd,
-                       "--zones", "4,5", "--control", panel.control, "--auto", "--code",
-                       MASTER_CODE, "--report", str(tmp_path / "r"), "--zone-timeout", "45",
-                       "--timeout", "120"])
+        tool = subprocess.Popen(
+            [sys.executable, "-m", "firmware.cli", "walk-test", "--config", path,
+             "--receiver-events", events_cmd, "--zones", "4,5", "--report", str(reports),
+             "--installer", "B. Wirer", "--timeout", "150"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            text=True)
+        lines: queue.Queue = queue.Queue()
+
+        def read_output():
+            for x in tool.stdout:
+                lines.put(x)
+            lines.put(None)
+        threading.Thread(target=read_output, daemon=True).start()
+        seen = []
+
+        def until(text):
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                try:
+                    line = lines.get(timeout=1)
+                except queue.Empty:
+                    continue
+                assert line is not None, "walk-test ended early:\n" + "".join(seen)
+                seen.append(line)
+                if text in line:
+                    return line
+            raise AssertionError("no %r from walk-test:\n%s" % (text, "".join(seen)))
+
+        until("Trip every zone")  # the human's cue; everything before is history
+        for zid in (4, 5):
+            assert panel.ctl({"cmd": "zone", "zone": zid, "state": "alarm"})["ok"]
+            line = until("[OK  ] zone   %d" % zid)
+            assert panel.ctl({"cmd": "zone", "zone": zid, "state": "normal"})["ok"]
+        assert "holdup" in line or "panic" in line
+        assert tool.wait(60) == 0, "".join(seen)
     finally:
+        if tool is not None and tool.poll() is None:
+            tool.kill()
+            tool.wait()
         panel.close()
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    r = json.load(open([os.path.join(tmp_path / "r", n) for n in os.listdir(tmp_path / "r")
-                        if n.endswith(".json")][0]))
+    r = json.load(open([str(reports / n) for n in os.listdir(reports) if n.endswith(".json")][0]))
     assert r["result"] == "PASS" and [z["id"] for z in r["zones"]] == [4, 5]
+    assert r["mode"] == "the installer on site" and r["installer"] == "B. Wirer"
     assert r["bundle"] is None and "events stream" in r["receiver_source"]
     assert [z["first_alarm"]["code"] for z in r["zones"]] == [122, 120]
-    assert "no flash record" in open([os.path.join(tmp_path / "r", n) for n in
-                                      os.listdir(tmp_path / "r") if n.endswith(".md")][0]).read()
+    for z in r["zones"]:  # the stream's event ids are the receiver's
+        assert rx_events(site["db"], id=z["first_alarm"]["event_id"])[0]["zone"] == z["id"]
+    md = open([str(reports / n) for n in os.listdir(reports) if n.endswith(".md")][0]).read()
+    assert "no flash record" in md and "**Result: PASS**" in md

@@ -139,3 +139,19 @@ def test_flash_refuses_an_altered_bundle_and_the_wrong_board(board, bundles, tmp
     assert cli.main(["flash", "--port", port, "--resume", esp]) == 1
     assert "is for board 'esp32'" in capsys.readouterr().err
     assert os.listdir(fs) == []
+
+
+def test_runtime_wait_for_repl_identifies_the_board(board):
+    port, _ = board
+    ident = fwflash.wait_for_repl(port, timeout=30)
+    assert ident["platform"] == "linux" and "MicroPython" in ident["version"]
+
+
+def test_flash_retries_a_link_that_is_not_there(tmp_path, bundles, capsys):
+    bdir, _ = bundles["sim"]
+    gone = str(tmp_path / "ttyGone")
+    assert cli.main(["flash", "--port", gone, "--resume", "--retries", "1",
+                     "--retry-wait", "0", bdir]) == 1
+    err = capsys.readouterr().err
+    assert "retrying (1/1)" in err and "%s: cannot open" % gone in err
+    assert fwflash.latest_record(bdir) is None or fwflash.latest_record(bdir)["port"] != gone

@@ -559,3 +559,35 @@ async def test_garbage_and_bad_frames_close_the_connection(rx):
     assert await c.reply() is None
     c.close()
     assert rx.metrics.connections_closed.labels("garbage")._value.get() == 2
+
+
+# -- the judge never raises ---------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GOOD = [frame("A128", 1, "1130 01 003", t=1_800_000_000),
+         frame("BEEF", 2, "1130 01 003"),
+         frame("A256", 3, t=1_800_000_000, msg_id=dc09.NULL)]
+
+
+def _judge_core():
+    accts = {a.number: a for a in accounts()}
+    return dc09_core.Dc09Core(accts.get)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda f, i, b: f[:i % len(f)] + bytes([b]) + f[i % len(f) + 1:],
+              st.sampled_from(_GOOD), st.integers(0, 500), st.integers(0, 255)),
+    st.builds(lambda f, i: f[:i % len(f)] + b"\r", st.sampled_from(_GOOD),
+              st.integers(0, 500))))
+def test_judge_gives_a_verdict_for_any_bytes(data):
+    v = _judge_core().judge(data, 1_800_000_000.0)
+    assert v.kind in (dc09_core.EVENT, dc09_core.LINK, dc09_core.REPLY, dc09_core.SECURITY,
+                      dc09_core.IGNORE)
+    if v.kind == dc09_core.REPLY:
+        assert dc09.parse(v.reply).msg_id in ("NAK", "DUH")
+    if v.kind == dc09_core.EVENT:
+        assert data in _GOOD  # a changed byte never passes as an event (CRC)

@@ -382,3 +382,56 @@ def test_key_size_the_port_lacks_stops_reporting_with_config_trouble(tmp_path, m
     r.run(2000)
     assert r.rep.broken == "AES-192 is not in this port's cryptolib"
     assert r.panel.troubles & w.T_CONFIG and r.rx.frames == [] and len(r.queue) == 1
+
+
+# -- property: whatever the receiver does, nothing leaves the queue unACKed ------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+BEHAVIOUR = st.sampled_from(["ack", "duh", "silent", "skew", "close"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.tuples(BEHAVIOUR, BEHAVIOUR, st.integers(0, 3)), min_size=1,
+                     max_size=12),
+       key=st.sampled_from([None, K128, K256]))
+def test_events_leave_the_queue_only_when_acked_whatever_the_receiver_does(
+        tmp_path_factory, plan, key):
+    tmp = tmp_path_factory.mktemp("prop")
+    rx = Dc09Rx(key)
+    links = [FakeLink(rx, 1, True), FakeLink(rx, 2, False)]
+    r = Rig(tmp, key, links=links)
+    r.rx = rx
+    acked_when_removed = []
+    real_ack = r.queue.ack
+
+    def checked_ack(seq):
+        m = r.queue.read(r.queue.find(seq))
+        data = "#12AB|%d%03d %02d %03d" % (m["qualifier"], m["code"], m["partition"],
+                                           m["zone"])
+        acked_when_removed.append((dc09rep.dc09_seq(seq), data) in rx.events)
+        return real_ack(seq)
+    r.queue.ack = checked_ack
+    emitted = []
+    zone = 0
+    for primary, backup, n_events in plan:
+        for i, mode in enumerate((primary, backup)):
+            links[i].close_after_reply = mode == "close"
+            rx.mode[i] = "ack" if mode in ("close", "skew") else mode
+        rx.skew = 3600 if "skew" in (primary, backup) else rx.skew
+        for _ in range(n_events):
+            zone += 1
+            r.emit(w.Q_NEW, 130, 1, zone)
+            emitted.append(zone)
+        r.run(3000, step=100)
+    assert all(acked_when_removed)  # nothing left the queue without its ACK
+    rx.mode = ["ack", "ack"]
+    for link in links:
+        link.close_after_reply = False
+    r.run(120000, step=250)
+    assert len(r.queue) == 0
+    delivered = {e[4] for e in rx.adm() if e[2] == 130}
+    assert set(emitted) <= delivered
+    assert all(acked_when_removed)

@@ -44,7 +44,7 @@ from collections import deque
 from protocol import dc09
 from receiver import dc09_core as core
 from receiver.app import MAX_SECURITY_REJECTS, Busy, _RateLimit
-from receiver.listeners import TCP_BACKLOG, _keepalive
+from receiver.listeners import TCP_BACKLOG, _keepalive, enlarge_receive_buffer
 from receiver.logfmt import q
 
 _LOGGER = logging.getLogger(__name__)
@@ -480,7 +480,9 @@ class Dc09UdpListener:
         await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
                                             local_addr=(self.host, self.port))
         self.address = self.transport.get_extra_info("sockname")[:2]
-        _LOGGER.info("listening transport=dc09-udp address=%s:%d", *self.address)
+        rcvbuf = enlarge_receive_buffer(self.transport.get_extra_info("socket"))
+        _LOGGER.info("listening transport=dc09-udp address=%s:%d rcvbuf=%d", *self.address,
+                     rcvbuf)
 
     def connection_count(self) -> int:
         return 0

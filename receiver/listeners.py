@@ -35,6 +35,33 @@ from receiver.backoff import Backoff
 
 _LOGGER = logging.getLogger(__name__)
 
+# Kernel receive buffer for UDP listeners.  Datagrams that arrive while the
+# loop is busy (a group commit of thousands of supervision events, a burst
+# of reconnecting panels) wait here; the Linux default (~208 KiB, about
+# 2,800 of our 73-byte heartbeats) overflowed in the 50,000-panel
+# supervision benchmark.  8 MiB holds ~100,000 frames.  As root the cap
+# (net.core.rmem_max) is bypassed with SO_RCVBUFFORCE.
+UDP_RCVBUF = 8 * 1024 * 1024
+
+
+def enlarge_receive_buffer(sock, size: int = UDP_RCVBUF) -> int:
+    """Ask for ``size`` bytes of receive buffer; return what the kernel gave."""
+    import socket as _socket  # noqa: PLC0415
+
+    if sock is None:
+        return 0
+    force = getattr(_socket, "SO_RCVBUFFORCE", None)
+    for opt in ((force,) if force is not None else ()) + (_socket.SO_RCVBUF,):
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, opt, size)
+            break
+        except OSError:
+            continue
+    try:
+        return sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF)
+    except OSError:
+        return 0
+
 # Non-frame bytes tolerated on a stream before its first accepted frame:
 # noise on a line that was just plugged in is a few bytes; a few KB of it
 # means it is not a panel.
@@ -328,7 +355,8 @@ class UdpListener:
         self.transport, _ = await loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
         self.address = self.transport.get_extra_info("sockname")[:2]
-        _LOGGER.info("listening transport=udp address=%s:%d", *self.address)
+        rcvbuf = enlarge_receive_buffer(self.transport.get_extra_info("socket"))
+        _LOGGER.info("listening transport=udp address=%s:%d rcvbuf=%d", *self.address, rcvbuf)
 
     def connection_count(self) -> int:
         return 0

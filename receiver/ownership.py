@@ -72,6 +72,8 @@ import socket
 import time
 import zlib
 
+from prometheus_client import Counter, Gauge
+
 from receiver.supervision import FAILED, Change, Supervisor
 
 _LOGGER = logging.getLogger(__name__)
@@ -222,12 +224,25 @@ class Cluster:
         self._bus_listen_conn = None
         self._tasks: list[asyncio.Task] = []
         self._started_at = time.time()
+        self._own_prefix = '{"from": %s, "m": ' % json.dumps(self.instance)
         self._warn = _Warn()
-        # counters (tests, logs)
+        # counters (tests, logs) and their /metrics twins
         self.takeovers = 0
         self.bus_sent = 0
         self.bus_received = 0
         self.bus_dropped = 0
+        self.live_receivers = 0
+        r, p = receiver.metrics.registry, "guardline_receiver_cluster_"
+        Gauge(p + "shards_owned", "Supervision shards this receiver holds a lease on",
+              registry=r).set_function(lambda: len(self.owned))
+        Gauge(p + "receivers_live", "Receivers with a fresh heartbeat in the store",
+              registry=r).set_function(lambda: self.live_receivers)
+        self.m_taken = Counter(p + "shards_taken_total",
+                               "Supervision shards taken (at start, balancing, takeover)",
+                               registry=r)
+        self.m_bus = Counter(p + "live_updates_total",
+                             "Live-update messages sent to, received from, or dropped on "
+                             "the way to the other receivers", ["direction"], registry=r)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -327,6 +342,7 @@ class Cluster:
                 """UPDATE supervision_leases
                    SET expires_at = clock_timestamp() + make_interval(secs => $2)
                    WHERE owner = $1 RETURNING shard""", self.instance, ttl)}
+            self.live_receivers = live
             fair = math.ceil(self.shards / max(1, live))
             # expired leases are always taken (a dead receiver's accounts
             # must not go unsupervised); free ones up to the fair share
@@ -412,6 +428,7 @@ class Cluster:
                      for p in prof.paths}
             sup.take(a, now, failed, since)
         self.takeovers += 1
+        self.m_taken.inc(len(shards))
         overdue = sum(1 for a in accounts for p in sup.profiles_all[a].paths
                       if (a, p) not in failures
                       and heard.get((a, p), now) + sup.profiles_all[a].timeout_s < now)
@@ -478,7 +495,9 @@ class Cluster:
         out, self._restores = self._restores, []
         sup = self.supervisor
         cands = list(sup.unconfirmed.values())
-        if not cands:
+        if not cands or not self.lease_valid():
+            # (with the lease in doubt, candidates wait: the shards are either
+            # renewed, or given up and their lines dropped)
             return out
         try:
             heard = await self.fetch_heard([(c.account, c.path) for c in cands])
@@ -486,7 +505,6 @@ class Cluster:
             self._warn("confirm", "supervision candidates not checked (retrying) count=%d "
                        "error=%s", len(cands), e)
             return out
-        valid = self.lease_valid()
         for ch in cands:
             k = (ch.account, ch.path)
             if sup.unconfirmed.get(k) is not ch:
@@ -496,7 +514,8 @@ class Cluster:
             if t is not None and t > ch.last_heard:
                 sup.heard_elsewhere(ch.account, ch.path, t)  # back to OK, from then
                 continue
-            if not valid or not self.owns(ch.account):
+            if not self.lease_valid():
+                sup.unconfirmed[k] = ch  # in doubt now: next tick
                 continue
             out.append(dataclasses.replace(ch, at=now))
         return out
@@ -530,13 +549,14 @@ class Cluster:
         """Send a published message to the other receivers' subscribers."""
         if len(self._bus_out) >= BUS_QUEUE:
             self.bus_dropped += 1
+            self.m_bus.labels("dropped").inc()
             return
         self._bus_out.append(message)
         self._bus_wake.set()
 
     def _payloads(self, messages) -> list[str]:
         out, cur, size = [], [], 0
-        head = len(json.dumps({"from": self.instance, "m": []}))
+        head = len(self._own_prefix) + 2
         for m in messages:
             try:
                 s = json.dumps(m, sort_keys=True, default=str)
@@ -553,24 +573,32 @@ class Cluster:
             size += len(s) + 1
         if cur:
             out.append(cur)
-        return ['{"from": %s, "m": [%s]}' % (json.dumps(self.instance), ",".join(c))
-                for c in out]
+        return ['%s[%s]}' % (self._own_prefix, ",".join(c)) for c in out]
 
     async def _flush_bus(self) -> None:
         if not self._bus_out:
             return
         messages = list(self._bus_out)
         self._bus_out.clear()
+        before = self.bus_dropped
         payloads = self._payloads(messages)
-        if not payloads:
-            return
-        if self._bus_send_conn is None or self._bus_send_conn.is_closed():
-            self._bus_send_conn = await self.store.connect(
-                application_name="guardline-bus", synchronous_commit="off")
-        await self._bus_send_conn.execute(
-            "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS x(p, n) "
-            "ORDER BY n", BUS_CHANNEL, payloads)
-        self.bus_sent += len(messages)
+        sent = len(messages) - (self.bus_dropped - before)
+        try:
+            if payloads:
+                if self._bus_send_conn is None or self._bus_send_conn.is_closed():
+                    self._bus_send_conn = await self.store.connect(
+                        application_name="guardline-bus", synchronous_commit="off")
+                await self._bus_send_conn.execute(
+                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY "
+                    "AS x(p, n) ORDER BY n", BUS_CHANNEL, payloads)
+        except BaseException:
+            self.bus_dropped += sent  # best effort: not retried (consoles refresh)
+            raise
+        finally:
+            if self.bus_dropped > before:
+                self.m_bus.labels("dropped").inc(self.bus_dropped - before)
+        self.bus_sent += sent
+        self.m_bus.labels("sent").inc(sent)
 
     async def _bus_loop(self) -> None:
         while True:
@@ -579,7 +607,6 @@ class Cluster:
             try:
                 await self._flush_bus()
             except Exception as e:  # noqa: BLE001 - live updates are best effort
-                self.bus_dropped += 1
                 self._warn("bus", "live updates not sent error=%s", e)
                 await asyncio.sleep(1.0)
 
@@ -601,13 +628,14 @@ class Cluster:
                 self._warn("listen", "live updates not received (reconnecting) error=%s", e)
 
     def _on_notify(self, conn, pid, channel, payload) -> None:
+        if payload.startswith(self._own_prefix):
+            return  # ours, back from the server: our subscribers have it already
         try:
             doc = json.loads(payload)
-            if doc.get("from") == self.instance:
-                return
             messages = doc["m"]
         except (ValueError, KeyError, TypeError, AttributeError):
             return
+        self.bus_received += len(messages)
+        self.m_bus.labels("received").inc(len(messages))
         for m in messages:
-            self.bus_received += 1
             self.rx.publish(m, broadcast=False)

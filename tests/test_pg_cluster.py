@@ -197,6 +197,7 @@ def test_bus_payloads_stay_under_the_notify_limit():
 
     c = Cluster.__new__(Cluster)
     c.instance = "rx-a"
+    c._own_prefix = '{"from": "rx-a", "m": '
     c.bus_dropped = 0
     msgs = [{"type": "event", "event": {"id": i, "text": "x" * 60}} for i in range(500)]
     msgs.append({"type": "event", "text": "y" * 10_000})  # can never fit: dropped
@@ -205,3 +206,37 @@ def test_bus_payloads_stay_under_the_notify_limit():
     got = [m for p in payloads for m in json.loads(p)["m"]]
     assert got == msgs[:-1] and c.bus_dropped == 1
     assert all(json.loads(p)["from"] == "rx-a" for p in payloads)
+
+
+def test_shared_supervisor_candidates_and_ownership():
+    """Sans I/O: only owned accounts are supervised here, a due path is a
+    candidate SETTLE_S late, and a candidate heard before it was confirmed
+    raises nothing (no restore for a failure never reported)."""
+    import types
+
+    from receiver.ownership import SharedSupervisor
+    from receiver.supervision import Profile
+
+    t0 = 1_700_000_000.0
+    heard = []
+    fake = types.SimpleNamespace(owns=lambda a: a != "9",
+                                 note_heard=lambda *a: heard.append(a))
+    s = SharedSupervisor(fake)
+    s.set_profile("7", Profile(10, 0), t0)
+    s.set_profile("9", Profile(10, 0), t0)  # another receiver's
+    s.set_profile("8", Profile(10, 0), t0, last_heard={1: t0 - 8})  # from the database
+    assert sorted(s.profiles_all) == ["7", "8", "9"] and len(s) == 2
+    assert s.next_deadline() == t0 + 2 + SETTLE_S
+    assert s.poll(t0 + 2) == []  # 8 is due, but within the settle window
+    assert [c.account for c in s.poll(t0 + 10)] == ["8"]  # from its recorded hearing
+    assert [c.account for c in s.poll(t0 + 10 + SETTLE_S)] == ["7"]
+    assert set(s.unconfirmed) == {("7", 1), ("8", 1)}
+    assert s.heard("7", 1, t0 + 14) is None  # heard before confirmation: nothing to restore
+    assert set(s.unconfirmed) == {("8", 1)} and ("7", 1) not in s.failed()
+    assert s.heard("9", 1, t0 + 15) is None  # not ours: only noted for the database
+    assert ("9", 1, t0 + 15) in heard
+    # the database says 8 was heard elsewhere: back to OK from then
+    assert s.heard_elsewhere("8", 1, t0 + 12) is not None
+    assert s.line("8", 1) == ("ok", t0 + 12)
+    s.drop_local("8")
+    assert s.line("8", 1) is None and "8" in s.profiles_all

@@ -181,3 +181,19 @@ async def test_unreachable_server_is_a_clear_error():
     s = PGStore("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(StoreUnavailable):
         await s.open()
+
+
+def test_config_selects_postgresql_by_url(tmp_path):
+    from receiver import config as cfgmod
+
+    p = tmp_path / "rx.toml"
+    p.write_text('[store]\nurl = "postgresql://gl@db:5432/guardline"\n'
+                 '[cluster]\ninstance = "rx-a"\n')
+    c = cfgmod.load(str(p))
+    assert c.db == "postgresql://gl@db:5432/guardline" and c.cluster_instance == "rx-a"
+    for bad in ('[store]\nurl = "mysql://x"\n',
+                '[store]\npath = "a.db"\nurl = "postgresql://x/y"\n',
+                '[cluster]\ninstance = ""\n', '[cluster]\nshards = 3\n'):
+        p.write_text(bad)
+        with pytest.raises(cfgmod.ConfigError):
+            cfgmod.load(str(p))

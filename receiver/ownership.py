@@ -142,6 +142,10 @@ class SharedSupervisor(Supervisor):
             return
         self.profiles_all[account] = profile
         if self.cluster.owns(account):
+            if last_heard is None and self.profile(account) is None:
+                # new here (an account added while running): its supervision
+                # starts now, for whoever supervises it next too
+                self.cluster.note_baseline(account, profile.paths, now)
             super().set_profile(account, profile, now, failed_paths, last_heard)
 
     def remove(self, account) -> None:
@@ -216,6 +220,7 @@ class Cluster:
         self.store.outbox_gate = self.delivers
         self._valid_until = 0.0  # monotonic: owned shards are ours until then
         self._heard: dict = {}  # (account, path) -> time, not yet flushed
+        self._baselines: list = []  # (account, path, time) supervision started, not yet written
         self._restores: list[Change] = []
         self._bus_out: collections.deque = collections.deque()
         self._bus_wake = asyncio.Event()
@@ -273,6 +278,7 @@ class Cluster:
                 pass
         try:
             await self._flush_heard()
+            await self._flush_baselines()
         except Exception as e:  # noqa: BLE001
             _LOGGER.warning("cluster stop: hearings not flushed error=%s", e)
         await self._flush_bus()
@@ -406,16 +412,9 @@ class Cluster:
         accounts = [a for a in sup.profiles_all if shard_of(a, self.shards) in shards]
         keys = [(a, p) for a in accounts for p in sup.profiles_all[a].paths]
         now = time.time()
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i:i + LOOKUP_CHUNK]
-            # never heard: its supervision starts now, and stays started
-            # from now for whoever supervises it next
-            await self._lease_conn.execute(
-                """INSERT INTO line_heard (account, path, last_heard, heard_by)
-                   SELECT a, p, $3, NULL FROM unnest($1::text[], $2::int[]) AS v(a, p)
-                   ORDER BY a, p
-                   ON CONFLICT (account, path) DO NOTHING""",
-                [k[0] for k in chunk], [k[1] for k in chunk], now)
+        # never heard: its supervision starts now, and stays started from
+        # now for whoever supervises it next
+        await self._insert_baselines(sorted((a, p, now) for a, p in keys))
         heard = await self.fetch_heard(keys)
         failures = await self.store.supervision_failures(accounts) if accounts else {}
         self.owned |= shards
@@ -439,6 +438,33 @@ class Cluster:
             f.wake()
 
     # -- hearing --------------------------------------------------------------------
+
+    def note_baseline(self, account: str, paths, at: float) -> None:
+        for p in paths:
+            self._baselines.append((account, p, at))
+
+    async def _flush_baselines(self) -> None:
+        if not self._baselines:
+            return
+        rows, self._baselines = sorted(self._baselines), []
+        try:
+            await self._insert_baselines(rows)
+        except BaseException:
+            self._baselines.extend(rows)
+            raise
+
+    async def _insert_baselines(self, rows) -> None:
+        """Write (account, path, at) as never-heard baselines where nothing
+        is recorded yet."""
+        for i in range(0, len(rows), LOOKUP_CHUNK):
+            chunk = rows[i:i + LOOKUP_CHUNK]
+            await self.store.run_read(lambda c, ch=chunk: c.execute(
+                """INSERT INTO line_heard (account, path, last_heard, heard_by)
+                   SELECT a, p, t, NULL FROM unnest($1::text[], $2::int[], $3::float8[])
+                       AS v(a, p, t)
+                   ORDER BY a, p
+                   ON CONFLICT (account, path) DO NOTHING""",
+                [r[0] for r in ch], [r[1] for r in ch], [r[2] for r in ch]))
 
     def note_heard(self, account: str, path: int, at: float) -> None:
         k = (account, path)
@@ -469,6 +495,7 @@ class Cluster:
             await asyncio.sleep(HEARD_FLUSH_S)
             try:
                 await self._flush_heard()
+                await self._flush_baselines()
             except Exception as e:  # noqa: BLE001
                 self._warn("heard", "cluster hearings not flushed (retrying) error=%s", e)
 

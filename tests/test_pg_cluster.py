@@ -122,14 +122,21 @@ async def test_supervisor_uses_what_the_other_receiver_heard(pg_url):
     they report: no failure.  When one falls silent: exactly one failure,
     raised by its supervisor.  When it is back (still at the other
     receiver): restored."""
-    accts = make_accounts(8, heartbeat_s=2, grace_s=1)
-    await _create(pg_url, accts)
     async with receivers(pg_url, ["rx-a", "rx-b"]) as [a, b]:
         await wait_until(lambda: balanced([a, b]), 30, what="shards split evenly")
-        # panels of accounts a supervises, reporting to b only
-        mine = [n for n in accts if a.cluster.owns(str(n))]
-        assert mine, "no account in a's shards (%s)" % sorted(
-            shard_of(str(n), a.cluster.shards) for n in accts)
+        # four accounts a supervises (numbers picked by shard), reporting to b only
+        numbers = [n for n in range(1000, 2000)
+                   if shard_of(str(n), a.cluster.shards) in a.cluster.owned][:4]
+        accts = {n: acct for n, acct in zip(numbers, make_accounts(
+            len(numbers), heartbeat_s=2, grace_s=1).values())}
+        for n, acct in accts.items():
+            acct.number = str(n)
+            await a.add_account(acct)
+        await wait_until(lambda: all(b.account(str(n)) for n in numbers), 20,
+                         what="the other receiver has loaded the accounts")
+        await wait_until(lambda: all(a.supervisor.status(str(n)) for n in numbers), 20,
+                         what="a supervises them")
+        mine = numbers
         host, port = b.addresses["tcp"][0]
         panels = {n: SimPanel(n, accts[n].key, host, port) for n in mine}
         seqs = {n: 0 for n in mine}
@@ -218,14 +225,16 @@ def test_shared_supervisor_candidates_and_ownership():
     from receiver.supervision import Profile
 
     t0 = 1_700_000_000.0
-    heard = []
+    heard, baselines = [], []
     fake = types.SimpleNamespace(owns=lambda a: a != "9",
-                                 note_heard=lambda *a: heard.append(a))
+                                 note_heard=lambda *a: heard.append(a),
+                                 note_baseline=lambda a, paths, t: baselines.append((a, t)))
     s = SharedSupervisor(fake)
     s.set_profile("7", Profile(10, 0), t0)
     s.set_profile("9", Profile(10, 0), t0)  # another receiver's
     s.set_profile("8", Profile(10, 0), t0, last_heard={1: t0 - 8})  # from the database
     assert sorted(s.profiles_all) == ["7", "8", "9"] and len(s) == 2
+    assert baselines == [("7", t0)]  # new and never heard: supervised from now on
     assert s.next_deadline() == t0 + 2 + SETTLE_S
     assert s.poll(t0 + 2) == []  # 8 is due, but within the settle window
     assert [c.account for c in s.poll(t0 + 10)] == ["8"]  # from its recorded hearing

@@ -323,8 +323,10 @@ class Cluster:
             except Exception as e:  # noqa: BLE001 - keep trying; leases expire meanwhile
                 self._warn("lease", "cluster lease round failed instance=%s error=%s",
                            self.instance, e)
-                if self._lease_conn is not None and self._lease_conn.is_closed():
-                    self._lease_conn = None
+                # reconnect next round (the server may have failed over)
+                conn, self._lease_conn = self._lease_conn, None
+                if conn is not None:
+                    conn.terminate()
             if self.owned and not self.lease_valid():
                 self._lose(set(self.owned), "leases not renewed in time")
             await asyncio.sleep(max(0.1, LEASE_RENEW_S - (time.monotonic() - t0)))
@@ -620,6 +622,9 @@ class Cluster:
                     "AS x(p, n) ORDER BY n", BUS_CHANNEL, payloads)
         except BaseException:
             self.bus_dropped += sent  # best effort: not retried (consoles refresh)
+            conn, self._bus_send_conn = self._bus_send_conn, None
+            if conn is not None:
+                conn.terminate()
             raise
         finally:
             if self.bus_dropped > before:

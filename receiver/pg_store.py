@@ -443,8 +443,9 @@ class PGStore(Store):
             if not isinstance(failed, StoreUnavailable):
                 failed = StoreUnavailable("%s: %s" % (type(e).__name__, e))
                 failed.__cause__ = e
-            if self._conn is not None and (self._conn.is_closed()
-                                           or self._conn.is_in_transaction()):
+            if self._conn is not None:
+                # a new connection for the next batch: after a failover the
+                # old one may be to a server that is now a read-only standby
                 await self._close_conn()
             results = [(job, None, failed) for job in batch]
         self._finish(results, failed, time.perf_counter() - t0, True)

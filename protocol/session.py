@@ -26,8 +26,11 @@ Invariants:
   stored.  A frame whose store failed is therefore processed again when the
   panel retransmits it; the store's unique (account, seq) key keeps it
   single.
-- ``Accepted.duplicate`` is true only for a sequence already committed:
-  the application re-ACKs it and stores nothing.
+- ``Accepted.duplicate`` is true only for a sequence already committed
+  *with the same content*: the application re-ACKs it and stores nothing.
+  A panel whose counter was reset (flash wiped) reuses old sequences for
+  new events; their content differs, so they are never taken for
+  retransmissions (``Accepted.digest`` goes into the store's dedupe key).
 - Per-account state is bounded: the set of committed sequences covers the
   reorder window only, and the recent-MAC set holds at most
   ``RECENT_MACS`` entries.
@@ -35,6 +38,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -66,7 +70,7 @@ class AccountState:
     keys: w.Keys
     highest_seq: int = 0  # highest committed sequence from the panel
     tx_seq: int = 0  # our own sequence towards the panel
-    committed: set = field(default_factory=set)  # within the reorder window
+    committed: dict = field(default_factory=dict)  # seq -> digest, reorder window
     recent_macs: OrderedDict = field(default_factory=OrderedDict)
 
 
@@ -81,6 +85,7 @@ class Accepted:
     flags: int
     msg: dict
     duplicate: bool
+    digest: str = ""  # content digest: with seq, what identifies this event
 
     @property
     def path(self) -> int:
@@ -178,8 +183,9 @@ class ReceiverCore:
                             False, self._nak(acct, st, frame.seq, w.NAK_TIME, now_i))
         seq = frame.seq
         self._remember_mac(st, mac)
-        if seq in st.committed or (seq == st.highest_seq and seq):
-            return Accepted(acct, seq, frame.timestamp, frame.flags, msg, True)
+        digest = content_digest(msg)
+        if st.committed.get(seq) == digest:
+            return Accepted(acct, seq, frame.timestamp, frame.flags, msg, True, digest)
         if seq <= st.highest_seq - self.reorder_window or seq == 0:
             # Fresh timestamp and a valid MAC but a sequence far behind: the
             # panel's counter was reset.  Tell it where to continue.
@@ -187,7 +193,7 @@ class ReceiverCore:
                             "sequence %d behind %d" % (seq, st.highest_seq), False,
                             self._nak(acct, st, seq, w.NAK_REPLAY, now_i,
                                       next_seq=st.highest_seq + 1))
-        return Accepted(acct, seq, frame.timestamp, frame.flags, msg, False)
+        return Accepted(acct, seq, frame.timestamp, frame.flags, msg, False, digest)
 
     def _remember_mac(self, st: AccountState, mac: bytes) -> None:
         st.recent_macs[mac] = None
@@ -212,8 +218,8 @@ class ReceiverCore:
         if seq > st.highest_seq:
             st.highest_seq = seq
             floor = seq - self.reorder_window
-            st.committed = {s for s in st.committed if s > floor}
-        st.committed.add(seq)
+            st.committed = {s: d for s, d in st.committed.items() if s > floor}
+        st.committed[seq] = accepted.digest or content_digest(accepted.msg)
         return self._seal(accepted.account, st, {"type": w.MSG_ACK, "ack_seq": seq}, int(now))
 
     def nak(self, account: int, seq: int, reason: int, now: float) -> bytes:
@@ -270,6 +276,13 @@ class ReceiverConnection:
 
 
 NEED_DATA = w.NEED_DATA
+
+
+def content_digest(msg: dict) -> str:
+    """A short digest of a message's payload.  A retransmission carries the
+    same payload (the panel re-seals the queued record); a new event that
+    reuses a sequence after a counter reset does not."""
+    return hashlib.sha256(w.encode_payload(msg)).hexdigest()[:16]
 
 
 def handle_datagram(core: ReceiverCore, data: bytes, now: float) -> Accepted | Rejected:

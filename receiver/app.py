@@ -548,7 +548,9 @@ class Receiver:
         m = acc.msg
         rec = self.make_record({
             "account": str(acc.account), "protocol": "native",
-            "dedupe_key": "native:%d" % acc.seq, "seq": acc.seq,
+            # sequence + content: a retransmission dedupes, a new event that
+            # reuses a sequence after a panel's counter reset does not
+            "dedupe_key": "native:%d:%s" % (acc.seq, acc.digest), "seq": acc.seq,
             "qualifier": m["qualifier"], "code": m["code"], "partition": m["partition"],
             "zone": m["zone"], "text": m.get("text"), "value": m.get("value"),
             "event_time": m["event_time"] or None, "received_at": now, "path": acc.path,

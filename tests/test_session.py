@@ -447,3 +447,22 @@ while True:
     assert r["events"] and r["events"][0].startswith("CommandReceived")
     r = vm.call(op="recv", frame=cmd.hex(), unix=NOW)
     assert r["events"] == []
+
+
+def test_reused_sequence_with_new_content_is_not_a_duplicate():
+    """A panel whose counter was reset (flash wiped) reuses a sequence the
+    receiver committed.  Inside the reorder window that must not be taken
+    for a retransmission and ACKed unstored: the content tells them apart."""
+    core, panel = make_pair()
+    panel.offer(5, event(zone=3))
+    first = handle_datagram(core, panel.data_to_send(0, NOW), NOW)
+    core.ack(first, NOW)
+    again = gp.PanelSession(ACCOUNT, w.Keys(KEY))  # the same event, resent
+    again.offer(5, event(zone=3))
+    dup = handle_datagram(core, again.data_to_send(0, NOW), NOW)
+    assert isinstance(dup, Accepted) and dup.duplicate and dup.digest == first.digest
+    reset = gp.PanelSession(ACCOUNT, w.Keys(KEY))  # counter reset: a new event, seq 5
+    reset.offer(5, event(zone=9, code=122))
+    new = handle_datagram(core, reset.data_to_send(0, NOW), NOW)
+    assert isinstance(new, Accepted) and not new.duplicate
+    assert new.digest != first.digest

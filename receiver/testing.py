@@ -15,6 +15,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from receiver.store import Account
@@ -89,7 +90,9 @@ class ReceiverProcess:
         self._log = None
 
     def start(self, timeout: float = 30.0) -> dict:
-        ready = "%s.ready.%d" % (self.db, time.monotonic_ns())
+        # the ready file lives in a temp dir: --db may be a postgresql:// URL
+        ready = os.path.join(tempfile.gettempdir(), "guardline-ready.%d.%d" % (
+            os.getpid(), time.monotonic_ns()))
         cmd = [sys.executable, "-m", "receiver.cli", "serve", "--db", self.db,
                "--ready-file", ready] + self.args
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL

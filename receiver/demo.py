@@ -197,13 +197,13 @@ class Demo:
         for a in accounts:
             await rx.store.add_account(a)
         await rx.store.close()
+        login = await self._console_user(rx, cfg)  # before start: no "no users" warning
         rx = Receiver(cfg)
         await rx.start()
         queue = rx.subscribe()
         printer = asyncio.create_task(self._print(rx, queue))
         _say("receiver listening on 127.0.0.1:%d (TCP and UDP), store %s"
              % (tcp_port, cfg.db))
-        login = await self._console_user(rx, cfg)
         if login:
             _say("operator console: http://%s:%d/  (user %s, password %s)" % (
                 cfg.web[0], cfg.web[1], login[0], login[1]))

@@ -8,7 +8,9 @@ the receiver's own aiohttp app in the receiver's event loop
       api.py        pages, JSON API (/api/...), live stream (SSE)
       auth.py       sessions, roles (PERMISSIONS table), login throttling
       users.py      console users (argon2id) and console audit log, behind
-                    the UserStore interface (SQLite now)
+                    the UserStore interface; SQLite backend
+    pg_users.py   PostgreSQL backend of users, audit and shared sessions
+    sessions.py   the SessionStore interface; in-memory sessions
       derive.py     zone / partition / trouble state from recent events
       admin.py      `guardline-receiver users ...` (CLI)
       static/       HTML, CSS and plain JavaScript; no build step
@@ -40,7 +42,7 @@ from receiver.web import api, auth, users
 
 _LOGGER = logging.getLogger(__name__)
 
-# How often expired sessions are dropped from memory.
+# How often expired sessions are dropped (from memory or the database).
 SWEEP_S = 60.0
 
 # Pages load scripts and styles from this origin only; nothing is inlined,
@@ -93,7 +95,8 @@ def setup(app: web.Application, receiver, *, secure_cookie: bool | None = None,
                 "`guardline-receiver --db %s users add NAME --role administrator` "
                 "(there is no default password)", users.db_path_of(receiver))
         else:
-            _LOGGER.info("console ready users=%d secure_cookie=%s", n, secure_cookie)
+            _LOGGER.info("console ready users=%d secure_cookie=%s shared_sessions=%s", n,
+                         secure_cookie, console.session_store.shared)
         sweeper.append(asyncio.create_task(_sweep(console), name="console-sessions"))
 
     async def shutdown(app):
@@ -118,13 +121,20 @@ async def revalidate(console) -> int:
     that was done with the CLI, in another process).  Returns how many
     sessions were ended for a user change."""
     now = time.time()
-    console.sessions.sweep(now)
+    store = console.session_store
+    if store.shared:
+        # The user store ended a changed user's sessions in the same
+        # transaction as the change, on whichever receiver or CLI made it;
+        # here only the expired rows go.
+        await store.sweep(now)
+        return 0
+    await store.sweep(now)
     current = {u.name: u for u in await console.users.list_users()}
     ended = 0
     for s in console.sessions.all():
         u = current.get(s.user)
         if u is None or u.disabled or u.role != s.role or u.updated_at > s.created_at:
-            console.sessions.end(s)
+            await store.end(s)
             api.close_streams(console, lambda st, s=s: st.session is s)
             _LOGGER.info("console session ended user=%s reason=user_changed", s.user)
             ended += 1

@@ -4,11 +4,16 @@
     guardline-receiver [--config F] [--db PATH] users list [--json]
     guardline-receiver [--config F] [--db PATH] users passwd NAME [--password-stdin]
 
+``--db`` (or the configuration's store) may be an SQLite file or a
+``postgresql://`` URL; the users go where that receiver's console looks
+for them (receiver.web.users.user_store_for).
+
 The password is read twice from the terminal (not echoed), or once from
 standard input with ``--password-stdin`` (for provisioning scripts); it is
 never taken from the command line, where ``ps`` and shell history would
 show it.  A running console notices a changed password or role within
-``receiver.web.SWEEP_S`` (that user's sessions end).
+``receiver.web.SWEEP_S`` (that user's sessions end); on PostgreSQL the
+sessions end at once, on every receiver (receiver.web.pg_users).
 
 Wiring (receiver/cli.py, in ``build_parser``)::
 
@@ -29,44 +34,49 @@ import json
 import os
 import sys
 
-from receiver.web.users import ROLES, SQLiteUserStore, User, UserError, check_password
+from receiver.store import is_url, mask_url
+from receiver.web.users import (ROLES, User, UserError, UserStore, check_password,
+                                user_store_for)
 
 
-def _store(db: str) -> SQLiteUserStore:
-    d = os.path.dirname(os.path.abspath(db))
-    os.makedirs(d, exist_ok=True)
-    return SQLiteUserStore(db)
+def _store(db: str) -> UserStore:
+    if not is_url(db):
+        d = os.path.dirname(os.path.abspath(db))
+        os.makedirs(d, exist_ok=True)
+    return user_store_for(db)
 
 
-async def _open(db: str) -> SQLiteUserStore:
-    s = _store(db)
-    await s.open()
-    return s
+def _with_store(db: str, job):
+    """Open the user store of ``db``, ``await job(store)``, close it."""
+    async def run():
+        s = _store(db)
+        await s.open()
+        try:
+            return await job(s)
+        finally:
+            await s.close()
+    return asyncio.run(run())
 
 
 def add_user(db: str, name: str, role: str, password: str) -> User:
     """Create a console user (raises UserError)."""
-    async def run():
-        s = await _open(db)
+    async def job(s):
         u = await s.add(name, role, password)
         await s.record("cli", "user.add", "name=%s role=%s" % (name, role))
         return u
-    return asyncio.run(run())
+    return _with_store(db, job)
 
 
 def list_users(db: str) -> list[User]:
-    async def run():
-        return await (await _open(db)).list_users()
-    return asyncio.run(run())
+    return _with_store(db, lambda s: s.list_users())
 
 
 def set_password(db: str, name: str, password: str) -> None:
     """Change a user's password (raises UserError)."""
-    async def run():
-        s = await _open(db)
+    async def job(s):
         await s.set_password(name, password)
         await s.record("cli", "user.passwd", "name=%s" % name)
-    asyncio.run(run())
+    _with_store(db, job)
 
 
 def read_password(from_stdin: bool, stdin=None) -> str:
@@ -95,8 +105,8 @@ def cmd_users(args, cfg, out=None, err=None) -> int:
         elif args.action == "passwd":
             pw = read_password(args.password_stdin)
             set_password(db, args.name, pw)
-            print("password of %s changed; their console sessions end within a minute"
-                  % args.name, file=out)
+            print("password of %s changed; their console sessions end %s" % (
+                args.name, "now" if is_url(db) else "within a minute"), file=out)
         elif args.action == "list":
             users = list_users(db)
             if getattr(args, "json", False):
@@ -120,7 +130,8 @@ def cmd_users(args, cfg, out=None, err=None) -> int:
         print("guardline-receiver: no password given", file=err)
         return 2
     except Exception as e:  # noqa: BLE001 - e.g. the database cannot be opened
-        print("guardline-receiver: cannot change console users in %s: %s" % (db, e), file=err)
+        print("guardline-receiver: cannot change console users in %s: %s" % (
+            mask_url(db) if is_url(db) else db, e), file=err)
         return 1
     return 0
 

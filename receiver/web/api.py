@@ -97,9 +97,10 @@ def _cookie_name(console) -> str:
     return COOKIE_SECURE if console.secure_cookie else COOKIE
 
 
-def _session(request) -> auth.Session | None:
+async def _session(request) -> auth.Session | None:
     console = request.app[CONSOLE]
-    return console.sessions.get(request.cookies.get(_cookie_name(console)), time.time())
+    return await console.session_store.get(request.cookies.get(_cookie_name(console)),
+                                           time.time())
 
 
 def _same_origin(request) -> bool:
@@ -147,7 +148,7 @@ def api(permission: str | None, write: bool = False):
         @functools.wraps(fn)
         async def handler(request):
             console = request.app[CONSOLE]
-            s = _session(request)
+            s = await _session(request)
             if s is None:
                 return _error(401, "login required")
             if not auth.allowed(s.role, permission):
@@ -169,7 +170,7 @@ def page(permission: str, filename: str):
     path = os.path.join(STATIC_DIR, filename)
 
     async def handler(request):
-        s = _session(request)
+        s = await _session(request)
         if s is None:
             nxt = request.rel_url.path_qs
             raise web.HTTPFound("/login?next=" + quote(nxt, safe="/"))
@@ -383,10 +384,10 @@ async def login(request):
         _LOGGER.warning("console login failed user=%s ip=%s", name, ip)
         return _error(401, "wrong name or password")
     console.throttle.succeeded(name)
-    old = _session(request)
+    old = await _session(request)
     if old is not None:
-        console.sessions.end(old)  # no session fixation: always a fresh token
-    token, s = console.sessions.create(user.name, user.role, time.time(), ip)
+        await console.session_store.end(old)  # no session fixation: always a fresh token
+    token, s = await console.session_store.create(user.name, user.role, time.time(), ip)
     await console.users.record(user.name, "login", "role=%s" % user.role, ip)
     _LOGGER.info("console login user=%s role=%s ip=%s", user.name, user.role, ip)
     resp = _json({"name": s.user, "role": s.role, "csrf": s.csrf,
@@ -398,8 +399,8 @@ async def login(request):
 
 @api(auth.VIEW, write=True)
 async def logout(request, console, s):
-    console.sessions.end(s)
-    close_streams(console, lambda st: st.session is s)
+    await console.session_store.end(s)
+    close_streams(console, lambda st: st.session.key == s.key)
     await console.users.record(s.user, "logout", "", request.remote or "")
     resp = _json({"ok": True})
     resp.del_cookie(_cookie_name(console), path="/")
@@ -410,7 +411,7 @@ async def logout(request, console, s):
 async def me(request, console, s):
     return _json({"name": s.user, "role": s.role, "csrf": s.csrf,
                   "permissions": auth.permissions_of(s.role),
-                  "session_expires_at": s.created_at + console.sessions.max_age_s})
+                  "session_expires_at": s.created_at + console.session_store.max_age_s})
 
 
 # -- alarms ----------------------------------------------------------------------------------
@@ -748,7 +749,7 @@ async def update_user(request, console, s):
         return _error(404 if str(e).startswith("no user") else 400, str(e))
     # A changed role, password or status takes effect now: that user's
     # sessions (and live streams) end and they log in again.
-    console.sessions.end_user(name)
+    await console.session_store.end_user(name)
     close_streams(console, lambda st: st.session.user == name)
     changed = ",".join(k for k in ("role", "disabled", "password") if data.get(k) is not None)
     await console.users.record(s.user, "user.update", "name=%s changed=%s" % (name, changed),
@@ -763,7 +764,7 @@ async def delete_user(request, console, s):
         await console.users.delete(name)
     except UserError as e:
         return _error(404 if str(e).startswith("no user") else 400, str(e))
-    console.sessions.end_user(name)
+    await console.session_store.end_user(name)
     close_streams(console, lambda st: st.session.user == name)
     await console.users.record(s.user, "user.delete", "name=%s" % name, request.remote or "")
     return _json({"ok": True})
@@ -820,13 +821,13 @@ async def stream(request, console, s):
             if msg is _CLOSE:
                 await resp.write(_sse("logout", {}))
                 break
-            now = time.time()
-            if not console.sessions.alive(s, now):
+            # An open console page is a console in use: alive() restarts
+            # its session's idle clock (the 12 h limit still holds).  On
+            # PostgreSQL this also notices a logout or user change made
+            # on another receiver (checked once per STREAM_RECHECK_S).
+            if not await console.session_store.alive(s, time.time()):
                 await resp.write(_sse("logout", {}))
                 break
-            # An open console page is a console in use: it keeps its
-            # session from idling out (the 12 h limit still holds).
-            s.last_seen = now
             if q.dropped != dropped:
                 dropped = q.dropped
                 await resp.write(_sse("resync", {"dropped": dropped}))
@@ -849,7 +850,7 @@ async def stream(request, console, s):
 
 
 async def login_page(request):
-    if _session(request) is not None:
+    if await _session(request) is not None:
         raise web.HTTPFound("/")
     return web.FileResponse(os.path.join(STATIC_DIR, "login.html"),
                             headers={"Cache-Control": "no-store"})

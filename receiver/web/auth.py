@@ -1,8 +1,11 @@
 """Sessions, roles and login throttling for the console (no I/O, no clock:
 ``now`` comes in as an argument, so tests drive hours in microseconds).
 
-Sessions live in memory, in the receiver process: a restart logs everyone
-out, which is the safe direction for a console that dispatches police.
+With an SQLite receiver, sessions live in memory (:class:`Sessions`), in
+the receiver process: a restart logs everyone out, which is the safe
+direction for a console that dispatches police.  With PostgreSQL they live
+in the shared database (receiver.web.pg_users), behind the same
+interface (receiver.web.sessions).
 The browser holds an opaque random token (256 bits, ``secrets``) in an
 HttpOnly, SameSite=Strict cookie; the server keys its table by the
 token's SHA-256, so the table itself holds nothing a thief could replay.
@@ -86,6 +89,7 @@ class Session:
     last_seen: float
     ip: str = ""
     key: str = ""  # sha256 of the cookie token
+    checked_at: float = 0.0  # last re-check against a shared store (live streams)
 
     def check_csrf(self, value: str | None) -> bool:
         return bool(value) and hmac.compare_digest(self.csrf.encode(),
@@ -217,12 +221,27 @@ class LoginThrottle:
 
 @dataclass
 class Console:
-    """The console's state, one per aiohttp app (see receiver.web.setup)."""
+    """The console's state, one per aiohttp app (see receiver.web.setup).
+
+    Handlers go through ``session_store`` (receiver.web.sessions): the user
+    store chooses it (in memory over ``sessions`` for SQLite, the shared
+    database for PostgreSQL)."""
 
     receiver: object
     users: object  # receiver.web.users.UserStore
     sessions: Sessions = field(default_factory=Sessions)
+    session_store: object = None  # receiver.web.sessions.SessionStore
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure_cookie: bool = False
     streams: set = field(default_factory=set)  # open live streams
     routes: list = field(default_factory=list)  # [(method, path, permission)]
+
+    def __post_init__(self):
+        if self.session_store is None:
+            make = getattr(self.users, "session_store", None)
+            if make is not None:
+                self.session_store = make(self.sessions)
+            else:
+                from receiver.web.sessions import MemorySessionStore  # noqa: PLC0415
+
+                self.session_store = MemorySessionStore(self.sessions)

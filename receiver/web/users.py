@@ -7,9 +7,11 @@ version row in ``console_meta``: the receiver's schema
 (``receiver.sqlite_store``) is never touched, and the receiver never reads
 these tables.
 
-Everything goes through :class:`UserStore`, so a PostgreSQL backend can be
-added beside :class:`SQLiteUserStore` without touching the web handlers;
-:func:`open_user_store` picks the backend from the receiver's store.
+Everything goes through :class:`UserStore`: :class:`SQLiteUserStore` here,
+``receiver.web.pg_users.PGUserStore`` for a PostgreSQL receiver (same
+tables and meaning, plus the shared ``console_sessions``);
+:func:`open_user_store` picks the backend from the receiver's store, and
+:func:`user_store_for` from a ``--db`` value (the CLI).
 
 Invariants:
 
@@ -189,6 +191,14 @@ class UserStore(abc.ABC):
     @abc.abstractmethod
     async def list_audit(self, since: float | None = None, limit: int = 500) -> list[dict]:
         """Console audit rows, newest first."""
+
+    def session_store(self, table):
+        """Where this backend keeps console sessions (receiver.web.sessions):
+        by default the in-memory ``table`` (an auth.Sessions) of this one
+        process."""
+        from receiver.web.sessions import MemorySessionStore  # noqa: PLC0415 - imports auth
+
+        return MemorySessionStore(table)
 
 
 def _schema_v1() -> list[str]:
@@ -430,13 +440,30 @@ def db_path_of(receiver) -> str:
     return str(path)
 
 
+def user_store_for(db: str) -> UserStore:
+    """The user store for a ``--db`` value: a ``postgresql://`` URL gets
+    the PostgreSQL backend, anything else is an SQLite file."""
+    from receiver.store import is_url  # noqa: PLC0415
+
+    if is_url(db):
+        from receiver.web.pg_users import PGUserStore  # noqa: PLC0415 - needs asyncpg
+
+        return PGUserStore(db)
+    return SQLiteUserStore(db)
+
+
 def open_user_store(receiver) -> UserStore:
-    """The user store that lives beside the receiver's store.  Today only
-    SQLite; a PostgreSQL receiver store would get a PostgreSQL user store
-    here."""
+    """The user store that lives beside the receiver's store: in the same
+    SQLite file, or in the same PostgreSQL database."""
     from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
 
-    if receiver.store is not None and not isinstance(receiver.store, SQLiteStore):
-        raise RuntimeError("console users: no user store for %s yet"
-                           % type(receiver.store).__name__)
+    store = receiver.store
+    url = getattr(store, "url", None)
+    if store is not None and not isinstance(store, SQLiteStore):
+        if url is None:
+            raise RuntimeError("console users: no user store for %s"
+                               % type(store).__name__)
+        from receiver.web.pg_users import PGUserStore  # noqa: PLC0415 - needs asyncpg
+
+        return PGUserStore(url)
     return SQLiteUserStore(db_path_of(receiver))

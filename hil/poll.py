@@ -6,16 +6,15 @@ reported, never asserted (STYLE.md, "Tests")."""
 
 from __future__ import annotations
 
-import asyncio
 import time
+
+from receiver.testing import ConditionTimeout, wait_until
+
+__all__ = ["ConditionTimeout", "DEFAULT_TIMEOUT_S", "until", "until_sync"]
 
 # Generous: a loaded CI machine with two cores running the MicroPython VM,
 # a receiver and pytest at once can stall for seconds.
 DEFAULT_TIMEOUT_S = 30.0
-
-
-class ConditionTimeout(AssertionError):
-    """The condition did not hold before the deadline (a test failure)."""
 
 
 async def until(cond, timeout: float = DEFAULT_TIMEOUT_S, interval: float = 0.02,
@@ -23,26 +22,7 @@ async def until(cond, timeout: float = DEFAULT_TIMEOUT_S, interval: float = 0.02
     """Poll `cond()` (sync or async) until it returns a truthy value, which
     is returned.  On timeout raise ConditionTimeout naming `what` and, if
     given, `seen()` (what was observed instead)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = cond()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return r
-        if time.monotonic() > deadline:
-            extra = ""
-            if seen is not None:
-                try:
-                    got = seen()
-                    if asyncio.iscoroutine(got):
-                        got = await got
-                    extra = "; saw: %r" % (got,)
-                except Exception as e:  # the description must not hide the failure
-                    extra = "; (could not describe: %s)" % e
-            raise ConditionTimeout("timed out after %.1f s waiting for %s%s" % (
-                timeout, what or getattr(cond, "__name__", "condition"), extra))
-        await asyncio.sleep(interval)
+    return await wait_until(cond, timeout, interval, what, seen)
 
 
 def until_sync(cond, timeout: float = DEFAULT_TIMEOUT_S, interval: float = 0.02,

@@ -21,10 +21,29 @@ import time
 from receiver.store import Account
 
 
-async def wait_until(pred, timeout: float = 20.0, interval: float = 0.02, what: str = ""):
+class ConditionTimeout(AssertionError):
+    """A polled condition did not hold before its deadline (a test failure)."""
+
+
+async def _describe(seen) -> str:
+    if seen is None:
+        return ""
+    try:
+        got = seen()
+        if asyncio.iscoroutine(got):
+            got = await got
+        return "; saw: %r" % (got,)
+    except Exception as e:  # noqa: BLE001 - the description must not hide the failure
+        return "; (could not describe: %s)" % e
+
+
+async def wait_until(pred, timeout: float = 20.0, interval: float = 0.02, what: str = "",
+                     seen=None):
     """Await until ``pred()`` (sync or async) is truthy; return its value.
-    Raises AssertionError after ``timeout`` s (a generous bound on a
-    condition, not a timing assertion)."""
+    Raises ConditionTimeout (an AssertionError) after ``timeout`` s, naming
+    ``what`` and, if given, ``seen()``: a generous bound on a condition,
+    not a timing assertion.  The one polling helper of the test harnesses
+    (hil.poll.until wraps it)."""
     end = time.monotonic() + timeout
     while True:
         v = pred()
@@ -33,7 +52,9 @@ async def wait_until(pred, timeout: float = 20.0, interval: float = 0.02, what: 
         if v:
             return v
         if time.monotonic() > end:
-            raise AssertionError("condition not met within %.0f s: %s" % (timeout, what))
+            raise ConditionTimeout("condition not met within %.1f s: %s%s" % (
+                timeout, what or getattr(pred, "__name__", "condition"),
+                await _describe(seen)))
         await asyncio.sleep(interval)
 
 

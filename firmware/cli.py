@@ -94,15 +94,25 @@ def cmd_new(a) -> int:
         wifi = {"ssid": a.wifi_ssid, "password": pw}
     doc, notes = _prov.new_config(a.kind, template, a.account, a.key, receivers, a.name,
                                   a.heartbeat, wifi)
+    # What is written is what the panel will accept: the firmware's own
+    # validator (firmware/device/config.py), run before a byte is written.
+    _, errors = _config.validate(doc)
+    if errors:
+        raise Failure("the config would not be valid (%s); nothing written" % errors[0])
     _prov.write_private(a.output, _prov.dump_config(doc))
     rx = doc["receiver"]
-    print("%s written (mode 0600): %s panel %r, account %d" % (
-        a.output, a.kind, doc["name"], doc["account"]))
+    dc09 = doc.get("protocol") == "dc09"
+    print("%s written (mode 0600): %s panel %r, %saccount %s" % (
+        a.output, a.kind, doc["name"], "DC-09 " if dc09 else "", _prov.account_label(doc)))
     for name in ("primary", "backup"):
         if rx.get(name):
             print("  %-8s %s %s:%d" % (name, rx[name]["type"], rx[name]["host"],
                                        rx[name]["port"]))
-    print("  key      %s" % (doc["key"] if a.show_key else "(hidden; --show-key to print)"))
+    key = doc["dc09"].get("key") if dc09 else doc["key"]
+    if not key:
+        print("  key      none: the panel reports in clear")
+    else:
+        print("  key      %s" % (key if a.show_key else "(hidden; --show-key to print)"))
     print("  zones    %d, partitions %d, code salt fresh" % (len(doc["zones"]),
                                                             len(doc["partitions"])))
     for n in notes:
@@ -282,9 +292,11 @@ def cmd_walk_test(a) -> int:
     cfg, errors, _ = _config.load(config)
     if errors:
         raise Failure("%s: %s (run guardline-panel check)" % (config, errors[0]))
-    if a.account is not None and a.account != cfg["account"]:
-        raise UsageError("--account %d but the config is account %d" % (a.account,
-                                                                       cfg["account"]))
+    # The account the receiver files the events under: a DC-09 panel's is
+    # its dc09 account (hex digits), not the native number it does not use.
+    account = cfg["dc09"]["account"] if cfg.get("protocol") == "dc09" else cfg["account"]
+    if a.account is not None and str(a.account) != str(account).upper():
+        raise UsageError("--account %s but the config is account %s" % (a.account, account))
     zones = {z["id"]: z for z in cfg["zones"]}
     if a.zones:
         try:
@@ -302,15 +314,15 @@ def cmd_walk_test(a) -> int:
     started = time.time()
     if a.receiver_db:
         try:
-            source = W.SqliteSource(a.receiver_db, cfg["account"])
+            source = W.SqliteSource(a.receiver_db, account)
         except (OSError, sqlite3.Error) as e:
             raise Failure("receiver store: %s" % e) from None
     elif a.receiver_events:
-        source = W.StreamSource(a.receiver_events, account=cfg["account"], started_at=started)
+        source = W.StreamSource(a.receiver_events, account=account, started_at=started)
     else:
         raise UsageError("give --receiver-db PATH or --receiver-events CMD (the receiver's "
                          "record is the proof)")
-    walk = W.WalkTest(cfg["account"], cfg["zones"], cfg["partitions"])
+    walk = W.WalkTest(account, cfg["zones"], cfg["partitions"])
     tail = None
     stop = threading.Event()
     if a.auto:
@@ -332,8 +344,8 @@ def cmd_walk_test(a) -> int:
                 stop.set()
             threading.Thread(target=enter_ends_the_walk, daemon=True).start()
     site = source.site()
-    _say("walk test: account %d (%s), %d zones; proof: %s" % (
-        cfg["account"], site.get("site_name") or cfg["name"], len(ids), source.describe()))
+    _say("walk test: account %s (%s), %d zones; proof: %s" % (
+        account, site.get("site_name") or cfg["name"], len(ids), source.describe()))
     try:
         reason = W.run(walk, source, driver, ids, a.timeout, a.until_pass, _say, stop)
     except OSError as e:
@@ -350,7 +362,7 @@ def cmd_walk_test(a) -> int:
     rec = _flash.latest_record(a.bundle) if a.bundle else None
     flash = {k: rec.get(k) for k in ("port", "finished_at", "bundle_sha256", "verified")} \
         if rec and rec.get("bundle_sha256") == (manifest or {}).get("bundle_sha256") else None
-    meta = {"account": cfg["account"], "site_name": site.get("site_name") or cfg["name"],
+    meta = {"account": account, "site_name": site.get("site_name") or cfg["name"],
             "site_address": site.get("site_address") or "", "panel_name": cfg["name"],
             "panel_kind": cfg["kind"], "installer": a.installer or getpass.getuser(),
             "started_at": W._iso(started), "ended_at": W._iso(time.time()),
@@ -470,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "receiver's record; write the report")
     p.add_argument("--bundle", help="the bundle flashed (config + manifest for the report)")
     p.add_argument("--config", help="the panel config, if there is no bundle")
-    p.add_argument("--account", type=int, help="check that the config is this account")
+    p.add_argument("--account", help="check that the config is this account")
     p.add_argument("--receiver-db", metavar="PATH", help="the receiver's SQLite store")
     p.add_argument("--receiver-events", metavar="CMD",
                    help="a command printing guardline-receiver events --json --follow")

@@ -50,6 +50,8 @@ SALT_BYTES = 16
 # A fresh account key when neither a template nor --key gives one: 32
 # bytes, as the receiver generates (receiver/cli.py accounts add).
 KEY_BYTES = 32
+# A DC-09 line's AES key: 128, 192 or 256 bits (SIA DC-09 5.4).
+DC09_KEY_BYTES = (16, 24, 32)
 # Keypad codes: digits only (the keypad/reader line protocol sends digits),
 # 4 digits at least (EN 50131-1 8.3.1: at least 10,000 combinations),
 # 8 at most (what a keypad buffer takes).
@@ -135,19 +137,38 @@ def load_template(path: str) -> dict:
     if unknown:
         raise ProvisionError("%s: %s: unknown field (known: %s)"
                              % (path, unknown[0], ", ".join(TEMPLATE_FIELDS)))
-    if t.get("protocol", "native") != "native":
-        raise ProvisionError("%s: protocol: %r accounts are not for a Guardline panel "
-                             "(it speaks the native protocol)" % (path, t.get("protocol")))
+    proto = t.get("protocol", "native")
+    if proto not in _config.PROTOCOLS:
+        raise ProvisionError("%s: protocol: %r is not one of %s"
+                             % (path, proto, ", ".join(_config.PROTOCOLS)))
     acct = t.get("account")
-    if isinstance(acct, bool) or not isinstance(acct, int) or not 1 <= acct <= 0xFFFFFFFF:
-        raise ProvisionError("%s: account: expected an integer 1..4294967295, got %r"
-                             % (path, acct))
-    try:
-        key = bytes.fromhex(t.get("key") or "")
-    except (TypeError, ValueError):
-        key = b""
-    if not 16 <= len(key) <= 64:
-        raise ProvisionError("%s: key: expected 16..64 bytes of hex" % path)
+    if proto == "dc09":
+        # SIA DC-09 5.5.1.6: the account is 3..16 hex digits, a string (the
+        # receiver stores it upper case); the key is the AES key's bytes as
+        # hex whatever --key-format the operator typed, or "" for a line
+        # that reports in clear (docs/dc09.md, "DC-09 accounts").
+        if not (isinstance(acct, str) and 3 <= len(acct) <= 16
+                and all(c in "0123456789abcdefABCDEF" for c in acct)):
+            raise ProvisionError("%s: account: expected 3..16 hex digits (a DC-09 "
+                                 "account), got %r" % (path, acct))
+        acct = acct.upper()
+        try:
+            key = bytes.fromhex(t.get("key") or "")
+        except (TypeError, ValueError):
+            key = b"?"
+        if len(key) not in (0,) + DC09_KEY_BYTES:
+            raise ProvisionError("%s: key: expected an AES-128/192/256 key (32/48/64 hex "
+                                 "digits) or none" % path)
+    else:
+        if isinstance(acct, bool) or not isinstance(acct, int) or not 1 <= acct <= 0xFFFFFFFF:
+            raise ProvisionError("%s: account: expected an integer 1..4294967295, got %r"
+                                 % (path, acct))
+        try:
+            key = bytes.fromhex(t.get("key") or "")
+        except (TypeError, ValueError):
+            key = b""
+        if not 16 <= len(key) <= 64:
+            raise ProvisionError("%s: key: expected 16..64 bytes of hex" % path)
     rx = t.get("receivers") or []
     if not isinstance(rx, list) or not rx:
         raise ProvisionError("%s: receivers: at least one receiver address is needed"
@@ -159,7 +180,7 @@ def load_template(path: str) -> dict:
         paths.append(parse_receiver("%s/%s:%s" % (r.get("transport", "tcp"), r.get("host"),
                                                   r.get("port")),
                                     "%s: receivers[%d]" % (path, i)))
-    out = {"account": acct, "key": key.hex(), "receivers": paths,
+    out = {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
            "heartbeat_s": t.get("heartbeat_s"), "site_name": t.get("site_name") or "",
            "zones": {}, "partitions": {}}
     for field in ("zones", "partitions"):
@@ -233,22 +254,10 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     doc = copy.deepcopy(base)
     notes = []
     t = template or {}
-    doc["account"] = account if account is not None else t.get("account")
-    if doc["account"] is None:
-        raise ProvisionError("no account: give --from-template or --account")
-    k = key or t.get("key")
-    if key:
-        try:
-            if not 16 <= len(bytes.fromhex(key)) <= 64:
-                raise ValueError
-        except ValueError:
-            raise ProvisionError("--key: expected 16..64 bytes of hex") from None
-    if not k:
-        k = secrets.token_bytes(KEY_BYTES).hex()
-        notes.append("a new key was generated: the receiver must get the same one "
-                     "(guardline-receiver accounts add %s --key ...; see it with "
-                     "--show-key)" % doc["account"])
-    doc["key"] = k
+    if t.get("protocol") == "dc09":
+        _dc09_identity(doc, t, account, key, notes)
+    else:
+        _native_identity(doc, t, account, key, notes)
     doc["code_salt"] = secrets.token_bytes(SALT_BYTES).hex()
     paths = list(receivers or []) or list(t.get("receivers") or [])
     if not paths:
@@ -296,10 +305,76 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     doc["comment"] = ("Made by guardline-panel new on %s from the %s example%s. Add users "
                       "with: guardline-panel user add THIS_FILE ..." % (
                           time.strftime("%Y-%m-%d"), kind,
-                          " and the receiver's template for account %s" % doc["account"]
+                          " and the receiver's template for account %s" % account_label(doc)
                           if template else ""))
     notes.append("no users yet: add them with guardline-panel user add")
     return doc, notes
+
+
+def _native_identity(doc: dict, t: dict, account, key, notes: list) -> None:
+    """Account and key of a panel speaking Guardline's native protocol."""
+    doc["account"] = account if account is not None else t.get("account")
+    if doc["account"] is None:
+        raise ProvisionError("no account: give --from-template or --account")
+    k = key or t.get("key")
+    if key:
+        try:
+            if not 16 <= len(bytes.fromhex(key)) <= 64:
+                raise ValueError
+        except ValueError:
+            raise ProvisionError("--key: expected 16..64 bytes of hex") from None
+    if not k:
+        k = secrets.token_bytes(KEY_BYTES).hex()
+        notes.append("a new key was generated: the receiver must get the same one "
+                     "(guardline-receiver accounts add %s --key ...; see it with "
+                     "--show-key)" % doc["account"])
+    doc["key"] = k
+
+
+def _dc09_identity(doc: dict, t: dict, account, key, notes: list) -> None:
+    """The "dc09" block of a panel reporting in SIA DC-09 (docs/dc09.md,
+    "Panels reporting in DC-09"), from the receiver's DC-09 template.
+
+    The native account and key are dropped: the panel does not use them,
+    and the example's are public placeholders.  The key is written as hex
+    (the template holds the key's bytes as hex even when the operator
+    typed it as ASCII), so "key_format" is "hex" and the bytes are the
+    receiver's.  Line "0" and no receiver number: the receiver does not
+    identify the account by them (docs/dc09.md), it echoes them."""
+    if account is not None:
+        raise ProvisionError("--account: a DC-09 account comes from the template (%s); "
+                             "it is hex digits, not a native account number" % t["account"])
+    k = t.get("key") or ""
+    if key:
+        try:
+            if len(bytes.fromhex(key)) not in DC09_KEY_BYTES:
+                raise ValueError
+        except ValueError:
+            raise ProvisionError("--key: a DC-09 key is 32/48/64 hex digits "
+                                 "(AES-128/192/256)") from None
+        k = key
+        notes.append("--key overrides the template's: the receiver's account %s must have "
+                     "the same key, or it rejects every message" % t["account"])
+    doc.pop("account", None)
+    doc.pop("key", None)
+    doc["protocol"] = "dc09"
+    doc["dc09"] = {"account": t["account"], "key_format": "hex", "line": "0"}
+    if k:
+        doc["dc09"]["key"] = k.lower()
+    else:
+        notes.append("DC-09 account %s has no key at the receiver: the panel reports in "
+                     "clear (anyone on the path could forge a message); give the account a "
+                     "key at the receiver and --from-template again" % t["account"])
+    notes.append("dc09: line 0, no receiver number: set \"line\" and \"receiver_no\" if "
+                 "the central station asks for them")
+
+
+def account_label(doc: dict) -> str:
+    """The account the receiver files the panel's events under: the DC-09
+    account (hex) for a DC-09 panel, else the native number."""
+    if doc.get("protocol") == "dc09" and isinstance(doc.get("dc09"), dict):
+        return str(doc["dc09"].get("account"))
+    return str(doc.get("account"))
 
 
 def _fit(name: str) -> str:
@@ -543,6 +618,6 @@ def check_file(path: str, board: str | None = None) -> tuple[dict | None, list[s
 
 
 def summary(cfg: dict) -> str:
-    return "%s panel, account %d, %d zones, %d partitions, %d users" % (
-        cfg["kind"], cfg["account"], len(cfg["zones"]), len(cfg["partitions"]),
+    return "%s panel, %saccount %s, %d zones, %d partitions, %d users" % (
+        cfg["kind"], "DC-09 " if cfg.get("protocol") == "dc09" else "", account_label(cfg), len(cfg["zones"]), len(cfg["partitions"]),
         len(cfg["users"]))

@@ -335,11 +335,17 @@ def template(tmp_path, **over):
 
 
 @pytest.mark.parametrize("over, msg", [
-    ({"protocol": "dc09"}, "protocol"), ({"key": "abcd"}, "key"), ({"receivers": []},
+    ({"protocol": "sia"}, "protocol"), ({"key": "abcd"}, "key"), ({"receivers": []},
                                                                    "receivers"),
     ({"account": "1001"}, "account"), ({"colour": 1}, "colour: unknown field"),
     ({"receivers": [{"transport": "sctp", "host": "h", "port": 1}]}, "transport"),
-    ({"zones": {"one": "x"}}, "zones")])
+    ({"zones": {"one": "x"}}, "zones"),
+    # DC-09 (5.5.1.6): the account is 3..16 hex digits, the key AES-128/192/256 or none
+    ({"protocol": "dc09"}, "account: expected 3..16 hex digits"),
+    ({"protocol": "dc09", "account": "12"}, "account"),
+    ({"protocol": "dc09", "account": "12G4"}, "account"),
+    ({"protocol": "dc09", "account": "12AB", "key": "ab" * 20}, "key: expected an AES"),
+    ({"protocol": "dc09", "account": "12AB", "key": "zz" * 16}, "key")])
 def test_template_errors_name_the_field(tmp_path, over, msg):
     with pytest.raises(P.ProvisionError, match=msg):
         P.load_template(template(tmp_path, **over))
@@ -412,8 +418,58 @@ def test_cli_new_hides_the_key_unless_asked_and_never_overwrites(tmp_path, capsy
     assert "ab" * 32 in capsys.readouterr().out
     assert json.load(open(out))["board"]["wifi"] == {"ssid": "bank-iot", "password": "s3cret"}
     assert cli.main(["new", "--kind", "bank", "--from-template",
-                     template(tmp_path, protocol="dc09"), "-o", str(tmp_path / "x")]) == 1
+                     template(tmp_path, protocol="sia"), "-o", str(tmp_path / "x")]) == 1
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_new_config_from_a_dc09_template(tmp_path):
+    from firmware.device import config as C
+    key = "0f" * 24  # AES-192
+    t = P.load_template(template(tmp_path, protocol="dc09", account="12ab", key=key))
+    assert t["protocol"] == "dc09" and t["account"] == "12AB"
+    doc, notes = P.new_config("bank", t)
+    assert doc["protocol"] == "dc09"
+    assert doc["dc09"] == {"account": "12AB", "key": key, "key_format": "hex", "line": "0"}
+    # the example's native account and placeholder key are not carried over
+    assert "account" not in doc and "key" not in doc
+    cfg, errors = C.validate(doc)
+    assert errors == [] and cfg["dc09"]["key"] == key and cfg["dc09"]["account"] == "12AB"
+    assert P.account_label(doc) == "12AB"
+    assert "DC-09 account 12AB" in P.summary(cfg)
+    assert any("line 0" in n for n in notes)
+    # a line without a key reports in clear, and the installer is told
+    doc, notes = P.new_config("bank", P.load_template(template(
+        tmp_path, protocol="dc09", account="0C1E", key="")))
+    assert "key" not in doc["dc09"] and C.validate(doc)[1] == []
+    assert any("reports in clear" in n for n in notes)
+    with pytest.raises(P.ProvisionError, match="--account"):
+        P.new_config("bank", t, account=99)
+    with pytest.raises(P.ProvisionError, match="--key: a DC-09 key"):
+        P.new_config("bank", t, key="ab" * 20)
+    doc, notes = P.new_config("bank", t, key="AB" * 16)
+    assert doc["dc09"]["key"] == "ab" * 16 and any("overrides" in n for n in notes)
+
+
+def test_cli_new_dc09_hides_the_key_and_refuses_an_invalid_result(tmp_path, capsys,
+                                                                  monkeypatch):
+    key = "5e" * 16
+    t = template(tmp_path, protocol="dc09", account="0AFF", key=key)
+    out = str(tmp_path / "site.json")
+    assert cli.main(["new", "--kind", "door", "--from-template", t, "-o", out]) == 0
+    printed = capsys.readouterr().out
+    assert key not in printed and "hidden" in printed and "DC-09 account 0AFF" in printed
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert cli.main(["check", out]) == 0
+    assert "DC-09 account 0AFF" in capsys.readouterr().out
+    assert cli.main(["new", "--kind", "door", "--from-template", t, "-o", out, "--force",
+                     "--show-key"]) == 0
+    assert key in capsys.readouterr().out
+    # whatever new_config makes goes through the firmware's validator before it is written
+    monkeypatch.setattr(P, "new_config", lambda *a, **k: ({"kind": "door"}, []))
+    assert cli.main(["new", "--kind", "door", "--from-template", t,
+                     "-o", str(tmp_path / "bad.json")]) == 1
+    assert "would not be valid" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "bad.json")
 
 
 def test_users_prompted_hashed_and_checked(tmp_path, capsys, monkeypatch):

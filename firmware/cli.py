@@ -374,8 +374,8 @@ def cmd_walk_test(a) -> int:
         print(W.zone_line(z))
     print("walk test %s: %s" % (r["result"], ", ".join(
         "%d %s" % (v, k) for k, v in sorted(r["summary"].items()) if k != "zones")))
-    jp, mp = W.write_report(a.report, r)
-    print("report: %s, %s" % (mp, jp))
+    jp, mp, hp = W.write_report(a.report, r)
+    print("report: %s, %s, %s" % (mp, hp, jp))
     return 0 if r["result"] == "PASS" else 1
 
 

@@ -43,6 +43,7 @@ the site) are thin edges around it.
 from __future__ import annotations
 
 import datetime
+import html
 import json
 import logging
 import os
@@ -175,7 +176,8 @@ class Zone:
                 "result": FAULT if self.status == TRIPPED else self.status,
                 "verdict": self.verdict(),
                 "first_alarm": self.alarms[0] if self.alarms else None,
-                "alarms": self.alarms, "faults": self.faults, "unexpected": self.unexpected,
+                "alarms": self.alarms, "faults": self.faults, "open_fault": self.open_fault,
+                "unexpected": self.unexpected,
                 "faulted_at_start": self.faulted_at_start, "notes": self.notes}
 
 
@@ -733,7 +735,125 @@ def render_markdown(r: dict) -> str:
     return "\n".join(out)
 
 
-def write_report(report_dir: str, r: dict) -> tuple[str, str]:
+_HTML_STYLE = """
+body{font:11pt/1.35 system-ui,sans-serif;margin:2em;color:#111}
+h1{font-size:16pt;margin:0 0 .4em}h2{font-size:13pt;margin:1.2em 0 .4em}
+table{border-collapse:collapse;width:100%}
+th,td{border:1px solid #999;padding:.25em .45em;text-align:left;vertical-align:top}
+th{background:#eee}.meta th{width:16em}
+code{font:9.5pt ui-monospace,monospace;word-break:break-all}
+.result-PASS{color:#060}.result-FAIL{color:#a00}
+tr.bad td{background:#fde2e2;font-weight:600}
+tr.bad td.result{color:#a00}
+ul.ev{margin:0;padding-left:1.1em;font-weight:normal}
+.sign{margin-top:3em;display:flex;gap:4em}.sign div{flex:1;border-top:1px solid #000;
+padding-top:.3em}
+@media print{body{margin:0}tr{break-inside:avoid}
+tr.bad td{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
+"""
+
+
+def _event_items(z: dict) -> list[tuple[str, dict]]:
+    """(what, event) for every receiver event a zone's result rests on."""
+    out = [("alarm", e) for e in z.get("alarms") or []]
+    for f in z.get("faults") or []:
+        out.append(("loop fault", f["event"]))
+        out.append(("fault restored", f["restored"]))
+    if z.get("open_fault"):
+        out.append(("loop fault, still open" + (" (before the walk)" if z.get(
+            "faulted_at_start") else ""), z["open_fault"]))
+    out += [("unexpected", e) for e in z.get("unexpected") or []]
+    return out
+
+
+def render_html(r: dict) -> str:
+    """The report as one self-contained, printable HTML page (no scripts,
+    no external style sheets or images): the same facts as the Markdown,
+    each zone's receiver events with their ids and times, and the zones
+    that did not pass highlighted (row class ``bad``)."""
+    e = html.escape
+    b = r.get("bundle") or {}
+    f = r.get("flash") or {}
+
+    def row(k, v, raw=False):
+        return "<tr><th>%s</th><td>%s</td></tr>" % (e(k), v if raw else e(str(
+            v if v is not None else "")))
+
+    summary = ", ".join("%d %s" % (v, k) for k, v in sorted(r["summary"].items())
+                        if k != "zones")
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>Commissioning walk test: account %s</title>" % e(str(r["account"])),
+           "<style>%s</style></head><body>" % _HTML_STYLE,
+           "<h1>Commissioning walk test: account %s</h1>" % e(str(r["account"])),
+           '<p class="result result-%s"><strong>Result: %s</strong> (%d zones: %s)</p>' % (
+               e(r["result"]), e(r["result"]), r["summary"]["zones"], e(summary)),
+           '<table class="meta">',
+           row("Account", r["account"]), row("Site", r.get("site_name")),
+           row("Site address", r.get("site_address")),
+           row("Panel", "%s (%s)" % (r.get("panel_name"), r.get("panel_kind"))),
+           row("Installer", r.get("installer")),
+           row("Walk started / ended (UTC)", "%s / %s" % (r["started_at"], r["ended_at"])),
+           row("Ended because", r.get("ended_because")),
+           row("Zones tripped by", r.get("mode")),
+           row("Proof source", r.get("receiver_source")),
+           row("Firmware bundle sha256", "<code>%s</code>" % e(
+               b.get("bundle_sha256") or "unknown"), raw=True),
+           row("Firmware version / board", "%s / %s" % (b.get("firmware_version"),
+                                                        b.get("board"))),
+           row("Built", "%s (%s, source %s)" % (b.get("built_at"), b.get("mpy_cross_version"),
+                                                b.get("source_revision"))),
+           row("Flashed and verified on the device",
+               "%s on %s (bundle <code>%s</code>)" % (
+                   e(str(f.get("finished_at"))), e(str(f.get("port"))),
+                   e(str(f.get("bundle_sha256")))) if f else "no flash record", raw=True),
+           "</table>", "<h2>Zones</h2>",
+           '<table class="zones"><thead><tr><th>Zone</th><th>Name</th><th>Type</th>'
+           "<th>Partition</th><th>Result</th><th>Receiver's record</th></tr></thead><tbody>"]
+    for z in r["zones"]:
+        bad = z["result"] != PASSED
+        evs = "".join(
+            '<li data-event-id="%s">%s: event %s, %03d q%s %s, received %s%s</li>' % (
+                e(str(ev.get("event_id"))), e(what), e(str(ev.get("event_id"))), ev["code"],
+                e(str(ev.get("qualifier"))), e(ev.get("description") or ""),
+                e(str(ev.get("received_at"))),
+                ", panel time %s" % e(str(ev["event_time"])) if ev.get("event_time") else "")
+            for what, ev in _event_items(z))
+        notes = "".join("<li>note: %s</li>" % e(n) for n in z.get("notes") or [])
+        out.append(
+            '<tr class="zone%s" data-zone="%d" data-result="%s"><td>%d</td><td>%s</td>'
+            '<td>%s</td><td>%d</td><td class="result">%s</td><td>%s%s</td></tr>' % (
+                " bad" if bad else "", z["id"], e(z["result"]), z["id"], e(z["name"]),
+                e(z["type"]), z["partition"],
+                e(z["result"].replace("_", " ").upper() if bad else z["result"]),
+                e(z["verdict"]), '<ul class="ev">%s%s</ul>' % (evs, notes)
+                if evs or notes else ""))
+    out.append("</tbody></table>")
+    arming = [(p, ev) for p in r["partitions"] for ev in p["log"]]
+    if arming:
+        out.append("<h2>Partitions (receiver's record)</h2><ul>")
+        for p, ev in arming:
+            out.append("<li>partition %d (%s) %s at %s: %s (event %s)</li>" % (
+                p["id"], e(p["name"]), "armed" if ev["armed"] else "disarmed",
+                e(str(ev["received_at"])), e(ev["description"] or ""),
+                e(str(ev.get("event_id")))))
+        out.append("</ul>")
+    failed = [z for z in r["zones"] if z["result"] != PASSED]
+    out.append("<h2>To do before handover</h2><ul>")
+    if failed:
+        out += ["<li>zone %d (%s): %s</li>" % (z["id"], e(z["name"]), e(z["verdict"]))
+                for z in failed]
+        out.append("<li>walk these zones again after the repair "
+                   "(<code>guardline-panel walk-test ... --zones %s</code>)</li>"
+                   % ",".join(str(z["id"]) for z in failed))
+    else:
+        out.append("<li>nothing: every zone reached the receiver as configured</li>")
+    out += ["</ul>", '<div class="sign"><div>Signed (installer)</div>'
+            "<div>Signed (customer)</div></div>", "</body></html>", ""]
+    return "\n".join(out)
+
+
+def write_report(report_dir: str, r: dict) -> tuple[str, str, str]:
+    """(json, markdown, html) paths."""
     os.makedirs(report_dir, exist_ok=True)
     stamp = r["started_at"].replace(":", "").replace("-", "").split(".")[0]
     base = os.path.join(report_dir, "walktest-%s-%s" % (r["account"], stamp))
@@ -742,4 +862,6 @@ def write_report(report_dir: str, r: dict) -> tuple[str, str]:
         f.write("\n")
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(render_markdown(r))
-    return base + ".json", base + ".md"
+    with open(base + ".html", "w", encoding="utf-8") as f:
+        f.write(render_html(r))
+    return base + ".json", base + ".md", base + ".html"

@@ -31,6 +31,7 @@ from firmware import provision
 from firmware import sim as fwsim
 from firmware.testing import SimPanel, free_port
 from receiver.testing import ReceiverProcess
+from tests.test_installer_units import ReportHTML
 
 pytestmark = pytest.mark.micropython
 
@@ -195,9 +196,11 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
         assert "partition 1 (lobby) ARMED" in live
         jp = [n for n in os.listdir(reports) if n.endswith(".json")]
         md = [n for n in os.listdir(reports) if n.endswith(".md")]
-        assert len(jp) == 1 and len(md) == 1
+        hp = [n for n in os.listdir(reports) if n.endswith(".html")]
+        assert len(jp) == 1 and len(md) == 1 and len(hp) == 1
         r = json.load(open(os.path.join(reports, jp[0])))
         text = open(os.path.join(reports, md[0])).read()
+        page = ReportHTML(open(os.path.join(reports, hp[0]), encoding="utf-8").read())
         # the tool disarmed what it armed (zone 3 was bypassed for the arming)
         assert "zone 3 faulted: bypass so partition 1 can arm: ok" in live
         assert "disarm partition 1: ok" in live
@@ -227,6 +230,18 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
     assert "| 3 | lobby PIR | follower | 1 | **FAULT** |" in text
     assert "| 2 | lobby glass | instant | 1 | passed |" in text
     assert m["bundle_sha256"] in text and "--zones 3" in text
+
+    # the HTML report: the same proof, the miswired zone flagged, nothing loaded from outside
+    assert page.external == []
+    assert page.meta["Firmware bundle sha256"] == m["bundle_sha256"]
+    assert page.meta["Site"] == "Branch 7 High Street"
+    assert [z for z, row in page.zones.items() if "bad" in row["class"]] == [3]
+    assert page.zones[3]["result"] == "fault" and page.zones[3]["cells"][4] == "FAULT"
+    (short,) = [e for e in rx_events(db, code=372, zone=3)]
+    assert page.zones[3]["event_ids"] == [str(short["id"])]  # the receiver's own event id
+    for zid in expected:
+        assert page.zones[zid]["result"] == "passed"
+        assert str(zones[zid]["first_alarm"]["event_id"]) in page.zones[zid]["event_ids"]
 
 
 def test_manual_walk_test_from_the_receivers_events_stream(site, tmp_path):

@@ -4,6 +4,7 @@ configs, users, private files), check's pointers and hints, manifests,
 and the runtime step's command lines and image checks (no board here:
 esptool is never run)."""
 
+import html.parser
 import io
 import json
 import os
@@ -271,6 +272,83 @@ def test_run_ends_when_every_zone_has_a_result_and_reports():
     assert r["result"] == "FAIL" and r["summary"] == {"zones": 3, "fault": 1, "passed": 2}
     md = W.render_markdown(r)
     assert "| Site | a\\|b |" in md and "**FAULT**" in md and "no flash record" in md
+
+
+class ReportHTML(html.parser.HTMLParser):
+    """What a reader of the HTML report sees: the meta table (header ->
+    text), each zone row (class, data-result, cell texts, the event ids
+    listed), and anything that would load from outside the page."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.meta, self.zones, self.external, self.stack = {}, {}, [], []
+        self._th = self._row = self._cell = None
+        self._in_meta = False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("script", "link", "img", "iframe") or "src" in a or "href" in a:
+            self.external.append((tag, a))
+        if tag == "table":
+            self._in_meta = a.get("class") == "meta"
+        if tag == "tr" and "data-zone" in a:
+            self._row = {"class": a.get("class", "").split(), "result": a["data-result"],
+                         "cells": [], "event_ids": []}
+            self.zones[int(a["data-zone"])] = self._row
+        if tag in ("td", "th"):
+            self._cell = []
+        if tag == "li" and self._row is not None and "data-event-id" in a:
+            self._row["event_ids"].append(a["data-event-id"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            text = " ".join("".join(self._cell).split())
+            if self._row is not None:
+                self._row["cells"].append(text)
+            elif self._in_meta and tag == "th":
+                self._th = text
+            elif self._in_meta and self._th:
+                self.meta[self._th] = text
+                self._th = None
+            self._cell = None
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_html_report_flags_the_miswired_zone_and_lists_the_receivers_events():
+    w = walk()
+    short = ev(372, 1, t=1.7e9 - 60)  # miswired: shorted at power-up, never restored
+    ok = ev(130, 2, t=1.7e9 + 5)
+    w.feed(short, history=True)
+    w.feed(ok)
+    w.feed(ev(122, 4, t=1.7e9 + 9))
+    meta = {"account": ACCT, "started_at": "2025-01-01T10:00:00.000Z",
+            "ended_at": "2025-01-01T10:05:00.000Z", "site_name": "Bank <Main> & Co",
+            "bundle": {"bundle_sha256": "ab" * 32, "board": "esp32"},
+            "flash": {"port": "/dev/ttyUSB0", "finished_at": "2025-01-01T09:00:00Z",
+                      "bundle_sha256": "ab" * 32}}
+    r = W.report(w, [1, 2, 4], meta)
+    doc = ReportHTML(W.render_html(r))
+    assert doc.external == []  # self-contained: nothing loaded from elsewhere
+    assert doc.meta["Account"] == str(ACCT)
+    assert doc.meta["Site"] == "Bank <Main> & Co"  # escaped in the page, read back intact
+    assert doc.meta["Firmware bundle sha256"] == "ab" * 32
+    assert "/dev/ttyUSB0" in doc.meta["Flashed and verified on the device"]
+    assert sorted(doc.zones) == [1, 2, 4]
+    z1 = doc.zones[1]
+    assert "bad" in z1["class"] and z1["result"] == "fault"
+    assert z1["cells"][4] == "FAULT" and "short circuit" in z1["cells"][5]
+    assert z1["event_ids"] == [str(short["id"])]  # the receiver's event, by id
+    assert "received %s" % W._iso(short["received_at"]) in z1["cells"][5]
+    assert "bad" not in doc.zones[2]["class"] and doc.zones[2]["result"] == "passed"
+    assert doc.zones[2]["event_ids"] == [str(ok["id"])]
+    assert [z for z, row in doc.zones.items() if "bad" in row["class"]] == [1]
 
 
 def test_run_stops_on_the_installers_word_and_on_time():

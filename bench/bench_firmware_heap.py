@@ -1,4 +1,4 @@
-"""Panel firmware footprint: .mpy sizes, smallest MicroPython heap, peak use.
+"""Panel firmware footprint: .mpy sizes, smallest MicroPython heap, what fills it.
 
 The 32-zone / 4-partition bank panel (examples/bank.json, receiver moved to
 a tiny in-process receiver) runs from the mpy-cross'd bundle under the
@@ -6,27 +6,40 @@ real MicroPython unix VM with ``-X heapsize=N``.  Workload: boot, arm all
 four partitions, trip eight zones of every kind (burglary, hold-up,
 panic, fire, seismic, tamper), cut the AC, disarm, and wait until the
 receiver has ACKed every event.  A heap size passes if the panel never
-raised MemoryError and every event arrived.  The smallest passing size is
-found by bisection (8 KiB steps).
+raised MemoryError and every event arrived, in each of ``--repeat`` runs.
+The smallest passing size is found by bisection (8 KiB steps).
+
+``--protocol native`` (default) reports in Guardline's native protocol to
+``firmware.testing.TinyReceiver``; ``--protocol dc09`` in SIA DC-09
+(ADM-CID, AES-256) to ``TinyDc09Receiver``, the same workload.
+
+``--romfs`` runs the same bundle from a ROMFS image (``vfs.VfsRom``, what
+``mpremote romfs deploy`` puts in a flash partition): the VM executes the
+bytecode in place instead of copying it into the heap.  On the unix port
+the image itself is a bytes object in the heap, so the figure that a board
+needs is the smallest heap minus the image; on a board the image is in
+flash, outside the heap.
 
 Reported:
 - mpy bundle size (sim, esp32, rp2 sets);
 - min_heap_kib: smallest passing -X heapsize;
-- peak_used: heap size minus the lowest gc.mem_free() the scan task saw
-  at the smallest passing heap (sampled every scan; garbage not yet
-  collected counts as used, so this is what the heap must hold);
 - live: gc.mem_alloc() right after gc.collect() at the end (what is
   really referenced);
-- code_heap: what importing the bundle's modules costs in the heap (on
-  the unix port .mpy bytecode and interned names live in the heap; frozen
-  into a board's firmware or in a ROMFS partition they stay in flash), and
-  live_data = live - code_heap, the part a frozen build still needs.
+- module_heap: what importing each module costs in the heap, in boot
+  order, and code_heap, their sum (on the unix port .mpy bytecode and
+  interned names live in the heap; frozen into a board's firmware or in a
+  ROMFS partition the bytecode stays in flash), and live_data = live -
+  code_heap, the panel's own data;
+- qstr: micropython.qstr_info() after those imports (every name and
+  short string is interned for good: even an unloaded module's stay).
 The unix port is 64-bit: every object pointer is 8 bytes, twice an ESP32's
 or RP2040's, so the figures overstate a 32-bit board's needs.
 
-    .venv/bin/python bench/bench_firmware_heap.py [--lo 64] [--hi 256]
+    .venv/bin/python bench/bench_firmware_heap.py [--protocol native|dc09] [--romfs]
+                                                  [--lo 64] [--hi 256] [--repeat 1]
 
-Writes bench/results/firmware_heap.json; docs/firmware.md quotes it.
+Writes bench/results/firmware_heap[_dc09][_romfs].json; docs/firmware.md
+quotes them.
 """
 
 import argparse
@@ -46,17 +59,25 @@ sys.path.insert(0, str(ROOT))
 
 from firmware import build as fwbuild  # noqa: E402
 from firmware import sim as fwsim  # noqa: E402
-from firmware.testing import SimPanel, TinyReceiver  # noqa: E402
-from protocol.lean import glwire as w  # noqa: E402
+from firmware.testing import SimPanel, TinyDc09Receiver, TinyReceiver  # noqa: E402
 
 TRIPS = [6, 17, 23, 31, 2, 15, 29, 11]  # safe deposit PIR, hold-up, panic, fire, seismic, ...
+DC09_ACCOUNT = "12AB"
+KEY = bytes(range(32))  # AES-256 for DC-09 (the unix port has no AES-192)
+
+# Modules in the order app.py imports them (config is imported first and
+# unloaded before the rest; its cost is shown but not in code_heap).
+COMMON = ("fwutil", "hal", "board_sim", "app", "eol", "cid", "arming", "users", "panel",
+          "pqueue", "seqstore", "clock", "links")
+BY_PROTOCOL = {"native": ("glwire", "glpanel", "reporter"), "dc09": ("gldc09", "dc09rep")}
+SIM = ("control", "simctl")
 
 
-def bank_config(port: int) -> dict:
+def bank_config(port: int, protocol: str = "native") -> dict:
     with open(ROOT / "examples" / "bank.json") as f:
         cfg = json.load(f)
     cfg["account"] = 4242
-    cfg["key"] = bytes(range(32)).hex()
+    cfg["key"] = KEY.hex()
     for p in ("primary", "backup"):
         cfg["receiver"][p]["port"] = port
     cfg["timings"].update({"exit_delay_s": 0, "debounce_ms": 50, "ac_loss_delay_s": 0,
@@ -64,13 +85,24 @@ def bank_config(port: int) -> dict:
     # the vault's time lock would refuse the disarm outside office hours
     for p in cfg["partitions"]:
         p.pop("time_lock", None)
+    if protocol == "dc09":
+        del cfg["account"], cfg["key"]
+        cfg["protocol"] = "dc09"
+        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": KEY.hex(), "line": "1",
+                       "receiver_no": "1"}
     return cfg
 
 
-def workload(bundle: str, heap_kib: int, tmp: str) -> dict:
-    rx = TinyReceiver(4242)
-    state = os.path.join(tmp, "h%d" % heap_kib)
-    p = SimPanel(bank_config(rx.port), state, heapsize="%dk" % heap_kib, bundle=bundle)
+def receiver(protocol: str):
+    if protocol == "dc09":
+        return TinyDc09Receiver(DC09_ACCOUNT, KEY)
+    return TinyReceiver(4242, KEY)
+
+
+def workload(bundle: str, heap_kib: int, tmp: str, protocol: str = "native") -> dict:
+    rx = receiver(protocol)
+    state = os.path.join(tmp, "h%d-%d" % (heap_kib, time.monotonic_ns()))
+    p = SimPanel(bank_config(rx.port, protocol), state, heapsize="%dk" % heap_kib, bundle=bundle)
     out = {"heap_kib": heap_kib, "ok": False}
     try:
         p.wait(lambda: rx.find(305), timeout=20, what="boot")
@@ -94,89 +126,194 @@ def workload(bundle: str, heap_kib: int, tmp: str) -> dict:
                    live_after_gc=live["mem_alloc"], events=len(rx.event_list()))
     except (AssertionError, RuntimeError, TimeoutError, OSError) as e:
         out["error"] = str(e).splitlines()[0][:200]
-        m = re.search(r"MemoryError.*", p.console())
-        if m:
-            out["error"] = m.group(0)
     finally:
+        console = p.console()
         p.close()
         rx.close()
+    m = re.search(r"MemoryError.*", console)
+    if m:
+        out["ok"] = False
+        out["error"] = m.group(0)
     return out
 
 
+# --- ROMFS -----------------------------------------------------------------------------
+
+ROM_MAIN = '''# bench: main.py that runs the bundle from a ROMFS image (vfs.VfsRom)
+import sys
+import vfs
+with open(%r, "rb") as f:
+    _image = f.read()  # on a board: a flash partition, not the heap
+vfs.mount(vfs.VfsRom(_image), "/rom")
+sys.path.insert(0, "/rom")
+import hal
+import app
+board = hal.board()
+code = app.run(board)
+if code:
+    board.exit(code)
+'''
+
+
+def romfs_bundle(bundle: str, out: str) -> int:
+    """A directory whose main.py mounts a ROMFS image of `bundle`'s .mpy
+    files and boots from it; returns the image size."""
+    try:
+        from mpremote.romfs import VfsRomWriter
+    except ImportError:
+        sys.exit("--romfs needs mpremote (pip install mpremote)")
+    w = VfsRomWriter()
+    for name in sorted(os.listdir(bundle)):
+        if name.endswith(".mpy"):
+            with open(os.path.join(bundle, name), "rb") as f:
+                w.mkfile(name, f.read())
+    image = w.finalise()
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "rom.img")
+    with open(path, "wb") as f:
+        f.write(image)
+    with open(os.path.join(out, "main.py"), "w") as f:
+        f.write(ROM_MAIN % path)
+    return len(image)
+
+
+# --- what importing costs --------------------------------------------------------------
+
 PROBE = r"""
-import gc, sys
+import gc, sys, micropython
+ROM = %r
+if ROM:
+    import vfs
+    with open(ROM, "rb") as f:
+        image = f.read()
+    vfs.mount(vfs.VfsRom(image), "/rom")
+    sys.path.insert(0, "/rom")
+import asyncio, json  # frozen / built in: not the firmware's
 gc.collect()
-a = gc.mem_alloc()
-for n in ("fwutil", "eol", "cid", "arming", "users", "glwire", "panel", "pqueue",
-          "seqstore", "clock", "glpanel", "reporter", "links", "hal", "board_sim", "app"):
+prev = gc.mem_alloc()
+micropython.qstr_info()
+for n in %r:
     __import__(n)
-gc.collect()
-print(gc.mem_alloc() - a)
+    if n == "config":
+        del sys.modules["config"]  # as app.py does
+    gc.collect()
+    a = gc.mem_alloc()
+    print("MOD", n, a - prev)
+    micropython.qstr_info()
+    prev = a
 """
 
 
-def code_heap(bundle: str) -> int:
-    env = dict(os.environ, MICROPYPATH=bundle + os.pathsep + ".frozen")
-    r = subprocess.run([fwsim.micropython(), "-X", "heapsize=1m", "-c", PROBE], env=env,
-                       capture_output=True, text=True, check=True)
-    return int(r.stdout.strip().splitlines()[-1])
+def module_heap(path: str, modules, rom: str = "") -> dict:
+    env = dict(os.environ, MICROPYPATH=path + os.pathsep + ".frozen")
+    # cwd: `-c` puts "" (the cwd) on sys.path; in the repository root the
+    # VM would find the protocol/ package and load a second glwire from
+    # source, as the firmware on a board or the sim never does
+    r = subprocess.run([fwsim.micropython(), "-X", "heapsize=2m", "-c",
+                        PROBE % (rom, ("config",) + tuple(modules))],
+                       env=env, capture_output=True, text=True, check=True, cwd=path)
+    mods = {}
+    qstr = {}
+    last = None
+    pools = 0  # qstr pool bytes: interned names, allocated as pools grow
+    for line in r.stdout.splitlines():
+        if line.startswith("MOD "):
+            _, last, b = line.split()
+            mods[last] = {"heap": int(b)}
+        elif line.startswith("qstr pool:"):
+            qstr = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+            if last is not None:
+                mods[last]["qstr_pools"] = qstr["n_total_bytes"] - pools
+                mods[last]["qstrs"] = qstr["n_qstr"] - n_qstr
+            pools = qstr["n_total_bytes"]
+            n_qstr = qstr["n_qstr"]
+    return {"modules": mods, "qstr": qstr}
+
+
+def find_min(bundle: str, tmp: str, a) -> tuple[dict, list]:
+    runs = []
+
+    def passes(kib):
+        rs = []
+        for _ in range(a.repeat):
+            r = workload(bundle, kib, tmp, a.protocol)
+            runs.append(r)
+            print(r, flush=True)
+            rs.append(r)
+            if not r["ok"]:
+                return False, r
+        return True, rs[-1]
+
+    ok, best = passes(a.lo)
+    if ok:
+        return best, runs
+    lo, hi = a.lo, a.hi
+    ok, best = passes(hi)
+    if not ok:
+        sys.exit("fails even at %d KiB" % hi)
+    while hi - lo > 8:
+        mid = (lo + hi) // 2 // 8 * 8
+        ok, r = passes(mid)
+        if ok:
+            hi, best = mid, r
+        else:
+            lo = mid
+    return best, runs
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", choices=("native", "dc09"), default="native")
+    ap.add_argument("--romfs", action="store_true",
+                    help="run the bundle from a ROMFS image (bytecode executed in place)")
     ap.add_argument("--lo", type=int, default=64, help="KiB, first size tried")
     ap.add_argument("--hi", type=int, default=256, help="KiB, must pass")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per heap size; a size passes only if all pass")
     a = ap.parse_args()
+    modules = COMMON + BY_PROTOCOL[a.protocol] + SIM
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
         for board in ("sim", "esp32", "rp2"):
             s = fwbuild.build(os.path.join(tmp, "b-" + board), board)
             sizes[board] = {"total": sum(s.values()), "files": s}
         bundle = os.path.join(tmp, "b-sim")
-        code = code_heap(bundle)
-        runs = []
+        image = 0
+        run_from = bundle
+        rom = ""
+        if a.romfs:
+            run_from = os.path.join(tmp, "rom")
+            image = romfs_bundle(bundle, run_from)
+            rom = os.path.join(run_from, "rom.img")
+        modules = [m for m in modules if os.path.exists(os.path.join(bundle, m + ".mpy"))]
+        probe = module_heap(bundle if not a.romfs else run_from, modules, rom)
+        code = sum(v["heap"] for k, v in probe["modules"].items() if k != "config")
         t0 = time.monotonic()
-        first = workload(bundle, a.lo, tmp)
-        runs.append(first)
-        print(first)
-        best = first if first["ok"] else None
-        lo, hi = a.lo, a.hi
-        if not first["ok"]:
-            top = workload(bundle, hi, tmp)
-            runs.append(top)
-            print(top)
-            if not top["ok"]:
-                print("fails even at %d KiB" % hi)
-                return 1
-            best = top
-            while hi - lo > 8:
-                mid = (lo + hi) // 2 // 8 * 8
-                r = workload(bundle, mid, tmp)
-                runs.append(r)
-                print(r)
-                if r["ok"]:
-                    hi, best = mid, r
-                else:
-                    lo = mid
-        heap = best["heap_kib"] * 1024
-        peak = heap - best["mem_min_free"]
+        best, runs = find_min(run_from, tmp, a)
         result = {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.machine(), "python": platform.python_version(),
-            "micropython": subprocess.run([fwsim.micropython(), "-c", "import sys;print(sys.version)"],
+            "micropython": subprocess.run([fwsim.micropython(), "-c",
+                                           "import sys;print(sys.version)"],
                                           capture_output=True, text=True).stdout.strip(),
+            "protocol": a.protocol, "romfs": a.romfs, "repeat": a.repeat,
             "mpy_bytes": {b: sizes[b]["total"] for b in sizes},
             "mpy_files_sim": sizes["sim"]["files"],
             "min_heap_kib": best["heap_kib"],
-            "peak_used_bytes_at_min_heap": peak,
-            "live_bytes_after_workload": best["live_after_gc"],
+            "romfs_image_bytes": image,
+            "min_heap_beyond_image_kib": round((best["heap_kib"] * 1024 - image) / 1024, 1),
+            "live_bytes_after_workload": best["live_after_gc"] - image,
+            "module_heap_bytes": probe["modules"],
             "code_heap_bytes": code,
-            "live_data_bytes": best["live_after_gc"] - code,
+            "live_data_bytes": best["live_after_gc"] - image - code,
+            "qstr": probe["qstr"],
             "runs": runs,
             "seconds": round(time.monotonic() - t0, 1),
         }
-    out = ROOT / "bench" / "results" / "firmware_heap.json"
+    name = "firmware_heap" + ("_dc09" if a.protocol == "dc09" else "") + \
+        ("_romfs" if a.romfs else "") + ".json"
+    out = ROOT / "bench" / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "mpy_files_sim")},

@@ -6,6 +6,9 @@ simulated panel running under the real MicroPython VM.
 an ACK sealed with ``FLAG_FROM_RECEIVER`` for every authentic frame.  It
 records what arrived, de-duplicated by sequence as a receiver must.
 
+:class:`TinyDc09Receiver` is the same for a panel reporting SIA DC-09
+(``"protocol": "dc09"``).
+
 :class:`SimPanel` starts ``python -m firmware.sim`` (which restarts the VM
 on a power cycle) and talks to the sim board's control socket.
 """
@@ -175,6 +178,84 @@ class TinyReceiver:
     def of_type(self, mtype: int) -> list:
         with self.lock:
             return [f for f in self.frames if f[2]["type"] == mtype]
+
+
+class TinyDc09Receiver(TinyReceiver):
+    """A standard SIA DC-09 receiver, as small (the real one is
+    ``receiver.dc09_listener``): on TCP and UDP (same port number), the
+    host codec (``protocol.dc09``) against this machine's clock; ACK (*ACK,
+    encrypted, when the message was) for every good message from
+    `account`, NAK with our time for one failing the timestamp test, and
+    silence for anything else.  `events` maps (DC-09 seq, data) -> the
+    Contact ID event ({"code", "qualifier", "partition", "zone"}), so
+    ``find`` and ``event_list`` work as on TinyReceiver."""
+
+    def __init__(self, account: str = "12AB", key: bytes | None = None,
+                 port: int | None = None):
+        self.dc09_account = account
+        self.dc09_key = key
+        super().__init__(0, TEST_KEY, port)
+
+    def _answer(self, frame: bytes, path: int) -> bytes | None:
+        from datetime import datetime, timezone
+
+        from protocol import dc09
+        now = datetime.now(timezone.utc)
+        try:
+            m = dc09.parse(frame, now=now, key_lookup=lambda a: (
+                self.dc09_key if a == self.dc09_account else None))
+        except dc09.Dc09TimestampError:
+            return dc09.build_nak(now)
+        except dc09.Dc09Error:
+            return None
+        if m.account != self.dc09_account:
+            return None
+        with self.lock:
+            self.frames.append((path, m.seq, m, 0))
+            if m.msg_id == "ADM-CID":
+                self.events[(m.seq, m.data)] = dc09.adm_cid_to_event(m)
+            if not self.ack:
+                return None
+        return dc09.build_ack(m, self.dc09_key, now=now)
+
+    def _conn(self, c):
+        from protocol import dc09
+        c.settimeout(0.2)
+        r = dc09.Dc09Reader()
+        with c:
+            while not self._stop:
+                try:
+                    d = c.recv(1024)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not d:
+                    return
+                r.receive_data(d)
+                while True:
+                    try:
+                        f = r.next_frame()
+                    except dc09.Dc09Error:
+                        continue
+                    if f is dc09.NEED_DATA:
+                        break
+                    out = self._answer(f, 1)
+                    if out:
+                        try:
+                            c.sendall(out)
+                        except OSError:
+                            return
+
+    def _udp_loop(self):
+        while not self._stop:
+            try:
+                d, addr = self.udp.recvfrom(2048)
+            except OSError:
+                continue
+            out = self._answer(d, 2)
+            if out:
+                self.udp.sendto(out, addr)
 
 
 def scenario_config(rx_port: int, **over) -> dict:

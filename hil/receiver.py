@@ -39,7 +39,6 @@ _LOGGER = logging.getLogger(__name__)
 # The receiver binds, opens its store and writes the ready file in well
 # under a second; a loaded CI host gets generous room.
 START_TIMEOUT_S = 30.0
-CLOCKSHIFT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clockshift")
 # How often the watcher copies new rows into the timeline.
 WATCH_S = 0.05
 
@@ -51,8 +50,7 @@ def receiver_cmd() -> list[str]:
 
 class ReceiverProcess:
     def __init__(self, workdir: str, timeline: Timeline | None = None, tcp: bool = True,
-                 udp: bool = True, serial: list[str] | None = None, log_level: str = "info",
-                 clock_offset_s: float = 0.0):
+                 udp: bool = True, serial: list[str] | None = None, log_level: str = "info"):
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.db = os.path.join(self.workdir, "receiver.db")
@@ -62,8 +60,6 @@ class ReceiverProcess:
         self.udp = ("127.0.0.1", free_port(_udp())) if udp else None
         self.serial = list(serial or [])
         self.log_level = log_level
-        # the receiver's wall clock runs this far ahead (hil/clockshift)
-        self.clock_offset_s = clock_offset_s
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._log_thread = None
@@ -131,13 +127,8 @@ class ReceiverProcess:
             return self
         if os.path.exists(self.ready_file):
             os.unlink(self.ready_file)
-        self.timeline.record(RECEIVER, "process", action="start",
-                             clock_offset_s=self.clock_offset_s or None)
+        self.timeline.record(RECEIVER, "process", action="start")
         env = dict(os.environ)
-        if self.clock_offset_s:
-            env["PYTHONPATH"] = os.pathsep.join(
-                [CLOCKSHIFT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-            env["GUARDLINE_HIL_CLOCK_OFFSET_S"] = repr(float(self.clock_offset_s))
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=self.workdir, start_new_session=True, env=env)
@@ -273,11 +264,11 @@ class ReceiverProcess:
 
     def to_timeline(self, wall: float) -> float:
         """A receiver wall-clock time as timeline seconds."""
-        return wall - self.clock_offset_s - self.timeline.wall0
+        return wall - self.timeline.wall0
 
     def now(self) -> float:
-        """The receiver's wall clock now (shifted by clock_offset_s)."""
-        return time.time() + self.clock_offset_s
+        """The receiver's wall clock now."""
+        return time.time()
 
     async def _watch(self) -> None:
         while True:

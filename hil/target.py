@@ -157,6 +157,11 @@ class Target(abc.ABC):
     async def state(self) -> dict:
         """The panel's own view: partitions, zones, troubles, queue..."""
 
+    async def skew_clock(self, seconds: int) -> int:
+        """Move the panel's wall clock by `seconds` (negative: behind), as
+        a drifting panel clock would; returns the panel's clock after."""
+        raise NotSupported("%s cannot skew the panel clock" % self.kind)
+
     async def close(self) -> None:
         """Release ports and processes (the target is left as it is)."""
 
@@ -168,12 +173,16 @@ class ControlChannel:
     """Commands and replies as JSON lines over a serial_for_url port.
 
     The protocol is the sim board's control protocol (firmware/device/
-    simctl.py, docs/simulator.md), which a real board's console speaks in
+    control.py, docs/simulator.md), which a real board's console speaks in
     test mode too: one ``{"cmd": ...}`` object per line; the answer is the
-    next line that is a JSON object with an "ok" member.  Replies carry no
-    request id, so one command is in flight at a time (a lock).  Every
-    other line is console output: kept (bounded) for ``take_console`` and
-    written to the timeline.
+    next line that is a JSON object with an "ok" member.  Each command
+    carries an "id" that the firmware echoes: a reply with another id is a
+    late answer to a command already given up on (a board that was still
+    booting reads its console buffer late) and is kept as console text,
+    never taken for the current answer.  A reply without an id (a fixture)
+    is taken as the answer.  One command is in flight at a time (a lock).
+    Every other line is console output: kept (bounded) for
+    ``take_console`` and written to the timeline.
 
     A reader thread does the blocking reads.  When the port goes away (the
     board reset, the sim VM exited) the channel notes it and the next
@@ -190,6 +199,7 @@ class ControlChannel:
         self._lock = threading.Lock()
         self._call_lock = None
         self._reply: asyncio.Future | None = None
+        self._reply_id = 0  # id of the command awaiting its reply
         self._loop = None
         self.port = None
         self._thread = None
@@ -255,7 +265,7 @@ class ControlChannel:
                 msg = None
         if isinstance(msg, dict) and "ok" in msg:
             fut = self._reply
-            if fut is not None:
+            if fut is not None and msg.get("id", self._reply_id) == self._reply_id:
                 self._loop.call_soon_threadsafe(_resolve, fut, msg)
                 return
         if line:
@@ -295,8 +305,9 @@ class ControlChannel:
             if not self.alive:
                 await self._reopen(timeout)
             fut = self._loop.create_future()
+            self._reply_id += 1
             self._reply = fut
-            line = json.dumps({"cmd": cmd, **args}) + "\n"
+            line = json.dumps({"cmd": cmd, "id": self._reply_id, **args}) + "\n"
             try:
                 await self._loop.run_in_executor(None, self.port.write, line.encode())
                 reply = await asyncio.wait_for(fut, timeout)
@@ -343,7 +354,7 @@ def _fail(fut, exc):
 
 
 def _strip(reply: dict) -> dict:
-    return {k: v for k, v in reply.items() if k != "ok"}
+    return {k: v for k, v in reply.items() if k not in ("ok", "id")}
 
 
 # --- a real board's console in test mode ------------------------------------------------
@@ -455,6 +466,10 @@ class SerialDriver(Target):
 
     async def read_outputs(self) -> dict:
         return _strip(await self._call("outputs"))
+
+    async def skew_clock(self, seconds: int) -> int:
+        self.note("clock", skew_s=int(seconds))
+        return (await self._call("clock", skew_s=int(seconds)))["clock"]
 
     async def read_console(self) -> str:
         return self.chan.take_console()
@@ -614,6 +629,9 @@ class SimDriver(Target):
     async def read_outputs(self) -> dict:
         return await self.control.read_outputs()
 
+    async def skew_clock(self, seconds: int) -> int:
+        return await self.control.skew_clock(seconds)
+
     async def read_console(self) -> str:
         with self._console_lock:
             text = self._console.decode("utf-8", "replace")
@@ -709,9 +727,11 @@ class FixtureDriver:
 
 class BenchTarget(Target):
     """A real board on a bench: the console (test mode) for the keypad,
-    state and console text; the fixture for power, zone loops, supplies,
-    path cuts and output sensing.  Without a fixture the console's test
-    mode stands in for the inputs it can simulate."""
+    state, clock and console text; the fixture for power, zone loops,
+    supplies, path cuts and output sensing.  Without a fixture those go to
+    the console, which a real board refuses (electrical inputs are the
+    fixture's; the plugin skips scenarios that need them), while a sim's
+    console still accepts them."""
 
     kind = "bench"
 
@@ -781,6 +801,9 @@ class BenchTarget(Target):
 
     async def read_console(self) -> str:
         return await self.console.read_console()
+
+    async def skew_clock(self, seconds: int) -> int:
+        return await self.console.skew_clock(seconds)
 
     async def state(self) -> dict:
         return await self.console.state()

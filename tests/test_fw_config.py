@@ -61,6 +61,14 @@ def test_messages_point_at_the_field():
     assert "partitions[2].id: 1 is used twice (also partitions[0])" in text
 
 
+def test_test_mode_is_a_boolean_off_by_default():
+    assert C.validate(scenario_config(7700))[0]["test_mode"] is False
+    cfg, errs = C.validate(scenario_config(7700, test_mode=True))
+    assert errs == [] and cfg["test_mode"] is True
+    assert errors_for(test_mode="yes") == ["test_mode: expected true or false, got string"]
+    assert errors_for(test_mode=1) == ["test_mode: expected true or false, got integer"]
+
+
 def test_comms_errors_and_kind_rules():
     assert "key: must be 16..64 bytes" in "\n".join(errors_for(key="00" * 8))
     assert any(e.startswith("receiver.primary.port") for e in errors_for(

@@ -41,6 +41,15 @@ def codes(evs):
     return [(q, c, part, z) for q, c, part, z, _t in evs]
 
 
+def test_wire_values_equal_glwire():
+    """panel.py repeats the few glwire values it needs (so a DC-09 panel
+    does not load glwire): they must be the protocol's."""
+    names = [n for n in dir(P) if n.split("_")[0] in ("Q", "R", "T", "KIND", "CMD")]
+    assert len(names) == 16
+    for n in names:
+        assert getattr(P, n) == getattr(w, n), n
+
+
 def test_zone_type_order_matches_config():
     assert P.ZONE_TYPES == C.ZONE_TYPES
     assert len(P.ZONE_CODE) == len(P.ZONE_EVENT) == len(C.ZONE_TYPES)

@@ -273,8 +273,7 @@ class WLAN:
 BOARD_SMOKE = '''
 import sys, machine
 import board_%s as bm
-b = bm.Board()
-b.state_dir = sys.argv[1]
+b = bm.Board(sys.argv[1], sys.argv[1] + "/config.json")
 b.setup({"board": {"wifi": {"ssid": "x", "password": "y"}}})
 b.net_start({"board": {"wifi": {"ssid": "x", "password": "y"}}})
 raw = b.zone_raw(19)

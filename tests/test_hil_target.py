@@ -165,6 +165,39 @@ async def test_serial_driver_over_a_pty_bridged_to_the_firmware(sim, tmp_path):
         bridge.wait(5)
 
 
+async def test_control_channel_ignores_a_late_reply_to_an_abandoned_command(tmp_path):
+    """A board that was still booting reads its console buffer late and
+    answers a command the driver already gave up on; that answer (its id
+    is not the current one) must not be taken for the current command's."""
+    import serial
+    import threading
+    with pty_pair(str(tmp_path / "pty")) as ptys:
+        board = serial.serial_for_url(ptys.a, timeout=0.05)
+        seen = []
+
+        def fake_board():  # answers every command twice: a stale copy first
+            buf = b""
+            while len(seen) < 1:
+                buf += board.read(256)
+                if b"\n" in buf:
+                    req = json.loads(buf.split(b"\n")[0])
+                    seen.append(req)
+                    stale = {"ok": True, "id": req["id"] - 1, "stale": True}
+                    board.write(json.dumps(stale).encode() + b"\n")
+                    board.write(json.dumps({"ok": True, "id": req["id"]}).encode() + b"\n")
+        t = threading.Thread(target=fake_board, daemon=True)
+        t.start()
+        d = SerialDriver(ptys.b, name="late")
+        try:
+            r = await d.chan.call("ping", timeout=10)
+            assert "stale" not in r and r["id"] == seen[0]["id"]
+            await until(lambda: b"stale" in d.chan._console, what="the late reply as console text")
+        finally:
+            await d.close()
+            t.join(5)
+            board.close()
+
+
 def bridge_pty(path: str, port: int) -> subprocess.Popen:
     """A pty at `path` whose other side is the sim's control socket: what
     a USB-serial adapter on a board's console looks like to the host."""

@@ -5,13 +5,19 @@
 #             new events into the persistent queue; watchdog
 #   report    every 20 ms: links <-> glpanel sessions (reporter.py), or
 #             SIA DC-09 with "protocol": "dc09" (dc09rep.py)
-#   board     extra tasks of the board (the sim's control socket)
+#   board     extra tasks of the board: the control protocol (control.py)
+#             on the sim's socket, or on a hardware board's console in
+#             test mode ("test_mode": true)
 #
 # Boot order: config (a bad one -> safe mode: only T_CONFIG and a 307
 # report, or, if even the account/key/receiver are unusable, console
 # errors only), persistent queue, sequence store (queue max + 1 at least),
-# panel (arming modes restored from flash), links, reporter, then a 305
-# "system reset" event.
+# panel (arming modes and alarm memory restored from flash), links,
+# reporter, then a 305 "system reset" event and, in test mode, 607.
+#
+# Nothing is dropped silently: drain() tells the panel how many events
+# were lost (the panel's own burst bound, or the full queue evicting the
+# oldest), and the panel reports 624 "event log overflow" (panel.py).
 
 import gc
 import sys
@@ -22,6 +28,9 @@ from fwutil import ticks_ms
 # after the config is validated and the validator unloaded: the boot peak
 # (config text + parsed document + validator) then does not add up with
 # their bytecode, which on a board without frozen modules sits in the heap.
+# Only what the config uses is imported: glwire and glpanel for the native
+# protocol (reporter.py), gldc09 for DC-09 (dc09rep.py); control.py only
+# on the sim or in test mode.
 
 _REPORT_MS = 20
 _QUEUE_SLOTS = 128  # 8 KB of flash; see pqueue.py
@@ -43,6 +52,8 @@ class App:
         self.errors = []
         self.halted = False
         self.panel = None
+        self.test_mode = False
+        self.lost = 0  # events dropped (panel burst bound + full queue) so far
         self.min_free = gc.mem_free()  # lowest free heap seen at a scan
         import config as C
         cfg, errors, doc = C.load(board.config_path)
@@ -71,10 +82,6 @@ class App:
         from pqueue import PersistentQueue
         from seqstore import SeqStore
         from clock import Clock
-        try:
-            from protocol.lean import glwire as w
-        except ImportError:
-            import glwire as w
         if hasattr(board, "setup"):
             board.setup(cfg)
         board.net_start(cfg)
@@ -86,10 +93,14 @@ class App:
         p = P.Panel(cfg, now, self.log)
         self.panel = p
         if safe:
-            p.troubles |= w.T_CONFIG
-            p.emit(w.Q_NEW, cid.SELF_TEST, 0, 0, _short(errors[0]))
+            p.troubles |= P.T_CONFIG
+            p.emit(P.Q_NEW, cid.SELF_TEST, 0, 0, _short(errors[0]))
+            # whether test mode is on is unknown: owe what was owed
+            p.test_mode = bool(self.seqs.flags & P.F_TEST_MODE)
+            p.q_over = bool(self.seqs.flags & P.F_OVERFLOW)
         else:
             p.restore_modes(self.seqs.modes)
+            p.restore_memory(self.seqs.memory)
         e = cfg["eol"]
         self.cls = eol.Classifier(e["normal_ohms"], e["alarm_ohms"], e["pullup_ohms"])
         self.deb = eol.Debouncer(p.nz, cfg["timings"]["debounce_ms"], now)
@@ -107,7 +118,13 @@ class App:
             self.reporter = reporter.Reporter(cfg, self.queue, self.seqs, self.clock, p,
                                               links, now, self.log)
             who = "panel %d" % cfg["account"]
-        p.emit(w.Q_NEW, cid.SYSTEM_RESET, 0, 0)
+        p.emit(P.Q_NEW, cid.SYSTEM_RESET, 0, 0)
+        if not safe:
+            self.test_mode = cfg["test_mode"]
+            p.boot_report(self.seqs.flags, self.test_mode)
+            if self.test_mode:
+                self.log("TEST MODE: control protocol on the console (docs/qa.md); "
+                         "never in production")
         self.drain(now)
         self.log("%s up: %s, %d zones, %d partitions, queue %d, next seq %d" % (
             who, cfg["kind"], p.nz, len(p.parts), len(self.queue), self.seqs.next))
@@ -117,19 +134,28 @@ class App:
     # -- glue ----------------------------------------------------------------
 
     def drain(self, now_ms):
+        """Panel events into the persistent queue; report losses (624);
+        persist what must survive a power loss."""
         p = self.panel
-        if p.out:
-            t = self.clock.now(now_ms)
-            for q, code, part, zone, text in p.out:
-                self.queue.append(self.seqs.take(), q, code, part, zone, t, text)
-            p.out.clear()
+        q = self.queue
+        for _ in range(2):  # a 624 from the first pass is queued in the second
+            if p.out:
+                t = self.clock.now(now_ms)
+                for qual, code, part, zone, text in p.out:
+                    q.append(self.seqs.take(), qual, code, part, zone, t, text)
+                p.out.clear()
+            lost = q.dropped + p.overflow
+            if lost == self.lost and not p.q_over:
+                break
+            p.queue_state(lost - self.lost, q.depth, q.n)
+            self.lost = lost
         if p.changed:
             p.changed = False
-            self.seqs.set_modes(p.modes())
+            self.seqs.set_state(p.modes(), p.memory_bytes(), p.flags())
 
     def key(self, code, action, partition, arg):
         if self.panel is None:
-            return 3  # glwire.R_BAD_ARGUMENT: no panel (halted)
+            return 3  # R_BAD_ARGUMENT: no panel (halted)
         import panel as P
         if isinstance(action, str):
             action = P.ACTIONS.index(action)

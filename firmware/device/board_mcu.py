@@ -8,6 +8,13 @@
 # Keypad: a keypad/reader module on a UART sending one line per entry,
 # "CODE ACTION PARTITION [ARG]\n", e.g. "1234 disarm 1" (ACTION as in
 # panel.ACTIONS).  A matrix keypad driver would produce the same tuples.
+#
+# Console test mode ("test_mode": true in the config, bench only): the
+# control protocol (control.py) on the console, sys.stdin/sys.stdout (USB
+# serial or the console UART).  Keypad, state, outputs, log, clock, gc,
+# ping and power_cycle (machine.reset) work; the electrical inputs (zone
+# loops, mains, battery, lid tamper, network paths) are refused, since on
+# a bench the I/O fixture drives them at the terminals (docs/qa.md).
 
 import machine
 import time
@@ -15,14 +22,16 @@ import hal
 from fwutil import const
 
 _SETTLE_US = const(20)  # mux output settling before the ADC samples
+_TEST_LOG_LINES = const(32)  # console lines kept for "log" in test mode (RAM)
+_RESET_DRAIN_MS = const(100)  # let the console send the last reply before a reset
 
 
 class McuBoard(hal.BaseBoard):
     PINS = {}
 
-    def __init__(self):
-        self.state_dir = "/data"
-        self.config_path = "/config.json"
+    def __init__(self, state_dir="/data", config_path="/config.json"):
+        self.state_dir = state_dir
+        self.config_path = config_path
         try:
             import os
             os.mkdir(self.state_dir)
@@ -31,9 +40,12 @@ class McuBoard(hal.BaseBoard):
         self.pins = dict(self.PINS)
         self._wdt = None
         self._kbuf = b""
+        self.out = {"siren": False, "strobe": False, "lock": True}
 
     def setup(self, cfg):
         """Called by app.py once the config is known."""
+        if cfg.get("test_mode"):
+            self.keep_log(_TEST_LOG_LINES)
         self.pins.update(cfg.get("board") or {})
         P = self.pins
         self.adc = machine.ADC(machine.Pin(P["adc_pin"]))
@@ -69,6 +81,10 @@ class McuBoard(hal.BaseBoard):
         self.siren.value(1 if siren else 0)
         self.strobe.value(1 if strobe else 0)
         self.lock.value(1 if lock else 0)
+        o = self.out
+        o["siren"] = siren
+        o["strobe"] = strobe
+        o["lock"] = lock
 
     def wdt_feed(self):
         if self._wdt is not None:
@@ -97,5 +113,17 @@ class McuBoard(hal.BaseBoard):
         import links
         return links.UartLink(machine.UART(pc["uart"], pc["baud"]))
 
+    def tasks(self, app):
+        if not app.test_mode:
+            return []
+        import control
+        return [control.console(app, self)]
+
     def reset(self):
+        machine.reset()
+
+    def exit(self, code):
+        # a board has nowhere to exit to: power_cycle (3) and anything else
+        # restart the firmware
+        time.sleep_ms(_RESET_DRAIN_MS)
         machine.reset()

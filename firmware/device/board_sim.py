@@ -1,10 +1,10 @@
 # The simulated board for the MicroPython unix port.
 #
 # Inputs (zone loop resistances, mains, battery, box tamper, network
-# paths) are set over the control socket (simctl.py, docs/simulator.md)
-# and kept in <state-dir>/sim_env.json, so they survive a simulated power
-# cycle the way a door left open stays open when the panel reboots.
-# Outputs are recorded for the control socket to read.
+# paths) are set over the control socket (simctl.py, control.py,
+# docs/simulator.md) and kept in <state-dir>/sim_env.json, so they survive
+# a simulated power cycle the way a door left open stays open when the
+# panel reboots.  Outputs are recorded for the control socket to read.
 #
 # Command line (firmware/sim.py builds it):
 #     micropython main.py --config CONFIG.json --state-dir DIR
@@ -18,6 +18,8 @@ from fwutil import const
 
 _LOG_LINES = const(200)  # console lines kept for the "log" command
 ENV_FILE = "sim_env.json"
+# zone "state" -> loop ohms (None: the configured DEOL value)
+_STATES = {"normal": None, "alarm": None, "tamper": -1, "open": -1, "short": 0}
 
 
 def _arg(name, default=None):
@@ -29,13 +31,16 @@ def _arg(name, default=None):
 
 
 class Board(hal.BaseBoard):
+    simulated = True
+
     def __init__(self):
         self.config_path = _arg("--config", "config.json")
         self.state_dir = _arg("--state-dir", ".")
         self.control = _arg("--control", "127.0.0.1:7800")
-        self.log = []
-        self.log_base = 0  # index of self.log[0] since boot
+        self.keep_log(_LOG_LINES)
         self.pullup = 4700
+        self.normal = 2200
+        self.alarm = 4400
         self.env = {"zones": {}, "ac": True, "battery_mv": 13200, "box_tamper": False,
                     "paths": [True, True], "net": True}
         try:
@@ -96,12 +101,42 @@ class Board(hal.BaseBoard):
         o["strobe"] = strobe
         o["lock"] = lock
 
-    def console(self, msg):
-        print(msg)
-        self.log.append(msg)
-        if len(self.log) > _LOG_LINES:
-            self.log.pop(0)
-            self.log_base += 1
+    # -- control protocol inputs (control.py) -----------------------------------
+
+    def sim_input(self, cmd, req, app):
+        env = self.env
+        if cmd == "zone":
+            p = app.panel
+            zid = req["zone"]
+            if p is None or zid not in p.zid:
+                raise ValueError("no zone %r" % (zid,))
+            inp = p.zinput[p.zid.index(zid)]
+            if "ohms" in req:
+                ohms = int(req["ohms"])
+            else:
+                st = req["state"]
+                if st not in _STATES:
+                    raise ValueError("state must be one of normal, alarm, tamper, short")
+                ohms = _STATES[st]
+                if st == "normal":
+                    ohms = self.normal
+                elif st == "alarm":
+                    ohms = self.alarm
+            self.ohms[inp] = ohms
+            self.save_env()
+            return {"ok": True, "ohms": ohms}
+        if cmd == "ac":
+            env["ac"] = bool(req["on"])
+        elif cmd == "battery":
+            env["battery_mv"] = int(req["mv"])
+        elif cmd == "box_tamper":
+            env["box_tamper"] = bool(req["open"])
+        elif cmd == "net":
+            env["net"] = bool(req["up"])
+        else:  # path
+            env["paths"][int(req["path"]) - 1] = bool(req["up"])
+        self.save_env()
+        return {"ok": True}
 
     # -- links: the sim's "serial" path is a TCP stream (ser2net style) -------
 

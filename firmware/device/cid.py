@@ -35,4 +35,6 @@ AUTO_ARM_FAILED = const(455)
 WRONG_CODE = const(461)  # keypad lockout started
 BYPASS = const(570)
 SWINGER = const(575)
+TEST_MODE = const(607)  # "walk test mode": console test mode on (config "test_mode")
+LOG_OVERFLOW = const(624)  # event log overflow: queued events were dropped
 CLOCK_UNSET = const(626)  # time/date inaccurate

@@ -1,5 +1,6 @@
 # The panel's wall clock: Unix seconds, set only from the receiver (an
-# authenticated ACK, NAK(time) or TIME: glpanel.TimeSet), kept between
+# authenticated ACK, NAK(time) or TIME: glpanel.TimeSet; on the sim or in
+# console test mode also by the control protocol's "clock"), kept between
 # settings with the tick counter.  0 means "not set": frames then carry
 # FLAG_CLOCK_UNSET and the panel shows T_CLOCK_UNSET.
 #
@@ -21,6 +22,11 @@ class Clock:
         self.anchor_ms = now_ms
         if utc_offset_min is not None:
             self.utc_offset_min = utc_offset_min
+
+    def skew(self, seconds, now_ms):
+        """Move the clock by `seconds` (tests: the panel's own drift,
+        control.py "clock"); never to 0, which means unset."""
+        self.base = max(1, self.now(now_ms) + seconds)
 
     def now(self, now_ms):
         if not self.base:

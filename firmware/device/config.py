@@ -141,7 +141,8 @@ class _V:
             return default
         v = d[key]
         if not isinstance(v, bool):
-            self.err(path + "." + key, "expected true or false, got %s" % _type_name(v))
+            self.err(path + "." + key if path else key,
+                     "expected true or false, got %s" % _type_name(v))
             return default
         return v
 
@@ -306,6 +307,11 @@ def validate(doc):
     cfg["kind"] = v.choice(doc, "kind", "", KINDS)
     cfg["code_salt"] = v.hex_(doc, "code_salt", "", 8, 64)
     cfg["utc_offset_min"] = v.int_(doc, "utc_offset_min", "", -720, 840, 0)
+    # Console test mode (docs/qa.md): a hardware board serves the control
+    # protocol on its console, so anyone at the USB port can operate the
+    # keypad and read the state.  Bench only: it must be off in production,
+    # and the panel reports 607 (walk test mode) at every boot while it is on.
+    cfg["test_mode"] = v.bool_(doc, "test_mode", "", False)
 
     t = v.obj(doc.get("timings", {}), "timings") or {}
     tim = {}
@@ -429,7 +435,7 @@ def validate(doc):
         v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
     known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",
              "timings", "eol", "partitions", "zones", "users", "board", "comment",
-             "protocol", "dc09")
+             "protocol", "dc09", "test_mode")
     for k in doc:
         if k not in known:
             v.err(k, "unknown field (known: %s)" % ", ".join(known))

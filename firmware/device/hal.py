@@ -13,8 +13,17 @@
 #     open_link(i, path_cfg)       a links.* transport for path i (0, 1)
 #     net_start(cfg)               bring the network up (Wi-Fi, Ethernet)
 #     wdt_feed()                   kick the hardware watchdog
-#     console(msg)                 log a line (serial console / stdout)
-#     tasks(app) -> list           extra coroutines (the sim's control socket)
+#     console(msg)                 log a line (serial console / stdout);
+#                                  keep_log(n) keeps the last n for "log"
+#     tasks(app) -> list           extra coroutines (the control protocol:
+#                                  the sim's socket, a board's console in
+#                                  test mode)
+#     out                          the outputs last written (dict)
+#     simulated                    True if the inputs are simulated, i.e.
+#                                  set over the control protocol
+#                                  (sim_input); a hardware board refuses
+#     exit(code)                   the application stopped: 3 = power cycle
+#                                  (the sim exits, a board resets)
 # and never imports `machine` anywhere else, so the same application runs
 # on an ESP32, an RP2040 (Pico W), the unix port (board_sim) and CPython
 # (test fakes).
@@ -38,12 +47,33 @@ def board():
 class BaseBoard:
     config_path = "config.json"
     state_dir = "."
+    simulated = False
+    log_keep = 0  # console lines kept for the control protocol's "log"
 
     def path(self, name):
         return self.state_dir + "/" + name
 
+    def keep_log(self, n):
+        self.log_keep = n
+        self.log = []
+        self.log_base = 0  # index of self.log[0] since boot
+
     def console(self, msg):
         print(msg)
+        if self.log_keep:
+            log = self.log
+            log.append(msg)
+            if len(log) > self.log_keep:
+                log.pop(0)
+                self.log_base += 1
+
+    def sim_input(self, cmd, req, app):
+        """A control-protocol input command (zone, ac, battery, ...)."""
+        raise ValueError("%s: a physical input on this board, not settable from the "
+                         "console: on a bench the I/O fixture drives it (docs/qa.md)" % cmd)
+
+    def exit(self, code):
+        sys.exit(code)
 
     def wdt_feed(self):
         pass

@@ -2,10 +2,10 @@
 # port firmware/sim.py runs `micropython main.py --config ... --state-dir
 # ...`.  Exit status 3 asks the sim launcher for a power cycle.
 
-import sys
 import hal
 import app
 
-code = app.run(hal.board())
+board = hal.board()
+code = app.run(board)
 if code:
-    sys.exit(code)
+    board.exit(code)  # the sim exits (3: the launcher restarts it), a board resets

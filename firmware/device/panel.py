@@ -19,6 +19,9 @@
 # - Hold-up (and any zone marked silent) never turns on siren or strobe.
 # - self.out never holds more than OUT_MAX events (the edge drains it
 #   after every call; `overflow` counts what a bug would have dropped).
+# - Nothing is lost silently: events dropped here (`overflow`) or from
+#   the full persistent queue are reported as 624 "event log overflow"
+#   (queue_state), restored once the queue has room again.
 
 from fwutil import const, ticks_diff, ticks_add, due
 import arming as A
@@ -26,10 +29,26 @@ import cid
 import users as U
 import eol
 
-try:
-    from protocol.lean import glwire as w
-except ImportError:
-    import glwire as w
+# Wire values the panel deals in.  glwire (the protocol's lean codec)
+# defines them; they are repeated here so that a panel reporting SIA DC-09
+# never loads glwire (its largest module, 22 KB of heap on the unix port)
+# for a few numbers.  tests/test_fw_panel.py proves them equal to glwire's.
+Q_NEW = const(1)  # qualifier: new event / opening
+Q_RESTORE = const(3)  # restore / closing
+KIND_DOOR = const(1)
+KIND_BANK = const(2)
+CMD_STATUS = const(1)  # receiver COMMAND codes 1..6 (command() maps them)
+R_OK = const(0)  # command / keypad results
+R_REFUSED = const(1)
+R_UNSUPPORTED = const(2)
+R_BAD_ARGUMENT = const(3)
+T_AC_LOSS = const(0x0001)  # trouble bits (HEARTBEAT, REPLY)
+T_LOW_BATTERY = const(0x0002)
+T_BOX_TAMPER = const(0x0004)
+T_PATH1_FAIL = const(0x0008)
+T_PATH2_FAIL = const(0x0010)
+T_CLOCK_UNSET = const(0x0020)
+T_CONFIG = const(0x0040)
 
 # zone types: the order of config.ZONE_TYPES (a test checks they agree)
 Z_INSTANT = const(0)
@@ -79,6 +98,11 @@ MODE_OFF = const(0)
 MODE_AWAY = const(1)
 MODE_STAY = const(2)
 
+# flags persisted across power loss: a condition reported "new" whose
+# restore is owed even if the panel reboots in between
+F_TEST_MODE = const(1)  # 607 new sent (console test mode was on)
+F_OVERFLOW = const(2)  # 624 new sent (events were dropped)
+
 
 class Partition:
     def __init__(self, pid, name, time_lock):
@@ -124,7 +148,7 @@ class Remote:
 class Panel:
     def __init__(self, cfg, now_ms, log=None):
         tim = cfg["timings"]
-        self.kind = w.KIND_DOOR if cfg["kind"] == "door" else w.KIND_BANK
+        self.kind = KIND_DOOR if cfg["kind"] == "door" else KIND_BANK
         self.log = log or (lambda s: None)
         self.out = []
         self.overflow = 0
@@ -132,9 +156,6 @@ class Panel:
         self.entry_ms = tim["entry_delay_s"] * 1000
         self.cutoff_ms = tim["siren_cutoff_s"] * 1000
         self.swinger = tim["swinger_limit"]
-        self.held_ms = tim["door_held_open_s"] * 1000
-        self.unlock_ms = tim["unlock_s"] * 1000
-        self.bolt_ms = tim["bolt_timeout_s"] * 1000
         self.clock_grace_ms = tim["clock_grace_s"] * 1000
         self.utc_off_s = cfg.get("utc_offset_min", 0) * 60
         self.parts = []
@@ -161,29 +182,30 @@ class Panel:
                              tim["lockout_s"] * 1000)
         # troubles
         self.troubles = 0
-        self.ac = _Cond(w.T_AC_LOSS, cid.AC_LOSS, tim["ac_loss_delay_s"] * 1000)
-        self.batt = _Cond(w.T_LOW_BATTERY, cid.LOW_BATTERY, tim["battery_delay_s"] * 1000)
-        self.box = _Cond(w.T_BOX_TAMPER, cid.BOX_TAMPER, 0)
+        self.ac = _Cond(T_AC_LOSS, cid.AC_LOSS, tim["ac_loss_delay_s"] * 1000)
+        self.batt = _Cond(T_LOW_BATTERY, cid.LOW_BATTERY, tim["battery_delay_s"] * 1000)
+        self.box = _Cond(T_BOX_TAMPER, cid.BOX_TAMPER, 0)
         self.low_mv = tim["low_battery_mv"]
         self.restore_mv = tim["battery_restore_mv"]
         self.battery_mv = 0
         self.boot_ms = now_ms
         self.clock_reported = False
-        self.troubles |= w.T_CLOCK_UNSET
-        # door controller
-        self.door = -1
-        self.bolt = -1
+        self.troubles |= T_CLOCK_UNSET
+        # door controller (door.py), only if there is a door zone
+        self.door = None
+        d = b = -1
         for i in range(n):
             if self.ztype[i] == Z_DOOR:
-                self.door = i
+                d = i
             elif self.ztype[i] == Z_BOLT:
-                self.bolt = i
-        self.grant_due = None  # unlocked until (ticks), None = locked
-        self.open_since = None
-        self.held = False
-        self.relock_at = now_ms
-        self.lock_fail = False
-        self.changed = False  # arming modes changed: app persists them
+                b = i
+        if d >= 0:
+            import door
+            self.door = door.Door(self, d, b, tim, now_ms)
+        self.changed = False  # modes, memory or flags changed: app persists them
+        self.test_mode = False
+        self.q_over = False  # 624 reported, restore pending
+        self.q_lost = 0  # events dropped since that 624
         self.siren = False
         self.strobe = False
         self.lock = True
@@ -215,7 +237,7 @@ class Panel:
             self.zflags[i] |= _F_SAB
             code = cid.FIRE_TROUBLE if t == Z_FIRE else (
                 cid.SENSOR_TAMPER if st == eol.TAMPER else cid.LOOP_SHORT)
-            self.emit(w.Q_NEW, code, p.id, self.zid[i])
+            self.emit(Q_NEW, code, p.id, self.zid[i])
             self.log("zone %d %s" % (self.zid[i], eol.NAMES[st]))
             if t != Z_FIRE and A.is_armed(p.state) and not f & _F_BYPASS:
                 # a loop cut or shorted while armed is an alarm
@@ -226,7 +248,7 @@ class Panel:
             self.zflags[i] &= ~_F_SAB
             code = cid.FIRE_TROUBLE if t == Z_FIRE else (
                 cid.SENSOR_TAMPER if old == eol.TAMPER else cid.LOOP_SHORT)
-            self.emit(w.Q_RESTORE, code, p.id, self.zid[i])
+            self.emit(Q_RESTORE, code, p.id, self.zid[i])
         if st == eol.ALARM:
             self._activate(i, now_ms)
         elif old == eol.ALARM:
@@ -235,17 +257,8 @@ class Panel:
     def _activate(self, i, now_ms):
         t = self.ztype[i]
         p = self._part_of(i)
-        if t == Z_DOOR:
-            self.open_since = now_ms
-            self.held = False
-            if self.grant_due is None:
-                self.log("door forced")
-                if A.is_armed(p.state):
-                    self._trip(i, A.TRIP_INSTANT, now_ms, cid.FORCED, True)
-                else:
-                    self._alarm(p, i, cid.FORCED, True, now_ms)
-                return
-            self.grant_due = now_ms  # stays unlocked until the door closes
+        if t == Z_DOOR and self.door.opened(now_ms):
+            return  # forced entry, reported
         if t == Z_BOLT:
             return
         if self.zflags[i] & (_F_BYPASS | _F_SHUT):
@@ -266,15 +279,9 @@ class Panel:
         code = self.zcode[i]
         if code:
             self.zcode[i] = 0
-            self.emit(w.Q_RESTORE, code, self._part_of(i).id, self.zid[i])
-        if i == self.door:
-            if self.held:
-                self.emit(w.Q_RESTORE, cid.PROPPED, self._part_of(i).id, self.zid[i])
-            self.held = False
-            self.open_since = None
-            if self.grant_due is not None:
-                self.grant_due = None  # door shut: relock
-                self.relock_at = now_ms
+            self.emit(Q_RESTORE, code, self._part_of(i).id, self.zid[i])
+        if self.ztype[i] == Z_DOOR:
+            self.door.closed(now_ms)
 
     def _trip(self, i, ev, now_ms, code=0, report=False):
         """A zone event into the arming table.  `code` overrides the
@@ -301,7 +308,7 @@ class Panel:
         """Report an alarm for zone i (swinger-limited) and drive outputs."""
         if self.zflags[i] & _F_SHUT:
             return
-        self.emit(w.Q_NEW, code, p.id, self.zid[i])
+        self.emit(Q_NEW, code, p.id, self.zid[i])
         if self.zstate[i] == eol.ALARM:
             self.zcode[i] = code  # restore when the zone returns to normal
         self.log("ALARM %d zone %d (%s) partition %d" % (code, self.zid[i], self.zname[i], p.id))
@@ -309,13 +316,14 @@ class Panel:
             self.swing[i] += 1
             if self.swing[i] >= self.swinger:
                 self.zflags[i] |= _F_SHUT
-                self.emit(w.Q_NEW, cid.SWINGER, p.id, self.zid[i])
+                self.emit(Q_NEW, cid.SWINGER, p.id, self.zid[i])
         self._alarm_outputs(p, i, audible, now_ms)
 
     def _alarm_outputs(self, p, i, audible, now_ms):
         zid = self.zid[i]
         if zid not in p.memory:
             p.memory.append(zid)
+            self.changed = True  # alarm memory survives a power loss
         if audible:
             p.siren_due = ticks_add(now_ms, self.cutoff_ms)
             p.strobe = True
@@ -339,11 +347,12 @@ class Panel:
                 self.log("siren cut-off partition %d" % p.id)
             if p.tl is not None and unix:
                 self._time_lock(p, now_ms, unix)
-        self._door_tick(now_ms)
-        if self.troubles & w.T_CLOCK_UNSET and not self.clock_reported and \
+        if self.door is not None:
+            self.door.tick(now_ms)
+        if self.troubles & T_CLOCK_UNSET and not self.clock_reported and \
                 ticks_diff(now_ms, self.boot_ms) >= self.clock_grace_ms:
             self.clock_reported = True
-            self.emit(w.Q_NEW, cid.CLOCK_UNSET, 0, 0)
+            self.emit(Q_NEW, cid.CLOCK_UNSET, 0, 0)
         self._outputs()
 
     def _outputs(self):
@@ -356,40 +365,21 @@ class Panel:
                 b = True
         self.siren = s
         self.strobe = b
-        self.lock = self.grant_due is None
+        self.lock = self.door is None or self.door.grant_due is None
 
     def _exit_end(self, p, now_ms):
         stay = p.state == A.EXIT_STAY
         p.state = A.step(p.state, A.EXIT_END)
         code = cid.ARMED_STAY if stay and p.how == cid.OPEN_CLOSE else p.how
-        self.emit(w.Q_RESTORE, code, p.id, p.user)  # closing
+        self.emit(Q_RESTORE, code, p.id, p.user)  # closing
         self.changed = True
         # exit error: a delay zone still open when the exit delay ends
         for i in range(self.nz):
             if self.zpart[i] == self.pidx[p.id] and ZONE_EVENT[self.ztype[i]] == A.TRIP_ENTRY \
                     and self.zstate[i] == eol.ALARM and not self.zflags[i] & (_F_BYPASS | _F_SHUT):
-                self.emit(w.Q_NEW, cid.EXIT_ERROR, p.id, self.zid[i])
+                self.emit(Q_NEW, cid.EXIT_ERROR, p.id, self.zid[i])
                 self._trip(i, A.TRIP_ENTRY, now_ms)
                 break
-
-    def _door_tick(self, now_ms):
-        if self.door < 0:
-            return
-        if self.grant_due is not None and self.open_since is None and due(now_ms, self.grant_due):
-            self.grant_due = None  # nobody opened the door: relock
-            self.relock_at = now_ms
-        if self.open_since is not None and not self.held and \
-                ticks_diff(now_ms, self.open_since) >= self.held_ms:
-            self.held = True
-            self.emit(w.Q_NEW, cid.PROPPED, self._part_of(self.door).id, self.zid[self.door])
-        if self.bolt >= 0:
-            bad = self.grant_due is None and self.open_since is None and \
-                self.zstate[self.bolt] != eol.NORMAL and \
-                ticks_diff(now_ms, self.relock_at) >= self.bolt_ms
-            if bad != self.lock_fail:
-                self.lock_fail = bad
-                self.emit(w.Q_NEW if bad else w.Q_RESTORE, cid.LOCK_FAIL,
-                          self._part_of(self.bolt).id, self.zid[self.bolt])
 
     # -- time lock (bank vault) ---------------------------------------------------
 
@@ -414,11 +404,11 @@ class Panel:
         if self._ready(p, False):
             if p.auto_fail:
                 p.auto_fail = False
-                self.emit(w.Q_RESTORE, cid.AUTO_ARM_FAILED, p.id, 0)
+                self.emit(Q_RESTORE, cid.AUTO_ARM_FAILED, p.id, 0)
             self._arm(p, A.ARM_AWAY, 0, cid.AUTO_OPEN_CLOSE, now_ms)
         elif not p.auto_fail:
             p.auto_fail = True
-            self.emit(w.Q_NEW, cid.AUTO_ARM_FAILED, p.id, 0)
+            self.emit(Q_NEW, cid.AUTO_ARM_FAILED, p.id, 0)
             self.log("time lock: partition %d not ready to arm" % p.id)
 
     # -- users ----------------------------------------------------------------------
@@ -427,54 +417,54 @@ class Panel:
         """A code entered at a keypad or reader.  Returns a glwire R_*."""
         res, user = self.users.check(code, now_ms)
         if res == U.LOCKOUT_STARTED:
-            self.emit(w.Q_NEW, cid.WRONG_CODE, partition, 0)
+            self.emit(Q_NEW, cid.WRONG_CODE, partition, 0)
             self.log("keypad locked out")
-            return w.R_REFUSED
+            return R_REFUSED
         if res != U.OK:
-            return w.R_REFUSED
+            return R_REFUSED
         if user.duress:
             # first, whatever the action and whether it succeeds
-            self.emit(w.Q_NEW, cid.DURESS, partition, user.id)
+            self.emit(Q_NEW, cid.DURESS, partition, user.id)
         return self.user_action(user, action, partition, arg, now_ms, unix)
 
     def command(self, cmd, partition, arg, user, now_ms, unix=0):
         """A receiver COMMAND (authenticated by the session)."""
-        if cmd == w.CMD_STATUS:
-            return w.R_OK
+        if cmd == CMD_STATUS:
+            return R_OK
         action = (-1, -1, K_ARM_AWAY, K_ARM_STAY, K_DISARM, K_BYPASS, K_UNBYPASS)[cmd]
         return self.user_action(Remote(user), action, partition, arg, now_ms, unix, True)
 
     def user_action(self, user, action, partition, arg, now_ms, unix=0, remote=False):
         if action == K_STATUS:
-            return w.R_OK
+            return R_OK
         if action == K_BYPASS or action == K_UNBYPASS:
             return self._bypass(user, action == K_BYPASS, arg)
         if partition not in self.pidx:
-            return w.R_BAD_ARGUMENT
+            return R_BAD_ARGUMENT
         p = self.parts[self.pidx[partition]]
         if not user.may(partition):
-            return w.R_REFUSED
+            return R_REFUSED
         how = cid.REMOTE_OPEN_CLOSE if remote else cid.OPEN_CLOSE
         if action == K_UNLOCK:
-            if self.door < 0:
-                return w.R_UNSUPPORTED
+            if self.door is None:
+                return R_UNSUPPORTED
             if p.state != A.DISARMED:
                 r = self._disarm(p, user, how, now_ms, unix)
-                if r != w.R_OK:
+                if r != R_OK:
                     return r
-            self.grant_due = ticks_add(now_ms, self.unlock_ms)
+            self.door.unlock(now_ms)
             self._outputs()
-            return w.R_OK
+            return R_OK
         if action == K_DISARM:
             return self._disarm(p, user, how, now_ms, unix)
         ev = A.ARM_AWAY if action == K_ARM_AWAY else A.ARM_STAY
         if ev not in A.TRANSITIONS[p.state]:
-            return w.R_REFUSED
+            return R_REFUSED
         if not self._ready(p, ev == A.ARM_STAY):
             self.log("partition %d not ready" % p.id)
-            return w.R_REFUSED
+            return R_REFUSED
         self._arm(p, ev, user.id, how, now_ms)
-        return w.R_OK
+        return R_OK
 
     def _ready(self, p, stay):
         pi = self.pidx[p.id]
@@ -501,20 +491,20 @@ class Panel:
 
     def _disarm(self, p, user, how, now_ms, unix):
         if p.tl is not None and not self.in_window(p, unix):
-            self.emit(w.Q_NEW, cid.ACCESS_DENIED, p.id, user.id)
+            self.emit(Q_NEW, cid.ACCESS_DENIED, p.id, user.id)
             self.log("time lock closed: partition %d stays armed" % p.id)
-            return w.R_REFUSED
+            return R_REFUSED
         was = p.state
         p.state = A.step(was, A.DISARM)
         p.due = None
         p.siren_due = None
         p.strobe = False
         if was != A.DISARMED:
-            self.emit(w.Q_NEW, how, p.id, user.id)  # opening
+            self.emit(Q_NEW, how, p.id, user.id)  # opening
             self.changed = True
         self._reset_period(p)
         self._outputs()
-        return w.R_OK
+        return R_OK
 
     def _reset_period(self, p):
         """Start of an arming period: swinger counts and bypasses reset."""
@@ -525,30 +515,30 @@ class Panel:
             self.swing[i] = 0
             if self.zflags[i] & _F_SHUT:
                 self.zflags[i] &= ~_F_SHUT
-                self.emit(w.Q_RESTORE, cid.SWINGER, p.id, self.zid[i])
+                self.emit(Q_RESTORE, cid.SWINGER, p.id, self.zid[i])
             if self.zflags[i] & _F_BYPASS and p.state == A.DISARMED:
                 self.zflags[i] &= ~_F_BYPASS
-                self.emit(w.Q_RESTORE, cid.BYPASS, p.id, self.zid[i])
+                self.emit(Q_RESTORE, cid.BYPASS, p.id, self.zid[i])
 
     def _bypass(self, user, on, zone_id):
         if user.authority < U.MANAGER:
-            return w.R_REFUSED
+            return R_REFUSED
         if zone_id not in self.zid:
-            return w.R_BAD_ARGUMENT
+            return R_BAD_ARGUMENT
         i = self.zid.index(zone_id)
         p = self._part_of(i)
         if ZONE_CODE[self.ztype[i]] in _LIFE or not user.may(p.id):
-            return w.R_REFUSED
+            return R_REFUSED
         if p.state != A.DISARMED:
-            return w.R_REFUSED
+            return R_REFUSED
         if bool(self.zflags[i] & _F_BYPASS) == on:
-            return w.R_OK
+            return R_OK
         if on:
             self.zflags[i] |= _F_BYPASS
         else:
             self.zflags[i] &= ~_F_BYPASS
-        self.emit(w.Q_NEW if on else w.Q_RESTORE, cid.BYPASS, p.id, zone_id)
-        return w.R_OK
+        self.emit(Q_NEW if on else Q_RESTORE, cid.BYPASS, p.id, zone_id)
+        return R_OK
 
     # -- supplies, box tamper, clock, paths ----------------------------------------------
 
@@ -559,13 +549,13 @@ class Panel:
             if not c.reported and ticks_diff(now_ms, c.since) >= c.delay_ms:
                 c.reported = True
                 self.troubles |= c.bit
-                self.emit(w.Q_NEW, c.code, 0, 0)
+                self.emit(Q_NEW, c.code, 0, 0)
         else:
             c.since = None
             if c.reported:
                 c.reported = False
                 self.troubles &= ~c.bit
-                self.emit(w.Q_RESTORE, c.code, 0, 0)
+                self.emit(Q_RESTORE, c.code, 0, 0)
 
     def supplies(self, ac_ok, battery_mv, box_open, now_ms):
         self.battery_mv = battery_mv
@@ -575,21 +565,21 @@ class Panel:
         self._cond(self.box, box_open, now_ms)
 
     def clock_set(self):
-        if self.troubles & w.T_CLOCK_UNSET:
-            self.troubles &= ~w.T_CLOCK_UNSET
+        if self.troubles & T_CLOCK_UNSET:
+            self.troubles &= ~T_CLOCK_UNSET
             if self.clock_reported:
-                self.emit(w.Q_RESTORE, cid.CLOCK_UNSET, 0, 0)
+                self.emit(Q_RESTORE, cid.CLOCK_UNSET, 0, 0)
 
     def path_state(self, path, ok):
         """Reporting path 1 or 2 is down/up (from the reporter)."""
-        bit = w.T_PATH1_FAIL if path == 1 else w.T_PATH2_FAIL
+        bit = T_PATH1_FAIL if path == 1 else T_PATH2_FAIL
         if ok == (not self.troubles & bit):
             return
         if ok:
             self.troubles &= ~bit
         else:
             self.troubles |= bit
-        self.emit(w.Q_RESTORE if ok else w.Q_NEW, cid.COMM_TROUBLE, 0, path)
+        self.emit(Q_RESTORE if ok else Q_NEW, cid.COMM_TROUBLE, 0, path)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -609,13 +599,76 @@ class Panel:
 
     def restore_modes(self, modes):
         """After a power loss: partitions come back armed as they were
-        (no exit delay: nobody is leaving), alarm memory is lost."""
+        (no exit delay: nobody is leaving)."""
         for k in range(min(len(modes), len(self.parts))):
             p = self.parts[k]
             if modes[k] == MODE_AWAY:
                 p.state = A.ARMED_AWAY
             elif modes[k] == MODE_STAY:
                 p.state = A.ARMED_STAY
+
+    def memory_bytes(self):
+        """Alarm memory for persisting: (partition index u8, zone id u16)
+        per entry."""
+        out = bytearray()
+        for k in range(len(self.parts)):
+            for zid in self.parts[k].memory:
+                out.append(k)
+                out.append(zid >> 8)
+                out.append(zid & 0xFF)
+        return out
+
+    def restore_memory(self, b):
+        """After a power loss: the alarm memory as it was.  Entries for a
+        zone no longer configured in that partition are ignored (the
+        config may have changed between the two boots)."""
+        for j in range(0, len(b) - 2, 3):
+            k = b[j]
+            zid = (b[j + 1] << 8) | b[j + 2]
+            if k >= len(self.parts) or zid not in self.zid:
+                continue
+            if self.zpart[self.zid.index(zid)] != k:
+                continue
+            mem = self.parts[k].memory
+            if zid not in mem:
+                mem.append(zid)
+
+    def flags(self):
+        return (F_TEST_MODE if self.test_mode else 0) | (F_OVERFLOW if self.q_over else 0)
+
+    def boot_report(self, flags, test_mode):
+        """At boot, with the flags persisted by the last run: 607 new
+        while console test mode is on (every boot: the receiver must not
+        miss that a panel runs in test mode), 607 restore on the first
+        boot with it off again; a 624 still open stays open."""
+        self.test_mode = bool(test_mode)
+        if self.test_mode:
+            self.emit(Q_NEW, cid.TEST_MODE, 0, 0, "console test mode")
+        elif flags & F_TEST_MODE:
+            self.emit(Q_RESTORE, cid.TEST_MODE, 0, 0)
+        self.q_over = bool(flags & F_OVERFLOW)
+        self.changed = True
+
+    def queue_state(self, lost, depth, slots):
+        """From the edge after queueing: `lost` events dropped since the
+        last call (here or from the full queue), `depth` records queued of
+        `slots`.  The first loss reports 624 new (zone = events lost so
+        far, at most 999: the Contact ID zone field); once the queue has
+        drained to half, 624 restore with the total lost.  Half, not
+        "one slot free", so a queue that hovers at full does not send a
+        new/restore pair for every event."""
+        if lost:
+            self.q_lost += lost
+            if not self.q_over:
+                self.q_over = True
+                self.changed = True
+                self.log("event queue full: %d events dropped" % self.q_lost)
+                self.emit(Q_NEW, cid.LOG_OVERFLOW, 0, min(self.q_lost, 999))
+        elif self.q_over and depth <= slots // 2:
+            self.q_over = False
+            self.changed = True
+            self.emit(Q_RESTORE, cid.LOG_OVERFLOW, 0, min(self.q_lost, 999))
+            self.q_lost = 0
 
     def status(self, with_zones=True):
         parts = []
@@ -630,4 +683,5 @@ class Panel:
                           "bypassed": bool(f & _F_BYPASS), "shutdown": bool(f & _F_SHUT)})
         return {"partitions": parts, "zones": zones, "troubles": self.troubles,
                 "siren": self.siren, "strobe": self.strobe, "lock": self.lock,
-                "door_held": self.held, "lockout": self.users.locked_at is not None}
+                "door_held": self.door is not None and self.door.held,
+                "lockout": self.users.locked_at is not None}

@@ -30,9 +30,12 @@
 # POSIX files; the single-byte state writes are atomic on both.
 #
 # The ring is bounded (`slots`, 128 by default = 8 KB of flash).  When it
-# is full the oldest record that is not an alarm is dropped (then the
-# oldest of all), and `dropped` counts it: a panel cut off for days keeps
-# its alarms rather than its restores and supervision reports.
+# is full the oldest record that is not kept is dropped (then the oldest
+# of all), and `dropped` counts it: a panel cut off for days keeps its
+# alarms rather than its restores and supervision reports.  Kept are the
+# alarms (Contact ID 1xx, new) and the 624 "event log overflow" report
+# itself, which the panel queues when this happens (app.py) so that a
+# drop is never silent.
 
 import struct
 import binascii
@@ -54,8 +57,9 @@ def _crc(buf):
     return binascii.crc32(memoryview(buf)[2:_CRC_OFF], c) & 0xFFFFFFFF
 
 
-def _is_alarm(q, code):
-    return q == 1 and 100 <= code < 200
+def _keep(q, code):
+    """Evicted last: alarms, and the report that events were dropped."""
+    return q == 1 and (100 <= code < 200 or code == 624)
 
 
 class PersistentQueue:
@@ -66,8 +70,9 @@ class PersistentQueue:
         self.torn = 0  # slots found written but not committed, at boot
         self._buf = bytearray(SLOT)
         self._seq = array("I", [0] * slots)  # 0 = free slot
-        self._alarm = bytearray(slots)
+        self._alarm = bytearray(slots)  # 1: a record _keep() protects
         self._cursor = 0
+        self.depth = 0  # records queued (kept as it changes: len() is hot)
         try:
             self._f = opener(path, "r+b")
         except OSError:
@@ -99,7 +104,8 @@ class PersistentQueue:
             if seq == 0:
                 continue
             self._seq[i] = seq
-            self._alarm[i] = _is_alarm(buf[6], struct.unpack_from(">H", buf, 7)[0])
+            self._alarm[i] = _keep(buf[6], struct.unpack_from(">H", buf, 7)[0])
+            self.depth += 1
             if seq > hi:
                 hi = seq
                 last = i
@@ -108,11 +114,7 @@ class PersistentQueue:
     # -- queries ------------------------------------------------------------
 
     def __len__(self):
-        n = 0
-        for s in self._seq:
-            if s:
-                n += 1
-        return n
+        return self.depth
 
     def max_seq(self):
         m = 0
@@ -193,6 +195,8 @@ class PersistentQueue:
         f.write(bytes((state,)))
         f.flush()
         if state == _ST_DONE:
+            if self._seq[i]:
+                self.depth -= 1
             self._seq[i] = 0
             self._alarm[i] = 0
 
@@ -218,7 +222,8 @@ class PersistentQueue:
         f.flush()
         self._mark(i, _ST_COMMITTED)  # the commit point
         self._seq[i] = seq
-        self._alarm[i] = _is_alarm(q, code)
+        self.depth += 1
+        self._alarm[i] = _keep(q, code)
         self._cursor = (i + 1) % self.n
         return i
 

@@ -10,13 +10,19 @@
 # sequences to increase, not to be dense.
 #
 # The same file carries the receiver's last COMMAND sequence (glpanel
-# replay rule) and the partitions' arming modes (a panel that loses power
-# comes back armed), each written only when it changes.
+# replay rule), the partitions' arming modes (a panel that loses power
+# comes back armed), their alarm memory (which zones alarmed since the last
+# arming: the user who comes back after a power cut still sees them) and a
+# few panel flags (panel.py, F_*: conditions reported as "new" whose
+# restore is still owed), each written only when it changes.
 #
-# File: b"GS" + bound u32 + last_command_seq u32 + n u8 + n mode bytes +
-# CRC-32, written to a temporary name and renamed over the old file (rename
-# is atomic on littlefs and POSIX), so a power loss leaves the old or the
-# new file, never a torn one.
+# File (format 2): b"G2" + bound u32 + last_command_seq u32 + flags u8 +
+# n u8 + n mode bytes + m u8 + m alarm-memory entries (partition index u8,
+# zone id u16) + CRC-32 of everything before it, big-endian.  Format 1
+# (b"GS" + bound + last_command_seq + n + modes + CRC, before alarm memory
+# and flags) is still read.  Written to a temporary name and renamed over
+# the old file (rename is atomic on littlefs and POSIX), so a power loss
+# leaves the old or the new file, never a torn one.
 
 import struct
 import binascii
@@ -26,34 +32,56 @@ from fwutil import const
 RESERVE = const(256)
 
 
+def _crc_ok(d, end):
+    return struct.unpack_from(">I", d, end)[0] == binascii.crc32(d[:end]) & 0xFFFFFFFF
+
+
 class SeqStore:
     def __init__(self, path, floor=1):
         """`floor`: the lowest sequence we may hand out (queue max + 1)."""
         self.path = path
         self.writes = 0
-        bound, self.last_command_seq, self.modes = self._load()
+        self.last_command_seq = 0
+        self.modes = b""
+        self.memory = b""  # 3 bytes per entry: partition index, zone id (u16)
+        self.flags = 0
+        bound = self._load()
         self.next = max(bound, floor, 1)
         self.bound = 0
         self._persist(self.next + RESERVE)
 
     def _load(self):
+        """The stored bound (1 if there is no good file); sets the rest."""
         try:
             with open(self.path, "rb") as f:
                 d = f.read()
         except OSError:
-            return 1, 0, b""
-        if len(d) < 15 or d[:2] != b"GS":
-            return 1, 0, b""
-        n = d[10]
-        if len(d) != 15 + n or \
-                struct.unpack_from(">I", d, 11 + n)[0] != binascii.crc32(d[:11 + n]) & 0xFFFFFFFF:
-            return 1, 0, b""
-        b, c = struct.unpack_from(">II", d, 2)
-        return b, c, bytes(d[11:11 + n])
+            return 1
+        if len(d) >= 15 and d[:2] == b"GS":  # format 1
+            n = d[10]
+            if len(d) != 15 + n or not _crc_ok(d, 11 + n):
+                return 1
+            self.modes = bytes(d[11:11 + n])
+        elif len(d) >= 17 and d[:2] == b"G2":
+            n = d[11]
+            if len(d) < 17 + n:
+                return 1
+            m = d[12 + n]
+            end = 13 + n + 3 * m
+            if len(d) != end + 4 or not _crc_ok(d, end):
+                return 1
+            self.flags = d[10]
+            self.modes = bytes(d[12:12 + n])
+            self.memory = bytes(d[13 + n:end])
+        else:
+            return 1
+        b, self.last_command_seq = struct.unpack_from(">II", d, 2)
+        return b
 
     def _persist(self, bound):
         m = self.modes
-        d = b"GS" + struct.pack(">IIB", bound, self.last_command_seq, len(m)) + bytes(m)
+        d = b"G2" + struct.pack(">IIBB", bound, self.last_command_seq, self.flags, len(m)) + \
+            bytes(m) + bytes((len(self.memory) // 3,)) + self.memory
         d += struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF)
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
@@ -82,6 +110,15 @@ class SeqStore:
         self._persist(self.bound)
 
     def set_modes(self, modes):
-        if bytes(modes) != self.modes:
+        self.set_state(modes, self.memory, self.flags)
+
+    def set_state(self, modes, memory, flags):
+        """Arming modes, alarm memory (panel.memory_bytes()) and panel
+        flags; one write, and only if something changed."""
+        if bytes(modes) != self.modes or bytes(memory) != self.memory or flags != self.flags:
+            if len(memory) > 765:  # 255 entries: the count is a byte
+                raise ValueError("alarm memory too long")
             self.modes = bytes(modes)
+            self.memory = bytes(memory)
+            self.flags = flags
             self._persist(self.bound)

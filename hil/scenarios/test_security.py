@@ -83,29 +83,37 @@ async def _rejected(panel, before):
     return st["reporter"]["paths"][0]["rejected"] > before
 
 
-@pytest.mark.hil_needs("zones")
+@pytest.mark.hil_needs("zones", "console")
 @pytest.mark.parametrize("drift_s", [30, 150], ids=["30s-ack", "150s-nak"])
 async def test_panel_clock_drift_is_corrected(drift_s, panel, receiver, link, strategy,
                                               hil_timeline):
-    """The receiver's clock moves `drift_s` ahead of the panel's (same as the
-    panel's clock falling behind): within the +-60 s window the ACK's time
-    corrects the panel; beyond it the receiver NAKs (time) and the panel
-    corrects itself and resends."""
+    """The panel's own clock falls `drift_s` behind the receiver's (the
+    control protocol's "clock" command: the sim, or a bench board in
+    console test mode): within the +-60 s window the ACK's time corrects
+    the panel; beyond it the receiver NAKs (time) and the panel corrects
+    itself and resends."""
     await strategy.transition("reporting")
+    since = receiver.now()
+    # Hold the receiver's answers back until the drifted event has left
+    # the panel: any ACK in between (a heartbeat's) would correct the
+    # clock first, and the event would carry the right time.
+    link.cut("down")
     step(hil_timeline, "the panel's clock falls %d s behind the receiver's" % drift_s)
-    await receiver.stop()
-    receiver.clock_offset_s = drift_s
-    await receiver.start()
-    since = receiver.now() - drift_s - 5
+    clock = await panel.skew_clock(-drift_s)
+    assert abs(clock - (receiver.now() - drift_s)) <= 5
     t_trip = step(hil_timeline, "an event with the drifted clock")
     await panel.set_zone(FIRE, "alarm")
+    await until(lambda: [f for f in link.frames("up", type="EVENT") if f.t >= t_trip], 30,
+                what="the drifted event on the line")
+    step(hil_timeline, "the receiver's answers get through again")
+    link.restore("down")
     (ev,) = await stored(receiver, panel.account, since=since, code=FIRE_CODE, qualifier=Q_NEW,
                          zone=FIRE)
     # the event time is the panel's (drifted) clock when it happened
     assert ev["received_at"] - ev["event_time"] >= drift_s - 5
     await until(lambda: _clock_close(panel, receiver), 30,
-                     what="the panel clock corrected to the receiver's",
-                     seen=lambda: _clock_error(panel, receiver))
+                what="the panel clock corrected to the receiver's",
+                seen=lambda: _clock_error(panel, receiver))
     hil_timeline.measure("drifted event -> stored", t_trip, stored_t(receiver, ev))
     naks = [e for e in link.frames("down", type="NAK") if e.t >= t_trip]
     if drift_s > 60:

@@ -40,6 +40,7 @@
 
 import struct
 import binascii
+from array import array
 from hashlib import sha256
 
 try:
@@ -193,13 +194,15 @@ NEED_DATA = _NeedData()
 # --- checksums -------------------------------------------------------------
 
 def _make_crc16_table():
-    # CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0
-    t = []
+    # CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0.
+    # An array('H') is 512 bytes; a list of ints would be 2 KB on a 64-bit
+    # port and 1 KB on ESP32/RP2040, out of a heap of a few dozen KB.
+    t = array("H", range(256))
     for i in range(256):
         c = i << 8
         for _ in range(8):
             c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
-        t.append(c & 0xFFFF)
+        t[i] = c & 0xFFFF
     return t
 
 

@@ -9,7 +9,8 @@ the installer's laptop (docs/installer.md walks through a site).
     guardline-panel runtime --board esp32|rp2 [--port PORT] FIRMWARE.bin|.uf2
     guardline-panel flash --port PORT [BUNDLE_DIR] [--resume]
     guardline-panel verify --port PORT [BUNDLE_DIR] [--resume]
-    guardline-panel walk-test --bundle DIR (--receiver-db PATH | --receiver-events CMD)
+    guardline-panel walk-test --bundle DIR (--receiver URL --user NAME | --receiver-db PATH
+                        | --receiver-events CMD)
                         [--control HOST:PORT --auto --code CODE | --port PORT] [--report DIR]
     guardline-panel sim CONFIG.json [--control HOST:PORT] [--state-dir DIR] [--bundle DIR]
     guardline-panel ctl [--control HOST:PORT] '{"cmd": "state"}'
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 from firmware import build as _build
 from firmware import provision as _prov
@@ -267,6 +269,36 @@ def _say(text: str) -> None:
     print("%s %s" % (_now(), text), flush=True)
 
 
+CONSOLE_PASSWORD_ENV = "GUARDLINE_CONSOLE_PASSWORD"
+
+
+def _console_source(a, account, started: float):
+    """The operator console's JSON API as the proof source: --user, the
+    password from $GUARDLINE_CONSOLE_PASSWORD or a prompt (never the
+    command line, where it would land in the shell history)."""
+    from firmware import walktest as W  # noqa: PLC0415
+
+    url = urllib.parse.urlsplit(a.receiver)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise UsageError("--receiver: the console's URL, e.g. https://cs1.example:8443")
+    if not a.user:
+        raise UsageError("--receiver needs --user (a console user with the view permission)")
+    password = os.environ.get(CONSOLE_PASSWORD_ENV)
+    if not password:
+        if not sys.stdin.isatty():
+            raise UsageError("no console password: set %s or run from a terminal"
+                             % CONSOLE_PASSWORD_ENV)
+        password = getpass.getpass("Console password for %s at %s: " % (a.user, a.receiver))
+    if url.scheme == "http" and url.hostname not in ("127.0.0.1", "::1", "localhost"):
+        print("warning: %s is plain HTTP: the console password and the session cross the "
+              "network in clear (use the console's https:// address)" % a.receiver,
+              file=sys.stderr)
+    try:
+        return W.ConsoleSource(a.receiver, account, a.user, password, started_at=started)
+    except OSError as e:
+        raise Failure(str(e)) from None
+
+
 def cmd_walk_test(a) -> int:
     from firmware import flash as _flash  # noqa: PLC0415
     from firmware import walktest as W  # noqa: PLC0415
@@ -311,6 +343,8 @@ def cmd_walk_test(a) -> int:
         ids = list(zones)
     if a.auto and not a.control:
         raise UsageError("--auto drives a simulated panel: give --control HOST:PORT")
+    if sum(1 for x in (a.receiver, a.receiver_db, a.receiver_events) if x) > 1:
+        raise UsageError("give one of --receiver, --receiver-db, --receiver-events")
     started = time.time()
     if a.receiver_db:
         try:
@@ -319,9 +353,11 @@ def cmd_walk_test(a) -> int:
             raise Failure("receiver store: %s" % e) from None
     elif a.receiver_events:
         source = W.StreamSource(a.receiver_events, account=account, started_at=started)
+    elif a.receiver:
+        source = _console_source(a, account, started)
     else:
-        raise UsageError("give --receiver-db PATH or --receiver-events CMD (the receiver's "
-                         "record is the proof)")
+        raise UsageError("give --receiver URL, --receiver-db PATH or --receiver-events CMD "
+                         "(the receiver's record is the proof)")
     walk = W.WalkTest(account, cfg["zones"], cfg["partitions"])
     tail = None
     stop = threading.Event()
@@ -486,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receiver-db", metavar="PATH", help="the receiver's SQLite store")
     p.add_argument("--receiver-events", metavar="CMD",
                    help="a command printing guardline-receiver events --json --follow")
+    p.add_argument("--receiver", metavar="URL",
+                   help="the receiver's operator console (its JSON API), e.g. "
+                        "https://cs1.example:8443; with --user, password from $%s or "
+                        "prompted" % CONSOLE_PASSWORD_ENV)
+    p.add_argument("--user", help="console user for --receiver (needs the view permission)")
     p.add_argument("--zones", help="zones to walk, e.g. 1,2,5 (default: all)")
     p.add_argument("--control", metavar="HOST:PORT", help="a simulated panel's control socket")
     p.add_argument("--auto", action="store_true", help="trip the simulated panel's zones "

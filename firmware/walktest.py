@@ -413,6 +413,160 @@ class StreamSource:
                 self.proc.kill()
 
 
+class ConsoleSource:
+    """The receiver's record read through its operator console's JSON API
+    (docs/console.md): ``POST /api/login`` (a session cookie and the
+    session's CSRF token), ``GET /api/events?account=&since=`` polled,
+    ``GET /api/sites/{account}`` for the site, ``POST /api/logout`` (with
+    ``X-CSRF-Token``) at the end.  For a laptop that can reach the console
+    but not the receiver's store or a shell on its host.
+
+    The events endpoint returns the newest ``limit`` events since a time,
+    so polling keeps a cursor a little behind the newest ``received_at``
+    seen (``OVERLAP_S``: an event stamped just before another may commit
+    just after it) and drops events whose id it has already passed on.
+    Events received before the walk began are history (receiver clock vs
+    this laptop's: keep both in step with NTP)."""
+
+    # The console's cap on one answer (receiver/web/api.py MAX_RESULTS).
+    LIMIT = 5000
+    # How far the poll cursor trails the newest event seen: a store commits
+    # in groups, so an event may become visible after a later-stamped one.
+    OVERLAP_S = 30.0
+    # One request per this many seconds at most, however fast run() polls:
+    # each is a store scan on the central station's receiver.
+    MIN_POLL_S = 0.5
+
+    def __init__(self, base_url: str, account, user: str, password: str,
+                 started_at: float | None = None, timeout: float = 15.0,
+                 clock=time.monotonic):
+        import http.cookiejar  # noqa: PLC0415
+        import urllib.request  # noqa: PLC0415
+
+        self.base = base_url.rstrip("/")
+        self.account = str(account)
+        self.user = user
+        self._password = password
+        self.started_at = started_at or time.time()
+        self.timeout = timeout
+        self.clock = clock
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.csrf: str | None = None
+        self.cursor = self.started_at - HISTORY_S
+        self.seen: dict[int, float] = {}  # event id -> received_at, inside the overlap
+        self._next_poll = 0.0
+        self.login()
+
+    def _request(self, method: str, path: str, body=None, csrf: bool = False):
+        import urllib.error  # noqa: PLC0415
+        import urllib.request  # noqa: PLC0415
+
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if csrf and self.csrf:
+            req.add_header("X-CSRF-Token", self.csrf)
+        try:
+            with self.opener.open(req, timeout=self.timeout) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            try:
+                err = json.loads(e.read() or b"{}").get("error")
+            except ValueError:
+                err = None
+            return e.code, {"error": err or e.reason,
+                            "retry_after": e.headers.get("Retry-After")}
+
+    def login(self) -> None:
+        st, r = self._request("POST", "/api/login", {"name": self.user,
+                                                     "password": self._password})
+        if st == 401:
+            raise OSError("console %s: login refused for %r (wrong name or password)"
+                          % (self.base, self.user))
+        if st == 429:
+            raise OSError("console %s: logins for %r are throttled; retry in %s s"
+                          % (self.base, self.user, r.get("retry_after") or "a few"))
+        if st != 200 or not r.get("csrf"):
+            raise OSError("console %s: login failed (%s %s)" % (self.base, st, r.get("error")))
+        self.csrf = r["csrf"]
+        _LOGGER.info("account %s: console %s: logged in as %s", self.account, self.base,
+                     self.user)
+
+    def _get(self, path: str) -> dict:
+        st, r = self._request("GET", path)
+        if st == 401:  # the session ended (idle, 12 h, the user changed): once more
+            self.login()
+            st, r = self._request("GET", path)
+        if st == 403:
+            raise OSError("console %s: user %r may not read %s (%s)" % (
+                self.base, self.user, path.split("?")[0], r.get("error")))
+        if st != 200:
+            raise OSError("console %s: %s: %s %s" % (self.base, path.split("?")[0], st,
+                                                       r.get("error")))
+        return r
+
+    def describe(self) -> str:
+        return "receiver console %s (user %s)" % (self.base, self.user)
+
+    def site(self) -> dict:
+        try:
+            a = self._get("/api/sites/%s" % urllib.parse.quote(self.account)).get("account")
+        except OSError:
+            return {}
+        return {k: a.get(k) for k in ("site_name", "site_address", "panel_kind")} if a else {}
+
+    def _fetch(self) -> list[dict]:
+        r = self._get("/api/events?" + urllib.parse.urlencode(
+            {"account": self.account, "since": "%.6f" % self.cursor, "limit": self.LIMIT}))
+        if r.get("truncated") or r.get("scan_limited"):
+            _LOGGER.warning("account %s: console returned %d of %s events since %s: older "
+                            "ones are not read", self.account, len(r["events"]),
+                            r.get("matched"), _iso(self.cursor))
+        out = []
+        for ev in sorted(r["events"], key=lambda e: e["id"]):
+            if str(ev.get("account")) != self.account or ev["id"] in self.seen:
+                continue
+            out.append(ev)
+        return out
+
+    def _mark(self, evs: list[dict]) -> None:
+        for ev in evs:
+            self.seen[ev["id"]] = ev.get("received_at") or 0
+        if self.seen:
+            self.cursor = max(self.cursor, max(self.seen.values()) - self.OVERLAP_S)
+            # every id older than the cursor can no longer come back: forget it
+            self.seen = {i: t for i, t in self.seen.items() if t >= self.cursor}
+
+    def history(self) -> list[dict]:
+        """The account's events of the last HISTORY_S received before the
+        walk began; later ones are left for poll()."""
+        evs = [e for e in self._fetch() if self.is_history(e)]
+        self._mark(evs)
+        self.cursor = max(self.cursor, self.started_at - self.OVERLAP_S)
+        return evs
+
+    def poll(self) -> list[dict]:
+        now = self.clock()
+        if now < self._next_poll:
+            return []
+        self._next_poll = now + self.MIN_POLL_S
+        evs = self._fetch()
+        self._mark(evs)
+        return evs
+
+    def is_history(self, ev: dict) -> bool:
+        return (ev.get("received_at") or 0) < self.started_at
+
+    def close(self):
+        try:
+            self._request("POST", "/api/logout", {}, csrf=True)
+        except OSError:
+            pass  # the session ends by itself after 30 minutes idle
+
+
 # -- drivers: who trips the zones --------------------------------------------------------
 
 

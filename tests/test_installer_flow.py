@@ -313,3 +313,78 @@ def test_manual_walk_test_from_the_receivers_events_stream(site, tmp_path):
         assert rx_events(site["db"], id=z["first_alarm"]["event_id"])[0]["zone"] == z["id"]
     md = open([str(reports / n) for n in os.listdir(reports) if n.endswith(".md")][0]).read()
     assert "no flash record" in md and "**Result: PASS**" in md
+
+
+def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path, capsys,
+                                                                       monkeypatch):
+    """walk-test --receiver URL: the proof comes from the operator console's
+    JSON API (login, CSRF, /api/events for the account), of a real receiver
+    serving its console on loopback; the walk is driven through the
+    simulated panel's control socket.  No store file is given to the tool."""
+    db = str(tmp_path / "receiver.db")
+    port, web_port = free_port(), free_port()
+    tmpl = str(tmp_path / "panel.json")
+    r = receiver_cli("--db", db, "accounts", "add", str(ACCOUNT), "--kind", "bank",
+                     "--site", "Branch 7 High Street", "--address", "7 High Street",
+                     "--zones", json.dumps({"2": "lobby glass", "4": "teller hold-up",
+                                            "5": "teller panic"}),
+                     "--partitions", json.dumps(PARTS), "--panel-template", tmpl,
+                     "--receiver", "tcp/127.0.0.1:%d" % port)
+    assert r.returncode == 0, r.stderr
+    password = "walk-" + os.urandom(8).hex()
+    u = subprocess.run([sys.executable, "-m", "receiver.cli", "--db", db, "users", "add",
+                        "fitter", "--role", "operator", "--password-stdin"],
+                       input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert u.returncode == 0, u.stderr
+    rx = ReceiverProcess(db, ["--tcp", "127.0.0.1:%d" % port,
+                              "--web", "127.0.0.1:%d" % web_port],
+                         log_path=str(tmp_path / "receiver.log"))
+    rx.start()
+    cfg = provision.new_config("bank", provision.load_template(tmpl))[0]
+    cfg["zones"][1]["partition"] = cfg["zones"][2]["partition"] = 2
+    cfg["timings"].update({"exit_delay_s": 0, "entry_delay_s": 1, "debounce_ms": 50,
+                           "scan_ms": 20, "ack_timeout_ms": 500, "max_backoff_ms": 2000})
+    provision.add_user(cfg, 1, "manager", MASTER_CODE, "master")
+    path = str(tmp_path / "site.json")
+    provision.write_private(path, provision.dump_config(cfg))
+    panel = SimPanel(path, str(tmp_path / "panel"))
+    url = "http://127.0.0.1:%d" % web_port
+    reports = str(tmp_path / "reports")
+    try:
+        wait_for(lambda: rx_events(db, code=305), "the receiver to store the boot report")
+        # a wrong password: refused by the console, nothing walked
+        monkeypatch.setenv("GUARDLINE_CONSOLE_PASSWORD", "not-the-password")
+        assert cli.main(["walk-test", "--config", path, "--receiver", url, "--user", "fitter",
+                         "--control", panel.control, "--auto", "--code", MASTER_CODE,
+                         "--report", reports]) == 1
+        assert "login refused for 'fitter'" in capsys.readouterr().err
+        assert not os.path.exists(reports)
+        # zone 5 miswired before the walk: the console's history must show it
+        assert panel.ctl({"cmd": "zone", "zone": 5, "state": "short"})["ok"]
+        wait_for(lambda: rx_events(db, code=372, zone=5), "372 loop short at the receiver")
+
+        monkeypatch.setenv("GUARDLINE_CONSOLE_PASSWORD", password)
+        rc = cli.main(["walk-test", "--config", path, "--receiver", url, "--user", "fitter",
+                       "--control", panel.control, "--auto", "--code", MASTER_CODE,
+                       "--report", reports, "--installer", "C. Console",
+                       "--zone-timeout", "45", "--timeout", "170"])
+        live = capsys.readouterr().out
+        assert rc == 1, live  # zone 5 is miswired
+        assert "receiver: zone 2 130" in live and "partition 1 (lobby) ARMED" in live
+        assert password not in live
+    finally:
+        panel.close()
+        rx.terminate()
+        rx.close()
+    [jp] = [n for n in os.listdir(reports) if n.endswith(".json")]
+    rep = json.load(open(os.path.join(reports, jp)))
+    assert rep["receiver_source"] == "receiver console %s (user fitter)" % url
+    assert rep["site_address"] == "7 High Street"  # from the console's site record
+    zones = {z["id"]: z for z in rep["zones"]}
+    assert zones[5]["result"] == "fault" and zones[5]["faulted_at_start"]
+    assert rx_events(db, id=zones[5]["open_fault"]["event_id"])[0]["code"] == 372
+    for zid, code in {2: 130, 4: 122}.items():
+        assert zones[zid]["result"] == "passed", zones[zid]
+        ev = rx_events(db, id=zones[zid]["first_alarm"]["event_id"])
+        assert len(ev) == 1 and ev[0]["zone"] == zid and ev[0]["code"] == code
+    assert rep["summary"] == {"zones": 3, "passed": 2, "fault": 1}

@@ -151,7 +151,10 @@ def bundle(out: str, board: str = "sim", config: str | None = None,
         if errors:
             raise BundleError("%s: %d error(s), run guardline-panel check: %s"
                               % (config, len(errors), errors[0]))
-        site = {"account": cfg["account"], "panel_kind": cfg["kind"],
+        # a DC-09 panel's account is the hex string in its dc09 block
+        account = (cfg["dc09"]["account"] if cfg.get("protocol") == "dc09"
+                   else cfg["account"])
+        site = {"account": account, "panel_kind": cfg["kind"],
                 "site_name": cfg["name"], "zones": len(cfg["zones"])}
     build(out, board, True, opt)
     if config is not None:

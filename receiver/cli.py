@@ -306,7 +306,9 @@ async def _accounts(args, cfg) -> int:
                 for a in accts:
                     print(_account_line(a))
         elif args.action == "show":
-            a = await store.get_account(args.number)
+            # DC-09 accounts are hex, stored upper case as `add` stores them
+            a = (await store.get_account(args.number)
+                 or await store.get_account(args.number.upper()))
             if a is None:
                 raise Failure("no account %s" % args.number)
             print(json.dumps(a.to_dict(with_key=args.show_key), indent=2, sort_keys=True))

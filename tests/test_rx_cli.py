@@ -260,3 +260,16 @@ def test_logfmt_lines_carry_fields():
     line = LogfmtFormatter().format(rec)
     assert 'level=warning logger=receiver.app msg="security event" account=12' in line
     assert kv(a=1, b="two words", c="") == 'a=1 b="two words" c=""'
+
+
+def test_accounts_show_finds_a_dc09_account_typed_in_lower_case(tmp_path):
+    import subprocess
+    import sys
+    db = str(tmp_path / "x.db")
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "receiver.cli", "--db", db, *a],
+                              capture_output=True, text=True)
+    assert run("accounts", "add", "12ab", "--protocol", "dc09").returncode == 0
+    shown = run("accounts", "show", "12ab")
+    assert shown.returncode == 0 and '"number": "12AB"' in shown.stdout

@@ -289,6 +289,7 @@ class PGStore(Store):
         self._pending = 0
         self._healthy = True
         self._last_error: str | None = None
+        self.location = "url=%s" % self.path
         self._closed = True
         self.shards = SUPERVISION_SHARDS
         self.commits = 0  # transactions committed (for tests and metrics)
@@ -463,23 +464,7 @@ class PGStore(Store):
                     job.fut.set_result(r)
         if not health:
             return
-        if failed is None:
-            self.commits += 1
-            self.batched += len(results)
-            if self.metrics is not None:
-                self.metrics.commit_seconds.observe(elapsed)
-                self.metrics.commit_batch.observe(len(results))
-        if unavailable is not None:
-            if self._healthy:
-                _LOGGER.error("store failing url=%s error=%s (NAKing busy until it recovers)",
-                              self.path, unavailable)
-            self._healthy = False
-            self._last_error = str(unavailable)
-        elif not self._healthy:
-            _LOGGER.warning("store recovered url=%s after error=%s", self.path,
-                            self._last_error)
-            self._healthy = True
-            self._last_error = None
+        self._note_batch(len(results), elapsed, failed, unavailable)
 
     async def _run_batch(self, conn, batch) -> list:
         """Run one batch inside the open transaction; returns [(job, result,

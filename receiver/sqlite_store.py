@@ -210,6 +210,7 @@ class SQLiteStore(Store):
         self._pending = 0
         self._healthy = True
         self._last_error: str | None = None
+        self.location = "path=%s" % self.path
         self._closed = True
         self.commits = 0  # transactions committed (for tests and metrics)
         self.batched = 0  # write requests committed
@@ -363,23 +364,7 @@ class SQLiteStore(Store):
             self._deliver(job.fut, r, exc)
         if not health:
             return
-        if failed is None:
-            self.commits += 1
-            self.batched += len(results)
-            if self.metrics is not None:
-                self.metrics.commit_seconds.observe(elapsed)
-                self.metrics.commit_batch.observe(len(results))
-        if unavailable is not None:
-            if self._healthy:
-                _LOGGER.error("store failing path=%s error=%s (NAKing busy until it recovers)",
-                              self.path, unavailable)
-            self._healthy = False
-            self._last_error = str(unavailable)
-        elif not self._healthy:
-            _LOGGER.warning("store recovered path=%s after error=%s", self.path,
-                            self._last_error)
-            self._healthy = True
-            self._last_error = None
+        self._note_batch(len(results), elapsed, failed, unavailable)
 
     def _run_reader(self) -> None:
         conn = None

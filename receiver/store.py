@@ -22,9 +22,12 @@ backend are interchangeable.  What a backend must guarantee:
 from __future__ import annotations
 
 import abc
+import logging
 import json
 import re
 from dataclasses import dataclass, field
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -210,6 +213,34 @@ class IngestOutcome:
 class Store(abc.ABC):
     """What the receiver needs from storage.  All methods are coroutines
     except the two cheap properties."""
+
+    # -- shared by the backends: what a finished group commit changes --------------
+
+    location = ""  # "path=..." or "url=...", for log lines
+
+    def _note_batch(self, n: int, elapsed: float, failed, unavailable) -> None:
+        """Count a group commit of ``n`` requests (``failed`` is None when it
+        committed), observe its metrics, and move between healthy and
+        failing: a store that cannot commit makes the receiver NAK busy
+        until a commit succeeds again."""
+        if failed is None:
+            self.commits += 1
+            self.batched += n
+            if self.metrics is not None:
+                self.metrics.commit_seconds.observe(elapsed)
+                self.metrics.commit_batch.observe(n)
+        if unavailable is not None:
+            if self._healthy:
+                _LOGGER.error("store failing %s error=%s (NAKing busy until it recovers)",
+                              self.location, unavailable)
+            self._healthy = False
+            self._last_error = str(unavailable)
+        elif not self._healthy:
+            _LOGGER.warning("store recovered %s after error=%s", self.location,
+                            self._last_error)
+            self._healthy = True
+            self._last_error = None
+
 
     # True when several receivers may share this store at once (PostgreSQL):
     # the receiver then coordinates supervision and forwarding with the

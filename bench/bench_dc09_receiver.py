@@ -36,12 +36,13 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+import benchlib  # noqa: E402
 from protocol import dc09  # noqa: E402
 from receiver.sqlite_store import SQLiteStore  # noqa: E402
 from receiver.store import Account  # noqa: E402
@@ -98,17 +99,6 @@ def _worker(host, port, accts, events, start_at, out_q) -> None:
     out_q.put({"lat": lat, "naks": len(naks), "end": time.time(), "t0": t0})
 
 
-def _metrics(addr) -> dict:
-    text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=30) \
-        .read().decode()
-    out = {}
-    for line in text.splitlines():
-        for name in ("guardline_receiver_store_commit_batch_size_count",
-                     "guardline_receiver_store_commit_batch_size_sum"):
-            if line.startswith(name + " "):
-                out[name] = float(line.split()[1])
-    return out
-
 
 def run(n: int, events: int, procs: int, clear: bool) -> dict:
     tmp = tempfile.mkdtemp(prefix="gldc09-bench-")
@@ -132,7 +122,7 @@ def run(n: int, events: int, procs: int, clear: bool) -> dict:
         results = [q.get(timeout=600) for _ in workers]
         for w in workers:
             w.join()
-        commits = _metrics(ready["metrics"])
+        commits = benchlib.commit_metrics(ready["metrics"])
         rc = proc.terminate(timeout=120)
     finally:
         proc.close()

@@ -46,18 +46,6 @@ import loadgen  # noqa: E402
 from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: E402
 
 
-def _scrape(addr) -> dict:
-    text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=10) \
-        .read().decode()
-    out = {}
-    for line in text.splitlines():
-        for name in ("guardline_receiver_store_commit_batch_size_count",
-                     "guardline_receiver_store_commit_batch_size_sum"):
-            if line.startswith(name + " "):
-                out[name] = float(line.split()[1])
-    return out
-
-
 def _with_db(url: str, name: str) -> str:
     p = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
@@ -194,7 +182,7 @@ def one_run(kind: str, receivers: int, server_url, tmp, accounts, events, procs,
         res = run_load([rx.tcp for rx in rxs],
                        [(int(a.number), a.key.hex()) for a in accounts.values()],
                        events, procs, probe)
-        commits = [_scrape(rx.ready["metrics"]) for rx in rxs]
+        commits = [benchlib.commit_metrics(rx.ready["metrics"]) for rx in rxs]
         codes = [rx.terminate() for rx in rxs]
     finally:
         for rx in rxs:

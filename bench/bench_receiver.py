@@ -29,7 +29,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -44,17 +43,6 @@ from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: 
 FD_HEADROOM = 256
 PIPELINE_WINDOW = 8
 
-
-def _scrape(addr) -> dict:
-    text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=30) \
-        .read().decode()
-    out = {}
-    for line in text.splitlines():
-        for name in ("guardline_receiver_store_commit_batch_size_count",
-                     "guardline_receiver_store_commit_batch_size_sum"):
-            if line.startswith(name + " "):
-                out[name] = float(line.split()[1])
-    return out
 
 
 def one_run(n: int, events: int, procs: int, window: int, log_dir: str) -> dict:
@@ -73,7 +61,7 @@ def one_run(n: int, events: int, procs: int, window: int, log_dir: str) -> dict:
         res = loadgen.run(host, port, [(int(a.number), a.key.hex()) for a in accounts.values()],
                           events, procs, first_seq=1, window=window,
                           probe=lambda: benchlib.probe(pid))
-        commits = _scrape(proc.ready["metrics"])
+        commits = benchlib.commit_metrics(proc.ready["metrics"])
         rc = proc.terminate(timeout=120)
     finally:
         proc.close()

@@ -18,6 +18,7 @@ import sqlite3
 import statistics
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -136,3 +137,17 @@ def fmt_spread(s: dict | None, unit: str = "", digits: int = 0) -> str:
     if s["n"] == 1:
         return (f % s["median"]) + unit
     return "%s%s (%s..%s)" % (f % s["median"], unit, f % s["min"], f % s["max"])
+
+
+def commit_metrics(addr) -> dict:
+    """The receiver's group-commit counters from its Prometheus endpoint
+    (batch-size count and sum: events per commit = sum / count)."""
+    text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=30) \
+        .read().decode()
+    out = {}
+    for line in text.splitlines():
+        for name in ("guardline_receiver_store_commit_batch_size_count",
+                     "guardline_receiver_store_commit_batch_size_sum"):
+            if line.startswith(name + " "):
+                out[name] = float(line.split()[1])
+    return out

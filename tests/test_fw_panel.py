@@ -19,6 +19,7 @@ import arming as A  # noqa: E402
 import cid  # noqa: E402
 import eol  # noqa: E402
 import panel as P  # noqa: E402
+from protocol import contactid  # noqa: E402
 
 # 2024-06-05 (a Wednesday) 10:00 UTC and 20:00 UTC
 WED_10 = 1717581600
@@ -353,10 +354,97 @@ def test_remote_commands():
 
 # -- the state machine walk -------------------------------------------------
 
+def test_walk_test_reports_every_zone_type_as_tested_never_as_an_alarm():
+    zones = scenario_config(7700)["zones"] + [
+        {"id": 8, "name": "cabinet tamper", "type": "tamper", "partition": 2}]
+    p = make(zones=zones, timings={"walk_test_s": 60})
+    # refused: a user code, and while a partition is armed
+    assert p.keypad("2580", P.K_WALK_START, 1, 0, 0) == w.R_REFUSED
+    assert p.keypad("1234", P.K_ARM_AWAY, 2, 0, 0) == w.R_OK
+    assert p.keypad("1234", P.K_WALK_START, 1, 0, 0) == w.R_REFUSED
+    assert [x.state for x in p.parts][0] == A.DISARMED
+    p.keypad("1234", P.K_DISARM, 2, 0, 0)
+    take(p)
+    assert p.keypad("1234", P.K_WALK_END, 1, 0, 0) == w.R_REFUSED  # not in walk test
+    assert p.keypad("1234", P.K_WALK_START, 1, 0, 1000) == w.R_OK
+    assert codes(take(p)) == [(w.Q_NEW, cid.TEST_MODE, 0, 1)]
+    assert [x.state for x in p.parts] == [A.WALK_TEST, A.WALK_TEST]
+    assert p.status()["walk_test"] and p.status()["partitions"][0]["state"] == "walk_test"
+    # no arming in walk test; a second start is refused
+    assert p.keypad("1234", P.K_ARM_AWAY, 1, 0, 1000) == w.R_REFUSED
+    assert p.keypad("1234", P.K_WALK_START, 1, 0, 1000) == w.R_REFUSED
+    expect = {1: cid.INTRUSION_WALKED, 2: cid.INTRUSION_WALKED, 3: cid.INTRUSION_WALKED,
+              4: cid.PANIC_WALKED, 5: cid.PANIC_WALKED, 6: cid.FIRE_WALKED,
+              8: cid.POINT_TESTED}
+    for _ in range(2):  # the second walk past each zone reports nothing
+        for i, zid in enumerate(p.zid):
+            p.zone_change(i, eol.ALARM, 2000)
+            p.tick(2000)
+            p.zone_change(i, eol.NORMAL, 2100)
+            p.tick(2100)
+        evs = codes(take(p))
+        if _ == 0:
+            assert sorted(evs) == sorted((w.Q_NEW, expect[z], p.parts[p.zpart[i]].id, z)
+                                         for i, z in enumerate(p.zid))
+        else:
+            assert evs == []
+        assert not p.siren and not p.strobe
+        assert all(x.memory == [] and x.state == A.WALK_TEST for x in p.parts)
+    # a miswired loop still reports its trouble, and no alarm
+    p.zone_change(1, eol.SHORT, 3000)
+    p.zone_change(5, eol.TAMPER, 3000)
+    p.tick(3000)
+    assert sorted(codes(take(p))) == [(w.Q_NEW, cid.LOOP_SHORT, 1, 2),
+                                      (w.Q_NEW, cid.FIRE_TROUBLE, 1, 6)]
+    # a duress code is never a test: 121 first
+    p.keypad("1235", P.K_DISARM, 1, 0, 3000)
+    assert codes(take(p)) == [(w.Q_NEW, cid.DURESS, 1, 9)]
+    assert p.flags() & P.F_WALK_TEST
+    assert p.keypad("1234", P.K_WALK_END, 2, 0, 4000) == w.R_OK
+    assert codes(take(p)) == [(w.Q_RESTORE, cid.TEST_MODE, 0, 1)]
+    assert [x.state for x in p.parts] == [A.DISARMED, A.DISARMED]
+    assert not p.flags() & P.F_WALK_TEST
+    # after the walk test, zones behave as before: fire alarms
+    p.zone_change(1, eol.NORMAL, 5000)
+    p.zone_change(5, eol.NORMAL, 5000)
+    take(p)
+    p.zone_change(5, eol.ALARM, 6000)
+    p.tick(6000)
+    assert (w.Q_NEW, cid.FIRE, 1, 6) in codes(take(p)) and p.siren
+
+
+def test_walk_test_times_out_and_a_power_loss_owes_its_restore():
+    p = make(timings={"walk_test_s": 60})
+    assert p.keypad("1234", P.K_WALK_START, 1, 0, 1000) == w.R_OK
+    take(p)
+    p.tick(60999)
+    assert take(p) == [] and p.walk_test()
+    p.tick(61000)
+    assert codes(take(p)) == [(w.Q_RESTORE, cid.TEST_MODE, 0, 1)]
+    assert [x.state for x in p.parts] == [A.DISARMED, A.DISARMED] and not p.walk_test()
+    # power loss during a walk test: back disarmed, 607 restore at boot
+    assert p.keypad("1234", P.K_WALK_START, 1, 0, 70000) == w.R_OK
+    modes, flags = p.modes(), p.flags()
+    assert list(modes) == [P.MODE_OFF, P.MODE_OFF] and flags & P.F_WALK_TEST
+    q = make()
+    q.restore_modes(modes)
+    q.boot_report(flags, False)
+    assert codes(take(q)) == [(w.Q_RESTORE, cid.TEST_MODE, 0, 0)]
+    assert [x.state for x in q.parts] == [A.DISARMED, A.DISARMED] and not q.flags()
+
+
+def test_walk_codes_are_test_class_at_the_receiver():
+    assert len(P.WALK_CODE) == len(P.ZONE_TYPES)
+    for c in set(P.WALK_CODE) | {cid.TEST_MODE}:
+        assert contactid.event_class(c) == "test" and not contactid.is_alarm(1, c)
+
+
 CODES = {"1234": (1, False), "2580": (2, False), "1235": (9, True), "0000": (None, False)}
 AUDIBLE = (cid.FIRE, cid.PANIC, cid.BURGLARY, cid.H24, cid.INTERIOR, cid.ENTRY_EXIT,
            cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FORCED)
 ACTION_EVENT = {P.K_ARM_AWAY: A.ARM_AWAY, P.K_ARM_STAY: A.ARM_STAY, P.K_DISARM: A.DISARM}
+MASTERS = {1}
+SABOTAGE = (cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FIRE_TROUBLE)  # scenario_config: user 1 is the master
 
 
 class PanelMachine(RuleBasedStateMachine):
@@ -371,7 +459,8 @@ class PanelMachine(RuleBasedStateMachine):
             {"id": 9, "name": "vault seismic", "type": "seismic", "partition": 2}]
         self.p = make(zones=zones,
                       timings={"exit_delay_s": 2, "entry_delay_s": 3, "swinger_limit": 2,
-                               "siren_cutoff_s": 20, "lockout_attempts": 4, "lockout_s": 30})
+                               "siren_cutoff_s": 20, "lockout_attempts": 4, "lockout_s": 30,
+                               "walk_test_s": 40})
         self.now = 0
         self.shut = set()  # zones with a 575 (swinger) new outstanding
         self.all = []
@@ -399,7 +488,20 @@ class PanelMachine(RuleBasedStateMachine):
         p.tick(self.now)
         evs = self._take()
         t = p.ztype[i]
-        if s == eol.ALARM and old != eol.ALARM and not bypassed:
+        if pstate == A.WALK_TEST:
+            # walk test: never an alarm, never a siren; a trip is reported
+            # as walk tested (once per zone and walk test)
+            # (a cut or shorted loop still reports its sabotage code)
+            for q, c, _p, _z in evs:
+                if contactid.is_alarm(q, c):
+                    assert s >= eol.TAMPER and c in SABOTAGE, evs
+            assert siren_before or not p.siren
+            assert part.state == A.WALK_TEST
+            if s == eol.ALARM and old != eol.ALARM:
+                assert p.zflags[i] & P._F_WALKED
+                assert (w.Q_NEW, P.WALK_CODE[t], part.id, zid) in evs or \
+                    (w.Q_NEW, P.WALK_CODE[t], part.id, zid) in codes(self.all[:-len(evs) or None])
+        elif s == eol.ALARM and old != eol.ALARM and not bypassed:
             ev = P.ZONE_EVENT[t]
             if ev >= 0:
                 expect = A.raises_alarm(pstate, ev)
@@ -417,12 +519,14 @@ class PanelMachine(RuleBasedStateMachine):
                        c[1] in (cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FIRE_TROUBLE) for c in evs)
 
     @rule(code=st.sampled_from(sorted(CODES)), action=st.sampled_from(
-        [P.K_ARM_AWAY, P.K_ARM_STAY, P.K_DISARM, P.K_BYPASS, P.K_UNBYPASS]),
+        [P.K_ARM_AWAY, P.K_ARM_STAY, P.K_DISARM, P.K_BYPASS, P.K_UNBYPASS,
+         P.K_WALK_START, P.K_WALK_END]),
         partition=st.integers(1, 2), arg=st.integers(1, 9))
     def key(self, code, action, partition, arg):
         p = self.p
         part = p.parts[partition - 1]
         before = part.state
+        states = [x.state for x in p.parts]
         locked = p.users.locked(self.now)
         r = p.keypad(code, action, partition, arg, self.now)
         evs = self._take()
@@ -433,7 +537,18 @@ class PanelMachine(RuleBasedStateMachine):
         if duress:
             # duress always yields 121, first, whatever the action
             assert evs[0] == (w.Q_NEW, cid.DURESS, partition, uid)
-        if action in ACTION_EVENT:
+        if action in (P.K_WALK_START, P.K_WALK_END):
+            ev = A.WALK_START if action == P.K_WALK_START else A.WALK_END
+            allowed = uid in MASTERS and all(ev in A.TRANSITIONS[x] for x in states)
+            assert (r == w.R_OK) == allowed, (r, states)
+            if allowed:
+                want = A.WALK_TEST if ev == A.WALK_START else A.DISARMED
+                assert all(x.state == want for x in p.parts)
+                q = w.Q_NEW if ev == A.WALK_START else w.Q_RESTORE
+                assert (q, cid.TEST_MODE, 0, uid) in evs
+            else:
+                assert part.state == before
+        elif action in ACTION_EVENT:
             ev = ACTION_EVENT[action]
             if r == w.R_OK:
                 assert part.state == A.TRANSITIONS[before][ev]
@@ -449,8 +564,13 @@ class PanelMachine(RuleBasedStateMachine):
         self.now += ms
         p = self.p
         states = [x.state for x in p.parts]
+        walk_due = p.walk_due
         p.tick(self.now)
         evs = self._take()
+        if walk_due is not None and self.now - walk_due >= 0:
+            # the walk test ended by itself, with its 607 restore
+            assert all(x.state == A.DISARMED for x in p.parts)
+            assert (w.Q_RESTORE, cid.TEST_MODE, 0, p.walk_user) in evs
         for k, x in enumerate(p.parts):
             if states[k] == A.ENTRY and x.state == A.ALARM:
                 i = x.entry_zone
@@ -465,6 +585,14 @@ class PanelMachine(RuleBasedStateMachine):
             assert x.state in A.TRANSITIONS
             if x.state not in (A.ENTRY, A.EXIT_AWAY, A.EXIT_STAY):
                 assert x.due is None
+        # walk test: every partition or none, its timeout running iff in it,
+        # and bracketed by 607: one new more than restores while in it
+        walking = [x.state == A.WALK_TEST for x in p.parts]
+        assert all(walking) or not any(walking)
+        assert (p.walk_due is not None) == all(walking)
+        news = sum(1 for q, c, _p, z, _t in self.all if c == cid.TEST_MODE and q == w.Q_NEW)
+        rests = sum(1 for q, c, _p, z, _t in self.all if c == cid.TEST_MODE and q == w.Q_RESTORE)
+        assert news - rests == (1 if all(walking) else 0)
         # the siren never sounds unless an audible alarm was reported
         if p.siren:
             assert any(q == w.Q_NEW and c in AUDIBLE for q, c, _p, _z, _t in self.all)

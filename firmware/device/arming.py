@@ -14,6 +14,14 @@
 # caller (panel.py) turns that into a report and outputs.  24-hour zones
 # (fire, panic, hold-up, 24h, seismic, tamper) do not go through this
 # table: they alarm in every state.
+#
+# WALK_TEST (installer walk test, EN 50131-7 commissioning): entered from
+# DISARMED only (panel.py enters it for every partition at once, and only
+# when all are disarmed) and left by WALK_END (the installer's code or the
+# walk-test timeout).  Zone events are self-loops there: a trip is reported
+# as "walk tested" (Contact ID 611/613/614/615) by panel.py, never as an
+# alarm, and a walk-test partition is not armed (is_armed), so a sabotaged
+# loop reports its trouble code only.  Arming is refused in it (no entry).
 
 from fwutil import const
 
@@ -24,11 +32,14 @@ ARMED_AWAY = const(3)
 ARMED_STAY = const(4)
 ENTRY = const(5)
 ALARM = const(6)
+WALK_TEST = const(7)
 STATE_NAMES = ("disarmed", "exit_away", "exit_stay", "armed_away", "armed_stay",
-               "entry_delay", "alarm")
+               "entry_delay", "alarm", "walk_test")
 
-# glwire P_*: disarmed 0, exit 1, away 2, stay 3, entry 4, alarm 5
-WIRE_STATE = (0, 1, 1, 2, 3, 4, 5)
+# glwire P_*: disarmed 0, exit 1, away 2, stay 3, entry 4, alarm 5 (the wire
+# has no walk-test state: a walk-test partition is disarmed; the 607 report
+# brackets the walk test)
+WIRE_STATE = (0, 1, 1, 2, 3, 4, 5, 0)
 
 ARM_AWAY = const(0)
 ARM_STAY = const(1)
@@ -38,13 +49,16 @@ ENTRY_END = const(4)  # entry delay expired
 TRIP_ENTRY = const(5)  # entry/exit zone (or door) opened
 TRIP_FOLLOW = const(6)  # interior follower zone
 TRIP_INSTANT = const(7)  # instant zone, or a sabotaged zone in an armed state
+WALK_START = const(8)  # installer starts the walk test
+WALK_END = const(9)  # installer ends it, or its timeout ran out
 EVENT_NAMES = ("arm_away", "arm_stay", "disarm", "exit_end", "entry_end",
-               "trip_entry", "trip_follow", "trip_instant")
+               "trip_entry", "trip_follow", "trip_instant", "walk_start", "walk_end")
 ZONE_EVENTS = (TRIP_ENTRY, TRIP_FOLLOW, TRIP_INSTANT)
 
 TRANSITIONS = {
     DISARMED: {ARM_AWAY: EXIT_AWAY, ARM_STAY: EXIT_STAY,
                DISARM: DISARMED,  # acknowledges a 24-hour alarm / memory
+               WALK_START: WALK_TEST,
                TRIP_ENTRY: DISARMED, TRIP_FOLLOW: DISARMED, TRIP_INSTANT: DISARMED},
     EXIT_AWAY: {DISARM: DISARMED, EXIT_END: ARMED_AWAY,
                 # leaving through the door and walking past interior zones
@@ -65,6 +79,9 @@ TRANSITIONS = {
             TRIP_INSTANT: ALARM},
     ALARM: {DISARM: DISARMED,
             TRIP_ENTRY: ALARM, TRIP_FOLLOW: ALARM, TRIP_INSTANT: ALARM},
+    WALK_TEST: {DISARM: WALK_TEST,  # nothing to disarm; WALK_END leaves
+                WALK_END: DISARMED,
+                TRIP_ENTRY: WALK_TEST, TRIP_FOLLOW: WALK_TEST, TRIP_INSTANT: WALK_TEST},
 }
 
 
@@ -80,7 +97,7 @@ def step(state, event):
 
 
 def is_armed(state):
-    return state != DISARMED
+    return state != DISARMED and state != WALK_TEST
 
 
 def raises_alarm(state, event):

@@ -35,6 +35,11 @@ AUTO_ARM_FAILED = const(455)
 WRONG_CODE = const(461)  # keypad lockout started
 BYPASS = const(570)
 SWINGER = const(575)
-TEST_MODE = const(607)  # "walk test mode": console test mode on (config "test_mode")
+TEST_MODE = const(607)  # "walk test mode": the installer walk test (zone = user),
+# and console test mode (config "test_mode", zone 0)
+POINT_TESTED = const(611)  # walk test: a zone (tamper, bolt) tripped
+INTRUSION_WALKED = const(613)  # walk test: an intrusion zone tripped
+FIRE_WALKED = const(614)  # walk test: a fire zone tripped
+PANIC_WALKED = const(615)  # walk test: a panic / hold-up zone tripped
 LOG_OVERFLOW = const(624)  # event log overflow: queued events were dropped
 CLOCK_UNSET = const(626)  # time/date inaccurate

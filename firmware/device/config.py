@@ -59,6 +59,10 @@ TIMINGS = {
     "unlock_s": (5, 1, 255),
     "bolt_timeout_s": (10, 1, 255),
     "clock_grace_s": (60, 0, 86400),
+    # installer walk test: ends by itself after this (a panel is never
+    # left in walk test, where no zone raises an alarm); 30 min covers a
+    # walk of a large site, 4 h is the most an installer may ask for
+    "walk_test_s": (1800, 10, 14400),
     "ack_timeout_ms": (3000, 200, 60000),
     "max_backoff_ms": (60000, 1000, 600000),
     "fail_after": (3, 1, 20),

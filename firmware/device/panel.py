@@ -19,6 +19,13 @@
 # - Hold-up (and any zone marked silent) never turns on siren or strobe.
 # - self.out never holds more than OUT_MAX events (the edge drains it
 #   after every call; `overflow` counts what a bug would have dropped).
+# - Walk test (installer, K_WALK_START/K_WALK_END): every partition is in
+#   arming.WALK_TEST or none is; entered only when all are disarmed, with
+#   a master code, bracketed by 607 new/restore (zone = the user who
+#   started it), ended by its timeout at the latest.  There a zone trip of
+#   any type is reported once as 611/613/614/615 ("walk tested"), never as
+#   an alarm, and drives no siren or strobe; a cut or shorted loop still
+#   reports 144/372/373; a duress code still sends 121 (keypad()).
 # - Nothing is lost silently: events dropped here (`overflow`) or from
 #   the full persistent queue are reported as 624 "event log overflow"
 #   (queue_state), restored once the queue has room again.
@@ -68,6 +75,11 @@ ZONE_TYPES = ("instant", "entry_exit", "follower", "24h", "holdup", "panic",
 ZONE_CODE = (cid.BURGLARY, cid.ENTRY_EXIT, cid.INTERIOR, cid.H24, cid.HOLDUP,
              cid.PANIC, cid.FIRE, cid.SENSOR_TAMPER, cid.H24, cid.ENTRY_EXIT, 0)
 # arming-table event per zone type (-1: a 24-hour type, not in the table)
+# walk-test report per zone type (Contact ID 611-615, class "test": the
+# receiver never queues them as alarms)
+WALK_CODE = (cid.INTRUSION_WALKED, cid.INTRUSION_WALKED, cid.INTRUSION_WALKED,
+             cid.INTRUSION_WALKED, cid.PANIC_WALKED, cid.PANIC_WALKED, cid.FIRE_WALKED,
+             cid.POINT_TESTED, cid.INTRUSION_WALKED, cid.INTRUSION_WALKED, cid.POINT_TESTED)
 ZONE_EVENT = (A.TRIP_INSTANT, A.TRIP_ENTRY, A.TRIP_FOLLOW, -1, -1, -1, -1, -1, -1,
               A.TRIP_ENTRY, -1)
 # life safety: never swinger-limited, never bypassable
@@ -78,6 +90,7 @@ _F_SILENT = const(1)
 _F_BYPASS = const(2)
 _F_SHUT = const(4)  # swinger shutdown
 _F_SAB = const(8)  # sabotage (open/short) reported, restore pending
+_F_WALKED = const(16)  # walk tested (reported) in the current walk test
 
 # keypad / command actions
 K_DISARM = const(0)
@@ -87,7 +100,10 @@ K_UNLOCK = const(3)
 K_BYPASS = const(4)
 K_UNBYPASS = const(5)
 K_STATUS = const(6)
-ACTIONS = ("disarm", "arm_away", "arm_stay", "unlock", "bypass", "unbypass", "status")
+K_WALK_START = const(7)  # installer walk test, whole panel (partition ignored)
+K_WALK_END = const(8)
+ACTIONS = ("disarm", "arm_away", "arm_stay", "unlock", "bypass", "unbypass", "status",
+           "walk_test_start", "walk_test_end")
 
 # A burst of events from one call: a disarm that lifts every bypass of a
 # 64-zone panel plus its own reports stays under this.
@@ -102,6 +118,7 @@ MODE_STAY = const(2)
 # restore is owed even if the panel reboots in between
 F_TEST_MODE = const(1)  # 607 new sent (console test mode was on)
 F_OVERFLOW = const(2)  # 624 new sent (events were dropped)
+F_WALK_TEST = const(4)  # 607 new sent for a walk test (restore owed)
 
 
 class Partition:
@@ -157,6 +174,9 @@ class Panel:
         self.cutoff_ms = tim["siren_cutoff_s"] * 1000
         self.swinger = tim["swinger_limit"]
         self.clock_grace_ms = tim["clock_grace_s"] * 1000
+        self.walk_ms = tim["walk_test_s"] * 1000
+        self.walk_due = None  # walk-test timeout (ticks) while in walk test
+        self.walk_user = 0  # who started it (zone of its 607 new and restore)
         self.utc_off_s = cfg.get("utc_offset_min", 0) * 60
         self.parts = []
         self.pidx = {}
@@ -257,6 +277,10 @@ class Panel:
     def _activate(self, i, now_ms):
         t = self.ztype[i]
         p = self._part_of(i)
+        if p.state == A.WALK_TEST:
+            # before door, bypass and swinger: the walk tests every zone
+            self._walked(i, p)
+            return
         if t == Z_DOOR and self.door.opened(now_ms):
             return  # forced entry, reported
         if t == Z_BOLT:
@@ -274,6 +298,14 @@ class Panel:
         if t == Z_HOLDUP:
             audible = False  # a hold-up is never audible, whatever config says
         self._alarm(p, i, ZONE_CODE[t], audible, now_ms)
+
+    def _walked(self, i, p):
+        """Walk test: report zone i tested, once per walk test."""
+        if self.zflags[i] & _F_WALKED:
+            return
+        self.zflags[i] |= _F_WALKED
+        self.emit(Q_NEW, WALK_CODE[self.ztype[i]], p.id, self.zid[i])
+        self.log("walk test: zone %d (%s) tested" % (self.zid[i], self.zname[i]))
 
     def _deactivate(self, i, now_ms):
         code = self.zcode[i]
@@ -331,6 +363,9 @@ class Panel:
     # -- timers -----------------------------------------------------------------
 
     def tick(self, now_ms, unix=0):
+        if self.walk_due is not None and due(now_ms, self.walk_due):
+            self.log("walk test timed out")
+            self._walk_end()
         for p in self.parts:
             if p.due is not None and due(now_ms, p.due):
                 p.due = None
@@ -437,6 +472,8 @@ class Panel:
     def user_action(self, user, action, partition, arg, now_ms, unix=0, remote=False):
         if action == K_STATUS:
             return R_OK
+        if action == K_WALK_START or action == K_WALK_END:
+            return self._walk(user, action == K_WALK_START, now_ms)
         if action == K_BYPASS or action == K_UNBYPASS:
             return self._bypass(user, action == K_BYPASS, arg)
         if partition not in self.pidx:
@@ -465,6 +502,43 @@ class Panel:
             return R_REFUSED
         self._arm(p, ev, user.id, how, now_ms)
         return R_OK
+
+    # -- walk test -----------------------------------------------------------------
+
+    def _walk(self, user, start, now_ms):
+        """Start or end the installer walk test: a master code that may
+        operate every partition, and every partition in a state whose row
+        has the event (start: all disarmed; end: all in walk test)."""
+        if user.authority < U.MASTER or not self.parts:
+            return R_REFUSED
+        ev = A.WALK_START if start else A.WALK_END
+        for p in self.parts:
+            if not user.may(p.id) or ev not in A.TRANSITIONS[p.state]:
+                return R_REFUSED
+        if not start:
+            self._walk_end()
+            return R_OK
+        for p in self.parts:
+            p.state = A.step(p.state, ev)
+        for i in range(self.nz):
+            self.zflags[i] &= ~_F_WALKED
+        self.walk_due = ticks_add(now_ms, self.walk_ms)
+        self.walk_user = user.id
+        self.changed = True
+        self.emit(Q_NEW, cid.TEST_MODE, 0, user.id, "walk test")
+        self.log("walk test started by user %d" % user.id)
+        return R_OK
+
+    def _walk_end(self):
+        for p in self.parts:
+            p.state = A.step(p.state, A.WALK_END)
+        self.walk_due = None
+        self.changed = True
+        self.emit(Q_RESTORE, cid.TEST_MODE, 0, self.walk_user, "walk test")
+        self.log("walk test ended")
+
+    def walk_test(self):
+        return self.walk_due is not None
 
     def _ready(self, p, stay):
         pi = self.pidx[p.id]
@@ -499,7 +573,7 @@ class Panel:
         p.due = None
         p.siren_due = None
         p.strobe = False
-        if was != A.DISARMED:
+        if A.is_armed(was):
             self.emit(Q_NEW, how, p.id, user.id)  # opening
             self.changed = True
         self._reset_period(p)
@@ -593,7 +667,7 @@ class Panel:
             st = self.parts[k].state
             if st in (A.EXIT_STAY, A.ARMED_STAY):
                 out[k] = MODE_STAY
-            elif st != A.DISARMED:
+            elif A.is_armed(st):
                 out[k] = MODE_AWAY  # entry delay and alarm come back armed
         return out
 
@@ -634,7 +708,8 @@ class Panel:
                 mem.append(zid)
 
     def flags(self):
-        return (F_TEST_MODE if self.test_mode else 0) | (F_OVERFLOW if self.q_over else 0)
+        return (F_TEST_MODE if self.test_mode else 0) | (F_OVERFLOW if self.q_over else 0) | \
+            (F_WALK_TEST if self.walk_due is not None else 0)
 
     def boot_report(self, flags, test_mode):
         """At boot, with the flags persisted by the last run: 607 new
@@ -646,6 +721,10 @@ class Panel:
             self.emit(Q_NEW, cid.TEST_MODE, 0, 0, "console test mode")
         elif flags & F_TEST_MODE:
             self.emit(Q_RESTORE, cid.TEST_MODE, 0, 0)
+        if flags & F_WALK_TEST:
+            # a power loss ended a walk test (it is never resumed): its
+            # restore is owed; who started it was not persisted (zone 0)
+            self.emit(Q_RESTORE, cid.TEST_MODE, 0, 0, "walk test")
         self.q_over = bool(flags & F_OVERFLOW)
         self.changed = True
 
@@ -684,4 +763,5 @@ class Panel:
         return {"partitions": parts, "zones": zones, "troubles": self.troubles,
                 "siren": self.siren, "strobe": self.strobe, "lock": self.lock,
                 "door_held": self.door is not None and self.door.held,
+                "walk_test": self.walk_due is not None,
                 "lockout": self.users.locked_at is not None}

@@ -94,7 +94,9 @@ class McuBoard(hal.BaseBoard):
         u = self.keyuart
         if u is None or not u.any():
             return None
-        self._kbuf += u.read(64)
+        data = u.read(64)  # None on a read timeout, even after any()
+        if data:
+            self._kbuf += data
         if len(self._kbuf) > 128:  # garbage without newline: drop it
             self._kbuf = b""
         i = self._kbuf.find(b"\n")

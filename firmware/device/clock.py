@@ -35,5 +35,6 @@ class Clock:
         if d >= 1000:
             s = d // 1000
             self.base += s
-            self.anchor_ms = ticks_add(self.anchor_ms, s * 1000)
+            # ticks are plain ints here; the stubs type ticks_add() for opaque _Ticks only
+            self.anchor_ms = ticks_add(self.anchor_ms, s * 1000)  # pyright: ignore[reportArgumentType]
         return self.base

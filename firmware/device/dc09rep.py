@@ -48,7 +48,7 @@ from binascii import unhexlify
 from fwutil import const, ticks_diff, ticks_add
 
 try:
-    from protocol.lean import gldc09 as dc
+    from protocol.lean import gldc09 as dc  # pyright: ignore[reportMissingImports]  (host-only package)
 except ImportError:
     import gldc09 as dc
 
@@ -137,8 +137,8 @@ class Dc09Reporter:
         self.fail_after = tim["fail_after"]
         self.hb_ms = [tim["heartbeat_s"] * 1000, tim["backup_heartbeat_s"] * 1000]
         self.heartbeat_s = tim["heartbeat_s"]
-        self.pend = [None] * n
-        self.due = [now_ms] * n
+        self.pend = [None] * n  # type: list
+        self.due = [now_ms] * n  # type: list[int]
         self.backoff = [self.timeout_ms] * n
         self.unanswered = [0] * n
         self.nak_row = [0] * n

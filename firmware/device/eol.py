@@ -62,7 +62,7 @@ class Debouncer:
         self.debounce_ms = debounce_ms
         self.stable = bytearray(n)  # all NORMAL until proven otherwise
         self.cand = bytearray(n)
-        self.since = [now_ms] * n
+        self.since = [now_ms] * n  # type: list[int]
 
     def update(self, i, state, now_ms):
         if state != self.cand[i]:

@@ -23,8 +23,8 @@ from binascii import unhexlify
 from fwutil import const, ticks_diff
 
 try:
-    from protocol.lean import glwire as w
-    from protocol.lean import glpanel as gp
+    from protocol.lean import glwire as w  # pyright: ignore[reportMissingImports]  (host-only package)
+    from protocol.lean import glpanel as gp  # pyright: ignore[reportMissingImports]  (host-only package)
 except ImportError:
     import glwire as w
     import glpanel as gp

@@ -36,7 +36,7 @@ import binascii
 from array import array
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
 except ImportError:  # CPython
     def const(x):
         return x
@@ -44,7 +44,7 @@ except ImportError:  # CPython
 try:
     from cryptolib import aes
 except ImportError:  # CPython: a shim with cryptolib's API over `cryptography`
-    from protocol.lean.cpython_cryptolib import aes
+    from protocol.lean.cpython_cryptolib import aes  # pyright: ignore[reportMissingImports]  (host-only package)
 
 try:
     from os import urandom
@@ -52,8 +52,8 @@ except ImportError:  # pragma: no cover - every supported port has it
     from uos import urandom
 
 try:
-    from protocol.errors import RemoteProtocolError as _RemoteBase
-    from protocol.errors import LocalProtocolError as _LocalBase
+    from protocol.errors import RemoteProtocolError as _RemoteBase  # pyright: ignore[reportMissingImports]  (host-only package)
+    from protocol.errors import LocalProtocolError as _LocalBase  # pyright: ignore[reportMissingImports]  (host-only package)
 except ImportError:  # MicroPython: the firmware has no host package
     class _RemoteBase(Exception):
         pass
@@ -90,11 +90,11 @@ _PAD_FORBIDDEN = b"|[]"  # DC-09 5.4.4.2
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-class Dc09ReplyError(_RemoteBase):
+class Dc09ReplyError(_RemoteBase):  # pyright: ignore[reportGeneralTypeIssues]  (host class on CPython, the fallback on a board)
     """A reply from the receiver that must be rejected."""
 
 
-class Dc09UsageError(_LocalBase):
+class Dc09UsageError(_LocalBase):  # pyright: ignore[reportGeneralTypeIssues]  (host class on CPython, the fallback on a board)
     """Our misuse: a field out of range, a bad key, or an AES key size this
     port's cryptolib does not implement."""
 

@@ -33,15 +33,15 @@
 #     ev = s.next_event()                       # Acked, Nakked, ... or NEED_DATA
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
 except ImportError:  # CPython
     def const(x):
         return x
 
 try:
-    from time import ticks_diff
+    from time import ticks_diff  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
 except ImportError:  # CPython
-    def ticks_diff(new, old):
+    def ticks_diff(new, old):  # type: (int, int) -> int
         return new - old
 
 try:
@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover
     from uos import urandom
 
 try:
-    from protocol.lean import glwire as w
+    from protocol.lean import glwire as w  # pyright: ignore[reportMissingImports]  (host-only package)
 except ImportError:  # MicroPython: the bundle puts glwire beside us
     import glwire as w
 

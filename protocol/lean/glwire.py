@@ -44,7 +44,7 @@ from array import array
 from hashlib import sha256
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
 except ImportError:  # CPython
     def const(x):
         return x
@@ -52,7 +52,7 @@ except ImportError:  # CPython
 try:
     from cryptolib import aes
 except ImportError:  # CPython: a shim with cryptolib's API over `cryptography`
-    from protocol.lean.cpython_cryptolib import aes
+    from protocol.lean.cpython_cryptolib import aes  # pyright: ignore[reportMissingImports]  (host-only package)
 
 try:
     from os import urandom
@@ -60,8 +60,8 @@ except ImportError:  # pragma: no cover - every supported port has it
     from uos import urandom
 
 try:
-    from protocol.errors import RemoteProtocolError as _RemoteBase
-    from protocol.errors import LocalProtocolError as _LocalBase
+    from protocol.errors import RemoteProtocolError as _RemoteBase  # pyright: ignore[reportMissingImports]  (host-only package)
+    from protocol.errors import LocalProtocolError as _LocalBase  # pyright: ignore[reportMissingImports]  (host-only package)
 except ImportError:  # MicroPython: the firmware has no host package
     class _RemoteBase(Exception):
         def __init__(self, msg, reason=0):
@@ -175,11 +175,11 @@ T_CONFIG = const(0x0040)
 T_SIREN = const(0x0080)
 
 
-class WireError(_RemoteBase):
+class WireError(_RemoteBase):  # pyright: ignore[reportGeneralTypeIssues]  (host class on CPython, the fallback on a board)
     """The peer's bytes break the protocol.  `reason` is a NAK_* code."""
 
 
-class EncodeError(_LocalBase):
+class EncodeError(_LocalBase):  # pyright: ignore[reportGeneralTypeIssues]  (host class on CPython, the fallback on a board)
     """A message we were asked to build has a field out of range."""
 
 

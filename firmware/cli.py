@@ -367,7 +367,8 @@ def cmd_walk_test(a) -> int:
         if not code:
             raise UsageError("--auto needs --code (a master or manager code, to arm and "
                              "bypass)")
-        driver = W.AutoDriver(W.SimControl(a.control), code, a.zone_timeout, _say)
+        driver = W.AutoDriver(W.SimControl(a.control), code, a.zone_timeout, _say,
+                              walk_mode=not a.armed_walk)
         mode = "the tool, through the simulated panel's control socket (%s)" % a.control
     else:
         driver = W.ManualDriver(_say)
@@ -531,7 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", metavar="HOST:PORT", help="a simulated panel's control socket")
     p.add_argument("--auto", action="store_true", help="trip the simulated panel's zones "
                    "through --control")
-    p.add_argument("--code", help="with --auto: code to arm, bypass, disarm")
+    p.add_argument("--code", help="with --auto: the installer's master code (walk-test "
+                   "mode; or to arm, bypass, disarm)")
+    p.add_argument("--armed-walk", action="store_true", help="with --auto: do not use the "
+                   "panel's walk-test mode; arm and walk (real alarms at the receiver)")
     p.add_argument("--port", help="a real panel's console (USB serial): shown as hints")
     p.add_argument("--report", default="reports", metavar="DIR",
                    help="where the report goes (default %(default)s)")

@@ -7,7 +7,15 @@
     guardline-panel walk-test --bundle bundle/ --receiver-db rx.db \\
         --control 127.0.0.1:7800 --auto --code 7391         # the simulated panel
 
-The panel has no walk-test mode; it reports what it reports in service.
+Walk-test mode (panels with firmware that has it, docs/firmware.md "Walk
+test"): the driver starts it with the installer's master code
+(``walk_test_start``); every zone then reports once as Contact ID
+611/613/614/615 "walk tested" (class "test": no alarm at the central
+station), nothing needs arming, and loop faults still report 144/372/373.
+The driver ends it (607 restore) when the walk is over.
+
+Otherwise (a panel that refuses or does not know ``walk_test_start``, or
+``--armed-walk``) the panel reports what it reports in service.
 So intrusion zones (instant, entry/exit, follower) are walked with their
 partition armed (away): the tool waits for the receiver's closing report
 (401 q3) before it counts on them; 24-hour zones (hold-up, panic, fire,
@@ -67,6 +75,14 @@ EXPECTED = {
     "holdup": (122,), "panic": (120,), "fire": (110,), "tamper": (144,),
     "seismic": (133,), "door": (423, 134), "bolt": (432,),
 }
+# What each zone type reports in the panel's walk-test mode (panel.py
+# WALK_CODE): 613 intrusion, 614 fire, 615 panic/hold-up, 611 point tested.
+WALK_EXPECTED = {
+    "instant": (613,), "entry_exit": (613,), "follower": (613,), "24h": (613,),
+    "holdup": (615,), "panic": (615,), "fire": (614,), "tamper": (611,),
+    "seismic": (613,), "door": (613,), "bolt": (611,),
+}
+WALK_TEST_MODE = 607  # q1 walk test started, q3 ended
 # Zone types that report only while their partition is armed (arming.py).
 NEEDS_ARMED = ("instant", "entry_exit", "follower")
 # Loop sabotage (docs/firmware.md: "open circuit -> 144, short -> 372,
@@ -80,7 +96,8 @@ PROPPED = 426
 # 401 by user, 403 automatic (time lock), 407 remote, 441 armed stay.
 ARMING_CODES = (401, 403, 407, 441)
 # Every code the panel sends with a zone number in the zone field.
-ZONE_CODES = frozenset(c for cs in EXPECTED.values() for c in cs) | {
+ZONE_CODES = frozenset(c for cs in EXPECTED.values() for c in cs) | \
+    frozenset(c for cs in WALK_EXPECTED.values() for c in cs) | {
     SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE, SWINGER, PROPPED}
 Q_NEW, Q_RESTORE = 1, 3
 
@@ -193,6 +210,9 @@ class WalkTest:
         self.partitions = {p["id"]: {"id": p["id"], "name": p.get("name", ""),
                                      "armed": None, "log": []} for p in partitions}
         self.events_seen = 0
+        # the panel is in walk-test mode (607 q1 seen from a user, no 607
+        # q3 since): zones are expected as 61x, not as alarms
+        self.walk_mode = False
 
     def feed(self, ev: dict, history: bool = False) -> list[tuple]:
         """One receiver event.  `history`: recorded before the walk began
@@ -203,6 +223,13 @@ class WalkTest:
         self.events_seen += 1
         code, q = ev["code"], ev["qualifier"]
         out: list[tuple] = []
+        if code == WALK_TEST_MODE and ev.get("zone"):  # zone 0: console test mode
+            on = q == Q_NEW
+            if on != self.walk_mode:
+                self.walk_mode = on
+                out.append((None, None, None, "panel walk-test mode %s (%s)" % (
+                    "ON" if on else "off", contactid.describe(code, q, ev.get("zone")))))
+            return out
         if code in ARMING_CODES:
             p = self.partitions.get(ev.get("partition"))
             if p is not None:
@@ -225,7 +252,7 @@ class WalkTest:
         if ev.get("partition") not in (None, z.partition):
             z.notes.append("event %s reported partition %s; the config says %d"
                            % (e["event_id"], ev.get("partition"), z.partition))
-        if z.type == "tamper" and code == SENSOR_TAMPER:
+        if z.type == "tamper" and code == SENSOR_TAMPER and not self.walk_mode:
             # alarm and open loop share 144: a trip is 144 new then restore
             if q == Q_NEW:
                 if history:
@@ -254,7 +281,7 @@ class WalkTest:
                 z.faulted_at_start = False
         elif history:
             return out
-        elif code in z.expected:
+        elif code in (WALK_EXPECTED.get(z.type, ()) if self.walk_mode else z.expected):
             if q == Q_NEW:
                 z.alarms.append(e)
         elif code == SWINGER:
@@ -596,7 +623,9 @@ class AutoDriver:
     results come from the receiver."""
 
     def __init__(self, ctl, code: str, zone_timeout: float = 60.0, say=print,
-                 clock=time.monotonic):
+                 clock=time.monotonic, walk_mode: bool = True):
+        self.try_walk_mode = walk_mode
+        self.walk_mode = False  # the panel accepted walk_test_start
         self.ctl = ctl
         self.code = code
         self.zone_timeout = zone_timeout
@@ -619,6 +648,13 @@ class AutoDriver:
         for i in ids:
             if i not in self.queue:
                 self.say("zone %d: %s already: not tripped" % (i, walk.zones[i].status))
+        if self.try_walk_mode and self.queue:
+            r = self._key("walk_test_start", 1)
+            self.say("panel walk-test mode: %s" % r)
+            if r == "ok":
+                self.walk_mode = True
+                return  # nothing to arm: every zone reports as walk tested
+            self.say("no walk-test mode: arming partitions for an armed walk")
         parts = sorted({walk.zones[i].partition for i in self.queue
                         if walk.zones[i].type in NEEDS_ARMED})
         for pid in parts:
@@ -644,11 +680,15 @@ class AutoDriver:
             if not self.queue:
                 return False
             self.current = walk.zones[self.queue.pop(0)]
-            self.phase = "arming" if self.current.type in NEEDS_ARMED else "trip"
+            if self.walk_mode:
+                # its trips count once the receiver has the 607 start
+                self.phase = "arming" if not walk.walk_mode else "trip"
+            else:
+                self.phase = "arming" if self.current.type in NEEDS_ARMED else "trip"
             self.deadline = now + self.zone_timeout
         z = self.current
         if self.phase == "arming":
-            if walk.armed(z.partition):
+            if walk.walk_mode if self.walk_mode else walk.armed(z.partition):
                 self.phase = "trip"
             elif now > self.deadline:
                 self.say("zone %d: partition %d never armed at the receiver: skipped"
@@ -672,6 +712,8 @@ class AutoDriver:
         return True
 
     def finish(self, walk: WalkTest) -> None:
+        if self.walk_mode:
+            self.say("end walk-test mode: %s" % self._key("walk_test_end", 1))
         for pid in self.armed_by_us:
             self.say("disarm partition %d: %s" % (pid, self._key("disarm", pid)))
 

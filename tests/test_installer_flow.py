@@ -192,8 +192,10 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
                        "--zone-timeout", "45", "--timeout", "170"])
         live = capsys.readouterr().out
         assert rc == 1, live  # not every zone passed
-        assert "receiver: zone 2 130" in live  # shown live, from the receiver's record
-        assert "partition 1 (lobby) ARMED" in live
+        # the panel's walk-test mode: zones report as 61x "walk tested", nothing armed
+        assert "panel walk-test mode: ok" in live and "panel walk-test mode ON" in live
+        assert "receiver: zone 2 613" in live  # shown live, from the receiver's record
+        assert "ARMED" not in live
         jp = [n for n in os.listdir(reports) if n.endswith(".json")]
         md = [n for n in os.listdir(reports) if n.endswith(".md")]
         hp = [n for n in os.listdir(reports) if n.endswith(".html")]
@@ -201,12 +203,21 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
         r = json.load(open(os.path.join(reports, jp[0])))
         text = open(os.path.join(reports, md[0])).read()
         page = ReportHTML(open(os.path.join(reports, hp[0]), encoding="utf-8").read())
-        # the tool disarmed what it armed (zone 3 was bypassed for the arming)
-        assert "zone 3 faulted: bypass so partition 1 can arm: ok" in live
-        assert "disarm partition 1: ok" in live
-        wait_for(lambda: rx_events(db, code=401, qualifier=1, partition=1),
-                 "the opening (disarm) report at the receiver")
+        # the tool ended the walk test it started (607 new, then restore)
+        assert "end walk-test mode: ok" in live
+        wait_for(lambda: rx_events(db, code=607, qualifier=3, zone=1),
+                 "the walk test's 607 restore at the receiver")
+        assert rx_events(db, code=607, qualifier=1, zone=1)
         assert panel.state()["partitions"][0]["state"] == "disarmed"
+        assert not rx_events(db, code=401)  # nothing was armed or disarmed
+        # the receiver's alarm queue holds no burglary (or other zone) alarm
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+        try:
+            queued = con.execute("SELECT code, zone FROM alarms WHERE account = ?",
+                                 (str(ACCOUNT),)).fetchall()
+        finally:
+            con.close()
+        assert [c for c, _z in queued if c in (130, 132, 134, 122, 120, 110)] == [], queued
     finally:
         panel.close()
 
@@ -218,7 +229,7 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
     assert zones[3]["result"] == "fault" and zones[3]["faulted_at_start"]
     assert "short circuit" in zones[3]["verdict"]
     assert zones[3]["faults"] == [] and zones[3]["first_alarm"] is None
-    expected = {1: 134, 2: 130, 4: 122, 5: 120, 6: 110}
+    expected = {1: 613, 2: 613, 4: 615, 5: 615, 6: 614}  # walk tested, not alarms
     for zid, code in expected.items():
         z = zones[zid]
         assert z["result"] == "passed", z
@@ -355,7 +366,7 @@ def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path,
         # a wrong password: refused by the console, nothing walked
         monkeypatch.setenv("GUARDLINE_CONSOLE_PASSWORD", "not-the-password")
         assert cli.main(["walk-test", "--config", path, "--receiver", url, "--user", "fitter",
-                         "--control", panel.control, "--auto", "--code", MASTER_CODE,
+                         "--control", panel.control, "--auto", "--code", MASTER_CODE, "--armed-walk",
                          "--report", reports]) == 1
         assert "login refused for 'fitter'" in capsys.readouterr().err
         assert not os.path.exists(reports)
@@ -365,7 +376,7 @@ def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path,
 
         monkeypatch.setenv("GUARDLINE_CONSOLE_PASSWORD", password)
         rc = cli.main(["walk-test", "--config", path, "--receiver", url, "--user", "fitter",
-                       "--control", panel.control, "--auto", "--code", MASTER_CODE,
+                       "--control", panel.control, "--auto", "--code", MASTER_CODE, "--armed-walk",
                        "--report", reports, "--installer", "C. Console",
                        "--zone-timeout", "45", "--timeout", "170"])
         live = capsys.readouterr().out

@@ -200,7 +200,8 @@ def test_auto_driver_bypasses_faulted_zones_arms_trips_and_disarms():
     clock = FakeClock()
     panel = FakePanel()
     said = []
-    d = W.AutoDriver(panel, "7391", zone_timeout=30, say=said.append, clock=clock)
+    d = W.AutoDriver(panel, "7391", zone_timeout=30, say=said.append, clock=clock,
+                     walk_mode=False)  # the armed walk (fallback)
     d.prepare(w, [1, 2, 4])
     keys = [(r["action"], r["partition"], r["zone"]) for r in panel.log]
     assert keys == [("bypass", 1, 1), ("arm_away", 1, 0)]
@@ -234,7 +235,8 @@ def test_auto_driver_gives_up_on_a_partition_that_never_arms():
     clock = FakeClock()
     panel = FakePanel(refuse=("arm_away",))
     said = []
-    d = W.AutoDriver(panel, "7391", zone_timeout=5, say=said.append, clock=clock)
+    d = W.AutoDriver(panel, "7391", zone_timeout=5, say=said.append, clock=clock,
+                     walk_mode=False)
     d.prepare(w, [2])
     assert "arm partition 1 (away): refused" in said
     d.step(w)

@@ -84,6 +84,20 @@ LOG_RATE_PER_S = 5.0
 # visible from its first records and the counters; a UDP flood of forged
 # frames must not grow the database without bound or crowd out events.
 SECURITY_STORE_PER_S = 50.0
+# Seconds send_command waits for the panel's REPLY.  A panel polls its link
+# every scan (tens of ms) and sends a pending event before the REPLY, each
+# lockstep round trip well under a second; 15 s covers a slow cellular link
+# and a retry or two without leaving an operator waiting indefinitely.
+COMMAND_TIMEOUT_S = 15.0
+
+# Receiver COMMAND names (CLI and console) -> glwire codes.
+COMMANDS = {"status": w.CMD_STATUS, "arm-away": w.CMD_ARM_AWAY, "arm-stay": w.CMD_ARM_STAY,
+            "disarm": w.CMD_DISARM, "bypass": w.CMD_BYPASS, "unbypass": w.CMD_UNBYPASS}
+RESULT_NAMES = {w.R_OK: "ok", w.R_REFUSED: "refused", w.R_UNSUPPORTED: "unsupported",
+                w.R_BAD_ARGUMENT: "bad_argument"}
+PARTITION_STATE_NAMES = {w.P_DISARMED: "disarmed", w.P_EXIT_DELAY: "exit_delay",
+                         w.P_ARMED_AWAY: "armed_away", w.P_ARMED_STAY: "armed_stay",
+                         w.P_ENTRY_DELAY: "entry_delay", w.P_ALARM: "alarm"}
 
 
 class Busy(Exception):
@@ -93,6 +107,15 @@ class Busy(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class CommandError(Exception):
+    """A remote command could not be sent or was not answered; ``status``
+    is the HTTP status the console answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class _RateLimit:
@@ -153,6 +176,10 @@ class Receiver:
         self._busy_log = _RateLimit(LOG_RATE_PER_S)
         self._security_log = _RateLimit(LOG_RATE_PER_S)
         self._security_store = _RateLimit(SECURITY_STORE_PER_S, SECURITY_STORE_PER_S * 10)
+        # (account, our command sequence) -> future for the panel's REPLY
+        self._replies: dict[tuple[int, int], asyncio.Future] = {}
+        # one command in flight per panel: the firmware holds one pending REPLY
+        self._command_locks: dict[int, asyncio.Lock] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -527,6 +554,8 @@ class Receiver:
             self._spawn(self._commit_and_ack(acc, rec, link, time.perf_counter()),
                         inflight=True)
         elif mtype in (w.MSG_HEARTBEAT, w.MSG_HELLO, w.MSG_REPLY):
+            if mtype == w.MSG_REPLY:
+                self._reply_received(acc)
             if mtype == w.MSG_HELLO:
                 m = acc.msg
                 _LOGGER.info("panel hello account=%s fw=%d.%d.%d kind=%d zones=%d "
@@ -543,6 +572,96 @@ class Receiver:
             # ACK, NAK, TIME, COMMAND are the receiver's messages.
             self.metrics.naks.labels("unsupported").inc()
             link.send(self.core.nak(acc.account, acc.seq, w.NAK_UNSUPPORTED, now))
+
+    # -- remote commands ------------------------------------------------------------------
+
+    def _reply_received(self, acc: Accepted) -> None:
+        m = acc.msg
+        fut = self._replies.get((acc.account, m["command_seq"]))
+        if fut is None:
+            # a retransmission after we gave up, or a REPLY to another receiver
+            _LOGGER.info("panel reply with no waiting command account=%d command_seq=%d "
+                         "result=%s", acc.account, m["command_seq"],
+                         RESULT_NAMES.get(m["result"], m["result"]))
+            return
+        if not fut.done():
+            fut.set_result(m)
+
+    def command_link(self, account: int):
+        """The panel's open, authenticated TCP connection (the newest one if
+        it has several), or None.  Only a stream the panel keeps open can
+        carry a command to it: a UDP panel is not listening between frames."""
+        best = None
+        for lst in self.listeners:
+            if getattr(lst, "transport", None) != "tcp":
+                continue
+            for proto in lst.conns:
+                link = proto.link
+                if (link is None or link.closed or not link.authenticated
+                        or link.conn.account != account):
+                    continue
+                if best is None or link.last_rx > best.last_rx:
+                    best = link
+        return best
+
+    async def send_command(self, account: str, command: str, partition: int = 1,
+                           arg: int = 0, by: str = "?",
+                           timeout: float = COMMAND_TIMEOUT_S) -> dict:
+        """Send a COMMAND to a panel over its open TCP connection and wait
+        for its REPLY.  Our sequence is persisted before the frame leaves
+        (the panel refuses any command sequence it has seen, so a reused one
+        after a restart would be refused).  Raises CommandError."""
+        a = self._accounts.get(str(account))
+        if a is None:
+            raise CommandError(404, "no account %s" % account)
+        if a.protocol != "native":
+            raise CommandError(409, "account %s is not a native-protocol panel" % account)
+        if command not in COMMANDS:
+            raise CommandError(400, "command must be one of %s" % ", ".join(COMMANDS))
+        if not 0 <= partition <= 255 or not 0 <= arg <= 0xFFFF:
+            raise CommandError(400, "partition must be 0..255 and arg 0..65535")
+        n = int(a.number)
+        lock = self._command_locks.setdefault(n, asyncio.Lock())
+        async with lock:
+            link = self.command_link(n)
+            if link is None:
+                raise CommandError(409, "panel %s has no open TCP connection to this "
+                                        "receiver; commands need one" % a.number)
+            now = time.time()
+            seq, frame = self.core.command(n, COMMANDS[command], partition, now, arg)
+            st = self.core.state(n)
+            try:
+                await self.store.save_replay_state([(a.number, st.highest_seq, st.tx_seq)])
+            except Exception as e:  # noqa: BLE001 - not persisted: do not send
+                self._dirty.add(n)
+                raise CommandError(503, "command not sent: sequence not stored (%s)" % e)
+            a.tx_seq = max(a.tx_seq, st.tx_seq)
+            _LOGGER.warning("remote command account=%s command=%s partition=%d arg=%d by=%s "
+                            "seq=%d peer=%s", a.number, command, partition, arg, q(by), seq,
+                            link.peer)
+            fut = asyncio.get_running_loop().create_future()
+            self._replies[(n, seq)] = fut
+            try:
+                link.send(frame)
+                try:
+                    m = await asyncio.wait_for(fut, timeout)
+                except asyncio.TimeoutError:
+                    _LOGGER.warning("remote command unanswered account=%s command=%s seq=%d "
+                                    "by=%s", a.number, command, seq, q(by))
+                    raise CommandError(504, "panel %s did not answer within %.0f s"
+                                       % (a.number, timeout)) from None
+            finally:
+                self._replies.pop((n, seq), None)
+        result = {"account": a.number, "command": command, "partition": partition,
+                  "seq": seq, "result": m["result"],
+                  "result_name": RESULT_NAMES.get(m["result"], str(m["result"])),
+                  "partitions": [{"position": i + 1, "state": s,
+                                  "state_name": PARTITION_STATE_NAMES.get(s, str(s))}
+                                 for i, s in enumerate(m["partitions"])],
+                  "troubles": m["troubles"]}
+        _LOGGER.info("remote command reply account=%s command=%s seq=%d result=%s by=%s",
+                     a.number, command, seq, result["result_name"], q(by))
+        return result
 
     def _native_record(self, acc: Accepted, link, now: float) -> EventRecord:
         m = acc.msg

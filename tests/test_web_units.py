@@ -82,8 +82,9 @@ def test_throttle_key_table_is_bounded():
 
 def test_permission_table():
     assert auth.permissions_of("operator") == ["alarm.act", "view"]
-    assert auth.permissions_of("supervisor") == ["alarm.act", "audit.view", "security.view",
-                                                 "view"]
+    assert auth.permissions_of("supervisor") == ["alarm.act", "audit.view", "panel.command",
+                                                 "security.view", "view"]
+    assert not auth.allowed("operator", auth.PANEL_COMMAND)
     assert "users.manage" in auth.permissions_of("administrator")
     assert not auth.allowed("operator", auth.USERS_MANAGE)
     assert not auth.allowed("nobody", auth.VIEW)

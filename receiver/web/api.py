@@ -33,6 +33,7 @@ from aiohttp import web
 
 from protocol import contactid
 from receiver import alarms as _alarms
+from receiver.app import CommandError
 from receiver.web import auth, derive
 from receiver.web.users import UserError
 
@@ -489,6 +490,32 @@ async def resolve(request, console, s):
     return await _transition(request, console, s, _alarms.RESOLVE)
 
 
+# -- remote commands --------------------------------------------------------------------
+
+
+@api(auth.PANEL_COMMAND, write=True)
+async def command_panel(request, console, s):
+    """{"command": "status"|"arm-away"|"arm-stay"|"disarm", "partition": N}:
+    sent to the panel over its open TCP connection; answers with the
+    panel's REPLY.  Audited (console audit log) before it is sent."""
+    rx = console.receiver
+    number = request.match_info["number"]
+    body = await _body(request)
+    command = body.get("command")
+    partition = body.get("partition", 1)
+    if command not in ("status", "arm-away", "arm-stay", "disarm"):
+        return _error(400, "command must be status, arm-away, arm-stay or disarm")
+    if not isinstance(partition, int) or isinstance(partition, bool):
+        return _error(400, "partition must be a number")
+    await console.users.record(s.user, "panel.command", "account=%s command=%s partition=%d"
+                               % (number, command, partition), request.remote or "")
+    try:
+        reply = await rx.send_command(number, command, partition, by=s.user)
+    except CommandError as e:
+        return _error(e.status, str(e))
+    return _json(reply)
+
+
 # -- panels and sites ---------------------------------------------------------------------
 
 
@@ -883,6 +910,7 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     add("POST", "/api/alarms/{id}/acknowledge", acknowledge)
     add("POST", "/api/alarms/{id}/resolve", resolve)
     add("GET", "/api/panels", panels)
+    add("POST", "/api/accounts/{number}/command", command_panel)
     add("GET", "/api/sites/{number}", site)
     add("GET", "/api/events", events)
     add("GET", "/api/events.csv", events_csv)

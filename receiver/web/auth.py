@@ -39,6 +39,7 @@ ALARM_ACT = "alarm.act"  # acknowledge, resolve
 SECURITY_VIEW = "security.view"  # rejected frames (wrong key, replay, ...)
 AUDIT_VIEW = "audit.view"  # console audit log (logins, user changes, actions)
 USERS_MANAGE = "users.manage"
+PANEL_COMMAND = "panel.command"  # arm, disarm, status of a panel (remote commands)
 
 _ALL = frozenset((OPERATOR, SUPERVISOR, ADMINISTRATOR))
 _SUPERVISION = frozenset((SUPERVISOR, ADMINISTRATOR))
@@ -51,6 +52,7 @@ PERMISSIONS = {
     ALARM_ACT: _ALL,
     SECURITY_VIEW: _SUPERVISION,
     AUDIT_VIEW: _SUPERVISION,
+    PANEL_COMMAND: _SUPERVISION,
     USERS_MANAGE: frozenset((ADMINISTRATOR,)),
 }
 

@@ -627,9 +627,10 @@ class Receiver:
             if link is None:
                 raise CommandError(409, "panel %s has no open TCP connection to this "
                                         "receiver; commands need one" % a.number)
-            now = time.time()
-            seq, frame = self.core.command(n, COMMANDS[command], partition, now, arg)
             st = self.core.state(n)
+            if st is None:  # the account lost its key or protocol meanwhile
+                raise CommandError(409, "account %s has no native key" % a.number)
+            seq, frame = self.core.command(n, COMMANDS[command], partition, time.time(), arg)
             try:
                 await self.store.save_replay_state([(a.number, st.highest_seq, st.tx_seq)])
             except Exception as e:  # noqa: BLE001 - not persisted: do not send

@@ -562,6 +562,53 @@ def _key_from_store(cfg, account: int):
         return None
 
 
+# -- panels command (through the running console) ----------------------------------------
+
+# Seconds the CLI waits for the console's answer: the receiver waits up to
+# 15 s for the panel's REPLY (receiver.app.COMMAND_TIMEOUT_S), plus login.
+PANEL_COMMAND_HTTP_TIMEOUT_S = 30.0
+
+
+async def _panel_command(args) -> int:
+    """The command runs in the serving process (it holds the panel's TCP
+    connection), so the CLI asks the console's JSON API as a named user."""
+    import aiohttp  # noqa: PLC0415 - only this command needs a client
+
+    password = os.environ.get("GUARDLINE_CONSOLE_PASSWORD")
+    if not password:
+        raise UsageError("set GUARDLINE_CONSOLE_PASSWORD to the console password of --by")
+    base = args.url.rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=PANEL_COMMAND_HTTP_TIMEOUT_S)
+    try:
+        # unsafe: keep the session cookie for an IP-address host (127.0.0.1)
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(timeout=timeout, cookie_jar=jar) as http:
+            async with http.post(base + "/api/login",
+                                 json={"name": args.by, "password": password}) as r:
+                body = await r.json(content_type=None)
+                if r.status != 200:
+                    raise Failure("console login refused: %s" % body.get("error", r.status))
+                csrf = body["csrf"]
+            async with http.post(base + "/api/accounts/%s/command" % args.account,
+                                 json={"command": args.panel_command,
+                                       "partition": args.partition},
+                                 headers={"X-CSRF-Token": csrf}) as r:
+                body = await r.json(content_type=None)
+                if r.status != 200:
+                    raise Failure("command refused (%d): %s" % (r.status,
+                                                                body.get("error", "")))
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        raise Failure("console %s not reachable: %s" % (base, e or type(e).__name__)) from None
+    if args.json:
+        print(json.dumps(body))
+    else:
+        parts = " ".join("%d=%s" % (p["position"], p["state_name"]) for p in body["partitions"])
+        print("account=%s command=%s result=%s partitions %s troubles=0x%04x"
+              % (body["account"], body["command"], body["result_name"], parts,
+                 body["troubles"]))
+    return 0 if body["result_name"] == "ok" else 1
+
+
 # -- argument parsing ------------------------------------------------------------------------
 
 
@@ -663,6 +710,20 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--by", required=True, help="operator name")
     res.add_argument("--note", help="what was done")
     al.set_defaults(func=lambda args: _run_async(_alarms_cmd, args))
+
+    pn = sub.add_parser("panels", help="act on connected panels")
+    pnsub = pn.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pc = pnsub.add_parser("command", help="send status/arm/disarm to a panel through the "
+                          "running console (password in GUARDLINE_CONSOLE_PASSWORD)")
+    pc.add_argument("account")
+    pc.add_argument("panel_command", metavar="COMMAND",
+                    choices=["status", "arm-away", "arm-stay", "disarm"])
+    pc.add_argument("--partition", type=int, default=1)
+    pc.add_argument("--by", required=True, help="console user (supervisor or administrator)")
+    pc.add_argument("--url", default="http://127.0.0.1:8080",
+                    help="the console's base URL (serve --web)")
+    pc.add_argument("--json", action="store_true")
+    pn.set_defaults(func=lambda args: asyncio.run(_panel_command(args)))
 
     d = sub.add_parser("decode", parents=[common], help="decode a captured native frame")
     d.add_argument("hex")

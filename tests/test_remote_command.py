@@ -3,6 +3,7 @@ firmware under the MicroPython VM connected over TCP, commands sent
 through the console's JSON API (POST /api/accounts/{number}/command)."""
 
 import asyncio
+import json
 import os
 import shutil
 
@@ -11,9 +12,10 @@ import pytest
 from firmware import sim as fwsim
 from firmware.testing import TEST_KEY, SimPanel, scenario_config
 from protocol.lean import glwire as w
+from receiver import cli
 from receiver.store import Account
 from receiver.testing import wait_until
-from receiver.web.testing import Client, console_receiver
+from receiver.web.testing import PASSWORDS, Client, console_receiver
 
 pytestmark = pytest.mark.micropython
 
@@ -37,7 +39,7 @@ async def _connected(rx):
     return rx.command_link(ACCOUNT) is not None
 
 
-async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path):
+async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path, monkeypatch, capsys):
     async with console_receiver(tmp_path, accounts=_accounts(), router=False) as (rx, base, _):
         _, port = rx.addresses["tcp"][0]
         cfg = scenario_config(port)
@@ -97,6 +99,22 @@ async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path):
                 await sam.json("POST", "/api/accounts/9999/command", status=404,
                                json={"command": "status"})
                 await sam.json("POST", path, status=400, json={"command": "self-destruct"})
+
+                # the CLI goes through the same API as a named console user
+                cli_args = ["panels", "command", str(ACCOUNT), "status", "--by", "sam",
+                            "--url", base, "--json"]
+                monkeypatch.setenv("GUARDLINE_CONSOLE_PASSWORD", PASSWORDS["sam"])
+                capsys.readouterr()
+                assert await asyncio.to_thread(cli.main, cli_args) == 0
+                out = json.loads(capsys.readouterr().out)
+                assert out["result_name"] == "ok"
+                assert out["partitions"][0]["state_name"] == "armed_away"
+                monkeypatch.setenv("GUARDLINE_CONSOLE_PASSWORD", PASSWORDS["olga"])
+                olga_args = ["panels", "command", str(ACCOUNT), "disarm", "--by", "olga",
+                             "--url", base]
+                assert await asyncio.to_thread(cli.main, olga_args) == 1
+                assert "403" in capsys.readouterr().err
+                assert await _state(panel) == "armed_away"
 
                 # the commands are in the console audit log, by name
                 audit = await sam.json("GET", "/api/audit")

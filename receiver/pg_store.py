@@ -781,16 +781,7 @@ class PGStore(Store):
         await self.run_write(job)
 
     async def update_account(self, number: str, **fields) -> None:
-        acct = await self.get_account(number)
-        if acct is None:
-            raise KeyError(number)
-        for k, v in fields.items():
-            if k in ("number", "created_at"):
-                raise ValueError("%s cannot be changed" % k)
-            if not hasattr(acct, k):
-                raise ValueError("unknown account field %s" % k)
-            setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
-        acct.validate()
+        acct = self._apply_account_fields(await self.get_account(number), number, fields)
         d = self._account_columns(acct)
         d["updated_at"] = time.time()
         cols = [c for c in d if c not in ("number", "created_at", "highest_seq", "tx_seq")]

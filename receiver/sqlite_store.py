@@ -547,16 +547,7 @@ class SQLiteStore(Store):
         await self.run_write(job)
 
     async def update_account(self, number: str, **fields) -> None:
-        acct = await self.get_account(number)
-        if acct is None:
-            raise KeyError(number)
-        for k, v in fields.items():
-            if k in ("number", "created_at"):
-                raise ValueError("%s cannot be changed" % k)
-            if not hasattr(acct, k):
-                raise ValueError("unknown account field %s" % k)
-            setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
-        acct.validate()
+        acct = self._apply_account_fields(await self.get_account(number), number, fields)
         d = acct.to_dict(with_key=True)
         d["updated_at"] = time.time()
         for k in self._ACCOUNT_JSON:

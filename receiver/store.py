@@ -218,6 +218,22 @@ class Store(abc.ABC):
 
     location = ""  # "path=..." or "url=...", for log lines
 
+    @staticmethod
+    def _apply_account_fields(acct: "Account | None", number: str, fields: dict) -> "Account":
+        """Apply an update_account() change to the stored account and check
+        it, the same way whatever the backend: KeyError for no such
+        account, ValueError for a field that is unknown or may not change."""
+        if acct is None:
+            raise KeyError(number)
+        for k, v in fields.items():
+            if k in ("number", "created_at"):
+                raise ValueError("%s cannot be changed" % k)
+            if not hasattr(acct, k):
+                raise ValueError("unknown account field %s" % k)
+            setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
+        acct.validate()
+        return acct
+
     def _note_batch(self, n: int, elapsed: float, failed, unavailable) -> None:
         """Count a group commit of ``n`` requests (``failed`` is None when it
         committed), observe its metrics, and move between healthy and

@@ -44,6 +44,7 @@ from receiver.config import Config
 from receiver.forwarder import Forwarder, make_output
 from receiver.logfmt import q
 from receiver.metrics import Metrics
+from receiver.ratelimit import RateLimit
 from receiver.store import (Account, EventRecord, IngestOutcome, Store, StoreBusy,
                             StoreUnavailable, make_store)
 from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, Supervisor
@@ -118,27 +119,6 @@ class CommandError(Exception):
         self.status = status
 
 
-class _RateLimit:
-    """Token bucket for log lines: allow() at most ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: float = 20.0):
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._t = time.monotonic()
-        self.suppressed = 0
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
-        self._t = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        self.suppressed += 1
-        return False
-
-
 _EVENT_FIELDS = {"account", "protocol", "dedupe_key", "seq", "qualifier", "code",
                  "partition", "zone", "text", "value", "event_time", "received_at",
                  "path", "peer", "source"}
@@ -173,9 +153,9 @@ class Receiver:
         self._http = None
         self._started = False
         self._stopping = False
-        self._busy_log = _RateLimit(LOG_RATE_PER_S)
-        self._security_log = _RateLimit(LOG_RATE_PER_S)
-        self._security_store = _RateLimit(SECURITY_STORE_PER_S, SECURITY_STORE_PER_S * 10)
+        self._busy_log = RateLimit(LOG_RATE_PER_S)
+        self._security_log = RateLimit(LOG_RATE_PER_S)
+        self._security_store = RateLimit(SECURITY_STORE_PER_S, SECURITY_STORE_PER_S * 10)
         # (account, our command sequence) -> future for the panel's REPLY
         self._replies: dict[tuple[int, int], asyncio.Future] = {}
         # one command in flight per panel: the firmware holds one pending REPLY

@@ -43,7 +43,8 @@ from collections import deque
 
 from protocol import dc09
 from receiver import dc09_core as core
-from receiver.app import MAX_SECURITY_REJECTS, Busy, _RateLimit
+from receiver.app import MAX_SECURITY_REJECTS, Busy
+from receiver.ratelimit import RateLimit
 from receiver.listeners import TCP_BACKLOG, _keepalive, enlarge_receive_buffer
 from receiver.logfmt import q
 
@@ -352,7 +353,7 @@ class Dc09TcpListener:
         self.unauthenticated = 0
         self.accepting = True
         self.address = (host, port)
-        self.refuse_log = _RateLimit(1.0)
+        self.refuse_log = RateLimit(1.0)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -473,7 +474,7 @@ class Dc09UdpListener:
         self.accepting = True
         self.datagrams = 0
         self.address = (host, port)
-        self.nak_limit = _RateLimit(UDP_NAK_PER_S, UDP_NAK_PER_S)
+        self.nak_limit = RateLimit(UDP_NAK_PER_S, UDP_NAK_PER_S)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from protocol.lean import glwire as w
 from protocol.session import NEED_DATA, ReceiverConnection, handle_datagram
 from receiver.backoff import Backoff
+from receiver.ratelimit import RateLimit
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -247,8 +248,6 @@ class TcpListener:
     transport = "tcp"
 
     def __init__(self, rx, host: str, port: int):
-        from receiver.app import _RateLimit  # noqa: PLC0415
-
         self.rx = rx
         self.host = host
         self.port = port
@@ -257,7 +256,7 @@ class TcpListener:
         self.unauthenticated = 0
         self.accepting = True
         self.address = (host, port)
-        self.refuse_log = _RateLimit(1.0)
+        self.refuse_log = RateLimit(1.0)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

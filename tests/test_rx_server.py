@@ -500,8 +500,8 @@ async def test_unauthenticated_cap_refuses_more_silent_connections(tmp_path, acc
 
 
 async def test_security_event_storage_is_rate_limited(rx, accounts):
-    from receiver.app import _RateLimit
-    rx._security_store = _RateLimit(0.001, burst=3)  # 3 stored, then counted only
+    from receiver.ratelimit import RateLimit
+    rx._security_store = RateLimit(0.001, burst=3)  # 3 stored, then counted only
     uhost, uport = rx.addresses["udp"][0]
     loop = asyncio.get_running_loop()
     t, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,

@@ -75,7 +75,8 @@ __all__ = [
     "Dc09KeyError", "Dc09Reader", "parse", "build", "build_ack", "build_nak",
     "build_duh", "next_seq", "parse_key", "crc16", "adm_cid_to_event",
     "event_to_adm_cid", "sia_dcs_to_event", "event_to_sia_dcs",
-    "SIA_CID_TABLE", "SIA_TO_CID", "CID_TO_SIA",
+    "SIA_CID_TABLE", "SIA_TO_CID", "CID_TO_SIA", "DEVIATIONS", "decode_text",
+    "SiaEvent", "sia_dcs_events", "EXTENDED_DATA", "extended_data", "location",
 ]
 
 # --- constants ---------------------------------------------------------------
@@ -149,7 +150,13 @@ class Dc09Error(RemoteProtocolError):
 
 
 class Dc09CrcError(Dc09Error):
-    """The CRC field does not match the frame (DC-09 5.5.1.2)."""
+    """The CRC field does not match the frame (DC-09 5.5.1.2).
+    `crc_includes_cr` is True when it would match with the closing CR
+    counted (a known panel deviation, accepted per account); `account` is
+    then the account from the header."""
+
+    crc_includes_cr = False
+    account = None
 
 
 class Dc09FormatError(Dc09Error):
@@ -196,6 +203,12 @@ class Dc09Message:
     data      content of the first [ ] block, e.g. "#1234|1130 01 003".
     extended  extended data blocks, in order, as (letter, value).
     timestamp UTC, tz-aware, or None.
+
+    Not part of the message's identity (excluded from ==), set by parse:
+    deviations     the field deviations parse tolerated (DEVIATIONS), in
+                   the order met, e.g. ["empty_line_prefix"].
+    bad_timestamp  the timestamp text of a clear message that could not
+                   be read (its `timestamp` is then None).
     """
 
     msg_id: str
@@ -207,6 +220,8 @@ class Dc09Message:
     data: str = ""
     extended: list[tuple[str, str]] = field(default_factory=list)
     timestamp: datetime | None = None
+    deviations: list[str] = field(default_factory=list, compare=False)
+    bad_timestamp: str | None = field(default=None, compare=False)
 
 
 def next_seq(seq: int) -> int:
@@ -237,6 +252,15 @@ def parse_key(text: str, fmt: str = "hex") -> bytes:
 
 # --- parsing ------------------------------------------------------------------
 
+# Field deviations parse() tolerates, with what they are.  Each is accepted
+# on purpose (docs/dc09.md, "Field deviations"), reported in
+# Dc09Message.deviations, and logged by the receiver once per account.
+DEVIATIONS = {
+    "empty_line_prefix": "an 'L' with no digits after it (\"0001L#acct\")",
+    "trailing_nul": "a NUL byte after the closing CR",
+    "crc_includes_cr": "CRC and length counting the closing CR too",
+}
+
 # CRC and length fields are upper-case hex ("0"-"9", "A"-"F", 5.5.1.2/3).
 # Taking lower case too would let a flipped 0x20 bit in a letter of the
 # CRC field go unnoticed, since the CRC does not cover its own field.
@@ -244,60 +268,93 @@ _HEX4 = re.compile(rb"[0-9A-F]{4}")
 # The header up to and including the '[' that opens the data block.  The
 # account marker is mandatory here: "#acct", or "A0" which the standard's NAK
 # carries (5.5.3.2).  Trying that first makes the hex run after 'L' give
-# back "A0" in "R0L0A0[" instead of swallowing it.
+# back "A0" in "R0L0A0[" instead of swallowing it.  An 'L' with no digits
+# is a field deviation we accept (line ""), see DEVIATIONS.
 _HEADER = re.compile(
-    r'"(?P<star>\*?)(?P<id>[A-Z][A-Z0-9-]{0,15})"'
-    r"(?P<seq>[0-9]{4})"
-    r"(?:R(?P<rcvr>[0-9A-Fa-f]{1,6}))?"
-    r"(?:L(?P<line>[0-9A-Fa-f]{1,6}))?"
-    r"(?:#(?P<acct>[0-9A-Fa-f]{3,16})|(?P<a0>A0))"
-    r"\["
+    rb'"(?P<star>\*?)(?P<id>[A-Z][A-Z0-9-]{0,15})"'
+    rb"(?P<seq>[0-9]{4})"
+    rb"(?:R(?P<rcvr>[0-9A-Fa-f]{1,6}))?"
+    rb"(?:L(?P<line>[0-9A-Fa-f]{0,6}))?"
+    rb"(?:#(?P<acct>[0-9A-Fa-f]{3,16})|(?P<a0>A0))"
+    rb"\["
 )
 # Some receivers send NAK with no account field at all ("NAK"0000R0L0[]).
 _HEADER_NO_ACCOUNT = re.compile(
-    r'"(?P<star>\*?)(?P<id>NAK)"'
-    r"(?P<seq>[0-9]{4})"
-    r"(?:R(?P<rcvr>[0-9A-Fa-f]{1,6}))?"
-    r"(?:L(?P<line>[0-9A-Fa-f]{1,6}))?"
-    r"\["
+    rb'"(?P<star>\*?)(?P<id>NAK)"'
+    rb"(?P<seq>[0-9]{4})"
+    rb"(?:R(?P<rcvr>[0-9A-Fa-f]{1,6}))?"
+    rb"(?:L(?P<line>[0-9A-Fa-f]{0,6}))?"
+    rb"\["
 )
 _TIMESTAMP = re.compile(
     r"([0-9]{2}):([0-9]{2}):([0-9]{2}),([0-9]{2})-([0-9]{2})-([0-9]{4})")
-_CIPHER_HEX = re.compile(r"(?:[0-9A-Fa-f]{32})+")
+_CIPHER_HEX = re.compile(rb"(?:[0-9A-Fa-f]{32})+")
+
+# Windows-1252 with the five bytes it leaves undefined (0x81, 0x8D, 0x8F,
+# 0x90, 0x9D) taken as the C1 controls of the same number, as web browsers
+# do: every byte decodes, so no text can make a message undecodable.
+_CP1252 = "".join(bytes([b]).decode("cp1252", "replace") if b not in (
+    0x81, 0x8D, 0x8F, 0x90, 0x9D) else chr(b) for b in range(256))
+
+
+def decode_text(b: bytes) -> str:
+    """Text from a data or extended data block (DC-09 5.5.1.7, 5.5.1.9).
+
+    ASCII as it is; else UTF-8 when the bytes are valid UTF-8; else
+    Windows-1252, the character set the standard's extended-data table
+    names for text.  Never fails: a panel's text never makes a message
+    unreadable.  (Windows-1252 text that happens to be valid UTF-8, such
+    as "Ã¼", reads as UTF-8; real text almost never does.)"""
+    try:
+        return b.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(_CP1252[c] for c in b)
 
 
 def _printable(b: bytes) -> bool:
-    # DC-09 frames are ASCII text; control characters (CR/LF above all)
-    # never appear between the opening quote and CR.
+    # The header is ASCII text; control characters (CR/LF above all) never
+    # appear between the opening quote and CR.
     return all(0x20 <= c < 0x7F for c in b)
 
 
-def _split_payload(s: str) -> tuple[str, list[tuple[str, str]], str | None]:
+def _text_bytes(b: bytes) -> bool:
+    # Data and extended data: printable ASCII, or bytes of 8-bit text
+    # (0x80-0xFF: Windows-1252 or UTF-8); never a control character.
+    return all(c >= 0x20 and c != 0x7F for c in b)
+
+
+def _split_payload(s: bytes) -> tuple[bytes, list[tuple[str, bytes]], bytes | None]:
     """Split what follows the opening '[' (decrypted, pad removed) into
-    data, extended data and the timestamp text (None when absent)."""
-    end = s.find("]")
+    data, extended data and the timestamp text (None when absent).  Works
+    on bytes: '[', ']' and '_' are never part of a multi-byte UTF-8
+    character or a Windows-1252 letter, so text cannot end a block."""
+    end = s.find(b"]")
     if end < 0:
         raise Dc09FormatError("data block not closed with ']'")
     data = s[:end]
-    if "[" in data:
+    if b"[" in data:
         raise Dc09FormatError("'[' inside the data block")
     extended = []
     pos = end + 1
-    while pos < len(s) and s[pos] == "[":
-        close = s.find("]", pos)
+    while pos < len(s) and s[pos:pos + 1] == b"[":
+        close = s.find(b"]", pos)
         if close < 0:
             raise Dc09FormatError("extended data block not closed")
         block = s[pos + 1:close]
         # DC-09 5.5.1.9: each extended block starts with its identifier,
         # one upper-case letter.
-        if not block or not ("A" <= block[0] <= "Z") or "[" in block:
+        if not block or not (0x41 <= block[0] <= 0x5A) or b"[" in block:
             raise Dc09FormatError("malformed extended data block")
-        extended.append((block[0], block[1:]))
+        extended.append((chr(block[0]), block[1:]))
         pos = close + 1
     rest = s[pos:]
     if not rest:
         return data, extended, None
-    if rest[0] != "_":
+    if rest[:1] != b"_":
         raise Dc09FormatError("unexpected text after the data blocks")
     return data, extended, rest[1:]
 
@@ -346,14 +403,25 @@ def _strip_pad(plain: bytes, msg_id: str) -> bytes | None:
     return None
 
 
-def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW) -> Dc09Message:
-    """Decode one frame (LF ... CR, as Dc09Reader.next_frame() returns it).
+def _allowed(option, account: str) -> bool:
+    if callable(option):
+        return bool(option(account))
+    return bool(option)
+
+
+def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
+          crc_includes_cr=False) -> Dc09Message:
+    """Decode one frame (LF ... CR, as Dc09Reader.next_frame() returns it;
+    NUL bytes after the CR are tolerated).
 
     key_lookup(account: str) -> bytes | None gives the AES key for an
     encrypted message's account (read from the clear header before
     decrypting).  `now` (datetime, UTC; naive is taken as UTC) enables the
     timestamp test for encrypted messages; `window` is (lower, upper) in
     seconds or as timedeltas, of message time minus `now`.
+    `crc_includes_cr` (bool, or account -> bool) accepts the deviation of
+    panels whose CRC and length count the closing CR too; without it such
+    a frame is a Dc09CrcError whose `.crc_includes_cr` is True.
 
     Raises Dc09CrcError, Dc09FormatError (Dc09OversizeError),
     Dc09TimestampError (with .message, answer NAK), Dc09KeyError (with
@@ -362,6 +430,11 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW) -> Dc09Messag
     if isinstance(frame, str):
         raise LocalProtocolError("parse() takes bytes, not str")
     raw = bytes(frame)
+    deviations = []
+    if raw.endswith(b"\r\x00"):
+        # DEVIATIONS["trailing_nul"]: C strings sent with their terminator
+        raw = raw.rstrip(b"\x00")
+        deviations.append("trailing_nul")
     if len(raw) > MAX_FRAME_LEN:
         raise Dc09OversizeError("frame longer than %d bytes" % MAX_FRAME_LEN)
     if len(raw) < 10 or raw[0] != LF or raw[-1] != CR:
@@ -372,28 +445,37 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW) -> Dc09Messag
     # DC-09 5.5.1.3: "0LLL", a '0' and three hex digits.
     if len_field[:1] != b"0" or not _HEX4.fullmatch(len_field):
         raise Dc09FormatError("length field is not '0' + 3 hex digits")
-    if int(len_field, 16) != len(body):
-        raise Dc09FormatError("length field %s but %d bytes follow"
-                              % (len_field.decode(), len(body)))
-    if crc16(body) != int(crc_field, 16):
-        raise Dc09CrcError("CRC mismatch")
-    if not _printable(body):
-        raise Dc09FormatError("non-printable byte in the frame body")
-    text = body.decode("ascii")
-
-    m = _HEADER.match(text) or _HEADER_NO_ACCOUNT.match(text)
-    if not m:
+    length, crc = int(len_field, 16), int(crc_field, 16)
+    m = _HEADER.match(body) or _HEADER_NO_ACCOUNT.match(body)
+    if length != len(body) or crc16(body) != crc:
+        if length == len(body) + 1 and crc16(body + b"\r") == crc:
+            # DEVIATIONS["crc_includes_cr"] (seen from ELDES panels)
+            account = (m.groupdict().get("acct") or "").decode() if m else ""
+            if not _allowed(crc_includes_cr, account):
+                e = Dc09CrcError("CRC and length include the closing CR (a known panel "
+                                 "deviation, not enabled for account %s)" % (account or "?"))
+                e.crc_includes_cr, e.account = True, account
+                raise e
+            deviations.append("crc_includes_cr")
+        elif length != len(body):
+            raise Dc09FormatError("length field %s but %d bytes follow"
+                                  % (len_field.decode(), len(body)))
+        else:
+            raise Dc09CrcError("CRC mismatch")
+    if not m or not _printable(body[:m.end()]):
         raise Dc09FormatError("malformed header")
-    msg_id = m["id"]
+    msg_id = m["id"].decode()
     encrypted = bool(m["star"])
-    groups = m.groupdict()
+    groups = {k: (v.decode() if v is not None else None) for k, v in m.groupdict().items()}
     if groups.get("a0"):
         if msg_id != NAK:
             raise Dc09FormatError("account 'A0' outside a NAK")
         account = "0"
     else:
         account = groups.get("acct") or ""
-    rest = text[m.end():]
+    if groups["line"] == "":
+        deviations.append("empty_line_prefix")  # DEVIATIONS["empty_line_prefix"]
+    rest = body[m.end():]
 
     if encrypted:
         if not _CIPHER_HEX.fullmatch(rest):
@@ -406,24 +488,34 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW) -> Dc09Messag
         if not isinstance(key, (bytes, bytearray)) or len(key) not in _KEY_LENGTHS:
             raise LocalProtocolError("key for account %s is not 16/24/32 bytes"
                                      % account)
-        region = _strip_pad(_decrypt(bytes.fromhex(rest), bytes(key)), msg_id)
-        if region is None or not _printable(region):
+        region = _strip_pad(_decrypt(bytes.fromhex(rest.decode()), bytes(key)), msg_id)
+        if region is None or not _text_bytes(region):
             _LOGGER.debug("DC-09 account %s: does not decrypt", account)
             raise Dc09KeyError("account %s: region does not decrypt to a "
                                "DC-09 payload (wrong key?)" % account, account)
-        rest = region.decode("ascii")
+        rest = region
+    elif not _text_bytes(rest):
+        raise Dc09FormatError("control character in the message data")
 
-    data, extended, ts_text = _split_payload(rest)
+    data, extended, ts_bytes = _split_payload(rest)
     msg = Dc09Message(
-        msg_id=msg_id, encrypted=encrypted, seq=int(m["seq"]),
-        receiver=m["rcvr"], line=m["line"], account=account, data=data,
-        extended=extended, timestamp=None,
+        msg_id=msg_id, encrypted=encrypted, seq=int(groups["seq"]),
+        receiver=groups["rcvr"], line=groups["line"], account=account,
+        data=decode_text(data),
+        extended=[(letter, decode_text(v)) for letter, v in extended],
+        timestamp=None, deviations=deviations,
     )
-    if ts_text is not None:
+    if ts_bytes is not None:
+        ts_text = decode_text(ts_bytes)
         ts = _timestamp_from_text(ts_text)
-        if ts is None:
+        if ts is not None:
+            msg.timestamp = ts
+        elif encrypted:
             raise Dc09TimestampError("invalid timestamp %r" % ts_text, msg)
-        msg.timestamp = ts
+        else:
+            # A clear message's timestamp is not tested (5.5.1.8): one we
+            # cannot read costs the message nothing.  Kept for the record.
+            msg.bad_timestamp = ts_text
     if encrypted:
         # DC-09 5.5.1.8: encrypted messages carry a timestamp, and it must
         # fall inside the receiver's window.
@@ -463,9 +555,16 @@ _HEX_1_6 = re.compile(r"[0-9A-Fa-f]{1,6}")
 _ACCOUNT = re.compile(r"[0-9A-Fa-f]{3,16}")
 
 
-def _check_text(name: str, s) -> None:
-    if not isinstance(s, str) or not all(0x20 <= ord(c) < 0x7F for c in s):
-        raise LocalProtocolError("%s must be printable ASCII" % name)
+_TEXT_ENCODINGS = ("ascii", "cp1252", "utf-8")
+
+
+def _check_text(name: str, s, encoding: str = "ascii") -> None:
+    if not isinstance(s, str) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in s):
+        raise LocalProtocolError("%s must be text without control characters" % name)
+    try:
+        s.encode(encoding)
+    except UnicodeEncodeError:
+        raise LocalProtocolError("%s is not %s text" % (name, encoding)) from None
     if "[" in s or "]" in s:
         raise LocalProtocolError("%s must not contain '[' or ']'" % name)
 
@@ -496,10 +595,16 @@ def pad_length(payload_len: int) -> int:
     return _AES_BLOCK - payload_len % _AES_BLOCK
 
 
-def build(msg: Dc09Message, key: bytes | None = None, pad: bytes | None = None) -> bytes:
+def build(msg: Dc09Message, key: bytes | None = None, pad: bytes | None = None,
+          text_encoding: str = "ascii") -> bytes:
     """Encode `msg` as one frame.  An encrypted message needs `key` (16/24/32
     bytes) and a timestamp; `pad` (tests, golden vectors) replaces the
-    random pad and must be long enough to align the region."""
+    random pad and must be long enough to align the region.
+    `text_encoding` ('ascii', 'cp1252' or 'utf-8') encodes the data and
+    extended data; ASCII, the default, refuses any other character.  A
+    `line` of "" sends a bare 'L' (only to echo a panel that sends one)."""
+    if text_encoding not in _TEXT_ENCODINGS:
+        raise LocalProtocolError("text_encoding must be one of %s" % ", ".join(_TEXT_ENCODINGS))
     if not isinstance(msg.msg_id, str) or not _TOKEN.fullmatch(msg.msg_id):
         raise LocalProtocolError("bad ID token %r" % (msg.msg_id,))
     if (not isinstance(msg.seq, int) or isinstance(msg.seq, bool)
@@ -507,7 +612,8 @@ def build(msg: Dc09Message, key: bytes | None = None, pad: bytes | None = None) 
         raise LocalProtocolError("sequence number must be 0..9999")
     for name, value in (("receiver", msg.receiver), ("line", msg.line)):
         if value is not None and (not isinstance(value, str)
-                                  or not _HEX_1_6.fullmatch(value)):
+                                  or not (_HEX_1_6.fullmatch(value)
+                                          or (name == "line" and value == ""))):
             raise LocalProtocolError("%s must be 1-6 hex digits" % name)
     if msg.msg_id == NAK and msg.account == "0":
         account_field = "A0"  # the standard NAK's fixed account (5.5.3.2)
@@ -515,7 +621,7 @@ def build(msg: Dc09Message, key: bytes | None = None, pad: bytes | None = None) 
         account_field = "#" + msg.account
     else:
         raise LocalProtocolError("account must be 3-16 hex digits")
-    _check_text("data", msg.data)
+    _check_text("data", msg.data, text_encoding)
     if not isinstance(msg.extended, (list, tuple)):
         raise LocalProtocolError("extended must be a list of (letter, value)")
     parts = [msg.data, "]"]
@@ -525,11 +631,11 @@ def build(msg: Dc09Message, key: bytes | None = None, pad: bytes | None = None) 
         letter, value = item
         if not isinstance(letter, str) or len(letter) != 1 or not "A" <= letter <= "Z":
             raise LocalProtocolError("extended data letter must be A-Z")
-        _check_text("extended data", value)
+        _check_text("extended data", value, text_encoding)
         parts.append("[%s%s]" % (letter, value))
     if msg.timestamp is not None:
         parts.append("_" + _format_timestamp(msg.timestamp))
-    payload = "".join(parts).encode("ascii")
+    payload = "".join(parts).encode(text_encoding)
 
     header = '"%s%s"%04d%s%s%s[' % (
         "*" if msg.encrypted else "", msg.msg_id, msg.seq,
@@ -772,41 +878,234 @@ SIA_TO_CID = _first_wins((s, (c, q)) for s, c, q, _ in SIA_CID_TABLE)
 CID_TO_SIA = _first_wins(((c, q), s) for s, c, q, _ in SIA_CID_TABLE)
 """(Contact ID event code, qualifier) -> SIA code."""
 
-# SIA-DCS message data (DC-09 5.5.1.7, SIA DC-03 blocks):
-#   [#acct|] [N|O] modifiers... CC addr [text]
-# modifiers are two lower-case letters and a value ("ri1", "ti20:50",
-# "id12"), each optionally followed by '/'; CC is the two-letter event
-# code; addr the zone/user number; anything after is kept as `text`
-# (e.g. "^FRONT DOOR^", or further '/'-separated events).
-_SIA_DCS_DATA = re.compile(
-    r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?"
-    r"(?P<flag>[NO])?"
-    r"(?P<mods>(?:[a-z]{2}[0-9:.]*/?)*)"
-    r"(?P<code>[A-Z]{2})(?P<addr>[0-9]*)(?P<text>.*)", re.S)
-_SIA_MODIFIER = re.compile(r"([a-z]{2})([0-9:.]*)/?")
+# SIA-DCS message data (DC-09 5.5.1.7, carrying SIA DC-03 data blocks):
+#
+#   [#acct|] block [| block]...
+#   block   = [N|O] element [/ element]...    new (or old) events
+#           | A text                          text for the event before it
+#   element = modifier... [CC] [addr] [text]
+#
+# A modifier is two lower-case letters and a value ("ri1", "ti20:50",
+# "id12", "pi3"), optionally followed by a name in carets ("ri1^Hall^"),
+# and stays in force for the following events of its block until the
+# block sets it again (SIA DC-03 data blocks; DC-09 carries them as they
+# are): "Nri1/BA01/ri2/FA05" is a burglary in area 1 and a fire in area 2,
+# "Nri1/id12/CL/OP" two reports by user 12 in area 1.  CC is the
+# two-letter event code; an element that is only an address repeats the
+# code before it ("NBA01/02/03": three burglaries).  Text after the address
+# (^FRONT DOOR^) is kept as the event's text.  '/' and '|' inside ^...^
+# are text.
+_ACCOUNT_PREFIX = re.compile(r"(?:#[0-9A-Fa-f]{3,16})?\|?")
+_SIA_MODIFIER = re.compile(r"([a-z]{2})([0-9:.]*)(?:\^([^^]*)\^)?")
+_SIA_ELEMENT = re.compile(r"([A-Z]{2})?([0-9]*)(.*)", re.S)
+# The modifiers that become event fields; the others (ti, pi, ...) travel
+# with the event as they were sent.
+MOD_PARTITION = "ri"  # area (partition), DC-03 "ri"
+MOD_USER = "id"       # user number, DC-03 "id"
+
+
+@dataclass
+class SiaEvent:
+    """One event of a SIA-DCS message, in SIA terms and as the Contact ID
+    fields our event model uses.
+
+    sia_code   the two letters sent, e.g. "BA"
+    code, qualifier  the Contact ID equivalent (SIA_TO_CID), None when the
+               table has no row for sia_code
+    partition  the 'ri' in force (0 when none)
+    zone       the address; for a user-numbered report (Contact ID 401:
+               opening/closing ...) the user; 0 when neither is sent
+    user       the 'id' in force, else the address of a user-numbered
+               report, else None
+    address    the address as sent ("" when none)
+    modifiers  every modifier in force, as sent: {"ri": "1", "ti": "20:50"}
+    names      names given after modifiers: {"ri": "Hall", "id": "John"}
+    text       text after the address, and any 'A' block after the event
+    """
+
+    sia_code: str
+    code: int | None
+    qualifier: int | None
+    partition: int
+    zone: int
+    user: int | None
+    address: str = ""
+    modifiers: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)
+    text: str = ""
+
+
+def _split_outside_carets(s: str, sep: str) -> list[str]:
+    parts, cur, quoted = [], [], False
+    for c in s:
+        if c == "^":
+            quoted = not quoted
+        if c == sep and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+    parts.append("".join(cur))
+    return parts
+
+
+def _sia_event(code: str, addr: str, text: str, mods: dict, names: dict) -> SiaEvent:
+    from protocol import contactid  # noqa: PLC0415 - leaf module, kept out of import time
+
+    cid, qualifier = SIA_TO_CID.get(code, (None, None))
+    ri, uid = mods.get(MOD_PARTITION, ""), mods.get(MOD_USER, "")
+    user_report = cid is not None and contactid.zone_is_user(cid)
+    user = int(uid) if uid.isdigit() else None
+    if user is None and user_report and addr:
+        user = int(addr)
+    if addr:
+        zone = int(addr)
+    else:
+        zone = user if user_report and user is not None else 0
+    return SiaEvent(code, cid, qualifier, int(ri) if ri.isdigit() else 0, zone, user, addr,
+                    dict(mods), dict(names), text)
+
+
+def _sia_elements(body: str) -> list[SiaEvent] | None:
+    mods: dict = {}
+    names: dict = {}
+    code = None
+    events = []
+    for el in _split_outside_carets(body, "/"):
+        pos = 0
+        while True:
+            m = _SIA_MODIFIER.match(el, pos)
+            if not m:
+                break
+            mods[m[1]] = m[2]
+            if m[3] is not None:
+                names[m[1]] = m[3]
+            pos = m.end()
+        rest = el[pos:]
+        if not rest:
+            continue  # modifiers only: they apply to the events that follow
+        c, addr, text = _SIA_ELEMENT.fullmatch(rest).groups()
+        if c is None:
+            if not addr or code is None:
+                return None  # text that belongs to no event
+            c = code  # "BA01/02": the code before it, repeated
+        code = c
+        events.append(_sia_event(c, addr, text, mods, names))
+    return events or None
+
+
+def sia_dcs_events(msg: Dc09Message) -> list[SiaEvent]:
+    """Every event in a SIA-DCS message, in order (see the grammar above).
+    Raises Dc09FormatError when the data has no event or is not the shape
+    of SIA data blocks."""
+    if msg.msg_id != SIA_DCS:
+        raise LocalProtocolError("not a SIA-DCS message: %s" % msg.msg_id)
+    rest = msg.data[_ACCOUNT_PREFIX.match(msg.data).end():]
+    events: list[SiaEvent] = []
+    for i, block in enumerate(_split_outside_carets(rest, "|")):
+        if i and block[:1] == "A" and events:
+            # an ASCII text block (DC-03 'A'): the text of the event before
+            last = events[-1]
+            last.text = (last.text + " " + block[1:]).strip() if last.text else block[1:]
+            continue
+        found = None
+        # 'N'/'O' flag the block as new/old events; "NA" alone is the SIA
+        # code NA, so try the block with the flag taken off, then whole.
+        if block[:1] in ("N", "O"):
+            found = _sia_elements(block[1:])
+        if found is None:
+            found = _sia_elements(block)
+        if found is None:
+            raise Dc09FormatError("account %s: malformed SIA-DCS data %r"
+                                  % (msg.account, msg.data))
+        events.extend(found)
+    if not events:
+        raise Dc09FormatError("account %s: no event in SIA-DCS data %r"
+                              % (msg.account, msg.data))
+    return events
 
 
 def sia_dcs_to_event(msg: Dc09Message) -> dict:
-    """The SIA event in a SIA-DCS message, as our event model plus the SIA
-    side: {'qualifier', 'code', 'partition', 'zone', 'sia_code', 'text',
-    'modifiers'}.  'code' and 'qualifier' are the Contact ID equivalent, or
-    None where SIA_TO_CID has no row; 'sia_code' is always what was sent."""
-    if msg.msg_id != SIA_DCS:
-        raise LocalProtocolError("not a SIA-DCS message: %s" % msg.msg_id)
-    m = _SIA_DCS_DATA.fullmatch(msg.data)
-    if not m:
-        raise Dc09FormatError("account %s: malformed SIA-DCS data %r"
-                              % (msg.account, msg.data))
-    modifiers = dict(_SIA_MODIFIER.findall(m["mods"]))
-    ri = modifiers.get("ri", "")
-    sia_code = m["code"]
-    code, qualifier = SIA_TO_CID.get(sia_code, (None, None))
-    return {
-        "qualifier": qualifier, "code": code,
-        "partition": int(ri) if ri.isdigit() else 0,
-        "zone": int(m["addr"]) if m["addr"] else 0,
-        "sia_code": sia_code, "text": m["text"], "modifiers": modifiers,
-    }
+    """The first SIA event in a SIA-DCS message, as our event model plus the
+    SIA side: {'qualifier', 'code', 'partition', 'zone', 'user', 'sia_code',
+    'text', 'modifiers'}.  'code' and 'qualifier' are the Contact ID
+    equivalent, or None where SIA_TO_CID has no row; 'sia_code' is always
+    what was sent.  sia_dcs_events() gives every event of the message."""
+    e = sia_dcs_events(msg)[0]
+    return {"qualifier": e.qualifier, "code": e.code, "partition": e.partition,
+            "zone": e.zone, "user": e.user, "sia_code": e.sia_code, "text": e.text,
+            "modifiers": e.modifiers}
+
+
+# Extended data (DC-09 5.5.1.9): each block is one upper-case letter and a
+# value.  The letters this receiver names; any other letter is kept too,
+# as "extended data <letter>".  Text is decoded by decode_text().
+EXTENDED_DATA = {
+    "H": "time of occurrence",
+    "I": "alarm text",
+    "K": "encryption key",
+    "M": "MAC address",
+    "R": "room",
+    "V": "verification (link to audio or video)",
+    "X": "longitude",
+    "Y": "latitude",
+    "Z": "altitude",
+}
+# Extended data that must not be stored or shown: a panel changing its key
+# sends the new one in [K...] (inside the encrypted region).
+SECRET_EXTENDED_DATA = frozenset("K")
+
+
+def extended_data(msg: Dc09Message) -> dict:
+    """The message's extended data as {letter: raw value}, for storing and
+    showing: a letter sent twice has its values joined by a newline; a
+    secret one (a key) is replaced by a note saying it was withheld."""
+    out: dict = {}
+    for letter, value in msg.extended:
+        if letter in SECRET_EXTENDED_DATA:
+            value = "(withheld: %d characters)" % len(value)
+        out[letter] = value if letter not in out else out[letter] + "\n" + value
+    return out
+
+
+# Coordinates in X/Y: decimal degrees, signed or with a hemisphere letter
+# before or after ("4.8952", "-4.8952", "E4.8952", "4.8952E"), or degrees,
+# hemisphere letter and decimal minutes ("004E53.712").
+_DEGREES = re.compile(r"([+-]?)([NSEW]?)([0-9]+(?:\.[0-9]+)?)([NSEW]?)")
+_DEG_MIN = re.compile(r"([0-9]{1,3})([NSEW])([0-9]{1,2}(?:\.[0-9]+)?)")
+
+
+def _coordinate(text: str, positive: str, negative: str, top: float) -> float | None:
+    t = text.strip().upper()
+    m = _DEG_MIN.fullmatch(t)
+    if m and m[2] in (positive, negative) and float(m[3]) < 60:
+        v = int(m[1]) + float(m[3]) / 60
+        v = -v if m[2] == negative else v
+    else:
+        m = _DEGREES.fullmatch(t)
+        if not m or (m[2] and m[4]):
+            return None
+        hemi = m[2] or m[4]
+        if hemi and hemi not in (positive, negative):
+            return None
+        if hemi and m[1]:
+            return None  # a sign and a letter: say it once
+        v = float(m[3])
+        if m[1] == "-" or hemi == negative:
+            v = -v
+    return round(v, 7) if -top <= v <= top else None
+
+
+def location(ext: dict) -> dict | None:
+    """{'lat': float, 'lon': float} from extended data Y (latitude) and X
+    (longitude), or None when either is missing or not a coordinate."""
+    if "X" not in ext or "Y" not in ext:
+        return None
+    lon = _coordinate(ext["X"], "E", "W", 180.0)
+    lat = _coordinate(ext["Y"], "N", "S", 90.0)
+    if lat is None or lon is None:
+        return None
+    return {"lat": lat, "lon": lon}
 
 
 def event_to_sia_dcs(account: str, event: dict) -> str:
@@ -826,6 +1125,8 @@ def event_to_sia_dcs(account: str, event: dict) -> str:
     _check_text("text", text)
     if text[:1].isdigit():
         raise LocalProtocolError("text must not start with a digit")
+    if "/" in text or "|" in text:
+        raise LocalProtocolError("text must not contain '/' or '|' (they start events)")
     return "#%s|Nri%d/%s%03d%s" % (
         account, _event_int(event, "partition", 99), sia_code,
         _event_int(event, "zone", 9999), text)

@@ -367,9 +367,23 @@ def test_encrypted_message_without_timestamp_fails_the_timestamp_test():
 @pytest.mark.parametrize("ts", [b"13:00:00,13-01-2024", b"24:00:00,01-01-2024",
                                 b"12:00:00,02-30-2024", b"12:00:00,1-01-2024",
                                 b"12:00:00 01-01-2024", b""])
-def test_invalid_timestamp(ts):
+def test_invalid_timestamp_in_a_clear_message_is_kept_not_refused(ts):
+    # Issue 15: a clear message's timestamp is not tested (5.5.1.8), so one
+    # we cannot read is no reason to refuse (and NAK) the message: it
+    # decodes with no timestamp and the text kept beside it.
+    m = parse(ref_frame(b'"ADM-CID"0001L0#1234[#1234|1130 01 003]_' + ts))
+    assert m.timestamp is None and m.bad_timestamp == ts.decode()
+    assert adm_cid_to_event(m)["code"] == 130
+
+
+@pytest.mark.parametrize("ts", [b"13:00:00,13-01-2024", b"12:00:00 01-01-2024", b""])
+def test_invalid_timestamp_in_an_encrypted_message_is_refused(ts):
+    key = bytes(range(16))
+    payload = b"|]_" + ts
+    region = b"x" * (16 - len(payload) % 16) + payload
+    frame = ref_frame(b'"*NULL"0001L0#1234[' + aes_cbc(key, region).hex().upper().encode())
     with pytest.raises(Dc09TimestampError):
-        parse(ref_frame(b'"NULL"0001L0#1234[]_' + ts))
+        parse(frame, keys_of(key))
 
 
 # --- rejection -------------------------------------------------------------------

@@ -37,7 +37,7 @@ import logging
 import time
 
 from protocol.lean import glwire as w
-from protocol import contactid
+from protocol import contactid, dc09
 from protocol.session import Accepted, ReceiverCore, Rejected
 from receiver import alarms as _alarms
 from receiver.config import Config
@@ -121,7 +121,7 @@ class CommandError(Exception):
 
 _EVENT_FIELDS = {"account", "protocol", "dedupe_key", "seq", "qualifier", "code",
                  "partition", "zone", "text", "value", "event_time", "received_at",
-                 "path", "peer", "source"}
+                 "path", "peer", "source", "user", "ext"}
 
 
 class Receiver:
@@ -377,7 +377,9 @@ class Receiver:
         unique per account: the native sequence, a DC-09 seq + timestamp, ...),
         qualifier (1|3|6), code (0..999).  Optional: seq, partition, zone,
         text, value, event_time, received_at (default now), path (1|2), peer,
-        source ('panel' default, 'supervision')."""
+        source ('panel' default, 'supervision'), user (the user the event
+        names; by default ZZZ of a Contact ID user report from a panel),
+        ext (dict: DC-09 extended data and SIA modifiers, raw)."""
         bad = set(event) - _EVENT_FIELDS
         if bad:
             raise ValueError("unknown event fields: %s" % ", ".join(sorted(bad)))
@@ -398,6 +400,9 @@ class Receiver:
         # ZZZ names no zone for user-numbered reports and for the receiver's
         # own supervision events (there it is the path number).
         named_zone = not contactid.zone_is_user(code) and event.get("source") != "supervision"
+        user = event.get("user")
+        if user is None and contactid.zone_is_user(code) and event.get("source") != "supervision":
+            user = zone
         zname = a.zones.get(str(zone)) if a and named_zone else None
         pname = a.partitions.get(str(partition)) if a else None
         cls, prio, desc = _alarms.classify(code, q, zone=zone, partition=partition,
@@ -410,7 +415,8 @@ class Receiver:
             text=event.get("text"), value=event.get("value"),
             event_time=event.get("event_time") or None, path=int(event.get("path") or 1),
             peer=str(event.get("peer") or ""), source=event.get("source") or "panel",
-            event_class=cls, priority=prio, description=desc)
+            event_class=cls, priority=prio, description=desc,
+            user=None if user is None else int(user), ext=event.get("ext") or None)
         if _alarms.opens_alarm(q, cls, self.config.queue_classes):
             rec.open_alarm = True
             region = a.region if a else ""
@@ -426,6 +432,8 @@ class Receiver:
                     "description": desc, "partition": partition, "zone": zone,
                     "text": rec.text, "value": rec.value, "event_time": rec.event_time,
                     "received_at": rec.received_at, "protocol": rec.protocol,
+                    "user": rec.user,
+                    "location": dc09.location(rec.ext) if rec.ext else None,
                     "contacts": a.contacts if a else []}))
             if self.router.routes and not decision.routed_to:
                 _LOGGER.warning("alarm unrouted account=%s region=%s class=%s code=%03d",
@@ -438,6 +446,28 @@ class Receiver:
         ValueError for a malformed dict."""
         return await self.ingest_record(self.make_record(event))
 
+    async def ingest_many(self, events: list[dict]) -> list[IngestOutcome]:
+        """Store several normalized events that came in one message, in one
+        transaction: all are durable when this returns, or none is (Busy).
+        A copy of the whole message stores nothing again."""
+        return await self.ingest_records([self.make_record(e) for e in events])
+
+    async def ingest_records(self, recs: list[EventRecord]) -> list[IngestOutcome]:
+        if len(recs) == 1:
+            return [await self.ingest_record(recs[0])]
+        reason = self.busy_reason()
+        if reason is not None:
+            raise Busy(reason)
+        try:
+            outs = await self.store.ingest_many(recs)
+        except StoreBusy as e:
+            raise Busy("store busy: %s" % e) from None
+        except StoreUnavailable as e:
+            raise Busy("store unavailable: %s" % e) from None
+        for rec, out in zip(recs, outs):
+            self._stored(rec, out)
+        return outs
+
     async def ingest_record(self, rec: EventRecord) -> IngestOutcome:
         reason = self.busy_reason()
         if reason is not None:
@@ -448,6 +478,11 @@ class Receiver:
             raise Busy("store busy: %s" % e) from None
         except StoreUnavailable as e:
             raise Busy("store unavailable: %s" % e) from None
+        return self._stored(rec, out)
+
+    def _stored(self, rec: EventRecord, out: IngestOutcome) -> IngestOutcome:
+        """Metrics, live updates, forwarder wake-ups and the log line for an
+        event the store took."""
         if out.duplicate:
             self.metrics.duplicates.inc()
             return out

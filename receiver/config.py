@@ -248,7 +248,10 @@ def _dc09_window(v, where) -> tuple:
 
 def _load_dc09(cfg: Config, dc) -> None:
     """[dc09] window_s = [-40, 20]; [dc09.accounts.ACCOUNT] window_s, utc_offset_min
-    (a panel that sends local time: minutes east of UTC)."""
+    (a panel that sends local time: minutes east of UTC), check_clear_time
+    (the timestamp test for clear messages too), compat (named field
+    deviations accepted from this panel, receiver.dc09_core.COMPAT_OPTIONS)."""
+    from receiver.dc09_core import COMPAT_OPTIONS  # noqa: PLC0415
     _check_keys(dc, {"window_s", "accounts"}, "[dc09]")
     if "window_s" in dc:
         cfg.dc09_window = _dc09_window(dc["window_s"], "[dc09].window_s")
@@ -260,7 +263,7 @@ def _load_dc09(cfg: Config, dc) -> None:
         n = str(number).upper()
         if not 3 <= len(n) <= 16 or any(c not in "0123456789ABCDEF" for c in n):
             raise ConfigError("%s: a DC-09 account is 3-16 hex digits" % where)
-        _check_keys(a, {"window_s", "utc_offset_min"}, where)
+        _check_keys(a, {"window_s", "utc_offset_min", "check_clear_time", "compat"}, where)
         s = {}
         if "window_s" in a:
             s["window"] = _dc09_window(a["window_s"], where + ".window_s")
@@ -269,4 +272,14 @@ def _load_dc09(cfg: Config, dc) -> None:
             if isinstance(off, bool) or not isinstance(off, int) or not -720 <= off <= 840:
                 raise ConfigError("%s.utc_offset_min must be an integer -720..840" % where)
             s["utc_offset_min"] = off
+        if "check_clear_time" in a:
+            if not isinstance(a["check_clear_time"], bool):
+                raise ConfigError("%s.check_clear_time must be true or false" % where)
+            s["check_clear_time"] = a["check_clear_time"]
+        if "compat" in a:
+            opts = a["compat"]
+            if not isinstance(opts, list) or any(o not in COMPAT_OPTIONS for o in opts):
+                raise ConfigError("%s.compat must be a list of: %s" % (
+                    where, ", ".join(sorted(COMPAT_OPTIONS))))
+            s["compat"] = list(opts)
         cfg.dc09_accounts[n] = s

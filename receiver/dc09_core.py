@@ -79,6 +79,7 @@ from datetime import datetime, timedelta, timezone
 from protocol import contactid
 from protocol import dc09
 from protocol.errors import LocalProtocolError
+from receiver.logfmt import q
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,8 +104,25 @@ MAX_TEXT = 512
 # SIA DC-03 addresses are up to 4; anything longer is kept in the text.
 MAX_ZONE = 9999
 
+# Events one message may carry into the store: a SIA DC-09 block with more
+# is stored as its first MAX_EVENTS - 1 events and one event holding the
+# rest verbatim.  A 4095-byte body holds at most ~800 events of 5
+# characters ("/BA01"); no panel sends more than a handful at once.
+MAX_EVENTS = 64
+# Accounts whose tolerated field deviations are remembered (each logged
+# once per account): a bound on memory, not on panels; past it the log
+# line repeats for the newest accounts.
+MAX_DEVIATION_ACCOUNTS = 100_000
+
+# Compatibility options a DC-09 account may be given ([dc09.accounts.N]
+# compat = [...], docs/dc09.md "Field deviations").
+COMPAT_OPTIONS = {
+    "crc_includes_cr": "the panel's CRC and length count the closing CR (seen from ELDES "
+                       "panels)",
+}
+
 # Verdict kinds
-EVENT = "event"        # ingest verdict.event, then ACK (or NAK if busy)
+EVENT = "event"        # ingest verdict.events, then ACK (or NAK if busy)
 LINK = "link"          # NULL: supervision heard it; reply with ack() at once
 REPLY = "reply"        # send verdict.reply (NAK or DUH) now
 SECURITY = "security"  # record a security event; no reply
@@ -116,11 +134,16 @@ _DIGEST_LEN = 16  # hex digits of sha256: 64 bits, ample per (account, seq, wind
 @dataclass(frozen=True)
 class AccountSettings:
     """Per-account DC-09 settings: the timestamp window (seconds, message
-    time minus receiver time) and the offset of the panel's clock from UTC
-    (panels that send local time: seconds east of UTC)."""
+    time minus receiver time), the offset of the panel's clock from UTC
+    (panels that send local time: seconds east of UTC), whether clear
+    messages get the timestamp test too (off by default: the standard
+    tests encrypted messages only), and the compatibility options
+    (COMPAT_OPTIONS) the account is given."""
 
     window: tuple = DEFAULT_WINDOW
     utc_offset_s: int = 0
+    check_clear_time: bool = False
+    compat: frozenset = frozenset()
 
 
 @dataclass
@@ -129,7 +152,7 @@ class Verdict:
     reply: bytes | None = None
     message: dc09.Dc09Message | None = None
     account: object = None  # receiver.store.Account
-    event: dict | None = None
+    events: list | None = None  # normalized event dicts, one per event of the message
     reason: str = ""  # why (metrics label, security reason)
     detail: str = ""
     account_number: str | None = None  # as sent, for logs and security events
@@ -173,11 +196,13 @@ class RecentMessages:
 
 
 def content_digest(msg: dc09.Dc09Message) -> str:
-    """What two copies of one message share: the ID token, line and data
-    (not the pad, timestamp or receiver number)."""
-    h = hashlib.sha256(("%s\x00%s\x00%s" % (msg.msg_id, msg.line or "", msg.data))
-                       .encode("ascii", "replace"))
-    return h.hexdigest()[:_DIGEST_LEN]
+    """What two copies of one message share: the ID token, line, data and
+    extended data (not the pad, timestamp or receiver number).  The same
+    sequence with other extended data is another message."""
+    text = "%s\x00%s\x00%s" % (msg.msg_id, msg.line or "", msg.data)
+    for letter, value in msg.extended:
+        text += "\x00%s%s" % (letter, value)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LEN]
 
 
 class Dc09Core:
@@ -192,6 +217,7 @@ class Dc09Core:
         self._lookup = lookup
         self._settings = settings or (lambda number: AccountSettings())
         self.recent = RecentMessages()
+        self._deviations: OrderedDict = OrderedDict()  # account -> set of deviations logged
 
     # -- helpers ------------------------------------------------------------------
 
@@ -229,10 +255,36 @@ class Dc09Core:
 
     # -- the judge ------------------------------------------------------------------
 
+    def _crc_includes_cr(self, number: str) -> bool:
+        return "crc_includes_cr" in self.settings(number).compat
+
+    def tolerated(self, number: str, deviation: str, detail: str = "") -> None:
+        """Log a field deviation we accepted from ``number``, once per account
+        and deviation (docs/dc09.md "Field deviations")."""
+        seen = self._deviations.get(number)
+        if seen is None:
+            seen = self._deviations[number] = set()
+            while len(self._deviations) > MAX_DEVIATION_ACCOUNTS:
+                self._deviations.popitem(last=False)
+        if deviation in seen:
+            return
+        seen.add(deviation)
+        _LOGGER.warning("DC-09 field deviation tolerated account=%s deviation=%s what=%s%s "
+                        "(logged once per account)", number, deviation,
+                        q(dc09.DEVIATIONS.get(deviation, deviation)),
+                        " detail=%s" % q(detail) if detail else "")
+
     def judge(self, frame: bytes, now: float) -> Verdict:
         try:
-            msg = dc09.parse(frame, key_lookup=self._key)
+            msg = dc09.parse(frame, key_lookup=self._key,
+                             crc_includes_cr=self._crc_includes_cr)
         except dc09.Dc09CrcError as e:
+            if e.crc_includes_cr and self.account(e.account) is not None:
+                # a known panel deviation, not enabled for this account: say
+                # how to enable it (once), and NAK as any CRC error
+                self.tolerated(e.account.upper(), "crc_includes_cr_refused",
+                               "enable with [dc09.accounts.%s] compat = "
+                               "[\"crc_includes_cr\"]" % e.account.upper())
             return Verdict(REPLY, self.nak(None, now), reason="dc09_crc", detail=str(e))
         except dc09.Dc09TimestampError as e:
             # decrypted (the key is right) but no or an unreadable timestamp
@@ -271,7 +323,17 @@ class Dc09Core:
                            detail="clear %s for an account with a key" % msg.msg_id,
                            account_number=number, seq=msg.seq)
         st = self.settings(number)
-        if msg.encrypted:
+        for d in msg.deviations:
+            self.tolerated(a.number, d)
+        if msg.encrypted or st.check_clear_time:
+            # the timestamp test (5.5.1.8): every encrypted message, and the
+            # clear ones of an account that asks for it
+            if msg.timestamp is None:
+                return Verdict(REPLY, self.nak(number, now), message=msg, account=a,
+                               reason="dc09_time",
+                               detail="clear message without a readable timestamp (the "
+                                      "account checks clear messages' time)",
+                               account_number=number, seq=msg.seq)
             delta = msg.timestamp - self.panel_time(number, now)
             lower, upper = st.window
             if not timedelta(seconds=lower) <= delta <= timedelta(seconds=upper):
@@ -279,47 +341,100 @@ class Dc09Core:
                                reason="dc09_time",
                                detail="timestamp %+.0f s from receiver time"
                                % delta.total_seconds(), account_number=number, seq=msg.seq)
+        if msg.bad_timestamp is not None:
+            self.tolerated(a.number, "unreadable_timestamp", msg.bad_timestamp[:40])
         if msg.msg_id == dc09.NULL:
             return Verdict(LINK, message=msg, account=a, account_number=number, seq=msg.seq)
         if msg.msg_id not in (dc09.ADM_CID, dc09.SIA_DCS):
             return Verdict(REPLY, dc09.build_duh(msg), message=msg, account=a,
                            reason="dc09_unsupported", detail="ID token %s" % msg.msg_id,
                            account_number=number, seq=msg.seq)
-        return Verdict(EVENT, message=msg, account=a, event=self._event(msg, a, st, now),
+        return Verdict(EVENT, message=msg, account=a, events=self._events(msg, a, st, now),
                        account_number=number, seq=msg.seq)
 
-    def _event(self, msg: dc09.Dc09Message, a, st: AccountSettings, now: float) -> dict:
-        text = None
-        try:
-            if msg.msg_id == dc09.ADM_CID:
-                e = dc09.adm_cid_to_event(msg)
-                if e["code"] not in contactid.CODES:
-                    text = "ADM-CID " + msg.data
-            else:
-                e = dc09.sia_dcs_to_event(msg)
-                text = e["text"] or None
-                if e["code"] is None:
-                    # a SIA code with no Contact ID row: kept verbatim
-                    e = {"qualifier": 1, "code": 0, "partition": e["partition"],
-                         "zone": e["zone"]}
-                    text = "SIA-DCS " + msg.data
-        except dc09.Dc09Error:
-            # intact but not the shape we know: store it verbatim, do not lose it
-            e = {"qualifier": 1, "code": 0, "partition": 0, "zone": 0}
-            text = "%s %s" % (msg.msg_id, msg.data)
-        if not 0 <= int(e["zone"]) <= MAX_ZONE:
-            # a SIA address longer than any zone or user number: keep it as text
-            e = dict(e, zone=0)
-            text = "%s %s" % (msg.msg_id, msg.data)
-        if text is not None and len(text) > MAX_TEXT:
-            text = text[:MAX_TEXT]
+    def _events(self, msg: dc09.Dc09Message, a, st: AccountSettings, now: float) -> list:
+        """The normalized event dicts of an accepted ADM-CID or SIA-DCS
+        message, one per event, with message-level dedupe keys: the first
+        event's key is the message's, the others' add "/2", "/3", ...  so a
+        copy of the whole message collides on every one of them."""
+        contents = content_events(msg)
+        if len(contents) > MAX_EVENTS:
+            rest = contents[MAX_EVENTS - 1:]
+            contents = contents[:MAX_EVENTS - 1] + [EventContent(
+                1, 0, 0, 0, None, "%s: %d more events: %s" % (
+                    msg.msg_id, len(rest), msg.data), {})]
+        key = self.recent.dedupe_key(a.number, msg.seq, content_digest(msg), now)
+        ext = dc09.extended_data(msg)
+        if msg.bad_timestamp is not None:
+            ext["timestamp_text"] = msg.bad_timestamp
         event_time = None
         if msg.timestamp is not None:
             event_time = msg.timestamp.timestamp() - st.utc_offset_s
-        return {
-            "account": a.number, "protocol": "dc09",
-            "dedupe_key": self.recent.dedupe_key(a.number, msg.seq, content_digest(msg), now),
-            "seq": msg.seq, "qualifier": e["qualifier"], "code": e["code"],
-            "partition": min(int(e["partition"]), 99), "zone": int(e["zone"]), "text": text,
-            "event_time": event_time, "received_at": now, "path": 1,
-        }
+        out = []
+        for i, c in enumerate(contents):
+            e_ext = dict(ext, **c.modifiers)
+            out.append({
+                "account": a.number, "protocol": "dc09",
+                "dedupe_key": key if i == 0 else "%s/%d" % (key, i + 1),
+                "seq": msg.seq, "qualifier": c.qualifier, "code": c.code,
+                "partition": min(c.partition, 99), "zone": c.zone, "user": c.user,
+                "text": c.text[:MAX_TEXT] if c.text else None, "ext": e_ext or None,
+                "event_time": event_time, "received_at": now, "path": 1,
+            })
+        return out
+
+
+@dataclass
+class EventContent:
+    """One event of a DC-09 message in our event model's terms (what
+    content_events() gives; the receiver stores it, `decode` shows it).
+    ``modifiers`` are the SIA modifiers other than area and user, and the
+    names given with any ('ri_name'), kept raw in the event's ``ext``."""
+
+    qualifier: int
+    code: int
+    partition: int
+    zone: int
+    user: int | None
+    text: str | None
+    modifiers: dict
+    sia_code: str | None = None
+
+
+def content_events(msg: dc09.Dc09Message) -> list[EventContent]:
+    """The events in an ADM-CID or SIA-DCS message, mapped to Contact ID.
+    Content that cannot be mapped is never refused: an unknown code or
+    data of another shape becomes an event with Contact ID code 0 and the
+    data verbatim in its text (see the module doc)."""
+    verbatim = "%s %s" % (msg.msg_id, msg.data)
+    try:
+        if msg.msg_id == dc09.ADM_CID:
+            e = dc09.adm_cid_to_event(msg)
+            known = e["code"] in contactid.CODES
+            user = e["zone"] if contactid.zone_is_user(e["code"]) else None
+            return [EventContent(e["qualifier"], e["code"], e["partition"], e["zone"], user,
+                                 None if known else "ADM-CID " + msg.data, {})]
+        sia = dc09.sia_dcs_events(msg)
+        out = []
+        for s in sia:
+            mods = {k: v for k, v in s.modifiers.items()
+                    if k not in (dc09.MOD_PARTITION, dc09.MOD_USER)}
+            mods.update(("%s_name" % k, v) for k, v in s.names.items())
+            # kept verbatim: the whole data of a one-event message, else the
+            # event's own part of it
+            own = verbatim if len(sia) == 1 else "SIA-DCS %s%s%s" % (
+                s.sia_code, s.address, s.text)
+            if s.code is None:
+                # a SIA code with no Contact ID row
+                c = EventContent(1, 0, s.partition, s.zone, s.user, own, mods, s.sia_code)
+            else:
+                c = EventContent(s.qualifier, s.code, s.partition, s.zone, s.user,
+                                 s.text or None, mods, s.sia_code)
+            if not 0 <= c.zone <= MAX_ZONE or (c.user is not None and c.user > MAX_ZONE):
+                # an address longer than any zone or user number: keep it as text
+                c.zone, c.user, c.text = 0, None, own
+            out.append(c)
+        return out
+    except dc09.Dc09Error:
+        # intact but not the shape we know: store it verbatim, do not lose it
+        return [EventContent(1, 0, 0, 0, None, verbatim, {})]

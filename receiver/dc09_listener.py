@@ -83,7 +83,8 @@ class Dc09Service:
         self._default = core.AccountSettings(tuple(cfg.dc09_window), 0)
         self._per_account = {
             number.upper(): core.AccountSettings(
-                tuple(s.get("window", cfg.dc09_window)), 60 * s.get("utc_offset_min", 0))
+                tuple(s.get("window", cfg.dc09_window)), 60 * s.get("utc_offset_min", 0),
+                bool(s.get("check_clear_time", False)), frozenset(s.get("compat", ())))
             for number, s in cfg.dc09_accounts.items()}
         self.core = core.Dc09Core(rx.account, self._settings)
 
@@ -110,7 +111,8 @@ class Dc09Service:
             if link.inflight >= link.max_inflight:
                 self._nak_busy(v, link, "connection has %d events in flight" % link.inflight)
                 return
-            v.event["peer"] = link.peer
+            for e in v.events:
+                e["peer"] = link.peer
             slot = link.reserve()
             rx._spawn(self._commit(v, link, slot, time.perf_counter()), inflight=True)
         elif v.kind == core.REPLY:
@@ -136,7 +138,8 @@ class Dc09Service:
     async def _commit(self, v: core.Verdict, link, slot, t0: float) -> None:
         rx = self.rx
         try:
-            await rx.ingest(v.event)
+            # every event of the message in one transaction, then one ACK
+            await rx.ingest_many(v.events)
         except Busy as e:
             self._nak_busy(v, link, e.reason, slot)
             return

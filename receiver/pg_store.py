@@ -63,8 +63,9 @@ import time
 import asyncpg
 
 from receiver import alarms as _alarms
-from receiver.store import (Account, EventRecord, IngestOutcome, SchemaError, Store, StoreBusy,
-                            StoreError, StoreUnavailable, mask_url)
+from receiver.store import (EVENT_COLUMNS, Account, EventRecord, IngestOutcome, SchemaError,
+                            Store, StoreBusy, StoreError, StoreUnavailable, event_row, mask_url,
+                            user_code_list)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -232,8 +233,18 @@ def _schema_v1() -> list[str]:
     ]
 
 
+def _schema_v2() -> list[str]:
+    # Issue 15: the user an event names (SIA 'id', Contact ID user reports)
+    # and DC-09 extended data; older user reports get their user from ZZZ.
+    return [
+        """ALTER TABLE events ADD COLUMN user_number INTEGER, ADD COLUMN ext TEXT""",
+        """UPDATE events SET user_number = zone WHERE source = 'panel'
+           AND code IN (%s)""" % user_code_list(),
+    ]
+
+
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1]
+MIGRATIONS: list = [_schema_v1, _schema_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -260,7 +271,7 @@ class _Job:
     __slots__ = ("kind", "payload", "args", "fut")
 
     def __init__(self, kind, payload, args, fut):
-        self.kind = kind  # "ingest" (payload: EventRecord), "heard" (rows), "fn", "raw"
+        self.kind = kind  # "ingest" (payload: [EventRecord]), "heard" (rows), "fn", "raw"
         self.payload = payload
         self.args = args
         self.fut = fut
@@ -530,7 +541,12 @@ class PGStore(Store):
     # -- the event path -----------------------------------------------------------
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        return await self._submit("ingest", rec)
+        [out] = await self._submit("ingest", [rec])
+        return out
+
+    async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
+        # one job: written with its batch, or alone in one SAVEPOINT
+        return await self._submit("ingest", list(recs))
 
     async def record_heard(self, rows: list[tuple[str, int, float]]) -> None:
         """[(account, path, unix time)] heard by this receiver: written with
@@ -544,8 +560,13 @@ class PGStore(Store):
         snapshot = dict(heard)
         try:
             async with conn.transaction():
-                outs = await self._ingest_bulk(conn, [j.payload for j in jobs], heard)
-            return [(j, o, None) for j, o in zip(jobs, outs)]
+                outs = await self._ingest_bulk(conn, [r for j in jobs for r in j.payload],
+                                               heard)
+            results, i = [], 0
+            for j in jobs:
+                results.append((j, outs[i:i + len(j.payload)], None))
+                i += len(j.payload)
+            return results
         except Exception as e:  # noqa: BLE001
             if conn.is_closed() or isinstance(_wrap(e), StoreUnavailable):
                 raise
@@ -557,7 +578,7 @@ class PGStore(Store):
             mine = dict(heard)
             try:
                 async with conn.transaction():
-                    [o] = await self._ingest_bulk(conn, [j.payload], mine)
+                    o = await self._ingest_bulk(conn, j.payload, mine)
             except Exception as e:  # noqa: BLE001 - goes to the waiter
                 if conn.is_closed():
                     raise
@@ -574,28 +595,21 @@ class PGStore(Store):
         for i, r in enumerate(recs):
             first.setdefault((r.account, r.dedupe_key), i)
         cand = sorted(first.items())  # key order: lock order across receivers
-        cols = [[] for _ in range(18)]
+        cols = [[] for _ in EVENT_COLUMNS]
         for (_, _), i in cand:
-            r = recs[i]
-            for c, v in zip(cols, (r.account, r.protocol, r.source, r.dedupe_key, r.seq,
-                                   r.qualifier, r.code, r.event_class, r.priority,
-                                   r.description, r.partition, r.zone, r.text, r.value,
-                                   r.event_time, r.received_at, r.path, r.peer)):
+            for c, v in zip(cols, recs[i].db_values()):
                 c.append(v)
         rows = await conn.fetch(
-            """INSERT INTO events (account, protocol, source, dedupe_key, seq, qualifier,
-                   code, event_class, priority, description, partition, zone, text, value,
-                   event_time, received_at, path, peer)
+            """INSERT INTO events (%s)
                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                    $5::bigint[], $6::int[], $7::int[], $8::text[], $9::int[], $10::text[],
                    $11::int[], $12::int[], $13::text[], $14::bigint[], $15::float8[],
-                   $16::float8[], $17::int[], $18::text[])
-                   AS r(account, protocol, source, dedupe_key, seq, qualifier, code,
-                        event_class, priority, description, partition, zone, text, value,
-                        event_time, received_at, path, peer)
+                   $16::float8[], $17::int[], $18::text[], $19::int[], $20::text[])
+                   AS r(%s)
                ORDER BY account, dedupe_key
                ON CONFLICT (account, dedupe_key) DO NOTHING
-               RETURNING id, account, dedupe_key""", *cols)
+               RETURNING id, account, dedupe_key""" % (", ".join(EVENT_COLUMNS),
+                                                       ", ".join(EVENT_COLUMNS)), *cols)
         ids = {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
         missing = [k for k, _ in cand if k not in ids]
         dup_ids = {}
@@ -826,7 +840,7 @@ class PGStore(Store):
             sql += " AND received_at >= $%d" % len(args)
         args.append(limit)
         sql += " ORDER BY id LIMIT $%d" % len(args)
-        return [dict(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
+        return [event_row(dict(r)) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
 
     async def count_events(self, account=None) -> int:
         if account is None:

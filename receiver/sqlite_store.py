@@ -36,8 +36,9 @@ import threading
 import time
 
 from receiver import alarms as _alarms
-from receiver.store import (Account, EventRecord, IngestOutcome, SchemaError, Store, StoreBusy,
-                            StoreError, StoreUnavailable)
+from receiver.store import (EVENT_COLUMNS, Account, EventRecord, IngestOutcome, SchemaError,
+                            Store, StoreBusy, StoreError, StoreUnavailable, event_row,
+                            user_code_list)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -167,8 +168,19 @@ def _schema_v1() -> list[str]:
     ]
 
 
+def _schema_v2() -> list[str]:
+    # Issue 15: the user an event names (SIA 'id', Contact ID user reports)
+    # and DC-09 extended data; older user reports get their user from ZZZ.
+    return [
+        """ALTER TABLE events ADD COLUMN user_number INTEGER""",
+        """ALTER TABLE events ADD COLUMN ext TEXT""",
+        """UPDATE events SET user_number = zone WHERE source = 'panel'
+           AND code IN (%s)""" % user_code_list(),
+    ]
+
+
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1]
+MIGRATIONS: list = [_schema_v1, _schema_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -453,13 +465,9 @@ class SQLiteStore(Store):
     @staticmethod
     def _ingest(conn, rec: EventRecord) -> IngestOutcome:
         cur = conn.execute(
-            """INSERT OR IGNORE INTO events (account, protocol, source, dedupe_key, seq,
-               qualifier, code, event_class, priority, description, partition, zone, text,
-               value, event_time, received_at, path, peer)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (rec.account, rec.protocol, rec.source, rec.dedupe_key, rec.seq, rec.qualifier,
-             rec.code, rec.event_class, rec.priority, rec.description, rec.partition, rec.zone,
-             rec.text, rec.value, rec.event_time, rec.received_at, rec.path, rec.peer))
+            "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
+                ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS))),
+            rec.db_values())
         if cur.rowcount == 0:
             row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
                                (rec.account, rec.dedupe_key)).fetchone()
@@ -500,6 +508,14 @@ class SQLiteStore(Store):
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
         return await self.run_write(self._ingest, rec)
+
+    @classmethod
+    def _ingest_many(cls, conn, recs: list) -> list:
+        # one job, so one SAVEPOINT: any failure rolls back every record
+        return [cls._ingest(conn, r) for r in recs]
+
+    async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
+        return await self.run_write(self._ingest_many, list(recs))
 
     async def record_security_event(self, at, account, seq, reason, detail, peer,
                                     transport) -> int:
@@ -593,7 +609,7 @@ class SQLiteStore(Store):
             args.append(since)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [event_row(dict(r)) for r in c.execute(sql, args)])
 
     async def count_events(self, account=None) -> int:
         if account is None:

@@ -8,6 +8,9 @@ backend are interchangeable.  What a backend must guarantee:
   the alarm it opens (with its first audit row), its outbox rows and the
   account's replay state are committed together, or nothing is.  The
   receiver ACKs a panel only after ``ingest`` returned.
+- :meth:`Store.ingest_many` does the same for several events that arrived
+  in one message (a SIA DC-09 block with several events): all of them,
+  with their alarms and outbox rows, in one transaction, or none.
 - ``(account, dedupe_key)`` is unique: ingesting the same event twice
   stores it once and returns ``duplicate=True`` with the first event's id.
 - Transient failures (disk full, read-only file system, I/O error, lock
@@ -190,6 +193,8 @@ class EventRecord:
     event_class: str = "other"
     priority: int = 99
     description: str = ""
+    user: int | None = None  # the user the event names (Contact ID user reports, SIA 'id')
+    ext: dict | None = None  # DC-09 extended data and SIA modifiers, raw ({"X": "4.8952"})
     # set by the receiver before ingest:
     open_alarm: bool = False
     routed_to: dict | None = None  # {"police_station": "ps-3", ...}
@@ -197,10 +202,54 @@ class EventRecord:
     tx_seq: int | None = None  # our sequence towards the panel, persisted with it
 
     def as_dict(self) -> dict:
+        """The event as list_events gives it out (without its id)."""
+        from protocol import dc09  # noqa: PLC0415
+
+        d = self._fields()
+        d["location"] = dc09.location(self.ext) if self.ext else None
+        return d
+
+    def _fields(self) -> dict:
         return {k: getattr(self, k) for k in (
             "account", "protocol", "dedupe_key", "seq", "qualifier", "code", "partition",
             "zone", "text", "value", "event_time", "received_at", "path", "peer", "source",
-            "event_class", "priority", "description")}
+            "event_class", "priority", "description", "user", "ext")}
+
+    def db_values(self) -> tuple:
+        """The events row, in EVENT_COLUMNS order (both backends insert it)."""
+        return (self.account, self.protocol, self.source, self.dedupe_key, self.seq,
+                self.qualifier, self.code, self.event_class, self.priority, self.description,
+                self.partition, self.zone, self.text, self.value, self.event_time,
+                self.received_at, self.path, self.peer, self.user,
+                None if self.ext is None else json.dumps(self.ext, sort_keys=True,
+                                                         ensure_ascii=False))
+
+
+# The events table's columns that EventRecord.db_values() fills, in order.
+EVENT_COLUMNS = ("account", "protocol", "source", "dedupe_key", "seq", "qualifier", "code",
+                 "event_class", "priority", "description", "partition", "zone", "text",
+                 "value", "event_time", "received_at", "path", "peer", "user_number", "ext")
+
+
+def event_row(d: dict) -> dict:
+    """An events row as the stores give it out (list_events): ``user`` (the
+    user the event names, or None), ``ext`` (dict or None) and ``location``
+    ({"lat", "lon"} from DC-09 extended data X/Y, or None)."""
+    from protocol import dc09  # noqa: PLC0415 - keep the store's import light
+
+    d["user"] = d.pop("user_number", None)
+    ext = d.get("ext")
+    d["ext"] = json.loads(ext) if isinstance(ext, str) else ext
+    d["location"] = dc09.location(d["ext"]) if d["ext"] else None
+    return d
+
+
+def user_code_list() -> str:
+    """The Contact ID codes whose ZZZ is a user, as an SQL list (the schema
+    migration that added events.user_number fills it for older rows)."""
+    from protocol import contactid  # noqa: PLC0415
+
+    return ", ".join(str(c) for c in range(1000) if contactid.zone_is_user(c))
 
 
 @dataclass
@@ -289,6 +338,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def ingest(self, rec: EventRecord) -> IngestOutcome: ...
+
+    @abc.abstractmethod
+    async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
+        """Several events in one transaction (all or none), outcomes in order."""
 
     @abc.abstractmethod
     async def record_security_event(self, at: float, account: str | None, seq: int | None,

@@ -77,6 +77,7 @@ __all__ = [
     "event_to_adm_cid", "sia_dcs_to_event", "event_to_sia_dcs",
     "SIA_CID_TABLE", "SIA_TO_CID", "CID_TO_SIA", "DEVIATIONS", "decode_text",
     "SiaEvent", "sia_dcs_events", "EXTENDED_DATA", "extended_data", "location",
+    "parse_header",
 ]
 
 # --- constants ---------------------------------------------------------------
@@ -427,6 +428,60 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
     Dc09TimestampError (with .message, answer NAK), Dc09KeyError (with
     .account).  All are RemoteProtocolError.
     """
+    msg, rest = _parse_header(frame, crc_includes_cr)
+    account, msg_id, encrypted = msg.account, msg.msg_id, msg.encrypted
+    if encrypted:
+        if not _CIPHER_HEX.fullmatch(rest):
+            raise Dc09FormatError(
+                "encrypted region is not whole AES blocks of hex")
+        key = key_lookup(account) if key_lookup is not None else None
+        if key is None:
+            _LOGGER.debug("DC-09 account %s: encrypted message, no key", account)
+            raise Dc09KeyError("no key for account %s" % account, account)
+        if not isinstance(key, (bytes, bytearray)) or len(key) not in _KEY_LENGTHS:
+            raise LocalProtocolError("key for account %s is not 16/24/32 bytes"
+                                     % account)
+        region = _strip_pad(_decrypt(bytes.fromhex(rest.decode()), bytes(key)), msg_id)
+        if region is None or not _text_bytes(region):
+            _LOGGER.debug("DC-09 account %s: does not decrypt", account)
+            raise Dc09KeyError("account %s: region does not decrypt to a "
+                               "DC-09 payload (wrong key?)" % account, account)
+        rest = region
+    elif not _text_bytes(rest):
+        raise Dc09FormatError("control character in the message data")
+
+    data, extended, ts_bytes = _split_payload(rest)
+    msg.data = decode_text(data)
+    msg.extended = [(letter, decode_text(v)) for letter, v in extended]
+    if ts_bytes is not None:
+        ts_text = decode_text(ts_bytes)
+        ts = _timestamp_from_text(ts_text)
+        if ts is not None:
+            msg.timestamp = ts
+        elif encrypted:
+            raise Dc09TimestampError("invalid timestamp %r" % ts_text, msg)
+        else:
+            # A clear message's timestamp is not tested (5.5.1.8): one we
+            # cannot read costs the message nothing.  Kept for the record.
+            msg.bad_timestamp = ts_text
+    if encrypted:
+        # DC-09 5.5.1.8: encrypted messages carry a timestamp, and it must
+        # fall inside the receiver's window.
+        if msg.timestamp is None:
+            raise Dc09TimestampError("encrypted message without timestamp", msg)
+        if now is not None:
+            _check_window(msg, now, window)
+    return msg
+
+
+def parse_header(frame, crc_includes_cr=False) -> Dc09Message:
+    """The clear part of a frame, checked (framing, CRC, length, header)
+    but not decrypted: data, extended data and timestamp are left empty.
+    For showing an encrypted frame whose key is not at hand."""
+    return _parse_header(frame, crc_includes_cr)[0]
+
+
+def _parse_header(frame, crc_includes_cr) -> tuple[Dc09Message, bytes]:
     if isinstance(frame, str):
         raise LocalProtocolError("parse() takes bytes, not str")
     raw = bytes(frame)
@@ -476,54 +531,11 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
     if groups["line"] == "":
         deviations.append("empty_line_prefix")  # DEVIATIONS["empty_line_prefix"]
     rest = body[m.end():]
-
-    if encrypted:
-        if not _CIPHER_HEX.fullmatch(rest):
-            raise Dc09FormatError(
-                "encrypted region is not whole AES blocks of hex")
-        key = key_lookup(account) if key_lookup is not None else None
-        if key is None:
-            _LOGGER.debug("DC-09 account %s: encrypted message, no key", account)
-            raise Dc09KeyError("no key for account %s" % account, account)
-        if not isinstance(key, (bytes, bytearray)) or len(key) not in _KEY_LENGTHS:
-            raise LocalProtocolError("key for account %s is not 16/24/32 bytes"
-                                     % account)
-        region = _strip_pad(_decrypt(bytes.fromhex(rest.decode()), bytes(key)), msg_id)
-        if region is None or not _text_bytes(region):
-            _LOGGER.debug("DC-09 account %s: does not decrypt", account)
-            raise Dc09KeyError("account %s: region does not decrypt to a "
-                               "DC-09 payload (wrong key?)" % account, account)
-        rest = region
-    elif not _text_bytes(rest):
-        raise Dc09FormatError("control character in the message data")
-
-    data, extended, ts_bytes = _split_payload(rest)
     msg = Dc09Message(
         msg_id=msg_id, encrypted=encrypted, seq=int(groups["seq"]),
         receiver=groups["rcvr"], line=groups["line"], account=account,
-        data=decode_text(data),
-        extended=[(letter, decode_text(v)) for letter, v in extended],
-        timestamp=None, deviations=deviations,
-    )
-    if ts_bytes is not None:
-        ts_text = decode_text(ts_bytes)
-        ts = _timestamp_from_text(ts_text)
-        if ts is not None:
-            msg.timestamp = ts
-        elif encrypted:
-            raise Dc09TimestampError("invalid timestamp %r" % ts_text, msg)
-        else:
-            # A clear message's timestamp is not tested (5.5.1.8): one we
-            # cannot read costs the message nothing.  Kept for the record.
-            msg.bad_timestamp = ts_text
-    if encrypted:
-        # DC-09 5.5.1.8: encrypted messages carry a timestamp, and it must
-        # fall inside the receiver's window.
-        if msg.timestamp is None:
-            raise Dc09TimestampError("encrypted message without timestamp", msg)
-        if now is not None:
-            _check_window(msg, now, window)
-    return msg
+        deviations=deviations)
+    return msg, rest
 
 
 def _as_utc(t: datetime) -> datetime:

@@ -486,7 +486,7 @@ def _parse_header(frame, crc_includes_cr) -> tuple[Dc09Message, bytes]:
         raise LocalProtocolError("parse() takes bytes, not str")
     raw = bytes(frame)
     deviations = []
-    if raw.endswith(b"\r\x00"):
+    if raw.endswith(b"\x00") and raw.rstrip(b"\x00").endswith(b"\r"):
         # DEVIATIONS["trailing_nul"]: C strings sent with their terminator
         raw = raw.rstrip(b"\x00")
         deviations.append("trailing_nul")
@@ -755,10 +755,17 @@ class Dc09Reader:
                     "no CR within %d bytes of LF" % MAX_FRAME_LEN)
             return NEED_DATA
         first = buf.rfind(b"\n", 0, end)
-        frame = bytes(buf[first:end + 1])
-        del buf[:end + 1]
-        if len(frame) > MAX_FRAME_LEN:
+        if end + 1 - first > MAX_FRAME_LEN:
+            del buf[:end + 1]
             raise Dc09OversizeError("frame longer than %d bytes" % MAX_FRAME_LEN)
+        # NULs right after the CR (DEVIATIONS["trailing_nul"]) stay with the
+        # frame, so parse() can report them; any arriving later are garbage
+        # before the next LF, dropped like any other.
+        stop = end + 1
+        while stop < len(buf) and buf[stop] == 0:
+            stop += 1
+        frame = bytes(buf[first:stop])
+        del buf[:stop]
         return frame
 
     @property

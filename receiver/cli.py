@@ -7,7 +7,7 @@
     guardline-receiver accounts add|list|show|import|export ...
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
     guardline-receiver alarms list|show|ack|resolve ...
-    guardline-receiver decode HEX [--key K]
+    guardline-receiver decode HEX|DC-09-TEXT [--key K] [--key-format hex|ascii]
     guardline-receiver users add NAME --role operator|supervisor|administrator
     guardline-receiver users list [--json] | users passwd NAME
 
@@ -382,8 +382,9 @@ def _event_json(e: dict) -> str:
         "code": e["code"], "event_class": e["event_class"], "priority": e["priority"],
         "partition": e["partition"], "zone": e["zone"], "description": e["description"],
         "text": e["text"], "value": e["value"], "event_time": e["event_time"],
-        "received_at": e["received_at"], "path": e["path"], "peer": e["peer"]},
-        sort_keys=True)
+        "received_at": e["received_at"], "path": e["path"], "peer": e["peer"],
+        "user": e["user"], "ext": e["ext"], "location": e["location"]},
+        sort_keys=True, ensure_ascii=False)
 
 
 def _event_line(e: dict) -> str:
@@ -459,11 +460,19 @@ async def _alarms_cmd(args, cfg) -> int:
 
 def _decode(args, cfg) -> int:
     from protocol.lean import glwire as w  # noqa: PLC0415
+    from receiver import dc09_decode  # noqa: PLC0415
 
     try:
         raw = bytes.fromhex(re.sub(r"\s+", "", args.hex))
+        added = False
     except ValueError:
-        raise UsageError("not hex: %r" % args.hex[:40]) from None
+        # a DC-09 frame pasted as text, as logs print it
+        got = dc09_decode.frame_from_text(args.hex)
+        if got is None:
+            raise UsageError("not hex, nor a DC-09 frame: %r" % args.hex[:40]) from None
+        raw, added = got
+    if dc09_decode.looks_like_dc09(raw):
+        return _decode_dc09(raw, added, args, cfg)
     key = None
     if args.key:
         try:
@@ -522,6 +531,32 @@ def _decode(args, cfg) -> int:
     return 0
 
 
+def _decode_dc09(raw: bytes, added: bool, args, cfg) -> int:
+    from protocol import dc09  # noqa: PLC0415
+    from protocol.errors import LocalProtocolError  # noqa: PLC0415
+    from receiver import dc09_decode  # noqa: PLC0415
+
+    key, source = None, ""
+    if args.key:
+        try:
+            key, source = dc09.parse_key(args.key, args.key_format), "--key"
+        except LocalProtocolError as e:
+            raise UsageError("--key: %s" % e) from None
+    elif args.db or args.config or os.path.exists(cfg.db):
+        try:
+            number = dc09.parse_header(raw, crc_includes_cr=True).account.upper()
+        except dc09.Dc09Error:
+            number = None
+        if number:
+            key = _key_from_store(cfg, number) or None
+            source = "stored" if key else ""
+    out = dc09_decode.report(raw, key, source)
+    if added:
+        out["input"] = "text without LF/CR: framed with them to decode"
+    print(json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False))
+    return 0 if out["valid"] else 1
+
+
 def _annotate_message(msg: dict) -> None:
     from protocol import contactid  # noqa: PLC0415
     from protocol.lean import glwire as w  # noqa: PLC0415
@@ -543,7 +578,7 @@ def _jsonable(o):
     return str(o)
 
 
-def _key_from_store(cfg, account: int):
+def _key_from_store(cfg, account):
     from receiver.store import is_url  # noqa: PLC0415
 
     if not is_url(cfg.db) and not os.path.exists(cfg.db):
@@ -725,9 +760,14 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--json", action="store_true")
     pn.set_defaults(func=lambda args: asyncio.run(_panel_command(args)))
 
-    d = sub.add_parser("decode", parents=[common], help="decode a captured native frame")
-    d.add_argument("hex")
-    d.add_argument("--key", help="account key (hex); else looked up in the store")
+    d = sub.add_parser("decode", parents=[common],
+                       help="decode a captured frame (native or SIA DC-09, told apart by "
+                            "its bytes)")
+    d.add_argument("hex", help="the frame as hex; a DC-09 frame may also be given as the "
+                               "text a log shows")
+    d.add_argument("--key", help="account key; else looked up in the store")
+    d.add_argument("--key-format", choices=["hex", "ascii"], default="hex",
+                   help="how --key is written for a DC-09 frame (as for accounts add)")
     d.set_defaults(func=lambda args: _decode(args, _load_config(args)))
     from receiver.web import admin as web_admin  # noqa: PLC0415 - console users
 

@@ -78,6 +78,16 @@ function kv(pairs) {
   return dl;
 }
 
+// Where the panel says it is (DC-09 extended data X/Y): the coordinates and
+// a link to a map; the map in the page comes with the mobile-units work.
+function locationView(loc) {
+  const text = loc.lat.toFixed(5) + ", " + loc.lon.toFixed(5);
+  const url = "https://www.openstreetmap.org/?mlat=" + loc.lat + "&mlon=" + loc.lon +
+    "#map=17/" + loc.lat + "/" + loc.lon;
+  return GL.h("span", {id: "location"}, text + " ",
+    GL.h("a", {href: url, target: "_blank", rel: "noopener noreferrer", text: "open map"}));
+}
+
 async function loadDetail() {
   const id = Q.selected;
   let d;
@@ -105,7 +115,7 @@ async function loadDetail() {
       ["Received", GL.fmtTime(a.created_at) + " (" + GL.ago(a.created_at) + ")"],
       ["Panel time", d.event && d.event.event_time ? GL.fmtTime(d.event.event_time) : "—"],
       ["Restored", a.restored_at ? GL.fmtTime(a.restored_at) : "not yet"],
-    ]));
+    ].concat(d.event && d.event.location ? [["Location", locationView(d.event.location)]] : [])));
   if (d.contacts && d.contacts.length) {
     box.append(GL.h("h3", {text: "Contacts"}),
       GL.h("ul", null, d.contacts.map(c => GL.h("li", {text: [c.name, c.role, c.phone].filter(Boolean).join(" · ")}))));

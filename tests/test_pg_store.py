@@ -19,7 +19,8 @@ from tests.test_rx_store import (  # noqa: F401 - collected again with the PG fi
     rec, test_accounts_round_trip_and_revision,
     test_alarm_opened_with_event_routed_audited_and_outboxed,
     test_duplicate_is_stored_once_and_reports_first_id, test_group_commit_many_waiters_per_commit,
-    test_ingest_advances_replay_state_and_never_lowers_it, test_outbox_delivery_bookkeeping)
+    test_ingest_advances_replay_state_and_never_lowers_it, test_ingest_many_commits_all_or_nothing,
+    test_outbox_delivery_bookkeeping)
 
 asyncpg = pytest.importorskip("asyncpg")
 

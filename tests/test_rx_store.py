@@ -210,3 +210,30 @@ async def test_accounts_round_trip_and_revision(store):
     await store.add_account(Account("ABC123", os.urandom(32), protocol="dc09"))
     await store.delete_account("ABC123")
     assert await store.get_account("ABC123") is None
+
+
+async def test_ingest_many_commits_all_or_nothing(store):
+    # issue 15: the events of one DC-09 message go in one transaction
+    burglary = rec(seq=7, protocol="dc09", dedupe_key="dc09:0007:ab:1", code=130, open_alarm=True,
+                   event_class="burglary", user=None, ext={"X": "4.8952", "Y": "52.3702"})
+    fire = rec(seq=7, protocol="dc09", dedupe_key="dc09:0007:ab:1/2", code=110, open_alarm=True,
+               event_class="fire", user=12, ext={"ti": "20:50"})
+    outs = await store.ingest_many([burglary, fire])
+    assert [o.duplicate for o in outs] == [False, False]
+    assert all(o.alarm_id is not None for o in outs)
+    # a copy of the whole message: every event a duplicate, nothing new
+    again = await store.ingest_many([burglary, fire])
+    assert [(o.duplicate, o.event_id) for o in again] == [(True, o.event_id) for o in outs]
+    # one bad record sinks its whole message, not its neighbours in the batch
+    bad = rec(seq=8, protocol="dc09", dedupe_key="dc09:0008:cd:1/2", code=None)
+    good = rec(seq=8, protocol="dc09", dedupe_key="dc09:0008:cd:1", code=602)
+    neighbour = store.ingest(rec(seq=99))
+    with pytest.raises(Exception):
+        await store.ingest_many([good, bad])
+    await neighbour
+    rows = await store.list_events()
+    assert [r["dedupe_key"] for r in rows] == ["dc09:0007:ab:1", "dc09:0007:ab:1/2", "native:99"]
+    assert rows[0]["ext"] == {"X": "4.8952", "Y": "52.3702"}
+    assert rows[0]["location"] == {"lat": 52.3702, "lon": 4.8952}
+    assert (rows[1]["user"], rows[1]["ext"], rows[1]["location"]) == (12, {"ti": "20:50"}, None)
+    assert len(await store.list_alarms()) == 2

@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,web-test,postgres,bench]'
+	# a DC-09 panel library for tests/test_dc09_peers.py; --no-deps: it names
+	# PyCrypto, whose API the test gives it on pycryptodome
+	$(BIN)/pip install -q --no-deps 'dc09-spt>=0.0.4'
 	touch $(STAMP)
 
 venv: $(STAMP)

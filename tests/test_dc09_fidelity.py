@@ -67,14 +67,19 @@ def sia(account, seq, data, extended=(), t=None, encrypted=False, encoding="asci
     m = dc09.Dc09Message(dc09.SIA_DCS, encrypted, seq, None, "1", account,
                          "#%s|%s" % (account, data), list(extended),
                          None if t is None else ts(t))
-    return dc09.build(m, K128 if encrypted else None, text_encoding=encoding)
+    return build(m, encrypted, encoding)
 
 
 def adm(account, seq, data, extended=(), t=None, encrypted=False, encoding="ascii"):
     m = dc09.Dc09Message(dc09.ADM_CID, encrypted, seq, None, "1", account,
                          "#%s|%s" % (account, data), list(extended),
                          None if t is None else ts(t))
-    return dc09.build(m, K128 if encrypted else None, text_encoding=encoding)
+    return build(m, encrypted, encoding)
+
+
+def build(m, encrypted, encoding):
+    kw = {} if encoding == "ascii" else {"text_encoding": encoding}
+    return dc09.build(m, K128 if encrypted else None, **kw)
 
 
 def with_cr_in_crc(frame: bytes) -> bytes:
@@ -172,10 +177,16 @@ async def test_same_sequence_with_other_extended_data_is_another_message(rx):
 async def test_text_that_is_not_ascii_is_acked_and_stored_as_unicode(rx, encoding, encrypted):
     account = KEYED if encrypted else CLEAR
     c = await Client.connect(rx)
-    f = sia(account, 15, "Nri1/BA01^Küche^", [("I", "Alarm Küche – Tür")], t=rx.now,
-            encrypted=encrypted, encoding=encoding)
-    if encoding == "cp1252" and not encrypted:
-        assert b"K\xfcche" in f  # the Windows-1252 byte itself on the wire
+    if encrypted:
+        f = sia(account, 15, "Nri1/BA01^Küche^", [("I", "Alarm Küche – Tür")], t=rx.now,
+                encrypted=True, encoding=encoding)
+    else:
+        # the bytes as the panel sends them, framed by hand
+        body = ('"SIA-DCS"0015L1#BEEF[#BEEF|Nri1/BA01^Küche^][IAlarm Küche – Tür]'
+                .encode(encoding))
+        f = b"\n%04X0%03X%s\r" % (dc09.crc16(body), len(body), body)
+        if encoding == "cp1252":
+            assert b"K\xfcche" in f  # the Windows-1252 byte itself on the wire
     r = await c.ask(f, K128 if encrypted else None)
     assert (r.msg_id, r.seq) == ("ACK", 15)
     [e] = await stored(rx, account)

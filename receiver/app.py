@@ -455,30 +455,26 @@ class Receiver:
     async def ingest_records(self, recs: list[EventRecord]) -> list[IngestOutcome]:
         if len(recs) == 1:
             return [await self.ingest_record(recs[0])]
-        reason = self.busy_reason()
-        if reason is not None:
-            raise Busy(reason)
-        try:
-            outs = await self.store.ingest_many(recs)
-        except StoreBusy as e:
-            raise Busy("store busy: %s" % e) from None
-        except StoreUnavailable as e:
-            raise Busy("store unavailable: %s" % e) from None
+        outs = await self._write(lambda: self.store.ingest_many(recs))
         for rec, out in zip(recs, outs):
             self._stored(rec, out)
         return outs
 
     async def ingest_record(self, rec: EventRecord) -> IngestOutcome:
+        return self._stored(rec, await self._write(lambda: self.store.ingest(rec)))
+
+    async def _write(self, write):
+        """Run a store write unless we are busy; the store's busy and
+        unavailable errors become Busy (the sender retries)."""
         reason = self.busy_reason()
         if reason is not None:
             raise Busy(reason)
         try:
-            out = await self.store.ingest(rec)
+            return await write()
         except StoreBusy as e:
             raise Busy("store busy: %s" % e) from None
         except StoreUnavailable as e:
             raise Busy("store unavailable: %s" % e) from None
-        return self._stored(rec, out)
 
     def _stored(self, rec: EventRecord, out: IngestOutcome) -> IngestOutcome:
         """Metrics, live updates, forwarder wake-ups and the log line for an

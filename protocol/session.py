@@ -8,15 +8,18 @@ connection: a panel may report over TCP, then UDP, then a serial trunk.
 
 Checks, in order (docs/protocol.md, "Receiver checks"):
 
-1. header CRC, frame CRC (FrameReader)  -> BadFrame: NAK bad_crc if the
-   account is known (authenticated with its key), else silence
+1. header CRC, frame CRC (FrameReader)  -> BadFrame: NAK bad_crc only on a
+   stream that has had a frame of that account accepted, else silence
+   (the answer must not tell a prober which accounts exist)
 2. account known                        -> silence, security event
 3. MAC                                  -> silence, security event
 4. version, flag bits, direction        -> NAK unsupported/malformed, or
                                            silence for a reflected frame
 5. exact copy of a recent frame         -> silence, security event (replay)
 6. timestamp inside the window          -> NAK time with our clock
-7. sequence                             -> new / duplicate / NAK replay
+7. sequence                             -> new / duplicate / NAK replay /
+                                           silence, security event (a jump
+                                           beyond MAX_SEQ_JUMP)
 8. payload decodes                      -> NAK malformed
 
 Invariants:
@@ -34,6 +37,16 @@ Invariants:
 - Per-account state is bounded: the set of committed sequences covers the
   reorder window only, and the recent-MAC set holds at most
   ``RECENT_MACS`` entries.
+- No frame raises: whatever sequence, timestamp or payload an authentic
+  frame carries, :meth:`ReceiverCore.handle` returns a verdict, and a NAK
+  never asks a panel to continue above ``MAX_NEXT_SEQ``
+  (tests/test_rx_sequence.py drives it with hypothesis).
+- Sequences only move forward, by at most ``MAX_SEQ_JUMP`` per accepted
+  frame.  Only a key holder can push the highest committed sequence past
+  ``MAX_NEXT_SEQ``; the account then restarts its sequence at the next
+  fresh, authentic frame from behind (``Accepted.restarted_from``, a
+  security event) instead of asking the panel for a sequence it could not
+  use: the genuine panel is never locked out.
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ _LOGGER = logging.getLogger(__name__)
 
 # How far a sender's timestamp may be from ours.  EN 50136-2 asks for
 # substitution/replay protection without fixing a window; SIA DC-09 uses
-# -20 s / +40 s for its own timestamps.  We take +-60 s: wide enough for a
+# -40 s / +20 s for its own timestamps (5.5.1.8).  We take +-60 s: wide enough for a
 # panel whose clock was set by our last ACK a day ago (crystal drift is a
 # few s/day), narrow enough that a recorded frame is useless a minute on.
 TIME_WINDOW_S = 60
@@ -61,6 +74,15 @@ REORDER_WINDOW = 64
 # genuine sender re-seals each transmission, so only a recorder repeats a
 # MAC.  Heartbeats at 20 s, events in bursts: 64 covers the time window.
 RECENT_MACS = 64
+# Sequence bounds (protocol.lean.glwire, docs/protocol.md section 9): how
+# far one frame may jump past the highest committed sequence, and the
+# highest sequence a NAK replay asks a panel to continue from.
+MAX_SEQ_JUMP = w.MAX_SEQ_JUMP
+MAX_NEXT_SEQ = w.MAX_NEXT_SEQ
+# Accounts a stream connection remembers as having had a frame accepted on
+# it (a serial trunk carries a few dozen panels): a NAK bad_crc goes only to
+# those, so a prober learns nothing from it.
+VOUCHED_PER_CONNECTION = 256
 
 
 @dataclass
@@ -86,6 +108,9 @@ class Accepted:
     msg: dict
     duplicate: bool
     digest: str = ""  # content digest: with seq, what identifies this event
+    # Set when this frame restarted the account's spent sequence space: the
+    # highest committed sequence abandoned (record a security event).
+    restarted_from: int | None = None
 
     @property
     def path(self) -> int:
@@ -108,10 +133,11 @@ class Rejected:
     detail: str
     security: bool
     reply: bytes | None = None
+    name: str = ""  # a finer reason than the NAK code (security events, metrics)
 
     @property
     def reason_name(self) -> str:
-        return w.NAK_NAMES.get(self.reason, str(self.reason))
+        return self.name or w.NAK_NAMES.get(self.reason, str(self.reason))
 
 
 # keyring(account) -> (master_key, highest_seq, tx_seq) or None
@@ -145,11 +171,17 @@ class ReceiverCore:
 
     # -- incoming -----------------------------------------------------------
 
-    def handle(self, frame, now: float) -> Accepted | Rejected:
-        """Judge one frame from FrameReader or decode_datagram."""
+    def handle(self, frame, now: float, vouched=()) -> Accepted | Rejected:
+        """Judge one frame from FrameReader or decode_datagram.  ``vouched``:
+        accounts that had a frame accepted on the same stream (a NAK bad_crc
+        goes only to those)."""
         now_i = int(now)
         if isinstance(frame, w.BadFrame):
-            st = self.state(frame.account)
+            # Line noise.  Answer only on a stream that this account has
+            # already used: an answer for known accounts alone (sealed with
+            # their key) would tell a prober which accounts exist.  Anyone
+            # else's panel resends after its ACK timeout, as for a lost frame.
+            st = self.state(frame.account) if frame.account in vouched else None
             reply = None
             if st is not None:
                 reply = self._nak(frame.account, st, frame.seq, w.NAK_BAD_CRC, now_i)
@@ -182,18 +214,37 @@ class ReceiverCore:
                                 frame.timestamp, self.time_window_s, now_i),
                             False, self._nak(acct, st, frame.seq, w.NAK_TIME, now_i))
         seq = frame.seq
+        highest = st.highest_seq
+        if seq > highest and seq - highest > MAX_SEQ_JUMP:
+            # Not a panel's counter (docs/protocol.md section 9): a key
+            # holder, or a corrupt counter.  Accepting it would move the
+            # account where the real panel could never follow.
+            return Rejected(acct, seq, w.NAK_REPLAY,
+                            "sequence %d is %d ahead of the highest accepted %d "
+                            "(a panel moves at most %d ahead)" % (
+                                seq, seq - highest, highest, MAX_SEQ_JUMP),
+                            True, name="sequence_jump")
         self._remember_mac(st, mac)
         digest = content_digest(msg)
         if st.committed.get(seq) == digest:
             return Accepted(acct, seq, frame.timestamp, frame.flags, msg, True, digest)
-        if seq <= st.highest_seq - self.reorder_window or seq == 0:
+        restarted = None
+        if seq <= highest - self.reorder_window or seq == 0:
             # Fresh timestamp and a valid MAC but a sequence far behind: the
-            # panel's counter was reset.  Tell it where to continue.
-            return Rejected(acct, seq, w.NAK_REPLAY,
-                            "sequence %d behind %d" % (seq, st.highest_seq), False,
-                            self._nak(acct, st, seq, w.NAK_REPLAY, now_i,
-                                      next_seq=st.highest_seq + 1))
-        return Accepted(acct, seq, frame.timestamp, frame.flags, msg, False, digest)
+            # panel's counter was reset.  Tell it where to continue, unless
+            # that is past what a panel may be asked for: only a key holder's
+            # jumps get the account there, and the genuine panel must not be
+            # locked out by them, so its sequence space restarts here.
+            if highest < MAX_NEXT_SEQ or seq == 0:
+                nxt = highest + 1 if highest < MAX_NEXT_SEQ else 1
+                return Rejected(acct, seq, w.NAK_REPLAY,
+                                "sequence %d behind %d" % (seq, highest), False,
+                                self._nak(acct, st, seq, w.NAK_REPLAY, now_i, next_seq=nxt))
+            restarted = highest
+            st.highest_seq = seq - 1
+            st.committed = {}
+        return Accepted(acct, seq, frame.timestamp, frame.flags, msg, False, digest,
+                        restarted_from=restarted)
 
     def _remember_mac(self, st: AccountState, mac: bytes) -> None:
         st.recent_macs[mac] = None
@@ -256,6 +307,8 @@ class ReceiverConnection:
         self._reader = w.FrameReader()
         self.authenticated = False  # set once a frame was accepted
         self.account: int | None = None
+        # accounts accepted on this stream, oldest first (bounded)
+        self.vouched: OrderedDict = OrderedDict()
 
     def receive_data(self, data) -> None:
         self._reader.receive_data(data)
@@ -268,10 +321,14 @@ class ReceiverConnection:
         f = self._reader.next_frame()
         if f is w.NEED_DATA:
             return f
-        out = self.core.handle(f, now)
+        out = self.core.handle(f, now, self.vouched)
         if isinstance(out, Accepted):
             self.authenticated = True
             self.account = out.account
+            self.vouched[out.account] = None
+            self.vouched.move_to_end(out.account)
+            if len(self.vouched) > VOUCHED_PER_CONNECTION:
+                self.vouched.popitem(last=False)
         return out
 
 

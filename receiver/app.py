@@ -40,6 +40,7 @@ from protocol.lean import glwire as w
 from protocol import contactid, dc09
 from protocol.session import Accepted, ReceiverCore, Rejected
 from receiver import alarms as _alarms
+from receiver.admission import Admission, connection_budget, descriptor_limit
 from receiver.config import Config
 from receiver.forwarder import Forwarder, make_output
 from receiver.logfmt import q
@@ -68,9 +69,6 @@ SUPERVISION_TICK_S = 1.0
 # Supervision changes turned into events per tick: a whole-city outage
 # (50,000 paths failing at once) is written in bounded chunks.
 SUPERVISION_BATCH = 2_000
-# Events one stream connection may have waiting for a commit.  A lockstep
-# panel has one; a serial trunk multiplexes a few dozen panels.
-MAX_INFLIGHT_PER_LINK = 64
 # Security rejections after which a stream connection is closed (a panel
 # with a wrong key gets three chances, a scanner does not get to keep going).
 MAX_SECURITY_REJECTS = 3
@@ -81,6 +79,12 @@ STOP_GRACE_S = 10.0
 # At most this many NAK-busy / security log lines per second (the rest are
 # counted in metrics); a flood must not fill the disk with logs.
 LOG_RATE_PER_S = 5.0
+# At most one line per this many seconds about accept() failing for want of
+# descriptors (asyncio retries every second per listener); the rest are
+# counted (connections_refused_total{why="accept_error"}).
+ACCEPT_ERROR_LOG_S = 10.0
+# Keyless DC-09 accounts named one per line at start; more are summed up.
+KEYLESS_WARN_LINES = 100
 # Security events stored per second at most (burst 10x).  An attack is
 # visible from its first records and the counters; a UDP flood of forged
 # frames must not grow the database without bound or crowd out events.
@@ -99,6 +103,15 @@ RESULT_NAMES = {w.R_OK: "ok", w.R_REFUSED: "refused", w.R_UNSUPPORTED: "unsuppor
 PARTITION_STATE_NAMES = {w.P_DISARMED: "disarmed", w.P_EXIT_DELAY: "exit_delay",
                          w.P_ARMED_AWAY: "armed_away", w.P_ARMED_STAY: "armed_stay",
                          w.P_ENTRY_DELAY: "entry_delay", w.P_ALARM: "alarm"}
+
+
+def keyless_warning(number: str) -> str:
+    """What an administrator must know about a DC-09 account without a key
+    (the CLI prints it at ``accounts add``, the receiver logs it at start)."""
+    return ("DC-09 account %s has no key: its messages travel unauthenticated, so anyone "
+            "who can reach the receiver can send link tests and events in its name and "
+            "they are ACKed and stored; give it an AES key unless the panel cannot "
+            "encrypt (docs/dc09.md, \"Keyless accounts\")" % number)
 
 
 class Busy(Exception):
@@ -138,6 +151,8 @@ class Receiver:
         self.router = self.config.router
         self.forwarders: dict[str, Forwarder] = {}
         self.listeners: list = []
+        # who may hold a stream connection (every stream listener's books)
+        self.admission = Admission.from_config(self.config)
         self.addresses: dict = {"tcp": [], "udp": [], "serial": []}
         # web console hook: callables (aiohttp app, receiver) run when the
         # HTTP side is built (receiver.http)
@@ -156,6 +171,11 @@ class Receiver:
         self._busy_log = RateLimit(LOG_RATE_PER_S)
         self._security_log = RateLimit(LOG_RATE_PER_S)
         self._security_store = RateLimit(SECURITY_STORE_PER_S, SECURITY_STORE_PER_S * 10)
+        # lines about strangers' connections closing (timeouts, eviction)
+        self.close_log = RateLimit(LOG_RATE_PER_S)
+        self._accept_log = RateLimit(1.0 / ACCEPT_ERROR_LOG_S, 1.0)
+        self._accept_suppressed = 0
+        self._loop_handler = None
         # (account, our command sequence) -> future for the panel's REPLY
         self._replies: dict[tuple[int, int], asyncio.Future] = {}
         # one command in flight per panel: the firmware holds one pending REPLY
@@ -167,12 +187,16 @@ class Receiver:
         from receiver import listeners  # noqa: PLC0415 - adapters import us
 
         await self.store.open()
+        loop = asyncio.get_running_loop()
+        self._loop_handler = (loop.get_exception_handler(),)
+        loop.set_exception_handler(self._loop_exception)
         try:
             if self.store.shared:
                 from receiver.ownership import Cluster  # noqa: PLC0415
 
                 self.cluster = Cluster(self, self.config.cluster_instance)
             await self.reload_accounts()
+            self._warn_keyless()
             now = time.time()
             failed = await self.store.supervision_failed()
             by_acct: dict[str, set] = {}
@@ -215,6 +239,7 @@ class Receiver:
                 from receiver import http  # noqa: PLC0415
 
                 self._http = await http.start(self, cfg.metrics, cfg.web)
+            self._budget_connections()
             self._started = True
         except BaseException:
             await self.stop()
@@ -262,7 +287,53 @@ class Receiver:
         except Exception as e:  # noqa: BLE001 - the store may be what failed
             _LOGGER.warning("stop: replay state not saved error=%s", e)
         await self.store.close()
+        loop = asyncio.get_running_loop()
+        if self._loop_handler is not None and loop.get_exception_handler() == \
+                self._loop_exception:
+            loop.set_exception_handler(self._loop_handler[0])
         _LOGGER.info("receiver stopped")
+
+    def _budget_connections(self) -> None:
+        """Descriptors are one budget for the whole process: panel
+        connections get what the limit leaves beside what is open now and
+        ``reserved_descriptors`` (console, metrics, store, outputs)."""
+        cfg = self.config
+        cap = connection_budget(cfg.max_connections, cfg.reserved_descriptors)
+        self.admission.max_connections = cap
+        if cap < cfg.max_connections:
+            level = logging.WARNING if cap < cfg.max_connections // 2 else logging.INFO
+            _LOGGER.log(level, "descriptor limit nofile=%s: at most %d panel connections "
+                        "(max_connections %d; %d descriptors reserved for the console, store "
+                        "and outputs; raise the limit to serve more)", descriptor_limit(),
+                        cap, cfg.max_connections, cfg.reserved_descriptors)
+
+    def _loop_exception(self, loop, context) -> None:
+        """asyncio reports accept() failing for want of descriptors once a
+        second per listener, with a traceback: one line per interval here."""
+        if "out of system resource" in str(context.get("message", "")):
+            self.metrics.connections_refused.labels("accept_error").inc()
+            if self._accept_log.allow():
+                _LOGGER.error("cannot accept connections: %s (descriptor limit %s, panel "
+                              "connections %d; %d more such errors since the last line)",
+                              context.get("exception"), descriptor_limit(),
+                              self.admission.connections,
+                              self._accept_log.suppressed - self._accept_suppressed)
+                self._accept_suppressed = self._accept_log.suppressed
+            return
+        prev = self._loop_handler[0] if self._loop_handler else None
+        if prev is not None:
+            prev(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def _warn_keyless(self) -> None:
+        keyless = sorted(n for n, a in self._accounts.items()
+                         if a.protocol == "dc09" and not a.key)
+        for n in keyless[:KEYLESS_WARN_LINES]:
+            _LOGGER.warning(keyless_warning(n))
+        if len(keyless) > KEYLESS_WARN_LINES:
+            _LOGGER.warning("%d more DC-09 accounts have no key (accounts list shows them)",
+                            len(keyless) - KEYLESS_WARN_LINES)
 
     # -- accounts and keyring -------------------------------------------------------
 
@@ -543,6 +614,12 @@ class Receiver:
         acc: Accepted = result
         now = time.time()
         self.metrics.frames.labels(link.transport, "accepted").inc()
+        if acc.restarted_from is not None:
+            self.security_event(
+                acc.account, acc.seq, "sequence_restart",
+                "sequence space spent up to %d (past %d, where only a key holder's jumps "
+                "take an account); restarted at the panel's %d: re-key the account"
+                % (acc.restarted_from, w.MAX_NEXT_SEQ, acc.seq), link, count=False)
         number = str(acc.account)
         change = self.supervisor.heard(number, acc.path, now)
         if change is not None:
@@ -604,7 +681,7 @@ class Receiver:
         carry a command to it: a UDP panel is not listening between frames."""
         best = None
         for lst in self.listeners:
-            if getattr(lst, "transport", None) != "tcp":
+            if getattr(lst, "kind", None) != "tcp":
                 continue
             for proto in lst.conns:
                 link = proto.link
@@ -730,32 +807,43 @@ class Receiver:
             _LOGGER.debug("frame rejected account=%s seq=%s reason=%s detail=%s peer=%s",
                           rej.account, rej.seq, rej.reason_name, q(rej.detail), link.peer)
             return
-        self.metrics.security.labels(rej.reason_name).inc()
+        self.security_event(rej.account, rej.seq, rej.reason_name, rej.detail, link)
+
+    def security_event(self, account, seq, reason: str, detail: str, link,
+                       count: bool = True) -> None:
+        """A possible attack, from any protocol's link: counted, logged
+        (rate-limited), stored (rate-limited, and never while the store is
+        behind with events); with ``count``, the link is closed after
+        ``MAX_SECURITY_REJECTS`` of them."""
+        self.metrics.security.labels(reason).inc()
         if self._security_log.allow():
             _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%s peer=%s "
-                            "transport=%s", rej.account, rej.seq, rej.reason_name,
-                            q(rej.detail), link.peer, link.transport)
+                            "transport=%s", account, seq, reason, q(detail), link.peer,
+                            link.transport)
         if (self.store.pending_writes >= self.config.max_pending_writes // 2
                 or not self._security_store.allow()):
             self.metrics.security_dropped.inc()  # a flood must not starve real events
         else:
-            self._spawn(self._record_security(rej, link.peer, link.transport))
-        link.security_rejects += 1
-        if link.security_rejects >= MAX_SECURITY_REJECTS:
-            link.close("security")
+            self._spawn(self._record_security(account, seq, reason, detail, link.peer,
+                                              link.transport))
+        if count:
+            link.security_rejects += 1
+            if link.security_rejects >= MAX_SECURITY_REJECTS:
+                link.close("security")
 
-    async def _record_security(self, rej: Rejected, peer: str, transport: str) -> None:
+    async def _record_security(self, account, seq, reason: str, detail: str, peer: str,
+                               transport: str) -> None:
         try:
             await self.store.record_security_event(
-                time.time(), None if rej.account is None else str(rej.account), rej.seq,
-                rej.reason_name, rej.detail, peer, transport)
+                time.time(), None if account is None else str(account), seq, reason, detail,
+                peer, transport)
         except Exception as e:  # noqa: BLE001
             self.metrics.security_dropped.inc()
             _LOGGER.warning("security event not stored account=%s peer=%s error=%s",
-                            rej.account, peer, e)
+                            account, peer, e)
             return
-        self.publish({"type": "security", "account": rej.account, "reason": rej.reason_name,
-                      "detail": rej.detail, "peer": peer})
+        self.publish({"type": "security", "account": account, "reason": reason,
+                      "detail": detail, "peer": peer})
 
     # -- supervision -------------------------------------------------------------------
 
@@ -844,7 +932,7 @@ class Receiver:
         m.store_healthy.set(1 if self.store.healthy else 0)
         m.supervision_failed.set(len(self.supervisor.failed()))
         for lst in self.listeners:
-            m.connections.labels(lst.transport).set(lst.connection_count())
+            m.connections.labels(lst.kind).set(lst.connection_count())
 
     async def refresh_store_gauges(self) -> None:
         """Gauges that need a query (outbox depth, open alarms): on scrape."""

@@ -27,6 +27,30 @@ MAX_CONNECTIONS = 20_000
 # authenticates within a round trip, so this bounds what a port scan or a
 # SYN-then-silence flood can hold.
 MAX_UNAUTHENTICATED = 2_000
+# Connections not yet authenticated from one source address, and from one
+# source prefix.  A genuine panel authenticates within a round trip, so even
+# a carrier NAT address in front of hundreds of panels reconnecting after a
+# receiver restart (jittered over tens of seconds) has a few dozen at once;
+# a flood from one host or network is held to this instead of to the whole
+# max_unauthenticated.
+MAX_UNAUTHENTICATED_PER_ADDRESS = 64
+MAX_UNAUTHENTICATED_PER_PREFIX = 256
+# Source prefix lengths: an IPv4 /24 is the smallest block routed on its
+# own; an IPv6 /48 is what one site (or one attacker) is given.
+PREFIX_V4 = 24
+PREFIX_V6 = 48
+# Fraction of each connection cap only addresses that have authenticated
+# before may use: panels coming back after an outage find room.
+KNOWN_SOURCE_RESERVE = 0.1
+# Descriptors never given to panel connections: the console and metrics
+# listeners and their clients, the store (SQLite: 3 files per connection, 2
+# connections; PostgreSQL: its pool), outputs, logs and serial lines.
+RESERVED_DESCRIPTORS = 256
+# Seconds a connection of a keyless DC-09 account may stay silent before it
+# has sent an event: anyone can forge that account's clear NULL, so a NULL
+# alone does not earn the long idle timeout.  A panel polling every few
+# seconds keeps its connection; a slower one reconnects for its next NULL.
+KEYLESS_IDLE_TIMEOUT_S = 30.0
 # Seconds a new connection has to get a frame accepted before it is closed.
 AUTH_TIMEOUT_S = 10.0
 # Seconds of silence after which a connection is closed (half-open TCP: the
@@ -71,8 +95,15 @@ class Config:
     dc09_accounts: dict = field(default_factory=dict)
     max_connections: int = MAX_CONNECTIONS
     max_unauthenticated: int = MAX_UNAUTHENTICATED
+    max_unauthenticated_per_address: int = MAX_UNAUTHENTICATED_PER_ADDRESS
+    max_unauthenticated_per_prefix: int = MAX_UNAUTHENTICATED_PER_PREFIX
+    prefix_v4: int = PREFIX_V4
+    prefix_v6: int = PREFIX_V6
+    known_source_reserve: float = KNOWN_SOURCE_RESERVE
+    reserved_descriptors: int = RESERVED_DESCRIPTORS
     auth_timeout_s: float = AUTH_TIMEOUT_S
     idle_timeout_s: float = IDLE_TIMEOUT_S
+    keyless_idle_timeout_s: float = KEYLESS_IDLE_TIMEOUT_S
     max_pending_writes: int = MAX_PENDING_WRITES
     max_batch: int = 512
     supervision: Profile = field(default_factory=lambda: Profile(
@@ -187,15 +218,7 @@ def _load(path: str | None) -> Config:
     for kind in ("metrics", "web"):
         if kind in ls:
             setattr(cfg, kind, parse_addr(ls[kind], "[listen].%s" % kind))
-    lim = doc.get("limits", {})
-    _check_keys(lim, {"max_connections", "max_unauthenticated", "auth_timeout_s",
-                      "idle_timeout_s", "max_pending_writes"}, "[limits]")
-    for k in ("max_connections", "max_unauthenticated", "max_pending_writes"):
-        if k in lim:
-            setattr(cfg, k, _num(lim[k], "[limits].%s" % k, 1, True))
-    for k in ("auth_timeout_s", "idle_timeout_s"):
-        if k in lim:
-            setattr(cfg, k, float(_num(lim[k], "[limits].%s" % k, 0.1)))
+    _load_limits(cfg, doc.get("limits", {}))
     sup = doc.get("supervision", {})
     _check_keys(sup, {"interval_s", "grace_s", "paths"}, "[supervision]")
     try:
@@ -235,6 +258,36 @@ def _load(path: str | None) -> Config:
             raise ConfigError("[log].level must be debug, info, warning or error")
         cfg.log_level = lvl
     return cfg
+
+
+def _load_limits(cfg: Config, lim) -> None:
+    _check_keys(lim, {"max_connections", "max_unauthenticated",
+                      "max_unauthenticated_per_address", "max_unauthenticated_per_prefix",
+                      "prefix_v4", "prefix_v6", "known_source_reserve",
+                      "reserved_descriptors", "auth_timeout_s", "idle_timeout_s",
+                      "keyless_idle_timeout_s", "max_pending_writes"}, "[limits]")
+    for k in ("max_connections", "max_unauthenticated", "max_unauthenticated_per_address",
+              "max_unauthenticated_per_prefix", "max_pending_writes"):
+        if k in lim:
+            setattr(cfg, k, _num(lim[k], "[limits].%s" % k, 1, True))
+    if "reserved_descriptors" in lim:
+        cfg.reserved_descriptors = _num(lim["reserved_descriptors"],
+                                        "[limits].reserved_descriptors", 0, True)
+    for k, top in (("prefix_v4", 32), ("prefix_v6", 128)):
+        if k in lim:
+            v = _num(lim[k], "[limits].%s" % k, 0, True)
+            if v > top:
+                raise ConfigError("[limits].%s must be a prefix length 0..%d" % (k, top))
+            setattr(cfg, k, v)
+    if "known_source_reserve" in lim:
+        v = _num(lim["known_source_reserve"], "[limits].known_source_reserve", 0)
+        if v >= 1:
+            raise ConfigError("[limits].known_source_reserve must be a fraction 0 <= f < 1 "
+                              "(of each connection cap)")
+        cfg.known_source_reserve = float(v)
+    for k in ("auth_timeout_s", "idle_timeout_s", "keyless_idle_timeout_s"):
+        if k in lim:
+            setattr(cfg, k, float(_num(lim[k], "[limits].%s" % k, 0.1)))
 
 
 def _dc09_window(v, where) -> tuple:

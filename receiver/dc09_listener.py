@@ -16,13 +16,25 @@ the connection is closed.
 UDP: one message per datagram; the reply goes to the sender's address.
 
 Limits, as the native listeners (``receiver.listeners``, config
-``[limits]``): ``max_connections`` and ``max_unauthenticated`` per listener,
+``[limits]``): admission by the receiver's shared
+:class:`receiver.admission.Admission` (per-source limits, one connection
+cap for every stream listener, a reserve for known sources),
 ``auth_timeout_s`` for a connection with no accepted message,
 ``idle_timeout_s``, TCP keepalive, and closing a connection after
 ``MAX_SECURITY_REJECTS`` security rejections, after ``MAX_BAD_FRAMES``
 NAKed frames, or after ``MAX_UNAUTH_BYTES`` without an accepted message.
 On UDP the NAKs to frames from nobody we know are rate-limited
-(``UDP_NAK_PER_S``) so the receiver cannot be used to reflect traffic.
+(``UDP_NAK_PER_S``), and a datagram that does not frame is never answered
+with a reply larger than itself, so the receiver cannot be used to reflect
+or amplify traffic.
+
+Keyless accounts: a clear message needs no key, so anyone can forge one
+for an account that has none (SIA DC-09 leaves clear lines unauthenticated;
+docs/dc09.md, "Keyless accounts").  Their NULLs are still ACKed and feed
+supervision, but a connection counts as authenticated (and gets the long
+``idle_timeout_s``) only once it has sent an encrypted message or an
+event; until then it stays in the unauthenticated books and is closed
+after ``keyless_idle_timeout_s`` of silence.
 
 Every accepted message (NULL link test included) restarts the account's
 supervision timer on path 1; DC-09 has no path field, so a DC-09 account
@@ -38,12 +50,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import types
 from collections import deque
 
 from protocol import dc09
 from receiver import dc09_core as core
-from receiver.app import MAX_SECURITY_REJECTS, Busy
+from receiver.admission import MAX_INFLIGHT_TRUNK
+from receiver.app import Busy
 from receiver.ratelimit import RateLimit
 from receiver.listeners import TCP_BACKLOG, _keepalive, enlarge_receive_buffer
 from receiver.logfmt import q
@@ -54,8 +66,8 @@ _LOGGER = logging.getLogger(__name__)
 # the connection stops being read, and further events already read get NAK
 # (busy) so the sender retries.  A DC-09 panel waits for each ACK (one in
 # flight); a concentrator forwarding many panels over one connection
-# pipelines a few dozen (as the native serial trunk, MAX_INFLIGHT_PER_LINK).
-MAX_INFLIGHT = 64
+# pipelines a few dozen, as a native serial trunk.
+MAX_INFLIGHT = MAX_INFLIGHT_TRUNK
 # NAKed frames on a connection that has not had a message accepted: a
 # panel with a bad clock needs one or two; a stream of them is not a panel.
 MAX_BAD_FRAMES = 8
@@ -101,7 +113,9 @@ class Dc09Service:
         m = rx.metrics
         if v.kind in (core.EVENT, core.LINK):
             m.frames.labels(link.transport, "accepted").inc()
-            link.accepted()
+            # authenticated: encrypted under the account's key; a keyless
+            # account's clear NULL anyone can forge, its event is a report
+            link.accepted(v.message.encrypted or v.kind == core.EVENT)
             change = rx.supervisor.heard(v.account.number, 1, now)
             if change is not None:
                 rx._spawn(rx._supervision_event(change))
@@ -163,23 +177,8 @@ class Dc09Service:
             link.fill(slot, nak)
 
     def _security(self, v: core.Verdict, link) -> None:
-        rx = self.rx
-        rx.metrics.frames.labels(link.transport, "rejected").inc()
-        rx.metrics.security.labels(v.reason).inc()
-        if rx._security_log.allow():
-            _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%s peer=%s "
-                            "transport=%s", v.account_number, v.seq, v.reason, q(v.detail),
-                            link.peer, link.transport)
-        if (rx.store.pending_writes >= rx.config.max_pending_writes // 2
-                or not rx._security_store.allow()):
-            rx.metrics.security_dropped.inc()  # a flood must not starve real events
-        else:
-            rej = types.SimpleNamespace(account=v.account_number, seq=v.seq,
-                                        reason_name=v.reason, detail=v.detail)
-            rx._spawn(rx._record_security(rej, link.peer, link.transport))
-        link.security_rejects += 1
-        if link.security_rejects >= MAX_SECURITY_REJECTS:
-            link.close("security")
+        self.rx.metrics.frames.labels(link.transport, "rejected").inc()
+        self.rx.security_event(v.account_number, v.seq, v.reason, v.detail, link)
 
 
 # -- TCP --------------------------------------------------------------------------------
@@ -204,7 +203,8 @@ class _TcpLink(asyncio.Protocol):
         self.closed = False
         self.eof = False
         self.paused = False
-        self.authenticated = False
+        self.authenticated = False  # encrypted message or an event accepted
+        self.provisional = False  # only a keyless account's clear NULL so far
         self.opened = self.last_rx = time.time()
         self.bytes_before_auth = 0
         self.bad_frames = 0
@@ -217,19 +217,18 @@ class _TcpLink(asyncio.Protocol):
         self.t = transport
         p = transport.get_extra_info("peername")
         self.peer = "dc09-tcp:%s:%s" % (p[0], p[1]) if p else "dc09-tcp:?"
-        cfg = lst.service.rx.config
-        why = None
-        if len(lst.conns) >= cfg.max_connections:
-            why = "max_connections"
-        elif lst.unauthenticated >= cfg.max_unauthenticated:
-            why = "max_unauthenticated"
-        elif not lst.accepting:
-            why = "stopping"
+        rx = lst.service.rx
+        if not lst.accepting:
+            why, victim = "stopping", None
+        else:
+            why, victim = rx.admission.admit(self, p[0] if p else "?")
+        if victim is not None:
+            victim.evict()
         if why is not None:
-            lst.service.rx.metrics.connections_refused.labels(why).inc()
+            rx.metrics.connections_refused.labels(why).inc()
             if lst.refuse_log.allow():
                 _LOGGER.warning("connection refused peer=%s why=%s connections=%d",
-                                self.peer, why, len(lst.conns))
+                                self.peer, why, rx.admission.connections)
             self.closed = True
             transport.abort()
             return
@@ -238,7 +237,10 @@ class _TcpLink(asyncio.Protocol):
             _keepalive(sock)
         transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER)
         lst.conns.add(self)
-        lst.unauthenticated += 1
+
+    def evict(self) -> None:
+        """Closed to make room for another connection (admission)."""
+        self.close("evicted")
 
     def data_received(self, data) -> None:
         if self.closed:
@@ -284,18 +286,20 @@ class _TcpLink(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         lst = self.listener
         self.closed = True
-        if self in lst.conns:
-            lst.conns.discard(self)
-            if not self.authenticated:
-                lst.unauthenticated -= 1
+        lst.service.rx.admission.released(self)
+        lst.conns.discard(self)
 
     # link interface (Dc09Service) ------------------------------------------------
 
-    def accepted(self) -> None:
+    def accepted(self, authenticated: bool) -> None:
         self.bad_frames = 0
-        if not self.authenticated:
+        self.bytes_before_auth = 0
+        if authenticated and not self.authenticated:
             self.authenticated = True
-            self.listener.unauthenticated -= 1
+            self.provisional = False
+            self.service.rx.admission.authenticated(self)
+        elif not self.authenticated:
+            self.provisional = True
 
     def reserve(self) -> list:
         slot = [False, None]
@@ -335,9 +339,12 @@ class _TcpLink(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        rx = self.service.rx
+        rx.admission.released(self)
         if why != "eof":
-            self.service.rx.metrics.connections_closed.labels(why).inc()
-            _LOGGER.info("closing link peer=%s why=%s", self.peer, why)
+            rx.metrics.connections_closed.labels(why).inc()
+            if self.authenticated or rx.close_log.allow():
+                _LOGGER.info("closing link peer=%s why=%s", self.peer, why)
         if why in ("security", "write_buffer_full"):
             self.t.abort()  # do not wait to flush to a peer we distrust
         else:
@@ -345,7 +352,7 @@ class _TcpLink(asyncio.Protocol):
 
 
 class Dc09TcpListener:
-    transport = "dc09-tcp"
+    kind = "dc09-tcp"  # metrics label
 
     def __init__(self, service: Dc09Service, host: str, port: int):
         self.service = service
@@ -353,7 +360,6 @@ class Dc09TcpListener:
         self.port = port
         self.server = None
         self.conns: set[_TcpLink] = set()
-        self.unauthenticated = 0
         self.accepting = True
         self.address = (host, port)
         self.refuse_log = RateLimit(1.0)
@@ -371,10 +377,14 @@ class Dc09TcpListener:
     def sweep(self, now: float) -> None:
         cfg = self.service.rx.config
         for link in list(self.conns):
-            if not link.authenticated and now - link.opened > cfg.auth_timeout_s:
+            if link.authenticated:
+                if now - link.last_rx > cfg.idle_timeout_s and not link.slots:
+                    link.close("idle_timeout")
+            elif link.provisional:
+                if now - link.last_rx > cfg.keyless_idle_timeout_s and not link.slots:
+                    link.close("keyless_idle_timeout")
+            elif now - link.opened > cfg.auth_timeout_s:
                 link.close("auth_timeout")
-            elif now - link.last_rx > cfg.idle_timeout_s and not link.slots:
-                link.close("idle_timeout")
 
     async def stop_accepting(self) -> None:
         self.accepting = False
@@ -402,18 +412,19 @@ class _DatagramLink:
     inflight = 0
     max_inflight = 1 << 30  # bounded by the store queue (max_pending_writes) instead
 
-    def __init__(self, listener: "Dc09UdpListener", addr):
+    def __init__(self, listener: "Dc09UdpListener", addr, size: int):
         self.listener = listener
         self._addr = addr
+        self._size = size  # bytes of the datagram being answered
         self.peer = "dc09-udp:%s:%s" % (addr[0], addr[1])
         self.security_rejects = 0
 
     def _send(self, data: bytes | None) -> None:
-        t = self.listener.transport
+        t = self.listener.endpoint
         if data and t is not None and not t.is_closing():
             t.sendto(data, self._addr)
 
-    def accepted(self) -> None:
+    def accepted(self, authenticated: bool) -> None:
         pass
 
     def reserve(self):
@@ -426,7 +437,10 @@ class _DatagramLink:
         self._send(data)
 
     def refuse(self, data: bytes, known: bool) -> None:
-        if known or self.listener.nak_limit.allow():
+        # A datagram that did not frame (CRC, format, oversize) may come
+        # from a forged source address: never answer it with more bytes
+        # than it carried, and not more often than UDP_NAK_PER_S.
+        if known or (len(data) <= self._size and self.listener.nak_limit.allow()):
             self._send(data)
 
     def close(self, why: str) -> None:
@@ -438,14 +452,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.listener = listener
 
     def connection_made(self, transport) -> None:
-        self.listener.transport = transport
+        self.listener.endpoint = transport
 
     def datagram_received(self, data, addr) -> None:
         lst = self.listener
         if not lst.accepting:
             return
         lst.datagrams += 1
-        link = _DatagramLink(lst, addr)
+        link = _DatagramLink(lst, addr, len(data))
         try:
             reader = dc09.Dc09Reader()
             for i in range(0, len(data), READ_SLICE):
@@ -467,13 +481,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class Dc09UdpListener:
-    transport = "dc09-udp"
+    kind = "dc09-udp"  # metrics label
 
     def __init__(self, service: Dc09Service, host: str, port: int):
         self.service = service
         self.host = host
         self.port = port
-        self.transport = None
+        self.endpoint = None  # the asyncio datagram transport
         self.accepting = True
         self.datagrams = 0
         self.address = (host, port)
@@ -483,8 +497,8 @@ class Dc09UdpListener:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
                                             local_addr=(self.host, self.port))
-        self.address = self.transport.get_extra_info("sockname")[:2]
-        rcvbuf = enlarge_receive_buffer(self.transport.get_extra_info("socket"))
+        self.address = self.endpoint.get_extra_info("sockname")[:2]
+        rcvbuf = enlarge_receive_buffer(self.endpoint.get_extra_info("socket"))
         _LOGGER.info("listening transport=dc09-udp address=%s:%d rcvbuf=%d", *self.address,
                      rcvbuf)
 
@@ -498,8 +512,8 @@ class Dc09UdpListener:
         self.accepting = False  # keep the socket: in-flight ACKs still go out
 
     async def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
 
 
 # -- wiring -----------------------------------------------------------------------------

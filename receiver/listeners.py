@@ -13,8 +13,12 @@ task and no timer per connection.  The receiver's housekeeping task calls
 - have been silent for ``idle_timeout_s`` (half-open TCP: the panel's end
   vanished without a FIN; TCP keepalive is also switched on).
 
-Connections over ``max_connections`` (or over ``max_unauthenticated`` not
-yet authenticated) are closed at once.  A stream that yields more than
+Who may connect at all is the receiver's :class:`receiver.admission.Admission`
+(shared with the DC-09 TCP listener): per-source limits on connections not
+yet authenticated, one cap for all stream connections (within the process's
+descriptor budget), the oldest unauthenticated connection of the heaviest
+source closed to make room, a reserve for sources that authenticated
+before.  A connection refused is closed at once.  A stream that yields more than
 ``MAX_GARBAGE_BYTES`` of non-frame bytes before its first accepted frame
 is closed: oversize or garbage input is dropped early instead of read for
 ever.  A reader never buffers more than one frame plus one read.
@@ -31,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from protocol.lean import glwire as w
 from protocol.session import NEED_DATA, ReceiverConnection, handle_datagram
+from receiver.admission import MAX_INFLIGHT_DATAGRAM, MAX_INFLIGHT_TCP, MAX_INFLIGHT_TRUNK
 from receiver.backoff import Backoff
 from receiver.ratelimit import RateLimit
 
@@ -84,8 +89,8 @@ TCP_BACKLOG = 4096
 class Link:
     """Where a judged frame came from and how to answer it."""
 
-    transport = "?"
-    max_inflight = 64
+    transport = "?"  # the kind of link: metrics label, security event column
+    max_inflight = MAX_INFLIGHT_TRUNK
 
     def __init__(self, peer: str):
         self.peer = peer
@@ -120,8 +125,11 @@ class _StreamLink(Link):
     def close(self, why: str) -> None:
         if not self.closed and self._on_close is not None:
             self.rx.metrics.connections_closed.labels(why).inc()
-            _LOGGER.info("closing link peer=%s account=%s why=%s", self.peer,
-                         self.conn.account, why)
+            # a panel's link closing is worth a line each; a flood of
+            # strangers' connections is counted, and logged rate-limited
+            if self.authenticated or self.rx.close_log.allow():
+                _LOGGER.info("closing link peer=%s account=%s why=%s", self.peer,
+                             self.conn.account, why)
             self._on_close(why)
 
     def feed(self, data) -> None:
@@ -172,18 +180,17 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         peer_s = "tcp:%s:%s" % (peer[0], peer[1]) if peer else "tcp:?"
-        why = None
-        if len(lst.conns) >= lst.rx.config.max_connections:
-            why = "max_connections"
-        elif lst.unauthenticated >= lst.rx.config.max_unauthenticated:
-            why = "max_unauthenticated"
-        elif lst.accepting is False:
-            why = "stopping"
+        if lst.accepting is False:
+            why, victim = "stopping", None
+        else:
+            why, victim = lst.rx.admission.admit(self, peer[0] if peer else "?")
+        if victim is not None:
+            victim.evict()
         if why is not None:
             lst.rx.metrics.connections_refused.labels(why).inc()
             if lst.refuse_log.allow():
                 _LOGGER.warning("connection refused peer=%s why=%s connections=%d", peer_s,
-                                why, len(lst.conns))
+                                why, lst.rx.admission.connections)
             transport.abort()
             return
         sock = transport.get_extra_info("socket")
@@ -191,8 +198,12 @@ class _TcpProtocol(asyncio.Protocol):
             _keepalive(sock)
         self.link = _TcpLink(lst.rx, peer_s, self)
         lst.conns.add(self)
-        lst.unauthenticated += 1
         transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER)
+
+    def evict(self) -> None:
+        """Closed to make room for another connection (admission)."""
+        if self.link is not None:
+            self.link.close("evicted")
 
     def data_received(self, data) -> None:
         if self.link is not None:
@@ -208,16 +219,15 @@ class _TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         lst = self.listener
+        lst.rx.admission.released(self)
         if self.link is not None and self in lst.conns:
             lst.conns.discard(self)
-            if not self.link.authenticated:
-                lst.unauthenticated -= 1
             self.link.closed = True
 
 
 class _TcpLink(_StreamLink):
     transport = "tcp"
-    max_inflight = 16  # a lockstep panel has 1; more is a misbehaving peer
+    max_inflight = MAX_INFLIGHT_TCP
 
     def __init__(self, rx, peer, proto: _TcpProtocol):
         super().__init__(rx, peer, proto.transport.write, self._close)
@@ -230,7 +240,7 @@ class _TcpLink(_StreamLink):
         self.closed = True
 
     def on_authenticated(self) -> None:
-        self.proto.listener.unauthenticated -= 1
+        self.rx.admission.authenticated(self.proto)
 
 
 def _keepalive(sock: socket.socket) -> None:
@@ -245,7 +255,7 @@ def _keepalive(sock: socket.socket) -> None:
 
 
 class TcpListener:
-    transport = "tcp"
+    kind = "tcp"  # metrics label
 
     def __init__(self, rx, host: str, port: int):
         self.rx = rx
@@ -253,7 +263,6 @@ class TcpListener:
         self.port = port
         self.server: asyncio.base_events.Server | None = None
         self.conns: set[_TcpProtocol] = set()
-        self.unauthenticated = 0
         self.accepting = True
         self.address = (host, port)
         self.refuse_log = RateLimit(1.0)
@@ -302,7 +311,7 @@ class TcpListener:
 
 class _DatagramLink(Link):
     transport = "udp"
-    max_inflight = 1 << 30  # bounded by the store queue instead
+    max_inflight = MAX_INFLIGHT_DATAGRAM
 
     def __init__(self, transport, addr):
         super().__init__("udp:%s:%s" % (addr[0], addr[1]))
@@ -338,23 +347,23 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class UdpListener:
-    transport = "udp"
+    kind = "udp"  # metrics label
 
     def __init__(self, rx, host: str, port: int):
         self.rx = rx
         self.host = host
         self.port = port
-        self.transport = None
+        self.endpoint = None  # the asyncio datagram transport
         self.accepting = True
         self.datagrams = 0
         self.address = (host, port)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.transport, _ = await loop.create_datagram_endpoint(
+        self.endpoint, _ = await loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
-        self.address = self.transport.get_extra_info("sockname")[:2]
-        rcvbuf = enlarge_receive_buffer(self.transport.get_extra_info("socket"))
+        self.address = self.endpoint.get_extra_info("sockname")[:2]
+        rcvbuf = enlarge_receive_buffer(self.endpoint.get_extra_info("socket"))
         _LOGGER.info("listening transport=udp address=%s:%d rcvbuf=%d", *self.address, rcvbuf)
 
     def connection_count(self) -> int:
@@ -367,8 +376,8 @@ class UdpListener:
         self.accepting = False  # keep the socket: in-flight ACKs still go out
 
     async def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
 
 
 # -- serial ------------------------------------------------------------------------------
@@ -376,7 +385,7 @@ class UdpListener:
 
 class _SerialLink(_StreamLink):
     transport = "serial"
-    max_inflight = 64  # a trunk line multiplexes many panels
+    max_inflight = MAX_INFLIGHT_TRUNK
 
 
 class SerialListener:
@@ -386,7 +395,7 @@ class SerialListener:
     order.  A line that fails or cannot be opened is reopened with capped,
     jittered backoff until stop()."""
 
-    transport = "serial"
+    kind = "serial"  # metrics label
 
     def __init__(self, rx, spec, backoff: Backoff | None = None):
         self.rx = rx

@@ -485,13 +485,13 @@ async def test_unauthenticated_cap_refuses_more_silent_connections(tmp_path, acc
     cfg = cfg_for(tmp_path, max_unauthenticated=2)
     async with running_receiver(cfg, {1: accounts[1]}) as rx:
         silent = [await Raw.connect(rx) for _ in range(2)]
-        await wait_until(lambda: rx.listeners[0].unauthenticated == 2)
+        await wait_until(lambda: rx.admission.unauthenticated == 2)
         third = await Raw.connect(rx)
         assert await third.eof()
         # once one of them authenticates, a new connection fits again
         silent[0].send(event_frame(accounts[1].key, 1, 1))
         assert (await silent[0].next_frame()) is not None
-        await wait_until(lambda: rx.listeners[0].unauthenticated == 1)
+        await wait_until(lambda: rx.admission.unauthenticated == 1)
         fourth = await Raw.connect(rx)
         fourth.send(event_frame(accounts[1].key, 1, 2))
         assert opened(accounts[1].key, await fourth.next_frame())["ack_seq"] == 2

@@ -230,11 +230,27 @@ def test_command_outside_time_window_is_refused():
 
 
 def test_bad_crc_on_stream_gets_authenticated_nak():
+    """Line noise on a stream the panel already uses gets a NAK bad_crc
+    (the panel resends at once); on a stream where the account has not been
+    accepted, silence whether the account exists or not: an answer for
+    existing accounts alone would enumerate them."""
     core, panel = make_pair()
     panel.offer(1, event())
     frame = bytearray(panel.data_to_send(0, NOW))
     frame[40] ^= 0x01  # body bit flip: header intact, frame CRC wrong
+    unknown = bytearray(w.seal(w.Keys(OTHER_KEY), event(), ACCOUNT + 1, 1, NOW))
+    unknown[40] ^= 0x01
+    fresh = ReceiverConnection(core)
+    for f in (frame, unknown):
+        fresh.receive_data(bytes(f))
+        res = fresh.next_event(NOW)
+        assert isinstance(res, Rejected) and res.reason == w.NAK_BAD_CRC
+        assert res.reply is None and not res.security
     conn = ReceiverConnection(core)
+    hb = gp.PanelSession(ACCOUNT, w.Keys(KEY))
+    hb.offer(7, event(zone=9))
+    conn.receive_data(hb.data_to_send(0, NOW))
+    assert isinstance(conn.next_event(NOW), Accepted)  # the account is vouched for here
     conn.receive_data(bytes(frame))
     res = conn.next_event(NOW)
     assert isinstance(res, Rejected) and res.reason == w.NAK_BAD_CRC and not res.security

@@ -89,6 +89,19 @@ MAX_FRAME_LEN = const(297)  # HEADER_LEN + MAX_BODY_LEN + MAC_LEN + CRC_LEN
 MIN_FRAME_LEN = const(73)
 MAX_TEXT_LEN = const(32)  # bytes of UTF-8 in an EVENT's text
 MAX_PARTITIONS = const(8)
+# Sequence bounds (docs/protocol.md section 9), one rule for both ends.
+# A receiver accepts a frame at most MAX_SEQ_JUMP past the highest sequence
+# it accepted from that panel: a panel runs ahead of a receiver only by what
+# it sent where that receiver did not hear it (a month on another receiver
+# at a frame a minute: 43,200) and by the numbers a reboot skips (at most
+# 255 each; a panel rebooting every 30 s for three weeks: ~15.5 M).
+MAX_SEQ_JUMP = const(0x1000000)  # 2^24
+# The highest next_seq a NAK replay may carry.  A receiver never asks for
+# more (it restarts a spent account instead) and a panel accepts any
+# next_seq above its own sequence up to this; 2^31 - 1 leaves a panel told
+# to continue there 68 years of frames at one a second.  Not const(): it is
+# beyond a small int on 32-bit ports.
+MAX_NEXT_SEQ = 0x7FFFFFFF
 
 # flags
 FLAG_FROM_RECEIVER = const(0x01)  # direction: defeats reflecting a frame back

@@ -239,7 +239,7 @@ def connected_accounts(rx) -> dict[str, list[dict]]:
             acct = getattr(link.conn, "account", None)
             if acct is not None:
                 out.setdefault(str(acct), []).append({
-                    "transport": lst.transport, "peer": link.peer, "since": link.opened,
+                    "transport": lst.kind, "peer": link.peer, "since": link.opened,
                     "last_rx": link.last_rx})
     return out
 

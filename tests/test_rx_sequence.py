@@ -1,0 +1,285 @@
+"""Sequence bounds at the receiver (issue 14, "Receiver side of the same
+fault"): someone holding an account's key sends any sequence it likes; the
+receiver must refuse a jump no panel makes, never ask the real panel to
+continue where it cannot, never raise, and never lock the real panel out.
+
+The sans-I/O core is driven directly (unit tests and a hypothesis state
+machine in which a key holder sends arbitrary authentic frames and a
+genuine panel must still get through), then the same attack goes through
+the real receiver on loopback with its SQLite store."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import assume, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from protocol.lean import glpanel as gp
+from protocol.lean import glwire as w
+from protocol.session import (MAX_NEXT_SEQ, MAX_SEQ_JUMP, REORDER_WINDOW, Accepted,
+                              ReceiverConnection, ReceiverCore, Rejected, handle_datagram)
+from receiver.config import Config
+from receiver.simpanel import SimPanel, event_msg
+from receiver.testing import make_accounts, running_receiver, wait_until
+from tests.test_rx_server import Raw, event_frame, opened, seal_raw, security_events
+
+KEY = bytes(range(32))
+KEYS = w.Keys(KEY)
+ACCOUNT = 4321
+NOW = 1_800_000_000
+U32 = 0xFFFFFFFF
+
+
+def event(zone=3, code=130):
+    return {"type": w.MSG_EVENT, "qualifier": w.Q_NEW, "code": code, "partition": 1,
+            "zone": zone, "event_time": NOW, "text": None, "value": None}
+
+
+def core_at(highest):
+    return ReceiverCore(lambda a: (KEY, highest, 0) if a == ACCOUNT else None)
+
+
+def judge(core, seq, msg=None, ts=NOW):
+    return handle_datagram(core, w.seal(KEYS, msg or event(), ACCOUNT, seq, ts), NOW)
+
+
+def nak_of(reply):
+    m = w.open_frame(KEYS, w.decode_datagram(reply))
+    assert m["type"] == w.MSG_NAK
+    return m
+
+
+def genuine_panel_delivers(core, seq, rounds=3):
+    """The real panel core (glpanel) at counter ``seq`` sends one event and
+    follows the receiver's answers (Resequence renumbers it, as the
+    firmware does).  True once ACKed."""
+    panel = gp.PanelSession(ACCOUNT, KEYS)
+    msg = event(zone=seq % 200)
+    panel.offer(seq, msg, 0)
+    for i in range(rounds):
+        frame = panel.data_to_send(i * 60_000, NOW)
+        res = handle_datagram(core, frame, NOW)
+        reply = core.ack(res, NOW) if isinstance(res, Accepted) else res.reply
+        if reply is None:
+            return False
+        panel.receive_datagram(reply, NOW)
+        while True:
+            ev = panel.next_event()
+            if ev is gp.NEED_DATA:
+                break
+            if isinstance(ev, gp.Acked):
+                return True
+            if isinstance(ev, gp.Resequence):
+                panel.withdraw()
+                panel.offer(ev.next_seq, msg, i * 60_000)
+    return False
+
+
+# -- the attack, on the core ------------------------------------------------------------
+
+
+def test_a_jump_no_panel_makes_is_refused_and_the_panel_carries_on():
+    """Seen: seq 0xFFFFFFF0 from a key holder was ACKed, and the real panel
+    was then told ``next_seq 4294967281``."""
+    core = core_at(100)
+    res = judge(core, 0xFFFFFFF0)
+    assert isinstance(res, Rejected) and res.security and res.reply is None
+    assert res.reason_name == "sequence_jump"
+    assert "4294967280 is 4294967180 ahead of the highest accepted 100" in res.detail
+    assert core.state(ACCOUNT).highest_seq == 100
+    # the real panel continues where it was, and is not told to go anywhere
+    assert genuine_panel_delivers(core, 101)
+    assert core.state(ACCOUNT).highest_seq == 101
+
+
+def test_a_jump_within_the_bound_is_accepted():
+    core = core_at(100)
+    res = judge(core, 100 + MAX_SEQ_JUMP)
+    assert isinstance(res, Accepted) and not res.duplicate
+    core.ack(res, NOW)
+    assert isinstance(judge(core, 100 + 2 * MAX_SEQ_JUMP + 1), Rejected)
+
+
+def test_a_spent_sequence_space_restarts_at_the_genuine_panel():
+    """Seen: with highest_seq at 0xFFFFFFFF every lower frame raised inside
+    the core (internal_error) and the account could never be resequenced."""
+    core = core_at(U32)
+    res = judge(core, 500)
+    assert isinstance(res, Accepted) and res.restarted_from == U32
+    ack = w.open_frame(KEYS, w.decode_datagram(core.ack(res, NOW)))
+    assert ack["ack_seq"] == 500
+    st_ = core.state(ACCOUNT)
+    assert st_.highest_seq == 500
+    nxt = judge(core, 501)
+    assert isinstance(nxt, Accepted) and nxt.restarted_from is None
+
+
+def test_a_key_holder_ratcheting_up_cannot_lock_the_panel_out():
+    core = core_at(1_000)
+    seq = 1_000
+    while seq <= MAX_NEXT_SEQ:  # 128 frames, each as far as allowed
+        seq += MAX_SEQ_JUMP
+        res = judge(core, seq, event(zone=seq % 7))
+        assert isinstance(res, Accepted)
+        core.ack(res, NOW)
+    assert core.state(ACCOUNT).highest_seq > MAX_NEXT_SEQ
+    assert genuine_panel_delivers(core, 1_001)
+    assert core.state(ACCOUNT).highest_seq == 1_001
+
+
+def test_resequence_never_asks_beyond_max_next_seq():
+    core = core_at(MAX_NEXT_SEQ - 1)
+    res = judge(core, 5)
+    assert isinstance(res, Rejected) and not res.security
+    assert nak_of(res.reply)["next_seq"] == MAX_NEXT_SEQ
+    # one more and asking would be beyond the bound: restart instead
+    core = core_at(MAX_NEXT_SEQ)
+    res = judge(core, 5)
+    assert isinstance(res, Accepted) and res.restarted_from == MAX_NEXT_SEQ
+    # sequence 0 (never sent by a panel) is told to start at 1, never above
+    core = core_at(U32)
+    res = judge(core, 0)
+    assert nak_of(res.reply)["next_seq"] == 1
+
+
+def test_a_counter_reset_panel_is_still_resequenced():
+    core = core_at(10_000)
+    res = judge(core, 3)
+    assert isinstance(res, Rejected) and not res.security
+    assert nak_of(res.reply)["next_seq"] == 10_001
+    assert genuine_panel_delivers(core, 3)
+    assert core.state(ACCOUNT).highest_seq == 10_001
+
+
+# -- no in-range frame raises; the genuine panel always gets through --------------------
+
+SPECIAL = [0, 1, 2, REORDER_WINDOW, MAX_SEQ_JUMP, MAX_SEQ_JUMP + 1, MAX_NEXT_SEQ - 1,
+           MAX_NEXT_SEQ, MAX_NEXT_SEQ + 1, U32 - MAX_SEQ_JUMP, U32 - 1, U32]
+ABSOLUTE = st.one_of(st.sampled_from(SPECIAL), st.integers(0, U32))
+RELATIVE = st.one_of(st.integers(-3 * REORDER_WINDOW, 3 * REORDER_WINDOW),
+                     st.sampled_from([MAX_SEQ_JUMP, MAX_SEQ_JUMP + 1, -MAX_SEQ_JUMP]))
+MSG_TYPES = [w.MSG_EVENT, w.MSG_HEARTBEAT, w.MSG_HELLO, w.MSG_ACK, w.MSG_NAK, w.MSG_TIME,
+             w.MSG_COMMAND, w.MSG_REPLY, 0x7F]
+
+
+class KeyHolderMachine(RuleBasedStateMachine):
+    """Someone with the key sends authentic frames with any sequence,
+    timestamp, type and payload bytes (and bad CRCs); the receiver ACKs
+    what it accepts.  Whatever happened, nothing raised, every NAK is a
+    sequence a panel may be asked for, and a genuine panel within reach of
+    the highest accepted sequence delivers an event."""
+
+    @initialize(highest=ABSOLUTE)
+    def setup(self, highest):
+        self.core = core_at(highest)
+        self.conn = ReceiverConnection(self.core)
+
+    def _seq(self, absolute, relative, use_relative):
+        if not use_relative:
+            return absolute
+        return min(U32, max(0, self.core.state(ACCOUNT).highest_seq + relative))
+
+    def _check(self, res):
+        assert isinstance(res, (Accepted, Rejected))
+        reply = self.core.ack(res, NOW) if isinstance(res, Accepted) else res.reply
+        if reply is not None:
+            m = w.open_frame(KEYS, w.decode_datagram(reply))
+            if m["type"] == w.MSG_NAK and m["reason"] == w.NAK_REPLAY:
+                assert 1 <= m["next_seq"] <= MAX_NEXT_SEQ
+
+    @rule(absolute=ABSOLUTE, relative=RELATIVE, use_relative=st.booleans(),
+          dt=st.integers(-90, 90), zone=st.integers(0, 255),
+          heartbeat=st.booleans())
+    def key_holder_sends(self, absolute, relative, use_relative, dt, zone, heartbeat):
+        msg = event(zone=zone) if not heartbeat else {
+            "type": w.MSG_HEARTBEAT, "troubles": 0, "battery_mv": 13600, "active_path": 1,
+            "queue_depth": 0, "partitions": [0]}
+        seq = self._seq(absolute, relative, use_relative)
+        self._check(handle_datagram(self.core, w.seal(KEYS, msg, ACCOUNT, seq, NOW + dt), NOW))
+
+    @rule(absolute=ABSOLUTE, relative=RELATIVE, use_relative=st.booleans(),
+          mtype=st.sampled_from(MSG_TYPES), payload=st.binary(max_size=64),
+          flags=st.sampled_from([0, w.FLAG_BACKUP_PATH, w.FLAG_CLOCK_UNSET, 0x80]))
+    def key_holder_sends_any_payload(self, absolute, relative, use_relative, mtype, payload,
+                                     flags):
+        seq = self._seq(absolute, relative, use_relative)
+        f = seal_raw(KEYS, mtype, payload, ACCOUNT, seq, ts=NOW, flags=flags)
+        self._check(handle_datagram(self.core, f, NOW))
+
+    @rule(absolute=ABSOLUTE, at=st.integers(21, 60))
+    def line_noise_on_a_stream(self, absolute, at):
+        f = bytearray(w.seal(KEYS, event(), ACCOUNT, absolute, NOW))
+        f[at] ^= 0x40  # body bit flip: header intact, frame CRC wrong
+        self.conn.receive_data(bytes(f))
+        while True:
+            res = self.conn.next_event(NOW)
+            if res is w.NEED_DATA:
+                break
+            self._check(res)
+
+    @rule(p=st.integers(1, MAX_NEXT_SEQ), relative=RELATIVE, use_relative=st.booleans())
+    def genuine_panel_reports(self, p, relative, use_relative):
+        p = max(1, self._seq(p, relative, use_relative))
+        # a panel further ahead than any counter gets is refused by design
+        assume(p <= self.core.state(ACCOUNT).highest_seq + MAX_SEQ_JUMP)
+        assert genuine_panel_delivers(self.core, p)
+
+    @invariant()
+    def state_in_range(self):
+        s = self.core.state(ACCOUNT)
+        assert 0 <= s.highest_seq <= U32
+        assert all(s.highest_seq - REORDER_WINDOW < q <= s.highest_seq for q in s.committed)
+
+
+KeyHolderMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30,
+                                              deadline=None)
+test_key_holder_cannot_break_the_core = KeyHolderMachine.TestCase
+
+
+# -- through the real receiver ----------------------------------------------------------------
+
+
+async def test_far_jump_over_tcp_is_a_security_event_and_the_panel_is_acked(tmp_path):
+    accounts = make_accounts(2, first=61)
+    a = accounts[61]
+    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
+    async with running_receiver(cfg, accounts) as rx:
+        host, port = rx.addresses["tcp"][0]
+        panel = SimPanel(61, a.key, host, port)
+        await panel.deliver(100, event_msg(zone=1))
+        # the key holder's frame, then another account's event on the same
+        # connection: that ACK is the first reply, so the jump was not answered
+        c = await Raw.connect(rx)
+        c.send(event_frame(a.key, 61, 0xFFFFFFF0, zone=2))
+        c.send(event_frame(accounts[62].key, 62, 1))
+        assert opened(accounts[62].key, await c.next_frame())["ack_seq"] == 1
+        c.close()
+        rows = await wait_until(lambda: security_events(rx, "sequence_jump"))
+        assert rows[0]["account"] == "61" and rows[0]["seq"] == 0xFFFFFFF0
+        assert "ahead of the highest accepted 100" in rows[0]["detail"]
+        await panel.deliver(101, event_msg(zone=3))  # ACKed; no resequence
+        await panel.close()
+        assert panel.naks == []
+        assert rx.core.state(61).highest_seq == 101
+
+
+async def test_account_spent_by_a_key_holder_restarts_at_the_panel(tmp_path):
+    accounts = make_accounts(1, first=63)
+    a = accounts[63]
+    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
+    async with running_receiver(cfg, accounts) as rx:
+        await rx.store.save_replay_state([("63", U32, 0)])  # where the key holder left it
+    async with running_receiver(cfg) as rx:
+        host, port = rx.addresses["tcp"][0]
+        panel = SimPanel(63, a.key, host, port)
+        for seq in (40, 41):
+            await panel.deliver(seq, event_msg(zone=seq))
+        await panel.close()
+        rows = await wait_until(lambda: security_events(rx, "sequence_restart"))
+        assert rows[0]["seq"] == 40 and "4294967295" in rows[0]["detail"]
+        got = sorted(e.zone if not isinstance(e, dict) else e["zone"]
+                     for e in await rx.store.list_events(account="63"))
+        assert got == [40, 41]
+        assert rx.metrics.connections_closed.labels("internal_error")._value.get() == 0
+

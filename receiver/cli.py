@@ -273,6 +273,10 @@ async def _accounts(args, cfg) -> int:
                 raise Failure("account %s already exists" % args.number)
             await store.add_account(acct)
             print("account %s added (%s)" % (args.number, args.protocol))
+            if args.protocol == "dc09" and not key:
+                from receiver.app import keyless_warning  # noqa: PLC0415
+
+                print("warning: " + keyless_warning(args.number), file=sys.stderr)
             if args.show_key:
                 print("key %s" % key.hex())
             if args.panel_template:

@@ -36,11 +36,13 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 import loadgen  # noqa: E402
 
+from receiver.config import RESERVED_DESCRIPTORS  # noqa: E402
 from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: E402
 
-# Descriptors the receiver needs besides connections (db, WAL, listeners,
-# pipes), matching receiver.cli.FD_HEADROOM.
-FD_HEADROOM = 256
+# Descriptors the receiver keeps beside its connections (console, store,
+# outputs: [limits] reserved_descriptors), plus what it has open at start
+# (listening sockets, store files, pipes).
+FD_HEADROOM = RESERVED_DESCRIPTORS + 64
 PIPELINE_WINDOW = 8
 
 

@@ -147,7 +147,7 @@ def cmd_serve(args) -> int:
         raise UsageError("nothing to listen on: give --tcp, --udp, --serial, --dc09-tcp or "
                          "--dc09-udp, or [listen] in the config file")
     logfmt.setup(args.log_level or cfg.log_level)
-    cfg.max_connections = _raise_fd_limit(cfg.max_connections)
+    _raise_fd_limit(cfg.max_connections + cfg.reserved_descriptors)
     from receiver.store import is_url  # noqa: PLC0415
 
     if not is_url(cfg.db):
@@ -155,35 +155,22 @@ def cmd_serve(args) -> int:
     return asyncio.run(_serve(cfg, args.ready_file))
 
 
-# Descriptors beyond the connection cap: the store (WAL: 3 files per
-# connection, 2 connections), serial lines, HTTP, forwarders, logs.
-FD_HEADROOM = 256
-
-
-def _raise_fd_limit(max_connections: int) -> int:
-    """Raise the soft descriptor limit towards what max_connections needs;
-    return the connection cap the limit allows (the store, logs and
-    outputs keep FD_HEADROOM descriptors whatever happens)."""
+def _raise_fd_limit(want: int) -> None:
+    """Raise the soft descriptor limit towards ``want`` (at most the hard
+    limit).  The receiver sizes its connection cap from what it got and
+    logs it (receiver.admission.connection_budget)."""
     try:
         import resource  # noqa: PLC0415
     except ImportError:  # not POSIX
-        return max_connections
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max_connections + FD_HEADROOM
-    if soft >= want:
-        return max_connections
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
     new = want if hard == resource.RLIM_INFINITY else min(want, hard)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     except (ValueError, OSError):
-        new = soft
-    if new >= want:
-        return max_connections
-    allowed = max(1, new - FD_HEADROOM)
-    level = logging.WARNING if allowed < max_connections // 2 else logging.INFO
-    _LOGGER.log(level, "descriptor limit nofile=%d: max_connections lowered from %d to %d "
-                "(raise the hard limit to serve more)", new, max_connections, allowed)
-    return allowed
+        pass
 
 
 async def _serve(cfg, ready_file) -> int:

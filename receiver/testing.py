@@ -101,11 +101,12 @@ def write_accounts_json(path, accounts) -> None:
 class ReceiverProcess:
     """``python -m receiver.cli serve ...`` as a child process."""
 
-    def __init__(self, db, args=(), log_path=None, env=None):
+    def __init__(self, db, args=(), log_path=None, env=None, nofile: int | None = None):
         self.db = str(db)
         self.args = list(args)
         self.log_path = log_path
         self.env = env
+        self.nofile = nofile  # the child's descriptor limit (soft and hard), if given
         self.proc: subprocess.Popen | None = None
         self.ready: dict = {}
         self._log = None
@@ -118,7 +119,7 @@ class ReceiverProcess:
                "--ready-file", ready] + self.args
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=self.env,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=self._limits)
         end = time.monotonic() + timeout
         while not os.path.exists(ready):
             if self.proc.poll() is not None:
@@ -132,6 +133,12 @@ class ReceiverProcess:
             self.ready = json.load(f)
         os.unlink(ready)
         return self.ready
+
+    def _limits(self) -> None:
+        if self.nofile is not None:
+            import resource  # noqa: PLC0415 - POSIX, in the child
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     @property
     def tcp(self) -> tuple[str, int]:

@@ -204,9 +204,11 @@ async def _closed(c, timeout=30.0):
 
 
 @contextlib.asynccontextmanager
-async def flood(rx, sources, slots_each, kinds=("tcp",)):
-    """Silent connections from ``sources``, each slot reopened as soon as the
-    receiver closes it (as the attack run did), until the block ends."""
+async def flood(rx, sources, slots_each, kinds=("tcp",), greeting=None, reopen=True):
+    """Silent connections from ``sources`` (``rx.addresses`` names the
+    listeners), each slot reopened as soon as the receiver closes it (as the
+    attack run did), until the block ends.  ``greeting[kind]``: bytes each
+    connection sends first."""
     stop = asyncio.Event()
     opened_n = [0]
 
@@ -218,10 +220,14 @@ async def flood(rx, sources, slots_each, kinds=("tcp",)):
                 await asyncio.sleep(0.05)
                 continue
             opened_n[0] += 1
+            if greeting and kind in greeting:
+                c.send(greeting[kind])
             read = asyncio.ensure_future(_closed(c, 3600))
             await asyncio.wait([read, asyncio.ensure_future(stop.wait())],
                                return_when=asyncio.FIRST_COMPLETED)
             read.cancel()
+            if not reopen:
+                await stop.wait()
             c.writer.close()
 
     tasks = [asyncio.create_task(slot(k, s)) for k in kinds for s in sources

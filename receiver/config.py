@@ -290,12 +290,17 @@ def _load_limits(cfg: Config, lim) -> None:
             setattr(cfg, k, float(_num(lim[k], "[limits].%s" % k, 0.1)))
 
 
+# The widest DC-09 timestamp window accepted: a day.  Wider is no test at
+# all, and beyond ~10^9 s the judge could not even compute it.
+DC09_WINDOW_MAX_S = 86_400
+
+
 def _dc09_window(v, where) -> tuple:
     if (not isinstance(v, list) or len(v) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-            or not v[0] <= 0 <= v[1]):
-        raise ConfigError("%s must be [lower, upper] seconds with lower <= 0 <= upper"
-                          % where)
+            or not -DC09_WINDOW_MAX_S <= v[0] <= 0 <= v[1] <= DC09_WINDOW_MAX_S):
+        raise ConfigError("%s must be [lower, upper] seconds with -%d <= lower <= 0 <= "
+                          "upper <= %d" % (where, DC09_WINDOW_MAX_S, DC09_WINDOW_MAX_S))
     return (v[0], v[1])
 
 

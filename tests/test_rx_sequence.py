@@ -10,11 +10,12 @@ the real receiver on loopback with its SQLite store."""
 
 from __future__ import annotations
 
-import time
+import datetime
 
-from hypothesis import assume, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from protocol import dc09
 from protocol.lean import glpanel as gp
 from protocol.lean import glwire as w
 from protocol.session import (MAX_NEXT_SEQ, MAX_SEQ_JUMP, REORDER_WINDOW, Accepted,
@@ -283,3 +284,94 @@ async def test_account_spent_by_a_key_holder_restarts_at_the_panel(tmp_path):
         assert got == [40, 41]
         assert rx.metrics.connections_closed.labels("internal_error")._value.get() == 0
 
+
+
+# -- the DC-09 side ------------------------------------------------------------------------
+# DC-09 sequence numbers are four digits that wrap (0001..9999, 5.5.1.5) and
+# the receiver keeps no order on them: a copy is recognised by sequence and
+# content within DEDUPE_WINDOW_S.  So there is no sequence space to spend;
+# what a key holder (or, on a keyless account, anyone) controls is the
+# sequence, the timestamp (up to year 9999), the line, the receiver and the
+# data.  Whatever they are, the judge gives a verdict, its ACK or NAK is
+# built, and an event verdict makes a valid record (a record that raised
+# would never be ACKed, and the panel would retry it for ever).
+
+_DC_KEY = bytes(range(16))
+_DC_NOW = 1_800_000_000.0
+_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E,
+                              blacklist_characters="[]"), max_size=40)
+_WHEN = st.one_of(
+    st.integers(-10 ** 8, 10 ** 8).map(
+        lambda d: datetime.datetime.fromtimestamp(_DC_NOW + d, datetime.timezone.utc)),
+    st.sampled_from([datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.timezone.utc),
+                     datetime.datetime(1000, 1, 1, tzinfo=datetime.timezone.utc),
+                     datetime.datetime.fromtimestamp(_DC_NOW, datetime.timezone.utc)]))
+_DATA = st.one_of(
+    _TEXT,
+    st.builds(lambda a, q, c, p, z: "#%s|%d%03d %02d %03d" % (a, q, c, p, z),
+              st.sampled_from(["A128", "BEEF", "0AFF"]), st.sampled_from([1, 3, 6, 9]),
+              st.integers(0, 999), st.integers(0, 99), st.integers(0, 999)),
+    st.builds(lambda a, t: "#%s|N%s" % (a, t), st.sampled_from(["A128", "BEEF"]), _TEXT))
+_RX = []
+
+
+def _dc09_world():
+    from receiver import dc09_core  # noqa: PLC0415
+    from receiver.app import Receiver  # noqa: PLC0415
+    from receiver.store import Account  # noqa: PLC0415
+
+    if not _RX:
+        accts = {a.number: a for a in (
+            Account("A128", _DC_KEY, protocol="dc09"), Account("BEEF", b"", protocol="dc09"),
+            Account("0AFF", _DC_KEY, protocol="dc09"))}
+        settings_ = {"0AFF": dc09_core.AccountSettings((-86_400, 86_400), 14 * 3600)}
+        core = dc09_core.Dc09Core(accts.get, lambda n: settings_.get(n))
+        _RX.append((core, Receiver(Config(db="/nonexistent/never-opened.db"))))
+    return _RX[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(account=st.sampled_from(["A128", "BEEF", "0AFF"]),
+       msg_id=st.sampled_from([dc09.ADM_CID, dc09.SIA_DCS, dc09.NULL, "ADM-XYZ"]),
+       seq=st.integers(0, 9999), data=_DATA, when=_WHEN,
+       receiver=st.one_of(st.none(), st.sampled_from(["0", "FFFFFF", "12AB"])),
+       line=st.one_of(st.none(), st.sampled_from(["0", "FFFFFF"])),
+       clear_timestamp=st.booleans())
+def test_dc09_frames_a_key_holder_can_send_never_raise(account, msg_id, seq, data, when,
+                                                       receiver, line, clear_timestamp):
+    from receiver import dc09_core  # noqa: PLC0415
+
+    core, rx = _dc09_world()
+    keyed = account != "BEEF"
+    m = dc09.Dc09Message(msg_id, keyed, seq, receiver, line, account, data, [],
+                         when if keyed or clear_timestamp else None)
+    v = core.judge(dc09.build(m, _DC_KEY if keyed else None), _DC_NOW)
+    assert v.kind in (dc09_core.EVENT, dc09_core.LINK, dc09_core.REPLY)
+    if v.kind == dc09_core.REPLY:
+        assert dc09.parse(v.reply).msg_id in (dc09.NAK, dc09.DUH)
+        return
+    ack = dc09.parse(core.ack(v, _DC_NOW), key_lookup=lambda _a: _DC_KEY)
+    assert (ack.msg_id, ack.seq) == (dc09.ACK, seq)
+    dc09.parse(core.nak(account, _DC_NOW))
+    if v.kind == dc09_core.EVENT:
+        rec = rx.make_record(v.event)
+        assert rec.account == account and rec.seq == seq
+
+
+def test_dc09_window_beyond_a_day_is_refused(tmp_path):
+    """A window of 10^20 s made every encrypted DC-09 message raise inside
+    the judge (timedelta overflow): refused when the config is read."""
+    from receiver.config import ConfigError, load  # noqa: PLC0415
+
+    p = tmp_path / "r.toml"
+    for text in ('[dc09]\nwindow_s = [-1e20, 20]\n',
+                 '[dc09.accounts.12AB]\nwindow_s = [-40, 86401]\n'):
+        p.write_text(text)
+        try:
+            load(str(p))
+        except ConfigError as e:
+            assert "-86400 <= lower <= 0 <= upper <= 86400" in str(e)
+        else:
+            raise AssertionError("accepted " + text)
+    p.write_text('[dc09]\nwindow_s = [-86400, 600]\n')
+    assert load(str(p)).dc09_window == (-86400, 600)

@@ -241,13 +241,20 @@ test_key_holder_cannot_break_the_core = KeyHolderMachine.TestCase
 # -- through the real receiver ----------------------------------------------------------------
 
 
+def tcp_config(tmp_path):
+    return Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
+
+
+def panel_of(rx, account):
+    host, port = rx.addresses["tcp"][0]
+    return SimPanel(int(account.number), account.key, host, port)
+
+
 async def test_far_jump_over_tcp_is_a_security_event_and_the_panel_is_acked(tmp_path):
     accounts = make_accounts(2, first=61)
     a = accounts[61]
-    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
-    async with running_receiver(cfg, accounts) as rx:
-        host, port = rx.addresses["tcp"][0]
-        panel = SimPanel(61, a.key, host, port)
+    async with running_receiver(tcp_config(tmp_path), accounts) as rx:
+        panel = panel_of(rx, a)
         await panel.deliver(100, event_msg(zone=1))
         # the key holder's frame, then another account's event on the same
         # connection: that ACK is the first reply, so the jump was not answered
@@ -267,13 +274,10 @@ async def test_far_jump_over_tcp_is_a_security_event_and_the_panel_is_acked(tmp_
 
 async def test_account_spent_by_a_key_holder_restarts_at_the_panel(tmp_path):
     accounts = make_accounts(1, first=63)
-    a = accounts[63]
-    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
-    async with running_receiver(cfg, accounts) as rx:
+    async with running_receiver(tcp_config(tmp_path), accounts) as rx:
         await rx.store.save_replay_state([("63", U32, 0)])  # where the key holder left it
-    async with running_receiver(cfg) as rx:
-        host, port = rx.addresses["tcp"][0]
-        panel = SimPanel(63, a.key, host, port)
+    async with running_receiver(tcp_config(tmp_path)) as rx:
+        panel = panel_of(rx, accounts[63])
         for seq in (40, 41):
             await panel.deliver(seq, event_msg(zone=seq))
         await panel.close()
@@ -283,7 +287,6 @@ async def test_account_spent_by_a_key_holder_restarts_at_the_panel(tmp_path):
                      for e in await rx.store.list_events(account="63"))
         assert got == [40, 41]
         assert rx.metrics.connections_closed.labels("internal_error")._value.get() == 0
-
 
 
 # -- the DC-09 side ------------------------------------------------------------------------

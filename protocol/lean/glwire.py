@@ -98,10 +98,10 @@ MAX_PARTITIONS = const(8)
 MAX_SEQ_JUMP = const(0x1000000)  # 2^24
 # The highest next_seq a NAK replay may carry.  A receiver never asks for
 # more (it restarts a spent account instead) and a panel accepts any
-# next_seq above its own sequence up to this; 2^31 - 1 leaves a panel told
-# to continue there 68 years of frames at one a second.  Not const(): it is
+# next_seq above its own sequence up to this; 2^31 leaves a panel told to
+# continue there 68 years of frames at one a second.  Not const(): it is
 # beyond a small int on 32-bit ports.
-MAX_NEXT_SEQ = 0x7FFFFFFF
+MAX_NEXT_SEQ = 0x80000000
 
 # flags
 FLAG_FROM_RECEIVER = const(0x01)  # direction: defeats reflecting a frame back

@@ -302,10 +302,11 @@ class Receiver:
         self.admission.max_connections = cap
         if cap < cfg.max_connections:
             level = logging.WARNING if cap < cfg.max_connections // 2 else logging.INFO
-            _LOGGER.log(level, "descriptor limit nofile=%s: at most %d panel connections "
-                        "(max_connections %d; %d descriptors reserved for the console, store "
-                        "and outputs; raise the limit to serve more)", descriptor_limit(),
-                        cap, cfg.max_connections, cfg.reserved_descriptors)
+            _LOGGER.log(level, "panel connections capped by the descriptor limit "
+                        "connections=%d nofile=%s max_connections=%d reserved_descriptors=%d "
+                        "(the console, store and outputs keep those; raise nofile to serve "
+                        "more)", cap, descriptor_limit(), cfg.max_connections,
+                        cfg.reserved_descriptors)
 
     def _loop_exception(self, loop, context) -> None:
         """asyncio reports accept() failing for want of descriptors once a

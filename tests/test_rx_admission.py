@@ -369,3 +369,17 @@ async def test_metrics_carry_each_listeners_kind(tmp_path):
               if line.startswith("guardline_receiver_connections{")}
     assert series == {'guardline_receiver_connections{transport="%s"' % k
                       for k in ("tcp", "udp", "dc09-tcp", "dc09-udp")}
+
+
+async def test_console_names_a_panels_connection_by_its_listeners_kind(tmp_path):
+    from receiver.web.api import connected_accounts  # noqa: PLC0415
+
+    accounts = make_accounts(1, first=701)
+    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)], udp=[("127.0.0.1", 0)])
+    async with running_receiver(cfg, accounts) as rx:
+        c = await connect_from(rx, "tcp", "127.0.1.1")
+        c.send(event_frame(accounts[701].key, 701, 1))
+        assert (await c.next_frame()) is not None
+        [conn] = connected_accounts(rx)["701"]
+        assert conn["transport"] == "tcp" and conn["peer"].startswith("tcp:127.0.1.1:")
+        c.close()

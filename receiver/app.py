@@ -40,6 +40,7 @@ from protocol.lean import glwire as w
 from protocol import contactid, dc09
 from protocol.session import Accepted, ReceiverCore, Rejected
 from receiver import alarms as _alarms
+from receiver import retention
 from receiver.config import Config
 from receiver.forwarder import Forwarder, make_output
 from receiver.logfmt import q
@@ -820,7 +821,7 @@ class Receiver:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _housekeeping_loop(self) -> None:
-        last_reload = last_flush = time.monotonic()
+        last_reload = last_flush = last_prune = time.monotonic()
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
@@ -834,9 +835,22 @@ class Receiver:
                 if mono - last_flush >= REPLAY_FLUSH_S:
                     last_flush = mono
                     await self._flush_replay_state()
+                if mono - last_prune >= retention.PRUNE_EVERY_S:
+                    last_prune = mono
+                    await self.prune_security_events(now)
                 self.refresh_gauges()
             except Exception as e:  # noqa: BLE001 - e.g. the store failing; keep going
                 _LOGGER.warning("housekeeping error=%s", e)
+
+    async def prune_security_events(self, now: float) -> int:
+        """Keep security events within receiver.retention's bounds."""
+        n = await self.store.prune_security_events(
+            retention.cutoff(retention.SECURITY_EVENTS_DAYS, now),
+            retention.SECURITY_EVENTS_MAX_ROWS, retention.PRUNE_BATCH)
+        if n:
+            _LOGGER.info("security events pruned rows=%d keep_days=%d keep_rows=%d", n,
+                         retention.SECURITY_EVENTS_DAYS, retention.SECURITY_EVENTS_MAX_ROWS)
+        return n
 
     def refresh_gauges(self) -> None:
         m = self.metrics
@@ -852,6 +866,6 @@ class Receiver:
             self.metrics.outbox_depth.labels(name).set(0)
         for name, n in (await self.store.outbox_depth()).items():
             self.metrics.outbox_depth.labels(name).set(n)
-        for state in (_alarms.PENDING, _alarms.ACKNOWLEDGED):
-            self.metrics.alarms_open.labels(state).set(
-                len(await self.store.list_alarms(state, limit=100_000)))
+        counts = await self.store.count_alarms((_alarms.PENDING, _alarms.ACKNOWLEDGED))
+        for state, n in counts.items():
+            self.metrics.alarms_open.labels(state).set(n)

@@ -144,7 +144,7 @@ async def test_sessions_end_after_a_password_change_made_elsewhere(tmp_path):
     t_olga, _ = console.sessions.create("olga", "operator", time.time())
     t_sam, s_sam = console.sessions.create("sam", "supervisor", time.time())
     assert await revalidate(console) == 0
-    await us.set_password("olga", "second-long-password")  # as the CLI does
+    await us.set_password("olga", "second-long-password", actor="cli")  # as the CLI does
     assert await revalidate(console) == 1
     assert console.sessions.get(t_olga, time.time()) is None
     assert console.sessions.get(t_sam, time.time()) is s_sam

@@ -38,12 +38,15 @@ import time
 
 from aiohttp import web
 
+from receiver import retention
 from receiver.web import api, auth, users
 
 _LOGGER = logging.getLogger(__name__)
 
-# How often expired sessions are dropped (from memory or the database).
-SWEEP_S = 60.0
+# How often expired sessions are dropped (from memory or the database),
+# throttled-login tallies amended and old rejected-login rows pruned
+# (receiver.retention.PRUNE_EVERY_S).
+SWEEP_S = retention.PRUNE_EVERY_S
 
 # Pages load scripts and styles from this origin only; nothing is inlined,
 # so no 'unsafe-inline'.  connect-src 'self' covers fetch and EventSource.
@@ -141,10 +144,27 @@ async def revalidate(console) -> int:
     return ended
 
 
+async def prune_audit(console, now: float) -> int:
+    """Keep the audit rows of rejected logins within receiver.retention's
+    bounds (rows of authenticated actions are never pruned)."""
+    n = await console.users.prune_audit(
+        retention.CONSOLE_REJECTED_ACTIONS,
+        retention.cutoff(retention.CONSOLE_REJECTED_DAYS, now),
+        retention.CONSOLE_REJECTED_MAX_ROWS, retention.PRUNE_BATCH)
+    if n:
+        _LOGGER.info("console audit pruned rows=%d keep_days=%d keep_rows=%d", n,
+                     retention.CONSOLE_REJECTED_DAYS, retention.CONSOLE_REJECTED_MAX_ROWS)
+    return n
+
+
 async def _sweep(console) -> None:
     while True:
         await asyncio.sleep(SWEEP_S)
-        try:
-            await revalidate(console)
-        except Exception as e:  # noqa: BLE001 - e.g. database locked; next round
-            _LOGGER.warning("console session sweep failed error=%s", e)
+        now = time.time()
+        for what, job in (("session sweep", lambda: revalidate(console)),
+                          ("throttled-login audit", lambda: api.flush_throttled(console, now)),
+                          ("audit retention", lambda: prune_audit(console, now))):
+            try:
+                await job()
+            except Exception as e:  # noqa: BLE001 - e.g. database locked; next round
+                _LOGGER.warning("console %s failed error=%s", what, e)

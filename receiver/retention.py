@@ -1,0 +1,45 @@
+"""How long the receiver keeps what an unauthenticated peer can make it
+write, and how much of it (docs/receiver.md, "Retention").
+
+A leaf module (constants and one pure helper; it imports nothing of the
+receiver's).  The receiver's housekeeping prunes security events, the
+console's sweeper prunes its audit rows of rejected logins; both delete
+in batches between group commits, oldest first.
+
+What is never pruned: events, alarms and their audit trail, the outbox,
+and console audit rows of authenticated actions (logins, acknowledges,
+exports, user changes).  Those are the monitoring record; only rows an
+attacker can produce without a key or a password are bounded here.  Log
+lines are bounded in rate (receiver.logfmt) and kept by the log system.
+"""
+
+from __future__ import annotations
+
+import time
+
+DAY_S = 86400.0
+
+# Security events (rejected frames: unknown account, bad MAC, replay...).
+# Stored at most receiver.app.SECURITY_STORE_PER_S (50/s); 1,000,000 rows
+# (~150 MB in SQLite) hold 5.5 hours of a sustained flood at that rate, or
+# 90 days of the few a day a healthy network sees.
+SECURITY_EVENTS_DAYS = 90
+SECURITY_EVENTS_MAX_ROWS = 1_000_000
+# Console audit rows of rejected logins (login.failed, login.throttled).
+# Failed logins are bounded by argon2 (2 verifies at once) and throttled
+# ones are one row per address per minute (receiver.web.auth); 100,000
+# rows are ~15 MB.
+CONSOLE_REJECTED_DAYS = 90
+CONSOLE_REJECTED_MAX_ROWS = 100_000
+# The console audit actions that count as rejected attempts.
+CONSOLE_REJECTED_ACTIONS = ("login.failed", "login.throttled")
+# How often both prunes run, and rows deleted per statement: a minute of
+# the heaviest flood (50/s -> 3,000 rows) is deleted in one batch, and a
+# batch is a few milliseconds of the writer's time.
+PRUNE_EVERY_S = 60.0
+PRUNE_BATCH = 10_000
+
+
+def cutoff(days: float, now: float | None = None) -> float:
+    """The time before which rows kept ``days`` days are deleted."""
+    return (time.time() if now is None else now) - days * DAY_S

@@ -19,8 +19,10 @@ Invariants:
   by the database (``Store.count_alarms``), and one rendering serves every
   scraper for :data:`SCRAPE_CACHE_S` (concurrent scrapers wait for the one
   in flight rather than each querying the store).
-- No response names the server software or its version (no ``Server``
-  header).
+- No response names the server software or its version: application
+  responses carry no ``Server`` header at all, and the 400 page aiohttp
+  itself writes for a request it cannot parse (no application hook runs
+  for it) says only :data:`SERVER_NAME`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import asyncio
 import logging
 import time
 
+import aiohttp.web_response
 from aiohttp import web
 
 from receiver.metrics import CONTENT_TYPE
@@ -39,6 +42,13 @@ _LOGGER = logging.getLogger(__name__)
 # scrapes every 15 s or so; 16 scrapers at once (seen) cost one store
 # query instead of 16.
 SCRAPE_CACHE_S = 1.0
+
+
+# What aiohttp's own error pages give as ``Server`` (no version).  aiohttp
+# has no option for that header; it takes the value from this module
+# global when it writes a response, so it is set once, here.
+SERVER_NAME = "Guardline"
+aiohttp.web_response.SERVER_SOFTWARE = SERVER_NAME
 
 
 class SharedAddressError(OSError):

@@ -167,14 +167,15 @@ class FloodFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = (record.name, str(record.msg))
+        now = self.clock()
         entry = self._buckets.get(key)
         if entry is None:
-            entry = self._buckets[key] = [RateLimit(self.rate, self.burst), 0]
+            entry = self._buckets[key] = [RateLimit(self.rate, self.burst, now), 0]
             while len(self._buckets) > self.max_templates:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-        if not entry[0].allow(self.clock()):
+        if not entry[0].allow(now):
             entry[1] += 1
             return False
         if entry[1]:

@@ -822,13 +822,12 @@ async def delete_user(request, console, s):
 
 
 class _Stream:
-    __slots__ = ("session", "queue", "request", "task")
+    __slots__ = ("session", "queue", "request")
 
-    def __init__(self, session, queue, request, task):
+    def __init__(self, session, queue, request):
         self.session = session
         self.queue = queue
         self.request = request
-        self.task = task  # the handler's task (tests cancel it)
 
     @property
     def connected(self) -> bool:
@@ -879,7 +878,7 @@ async def stream(request, console, s):
                                        "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     q = rx.subscribe()
-    st = _Stream(s, q, request, asyncio.current_task())
+    st = _Stream(s, q, request)
     console.streams.add(st)
     dropped = 0
     try:

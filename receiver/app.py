@@ -165,8 +165,9 @@ class Receiver:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        from receiver import listeners  # noqa: PLC0415 - adapters import us
+        from receiver import http, listeners  # noqa: PLC0415 - adapters import us
 
+        http.check_addresses(self.config.metrics, self.config.web)  # before opening anything
         await self.store.open()
         try:
             if self.store.shared:
@@ -213,8 +214,6 @@ class Receiver:
 
                 await dc09_listener.start(self)  # sets self.dc09
             if cfg.metrics or cfg.web:
-                from receiver import http  # noqa: PLC0415
-
                 self._http = await http.start(self, cfg.metrics, cfg.web)
             self._started = True
         except BaseException:

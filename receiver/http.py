@@ -137,13 +137,19 @@ async def _serve(app, host, port) -> tuple[web.AppRunner, tuple]:
     return runner, sock.getsockname()[:2]
 
 
-async def start(rx, metrics_addr, web_addr) -> _Http:
+def check_addresses(metrics_addr, web_addr) -> None:
+    """Refuse a metrics listener on the console's address (port 0 means
+    two ports chosen by the system, so two addresses)."""
     if metrics_addr and web_addr and tuple(metrics_addr) == tuple(web_addr) \
             and metrics_addr[1] != 0:
         raise SharedAddressError(
             "--metrics and --web both name %s:%d: /metrics and /healthz need no login, so "
             "they get an address of their own (one the console's users do not reach)"
             % tuple(metrics_addr))
+
+
+async def start(rx, metrics_addr, web_addr) -> _Http:
+    check_addresses(metrics_addr, web_addr)
     h = _Http()
     try:
         if metrics_addr:

@@ -843,13 +843,8 @@ class Receiver:
 
     async def prune_security_events(self, now: float) -> int:
         """Keep security events within receiver.retention's bounds."""
-        n = await self.store.prune_security_events(
-            retention.cutoff(retention.SECURITY_EVENTS_DAYS, now),
-            retention.SECURITY_EVENTS_MAX_ROWS, retention.PRUNE_BATCH)
-        if n:
-            _LOGGER.info("security events pruned rows=%d keep_days=%d keep_rows=%d", n,
-                         retention.SECURITY_EVENTS_DAYS, retention.SECURITY_EVENTS_MAX_ROWS)
-        return n
+        return await retention.prune(retention.SECURITY_EVENTS,
+                                     self.store.prune_security_events, now)
 
     def refresh_gauges(self) -> None:
         m = self.metrics

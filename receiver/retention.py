@@ -1,8 +1,8 @@
 """How long the receiver keeps what an unauthenticated peer can make it
 write, and how much of it (docs/receiver.md, "Retention").
 
-A leaf module (constants and one pure helper; it imports nothing of the
-receiver's).  The receiver's housekeeping prunes security events, the
+A leaf module (constants, the :class:`Bound` records and :func:`prune`;
+it imports nothing of the receiver's).  The receiver's housekeeping prunes security events, the
 console's sweeper prunes its audit rows of rejected logins; both delete
 in batches between group commits, oldest first.
 
@@ -15,7 +15,11 @@ lines are bounded in rate (receiver.logfmt) and kept by the log system.
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass
+
+_LOGGER = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 
@@ -40,6 +44,32 @@ PRUNE_EVERY_S = 60.0
 PRUNE_BATCH = 10_000
 
 
+
+
+@dataclass(frozen=True)
+class Bound:
+    """How long and how many rows of one kind are kept."""
+
+    what: str  # words for the log line
+    days: float
+    max_rows: int
+
+
+SECURITY_EVENTS = Bound("security events", SECURITY_EVENTS_DAYS, SECURITY_EVENTS_MAX_ROWS)
+CONSOLE_REJECTED = Bound("console audit rows of rejected logins", CONSOLE_REJECTED_DAYS,
+                         CONSOLE_REJECTED_MAX_ROWS)
+
+
 def cutoff(days: float, now: float | None = None) -> float:
     """The time before which rows kept ``days`` days are deleted."""
     return (time.time() if now is None else now) - days * DAY_S
+
+
+async def prune(bound: Bound, delete, now: float) -> int:
+    """One pruning pass: ``await delete(before, keep, batch)`` (a store's
+    prune method) with ``bound``'s limits; logs what went."""
+    n = await delete(cutoff(bound.days, now), bound.max_rows, PRUNE_BATCH)
+    if n:
+        _LOGGER.info("pruned what=%s rows=%d keep_days=%d keep_rows=%d", bound.what, n,
+                     bound.days, bound.max_rows)
+    return n

@@ -264,10 +264,10 @@ async def test_a_user_change_with_one_bad_field_changes_nothing_on_postgresql(pg
 
 
 async def test_a_flood_of_bad_logins_adds_a_bounded_number_of_rows_on_postgresql(pg_url):
-    from tests.test_web_security import own_console
+    from receiver.web.testing import console_app
     await seed(pg_url)
     flood = 100
-    async with consoles(pg_url, ["rx-a"]) as [(rx, _)], own_console(rx) as (console, base), \
+    async with consoles(pg_url, ["rx-a"]) as [(rx, _)], console_app(rx) as (console, base), \
             Client(base) as c:
         [before] = await fetch(pg_url, "SELECT COUNT(*) AS n FROM console_audit")
         for i in range(auth.MAX_FAILURES_PER_IP):

@@ -20,33 +20,14 @@ import io
 import socket
 import time
 
-from aiohttp import web
-
 from receiver import http, logfmt, retention
 from receiver.config import Config
 from receiver.testing import running_receiver, wait_until
-from receiver.web import api, auth, setup
-from receiver.web.testing import PASSWORDS, Client, console_receiver, demo_accounts, \
-    sse_events
+from receiver.web import api, auth
+from receiver.web.testing import PASSWORDS, Client, console_app, console_receiver, \
+    demo_accounts, sse_events
 from receiver.web.users import SQLiteUserStore
 from tests.test_web_api import open_alarm, trip
-
-
-@contextlib.asynccontextmanager
-async def own_console(rx):
-    """A second console app on the receiver (as tests/test_web_api.py does
-    for cookies), so the test holds its ``Console`` and drives its clock."""
-    app = web.Application()
-    console = setup(app, rx)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield console, "http://127.0.0.1:%d" % port
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.contextmanager
@@ -302,7 +283,7 @@ async def test_a_flood_of_bad_logins_adds_a_bounded_number_of_audit_rows_and_lin
     flood = 300
     with receiver_log() as log:
         async with console_receiver(tmp_path) as (rx, _, _sink), \
-                own_console(rx) as (console, base), Client(base) as c:
+                console_app(rx) as (console, base), Client(base) as c:
             before = len(await audit_rows(tmp_path))
             for i in range(auth.MAX_FAILURES_PER_IP):
                 assert (await c.login("name%d" % i, "wrong-password")).status == 401
@@ -379,14 +360,13 @@ async def test_a_user_change_is_audited_and_ends_the_users_sessions_at_once(tmp_
             Client(base) as ada, Client(base) as olga:
         assert (await ada.login("ada")).status == 200
         assert (await olga.login("olga")).status == 200
-        async with olga.request("GET", "/api/stream") as stream:
-            events = sse_events(stream)
-            assert (await anext(events))[0] == "hello"
-            await ada.json("POST", "/api/users/olga", json={
-                "role": "supervisor", "password": "olga-new-long-password"})
-            kind = None
-            while kind != "logout":  # her live page is told (other events pass by)
-                kind, _ = await asyncio.wait_for(anext(events), 20)
+        stream = await open_stream(olga)
+        await ada.json("POST", "/api/users/olga", json={
+            "role": "supervisor", "password": "olga-new-long-password"})
+        kind, events = None, sse_events(stream)
+        while kind != "logout":  # her live page is told (other events pass by)
+            kind, _ = await asyncio.wait_for(anext(events), 20)
+        stream.close()
         await olga.json("GET", "/api/me", status=401)
         [row] = [r for r in await audit_rows(tmp_path) if r["action"] == "user.update"]
         assert (row["actor"], row["detail"]) == (

@@ -32,6 +32,7 @@ What it keeps true (docs/console.md, "Security"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -147,14 +148,9 @@ async def revalidate(console) -> int:
 async def prune_audit(console, now: float) -> int:
     """Keep the audit rows of rejected logins within receiver.retention's
     bounds (rows of authenticated actions are never pruned)."""
-    n = await console.users.prune_audit(
-        retention.CONSOLE_REJECTED_ACTIONS,
-        retention.cutoff(retention.CONSOLE_REJECTED_DAYS, now),
-        retention.CONSOLE_REJECTED_MAX_ROWS, retention.PRUNE_BATCH)
-    if n:
-        _LOGGER.info("console audit pruned rows=%d keep_days=%d keep_rows=%d", n,
-                     retention.CONSOLE_REJECTED_DAYS, retention.CONSOLE_REJECTED_MAX_ROWS)
-    return n
+    return await retention.prune(
+        retention.CONSOLE_REJECTED,
+        functools.partial(console.users.prune_audit, retention.CONSOLE_REJECTED_ACTIONS), now)
 
 
 async def _sweep(console) -> None:

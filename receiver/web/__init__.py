@@ -24,7 +24,13 @@ What it keeps true (docs/console.md, "Security"):
 - The console never slows the event path: it reads through the store's
   reader thread, hashes passwords in worker threads, and its live streams
   read bounded subscriber queues that drop (and tell the page to reload)
-  rather than back up into the receiver.
+  rather than back up into the receiver.  Live streams are limited per
+  session, per user and per role (auth.StreamLimits); pages load their
+  data over the API first, so a refused stream leaves a page working.
+- Nothing an unauthenticated client does grows the disk per request:
+  throttled logins are one audit row per address per minute
+  (auth.ThrottledLog), rejected-login rows are pruned (receiver.retention),
+  log lines are escaped and bounded (receiver.logfmt).
 - There is no default account: with no users, :func:`setup` logs how to
   create the first administrator.
 """

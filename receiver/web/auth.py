@@ -1,5 +1,6 @@
-"""Sessions, roles and login throttling for the console (no I/O, no clock:
-``now`` comes in as an argument, so tests drive hours in microseconds).
+"""Sessions, roles, login throttling and the console's other limits (no
+I/O, no clock: ``now`` comes in as an argument, so tests drive hours in
+microseconds).
 
 With an SQLite receiver, sessions live in memory (:class:`Sessions`), in
 the receiver process: a restart logs everyone out, which is the safe
@@ -19,7 +20,11 @@ Invariants:
   (KeyError), not silently allowed.
 - The session table and the throttle's key table are bounded
   (:data:`MAX_SESSIONS`, :data:`MAX_THROTTLE_KEYS`); the oldest entries go
-  first when full.
+  first when full.  A login *lock* is never among them: locks live in a
+  table of their own (:data:`MAX_LOCKS`, fail closed when full).
+- Live streams (:class:`StreamLimits`), throttled-login audit rows
+  (:class:`ThrottledLog`) and where a login may send the browser
+  (:func:`safe_next`) are decided here, from data passed in.
 """
 
 from __future__ import annotations

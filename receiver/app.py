@@ -40,6 +40,7 @@ from protocol.lean import glwire as w
 from protocol import contactid, dc09
 from protocol.session import Accepted, ReceiverCore, Rejected
 from receiver import alarms as _alarms
+from receiver import retention
 from receiver.admission import Admission, connection_budget, descriptor_limit
 from receiver.config import Config
 from receiver.forwarder import Forwarder, make_output
@@ -184,8 +185,9 @@ class Receiver:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        from receiver import listeners  # noqa: PLC0415 - adapters import us
+        from receiver import http, listeners  # noqa: PLC0415 - adapters import us
 
+        http.check_addresses(self.config.metrics, self.config.web)  # before opening anything
         await self.store.open()
         loop = asyncio.get_running_loop()
         self._loop_handler = (loop.get_exception_handler(),)
@@ -236,8 +238,6 @@ class Receiver:
 
                 await dc09_listener.start(self)  # sets self.dc09
             if cfg.metrics or cfg.web:
-                from receiver import http  # noqa: PLC0415
-
                 self._http = await http.start(self, cfg.metrics, cfg.web)
             self._budget_connections()
             self._started = True
@@ -909,7 +909,7 @@ class Receiver:
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _housekeeping_loop(self) -> None:
-        last_reload = last_flush = time.monotonic()
+        last_reload = last_flush = last_prune = time.monotonic()
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
@@ -923,9 +923,17 @@ class Receiver:
                 if mono - last_flush >= REPLAY_FLUSH_S:
                     last_flush = mono
                     await self._flush_replay_state()
+                if mono - last_prune >= retention.PRUNE_EVERY_S:
+                    last_prune = mono
+                    await self.prune_security_events(now)
                 self.refresh_gauges()
             except Exception as e:  # noqa: BLE001 - e.g. the store failing; keep going
                 _LOGGER.warning("housekeeping error=%s", e)
+
+    async def prune_security_events(self, now: float) -> int:
+        """Keep security events within receiver.retention's bounds."""
+        return await retention.prune(retention.SECURITY_EVENTS,
+                                     self.store.prune_security_events, now)
 
     def refresh_gauges(self) -> None:
         m = self.metrics
@@ -941,6 +949,6 @@ class Receiver:
             self.metrics.outbox_depth.labels(name).set(0)
         for name, n in (await self.store.outbox_depth()).items():
             self.metrics.outbox_depth.labels(name).set(n)
-        for state in (_alarms.PENDING, _alarms.ACKNOWLEDGED):
-            self.metrics.alarms_open.labels(state).set(
-                len(await self.store.list_alarms(state, limit=100_000)))
+        counts = await self.store.count_alarms((_alarms.PENDING, _alarms.ACKNOWLEDGED))
+        for state, n in counts.items():
+            self.metrics.alarms_open.labels(state).set(n)

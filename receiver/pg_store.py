@@ -858,6 +858,17 @@ class PGStore(Store):
         sql += " ORDER BY id LIMIT $%d" % len(args)
         return [dict(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
 
+    async def prune_security_events(self, before, keep, batch):
+        async def job(conn):
+            rows = await conn.fetch(
+                """DELETE FROM security_events WHERE id IN (
+                       SELECT id FROM security_events WHERE at < $1 OR id <= (
+                           SELECT id FROM security_events ORDER BY id DESC
+                           LIMIT 1 OFFSET $2)
+                       ORDER BY id LIMIT $3) RETURNING 1""", before, keep, batch)
+            return len(rows)
+        return await self.run_write(job)
+
     async def supervision_failed(self):
         return sorted(await self.supervision_failures())
 
@@ -894,6 +905,14 @@ class PGStore(Store):
                 % len(args))
         return [self._alarm_row(r) for r in await self.run_read(
             lambda c: c.fetch(sql, *args))]
+
+    async def count_alarms(self, states):
+        rows = await self.run_read(lambda c: c.fetch(
+            "SELECT state, COUNT(*) AS n FROM alarms WHERE state = ANY($1::text[]) "
+            "GROUP BY state", list(states)))
+        n = dict.fromkeys(states, 0)
+        n.update((r["state"], r["n"]) for r in rows)
+        return n
 
     async def get_alarm(self, alarm_id):
         r = await self.run_read(lambda c: c.fetchrow("SELECT * FROM alarms WHERE id = $1",

@@ -16,15 +16,16 @@ class RateLimit:
     """Token bucket: :meth:`allow` is true at most ``rate`` times per
     second on average, ``burst`` times in a row after a quiet spell.
 
-    ``now`` (monotonic seconds) may be passed in, so the bucket can be fed
-    explicit time in tests; by default it reads ``time.monotonic()``.
+    ``now`` (monotonic seconds) may be passed in, here and to the
+    constructor, so the bucket can be fed explicit time in tests; by
+    default it reads ``time.monotonic()``.
     """
 
-    def __init__(self, rate: float, burst: float = 20.0):
+    def __init__(self, rate: float, burst: float = 20.0, now: float | None = None):
         self.rate = rate
         self.burst = burst
         self._tokens = burst
-        self._t = time.monotonic()
+        self._t = time.monotonic() if now is None else now
         self.suppressed = 0
 
     def allow(self, now: float | None = None) -> bool:

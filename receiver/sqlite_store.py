@@ -628,6 +628,16 @@ class SQLiteStore(Store):
         args.append(limit)
         return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
 
+    async def prune_security_events(self, before, keep, batch):
+        def job(conn):
+            return conn.execute(
+                """DELETE FROM security_events WHERE id IN (
+                       SELECT id FROM security_events WHERE at < ? OR id <= (
+                           SELECT id FROM security_events ORDER BY id DESC
+                           LIMIT 1 OFFSET ?)
+                       ORDER BY id LIMIT ?)""", (before, keep, batch)).rowcount
+        return await self.run_write(job)
+
     async def supervision_failed(self):
         def job(conn):
             rows = conn.execute(
@@ -654,6 +664,16 @@ class SQLiteStore(Store):
         sql += " ORDER BY state = 'resolved', priority, created_at, id LIMIT ?"
         args.append(limit)
         return await self.run_read(lambda c: [self._alarm_row(r) for r in c.execute(sql, args)])
+
+    async def count_alarms(self, states):
+        def job(conn):
+            n = dict.fromkeys(states, 0)
+            for state, count in conn.execute(
+                    "SELECT state, COUNT(*) FROM alarms WHERE state IN (%s) GROUP BY state"
+                    % ",".join("?" * len(states)), tuple(states)):
+                n[state] = count
+            return n
+        return await self.run_read(job)
 
     async def get_alarm(self, alarm_id):
         def job(conn):

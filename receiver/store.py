@@ -385,6 +385,13 @@ class Store(abc.ABC):
                                    limit: int = 1000) -> list[dict]: ...
 
     @abc.abstractmethod
+    async def prune_security_events(self, before: float, keep: int, batch: int) -> int:
+        """Delete security events older than ``before`` and all but the
+        newest ``keep``, oldest first, at most ``batch`` rows per call (so
+        one call never holds the writer long); returns how many went
+        (receiver.retention)."""
+
+    @abc.abstractmethod
     async def supervision_failed(self) -> list[tuple[str, int]]:
         """(account, path) whose latest supervision event is a failure."""
 
@@ -392,6 +399,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def count_alarms(self, states: tuple[str, ...]) -> dict[str, int]:
+        """{state: number of alarms in it} for each of ``states`` (0 when
+        none), counted by the database (metrics scrapes)."""
 
     @abc.abstractmethod
     async def get_alarm(self, alarm_id: int) -> dict | None: ...

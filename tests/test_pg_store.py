@@ -20,7 +20,8 @@ from tests.test_rx_store import (  # noqa: F401 - collected again with the PG fi
     test_alarm_opened_with_event_routed_audited_and_outboxed,
     test_duplicate_is_stored_once_and_reports_first_id, test_group_commit_many_waiters_per_commit,
     test_ingest_advances_replay_state_and_never_lowers_it, test_ingest_many_commits_all_or_nothing,
-    test_outbox_delivery_bookkeeping)
+    test_open_alarms_are_counted_by_the_database, test_outbox_delivery_bookkeeping,
+    test_security_events_are_pruned_by_age_and_count_oldest_first)
 
 asyncpg = pytest.importorskip("asyncpg")
 

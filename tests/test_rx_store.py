@@ -237,3 +237,35 @@ async def test_ingest_many_commits_all_or_nothing(store):
     assert rows[0]["location"] == {"lat": 52.3702, "lon": 4.8952}
     assert (rows[1]["user"], rows[1]["ext"], rows[1]["location"]) == (12, {"ti": "20:50"}, None)
     assert len(await store.list_alarms()) == 2
+
+
+async def test_open_alarms_are_counted_by_the_database(store):
+    # /metrics counts open alarms with one COUNT per state (issue 13: a
+    # scrape loaded up to 100,000 alarm rows per state to count them).
+    ids = []
+    for i in range(5):
+        out = await store.ingest(rec(seq=100 + i, code=130, event_class="burglary",
+                                     open_alarm=True))
+        ids.append(out.alarm_id)
+    await store.alarm_transition(ids[0], alarms.ACKNOWLEDGE, "op", None, 1.0)
+    await store.alarm_transition(ids[1], alarms.RESOLVE, "op", "done", 2.0)
+    assert await store.count_alarms((alarms.PENDING, alarms.ACKNOWLEDGED)) == {
+        "pending": 3, "acknowledged": 1}
+    assert await store.count_alarms((alarms.RESOLVED,)) == {"resolved": 1}
+
+
+async def test_security_events_are_pruned_by_age_and_count_oldest_first(store):
+    # What an unauthenticated peer makes the receiver store is bounded
+    # (issue 14): rows older than the cut-off go, then all but the newest
+    # `keep`, at most `batch` per call.
+    for i in range(30):
+        await store.record_security_event(1000.0 + i, "1", i, "bad_mac", "bad MAC",
+                                          "tcp:10.0.0.1:1", "tcp")
+    assert await store.prune_security_events(1005.0, 1000, 1000) == 5  # by age
+    rows = await store.list_security_events()
+    assert [r["seq"] for r in rows] == list(range(5, 30))
+    assert await store.prune_security_events(0.0, 10, 4) == 4  # by count, one batch
+    assert await store.prune_security_events(0.0, 10, 1000) == 11
+    rows = await store.list_security_events()
+    assert [r["seq"] for r in rows] == list(range(20, 30))  # the newest kept
+    assert await store.prune_security_events(0.0, 10, 1000) == 0

@@ -20,7 +20,7 @@ from receiver.simpanel import SimPanel, event_msg
 from receiver.store import Account
 from receiver.testing import running_receiver, wait_until
 from receiver.web import admin, api, auth, setup
-from receiver.web.testing import PASSWORDS, Client, console_receiver, sse_events
+from receiver.web.testing import PASSWORDS, Client, console_app, console_receiver, sse_events
 from receiver.web.users import SQLiteUserStore
 
 PUBLIC = {("GET", "/login"), ("POST", "/api/login"), ("GET", "/static/")}
@@ -209,23 +209,13 @@ async def test_logout_ends_the_session_and_its_live_stream(tmp_path):
 
 
 async def test_cookie_is_secure_with_host_prefix_when_configured(tmp_path):
-    async with console_receiver(tmp_path) as (rx, base, _):
-        app = web.Application()
-        setup(app, rx, secure_cookie=True)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            async with Client("http://127.0.0.1:%d" % port) as c:
-                r = await c.login("olga")
-                assert r.status == 200
-                cookie = r.headers["Set-Cookie"]
-                assert cookie.startswith("__Host-guardline_session=")
-                assert "Secure" in cookie and "HttpOnly" in cookie
-        finally:
-            await runner.cleanup()
+    async with console_receiver(tmp_path) as (rx, _, _sink), \
+            console_app(rx, secure_cookie=True) as (_, base), Client(base) as c:
+        r = await c.login("olga")
+        assert r.status == 200
+        cookie = r.headers["Set-Cookie"]
+        assert cookie.startswith("__Host-guardline_session=")
+        assert "Secure" in cookie and "HttpOnly" in cookie
 
 
 async def test_first_run_without_users_says_how_to_create_one(tmp_path, caplog):

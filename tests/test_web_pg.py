@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import sys
+import time
 
 import pytest
 from yarl import URL
@@ -25,7 +26,8 @@ from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 pytest.importorskip("asyncpg")
 
 from receiver.app import Receiver  # noqa: E402
-from receiver.web import admin, api, pg_users  # noqa: E402
+from receiver import retention  # noqa: E402
+from receiver.web import admin, api, auth, pg_users  # noqa: E402
 from receiver.web.pg_users import PGUserStore  # noqa: E402
 
 
@@ -230,3 +232,74 @@ async def test_user_changes_end_sessions_on_every_receiver(pg_url, monkeypatch):
         actions = [r["action"] for r in await fetch(
             pg_url, "SELECT action FROM console_audit ORDER BY id")]
         assert "user.update" in actions and actions[-1] == "user.delete"
+
+
+# -- attacks of issue 14, where PostgreSQL has code of its own ---------------------------------
+
+
+async def test_a_user_change_with_one_bad_field_changes_nothing_on_postgresql(pg_url):
+    # Seen (SQLite and PostgreSQL): a role change with an invalid password
+    # answered 400 yet applied the role, unaudited, sessions alive.
+    await seed(pg_url)
+    async with consoles(pg_url, ["rx-a", "rx-b"]) as [(a, base_a), (b, base_b)], \
+            Client(base_a) as ada, Client(base_b) as olga:
+        assert (await ada.login("ada")).status == 200
+        assert (await olga.login("olga")).status == 200
+        audit = "SELECT action, actor, detail FROM console_audit WHERE action LIKE 'user.%'"
+        for body in ({"role": "administrator", "disabled": True, "password": "short"},
+                     {"role": "administrator", "disabled": "yes"}, {}):
+            await ada.json("POST", "/api/users/olga", json=body, status=400)
+        [u] = await fetch(pg_url, "SELECT role, disabled FROM console_users WHERE name = 'olga'")
+        assert (u["role"], u["disabled"]) == ("operator", False)
+        assert await fetch(pg_url, audit) == []
+        await olga.json("GET", "/api/me")  # nothing changed: her session lives
+        await ada.json("POST", "/api/users/olga", json={"role": "supervisor",
+                                                       "password": "olga-new-long-password"})
+        [row] = await fetch(pg_url, audit)
+        assert dict(row) == {"action": "user.update", "actor": "ada",
+                             "detail": "name=olga role=operator->supervisor password=changed"}
+        assert await fetch(pg_url, "SELECT 1 FROM console_sessions WHERE user_name = 'olga'") \
+            == []
+        await olga.json("GET", "/api/me", status=401)  # ended on the other receiver too
+
+
+async def test_a_flood_of_bad_logins_adds_a_bounded_number_of_rows_on_postgresql(pg_url):
+    from receiver.web.testing import console_app
+    await seed(pg_url)
+    flood = 100
+    async with consoles(pg_url, ["rx-a"]) as [(rx, _)], console_app(rx) as (console, base), \
+            Client(base) as c:
+        [before] = await fetch(pg_url, "SELECT COUNT(*) AS n FROM console_audit")
+        for i in range(auth.MAX_FAILURES_PER_IP):
+            assert (await c.login("name%d" % i, "wrong-password")).status == 401
+        for _ in range(flood):
+            assert (await c.login("olga", "guess-guess-guess")).status == 429
+        await api.flush_throttled(console, time.time() + auth.THROTTLED_AUDIT_INTERVAL_S)
+        [after] = await fetch(pg_url, "SELECT COUNT(*) AS n FROM console_audit")
+        assert after["n"] - before["n"] == auth.MAX_FAILURES_PER_IP + 1
+        [row] = await fetch(pg_url, "SELECT detail FROM console_audit "
+                                    "WHERE action = 'login.throttled'")
+        assert row["detail"].startswith("attempts=%d " % flood)
+
+
+async def test_rejected_login_rows_are_pruned_on_postgresql(pg_url):
+    us = PGUserStore(pg_url)
+    await us.open()
+    try:
+        ids = []
+        for i in range(30):
+            ids.append(await us.record("x%d" % i, "login.failed", "", "10.0.0.1", at=1000.0 + i))
+            await us.record("ada", "alarm.acknowledge", "alarm=%d" % i, "10.0.0.2",
+                            at=1000.0 + i)
+        await us.amend_audit(ids[-1], "amended")
+        acts = retention.CONSOLE_REJECTED_ACTIONS
+        assert await us.prune_audit(acts, 1010.0, 1000, 1000) == 10
+        assert await us.prune_audit(acts, 0.0, 5, 3) == 3
+        assert await us.prune_audit(acts, 0.0, 5, 1000) == 12
+        rows = await us.list_audit(limit=5000)
+        rejected = [(r["actor"], r["detail"]) for r in rows if r["action"] in acts]
+        assert rejected == [("x29", "amended"), ("x28", ""), ("x27", ""), ("x26", ""),
+                            ("x25", "")]
+        assert len([r for r in rows if r["action"] == "alarm.acknowledge"]) == 30
+    finally:
+        await us.close()

@@ -77,6 +77,95 @@ def test_throttle_key_table_is_bounded():
     assert len(th._fails) <= 10
 
 
+def test_a_locked_name_stays_locked_when_a_spray_evicts_its_key():
+    # Issue 14: a spray over fresh names (from other addresses) evicted the
+    # victim's key from the bounded table, and with it the lock.
+    th = auth.LoginThrottle(window_s=900, per_user=5, per_ip=20, max_keys=10)
+    for i in range(5):
+        th.failed("olga", "10.0.0.1", T0 + i)
+    assert th.retry_after("olga", "10.0.0.7", T0 + 10) > 0
+    for i in range(200):
+        th.failed("spray%d" % i, "10.1.%d.%d" % (i // 250, i % 250), T0 + 11)
+    assert len(th._fails) <= 10  # the counting table stays bounded
+    assert th.retry_after("olga", "10.0.0.7", T0 + 12) == pytest.approx(900 - 12)
+    assert th.retry_after("olga", "10.0.0.7", T0 + 900.5) == 0  # the window slid past
+
+
+def test_a_full_lock_table_refuses_every_login_rather_than_drop_a_lock():
+    th = auth.LoginThrottle(window_s=60, per_user=1, per_ip=100, max_locks=3)
+    for i in range(3):
+        th.failed("n%d" % i, "10.0.0.%d" % i, T0)
+    assert th.retry_after("someone-else", "10.9.9.9", T0 + 1) > 0  # fail closed
+    assert th.retry_after("n0", "10.9.9.9", T0 + 1) > 0
+    assert th.retry_after("someone-else", "10.9.9.9", T0 + 61) == 0  # locks expired
+
+
+# -- throttled logins in the audit log ------------------------------------------------------
+
+
+def test_throttled_attempts_are_one_tally_per_address_per_interval():
+    log = auth.ThrottledLog(interval_s=60, max_addresses=3)
+    first = log.note("10.0.0.1", "olga", T0)
+    assert first is not None and first.detail() == "attempts=1 over_s=0 names=olga"
+    for i in range(700):
+        assert log.note("10.0.0.1", "olga" if i % 2 else "n%d" % i, T0 + i / 100) is None
+    assert log.due(T0 + 30) == []  # interval still open
+    [t] = log.due(T0 + 60)
+    assert t is first and t.attempts == 701
+    assert t.detail() == "attempts=701 over_s=7 names=olga,n0,n2,n4,n6 and 346 more"
+    assert log.note("10.0.0.1", "olga", T0 + 61) is not None  # the next interval's row
+    assert log.due(T0 + 200) == []  # one attempt: its row already says so
+
+
+def test_a_distributed_flood_is_summed_past_the_address_bound():
+    log = auth.ThrottledLog(interval_s=60, max_addresses=3)
+    opened = [log.note("10.0.%d.%d" % (i // 200, i % 200), "x", T0) for i in range(1000)]
+    rows = [t for t in opened if t is not None]
+    assert len(rows) == 4  # three addresses, then one row for all the others
+    assert rows[-1].ip == auth.OTHER_ADDRESSES and rows[-1].addresses == 997
+    assert "addresses=997" in [t.detail() for t in log.due(T0 + 60)][-1]
+
+
+# -- live streams ---------------------------------------------------------------------------
+
+
+def test_stream_limits_per_session_per_user_and_role_reserves():
+    lim = auth.StreamLimits(total=10, per_session=2, per_user=3,
+                            reserve=(("administrator", 1), ("operator", 3),
+                                     ("supervisor", 2)))
+    olga = [("olga", "k1", "operator")] * 2
+    assert "this browser already has 2" in lim.refusal(olga, "olga", "k1", "operator")
+    assert lim.refusal(olga, "olga", "k2", "operator") is None
+    olga3 = olga + [("olga", "k2", "operator")]
+    assert "olga already has 3" in lim.refusal(olga3, "olga", "k3", "operator")
+    # Operators fill their reserve and the shared part (10 - 6 = 4): 7 in all.
+    ops = [("op%d" % i, "k%d" % i, "operator") for i in range(7)]
+    assert "no live-update slot free for the operator role" in lim.refusal(
+        ops, "op9", "k9", "operator")
+    # ... and the supervisors' and administrators' seats are still there.
+    assert lim.refusal(ops, "sam", "ks", "supervisor") is None
+    assert lim.refusal(ops + [("sam", "ks", "supervisor")] * 2, "ada", "ka",
+                       "administrator") is None
+    assert lim.refusal(ops + [("sam", "ks", "supervisor")], "sam2", "ks2",
+                       "supervisor") is None
+
+
+# -- where to go after login -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    "/\t/evil.example", "/\n/evil.example", "/\r/evil.example", "//evil.example",
+    "/\\evil.example", "\\\\evil.example", "https://evil.example/", "javascript:alert(1)",
+    "evil.example", "", None, 7, "/\x85/evil.example", "/" + "a" * 3000])
+def test_next_must_be_a_path_on_this_console(value):
+    assert auth.safe_next(value) == "/"
+
+
+def test_next_keeps_a_console_path_with_its_query():
+    assert auth.safe_next("/site/1001?tab=zones#z3") == "/site/1001?tab=zones#z3"
+    assert auth.safe_next("/%09/host") == "/%09/host"  # encoded: a path segment, not a host
+
+
 # -- permissions ------------------------------------------------------------------------
 
 
@@ -144,7 +233,7 @@ async def test_sessions_end_after_a_password_change_made_elsewhere(tmp_path):
     t_olga, _ = console.sessions.create("olga", "operator", time.time())
     t_sam, s_sam = console.sessions.create("sam", "supervisor", time.time())
     assert await revalidate(console) == 0
-    await us.set_password("olga", "second-long-password")  # as the CLI does
+    await us.set_password("olga", "second-long-password", actor="cli")  # as the CLI does
     assert await revalidate(console) == 1
     assert console.sessions.get(t_olga, time.time()) is None
     assert console.sessions.get(t_sam, time.time()) is s_sam

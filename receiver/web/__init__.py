@@ -24,7 +24,13 @@ What it keeps true (docs/console.md, "Security"):
 - The console never slows the event path: it reads through the store's
   reader thread, hashes passwords in worker threads, and its live streams
   read bounded subscriber queues that drop (and tell the page to reload)
-  rather than back up into the receiver.
+  rather than back up into the receiver.  Live streams are limited per
+  session, per user and per role (auth.StreamLimits); pages load their
+  data over the API first, so a refused stream leaves a page working.
+- Nothing an unauthenticated client does grows the disk per request:
+  throttled logins are one audit row per address per minute
+  (auth.ThrottledLog), rejected-login rows are pruned (receiver.retention),
+  log lines are escaped and bounded (receiver.logfmt).
 - There is no default account: with no users, :func:`setup` logs how to
   create the first administrator.
 """
@@ -32,18 +38,22 @@ What it keeps true (docs/console.md, "Security"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
 
 from aiohttp import web
 
+from receiver import retention
 from receiver.web import api, auth, users
 
 _LOGGER = logging.getLogger(__name__)
 
-# How often expired sessions are dropped (from memory or the database).
-SWEEP_S = 60.0
+# How often expired sessions are dropped (from memory or the database),
+# throttled-login tallies amended and old rejected-login rows pruned
+# (receiver.retention.PRUNE_EVERY_S).
+SWEEP_S = retention.PRUNE_EVERY_S
 
 # Pages load scripts and styles from this origin only; nothing is inlined,
 # so no 'unsafe-inline'.  connect-src 'self' covers fetch and EventSource.
@@ -141,10 +151,22 @@ async def revalidate(console) -> int:
     return ended
 
 
+async def prune_audit(console, now: float) -> int:
+    """Keep the audit rows of rejected logins within receiver.retention's
+    bounds (rows of authenticated actions are never pruned)."""
+    return await retention.prune(
+        retention.CONSOLE_REJECTED,
+        functools.partial(console.users.prune_audit, retention.CONSOLE_REJECTED_ACTIONS), now)
+
+
 async def _sweep(console) -> None:
     while True:
         await asyncio.sleep(SWEEP_S)
-        try:
-            await revalidate(console)
-        except Exception as e:  # noqa: BLE001 - e.g. database locked; next round
-            _LOGGER.warning("console session sweep failed error=%s", e)
+        now = time.time()
+        for what, job in (("session sweep", lambda: revalidate(console)),
+                          ("throttled-login audit", lambda: api.flush_throttled(console, now)),
+                          ("audit retention", lambda: prune_audit(console, now))):
+            try:
+                await job()
+            except Exception as e:  # noqa: BLE001 - e.g. database locked; next round
+                _LOGGER.warning("console %s failed error=%s", what, e)

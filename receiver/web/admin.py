@@ -74,8 +74,7 @@ def list_users(db: str) -> list[User]:
 def set_password(db: str, name: str, password: str) -> None:
     """Change a user's password (raises UserError)."""
     async def job(s):
-        await s.set_password(name, password)
-        await s.record("cli", "user.passwd", "name=%s" % name)
+        await s.set_password(name, password, actor="cli")  # audited in the same transaction
     _with_store(db, job)
 
 

@@ -70,9 +70,6 @@ MAX_OPEN_ALARMS = 10_000
 RECENT_RESOLVED = 20
 # Outbox rows per output read for the dispatch view.
 OUTBOX_ROWS = 1000
-# Live streams open at once (each holds one subscriber queue of the
-# receiver's SUBSCRIBER_QUEUE messages).
-MAX_STREAMS = 64
 # A comment line on an idle stream: keeps proxies from closing it and
 # finds dead clients (a write to a closed socket fails).
 KEEPALIVE_S = 15.0
@@ -360,6 +357,28 @@ def _history_filters(request) -> dict:
 # -- login / session ---------------------------------------------------------------------
 
 
+async def _throttled(console, name: str, ip: str, now: float, wait: float) -> None:
+    """A refused (throttled) login: counted, and written to the audit log
+    and the receiver's log once per address per interval (auth.ThrottledLog),
+    never once per request."""
+    t = console.throttled_log.note(ip, name, now)
+    if t is not None:
+        t.row_id = await console.users.record(name, "login.throttled", t.detail(), t.ip)
+        _LOGGER.warning("console login throttled user=%s ip=%s retry_after_s=%d", name, t.ip,
+                        int(wait) + 1)
+    await flush_throttled(console, now)
+
+
+async def flush_throttled(console, now: float) -> None:
+    """Amend the audit rows of throttled-login tallies whose interval ended."""
+    for t in console.throttled_log.due(now):
+        if t.row_id is None:
+            continue  # its row is being written right now; the count stays approximate
+        await console.users.amend_audit(t.row_id, t.detail())
+        _LOGGER.warning("console logins throttled ip=%s attempts=%d over_s=%d", t.ip,
+                        t.attempts, round(t.last_at - t.first_at))
+
+
 async def login(request):
     console = request.app[CONSOLE]
     if not _same_origin(request):
@@ -373,8 +392,7 @@ async def login(request):
     now = time.time()
     wait = console.throttle.retry_after(name, ip, now)
     if wait > 0:
-        await console.users.record(name, "login.throttled", "", ip)
-        _LOGGER.warning("console login throttled user=%s ip=%s", name, ip)
+        await _throttled(console, name, ip, now, wait)
         return web.json_response({"error": "too many failed logins; try again later",
                                   "retry_after": int(wait) + 1}, status=429,
                                  headers={"Retry-After": str(int(wait) + 1)})
@@ -391,8 +409,10 @@ async def login(request):
     token, s = await console.session_store.create(user.name, user.role, time.time(), ip)
     await console.users.record(user.name, "login", "role=%s" % user.role, ip)
     _LOGGER.info("console login user=%s role=%s ip=%s", user.name, user.role, ip)
+    # Where the page goes next: a path on this console only (auth.safe_next).
     resp = _json({"name": s.user, "role": s.role, "csrf": s.csrf,
-                  "permissions": auth.permissions_of(s.role)})
+                  "permissions": auth.permissions_of(s.role),
+                  "next": auth.safe_next(data.get("next"))})
     resp.set_cookie(_cookie_name(console), token, httponly=True, samesite="Strict",
                     secure=console.secure_cookie, path="/", max_age=auth.SESSION_MAX_AGE_S)
     return resp
@@ -757,30 +777,31 @@ async def add_user(request, console, s):
     return _json({"user": u.to_dict()}, status=201)
 
 
+USER_FIELDS = ("role", "disabled", "password")
+
+
 @api(auth.USERS_MANAGE, write=True)
 async def update_user(request, console, s):
+    """Change role, status and/or password: all or nothing (the user store
+    checks every field before it writes, and writes the change with its
+    audit row in one transaction)."""
     name = request.match_info["name"]
     data = await _body(request)
-    role, disabled, password = data.get("role"), data.get("disabled"), data.get("password")
-    if disabled is not None and not isinstance(disabled, bool):
-        return _error(400, "disabled must be true or false")
+    unknown = sorted(set(data) - set(USER_FIELDS))
+    if unknown:
+        return _error(400, "unknown field %s; give role, disabled or password"
+                      % ", ".join(unknown))
+    change = {k: data[k] for k in USER_FIELDS if data.get(k) is not None}
+    if not change:
+        return _error(400, "nothing to change: give role, disabled or password")
     try:
-        if role is not None or disabled is not None:
-            u = await console.users.update(name, role=role, disabled=disabled)
-        if password is not None:
-            await console.users.set_password(name, password)
-        u = await console.users.get(name)
-        if u is None:
-            return _error(404, "no such user")
+        u = await console.users.update(name, **change, actor=s.user, ip=request.remote or "")
     except UserError as e:
         return _error(404 if str(e).startswith("no user") else 400, str(e))
-    # A changed role, password or status takes effect now: that user's
-    # sessions (and live streams) end and they log in again.
+    # The change takes effect now: that user's sessions (and live streams)
+    # end and they log in again, with the new role.
     await console.session_store.end_user(name)
     close_streams(console, lambda st: st.session.user == name)
-    changed = ",".join(k for k in ("role", "disabled", "password") if data.get(k) is not None)
-    await console.users.record(s.user, "user.update", "name=%s changed=%s" % (name, changed),
-                               request.remote or "")
     return _json({"user": u.to_dict()})
 
 
@@ -801,11 +822,19 @@ async def delete_user(request, console, s):
 
 
 class _Stream:
-    __slots__ = ("session", "queue")
+    __slots__ = ("session", "queue", "request")
 
-    def __init__(self, session, queue):
+    def __init__(self, session, queue, request):
         self.session = session
         self.queue = queue
+        self.request = request
+
+    @property
+    def connected(self) -> bool:
+        """False once the browser went away (its connection closed), even
+        before the next keepalive write would notice."""
+        t = self.request.transport
+        return t is not None and not t.is_closing()
 
 
 def close_streams(console, which) -> None:
@@ -822,19 +851,34 @@ def _sse(event: str, data) -> bytes:
             ).encode()
 
 
+def _stream_refusal(console, s) -> str | None:
+    """Why a new live stream for session ``s`` is refused (auth.StreamLimits),
+    counting only streams whose browser is still connected; streams whose
+    browser left are told to end now, not at their next keepalive."""
+    gone = [st for st in console.streams if not st.connected]
+    if gone:
+        close_streams(console, lambda st: st in gone)
+    live = [(st.session.user, st.session.key, st.session.role)
+            for st in console.streams if st not in gone]
+    return console.stream_limits.refusal(live, s.user, s.key, s.role)
+
+
 @api(auth.VIEW)
 async def stream(request, console, s):
     """Server-sent events: ``alarm``, ``event``, ``supervision`` (everyone),
     ``security`` (supervisors), ``resync`` (messages were dropped: reload),
-    ``logout`` (the session ended)."""
+    ``logout`` (the session ended).  Refused with 429 past the per-session,
+    per-user and per-role limits (auth.StreamLimits): the page then loads
+    its data over the API and polls."""
     rx = console.receiver
-    if len(console.streams) >= MAX_STREAMS:
-        return _error(503, "too many live streams open")
+    why = _stream_refusal(console, s)
+    if why is not None:
+        return _error(429, why)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-store",
                                        "X-Accel-Buffering": "no"})
     q = rx.subscribe()
-    st = _Stream(s, q)
+    st = _Stream(s, q, request)
     console.streams.add(st)
     dropped = 0
     try:
@@ -865,8 +909,8 @@ async def stream(request, console, s):
             if kind == "security" and not auth.allowed(s.role, auth.SECURITY_VIEW):
                 continue
             await resp.write(_sse(kind, msg))
-    except (ConnectionError, asyncio.CancelledError):
-        pass
+    except ConnectionError:
+        pass  # the browser went away; a cancellation (shutdown) propagates
     finally:
         rx.unsubscribe(q)
         console.streams.discard(st)

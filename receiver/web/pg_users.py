@@ -42,8 +42,8 @@ from receiver.store import mask_url
 from receiver.web import auth
 from receiver.web.sessions import SessionStore
 from receiver.web.users import (ADMINISTRATOR, MAX_AUDIT_ROWS, User, UserError, UserStore,
-                                check_name, check_role, hash_password, needs_rehash,
-                                verify_password)
+                                change_detail, check_name, check_role, hash_password,
+                                needs_rehash, verify_password)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -201,16 +201,6 @@ class PGUserStore(UserStore):
             raise UserError("user %s exists" % name)
         return _user(r)
 
-    async def set_password(self, name: str, password: str) -> None:
-        h = await asyncio.to_thread(hash_password, password)
-        async with self._pool().acquire() as c, c.transaction():
-            n = await c.fetchval("""UPDATE console_users SET password_hash = $1,
-                                    updated_at = $2 WHERE name = $3 RETURNING 1""",
-                                 h, time.time(), name)
-            if n is None:
-                raise UserError("no user %s" % name)
-            await c.execute("DELETE FROM console_sessions WHERE user_name = $1", name)
-
     async def _last_admin_check(self, c, r, new_role: str, new_dis: bool) -> None:
         if r["role"] == ADMINISTRATOR and not r["disabled"] and (
                 new_role != ADMINISTRATOR or new_dis):
@@ -220,21 +210,27 @@ class PGUserStore(UserStore):
             if others == 0:
                 raise UserError("%s is the last enabled administrator" % r["name"])
 
-    async def update(self, name: str, role: str | None = None,
-                     disabled: bool | None = None) -> User:
-        if role is not None:
-            check_role(role)
+    async def _apply_update(self, name, role, disabled, password_hash, actor, ip, action,
+                            now) -> User:
         async with self._pool().acquire() as c, c.transaction():
             await c.execute("SELECT pg_advisory_xact_lock($1)", _USERS_LOCK)
             r = await c.fetchrow("SELECT * FROM console_users WHERE name = $1 FOR UPDATE", name)
             if r is None:
                 raise UserError("no user %s" % name)
-            new_role = r["role"] if role is None else role
-            new_dis = bool(r["disabled"]) if disabled is None else bool(disabled)
+            old = _user(r)
+            new_role = old.role if role is None else role
+            new_dis = old.disabled if disabled is None else disabled
             await self._last_admin_check(c, r, new_role, new_dis)
             r = await c.fetchrow("""UPDATE console_users SET role = $1, disabled = $2,
-                                    updated_at = $3 WHERE name = $4 RETURNING *""",
-                                 new_role, new_dis, time.time(), name)
+                                    updated_at = $3,
+                                    password_hash = COALESCE($4, password_hash)
+                                    WHERE name = $5 RETURNING *""",
+                                 new_role, new_dis, now, password_hash, name)
+            await c.execute("""INSERT INTO console_audit (at, actor, action, detail, ip)
+                               VALUES ($1, $2, $3, $4, $5)""", now, actor, action,
+                            change_detail(name, old, role, disabled,
+                                          password_hash is not None)[:500], ip)
+            # every receiver sees the change at once: the sessions are gone
             await c.execute("DELETE FROM console_sessions WHERE user_name = $1", name)
         return _user(r)
 
@@ -274,11 +270,26 @@ class PGUserStore(UserStore):
 
     # -- audit ----------------------------------------------------------------
 
-    async def record(self, actor, action, detail="", ip="", at=None) -> None:
+    async def record(self, actor, action, detail="", ip="", at=None) -> int:
         at = time.time() if at is None else at
-        await self._pool().execute(
+        return await self._pool().fetchval(
             """INSERT INTO console_audit (at, actor, action, detail, ip)
-               VALUES ($1, $2, $3, $4, $5)""", at, actor, action, detail[:500], ip)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""", at, actor[:64], action,
+            detail[:500], ip[:64])
+
+    async def amend_audit(self, row_id, detail) -> None:
+        await self._pool().execute("UPDATE console_audit SET detail = $2 WHERE id = $1",
+                                   row_id, detail[:500])
+
+    async def prune_audit(self, actions, before, keep, batch) -> int:
+        rows = await self._pool().fetch(
+            """DELETE FROM console_audit WHERE id IN (
+                   SELECT id FROM console_audit WHERE action = ANY($1::text[]) AND (
+                       at < $2 OR id <= (
+                           SELECT id FROM console_audit WHERE action = ANY($1::text[])
+                           ORDER BY id DESC LIMIT 1 OFFSET $3))
+                   ORDER BY id LIMIT $4) RETURNING 1""", list(actions), before, keep, batch)
+        return len(rows)
 
     async def list_audit(self, since=None, limit=500) -> list[dict]:
         limit = max(1, min(int(limit), MAX_AUDIT_ROWS))

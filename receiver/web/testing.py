@@ -96,6 +96,28 @@ async def console_receiver(tmp_path, accounts=None, users=ROLES, router=True):
         await sink.stop()
 
 
+@contextlib.asynccontextmanager
+async def console_app(rx, **setup_kw):
+    """Another console app on a running receiver, on its own port: the test
+    holds its ``Console`` (its state, its clock-driven parts) and may give
+    ``setup`` options (``secure_cookie``).  Yields (console, base_url)."""
+    from aiohttp import web  # noqa: PLC0415
+
+    from receiver.web import setup  # noqa: PLC0415 - imports this package
+
+    app = web.Application()
+    console = setup(app, rx, **setup_kw)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public accessor
+    try:
+        yield console, "http://127.0.0.1:%d" % port
+    finally:
+        await runner.cleanup()
+
+
 class Client:
     """An HTTP client with its own cookie jar (one browser)."""
 

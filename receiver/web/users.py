@@ -118,6 +118,19 @@ def check_password(password: str) -> str:
     return password
 
 
+def change_detail(name: str, old: "User", role: str | None, disabled: bool | None,
+                  password_changed: bool) -> str:
+    """The audit row's words for a user change: what was asked, old -> new."""
+    parts = ["name=%s" % name]
+    if role is not None:
+        parts.append("role=%s->%s" % (old.role, role))
+    if disabled is not None:
+        parts.append("disabled=%s->%s" % (str(old.disabled).lower(), str(disabled).lower()))
+    if password_changed:
+        parts.append("password=changed")
+    return " ".join(parts)
+
+
 def hash_password(password: str) -> str:
     """argon2id hash (blocking: call from a worker thread)."""
     check_password(password)
@@ -168,12 +181,35 @@ class UserStore(abc.ABC):
     async def add(self, name: str, role: str, password: str) -> User:
         """Raises UserError when the name is taken or a field is bad."""
 
-    @abc.abstractmethod
-    async def set_password(self, name: str, password: str) -> None: ...
+    async def update(self, name: str, role: str | None = None, disabled: bool | None = None,
+                     password: str | None = None, *, actor: str, ip: str = "",
+                     action: str = "user.update") -> User:
+        """Change a user's role, status and/or password, all or nothing:
+        every field is checked (and a new password hashed) before anything
+        is written; then one transaction applies the change and its console
+        audit row (``action`` by ``actor``), and on a backend with shared
+        sessions deletes that user's sessions.  Raises UserError (unknown
+        user, bad field, last enabled administrator) with nothing changed."""
+        if role is not None:
+            check_role(role)
+        if disabled is not None and not isinstance(disabled, bool):
+            raise UserError("disabled must be true or false")
+        if password is not None:
+            check_password(password)
+        h = None if password is None else await asyncio.to_thread(hash_password, password)
+        return await self._apply_update(name, role, disabled, h, actor, ip, action,
+                                        time.time())
+
+    async def set_password(self, name: str, password: str, *, actor: str, ip: str = "") -> None:
+        await self.update(name, password=password, actor=actor, ip=ip, action="user.passwd")
 
     @abc.abstractmethod
-    async def update(self, name: str, role: str | None = None,
-                     disabled: bool | None = None) -> User: ...
+    async def _apply_update(self, name: str, role: str | None, disabled: bool | None,
+                            password_hash: str | None, actor: str, ip: str, action: str,
+                            now: float) -> User:
+        """One transaction: the checked change, its audit row (detail from
+        :func:`change_detail`) and, with shared sessions, the end of the
+        user's sessions."""
 
     @abc.abstractmethod
     async def delete(self, name: str) -> None: ...
@@ -185,8 +221,20 @@ class UserStore(abc.ABC):
 
     @abc.abstractmethod
     async def record(self, actor: str, action: str, detail: str = "", ip: str = "",
-                     at: float | None = None) -> None:
-        """Append to the console audit log."""
+                     at: float | None = None) -> int:
+        """Append to the console audit log; returns the row's id."""
+
+    @abc.abstractmethod
+    async def amend_audit(self, row_id: int, detail: str) -> None:
+        """Replace the detail of row ``row_id`` (an aggregated row whose
+        count grew: receiver.web.auth.ThrottledLog)."""
+
+    @abc.abstractmethod
+    async def prune_audit(self, actions: tuple[str, ...], before: float, keep: int,
+                          batch: int) -> int:
+        """Delete audit rows with one of ``actions`` older than ``before``
+        and all but the newest ``keep`` of them, at most ``batch`` per call;
+        returns how many went (receiver.retention)."""
 
     @abc.abstractmethod
     async def list_audit(self, since: float | None = None, limit: int = 500) -> list[dict]:
@@ -329,38 +377,31 @@ class SQLiteUserStore(UserStore):
                                         (name,)).fetchone())
         return await self._call(job)
 
-    async def set_password(self, name: str, password: str) -> None:
-        h = await asyncio.to_thread(hash_password, password)
-
-        def job(c):
-            n = c.execute("""UPDATE console_users SET password_hash = ?, updated_at = ?
-                             WHERE name = ?""", (h, time.time(), name)).rowcount
-            if n == 0:
-                raise UserError("no user %s" % name)
-        await self._call(job)
-
-    async def update(self, name: str, role: str | None = None,
-                     disabled: bool | None = None) -> User:
-        if role is not None:
-            check_role(role)
-
+    async def _apply_update(self, name, role, disabled, password_hash, actor, ip, action,
+                            now) -> User:
         def job(c):
             c.execute("BEGIN IMMEDIATE")
             try:
                 r = c.execute("SELECT * FROM console_users WHERE name = ?", (name,)).fetchone()
                 if r is None:
                     raise UserError("no user %s" % name)
-                new_role = r["role"] if role is None else role
-                new_dis = bool(r["disabled"]) if disabled is None else bool(disabled)
-                if r["role"] == ADMINISTRATOR and not r["disabled"] and (
+                old = self._user(r)
+                new_role = old.role if role is None else role
+                new_dis = old.disabled if disabled is None else disabled
+                if old.role == ADMINISTRATOR and not old.disabled and (
                         new_role != ADMINISTRATOR or new_dis):
                     others = c.execute("""SELECT COUNT(*) FROM console_users WHERE
                                           role = 'administrator' AND disabled = 0 AND
                                           name != ?""", (name,)).fetchone()[0]
                     if others == 0:
                         raise UserError("%s is the last enabled administrator" % name)
-                c.execute("""UPDATE console_users SET role = ?, disabled = ?, updated_at = ?
-                             WHERE name = ?""", (new_role, int(new_dis), time.time(), name))
+                c.execute("""UPDATE console_users SET role = ?, disabled = ?, updated_at = ?,
+                             password_hash = COALESCE(?, password_hash) WHERE name = ?""",
+                          (new_role, int(new_dis), now, password_hash, name))
+                c.execute("""INSERT INTO console_audit (at, actor, action, detail, ip)
+                             VALUES (?, ?, ?, ?, ?)""",
+                          (now, actor, action, change_detail(
+                              name, old, role, disabled, password_hash is not None)[:500], ip))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -413,11 +454,28 @@ class SQLiteUserStore(UserStore):
 
     # -- audit ----------------------------------------------------------------
 
-    async def record(self, actor, action, detail="", ip="", at=None) -> None:
+    async def record(self, actor, action, detail="", ip="", at=None) -> int:
         at = time.time() if at is None else at
-        await self._call(lambda c: c.execute(
+        return await self._call(lambda c: c.execute(
             "INSERT INTO console_audit (at, actor, action, detail, ip) VALUES (?, ?, ?, ?, ?)",
-            (at, actor, action, detail[:500], ip)))
+            (at, actor[:64], action, detail[:500], ip[:64])).lastrowid)
+
+    async def amend_audit(self, row_id, detail) -> None:
+        await self._call(lambda c: c.execute(
+            "UPDATE console_audit SET detail = ? WHERE id = ?", (detail[:500], row_id)))
+
+    async def prune_audit(self, actions, before, keep, batch) -> int:
+        marks = ",".join("?" * len(actions))
+
+        def job(c):
+            return c.execute(
+                """DELETE FROM console_audit WHERE id IN (
+                       SELECT id FROM console_audit WHERE action IN (%s) AND (at < ? OR id <= (
+                           SELECT id FROM console_audit WHERE action IN (%s)
+                           ORDER BY id DESC LIMIT 1 OFFSET ?))
+                       ORDER BY id LIMIT ?)""" % (marks, marks),
+                (*actions, before, *actions, keep, batch)).rowcount
+        return await self._call(job)
 
     async def list_audit(self, since=None, limit=500) -> list[dict]:
         limit = max(1, min(int(limit), MAX_AUDIT_ROWS))

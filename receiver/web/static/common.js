@@ -5,10 +5,13 @@
 // - GL.h(tag, attrs, ...children) builds DOM nodes.  Text always goes in
 //   as text nodes, never as HTML: nothing a panel or a user typed can
 //   become markup (zone names, notes, site names).
-// - GL.start(page, handlers) renders the header, loads /api/me and opens
-//   the live stream (server-sent events); handlers.load() is called once
-//   the stream is open and again after a reconnect or a "resync", so a
-//   page never misses a change made while it was loading.
+// - GL.start(page, handlers) renders the header, loads /api/me, calls
+//   handlers.load() at once (the page shows its data without waiting for
+//   the stream) and opens the live stream (server-sent events);
+//   handlers.load() runs again once the stream is open and after a
+//   reconnect or a "resync", so a page never misses a change made while it
+//   was loading.  When the server refuses the stream (too many live pages
+//   open), the page reloads its data every GL.POLL_MS and retries.
 "use strict";
 
 const GL = {me: null};
@@ -170,12 +173,14 @@ GL.header = function (current) {
     logout);
 };
 
-GL.setLive = function (on) {
+GL.setLive = function (on, text) {
   const el = document.getElementById("live");
   if (!el) return;
   el.className = "live " + (on ? "on" : "off");
-  el.textContent = on ? "live" : "reconnecting…";
+  el.textContent = text || (on ? "live" : "reconnecting…");
 };
+
+GL.POLL_MS = 10000;
 
 // -- live stream ------------------------------------------------------------------------
 GL.stream = function (handlers) {
@@ -191,6 +196,14 @@ GL.stream = function (handlers) {
     });
   }
   es.onerror = async function () {
+    if (es.readyState === EventSource.CLOSED) {
+      // Refused (429: too many live pages open): EventSource gives up, so
+      // keep the data fresh by polling and try the stream again.
+      GL.setLive(false, "not live: too many console pages open; refreshing every " +
+        (GL.POLL_MS / 1000) + " s");
+      setTimeout(function () { handlers.load && handlers.load(); GL.stream(handlers); }, GL.POLL_MS);
+      return;
+    }
     GL.setLive(false);
     // EventSource retries by itself; find out whether the session ended.
     try { await GL.api("/api/me"); } catch (e) { if (e.message === "login required") es.close(); }
@@ -214,5 +227,7 @@ GL.start = async function (page, handlers) {
     return;
   }
   GL.header(page);
-  GL.stream(handlers || {});
+  handlers = handlers || {};
+  if (handlers.load) handlers.load();  // the data first, over the API; the stream then updates it
+  GL.stream(handlers);
 };

@@ -1,11 +1,16 @@
-// Login: POST /api/login, then go where the user was going (a path on
-// this site only: never an absolute URL, so /login cannot be used to
-// redirect someone elsewhere).
+// Login: POST /api/login, then go where the user was going: a path on
+// this console only, so /login cannot send anyone elsewhere.  The server
+// decides (it answers "next", parsed, not pattern-matched); the browser's
+// own URL parser checks the answer again before the page goes there.
 "use strict";
 
-function nextPath() {
-  const n = new URLSearchParams(location.search).get("next") || "/";
-  return (n.startsWith("/") && !n.startsWith("//") && !n.startsWith("/\\")) ? n : "/";
+function sameOrigin(path) {
+  try {
+    const u = new URL(path, location.origin);
+    return u.origin === location.origin ? u.href : location.origin + "/";
+  } catch (e) {
+    return location.origin + "/";
+  }
 }
 
 document.getElementById("login-form").addEventListener("submit", async function (ev) {
@@ -15,11 +20,12 @@ document.getElementById("login-form").addEventListener("submit", async function 
   const btn = this.querySelector("button");
   btn.disabled = true;
   try {
-    await GL.api("/api/login", {method: "POST", body: {
+    const r = await GL.api("/api/login", {method: "POST", body: {
       name: document.getElementById("name").value,
       password: document.getElementById("password").value,
+      next: new URLSearchParams(location.search).get("next") || "/",
     }});
-    location.href = nextPath();
+    location.href = sameOrigin(r.next || "/");
   } catch (e) {
     err.textContent = e.message;
     document.getElementById("password").value = "";

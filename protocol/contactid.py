@@ -172,18 +172,89 @@ def is_alarm(qualifier: int, code: int) -> bool:
     return qualifier == 1 and event_class(code) in ALARM_CLASSES
 
 
+# -- what the number in an event means ----------------------------------------------
+#
+# Contact ID's ZZZ field (and the native protocol's zone field, which carries
+# the same thing) is a zone for most reports, but not for all of them.  This
+# is the one place that says which, from the code; the receiver (zone names,
+# site states), the console, the CLI, the HIL report and the walk test all
+# ask it, and a number that is not a zone is never looked up as a zone name.
+
+ZONE = "zone"  # a detector / input: its name comes from the account's zone list
+USER = "user"  # a user (code) number: open/close, access, duress, walk test
+PATH = "path"  # a reporting path: 1 primary, 2 backup (communication troubles)
+COUNT = "count"  # a number of things: 624 event log overflow, events lost
+NONE = "none"  # no zone, user or path: a module or device number if anything
+NUMBER_KINDS = (ZONE, USER, PATH, COUNT, NONE)
+
 # DC-05 reports whose ZZZ field is a user number, not a zone: duress,
 # open/close, remote access, access by a user, code entries.  Access-point
 # reports (423 forced access, 426 door propped open, 427/428 point
-# troubles, 433/434 shunts) name the door, i.e. a zone.
+# troubles, 433/434 shunts) name the door, i.e. a zone.  607 "walk test
+# mode" names the user who started it (0: console test mode, nobody).
 _USER_CODES = frozenset([121, 124, 125, 411, 412, 413, 414, 415, 416, 421, 422, 424, 425,
-                         429, 430, 441, 442, 461, 462, 463, 466]
+                         429, 430, 441, 442, 461, 462, 463, 466, 607]
                         + list(range(400, 410)) + list(range(450, 460)))
+# 350-357 communication troubles: the path (line, radio) that failed.  The
+# Guardline firmware and the receiver's own supervision put the path number
+# (1 primary, 2 backup) there (firmware/device/cid.py, receiver/supervision.py).
+_PATH_CODES = frozenset(range(350, 360))
+# 624 "event log overflow": the firmware reports how many events it had to
+# drop (firmware/device/panel.py queue_state).
+_COUNT_CODES = frozenset([624])
+# System troubles, periodic tests and log/clock/programming reports: about
+# the panel itself.  (601 manual and 604 fire tests, 611-615 walk tests name
+# the zone tested.)
+_NONE_CODES = frozenset(list(range(300, 314)) + [602, 603, 605, 606, 608, 609]
+                        + list(range(616, 631)) + [654]) - _USER_CODES - _COUNT_CODES
+
+# Reporting paths by number (the native protocol's FLAG_BACKUP_PATH, the
+# firmware's receiver.primary / receiver.backup).
+PATH_NAMES = {1: "primary", 2: "backup"}
+
+
+def number_kind(code: int) -> str:
+    """What the zone/user field of an event with this code is: ZONE, USER,
+    PATH, COUNT or NONE.  Decided by the code alone (its class in DC-05)."""
+    if code in _USER_CODES:
+        return USER
+    if code in _PATH_CODES:
+        return PATH
+    if code in _COUNT_CODES:
+        return COUNT
+    if code in _NONE_CODES:
+        return NONE
+    return ZONE
 
 
 def zone_is_user(code: int) -> bool:
-    """Does Contact ID's ZZZ field carry a user number for this code?"""
-    return code in _USER_CODES
+    """Is the number of an event with this code a user?  (:func:`number_kind`
+    is the rule; this is its user question.)"""
+    return number_kind(code) == USER
+
+
+def path_label(path: int) -> str:
+    """'backup path (2)': a reporting path as an operator reads it."""
+    name = PATH_NAMES.get(path)
+    return "%s path (%d)" % (name, path) if name else "path %d" % path
+
+
+def number_label(code: int, number: int | None, zone_name: str | None = None) -> str:
+    """The event's number in words: 'zone 3 (vault door)', 'user 2',
+    'backup path (2)', '17 events lost', 'number 4'; '' when there is none
+    (0).  ``zone_name`` is used only when the number is a zone."""
+    if not number:
+        return ""
+    kind = number_kind(code)
+    if kind == ZONE:
+        return "zone %d (%s)" % (number, zone_name) if zone_name else "zone %d" % number
+    if kind == USER:
+        return "user %d" % number
+    if kind == PATH:
+        return path_label(number)
+    if kind == COUNT:
+        return "%d events lost" % number
+    return "number %d" % number
 
 
 def name(code: int) -> str:
@@ -192,8 +263,11 @@ def name(code: int) -> str:
 
 def describe(code: int, qualifier: int = 1, zone: int | None = None,
              zone_name: str | None = None, partition: int | None = None,
-             partition_name: str | None = None) -> str:
-    """One line for an operator, e.g. 'Burglary, zone 3 (vault door)'."""
+             partition_name: str | None = None, detail: str | None = None) -> str:
+    """One line for an operator, e.g. 'Burglary, zone 3 (vault door)',
+    'Communication trouble, backup path (2)'.  The number is rendered by
+    :func:`number_label` (a zone name only for a zone); ``detail`` is the
+    receiver's own words about the event, appended after a colon."""
     text = name(code)
     if 400 <= code <= 409 or code == 441:
         # DC-05: for open/close reports 1 = opening (disarm), 3 = closing (arm)
@@ -205,13 +279,13 @@ def describe(code: int, qualifier: int = 1, zone: int | None = None,
         text += " restored"
     elif qualifier == 6:
         text += " (still present)"
-    if zone:
-        label = "user" if zone_is_user(code) else "zone"
-        text += ", %s %d" % (label, zone)
-        if zone_name:
-            text += " (%s)" % zone_name
+    label = number_label(code, zone, zone_name)
+    if label:
+        text += ", " + label
     if partition_name:
         text += ", %s" % partition_name
     elif partition:
         text += ", partition %d" % partition
+    if detail:
+        text += ": " + detail
     return text

@@ -3,8 +3,17 @@
 Every stored event is classified once, at ingest, through the Contact ID
 table (``protocol.contactid``): class (holdup, fire, medical, burglary,
 environmental, tamper, trouble, status, test, other), priority (1 = most
-urgent) and the operator's one-line description.  A *new* event (qualifier
-1, DC-05) of an alarm class opens an alarm in the operator queue:
+urgent) and the operator's one-line description.  What an event *does* is
+decided per code by the :class:`AlarmPolicy` (receiver.toml ``[alarms]``):
+
+- ``alarm``: a new event (qualifier 1, DC-05) opens an alarm in the operator
+  queue and is routed to the dispatch centres;
+- ``status``: no alarm; the site view lists it as an open condition until
+  it is restored;
+- ``event``: stored and shown in the history only (a panel's boot report,
+  305 "System reset", is this by default: it comes with every start).
+
+An alarm then moves through:
 
     pending --acknowledge--> acknowledged --resolve--> resolved
     pending --resolve-----------------------------------^
@@ -18,6 +27,8 @@ alarm is an operator's decision.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from protocol import contactid
 
@@ -56,13 +67,100 @@ def next_state(state: str, action: str) -> str:
 
 def classify(code: int, qualifier: int, zone: int | None = None,
              partition: int | None = None, zone_name: str | None = None,
-             partition_name: str | None = None) -> tuple[str, int, str]:
+             partition_name: str | None = None,
+             detail: str | None = None) -> tuple[str, int, str]:
     """(event class, priority, description) of a Contact ID event."""
     cls = contactid.event_class(code)
     desc = contactid.describe(code, qualifier, zone=zone, zone_name=zone_name,
-                              partition=partition, partition_name=partition_name)
+                              partition=partition, partition_name=partition_name,
+                              detail=detail)
     return cls, contactid.priority(cls), desc
 
 
-def opens_alarm(qualifier: int, event_class: str, queue_classes=DEFAULT_QUEUE_CLASSES) -> bool:
-    return qualifier == 1 and event_class in queue_classes
+# What an event does (see the module docstring).
+ALARM = "alarm"
+STATUS = "status"
+EVENT = "event"
+DISPOSITIONS = (ALARM, STATUS, EVENT)
+
+# Per-code decisions that differ from the code's class.  receiver.toml
+# [alarms.codes] adds to and overrides these (docs/receiver.md).
+DEFAULT_CODES = {
+    # 305 "System reset": the firmware sends it once per start
+    # (firmware/device/app.py), so a clean restart (an update, a planned
+    # power-down) must not page anyone.  A restart that matters shows by
+    # itself: a power loss as 301 "AC loss", a panel silent past its
+    # supervision time as the receiver's 350, a watchdog reset in the
+    # history next to what preceded it.
+    305: EVENT,
+}
+_CONDITION_CLASSES = frozenset(("trouble", "tamper"))
+
+
+@dataclass(frozen=True)
+class AlarmPolicy:
+    """Which events open an alarm: per code (``codes``), else by class (a
+    class in ``queue_classes`` is ``alarm``; trouble and tamper outside it
+    are ``status``; anything else ``event``)."""
+
+    queue_classes: frozenset = DEFAULT_QUEUE_CLASSES
+    codes: dict = field(default_factory=lambda: dict(DEFAULT_CODES))
+
+    def disposition(self, code: int, event_class: str | None = None) -> str:
+        d = self.codes.get(code)
+        if d is not None:
+            return d
+        cls = contactid.event_class(code) if event_class is None else event_class
+        if cls in self.queue_classes:
+            return ALARM
+        return STATUS if cls in _CONDITION_CLASSES else EVENT
+
+    def opens_alarm(self, qualifier: int, code: int, event_class: str | None = None) -> bool:
+        """A new (qualifier 1) event whose code is an alarm."""
+        return qualifier == 1 and self.disposition(code, event_class) == ALARM
+
+    def is_condition(self, code: int, event_class: str) -> bool:
+        """Is an unrestored report of this code an open condition of the site
+        (trouble and tamper alarms, and every ``status`` code)?"""
+        d = self.disposition(code, event_class)
+        return d == STATUS or (d == ALARM and event_class in _CONDITION_CLASSES)
+
+
+DEFAULT_POLICY = AlarmPolicy()
+
+
+# -- the audit trail in words -------------------------------------------------------
+
+# Routing levels in the order an operator reads them (receiver.routing).
+LEVEL_WORDS = (("police_station", "police station"),
+               ("district_command", "district command"),
+               ("municipal_center", "municipal centre"))
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def routing_sentence(routed_to: dict | None, center_names: dict) -> str:
+    """'routed to Central Police Station (police station) and District 1
+    Command (district command)'; ``center_names`` maps a centre id to its
+    name (an id no longer configured is shown as it is)."""
+    parts = ["%s (%s)" % (center_names.get(cid) or cid, words)
+             for level, words in LEVEL_WORDS
+             for cid in [(routed_to or {}).get(level)] if cid]
+    return "routed to " + _and(parts) if parts else "not routed to any dispatch centre"
+
+
+def audit_sentence(row: dict, routed_to: dict | None, center_names: dict) -> str:
+    """One ``alarm_audit`` row as a sentence: 'Raised by the receiver and
+    routed to ...', 'Acknowledged by olga.', 'Resolved by olga.'  (The
+    operator's note is shown as written, next to it.)"""
+    actor, to = row.get("actor") or "someone", row.get("to_state")
+    if row.get("from_state") is None and to == PENDING:
+        who = "the receiver" if actor == "receiver" else actor
+        return "Raised by %s and %s." % (who, routing_sentence(routed_to, center_names))
+    if to == ACKNOWLEDGED:
+        return "Acknowledged by %s." % actor
+    if to == RESOLVED:
+        return "Resolved by %s." % actor
+    return "%s by %s." % (str(to).capitalize(), actor)

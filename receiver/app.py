@@ -150,6 +150,7 @@ class Receiver:
         self.core = ReceiverCore(self._keyring)
         self.supervisor = Supervisor()
         self.router = self.config.router
+        self.alarm_policy = self.config.alarm_policy()
         self.forwarders: dict[str, Forwarder] = {}
         self.listeners: list = []
         # who may hold a stream connection (every stream listener's books)
@@ -210,7 +211,8 @@ class Receiver:
             if self.cluster is not None:
                 await self.cluster.start()
             for name, spec in self.router.outputs.items():
-                f = Forwarder(self.store, make_output(spec), self.metrics)
+                f = Forwarder(self.store, make_output(spec), self.metrics,
+                              on_change=self._output_health)
                 f.start()
                 self.forwarders[name] = f
             self._tasks.append(asyncio.create_task(self._supervision_loop(),
@@ -409,6 +411,11 @@ class Receiver:
             self._dirty |= dirty
             raise
 
+    def _output_health(self, f: Forwarder) -> None:
+        """An output started or stopped failing: tell the consoles."""
+        self.publish({"type": "output", "output": f.output.name,
+                      "failing": f.failing_since is not None}, broadcast=False)
+
     # -- pub/sub for the console --------------------------------------------------------
 
     def subscribe(self) -> asyncio.Queue:
@@ -469,16 +476,22 @@ class Receiver:
         partition = int(event.get("partition") or 0)
         zone = int(event.get("zone") or 0)
         a = self._accounts.get(account)
-        # ZZZ names no zone for user-numbered reports and for the receiver's
-        # own supervision events (there it is the path number).
-        named_zone = not contactid.zone_is_user(code) and event.get("source") != "supervision"
+        source = event.get("source") or "panel"
+        kind = contactid.number_kind(code)
+        # ZZZ is looked up as a zone name only when the code says it is a
+        # zone (protocol.contactid.number_kind): never a user or a path.
+        zname = a.zones.get(str(zone)) if a and kind == contactid.ZONE else None
         user = event.get("user")
-        if user is None and contactid.zone_is_user(code) and event.get("source") != "supervision":
+        if user is None and kind == contactid.USER and source != "supervision":
             user = zone
-        zname = a.zones.get(str(zone)) if a and named_zone else None
         pname = a.partitions.get(str(partition)) if a else None
-        cls, prio, desc = _alarms.classify(code, q, zone=zone, partition=partition,
-                                           zone_name=zname, partition_name=pname)
+        # The receiver's own events (supervision) carry its sentence in
+        # text ("backup path (2) silent for 90 s"): that is their description.
+        own = source == "supervision"
+        cls, prio, desc = _alarms.classify(code, q, zone=None if own else zone,
+                                           partition=partition, zone_name=zname,
+                                           partition_name=pname,
+                                           detail=event.get("text") if own else None)
         now = time.time()
         rec = EventRecord(
             account=account, protocol=event["protocol"], dedupe_key=str(event["dedupe_key"]),
@@ -486,10 +499,10 @@ class Receiver:
             received_at=float(event.get("received_at") or now), seq=event.get("seq"),
             text=event.get("text"), value=event.get("value"),
             event_time=event.get("event_time") or None, path=int(event.get("path") or 1),
-            peer=str(event.get("peer") or ""), source=event.get("source") or "panel",
+            peer=str(event.get("peer") or ""), source=source,
             event_class=cls, priority=prio, description=desc,
             user=None if user is None else int(user), ext=event.get("ext") or None)
-        if _alarms.opens_alarm(q, cls, self.config.queue_classes):
+        if self.alarm_policy.opens_alarm(q, code, cls):
             rec.open_alarm = True
             region = a.region if a else ""
             decision = self.router.route(region, cls)

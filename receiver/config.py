@@ -109,10 +109,16 @@ class Config:
     supervision: Profile = field(default_factory=lambda: Profile(
         SUPERVISION_INTERVAL_S, SUPERVISION_GRACE_S))
     queue_classes: frozenset = _alarms.DEFAULT_QUEUE_CLASSES
+    # per Contact ID code: "alarm", "status" or "event" ([alarms.codes])
+    alarm_codes: dict = field(default_factory=lambda: dict(_alarms.DEFAULT_CODES))
     router: _routing.Router = field(default_factory=_routing.Router)
     log_level: str = "INFO"
     cluster_instance: str | None = None  # name among receivers sharing a PostgreSQL store
     source: str | None = None  # the file it came from
+
+    def alarm_policy(self) -> _alarms.AlarmPolicy:
+        """What each event does (alarm, status, event): [alarms]."""
+        return _alarms.AlarmPolicy(frozenset(self.queue_classes), dict(self.alarm_codes))
 
 
 def parse_addr(v, where: str) -> tuple[str, int]:
@@ -228,13 +234,14 @@ def _load(path: str | None) -> Config:
     except (ValueError, TypeError) as e:
         raise ConfigError("[supervision]: %s" % e) from None
     al = doc.get("alarms", {})
-    _check_keys(al, {"queue_classes"}, "[alarms]")
+    _check_keys(al, {"queue_classes", "codes"}, "[alarms]")
     if "queue_classes" in al:
         qc = al["queue_classes"]
         if not isinstance(qc, list) or any(c not in _alarms.CLASSES for c in qc):
             raise ConfigError("[alarms].queue_classes must list classes from: %s"
                               % ", ".join(_alarms.CLASSES))
         cfg.queue_classes = frozenset(qc)
+    cfg.alarm_codes.update(_alarm_codes(al.get("codes", {})))
     rt = doc.get("routing", {})
     _check_keys(rt, {"file", "outputs", "centers", "routes"}, "[routing]")
     if "file" in rt:
@@ -288,6 +295,24 @@ def _load_limits(cfg: Config, lim) -> None:
     for k in ("auth_timeout_s", "idle_timeout_s", "keyless_idle_timeout_s"):
         if k in lim:
             setattr(cfg, k, float(_num(lim[k], "[limits].%s" % k, 0.1)))
+
+
+def _alarm_codes(codes) -> dict:
+    """[alarms.codes]: 305 = "event", 301 = "status" ... (Contact ID code ->
+    alarm | status | event)."""
+    if not isinstance(codes, dict):
+        raise ConfigError("[alarms.codes] must be a table of CODE = \"alarm\" | \"status\" | "
+                          "\"event\"")
+    out = {}
+    for k, v in codes.items():
+        where = "[alarms.codes] %s" % k
+        if not (k.isdigit() and len(k) <= 3):
+            raise ConfigError("%s: a Contact ID code is a number 0..999" % where)
+        if v not in _alarms.DISPOSITIONS:
+            raise ConfigError("%s = %r: give one of %s" % (where, v, ", ".join(
+                '"%s"' % d for d in _alarms.DISPOSITIONS)))
+        out[int(k)] = v
+    return out
 
 
 # The widest DC-09 timestamp window accepted: a day.  Wider is no test at

@@ -46,7 +46,7 @@ from datetime import datetime, timedelta, timezone
 
 from protocol import dc09
 from protocol.errors import LocalProtocolError
-from receiver.forwarder import DeliveryError, Output
+from receiver.forwarder import DeliveryError, Output, failure_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,8 +130,7 @@ class Dc09Output(Output):
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.spec.host, self.spec.port), self.spec.timeout_s)
         except (OSError, asyncio.TimeoutError) as e:
-            raise DeliveryError("connect %s:%d: %s" % (self.spec.host, self.spec.port,
-                                                       e or type(e).__name__)) from None
+            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
                      self.spec.port)
 
@@ -149,21 +148,23 @@ class Dc09Output(Output):
                 got = await self._attempt(outbox_id, message)
         except (OSError, asyncio.TimeoutError) as e:
             await self.close()
-            raise DeliveryError("id %d: %s" % (outbox_id, e or type(e).__name__)) from None
+            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         if got is None:
             await self.close()
-            raise DeliveryError("id %d: connection closed before a reply" % outbox_id)
+            raise DeliveryError("%s closed the connection before it answered" % self.target)
         if got.msg_id == dc09.ACK:
             return
         if got.msg_id == dc09.NAK:
             self.naks += 1
             if got.timestamp is not None:
                 self.skew = got.timestamp - datetime.now(timezone.utc)
-            raise DeliveryError("id %d: NAK (far end time %s)" % (
-                outbox_id, got.timestamp.isoformat() if got.timestamp else "-"))
+            raise DeliveryError("%s refused the message (DC-09 NAK%s); sent again with its "
+                                "time" % (self.target, ", its clock reads %s" % (
+                                    got.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC"))
+                                    if got.timestamp else ""))
         self.duhs += 1
-        raise DeliveryError("id %d: DUH (the far end cannot process account %s)"
-                            % (outbox_id, got.account))
+        raise DeliveryError("%s cannot process messages for account %s (DC-09 DUH)"
+                            % (self.target, got.account))
 
     async def _attempt(self, outbox_id: int, payload: dict):
         """Send the row's message; the matching reply, or None if the

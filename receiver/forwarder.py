@@ -32,9 +32,12 @@ failure.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import socket
 import time
+from urllib.parse import urlsplit
 
 from receiver.backoff import Backoff
 from receiver.routing import OutputSpec
@@ -53,7 +56,58 @@ IDLE_POLL_S = 5.0
 
 
 class DeliveryError(Exception):
-    """The far end did not take the message; retry later."""
+    """The far end did not take the message; retry later.  The message is a
+    sentence an operator reads on the dispatch view (:func:`failure_text`),
+    never an exception's repr."""
+
+
+def target_of(spec: OutputSpec) -> str:
+    """Where an output delivers, as an operator reads it: HOST:PORT, or the
+    URL without user, password or query (they may hold secrets)."""
+    if not spec.url:
+        return "%s:%d" % (spec.host, spec.port)
+    u = urlsplit(spec.url)
+    host = u.hostname or ""
+    if ":" in host:
+        host = "[%s]" % host
+    return "%s://%s%s%s" % (u.scheme, host, ":%d" % u.port if u.port else "", u.path)
+
+
+# errno -> what it means for a far end, in words
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "refused the connection (nothing is listening there)",
+    errno.ECONNRESET: "closed the connection",
+    errno.EPIPE: "closed the connection",
+    errno.ECONNABORTED: "closed the connection",
+    errno.EHOSTUNREACH: "cannot be reached (no route to the host)",
+    errno.ENETUNREACH: "cannot be reached (network unreachable)",
+    errno.ETIMEDOUT: "did not answer (connection timed out)",
+}
+
+
+def failure_text(e: BaseException, target: str, timeout_s: float) -> str:
+    """Why a delivery to ``target`` failed, as a sentence without the final
+    stop: 'no answer from 10.0.0.5:7000 within 5 s', '10.0.0.5:7000 refused
+    the connection (nothing is listening there)'."""
+    inner = getattr(e, "os_error", None)  # aiohttp wraps the socket's error
+    if isinstance(inner, OSError):
+        e = inner
+    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+        return "no answer from %s within %g s" % (target, timeout_s)
+    if isinstance(e, socket.gaierror):
+        return "%s: the host name is not known" % target
+    if isinstance(e, asyncio.LimitOverrunError):
+        return "%s answered with a line longer than %d bytes" % (target, MAX_SINK_LINE)
+    if isinstance(e, OSError):
+        words = _ERRNO_WORDS.get(e.errno)
+        if words is None and isinstance(e, ConnectionError):
+            words = "closed the connection"
+        if words is not None:
+            return "%s %s" % (target, words)
+        return "%s: %s" % (target, (e.strerror or str(e) or type(e).__name__).lower())
+    if isinstance(e, ValueError):
+        return "%s sent an answer that could not be read" % target
+    return "%s: %s" % (target, str(e) or type(e).__name__)
 
 
 class Output:
@@ -62,6 +116,10 @@ class Output:
     def __init__(self, spec: OutputSpec):
         self.spec = spec
         self.name = spec.name
+
+    @property
+    def target(self) -> str:
+        return target_of(self.spec)
 
     async def deliver(self, outbox_id: int, message: dict) -> None:
         raise NotImplementedError
@@ -82,8 +140,7 @@ class JsonLinesOutput(Output):
                 asyncio.open_connection(self.spec.host, self.spec.port, limit=MAX_SINK_LINE),
                 self.spec.timeout_s)
         except (OSError, asyncio.TimeoutError) as e:
-            raise DeliveryError("connect %s:%d: %s" % (self.spec.host, self.spec.port,
-                                                       e or type(e).__name__)) from None
+            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
                      self.spec.port)
 
@@ -103,13 +160,13 @@ class JsonLinesOutput(Output):
                     raise asyncio.TimeoutError()
                 got = await asyncio.wait_for(self._reader.readline(), left)
                 if not got:
-                    raise ConnectionResetError("sink closed the connection")
+                    raise ConnectionResetError(errno.ECONNRESET, "closed")
                 if got.strip() == want:
                     return
                 # an ACK of an earlier (resent) id, or chatter: ignore
         except (OSError, asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError) as e:
             await self.close()
-            raise DeliveryError("id %d: %s" % (outbox_id, e or type(e).__name__)) from None
+            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
 
     async def close(self) -> None:
         w, self._writer, self._reader = self._writer, None, None
@@ -138,9 +195,10 @@ class WebhookOutput(Output):
                     headers={"Idempotency-Key": str(outbox_id)}) as resp:
                 if 200 <= resp.status < 300:
                     return
-                raise DeliveryError("id %d: HTTP %d" % (outbox_id, resp.status))
+                raise DeliveryError(("%s answered HTTP %d %s" % (
+                    self.target, resp.status, resp.reason or "")).rstrip())
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            raise DeliveryError("id %d: %s" % (outbox_id, e or type(e).__name__)) from None
+            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
 
     async def close(self) -> None:
         if self._session is not None:
@@ -160,10 +218,18 @@ class Forwarder:
     """Delivers one output's outbox rows in order, for ever."""
 
     def __init__(self, store: Store, output: Output, metrics=None,
-                 backoff: Backoff | None = None):
+                 backoff: Backoff | None = None, on_change=None):
         self.store = store
         self.output = output
         self.metrics = metrics
+        # Health, for the console: since when the far end has been failing
+        # (None: the last attempt succeeded, or none failed yet), the last
+        # failure in words, failed attempts in a row.  ``on_change(self)``
+        # is called when it starts or stops failing.
+        self.failing_since: float | None = None
+        self.last_error: str | None = None
+        self.failures = 0
+        self.on_change = on_change
         cap = output.spec.retry_max_s
         self.backoff = backoff or Backoff(base_s=min(0.5, cap), cap_s=cap)
         self._wake = asyncio.Event()
@@ -216,6 +282,21 @@ class Forwarder:
                     return  # stopping
         _LOGGER.debug("forwarder stopped output=%s", name)
 
+    def _health(self, error: str | None) -> None:
+        was = self.failing_since is not None
+        if error is None:
+            self.failing_since, self.last_error, self.failures = None, None, 0
+        else:
+            if self.failing_since is None:
+                self.failing_since = time.time()
+            self.last_error = error
+            self.failures += 1
+        if was != (self.failing_since is not None) and self.on_change is not None:
+            try:
+                self.on_change(self)
+            except Exception:  # noqa: BLE001 - a listener must not stop delivery
+                _LOGGER.exception("output health listener failed output=%s", self.output.name)
+
     async def _deliver_one(self, row) -> bool:
         name = self.output.name
         while not self._stop.is_set():
@@ -228,6 +309,7 @@ class Forwarder:
                                 row["attempts"] + delay_from, e)
                 if self.metrics is not None:
                     self.metrics.forwarded.labels(name, "failed").inc()
+                self._health(str(e))
                 try:
                     await self.store.outbox_result(row["id"], False, str(e)[:500], time.time())
                 except StoreError:
@@ -237,6 +319,7 @@ class Forwarder:
                 continue
             self.backoff.reset()
             self.delivered += 1
+            self._health(None)
             if self.metrics is not None:
                 self.metrics.forwarded.labels(name, "delivered").inc()
             _LOGGER.info("delivered output=%s id=%d account=%s", name, row["id"],

@@ -37,6 +37,8 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
+from protocol.contactid import PATH_NAMES, path_label
+
 OK = "ok"
 FAILED = "failed"
 
@@ -48,8 +50,6 @@ TRANSITIONS = {
     OK: {HEARD: (OK, None), EXPIRED: (FAILED, "failure")},
     FAILED: {HEARD: (OK, "restore")},
 }
-
-PATH_NAMES = {1: "primary", 2: "backup"}
 
 # Contact ID (SIA DC-05) code the receiver raises for a supervision change.
 CODE_COMM_TROUBLE = 350
@@ -92,20 +92,37 @@ class Change:
         return 1 if self.failed else 3
 
     def describe(self) -> str:
+        """The receiver's words for the change: 'backup path (2) silent for
+        90 s', 'backup path (2) reporting again'."""
         if self.failed:
-            return "no report on %s path for %d s" % (
-                PATH_NAMES.get(self.path, self.path), int(self.at - self.last_heard))
-        return "%s path reporting again" % PATH_NAMES.get(self.path, self.path)
+            return "%s silent for %s" % (path_label(self.path),
+                                         duration_text(self.at - self.last_heard))
+        return "%s reporting again" % path_label(self.path)
+
+
+def duration_text(seconds: float) -> str:
+    """'90 s', '12 min', '3 h 5 min': a silence as an operator reads it."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return "%d s" % s
+    if s < 7200:
+        return "%d min" % (s // 60)
+    return "%d h %d min" % (s // 3600, s % 3600 // 60)
 
 
 class _Line:
-    __slots__ = ("state", "last_heard", "timeout_s", "scheduled")
+    __slots__ = ("state", "last_heard", "timeout_s", "scheduled", "heard_at")
 
     def __init__(self, state, last_heard, timeout_s):
         self.state = state
+        # the start of the current timeout: the last hearing, or when
+        # supervision of the line began (nothing heard yet)
         self.last_heard = last_heard
         self.timeout_s = timeout_s
         self.scheduled = None
+        # when a frame was really heard on it (None: not since supervision
+        # began here; the console says "never heard", not the start time)
+        self.heard_at = None
 
 
 class Supervisor:
@@ -176,6 +193,8 @@ class Supervisor:
             return None  # not supervised on this path
         if now > line.last_heard:
             line.last_heard = now
+        if line.heard_at is None or now > line.heard_at:
+            line.heard_at = now
         state, change = TRANSITIONS[line.state][HEARD]
         line.state = state
         if change is None:
@@ -216,6 +235,7 @@ class Supervisor:
         for p in prof.paths:
             line = self._lines[(account, p)]
             out[p] = {"state": line.state, "last_heard": line.last_heard,
+                      "heard_at": line.heard_at,
                       "deadline": line.last_heard + line.timeout_s}
         return out
 

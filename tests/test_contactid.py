@@ -28,4 +28,39 @@ def test_descriptions_name_zones_and_users():
     assert c.describe(121, 1, 4) == "Duress, user 4"
     assert c.describe(423, 1, 1, "entrance door") == "Forced access, zone 1 (entrance door)"
     assert c.describe(987) == "Event 987"
-    assert c.zone_is_user(121) and c.zone_is_user(401) and not c.zone_is_user(423)
+    assert c.number_kind(121) == c.number_kind(401) == c.USER
+    assert c.number_kind(423) == c.ZONE
+
+
+def test_one_place_says_what_the_number_in_an_event_is():
+    # zones: alarms, loop troubles, access points (a door)
+    for code in (110, 122, 130, 134, 144, 372, 373, 423, 426, 570, 613):
+        assert c.number_kind(code) == c.ZONE, code
+    # users: open/close, duress, access by a user, walk-test mode (607)
+    for code in (121, 401, 403, 407, 441, 421, 461, 607):
+        assert c.number_kind(code) == c.USER, code
+    # paths: communication troubles from the receiver (350) or the panel (354)
+    for code in range(350, 358):
+        assert c.number_kind(code) == c.PATH, code
+    assert c.number_kind(624) == c.COUNT  # event log overflow: events lost
+    for code in (301, 302, 305, 602):
+        assert c.number_kind(code) == c.NONE, code
+    assert c.number_kind(987) == c.ZONE  # unknown codes: DC-05's default
+
+
+def test_numbers_in_words_never_borrow_a_zone_name():
+    assert c.number_label(130, 3, "vault door") == "zone 3 (vault door)"
+    # a path or user number that happens to match a named zone keeps its meaning
+    assert c.number_label(350, 2, "vault seismic") == "backup path (2)"
+    assert c.number_label(354, 1, "front door") == "primary path (1)"
+    assert c.number_label(607, 3, "vault door") == "user 3"
+    assert c.number_label(624, 17) == "17 events lost"
+    assert c.number_label(302, 4, "lobby PIR") == "number 4"
+    assert c.number_label(130, 0, "x") == "" and c.number_label(350, 0) == ""
+    assert c.number_label(350, 7) == "path 7"
+    assert c.describe(350, 1, 2, "vault seismic") == "Communication trouble, backup path (2)"
+    assert c.describe(354, 3, 1) == "Failure to communicate event restored, primary path (1)"
+    assert c.describe(350, 1, detail="backup path (2) silent for 90 s") == \
+        "Communication trouble: backup path (2) silent for 90 s"
+    assert c.describe(607, 1, 3, "vault door") == "Walk test mode, user 3"
+    assert c.describe(305, 1, 0, partition=0) == "System reset"

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections import deque
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +35,7 @@ from aiohttp import web
 from protocol import contactid
 from receiver import alarms as _alarms
 from receiver.app import CommandError
+from receiver.forwarder import target_of
 from receiver.web import auth, derive
 from receiver.web.users import UserError
 
@@ -241,13 +243,57 @@ def connected_accounts(rx) -> dict[str, list[dict]]:
     return out
 
 
-def supervision_of(rx, number: str) -> list[dict]:
+# Whether a path was heard: since this receiver started ("yes"), not since
+# it started but the account reported before ("not since start"), or never.
+HEARD_YES, HEARD_NOT_SINCE_START, HEARD_NEVER = "yes", "not since start", "never"
+
+# Accounts known to have reported to this store at some time, per receiver
+# (only ever grows: a report cannot be undone).
+_REPORTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+async def reported_before(rx, accounts) -> set[str]:
+    """Those of ``accounts`` that have ever reported (a native panel that
+    advanced its sequence, or any stored event), to tell "never heard" from
+    "not heard since the receiver started".  One indexed query per account
+    not yet known, then remembered."""
+    known = _REPORTED.setdefault(rx, set())
+    for a in accounts:
+        if a.number in known:
+            continue
+        if a.highest_seq > 0 or await rx.store.list_events(account=a.number, limit=1):
+            known.add(a.number)
+    return known
+
+
+def supervision_of(rx, number: str, reported: bool) -> list[dict]:
+    """Each supervised path: state, when it was really heard (``last_heard``,
+    None if not since the receiver started) and ``heard`` (HEARD_*);
+    ``reported``: the account has reported before (:func:`reported_before`)."""
     st = rx.supervisor.status(number)
     prof = rx.supervisor.profile(number)
-    return [{"path": p, "path_name": {1: "primary", 2: "backup"}.get(p, str(p)),
-             "state": v["state"], "last_heard": v["last_heard"], "deadline": v["deadline"],
-             "timeout_s": prof.timeout_s if prof else None}
-            for p, v in sorted(st.items())]
+    out = []
+    for p, v in sorted(st.items()):
+        heard = (HEARD_YES if v["heard_at"] is not None
+                 else HEARD_NOT_SINCE_START if reported else HEARD_NEVER)
+        out.append({"path": p, "path_name": contactid.PATH_NAMES.get(p, str(p)),
+                    "path_label": contactid.path_label(p), "state": v["state"],
+                    "last_heard": v["heard_at"], "heard": heard,
+                    "watched_since": None if v["heard_at"] is not None else v["last_heard"],
+                    "deadline": v["deadline"],
+                    "timeout_s": prof.timeout_s if prof else None})
+    return out
+
+
+def number_fields(acct, code: int, number: int) -> dict:
+    """What an event's zone field is (``protocol.contactid.number_kind``:
+    zone, user, path, count, none) and in words ("backup path (2)", "zone 3
+    (vault door)"); ``zone_name`` only when it is a zone."""
+    kind = contactid.number_kind(code)
+    zname = (acct.zones.get(str(number), "") if acct is not None and number
+             and kind == contactid.ZONE else "")
+    return {"number_kind": kind, "number_label": contactid.number_label(code, number, zname),
+            "zone_name": zname}
 
 
 def _alarm_view(rx, a: dict) -> dict:
@@ -256,11 +302,21 @@ def _alarm_view(rx, a: dict) -> dict:
     d["site_name"] = acct.site_name if acct else ""
     d["site_address"] = acct.site_address if acct else ""
     d["region"] = acct.region if acct else ""
-    d["zone_name"] = acct.zones.get(str(a["zone"]), "") if acct else ""
+    d.update(number_fields(acct, a["code"], a["zone"]))
     d["partition_name"] = acct.partitions.get(str(a["partition"]), "") if acct else ""
     d["code_name"] = contactid.name(a["code"])
     d["contact_id"] = "E%03d" % a["code"]
     return d
+
+
+def _event_view(rx, e: dict) -> dict:
+    acct = rx.account(e["account"])
+    return dict(e, site_name=acct.site_name if acct else "",
+                **number_fields(acct, e["code"], e["zone"]))
+
+
+def _center_names(rx) -> dict:
+    return {cid: c.name for cid, c in rx.router.centers.items()}
 
 
 async def _open_alarms(rx) -> list[dict]:
@@ -464,7 +520,11 @@ async def get_alarm(request, console, s):
     a = await rx.store.get_alarm(alarm_id)
     if a is None:
         return _error(404, "no such alarm")
-    audit = await rx.store.alarm_audit(alarm_id)
+    names = _center_names(rx)
+    audit = [dict(r, text=_alarms.audit_sentence(r, a.get("routed_to"), names),
+                  # the receiver's own row holds routing data, not a note
+                  note=r["note"] if r["actor"] != "receiver" else None)
+             for r in await rx.store.alarm_audit(alarm_id)]
     ev = await rx.store.list_events(after_id=a["event_id"] - 1, limit=1)
     event = ev[0] if ev and ev[0]["id"] == a["event_id"] else None
     pending, full = await _pending_outbox(rx)
@@ -539,17 +599,24 @@ async def command_panel(request, console, s):
 # -- panels and sites ---------------------------------------------------------------------
 
 
-def _panel_row(rx, a, connected, open_by_acct, now) -> dict:
-    sup = supervision_of(rx, a.number)
+def _unheard(rx, a) -> bool:
+    """A supervised path of ``a`` not heard since this receiver started."""
+    return any(v["heard_at"] is None for v in rx.supervisor.status(a.number).values())
+
+
+def _panel_row(rx, a, connected, open_by_acct, now, reported: set) -> dict:
+    sup = supervision_of(rx, a.number, a.number in reported)
     alarms = open_by_acct.get(a.number, [])
     in_alarm = [x for x in alarms if x["event_class"] not in ("trouble", "tamper")]
     troubles = [x for x in alarms if x["event_class"] in ("trouble", "tamper")]
     failed = [p["path"] for p in sup if p["state"] == "failed"]
-    heard = [p["last_heard"] for p in sup]
+    heard = [p["last_heard"] for p in sup if p["last_heard"] is not None]
     return {"number": a.number, "site_name": a.site_name, "site_address": a.site_address,
             "region": a.region, "protocol": a.protocol, "panel_kind": a.panel_kind,
             "supervised": a.supervised, "supervision": sup,
             "last_heard": max(heard) if heard else None,
+            # HEARD_*; None when not supervised (nothing is watched)
+            "heard": (HEARD_YES if heard else sup[0]["heard"]) if sup else None,
             "connections": connected.get(a.number, []),
             "connected": a.number in connected,
             "not_heard": bool(failed), "failed_paths": failed,
@@ -578,13 +645,14 @@ async def panels(request, console, s):
         open_by.setdefault(al["account"], []).append(al)
     connected = connected_accounts(rx)
     now = time.time()
+    reported = await reported_before(rx, [a for a in accounts if _unheard(rx, a)])
     rows = []
     counts = {"all": 0, "not_heard": 0, "in_alarm": 0, "trouble": 0}
     for a in accounts:
         if q and q not in a.number.lower() and q not in a.site_name.lower() \
                 and q not in a.site_address.lower() and q not in a.region.lower():
             continue
-        r = _panel_row(rx, a, connected, open_by, now)
+        r = _panel_row(rx, a, connected, open_by, now, reported)
         counts["all"] += 1
         for k in ("not_heard", "in_alarm", "trouble"):
             counts[k] += r[k]
@@ -603,7 +671,7 @@ async def site(request, console, s):
     if a is None:
         return _error(404, "no such account")
     now = time.time()
-    state = derive.SiteState()
+    state = derive.SiteState(rx.alarm_policy)
     recent: deque = deque(maxlen=SITE_RECENT)
     limited = False
     try:
@@ -618,8 +686,11 @@ async def site(request, console, s):
     for k in ("highest_seq", "tx_seq"):
         info.pop(k, None)
     return _json({"account": info, "zones": snap["zones"], "partitions": snap["partitions"],
-                  "troubles": snap["troubles"], "recent_events": list(reversed(recent)),
-                  "open_alarms": open_alarms, "supervision": supervision_of(rx, number),
+                  "troubles": snap["troubles"],
+                  "recent_events": [_event_view(rx, e) for e in reversed(recent)],
+                  "open_alarms": open_alarms,
+                  "supervision": supervision_of(rx, number,
+                                                number in await reported_before(rx, [a])),
                   "connections": connected_accounts(rx).get(number, []),
                   "window": {"since": now - SITE_WINDOW_S, "events": state.events,
                              "scan_limited": limited}})
@@ -642,18 +713,15 @@ async def events(request, console, s):
             matched += 1
     except _ScanLimited:
         limited = True
-    out = []
-    for e in reversed(last):
-        acct = rx.account(e["account"])
-        out.append(dict(e, site_name=acct.site_name if acct else "",
-                        zone_name=acct.zones.get(str(e["zone"]), "") if acct else ""))
+    out = [_event_view(rx, e) for e in reversed(last)]
     return _json({"events": out, "matched": matched,
                   "truncated": matched > limit, "scan_limited": limited})
 
 
 CSV_COLUMNS = ("id", "received_at_utc", "received_at", "event_time_utc", "account", "site_name",
                "protocol", "source", "qualifier", "code", "contact_id", "event_class",
-               "priority", "partition", "zone", "zone_name", "description", "text", "value",
+               "priority", "partition", "zone", "number_kind", "zone_name", "description",
+               "text", "value",
                "path", "peer", "seq")
 
 
@@ -667,12 +735,13 @@ def _csv_safe(v):
 
 def _csv_row(rx, e) -> list:
     acct = rx.account(e["account"])
+    num = number_fields(acct, e["code"], e["zone"])
     return [_csv_safe(x) for x in (
         e["id"], _iso(e["received_at"]), "%.3f" % e["received_at"], _iso(e["event_time"]),
         e["account"], acct.site_name if acct else "", e["protocol"], e["source"],
         e["qualifier"], e["code"], "%s%03d" % (_qualifier_letter(e["qualifier"]), e["code"]),
-        e["event_class"], e["priority"], e["partition"], e["zone"],
-        acct.zones.get(str(e["zone"]), "") if acct else "", e["description"],
+        e["event_class"], e["priority"], e["partition"], e["zone"], num["number_kind"],
+        num["zone_name"], e["description"],
         e["text"] or "", "" if e["value"] is None else e["value"], e["path"], e["peer"],
         "" if e["seq"] is None else e["seq"])]
 
@@ -725,14 +794,54 @@ async def dispatch(request, console, s):
     rows = []
     for a in alarms + recent:
         rows.append(dict(_alarm_view(rx, a), dispatch=_dispatch_of(rx, a, pending, full)))
-    outputs = [{"name": n, "type": o.type, "target": o.url or "%s:%d" % (o.host, o.port),
-                "pending": depth.get(n, 0),
-                "delivered_since_start": getattr(rx.forwarders.get(n), "delivered", None)}
+    outputs = [dict(_output_health(rx, n), type=o.type, target=target_of(o),
+                    pending=depth.get(n, 0),
+                    delivered_since_start=getattr(rx.forwarders.get(n), "delivered", None))
                for n, o in sorted(rx.router.outputs.items())]
     centers = [{"id": c.id, "level": c.level, "name": c.name, "outputs": list(c.outputs)}
                for c in rx.router.centers.values()]
     return _json({"outputs": outputs, "centers": centers, "alarms": rows,
                   "routes": len(rx.router.routes)})
+
+
+def _output_health(rx, name: str) -> dict:
+    """An output's delivery health from its forwarder (this receiver's)."""
+    f = rx.forwarders.get(name)
+    failing = f is not None and f.failing_since is not None
+    return {"name": name, "failing": failing,
+            "failing_since": f.failing_since if failing else None,
+            "failures": f.failures if failing else 0,
+            "last_error": f.last_error if failing else None}
+
+
+@api(auth.VIEW)
+async def warnings(request, console, s):
+    """Console-wide warnings: each output that is failing while an open
+    alarm is routed to it (through one of its dispatch centres), with the
+    failure in words and how many open alarms wait on it."""
+    rx = console.receiver
+    failing = {n: _output_health(rx, n) for n, f in rx.forwarders.items()
+               if f.failing_since is not None}
+    out = []
+    if failing:
+        waiting: dict[str, int] = {}
+        for a in await _open_alarms(rx):
+            outs = set()
+            for cid in (a.get("routed_to") or {}).values():
+                c = rx.router.centers.get(cid)
+                outs.update(o for o in (c.outputs if c else ()) if o in failing)
+            for o in outs:
+                waiting[o] = waiting.get(o, 0) + 1
+        for name, h in sorted(failing.items()):
+            n = waiting.get(name, 0)
+            if not n:
+                continue
+            out.append(dict(h, kind="output_failing", open_alarms=n, text=(
+                "Dispatch output %s is failing: %s. %d open alarm%s routed through it; "
+                "what is not delivered is retried until the far end confirms it."
+                % (name, h["last_error"] or "no answer", n,
+                   " is" if n == 1 else "s are"))))
+    return _json({"warnings": out})
 
 
 # -- supervisors ------------------------------------------------------------------------------
@@ -959,6 +1068,7 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     add("GET", "/api/events", events)
     add("GET", "/api/events.csv", events_csv)
     add("GET", "/api/dispatch", dispatch)
+    add("GET", "/api/warnings", warnings)
     add("GET", "/api/security-events", security_events)
     add("GET", "/api/audit", audit)
     add("GET", "/api/users", list_users)

@@ -4,18 +4,21 @@ I/O; events are the store's dicts, oldest first).
 Contact ID (SIA DC-05) reports changes, not states, so the state of a
 zone or partition is the last report about it:
 
-- a zone: the last event carrying that zone number (codes whose ZZZ field
-  is a *user* number, DC-05 open/close and access, are skipped).  A new
+- a zone: the last event carrying that zone number (only codes whose ZZZ
+  field is a zone, ``protocol.contactid.number_kind``: a user number,
+  open/close and access, or a path number, 350-357, is skipped).  A new
   (qualifier 1) or still-present (6) event of an alarm class puts it in
   that class's state (``alarm:burglary``, ``trouble``, ``tamper`` ...), a
   bypass (570-577) marks it ``bypassed``, a restore (3) returns it to
   ``normal``.  A zone never reported is ``unknown``.
 - a partition: open/close reports (400-409, 441; DC-05: qualifier 1 =
   opening = disarmed, 3 = closing = armed; 441 = armed stay).
-- troubles: trouble and tamper conditions (class ``trouble``/``tamper``)
-  whose last report is new or still present, keyed by (code, partition,
-  zone).  The receiver's own path-supervision events (350 with
-  ``source = 'supervision'``, zone = path) are troubles like the others.
+- troubles: open conditions whose last report is new or still present,
+  keyed by (code, partition, zone): trouble and tamper alarms and codes the
+  receiver's alarm policy makes a ``status`` (``receiver.alarms``); an
+  ``event``-only code (305 "System reset") is never one.  The receiver's
+  own path-supervision events (350 with ``source = 'supervision'``, zone =
+  path) are troubles like the others.
 
 The derivation is only as good as the window of events it is given; the
 site view says how far back that window goes.
@@ -24,6 +27,7 @@ site view says how far back that window goes.
 from __future__ import annotations
 
 from protocol import contactid
+from receiver import alarms as _alarms
 
 _BYPASS = range(570, 578)
 _OPEN_CLOSE = set(range(400, 410)) | {441}
@@ -59,7 +63,8 @@ class SiteState:
     Memory is one entry per zone, partition and open trouble, however many
     events go through."""
 
-    def __init__(self):
+    def __init__(self, policy: _alarms.AlarmPolicy = _alarms.DEFAULT_POLICY):
+        self.policy = policy
         self.zones: dict[int, dict] = {}
         self.partitions: dict[int, dict] = {}
         self.troubles: dict[tuple, dict] = {}
@@ -70,8 +75,7 @@ class SiteState:
         self.events += 1
         if self.first_at is None:
             self.first_at = e["received_at"]
-        if e.get("source") != "supervision" and e["zone"] and not contactid.zone_is_user(
-                e["code"]):
+        if e["zone"] and contactid.number_kind(e["code"]) == contactid.ZONE:
             s = _zone_state(e)
             if s is not None:
                 self.zones[e["zone"]] = {"state": s, "since": e["received_at"],
@@ -82,7 +86,7 @@ class SiteState:
                 self.partitions[e["partition"]] = {
                     "state": s, "since": e["received_at"], "code": e["code"],
                     "description": e["description"]}
-        if e["event_class"] in ("trouble", "tamper"):
+        if self.policy.is_condition(e["code"], e["event_class"]):
             key = (e["code"], e["partition"], e["zone"], e.get("source") or "panel")
             if e["qualifier"] in (1, 6):
                 self.troubles[key] = {
@@ -107,9 +111,10 @@ class SiteState:
                 "troubles": sorted(self.troubles.values(), key=lambda t: t["since"])}
 
 
-def site_state(events, zones: dict, partitions: dict) -> dict:
+def site_state(events, zones: dict, partitions: dict,
+               policy: _alarms.AlarmPolicy = _alarms.DEFAULT_POLICY) -> dict:
     """:class:`SiteState` over ``events`` (oldest first), snapshotted."""
-    st = SiteState()
+    st = SiteState(policy)
     for e in events:
         st.feed(e)
     return st.snapshot(zones, partitions)

@@ -12,6 +12,10 @@
 //   reconnect or a "resync", so a page never misses a change made while it
 //   was loading.  When the server refuses the stream (too many live pages
 //   open), the page reloads its data every GL.POLL_MS and retries.
+// - Every page shows the console-wide warnings (/api/warnings: a dispatch
+//   output failing while an open alarm is routed to it) under the header.
+// - What the number in an event is (zone, user, path ...) and its words
+//   come from the API (number_kind, number_label): never re-derived here.
 "use strict";
 
 const GL = {me: null};
@@ -102,6 +106,15 @@ GL.stateLabel = function (state) {
   return GL.h("span", {class: "state " + state, text: state});
 };
 
+// "never heard", "not heard since the receiver started", or the time: how a
+// supervised path (or panel) was last heard, from the API's `heard` field.
+GL.heardText = function (heard, lastHeard) {
+  if (heard === "never") return "never heard";
+  if (heard === "not since start") return "not heard since the receiver started";
+  if (lastHeard === null || lastHeard === undefined) return "—";
+  return GL.fmtTime(lastHeard) + " (" + GL.ago(lastHeard) + ")";
+};
+
 GL.siteLink = function (number, label) {
   return GL.h("a", {href: "/site/" + encodeURIComponent(number), text: label || number});
 };
@@ -163,6 +176,9 @@ GL.header = function (current) {
     location.href = "/login";
   });
   const top = document.getElementById("top");
+  if (!document.getElementById("warnings")) {
+    top.after(GL.h("div", {id: "warnings", class: "warnings hidden", role: "alert", "aria-live": "assertive"}));
+  }
   GL.clear(top).append(
     GL.h("span", {class: "brand", text: "GUARDLINE"}),
     GL.h("nav", {"aria-label": "Console"}, ul),
@@ -182,16 +198,36 @@ GL.setLive = function (on, text) {
 
 GL.POLL_MS = 10000;
 
+// -- console-wide warnings ---------------------------------------------------------------
+GL.loadWarnings = async function () {
+  let d;
+  try { d = await GL.api("/api/warnings"); } catch (e) { return; }
+  const box = document.getElementById("warnings");
+  if (!box) return;
+  GL.clear(box).classList.toggle("hidden", !d.warnings.length);
+  for (const w of d.warnings) {
+    box.append(GL.h("p", {class: "warning", dataset: {output: w.name}},
+      GL.h("strong", {text: "DISPATCH OUTPUT FAILING"}), " since " + GL.fmtTime(w.failing_since) + " — " + w.text + " ",
+      GL.h("a", {href: "/dispatch", text: "Dispatch view"})));
+  }
+};
+GL.reloadWarnings = function () {
+  if (GL.warningsTimer) return;
+  GL.warningsTimer = setTimeout(function () { GL.warningsTimer = null; GL.loadWarnings(); }, 300);
+};
+
 // -- live stream ------------------------------------------------------------------------
 GL.stream = function (handlers) {
   const es = new EventSource("/api/stream");
-  es.addEventListener("hello", function () { GL.setLive(true); handlers.load && handlers.load(); });
-  es.addEventListener("resync", function () { handlers.load && handlers.load(); });
+  es.addEventListener("hello", function () { GL.setLive(true); GL.loadWarnings(); handlers.load && handlers.load(); });
+  es.addEventListener("resync", function () { GL.loadWarnings(); handlers.load && handlers.load(); });
   es.addEventListener("logout", function () { es.close(); GL.toLogin(); });
-  for (const kind of ["alarm", "event", "supervision", "security"]) {
+  for (const kind of ["alarm", "event", "supervision", "security", "output"]) {
     es.addEventListener(kind, function (ev) {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      // an output started or stopped failing; an alarm opened or closed
+      if (kind === "output" || kind === "alarm") GL.reloadWarnings();
       if (handlers[kind]) handlers[kind](msg);
     });
   }
@@ -229,5 +265,9 @@ GL.start = async function (page, handlers) {
   GL.header(page);
   handlers = handlers || {};
   if (handlers.load) handlers.load();  // the data first, over the API; the stream then updates it
+  GL.loadWarnings();
   GL.stream(handlers);
+  // the stream says when an output starts or stops failing; look again now
+  // and then in case a message was missed (or the stream was refused)
+  setInterval(GL.loadWarnings, 15000);
 };

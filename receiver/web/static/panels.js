@@ -11,8 +11,12 @@ async function load() {
   const tbody = GL.clear(document.querySelector("#panels tbody"));
   if (!d.panels.length) tbody.append(GL.h("tr", null, GL.h("td", {colspan: "8", class: "empty", text: "No panels match."})));
   for (const p of d.panels) {
-    const sup = p.supervised ? p.supervision.map(s => GL.h("span", {class: "pill " + (s.state === "ok" ? "ok" : "bad"),
-      text: s.path_name + (s.state === "ok" ? " ok" : " FAILED")})) : [GL.h("span", {class: "muted", text: "not supervised"})];
+    // a path is "ok" only once it has been heard: before that it is waiting
+    // (never heard, or not since the receiver started) and fails at its deadline
+    const sup = p.supervised ? p.supervision.map(s => GL.h("span", {
+      class: "pill " + (s.state !== "ok" ? "bad" : s.heard === "yes" ? "ok" : "warn"),
+      text: s.path_name + (s.state !== "ok" ? " FAILED" : s.heard === "yes" ? " ok" : " waiting")}))
+      : [GL.h("span", {class: "muted", text: "not supervised"})];
     tbody.append(GL.h("tr", {class: p.top_class ? "cls-" + p.top_class : null, dataset: {account: p.number}},
       GL.h("td", null, GL.siteLink(p.number)),
       GL.h("td", null, GL.h("div", {text: p.site_name || "—"}), GL.h("div", {class: "muted small", text: p.site_address})),
@@ -20,7 +24,8 @@ async function load() {
       GL.h("td", null, p.connected ? GL.h("span", {class: "pill ok", text: "connected"})
         : GL.h("span", {class: "pill", text: p.protocol === "native" ? "no link" : p.protocol})),
       GL.h("td", null, sup),
-      GL.h("td", {class: "num", text: p.last_heard ? GL.ago(p.last_heard) : "—", title: GL.fmtTime(p.last_heard)}),
+      GL.h("td", {class: "num last-heard", title: GL.fmtTime(p.last_heard),
+        text: p.last_heard ? GL.ago(p.last_heard) : p.heard ? GL.heardText(p.heard, null) : "—"}),
       GL.h("td", null, p.open_alarms ? [GL.badge(p.top_class), " " + p.open_alarms] : "—"),
       GL.h("td", null, p.trouble ? GL.h("span", {class: "pill bad", text: (p.open_troubles + p.failed_paths.length) + " open"}) : "—")));
   }

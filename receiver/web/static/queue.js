@@ -1,25 +1,48 @@
 // The alarm queue: open alarms by priority then age, live; the selected
 // alarm's details, dispatch state and audit trail; acknowledge and resolve.
+//
+// Which alarm the detail pane shows (Q.mode):
+// - "auto": the top of the queue, followed as the queue changes (a new
+//   hold-up replaces the burglary that was on top), until the operator
+//   picks one;
+// - "open": the open alarm the operator picked (a click, Enter, the
+//   banner's Show, typing a note); when it leaves the queue (resolved here
+//   or elsewhere) the pane goes back to "auto";
+// - "kept": an alarm picked from the resolved list or a #alarm-N link; it
+//   stays until the operator picks another.
+// The "new alarm" banner belongs to one alarm: it goes when that alarm is
+// picked, or is no longer pending (acknowledged or resolved by anyone).
 "use strict";
 
 // notes: what the operator typed per alarm, kept across live re-renders
-// of the detail panel; shown: the detail data last rendered.
-const Q = {alarms: [], selected: null, known: null, notes: {}, shown: null};
+// of the detail panel; shown: the detail data last rendered; banner: the
+// alarm id the banner announces.
+const Q = {alarms: [], selected: null, mode: "auto", known: null, notes: {}, shown: null,
+  banner: null};
+
+// The detail pane's name for the event's number, by its kind (from the API).
+const NUMBER_TITLE = {zone: "Zone", user: "User", path: "Path", count: "Count", none: "Number"};
+
+function shortTime(t) {
+  const d = new Date(t * 1000);
+  const hms = GL.pad(d.getHours()) + ":" + GL.pad(d.getMinutes()) + ":" + GL.pad(d.getSeconds());
+  const today = new Date();
+  if (d.toDateString() === today.toDateString()) return hms;
+  return GL.pad(d.getMonth() + 1) + "-" + GL.pad(d.getDate()) + " " + hms.slice(0, 5);
+}
 
 function alarmRow(a) {
+  const site = a.account + " · " + (a.site_name || "(unnamed site)");
   const tr = GL.h("tr", {class: "selectable cls-" + a.event_class + (a.id === Q.selected ? " selected" : ""),
     tabindex: "0", dataset: {alarmId: String(a.id)}, "aria-selected": a.id === Q.selected ? "true" : "false"},
-    GL.h("td", null, GL.badge(a.event_class)),
-    GL.h("td", {class: "num", title: GL.fmtTime(a.created_at)}, GL.fmtTime(a.created_at),
-      GL.h("div", {class: "muted small", text: GL.ago(a.created_at)})),
-    GL.h("td", null, GL.h("div", null, a.site_name || "(unnamed site)"),
-      GL.h("div", {class: "muted small"}, "account ", GL.siteLink(a.account))),
-    GL.h("td", {text: a.partition ? a.partition + (a.partition_name ? " · " + a.partition_name : "") : "—"}),
-    GL.h("td", {text: a.zone ? a.zone + (a.zone_name ? " · " + a.zone_name : "") : "—"}),
-    GL.h("td", null, GL.h("div", {text: a.description}), GL.h("div", {class: "muted small", text: a.contact_id})),
-    GL.h("td", null, GL.stateLabel(a.state)));
-  tr.addEventListener("click", () => select(a.id));
-  tr.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(a.id); } });
+    GL.h("td", {class: "c-class"}, GL.badge(a.event_class)),
+    GL.h("td", {class: "num c-time", title: GL.fmtTime(a.created_at) + " (" + GL.ago(a.created_at) + ")",
+      text: shortTime(a.created_at)}),
+    GL.h("td", {class: "c-site", title: site + (a.site_address ? ", " + a.site_address : "")}, site),
+    GL.h("td", {class: "c-what", title: a.description + " (" + a.contact_id + ")", text: a.description}),
+    GL.h("td", {class: "c-state"}, GL.stateLabel(a.state)));
+  tr.addEventListener("click", () => select(a.id, "open"));
+  tr.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(a.id, "open"); } });
   return tr;
 }
 
@@ -31,7 +54,7 @@ async function loadQueue() {
   Q.known = new Set(open.alarms.map(a => a.id));
   const tbody = GL.clear(document.querySelector("#queue tbody"));
   if (!open.alarms.length) {
-    tbody.append(GL.h("tr", null, GL.h("td", {colspan: "7", class: "empty", text: "No open alarms."})));
+    tbody.append(GL.h("tr", null, GL.h("td", {colspan: "5", class: "empty", text: "No open alarms."})));
   }
   for (const a of open.alarms) {
     const tr = alarmRow(a);
@@ -49,19 +72,35 @@ async function loadQueue() {
       GL.h("td", {class: "num", text: GL.fmtTime(a.resolved_at)}),
       GL.h("td", {text: a.resolved_by || ""}),
       GL.h("td", {text: a.note || ""}));
-    tr.addEventListener("click", () => select(a.id));
+    tr.addEventListener("click", () => select(a.id, "kept"));
     rb.append(tr);
   }
   if (!resolved.alarms.length) {
     rb.append(GL.h("tr", null, GL.h("td", {colspan: "6", class: "empty", text: "Nothing resolved yet."})));
   }
+  // the banner's alarm was acknowledged or resolved (here or on another console)
+  if (Q.banner !== null && !open.alarms.some(a => a.id === Q.banner && a.state === "pending")) hideBanner();
   const linked = location.hash.match(/^#alarm-(\d+)$/);
-  if (Q.selected === null && linked) select(parseInt(linked[1], 10));
-  else if (Q.selected === null && open.alarms.length) select(open.alarms[0].id);
-  else if (Q.selected !== null) loadDetail();
+  if (before === null && linked) {
+    const id = parseInt(linked[1], 10);
+    return select(id, Q.known.has(id) ? "open" : "kept");
+  }
+  if (Q.mode === "open" && !Q.known.has(Q.selected)) Q.mode = "auto";  // it left the queue
+  if (Q.mode === "auto") {
+    const top = open.alarms.length ? open.alarms[0].id : null;
+    if (top !== Q.selected) return show(top);
+  }
+  if (Q.selected !== null) loadDetail();
 }
 
-function select(id) {
+// The operator picks an alarm ("open" from the queue, "kept" otherwise).
+function select(id, mode) {
+  Q.mode = mode;
+  if (id === Q.banner) hideBanner();
+  show(id);
+}
+
+function show(id) {
   if (id !== Q.selected) Q.shown = null;
   Q.selected = id;
   document.querySelectorAll("#queue tbody tr").forEach(tr => {
@@ -69,6 +108,12 @@ function select(id) {
     tr.classList.toggle("selected", on);
     tr.setAttribute("aria-selected", on ? "true" : "false");
   });
+  if (id === null) {
+    const box = GL.clear(document.getElementById("detail"));
+    delete box.dataset.alarmId;
+    box.append(GL.h("p", {class: "muted", text: "No alarm selected."}));
+    return;
+  }
   loadDetail();
 }
 
@@ -110,7 +155,7 @@ async function loadDetail() {
       ["Account", GL.siteLink(a.account)],
       ["Region", a.region],
       ["Partition", a.partition ? a.partition + (a.partition_name ? " · " + a.partition_name : "") : "—"],
-      ["Zone", a.zone ? a.zone + (a.zone_name ? " · " + a.zone_name : "") : "—"],
+      [NUMBER_TITLE[a.number_kind] || "Number", a.number_label || "—"],
       ["Contact ID", a.contact_id + " " + a.code_name],
       ["Received", GL.fmtTime(a.created_at) + " (" + GL.ago(a.created_at) + ")"],
       ["Panel time", d.event && d.event.event_time ? GL.fmtTime(d.event.event_time) : "—"],
@@ -127,13 +172,12 @@ async function loadDetail() {
     GL.h("td", {text: r.output || ""}),
     GL.h("td", null, GL.h("span", {class: "pill " + (r.state === "delivered" ? "ok" : r.state === "retrying" ? "bad" : "warn"),
       text: r.state + (r.attempts ? " (" + r.attempts + " tries)" : "")}),
-      r.last_error ? GL.h("div", {class: "muted small", text: r.last_error}) : null))))));
+      r.last_error ? GL.h("div", {class: "muted small last-error",
+        text: "Last try " + GL.fmtTime(r.last_attempt_at) + ": " + r.last_error + "."}) : null))))));
 
   box.append(GL.h("h3", {text: "Audit trail"}));
   box.append(GL.h("ol", {class: "audit", id: "audit"}, d.audit.map(r => GL.h("li", null,
-    GL.h("strong", {text: GL.fmtTime(r.at)}), " ",
-    GL.h("span", {class: "actor", text: r.actor}), " ",
-    GL.h("span", {class: "muted", text: (r.from_state ? r.from_state + " → " : "") + r.to_state}),
+    GL.h("strong", {text: GL.fmtTime(r.at)}), " ", GL.h("span", {class: "what", text: r.text}),
     r.note ? GL.h("span", {class: "note", text: r.note}) : null))));
 
   if (a.state !== "resolved" && GL.can("alarm.act")) {
@@ -145,7 +189,10 @@ async function loadDetail() {
     }
     const note = GL.h("textarea", {id: "note", placeholder: "What was done (police dispatched, keyholder called, false alarm…)"});
     note.value = Q.notes[a.id] || "";
-    note.addEventListener("input", () => { Q.notes[a.id] = note.value; });
+    note.addEventListener("input", () => {
+      Q.notes[a.id] = note.value;
+      if (Q.mode === "auto") Q.mode = "open";  // being handled: do not switch under the typing
+    });
     actions.append(GL.h("label", {for: "note", text: "Resolution note"}), note,
       GL.h("button", {type: "button", id: "resolve", text: "Resolve",
         onclick: () => act("resolve", note.value, msg)}), msg);
@@ -156,10 +203,11 @@ async function loadDetail() {
 
 async function act(action, note, msg) {
   msg.textContent = "";
+  const id = Q.selected;
   try {
-    await GL.api("/api/alarms/" + Q.selected + "/" + action, {method: "POST", body: note === null ? {} : {note: note}});
-    if (action === "resolve") delete Q.notes[Q.selected];
-    hideBanner();
+    await GL.api("/api/alarms/" + id + "/" + action, {method: "POST", body: note === null ? {} : {note: note}});
+    if (action === "resolve") delete Q.notes[id];
+    if (id === Q.banner) hideBanner();
   } catch (e) {
     msg.textContent = e.message;
     return;
@@ -167,18 +215,25 @@ async function act(action, note, msg) {
   await loadQueue();
 }
 
-function hideBanner() { document.getElementById("banner").classList.add("hidden"); }
+function hideBanner() {
+  Q.banner = null;
+  const b = document.getElementById("banner");
+  b.classList.add("hidden");
+  delete b.dataset.alarmId;
+}
 
 function newAlarm(msg) {
   // A new alarm that goes to the top of the queue (nothing open is more
   // urgent): flash a banner and beep.
   const top = Q.alarms.length ? Math.min.apply(null, Q.alarms.map(a => a.priority)) : Infinity;
   if (msg.priority <= top) {
+    Q.banner = msg.alarm_id;
     const b = GL.clear(document.getElementById("banner"));
     b.className = "banner " + msg.event_class;
+    b.dataset.alarmId = String(msg.alarm_id);
     b.append(GL.h("span", {text: "NEW " + (GL.CLASS_LABEL[msg.event_class] || msg.event_class).toUpperCase() +
       " ALARM — account " + msg.account + ": " + msg.description}),
-      GL.h("button", {type: "button", text: "Show", onclick: () => { hideBanner(); select(msg.alarm_id); }}));
+      GL.h("button", {type: "button", text: "Show", onclick: () => select(msg.alarm_id, "open")}));
     GL.beep();
   }
 }

@@ -12,6 +12,15 @@ function statePill(s) {
   return GL.h("span", {class: "pill " + cls, text: s.replace("alarm:", "alarm: ")});
 }
 
+// A supervised path: FAILED, reporting, or waiting for its first report
+// (not heard since the receiver started: it fails at its deadline).
+function pathPill(s) {
+  if (s.state !== "ok") return GL.h("span", {class: "pill bad", text: "FAILED"});
+  if (s.heard === "yes") return GL.h("span", {class: "pill ok", text: "reporting"});
+  return GL.h("span", {class: "pill warn", title: "fails at " + GL.fmtTime(s.deadline) + " if nothing arrives",
+    text: "waiting for a report"});
+}
+
 function rows(tbody, items, make, cols, empty) {
   GL.clear(tbody);
   if (!items.length) tbody.append(GL.h("tr", null, GL.h("td", {colspan: String(cols), class: "empty", text: empty})));
@@ -58,9 +67,9 @@ async function load() {
     4, "No partitions named and none reported.");
 
   rows(document.querySelector("#supervision tbody"), d.supervision, s => GL.h("tr", null,
-    GL.h("td", {text: s.path + " · " + s.path_name}),
-    GL.h("td", null, GL.h("span", {class: "pill " + (s.state === "ok" ? "ok" : "bad"), text: s.state === "ok" ? "reporting" : "FAILED"})),
-    GL.h("td", {class: "num", text: GL.fmtTime(s.last_heard) + " (" + GL.ago(s.last_heard) + ")"}),
+    GL.h("td", {text: s.path_label}),
+    GL.h("td", null, pathPill(s)),
+    GL.h("td", {class: "num", text: GL.heardText(s.heard, s.last_heard)}),
     GL.h("td", {text: s.timeout_s ? s.timeout_s + " s silence" : "—"})), 4, "Not supervised.");
   const conn = d.connections.length ? "Connected: " + d.connections.map(c => c.transport + " " + c.peer).join(", ")
     : (a.protocol === "native" ? "No open connection (UDP panels have none)." : "");

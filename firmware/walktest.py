@@ -242,7 +242,7 @@ class WalkTest:
                         p["id"], p["name"], "ARMED" if armed else "disarmed",
                         contactid.describe(code, q, ev.get("zone")))))
             return out
-        if code not in ZONE_CODES or contactid.zone_is_user(code):
+        if code not in ZONE_CODES or contactid.number_kind(code) != contactid.ZONE:
             return out
         z = self.zones.get(ev.get("zone"))
         if z is None:

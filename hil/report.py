@@ -27,6 +27,8 @@ import json
 import os
 import sys
 
+from protocol import contactid
+
 ARROW = {"up": "^", "down": "v"}
 
 
@@ -77,8 +79,12 @@ def describe(e: dict, verbose: bool = False) -> str | None:
     if src == "receiver":
         if kind == "event":
             q = {1: "NEW", 3: "RESTORE", 6: "STATUS"}.get(d.get("qualifier"), d.get("qualifier"))
+            # the receiver's description; else rendered by the one rule for
+            # what the number is (a zone, a user, a path: protocol.contactid)
+            desc = d.get("description") or (contactid.describe(
+                d["code"], d.get("qualifier") or 1, d.get("zone")) if "code" in d else "")
             return "STORED %s %s %s  acct %s seq %s path %s prio %s%s" % (
-                d.get("code"), q, d.get("description", ""), d.get("account"), d.get("seq"),
+                d.get("code"), q, desc, d.get("account"), d.get("seq"),
                 d.get("path"), d.get("priority"),
                 " (supervision)" if d.get("origin") == "supervision" else "")
         if kind == "security":

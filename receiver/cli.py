@@ -31,6 +31,7 @@ import signal
 import sys
 import time
 
+from protocol import contactid
 from receiver import config as _config
 from receiver import logfmt
 
@@ -372,6 +373,7 @@ def _event_json(e: dict) -> str:
         "source": e["source"], "seq": e["seq"], "qualifier": e["qualifier"],
         "code": e["code"], "event_class": e["event_class"], "priority": e["priority"],
         "partition": e["partition"], "zone": e["zone"], "description": e["description"],
+        "number_kind": contactid.number_kind(e["code"]),
         "text": e["text"], "value": e["value"], "event_time": e["event_time"],
         "received_at": e["received_at"], "path": e["path"], "peer": e["peer"],
         "user": e["user"], "ext": e["ext"], "location": e["location"]},
@@ -418,7 +420,8 @@ async def _alarms_cmd(args, cfg) -> int:
                 rows = [r for r in rows if r["state"] != "resolved"]
             if args.json:
                 for r in rows:
-                    print(json.dumps(r, sort_keys=True))
+                    print(json.dumps(dict(r, number_kind=contactid.number_kind(r["code"])),
+                                     sort_keys=True))
             else:
                 print("%-6s %-12s %-3s %-10s %-12s %-20s %s" % (
                     "ID", "STATE", "PRI", "ACCOUNT", "CLASS", "RAISED", "DESCRIPTION"))

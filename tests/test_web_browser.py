@@ -10,7 +10,7 @@ import re
 import pytest
 
 from receiver.simpanel import SimPanel, event_msg
-from receiver.testing import wait_until
+from receiver.testing import JsonLinesSink, wait_until
 from receiver.web.testing import PASSWORDS, console_receiver
 from receiver.web.users import SQLiteUserStore
 
@@ -105,8 +105,7 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
 
                 await page.click("#ack")
                 audit = page.locator("#audit li")
-                await expect(audit.nth(1)).to_contain_text("olga")
-                await expect(audit.nth(1)).to_contain_text("pending → acknowledged")
+                await expect(audit.nth(1)).to_contain_text("Acknowledged by olga.")
                 note = "Police dispatched; manager confirms staff safe"
                 await page.fill("#note", note)
                 # another alarm arrives while the note is being typed: the
@@ -119,7 +118,7 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
                 await expect(rows).to_have_count(5)
                 await page.locator("#resolved tbody tr[data-alarm-id='%s']" % alarm_id).click()
                 await expect(audit).to_have_count(3)
-                await expect(audit.nth(2)).to_contain_text("acknowledged → resolved")
+                await expect(audit.nth(2)).to_contain_text("Resolved by olga.")
                 await expect(audit.nth(2)).to_contain_text("manager confirms staff safe")
                 a = await rx.store.get_alarm(int(alarm_id))
                 assert (a["state"], a["acknowledged_by"], a["resolved_by"]) == (
@@ -208,3 +207,168 @@ async def test_administrator_pages_render_and_manage_users(tmp_path):
                 await browser.close()
     u = await SQLiteUserStore(str(tmp_path / "receiver.db")).get("nina")
     assert u is not None and u.role == "supervisor"
+
+
+async def deliver_many(rx, account, first_seq, events):
+    """Several events from one simulated panel over one TCP connection."""
+    host, port = rx.addresses["tcp"][0]
+    p = SimPanel(account, rx.account(str(account)).key, host, port)
+    await p.connect()
+    try:
+        for i, (code, zone, partition) in enumerate(events):
+            await p.deliver(first_seq + i, event_msg(code, 1, partition, zone))
+    finally:
+        await p.close()
+
+
+# What the layout check measures on the page: every queue row one line tall,
+# no cell of the state column cut, the queue not wider than its card.
+QUEUE_LAYOUT_JS = """() => {
+  const rows = [...document.querySelectorAll('#queue tbody tr[data-alarm-id]')];
+  const box = document.querySelector('#queue').parentElement;
+  const line = parseFloat(getComputedStyle(document.querySelector('#queue td')).lineHeight);
+  const cut = c => c.scrollWidth > c.clientWidth
+    || c.getBoundingClientRect().right > box.getBoundingClientRect().right;
+  return {
+    rows: rows.length,
+    tallest: Math.max(...rows.map(r => r.getBoundingClientRect().height)),
+    line: line,
+    stateCut: rows.filter(r => cut(r.lastElementChild)).length,  // the state column
+    classCut: rows.filter(r => cut(r.firstElementChild)).length,  // the class column
+    // the site, in its column or under the alarm, is never cut short
+    siteCut: rows.filter(r => { const c = [...r.querySelectorAll('.c-site, .where')]
+      .find(e => e.offsetParent !== null); return !c || cut(c); }).length,
+    overflowX: box.scrollWidth - box.clientWidth,
+    detailRight: document.querySelector('#detail').getBoundingClientRect().right,
+    width: window.innerWidth,
+  };
+}"""
+
+
+async def test_operator_reads_the_queue_banner_and_warnings_right(tmp_path):
+    """30 open alarms at 1280x800 and 1024x768 (one line per row, nothing
+    cut); a path alarm reads as a path; the banner leaves when its alarm is
+    picked or acknowledged elsewhere; the detail pane follows the queue top
+    until the operator picks one; a failing dispatch output is a warning on
+    every page, with the failure as a sentence."""
+    SHOTS = DOC_SHOTS if UPDATE_SHOTS else str(tmp_path / "screenshots")
+    os.makedirs(SHOTS, exist_ok=True)
+    async with console_receiver(tmp_path) as (rx, base, sink):
+        # 1004 (1 s heartbeat) never reports: its primary path fails; its
+        # zone 1 is named "front door", which the path number must not borrow
+        await wait_until(lambda: rx.supervisor.failed(), what="1004 supervision failure")
+        mix = [(130, 3, 2), (137, 1, 1), (134, 1, 1), (110, 5, 1), (302, 0, 0), (144, 2, 1),
+               (354, 2, 0), (133, 3, 2), (301, 0, 0), (132, 2, 1)]
+        await deliver_many(rx, 1001, 1, mix + mix[:5])
+        await deliver_many(rx, 1002, 1, [(130, 3, 1), (423, 1, 1), (137, 2, 1), (110, 2, 1),
+                                         (426, 1, 1), (130, 2, 1), (144, 3, 1)])
+        await deliver_many(rx, 1003, 1, [(137, 1, 1), (130, 2, 1), (144, 1, 1), (301, 0, 0),
+                                         (130, 1, 1), (133, 2, 1), (302, 0, 0)])
+        n_open = 1 + 15 + 7 + 7
+
+        async with async_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+                ctx.set_default_timeout(UI_TIMEOUT_MS)
+                page = await ctx.new_page()
+                problems = []
+                page.on("console", lambda m: problems.append(m.text) if m.type in (
+                    "error", "warning") else None)
+                page.on("pageerror", lambda e: problems.append(str(e)))
+                await page.goto(base + "/login?next=/")
+                await page.fill("#name", "olga")
+                await page.fill("#password", PASSWORDS["olga"])
+                await page.click("button[type=submit]")
+                await expect(page.locator("#live")).to_have_text("live")
+                rows = page.locator("#queue tbody tr[data-alarm-id]")
+                await expect(rows).to_have_count(n_open)
+
+                # the path failure: a path, never zone 1's name
+                path_row = rows.filter(has_text="Residence Okafor")
+                await expect(path_row).to_contain_text("primary path (1) silent for")
+                await expect(path_row).not_to_contain_text("front door")
+                await expect(rows.filter(has_text="Failure to communicate")).to_contain_text(
+                    "backup path (2)")
+
+                # two lines per alarm at most: the alarm, and the site under it
+                for w, h, name in ((1280, 800, "alarm-queue-1280x800"),
+                                   (1024, 768, "alarm-queue-1024x768")):
+                    await page.set_viewport_size({"width": w, "height": h})
+                    m = await page.evaluate(QUEUE_LAYOUT_JS)
+                    assert m["rows"] == n_open, m
+                    assert m["tallest"] < 2.9 * m["line"], m
+                    assert m["stateCut"] == 0 and m["classCut"] == 0, m
+                    assert m["siteCut"] == 0, m
+                    assert m["overflowX"] <= 0, m
+                    assert m["detailRight"] <= w, m  # the detail pane is on screen
+                    await page.screenshot(path=os.path.join(SHOTS, name + ".png"))
+
+                # the detail pane follows the top of the queue ...
+                detail = page.locator("#detail")
+                top_id = await rows.first.get_attribute("data-alarm-id")
+                await expect(detail).to_have_attribute("data-alarm-id", top_id)
+                # ... so a new hold-up on top is shown there, with the banner
+                await panel_event(rx, 1001, 16, 122, 4)
+                banner = page.locator("#banner")
+                await expect(banner).to_contain_text("NEW HOLD-UP ALARM")
+                await expect(rows.first).to_contain_text("teller hold-up button")
+                hold1 = await rows.first.get_attribute("data-alarm-id")
+                await expect(detail).to_have_attribute("data-alarm-id", hold1)
+                await expect(banner).to_have_attribute("data-alarm-id", hold1)
+                await expect(page.locator("#audit li").first).to_contain_text(
+                    "Raised by the receiver and routed to Central Police Station "
+                    "(police station), District 1 Command (district command) and "
+                    "Municipal Emergency Centre (municipal centre).")
+                assert "{" not in await page.locator("#audit").inner_text()
+                # picking it (a click) puts the banner away
+                await rows.first.click()
+                await expect(banner).to_be_hidden()
+                # another hold-up: a banner; the pane stays on the picked one
+                await panel_event(rx, 1003, 8, 122, 1)
+                await expect(banner).to_be_visible()
+                hold2 = await banner.get_attribute("data-alarm-id")
+                await expect(rows).to_have_count(n_open + 2)
+                await expect(detail).to_have_attribute("data-alarm-id", hold1)
+                # acknowledged on another console: the banner goes
+                await rx.acknowledge_alarm(int(hold2), "sam")
+                await expect(banner).to_be_hidden()
+                await expect(page.locator(
+                    "#queue tr[data-alarm-id='%s'] .state" % hold2)).to_have_text("acknowledged")
+
+                # a path alarm in the detail pane: "Path", not "Zone"
+                await path_row.click()
+                await expect(detail).to_contain_text("primary path (1)")
+                await expect(detail.locator("dl")).not_to_contain_text("front door")
+                await expect(detail.locator("dt", has_text="Path")).to_have_count(1)
+
+                # the dispatch output fails while alarms are routed to it
+                warnings = page.locator("#warnings")
+                await expect(warnings).to_be_hidden()
+                port = sink.port
+                sink.ack = False  # drops the kept connection at the next message ...
+                await sink.stop()  # ... and listens no more
+                await panel_event(rx, 1002, 8, 130, 1)  # harbour: not routed
+                await panel_event(rx, 1001, 17, 130, 1)  # central burglary: police-feed
+                await expect(warnings).to_contain_text("police-feed", timeout=30_000)
+                await expect(warnings).to_contain_text(re.compile(
+                    r"Output police-feed: 127\.0\.0\.1:%d (closed|refused) the connection"
+                    % port))
+                await page.screenshot(path=os.path.join(SHOTS, "output-warning.png"))
+                await page.goto(base + "/dispatch")
+                await expect(page.locator("#warnings")).to_contain_text("police-feed")
+                await expect(page.locator("#outputs")).to_contain_text("FAILING")
+                await expect(page.locator("#dispatch-alarms")).to_contain_text(
+                    "refused the connection (nothing is listening there).")
+                assert "Errno" not in await page.locator("main").inner_text()
+                # the far end is back: the warning goes by itself
+                sink2 = JsonLinesSink(port=port)
+                await sink2.start()
+                try:
+                    await expect(page.locator("#warnings")).to_be_hidden(timeout=30_000)
+                    await expect(page.locator("#outputs")).to_contain_text("delivering")
+                finally:
+                    await sink2.stop()
+                assert problems == [], problems
+            finally:
+                await browser.close()

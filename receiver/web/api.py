@@ -252,16 +252,29 @@ HEARD_YES, HEARD_NOT_SINCE_START, HEARD_NEVER = "yes", "not since start", "never
 _REPORTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+# Events read per account to find a first report (see reported_before).
+REPORT_EVIDENCE_SCAN = 50
+
+
+def _heard_in(e: dict) -> bool:
+    """Does this stored event prove the panel was heard?  Everything but
+    the receiver's own path failure (350 new, raised also for a panel never
+    heard at all); its restore means the path was heard again."""
+    return not (e["source"] == "supervision" and e["qualifier"] == 1)
+
+
 async def reported_before(rx, accounts) -> set[str]:
-    """Those of ``accounts`` that have ever reported (a native panel that
-    advanced its sequence, or any stored event), to tell "never heard" from
-    "not heard since the receiver started".  One indexed query per account
-    not yet known, then remembered."""
+    """Those of ``accounts`` that have ever reported: a native panel that
+    advanced its sequence, or an event in the store that proves a hearing
+    (:func:`_heard_in`).  Tells "never heard" from "not heard since the
+    receiver started".  One indexed query per account not yet known, then
+    remembered (a report cannot be undone)."""
     known = _REPORTED.setdefault(rx, set())
     for a in accounts:
         if a.number in known:
             continue
-        if a.highest_seq > 0 or await rx.store.list_events(account=a.number, limit=1):
+        if a.highest_seq > 0 or any(_heard_in(e) for e in await rx.store.list_events(
+                account=a.number, limit=REPORT_EVIDENCE_SCAN)):
             known.add(a.number)
     return known
 
@@ -837,8 +850,8 @@ async def warnings(request, console, s):
             if not n:
                 continue
             out.append(dict(h, kind="output_failing", open_alarms=n, text=(
-                "Dispatch output %s is failing: %s. %d open alarm%s routed through it; "
-                "what is not delivered is retried until the far end confirms it."
+                "Output %s: %s. %d open alarm%s routed through it; what is not "
+                "delivered is retried until the far end confirms it."
                 % (name, h["last_error"] or "no answer", n,
                    " is" if n == 1 else "s are"))))
     return _json({"warnings": out})

@@ -207,7 +207,7 @@ GL.loadWarnings = async function () {
   GL.clear(box).classList.toggle("hidden", !d.warnings.length);
   for (const w of d.warnings) {
     box.append(GL.h("p", {class: "warning", dataset: {output: w.name}},
-      GL.h("strong", {text: "DISPATCH OUTPUT FAILING"}), " since " + GL.fmtTime(w.failing_since) + " — " + w.text + " ",
+      GL.h("strong", {text: "DISPATCH OUTPUT FAILING"}), " since " + GL.fmtTime(w.failing_since) + ". " + w.text + " ",
       GL.h("a", {href: "/dispatch", text: "Dispatch view"})));
   }
 };

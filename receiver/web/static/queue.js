@@ -36,10 +36,12 @@ function alarmRow(a) {
   const tr = GL.h("tr", {class: "selectable cls-" + a.event_class + (a.id === Q.selected ? " selected" : ""),
     tabindex: "0", dataset: {alarmId: String(a.id)}, "aria-selected": a.id === Q.selected ? "true" : "false"},
     GL.h("td", {class: "c-class"}, GL.badge(a.event_class)),
-    GL.h("td", {class: "num c-time", title: GL.fmtTime(a.created_at) + " (" + GL.ago(a.created_at) + ")",
-      text: shortTime(a.created_at)}),
+    GL.h("td", {class: "num c-time", title: GL.fmtTime(a.created_at) + " (" + GL.ago(a.created_at) + ")"},
+      GL.h("div", {text: shortTime(a.created_at)}), GL.h("div", {class: "where muted small", text: GL.ago(a.created_at)})),
     GL.h("td", {class: "c-site", title: site + (a.site_address ? ", " + a.site_address : "")}, site),
-    GL.h("td", {class: "c-what", title: a.description + " (" + a.contact_id + ")", text: a.description}),
+    // narrow screens hide the site column and show the site under the alarm
+    GL.h("td", {class: "c-what", title: a.description + " (" + a.contact_id + ")\n" + site},
+      GL.h("div", {class: "what", text: a.description}), GL.h("div", {class: "where muted small", text: site})),
     GL.h("td", {class: "c-state"}, GL.stateLabel(a.state)));
   tr.addEventListener("click", () => select(a.id, "open"));
   tr.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(a.id, "open"); } });

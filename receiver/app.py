@@ -412,7 +412,8 @@ class Receiver:
             raise
 
     def _output_health(self, f: Forwarder) -> None:
-        """An output started or stopped failing: tell the consoles."""
+        """An output started or stopped failing, or fails for another
+        reason now: tell the consoles."""
         self.publish({"type": "output", "output": f.output.name,
                       "failing": f.failing_since is not None}, broadcast=False)
 

@@ -225,7 +225,7 @@ class Forwarder:
         # Health, for the console: since when the far end has been failing
         # (None: the last attempt succeeded, or none failed yet), the last
         # failure in words, failed attempts in a row.  ``on_change(self)``
-        # is called when it starts or stops failing.
+        # is called when it starts or stops failing, or fails differently.
         self.failing_since: float | None = None
         self.last_error: str | None = None
         self.failures = 0
@@ -283,7 +283,7 @@ class Forwarder:
         _LOGGER.debug("forwarder stopped output=%s", name)
 
     def _health(self, error: str | None) -> None:
-        was = self.failing_since is not None
+        was = self.failing_since is not None, self.last_error
         if error is None:
             self.failing_since, self.last_error, self.failures = None, None, 0
         else:
@@ -291,7 +291,7 @@ class Forwarder:
                 self.failing_since = time.time()
             self.last_error = error
             self.failures += 1
-        if was != (self.failing_since is not None) and self.on_change is not None:
+        if was != (self.failing_since is not None, self.last_error) and self.on_change:
             try:
                 self.on_change(self)
             except Exception:  # noqa: BLE001 - a listener must not stop delivery

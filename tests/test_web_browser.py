@@ -151,6 +151,9 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
             await page.click("button[data-filter=not_heard]")
             await expect(page.locator("#panels tbody tr")).to_have_count(1)
             await expect(page.locator("#panels tbody")).to_contain_text("Residence Okafor")
+            # 1004 never reported: "never heard", not the receiver's start time
+            await expect(page.locator("#panels tr[data-account='1004'] .last-heard")).to_have_text(
+                "never heard")
             await page.click("button[data-filter='']")
             await expect(page.locator("#panels tbody tr")).to_have_count(4)
             await page.screenshot(path=os.path.join(SHOTS, "panels-overview.png"))

@@ -33,7 +33,8 @@ def ev(i, code, q=1, zone=0, partition=1, source="panel"):
             "partition": partition, "event_class": contactid.event_class(code),
             "received_at": T0 + i, "event_time": T0 + i, "source": source, "seq": i,
             "path": 1, "priority": 5, "protocol": "native", "text": None, "value": None,
-            "peer": "x", "description": contactid.describe(code, q, zone=zone)}
+            "peer": "x", "user": None, "ext": None, "location": None,
+            "description": contactid.describe(code, q, zone=zone)}
 
 
 def test_site_state_never_takes_a_path_or_user_number_for_a_zone():

@@ -828,7 +828,7 @@ def _output_health(rx, name: str) -> dict:
 
 
 @api(auth.VIEW)
-async def warnings(request, console, s):
+async def console_warnings(request, console, s):
     """Console-wide warnings: each output that is failing while an open
     alarm is routed to it (through one of its dispatch centres), with the
     failure in words and how many open alarms wait on it."""
@@ -1081,7 +1081,7 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     add("GET", "/api/events", events)
     add("GET", "/api/events.csv", events_csv)
     add("GET", "/api/dispatch", dispatch)
-    add("GET", "/api/warnings", warnings)
+    add("GET", "/api/warnings", console_warnings)
     add("GET", "/api/security-events", security_events)
     add("GET", "/api/audit", audit)
     add("GET", "/api/users", list_users)

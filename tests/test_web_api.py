@@ -299,6 +299,10 @@ async def test_panels_overview_filters_and_site_view_state(tmp_path):
         assert await panels("not_heard") == ["1004"]
         assert await panels("in_alarm") == ["1001"]
         assert await panels("trouble") == ["1001", "1004"]
+        # 1004's failed path and its 350 alarm are one open trouble, not two
+        d = {p["number"]: p for p in (await c.json("GET", "/api/panels"))["panels"]}
+        assert (d["1004"]["failed_paths"], d["1004"]["open_conditions"]) == ([1], 1)
+        assert d["1001"]["open_conditions"] == 1  # AC loss
         assert await panels("") == ["1001", "1002", "1003", "1004"]
         await c.json("GET", "/api/panels?filter=bogus", status=400)
         s = await c.json("GET", "/api/sites/1001")

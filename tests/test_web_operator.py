@@ -146,6 +146,7 @@ async def test_a_panel_never_heard_says_so(tmp_path):
         assert [(s["path_label"], s["state"], s["heard"], s["last_heard"])
                 for s in p["1"]["supervision"]] == [("primary path (1)", "ok", "never", None)]
         assert (p["2"]["heard"], p["2"]["last_heard"]) == ("not since start", None)
+        assert (p["1"]["trouble"], p["1"]["open_conditions"]) == (False, 0)
         s = await c.json("GET", "/api/sites/1")
         assert [(x["heard"], x["last_heard"]) for x in s["supervision"]] == [("never", None)]
         await trip(rx, 1, 1, 130, 1)

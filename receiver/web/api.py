@@ -36,6 +36,7 @@ from protocol import contactid
 from receiver import alarms as _alarms
 from receiver.app import CommandError
 from receiver.forwarder import target_of
+from receiver.supervision import CODE_COMM_TROUBLE
 from receiver.web import auth, derive
 from receiver.web.users import UserError
 
@@ -636,7 +637,11 @@ def _panel_row(rx, a, connected, open_by_acct, now, reported: set) -> dict:
             "in_alarm": bool(in_alarm), "open_alarms": len(alarms),
             "top_class": min(alarms, key=lambda x: x["priority"])["event_class"]
             if alarms else None,
-            "trouble": bool(troubles or failed), "open_troubles": len(troubles)}
+            "trouble": bool(troubles or failed), "open_troubles": len(troubles),
+            # each condition once: a failed path usually has its own open 350
+            "open_conditions": len(troubles) + sum(
+                1 for p in failed if not any(x["code"] == CODE_COMM_TROUBLE and x["zone"] == p
+                                             for x in troubles))}
 
 
 _PANEL_FILTERS = {"": None, "all": None, "not_heard": "not_heard", "in_alarm": "in_alarm",

@@ -27,7 +27,7 @@ async function load() {
       GL.h("td", {class: "num last-heard", title: GL.fmtTime(p.last_heard),
         text: p.last_heard ? GL.ago(p.last_heard) : p.heard ? GL.heardText(p.heard, null) : "—"}),
       GL.h("td", null, p.open_alarms ? [GL.badge(p.top_class), " " + p.open_alarms] : "—"),
-      GL.h("td", null, p.trouble ? GL.h("span", {class: "pill bad", text: (p.open_troubles + p.failed_paths.length) + " open"}) : "—")));
+      GL.h("td", null, p.trouble ? GL.h("span", {class: "pill bad", text: p.open_conditions + " open"}) : "—")));
   }
   document.getElementById("panels-note").textContent = d.total > d.panels.length ?
     "Showing " + d.panels.length + " of " + d.total + "; narrow the search." : d.total + " panels.";

@@ -450,7 +450,22 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
     elif not _text_bytes(rest):
         raise Dc09FormatError("control character in the message data")
 
-    data, extended, ts_bytes = _split_payload(rest)
+    try:
+        data, extended, ts_bytes = _split_payload(rest)
+    except Dc09FormatError:
+        if not encrypted:
+            raise
+        # A wrong key yields random bytes; now that 8-bit text is accepted
+        # (not only printable ASCII) some of them pass the pad and text
+        # checks above.  Decrypted bytes that do not split into DC-09
+        # blocks are the wrong key's, not a malformed message's.
+        raise Dc09KeyError("account %s: region does not decrypt to a DC-09 payload "
+                           "(wrong key?)" % account, account) from None
+    if encrypted and ts_bytes is not None and not _printable(ts_bytes):
+        # The timestamp is ASCII digits and punctuation (5.5.1.8): random
+        # bytes there are a wrong key, not a time to NAK with.
+        raise Dc09KeyError("account %s: region does not decrypt to a DC-09 payload "
+                           "(wrong key?)" % account, account)
     msg.data = decode_text(data)
     msg.extended = [(letter, decode_text(v)) for letter, v in extended]
     if ts_bytes is not None:

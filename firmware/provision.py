@@ -57,8 +57,8 @@ DC09_KEY_BYTES = (16, 24, 32)
 # 8 at most (what a keypad buffer takes).
 CODE_RE = re.compile(r"^[0-9]{4,8}$")
 
-TEMPLATE_FIELDS = ("account", "key", "protocol", "receivers", "heartbeat_s", "site_name",
-                   "zones", "partitions")
+TEMPLATE_FIELDS = ("account", "key", "protocol", "receivers", "heartbeat_s", "supervision",
+                   "site_name", "zones", "partitions")
 
 
 class ProvisionError(Exception):
@@ -182,6 +182,7 @@ def load_template(path: str) -> dict:
                                     "%s: receivers[%d]" % (path, i)))
     out = {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
            "heartbeat_s": t.get("heartbeat_s"), "site_name": t.get("site_name") or "",
+           "supervision": _template_supervision(t.get("supervision") or [], path),
            "zones": {}, "partitions": {}}
     for field in ("zones", "partitions"):
         m = t.get(field) or {}
@@ -194,6 +195,21 @@ def load_template(path: str) -> dict:
                                      % (path, field, k))
             out[field][int(k)] = v
     return out
+
+
+def _template_supervision(sup, path: str) -> list:
+    """The template's ``supervision``: [{"path", "heartbeat_s", "grace_s"}]
+    for each path the receiver supervises (docs/receiver.md, "Panel
+    templates"); [] for an unsupervised account or an older template."""
+    if not isinstance(sup, list):
+        raise ProvisionError("%s: supervision: expected a list" % path)
+    for i, p in enumerate(sup):
+        if not (isinstance(p, dict) and p.get("path") in (1, 2)
+                and all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool)
+                        and p[k] >= 0 for k in ("heartbeat_s", "grace_s"))):
+            raise ProvisionError("%s: supervision[%d]: expected {\"path\": 1 or 2, "
+                                 "\"heartbeat_s\": S, \"grace_s\": S}" % (path, i))
+    return [dict(p) for p in sup]
 
 
 # -- a new config ----------------------------------------------------------------------

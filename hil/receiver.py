@@ -112,7 +112,8 @@ class ReceiverProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
-        argv = receiver_cmd() + ["serve", "--db", self.db, "--ready-file", self.ready_file,
+        argv = receiver_cmd() + ["serve", "--init", "--db", self.db,
+                                 "--ready-file", self.ready_file,
                                  "--log-level", self.log_level]
         if self.tcp:
             argv += ["--tcp", "%s:%d" % self.tcp]

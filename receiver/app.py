@@ -49,7 +49,7 @@ from receiver.metrics import Metrics
 from receiver.ratelimit import RateLimit
 from receiver.store import (Account, EventRecord, IngestOutcome, Store, StoreBusy,
                             StoreUnavailable, make_store)
-from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, Supervisor
+from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, Supervisor, account_profile
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class Receiver:
         self.config = config or Config()
         self.metrics = Metrics()
         self.store = store or make_store(self.config.db, max_batch=self.config.max_batch,
-                                         metrics=self.metrics)
+                                         metrics=self.metrics,
+                                         create=self.config.create_store)
         # Several receivers on a shared store (PostgreSQL): supervision
         # ownership, shared hearings, live updates (receiver.ownership).
         self.cluster = None
@@ -350,12 +351,7 @@ class Receiver:
         return self._accounts.get(number)
 
     def _profile(self, a: Account) -> Profile | None:
-        if not a.supervised:
-            return None
-        d = self.config.supervision
-        return Profile(a.heartbeat_s or d.interval_s,
-                       d.grace_s if a.grace_s is None else a.grace_s,
-                       tuple(a.supervised_paths))
+        return account_profile(a, self.config.supervision)
 
     async def reload_accounts(self) -> int:
         """Re-read accounts if they changed; returns how many there are."""

@@ -1,10 +1,10 @@
 """guardline-receiver: run the central-station receiver and operate its store.
 
-    guardline-receiver serve [--config receiver.toml] [--db PATH] [--tcp HOST:PORT]...
+    guardline-receiver serve [--config receiver.toml] [--db PATH] [--init] [--tcp HOST:PORT]...
                              [--udp HOST:PORT]... [--serial URL]... [--metrics HOST:PORT]
                              [--web HOST:PORT] [--dc09-tcp HOST:PORT]... [--dc09-udp HOST:PORT]...
                              [--ready-file FILE]
-    guardline-receiver accounts add|list|show|import|export ...
+    guardline-receiver accounts add|list|show|template|import|export ...
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
     guardline-receiver alarms list|show|ack|resolve ...
     guardline-receiver decode HEX|DC-09-TEXT [--key K] [--key-format hex|ascii]
@@ -13,8 +13,15 @@
 
 Every subcommand takes --config and --db (the database path from the
 config file, else var/receiver.db).  Exit status: 0 success, 1 a runtime
-failure (not found, store error), 2 a bad command line or configuration.
-docs/receiver.md is the operator's guide.
+failure (not found, no store, store error), 2 a bad command line or
+configuration.  docs/receiver.md is the operator's guide.
+
+A store is never made as a side effect: the commands that read or change
+what is in it refuse a store that does not exist (naming the path they
+looked at); only `serve --init` and the commands that add something
+(`accounts add`, `accounts import`, `users add`) create one, and say so.
+Arguments are checked before the store is opened, so a typo creates
+nothing.
 """
 
 from __future__ import annotations
@@ -59,14 +66,27 @@ def _load_config(args) -> _config.Config:
     return cfg
 
 
-async def _open_store(cfg):
-    from receiver.store import is_url, make_store, mask_url  # noqa: PLC0415
+def _store_origin(args, cfg) -> str:
+    """Where the store's location came from, for an operator who finds
+    there is no store there."""
+    if args.db:
+        return "given by --db"
+    if cfg.source is not None and cfg.db != _config.DEFAULT_DB:
+        return "[store] in %s, relative to that file" % cfg.source
+    return "the default %s, in the current directory" % _config.DEFAULT_DB
 
-    if not is_url(cfg.db):
-        os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
+
+async def _open_store(cfg, create: bool = False):
+    """Open the store ``cfg`` names.  ``create``: only for commands that
+    add something; the rest get StoreMissing for a store that is not
+    there (main() explains it)."""
+    from receiver.store import StoreMissing, make_store, mask_url  # noqa: PLC0415
+
     try:
-        store = make_store(cfg.db)
+        store = make_store(cfg.db, create=create)
         await store.open()
+    except StoreMissing:
+        raise
     except Exception as e:  # noqa: BLE001
         raise Failure("cannot open store %s: %s" % (mask_url(cfg.db), e)) from None
     return store
@@ -147,12 +167,11 @@ def cmd_serve(args) -> int:
     if not (cfg.tcp or cfg.udp or cfg.serial or cfg.dc09_tcp or cfg.dc09_udp):
         raise UsageError("nothing to listen on: give --tcp, --udp, --serial, --dc09-tcp or "
                          "--dc09-udp, or [listen] in the config file")
+    # a new store only when asked: a serve started in the wrong directory,
+    # or with a mistyped --db, must not run on an empty store
+    cfg.create_store = args.init
     logfmt.setup(args.log_level or cfg.log_level)
     _raise_fd_limit(cfg.max_connections + cfg.reserved_descriptors)
-    from receiver.store import is_url  # noqa: PLC0415
-
-    if not is_url(cfg.db):
-        os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
     return asyncio.run(_serve(cfg, args.ready_file))
 
 
@@ -177,9 +196,13 @@ def _raise_fd_limit(want: int) -> None:
 async def _serve(cfg, ready_file) -> int:
     from receiver.app import Receiver  # noqa: PLC0415
 
+    from receiver.store import StoreMissing  # noqa: PLC0415
+
     rx = Receiver(cfg)
     try:
         await rx.start()
+    except StoreMissing:
+        raise  # main() says where it looked and what to do
     except OSError as e:
         print("guardline-receiver: cannot listen: %s" % e, file=sys.stderr)
         return 2
@@ -195,9 +218,15 @@ async def _serve(cfg, ready_file) -> int:
                 for k, v in rx.addresses.items()}
         info["pid"] = os.getpid()
         tmp = ready_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(info, f)
-        os.replace(tmp, ready_file)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(info, f)
+            os.replace(tmp, ready_file)
+        except OSError as e:
+            print("guardline-receiver: cannot write --ready-file %s: %s" % (
+                ready_file, e.strerror or e), file=sys.stderr)
+            await rx.stop()
+            return 1
     await stop.wait()
     _LOGGER.info("signal received: shutting down")
     await rx.stop()
@@ -205,6 +234,23 @@ async def _serve(cfg, ready_file) -> int:
 
 
 # -- accounts ------------------------------------------------------------------------------
+
+# Hosts that mean "every address of this machine" in a listener: a panel
+# cannot report to them, it needs the address it reaches the receiver at.
+WILDCARD_HOSTS = frozenset(["0.0.0.0", "::", ""])
+
+
+def _native_key(text) -> bytes:
+    """A native account's key from --key (hex), or 32 fresh random bytes.
+    The length is the account's rule (Account.validate)."""
+    if not text:
+        return secrets.token_bytes(32)
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        # the text itself is not echoed: it may be a key
+        raise UsageError("--key is not hex: a native account's key is 16..64 bytes written "
+                         "as 32..128 hex digits (leave --key out to generate one)") from None
 
 
 def _dc09_key(text, fmt: str) -> bytes:
@@ -218,7 +264,163 @@ def _dc09_key(text, fmt: str) -> bytes:
     try:
         return dc09.parse_key(text, fmt)
     except LocalProtocolError as e:
-        raise UsageError("--key: %s" % e) from None
+        if fmt == "hex" and len(text) in (16, 24, 32):
+            hint = ("; a key of %d characters written as text, as most panels' menus take "
+                    "it, needs --key-format ascii" % len(text))
+        elif fmt == "hex":
+            hint = "; written in hex an AES-128/192/256 key is 32, 48 or 64 hex digits"
+        elif re.fullmatch(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{48}|[0-9A-Fa-f]{64}", text):
+            hint = "; it looks like hex: leave out --key-format ascii"
+        else:
+            hint = "; as text an AES-128/192/256 key is 16, 24 or 32 characters"
+        raise UsageError("--key: %s%s" % (e, hint)) from None
+
+
+def _paths_arg(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise UsageError("--paths: expected path numbers separated by commas, 1 (primary) "
+                         "and/or 2 (backup), e.g. 1,2; got %r" % text) from None
+
+
+def _receiver_arg(text: str) -> dict:
+    """``[tcp/|udp/]HOST:PORT`` to a template receiver entry."""
+    transport, _, addr = text.rpartition("/") if "/" in text else ("tcp", "", text)
+    if transport not in ("tcp", "udp"):
+        raise UsageError("--receiver %s: the transport is tcp/ or udp/ (e.g. "
+                         "tcp/rx1.example.net:7700)" % text)
+    try:
+        host, port = _config.parse_addr(addr, "--receiver %s" % text)
+    except _config.ConfigError as e:
+        raise UsageError(str(e)) from None
+    return {"transport": transport, "host": host, "port": port}
+
+
+def panel_template(cfg, acct, receivers: list | None = None) -> dict:
+    """What `guardline-panel new --from-template` builds a panel's config
+    from (firmware/provision.py reads it; docs/receiver.md, "Panel
+    templates"): the account, its key, the addresses the panel reports to
+    (``receivers``, else this receiver's listeners for the account's
+    protocol) and how the receiver supervises each path.  Refused
+    (UsageError) when there is no address a panel could use."""
+    from receiver.supervision import account_profile  # noqa: PLC0415
+
+    dc = acct.protocol == "dc09"
+    if receivers:
+        rx = [_receiver_arg(r) for r in receivers]
+    else:
+        rx = [{"transport": t, "host": h, "port": p}
+              for t, addrs in (("tcp", cfg.dc09_tcp if dc else cfg.tcp),
+                               ("udp", cfg.dc09_udp if dc else cfg.udp))
+              for h, p in addrs]
+        if not rx:
+            keys = "dc09_tcp/dc09_udp" if dc else "tcp/udp"
+            where = ("%s has no [listen] %s" % (cfg.source, keys) if cfg.source
+                     else "no --config given, so no [listen] %s is known" % keys)
+            raise UsageError("no receiver address for the panel template: %s; give "
+                             "--receiver tcp/HOST:PORT (the address panels reach this "
+                             "receiver at; twice for a backup path)" % where)
+    for r in rx:
+        if r["host"] in WILDCARD_HOSTS or not r["port"]:
+            what = ("--receiver %s/%s:%d is" if receivers else "the receiver listens on "
+                    "%s/%s:%d,") % (r["transport"], r["host"], r["port"])
+            raise UsageError(
+                "no usable receiver address for the panel template: %s every address of "
+                "this machine (or no port), and a panel needs the address it reaches the "
+                "receiver at; give --receiver %s/HOST:PORT (once per path)"
+                % (what, r["transport"]))
+    prof = account_profile(acct, cfg.supervision)
+    return {
+        "account": acct.number if dc else int(acct.number),
+        "key": acct.key.hex(), "protocol": acct.protocol, "receivers": rx,
+        # the interval of path 1 (the panel's heartbeat_s), as before
+        "heartbeat_s": prof.interval_s if prof else (acct.heartbeat_s
+                                                     or cfg.supervision.interval_s),
+        # each supervised path: heard at least every heartbeat_s, failed
+        # (350) after heartbeat_s + grace_s of silence; [] = unsupervised
+        "supervision": [{"path": p, "heartbeat_s": prof.interval_s, "grace_s": prof.grace_s}
+                        for p in prof.paths] if prof else [],
+        "site_name": acct.site_name, "zones": acct.zones, "partitions": acct.partitions}
+
+
+def _write_template(path: str, tmpl: dict) -> None:
+    try:
+        _write_private(path, json.dumps(tmpl, indent=2) + "\n")
+    except OSError as e:
+        raise Failure("cannot write the panel template %s: %s" % (path, e.strerror or e)) \
+            from None
+    print("panel template written to %s (mode 0600)" % path)
+
+
+def _new_account(args):
+    """The Account ``accounts add`` describes, checked: UsageError for any
+    bad argument, before the store is touched."""
+    from receiver.store import Account  # noqa: PLC0415
+
+    if args.protocol == "dc09":
+        args.number = args.number.upper()  # hex digits, stored upper case
+        key = _dc09_key(args.key, args.key_format)
+    elif args.key_format == "ascii":
+        raise UsageError("--key-format ascii is for DC-09 accounts")
+    else:
+        key = _native_key(args.key)
+    acct = Account(
+        number=args.number, key=key, protocol=args.protocol,
+        panel_kind=args.kind or "", site_name=args.site or "",
+        site_address=args.address or "", region=args.region or "",
+        zones=_json_arg(args.zones, "--zones") if args.zones else {},
+        partitions=_json_arg(args.partitions, "--partitions") if args.partitions else {},
+        heartbeat_s=args.heartbeat, grace_s=args.grace,
+        supervised_paths=_paths_arg(args.paths), supervised=not args.unsupervised,
+        contacts=_json_arg(args.contacts, "--contacts") if args.contacts else [])
+    try:
+        acct.validate()
+    except (ValueError, TypeError) as e:
+        raise UsageError("account %s: %s" % (args.number, e)) from None
+    return acct
+
+
+def _read_import(path: str) -> list:
+    """The accounts in an import file, each checked (UsageError), as
+    (account, whether the record gave its key)."""
+    from receiver.store import Account  # noqa: PLC0415
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UsageError("import %s: %s" % (path, e.strerror or e)) from None
+    except UnicodeDecodeError as e:
+        raise UsageError("import %s: not UTF-8 text (%s)" % (path, e.reason)) from None
+    text = text.strip()
+    try:
+        rows = json.loads(text) if text.startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as e:
+        raise UsageError("import %s: not JSON: %s" % (path, e)) from None
+    if not rows:
+        raise UsageError("import %s: no accounts in it" % path)
+    accts = []
+    for i, d in enumerate(rows):
+        try:
+            d = dict(d)
+            keyed = "key" in d
+            d.setdefault("key", secrets.token_hex(32))
+            for k in ("highest_seq", "tx_seq", "created_at", "updated_at"):
+                d.pop(k, None)
+            a = Account.from_dict(d)
+            a.validate()
+        except (ValueError, TypeError) as e:
+            raise UsageError("import %s: record %d: %s" % (path, i + 1, e)) from None
+        accts.append((a, keyed))
+    return accts
+
+
+async def _find_account(store, number: str):
+    """The account as typed, or upper case (DC-09 accounts are hex,
+    stored upper case as `add` stores them)."""
+    return await store.get_account(number) or await store.get_account(number.upper())
 
 
 def _account_line(a) -> str:
@@ -229,64 +431,42 @@ def _account_line(a) -> str:
 
 
 async def _accounts(args, cfg) -> int:
-    from receiver.store import Account  # noqa: PLC0415
-
-    store = await _open_store(cfg)
+    # check everything the operator typed before the store is opened (or made)
+    new = tmpl = imported = None
+    if args.action == "add":
+        new = _new_account(args)
+        if args.panel_template:
+            tmpl = panel_template(cfg, new, args.receiver)
+        elif args.receiver:
+            raise UsageError("--receiver is an address for the panel template: give "
+                             "--panel-template FILE too")
+    elif args.action == "import":
+        imported = _read_import(args.file)
+    store = await _open_store(cfg, create=args.action in ("add", "import"))
     try:
         if args.action == "add":
-            if args.protocol == "dc09":
-                args.number = args.number.upper()  # hex digits, stored upper case
-                key = _dc09_key(args.key, args.key_format)
-            elif args.key_format == "ascii":
-                raise UsageError("--key-format ascii is for DC-09 accounts")
-            else:
-                key = bytes.fromhex(args.key) if args.key else secrets.token_bytes(32)
-            fields = dict(
-                number=args.number, key=key, protocol=args.protocol,
-                panel_kind=args.kind or "", site_name=args.site or "",
-                site_address=args.address or "", region=args.region or "",
-                zones=_json_arg(args.zones, "--zones") if args.zones else {},
-                partitions=_json_arg(args.partitions, "--partitions") if args.partitions
-                else {},
-                heartbeat_s=args.heartbeat, grace_s=args.grace,
-                supervised_paths=[int(p) for p in args.paths.split(",")],
-                supervised=not args.unsupervised,
-                contacts=_json_arg(args.contacts, "--contacts") if args.contacts else [])
-            acct = Account(**fields)
-            try:
-                acct.validate()
-            except ValueError as e:
-                raise UsageError("account %s: %s" % (args.number, e)) from None
-            if await store.get_account(args.number) is not None:
-                raise Failure("account %s already exists" % args.number)
-            await store.add_account(acct)
-            print("account %s added (%s)" % (args.number, args.protocol))
-            if args.protocol == "dc09" and not key:
+            if await store.get_account(new.number) is not None:
+                raise Failure("account %s already exists" % new.number)
+            await store.add_account(new)
+            print("account %s added (%s)" % (new.number, new.protocol))
+            if new.protocol == "dc09" and not new.key:
                 from receiver.app import keyless_warning  # noqa: PLC0415
 
-                print("warning: " + keyless_warning(args.number), file=sys.stderr)
+                print("warning: " + keyless_warning(new.number), file=sys.stderr)
             if args.show_key:
-                print("key %s" % key.hex())
-            if args.panel_template:
-                receivers = []
-                for a in (args.receiver or []):
-                    transport, _, addr = a.rpartition("/") if "/" in a else ("tcp", "", a)
-                    host, port = _config.parse_addr(addr, "--receiver")
-                    receivers.append({"transport": transport, "host": host, "port": port})
-                if not receivers:
-                    dc = args.protocol == "dc09"
-                    receivers = [{"transport": "tcp", "host": h, "port": p}
-                                 for h, p in (cfg.dc09_tcp if dc else cfg.tcp)] + [
-                                     {"transport": "udp", "host": h, "port": p}
-                                     for h, p in (cfg.dc09_udp if dc else cfg.udp)]
-                tmpl = {"account": int(args.number) if args.protocol == "native"
-                        else args.number, "key": key.hex(), "protocol": args.protocol,
-                        "receivers": receivers,
-                        "heartbeat_s": args.heartbeat or cfg.supervision.interval_s,
-                        "site_name": acct.site_name, "zones": acct.zones,
-                        "partitions": acct.partitions}
-                _write_private(args.panel_template, json.dumps(tmpl, indent=2) + "\n")
-                print("panel template written to %s (mode 0600)" % args.panel_template)
+                print("key %s" % new.key.hex())
+            if tmpl is not None:
+                try:
+                    _write_template(args.panel_template, tmpl)
+                except Failure as e:
+                    raise Failure("%s; the account was added: write the template again "
+                                  "with: guardline-receiver accounts template %s -o FILE"
+                                  % (e, new.number)) from None
+        elif args.action == "template":
+            a = await _find_account(store, args.number)
+            if a is None:
+                raise Failure("no account %s" % args.number)
+            _write_template(args.output, panel_template(cfg, a, args.receiver))
         elif args.action == "list":
             accts = await store.list_accounts()
             if args.json:
@@ -298,64 +478,50 @@ async def _accounts(args, cfg) -> int:
                 for a in accts:
                     print(_account_line(a))
         elif args.action == "show":
-            # DC-09 accounts are hex, stored upper case as `add` stores them
-            a = (await store.get_account(args.number)
-                 or await store.get_account(args.number.upper()))
+            a = await _find_account(store, args.number)
             if a is None:
                 raise Failure("no account %s" % args.number)
             print(json.dumps(a.to_dict(with_key=args.show_key), indent=2, sort_keys=True))
         elif args.action == "import":
-            try:
-                with open(args.file, encoding="utf-8") as f:
-                    text = f.read()
-            except OSError as e:
-                raise UsageError("import: %s" % e) from None
-            text = text.strip()
-            try:
-                rows = json.loads(text) if text.startswith("[") else [
-                    json.loads(line) for line in text.splitlines() if line.strip()]
-            except json.JSONDecodeError as e:
-                raise UsageError("import %s: not JSON: %s" % (args.file, e)) from None
-            accts = []
-            for i, d in enumerate(rows):
-                try:
-                    d = dict(d)
-                    d.setdefault("key", secrets.token_hex(32))
-                    for k in ("highest_seq", "tx_seq", "created_at", "updated_at"):
-                        d.pop(k, None)
-                    a = Account.from_dict(d)
-                    a.validate()
-                except (ValueError, TypeError) as e:
-                    raise UsageError("import %s: record %d: %s" % (args.file, i + 1, e)) \
-                        from None
-                accts.append(a)
             existing = {a.number for a in await store.list_accounts()}
-            dup = [a.number for a in accts if a.number in existing]
+            dup = [a.number for a, _ in imported if a.number in existing]
             if dup and not args.update:
                 raise Failure("import: %d account(s) already exist (e.g. %s); use --update"
                               % (len(dup), dup[0]))
             added = updated = 0
-            for a in accts:
+            for a, keyed in imported:
                 if a.number in existing:
                     d = a.to_dict(with_key=True)
                     for k in ("number", "highest_seq", "tx_seq", "created_at", "updated_at"):
                         d.pop(k)
+                    if not keyed:
+                        # an export without keys, edited and imported back:
+                        # a fresh key here would lock every panel out
+                        del d["key"]
                     await store.update_account(a.number, **d)
                     updated += 1
                 else:
                     await store.add_account(a)
                     added += 1
-            print("imported %d account(s): %d added, %d updated" % (len(accts), added,
+            print("imported %d account(s): %d added, %d updated" % (len(imported), added,
                                                                      updated))
+            fresh = [a.number for a, keyed in imported if not keyed and a.number not in existing]
+            if fresh:
+                print("new keys were generated for %d account(s) (e.g. %s): see them with "
+                      "accounts show N --show-key" % (len(fresh), fresh[0]))
         elif args.action == "export":
             accts = [a.to_dict(with_key=args.with_keys) for a in await store.list_accounts()]
             text = json.dumps(accts, indent=2, sort_keys=True) + "\n"
             if args.output:
-                if args.with_keys:
-                    _write_private(args.output, text)
-                else:
-                    with open(args.output, "w", encoding="utf-8") as f:
-                        f.write(text)
+                try:
+                    if args.with_keys:
+                        _write_private(args.output, text)
+                    else:
+                        with open(args.output, "w", encoding="utf-8") as f:
+                            f.write(text)
+                except OSError as e:
+                    raise Failure("cannot write %s: %s" % (args.output, e.strerror or e)) \
+                        from None
                 print("exported %d account(s) to %s" % (len(accts), args.output))
             else:
                 sys.stdout.write(text)
@@ -387,10 +553,19 @@ def _event_line(e: dict) -> str:
 
 
 async def _events(args, cfg) -> int:
-    store = await _open_store(cfg)
     since = parse_time(args.since) if args.since else None
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    store = await _open_store(cfg)
     last = 0
     try:
+        if args.account is not None:
+            a = await _find_account(store, args.account)
+            if a is not None:
+                args.account = a.number
+            elif not await store.list_events(account=args.account, limit=1):
+                # an empty list would read as "nothing happened there"
+                raise Failure("no account %s (and no events stored for it)" % args.account)
         while True:
             rows = await store.list_events(account=args.account, since=since, after_id=last,
                                            limit=args.limit)
@@ -398,6 +573,8 @@ async def _events(args, cfg) -> int:
                 print(_event_json(e) if args.json else _event_line(e), flush=True)
                 last = e["id"]
             if not args.follow:
+                if len(rows) == args.limit:
+                    _more(args.limit, "events", "--since or a larger --limit")
                 break
             if len(rows) < args.limit:
                 await asyncio.sleep(FOLLOW_POLL_S)
@@ -406,16 +583,32 @@ async def _events(args, cfg) -> int:
     return 0
 
 
+def _more(limit: int, what: str, how: str) -> None:
+    """Say on stderr that a listing stopped at its limit: a cut list must
+    not read as the whole."""
+    print("guardline-receiver: the first %d %s are shown; there may be more (%s)"
+          % (limit, what, how), file=sys.stderr)
+
+
 # -- alarms --------------------------------------------------------------------------------
 
 
 async def _alarms_cmd(args, cfg) -> int:
     from receiver import alarms as _alarms  # noqa: PLC0415
 
+    if getattr(args, "limit", 1) < 1:
+        raise UsageError("--limit must be at least 1")
+    if getattr(args, "by", None) is not None and not args.by.strip():
+        raise UsageError("--by: the operator's name is needed (it goes in the audit trail)")
     store = await _open_store(cfg)
     try:
         if args.action == "list":
+            if args.open and args.state == "resolved":
+                raise UsageError("--open lists pending and acknowledged alarms: it cannot go "
+                                 "with --state resolved")
             rows = await store.list_alarms(args.state, limit=args.limit)
+            if len(rows) == args.limit:
+                _more(args.limit, "alarms", "a larger --limit")
             if args.open:
                 rows = [r for r in rows if r["state"] != "resolved"]
             if args.json:
@@ -478,8 +671,9 @@ def _decode(args, cfg) -> int:
         describe = getattr(spec, "describe", None)
     except ImportError:
         describe = None
-    if key is None and len(raw) >= 8 and (args.db or args.config or os.path.exists(cfg.db)):
-        key = _key_from_store(cfg, int.from_bytes(raw[4:8], "big"))
+    if key is None and len(raw) >= 8:
+        key = _key_from_store(cfg, int.from_bytes(raw[4:8], "big"),
+                              explicit=bool(args.db or args.config))
     if describe is not None:
         # protocol/spec.py (the normative construct definition) explains the
         # frame; we add the verdicts and the operator's reading of an event.
@@ -492,12 +686,15 @@ def _decode(args, cfg) -> int:
         if key is None and out["valid"]:
             out["note"] = "no key: header only (give --key or an account in --db)"
         print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
+        if not out["valid"]:
+            print("guardline-receiver: not a valid frame: %s" % out["error"], file=sys.stderr)
         return 0 if out["valid"] else 1
     try:
         frame = w.decode_datagram(raw)
     except w.WireError as e:
         print(json.dumps({"valid": False, "error": str(e),
                           "reason": w.NAK_NAMES.get(e.reason, e.reason)}, indent=2))
+        print("guardline-receiver: not a valid frame: %s" % e, file=sys.stderr)
         return 1
     out = {"valid": True, "version": frame.version, "flags": frame.flags,
            "flag_names": [n for b, n in ((w.FLAG_FROM_RECEIVER, "from_receiver"),
@@ -527,22 +724,18 @@ def _decode(args, cfg) -> int:
 
 def _decode_dc09(raw: bytes, added: bool, args, cfg) -> int:
     from protocol import dc09  # noqa: PLC0415
-    from protocol.errors import LocalProtocolError  # noqa: PLC0415
     from receiver import dc09_decode  # noqa: PLC0415
 
     key, source = None, ""
     if args.key:
-        try:
-            key, source = dc09.parse_key(args.key, args.key_format), "--key"
-        except LocalProtocolError as e:
-            raise UsageError("--key: %s" % e) from None
+        key, source = _dc09_key(args.key, args.key_format), "--key"
     elif args.db or args.config or os.path.exists(cfg.db):
         try:
             number = dc09.parse_header(raw, crc_includes_cr=True).account.upper()
         except dc09.Dc09Error:
             number = None
         if number:
-            key = _key_from_store(cfg, number) or None
+            key = _key_from_store(cfg, number, explicit=bool(args.db or args.config)) or None
             source = "stored" if key else ""
     out = dc09_decode.report(raw, key, source)
     if added:
@@ -572,10 +765,13 @@ def _jsonable(o):
     return str(o)
 
 
-def _key_from_store(cfg, account):
+def _key_from_store(cfg, account: int, explicit: bool):
+    """The account's key from the store; None when it has no such account,
+    or when no store was named and the default one does not exist.  A
+    store named with --db/--config must be there (StoreMissing)."""
     from receiver.store import is_url  # noqa: PLC0415
 
-    if not is_url(cfg.db) and not os.path.exists(cfg.db):
+    if not explicit and not is_url(cfg.db) and not os.path.exists(cfg.db):
         return None
 
     async def get():
@@ -585,10 +781,7 @@ def _key_from_store(cfg, account):
             return None if a is None else a.key
         finally:
             await store.close()
-    try:
-        return asyncio.run(get())
-    except Failure:
-        return None
+    return asyncio.run(get())
 
 
 # -- panels command (through the running console) ----------------------------------------
@@ -673,6 +866,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ready-file", metavar="FILE",
                    help="write the bound addresses as JSON here once listening")
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--init", action="store_true",
+                   help="create a new, empty store if there is none (first start); without "
+                   "it a missing store is an error")
     s.set_defaults(func=cmd_serve)
 
     a = sub.add_parser("accounts", parents=[common], help="manage accounts")
@@ -699,7 +895,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--panel-template", metavar="FILE",
                      help="write a panel config template (JSON, mode 0600)")
     add.add_argument("--receiver", action="append", metavar="[tcp/|udp/]HOST:PORT",
-                     help="receiver address for the template (default: config listeners)")
+                     help="an address panels reach this receiver at, for the template, once "
+                     "per path (default: the config's listeners)")
+    tp = asub.add_parser("template", parents=[common],
+                         help="write an account's panel template again (JSON, mode 0600)")
+    tp.add_argument("number")
+    tp.add_argument("--output", "-o", metavar="FILE", required=True)
+    tp.add_argument("--receiver", action="append", metavar="[tcp/|udp/]HOST:PORT",
+                    help="an address panels reach this receiver at, once per path "
+                    "(default: the config's listeners)")
     lst = asub.add_parser("list", parents=[common])
     lst.add_argument("--json", action="store_true")
     show = asub.add_parser("show", parents=[common])
@@ -775,10 +979,26 @@ def _run_async(fn, args) -> int:
 
 
 def main(argv=None) -> int:
+    from receiver.store import StoreMissing  # noqa: PLC0415
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":  # serve logs in logfmt (cmd_serve)
+        logfmt.setup_messages("guardline-receiver")
     try:
         return args.func(args)
+    except StoreMissing as e:
+        if args.command == "serve":
+            how = "start with --init to create a new, empty store there"
+        else:
+            how = ("nothing was created.  Name the receiver's store with --db or --config "
+                   "(`serve --init`, `accounts add` and `accounts import` make a new one)")
+        try:
+            origin = _store_origin(args, _load_config(args))
+        except _config.ConfigError:
+            origin = "--db/--config"
+        print("guardline-receiver: %s (%s): %s" % (e, origin, how), file=sys.stderr)
+        return 1
     except _config.ConfigError as e:
         print("guardline-receiver: configuration refused: %s" % e, file=sys.stderr)
         return 2

@@ -83,6 +83,10 @@ class SerialSpec:
 @dataclass
 class Config:
     db: str = DEFAULT_DB
+    # May the receiver make a new store where db points (an SQLite file, or
+    # the schema in an empty PostgreSQL database)?  True for an embedded
+    # Receiver (tests, the demo); `serve` sets it from --init only.
+    create_store: bool = True
     tcp: list = field(default_factory=list)  # [(host, port)]
     udp: list = field(default_factory=list)
     serial: list = field(default_factory=list)  # [SerialSpec]
@@ -188,7 +192,7 @@ def _load(path: str | None) -> Config:
     if "path" in st:
         if not isinstance(st["path"], str) or not st["path"]:
             raise ConfigError("[store].path must be a file path")
-        cfg.db = os.path.join(base, st["path"])
+        cfg.db = os.path.normpath(os.path.join(base, st["path"]))  # relative to this file
     if "url" in st:
         if not isinstance(st["url"], str) or not st["url"].startswith(
                 ("postgresql://", "postgres://")):
@@ -247,7 +251,7 @@ def _load(path: str | None) -> Config:
     if "file" in rt:
         if len(rt) > 1:
             raise ConfigError("[routing]: give either file = ... or inline tables, not both")
-        rpath = os.path.join(base, rt["file"])
+        rpath = os.path.normpath(os.path.join(base, rt["file"]))
         rdoc = _read_toml(rpath, "routing file")
         where = rpath
     else:

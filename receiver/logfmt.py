@@ -198,15 +198,32 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def setup(level: str = "INFO", stream=None) -> logging.Handler:
+def _install(h: logging.Handler) -> logging.Handler:
+    """Make ``h`` the root's handler in place of ours from an earlier call."""
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_guardline_logfmt", False):  # ours from an earlier call only
-            root.removeHandler(h)
-    h = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
+    for old in list(root.handlers):
+        if getattr(old, "_guardline_logfmt", False):  # ours from an earlier call only
+            root.removeHandler(old)
     h._guardline_logfmt = True
+    root.addHandler(h)
+    return h
+
+
+def setup(level: str = "INFO", stream=None) -> logging.Handler:
+    h = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     h.setFormatter(LogfmtFormatter())
     h.addFilter(FloodFilter())
-    root.addHandler(h)
-    root.setLevel(level.upper())
+    _install(h)
+    logging.getLogger().setLevel(level.upper())
     return h
+
+
+def setup_messages(prog: str) -> logging.Handler:
+    """For a command that is not a server (guardline-receiver accounts,
+    alarms, ...): warnings and errors logged on its way (a store created, a
+    store others can read) as plain ``PROG: message`` lines on stderr, read
+    as the command's own output."""
+    h = _CurrentStderr()
+    h.setLevel(logging.WARNING)
+    h.setFormatter(logging.Formatter(prog + ": %(message)s"))
+    return _install(h)

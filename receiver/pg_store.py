@@ -46,7 +46,10 @@ and are raised as they are.
 
 Schema: ``MIGRATIONS[n]`` brings version n to n+1, each in one transaction
 under an advisory lock, so receivers started together migrate once.  A
-database newer than this code is refused.  Beside the SQLite tables the
+database newer than this code is refused.  The schema is created only
+when the store is opened with ``create=True`` (``serve --init``); otherwise
+a database without it raises StoreMissing and is left as it is, so a
+read-only command pointed at the wrong database says so.  Beside the SQLite tables the
 schema holds what several receivers share: ``receivers`` (who is alive),
 ``supervision_leases`` (which receiver supervises which shard of
 accounts), ``line_heard`` (when each account's path was last heard, by any
@@ -64,8 +67,8 @@ import asyncpg
 
 from receiver import alarms as _alarms
 from receiver.store import (EVENT_COLUMNS, Account, EventRecord, IngestOutcome, SchemaError,
-                            Store, StoreBusy, StoreError, StoreUnavailable, event_row, mask_url,
-                            user_code_list)
+                            Store, StoreBusy, StoreError, StoreMissing, StoreUnavailable,
+                            event_row, mask_url, user_code_list)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -282,8 +285,9 @@ class PGStore(Store):
 
     def __init__(self, url: str, max_batch: int = MAX_BATCH,
                  max_queued_writes: int = MAX_QUEUED_WRITES, metrics=None,
-                 read_pool_size: int = READ_POOL_SIZE):
+                 read_pool_size: int = READ_POOL_SIZE, create: bool = True):
         self.url = url
+        self.create = create
         self.path = mask_url(url)  # what logs show (the SQLite store's attribute)
         self.max_batch = max_batch
         self.max_queued_writes = max_queued_writes
@@ -517,6 +521,10 @@ class PGStore(Store):
     # -- schema -------------------------------------------------------------------
 
     async def _migrate(self, conn) -> None:
+        if not self.create and await conn.fetchval(
+                "SELECT to_regclass('schema_version') IS NULL"):
+            raise StoreMissing("database %s has no receiver schema (nothing was created in "
+                               "it)" % self.path, self.path)
         async with conn.transaction():
             # One receiver migrates; the others wait here, then find it done.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)

@@ -23,6 +23,12 @@ again.  Nothing is retried here: the panels retry (the receiver NAKs busy).
 
 Schema: ``MIGRATIONS[n]`` brings version n-1 to n; ``schema_version``
 records what was applied.  A database newer than this code is refused.
+
+Files: SQLite itself never creates the database here (connections open it
+by URI with ``mode=rw``).  With ``create=True`` a missing file is made
+first, mode 0600 (its directory 0700 if missing), and logged; without it a
+missing file, or one with no schema, raises StoreMissing before anything
+is written (receiver.store, "A store is created only when asked").
 """
 
 from __future__ import annotations
@@ -30,15 +36,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import pathlib
 import queue
 import sqlite3
 import threading
 import time
 
 from receiver import alarms as _alarms
-from receiver.store import (EVENT_COLUMNS, Account, EventRecord, IngestOutcome, SchemaError,
-                            Store, StoreBusy, StoreError, StoreUnavailable, event_row,
-                            user_code_list)
+from receiver.store import (EVENT_COLUMNS, PRIVATE_FILE_MODE, Account, EventRecord,
+                            IngestOutcome, SchemaError, Store, StoreBusy, StoreError,
+                            StoreMissing, StoreUnavailable, event_row, make_private_dirs,
+                            user_code_list, warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -209,8 +218,11 @@ class _Job:
 
 class SQLiteStore(Store):
     def __init__(self, path: str, max_batch: int = MAX_BATCH,
-                 max_queued_writes: int = MAX_QUEUED_WRITES, metrics=None):
+                 max_queued_writes: int = MAX_QUEUED_WRITES, metrics=None,
+                 create: bool = True):
         self.path = str(path)
+        self.create = create
+        self.created = False  # open() made a new file
         self.max_batch = max_batch
         self.max_queued_writes = max_queued_writes
         self.metrics = metrics
@@ -229,10 +241,45 @@ class SQLiteStore(Store):
 
     # -- lifecycle ----------------------------------------------------------------
 
+    def _prepare_file(self) -> None:
+        """Make sure the database file exists before SQLite opens it: create
+        it (0600) when allowed, else raise StoreMissing."""
+        path = os.path.abspath(self.path)
+        if os.path.exists(path):
+            if not os.path.isfile(path):
+                raise StoreError("%s is not a file (a store is an SQLite file)" % path)
+            return
+        if not self.create:
+            raise StoreMissing("no receiver store at %s" % path, path)
+        make_private_dirs(os.path.dirname(path))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        except FileExistsError:
+            return  # another process made it meanwhile: open theirs
+        except OSError as e:
+            raise StoreUnavailable("cannot create %s: %s" % (path, e.strerror or e)) from None
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)  # whatever the umask
+        finally:
+            os.close(fd)
+        self.created = True
+        _LOGGER.warning("created a new, empty store path=%s mode=0600", path)
+
     def _connect(self, readonly: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        # mode=rw: open an existing file only (_prepare_file made it), so a
+        # file removed meanwhile is an error, not a new empty store
+        uri = pathlib.Path(os.path.abspath(self.path)).as_uri() + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=%d" % BUSY_TIMEOUT_MS)
+        if not readonly and not self.create and conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone() is None:
+            # before the WAL switch, which would write a header into an empty file
+            conn.close()
+            path = os.path.abspath(self.path)
+            raise StoreMissing("%s is not a receiver store (no schema in it)" % path, path)
         if not readonly:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -245,6 +292,7 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare_file)
         self._closed = False
         ready = self._loop.create_future()
         self._writer = threading.Thread(target=self._run_writer, args=(ready,),
@@ -256,6 +304,8 @@ class SQLiteStore(Store):
             self._closed = True
             self._writer.join()
             raise
+        # a store it is: say so if others may read its keys
+        await asyncio.to_thread(warn_if_exposed, os.path.abspath(self.path))
         self._reader = threading.Thread(target=self._run_reader, name="sqlite-reader",
                                         daemon=True)
         self._reader.start()

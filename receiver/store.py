@@ -20,6 +20,15 @@ backend are interchangeable.  What a backend must guarantee:
   committed (the receiver's backpressure reads it).
 - Backends may group commits (many ``ingest`` calls, one transaction);
   callers must not assume one transaction per call.
+- A store is created only when asked (``create=True``): otherwise a
+  missing SQLite file, or a PostgreSQL database without the schema, raises
+  :class:`StoreMissing` and nothing is written.  An operator who runs a
+  read-only command in the wrong directory must get an error, never a new
+  empty store whose empty alarm list looks like a real one.
+- The store holds every account key: a new SQLite file (and its WAL and
+  SHM files, which SQLite creates with the main file's mode) is 0600 and a
+  directory made for it 0700; an existing file that group or others can
+  read is logged as a warning each time it is opened.
 """
 
 from __future__ import annotations
@@ -27,7 +36,9 @@ from __future__ import annotations
 import abc
 import logging
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,6 +61,24 @@ class SchemaError(StoreError):
     """The database's schema is not one this receiver can use."""
 
 
+class StoreMissing(StoreError):
+    """There is no store where one was expected, and the caller did not ask
+    for a new one.  ``where`` is the absolute path (or the masked URL)."""
+
+    def __init__(self, message: str, where: str):
+        super().__init__(message)
+        self.where = where
+
+
+# Modes of what the store creates: it holds every account's key, so only
+# its owner (the receiver's user) may read it.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+# What SQLite keeps beside the database in WAL mode; it creates them with
+# the database file's permission bits.
+SQLITE_SIDE_FILES = ("-wal", "-shm")
+
+
 PROTOCOLS = ("native", "dc09")
 
 # ``--db`` / ``[store] url`` values that select the PostgreSQL backend.
@@ -66,11 +95,63 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-def make_store(db: str, max_batch: int | None = None, metrics=None) -> "Store":
+def exposed_files(path: str) -> list[tuple[str, int]]:
+    """[(file, mode)] of an SQLite store's files (the database, its WAL and
+    SHM) that its group or others may read or write."""
+    out = []
+    for f in [path] + [path + s for s in SQLITE_SIDE_FILES]:
+        try:
+            mode = stat.S_IMODE(os.stat(f).st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            out.append((f, mode))
+    return out
+
+
+def warn_if_exposed(path: str) -> bool:
+    """Log a warning naming each store file its group or others can read;
+    True if there was one."""
+    bad = exposed_files(path)
+    if bad:
+        _LOGGER.warning(
+            "the store holds every account key but group or others may read it: %s "
+            "(fix: chmod 600 %s)", ", ".join("%s mode=%04o" % (f, m) for f, m in bad),
+            " ".join(f for f, _ in bad))
+    return bool(bad)
+
+
+def make_private_dirs(directory: str) -> list[str]:
+    """Create ``directory`` and any missing parents with mode 0700; return
+    the ones created (outermost first), each logged."""
+    missing = []
+    d = os.path.abspath(directory)
+    while not os.path.isdir(d):
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    made = []
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue  # made meanwhile (another process), or a file: connect says so
+        os.chmod(d, PRIVATE_DIR_MODE)  # whatever the umask
+        _LOGGER.warning("created a directory for the store path=%s mode=0700", d)
+        made.append(d)
+    return made
+
+
+def make_store(db: str, max_batch: int | None = None, metrics=None,
+               create: bool = True) -> "Store":
     """The backend ``db`` names: a ``postgresql://`` URL selects
     receiver.pg_store (asyncpg, the ``postgres`` extra), anything else is an
-    SQLite file path."""
-    kw = {"metrics": metrics}
+    SQLite file path.  ``create``: may ``open`` make a new store (an SQLite
+    file, or the schema in an empty PostgreSQL database)?  If not, a missing
+    one raises StoreMissing."""
+    kw = {"metrics": metrics, "create": create}
     if max_batch is not None:
         kw["max_batch"] = max_batch
     if is_url(db):

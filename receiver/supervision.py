@@ -76,6 +76,19 @@ class Profile:
         return self.interval_s + self.grace_s
 
 
+def account_profile(account, default: Profile) -> Profile | None:
+    """The profile the receiver supervises ``account`` (a store Account)
+    with: its own heartbeat and grace where set, else ``default``'s (the
+    config's [supervision]); its own paths.  None: unsupervised.  The
+    receiver and the panel template (what the installer's tool lines the
+    panel's heartbeats up with) both read it here."""
+    if not account.supervised:
+        return None
+    return Profile(account.heartbeat_s or default.interval_s,
+                   default.grace_s if account.grace_s is None else account.grace_s,
+                   tuple(account.supervised_paths))
+
+
 @dataclass(frozen=True)
 class Change:
     """A path failed (``failed`` True) or was restored."""

@@ -115,7 +115,8 @@ class ReceiverProcess:
         # the ready file lives in a temp dir: --db may be a postgresql:// URL
         ready = os.path.join(tempfile.gettempdir(), "guardline-ready.%d.%d" % (
             os.getpid(), time.monotonic_ns()))
-        cmd = [sys.executable, "-m", "receiver.cli", "serve", "--db", self.db,
+        # --init: a test's store is new (or made by `accounts add` before)
+        cmd = [sys.executable, "-m", "receiver.cli", "serve", "--init", "--db", self.db,
                "--ready-file", ready] + self.args
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=self.env,

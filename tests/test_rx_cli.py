@@ -161,8 +161,12 @@ def test_decode_with_key_and_from_store(capsys, db, monkeypatch, with_spec):
     assert m["description"] == "Duress, user 7, partition 1"
     rc, out, _ = run(capsys, "decode", frame.hex(), "--key", os.urandom(32).hex(), "--db", db)
     assert json.loads(out)["authenticated"] is False
+    rc, out, err = run(capsys, "decode", frame.hex(), "--db", db)
+    assert rc == 1 and out == "" and "no receiver store at %s" % db in err  # not made
+    assert not os.path.exists(db)
+    run(capsys, "accounts", "add", "43", "--db", db)
     rc, out, _ = run(capsys, "decode", frame.hex(), "--db", db)
-    assert json.loads(out)["authenticated"] is None  # header only
+    assert json.loads(out)["authenticated"] is None  # header only: no account 42 there
     run(capsys, "accounts", "add", "42", "--key", key.hex(), "--db", db)
     rc, out, _ = run(capsys, "decode", frame.hex(), "--db", db)
     assert json.loads(out)["authenticated"] is True  # key found in the store
@@ -273,3 +277,24 @@ def test_accounts_show_finds_a_dc09_account_typed_in_lower_case(tmp_path):
     assert run("accounts", "add", "12ab", "--protocol", "dc09").returncode == 0
     shown = run("accounts", "show", "12ab")
     assert shown.returncode == 0 and '"number": "12AB"' in shown.stdout
+
+
+def test_import_update_without_keys_keeps_the_stored_keys(capsys, db, tmp_path):
+    """`accounts export` (no keys) edited and imported back with --update
+    must not give every account a fresh key: every panel would be locked
+    out (its frames rejected as forged)."""
+    run(capsys, "accounts", "add", "1001", "--db", db, "--site", "old name")
+    before = json.loads(run(capsys, "accounts", "show", "1001", "--show-key", "--db", db)[1])
+    exp = str(tmp_path / "exp.json")
+    assert run(capsys, "accounts", "export", "-o", exp, "--db", db)[0] == 0
+    rows = json.load(open(exp))
+    assert "key" not in rows[0]
+    rows[0]["site_name"] = "new name"
+    rows.append({"number": "1002"})  # a new account without a key gets a fresh one
+    json.dump(rows, open(exp, "w"))
+    rc, out, _ = run(capsys, "accounts", "import", exp, "--update", "--db", db)
+    assert rc == 0 and "1 added, 1 updated" in out and "new keys were generated" in out
+    after = json.loads(run(capsys, "accounts", "show", "1001", "--show-key", "--db", db)[1])
+    assert after["site_name"] == "new name" and after["key"] == before["key"]
+    new = json.loads(run(capsys, "accounts", "show", "1002", "--show-key", "--db", db)[1])
+    assert len(bytes.fromhex(new["key"])) == 32

@@ -546,7 +546,8 @@ def test_port_in_use_is_refused_with_exit_2(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        rc = main(["serve", "--db", str(tmp_path / "rx.db"), "--tcp", "127.0.0.1:%d" % port])
+        rc = main(["serve", "--init", "--db", str(tmp_path / "rx.db"),
+                   "--tcp", "127.0.0.1:%d" % port])
     assert rc == 2 and "cannot listen" in capsys.readouterr().err
 
 

@@ -432,6 +432,15 @@ def test_cli_users_add_list_passwd(tmp_path):
             sys.stdin = old
         return rc, out.getvalue(), err.getvalue()
 
+    from receiver.store import StoreMissing, make_store
+    with pytest.raises(StoreMissing):  # the CLI says so (tests/test_cli_bad_input.py)
+        run(["users", "list"])
+
+    async def new_store():
+        store = make_store(db, create=True)
+        await store.open()
+        await store.close()
+    asyncio.run(new_store())
     assert run(["users", "list"])[1].startswith("no console users")
     rc, out, _ = run(["users", "add", "ada", "--role", "administrator", "--password-stdin"],
                      "a-long-enough-password\n")

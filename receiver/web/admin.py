@@ -31,25 +31,21 @@ import asyncio
 import datetime as _dt
 import getpass
 import json
-import os
 import sys
 
-from receiver.store import is_url, mask_url
-from receiver.web.users import (ROLES, User, UserError, UserStore, check_password,
-                                user_store_for)
+from receiver.store import StoreMissing, is_url, make_store, mask_url
+from receiver.web.users import ROLES, User, UserError, check_password, user_store_for
 
 
-def _store(db: str) -> UserStore:
-    if not is_url(db):
-        d = os.path.dirname(os.path.abspath(db))
-        os.makedirs(d, exist_ok=True)
-    return user_store_for(db)
-
-
-def _with_store(db: str, job):
-    """Open the user store of ``db``, ``await job(store)``, close it."""
+def _with_store(db: str, job, create: bool = False):
+    """Open the user store of ``db``, ``await job(store)``, close it.  The
+    receiver's store must be there (StoreMissing) unless ``create``: then
+    it is made as the receiver makes it (mode 0600, receiver.store)."""
     async def run():
-        s = _store(db)
+        rx_store = make_store(db, create=create)
+        await rx_store.open()
+        await rx_store.close()
+        s = user_store_for(db)
         await s.open()
         try:
             return await job(s)
@@ -64,7 +60,7 @@ def add_user(db: str, name: str, role: str, password: str) -> User:
         u = await s.add(name, role, password)
         await s.record("cli", "user.add", "name=%s role=%s" % (name, role))
         return u
-    return _with_store(db, job)
+    return _with_store(db, job, create=True)
 
 
 def list_users(db: str) -> list[User]:
@@ -99,9 +95,11 @@ def cmd_users(args, cfg, out=None, err=None) -> int:
     try:
         if args.action == "add":
             pw = read_password(args.password_stdin)
+            check_password(pw)  # before a new store is made for it
             u = add_user(db, args.name, args.role, pw)
             print("user %s added (role %s)" % (u.name, u.role), file=out)
         elif args.action == "passwd":
+            _with_store(db, lambda s: s.count())  # no store: say so before asking
             pw = read_password(args.password_stdin)
             set_password(db, args.name, pw)
             print("password of %s changed; their console sessions end %s" % (
@@ -128,6 +126,8 @@ def cmd_users(args, cfg, out=None, err=None) -> int:
     except (EOFError, KeyboardInterrupt):
         print("guardline-receiver: no password given", file=err)
         return 2
+    except StoreMissing:
+        raise  # the CLI says where it looked
     except Exception as e:  # noqa: BLE001 - e.g. the database cannot be opened
         print("guardline-receiver: cannot change console users in %s: %s" % (
             mask_url(db) if is_url(db) else db, e), file=err)

@@ -1,0 +1,340 @@
+"""Every ``guardline-receiver`` subcommand, given bad input, prints a
+message and exits non-zero: never a Python traceback, never an empty
+result that reads like a real one, never a store made as a side effect
+(issue 13, "Tracebacks are bugs" and "Read-only commands must never create
+an empty store").
+
+The subcommands are enumerated from the argparse parser, so a new one is
+covered at once by the generic cases (a missing store, a file that is not a
+store, an unreachable PostgreSQL server), and the test fails until its own
+bad inputs are listed in ``SPECIFIC``.  guardline-panel and guardline-hil
+have their own file.
+
+Each case runs ``receiver.cli.main`` in this process (a subprocess per case
+would take a minute), in an empty working directory, with file-descriptor
+capture: anything raised out of ``main`` is the traceback a user would see.
+``serve`` cases run as a subprocess: a serve that wrongly accepts its input
+would run until stopped.
+``test_console_script_shows_no_traceback`` runs the installed entry point
+as a user does for the cases the issue names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from receiver import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Seconds a serve given bad input may take to refuse it (it exits at once;
+# this only bounds a serve that wrongly starts).
+SERVE_TIMEOUT_S = 60
+
+# Commands that may create a store (they add something); every other one
+# must refuse a store that does not exist.
+CREATES = {("serve",), ("accounts", "add"), ("accounts", "import"), ("users", "add")}
+
+# What a generic case adds so that the command gets as far as the store.
+REACH_STORE = {("serve",): ["--tcp", "127.0.0.1:0"]}
+# Instead of minimal_args: a frame long enough to name an account, so
+# decode looks its key up in the store.
+ARGS = {("decode",): ["00" * 40]}
+# Commands that never open the store.
+STORELESS = {("panels", "command")}
+# Commands that use the default store only if it is there (decode looks a
+# key up when it can, and says when it could not).
+STORE_OPTIONAL = {("decode",)}
+
+
+def leaf_commands(parser: argparse.ArgumentParser, path=()) -> dict:
+    """{("accounts", "add"): its parser, ...} for every runnable command."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {path: parser}
+    out = {}
+    for name, p in subs[0].choices.items():
+        out.update(leaf_commands(p, path + (name,)))
+    return out
+
+
+def minimal_args(p: argparse.ArgumentParser) -> list[str]:
+    """Positional arguments and required options with plausible values."""
+    out = []
+    for a in p._actions:
+        if isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        value = str(next(iter(a.choices))) if a.choices else "1"
+        if not a.option_strings:
+            out.append(value)
+        elif a.required:
+            out += [a.option_strings[0], value]
+    return out
+
+
+LEAVES = leaf_commands(cli.build_parser())
+
+# Bad inputs per command: (argv after the command, a fragment the message
+# must hold, extra environment, standard input).  {store} is a store with
+# native account 1001 and DC-09 account ABC; {tmp} an empty directory;
+# {closed} a TCP port nothing listens on; {garbage} a file that is not a
+# store; {latin1} a file that is not UTF-8; {files} holds import files.
+SPECIFIC: dict[tuple, list] = {
+    ("serve",): [
+        (["--db", "{store}", "--tcp", "nonsense"], "expected HOST:PORT", None, None),
+        (["--db", "{store}", "--udp", "127.0.0.1:99999"], "bad port", None, None),
+        (["--db", "{store}"], "nothing to listen on", None, None),
+        (["--config", "{tmp}/nope.toml", "--tcp", "127.0.0.1:0"], "no such file", None, None),
+        (["--db", "{tmp}/new.db", "--tcp", "127.0.0.1:0"], "--init", None, None),
+        (["--db", "{store}", "--tcp", "127.0.0.1:0", "--ready-file", "{tmp}/no/dir/ready"],
+         "cannot write --ready-file", None, None),
+    ],
+    ("accounts", "add"): [
+        (["2", "--db", "{store}", "--key", "zz"], "--key is not hex", None, None),
+        (["2", "--db", "{store}", "--key", "00" * 8], "16..64 bytes", None, None),
+        (["DEF", "--protocol", "dc09", "--db", "{store}", "--key", "0123456789ABCDEF"],
+         "--key-format ascii", None, None),
+        (["DEF", "--protocol", "dc09", "--db", "{store}", "--key", "0011"],
+         "32, 48 or 64 hex digits", None, None),
+        (["DEF", "--protocol", "dc09", "--db", "{store}", "--key", "short",
+          "--key-format", "ascii"], "16, 24 or 32 characters", None, None),
+        (["2", "--db", "{store}", "--key-format", "ascii"], "for DC-09 accounts", None, None),
+        (["99999999999", "--db", "{store}"], "u32", None, None),
+        (["12x", "--db", "{store}"], "decimal", None, None),
+        (["XYZ", "--protocol", "dc09", "--db", "{store}"], "hex digits", None, None),
+        (["1001", "--db", "{store}"], "already exists", None, None),
+        (["2", "--db", "{store}", "--paths", "1,x"], "--paths", None, None),
+        (["2", "--db", "{store}", "--paths", "3"], "supervised_paths", None, None),
+        (["2", "--db", "{store}", "--heartbeat", "-5"], "heartbeat_s", None, None),
+        (["2", "--db", "{store}", "--heartbeat", "x"], "invalid int", None, None),
+        (["2", "--db", "{store}", "--zones", "{{nope"], "not valid JSON", None, None),
+        (["2", "--db", "{store}", "--zones", "@{tmp}/missing.json"], "No such file", None,
+         None),
+        (["2", "--db", "{store}", "--zones", '{{"a": "b"}}'], "zones", None, None),
+        (["2", "--db", "{store}", "--contacts", "[1,"], "not valid JSON", None, None),
+        (["2", "--db", "{store}", "--receiver", "tcp/10.0.0.1:7700"], "--panel-template",
+         None, None),
+        (["2", "--db", "{store}", "--panel-template", "{tmp}/t.json"], "--receiver tcp/HOST",
+         None, None),
+        (["2", "--db", "{store}", "--panel-template", "{tmp}/t.json", "--receiver",
+          "nonsense"], "expected HOST:PORT", None, None),
+        (["2", "--db", "{store}", "--panel-template", "{tmp}/t.json", "--receiver",
+          "sctp/10.0.0.1:7700"], "tcp/ or udp/", None, None),
+        (["2", "--db", "{store}", "--panel-template", "{tmp}/t.json", "--receiver",
+          "0.0.0.0:7700"], "every address", None, None),
+        # the account is added (a distinct number), the template cannot be written
+        (["3", "--db", "{store}", "--panel-template", "{tmp}/no/dir/t.json", "--receiver",
+          "10.0.0.1:7700"], "accounts template 3", None, None),
+    ],
+    ("accounts", "list"): [
+        (["--db", "{store}", "--json", "extra"], "unrecognized arguments", None, None),
+        (["--db", "{files}"], "is not a file", None, None),
+    ],
+    ("accounts", "show"): [
+        (["4242", "--db", "{store}"], "no account 4242", None, None),
+    ],
+    ("accounts", "template"): [
+        (["4242", "--db", "{store}", "-o", "{tmp}/t.json", "--receiver", "10.0.0.1:7700"],
+         "no account 4242", None, None),
+        (["1001", "--db", "{store}", "-o", "{tmp}/t.json"], "--receiver tcp/HOST", None,
+         None),
+        (["1001", "--db", "{store}", "-o", "{tmp}/t.json", "--receiver", "::1:0"],
+         "every address", None, None),
+        (["1001", "--db", "{store}", "-o", "{tmp}/no/dir/t.json", "--receiver",
+          "10.0.0.1:7700"], "cannot write the panel template", None, None),
+        (["1001", "--db", "{store}"], "required", None, None),
+    ],
+    ("accounts", "import"): [
+        (["{tmp}/missing.json", "--db", "{store}"], "No such file", None, None),
+        (["{garbage}", "--db", "{store}"], "not JSON", None, None),
+        (["{latin1}", "--db", "{store}"], "not UTF-8", None, None),
+        (["{files}/empty.json", "--db", "{store}"], "no accounts", None, None),
+        (["{files}/badkey.json", "--db", "{store}"], "record 1", None, None),
+        (["{files}/unknown.json", "--db", "{store}"], "colour", None, None),
+        (["{files}/dup.json", "--db", "{store}"], "--update", None, None),
+    ],
+    ("accounts", "export"): [
+        (["--db", "{store}", "-o", "{tmp}/no/dir/x.json"], "cannot write", None, None),
+    ],
+    ("events",): [
+        (["--db", "{store}", "--since", "yesterday-ish"], "bad time", None, None),
+        (["--db", "{store}", "--limit", "0"], "--limit", None, None),
+        (["--db", "{store}", "--account", "4242"], "no account 4242", None, None),
+    ],
+    ("alarms", "list"): [
+        (["--db", "{store}", "--limit", "0"], "--limit", None, None),
+        (["--db", "{store}", "--open", "--state", "resolved"], "--open", None, None),
+        (["--db", "{store}", "--state", "open"], "invalid choice", None, None),
+    ],
+    ("alarms", "show"): [
+        (["4242", "--db", "{store}"], "no alarm 4242", None, None),
+        (["x", "--db", "{store}"], "invalid int", None, None),
+    ],
+    ("alarms", "ack"): [
+        (["4242", "--by", "anna", "--db", "{store}"], "no alarm 4242", None, None),
+        (["4242", "--by", " ", "--db", "{store}"], "--by", None, None),
+    ],
+    ("alarms", "resolve"): [
+        (["4242", "--by", "anna", "--db", "{store}"], "no alarm 4242", None, None),
+        (["4242", "--by", "", "--db", "{store}"], "--by", None, None),
+    ],
+    ("panels", "command"): [
+        (["1001", "status", "--by", "sam", "--url", "http://127.0.0.1:{closed}"],
+         "GUARDLINE_CONSOLE_PASSWORD", None, None),
+        (["1001", "status", "--by", "sam", "--url", "http://127.0.0.1:{closed}"],
+         "not reachable", {"GUARDLINE_CONSOLE_PASSWORD": "correct horse"}, None),
+        (["1001", "status", "--by", "sam", "--url", "not a url"], "not reachable",
+         {"GUARDLINE_CONSOLE_PASSWORD": "correct horse"}, None),
+        (["1001", "explode", "--by", "sam"], "invalid choice", None, None),
+    ],
+    ("decode",): [
+        (["zz", "--db", "{store}"], "not hex", None, None),
+        (["00", "--db", "{store}"], "", None, None),
+        (["00" * 40, "--key", "zz", "--db", "{store}"], "--key is not hex", None, None),
+    ],
+    ("users", "add"): [
+        (["anna", "--role", "operator", "--password-stdin", "--db", "{store}"],
+         "at least 10 characters", None, "short\n"),
+        (["anna", "--role", "operator", "--db", "{store}"], "no password", None, ""),
+        (["anna", "--role", "janitor", "--db", "{store}"], "invalid choice", None, None),
+    ],
+    ("users", "list"): [
+        (["--db", "{store}", "--yaml"], "unrecognized arguments", None, None),
+    ],
+    ("users", "passwd"): [
+        (["nobody", "--password-stdin", "--db", "{store}"], "no user", None,
+         "a long enough password\n"),
+    ],
+}
+
+
+def _cases():
+    for path, parser in sorted(LEAVES.items()):
+        name = " ".join(path)
+        argv = list(path) + ARGS.get(path, minimal_args(parser)) + REACH_STORE.get(path, [])
+        if path not in CREATES | STORELESS | STORE_OPTIONAL:
+            # the issue's case: the default var/receiver.db, in another directory
+            yield pytest.param(argv, "no receiver store at {cwd}/var/receiver.db", None,
+                               None, True, id="%s: no store in this directory" % name)
+        if path not in CREATES:
+            yield pytest.param(["--db", "{missing}"] + argv,
+                               "" if path in STORELESS else "no receiver store at", None,
+                               None, True, id="%s: missing store" % name)
+        yield pytest.param(["--db", "{garbage}"] + argv, "", None, None, False,
+                           id="%s: not a store" % name)
+        yield pytest.param(["--db", "postgresql://guardline@127.0.0.1:{closed}/nowhere"]
+                           + argv, "", None, None, False,
+                           id="%s: unreachable PostgreSQL" % name)
+        for i, (args, fragment, env, stdin) in enumerate(SPECIFIC.get(path, [])):
+            yield pytest.param(list(path) + args, fragment, env, stdin, False,
+                               id="%s: %d %s" % (name, i, " ".join(args)[:60]))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A store with accounts 1001 (native) and ABC (DC-09), and files of
+    bad input; built once (the cases must not change it: each runs against
+    a copy when it could)."""
+    d = tmp_path_factory.mktemp("bad-input")
+    store = str(d / "rx.db")
+    assert cli.main(["--db", store, "accounts", "add", "1001"]) == 0
+    assert cli.main(["--db", store, "accounts", "add", "ABC", "--protocol", "dc09"]) == 0
+    (d / "garbage.txt").write_text("this is not a database, it is a shopping list\n" * 100)
+    (d / "latin1.json").write_bytes('[{"number": "7", "site_name": "Café"}]'.encode("latin-1"))
+    (d / "empty.json").write_text("")
+    (d / "badkey.json").write_text('[{"number": "7", "key": "zz"}]')
+    (d / "unknown.json").write_text('[{"number": "7", "colour": "red"}]')
+    (d / "dup.json").write_text('[{"number": "1001"}]')
+    return {"store": store, "garbage": str(d / "garbage.txt"),
+            "latin1": str(d / "latin1.json"), "files": str(d)}
+
+
+def _fill(argv, world, tmp) -> list[str]:
+    values = dict(world, tmp=str(tmp), closed=_closed_port(),
+                  missing=str(tmp / "missing" / "rx.db"), cwd=str(tmp / "cwd"))
+    return [a.format(**values) for a in argv]
+
+
+def test_every_command_has_its_own_bad_inputs():
+    missing = sorted(" ".join(p) for p in LEAVES if p not in SPECIFIC)
+    assert not missing, "add bad-input cases to SPECIFIC for: %s" % ", ".join(missing)
+    assert set(SPECIFIC) <= set(LEAVES), "SPECIFIC names a command the CLI does not have"
+
+
+@pytest.mark.parametrize("argv, fragment, env, stdin, missing_store", list(_cases()))
+def test_bad_input_gets_a_message_and_a_non_zero_exit(
+        argv, fragment, env, stdin, missing_store, world, tmp_path, monkeypatch, capfd):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # a user in some other directory
+    monkeypatch.delenv("GUARDLINE_CONSOLE_PASSWORD", raising=False)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+    # no terminal to ask on: getpass reads standard input, as without a tty
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": _readline_or_eof())
+    argv = _fill(argv, world, tmp_path)
+    fragment = _fill([fragment], world, tmp_path)[0]
+    if "serve" in argv:
+        # a serve that accepts its input runs until stopped: a subprocess,
+        # so that such a fault fails the case instead of hanging the suite
+        try:
+            r = subprocess.run([sys.executable, "-m", "receiver.cli", *argv], cwd=work,
+                               input=stdin or "", capture_output=True, text=True,
+                               timeout=SERVE_TIMEOUT_S, env=dict(os.environ, PYTHONPATH=REPO))
+        except subprocess.TimeoutExpired:
+            pytest.fail("serve accepted %s and kept running" % argv)
+        rc, out, err = r.returncode, r.stdout, r.stderr
+    else:
+        try:
+            rc = cli.main(argv)
+        except SystemExit as e:  # argparse's usage errors
+            rc = e.code
+        except BaseException as e:  # noqa: BLE001 - what the user would see as a traceback
+            pytest.fail("traceback for %s: %r" % (argv, e))
+        out, err = capfd.readouterr()
+    assert "Traceback" not in out + err, (argv, out, err)
+    assert rc not in (0, None), (argv, rc, out, err)
+    assert err.strip(), ("no message", argv, out)
+    assert fragment in err, (argv, fragment, err)
+    assert not os.listdir(work), "the command left files in the working directory: %s" % (
+        os.listdir(work),)
+    if missing_store:
+        assert not os.path.exists(tmp_path / "missing"), "a directory was made for nothing"
+        assert out == "", "a missing store must not print an (empty) listing: %r" % out
+
+
+def _readline_or_eof() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["accounts", "add", "5", "--key", "zz"], "--key is not hex"),
+    (["accounts", "add", "12AB", "--protocol", "dc09", "--key", "0123456789ABCDEF"],
+     "--key-format ascii"),
+    (["alarms", "list", "--open"], "no receiver store at"),
+], ids=["non-hex key", "DC-09 key of the wrong length", "alarms list --open elsewhere"])
+def test_console_script_shows_no_traceback(argv, fragment, tmp_path):
+    """The cases the issue names, through the installed entry point, from a
+    directory with no store: a message, exit non-zero, nothing created."""
+    r = subprocess.run([sys.executable, "-m", "receiver.cli", *argv], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert r.returncode != 0 and fragment in r.stderr, (r.returncode, r.stderr)
+    assert r.stdout == "" and os.listdir(tmp_path) == []

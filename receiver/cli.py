@@ -731,7 +731,9 @@ def _decode_dc09(raw: bytes, added: bool, args, cfg) -> int:
         key, source = _dc09_key(args.key, args.key_format), "--key"
     elif args.db or args.config or os.path.exists(cfg.db):
         try:
-            number = dc09.parse_header(raw, crc_includes_cr=True).account.upper()
+            head = dc09.parse_header(raw, crc_includes_cr=True)
+            # a clear message needs no key: the store is not asked
+            number = head.account.upper() if head.encrypted else None
         except dc09.Dc09Error:
             number = None
         if number:

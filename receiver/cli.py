@@ -72,6 +72,10 @@ def _store_origin(args, cfg) -> str:
     if args.db:
         return "given by --db"
     if cfg.source is not None and cfg.db != _config.DEFAULT_DB:
+        from receiver.store import is_url  # noqa: PLC0415
+
+        if is_url(cfg.db):
+            return "[store] url in %s" % cfg.source
         return "[store] in %s, relative to that file" % cfg.source
     return "the default %s, in the current directory" % _config.DEFAULT_DB
 
@@ -195,7 +199,6 @@ def _raise_fd_limit(want: int) -> None:
 
 async def _serve(cfg, ready_file) -> int:
     from receiver.app import Receiver  # noqa: PLC0415
-
     from receiver.store import StoreMissing  # noqa: PLC0415
 
     rx = Receiver(cfg)

@@ -11,6 +11,8 @@ is spelled out here character by character from the padding rules.
 
 from __future__ import annotations
 
+import collections
+
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -450,20 +452,26 @@ def test_encrypted_without_key_and_with_wrong_key():
     assert looked_up == ["00FF12"]
 
 
-def test_a_wrong_key_is_always_a_key_error_whatever_the_pad():
+def test_a_wrong_key_is_a_key_error_whatever_the_pad():
     # With a wrong key the decrypted region is random bytes; since 8-bit text
     # is accepted, about 2 % of them used to pass the pad and text checks and
-    # came out as a format or timestamp error (a NAK) instead of a key error.
-    # Every fresh frame has a new random pad, so many frames cover it.
+    # came out as a format error (a NAK) instead of a key error (DUH), so a
+    # panel with the wrong key was not told so.  Every fresh frame has a new
+    # random pad, so many frames cover it.  What remains: about 1 in 10,000
+    # random regions ends in a short run of printable bytes where the
+    # timestamp goes, which 5.5.1.8 makes a timestamp NAK (the panel's next
+    # try, with a new pad, gets its DUH); 2,000 frames see a handful at most,
+    # where the old code saw about 40 format errors.
     key, wrong = bytes(range(16)), keys_of(bytes(range(1, 17)))
-    kinds = set()
+    kinds = collections.Counter()
     for _ in range(2000):
         frame = build(plain_msg(encrypted=True, timestamp=ENC_TS), key)
         try:
             parse(frame, wrong)
         except Dc09Error as e:
-            kinds.add(type(e).__name__)
-    assert kinds == {"Dc09KeyError"}
+            kinds[type(e).__name__] += 1
+    assert set(kinds) <= {"Dc09KeyError", "Dc09TimestampError"}, kinds
+    assert kinds["Dc09TimestampError"] <= 10, kinds
 
 
 def test_bad_key_from_our_configuration_is_a_local_error():

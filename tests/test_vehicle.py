@@ -14,7 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from shapely.geometry import Point
 from shapely.geometry import Polygon as SPolygon
 
-from firmware import DEVICE_DIR
+from firmware import DEVICE_DIR, REPO
+from firmware import gpsreplay as G
 from protocol import contactid
 from tests import mpy_runner
 from tests.test_geo import haversine, offset, plane_distance
@@ -665,3 +666,68 @@ def test_vehicle_under_micropython_96k_equals_cpython(tmp_path):
         assert got["events"] == want
         raised += sum(1 for e in want if e[0] == 1)
     assert raised > 40  # the sequences raised alarms, not only track points
+
+
+# --- docs/mobile.md's example, driven along examples/route_city.gpx ------------------------------
+
+def docs_example():
+    import re
+    text = open(REPO + "/docs/mobile.md", encoding="utf-8").read()
+    block = re.search(r'```json\n("vehicle": \{.*?\n\})\n```', text, re.S).group(1)
+    return json.loads("{" + block + "}")["vehicle"]
+
+
+def test_docs_example_config_validates():
+    cfg, errors = VC.validate(docs_example())
+    assert errors == []
+    assert len(cfg["allowed_zones"]) == 2 and len(cfg["corridor"]["line"]) == 5
+
+
+def drive_route(section_doc, stops=(), losses=()):
+    """examples/route_city.gpx through gpsreplay -> nmea -> Vehicle and the
+    report policy; -> (events, track point reasons, vehicle, last time)."""
+    cfg, errors = VC.validate(section_doc)
+    assert errors == []
+    v = V.Vehicle(cfg, 0)
+    policy = V.ReportPolicy(cfg["report"], cfg["moving_kmh"])
+    reader = nmea.NmeaReader()
+    rp = G.Replay(G.load(REPO + "/examples/route_city.gpx"), stops, losses)
+    events, points = [], []
+    for e in rp.epochs():
+        now = int(e.t_s * 1000)
+        got = reader.feed("".join(s + "\r\n" for s in e.sentences).encode())
+        if got & nmea.GOT_RMC:
+            f = reader.fix
+            v.fix(f, now)
+            r = policy.due(now, f.valid, f.lat, f.lon, f.speed, f.course, v.alarm_active())
+            if r:
+                policy.sent(now, f.valid, f.lat, f.lon, f.speed, f.course)
+                points.append(V.REASONS[r])
+        v.tick(now)
+        events += [(q, code, zone) for q, code, _p, zone, _t in v.out]
+        v.out.clear()
+    return events, points, v, now
+
+
+def test_sample_route_on_plan_raises_nothing_and_reports_track_points():
+    events, points, v, now = drive_route(docs_example())
+    assert events == []
+    v.compartment(7, True, now + 1000)  # at the bank: allowed
+    assert v.out == []
+    assert points[0] == "first" and "stop" in points and "start" in points
+    assert 8 <= len(points) <= 20  # 1.9 km, 293 s: every 200 m or 30 s, turns, the red light
+
+
+def test_sample_route_with_a_long_stop_a_fix_loss_and_a_detour():
+    doc = docs_example()
+    doc["stop_max_s"] = 60
+    events, _, _, _ = drive_route(doc, stops=[G.Stop(30, 90)])
+    assert events == [(1, cid.STOPPED_TOO_LONG, 0), (3, cid.STOPPED_TOO_LONG, 0)]
+    events, _, _, _ = drive_route(docs_example(), losses=[G.Loss(100, 60)])
+    assert events == [(1, cid.GPS_TROUBLE, 0), (3, cid.GPS_TROUBLE, 0)]
+    doc = docs_example()
+    doc["corridor"]["line"] = doc["corridor"]["line"][:3]  # the plan ended at the 3rd corner
+    events, _, _, _ = drive_route(doc)
+    assert events[0] == (1, cid.ROUTE_EXIT, 0) and len(events) == 2  # back in at the bank
+    assert events[1] == (3, cid.ROUTE_EXIT, 0)
+

@@ -136,16 +136,26 @@ def corridor_case(rng):
             "margin": 1.5 * half}, (d, within)
 
 
+# One answer per case: the same source runs here (with geo, or its float32
+# twin) and in the VM driver below.
+HANDLE = r'''
+def handle(c, geo):
+    op = c["op"]
+    la, lo = c["p"]
+    if op == "circle":
+        return geo.Circle(c["c"][0], c["c"][1], c["c"][2]).contains(la, lo)
+    if op == "polygon":
+        return geo.Polygon(c["pts"]).contains(la, lo)
+    line = geo.Polyline(c["pts"], c["margin"])
+    return [line.distance_m(la, lo), line.within(la, lo, c["half"])]
+'''
+_NS = {}
+exec(HANDLE, _NS)
+
+
 def run(g, case):
     """Our answer for a case, with module `g` (geo, or its float32 twin)."""
-    op = case["op"]
-    la, lo = case["p"]
-    if op == "circle":
-        return g.Circle(case["c"][0], case["c"][1], case["c"][2]).contains(la, lo)
-    if op == "polygon":
-        return g.Polygon(case["pts"]).contains(la, lo)
-    line = g.Polyline(case["pts"], case["margin"])
-    return [float(line.distance_m(la, lo)), bool(line.within(la, lo, case["half"]))]
+    return _NS["handle"](case, g)
 
 
 def check(case, want, got, dist_tol=None):
@@ -290,25 +300,14 @@ import sys
 import json
 import gc
 import geo
-
-
-def handle(c):
-    op = c["op"]
-    la, lo = c["p"]
-    if op == "circle":
-        return geo.Circle(c["c"][0], c["c"][1], c["c"][2]).contains(la, lo)
-    if op == "polygon":
-        return geo.Polygon(c["pts"]).contains(la, lo)
-    line = geo.Polyline(c["pts"], c["margin"])
-    return [line.distance_m(la, lo), line.within(la, lo, c["half"])]
-
+''' + HANDLE + r'''
 
 while True:
     line = sys.stdin.readline()
     if not line:
         break
     try:
-        res = {"r": handle(json.loads(line))}
+        res = {"r": handle(json.loads(line), geo)}
     except Exception as e:
         res = {"crash": "%s: %s" % (type(e).__name__, e)}
     print(json.dumps(res))

@@ -15,6 +15,7 @@
 # error message (the panel must report, not reboot-loop).
 
 from fwutil import const
+from cfgutil import Errors, is_number, type_name
 import geo
 
 # Bounds, each from the device budget or the field's sense.
@@ -49,29 +50,7 @@ REPORT_LIMITS = {
 SECTIONS = ("allowed_zones", "corridor", "ignition_schedule", "report", "max_hdop")
 
 
-def _kind(v):
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return "value"
-
-
-class _Check:
-    def __init__(self):
-        self.errors = []
-
-    def err(self, path, msg):
-        self.errors.append("%s: %s" % (path, msg))
-
+class _Check(Errors):
     def table(self, d, limits, path, more=()):
         """Whole numbers by a (default, min, max) table; `more`: the other
         keys d may hold."""
@@ -82,7 +61,7 @@ class _Check:
             if v is None:
                 self.err(path + "." + k, "missing")
             elif isinstance(v, bool) or not isinstance(v, int):
-                self.err(path + "." + k, "expected a whole number, got %s" % _kind(v))
+                self.err(path + "." + k, "expected a whole number, got %s" % type_name(v))
                 v = dflt
             elif v < lo or v > hi:
                 self.err(path + "." + k, "%d is out of range %d..%d" % (v, lo, hi))
@@ -94,10 +73,22 @@ class _Check:
                          % ", ".join(tuple(more) + tuple(limits)))
         return out
 
+    def objects(self, lst, path):
+        """[(path[i], entry)] for the entries of lst that are objects; an
+        error for each that is not."""
+        out = []
+        for i in range(len(lst)):
+            p = "%s[%d]" % (path, i)
+            if isinstance(lst[i], dict):
+                out.append((p, lst[i]))
+            else:
+                self.err(p, "expected an object, got %s" % type_name(lst[i]))
+        return out
+
     def point(self, p, path):
         """[longitude, latitude] in degrees (GeoJSON order) -> (lat, lon) udeg."""
-        if not isinstance(p, list) or len(p) != 2 or _kind(p[0]) != "number" \
-                or _kind(p[1]) != "number":
+        if not isinstance(p, list) or len(p) != 2 or not is_number(p[0]) \
+                or not is_number(p[1]):
             self.err(path, "expected [longitude, latitude] in degrees, got %s" % (p,))
             return None
         lon, lat = p
@@ -109,7 +100,7 @@ class _Check:
 
     def points(self, v, path, lo, hi):
         if not isinstance(v, list):
-            self.err(path, "expected an array of [longitude, latitude], got %s" % _kind(v))
+            self.err(path, "expected an array of [longitude, latitude], got %s" % type_name(v))
             return None
         if len(v) < lo or len(v) > hi:
             self.err(path, "needs %d..%d points, got %d" % (lo, hi, len(v)))
@@ -138,10 +129,10 @@ def validate(doc):
     Vehicle() only when there are none.  Never raises for any JSON value."""
     c = _Check()
     if not isinstance(doc, dict):
-        return None, ["vehicle: expected an object, got %s" % _kind(doc)]
+        return None, ["vehicle: expected an object, got %s" % type_name(doc)]
     out = c.table(doc, LIMITS, "vehicle", SECTIONS)
     hd = doc.get("max_hdop", 5)
-    if _kind(hd) != "number" or hd < 1 or hd > 50:
+    if not is_number(hd) or hd < 1 or hd > 50:
         c.err("vehicle.max_hdop", "expected a number 1..50, got %r" % (hd,))
         hd = 5
     out["max_hdop"] = int(hd * 10 + 0.5)  # nmea.Fix.hdop is in tenths
@@ -153,16 +144,13 @@ def validate(doc):
         c.err("vehicle.allowed_zones", "expected an array of at most %d zones"
               % MAX_ALLOWED_ZONES)
         zl = []
-    for i in range(len(zl)):
-        p = "vehicle.allowed_zones[%d]" % i
-        z = zl[i]
-        if not isinstance(z, dict):
-            c.err(p, "expected an object, got %s" % _kind(z))
-            continue
-        name = z.get("name", "zone %d" % (i + 1))
+    i = 0
+    for p, z in c.objects(zl, "vehicle.allowed_zones"):
+        i += 1
+        name = z.get("name", "zone %d" % i)
         if not isinstance(name, str) or len(name.encode()) > 32:
             c.err(p + ".name", "expected a text of at most 32 bytes")
-            name = "zone %d" % (i + 1)
+            name = "zone %d" % i
         if ("center" in z) == ("polygon" in z):
             c.err(p, "give either \"center\" and \"radius_m\" (a circle) or \"polygon\"")
             continue
@@ -190,7 +178,7 @@ def validate(doc):
     co = doc.get("corridor")
     if co is not None:
         if not isinstance(co, dict):
-            c.err("vehicle.corridor", "expected an object, got %s" % _kind(co))
+            c.err("vehicle.corridor", "expected an object, got %s" % type_name(co))
         else:
             cc = c.table(co, CORRIDOR_LIMITS, "vehicle.corridor", ("line",))
             line = c.points(co.get("line"), "vehicle.corridor.line", 2, MAX_ROUTE_POINTS)
@@ -206,12 +194,7 @@ def validate(doc):
             c.err("vehicle.ignition_schedule", "expected 1..%d windows" % MAX_SCHEDULE)
         else:
             sched = []
-            for i in range(len(sl)):
-                p = "vehicle.ignition_schedule[%d]" % i
-                w = sl[i]
-                if not isinstance(w, dict):
-                    c.err(p, "expected an object, got %s" % _kind(w))
-                    continue
+            for p, w in c.objects(sl, "vehicle.ignition_schedule"):
                 a = _minute(c, w.get("from"), p + ".from")
                 b = _minute(c, w.get("to"), p + ".to")
                 days = w.get("days", [1, 2, 3, 4, 5])
@@ -232,7 +215,7 @@ def validate(doc):
                 out["ignition_schedule"] = sched
     rp = doc.get("report", {})
     if not isinstance(rp, dict):
-        c.err("vehicle.report", "expected an object, got %s" % _kind(rp))
+        c.err("vehicle.report", "expected an object, got %s" % type_name(rp))
         rp = {}
     out["report"] = c.table(rp, REPORT_LIMITS, "vehicle.report")
     r = out["report"]

@@ -39,6 +39,9 @@ CODES: dict[int, str] = {
     156: "Day trouble", 157: "Low bottled gas level", 158: "High temperature",
     159: "Low temperature", 161: "Loss of air flow", 162: "Carbon monoxide detected",
     163: "Tank level",
+    # 170: vehicle units (Guardline; unassigned in Contact ID, docs/mobile.md)
+    170: "Vehicle left its route corridor", 171: "Vehicle stopped too long",
+    172: "Vehicle door open while moving", 173: "Ignition on outside schedule",
     # 200: fire supervisory
     200: "Fire supervisory", 201: "Low water pressure", 202: "Low CO2",
     203: "Gate valve sensor", 204: "Low water level", 205: "Pump activated",
@@ -55,7 +58,7 @@ CODES: dict[int, str] = {
     330: "System peripheral trouble", 331: "Polling loop open",
     332: "Polling loop short", 333: "Expansion module failure",
     334: "Repeater failure", 335: "Local printer out of paper",
-    336: "Local printer failure",
+    336: "Local printer failure", 344: "Receiver jam detect (GNSS jamming)",
     # 350: communication
     350: "Communication trouble", 351: "Telco 1 fault", 352: "Telco 2 fault",
     353: "Long range radio transmitter fault",
@@ -132,6 +135,10 @@ _TAMPER = {137, 144, 145, 383}
 # a door forced open is a break-in; a door propped open or an access point
 # fault leaves the protected space open.
 _ACCESS_BURGLARY = {423}
+# Vehicle units (docs/mobile.md): a van off its route, stopped where it
+# should not be, a door open on the move or started out of hours may be a
+# hijack in progress, so they queue as burglary alarms.
+_VEHICLE_ALARMS = range(170, 180)
 _ACCESS_TROUBLE = {426, 427, 428, 432}
 
 
@@ -145,7 +152,8 @@ def event_class(code: int) -> str:
         return "fire"
     if 120 <= code <= 125:
         return "holdup"
-    if 130 <= code <= 140 or code == 146 or code in _ACCESS_BURGLARY:
+    if 130 <= code <= 140 or code == 146 or code in _ACCESS_BURGLARY \
+            or code in _VEHICLE_ALARMS:
         return "burglary"
     if code in _ACCESS_TROUBLE:
         return "trouble"

@@ -117,6 +117,7 @@ FLAGS_KNOWN = 0x07
 MSG_HELLO = 0x01
 MSG_EVENT = 0x02
 MSG_HEARTBEAT = 0x03
+MSG_POSITION = 0x04  # v1.1: a vehicle unit's track point (docs/mobile.md)
 MSG_ACK = 0x10
 MSG_NAK = 0x11
 MSG_TIME = 0x12
@@ -125,7 +126,7 @@ MSG_REPLY = 0x21
 
 MSG_NAMES = {
     MSG_HELLO: "HELLO", MSG_EVENT: "EVENT", MSG_HEARTBEAT: "HEARTBEAT",
-    MSG_ACK: "ACK", MSG_NAK: "NAK", MSG_TIME: "TIME",
+    MSG_POSITION: "POSITION", MSG_ACK: "ACK", MSG_NAK: "NAK", MSG_TIME: "TIME",
     MSG_COMMAND: "COMMAND", MSG_REPLY: "REPLY",
 }
 
@@ -155,6 +156,22 @@ MAX_EVENT_CODE = 999  # Contact ID event codes are three decimal digits
 CMD_MIN, CMD_MAX = 1, 6  # STATUS, ARM_AWAY, ARM_STAY, DISARM, BYPASS, UNBYPASS
 RESULT_MAX = 3  # OK, REFUSED, UNSUPPORTED, BAD_ARGUMENT
 UTC_OFFSET_MIN, UTC_OFFSET_MAX = -720, 840  # UTC-12:00 .. UTC+14:00
+
+# The position record (v1.1, docs/protocol.md "Position record"): EVENT
+# ext bit 2 and the POSITION message carry it.  Its first byte is its
+# format; 1 is the only one.
+POSITION_FORMAT = 1
+POSITION_LEN = 21
+MAX_LAT_UDEG = 90_000_000  # micro-degrees
+MAX_LON_UDEG = 180_000_000
+MAX_COURSE = 3599  # 0.1 degree
+MAX_FIX_QUALITY = 8  # NMEA GGA fix quality 0..8
+POS_VALID = 0x01  # a current fix (else the last known position)
+POS_MOVING = 0x02
+POS_IGNITION = 0x04
+POS_ALARM = 0x08  # an alarm is active: the unit reports faster
+POS_FLAGS_KNOWN = 0x0F
+MAX_POSITION_REASON = 8  # why a track point was sent: 0 unspecified, 1..8 (docs/mobile.md)
 
 # --- checksums -----------------------------------------------------------------
 
@@ -226,6 +243,24 @@ Frame = Struct(
 
 # --- payloads ------------------------------------------------------------------
 
+Position = Struct(
+    "_format" / Const(POSITION_FORMAT, Int8ub),
+    "lat" / Int32sb,  # micro-degrees, + north
+    Check((this.lat >= -MAX_LAT_UDEG) & (this.lat <= MAX_LAT_UDEG)),
+    "lon" / Int32sb,  # micro-degrees, + east
+    Check((this.lon >= -MAX_LON_UDEG) & (this.lon <= MAX_LON_UDEG)),
+    "speed" / Int16ub,  # 0.1 km/h
+    "course" / Int16ub,  # 0.1 degree true
+    Check(this.course <= MAX_COURSE),
+    "quality" / Int8ub,  # GGA fix quality
+    Check(this.quality <= MAX_FIX_QUALITY),
+    "sats" / Int8ub,
+    "hdop" / Int8ub,  # 0.1; 255 = 25.5 or worse
+    "fix_time" / Int32ub,  # Unix seconds UTC of the fix; 0 = unknown
+    "flags" / Int8ub,  # POS_*; reserved bits 0
+    Check((this.flags & (0xFF ^ POS_FLAGS_KNOWN)) == 0),
+)
+
 Event = Struct(
     "qualifier" / Int8ub,
     Check((this.qualifier == Q_NEW) | (this.qualifier == Q_RESTORE)
@@ -237,13 +272,21 @@ Event = Struct(
     "event_time" / Int32ub,  # panel clock when the event happened
     # Which optional fields follow; rebuilt from text/value on build.
     "ext" / BitStruct(
-        "reserved" / Const(0, BitsInteger(6)),
+        "reserved" / Const(0, BitsInteger(5)),
+        "position" / Rebuild(Flag, this._.position != None),  # noqa: E711 - v1.1
         "value" / Rebuild(Flag, this._.value != None),  # noqa: E711 - construct expression
         "text" / Rebuild(Flag, this._.text != None),  # noqa: E711
     ),
     "text" / If(this.ext.text,
                 PascalString(ExprValidator(Int8ub, obj_ <= MAX_TEXT_LEN), "utf8")),
     "value" / If(this.ext.value, Int32sb),
+    "position" / If(this.ext.position, Position),  # where the vehicle unit was
+)
+
+PositionReport = Struct(
+    "reason" / Int8ub,
+    Check(this.reason <= MAX_POSITION_REASON),
+    "position" / Position,
 )
 
 Heartbeat = Struct(
@@ -303,7 +346,7 @@ Reply = Struct(
 )
 
 PAYLOADS = {
-    MSG_HELLO: Hello, MSG_EVENT: Event, MSG_HEARTBEAT: Heartbeat,
+    MSG_HELLO: Hello, MSG_EVENT: Event, MSG_HEARTBEAT: Heartbeat, MSG_POSITION: PositionReport,
     MSG_ACK: Ack, MSG_NAK: Nak, MSG_TIME: Time,
     MSG_COMMAND: Command, MSG_REPLY: Reply,
 }
@@ -320,7 +363,8 @@ Payload = FocusedSeq(
 )
 
 # Fixed-size payloads have a static sizeof; the others raise SizeofError.
-STATIC_SIZES = {MSG_HELLO: 12, MSG_ACK: 4, MSG_NAK: 13, MSG_TIME: 10, MSG_COMMAND: 6}
+STATIC_SIZES = {MSG_HELLO: 12, MSG_ACK: 4, MSG_NAK: 13, MSG_TIME: 10, MSG_COMMAND: 6,
+                MSG_POSITION: 1 + POSITION_LEN}
 
 HeaderCompiled = Header.compile()
 PayloadCompiled = Payload.compile()
@@ -417,6 +461,7 @@ def build_payload(msg, compiled=False):
         if t == MSG_EVENT:
             obj.setdefault("text", None)  # optional fields may be left out
             obj.setdefault("value", None)
+            obj.setdefault("position", None)
         return _variant(compiled).payload.build(obj, type=t)
     except ExplicitError:
         raise LocalProtocolError("unknown message type %r" % (msg.get("type"),)) from None
@@ -448,6 +493,10 @@ def parse_payload(msg_type, data, compiled=False):
                                   NAK_MALFORMED) from None
     msg = {"type": t}
     msg.update(_plain(c))
+    if t == MSG_EVENT and msg.get("position") is None:
+        # v1.1: the key is there only when the EVENT carries a position, so
+        # a v1 EVENT reads as the same dict as before
+        msg.pop("position", None)
     return msg
 
 

@@ -254,6 +254,12 @@ def out_of_range_cases(rng):
                 m = dict(m)
                 m[name] = b
                 out.append(({"op": "encode", "msg": msg_wire(m)}, {"refused": 1}, "refuse"))
+    for name, r in V.POSITION_FIELDS.items():  # the v1.1 position record
+        for t in (V.EVENT, V.POSITION):
+            for b in (r[0] - 1, r[1] + 1):
+                m = V.random_message(rng, t)
+                m["position"] = dict(V.random_position(rng), **{name: b})
+                out.append(({"op": "encode", "msg": msg_wire(m)}, {"refused": 1}, "refuse"))
     for m in (dict(V.BY_NAME["event_plain"].msg, text="x" * 33),
               dict(V.BY_NAME["heartbeat"].msg, partitions=[0] * 9),
               dict(V.BY_NAME["heartbeat"].msg, partitions=[256])):

@@ -34,6 +34,9 @@ CONSTANTS = [
     "MSG_COMMAND", "MSG_REPLY", "MSG_NAMES", "NAK_BAD_CRC", "NAK_BAD_MAC", "NAK_REPLAY",
     "NAK_UNKNOWN_ACCOUNT", "NAK_BUSY", "NAK_UNSUPPORTED", "NAK_TIME", "NAK_MALFORMED",
     "NAK_NAMES", "Q_NEW", "Q_RESTORE", "Q_STATUS",
+    "MSG_POSITION", "POSITION_FORMAT", "POSITION_LEN", "MAX_LAT_UDEG", "MAX_LON_UDEG",
+    "MAX_COURSE", "MAX_FIX_QUALITY", "POS_VALID", "POS_MOVING", "POS_IGNITION", "POS_ALARM",
+    "POS_FLAGS_KNOWN", "MAX_POSITION_REASON",
 ]
 
 
@@ -172,16 +175,21 @@ def test_agree_on_edge_payloads():
 # --- differential: refusing to build ----------------------------------------------------
 
 def out_of_range(draw):
-    """A message with exactly one integer field just out of its range."""
+    """A message with exactly one integer field just out of its range (a
+    field of its position record too, when it has one)."""
     m = draw(V.messages())
     t = m["type"]
-    name = draw(st.sampled_from(sorted(V.FIELDS[t])))
-    rng = V.FIELDS[t][name]
+    target, table = m, V.FIELDS[t]
+    if "position" in m and draw(st.booleans()):
+        m["position"] = target = dict(m["position"])
+        table = V.POSITION_FIELDS
+    name = draw(st.sampled_from(sorted(table)))
+    rng = table[name]
     if rng[0] == "one_of":
         allowed = rng[1]
-        m[name] = draw(st.integers(-1, 256).filter(lambda x: x not in allowed))
+        target[name] = draw(st.integers(-1, 256).filter(lambda x: x not in allowed))
     else:
-        m[name] = draw(st.sampled_from([rng[0] - 1, rng[1] + 1]))
+        target[name] = draw(st.sampled_from([rng[0] - 1, rng[1] + 1]))
     return m
 
 

@@ -51,11 +51,23 @@ def fields(msg):
 
 def test_event_struct():
     v = V.BY_NAME["event_text_value"]
-    obj = dict(fields(v.msg), ext=dict(reserved=0, value=True, text=True))
+    obj = dict(fields(v.msg), position=None,
+               ext=dict(reserved=0, position=False, value=True, text=True))
     common(spec.Event, v.payload, obj)
     v = V.BY_NAME["event_plain"]
-    obj = dict(fields(v.msg), ext=dict(reserved=0, value=False, text=False))
+    obj = dict(fields(v.msg), position=None,
+               ext=dict(reserved=0, position=False, value=False, text=False))
     common(spec.Event, v.payload, obj)
+    v = V.BY_NAME["event_position_max"]
+    obj = dict(fields(v.msg), ext=dict(reserved=0, position=True, value=True, text=True))
+    common(spec.Event, v.payload, obj)
+
+
+def test_position_structs():
+    v = V.BY_NAME["position"]
+    common(spec.PositionReport, v.payload, fields(v.msg), 22)
+    assert spec.STATIC_SIZES[spec.MSG_POSITION] == 22
+    common(spec.Position, v.payload[1:], v.msg["position"], spec.POSITION_LEN)
 
 
 @pytest.mark.parametrize("struct, name, size", [
@@ -78,7 +90,12 @@ def test_payload_struct(struct, name, size):
 def test_payload_switch_selects_by_type():
     for v in V.VECTORS:
         obj = spec.Payload.parse(v.payload, type=v.msg["type"])
-        assert spec._plain(obj) == fields(v.msg)
+        want = fields(v.msg)
+        if v.msg["type"] == spec.MSG_EVENT:
+            # the struct has the v1.1 position as it has text and value (None
+            # when absent); parse_payload's dict leaves the key out then
+            want.setdefault("position", None)
+        assert spec._plain(obj) == want
         assert spec.Payload.build(obj, type=v.msg["type"]) == v.payload
 
 
@@ -138,7 +155,7 @@ def outcome(func, *args, **kw):
 
 
 @PROPS
-@given(st.sampled_from(V.TYPES + (0x00, 0x04, 0x13, 0xFF)), st.binary(max_size=64))
+@given(st.sampled_from(V.TYPES + (0x00, 0x05, 0x13, 0xFF)), st.binary(max_size=64))
 def test_compiled_parser_agrees_on_arbitrary_bytes(t, data):
     a = outcome(spec.parse_payload, t, data)
     b = outcome(spec.parse_payload, t, data, compiled=True)
@@ -225,12 +242,31 @@ def ev(q=b"\x01", code=b"\x00\x82", ext=b"\x00", tail=b""):
     return q + code + b"\x01\x00\x05" + bytes(4) + ext + tail
 
 
+# a good position record (the "position" vector's)
+POS = V.BY_NAME["position"].payload[1:]
+
 BAD_PAYLOADS = [
     ("qualifier 0", spec.MSG_EVENT, ev(q=b"\x00")),
     ("qualifier 2", spec.MSG_EVENT, ev(q=b"\x02")),
     ("qualifier 7", spec.MSG_EVENT, ev(q=b"\x07")),
     ("code 1000", spec.MSG_EVENT, ev(code=b"\x03\xe8")),
-    ("reserved ext bit", spec.MSG_EVENT, ev(ext=b"\x04")),
+    ("reserved ext bit", spec.MSG_EVENT, ev(ext=b"\x08")),
+    ("ext says position, none", spec.MSG_EVENT, ev(ext=b"\x04")),
+    ("position short", spec.MSG_EVENT, ev(ext=b"\x04", tail=POS[:-1])),
+    ("position format 2", spec.MSG_EVENT, ev(ext=b"\x04", tail=b"\x02" + POS[1:])),
+    ("position lat 90.000001", spec.MSG_EVENT,
+     ev(ext=b"\x04", tail=POS[:1] + (90_000_001).to_bytes(4, "big") + POS[5:])),
+    ("position lon -180.000001", spec.MSG_EVENT,
+     ev(ext=b"\x04", tail=POS[:5] + (-180_000_001).to_bytes(4, "big", signed=True) + POS[9:])),
+    ("position course 3600", spec.MSG_EVENT,
+     ev(ext=b"\x04", tail=POS[:11] + (3600).to_bytes(2, "big") + POS[13:])),
+    ("position quality 9", spec.MSG_EVENT, ev(ext=b"\x04", tail=POS[:13] + b"\x09" + POS[14:])),
+    ("position flag bit 4", spec.MSG_EVENT, ev(ext=b"\x04", tail=POS[:20] + b"\x10")),
+    ("position after text, text missing", spec.MSG_EVENT, ev(ext=b"\x05", tail=POS)),
+    ("POSITION reason 9", spec.MSG_POSITION, b"\x09" + POS),
+    ("POSITION short", spec.MSG_POSITION, b"\x01" + POS[:-1]),
+    ("POSITION long", spec.MSG_POSITION, b"\x01" + POS + b"\x00"),
+    ("POSITION empty", spec.MSG_POSITION, b""),
     ("ext says text, none", spec.MSG_EVENT, ev(ext=b"\x01")),
     ("ext says value, none", spec.MSG_EVENT, ev(ext=b"\x02")),
     ("value short", spec.MSG_EVENT, ev(ext=b"\x02", tail=b"\x00\x00\x00")),
@@ -277,6 +313,10 @@ GOOD_EDGES = [
     (spec.MSG_NAK, bytes(4) + b"\x08" + bytes(8)),
     (spec.MSG_COMMAND, b"\x06" + bytes(5)),
     (spec.MSG_REPLY, bytes(4) + b"\x03" + bytes(2) + b"\x08" + bytes(8)),
+    (spec.MSG_POSITION, b"\x00" + POS),  # reason 0: unspecified
+    (spec.MSG_EVENT, ev(ext=b"\x04", tail=POS)),  # a position, nothing else
+    (spec.MSG_EVENT, ev(ext=b"\x04", tail=POS[:1] + (-90_000_000).to_bytes(4, "big", signed=True)
+                        + (-180_000_000).to_bytes(4, "big", signed=True) + POS[9:])),
 ]
 
 
@@ -286,7 +326,7 @@ def test_edge_payloads_accepted_and_rebuilt(t, data):
     assert spec.build_payload(m) == data
 
 
-@pytest.mark.parametrize("t", [0x00, 0x04, 0x13, 0x22, 0xFF])
+@pytest.mark.parametrize("t", [0x00, 0x05, 0x13, 0x22, 0xFF])
 def test_unknown_type_is_unsupported(t):
     for compiled in (False, True):
         with pytest.raises(RemoteProtocolError) as ei:
@@ -314,6 +354,8 @@ def _ev(**kw):
     return m
 
 
+_P = V.BY_NAME["position"].msg["position"]
+
 BAD_MESSAGES = [
     ("qualifier 2", _ev(qualifier=2)),
     ("code 1000", _ev(code=1000)),
@@ -337,6 +379,16 @@ BAD_MESSAGES = [
     ("REPLY result 4", dict(V.BY_NAME["reply"].msg, result=4)),
     ("ACK -1", {"type": spec.MSG_ACK, "ack_seq": -1}),
     ("unknown type", {"type": 0x55}),
+    ("position lat 90.000001", _ev(position=dict(_P, lat=90_000_001))),
+    ("position lon -180.000001", _ev(position=dict(_P, lon=-180_000_001))),
+    ("position course 3600", _ev(position=dict(_P, course=3600))),
+    ("position quality 9", _ev(position=dict(_P, quality=9))),
+    ("position flag bit 4", _ev(position=dict(_P, flags=0x10))),
+    ("position speed 65536", _ev(position=dict(_P, speed=65536))),
+    ("position without hdop", _ev(position={k: v for k, v in _P.items() if k != "hdop"})),
+    ("position not a dict", _ev(position=5)),
+    ("POSITION reason 9", dict(V.BY_NAME["position"].msg, reason=9)),
+    ("POSITION without position", {"type": spec.MSG_POSITION, "reason": 1}),
     ("no type", {"ack_seq": 1}),
 ]
 

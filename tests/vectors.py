@@ -12,7 +12,10 @@ computed at test time: if either codec changes a byte, a test fails.
 The vectors cover every message type, both directions (FLAG_FROM_RECEIVER),
 the other flags, the extremes of the field ranges, an EVENT with a 32-byte
 text (the largest v1 payload), a payload of exactly one block (REPLY with 8
-partitions: PKCS#7 adds a whole block), and a 16-byte master key.
+partitions: PKCS#7 adds a whole block), and a 16-byte master key; and the
+v1.1 position record: an EVENT carrying one, the largest payload (32-byte
+text, value and a position at the field extremes, 69 bytes) and a
+POSITION track point.
 
 The generators (hypothesis strategies and a seeded `random.Random` variant
 for batches sent to the MicroPython VM) are written from the field table
@@ -33,9 +36,9 @@ FLAG_FROM_RECEIVER = 0x01
 FLAG_BACKUP_PATH = 0x02
 FLAG_CLOCK_UNSET = 0x04
 
-HELLO, EVENT, HEARTBEAT, ACK, NAK, TIME, COMMAND, REPLY = (
-    0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x20, 0x21)
-TYPES = (HELLO, EVENT, HEARTBEAT, ACK, NAK, TIME, COMMAND, REPLY)
+HELLO, EVENT, HEARTBEAT, POSITION, ACK, NAK, TIME, COMMAND, REPLY = (
+    0x01, 0x02, 0x03, 0x04, 0x10, 0x11, 0x12, 0x20, 0x21)
+TYPES = (HELLO, EVENT, HEARTBEAT, POSITION, ACK, NAK, TIME, COMMAND, REPLY)
 
 
 class Vector:
@@ -235,6 +238,66 @@ VECTORS = [
             '7b84dee33f5d0c20bfd6b0d66c16826a312f9f5d549019b9c2'
         ),
     ),
+    Vector(
+        'event_position', KEY, flags=0, seq=8, timestamp=1800000000,
+        msg={'type': 2,
+             'qualifier': 1,
+             'code': 133,
+             'partition': 1,
+             'zone': 5,
+             'event_time': 1799999991,
+             'text': 'cash compartment',
+             'value': None,
+             'position': {'lat': 52370200, 'lon': -4895200, 'speed': 415, 'course': 844,
+                          'quality': 1, 'sats': 8, 'hdop': 9, 'fix_time': 1799999990,
+                          'flags': 0x0B}},
+        payload=bytes.fromhex('0100850100056b49d1f705106361736820636f6d706172746d656e7401031f1b'
+                              '18ffb54e20019f034c0108096b49d1f60b'),
+        frame=bytes.fromhex(
+            '474c010000012345000000086b49d2000200506b1ba0a1a2a3a4a5a6a7a8a9aa'
+            'abacadaeaf9f7358826c01b8f20b86ea61de08373ba6d67c027a5b1a72ee3b78'
+            '45886227f6d7d2833b595fad5f47a0702742678d3db3159ac5d80e0ce0ce213d'
+            '752b5dbcab4ee1f3269aa931a684d9b3bdb1bfa980f097ba8d'
+        ),
+    ),
+    Vector(
+        'event_position_max', KEY, flags=FLAG_BACKUP_PATH, seq=9, timestamp=1800000000,
+        msg={'type': 2,
+             'qualifier': 6,
+             'code': 999,
+             'partition': 255,
+             'zone': 65535,
+             'event_time': 4294967295,
+             'text': '0123456789abcdefghijklmnopqrstuv',
+             'value': -2147483648,
+             'position': {'lat': -90000000, 'lon': 180000000, 'speed': 65535, 'course': 3599,
+                          'quality': 8, 'sats': 255, 'hdop': 255, 'fix_time': 4294967295,
+                          'flags': 0x0F}},
+        payload=bytes.fromhex('0603e7ffffffffffffff0720303132333435363738396162636465666768696a'
+                              '6b6c6d6e6f707172737475768000000001faa2b5800aba9500ffff0e0f08ffff'
+                              'ffffffff0f'),
+        frame=bytes.fromhex(
+            '474c010200012345000000096b49d2000200605af2a0a1a2a3a4a5a6a7a8a9aa'
+            'abacadaeaf752e93089eee2b6e668dc6c7d0b7b4ddb0fa5ff21603a4cf3f34d8'
+            '6c408230f815aaa936594dcbe9ee3eaa6312980f4683258c5ebecac26a82ad4f'
+            'ef9d1de787238132dace1d5806d1036748c28884e902193ab7b394852b5fb8b6'
+            'bdde2adaaf59edfcef'
+        ),
+    ),
+    Vector(
+        'position', KEY, flags=0, seq=10, timestamp=1800000002,
+        msg={'type': 4,
+             'reason': 8,
+             'position': {'lat': -33868800, 'lon': 151209300, 'speed': 0, 'course': 0,
+                          'quality': 2, 'sats': 12, 'hdop': 7, 'fix_time': 1800000000,
+                          'flags': 0x01}},
+        payload=bytes.fromhex('0801fdfb34000903455400000000020c076b49d20001'),
+        frame=bytes.fromhex(
+            '474c0100000123450000000a6b49d202040030d7d3a0a1a2a3a4a5a6a7a8a9aa'
+            'abacadaeafefaf9e6f3e03c455e21f4e776a94ccfa6dac2c9fd5e84e6aad94d3'
+            '4affda5ac59f116ce434f8307912fc7e570eef3553dc58d0b7'
+        ),
+    ),
 ]
 
 VECTOR_IDS = [v.name for v in VECTORS]
@@ -262,7 +325,13 @@ FIELDS = {
     TIME: {"ref_seq": U32, "receiver_time": U32, "utc_offset_min": (-720, 840)},
     COMMAND: {"command": (1, 6), "partition": U8, "arg": U16, "user": U16},
     REPLY: {"command_seq": U32, "result": (0, 3), "troubles": U16},
+    POSITION: {"reason": (0, 8)},
 }
+# The v1.1 position record (EVENT's optional "position", POSITION's
+# "position"); "flags" allows bits 0..3 only.
+POSITION_FIELDS = {"lat": (-90_000_000, 90_000_000), "lon": (-180_000_000, 180_000_000),
+                   "speed": U16, "course": (0, 3599), "quality": (0, 8), "sats": U8,
+                   "hdop": U8, "fix_time": U32, "flags": (0, 15)}
 HAS_PARTITIONS = (HEARTBEAT, REPLY)
 MAX_TEXT_BYTES = 32
 MAX_PARTITIONS = 8
@@ -288,15 +357,22 @@ def messages(types=TYPES):
     return st.one_of([_message_of(t) for t in types])
 
 
+positions = st.fixed_dictionaries({k: _field(v) for k, v in POSITION_FIELDS.items()})
+
+
 def _message_of(t):
     fields = {k: _field(v) for k, v in FIELDS[t].items()}
     fields["type"] = st.just(t)
+    optional = {}
     if t == EVENT:
         fields["text"] = st.none() | texts
         fields["value"] = st.none() | st.integers(*I32)
+        optional["position"] = positions  # the key only when there is one
+    if t == POSITION:
+        fields["position"] = positions
     if t in HAS_PARTITIONS:
         fields["partitions"] = st.lists(st.integers(*U8), max_size=MAX_PARTITIONS)
-    return st.fixed_dictionaries(fields)
+    return st.fixed_dictionaries(fields, optional=optional)
 
 
 headers = st.fixed_dictionaries({
@@ -346,9 +422,17 @@ def random_message(rng, t=None):
     if t == EVENT:
         m["text"] = random_text(rng) if rng.random() < 0.5 else None
         m["value"] = _rand_field(rng, I32) if rng.random() < 0.5 else None
+        if rng.random() < 0.3:
+            m["position"] = random_position(rng)
+    if t == POSITION:
+        m["position"] = random_position(rng)
     if t in HAS_PARTITIONS:
         m["partitions"] = [rng.randint(0, 255) for _ in range(rng.randint(0, MAX_PARTITIONS))]
     return m
+
+
+def random_position(rng):
+    return {k: _rand_field(rng, spec) for k, spec in POSITION_FIELDS.items()}
 
 
 def random_header(rng):

@@ -12,13 +12,22 @@ HOLDUP = const(122)  # silent hold-up
 BURGLARY = const(130)  # instant zone
 INTERIOR = const(132)  # interior follower
 H24 = const(133)  # 24-hour (safe/vault), also the vault seismic zone
+COMPARTMENT = const(133)  # vehicle: cash compartment / safe open outside allowed zones
 ENTRY_EXIT = const(134)
 BOX_TAMPER = const(137)
 SENSOR_TAMPER = const(144)  # DEOL loop open (cut wire) or a tamper zone
+# vehicle rules (docs/mobile.md): 170-179 are unassigned in Contact ID;
+# protocol/contactid.py names them and queues them as alarms
+ROUTE_EXIT = const(170)  # left the planned route's corridor
+STOPPED_TOO_LONG = const(171)  # stopped too long outside allowed zones
+VEHICLE_DOOR = const(172)  # a door open while moving
+IGNITION_OFF_SCHEDULE = const(173)  # ignition switched on outside its schedule
 AC_LOSS = const(301)
 LOW_BATTERY = const(302)
 SYSTEM_RESET = const(305)  # sent once per boot
 SELF_TEST = const(307)  # bad configuration: safe mode
+GPS_TROUBLE = const(330)  # vehicle: no GNSS fix while moving (peripheral trouble)
+GPS_JAM = const(344)  # vehicle: fix lost with the antenna input tripped (jam detect)
 COMM_TROUBLE = const(350)  # zone field = path (1 primary, 2 backup)
 LOOP_SHORT = const(372)  # DEOL loop shorted
 FIRE_TROUBLE = const(373)  # fire loop open or shorted

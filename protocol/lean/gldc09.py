@@ -236,7 +236,7 @@ def _frame(body):
     return b"\n" + ("%04X0%03X" % (crc16(body), len(body))).encode() + body + b"\r"
 
 
-def _build(token, seq, account, line, receiver, data, key, timestamp, pad):
+def _build(token, seq, account, line, receiver, data, key, timestamp, pad, xdata=""):
     if not _is_int(seq, 0, SEQ_LAST):
         raise Dc09UsageError("seq")
     if not _is_hex(account, 3, 16):
@@ -247,7 +247,7 @@ def _build(token, seq, account, line, receiver, data, key, timestamp, pad):
         raise Dc09UsageError("receiver")
     if timestamp is not None and not _valid_time(timestamp):
         raise Dc09UsageError("timestamp")
-    payload = data + "]"
+    payload = data + "]" + xdata
     if timestamp is not None:
         payload += _format_time(timestamp)
     header = '"%s%s"%04d' % ("" if key is None else "*", token, seq)
@@ -283,11 +283,55 @@ def _build(token, seq, account, line, receiver, data, key, timestamp, pad):
 
 # --- what the panel sends -----------------------------------------------------
 
+def _udeg_text(v):
+    """Integer micro-degrees -> signed decimal degrees, six places, with
+    integers only (no float formatting on the board)."""
+    sign = "-" if v < 0 else ""
+    v = -v if v < 0 else v
+    return "%s%d.%06d" % (sign, v // 1000000, v % 1000000)
+
+
+def position_blocks(lat, lon):
+    """The [X...][Y...] extended data blocks (DC-09 5.5.1.9: X longitude,
+    Y latitude) for a position in integer micro-degrees, as signed decimal
+    degrees ("[X-4.895200][Y52.370200]"); pass it as build_adm_cid's
+    `xdata`.  The receiver reads it into the event's location (docs/dc09.md,
+    "Extended data")."""
+    if not (_is_int(lat, -90000000, 90000000) and _is_int(lon, -180000000, 180000000)):
+        raise Dc09UsageError("position")
+    return "[X" + _udeg_text(lon) + "][Y" + _udeg_text(lat) + "]"
+
+
+def _xdata_ok(x):
+    """Extended data as build_adm_cid takes it: "[L...]" blocks, printable
+    ASCII, no bracket inside a block."""
+    if not isinstance(x, str):
+        return False
+    depth = 0
+    for c in x:
+        if c < " " or c > "~":
+            return False
+        if c == "[":
+            if depth:
+                return False
+            depth = 1
+        elif c == "]":
+            if not depth:
+                return False
+            depth = 0
+        elif not depth:
+            return False
+    return depth == 0
+
+
 def build_adm_cid(seq, account, line, receiver, qualifier, code, partition,
-                  zone, key, timestamp, pad=None):
+                  zone, key, timestamp, pad=None, xdata=""):
     """An ADM-CID frame: "ADM-CID" with data "#acct|QEEE GG ZZZ" (5.5.1.7,
     Contact ID).  `key` None sends in the clear; else 16/24/32 bytes and
-    `timestamp` (y, m, d, H, M, S) UTC is required.  `pad` is for tests."""
+    `timestamp` (y, m, d, H, M, S) UTC is required.  `pad` is for tests.
+    `xdata`: extended data blocks after the data, e.g. position_blocks()."""
+    if not _xdata_ok(xdata):
+        raise Dc09UsageError("xdata")
     if qualifier not in (Q_NEW, Q_RESTORE, Q_STATUS) or isinstance(qualifier, bool):
         raise Dc09UsageError("qualifier")
     if not (_is_int(code, 0, 999) and _is_int(partition, 0, 99)
@@ -295,7 +339,7 @@ def build_adm_cid(seq, account, line, receiver, qualifier, code, partition,
         raise Dc09UsageError("code/partition/zone")
     data = "#%s|%d%03d %02d %03d" % (account, qualifier, code, partition, zone)
     return _build("ADM-CID", seq, account, line, receiver, data, key,
-                  timestamp, pad)
+                  timestamp, pad, xdata)
 
 
 def build_null(seq, account, line, receiver, key, timestamp, pad=None):

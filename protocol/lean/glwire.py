@@ -113,6 +113,7 @@ FLAGS_KNOWN = const(0x07)
 MSG_HELLO = const(0x01)
 MSG_EVENT = const(0x02)
 MSG_HEARTBEAT = const(0x03)
+MSG_POSITION = const(0x04)  # v1.1: a vehicle unit's track point
 MSG_ACK = const(0x10)
 MSG_NAK = const(0x11)
 MSG_TIME = const(0x12)
@@ -121,7 +122,7 @@ MSG_REPLY = const(0x21)
 
 MSG_NAMES = {
     MSG_HELLO: "HELLO", MSG_EVENT: "EVENT", MSG_HEARTBEAT: "HEARTBEAT",
-    MSG_ACK: "ACK", MSG_NAK: "NAK", MSG_TIME: "TIME",
+    MSG_POSITION: "POSITION", MSG_ACK: "ACK", MSG_NAK: "NAK", MSG_TIME: "TIME",
     MSG_COMMAND: "COMMAND", MSG_REPLY: "REPLY",
 }
 
@@ -150,6 +151,23 @@ Q_STATUS = const(6)
 # EVENT extension bits
 EXT_TEXT = const(0x01)
 EXT_VALUE = const(0x02)
+EXT_POSITION = const(0x04)  # v1.1: a position record follows
+
+# The position record (v1.1; EVENT ext bit 2 and POSITION): format byte,
+# lat/lon s32 micro-degrees, speed u16 0.1 km/h, course u16 0.1 degree,
+# fix quality, satellites, HDOP 0.1 (u8 each), fix time u32, flags u8.
+POSITION_FORMAT = const(1)
+POSITION_LEN = const(21)
+MAX_LAT_UDEG = const(90000000)
+MAX_LON_UDEG = const(180000000)
+MAX_COURSE = const(3599)
+MAX_FIX_QUALITY = const(8)
+POS_VALID = const(0x01)  # a current fix (else the last known position)
+POS_MOVING = const(0x02)
+POS_IGNITION = const(0x04)
+POS_ALARM = const(0x08)  # an alarm is active: the unit reports faster
+POS_FLAGS_KNOWN = const(0x0F)
+MAX_POSITION_REASON = const(8)
 
 # panel kinds
 KIND_DOOR = const(1)
@@ -310,6 +328,33 @@ def _partitions(m):
     return bytes(out)
 
 
+def _position(p):
+    """A position dict -> its 21-byte record."""
+    return struct.pack(">BiiHHBBBIB", POSITION_FORMAT,
+                       _check(p["lat"], -MAX_LAT_UDEG, MAX_LAT_UDEG, "lat"),
+                       _check(p["lon"], -MAX_LON_UDEG, MAX_LON_UDEG, "lon"),
+                       _u16(p, "speed"), _check(p["course"], 0, MAX_COURSE, "course"),
+                       _check(p["quality"], 0, MAX_FIX_QUALITY, "quality"), _u8(p, "sats"),
+                       _u8(p, "hdop"), _u32(p, "fix_time"),
+                       _check(p["flags"], 0, POS_FLAGS_KNOWN, "position flags"))
+
+
+def _take_position(p, off):
+    """The record at p[off:off + 21] -> a position dict (WireError if bad)."""
+    if off + POSITION_LEN > len(p):
+        raise _bad("position missing")
+    fmt, lat, lon, speed, course, q, sats, hdop, ft, fl = struct.unpack_from(">BiiHHBBBIB",
+                                                                              p, off)
+    if fmt != POSITION_FORMAT:
+        raise _bad("position format %d" % fmt)
+    if lat < -MAX_LAT_UDEG or lat > MAX_LAT_UDEG or lon < -MAX_LON_UDEG or lon > MAX_LON_UDEG:
+        raise _bad("position out of range")
+    if course > MAX_COURSE or q > MAX_FIX_QUALITY or fl & ~POS_FLAGS_KNOWN:
+        raise _bad("bad position field")
+    return {"lat": lat, "lon": lon, "speed": speed, "course": course, "quality": q,
+            "sats": sats, "hdop": hdop, "fix_time": ft, "flags": fl}
+
+
 def encode_payload(m):
     """Message dict -> payload bytes (the plaintext inside the body).
     Raises EncodeError, and nothing else, for a message it cannot encode."""
@@ -343,11 +388,18 @@ def _encode_payload(m):
         if value is not None:
             ext |= EXT_VALUE
             tail += struct.pack(">i", _check(value, -0x80000000, 0x7FFFFFFF, "value"))
+        pos = m.get("position")
+        if pos is not None:
+            ext |= EXT_POSITION
+            tail += _position(pos)
         return struct.pack(">BHBHIB", q, code, _u8(m, "partition"), _u16(m, "zone"),
                            _u32(m, "event_time"), ext) + tail
     if t == MSG_HEARTBEAT:
         return struct.pack(">HHBH", _u16(m, "troubles"), _u16(m, "battery_mv"),
                            _u8(m, "active_path"), _u16(m, "queue_depth")) + _partitions(m)
+    if t == MSG_POSITION:
+        return bytes([_check(m["reason"], 0, MAX_POSITION_REASON, "reason")]) + \
+            _position(m["position"])
     if t == MSG_ACK:
         return struct.pack(">I", _u32(m, "ack_seq"))
     if t == MSG_NAK:
@@ -440,7 +492,7 @@ def decode_payload(t, p):
             raise _bad("bad qualifier")
         if code > 999:
             raise _bad("bad event code")
-        if ext & ~(EXT_TEXT | EXT_VALUE):
+        if ext & ~(EXT_TEXT | EXT_VALUE | EXT_POSITION):
             raise _bad("reserved extension bits set")
         off = 11
         text = None
@@ -461,10 +513,23 @@ def decode_payload(t, p):
                 raise _bad("value missing")
             value = struct.unpack_from(">i", p, off)[0]
             off += 4
+        pos = None
+        if ext & EXT_POSITION:
+            pos = _take_position(p, off)
+            off += POSITION_LEN
         if off != n:
             raise _bad("payload length")
-        return {"type": t, "qualifier": q, "code": code, "partition": part,
-                "zone": zone, "event_time": et, "text": text, "value": value}
+        m = {"type": t, "qualifier": q, "code": code, "partition": part,
+             "zone": zone, "event_time": et, "text": text, "value": value}
+        if pos is not None:
+            m["position"] = pos  # v1.1: only when present
+        return m
+    if t == MSG_POSITION:
+        if n != 1 + POSITION_LEN:
+            raise _bad("payload length")
+        if p[0] > MAX_POSITION_REASON:
+            raise _bad("bad position reason")
+        return {"type": t, "reason": p[0], "position": _take_position(p, 1)}
     if t == MSG_HEARTBEAT:
         if n < 8:
             raise _bad("HEARTBEAT too short")

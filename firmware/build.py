@@ -62,9 +62,38 @@ def sources(board: str = "sim") -> list[str]:
     return out
 
 
+def _bundle_names() -> set[str]:
+    """Every file name a build of any board writes."""
+    names = {CONFIG_NAME, MANIFEST_NAME}
+    for board in BOARD_ONLY:
+        for src in sources(board):
+            n = os.path.basename(src)
+            names |= {n, n[:-3] + ".mpy"}
+    return names
+
+
+def _check_out(out: str) -> None:
+    """`out` is new, empty or an earlier bundle: a build removes the .py
+    and .mpy files it finds there (stale modules would shadow new ones),
+    so a directory of someone's own files (``-o .`` in a project) is
+    refused before anything is touched."""
+    if not os.path.exists(out):
+        return
+    if not os.path.isdir(out):
+        raise BundleError("%s: exists and is not a directory" % out)
+    known = _bundle_names()
+    other = sorted(f for f in os.listdir(out)
+                   if f not in known and not (f.startswith("flash-") and f.endswith(".json")))
+    if other:
+        raise BundleError("%s holds files that are not a firmware bundle's (%s%s): give a new "
+                          "or empty directory" % (out, ", ".join(other[:3]),
+                                                  ", ..." if len(other) > 3 else ""))
+
+
 def build(out: str, board: str = "sim", compile_mpy: bool = True,
           opt: int = 0) -> dict[str, int]:
     """Write the bundle to `out`; return {file name: size in bytes}."""
+    _check_out(out)
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
         if f.endswith((".py", ".mpy")) or f in (CONFIG_NAME, MANIFEST_NAME):
@@ -125,7 +154,7 @@ def mpy_cross_version() -> str:
 def source_revision() -> str | None:
     """The git commit the firmware sources come from, "+dirty" when the
     device or protocol sources differ from it; None outside a checkout."""
-    if not os.path.isdir(os.path.join(REPO, ".git")):
+    if not os.path.exists(os.path.join(REPO, ".git")):  # a file in a git worktree
         return None
     try:
         head = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
@@ -240,16 +269,20 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run_args(a) -> int:
-    if a.source:
-        sizes = build(a.out, a.board, False, a.opt)
-        for n in sorted(sizes):
-            print("%7d  %s" % (sizes[n], n))
-        print("%7d  total (%d files) in %s" % (sum(sizes.values()), len(sizes), a.out))
-        return 0
     try:
+        if a.source:
+            sizes = build(a.out, a.board, False, a.opt)
+            for n in sorted(sizes):
+                print("%7d  %s" % (sizes[n], n))
+            print("%7d  total (%d files) in %s" % (sum(sizes.values()), len(sizes), a.out))
+            return 0
         m = bundle(a.out, a.board, a.config, a.opt)
     except (BundleError, RuntimeError) as e:
         print("guardline-panel build: %s" % e, file=sys.stderr)
+        return 1
+    except OSError as e:
+        print("guardline-panel build: %s: %s" % (e.filename or a.out, e.strerror or e),
+              file=sys.stderr)
         return 1
     for f in m["files"]:
         print("%7d  %s  %s" % (f["size"], f["sha256"][:16], f["name"]))

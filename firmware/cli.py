@@ -2,9 +2,10 @@
 the installer's laptop (docs/installer.md walks through a site).
 
     guardline-panel new --kind door|bank [--from-template FILE] [--account N --key HEX
-                        --receiver [tcp/|udp/]HOST:PORT ...] -o CONFIG.json
+                        --receiver [tcp/|udp/]HOST:PORT ...] [--utc-offset MIN]
+                        [--wifi-ssid SSID [--wifi-password -]] -o CONFIG.json
     guardline-panel user add|remove|list CONFIG.json ...
-    guardline-panel check CONFIG.json [--board esp32|rp2|sim] [--strict]
+    guardline-panel check CONFIG.json [--board esp32|rp2|sim] [--strict] [--template FILE]
     guardline-panel build [CONFIG.json] -o BUNDLE_DIR [--board sim|esp32|rp2]
     guardline-panel runtime --board esp32|rp2 [--port PORT] FIRMWARE.bin|.uf2
     guardline-panel flash --port PORT [BUNDLE_DIR] [--resume]
@@ -27,7 +28,6 @@ import argparse
 import getpass
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,8 +52,10 @@ class Failure(Exception):
 # -- check, hash-code, ctl (the bench tools) ------------------------------------------------
 
 
-def check(path: str, board: str | None = None, strict: bool = False) -> int:
-    cfg, errors, warnings = _prov.check_file(path, board)
+def check(path: str, board: str | None = None, strict: bool = False,
+          template: str | None = None) -> int:
+    side = _prov.load_receiver_side(template) if template else None
+    cfg, errors, warnings = _prov.check_file(path, board, side)
     for e in errors:
         print(e, file=sys.stderr)
     if errors:
@@ -73,11 +75,24 @@ def hash_code(salt_hex: str, code: str) -> str:
 
 
 def ctl(control: str, request: str, timeout: float = 10.0) -> dict:
-    host, port = control.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(request.strip().encode() + b"\n")
-        f = s.makefile("rb")
-        return json.loads(f.readline())
+    from firmware import walktest as W  # noqa: PLC0415
+
+    try:
+        sim = W.SimControl(control)
+    except ValueError as e:
+        raise UsageError("--control %s" % e) from None
+    try:
+        req = json.loads(request)
+    except ValueError as e:
+        raise UsageError("the request is not JSON (%s): e.g. '{\"cmd\": \"state\"}'" % e) \
+            from None
+    if not isinstance(req, dict) or "cmd" not in req:
+        raise UsageError("the request is a JSON object with \"cmd\", e.g. "
+                         "'{\"cmd\": \"state\"}' (docs/simulator.md)")
+    try:
+        return sim(req, timeout)
+    except OSError as e:
+        raise Failure(str(e)) from None
 
 
 # -- new, user ---------------------------------------------------------------------------------
@@ -90,12 +105,9 @@ def cmd_new(a) -> int:
     receivers = [_prov.parse_receiver(r) for r in a.receiver or []]
     wifi = None
     if a.wifi_ssid:
-        pw = a.wifi_password
-        if pw is None:
-            pw = getpass.getpass("Wi-Fi password for %s: " % a.wifi_ssid)
-        wifi = {"ssid": a.wifi_ssid, "password": pw}
+        wifi = {"ssid": a.wifi_ssid, "password": _wifi_password(a)}
     doc, notes = _prov.new_config(a.kind, template, a.account, a.key, receivers, a.name,
-                                  a.heartbeat, wifi)
+                                  a.heartbeat, wifi, a.utc_offset)
     # What is written is what the panel will accept: the firmware's own
     # validator (firmware/device/config.py), run before a byte is written.
     _, errors = _config.validate(doc)
@@ -120,6 +132,27 @@ def cmd_new(a) -> int:
     for n in notes:
         print("note: " + n)
     return 0
+
+
+def _wifi_password(a) -> str:
+    """--wifi-password - reads it from stdin (scripts); otherwise it is
+    prompted, never taken from the command line (shell history)."""
+    if a.wifi_password == "-":
+        pw = sys.stdin.readline().rstrip("\r\n")
+    elif a.wifi_password is not None:
+        pw = a.wifi_password
+    elif not sys.stdin.isatty():
+        raise UsageError("no Wi-Fi password for %s: run from a terminal (it is prompted) or "
+                         "give it on stdin with --wifi-password -" % a.wifi_ssid)
+    else:
+        try:
+            pw = getpass.getpass("Wi-Fi password for %s: " % a.wifi_ssid)
+        except EOFError:
+            raise UsageError("no Wi-Fi password given for %s" % a.wifi_ssid) from None
+    if not pw:
+        raise UsageError("the Wi-Fi password for %s is empty (an open network is not "
+                         "supported)" % a.wifi_ssid)
+    return pw
 
 
 def _read_code(a) -> str:
@@ -367,8 +400,15 @@ def cmd_walk_test(a) -> int:
         if not code:
             raise UsageError("--auto needs --code (a master or manager code, to arm and "
                              "bypass)")
-        driver = W.AutoDriver(W.SimControl(a.control), code, a.zone_timeout, _say,
-                              walk_mode=not a.armed_walk)
+        try:
+            sim = W.SimControl(a.control)
+            sim({"cmd": "ping"})  # before the walk starts, not in its middle
+        except ValueError as e:
+            raise UsageError("--control %s" % e) from None
+        except OSError as e:
+            source.close()
+            raise Failure(str(e)) from None
+        driver = W.AutoDriver(sim, code, a.zone_timeout, _say, walk_mode=not a.armed_walk)
         mode = "the tool, through the simulated panel's control socket (%s)" % a.control
     else:
         driver = W.ManualDriver(_say)
@@ -409,6 +449,8 @@ def cmd_walk_test(a) -> int:
     print()
     for z in walk.walked(ids):
         print(W.zone_line(z))
+    for u in r["unexpected"]:
+        print("  [FAIL] %s" % u["text"])
     print("walk test %s: %s" % (r["result"], ", ".join(
         "%d %s" % (v, k) for k, v in sorted(r["summary"].items()) if k != "zones")))
     jp, mp, hp = W.write_report(a.report, r)
@@ -436,7 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "template)")
     p.add_argument("--name", help="panel / site name (default: the template's site)")
     p.add_argument("--heartbeat", type=int, metavar="S", help="heartbeat_s")
-    p.add_argument("--wifi-ssid", help="Wi-Fi network of a board (password prompted)")
+    p.add_argument("--utc-offset", type=int, metavar="MIN",
+                   help="the site's offset from UTC in minutes (default: this computer's "
+                        "time zone now)")
+    p.add_argument("--wifi-ssid", help="Wi-Fi network of a board (password prompted; "
+                   "--wifi-password - reads it from stdin)")
     p.add_argument("--wifi-password", help=argparse.SUPPRESS)
     p.add_argument("--show-key", action="store_true", help="print the account key")
     p.add_argument("--force", action="store_true", help="replace an existing file")
@@ -464,6 +510,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", choices=sorted(_build.BOARD_ONLY),
                    help="also warn about what this board needs (Wi-Fi, a reachable receiver)")
     p.add_argument("--strict", action="store_true", help="warnings fail too")
+    p.add_argument("--template", metavar="FILE",
+                   help="the receiver's panel template (or its account as guardline-receiver "
+                        "accounts show N --json prints it): each path's heartbeat must be "
+                        "at most what the receiver supervises")
 
     p = sub.add_parser("hash-code", help="code_hash for a user code")
     p.add_argument("--salt", required=True, help="the config's code_salt (hex)")
@@ -555,7 +605,7 @@ def main(argv=None) -> int:
         if a.cmd == "sim":
             return _sim.run_args(a)
         if a.cmd == "check":
-            return check(a.config, a.board, a.strict)
+            return check(a.config, a.board, a.strict, a.template)
         if a.cmd == "hash-code":
             print(hash_code(a.salt, a.code))
             return 0
@@ -572,6 +622,14 @@ def main(argv=None) -> int:
     except (Failure, _prov.ProvisionError) as e:
         print("guardline-panel %s: %s" % (a.cmd, e), file=sys.stderr)
         return 1
+    except OSError as e:  # a file or directory the command cannot use
+        where = e.filename if e.filename else ""
+        print("guardline-panel %s: %s%s" % (a.cmd, "%s: " % where if where else "",
+                                           e.strerror or e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("guardline-panel %s: interrupted" % a.cmd, file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ The runtime step only builds command lines and checks the image file
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import logging
@@ -98,31 +99,72 @@ class LinkError(FlashError):
 class Device:
     """A MicroPython board's filesystem and REPL over mpremote's serial
     transport.  ``soft_reset=False`` is mpremote's ``resume``: needed for
-    the unix port, which has no soft reset."""
+    the unix port, which has no soft reset.
+
+    Every mpremote call goes through :meth:`_call`, the one place that
+    sorts its failures: an error the device reports (a Python exception
+    on the board, ``TransportExecError``) is a :class:`FlashError`; a link
+    that fails (``TransportError``, and the ``OSError`` pyserial raises
+    when the port goes away: EIO from a pty or a USB cable pulled) is a
+    :class:`LinkError`, worth reconnecting."""
 
     def __init__(self, port: str, baudrate: int = 115200, soft_reset: bool = True,
                  wait: int = 0):
-        from mpremote.transport import TransportError  # noqa: PLC0415
         from mpremote.transport_serial import SerialTransport  # noqa: PLC0415
 
         self.port = port
+        self.t = None
+        self.t = self._call(lambda: SerialTransport(port, baudrate=baudrate, wait=wait),
+                            "cannot open")
         try:
-            self.t = SerialTransport(port, baudrate=baudrate, wait=wait)
-        except TransportError as e:
-            raise LinkError("%s: cannot open (%s)" % (port, e)) from None
-        try:
-            self.t.enter_raw_repl(soft_reset=soft_reset)
-        except TransportError as e:
-            self.t.close()
-            raise LinkError("%s: no MicroPython raw REPL (%s); is the runtime installed "
-                             "(guardline-panel runtime)?" % (port, e)) from None
+            self._call(lambda: self.t.enter_raw_repl(soft_reset=soft_reset),
+                       "no MicroPython raw REPL", (
+                           "; is the runtime installed (guardline-panel runtime)?%s" % (
+                               " A board whose link drops on a soft reset (the unix port) "
+                               "needs --resume" if soft_reset else "")))
+        except FlashError:
+            self._close_port()
+            raise
         self._hash_ready = False
 
+    def _call(self, fn, what: str, hint: str = "", device_file: str | None = None):
+        from mpremote.transport import TransportError, TransportExecError  # noqa: PLC0415
+        from serial import SerialException  # noqa: PLC0415
+
+        try:
+            return fn()
+        except TransportExecError as e:  # a subclass of TransportError: first
+            lines = (e.error_output or "").strip().splitlines() or ["(no output)"]
+            raise FlashError("%s: %s: device error: %s" % (self.port, what, lines[-1])) \
+                from None
+        except OSError as e:
+            # mpremote's file calls turn an OSError on the device into
+            # OSError(errno, <the device file>): the device refused, the
+            # link is fine.  pyserial's failures are SerialException or a
+            # bare EIO from the port.
+            if device_file is not None and e.strerror == device_file \
+                    and not isinstance(e, SerialException):
+                raise FlashError("%s: %s: device error: %s" % (
+                    self.port, what, errno.errorcode.get(e.errno, e.errno))) from None
+            raise LinkError("%s: %s (%s)%s" % (self.port, what, e, hint)) from None
+        except TransportError as e:
+            raise LinkError("%s: %s (%s)%s" % (self.port, what, e, hint)) from None
+
+    def _close_port(self) -> None:
+        try:
+            self.t.close()
+        except (OSError, AttributeError):
+            pass
+
     def close(self) -> None:
+        from mpremote.transport import TransportError  # noqa: PLC0415
+
         try:
             self.t.exit_raw_repl()
+        except (TransportError, OSError):
+            pass  # the link is gone already; what failed was reported
         finally:
-            self.t.close()
+            self._close_port()
 
     def __enter__(self):
         return self
@@ -131,15 +173,7 @@ class Device:
         self.close()
 
     def exec(self, code: str) -> str:
-        from mpremote.transport import TransportError, TransportExecError  # noqa: PLC0415
-
-        try:
-            return self.t.exec(code).decode("utf-8", "replace")
-        except TransportExecError as e:
-            raise FlashError("%s: device error: %s" % (self.port, e.error_output.strip()
-                                                       .splitlines()[-1])) from None
-        except TransportError as e:
-            raise LinkError("%s: link error: %s" % (self.port, e)) from None
+        return self._call(lambda: self.t.exec(code), "link error").decode("utf-8", "replace")
 
     def identify(self) -> dict:
         out = self.exec("import sys\nprint(sys.platform)\nprint(sys.version)\n"
@@ -166,6 +200,8 @@ class Device:
         if not self._hash_ready:
             try:
                 self.exec("import hashlib\nhashlib.sha256")
+            except LinkError:
+                raise
             except FlashError:
                 raise FlashError("%s: the device has no hashlib.sha256: files cannot be "
                                  "verified on the device" % self.port) from None
@@ -176,23 +212,14 @@ class Device:
 
     def write(self, name: str, data: bytes, progress=None) -> None:
         _safe(name)
-        from mpremote.transport import TransportError, TransportExecError  # noqa: PLC0415
-
-        try:
-            self.t.fs_writefile(name, data, chunk_size=CHUNK, progress_callback=progress)
-        except (TransportError, OSError) as e:
-            raise LinkError("%s: writing %s failed: %s" % (self.port, name, e)) from None
-        except TransportExecError as e:
-            raise FlashError("%s: writing %s failed: %s" % (self.port, name, e)) from None
+        self._call(lambda: self.t.fs_writefile(name, data, chunk_size=CHUNK,
+                                               progress_callback=progress),
+                   "writing %s failed" % name, device_file=name)
 
     def read(self, name: str) -> bytes:
         _safe(name)
-        from mpremote.transport import TransportError, TransportExecError  # noqa: PLC0415
-
-        try:
-            return bytes(self.t.fs_readfile(name))
-        except (TransportError, TransportExecError, OSError) as e:
-            raise FlashError("%s: reading %s failed: %s" % (self.port, name, e)) from None
+        return bytes(self._call(lambda: self.t.fs_readfile(name), "reading %s failed" % name,
+                                device_file=name))
 
     def remove(self, name: str) -> None:
         _safe(name)
@@ -425,12 +452,19 @@ RP2040_FAMILY = 0xE48BFF56
 UF2_DRIVE_LABELS = ("RPI-RP2",)
 
 
+def _read_image(path: str, n: int = -1) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise FlashError("%s: cannot read (%s)" % (path, e.strerror or e)) from None
+
+
 def check_esp_image(path: str, chip: str) -> None:
     """Refuse a file that is not an ESP image for `chip`."""
     if chip not in ESP_CHIPS:
         raise FlashError("--chip: %r is not one of %s" % (chip, ", ".join(ESP_CHIPS)))
-    with open(path, "rb") as f:
-        head = f.read(16)
+    head = _read_image(path, 16)
     if len(head) < 16 or head[0] != ESP_IMAGE_MAGIC:
         raise FlashError("%s: not an ESP firmware image (no 0xE9 header); download the "
                          ".bin for your board from micropython.org" % path)
@@ -444,8 +478,7 @@ def check_esp_image(path: str, chip: str) -> None:
 def check_uf2(path: str, family: int = RP2040_FAMILY) -> int:
     """Refuse a file that is not a UF2 image for `family`; returns the
     number of blocks."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _read_image(path)
     if not data or len(data) % 512:
         raise FlashError("%s: not a UF2 file (size is not a multiple of 512)" % path)
     for i in range(0, len(data), 512):

@@ -57,8 +57,16 @@ DC09_KEY_BYTES = (16, 24, 32)
 # 8 at most (what a keypad buffer takes).
 CODE_RE = re.compile(r"^[0-9]{4,8}$")
 
-TEMPLATE_FIELDS = ("account", "key", "protocol", "receivers", "heartbeat_s", "supervision",
-                   "site_name", "zones", "partitions")
+TEMPLATE_FIELDS = ("account", "key", "protocol", "receivers", "heartbeat_s", "site_name",
+                   "zones", "partitions", "supervision")
+# Addresses a receiver listens on that no panel can send to: a template
+# made from a receiver config listening on all addresses carries them.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+# The panel's timing that sets how often each reporting path is heard
+# (reporter.py: the active path every heartbeat_s, the standby path every
+# backup_heartbeat_s), by the receiver's path number.
+PATH_HEARTBEAT = {1: "heartbeat_s", 2: "backup_heartbeat_s"}
+PATH_NAMES = {1: "primary", 2: "backup"}
 
 
 class ProvisionError(Exception):
@@ -169,10 +177,14 @@ def load_template(path: str) -> dict:
             key = b""
         if not 16 <= len(key) <= 64:
             raise ProvisionError("%s: key: expected 16..64 bytes of hex" % path)
-    rx = t.get("receivers") or []
-    if not isinstance(rx, list) or not rx:
-        raise ProvisionError("%s: receivers: at least one receiver address is needed"
-                             % path)
+    rx = t.get("receivers")
+    if rx is None:
+        rx = []
+    if not isinstance(rx, list):
+        raise ProvisionError("%s: receivers: expected a list of {\"transport\", \"host\", "
+                             "\"port\"}" % path)
+    # An empty list is not refused here: --receiver may supply the
+    # addresses (new_config says what is missing when nothing does).
     paths = []
     for i, r in enumerate(rx):
         if not isinstance(r, dict):
@@ -180,10 +192,14 @@ def load_template(path: str) -> dict:
         paths.append(parse_receiver("%s/%s:%s" % (r.get("transport", "tcp"), r.get("host"),
                                                   r.get("port")),
                                     "%s: receivers[%d]" % (path, i)))
+    hb = t.get("heartbeat_s")
+    if hb is not None and (isinstance(hb, bool) or not isinstance(hb, int) or hb <= 0):
+        raise ProvisionError("%s: heartbeat_s: expected a number of seconds, got %r"
+                             % (path, hb))
     out = {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
-           "heartbeat_s": t.get("heartbeat_s"), "site_name": t.get("site_name") or "",
-           "supervision": _template_supervision(t.get("supervision") or [], path),
-           "zones": {}, "partitions": {}}
+           "heartbeat_s": hb, "site_name": t.get("site_name") or "",
+           "zones": {}, "partitions": {},
+           "supervision": supervision_of(t, path) if "supervision" in t else None}
     for field in ("zones", "partitions"):
         m = t.get(field) or {}
         if not isinstance(m, dict):
@@ -197,19 +213,86 @@ def load_template(path: str) -> dict:
     return out
 
 
-def _template_supervision(sup, path: str) -> list:
-    """The template's ``supervision``: [{"path", "heartbeat_s", "grace_s"}]
-    for each path the receiver supervises (docs/receiver.md, "Panel
-    templates"); [] for an unsupervised account or an older template."""
+def supervision_of(doc: dict, where: str) -> dict:
+    """What the receiver supervises, per reporting path: ``{path: {"heartbeat_s": S,
+    "grace_s": G}}`` (a path missing from it is not supervised; ``{}``: the
+    account is not supervised at all).
+
+    From a template's ``"supervision"`` field as the receiver writes it
+    (receiver/cli.py panel_template, docs/receiver.md "Panel templates"):
+    ``[{"path": 1, "heartbeat_s": 60, "grace_s": 30}, {"path": 2, ...}]``,
+    ``[]`` for an unsupervised account; or from an account record as
+    ``guardline-receiver accounts show N --json`` prints it (``heartbeat_s``,
+    ``grace_s``, ``supervised_paths``, ``supervised``; a ``heartbeat_s`` of
+    null there is the receiver's default, which the record does not say:
+    None)."""
+    if "supervised_paths" in doc:  # an account record
+        if doc.get("supervised") is False:
+            return {}
+        sup = [{"path": p, "heartbeat_s": doc.get("heartbeat_s"),
+                "grace_s": doc.get("grace_s")} for p in doc.get("supervised_paths") or []]
+    else:
+        sup = doc.get("supervision")
     if not isinstance(sup, list):
-        raise ProvisionError("%s: supervision: expected a list" % path)
-    for i, p in enumerate(sup):
-        if not (isinstance(p, dict) and p.get("path") in (1, 2)
-                and all(isinstance(p.get(k), int) and not isinstance(p.get(k), bool)
-                        and p[k] >= 0 for k in ("heartbeat_s", "grace_s"))):
-            raise ProvisionError("%s: supervision[%d]: expected {\"path\": 1 or 2, "
-                                 "\"heartbeat_s\": S, \"grace_s\": S}" % (path, i))
-    return [dict(p) for p in sup]
+        raise ProvisionError("%s: supervision: expected a list of {\"path\": 1 or 2, "
+                             "\"heartbeat_s\": S, \"grace_s\": G}" % where)
+    out: dict = {}
+    for i, v in enumerate(sup):
+        here = "%s: supervision[%d]" % (where, i)
+        if not isinstance(v, dict) or set(v) - {"path", "heartbeat_s", "grace_s"}:
+            raise ProvisionError("%s: expected {\"path\": 1 or 2, \"heartbeat_s\": S, "
+                                 "\"grace_s\": G}" % here)
+        if v.get("path") not in PATH_HEARTBEAT or isinstance(v.get("path"), bool):
+            raise ProvisionError("%s.path: a path is 1 (primary) or 2 (backup), got %r"
+                                 % (here, v.get("path")))
+        for f in ("heartbeat_s", "grace_s"):
+            x = v.get(f)
+            if x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < 0
+                                  or (f == "heartbeat_s" and x == 0)):
+                raise ProvisionError("%s.%s: expected seconds, got %r" % (here, f, x))
+        out[v["path"]] = {"heartbeat_s": v.get("heartbeat_s"), "grace_s": v.get("grace_s")}
+    return out
+
+
+def path_label(p: int) -> str:
+    return "%s path (%d)" % (PATH_NAMES.get(p, "path"), p)
+
+
+def supervision_mismatches(timings: dict, supervision: dict | None,
+                           heartbeat_s: int | None = None) -> list[tuple[str, str]]:
+    """[(timing field, why)] for each path the panel would heartbeat less
+    often than the receiver supervises it: the receiver would report that
+    path silent (350/354) over and over.  `supervision` as supervision_of
+    returns it; None (a template that does not say which paths) compares
+    the primary with `heartbeat_s`, the receiver's interval for the account,
+    and the backup too when it is heard less often than that (the receiver
+    may supervise it: accounts add --paths 1,2)."""
+    out = []
+    if supervision is None:
+        if heartbeat_s is None:
+            return out
+        supervision = {1: {"heartbeat_s": heartbeat_s, "grace_s": None}}
+        if timings.get(PATH_HEARTBEAT[2], 0) > heartbeat_s:
+            out.append((PATH_HEARTBEAT[2], "%d s, but the receiver's interval for the "
+                        "account is %d s and the template does not say whether it "
+                        "supervises the backup path (2): if it does, it reports that path "
+                        "silent; set it to at most %d" % (timings[PATH_HEARTBEAT[2]],
+                                                          heartbeat_s, heartbeat_s)))
+    for p, prof in sorted(supervision.items()):
+        want = prof.get("heartbeat_s")
+        field = PATH_HEARTBEAT[p]
+        have = timings.get(field)
+        if want is None or have is None or have <= want:
+            continue
+        grace = prof.get("grace_s")
+        out.append((field, "%d s, but the receiver supervises the %s at %d s%s: it would "
+                    "report the path silent%s; set it to at most %d" % (
+                        have, path_label(p), want,
+                        " + %d s grace" % grace if grace is not None else "",
+                        " every %d s" % (want + grace) if grace is not None
+                        and have > want + grace else " whenever one heartbeat is lost",
+                        want)))
+    return out
 
 
 # -- a new config ----------------------------------------------------------------------
@@ -256,16 +339,57 @@ def base_config(kind: str) -> dict:
     return read_json(path)
 
 
+def local_utc_offset_min(when: float | None = None) -> int:
+    """This computer's offset from UTC now, in minutes (the installer's
+    laptop is on site: its time zone is the site's)."""
+    lt = time.localtime(when)
+    return int(lt.tm_gmtoff // 60) if lt.tm_gmtoff is not None else 0
+
+
+def _words(name: str) -> set[str]:
+    return {w for w in re.split(r"[^0-9a-z]+", name.lower()) if len(w) >= 3}
+
+
+def guess_partition(zone_name: str, partitions: dict) -> tuple[int | None, str]:
+    """(partition id, why) for a zone the template names: the partition
+    whose name shares the most words with the zone's ("teller 1 hold-up"
+    -> "teller line", "lobby PIR" -> "lobby"); (None, why) when no single
+    partition does."""
+    zw = _words(zone_name)
+    scores = {pid: len(zw & _words(pname)) for pid, pname in partitions.items()}
+    best = max(scores.values(), default=0)
+    top = [pid for pid, n in scores.items() if n == best]
+    if best and len(top) == 1:
+        return top[0], "name shares %r with partition %d %r" % (
+            sorted(zw & _words(partitions[top[0]]))[0], top[0], partitions[top[0]])
+    if len(partitions) == 1:
+        return next(iter(partitions)), "the only partition"
+    return None, "no partition's name is in the zone's name"
+
+
+def _wildcard(paths: list, source: str) -> None:
+    for i, p in enumerate(paths[:2]):
+        if p["host"] in WILDCARD_HOSTS:
+            raise ProvisionError(
+                "%s: the %s receiver address is %s:%d, the address the receiver listens "
+                "on, not one a panel can reach: give --receiver [tcp/|udp/]HOST:PORT with "
+                "the receiver's address as the site sees it" % (
+                    source, PATH_NAMES[i + 1], p["host"] or "*", p["port"]))
+
+
 def new_config(kind: str, template: dict | None = None, account: int | None = None,
                key: str | None = None, receivers: list | None = None,
                name: str | None = None, heartbeat_s: int | None = None,
-               wifi: dict | None = None) -> tuple[dict, list[str]]:
+               wifi: dict | None = None,
+               utc_offset_min: int | None = None) -> tuple[dict, list[str]]:
     """A starting config for a site; returns (doc, notes for the installer).
 
     The example for `kind` gives the structure and timings; the template
     (or the options, which win over it) gives account, key, receivers,
-    site name, heartbeat, zone and partition names.  Users are left empty:
-    add them with `user add`, under the new salt."""
+    site name, heartbeat, zone and partition names.  Each path's heartbeat
+    is lined up with what the receiver supervises (the template's
+    "supervision"; an older template's heartbeat_s for both paths).  Users
+    are left empty: add them with `user add`, under the new salt."""
     base = base_config(kind)
     doc = copy.deepcopy(base)
     notes = []
@@ -275,7 +399,16 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     else:
         _native_identity(doc, t, account, key, notes)
     doc["code_salt"] = secrets.token_bytes(SALT_BYTES).hex()
-    paths = list(receivers or []) or list(t.get("receivers") or [])
+    if receivers:
+        paths = list(receivers)
+        _wildcard(paths, "--receiver")
+    else:
+        paths = list(t.get("receivers") or [])
+        if template is not None and not paths:
+            raise ProvisionError("the receiver's template has no receiver address (its "
+                                 "config has no listener for this protocol): give "
+                                 "--receiver [tcp/|udp/]HOST:PORT (twice: primary, backup)")
+        _wildcard(paths, "the receiver's template")
     if not paths:
         raise ProvisionError("no receiver address: give --from-template or --receiver")
     if len(paths) > 2:
@@ -288,13 +421,17 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
         notes.append("one receiver address only: the panel has no backup path")
     if name or t.get("site_name"):
         doc["name"] = _fit(name or t["site_name"])
-    hb = heartbeat_s if heartbeat_s is not None else t.get("heartbeat_s")
-    if hb is not None:
-        lo, hi = _config.TIMINGS["heartbeat_s"][1:]
-        if not lo <= hb <= hi:
-            raise ProvisionError("heartbeat_s: %s is out of the panel's range %d..%d"
-                                 % (hb, lo, hi))
-        doc.setdefault("timings", {})["heartbeat_s"] = hb
+    _heartbeats(doc, t, template is not None, heartbeat_s, notes)
+    off = local_utc_offset_min() if utc_offset_min is None else utc_offset_min
+    lo, hi = -720, 840  # config.py: UTC-12 .. UTC+14
+    if not lo <= off <= hi:
+        raise ProvisionError("--utc-offset: %s minutes is outside %d..%d" % (off, lo, hi))
+    doc["utc_offset_min"] = off
+    notes.append("utc_offset_min %d (UTC%s%02d:%02d, %s): the panel's local time for time "
+                 "locks; --utc-offset MIN for another" % (
+                     off, "+" if off >= 0 else "-", abs(off) // 60, abs(off) % 60,
+                     "this computer's time zone now" if utc_offset_min is None
+                     else "--utc-offset"))
     if t.get("partitions"):
         doc["partitions"] = [{"id": pid, "name": _fit(pname)}
                              for pid, pname in sorted(t["partitions"].items())]
@@ -310,10 +447,18 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
         for zid, zname in sorted(t["zones"].items()):
             ex = by_id.get(zid, {})
             zt, why = guess_zone_type(zname, kind, ex.get("type"))
-            part = ex.get("partition") if ex.get("partition") in pids else pids[0]
+            if t.get("partitions"):
+                # the example's partition numbers mean other rooms: by name
+                part, pwhy = guess_partition(zname, t["partitions"])
+                if part is None:
+                    part, pwhy = pids[0], pwhy + ": the first partition"
+            elif ex.get("partition") in pids:
+                part, pwhy = ex["partition"], "the example's zone with that number"
+            else:
+                part, pwhy = pids[0], "the first partition"
             zones.append({"id": zid, "name": _fit(zname), "type": zt, "partition": part})
-            notes.append("zone %d %r: type %s (%s), partition %d: CHECK" % (
-                zid, zname, zt, why, part))
+            notes.append("zone %d %r: type %s (%s), partition %d (%s): CHECK" % (
+                zid, zname, zt, why, part, pwhy))
         doc["zones"] = zones
     doc["users"] = []
     if wifi:
@@ -325,6 +470,54 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
                           if template else ""))
     notes.append("no users yet: add them with guardline-panel user add")
     return doc, notes
+
+
+def _heartbeats(doc: dict, t: dict, from_template: bool, heartbeat_s: int | None,
+                notes: list) -> None:
+    """Each path's heartbeat (timings.heartbeat_s for the primary,
+    backup_heartbeat_s for the backup) no longer than the receiver
+    supervises that path: a longer one makes the receiver report the path
+    silent (350/354) over and over."""
+    tim = doc.setdefault("timings", {})
+    lo, hi = _config.TIMINGS["heartbeat_s"][1:]
+    sup = t.get("supervision")  # {path: {"heartbeat_s", "grace_s"}}, or None: not said
+    said = sup is not None
+    if sup is None and t.get("heartbeat_s") is not None:
+        # an older template: the receiver's interval for the account, paths
+        # not said: heard that often on both, the backup may be supervised
+        sup = {p: {"heartbeat_s": t["heartbeat_s"], "grace_s": None} for p in PATH_HEARTBEAT}
+    for p, field in sorted(PATH_HEARTBEAT.items()):
+        want = (sup or {}).get(p, {}).get("heartbeat_s")
+        if p == 1 and heartbeat_s is not None:
+            if want is not None and heartbeat_s > want:
+                raise ProvisionError(
+                    "--heartbeat %d: the receiver supervises the %s at %d s: the panel must "
+                    "heartbeat at least that often (--heartbeat %d or less)"
+                    % (heartbeat_s, path_label(p), want, want))
+            value, why = heartbeat_s, "--heartbeat"
+        elif want is not None and not said:
+            value, why = want, ("the receiver's interval for the account; the template does "
+                                "not say whether it supervises the %s" % path_label(p))
+        elif want is not None:
+            value, why = want, "the receiver supervises the %s at %d s%s" % (
+                path_label(p), want, "" if sup[p].get("grace_s") is None
+                else " + %d s grace" % sup[p]["grace_s"])
+        elif p == 1 and t.get("heartbeat_s") is not None:
+            value, why = t["heartbeat_s"], ("the template's; the receiver does not supervise "
+                                            "the %s" % path_label(p))
+        else:
+            value = tim.get(field, _config.TIMINGS[field][0])
+            why = ("the example's; the receiver does not supervise the %s" % path_label(p)
+                   if sup is not None else
+                   "the example's; the receiver's supervision is not known: it must be at "
+                   "most what the receiver expects (accounts add --heartbeat --paths)")
+        if not lo <= value <= hi:
+            raise ProvisionError("%s: %s s is out of the panel's range %d..%d (%s)"
+                                 % (field, value, lo, hi, why))
+        tim[field] = value
+        if p == 2 and "backup" not in doc["receiver"]:
+            continue
+        notes.append("%s %d s (%s)" % (field, value, why))
 
 
 def _native_identity(doc: dict, t: dict, account, key, notes: list) -> None:
@@ -405,7 +598,14 @@ def _fit(name: str) -> str:
 
 def hash_code(salt_hex: str, code: str) -> str:
     """The config's code_hash: sha256(salt || code), as users.hash_code."""
-    return hashlib.sha256(bytes.fromhex(salt_hex) + code.encode()).hexdigest()
+    try:
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        raise ProvisionError("--salt %r: the config's code_salt, hex digits" % salt_hex) \
+            from None
+    if not CODE_RE.match(code):
+        raise ProvisionError("code: 4 to 8 digits")
+    return hashlib.sha256(salt + code.encode()).hexdigest()
 
 
 def weak_code(code: str) -> str | None:
@@ -590,6 +790,10 @@ def warnings_for(cfg: dict, doc: dict, board: str | None = None) -> list[str]:
     for i, h in enumerate(hashes):
         if h in hashes[:i]:
             out.append("users[%d].code_hash: same code as users[%d]" % (i, hashes.index(h)))
+    for name, pc in (cfg.get("receiver") or {}).items():
+        if pc and pc.get("type") in ("tcp", "udp") and pc["host"] in WILDCARD_HOSTS:
+            out.append("receiver.%s.host: %s is the address a receiver listens on, not one "
+                       "a panel can reach" % (name, pc["host"]))
     if board in ("esp32", "rp2"):
         for name, pc in (cfg.get("receiver") or {}).items():
             if pc and pc["type"] in ("tcp", "udp") and pc["host"].startswith("127."):
@@ -602,9 +806,30 @@ def warnings_for(cfg: dict, doc: dict, board: str | None = None) -> list[str]:
     return out
 
 
-def check_file(path: str, board: str | None = None) -> tuple[dict | None, list[str], list[str]]:
+def load_receiver_side(path: str) -> tuple[dict | None, int | None]:
+    """(supervision, heartbeat_s) from the receiver's panel template or
+    from an account record (``guardline-receiver accounts show N --json``),
+    for check to compare the panel's heartbeats with."""
+    d = read_json(path)
+    if not isinstance(d, dict):
+        raise ProvisionError("%s: expected a JSON object" % path)
+    if "supervised_paths" in d or "supervision" in d:
+        sup = supervision_of(d, path)
+        return sup, None
+    hb = d.get("heartbeat_s")
+    if "receivers" not in d or (hb is not None and not isinstance(hb, int)):
+        raise ProvisionError("%s: neither the receiver's panel template nor an account "
+                             "record (guardline-receiver accounts show N --json)" % path)
+    return None, hb
+
+
+def check_file(path: str, board: str | None = None, receiver_side: tuple | None = None
+               ) -> tuple[dict | None, list[str], list[str]]:
     """(cfg, errors, warnings) with each message as ``FILE:LINE: path:
-    message (did you mean ...)``, followed by the offending line."""
+    message (did you mean ...)``, followed by the offending line.
+    `receiver_side`: (supervision, heartbeat_s) as load_receiver_side
+    gives them: a heartbeat longer than the receiver supervises is an
+    error."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -628,6 +853,15 @@ def check_file(path: str, board: str | None = None) -> tuple[dict | None, list[s
             return "%s: %s%s" % (path, msg, hint(msg))
         return "%s:%d: %s%s\n    %s" % (path, ln, msg, hint(msg), src[ln - 1].strip())
 
+    if not errors and receiver_side is not None:
+        errors = ["timings.%s: %s" % m for m in supervision_mismatches(
+            cfg["timings"], receiver_side[0], receiver_side[1])]
+        if cfg.get("receiver", {}).get("backup") is None:
+            errors = [e for e in errors if not e.startswith("timings." + PATH_HEARTBEAT[2])]
+            if 2 in (receiver_side[0] or {}):
+                errors.append("receiver.backup: none, but the receiver supervises the %s: "
+                              "it reports that path silent for good; add the backup "
+                              "receiver address" % path_label(2))
     errs = [fmt(e) for e in errors]
     warns = [] if errors else [fmt(w) for w in warnings_for(cfg, doc, board)]
     return (None if errors else cfg), errs, warns

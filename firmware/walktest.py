@@ -38,9 +38,17 @@ account, never from the panel's own state):
   alarmed after it was restored.  Faults open before the walk started
   (e.g. reported at power-up) count: the receiver's history of the last
   ``HISTORY_S`` is read first.
-- ``unexpected``: a zone alarm code arrived that is not this zone type's:
-  the panel runs a different config than the one the walk was given.
+- ``unexpected``: a zone alarm code arrived that is not this zone type's
+  (the panel runs a different config than the one the walk was given), or
+  a real alarm or trouble of the zone during the walk (a 432 bolt trouble
+  in walk-test mode): it fails the zone even after its walk-test code, for
+  the central station has it as an alarm.
 - ``not_seen``: nothing from the zone reached the receiver.
+
+An alarm or trouble that is no walked zone's (a 374 exit error, a 301
+mains loss, a 121 duress, a zone the config does not have) fails the walk too and
+is listed under what the installer must do: the operators have it in
+their queue.
 
 The core (:class:`WalkTest`) is sans-I/O: events in, result changes out;
 sources (the receiver's SQLite store, or an ``events --json --follow``
@@ -100,6 +108,9 @@ ZONE_CODES = frozenset(c for cs in EXPECTED.values() for c in cs) | \
     frozenset(c for cs in WALK_EXPECTED.values() for c in cs) | {
     SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE, SWINGER, PROPPED}
 Q_NEW, Q_RESTORE = 1, 3
+# Events the central station treats as alarms or troubles: one arriving
+# during the walk that the walk did not cause is the installer's business.
+UNEXPECTED_CLASSES = contactid.ALARM_CLASSES | {"trouble", "tamper"}
 
 PASSED, FAULT, UNEXPECTED, NOT_SEEN, TRIPPED = (
     "passed", "fault", "unexpected", "not_seen", "tripped")
@@ -148,14 +159,16 @@ class Zone:
     def status(self) -> str:
         if self.open_fault is not None:
             return FAULT
+        if self.unexpected:
+            # a wrong code, or a real alarm/trouble next to the walk's own:
+            # never a pass, whatever else arrived
+            return UNEXPECTED
         if self.alarms:
             return PASSED
         if self.tripped is not None:
             return TRIPPED
         if self.faults:
             return FAULT
-        if self.unexpected:
-            return UNEXPECTED
         return NOT_SEEN
 
     def verdict(self) -> str:
@@ -180,9 +193,22 @@ class Zone:
             return text + ": CHECK THE WIRING"
         if s == UNEXPECTED:
             u = self.unexpected[0]
-            return "%03d %s, expected %s: the panel's zone type differs from the config" % (
-                u["code"], contactid.name(u["code"]),
-                "/".join("%03d" % c for c in self.expected))
+            if u["code"] in self.expected or u["code"] in WALK_EXPECTED.get(self.type, ()):
+                # this zone type's code, but not what this walk asked for:
+                # a real alarm or trouble (432 bolt trouble in walk-test mode)
+                text = "%03d %s at %s (event %s): a real %s during the walk, in the " \
+                       "central station's alarm queue: find its cause and have the " \
+                       "operators resolve it" % (
+                           u["code"], contactid.name(u["code"]), u["received_at"],
+                           u["event_id"], contactid.event_class(u["code"]))
+            else:
+                text = "%03d %s, expected %s: the panel's zone type differs from the " \
+                       "config" % (u["code"], contactid.name(u["code"]),
+                                   "/".join("%03d" % c for c in self.expected))
+            if self.alarms:
+                a = self.alarms[0]
+                text = "walked (%03d at %s), but %s" % (a["code"], a["received_at"], text)
+            return text
         if s == TRIPPED:
             return "144 seen, waiting for the loop to close (restore)"
         return "nothing from this zone reached the receiver"
@@ -213,6 +239,29 @@ class WalkTest:
         # the panel is in walk-test mode (607 q1 seen from a user, no 607
         # q3 since): zones are expected as 61x, not as alarms
         self.walk_mode = False
+        # alarms and troubles during the walk that are no walked zone's:
+        # [{"event", "restored"}]
+        self.unexpected: list[dict] = []
+
+    def _other(self, ev: dict, history: bool) -> list[tuple]:
+        """An event that is no zone's walk: an alarm or trouble (new) is
+        recorded as unexpected, its restore closes it."""
+        code, q = ev["code"], ev["qualifier"]
+        if history or contactid.event_class(code) not in UNEXPECTED_CLASSES:
+            return []
+        e = _ev(ev)
+        if q == Q_RESTORE:
+            for u in self.unexpected:
+                if u["restored"] is None and (u["event"]["code"], u["event"]["zone"]) == (
+                        code, e["zone"]):
+                    u["restored"] = e
+                    return [(None, None, None, "restored: %s" % e["description"])]
+            return []
+        if q != Q_NEW:
+            return []
+        self.unexpected.append({"event": e, "restored": None})
+        return [(None, None, None, "UNEXPECTED %s %03d %s (event %s): not caused by the walk"
+                 % (contactid.event_class(code), code, e["description"], e["event_id"]))]
 
     def feed(self, ev: dict, history: bool = False) -> list[tuple]:
         """One receiver event.  `history`: recorded before the walk began
@@ -243,10 +292,10 @@ class WalkTest:
                         contactid.describe(code, q, ev.get("zone")))))
             return out
         if code not in ZONE_CODES or contactid.number_kind(code) != contactid.ZONE:
-            return out
+            return out + self._other(ev, history)
         z = self.zones.get(ev.get("zone"))
         if z is None:
-            return out
+            return out + self._other(ev, history)
         old = z.status
         e = _ev(ev)
         if ev.get("partition") not in (None, z.partition):
@@ -333,6 +382,16 @@ class SqliteSource:
         self.db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.last = 0
+        try:
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise OSError("%s: not a receiver store (%s)" % (path, e)) from None
+        if not {"events", "accounts"} <= tables:
+            self.db.close()
+            raise OSError("%s: not a receiver store (no events table): give the receiver's "
+                          "database, e.g. /var/lib/guardline/receiver.db" % path)
 
     def describe(self) -> str:
         return "receiver store %s" % os.path.abspath(self.path)
@@ -598,19 +657,37 @@ class ConsoleSource:
 
 
 class SimControl:
-    """The simulated panel's control socket (docs/simulator.md)."""
+    """The simulated panel's control socket (docs/simulator.md): one JSON
+    request per connection, one reply.  Failures are OSError with a
+    sentence (nothing listening, no answer, a reply that is not JSON)."""
 
     def __init__(self, addr: str):
-        host, port = addr.rsplit(":", 1)
-        self.addr = (host, int(port))
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("%r: expected HOST:PORT, e.g. 127.0.0.1:7800" % addr)
+        self.addr = (host.strip("[]"), int(port))
 
     def __call__(self, req: dict, timeout: float = 10.0) -> dict:
-        with socket.create_connection(self.addr, timeout=timeout) as s:
-            s.sendall(json.dumps(req).encode() + b"\n")
-            line = s.makefile("rb").readline()
+        where = "control socket %s:%d" % self.addr
+        try:
+            with socket.create_connection(self.addr, timeout=timeout) as s:
+                s.sendall(json.dumps(req).encode() + b"\n")
+                line = s.makefile("rb").readline()
+        except ConnectionRefusedError:
+            raise OSError("nothing listens on %s:%d: is the simulated panel running "
+                          "(guardline-panel sim CONFIG --control %s:%d)?"
+                          % (self.addr + self.addr)) from None
+        except socket.timeout:
+            raise OSError("%s did not answer within %.0f s" % (where, timeout)) from None
+        except OSError as e:
+            raise OSError("%s: %s" % (where, e.strerror or e)) from None
         if not line:
-            raise OSError("control socket %s:%d closed" % self.addr)
-        return json.loads(line)
+            raise OSError("%s closed without an answer" % where)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise OSError("%s answered something that is not JSON: %r"
+                          % (where, line[:80])) from None
 
 
 class AutoDriver:
@@ -853,15 +930,45 @@ def report(walk: WalkTest, ids: list[int], meta: dict) -> dict:
     counts: dict[str, int] = {}
     for z in zones:
         counts[z["result"]] = counts.get(z["result"], 0) + 1
+    unexpected = [dict(u, text=unexpected_text(u)) for u in walk.unexpected]
+    if unexpected:
+        counts["unexpected alarm or trouble"] = len(unexpected)
     return {
         "report": "guardline commissioning walk test",
         "format": 1,
         **meta,
         "partitions": [p for p in walk.partitions.values()],
         "zones": zones,
+        "unexpected": unexpected,
         "summary": {"zones": len(zones), **counts},
-        "result": "PASS" if all(z["result"] == PASSED for z in zones) else "FAIL",
+        "result": "PASS" if all(z["result"] == PASSED for z in zones) and not unexpected
+        else "FAIL",
     }
+
+
+def unexpected_text(u: dict) -> str:
+    """One unexpected alarm or trouble, for the installer's to-do list."""
+    e = u["event"]
+    cls = contactid.event_class(e["code"])
+    text = "%s at %s (event %s): a real %s the walk did not cause" % (
+        e["description"], e["received_at"], e["event_id"], cls)
+    if u.get("restored"):
+        return text + "; restored at %s: find out why; the central station has it as " \
+                      "an alarm to resolve" % u["restored"]["received_at"]
+    return text + ", still not restored: find the cause and clear it; the central station " \
+                  "has it as an alarm to resolve"
+
+
+def todo(r: dict) -> list[str]:
+    """What the installer must do before handover (empty: nothing)."""
+    failed = [z for z in r["zones"] if z["result"] != PASSED]
+    out = ["zone %d (%s): %s" % (z["id"], z["name"], z["verdict"]) for z in failed]
+    out += [u["text"] for u in r.get("unexpected") or []]
+    if failed:
+        out.append("walk these zones again after the repair "
+                   "(guardline-panel walk-test ... --zones %s)"
+                   % ",".join(str(z["id"]) for z in failed))
+    return out
 
 
 def _md_escape(s) -> str:
@@ -916,16 +1023,13 @@ def render_markdown(r: dict) -> str:
             out.append("- partition %d (%s) %s at %s: %s" % (
                 p["id"], _md_escape(p["name"]), "armed" if e["armed"] else "disarmed",
                 e["received_at"], _md_escape(e["description"])))
-    failed = [z for z in r["zones"] if z["result"] != PASSED]
+    if r.get("unexpected"):
+        out += ["", "## Unexpected alarms and troubles (receiver's record)", ""]
+        out += ["- %s" % _md_escape(u["text"]) for u in r["unexpected"]]
     out += ["", "## To do before handover", ""]
-    if failed:
-        out += ["- zone %d (%s): %s" % (z["id"], _md_escape(z["name"]), _md_escape(z["verdict"]))
-                for z in failed]
-        out.append("- walk these zones again after the repair "
-                   "(`guardline-panel walk-test ... --zones %s`)"
-                   % ",".join(str(z["id"]) for z in failed))
-    else:
-        out.append("- nothing: every zone reached the receiver as configured")
+    items = todo(r)
+    out += ["- %s" % _md_escape(t) for t in items] or [
+        "- nothing: every zone reached the receiver as configured"]
     out += ["", "Signed (installer): ______________________   "
             "Signed (customer): ______________________", ""]
     return "\n".join(out)
@@ -1033,16 +1137,16 @@ def render_html(r: dict) -> str:
                 e(str(ev["received_at"])), e(ev["description"] or ""),
                 e(str(ev.get("event_id")))))
         out.append("</ul>")
-    failed = [z for z in r["zones"] if z["result"] != PASSED]
-    out.append("<h2>To do before handover</h2><ul>")
-    if failed:
-        out += ["<li>zone %d (%s): %s</li>" % (z["id"], e(z["name"]), e(z["verdict"]))
-                for z in failed]
-        out.append("<li>walk these zones again after the repair "
-                   "(<code>guardline-panel walk-test ... --zones %s</code>)</li>"
-                   % ",".join(str(z["id"]) for z in failed))
-    else:
-        out.append("<li>nothing: every zone reached the receiver as configured</li>")
+    if r.get("unexpected"):
+        out.append("<h2>Unexpected alarms and troubles (receiver's record)</h2>"
+                   '<ul class="unexpected">')
+        out += ['<li class="bad" data-event-id="%s">%s</li>' % (
+            e(str(u["event"].get("event_id"))), e(u["text"])) for u in r["unexpected"]]
+        out.append("</ul>")
+    out.append('<h2>To do before handover</h2><ul class="todo">')
+    items = todo(r)
+    out += ["<li>%s</li>" % e(t) for t in items] or [
+        "<li>nothing: every zone reached the receiver as configured</li>"]
     out += ["</ul>", '<div class="sign"><div>Signed (installer)</div>'
             "<div>Signed (customer)</div></div>", "</body></html>", ""]
     return "\n".join(out)

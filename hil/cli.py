@@ -13,7 +13,9 @@ hil/scenarios with the HIL plugin loaded; with ``--report DIR`` it writes
 DIR/junit.xml (pytest's JUnit XML, with each scenario's latencies and seed
 as properties), DIR/index.html and a timeline page per scenario.
 Exit status is pytest's: 0 all passed, 1 some failed, 2 interrupted, 4
-usage error, 5 nothing collected.  docs/qa.md is the guide.
+usage error (a target, fixture, config or scenario that does not exist is
+refused before anything runs), 5 no scenario ran (none collected, or every
+one skipped: the reasons are in the summary).  docs/qa.md is the guide.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ import textwrap
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(HERE, "scenarios")
 ROOT = os.path.dirname(HERE)
+EXIT_USAGE = 4  # pytest.ExitCode.USAGE_ERROR (pytest is imported only to run)
+
+
+class UsageError(Exception):
+    """A bad command line (exit 4, pytest's usage error)."""
 
 
 def scenarios() -> list[dict]:
@@ -74,7 +81,7 @@ def resolve(names: list[str]) -> list[str]:
                 path = os.path.join(ROOT, path)
             out.append(path + ("::" + rest if rest else ""))
         else:
-            raise SystemExit("guardline-hil: no scenario %r (see guardline-hil list)" % n)
+            raise UsageError("no scenario %r (see guardline-hil list)" % n)
     return out
 
 
@@ -115,12 +122,7 @@ def pytest_args(a) -> list[str]:
     return args + list(a.pytest_args or [])
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="guardline-hil", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="docs/qa.md: how QA runs the suite on the sim and on "
@@ -134,7 +136,8 @@ def main(argv=None) -> int:
                      help="sim (default) or serial:URL, e.g. serial:///dev/ttyUSB0, "
                           "serial:socket://10.0.0.7:4001, serial:rfc2217://lab:7000")
     run.add_argument("--report", metavar="DIR", help="write junit.xml and HTML timelines here")
-    run.add_argument("--seed", type=int, help="link fault seed (reproduce a run)")
+    run.add_argument("--seed", type=int, help="link fault seed, one for the whole run "
+                     "(default: drawn and reported; reproduce a run with it)")
     run.add_argument("--fixture", metavar="URL", help="bench: relay/GPIO fixture port")
     run.add_argument("--wiring", metavar="FILE", help="bench: fixture wiring JSON")
     run.add_argument("--config", metavar="FILE", help="panel config (default: HIL bank)")
@@ -143,7 +146,34 @@ def main(argv=None) -> int:
     run.add_argument("--backup-port", type=int, help="bench: fixed backup (UDP) link port")
     rep = sub.add_parser("report", help="re-render a report directory's HTML from its JSON")
     rep.add_argument("dir")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def check_run_args(a) -> None:
+    """What would make every scenario skip or error, refused before pytest
+    starts (the plugin checks the same for a plain pytest run)."""
+    from hil.target import TargetURLError, check_run  # noqa: PLC0415
+
+    try:
+        check_run(a.target, a.fixture, (("--config", a.config), ("--wiring", a.wiring)))
+    except TargetURLError as e:
+        raise UsageError(str(e)) from None
+    if a.fixture is None and a.wiring:
+        raise UsageError("--wiring names the fixture's channels: give --fixture URL too")
+    if a.target == "sim" and (a.fixture or a.listen or a.primary_port or a.backup_port):
+        raise UsageError("--fixture, --listen and the fixed ports are for a bench "
+                         "(--target serial:URL)")
+    if a.report and os.path.exists(a.report) and not os.path.isdir(a.report):
+        raise UsageError("--report %s: exists and is not a directory" % a.report)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    a = build_parser().parse_args(argv)
     if a.cmd == "list":
         items = scenarios()
         if a.json:
@@ -158,11 +188,21 @@ def main(argv=None) -> int:
         return 0
     if a.cmd == "report":
         from hil import report  # noqa: PLC0415
-        print(report.rebuild(a.dir))
+        try:
+            print(report.rebuild(a.dir))
+        except report.ReportError as e:
+            print("guardline-hil report: %s" % e, file=sys.stderr)
+            return 1
         return 0
     a.pytest_args = extra
+    try:
+        check_run_args(a)
+        args = pytest_args(a)
+    except UsageError as e:
+        print("guardline-hil run: %s" % e, file=sys.stderr)
+        return int(EXIT_USAGE)
     import pytest  # noqa: PLC0415
-    return int(pytest.main(pytest_args(a)))
+    return int(pytest.main(args))
 
 
 if __name__ == "__main__":

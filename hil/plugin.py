@@ -29,15 +29,25 @@ the scenario *skip with the reason shown* (never silently).
 
 Reports: every scenario's latencies and link seed are added to the JUnit
 XML as properties; ``--hil-report DIR`` writes a timeline per scenario
-(JSON + HTML) and an index; the terminal summary lists latencies and, for
-a failed scenario, its timeline.
+(JSON + HTML) and an index that names the run (date, git revision,
+firmware version, target, seed); the terminal summary lists latencies,
+each skipped scenario's reason and, for a failed scenario, its timeline.
+
+A run never reports green on nothing: the target (and the fixture, the
+config, the wiring) are checked before any scenario runs (a usage error
+otherwise), and a run in which no scenario executed, every one skipped,
+exits non-zero (pytest's 5, "no tests ran").  One link seed serves the
+whole run (``--hil-seed``, or drawn once and reported), so any scenario of
+it can be rerun with the same faults.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import random
+import re
 import subprocess
 
 import pytest
@@ -48,7 +58,7 @@ from hil.link import Links, PtyPair, SerialLink, TcpLink, UdpLink
 from hil.poll import until_sync
 from hil.receiver import ReceiverProcess
 from hil.strategy import PanelStrategy
-from hil.target import SimDriver, free_port, open_target_url
+from hil.target import SimDriver, TargetURLError, check_run, free_port, open_target_url
 from hil.timeline import Timeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +70,10 @@ SIM_CAPS = frozenset({"power", "zones", "paths", "supplies", "console", "flash"}
 _TIMELINE = pytest.StashKey[Timeline]()
 _OUTCOME = pytest.StashKey[dict]()
 _RESULTS = pytest.StashKey[list]()
+_RUN = pytest.StashKey[dict]()
+# The receiver logs each panel's HELLO (receiver/app.py): the firmware
+# version the panel itself reports.
+_HELLO_FW = re.compile(r"panel hello .*?\bfw=([0-9.]+)")
 
 
 def pytest_addoption(parser):
@@ -102,6 +116,28 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "hil_needs(*caps): what the scenario needs of the "
                                        "target (power, zones, paths, supplies, console, flash)")
     config.stash[_RESULTS] = []
+    _check_options(config)
+    seed = config.getoption("--hil-seed")
+    try:
+        seed = int(seed) if seed is not None else random.SystemRandom().randrange(1 << 31)
+    except ValueError:
+        raise pytest.UsageError("--hil-seed %r: expected a whole number" % seed) from None
+    config.stash[_RUN] = {
+        "started_at": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"),
+        "target": config.getoption("--hil-target"), "seed": seed}
+
+
+def _check_options(config) -> None:
+    """The target, fixture, config and wiring, before a scenario runs: a
+    wrong one would skip or error every scenario and look like a run."""
+    o = config.getoption
+    try:
+        check_run(o("--hil-target"), o("--hil-fixture"),
+                  [(k, o(k)) for k in ("--hil-config", "--hil-wiring")],
+                  names=("--hil-target", "--hil-fixture"))
+    except TargetURLError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def target_kind(config) -> str:
@@ -149,6 +185,11 @@ def pytest_runtest_makereport(item, call):
 # --- fixtures ------------------------------------------------------------------------------
 
 
+def _skip_reason(longrepr: str) -> str:
+    text = (longrepr or "").strip()
+    return text[len("Skipped: "):] if text.startswith("Skipped: ") else text or "(no reason)"
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
@@ -177,8 +218,8 @@ def codes(request) -> dict:
 
 @pytest.fixture
 def hil_seed(request) -> int:
-    s = request.config.getoption("--hil-seed")
-    return int(s) if s is not None else random.SystemRandom().randrange(1 << 31)
+    """The run's link seed (one for every scenario of the run)."""
+    return request.config.stash[_RUN]["seed"]
 
 
 @pytest.fixture
@@ -314,6 +355,7 @@ def pytest_runtest_protocol(item, nextitem):
     tl = item.stash.get(_TIMELINE, None)
     if tl is None and "hil_timeline" in getattr(item, "fixturenames", ()):
         tl = Timeline(item.nodeid)  # skipped before its fixtures were set up
+        tl.seed = item.config.stash[_RUN]["seed"]
     if tl is not None:
         info = item.stash.get(_OUTCOME, {"outcome": "passed", "longrepr": "", "duration": 0.0})
         doc = tl.as_dict()
@@ -334,14 +376,56 @@ def pytest_runtest_protocol(item, nextitem):
     return result
 
 
+EXECUTED = ("passed", "failed", "error")
+
+
+def run_info(config, results: list) -> dict:
+    """What names the run in the report's index: date, git revision,
+    firmware version (as the panel's HELLO reported it to the receiver,
+    else the version of the sources the sim runs), target, seed, counts."""
+    from firmware import build as _build  # noqa: PLC0415
+
+    run = dict(config.stash[_RUN])
+    run["git_revision"] = _build.source_revision() or "unknown (not a git checkout)"
+    versions = []
+    for r in results:
+        for e in r["timeline"].get("entries", []):
+            if e["source"] == "receiver" and e["kind"] == "log":
+                m = _HELLO_FW.search(e["detail"].get("text", ""))
+                if m and m.group(1) not in versions:
+                    versions.append(m.group(1))
+    if versions:
+        run["firmware_version"] = ", ".join(versions) + " (the panel's HELLO)"
+    elif target_kind(config) == "sim":
+        run["firmware_version"] = _build.firmware_version() + " (sources; no HELLO heard)"
+    else:
+        run["firmware_version"] = "unknown (no HELLO heard from the panel)"
+    counts: dict = {}
+    for r in results:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    run["counts"] = counts
+    run["executed"] = sum(counts.get(k, 0) for k in EXECUTED)
+    return run
+
+
 def pytest_sessionfinish(session, exitstatus):
-    directory = session.config.getoption("--hil-report")
-    results = session.config.stash.get(_RESULTS, [])
-    if directory and results:
+    config = session.config
+    results = config.stash.get(_RESULTS, [])
+    if not results:
+        return
+    run = run_info(config, results)
+    config.stash[_RUN] = run
+    if run["executed"] == 0 and session.exitstatus == pytest.ExitCode.OK:
+        # every scenario skipped: nothing was tested, which is not a pass
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+    directory = config.getoption("--hil-report")
+    if directory:
         _report.write_index(directory, [
             {"nodeid": r["nodeid"], "outcome": r["outcome"], "page": r.get("page", ""),
              "duration": r["duration"], "latencies": r["timeline"]["latencies"],
-             "seed": r["timeline"].get("seed")} for r in results])
+             "seed": r["timeline"].get("seed"),
+             "reason": _skip_reason(r["longrepr"]) if r["outcome"] == "skipped" else ""}
+            for r in results], run=run)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -349,14 +433,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not results:
         return
     tr = terminalreporter
-    tr.write_sep("=", "Guardline HIL: %d scenarios on target %s" % (
-        len(results), config.getoption("--hil-target")))
+    run = config.stash.get(_RUN, {})
+    tr.write_sep("=", "Guardline HIL: %d scenarios on target %s, seed %s" % (
+        len(results), config.getoption("--hil-target"), run.get("seed")))
+    if run.get("firmware_version"):
+        tr.write_line("firmware %s, git revision %s, started %s" % (
+            run["firmware_version"], run.get("git_revision"), run.get("started_at")))
     for r in results:
         tl = r["timeline"]
         lats = ", ".join("%s %.1f ms" % (x["name"], x["seconds"] * 1000)
                          for x in tl["latencies"])
         tr.write_line("%-7s %s  seed %s%s" % (r["outcome"].upper(), r["nodeid"], tl.get("seed"),
                                               ("  | " + lats) if lats else ""))
+        if r["outcome"] == "skipped":
+            tr.write_line("        skipped because: %s" % _skip_reason(r["longrepr"]))
+    if run.get("executed") == 0:
+        tr.write_line("NO SCENARIO RAN: all %d skipped (reasons above); this run proves "
+                      "nothing (exit status %d)" % (len(results),
+                                                    int(pytest.ExitCode.NO_TESTS_COLLECTED)),
+                      red=True, bold=True)
     for r in results:
         if r["outcome"] in ("failed", "error"):
             tr.write_sep("-", "timeline of %s" % r["nodeid"])

@@ -169,8 +169,8 @@ def render_html(tl: dict, outcome: str = "", longrepr: str = "") -> str:
     out.append("<h1>%s <span class=%s>%s</span></h1>" % (
         esc(tl.get("name", "")), esc(outcome), esc(outcome.upper())))
     if tl.get("seed") is not None:
-        out.append("<p>link seed <b>%s</b> (rerun with <code>--hil-seed %s</code>)</p>"
-                   % (esc(str(tl["seed"])), esc(str(tl["seed"]))))
+        out.append("<p>link seed <b>%s</b> (rerun with the same faults: <code>%s</code>)</p>"
+                   % (esc(str(tl["seed"])), esc(rerun_command(tl.get("name", ""), tl["seed"]))))
     if tl.get("latencies"):
         out.append("<h2>Latencies</h2><table><tr><th>measure<th>ms<th>from (s)<th>to (s)")
         for lat in tl["latencies"]:
@@ -207,6 +207,14 @@ def render_html(tl: dict, outcome: str = "", longrepr: str = "") -> str:
     return "\n".join(out)
 
 
+def rerun_command(nodeid: str, seed) -> str:
+    """How QA reruns one scenario with the same link faults (docs/qa.md:
+    ``guardline-hil run NAME --seed SEED``; pytest itself takes
+    ``--hil-seed``)."""
+    name = nodeid.split("::")[-1] if "::" in nodeid else nodeid
+    return "guardline-hil run %s --seed %s" % (name.split("[")[0] or "NAME", seed)
+
+
 def safe_name(nodeid: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in nodeid)
     return keep.strip("_")[:150] or "scenario"
@@ -226,44 +234,91 @@ def write_scenario(directory: str, nodeid: str, tl: dict, outcome: str,
             "seed": tl.get("seed")}
 
 
-def write_index(directory: str, results: list[dict], title: str = "Guardline HIL") -> str:
+RUN_FIELDS = (("started_at", "date (UTC)"), ("git_revision", "git revision"),
+              ("firmware_version", "firmware version"), ("target", "target"),
+              ("seed", "link seed"))
+
+
+def write_index(directory: str, results: list[dict], title: str = "Guardline HIL",
+                run: dict | None = None) -> str:
+    """index.html and summary.json ({"run": ..., "scenarios": [...]}).
+    `run` names the run (RUN_FIELDS); a skipped scenario's row says why."""
     esc = html.escape
     os.makedirs(directory, exist_ok=True)
+    run = run or {}
     counts: dict[str, int] = {}
     for r in results:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    executed = sum(counts.get(k, 0) for k in ("passed", "failed", "error"))
     out = ["<!doctype html><meta charset=utf-8><title>%s</title><style>%s</style>"
            % (esc(title), _CSS), "<h1>%s</h1><p>%s</p>" % (
-               esc(title), ", ".join("%d %s" % (n, k) for k, n in sorted(counts.items()))),
-           "<table><tr><th>scenario<th>result<th>s<th>latencies<th>seed"]
+               esc(title), ", ".join("%d %s" % (n, k) for k, n in sorted(counts.items())))]
+    if results and not executed:
+        out.append("<p class=failed><b>No scenario ran: every one was skipped (reasons "
+                   "below). This run proves nothing.</b></p>")
+    if run:
+        out.append("<table class=run>")
+        for key, label in RUN_FIELDS:
+            out.append("<tr><th>%s<td>%s" % (esc(label), esc(str(run.get(key, "unknown")))))
+        out.append("</table>")
+    out.append("<table><tr><th>scenario<th>result<th>s<th>latencies<th>seed<th>why")
     for r in results:
         lats = "; ".join("%s %.1f ms" % (x["name"], x["seconds"] * 1000)
                          for x in r.get("latencies", []))
-        out.append("<tr><td><a href='%s'>%s</a><td class=%s>%s<td class=t>%.1f<td>%s<td>%s" % (
-            esc(r["page"]), esc(r["nodeid"]), esc(r["outcome"]), esc(r["outcome"]),
-            r.get("duration", 0.0), esc(lats), esc(str(r.get("seed", "")))))
+        out.append("<tr><td><a href='%s'>%s</a><td class=%s>%s<td class=t>%.1f<td>%s<td>%s"
+                   "<td>%s" % (
+                       esc(r["page"]), esc(r["nodeid"]), esc(r["outcome"]), esc(r["outcome"]),
+                       r.get("duration", 0.0), esc(lats), esc(str(r.get("seed", ""))),
+                       esc(r.get("reason") or "")))
     out.append("</table>")
     path = os.path.join(directory, "index.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(out))
     with open(os.path.join(directory, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1, default=str)
+        json.dump({"run": run, "scenarios": results}, f, indent=1, default=str)
     return path
+
+
+class ReportError(Exception):
+    """A report directory that cannot be re-rendered."""
 
 
 def rebuild(directory: str) -> str:
     """Re-render every scenario page and the index from the JSON files."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        raise ReportError("%s: %s" % (directory, e.strerror or e)) from None
+    run = {}
     results = []
-    for name in sorted(os.listdir(directory)):
-        if not name.endswith(".json") or name == "summary.json":
+    for name in names:
+        if not name.endswith(".json"):
             continue
-        with open(os.path.join(directory, name), encoding="utf-8") as f:
-            doc = json.load(f)
-        results.append(write_scenario(directory, doc["nodeid"], doc["timeline"],
-                                      doc["outcome"], doc.get("longrepr", ""),
-                                      doc.get("duration", 0.0)))
-    return write_index(directory, results)
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                doc = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ReportError("%s: not a scenario's JSON (%s)" % (
+                os.path.join(directory, name), e)) from None
+        if name == "summary.json":
+            run = doc.get("run", {}) if isinstance(doc, dict) else {}
+            continue
+        if not isinstance(doc, dict) or not {"nodeid", "timeline", "outcome"} <= set(doc):
+            continue  # not a scenario's record
+        reason = doc.get("longrepr", "") if doc["outcome"] == "skipped" else ""
+        entry = write_scenario(directory, doc["nodeid"], doc["timeline"],
+                               doc["outcome"], doc.get("longrepr", ""),
+                               doc.get("duration", 0.0))
+        entry["reason"] = reason
+        results.append(entry)
+    if not results:
+        raise ReportError("%s: no scenario results (a guardline-hil run --report DIR "
+                          "writes them)" % directory)
+    return write_index(directory, results, run=run)
 
 
 if __name__ == "__main__":
-    print(rebuild(sys.argv[1] if len(sys.argv) > 1 else "hil-report"))
+    try:
+        print(rebuild(sys.argv[1] if len(sys.argv) > 1 else "hil-report"))
+    except ReportError as e:
+        sys.exit("hil.report: %s" % e)

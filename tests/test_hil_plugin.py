@@ -67,7 +67,7 @@ INNER = """
 def test_plugin_properties_terminal_timeline_and_report(tmp_path):
     rep = tmp_path / "rep"
     r = run_pytest(tmp_path, INNER, "--hil-report", str(rep), "--hil-seed", "42",
-                   "--hil-target", "serial:socket://127.0.0.1:9")
+                   "--hil-target", "serial:loop://")
     assert r.returncode == 1, r.stdout + r.stderr
     cases = junit_cases(tmp_path)
     assert cases["test_passes"]["outcome"] == "passed"
@@ -82,7 +82,7 @@ def test_plugin_properties_terminal_timeline_and_report(tmp_path):
     assert "timeline of" in r.stdout and "the step before the failure" in r.stdout
     assert "button -> stored 125.0 ms" in r.stdout
     summary = {s["nodeid"].split("::")[-1]: s for s in
-               json.loads((rep / "summary.json").read_text())}
+               json.loads((rep / "summary.json").read_text())["scenarios"]}
     assert {k: v["outcome"] for k, v in summary.items()} == {
         "test_passes": "passed", "test_fails": "failed", "test_needs_power": "skipped"}
     page = (rep / summary["test_passes"]["page"]).read_text()
@@ -91,6 +91,75 @@ def test_plugin_properties_terminal_timeline_and_report(tmp_path):
     failed = json.loads((rep / summary["test_fails"]["page"].replace(".html", ".json"))
                         .read_text())
     assert "the panel did not answer" in failed["longrepr"]
+
+
+def test_a_run_in_which_no_scenario_ran_is_not_green(tmp_path):
+    """Seen: `guardline-hil run --target serial:///dev/ttyUSB9` skipped every
+    scenario and exited 0.  A target that validates but can do nothing the
+    scenarios need still skips them all: non-zero, with each reason."""
+    rep = tmp_path / "rep"
+    r = run_pytest(tmp_path, """
+        import pytest
+
+        @pytest.mark.hil_needs("power")
+        def test_a(hil_timeline):
+            pass
+
+        @pytest.mark.hil_needs("zones")
+        def test_b(hil_timeline):
+            pass
+    """, "--hil-report", str(rep), "--hil-target", "serial:loop://", "--hil-seed", "77")
+    assert r.returncode == 5, r.stdout + r.stderr
+    assert "skipped because: target serial:loop:// cannot do: power" in r.stdout
+    assert "skipped because: target serial:loop:// cannot do: zones" in r.stdout
+    assert "NO SCENARIO RAN" in r.stdout
+    summary = json.loads((rep / "summary.json").read_text())
+    run = summary["run"]
+    assert run["target"] == "serial:loop://" and run["seed"] == 77 and run["executed"] == 0
+    assert run["started_at"].endswith("Z") and run["git_revision"]
+    assert run["firmware_version"].startswith("unknown")  # a bench that said no HELLO
+    assert [s["reason"] for s in summary["scenarios"]] == [
+        "target serial:loop:// cannot do: power (a bench needs --hil-fixture for that)",
+        "target serial:loop:// cannot do: zones (a bench needs --hil-fixture for that)"]
+    index = (rep / "index.html").read_text()
+    for text in ("No scenario ran", "git revision", "firmware version", "link seed",
+                 "serial:loop://", "cannot do: power"):
+        assert text in index, text
+
+
+def test_plain_pytest_refuses_a_target_that_names_no_port(tmp_path):
+    for target, said in (("usb0", "expected sim, or serial:URL"),
+                         ("serial:///dev/ttyUSB9", "no such port /dev/ttyUSB9")):
+        r = run_pytest(tmp_path, "def test_a(hil_timeline):\n    pass\n",
+                       "--hil-target", target)
+        assert r.returncode == 4 and said in r.stderr, r.stdout + r.stderr
+        assert "1 passed" not in r.stdout
+
+
+def test_one_seed_per_run_and_the_index_names_the_run(tmp_path):
+    """Every scenario of a run gets the run's seed (drawn once when not
+    given), and the index carries date, git revision, firmware version (the
+    panel's HELLO, as the receiver logged it), target and seed."""
+    rep = tmp_path / "rep"
+    r = run_pytest(tmp_path, """
+        def test_a(hil_timeline):
+            hil_timeline.record("receiver", "log", text="ts=1 level=info logger=receiver.app "
+                                "msg=\\"panel hello account=7001 fw=0.1.0 kind=1 zones=6\\"")
+
+        def test_b(hil_timeline):
+            pass
+    """, "--hil-report", str(rep))
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads((rep / "summary.json").read_text())
+    seeds = {s["seed"] for s in summary["scenarios"]}
+    assert seeds == {summary["run"]["seed"]} and isinstance(summary["run"]["seed"], int)
+    assert summary["run"]["firmware_version"] == "0.1.0 (the panel's HELLO)"
+    assert summary["run"]["target"] == "sim"
+    page = (rep / summary["scenarios"][0]["page"]).read_text()
+    # the rerun hint names the flag docs/qa.md names
+    assert "guardline-hil run test_a --seed %d" % summary["run"]["seed"] in page
+    index = report.rebuild(str(rep))  # re-rendered: the run is kept
+    assert "0.1.0 (the panel&#x27;s HELLO)" in open(index).read()
 
 
 def test_hil_config_marker_merges_overrides(tmp_path):
@@ -165,7 +234,7 @@ def test_cli_lists_and_resolves_scenarios(capsys):
         os.path.join(cli.SCENARIOS, "test_alarms.py") + "::test_zone_trip_to_stored_alarm"]
     assert cli.resolve(["delivery"]) == [os.path.join(cli.SCENARIOS, "test_delivery.py")]
     assert cli.resolve([]) == [cli.SCENARIOS]
-    with pytest.raises(SystemExit, match="no scenario"):
+    with pytest.raises(cli.UsageError, match="no scenario"):
         cli.resolve(["levitation"])
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out

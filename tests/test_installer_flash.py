@@ -155,3 +155,30 @@ def test_flash_retries_a_link_that_is_not_there(tmp_path, bundles, capsys):
     err = capsys.readouterr().err
     assert "retrying (1/1)" in err and "%s: cannot open" % gone in err
     assert fwflash.latest_record(bdir) is None or fwflash.latest_record(bdir)["port"] != gone
+
+
+def test_flash_without_resume_when_the_link_drops_says_so(board, bundles, capsys):
+    """Seen: `flash` without --resume on a board whose link drops at the
+    soft reset (the unix port ends; a pty answers EIO) printed an OSError
+    traceback.  It is a link error: retried, then a message."""
+    port, fs = board
+    bdir, _ = bundles["sim"]
+    assert cli.main(["flash", "--port", port, "--retries", "1", "--retry-wait", "0",
+                     bdir]) == 1
+    err = capsys.readouterr().err
+    assert "needs --resume" in err and "retrying (1/1)" in err
+    assert os.listdir(fs) == []
+
+
+def test_a_device_side_error_is_not_retried_as_a_link_error(board, bundles, capsys):
+    """mpremote's TransportExecError (an exception on the device) is a
+    subclass of its TransportError: caught as a link error, a write the
+    device refuses was retried as if the cable had dropped."""
+    port, fs = board
+    bdir, _ = bundles["sim"]
+    (fs / "glwire.mpy").mkdir()  # the device cannot open it for writing
+    assert cli.main(["flash", "--port", port, "--resume", "--retries", "2",
+                     "--retry-wait", "0", bdir]) == 1
+    err = capsys.readouterr().err
+    assert "writing glwire.mpy failed: device error: " in err and "EISDIR" in err
+    assert "retrying" not in err

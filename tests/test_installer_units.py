@@ -61,8 +61,9 @@ def test_expected_code_passes_and_other_codes_do_not():
     w.feed(ev(132, 1))  # a follower's code from an entry/exit zone
     assert w.zones[1].status == W.UNEXPECTED
     assert "differs from the config" in w.zones[1].verdict()
-    w.feed(ev(134, 1))
-    assert w.zones[1].status == W.PASSED
+    w.feed(ev(134, 1))  # its own code later does not clear the wrong one
+    assert w.zones[1].status == W.UNEXPECTED
+    assert w.zones[1].verdict().startswith("walked (134 at ")
 
 
 def test_loop_faults_flag_the_zone_until_restored_and_tripped():
@@ -119,12 +120,57 @@ def test_events_that_are_not_the_zones_are_ignored():
     w.feed(ev(305, 0))
     w.feed(ev(130, 77))  # not a configured zone
     assert all(z.status == W.NOT_SEEN for z in w.zones.values())
+    # ... but the panel's own alarms and troubles are the installer's business
+    assert [u["event"]["code"] for u in w.unexpected] == [350, 121, 305, 130]
     ch = w.feed(ev(401, 2, q=3, partition=1))  # closing by user 2 arms partition 1
     assert w.armed(1) and ch[0][0] is None and "ARMED" in ch[0][3]
     assert w.zones[2].status == W.NOT_SEEN
     w.feed(ev(401, 2, q=1, partition=1))
     assert not w.armed(1)
     assert [e["armed"] for e in w.partitions[1]["log"]] == [True, False]
+
+
+def test_a_real_trouble_during_a_walk_fails_it_and_is_on_the_todo_list():
+    """Seen: a door panel in walk-test mode raised a real 432 (bolt
+    trouble, pending at the central station as an alarm) and the report
+    said PASS with the 432 as a side note."""
+    zones = ZONES + [{"id": 6, "name": "bolt switch", "type": "bolt", "partition": 1}]
+    w = W.WalkTest(ACCT, zones, PARTS)
+    w.feed(ev(607, 1))  # walk-test mode on (by user 1)
+    w.feed(ev(611, 6))
+    assert w.zones[6].status == W.PASSED
+    ch = w.feed(ev(432, 6))
+    z = w.zones[6]
+    assert z.status == W.UNEXPECTED and ch[0][2] == W.UNEXPECTED
+    assert z.verdict().startswith("walked (611 at ") and "a real trouble during the walk" in \
+        z.verdict() and "operators resolve it" in z.verdict()
+    # and one that is no zone's: an exit error, never restored
+    w.feed(ev(613, 2))
+    ch = w.feed(ev(374, 3, partition=1))
+    assert ch[0][0] is None and ch[0][3].startswith("UNEXPECTED trouble 374")
+    w.feed(ev(301, 0))
+    w.feed(ev(301, 0, q=3))  # mains back: restored, still listed
+    r = W.report(w, [2, 6], {"account": ACCT, "started_at": "2025-01-01T00:00:00Z",
+                             "ended_at": "2025-01-01T00:10:00Z"})
+    assert r["result"] == "FAIL"
+    assert r["summary"]["unexpected alarm or trouble"] == 2
+    assert [u["event"]["code"] for u in r["unexpected"]] == [374, 301]
+    assert r["unexpected"][0]["restored"] is None and r["unexpected"][1]["restored"]
+    todo = W.todo(r)
+    assert todo[0].startswith("zone 6 (bolt switch): walked (611")
+    assert any("still not restored" in t for t in todo)
+    md = W.render_markdown(r)
+    assert "## Unexpected alarms and troubles" in md
+    todo_md = md.split("## To do before handover")[1]
+    assert "zone 6 (bolt switch)" in todo_md and "a real trouble the walk did not cause" in \
+        todo_md and "nothing:" not in todo_md
+    page = W.render_html(r)
+    assert '<ul class="unexpected">' in page and "Result: FAIL" in page
+    # the same walk without the trouble passes
+    w2 = W.WalkTest(ACCT, zones, PARTS)
+    for e in (ev(607, 1), ev(611, 6), ev(613, 2), ev(401, 1, q=1, partition=1)):
+        w2.feed(e)
+    assert W.report(w2, [2, 6], {"account": ACCT, "started_at": "x"})["result"] == "PASS"
 
 
 def test_partition_mismatch_is_noted():
@@ -415,8 +461,11 @@ def template(tmp_path, **over):
 
 
 @pytest.mark.parametrize("over, msg", [
-    ({"protocol": "sia"}, "protocol"), ({"key": "abcd"}, "key"), ({"receivers": []},
-                                                                   "receivers"),
+    ({"protocol": "sia"}, "protocol"), ({"key": "abcd"}, "key"),
+    ({"receivers": "rx1:7700"}, "receivers"), ({"heartbeat_s": "60"}, "heartbeat_s"),
+    ({"supervision": [{"path": 3, "heartbeat_s": 60}]}, r"supervision\[0\].path: a path is 1"),
+    ({"supervision": [{"path": 1, "heartbeat": 60}]}, r"supervision\[0\]: expected"),
+    ({"supervision": {"1": {"heartbeat_s": 60}}}, "supervision: expected a list"),
     ({"account": "1001"}, "account"), ({"colour": 1}, "colour: unknown field"),
     ({"receivers": [{"transport": "sctp", "host": "h", "port": 1}]}, "transport"),
     ({"zones": {"one": "x"}}, "zones"),
@@ -470,6 +519,147 @@ def test_new_config_options_and_errors():
     assert P.guess_zone_type("Entrance door", "door", "door") == ("door", "name 'door', "
                                                                           "door panel")
     assert P._fit("x" * 40 + "é") == "x" * 32
+
+
+# the documented example (docs/installer.md, step 0): names only, as the
+# receiver keeps them; supervision as the receiver's template says it
+DOC_ZONES = {"1": "vault door", "2": "vault seismic", "4": "teller 1 hold-up",
+             "9": "lobby PIR"}
+DOC_PARTS = {"1": "vault", "3": "teller line", "4": "lobby"}
+
+
+def test_new_takes_receiver_overrides_for_a_template_without_addresses(tmp_path, capsys):
+    """A receiver config without a matching listener gives "receivers": []
+    and one listening on all addresses gives 0.0.0.0: --receiver wins over
+    both, and without it the installer is told what to pass."""
+    out = str(tmp_path / "site.json")
+    empty = template(tmp_path, receivers=[])
+    assert cli.main(["new", "--kind", "bank", "--from-template", empty, "--receiver",
+                     "tcp/rx1.example:7700", "-o", out]) == 0
+    assert json.load(open(out))["receiver"]["primary"] == {"type": "tcp",
+                                                           "host": "rx1.example", "port": 7700}
+    capsys.readouterr()
+    assert cli.main(["new", "--kind", "bank", "--from-template", empty, "-o", out,
+                     "--force"]) == 1
+    assert "give --receiver" in capsys.readouterr().err
+    wild = template(tmp_path, receivers=[{"transport": "tcp", "host": "0.0.0.0", "port": 7700}])
+    assert cli.main(["new", "--kind", "bank", "--from-template", wild, "-o", out,
+                     "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "0.0.0.0:7700, the address the receiver listens on" in err and "--receiver" in err
+    assert cli.main(["new", "--kind", "bank", "--from-template", wild, "-o", out, "--force",
+                     "--receiver", "rx1.example:7700", "--receiver", "udp/rx2.example:7700"]) \
+        == 0
+    assert json.load(open(out))["receiver"]["backup"]["host"] == "rx2.example"
+    with pytest.raises(P.ProvisionError, match="--receiver"):
+        P.new_config("bank", None, account=1, receivers=[P.parse_receiver("0.0.0.0:7700")])
+
+
+def test_new_puts_each_zone_in_the_partition_its_name_says(tmp_path):
+    t = P.load_template(template(tmp_path, zones=DOC_ZONES, partitions=DOC_PARTS))
+    doc, notes = P.new_config("bank", t)
+    assert {z["id"]: z["partition"] for z in doc["zones"]} == {1: 1, 2: 1, 4: 3, 9: 4}
+    assert any("zone 9 'lobby PIR'" in n and "partition 4 (name shares 'lobby'" in n
+               for n in notes)
+    # no partition named in the zone's name: the first, and the note says so
+    t = P.load_template(template(tmp_path, zones={"5": "back office glass"},
+                                 partitions=DOC_PARTS))
+    doc, notes = P.new_config("bank", t)
+    assert doc["zones"][0]["partition"] == 1
+    assert any("no partition's name is in the zone's name: the first partition" in n
+               for n in notes)
+    assert P.guess_partition("teller 2 hold-up", {3: "teller line", 5: "teller office"}) == (
+        None, "no partition's name is in the zone's name")
+
+
+# as the receiver writes it (receiver/cli.py panel_template): each supervised path
+SUP_BOTH = [{"path": 1, "heartbeat_s": 60, "grace_s": 30},
+            {"path": 2, "heartbeat_s": 60, "grace_s": 30}]
+
+
+def test_new_lines_up_each_paths_heartbeat_with_the_receivers_supervision(tmp_path):
+    """docs/installer.md's `--paths 1,2 --heartbeat 60 --grace 30`: the
+    example's backup_heartbeat_s 600 would make the receiver report the
+    backup path silent every 90 s."""
+    # a template as the receiver writes it today (heartbeat_s, paths not
+    # said): both paths heard that often, the backup may be supervised
+    doc, notes = P.new_config("bank", P.load_template(template(tmp_path, heartbeat_s=60)))
+    assert doc["timings"]["heartbeat_s"] == 60 and doc["timings"]["backup_heartbeat_s"] == 60
+    assert any("does not say whether it supervises the backup path" in n for n in notes)
+    # with the receiver's supervision per path
+    t = P.load_template(template(tmp_path, heartbeat_s=60, supervision=SUP_BOTH))
+    doc, notes = P.new_config("bank", t, utc_offset_min=-300)
+    assert doc["timings"]["heartbeat_s"] == 60 and doc["timings"]["backup_heartbeat_s"] == 60
+    assert any("backup_heartbeat_s 60 s (the receiver supervises the backup path (2) at 60 s "
+               "+ 30 s grace)" in n for n in notes)
+    assert doc["utc_offset_min"] == -300 and any("UTC-05:00" in n for n in notes)
+    assert P.supervision_mismatches(doc["timings"], t["supervision"]) == []
+    # primary only supervised: the backup keeps the example's, and says why
+    t1 = P.load_template(template(tmp_path, heartbeat_s=60,
+                                  supervision=SUP_BOTH[:1]))
+    doc, notes = P.new_config("bank", t1)
+    assert doc["timings"]["backup_heartbeat_s"] == 600
+    assert any("the receiver does not supervise the backup path (2)" in n for n in notes)
+    # an unsupervised account ([]): the example's timings, said so
+    doc, notes = P.new_config("bank", P.load_template(template(tmp_path, supervision=[])))
+    assert doc["timings"]["backup_heartbeat_s"] == 600
+    assert any("heartbeat_s 120 s" in n for n in notes)  # the template's heartbeat_s
+    # a heartbeat longer than the receiver supervises is refused
+    with pytest.raises(P.ProvisionError, match="--heartbeat 300: the receiver supervises the "
+                                               "primary path \\(1\\) at 60 s"):
+        P.new_config("bank", t, heartbeat_s=300)
+    # utc_offset_min: never silently the example's (UTC+1)
+    doc, notes = P.new_config("bank", t)
+    assert doc["utc_offset_min"] == P.local_utc_offset_min()
+    assert any("this computer's time zone now" in n for n in notes)
+    with pytest.raises(P.ProvisionError, match="--utc-offset"):
+        P.new_config("bank", t, utc_offset_min=900)
+
+
+def test_check_flags_a_heartbeat_the_receiver_supervises_shorter(tmp_path, capsys):
+    doc = json.load(open(os.path.join(REPO, "examples", "bank.json")))
+    doc["timings"]["heartbeat_s"] = 60  # backup_heartbeat_s stays the example's 600
+    cfg = tmp_path / "site.json"
+    cfg.write_text(json.dumps(doc, indent=1))
+    assert cli.main(["check", str(cfg)]) == 0  # on its own: valid
+    capsys.readouterr()
+    t = template(tmp_path, heartbeat_s=60, supervision=SUP_BOTH)
+    assert cli.main(["check", str(cfg), "--template", t]) == 1
+    err = capsys.readouterr().err
+    line = [i for i, l in enumerate(cfg.read_text().splitlines(), 1)
+            if "backup_heartbeat_s" in l][0]
+    assert ("%s:%d: timings.backup_heartbeat_s: 600 s, but the receiver supervises the backup "
+            "path (2) at 60 s + 30 s grace: it would report the path silent every 90 s"
+            % (cfg, line)) in err
+    # the account as `guardline-receiver accounts show N --json` prints it
+    acct = tmp_path / "acct.json"
+    acct.write_text(json.dumps({"number": "1001", "heartbeat_s": 60, "grace_s": 30,
+                                "supervised_paths": [1, 2], "supervised": True}))
+    assert cli.main(["check", str(cfg), "--template", str(acct)]) == 1
+    assert "timings.backup_heartbeat_s: 600 s" in capsys.readouterr().err
+    acct.write_text(json.dumps({"number": "1001", "heartbeat_s": 60, "grace_s": 30,
+                                "supervised_paths": [1], "supervised": True}))
+    assert cli.main(["check", str(cfg), "--template", str(acct)]) == 0
+    # a backup path the receiver supervises but the config does not have
+    del doc["receiver"]["backup"]
+    cfg.write_text(json.dumps(doc, indent=1))
+    assert cli.main(["check", str(cfg), "--template", t]) == 1
+    assert "receiver.backup: none, but the receiver supervises the backup path (2)" in \
+        capsys.readouterr().err
+
+
+def test_check_flags_an_unknown_key_inside_a_zone(tmp_path, capsys):
+    doc = json.load(open(os.path.join(REPO, "examples", "bank.json")))
+    doc["zones"][3]["silet"] = True  # a typo: the hold-up zone would not be made silent
+    doc["users"][0]["partition"] = [1]
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc, indent=1))
+    assert cli.main(["check", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "zones[3].silet: unknown field" in err and "did you mean 'silent'" in err
+    assert "users[0].partition: unknown field" in err and "did you mean 'partitions'" in err
+    line = [i for i, l in enumerate(p.read_text().splitlines(), 1) if '"silet"' in l][0]
+    assert "%s:%d: zones[3].silet" % (p, line) in err
 
 
 def test_write_private_is_0600_whatever_the_umask(tmp_path):

@@ -301,6 +301,20 @@ def _comms(v, doc):
     return cfg
 
 
+# The fields of a zone, a partition and a user: any other key is a typo
+# ("silet": true would leave a hold-up zone audible), refused like an
+# unknown top-level field.
+_ZONE_FIELDS = ("id", "name", "type", "partition", "input", "silent")
+_PARTITION_FIELDS = ("id", "name", "time_lock")
+_USER_FIELDS = ("id", "name", "code_hash", "authority", "duress", "partitions")
+
+
+def _unknown(v, d, path, known):
+    for k in d:
+        if k not in known:
+            v.err("%s.%s" % (path, k), "unknown field (known: %s)" % ", ".join(known))
+
+
 def validate(doc):
     """Check a parsed config document.  Returns (cfg, errors)."""
     v = _V()
@@ -367,6 +381,7 @@ def validate(doc):
                 tl = {"open": o, "close": c, "days": days}
         parts.append({"id": pid, "name": v.str_(p, "name", path, "partition %s" % pid),
                       "time_lock": tl})
+        _unknown(v, p, path, _PARTITION_FIELDS)
     cfg["partitions"] = parts
 
     zones = []
@@ -395,6 +410,7 @@ def validate(doc):
                       "type": zt, "partition": zp, "input": inp,
                       "silent": v.bool_(z, "silent", path,
                                         zt in ("holdup", "seismic"))})
+        _unknown(v, z, path, _ZONE_FIELDS)
     cfg["zones"] = zones
 
     users = []
@@ -420,6 +436,7 @@ def validate(doc):
                       "authority": v.choice(u, "authority", path, AUTHORITIES, "user"),
                       "duress": v.bool_(u, "duress", path),
                       "partitions": up or sorted(pids)})
+        _unknown(v, u, path, _USER_FIELDS)
     cfg["users"] = users
 
     kind = cfg["kind"]

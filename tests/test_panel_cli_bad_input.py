@@ -1,0 +1,213 @@
+"""Every ``guardline-panel`` and ``guardline-hil`` subcommand, run as its
+user runs it (a subprocess, no terminal on stdin), with the mistakes a
+person makes: a file that is not there, a port nothing listens on, a link
+that drops, an address that is no address, a missing password.  Each must
+end with a message and a non-zero exit status, never a Python traceback.
+
+The subcommands are read from the tools' own argparse parsers, so a new
+subcommand without bad-input cases here fails
+``test_every_subcommand_has_bad_input_cases``.  (guardline-receiver's are
+tested the same way in the receiver's CLI tests.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from firmware import REPO
+from firmware import build as fwbuild
+from firmware import cli as panel_cli
+from firmware import sim as fwsim
+from hil import cli as hil_cli
+
+DOOR = os.path.join(REPO, "examples", "door.json")
+TOOLS = {"guardline-panel": ("firmware.cli", panel_cli.build_parser),
+         "guardline-hil": ("hil.cli", hil_cli.build_parser)}
+
+
+def subcommands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple]:
+    """Every leaf subcommand of a parser, as a tuple of words (``("user",
+    "add")``).  argparse has no public accessor for its subparsers."""
+    out = []
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, sub in action.choices.items():
+                out += subcommands(sub, prefix + (name,)) or [prefix + (name,)]
+    return out
+
+
+# (tool, argv, expected in stderr).  {placeholders} are filled from the
+# `env` fixture; the expected text is what the person needs to read.
+CASES = [
+    # -- guardline-panel ---------------------------------------------------------------
+    ("guardline-panel", ["sim", "{tmp}/nowhere/config.json"], "no such config file"),
+    ("guardline-panel", ["sim", DOOR, "--control", "7800"], "expected HOST:PORT"),
+    ("guardline-panel", ["sim", DOOR, "--control", "127.0.0.1:{taken}", "--state-dir",
+                         "{tmp}/state"], "the control socket 127.0.0.1:{taken} could not be "
+                                         "opened"),
+    ("guardline-panel", ["new", "--kind", "door", "--account", "7", "--receiver",
+                         "rx1.example:7700", "--wifi-ssid", "Site-IoT", "-o", "{tmp}/w.json"],
+     "no Wi-Fi password for Site-IoT"),
+    ("guardline-panel", ["new", "--kind", "bank", "--from-template", "{empty_template}",
+                         "-o", "{tmp}/e.json"], "give --receiver"),
+    ("guardline-panel", ["new", "--kind", "door", "--account", "7", "--receiver",
+                         "0.0.0.0:7700", "-o", "{tmp}/z.json"], "the address the receiver "
+                                                                "listens on"),
+    ("guardline-panel", ["new", "--kind", "door", "--from-template", "{tmp}/none.json", "-o",
+                         "{tmp}/n.json"], "cannot read"),
+    ("guardline-panel", ["new", "--kind", "door", "--account", "7", "--receiver",
+                         "rx1.example:7700", "-o", "{tmp}/no/such/dir/site.json"],
+     "No such file or directory"),
+    ("guardline-panel", ["user", "add", "{tmp}/none.json", "--id", "1", "--name", "x",
+                         "--code", "2958"], "cannot read"),
+    ("guardline-panel", ["user", "add", "{config}", "--id", "1", "--name", "x"],
+     "no code: give --code"),
+    ("guardline-panel", ["user", "remove", "{config}", "--id", "99"], "no user 99"),
+    ("guardline-panel", ["user", "list", "{notjson}"], "not valid JSON"),
+    ("guardline-panel", ["check", "{tmp}/none.json"], "cannot read"),
+    ("guardline-panel", ["check", "{notjson}"], "not valid JSON"),
+    ("guardline-panel", ["check", DOOR, "--template", "{tmp}/none.json"], "cannot read"),
+    ("guardline-panel", ["hash-code", "--salt", "zz", "2958"], "--salt"),
+    ("guardline-panel", ["ctl", "--control", "127.0.0.1:{free}", '{"cmd": "state"}'],
+     "nothing listens on 127.0.0.1:{free}"),
+    ("guardline-panel", ["ctl", "--control", "127.0.0.1:{free}", "state"], "not JSON"),
+    ("guardline-panel", ["ctl", "--control", "sim-host", '{"cmd": "state"}'],
+     "expected HOST:PORT"),
+    ("guardline-panel", ["build", "{tmp}/none.json", "-o", "{tmp}/b1"], "cannot read"),
+    ("guardline-panel", ["build", DOOR, "-o", "{project}"], "not a firmware bundle's"),
+    ("guardline-panel", ["flash", "--port", "{tmp}/ttyGone", "--retries", "0", "{bundle}"],
+     "cannot open"),
+    ("guardline-panel", ["flash", "--port", "{dropping_port}", "--retries", "0", "{bundle}"],
+     "--resume"),
+    ("guardline-panel", ["verify", "--port", "{tmp}/ttyGone"], "cannot open"),
+    ("guardline-panel", ["runtime", "--board", "esp32", "--port", "/dev/null", "--dry-run",
+                         "{tmp}/none.bin"], "cannot read"),
+    ("guardline-panel", ["runtime", "--board", "rp2", "--dry-run", "{notjson}"],
+     "not a UF2 file"),
+    ("guardline-panel", ["walk-test", "--bundle", "{tmp}/none"], "cannot read"),
+    ("guardline-panel", ["walk-test", "--config", DOOR, "--receiver-db", "{tmp}/none.db"],
+     "no such receiver store"),
+    ("guardline-panel", ["walk-test", "--config", DOOR, "--receiver-db", "{notjson}"],
+     "not a receiver store"),
+    ("guardline-panel", ["walk-test", "--config", DOOR, "--receiver-db", "{tmp}/rx.db",
+                         "--auto", "--code", "1234", "--control", "127.0.0.1:{free}",
+                         "--report", "{notjson}"], "nothing listens on 127.0.0.1:{free}"),
+    # -- guardline-hil -------------------------------------------------------------------
+    ("guardline-hil", ["list", "--colour"], "unrecognized arguments"),
+    ("guardline-hil", ["run", "--target", "usb0"], "expected sim, or serial:URL"),
+    ("guardline-hil", ["run", "--target", "serial:///dev/ttyUSB9"], "no such port"),
+    ("guardline-hil", ["run", "--target", "/dev/ttyUSB0"], "did you mean serial:///dev/"),
+    ("guardline-hil", ["run", "--config", "{tmp}/none.json"], "cannot read"),
+    ("guardline-hil", ["run", "levitation"], "no scenario 'levitation'"),
+    ("guardline-hil", ["report", "{tmp}/none"], "No such file"),
+    ("guardline-hil", ["report", "{tmp}"], "no scenario results"),
+]
+
+
+def test_every_subcommand_has_bad_input_cases():
+    for tool, (_, parser) in TOOLS.items():
+        subs = subcommands(parser())
+        assert len(subs) >= 3, subs
+        for sub in subs:
+            assert any(t == tool and tuple(argv[:len(sub)]) == sub for t, argv, _ in CASES), \
+                "%s %s has no bad-input case in %s" % (tool, " ".join(sub), __name__)
+
+
+def fill(text: str, env: dict) -> str:
+    for k, v in env.items():
+        text = text.replace("{%s}" % k, v)
+    return text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _receiver_store(path) -> None:
+    """A receiver store with the door's account, made by the receiver's CLI."""
+    r = subprocess.run([sys.executable, "-m", "receiver.cli", "--db", str(path), "accounts",
+                        "add", "1002", "--kind", "door"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad-input")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    empty = tmp / "template.json"
+    empty.write_text(json.dumps({"account": 1001, "key": "ab" * 32, "receivers": [],
+                                 "heartbeat_s": 60}))
+    config = tmp / "site.json"
+    shutil.copy(DOOR, config)
+    notjson = tmp / "notes.txt"
+    notjson.write_text("this is not JSON\n")
+    project = tmp / "project"
+    project.mkdir()
+    (project / "tool.py").write_text("print('my own script')\n")
+    _receiver_store(tmp / "rx.db")
+    bundle = str(tmp / "bundle")
+    fwbuild.bundle(bundle, "sim", DOOR)
+    values = {"tmp": str(tmp), "taken": str(taken.getsockname()[1]), "free": str(_free_port()),
+              "empty_template": str(empty), "config": str(config), "notjson": str(notjson),
+              "project": str(project), "bundle": bundle, "dropping_port": str(tmp / "ttyV0")}
+    board = None
+    if shutil.which("socat") and os.path.exists(fwsim.micropython()):
+        # the unix port behind a pty: a soft reset (flash without --resume)
+        # ends the VM, and the link drops under the tool (EIO)
+        fs = tmp / "device"
+        fs.mkdir()
+        board = subprocess.Popen(
+            ["socat", "PTY,link=%s,raw,echo=0" % values["dropping_port"],
+             "EXEC:%s,pty,raw,echo=0,stderr,setsid,ctty" % fwsim.micropython()],
+            cwd=str(fs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        end = time.monotonic() + 30
+        while not os.path.exists(values["dropping_port"]) and time.monotonic() < end:
+            time.sleep(0.05)
+    yield values
+    taken.close()
+    if board is not None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # socat and the VM it started
+            try:
+                os.killpg(board.pid, sig)
+                board.wait(10)
+                break
+            except ProcessLookupError:
+                board.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@pytest.mark.parametrize("tool, argv, expected", CASES,
+                         ids=["%s %s" % (t, " ".join(a)[:60]) for t, a, _ in CASES])
+def test_bad_input_gets_a_message_and_a_failure_status_never_a_traceback(env, tool, argv,
+                                                                          expected):
+    if "{dropping_port}" in argv and not os.path.exists(env["dropping_port"]):
+        pytest.skip("needs socat and the MicroPython VM")
+    args = [fill(a, env) for a in argv]
+    # no terminal at all: stdin from /dev/null and no controlling tty (getpass
+    # would otherwise open /dev/tty), as under cron, CI or a pipe
+    r = subprocess.run([sys.executable, "-m", TOOLS[tool][0], *args], cwd=env["tmp"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+                       start_new_session=True)
+    said = r.stdout + r.stderr
+    assert "Traceback" not in said, said
+    assert r.returncode != 0, said
+    assert r.stderr.strip(), "no message; stdout:\n" + r.stdout
+    assert fill(expected, env) in r.stderr, said

@@ -258,13 +258,24 @@ def test_repeated_naks_back_off(tmp_path):
     def always_nak(frame, path):  # a receiver whose NAK time does not help
         r.rx.naks += 1
         return dc09.build_nak(r.rx.now() + timedelta(seconds=1000))
+    real = r.rx.handle
     r.rx.handle = always_nak
     r.emit(w.Q_NEW, 130, 1, 1)
     r.run(10000)
-    # 1 s timeout doubling to 4 s: the first resend at once, then ~1, 2, 4, 4 s apart
-    assert 4 <= r.rx.naks <= 8
-    assert len(r.queue) == 1
-    assert r.rep.up == [True, True]  # NAK is an answer, not a path failure
+    # per path: the first resend at once (the NAK had a time), then 1, 2 s apart
+    # (backoff) until fail_after (2) NAKs failed the event there; then the
+    # other path, round robin: a bounded rate, never a tight loop
+    assert 6 <= r.rx.naks <= 16
+    assert r.rep.up == [True, True]  # NAK is an answer, not a silent path (no 350)
+    queued = [r.queue.read(r.queue.find(s)) for s in r.queue.seqs()]
+    assert [(m["code"], m["zone"]) for m in queued] == [(130, 1), (354, 1), (354, 2)]
+    assert r.rep.rule.ok == [False, False]
+    r.rx.handle = real  # a sane receiver: everything goes, both paths restored
+    r.run(90000)
+    assert len(r.queue) == 0
+    got = {(e[2], e[1], e[4]) for e in r.rx.adm()}
+    assert {(130, 1, 1), (354, 1, 1), (354, 1, 2), (354, 3, 1), (354, 3, 2)} <= got
+    assert r.rep.active == 0 and r.rep.rule.ok == [True, True]
 
 
 def test_duh_keeps_the_event_and_fails_over_to_the_backup(tmp_path):

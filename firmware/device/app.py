@@ -1,13 +1,21 @@
-# The panel application: boot, then four asyncio tasks.
+# The panel application: boot, then its asyncio tasks, supervised.
 #
 #   scan      every scan_ms: zone loops -> DEOL classify -> debounce ->
 #             panel; supplies, keypad, timers; outputs to the board;
-#             new events into the persistent queue; watchdog
+#             new events into the persistent queue
 #   report    every 20 ms: links <-> glpanel sessions (reporter.py), or
 #             SIA DC-09 with "protocol": "dc09" (dc09rep.py)
 #   board     extra tasks of the board: the control protocol (control.py)
 #             on the sim's socket, or on a hardware board's console in
 #             test mode ("test_mode": true)
+#   main      the supervisor: every _SUPERVISE_MS it feeds the watchdog,
+#             but only while every task is alive (scan and report have
+#             finished a loop within _STALE_MS; no task is dead).  A task
+#             that raises is restarted after _RESTART_MS and reported as
+#             300 "system trouble" (text: the task and the error), restored
+#             once it loops again; a task that keeps dying never loops, so
+#             the watchdog is starved and the board resets (the sim's
+#             `state` shows `watchdog_age_ms`).
 #
 # Boot order: config (a bad one -> safe mode: only T_CONFIG and a 307
 # report, or, if even the account/key/receiver are unusable, console
@@ -22,7 +30,7 @@
 import gc
 import sys
 import asyncio
-from fwutil import ticks_ms
+from fwutil import ticks_ms, ticks_diff
 
 # The heavy modules (panel, reporter, glwire, glpanel) are imported only
 # after the config is validated and the validator unloaded: the boot peak
@@ -34,12 +42,28 @@ from fwutil import ticks_ms
 
 _REPORT_MS = 20
 _QUEUE_SLOTS = 128  # 8 KB of flash; see pqueue.py
+_SUPERVISE_MS = 500  # the supervisor's round
+# A looping task that has not finished a loop for this long is stuck or
+# dying: half the boards' 8 s watchdog (board_mcu.py), and 80 rounds of
+# the slowest scan the config allows (scan_ms <= 1000 would be 4).
+_STALE_MS = 4000
+_RESTART_MS = 1000  # a dead task is restarted after this
 
 
-def _short(text, n=32):
-    while len(text.encode()) > n:
-        text = text[:-1]
-    return text
+class _Task:
+    """A supervised task: `make()` returns its coroutine; `looping` tasks
+    (scan, report) set `beat` at the end of every loop."""
+
+    def __init__(self, name, make, looping, now_ms):
+        self.name = name
+        self.make = make
+        self.looping = looping
+        self.beat = now_ms
+        self.task = None
+        self.deaths = 0
+        self.down = False  # died; 300 restore owed once it loops again
+        self.since = now_ms  # (re)started at
+        self.ended = False  # returned by itself
 
 
 class App:
@@ -55,6 +79,8 @@ class App:
         self.test_mode = False
         self.lost = 0  # events dropped (panel burst bound + full queue) so far
         self.min_free = gc.mem_free()  # lowest free heap seen at a scan
+        self.tasks = []  # supervised (main)
+        self.wdt_ms = None  # when the supervisor last fed the watchdog (ticks)
         import config as C
         cfg, errors, doc = C.load(board.config_path)
         safe = False
@@ -89,12 +115,13 @@ class App:
         self.scan_ms = cfg["timings"]["scan_ms"]
         self.queue = PersistentQueue(board.path("queue.dat"), _QUEUE_SLOTS)
         self.seqs = SeqStore(board.path("seq.dat"), self.queue.max_seq() + 1)
+        self._renumber_insane()
         self.clock = Clock()
         p = P.Panel(cfg, now, self.log)
         self.panel = p
         if safe:
             p.troubles |= P.T_CONFIG
-            p.emit(P.Q_NEW, cid.SELF_TEST, 0, 0, _short(errors[0]))
+            p.emit(P.Q_NEW, cid.SELF_TEST, 0, 0, P.event_text(errors[0]))
             # whether test mode is on is unknown: owe what was owed
             p.test_mode = bool(self.seqs.flags & P.F_TEST_MODE)
             p.q_over = bool(self.seqs.flags & P.F_OVERFLOW)
@@ -131,6 +158,18 @@ class App:
         del cfg
         gc.collect()
 
+    def _renumber_insane(self):
+        """Sequences beyond seqstore.SEQ_END (a receiver's jump that older
+        firmware honoured) would crash the counter at every boot: such a
+        file bound is ignored (SeqStore) and such records renumbered from
+        the counter, in order, so the panel boots and reports."""
+        from seqstore import SEQ_END
+        if self.seqs.insane:
+            self.log("seq.dat: bound %d beyond %d ignored" % (self.seqs.insane, SEQ_END))
+        for seq in self.queue.seqs():
+            if seq > SEQ_END:
+                self.queue.renumber(seq, self.seqs.take())
+
     # -- glue ----------------------------------------------------------------
 
     def drain(self, now_ms):
@@ -160,8 +199,9 @@ class App:
         if isinstance(action, str):
             action = P.ACTIONS.index(action)
         now = ticks_ms()
-        r = self.panel.keypad(code, action, partition, arg, now, self.clock.now(now))
-        self.panel.tick(now, self.clock.now(now))
+        # the time lock decides on a trusted clock only (clock.py)
+        r = self.panel.keypad(code, action, partition, arg, now, self.clock.trusted_now(now))
+        self.panel.tick(now, self.clock.trusted_now(now))
         self.board.outputs(self.panel.siren, self.panel.strobe, self.panel.lock)
         self.drain(now)
         return r
@@ -173,7 +213,12 @@ class App:
         st["ok"] = True
         st["config_errors"] = self.errors
         st["reporter"] = self.reporter.status()
-        st["clock"] = self.clock.now(ticks_ms())
+        now = ticks_ms()
+        st["clock"] = self.clock.now(now)
+        st["clock_trusted"] = self.clock.trusted
+        st["tasks"] = [{"name": t.name, "alive": self._alive(t, now), "deaths": t.deaths}
+                       for t in self.tasks]
+        st["watchdog_age_ms"] = None if self.wdt_ms is None else ticks_diff(now, self.wdt_ms)
         st["mem_free"] = gc.mem_free()
         st["mem_alloc"] = gc.mem_alloc()
         st["mem_min_free"] = self.min_free
@@ -185,7 +230,7 @@ class App:
 
     # -- tasks -----------------------------------------------------------------
 
-    async def scan(self):
+    async def scan(self, t):
         import panel as P
         b = self.board
         p = self.panel
@@ -193,7 +238,6 @@ class App:
         deb = self.deb
         while True:
             now = ticks_ms()
-            b.wdt_feed()
             for i in range(p.nz):
                 s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
                 if s >= 0:
@@ -202,35 +246,104 @@ class App:
             k = b.keypad()
             if k is not None and k[1] in P.ACTIONS:
                 self.key(k[0], k[1], k[2], k[3])
-            p.tick(now, self.clock.now(now))
+            p.tick(now, self.clock.trusted_now(now))
             b.outputs(p.siren, p.strobe, p.lock)
             self.drain(now)
             f = gc.mem_free()
             if f < self.min_free:
                 self.min_free = f
+            t.beat = ticks_ms()  # a whole loop done
             await asyncio.sleep_ms(self.scan_ms)
 
-    async def report(self):
+    async def report(self, t):
         while True:
             now = ticks_ms()
             self.reporter.poll(now)
             self.drain(now)
+            t.beat = ticks_ms()
             await asyncio.sleep_ms(_REPORT_MS)
 
-    async def idle(self):
+    # -- supervision -------------------------------------------------------------
+
+    def _alive(self, t, now_ms):
+        if t.ended:
+            return not t.looping  # the sim's control server: started, done
+        if t.down or t.task is None or t.task.done():
+            return False
+        return not t.looping or ticks_diff(now_ms, t.beat) < _STALE_MS
+
+    async def _run(self, t):
+        """Run t; if it raises, report it and start it again."""
         while True:
+            t.since = ticks_ms()
+            try:
+                await t.make(t)
+                t.ended = True  # by itself (the sim's control server is up)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any error: restart, report
+                why = "%s %s" % (type(e).__name__, e)
+                t.deaths += 1
+                t.down = True
+                self.log("task %s died (%s): restarting" % (t.name, why))
+                if hasattr(sys, "print_exception"):
+                    sys.print_exception(e)  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython)
+                if self.panel is not None:
+                    self.panel.task_state(t.name, False, why)
+            await asyncio.sleep_ms(_RESTART_MS)
+
+    def _supervise(self, name, make, looping):
+        t = _Task(name, make, looping, ticks_ms())
+        self.tasks.append(t)
+        t.task = asyncio.create_task(self._run(t))
+
+    def _round(self, now_ms):
+        """One supervisor round: restore what loops again, feed the
+        watchdog if every task is alive."""
+        ok = True
+        for t in self.tasks:
+            if t.task.done() and not t.ended:
+                # the wrapper itself ended (a bug in _run): start it again
+                t.task = asyncio.create_task(self._run(t))
+                ok = False
+                continue
+            if t.down and (ticks_diff(t.beat, t.since) > 0 if t.looping else
+                           ticks_diff(now_ms, t.since) >= _STALE_MS):
+                t.down = False
+                if self.panel is not None:
+                    self.panel.task_state(t.name, True)
+            ok = ok and self._alive(t, now_ms)
+        if self.panel is not None:
+            try:
+                self.drain(now_ms)  # a 300 from a task that died
+            except Exception as e:  # noqa: BLE001 - the tasks report it; the dog decides
+                self.log("supervisor: drain failed (%s)" % e)
+                ok = False
+        if ok:
             self.board.wdt_feed()
-            await asyncio.sleep_ms(1000)
+            self.wdt_ms = now_ms
+
+    def _board_task(self, k, first):
+        """The maker of board task k: the coroutine the board gave at
+        start, then a new one after each death."""
+        given = [first]
+
+        def make(t):
+            return given.pop() if given else self.board.tasks(self)[k]
+        return make
 
     async def main(self):
-        for t in self.board.tasks(self):
-            asyncio.create_task(t)
-        if self.halted:
-            asyncio.create_task(self.idle())
-        else:
-            asyncio.create_task(self.scan())
-            asyncio.create_task(self.report())
-        await self._stop.wait()
+        if not self.halted:
+            self._supervise("scan", self.scan, True)
+            self._supervise("report", self.report, True)
+        bts = self.board.tasks(self)
+        for k in range(len(bts)):
+            self._supervise("control" if k == 0 else "board%d" % k,
+                            self._board_task(k, bts[k]), False)
+        while not self._stop.is_set():
+            self._round(ticks_ms())
+            await asyncio.sleep_ms(_SUPERVISE_MS)
 
 
 def run(board):

@@ -22,6 +22,7 @@ ROUTE_EXIT = const(170)  # left the planned route's corridor
 STOPPED_TOO_LONG = const(171)  # stopped too long outside allowed zones
 VEHICLE_DOOR = const(172)  # a door open while moving
 IGNITION_OFF_SCHEDULE = const(173)  # ignition switched on outside its schedule
+SYSTEM_TROUBLE = const(300)  # a firmware task died and was restarted
 AC_LOSS = const(301)
 LOW_BATTERY = const(302)
 SYSTEM_RESET = const(305)  # sent once per boot
@@ -29,6 +30,7 @@ SELF_TEST = const(307)  # bad configuration: safe mode
 GPS_TROUBLE = const(330)  # vehicle: no GNSS fix while moving (peripheral trouble)
 GPS_JAM = const(344)  # vehicle: fix lost with the antenna input tripped (jam detect)
 COMM_TROUBLE = const(350)  # zone field = path (1 primary, 2 backup)
+COMM_EVENT_FAIL = const(354)  # a path that answers refused an event; zone = path
 LOOP_SHORT = const(372)  # DEOL loop shorted
 FIRE_TROUBLE = const(373)  # fire loop open or shorted
 EXIT_ERROR = const(374)

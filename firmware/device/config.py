@@ -66,6 +66,12 @@ TIMINGS = {
     "ack_timeout_ms": (3000, 200, 60000),
     "max_backoff_ms": (60000, 1000, 600000),
     "fail_after": (3, 1, 20),
+    # a path that has not ACKed the head event this long after offering it
+    # there has failed it (failover.py): the event moves to the next path.
+    # 30 s: an alarm waits at most that long on a receiver that NAKs it;
+    # 5 s is a few ACK round trips through a group commit; 5 min is the
+    # most a path may hold an alarm it does not accept.
+    "event_fail_s": (30, 5, 300),
 }
 
 EOL_DEFAULTS = {"normal_ohms": 2200, "alarm_ohms": 4400, "pullup_ohms": 4700}
@@ -452,6 +458,14 @@ def validate(doc):
         for i in range(len(types)):
             if types[i] in ("door", "bolt"):
                 v.err("zones[%d].type" % i, "%r is only for kind \"door\"" % types[i])
+    if cfg.get("protocol") == "dc09" and cfg.get("dc09") and not cfg["dc09"]["key"]:
+        # a clear DC-09 line carries no authenticated time, and only a
+        # trusted clock opens a time lock (clock.py): it would never open
+        for i in range(len(parts)):
+            if parts[i]["time_lock"] is not None:
+                v.err("partitions[%d].time_lock" % i,
+                      "needs a clock the panel can trust: the native protocol, or "
+                      "a DC-09 key (a clear DC-09 line carries no authenticated time)")
     if tim["battery_restore_mv"] < tim["low_battery_mv"]:
         v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
     known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",

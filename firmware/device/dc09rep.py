@@ -11,11 +11,19 @@
 #     send encrypted, a clear ACK to an encrypted message is refused);
 #   - lockstep: one message outstanding per path, queue head first, in
 #     order; the active path also sends a NULL when nothing was ACKed on it
-#     for heartbeat_s; the standby path a NULL every backup_heartbeat_s;
+#     for heartbeat_s (a NULL outstanding there gives way to a queued
+#     event); the standby path a NULL every backup_heartbeat_s;
 #   - retransmission with backoff (ack_timeout_ms doubling up to
 #     max_backoff_ms); fail_after unanswered transmissions declare the path
-#     down (350 queued, zone = path), the event moves to the other path,
-#     the down path is probed with NULLs and fails back when answered.
+#     down (350 queued, zone = path), the down path is probed with NULLs
+#     and answers bring it up (350 restore);
+#   - failover.py's rule decides which path carries the events: the head
+#     event NAKed fail_after times on a path (after the one free retry a
+#     NAK with a time earns), or not ACKed there within event_fail_s, has
+#     failed there: 354 (zone = path) is queued and the event moves to the
+#     next path; that path is probed with an ADM-CID 602 "periodic test"
+#     and trusted again (354 restore, the primary fails back) only when it
+#     ACKs it or an event, never by ACKing NULLs.
 #
 # DC-09 specifics:
 #   - Sequence numbers 0001-9999 then 0001 (5.5.1.5) are derived from the
@@ -26,12 +34,21 @@
 #   - Each transmission is built afresh (new pad, current timestamp), so a
 #     retransmission after a long backoff still passes the receiver's
 #     timestamp test.
-#   - NAK (5.5.3.2) carries the receiver's time: the clock is set from it
-#     and the message is sent again at once (the next NAKs in a row wait for
-#     the backoff).  A NAK is an answer: it does not count towards fail_after.
-#     With the clock unset an encrypted message carries 1970-01-01: the
-#     receiver's NAK then sets the clock.  The *ACK's timestamp (encrypted,
-#     so authentic) sets it too.
+#   - Clock trust (docs/dc09.md, "Clock trust"; clock.py).  A NAK (5.5.3.2)
+#     is never encrypted: anybody can forge one.  Its time is used only if
+#     it answers a transmission outstanding on that path (from the
+#     receiver's address: links.py) and is sane (2024..2099); then, with
+#     the clock unset, it sets the clock, untrusted; with a key, it only
+#     sets the time this path's messages are stamped with (`stamp_off`),
+#     never the panel's clock; on a clear line it moves the clock by at
+#     most clock.STEP_S, untrusted.  The message is then sent again at once
+#     (the next NAKs in a row wait for the backoff, and count: see above).
+#     The clock is trusted (time lock) only from a *ACK that decrypts with
+#     our key and whose time lies within _ACK_SLACK_S of what we stamped
+#     the message with (a replayed *ACK from another day is refused).  At
+#     boot an encrypted message carries 1970-01-01 (clock unset): the NAK
+#     sets the clock untrusted, the resend is stamped with it, and the
+#     *ACK to that resend makes it trusted.
 #   - DUH (5.5.3.3): the receiver cannot process the message (e.g. it does
 #     not know the account).  The event is kept; DUH counts as unanswered,
 #     so a receiver that keeps answering DUH is failed over like a silent one.
@@ -46,6 +63,8 @@
 
 from binascii import unhexlify
 from fwutil import const, ticks_diff, ticks_add
+from clock import sane
+from failover import Failover
 
 try:
     from protocol.lean import gldc09 as dc  # pyright: ignore[reportMissingImports]  (host-only package)
@@ -54,6 +73,13 @@ except ImportError:
 
 _EVENT = const(1)
 _NULL = const(2)
+_PROBE = const(3)
+PROBE_CODE = const(602)  # Contact ID "periodic test": the probe of a failed path
+# A *ACK's time must lie this close to the stamps of the transmissions it
+# answers: a receiver ACKs only a stamp inside its window (-40/+20 s,
+# 5.5.3.1 receivers commonly), so a genuine *ACK is within a minute of
+# ours plus the round trip.
+_ACK_SLACK_S = const(120)
 # Receive buffer bound: two maximal replies (gldc09.MAX_REPLY_LEN = 512).
 _RX_MAX = const(1024)
 _T_CONFIG = const(0x0040)  # glwire.T_CONFIG: cannot report as configured
@@ -102,10 +128,12 @@ def tuple_of(unix):
 class _Pending:
     def __init__(self, kind, seq, rec):
         self.kind = kind
-        self.seq = seq  # queue sequence (EVENT) or a counter number (NULL)
+        self.seq = seq  # queue sequence (EVENT) or a counter number (NULL, probe)
         self.dseq = dc09_seq(seq)
         self.rec = rec  # the queue record (EVENT) or None
         self.sent = False
+        self.lo = 0  # stamps of the transmissions since the last NAK (0: none,
+        self.hi = 0  # or the clock was unset), for the *ACK's time
 
 
 class Dc09Reporter:
@@ -137,6 +165,7 @@ class Dc09Reporter:
         self.fail_after = tim["fail_after"]
         self.hb_ms = [tim["heartbeat_s"] * 1000, tim["backup_heartbeat_s"] * 1000]
         self.heartbeat_s = tim["heartbeat_s"]
+        self.rule = Failover(n, tim["fail_after"], tim["event_fail_s"] * 1000, now_ms)
         self.pend = [None] * n  # type: list
         self.due = [now_ms] * n  # type: list[int]
         self.backoff = [self.timeout_ms] * n
@@ -147,10 +176,12 @@ class Dc09Reporter:
         self.sent = [0] * n
         self.waiting = [None] * n  # since when a stream path waits to connect
         self.rx = [b""] * n  # partial reply per stream path
+        self.stamp_off = [0] * n  # receiver time - panel clock, from its NAKs (s)
         self.active = 0
         self.delivered = 0
         self.naks = 0
         self.duhs = 0
+        self.refused = 0  # receiver values refused (times, stale *ACKs)
         self.last_dseq = 0
 
     # -- the loop ---------------------------------------------------------------------
@@ -173,9 +204,11 @@ class Dc09Reporter:
                     self._stream(i, data, now_ms)
                 else:
                     self._reply(i, data, now_ms)
+        self._check(now_ms)
         self._schedule(now_ms)
         for i in range(n):
             self._transmit(i, now_ms)
+        self._check(now_ms)
 
     def _stream(self, i, data, now_ms):
         # replies are split LF..CR; bytes before an LF are noise
@@ -202,34 +235,111 @@ class Dc09Reporter:
     def _offer(self, i, kind, seq, rec, now_ms):
         self.pend[i] = _Pending(kind, seq, rec)
         self.due[i] = now_ms
+        self.backoff[i] = self.timeout_ms
+        self.nak_row[i] = 0
+
+    def _drop(self, i):
+        """Path i's outstanding message moves elsewhere (or gives way)."""
+        p = self.pend[i]
+        self.pend[i] = None
+        if p is not None and p.kind == _EVENT:
+            self.rule.clear(i)
+
+    def _switch(self, a):
+        """Make path `a` the one that carries events."""
+        if a == self.active:
+            return
+        old = self.active
+        self.log("path %d carries the events (was path %d)" % (a + 1, old + 1))
+        p = self.pend[old]
+        if p is not None and p.kind == _EVENT:
+            self._drop(old)
+        self.active = a
 
     def _schedule(self, now_ms):
         a = self.active
+        head = self.queue.head()
+        p = self.pend[a]
+        if head is not None and p is not None and p.kind != _EVENT:
+            self._drop(a)  # events first: a NULL or a probe waits
         if self.pend[a] is None:
-            head = self.queue.head()
             if head is not None:
                 self._offer(a, _EVENT, head[0], head[1], now_ms)
+                self.rule.offered(a, now_ms)
             elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
                 self._offer(a, _NULL, self.seqs.take(), None, now_ms)
         for b in range(len(self.links)):
             if b == a or self.pend[b] is not None:
                 continue
-            if not self.up[b] or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
+            if not self.rule.ok[b]:
+                if self.rule.probe_due(b, now_ms):
+                    self._offer(b, _PROBE, self.seqs.take(), None, now_ms)
+            elif not self.up[b] or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
                 self._offer(b, _NULL, self.seqs.take(), None, now_ms)
 
-    def _frame(self, p, now_ms):
+    def _check(self, now_ms):
+        """The head event's bound on the path that carries it."""
+        for i in range(len(self.links)):
+            p = self.pend[i]
+            if p is None or p.kind != _EVENT:
+                continue
+            if not self.up[i]:
+                self.rule.clear(i)  # silence is the link's rule (350); the bound
+                continue  # starts again when the path answers
+            self.rule.offered(i, now_ms)
+            if self.rule.expired(i, now_ms):
+                self._event_failed(i, now_ms)
+
+    def _event_failed(self, i, now_ms):
+        why = self.rule.why[i]
+        self.log("path %d failed the event: %s" % (i + 1, why))
+        if self.rule.fail(i, now_ms):
+            self.panel.path_events(i + 1, False, why)
+        a = self.rule.after_failure(i, self.up)
+        if a != i:
+            self._switch(a)
+
+    def _trusted(self, i, queued):
+        """Path i ACKed an event (or the probe)."""
+        if self.rule.acked(i, queued):
+            self.log("path %d accepts events again" % (i + 1))
+            self.panel.path_events(i + 1, True)
+            self._switch(self.rule.pick(self.active, self.up))
+
+    def _stamp(self, i, now_ms):
+        """The time to stamp path i's next message with (0: clock unset)."""
         unix = self.clock.now(now_ms)
+        if not unix:
+            return 0
+        t = unix + self.stamp_off[i]
+        return t if sane(t) else unix
+
+    def _frame(self, p, i, now_ms):
+        unix = self._stamp(i, now_ms)
+        if unix:
+            if not p.lo:
+                p.lo = unix
+            p.hi = unix
         t = tuple_of(unix) if unix else None
         if self.key is not None and t is None:
             t = (1970, 1, 1, 0, 0, 0)  # clock unset: the receiver's NAK sets it
-        if p.kind == _NULL:
-            return dc.build_null(p.dseq, self.account, self.line, self.rcvr, self.key, t)
-        r = p.rec
-        # Contact ID fields are 3/2/3 digits; the config keeps zones and
-        # users at 999 and partitions at 8, min() only guards the queue file
-        return dc.build_adm_cid(p.dseq, self.account, self.line, self.rcvr, r["qualifier"],
-                                min(r["code"], 999), min(r["partition"], 99),
-                                min(r["zone"], 999), self.key, t)
+        try:
+            if p.kind == _NULL:
+                return dc.build_null(p.dseq, self.account, self.line, self.rcvr, self.key, t)
+            if p.kind == _PROBE:
+                return dc.build_adm_cid(p.dseq, self.account, self.line, self.rcvr,
+                                        dc.Q_NEW, PROBE_CODE, 0, 0, self.key, t)
+            r = p.rec
+            # Contact ID fields are 3/2/3 digits; the config keeps zones and
+            # users at 999 and partitions at 8, min() only guards the queue file
+            return dc.build_adm_cid(p.dseq, self.account, self.line, self.rcvr,
+                                    r["qualifier"], min(r["code"], 999),
+                                    min(r["partition"], 99), min(r["zone"], 999), self.key, t)
+        except dc.Dc09UsageError as e:
+            # a record the codec refuses (a queue file from elsewhere): it
+            # is never sent, so it fails over and is kept, never a crash
+            self.log("path %d: cannot build %04d (%s)" % (i + 1, p.dseq, e))
+            return None
 
     def _transmit(self, i, now_ms):
         p = self.pend[i]
@@ -256,9 +366,11 @@ class Dc09Reporter:
                 self._no_answer(i, now_ms)
             return
         self.waiting[i] = None
-        link.send(self._frame(p, now_ms))
+        frame = self._frame(p, i, now_ms)
+        if frame is not None:
+            link.send(frame)
+            self.sent[i] += 1
         p.sent = True
-        self.sent[i] += 1
         self.last_dseq = p.dseq
         self.due[i] = ticks_add(now_ms, self.backoff[i])
         self.backoff[i] = min(2 * self.backoff[i], self.max_backoff_ms)
@@ -272,21 +384,14 @@ class Dc09Reporter:
         self.up[i] = False
         self.log("path %d down" % (i + 1))
         self.panel.path_state(i + 1, False)
-        if i == self.active and len(self.links) > 1:
-            p = self.pend[i]
-            if p is not None and p.kind == _EVENT:
-                self.pend[i] = None  # offered again on the other path
-            self.active = 1 - i
+        if i == self.active:
+            self._switch(self.rule.pick(i, self.up))
 
     def _path_up(self, i):
         self.up[i] = True
         self.log("path %d up" % (i + 1))
         self.panel.path_state(i + 1, True)
-        if i == 0 and self.active == 1:
-            self.active = 0  # fail back to the primary
-            p = self.pend[1]
-            if p is not None and p.kind == _EVENT:
-                self.pend[1] = None
+        self._switch(self.rule.pick(self.active, self.up))
 
     def _answered(self, i):
         # the path works (ACK, or NAK: the receiver heard us)
@@ -296,15 +401,65 @@ class Dc09Reporter:
 
     # -- replies -----------------------------------------------------------------------
 
-    def _set_clock(self, t, now_ms):
-        self.clock.set(unix_of(t), now_ms)
-        self.panel.clock_set()
+    def _nak_time(self, i, t, now_ms):
+        """A clear NAK's time (see the header).  True if it was sane and
+        used (the message is then retried once before NAKs count)."""
+        unix = unix_of(t)
+        c = self.clock
+        if not sane(unix):
+            c.refused += 1
+            self.refused += 1
+            self.log("path %d: NAK time %04d-%02d-%02d refused (not 2024..2099)" % (
+                i + 1, t[0], t[1], t[2]))
+            return False
+        now = c.now(now_ms)
+        if not now:
+            c.correct(unix, now_ms)  # unset: set, untrusted
+            self.panel.clock_set(False)
+            self.stamp_off[i] = 0
+            self.log("clock set %d from a NAK (not trusted)" % unix)
+        elif self.key is not None:
+            self.stamp_off[i] = unix - now  # our stamps on this path; the clock stays
+        elif c.correct(unix, now_ms):
+            self.panel.clock_set(c.trusted)
+        else:
+            self.refused += 1
+            self.log("path %d: NAK time %d s off refused (more than %d s)" % (
+                i + 1, unix - now, 120))
+        return True
+
+    def _ack_time(self, i, p, t, now_ms):
+        """An ACK's time.  False if it is a *ACK that cannot answer this
+        message (its time far from what we stamped it with: a replay)."""
+        unix = unix_of(t)
+        c = self.clock
+        if self.key is None:
+            # a clear ACK (clear line): unauthenticated, as a NAK's time
+            if sane(unix) and c.correct(unix, now_ms):
+                self.panel.clock_set(c.trusted)
+            return True
+        if not p.lo:
+            # we stamped 1970 (clock unset): the *ACK cannot be bound to
+            # this exchange, so its time is taken untrusted
+            if sane(unix) and not c.now(now_ms):
+                c.correct(unix, now_ms)
+                self.panel.clock_set(False)
+            return True
+        if not (p.lo - _ACK_SLACK_S <= unix <= p.hi + _ACK_SLACK_S):
+            self.refused += 1
+            self.log("path %d: *ACK for %04d refused: its time is %d s from our stamp "
+                     "(a replay?)" % (i + 1, p.dseq, unix - p.hi))
+            return False
+        if c.set(unix, now_ms, None, True):
+            self.stamp_off[i] = 0
+            self.panel.clock_set(True)
+        return True
 
     def _reply(self, i, frame, now_ms):
         p = self.pend[i]
         try:
             kind, seq, t = dc.parse_reply(frame, self.key)
-        except dc.Dc09ReplyError as e:
+        except (dc.Dc09ReplyError, dc.Dc09UsageError) as e:
             self.log("path %d: reply refused (%s)" % (i + 1, e))
             return
         if p is None or not p.sent:
@@ -314,11 +469,13 @@ class Dc09Reporter:
             self.naks += 1
             self.nak_row[i] += 1
             self.log("path %d: NAK for %04d" % (i + 1, p.dseq))
-            if t is not None:
-                self._set_clock(t, now_ms)
+            fix = t is not None and self._nak_time(i, t, now_ms)
             self._answered(i)
             p.sent = False  # answered: the resend is not an unanswered one
-            if self.nak_row[i] == 1:
+            p.lo = 0
+            if p.kind == _EVENT and self.pend[i] is p:
+                self.rule.refused(i, "NAK", fix)
+            if self.nak_row[i] == 1 and fix:
                 self.due[i] = now_ms
             else:
                 self.due[i] = ticks_add(now_ms, self.backoff[i])
@@ -331,25 +488,29 @@ class Dc09Reporter:
             self.log("path %d: DUH for %04d" % (i + 1, p.dseq))
             return  # counts as unanswered when the retransmission is due
         # ACK
-        if t is not None:
-            self._set_clock(t, now_ms)
-        if p.kind == _EVENT:
-            self.queue.ack(p.seq)
-            self.delivered += 1
+        if t is not None and not self._ack_time(i, p, t, now_ms):
+            return
         self.pend[i] = None
         self.nak_row[i] = 0
         self.last_ok[i] = now_ms
         self.backoff[i] = self.timeout_ms
         self._answered(i)
+        if p.kind == _EVENT:
+            self.queue.ack(p.seq)
+            self.delivered += 1
+            self._trusted(i, True)
+        elif p.kind == _PROBE:
+            self._trusted(i, False)
 
     def status(self):
         paths = []
         for i in range(len(self.links)):
             p = self.pend[i]
             paths.append({"up": self.up[i], "pending": None if p is None else p.dseq,
-                          "sent": self.sent[i]})
+                          "sent": self.sent[i], "events_ok": self.rule.ok[i],
+                          "why": self.rule.why[i]})
         return {"protocol": "dc09", "active_path": self.active + 1,
                 "delivered": self.delivered, "naks": self.naks, "duhs": self.duhs,
-                "queue": len(self.queue), "next_seq": self.seqs.next,
+                "refused": self.refused, "queue": len(self.queue), "next_seq": self.seqs.next,
                 "dc09_seq": self.last_dseq, "paths": paths, "dropped": self.queue.dropped,
-                "broken": self.broken}
+                "broken": self.broken, "clock_trusted": self.clock.trusted}

@@ -130,6 +130,7 @@ class UdpLink:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.addr = _addr(host, port, socket.SOCK_DGRAM)
+        self.foreign = 0  # datagrams from another address, dropped
 
     def poll(self, now_ms):
         pass
@@ -147,13 +148,23 @@ class UdpLink:
             return False
 
     def recv(self):
-        try:
-            d, _ = self.sock.recvfrom(320)  # glwire.MAX_FRAME_LEN fits
-        except OSError:
-            return None
-        if not self._up():
-            return None  # the cable is cut: the datagram never arrived
-        return d
+        # Only datagrams from the receiver's address: anybody can send to
+        # our port, and a forged reply must at least come from where we
+        # sent (spoofing the source is harder than sending).  Others are
+        # dropped and counted; a few per poll at most (the caller bounds
+        # the polls), so a flood cannot starve the receiver's replies.
+        for _ in range(8):
+            try:
+                d, src = self.sock.recvfrom(_RX)  # glwire.MAX_FRAME_LEN, gldc09 replies fit
+            except OSError:
+                return None
+            if src != self.addr:
+                self.foreign += 1
+                continue
+            if not self._up():
+                return None  # the cable is cut: the datagram never arrived
+            return d
+        return None
 
 
 class UartLink:

@@ -121,6 +121,16 @@ F_OVERFLOW = const(2)  # 624 new sent (events were dropped)
 F_WALK_TEST = const(4)  # 607 new sent for a walk test (restore owed)
 
 
+def event_text(s):
+    """An event text: at most 32 bytes (glwire.MAX_TEXT_LEN), or None."""
+    if not s:
+        return None
+    s = str(s)
+    while len(s.encode()) > 32:
+        s = s[:-1]
+    return s
+
+
 class Partition:
     def __init__(self, pid, name, time_lock):
         self.id = pid
@@ -211,6 +221,12 @@ class Panel:
         self.boot_ms = now_ms
         self.clock_reported = False
         self.troubles |= T_CLOCK_UNSET
+        self.time_lock = False  # some partition has one: only a trusted clock counts
+        for p in self.parts:
+            if p.tl is not None:
+                self.time_lock = True
+        self.ev_fail = [False, False]  # path 1/2 failed an event (354 new sent)
+        self.task_fail = []  # names of tasks that died (300 new sent)
         # door controller (door.py), only if there is a door zone
         self.door = None
         d = b = -1
@@ -638,10 +654,18 @@ class Panel:
         self._cond(self.batt, low, now_ms)
         self._cond(self.box, box_open, now_ms)
 
-    def clock_set(self):
+    def clock_set(self, trusted=True):
+        """The wall clock was set, by an authenticated source (`trusted`)
+        or not (a clear DC-09 reply: clock.py).  A panel with a time lock
+        counts only a trusted clock as set: otherwise T_CLOCK_UNSET stays
+        (626 after clock_grace_s) and the lock stays shut (fail secure)."""
+        if not trusted and self.time_lock:
+            self.troubles |= T_CLOCK_UNSET
+            return
         if self.troubles & T_CLOCK_UNSET:
             self.troubles &= ~T_CLOCK_UNSET
             if self.clock_reported:
+                self.clock_reported = False
                 self.emit(Q_RESTORE, cid.CLOCK_UNSET, 0, 0)
 
     def path_state(self, path, ok):
@@ -654,6 +678,31 @@ class Panel:
         else:
             self.troubles |= bit
         self.emit(Q_RESTORE if ok else Q_NEW, cid.COMM_TROUBLE, 0, path)
+
+    def path_events(self, path, ok, why=None):
+        """Reporting path 1 or 2 failed an event although it answers (NAKs
+        it: a full disk, a wrong key; failover.py), or accepts events
+        again: 354 "failure to communicate event", zone = path, the
+        reason as text (native protocol only; DC-09 carries no text)."""
+        k = path - 1
+        if k < 0 or k >= len(self.ev_fail) or ok == (not self.ev_fail[k]):
+            return
+        self.ev_fail[k] = not ok
+        self.emit(Q_RESTORE if ok else Q_NEW, cid.COMM_EVENT_FAIL, 0, path,
+                  None if ok else event_text(why))
+
+    def task_state(self, name, ok, why=None):
+        """A firmware task died and was restarted (app.py supervises
+        them), or runs again: 300 "system trouble", zone 0, the task and
+        the error as text."""
+        if ok == (name not in self.task_fail):
+            return
+        if ok:
+            self.task_fail.remove(name)
+        else:
+            self.task_fail.append(name)
+        self.emit(Q_RESTORE if ok else Q_NEW, cid.SYSTEM_TROUBLE, 0, 0,
+                  event_text("%s task %s" % (name, "runs again" if ok else why or "died")))
 
     # -- state ---------------------------------------------------------------------------
 

@@ -1,26 +1,39 @@
 # Reporting: the persistent queue to the receiver over two paths.
 #
-# One glpanel.PanelSession per path (the lead's sans-I/O core decides
+# One glpanel.PanelSession per path (the sans-I/O core decides
 # retransmission, backoff, path up/down and clock/command handling); this
 # module decides *what* each path carries:
 #   - the active path carries the queue head (lockstep: one record at a
 #     time, oldest first), then a pending REPLY, the boot HELLO, and a
-#     HEARTBEAT when nothing was ACKed on it for heartbeat_s;
+#     HEARTBEAT when nothing was ACKed on it for heartbeat_s; a heartbeat,
+#     HELLO or REPLY outstanding there gives way to a queued event;
 #   - the other path carries only heartbeats (every backup_heartbeat_s)
 #     so that its failure is found and reported before it is needed;
-#   - PathDown on the active path: the outstanding record is withdrawn and
-#     offered on the other path, which becomes active; the trouble (350,
-#     zone = path number) is queued like any event, so it leaves over the
-#     path that still works.  The down path keeps a heartbeat outstanding
-#     (the session retries it with capped backoff) as a probe; its
-#     PathUp restores the trouble and, for the primary, fails back.
+#   - which path is active, and when a path that answers but refuses
+#     events has failed them, is failover.py's rule (shared with
+#     dc09rep.py): PathDown of the active path (silence), or the head
+#     event NAKed fail_after times or not ACKed within event_fail_s there,
+#     moves the outstanding record to the next path; the trouble (350 for
+#     silence, 354 for refusal; zone = path number) is queued like any
+#     event, so it leaves over the path that still works.  A silent path
+#     keeps a heartbeat outstanding as a probe (PathUp: 350 restore); a
+#     path that failed events gets a 602 "periodic test" event as its
+#     probe, and only its ACK (or an ACKed event) trusts it again (354
+#     restore); then the primary wins the events back.
 #   - a record leaves the queue only on Acked; Resequence renumbers every
 #     queued record below the receiver's next_seq (copy, then drop).
+# Every value from the receiver is range-checked before use: a time the
+# clock refuses (clock.sane) and a resequence the counter cannot honour
+# (seqstore.SEQ_LIMIT) are refused, logged and counted, and the NAK that
+# carried them counts as a refusal of the event (so it fails over).
 # Sequence numbers: records keep the one given when queued; heartbeats,
-# HELLO and REPLY take one from the counter when offered.
+# HELLO, REPLY and probes take one from the counter when offered.
 
 from binascii import unhexlify
 from fwutil import const, ticks_diff
+from clock import sane
+from failover import Failover
+from seqstore import SEQ_LIMIT
 
 try:
     from protocol.lean import glwire as w  # pyright: ignore[reportMissingImports]  (host-only package)
@@ -31,11 +44,18 @@ except ImportError:
 
 FW_VERSION = (0, 1, 0)
 CAP_COMMANDS = const(0x0001)
+PROBE_CODE = const(602)  # Contact ID "periodic test": the probe of a failed path
 
 _EVENT = const(1)
 _HEARTBEAT = const(2)
 _HELLO = const(3)
 _REPLY = const(4)
+_PROBE = const(5)
+
+
+def _honoured(seq, next_seq):
+    """Does the panel honour a receiver's resequence of `seq`?"""
+    return seq < next_seq <= SEQ_LIMIT
 
 
 class Reporter:
@@ -57,6 +77,7 @@ class Reporter:
                 ack_timeout_ms=tim["ack_timeout_ms"], max_backoff_ms=tim["max_backoff_ms"],
                 fail_after=tim["fail_after"]))
         self.what = [None] * len(links)  # kind of the outstanding message
+        self.rule = Failover(len(links), tim["fail_after"], tim["event_fail_s"] * 1000, now_ms)
         # supervision: the active path every heartbeat_s, the standby one
         # every backup_heartbeat_s (whichever path is which at the time)
         self.hb_ms = [tim["heartbeat_s"] * 1000, tim["backup_heartbeat_s"] * 1000]
@@ -66,6 +87,7 @@ class Reporter:
         self.reply = None
         self.delivered = 0
         self.naks = 0
+        self.refused = 0  # receiver values refused (time, resequence)
         self.heartbeat_s = tim["heartbeat_s"]
 
     # -- messages -------------------------------------------------------------
@@ -82,6 +104,14 @@ class Reporter:
                 "fw_patch": FW_VERSION[2], "panel_kind": p.kind, "capabilities": CAP_COMMANDS,
                 "zones": min(p.nz, 255), "partition_count": len(p.parts),
                 "heartbeat_s": self.heartbeat_s}
+
+    def _probe(self, i, now_ms):
+        return {"type": w.MSG_EVENT, "qualifier": w.Q_NEW, "code": PROBE_CODE,
+                "partition": 0, "zone": 0, "event_time": self.clock.now(now_ms),
+                "text": "event test, path %d" % (i + 1), "value": None}
+
+    def _up(self):
+        return [s.up for s in self.sessions]
 
     # -- the loop -----------------------------------------------------------------
 
@@ -102,6 +132,7 @@ class Reporter:
                 else:
                     s.receive_datagram(d, self.clock.now(now_ms))
             self._events(i, now_ms)
+        self._check(now_ms)
         self._schedule(now_ms)
         for i in range(len(self.sessions)):
             s = self.sessions[i]
@@ -109,19 +140,45 @@ class Reporter:
             if out is not None:
                 self.links[i].send(out)
             self._events(i, now_ms)
+        self._check(now_ms)
 
     def _offer(self, i, kind, seq, msg, now_ms):
         self.what[i] = kind
         self.sessions[i].offer(seq, msg, now_ms)
 
+    def _take_back(self, i, moved=True):
+        """Withdraw what path i has outstanding (it moves elsewhere, gives
+        way to a queued event, or is renumbered: `moved` False keeps the
+        event's bound running); a REPLY is kept for later."""
+        kind = self.what[i]
+        out = self.sessions[i].withdraw()
+        self.what[i] = None
+        if kind == _EVENT and moved:
+            self.rule.clear(i)
+        elif kind == _REPLY and out is not None:
+            self.reply = out[1]
+
+    def _switch(self, a):
+        """Make path `a` the one that carries events."""
+        if a == self.active:
+            return
+        old = self.active
+        self.log("path %d carries the events (was path %d)" % (a + 1, old + 1))
+        if self.what[old] == _EVENT:
+            self._take_back(old)
+        self.active = a
+
     def _schedule(self, now_ms):
         n = len(self.sessions)
         a = self.active
         s = self.sessions[a]
+        head = self.queue.head()
+        if head is not None and s.pending is not None and self.what[a] != _EVENT:
+            self._take_back(a)  # events first: a link test or a probe waits
         if s.pending is None:
-            head = self.queue.head()
             if head is not None:
                 self._offer(a, _EVENT, head[0], head[1], now_ms)
+                self.rule.offered(a, now_ms)
             elif self.reply is not None:
                 self._offer(a, _REPLY, self.seqs.take(), self.reply, now_ms)
                 self.reply = None
@@ -133,8 +190,39 @@ class Reporter:
             if b == a or self.sessions[b].pending is not None:
                 continue
             s = self.sessions[b]
-            if not s.up or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
+            if not self.rule.ok[b]:
+                if self.rule.probe_due(b, now_ms):
+                    self._offer(b, _PROBE, self.seqs.take(), self._probe(b, now_ms), now_ms)
+            elif not s.up or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
                 self._offer(b, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
+
+    def _check(self, now_ms):
+        """The head event's bound on the path that carries it."""
+        for i in range(len(self.sessions)):
+            if self.what[i] != _EVENT:
+                continue
+            if not self.sessions[i].up:
+                self.rule.clear(i)  # silence is the link's rule (350); the bound
+                continue  # starts again when the path answers
+            self.rule.offered(i, now_ms)
+            if self.rule.expired(i, now_ms):
+                self._event_failed(i, now_ms)
+
+    def _event_failed(self, i, now_ms):
+        why = self.rule.why[i]
+        self.log("path %d failed the event: %s" % (i + 1, why))
+        if self.rule.fail(i, now_ms):
+            self.panel.path_events(i + 1, False, why)
+        a = self.rule.after_failure(i, self._up())
+        if a != i:
+            self._switch(a)
+
+    def _trusted(self, i, queued):
+        """Path i ACKed an event (or the probe)."""
+        if self.rule.acked(i, queued):
+            self.log("path %d accepts events again" % (i + 1))
+            self.panel.path_events(i + 1, True)
+            self._switch(self.rule.pick(self.active, self._up()))
 
     def _events(self, i, now_ms):
         s = self.sessions[i]
@@ -149,59 +237,79 @@ class Reporter:
                 if kind == _EVENT:
                     self.queue.ack(ev.seq)
                     self.delivered += 1
+                    self._trusted(i, True)
+                elif kind == _PROBE:
+                    self._trusted(i, False)
                 elif kind == _HELLO:
                     self.hello_sent = True
             elif isinstance(ev, gp.Nakked):
                 self.naks += 1
-                self.log("path %d: NAK %s for %d" % (i + 1, w.NAK_NAMES.get(ev.reason, "?"),
-                                                     ev.seq))
+                why = "NAK %s" % w.NAK_NAMES.get(ev.reason, "?")
+                self.log("path %d: %s for %d" % (i + 1, why, ev.seq))
+                if self.what[i] == _EVENT:
+                    fix = (ev.reason == w.NAK_TIME and sane(ev.receiver_time)) or \
+                        (ev.reason == w.NAK_REPLAY and _honoured(ev.seq, ev.next_seq))
+                    self.rule.refused(i, why, fix)
             elif isinstance(ev, gp.Resequence):
                 self._resequence(i, ev, now_ms)
             elif isinstance(ev, gp.TimeSet):
-                self.clock.set(ev.unix_time, now_ms, ev.utc_offset_min)
-                self.panel.clock_set()
-                self.log("clock set %d" % ev.unix_time)
+                self._set_clock(i, ev, now_ms)
             elif isinstance(ev, gp.CommandReceived):
                 self.seqs.set_last_command(ev.seq)
                 p = self.panel
                 r = p.command(ev.command, ev.partition, ev.arg, ev.user, now_ms,
-                              self.clock.now(now_ms))
+                              self.clock.trusted_now(now_ms))
                 self.reply = {"type": w.MSG_REPLY, "command_seq": ev.seq, "result": r,
                               "troubles": p.troubles & 0xFFFF, "partitions": p.wire_states()}
             elif isinstance(ev, gp.PathDown):
                 self.log("path %d down" % (i + 1))
                 self.panel.path_state(i + 1, False)
-                if i == self.active and len(self.sessions) > 1:
-                    if self.what[i] == _EVENT:
-                        s.withdraw()
-                        self.what[i] = None
-                    self.active = 1 - i
+                if i == self.active:
+                    self._switch(self.rule.pick(i, self._up()))
             elif isinstance(ev, gp.PathUp):
                 self.log("path %d up" % (i + 1))
                 self.panel.path_state(i + 1, True)
-                if i == 0 and self.active == 1:
-                    self.active = 0  # fail back to the primary
-                    if self.what[1] == _EVENT:
-                        self.sessions[1].withdraw()
-                        self.what[1] = None
+                self._switch(self.rule.pick(self.active, self._up()))
+
+    # -- receiver values, range-checked --------------------------------------------
+
+    def _set_clock(self, i, ev, now_ms):
+        # authenticated (sealed, bound to our frame): trusted if sane
+        if self.clock.set(ev.unix_time, now_ms, ev.utc_offset_min, True):
+            self.panel.clock_set(True)
+            self.log("clock set %d" % ev.unix_time)
+        else:
+            self.refused += 1
+            self.log("path %d: receiver time %d refused (not 2024..2099)" % (i + 1,
+                                                                              ev.unix_time))
 
     def _resequence(self, i, ev, now_ms):
+        if not _honoured(ev.old_seq, ev.next_seq) or not self.seqs.raise_to(ev.next_seq):
+            # a jump the panel cannot honour: refused, reported by the
+            # NAK counting as a refusal (354 when the event fails over)
+            self.refused += 1
+            self.rule.why[i] = "sequence jump to %d refused" % ev.next_seq
+            self.log("path %d: resequence %d -> %d refused (beyond %d)" % (
+                i + 1, ev.old_seq, ev.next_seq, SEQ_LIMIT))
+            return
         self.log("path %d: resequence %d -> %d" % (i + 1, ev.old_seq, ev.next_seq))
-        self.seqs.raise_to(ev.next_seq)
-        self.sessions[i].withdraw()
-        self.what[i] = None
+        self._take_back(i, False)  # the same event, renumbered: its bound runs on
         for seq in self.queue.seqs():
             if seq < ev.next_seq:
                 self.queue.renumber(seq, self.seqs.take())
         for k in range(len(self.sessions)):
             p = self.sessions[k].pending
             if p is not None and self.what[k] == _EVENT and self.queue.find(p) < 0:
-                self.sessions[k].withdraw()
-                self.what[k] = None
+                self._take_back(k, False)
 
     def status(self):
+        paths = []
+        for i in range(len(self.sessions)):
+            s = self.sessions[i]
+            paths.append({"up": s.up, "pending": s.pending, "sent": s.sent,
+                          "rejected": s.rejected, "events_ok": self.rule.ok[i],
+                          "why": self.rule.why[i]})
         return {"active_path": self.active + 1, "delivered": self.delivered,
-                "naks": self.naks, "queue": len(self.queue), "next_seq": self.seqs.next,
-                "paths": [{"up": s.up, "pending": s.pending, "sent": s.sent,
-                           "rejected": s.rejected} for s in self.sessions],
-                "dropped": self.queue.dropped}
+                "naks": self.naks, "refused": self.refused, "queue": len(self.queue),
+                "next_seq": self.seqs.next, "paths": paths, "dropped": self.queue.dropped,
+                "clock_trusted": self.clock.trusted}

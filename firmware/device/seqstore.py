@@ -30,6 +30,18 @@ import os
 from fwutil import const
 
 RESERVE = const(256)
+# The highest sequence the panel takes from anybody: a receiver's
+# resequence (NAK replay, next_seq) above it is refused, and so is a bound
+# above it found in the file (written by firmware before this rule).  Half
+# the u32 space leaves 2**31 numbers: at one a second, 68 years; sequences
+# past the end of a u32 cannot be sent at all (glwire, pqueue: u32).
+SEQ_LIMIT = 0x80000000  # plain ints: beyond a small int on 32-bit ports
+# A bound above this in the file cannot come from counting (2**31 more
+# numbers after the highest jump honoured), only from a jump older
+# firmware honoured; continuing from it would run past the u32 and crash
+# at every boot, so it is ignored (the counter restarts from the queue;
+# the receiver then asks for a jump, which is refused and reported).
+SEQ_END = 0xF0000000
 
 
 def _crc_ok(d, end):
@@ -46,7 +58,11 @@ class SeqStore:
         self.memory = b""  # 3 bytes per entry: partition index, zone id (u16)
         self.flags = 0
         bound = self._load()
-        self.next = max(bound, floor, 1)
+        self.insane = 0  # a bound above SEQ_END found in the file (ignored)
+        if bound > SEQ_END:
+            self.insane = bound
+            bound = 1
+        self.next = max(bound, min(floor, SEQ_END), 1)
         self.bound = 0
         self._persist(self.next + RESERVE)
 
@@ -99,11 +115,16 @@ class SeqStore:
         return s
 
     def raise_to(self, n):
-        """The receiver has seen up to n - 1 (glpanel.Resequence)."""
+        """The receiver has seen up to n - 1 (glpanel.Resequence).  False,
+        and nothing changed, if n is beyond SEQ_LIMIT: a jump the panel
+        cannot honour (the caller refuses it and reports)."""
+        if n > SEQ_LIMIT:
+            return False
         if n > self.next:
             self.next = n
             if n >= self.bound:
                 self._persist(n + RESERVE)
+        return True
 
     def set_last_command(self, seq):
         self.last_command_seq = seq

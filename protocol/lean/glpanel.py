@@ -167,6 +167,8 @@ class PanelSession:
         self._msg = None
         self._due_ms = 0
         self._tries = 0  # transmissions of the outstanding message
+        self._nak_row = 0  # NAKs of the outstanding message in a row
+        self._heard = False  # the last transmission was answered (ACK/NAK)
         self._last_seq = None  # most recent sequence transmitted
         self._events = []
         self.up = True
@@ -189,6 +191,7 @@ class PanelSession:
             raise w.EncodeError("a message is already outstanding")
         if self._seq != seq:
             self._tries = 0
+            self._nak_row = 0
         self._seq = seq
         self._msg = msg
         self._due_ms = now_ms if now_ms is not None else 0
@@ -203,6 +206,7 @@ class PanelSession:
         self._seq = None
         self._msg = None
         self._tries = 0
+        self._nak_row = 0
         return out
 
     def retry_now(self):
@@ -214,11 +218,14 @@ class PanelSession:
             return None
         if not self._force and ticks_diff(now_ms, self._due_ms) < 0:
             return None
-        if self._tries:
+        if self._tries and not self._heard:
+            # the last transmission went unanswered (one the receiver NAKed
+            # was answered: its resend is not a sign of a silent path)
             self.unanswered += 1
             if self.up and self.unanswered >= self.fail_after:
                 self.up = False
                 self._events.append(PathDown())
+        self._heard = False
         self._force = False
         self._tries += 1
         delay = self.ack_timeout_ms << min(self._tries - 1, 10)
@@ -291,6 +298,7 @@ class PanelSession:
                 self._seq = None
                 self._msg = None
                 self._tries = 0
+                self._nak_row = 0
                 self._clock(f.timestamp, False)
                 self._events.append(Acked(seq, f.timestamp))
                 return
@@ -298,14 +306,19 @@ class PanelSession:
             if self._seq is not None and m["nak_seq"] == self._seq:
                 self._answered()
                 r = m["reason"]
+                self._nak_row += 1
                 self._events.append(Nakked(self._seq, r, m["receiver_time"], m["next_seq"]))
+                # The first NAK(time) or NAK(bad CRC) in a row is resent at
+                # once (the clock was corrected; line noise); after that the
+                # backoff applies, so a receiver that NAKs every frame is
+                # never answered in a tight loop.
                 if r == w.NAK_TIME:
                     self._clock(m["receiver_time"], True)
-                    self._force = True
+                    self._force = self._nak_row == 1
                 elif r == w.NAK_REPLAY and m["next_seq"] > self._seq:
                     self._events.append(Resequence(self._seq, m["next_seq"]))
                 elif r == w.NAK_BAD_CRC:
-                    self._force = True  # line noise: resend at once
+                    self._force = self._nak_row == 1
                 # BUSY and the rest: the backoff already scheduled applies
                 return
         elif t == w.MSG_TIME:
@@ -328,6 +341,7 @@ class PanelSession:
         return -COMMAND_WINDOW_S <= d <= COMMAND_WINDOW_S
 
     def _answered(self):
+        self._heard = True
         self.unanswered = 0
         if not self.up:
             self.up = True

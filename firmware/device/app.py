@@ -50,6 +50,24 @@ _STALE_MS = 4000
 _RESTART_MS = 1000  # a dead task is restarted after this
 
 
+def open_sequences(queue, path, log):
+    """The sequence store, its floor the queue's highest sequence.  A
+    sequence beyond seqstore.SEQ_END (a receiver's jump that firmware
+    before the range checks honoured) would overflow the counter and crash
+    at every boot: such a bound in the file is ignored (SeqStore), and such
+    records count for no floor and are renumbered from the counter, in
+    order, so the panel boots and reports them."""
+    from seqstore import SeqStore, SEQ_END
+    ok = [s for s in queue.seqs() if s <= SEQ_END]
+    seqs = SeqStore(path, (max(ok) if ok else 0) + 1)
+    if seqs.insane:
+        log("seq.dat: bound %d beyond %d ignored" % (seqs.insane, SEQ_END))
+    for s in queue.seqs():
+        if s > SEQ_END:
+            queue.renumber(s, seqs.take())
+    return seqs
+
+
 class _Task:
     """A supervised task: `make()` returns its coroutine; `looping` tasks
     (scan, report) set `beat` at the end of every loop."""
@@ -106,7 +124,6 @@ class App:
         import cid
         import panel as P
         from pqueue import PersistentQueue
-        from seqstore import SeqStore
         from clock import Clock
         if hasattr(board, "setup"):
             board.setup(cfg)
@@ -114,8 +131,7 @@ class App:
         now = ticks_ms()
         self.scan_ms = cfg["timings"]["scan_ms"]
         self.queue = PersistentQueue(board.path("queue.dat"), _QUEUE_SLOTS)
-        self.seqs = SeqStore(board.path("seq.dat"), self.queue.max_seq() + 1)
-        self._renumber_insane()
+        self.seqs = open_sequences(self.queue, board.path("seq.dat"), self.log)
         self.clock = Clock()
         p = P.Panel(cfg, now, self.log)
         self.panel = p
@@ -157,18 +173,6 @@ class App:
             who, cfg["kind"], p.nz, len(p.parts), len(self.queue), self.seqs.next))
         del cfg
         gc.collect()
-
-    def _renumber_insane(self):
-        """Sequences beyond seqstore.SEQ_END (a receiver's jump that older
-        firmware honoured) would crash the counter at every boot: such a
-        file bound is ignored (SeqStore) and such records renumbered from
-        the counter, in order, so the panel boots and reports."""
-        from seqstore import SEQ_END
-        if self.seqs.insane:
-            self.log("seq.dat: bound %d beyond %d ignored" % (self.seqs.insane, SEQ_END))
-        for seq in self.queue.seqs():
-            if seq > SEQ_END:
-                self.queue.renumber(seq, self.seqs.take())
 
     # -- glue ----------------------------------------------------------------
 

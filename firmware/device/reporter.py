@@ -288,7 +288,7 @@ class Reporter:
             # a jump the panel cannot honour: refused, reported by the
             # NAK counting as a refusal (354 when the event fails over)
             self.refused += 1
-            self.rule.why[i] = "sequence jump to %d refused" % ev.next_seq
+            self.rule.why[i] = "seq jump to %d refused" % ev.next_seq
             self.log("path %d: resequence %d -> %d refused (beyond %d)" % (
                 i + 1, ev.old_seq, ev.next_seq, SEQ_LIMIT))
             return

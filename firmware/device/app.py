@@ -290,6 +290,7 @@ class App:
                 why = "%s %s" % (type(e).__name__, e)
                 t.deaths += 1
                 t.down = True
+                t.since = ticks_ms()  # a beat from before the death proves nothing
                 self.log("task %s died (%s): restarting" % (t.name, why))
                 if hasattr(sys, "print_exception"):
                     sys.print_exception(e)  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython)

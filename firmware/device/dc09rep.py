@@ -508,7 +508,8 @@ class Dc09Reporter:
             p = self.pend[i]
             paths.append({"up": self.up[i], "pending": None if p is None else p.dseq,
                           "sent": self.sent[i], "events_ok": self.rule.ok[i],
-                          "why": self.rule.why[i]})
+                          "why": self.rule.why[i],
+                          "foreign": getattr(self.links[i], "foreign", 0)})
         return {"protocol": "dc09", "active_path": self.active + 1,
                 "delivered": self.delivered, "naks": self.naks, "duhs": self.duhs,
                 "refused": self.refused, "queue": len(self.queue), "next_seq": self.seqs.next,

@@ -308,7 +308,8 @@ class Reporter:
             s = self.sessions[i]
             paths.append({"up": s.up, "pending": s.pending, "sent": s.sent,
                           "rejected": s.rejected, "events_ok": self.rule.ok[i],
-                          "why": self.rule.why[i]})
+                          "why": self.rule.why[i],
+                          "foreign": getattr(self.links[i], "foreign", 0)})
         return {"active_path": self.active + 1, "delivered": self.delivered,
                 "naks": self.naks, "refused": self.refused, "queue": len(self.queue),
                 "next_seq": self.seqs.next, "paths": paths, "dropped": self.queue.dropped,

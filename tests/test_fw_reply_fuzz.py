@@ -15,7 +15,7 @@ garbage."""
 import random
 from datetime import datetime, timedelta, timezone
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from protocol import dc09
@@ -37,7 +37,7 @@ KEYS = w.Keys(bytes(range(32)))
 # values that broke panels were near 2**32
 U32 = st.one_of(st.integers(0, 0xFFFFFFFF), st.integers(0xFFFFFF00, 0xFFFFFFFF),
                 st.integers(0, 1000), st.integers(1_700_000_000, 1_900_000_000))
-_END = 315_537_811  # (9999-12-31 - 0001-01-01) in units of 1000 s
+_END = 315_537_898  # 9999-12-31 23:59:59 in 1000 s units since year 1 (rounded up)
 DC09_TIME = st.one_of(st.integers(1, _END), st.integers(_END - 400, _END),
                       st.integers(63_800_000, 63_900_000))  # around 2024-2027
 DC09_REPLY = st.tuples(st.sampled_from(["ack", "ack_other", "nak", "duh", "junk", "cut",
@@ -48,11 +48,22 @@ NATIVE_REPLY = st.tuples(st.sampled_from(["ack", "nak", "time", "command", "bad_
                          st.booleans(), U32, U32, st.integers(1, 8), st.integers(-720, 840))
 
 
+# The attacks that stopped panels, always among the examples: every reply a
+# clear NAK dated 9999-12-31; a key holder's NAK(replay) with next_seq near
+# 2**32; its NAK(time) near 2**32.
+ATTACK_9999 = [("nak", _END, 0)]
+ATTACK_REPLAY = [("nak", True, 0xFFFFFE80, 0, w.NAK_REPLAY, 0)]
+ATTACK_TIME = [("nak", True, 0, 0xFFFFFFF0, w.NAK_TIME, 0)]
+
+
+_YEAR1 = datetime(1, 1, 1, tzinfo=timezone.utc)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
+
 def _when(n):
-    """Any instant from year 1 to 9999 (n in seconds/1000 since year 1)."""
-    return datetime(1, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=n * 1000 % (
-        (datetime(9999, 12, 31, tzinfo=timezone.utc)
-         - datetime(1, 1, 1, tzinfo=timezone.utc)).total_seconds()))
+    """Any instant from year 1 to 9999-12-31 23:59:59 (n: 1000 s units
+    since year 1; from _END on, the very last second)."""
+    return _YEAR1 + timedelta(seconds=min(n * 1000, (_LAST - _YEAR1).total_seconds()))
 
 
 def _parsed(frame, key):
@@ -129,9 +140,10 @@ class ChaosDc09:
         item = self.plan[self.i % len(self.plan)]
         self.i += 1
         out = dc09_reply(item, frame, self.key)
-        if item[0] == "ack" and out is not None:
+        if item[0] in ("ack", "ack_other") and out is not None:
             m = _parsed(frame, self.key)
-            if m is not None and m.msg_id == "ADM-CID":
+            if m is not None and m.msg_id == "ADM-CID" and (item[0] == "ack" or
+                                                            m.seq == item[2]):
                 self.acked.add(m.data)  # an ACK for it: it may leave the queue
         return out
 
@@ -156,6 +168,9 @@ class ChaosNative:
         return native_reply(item, frame)
 
 
+# The sane receiver's time: the longest a failed path waits for its probe
+# (failover._HOLD_MAX_MS, 1 h) and then some, so the last 354 restore goes too.
+SANE_MS = 3_700_000
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
@@ -168,6 +183,7 @@ def _queued_codes(queue):
 @SETTINGS
 @given(plan=st.lists(DC09_REPLY, min_size=1, max_size=20), n_events=st.integers(1, 4),
        key=st.sampled_from([None, K256]))
+@example(plan=ATTACK_9999, n_events=1, key=K256)
 def test_dc09_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_factory, plan,
                                                                   n_events, key):
     r = Dc09Rig(tmp_path_factory.mktemp("dc09"), key)
@@ -181,7 +197,7 @@ def test_dc09_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_factor
     r.rx = sane
     for link in r.links:
         link.rx = sane
-    r.run(240000, step=250)
+    r.run(SANE_MS, step=1000)
     assert len(r.queue) == 0, _queued_codes(r.queue)
     got = {e[4] for e in sane.adm() if e[2] == 130}
     got |= {int(d[-3:]) for d in chaos.acked if d.endswith(tuple(
@@ -191,6 +207,8 @@ def test_dc09_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_factor
 
 @SETTINGS
 @given(plan=st.lists(NATIVE_REPLY, min_size=1, max_size=20), n_events=st.integers(1, 4))
+@example(plan=ATTACK_REPLAY, n_events=1)
+@example(plan=ATTACK_TIME, n_events=1)
 def test_native_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_factory, plan,
                                                                     n_events):
     r = NativeRig(tmp_path_factory.mktemp("native"))
@@ -206,7 +224,7 @@ def test_native_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_fact
     for link in r.links:
         link.rx = sane_rx
     assert sane is not sane_rx
-    r.run(240000, step=250)
+    r.run(SANE_MS, step=1000)
     assert len(r.queue) == 0, _queued_codes(r.queue)
     got = {m["zone"] for m in sane_rx.events.values() if m["code"] == 130}
     got |= {z for c, z in chaos.acked if c == 130}

@@ -77,7 +77,7 @@ class _Task:
         self.make = make
         self.looping = looping
         self.beat = now_ms
-        self.task = None
+        self.task = None  # type: asyncio.Task | None
         self.deaths = 0
         self.down = False  # died; 300 restore owed once it loops again
         self.since = now_ms  # (re)started at

@@ -99,12 +99,7 @@ class BusyReceiver(Receiver):
                 and not out.duplicate and self.busy[path - 1]:
             self.nak_busy += 1
             return self.core.nak(out.account, out.seq, w.NAK_BUSY, self.unix())
-        if isinstance(out, rs.Accepted):
-            self.frames.append((path, out.seq, out.msg))
-            if out.msg["type"] == w.MSG_EVENT and not out.duplicate:
-                self.events[out.seq] = out.msg
-            return self.core.ack(out, self.unix())
-        return out.reply
+        return self.answer(out, path)
 
 
 def native_rig(tmp_path, **timings):

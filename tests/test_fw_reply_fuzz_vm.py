@@ -22,7 +22,7 @@ from protocol.lean import glwire as w
 from tests.test_fw_dc09 import K256, Dc09Rx, dc09_config
 from tests.test_fw_reply_fuzz import (ATTACK_9999, ATTACK_REPLAY, ATTACK_TIME, DC09_REPLY,
                                       NATIVE_REPLY, SANE_MS, ChaosDc09, ChaosNative)
-from tests.test_fw_reporter import Receiver
+from tests.test_fw_reporter import Receiver, frames_of
 from firmware.testing import scenario_config
 
 pytestmark = pytest.mark.micropython
@@ -69,7 +69,7 @@ class Host:
 
     def __init__(self, native):
         self.native = native
-        self.readers = [w.FrameReader(), None]
+        self.reader = w.FrameReader()  # path 1 is a stream
 
     def answers(self, rx, sent, now_ms):
         rx.now_ms = now_ms
@@ -78,16 +78,7 @@ class Host:
             data = bytes.fromhex(h)
             frames = [data]
             if self.native:
-                if path == 1:
-                    self.readers[0].receive_data(data)
-                    frames = []
-                    while True:
-                        f = self.readers[0].next_frame()
-                        if f is w.NEED_DATA:
-                            break
-                        frames.append(f)
-                else:
-                    frames = [w.decode_datagram(data)]
+                frames = frames_of(self.reader if path == 1 else None, data)
             for f in frames:
                 out = rx.handle(f, path)
                 if out:

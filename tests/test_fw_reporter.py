@@ -38,13 +38,30 @@ class Receiver:
         return T0 + self.now_ms // 1000
 
     def handle(self, frame, path):
-        out = self.core.handle(frame, self.unix())
+        return self.answer(self.core.handle(frame, self.unix()), path)
+
+    def answer(self, out, path):
+        """The reply to what the core judged (Accepted: stored, ACKed)."""
         if isinstance(out, rs.Accepted):
             self.frames.append((path, out.seq, out.msg))
             if out.msg["type"] == w.MSG_EVENT and not out.duplicate:
                 self.events[out.seq] = out.msg
             return self.core.ack(out, self.unix())
         return out.reply
+
+
+def frames_of(reader, data):
+    """The glwire frames in `data`: through `reader` (a FrameReader, for a
+    stream), or one datagram (reader None)."""
+    if reader is None:
+        return [w.decode_datagram(data)]
+    reader.receive_data(data)
+    frames = []
+    while True:
+        f = reader.next_frame()
+        if f is w.NEED_DATA:
+            return frames
+        frames.append(f)
 
 
 class FakeLink:
@@ -62,16 +79,7 @@ class FakeLink:
     def send(self, data):
         if not self.rx.up[self.path - 1]:
             return False
-        if self.stream:
-            self.reader.receive_data(data)
-            frames = []
-            while True:
-                f = self.reader.next_frame()
-                if f is w.NEED_DATA:
-                    break
-                frames.append(f)
-        else:
-            frames = [w.decode_datagram(data)]
+        frames = frames_of(self.reader if self.stream else None, data)
         for f in frames:
             rep = self.rx.handle(f, self.path)
             if rep:

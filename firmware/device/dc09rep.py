@@ -165,7 +165,8 @@ class Dc09Reporter:
         self.fail_after = tim["fail_after"]
         self.hb_ms = [tim["heartbeat_s"] * 1000, tim["backup_heartbeat_s"] * 1000]
         self.heartbeat_s = tim["heartbeat_s"]
-        self.rule = Failover(n, tim["fail_after"], tim["event_fail_s"] * 1000, now_ms)
+        self.rule = Failover(n, tim["fail_after"], tim["event_fail_s"] * 1000, now_ms, panel,
+                             self.log)
         self.pend = [None] * n  # type: list
         self.due = [now_ms] * n  # type: list[int]
         self.backoff = [self.timeout_ms] * n
@@ -281,30 +282,12 @@ class Dc09Reporter:
         """The head event's bound on the path that carries it."""
         for i in range(len(self.links)):
             p = self.pend[i]
-            if p is None or p.kind != _EVENT:
-                continue
-            if not self.up[i]:
-                self.rule.clear(i)  # silence is the link's rule (350); the bound
-                continue  # starts again when the path answers
-            self.rule.offered(i, now_ms)
-            if self.rule.expired(i, now_ms):
-                self._event_failed(i, now_ms)
-
-    def _event_failed(self, i, now_ms):
-        why = self.rule.why[i]
-        self.log("path %d failed the event: %s" % (i + 1, why))
-        if self.rule.fail(i, now_ms):
-            self.panel.path_events(i + 1, False, why)
-        a = self.rule.after_failure(i, self.up)
-        if a != i:
-            self._switch(a)
+            if p is not None and p.kind == _EVENT and self.rule.watch(i, self.up[i], now_ms):
+                self._switch(self.rule.failed(i, now_ms, self.up))
 
     def _trusted(self, i, queued):
         """Path i ACKed an event (or the probe)."""
-        if self.rule.acked(i, queued):
-            self.log("path %d accepts events again" % (i + 1))
-            self.panel.path_events(i + 1, True)
-            self._switch(self.rule.pick(self.active, self.up))
+        self._switch(self.rule.accepted(i, queued, self.active, self.up))
 
     def _stamp(self, i, now_ms):
         """The time to stamp path i's next message with (0: clock unset)."""

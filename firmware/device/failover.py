@@ -41,8 +41,10 @@ _HOLD_MAX_MS = const(3600000)
 
 
 class Failover:
-    def __init__(self, n, fail_after, fail_ms, now_ms):
+    def __init__(self, n, fail_after, fail_ms, now_ms, panel=None, log=None):
         self.n = n
+        self.panel = panel  # reports 354 (panel.path_events); None in unit tests
+        self.log = log or (lambda s: None)
         self.fail_after = fail_after
         self.fail_ms = fail_ms
         self.ok = [True] * n  # trusted for events
@@ -115,6 +117,39 @@ class Failover:
     def probe_due(self, i, now_ms):
         """Is a probe (602) due on failed path i?"""
         return not self.ok[i] and ticks_diff(now_ms, self.probe_at[i]) >= 0
+
+    # -- what the reporters call ---------------------------------------------------
+
+    def watch(self, i, up_i, now_ms):
+        """Path i carries the head event (`up_i`: its link is up).  True if
+        it has failed it now (the reporter then calls failed()).  The bound
+        does not run while the link is down: silence is the link's rule
+        (350), and the bound starts again when the path answers."""
+        if not up_i:
+            self.clear(i)
+            return False
+        self.offered(i, now_ms)
+        return self.expired(i, now_ms)
+
+    def failed(self, i, now_ms, up):
+        """Path i failed the head event: 354 new (once per failure) and
+        the path that carries it now (after_failure())."""
+        why = self.why[i]
+        self.log("path %d failed the event: %s" % (i + 1, why))
+        if self.fail(i, now_ms) and self.panel is not None:
+            self.panel.path_events(i + 1, False, why)
+        return self.after_failure(i, up)
+
+    def accepted(self, i, queued, active, up):
+        """Path i ACKed an event (`queued`) or the probe: the path that
+        carries the events now (a failed path trusted again: 354 restore,
+        and the primary wins them back)."""
+        if not self.acked(i, queued):
+            return active
+        self.log("path %d accepts events again" % (i + 1))
+        if self.panel is not None:
+            self.panel.path_events(i + 1, True)
+        return self.pick(active, up)
 
     # -- which path carries the events -------------------------------------------
 

@@ -77,7 +77,8 @@ class Reporter:
                 ack_timeout_ms=tim["ack_timeout_ms"], max_backoff_ms=tim["max_backoff_ms"],
                 fail_after=tim["fail_after"]))
         self.what = [None] * len(links)  # kind of the outstanding message
-        self.rule = Failover(len(links), tim["fail_after"], tim["event_fail_s"] * 1000, now_ms)
+        self.rule = Failover(len(links), tim["fail_after"], tim["event_fail_s"] * 1000, now_ms,
+                             panel, self.log)
         # supervision: the active path every heartbeat_s, the standby one
         # every backup_heartbeat_s (whichever path is which at the time)
         self.hb_ms = [tim["heartbeat_s"] * 1000, tim["backup_heartbeat_s"] * 1000]
@@ -199,30 +200,12 @@ class Reporter:
     def _check(self, now_ms):
         """The head event's bound on the path that carries it."""
         for i in range(len(self.sessions)):
-            if self.what[i] != _EVENT:
-                continue
-            if not self.sessions[i].up:
-                self.rule.clear(i)  # silence is the link's rule (350); the bound
-                continue  # starts again when the path answers
-            self.rule.offered(i, now_ms)
-            if self.rule.expired(i, now_ms):
-                self._event_failed(i, now_ms)
-
-    def _event_failed(self, i, now_ms):
-        why = self.rule.why[i]
-        self.log("path %d failed the event: %s" % (i + 1, why))
-        if self.rule.fail(i, now_ms):
-            self.panel.path_events(i + 1, False, why)
-        a = self.rule.after_failure(i, self._up())
-        if a != i:
-            self._switch(a)
+            if self.what[i] == _EVENT and self.rule.watch(i, self.sessions[i].up, now_ms):
+                self._switch(self.rule.failed(i, now_ms, self._up()))
 
     def _trusted(self, i, queued):
         """Path i ACKed an event (or the probe)."""
-        if self.rule.acked(i, queued):
-            self.log("path %d accepts events again" % (i + 1))
-            self.panel.path_events(i + 1, True)
-            self._switch(self.rule.pick(self.active, self._up()))
+        self._switch(self.rule.accepted(i, queued, self.active, self._up()))
 
     def _events(self, i, now_ms):
         s = self.sessions[i]

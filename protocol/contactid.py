@@ -64,6 +64,10 @@ CODES: dict[int, str] = {
     353: "Long range radio transmitter fault",
     354: "Failure to communicate event", 355: "Loss of radio supervision",
     356: "Loss of central polling", 357: "Long range radio VSWR problem",
+    # 358: Ademco's extended table ("periodic comm test fail/restore"); the
+    # receiver raises it for a panel that owes a 602 and missed it
+    # (receiver/rules/periodic.py)
+    358: "Periodic test missed",
     # 370: protection loop
     370: "Protection loop trouble", 371: "Protection loop open",
     372: "Protection loop short", 373: "Fire trouble", 374: "Exit error alarm",
@@ -140,6 +144,15 @@ _ACCESS_BURGLARY = {423}
 # hijack in progress, so they queue as burglary alarms.
 _VEHICLE_ALARMS = range(170, 180)
 _ACCESS_TROUBLE = {426, 427, 428, 432}
+# Open/close exceptions (DC-05 450-455; the receiver raises 450-454 from a
+# partition's opening schedule, receiver/rules/schedules.py, and a panel's
+# time lock sends 455).  A premises opened when it should be shut (450 on a
+# closed day or after hours, 451 before the opening window: the classic
+# hold-up indicator at a bank) is treated as an intrusion until an operator
+# has verified it; a late opening, a missed opening or closing, and a failed
+# auto-arm leave the site in the wrong state and are troubles.
+_OPEN_CLOSE_BURGLARY = {450, 451}
+_OPEN_CLOSE_TROUBLE = {452, 453, 454, 455}
 
 
 def event_class(code: int) -> str:
@@ -155,8 +168,10 @@ def event_class(code: int) -> str:
     if 130 <= code <= 140 or code == 146 or code in _ACCESS_BURGLARY \
             or code in _VEHICLE_ALARMS:
         return "burglary"
-    if code in _ACCESS_TROUBLE:
+    if code in _ACCESS_TROUBLE or code in _OPEN_CLOSE_TROUBLE:
         return "trouble"
+    if code in _OPEN_CLOSE_BURGLARY:
+        return "burglary"
     if code in (141, 142, 143, 147):
         return "trouble"
     if 150 <= code <= 169:

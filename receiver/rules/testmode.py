@@ -1,0 +1,150 @@
+"""Test placements: an account, a partition or a zone placed on test for
+a bounded time (sans-I/O).
+
+An alarm system under service must not send patrols.  An installer or an
+operator places it on test, with a reason, for a bounded time; events
+still arrive and are stored, marked with the placement they fell under,
+but open no alarm and are not routed.  The end is automatic: the scheduler
+ends each placement at ``ends_at`` and the store writes the audit row, as
+it does when an operator ends one early.
+
+What a placement covers (:meth:`Placement.covers`):
+
+- an **account** placement: every event of the account, the receiver's
+  own included (a panel powered down for service fails its supervision,
+  misses its closing time: nobody is to be paged for it);
+- a **partition** placement: the events carrying that partition number
+  (a panel-wide report, partition 0, is not in it);
+- a **zone** placement: the events whose number is that zone
+  (``protocol.contactid.number_kind`` says ZONE): a user or path number 4
+  is never zone 4.
+
+Every class is covered, hold-up included: testing hold-up buttons is what
+a walk test does, and the bounded time is the safeguard (an operator sees
+the account on test in the console for its whole duration).  Invariants:
+a placement lasts from ``starts_at`` to ``ends_at`` (or to ``ended_at``
+when ended early), at most :data:`MAX_TEST_S`; it has a reason and a
+person; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from protocol import contactid
+
+# The longest a placement may run: a weekend's service visit, never an
+# account switched off for good (that is deleting it from supervision).
+MAX_TEST_S = 72 * 3600
+# What the console and the API offer when none is given.
+DEFAULT_TEST_S = 2 * 3600
+
+ACCOUNT = "account"
+PARTITION = "partition"
+ZONE = "zone"
+
+
+class PlacementError(ValueError):
+    """A placement that cannot be made, in words."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """``partition`` and ``zone`` None: the whole account; ``zone`` set: that
+    zone (``partition`` is then ignored); else that partition."""
+
+    account: str
+    starts_at: float
+    ends_at: float
+    reason: str
+    by: str
+    partition: int | None = None
+    zone: int | None = None
+    id: int | None = None
+    ended_at: float | None = None  # ended early by someone, or at ends_at by the receiver
+    ended_by: str | None = None
+
+    @property
+    def scope(self) -> str:
+        if self.zone is not None:
+            return ZONE
+        return PARTITION if self.partition is not None else ACCOUNT
+
+    def words(self) -> str:
+        """'zone 4 of account 1001', 'partition 2 of account 1001',
+        'account 1001'."""
+        if self.zone is not None:
+            return "zone %d of account %s" % (self.zone, self.account)
+        if self.partition is not None:
+            return "partition %d of account %s" % (self.partition, self.account)
+        return "account %s" % self.account
+
+    def active(self, at: float) -> bool:
+        end = self.ends_at if self.ended_at is None else min(self.ends_at, self.ended_at)
+        return self.starts_at <= at < end
+
+    def covers(self, account: str, partition: int, zone: int, code: int, at: float) -> bool:
+        if account != self.account or not self.active(at):
+            return False
+        if self.zone is not None:
+            return zone == self.zone and contactid.number_kind(code) == contactid.ZONE
+        if self.partition is not None:
+            return partition == self.partition
+        return True
+
+    def check(self, now: float) -> None:
+        """Refuse what cannot be meant (the store calls it before writing)."""
+        if not self.reason or not self.reason.strip():
+            raise PlacementError("placing %s on test needs a reason" % self.words())
+        if not self.by:
+            raise PlacementError("placing %s on test needs who asks for it" % self.words())
+        for name in ("partition", "zone"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise PlacementError("the %s to place on test is a number from 1" % name)
+        if not self.ends_at > self.starts_at:
+            raise PlacementError("a test of %s must end after it starts" % self.words())
+        if self.ends_at - self.starts_at > MAX_TEST_S:
+            raise PlacementError("a test lasts at most %d h (asked: %.1f h for %s)" % (
+                MAX_TEST_S // 3600, (self.ends_at - self.starts_at) / 3600, self.words()))
+        if self.ends_at <= now:
+            raise PlacementError("a test of %s that ends in the past places nothing on test"
+                                % self.words())
+
+
+def under_test(placements, account: str, partition: int, zone: int, code: int,
+               at: float) -> Placement | None:
+    """The placement an event (received at ``at``) falls under, or None.
+    Of several, the one that runs longest (the console names it)."""
+    best = None
+    for p in placements:
+        if p.covers(account, partition, zone, code, at) and (
+                best is None or p.ends_at > best.ends_at):
+            best = p
+    return best
+
+
+def due_to_end(placements, now: float) -> list[Placement]:
+    """The placements whose time is up by ``now`` and that nobody ended:
+    the scheduler ends each (``end(p, p.ends_at, 'receiver')``) with an
+    audit row, in order."""
+    return sorted((p for p in placements if p.ended_at is None and p.ends_at <= now),
+                  key=lambda p: (p.ends_at, p.id or 0))
+
+
+def end(p: Placement, at: float, by: str) -> Placement:
+    """The placement ended at ``at`` by ``by`` ('receiver': its time was
+    up).  Ending one that has ended is refused."""
+    if p.ended_at is not None:
+        raise PlacementError("the test of %s has already ended" % p.words())
+    return replace(p, ended_at=min(at, p.ends_at), ended_by=by)
+
+
+def end_sentence(p: Placement) -> str:
+    """The audit line: 'Test of zone 4 of account 1001 ended by the
+    receiver: its time was up (placed by ivan: detector replacement).'"""
+    if p.ended_by == "receiver":
+        how = "ended by the receiver: its time was up"
+    else:
+        how = "ended early by %s" % p.ended_by
+    return "Test of %s %s (placed by %s: %s)." % (p.words(), how, p.by, p.reason)

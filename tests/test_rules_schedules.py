@@ -428,3 +428,38 @@ def test_each_expected_event_exactly_once_and_no_other(sc, later_min):
     # at the same instants, and only new ones added
     again = s.evaluate(sch, changes, hist, s.day_start(sch.tz, days[0]), now + later_min * 60)
     assert set(got) <= {(e.day, e.kind, int(e.at)) for e in again}
+
+
+# -- the dedupe key against the real store ----------------------------------------------
+
+
+def _f(row, key):
+    return row[key] if isinstance(row, dict) else getattr(row, key)
+
+
+async def test_raised_twice_stored_once_and_the_restore_stamps_its_alarm(tmp_path):
+    """A restart (or a second receiver) evaluating the same day again
+    ingests the same events: the store's unique (account, dedupe_key)
+    keeps one of each, one alarm; the 454 restore (zone 0) matches it."""
+    from receiver.config import Config
+    from receiver.store import Account
+    from receiver.testing import running_receiver
+
+    sch = bank()
+    hist = [armed(THU, "17:10"), disarmed(FRI, "06:12"), armed(FRI, "19:42", user=5)]
+    events = run(sch, hist, FRI, at(FRI, "23:00"))
+    assert [e.kind for e in events] == ["early_open", "fail_to_close", "fail_to_close_restored"]
+    cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
+    acct = Account("1001", bytes(32), partitions={"1": "vault"})
+    async with running_receiver(cfg, [acct]) as rx:
+        first = [await rx.ingest(dict(e.record_fields(), protocol="native")) for e in events]
+        again = [await rx.ingest(dict(e.record_fields(), protocol="native")) for e in events]
+        assert [o.duplicate for o in first] == [False] * 3
+        assert [o.duplicate for o in again] == [True] * 3
+        assert [o.event_id for o in again] == [o.event_id for o in first]
+        alarms = await rx.store.list_alarms()
+        assert sorted((_f(a, "code"), _f(a, "event_class")) for a in alarms) == [
+            (451, "burglary"), (454, "trouble")]
+        ftc = next(a for a in alarms if _f(a, "code") == 454)
+        assert _f(ftc, "restored_at") == at(FRI, "19:42")  # shown, not resolved
+        assert _f(ftc, "state") == "pending"

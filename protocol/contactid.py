@@ -312,3 +312,11 @@ def describe(code: int, qualifier: int = 1, zone: int | None = None,
     if detail:
         text += ": " + detail
     return text
+
+
+# Each class as an operator says it ("the hold-up call list"); the console's
+# GL.CLASS_LABEL holds the same words, capitalised, for the page.
+CLASS_LABELS = {"holdup": "hold-up", "fire": "fire", "medical": "medical",
+                "burglary": "burglary", "environmental": "environmental",
+                "tamper": "tamper", "trouble": "trouble", "status": "status",
+                "test": "test", "other": "other"}

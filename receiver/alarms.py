@@ -137,7 +137,8 @@ LEVEL_WORDS = (("police_station", "police station"),
                ("municipal_center", "municipal centre"))
 
 
-def _and(items: list[str]) -> str:
+def and_list(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c' (the audit trail's and the workflow's lists)."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
@@ -148,7 +149,7 @@ def routing_sentence(routed_to: dict | None, center_names: dict) -> str:
     parts = ["%s (%s)" % (center_names.get(cid) or cid, words)
              for level, words in LEVEL_WORDS
              for cid in [(routed_to or {}).get(level)] if cid]
-    return "routed to " + _and(parts) if parts else "not routed to any dispatch centre"
+    return "routed to " + and_list(parts) if parts else "not routed to any dispatch centre"
 
 
 def audit_sentence(row: dict, routed_to: dict | None, center_names: dict) -> str:

@@ -97,7 +97,7 @@ def position_ids(partitions: dict) -> list[int]:
 
 def reply_words(reply: dict, partitions: dict) -> ReplyWords:
     """A REPLY (``Receiver.send_command``'s answer) as sentences."""
-    result = RESULT_WORDS.get(reply.get("result_name"),
+    result = RESULT_WORDS.get(str(reply.get("result_name")),
                               "The panel answered with result %s." % reply.get("result"))
     ids = position_ids(partitions)
     parts = []

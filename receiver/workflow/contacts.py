@@ -110,10 +110,11 @@ HASHER = argon2.PasswordHasher()
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def _dummy_hash(hasher: argon2.PasswordHasher) -> str:
     """Checked against when a contact has no duress passcode, so a check
-    costs the same either way (made once, on first use)."""
-    return HASHER.hash("no duress passcode on file")
+    costs the same either way (made once per hasher, on first use, with
+    its parameters)."""
+    return hasher.hash("no duress passcode on file")
 
 
 # -- passcodes ------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def verify_passcode(contact: "Contact", given,
         p = normalise_passcode(given)
     except ActionRefused:
         p = ""  # too short or long: wrong, at the same cost
-    duress = _matches(contact.duress_hash or _dummy_hash(), p, hasher) and \
+    duress = _matches(contact.duress_hash or _dummy_hash(hasher), p, hasher) and \
         contact.duress_hash is not None
     ok = _matches(contact.passcode_hash, p, hasher)
     if duress:
@@ -437,7 +438,7 @@ def parse_site(doc: dict, source: str = "site file", loaded_at: float = 0.0,
         orders[key] = tuple(names)
     notes = _notes.parse_file_notes(doc.get("notes", []), account, tz, source + ": notes",
                                     loaded_by, loaded_at)
-    return Site(account, tzname, contacts, orders, notes, source)
+    return Site(account, str(tzname), contacts, orders, notes, source)
 
 
 def load_site(path: str, loaded_at: float = 0.0, loaded_by: str = "site file") -> Site:

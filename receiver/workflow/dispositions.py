@@ -89,7 +89,10 @@ class Dispositions:
 
     def automatic(self, key: str) -> Disposition:
         """The disposition the receiver applies for ``key`` (AUTO_KEYS)."""
-        return self.get(self.auto[key])
+        d = self.get(self.auto[key])
+        if d is None:  # parse() checked every [auto] code; a hand-made list may not
+            raise KeyError("no disposition %r for %s" % (self.auto[key], key))
+        return d
 
 
 def load(path: str) -> Dispositions:

@@ -197,7 +197,8 @@ def check_passcode(alarm_id: int, alarm_state: str, claim: _claims.Claim, accoun
                             % (contact.name, tries))
     outcome = _contacts.verify_passcode(contact, given, hasher)
     call = _contacts.CallRecord(alarm_id, now, actor, contact.name, phone, outcome)
-    detail = {"contact": contact.name, "role": contact.role, "phone": phone, "outcome": outcome}
+    detail: dict = {"contact": contact.name, "role": contact.role, "phone": phone,
+                    "outcome": outcome}
     if outcome == _contacts.PASSCODE_WRONG:
         detail.update({"try": tries + 1, "tries": MAX_PASSCODE_TRIES})
     rec = _audit.AuditRecord(alarm_id, now, actor, _audit.PASSCODE, detail)
@@ -269,7 +270,8 @@ def decide_resolve(alarm_id: int, alarm_state: str, event_class: str, claim: _cl
         override = True
     else:
         override_reason = None  # nothing to override: every mandatory step is done
-    detail = {"disposition": d.code, "disposition_label": d.label, "category": d.category}
+    detail: dict = {"disposition": d.code, "disposition_label": d.label,
+                    "category": d.category}
     if override:
         detail.update({"override": True, "override_reason": override_reason,
                        "open_steps": ["%d. %s" % (s.position, s.title) for s in left]})

@@ -225,8 +225,7 @@ def _step_where(where: str, i: int, kind) -> str:
 def _parse_step(s, where: str) -> StepDef:
     if not isinstance(s, dict):
         raise WorkflowConfigError(where, "must be a table")
-    kind = s.get("kind")
-    one_of(kind, STEP_KINDS, where + ": kind")
+    kind = one_of(s.get("kind"), STEP_KINDS, where + ": kind")
     check_keys(s, COMMON_KEYS + KIND_KEYS[kind], where)
     kw: dict = {"kind": kind}
     if "mandatory" in s:
@@ -268,11 +267,7 @@ def _parse_plan(name: str, p, where: str) -> Plan:
                                   "(starting with a letter or digit)")
     check_keys(p, _PLAN_KEYS, where)
     title = label(p.get("title"), where + ": title")
-    version = p.get("version", "")
-    if isinstance(version, int) and not isinstance(version, bool):
-        version = str(version)
-    if version != "":
-        version = label(version, where + ": version", 40)
+    version = _version(p.get("version", ""), where + ": version")
     steps = p.get("steps")
     if not isinstance(steps, list) or not steps:
         raise WorkflowConfigError(where, "needs steps (a non-empty array of tables, "
@@ -284,6 +279,13 @@ def _parse_plan(name: str, p, where: str) -> Plan:
                  for i, s in enumerate(steps))
     plan = Plan(name, title, defs, version)
     return Plan(name, title, defs, version, content_hash(plan.content()))
+
+
+def _version(v, where: str) -> str:
+    """An optional version label: a whole number or a short text."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return "" if v == "" else label(v, where, 40)
 
 
 def _selector(key: str, where: str) -> str:
@@ -341,11 +343,7 @@ def parse(doc: dict, source: str = "plans file") -> PlanSet:
             out[str(key)] = _assignments(table, plans, "%s: [%s.%s]" % (source, scope, key),
                                          False)
     esc = _escalation.parse_policy(doc.get("escalation", {}), "%s: [escalation]" % source)
-    version = doc.get("version", "")
-    if isinstance(version, int) and not isinstance(version, bool):
-        version = str(version)
-    if version != "":
-        version = label(version, "%s: version" % source, 40)
+    version = _version(doc.get("version", ""), "%s: version" % source)
     assigned = frozenset([fallback, *center.values()]
                          + [n for t in (*regions.values(), *sites.values()) for n in t.values()])
     everything = {"version": version, "fallback": fallback, "center": center,

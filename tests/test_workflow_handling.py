@@ -436,3 +436,24 @@ def test_acknowledged_alarm_can_still_be_claimed_and_worked(ps):
     a.state = ACKNOWLEDGED
     a.step(3, steps.COMPLETE, "anna", T0)
     assert a.claim.handler == "anna"
+
+
+def test_acknowledge_takes_the_alarm():
+    a = handling.acknowledge(9, PENDING, claims.Claim(), "olga", T0)
+    assert a.claim is not None and a.claim.after.handler == "olga"
+    assert handling.acknowledge(9, PENDING, claims.Claim("olga", T0, 1), "olga", T0).claim is None
+    with pytest.raises(ActionRefused, match="take it over"):
+        handling.acknowledge(9, PENDING, claims.Claim("olga", T0, 1), "piotr", T0 + 3)
+    with pytest.raises(AlarmStateError, match="cannot acknowledge an alarm that is acknowledged"):
+        handling.acknowledge(9, ACKNOWLEDGED, claims.Claim("olga", T0, 1), "olga", T0)
+
+
+def test_builtin_plan_and_dispositions_for_a_receiver_without_files():
+    ps = plans.builtin()
+    op = handling.open_alarm(ps, "1001", "central", "holdup", 122, 1, T0)
+    assert op.resolution.sentence().startswith("Plan 'builtin' (")
+    assert [(s.kind, s.mandatory) for s in op.steps] == [("instruction", True), ("call", False)]
+    assert op.deadlines.ack_within_s == 15  # the built-in hold-up rule
+    d = dispositions.builtin()
+    assert [x.code for x in d.offered("holdup")] == ["false", "real", "test", "other"]
+    assert d.automatic("restored").pick is False

@@ -95,6 +95,28 @@ class Dispositions:
         return d
 
 
+# What a receiver without a dispositions file offers.
+BUILTIN = {
+    "dispositions": {
+        "false": {"label": "False alarm", "category": FALSE},
+        "real": {"label": "Real alarm", "category": REAL},
+        "test": {"label": "Test", "category": TEST},
+        "other": {"label": "Other (say what in the note)", "category": OTHER,
+                  "note_required": True},
+        "restored": {"label": "Restored: the condition cleared by itself", "category": OTHER,
+                     "pick": False},
+        "cancelled-user": {"label": "Cancelled by a user at the panel", "category": FALSE,
+                           "pick": False},
+    },
+    "auto": {"restored": "restored", "cancelled_by_user": "cancelled-user"},
+}
+
+
+def builtin() -> Dispositions:
+    """The list of a receiver with no dispositions file."""
+    return parse(BUILTIN, "built-in dispositions")
+
+
 def load(path: str) -> Dispositions:
     return parse(read_toml(path, "dispositions file"), path)
 

@@ -9,6 +9,7 @@ again.
 
 - :func:`open_alarm`: at ingest, the plan an alarm gets (its steps copied),
   its escalation deadlines and the first workflow audit row.
+- :func:`acknowledge`: acknowledging takes the alarm.
 - :func:`act_on_step`: complete / skip / fail / start a step.
 - :func:`record_call`: an operator's call outcome (reached, no answer,
   wrong number).
@@ -85,6 +86,16 @@ def open_alarm(ps: _plans.PlanSet, account: str, region: str, event_class: str, 
 
 
 # -- acting on the alarm ----------------------------------------------------------------
+
+
+def acknowledge(alarm_id: int, alarm_state: str, claim: _claims.Claim, actor: str,
+                now: float) -> _claims.Authorization:
+    """Acknowledging takes the alarm (an acknowledged alarm always has a
+    handler); refused when someone else handles it, or the alarm's own
+    table refuses (AlarmStateError: it is not pending)."""
+    _alarms.next_state(alarm_state, _alarms.ACKNOWLEDGE)
+    return _claims.authorize(alarm_id, claim, alarm_state, actor, now)
+
 
 
 @dataclass(frozen=True)

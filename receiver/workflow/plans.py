@@ -212,6 +212,24 @@ def resolve(ps: PlanSet, account: str, region: str, event_class: str,
 
 # -- loading ------------------------------------------------------------------------------
 
+# What a receiver without a plans file uses: every alarm gets one plan that
+# asks the operator to follow the centre's own procedures and offers the
+# site's call list, and the built-in escalation timers.
+BUILTIN = {
+    "version": "built in",
+    "plans": {"builtin": {"title": "Handle the alarm", "steps": [
+        {"kind": INSTRUCTION, "text": "Read the alarm and the site's notes; handle it as the "
+                                      "centre's procedures say."},
+        {"kind": CALL, "call_order": DEFAULT_ORDER, "mandatory": False}]}},
+    "assign": {FALLBACK: "builtin"},
+}
+
+
+def builtin() -> PlanSet:
+    """The plan set of a receiver with no plans file."""
+    return parse(BUILTIN, "built-in plans")
+
+
 
 def load(path: str) -> PlanSet:
     """Read and check a plans file; errors name the file, plan and step."""

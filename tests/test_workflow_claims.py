@@ -47,11 +47,11 @@ def test_release_and_resolved():
     olga = claims.Claim("olga", 100.0, 1)
     ch = claims.release(7, olga, PENDING, "olga", 160.0)
     assert ch.after == claims.Claim(None, None, 2)
-    assert ch.audit.sentence() == "Released by olga after 1 min."
+    assert ch.audit.sentence() == "Released by olga after 60 s."
     with pytest.raises(ActionRefused, match="take it over"):
         claims.release(7, olga, PENDING, "piotr", 160.0)
     sup = claims.release(7, olga, PENDING, "ada", 160.0, may_release_others=True)
-    assert sup.audit.sentence() == "Released by ada from olga after 1 min."
+    assert sup.audit.sentence() == "Released by ada from olga after 60 s."
     with pytest.raises(ActionRefused, match="nobody handles"):
         claims.release(7, claims.Claim(None, None, 2), PENDING, "olga", 160.0)
     for f in (lambda: claims.claim(7, claims.Claim(), RESOLVED, "olga", 1.0),

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from receiver.workflow import contacts, notes
-from receiver.workflow.common import ActionRefused, WorkflowConfigError
+from receiver.workflow.common import ActionRefused
+from tests.workflow_cases import config_error
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = ROOT / "examples" / "sites"
@@ -96,14 +97,6 @@ def test_contact_json_never_holds_a_hash():
 # -- site file errors ---------------------------------------------------------------------------
 
 
-def _break(mutate) -> str:
-    doc = _doc()
-    mutate(doc)
-    with pytest.raises(WorkflowConfigError) as e:
-        contacts.parse_site(doc, "1001.toml")
-    return str(e.value)
-
-
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d["contacts"][1].update(passcode="orchid 4417"),
      "1001.toml: contact 2: a passcode is never written in a file"),
@@ -160,7 +153,7 @@ def _break(mutate) -> str:
      "1001.toml: contacts: must be at most 50"),
 ])
 def test_site_file_errors_name_the_contact(mutate, expected):
-    assert _break(mutate).startswith(expected)
+    assert config_error(contacts.parse_site, _doc(), mutate, "1001.toml").startswith(expected)
 
 
 # -- availability and call lists ------------------------------------------------------------

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from protocol import contactid
 from receiver.workflow import plans, steps
 from receiver.workflow.common import ActionRefused, WorkflowConfigError
+from tests.workflow_cases import config_error
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = ROOT / "examples" / "plans.toml"
@@ -77,14 +78,6 @@ def test_resolution_sentence_names_plan_version_and_why():
 
 
 # -- errors point at file, plan and step ------------------------------------------------------
-
-
-def _break(mutate) -> str:
-    doc = _doc()
-    mutate(doc)
-    with pytest.raises(WorkflowConfigError) as e:
-        plans.parse(doc, "plans.toml")
-    return str(e.value)
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -161,7 +154,7 @@ def _break(mutate) -> str:
      "plans.toml: [escalation]: unknown key(s) page_after_s"),
 ])
 def test_errors_name_file_plan_and_step(mutate, expected):
-    assert _break(mutate).startswith(expected)
+    assert config_error(plans.parse, _doc(), mutate, "plans.toml").startswith(expected)
 
 
 def test_unreadable_and_invalid_files_name_the_file(tmp_path):

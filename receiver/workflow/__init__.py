@@ -10,7 +10,7 @@ the CLI and the console pages are the edges that apply them
 (docs/workflow-design.md is the integration's brief).
 
 =================  ======================================================
-``common``         the two error families, file checks, hashes, durations
+``common``         the two error families, file checks, hashes
 ``plans``          action plans: file format, validation, resolution
                    (site > region > center-wide, code > class, fallback)
 ``steps``          an alarm's copy of its plan; the step state table
@@ -27,6 +27,7 @@ the CLI and the console pages are the edges that apply them
 =================  ======================================================
 
 Leaves: these modules import ``protocol.contactid``, ``protocol.lean.glwire``
-(trouble bits), ``receiver.alarms`` (states and words) and
-``receiver.routing`` (level names), and nothing else of the receiver's.
+(trouble bits), ``receiver.alarms`` (states and words), ``receiver.routing``
+(level names) and ``receiver.supervision`` (durations in words), and
+nothing else of the receiver's.
 """

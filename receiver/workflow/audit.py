@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from protocol import contactid
 from receiver.alarms import and_list
-from receiver.workflow.common import duration_words
+from receiver.supervision import duration_text
 
 RECEIVER = "receiver"  # the actor of what the receiver does by itself
 
@@ -142,7 +142,7 @@ def _passcode(actor, d):
 
 def _take_over(actor, d):
     return "Taken over by %s from %s, who had it for %s." % (
-        actor, d["from"], duration_words(d["held_s"]))
+        actor, d["from"], duration_text(d["held_s"]))
 
 
 def _resolve(actor, d):
@@ -172,12 +172,12 @@ SENTENCES = {
     CLAIM: lambda actor, d: "Taken by %s." % actor,
     TAKE_OVER: _take_over,
     RELEASE: lambda actor, d: "Released by %s%s after %s." % (
-        actor, " from %s" % d["handler"] if d.get("handler") else "", duration_words(d["held_s"])),
+        actor, " from %s" % d["handler"] if d.get("handler") else "", duration_text(d["held_s"])),
     ESCALATION_ACK: lambda actor, d: (
         "Not acknowledged within %s: every console alerted, supervisors notified."
-        % duration_words(d["within_s"])),
+        % duration_text(d["within_s"])),
     ESCALATION_RESOLVE: lambda actor, d: (
-        "Not resolved within %s: moved to the supervisor queue." % duration_words(d["within_s"])),
+        "Not resolved within %s: moved to the supervisor queue." % duration_text(d["within_s"])),
     ESCALATION_WAIT: _wait_due,
     DURESS_RAISED: lambda actor, d: (
         "Duress passcode given by %s on a call with %s: a hold-up alarm was raised for the "

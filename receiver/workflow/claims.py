@@ -35,8 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from receiver.alarms import RESOLVED
+from receiver.supervision import duration_text
 from receiver.workflow import audit as _audit
-from receiver.workflow.common import ActionRefused, duration_words
+from receiver.workflow.common import ActionRefused
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Claim:
         if self.handler is None:
             return ""
         return "being handled by %s, %s" % (self.handler,
-                                            duration_words(now - (self.since or now)))
+                                            duration_text(now - (self.since or now)))
 
 
 @dataclass(frozen=True)

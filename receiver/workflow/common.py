@@ -1,5 +1,5 @@
 """What every workflow core shares: its two error families, the checks its
-file loaders run, content hashes, and durations in words.
+file loaders run, and content hashes.
 
 A leaf: it imports nothing of the receiver's.
 
@@ -111,18 +111,4 @@ def content_hash(obj) -> str:
     same hash on every receiver, whatever the file's layout or comments."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def duration_words(seconds: float) -> str:
-    """'40 s', '3 min', '1 h 5 min', '2 d 3 h': how long, as a person says it."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return "%d s" % s
-    if s < 3600:
-        return "%d min" % (s // 60)
-    if s < 86400:
-        h, m = divmod(s // 60, 60)
-        return "%d h %d min" % (h, m) if m else "%d h" % h
-    d, h = divmod(s // 3600, 24)
-    return "%d d %d h" % (d, h) if h else "%d d" % d
 

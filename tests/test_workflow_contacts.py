@@ -62,6 +62,10 @@ def test_example_sites_load():
     assert desk.phones[1] == contacts.Phone("duty mobile", "+00 555 0109")
     assert desk.phones[1].tel == "tel:+005550109"
     assert bank.contact("Regional security office").phones[0].label == ""
+    doc = _doc()
+    doc["contacts"][3]["phones"] = "+00 555 0190"  # one number, no list
+    assert contacts.parse_site(doc).contact("Regional security office").phones == (
+        contacts.Phone("", "+00 555 0190"),)
 
 
 def test_example_hashes_are_the_demo_passcodes():
@@ -178,6 +182,7 @@ def test_windows_in_the_site_time_zone_including_overnight_and_dst():
     # the night of the clocks going forward (30 March 2025, 02:00 -> 03:00)
     assert c.available_at(at(2025, 3, 30, 3, 30), tz)
     # sun-tue wraps the week; a Friday-night window holds on Saturday morning
+    assert contacts.parse_window("Mon-FRI 08:00-18:00", "w").days == office.days
     wrap = contacts.parse_window("sun-tue 10:00-11:00", "w")
     assert wrap.days == frozenset({6, 0, 1})
     fri = contacts.parse_window("fri 22:00-06:00", "w")

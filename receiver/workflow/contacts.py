@@ -207,8 +207,9 @@ class Window:
 
 
 def parse_window(text, where: str) -> Window:
-    """'mon-fri 08:00-18:00', 'sat,sun 09:00-13:00', 'daily 22:00-06:00'."""
-    m = _WINDOW_RE.match(text) if isinstance(text, str) else None
+    """'mon-fri 08:00-18:00', 'sat,sun 09:00-13:00', 'daily 22:00-06:00'
+    (day names in any case)."""
+    m = _WINDOW_RE.match(text.lower()) if isinstance(text, str) else None
     if m is None:
         raise WorkflowConfigError(where, "%r is not a time window like \"mon-fri 08:00-18:00\""
                                   % (text,))
@@ -358,6 +359,8 @@ def _hash(v, where: str) -> str:
 
 
 def _phones(v, where: str) -> tuple:
+    if isinstance(v, str):
+        v = [v]  # one number written without the list
     if not isinstance(v, list) or not 1 <= len(v) <= MAX_PHONES:
         raise WorkflowConfigError(where, "must list 1 to %d phones" % MAX_PHONES)
     out = []

@@ -360,13 +360,11 @@ def test_disposition_file_errors(doc, expected):
     assert str(e.value).startswith(expected)
 
 
-def test_false_alarm_rates():
-    rows = [("1001", "false"), ("1001", "real"), ("1001", "test"), ("1001", "false"),
-            ("1002", "other"), ("1003", "test")]
-    r = dispositions.rates(rows)
-    assert r["1001"] == dispositions.Rate(2, 3) and r["1001"].rate == pytest.approx(2 / 3)
-    assert r["1002"].rate == 0.0 and "1003" not in r
-    assert dispositions.Rate(0, 0).rate is None
+def test_false_codes_for_the_reports(disp):
+    assert disp.codes_in(dispositions.FALSE) == {
+        "false-user", "false-equipment", "false-weather", "false-animal",
+        "cancelled-passcode", "cancelled-user"}
+    assert disp.codes_in(dispositions.TEST) == {"test"}
 
 
 # -- panel commands in words -----------------------------------------------------------------

@@ -16,7 +16,7 @@ the CLI and the console pages are the edges that apply them
 ``steps``          an alarm's copy of its plan; the step state table
 ``contacts``       contacts, availability, call lists, call outcomes,
                    passcode hashing and checking; site files
-``dispositions``   the disposition list, its categories, false alarm rates
+``dispositions``   the disposition list and its report categories
 ``claims``         who handles an alarm; claim, take-over, release races
 ``escalation``     timers per class and priority; the stateless scheduler
 ``notes``          permanent and temporary site notes; which are shown

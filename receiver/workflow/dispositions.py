@@ -4,9 +4,10 @@
 Resolving an alarm needs one.  Each disposition has a code (the file's key,
 stored on the alarm), a label people read ("False alarm: user error"), and
 a report category (:data:`CATEGORIES`): ``false``, ``real``, ``test`` or
-``other``.  Reports count by category (false alarm rate per site, region,
-zone: :func:`rates`); the alarm row keeps the category it was resolved with,
-so a later edit of the file does not rewrite history.
+``other``.  The centre's reports (receiver.rules.reports, issue 18) count
+false alarms from it: :meth:`Dispositions.codes_in` gives the codes of a
+category, and the alarm row keeps the category it was resolved with, so a
+later edit of the file does not rewrite history.
 
 Options per disposition: ``classes`` (offered only for alarms of these
 classes; left out: all), ``note_required`` (the operator must say more),
@@ -66,6 +67,10 @@ class Dispositions:
             if d.code == code:
                 return d
         return None
+
+    def codes_in(self, category: str) -> frozenset:
+        """The codes of one category (``false``: the reports' false alarms)."""
+        return frozenset(d.code for d in self.items if d.category == category)
 
     def offered(self, event_class: str) -> list[Disposition]:
         """The picker's list for an alarm of ``event_class``."""
@@ -156,25 +161,3 @@ def parse(doc: dict, source: str = "dispositions file") -> Dispositions:
         out[key] = v
     return Dispositions(tuple(items), out, source)
 
-
-@dataclass(frozen=True)
-class Rate:
-    false: int
-    total: int
-
-    @property
-    def rate(self) -> float | None:
-        """False alarms among the alarms that were not tests (None: none)."""
-        return self.false / self.total if self.total else None
-
-
-def rates(rows) -> dict:
-    """{key: Rate} from (key, category) pairs of resolved alarms: key is
-    whatever a report groups by (site, region, zone).  Tests do not count."""
-    out: dict = {}
-    for key, category in rows:
-        if category == TEST:
-            continue
-        r = out.get(key, Rate(0, 0))
-        out[key] = Rate(r.false + (category == FALSE), r.total + 1)
-    return out

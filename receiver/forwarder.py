@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 from receiver.backoff import Backoff
 from receiver.routing import OutputSpec
+from receiver.records import OutboxRow
 from receiver.store import Store, StoreError
 
 _LOGGER = logging.getLogger(__name__)
@@ -297,21 +298,21 @@ class Forwarder:
             except Exception:  # noqa: BLE001 - a listener must not stop delivery
                 _LOGGER.exception("output health listener failed output=%s", self.output.name)
 
-    async def _deliver_one(self, row) -> bool:
+    async def _deliver_one(self, row: OutboxRow) -> bool:
         name = self.output.name
         while not self._stop.is_set():
             try:
-                await self.output.deliver(row["id"], row["payload"])
+                await self.output.deliver(row.id, row.payload)
             except DeliveryError as e:
                 delay_from = self.backoff.failures + 1
                 _LOGGER.warning("delivery failed output=%s id=%d account=%s attempt=%d "
-                                "error=%s", name, row["id"], row["payload"].get("account"),
-                                row["attempts"] + delay_from, e)
+                                "error=%s", name, row.id, row.payload.get("account"),
+                                row.attempts + delay_from, e)
                 if self.metrics is not None:
                     self.metrics.forwarded.labels(name, "failed").inc()
                 self._health(str(e))
                 try:
-                    await self.store.outbox_result(row["id"], False, str(e)[:500], time.time())
+                    await self.store.outbox_result(row.id, False, str(e)[:500], time.time())
                 except StoreError:
                     pass  # attempts are bookkeeping; the row stays pending anyway
                 if await self.backoff.wait(self._stop):
@@ -322,17 +323,17 @@ class Forwarder:
             self._health(None)
             if self.metrics is not None:
                 self.metrics.forwarded.labels(name, "delivered").inc()
-            _LOGGER.info("delivered output=%s id=%d account=%s", name, row["id"],
-                         row["payload"].get("account"))
+            _LOGGER.info("delivered output=%s id=%d account=%s", name, row.id,
+                         row.payload.get("account"))
             while True:
                 try:
-                    await self.store.outbox_result(row["id"], True, None, time.time())
+                    await self.store.outbox_result(row.id, True, None, time.time())
                     return True
                 except StoreError as e:
                     # Delivered but not recorded: keep trying to record it so it
                     # is not sent again (it would be deduplicated on id anyway).
                     _LOGGER.warning("cannot mark delivered output=%s id=%d error=%s",
-                                    name, row["id"], e)
+                                    name, row.id, e)
                     if await self.backoff.wait(self._stop):
                         return False
         return False

@@ -66,9 +66,11 @@ import time
 import asyncpg
 
 from receiver import alarms as _alarms
-from receiver.store import (EVENT_COLUMNS, Account, EventRecord, IngestOutcome, SchemaError,
-                            Store, StoreBusy, StoreError, StoreMissing, StoreUnavailable,
-                            event_row, mask_url, user_code_list)
+from receiver import ingest
+from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
+                              IngestOutcome, OutboxRow, SecurityEvent)
+from receiver.store import (SchemaError, Store, StoreBusy, StoreError, StoreMissing,
+                            StoreUnavailable, mask_url, user_code_list)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -268,6 +270,54 @@ def _wrap(e: BaseException) -> BaseException:
         return e
     err.__cause__ = e
     return err
+
+
+def _columns(rows, width: int) -> list[list]:
+    """Rows as ``width`` column lists (the arrays an ``unnest`` reads)."""
+    cols: list[list] = [[] for _ in range(width)]
+    for row in rows:
+        for c, v in zip(cols, row):
+            c.append(v)
+    return cols
+
+
+# The statements that execute receiver.ingest's plan, set-based.  Rows go
+# in key order (events by (account, dedupe_key), alarms by event id): the
+# lock order two receivers' batches share.
+_INSERT_EVENTS = """INSERT INTO events (%s)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+        $5::bigint[], $6::int[], $7::int[], $8::text[], $9::int[], $10::text[],
+        $11::int[], $12::int[], $13::text[], $14::bigint[], $15::float8[],
+        $16::float8[], $17::int[], $18::text[], $19::int[], $20::text[])
+        AS r(%s)
+    ORDER BY account, dedupe_key
+    ON CONFLICT (account, dedupe_key) DO NOTHING
+    RETURNING id, account, dedupe_key""" % (", ".join(EVENT_COLUMNS), ", ".join(EVENT_COLUMNS))
+# A restore stamps the open alarms it restores (raised before it), never
+# closes them: that is the operator's decision.
+_STAMP_RESTORED = """UPDATE alarms al SET restored_at = v.at
+    FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[])
+        AS v(account, code, partition, zone, at)
+    WHERE al.account = v.account AND al.code = v.code
+      AND al.partition = v.partition AND al.zone = v.zone
+      AND al.state <> 'resolved' AND al.restored_at IS NULL
+      AND al.created_at <= v.at"""
+_INSERT_ALARMS = """INSERT INTO alarms (event_id, account, event_class, priority, code,
+        partition, zone, description, created_at, routed_to, restored_at, state)
+    SELECT e, a, c, p, co, pa, z, d, t, rt, rs, 'pending' FROM unnest(
+        $1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[],
+        $8::text[], $9::float8[], $10::text[], $11::float8[])
+        AS x(e, a, c, p, co, pa, z, d, t, rt, rs)
+    ORDER BY e
+    RETURNING id, event_id"""
+_INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+        note)
+    SELECT a, t, NULL, 'pending', 'receiver', n
+    FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS x(a, t, n)"""
+_INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
+    SELECT o, a, p, t FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[])
+        WITH ORDINALITY AS x(o, a, p, t, n)
+    ORDER BY n"""
 
 
 class _Job:
@@ -597,135 +647,68 @@ class PGStore(Store):
         return results
 
     async def _ingest_bulk(self, conn, recs: list[EventRecord], heard: dict) -> list:
-        # Within the batch, the first copy of a key is the candidate and the
-        # others are its duplicates (same answer as a later batch would get).
-        first: dict = {}
-        for i, r in enumerate(recs):
-            first.setdefault((r.account, r.dedupe_key), i)
-        cand = sorted(first.items())  # key order: lock order across receivers
-        cols = [[] for _ in EVENT_COLUMNS]
-        for (_, _), i in cand:
-            for c, v in zip(cols, recs[i].db_values()):
-                c.append(v)
-        rows = await conn.fetch(
-            """INSERT INTO events (%s)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                   $5::bigint[], $6::int[], $7::int[], $8::text[], $9::int[], $10::text[],
-                   $11::int[], $12::int[], $13::text[], $14::bigint[], $15::float8[],
-                   $16::float8[], $17::int[], $18::text[], $19::int[], $20::text[])
-                   AS r(%s)
-               ORDER BY account, dedupe_key
-               ON CONFLICT (account, dedupe_key) DO NOTHING
-               RETURNING id, account, dedupe_key""" % (", ".join(EVENT_COLUMNS),
-                                                       ", ".join(EVENT_COLUMNS)), *cols)
-        ids = {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
-        missing = [k for k, _ in cand if k not in ids]
-        dup_ids = {}
-        if missing:
-            for r in await conn.fetch(
-                    """SELECT e.id, e.account, e.dedupe_key FROM events e
-                       JOIN unnest($1::text[], $2::text[]) AS k(account, dedupe_key)
-                       USING (account, dedupe_key)""",
-                    [k[0] for k in missing], [k[1] for k in missing]):
-                dup_ids[(r["account"], r["dedupe_key"])] = r["id"]
-        inserted = [i for k, i in cand if k in ids]
-
-        # replay state travels with the event (GREATEST: never lowered)
-        replay: dict = {}
-        for i in inserted:
-            r = recs[i]
-            if r.seq is not None and r.protocol == "native":
-                h, t = replay.get(r.account, (0, 0))
-                replay[r.account] = (max(h, r.seq), max(t, r.tx_seq or 0))
-        if replay:
-            await self._raise_replay_state(conn, sorted((a, h, t) for a, (h, t) in
-                                                        replay.items()))
+        """Execute receiver.ingest's plan for ``recs`` set-based: a few
+        statements over arrays however many events."""
+        # key order: the lock order across receivers (see the module doc)
+        cand = sorted(ingest.candidates(recs))
+        inserted = await self._insert_events(conn, [recs[i] for _, i in cand])
+        existing = await self._event_ids(conn, [k for k, _ in cand if k not in inserted])
+        try:
+            plan = ingest.plan(recs, inserted, existing)
+        except ingest.ConflictVanished as e:
+            # the conflicting row vanished between the two statements
+            # (deleted by hand): let the sender retry
+            raise StoreUnavailable(str(e)) from None
+        if plan.replay:
+            await self._raise_replay_state(conn, plan.replay)
         # an event from the panel is also a hearing of its path, made
         # durable with the event (receiver.ownership reads it)
-        for r in recs:
-            if r.source == "panel":
-                k = (r.account, r.path)
-                if r.received_at > heard.get(k, (0.0,))[0]:
-                    heard[k] = (r.received_at, self.instance)
+        for account, path, at in plan.heard:
+            if at > heard.get((account, path), (0.0,))[0]:
+                heard[(account, path)] = (at, self.instance)
+        if plan.restores:
+            await conn.execute(_STAMP_RESTORED, *_columns(
+                ((r.account, r.code, r.partition, r.zone, r.at) for r in plan.restores), 5))
+        alarm_ids = await self._insert_alarms(conn, plan.alarms)
+        return plan.outcomes(alarm_ids)
 
-        alarm_ids: dict = {}
-        opening = [i for i in inserted if recs[i].open_alarm]
-        if opening:
-            a_cols = [[] for _ in range(10)]
-            for i in opening:
-                r = recs[i]
-                for c, v in zip(a_cols, (ids[(r.account, r.dedupe_key)], r.account,
-                                         r.event_class, r.priority, r.code, r.partition,
-                                         r.zone, r.description, r.received_at,
-                                         json.dumps(r.routed_to or {}, sort_keys=True))):
-                    c.append(v)
-            for row in await conn.fetch(
-                    """INSERT INTO alarms (event_id, account, event_class, priority, code,
-                           partition, zone, description, state, created_at, routed_to)
-                       SELECT e, a, c, p, co, pa, z, d, 'pending', t, rt FROM unnest(
-                           $1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[],
-                           $6::int[], $7::int[], $8::text[], $9::float8[], $10::text[])
-                           AS x(e, a, c, p, co, pa, z, d, t, rt)
-                       ORDER BY e
-                       RETURNING id, event_id""", *a_cols):
-                alarm_ids[row["event_id"]] = row["id"]
-            au = ([], [], [])
-            ob = ([], [], [], [])
-            for i in opening:
-                r = recs[i]
-                event_id = ids[(r.account, r.dedupe_key)]
-                alarm_id = alarm_ids[event_id]
-                au[0].append(alarm_id)
-                au[1].append(r.received_at)
-                au[2].append("routed to " + json.dumps(r.routed_to or {}, sort_keys=True))
-                for output, payload in r.outbox:
-                    payload = dict(payload, alarm_id=alarm_id, event_id=event_id)
-                    ob[0].append(output)
-                    ob[1].append(alarm_id)
-                    ob[2].append(json.dumps(payload, sort_keys=True))
-                    ob[3].append(r.received_at)
-            await conn.execute(
-                """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)
-                   SELECT a, t, NULL, 'pending', 'receiver', n
-                   FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS x(a, t, n)""", *au)
-            if ob[0]:
-                await conn.execute(
-                    """INSERT INTO outbox (output, alarm_id, payload, created_at)
-                       SELECT o, a, p, t FROM unnest($1::text[], $2::bigint[], $3::text[],
-                           $4::float8[]) WITH ORDINALITY AS x(o, a, p, t, n)
-                       ORDER BY n""", *ob)
-        restores = [recs[i] for i in inserted
-                    if not recs[i].open_alarm and recs[i].qualifier == 3]
-        if restores:
-            # A restore stamps the open alarm it restores (raised before it),
-            # never closes it: that is the operator's decision.
-            await conn.execute(
-                """UPDATE alarms al SET restored_at = v.at
-                   FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[])
-                       AS v(account, code, partition, zone, at)
-                   WHERE al.account = v.account AND al.code = v.code
-                     AND al.partition = v.partition AND al.zone = v.zone
-                     AND al.state <> 'resolved' AND al.restored_at IS NULL
-                     AND al.created_at <= v.at""",
-                [r.account for r in restores], [r.code for r in restores],
-                [r.partition for r in restores], [r.zone for r in restores],
-                [r.received_at for r in restores])
+    @staticmethod
+    async def _insert_events(conn, recs: list[EventRecord]) -> dict:
+        """Insert ``recs`` (in key order) unless stored; {key: id} of those
+        inserted now."""
+        rows = await conn.fetch(_INSERT_EVENTS, *_columns((r.db_values() for r in recs),
+                                                          len(EVENT_COLUMNS)))
+        return {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
 
-        out = []
-        for i, r in enumerate(recs):
-            k = (r.account, r.dedupe_key)
-            if first[k] == i and k in ids:
-                eid = ids[k]
-                out.append(IngestOutcome(eid, False, alarm_ids.get(eid)))
-            else:
-                eid = ids.get(k) or dup_ids.get(k)
-                if eid is None:
-                    # the conflicting row vanished between the two statements
-                    # (deleted by hand): let the sender retry
-                    raise StoreUnavailable("event %s/%s conflicted but is not there"
-                                           % k)
-                out.append(IngestOutcome(eid, True, None))
-        return out
+    @staticmethod
+    async def _event_ids(conn, keys: list) -> dict:
+        """{key: id} of the stored events among ``keys``."""
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            """SELECT e.id, e.account, e.dedupe_key FROM events e
+               JOIN unnest($1::text[], $2::text[]) AS k(account, dedupe_key)
+               USING (account, dedupe_key)""", [k[0] for k in keys], [k[1] for k in keys])
+        return {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
+
+    @staticmethod
+    async def _insert_alarms(conn, alarms: list) -> list[int]:
+        """Insert the plan's alarms (in event id order), their first audit
+        rows and their outbox rows; their ids, in the plan's order."""
+        if not alarms:
+            return []
+        by_event = {}
+        for row in await conn.fetch(_INSERT_ALARMS, *_columns((al.values() for al in alarms),
+                                                              11)):
+            by_event[row["event_id"]] = row["id"]
+        ids = [by_event[al.event_id] for al in alarms]
+        await conn.execute(_INSERT_FIRST_AUDIT, *_columns(
+            ((i, al.created_at, al.audit_note()) for i, al in zip(ids, alarms)), 3))
+        outbox = [o for i, al in zip(ids, alarms) for o in al.outbox(i)]
+        if outbox:
+            await conn.execute(_INSERT_OUTBOX, *_columns(
+                ((o.output, o.alarm_id, o.payload, o.created_at) for o in outbox), 4))
+        return ids
 
     @staticmethod
     async def _raise_replay_state(conn, rows) -> None:
@@ -772,27 +755,10 @@ class PGStore(Store):
 
     # -- accounts -------------------------------------------------------------------
 
-    _ACCOUNT_JSON = ("zones", "partitions", "supervised_paths", "contacts")
-
-    @classmethod
-    def _row_to_account(cls, r) -> Account:
-        d = dict(r)
-        for k in cls._ACCOUNT_JSON:
-            d[k] = json.loads(d[k])
-        d["key"] = bytes.fromhex(d["key"])
-        return Account(**d)
-
-    @classmethod
-    def _account_columns(cls, acct: Account) -> dict:
-        d = acct.to_dict(with_key=True)
-        for k in cls._ACCOUNT_JSON:
-            d[k] = json.dumps(d[k], sort_keys=True)
-        return d
-
     async def add_account(self, account: Account) -> None:
         account.validate()
         now = time.time()
-        d = self._account_columns(account)
+        d = account.db_columns()
         d["created_at"] = d["updated_at"] = now
         cols = list(d)
 
@@ -804,7 +770,7 @@ class PGStore(Store):
 
     async def update_account(self, number: str, **fields) -> None:
         acct = self._apply_account_fields(await self.get_account(number), number, fields)
-        d = self._account_columns(acct)
+        d = acct.db_columns()
         d["updated_at"] = time.time()
         cols = [c for c in d if c not in ("number", "created_at", "highest_seq", "tx_seq")]
 
@@ -821,7 +787,7 @@ class PGStore(Store):
     async def get_account(self, number: str) -> Account | None:
         r = await self.run_read(lambda c: c.fetchrow(
             "SELECT * FROM accounts WHERE number = $1", number))
-        return None if r is None else self._row_to_account(r)
+        return None if r is None else Account.from_row(r)
 
     async def list_accounts(self) -> list[Account]:
         # numeric accounts in numeric order, then the others (as SQLite's
@@ -829,7 +795,7 @@ class PGStore(Store):
         rows = await self.run_read(lambda c: c.fetch(
             """SELECT * FROM accounts ORDER BY
                CASE WHEN number ~ '^[0-9]{1,18}$' THEN number::bigint ELSE 0 END, number"""))
-        return [self._row_to_account(r) for r in rows]
+        return [Account.from_row(r) for r in rows]
 
     async def accounts_revision(self) -> int:
         return await self.run_read(lambda c: c.fetchval(
@@ -848,13 +814,22 @@ class PGStore(Store):
             sql += " AND received_at >= $%d" % len(args)
         args.append(limit)
         sql += " ORDER BY id LIMIT $%d" % len(args)
-        return [event_row(dict(r)) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
+        return [Event.from_row(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
 
     async def count_events(self, account=None) -> int:
         if account is None:
             return await self.run_read(lambda c: c.fetchval("SELECT COUNT(*) FROM events"))
         return await self.run_read(lambda c: c.fetchval(
             "SELECT COUNT(*) FROM events WHERE account = $1", account))
+
+    async def last_event(self, account=None):
+        if account is None:
+            r = await self.run_read(lambda c: c.fetchrow(
+                "SELECT * FROM events ORDER BY id DESC LIMIT 1"))
+        else:
+            r = await self.run_read(lambda c: c.fetchrow(
+                "SELECT * FROM events WHERE account = $1 ORDER BY id DESC LIMIT 1", account))
+        return None if r is None else Event.from_row(r)
 
     async def list_security_events(self, since=None, limit=1000):
         sql = "SELECT * FROM security_events"
@@ -864,7 +839,8 @@ class PGStore(Store):
             sql += " WHERE at >= $1"
         args.append(limit)
         sql += " ORDER BY id LIMIT $%d" % len(args)
-        return [dict(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
+        return [SecurityEvent.from_row(r)
+                for r in await self.run_read(lambda c: c.fetch(sql, *args))]
 
     async def prune_security_events(self, before, keep, batch):
         async def job(conn):
@@ -896,12 +872,6 @@ class PGStore(Store):
 
     # -- alarms -----------------------------------------------------------------------
 
-    @staticmethod
-    def _alarm_row(r) -> dict:
-        d = dict(r)
-        d["routed_to"] = json.loads(d["routed_to"])
-        return d
-
     async def list_alarms(self, state=None, limit=1000):
         sql = "SELECT * FROM alarms"
         args: list = []
@@ -911,7 +881,7 @@ class PGStore(Store):
         args.append(limit)
         sql += (" ORDER BY state = 'resolved', priority, created_at, id LIMIT $%d"
                 % len(args))
-        return [self._alarm_row(r) for r in await self.run_read(
+        return [Alarm.from_row(r) for r in await self.run_read(
             lambda c: c.fetch(sql, *args))]
 
     async def count_alarms(self, states):
@@ -925,7 +895,7 @@ class PGStore(Store):
     async def get_alarm(self, alarm_id):
         r = await self.run_read(lambda c: c.fetchrow("SELECT * FROM alarms WHERE id = $1",
                                                      alarm_id))
-        return None if r is None else self._alarm_row(r)
+        return None if r is None else Alarm.from_row(r)
 
     async def alarm_transition(self, alarm_id, action, actor, note, at):
         if not actor:
@@ -951,11 +921,11 @@ class PGStore(Store):
                 """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)
                    VALUES ($1, $2, $3, $4, $5, $6)""",
                 alarm_id, at, r["state"], new, actor, note)
-            return self._alarm_row(row)
+            return Alarm.from_row(row)
         return await self.run_write(job)
 
     async def alarm_audit(self, alarm_id):
-        return [dict(r) for r in await self.run_read(lambda c: c.fetch(
+        return [AuditEntry.from_row(r) for r in await self.run_read(lambda c: c.fetch(
             "SELECT * FROM alarm_audit WHERE alarm_id = $1 ORDER BY id", alarm_id))]
 
     # -- outbox ------------------------------------------------------------------------
@@ -968,12 +938,7 @@ class PGStore(Store):
         rows = await self.run_read(lambda c: c.fetch(
             """SELECT * FROM outbox WHERE output = $1 AND delivered_at IS NULL
                ORDER BY id LIMIT $2""", output, limit))
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["payload"] = json.loads(d["payload"])
-            out.append(d)
-        return out
+        return [OutboxRow.from_row(r) for r in rows]
 
     async def outbox_result(self, outbox_id, delivered, error, at):
         async def job(conn):
@@ -1000,4 +965,4 @@ class PGStore(Store):
         else:
             rows = await self.run_read(lambda c: c.fetch(
                 "SELECT * FROM outbox WHERE output = $1 ORDER BY id", output))
-        return [dict(r) for r in rows]
+        return [OutboxRow.from_row(r) for r in rows]

@@ -44,10 +44,12 @@ import threading
 import time
 
 from receiver import alarms as _alarms
-from receiver.store import (EVENT_COLUMNS, PRIVATE_FILE_MODE, Account, EventRecord,
-                            IngestOutcome, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, event_row, make_private_dirs,
-                            user_code_list, warn_if_exposed)
+from receiver import ingest
+from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
+                              IngestOutcome, OutboxRow, SecurityEvent)
+from receiver.store import (PRIVATE_FILE_MODE, SchemaError, Store, StoreBusy, StoreError,
+                            StoreMissing, StoreUnavailable, make_private_dirs, user_code_list,
+                            warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -214,6 +216,24 @@ class _Job:
         self.args = args
         self.fut = fut
         self.raw = raw  # run alone, outside any transaction (PRAGMAs)
+
+
+# The statements that execute receiver.ingest's plan.
+_INSERT_EVENT = "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
+    ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS)))
+# Replay state only moves forward.
+_RAISE_REPLAY_STATE = """UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
+                         tx_seq = MAX(tx_seq, ?) WHERE number = ?"""
+_STAMP_RESTORED = """UPDATE alarms SET restored_at = ? WHERE account = ? AND code = ?
+                     AND partition = ? AND zone = ? AND state != 'resolved'
+                     AND restored_at IS NULL AND created_at <= ?"""
+_INSERT_ALARM = """INSERT INTO alarms (event_id, account, event_class, priority, code,
+                   partition, zone, description, created_at, routed_to, restored_at,
+                   state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')"""
+_INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                         note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)"""
+_INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
+                    VALUES (?, ?, ?, ?)"""
 
 
 class SQLiteStore(Store):
@@ -513,59 +533,41 @@ class SQLiteStore(Store):
     # -- the event path -----------------------------------------------------------
 
     @staticmethod
-    def _ingest(conn, rec: EventRecord) -> IngestOutcome:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
-                ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS))),
-            rec.db_values())
-        if cur.rowcount == 0:
-            row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
-                               (rec.account, rec.dedupe_key)).fetchone()
-            return IngestOutcome(row[0], True, None)
-        event_id = cur.lastrowid
-        if rec.seq is not None and rec.protocol == "native":
-            # Replay state travels with the event: after a restart the core
-            # starts from the highest sequence whose event is on disk.
-            conn.execute("""UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
-                            tx_seq = MAX(tx_seq, ?) WHERE number = ?""",
-                         (rec.seq, rec.tx_seq or 0, rec.account))
-        alarm_id = None
-        if rec.open_alarm:
-            cur = conn.execute(
-                """INSERT INTO alarms (event_id, account, event_class, priority, code,
-                   partition, zone, description, state, created_at, routed_to)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
-                (event_id, rec.account, rec.event_class, rec.priority, rec.code,
-                 rec.partition, rec.zone, rec.description, rec.received_at,
-                 json.dumps(rec.routed_to or {}, sort_keys=True)))
-            alarm_id = cur.lastrowid
-            conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
-                            note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)""",
-                         (alarm_id, rec.received_at,
-                          "routed to " + json.dumps(rec.routed_to or {}, sort_keys=True)))
-            for output, payload in rec.outbox:
-                payload = dict(payload, alarm_id=alarm_id, event_id=event_id)
-                conn.execute("""INSERT INTO outbox (output, alarm_id, payload, created_at)
-                                VALUES (?, ?, ?, ?)""",
-                             (output, alarm_id, json.dumps(payload, sort_keys=True),
-                              rec.received_at))
-        elif rec.qualifier == 3:
-            conn.execute("""UPDATE alarms SET restored_at = ? WHERE account = ? AND code = ?
-                            AND partition = ? AND zone = ? AND state != 'resolved'
-                            AND restored_at IS NULL""",
-                         (rec.received_at, rec.account, rec.code, rec.partition, rec.zone))
-        return IngestOutcome(event_id, False, alarm_id)
+    def _ingest(conn, recs: list[EventRecord]) -> list[IngestOutcome]:
+        """Execute receiver.ingest's plan for ``recs``, row by row (one job,
+        so one SAVEPOINT: any failure rolls back every record)."""
+        inserted, existing = {}, {}
+        for key, i in ingest.candidates(recs):
+            cur = conn.execute(_INSERT_EVENT, recs[i].db_values())
+            if cur.rowcount:
+                inserted[key] = cur.lastrowid
+            else:
+                row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
+                                   key).fetchone()
+                if row is not None:
+                    existing[key] = row[0]
+        try:
+            plan = ingest.plan(recs, inserted, existing)
+        except ingest.ConflictVanished as e:
+            raise StoreUnavailable(str(e)) from None
+        conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
+        conn.executemany(_STAMP_RESTORED, [(r.at, r.account, r.code, r.partition, r.zone,
+                                            r.at) for r in plan.restores])
+        alarm_ids = []
+        for al in plan.alarms:
+            alarm_id = conn.execute(_INSERT_ALARM, al.values()).lastrowid
+            alarm_ids.append(alarm_id)
+            conn.execute(_INSERT_FIRST_AUDIT, (alarm_id, al.created_at, al.audit_note()))
+            conn.executemany(_INSERT_OUTBOX, [(o.output, o.alarm_id, o.payload, o.created_at)
+                                              for o in al.outbox(alarm_id)])
+        return plan.outcomes(alarm_ids)
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        return await self.run_write(self._ingest, rec)
-
-    @classmethod
-    def _ingest_many(cls, conn, recs: list) -> list:
-        # one job, so one SAVEPOINT: any failure rolls back every record
-        return [cls._ingest(conn, r) for r in recs]
+        [out] = await self.run_write(self._ingest, [rec])
+        return out
 
     async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
-        return await self.run_write(self._ingest_many, list(recs))
+        return await self.run_write(self._ingest, list(recs))
 
     async def record_security_event(self, at, account, seq, reason, detail, peer,
                                     transport) -> int:
@@ -578,32 +580,17 @@ class SQLiteStore(Store):
 
     async def save_replay_state(self, rows) -> None:
         def job(conn):
-            conn.executemany("""UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
-                                tx_seq = MAX(tx_seq, ?) WHERE number = ?""",
-                             [(h, t, a) for a, h, t in rows])
+            conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in rows])
         if rows:
             await self.run_write(job)
 
     # -- accounts -------------------------------------------------------------------
 
-    _ACCOUNT_JSON = ("zones", "partitions", "supervised_paths", "contacts")
-
-    @classmethod
-    def _row_to_account(cls, r) -> Account:
-        d = dict(r)
-        for k in cls._ACCOUNT_JSON:
-            d[k] = json.loads(d[k])
-        d["key"] = bytes.fromhex(d["key"])
-        d["supervised"] = bool(d["supervised"])
-        return Account(**d)
-
     async def add_account(self, account: Account) -> None:
         account.validate()
         now = time.time()
-        d = account.to_dict(with_key=True)
+        d = account.db_columns()
         d["created_at"] = d["updated_at"] = now
-        for k in self._ACCOUNT_JSON:
-            d[k] = json.dumps(d[k], sort_keys=True)
         d["supervised"] = int(d["supervised"])
         cols = list(d)
 
@@ -614,10 +601,8 @@ class SQLiteStore(Store):
 
     async def update_account(self, number: str, **fields) -> None:
         acct = self._apply_account_fields(await self.get_account(number), number, fields)
-        d = acct.to_dict(with_key=True)
+        d = acct.db_columns()
         d["updated_at"] = time.time()
-        for k in self._ACCOUNT_JSON:
-            d[k] = json.dumps(d[k], sort_keys=True)
         d["supervised"] = int(d["supervised"])
         cols = [c for c in d if c not in ("number", "created_at", "highest_seq", "tx_seq")]
 
@@ -633,12 +618,12 @@ class SQLiteStore(Store):
     async def get_account(self, number: str) -> Account | None:
         def job(conn):
             r = conn.execute("SELECT * FROM accounts WHERE number = ?", (number,)).fetchone()
-            return None if r is None else self._row_to_account(r)
+            return None if r is None else Account.from_row(r)
         return await self.run_read(job)
 
     async def list_accounts(self) -> list[Account]:
         def job(conn):
-            return [self._row_to_account(r) for r in conn.execute(
+            return [Account.from_row(r) for r in conn.execute(
                 "SELECT * FROM accounts ORDER BY CAST(number AS INTEGER), number")]
         return await self.run_read(job)
 
@@ -659,7 +644,7 @@ class SQLiteStore(Store):
             args.append(since)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [event_row(dict(r)) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [Event.from_row(r) for r in c.execute(sql, args)])
 
     async def count_events(self, account=None) -> int:
         if account is None:
@@ -667,6 +652,16 @@ class SQLiteStore(Store):
                 "SELECT COUNT(*) FROM events").fetchone()[0])
         return await self.run_read(lambda c: c.execute(
             "SELECT COUNT(*) FROM events WHERE account = ?", (account,)).fetchone()[0])
+
+    async def last_event(self, account=None):
+        def job(conn):
+            if account is None:
+                r = conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT 1").fetchone()
+            else:
+                r = conn.execute("SELECT * FROM events WHERE account = ? ORDER BY id DESC "
+                                 "LIMIT 1", (account,)).fetchone()
+            return None if r is None else Event.from_row(r)
+        return await self.run_read(job)
 
     async def list_security_events(self, since=None, limit=1000):
         sql = "SELECT * FROM security_events"
@@ -676,7 +671,8 @@ class SQLiteStore(Store):
             args.append(since)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [SecurityEvent.from_row(r)
+                                              for r in c.execute(sql, args)])
 
     async def prune_security_events(self, before, keep, batch):
         def job(conn):
@@ -699,12 +695,6 @@ class SQLiteStore(Store):
 
     # -- alarms -----------------------------------------------------------------------
 
-    @staticmethod
-    def _alarm_row(r) -> dict:
-        d = dict(r)
-        d["routed_to"] = json.loads(d["routed_to"])
-        return d
-
     async def list_alarms(self, state=None, limit=1000):
         sql = "SELECT * FROM alarms"
         args: list = []
@@ -713,7 +703,7 @@ class SQLiteStore(Store):
             args.append(state)
         sql += " ORDER BY state = 'resolved', priority, created_at, id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [self._alarm_row(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [Alarm.from_row(r) for r in c.execute(sql, args)])
 
     async def count_alarms(self, states):
         def job(conn):
@@ -728,7 +718,7 @@ class SQLiteStore(Store):
     async def get_alarm(self, alarm_id):
         def job(conn):
             r = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
-            return None if r is None else self._alarm_row(r)
+            return None if r is None else Alarm.from_row(r)
         return await self.run_read(job)
 
     async def alarm_transition(self, alarm_id, action, actor, note, at):
@@ -749,27 +739,20 @@ class SQLiteStore(Store):
             conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
                             note) VALUES (?, ?, ?, ?, ?, ?)""",
                          (alarm_id, at, r["state"], new, actor, note))
-            return self._alarm_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
+            return Alarm.from_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
                                                 (alarm_id,)).fetchone())
         return await self.run_write(job)
 
     async def alarm_audit(self, alarm_id):
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(
+        return await self.run_read(lambda c: [AuditEntry.from_row(r) for r in c.execute(
             "SELECT * FROM alarm_audit WHERE alarm_id = ? ORDER BY id", (alarm_id,))])
 
     # -- outbox ------------------------------------------------------------------------
 
     async def outbox_pending(self, output, limit=100):
-        def job(conn):
-            out = []
-            for r in conn.execute("""SELECT * FROM outbox WHERE output = ? AND
-                                     delivered_at IS NULL ORDER BY id LIMIT ?""",
-                                  (output, limit)):
-                d = dict(r)
-                d["payload"] = json.loads(d["payload"])
-                out.append(d)
-            return out
-        return await self.run_read(job)
+        return await self.run_read(lambda c: [OutboxRow.from_row(r) for r in c.execute(
+            """SELECT * FROM outbox WHERE output = ? AND delivered_at IS NULL
+               ORDER BY id LIMIT ?""", (output, limit))])
 
     async def outbox_result(self, outbox_id, delivered, error, at):
         def job(conn):
@@ -794,4 +777,4 @@ class SQLiteStore(Store):
             sql += " WHERE output = ?"
             args.append(output)
         sql += " ORDER BY id"
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [OutboxRow.from_row(r) for r in c.execute(sql, args)])

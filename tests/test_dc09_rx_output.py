@@ -150,7 +150,7 @@ async def test_sink_down_then_up_gets_everything_in_order(tmp_path):
             assert [(s, a, e["zone"]) for s, a, e in sink.events()] == [
                 (i, "C0FFEE", i) for i in range(1, 6)]
             rows = await rx.store.list_outbox("automation")
-            assert all(r["delivered_at"] for r in rows) and max(r["attempts"] for r in rows) >= 2
+            assert all(r.delivered_at for r in rows) and max(r.attempts for r in rows) >= 2
         finally:
             await sink.stop()
 
@@ -276,6 +276,6 @@ async def test_from_a_dc09_panel_through_routing_to_the_dc09_output(tmp_path):
             assert (account, event) == ("77AA", {"qualifier": 1, "code": 122, "partition": 2,
                                                  "zone": 15})
             [a] = await rx.store.list_alarms()
-            assert a["routed_to"] == {"police_station": "cs"}
+            assert a.routed_to == {"police_station": "cs"}
     finally:
         await sink.stop()

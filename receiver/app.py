@@ -214,7 +214,8 @@ class Receiver:
                 await self.cluster.start()
             for name, spec in self.router.outputs.items():
                 f = Forwarder(self.store, make_output(spec), self.metrics,
-                              on_change=self._output_health)
+                              on_change=self._output_health,
+                              gate=self.cluster.delivers if self.cluster else None)
                 f.start()
                 self.forwarders[name] = f
             self._tasks.append(asyncio.create_task(self._supervision_loop(),

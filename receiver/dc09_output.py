@@ -17,6 +17,7 @@ Configured as an output of the routing file::
     timeout_s = 10
     retry_max_s = 60
 
+Its options are checked with the routing file (``receiver.routing.dc09_options``).
 It plugs into the forwarder's store-and-forward (``receiver.forwarder``):
 each outbox row is one message, delivered in id order, retried at the head
 with capped backoff until the far end ACKs it, across restarts.  Delivery
@@ -45,40 +46,12 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from protocol import dc09
-from protocol.errors import LocalProtocolError
-from receiver.forwarder import DeliveryError, Output, failure_text
+from receiver.outputs import DeliveryError, Output, failure_text
 
 _LOGGER = logging.getLogger(__name__)
 
 # Bytes read from the far end per call.
 _READ = 4096
-
-
-def options(o: dict) -> dict:
-    """The DC-09 part of an output's configuration, checked.  Raises
-    ValueError with a message naming the key."""
-    account = o.get("account")
-    if account is not None:
-        if not isinstance(account, str) or not 3 <= len(account) <= 16 or any(
-                c not in "0123456789ABCDEFabcdef" for c in account):
-            raise ValueError("account must be 3-16 hex digits")
-        account = account.upper()
-    key = None
-    if o.get("key"):
-        try:
-            key = dc09.parse_key(o["key"], o.get("key_format", "hex"))
-        except LocalProtocolError as e:
-            raise ValueError("key: %s" % e) from None
-    elif "key_format" in o and o["key_format"] not in ("hex", "ascii"):
-        raise ValueError("key_format must be 'hex' or 'ascii'")
-    out = {"account": account, "key": key}
-    for name, default in (("line", "0"), ("receiver", None)):
-        v = o.get(name, default)
-        if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= 6 or any(
-                c not in "0123456789ABCDEFabcdef" for c in v)):
-            raise ValueError("%s must be 1-6 hex digits" % name)
-        out[name] = v
-    return out
 
 
 def seq_for(outbox_id: int) -> int:

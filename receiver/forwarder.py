@@ -35,98 +35,22 @@ import asyncio
 import errno
 import json
 import logging
-import socket
 import time
-from urllib.parse import urlsplit
+from typing import Callable
 
 from receiver.backoff import Backoff
-from receiver.routing import OutputSpec
+from receiver.outputs import MAX_SINK_LINE, DeliveryError, Output, failure_text
 from receiver.records import OutboxRow
+from receiver.routing import OutputSpec
 from receiver.store import Store, StoreError
 
 _LOGGER = logging.getLogger(__name__)
 
-# Longest line a JSON-lines sink may answer with; anything longer is a
-# broken peer (an "ACK <id>" line is under 32 bytes).
-MAX_SINK_LINE = 1024
 # Rows fetched from the outbox per query; delivery stays one at a time.
 FETCH_ROWS = 100
 # How often an idle forwarder looks at the outbox even without a wake-up
 # (rows written by another process, or a wake-up lost in a restart).
 IDLE_POLL_S = 5.0
-
-
-class DeliveryError(Exception):
-    """The far end did not take the message; retry later.  The message is a
-    sentence an operator reads on the dispatch view (:func:`failure_text`),
-    never an exception's repr."""
-
-
-def target_of(spec: OutputSpec) -> str:
-    """Where an output delivers, as an operator reads it: HOST:PORT, or the
-    URL without user, password or query (they may hold secrets)."""
-    if not spec.url:
-        return "%s:%d" % (spec.host, spec.port)
-    u = urlsplit(spec.url)
-    host = u.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s://%s%s%s" % (u.scheme, host, ":%d" % u.port if u.port else "", u.path)
-
-
-# errno -> what it means for a far end, in words
-_ERRNO_WORDS = {
-    errno.ECONNREFUSED: "refused the connection (nothing is listening there)",
-    errno.ECONNRESET: "closed the connection",
-    errno.EPIPE: "closed the connection",
-    errno.ECONNABORTED: "closed the connection",
-    errno.EHOSTUNREACH: "cannot be reached (no route to the host)",
-    errno.ENETUNREACH: "cannot be reached (network unreachable)",
-    errno.ETIMEDOUT: "did not answer (connection timed out)",
-}
-
-
-def failure_text(e: BaseException, target: str, timeout_s: float) -> str:
-    """Why a delivery to ``target`` failed, as a sentence without the final
-    stop: 'no answer from 10.0.0.5:7000 within 5 s', '10.0.0.5:7000 refused
-    the connection (nothing is listening there)'."""
-    inner = getattr(e, "os_error", None)  # aiohttp wraps the socket's error
-    if isinstance(inner, OSError):
-        e = inner
-    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-        return "no answer from %s within %g s" % (target, timeout_s)
-    if isinstance(e, socket.gaierror):
-        return "%s: the host name is not known" % target
-    if isinstance(e, asyncio.LimitOverrunError):
-        return "%s answered with a line longer than %d bytes" % (target, MAX_SINK_LINE)
-    if isinstance(e, OSError):
-        words = _ERRNO_WORDS.get(e.errno)
-        if words is None and isinstance(e, ConnectionError):
-            words = "closed the connection"
-        if words is not None:
-            return "%s %s" % (target, words)
-        return "%s: %s" % (target, (e.strerror or str(e) or type(e).__name__).lower())
-    if isinstance(e, ValueError):
-        return "%s sent an answer that could not be read" % target
-    return "%s: %s" % (target, str(e) or type(e).__name__)
-
-
-class Output:
-    """One far end.  ``deliver`` returns once the message is confirmed."""
-
-    def __init__(self, spec: OutputSpec):
-        self.spec = spec
-        self.name = spec.name
-
-    @property
-    def target(self) -> str:
-        return target_of(self.spec)
-
-    async def deliver(self, outbox_id: int, message: dict) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
 
 
 class JsonLinesOutput(Output):
@@ -219,8 +143,13 @@ class Forwarder:
     """Delivers one output's outbox rows in order, for ever."""
 
     def __init__(self, store: Store, output: Output, metrics=None,
-                 backoff: Backoff | None = None, on_change=None):
+                 backoff: Backoff | None = None, on_change=None,
+                 gate: Callable[[str], bool] | None = None):
         self.store = store
+        # gate(output name): does this receiver deliver the output now?
+        # (several receivers on one store: only the holder of the output's
+        # shard does, receiver.ownership); None: always.
+        self.gate = gate
         self.output = output
         self.metrics = metrics
         # Health, for the console: since when the far end has been failing
@@ -268,6 +197,9 @@ class Forwarder:
     async def _run(self) -> None:
         name = self.output.name
         while not self._stop.is_set():
+            if self.gate is not None and not self.gate(name):
+                await self._idle(IDLE_POLL_S)
+                continue
             try:
                 rows = await self.store.outbox_pending(name, FETCH_ROWS)
             except StoreError as e:

@@ -343,10 +343,9 @@ class PGStore(Store):
         self.max_queued_writes = max_queued_writes
         self.metrics = metrics
         self.read_pool_size = read_pool_size
-        # Set by receiver.ownership: who we are (line_heard.heard_by) and
-        # whether this receiver delivers an output's outbox now.
+        # who we are among the receivers on this database (line_heard.heard_by),
+        # set by cluster_store()
         self.instance = ""
-        self.outbox_gate = None
         self.pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None
         self._q: asyncio.Queue | None = None
@@ -359,6 +358,14 @@ class PGStore(Store):
         self.shards = SUPERVISION_SHARDS
         self.commits = 0  # transactions committed (for tests and metrics)
         self.batched = 0  # write requests committed
+
+    def cluster_store(self, instance: str):
+        """The cluster's tables and connections for receiver ``instance``
+        (receiver.pg_cluster); events and hearings it commits name it."""
+        from receiver.pg_cluster import PGClusterStore  # noqa: PLC0415
+
+        self.instance = instance
+        return PGClusterStore(self, instance)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -931,10 +938,6 @@ class PGStore(Store):
     # -- outbox ------------------------------------------------------------------------
 
     async def outbox_pending(self, output, limit=100):
-        # Several receivers run a forwarder per output; only the one whose
-        # supervision shard holds the output delivers (receiver.ownership).
-        if self.outbox_gate is not None and not self.outbox_gate(output):
-            return []
         rows = await self.run_read(lambda c: c.fetch(
             """SELECT * FROM outbox WHERE output = $1 AND delivered_at IS NULL
                ORDER BY id LIMIT $2""", output, limit))

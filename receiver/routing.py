@@ -19,6 +19,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from protocol import dc09
+from protocol.errors import LocalProtocolError
+
 _LOGGER = logging.getLogger(__name__)
 
 LEVELS = ("police_station", "district_command", "municipal_center")
@@ -110,6 +113,34 @@ def _addr(v, where) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def dc09_options(o: dict) -> dict:
+    """The DC-09 part of an output's configuration (receiver.dc09_output),
+    checked.  Raises
+    ValueError with a message naming the key."""
+    account = o.get("account")
+    if account is not None:
+        if not isinstance(account, str) or not 3 <= len(account) <= 16 or any(
+                c not in "0123456789ABCDEFabcdef" for c in account):
+            raise ValueError("account must be 3-16 hex digits")
+        account = account.upper()
+    key = None
+    if o.get("key"):
+        try:
+            key = dc09.parse_key(o["key"], o.get("key_format", "hex"))
+        except LocalProtocolError as e:
+            raise ValueError("key: %s" % e) from None
+    elif "key_format" in o and o["key_format"] not in ("hex", "ascii"):
+        raise ValueError("key_format must be 'hex' or 'ascii'")
+    out = {"account": account, "key": key}
+    for name, default in (("line", "0"), ("receiver", None)):
+        v = o.get(name, default)
+        if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= 6 or any(
+                c not in "0123456789ABCDEFabcdef" for c in v)):
+            raise ValueError("%s must be 1-6 hex digits" % name)
+        out[name] = v
+    return out
+
+
 def parse(doc: dict, known_classes=None) -> Router:
     """Build a Router from the parsed TOML of a routing file."""
     unknown = set(doc) - {"outputs", "centers", "routes"}
@@ -138,10 +169,8 @@ def parse(doc: dict, known_classes=None) -> Router:
             host, port = _addr(o.get("address"), where + ".address")
             dc = None
             if t == "dc09":
-                from receiver import dc09_output  # noqa: PLC0415
-
                 try:
-                    dc = dc09_output.options(o)
+                    dc = dc09_options(o)
                 except ValueError as e:
                     raise RoutingError("%s: %s" % (where, e)) from None
             outputs[name] = OutputSpec(name, t, host=host, port=port, timeout_s=float(timeout),

@@ -40,6 +40,7 @@ import re
 import stat
 from typing import AsyncIterator
 
+from receiver.cluster_store import ClusterStore
 from receiver.records import (PROTOCOLS, Account, Alarm, AuditEntry, Event, EventRecord,
                               IngestOutcome, OutboxRow, SecurityEvent)
 
@@ -210,6 +211,11 @@ class Store(abc.ABC):
     # the receiver then coordinates supervision and forwarding with the
     # others through it (receiver.ownership, docs/scale-out.md).
     shared: bool = False
+
+    def cluster_store(self, instance: str) -> ClusterStore:
+        """What receiver.ownership needs to share this store with other
+        receivers, as receiver ``instance``; only a ``shared`` store has it."""
+        raise StoreError("a %s store is not shared by several receivers" % type(self).__name__)
 
     # -- lifecycle --------------------------------------------------------------
 

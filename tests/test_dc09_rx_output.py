@@ -227,7 +227,7 @@ async def test_clear_ack_to_an_encrypted_message_is_not_delivery(tmp_path, monke
 def test_sequence_numbers_wrap_with_the_outbox_id():
     assert [dc09_output.seq_for(i) for i in (1, 9999, 10000, 10001, 19998)] == [
         1, 9999, 1, 2, 9999]
-    opts = dc09_output.options({"line": "1"})
+    opts = routing.dc09_options({"line": "1"})
     m = dc09_output.message_for(10000, {"account": "1", "qualifier": 9, "code": "x"}, opts,
                                 datetime.now(timezone.utc))
     assert (m.seq, m.account, m.data, m.encrypted) == (1, "0001", "#0001|1000 00 000", False)

@@ -35,7 +35,7 @@ from aiohttp import web
 from protocol import contactid
 from receiver import alarms as _alarms
 from receiver.app import CommandError
-from receiver.forwarder import target_of
+from receiver.outputs import target_of
 from receiver.records import Alarm, Event
 from receiver.store import FEED_MAX_PAGE, FEED_PAGE
 from receiver.supervision import CODE_COMM_TROUBLE

@@ -547,10 +547,13 @@ def _event_line(e) -> str:
         e.description, e.peer)
 
 
-def _after_arg(text: str | None) -> int | str | None:
-    """``--after``: an event id (0 or more) or ``latest``."""
-    if text is None or text == "latest":
-        return text
+def _after_arg(text: str | None) -> int | None:
+    """``--after``: an event id (0 or more; 0 when not given), or None for
+    ``latest``."""
+    if text is None:
+        return 0
+    if text == "latest":
+        return None
     try:
         n = int(text)
     except ValueError:
@@ -578,11 +581,11 @@ async def _events(args, cfg) -> int:
             elif not await store.list_events(account=args.account, limit=1):
                 # an empty list would read as "nothing happened there"
                 raise Failure("no account %s (and no events stored for it)" % args.account)
-        if after == "latest":
+        if after is None:  # latest
             newest = await store.last_event(args.account)
             last = newest.id if newest is not None else 0
         else:
-            last = after or 0
+            last = after
         printed = 0
         while True:
             # the event feed (Store.events_after), a page at a time

@@ -91,14 +91,16 @@ def message_for(outbox_id: int, payload: dict, opts: dict, now: datetime) -> dc0
 class Dc09Output(Output):
     def __init__(self, spec):
         super().__init__(spec)
-        self.opts = spec.dc09
+        if spec.dc09 is None:
+            raise ValueError("output %s is not a DC-09 output" % spec.name)
+        self.opts: dict = spec.dc09
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.skew = timedelta(0)  # far end's clock minus ours, from its NAKs
         self.naks = 0
         self.duhs = 0
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.spec.host, self.spec.port), self.spec.timeout_s)
@@ -106,19 +108,21 @@ class Dc09Output(Output):
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
                      self.spec.port)
+        return self._reader, self._writer
 
     async def deliver(self, outbox_id: int, message: dict) -> None:
-        reused = self._writer is not None
-        if not reused:
-            await self._connect()
+        reader, writer = self._reader, self._writer
+        reused = reader is not None and writer is not None
+        if reader is None or writer is None:
+            reader, writer = await self._connect()
         try:
-            got = await self._attempt(outbox_id, message)
+            got = await self._attempt(reader, writer, outbox_id, message)
             if got is None and reused:
                 # the far end closed the kept connection (some close after
                 # every reply): once more on a fresh one
                 await self.close()
-                await self._connect()
-                got = await self._attempt(outbox_id, message)
+                reader, writer = await self._connect()
+                got = await self._attempt(reader, writer, outbox_id, message)
         except (OSError, asyncio.TimeoutError) as e:
             await self.close()
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
@@ -139,20 +143,21 @@ class Dc09Output(Output):
         raise DeliveryError("%s cannot process messages for account %s (DC-09 DUH)"
                             % (self.target, got.account))
 
-    async def _attempt(self, outbox_id: int, payload: dict):
+    async def _attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       outbox_id: int, payload: dict):
         """Send the row's message; the matching reply, or None if the
         connection closed before one."""
         msg = message_for(outbox_id, payload, self.opts,
                           datetime.now(timezone.utc) + self.skew)
         key = self.opts["key"]
-        self._writer.write(dc09.build(msg, key))
-        await asyncio.wait_for(self._writer.drain(), self.spec.timeout_s)
-        reader = dc09.Dc09Reader()
+        writer.write(dc09.build(msg, key))
+        await asyncio.wait_for(writer.drain(), self.spec.timeout_s)
+        frames = dc09.Dc09Reader()
         deadline = time.monotonic() + self.spec.timeout_s
         while True:
             while True:
                 try:
-                    frame = reader.next_frame()
+                    frame = frames.next_frame()
                 except dc09.Dc09OversizeError:
                     continue
                 if frame is dc09.NEED_DATA:
@@ -177,10 +182,10 @@ class Dc09Output(Output):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise asyncio.TimeoutError()
-            data = await asyncio.wait_for(self._reader.read(_READ), left)
+            data = await asyncio.wait_for(reader.read(_READ), left)
             if not data:
                 return None
-            reader.receive_data(data)
+            frames.receive_data(data)
 
     async def close(self) -> None:
         w, self._writer, self._reader = self._writer, None, None

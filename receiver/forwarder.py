@@ -59,7 +59,7 @@ class JsonLinesOutput(Output):
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def _connect(self):
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.spec.host, self.spec.port, limit=MAX_SINK_LINE),
@@ -68,22 +68,24 @@ class JsonLinesOutput(Output):
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
                      self.spec.port)
+        return self._reader, self._writer
 
     async def deliver(self, outbox_id: int, message: dict) -> None:
-        if self._writer is None:
-            await self._connect()
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            reader, writer = await self._connect()
         line = json.dumps(dict(message, id=outbox_id), sort_keys=True,
                           separators=(",", ":")) + "\n"
         want = ("ACK %d" % outbox_id).encode()
         try:
-            self._writer.write(line.encode())
-            await asyncio.wait_for(self._writer.drain(), self.spec.timeout_s)
+            writer.write(line.encode())
+            await asyncio.wait_for(writer.drain(), self.spec.timeout_s)
             deadline = asyncio.get_running_loop().time() + self.spec.timeout_s
             while True:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     raise asyncio.TimeoutError()
-                got = await asyncio.wait_for(self._reader.readline(), left)
+                got = await asyncio.wait_for(reader.readline(), left)
                 if not got:
                     raise ConnectionResetError(errno.ECONNRESET, "closed")
                 if got.strip() == want:

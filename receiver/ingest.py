@@ -98,44 +98,44 @@ class OutboxInsert:
 
 @dataclass
 class AlarmRow:
-    """An alarm to insert with its first audit row and its outbox rows."""
+    """An alarm to insert, opened by event ``event_id`` (``rec``), with its
+    first audit row and its outbox rows."""
 
     event_id: int
-    account: str
-    event_class: str
-    priority: int
-    code: int
-    partition: int
-    zone: int
-    description: str
-    created_at: float
-    routed_to: str  # JSON
-    deliveries: list = field(default_factory=list)  # [(output, payload dict)]
+    rec: EventRecord
     restored_at: float | None = None  # restored later in the same batch
+
+    @property
+    def created_at(self) -> float:
+        return self.rec.received_at
 
     def values(self) -> tuple:
         """The alarms row: (event_id, account, event_class, priority, code,
         partition, zone, description, created_at, routed_to, restored_at);
         state is 'pending'."""
-        return (self.event_id, self.account, self.event_class, self.priority, self.code,
-                self.partition, self.zone, self.description, self.created_at,
-                self.routed_to, self.restored_at)
+        r = self.rec
+        return (self.event_id, r.account, r.event_class, r.priority, r.code, r.partition,
+                r.zone, r.description, r.received_at, routed_json(r.routed_to),
+                self.restored_at)
 
     def audit_note(self) -> str:
         """The note of the receiver's first audit row (pending, actor
         'receiver')."""
-        return "routed to " + self.routed_to
+        return "routed to " + routed_json(self.rec.routed_to)
 
     def outbox(self, alarm_id: int) -> list[OutboxInsert]:
         return [OutboxInsert(output, alarm_id,
                              json.dumps(dict(payload, alarm_id=alarm_id,
                                              event_id=self.event_id), sort_keys=True),
                              self.created_at)
-                for output, payload in self.deliveries]
+                for output, payload in self.rec.outbox]
 
     def restored_by(self, r: EventRecord) -> bool:
+        """Does restore ``r``, arriving after this alarm in its batch,
+        restore it?"""
+        a = self.rec
         return (r.account, r.code, r.partition, r.zone) == (
-            self.account, self.code, self.partition, self.zone) and (
+            a.account, a.code, a.partition, a.zone) and (
             self.restored_at is None and self.created_at <= r.received_at)
 
 
@@ -176,9 +176,7 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             a = None
             if r.open_alarm:
                 a = len(alarms)
-                alarms.append(AlarmRow(eid, r.account, r.event_class, r.priority, r.code,
-                                       r.partition, r.zone, r.description, r.received_at,
-                                       routed_json(r.routed_to), list(r.outbox)))
+                alarms.append(AlarmRow(eid, r))
             elif r.qualifier == 3:
                 restores.append(Restore(r.account, r.code, r.partition, r.zone,
                                         r.received_at))

@@ -65,7 +65,7 @@ def failure_text(e: BaseException, target: str, timeout_s: float) -> str:
     if isinstance(e, asyncio.LimitOverrunError):
         return "%s answered with a line longer than %d bytes" % (target, MAX_SINK_LINE)
     if isinstance(e, OSError):
-        words = _ERRNO_WORDS.get(e.errno)
+        words = None if e.errno is None else _ERRNO_WORDS.get(e.errno)
         if words is None and isinstance(e, ConnectionError):
             words = "closed the connection"
         if words is not None:

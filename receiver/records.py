@@ -227,8 +227,19 @@ class IngestOutcome:
 # -- out: what the store gives back -----------------------------------------------------------
 
 
+class _Row:
+    """A record read from one table row: the columns that are fields."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]):
+        return cls(**_pick(cls, row))
+
+    def to_json(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]  # (a dataclass)
+
+
 @dataclass(frozen=True)
-class Event:
+class Event(_Row):
     """A stored event (a row of ``events``).  ``user``: the user the event
     names, or None; ``ext``: DC-09 extended data (dict) or None."""
 
@@ -280,7 +291,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Alarm:
+class Alarm(_Row):
     """An alarm in the operator queue (a row of ``alarms``); ``routed_to``:
     {level: dispatch centre id}."""
 
@@ -317,7 +328,7 @@ class Alarm:
 
 
 @dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(_Row):
     """One step in an alarm's audit trail (``from_state`` None: raised)."""
 
     id: int
@@ -328,16 +339,9 @@ class AuditEntry:
     actor: str
     note: str | None = None
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "AuditEntry":
-        return cls(**_pick(cls, row))
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class SecurityEvent:
+class SecurityEvent(_Row):
     """A rejected frame or connection (bad MAC, replay, unknown account...)
     with the peer's address; ``account`` None when it could not be told."""
 
@@ -350,16 +354,9 @@ class SecurityEvent:
     peer: str
     transport: str
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "SecurityEvent":
-        return cls(**_pick(cls, row))
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class OutboxRow:
+class OutboxRow(_Row):
     """One delivery of an alarm to one output (store-and-forward): pending
     until ``delivered_at`` is set."""
 
@@ -379,6 +376,3 @@ class OutboxRow:
         if isinstance(d["payload"], str):
             d["payload"] = json.loads(d["payload"])
         return cls(**d)
-
-    def to_json(self) -> dict:
-        return asdict(self)

@@ -38,10 +38,11 @@ import logging
 import os
 import re
 import stat
-from typing import AsyncIterator
+import time
+from typing import Any, AsyncIterator
 
 from receiver.cluster_store import ClusterStore
-from receiver.records import (PROTOCOLS, Account, Alarm, AuditEntry, Event, EventRecord,
+from receiver.records import (Account, Alarm, AuditEntry, Event, EventRecord,
                               IngestOutcome, OutboxRow, SecurityEvent)
 
 _LOGGER = logging.getLogger(__name__)
@@ -151,12 +152,15 @@ def make_private_dirs(directory: str) -> list[str]:
     return made
 
 
-def user_code_list() -> str:
-    """The Contact ID codes whose ZZZ is a user, as an SQL list (the schema
-    migration that added events.user_number fills it for older rows)."""
-    from protocol import contactid  # noqa: PLC0415
-
-    return ", ".join(str(c) for c in range(1000) if contactid.zone_is_user(c))
+def resolve(fut, result, exc) -> None:
+    """Answer a request's future, unless its caller gave up (cancelled):
+    the work is done anyway."""
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
 
 
 class Store(abc.ABC):
@@ -166,6 +170,11 @@ class Store(abc.ABC):
     # -- shared by the backends: what a finished group commit changes --------------
 
     location = ""  # "path=..." or "url=...", for log lines
+    metrics: Any = None  # receiver.metrics.Metrics, or None
+    commits = 0  # transactions committed (for tests and metrics)
+    batched = 0  # write requests committed
+    _healthy = True
+    _last_error: str | None = None
 
     @staticmethod
     def _apply_account_fields(acct: "Account | None", number: str, fields: dict) -> "Account":
@@ -182,6 +191,35 @@ class Store(abc.ABC):
             setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
         acct.validate()
         return acct
+
+    _pending = 0  # write requests accepted, not yet answered
+
+    @property
+    def pending_writes(self) -> int:
+        return self._pending
+
+    @property
+    def healthy(self) -> bool:
+        """False after a failed commit until the next successful one."""
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the store last failed to commit (None: healthy)."""
+        return self._last_error
+
+    def _answer(self, results, failed, elapsed: float, health: bool = True) -> None:
+        """Answer the waiters of finished write requests, [(job, result,
+        exception)] (each job has its future as ``fut``), and, for a group
+        commit (``health``), note it (:meth:`_note_batch`)."""
+        self._pending -= len(results)
+        unavailable = failed
+        for job, r, exc in results:
+            if isinstance(exc, StoreUnavailable) and unavailable is None:
+                unavailable = exc
+            resolve(job.fut, r, exc)
+        if health:
+            self._note_batch(len(results), elapsed, failed, unavailable)
 
     def _note_batch(self, n: int, elapsed: float, failed, unavailable) -> None:
         """Count a group commit of ``n`` requests (``failed`` is None when it
@@ -227,15 +265,6 @@ class Store(abc.ABC):
     async def close(self) -> None:
         """Commit what is queued, then close."""
 
-    @property
-    @abc.abstractmethod
-    def pending_writes(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def healthy(self) -> bool:
-        """False after a failed commit until the next successful one."""
-
     @abc.abstractmethod
     async def schema_version(self) -> int: ...
 
@@ -259,11 +288,32 @@ class Store(abc.ABC):
 
     # -- accounts ---------------------------------------------------------------
 
-    @abc.abstractmethod
-    async def add_account(self, account: Account) -> None: ...
+    async def add_account(self, account: Account) -> None:
+        """Store a new account (ValueError when it is not valid)."""
+        account.validate()
+        row = account.db_columns()
+        row["created_at"] = row["updated_at"] = time.time()
+        await self._insert_account(row)
+
+    async def update_account(self, number: str, **fields) -> None:
+        """Change fields of a stored account (KeyError: no such account;
+        ValueError: a field that is unknown, may not change, or is not
+        valid).  The replay state is not an account field here: it only
+        moves forward with ingest and save_replay_state."""
+        acct = self._apply_account_fields(await self.get_account(number), number, fields)
+        row = acct.db_columns()
+        row["updated_at"] = time.time()
+        for k in ("number", "created_at", "highest_seq", "tx_seq"):
+            del row[k]
+        await self._update_account(number, row)
 
     @abc.abstractmethod
-    async def update_account(self, number: str, **fields) -> None: ...
+    async def _insert_account(self, row: dict) -> None:
+        """INSERT the accounts row (column -> value)."""
+
+    @abc.abstractmethod
+    async def _update_account(self, number: str, row: dict) -> None:
+        """UPDATE these columns of account ``number``."""
 
     @abc.abstractmethod
     async def delete_account(self, number: str) -> None: ...

@@ -13,7 +13,7 @@ from receiver.store import Account, StoreUnavailable, is_url, mask_url
 from receiver.store_factory import make_store
 
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
-from tests.test_store_contract import rec
+from tests.test_store_contract import rec, supervision_history
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -130,11 +130,7 @@ async def test_events_and_supervision_hearings_share_the_commit(store):
 
 
 async def test_supervision_failures_report_when_raised(store):
-    for seq, (q, at) in enumerate([(1, 10.0), (3, 20.0), (1, 30.0)], start=1):
-        await store.ingest(rec(seq=seq, source="supervision", code=350, zone=1, qualifier=q,
-                               received_at=at, dedupe_key="supervision:%d" % seq))
-    await store.ingest(rec(seq=9, source="supervision", code=350, zone=2, qualifier=1,
-                           received_at=40.0, dedupe_key="supervision:9"))
+    await supervision_history(store)
     assert await store.supervision_failed() == [("1", 1), ("1", 2)]
     assert await store.supervision_failures() == {("1", 1): 30.0, ("1", 2): 40.0}
     assert await store.supervision_failures(["1"]) == {("1", 1): 30.0, ("1", 2): 40.0}

@@ -423,12 +423,18 @@ async def test_security_events_are_pruned_by_age_and_count_oldest_first(store):
     assert await store.prune_security_events(0.0, 10, 1000) == 0
 
 
-async def test_supervision_failed_is_the_latest_supervision_event(store):
-    for seq, (q, at) in enumerate([(1, 10.0), (3, 20.0), (1, 30.0)], start=1):
-        await store.ingest(rec(seq=seq, source="supervision", code=350, zone=1, qualifier=q,
+async def supervision_history(store) -> None:
+    """Account 1: path 1 failed (10), restored (20), failed again (30); path
+    2 failed (40)."""
+    for seq, (zone, q, at) in enumerate([(1, 1, 10.0), (1, 3, 20.0), (1, 1, 30.0),
+                                         (2, 1, 40.0)], start=1):
+        await store.ingest(rec(seq=seq, source="supervision", code=350, zone=zone, qualifier=q,
                                received_at=at, dedupe_key="supervision:%d" % seq))
-    await store.ingest(rec(seq=9, source="supervision", code=350, zone=2, qualifier=1,
-                           received_at=40.0, dedupe_key="supervision:9"))
+
+
+async def test_supervision_failed_is_the_latest_supervision_event(store):
+    await supervision_history(store)
+    assert await store.supervision_failed() == [("1", 1), ("1", 2)]
     await store.ingest(rec(seq=10, source="supervision", code=350, zone=2, qualifier=3,
                            received_at=50.0, dedupe_key="supervision:10"))
     assert await store.supervision_failed() == [("1", 1)]

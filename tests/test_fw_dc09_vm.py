@@ -61,7 +61,7 @@ def account(key=KEY):
 async def find(rx, code, qualifier=1, **fields):
     return [e for e in await rx.store.list_events(account=ACCOUNT)
             if e.code == code and e.qualifier == qualifier
-            and all(e[k] == v for k, v in fields.items())]
+            and all(getattr(e, k) == v for k, v in fields.items())]
 
 
 async def ctl(panel, **req):
@@ -153,7 +153,7 @@ async def test_panel_reports_dc09_to_our_receiver_and_follows_its_clock(tmp_path
             [restore] = await wait_until(lambda: find(rx, 130, 3, zone=2), 30,
                                          what="130 restore after the NAK")
             assert rx.metrics.naks.labels("dc09_time")._value.get() > naks
-            assert abs(restore["event_time"] - (time.time() + 3600)) < 60
+            assert abs(restore.event_time - (time.time() + 3600)) < 60
             st = await wait_until(lambda: _drained(panel), 30, what="queue drained")
             assert abs(st["clock"] - (time.time() + 3600)) < 60
             assert len(await find(rx, 130, 1, zone=2)) == 1  # nothing stored twice

@@ -126,10 +126,7 @@ def run(n: int, events: int, procs: int, clear: bool) -> dict:
         rc = proc.terminate(timeout=120)
     finally:
         proc.close()
-    c = sqlite3.connect(db)
-    stored, distinct = c.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT account || ':' || seq) FROM events").fetchone()
-    c.close()
+    stored, distinct = benchlib.stored_counts(db)
     lat = sorted(x for r in results for x in r["lat"])
     wall = max(r["end"] for r in results) - start_at
     total = n * events

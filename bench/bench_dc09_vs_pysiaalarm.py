@@ -235,9 +235,7 @@ def run_ours(tmp, accounts, events, procs) -> dict:
         res["exit_code"] = proc.terminate(timeout=60)
     finally:
         proc.close()
-    c = sqlite3.connect(db)
-    res["stored"] = c.execute("SELECT COUNT(*) FROM events WHERE protocol = 'dc09'").fetchone()[0]
-    c.close()
+    res["stored"] = len(benchlib.stored_events(db, lambda e: e.protocol == "dc09"))
     res["store_ok"] = res["stored"] == res["acked"] == len(accounts) * events
     return res
 

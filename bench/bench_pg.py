@@ -74,29 +74,6 @@ async def _pg_prepare(server_url: str, name: str, accounts) -> str:
     return url
 
 
-async def _pg_check(url: str) -> tuple[int, int]:
-    import asyncpg  # noqa: PLC0415
-
-    c = await asyncpg.connect(url)
-    try:
-        r = await c.fetchrow("""SELECT COUNT(*) AS n,
-                                COUNT(DISTINCT (account, seq)) AS d FROM events""")
-        return r["n"], r["d"]
-    finally:
-        await c.close()
-
-
-def _sqlite_check(db: str) -> tuple[int, int]:
-    import sqlite3  # noqa: PLC0415
-
-    c = sqlite3.connect(db)
-    try:
-        return c.execute("SELECT COUNT(*), COUNT(DISTINCT account || ':' || seq) "
-                         "FROM events").fetchone()
-    finally:
-        c.close()
-
-
 def pg_cpu_s(pg_dir) -> float | None:
     """CPU seconds used so far by the PostgreSQL server we started (the
     postmaster and its children), from /proc."""
@@ -187,8 +164,7 @@ def one_run(kind: str, receivers: int, server_url, tmp, accounts, events, procs,
     finally:
         for rx in rxs:
             rx.close()
-    stored, distinct = asyncio.run(_pg_check(db)) if kind == "postgresql" \
-        else _sqlite_check(db)
+    stored, distinct = benchlib.stored_counts(db)
     total = len(accounts) * events
     n_commits = sum(c.get("guardline_receiver_store_commit_batch_size_count", 0)
                     for c in commits)

@@ -67,10 +67,7 @@ def one_run(n: int, events: int, procs: int, window: int, log_dir: str) -> dict:
         rc = proc.terminate(timeout=120)
     finally:
         proc.close()
-    c = sqlite3.connect(db)
-    stored, distinct = c.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT account || ':' || seq) FROM events").fetchone()
-    c.close()
+    stored, distinct = benchlib.stored_counts(db)
     total = n * events
     n_commits = commits.get("guardline_receiver_store_commit_batch_size_count") or 0
     p0, p1 = res.pop("probe_start"), res.pop("probe_end")

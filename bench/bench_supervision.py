@@ -381,10 +381,8 @@ def main(argv=None) -> int:
     silenced = {}
     for o in outs:
         silenced.update(o["silenced"])
-    c = sqlite3.connect(db)
-    rows = c.execute("SELECT account, received_at FROM events WHERE source = 'supervision' "
-                     "AND qualifier = 1 AND code = 350").fetchall()
-    c.close()
+    rows = [(e.account, e.received_at) for e in benchlib.stored_events(
+        db, lambda e: (e.source, e.qualifier, e.code) == ("supervision", 1, 350))]
     # failures decided after the silence began (the silenced panels' flags,
     # and any false alarm in that period); and any before it
     first_fail: dict[int, float] = {}

@@ -27,6 +27,34 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+async def read_events(db: str, keep=None, account: str | None = None) -> list:
+    """The stored events (receiver.records.Event) of the store ``db`` (an
+    SQLite path or a postgresql:// URL) that ``keep(event)`` accepts, read
+    through the event feed (Store.events_after): benchmarks check what was
+    stored the way any reader outside the store does, never by SQL."""
+    from receiver.store_factory import make_store  # noqa: PLC0415
+
+    store = make_store(db, create=False)
+    await store.open()
+    try:
+        return [e async for e in store.iter_events(account)
+                if keep is None or keep(e)]
+    finally:
+        await store.close()
+
+
+def stored_events(db: str, keep=None, account: str | None = None) -> list:
+    """:func:`read_events` for code outside an event loop."""
+    return asyncio.run(read_events(db, keep, account))
+
+
+def stored_counts(db: str) -> tuple[int, int]:
+    """(events stored, distinct (account, seq) among them): equal when
+    every event was stored exactly once."""
+    evs = stored_events(db)
+    return len(evs), len({(e.account, e.seq) for e in evs if e.seq is not None})
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

@@ -42,11 +42,13 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for _p in (ROOT, HERE):  # the repository, and bench/ (benchlib)
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from protocol.lean import glwire as w  # noqa: E402
 from receiver.simpanel import SimPanel, event_msg  # noqa: E402
+from benchlib import read_events  # noqa: E402
 from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: E402
 
 
@@ -64,14 +66,11 @@ async def create_db(db: str, accounts) -> None:
         await s.close()
 
 
-def stored_rows(db: str) -> list[tuple[str, int]]:
-    """(account, seq) of every panel event in the store (a fresh read-only
-    connection: works on a database a SIGKILLed writer left behind)."""
-    c = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
-    try:
-        return c.execute("SELECT account, seq FROM events WHERE source = 'panel'").fetchall()
-    finally:
-        c.close()
+async def stored_rows(db: str) -> list[tuple[str, int]]:
+    """(account, seq) of every panel event in the store, read through the
+    event feed with a store of its own (works on a database a SIGKILLed
+    writer left behind, and beside a running receiver)."""
+    return [(e.account, e.seq) for e in await read_events(db, lambda e: e.source == "panel")]
 
 
 def rss_kib(pid: int) -> int:
@@ -151,7 +150,7 @@ async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
                          deadline_s, "%d events ACKed before kill" % target)
             proc.kill()
             seen = acked()
-            rows = stored_rows(db)
+            rows = await stored_rows(db)
             k = {"at_fraction": frac, "acked_at_kill": len(seen), "stored_at_kill": len(rows),
                  "acked_missing_from_store": len(seen - set(rows)),
                  "duplicates_in_store": len(rows) - len(set(rows))}
@@ -167,7 +166,7 @@ async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
         proc.close()
         for p in sims.values():
             await p.close()
-    rep = count_report(sent, acked(), stored_rows(db))
+    rep = count_report(sent, acked(), await stored_rows(db))
     rep.update({"panels": panels, "events_per_panel": events, "kills": kills,
                 "transmissions": sum(p.session.sent for p in sims.values()),
                 "reconnects": sum(p.reconnects for p in sims.values()),
@@ -607,7 +606,7 @@ async def disk_full(tmp: str, panels: int = 6, events: int = 25, size: str = "24
         await _until(lambda: busy_naks() >= 3, deadline_s, "NAK busy once the disk is full")
         health_full = healthz(proc.ready["metrics"])
         acked_while_full = len(acked()) - acked_at_full
-        rows_full = stored_rows(db)
+        rows_full = await stored_rows(db)
         acked_ok_while_full = acked() <= set(rows_full)
         await asyncio.sleep(0.5)  # stay full a moment under retries
         os.unlink(filler)
@@ -615,7 +614,7 @@ async def disk_full(tmp: str, panels: int = 6, events: int = 25, size: str = "24
         await _until(lambda: healthz(proc.ready["metrics"]) == 200, 30, "/healthz 200 again")
         health_after = healthz(proc.ready["metrics"])
         rc = proc.terminate()
-        rows = stored_rows(db)
+        rows = await stored_rows(db)
         with open(log) as f:
             text = f.read()
         rep = count_report(sent, acked(), rows)
@@ -691,7 +690,7 @@ async def read_only_store(tmp: str, panels: int = 6, events: int = 20,
         for p in sims.values():
             await p.close()
         await rx.stop()
-    rep = count_report(sent, acked(), stored_rows(db))
+    rep = count_report(sent, acked(), await stored_rows(db))
     rep.update({"fault": "PRAGMA query_only=1 on the writer connection",
                 "busy_naks": busy_naks(), "healthy_while_read_only": healthy_ro,
                 "last_error": last_error, "acked_while_read_only": acked_while_ro,
@@ -855,7 +854,7 @@ async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
         for p in sims.values():
             await p.close()
         proc.close()
-    rows = set(stored_rows(db))
+    rows = set(await stored_rows(db))
     good_acked = {(str(n), s) for n, p in sims.items() for s in p.acked}
     return {"seconds": seconds, "fuzz_connections": fuzz_conns,
             "frames": counts["frames"], "bytes": counts["bytes"],

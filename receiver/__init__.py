@@ -5,8 +5,13 @@ Modules (docs/receiver.md is the operator's guide):
 - ``app``          the :class:`Receiver` application object and the
                    protocol-agnostic ingest path (``Receiver.ingest``)
 - ``listeners``    TCP, UDP and serial adapters around protocol.session
-- ``store``        the storage interface (:class:`Store`) and its records
+- ``records``      the typed records that cross the store's border, one JSON
+                   shape each (events, alarms, audit, security events, outbox)
+- ``ingest``       the ingest rules as a pure plan both backends execute
+- ``store``        the storage interface (:class:`Store`); ``store_factory``
+                   picks the backend a ``--db`` names
 - ``sqlite_store`` the SQLite backend: WAL, synchronous=FULL, group commit
+- ``pg_store``     the PostgreSQL backend (several receivers, one database)
 - ``supervision``  sans-I/O line supervision (one heap for all accounts)
 - ``alarms``       classification and the operator queue's state machine
 - ``routing``      region/class -> dispatch centres (three levels)
@@ -23,8 +28,8 @@ _EXPORTS = {
     "Receiver": "receiver.app", "Busy": "receiver.app",
     "Store": "receiver.store", "StoreError": "receiver.store",
     "StoreUnavailable": "receiver.store", "StoreBusy": "receiver.store",
-    "Account": "receiver.store", "EventRecord": "receiver.store",
-    "IngestOutcome": "receiver.store", "SQLiteStore": "receiver.sqlite_store",
+    "Account": "receiver.records", "EventRecord": "receiver.records",
+    "IngestOutcome": "receiver.records", "SQLiteStore": "receiver.sqlite_store",
     "Config": "receiver.config", "ConfigError": "receiver.config",
     "load_config": "receiver.config",
 }

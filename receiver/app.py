@@ -47,8 +47,9 @@ from receiver.forwarder import Forwarder, make_output
 from receiver.logfmt import q
 from receiver.metrics import Metrics
 from receiver.ratelimit import RateLimit
-from receiver.store import (Account, EventRecord, IngestOutcome, Store, StoreBusy,
-                            StoreUnavailable, make_store)
+from receiver.records import Account, Alarm, EventRecord, IngestOutcome
+from receiver.store import Store, StoreBusy, StoreUnavailable
+from receiver.store_factory import make_store
 from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, Supervisor, account_profile
 
 _LOGGER = logging.getLogger(__name__)
@@ -213,7 +214,8 @@ class Receiver:
                 await self.cluster.start()
             for name, spec in self.router.outputs.items():
                 f = Forwarder(self.store, make_output(spec), self.metrics,
-                              on_change=self._output_health)
+                              on_change=self._output_health,
+                              gate=self.cluster.delivers if self.cluster else None)
                 f.start()
                 self.forwarders[name] = f
             self._tasks.append(asyncio.create_task(self._supervision_loop(),
@@ -565,9 +567,7 @@ class Receiver:
             self.metrics.duplicates.inc()
             return out
         self.metrics.events.labels(rec.protocol, rec.event_class).inc()
-        ev = rec.as_dict()
-        ev["id"] = out.event_id
-        self.publish({"type": "event", "event": ev})
+        self.publish({"type": "event", "event": rec.stored(out.event_id).to_json()})
         if out.alarm_id is not None:
             self.publish({"type": "alarm", "alarm_id": out.alarm_id, "state": "pending",
                           "event_id": out.event_id, "account": rec.account,
@@ -590,20 +590,20 @@ class Receiver:
 
     # -- operator actions ---------------------------------------------------------------
 
-    async def acknowledge_alarm(self, alarm_id: int, by: str) -> dict:
+    async def acknowledge_alarm(self, alarm_id: int, by: str) -> Alarm:
         a = await self.store.alarm_transition(alarm_id, _alarms.ACKNOWLEDGE, by, None,
                                               time.time())
-        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a["state"], "by": by})
-        _LOGGER.info("alarm acknowledged account=%s alarm_id=%d by=%s", a["account"],
+        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a.state, "by": by})
+        _LOGGER.info("alarm acknowledged account=%s alarm_id=%d by=%s", a.account,
                      alarm_id, by)
         return a
 
-    async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> dict:
+    async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> Alarm:
         a = await self.store.alarm_transition(alarm_id, _alarms.RESOLVE, by, note,
                                               time.time())
-        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a["state"], "by": by,
+        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a.state, "by": by,
                       "note": note})
-        _LOGGER.info("alarm resolved account=%s alarm_id=%d by=%s", a["account"], alarm_id,
+        _LOGGER.info("alarm resolved account=%s alarm_id=%d by=%s", a.account, alarm_id,
                      by)
         return a
 

@@ -38,7 +38,6 @@ import signal
 import sys
 import time
 
-from protocol import contactid
 from receiver import config as _config
 from receiver import logfmt
 
@@ -84,7 +83,8 @@ async def _open_store(cfg, create: bool = False):
     """Open the store ``cfg`` names.  ``create``: only for commands that
     add something; the rest get StoreMissing for a store that is not
     there (main() explains it)."""
-    from receiver.store import StoreMissing, make_store, mask_url  # noqa: PLC0415
+    from receiver.store import StoreMissing, mask_url  # noqa: PLC0415
+    from receiver.store_factory import make_store  # noqa: PLC0415
 
     try:
         store = make_store(cfg.db, create=create)
@@ -536,31 +536,43 @@ async def _accounts(args, cfg) -> int:
 # -- events --------------------------------------------------------------------------------
 
 
-def _event_json(e: dict) -> str:
-    return json.dumps({
-        "id": e["id"], "account": e["account"], "protocol": e["protocol"],
-        "source": e["source"], "seq": e["seq"], "qualifier": e["qualifier"],
-        "code": e["code"], "event_class": e["event_class"], "priority": e["priority"],
-        "partition": e["partition"], "zone": e["zone"], "description": e["description"],
-        "number_kind": contactid.number_kind(e["code"]),
-        "text": e["text"], "value": e["value"], "event_time": e["event_time"],
-        "received_at": e["received_at"], "path": e["path"], "peer": e["peer"],
-        "user": e["user"], "ext": e["ext"], "location": e["location"]},
-        sort_keys=True, ensure_ascii=False)
+def _event_json(e) -> str:
+    """One event as a JSON line (receiver.records.Event.to_json)."""
+    return json.dumps(e.to_json(), sort_keys=True, ensure_ascii=False)
 
 
-def _event_line(e: dict) -> str:
-    return "%s %-8s q%d %03d %-12s %s  [%s]" % (
-        _iso(e["received_at"]), e["account"], e["qualifier"], e["code"], e["event_class"],
-        e["description"], e["peer"])
+def _event_line(e) -> str:
+    return "#%-6d %s %-8s q%d %03d %-12s %s  [%s]" % (
+        e.id, _iso(e.received_at), e.account, e.qualifier, e.code, e.event_class,
+        e.description, e.peer)
+
+
+def _after_arg(text: str | None) -> int | None:
+    """``--after``: an event id (0 or more; 0 when not given), or None for
+    ``latest``."""
+    if text is None:
+        return 0
+    if text == "latest":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UsageError("--after takes an event id (the id of the last event you have, "
+                         "0 for all) or 'latest' (only events stored from now on), not %r"
+                         % text)
+    return n
 
 
 async def _events(args, cfg) -> int:
+    from receiver.store import FEED_MAX_PAGE  # noqa: PLC0415
+
     since = parse_time(args.since) if args.since else None
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
+    after = _after_arg(args.after)
     store = await _open_store(cfg)
-    last = 0
     try:
         if args.account is not None:
             a = await _find_account(store, args.account)
@@ -569,17 +581,32 @@ async def _events(args, cfg) -> int:
             elif not await store.list_events(account=args.account, limit=1):
                 # an empty list would read as "nothing happened there"
                 raise Failure("no account %s (and no events stored for it)" % args.account)
+        if after is None:  # latest
+            newest = await store.last_event(args.account)
+            last = newest.id if newest is not None else 0
+        else:
+            last = after
+        printed = 0
         while True:
-            rows = await store.list_events(account=args.account, since=since, after_id=last,
-                                           limit=args.limit)
+            # the event feed (Store.events_after), a page at a time
+            page = min(args.limit if args.follow else args.limit - printed, FEED_MAX_PAGE)
+            if since is None:
+                rows = await store.events_after(args.account, last, page)
+            else:
+                rows = await store.list_events(account=args.account, since=since,
+                                               after_id=last, limit=page)
             for e in rows:
                 print(_event_json(e) if args.json else _event_line(e), flush=True)
-                last = e["id"]
+                last = e.id
+            printed += len(rows)
             if not args.follow:
-                if len(rows) == args.limit:
-                    _more(args.limit, "events", "--since or a larger --limit")
-                break
-            if len(rows) < args.limit:
+                if printed >= args.limit:
+                    _more(args.limit, "events", "--after %d for the next ones, --since, or "
+                          "a larger --limit" % last)
+                    break
+                if len(rows) < page:
+                    break
+            elif len(rows) < page:
                 await asyncio.sleep(FOLLOW_POLL_S)
     finally:
         await store.close()
@@ -613,25 +640,25 @@ async def _alarms_cmd(args, cfg) -> int:
             if len(rows) == args.limit:
                 _more(args.limit, "alarms", "a larger --limit")
             if args.open:
-                rows = [r for r in rows if r["state"] != "resolved"]
+                rows = [r for r in rows if r.state != "resolved"]
             if args.json:
                 for r in rows:
-                    print(json.dumps(dict(r, number_kind=contactid.number_kind(r["code"])),
-                                     sort_keys=True))
+                    print(json.dumps(r.to_json(), sort_keys=True))
             else:
                 print("%-6s %-12s %-3s %-10s %-12s %-20s %s" % (
                     "ID", "STATE", "PRI", "ACCOUNT", "CLASS", "RAISED", "DESCRIPTION"))
                 for r in rows:
                     print("%-6d %-12s %-3d %-10s %-12s %-20s %s%s" % (
-                        r["id"], r["state"], r["priority"], r["account"], r["event_class"],
-                        _iso(r["created_at"]), r["description"],
-                        " (restored)" if r["restored_at"] else ""))
+                        r.id, r.state, r.priority, r.account, r.event_class,
+                        _iso(r.created_at), r.description,
+                        " (restored)" if r.restored_at else ""))
         elif args.action == "show":
             a = await store.get_alarm(args.id)
             if a is None:
                 raise Failure("no alarm %d" % args.id)
-            a["audit"] = await store.alarm_audit(args.id)
-            print(json.dumps(a, indent=2, sort_keys=True))
+            shown = dict(a.to_json(), audit=[r.to_json()
+                                             for r in await store.alarm_audit(args.id)])
+            print(json.dumps(shown, indent=2, sort_keys=True))
         else:
             action = _alarms.ACKNOWLEDGE if args.action == "ack" else _alarms.RESOLVE
             try:
@@ -639,7 +666,7 @@ async def _alarms_cmd(args, cfg) -> int:
                                                  getattr(args, "note", None), time.time())
             except _alarms.AlarmStateError as e:
                 raise Failure(str(e)) from None
-            print("alarm %d %s by %s" % (a["id"], a["state"], args.by))
+            print("alarm %d %s by %s" % (a.id, a.state, args.by))
     finally:
         await store.close()
     return 0
@@ -926,7 +953,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("events", parents=[common], help="list stored events")
     e.add_argument("--account")
     e.add_argument("--since", metavar="T", help="Unix seconds, ISO 8601, or 15m / 2h / 1d")
-    e.add_argument("--follow", "-f", action="store_true")
+    e.add_argument("--after", metavar="ID",
+                   help="only events after event ID (the #id a listing shows; 0: all) or "
+                        "'latest': only events stored from now on")
+    e.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new events as they are stored")
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.add_argument("--limit", type=int, default=1000)
     e.set_defaults(func=lambda args: _run_async(_events, args))

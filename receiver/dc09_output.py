@@ -17,6 +17,7 @@ Configured as an output of the routing file::
     timeout_s = 10
     retry_max_s = 60
 
+Its options are checked with the routing file (``receiver.routing.dc09_options``).
 It plugs into the forwarder's store-and-forward (``receiver.forwarder``):
 each outbox row is one message, delivered in id order, retried at the head
 with capped backoff until the far end ACKs it, across restarts.  Delivery
@@ -45,40 +46,12 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from protocol import dc09
-from protocol.errors import LocalProtocolError
-from receiver.forwarder import DeliveryError, Output, failure_text
+from receiver.outputs import DeliveryError, Output, failure_text
 
 _LOGGER = logging.getLogger(__name__)
 
 # Bytes read from the far end per call.
 _READ = 4096
-
-
-def options(o: dict) -> dict:
-    """The DC-09 part of an output's configuration, checked.  Raises
-    ValueError with a message naming the key."""
-    account = o.get("account")
-    if account is not None:
-        if not isinstance(account, str) or not 3 <= len(account) <= 16 or any(
-                c not in "0123456789ABCDEFabcdef" for c in account):
-            raise ValueError("account must be 3-16 hex digits")
-        account = account.upper()
-    key = None
-    if o.get("key"):
-        try:
-            key = dc09.parse_key(o["key"], o.get("key_format", "hex"))
-        except LocalProtocolError as e:
-            raise ValueError("key: %s" % e) from None
-    elif "key_format" in o and o["key_format"] not in ("hex", "ascii"):
-        raise ValueError("key_format must be 'hex' or 'ascii'")
-    out = {"account": account, "key": key}
-    for name, default in (("line", "0"), ("receiver", None)):
-        v = o.get(name, default)
-        if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= 6 or any(
-                c not in "0123456789ABCDEFabcdef" for c in v)):
-            raise ValueError("%s must be 1-6 hex digits" % name)
-        out[name] = v
-    return out
 
 
 def seq_for(outbox_id: int) -> int:
@@ -118,14 +91,16 @@ def message_for(outbox_id: int, payload: dict, opts: dict, now: datetime) -> dc0
 class Dc09Output(Output):
     def __init__(self, spec):
         super().__init__(spec)
-        self.opts = spec.dc09
+        if spec.dc09 is None:
+            raise ValueError("output %s is not a DC-09 output" % spec.name)
+        self.opts: dict = spec.dc09
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self.skew = timedelta(0)  # far end's clock minus ours, from its NAKs
         self.naks = 0
         self.duhs = 0
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.spec.host, self.spec.port), self.spec.timeout_s)
@@ -133,19 +108,21 @@ class Dc09Output(Output):
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
                      self.spec.port)
+        return self._reader, self._writer
 
     async def deliver(self, outbox_id: int, message: dict) -> None:
-        reused = self._writer is not None
-        if not reused:
-            await self._connect()
+        reader, writer = self._reader, self._writer
+        reused = reader is not None and writer is not None
+        if reader is None or writer is None:
+            reader, writer = await self._connect()
         try:
-            got = await self._attempt(outbox_id, message)
+            got = await self._attempt(reader, writer, outbox_id, message)
             if got is None and reused:
                 # the far end closed the kept connection (some close after
                 # every reply): once more on a fresh one
                 await self.close()
-                await self._connect()
-                got = await self._attempt(outbox_id, message)
+                reader, writer = await self._connect()
+                got = await self._attempt(reader, writer, outbox_id, message)
         except (OSError, asyncio.TimeoutError) as e:
             await self.close()
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
@@ -166,20 +143,21 @@ class Dc09Output(Output):
         raise DeliveryError("%s cannot process messages for account %s (DC-09 DUH)"
                             % (self.target, got.account))
 
-    async def _attempt(self, outbox_id: int, payload: dict):
+    async def _attempt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       outbox_id: int, payload: dict):
         """Send the row's message; the matching reply, or None if the
         connection closed before one."""
         msg = message_for(outbox_id, payload, self.opts,
                           datetime.now(timezone.utc) + self.skew)
         key = self.opts["key"]
-        self._writer.write(dc09.build(msg, key))
-        await asyncio.wait_for(self._writer.drain(), self.spec.timeout_s)
-        reader = dc09.Dc09Reader()
+        writer.write(dc09.build(msg, key))
+        await asyncio.wait_for(writer.drain(), self.spec.timeout_s)
+        frames = dc09.Dc09Reader()
         deadline = time.monotonic() + self.spec.timeout_s
         while True:
             while True:
                 try:
-                    frame = reader.next_frame()
+                    frame = frames.next_frame()
                 except dc09.Dc09OversizeError:
                     continue
                 if frame is dc09.NEED_DATA:
@@ -204,10 +182,10 @@ class Dc09Output(Output):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise asyncio.TimeoutError()
-            data = await asyncio.wait_for(self._reader.read(_READ), left)
+            data = await asyncio.wait_for(reader.read(_READ), left)
             if not data:
                 return None
-            reader.receive_data(data)
+            frames.receive_data(data)
 
     async def close(self) -> None:
         w, self._writer, self._reader = self._writer, None, None

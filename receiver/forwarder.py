@@ -35,97 +35,22 @@ import asyncio
 import errno
 import json
 import logging
-import socket
 import time
-from urllib.parse import urlsplit
+from typing import Callable
 
 from receiver.backoff import Backoff
+from receiver.outputs import MAX_SINK_LINE, DeliveryError, Output, failure_text
+from receiver.records import OutboxRow
 from receiver.routing import OutputSpec
 from receiver.store import Store, StoreError
 
 _LOGGER = logging.getLogger(__name__)
 
-# Longest line a JSON-lines sink may answer with; anything longer is a
-# broken peer (an "ACK <id>" line is under 32 bytes).
-MAX_SINK_LINE = 1024
 # Rows fetched from the outbox per query; delivery stays one at a time.
 FETCH_ROWS = 100
 # How often an idle forwarder looks at the outbox even without a wake-up
 # (rows written by another process, or a wake-up lost in a restart).
 IDLE_POLL_S = 5.0
-
-
-class DeliveryError(Exception):
-    """The far end did not take the message; retry later.  The message is a
-    sentence an operator reads on the dispatch view (:func:`failure_text`),
-    never an exception's repr."""
-
-
-def target_of(spec: OutputSpec) -> str:
-    """Where an output delivers, as an operator reads it: HOST:PORT, or the
-    URL without user, password or query (they may hold secrets)."""
-    if not spec.url:
-        return "%s:%d" % (spec.host, spec.port)
-    u = urlsplit(spec.url)
-    host = u.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    return "%s://%s%s%s" % (u.scheme, host, ":%d" % u.port if u.port else "", u.path)
-
-
-# errno -> what it means for a far end, in words
-_ERRNO_WORDS = {
-    errno.ECONNREFUSED: "refused the connection (nothing is listening there)",
-    errno.ECONNRESET: "closed the connection",
-    errno.EPIPE: "closed the connection",
-    errno.ECONNABORTED: "closed the connection",
-    errno.EHOSTUNREACH: "cannot be reached (no route to the host)",
-    errno.ENETUNREACH: "cannot be reached (network unreachable)",
-    errno.ETIMEDOUT: "did not answer (connection timed out)",
-}
-
-
-def failure_text(e: BaseException, target: str, timeout_s: float) -> str:
-    """Why a delivery to ``target`` failed, as a sentence without the final
-    stop: 'no answer from 10.0.0.5:7000 within 5 s', '10.0.0.5:7000 refused
-    the connection (nothing is listening there)'."""
-    inner = getattr(e, "os_error", None)  # aiohttp wraps the socket's error
-    if isinstance(inner, OSError):
-        e = inner
-    if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-        return "no answer from %s within %g s" % (target, timeout_s)
-    if isinstance(e, socket.gaierror):
-        return "%s: the host name is not known" % target
-    if isinstance(e, asyncio.LimitOverrunError):
-        return "%s answered with a line longer than %d bytes" % (target, MAX_SINK_LINE)
-    if isinstance(e, OSError):
-        words = _ERRNO_WORDS.get(e.errno)
-        if words is None and isinstance(e, ConnectionError):
-            words = "closed the connection"
-        if words is not None:
-            return "%s %s" % (target, words)
-        return "%s: %s" % (target, (e.strerror or str(e) or type(e).__name__).lower())
-    if isinstance(e, ValueError):
-        return "%s sent an answer that could not be read" % target
-    return "%s: %s" % (target, str(e) or type(e).__name__)
-
-
-class Output:
-    """One far end.  ``deliver`` returns once the message is confirmed."""
-
-    def __init__(self, spec: OutputSpec):
-        self.spec = spec
-        self.name = spec.name
-
-    @property
-    def target(self) -> str:
-        return target_of(self.spec)
-
-    async def deliver(self, outbox_id: int, message: dict) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
 
 
 class JsonLinesOutput(Output):
@@ -134,7 +59,7 @@ class JsonLinesOutput(Output):
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def _connect(self):
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.spec.host, self.spec.port, limit=MAX_SINK_LINE),
@@ -143,22 +68,24 @@ class JsonLinesOutput(Output):
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
         _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
                      self.spec.port)
+        return self._reader, self._writer
 
     async def deliver(self, outbox_id: int, message: dict) -> None:
-        if self._writer is None:
-            await self._connect()
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            reader, writer = await self._connect()
         line = json.dumps(dict(message, id=outbox_id), sort_keys=True,
                           separators=(",", ":")) + "\n"
         want = ("ACK %d" % outbox_id).encode()
         try:
-            self._writer.write(line.encode())
-            await asyncio.wait_for(self._writer.drain(), self.spec.timeout_s)
+            writer.write(line.encode())
+            await asyncio.wait_for(writer.drain(), self.spec.timeout_s)
             deadline = asyncio.get_running_loop().time() + self.spec.timeout_s
             while True:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     raise asyncio.TimeoutError()
-                got = await asyncio.wait_for(self._reader.readline(), left)
+                got = await asyncio.wait_for(reader.readline(), left)
                 if not got:
                     raise ConnectionResetError(errno.ECONNRESET, "closed")
                 if got.strip() == want:
@@ -218,8 +145,13 @@ class Forwarder:
     """Delivers one output's outbox rows in order, for ever."""
 
     def __init__(self, store: Store, output: Output, metrics=None,
-                 backoff: Backoff | None = None, on_change=None):
+                 backoff: Backoff | None = None, on_change=None,
+                 gate: Callable[[str], bool] | None = None):
         self.store = store
+        # gate(output name): does this receiver deliver the output now?
+        # (several receivers on one store: only the holder of the output's
+        # shard does, receiver.ownership); None: always.
+        self.gate = gate
         self.output = output
         self.metrics = metrics
         # Health, for the console: since when the far end has been failing
@@ -267,6 +199,9 @@ class Forwarder:
     async def _run(self) -> None:
         name = self.output.name
         while not self._stop.is_set():
+            if self.gate is not None and not self.gate(name):
+                await self._idle(IDLE_POLL_S)
+                continue
             try:
                 rows = await self.store.outbox_pending(name, FETCH_ROWS)
             except StoreError as e:
@@ -297,21 +232,21 @@ class Forwarder:
             except Exception:  # noqa: BLE001 - a listener must not stop delivery
                 _LOGGER.exception("output health listener failed output=%s", self.output.name)
 
-    async def _deliver_one(self, row) -> bool:
+    async def _deliver_one(self, row: OutboxRow) -> bool:
         name = self.output.name
         while not self._stop.is_set():
             try:
-                await self.output.deliver(row["id"], row["payload"])
+                await self.output.deliver(row.id, row.payload)
             except DeliveryError as e:
                 delay_from = self.backoff.failures + 1
                 _LOGGER.warning("delivery failed output=%s id=%d account=%s attempt=%d "
-                                "error=%s", name, row["id"], row["payload"].get("account"),
-                                row["attempts"] + delay_from, e)
+                                "error=%s", name, row.id, row.payload.get("account"),
+                                row.attempts + delay_from, e)
                 if self.metrics is not None:
                     self.metrics.forwarded.labels(name, "failed").inc()
                 self._health(str(e))
                 try:
-                    await self.store.outbox_result(row["id"], False, str(e)[:500], time.time())
+                    await self.store.outbox_result(row.id, False, str(e)[:500], time.time())
                 except StoreError:
                     pass  # attempts are bookkeeping; the row stays pending anyway
                 if await self.backoff.wait(self._stop):
@@ -322,17 +257,17 @@ class Forwarder:
             self._health(None)
             if self.metrics is not None:
                 self.metrics.forwarded.labels(name, "delivered").inc()
-            _LOGGER.info("delivered output=%s id=%d account=%s", name, row["id"],
-                         row["payload"].get("account"))
+            _LOGGER.info("delivered output=%s id=%d account=%s", name, row.id,
+                         row.payload.get("account"))
             while True:
                 try:
-                    await self.store.outbox_result(row["id"], True, None, time.time())
+                    await self.store.outbox_result(row.id, True, None, time.time())
                     return True
                 except StoreError as e:
                     # Delivered but not recorded: keep trying to record it so it
                     # is not sent again (it would be deduplicated on id anyway).
                     _LOGGER.warning("cannot mark delivered output=%s id=%d error=%s",
-                                    name, row["id"], e)
+                                    name, row.id, e)
                     if await self.backoff.wait(self._stop):
                         return False
         return False

@@ -74,6 +74,7 @@ import zlib
 
 from prometheus_client import Counter, Gauge
 
+from receiver.cluster_store import ClusterStore
 from receiver.supervision import FAILED, Change, Supervisor
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,8 +99,6 @@ HEARD_FLUSH_S = 1.0
 SETTLE_S = HEARD_FLUSH_S + 2.0
 # How often paths in failure are checked for hearings by other receivers.
 FAILED_SYNC_S = 2.0
-# Accounts' paths looked up per query (candidates, failed paths, takeover).
-LOOKUP_CHUNK = 5_000
 # Live-update messages queued for the bus at most; beyond, they are dropped
 # (a console refreshes; the event path must not wait for consoles).
 BUS_QUEUE = 10_000
@@ -210,23 +209,19 @@ class Cluster:
 
     def __init__(self, receiver, instance: str | None = None):
         self.rx = receiver
-        self.store = receiver.store
         self.instance = instance or default_instance()
-        self.shards = self.store.shards
+        # the cluster's SQL and connections (receiver.cluster_store)
+        self.db: ClusterStore = receiver.store.cluster_store(self.instance)
+        self.shards = self.db.shards
         self.owned: set = set()
         self.supervisor = SharedSupervisor(self)
         receiver.supervisor = self.supervisor
-        self.store.instance = self.instance
-        self.store.outbox_gate = self.delivers
         self._valid_until = 0.0  # monotonic: owned shards are ours until then
         self._heard: dict = {}  # (account, path) -> time, not yet flushed
         self._baselines: list = []  # (account, path, time) supervision started, not yet written
         self._restores: list[Change] = []
         self._bus_out: collections.deque = collections.deque()
         self._bus_wake = asyncio.Event()
-        self._lease_conn = None
-        self._bus_send_conn = None
-        self._bus_listen_conn = None
         self._tasks: list[asyncio.Task] = []
         self._started_at = time.time()
         self._own_prefix = '{"from": %s, "m": ' % json.dumps(self.instance)
@@ -252,9 +247,6 @@ class Cluster:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._lease_conn = await self.store.connect(application_name="guardline-lease")
-        self._bus_send_conn = await self.store.connect(
-            application_name="guardline-bus", synchronous_commit="off")
         await self._listen()
         await self._lease_round()  # supervise at once, before the listeners open
         for coro, name in ((self._lease_loop(), "cluster-leases"),
@@ -282,26 +274,15 @@ class Cluster:
         except Exception as e:  # noqa: BLE001
             _LOGGER.warning("cluster stop: hearings not flushed error=%s", e)
         await self._flush_bus()
-        if self._lease_conn is not None and not self._lease_conn.is_closed():
-            try:
-                async with self._lease_conn.transaction():
-                    await self._lease_conn.execute(
-                        """UPDATE supervision_leases SET owner = NULL, expires_at = NULL
-                           WHERE owner = $1""", self.instance)
-                    await self._lease_conn.execute("DELETE FROM receivers WHERE id = $1",
-                                                   self.instance)
-                _LOGGER.info("cluster left instance=%s released=%d", self.instance,
-                             len(self.owned))
-            except Exception as e:  # noqa: BLE001 - they expire anyway
-                _LOGGER.warning("cluster stop: leases not released (they expire in %.0f s) "
-                                "error=%s", LEASE_TTL_S, e)
+        try:
+            await self.db.release()
+            _LOGGER.info("cluster left instance=%s released=%d", self.instance,
+                         len(self.owned))
+        except Exception as e:  # noqa: BLE001 - they expire anyway
+            _LOGGER.warning("cluster stop: leases not released (they expire in %.0f s) "
+                            "error=%s", LEASE_TTL_S, e)
         self._lose(set(self.owned), "stopping")
-        for c in (self._lease_conn, self._bus_send_conn, self._bus_listen_conn):
-            if c is not None and not c.is_closed():
-                try:
-                    await asyncio.wait_for(c.close(), 5)
-                except Exception:  # noqa: BLE001
-                    c.terminate()
+        await self.db.close()
 
     # -- ownership ------------------------------------------------------------------
 
@@ -321,86 +302,34 @@ class Cluster:
             try:
                 await self._lease_round()
             except Exception as e:  # noqa: BLE001 - keep trying; leases expire meanwhile
+                # (the cluster store reconnects next round: the server may
+                # have failed over)
                 self._warn("lease", "cluster lease round failed instance=%s error=%s",
                            self.instance, e)
-                # reconnect next round (the server may have failed over)
-                conn, self._lease_conn = self._lease_conn, None
-                if conn is not None:
-                    conn.terminate()
             if self.owned and not self.lease_valid():
                 self._lose(set(self.owned), "leases not renewed in time")
             await asyncio.sleep(max(0.1, LEASE_RENEW_S - (time.monotonic() - t0)))
 
     async def _lease_round(self) -> None:
-        if self._lease_conn is None:
-            self._lease_conn = await self.store.connect(application_name="guardline-lease")
-        conn = self._lease_conn
         t_send = time.monotonic()
-        ttl = LEASE_TTL_S
-        async with conn.transaction():
-            await conn.execute(
-                """INSERT INTO receivers (id, host, pid, started_at, heartbeat_at)
-                   VALUES ($1, $2, $3, $4, clock_timestamp())
-                   ON CONFLICT (id) DO UPDATE SET heartbeat_at = clock_timestamp()""",
-                self.instance, socket.gethostname(), os.getpid(), self._started_at)
-            live = await conn.fetchval(
-                """SELECT COUNT(*) FROM receivers
-                   WHERE heartbeat_at > clock_timestamp() - make_interval(secs => $1)""", ttl)
-            mine = {r["shard"] for r in await conn.fetch(
-                """UPDATE supervision_leases
-                   SET expires_at = clock_timestamp() + make_interval(secs => $2)
-                   WHERE owner = $1 RETURNING shard""", self.instance, ttl)}
-            self.live_receivers = live
-            fair = math.ceil(self.shards / max(1, live))
-            # expired leases are always taken (a dead receiver's accounts
-            # must not go unsupervised); free ones up to the fair share
-            claimed = await conn.fetch(
-                """WITH c AS (
-                       SELECT shard, owner FROM supervision_leases
-                       WHERE owner IS NULL OR expires_at < clock_timestamp()
-                       ORDER BY owner IS NULL, shard
-                       FOR UPDATE SKIP LOCKED)
-                   UPDATE supervision_leases l
-                   SET owner = $1, expires_at = clock_timestamp() + make_interval(secs => $2),
-                       acquired_at = clock_timestamp(), epoch = l.epoch + 1
-                   FROM (SELECT shard, owner FROM c
-                         WHERE owner IS NOT NULL
-                         UNION ALL
-                         (SELECT shard, owner FROM c WHERE owner IS NULL ORDER BY shard
-                          LIMIT GREATEST($3::int, 0))) AS pick
-                   WHERE l.shard = pick.shard
-                   RETURNING l.shard, pick.owner AS previous""",
-                self.instance, ttl, fair - len(mine))
-            release: set = set()
-            if len(mine) + len(claimed) > fair:
-                short = await conn.fetchval(
-                    """SELECT COUNT(*) FROM receivers r WHERE r.id <> $1
-                         AND r.heartbeat_at > clock_timestamp() - make_interval(secs => $2)
-                         AND (SELECT COUNT(*) FROM supervision_leases l
-                              WHERE l.owner = r.id) < $3""", self.instance, ttl, fair)
-                if short:
-                    excess = len(mine) + len(claimed) - fair
-                    release = set(sorted(mine, reverse=True)[:excess])
-                    await conn.execute(
-                        """UPDATE supervision_leases SET owner = NULL, expires_at = NULL
-                           WHERE owner = $1 AND shard = ANY($2::int[])""",
-                        self.instance, sorted(release))
-        self._valid_until = t_send + ttl - LEASE_SAFETY_S
-        held = (mine | {r["shard"] for r in claimed}) - release
+        r = await self.db.lease_round(socket.gethostname(), os.getpid(), self._started_at,
+                                      LEASE_TTL_S)
+        self.live_receivers = r.live
+        self._valid_until = t_send + LEASE_TTL_S - LEASE_SAFETY_S
+        held = r.held
         lost = self.owned - held
         if lost:
-            self._lose(lost, "released to balance" if lost <= release else "taken over")
+            self._lose(lost, "released to balance" if lost <= r.released else "taken over")
         gained = held - self.owned
         if gained:
-            previous = sorted({r["previous"] for r in claimed if r["previous"]})
-            await self._take(gained, previous)
+            await self._take(gained, r.previous_owners)
 
     def _lose(self, shards: set, why: str) -> None:
         if not shards:
             return
         self.owned -= shards
         dropped = 0
-        for account in list(self.supervisor._profiles):
+        for account in self.supervisor.accounts():
             if shard_of(account, self.shards) in shards:
                 self.supervisor.drop_local(account)
                 dropped += 1
@@ -418,7 +347,7 @@ class Cluster:
         # now for whoever supervises it next
         await self._insert_baselines(sorted((a, p, now) for a, p in keys))
         heard = await self.fetch_heard(keys)
-        failures = await self.store.supervision_failures(accounts) if accounts else {}
+        failures = await self.db.supervision_failures(accounts)
         self.owned |= shards
         for a in accounts:
             prof = sup.profiles_all.get(a)
@@ -458,15 +387,7 @@ class Cluster:
     async def _insert_baselines(self, rows) -> None:
         """Write (account, path, at) as never-heard baselines where nothing
         is recorded yet."""
-        for i in range(0, len(rows), LOOKUP_CHUNK):
-            chunk = rows[i:i + LOOKUP_CHUNK]
-            await self.store.run_read(lambda c, ch=chunk: c.execute(
-                """INSERT INTO line_heard (account, path, last_heard, heard_by)
-                   SELECT a, p, t, NULL FROM unnest($1::text[], $2::int[], $3::float8[])
-                       AS v(a, p, t)
-                   ORDER BY a, p
-                   ON CONFLICT (account, path) DO NOTHING""",
-                [r[0] for r in ch], [r[1] for r in ch], [r[2] for r in ch]))
+        await self.db.insert_baselines(rows)
 
     def note_heard(self, account: str, path: int, at: float) -> None:
         k = (account, path)
@@ -476,7 +397,7 @@ class Cluster:
     async def heard_durable(self, account: str, path: int, at: float) -> None:
         """Return once the hearing is committed (the receiver ACKs a
         heartbeat then)."""
-        await self.store.record_heard([(account, path, at)])
+        await self.db.record_heard([(account, path, at)])
         k = (account, path)
         if self._heard.get(k, math.inf) <= at:
             del self._heard[k]
@@ -486,7 +407,7 @@ class Cluster:
             return
         rows, self._heard = self._heard, {}
         try:
-            await self.store.record_heard([(a, p, t) for (a, p), t in rows.items()])
+            await self.db.record_heard([(a, p, t) for (a, p), t in rows.items()])
         except BaseException:
             for k, t in rows.items():
                 self.note_heard(k[0], k[1], t)
@@ -503,16 +424,7 @@ class Cluster:
 
     async def fetch_heard(self, keys) -> dict:
         """{(account, path): last heard} from the database."""
-        out: dict = {}
-        for i in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[i:i + LOOKUP_CHUNK]
-            rows = await self.store.run_read(lambda c, ch=chunk: c.fetch(
-                """SELECT h.account, h.path, h.last_heard FROM line_heard h
-                   JOIN unnest($1::text[], $2::int[]) AS k(account, path)
-                   USING (account, path)""", [k[0] for k in ch], [k[1] for k in ch]))
-            for r in rows:
-                out[(r["account"], r["path"])] = r["last_heard"]
-        return out
+        return await self.db.fetch_heard(keys)
 
     # -- supervision confirmation -----------------------------------------------------
 
@@ -614,17 +526,9 @@ class Cluster:
         sent = len(messages) - (self.bus_dropped - before)
         try:
             if payloads:
-                if self._bus_send_conn is None or self._bus_send_conn.is_closed():
-                    self._bus_send_conn = await self.store.connect(
-                        application_name="guardline-bus", synchronous_commit="off")
-                await self._bus_send_conn.execute(
-                    "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY "
-                    "AS x(p, n) ORDER BY n", BUS_CHANNEL, payloads)
+                await self.db.notify(BUS_CHANNEL, payloads)
         except BaseException:
             self.bus_dropped += sent  # best effort: not retried (consoles refresh)
-            conn, self._bus_send_conn = self._bus_send_conn, None
-            if conn is not None:
-                conn.terminate()
             raise
         finally:
             if self.bus_dropped > before:
@@ -643,15 +547,12 @@ class Cluster:
                 await asyncio.sleep(1.0)
 
     async def _listen(self) -> None:
-        conn = await self.store.connect(application_name="guardline-listen")
-        await conn.add_listener(BUS_CHANNEL, self._on_notify)
-        self._bus_listen_conn = conn
+        await self.db.listen(BUS_CHANNEL, self._on_notify)
 
     async def _listen_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            c = self._bus_listen_conn
-            if c is not None and not c.is_closed():
+            if self.db.listening:
                 continue
             try:
                 await self._listen()
@@ -659,7 +560,7 @@ class Cluster:
             except Exception as e:  # noqa: BLE001
                 self._warn("listen", "live updates not received (reconnecting) error=%s", e)
 
-    def _on_notify(self, conn, pid, channel, payload) -> None:
+    def _on_notify(self, payload: str) -> None:
         if payload.startswith(self._own_prefix):
             return  # ours, back from the server: our subscribers have it already
         try:

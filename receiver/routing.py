@@ -19,6 +19,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from protocol import dc09
+from protocol.errors import LocalProtocolError
+
 _LOGGER = logging.getLogger(__name__)
 
 LEVELS = ("police_station", "district_command", "municipal_center")
@@ -110,90 +113,119 @@ def _addr(v, where) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def dc09_options(o: dict) -> dict:
+    """The DC-09 part of an output's configuration (receiver.dc09_output),
+    checked.  Raises
+    ValueError with a message naming the key."""
+    account = o.get("account")
+    if account is not None:
+        if not isinstance(account, str) or not 3 <= len(account) <= 16 or any(
+                c not in "0123456789ABCDEFabcdef" for c in account):
+            raise ValueError("account must be 3-16 hex digits")
+        account = account.upper()
+    key = None
+    if o.get("key"):
+        try:
+            key = dc09.parse_key(o["key"], o.get("key_format", "hex"))
+        except LocalProtocolError as e:
+            raise ValueError("key: %s" % e) from None
+    elif "key_format" in o and o["key_format"] not in ("hex", "ascii"):
+        raise ValueError("key_format must be 'hex' or 'ascii'")
+    out = {"account": account, "key": key}
+    for name, default in (("line", "0"), ("receiver", None)):
+        v = o.get(name, default)
+        if v is not None and (not isinstance(v, str) or not 1 <= len(v) <= 6 or any(
+                c not in "0123456789ABCDEFabcdef" for c in v)):
+            raise ValueError("%s must be 1-6 hex digits" % name)
+        out[name] = v
+    return out
+
+
 def parse(doc: dict, known_classes=None) -> Router:
     """Build a Router from the parsed TOML of a routing file."""
     unknown = set(doc) - {"outputs", "centers", "routes"}
     if unknown:
         raise RoutingError("unknown routing section(s): %s" % ", ".join(sorted(unknown)))
-    outputs: dict[str, OutputSpec] = {}
-    for name, o in (doc.get("outputs") or {}).items():
-        where = "outputs.%s" % name
-        if not isinstance(o, dict):
-            raise RoutingError("%s must be a table" % where)
-        bad = set(o) - {"type", "address", "url", "timeout_s", "retry_max_s"}
-        if o.get("type") == "dc09":
-            bad -= set(DC09_OUTPUT_KEYS)
-        if bad:
-            raise RoutingError("%s: unknown key(s) %s" % (where, ", ".join(sorted(bad))))
-        t = o.get("type")
-        if t not in OUTPUT_TYPES:
-            raise RoutingError("%s.type must be one of %s" % (where, ", ".join(OUTPUT_TYPES)))
-        timeout = o.get("timeout_s", 10.0)
-        if not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise RoutingError("%s.timeout_s must be a positive number" % where)
-        retry = o.get("retry_max_s", 60.0)
-        if not isinstance(retry, (int, float)) or retry < 0.5:
-            raise RoutingError("%s.retry_max_s must be a number >= 0.5" % where)
-        if t in ("jsonl", "dc09"):
-            host, port = _addr(o.get("address"), where + ".address")
-            dc = None
-            if t == "dc09":
-                from receiver import dc09_output  # noqa: PLC0415
-
-                try:
-                    dc = dc09_output.options(o)
-                except ValueError as e:
-                    raise RoutingError("%s: %s" % (where, e)) from None
-            outputs[name] = OutputSpec(name, t, host=host, port=port, timeout_s=float(timeout),
-                                       retry_max_s=float(retry), dc09=dc)
-        else:
-            url = o.get("url")
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise RoutingError("%s.url must be an http(s) URL" % where)
-            outputs[name] = OutputSpec(name, t, url=url, timeout_s=float(timeout),
-                                       retry_max_s=float(retry))
-    centers: dict[str, Center] = {}
-    for cid, c in (doc.get("centers") or {}).items():
-        where = "centers.%s" % cid
-        if not isinstance(c, dict):
-            raise RoutingError("%s must be a table" % where)
-        bad = set(c) - {"level", "name", "outputs"}
-        if bad:
-            raise RoutingError("%s: unknown key(s) %s" % (where, ", ".join(sorted(bad))))
-        if c.get("level") not in LEVELS:
-            raise RoutingError("%s.level must be one of %s" % (where, ", ".join(LEVELS)))
-        outs = tuple(c.get("outputs") or ())
-        for o in outs:
-            if o not in outputs:
-                raise RoutingError("%s: unknown output %r" % (where, o))
-        centers[cid] = Center(cid, c["level"], str(c.get("name", cid)), outs)
-    routes: list[Route] = []
-    for i, r in enumerate(doc.get("routes") or []):
-        where = "routes[%d]" % i
-        if not isinstance(r, dict):
-            raise RoutingError("%s must be a table" % where)
-        bad = set(r) - {"regions", "classes", *LEVELS}
-        if bad:
-            raise RoutingError("%s: unknown key(s) %s" % (where, ", ".join(sorted(bad))))
-        regions = _str_list(r.get("regions", ["*"]), where + ".regions")
-        classes = _str_list(r.get("classes", ["*"]), where + ".classes")
-        if known_classes is not None:
-            for c in classes:
-                if c != "*" and c not in known_classes:
-                    raise RoutingError("%s: unknown event class %r (known: %s)" % (
-                        where, c, ", ".join(known_classes)))
-        lv = {}
-        for level in LEVELS:
-            cid = r.get(level)
-            if cid is None:
-                continue
-            if cid not in centers:
-                raise RoutingError("%s.%s: unknown centre %r" % (where, level, cid))
-            if centers[cid].level != level:
-                raise RoutingError("%s.%s: centre %r is a %s" % (
-                    where, level, cid, centers[cid].level))
-            lv[level] = cid
-        if not lv:
-            raise RoutingError("%s names no centre" % where)
-        routes.append(Route(regions, classes, lv))
+    outputs = {name: _output(name, o) for name, o in (doc.get("outputs") or {}).items()}
+    centers = {cid: _center(cid, c, outputs) for cid, c in (doc.get("centers") or {}).items()}
+    routes = [_route("routes[%d]" % i, r, centers, known_classes)
+              for i, r in enumerate(doc.get("routes") or [])]
     return Router(centers, routes, outputs)
+
+
+def _table(v, where: str, keys) -> dict:
+    """``v`` checked to be a table with no key outside ``keys``."""
+    if not isinstance(v, dict):
+        raise RoutingError("%s must be a table" % where)
+    bad = set(v) - set(keys)
+    if bad:
+        raise RoutingError("%s: unknown key(s) %s" % (where, ", ".join(sorted(bad))))
+    return v
+
+
+def _output(name: str, o) -> OutputSpec:
+    where = "outputs.%s" % name
+    keys = {"type", "address", "url", "timeout_s", "retry_max_s"}
+    if isinstance(o, dict) and o.get("type") == "dc09":
+        keys |= set(DC09_OUTPUT_KEYS)
+    o = _table(o, where, keys)
+    t = o.get("type")
+    if t not in OUTPUT_TYPES:
+        raise RoutingError("%s.type must be one of %s" % (where, ", ".join(OUTPUT_TYPES)))
+    timeout = o.get("timeout_s", 10.0)
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise RoutingError("%s.timeout_s must be a positive number" % where)
+    retry = o.get("retry_max_s", 60.0)
+    if not isinstance(retry, (int, float)) or retry < 0.5:
+        raise RoutingError("%s.retry_max_s must be a number >= 0.5" % where)
+    if t in ("jsonl", "dc09"):
+        host, port = _addr(o.get("address"), where + ".address")
+        dc = None
+        if t == "dc09":
+            try:
+                dc = dc09_options(o)
+            except ValueError as e:
+                raise RoutingError("%s: %s" % (where, e)) from None
+        return OutputSpec(name, t, host=host, port=port, timeout_s=float(timeout),
+                          retry_max_s=float(retry), dc09=dc)
+    url = o.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise RoutingError("%s.url must be an http(s) URL" % where)
+    return OutputSpec(name, t, url=url, timeout_s=float(timeout), retry_max_s=float(retry))
+
+
+def _center(cid: str, c, outputs: dict) -> Center:
+    where = "centers.%s" % cid
+    c = _table(c, where, {"level", "name", "outputs"})
+    if c.get("level") not in LEVELS:
+        raise RoutingError("%s.level must be one of %s" % (where, ", ".join(LEVELS)))
+    outs = tuple(c.get("outputs") or ())
+    for o in outs:
+        if o not in outputs:
+            raise RoutingError("%s: unknown output %r" % (where, o))
+    return Center(cid, c["level"], str(c.get("name", cid)), outs)
+
+
+def _route(where: str, r, centers: dict, known_classes) -> Route:
+    r = _table(r, where, {"regions", "classes", *LEVELS})
+    regions = _str_list(r.get("regions", ["*"]), where + ".regions")
+    classes = _str_list(r.get("classes", ["*"]), where + ".classes")
+    if known_classes is not None:
+        for c in classes:
+            if c != "*" and c not in known_classes:
+                raise RoutingError("%s: unknown event class %r (known: %s)" % (
+                    where, c, ", ".join(known_classes)))
+    lv = {}
+    for level in LEVELS:
+        cid = r.get(level)
+        if cid is None:
+            continue
+        if cid not in centers:
+            raise RoutingError("%s.%s: unknown centre %r" % (where, level, cid))
+        if centers[cid].level != level:
+            raise RoutingError("%s.%s: centre %r is a %s" % (
+                where, level, cid, centers[cid].level))
+        lv[level] = cid
+    if not lv:
+        raise RoutingError("%s names no centre" % where)
+    return Route(regions, classes, lv)

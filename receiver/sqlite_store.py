@@ -34,7 +34,6 @@ is written (receiver.store, "A store is created only when asked").
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import pathlib
@@ -44,10 +43,12 @@ import threading
 import time
 
 from receiver import alarms as _alarms
-from receiver.store import (EVENT_COLUMNS, PRIVATE_FILE_MODE, Account, EventRecord,
-                            IngestOutcome, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, event_row, make_private_dirs,
-                            user_code_list, warn_if_exposed)
+from receiver import ingest, schema
+from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
+                              IngestOutcome, OutboxRow, SecurityEvent)
+from receiver.store import (PRIVATE_FILE_MODE, SchemaError, Store, StoreBusy, StoreError,
+                            StoreMissing, StoreUnavailable, make_private_dirs, resolve,
+                            warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,129 +68,23 @@ _STOP = object()
 
 
 def _schema_v1() -> list[str]:
+    meta, accounts = schema.meta_and_accounts("sqlite")
+    # The keyring is reloaded when this counter moves (schema.REVISION_COLUMNS).
+    bump = "UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END"
     return [
-        """CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)""",
+        meta,
         """INSERT INTO meta (key, value) VALUES ('accounts_rev', 0)""",
-        """CREATE TABLE accounts (
-            number TEXT PRIMARY KEY,
-            key TEXT NOT NULL,
-            protocol TEXT NOT NULL DEFAULT 'native' CHECK (protocol IN ('native', 'dc09')),
-            panel_kind TEXT NOT NULL DEFAULT '',
-            site_name TEXT NOT NULL DEFAULT '',
-            site_address TEXT NOT NULL DEFAULT '',
-            region TEXT NOT NULL DEFAULT '',
-            zones TEXT NOT NULL DEFAULT '{}',
-            partitions TEXT NOT NULL DEFAULT '{}',
-            heartbeat_s INTEGER,
-            grace_s INTEGER,
-            supervised_paths TEXT NOT NULL DEFAULT '[1]',
-            supervised INTEGER NOT NULL DEFAULT 1,
-            contacts TEXT NOT NULL DEFAULT '[]',
-            highest_seq INTEGER NOT NULL DEFAULT 0,
-            tx_seq INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL)""",
-        # The keyring is reloaded when this counter moves; replay-state
-        # updates (highest_seq, tx_seq) deliberately do not move it.
-        """CREATE TRIGGER accounts_rev_insert AFTER INSERT ON accounts BEGIN
-            UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END""",
-        """CREATE TRIGGER accounts_rev_delete AFTER DELETE ON accounts BEGIN
-            UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END""",
-        """CREATE TRIGGER accounts_rev_update AFTER UPDATE OF key, protocol, region, zones,
-            partitions, heartbeat_s, grace_s, supervised_paths, supervised ON accounts BEGIN
-            UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END""",
-        """CREATE TABLE events (
-            id INTEGER PRIMARY KEY,
-            account TEXT NOT NULL,
-            protocol TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT 'panel',
-            dedupe_key TEXT NOT NULL,
-            seq INTEGER,
-            qualifier INTEGER NOT NULL,
-            code INTEGER NOT NULL,
-            event_class TEXT NOT NULL,
-            priority INTEGER NOT NULL,
-            description TEXT NOT NULL,
-            partition INTEGER NOT NULL,
-            zone INTEGER NOT NULL,
-            text TEXT,
-            value INTEGER,
-            event_time REAL,
-            received_at REAL NOT NULL,
-            path INTEGER NOT NULL,
-            peer TEXT NOT NULL,
-            UNIQUE (account, dedupe_key))""",
-        """CREATE INDEX events_received_at ON events (received_at)""",
-        """CREATE INDEX events_account ON events (account, id)""",
-        """CREATE INDEX events_supervision ON events (source, account, zone, id)""",
-        """CREATE TABLE security_events (
-            id INTEGER PRIMARY KEY,
-            at REAL NOT NULL,
-            account TEXT,
-            seq INTEGER,
-            reason TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            peer TEXT NOT NULL,
-            transport TEXT NOT NULL)""",
-        """CREATE INDEX security_events_at ON security_events (at)""",
-        """CREATE TABLE alarms (
-            id INTEGER PRIMARY KEY,
-            event_id INTEGER NOT NULL UNIQUE REFERENCES events (id),
-            account TEXT NOT NULL,
-            event_class TEXT NOT NULL,
-            priority INTEGER NOT NULL,
-            code INTEGER NOT NULL,
-            partition INTEGER NOT NULL,
-            zone INTEGER NOT NULL,
-            description TEXT NOT NULL,
-            state TEXT NOT NULL DEFAULT 'pending'
-                CHECK (state IN ('pending', 'acknowledged', 'resolved')),
-            created_at REAL NOT NULL,
-            acknowledged_by TEXT,
-            acknowledged_at REAL,
-            resolved_by TEXT,
-            resolved_at REAL,
-            note TEXT,
-            restored_at REAL,
-            routed_to TEXT NOT NULL DEFAULT '{}')""",
-        """CREATE INDEX alarms_open ON alarms (state, priority, created_at)""",
-        """CREATE INDEX alarms_match ON alarms (account, code, partition, zone)""",
-        """CREATE TABLE alarm_audit (
-            id INTEGER PRIMARY KEY,
-            alarm_id INTEGER NOT NULL REFERENCES alarms (id),
-            at REAL NOT NULL,
-            from_state TEXT,
-            to_state TEXT NOT NULL,
-            actor TEXT NOT NULL,
-            note TEXT)""",
-        """CREATE INDEX alarm_audit_alarm ON alarm_audit (alarm_id, id)""",
-        """CREATE TABLE outbox (
-            id INTEGER PRIMARY KEY,
-            output TEXT NOT NULL,
-            alarm_id INTEGER REFERENCES alarms (id),
-            payload TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            last_attempt_at REAL,
-            last_error TEXT,
-            delivered_at REAL)""",
-        """CREATE INDEX outbox_pending ON outbox (output, id) WHERE delivered_at IS NULL""",
-    ]
-
-
-def _schema_v2() -> list[str]:
-    # Issue 15: the user an event names (SIA 'id', Contact ID user reports)
-    # and DC-09 extended data; older user reports get their user from ZZZ.
-    return [
-        """ALTER TABLE events ADD COLUMN user_number INTEGER""",
-        """ALTER TABLE events ADD COLUMN ext TEXT""",
-        """UPDATE events SET user_number = zone WHERE source = 'panel'
-           AND code IN (%s)""" % user_code_list(),
-    ]
+        accounts,
+        "CREATE TRIGGER accounts_rev_insert AFTER INSERT ON accounts BEGIN " + bump,
+        "CREATE TRIGGER accounts_rev_delete AFTER DELETE ON accounts BEGIN " + bump,
+        "CREATE TRIGGER accounts_rev_update AFTER UPDATE OF %s ON accounts BEGIN %s"
+        % (schema.REVISION_COLUMNS, bump),
+    ] + schema.event_tables(
+        "sqlite", "CREATE INDEX events_supervision ON events (source, account, zone, id)")
 
 
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, _schema_v2]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -214,6 +109,24 @@ class _Job:
         self.args = args
         self.fut = fut
         self.raw = raw  # run alone, outside any transaction (PRAGMAs)
+
+
+# The statements that execute receiver.ingest's plan.
+_INSERT_EVENT = "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
+    ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS)))
+# Replay state only moves forward.
+_RAISE_REPLAY_STATE = """UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
+                         tx_seq = MAX(tx_seq, ?) WHERE number = ?"""
+_STAMP_RESTORED = """UPDATE alarms SET restored_at = ? WHERE account = ? AND code = ?
+                     AND partition = ? AND zone = ? AND state != 'resolved'
+                     AND restored_at IS NULL AND created_at <= ?"""
+_INSERT_ALARM = """INSERT INTO alarms (event_id, account, event_class, priority, code,
+                   partition, zone, description, created_at, routed_to, restored_at,
+                   state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')"""
+_INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                         note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)"""
+_INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
+                    VALUES (?, ?, ?, ?)"""
 
 
 class SQLiteStore(Store):
@@ -291,11 +204,11 @@ class SQLiteStore(Store):
         return conn
 
     async def open(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._prepare_file)
         self._closed = False
-        ready = self._loop.create_future()
-        self._writer = threading.Thread(target=self._run_writer, args=(ready,),
+        ready = loop.create_future()
+        self._writer = threading.Thread(target=self._run_writer, args=(loop, ready),
                                         name="sqlite-writer", daemon=True)
         self._writer.start()
         try:
@@ -306,7 +219,8 @@ class SQLiteStore(Store):
             raise
         # a store it is: say so if others may read its keys
         await asyncio.to_thread(warn_if_exposed, os.path.abspath(self.path))
-        self._reader = threading.Thread(target=self._run_reader, name="sqlite-reader",
+        self._reader = threading.Thread(target=self._run_reader, args=(loop,),
+                                        name="sqlite-reader",
                                         daemon=True)
         self._reader.start()
 
@@ -316,47 +230,27 @@ class SQLiteStore(Store):
         self._closed = True
         self._wq.put(_STOP)
         self._rq.put(_STOP)
-        await asyncio.to_thread(self._writer.join)
-        await asyncio.to_thread(self._reader.join)
-
-    @property
-    def pending_writes(self) -> int:
-        return self._pending
-
-    @property
-    def healthy(self) -> bool:
-        return self._healthy
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
+        for t in (self._writer, self._reader):
+            if t is not None:
+                await asyncio.to_thread(t.join)
 
     # -- the threads --------------------------------------------------------------
 
-    def _deliver(self, fut, result, exc) -> None:
-        if fut.done():
-            return  # the caller gave up (cancelled); the work is done anyway
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-    def _run_writer(self, ready) -> None:
-        loop = self._loop
+    def _run_writer(self, loop: asyncio.AbstractEventLoop, ready) -> None:
         try:
             conn = self._connect(readonly=False)
             self._migrate(conn)
         except BaseException as e:  # noqa: BLE001 - reported to open()
-            loop.call_soon_threadsafe(self._deliver, ready, None, _wrap(e))
+            loop.call_soon_threadsafe(resolve, ready, None, _wrap(e))
             return
-        loop.call_soon_threadsafe(self._deliver, ready, None, None)
+        loop.call_soon_threadsafe(resolve, ready, None, None)
         try:
             while True:
                 first = self._wq.get()
                 if first is _STOP:
                     break
                 if first.raw:
-                    self._run_raw(conn, first)
+                    self._run_raw(loop, conn, first)
                     continue
                 batch = [first]
                 after = None
@@ -369,15 +263,16 @@ class SQLiteStore(Store):
                         after = j
                         break
                     batch.append(j)
-                self._commit(conn, batch)
+                self._commit(loop, conn, batch)
                 if after is _STOP:
                     break
                 if after is not None:
-                    self._run_raw(conn, after)
+                    self._run_raw(loop, conn, after)
         finally:
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list) -> None:
+    def _commit(self, loop: asyncio.AbstractEventLoop, conn: sqlite3.Connection,
+                batch: list) -> None:
         t0 = time.perf_counter()
         results = []
         failed = None
@@ -408,27 +303,16 @@ class SQLiteStore(Store):
                 failed = StoreUnavailable("%s: %s" % (type(e).__name__, e))
             results = [(job, None, failed) for job in batch]
         elapsed = time.perf_counter() - t0
-        self._loop.call_soon_threadsafe(self._batch_done, results, failed, elapsed)
+        loop.call_soon_threadsafe(self._answer, results, failed, elapsed)
 
-    def _run_raw(self, conn, job) -> None:
+    def _run_raw(self, loop: asyncio.AbstractEventLoop, conn, job) -> None:
         try:
             r, exc = job.fn(conn, *job.args), None
         except Exception as e:  # noqa: BLE001
             r, exc = None, _wrap(e)
-        self._loop.call_soon_threadsafe(self._batch_done, [(job, r, exc)], None, 0.0, False)
+        loop.call_soon_threadsafe(self._answer, [(job, r, exc)], None, 0.0, False)
 
-    def _batch_done(self, results, failed, elapsed, health=True) -> None:
-        self._pending -= len(results)
-        unavailable = failed
-        for job, r, exc in results:
-            if isinstance(exc, StoreUnavailable) and unavailable is None:
-                unavailable = exc
-            self._deliver(job.fut, r, exc)
-        if not health:
-            return
-        self._note_batch(len(results), elapsed, failed, unavailable)
-
-    def _run_reader(self) -> None:
+    def _run_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         conn = None
         try:
             while True:
@@ -444,19 +328,24 @@ class SQLiteStore(Store):
                     r, exc = None, _wrap(e)
                     if conn is not None and conn.in_transaction:
                         conn.rollback()
-                self._loop.call_soon_threadsafe(self._deliver, job.fut, r, exc)
+                loop.call_soon_threadsafe(resolve, job.fut, r, exc)
         finally:
             if conn is not None:
                 conn.close()
 
+    def _open_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the store was opened on; StoreError when it is not open."""
+        if self._closed or self._loop is None:
+            raise StoreError("store is closed")
+        return self._loop
+
     def run_write(self, fn, *args) -> asyncio.Future:
         """Run ``fn(conn, *args)`` in the writer thread inside the next group
         commit; the future resolves once it is committed."""
-        if self._closed:
-            raise StoreError("store is closed")
+        loop = self._open_loop()
         if self._pending >= self.max_queued_writes:
             raise StoreBusy("%d writes queued" % self._pending)
-        fut = self._loop.create_future()
+        fut = loop.create_future()
         self._pending += 1
         self._wq.put(_Job(fn, args, fut))
         return fut
@@ -465,17 +354,13 @@ class SQLiteStore(Store):
         """Run ``fn(conn, *args)`` in the writer thread between group
         commits, outside any transaction (PRAGMAs such as query_only or
         max_page_count; tests use these to make the store fail for real)."""
-        if self._closed:
-            raise StoreError("store is closed")
-        fut = self._loop.create_future()
+        fut = self._open_loop().create_future()
         self._pending += 1
         self._wq.put(_Job(fn, args, fut, raw=True))
         return fut
 
     def run_read(self, fn, *args) -> asyncio.Future:
-        if self._closed:
-            raise StoreError("store is closed")
-        fut = self._loop.create_future()
+        fut = self._open_loop().create_future()
         self._rq.put(_Job(fn, args, fut))
         return fut
 
@@ -513,59 +398,41 @@ class SQLiteStore(Store):
     # -- the event path -----------------------------------------------------------
 
     @staticmethod
-    def _ingest(conn, rec: EventRecord) -> IngestOutcome:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
-                ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS))),
-            rec.db_values())
-        if cur.rowcount == 0:
-            row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
-                               (rec.account, rec.dedupe_key)).fetchone()
-            return IngestOutcome(row[0], True, None)
-        event_id = cur.lastrowid
-        if rec.seq is not None and rec.protocol == "native":
-            # Replay state travels with the event: after a restart the core
-            # starts from the highest sequence whose event is on disk.
-            conn.execute("""UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
-                            tx_seq = MAX(tx_seq, ?) WHERE number = ?""",
-                         (rec.seq, rec.tx_seq or 0, rec.account))
-        alarm_id = None
-        if rec.open_alarm:
-            cur = conn.execute(
-                """INSERT INTO alarms (event_id, account, event_class, priority, code,
-                   partition, zone, description, state, created_at, routed_to)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)""",
-                (event_id, rec.account, rec.event_class, rec.priority, rec.code,
-                 rec.partition, rec.zone, rec.description, rec.received_at,
-                 json.dumps(rec.routed_to or {}, sort_keys=True)))
-            alarm_id = cur.lastrowid
-            conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
-                            note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)""",
-                         (alarm_id, rec.received_at,
-                          "routed to " + json.dumps(rec.routed_to or {}, sort_keys=True)))
-            for output, payload in rec.outbox:
-                payload = dict(payload, alarm_id=alarm_id, event_id=event_id)
-                conn.execute("""INSERT INTO outbox (output, alarm_id, payload, created_at)
-                                VALUES (?, ?, ?, ?)""",
-                             (output, alarm_id, json.dumps(payload, sort_keys=True),
-                              rec.received_at))
-        elif rec.qualifier == 3:
-            conn.execute("""UPDATE alarms SET restored_at = ? WHERE account = ? AND code = ?
-                            AND partition = ? AND zone = ? AND state != 'resolved'
-                            AND restored_at IS NULL""",
-                         (rec.received_at, rec.account, rec.code, rec.partition, rec.zone))
-        return IngestOutcome(event_id, False, alarm_id)
+    def _ingest(conn, recs: list[EventRecord]) -> list[IngestOutcome]:
+        """Execute receiver.ingest's plan for ``recs``, row by row (one job,
+        so one SAVEPOINT: any failure rolls back every record)."""
+        inserted, existing = {}, {}
+        for key, i in ingest.candidates(recs):
+            cur = conn.execute(_INSERT_EVENT, recs[i].db_values())
+            if cur.rowcount:
+                inserted[key] = cur.lastrowid
+            else:
+                row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
+                                   key).fetchone()
+                if row is not None:
+                    existing[key] = row[0]
+        try:
+            plan = ingest.plan(recs, inserted, existing)
+        except ingest.ConflictVanished as e:
+            raise StoreUnavailable(str(e)) from None
+        conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
+        conn.executemany(_STAMP_RESTORED, [(r.at, r.account, r.code, r.partition, r.zone,
+                                            r.at) for r in plan.restores])
+        alarm_ids = []
+        for al in plan.alarms:
+            alarm_id = conn.execute(_INSERT_ALARM, al.values()).lastrowid
+            alarm_ids.append(alarm_id)
+            conn.execute(_INSERT_FIRST_AUDIT, (alarm_id, al.created_at, al.audit_note()))
+            conn.executemany(_INSERT_OUTBOX, [(o.output, o.alarm_id, o.payload, o.created_at)
+                                              for o in al.outbox(alarm_id)])
+        return plan.outcomes(alarm_ids)
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        return await self.run_write(self._ingest, rec)
-
-    @classmethod
-    def _ingest_many(cls, conn, recs: list) -> list:
-        # one job, so one SAVEPOINT: any failure rolls back every record
-        return [cls._ingest(conn, r) for r in recs]
+        [out] = await self.run_write(self._ingest, [rec])
+        return out
 
     async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
-        return await self.run_write(self._ingest_many, list(recs))
+        return await self.run_write(self._ingest, list(recs))
 
     async def record_security_event(self, at, account, seq, reason, detail, peer,
                                     transport) -> int:
@@ -578,53 +445,21 @@ class SQLiteStore(Store):
 
     async def save_replay_state(self, rows) -> None:
         def job(conn):
-            conn.executemany("""UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
-                                tx_seq = MAX(tx_seq, ?) WHERE number = ?""",
-                             [(h, t, a) for a, h, t in rows])
+            conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in rows])
         if rows:
             await self.run_write(job)
 
     # -- accounts -------------------------------------------------------------------
 
-    _ACCOUNT_JSON = ("zones", "partitions", "supervised_paths", "contacts")
+    async def _insert_account(self, row: dict) -> None:
+        cols = list(row)
+        await self.run_write(lambda c: c.execute("INSERT INTO accounts (%s) VALUES (%s)" % (
+            ", ".join(cols), ", ".join("?" * len(cols))), [row[k] for k in cols]))
 
-    @classmethod
-    def _row_to_account(cls, r) -> Account:
-        d = dict(r)
-        for k in cls._ACCOUNT_JSON:
-            d[k] = json.loads(d[k])
-        d["key"] = bytes.fromhex(d["key"])
-        d["supervised"] = bool(d["supervised"])
-        return Account(**d)
-
-    async def add_account(self, account: Account) -> None:
-        account.validate()
-        now = time.time()
-        d = account.to_dict(with_key=True)
-        d["created_at"] = d["updated_at"] = now
-        for k in self._ACCOUNT_JSON:
-            d[k] = json.dumps(d[k], sort_keys=True)
-        d["supervised"] = int(d["supervised"])
-        cols = list(d)
-
-        def job(conn):
-            conn.execute("INSERT INTO accounts (%s) VALUES (%s)" % (
-                ", ".join(cols), ", ".join("?" * len(cols))), [d[c] for c in cols])
-        await self.run_write(job)
-
-    async def update_account(self, number: str, **fields) -> None:
-        acct = self._apply_account_fields(await self.get_account(number), number, fields)
-        d = acct.to_dict(with_key=True)
-        d["updated_at"] = time.time()
-        for k in self._ACCOUNT_JSON:
-            d[k] = json.dumps(d[k], sort_keys=True)
-        d["supervised"] = int(d["supervised"])
-        cols = [c for c in d if c not in ("number", "created_at", "highest_seq", "tx_seq")]
-
-        def job(conn):
-            conn.execute("UPDATE accounts SET %s WHERE number = ?" % ", ".join(
-                "%s = ?" % c for c in cols), [d[c] for c in cols] + [number])
-        await self.run_write(job)
+    async def _update_account(self, number: str, row: dict) -> None:
+        cols = list(row)
+        await self.run_write(lambda c: c.execute("UPDATE accounts SET %s WHERE number = ?" % (
+            ", ".join("%s = ?" % k for k in cols)), [row[k] for k in cols] + [number]))
 
     async def delete_account(self, number: str) -> None:
         await self.run_write(lambda c: c.execute("DELETE FROM accounts WHERE number = ?",
@@ -633,12 +468,12 @@ class SQLiteStore(Store):
     async def get_account(self, number: str) -> Account | None:
         def job(conn):
             r = conn.execute("SELECT * FROM accounts WHERE number = ?", (number,)).fetchone()
-            return None if r is None else self._row_to_account(r)
+            return None if r is None else Account.from_row(r)
         return await self.run_read(job)
 
     async def list_accounts(self) -> list[Account]:
         def job(conn):
-            return [self._row_to_account(r) for r in conn.execute(
+            return [Account.from_row(r) for r in conn.execute(
                 "SELECT * FROM accounts ORDER BY CAST(number AS INTEGER), number")]
         return await self.run_read(job)
 
@@ -659,7 +494,7 @@ class SQLiteStore(Store):
             args.append(since)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [event_row(dict(r)) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [Event.from_row(r) for r in c.execute(sql, args)])
 
     async def count_events(self, account=None) -> int:
         if account is None:
@@ -667,6 +502,16 @@ class SQLiteStore(Store):
                 "SELECT COUNT(*) FROM events").fetchone()[0])
         return await self.run_read(lambda c: c.execute(
             "SELECT COUNT(*) FROM events WHERE account = ?", (account,)).fetchone()[0])
+
+    async def last_event(self, account=None):
+        def job(conn):
+            if account is None:
+                r = conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT 1").fetchone()
+            else:
+                r = conn.execute("SELECT * FROM events WHERE account = ? ORDER BY id DESC "
+                                 "LIMIT 1", (account,)).fetchone()
+            return None if r is None else Event.from_row(r)
+        return await self.run_read(job)
 
     async def list_security_events(self, since=None, limit=1000):
         sql = "SELECT * FROM security_events"
@@ -676,7 +521,8 @@ class SQLiteStore(Store):
             args.append(since)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [SecurityEvent.from_row(r)
+                                              for r in c.execute(sql, args)])
 
     async def prune_security_events(self, before, keep, batch):
         def job(conn):
@@ -699,12 +545,6 @@ class SQLiteStore(Store):
 
     # -- alarms -----------------------------------------------------------------------
 
-    @staticmethod
-    def _alarm_row(r) -> dict:
-        d = dict(r)
-        d["routed_to"] = json.loads(d["routed_to"])
-        return d
-
     async def list_alarms(self, state=None, limit=1000):
         sql = "SELECT * FROM alarms"
         args: list = []
@@ -713,7 +553,7 @@ class SQLiteStore(Store):
             args.append(state)
         sql += " ORDER BY state = 'resolved', priority, created_at, id LIMIT ?"
         args.append(limit)
-        return await self.run_read(lambda c: [self._alarm_row(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [Alarm.from_row(r) for r in c.execute(sql, args)])
 
     async def count_alarms(self, states):
         def job(conn):
@@ -728,7 +568,7 @@ class SQLiteStore(Store):
     async def get_alarm(self, alarm_id):
         def job(conn):
             r = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
-            return None if r is None else self._alarm_row(r)
+            return None if r is None else Alarm.from_row(r)
         return await self.run_read(job)
 
     async def alarm_transition(self, alarm_id, action, actor, note, at):
@@ -749,27 +589,20 @@ class SQLiteStore(Store):
             conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
                             note) VALUES (?, ?, ?, ?, ?, ?)""",
                          (alarm_id, at, r["state"], new, actor, note))
-            return self._alarm_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
+            return Alarm.from_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
                                                 (alarm_id,)).fetchone())
         return await self.run_write(job)
 
     async def alarm_audit(self, alarm_id):
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(
+        return await self.run_read(lambda c: [AuditEntry.from_row(r) for r in c.execute(
             "SELECT * FROM alarm_audit WHERE alarm_id = ? ORDER BY id", (alarm_id,))])
 
     # -- outbox ------------------------------------------------------------------------
 
     async def outbox_pending(self, output, limit=100):
-        def job(conn):
-            out = []
-            for r in conn.execute("""SELECT * FROM outbox WHERE output = ? AND
-                                     delivered_at IS NULL ORDER BY id LIMIT ?""",
-                                  (output, limit)):
-                d = dict(r)
-                d["payload"] = json.loads(d["payload"])
-                out.append(d)
-            return out
-        return await self.run_read(job)
+        return await self.run_read(lambda c: [OutboxRow.from_row(r) for r in c.execute(
+            """SELECT * FROM outbox WHERE output = ? AND delivered_at IS NULL
+               ORDER BY id LIMIT ?""", (output, limit))])
 
     async def outbox_result(self, outbox_id, delivered, error, at):
         def job(conn):
@@ -794,4 +627,4 @@ class SQLiteStore(Store):
             sql += " WHERE output = ?"
             args.append(output)
         sql += " ORDER BY id"
-        return await self.run_read(lambda c: [dict(r) for r in c.execute(sql, args)])
+        return await self.run_read(lambda c: [OutboxRow.from_row(r) for r in c.execute(sql, args)])

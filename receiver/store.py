@@ -35,13 +35,23 @@ from __future__ import annotations
 
 import abc
 import logging
-import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+import time
+from typing import Any, AsyncIterator
+
+from receiver.cluster_store import ClusterStore
+from receiver.records import (Account, Alarm, AuditEntry, Event, EventRecord,
+                              IngestOutcome, OutboxRow, SecurityEvent)
 
 _LOGGER = logging.getLogger(__name__)
+
+
+# Events one events_after() call returns by default, and at most (a page
+# of 5000 events is ~2.5 MB of JSON: a reader that wants more asks again).
+FEED_PAGE = 1000
+FEED_MAX_PAGE = 5000
 
 
 class StoreError(Exception):
@@ -78,8 +88,6 @@ PRIVATE_DIR_MODE = 0o700
 # the database file's permission bits.
 SQLITE_SIDE_FILES = ("-wal", "-shm")
 
-
-PROTOCOLS = ("native", "dc09")
 
 # ``--db`` / ``[store] url`` values that select the PostgreSQL backend.
 PG_URL_PREFIXES = ("postgresql://", "postgres://")
@@ -144,200 +152,15 @@ def make_private_dirs(directory: str) -> list[str]:
     return made
 
 
-def make_store(db: str, max_batch: int | None = None, metrics=None,
-               create: bool = True) -> "Store":
-    """The backend ``db`` names: a ``postgresql://`` URL selects
-    receiver.pg_store (asyncpg, the ``postgres`` extra), anything else is an
-    SQLite file path.  ``create``: may ``open`` make a new store (an SQLite
-    file, or the schema in an empty PostgreSQL database)?  If not, a missing
-    one raises StoreMissing."""
-    kw = {"metrics": metrics, "create": create}
-    if max_batch is not None:
-        kw["max_batch"] = max_batch
-    if is_url(db):
-        try:
-            from receiver.pg_store import PGStore  # noqa: PLC0415
-        except ImportError as e:
-            raise StoreError("a postgresql:// store needs asyncpg (pip install "
-                             "'guardline[postgres]'): %s" % e) from None
-        return PGStore(db, **kw)
-    from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
-
-    return SQLiteStore(db, **kw)
-
-
-@dataclass
-class Account:
-    """One monitored panel.  ``number`` is the account as a string (for the
-    native protocol the glwire u32 in decimal)."""
-
-    number: str
-    key: bytes
-    protocol: str = "native"
-    panel_kind: str = ""
-    site_name: str = ""
-    site_address: str = ""
-    region: str = ""
-    zones: dict = field(default_factory=dict)  # {"3": "vault door"}
-    partitions: dict = field(default_factory=dict)  # {"1": "vault"}
-    heartbeat_s: int | None = None  # supervision interval; None = receiver default
-    grace_s: int | None = None
-    supervised_paths: list = field(default_factory=lambda: [1])
-    supervised: bool = True
-    contacts: list = field(default_factory=list)  # [{"name":..., "phone":...}]
-    highest_seq: int = 0
-    tx_seq: int = 0
-    created_at: float = 0.0
-    updated_at: float = 0.0
-
-    def to_dict(self, with_key: bool = False) -> dict:
-        d = {
-            "number": self.number, "protocol": self.protocol, "panel_kind": self.panel_kind,
-            "site_name": self.site_name, "site_address": self.site_address,
-            "region": self.region, "zones": self.zones, "partitions": self.partitions,
-            "heartbeat_s": self.heartbeat_s, "grace_s": self.grace_s,
-            "supervised_paths": list(self.supervised_paths), "supervised": self.supervised,
-            "contacts": self.contacts, "highest_seq": self.highest_seq, "tx_seq": self.tx_seq,
-            "created_at": self.created_at, "updated_at": self.updated_at,
-        }
-        if with_key:
-            d["key"] = self.key.hex()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Account":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError("unknown account fields: %s" % ", ".join(sorted(unknown)))
-        d = dict(d)
-        key = d.get("key")
-        if isinstance(key, str):
-            d["key"] = bytes.fromhex(key)
-        return cls(**d)
-
-    def validate(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError("protocol must be one of %s" % ", ".join(PROTOCOLS))
-        if not isinstance(self.number, str) or not self.number:
-            raise ValueError("account number must be a non-empty string")
-        if self.protocol == "native":
-            if not self.number.isdigit() or int(self.number) > 0xFFFFFFFF:
-                raise ValueError("a native account number is a decimal u32 (0..4294967295)")
-            if self.number != str(int(self.number)):
-                raise ValueError("a native account number has no leading zeros")
-        if self.protocol == "dc09":
-            # SIA DC-09 5.5.1.6: the account is 3-16 hex digits (kept upper
-            # case); the key is AES-128/192/256, or empty for a line that
-            # reports unencrypted (5.4).
-            if not 3 <= len(self.number) <= 16 or any(
-                    c not in "0123456789ABCDEF" for c in self.number):
-                raise ValueError("a DC-09 account number is 3-16 upper-case hex digits")
-            if not isinstance(self.key, (bytes, bytearray)) or len(self.key) not in (0, 16, 24,
-                                                                                     32):
-                raise ValueError("a DC-09 key is 16, 24 or 32 bytes (or none: unencrypted)")
-        elif not isinstance(self.key, (bytes, bytearray)) or not 16 <= len(self.key) <= 64:
-            raise ValueError("account key must be 16..64 bytes")
-        for name in ("zones", "partitions"):
-            v = getattr(self, name)
-            if not isinstance(v, dict) or not all(
-                    str(k).isdigit() and isinstance(n, str) for k, n in v.items()):
-                raise ValueError("%s must map numbers to names" % name)
-        for name in ("heartbeat_s", "grace_s"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 0):
-                raise ValueError("%s must be a non-negative integer" % name)
-        if not self.supervised_paths or any(p not in (1, 2) for p in self.supervised_paths):
-            raise ValueError("supervised_paths must be a non-empty subset of [1, 2]")
-        json.dumps(self.contacts)
-
-
-@dataclass
-class EventRecord:
-    """A normalized event, classified and routed, ready for ``ingest``."""
-
-    account: str
-    protocol: str
-    dedupe_key: str
-    qualifier: int
-    code: int
-    partition: int
-    zone: int
-    received_at: float
-    seq: int | None = None
-    text: str | None = None
-    value: int | None = None
-    event_time: float | None = None
-    path: int = 1
-    peer: str = ""
-    source: str = "panel"  # 'panel' or 'supervision'
-    event_class: str = "other"
-    priority: int = 99
-    description: str = ""
-    user: int | None = None  # the user the event names (Contact ID user reports, SIA 'id')
-    ext: dict | None = None  # DC-09 extended data and SIA modifiers, raw ({"X": "4.8952"})
-    # set by the receiver before ingest:
-    open_alarm: bool = False
-    routed_to: dict | None = None  # {"police_station": "ps-3", ...}
-    outbox: list = field(default_factory=list)  # [(output name, payload dict)]
-    tx_seq: int | None = None  # our sequence towards the panel, persisted with it
-
-    def as_dict(self) -> dict:
-        """The event as list_events gives it out (without its id)."""
-        from protocol import dc09  # noqa: PLC0415
-
-        d = self._fields()
-        d["location"] = dc09.location(self.ext) if self.ext else None
-        return d
-
-    def _fields(self) -> dict:
-        return {k: getattr(self, k) for k in (
-            "account", "protocol", "dedupe_key", "seq", "qualifier", "code", "partition",
-            "zone", "text", "value", "event_time", "received_at", "path", "peer", "source",
-            "event_class", "priority", "description", "user", "ext")}
-
-    def db_values(self) -> tuple:
-        """The events row, in EVENT_COLUMNS order (both backends insert it)."""
-        return (self.account, self.protocol, self.source, self.dedupe_key, self.seq,
-                self.qualifier, self.code, self.event_class, self.priority, self.description,
-                self.partition, self.zone, self.text, self.value, self.event_time,
-                self.received_at, self.path, self.peer, self.user,
-                None if self.ext is None else json.dumps(self.ext, sort_keys=True,
-                                                         ensure_ascii=False))
-
-
-# The events table's columns that EventRecord.db_values() fills, in order.
-EVENT_COLUMNS = ("account", "protocol", "source", "dedupe_key", "seq", "qualifier", "code",
-                 "event_class", "priority", "description", "partition", "zone", "text",
-                 "value", "event_time", "received_at", "path", "peer", "user_number", "ext")
-
-
-def event_row(d: dict) -> dict:
-    """An events row as the stores give it out (list_events): ``user`` (the
-    user the event names, or None), ``ext`` (dict or None) and ``location``
-    ({"lat", "lon"} from DC-09 extended data X/Y, or None)."""
-    from protocol import dc09  # noqa: PLC0415 - keep the store's import light
-
-    d["user"] = d.pop("user_number", None)
-    ext = d.get("ext")
-    d["ext"] = json.loads(ext) if isinstance(ext, str) else ext
-    d["location"] = dc09.location(d["ext"]) if d["ext"] else None
-    return d
-
-
-def user_code_list() -> str:
-    """The Contact ID codes whose ZZZ is a user, as an SQL list (the schema
-    migration that added events.user_number fills it for older rows)."""
-    from protocol import contactid  # noqa: PLC0415
-
-    return ", ".join(str(c) for c in range(1000) if contactid.zone_is_user(c))
-
-
-@dataclass
-class IngestOutcome:
-    event_id: int
-    duplicate: bool
-    alarm_id: int | None = None
+def resolve(fut, result, exc) -> None:
+    """Answer a request's future, unless its caller gave up (cancelled):
+    the work is done anyway."""
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
 
 
 class Store(abc.ABC):
@@ -347,6 +170,11 @@ class Store(abc.ABC):
     # -- shared by the backends: what a finished group commit changes --------------
 
     location = ""  # "path=..." or "url=...", for log lines
+    metrics: Any = None  # receiver.metrics.Metrics, or None
+    commits = 0  # transactions committed (for tests and metrics)
+    batched = 0  # write requests committed
+    _healthy = True
+    _last_error: str | None = None
 
     @staticmethod
     def _apply_account_fields(acct: "Account | None", number: str, fields: dict) -> "Account":
@@ -363,6 +191,35 @@ class Store(abc.ABC):
             setattr(acct, k, bytes.fromhex(v) if k == "key" and isinstance(v, str) else v)
         acct.validate()
         return acct
+
+    _pending = 0  # write requests accepted, not yet answered
+
+    @property
+    def pending_writes(self) -> int:
+        return self._pending
+
+    @property
+    def healthy(self) -> bool:
+        """False after a failed commit until the next successful one."""
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the store last failed to commit (None: healthy)."""
+        return self._last_error
+
+    def _answer(self, results, failed, elapsed: float, health: bool = True) -> None:
+        """Answer the waiters of finished write requests, [(job, result,
+        exception)] (each job has its future as ``fut``), and, for a group
+        commit (``health``), note it (:meth:`_note_batch`)."""
+        self._pending -= len(results)
+        unavailable = failed
+        for job, r, exc in results:
+            if isinstance(exc, StoreUnavailable) and unavailable is None:
+                unavailable = exc
+            resolve(job.fut, r, exc)
+        if health:
+            self._note_batch(len(results), elapsed, failed, unavailable)
 
     def _note_batch(self, n: int, elapsed: float, failed, unavailable) -> None:
         """Count a group commit of ``n`` requests (``failed`` is None when it
@@ -393,6 +250,11 @@ class Store(abc.ABC):
     # others through it (receiver.ownership, docs/scale-out.md).
     shared: bool = False
 
+    def cluster_store(self, instance: str) -> ClusterStore:
+        """What receiver.ownership needs to share this store with other
+        receivers, as receiver ``instance``; only a ``shared`` store has it."""
+        raise StoreError("a %s store is not shared by several receivers" % type(self).__name__)
+
     # -- lifecycle --------------------------------------------------------------
 
     @abc.abstractmethod
@@ -402,15 +264,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Commit what is queued, then close."""
-
-    @property
-    @abc.abstractmethod
-    def pending_writes(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def healthy(self) -> bool:
-        """False after a failed commit until the next successful one."""
 
     @abc.abstractmethod
     async def schema_version(self) -> int: ...
@@ -435,11 +288,32 @@ class Store(abc.ABC):
 
     # -- accounts ---------------------------------------------------------------
 
-    @abc.abstractmethod
-    async def add_account(self, account: Account) -> None: ...
+    async def add_account(self, account: Account) -> None:
+        """Store a new account (ValueError when it is not valid)."""
+        account.validate()
+        row = account.db_columns()
+        row["created_at"] = row["updated_at"] = time.time()
+        await self._insert_account(row)
+
+    async def update_account(self, number: str, **fields) -> None:
+        """Change fields of a stored account (KeyError: no such account;
+        ValueError: a field that is unknown, may not change, or is not
+        valid).  The replay state is not an account field here: it only
+        moves forward with ingest and save_replay_state."""
+        acct = self._apply_account_fields(await self.get_account(number), number, fields)
+        row = acct.db_columns()
+        row["updated_at"] = time.time()
+        for k in ("number", "created_at", "highest_seq", "tx_seq"):
+            del row[k]
+        await self._update_account(number, row)
 
     @abc.abstractmethod
-    async def update_account(self, number: str, **fields) -> None: ...
+    async def _insert_account(self, row: dict) -> None:
+        """INSERT the accounts row (column -> value)."""
+
+    @abc.abstractmethod
+    async def _update_account(self, number: str, row: dict) -> None:
+        """UPDATE these columns of account ``number``."""
 
     @abc.abstractmethod
     async def delete_account(self, number: str) -> None: ...
@@ -459,11 +333,47 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_events(self, account: str | None = None, since: float | None = None,
-                          after_id: int = 0, limit: int = 1000) -> list[dict]: ...
+                          after_id: int = 0, limit: int = 1000) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def count_events(self, account: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    async def last_event(self, account: str | None = None) -> Event | None:
+        """The newest stored event (of ``account``, or of any), or None."""
+
+    async def events_after(self, account: str | None, after_id: int,
+                           limit: int = FEED_PAGE) -> list[Event]:
+        """The event feed: stored events with an id above ``after_id`` (of
+        ``account``, or of every account), oldest first, at most ``limit``.
+        A reader keeps the last id it got and asks again from there; 0
+        starts at the first event, ``last_event().id`` at what comes next.
+        Ids grow in commit order for one receiver (one writer); with
+        several receivers on one PostgreSQL database two transactions may
+        commit out of id order, so a reader there can miss an event that
+        committed just after it read past its id (docs/receiver.md,
+        "Event feed")."""
+        if not isinstance(after_id, int) or after_id < 0:
+            raise ValueError("after_id is an event id (0 or more)")
+        if not isinstance(limit, int) or not 1 <= limit <= FEED_MAX_PAGE:
+            raise ValueError("limit is 1..%d" % FEED_MAX_PAGE)
+        return await self.list_events(account=account, after_id=after_id, limit=limit)
+
+    async def iter_events(self, account: str | None = None, after_id: int = 0,
+                          page: int = FEED_PAGE) -> AsyncIterator[Event]:
+        """Every stored event after ``after_id`` (of ``account``), oldest
+        first, read through :meth:`events_after` a page at a time."""
+        while True:
+            rows = await self.events_after(account, after_id, page)
+            for e in rows:
+                yield e
+            if len(rows) < page:
+                return
+            after_id = rows[-1].id
 
     @abc.abstractmethod
     async def list_security_events(self, since: float | None = None,
-                                   limit: int = 1000) -> list[dict]: ...
+                                   limit: int = 1000) -> list[SecurityEvent]: ...
 
     @abc.abstractmethod
     async def prune_security_events(self, before: float, keep: int, batch: int) -> int:
@@ -479,7 +389,8 @@ class Store(abc.ABC):
     # -- alarms -----------------------------------------------------------------
 
     @abc.abstractmethod
-    async def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict]: ...
+    async def list_alarms(self, state: str | None = None,
+                          limit: int = 1000) -> list[Alarm]: ...
 
     @abc.abstractmethod
     async def count_alarms(self, states: tuple[str, ...]) -> dict[str, int]:
@@ -487,21 +398,21 @@ class Store(abc.ABC):
         none), counted by the database (metrics scrapes)."""
 
     @abc.abstractmethod
-    async def get_alarm(self, alarm_id: int) -> dict | None: ...
+    async def get_alarm(self, alarm_id: int) -> Alarm | None: ...
 
     @abc.abstractmethod
     async def alarm_transition(self, alarm_id: int, action: str, actor: str,
-                               note: str | None, at: float) -> dict:
+                               note: str | None, at: float) -> Alarm:
         """Apply an operator action (receiver.alarms.TRANSITIONS); raises
         AlarmStateError when not allowed.  Returns the updated alarm."""
 
     @abc.abstractmethod
-    async def alarm_audit(self, alarm_id: int) -> list[dict]: ...
+    async def alarm_audit(self, alarm_id: int) -> list[AuditEntry]: ...
 
     # -- outbox -----------------------------------------------------------------
 
     @abc.abstractmethod
-    async def outbox_pending(self, output: str, limit: int = 100) -> list[dict]:
+    async def outbox_pending(self, output: str, limit: int = 100) -> list[OutboxRow]:
         """Undelivered rows for ``output``, oldest first."""
 
     @abc.abstractmethod
@@ -510,3 +421,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def outbox_depth(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    async def list_outbox(self, output: str | None = None) -> list[OutboxRow]:
+        """Every outbox row (of ``output``), delivered or not, oldest first."""

@@ -193,6 +193,10 @@ class Supervisor:
     def profile(self, account: str) -> Profile | None:
         return self._profiles.get(account)
 
+    def accounts(self) -> list[str]:
+        """The accounts supervised here."""
+        return list(self._profiles)
+
     def _schedule(self, key, line, deadline) -> None:
         line.scheduled = deadline
         heapq.heappush(self._heap, (deadline, key[0], key[1]))

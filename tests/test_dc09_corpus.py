@@ -126,14 +126,14 @@ async def test_every_clear_frame_is_acked_and_stored_by_the_receiver(tmp_path):
         stored = await rx.store.list_events(limit=1000)
         expect = [(f["message"]["account"].upper(), f["message"]["seq"], e)
                   for _, f in frames for e in f["events"]]
-        got = [(e["account"], e["seq"], {
-            "qualifier": e["qualifier"], "code": e["code"], "partition": e["partition"],
-            "zone": e["zone"], "user": e["user"], "text": e["text"], "ext": e["ext"]})
+        got = [(e.account, e.seq, {
+            "qualifier": e.qualifier, "code": e.code, "partition": e.partition,
+            "zone": e.zone, "user": e.user, "text": e.text, "ext": e.ext})
             for e in stored]
         assert got == [(a, s, {k: v for k, v in e.items() if k != "sia_code"})
                        for a, s, e in expect]
         # the panel's time is kept beside the receiver's, never in its place
         panel_times = [f["message"]["timestamp"] for _, f in frames for _ in f["events"]]
         for e, ts in zip(stored, panel_times):
-            assert e["event_time"] == (datetime.fromisoformat(ts).timestamp() if ts else None)
-            assert t0 <= e["received_at"] <= time.time()
+            assert e.event_time == (datetime.fromisoformat(ts).timestamp() if ts else None)
+            assert t0 <= e.received_at <= time.time()

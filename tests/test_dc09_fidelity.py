@@ -103,13 +103,13 @@ async def test_every_event_of_a_block_is_stored_classified_alarmed_and_routed(rx
                     K128 if encrypted else None)
     assert (r.msg_id, r.seq) == ("ACK", 7)
     burglary, fire = await stored(rx, account)
-    assert (burglary["code"], burglary["partition"], burglary["zone"],
-            burglary["event_class"]) == (130, 1, 1, "burglary")
-    assert (fire["code"], fire["partition"], fire["zone"], fire["event_class"]) == (
+    assert (burglary.code, burglary.partition, burglary.zone,
+            burglary.event_class) == (130, 1, 1, "burglary")
+    assert (fire.code, fire.partition, fire.zone, fire.event_class) == (
         110, 2, 5, "fire")
-    alarms = {a["event_id"]: a for a in await rx.store.list_alarms()}
-    assert alarms[burglary["id"]]["routed_to"] == {"police_station": "ps"}
-    assert alarms[fire["id"]]["routed_to"] == {"police_station": "fb"}
+    alarms = {a.event_id: a for a in await rx.store.list_alarms()}
+    assert alarms[burglary.id].routed_to == {"police_station": "ps"}
+    assert alarms[fire.id].routed_to == {"police_station": "fb"}
     c.close()
 
 
@@ -140,10 +140,10 @@ async def test_user_from_the_id_modifier_and_from_user_reports(rx):
     assert (await c.ask(sia(CLEAR, 11, "Nri1/id5/BB03"))).msg_id == "ACK"
     assert (await c.ask(adm(CLEAR, 12, "1401 01 007"))).msg_id == "ACK"
     closing, bypass, opening = await stored(rx, CLEAR)
-    assert (closing["code"], closing["qualifier"], closing["zone"], closing["user"]) == (
+    assert (closing.code, closing.qualifier, closing.zone, closing.user) == (
         401, 3, 12, 12)
-    assert (bypass["code"], bypass["zone"], bypass["user"]) == (570, 3, 5)
-    assert (opening["code"], opening["zone"], opening["user"]) == (401, 7, 7)
+    assert (bypass.code, bypass.zone, bypass.user) == (570, 3, 5)
+    assert (opening.code, opening.zone, opening.user) == (401, 7, 7)
     c.close()
 
 
@@ -156,9 +156,9 @@ async def test_extended_data_is_kept_with_a_location(rx):
            ("V", "https://cam.example/1.jpg"), ("Q", "vendor data")]
     assert (await c.ask(adm(CLEAR, 13, "1130 01 001", ext))).msg_id == "ACK"
     [e] = await stored(rx, CLEAR)
-    assert e["ext"] == {"X": "4.8952", "Y": "52.3702", "M": "0026B9E4268B",
+    assert e.ext == {"X": "4.8952", "Y": "52.3702", "M": "0026B9E4268B",
                         "V": "https://cam.example/1.jpg", "Q": "vendor data"}
-    assert e["location"] == {"lat": 52.3702, "lon": 4.8952}
+    assert e.location == {"lat": 52.3702, "lon": 4.8952}
     c.close()
 
 
@@ -168,7 +168,7 @@ async def test_same_sequence_with_other_extended_data_is_another_message(rx):
             ).msg_id == "ACK"
     assert (await c.ask(adm(CLEAR, 14, "1130 01 001", [("X", "4.9000"), ("Y", "52.3800")]))
             ).msg_id == "ACK"
-    assert [e["ext"]["X"] for e in await stored(rx, CLEAR)] == ["4.8952", "4.9000"]
+    assert [e.ext["X"] for e in await stored(rx, CLEAR)] == ["4.8952", "4.9000"]
     c.close()
 
 
@@ -190,7 +190,7 @@ async def test_text_that_is_not_ascii_is_acked_and_stored_as_unicode(rx, encodin
     r = await c.ask(f, K128 if encrypted else None)
     assert (r.msg_id, r.seq) == ("ACK", 15)
     [e] = await stored(rx, account)
-    assert e["text"] == "^Küche^" and e["ext"] == {"I": "Alarm Küche – Tür"}
+    assert e.text == "^Küche^" and e.ext == {"I": "Alarm Küche – Tür"}
     c.close()
 
 
@@ -209,7 +209,7 @@ async def test_empty_line_prefix_and_trailing_nul_are_accepted_and_logged_once(r
     r = await udp_ask(rx, null)
     assert r.msg_id == "ACK"
     [e] = await stored(rx, "7303658550")
-    assert (e["code"], e["zone"]) == (130, 4)
+    assert (e.code, e.zone) == (130, 4)
     logged = [m for m in caplog.messages if "field deviation tolerated" in m]
     assert sorted(re.search(r"deviation=(\w+)", m)[1] for m in logged) == [
         "empty_line_prefix", "trailing_nul"]
@@ -251,7 +251,7 @@ async def test_clear_message_an_hour_off_keeps_both_times(rx):
     r = await c.ask(adm(CLEAR, 18, "1130 01 001", t=rx.now - 3600))
     assert r.msg_id == "ACK"
     [e] = await stored(rx, CLEAR)
-    assert e["received_at"] == rx.now and e["event_time"] == rx.now - 3600
+    assert e.received_at == rx.now and e.event_time == rx.now - 3600
     c.close()
 
 
@@ -262,8 +262,8 @@ async def test_unreadable_clear_timestamp_is_not_a_nak(rx, caplog):
     r = await c.ask(b"\n%04X0%03X%s\r" % (dc09.crc16(body), len(body), body))
     assert (r.msg_id, r.seq) == ("ACK", 19)
     [e] = await stored(rx, CLEAR)
-    assert e["event_time"] is None and e["received_at"] == rx.now
-    assert e["ext"] == {"timestamp_text": "25:61:00,13-45-2024"}
+    assert e.event_time is None and e.received_at == rx.now
+    assert e.ext == {"timestamp_text": "25:61:00,13-45-2024"}
     assert any("unreadable_timestamp" in m for m in caplog.messages)
     c.close()
 

@@ -123,15 +123,15 @@ async def test_dc09_spt_messages_are_acked_and_stored_right(rx, spt, account, ke
     answer, _ = panel.dc09answer(0, await exchange(rx, panel.dc09poll()))
     assert answer == "ACK"
     fire, opened, cid_burglary = await rx.store.list_events(account=account)
-    assert (fire["code"], fire["partition"], fire["zone"]) == (110, 1, 3)
-    assert fire["text"] == "^vault^"
-    assert fire["ext"] == {"X": "4.8952", "Y": "52.3702", "M": "0026B9E4268B",
+    assert (fire.code, fire.partition, fire.zone) == (110, 1, 3)
+    assert fire.text == "^vault^"
+    assert fire.ext == {"X": "4.8952", "Y": "52.3702", "M": "0026B9E4268B",
                            "V": "https://cam.example/1.jpg", "ti": "12:00:00",
                            "ri_name": "Hall"}
-    assert fire["location"] == {"lat": 52.3702, "lon": 4.8952}
-    assert (opened["code"], opened["qualifier"], opened["partition"], opened["zone"],
-            opened["user"]) == (401, 1, 2, 5, 5)
-    assert (cid_burglary["code"], cid_burglary["partition"], cid_burglary["zone"]) == (
+    assert fire.location == {"lat": 52.3702, "lon": 4.8952}
+    assert (opened.code, opened.qualifier, opened.partition, opened.zone,
+            opened.user) == (401, 1, 2, 5, 5)
+    assert (cid_burglary.code, cid_burglary.partition, cid_burglary.zone) == (
         130, 1, 4)
 
 

@@ -156,12 +156,12 @@ async def test_adm_cid_over_tcp_is_acked_after_storage(rx, account):
     if key is not None:  # *ACK carries the receiver's time (5.5.3.1)
         assert r.timestamp == ts(rx.now)
     [e] = await events(rx, account)
-    assert (e["protocol"], e["seq"], e["qualifier"], e["code"], e["partition"], e["zone"]) == (
+    assert (e.protocol, e.seq, e.qualifier, e.code, e.partition, e.zone) == (
         "dc09", 17, 1, 130, 1, 3)
-    assert e["description"] == "Burglary, zone 3 (vault door), partition 1"
-    assert e["event_time"] == rx.now and e["peer"].startswith("dc09-tcp:127.0.0.1:")
-    assert e["event_class"] == "burglary"
-    assert [a["account"] for a in await rx.store.list_alarms()] == [account]
+    assert e.description == "Burglary, zone 3 (vault door), partition 1"
+    assert e.event_time == rx.now and e.peer.startswith("dc09-tcp:127.0.0.1:")
+    assert e.event_class == "burglary"
+    assert [a.account for a in await rx.store.list_alarms()] == [account]
     c.close()
 
 
@@ -177,11 +177,11 @@ async def test_sia_dcs_known_and_unknown_codes(rx, account):
                           msg_id=dc09.SIA_DCS), key)
     assert (r.msg_id, r.seq) == ("ACK", 2)
     known, unknown = await events(rx, account)
-    assert (known["code"], known["qualifier"], known["partition"], known["zone"]) == (
+    assert (known.code, known.qualifier, known.partition, known.zone) == (
         130, 1, 1, 3)
-    assert known["text"] == "^VAULT^"
-    assert (unknown["code"], unknown["partition"], unknown["zone"]) == (0, 2, 7)
-    assert unknown["text"] == "SIA-DCS #%s|Nri2/XQ07" % account
+    assert known.text == "^VAULT^"
+    assert (unknown.code, unknown.partition, unknown.zone) == (0, 2, 7)
+    assert unknown.text == "SIA-DCS #%s|Nri2/XQ07" % account
     c.close()
 
 
@@ -192,9 +192,9 @@ async def test_unknown_contact_id_code_and_odd_data_are_stored_not_duhed(rx):
     r = await c.ask(frame("BEEF", 6, "#BEEF|not contact id"))  # intact, unmappable
     assert (r.msg_id, r.seq) == ("ACK", 6)
     odd_code, odd_data = await events(rx, "BEEF")
-    assert (odd_code["code"], odd_code["zone"], odd_code["event_class"]) == (999, 4, "other")
-    assert odd_code["text"] == "ADM-CID #BEEF|1999 01 004"
-    assert (odd_data["code"], odd_data["text"]) == (0, "ADM-CID #BEEF|not contact id")
+    assert (odd_code.code, odd_code.zone, odd_code.event_class) == (999, 4, "other")
+    assert odd_code.text == "ADM-CID #BEEF|1999 01 004"
+    assert (odd_data.code, odd_data.text) == (0, "ADM-CID #BEEF|not contact id")
     c.close()
 
 
@@ -207,9 +207,9 @@ async def test_udp_events_and_null(rx):
     assert (r.msg_id, r.encrypted, r.seq) == ("ACK", True, 42)
     r = await udp_ask(rx, b"\n0000" + frame("BEEF", 43, "1130 01 003")[5:])
     expect_nak(r, rx.now)
-    stored = [(e["account"], e["qualifier"], e["code"]) for e in await events(rx)]
+    stored = [(e.account, e.qualifier, e.code) for e in await events(rx)]
     assert stored == [("A256", 3, 130), ("BEEF", 1, 602)]
-    assert all(e["peer"].startswith("dc09-udp:") for e in await events(rx))
+    assert all(e.peer.startswith("dc09-udp:") for e in await events(rx))
 
 
 async def test_several_messages_on_one_connection_are_answered_in_order(rx):
@@ -224,7 +224,7 @@ async def test_several_messages_on_one_connection_are_answered_in_order(rx):
         assert r.msg_id == "ACK" and r.encrypted
         seqs.append(r.seq)
     assert seqs == list(range(1, 31))
-    assert sorted(e["zone"] for e in await events(rx, "A128")) == list(range(1, 31))
+    assert sorted(e.zone for e in await events(rx, "A128")) == list(range(1, 31))
     c.close()
 
 
@@ -266,7 +266,7 @@ async def test_timestamp_window_default(rx, offset, ok):
     if ok:
         assert (r.msg_id, r.seq, r.timestamp) == ("ACK", 3, ts(rx.now))
         [e] = await events(rx)
-        assert e["event_time"] == rx.now + offset
+        assert e.event_time == rx.now + offset
     else:
         expect_nak(r, rx.now)
         assert await events(rx) == []
@@ -295,7 +295,7 @@ async def test_local_time_account_window_and_nak_in_its_time(rx):
     r = await c.ask(frame(LOCAL, 1, "1130 01 003", t=local_now + 10), K128)
     assert (r.msg_id, r.timestamp) == ("ACK", ts(local_now))  # *ACK in its convention
     [e] = await events(rx, LOCAL)
-    assert e["event_time"] == rx.now + 10  # stored as UTC
+    assert e.event_time == rx.now + 10  # stored as UTC
     # its own window (-10, +10): 11 s out is refused, and the NAK says local time
     r = await c.ask(frame(LOCAL, 2, "1130 01 003", t=local_now + 11), K128)
     expect_nak(r, local_now)
@@ -329,10 +329,10 @@ async def test_unknown_account_wrong_key_and_clear_for_keyed_get_no_reply(rx):
     r = await c.ask(frame("BEEF", 5, "1130 01 003"))
     assert (r.msg_id, r.seq) == ("ACK", 5)
     await wait_until(lambda: _security(rx, 3), what="3 security events stored")
-    got = sorted((s["account"], s["reason"]) for s in await rx.store.list_security_events())
+    got = sorted((s.account, s.reason) for s in await rx.store.list_security_events())
     assert got == [("A128", "bad_key"), ("A256", "clear_message"), ("ABCD", "unknown_account")]
-    assert all(s["transport"] == "dc09-tcp" for s in await rx.store.list_security_events())
-    assert [e["account"] for e in await events(rx)] == ["BEEF", "BEEF"]
+    assert all(s.transport == "dc09-tcp" for s in await rx.store.list_security_events())
+    assert [e.account for e in await events(rx)] == ["BEEF", "BEEF"]
     c.close()
 
 
@@ -354,7 +354,7 @@ async def test_native_account_is_not_a_dc09_account(rx):
     assert (r.msg_id, r.seq) == ("ACK", 2)
     await wait_until(lambda: _security(rx, 1), what="security event")
     [s] = await rx.store.list_security_events()
-    assert (s["account"], s["reason"]) == ("1001", "unknown_account")
+    assert (s.account, s.reason) == ("1001", "unknown_account")
     c.close()
 
 
@@ -376,7 +376,7 @@ async def test_retransmission_is_stored_once(rx):
     # same sequence number, different content: a different event
     r = await c.ask(frame("A256", 500, "3130 01 003", t=rx.now), K256)
     assert r.msg_id == "ACK"
-    stored = [(e["seq"], e["qualifier"]) for e in await events(rx, "A256")]
+    stored = [(e.seq, e.qualifier) for e in await events(rx, "A256")]
     assert stored == [(500, 1), (500, 3)]
     assert rx.metrics.duplicates._value.get() == 2
     c.close()
@@ -440,7 +440,7 @@ async def test_null_restarts_supervision_and_restores_a_failed_path(rx):
     r = await c.ask(frame(SUPERVISED, 1, msg_id=dc09.NULL))
     assert r.msg_id == "ACK"
     await wait_until(lambda: _n_events(rx, SUPERVISED, 2), what="failure and restore stored")
-    got = [(e["code"], e["qualifier"], e["zone"], e["source"], e["protocol"])
+    got = [(e.code, e.qualifier, e.zone, e.source, e.protocol)
            for e in await events(rx, SUPERVISED)]
     assert got == [(350, 1, 1, "supervision", "dc09"), (350, 3, 1, "supervision", "dc09")]
     c.close()
@@ -541,7 +541,7 @@ async def test_pipelining_past_the_inflight_bound_gets_nak_busy_in_order(rx):
     assert all(r.msg_id in ("ACK", "NAK") for r in replies)
     assert [r.seq for r in replies if r.msg_id == "ACK"] == acked  # in message order
     assert len(acked) >= MAX_INFLIGHT
-    assert sorted(e["zone"] for e in await events(rx)) == acked  # NAKed ones not stored
+    assert sorted(e.zone for e in await events(rx)) == acked  # NAKed ones not stored
     c.close()
 
 

@@ -150,7 +150,7 @@ async def test_sink_down_then_up_gets_everything_in_order(tmp_path):
             assert [(s, a, e["zone"]) for s, a, e in sink.events()] == [
                 (i, "C0FFEE", i) for i in range(1, 6)]
             rows = await rx.store.list_outbox("automation")
-            assert all(r["delivered_at"] for r in rows) and max(r["attempts"] for r in rows) >= 2
+            assert all(r.delivered_at for r in rows) and max(r.attempts for r in rows) >= 2
         finally:
             await sink.stop()
 
@@ -227,7 +227,7 @@ async def test_clear_ack_to_an_encrypted_message_is_not_delivery(tmp_path, monke
 def test_sequence_numbers_wrap_with_the_outbox_id():
     assert [dc09_output.seq_for(i) for i in (1, 9999, 10000, 10001, 19998)] == [
         1, 9999, 1, 2, 9999]
-    opts = dc09_output.options({"line": "1"})
+    opts = routing.dc09_options({"line": "1"})
     m = dc09_output.message_for(10000, {"account": "1", "qualifier": 9, "code": "x"}, opts,
                                 datetime.now(timezone.utc))
     assert (m.seq, m.account, m.data, m.encrypted) == (1, "0001", "#0001|1000 00 000", False)
@@ -276,6 +276,6 @@ async def test_from_a_dc09_panel_through_routing_to_the_dc09_output(tmp_path):
             assert (account, event) == ("77AA", {"qualifier": 1, "code": 122, "partition": 2,
                                                  "zone": 15})
             [a] = await rx.store.list_alarms()
-            assert a["routed_to"] == {"police_station": "cs"}
+            assert a.routed_to == {"police_station": "cs"}
     finally:
         await sink.stop()

@@ -50,8 +50,8 @@ Y9999 = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 
 async def events(rx, code, qualifier=1, **fields):
     return [e for e in await rx.store.list_events(account=ACCOUNT)
-            if e["code"] == code and e["qualifier"] == qualifier
-            and all(e[k] == v for k, v in fields.items())]
+            if e.code == code and e.qualifier == qualifier
+            and all(getattr(e, k) == v for k, v in fields.items())]
 
 
 async def ctl(panel, **req):
@@ -83,7 +83,7 @@ def dc09_account():
 
 async def _count(rx, code, n):
     return len([e for e in await rx.store.list_events(account=ACCOUNT)
-                if e["code"] == code]) >= n
+                if e.code == code]) >= n
 
 
 class UdpProxy(asyncio.DatagramProtocol):
@@ -136,7 +136,7 @@ async def test_off_path_forged_nak_flood_at_the_udp_port_is_dropped(tmp_path):
         stop = threading.Event()
         try:
             [boot] = await wait_until(lambda: events(rx, 305), 60, what="boot report")
-            panel_port = int(boot["peer"].rsplit(":", 1)[1])
+            panel_port = int(boot.peer.rsplit(":", 1)[1])
             forged = dc09.build_nak(Y9999)
             sent = [0]
 

@@ -60,8 +60,8 @@ def account(key=KEY):
 
 async def find(rx, code, qualifier=1, **fields):
     return [e for e in await rx.store.list_events(account=ACCOUNT)
-            if e["code"] == code and e["qualifier"] == qualifier
-            and all(e[k] == v for k, v in fields.items())]
+            if e.code == code and e.qualifier == qualifier
+            and all(getattr(e, k) == v for k, v in fields.items())]
 
 
 async def ctl(panel, **req):
@@ -140,11 +140,11 @@ async def test_panel_reports_dc09_to_our_receiver_and_follows_its_clock(tmp_path
             await ctl(panel, cmd="zone", zone=2, state="alarm")
             [ev] = await wait_until(lambda: find(rx, 130, 1, partition=1, zone=2), 30,
                                     what="burglary 130 zone 2")
-            assert ev["protocol"] == "dc09" and ev["event_class"] == "burglary"
-            assert ev["description"] == "Burglary, zone 2 (lobby glass), partition 1"
-            assert ev["peer"].startswith("dc09-tcp:")
-            alarms = [a for a in await rx.store.list_alarms() if a["event_id"] == ev["id"]]
-            assert [(a["account"], a["event_class"]) for a in alarms] == [(ACCOUNT, "burglary")]
+            assert ev.protocol == "dc09" and ev.event_class == "burglary"
+            assert ev.description == "Burglary, zone 2 (lobby glass), partition 1"
+            assert ev.peer.startswith("dc09-tcp:")
+            alarms = [a for a in await rx.store.list_alarms() if a.event_id == ev.id]
+            assert [(a.account, a.event_class) for a in alarms] == [(ACCOUNT, "burglary")]
 
             # the receiver's clock jumps an hour: NAK, the panel follows, resends
             naks = rx.metrics.naks.labels("dc09_time")._value.get()
@@ -153,7 +153,7 @@ async def test_panel_reports_dc09_to_our_receiver_and_follows_its_clock(tmp_path
             [restore] = await wait_until(lambda: find(rx, 130, 3, zone=2), 30,
                                          what="130 restore after the NAK")
             assert rx.metrics.naks.labels("dc09_time")._value.get() > naks
-            assert abs(restore["event_time"] - (time.time() + 3600)) < 60
+            assert abs(restore.event_time - (time.time() + 3600)) < 60
             st = await wait_until(lambda: _drained(panel), 30, what="queue drained")
             assert abs(st["clock"] - (time.time() + 3600)) < 60
             assert len(await find(rx, 130, 1, zone=2)) == 1  # nothing stored twice
@@ -171,8 +171,8 @@ async def test_panel_survives_a_receiver_that_closes_after_each_reply(tmp_path):
             for n, state in enumerate(("alarm", "normal", "alarm", "normal"), 1):
                 await ctl(panel, cmd="zone", zone=5, state=state)  # panic button
                 await wait_until(lambda: _count(rx, 120, n), 30, what="panic report %d" % n)
-            got = [(e["code"], e["qualifier"], e["zone"]) for e in
-                   await rx.store.list_events(account=ACCOUNT) if e["code"] == 120]
+            got = [(e.code, e.qualifier, e.zone) for e in
+                   await rx.store.list_events(account=ACCOUNT) if e.code == 120]
             assert got == [(120, 1, 5), (120, 3, 5)] * 2
             st = await wait_until(lambda: _drained(panel), 30, what="queue drained")
             assert st["reporter"]["paths"][0]["up"]
@@ -185,7 +185,7 @@ async def test_panel_survives_a_receiver_that_closes_after_each_reply(tmp_path):
 
 async def _count(rx, code, n):
     return len([e for e in await rx.store.list_events(account=ACCOUNT)
-                if e["code"] == code]) >= n
+                if e.code == code]) >= n
 
 
 async def _drained(panel):

@@ -44,8 +44,8 @@ FAST = {"event_fail_s": 5, "ack_timeout_ms": 400, "max_backoff_ms": 2000, "fail_
 
 async def events(rx, account, code, qualifier=1, **fields):
     return [e for e in await rx.store.list_events(account=account)
-            if e["code"] == code and e["qualifier"] == qualifier
-            and all(e[k] == v for k, v in fields.items())]
+            if e.code == code and e.qualifier == qualifier
+            and all(getattr(e, k) == v for k, v in fields.items())]
 
 
 async def ctl(panel, **req):
@@ -90,10 +90,10 @@ async def test_native_primary_naking_busy_alarm_reaches_backup_then_fails_back(t
             await ctl(panel, cmd="zone", zone=4, state="alarm")  # hold-up
             [ev] = await wait_until(lambda: events(rx2, "4242", 122, zone=4), 60,
                                     what="hold-up on the backup receiver")
-            assert ev["path"] == 2
+            assert ev.path == 2
             [t] = await wait_until(lambda: events(rx2, "4242", 354, zone=1), 30,
                                    what="354 for path 1 on the backup")
-            assert t["text"] == "NAK busy"
+            assert t.text == "NAK busy"
             assert rx1.metrics.naks.labels("busy")._value.get() >= 2
             rep = await reporter(panel)
             assert rep["active_path"] == 2 and rep["paths"][0]["up"]  # it answers: no 350
@@ -108,7 +108,7 @@ async def test_native_primary_naking_busy_alarm_reaches_backup_then_fails_back(t
             await ctl(panel, cmd="zone", zone=5, state="alarm")  # panic
             [p] = await wait_until(lambda: events(rx1, "4242", 120, zone=5), 30,
                                    what="panic on the primary")
-            assert p["path"] == 1
+            assert p.path == 1
             assert not await events(rx1, "4242", 122)  # the hold-up was never stored there
             assert len(await events(rx2, "4242", 122)) == 1
         finally:

@@ -89,10 +89,10 @@ async def test_live_updates_reach_the_other_receivers_subscribers(pg_url):
         got_b = await asyncio.wait_for(alarm_in(qb), 20)
         assert got_a == got_b  # the same message, whichever receiver took it
         [row] = await a.store.list_alarms()
-        assert got_a["alarm_id"] == row["id"] and got_a["account"] == "1"
+        assert got_a["alarm_id"] == row.id and got_a["account"] == "1"
 
         # an operator acknowledging on a reaches b's console too
-        await a.acknowledge_alarm(row["id"], "op-anna")
+        await a.acknowledge_alarm(row.id, "op-anna")
         m = await asyncio.wait_for(_first(qb, lambda m: m.get("state") == "acknowledged"), 20)
         assert m["by"] == "op-anna"
         # and a receiver does not hear its own messages twice
@@ -152,7 +152,7 @@ async def test_supervisor_uses_what_the_other_receiver_heard(pg_url):
 
         async def sup_events(n):
             return [e for e in await a.store.list_events(account=str(n))
-                    if e["source"] == "supervision"]
+                    if e.source == "supervision"]
 
         # longer than a timeout (3 s) plus the settle window: all keep reporting
         await beat(mine, 3 + SETTLE_S + 2)
@@ -164,13 +164,13 @@ async def test_supervisor_uses_what_the_other_receiver_heard(pg_url):
         try:
             [fail] = await wait_until(lambda: sup_events(silent), 30,
                                       what="communication failure of the silent panel")
-            assert (fail["code"], fail["qualifier"], fail["zone"]) == (350, 1, 1)
+            assert (fail.code, fail.qualifier, fail.zone) == (350, 1, 1)
             assert ("%d" % silent, 1) in a.supervisor.failed()
             # back, still reporting to b: a restores it from the shared hearings
             await beat([silent], 1)
             evs = await wait_until(lambda: _at_least(sup_events, silent, 2), 30,
                                    what="restore of the panel heard by the other receiver")
-            assert [e["qualifier"] for e in evs] == [1, 3]  # one failure, one restore
+            assert [e.qualifier for e in evs] == [1, 3]  # one failure, one restore
             assert not beat_task.done()
         finally:
             beat_task.cancel()

@@ -1,31 +1,23 @@
-"""The PostgreSQL store against the same contract as the SQLite one.
-
-The backend-neutral tests of tests/test_rx_store.py are imported here and
-run again with this module's ``store`` fixture (a PGStore on a fresh
-database), so both backends answer the same assertions.  The tests below
-them cover what only PostgreSQL has: migrations under a lock, two stores
-(two receivers) ingesting the same events at once, set-based batches that
-fall back to one savepoint per request, and a server that goes away."""
+"""What only the PostgreSQL store has.  The contract both backends keep is
+tests/test_store_contract.py; here: the backend picked by the URL, the
+shared tables, two stores (two receivers) ingesting the same events at
+once, set-based batches that fall back to one savepoint per request, a
+server that goes away, hearings committed with events."""
 
 import asyncio
 import os
 
 import pytest
 
-from receiver.store import (Account, SchemaError, Store, StoreUnavailable, is_url, make_store,
-                            mask_url)
+from receiver.store import Account, StoreUnavailable, is_url, mask_url
+from receiver.store_factory import make_store
+
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
-from tests.test_rx_store import (  # noqa: F401 - collected again with the PG fixture
-    rec, test_accounts_round_trip_and_revision,
-    test_alarm_opened_with_event_routed_audited_and_outboxed,
-    test_duplicate_is_stored_once_and_reports_first_id, test_group_commit_many_waiters_per_commit,
-    test_ingest_advances_replay_state_and_never_lowers_it, test_ingest_many_commits_all_or_nothing,
-    test_open_alarms_are_counted_by_the_database, test_outbox_delivery_bookkeeping,
-    test_security_events_are_pruned_by_age_and_count_oldest_first)
+from tests.test_store_contract import rec, supervision_history
 
 asyncpg = pytest.importorskip("asyncpg")
 
-from receiver.pg_store import SCHEMA_VERSION, PGStore  # noqa: E402
+from receiver.pg_store import PGStore  # noqa: E402
 
 
 @pytest.fixture
@@ -35,12 +27,6 @@ async def store(pg_url):
     await s.add_account(Account("1", os.urandom(32), region="north"))
     yield s
     await s.close()
-
-
-def test_pg_store_implements_the_interface():
-    assert issubclass(PGStore, Store)
-    assert not getattr(PGStore, "__abstractmethods__", None)
-    assert PGStore.shared and not Store.shared
 
 
 def test_make_store_picks_the_backend_from_the_url(tmp_path):
@@ -54,23 +40,12 @@ def test_make_store_picks_the_backend_from_the_url(tmp_path):
     assert "s3cret" not in make_store("postgresql://gl:s3cret@db/x").path
 
 
-async def test_schema_is_created_once_and_newer_is_refused(store, pg_url):
-    assert await store.schema_version() == SCHEMA_VERSION
-    # two receivers starting at once: one migrates, the other finds it done
-    a, b = PGStore(pg_url), PGStore(pg_url)
-    await asyncio.gather(a.open(), b.open())
-    assert await a.schema_version() == await b.schema_version() == SCHEMA_VERSION
-    await a.close()
-    await b.close()
+async def test_schema_holds_what_several_receivers_share(store, pg_url):
     c = await asyncpg.connect(pg_url)
     try:
-        assert await c.fetchval("SELECT COUNT(*) FROM schema_version") == SCHEMA_VERSION
         assert await c.fetchval("SELECT COUNT(*) FROM supervision_leases") == store.shards
-        await c.execute("INSERT INTO schema_version VALUES ($1, 0)", SCHEMA_VERSION + 1)
     finally:
         await c.close()
-    with pytest.raises(SchemaError):
-        await PGStore(pg_url).open()
 
 
 async def test_two_receivers_store_a_retransmitted_event_once(store, pg_url):
@@ -98,8 +73,9 @@ async def test_two_receivers_store_a_retransmitted_event_once(store, pg_url):
 
 async def test_a_bad_request_does_not_sink_its_batch(store):
     """A set-based batch that fails on one row is redone one request per
-    savepoint: the bad one fails alone.  (A value out of range for its
-    column is the PostgreSQL counterpart of the SQLite test's bad job.)"""
+    savepoint: the bad one fails alone (a value out of range for its
+    column; the contract's test_failing_request_does_not_sink_its_batch
+    has a bad job between ingests)."""
     futs = [store.ingest(rec(seq=i)) for i in range(1, 20)]
     bad = store.ingest(rec(seq=20, code=2 ** 40))  # does not fit an INTEGER column
     futs += [store.ingest(rec(seq=i)) for i in range(21, 40)]
@@ -115,21 +91,6 @@ async def test_a_bad_request_does_not_sink_its_batch(store):
     assert len(outs) == 38 and not any(o.duplicate for o in outs)
     assert await store.count_events() == 38
     assert store.healthy
-
-
-async def test_read_only_database_fails_then_recovers(store):
-    """default_transaction_read_only is what a hot standby answers with
-    after a failover: NAK busy (StoreUnavailable) until writable again."""
-    await store.run_maintenance(lambda c: c.execute(
-        "SET default_transaction_read_only = on"))
-    with pytest.raises(StoreUnavailable):
-        await store.ingest(rec(seq=1))
-    assert not store.healthy
-    await store.run_maintenance(lambda c: c.execute(
-        "SET default_transaction_read_only = off"))
-    out = await store.ingest(rec(seq=1))
-    assert not out.duplicate and store.healthy
-    assert await store.count_events() == 1
 
 
 async def test_lost_connection_is_survived_by_reconnecting(store, pg_server):
@@ -169,12 +130,9 @@ async def test_events_and_supervision_hearings_share_the_commit(store):
 
 
 async def test_supervision_failures_report_when_raised(store):
-    for seq, (q, at) in enumerate([(1, 10.0), (3, 20.0), (1, 30.0)], start=1):
-        await store.ingest(rec(seq=seq, source="supervision", code=350, zone=1, qualifier=q,
-                               received_at=at, dedupe_key="supervision:%d" % seq))
-    await store.ingest(rec(seq=9, source="supervision", code=350, zone=2, qualifier=1,
-                           received_at=40.0, dedupe_key="supervision:9"))
+    await supervision_history(store)
     assert await store.supervision_failed() == [("1", 1), ("1", 2)]
+    assert await store.supervision_failures() == {("1", 1): 30.0, ("1", 2): 40.0}
     assert await store.supervision_failures(["1"]) == {("1", 1): 30.0, ("1", 2): 40.0}
     assert await store.supervision_failures(["2"]) == {}
 

@@ -78,7 +78,7 @@ async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path, monkeypat
                 # the panel's own 407 remote open/close arrives as an event
                 async def close_event():
                     return [e for e in await rx.store.list_events(account=str(ACCOUNT))
-                            if e["code"] == 407]
+                            if e.code == 407]
                 await wait_until(close_event, timeout=30, what="407 close event stored")
 
                 # an operator may not command panels; nothing reaches the panel

@@ -145,6 +145,28 @@ async def test_events_json_lines_and_alarm_workflow(db, capsys):
     assert "pending" not in out.splitlines()[-1] if len(out.splitlines()) > 1 else True
 
 
+async def test_events_after_pages_the_feed(db, capsys):
+    """events --after ID / latest: the event feed (Store.events_after) from
+    the command line; a cut listing says how to go on."""
+    import asyncio
+    await _fill(db)
+    rc, out, _ = await asyncio.to_thread(run, capsys, "events", "--json", "--db", db)
+    ids = [json.loads(x)["id"] for x in out.splitlines()]
+    assert rc == 0 and len(ids) == 2
+    rc, out, _ = await asyncio.to_thread(run, capsys, "events", "--json", "--after",
+                                         str(ids[0]), "--db", db)
+    assert [json.loads(x)["id"] for x in out.splitlines()] == ids[1:]
+    rc, out, err = await asyncio.to_thread(run, capsys, "events", "--after", "0", "--limit",
+                                           "1", "--db", db)
+    assert rc == 0 and out.startswith("#%-6d " % ids[0]) and out.count("\n") == 1
+    assert "--after %d" % ids[0] in err  # where to go on from
+    rc, out, _ = await asyncio.to_thread(run, capsys, "events", "--after", "latest", "--db", db)
+    assert rc == 0 and out == ""
+    for bad in ("-1", "x", "1.5"):
+        rc, _, err = await asyncio.to_thread(run, capsys, "events", "--after", bad, "--db", db)
+        assert rc == 2 and "--after takes an event id" in err
+
+
 @pytest.mark.parametrize("with_spec", [True, False])
 def test_decode_with_key_and_from_store(capsys, db, monkeypatch, with_spec):
     if not with_spec:  # the glwire fallback used when protocol/spec.py is absent
@@ -239,6 +261,35 @@ async def test_events_follow_prints_new_events(db, tmp_path):
         await s.close()
         new = json.loads(await asyncio.wait_for(p.stdout.readline(), 30))
         assert new["seq"] == 3 and new["description"] == "Periodic test report"
+    finally:
+        p.terminate()
+        await p.wait()
+
+
+async def test_events_follow_after_latest_prints_only_what_comes_next(db):
+    import asyncio
+    await _fill(db)
+    p = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver.cli", "events", "--follow", "--after", "latest",
+        "--json", "--account", "7", "--db", db, stdout=asyncio.subprocess.PIPE)
+    try:
+        from receiver.sqlite_store import SQLiteStore
+        from receiver.store import EventRecord
+        s = SQLiteStore(db)
+        await s.open()
+        # Store new events until the follower prints one: those stored
+        # before it read the head are not printed, nor are seq 1 and 2.
+        line = b""
+        for seq in range(3, 60):
+            await s.ingest(EventRecord("7", "native", "native:%d" % seq, 1, 602, 0, 0,
+                                       time.time(), seq=seq))
+            try:
+                line = await asyncio.wait_for(p.stdout.readline(), cli.FOLLOW_POLL_S * 2)
+                break
+            except asyncio.TimeoutError:
+                continue
+        await s.close()
+        assert json.loads(line)["seq"] >= 3
     finally:
         p.terminate()
         await p.wait()

@@ -29,7 +29,8 @@ import pytest
 
 from firmware import provision
 from receiver import cli
-from receiver.store import Account, StoreMissing, make_store
+from receiver.store import Account, StoreMissing
+from receiver.store_factory import make_store
 from receiver.testing import ReceiverProcess
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 

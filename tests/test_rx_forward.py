@@ -91,8 +91,8 @@ async def test_alarms_wait_in_the_outbox_while_the_sink_is_down_then_go_in_order
         fwd = rx.forwarders["ps-cad"]
         await wait_until(lambda: fwd.backoff.failures >= 2, what="delivery retried")
         assert await rx.store.outbox_depth() == {"ps-cad": 12}  # 6 alarms x 2 levels
-        [a] = [x for x in await rx.store.list_alarms() if x["id"] == 1]
-        assert a["routed_to"]["police_station"] == "ps-north"
+        [a] = [x for x in await rx.store.list_alarms() if x.id == 1]
+        assert a.routed_to["police_station"] == "ps-north"
 
         sink = JsonLinesSink(port=port)
         await sink.start()
@@ -106,8 +106,8 @@ async def test_alarms_wait_in_the_outbox_while_the_sink_is_down_then_go_in_order
             assert first["site_name"] == "Bank" and first["event_class"] == "burglary"
             await wait_until(lambda: _depth_zero(rx))
             rows = await rx.store.list_outbox("ps-cad")
-            assert all(r["delivered_at"] for r in rows)
-            assert max(r["attempts"] for r in rows) >= 2  # the head was retried
+            assert all(r.delivered_at for r in rows)
+            assert max(r.attempts for r in rows) >= 2  # the head was retried
         finally:
             await sink.stop()
 
@@ -194,7 +194,7 @@ async def test_protocol_agnostic_ingest(tmp_path):
         again = await rx.ingest(ev(1, 7, code=602))
         assert again.duplicate and again.event_id == out.event_id and out.alarm_id is None
         [e] = await rx.store.list_events()
-        assert (e["protocol"], e["dedupe_key"], e["event_class"], e["text"]) == (
+        assert (e.protocol, e.dedupe_key, e.event_class, e.text) == (
             "dc09", "dc09:7", "test", "weekly test")
         msg = q.get_nowait()
         assert msg["type"] == "event" and msg["event"]["id"] == out.event_id

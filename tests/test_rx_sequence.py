@@ -264,8 +264,8 @@ async def test_far_jump_over_tcp_is_a_security_event_and_the_panel_is_acked(tmp_
         assert opened(accounts[62].key, await c.next_frame())["ack_seq"] == 1
         c.close()
         rows = await wait_until(lambda: security_events(rx, "sequence_jump"))
-        assert rows[0]["account"] == "61" and rows[0]["seq"] == 0xFFFFFFF0
-        assert "ahead of the highest accepted 100" in rows[0]["detail"]
+        assert rows[0].account == "61" and rows[0].seq == 0xFFFFFFF0
+        assert "ahead of the highest accepted 100" in rows[0].detail
         await panel.deliver(101, event_msg(zone=3))  # ACKed; no resequence
         await panel.close()
         assert panel.naks == []
@@ -282,7 +282,7 @@ async def test_account_spent_by_a_key_holder_restarts_at_the_panel(tmp_path):
             await panel.deliver(seq, event_msg(zone=seq))
         await panel.close()
         rows = await wait_until(lambda: security_events(rx, "sequence_restart"))
-        assert rows[0]["seq"] == 40 and "4294967295" in rows[0]["detail"]
+        assert rows[0].seq == 40 and "4294967295" in rows[0].detail
         got = sorted(e.zone if not isinstance(e, dict) else e["zone"]
                      for e in await rx.store.list_events(account="63"))
         assert got == [40, 41]

@@ -117,7 +117,7 @@ def opened(key, frame):
 
 
 async def security_events(rx, reason):
-    return [s for s in await rx.store.list_security_events() if s["reason"] == reason]
+    return [s for s in await rx.store.list_security_events() if s.reason == reason]
 
 
 # -- many panels --------------------------------------------------------------------------
@@ -143,11 +143,11 @@ async def test_many_concurrent_panels_every_event_stored_once(rx, accounts):
     assert await rx.store.count_events() == N_PANELS * EVENTS_EACH
     for i in (1, 6, N_PANELS):
         evs = await rx.store.list_events(account=str(i))
-        assert sorted(e["seq"] for e in evs) == list(range(1, EVENTS_EACH + 1))
-        assert evs[0]["peer"].startswith("udp:" if i % 6 == 0 else "tcp:127.0.0.1:")
+        assert sorted(e.seq for e in evs) == list(range(1, EVENTS_EACH + 1))
+        assert evs[0].peer.startswith("udp:" if i % 6 == 0 else "tcp:127.0.0.1:")
     alarms = await rx.store.list_alarms()
     assert len(alarms) == N_PANELS  # code 130 once per panel
-    assert alarms[0]["description"] == "Burglary, zone 3 (vault door), partition 1"
+    assert alarms[0].description == "Burglary, zone 3 (vault door), partition 1"
     # group commit: far fewer transactions than events
     assert rx.store.commits < N_PANELS * EVENTS_EACH
 
@@ -233,10 +233,10 @@ async def test_security_rejections_are_silent_and_recorded_with_peer(rx, account
     assert opened(key, f) == {"type": w.MSG_ACK, "ack_seq": 2}  # the first reply
     local = c.writer.get_extra_info("sockname")
     [sec] = await wait_until(lambda: security_events(rx, reason), what="security event")
-    assert sec["peer"] == "tcp:%s:%d" % local and sec["transport"] == "tcp"
-    assert sec["account"] == ("999999" if case == "unknown_account" else "1")
+    assert sec.peer == "tcp:%s:%d" % local and sec.transport == "tcp"
+    assert sec.account == ("999999" if case == "unknown_account" else "1")
     assert rx.metrics.security.labels(reason)._value.get() >= 1
-    assert [e["seq"] for e in await rx.store.list_events()] == [2]
+    assert [e.seq for e in await rx.store.list_events()] == [2]
     c.close()
 
 
@@ -261,8 +261,8 @@ async def test_replayed_frame_is_silent_recorded_and_stored_once(rx, accounts):
     c.send(frame + event_frame(key, 1, 2))  # byte-identical copy, then a new one
     assert opened(key, await c.next_frame())["ack_seq"] == 2
     [sec] = await wait_until(lambda: security_events(rx, "replay"))
-    assert "replay" in sec["detail"]
-    assert sorted(e["seq"] for e in await rx.store.list_events()) == [1, 2]
+    assert "replay" in sec.detail
+    assert sorted(e.seq for e in await rx.store.list_events()) == [1, 2]
     c.close()
 
 
@@ -335,7 +335,7 @@ async def test_fuzzed_input_never_escapes_the_event_path(rx, accounts):
             link = _StreamLink(rx, "fuzz", sent.append, closed.append)
             closed.clear()
     await wait_until(lambda: rx.store.pending_writes == 0 and not rx._inflight)
-    seqs = [e["seq"] for e in await rx.store.list_events()]
+    seqs = [e.seq for e in await rx.store.list_events()]
     assert len(seqs) == len(set(seqs)) and set(seqs) <= set(range(1, 40))
 
 
@@ -437,9 +437,9 @@ async def test_serial_line_on_a_pty(tmp_path, accounts):
                             ev = s.next_event()
                 assert acked == {(1, seq), (2, seq)}
             evs = await rx.store.list_events()
-            assert sorted((e["account"], e["seq"]) for e in evs) == [
+            assert sorted((e.account, e.seq) for e in evs) == [
                 (a, s) for a in ("1", "2") for s in (1, 2, 3)]
-            assert evs[0]["peer"] == "serial:%s" % path
+            assert evs[0].peer == "serial:%s" % path
             loop.remove_reader(master)
     finally:
         os.close(master)

@@ -175,19 +175,19 @@ async def test_receiver_raises_and_restores_communication_trouble(tmp_path):
 
         async def sup_events():
             return [e for e in await rx.store.list_events(account="1")
-                    if e["source"] == "supervision"]
+                    if e.source == "supervision"]
 
         [fail] = await wait_until(sup_events, 20, what="communication failure raised")
-        assert (fail["code"], fail["qualifier"], fail["zone"]) == (350, 1, 1)
-        assert fail["event_class"] == "trouble"
+        assert (fail.code, fail.qualifier, fail.zone) == (350, 1, 1)
+        assert fail.event_class == "trouble"
         [alarm] = await rx.store.list_alarms()
-        assert alarm["event_id"] == fail["id"] and alarm["state"] == "pending"
+        assert alarm.event_id == fail.id and alarm.state == "pending"
         assert await rx.store.supervision_failed() == [("1", 1)]
 
         await p.deliver(2, heartbeat_msg())
         evs = await wait_until(lambda: _two(sup_events), 20, what="restore raised")
-        assert [e["qualifier"] for e in evs] == [1, 3]
-        assert (await rx.store.get_alarm(alarm["id"]))["restored_at"] is not None
+        assert [e.qualifier for e in evs] == [1, 3]
+        assert (await rx.store.get_alarm(alarm.id)).restored_at is not None
         assert await rx.store.supervision_failed() == []
         assert not [e for e in await rx.store.list_events(account="2")]
         kinds = []

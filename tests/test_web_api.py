@@ -44,8 +44,8 @@ async def trip(rx, account: int, seq: int, code: int, zone: int, partition: int 
 
 async def open_alarm(rx, account: str, code: int):
     async def find():
-        return [a for a in await rx.store.list_alarms() if a["account"] == account
-                and a["code"] == code]
+        return [a for a in await rx.store.list_alarms() if a.account == account
+                and a.code == code]
     [a] = await wait_until(find, what="alarm %s/%d stored" % (account, code))
     return a
 
@@ -134,7 +134,7 @@ async def test_state_changes_need_the_sessions_csrf_token(tmp_path):
     async with console_receiver(tmp_path) as (rx, base, _):
         await trip(rx, 1001, 1, 130, 3)
         a = await open_alarm(rx, "1001", 130)
-        path = "/api/alarms/%d/acknowledge" % a["id"]
+        path = "/api/alarms/%d/acknowledge" % a.id
         async with Client(base) as c, Client(base) as other:
             assert (await c.login("olga")).status == 200
             assert (await other.login("sam")).status == 200
@@ -147,9 +147,9 @@ async def test_state_changes_need_the_sessions_csrf_token(tmp_path):
                 assert r.status == 403
             async with c.request("POST", "/api/logout", csrf=False) as r:
                 assert r.status == 403
-            assert (await rx.store.get_alarm(a["id"]))["state"] == "pending"
+            assert (await rx.store.get_alarm(a.id)).state == "pending"
             await c.json("POST", path)
-            assert (await rx.store.get_alarm(a["id"]))["state"] == "acknowledged"
+            assert (await rx.store.get_alarm(a.id)).state == "acknowledged"
 
 
 async def test_operators_cannot_administer_users_or_see_supervisor_pages(tmp_path):
@@ -357,6 +357,40 @@ async def test_history_search_and_csv_export(tmp_path):
         assert any(r["action"] == "events.export" and r["actor"] == "olga" for r in audit)
 
 
+async def test_event_feed_pages_by_id_for_viewers(tmp_path):
+    """GET /api/events?after=ID: the event feed (Store.events_after), oldest
+    first, for the roles that may view events; the walk test and HIL read
+    it instead of the events table."""
+    accounts = {n: Account(str(n), secrets.token_bytes(32), supervised=False) for n in (7, 8)}
+    async with console_receiver(tmp_path, accounts=accounts) as (rx, base, _), \
+            Client(base) as c:
+        await c.json("GET", "/api/events?after=0", status=401)  # no session
+        await trip(rx, 7, 1, 130, 2)
+        await trip(rx, 8, 1, 110, 1)
+        await trip(rx, 7, 2, 602, 0, partition=0)
+        assert (await c.login("olga")).status == 200
+        d = await c.json("GET", "/api/events?after=0")
+        assert [(e["account"], e["code"]) for e in d["events"]] == [
+            ("7", 130), ("8", 110), ("7", 602)]  # oldest first
+        assert d["events"][0]["number_kind"] == "zone" and d["more"] is False
+        assert d["next_after"] == d["events"][-1]["id"]
+        first = d["events"][0]["id"]
+        d = await c.json("GET", "/api/events?account=7&after=%d" % first)
+        assert [e["code"] for e in d["events"]] == [602]
+        d = await c.json("GET", "/api/events?after=0&limit=2")
+        assert len(d["events"]) == 2 and d["more"] is True
+        d = await c.json("GET", "/api/events?after=%d" % d["next_after"])
+        assert [e["code"] for e in d["events"]] == [602]
+        head = await c.json("GET", "/api/events?after=latest")
+        assert head["events"] == [] and head["next_after"] == d["events"][0]["id"]
+        await trip(rx, 8, 2, 602, 0, partition=0)
+        d = await c.json("GET", "/api/events?after=%d" % head["next_after"])
+        assert [(e["account"], e["code"]) for e in d["events"]] == [("8", 602)]
+        for bad in ("after=-1", "after=x", "after=0&limit=0", "after=0&code=130",
+                    "after=0&since=1h"):
+            await c.json("GET", "/api/events?" + bad, status=400)
+
+
 async def test_dispatch_shows_routing_targets_and_forwarding_state(tmp_path):
     async with console_receiver(tmp_path) as (rx, base, sink), Client(base) as c:
         assert (await c.login("olga")).status == 200
@@ -365,7 +399,7 @@ async def test_dispatch_shows_routing_targets_and_forwarding_state(tmp_path):
         await wait_until(lambda: len(sink.received) >= 2, what="both police deliveries")
 
         async def delivered():
-            d = await c.json("GET", "/api/alarms/%d" % a["id"])
+            d = await c.json("GET", "/api/alarms/%d" % a.id)
             return d["dispatch"] if all(r["state"] in ("delivered", "no output")
                                         for r in d["dispatch"]) else None
         rows = await wait_until(delivered, what="outbox drained")
@@ -432,7 +466,8 @@ def test_cli_users_add_list_passwd(tmp_path):
             sys.stdin = old
         return rc, out.getvalue(), err.getvalue()
 
-    from receiver.store import StoreMissing, make_store
+    from receiver.store import StoreMissing
+    from receiver.store_factory import make_store
     with pytest.raises(StoreMissing):  # the CLI says so (tests/test_cli_bad_input.py)
         run(["users", "list"])
 

@@ -134,7 +134,7 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
             await expect(audit.nth(2)).to_contain_text("Resolved by olga.")
             await expect(audit.nth(2)).to_contain_text("manager confirms staff safe")
             a = await rx.store.get_alarm(int(alarm_id))
-            assert (a["state"], a["acknowledged_by"], a["resolved_by"]) == (
+            assert (a.state, a.acknowledged_by, a.resolved_by) == (
                 "resolved", "olga", "olga")
 
             # the other main pages render the same receiver's state

@@ -31,7 +31,7 @@ async def test_path_and_user_numbers_are_never_zone_names(tmp_path):
         assert (sup["number_kind"], sup["number_label"], sup["zone_name"]) == (
             "path", "primary path (1)", "")
         assert sup["description"].startswith("Communication trouble: primary path (1) silent for ")
-        assert sup["id"] == a["id"]
+        assert sup["id"] == a.id
         ftc = q[("1001", 354)]
         assert (ftc["number_kind"], ftc["number_label"], ftc["zone_name"]) == (
             "path", "backup path (2)", "")
@@ -76,9 +76,9 @@ async def test_audit_trail_and_delivery_failures_are_sentences(tmp_path):
         await trip(rx, 1001, 1, 130, 3, partition=2)  # central burglary: routed
         a = await open_alarm(rx, "1001", 130)
         await wait_until(lambda: len(sink.received) >= 2, what="both deliveries")
-        await c.json("POST", "/api/alarms/%d/acknowledge" % a["id"])
-        await c.json("POST", "/api/alarms/%d/resolve" % a["id"], json={"note": "false alarm"})
-        d = await c.json("GET", "/api/alarms/%d" % a["id"])
+        await c.json("POST", "/api/alarms/%d/acknowledge" % a.id)
+        await c.json("POST", "/api/alarms/%d/resolve" % a.id, json={"note": "false alarm"})
+        d = await c.json("GET", "/api/alarms/%d" % a.id)
         assert [(r["text"], r["note"]) for r in d["audit"]] == [
             ("Raised by the receiver and routed to Central Police Station (police station), "
              "District 1 Command (district command) and Municipal Emergency Centre "

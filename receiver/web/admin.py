@@ -33,7 +33,8 @@ import getpass
 import json
 import sys
 
-from receiver.store import StoreMissing, is_url, make_store, mask_url
+from receiver.store import StoreMissing, is_url, mask_url
+from receiver.store_factory import make_store
 from receiver.web.users import ROLES, User, UserError, check_password, user_store_for
 
 

@@ -35,7 +35,9 @@ from aiohttp import web
 from protocol import contactid
 from receiver import alarms as _alarms
 from receiver.app import CommandError
-from receiver.forwarder import target_of
+from receiver.outputs import target_of
+from receiver.records import Alarm, Event
+from receiver.store import FEED_MAX_PAGE, FEED_PAGE
 from receiver.supervision import CODE_COMM_TROUBLE
 from receiver.web import auth, derive
 from receiver.web.users import UserError
@@ -257,11 +259,11 @@ _REPORTED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 REPORT_EVIDENCE_SCAN = 50
 
 
-def _heard_in(e: dict) -> bool:
+def _heard_in(e: Event) -> bool:
     """Does this stored event prove the panel was heard?  Everything but
     the receiver's own path failure (350 new, raised also for a panel never
     heard at all); its restore means the path was heard again."""
-    return not (e["source"] == "supervision" and e["qualifier"] == 1)
+    return not (e.source == "supervision" and e.qualifier == 1)
 
 
 async def reported_before(rx, accounts) -> set[str]:
@@ -310,34 +312,36 @@ def number_fields(acct, code: int, number: int) -> dict:
             "zone_name": zname}
 
 
-def _alarm_view(rx, a: dict) -> dict:
-    acct = rx.account(a["account"])
-    d = dict(a)
+def _alarm_view(rx, a: Alarm) -> dict:
+    """An alarm's JSON (records.Alarm.to_json) with what the console shows
+    beside it: the site, and the zone and partition in words."""
+    acct = rx.account(a.account)
+    d = a.to_json()
     d["site_name"] = acct.site_name if acct else ""
     d["site_address"] = acct.site_address if acct else ""
     d["region"] = acct.region if acct else ""
-    d.update(number_fields(acct, a["code"], a["zone"]))
-    d["partition_name"] = acct.partitions.get(str(a["partition"]), "") if acct else ""
-    d["code_name"] = contactid.name(a["code"])
-    d["contact_id"] = "E%03d" % a["code"]
+    d.update(number_fields(acct, a.code, a.zone))
+    d["partition_name"] = acct.partitions.get(str(a.partition), "") if acct else ""
+    d["code_name"] = contactid.name(a.code)
+    d["contact_id"] = "E%03d" % a.code
     return d
 
 
-def _event_view(rx, e: dict) -> dict:
-    acct = rx.account(e["account"])
-    return dict(e, site_name=acct.site_name if acct else "",
-                **number_fields(acct, e["code"], e["zone"]))
+def _event_view(rx, e: Event) -> dict:
+    acct = rx.account(e.account)
+    return dict(e.to_json(), site_name=acct.site_name if acct else "",
+                **number_fields(acct, e.code, e.zone))
 
 
 def _center_names(rx) -> dict:
     return {cid: c.name for cid, c in rx.router.centers.items()}
 
 
-async def _open_alarms(rx) -> list[dict]:
+async def _open_alarms(rx) -> list[Alarm]:
     out = []
     for state in (_alarms.PENDING, _alarms.ACKNOWLEDGED):
         out += await rx.store.list_alarms(state, limit=MAX_OPEN_ALARMS)
-    out.sort(key=lambda a: (a["priority"], a["created_at"], a["id"]))
+    out.sort(key=lambda a: (a.priority, a.created_at, a.id))
     return out
 
 
@@ -351,17 +355,17 @@ async def _pending_outbox(rx) -> tuple[dict, set]:
         if len(pend) >= OUTBOX_ROWS:
             full.add(name)
         for r in pend:
-            rows[(r["alarm_id"], name, r["payload"].get("center"))] = r
+            rows[(r.alarm_id, name, r.payload.get("center"))] = r
     return rows, full
 
 
-def _dispatch_of(rx, alarm: dict, pending: dict, full: set) -> list[dict]:
+def _dispatch_of(rx, alarm: Alarm, pending: dict, full: set) -> list[dict]:
     """One row per (level, centre, output) the alarm was routed to, with
     its forwarding state: queued, retrying, delivered (no longer in the
     outbox), or unknown (the outbox listing was cut)."""
     out = []
     for level in ("police_station", "district_command", "municipal_center"):
-        cid = (alarm.get("routed_to") or {}).get(level)
+        cid = alarm.routed_to.get(level)
         if cid is None:
             continue
         c = rx.router.centers.get(cid)
@@ -370,11 +374,11 @@ def _dispatch_of(rx, alarm: dict, pending: dict, full: set) -> list[dict]:
         if not outs:
             out.append(dict(base, output=None, state="no output"))
         for o in outs:
-            r = pending.get((alarm["id"], o, cid))
+            r = pending.get((alarm.id, o, cid))
             if r is not None:
-                out.append(dict(base, output=o, state="retrying" if r["attempts"] else "queued",
-                                attempts=r["attempts"], last_error=r["last_error"],
-                                last_attempt_at=r["last_attempt_at"], outbox_id=r["id"]))
+                out.append(dict(base, output=o, state="retrying" if r.attempts else "queued",
+                                attempts=r.attempts, last_error=r.last_error,
+                                last_attempt_at=r.last_attempt_at, outbox_id=r.id))
             else:
                 out.append(dict(base, output=o,
                                 state="unknown" if o in full else "delivered"))
@@ -394,13 +398,13 @@ async def scan_events(store, account=None, since=None, until=None, code=None, cl
         if not batch:
             return
         scanned += len(batch)
-        after = batch[-1]["id"]
+        after = batch[-1].id
         for e in batch:
-            if until is not None and e["received_at"] > until:
+            if until is not None and e.received_at > until:
                 continue
-            if code is not None and e["code"] != code:
+            if code is not None and e.code != code:
                 continue
-            if cls is not None and e["event_class"] != cls:
+            if cls is not None and e.event_class != cls:
                 continue
             yield e
         if len(batch) < SCAN_PAGE:
@@ -518,7 +522,7 @@ async def list_alarms(request, console, s):
     elif state in _alarms.STATES:
         rows = await rx.store.list_alarms(state, limit=limit)
         if state == _alarms.RESOLVED:
-            rows.sort(key=lambda a: a["resolved_at"] or 0, reverse=True)
+            rows.sort(key=lambda a: a.resolved_at or 0, reverse=True)
     else:
         return _error(400, "state must be open, pending, acknowledged or resolved")
     return _json({"alarms": [_alarm_view(rx, a) for a in rows]})
@@ -535,14 +539,14 @@ async def get_alarm(request, console, s):
     if a is None:
         return _error(404, "no such alarm")
     names = _center_names(rx)
-    audit = [dict(r, text=_alarms.audit_sentence(r, a.get("routed_to"), names),
+    audit = [dict(r.to_json(), text=_alarms.audit_sentence(r.to_json(), a.routed_to, names),
                   # the receiver's own row holds routing data, not a note
-                  note=r["note"] if r["actor"] != "receiver" else None)
+                  note=r.note if r.actor != "receiver" else None)
              for r in await rx.store.alarm_audit(alarm_id)]
-    ev = await rx.store.list_events(after_id=a["event_id"] - 1, limit=1)
-    event = ev[0] if ev and ev[0]["id"] == a["event_id"] else None
+    ev = await rx.store.list_events(after_id=a.event_id - 1, limit=1)
+    event = ev[0].to_json() if ev and ev[0].id == a.event_id else None
     pending, full = await _pending_outbox(rx)
-    acct = rx.account(a["account"])
+    acct = rx.account(a.account)
     return _json({"alarm": _alarm_view(rx, a), "audit": audit, "event": event,
                   "dispatch": _dispatch_of(rx, a, pending, full),
                   "contacts": acct.contacts if acct else []})
@@ -570,7 +574,7 @@ async def _transition(request, console, s, action):
     except _alarms.AlarmStateError as e:
         return _error(409, str(e))
     await console.users.record(s.user, "alarm." + action, "alarm=%d account=%s" % (
-        alarm_id, a["account"]), request.remote or "")
+        alarm_id, a.account), request.remote or "")
     return _json({"alarm": _alarm_view(rx, a)})
 
 
@@ -621,8 +625,8 @@ def _unheard(rx, a) -> bool:
 def _panel_row(rx, a, connected, open_by_acct, now, reported: set) -> dict:
     sup = supervision_of(rx, a.number, a.number in reported)
     alarms = open_by_acct.get(a.number, [])
-    in_alarm = [x for x in alarms if x["event_class"] not in ("trouble", "tamper")]
-    troubles = [x for x in alarms if x["event_class"] in ("trouble", "tamper")]
+    in_alarm = [x for x in alarms if x.event_class not in ("trouble", "tamper")]
+    troubles = [x for x in alarms if x.event_class in ("trouble", "tamper")]
     failed = [p["path"] for p in sup if p["state"] == "failed"]
     heard = [p["last_heard"] for p in sup if p["last_heard"] is not None]
     return {"number": a.number, "site_name": a.site_name, "site_address": a.site_address,
@@ -635,12 +639,12 @@ def _panel_row(rx, a, connected, open_by_acct, now, reported: set) -> dict:
             "connected": a.number in connected,
             "not_heard": bool(failed), "failed_paths": failed,
             "in_alarm": bool(in_alarm), "open_alarms": len(alarms),
-            "top_class": min(alarms, key=lambda x: x["priority"])["event_class"]
+            "top_class": min(alarms, key=lambda x: x.priority).event_class
             if alarms else None,
             "trouble": bool(troubles or failed), "open_troubles": len(troubles),
             # each condition once: a failed path usually has its own open 350
             "open_conditions": len(troubles) + sum(
-                1 for p in failed if not any(x["code"] == CODE_COMM_TROUBLE and x["zone"] == p
+                1 for p in failed if not any(x.code == CODE_COMM_TROUBLE and x.zone == p
                                              for x in troubles))}
 
 
@@ -660,7 +664,7 @@ async def panels(request, console, s):
     accounts = await rx.store.list_accounts()
     open_by: dict[str, list] = {}
     for al in await _open_alarms(rx):
-        open_by.setdefault(al["account"], []).append(al)
+        open_by.setdefault(al.account, []).append(al)
     connected = connected_accounts(rx)
     now = time.time()
     reported = await reported_before(rx, [a for a in accounts if _unheard(rx, a)])
@@ -694,12 +698,12 @@ async def site(request, console, s):
     limited = False
     try:
         async for e in scan_events(rx.store, account=number, since=now - SITE_WINDOW_S):
-            state.feed(e)
+            state.feed(e.to_json())
             recent.append(e)
     except _ScanLimited:
         limited = True
     snap = state.snapshot(a.zones, a.partitions)
-    open_alarms = [_alarm_view(rx, x) for x in await _open_alarms(rx) if x["account"] == number]
+    open_alarms = [_alarm_view(rx, x) for x in await _open_alarms(rx) if x.account == number]
     info = a.to_dict()
     for k in ("highest_seq", "tx_seq"):
         info.pop(k, None)
@@ -717,9 +721,31 @@ async def site(request, console, s):
 # -- history ----------------------------------------------------------------------------------
 
 
+async def _event_feed(request, rx):
+    """``/api/events?after=ID`` (``&account=``, ``&limit=``): the event feed
+    (Store.events_after), oldest first; ``next_after`` is what to ask with
+    next time.  ``after=latest`` starts at the newest stored event."""
+    if any(request.query.get(k) for k in ("code", "class", "since", "until")):
+        return _error(400, "after pages the event feed by id: it does not go with code, "
+                           "class, since or until")
+    account = request.query.get("account") or None
+    limit = _num(request, "limit", FEED_PAGE, 1, FEED_MAX_PAGE)
+    if request.query["after"] == "latest":
+        newest = await rx.store.last_event(account)
+        after = newest.id if newest is not None else 0
+    else:
+        after = _num(request, "after", 0, 0)
+    rows = await rx.store.events_after(account, after, limit)
+    return _json({"events": [_event_view(rx, e) for e in rows], "after": after,
+                  "next_after": rows[-1].id if rows else after,
+                  "more": len(rows) == limit})
+
+
 @api(auth.VIEW)
 async def events(request, console, s):
     rx = console.receiver
+    if "after" in request.query:
+        return await _event_feed(request, rx)
     f = _history_filters(request)
     limit = _num(request, "limit", 500, 1, MAX_RESULTS)
     last: deque = deque(maxlen=limit)
@@ -751,17 +777,17 @@ def _csv_safe(v):
     return v
 
 
-def _csv_row(rx, e) -> list:
-    acct = rx.account(e["account"])
-    num = number_fields(acct, e["code"], e["zone"])
+def _csv_row(rx, e: Event) -> list:
+    acct = rx.account(e.account)
+    num = number_fields(acct, e.code, e.zone)
     return [_csv_safe(x) for x in (
-        e["id"], _iso(e["received_at"]), "%.3f" % e["received_at"], _iso(e["event_time"]),
-        e["account"], acct.site_name if acct else "", e["protocol"], e["source"],
-        e["qualifier"], e["code"], "%s%03d" % (_qualifier_letter(e["qualifier"]), e["code"]),
-        e["event_class"], e["priority"], e["partition"], e["zone"], num["number_kind"],
-        num["zone_name"], e["description"],
-        e["text"] or "", "" if e["value"] is None else e["value"], e["path"], e["peer"],
-        "" if e["seq"] is None else e["seq"])]
+        e.id, _iso(e.received_at), "%.3f" % e.received_at, _iso(e.event_time),
+        e.account, acct.site_name if acct else "", e.protocol, e.source,
+        e.qualifier, e.code, "%s%03d" % (_qualifier_letter(e.qualifier), e.code),
+        e.event_class, e.priority, e.partition, e.zone, num["number_kind"],
+        num["zone_name"], e.description,
+        e.text or "", "" if e.value is None else e.value, e.path, e.peer,
+        "" if e.seq is None else e.seq)]
 
 
 @api(auth.VIEW)
@@ -845,7 +871,7 @@ async def console_warnings(request, console, s):
         waiting: dict[str, int] = {}
         for a in await _open_alarms(rx):
             outs = set()
-            for cid in (a.get("routed_to") or {}).values():
+            for cid in a.routed_to.values():
                 c = rx.router.centers.get(cid)
                 outs.update(o for o in (c.outputs if c else ()) if o in failing)
             for o in outs:
@@ -873,7 +899,7 @@ async def security_events(request, console, s):
         since = time.time() - 86400
     limit = _num(request, "limit", 500, 1, MAX_RESULTS)
     rows = await rx.store.list_security_events(since=since, limit=MAX_SCAN // 10)
-    return _json({"security_events": list(reversed(rows))[:limit]})
+    return _json({"security_events": [r.to_json() for r in reversed(rows)][:limit]})
 
 
 @api(auth.AUDIT_VIEW)

@@ -1,0 +1,378 @@
+"""The typed records that cross the store's border, each with one JSON shape.
+
+What goes into the store is an :class:`EventRecord` (an event classified and
+routed by the receiver, ready for ``Store.ingest``) or an :class:`Account`;
+what comes out are :class:`Event`, :class:`Alarm`, :class:`AuditEntry`,
+:class:`SecurityEvent` and :class:`OutboxRow`.  Both backends build them
+from their rows here (``from_row``), so a column is read one way whatever
+the database.
+
+``to_json()`` is the one JSON shape of each record: the CLI prints it
+(``events --json``, ``alarms list --json``, ``alarms show``), the console's
+API serves it (``/api/events``, ``/api/alarms``, ``/api/security-events``,
+the live stream's ``event`` message) and the console's JavaScript reads it.
+The field names are an interface (docs/receiver.md, "Records"): add fields,
+never rename or drop one.
+
+A leaf module: it imports nothing of the receiver's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+PROTOCOLS = ("native", "dc09")
+
+
+def _pick(cls, row: Mapping[str, Any]) -> dict:
+    """The columns of ``row`` that are fields of the dataclass ``cls``."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in dict(row).items() if k in names}
+
+
+def _location(ext: dict | None) -> dict | None:
+    if not ext:
+        return None
+    from protocol import dc09  # noqa: PLC0415 - keep the store's import light
+
+    return dc09.location(ext)
+
+
+def _number_kind(code: int) -> str:
+    from protocol import contactid  # noqa: PLC0415
+
+    return contactid.number_kind(code)
+
+
+# -- in: an account, an event to ingest ----------------------------------------------------
+
+
+@dataclass
+class Account:
+    """One monitored panel.  ``number`` is the account as a string (for the
+    native protocol the glwire u32 in decimal)."""
+
+    number: str
+    key: bytes
+    protocol: str = "native"
+    panel_kind: str = ""
+    site_name: str = ""
+    site_address: str = ""
+    region: str = ""
+    zones: dict = field(default_factory=dict)  # {"3": "vault door"}
+    partitions: dict = field(default_factory=dict)  # {"1": "vault"}
+    heartbeat_s: int | None = None  # supervision interval; None = receiver default
+    grace_s: int | None = None
+    supervised_paths: list = field(default_factory=lambda: [1])
+    supervised: bool = True
+    contacts: list = field(default_factory=list)  # [{"name":..., "phone":...}]
+    highest_seq: int = 0
+    tx_seq: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    # the columns the stores keep as JSON text
+    JSON_COLUMNS = ("zones", "partitions", "supervised_paths", "contacts")
+
+    def to_dict(self, with_key: bool = False) -> dict:
+        d = {
+            "number": self.number, "protocol": self.protocol, "panel_kind": self.panel_kind,
+            "site_name": self.site_name, "site_address": self.site_address,
+            "region": self.region, "zones": self.zones, "partitions": self.partitions,
+            "heartbeat_s": self.heartbeat_s, "grace_s": self.grace_s,
+            "supervised_paths": list(self.supervised_paths), "supervised": self.supervised,
+            "contacts": self.contacts, "highest_seq": self.highest_seq, "tx_seq": self.tx_seq,
+            "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+        if with_key:
+            d["key"] = self.key.hex()
+        return d
+
+    def db_columns(self) -> dict:
+        """The accounts row (JSON columns as text, the key in hex); both
+        backends write it."""
+        d = self.to_dict(with_key=True)
+        for k in self.JSON_COLUMNS:
+            d[k] = json.dumps(d[k], sort_keys=True)
+        return d
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Account":
+        d = dict(row)
+        for k in cls.JSON_COLUMNS:
+            d[k] = json.loads(d[k])
+        d["key"] = bytes.fromhex(d["key"])
+        d["supervised"] = bool(d["supervised"])
+        return cls(**d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Account":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError("unknown account fields: %s" % ", ".join(sorted(unknown)))
+        d = dict(d)
+        key = d.get("key")
+        if isinstance(key, str):
+            d["key"] = bytes.fromhex(key)
+        return cls(**d)
+
+    def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError("protocol must be one of %s" % ", ".join(PROTOCOLS))
+        if not isinstance(self.number, str) or not self.number:
+            raise ValueError("account number must be a non-empty string")
+        if self.protocol == "native":
+            if not self.number.isdigit() or int(self.number) > 0xFFFFFFFF:
+                raise ValueError("a native account number is a decimal u32 (0..4294967295)")
+            if self.number != str(int(self.number)):
+                raise ValueError("a native account number has no leading zeros")
+        if self.protocol == "dc09":
+            # SIA DC-09 5.5.1.6: the account is 3-16 hex digits (kept upper
+            # case); the key is AES-128/192/256, or empty for a line that
+            # reports unencrypted (5.4).
+            if not 3 <= len(self.number) <= 16 or any(
+                    c not in "0123456789ABCDEF" for c in self.number):
+                raise ValueError("a DC-09 account number is 3-16 upper-case hex digits")
+            if not isinstance(self.key, (bytes, bytearray)) or len(self.key) not in (0, 16, 24,
+                                                                                     32):
+                raise ValueError("a DC-09 key is 16, 24 or 32 bytes (or none: unencrypted)")
+        elif not isinstance(self.key, (bytes, bytearray)) or not 16 <= len(self.key) <= 64:
+            raise ValueError("account key must be 16..64 bytes")
+        for name in ("zones", "partitions"):
+            v = getattr(self, name)
+            if not isinstance(v, dict) or not all(
+                    str(k).isdigit() and isinstance(n, str) for k, n in v.items()):
+                raise ValueError("%s must map numbers to names" % name)
+        for name in ("heartbeat_s", "grace_s"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ValueError("%s must be a non-negative integer" % name)
+        if not self.supervised_paths or any(p not in (1, 2) for p in self.supervised_paths):
+            raise ValueError("supervised_paths must be a non-empty subset of [1, 2]")
+        json.dumps(self.contacts)
+
+
+# The events table's columns that EventRecord.db_values() fills, in order.
+EVENT_COLUMNS = ("account", "protocol", "source", "dedupe_key", "seq", "qualifier", "code",
+                 "event_class", "priority", "description", "partition", "zone", "text",
+                 "value", "event_time", "received_at", "path", "peer", "user_number", "ext")
+
+
+@dataclass
+class EventRecord:
+    """A normalized event, classified and routed, ready for ``ingest``."""
+
+    account: str
+    protocol: str
+    dedupe_key: str
+    qualifier: int
+    code: int
+    partition: int
+    zone: int
+    received_at: float
+    seq: int | None = None
+    text: str | None = None
+    value: int | None = None
+    event_time: float | None = None
+    path: int = 1
+    peer: str = ""
+    source: str = "panel"  # 'panel' or 'supervision'
+    event_class: str = "other"
+    priority: int = 99
+    description: str = ""
+    user: int | None = None  # the user the event names (Contact ID user reports, SIA 'id')
+    ext: dict | None = None  # DC-09 extended data and SIA modifiers, raw ({"X": "4.8952"})
+    # set by the receiver before ingest:
+    open_alarm: bool = False
+    routed_to: dict | None = None  # {"police_station": "ps-3", ...}
+    outbox: list = field(default_factory=list)  # [(output name, payload dict)]
+    tx_seq: int | None = None  # our sequence towards the panel, persisted with it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What the store keeps once: (account, dedupe_key)."""
+        return (self.account, self.dedupe_key)
+
+    def stored(self, event_id: int) -> "Event":
+        """The event as the store gives it out once stored as ``event_id``."""
+        return Event(id=event_id, account=self.account, protocol=self.protocol,
+                     source=self.source, dedupe_key=self.dedupe_key, seq=self.seq,
+                     qualifier=self.qualifier, code=self.code, event_class=self.event_class,
+                     priority=self.priority, description=self.description,
+                     partition=self.partition, zone=self.zone, text=self.text,
+                     value=self.value, event_time=self.event_time,
+                     received_at=self.received_at, path=self.path, peer=self.peer,
+                     user=self.user, ext=self.ext)
+
+    def db_values(self) -> tuple:
+        """The events row, in EVENT_COLUMNS order (both backends insert it)."""
+        return (self.account, self.protocol, self.source, self.dedupe_key, self.seq,
+                self.qualifier, self.code, self.event_class, self.priority, self.description,
+                self.partition, self.zone, self.text, self.value, self.event_time,
+                self.received_at, self.path, self.peer, self.user,
+                None if self.ext is None else json.dumps(self.ext, sort_keys=True,
+                                                         ensure_ascii=False))
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    event_id: int
+    duplicate: bool
+    alarm_id: int | None = None
+
+
+# -- out: what the store gives back -----------------------------------------------------------
+
+
+class _Row:
+    """A record read from one table row: the columns that are fields."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]):
+        return cls(**_pick(cls, row))
+
+    def to_json(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]  # (a dataclass)
+
+
+@dataclass(frozen=True)
+class Event(_Row):
+    """A stored event (a row of ``events``).  ``user``: the user the event
+    names, or None; ``ext``: DC-09 extended data (dict) or None."""
+
+    id: int
+    account: str
+    protocol: str
+    source: str
+    dedupe_key: str
+    seq: int | None
+    qualifier: int
+    code: int
+    event_class: str
+    priority: int
+    description: str
+    partition: int
+    zone: int
+    text: str | None
+    value: int | None
+    event_time: float | None
+    received_at: float
+    path: int
+    peer: str
+    user: int | None = None
+    ext: dict | None = None
+
+    @property
+    def location(self) -> dict | None:
+        """{"lat", "lon"} from DC-09 extended data X/Y, or None."""
+        return _location(self.ext)
+
+    @property
+    def number_kind(self) -> str:
+        """What the event's zone field is (protocol.contactid.number_kind)."""
+        return _number_kind(self.code)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Event":
+        d = dict(row)
+        d["user"] = d.pop("user_number", None)
+        ext = d.get("ext")
+        d["ext"] = json.loads(ext) if isinstance(ext, str) else ext
+        return cls(**_pick(cls, d))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["location"] = self.location
+        d["number_kind"] = self.number_kind
+        return d
+
+
+@dataclass(frozen=True)
+class Alarm(_Row):
+    """An alarm in the operator queue (a row of ``alarms``); ``routed_to``:
+    {level: dispatch centre id}."""
+
+    id: int
+    event_id: int
+    account: str
+    event_class: str
+    priority: int
+    code: int
+    partition: int
+    zone: int
+    description: str
+    state: str
+    created_at: float
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    resolved_by: str | None = None
+    resolved_at: float | None = None
+    note: str | None = None
+    restored_at: float | None = None
+    routed_to: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Alarm":
+        d = _pick(cls, row)
+        d["routed_to"] = json.loads(d["routed_to"]) if isinstance(d["routed_to"], str) else (
+            d["routed_to"] or {})
+        return cls(**d)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["number_kind"] = _number_kind(self.code)
+        return d
+
+
+@dataclass(frozen=True)
+class AuditEntry(_Row):
+    """One step in an alarm's audit trail (``from_state`` None: raised)."""
+
+    id: int
+    alarm_id: int
+    at: float
+    from_state: str | None
+    to_state: str
+    actor: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class SecurityEvent(_Row):
+    """A rejected frame or connection (bad MAC, replay, unknown account...)
+    with the peer's address; ``account`` None when it could not be told."""
+
+    id: int
+    at: float
+    account: str | None
+    seq: int | None
+    reason: str
+    detail: str
+    peer: str
+    transport: str
+
+
+@dataclass(frozen=True)
+class OutboxRow(_Row):
+    """One delivery of an alarm to one output (store-and-forward): pending
+    until ``delivered_at`` is set."""
+
+    id: int
+    output: str
+    alarm_id: int | None
+    payload: dict
+    created_at: float
+    attempts: int = 0
+    last_attempt_at: float | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "OutboxRow":
+        d = _pick(cls, row)
+        if isinstance(d["payload"], str):
+            d["payload"] = json.loads(d["payload"])
+        return cls(**d)

@@ -1,0 +1,475 @@
+"""The Store contract, once, run against both backends.
+
+Every test here gets a ``store`` on a real SQLite file and on a fresh
+PostgreSQL database (tests/pg_fixture.py) and asserts the same things: the
+interface's guarantees (receiver.store) and the ingest rules
+(receiver.ingest) as a receiver sees them through the store.  What only
+one backend has lives beside it: tests/test_rx_store.py (SQLite: WAL,
+full disk) and tests/test_pg_store.py (PostgreSQL: several receivers on
+one database, set-based batches, lost connections).
+
+A :class:`Backend` says how to do, on its database, what the contract
+needs done from outside (make the database refuse writes, write a schema
+version from the future, run a write that fails).
+"""
+
+import asyncio
+import os
+import sqlite3
+import time
+
+import pytest
+
+from receiver import alarms
+from receiver.records import Account, Alarm, AuditEntry, Event, EventRecord, OutboxRow
+from receiver.records import SecurityEvent
+from receiver.store import SchemaError, Store, StoreUnavailable
+from tests.pg_fixture import pg_server, pg_url  # noqa: F401
+
+
+def rec(account="1", seq=1, **kw):
+    d = dict(account=account, protocol="native", dedupe_key="native:%d" % seq, qualifier=1,
+             code=602, partition=1, zone=0, received_at=time.time(), seq=seq)
+    d.update(kw)
+    return EventRecord(**d)
+
+
+def alarm_rec(seq, at, qualifier=1, **kw):
+    """A burglary in zone 4 (an alarm when qualifier 1, its restore when 3)."""
+    d = dict(seq=seq, code=130, zone=4, event_class="burglary", priority=4,
+             qualifier=qualifier, received_at=at, open_alarm=qualifier == 1)
+    d.update(kw)
+    return rec(**d)
+
+
+class SQLiteBackend:
+    name = "sqlite"
+
+    def __init__(self, tmp_path):
+        self.path = str(tmp_path / "rx.db")
+
+    def make(self) -> Store:
+        from receiver.sqlite_store import SQLiteStore
+        return SQLiteStore(self.path)
+
+    async def read_only(self, store, on: bool) -> None:
+        await store.run_maintenance(lambda c: c.execute("PRAGMA query_only=%d" % on))
+
+    async def write_future_schema(self, version: int) -> None:
+        c = sqlite3.connect(self.path)
+        c.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
+        c.commit()
+        c.close()
+
+    async def schema_rows(self) -> int:
+        c = sqlite3.connect(self.path)
+        try:
+            return c.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
+        finally:
+            c.close()
+
+    def failing_write(self, store):
+        return store.run_write(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"))
+
+    failing_write_error = StoreUnavailable
+
+
+class PGBackend:
+    name = "postgresql"
+
+    def __init__(self, url):
+        self.url = url
+
+    def make(self) -> Store:
+        from receiver.pg_store import PGStore
+        return PGStore(self.url)
+
+    async def read_only(self, store, on: bool) -> None:
+        # what a hot standby answers with after a failover
+        await store.run_maintenance(lambda c: c.execute(
+            "SET default_transaction_read_only = %s" % ("on" if on else "off")))
+
+    async def _sql(self, fn):
+        import asyncpg
+        c = await asyncpg.connect(self.url)
+        try:
+            return await fn(c)
+        finally:
+            await c.close()
+
+    async def write_future_schema(self, version: int) -> None:
+        await self._sql(lambda c: c.execute("INSERT INTO schema_version VALUES ($1, 0)",
+                                            version))
+
+    async def schema_rows(self) -> int:
+        return await self._sql(lambda c: c.fetchval("SELECT COUNT(*) FROM schema_version"))
+
+    def failing_write(self, store):
+        async def job(conn):
+            await conn.execute("INSERT INTO accounts (number) VALUES ('x')")  # NOT NULL
+        return store.run_write(job)
+
+    @property
+    def failing_write_error(self):
+        import asyncpg
+        return asyncpg.NotNullViolationError
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        return SQLiteBackend(tmp_path)
+    return PGBackend(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(backend):
+    s = backend.make()
+    await s.open()
+    await s.add_account(Account("1", os.urandom(32), region="north"))
+    yield s
+    await s.close()
+
+
+def schema_version_of(store) -> int:
+    import importlib
+    return importlib.import_module(type(store).__module__).SCHEMA_VERSION
+
+
+# -- the interface ------------------------------------------------------------------------------
+
+
+def test_both_backends_implement_the_whole_interface():
+    from receiver.pg_store import PGStore
+    from receiver.sqlite_store import SQLiteStore
+    for cls in (SQLiteStore, PGStore):
+        assert issubclass(cls, Store)
+        assert not getattr(cls, "__abstractmethods__", None)
+    assert PGStore.shared and not SQLiteStore.shared and not Store.shared
+
+
+async def test_schema_is_created_once_and_newer_is_refused(store, backend):
+    version = schema_version_of(store)
+    assert await store.schema_version() == version
+    await store.close()
+    # two receivers starting at once (or one reopening): nothing applied twice
+    a, b = backend.make(), backend.make()
+    await asyncio.gather(a.open(), b.open())
+    assert await a.schema_version() == await b.schema_version() == version
+    await a.close()
+    await b.close()
+    assert await backend.schema_rows() == version
+    await backend.write_future_schema(version + 1)
+    with pytest.raises(SchemaError):
+        await backend.make().open()
+
+
+# -- the event path ---------------------------------------------------------------------------
+
+
+async def test_group_commit_many_waiters_per_commit(store):
+    n = 1000
+    before = store.commits
+    outs = await asyncio.gather(*(store.ingest(rec(seq=i)) for i in range(1, n + 1)))
+    assert sorted(o.event_id for o in outs) == list(range(1, n + 1))
+    assert not any(o.duplicate for o in outs)
+    # Requests queued while a commit ran share the next one: far fewer
+    # commits than events (one fsync per event would be n commits).
+    assert store.commits - before < n / 5
+    assert store.batched >= n
+
+
+async def test_duplicate_is_stored_once_and_reports_first_id(store):
+    first = await store.ingest(rec(seq=5))
+    outs = await asyncio.gather(*(store.ingest(rec(seq=5)) for _ in range(10)))
+    assert all(o.duplicate and o.event_id == first.event_id for o in outs)
+    assert await store.count_events() == 1
+
+
+async def test_ingest_advances_replay_state_and_never_lowers_it(store):
+    await store.ingest(rec(seq=10, tx_seq=4))
+    await store.ingest(rec(seq=7, tx_seq=2))
+    await store.save_replay_state([("1", 3, 1)])
+    a = await store.get_account("1")
+    assert (a.highest_seq, a.tx_seq) == (10, 4)
+    await store.save_replay_state([("1", 12, 9)])
+    a = await store.get_account("1")
+    assert (a.highest_seq, a.tx_seq) == (12, 9)
+    # a DC-09 event's sequence is not the native replay state
+    await store.ingest(rec(seq=99, protocol="dc09", dedupe_key="dc09:99"))
+    assert (await store.get_account("1")).highest_seq == 12
+
+
+async def test_read_only_store_fails_then_recovers(store, backend):
+    await backend.read_only(store, True)
+    with pytest.raises(StoreUnavailable):
+        await store.ingest(rec(seq=1))
+    assert not store.healthy
+    await backend.read_only(store, False)
+    out = await store.ingest(rec(seq=1))
+    assert not out.duplicate and store.healthy
+    assert await store.count_events() == 1
+
+
+async def test_failing_request_does_not_sink_its_batch(store, backend):
+    futs = [store.ingest(rec(seq=i)) for i in range(1, 20)]
+    bad_fut = backend.failing_write(store)
+    futs += [store.ingest(rec(seq=i)) for i in range(20, 40)]
+    outs = await asyncio.gather(*futs)
+    with pytest.raises(backend.failing_write_error):
+        await bad_fut
+    assert len(outs) == 39 and not any(o.duplicate for o in outs)
+    assert await store.count_events() == 39
+
+
+async def test_alarm_opened_with_event_routed_audited_and_outboxed(store):
+    r = rec(seq=3, code=130, zone=4, event_class="burglary", priority=4,
+            description="Burglary, zone 4", open_alarm=True,
+            routed_to={"police_station": "ps-1"},
+            outbox=[("cad", {"type": "alarm", "account": "1"})])
+    out = await store.ingest(r)
+    assert out.alarm_id is not None
+    again = await store.ingest(r)
+    assert again.duplicate and again.alarm_id is None
+    [a] = await store.list_alarms()
+    assert isinstance(a, Alarm)
+    assert a.state == "pending" and a.routed_to == {"police_station": "ps-1"}
+    [row] = await store.outbox_pending("cad")
+    assert isinstance(row, OutboxRow)
+    assert row.payload["alarm_id"] == a.id and row.payload["event_id"] == out.event_id
+
+    # a restore stamps the open alarm but does not resolve it
+    await store.ingest(rec(seq=4, code=130, zone=4, qualifier=3))
+    a = await store.get_alarm(a.id)
+    assert a.restored_at is not None and a.state == "pending"
+
+    a = await store.alarm_transition(a.id, alarms.ACKNOWLEDGE, "op-anna", None, 100.0)
+    assert (a.state, a.acknowledged_by) == ("acknowledged", "op-anna")
+    with pytest.raises(alarms.AlarmStateError):
+        await store.alarm_transition(a.id, alarms.ACKNOWLEDGE, "op-anna", None, 101.0)
+    a = await store.alarm_transition(a.id, alarms.RESOLVE, "op-bo", "false alarm, key holder",
+                                     102.0)
+    assert (a.state, a.resolved_by, a.note) == ("resolved", "op-bo", "false alarm, key holder")
+    with pytest.raises(alarms.AlarmStateError):
+        await store.alarm_transition(a.id, alarms.RESOLVE, "op-bo", None, 103.0)
+    audit = await store.alarm_audit(a.id)
+    assert all(isinstance(x, AuditEntry) for x in audit)
+    assert [(x.from_state, x.to_state, x.actor) for x in audit] == [
+        (None, "pending", "receiver"), ("pending", "acknowledged", "op-anna"),
+        ("acknowledged", "resolved", "op-bo")]
+    assert audit[0].note == 'routed to {"police_station": "ps-1"}'
+    with pytest.raises(alarms.AlarmStateError):
+        await store.alarm_transition(999, alarms.RESOLVE, "op", None, 1.0)
+
+
+async def test_a_restore_stamps_only_open_alarms_raised_before_it(store):
+    """receiver.ingest: same account, code, partition and zone; not
+    resolved, not yet restored; raised before the restore (by arrival, and
+    by time), whether the alarm is in the store or earlier in the batch."""
+    t = 1000.0
+    early = await store.ingest(alarm_rec(1, t))
+    later = await store.ingest(alarm_rec(2, t + 50))  # raised after the restore's time
+    other_zone = await store.ingest(alarm_rec(3, t, zone=5))
+    await store.ingest(alarm_rec(4, t + 10, qualifier=3))
+    assert (await store.get_alarm(early.alarm_id)).restored_at == t + 10
+    assert (await store.get_alarm(later.alarm_id)).restored_at is None
+    assert (await store.get_alarm(other_zone.alarm_id)).restored_at is None
+    # a second restore does not move the first one's stamp
+    await store.ingest(alarm_rec(5, t + 20, qualifier=3))
+    assert (await store.get_alarm(early.alarm_id)).restored_at == t + 10
+    # in one message: the alarm before the restore is stamped, the one after is not
+    outs = await store.ingest_many([alarm_rec(6, t + 100, zone=7),
+                                    alarm_rec(7, t + 100, zone=7, qualifier=3),
+                                    alarm_rec(8, t + 100, zone=7)])
+    got = [(await store.get_alarm(o.alarm_id)).restored_at for o in (outs[0], outs[2])]
+    assert got == [t + 100, None] and outs[1].alarm_id is None
+    # a resolved alarm is history: not stamped
+    a = await store.ingest(alarm_rec(9, t + 200, zone=8))
+    await store.alarm_transition(a.alarm_id, alarms.RESOLVE, "op", "done", t + 201)
+    await store.ingest(alarm_rec(10, t + 202, zone=8, qualifier=3))
+    assert (await store.get_alarm(a.alarm_id)).restored_at is None
+
+
+async def test_outbox_delivery_bookkeeping(store):
+    for i in range(3):
+        await store.ingest(rec(seq=i + 1, code=130, event_class="burglary", open_alarm=True,
+                               outbox=[("a", {"n": i}), ("b", {"n": i})]))
+    assert await store.outbox_depth() == {"a": 3, "b": 3}
+    rows = await store.outbox_pending("a")
+    assert [r.payload["n"] for r in rows] == [0, 1, 2]
+    await store.outbox_result(rows[0].id, False, "refused", 1.0)
+    await store.outbox_result(rows[0].id, True, None, 2.0)
+    assert await store.outbox_depth() == {"a": 2, "b": 3}
+    [first] = [r for r in await store.list_outbox("a") if r.id == rows[0].id]
+    assert first.attempts == 2 and first.delivered_at == 2.0
+    assert first.last_error is None and first.payload["n"] == 0
+
+
+async def test_accounts_round_trip_and_revision(store):
+    rev = await store.accounts_revision()
+    a = Account("4294967295", os.urandom(32), panel_kind="bank", site_name="Vault 9",
+                zones={"1": "vault door"}, partitions={"1": "vault"}, heartbeat_s=60,
+                grace_s=30, supervised_paths=[1, 2], contacts=[{"name": "K", "phone": "1"}])
+    await store.add_account(a)
+    got = await store.get_account("4294967295")
+    assert got.key == a.key and got.zones == {"1": "vault door"}
+    assert got.supervised_paths == [1, 2] and got.contacts == a.contacts
+    assert got.supervised is True
+    rev2 = await store.accounts_revision()
+    assert rev2 > rev
+    await store.save_replay_state([("4294967295", 5, 5)])
+    assert await store.accounts_revision() == rev2  # replay state does not reload keys
+    await store.update_account("4294967295", site_name="Vault 10", heartbeat_s=30)
+    assert await store.accounts_revision() > rev2
+    assert (await store.get_account("4294967295")).site_name == "Vault 10"
+    for bad in [Account("4294967296", os.urandom(32)), Account("0012", os.urandom(32)),
+                Account("12", b"short"), Account("x", os.urandom(32), protocol="sia")]:
+        with pytest.raises(ValueError):
+            await store.add_account(bad)
+    await store.add_account(Account("ABC123", os.urandom(32), protocol="dc09"))
+    await store.delete_account("ABC123")
+    assert await store.get_account("ABC123") is None
+
+
+async def test_ingest_many_commits_all_or_nothing(store):
+    # issue 15: the events of one DC-09 message go in one transaction
+    burglary = rec(seq=7, protocol="dc09", dedupe_key="dc09:0007:ab:1", code=130, open_alarm=True,
+                   event_class="burglary", user=None, ext={"X": "4.8952", "Y": "52.3702"})
+    fire = rec(seq=7, protocol="dc09", dedupe_key="dc09:0007:ab:1/2", code=110, open_alarm=True,
+               event_class="fire", user=12, ext={"ti": "20:50"})
+    outs = await store.ingest_many([burglary, fire])
+    assert [o.duplicate for o in outs] == [False, False]
+    assert all(o.alarm_id is not None for o in outs)
+    # a copy of the whole message: every event a duplicate, nothing new
+    again = await store.ingest_many([burglary, fire])
+    assert [(o.duplicate, o.event_id) for o in again] == [(True, o.event_id) for o in outs]
+    # one bad record sinks its whole message, not its neighbours in the batch
+    bad = rec(seq=8, protocol="dc09", dedupe_key="dc09:0008:cd:1/2", code=None)
+    good = rec(seq=8, protocol="dc09", dedupe_key="dc09:0008:cd:1", code=602)
+    neighbour = store.ingest(rec(seq=99))
+    with pytest.raises(Exception):
+        await store.ingest_many([good, bad])
+    await neighbour
+    rows = await store.list_events()
+    assert all(isinstance(r, Event) for r in rows)
+    assert [r.dedupe_key for r in rows] == ["dc09:0007:ab:1", "dc09:0007:ab:1/2", "native:99"]
+    assert rows[0].ext == {"X": "4.8952", "Y": "52.3702"}
+    assert rows[0].location == {"lat": 52.3702, "lon": 4.8952}
+    assert (rows[1].user, rows[1].ext, rows[1].location) == (12, {"ti": "20:50"}, None)
+    assert len(await store.list_alarms()) == 2
+
+
+async def test_a_copy_within_one_message_is_its_duplicate(store):
+    """Two copies of one key in one ingest_many: the first is stored (and
+    opens its alarm), the second is its duplicate, as a later copy would be."""
+    r = rec(seq=3, code=130, event_class="burglary", open_alarm=True,
+            outbox=[("cad", {"n": 1})])
+    outs = await store.ingest_many([r, r])
+    assert (outs[0].duplicate, outs[1].duplicate) == (False, True)
+    assert outs[0].event_id == outs[1].event_id and outs[1].alarm_id is None
+    assert len(await store.list_alarms()) == 1 and len(await store.outbox_pending("cad")) == 1
+
+
+async def test_stored_event_is_what_the_record_says(store):
+    """records.EventRecord.stored() and a read back give the same Event,
+    with one JSON shape (the CLI's and the console's)."""
+    r = rec(seq=5, code=121, zone=7, text="teller 2", value=None, event_time=1_700_000_000.0,
+            path=2, peer="tcp:10.0.0.1:4000", event_class="holdup", priority=1,
+            description="Duress, user 7", user=7)
+    out = await store.ingest(r)
+    [e] = await store.list_events()
+    assert e == r.stored(out.event_id)
+    j = e.to_json()
+    assert j["number_kind"] == "user" and j["location"] is None and j["id"] == out.event_id
+    assert {"id", "account", "protocol", "source", "dedupe_key", "seq", "qualifier", "code",
+            "event_class", "priority", "description", "partition", "zone", "text", "value",
+            "event_time", "received_at", "path", "peer", "user", "ext", "location",
+            "number_kind"} == set(j)
+
+
+async def test_open_alarms_are_counted_by_the_database(store):
+    # /metrics counts open alarms with one COUNT per state (issue 13: a
+    # scrape loaded up to 100,000 alarm rows per state to count them).
+    ids = []
+    for i in range(5):
+        out = await store.ingest(rec(seq=100 + i, code=130, event_class="burglary",
+                                     open_alarm=True))
+        ids.append(out.alarm_id)
+    await store.alarm_transition(ids[0], alarms.ACKNOWLEDGE, "op", None, 1.0)
+    await store.alarm_transition(ids[1], alarms.RESOLVE, "op", "done", 2.0)
+    assert await store.count_alarms((alarms.PENDING, alarms.ACKNOWLEDGED)) == {
+        "pending": 3, "acknowledged": 1}
+    assert await store.count_alarms((alarms.RESOLVED,)) == {"resolved": 1}
+
+
+async def test_security_events_are_pruned_by_age_and_count_oldest_first(store):
+    # What an unauthenticated peer makes the receiver store is bounded
+    # (issue 14): rows older than the cut-off go, then all but the newest
+    # `keep`, at most `batch` per call.
+    for i in range(30):
+        await store.record_security_event(1000.0 + i, "1", i, "bad_mac", "bad MAC",
+                                          "tcp:10.0.0.1:1", "tcp")
+    assert await store.prune_security_events(1005.0, 1000, 1000) == 5  # by age
+    rows = await store.list_security_events()
+    assert all(isinstance(r, SecurityEvent) for r in rows)
+    assert [r.seq for r in rows] == list(range(5, 30))
+    assert rows[0].to_json() == {"id": rows[0].id, "at": 1005.0, "account": "1", "seq": 5,
+                                 "reason": "bad_mac", "detail": "bad MAC",
+                                 "peer": "tcp:10.0.0.1:1", "transport": "tcp"}
+    assert await store.prune_security_events(0.0, 10, 4) == 4  # by count, one batch
+    assert await store.prune_security_events(0.0, 10, 1000) == 11
+    rows = await store.list_security_events()
+    assert [r.seq for r in rows] == list(range(20, 30))  # the newest kept
+    assert await store.prune_security_events(0.0, 10, 1000) == 0
+
+
+async def supervision_history(store) -> None:
+    """Account 1: path 1 failed (10), restored (20), failed again (30); path
+    2 failed (40)."""
+    for seq, (zone, q, at) in enumerate([(1, 1, 10.0), (1, 3, 20.0), (1, 1, 30.0),
+                                         (2, 1, 40.0)], start=1):
+        await store.ingest(rec(seq=seq, source="supervision", code=350, zone=zone, qualifier=q,
+                               received_at=at, dedupe_key="supervision:%d" % seq))
+
+
+async def test_supervision_failed_is_the_latest_supervision_event(store):
+    await supervision_history(store)
+    assert await store.supervision_failed() == [("1", 1), ("1", 2)]
+    await store.ingest(rec(seq=10, source="supervision", code=350, zone=2, qualifier=3,
+                           received_at=50.0, dedupe_key="supervision:10"))
+    assert await store.supervision_failed() == [("1", 1)]
+
+
+# -- the event feed ---------------------------------------------------------------------------
+
+
+async def test_event_feed_pages_by_id_per_account_or_all(store):
+    """Store.events_after: what the walk test, HIL and benchmarks read
+    instead of the events table."""
+    assert await store.last_event() is None
+    assert await store.events_after(None, 0) == []
+    await store.add_account(Account("2", os.urandom(32)))
+    for i in range(1, 8):
+        await store.ingest(rec(account="1" if i % 2 else "2", seq=i))
+    every = await store.events_after(None, 0)
+    assert [e.seq for e in every] == [1, 2, 3, 4, 5, 6, 7]
+    ids = [e.id for e in every]
+    assert ids == sorted(ids)
+    page = await store.events_after(None, 0, limit=3)
+    assert [e.seq for e in page] == [1, 2, 3]
+    assert [e.seq for e in await store.events_after(None, page[-1].id, limit=3)] == [4, 5, 6]
+    mine = await store.events_after("1", 0)
+    assert [e.seq for e in mine] == [1, 3, 5, 7]
+    assert [e.seq for e in await store.events_after("1", mine[1].id)] == [5, 7]
+    assert (await store.last_event()).seq == 7 and (await store.last_event("2")).seq == 6
+    assert await store.last_event("9") is None
+    # what comes after the head is what is stored next
+    head = (await store.last_event()).id
+    assert await store.events_after(None, head) == []
+    out = await store.ingest(rec(account="2", seq=8))
+    [new] = await store.events_after(None, head)
+    assert (new.id, new.seq) == (out.event_id, 8)
+    for bad in (dict(after_id=-1), dict(after_id=0, limit=0), dict(after_id=0, limit=10 ** 6),
+                dict(after_id="3")):
+        with pytest.raises(ValueError):
+            await store.events_after(None, **bad)

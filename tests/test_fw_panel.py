@@ -93,6 +93,12 @@ def test_entry_delay_then_alarm_and_disarm_in_time_does_not():
     p.tick(25999)
     assert p.parts[0].state == A.ENTRY
     p.tick(26000)
+    # CP-01 abort window: in alarm and sounding, the report held for 30 s
+    assert p.parts[0].state == A.ALARM_HELD and not take(p)
+    assert p.siren and p.strobe
+    p.tick(55999)
+    assert p.parts[0].state == A.ALARM_HELD and not take(p)
+    p.tick(56000)
     assert p.parts[0].state == A.ALARM
     assert (w.Q_NEW, cid.ENTRY_EXIT, 1, 1) in codes(take(p))
     assert p.siren and p.strobe
@@ -127,10 +133,16 @@ def test_not_ready_refuses_arming_and_exit_error():
     p.zone_change(0, eol.ALARM, 30)  # the door may be open when arming...
     assert p.keypad("1234", P.K_ARM_AWAY, 1, 0, 40) == w.R_OK
     take(p)
-    p.tick(50)  # ...but not still open when the exit delay ends
-    evs = codes(take(p))
-    assert (w.Q_NEW, cid.EXIT_ERROR, 1, 1) in evs
+    p.tick(50)  # ...but not still open when the exit delay ends: exit error,
+    # the entry delay starts (CP-01), and nothing is sent yet but the closing
+    assert codes(take(p)) == [(w.Q_RESTORE, cid.OPEN_CLOSE, 1, 1)]
     assert p.parts[0].state == A.ENTRY
+    assert p.status()["partitions"][0]["keypad"] == "exit error: front door open"
+    p.tick(1050)  # entry delay (1 s) over: the abort window holds the report
+    assert p.parts[0].state == A.ALARM_HELD and not take(p)
+    p.tick(31050)  # nobody disarmed: 374 (the zone) and 457 (the user who armed)
+    evs = codes(take(p))
+    assert evs[:2] == [(w.Q_NEW, cid.EXIT_ERROR, 1, 1), (w.Q_NEW, cid.EXIT_ERROR_USER, 1, 1)]
 
 
 def test_swinger_shutdown_after_limit_and_reset_at_disarm():
@@ -202,7 +214,9 @@ def test_sabotage_codes_and_tamper_while_armed_is_an_alarm():
     assert p.parts[0].state == A.ALARM
     p.tick(200)
     assert p.siren
-    assert codes(take(p)) == [(w.Q_NEW, cid.SENSOR_TAMPER, 1, 3)]
+    # the tamper alarm, and (armed 100 ms before) recent closing with the user
+    assert codes(take(p)) == [(w.Q_NEW, cid.SENSOR_TAMPER, 1, 3),
+                              (w.Q_NEW, cid.RECENT_CLOSE, 1, 1)]
 
 
 def test_troubles_with_delays_and_hysteresis():
@@ -291,8 +305,8 @@ def test_door_unlock_disarms_and_forced_while_armed_alarms():
     assert p.parts[0].state == A.ARMED_AWAY
     take(p)
     p.zone_change(0, eol.ALARM, 100)
-    assert p.parts[0].state == A.ALARM
-    assert codes(take(p)) == [(w.Q_NEW, cid.FORCED, 1, 1)]
+    assert p.parts[0].state == A.ALARM  # forced: never held
+    assert codes(take(p)) == [(w.Q_NEW, cid.FORCED, 1, 1), (w.Q_NEW, cid.RECENT_CLOSE, 1, 1)]
     assert p.keypad("2580", P.K_UNLOCK, 1, 0, 200) == w.R_OK
     assert p.parts[0].state == A.DISARMED and not p.lock
 
@@ -441,42 +455,129 @@ def test_walk_codes_are_test_class_at_the_receiver():
 
 CODES = {"1234": (1, False), "2580": (2, False), "1235": (9, True), "0000": (None, False)}
 AUDIBLE = (cid.FIRE, cid.PANIC, cid.BURGLARY, cid.H24, cid.INTERIOR, cid.ENTRY_EXIT,
-           cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FORCED)
+           cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FORCED, cid.EXIT_ERROR, cid.BOX_TAMPER)
 ACTION_EVENT = {P.K_ARM_AWAY: A.ARM_AWAY, P.K_ARM_STAY: A.ARM_STAY, P.K_DISARM: A.DISARM}
 MASTERS = {1}
 SABOTAGE = (cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FIRE_TROUBLE)  # scenario_config: user 1 is the master
+NEVER_HELD = (P.Z_HOLDUP, P.Z_PANIC, P.Z_FIRE, P.Z_24H, P.Z_SEISMIC, P.Z_TAMPER)
+INTRUSION = (P.Z_INSTANT, P.Z_ENTRY, P.Z_FOLLOWER, P.Z_24H, P.Z_SEISMIC, P.Z_DOOR)
+OPENINGS = (cid.OPEN_CLOSE, cid.REMOTE_OPEN_CLOSE, cid.AUTO_OPEN_CLOSE)
+CANCELS = (130, 132, 133, 134, 137, 139, 144, 374, 423)
+ABORT_S, CANCEL_S, CONFIRM_S = 15, 300, 60
+SMOKE = 9  # zone index of the verified smoke detector (zone 10)
 
 
 class PanelMachine(RuleBasedStateMachine):
-    """Random zone changes, codes and time steps against the panel, with
-    the issue's invariants checked after every step."""
+    """Random zone changes, codes, sounder lines and time steps against
+    the panel, with the issue's invariants checked after every step:
+    an alarm is never silently lost; duress always yields 121; a hold-up
+    never sounds; hold-up, duress, panic, fire and 24-hour zones are
+    never held (a verified smoke detector only by its verification); an
+    aborted alarm is never queued; a cancel only follows an alarm queued
+    inside the cancel window; a confirmed alarm needs two distinct
+    intrusion zones inside the confirmation window."""
 
     def __init__(self):
         super().__init__()
         zones = scenario_config(7700)["zones"] + [
             {"id": 7, "name": "ATM safe", "type": "24h", "partition": 2},
             {"id": 8, "name": "cabinet tamper", "type": "tamper", "partition": 2},
-            {"id": 9, "name": "vault seismic", "type": "seismic", "partition": 2}]
-        self.p = make(zones=zones,
+            {"id": 9, "name": "vault seismic", "type": "seismic", "partition": 2},
+            {"id": 10, "name": "lobby smoke 2", "type": "fire", "partition": 1, "verify": True}]
+        self.p = make(zones=zones, options={"abort_report": True},
                       timings={"exit_delay_s": 2, "entry_delay_s": 3, "swinger_limit": 2,
                                "siren_cutoff_s": 20, "lockout_attempts": 4, "lockout_s": 30,
-                               "walk_test_s": 40})
+                               "walk_test_s": 40, "abort_window_s": ABORT_S,
+                               "cancel_window_s": CANCEL_S, "confirm_window_s": CONFIRM_S,
+                               "fire_reset_s": 1, "fire_verify_s": 60})
         self.now = 0
         self.shut = set()  # zones with a 575 (swinger) new outstanding
         self.all = []
+        self.log = []  # (time, q, code, partition, zone, text) of everything queued
+        self.raised = {1: [], 2: []}  # partition -> [(zone id, time)] intrusion alarms raised
+        self.period = {1: 0, 2: 0}  # partition -> time its arming period began
+        self.held = {1: [], 2: []}  # partition -> [(code, zone id)] the test expects held
+        self.aborted = set()  # partitions whose held alarms a disarm just aborted
+        self.snap = {}
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _before(self):
+        self.snap = {x.id: (x.state, list(x.pending)) for x in self.p.parts}
+        self.aborted = set()
 
     def _take(self):
         evs = take(self.p)
-        for q, c, part, z, _ in evs:
+        for q, c, part, z, text in evs:
             if c == cid.SWINGER:
                 (self.shut.add if q == w.Q_NEW else self.shut.discard)(z)
+            self.log.append((self.now, q, c, part, z, text))
         self.all += evs
+        self._check(evs)
         return codes(evs)
 
-    @rule(i=st.integers(0, 8), s=st.sampled_from([eol.NORMAL, eol.ALARM, eol.ALARM, eol.TAMPER,
+    def _check(self, evs):
+        p = self.p
+        got = codes(evs)
+        for x in p.parts:
+            state, pending = self.snap.get(x.id, (x.state, []))
+            # held reports live only in the abort window, and only leave it
+            # all together (flush) or never (abort)
+            assert not x.pending or x.state == A.ALARM_HELD
+            if x.state == A.ALARM_HELD and state == A.ALARM_HELD:
+                assert x.pending[:len(pending)] == pending
+            if x.id in self.aborted:
+                for q, c, z, _t in pending:
+                    assert (q, c, x.id, z) not in got, ("aborted alarm sent", c, z)
+                self.held[x.id] = []
+            elif self.held[x.id] and x.state != A.ALARM_HELD:
+                # the window ended without an abort: every held alarm is sent now
+                for c, z in self.held[x.id]:
+                    assert (w.Q_NEW, c, x.id, z) in got, ("held alarm lost", c, z, got)
+                self.held[x.id] = []
+        for k in range(len(self.log) - len(evs), len(self.log)):
+            t, q, c, part, z, text = self.log[k]
+            if c == cid.CANCEL:
+                self._check_cancel(part, text, k)
+            if c == cid.CONFIRMED and q == w.Q_NEW:
+                self._check_confirmed(part, z)
+
+    def _since_opening(self, part, end):
+        """Times of the burglary/tamper alarms of `part` queued since its
+        last opening, before log entry `end`."""
+        out = []
+        for t, q, c, pp, z, text in self.log[:end]:
+            if pp != part:
+                continue
+            if q == w.Q_NEW and c in OPENINGS:
+                out = []
+            elif q == w.Q_NEW and c in CANCELS:
+                out.append(t)
+        return out
+
+    def _check_cancel(self, part, text, k):
+        # the opening report of the same disarm follows the 406
+        assert self.log[k + 1][2] in OPENINGS and self.log[k + 1][3] == part
+        sent = self._since_opening(part, k)
+        if text == "abort":
+            assert sent == [], "an abort report with alarms sent since the opening"
+        else:
+            assert text == "cancel"
+            assert sent, "a cancel with no alarm sent since the last opening"
+            assert self.now - min(sent) <= CANCEL_S * 1000, "cancel outside the window"
+
+    def _check_confirmed(self, part, zid):
+        seen = [(z, t) for z, t in self.raised[part] if t >= self.period[part]]
+        assert any(z2 == zid and z1 != zid and 0 <= t2 - t1 < CONFIRM_S * 1000
+                   for z1, t1 in seen for z2, t2 in seen), ("unconfirmed 139", zid, seen)
+
+    # -- rules ------------------------------------------------------------------
+
+    @rule(i=st.integers(0, 9), s=st.sampled_from([eol.NORMAL, eol.ALARM, eol.ALARM, eol.TAMPER,
                                                   eol.SHORT]))
     def zone(self, i, s):
         p = self.p
+        self._before()
         old = p.zstate[i]
         part = p._part_of(i)
         pstate = part.state
@@ -484,10 +585,23 @@ class PanelMachine(RuleBasedStateMachine):
         zid = p.zid[i]
         bypassed = p.zflags[i] & P._F_BYPASS
         shut_before = zid in self.shut
+        left = part.exit_left
+        smoke = p.smoke.state
+        masked = i == SMOKE and smoke in (1, 2)  # detectors being reset
+        t = p.ztype[i]
+        ev = P.ZONE_EVENT[t]
+        if ev == A.TRIP_ENTRY and left and pstate in A.EXITING:
+            ev = A.EXIT_REENTRY  # exit time restart
+        trip = s == eol.ALARM and old != eol.ALARM and not bypassed and not masked \
+            and pstate != A.WALK_TEST
+        if trip and not shut_before and t in INTRUSION and \
+                (ev < 0 or A.raises_alarm(pstate, ev)):
+            self.raised[part.id].append((zid, self.now))  # a candidate for 139
         p.zone_change(i, s, self.now)
         p.tick(self.now)
         evs = self._take()
-        t = p.ztype[i]
+        if masked:
+            return
         if pstate == A.WALK_TEST:
             # walk test: never an alarm, never a siren; a trip is reported
             # as walk tested (once per zone and walk test)
@@ -501,17 +615,27 @@ class PanelMachine(RuleBasedStateMachine):
                 assert p.zflags[i] & P._F_WALKED
                 assert (w.Q_NEW, P.WALK_CODE[t], part.id, zid) in evs or \
                     (w.Q_NEW, P.WALK_CODE[t], part.id, zid) in codes(self.all[:-len(evs) or None])
-        elif s == eol.ALARM and old != eol.ALARM and not bypassed:
-            ev = P.ZONE_EVENT[t]
+        elif trip:
+            code = (w.Q_NEW, P.ZONE_CODE[t], part.id, zid)
             if ev >= 0:
-                expect = A.raises_alarm(pstate, ev)
                 assert part.state == A.step(pstate, ev) or shut_before
+                if A.raises_alarm(pstate, ev) and not shut_before:
+                    if A.holds(pstate, ev):
+                        assert code not in evs, "an abortable alarm sent inside the window"
+                        self.held[part.id].append((P.ZONE_CODE[t], zid))
+                    else:
+                        assert code in evs, evs
+            elif i == SMOKE:
+                if smoke == 3:  # verification window: the second trip is the fire alarm
+                    assert code in evs, evs
+                else:
+                    assert code not in evs and p.smoke.state == 1 and not p.supply
             else:
-                expect = True  # 24-hour types alarm in every state
-            if expect:
-                # never silently lost: reported now, or the zone's swinger
-                # shutdown was reported before
-                assert (w.Q_NEW, P.ZONE_CODE[t], part.id, zid) in evs or shut_before, evs
+                # 24-hour types alarm in every state, never held: a hold-up,
+                # panic, fire, 24h or seismic report is in this very step
+                # (or its zone was swinger-limited before)
+                assert t in NEVER_HELD
+                assert code in evs or (shut_before and t not in (P.Z_HOLDUP, P.Z_PANIC, P.Z_FIRE)), evs
         if t == P.Z_HOLDUP and not siren_before:
             assert not p.siren and not any(c[1] == cid.HOLDUP and p.siren for c in evs)
         if s >= eol.TAMPER and old < eol.TAMPER:
@@ -519,24 +643,34 @@ class PanelMachine(RuleBasedStateMachine):
                        c[1] in (cid.SENSOR_TAMPER, cid.LOOP_SHORT, cid.FIRE_TROUBLE) for c in evs)
 
     @rule(code=st.sampled_from(sorted(CODES)), action=st.sampled_from(
-        [P.K_ARM_AWAY, P.K_ARM_STAY, P.K_DISARM, P.K_BYPASS, P.K_UNBYPASS,
+        [P.K_ARM_AWAY, P.K_ARM_STAY, P.K_DISARM, P.K_DISARM, P.K_BYPASS, P.K_UNBYPASS,
          P.K_WALK_START, P.K_WALK_END]),
         partition=st.integers(1, 2), arg=st.integers(1, 9))
     def key(self, code, action, partition, arg):
         p = self.p
+        self._before()
         part = p.parts[partition - 1]
         before = part.state
         states = [x.state for x in p.parts]
         locked = p.users.locked(self.now)
-        r = p.keypad(code, action, partition, arg, self.now)
-        evs = self._take()
         uid, duress = CODES[code]
+        if action == P.K_DISARM and before == A.ALARM_HELD and uid is not None and \
+                not locked and not duress:
+            self.aborted.add(partition)  # a valid code inside the window: abort
+        r = p.keypad(code, action, partition, arg, self.now)
+        if r != w.R_OK:
+            self.aborted.discard(partition)
+        evs = self._take()
+        if r == w.R_OK and action in ACTION_EVENT:
+            self.period[partition] = self.now  # a new arming period (_reset_period)
         if uid is None or locked:
             assert r == w.R_REFUSED and part.state == before
             return
         if duress:
-            # duress always yields 121, first, whatever the action
+            # duress always yields 121, first, whatever the action, and
+            # never aborts: what was held is sent
             assert evs[0] == (w.Q_NEW, cid.DURESS, partition, uid)
+            assert not any(c == cid.CANCEL for _q, c, _p, _z in evs)
         if action in (P.K_WALK_START, P.K_WALK_END):
             ev = A.WALK_START if action == P.K_WALK_START else A.WALK_END
             allowed = uid in MASTERS and all(ev in A.TRANSITIONS[x] for x in states)
@@ -559,12 +693,68 @@ class PanelMachine(RuleBasedStateMachine):
             if ev not in A.TRANSITIONS[before]:
                 assert r == w.R_REFUSED
 
-    @rule(ms=st.sampled_from([50, 500, 1000, 2500, 10000, 30000]))
+    @rule(stay=st.booleans(), partition=st.integers(1, 2))
+    def arm_and_leave(self, stay, partition):
+        """The common path, made likely: the master arms, the exit delay
+        runs out (random keys alone rarely get a partition armed)."""
+        self.key("1234", P.K_ARM_STAY if stay else P.K_ARM_AWAY, partition, 1)
+        self.wait(2500)
+
+    @rule(i=st.sampled_from([0, 2]), wait=st.sampled_from([0, 3500]))
+    def intrude(self, i, wait):
+        """Someone walks in by the front door or past the PIR (the zones
+        whose alarms the abort window holds), perhaps waits."""
+        self.zone(i, eol.ALARM)
+        self.zone(i, eol.NORMAL)
+        if wait:
+            self.wait(wait)
+
+    @rule(again=st.booleans())
+    def smoke_detector(self, again):
+        """Smoke at the verified detector: its first trip resets it (the
+        latch clears: it reads normal while reset), then it trips again in
+        the verification window, or not."""
+        self.zone(SMOKE, eol.ALARM)
+        self.zone(SMOKE, eol.NORMAL)
+        self.wait(1000)
+        self.wait(3500)
+        if again:
+            self.zone(SMOKE, eol.ALARM)
+            self.zone(SMOKE, eol.NORMAL)
+
+    @rule(partition=st.integers(1, 2), duress=st.booleans())
+    def disarm(self, partition, duress):
+        self.key("1235" if duress else "2580", P.K_DISARM, partition, 1)
+
+    @rule(k=st.integers(0, 1), s=st.sampled_from([eol.NORMAL, eol.TAMPER, eol.SHORT]))
+    def sounder(self, k, s):
+        p = self.p
+        self._before()
+        driven = p.siren if k == 0 else p.strobe
+        armed = [x.id for x in p.parts if A.is_armed(x.state) and not x.snd_tamper]
+        was = p.snd.stable[k]
+        for _ in range(2):  # read twice, a debounce apart
+            p.sounder(k, s, self.now)
+            self.now += 100
+        p.tick(self.now)
+        evs = self._take()
+        if driven or (was == eol.NORMAL) == (s == eol.NORMAL):
+            return
+        q = w.Q_NEW if s != eol.NORMAL else w.Q_RESTORE
+        assert (q, P._SOUNDER_CODE[k], 0, 0) in evs
+        if s != eol.NORMAL:
+            # a siren or strobe line cut or shorted while armed: tamper alarm
+            for pid in armed:
+                assert (w.Q_NEW, cid.BOX_TAMPER, pid, 0) in evs
+
+    @rule(ms=st.sampled_from([50, 500, 1000, 2500, 3500, 10000, 16000, 30000]))
     def wait(self, ms):
         self.now += ms
         p = self.p
+        self._before()
         states = [x.state for x in p.parts]
         walk_due = p.walk_due
+        exit_error = [x.exit_error for x in p.parts]
         p.tick(self.now)
         evs = self._take()
         if walk_due is not None and self.now - walk_due >= 0:
@@ -572,10 +762,14 @@ class PanelMachine(RuleBasedStateMachine):
             assert all(x.state == A.DISARMED for x in p.parts)
             assert (w.Q_RESTORE, cid.TEST_MODE, 0, p.walk_user) in evs
         for k, x in enumerate(p.parts):
-            if states[k] == A.ENTRY and x.state == A.ALARM:
+            if states[k] == A.ENTRY and x.state == A.ALARM_HELD:
+                # the entry delay ran out: the alarm is held, not sent
                 i = x.entry_zone
-                assert (w.Q_NEW, P.ZONE_CODE[p.ztype[i]], x.id, p.zid[i]) in evs \
-                    or p.zid[i] in self.shut
+                c = cid.EXIT_ERROR if exit_error[k] else P.ZONE_CODE[p.ztype[i]]
+                assert (w.Q_NEW, c, x.id, p.zid[i]) not in evs
+                if p.zid[i] not in self.shut:
+                    self.held[x.id].append((c, p.zid[i]))
+                    self.raised[x.id].append((p.zid[i], self.now))
 
     @invariant()
     def bounded_and_consistent(self):
@@ -583,8 +777,9 @@ class PanelMachine(RuleBasedStateMachine):
         assert len(p.out) <= P.OUT_MAX and p.overflow == 0
         for x in p.parts:
             assert x.state in A.TRANSITIONS
-            if x.state not in (A.ENTRY, A.EXIT_AWAY, A.EXIT_STAY):
+            if x.state not in (A.ENTRY,) + A.EXITING:
                 assert x.due is None
+            assert (x.abort_due is not None) == (x.state == A.ALARM_HELD)
         # walk test: every partition or none, its timeout running iff in it,
         # and bracketed by 607: one new more than restores while in it
         walking = [x.state == A.WALK_TEST for x in p.parts]
@@ -593,9 +788,11 @@ class PanelMachine(RuleBasedStateMachine):
         news = sum(1 for q, c, _p, z, _t in self.all if c == cid.TEST_MODE and q == w.Q_NEW)
         rests = sum(1 for q, c, _p, z, _t in self.all if c == cid.TEST_MODE and q == w.Q_RESTORE)
         assert news - rests == (1 if all(walking) else 0)
-        # the siren never sounds unless an audible alarm was reported
+        # the siren never sounds unless an audible alarm was reported, or is
+        # held in an abort window (it sounds there: local annunciation)
         if p.siren:
-            assert any(q == w.Q_NEW and c in AUDIBLE for q, c, _p, _z, _t in self.all)
+            assert any(q == w.Q_NEW and c in AUDIBLE for q, c, _p, _z, _t in self.all) or \
+                any(x.pending for x in p.parts)
 
 
 TestPanelMachine = PanelMachine.TestCase

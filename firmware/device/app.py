@@ -206,7 +206,8 @@ class App:
         # the time lock decides on a trusted clock only (clock.py)
         r = self.panel.keypad(code, action, partition, arg, now, self.clock.trusted_now(now))
         self.panel.tick(now, self.clock.trusted_now(now))
-        self.board.outputs(self.panel.siren, self.panel.strobe, self.panel.lock)
+        self.board.outputs(self.panel.siren, self.panel.strobe, self.panel.lock,
+                           self.panel.supply)
         self.drain(now)
         return r
 
@@ -247,11 +248,15 @@ class App:
                 if s >= 0:
                     p.zone_change(i, s, now)
             p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
+            for k in (0, 1):  # siren and strobe lines (None: not supervised here)
+                raw = b.sounder_raw(k)
+                if raw is not None:
+                    p.sounder(k, cls.classify(raw), now)
             k = b.keypad()
             if k is not None and k[1] in P.ACTIONS:
                 self.key(k[0], k[1], k[2], k[3])
             p.tick(now, self.clock.trusted_now(now))
-            b.outputs(p.siren, p.strobe, p.lock)
+            b.outputs(p.siren, p.strobe, p.lock, p.supply)
             self.drain(now)
             f = gc.mem_free()
             if f < self.min_free:

@@ -9,11 +9,27 @@
 # Internal states keep the arming mode (away/stay) in the exit-delay
 # state; WIRE_STATE maps them to glwire's P_* partition states.
 #
-# A zone event whose entry leads to ALARM raises an alarm for that zone;
-# ENTRY_END raises it for the zone that started the entry delay.  The
-# caller (panel.py) turns that into a report and outputs.  24-hour zones
-# (fire, panic, hold-up, 24h, seismic, tamper) do not go through this
-# table: they alarm in every state.
+# A zone event whose entry leads to ALARM or ALARM_HELD raises an alarm
+# for that zone; ENTRY_END raises it for the zone that started the entry
+# delay.  The caller (panel.py) turns that into a report and outputs.
+# 24-hour zones (fire, panic, hold-up, 24h, seismic, tamper) do not go
+# through this table: they alarm in every state, and are never held.
+#
+# False-alarm reduction (ANSI/SIA CP-01; docs/firmware.md, "CP-01"):
+# - ALARM_HELD is the abort window: the partition is in alarm and sounds,
+#   but its report is held (CP-01 4.2.2.1, "abort window").  Only an
+#   entry/exit or interior zone gets there (an entry delay that ran out,
+#   an interior zone with no entry delay running); an instant trip, a
+#   sabotaged loop or forced door goes straight to ALARM, and so does the
+#   window when it runs out (ABORT_END: the held reports are sent).  A
+#   disarm in ALARM_HELD aborts: the held reports are never sent.
+# - EXIT_AWAY_AGAIN / EXIT_STAY_AGAIN: the exit delay was restarted by a
+#   re-entry (EXIT_REENTRY: a delay zone opened again after it had opened
+#   and closed during the exit delay, CP-01 "exit time restart").  Only
+#   once: a further re-entry is a self-loop there.
+# - EXIT_ERROR: the exit delay ended with a delay zone still open.  The
+#   partition is armed and its entry delay starts (no instant alarm); the
+#   caller reports the exit error (374, 457) if nobody disarms in time.
 #
 # WALK_TEST (installer walk test, EN 50131-7 commissioning): entered from
 # DISARMED only (panel.py enters it for every partition at once, and only
@@ -33,26 +49,36 @@ ARMED_STAY = const(4)
 ENTRY = const(5)
 ALARM = const(6)
 WALK_TEST = const(7)
+ALARM_HELD = const(8)  # in alarm, its report held for the abort window
+EXIT_AWAY_AGAIN = const(9)  # exit delay restarted once (re-entry)
+EXIT_STAY_AGAIN = const(10)
 STATE_NAMES = ("disarmed", "exit_away", "exit_stay", "armed_away", "armed_stay",
-               "entry_delay", "alarm", "walk_test")
+               "entry_delay", "alarm", "walk_test", "alarm_held", "exit_away_again",
+               "exit_stay_again")
 
 # glwire P_*: disarmed 0, exit 1, away 2, stay 3, entry 4, alarm 5 (the wire
 # has no walk-test state: a walk-test partition is disarmed; the 607 report
-# brackets the walk test)
-WIRE_STATE = (0, 1, 1, 2, 3, 4, 5, 0)
+# brackets the walk test; an alarm held in the abort window is an alarm)
+WIRE_STATE = (0, 1, 1, 2, 3, 4, 5, 0, 5, 1, 1)
+EXITING = (EXIT_AWAY, EXIT_STAY, EXIT_AWAY_AGAIN, EXIT_STAY_AGAIN)
+STAY = (EXIT_STAY, ARMED_STAY, EXIT_STAY_AGAIN)
 
 ARM_AWAY = const(0)
 ARM_STAY = const(1)
 DISARM = const(2)
-EXIT_END = const(3)  # exit delay expired
+EXIT_END = const(3)  # exit delay expired, every delay zone closed
 ENTRY_END = const(4)  # entry delay expired
 TRIP_ENTRY = const(5)  # entry/exit zone (or door) opened
 TRIP_FOLLOW = const(6)  # interior follower zone
 TRIP_INSTANT = const(7)  # instant zone, or a sabotaged zone in an armed state
 WALK_START = const(8)  # installer starts the walk test
 WALK_END = const(9)  # installer ends it, or its timeout ran out
+ABORT_END = const(10)  # the abort window ran out (or an alarm never held ended it)
+EXIT_REENTRY = const(11)  # a delay zone opened again after opening and closing in the exit delay
+EXIT_ERROR = const(12)  # exit delay expired with a delay zone open
 EVENT_NAMES = ("arm_away", "arm_stay", "disarm", "exit_end", "entry_end",
-               "trip_entry", "trip_follow", "trip_instant", "walk_start", "walk_end")
+               "trip_entry", "trip_follow", "trip_instant", "walk_start", "walk_end",
+               "abort_end", "exit_reentry", "exit_error")
 ZONE_EVENTS = (TRIP_ENTRY, TRIP_FOLLOW, TRIP_INSTANT)
 
 TRANSITIONS = {
@@ -61,22 +87,38 @@ TRANSITIONS = {
                WALK_START: WALK_TEST,
                TRIP_ENTRY: DISARMED, TRIP_FOLLOW: DISARMED, TRIP_INSTANT: DISARMED},
     EXIT_AWAY: {DISARM: DISARMED, EXIT_END: ARMED_AWAY,
+                EXIT_ERROR: ENTRY,  # armed; the entry delay starts
+                EXIT_REENTRY: EXIT_AWAY_AGAIN,  # restarts the exit delay
                 # leaving through the door and walking past interior zones
                 TRIP_ENTRY: EXIT_AWAY, TRIP_FOLLOW: EXIT_AWAY,
                 TRIP_INSTANT: ALARM},
-    EXIT_STAY: {DISARM: DISARMED, EXIT_END: ARMED_STAY,
+    EXIT_STAY: {DISARM: DISARMED, EXIT_END: ARMED_STAY, EXIT_ERROR: ENTRY,
+                EXIT_REENTRY: EXIT_STAY_AGAIN,
                 TRIP_ENTRY: EXIT_STAY, TRIP_FOLLOW: EXIT_STAY,
                 TRIP_INSTANT: ALARM},
+    # restarted once: a further re-entry is a self-loop, no new restart
+    EXIT_AWAY_AGAIN: {DISARM: DISARMED, EXIT_END: ARMED_AWAY, EXIT_ERROR: ENTRY,
+                      EXIT_REENTRY: EXIT_AWAY_AGAIN,
+                      TRIP_ENTRY: EXIT_AWAY_AGAIN, TRIP_FOLLOW: EXIT_AWAY_AGAIN,
+                      TRIP_INSTANT: ALARM},
+    EXIT_STAY_AGAIN: {DISARM: DISARMED, EXIT_END: ARMED_STAY, EXIT_ERROR: ENTRY,
+                      EXIT_REENTRY: EXIT_STAY_AGAIN,
+                      TRIP_ENTRY: EXIT_STAY_AGAIN, TRIP_FOLLOW: EXIT_STAY_AGAIN,
+                      TRIP_INSTANT: ALARM},
     ARMED_AWAY: {DISARM: DISARMED, TRIP_ENTRY: ENTRY,
-                 TRIP_FOLLOW: ALARM,  # no entry delay running: instant
+                 TRIP_FOLLOW: ALARM_HELD,  # no entry delay running: held, then sent
                  TRIP_INSTANT: ALARM},
     ARMED_STAY: {DISARM: DISARMED, TRIP_ENTRY: ENTRY,
                  TRIP_FOLLOW: ARMED_STAY,  # stay: interior is not armed
                  TRIP_INSTANT: ALARM},
-    ENTRY: {DISARM: DISARMED, ENTRY_END: ALARM,
+    ENTRY: {DISARM: DISARMED, ENTRY_END: ALARM_HELD,
             TRIP_ENTRY: ENTRY,
             TRIP_FOLLOW: ENTRY,  # follows the entry delay
             TRIP_INSTANT: ALARM},
+    ALARM_HELD: {DISARM: DISARMED,  # abort: the held reports are never sent
+                 ABORT_END: ALARM,  # the window ran out: they are sent
+                 TRIP_ENTRY: ALARM_HELD, TRIP_FOLLOW: ALARM_HELD,  # held too
+                 TRIP_INSTANT: ALARM},  # ends the window: held ones sent first
     ALARM: {DISARM: DISARMED,
             TRIP_ENTRY: ALARM, TRIP_FOLLOW: ALARM, TRIP_INSTANT: ALARM},
     WALK_TEST: {DISARM: WALK_TEST,  # nothing to disarm; WALK_END leaves
@@ -101,7 +143,13 @@ def is_armed(state):
 
 
 def raises_alarm(state, event):
-    """Does (state, event) raise an alarm for a zone?"""
+    """Does (state, event) raise an alarm for a zone (sent now or held)?"""
     row = TRANSITIONS[state]
-    return event in row and row[event] == ALARM and \
-        (event in ZONE_EVENTS or event == ENTRY_END)
+    if event not in row or (event not in ZONE_EVENTS and event != ENTRY_END):
+        return False
+    return row[event] == ALARM or row[event] == ALARM_HELD
+
+
+def holds(state, event):
+    """Is the alarm (state, event) raises held for the abort window?"""
+    return raises_alarm(state, event) and TRANSITIONS[state][event] == ALARM_HELD

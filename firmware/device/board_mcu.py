@@ -5,6 +5,11 @@
 # pulled up by `eol.pullup_ohms` to the ADC reference.  Pins come from the
 # config's "board" object; the defaults are in the board modules.
 #
+# Sounder supervision (optional, "board": {"siren_sense": N, "strobe_sense":
+# M}): the siren and strobe lines, each with an EOL resistor, read back on
+# mux inputs N and M; a "supply_pin" switches the resettable detector
+# supply (fire verification).
+#
 # Keypad: a keypad/reader module on a UART sending one line per entry,
 # "CODE ACTION PARTITION [ARG]\n", e.g. "1234 disarm 1" (ACTION as in
 # panel.ACTIONS).  A matrix keypad driver would produce the same tuples.
@@ -40,7 +45,8 @@ class McuBoard(hal.BaseBoard):
         self.pins = dict(self.PINS)
         self._wdt = None
         self._kbuf = b""
-        self.out = {"siren": False, "strobe": False, "lock": True}
+        self.sense = (None, None)  # sounder read-back mux inputs (setup)
+        self.out = {"siren": False, "strobe": False, "lock": True, "supply": True}
 
     def setup(self, cfg):
         """Called by app.py once the config is known."""
@@ -53,6 +59,13 @@ class McuBoard(hal.BaseBoard):
         self.siren = machine.Pin(P["siren_pin"], machine.Pin.OUT, value=0)
         self.strobe = machine.Pin(P["strobe_pin"], machine.Pin.OUT, value=0)
         self.lock = machine.Pin(P["lock_pin"], machine.Pin.OUT, value=1)
+        # optional: the resettable detector supply (smoke detectors), and
+        # the siren/strobe lines read back on two mux inputs (an EOL on
+        # each line; the panel supervises them, panel.sounder)
+        self.supply = None
+        if P.get("supply_pin") is not None:
+            self.supply = machine.Pin(P["supply_pin"], machine.Pin.OUT, value=1)
+        self.sense = (P.get("siren_sense"), P.get("strobe_sense"))
         self.ac = machine.Pin(P["ac_pin"], machine.Pin.IN, machine.Pin.PULL_UP)
         self.tamper = machine.Pin(P["tamper_pin"], machine.Pin.IN, machine.Pin.PULL_UP)
         self.batt = machine.ADC(machine.Pin(P["battery_adc_pin"]))
@@ -77,14 +90,21 @@ class McuBoard(hal.BaseBoard):
     def box_tamper(self):
         return self.tamper.value() == 1  # switch opens when the lid lifts
 
-    def outputs(self, siren, strobe, lock):
+    def outputs(self, siren, strobe, lock, supply=True):
         self.siren.value(1 if siren else 0)
         self.strobe.value(1 if strobe else 0)
         self.lock.value(1 if lock else 0)
+        if self.supply is not None:
+            self.supply.value(1 if supply else 0)
         o = self.out
         o["siren"] = siren
         o["strobe"] = strobe
         o["lock"] = lock
+        o["supply"] = supply
+
+    def sounder_raw(self, k):
+        inp = self.sense[k]
+        return None if inp is None else self.zone_raw(inp)
 
     def wdt_feed(self):
         if self._wdt is not None:

@@ -1,7 +1,8 @@
 # The simulated board for the MicroPython unix port.
 #
 # Inputs (zone loop resistances, mains, battery, box tamper, network
-# paths) are set over the control socket (simctl.py, control.py,
+# paths, the siren and strobe lines' resistance read back by the panel's
+# sounder supervision) are set over the control socket (simctl.py, control.py,
 # docs/simulator.md) and kept in <state-dir>/sim_env.json, so they survive
 # a simulated power cycle the way a door left open stays open when the
 # panel reboots.  Outputs are recorded for the control socket to read.
@@ -41,8 +42,10 @@ class Board(hal.BaseBoard):
         self.pullup = 4700
         self.normal = 2200
         self.alarm = 4400
+        # "sounders": siren and strobe line ohms (-1 open, None: the EOL,
+        # i.e. normal_ohms)
         self.env = {"zones": {}, "ac": True, "battery_mv": 13200, "box_tamper": False,
-                    "paths": [True, True], "net": True}
+                    "paths": [True, True], "net": True, "sounders": [None, None]}
         try:
             with open(self.path(ENV_FILE)) as f:
                 e = json.load(f)
@@ -55,13 +58,15 @@ class Board(hal.BaseBoard):
         self.ohms = {}
         for k in self.env["zones"]:
             self.ohms[int(k)] = self.env["zones"][k]
-        self.out = {"siren": False, "strobe": False, "lock": True}
+        self.out = {"siren": False, "strobe": False, "lock": True, "supply": True}
         self.keys = []
+        self.smoke = []  # inputs of verified fire zones: on the resettable supply
 
     def setup(self, cfg):
         self.pullup = cfg["eol"]["pullup_ohms"]
         self.normal = cfg["eol"]["normal_ohms"]
         self.alarm = cfg["eol"]["alarm_ohms"]
+        self.smoke = [z["input"] for z in cfg["zones"] if z.get("verify")]
 
     def save_env(self):
         z = {}
@@ -91,15 +96,29 @@ class Board(hal.BaseBoard):
     def path_up(self, i):
         return self.env["net"] and self.env["paths"][i]
 
+    def sounder_raw(self, k):
+        ohms = self.env["sounders"][k]
+        return eol.raw_for_ohms(self.normal if ohms is None else ohms, self.pullup)
+
     # -- outputs -------------------------------------------------------------
 
-    def outputs(self, siren, strobe, lock):
+    def outputs(self, siren, strobe, lock, supply=True):
         o = self.out
-        if o["siren"] != siren or o["strobe"] != strobe or o["lock"] != lock:
-            self.console("outputs siren=%d strobe=%d lock=%d" % (siren, strobe, lock))
+        if o["siren"] != siren or o["strobe"] != strobe or o["lock"] != lock or \
+                o["supply"] != supply:
+            self.console("outputs siren=%d strobe=%d lock=%d supply=%d"
+                         % (siren, strobe, lock, supply))
+        if o["supply"] and not supply and self.smoke:
+            # the detector supply cut: a latched smoke detector forgets its
+            # alarm (a test that wants the smoke to persist trips it again)
+            for inp in self.smoke:
+                if self.ohms.get(inp) == self.alarm:
+                    self.ohms[inp] = self.normal
+            self.save_env()
         o["siren"] = siren
         o["strobe"] = strobe
         o["lock"] = lock
+        o["supply"] = supply
 
     # -- control protocol inputs (control.py) -----------------------------------
 
@@ -125,6 +144,20 @@ class Board(hal.BaseBoard):
             self.ohms[inp] = ohms
             self.save_env()
             return {"ok": True, "ohms": ohms}
+        if cmd == "sounder":
+            line = req["line"]
+            if line not in ("siren", "strobe"):
+                raise ValueError("line must be siren or strobe")
+            if "ohms" in req:
+                ohms = int(req["ohms"])
+            else:
+                st = req["state"]
+                if st not in ("normal", "open", "short"):
+                    raise ValueError("state must be one of normal, open, short")
+                ohms = None if st == "normal" else (-1 if st == "open" else 0)
+            env["sounders"][0 if line == "siren" else 1] = ohms
+            self.save_env()
+            return {"ok": True, "ohms": self.normal if ohms is None else ohms}
         if cmd == "ac":
             env["ac"] = bool(req["on"])
         elif cmd == "battery":

@@ -39,9 +39,11 @@ MAX_PARTITIONS = 8  # glwire.MAX_PARTITIONS (HEARTBEAT/REPLY partition list)
 MAX_USERS = 64  # one sha256 (32 bytes) each held in RAM
 MAX_NAME = 32  # glwire.MAX_TEXT_LEN: a name may be sent as EVENT text
 
-# timing defaults (seconds unless the key says _ms); (default, min, max)
+# timing defaults (seconds unless the key says _ms); (default, min, max).
+# The false-alarm reduction timings follow ANSI/SIA CP-01 (docs/firmware.md,
+# "CP-01": default and allowed range of each, and where they differ).
 TIMINGS = {
-    "exit_delay_s": (30, 0, 255),
+    "exit_delay_s": (60, 0, 255),  # CP-01 default 60 s (45..255 there; 0 for a bench)
     "entry_delay_s": (30, 0, 255),
     "siren_cutoff_s": (180, 1, 1800),  # EN 50131-4: at most 15 min typical
     "debounce_ms": (300, 0, 5000),
@@ -54,7 +56,32 @@ TIMINGS = {
     "battery_restore_mv": (12200, 0, 65535),
     "lockout_attempts": (5, 1, 50),
     "lockout_s": (90, 1, 3600),
-    "swinger_limit": (3, 1, 50),
+    # alarms a zone may report per arming period before swinger shutdown
+    # (575); CP-01: 1..6 trips, default 2
+    "swinger_limit": (2, 1, 6),
+    # CP-01 abort window: an entry/exit or interior alarm is held this long
+    # (15..45 s, default 30 s) and not sent if a valid code disarms in it
+    "abort_window_s": (30, 15, 45),
+    # CP-01 cancel window: a disarm this soon after an alarm was sent sends
+    # 406 cancel (at least 5 min); an hour at most
+    "cancel_window_s": (300, 300, 3600),
+    # CP-01 recent closing: an alarm this soon after the exit delay ended
+    # also sends 459 with the user who armed (2 min; up to 10 min)
+    "recent_close_s": (120, 120, 600),
+    # confirmed alarm (139): a second intrusion zone of the partition within
+    # this long of the first (EN 50131-9 / DD 243 sequential confirmation:
+    # 30..60 min; down to 1 min for a small site)
+    "confirm_window_s": (1800, 60, 3600),
+    # fire alarm verification (zones with "verify": true, smoke detectors,
+    # NFPA 72 alarm verification): the first trip cuts the detector supply
+    # for fire_reset_s (retard-reset-restart: at most 60 s in all), a second
+    # trip within fire_verify_s after it is the alarm (at most 2 min)
+    "fire_reset_s": (10, 1, 60),
+    "fire_verify_s": (120, 60, 120),
+    # scheduled closing (partitions[].closing): the keypad warns this long
+    # before the panel arms (or reports late to close); 30 s is the least
+    # time to reach a keypad
+    "closing_warn_s": (300, 30, 1800),
     "door_held_open_s": (30, 1, 3600),
     "unlock_s": (5, 1, 255),
     "bolt_timeout_s": (10, 1, 255),
@@ -75,6 +102,16 @@ TIMINGS = {
 }
 
 EOL_DEFAULTS = {"normal_ohms": 2200, "alarm_ohms": 4400, "pullup_ohms": 4700}
+
+# on/off features (object "options"): name -> default
+OPTIONS = {
+    # a disarm in the abort window also sends 406 "abort" (CP-01: optional);
+    # off, the aborted alarm stays local (the keypad says so)
+    "abort_report": False,
+    # one zone tripping twice in the confirmation window confirms an alarm
+    # too (off: two different zones are needed)
+    "confirm_same_zone": False,
+}
 
 
 def _type_name(v):
@@ -204,6 +241,16 @@ def _hhmm(v, s, path):
     return h * 60 + m
 
 
+def _days(v, d, path):
+    """A schedule's "days": ISO weekdays 1 (Mon) .. 7 (Sun), Mon-Fri if absent."""
+    days = v.list_(d, "days", path, 7, False) or [1, 2, 3, 4, 5]
+    for j in range(len(days)):
+        if isinstance(days[j], bool) or not isinstance(days[j], int) \
+                or days[j] < 1 or days[j] > 7:
+            v.err("%s.days[%d]" % (path, j), "expected 1 (Mon) .. 7 (Sun)")
+    return days
+
+
 def _path(v, d, path):
     d = v.obj(d, path)
     if d is None:
@@ -310,8 +357,8 @@ def _comms(v, doc):
 # The fields of a zone, a partition and a user: any other key is a typo
 # ("silet": true would leave a hold-up zone audible), refused like an
 # unknown top-level field.
-_ZONE_FIELDS = ("id", "name", "type", "partition", "input", "silent")
-_PARTITION_FIELDS = ("id", "name", "time_lock")
+_ZONE_FIELDS = ("id", "name", "type", "partition", "input", "silent", "verify")
+_PARTITION_FIELDS = ("id", "name", "time_lock", "closing")
 _USER_FIELDS = ("id", "name", "code_hash", "authority", "duress", "partitions")
 
 
@@ -355,6 +402,15 @@ def validate(doc):
         v.err("eol.alarm_ohms", "must be greater than eol.normal_ohms")
     cfg["eol"] = eol
 
+    o = v.obj(doc.get("options", {}), "options") or {}
+    opts = {}
+    for k in OPTIONS:
+        opts[k] = v.bool_(o, k, "options", OPTIONS[k])
+    for k in o:
+        if k not in OPTIONS:
+            v.err("options." + k, "unknown option (known: %s)" % ", ".join(sorted(OPTIONS)))
+    cfg["options"] = opts
+
     parts = []
     pids = {}
     plist = v.list_(doc, "partitions", "", MAX_PARTITIONS)
@@ -377,16 +433,26 @@ def validate(doc):
             if td is not None:
                 o = _hhmm(v, td.get("open"), tp + ".open")
                 c = _hhmm(v, td.get("close"), tp + ".close")
-                days = v.list_(td, "days", tp, 7, False) or [1, 2, 3, 4, 5]
-                for j in range(len(days)):
-                    if isinstance(days[j], bool) or not isinstance(days[j], int) \
-                            or days[j] < 1 or days[j] > 7:
-                        v.err("%s.days[%d]" % (tp, j), "expected 1 (Mon) .. 7 (Sun)")
                 if o is not None and c is not None and o >= c:
                     v.err(tp, "open must be before close")
-                tl = {"open": o, "close": c, "days": days}
+                tl = {"open": o, "close": c, "days": _days(v, td, tp)}
+        closing = None
+        if "closing" in p:
+            # scheduled closing: the keypad warns, then the panel arms
+            # ("auto_arm": true, 403) or reports late to close (452)
+            tp = path + ".closing"
+            td = v.obj(p["closing"], tp)
+            if td is not None:
+                closing = {"at": _hhmm(v, td.get("at"), tp + ".at"), "days": _days(v, td, tp),
+                           "auto_arm": v.bool_(td, "auto_arm", tp, True)}
+                for k in td:
+                    if k not in ("at", "days", "auto_arm"):
+                        v.err(tp + "." + k, "unknown field (known: at, days, auto_arm)")
+                if tl is not None:
+                    v.err(tp, "a time-locked partition arms itself when its window closes: "
+                          "no closing schedule as well")
         parts.append({"id": pid, "name": v.str_(p, "name", path, "partition %s" % pid),
-                      "time_lock": tl})
+                      "time_lock": tl, "closing": closing})
         _unknown(v, p, path, _PARTITION_FIELDS)
     cfg["partitions"] = parts
 
@@ -412,10 +478,16 @@ def validate(doc):
         zp = v.int_(z, "partition", path, 1, MAX_PARTITIONS)
         if zp is not None and pids and zp not in pids:
             v.err(path + ".partition", "%d is not a configured partition id" % zp)
+        # fire alarm verification: a smoke detector's first trip resets it
+        verify = v.bool_(z, "verify", path, False)
+        if verify and zt != "fire":
+            v.err(path + ".verify", "only a fire zone (a smoke detector) is verified")
+            verify = False
         zones.append({"id": zid, "name": v.str_(z, "name", path, "zone %s" % zid),
                       "type": zt, "partition": zp, "input": inp,
                       "silent": v.bool_(z, "silent", path,
-                                        zt in ("holdup", "seismic"))})
+                                        zt in ("holdup", "seismic")),
+                      "verify": verify})
         _unknown(v, z, path, _ZONE_FIELDS)
     cfg["zones"] = zones
 
@@ -470,7 +542,7 @@ def validate(doc):
         v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
     known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",
              "timings", "eol", "partitions", "zones", "users", "board", "comment",
-             "protocol", "dc09", "test_mode")
+             "protocol", "dc09", "test_mode", "options")
     for k in doc:
         if k not in known:
             v.err(k, "unknown field (known: %s)" % ", ".join(known))

@@ -7,8 +7,16 @@
 #     ac_ok() -> bool              mains present
 #     battery_mv() -> int          standby battery voltage
 #     box_tamper() -> bool         panel enclosure open
-#     outputs(siren, strobe, lock) drive the sounder, strobe and door lock
-#                                  (lock True = locked / bolt thrown)
+#     outputs(siren, strobe, lock, supply)
+#                                  drive the sounder, strobe and door lock
+#                                  (lock True = locked / bolt thrown) and
+#                                  the resettable detector supply (False
+#                                  while fire verification resets smoke
+#                                  detectors)
+#     sounder_raw(k) -> int|None   the siren (0) / strobe (1) line read
+#                                  back through an ADC, 0..65535 like a
+#                                  zone loop (an EOL on the line); None:
+#                                  this board does not supervise it
 #     keypad() -> None or (code, action, partition, arg)
 #     open_link(i, path_cfg)       a links.* transport for path i (0, 1)
 #     net_start(cfg)               bring the network up (Wi-Fi, Ethernet)
@@ -83,6 +91,9 @@ class BaseBoard:
 
     def keypad(self):
         return None
+
+    def sounder_raw(self, k):
+        return None  # not supervised unless the board reads the line back
 
     def tasks(self, app):
         return []

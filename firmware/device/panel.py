@@ -29,6 +29,24 @@
 # - Nothing is lost silently: events dropped here (`overflow`) or from
 #   the full persistent queue are reported as 624 "event log overflow"
 #   (queue_state), restored once the queue has room again.
+# - False-alarm reduction (ANSI/SIA CP-01, docs/firmware.md "CP-01"):
+#   - Hold-up, duress, panic, fire and 24-hour zones (vault seismic
+#     included) are never held: only an entry/exit or interior alarm of
+#     the arming table is (arming.ALARM_HELD, the abort window).  Any
+#     alarm that is not held ends its partition's window first, so held
+#     reports leave before it, in order.  Fire verification (smoke.py) is
+#     the one delay of a fire zone, and only of one marked "verify".
+#   - An aborted alarm (a valid, non-duress disarm inside the window) is
+#     never queued: held reports live in Partition.pending only.  A duress
+#     disarm sends them at once and never aborts or cancels.
+#   - A 406 cancel is queued only at a disarm (before its opening report)
+#     when a burglary or tamper alarm of the partition was queued since its
+#     last opening, the oldest of them at most cancel_window_s ago: so a
+#     receiver can attach it to exactly those alarms (docs/firmware.md).
+#   - A 139 confirmed alarm follows two intrusion alarms of one partition,
+#     of two different zones (or one zone twice with
+#     options.confirm_same_zone), within confirm_window_s, once per
+#     arming period.
 
 from fwutil import const, ticks_diff, ticks_add, due
 import arming as A
@@ -84,6 +102,23 @@ ZONE_EVENT = (A.TRIP_INSTANT, A.TRIP_ENTRY, A.TRIP_FOLLOW, -1, -1, -1, -1, -1, -
               A.TRIP_ENTRY, -1)
 # life safety: never swinger-limited, never bypassable
 _LIFE = (cid.FIRE, cid.PANIC, cid.HOLDUP, cid.DURESS)
+# intrusion zone types: their alarms count towards a confirmed alarm (139)
+_INTRUSION = (Z_INSTANT, Z_ENTRY, Z_FOLLOWER, Z_24H, Z_SEISMIC, Z_DOOR)
+# alarms a 406 cancel covers: the burglary and tamper codes the receiver
+# queues (protocol/contactid.py), never a life-safety one
+_CANCELS = (cid.BURGLARY, cid.INTERIOR, cid.H24, cid.ENTRY_EXIT, cid.BOX_TAMPER,
+            cid.CONFIRMED, cid.SENSOR_TAMPER, cid.EXIT_ERROR, cid.FORCED)
+# held reports per partition in the abort window; one more ends the window
+# (a burst that big is no user error).  A zone adds alarm, restore, 575,
+# 139, 459: 24 covers a few zones tripping more than once.
+_HELD_MAX = const(24)
+# memory_bytes(): partition index bit 7 marks a zone whose report was held
+# (in the abort window) when the state was persisted
+_M_HELD = const(0x80)
+# sounder lines (sounder()): siren, strobe
+_SOUNDER_CODE = (cid.SIREN_TROUBLE, cid.STROBE_TROUBLE)
+_SOUNDER_NAME = ("siren", "strobe")
+_LINE = ("normal", "open", "open", "shorted")  # a sounder line's eol.* state in words
 
 # zone flag bits
 _F_SILENT = const(1)
@@ -91,6 +126,7 @@ _F_BYPASS = const(2)
 _F_SHUT = const(4)  # swinger shutdown
 _F_SAB = const(8)  # sabotage (open/short) reported, restore pending
 _F_WALKED = const(16)  # walk tested (reported) in the current walk test
+_F_VERIFY = const(32)  # fire zone with alarm verification (smoke.py)
 
 # keypad / command actions
 K_DISARM = const(0)
@@ -132,10 +168,11 @@ def event_text(s):
 
 
 class Partition:
-    def __init__(self, pid, name, time_lock):
+    def __init__(self, pid, name, time_lock, closing=None):
         self.id = pid
         self.name = name
         self.tl = time_lock
+        self.closing = closing  # scheduled closing (closing.py) or None
         self.state = A.DISARMED
         self.due = None  # exit or entry delay deadline (ticks)
         self.entry_zone = -1
@@ -143,8 +180,23 @@ class Partition:
         self.strobe = False
         self.memory = []  # zone ids that alarmed since the last arming
         self.user = 0  # who armed it
-        self.how = cid.OPEN_CLOSE  # 401 keypad, 407 remote, 403 time lock
+        self.how = cid.OPEN_CLOSE  # 401 keypad, 407 remote, 403 auto
         self.auto_fail = False  # 455 reported
+        # CP-01 (docs/firmware.md)
+        self.pending = []  # reports held in the abort window: (q, code, zone, text)
+        self.abort_due = None  # abort window deadline (ticks) in ALARM_HELD
+        self.tx_first = None  # first burglary/tamper alarm queued since the last opening
+        self.closed_ms = None  # when the exit delay ended (recent closing)
+        self.recent = False  # 459 raised in this arming period
+        self.exit_left = False  # a delay zone opened and closed in the exit delay
+        self.exit_error = False  # the entry delay running is an exit error
+        self.conf_zone = -1  # first intrusion alarm of the confirmation window
+        self.conf_due = None  # its end (ticks)
+        self.confirmed = False  # 139 raised in this arming period
+        self.snd_tamper = False  # 137 sent for a sounder line cut (restore owed)
+        self.warn_due = None  # scheduled closing: the keypad warning ends (closing.py)
+        self.closing_day = -1  # the local day whose closing was handled
+        self.note = None  # what the keypad shows (words for people)
 
 
 class _Cond:
@@ -187,12 +239,22 @@ class Panel:
         self.walk_ms = tim["walk_test_s"] * 1000
         self.walk_due = None  # walk-test timeout (ticks) while in walk test
         self.walk_user = 0  # who started it (zone of its 607 new and restore)
+        self.abort_ms = tim["abort_window_s"] * 1000
+        self.cancel_ms = tim["cancel_window_s"] * 1000
+        self.recent_ms = tim["recent_close_s"] * 1000
+        self.confirm_ms = tim["confirm_window_s"] * 1000
+        opts = cfg.get("options") or {}
+        self.abort_report = opts.get("abort_report", False)
+        self.same_zone = opts.get("confirm_same_zone", False)
         self.utc_off_s = cfg.get("utc_offset_min", 0) * 60
         self.parts = []
         self.pidx = {}
+        sched = False
         for p in cfg["partitions"]:
             self.pidx[p["id"]] = len(self.parts)
-            self.parts.append(Partition(p["id"], p["name"], p.get("time_lock")))
+            self.parts.append(Partition(p["id"], p["name"], p.get("time_lock"),
+                                        p.get("closing")))
+            sched = sched or p.get("closing") is not None
         zs = cfg["zones"]
         n = len(zs)
         self.nz = n
@@ -205,9 +267,13 @@ class Panel:
         self.zstate = bytearray(n)  # eol.NORMAL ...
         self.zcode = [0] * n  # alarm code reported, restore pending
         self.swing = bytearray(n)
+        verify = []
         for i in range(n):
             if zs[i]["silent"]:
                 self.zflags[i] |= _F_SILENT
+            if zs[i].get("verify"):
+                self.zflags[i] |= _F_VERIFY
+                verify.append(i)
         self.users = U.Users(cfg["code_salt"], cfg["users"], tim["lockout_attempts"],
                              tim["lockout_s"] * 1000)
         # troubles
@@ -238,6 +304,19 @@ class Panel:
         if d >= 0:
             import door
             self.door = door.Door(self, d, b, tim, now_ms)
+        # fire alarm verification (smoke.py), only with a "verify" zone
+        self.smoke = None
+        if verify:
+            import smoke
+            self.smoke = smoke.Verifier(self, verify, tim)
+        # scheduled closing (closing.py), only with a partition that has one
+        self.closing = None
+        if sched:
+            import closing
+            self.closing = closing.Closing(self, tim)
+        # sounder supervision (sounder()): siren and strobe lines, read back
+        # while not driven, debounced like a zone; NORMAL until read
+        self.snd = eol.Debouncer(2, tim["debounce_ms"], now_ms)
         self.changed = False  # modes, memory or flags changed: app persists them
         self.test_mode = False
         self.q_over = False  # 624 reported, restore pending
@@ -245,6 +324,7 @@ class Panel:
         self.siren = False
         self.strobe = False
         self.lock = True
+        self.supply = True  # the resettable detector supply (smoke.py cuts it)
 
     # -- reporting ------------------------------------------------------------
 
@@ -261,6 +341,9 @@ class Panel:
 
     def zone_change(self, i, st, now_ms):
         """Zone i has a new debounced state (eol.NORMAL/ALARM/TAMPER/SHORT)."""
+        if self.smoke is not None and self.zflags[i] & _F_VERIFY and \
+                self.smoke.masked(i, st):
+            return  # its detector is being reset: read again afterwards
         old = self.zstate[i]
         if st == old:
             return
@@ -273,13 +356,16 @@ class Panel:
             self.zflags[i] |= _F_SAB
             code = cid.FIRE_TROUBLE if t == Z_FIRE else (
                 cid.SENSOR_TAMPER if st == eol.TAMPER else cid.LOOP_SHORT)
-            self.emit(Q_NEW, code, p.id, self.zid[i])
             self.log("zone %d %s" % (self.zid[i], eol.NAMES[st]))
             if t != Z_FIRE and A.is_armed(p.state) and not f & _F_BYPASS:
                 # a loop cut or shorted while armed is an alarm
-                # (EN 50131-1 8.7: tamper when set); reported as the
-                # sabotage code just sent, so _trip does not report again
+                # (EN 50131-1 8.7: tamper when set), reported as the
+                # sabotage code; never held, so what was held goes first
+                self._flush(p, now_ms)
+                self._tx(p, Q_NEW, code, self.zid[i], None, now_ms)
                 self._trip(i, A.TRIP_INSTANT, now_ms, code)
+            else:
+                self._tx(p, Q_NEW, code, self.zid[i], None, now_ms)
         elif not sab and f & _F_SAB:
             self.zflags[i] &= ~_F_SAB
             code = cid.FIRE_TROUBLE if t == Z_FIRE else (
@@ -307,6 +393,8 @@ class Panel:
         if ev >= 0:
             self._trip(i, ev, now_ms)
             return
+        if self.zflags[i] & _F_VERIFY and not self.smoke.verified(i, now_ms):
+            return  # a smoke detector's first trip: reset it, alarm on the second
         if t == Z_TAMPER:
             audible = A.is_armed(p.state)
         else:
@@ -324,10 +412,18 @@ class Panel:
         self.log("walk test: zone %d (%s) tested" % (self.zid[i], self.zname[i]))
 
     def _deactivate(self, i, now_ms):
+        p = self._part_of(i)
         code = self.zcode[i]
         if code:
             self.zcode[i] = 0
-            self.emit(Q_RESTORE, code, self._part_of(i).id, self.zid[i])
+            # the restore of a held alarm is held with it (dropped if aborted)
+            held = False
+            for r in p.pending:
+                if r[0] == Q_NEW and r[1] == code and r[2] == self.zid[i]:
+                    held = True
+            self._send(p, Q_RESTORE, code, self.zid[i], held, now_ms)
+        if p.state in A.EXITING and ZONE_EVENT[self.ztype[i]] == A.TRIP_ENTRY:
+            p.exit_left = True  # opened and closed: the user went out
         if self.ztype[i] == Z_DOOR:
             self.door.closed(now_ms)
 
@@ -336,35 +432,60 @@ class Panel:
         zone's alarm code; it has already been reported unless `report`."""
         p = self._part_of(i)
         st = p.state
+        if ev == A.TRIP_ENTRY and p.exit_left and st in A.EXITING:
+            ev = A.EXIT_REENTRY  # back in through the door it went out by
         nxt = A.step(st, ev)  # every zone event has an entry in every state
-        if nxt == A.ALARM:
+        if nxt == A.ALARM or nxt == A.ALARM_HELD:
+            held = nxt == A.ALARM_HELD
+            if not held:
+                self._flush(p, now_ms)  # what the window held goes first
+            elif st != A.ALARM_HELD:
+                p.abort_due = ticks_add(now_ms, self.abort_ms)  # the window opens
             p.state = nxt
             p.due = None
+            audible = not self.zflags[i] & _F_SILENT
             if code and not report:
-                self._alarm_outputs(p, i, not self.zflags[i] & _F_SILENT, now_ms)
+                self._alarm_outputs(p, i, audible, now_ms)
+                self._recent(p, False, now_ms)
             else:
-                self._alarm(p, i, code or ZONE_CODE[self.ztype[i]],
-                            not self.zflags[i] & _F_SILENT, now_ms)
+                self._alarm(p, i, code or ZONE_CODE[self.ztype[i]], audible, now_ms, held, True)
             self.changed = True
             return
         if nxt == A.ENTRY and st != A.ENTRY:
             p.due = ticks_add(now_ms, self.entry_ms)
             p.entry_zone = i
+        elif nxt != st and nxt in A.EXITING:
+            p.due = ticks_add(now_ms, self.exit_ms)  # re-entry: exit time restarts, once
+            p.exit_left = False
+            self.log("partition %d: exit delay restarted" % p.id)
         p.state = nxt
 
-    def _alarm(self, p, i, code, audible, now_ms):
-        """Report an alarm for zone i (swinger-limited) and drive outputs."""
+    def _alarm(self, p, i, code, audible, now_ms, held=False, table=False):
+        """Report an alarm for zone i (swinger-limited, held in the abort
+        window if `held`) and drive outputs.  `table`: raised by the
+        arming table (recent closing applies)."""
         if self.zflags[i] & _F_SHUT:
             return
-        self.emit(Q_NEW, code, p.id, self.zid[i])
+        zid = self.zid[i]
+        if not held:
+            self._flush(p, now_ms)  # what the window held goes first
+        self._send(p, Q_NEW, code, zid, held, now_ms)
+        if code == cid.EXIT_ERROR:
+            self._send(p, Q_NEW, cid.EXIT_ERROR_USER, p.user, held, now_ms)
         if self.zstate[i] == eol.ALARM:
             self.zcode[i] = code  # restore when the zone returns to normal
-        self.log("ALARM %d zone %d (%s) partition %d" % (code, self.zid[i], self.zname[i], p.id))
+        self.log("ALARM %d zone %d (%s) partition %d%s" % (
+            code, zid, self.zname[i], p.id, " (held: abort window)" if held else ""))
         if code not in _LIFE:
             self.swing[i] += 1
             if self.swing[i] >= self.swinger:
                 self.zflags[i] |= _F_SHUT
-                self.emit(Q_NEW, cid.SWINGER, p.id, self.zid[i])
+                self._send(p, Q_NEW, cid.SWINGER, zid, held, now_ms)
+                self.log("zone %d shut down: %d alarms (swinger)" % (zid, self.swing[i]))
+        if self.ztype[i] in _INTRUSION:
+            self._confirm(p, i, held, now_ms)
+        if table:
+            self._recent(p, held, now_ms)
         self._alarm_outputs(p, i, audible, now_ms)
 
     def _alarm_outputs(self, p, i, audible, now_ms):
@@ -376,9 +497,123 @@ class Panel:
             p.siren_due = ticks_add(now_ms, self.cutoff_ms)
             p.strobe = True
 
+    # -- CP-01: abort window, cancel, recent closing, confirmation -------------
+
+    def _send(self, p, q, code, zid, held, now_ms, text=None):
+        """A report of partition p: held in its abort window, or queued."""
+        if held and p.state == A.ALARM_HELD and len(p.pending) < _HELD_MAX:
+            p.pending.append((q, code, zid, text))
+            self.changed = True  # persisted: a restart sends it (memory_bytes)
+            return
+        if held:
+            self._flush(p, now_ms)  # a burst that big is no user error: send all
+        self._tx(p, q, code, zid, text, now_ms)
+
+    def _tx(self, p, q, code, zid, text, now_ms):
+        """Queue a report of partition p.  The first burglary or tamper
+        alarm since the partition's last opening opens the cancel window."""
+        self.emit(q, code, p.id, zid, text)
+        if q == Q_NEW and p.tx_first is None and code in _CANCELS:
+            p.tx_first = now_ms
+
+    def _flush(self, p, now_ms):
+        """The abort window ends (ran out, an alarm that is never held, a
+        duress code): the held reports are queued, in order."""
+        if p.state != A.ALARM_HELD:
+            return
+        p.state = A.step(p.state, A.ABORT_END)
+        p.abort_due = None
+        held = p.pending
+        p.pending = []
+        for q, code, zid, text in held:
+            self._tx(p, q, code, zid, text, now_ms)
+        self.changed = True
+        self.log("partition %d: abort window over, %d reports sent" % (p.id, len(held)))
+
+    def _recent(self, p, held, now_ms):
+        """Recent closing (CP-01): a table alarm during the exit delay or
+        within recent_close_s after it reports 459 with the user who armed,
+        once per arming period."""
+        if p.recent or (p.closed_ms is not None and
+                        ticks_diff(now_ms, p.closed_ms) >= self.recent_ms):
+            return
+        p.recent = True
+        self._send(p, Q_NEW, cid.RECENT_CLOSE, p.user, held, now_ms)
+
+    def _confirm(self, p, i, held, now_ms):
+        """Sequential confirmation: a second intrusion alarm in the
+        partition within confirm_window_s of the first, from another zone
+        (or the same, with options.confirm_same_zone), reports 139."""
+        if p.confirmed:
+            return
+        if p.conf_due is None or due(now_ms, p.conf_due):
+            p.conf_zone = i  # the first: the window opens
+            p.conf_due = ticks_add(now_ms, self.confirm_ms)
+            return
+        if i == p.conf_zone and not self.same_zone:
+            return
+        p.confirmed = True
+        first = self.zid[p.conf_zone]
+        self.log("CONFIRMED alarm partition %d: zones %d and %d" % (p.id, first, self.zid[i]))
+        self._send(p, Q_NEW, cid.CONFIRMED, self.zid[i], held, now_ms, "with zone %d" % first)
+
+    def _abort(self, p, user):
+        """A valid code disarmed inside the abort window: the held reports
+        are dropped.  Reported (406 "abort") only with options.abort_report
+        and when nothing was sent since the last opening (a 406 then covers
+        no alarm at the receiver)."""
+        n = len(p.pending)
+        p.pending = []
+        p.abort_due = None
+        self.changed = True
+        p.note = "alarm aborted: not sent"
+        self.log("partition %d: alarm ABORTED by user %d, %d reports not sent" % (p.id, user.id, n))
+        if self.abort_report and p.tx_first is None:
+            self.emit(Q_NEW, cid.CANCEL, p.id, user.id, "abort")
+
+    # -- sounder supervision ------------------------------------------------------
+
+    def sounder(self, k, st, now_ms):
+        """Sounder line k (0 siren, 1 strobe) read as `st` (eol.NORMAL,
+        ALARM, TAMPER, SHORT: an EOL on the line, read back through an ADC).
+        Only read while the output is off (driven, the line shows the
+        supply).  Open or shorted: 321/322 trouble and restore; cut while
+        a partition is armed: a tamper alarm (137) there."""
+        if self.siren if k == 0 else self.strobe:
+            return
+        old = self.snd.stable[k]
+        new = self.snd.update(k, st, now_ms)
+        if new < 0 or (new == eol.NORMAL) == (old == eol.NORMAL):
+            return
+        name = _SOUNDER_NAME[k]
+        if new == eol.NORMAL:
+            self.emit(Q_RESTORE, _SOUNDER_CODE[k], 0, 0)
+            self.log("%s line normal" % name)
+            if self.snd.stable[1 - k] == eol.NORMAL:
+                for p in self.parts:
+                    if p.snd_tamper:
+                        p.snd_tamper = False
+                        self.emit(Q_RESTORE, cid.BOX_TAMPER, p.id, 0)
+            return
+        what = "%s line %s" % (name, "shorted" if new == eol.SHORT else "open")
+        self.log(what)
+        self.emit(Q_NEW, _SOUNDER_CODE[k], 0, 0, what)
+        for p in self.parts:
+            if A.is_armed(p.state) and not p.snd_tamper:
+                p.snd_tamper = True
+                self._flush(p, now_ms)
+                p.state = A.step(p.state, A.TRIP_INSTANT)
+                p.due = None
+                self._tx(p, Q_NEW, cid.BOX_TAMPER, 0, what, now_ms)
+                p.siren_due = ticks_add(now_ms, self.cutoff_ms)  # the other one still works
+                p.strobe = True
+                self.changed = True
+
     # -- timers -----------------------------------------------------------------
 
     def tick(self, now_ms, unix=0):
+        """Timers.  `unix`: wall time for schedules (time lock, scheduled
+        closing), 0 when unknown: they then do nothing that opens or arms."""
         if self.walk_due is not None and due(now_ms, self.walk_due):
             self.log("walk test timed out")
             self._walk_end()
@@ -387,12 +622,16 @@ class Panel:
                 p.due = None
                 if p.state == A.ENTRY:
                     p.state = A.step(p.state, A.ENTRY_END)
+                    p.abort_due = ticks_add(now_ms, self.abort_ms)
                     i = p.entry_zone
-                    self._alarm(p, i, ZONE_CODE[self.ztype[i]],
-                                not self.zflags[i] & _F_SILENT, now_ms)
+                    code = cid.EXIT_ERROR if p.exit_error else ZONE_CODE[self.ztype[i]]
+                    self._alarm(p, i, code, not self.zflags[i] & _F_SILENT, now_ms,
+                                p.state == A.ALARM_HELD, True)
                     self.changed = True
-                elif p.state == A.EXIT_AWAY or p.state == A.EXIT_STAY:
+                elif p.state in A.EXITING:
                     self._exit_end(p, now_ms)
+            if p.abort_due is not None and due(now_ms, p.abort_due):
+                self._flush(p, now_ms)
             if p.siren_due is not None and due(now_ms, p.siren_due):
                 p.siren_due = None  # cut-off; strobe stays until disarm
                 self.log("siren cut-off partition %d" % p.id)
@@ -400,6 +639,10 @@ class Panel:
                 self._time_lock(p, now_ms, unix)
         if self.door is not None:
             self.door.tick(now_ms)
+        if self.smoke is not None:
+            self.smoke.tick(now_ms)
+        if self.closing is not None:
+            self.closing.tick(now_ms, unix)
         if self.troubles & T_CLOCK_UNSET and not self.clock_reported and \
                 ticks_diff(now_ms, self.boot_ms) >= self.clock_grace_ms:
             self.clock_reported = True
@@ -417,22 +660,39 @@ class Panel:
         self.siren = s
         self.strobe = b
         self.lock = self.door is None or self.door.grant_due is None
+        self.supply = self.smoke is None or self.smoke.supply()
 
     def _exit_end(self, p, now_ms):
-        stay = p.state == A.EXIT_STAY
-        p.state = A.step(p.state, A.EXIT_END)
-        code = cid.ARMED_STAY if stay and p.how == cid.OPEN_CLOSE else p.how
-        self.emit(Q_RESTORE, code, p.id, p.user)  # closing
-        self.changed = True
-        # exit error: a delay zone still open when the exit delay ends
+        """The exit delay ran out: armed.  A delay zone still open is an
+        exit error (CP-01): the entry delay starts instead of an alarm, and
+        if nobody disarms, the alarm is 374 (the zone) and 457 (the user)."""
+        stay = p.state in A.STAY
+        left = -1
         for i in range(self.nz):
             if self.zpart[i] == self.pidx[p.id] and ZONE_EVENT[self.ztype[i]] == A.TRIP_ENTRY \
                     and self.zstate[i] == eol.ALARM and not self.zflags[i] & (_F_BYPASS | _F_SHUT):
-                self.emit(Q_NEW, cid.EXIT_ERROR, p.id, self.zid[i])
-                self._trip(i, A.TRIP_ENTRY, now_ms)
+                left = i
                 break
+        p.state = A.step(p.state, A.EXIT_END if left < 0 else A.EXIT_ERROR)
+        p.closed_ms = now_ms
+        code = cid.ARMED_STAY if stay and p.how == cid.OPEN_CLOSE else p.how
+        self.emit(Q_RESTORE, code, p.id, p.user)  # closing
+        self.changed = True
+        if left >= 0:
+            p.exit_error = True
+            p.entry_zone = left
+            p.due = ticks_add(now_ms, self.entry_ms)
+            p.note = "exit error: %s open" % self.zname[left]
+            self.log("partition %d: exit error, zone %d open: entry delay" % (p.id, self.zid[left]))
 
     # -- time lock (bank vault) ---------------------------------------------------
+
+    def local(self, unix):
+        """(day number, ISO weekday 1..7, minute of the day) in local time
+        (utc_offset_min) of Unix seconds `unix`."""
+        local = unix + self.utc_off_s
+        day = local // 86400
+        return day, (day + 3) % 7 + 1, (local // 60) % 1440  # 1970-01-01: a Thursday (ISO 4)
 
     def in_window(self, p, unix):
         """Is the time lock of partition p open now?  Clock unset: no
@@ -441,9 +701,7 @@ class Panel:
             return True
         if not unix:
             return False
-        local = unix + self.utc_off_s
-        mins = (local // 60) % 1440
-        wd = (local // 86400 + 3) % 7 + 1  # 1970-01-01 was a Thursday (ISO 4)
+        _day, wd, mins = self.local(unix)
         return wd in p.tl["days"] and p.tl["open"] <= mins < p.tl["close"]
 
     def _time_lock(self, p, now_ms, unix):
@@ -452,15 +710,20 @@ class Panel:
         # disarm it.  Disarming is refused outside (user_action).
         if p.state != A.DISARMED or self.in_window(p, unix):
             return
+        self.auto_arm(p, now_ms)
+
+    def auto_arm(self, p, now_ms):
+        """Arm partition p away by itself (time lock, scheduled closing):
+        403 closing at the end of the exit delay; if a zone prevents it,
+        455 "auto-arm failed" once (restored when it is next armed)."""
         if self._ready(p, False):
-            if p.auto_fail:
-                p.auto_fail = False
-                self.emit(Q_RESTORE, cid.AUTO_ARM_FAILED, p.id, 0)
             self._arm(p, A.ARM_AWAY, 0, cid.AUTO_OPEN_CLOSE, now_ms)
-        elif not p.auto_fail:
+            return True
+        if not p.auto_fail:
             p.auto_fail = True
             self.emit(Q_NEW, cid.AUTO_ARM_FAILED, p.id, 0)
-            self.log("time lock: partition %d not ready to arm" % p.id)
+            self.log("partition %d not ready to arm by itself" % p.id)
+        return False
 
     # -- users ----------------------------------------------------------------------
 
@@ -575,6 +838,9 @@ class Panel:
         p.user = uid
         p.how = how
         p.memory = []
+        if p.auto_fail:
+            p.auto_fail = False
+            self.emit(Q_RESTORE, cid.AUTO_ARM_FAILED, p.id, 0)
         self._reset_period(p)
         self.changed = True
         self.log("partition %d arming (%s)" % (p.id, A.STATE_NAMES[p.state]))
@@ -585,19 +851,36 @@ class Panel:
             self.log("time lock closed: partition %d stays armed" % p.id)
             return R_REFUSED
         was = p.state
-        p.state = A.step(was, A.DISARM)
+        if user.duress:
+            self._flush(p, now_ms)  # forced to disarm: never an abort, never a cancel
+        elif was == A.ALARM_HELD:
+            self._abort(p, user)
+        p.state = A.step(p.state, A.DISARM)
         p.due = None
         p.siren_due = None
         p.strobe = False
         if A.is_armed(was):
+            if not user.duress and p.tx_first is not None and \
+                    ticks_diff(now_ms, p.tx_first) <= self.cancel_ms:
+                # before the opening: a receiver attaches it to the alarms
+                # of the partition since its previous opening
+                secs = ticks_diff(now_ms, p.tx_first) // 1000
+                self.emit(Q_NEW, cid.CANCEL, p.id, user.id, "cancel")
+                p.note = "alarm cancelled: cancel sent"
+                self.log("partition %d: alarm CANCELLED by user %d, %d s after it was sent"
+                         % (p.id, user.id, secs))
             self.emit(Q_NEW, how, p.id, user.id)  # opening
+            p.tx_first = None
             self.changed = True
+        if self.closing is not None:
+            self.closing.disarmed(p, user)
         self._reset_period(p)
         self._outputs()
         return R_OK
 
     def _reset_period(self, p):
-        """Start of an arming period: swinger counts and bypasses reset."""
+        """Start of an arming period (arm or disarm): swinger counts,
+        bypasses (at disarm), confirmation and the CP-01 period flags reset."""
         pi = self.pidx[p.id]
         for i in range(self.nz):
             if self.zpart[i] != pi:
@@ -609,6 +892,16 @@ class Panel:
             if self.zflags[i] & _F_BYPASS and p.state == A.DISARMED:
                 self.zflags[i] &= ~_F_BYPASS
                 self.emit(Q_RESTORE, cid.BYPASS, p.id, self.zid[i])
+        p.abort_due = None
+        p.conf_due = None
+        p.conf_zone = -1
+        p.confirmed = False
+        p.recent = False
+        p.closed_ms = None
+        p.exit_left = False
+        p.exit_error = False
+        if p.state != A.DISARMED:
+            p.note = None  # a new arming: the last period's words go
 
     def _bypass(self, user, on, zone_id):
         if user.authority < U.MANAGER:
@@ -714,7 +1007,7 @@ class Panel:
         out = bytearray(len(self.parts))
         for k in range(len(self.parts)):
             st = self.parts[k].state
-            if st in (A.EXIT_STAY, A.ARMED_STAY):
+            if st in A.STAY:
                 out[k] = MODE_STAY
             elif A.is_armed(st):
                 out[k] = MODE_AWAY  # entry delay and alarm come back armed
@@ -732,11 +1025,17 @@ class Panel:
 
     def memory_bytes(self):
         """Alarm memory for persisting: (partition index u8, zone id u16)
-        per entry."""
+        per entry; bit 7 of the index (_M_HELD) marks a zone whose alarm
+        was held in the abort window."""
         out = bytearray()
         for k in range(len(self.parts)):
-            for zid in self.parts[k].memory:
-                out.append(k)
+            p = self.parts[k]
+            for zid in p.memory:
+                held = 0
+                for r in p.pending:
+                    if r[0] == Q_NEW and r[2] == zid:
+                        held = _M_HELD
+                out.append(k | held)
                 out.append(zid >> 8)
                 out.append(zid & 0xFF)
         return out
@@ -744,17 +1043,24 @@ class Panel:
     def restore_memory(self, b):
         """After a power loss: the alarm memory as it was.  Entries for a
         zone no longer configured in that partition are ignored (the
-        config may have changed between the two boots)."""
+        config may have changed between the two boots).  A zone whose
+        alarm was held in the abort window when the power went is
+        reported now: a restart (a crash, a watchdog reset, a cut supply)
+        must not turn into an abort."""
         for j in range(0, len(b) - 2, 3):
-            k = b[j]
+            k = b[j] & ~_M_HELD
             zid = (b[j + 1] << 8) | b[j + 2]
             if k >= len(self.parts) or zid not in self.zid:
                 continue
-            if self.zpart[self.zid.index(zid)] != k:
+            i = self.zid.index(zid)
+            if self.zpart[i] != k:
                 continue
-            mem = self.parts[k].memory
-            if zid not in mem:
-                mem.append(zid)
+            p = self.parts[k]
+            if zid not in p.memory:
+                p.memory.append(zid)
+            if b[j] & _M_HELD:
+                self.emit(Q_NEW, ZONE_CODE[self.ztype[i]], p.id, zid, "held at restart")
+                self.log("zone %d: alarm held at the restart, sent" % zid)
 
     def flags(self):
         return (F_TEST_MODE if self.test_mode else 0) | (F_OVERFLOW if self.q_over else 0) | \
@@ -803,7 +1109,7 @@ class Panel:
         for p in self.parts:
             parts.append({"id": p.id, "name": p.name, "state": A.STATE_NAMES[p.state],
                           "memory": p.memory, "siren": p.siren_due is not None,
-                          "strobe": p.strobe})
+                          "strobe": p.strobe, "held": len(p.pending), "keypad": p.note})
         zones = []
         for i in range(self.nz if with_zones else 0):
             f = self.zflags[i]
@@ -811,6 +1117,9 @@ class Panel:
                           "bypassed": bool(f & _F_BYPASS), "shutdown": bool(f & _F_SHUT)})
         return {"partitions": parts, "zones": zones, "troubles": self.troubles,
                 "siren": self.siren, "strobe": self.strobe, "lock": self.lock,
+                "supply": self.supply,
+                "sounders": {"siren": _LINE[self.snd.stable[0]],
+                             "strobe": _LINE[self.snd.stable[1]]},
                 "door_held": self.door is not None and self.door.held,
                 "walk_test": self.walk_due is not None,
                 "lockout": self.users.locked_at is not None}

@@ -27,7 +27,7 @@ CODES: dict[int, str] = {
     130: "Burglary", 131: "Perimeter burglary", 132: "Interior burglary",
     133: "24-hour burglary (safe/vault)", 134: "Entry/exit burglary",
     135: "Day/night burglary", 136: "Outdoor burglary", 137: "Tamper",
-    138: "Burglary near alarm", 139: "Intrusion verifier",
+    138: "Burglary near alarm", 139: "Confirmed alarm (intrusion verifier)",
     # 140: general alarm
     140: "General alarm", 141: "Polling loop open", 142: "Polling loop short",
     143: "Expansion module failure", 144: "Sensor tamper",
@@ -128,7 +128,18 @@ CODES: dict[int, str] = {
 # attacker present, and the fire brigade is usually also called by others.
 CLASSES = ("holdup", "fire", "medical", "burglary", "environmental", "tamper",
            "trouble", "status", "test", "other")
-_PRIORITY = {c: i + 1 for i, c in enumerate(CLASSES)}
+
+# Priority ranks, most urgent first: the classes in their order, with one
+# rank more inside burglary.  A *confirmed* intrusion (139: a second,
+# independent detector of the same partition within the panel's
+# confirmation window, EN 50131-9 / DD 243 sequential confirmation) ranks
+# above an unconfirmed burglary (one detector: CP-01's plain code), which
+# may still be a user error; it stays class "burglary" so it is routed
+# like one.
+CONFIRMED_CODES = frozenset([139])
+_RANKS = ("holdup", "fire", "medical", "burglary confirmed", "burglary", "environmental",
+          "tamper", "trouble", "status", "test", "other")
+_PRIORITY = {c: i + 1 for i, c in enumerate(_RANKS)}
 
 # Classes whose new events go into the operator's alarm queue.
 ALARM_CLASSES = frozenset(("holdup", "fire", "medical", "burglary",
@@ -143,6 +154,10 @@ _ACCESS_BURGLARY = {423}
 # should not be, a door open on the move or started out of hours may be a
 # hijack in progress, so they queue as burglary alarms.
 _VEHICLE_ALARMS = range(170, 180)
+# 374 "exit error alarm" (CP-01): a delay zone left open past the exit
+# delay and then the entry delay (and the abort window) with nobody
+# disarming: reported like the entry/exit burglary it is, not as a trouble
+_EXIT_ERROR = {374}
 _ACCESS_TROUBLE = {426, 427, 428, 432}
 # Open/close exceptions (DC-05 450-455; the receiver raises 450-454 from a
 # partition's opening schedule, receiver/rules/schedules.py, and a panel's
@@ -166,7 +181,7 @@ def event_class(code: int) -> str:
     if 120 <= code <= 125:
         return "holdup"
     if 130 <= code <= 140 or code == 146 or code in _ACCESS_BURGLARY \
-            or code in _VEHICLE_ALARMS:
+            or code in _VEHICLE_ALARMS or code in _EXIT_ERROR:
         return "burglary"
     if code in _ACCESS_TROUBLE or code in _OPEN_CLOSE_TROUBLE:
         return "trouble"
@@ -185,9 +200,12 @@ def event_class(code: int) -> str:
     return "other"
 
 
-def priority(cls: str) -> int:
-    """1 is the most urgent."""
-    return _PRIORITY.get(cls, len(CLASSES))
+def priority(cls: str, code: int | None = None) -> int:
+    """1 is the most urgent.  `code` refines a class: a confirmed intrusion
+    ranks above other burglaries."""
+    if cls == "burglary" and code in CONFIRMED_CODES:
+        return _PRIORITY["burglary confirmed"]
+    return _PRIORITY.get(cls, len(_RANKS))
 
 
 def is_alarm(qualifier: int, code: int) -> bool:
@@ -292,7 +310,7 @@ def describe(code: int, qualifier: int = 1, zone: int | None = None,
     :func:`number_label` (a zone name only for a zone); ``detail`` is the
     receiver's own words about the event, appended after a colon."""
     text = name(code)
-    if 400 <= code <= 409 or code == 441:
+    if (400 <= code <= 409 and code != 406) or code == 441:  # 406 cancel: no arming
         # DC-05: for open/close reports 1 = opening (disarm), 3 = closing (arm)
         if qualifier == 1:
             text = "Disarmed (%s)" % text

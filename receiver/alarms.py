@@ -74,7 +74,7 @@ def classify(code: int, qualifier: int, zone: int | None = None,
     desc = contactid.describe(code, qualifier, zone=zone, zone_name=zone_name,
                               partition=partition, partition_name=partition_name,
                               detail=detail)
-    return cls, contactid.priority(cls), desc
+    return cls, contactid.priority(cls, code), desc
 
 
 # What an event does (see the module docstring).

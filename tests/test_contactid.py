@@ -64,3 +64,23 @@ def test_numbers_in_words_never_borrow_a_zone_name():
         "Communication trouble: backup path (2) silent for 90 s"
     assert c.describe(607, 1, 3, "vault door") == "Walk test mode, user 3"
     assert c.describe(305, 1, 0, partition=0) == "System reset"
+
+
+def test_cp01_reports_classes_and_the_confirmed_alarm_rank():
+    """The firmware's CP-01 reports (docs/firmware.md, "CP-01"): a confirmed
+    alarm is a burglary, routed as one, ranked above an unconfirmed one;
+    exit error 374 is a burglary; cancel, recent close, exit error by user,
+    auto-arm reports are status; sounder lines are troubles."""
+    assert c.event_class(139) == "burglary"
+    assert c.priority("medical") < c.priority("burglary", 139) < c.priority("burglary", 130) \
+        == c.priority("burglary") < c.priority("environmental")
+    assert c.event_class(374) == "burglary" and c.is_alarm(1, 374)
+    for code in (403, 406, 452, 455, 457, 459, 464):
+        assert c.event_class(code) == "status" and not c.is_alarm(1, code)
+    for code in (406, 457, 459, 464):
+        assert c.zone_is_user(code)
+    assert c.event_class(321) == c.event_class(322) == "trouble"
+    assert c.describe(406, 1, 3, partition=1) == "Cancel, user 3, partition 1"
+    assert c.describe(459, 1, 2) == "Recent close, user 2"
+    assert c.describe(139, 1, 1, "vault door") == \
+        "Confirmed alarm (intrusion verifier), zone 1 (vault door)"

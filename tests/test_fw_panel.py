@@ -1,6 +1,7 @@
 """Panel logic under CPython with time driven by the test
 (firmware/device/panel.py, arming.py, users.py, eol.py)."""
 
+import collections
 import sys
 
 import pytest
@@ -217,6 +218,18 @@ def test_sabotage_codes_and_tamper_while_armed_is_an_alarm():
     # the tamper alarm, and (armed 100 ms before) recent closing with the user
     assert codes(take(p)) == [(w.Q_NEW, cid.SENSOR_TAMPER, 1, 3),
                               (w.Q_NEW, cid.RECENT_CLOSE, 1, 1)]
+
+
+def test_a_loop_going_from_shorted_to_cut_restores_what_it_reported():
+    """A restore names the code its new named: shorted (372) then cut
+    (144) is 372 new, 372 restore, 144 new, then 144 restore."""
+    p = make()
+    p.zone_change(1, eol.SHORT, 0)
+    p.zone_change(1, eol.TAMPER, 10)
+    p.zone_change(1, eol.NORMAL, 20)
+    assert codes(take(p)) == [
+        (w.Q_NEW, cid.LOOP_SHORT, 1, 2), (w.Q_RESTORE, cid.LOOP_SHORT, 1, 2),
+        (w.Q_NEW, cid.SENSOR_TAMPER, 1, 2), (w.Q_RESTORE, cid.SENSOR_TAMPER, 1, 2)]
 
 
 def test_troubles_with_delays_and_hysteresis():
@@ -465,6 +478,9 @@ OPENINGS = (cid.OPEN_CLOSE, cid.REMOTE_OPEN_CLOSE, cid.AUTO_OPEN_CLOSE)
 CANCELS = (130, 132, 133, 134, 137, 139, 144, 374, 423)
 ABORT_S, CANCEL_S, CONFIRM_S = 15, 300, 60
 SMOKE = 9  # zone index of the verified smoke detector (zone 10)
+# zone reports that come as new / restore pairs
+PAIRED = set(P.ZONE_CODE) - {0} | {cid.EXIT_ERROR, cid.FORCED, cid.SENSOR_TAMPER,
+                                   cid.LOOP_SHORT, cid.FIRE_TROUBLE}
 
 
 class PanelMachine(RuleBasedStateMachine):
@@ -499,6 +515,7 @@ class PanelMachine(RuleBasedStateMachine):
         self.held = {1: [], 2: []}  # partition -> [(code, zone id)] the test expects held
         self.aborted = set()  # partitions whose held alarms a disarm just aborted
         self.snap = {}
+        self.open_new = collections.Counter()  # (code, partition, zone): news not restored
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -537,6 +554,13 @@ class PanelMachine(RuleBasedStateMachine):
                 self.held[x.id] = []
         for k in range(len(self.log) - len(evs), len(self.log)):
             t, q, c, part, z, text = self.log[k]
+            if c in PAIRED and q == w.Q_RESTORE:
+                # a restore only ends what was reported: never one for an
+                # alarm that was aborted (or never sent)
+                assert self.open_new[(c, part, z)] > 0, ("restore without its alarm", c, z)
+                self.open_new[(c, part, z)] -= 1
+            elif c in PAIRED and q == w.Q_NEW:
+                self.open_new[(c, part, z)] += 1
             if c == cid.CANCEL:
                 self._check_cancel(part, text, k)
             if c == cid.CONFIRMED and q == w.Q_NEW:

@@ -371,6 +371,13 @@ class Panel:
             code = cid.FIRE_TROUBLE if t == Z_FIRE else (
                 cid.SENSOR_TAMPER if old == eol.TAMPER else cid.LOOP_SHORT)
             self.emit(Q_RESTORE, code, p.id, self.zid[i])
+        elif sab and t != Z_FIRE and old >= eol.TAMPER:
+            # cut to shorted or back: the condition reported changes (a
+            # restore always names the code its new named)
+            self.emit(Q_RESTORE, cid.SENSOR_TAMPER if old == eol.TAMPER else cid.LOOP_SHORT,
+                      p.id, self.zid[i])
+            self._tx(p, Q_NEW, cid.SENSOR_TAMPER if st == eol.TAMPER else cid.LOOP_SHORT,
+                     self.zid[i], None, now_ms)
         if st == eol.ALARM:
             self._activate(i, now_ms)
         elif old == eol.ALARM:
@@ -563,6 +570,10 @@ class Panel:
         and when nothing was sent since the last opening (a 406 then covers
         no alarm at the receiver)."""
         n = len(p.pending)
+        for q, code, zid, _t in p.pending:
+            i = self.zid.index(zid) if q == Q_NEW and zid in self.zid else -1
+            if i >= 0 and self.zcode[i] == code:
+                self.zcode[i] = 0  # no restore for an alarm never sent
         p.pending = []
         p.abort_due = None
         self.changed = True
@@ -605,8 +616,12 @@ class Panel:
                 p.state = A.step(p.state, A.TRIP_INSTANT)
                 p.due = None
                 self._tx(p, Q_NEW, cid.BOX_TAMPER, 0, what, now_ms)
-                p.siren_due = ticks_add(now_ms, self.cutoff_ms)  # the other one still works
-                p.strobe = True
+                # the other one sounds or flashes (the cut one is left
+                # undriven, so its restore is read back)
+                if k == 1:
+                    p.siren_due = ticks_add(now_ms, self.cutoff_ms)
+                else:
+                    p.strobe = True
                 self.changed = True
 
     # -- timers -----------------------------------------------------------------

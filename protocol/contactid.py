@@ -234,7 +234,7 @@ NUMBER_KINDS = (ZONE, USER, PATH, COUNT, NONE)
 # troubles, 433/434 shunts) name the door, i.e. a zone.  607 "walk test
 # mode" names the user who started it (0: console test mode, nobody).
 _USER_CODES = frozenset([121, 124, 125, 411, 412, 413, 414, 415, 416, 421, 422, 424, 425,
-                         429, 430, 441, 442, 461, 462, 463, 466, 607]
+                         429, 430, 441, 442, 461, 462, 463, 464, 466, 607]
                         + list(range(400, 410)) + list(range(450, 460)))
 # 350-357 communication troubles: the path (line, radio) that failed.  The
 # Guardline firmware and the receiver's own supervision put the path number

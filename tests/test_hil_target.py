@@ -123,7 +123,7 @@ async def test_duress_and_holdup_keep_outputs_silent(sim):
     await sim.set_zone(4, "alarm")  # teller hold-up: silent by type
     await until(lambda: _is(zone_state(sim, 4), "alarm"), what="hold-up zone tripped")
     out = await sim.read_outputs()
-    assert out == {"siren": False, "strobe": False, "lock": True}
+    assert out == {"siren": False, "strobe": False, "lock": True, "supply": True}
     await sim.set_zone(5, "alarm")  # panic: audible
     await until(lambda: _out(sim, "siren"), what="the siren for panic")
 

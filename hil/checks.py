@@ -18,6 +18,7 @@ WAIT_S = 45.0
 
 Q_NEW = 1
 Q_RESTORE = 3
+OPENING = 401  # Contact ID open/close by user; qualifier 1 = opening (disarm)
 
 
 def step(timeline, text: str, **detail) -> float:
@@ -79,6 +80,20 @@ async def partition_is(panel, partition: int, state: str, timeout: float = WAIT_
 def stored_t(receiver, event: dict) -> float:
     """When the receiver committed `event`, in timeline seconds."""
     return receiver.to_timeline(event["received_at"])
+
+
+async def disarm_reported(panel, receiver, timeline, code: str, partition: int, since: float,
+                          what: str, measure: str) -> dict:
+    """Step `what`: disarm `partition` with `code`, wait until the receiver
+    stored the opening report (401, qualifier 1) since `since`, measure
+    step -> stored as `measure`; returns the opening."""
+    t = step(timeline, what)
+    r = await panel.keypad(code, "disarm", partition)
+    assert r["result_name"] == "ok", r
+    (opening,) = await stored(receiver, panel.account, since=since, code=OPENING,
+                              qualifier=Q_NEW)
+    timeline.measure(measure, t, stored_t(receiver, opening))
+    return opening
 
 
 async def toggle_burst(panel, zone: int, toggles: int, code: int) -> Counter:

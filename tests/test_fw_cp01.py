@@ -72,14 +72,26 @@ def clear(p, i, t):
     p.tick(t)
 
 
+def disarm(p, code, part, t):
+    """Disarm with `code`; what that queued."""
+    assert p.keypad(code, P.K_DISARM, part, 0, t) == w.R_OK
+    return take(p)
+
+
+def held(t=200_000, **over):
+    """A panel armed away whose interior PIR tripped at `t`: in the abort
+    window, nothing sent."""
+    p = make(**over)
+    armed(p)
+    trip(p, PIR, t)
+    assert p.parts[0].state == A.ALARM_HELD and take(p) == []
+    return p
+
+
 # -- abort window -----------------------------------------------------------------
 
 def test_abort_window_holds_an_interior_alarm_and_a_disarm_in_it_aborts():
-    p = make()
-    armed(p)
-    trip(p, PIR, 200_000)  # interior zone, no entry delay running
-    assert p.parts[0].state == A.ALARM_HELD
-    assert take(p) == []  # nothing queued: held
+    p = held()  # interior zone, no entry delay running: nothing queued
     assert p.siren and p.strobe  # but it sounds (local annunciation)
     assert p.status()["partitions"][0]["held"] == 1  # 132
     p.tick(229_999)
@@ -110,9 +122,7 @@ def test_abort_window_runs_out_then_the_alarm_is_sent():
 
 
 def test_abort_report_only_where_configured():
-    p = make(options={"abort_report": True})
-    armed(p)
-    trip(p, PIR, 200_000)
+    p = held(options={"abort_report": True})
     assert p.keypad("2580", P.K_DISARM, 1, 0, 205_000) == w.R_OK
     # 406 "abort" (zone = the user), before the opening: it covers no alarm
     assert p.out[0][4] == "abort"
@@ -120,17 +130,14 @@ def test_abort_report_only_where_configured():
 
 
 def test_an_alarm_that_is_never_held_ends_the_window_held_reports_first():
-    p = make()
-    armed(p)
-    trip(p, PIR, 200_000)
-    assert take(p) == []
+    p = held()
     trip(p, GLASS, 201_000)  # instant: never held, and it sends what was held
     assert take(p) == [(w.Q_NEW, cid.INTERIOR, 1, 3), (w.Q_NEW, cid.BURGLARY, 1, 2),
                        (w.Q_NEW, cid.CONFIRMED, 1, 2)]
     assert p.parts[0].state == A.ALARM
     # too late to abort: the disarm that follows is a cancel
-    assert p.keypad("2580", P.K_DISARM, 1, 0, 202_000) == w.R_OK
-    assert take(p) == [(w.Q_NEW, cid.CANCEL, 1, 2), (w.Q_NEW, cid.OPEN_CLOSE, 1, 2)]
+    assert disarm(p, "2580", 1, 202_000) == [(w.Q_NEW, cid.CANCEL, 1, 2),
+                                             (w.Q_NEW, cid.OPEN_CLOSE, 1, 2)]
 
 
 @pytest.mark.parametrize("i,code,part", [(HOLDUP, cid.HOLDUP, 2), (PANIC, cid.PANIC, 2),
@@ -153,9 +160,7 @@ def test_life_safety_and_24_hour_zones_are_never_held(i, code, part):
 
 
 def test_a_duress_disarm_in_the_window_sends_what_was_held_and_never_cancels():
-    p = make()
-    armed(p)
-    trip(p, PIR, 200_000)
+    p = held()
     assert p.keypad("1235", P.K_DISARM, 1, 0, 205_000) == w.R_OK
     evs = take(p)
     assert evs[0] == (w.Q_NEW, cid.DURESS, 1, 9)
@@ -189,8 +194,7 @@ def test_cancel_window_after_a_sent_alarm():
     armed(p, t=600_000)
     trip(p, GLASS, 601_000)
     take(p)
-    assert p.keypad("2580", P.K_DISARM, 1, 0, 901_001) == w.R_OK
-    assert take(p) == [(w.Q_NEW, cid.OPEN_CLOSE, 1, 2)]
+    assert disarm(p, "2580", 1, 901_001) == [(w.Q_NEW, cid.OPEN_CLOSE, 1, 2)]
 
 
 def test_no_cancel_without_a_sent_alarm_and_none_for_another_partition():
@@ -199,15 +203,13 @@ def test_no_cancel_without_a_sent_alarm_and_none_for_another_partition():
     armed(p, 2)
     trip(p, PANIC, 200_000)  # life safety: never cancelled
     take(p)
-    assert p.keypad("1234", P.K_DISARM, 2, 0, 201_000) == w.R_OK
-    assert take(p) == [(w.Q_NEW, cid.OPEN_CLOSE, 2, 1)]
+    assert disarm(p, "1234", 2, 201_000) == [(w.Q_NEW, cid.OPEN_CLOSE, 2, 1)]
     trip(p, GLASS, 202_000)  # partition 1's alarm: partition 2 was not it
     take(p)
-    assert p.keypad("1234", P.K_DISARM, 1, 0, 203_000) == w.R_OK
-    assert take(p) == [(w.Q_NEW, cid.CANCEL, 1, 1), (w.Q_NEW, cid.OPEN_CLOSE, 1, 1)]
+    assert disarm(p, "1234", 1, 203_000) == [(w.Q_NEW, cid.CANCEL, 1, 1),
+                                             (w.Q_NEW, cid.OPEN_CLOSE, 1, 1)]
     # a disarm of a disarmed partition (acknowledging) sends nothing
-    assert p.keypad("1234", P.K_DISARM, 1, 0, 204_000) == w.R_OK
-    assert take(p) == []
+    assert disarm(p, "1234", 1, 204_000) == []
 
 
 def test_an_old_alarm_in_the_period_means_no_cancel_at_all():
@@ -222,8 +224,7 @@ def test_an_old_alarm_in_the_period_means_no_cancel_at_all():
     armed(p, t=300_000)
     trip(p, GLASS, 301_000)
     take(p)
-    assert p.keypad("2580", P.K_DISARM, 1, 0, 401_000) == w.R_OK
-    assert take(p) == [(w.Q_NEW, cid.OPEN_CLOSE, 1, 2)]
+    assert disarm(p, "2580", 1, 401_000) == [(w.Q_NEW, cid.OPEN_CLOSE, 1, 2)]
 
 
 # -- recent closing ---------------------------------------------------------------------
@@ -255,10 +256,7 @@ def test_recent_closing_within_two_minutes_of_the_exit_delay():
 
 
 def test_recent_closing_of_a_held_alarm_is_held_with_it():
-    p = make()
-    armed(p)
-    trip(p, PIR, 1000)
-    assert take(p) == []
+    p = held(1000)
     p.tick(31_000)
     assert take(p) == [(w.Q_NEW, cid.INTERIOR, 1, 3), (w.Q_NEW, cid.RECENT_CLOSE, 1, 1)]
 
@@ -288,8 +286,7 @@ def test_exit_error_starts_the_entry_delay_and_a_disarm_in_it_sends_nothing():
     p.tick(10_000)
     assert p.parts[0].state == A.ENTRY
     assert take(p) == [(w.Q_RESTORE, cid.OPEN_CLOSE, 1, 1)]
-    assert p.keypad("1234", P.K_DISARM, 1, 0, 10_500) == w.R_OK
-    assert take(p) == [(w.Q_NEW, cid.OPEN_CLOSE, 1, 1)]
+    assert disarm(p, "1234", 1, 10_500) == [(w.Q_NEW, cid.OPEN_CLOSE, 1, 1)]
 
 
 # -- confirmed alarms -----------------------------------------------------------------
@@ -516,10 +513,8 @@ def test_closing_needs_a_trusted_clock_and_a_scheduled_day():
 # -- power loss ------------------------------------------------------------------------------
 
 def test_an_alarm_held_at_a_restart_is_sent_at_boot():
-    p = make()
-    armed(p)
-    trip(p, PIR, 1000)
-    assert take(p) == [] and p.changed
+    p = held(1000)
+    assert p.changed
     modes, memory = p.modes(), p.memory_bytes()
     assert memory[0] & 0x80  # marked held
     q = make()

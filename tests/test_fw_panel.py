@@ -659,7 +659,8 @@ class PanelMachine(RuleBasedStateMachine):
                 # panic, fire, 24h or seismic report is in this very step
                 # (or its zone was swinger-limited before)
                 assert t in NEVER_HELD
-                assert code in evs or (shut_before and t not in (P.Z_HOLDUP, P.Z_PANIC, P.Z_FIRE)), evs
+                life = t in (P.Z_HOLDUP, P.Z_PANIC, P.Z_FIRE)
+                assert code in evs or (shut_before and not life), evs
         if t == P.Z_HOLDUP and not siren_before:
             assert not p.siren and not any(c[1] == cid.HOLDUP and p.siren for c in evs)
         if s >= eol.TAMPER and old < eol.TAMPER:

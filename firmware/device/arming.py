@@ -81,30 +81,29 @@ EVENT_NAMES = ("arm_away", "arm_stay", "disarm", "exit_end", "entry_end",
                "abort_end", "exit_reentry", "exit_error")
 ZONE_EVENTS = (TRIP_ENTRY, TRIP_FOLLOW, TRIP_INSTANT)
 
+
+
+def _exiting(me, armed, reentry):
+    """The row of an exit-delay state `me`: the delay ends in `armed` (or,
+    a delay zone open, in the entry delay); a re-entry goes to `reentry`."""
+    return {DISARM: DISARMED, EXIT_END: armed,
+            EXIT_ERROR: ENTRY,  # armed; the entry delay starts
+            EXIT_REENTRY: reentry,
+            # leaving through the door and walking past interior zones
+            TRIP_ENTRY: me, TRIP_FOLLOW: me,
+            TRIP_INSTANT: ALARM}
+
+
 TRANSITIONS = {
     DISARMED: {ARM_AWAY: EXIT_AWAY, ARM_STAY: EXIT_STAY,
                DISARM: DISARMED,  # acknowledges a 24-hour alarm / memory
                WALK_START: WALK_TEST,
                TRIP_ENTRY: DISARMED, TRIP_FOLLOW: DISARMED, TRIP_INSTANT: DISARMED},
-    EXIT_AWAY: {DISARM: DISARMED, EXIT_END: ARMED_AWAY,
-                EXIT_ERROR: ENTRY,  # armed; the entry delay starts
-                EXIT_REENTRY: EXIT_AWAY_AGAIN,  # restarts the exit delay
-                # leaving through the door and walking past interior zones
-                TRIP_ENTRY: EXIT_AWAY, TRIP_FOLLOW: EXIT_AWAY,
-                TRIP_INSTANT: ALARM},
-    EXIT_STAY: {DISARM: DISARMED, EXIT_END: ARMED_STAY, EXIT_ERROR: ENTRY,
-                EXIT_REENTRY: EXIT_STAY_AGAIN,
-                TRIP_ENTRY: EXIT_STAY, TRIP_FOLLOW: EXIT_STAY,
-                TRIP_INSTANT: ALARM},
+    EXIT_AWAY: _exiting(EXIT_AWAY, ARMED_AWAY, EXIT_AWAY_AGAIN),
+    EXIT_STAY: _exiting(EXIT_STAY, ARMED_STAY, EXIT_STAY_AGAIN),
     # restarted once: a further re-entry is a self-loop, no new restart
-    EXIT_AWAY_AGAIN: {DISARM: DISARMED, EXIT_END: ARMED_AWAY, EXIT_ERROR: ENTRY,
-                      EXIT_REENTRY: EXIT_AWAY_AGAIN,
-                      TRIP_ENTRY: EXIT_AWAY_AGAIN, TRIP_FOLLOW: EXIT_AWAY_AGAIN,
-                      TRIP_INSTANT: ALARM},
-    EXIT_STAY_AGAIN: {DISARM: DISARMED, EXIT_END: ARMED_STAY, EXIT_ERROR: ENTRY,
-                      EXIT_REENTRY: EXIT_STAY_AGAIN,
-                      TRIP_ENTRY: EXIT_STAY_AGAIN, TRIP_FOLLOW: EXIT_STAY_AGAIN,
-                      TRIP_INSTANT: ALARM},
+    EXIT_AWAY_AGAIN: _exiting(EXIT_AWAY_AGAIN, ARMED_AWAY, EXIT_AWAY_AGAIN),
+    EXIT_STAY_AGAIN: _exiting(EXIT_STAY_AGAIN, ARMED_STAY, EXIT_STAY_AGAIN),
     ARMED_AWAY: {DISARM: DISARMED, TRIP_ENTRY: ENTRY,
                  TRIP_FOLLOW: ALARM_HELD,  # no entry delay running: held, then sent
                  TRIP_INSTANT: ALARM},

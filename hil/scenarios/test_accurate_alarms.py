@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.checks import Q_NEW, partition_is, step, stored, stored_t, zone_reads
+from hil.checks import (Q_NEW, disarm_reported, partition_is, step, stored, stored_t,
+                        zone_reads)
 
 pytestmark = pytest.mark.hil_needs("zones")
 
@@ -42,12 +43,8 @@ async def test_entry_alarm_disarmed_in_the_abort_window_is_never_sent(
     await panel.set_zone(VAULT_DOOR, "alarm")
     await partition_is(panel, VAULT, "alarm_held")
     assert (await panel.read_outputs())["siren"], "the panel sounds in the abort window"
-    t_disarm = step(hil_timeline, "code entered inside the abort window")
-    r = await panel.keypad(codes["master"], "disarm", VAULT)
-    assert r["result_name"] == "ok"
-    (opening,) = await stored(receiver, panel.account, since=since, code=OPEN_CLOSE,
-                              qualifier=Q_NEW)
-    hil_timeline.measure("abort -> opening stored", t_disarm, stored_t(receiver, opening))
+    await disarm_reported(panel, receiver, hil_timeline, codes["master"], VAULT, since,
+                          "code entered inside the abort window", "abort -> opening stored")
     st = await panel.state()
     assert st["partitions"][VAULT - 1]["keypad"] == "alarm aborted: not sent"
     await panel.set_zone(VAULT_DOOR, "normal")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from hil.checks import Q_NEW, partition_is, step, stored, stored_t, zone_reads
+from hil.checks import (Q_NEW, disarm_reported, partition_is, step, stored, stored_t,
+                        zone_reads)
 
 pytestmark = pytest.mark.hil_needs("zones")
 
@@ -105,12 +106,8 @@ async def test_entry_delay_then_disarm_sends_no_alarm(panel, receiver, strategy,
     step(hil_timeline, "open the vault door (entry delay)")
     await panel.set_zone(VAULT_DOOR, "alarm")
     await partition_is(panel, VAULT, "entry_delay")
-    t_disarm = step(hil_timeline, "code entered within the entry delay")
-    r = await panel.keypad(codes["master"], "disarm", VAULT)
-    assert r["result_name"] == "ok"
-    (opening,) = await stored(receiver, panel.account, since=since, code=OPEN_CLOSE,
-                              qualifier=Q_NEW)
-    hil_timeline.measure("disarm -> opening stored", t_disarm, stored_t(receiver, opening))
+    await disarm_reported(panel, receiver, hil_timeline, codes["master"], VAULT, since,
+                          "code entered within the entry delay", "disarm -> opening stored")
     # the queue is FIFO: an alarm raised before the disarm would be stored
     # before the opening report; none was.
     evs = await receiver.events(account=panel.account, since=since)

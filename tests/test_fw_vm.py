@@ -274,14 +274,18 @@ BOARD_SMOKE = '''
 import sys, machine
 import board_%s as bm
 b = bm.Board(sys.argv[1], sys.argv[1] + "/config.json")
-b.setup({"board": {"wifi": {"ssid": "x", "password": "y"}}})
+b.setup({"board": {"wifi": {"ssid": "x", "password": "y"}, "siren_sense": 7,
+                   "supply_pin": 33}})
 b.net_start({"board": {"wifi": {"ssid": "x", "password": "y"}}})
 raw = b.zone_raw(19)
 b.outputs(True, False, True)
 k = b.keypad()
 b.wdt_feed()
 print("RAW", raw, "KEY", k, "MV", b.battery_mv(), "AC", b.ac_ok(), "TAMPER", b.box_tamper())
-print("PINS", machine._log[-8:])
+print("PINS", machine._log[-9:])
+b.outputs(False, False, True, False)
+print("SUPPLY", machine._log[-1])
+print("SOUNDERS", b.sounder_raw(0), b.sounder_raw(1), "MUX", machine._log[-3:])
 '''
 
 
@@ -305,4 +309,11 @@ def test_board_modules_run_under_the_vm_with_fake_machine(tmp_path, board):
     pins = {"esp32": [25, 26, 27, 14, 12], "rp2": [2, 3, 4, 5, 6]}[board]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("PINS")][0]
     for n, bit in zip(pins, (1, 1, 0, 0, 1)):
+        assert "(%d, %d)" % (n, bit) in line
+    # the detector supply pin follows outputs(); the siren line is read back
+    # on mux input 7 (0b00111), the strobe's is not supervised on this board
+    assert "SUPPLY (33, 0)" in r.stdout
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("SOUNDERS")][0]
+    assert line.startswith("SOUNDERS 20000 None")
+    for n, bit in zip(pins[2:], (1, 0, 0)):
         assert "(%d, %d)" % (n, bit) in line

@@ -15,16 +15,29 @@ import pytest
 def test_demo_script_delivers_its_alarms(tmp_path):
     work = tmp_path / "demo"
     p = subprocess.run([sys.executable, "-m", "receiver.demo", "--dir", str(work),
-                        "--duration", "40", "--web", ""],
+                        "--duration", "60", "--web", ""],
                        capture_output=True, text=True, timeout=240)
     out = p.stdout
     assert p.returncode == 0, out + p.stderr
     assert "Silent hold-up, zone 18 (teller 2 hold-up), teller line" in out
     assert "Forced access, zone 1 (entrance door), flat" in out
     assert "Duress, user 4, vault" in out
+    # the vault door, held in its abort window, then sent at the duress
+    # disarm, confirmed by the seismic detector (a second detector)
+    assert "Confirmed alarm (intrusion verifier), zone 1 (vault door), vault" in out
     db = sqlite3.connect(work / "receiver.db")
     rows = db.execute("SELECT account, code FROM events").fetchall()
     assert ("1001", 122) in rows and ("1001", 121) in rows and ("1002", 423) in rows
+    assert ("1001", 139) in rows and ("1001", 134) in rows
+    # the flat: the owner tripped her door (an exit error), her siren
+    # sounded, she disarmed inside the abort window: the receiver got her
+    # opening and no alarm for it
+    assert "disarms inside the abort window" in out
+    flat = db.execute("SELECT code, qualifier, zone FROM events WHERE account = '1002' "
+                      "ORDER BY seq").fetchall()
+    assert (401, 1, 1) in flat
+    assert not [r for r in flat if r[0] in (134, 374, 457, 406)], flat
+    assert [r[0] for r in flat if r[1] == 1 and r[0] in (423, 459)] == [423, 459]
     # every (account, seq) once: nothing doubled on the way
     dup = db.execute("SELECT account, seq, COUNT(*) FROM events WHERE seq IS NOT NULL "
                      "GROUP BY account, seq HAVING COUNT(*) > 1").fetchall()

@@ -460,7 +460,7 @@ def closing_panel(auto_arm=True):
 def test_auto_arm_warns_at_the_keypad_then_arms_with_403():
     p = closing_panel()
     p.tick(0, WED_1759)
-    assert p.parts[0].warn_due is None
+    assert not p.closing.warning(p.parts[0])
     p.tick(1000, WED_1800)
     assert p.status()["partitions"][0]["keypad"] == "closing: arming in 60 s (a code postpones)"
     assert p.parts[0].state == A.DISARMED and take(p) == []
@@ -474,7 +474,7 @@ def test_auto_arm_warns_at_the_keypad_then_arms_with_403():
     # once a day: disarmed again that evening, it stays disarmed
     p.keypad("1234", P.K_DISARM, 1, 0, 80_000)
     p.tick(81_000, WED_1800 + 3600)
-    assert p.parts[0].warn_due is None and p.parts[0].state == A.DISARMED
+    assert not p.closing.warning(p.parts[0]) and p.parts[0].state == A.DISARMED
 
 
 def test_a_code_during_the_warning_postpones_the_closing():
@@ -503,11 +503,11 @@ def test_late_to_close_prompt_only_and_not_ready():
 def test_closing_needs_a_trusted_clock_and_a_scheduled_day():
     p = closing_panel()
     p.tick(1000, 0)  # clock unknown or untrusted (app.py gives 0): nothing
-    assert p.parts[0].warn_due is None
+    assert not p.closing.warning(p.parts[0])
     p.tick(2000, WED_1800 + 3 * DAY)  # Saturday
-    assert p.parts[0].warn_due is None
+    assert not p.closing.warning(p.parts[0])
     p.tick(3000, WED_1800 + 5 * DAY)  # Monday
-    assert p.parts[0].warn_due is not None
+    assert p.closing.warning(p.parts[0])
 
 
 # -- power loss ------------------------------------------------------------------------------

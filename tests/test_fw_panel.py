@@ -609,7 +609,7 @@ class PanelMachine(RuleBasedStateMachine):
         zid = p.zid[i]
         bypassed = p.zflags[i] & P._F_BYPASS
         shut_before = zid in self.shut
-        left = part.exit_left
+        left = part.f & P.P_EXIT_LEFT
         smoke = p.smoke.state
         masked = i == SMOKE and smoke in (1, 2)  # detectors being reset
         t = p.ztype[i]
@@ -734,6 +734,14 @@ class PanelMachine(RuleBasedStateMachine):
         if wait:
             self.wait(wait)
 
+    @rule(wait=st.sampled_from([0, 3500]))
+    def door_left_open(self, wait):
+        """The front door open when the exit delay ends: exit error."""
+        self.zone(0, eol.ALARM)
+        self.arm_and_leave(False, 1)
+        if wait:
+            self.wait(wait)
+
     @rule(again=st.booleans())
     def smoke_detector(self, again):
         """Smoke at the verified detector: its first trip resets it (the
@@ -756,7 +764,7 @@ class PanelMachine(RuleBasedStateMachine):
         p = self.p
         self._before()
         driven = p.siren if k == 0 else p.strobe
-        armed = [x.id for x in p.parts if A.is_armed(x.state) and not x.snd_tamper]
+        armed = [x.id for x in p.parts if A.is_armed(x.state) and not x.f & P.P_SND_TAMPER]
         was = p.snd.stable[k]
         for _ in range(2):  # read twice, a debounce apart
             p.sounder(k, s, self.now)
@@ -779,7 +787,7 @@ class PanelMachine(RuleBasedStateMachine):
         self._before()
         states = [x.state for x in p.parts]
         walk_due = p.walk_due
-        exit_error = [x.exit_error for x in p.parts]
+        exit_error = [x.f & P.P_EXIT_ERROR for x in p.parts]
         p.tick(self.now)
         evs = self._take()
         if walk_due is not None and self.now - walk_due >= 0:
@@ -802,9 +810,8 @@ class PanelMachine(RuleBasedStateMachine):
         assert len(p.out) <= P.OUT_MAX and p.overflow == 0
         for x in p.parts:
             assert x.state in A.TRANSITIONS
-            if x.state not in (A.ENTRY,) + A.EXITING:
-                assert x.due is None
-            assert (x.abort_due is not None) == (x.state == A.ALARM_HELD)
+            # one timer: exit or entry delay, or the abort window
+            assert (x.due is not None) == (x.state in (A.ENTRY, A.ALARM_HELD) + A.EXITING)
         # walk test: every partition or none, its timeout running iff in it,
         # and bracketed by 607: one new more than restores while in it
         walking = [x.state == A.WALK_TEST for x in p.parts]

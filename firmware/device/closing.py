@@ -26,21 +26,32 @@ _Q_NEW = const(1)  # glwire qualifier (panel.py keeps the proven copies)
 
 
 class Closing:
-    def __init__(self, panel, tim):
+    def __init__(self, panel, parts, tim):
         self.p = panel
         self.warn_ms = tim["closing_warn_s"] * 1000
+        # per scheduled partition: [partition, schedule, warning deadline
+        # (ticks) or None, the local day whose closing was handled]
+        self.sched = []
+        for k in range(len(parts)):
+            if parts[k].get("closing") is not None:
+                self.sched.append([panel.parts[k], parts[k]["closing"], None, -1])
+
+    def warning(self, p):
+        """Is partition p's keypad warning running?"""
+        for s in self.sched:
+            if s[0] is p:
+                return s[2] is not None
+        return False
 
     def tick(self, now_ms, unix):
         P = self.p
-        for p in P.parts:
-            c = p.closing
-            if c is None:
-                continue
-            if p.warn_due is not None:
+        for s in self.sched:
+            p, c, warn = s[0], s[1], s[2]
+            if warn is not None:
                 if p.state != A.DISARMED:
-                    p.warn_due = None  # armed (by a user) during the warning
-                elif due(now_ms, p.warn_due):
-                    p.warn_due = None
+                    s[2] = None  # armed (by a user) during the warning
+                elif due(now_ms, warn):
+                    s[2] = None
                     if c["auto_arm"]:
                         if not P.auto_arm(p, now_ms):
                             p.note = "closing: not ready, not armed (455 sent)"
@@ -52,25 +63,25 @@ class Closing:
             if not unix:
                 continue  # no trusted clock: nothing is scheduled (fail safe)
             day, wd, mins = P.local(unix)
-            if day == p.closing_day or wd not in c["days"] or mins < c["at"]:
+            if day == s[3] or wd not in c["days"] or mins < c["at"]:
                 continue
-            p.closing_day = day
+            s[3] = day
             if p.state != A.DISARMED:
                 continue  # already closed
-            p.warn_due = ticks_add(now_ms, self.warn_ms)
-            s = self.warn_ms // 1000
+            s[2] = ticks_add(now_ms, self.warn_ms)
+            n = self.warn_ms // 1000
             if c["auto_arm"]:
-                p.note = "closing: arming in %d s (a code postpones)" % s
+                p.note = "closing: arming in %d s (a code postpones)" % n
             else:
-                p.note = "closing: arm now (late to close in %d s)" % s
-            P.log("partition %d: closing time, keypad warning for %d s" % (p.id, s))
+                p.note = "closing: arm now (late to close in %d s)" % n
+            P.log("partition %d: closing time, keypad warning for %d s" % (p.id, n))
 
     def disarmed(self, p, user):
         """A valid code disarmed partition p: during the warning, that
         postpones the closing for the day."""
-        if p.warn_due is None:
-            return
-        p.warn_due = None
-        self.p.emit(_Q_NEW, cid.AUTO_ARM_EXTENDED, p.id, user.id)
-        p.note = "closing: postponed by user %d" % user.id
-        self.p.log("partition %d: closing postponed by user %d" % (p.id, user.id))
+        for s in self.sched:
+            if s[0] is p and s[2] is not None:
+                s[2] = None
+                self.p.emit(_Q_NEW, cid.AUTO_ARM_EXTENDED, p.id, user.id)
+                p.note = "closing: postponed by user %d" % user.id
+                self.p.log("partition %d: closing postponed by user %d" % (p.id, user.id))

@@ -167,35 +167,39 @@ def event_text(s):
     return s
 
 
+# Partition flags (Partition.f): one int, not an attribute each (a
+# partition's attribute map stays in its smallest size, 19 slots)
+P_AUTO_FAIL = const(1)  # 455 reported, restore owed
+P_RECENT = const(2)  # 459 raised in this arming period
+P_EXIT_LEFT = const(4)  # a delay zone opened and closed in the exit delay
+P_EXIT_ERROR = const(8)  # the entry delay running is an exit error
+P_CONFIRMED = const(16)  # 139 raised in this arming period
+P_SND_TAMPER = const(32)  # 137 sent for a sounder line (restore owed)
+_P_PERIOD = const(30)  # reset at each arm/disarm: RECENT, EXIT_LEFT, EXIT_ERROR, CONFIRMED
+
+
 class Partition:
-    def __init__(self, pid, name, time_lock, closing=None):
+    def __init__(self, pid, name, time_lock):
         self.id = pid
         self.name = name
         self.tl = time_lock
-        self.closing = closing  # scheduled closing (closing.py) or None
         self.state = A.DISARMED
-        self.due = None  # exit or entry delay deadline (ticks)
+        # the running timer: exit or entry delay, or the abort window (in
+        # ALARM_HELD), deadline in ticks
+        self.due = None
         self.entry_zone = -1
         self.siren_due = None  # siren cut-off deadline, None = siren off
         self.strobe = False
         self.memory = []  # zone ids that alarmed since the last arming
         self.user = 0  # who armed it
         self.how = cid.OPEN_CLOSE  # 401 keypad, 407 remote, 403 auto
-        self.auto_fail = False  # 455 reported
+        self.f = 0  # P_* flags
         # CP-01 (docs/firmware.md)
         self.pending = []  # reports held in the abort window: (q, code, zone, text)
-        self.abort_due = None  # abort window deadline (ticks) in ALARM_HELD
         self.tx_first = None  # first burglary/tamper alarm queued since the last opening
         self.closed_ms = None  # when the exit delay ended (recent closing)
-        self.recent = False  # 459 raised in this arming period
-        self.exit_left = False  # a delay zone opened and closed in the exit delay
-        self.exit_error = False  # the entry delay running is an exit error
         self.conf_zone = -1  # first intrusion alarm of the confirmation window
         self.conf_due = None  # its end (ticks)
-        self.confirmed = False  # 139 raised in this arming period
-        self.snd_tamper = False  # 137 sent for a sounder line cut (restore owed)
-        self.warn_due = None  # scheduled closing: the keypad warning ends (closing.py)
-        self.closing_day = -1  # the local day whose closing was handled
         self.note = None  # what the keypad shows (words for people)
 
 
@@ -252,8 +256,7 @@ class Panel:
         sched = False
         for p in cfg["partitions"]:
             self.pidx[p["id"]] = len(self.parts)
-            self.parts.append(Partition(p["id"], p["name"], p.get("time_lock"),
-                                        p.get("closing")))
+            self.parts.append(Partition(p["id"], p["name"], p.get("time_lock")))
             sched = sched or p.get("closing") is not None
         zs = cfg["zones"]
         n = len(zs)
@@ -313,7 +316,7 @@ class Panel:
         self.closing = None
         if sched:
             import closing
-            self.closing = closing.Closing(self, tim)
+            self.closing = closing.Closing(self, cfg["partitions"], tim)
         # sounder supervision (sounder()): siren and strobe lines, read back
         # while not driven, debounced like a zone; NORMAL until read
         self.snd = eol.Debouncer(2, tim["debounce_ms"], now_ms)
@@ -430,7 +433,7 @@ class Panel:
                     held = True
             self._send(p, Q_RESTORE, code, self.zid[i], held, now_ms)
         if p.state in A.EXITING and ZONE_EVENT[self.ztype[i]] == A.TRIP_ENTRY:
-            p.exit_left = True  # opened and closed: the user went out
+            p.f |= P_EXIT_LEFT  # opened and closed: the user went out
         if self.ztype[i] == Z_DOOR:
             self.door.closed(now_ms)
 
@@ -439,17 +442,18 @@ class Panel:
         zone's alarm code; it has already been reported unless `report`."""
         p = self._part_of(i)
         st = p.state
-        if ev == A.TRIP_ENTRY and p.exit_left and st in A.EXITING:
+        if ev == A.TRIP_ENTRY and p.f & P_EXIT_LEFT and st in A.EXITING:
             ev = A.EXIT_REENTRY  # back in through the door it went out by
         nxt = A.step(st, ev)  # every zone event has an entry in every state
         if nxt == A.ALARM or nxt == A.ALARM_HELD:
             held = nxt == A.ALARM_HELD
             if not held:
                 self._flush(p, now_ms)  # what the window held goes first
-            elif st != A.ALARM_HELD:
-                p.abort_due = ticks_add(now_ms, self.abort_ms)  # the window opens
             p.state = nxt
-            p.due = None
+            if not held:
+                p.due = None
+            elif st != A.ALARM_HELD:
+                p.due = ticks_add(now_ms, self.abort_ms)  # the window opens
             audible = not self.zflags[i] & _F_SILENT
             if code and not report:
                 self._alarm_outputs(p, i, audible, now_ms)
@@ -463,7 +467,7 @@ class Panel:
             p.entry_zone = i
         elif nxt != st and nxt in A.EXITING:
             p.due = ticks_add(now_ms, self.exit_ms)  # re-entry: exit time restarts, once
-            p.exit_left = False
+            p.f &= ~P_EXIT_LEFT
             self.log("partition %d: exit delay restarted" % p.id)
         p.state = nxt
 
@@ -529,7 +533,7 @@ class Panel:
         if p.state != A.ALARM_HELD:
             return
         p.state = A.step(p.state, A.ABORT_END)
-        p.abort_due = None
+        p.due = None
         held = p.pending
         p.pending = []
         for q, code, zid, text in held:
@@ -541,17 +545,17 @@ class Panel:
         """Recent closing (CP-01): a table alarm during the exit delay or
         within recent_close_s after it reports 459 with the user who armed,
         once per arming period."""
-        if p.recent or (p.closed_ms is not None and
-                        ticks_diff(now_ms, p.closed_ms) >= self.recent_ms):
+        if p.f & P_RECENT or (p.closed_ms is not None and
+                              ticks_diff(now_ms, p.closed_ms) >= self.recent_ms):
             return
-        p.recent = True
+        p.f |= P_RECENT
         self._send(p, Q_NEW, cid.RECENT_CLOSE, p.user, held, now_ms)
 
     def _confirm(self, p, i, held, now_ms):
         """Sequential confirmation: a second intrusion alarm in the
         partition within confirm_window_s of the first, from another zone
         (or the same, with options.confirm_same_zone), reports 139."""
-        if p.confirmed:
+        if p.f & P_CONFIRMED:
             return
         if p.conf_due is None or due(now_ms, p.conf_due):
             p.conf_zone = i  # the first: the window opens
@@ -559,7 +563,7 @@ class Panel:
             return
         if i == p.conf_zone and not self.same_zone:
             return
-        p.confirmed = True
+        p.f |= P_CONFIRMED
         first = self.zid[p.conf_zone]
         self.log("CONFIRMED alarm partition %d: zones %d and %d" % (p.id, first, self.zid[i]))
         self._send(p, Q_NEW, cid.CONFIRMED, self.zid[i], held, now_ms, "with zone %d" % first)
@@ -575,7 +579,6 @@ class Panel:
             if i >= 0 and self.zcode[i] == code:
                 self.zcode[i] = 0  # no restore for an alarm never sent
         p.pending = []
-        p.abort_due = None
         self.changed = True
         p.note = "alarm aborted: not sent"
         self.log("partition %d: alarm ABORTED by user %d, %d reports not sent" % (p.id, user.id, n))
@@ -602,16 +605,16 @@ class Panel:
             self.log("%s line normal" % name)
             if self.snd.stable[1 - k] == eol.NORMAL:
                 for p in self.parts:
-                    if p.snd_tamper:
-                        p.snd_tamper = False
+                    if p.f & P_SND_TAMPER:
+                        p.f &= ~P_SND_TAMPER
                         self.emit(Q_RESTORE, cid.BOX_TAMPER, p.id, 0)
             return
         what = "%s line %s" % (name, "shorted" if new == eol.SHORT else "open")
         self.log(what)
         self.emit(Q_NEW, _SOUNDER_CODE[k], 0, 0, what)
         for p in self.parts:
-            if A.is_armed(p.state) and not p.snd_tamper:
-                p.snd_tamper = True
+            if A.is_armed(p.state) and not p.f & P_SND_TAMPER:
+                p.f |= P_SND_TAMPER
                 self._flush(p, now_ms)
                 p.state = A.step(p.state, A.TRIP_INSTANT)
                 p.due = None
@@ -637,16 +640,16 @@ class Panel:
                 p.due = None
                 if p.state == A.ENTRY:
                     p.state = A.step(p.state, A.ENTRY_END)
-                    p.abort_due = ticks_add(now_ms, self.abort_ms)
+                    p.due = ticks_add(now_ms, self.abort_ms)  # the abort window
                     i = p.entry_zone
-                    code = cid.EXIT_ERROR if p.exit_error else ZONE_CODE[self.ztype[i]]
+                    code = cid.EXIT_ERROR if p.f & P_EXIT_ERROR else ZONE_CODE[self.ztype[i]]
                     self._alarm(p, i, code, not self.zflags[i] & _F_SILENT, now_ms,
                                 p.state == A.ALARM_HELD, True)
                     self.changed = True
                 elif p.state in A.EXITING:
                     self._exit_end(p, now_ms)
-            if p.abort_due is not None and due(now_ms, p.abort_due):
-                self._flush(p, now_ms)
+                elif p.state == A.ALARM_HELD:
+                    self._flush(p, now_ms)  # the abort window ran out
             if p.siren_due is not None and due(now_ms, p.siren_due):
                 p.siren_due = None  # cut-off; strobe stays until disarm
                 self.log("siren cut-off partition %d" % p.id)
@@ -694,7 +697,7 @@ class Panel:
         self.emit(Q_RESTORE, code, p.id, p.user)  # closing
         self.changed = True
         if left >= 0:
-            p.exit_error = True
+            p.f |= P_EXIT_ERROR
             p.entry_zone = left
             p.due = ticks_add(now_ms, self.entry_ms)
             p.note = "exit error: %s open" % self.zname[left]
@@ -734,8 +737,8 @@ class Panel:
         if self._ready(p, False):
             self._arm(p, A.ARM_AWAY, 0, cid.AUTO_OPEN_CLOSE, now_ms)
             return True
-        if not p.auto_fail:
-            p.auto_fail = True
+        if not p.f & P_AUTO_FAIL:
+            p.f |= P_AUTO_FAIL
             self.emit(Q_NEW, cid.AUTO_ARM_FAILED, p.id, 0)
             self.log("partition %d not ready to arm by itself" % p.id)
         return False
@@ -853,8 +856,8 @@ class Panel:
         p.user = uid
         p.how = how
         p.memory = []
-        if p.auto_fail:
-            p.auto_fail = False
+        if p.f & P_AUTO_FAIL:
+            p.f &= ~P_AUTO_FAIL
             self.emit(Q_RESTORE, cid.AUTO_ARM_FAILED, p.id, 0)
         self._reset_period(p)
         self.changed = True
@@ -907,14 +910,10 @@ class Panel:
             if self.zflags[i] & _F_BYPASS and p.state == A.DISARMED:
                 self.zflags[i] &= ~_F_BYPASS
                 self.emit(Q_RESTORE, cid.BYPASS, p.id, self.zid[i])
-        p.abort_due = None
         p.conf_due = None
         p.conf_zone = -1
-        p.confirmed = False
-        p.recent = False
         p.closed_ms = None
-        p.exit_left = False
-        p.exit_error = False
+        p.f &= ~_P_PERIOD
         if p.state != A.DISARMED:
             p.note = None  # a new arming: the last period's words go
 

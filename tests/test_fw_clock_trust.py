@@ -52,7 +52,7 @@ def test_time_locked_panel_counts_only_a_trusted_clock():
     cfg, errors = C.validate(_bank_with_time_lock())
     assert not errors
     p = P.Panel(cfg, 0)
-    assert p.time_lock and p.troubles & P.T_CLOCK_UNSET
+    assert p.schedules and p.troubles & P.T_CLOCK_UNSET
     p.clock_set(False)
     assert p.troubles & P.T_CLOCK_UNSET  # untrusted: still "not set" for a time lock
     p.clock_set(True)

@@ -502,6 +502,9 @@ def test_late_to_close_prompt_only_and_not_ready():
 
 def test_closing_needs_a_trusted_clock_and_a_scheduled_day():
     p = closing_panel()
+    # a time from a clear DC-09 reply does not count (clock.py, like the time lock)
+    p.clock_set(False)
+    assert p.troubles & P.T_CLOCK_UNSET
     p.tick(1000, 0)  # clock unknown or untrusted (app.py gives 0): nothing
     assert not p.closing.warning(p.parts[0])
     p.tick(2000, WED_1800 + 3 * DAY)  # Saturday
@@ -563,3 +566,8 @@ def test_cp01_config_mistakes_are_named():
     doc["partitions"][0]["time_lock"] = {"open": "08:00", "close": "17:00"}
     doc["partitions"][0]["closing"] = {"at": "18:00"}
     assert "partitions[0].closing: a time-locked partition arms itself" in errors_for(doc)
+    # a clear DC-09 line carries no authenticated time: no closing schedule
+    doc = scenario_config(7700, protocol="dc09", dc09={"account": "12AB"})
+    del doc["account"], doc["key"]
+    doc["partitions"][1]["closing"] = {"at": "18:00"}
+    assert "partitions[1].closing: needs a clock the panel can trust" in errors_for(doc)

@@ -533,11 +533,13 @@ def validate(doc):
     if cfg.get("protocol") == "dc09" and cfg.get("dc09") and not cfg["dc09"]["key"]:
         # a clear DC-09 line carries no authenticated time, and only a
         # trusted clock opens a time lock (clock.py): it would never open
+        # (nor arms a scheduled closing: closing.py)
         for i in range(len(parts)):
-            if parts[i]["time_lock"] is not None:
-                v.err("partitions[%d].time_lock" % i,
-                      "needs a clock the panel can trust: the native protocol, or "
-                      "a DC-09 key (a clear DC-09 line carries no authenticated time)")
+            for k in ("time_lock", "closing"):
+                if parts[i][k] is not None:
+                    v.err("partitions[%d].%s" % (i, k),
+                          "needs a clock the panel can trust: the native protocol, or "
+                          "a DC-09 key (a clear DC-09 line carries no authenticated time)")
     if tim["battery_restore_mv"] < tim["low_battery_mv"]:
         v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
     known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",

@@ -290,10 +290,11 @@ class Panel:
         self.boot_ms = now_ms
         self.clock_reported = False
         self.troubles |= T_CLOCK_UNSET
-        self.time_lock = False  # some partition has one: only a trusted clock counts
+        # a time lock or a scheduled closing: only a trusted clock counts
+        self.schedules = sched
         for p in self.parts:
             if p.tl is not None:
-                self.time_lock = True
+                self.schedules = True
         self.ev_fail = [False, False]  # path 1/2 failed an event (354 new sent)
         self.task_fail = []  # names of tasks that died (300 new sent)
         # door controller (door.py), only if there is a door zone
@@ -964,9 +965,10 @@ class Panel:
     def clock_set(self, trusted=True):
         """The wall clock was set, by an authenticated source (`trusted`)
         or not (a clear DC-09 reply: clock.py).  A panel with a time lock
-        counts only a trusted clock as set: otherwise T_CLOCK_UNSET stays
-        (626 after clock_grace_s) and the lock stays shut (fail secure)."""
-        if not trusted and self.time_lock:
+        or a scheduled closing counts only a trusted clock as set:
+        otherwise T_CLOCK_UNSET stays (626 after clock_grace_s), the lock
+        stays shut (fail secure) and no closing arms (fail safe)."""
+        if not trusted and self.schedules:
             self.troubles |= T_CLOCK_UNSET
             return
         if self.troubles & T_CLOCK_UNSET:

@@ -421,12 +421,24 @@ class SerialDriver(Target):
         """A soft reset: the firmware stops and its launcher (sim) or
         boot loader (board) starts it again."""
         self.note("reset")
+        t0 = time.monotonic()
         try:
             await self._call("power_cycle", timeout=5.0)
         except TargetError:
             pass  # the board may go down before its answer leaves; wait_ready judges
         await asyncio.sleep(0.3)
-        await self.wait_ready()
+        # The firmware that took the command answers pings until it has
+        # stopped (its supervisor notices within a round): ready is a
+        # firmware that booted after the reset, i.e. up for less time than
+        # has passed since.
+        deadline = t0 + 60.0
+        while True:
+            hello = await self.wait_ready(max(1.0, deadline - time.monotonic()))
+            if hello.get("uptime_ms", 0) <= (time.monotonic() - t0) * 1000:
+                return
+            if time.monotonic() > deadline:
+                raise TargetTimeout("%s: still the firmware from before the reset" % self.name)
+            await asyncio.sleep(0.1)
 
     async def set_zone(self, zone, state=None, ohms=None) -> None:
         if (state is None) == (ohms is None):

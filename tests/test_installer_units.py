@@ -144,10 +144,11 @@ def test_a_real_trouble_during_a_walk_fails_it_and_is_on_the_todo_list():
     assert z.status == W.UNEXPECTED and ch[0][2] == W.UNEXPECTED
     assert z.verdict().startswith("walked (611 at ") and "a real trouble during the walk" in \
         z.verdict() and "operators resolve it" in z.verdict()
-    # and one that is no zone's: an exit error, never restored
+    # and one that is no zone's: an exit error (a burglary: CP-01, issue 22),
+    # never restored
     w.feed(ev(613, 2))
     ch = w.feed(ev(374, 3, partition=1))
-    assert ch[0][0] is None and ch[0][3].startswith("UNEXPECTED trouble 374")
+    assert ch[0][0] is None and ch[0][3].startswith("UNEXPECTED burglary 374")
     w.feed(ev(301, 0))
     w.feed(ev(301, 0, q=3))  # mains back: restored, still listed
     r = W.report(w, [2, 6], {"account": ACCT, "started_at": "2025-01-01T00:00:00Z",

@@ -408,7 +408,8 @@ def cmd_walk_test(a) -> int:
         except OSError as e:
             source.close()
             raise Failure(str(e)) from None
-        driver = W.AutoDriver(sim, code, a.zone_timeout, _say, walk_mode=not a.armed_walk)
+        driver = W.AutoDriver(sim, code, W.zone_wait(cfg, a.zone_timeout), _say,
+                              walk_mode=not a.armed_walk)
         mode = "the tool, through the simulated panel's control socket (%s)" % a.control
     else:
         driver = W.ManualDriver(_say)
@@ -593,7 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800, metavar="S",
                    help="end the walk after S seconds (default %(default)s)")
     p.add_argument("--zone-timeout", type=float, default=60, metavar="S",
-                   help="with --auto: time per zone (default %(default)s)")
+                   help="with --auto: time per zone (default %(default)s; at least the "
+                   "entry delay + abort window + 15 s, when an armed walk waits for an "
+                   "entry/exit zone's held alarm)")
     p.add_argument("--until-pass", action="store_true",
                    help="keep going until every zone passed (fix and re-trip on the spot)")
     return ap

@@ -93,6 +93,18 @@ WALK_EXPECTED = {
 WALK_TEST_MODE = 607  # q1 walk test started, q3 ended
 # Zone types that report only while their partition is armed (arming.py).
 NEEDS_ARMED = ("instant", "entry_exit", "follower")
+# Margin on top of a held report's delay (receiver commit, a retry).
+REPORT_MARGIN_S = 15
+
+
+def zone_wait(cfg: dict, zone_timeout: float) -> float:
+    """How long an armed walk holds a zone for the receiver's record: at
+    least `zone_timeout`, and long enough for an entry/exit zone's alarm,
+    which the panel sends after the entry delay and the abort window
+    (CP-01, docs/firmware.md) unless someone disarms."""
+    t = cfg.get("timings") or {}
+    return max(zone_timeout, t.get("entry_delay_s", 0) + t.get("abort_window_s", 0)
+               + REPORT_MARGIN_S)
 # Loop sabotage (docs/firmware.md: "open circuit -> 144, short -> 372,
 # fire zones: 373 for both").
 SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE = 144, 372, 373

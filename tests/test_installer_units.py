@@ -277,6 +277,19 @@ def test_auto_driver_bypasses_faulted_zones_arms_trips_and_disarms():
     assert panel.log[-1]["action"] == "disarm"
 
 
+def test_an_armed_walk_waits_out_the_entry_delay_and_the_abort_window():
+    """An entry/exit zone's alarm is held by the panel for the entry delay
+    and the abort window (CP-01): the walk must not give up (and disarm,
+    which would abort it) before that."""
+    from firmware.device import config as C
+    from firmware.testing import scenario_config
+    cfg, errors = C.validate(scenario_config(7700, timings={"entry_delay_s": 45}))
+    assert errors == []
+    assert W.zone_wait(cfg, 60) == 45 + 30 + W.REPORT_MARGIN_S
+    assert W.zone_wait(cfg, 200) == 200
+    assert W.zone_wait({"timings": {}}, 60) == 60
+
+
 def test_auto_driver_gives_up_on_a_partition_that_never_arms():
     w = walk()
     clock = FakeClock()

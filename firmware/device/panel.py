@@ -321,6 +321,7 @@ class Panel:
         # sounder supervision (sounder()): siren and strobe lines, read back
         # while not driven, debounced like a zone; NORMAL until read
         self.snd = eol.Debouncer(2, tim["debounce_ms"], now_ms)
+        self.snd_read = 0  # bit k: the board reads line k back (supervised)
         self.changed = False  # modes, memory or flags changed: app persists them
         self.test_mode = False
         self.q_over = False  # 624 reported, restore pending
@@ -594,6 +595,7 @@ class Panel:
         Only read while the output is off (driven, the line shows the
         supply).  Open or shorted: 321/322 trouble and restore; cut while
         a partition is armed: a tamper alarm (137) there."""
+        self.snd_read |= 1 << k
         if self.siren if k == 0 else self.strobe:
             return
         old = self.snd.stable[k]
@@ -1120,6 +1122,10 @@ class Panel:
             self.emit(Q_RESTORE, cid.LOG_OVERFLOW, 0, min(self.q_lost, 999))
             self.q_lost = 0
 
+    def _line(self, k):
+        """Sounder line k in words."""
+        return _LINE[self.snd.stable[k]] if self.snd_read & (1 << k) else "not supervised"
+
     def status(self, with_zones=True):
         parts = []
         for p in self.parts:
@@ -1134,8 +1140,7 @@ class Panel:
         return {"partitions": parts, "zones": zones, "troubles": self.troubles,
                 "siren": self.siren, "strobe": self.strobe, "lock": self.lock,
                 "supply": self.supply,
-                "sounders": {"siren": _LINE[self.snd.stable[0]],
-                             "strobe": _LINE[self.snd.stable[1]]},
+                "sounders": {"siren": self._line(0), "strobe": self._line(1)},
                 "door_held": self.door is not None and self.door.held,
                 "walk_test": self.walk_due is not None,
                 "lockout": self.users.locked_at is not None}

@@ -70,13 +70,14 @@ def test_cp01_reports_classes_and_the_confirmed_alarm_rank():
     """The firmware's CP-01 reports (docs/firmware.md, "CP-01"): a confirmed
     alarm is a burglary, routed as one, ranked above an unconfirmed one;
     exit error 374 is a burglary; cancel, recent close, exit error by user,
-    auto-arm reports are status; sounder lines are troubles."""
+    closing and postponement are status; sounder lines are troubles."""
     assert c.event_class(139) == "burglary"
     assert c.priority("medical") < c.priority("burglary", 139) < c.priority("burglary", 130) \
         == c.priority("burglary") < c.priority("environmental")
     assert c.event_class(374) == "burglary" and c.is_alarm(1, 374)
-    for code in (403, 406, 452, 455, 457, 459, 464):
+    for code in (403, 406, 457, 459, 464):
         assert c.event_class(code) == "status" and not c.is_alarm(1, code)
+    assert c.event_class(455) == "trouble"  # auto-arm failed: the site is left open
     for code in (406, 457, 459, 464):
         assert c.zone_is_user(code)
     assert c.event_class(321) == c.event_class(322) == "trouble"

@@ -46,7 +46,6 @@ FORCED = const(423)  # door opened while locked
 PROPPED = const(426)  # door held open too long
 LOCK_FAIL = const(432)  # bolt not thrown after relock
 ARMED_STAY = const(441)
-LATE_TO_CLOSE = const(452)  # scheduled closing passed, not armed (prompt only)
 AUTO_ARM_FAILED = const(455)
 EXIT_ERROR_USER = const(457)  # exit error, zone = the user who armed
 RECENT_CLOSE = const(459)  # an alarm soon after arming; zone = the user who armed

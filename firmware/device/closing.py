@@ -2,9 +2,12 @@
 # at the closing time on its days, a disarmed partition's keypad warns for
 # closing_warn_s; then the panel arms it away by itself ("auto_arm": true:
 # 403 closing at the end of the exit delay, 455 if a zone prevents it) or,
-# prompt only, reports 452 "late to close".  A valid code entered to
-# disarm the partition during the warning postpones it for the day (464,
-# zone = the user).  panel.py imports it only for a panel with a schedule.
+# prompt only ("auto_arm": false), leaves the keypad saying so: reporting a
+# partition that did not close is the receiver's schedule's job (454 at its
+# deadline, receiver/rules/schedules.py), so the panel does not send a
+# second report of its own.  A valid code entered to disarm the partition
+# during the warning postpones it for the day (464, zone = the user).
+# panel.py imports it only for a panel with a schedule.
 #
 # Time source: the `unix` the panel's tick gets, which is 0 unless the
 # clock is known and trusted (app.py).  Unknown, nothing is scheduled:
@@ -56,8 +59,7 @@ class Closing:
                         if not P.auto_arm(p, now_ms):
                             p.note = "closing: not ready, not armed (455 sent)"
                     else:
-                        P.emit(_Q_NEW, cid.LATE_TO_CLOSE, p.id, 0)
-                        p.note = "closing: late to close (reported)"
+                        p.note = "closing: late, please arm"
                         P.log("partition %d: late to close" % p.id)
                 continue
             if not unix:
@@ -73,7 +75,7 @@ class Closing:
             if c["auto_arm"]:
                 p.note = "closing: arming in %d s (a code postpones)" % n
             else:
-                p.note = "closing: arm now (late to close in %d s)" % n
+                p.note = "closing: please arm (%d s)" % n
             P.log("partition %d: closing time, keypad warning for %d s" % (p.id, n))
 
     def disarmed(self, p, user):

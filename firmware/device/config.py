@@ -79,7 +79,7 @@ TIMINGS = {
     "fire_reset_s": (10, 1, 60),
     "fire_verify_s": (120, 60, 120),
     # scheduled closing (partitions[].closing): the keypad warns this long
-    # before the panel arms (or reports late to close); 30 s is the least
+    # before the panel arms (or, prompt only, asks to be armed); 30 s is the least
     # time to reach a keypad
     "closing_warn_s": (300, 30, 1800),
     "door_held_open_s": (30, 1, 3600),
@@ -439,7 +439,7 @@ def validate(doc):
         closing = None
         if "closing" in p:
             # scheduled closing: the keypad warns, then the panel arms
-            # ("auto_arm": true, 403) or reports late to close (452)
+            # ("auto_arm": true, 403) or only prompts (false)
             tp = path + ".closing"
             td = v.obj(p["closing"], tp)
             if td is not None:

@@ -519,6 +519,27 @@ def test_closing_needs_a_trusted_clock_and_a_scheduled_day():
 
 # -- power loss ------------------------------------------------------------------------------
 
+def test_a_held_report_naming_a_user_never_marks_a_zone_of_that_number():
+    """The teller (user 2) arms; the safe (zone 2, 24-hour) alarms and is
+    sent; then the PIR's alarm is held with a 459 naming user 2.  Only zone
+    3 is marked held for a restart, never zone 2 (a restart would send its
+    alarm a second time)."""
+    zones = [{"id": 1, "name": "front door", "type": "entry_exit", "partition": 1},
+             {"id": 2, "name": "safe", "type": "24h", "partition": 1},
+             {"id": 3, "name": "lobby PIR", "type": "follower", "partition": 1}]
+    p = make(zones=zones)
+    armed(p, code="2580")
+    trip(p, 1, 1000)  # the safe: sent at once
+    assert alarms(take(p)) == [(w.Q_NEW, cid.H24, 1, 2)]
+    trip(p, 2, 2000)  # the PIR: held, confirming the safe, with recent close (user 2)
+    assert take(p) == []
+    assert [r[1] for r in p.parts[0].pending] == [cid.INTERIOR, cid.CONFIRMED, cid.RECENT_CLOSE]
+    memory = p.memory_bytes()
+    held = {memory[j + 1] << 8 | memory[j + 2] for j in range(0, len(memory), 3)
+            if memory[j] & 0x80}
+    assert held == {3}
+
+
 def test_an_alarm_held_at_a_restart_is_sent_at_boot():
     p = held(1000)
     assert p.changed

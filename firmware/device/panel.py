@@ -115,6 +115,8 @@ _HELD_MAX = const(24)
 # memory_bytes(): partition index bit 7 marks a zone whose report was held
 # (in the abort window) when the state was persisted
 _M_HELD = const(0x80)
+# held reports whose zone field is a user, not a zone
+_USER_REPORTS = (cid.EXIT_ERROR_USER, cid.RECENT_CLOSE)
 # sounder lines (sounder()): siren, strobe
 _SOUNDER_CODE = (cid.SIREN_TROUBLE, cid.STROBE_TROUBLE)
 _SOUNDER_NAME = ("siren", "strobe")
@@ -1051,7 +1053,7 @@ class Panel:
             for zid in p.memory:
                 held = 0
                 for r in p.pending:
-                    if r[0] == Q_NEW and r[2] == zid:
+                    if r[0] == Q_NEW and r[2] == zid and r[1] not in _USER_REPORTS:
                         held = _M_HELD
                 out.append(k | held)
                 out.append(zid >> 8)

@@ -52,10 +52,10 @@ def panel_config(rx, **over):
 async def events(rx, code=None, qualifier=None, after=0, **fields):
     """Stored events of the account (with sequence > `after`)."""
     return [e for e in await rx.store.list_events(account=ACCOUNT)
-            if (code is None or e["code"] == code)
-            and (qualifier is None or e["qualifier"] == qualifier)
-            and (e["seq"] or 0) > after
-            and all(e[k] == v for k, v in fields.items())]
+            if (code is None or e.code == code)
+            and (qualifier is None or e.qualifier == qualifier)
+            and (e.seq or 0) > after
+            and all(getattr(e, k) == v for k, v in fields.items())]
 
 
 async def stored(rx, code, qualifier=NEW, timeout=30, after=0, **fields):
@@ -126,9 +126,9 @@ async def test_abort_cancel_recent_close_and_exit_error_at_the_receiver(tmp_path
             await stored(rx, 401, NEW, partition=1, zone=2)
             await zone(panel, 3, "normal")
             await drained(panel)
-            assert abort["text"] == "abort" and abort["user"] == 2
-            assert abort["event_class"] == "status"
-            assert abort["description"] == "Cancel, user 2, lobby"
+            assert abort.text == "abort" and abort.user == 2
+            assert abort.event_class == "status"
+            assert abort.description == "Cancel, user 2, lobby"
             assert await events(rx, 132) == []  # never sent, nor its restore
             st = await state(panel)
             assert st["partitions"][0]["keypad"] == "alarm aborted: not sent"
@@ -140,15 +140,15 @@ async def test_abort_cancel_recent_close_and_exit_error_at_the_receiver(tmp_path
             assert await events(rx, 132) == []
             [alarm] = await stored(rx, 132, timeout=WINDOW, partition=1, zone=3)
             [recent] = await stored(rx, 459, partition=1)
-            assert alarm["event_class"] == "burglary" and recent["user"] == 1
-            assert recent["seq"] > alarm["seq"]
-            assert alarm["description"] == "Interior burglary, zone 3 (lobby PIR), lobby"
+            assert alarm.event_class == "burglary" and recent.user == 1
+            assert recent.seq > alarm.seq
+            assert alarm.description == "Interior burglary, zone 3 (lobby PIR), lobby"
             # 3. the user disarms within 5 minutes: 406 cancel, then the opening
             assert await key(panel, "2580", "disarm") == "ok"
             [cancel] = await stored(rx, 406, text="cancel")
-            [opening] = await stored(rx, 401, NEW, after=alarm["seq"], partition=1, user=2)
-            assert cancel["user"] == 2 and cancel["partition"] == 1
-            assert alarm["seq"] < cancel["seq"] < opening["seq"]  # before its opening
+            [opening] = await stored(rx, 401, NEW, after=alarm.seq, partition=1, user=2)
+            assert cancel.user == 2 and cancel.partition == 1
+            assert alarm.seq < cancel.seq < opening.seq  # before its opening
             await zone(panel, 3, "normal")
 
             # 4. exit error: the front door left open when the exit delay ends
@@ -160,8 +160,8 @@ async def test_abort_cancel_recent_close_and_exit_error_at_the_receiver(tmp_path
             assert await events(rx, 374) == []  # not an instant alarm
             [exit_error] = await stored(rx, 374, timeout=WINDOW, partition=1, zone=1)
             [by_user] = await stored(rx, 457, partition=1, user=1)
-            assert exit_error["event_class"] == "burglary"
-            assert by_user["seq"] == exit_error["seq"] + 1
+            assert exit_error.event_class == "burglary"
+            assert by_user.seq == exit_error.seq + 1
         finally:
             await asyncio.to_thread(panel.close)
 
@@ -205,13 +205,13 @@ async def test_confirmed_alarm_and_swinger_shutdown_at_the_receiver(tmp_path):
             await zone(panel, 2, "alarm")  # the glass: a second detector
             [glass] = await stored(rx, 130, zone=2)
             [confirmed] = await stored(rx, 139, partition=1, zone=2)
-            assert confirmed["text"] == "with zone 7"
-            assert confirmed["event_class"] == "burglary"
-            assert confirmed["priority"] < glass["priority"] == seismic["priority"]
-            assert confirmed["description"] == \
+            assert confirmed.text == "with zone 7"
+            assert confirmed.event_class == "burglary"
+            assert confirmed.priority < glass.priority == seismic.priority
+            assert confirmed.description == \
                 "Confirmed alarm (intrusion verifier), zone 2 (lobby glass), lobby"
-            queue = [a for a in await rx.store.list_alarms() if a["state"] != "resolved"]
-            assert queue[0]["event_id"] == confirmed["id"]  # first in the operator queue
+            queue = [a for a in await rx.store.list_alarms() if a.state != "resolved"]
+            assert queue[0].event_id == confirmed.id  # first in the operator queue
             # swinger: the glass alarms a second time, then it is shut down
             await zone(panel, 2, "normal")
             await zone(panel, 2, "alarm")
@@ -251,7 +251,7 @@ async def test_smoke_detector_verification_then_the_fire_alarm(tmp_path):
             # settling, inside the verification window): the fire alarm
             await ctl(panel, cmd="zone", zone=7, state="alarm")
             [fire] = await stored(rx, 110, partition=1, zone=7)
-            assert fire["event_class"] == "fire" and fire["priority"] == 2
+            assert fire.event_class == "fire" and fire.priority == 2
         finally:
             await asyncio.to_thread(panel.close)
 
@@ -264,7 +264,7 @@ async def test_siren_line_supervised_and_cut_while_armed_is_a_tamper_alarm(tmp_p
             await stored(rx, 305, timeout=60)
             await ctl(panel, cmd="sounder", line="strobe", state="short")
             [strobe] = await stored(rx, 322, partition=0)
-            assert strobe["text"] == "strobe line shorted" and strobe["event_class"] == "trouble"
+            assert strobe.text == "strobe line shorted" and strobe.event_class == "trouble"
             assert await events(rx, 137) == []  # disarmed: a trouble only
             await ctl(panel, cmd="sounder", line="strobe", state="normal")
             await stored(rx, 322, RESTORE)
@@ -273,9 +273,9 @@ async def test_siren_line_supervised_and_cut_while_armed_is_a_tamper_alarm(tmp_p
             await ctl(panel, cmd="sounder", line="siren", state="open")  # cut while armed
             [siren] = await stored(rx, 321)
             [tamper] = await stored(rx, 137, partition=1)
-            assert siren["text"] == "siren line open"
-            assert tamper["event_class"] == "tamper" and tamper["text"] == "siren line open"
-            assert [a for a in await rx.store.list_alarms() if a["event_id"] == tamper["id"]]
+            assert siren.text == "siren line open"
+            assert tamper.event_class == "tamper" and tamper.text == "siren line open"
+            assert [a for a in await rx.store.list_alarms() if a.event_id == tamper.id]
             st = await state(panel)
             assert st["sounders"] == {"siren": "open", "strobe": "normal"}
             assert st["partitions"][0]["state"] == "alarm" and st["strobe"]
@@ -308,9 +308,9 @@ async def test_scheduled_closing_warns_postpones_and_auto_arms_with_403(tmp_path
             await wait_until(warned, 20, what="keypad warnings")
             assert await key(panel, "2580", "disarm", 1) == "ok"
             [postponed] = await stored(rx, 464, partition=1)
-            assert postponed["user"] == 2 and postponed["event_class"] == "status"
+            assert postponed.user == 2 and postponed.event_class == "status"
             [closing] = await stored(rx, 403, RESTORE, timeout=WINDOW, partition=2)
-            assert closing["description"] == "Armed (Automatic open/close), teller line"
+            assert closing.description == "Armed (Automatic open/close), teller line"
             st = await state(panel)
             assert st["partitions"][0]["state"] == "disarmed"
             assert st["partitions"][1]["state"] == "armed_away"

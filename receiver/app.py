@@ -43,7 +43,9 @@ from receiver import alarms as _alarms
 from receiver import retention
 from receiver.admission import Admission, connection_budget, descriptor_limit
 from receiver.config import Config
+from receiver.connections import ConnectionRegistry
 from receiver.forwarder import Forwarder, make_output
+from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityEvent
 from receiver.logfmt import q
 from receiver.metrics import Metrics
 from receiver.ratelimit import RateLimit
@@ -71,26 +73,16 @@ SUPERVISION_TICK_S = 1.0
 # Supervision changes turned into events per tick: a whole-city outage
 # (50,000 paths failing at once) is written in bounded chunks.
 SUPERVISION_BATCH = 2_000
-# Security rejections after which a stream connection is closed (a panel
-# with a wrong key gets three chances, a scanner does not get to keep going).
-MAX_SECURITY_REJECTS = 3
 # Messages a subscriber queue holds before new ones are dropped for it.
 SUBSCRIBER_QUEUE = 1_000
 # Seconds stop() waits for in-flight commits to finish and be ACKed.
 STOP_GRACE_S = 10.0
-# At most this many NAK-busy / security log lines per second (the rest are
-# counted in metrics); a flood must not fill the disk with logs.
-LOG_RATE_PER_S = 5.0
 # At most one line per this many seconds about accept() failing for want of
 # descriptors (asyncio retries every second per listener); the rest are
 # counted (connections_refused_total{why="accept_error"}).
 ACCEPT_ERROR_LOG_S = 10.0
 # Keyless DC-09 accounts named one per line at start; more are summed up.
 KEYLESS_WARN_LINES = 100
-# Security events stored per second at most (burst 10x).  An attack is
-# visible from its first records and the counters; a UDP flood of forged
-# frames must not grow the database without bound or crowd out events.
-SECURITY_STORE_PER_S = 50.0
 # Seconds send_command waits for the panel's REPLY.  A panel polls its link
 # every scan (tens of ms) and sends a pending event before the REPLY, each
 # lockstep round trip well under a second; 15 s covers a slow cellular link
@@ -114,15 +106,6 @@ def keyless_warning(number: str) -> str:
             "who can reach the receiver can send link tests and events in its name and "
             "they are ACKed and stored; give it an AES key unless the panel cannot "
             "encrypt (docs/dc09.md, \"Keyless accounts\")" % number)
-
-
-class Busy(Exception):
-    """The receiver cannot take this event now; tell the sender to retry
-    (native: NAK busy; DC-09: NAK).  ``reason`` says why."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class CommandError(Exception):
@@ -155,6 +138,12 @@ class Receiver:
         self.alarm_policy = self.config.alarm_policy()
         self.forwarders: dict[str, Forwarder] = {}
         self.listeners: list = []
+        # authenticated streams by account (remote commands, the console)
+        self.connections = ConnectionRegistry()
+        # busy, rejections and security events: one policy for every listener
+        self.link_policy = LinkPolicy(self.metrics, self.busy_reason, self._store_behind,
+                                      self._store_security_event)
+        self.dc09 = None  # the DC-09 service (receiver.dc09_listener), when configured
         # who may hold a stream connection (every stream listener's books)
         self.admission = Admission.from_config(self.config)
         self.addresses: dict = {"tcp": [], "udp": [], "serial": []}
@@ -172,9 +161,6 @@ class Receiver:
         self._http = None
         self._started = False
         self._stopping = False
-        self._busy_log = RateLimit(LOG_RATE_PER_S)
-        self._security_log = RateLimit(LOG_RATE_PER_S)
-        self._security_store = RateLimit(SECURITY_STORE_PER_S, SECURITY_STORE_PER_S * 10)
         # lines about strangers' connections closing (timeouts, eviction)
         self.close_log = RateLimit(LOG_RATE_PER_S)
         self._accept_log = RateLimit(1.0 / ACCEPT_ERROR_LOG_S, 1.0)
@@ -188,7 +174,7 @@ class Receiver:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        from receiver import http, listeners  # noqa: PLC0415 - adapters import us
+        from receiver import dc09_listener, http, listeners  # noqa: PLC0415
 
         http.check_addresses(self.config.metrics, self.config.web)  # before opening anything
         await self.store.open()
@@ -239,9 +225,15 @@ class Receiver:
                 self.listeners.append(lst)
                 self.addresses["serial"].append(spec.url)
             if cfg.dc09_tcp or cfg.dc09_udp:
-                from receiver import dc09_listener  # noqa: PLC0415 - imports us
-
-                await dc09_listener.start(self)  # sets self.dc09
+                self.dc09 = dc09_listener.Dc09Service(self)
+                self.addresses.update(dc09_tcp=[], dc09_udp=[])
+            for kind, cls, addrs in (("dc09_tcp", dc09_listener.Dc09TcpListener, cfg.dc09_tcp),
+                                     ("dc09_udp", dc09_listener.Dc09UdpListener, cfg.dc09_udp)):
+                for host, port in addrs:
+                    lst = cls(self.dc09, host, port)
+                    await lst.start()
+                    self.listeners.append(lst)
+                    self.addresses[kind].append(lst.address)
             if cfg.metrics or cfg.web:
                 self._http = await http.start(self, cfg.metrics, cfg.web)
             self._budget_connections()
@@ -609,12 +601,26 @@ class Receiver:
 
     # -- the native event path -----------------------------------------------------------
 
-    def _spawn(self, coro, inflight: bool = False) -> asyncio.Task:
+    def spawn(self, coro, inflight: bool = False) -> asyncio.Task:
+        """Run ``coro`` as a task the receiver keeps: an ``inflight`` one (a
+        commit whose ACK is owed) is waited for at stop, others cancelled."""
         t = asyncio.get_running_loop().create_task(coro)
         group = self._inflight if inflight else self._bg
         group.add(t)
         t.add_done_callback(group.discard)
         return t
+
+    @property
+    def inflight(self) -> int:
+        """Commits whose ACK is still owed."""
+        return len(self._inflight)
+
+    def heard(self, account: str, path: int, now: float) -> None:
+        """A panel was heard on ``path``: its supervision timer restarts; a
+        path that comes back is stored as a restore event."""
+        change = self.supervisor.heard(account, path, now)
+        if change is not None:
+            self.spawn(self._supervision_event(change))
 
     def on_native(self, result, link) -> None:
         """A judged native frame from a listener's link.  Never raises for
@@ -624,17 +630,15 @@ class Receiver:
             return
         acc: Accepted = result
         now = time.time()
-        self.metrics.frames.labels(link.transport, "accepted").inc()
+        self.link_policy.accepted(link)
         if acc.restarted_from is not None:
-            self.security_event(
+            self.link_policy.security_event(
                 acc.account, acc.seq, "sequence_restart",
                 "sequence space spent up to %d (past %d, where only a key holder's jumps "
                 "take an account); restarted at the panel's %d: re-key the account"
                 % (acc.restarted_from, w.MAX_NEXT_SEQ, acc.seq), link, count=False)
         number = str(acc.account)
-        change = self.supervisor.heard(number, acc.path, now)
-        if change is not None:
-            self._spawn(self._supervision_event(change))
+        self.heard(number, acc.path, now)
         self._dirty.add(acc.account)
         mtype = acc.msg["type"]
         if mtype == w.MSG_EVENT:
@@ -642,15 +646,13 @@ class Receiver:
                 self.metrics.duplicates.inc()
                 link.send(self.core.ack(acc, now))
                 return
-            reason = self.busy_reason()
-            if reason is None and link.inflight >= link.max_inflight:
-                reason = "connection has %d events in flight" % link.inflight
+            reason = self.link_policy.refusal(link)
             if reason is not None:
                 self._nak_busy(acc, link, reason)
                 return
             rec = self._native_record(acc, link, now)
             link.inflight += 1
-            self._spawn(self._commit_and_ack(acc, rec, link, time.perf_counter()),
+            self.spawn(self._commit_and_ack(acc, rec, link, time.perf_counter()),
                         inflight=True)
         elif mtype in (w.MSG_HEARTBEAT, w.MSG_HELLO, w.MSG_REPLY):
             if mtype == w.MSG_REPLY:
@@ -664,7 +666,7 @@ class Receiver:
             if self.cluster is not None:
                 # Several receivers: ACK once the hearing is committed, so a
                 # receiver that dies takes no ACKed hearing with it.
-                self._spawn(self._ack_when_heard(acc, link, now), inflight=True)
+                self.spawn(self._ack_when_heard(acc, link, now), inflight=True)
                 return
             link.send(self.core.ack(acc, now))
         else:
@@ -687,21 +689,10 @@ class Receiver:
             fut.set_result(m)
 
     def command_link(self, account: int):
-        """The panel's open, authenticated TCP connection (the newest one if
-        it has several), or None.  Only a stream the panel keeps open can
-        carry a command to it: a UDP panel is not listening between frames."""
-        best = None
-        for lst in self.listeners:
-            if getattr(lst, "kind", None) != "tcp":
-                continue
-            for proto in lst.conns:
-                link = proto.link
-                if (link is None or link.closed or not link.authenticated
-                        or link.conn.account != account):
-                    continue
-                if best is None or link.last_rx > best.last_rx:
-                    best = link
-        return best
+        """The panel's open, authenticated stream that carries commands (its
+        TCP connection; the one heard last if it has several), or None.  A
+        UDP panel is not listening between frames."""
+        return self.connections.stream_for(str(account))
 
     async def send_command(self, account: str, command: str, partition: int = 1,
                            arg: int = 0, by: str = "?",
@@ -801,60 +792,35 @@ class Receiver:
         link.send(self.core.ack(acc, time.time()))
 
     def _nak_busy(self, acc: Accepted, link, reason: str) -> None:
-        self.metrics.naks.labels("busy").inc()
-        if self._busy_log.allow():
-            _LOGGER.warning("NAK busy account=%d seq=%d peer=%s reason=%s", acc.account,
-                            acc.seq, link.peer, q(reason))
+        self.link_policy.nak_busy(acc.account, str(acc.seq), link, reason)
         link.send(self.core.nak(acc.account, acc.seq, w.NAK_BUSY, time.time()))
 
     def _rejected(self, rej: Rejected, link) -> None:
-        self.metrics.frames.labels(link.transport, "rejected").inc()
         if rej.reply is not None:
-            self.metrics.naks.labels(rej.reason_name).inc()
             if rej.account is not None:
                 self._dirty.add(rej.account)
             link.send(rej.reply)
-        if not rej.security:
-            _LOGGER.debug("frame rejected account=%s seq=%s reason=%s detail=%s peer=%s",
-                          rej.account, rej.seq, rej.reason_name, q(rej.detail), link.peer)
-            return
-        self.security_event(rej.account, rej.seq, rej.reason_name, rej.detail, link)
+        self.link_policy.rejected(link, rej.reason_name, rej.account, rej.seq, rej.detail,
+                                  security=rej.security, nak=rej.reply is not None)
 
-    def security_event(self, account, seq, reason: str, detail: str, link,
-                       count: bool = True) -> None:
-        """A possible attack, from any protocol's link: counted, logged
-        (rate-limited), stored (rate-limited, and never while the store is
-        behind with events); with ``count``, the link is closed after
-        ``MAX_SECURITY_REJECTS`` of them."""
-        self.metrics.security.labels(reason).inc()
-        if self._security_log.allow():
-            _LOGGER.warning("security event account=%s seq=%s reason=%s detail=%s peer=%s "
-                            "transport=%s", account, seq, reason, q(detail), link.peer,
-                            link.transport)
-        if (self.store.pending_writes >= self.config.max_pending_writes // 2
-                or not self._security_store.allow()):
-            self.metrics.security_dropped.inc()  # a flood must not starve real events
-        else:
-            self._spawn(self._record_security(account, seq, reason, detail, link.peer,
-                                              link.transport))
-        if count:
-            link.security_rejects += 1
-            if link.security_rejects >= MAX_SECURITY_REJECTS:
-                link.close("security")
+    def _store_behind(self) -> bool:
+        """Too far behind with events to be given security events too."""
+        return self.store.pending_writes >= self.config.max_pending_writes // 2
 
-    async def _record_security(self, account, seq, reason: str, detail: str, peer: str,
-                               transport: str) -> None:
+    def _store_security_event(self, ev: SecurityEvent) -> None:
+        self.spawn(self._record_security(ev))
+
+    async def _record_security(self, ev: SecurityEvent) -> None:
         try:
-            await self.store.record_security_event(
-                time.time(), None if account is None else str(account), seq, reason, detail,
-                peer, transport)
+            await self.store.record_security_event(ev.at, ev.account, ev.seq, ev.reason,
+                                                   ev.detail, ev.peer, ev.transport)
         except Exception as e:  # noqa: BLE001
             self.metrics.security_dropped.inc()
             _LOGGER.warning("security event not stored account=%s peer=%s error=%s",
-                            account, peer, e)
+                            ev.account, ev.peer, e)
             return
-        self.publish({"type": "security", "account": account, "reason": reason,
-                      "detail": detail, "peer": peer})
+        self.publish({"type": "security", "account": ev.account, "reason": ev.reason,
+                      "detail": ev.detail, "peer": ev.peer})
 
     # -- supervision -------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """SIA DC-09 listeners: TCP and UDP on their own ports, in front of the
 sans-I/O judge (``receiver.dc09_core``) and the receiver's protocol-agnostic
-ingest (:meth:`receiver.app.Receiver.ingest`).
+ingest (``Receiver.ingest_many``).
 
     guardline-receiver serve --dc09-tcp 0.0.0.0:7710 --dc09-udp 0.0.0.0:7710
 
@@ -41,8 +41,11 @@ supervision timer on path 1; DC-09 has no path field, so a DC-09 account
 is supervised as one path.  Event replies follow the judge (ACK after the
 commit, NAK when busy); see ``receiver.dc09_core`` for the whole table.
 
-``start(rx)`` is what :meth:`Receiver.start` calls; it sets ``rx.dc09`` to
-the :class:`Dc09Service` (whose ``clock`` tests may replace).
+The receiver builds one :class:`Dc09Service` (``rx.dc09``, whose ``clock``
+tests may replace) and a listener per address.  Busy, rejections and
+security events follow the policy every listener shares
+(``receiver.link_policy``); admission, keepalive and the socket lifecycles
+are ``receiver.listener_base``'s.
 """
 
 from __future__ import annotations
@@ -51,14 +54,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from typing import Protocol
 
 from protocol import dc09
 from receiver import dc09_core as core
 from receiver.admission import MAX_INFLIGHT_TRUNK
-from receiver.app import Busy
+from receiver.link_policy import Busy, LinkPolicy
+from receiver.listener_base import DatagramLink, DatagramListener, ListenerHost, TcpServer
 from receiver.ratelimit import RateLimit
-from receiver.listeners import TCP_BACKLOG, _keepalive, enlarge_receive_buffer
-from receiver.logfmt import q
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,18 +80,30 @@ MAX_UNAUTH_BYTES = 4 * dc09.MAX_FRAME_LEN
 # Bytes handed to the reader at a time, drained after each slice, so the
 # reader's backlog bound (dc09.MAX_BUFFERED, 16 frames) is never reached.
 READ_SLICE = dc09.MAX_FRAME_LEN
-# Replies queued for a peer that does not read: a reply is < 200 bytes.
-MAX_WRITE_BUFFER = 64 * 1024
 # NAKs per second to UDP senders no account vouches for (CRC/format
 # errors): enough for a real panel's retries, too few to reflect a flood.
 UDP_NAK_PER_S = 50.0
+
+
+class Dc09Host(ListenerHost, Protocol):
+    """What the DC-09 listeners need of the receiver."""
+
+    link_policy: LinkPolicy
+
+    def account(self, number: str): ...
+
+    def heard(self, account: str, path: int, now: float) -> None: ...
+
+    def spawn(self, coro, inflight: bool = False) -> asyncio.Task: ...
+
+    async def ingest_many(self, events: list[dict]) -> list: ...
 
 
 class Dc09Service:
     """Glue between the judge and the receiver: supervision, ingest,
     replies, security events and metrics.  Shared by every DC-09 listener."""
 
-    def __init__(self, rx):
+    def __init__(self, rx: Dc09Host):
         self.rx = rx
         self.clock = time.time  # tests replace it (receiver clock skew)
         cfg = rx.config
@@ -108,45 +123,42 @@ class Dc09Service:
     def handle(self, frame: bytes, link) -> None:
         """A frame from a link.  Never raises for anything a peer sends."""
         rx = self.rx
+        policy = rx.link_policy
         now = self.clock()
         v = self.core.judge(frame, now)
-        m = rx.metrics
         if v.kind in (core.EVENT, core.LINK):
-            m.frames.labels(link.transport, "accepted").inc()
+            policy.accepted(link)
             # authenticated: encrypted under the account's key; a keyless
             # account's clear NULL anyone can forge, its event is a report
             link.accepted(v.message.encrypted or v.kind == core.EVENT)
-            change = rx.supervisor.heard(v.account.number, 1, now)
-            if change is not None:
-                rx._spawn(rx._supervision_event(change))
+            rx.heard(v.account.number, 1, now)
             if v.kind == core.LINK:
                 link.reply(self.core.ack(v, now))
                 return
-            if link.inflight >= link.max_inflight:
-                self._nak_busy(v, link, "connection has %d events in flight" % link.inflight)
+            reason = policy.refusal(link)
+            if reason is not None:
+                self._nak_busy(v, link, reason)
                 return
             for e in v.events:
                 e["peer"] = link.peer
             slot = link.reserve()
-            rx._spawn(self._commit(v, link, slot, time.perf_counter()), inflight=True)
+            rx.spawn(self._commit(v, link, slot, time.perf_counter()), inflight=True)
         elif v.kind == core.REPLY:
-            if v.reason == "dc09_unsupported":
-                m.frames.labels(link.transport, "duh").inc()
-            else:
-                m.frames.labels(link.transport, "rejected").inc()
-                m.naks.labels(v.reason).inc()
-            _LOGGER.debug("DC-09 frame refused account=%s seq=%s reason=%s detail=%s peer=%s",
-                          v.account_number, v.seq, v.reason, q(v.detail), link.peer)
+            # a DUH is an answer to a message we understood and do not handle
+            duh = v.reason == "dc09_unsupported"
+            policy.rejected(link, v.reason, v.account_number, v.seq, v.detail, security=False,
+                            nak=not duh, result="duh" if duh else "rejected")
             link.refuse(v.reply, known=v.account is not None)
         elif v.kind == core.SECURITY:
-            self._security(v, link)
+            policy.rejected(link, v.reason, v.account_number, v.seq, v.detail, security=True,
+                            nak=False)
         else:
-            m.frames.labels(link.transport, "ignored").inc()
+            rx.metrics.frames.labels(link.kind, "ignored").inc()
 
     def oversize(self, link, error) -> None:
         """The reader found no frame end within dc09.MAX_FRAME_LEN bytes."""
-        self.rx.metrics.frames.labels(link.transport, "rejected").inc()
-        self.rx.metrics.naks.labels("dc09_format").inc()
+        self.rx.link_policy.rejected(link, "dc09_format", None, None, str(error),
+                                     security=False, nak=True)
         link.refuse(self.core.nak(None, self.clock()), known=False)
 
     async def _commit(self, v: core.Verdict, link, slot, t0: float) -> None:
@@ -165,20 +177,12 @@ class Dc09Service:
         rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
 
     def _nak_busy(self, v: core.Verdict, link, reason: str, slot=None) -> None:
-        rx = self.rx
-        rx.metrics.naks.labels("busy").inc()
-        if rx._busy_log.allow():
-            _LOGGER.warning("NAK busy account=%s seq=%04d peer=%s reason=%s",
-                            v.account.number, v.seq, link.peer, q(reason))
+        self.rx.link_policy.nak_busy(v.account.number, "%04d" % v.seq, link, reason)
         nak = self.core.nak(v.account.number, self.clock())
         if slot is None:
             link.reply(nak)
         else:
             link.fill(slot, nak)
-
-    def _security(self, v: core.Verdict, link) -> None:
-        self.rx.metrics.frames.labels(link.transport, "rejected").inc()
-        self.rx.security_event(v.account_number, v.seq, v.reason, v.detail, link)
 
 
 # -- TCP --------------------------------------------------------------------------------
@@ -189,13 +193,14 @@ class _TcpLink(asyncio.Protocol):
     takes a slot, filled when its reply is known; the head slots are
     written as soon as they are filled."""
 
-    transport = "dc09-tcp"  # the metrics label (as Link.transport in listeners.py)
+    kind = "dc09-tcp"  # the metrics label
     max_inflight = MAX_INFLIGHT
 
     def __init__(self, listener: "Dc09TcpListener"):
         self.listener = listener
         self.service = listener.service
-        self.t = None
+        self.rx = listener.rx
+        self.transport: asyncio.Transport | None = None
         self.peer = "dc09-tcp:?"
         self.reader = dc09.Dc09Reader()
         self.slots: deque = deque()  # [done, reply bytes or None]
@@ -213,34 +218,19 @@ class _TcpLink(asyncio.Protocol):
     # asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport) -> None:
-        lst = self.listener
-        self.t = transport
-        p = transport.get_extra_info("peername")
-        self.peer = "dc09-tcp:%s:%s" % (p[0], p[1]) if p else "dc09-tcp:?"
-        rx = lst.service.rx
-        if not lst.accepting:
-            why, victim = "stopping", None
-        else:
-            why, victim = rx.admission.admit(self, p[0] if p else "?")
-        if victim is not None:
-            victim.evict()
-        if why is not None:
-            rx.metrics.connections_refused.labels(why).inc()
-            if lst.refuse_log.allow():
-                _LOGGER.warning("connection refused peer=%s why=%s connections=%d",
-                                self.peer, why, rx.admission.connections)
+        self.transport = transport
+        peer = self.listener.admit(self, transport)
+        if peer is None:
             self.closed = True
-            transport.abort()
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            _keepalive(sock)
-        transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER)
-        lst.conns.add(self)
+        self.peer = peer
 
     def evict(self) -> None:
         """Closed to make room for another connection (admission)."""
         self.close("evicted")
+
+    def stop(self) -> None:
+        self.close("stopping")
 
     def data_received(self, data) -> None:
         if self.closed:
@@ -266,9 +256,9 @@ class _TcpLink(asyncio.Protocol):
                 if self.bytes_before_auth > MAX_UNAUTH_BYTES:
                     self.close("garbage")
                     return
-            if self.inflight >= MAX_INFLIGHT and not self.paused:
+            if self.inflight >= MAX_INFLIGHT and not self.paused and self.transport:
                 self.paused = True
-                self.t.pause_reading()
+                self.transport.pause_reading()
         except Exception:  # noqa: BLE001 - a bug must not take the listener down
             _LOGGER.exception("error handling DC-09 data peer=%s", self.peer)
             self.close("internal_error")
@@ -284,10 +274,8 @@ class _TcpLink(asyncio.Protocol):
         self.close("write_buffer_full")  # a peer that does not read replies
 
     def connection_lost(self, exc) -> None:
-        lst = self.listener
         self.closed = True
-        lst.service.rx.admission.released(self)
-        lst.conns.discard(self)
+        self.listener.lost(self)
 
     # link interface (Dc09Service) ------------------------------------------------
 
@@ -297,7 +285,7 @@ class _TcpLink(asyncio.Protocol):
         if authenticated and not self.authenticated:
             self.authenticated = True
             self.provisional = False
-            self.service.rx.admission.authenticated(self)
+            self.rx.admission.authenticated(self)
         elif not self.authenticated:
             self.provisional = True
 
@@ -311,9 +299,9 @@ class _TcpLink(asyncio.Protocol):
         slot[0], slot[1] = True, data
         self.inflight -= 1
         self._flush()
-        if self.paused and self.inflight < MAX_INFLIGHT and not self.closed:
+        if self.paused and self.inflight < MAX_INFLIGHT and not self.closed and self.transport:
             self.paused = False
-            self.t.resume_reading()
+            self.transport.resume_reading()
 
     def reply(self, data: bytes) -> None:
         self.slots.append([True, data])
@@ -330,8 +318,8 @@ class _TcpLink(asyncio.Protocol):
         slots = self.slots
         while slots and slots[0][0]:
             data = slots.popleft()[1]
-            if data and not self.closed:
-                self.t.write(data)
+            if data and not self.closed and self.transport:
+                self.transport.write(data)
         if self.eof and not slots and not self.closed:
             self.close("eof")
 
@@ -339,43 +327,33 @@ class _TcpLink(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        rx = self.service.rx
+        rx = self.rx
         rx.admission.released(self)
         if why != "eof":
             rx.metrics.connections_closed.labels(why).inc()
             if self.authenticated or rx.close_log.allow():
                 _LOGGER.info("closing link peer=%s why=%s", self.peer, why)
+        t = self.transport
+        if t is None:
+            return
         if why in ("security", "write_buffer_full"):
-            self.t.abort()  # do not wait to flush to a peer we distrust
+            t.abort()  # do not wait to flush to a peer we distrust
         else:
-            self.t.close()  # flush the last reply first
+            t.close()  # flush the last reply first
 
 
-class Dc09TcpListener:
+class Dc09TcpListener(TcpServer):
     kind = "dc09-tcp"  # metrics label
 
     def __init__(self, service: Dc09Service, host: str, port: int):
+        super().__init__(service.rx, host, port)
         self.service = service
-        self.host = host
-        self.port = port
-        self.server = None
-        self.conns: set[_TcpLink] = set()
-        self.accepting = True
-        self.address = (host, port)
-        self.refuse_log = RateLimit(1.0)
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _TcpLink(self), self.host, self.port,
-                                               backlog=TCP_BACKLOG, reuse_address=True)
-        self.address = self.server.sockets[0].getsockname()[:2]
-        _LOGGER.info("listening transport=dc09-tcp address=%s:%d", *self.address)
-
-    def connection_count(self) -> int:
-        return len(self.conns)
+    def protocol(self) -> _TcpLink:
+        return _TcpLink(self)
 
     def sweep(self, now: float) -> None:
-        cfg = self.service.rx.config
+        cfg = self.rx.config
         for link in list(self.conns):
             if link.authenticated:
                 if now - link.last_rx > cfg.idle_timeout_s and not link.slots:
@@ -386,43 +364,18 @@ class Dc09TcpListener:
             elif now - link.opened > cfg.auth_timeout_s:
                 link.close("auth_timeout")
 
-    async def stop_accepting(self) -> None:
-        self.accepting = False
-        if self.server is not None:
-            self.server.close()
-        for link in list(self.conns):
-            if link.t is not None:
-                link.t.pause_reading()
-
-    async def close(self) -> None:
-        for link in list(self.conns):
-            link.close("stopping")
-        if self.server is not None:
-            try:
-                await asyncio.wait_for(self.server.wait_closed(), 2)
-            except asyncio.TimeoutError:
-                pass
-
 
 # -- UDP --------------------------------------------------------------------------------
 
 
-class _DatagramLink:
-    transport = "dc09-udp"
-    inflight = 0
-    max_inflight = 1 << 30  # bounded by the store queue (max_pending_writes) instead
+class _DatagramLink(DatagramLink):
+    """The sender of one DC-09 datagram (the link interface Dc09Service
+    answers on)."""
 
     def __init__(self, listener: "Dc09UdpListener", addr, size: int):
-        self.listener = listener
-        self._addr = addr
+        super().__init__(listener, addr)
+        self.nak_limit = listener.nak_limit
         self._size = size  # bytes of the datagram being answered
-        self.peer = "dc09-udp:%s:%s" % (addr[0], addr[1])
-        self.security_rejects = 0
-
-    def _send(self, data: bytes | None) -> None:
-        t = self.listener.endpoint
-        if data and t is not None and not t.is_closing():
-            t.sendto(data, self._addr)
 
     def accepted(self, authenticated: bool) -> None:
         pass
@@ -431,105 +384,38 @@ class _DatagramLink:
         return None
 
     def fill(self, slot, data: bytes | None) -> None:
-        self._send(data)
+        self.send(data)
 
     def reply(self, data: bytes) -> None:
-        self._send(data)
+        self.send(data)
 
     def refuse(self, data: bytes, known: bool) -> None:
         # A datagram that did not frame (CRC, format, oversize) may come
         # from a forged source address: never answer it with more bytes
         # than it carried, and not more often than UDP_NAK_PER_S.
-        if known or (len(data) <= self._size and self.listener.nak_limit.allow()):
-            self._send(data)
-
-    def close(self, why: str) -> None:
-        pass  # nothing to close: each datagram stands alone
+        if known or (len(data) <= self._size and self.nak_limit.allow()):
+            self.send(data)
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, listener: "Dc09UdpListener"):
-        self.listener = listener
-
-    def connection_made(self, transport) -> None:
-        self.listener.endpoint = transport
-
-    def datagram_received(self, data, addr) -> None:
-        lst = self.listener
-        if not lst.accepting:
-            return
-        lst.datagrams += 1
-        link = _DatagramLink(lst, addr, len(data))
-        try:
-            reader = dc09.Dc09Reader()
-            for i in range(0, len(data), READ_SLICE):
-                reader.receive_data(data[i:i + READ_SLICE])
-                while True:
-                    try:
-                        f = reader.next_frame()
-                    except dc09.Dc09OversizeError as e:
-                        lst.service.oversize(link, e)
-                        continue
-                    if f is dc09.NEED_DATA:
-                        break
-                    lst.service.handle(f, link)
-        except Exception:  # noqa: BLE001 - never let a datagram kill the endpoint
-            _LOGGER.exception("error handling DC-09 datagram peer=%s", link.peer)
-
-    def error_received(self, exc) -> None:
-        _LOGGER.debug("dc09 udp error=%s", exc)
-
-
-class Dc09UdpListener:
+class Dc09UdpListener(DatagramListener):
     kind = "dc09-udp"  # metrics label
 
     def __init__(self, service: Dc09Service, host: str, port: int):
+        super().__init__(host, port)
         self.service = service
-        self.host = host
-        self.port = port
-        self.endpoint = None  # the asyncio datagram transport
-        self.accepting = True
-        self.datagrams = 0
-        self.address = (host, port)
         self.nak_limit = RateLimit(UDP_NAK_PER_S, UDP_NAK_PER_S)
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
-                                            local_addr=(self.host, self.port))
-        self.address = self.endpoint.get_extra_info("sockname")[:2]
-        rcvbuf = enlarge_receive_buffer(self.endpoint.get_extra_info("socket"))
-        _LOGGER.info("listening transport=dc09-udp address=%s:%d rcvbuf=%d", *self.address,
-                     rcvbuf)
-
-    def connection_count(self) -> int:
-        return 0
-
-    def sweep(self, now: float) -> None:
-        pass
-
-    async def stop_accepting(self) -> None:
-        self.accepting = False  # keep the socket: in-flight ACKs still go out
-
-    async def close(self) -> None:
-        if self.endpoint is not None:
-            self.endpoint.close()
-
-
-# -- wiring -----------------------------------------------------------------------------
-
-
-async def start(rx) -> None:
-    """Open the DC-09 listeners of ``rx.config`` (``dc09_tcp``, ``dc09_udp``):
-    appended to ``rx.listeners``, their addresses in ``rx.addresses``."""
-    service = Dc09Service(rx)
-    rx.dc09 = service
-    cfg = rx.config
-    for kind, cls, addrs in (("dc09_tcp", Dc09TcpListener, cfg.dc09_tcp),
-                             ("dc09_udp", Dc09UdpListener, cfg.dc09_udp)):
-        rx.addresses.setdefault(kind, [])
-        for host, port in addrs:
-            lst = cls(service, host, port)
-            await lst.start()
-            rx.listeners.append(lst)
-            rx.addresses[kind].append(lst.address)
+    def datagram(self, data: bytes, addr) -> None:
+        link = _DatagramLink(self, addr, len(data))
+        reader = dc09.Dc09Reader()
+        for i in range(0, len(data), READ_SLICE):
+            reader.receive_data(data[i:i + READ_SLICE])
+            while True:
+                try:
+                    f = reader.next_frame()
+                except dc09.Dc09OversizeError as e:
+                    self.service.oversize(link, e)
+                    continue
+                if f is dc09.NEED_DATA:
+                    break
+                self.service.handle(f, link)

@@ -22,94 +22,63 @@ before.  A connection refused is closed at once.  A stream that yields more than
 ``MAX_GARBAGE_BYTES`` of non-frame bytes before its first accepted frame
 is closed: oversize or garbage input is dropped early instead of read for
 ever.  A reader never buffers more than one frame plus one read.
+
+A stream (TCP connection, serial line) that has had a frame accepted is
+registered in the receiver's connection registry (``receiver.connections``)
+under the account of its last accepted frame, so remote commands and the
+console find it; it leaves the registry when it closes.  What the native
+and DC-09 listeners share (admission, keepalive, the TCP server's and UDP
+endpoint's lifecycles) is ``receiver.listener_base``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from protocol.lean import glwire as w
-from protocol.session import NEED_DATA, ReceiverConnection, handle_datagram
-from receiver.admission import MAX_INFLIGHT_DATAGRAM, MAX_INFLIGHT_TCP, MAX_INFLIGHT_TRUNK
+from protocol.session import NEED_DATA, ReceiverConnection, ReceiverCore, handle_datagram
+from receiver.admission import MAX_INFLIGHT_TCP, MAX_INFLIGHT_TRUNK
 from receiver.backoff import Backoff
-from receiver.ratelimit import RateLimit
+from receiver.listener_base import (UDP_RCVBUF, DatagramLink, DatagramListener,  # noqa: F401
+                                    ListenerHost, TcpServer, enlarge_receive_buffer)
 
 _LOGGER = logging.getLogger(__name__)
-
-# Kernel receive buffer for UDP listeners.  Datagrams that arrive while the
-# loop is busy (a group commit of thousands of supervision events, a burst
-# of reconnecting panels) wait here; the Linux default (~208 KiB, about
-# 2,800 of our 73-byte heartbeats) overflowed in the 50,000-panel
-# supervision benchmark.  8 MiB holds ~100,000 frames.  As root the cap
-# (net.core.rmem_max) is bypassed with SO_RCVBUFFORCE.
-UDP_RCVBUF = 8 * 1024 * 1024
-
-
-def enlarge_receive_buffer(sock, size: int = UDP_RCVBUF) -> int:
-    """Ask for ``size`` bytes of receive buffer; return what the kernel gave."""
-    import socket as _socket  # noqa: PLC0415
-
-    if sock is None:
-        return 0
-    force = getattr(_socket, "SO_RCVBUFFORCE", None)
-    for opt in ((force,) if force is not None else ()) + (_socket.SO_RCVBUF,):
-        try:
-            sock.setsockopt(_socket.SOL_SOCKET, opt, size)
-            break
-        except OSError:
-            continue
-    try:
-        return sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF)
-    except OSError:
-        return 0
 
 # Non-frame bytes tolerated on a stream before its first accepted frame:
 # noise on a line that was just plugged in is a few bytes; a few KB of it
 # means it is not a panel.
 MAX_GARBAGE_BYTES = 4 * w.MAX_FRAME_LEN
-# Bytes queued for a peer that does not read (ACKs are ~77 bytes; a
-# lockstep panel never has more than a couple outstanding).
-MAX_WRITE_BUFFER = 64 * 1024
-# TCP keepalive: probe after 60 s idle, every 15 s, 4 probes: a vanished
-# peer is detected in ~2 min even when idle_timeout_s is long.
-KEEPALIVE_IDLE_S = 60
-KEEPALIVE_INTERVAL_S = 15
-KEEPALIVE_COUNT = 4
 # Serial read timeout: how quickly a reader thread notices stop().
 SERIAL_READ_TIMEOUT_S = 0.2
-# listen() backlog: a receiver restart brings every panel back at once.
-TCP_BACKLOG = 4096
 
 
-class Link:
-    """Where a judged frame came from and how to answer it."""
+class NativeHost(ListenerHost, Protocol):
+    """What the native listeners need of the receiver: its session core
+    (keys, replay state) and where a judged frame goes."""
 
-    transport = "?"  # the kind of link: metrics label, security event column
+    core: ReceiverCore
+
+    def on_native(self, result, link) -> None: ...
+
+
+class StreamLink:
+    """A byte stream (TCP connection or serial line) in front of the core:
+    where a judged frame came from and how to answer it."""
+
+    kind = "?"
     max_inflight = MAX_INFLIGHT_TRUNK
+    carries_commands = False  # a receiver COMMAND may be sent on it
 
-    def __init__(self, peer: str):
+    def __init__(self, rx: NativeHost, peer: str, write, on_close=None):
+        self.rx = rx
         self.peer = peer
         self.inflight = 0
         self.security_rejects = 0
-
-    def send(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def close(self, why: str) -> None:
-        pass
-
-
-class _StreamLink(Link):
-    """A byte stream (TCP connection or serial line) in front of the core."""
-
-    def __init__(self, rx, peer: str, write, on_close=None):
-        super().__init__(peer)
-        self.rx = rx
         self.conn = ReceiverConnection(rx.core)
         self._write = write
         self._on_close = on_close
@@ -117,6 +86,7 @@ class _StreamLink(Link):
         self.opened = time.time()
         self.last_rx = self.opened
         self.authenticated = False
+        self.registered: int | None = None  # account last registered (rx.connections)
 
     def send(self, data: bytes) -> None:
         if not self.closed:
@@ -131,6 +101,11 @@ class _StreamLink(Link):
                 _LOGGER.info("closing link peer=%s account=%s why=%s", self.peer,
                              self.conn.account, why)
             self._on_close(why)
+
+    def gone(self) -> None:
+        """The stream is closed (whoever closed it)."""
+        self.closed = True
+        self.rx.connections.unregister(self)
 
     def feed(self, data) -> None:
         """Bytes from the wire: at most READ_SIZE at a time into the reader,
@@ -148,6 +123,7 @@ class _StreamLink(Link):
                     if ev is NEED_DATA:
                         break
                     self.rx.on_native(ev, self)
+                    self._register()
                 if not self.authenticated and self.conn.authenticated:
                     self.authenticated = True
                     self.on_authenticated()
@@ -162,6 +138,13 @@ class _StreamLink(Link):
                               self.conn.account)
             self.close("internal_error")
 
+    def _register(self) -> None:
+        """The stream carries the accounts of its accepted frames."""
+        acct = self.conn.account
+        if acct is not None and acct != self.registered and not self.closed:
+            self.registered = acct
+            self.rx.connections.register(self, str(acct))
+
     def on_authenticated(self) -> None:
         pass
 
@@ -172,38 +155,23 @@ class _StreamLink(Link):
 class _TcpProtocol(asyncio.Protocol):
     def __init__(self, listener: "TcpListener"):
         self.listener = listener
-        self.transport = None
-        self.link: _StreamLink | None = None
+        self.transport: asyncio.Transport | None = None
+        self.link: _TcpLink | None = None
 
     def connection_made(self, transport) -> None:
-        lst = self.listener
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        peer_s = "tcp:%s:%s" % (peer[0], peer[1]) if peer else "tcp:?"
-        if lst.accepting is False:
-            why, victim = "stopping", None
-        else:
-            why, victim = lst.rx.admission.admit(self, peer[0] if peer else "?")
-        if victim is not None:
-            victim.evict()
-        if why is not None:
-            lst.rx.metrics.connections_refused.labels(why).inc()
-            if lst.refuse_log.allow():
-                _LOGGER.warning("connection refused peer=%s why=%s connections=%d", peer_s,
-                                why, lst.rx.admission.connections)
-            transport.abort()
-            return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            _keepalive(sock)
-        self.link = _TcpLink(lst.rx, peer_s, self)
-        lst.conns.add(self)
-        transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER)
+        peer = self.listener.admit(self, transport)
+        if peer is not None:
+            self.link = _TcpLink(self.listener.rx, peer, self, transport)
 
     def evict(self) -> None:
         """Closed to make room for another connection (admission)."""
         if self.link is not None:
             self.link.close("evicted")
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # close (not abort): flush the last ACKs
 
     def data_received(self, data) -> None:
         if self.link is not None:
@@ -218,173 +186,74 @@ class _TcpProtocol(asyncio.Protocol):
             self.link.close("write_buffer_full")
 
     def connection_lost(self, exc) -> None:
-        lst = self.listener
-        lst.rx.admission.released(self)
-        if self.link is not None and self in lst.conns:
-            lst.conns.discard(self)
-            self.link.closed = True
+        self.listener.lost(self)
+        if self.link is not None:
+            self.link.gone()
 
 
-class _TcpLink(_StreamLink):
-    transport = "tcp"
+class _TcpLink(StreamLink):
+    kind = "tcp"
     max_inflight = MAX_INFLIGHT_TCP
+    # the panel keeps its TCP connection open and reads it between events
+    carries_commands = True
 
-    def __init__(self, rx, peer, proto: _TcpProtocol):
-        super().__init__(rx, peer, proto.transport.write, self._close)
+    def __init__(self, rx: NativeHost, peer: str, proto: _TcpProtocol,
+                 transport: asyncio.Transport):
+        super().__init__(rx, peer, transport.write, self._close)
         self.proto = proto
 
     def _close(self, why: str) -> None:
         t = self.proto.transport
         if t is not None and not t.is_closing():
             t.abort()  # abort: do not wait to flush to a peer we distrust
-        self.closed = True
+        self.gone()
 
     def on_authenticated(self) -> None:
         self.rx.admission.authenticated(self.proto)
 
 
-def _keepalive(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
-    except OSError:
-        pass
-
-
-class TcpListener:
+class TcpListener(TcpServer):
     kind = "tcp"  # metrics label
 
-    def __init__(self, rx, host: str, port: int):
-        self.rx = rx
-        self.host = host
-        self.port = port
-        self.server: asyncio.base_events.Server | None = None
-        self.conns: set[_TcpProtocol] = set()
-        self.accepting = True
-        self.address = (host, port)
-        self.refuse_log = RateLimit(1.0)
+    def __init__(self, rx: NativeHost, host: str, port: int):
+        super().__init__(rx, host, port)
+        self.rx: NativeHost = rx
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _TcpProtocol(self), self.host,
-                                               self.port, backlog=TCP_BACKLOG,
-                                               reuse_address=True)
-        self.address = self.server.sockets[0].getsockname()[:2]
-        _LOGGER.info("listening transport=tcp address=%s:%d", *self.address)
-
-    def connection_count(self) -> int:
-        return len(self.conns)
+    def protocol(self) -> _TcpProtocol:
+        return _TcpProtocol(self)
 
     def sweep(self, now: float) -> None:
         cfg = self.rx.config
         for proto in list(self.conns):
             link = proto.link
+            if link is None:
+                continue
             if not link.authenticated and now - link.opened > cfg.auth_timeout_s:
                 link.close("auth_timeout")
             elif now - link.last_rx > cfg.idle_timeout_s:
                 link.close("idle_timeout")
 
-    async def stop_accepting(self) -> None:
-        self.accepting = False
-        if self.server is not None:
-            self.server.close()
-        for proto in list(self.conns):
-            if proto.transport is not None:
-                proto.transport.pause_reading()
-
-    async def close(self) -> None:
-        for proto in list(self.conns):
-            if proto.transport is not None:
-                proto.transport.close()  # close (not abort): flush the last ACKs
-        if self.server is not None:
-            try:
-                await asyncio.wait_for(self.server.wait_closed(), 2)
-            except asyncio.TimeoutError:
-                pass
-
 
 # -- UDP -------------------------------------------------------------------------------
 
 
-class _DatagramLink(Link):
-    transport = "udp"
-    max_inflight = MAX_INFLIGHT_DATAGRAM
-
-    def __init__(self, transport, addr):
-        super().__init__("udp:%s:%s" % (addr[0], addr[1]))
-        self._t = transport
-        self._addr = addr
-
-    def send(self, data: bytes) -> None:
-        if not self._t.is_closing():
-            self._t.sendto(data, self._addr)
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, listener: "UdpListener"):
-        self.listener = listener
-        self.transport = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data, addr) -> None:
-        lst = self.listener
-        if not lst.accepting:
-            return
-        lst.datagrams += 1
-        try:
-            result = handle_datagram(lst.rx.core, data, time.time())
-            lst.rx.on_native(result, _DatagramLink(self.transport, addr))
-        except Exception:  # noqa: BLE001 - never let a datagram kill the endpoint
-            _LOGGER.exception("error handling datagram peer=udp:%s:%s", addr[0], addr[1])
-
-    def error_received(self, exc) -> None:
-        _LOGGER.debug("udp error=%s", exc)
-
-
-class UdpListener:
+class UdpListener(DatagramListener):
     kind = "udp"  # metrics label
 
-    def __init__(self, rx, host: str, port: int):
+    def __init__(self, rx: NativeHost, host: str, port: int):
+        super().__init__(host, port)
         self.rx = rx
-        self.host = host
-        self.port = port
-        self.endpoint = None  # the asyncio datagram transport
-        self.accepting = True
-        self.datagrams = 0
-        self.address = (host, port)
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.endpoint, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
-        self.address = self.endpoint.get_extra_info("sockname")[:2]
-        rcvbuf = enlarge_receive_buffer(self.endpoint.get_extra_info("socket"))
-        _LOGGER.info("listening transport=udp address=%s:%d rcvbuf=%d", *self.address, rcvbuf)
-
-    def connection_count(self) -> int:
-        return 0
-
-    def sweep(self, now: float) -> None:
-        pass
-
-    async def stop_accepting(self) -> None:
-        self.accepting = False  # keep the socket: in-flight ACKs still go out
-
-    async def close(self) -> None:
-        if self.endpoint is not None:
-            self.endpoint.close()
+    def datagram(self, data: bytes, addr) -> None:
+        result = handle_datagram(self.rx.core, data, time.time())
+        self.rx.on_native(result, DatagramLink(self, addr))
 
 
 # -- serial ------------------------------------------------------------------------------
 
 
-class _SerialLink(_StreamLink):
-    transport = "serial"
+class _SerialLink(StreamLink):
+    kind = "serial"
     max_inflight = MAX_INFLIGHT_TRUNK
 
 
@@ -397,7 +266,7 @@ class SerialListener:
 
     kind = "serial"  # metrics label
 
-    def __init__(self, rx, spec, backoff: Backoff | None = None):
+    def __init__(self, rx: NativeHost, spec, backoff: Backoff | None = None):
         self.rx = rx
         self.spec = spec
         self.backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
@@ -466,7 +335,7 @@ class SerialListener:
                 # flight must go out before the port closes
                 await self._closing.wait()
             self._port = None
-            link.closed = True
+            link.gone()
             try:
                 await loop.run_in_executor(self._wexec, port.close)
             except Exception:  # noqa: BLE001

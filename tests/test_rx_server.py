@@ -18,7 +18,8 @@ import pytest
 
 from protocol.lean import glpanel, glwire as w
 from receiver.config import Config, SerialSpec
-from receiver.listeners import MAX_GARBAGE_BYTES, _StreamLink
+from receiver.listeners import MAX_GARBAGE_BYTES, StreamLink
+from receiver.web.api import connected_accounts
 from receiver.simpanel import SimPanel, event_msg, heartbeat_msg
 from receiver.testing import make_accounts, running_receiver, wait_until
 
@@ -316,7 +317,7 @@ async def test_fuzzed_input_never_escapes_the_event_path(rx, accounts):
     good = [event_frame(key, 1, s) for s in range(1, 40)]
     sent = []
     closed = []
-    link = _StreamLink(rx, "fuzz", sent.append, closed.append)
+    link = StreamLink(rx, "fuzz", sent.append, closed.append)
     for i in range(400):
         f = bytearray(rng.choice(good))
         kind = rng.randrange(5)
@@ -332,9 +333,9 @@ async def test_fuzzed_input_never_escapes_the_event_path(rx, accounts):
             f[rng.randrange(21, len(f) - 20)] ^= 0xFF  # inside the body: bad MAC
         link.feed(bytes(f))
         if link.closed or closed:
-            link = _StreamLink(rx, "fuzz", sent.append, closed.append)
+            link = StreamLink(rx, "fuzz", sent.append, closed.append)
             closed.clear()
-    await wait_until(lambda: rx.store.pending_writes == 0 and not rx._inflight)
+    await wait_until(lambda: rx.store.pending_writes == 0 and not rx.inflight)
     seqs = [e.seq for e in await rx.store.list_events()]
     assert len(seqs) == len(set(seqs)) and set(seqs) <= set(range(1, 40))
 
@@ -440,6 +441,11 @@ async def test_serial_line_on_a_pty(tmp_path, accounts):
             assert sorted((e.account, e.seq) for e in evs) == [
                 (a, s) for a in ("1", "2") for s in (1, 2, 3)]
             assert evs[0].peer == "serial:%s" % path
+            # the console lists both panels as connected, over the serial line
+            conns = connected_accounts(rx)
+            assert {a: [c["transport"] for c in conns[a]] for a in ("1", "2")} == {
+                "1": ["serial"], "2": ["serial"]}
+            assert conns["1"][0]["peer"] == "serial:%s" % path
             loop.remove_reader(master)
     finally:
         os.close(master)
@@ -501,7 +507,7 @@ async def test_unauthenticated_cap_refuses_more_silent_connections(tmp_path, acc
 
 async def test_security_event_storage_is_rate_limited(rx, accounts):
     from receiver.ratelimit import RateLimit
-    rx._security_store = RateLimit(0.001, burst=3)  # 3 stored, then counted only
+    rx.link_policy.security_store = RateLimit(0.001, burst=3)  # 3 stored, then counted only
     uhost, uport = rx.addresses["udp"][0]
     loop = asyncio.get_running_loop()
     t, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,

@@ -230,20 +230,9 @@ def _qualifier_letter(q: int) -> str:
 
 
 def connected_accounts(rx) -> dict[str, list[dict]]:
-    """Accounts with an authenticated stream link now (TCP, serial), from the
-    listeners' connection tables.  UDP panels have no connection."""
-    out: dict[str, list[dict]] = {}
-    for lst in rx.listeners:
-        for proto in list(getattr(lst, "conns", ())):
-            link = getattr(proto, "link", None)
-            if link is None or not link.authenticated or link.closed:
-                continue
-            acct = getattr(link.conn, "account", None)
-            if acct is not None:
-                out.setdefault(str(acct), []).append({
-                    "transport": lst.kind, "peer": link.peer, "since": link.opened,
-                    "last_rx": link.last_rx})
-    return out
+    """Accounts with an authenticated stream now (TCP, serial), from the
+    receiver's connection registry.  UDP panels have no connection."""
+    return rx.connections.listing()
 
 
 # Whether a path was heard: since this receiver started ("yes"), not since

@@ -118,7 +118,27 @@ class Dc09Service:
     def _settings(self, number: str) -> core.AccountSettings:
         return self._per_account.get(number, self._default)
 
-    # -- one frame ------------------------------------------------------------------
+    # -- bytes and frames ------------------------------------------------------------
+
+    def feed(self, reader: dc09.Dc09Reader, data, link) -> None:
+        """Bytes from ``link`` through its reader, READ_SLICE at a time,
+        each frame judged before the next slice (the reader's bound);
+        stops when the link closes."""
+        mv = memoryview(data)
+        for i in range(0, len(mv), READ_SLICE):
+            reader.receive_data(mv[i:i + READ_SLICE])
+            while not link.closed:
+                try:
+                    f = reader.next_frame()
+                except dc09.Dc09OversizeError as e:
+                    self.oversize(link, e)
+                    continue
+                if f is dc09.NEED_DATA:
+                    break
+                self.handle(f, link)
+            if link.closed:
+                return
+
 
     def handle(self, frame: bytes, link) -> None:
         """A frame from a link.  Never raises for anything a peer sends."""
@@ -237,20 +257,9 @@ class _TcpLink(asyncio.Protocol):
             return
         self.last_rx = time.time()
         try:
-            mv = memoryview(data)
-            for i in range(0, len(mv), READ_SLICE):
-                self.reader.receive_data(mv[i:i + READ_SLICE])
-                while not self.closed:
-                    try:
-                        f = self.reader.next_frame()
-                    except dc09.Dc09OversizeError as e:
-                        self.service.oversize(self, e)
-                        continue
-                    if f is dc09.NEED_DATA:
-                        break
-                    self.service.handle(f, self)
-                if self.closed:
-                    return
+            self.service.feed(self.reader, data, self)
+            if self.closed:
+                return
             if not self.authenticated:
                 self.bytes_before_auth += len(data)
                 if self.bytes_before_auth > MAX_UNAUTH_BYTES:
@@ -406,16 +415,4 @@ class Dc09UdpListener(DatagramListener):
         self.nak_limit = RateLimit(UDP_NAK_PER_S, UDP_NAK_PER_S)
 
     def datagram(self, data: bytes, addr) -> None:
-        link = _DatagramLink(self, addr, len(data))
-        reader = dc09.Dc09Reader()
-        for i in range(0, len(data), READ_SLICE):
-            reader.receive_data(data[i:i + READ_SLICE])
-            while True:
-                try:
-                    f = reader.next_frame()
-                except dc09.Dc09OversizeError as e:
-                    self.service.oversize(link, e)
-                    continue
-                if f is dc09.NEED_DATA:
-                    break
-                self.service.handle(f, link)
+        self.service.feed(dc09.Dc09Reader(), data, _DatagramLink(self, addr, len(data)))

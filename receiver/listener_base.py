@@ -199,6 +199,7 @@ class DatagramLink:
     kind = "?"
     max_inflight = MAX_INFLIGHT_DATAGRAM
     inflight = 0
+    closed = False  # a datagram's sender is never closed
 
     def __init__(self, listener: "DatagramListener", addr):
         self.listener = listener

@@ -25,7 +25,7 @@ does not pull in the whole application.
 """
 
 _EXPORTS = {
-    "Receiver": "receiver.app", "Busy": "receiver.app",
+    "Receiver": "receiver.app", "Busy": "receiver.link_policy",
     "Store": "receiver.store", "StoreError": "receiver.store",
     "StoreUnavailable": "receiver.store", "StoreBusy": "receiver.store",
     "Account": "receiver.records", "EventRecord": "receiver.records",

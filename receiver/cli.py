@@ -453,7 +453,7 @@ async def _accounts(args, cfg) -> int:
             await store.add_account(new)
             print("account %s added (%s)" % (new.number, new.protocol))
             if new.protocol == "dc09" and not new.key:
-                from receiver.app import keyless_warning  # noqa: PLC0415
+                from receiver.accounts import keyless_warning  # noqa: PLC0415
 
                 print("warning: " + keyless_warning(new.number), file=sys.stderr)
             if args.show_key:
@@ -819,7 +819,7 @@ def _key_from_store(cfg, account: int, explicit: bool):
 # -- panels command (through the running console) ----------------------------------------
 
 # Seconds the CLI waits for the console's answer: the receiver waits up to
-# 15 s for the panel's REPLY (receiver.app.COMMAND_TIMEOUT_S), plus login.
+# 15 s for the panel's REPLY (receiver.commands.COMMAND_TIMEOUT_S), plus login.
 PANEL_COMMAND_HTTP_TIMEOUT_S = 30.0
 
 

@@ -30,7 +30,7 @@ import logging
 import socket
 from typing import Protocol
 
-from receiver.admission import MAX_INFLIGHT_DATAGRAM, Admission
+from receiver.admission import MAX_INFLIGHT_DATAGRAM, Admission, descriptor_limit
 from receiver.connections import ConnectionRegistry
 from receiver.ratelimit import RateLimit
 
@@ -56,6 +56,10 @@ KEEPALIVE_COUNT = 4
 TCP_BACKLOG = 4096
 # Lines per second about refused connections (the rest are counted).
 REFUSE_LOG_PER_S = 1.0
+# At most one line per this many seconds about accept() failing for want of
+# descriptors (asyncio retries every second per listener); the rest are
+# counted (connections_refused_total{why="accept_error"}).
+ACCEPT_ERROR_LOG_S = 10.0
 
 
 class ListenerHost(Protocol):
@@ -94,6 +98,48 @@ def keepalive(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
     except OSError:
         pass
+
+
+class AcceptErrors:
+    """The event loop's exception handler while the receiver runs: asyncio
+    reports accept() failing for want of descriptors once a second per
+    listener, with a traceback; here that is one line per
+    ACCEPT_ERROR_LOG_S, the rest counted.  Anything else goes to the
+    handler that was there before."""
+
+    def __init__(self, metrics, admission: Admission):
+        self.metrics = metrics
+        self.admission = admission
+        self.log = RateLimit(1.0 / ACCEPT_ERROR_LOG_S, 1.0)
+        self._reported = 0  # suppressed lines already reported
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous = None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._previous = loop.get_exception_handler()
+        loop.set_exception_handler(self)
+
+    def uninstall(self) -> None:
+        loop = self._loop
+        if loop is not None and loop.get_exception_handler() is self:
+            loop.set_exception_handler(self._previous)
+
+    def __call__(self, loop, context) -> None:
+        if "out of system resource" in str(context.get("message", "")):
+            self.metrics.connections_refused.labels("accept_error").inc()
+            if self.log.allow():
+                _LOGGER.error("cannot accept connections: %s (descriptor limit %s, panel "
+                              "connections %d; %d more such errors since the last line)",
+                              context.get("exception"), descriptor_limit(),
+                              self.admission.connections,
+                              self.log.suppressed - self._reported)
+                self._reported = self.log.suppressed
+            return
+        if self._previous is not None:
+            self._previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
 
 class StreamConnection(Protocol):

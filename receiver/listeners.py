@@ -1,7 +1,8 @@
 """Thin transport adapters for the native protocol: TCP, UDP and serial
 lines.  They move bytes between the wire and the sans-I/O session core
 (``protocol.session``) and hand each judged frame to
-:meth:`receiver.app.Receiver.on_native`; all protocol decisions live there.
+:meth:`receiver.native.NativeService.handle` (through ``Receiver.on_native``);
+all protocol decisions live there.
 
 Per-connection state is small: a FrameReader buffer (at most
 ``glwire.MAX_BUFFER`` = 1,321 bytes), a few counters and timestamps, no

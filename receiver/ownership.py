@@ -76,6 +76,7 @@ from prometheus_client import Counter, Gauge
 
 from receiver.cluster_store import ClusterStore
 from receiver.supervision import FAILED, Change, Supervisor
+from receiver.tasks import cancel_all
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -261,13 +262,7 @@ class Cluster:
     async def stop(self) -> None:
         """Flush what was heard, hand the leases back (the others take them
         at their next round instead of waiting for expiry), leave."""
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_all(self._tasks)
         try:
             await self._flush_heard()
             await self._flush_baselines()

@@ -24,7 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 DAY_S = 86400.0
 
 # Security events (rejected frames: unknown account, bad MAC, replay...).
-# Stored at most receiver.app.SECURITY_STORE_PER_S (50/s); 1,000,000 rows
+# Stored at most receiver.link_policy.SECURITY_STORE_PER_S (50/s); 1,000,000 rows
 # (~90 MB in SQLite, measured: 88 bytes a row) hold 5.5 hours of a sustained flood at that rate, or
 # 90 days of the few a day a healthy network sees.
 SECURITY_EVENTS_DAYS = 90

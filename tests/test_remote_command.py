@@ -36,7 +36,7 @@ async def _state(panel) -> str:
 
 
 async def _connected(rx):
-    return rx.command_link(ACCOUNT) is not None
+    return rx.connections.stream_for(str(ACCOUNT)) is not None
 
 
 async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path, monkeypatch, capsys):
@@ -128,7 +128,7 @@ async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path, monkeypat
                 assert r["result_name"] == "ok", r
                 assert await _state(panel) == "disarmed"
                 arm_frame = sent[1]
-                rx.command_link(ACCOUNT).send(arm_frame)
+                rx.connections.stream_for(str(ACCOUNT)).send(arm_frame)
                 # a later status round trip proves the panel has read past the replay
                 r = await sam.json("POST", path, json={"command": "status"})
                 assert r["partitions"][0]["state_name"] == "disarmed", r

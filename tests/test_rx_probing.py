@@ -145,7 +145,7 @@ async def test_keyless_accounts_are_named_at_start(tmp_path, caplog):
     accts = [Account("BEEF", b"", protocol="dc09", supervised=False),
              Account("C0DE", b"", protocol="dc09", supervised=False),
              Account("A128", bytes(range(16)), protocol="dc09", supervised=False)]
-    caplog.set_level(logging.WARNING, logger="receiver.app")
+    caplog.set_level(logging.WARNING, logger="receiver.accounts")
     async with running_receiver(keyless_config(tmp_path), accts):
         pass
     lines = [r.getMessage() for r in caplog.records if "has no key" in r.getMessage()]

@@ -558,10 +558,10 @@ def test_port_in_use_is_refused_with_exit_2(tmp_path, capsys):
 
 
 async def test_accounts_changed_by_another_process_are_picked_up(rx, accounts, monkeypatch):
-    import receiver.app as app_mod
+    import receiver.housekeeping as housekeeping
     from receiver.sqlite_store import SQLiteStore
     from receiver.store import Account
-    monkeypatch.setattr(app_mod, "ACCOUNT_RELOAD_S", 0.2)
+    monkeypatch.setattr(housekeeping, "ACCOUNT_RELOAD_S", 0.2)
     other = SQLiteStore(rx.store.path)  # a second connection, as the CLI has
     await other.open()
     try:

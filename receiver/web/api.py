@@ -34,7 +34,7 @@ from aiohttp import web
 
 from protocol import contactid
 from receiver import alarms as _alarms
-from receiver.app import CommandError
+from receiver.commands import CommandError
 from receiver.outputs import target_of
 from receiver.records import Alarm, Event
 from receiver.store import FEED_MAX_PAGE, FEED_PAGE

@@ -367,7 +367,7 @@ class ThrottledLog:
 # -- live streams -------------------------------------------------------------------------
 
 # Live streams open at once (each holds one of the receiver's subscriber
-# queues, up to receiver.app.SUBSCRIBER_QUEUE messages, and a descriptor).
+# queues, up to receiver.pubsub.SUBSCRIBER_QUEUE messages, and a descriptor).
 MAX_STREAMS = 128
 # Per session (one browser: its tabs share the cookie).  A browser opens at
 # most 6 HTTP/1.1 connections to one host; 4 live pages leave two for the

@@ -1,0 +1,172 @@
+"""The native protocol's glue between the session core and the receiver:
+what happens to each frame the core judged (``protocol.session``), once
+the listeners (``receiver.listeners``) have read it.
+
+    service.handle(result, link)    # Accepted or Rejected, from any native link
+
+Accepted EVENT   -> supervision heard it -> NAK busy, or store it
+                    (``Receiver.ingest_record``) and ACK after the commit
+Accepted HEARTBEAT / HELLO / REPLY -> supervision heard it -> ACK at once
+                    (with several receivers: once the hearing is stored);
+                    a REPLY goes to the command waiting for it
+Accepted duplicate EVENT -> ACK again (the store has it)
+Rejected         -> the shared link policy (receiver.link_policy): NAK or
+                    silence, a security event for forgeries and replays
+
+Invariants:
+
+- An ACK for an event leaves only after ``ingest_record`` returned (the
+  event is durable); an event that cannot be stored gets NAK busy and the
+  panel retries.
+- Nothing a peer sends raises out of :meth:`NativeService.handle`; a bug
+  in a commit is logged, unanswered (the panel retries), never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from protocol.lean import glwire as w
+from protocol.session import Accepted, Rejected, ReceiverCore
+from receiver.link_policy import Busy, LinkPolicy
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class NativeHost(Protocol):
+    """What the native glue needs of the receiver."""
+
+    core: ReceiverCore
+    metrics: object
+    link_policy: LinkPolicy
+    cluster: object  # receiver.ownership.Cluster, or None
+    accounts: object  # receiver.accounts.Accounts
+    commands: object  # receiver.commands.RemoteCommands
+
+    def heard(self, account: str, path: int, now: float) -> None: ...
+
+    def spawn(self, coro, inflight: bool = False) -> asyncio.Task: ...
+
+    def make_record(self, event: dict): ...
+
+    async def ingest_record(self, rec): ...
+
+
+class NativeService:
+    def __init__(self, rx: NativeHost):
+        self.rx = rx
+
+    def handle(self, result: Accepted | Rejected, link) -> None:
+        """A judged frame from a listener's link.  Never raises for anything
+        a peer can send (listeners also guard the call)."""
+        if isinstance(result, Rejected):
+            self._rejected(result, link)
+            return
+        rx = self.rx
+        acc = result
+        now = time.time()
+        rx.link_policy.accepted(link)
+        if acc.restarted_from is not None:
+            rx.link_policy.security_event(
+                acc.account, acc.seq, "sequence_restart",
+                "sequence space spent up to %d (past %d, where only a key holder's jumps "
+                "take an account); restarted at the panel's %d: re-key the account"
+                % (acc.restarted_from, w.MAX_NEXT_SEQ, acc.seq), link, count=False)
+        rx.heard(str(acc.account), acc.path, now)
+        rx.accounts.mark_dirty(acc.account)
+        mtype = acc.msg["type"]
+        if mtype == w.MSG_EVENT:
+            self._event(acc, link, now)
+        elif mtype in (w.MSG_HEARTBEAT, w.MSG_HELLO, w.MSG_REPLY):
+            self._hearing(acc, link, now)
+        else:
+            # ACK, NAK, TIME, COMMAND are the receiver's messages.
+            rx.metrics.naks.labels("unsupported").inc()
+            link.send(rx.core.nak(acc.account, acc.seq, w.NAK_UNSUPPORTED, now))
+
+    def _event(self, acc: Accepted, link, now: float) -> None:
+        rx = self.rx
+        if acc.duplicate:
+            rx.metrics.duplicates.inc()
+            link.send(rx.core.ack(acc, now))
+            return
+        reason = rx.link_policy.refusal(link)
+        if reason is not None:
+            self._nak_busy(acc, link, reason)
+            return
+        rec = self._record(acc, link, now)
+        link.inflight += 1
+        rx.spawn(self._commit_and_ack(acc, rec, link, time.perf_counter()), inflight=True)
+
+    def _hearing(self, acc: Accepted, link, now: float) -> None:
+        """A heartbeat, a HELLO or a REPLY: nothing to store but the hearing."""
+        rx = self.rx
+        m = acc.msg
+        if m["type"] == w.MSG_REPLY:
+            rx.commands.reply_received(acc)
+        elif m["type"] == w.MSG_HELLO:
+            _LOGGER.info("panel hello account=%s fw=%d.%d.%d kind=%d zones=%d "
+                         "heartbeat_s=%d peer=%s", acc.account, m["fw_major"], m["fw_minor"],
+                         m["fw_patch"], m["panel_kind"], m["zones"], m["heartbeat_s"],
+                         link.peer)
+        if rx.cluster is not None:
+            # Several receivers: ACK once the hearing is committed, so a
+            # receiver that dies takes no ACKed hearing with it.
+            rx.spawn(self._ack_when_heard(acc, link, now), inflight=True)
+            return
+        link.send(rx.core.ack(acc, now))
+
+    def _record(self, acc: Accepted, link, now: float):
+        m = acc.msg
+        rec = self.rx.make_record({
+            "account": str(acc.account), "protocol": "native",
+            # sequence + content: a retransmission dedupes, a new event that
+            # reuses a sequence after a panel's counter reset does not
+            "dedupe_key": "native:%d:%s" % (acc.seq, acc.digest), "seq": acc.seq,
+            "qualifier": m["qualifier"], "code": m["code"], "partition": m["partition"],
+            "zone": m["zone"], "text": m.get("text"), "value": m.get("value"),
+            "event_time": m["event_time"] or None, "received_at": now, "path": acc.path,
+            "peer": link.peer})
+        st = self.rx.core.state(acc.account)
+        if st is not None:
+            rec.tx_seq = st.tx_seq + 1  # the ACK about to be sealed
+        return rec
+
+    async def _commit_and_ack(self, acc: Accepted, rec, link, t0: float) -> None:
+        rx = self.rx
+        try:
+            await rx.ingest_record(rec)
+        except Busy as e:
+            self._nak_busy(acc, link, e.reason)
+            return
+        except Exception:  # noqa: BLE001 - a bug: no ACK, the panel retries
+            _LOGGER.exception("ingest failed account=%d seq=%d", acc.account, acc.seq)
+            return
+        finally:
+            link.inflight -= 1
+        link.send(rx.core.ack(acc, time.time()))
+        rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    async def _ack_when_heard(self, acc: Accepted, link, now: float) -> None:
+        rx = self.rx
+        try:
+            await rx.cluster.heard_durable(str(acc.account), acc.path, now)
+        except Exception as e:  # noqa: BLE001 - the store failing: the panel retries
+            self._nak_busy(acc, link, "hearing not stored: %s" % e)
+            return
+        link.send(rx.core.ack(acc, time.time()))
+
+    def _nak_busy(self, acc: Accepted, link, reason: str) -> None:
+        self.rx.link_policy.nak_busy(acc.account, str(acc.seq), link, reason)
+        link.send(self.rx.core.nak(acc.account, acc.seq, w.NAK_BUSY, time.time()))
+
+    def _rejected(self, rej: Rejected, link) -> None:
+        if rej.reply is not None:
+            if rej.account is not None:
+                self.rx.accounts.mark_dirty(rej.account)  # the NAK advanced our sequence
+            link.send(rej.reply)
+        self.rx.link_policy.rejected(link, rej.reason_name, rej.account, rej.seq, rej.detail,
+                                     security=rej.security, nak=rej.reply is not None)

@@ -2,9 +2,9 @@
 
 ``--metrics HOST:PORT`` serves ``/metrics`` (Prometheus text format) and
 ``/healthz`` (200 while the store commits, 503 otherwise).  ``--web
-HOST:PORT`` is the hook for the operator console: if a module
-``receiver.web`` exists, its ``setup(app, receiver)`` is called to add
-routes; so is every callable in ``Receiver.web_setup``.  The console uses
+HOST:PORT`` is the hook for the operator console: if the package
+``receiver.web`` is there, ``receiver.web.console.setup(app, receiver)``
+adds its routes; so does every callable in ``Receiver.web_setup``.  The console uses
 ``Receiver.subscribe()`` for live updates and the Receiver's alarm methods
 for operator actions.
 
@@ -111,15 +111,15 @@ def _metrics_routes(app: web.Application, rx) -> None:
 
 def _web_routes(app: web.Application, rx) -> None:
     try:
-        from receiver import web as console  # noqa: PLC0415 - optional, comes later
+        from receiver.web.console import setup  # noqa: PLC0415 - optional, comes later
     except ImportError:
-        console = None
-    if console is not None:
-        console.setup(app, rx)
+        setup = None
+    if setup is not None:
+        setup(app, rx)
     elif not rx.web_setup:
         _LOGGER.warning("web console not installed (no receiver.web); --web serves nothing")
-    for setup in rx.web_setup:
-        setup(app, rx)
+    for hook in rx.web_setup:
+        hook(app, rx)
 
 
 def _app() -> web.Application:
@@ -133,8 +133,7 @@ async def _serve(app, host, port) -> tuple[web.AppRunner, tuple]:
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sock = site._server.sockets[0]  # aiohttp has no public accessor for the bound port
-    return runner, sock.getsockname()[:2]
+    return runner, tuple(runner.addresses[0][:2])  # as bound (port 0 gets one)
 
 
 def check_addresses(metrics_addr, web_addr) -> None:

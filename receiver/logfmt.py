@@ -34,6 +34,7 @@ import logging
 import re
 import sys
 import time
+import weakref
 from collections import OrderedDict
 
 from receiver.ratelimit import RateLimit
@@ -198,13 +199,18 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
+# The handlers setup() and setup_messages() installed (weakly: a handler
+# someone else removed and dropped is forgotten).
+_INSTALLED: "weakref.WeakSet[logging.Handler]" = weakref.WeakSet()
+
+
 def _install(h: logging.Handler) -> logging.Handler:
     """Make ``h`` the root's handler in place of ours from an earlier call."""
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, "_guardline_logfmt", False):  # ours from an earlier call only
+        if old in _INSTALLED:  # ours from an earlier call only
             root.removeHandler(old)
-    h._guardline_logfmt = True
+    _INSTALLED.add(h)
     root.addHandler(h)
     return h
 

@@ -5,6 +5,7 @@ after a change made in another process (the CLI)."""
 import pytest
 
 from receiver.web import auth, derive, revalidate
+from receiver.web.state import Console
 from receiver.web.users import SQLiteUserStore
 
 T0 = 1_700_000_000.0
@@ -229,7 +230,7 @@ async def test_sessions_end_after_a_password_change_made_elsewhere(tmp_path):
     await us.open()
     await us.add("olga", "operator", "first-long-password")
     await us.add("sam", "supervisor", "sams-long-password")
-    console = auth.Console(receiver=None, users=us)
+    console = Console(receiver=None, users=us)
     t_olga, _ = console.sessions.create("olga", "operator", time.time())
     t_sam, s_sam = console.sessions.create("sam", "supervisor", time.time())
     assert await revalidate(console) == 0

@@ -6,7 +6,7 @@
 
 ``--db`` (or the configuration's store) may be an SQLite file or a
 ``postgresql://`` URL; the users go where that receiver's console looks
-for them (receiver.web.users.user_store_for).
+for them (receiver.web.user_stores.user_store_for).
 
 The password is read twice from the terminal (not echoed), or once from
 standard input with ``--password-stdin`` (for provisioning scripts); it is
@@ -35,7 +35,8 @@ import sys
 
 from receiver.store import StoreMissing, is_url, mask_url
 from receiver.store_factory import make_store
-from receiver.web.users import ROLES, User, UserError, check_password, user_store_for
+from receiver.web.user_stores import user_store_for
+from receiver.web.users import ROLES, User, UserError, check_password
 
 
 def _with_store(db: str, job, create: bool = False):

@@ -40,12 +40,13 @@ from receiver.records import Alarm, Event
 from receiver.store import FEED_MAX_PAGE, FEED_PAGE
 from receiver.supervision import CODE_COMM_TROUBLE
 from receiver.web import auth, derive
+from receiver.web.state import Console
 from receiver.web.users import UserError
 
 _LOGGER = logging.getLogger(__name__)
 
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
-CONSOLE = web.AppKey("guardline_console", auth.Console)
+CONSOLE = web.AppKey("guardline_console", Console)
 
 COOKIE = "guardline_session"
 # With Secure cookies the __Host- prefix also pins the cookie to this host

@@ -36,10 +36,15 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from receiver.web.users import ADMINISTRATOR, OPERATOR, SUPERVISOR
-
 # -- roles ---------------------------------------------------------------------------
 
+# A console user's role (receiver.web.users stores it), lowest first.
+OPERATOR = "operator"
+SUPERVISOR = "supervisor"
+ADMINISTRATOR = "administrator"
+ROLES = (OPERATOR, SUPERVISOR, ADMINISTRATOR)
+
+# What a role may do:
 VIEW = "view"  # alarm queue, sites, panels, history, dispatch
 ALARM_ACT = "alarm.act"  # acknowledge, resolve
 SECURITY_VIEW = "security.view"  # rejected frames (wrong key, replay, ...)
@@ -443,33 +448,3 @@ def safe_next(value) -> str:
             or parts.path.startswith("//"):
         return "/"
     return urlunsplit(("", "", parts.path, parts.query, parts.fragment))
-
-
-@dataclass
-class Console:
-    """The console's state, one per aiohttp app (see receiver.web.setup).
-
-    Handlers go through ``session_store`` (receiver.web.sessions): the user
-    store chooses it (in memory over ``sessions`` for SQLite, the shared
-    database for PostgreSQL)."""
-
-    receiver: object
-    users: object  # receiver.web.users.UserStore
-    sessions: Sessions = field(default_factory=Sessions)
-    session_store: object = None  # receiver.web.sessions.SessionStore
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    secure_cookie: bool = False
-    streams: set = field(default_factory=set)  # open live streams
-    stream_limits: StreamLimits = field(default_factory=StreamLimits)
-    throttled_log: ThrottledLog = field(default_factory=ThrottledLog)
-    routes: list = field(default_factory=list)  # [(method, path, permission)]
-
-    def __post_init__(self):
-        if self.session_store is None:
-            make = getattr(self.users, "session_store", None)
-            if make is not None:
-                self.session_store = make(self.sessions)
-            else:
-                from receiver.web.sessions import MemorySessionStore  # noqa: PLC0415
-
-                self.session_store = MemorySessionStore(self.sessions)

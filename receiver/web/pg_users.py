@@ -142,7 +142,9 @@ class PGUserStore(UserStore):
         if pool is not None:
             await pool.close()
 
-    def _pool(self) -> asyncpg.Pool:
+    def open_pool(self) -> asyncpg.Pool:
+        """The connection pool (shared with the session store); RuntimeError
+        when the store is not open."""
         if self.pool is None:
             raise RuntimeError("console user store %s is not open" % self.path)
         return self.pool
@@ -169,7 +171,7 @@ class PGUserStore(UserStore):
                                PG_SCHEMA_VERSION)
 
     async def schema_version(self) -> int:
-        return await self._pool().fetchval(
+        return await self.open_pool().fetchval(
             "SELECT value FROM console_meta WHERE key = 'schema_version'")
 
     def session_store(self, table=None) -> "PGSessionStore":
@@ -178,14 +180,15 @@ class PGUserStore(UserStore):
     # -- users --------------------------------------------------------------
 
     async def count(self) -> int:
-        return await self._pool().fetchval("SELECT COUNT(*) FROM console_users")
+        return await self.open_pool().fetchval("SELECT COUNT(*) FROM console_users")
 
     async def list_users(self) -> list[User]:
-        return [_user(r) for r in await self._pool().fetch(
+        return [_user(r) for r in await self.open_pool().fetch(
             "SELECT * FROM console_users ORDER BY name")]
 
     async def get(self, name: str) -> User | None:
-        r = await self._pool().fetchrow("SELECT * FROM console_users WHERE name = $1", name)
+        r = await self.open_pool().fetchrow("SELECT * FROM console_users WHERE name = $1",
+                                            name)
         return None if r is None else _user(r)
 
     async def add(self, name: str, role: str, password: str) -> User:
@@ -193,7 +196,7 @@ class PGUserStore(UserStore):
         check_role(role)
         h = await asyncio.to_thread(hash_password, password)
         now = time.time()
-        r = await self._pool().fetchrow(
+        r = await self.open_pool().fetchrow(
             """INSERT INTO console_users (name, role, password_hash, created_at, updated_at)
                VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO NOTHING RETURNING *""",
             name, role, h, now)
@@ -212,7 +215,7 @@ class PGUserStore(UserStore):
 
     async def _apply_update(self, name, role, disabled, password_hash, actor, ip, action,
                             now) -> User:
-        async with self._pool().acquire() as c, c.transaction():
+        async with self.open_pool().acquire() as c, c.transaction():
             await c.execute("SELECT pg_advisory_xact_lock($1)", _USERS_LOCK)
             r = await c.fetchrow("SELECT * FROM console_users WHERE name = $1 FOR UPDATE", name)
             if r is None:
@@ -235,7 +238,7 @@ class PGUserStore(UserStore):
         return _user(r)
 
     async def delete(self, name: str) -> None:
-        async with self._pool().acquire() as c, c.transaction():
+        async with self.open_pool().acquire() as c, c.transaction():
             await c.execute("SELECT pg_advisory_xact_lock($1)", _USERS_LOCK)
             r = await c.fetchrow("SELECT * FROM console_users WHERE name = $1 FOR UPDATE", name)
             if r is None:
@@ -247,7 +250,7 @@ class PGUserStore(UserStore):
     async def authenticate(self, name: str, password: str) -> User | None:
         r = None
         if isinstance(name, str):
-            r = await self._pool().fetchrow("SELECT * FROM console_users WHERE name = $1",
+            r = await self.open_pool().fetchrow("SELECT * FROM console_users WHERE name = $1",
                                             name)
         stored = r["password_hash"] if r is not None else None
         ok = await asyncio.to_thread(verify_password, stored, password)
@@ -256,7 +259,7 @@ class PGUserStore(UserStore):
         now = time.time()
         new_hash = (await asyncio.to_thread(hash_password, password)
                     if needs_rehash(stored) else None)
-        async with self._pool().acquire() as c, c.transaction():
+        async with self.open_pool().acquire() as c, c.transaction():
             if new_hash is not None:
                 # Only if nobody changed the password meanwhile.
                 await c.execute("""UPDATE console_users SET password_hash = $1
@@ -272,17 +275,17 @@ class PGUserStore(UserStore):
 
     async def record(self, actor, action, detail="", ip="", at=None) -> int:
         at = time.time() if at is None else at
-        return await self._pool().fetchval(
+        return await self.open_pool().fetchval(
             """INSERT INTO console_audit (at, actor, action, detail, ip)
                VALUES ($1, $2, $3, $4, $5) RETURNING id""", at, actor[:64], action,
             detail[:500], ip[:64])
 
     async def amend_audit(self, row_id, detail) -> None:
-        await self._pool().execute("UPDATE console_audit SET detail = $2 WHERE id = $1",
+        await self.open_pool().execute("UPDATE console_audit SET detail = $2 WHERE id = $1",
                                    row_id, detail[:500])
 
     async def prune_audit(self, actions, before, keep, batch) -> int:
-        rows = await self._pool().fetch(
+        rows = await self.open_pool().fetch(
             """DELETE FROM console_audit WHERE id IN (
                    SELECT id FROM console_audit WHERE action = ANY($1::text[]) AND (
                        at < $2 OR id <= (
@@ -294,10 +297,10 @@ class PGUserStore(UserStore):
     async def list_audit(self, since=None, limit=500) -> list[dict]:
         limit = max(1, min(int(limit), MAX_AUDIT_ROWS))
         if since is None:
-            rows = await self._pool().fetch(
+            rows = await self.open_pool().fetch(
                 "SELECT * FROM console_audit ORDER BY id DESC LIMIT $1", limit)
         else:
-            rows = await self._pool().fetch(
+            rows = await self.open_pool().fetch(
                 "SELECT * FROM console_audit WHERE at >= $1 ORDER BY id DESC LIMIT $2",
                 float(since), limit)
         return [dict(r) for r in rows]
@@ -322,7 +325,7 @@ class PGSessionStore(SessionStore):
         self.max_sessions = max_sessions
 
     def _pool(self) -> asyncpg.Pool:
-        return self.users._pool()
+        return self.users.open_pool()
 
     async def create(self, user, role, now, ip=""):
         token = secrets.token_urlsafe(32)

@@ -103,7 +103,7 @@ async def console_app(rx, **setup_kw):
     ``setup`` options (``secure_cookie``).  Yields (console, base_url)."""
     from aiohttp import web  # noqa: PLC0415
 
-    from receiver.web import setup  # noqa: PLC0415 - imports this package
+    from receiver.web.console import setup  # noqa: PLC0415 - imports this package
 
     app = web.Application()
     console = setup(app, rx, **setup_kw)
@@ -111,7 +111,7 @@ async def console_app(rx, **setup_kw):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # aiohttp has no public accessor
+    port = runner.addresses[0][1]  # as bound
     try:
         yield console, "http://127.0.0.1:%d" % port
     finally:

@@ -10,8 +10,8 @@ these tables.
 Everything goes through :class:`UserStore`: :class:`SQLiteUserStore` here,
 ``receiver.web.pg_users.PGUserStore`` for a PostgreSQL receiver (same
 tables and meaning, plus the shared ``console_sessions``);
-:func:`open_user_store` picks the backend from the receiver's store, and
-:func:`user_store_for` from a ``--db`` value (the CLI).
+``receiver.web.user_stores`` picks the backend (from the receiver's store,
+or from a ``--db`` value for the CLI).
 
 Invariants:
 
@@ -43,12 +43,10 @@ from dataclasses import dataclass
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_LOGGER = logging.getLogger(__name__)
+from receiver.web.auth import ADMINISTRATOR, OPERATOR, ROLES, SUPERVISOR  # noqa: F401
+from receiver.web.sessions import MemorySessionStore
 
-OPERATOR = "operator"
-SUPERVISOR = "supervisor"
-ADMINISTRATOR = "administrator"
-ROLES = (OPERATOR, SUPERVISOR, ADMINISTRATOR)
+_LOGGER = logging.getLogger(__name__)
 
 # Version of the console's own tables (console_meta 'schema_version').
 SCHEMA_VERSION = 1
@@ -244,8 +242,6 @@ class UserStore(abc.ABC):
         """Where this backend keeps console sessions (receiver.web.sessions):
         by default the in-memory ``table`` (an auth.Sessions) of this one
         process."""
-        from receiver.web.sessions import MemorySessionStore  # noqa: PLC0415 - imports auth
-
         return MemorySessionStore(table)
 
 
@@ -487,41 +483,3 @@ class SQLiteUserStore(UserStore):
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return await self._call(lambda c: [dict(r) for r in c.execute(sql, args)])
-
-
-def db_path_of(receiver) -> str:
-    """The database file the receiver's store uses (SQLite backend): the
-    store's ``path`` attribute, else the configured ``db``."""
-    path = getattr(receiver.store, "path", None) or getattr(receiver.config, "db", None)
-    if not path:
-        raise RuntimeError("cannot tell which database file the receiver uses")
-    return str(path)
-
-
-def user_store_for(db: str) -> UserStore:
-    """The user store for a ``--db`` value: a ``postgresql://`` URL gets
-    the PostgreSQL backend, anything else is an SQLite file."""
-    from receiver.store import is_url  # noqa: PLC0415
-
-    if is_url(db):
-        from receiver.web.pg_users import PGUserStore  # noqa: PLC0415 - needs asyncpg
-
-        return PGUserStore(db)
-    return SQLiteUserStore(db)
-
-
-def open_user_store(receiver) -> UserStore:
-    """The user store that lives beside the receiver's store: in the same
-    SQLite file, or in the same PostgreSQL database."""
-    from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
-
-    store = receiver.store
-    url = getattr(store, "url", None)
-    if store is not None and not isinstance(store, SQLiteStore):
-        if url is None:
-            raise RuntimeError("console users: no user store for %s"
-                               % type(store).__name__)
-        from receiver.web.pg_users import PGUserStore  # noqa: PLC0415 - needs asyncpg
-
-        return PGUserStore(url)
-    return SQLiteUserStore(db_path_of(receiver))

@@ -1,0 +1,69 @@
+"""The console's state, one per aiohttp app (:func:`receiver.web.console.setup`
+builds it), and what the console reads and asks of the receiver it runs in
+(:class:`ConsoleHost`: the receiver is not imported, so the console sits on
+the receiver's leaf modules and never on ``receiver.app``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from receiver.alarms import AlarmPolicy
+from receiver.config import Config
+from receiver.connections import ConnectionRegistry
+from receiver.forwarder import Forwarder
+from receiver.pubsub import Subscription
+from receiver.routing import Router
+from receiver.store import Account, Store
+from receiver.supervision import Supervisor
+from receiver.web.auth import LoginThrottle, Sessions, StreamLimits, ThrottledLog
+from receiver.web.sessions import SessionStore
+from receiver.web.users import UserStore
+
+
+class ConsoleHost(Protocol):
+    """What the console reads and asks of the receiver (receiver.app.Receiver)."""
+
+    config: Config
+    store: Store
+    router: Router
+    alarm_policy: AlarmPolicy
+    forwarders: dict[str, Forwarder]
+    supervisor: Supervisor
+    connections: ConnectionRegistry
+
+    def account(self, number: str) -> Account | None: ...
+
+    def subscribe(self) -> Subscription: ...
+
+    def unsubscribe(self, q: Subscription) -> None: ...
+
+    async def acknowledge_alarm(self, alarm_id: int, by: str) -> dict: ...
+
+    async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> dict: ...
+
+    async def send_command(self, account: str, command: str, partition: int = 1,
+                           arg: int = 0, by: str = "?", timeout: float = ...) -> dict: ...
+
+
+@dataclass
+class Console:
+    """The console's state.  Handlers go through ``session_store``
+    (receiver.web.sessions): the user store chooses it (in memory over
+    ``sessions`` for SQLite, the shared database for PostgreSQL)."""
+
+    receiver: ConsoleHost
+    users: UserStore
+    sessions: Sessions = field(default_factory=Sessions)
+    session_store: SessionStore = field(init=False)  # the user store's choice
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    secure_cookie: bool = False
+    streams: set = field(default_factory=set)  # open live streams
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    throttled_log: ThrottledLog = field(default_factory=ThrottledLog)
+    routes: list = field(default_factory=list)  # [(method, path, permission)]
+
+    def __post_init__(self):
+        # the user store's backend decides: this process's memory (SQLite),
+        # or the shared database (PostgreSQL)
+        self.session_store = self.users.session_store(self.sessions)

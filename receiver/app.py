@@ -58,7 +58,7 @@ from receiver.config import Config
 from receiver.connections import ConnectionRegistry
 from receiver.forwarder import Forwarder, make_output
 from receiver.housekeeping import Housekeeping, refresh_gauges, refresh_store_gauges
-from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityEvent
+from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityReport
 from receiver.listener_base import AcceptErrors
 from receiver.metrics import Metrics
 from receiver.native import NativeService
@@ -299,10 +299,10 @@ class Receiver:
         """Too far behind with events to be given security events too."""
         return self.store.pending_writes >= self.config.max_pending_writes // 2
 
-    def _store_security_event(self, ev: SecurityEvent) -> None:
+    def _store_security_event(self, ev: SecurityReport) -> None:
         self.spawn(self._record_security(ev))
 
-    async def _record_security(self, ev: SecurityEvent) -> None:
+    async def _record_security(self, ev: SecurityReport) -> None:
         try:
             await self.store.record_security_event(ev.at, ev.account, ev.seq, ev.reason,
                                                    ev.detail, ev.peer, ev.transport)

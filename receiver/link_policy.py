@@ -80,8 +80,8 @@ class Link(Protocol):
 
 
 @dataclass(frozen=True)
-class SecurityEvent:
-    """A possible attack, as the store keeps it (``security_events``)."""
+class SecurityReport:
+    """A possible attack to be stored (``Store.record_security_event``)."""
 
     at: float
     account: str | None
@@ -102,7 +102,7 @@ class LinkPolicy:
     with."""
 
     def __init__(self, metrics, busy_reason: Callable[[], str | None],
-                 store_behind: Callable[[], bool], record: Callable[[SecurityEvent], None],
+                 store_behind: Callable[[], bool], record: Callable[[SecurityReport], None],
                  clock: Callable[[], float] = time.time):
         self.metrics = metrics
         self._busy_reason = busy_reason
@@ -161,8 +161,9 @@ class LinkPolicy:
         if self._store_behind() or not self.security_store.allow():
             self.metrics.security_dropped.inc()  # a flood must not starve real events
         else:
-            self._record(SecurityEvent(self._clock(), None if account is None else str(account),
-                                       seq, reason, detail, link.peer, link.kind))
+            self._record(SecurityReport(self._clock(),
+                                        None if account is None else str(account), seq,
+                                        reason, detail, link.peer, link.kind))
         if count:
             link.security_rejects += 1
             if link.security_rejects >= MAX_SECURITY_REJECTS:

@@ -59,6 +59,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import crcmod.predefined
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -411,7 +412,7 @@ def _allowed(option, account: str) -> bool:
 
 
 def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
-          crc_includes_cr=False) -> Dc09Message:
+          crc_includes_cr: bool | Callable[[str], bool] = False) -> Dc09Message:
     """Decode one frame (LF ... CR, as Dc09Reader.next_frame() returns it;
     NUL bytes after the CR are tolerated).
 
@@ -489,7 +490,7 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
     return msg
 
 
-def parse_header(frame, crc_includes_cr=False) -> Dc09Message:
+def parse_header(frame, crc_includes_cr: bool | Callable[[str], bool] = False) -> Dc09Message:
     """The clear part of a frame, checked (framing, CRC, length, header)
     but not decrypted: data, extended data and timestamp are left empty.
     For showing an encrypted frame whose key is not at hand."""

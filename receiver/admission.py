@@ -44,6 +44,7 @@ import ipaddress
 import logging
 import os
 from collections import OrderedDict
+from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class Admission:
     def _cap(self, cap: int, known: bool) -> int:
         return cap if known else max(1, cap - int(cap * self.reserve))
 
-    def admit(self, conn, host: str) -> tuple[str | None, object | None]:
+    def admit(self, conn, host: str) -> tuple[str | None, Any]:
         """May ``conn`` (a new connection from ``host``) stay?  Returns
         (why refused, the metrics label, or None; a connection to close to
         make room, or None).

@@ -59,7 +59,7 @@ from receiver.connections import ConnectionRegistry
 from receiver.forwarder import Forwarder, make_output
 from receiver.housekeeping import Housekeeping, refresh_gauges, refresh_store_gauges
 from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityReport
-from receiver.listener_base import AcceptErrors
+from receiver.listener_base import AcceptErrors, Listener
 from receiver.metrics import Metrics
 from receiver.native import NativeService
 from receiver.pubsub import Hub, Subscription
@@ -101,7 +101,7 @@ class Receiver:
         self.alarm_policy = self.config.alarm_policy()
         self.forwarders: dict[str, Forwarder] = {}
         self.hub = Hub()
-        self.listeners: list = []
+        self.listeners: list[Listener] = []
         # authenticated streams by account (remote commands, the console)
         self.connections = ConnectionRegistry()
         self.commands = RemoteCommands(self.accounts, self.store, self.connections)
@@ -176,26 +176,24 @@ class Receiver:
         from receiver import dc09_listener, listeners  # noqa: PLC0415
 
         cfg = self.config
-        if cfg.dc09_tcp or cfg.dc09_udp:
-            self.dc09 = dc09_listener.Dc09Service(self)
-            self.addresses.update(dc09_tcp=[], dc09_udp=[])
-        table = [("tcp", lambda h, p: listeners.TcpListener(self, h, p), cfg.tcp),
-                 ("udp", lambda h, p: listeners.UdpListener(self, h, p), cfg.udp),
-                 ("dc09_tcp", lambda h, p: dc09_listener.Dc09TcpListener(self.dc09, h, p),
-                  cfg.dc09_tcp),
-                 ("dc09_udp", lambda h, p: dc09_listener.Dc09UdpListener(self.dc09, h, p),
-                  cfg.dc09_udp)]
-        for kind, make, addrs in table:
-            for host, port in addrs:
-                lst = make(host, port)
-                await lst.start()
-                self.listeners.append(lst)
-                self.addresses[kind].append(lst.address)
+        for host, port in cfg.tcp:
+            await self._listen("tcp", listeners.TcpListener(self, host, port))
+        for host, port in cfg.udp:
+            await self._listen("udp", listeners.UdpListener(self, host, port))
         for spec in cfg.serial:
-            lst = listeners.SerialListener(self, spec)
-            await lst.start()
-            self.listeners.append(lst)
-            self.addresses["serial"].append(spec.url)
+            await self._listen("serial", listeners.SerialListener(self, spec))
+        if cfg.dc09_tcp or cfg.dc09_udp:
+            dc09 = self.dc09 = dc09_listener.Dc09Service(self)
+            self.addresses.update(dc09_tcp=[], dc09_udp=[])
+            for host, port in cfg.dc09_tcp:
+                await self._listen("dc09_tcp", dc09_listener.Dc09TcpListener(dc09, host, port))
+            for host, port in cfg.dc09_udp:
+                await self._listen("dc09_udp", dc09_listener.Dc09UdpListener(dc09, host, port))
+
+    async def _listen(self, kind: str, lst: Listener) -> None:
+        await lst.start()
+        self.listeners.append(lst)
+        self.addresses[kind].append(lst.address)
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight commits finish and their ACKs go out,

@@ -435,102 +435,125 @@ def _account_line(a) -> str:
 
 async def _accounts(args, cfg) -> int:
     # check everything the operator typed before the store is opened (or made)
-    new = tmpl = imported = None
-    if args.action == "add":
-        new = _new_account(args)
-        if args.panel_template:
-            tmpl = panel_template(cfg, new, args.receiver)
-        elif args.receiver:
-            raise UsageError("--receiver is an address for the panel template: give "
-                             "--panel-template FILE too")
-    elif args.action == "import":
-        imported = _read_import(args.file)
+    check = _ACCOUNT_CHECKS.get(args.action)
+    checked = check(args, cfg) if check is not None else None
     store = await _open_store(cfg, create=args.action in ("add", "import"))
     try:
-        if args.action == "add":
-            if await store.get_account(new.number) is not None:
-                raise Failure("account %s already exists" % new.number)
-            await store.add_account(new)
-            print("account %s added (%s)" % (new.number, new.protocol))
-            if new.protocol == "dc09" and not new.key:
-                from receiver.accounts import keyless_warning  # noqa: PLC0415
-
-                print("warning: " + keyless_warning(new.number), file=sys.stderr)
-            if args.show_key:
-                print("key %s" % new.key.hex())
-            if tmpl is not None:
-                try:
-                    _write_template(args.panel_template, tmpl)
-                except Failure as e:
-                    raise Failure("%s; the account was added: write the template again "
-                                  "with: guardline-receiver accounts template %s -o FILE"
-                                  % (e, new.number)) from None
-        elif args.action == "template":
-            a = await _find_account(store, args.number)
-            if a is None:
-                raise Failure("no account %s" % args.number)
-            _write_template(args.output, panel_template(cfg, a, args.receiver))
-        elif args.action == "list":
-            accts = await store.list_accounts()
-            if args.json:
-                for a in accts:
-                    print(json.dumps(a.to_dict(), sort_keys=True))
-            else:
-                print("%-10s %-6s %-10s %-12s %-24s %s" % ("ACCOUNT", "PROTO", "KIND",
-                                                          "REGION", "SITE", "SUPERVISION"))
-                for a in accts:
-                    print(_account_line(a))
-        elif args.action == "show":
-            a = await _find_account(store, args.number)
-            if a is None:
-                raise Failure("no account %s" % args.number)
-            print(json.dumps(a.to_dict(with_key=args.show_key), indent=2, sort_keys=True))
-        elif args.action == "import":
-            existing = {a.number for a in await store.list_accounts()}
-            dup = [a.number for a, _ in imported if a.number in existing]
-            if dup and not args.update:
-                raise Failure("import: %d account(s) already exist (e.g. %s); use --update"
-                              % (len(dup), dup[0]))
-            added = updated = 0
-            for a, keyed in imported:
-                if a.number in existing:
-                    d = a.to_dict(with_key=True)
-                    for k in ("number", "highest_seq", "tx_seq", "created_at", "updated_at"):
-                        d.pop(k)
-                    if not keyed:
-                        # an export without keys, edited and imported back:
-                        # a fresh key here would lock every panel out
-                        del d["key"]
-                    await store.update_account(a.number, **d)
-                    updated += 1
-                else:
-                    await store.add_account(a)
-                    added += 1
-            print("imported %d account(s): %d added, %d updated" % (len(imported), added,
-                                                                     updated))
-            fresh = [a.number for a, keyed in imported if not keyed and a.number not in existing]
-            if fresh:
-                print("new keys were generated for %d account(s) (e.g. %s): see them with "
-                      "accounts show N --show-key" % (len(fresh), fresh[0]))
-        elif args.action == "export":
-            accts = [a.to_dict(with_key=args.with_keys) for a in await store.list_accounts()]
-            text = json.dumps(accts, indent=2, sort_keys=True) + "\n"
-            if args.output:
-                try:
-                    if args.with_keys:
-                        _write_private(args.output, text)
-                    else:
-                        with open(args.output, "w", encoding="utf-8") as f:
-                            f.write(text)
-                except OSError as e:
-                    raise Failure("cannot write %s: %s" % (args.output, e.strerror or e)) \
-                        from None
-                print("exported %d account(s) to %s" % (len(accts), args.output))
-            else:
-                sys.stdout.write(text)
+        await _ACCOUNT_ACTIONS[args.action](store, args, cfg, checked)
     finally:
         await store.close()
     return 0
+
+
+def _check_add(args, cfg):
+    """(the new account, its panel template or None)."""
+    new = _new_account(args)
+    tmpl = None
+    if args.panel_template:
+        tmpl = panel_template(cfg, new, args.receiver)
+    elif args.receiver:
+        raise UsageError("--receiver is an address for the panel template: give "
+                         "--panel-template FILE too")
+    return new, tmpl
+
+
+async def _account_add(store, args, cfg, checked) -> None:
+    new, tmpl = checked
+    if await store.get_account(new.number) is not None:
+        raise Failure("account %s already exists" % new.number)
+    await store.add_account(new)
+    print("account %s added (%s)" % (new.number, new.protocol))
+    if new.protocol == "dc09" and not new.key:
+        from receiver.accounts import keyless_warning  # noqa: PLC0415
+
+        print("warning: " + keyless_warning(new.number), file=sys.stderr)
+    if args.show_key:
+        print("key %s" % new.key.hex())
+    if tmpl is not None:
+        try:
+            _write_template(args.panel_template, tmpl)
+        except Failure as e:
+            raise Failure("%s; the account was added: write the template again "
+                          "with: guardline-receiver accounts template %s -o FILE"
+                          % (e, new.number)) from None
+
+
+async def _account_template(store, args, cfg, checked) -> None:
+    a = await _find_account(store, args.number)
+    if a is None:
+        raise Failure("no account %s" % args.number)
+    _write_template(args.output, panel_template(cfg, a, args.receiver))
+
+
+async def _account_list(store, args, cfg, checked) -> None:
+    accts = await store.list_accounts()
+    if args.json:
+        for a in accts:
+            print(json.dumps(a.to_dict(), sort_keys=True))
+        return
+    print("%-10s %-6s %-10s %-12s %-24s %s" % ("ACCOUNT", "PROTO", "KIND", "REGION", "SITE",
+                                              "SUPERVISION"))
+    for a in accts:
+        print(_account_line(a))
+
+
+async def _account_show(store, args, cfg, checked) -> None:
+    a = await _find_account(store, args.number)
+    if a is None:
+        raise Failure("no account %s" % args.number)
+    print(json.dumps(a.to_dict(with_key=args.show_key), indent=2, sort_keys=True))
+
+
+async def _account_import(store, args, cfg, imported: list) -> None:
+    existing = {a.number for a in await store.list_accounts()}
+    dup = [a.number for a, _ in imported if a.number in existing]
+    if dup and not args.update:
+        raise Failure("import: %d account(s) already exist (e.g. %s); use --update"
+                      % (len(dup), dup[0]))
+    added = updated = 0
+    for a, keyed in imported:
+        if a.number in existing:
+            d = a.to_dict(with_key=True)
+            for k in ("number", "highest_seq", "tx_seq", "created_at", "updated_at"):
+                d.pop(k)
+            if not keyed:
+                # an export without keys, edited and imported back:
+                # a fresh key here would lock every panel out
+                del d["key"]
+            await store.update_account(a.number, **d)
+            updated += 1
+        else:
+            await store.add_account(a)
+            added += 1
+    print("imported %d account(s): %d added, %d updated" % (len(imported), added, updated))
+    fresh = [a.number for a, keyed in imported if not keyed and a.number not in existing]
+    if fresh:
+        print("new keys were generated for %d account(s) (e.g. %s): see them with "
+              "accounts show N --show-key" % (len(fresh), fresh[0]))
+
+
+async def _account_export(store, args, cfg, checked) -> None:
+    accts = [a.to_dict(with_key=args.with_keys) for a in await store.list_accounts()]
+    text = json.dumps(accts, indent=2, sort_keys=True) + "\n"
+    if not args.output:
+        sys.stdout.write(text)
+        return
+    try:
+        if args.with_keys:
+            _write_private(args.output, text)
+        else:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+    except OSError as e:
+        raise Failure("cannot write %s: %s" % (args.output, e.strerror or e)) from None
+    print("exported %d account(s) to %s" % (len(accts), args.output))
+
+
+# accounts ACTION: what is checked before the store is opened, and what is done
+_ACCOUNT_CHECKS = {"add": _check_add, "import": lambda args, cfg: _read_import(args.file)}
+_ACCOUNT_ACTIONS = {"add": _account_add, "template": _account_template,
+                    "list": _account_list, "show": _account_show,
+                    "import": _account_import, "export": _account_export}
 
 
 # -- events --------------------------------------------------------------------------------
@@ -781,7 +804,7 @@ def _annotate_message(msg: dict) -> None:
     from protocol.lean import glwire as w  # noqa: PLC0415
 
     t = msg.get("type")
-    msg["type_name"] = w.MSG_NAMES.get(t, str(t))
+    msg["type_name"] = w.MSG_NAMES.get(t, str(t)) if isinstance(t, int) else str(t)
     if "reason" in msg:
         msg["reason_name"] = w.NAK_NAMES.get(msg["reason"])
     if t == w.MSG_EVENT and "code" in msg:
@@ -797,7 +820,7 @@ def _jsonable(o):
     return str(o)
 
 
-def _key_from_store(cfg, account: int, explicit: bool):
+def _key_from_store(cfg, account: int | str, explicit: bool):
     """The account's key from the store; None when it has no such account,
     or when no store was named and the default one does not exist.  A
     store named with --db/--config must be there (StoreMissing)."""
@@ -880,8 +903,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="receiver.toml (see examples/receiver.toml)")
     common.add_argument("--db", default=argparse.SUPPRESS,
                         help="SQLite database path or postgresql:// URL")
-    p = argparse.ArgumentParser(prog="guardline-receiver", description=__doc__.split("\n")[0],
-                                parents=[top])
+    p = argparse.ArgumentParser(prog="guardline-receiver",
+                                description=(__doc__ or "").split("\n")[0], parents=[top])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", parents=[common], help="run the receiver")

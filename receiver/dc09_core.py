@@ -74,12 +74,16 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from datetime import datetime, timedelta, timezone
 
 from protocol import contactid
 from protocol import dc09
 from protocol.errors import LocalProtocolError
 from receiver.logfmt import q
+
+if TYPE_CHECKING:
+    from receiver.store import Account
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -151,7 +155,7 @@ class Verdict:
     kind: str
     reply: bytes | None = None
     message: dc09.Dc09Message | None = None
-    account: object = None  # receiver.store.Account
+    account: Account | None = None
     events: list | None = None  # normalized event dicts, one per event of the message
     reason: str = ""  # why (metrics label, security reason)
     detail: str = ""
@@ -249,8 +253,10 @@ class Dc09Core:
     def ack(self, v: Verdict, now: float) -> bytes:
         """ACK for an accepted message: ``*ACK`` with the account's key and
         time when the message was encrypted (5.5.3.1)."""
-        msg = v.message
-        key = v.account.key if msg.encrypted else None
+        msg, account = v.message, v.account
+        if msg is None or account is None:
+            raise LocalProtocolError("ack() of a verdict that accepted no message")
+        key = account.key if msg.encrypted else None
         return dc09.build_ack(msg, key=key, now=self.panel_time(msg.account, now))
 
     # -- the judge ------------------------------------------------------------------
@@ -278,20 +284,31 @@ class Dc09Core:
         try:
             msg = dc09.parse(frame, key_lookup=self._key,
                              crc_includes_cr=self._crc_includes_cr)
-        except dc09.Dc09CrcError as e:
-            if e.crc_includes_cr and self.account(e.account) is not None:
+        except dc09.Dc09Error as e:
+            return self._unparsed(e, now)
+        except LocalProtocolError as e:
+            # our own account key is unusable (not 16/24/32 bytes)
+            _LOGGER.error("DC-09 account key unusable error=%s", e)
+            return Verdict(SECURITY, reason="bad_key", detail=str(e))
+        return self._judge_message(msg, now)
+
+    def _unparsed(self, e: dc09.Dc09Error, now: float) -> Verdict:
+        """The verdict on a frame the codec refused."""
+        if isinstance(e, dc09.Dc09CrcError):
+            number = e.account
+            if e.crc_includes_cr and number and self.account(number) is not None:
                 # a known panel deviation, not enabled for this account: say
                 # how to enable it (once), and NAK as any CRC error
-                self.tolerated(e.account.upper(), "crc_includes_cr_refused",
+                self.tolerated(number.upper(), "crc_includes_cr_refused",
                                "enable with [dc09.accounts.%s] compat = "
-                               "[\"crc_includes_cr\"]" % e.account.upper())
+                               "[\"crc_includes_cr\"]" % number.upper())
             return Verdict(REPLY, self.nak(None, now), reason="dc09_crc", detail=str(e))
-        except dc09.Dc09TimestampError as e:
+        if isinstance(e, dc09.Dc09TimestampError):
             # decrypted (the key is right) but no or an unreadable timestamp
             m = e.message
             return Verdict(REPLY, self.nak(m.account, now), message=m, reason="dc09_time",
                            detail=str(e), account_number=m.account, seq=m.seq)
-        except dc09.Dc09KeyError as e:
+        if isinstance(e, dc09.Dc09KeyError):
             a = self._lookup(e.account.upper()) if e.account else None
             if a is None or a.protocol != "dc09":
                 reason = "unknown_account"
@@ -300,13 +317,11 @@ class Dc09Core:
             else:
                 reason = "bad_key"
             return Verdict(SECURITY, reason=reason, detail=str(e), account_number=e.account)
-        except dc09.Dc09Error as e:  # format, oversize
-            return Verdict(REPLY, self.nak(None, now), reason="dc09_format", detail=str(e))
-        except LocalProtocolError as e:
-            # our own account key is unusable (not 16/24/32 bytes)
-            _LOGGER.error("DC-09 account key unusable error=%s", e)
-            return Verdict(SECURITY, reason="bad_key", detail=str(e))
+        # format, oversize
+        return Verdict(REPLY, self.nak(None, now), reason="dc09_format", detail=str(e))
 
+    def _judge_message(self, msg: dc09.Dc09Message, now: float) -> Verdict:
+        """The verdict on a message that parsed (and decrypted)."""
         number = msg.account
         if msg.msg_id in (dc09.ACK, dc09.NAK, dc09.DUH):
             return Verdict(IGNORE, message=msg, reason="unexpected_reply",
@@ -325,22 +340,9 @@ class Dc09Core:
         st = self.settings(number)
         for d in msg.deviations:
             self.tolerated(a.number, d)
-        if msg.encrypted or st.check_clear_time:
-            # the timestamp test (5.5.1.8): every encrypted message, and the
-            # clear ones of an account that asks for it
-            if msg.timestamp is None:
-                return Verdict(REPLY, self.nak(number, now), message=msg, account=a,
-                               reason="dc09_time",
-                               detail="clear message without a readable timestamp (the "
-                                      "account checks clear messages' time)",
-                               account_number=number, seq=msg.seq)
-            delta = msg.timestamp - self.panel_time(number, now)
-            lower, upper = st.window
-            if not timedelta(seconds=lower) <= delta <= timedelta(seconds=upper):
-                return Verdict(REPLY, self.nak(number, now), message=msg, account=a,
-                               reason="dc09_time",
-                               detail="timestamp %+.0f s from receiver time"
-                               % delta.total_seconds(), account_number=number, seq=msg.seq)
+        late = self._time_refusal(msg, a, st, now)
+        if late is not None:
+            return late
         if msg.bad_timestamp is not None:
             self.tolerated(a.number, "unreadable_timestamp", msg.bad_timestamp[:40])
         if msg.msg_id == dc09.NULL:
@@ -351,6 +353,28 @@ class Dc09Core:
                            account_number=number, seq=msg.seq)
         return Verdict(EVENT, message=msg, account=a, events=self._events(msg, a, st, now),
                        account_number=number, seq=msg.seq)
+
+    def _time_refusal(self, msg: dc09.Dc09Message, a, st: AccountSettings,
+                      now: float) -> Verdict | None:
+        """The timestamp test (5.5.1.8): every encrypted message, and the
+        clear ones of an account that asks for it; a NAK verdict, or None."""
+        if not (msg.encrypted or st.check_clear_time):
+            return None
+        number = msg.account
+        if msg.timestamp is None:
+            return Verdict(REPLY, self.nak(number, now), message=msg, account=a,
+                           reason="dc09_time",
+                           detail="clear message without a readable timestamp (the "
+                                  "account checks clear messages' time)",
+                           account_number=number, seq=msg.seq)
+        delta = msg.timestamp - self.panel_time(number, now)
+        lower, upper = st.window
+        if not timedelta(seconds=lower) <= delta <= timedelta(seconds=upper):
+            return Verdict(REPLY, self.nak(number, now), message=msg, account=a,
+                           reason="dc09_time",
+                           detail="timestamp %+.0f s from receiver time"
+                           % delta.total_seconds(), account_number=number, seq=msg.seq)
+        return None
 
     def _events(self, msg: dc09.Dc09Message, a, st: AccountSettings, now: float) -> list:
         """The normalized event dicts of an accepted ADM-CID or SIA-DCS
@@ -427,8 +451,8 @@ def content_events(msg: dc09.Dc09Message) -> list[EventContent]:
             if s.code is None:
                 # a SIA code with no Contact ID row
                 c = EventContent(1, 0, s.partition, s.zone, s.user, own, mods, s.sia_code)
-            else:
-                c = EventContent(s.qualifier, s.code, s.partition, s.zone, s.user,
+            else:  # a Contact ID row gives both code and qualifier
+                c = EventContent(s.qualifier or 1, s.code, s.partition, s.zone, s.user,
                                  s.text or None, mods, s.sia_code)
             if not 0 <= c.zone <= MAX_ZONE or (c.user is not None and c.user > MAX_ZONE):
                 # an address longer than any zone or user number: keep it as text

@@ -54,7 +54,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 from protocol import dc09
 from receiver import dc09_core as core
@@ -62,6 +62,7 @@ from receiver.admission import MAX_INFLIGHT_TRUNK
 from receiver.link_policy import Busy, LinkPolicy
 from receiver.listener_base import DatagramLink, DatagramListener, ListenerHost, TcpServer
 from receiver.ratelimit import RateLimit
+from receiver.store import Account
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Dc09Host(ListenerHost, Protocol):
 
     link_policy: LinkPolicy
 
-    def account(self, number: str): ...
+    def account(self, number: str) -> Account | None: ...
 
     def heard(self, account: str, path: int, now: float) -> None: ...
 
@@ -133,12 +134,11 @@ class Dc09Service:
                 except dc09.Dc09OversizeError as e:
                     self.oversize(link, e)
                     continue
-                if f is dc09.NEED_DATA:
+                if not isinstance(f, bytes):  # dc09.NEED_DATA
                     break
                 self.handle(f, link)
             if link.closed:
                 return
-
 
     def handle(self, frame: bytes, link) -> None:
         """A frame from a link.  Never raises for anything a peer sends."""
@@ -146,24 +146,27 @@ class Dc09Service:
         policy = rx.link_policy
         now = self.clock()
         v = self.core.judge(frame, now)
-        if v.kind in (core.EVENT, core.LINK):
+        msg, account = v.message, v.account
+        if v.kind in (core.EVENT, core.LINK) and msg is not None and account is not None:
             policy.accepted(link)
             # authenticated: encrypted under the account's key; a keyless
             # account's clear NULL anyone can forge, its event is a report
-            link.accepted(v.message.encrypted or v.kind == core.EVENT)
-            rx.heard(v.account.number, 1, now)
+            link.accepted(msg.encrypted or v.kind == core.EVENT)
+            rx.heard(account.number, 1, now)
             if v.kind == core.LINK:
                 link.reply(self.core.ack(v, now))
                 return
             reason = policy.refusal(link)
             if reason is not None:
-                self._nak_busy(v, link, reason)
+                self._nak_busy(v, account.number, link, reason)
                 return
-            for e in v.events:
+            events = v.events or []
+            for e in events:
                 e["peer"] = link.peer
             slot = link.reserve()
-            rx.spawn(self._commit(v, link, slot, time.perf_counter()), inflight=True)
-        elif v.kind == core.REPLY:
+            rx.spawn(self._commit(v, account.number, events, link, slot, time.perf_counter()),
+                     inflight=True)
+        elif v.kind == core.REPLY and v.reply is not None:
             # a DUH is an answer to a message we understood and do not handle
             duh = v.reason == "dc09_unsupported"
             policy.rejected(link, v.reason, v.account_number, v.seq, v.detail, security=False,
@@ -181,24 +184,25 @@ class Dc09Service:
                                      security=False, nak=True)
         link.refuse(self.core.nak(None, self.clock()), known=False)
 
-    async def _commit(self, v: core.Verdict, link, slot, t0: float) -> None:
+    async def _commit(self, v: core.Verdict, number: str, events: list[dict], link, slot,
+                      t0: float) -> None:
         rx = self.rx
         try:
             # every event of the message in one transaction, then one ACK
-            await rx.ingest_many(v.events)
+            await rx.ingest_many(events)
         except Busy as e:
-            self._nak_busy(v, link, e.reason, slot)
+            self._nak_busy(v, number, link, e.reason, slot)
             return
         except Exception:  # noqa: BLE001 - a bug: no reply, the panel retries
-            _LOGGER.exception("DC-09 ingest failed account=%s seq=%s", v.account.number, v.seq)
+            _LOGGER.exception("DC-09 ingest failed account=%s seq=%s", number, v.seq)
             link.fill(slot, None)
             return
         link.fill(slot, self.core.ack(v, self.clock()))
         rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
 
-    def _nak_busy(self, v: core.Verdict, link, reason: str, slot=None) -> None:
-        self.rx.link_policy.nak_busy(v.account.number, "%04d" % v.seq, link, reason)
-        nak = self.core.nak(v.account.number, self.clock())
+    def _nak_busy(self, v: core.Verdict, number: str, link, reason: str, slot=None) -> None:
+        self.rx.link_policy.nak_busy(number, "%04d" % (v.seq or 0), link, reason)
+        nak = self.core.nak(number, self.clock())
         if slot is None:
             link.reply(nak)
         else:
@@ -237,9 +241,9 @@ class _TcpLink(asyncio.Protocol):
 
     # asyncio.Protocol -----------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        peer = self.listener.admit(self, transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t = self.transport = cast(asyncio.Transport, transport)  # a TCP server's
+        peer = self.listener.admit(self, t)
         if peer is None:
             self.closed = True
             return
@@ -356,6 +360,7 @@ class Dc09TcpListener(TcpServer):
 
     def __init__(self, service: Dc09Service, host: str, port: int):
         super().__init__(service.rx, host, port)
+        self.rx: Dc09Host = service.rx
         self.service = service
 
     def protocol(self) -> _TcpLink:

@@ -19,6 +19,11 @@ from typing import Protocol
 
 from receiver import alarms as _alarms
 from receiver import retention
+from receiver.forwarder import Forwarder
+from receiver.listener_base import Listener
+from receiver.metrics import Metrics
+from receiver.store import Store
+from receiver.supervision import Supervisor
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,11 +43,11 @@ REPLAY_FLUSH_S = 10.0
 class HousekeepingHost(Protocol):
     """What housekeeping reads and runs of the receiver."""
 
-    store: object
-    metrics: object
-    supervisor: object
-    listeners: list
-    forwarders: dict
+    store: Store
+    metrics: Metrics
+    supervisor: Supervisor
+    listeners: list[Listener]
+    forwarders: dict[str, Forwarder]
 
     async def reload_accounts(self) -> int: ...
 
@@ -71,7 +76,7 @@ async def refresh_store_gauges(rx: HousekeepingHost) -> None:
         rx.metrics.alarms_open.labels(state).set(n)
 
 
-async def prune_security_events(store, now: float) -> int:
+async def prune_security_events(store: Store, now: float) -> int:
     """Keep security events within receiver.retention's bounds."""
     return await retention.prune(retention.SECURITY_EVENTS, store.prune_security_events, now)
 

@@ -48,7 +48,7 @@ SCRAPE_CACHE_S = 1.0
 # has no option for that header; it takes the value from this module
 # global when it writes a response, so it is set once, here.
 SERVER_NAME = "Guardline"
-aiohttp.web_response.SERVER_SOFTWARE = SERVER_NAME
+aiohttp.web_response.SERVER_SOFTWARE = SERVER_NAME  # pyright: ignore[reportPrivateImportUsage]
 
 
 class SharedAddressError(OSError):

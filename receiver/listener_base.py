@@ -31,7 +31,9 @@ import socket
 from typing import Protocol
 
 from receiver.admission import MAX_INFLIGHT_DATAGRAM, Admission, descriptor_limit
+from receiver.config import Config
 from receiver.connections import ConnectionRegistry
+from receiver.metrics import Metrics
 from receiver.ratelimit import RateLimit
 
 _LOGGER = logging.getLogger(__name__)
@@ -65,11 +67,29 @@ ACCEPT_ERROR_LOG_S = 10.0
 class ListenerHost(Protocol):
     """What a listener reads of the receiver that runs it."""
 
-    config: object  # receiver.config.Config: timeouts, limits
-    metrics: object  # receiver.metrics.Metrics
+    config: Config  # timeouts, limits
+    metrics: Metrics
     admission: Admission
     connections: ConnectionRegistry
     close_log: RateLimit  # lines about strangers' connections closing
+
+
+class Listener(Protocol):
+    """What the receiver does with each of its listeners."""
+
+    kind: str  # "tcp", "udp", "serial", "dc09-tcp", "dc09-udp": the metrics label
+    address: tuple | str  # (host, port) as bound once started; a serial line's URL
+
+    async def start(self) -> None: ...
+
+    def connection_count(self) -> int: ...
+
+    def sweep(self, now: float) -> None:
+        """Close connections past their timeouts (housekeeping, each second)."""
+
+    async def stop_accepting(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def enlarge_receive_buffer(sock, size: int = UDP_RCVBUF) -> int:
@@ -107,7 +127,7 @@ class AcceptErrors:
     ACCEPT_ERROR_LOG_S, the rest counted.  Anything else goes to the
     handler that was there before."""
 
-    def __init__(self, metrics, admission: Admission):
+    def __init__(self, metrics: Metrics, admission: Admission):
         self.metrics = metrics
         self.admission = admission
         self.log = RateLimit(1.0 / ACCEPT_ERROR_LOG_S, 1.0)
@@ -167,7 +187,7 @@ class TcpServer:
         self.host = host
         self.port = port
         self.server: asyncio.Server | None = None
-        self.conns: set = set()  # admitted StreamConnections not yet lost
+        self.conns: set = set()  # admitted connections (StreamConnection) not yet lost
         self.accepting = True
         self.address = (host, port)
         self.refuse_log = RateLimit(REFUSE_LOG_PER_S)

@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Protocol, cast
 
 from protocol.lean import glwire as w
 from protocol.session import NEED_DATA, ReceiverConnection, ReceiverCore, handle_datagram
@@ -58,7 +58,7 @@ MAX_GARBAGE_BYTES = 4 * w.MAX_FRAME_LEN
 SERIAL_READ_TIMEOUT_S = 0.2
 
 
-class NativeHost(ListenerHost, Protocol):
+class NativeListenerHost(ListenerHost, Protocol):
     """What the native listeners need of the receiver: its session core
     (keys, replay state) and where a judged frame goes."""
 
@@ -75,7 +75,7 @@ class StreamLink:
     max_inflight = MAX_INFLIGHT_TRUNK
     carries_commands = False  # a receiver COMMAND may be sent on it
 
-    def __init__(self, rx: NativeHost, peer: str, write, on_close=None):
+    def __init__(self, rx: NativeListenerHost, peer: str, write, on_close=None):
         self.rx = rx
         self.peer = peer
         self.inflight = 0
@@ -159,11 +159,11 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.link: _TcpLink | None = None
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        peer = self.listener.admit(self, transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t = self.transport = cast(asyncio.Transport, transport)  # a TCP server's
+        peer = self.listener.admit(self, t)
         if peer is not None:
-            self.link = _TcpLink(self.listener.rx, peer, self, transport)
+            self.link = _TcpLink(self.listener.rx, peer, self, t)
 
     def evict(self) -> None:
         """Closed to make room for another connection (admission)."""
@@ -198,7 +198,7 @@ class _TcpLink(StreamLink):
     # the panel keeps its TCP connection open and reads it between events
     carries_commands = True
 
-    def __init__(self, rx: NativeHost, peer: str, proto: _TcpProtocol,
+    def __init__(self, rx: NativeListenerHost, peer: str, proto: _TcpProtocol,
                  transport: asyncio.Transport):
         super().__init__(rx, peer, transport.write, self._close)
         self.proto = proto
@@ -216,9 +216,9 @@ class _TcpLink(StreamLink):
 class TcpListener(TcpServer):
     kind = "tcp"  # metrics label
 
-    def __init__(self, rx: NativeHost, host: str, port: int):
+    def __init__(self, rx: NativeListenerHost, host: str, port: int):
         super().__init__(rx, host, port)
-        self.rx: NativeHost = rx
+        self.rx: NativeListenerHost = rx
 
     def protocol(self) -> _TcpProtocol:
         return _TcpProtocol(self)
@@ -241,7 +241,7 @@ class TcpListener(TcpServer):
 class UdpListener(DatagramListener):
     kind = "udp"  # metrics label
 
-    def __init__(self, rx: NativeHost, host: str, port: int):
+    def __init__(self, rx: NativeListenerHost, host: str, port: int):
         super().__init__(host, port)
         self.rx = rx
 
@@ -267,9 +267,10 @@ class SerialListener:
 
     kind = "serial"  # metrics label
 
-    def __init__(self, rx: NativeHost, spec, backoff: Backoff | None = None):
+    def __init__(self, rx: NativeListenerHost, spec, backoff: Backoff | None = None):
         self.rx = rx
         self.spec = spec
+        self.address = spec.url
         self.backoff = backoff or Backoff(base_s=0.5, cap_s=30.0)
         self._stop = threading.Event()
         self._astop = asyncio.Event()

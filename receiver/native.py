@@ -27,11 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from protocol.lean import glwire as w
 from protocol.session import Accepted, Rejected, ReceiverCore
+from receiver.accounts import Accounts
+from receiver.commands import RemoteCommands
 from receiver.link_policy import Busy, LinkPolicy
+from receiver.metrics import Metrics
+from receiver.store import EventRecord, IngestOutcome
+
+if TYPE_CHECKING:
+    from receiver.ownership import Cluster
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,19 +47,19 @@ class NativeHost(Protocol):
     """What the native glue needs of the receiver."""
 
     core: ReceiverCore
-    metrics: object
+    metrics: Metrics
     link_policy: LinkPolicy
-    cluster: object  # receiver.ownership.Cluster, or None
-    accounts: object  # receiver.accounts.Accounts
-    commands: object  # receiver.commands.RemoteCommands
+    cluster: Cluster | None
+    accounts: Accounts
+    commands: RemoteCommands
 
     def heard(self, account: str, path: int, now: float) -> None: ...
 
     def spawn(self, coro, inflight: bool = False) -> asyncio.Task: ...
 
-    def make_record(self, event: dict): ...
+    def make_record(self, event: dict) -> EventRecord: ...
 
-    async def ingest_record(self, rec): ...
+    async def ingest_record(self, rec: EventRecord) -> IngestOutcome: ...
 
 
 class NativeService:
@@ -119,7 +126,7 @@ class NativeService:
             return
         link.send(rx.core.ack(acc, now))
 
-    def _record(self, acc: Accepted, link, now: float):
+    def _record(self, acc: Accepted, link, now: float) -> EventRecord:
         m = acc.msg
         rec = self.rx.make_record({
             "account": str(acc.account), "protocol": "native",
@@ -135,7 +142,7 @@ class NativeService:
             rec.tx_seq = st.tx_seq + 1  # the ACK about to be sealed
         return rec
 
-    async def _commit_and_ack(self, acc: Accepted, rec, link, t0: float) -> None:
+    async def _commit_and_ack(self, acc: Accepted, rec: EventRecord, link, t0: float) -> None:
         rx = self.rx
         try:
             await rx.ingest_record(rec)
@@ -152,6 +159,8 @@ class NativeService:
 
     async def _ack_when_heard(self, acc: Accepted, link, now: float) -> None:
         rx = self.rx
+        if rx.cluster is None:  # a lone receiver ACKs at once (_hearing)
+            return
         try:
             await rx.cluster.heard_durable(str(acc.account), acc.path, now)
         except Exception as e:  # noqa: BLE001 - the store failing: the panel retries

@@ -25,11 +25,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from receiver.accounts import AccountChanges
+from receiver.config import Config
 from receiver.link_policy import Busy
 from receiver.logfmt import q
-from receiver.supervision import CODE_COMM_TROUBLE, Change, Profile, account_profile
+from receiver.metrics import Metrics
+from receiver.store import Account, EventRecord, IngestOutcome
+from receiver.supervision import (CODE_COMM_TROUBLE, Change, Profile, Supervisor,
+                                  account_profile)
+
+if TYPE_CHECKING:
+    from receiver.ownership import Cluster
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,16 +52,16 @@ SUPERVISION_BATCH = 2_000
 class SupervisionHost(Protocol):
     """What the loop needs of the receiver."""
 
-    config: object  # receiver.config.Config: the default [supervision] profile
-    metrics: object
-    supervisor: object  # receiver.supervision.Supervisor (or the cluster's)
-    cluster: object  # receiver.ownership.Cluster, or None
+    config: Config  # the default [supervision] profile
+    metrics: Metrics
+    supervisor: Supervisor  # the cluster's, with several receivers
+    cluster: Cluster | None
 
-    def account(self, number: str): ...
+    def account(self, number: str) -> Account | None: ...
 
-    def make_record(self, event: dict): ...
+    def make_record(self, event: dict) -> EventRecord: ...
 
-    async def ingest_record(self, rec): ...
+    async def ingest_record(self, rec: EventRecord) -> IngestOutcome: ...
 
     def publish(self, message: dict, broadcast: bool = True) -> None: ...
 
@@ -67,7 +75,7 @@ class SupervisionLoop:
 
     # -- profiles -----------------------------------------------------------------
 
-    def profile(self, account) -> Profile | None:
+    def profile(self, account: Account) -> Profile | None:
         return account_profile(account, self.rx.config.supervision)
 
     def load(self, accounts, failed: list[tuple[str, int]], now: float) -> None:
@@ -80,8 +88,8 @@ class SupervisionLoop:
             self.rx.supervisor.set_profile(a.number, self.profile(a), now,
                                            failed_paths=by_acct.get(a.number, ()))
 
-    def follow(self, changes, now: float) -> None:
-        """The account table changed (receiver.accounts.AccountChanges)."""
+    def follow(self, changes: AccountChanges, now: float) -> None:
+        """The account table changed."""
         sup = self.rx.supervisor
         for number in changes.removed:
             sup.remove(number)
@@ -97,8 +105,8 @@ class SupervisionLoop:
         if change is not None:
             self.rx.spawn(self.store(change))
 
-    def record(self, ch: Change):
-        """The 350 event (receiver.store.EventRecord) of a change."""
+    def record(self, ch: Change) -> EventRecord:
+        """The 350 event of a change."""
         a = self.rx.account(ch.account)
         return self.rx.make_record({
             "account": ch.account, "protocol": a.protocol if a else "native",

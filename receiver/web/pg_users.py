@@ -55,7 +55,7 @@ PG_SCHEMA_VERSION = 1
 POOL_SIZE = 2
 # Same bounds as receiver.pg_store: a stalled server turns into an error,
 # not a console request that never answers.
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10  # seconds (asyncpg takes an int here)
 COMMAND_TIMEOUT_S = 15.0
 # A request restarts its session's idle clock in the database at most this
 # often (not on every request: that would be a write per page poll).  The
@@ -254,7 +254,7 @@ class PGUserStore(UserStore):
                                             name)
         stored = r["password_hash"] if r is not None else None
         ok = await asyncio.to_thread(verify_password, stored, password)
-        if not ok or r is None or r["disabled"]:
+        if not ok or r is None or stored is None or r["disabled"]:
             return None
         now = time.time()
         new_hash = (await asyncio.to_thread(hash_password, password)

@@ -137,8 +137,8 @@ class Client:
         r = await self.http.post(self.base + "/api/login", json={
             "name": name, "password": PASSWORDS.get(name) if password is None else password})
         if r.status == 200:
-            self.me = await r.json()
-            self.csrf = self.me["csrf"]
+            me = self.me = await r.json()
+            self.csrf = me["csrf"]
         return r
 
     def request(self, method: str, path: str, csrf: bool = True, **kw):

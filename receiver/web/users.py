@@ -432,7 +432,7 @@ class SQLiteUserStore(UserStore):
         r = await self._call(lookup) if isinstance(name, str) else None
         stored = r["password_hash"] if r is not None else None
         ok = await asyncio.to_thread(verify_password, stored, password)
-        if not ok or r is None or r["disabled"]:
+        if not ok or r is None or stored is None or r["disabled"]:
             return None
         now = time.time()
         rehash = needs_rehash(stored)

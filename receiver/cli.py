@@ -699,7 +699,6 @@ async def _alarms_cmd(args, cfg) -> int:
 
 
 def _decode(args, cfg) -> int:
-    from protocol.lean import glwire as w  # noqa: PLC0415
     from receiver import dc09_decode  # noqa: PLC0415
 
     try:
@@ -728,20 +727,31 @@ def _decode(args, cfg) -> int:
         key = _key_from_store(cfg, int.from_bytes(raw[4:8], "big"),
                               explicit=bool(args.db or args.config))
     if describe is not None:
-        # protocol/spec.py (the normative construct definition) explains the
-        # frame; we add the verdicts and the operator's reading of an event.
-        out = describe(raw, key=key)
-        out["valid"] = "error" not in out
-        out["authenticated"] = ("message" in out) if key is not None else None
-        msg = out.get("message")
-        if isinstance(msg, dict):
-            _annotate_message(msg)
-        if key is None and out["valid"]:
-            out["note"] = "no key: header only (give --key or an account in --db)"
-        print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
-        if not out["valid"]:
-            print("guardline-receiver: not a valid frame: %s" % out["error"], file=sys.stderr)
-        return 0 if out["valid"] else 1
+        return _decode_described(describe, raw, key)
+    return _decode_native(raw, key)
+
+
+def _decode_described(describe, raw: bytes, key: bytes | None) -> int:
+    """protocol/spec.py (the normative construct definition) explains the
+    frame; we add the verdicts and the operator's reading of an event."""
+    out = describe(raw, key=key)
+    out["valid"] = "error" not in out
+    out["authenticated"] = ("message" in out) if key is not None else None
+    msg = out.get("message")
+    if isinstance(msg, dict):
+        _annotate_message(msg)
+    if key is None and out["valid"]:
+        out["note"] = "no key: header only (give --key or an account in --db)"
+    print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
+    if not out["valid"]:
+        print("guardline-receiver: not a valid frame: %s" % out["error"], file=sys.stderr)
+    return 0 if out["valid"] else 1
+
+
+def _decode_native(raw: bytes, key: bytes | None) -> int:
+    """A native frame read with the lean codec (glwire)."""
+    from protocol.lean import glwire as w  # noqa: PLC0415
+
     try:
         frame = w.decode_datagram(raw)
     except w.WireError as e:
@@ -760,9 +770,8 @@ def _decode(args, cfg) -> int:
            "length": len(raw)}
     if key is not None:
         try:
-            msg = w.open_frame(w.Keys(key), frame)
+            msg = dict(w.open_frame(w.Keys(key), frame))
             out["authenticated"] = True
-            msg = dict(msg)
             _annotate_message(msg)
             out["message"] = msg
         except (w.WireError, w.EncodeError) as e:

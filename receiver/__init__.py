@@ -2,9 +2,16 @@
 
 Modules (docs/receiver.md is the operator's guide):
 
-- ``app``          the :class:`Receiver` application object and the
-                   protocol-agnostic ingest path (``Receiver.ingest``)
-- ``listeners``    TCP, UDP and serial adapters around protocol.session
+- ``app``          the :class:`Receiver` application object (the wiring) and
+                   the protocol-agnostic ingest path (``Receiver.ingest``)
+- ``listeners``    TCP, UDP and serial adapters around protocol.session;
+                   ``native`` what happens to a judged native frame
+- ``dc09_listener``, ``dc09_core``  SIA DC-09 listeners and their judge
+- ``listener_base``, ``link_policy``, ``admission``, ``connections``  what
+                   every listener shares: sockets, busy and security policy,
+                   who may connect, which stream carries which account
+- ``accounts``, ``commands``, ``supervision_loop``, ``housekeeping``,
+  ``pubsub``       the receiver's parts Receiver wires together
 - ``records``      the typed records that cross the store's border, one JSON
                    shape each (events, alarms, audit, security events, outbox)
 - ``ingest``       the ingest rules as a pure plan both backends execute

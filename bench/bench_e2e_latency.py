@@ -43,6 +43,7 @@ import benchlib  # noqa: E402
 
 from firmware.testing import TEST_KEY, SimPanel  # noqa: E402
 from receiver.app import Receiver  # noqa: E402
+from receiver.messages import EventStored  # noqa: E402
 from receiver.config import Config  # noqa: E402
 from receiver.store import Account  # noqa: E402
 
@@ -87,11 +88,11 @@ async def run(trips: int, debounce_ms: int | None, tmp: str) -> dict:
             if left <= 0:
                 raise TimeoutError("no event for zone %d q%d" % (ZONE, qualifier))
             m = await asyncio.wait_for(q.get(), left)
-            if m.get("type") != "event":
+            if not isinstance(m, EventStored):
                 continue
-            ev = m["event"]
-            if ev["account"] == str(ACCOUNT) and ev["zone"] == ZONE and \
-                    ev["qualifier"] == qualifier and ev["code"] == 122:
+            ev = m.event  # a receiver.records.Event
+            if ev.account == str(ACCOUNT) and ev.zone == ZONE and \
+                    ev.qualifier == qualifier and ev.code == 122:
                 return time.monotonic()
 
     try:
@@ -100,7 +101,7 @@ async def run(trips: int, debounce_ms: int | None, tmp: str) -> dict:
         end = time.monotonic() + 60
         while time.monotonic() < end:
             m = await asyncio.wait_for(q.get(), 60)
-            if m.get("type") == "event" and m["event"]["code"] == 305:
+            if isinstance(m, EventStored) and m.event.code == 305:
                 break
         await asyncio.sleep(1.0)
         while not q.empty():

@@ -12,6 +12,7 @@ Modules (docs/receiver.md is the operator's guide):
                    who may connect, which stream carries which account
 - ``accounts``, ``commands``, ``supervision_loop``, ``housekeeping``,
   ``pubsub``       the receiver's parts Receiver wires together
+- ``messages``     the console's live messages (typed, one JSON shape each)
 - ``records``      the typed records that cross the store's border, one JSON
                    shape each (events, alarms, audit, security events, outbox)
 - ``ingest``       the ingest rules as a pure plan both backends execute

@@ -39,8 +39,9 @@ Invariants:
 - Other protocols (SIA DC-09) call :meth:`Receiver.ingest` with a
   normalized event dict and ACK/NAK according to its outcome (``Busy``).
 - Subscribers (:meth:`subscribe`, the web console) get every new event and
-  alarm change on a bounded queue; a subscriber that does not keep up loses
-  messages (counted in ``queue.dropped``), never slows the event path.
+  alarm change, as typed messages (receiver.messages), on a bounded queue; a
+  subscriber that does not keep up loses messages (counted in
+  ``queue.dropped``), never slows the event path.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ from receiver.forwarder import Forwarder, make_output
 from receiver.housekeeping import Housekeeping, refresh_gauges, refresh_store_gauges
 from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityReport
 from receiver.listener_base import AcceptErrors, Listener
+from receiver.messages import (AlarmUpdate, ConsoleMessage, EventStored, OutputHealth,
+                               SecurityRejected)
 from receiver.metrics import Metrics
 from receiver.native import NativeService
 from receiver.pubsub import Hub, Subscription
@@ -309,8 +312,7 @@ class Receiver:
             _LOGGER.warning("security event not stored account=%s peer=%s error=%s",
                             ev.account, ev.peer, e)
             return
-        self.publish({"type": "security", "account": ev.account, "reason": ev.reason,
-                      "detail": ev.detail, "peer": ev.peer})
+        self.publish(SecurityRejected.of(ev))
 
     # -- supervision, commands, gauges (receiver.supervision_loop, .commands, ...) ------
 
@@ -334,19 +336,18 @@ class Receiver:
     def _output_health(self, f: Forwarder) -> None:
         """An output started or stopped failing, or fails for another
         reason now: tell the consoles."""
-        self.publish({"type": "output", "output": f.output.name,
-                      "failing": f.failing_since is not None}, broadcast=False)
+        self.publish(OutputHealth.of(f), broadcast=False)
 
     # -- pub/sub for the console (receiver.pubsub) -------------------------------------
 
     def subscribe(self) -> Subscription:
-        """A queue of {"type": "event"|"alarm"|"supervision", ...} dicts."""
+        """A queue of live messages (receiver.messages)."""
         return self.hub.subscribe()
 
     def unsubscribe(self, q: Subscription) -> None:
         self.hub.unsubscribe(q)
 
-    def publish(self, message: dict, broadcast: bool = True) -> None:
+    def publish(self, message: ConsoleMessage, broadcast: bool = True) -> None:
         """Give ``message`` to every subscriber here and, with several
         receivers, to theirs (``broadcast=False``: it came from them)."""
         self.hub.publish(message, broadcast)
@@ -480,12 +481,9 @@ class Receiver:
             self.metrics.duplicates.inc()
             return out
         self.metrics.events.labels(rec.protocol, rec.event_class).inc()
-        self.publish({"type": "event", "event": rec.stored(out.event_id).to_json()})
+        self.publish(EventStored.of(rec, out.event_id))
         if out.alarm_id is not None:
-            self.publish({"type": "alarm", "alarm_id": out.alarm_id, "state": "pending",
-                          "event_id": out.event_id, "account": rec.account,
-                          "event_class": rec.event_class, "priority": rec.priority,
-                          "description": rec.description, "routed_to": rec.routed_to})
+            self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))
             for output, _ in rec.outbox:
                 f = self.forwarders.get(output)
                 if f is not None:
@@ -506,7 +504,7 @@ class Receiver:
     async def acknowledge_alarm(self, alarm_id: int, by: str) -> Alarm:
         a = await self.store.alarm_transition(alarm_id, _alarms.ACKNOWLEDGE, by, None,
                                               time.time())
-        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a.state, "by": by})
+        self.publish(AlarmUpdate.moved(a, by))
         _LOGGER.info("alarm acknowledged account=%s alarm_id=%d by=%s", a.account,
                      alarm_id, by)
         return a
@@ -514,8 +512,7 @@ class Receiver:
     async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> Alarm:
         a = await self.store.alarm_transition(alarm_id, _alarms.RESOLVE, by, note,
                                               time.time())
-        self.publish({"type": "alarm", "alarm_id": alarm_id, "state": a.state, "by": by,
-                      "note": note})
+        self.publish(AlarmUpdate.moved(a, by, note))
         _LOGGER.info("alarm resolved account=%s alarm_id=%d by=%s", a.account, alarm_id,
                      by)
         return a

@@ -305,7 +305,7 @@ class Demo:
 
     async def _print(self, rx, queue) -> None:
         while True:
-            m = await queue.get()
+            m = (await queue.get()).to_json()  # the live message (receiver.messages)
             if m["type"] == "event":
                 ev = m["event"]
                 self.events.append(ev)

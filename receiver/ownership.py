@@ -75,6 +75,7 @@ import zlib
 from prometheus_client import Counter, Gauge
 
 from receiver.cluster_store import ClusterStore
+from receiver.messages import from_json
 from receiver.supervision import FAILED, Change, Supervisor
 from receiver.tasks import cancel_all
 
@@ -566,4 +567,6 @@ class Cluster:
         self.bus_received += len(messages)
         self.m_bus.labels("received").inc(len(messages))
         for m in messages:
-            self.rx.publish(m, broadcast=False)
+            msg = from_json(m) if isinstance(m, dict) else None
+            if msg is not None:
+                self.rx.publish(msg, broadcast=False)

@@ -22,12 +22,15 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from receiver.messages import ConsoleMessage
+
 # Messages a subscriber queue holds before new ones are dropped for it.
 SUBSCRIBER_QUEUE = 1_000
 
 
 class Subscription(asyncio.Queue):
-    """A subscriber's queue; ``dropped`` counts what did not fit."""
+    """A subscriber's queue of messages (receiver.messages); ``dropped``
+    counts what did not fit."""
 
     def __init__(self, maxsize: int = SUBSCRIBER_QUEUE):
         super().__init__(maxsize)
@@ -37,7 +40,8 @@ class Subscription(asyncio.Queue):
 class Hub:
     def __init__(self):
         self._subscribers: set[Subscription] = set()
-        # set when other receivers share the store (receiver.ownership)
+        # set when other receivers share the store (receiver.ownership): it
+        # is given each message's JSON
         self.broadcast: Callable[[dict], None] | None = None
 
     def __len__(self) -> int:
@@ -51,11 +55,11 @@ class Hub:
     def unsubscribe(self, q: Subscription) -> None:
         self._subscribers.discard(q)
 
-    def publish(self, message: dict, broadcast: bool = True) -> None:
+    def publish(self, message: ConsoleMessage, broadcast: bool = True) -> None:
         """Give ``message`` to every subscriber here and, with several
         receivers, to theirs (``broadcast=False``: it came from them)."""
         if broadcast and self.broadcast is not None:
-            self.broadcast(message)
+            self.broadcast(message.to_json())
         for q in self._subscribers:
             try:
                 q.put_nowait(message)

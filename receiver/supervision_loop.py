@@ -31,6 +31,7 @@ from receiver.accounts import AccountChanges
 from receiver.config import Config
 from receiver.link_policy import Busy
 from receiver.logfmt import q
+from receiver.messages import ConsoleMessage, SupervisionChange
 from receiver.metrics import Metrics
 from receiver.store import Account, EventRecord, IngestOutcome
 from receiver.supervision import (CODE_COMM_TROUBLE, Change, Profile, Supervisor,
@@ -63,7 +64,7 @@ class SupervisionHost(Protocol):
 
     async def ingest_record(self, rec: EventRecord) -> IngestOutcome: ...
 
-    def publish(self, message: dict, broadcast: bool = True) -> None: ...
+    def publish(self, message: ConsoleMessage, broadcast: bool = True) -> None: ...
 
     def spawn(self, coro, inflight: bool = False) -> asyncio.Task: ...
 
@@ -136,8 +137,7 @@ class SupervisionLoop:
         (_LOGGER.warning if ch.failed else _LOGGER.info)(
             "supervision %s account=%s path=%d silent_s=%d timeout_s=%d", kind, ch.account,
             ch.path, int(ch.at - ch.last_heard), ch.timeout_s)
-        rx.publish({"type": "supervision", "account": ch.account, "path": ch.path,
-                    "failed": ch.failed, "at": ch.at})
+        rx.publish(SupervisionChange.of(ch))
         return True
 
     async def tick(self, now: float) -> list[Change]:

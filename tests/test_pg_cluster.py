@@ -81,7 +81,7 @@ async def test_live_updates_reach_the_other_receivers_subscribers(pg_url):
 
         async def alarm_in(q):
             while True:
-                m = await q.get()
+                m = (await q.get()).to_json()  # the live message's JSON
                 if m["type"] == "alarm" and m.get("state") == "pending":
                     return m
 
@@ -105,7 +105,7 @@ async def test_live_updates_reach_the_other_receivers_subscribers(pg_url):
 
 async def _first(q, pred):
     while True:
-        m = await q.get()
+        m = (await q.get()).to_json()
         if pred(m):
             return m
 
@@ -113,7 +113,7 @@ async def _first(q, pred):
 def _drain(q):
     out = []
     while not q.empty():
-        out.append(q.get_nowait())
+        out.append(q.get_nowait().to_json())
     return out
 
 

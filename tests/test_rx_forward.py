@@ -196,7 +196,7 @@ async def test_protocol_agnostic_ingest(tmp_path):
         [e] = await rx.store.list_events()
         assert (e.protocol, e.dedupe_key, e.event_class, e.text) == (
             "dc09", "dc09:7", "test", "weekly test")
-        msg = q.get_nowait()
+        msg = q.get_nowait().to_json()
         assert msg["type"] == "event" and msg["event"]["id"] == out.event_id
         assert q.empty()  # the duplicate is not published again
         for bad in [{**ev(1, 8), "qualifier": 2}, {**ev(1, 8), "code": 1000},
@@ -220,5 +220,5 @@ async def test_protocol_agnostic_ingest(tmp_path):
 def _drain(q):
     out = []
     while not q.empty():
-        out.append(q.get_nowait())
+        out.append(q.get_nowait().to_json())  # the live messages' JSON
     return out

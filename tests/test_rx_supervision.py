@@ -192,7 +192,7 @@ async def test_receiver_raises_and_restores_communication_trouble(tmp_path):
         assert not [e for e in await rx.store.list_events(account="2")]
         kinds = []
         while not q.empty():
-            kinds.append(q.get_nowait()["type"])
+            kinds.append(q.get_nowait().to_json()["type"])
         assert "supervision" in kinds and "alarm" in kinds
         await p.close()
 

@@ -35,6 +35,7 @@ from aiohttp import web
 from protocol import contactid
 from receiver import alarms as _alarms
 from receiver.commands import CommandError
+from receiver.messages import ConsoleMessage, Hello, Logout, Resync, SecurityRejected
 from receiver.outputs import target_of
 from receiver.records import Alarm, Event
 from receiver.store import FEED_MAX_PAGE, FEED_PAGE
@@ -81,8 +82,6 @@ OUTBOX_ROWS = 1000
 KEEPALIVE_S = 15.0
 # Panels listed per page of the overview.
 PANELS_PAGE = 500
-
-_CLOSE = object()  # put on a stream's queue to end it
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -994,17 +993,19 @@ class _Stream:
 
 
 def close_streams(console, which) -> None:
+    """End the live streams ``which(stream)`` picks: each is told to log out."""
     for st in list(console.streams):
         if which(st):
             q = st.queue
             while q.full():
                 q.get_nowait()
-            q.put_nowait(_CLOSE)
+            q.put_nowait(Logout())
 
 
-def _sse(event: str, data) -> bytes:
-    return ("event: %s\ndata: %s\n\n" % (event, json.dumps(data, separators=(",", ":")))
-            ).encode()
+def _sse(msg: ConsoleMessage) -> bytes:
+    """One server-sent event: named by the message's kind, its JSON as data."""
+    return ("event: %s\ndata: %s\n\n" % (msg.kind, json.dumps(msg.to_json(),
+                                                            separators=(",", ":")))).encode()
 
 
 def _stream_refusal(console, s) -> str | None:
@@ -1021,11 +1022,12 @@ def _stream_refusal(console, s) -> str | None:
 
 @api(auth.VIEW)
 async def stream(request, console, s):
-    """Server-sent events: ``alarm``, ``event``, ``supervision`` (everyone),
-    ``security`` (supervisors), ``resync`` (messages were dropped: reload),
-    ``logout`` (the session ended).  Refused with 429 past the per-session,
-    per-user and per-role limits (auth.StreamLimits): the page then loads
-    its data over the API and polls."""
+    """Server-sent events (receiver.messages): ``alarm``, ``event``,
+    ``supervision``, ``output`` (everyone), ``security`` (supervisors),
+    ``resync`` (messages were dropped: reload), ``logout`` (the session
+    ended).  Refused with 429 past the per-session, per-user and per-role
+    limits (auth.StreamLimits): the page then loads its data over the API
+    and polls."""
     rx = console.receiver
     why = _stream_refusal(console, s)
     if why is not None:
@@ -1036,41 +1038,41 @@ async def stream(request, console, s):
     q = rx.subscribe()
     st = _Stream(s, q, request)
     console.streams.add(st)
-    dropped = 0
     try:
         await resp.prepare(request)
-        await resp.write(b"retry: 3000\n\n" + _sse("hello", {"user": s.user}))
-        while True:
-            try:
-                msg = await asyncio.wait_for(q.get(), KEEPALIVE_S)
-            except asyncio.TimeoutError:
-                msg = None
-            if msg is _CLOSE:
-                await resp.write(_sse("logout", {}))
-                break
-            # An open console page is a console in use: alive() restarts
-            # its session's idle clock (the 12 h limit still holds).  On
-            # PostgreSQL this also notices a logout or user change made
-            # on another receiver (checked once per STREAM_RECHECK_S).
-            if not await console.session_store.alive(s, time.time()):
-                await resp.write(_sse("logout", {}))
-                break
-            if q.dropped != dropped:
-                dropped = q.dropped
-                await resp.write(_sse("resync", {"dropped": dropped}))
-            if msg is None:
-                await resp.write(b": keepalive\n\n")
-                continue
-            kind = msg.get("type", "message")
-            if kind == "security" and not auth.allowed(s.role, auth.SECURITY_VIEW):
-                continue
-            await resp.write(_sse(kind, msg))
+        await resp.write(b"retry: 3000\n\n" + _sse(Hello(s.user)))
+        await _pump(resp, console, s, q)
     except ConnectionError:
         pass  # the browser went away; a cancellation (shutdown) propagates
     finally:
         rx.unsubscribe(q)
         console.streams.discard(st)
     return resp
+
+
+async def _pump(resp, console, s, q) -> None:
+    """The subscriber queue's messages to the browser, a keepalive when
+    there are none, until the session ends."""
+    dropped = 0
+    while True:
+        try:
+            msg = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+        except asyncio.TimeoutError:
+            msg = None
+        # An open console page is a console in use: alive() restarts its
+        # session's idle clock (the 12 h limit still holds).  On PostgreSQL
+        # this also notices a logout or user change made on another
+        # receiver (checked once per STREAM_RECHECK_S).
+        if isinstance(msg, Logout) or not await console.session_store.alive(s, time.time()):
+            await resp.write(_sse(Logout()))
+            return
+        if q.dropped != dropped:
+            dropped = q.dropped
+            await resp.write(_sse(Resync(dropped)))
+        if msg is None:
+            await resp.write(b": keepalive\n\n")
+        elif msg.kind != SecurityRejected.kind or auth.allowed(s.role, auth.SECURITY_VIEW):
+            await resp.write(_sse(msg))
 
 
 # -- routes ---------------------------------------------------------------------------------------

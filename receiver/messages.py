@@ -1,0 +1,198 @@
+"""The console's live messages: what the receiver publishes to its
+subscribers (receiver.pubsub) and the console's live stream sends them
+as (server-sent events: the SSE event's name is the message's ``kind``,
+its data the message's JSON).
+
+Each message is a dataclass with one JSON shape, :meth:`to_json`; every
+shape carries ``"type"`` (= ``kind``).  The console's JavaScript
+(receiver/web/static/common.js and the pages) and the API read these field
+names: add fields, never rename or drop one.
+
+=================  ==========================================================  ===========================
+kind               JSON (besides "type")                                       built by
+=================  ==========================================================  ===========================
+``event``          ``event``: the stored event's JSON                          ingest (receiver.app)
+``alarm``          ``alarm_id``, ``state``, ``event_id``, ``account``,         ingest (raised, "pending"),
+                   ``event_class``, ``priority``, ``description``,             operator actions
+                   ``routed_to``, ``by``, ``note``                             (acknowledged, resolved)
+``supervision``    ``account``, ``path``, ``failed``, ``at``                   receiver.supervision_loop
+``security``       ``account``, ``reason``, ``detail``, ``peer``               a security event stored
+``output``         ``output``, ``failing``                                     an output's health changed
+``hello``          ``user``                                                    the stream, when it opens
+``resync``         ``dropped``: messages this stream lost (reload)             the stream
+``logout``         (nothing)                                                   the stream, session ended
+=================  ==========================================================  ===========================
+
+With several receivers the messages travel between them as this JSON
+(receiver.ownership): :func:`from_json` reads one back.
+
+A leaf module: it imports only the store's records (receiver.records, a
+leaf itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from receiver.records import Alarm, Event, EventRecord
+
+if TYPE_CHECKING:
+    from receiver.forwarder import Forwarder
+    from receiver.link_policy import SecurityReport
+    from receiver.supervision import Change
+
+
+@dataclass(frozen=True)
+class ConsoleMessage:
+    """A live message; ``kind`` names it (the SSE event)."""
+
+    kind: ClassVar[str] = "message"
+
+    def to_json(self) -> dict:
+        d = {"type": self.kind}
+        d.update((f.name, getattr(self, f.name)) for f in fields(self))
+        return d
+
+    @classmethod
+    def from_fields(cls, d: Mapping[str, Any]):
+        """The message from its JSON (fields it lacks take their defaults;
+        unknown ones are ignored: another receiver may be newer)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class EventStored(ConsoleMessage):
+    """An event the store took (not a duplicate); its JSON is the stored
+    event's (receiver.records.Event), as GET /api/events gives it."""
+
+    kind: ClassVar[str] = "event"
+    event: Event
+
+    @classmethod
+    def of(cls, rec: EventRecord, event_id: int) -> "EventStored":
+        return cls(rec.stored(event_id))
+
+    def to_json(self) -> dict:
+        return {"type": self.kind, "event": self.event.to_json()}
+
+    @classmethod
+    def from_fields(cls, d: Mapping[str, Any]) -> "EventStored":
+        names = {f.name for f in fields(Event)}
+        return cls(Event(**{k: v for k, v in dict(d["event"]).items() if k in names}))
+
+
+@dataclass(frozen=True)
+class AlarmUpdate(ConsoleMessage):
+    """An alarm raised ("pending", ``by`` None) or moved on by an operator
+    ("acknowledged", "resolved"; ``note`` with a resolve)."""
+
+    kind: ClassVar[str] = "alarm"
+    alarm_id: int
+    state: str
+    event_id: int | None = None
+    account: str | None = None
+    event_class: str | None = None
+    priority: int | None = None
+    description: str | None = None
+    routed_to: dict | None = None
+    by: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def raised(cls, rec: EventRecord, alarm_id: int, event_id: int) -> "AlarmUpdate":
+        """The alarm ``rec`` opened (stored as event ``event_id``)."""
+        return cls(alarm_id, "pending", event_id, rec.account, rec.event_class,
+                   rec.priority, rec.description, rec.routed_to)
+
+    @classmethod
+    def moved(cls, alarm: Alarm, by: str, note: str | None = None) -> "AlarmUpdate":
+        """``alarm``: the alarm after the transition, as the store gives it."""
+        return cls(alarm.id, alarm.state, alarm.event_id, alarm.account, alarm.event_class,
+                   alarm.priority, alarm.description, alarm.routed_to, by, note)
+
+
+@dataclass(frozen=True)
+class SupervisionChange(ConsoleMessage):
+    """A supervised path failed (``failed``) or was heard again, at ``at``."""
+
+    kind: ClassVar[str] = "supervision"
+    account: str
+    path: int
+    failed: bool
+    at: float
+
+    @classmethod
+    def of(cls, ch: Change) -> "SupervisionChange":
+        return cls(ch.account, ch.path, ch.failed, ch.at)
+
+
+@dataclass(frozen=True)
+class SecurityRejected(ConsoleMessage):
+    """A security event stored (supervisors' consoles only)."""
+
+    kind: ClassVar[str] = "security"
+    account: str | None
+    reason: str
+    detail: str
+    peer: str
+
+    @classmethod
+    def of(cls, report: SecurityReport) -> "SecurityRejected":
+        return cls(report.account, report.reason, report.detail, report.peer)
+
+
+@dataclass(frozen=True)
+class OutputHealth(ConsoleMessage):
+    """An output started or stopped failing (this receiver's forwarder)."""
+
+    kind: ClassVar[str] = "output"
+    output: str
+    failing: bool
+
+    @classmethod
+    def of(cls, f: Forwarder) -> "OutputHealth":
+        return cls(f.output.name, f.failing_since is not None)
+
+
+# -- the stream's own messages (receiver.web.api) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello(ConsoleMessage):
+    kind: ClassVar[str] = "hello"
+    user: str
+
+
+@dataclass(frozen=True)
+class Resync(ConsoleMessage):
+    """Messages were dropped for this stream (it fell behind): reload."""
+
+    kind: ClassVar[str] = "resync"
+    dropped: int
+
+
+@dataclass(frozen=True)
+class Logout(ConsoleMessage):
+    """The session ended: the page goes to the login."""
+
+    kind: ClassVar[str] = "logout"
+
+
+# what another receiver may send (receiver.ownership)
+PUBLISHED: dict[str, type[ConsoleMessage]] = {
+    m.kind: m for m in (EventStored, AlarmUpdate, SupervisionChange, SecurityRejected,
+                        OutputHealth)}
+
+
+def from_json(d: Mapping[str, Any]) -> ConsoleMessage | None:
+    """A published message from its JSON; None for a kind not published
+    (or a malformed one)."""
+    cls = PUBLISHED.get(str(d.get("type")))
+    if cls is None:
+        return None
+    try:
+        return cls.from_fields(d)
+    except (TypeError, KeyError, ValueError):  # a required field missing or malformed
+        return None

@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass, field
 
 from protocol.session import ReceiverCore
-from receiver.store import Account
+from receiver.records import Account
 
 _LOGGER = logging.getLogger(__name__)
 

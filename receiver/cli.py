@@ -359,7 +359,7 @@ def _write_template(path: str, tmpl: dict) -> None:
 def _new_account(args):
     """The Account ``accounts add`` describes, checked: UsageError for any
     bad argument, before the store is touched."""
-    from receiver.store import Account  # noqa: PLC0415
+    from receiver.records import Account  # noqa: PLC0415
 
     if args.protocol == "dc09":
         args.number = args.number.upper()  # hex digits, stored upper case
@@ -387,7 +387,7 @@ def _new_account(args):
 def _read_import(path: str) -> list:
     """The accounts in an import file, each checked (UsageError), as
     (account, whether the record gave its key)."""
-    from receiver.store import Account  # noqa: PLC0415
+    from receiver.records import Account  # noqa: PLC0415
 
     try:
         with open(path, encoding="utf-8") as f:

@@ -74,16 +74,13 @@ import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from datetime import datetime, timedelta, timezone
 
 from protocol import contactid
 from protocol import dc09
 from protocol.errors import LocalProtocolError
 from receiver.logfmt import q
-
-if TYPE_CHECKING:
-    from receiver.store import Account
+from receiver.records import Account
 
 _LOGGER = logging.getLogger(__name__)
 

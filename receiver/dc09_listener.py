@@ -62,7 +62,7 @@ from receiver.admission import MAX_INFLIGHT_TRUNK
 from receiver.link_policy import Busy, LinkPolicy
 from receiver.listener_base import DatagramLink, DatagramListener, ListenerHost, TcpServer
 from receiver.ratelimit import RateLimit
-from receiver.store import Account
+from receiver.records import Account
 
 _LOGGER = logging.getLogger(__name__)
 

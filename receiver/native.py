@@ -35,7 +35,7 @@ from receiver.accounts import Accounts
 from receiver.commands import RemoteCommands
 from receiver.link_policy import Busy, LinkPolicy
 from receiver.metrics import Metrics
-from receiver.store import EventRecord, IngestOutcome
+from receiver.records import EventRecord, IngestOutcome
 
 if TYPE_CHECKING:
     from receiver.ownership import Cluster

@@ -33,7 +33,7 @@ from receiver.link_policy import Busy
 from receiver.logfmt import q
 from receiver.messages import ConsoleMessage, SupervisionChange
 from receiver.metrics import Metrics
-from receiver.store import Account, EventRecord, IngestOutcome
+from receiver.records import Account, EventRecord, IngestOutcome
 from receiver.supervision import (CODE_COMM_TROUBLE, Change, Profile, Supervisor,
                                   account_profile)
 

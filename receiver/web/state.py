@@ -14,7 +14,8 @@ from receiver.connections import ConnectionRegistry
 from receiver.forwarder import Forwarder
 from receiver.pubsub import Subscription
 from receiver.routing import Router
-from receiver.store import Account, Store
+from receiver.records import Account
+from receiver.store import Store
 from receiver.supervision import Supervisor
 from receiver.web.auth import LoginThrottle, Sessions, StreamLimits, ThrottledLog
 from receiver.web.sessions import SessionStore

@@ -915,7 +915,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="guardline-receiver",
                                 description=(__doc__ or "").split("\n")[0], parents=[top])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_serve_parser, _accounts_parser, _events_parser, _alarms_parser,
+                        _panels_parser, _decode_parser):
+        add_command(sub, common)
+    from receiver.web import admin as web_admin  # noqa: PLC0415 - console users
 
+    web_admin.register(sub, common, _load_config)
+    return p
+
+
+def _serve_parser(sub, common) -> None:
+    """guardline-receiver serve"""
     s = sub.add_parser("serve", parents=[common], help="run the receiver")
     s.add_argument("--tcp", action="append", metavar="HOST:PORT")
     s.add_argument("--udp", action="append", metavar="HOST:PORT")
@@ -935,6 +945,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "it a missing store is an error")
     s.set_defaults(func=cmd_serve)
 
+
+def _accounts_parser(sub, common) -> None:
+    """guardline-receiver accounts add|template|list|show|import|export"""
     a = sub.add_parser("accounts", parents=[common], help="manage accounts")
     asub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = asub.add_parser("add", parents=[common], help="add an account (generates its key)")
@@ -982,6 +995,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", "-o", metavar="FILE")
     a.set_defaults(func=lambda args: _run_async(_accounts, args))
 
+
+def _events_parser(sub, common) -> None:
+    """guardline-receiver events"""
     e = sub.add_parser("events", parents=[common], help="list stored events")
     e.add_argument("--account")
     e.add_argument("--since", metavar="T", help="Unix seconds, ISO 8601, or 15m / 2h / 1d")
@@ -994,6 +1010,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=1000)
     e.set_defaults(func=lambda args: _run_async(_events, args))
 
+
+def _alarms_parser(sub, common) -> None:
+    """guardline-receiver alarms list|show|ack|resolve"""
     al = sub.add_parser("alarms", parents=[common], help="the operator alarm queue")
     alsub = al.add_subparsers(dest="action", required=True, metavar="ACTION")
     ll = alsub.add_parser("list", parents=[common])
@@ -1012,6 +1031,9 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--note", help="what was done")
     al.set_defaults(func=lambda args: _run_async(_alarms_cmd, args))
 
+
+def _panels_parser(sub, common) -> None:
+    """guardline-receiver panels command"""
     pn = sub.add_parser("panels", help="act on connected panels")
     pnsub = pn.add_subparsers(dest="action", required=True, metavar="ACTION")
     pc = pnsub.add_parser("command", help="send status/arm/disarm to a panel through the "
@@ -1026,6 +1048,9 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--json", action="store_true")
     pn.set_defaults(func=lambda args: asyncio.run(_panel_command(args)))
 
+
+def _decode_parser(sub, common) -> None:
+    """guardline-receiver decode"""
     d = sub.add_parser("decode", parents=[common],
                        help="decode a captured frame (native or SIA DC-09, told apart by "
                             "its bytes)")
@@ -1035,10 +1060,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--key-format", choices=["hex", "ascii"], default="hex",
                    help="how --key is written for a DC-09 frame (as for accounts add)")
     d.set_defaults(func=lambda args: _decode(args, _load_config(args)))
-    from receiver.web import admin as web_admin  # noqa: PLC0415 - console users
-
-    web_admin.register(sub, common, _load_config)
-    return p
 
 
 def _run_async(fn, args) -> int:

@@ -86,6 +86,25 @@ _EVENT_FIELDS = {"account", "protocol", "dedupe_key", "seq", "qualifier", "code"
                  "path", "peer", "source", "user", "ext"}
 
 
+def _check_event(event: dict) -> None:
+    """ValueError for a normalized event dict that is not one (see
+    Receiver.make_record)."""
+    bad = set(event) - _EVENT_FIELDS
+    if bad:
+        raise ValueError("unknown event fields: %s" % ", ".join(sorted(bad)))
+    for k in ("account", "protocol", "dedupe_key", "qualifier", "code"):
+        if event.get(k) is None:
+            raise ValueError("event lacks %s" % k)
+    account = event["account"]
+    if not isinstance(account, str) or not account:
+        raise ValueError("account must be a non-empty string")
+    if event["protocol"] not in ("native", "dc09"):
+        raise ValueError("protocol must be native or dc09")
+    q, code = event["qualifier"], event["code"]
+    if q not in (1, 3, 6) or not isinstance(code, int) or not 0 <= code <= 999:
+        raise ValueError("qualifier must be 1, 3 or 6 and code 0..999")
+
+
 class Receiver:
     def __init__(self, config: Config | None = None, store: Store | None = None):
         self.config = config or Config()
@@ -372,20 +391,8 @@ class Receiver:
         source ('panel' default, 'supervision'), user (the user the event
         names; by default ZZZ of a Contact ID user report from a panel),
         ext (dict: DC-09 extended data and SIA modifiers, raw)."""
-        bad = set(event) - _EVENT_FIELDS
-        if bad:
-            raise ValueError("unknown event fields: %s" % ", ".join(sorted(bad)))
-        for k in ("account", "protocol", "dedupe_key", "qualifier", "code"):
-            if event.get(k) is None:
-                raise ValueError("event lacks %s" % k)
-        account = event["account"]
-        if not isinstance(account, str) or not account:
-            raise ValueError("account must be a non-empty string")
-        if event["protocol"] not in ("native", "dc09"):
-            raise ValueError("protocol must be native or dc09")
-        q, code = event["qualifier"], event["code"]
-        if q not in (1, 3, 6) or not isinstance(code, int) or not 0 <= code <= 999:
-            raise ValueError("qualifier must be 1, 3 or 6 and code 0..999")
+        _check_event(event)
+        account, q, code = event["account"], event["qualifier"], event["code"]
         partition = int(event.get("partition") or 0)
         zone = int(event.get("zone") or 0)
         a = self.accounts.get(account)
@@ -405,38 +412,43 @@ class Receiver:
                                            partition=partition, zone_name=zname,
                                            partition_name=pname,
                                            detail=event.get("text") if own else None)
-        now = time.time()
         rec = EventRecord(
             account=account, protocol=event["protocol"], dedupe_key=str(event["dedupe_key"]),
             qualifier=q, code=code, partition=partition, zone=zone,
-            received_at=float(event.get("received_at") or now), seq=event.get("seq"),
+            received_at=float(event.get("received_at") or time.time()), seq=event.get("seq"),
             text=event.get("text"), value=event.get("value"),
             event_time=event.get("event_time") or None, path=int(event.get("path") or 1),
             peer=str(event.get("peer") or ""), source=source,
             event_class=cls, priority=prio, description=desc,
             user=None if user is None else int(user), ext=event.get("ext") or None)
         if self.alarm_policy.opens_alarm(q, code, cls):
-            rec.open_alarm = True
-            region = a.region if a else ""
-            decision = self.router.route(region, cls)
-            rec.routed_to = decision.routed_to
-            for output, level, center in decision.deliveries:
-                rec.outbox.append((output, {
-                    "type": "alarm", "level": level, "center": center.id,
-                    "center_name": center.name, "account": account,
-                    "site_name": a.site_name if a else "",
-                    "site_address": a.site_address if a else "", "region": region,
-                    "event_class": cls, "priority": prio, "code": code, "qualifier": q,
-                    "description": desc, "partition": partition, "zone": zone,
-                    "text": rec.text, "value": rec.value, "event_time": rec.event_time,
-                    "received_at": rec.received_at, "protocol": rec.protocol,
-                    "user": rec.user,
-                    "location": dc09.location(rec.ext) if rec.ext else None,
-                    "contacts": a.contacts if a else []}))
-            if self.router.routes and not decision.routed_to:
-                _LOGGER.warning("alarm unrouted account=%s region=%s class=%s code=%03d",
-                                account, region, cls, code)
+            self._route(rec, a)
         return rec
+
+    def _route(self, rec: EventRecord, a: Account | None) -> None:
+        """An event that opens an alarm: where it goes (``routed_to``) and
+        the outbox rows for each dispatch centre's outputs."""
+        rec.open_alarm = True
+        region = a.region if a else ""
+        decision = self.router.route(region, rec.event_class)
+        rec.routed_to = decision.routed_to
+        for output, level, center in decision.deliveries:
+            rec.outbox.append((output, {
+                "type": "alarm", "level": level, "center": center.id,
+                "center_name": center.name, "account": rec.account,
+                "site_name": a.site_name if a else "",
+                "site_address": a.site_address if a else "", "region": region,
+                "event_class": rec.event_class, "priority": rec.priority, "code": rec.code,
+                "qualifier": rec.qualifier, "description": rec.description,
+                "partition": rec.partition, "zone": rec.zone,
+                "text": rec.text, "value": rec.value, "event_time": rec.event_time,
+                "received_at": rec.received_at, "protocol": rec.protocol,
+                "user": rec.user,
+                "location": dc09.location(rec.ext) if rec.ext else None,
+                "contacts": a.contacts if a else []}))
+        if self.router.routes and not decision.routed_to:
+            _LOGGER.warning("alarm unrouted account=%s region=%s class=%s code=%03d",
+                            rec.account, region, rec.event_class, rec.code)
 
     async def ingest(self, event: dict) -> IngestOutcome:
         """Store one normalized event (see :meth:`make_record`).  Returns once

@@ -21,7 +21,7 @@ Limits, as the native listeners (``receiver.listeners``, config
 cap for every stream listener, a reserve for known sources),
 ``auth_timeout_s`` for a connection with no accepted message,
 ``idle_timeout_s``, TCP keepalive, and closing a connection after
-``MAX_SECURITY_REJECTS`` security rejections, after ``MAX_BAD_FRAMES``
+``link_policy.MAX_SECURITY_REJECTS`` security rejections, after ``MAX_BAD_FRAMES``
 NAKed frames, or after ``MAX_UNAUTH_BYTES`` without an accepted message.
 On UDP the NAKs to frames from nobody we know are rate-limited
 (``UDP_NAK_PER_S``), and a datagram that does not frame is never answered

@@ -58,7 +58,7 @@ _LOGGER = logging.getLogger(__name__)
 MAX_BATCH = 512
 # Write requests accepted but not yet committed before ``ingest`` raises
 # StoreBusy.  This is the hard memory bound (a request is ~1 KB); the
-# receiver NAKs busy well below it (receiver.app.MAX_PENDING_WRITES).
+# receiver NAKs busy well below it (receiver.config.MAX_PENDING_WRITES).
 MAX_QUEUED_WRITES = 50_000
 # How long a statement waits for another process's lock (the CLI writing
 # accounts while the server runs) before failing with "database is locked".

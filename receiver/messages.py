@@ -8,20 +8,18 @@ shape carries ``"type"`` (= ``kind``).  The console's JavaScript
 (receiver/web/static/common.js and the pages) and the API read these field
 names: add fields, never rename or drop one.
 
-=================  ==========================================================  ===========================
-kind               JSON (besides "type")                                       built by
-=================  ==========================================================  ===========================
-``event``          ``event``: the stored event's JSON                          ingest (receiver.app)
-``alarm``          ``alarm_id``, ``state``, ``event_id``, ``account``,         ingest (raised, "pending"),
-                   ``event_class``, ``priority``, ``description``,             operator actions
-                   ``routed_to``, ``by``, ``note``                             (acknowledged, resolved)
-``supervision``    ``account``, ``path``, ``failed``, ``at``                   receiver.supervision_loop
-``security``       ``account``, ``reason``, ``detail``, ``peer``               a security event stored
-``output``         ``output``, ``failing``                                     an output's health changed
-``hello``          ``user``                                                    the stream, when it opens
-``resync``         ``dropped``: messages this stream lost (reload)             the stream
-``logout``         (nothing)                                                   the stream, session ended
-=================  ==========================================================  ===========================
+- ``event``: ``event``, the stored event's JSON (ingest, receiver.app)
+- ``alarm``: ``alarm_id``, ``state``, ``event_id``, ``account``,
+  ``event_class``, ``priority``, ``description``, ``routed_to``, ``by``,
+  ``note`` (raised by ingest as "pending"; acknowledged or resolved by an
+  operator)
+- ``supervision``: ``account``, ``path``, ``failed``, ``at``
+  (receiver.supervision_loop)
+- ``security``: ``account``, ``reason``, ``detail``, ``peer`` (a security
+  event stored; supervisors' consoles only)
+- ``output``: ``output``, ``failing`` (an output's health changed)
+- ``hello`` (``user``), ``resync`` (``dropped``: messages this stream lost;
+  reload), ``logout``: the stream's own, written by receiver.web.api
 
 With several receivers the messages travel between them as this JSON
 (receiver.ownership): :func:`from_json` reads one back.

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ import time
 
 from receiver import config as _config
 from receiver import logfmt
+from receiver.times import iso_utc, parse_instant
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -116,24 +116,14 @@ def parse_time(text: str) -> float:
     if m:
         mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
         return time.time() - float(m.group(1)) * mult
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        t = _dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError("bad time %r (use Unix seconds, ISO 8601 or e.g. 15m)" % text) \
-            from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone.utc)
-    return t.timestamp()
+    t = parse_instant(text)
+    if t is None:
+        raise UsageError("bad time %r (use Unix seconds, ISO 8601 or e.g. 15m)" % text)
+    return t
 
 
 def _iso(t) -> str:
-    if t is None:
-        return "-"
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "-" if t is None else iso_utc(t)
 
 
 def _write_private(path: str, text: str) -> None:

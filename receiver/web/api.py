@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import datetime as _dt
 import functools
 import io
 import json
@@ -40,6 +39,7 @@ from receiver.outputs import target_of
 from receiver.records import Alarm, Event
 from receiver.store import FEED_MAX_PAGE, FEED_PAGE
 from receiver.supervision import CODE_COMM_TROUBLE
+from receiver.times import iso_utc, parse_instant
 from receiver.web import auth, derive
 from receiver.web.state import Console
 from receiver.web.users import UserError
@@ -217,25 +217,16 @@ def parse_time(v: str, name: str) -> float | None:
     """Unix seconds, or ISO 8601 (a time without zone is UTC)."""
     if v is None or v == "":
         return None
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    try:
-        t = _dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
+    t = parse_instant(v)
+    if t is None:
         raise web.HTTPBadRequest(text=json.dumps({
             "error": "%s: give Unix seconds or ISO 8601" % name}),
-            content_type="application/json") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=_dt.timezone.utc)
-    return t.timestamp()
+            content_type="application/json")
+    return t
 
 
 def _iso(t) -> str:
-    if t is None:
-        return ""
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if t is None else iso_utc(t)
 
 
 def _qualifier_letter(q: int) -> str:

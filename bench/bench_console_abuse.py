@@ -3,7 +3,7 @@ against the receiver as it runs: a subprocess through the CLI (SQLite,
 WAL synchronous=FULL, ACK after commit), metrics and console on their own
 listeners.
 
-Phases, each ``--seconds`` long, while one lockstep panel (receiver.simpanel,
+Phases, each ``--seconds`` long, while one lockstep panel (testkit.session_panel,
 native protocol over TCP) sends events and the ACK latency is measured:
 
 - ``baseline``: nothing else;
@@ -42,11 +42,11 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 
 from receiver import alarms as _alarms  # noqa: E402
-from receiver.simpanel import SimPanel, event_msg  # noqa: E402
 from receiver.sqlite_store import SQLiteStore  # noqa: E402
 from receiver.store import Account, EventRecord  # noqa: E402
-from receiver.testing import ReceiverProcess  # noqa: E402
 from receiver.web.users import SQLiteUserStore  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
+from testkit.session_panel import SessionPanel, event_msg  # noqa: E402
 
 KEY = bytes(range(32))
 ACCOUNT = 7001
@@ -132,7 +132,7 @@ def _load(kind: str, base: str, seconds: float, out) -> None:
 
 
 async def _acks(host: str, port: int, seconds: float, seq0: int) -> tuple[dict, int]:
-    p = SimPanel(ACCOUNT, KEY, host, port)
+    p = SessionPanel(ACCOUNT, KEY, host, port)
     await p.connect()
     lat = []
     seq = seq0

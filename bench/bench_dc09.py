@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from protocol import dc09  # noqa: E402
 from protocol.lean import gldc09  # noqa: E402
+from testkit import vm  # noqa: E402
 
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 KEY = bytes(range(32))  # AES-256
 NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 TS = (2024, 1, 2, 3, 4, 5)
@@ -114,14 +114,14 @@ print("parse *ACK", rate(lambda: gldc09.parse_reply(ACK, KEY), %(ms)d))
 
 
 def bench_lean_micropython(seconds):
-    if not MICROPYTHON.exists():
+    if not vm.available():
         return None
     ack = dc09.build_ack(dc09.parse(host_frames(KEY)[0], lambda a: KEY), KEY, NOW)
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.py"
         script.write_text(MP_SCRIPT % {"lean": str(ROOT / "protocol" / "lean"),
                                        "ack": ack.hex(), "ms": int(seconds * 1000)})
-        proc = subprocess.run([str(MICROPYTHON), str(script)], capture_output=True,
+        proc = subprocess.run([vm.micropython(), str(script)], capture_output=True,
                               text=True, cwd=tmp, check=True)
     out = {}
     for line in proc.stdout.splitlines():
@@ -144,7 +144,7 @@ def main():
     for label, res in (("lean CPython", bench_lean_cpython(args.seconds)),
                        ("lean MicroPython", bench_lean_micropython(args.seconds))):
         if res is None:
-            print("%s: no VM at %s" % (label, MICROPYTHON))
+            print("%s: no VM (%s)" % (label, vm.MICROPYTHON_ENV))
             continue
         for name, value in res.items():
             print("%-16s %-13s %10.0f msg/s" % (label, name, value))

@@ -46,7 +46,8 @@ import benchlib  # noqa: E402
 from protocol import dc09  # noqa: E402
 from receiver.sqlite_store import SQLiteStore  # noqa: E402
 from receiver.store import Account  # noqa: E402
-from receiver.testing import ReceiverProcess, free_port  # noqa: E402
+from testkit.net import free_port  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
 
 
 def accounts(n: int, clear: bool) -> list[tuple[str, bytes]]:

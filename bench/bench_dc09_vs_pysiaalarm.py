@@ -47,7 +47,7 @@ import loadgen  # noqa: E402
 
 from protocol.lean import gldc09  # noqa: E402
 from receiver.store import Account  # noqa: E402
-from receiver.testing import ReceiverProcess  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
 
 GIVE_UP_S = 120.0
 CONNECT_CONCURRENCY = 100

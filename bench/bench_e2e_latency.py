@@ -41,11 +41,12 @@ sys.path.insert(0, HERE)
 
 import benchlib  # noqa: E402
 
-from firmware.testing import TEST_KEY, SimPanel  # noqa: E402
 from receiver.app import Receiver  # noqa: E402
 from receiver.messages import EventStored  # noqa: E402
 from receiver.config import Config  # noqa: E402
 from receiver.store import Account  # noqa: E402
+from testkit.configs import TEST_KEY  # noqa: E402
+from testkit.panel import PanelProcess  # noqa: E402
 
 ACCOUNT = 4242
 ZONE = 17  # examples/bank.json: "holdup", partition 3
@@ -77,7 +78,7 @@ async def run(trips: int, debounce_ms: int | None, tmp: str) -> dict:
     cfg = panel_config(rx.addresses["tcp"][0][1], rx.addresses["udp"][0][1], debounce_ms)
     debounce = cfg["timings"]["debounce_ms"]
     scan = cfg["timings"].get("scan_ms", 50)
-    panel = SimPanel(cfg, os.path.join(tmp, "panel"))
+    panel = PanelProcess(cfg, os.path.join(tmp, "panel"))
     rng = random.Random()
     out = {"trip_ms": [], "restore_ms": []}
 

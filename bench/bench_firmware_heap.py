@@ -10,7 +10,7 @@ raised MemoryError and every event arrived, in each of ``--repeat`` runs.
 The smallest passing size is found by bisection (8 KiB steps).
 
 ``--protocol native`` (default) reports in Guardline's native protocol to
-``firmware.testing.TinyReceiver``; ``--protocol dc09`` in SIA DC-09
+``testkit.tiny_receiver.TinyReceiver``; ``--protocol dc09`` in SIA DC-09
 (ADM-CID, AES-256) to ``TinyDc09Receiver``, the same workload.
 
 ``--romfs`` runs the same bundle from a ROMFS image (``vfs.VfsRom``, what
@@ -58,8 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from firmware import build as fwbuild  # noqa: E402
-from firmware import sim as fwsim  # noqa: E402
-from firmware.testing import SimPanel, TinyDc09Receiver, TinyReceiver  # noqa: E402
+from testkit import vm  # noqa: E402
+from testkit.panel import PanelProcess  # noqa: E402
+from testkit.tiny_receiver import TinyDc09Receiver, TinyReceiver  # noqa: E402
 
 TRIPS = [6, 17, 23, 31, 2, 15, 29, 11]  # safe deposit PIR, hold-up, panic, fire, seismic, ...
 DC09_ACCOUNT = "12AB"
@@ -102,7 +103,8 @@ def receiver(protocol: str):
 def workload(bundle: str, heap_kib: int, tmp: str, protocol: str = "native") -> dict:
     rx = receiver(protocol)
     state = os.path.join(tmp, "h%d-%d" % (heap_kib, time.monotonic_ns()))
-    p = SimPanel(bank_config(rx.port, protocol), state, heapsize="%dk" % heap_kib, bundle=bundle)
+    p = PanelProcess(bank_config(rx.port, protocol), state, heapsize="%dk" % heap_kib,
+                     bundle=bundle)
     out = {"heap_kib": heap_kib, "ok": False}
     try:
         p.wait(lambda: rx.find(305), timeout=20, what="boot")
@@ -209,7 +211,7 @@ def module_heap(path: str, modules, rom: str = "") -> dict:
     # cwd: `-c` puts "" (the cwd) on sys.path; in the repository root the
     # VM would find the protocol/ package and load a second glwire from
     # source, as the firmware on a board or the sim never does
-    r = subprocess.run([fwsim.micropython(), "-X", "heapsize=2m", "-c",
+    r = subprocess.run([vm.micropython(), "-X", "heapsize=2m", "-c",
                         PROBE % (rom, ("config",) + tuple(modules))],
                        env=env, capture_output=True, text=True, check=True, cwd=path)
     mods = {}
@@ -294,7 +296,7 @@ def main() -> int:
         result = {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.machine(), "python": platform.python_version(),
-            "micropython": subprocess.run([fwsim.micropython(), "-c",
+            "micropython": subprocess.run([vm.micropython(), "-c",
                                            "import sys;print(sys.version)"],
                                           capture_output=True, text=True).stdout.strip(),
             "protocol": a.protocol, "romfs": a.romfs, "repeat": a.repeat,

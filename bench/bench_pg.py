@@ -43,7 +43,9 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 import loadgen  # noqa: E402
 
-from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: E402
+from receiver.testing import make_accounts  # noqa: E402
+from testkit.net import free_port  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
 
 
 def _with_db(url: str, name: str) -> str:

@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from protocol import spec  # noqa: E402
 from protocol.lean import glwire  # noqa: E402
+from testkit import vm  # noqa: E402
 from tests import vectors as V  # noqa: E402
 
-MICROPYTHON = Path(sys.executable).parent / "micropython"
 RESULTS = ROOT / "bench" / "results" / "protocol.json"
 MESSAGES = [(v.msg, v.seq, v.timestamp, v.flags) for v in V.VECTORS]
 ACCOUNT = V.ACCOUNT
@@ -137,13 +137,13 @@ print(json.dumps({"build_encrypt": rate(seal), "decode_verify": rate(decode)}))
 
 
 def micropython_version():
-    proc = subprocess.run([str(MICROPYTHON), "-c", "import sys; print(sys.version)"],
+    proc = subprocess.run([vm.micropython(), "-c", "import sys; print(sys.version)"],
                           capture_output=True, text=True, check=True)
     return proc.stdout.strip()
 
 
 def bench_lean_micropython(seconds):
-    if not MICROPYTHON.exists():
+    if not vm.available():
         return None
     src = MP_DRIVER % {"key": V.KEY.hex(), "account": ACCOUNT,
                        "messages": json.dumps(MESSAGES), "ms": int(seconds * 1000)}
@@ -151,7 +151,7 @@ def bench_lean_micropython(seconds):
         script = Path(tmp) / "bench_glwire.py"
         script.write_text(src)
         env = dict(os.environ, MICROPYPATH=str(ROOT / "protocol" / "lean") + ":.frozen")
-        proc = subprocess.run([str(MICROPYTHON), str(script)], capture_output=True,
+        proc = subprocess.run([vm.micropython(), str(script)], capture_output=True,
                               text=True, env=env, cwd=tmp)
     if proc.returncode:
         raise SystemExit("micropython failed:\n" + proc.stderr)
@@ -176,7 +176,7 @@ def main(argv=None):
                       ("lean MicroPython", bench_lean_micropython)):
         res = fn(args.seconds)
         if res is None:
-            print("%-22s no VM at %s" % (label, MICROPYTHON))
+            print("%-22s no VM (%s)" % (label, vm.MICROPYTHON_ENV))
             continue
         results[label] = {k: round(v) for k, v in res.items()}
         print("%-22s build+encrypt %9.0f frames/s   decode+verify %9.0f frames/s"
@@ -187,7 +187,7 @@ def main(argv=None):
         "command": ".venv/bin/python bench/bench_protocol.py --seconds %g" % args.seconds,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "host": host,
-        "micropython": micropython_version() if MICROPYTHON.exists() else None,
+        "micropython": micropython_version() if vm.available() else None,
         "messages": [spec.MSG_NAMES[m["type"]] for m, _, _, _ in MESSAGES],
         "frames_per_second": results,
     }

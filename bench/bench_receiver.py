@@ -37,7 +37,9 @@ import benchlib  # noqa: E402
 import loadgen  # noqa: E402
 
 from receiver.config import RESERVED_DESCRIPTORS  # noqa: E402
-from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: E402
+from receiver.testing import make_accounts  # noqa: E402
+from testkit.net import free_port  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
 
 # Descriptors the receiver keeps beside its connections (console, store,
 # outputs: [limits] reserved_descriptors), plus what it has open at start

@@ -52,7 +52,7 @@ import loadgen  # noqa: E402
 
 from protocol.lean import glwire as w  # noqa: E402
 from receiver.store import Account  # noqa: E402
-from receiver.testing import ReceiverProcess  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
 
 FD_HEADROOM = 256
 CONNECT_CONCURRENCY = 200

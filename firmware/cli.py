@@ -39,6 +39,7 @@ from firmware import build as _build
 from firmware import provision as _prov
 from firmware import sim as _sim
 from firmware.device import config as _config
+from testkit.control import SimControl
 
 
 class UsageError(Exception):
@@ -75,10 +76,8 @@ def hash_code(salt_hex: str, code: str) -> str:
 
 
 def ctl(control: str, request: str, timeout: float = 10.0) -> dict:
-    from firmware import walktest as W  # noqa: PLC0415
-
     try:
-        sim = W.SimControl(control)
+        sim = SimControl(control)
     except ValueError as e:
         raise UsageError("--control %s" % e) from None
     try:
@@ -401,7 +400,7 @@ def cmd_walk_test(a) -> int:
             raise UsageError("--auto needs --code (a master or manager code, to arm and "
                              "bypass)")
         try:
-            sim = W.SimControl(a.control)
+            sim = SimControl(a.control)
             sim({"cmd": "ping"})  # before the walk starts, not in its middle
         except ValueError as e:
             raise UsageError("--control %s" % e) from None

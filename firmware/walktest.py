@@ -65,7 +65,6 @@ import logging
 import os
 import queue
 import shlex
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -666,40 +665,6 @@ class ConsoleSource:
 
 
 # -- drivers: who trips the zones --------------------------------------------------------
-
-
-class SimControl:
-    """The simulated panel's control socket (docs/simulator.md): one JSON
-    request per connection, one reply.  Failures are OSError with a
-    sentence (nothing listening, no answer, a reply that is not JSON)."""
-
-    def __init__(self, addr: str):
-        host, sep, port = addr.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError("%r: expected HOST:PORT, e.g. 127.0.0.1:7800" % addr)
-        self.addr = (host.strip("[]"), int(port))
-
-    def __call__(self, req: dict, timeout: float = 10.0) -> dict:
-        where = "control socket %s:%d" % self.addr
-        try:
-            with socket.create_connection(self.addr, timeout=timeout) as s:
-                s.sendall(json.dumps(req).encode() + b"\n")
-                line = s.makefile("rb").readline()
-        except ConnectionRefusedError:
-            raise OSError("nothing listens on %s:%d: is the simulated panel running "
-                          "(guardline-panel sim CONFIG --control %s:%d)?"
-                          % (self.addr + self.addr)) from None
-        except socket.timeout:
-            raise OSError("%s did not answer within %.0f s" % (where, timeout)) from None
-        except OSError as e:
-            raise OSError("%s: %s" % (where, e.strerror or e)) from None
-        if not line:
-            raise OSError("%s closed without an answer" % where)
-        try:
-            return json.loads(line)
-        except ValueError:
-            raise OSError("%s answered something that is not JSON: %r"
-                          % (where, line[:80])) from None
 
 
 class AutoDriver:

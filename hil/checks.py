@@ -1,6 +1,6 @@
 """What scenarios wait for and check, in the field's words.
 
-Every wait polls with a generous deadline (hil.poll.until) and returns what
+Every wait polls with a generous deadline (testkit.wait.wait_until) and returns what
 it found; the scenario then asserts on *content* (codes, paths, counts),
 and measures latencies between timeline times for the report.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hil.poll import until
 from hil.timeline import SCENARIO
+from testkit.wait import wait_until
 
 # Scenario waits: long enough for a retransmission schedule that backs off
 # to a few seconds, a path failover and a loaded CI host.
@@ -43,8 +43,8 @@ async def stored(receiver, account, since: float | None = None, count: int = 1,
         return [(e["code"], e["qualifier"], e["zone"], e["path"])
                 for e in await receiver.events(account=account, since=since)]
 
-    return await until(found, timeout, interval=0.05, seen=seen,
-                       what="%d stored event(s) %s for account %s" % (count, want, account))
+    return await wait_until(found, timeout, interval=0.05, seen=seen,
+                            what="%d stored event(s) %s for account %s" % (count, want, account))
 
 
 def signature(e: dict) -> tuple:
@@ -66,7 +66,7 @@ async def zone_reads(panel, zone: int, state: str, timeout: float = WAIT_S) -> d
     async def ok():
         st = await panel.state()
         return st if {z["id"]: z["state"] for z in st["zones"]}.get(zone) == state else None
-    return await until(ok, timeout, what="zone %d reading %s" % (zone, state))
+    return await wait_until(ok, timeout, what="zone %d reading %s" % (zone, state))
 
 
 async def partition_is(panel, partition: int, state: str, timeout: float = WAIT_S) -> dict:
@@ -74,7 +74,7 @@ async def partition_is(panel, partition: int, state: str, timeout: float = WAIT_
         st = await panel.state()
         return st if {p["id"]: p["state"] for p in st["partitions"]}.get(partition) == state \
             else None
-    return await until(ok, timeout, what="partition %d %s" % (partition, state))
+    return await wait_until(ok, timeout, what="partition %d %s" % (partition, state))
 
 
 def stored_t(receiver, event: dict) -> float:
@@ -119,7 +119,8 @@ async def queue_drained(panel, timeout: float = WAIT_S) -> dict:
 
     async def seen():
         return (await panel.state())["reporter"]
-    return await until(ok, timeout, interval=0.1, what="the panel's queue to drain", seen=seen)
+    return await wait_until(ok, timeout, interval=0.1, what="the panel's queue to drain",
+                            seen=seen)
 
 
 async def exactly(receiver, account, expect: Counter, since=None,
@@ -139,5 +140,5 @@ async def exactly(receiver, account, expect: Counter, since=None,
         evs = [e for e in await receiver.events(account=account, since=since, source="panel")
                if e["code"] in codes and e["zone"] in zones]
         return dict(counts(evs))
-    return await until(got, timeout, interval=0.1, seen=seen,
-                       what="every expected event stored: %s" % dict(expect))
+    return await wait_until(got, timeout, interval=0.1, seen=seen,
+                            what="every expected event stored: %s" % dict(expect))

@@ -55,11 +55,12 @@ import pytest_asyncio
 
 from hil import report as _report
 from hil.link import Links, PtyPair, SerialLink, TcpLink, UdpLink
-from hil.poll import until_sync
 from hil.receiver import ReceiverProcess
 from hil.strategy import PanelStrategy
-from hil.target import SimDriver, TargetURLError, check_run, free_port, open_target_url
+from hil.target import SimDriver, TargetURLError, check_run, open_target_url
 from hil.timeline import Timeline
+from testkit.net import free_port
+from testkit.wait import wait_until_sync
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(HERE, "configs", "bank.json")
@@ -259,7 +260,7 @@ def hil_serial(request, tmp_path, hil_config):
             ["socat", "pty,raw,echo=0,link=%s" % bridge_pty,
              "tcp-listen:%d,bind=127.0.0.1,reuseaddr" % port],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        until_sync(lambda: os.path.exists(bridge_pty), 10, what="the panel-side pty")
+        wait_until_sync(lambda: os.path.exists(bridge_pty), 10, what="the panel-side pty")
         line["panel_url"] = bridge_pty
         line["tcp"] = ("127.0.0.1", port)
     else:

@@ -30,9 +30,9 @@ import sys
 import threading
 import time
 
-from hil.poll import until
-from hil.target import free_port
 from hil.timeline import RECEIVER, Timeline
+from testkit.net import free_port
+from testkit.wait import wait_until
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ class ReceiverProcess:
                     proc.returncode, "\n".join(self.log_lines[-20:])))
             return os.path.exists(self.ready_file)
 
-        await until(ready, START_TIMEOUT_S, what="the receiver's ready file",
-                    seen=lambda: self.log_lines[-5:])
+        await wait_until(ready, START_TIMEOUT_S, what="the receiver's ready file",
+                         seen=lambda: self.log_lines[-5:])
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         return self

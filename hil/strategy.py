@@ -30,9 +30,9 @@ from __future__ import annotations
 import logging
 import time
 
-from hil.poll import until
 from hil.target import Target, TargetError
 from hil.timeline import SCENARIO
+from testkit.wait import wait_until
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -116,28 +116,29 @@ class PanelStrategy:
                 now = getattr(self.receiver, "now", time.time)
                 self.booted_at_wall = now()  # on the receiver's clock
                 await t.power_on()
-            return await until(self._answers, self.step_timeout, what="the firmware to answer",
-                               interval=0.1)
+            return await wait_until(self._answers, self.step_timeout,
+                                    what="the firmware to answer",
+                                    interval=0.1)
         if state == REPORTING:
-            await until(self._reporting, self.step_timeout, interval=0.2,
-                        what="the receiver to hear account %s" % t.account,
-                        seen=self._reporter_status)
+            await wait_until(self._reporting, self.step_timeout, interval=0.2,
+                             what="the receiver to hear account %s" % t.account,
+                             seen=self._reporter_status)
             return await t.state()
         if state == DISARMED:
             st = await t.state()
             for p in st.get("partitions", []):
                 if p["state"] != "disarmed":
                     await t.keypad(self.code, "disarm", p["id"])
-            return await until(lambda: self._partitions_are("disarmed"), self.step_timeout,
-                               what="every partition disarmed", seen=self._part_states)
+            return await wait_until(lambda: self._partitions_are("disarmed"), self.step_timeout,
+                                    what="every partition disarmed", seen=self._part_states)
         if state == ARMED_AWAY:
             await self._ready_to_arm(partition)
             r = await t.keypad(self.code, "arm_away", partition)
             if r.get("result_name", "ok") != "ok":
                 raise StrategyError("arming partition %d refused: %r" % (partition, r))
-            return await until(lambda: self._partitions_are("armed_away", partition),
-                               self.step_timeout, what="partition %d armed away" % partition,
-                               seen=self._part_states)
+            return await wait_until(lambda: self._partitions_are("armed_away", partition),
+                                    self.step_timeout, what="partition %d armed away" % partition,
+                                    seen=self._part_states)
         raise ValueError(state)
 
     async def _ready_to_arm(self, partition: int) -> None:
@@ -149,8 +150,8 @@ class PanelStrategy:
             if z["state"] != "normal" and zone_part.get(z["id"]) in (partition, None) \
                     and not z.get("bypassed"):
                 await self.target.set_zone(z["id"], "normal")
-        await until(lambda: self._zones_normal(partition), self.step_timeout,
-                    what="zones of partition %d normal" % partition)
+        await wait_until(lambda: self._zones_normal(partition), self.step_timeout,
+                         what="zones of partition %d normal" % partition)
 
     async def _zones_normal(self, partition: int) -> bool:
         st = await self.target.state()

@@ -36,15 +36,15 @@ import asyncio
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
 import serial
 
 from hil.timeline import PANEL, Timeline
+from testkit.control import (COMMAND_TIMEOUT_S, CONSOLE_MAX, ControlChannel, ControlError,
+                             ControlTimeout)
+from testkit.panel import PanelProcess
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,19 +55,12 @@ KEYPAD_ACTIONS = ("disarm", "arm_away", "arm_stay", "unlock", "bypass", "unbypas
 # Outputs every target reports (a door controller adds more, e.g. "lock").
 OUTPUTS = ("siren", "strobe", "lock")
 
-# A command to a target should be answered well within this; the deadline
-# is generous because a loaded CI host running the VM can stall a while.
-COMMAND_TIMEOUT_S = 15.0
-# Console text kept per target (the tail is what a report shows).
-CONSOLE_MAX = 256 * 1024
 
 
-class TargetError(Exception):
-    """The target refused or failed an operation (its reason attached)."""
-
-
-class TargetTimeout(TargetError):
-    """The target did not answer in time."""
+# A target that refused or failed an operation (its reason attached), one
+# that did not answer in time: the control client's errors.
+TargetError = ControlError
+TargetTimeout = ControlTimeout
 
 
 class NotSupported(TargetError):
@@ -166,193 +159,6 @@ class Target(abc.ABC):
         """Release ports and processes (the target is left as it is)."""
 
 
-# --- line-delimited JSON over any serial_for_url port ----------------------------------
-
-
-class ControlChannel:
-    """Commands and replies as JSON lines over a serial_for_url port.
-
-    The protocol is the sim board's control protocol (firmware/device/
-    control.py, docs/simulator.md), which a real board's console speaks in
-    test mode too: one ``{"cmd": ...}`` object per line; the answer is the
-    next line that is a JSON object with an "ok" member.  Each command
-    carries an "id" that the firmware echoes: a reply with another id is a
-    late answer to a command already given up on (a board that was still
-    booting reads its console buffer late) and is kept as console text,
-    never taken for the current answer.  A reply without an id (a fixture)
-    is taken as the answer.  One command is in flight at a time (a lock).
-    Every other line is console output: kept (bounded) for
-    ``take_console`` and written to the timeline.
-
-    A reader thread does the blocking reads.  When the port goes away (the
-    board reset, the sim VM exited) the channel notes it and the next
-    ``call`` reopens it, retrying until its deadline."""
-
-    def __init__(self, url: str, baudrate: int = 115200, name: str = "",
-                 timeline: Timeline | None = None, open_timeout: float = 30.0):
-        self.url = url
-        self.baudrate = baudrate
-        self.name = name or url
-        self.timeline = timeline
-        self.open_timeout = open_timeout
-        self._console = bytearray()
-        self._lock = threading.Lock()
-        self._call_lock = None
-        self._reply: asyncio.Future | None = None
-        self._reply_id = 0  # id of the command awaiting its reply
-        self._loop = None
-        self.port = None
-        self._thread = None
-        self._stop = threading.Event()
-        self.alive = False
-        self.opens = 0
-
-    async def open(self, timeout: float | None = None) -> "ControlChannel":
-        self._loop = asyncio.get_running_loop()
-        if self._call_lock is None:
-            self._call_lock = asyncio.Lock()
-        deadline = time.monotonic() + (self.open_timeout if timeout is None else timeout)
-        while True:
-            try:
-                port = await self._loop.run_in_executor(
-                    None, lambda: serial.serial_for_url(self.url, baudrate=self.baudrate,
-                                                        timeout=0.05))
-                break
-            except (serial.SerialException, OSError, ValueError) as e:
-                if time.monotonic() > deadline:
-                    raise TargetTimeout("cannot open %s: %s" % (self.url, e)) from e
-                await asyncio.sleep(0.1)
-        self._stop = threading.Event()
-        self.port = port
-        self.alive = True
-        self.opens += 1
-        self._thread = threading.Thread(target=self._reader, args=(port, self._stop),
-                                        name="hil-control-%s" % self.name, daemon=True)
-        self._thread.start()
-        return self
-
-    def _reader(self, port, stop) -> None:
-        buf = bytearray()
-        while not stop.is_set():
-            try:
-                data = port.read(4096)
-            except Exception as e:  # port closed (board reset, sim exited)
-                if not stop.is_set():
-                    _LOGGER.debug("%s: port gone: %s", self.name, e)
-                    self.alive = False
-                    self._fail_reply(TargetError("%s: port closed: %s" % (self.name, e)))
-                return
-            if not data:
-                continue
-            buf += data
-            while True:
-                i = buf.find(b"\n")
-                if i < 0:
-                    break
-                line = bytes(buf[:i]).rstrip(b"\r")
-                del buf[:i + 1]
-                self._line(line)
-            if len(buf) > 65536:  # a console that never ends a line
-                self._keep_console(bytes(buf))
-                buf.clear()
-
-    def _line(self, line: bytes) -> None:
-        msg = None
-        if line.startswith(b"{"):
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                msg = None
-        if isinstance(msg, dict) and "ok" in msg:
-            fut = self._reply
-            if fut is not None and msg.get("id", self._reply_id) == self._reply_id:
-                self._loop.call_soon_threadsafe(_resolve, fut, msg)
-                return
-        if line:
-            self._keep_console(line + b"\n")
-
-    def _keep_console(self, data: bytes) -> None:
-        with self._lock:
-            self._console += data
-            if len(self._console) > CONSOLE_MAX:
-                del self._console[:len(self._console) - CONSOLE_MAX]
-        if self.timeline is not None:
-            text = data.decode("utf-8", "replace").rstrip("\n")
-            if text:
-                self.timeline.record(PANEL, "console", target=self.name, text=text[:500])
-
-    def _fail_reply(self, exc: Exception) -> None:
-        fut = self._reply
-        if fut is not None and self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(_fail, fut, exc)
-            except RuntimeError:  # loop closed
-                pass
-
-    def take_console(self) -> str:
-        with self._lock:
-            text = self._console.decode("utf-8", "replace")
-            self._console.clear()
-        return text
-
-    async def call(self, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args) -> dict:
-        """Send one command; return its reply (a dict with "ok": true).
-        Raises TargetError if the target refused, TargetTimeout if it did
-        not answer."""
-        if self._loop is None:
-            await self.open()
-        async with self._call_lock:
-            if not self.alive:
-                await self._reopen(timeout)
-            fut = self._loop.create_future()
-            self._reply_id += 1
-            self._reply = fut
-            line = json.dumps({"cmd": cmd, "id": self._reply_id, **args}) + "\n"
-            try:
-                await self._loop.run_in_executor(None, self.port.write, line.encode())
-                reply = await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
-                raise TargetTimeout("%s: no answer to %r within %.0f s"
-                                    % (self.name, cmd, timeout)) from None
-            except (serial.SerialException, OSError) as e:
-                self.alive = False
-                raise TargetError("%s: cannot send %r: %s" % (self.name, cmd, e)) from e
-            finally:
-                self._reply = None
-        if not reply.get("ok"):
-            raise TargetError("%s: %s refused: %s" % (self.name, cmd, reply.get("error", reply)))
-        return reply
-
-    async def _reopen(self, timeout: float) -> None:
-        self._close_port()
-        await self.open(timeout)
-
-    def _close_port(self) -> None:
-        self._stop.set()
-        self.alive = False
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:
-                pass
-
-    async def close(self) -> None:
-        self._close_port()
-        if self._thread is not None and self._loop is not None:
-            await self._loop.run_in_executor(None, self._thread.join, 1.0)
-        self._fail_reply(TargetError("channel closed"))
-
-
-def _resolve(fut, value):
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _fail(fut, exc):
-    if not fut.done():
-        fut.set_exception(exc)
-
-
 def _strip(reply: dict) -> dict:
     return {k: v for k, v in reply.items() if k not in ("ok", "id")}
 
@@ -378,8 +184,11 @@ class SerialDriver(Target):
         self.url = url
         self.baudrate = baudrate
         self.power = power
-        self.chan = ControlChannel(url, baudrate, name=self.name, timeline=self.timeline)
+        self.chan = ControlChannel(url, baudrate, name=self.name, on_console=self._console_line)
         self.hello: dict = {}
+
+    def _console_line(self, text: str) -> None:
+        self.timeline.record(PANEL, "console", target=self.name, text=text[:500])
 
     async def open(self) -> "SerialDriver":
         await self.chan.open()
@@ -496,15 +305,6 @@ class SerialDriver(Target):
 # --- the simulated board ---------------------------------------------------------------
 
 
-def free_port(kind=None) -> int:
-    """A loopback port nothing listens on now (a small race, acceptable in
-    a test harness: the sim fails loudly if it lost it)."""
-    import socket
-    with socket.socket(socket.AF_INET, kind or socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class SimDriver(Target):
     """The real firmware on the simulated board, under the MicroPython VM.
 
@@ -543,41 +343,30 @@ class SimDriver(Target):
         self.config_path = os.path.join(self.workdir, "config.json")
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=1)
-        self.heapsize = heapsize
-        self.control_port = control_port or free_port()
         self.boot_timeout = boot_timeout
+        self.process = PanelProcess(self.config_path, self.state_dir, control_port=control_port,
+                                    heapsize=heapsize, cwd=self.workdir, start=False,
+                                    log_path=os.path.join(self.workdir, "console.log"),
+                                    on_line=self._console_line)
+        self.control_port = self.process.control_port
         self.control = SerialDriver("socket://127.0.0.1:%d" % self.control_port,
                                     name=self.name + ".control", timeline=self.timeline)
-        self.proc: subprocess.Popen | None = None
         self._console = bytearray()
         self._console_lock = threading.Lock()
-        self._out_thread = None
-        self.boots = 0
 
     @property
     def powered(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process.running
 
-    def command(self) -> list[str]:
-        argv = [sys.executable, "-m", "firmware.sim", self.config_path,
-                "--control", "127.0.0.1:%d" % self.control_port, "--state-dir", self.state_dir]
-        if self.heapsize:
-            argv += ["--heapsize", self.heapsize]
-        return argv
+    @property
+    def boots(self) -> int:
+        return self.process.starts
 
     async def power_on(self) -> None:
         if self.powered:
             return
         self.note("power", on=True)
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, env=env, cwd=self.workdir)
-        self.boots += 1
-        self._out_thread = threading.Thread(target=self._read_stdout, args=(self.proc,),
-                                            name="hil-sim-console", daemon=True)
-        self._out_thread.start()
+        self.process.start()
         try:
             await self.control.wait_ready(self.boot_timeout)
         except TargetError:
@@ -586,36 +375,23 @@ class SimDriver(Target):
             raise TargetTimeout("%s: the sim did not come up; console:\n%s" % (self.name, tail))
         self.note("booted", boot=self.boots)
 
-    def _read_stdout(self, proc) -> None:
-        for raw in iter(proc.stdout.readline, b""):
-            with self._console_lock:
-                self._console += raw
-                if len(self._console) > CONSOLE_MAX:
-                    del self._console[:len(self._console) - CONSOLE_MAX]
-            text = raw.decode("utf-8", "replace").rstrip()
-            if text:
-                self.timeline.record(PANEL, "console", target=self.name, text=text[:500])
-        proc.stdout.close()
+    def _console_line(self, text: str) -> None:
+        with self._console_lock:
+            self._console += text.encode() + b"\n"
+            if len(self._console) > CONSOLE_MAX:
+                del self._console[:len(self._console) - CONSOLE_MAX]
+        self.timeline.record(PANEL, "console", target=self.name, text=text[:500])
 
     def _console_tail(self, n: int = 4000) -> str:
         with self._console_lock:
             return self._console[-n:].decode("utf-8", "replace")
 
     async def power_off(self) -> None:
-        proc = self.proc
-        if proc is None:
+        if self.process.proc is None:
             return
         self.note("power", on=False)
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        await asyncio.get_running_loop().run_in_executor(None, proc.wait)
-        if self._out_thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._out_thread.join, 2.0)
-        self.control.chan.alive = False  # the next command reopens the socket
-        self.proc = None
+        await asyncio.get_running_loop().run_in_executor(None, self.process.kill)
+        self.control.chan.mark_gone()  # the next command reopens the socket
 
     async def reset(self) -> None:
         await self.control.reset()
@@ -656,6 +432,7 @@ class SimDriver(Target):
     async def close(self) -> None:
         await self.control.close()
         await self.power_off()
+        self.process.close()
 
 
 # --- the bench's relay/GPIO fixture -------------------------------------------------------
@@ -676,7 +453,8 @@ class FixtureDriver:
         self.baudrate = baudrate
         self.name = name
         self.timeline = timeline if timeline is not None else Timeline(name)
-        self.chan = ControlChannel(url, baudrate, name=name, timeline=self.timeline)
+        self.chan = ControlChannel(url, baudrate, name=name, on_console=lambda text: (
+            self.timeline.record(PANEL, "console", target=name, text=text[:500])))
         self.powered = False
         self.info: dict = {}
 

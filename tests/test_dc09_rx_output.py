@@ -13,7 +13,9 @@ from protocol import dc09
 from receiver import dc09_output, routing
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import free_port, running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit.net import free_port
+from testkit.wait import wait_until
 
 KEY = bytes(range(32))  # the automation software's AES-256 key
 CLASSES = ("burglary", "holdup", "fire", "trouble")

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from firmware import DEVICE_DIR, REPO, cli
 from firmware.device import config as C
-from firmware.testing import scenario_config
+from testkit.configs import scenario_config
 
 if DEVICE_DIR not in sys.path:
     sys.path.append(DEVICE_DIR)

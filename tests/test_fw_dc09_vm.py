@@ -14,22 +14,22 @@ The panel's control socket calls block, so they run in a thread; every
 wait is for a condition with a generous deadline, never a fixed sleep."""
 
 import asyncio
-import os
-import shutil
 import time
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import SimPanel, scenario_config
 from protocol.lean import gldc09
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit import vm
+from testkit.configs import scenario_config
+from testkit.panel import PanelProcess
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 KEY = bytes(range(32))  # AES-256 (the unix port's cryptolib has no AES-192)
@@ -124,7 +124,7 @@ async def test_panel_reports_dc09_to_our_receiver_and_follows_its_clock(tmp_path
     async with running_receiver(rx_config(tmp_path), [account()]) as rx:
         tcp = rx.addresses["dc09_tcp"][0][1]
         udp = rx.addresses["dc09_udp"][0][1]
-        panel = SimPanel(panel_config(tcp, udp), str(tmp_path / "panel"))
+        panel = PanelProcess(panel_config(tcp, udp), str(tmp_path / "panel"))
         try:
             # boot: 305 system reset; the first try carried 1970 and was NAKed
             await wait_until(lambda: find(rx, 305), 60, what="305 stored")
@@ -165,7 +165,7 @@ async def test_panel_survives_a_receiver_that_closes_after_each_reply(tmp_path):
     async with running_receiver(rx_config(tmp_path), [account()]) as rx:
         proxy = CloseAfterReply(tuple(rx.addresses["dc09_tcp"][0]))
         await proxy.start()
-        panel = SimPanel(panel_config(proxy.port), str(tmp_path / "panel"))
+        panel = PanelProcess(panel_config(proxy.port), str(tmp_path / "panel"))
         try:
             await wait_until(lambda: find(rx, 305), 60, what="305 stored")
             for n, state in enumerate(("alarm", "normal", "alarm", "normal"), 1):
@@ -200,7 +200,7 @@ async def test_dc09_panel_runs_from_the_mpy_bundle(tmp_path):
     assert "gldc09.mpy" in sizes and "dc09rep.mpy" in sizes
     async with running_receiver(rx_config(tmp_path), [account()]) as rx:
         tcp = rx.addresses["dc09_tcp"][0][1]
-        panel = SimPanel(panel_config(tcp), str(tmp_path / "panel"), bundle=out)
+        panel = PanelProcess(panel_config(tcp), str(tmp_path / "panel"), bundle=out)
         try:
             await wait_until(lambda: find(rx, 305), 60, what="305 from the .mpy bundle")
         finally:

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 from firmware import DEVICE_DIR
 from firmware.device import config as C
-from firmware.testing import scenario_config
 from protocol.lean import glwire as w
+from testkit.configs import scenario_config
 
 if DEVICE_DIR not in sys.path:
     sys.path.append(DEVICE_DIR)

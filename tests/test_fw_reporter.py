@@ -6,9 +6,9 @@ import sys
 
 from firmware import DEVICE_DIR
 from firmware.device import config as C
-from firmware.testing import TEST_KEY, scenario_config
 from protocol import session as rs
 from protocol.lean import glwire as w
+from testkit.configs import TEST_KEY, scenario_config
 
 if DEVICE_DIR not in sys.path:
     sys.path.append(DEVICE_DIR)

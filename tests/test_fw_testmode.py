@@ -26,17 +26,18 @@ import time
 import pytest
 
 from firmware import DEVICE_DIR, LEAN_DIR
-from firmware import sim as fwsim
-from firmware.testing import TinyReceiver, scenario_config
 from hil.link import PtyPair
-from hil.poll import until
 from hil.target import SerialDriver, TargetError, TargetTimeout
 from protocol.lean import glwire as w
+from testkit import vm
+from testkit.configs import scenario_config
+from testkit.tiny_receiver import TinyReceiver
+from testkit.wait import wait_until
 
 pytestmark = [pytest.mark.micropython,
               pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")]
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 RESET_STATUS = 7  # the stand-in machine.reset() exits the VM with this
@@ -169,7 +170,7 @@ class Bench:
         self.stderr = open(tmp_path / "stderr.log", "wb")
         try:
             self.proc = subprocess.Popen(
-                ["sh", "-c", LOOP, fwsim.micropython(), str(tmp_path / "run.py"),
+                ["sh", "-c", LOOP, vm.micropython(), str(tmp_path / "run.py"),
                  str(tmp_path / "flash"), self.config_file],
                 stdin=console, stdout=console, stderr=self.stderr, env=env,
                 start_new_session=True)
@@ -238,7 +239,7 @@ async def _part(drv, pid):
 async def test_board_console_test_mode_drives_keypad_state_clock_and_reset(rx, bench, console):
     drv = console
     # the receiver is told that this panel runs in test mode, after the boot
-    await until(lambda: rx.find(607), what="607 test mode reported", seen=rx.event_list)
+    await wait_until(lambda: rx.find(607), what="607 test mode reported", seen=rx.event_list)
     boot = rx.find(305)
     assert boot and rx.find(607)[0]["text"] == "console test mode"
     st = await drv.state()
@@ -260,13 +261,13 @@ async def test_board_console_test_mode_drives_keypad_state_clock_and_reset(rx, b
     # the keypad works through the console
     r = await drv.keypad("1234", "arm_away", 1)
     assert r["result_name"] == "ok"
-    await until(lambda: _is_state(drv, 1, "armed_away"), what="partition 1 armed")
+    await wait_until(lambda: _is_state(drv, 1, "armed_away"), what="partition 1 armed")
 
     # the "fixture" opens zone 2's loop (mux input 1): the board reads it
     # through its ADC and reports the alarm
     bench.set_inputs(loops={1: 4400})
-    await until(lambda: rx.find(130, w.Q_NEW, partition=1, zone=2), what="burglary 130",
-                seen=rx.event_list)
+    await wait_until(lambda: rx.find(130, w.Q_NEW, partition=1, zone=2), what="burglary 130",
+                     seen=rx.event_list)
     assert (await drv.read_outputs())["siren"] is True
     p1 = await _part(drv, 1)
     assert p1["state"] == "alarm" and p1["memory"] == [2]
@@ -274,40 +275,40 @@ async def test_board_console_test_mode_drives_keypad_state_clock_and_reset(rx, b
     assert any("ALARM 130 zone 2" in ln for ln in log["lines"])
     # a low battery at the terminals is read and reported
     bench.set_inputs(loops={1: 4400}, battery_mv=11000)
-    await until(lambda: rx.find(302), what="low battery 302", seen=rx.event_list)
+    await wait_until(lambda: rx.find(302), what="low battery 302", seen=rx.event_list)
 
     # the panel's own clock drifts: skewed an hour behind while the
     # receiver is silent, the next event carries the drifted time; the
     # receiver's ACK then corrects the panel
-    await until(lambda: _clock(drv), what="clock set by the receiver")
+    await wait_until(lambda: _clock(drv), what="clock set by the receiver")
     rx.ack = False
     before = await _clock(drv)
     r = await drv.chan.call("clock", skew_s=-3600)
     assert before - 3600 - 5 <= r["clock"] <= before - 3600 + 5
     bench.set_inputs(battery_mv=11000)  # zone 2 closes again
-    ev = await until(lambda: rx.find(130, w.Q_RESTORE, zone=2), what="130 restore heard")
+    ev = await wait_until(lambda: rx.find(130, w.Q_RESTORE, zone=2), what="130 restore heard")
     assert ev[0]["event_time"] < time.time() - 3000
     rx.ack = True
-    await until(lambda: _clock_close(drv), what="panel clock corrected by the ACK",
-                seen=lambda: _clock(drv))
+    await wait_until(lambda: _clock_close(drv), what="panel clock corrected by the ACK",
+                     seen=lambda: _clock(drv))
 
     # power_cycle is machine.reset(): the firmware boots again from flash,
     # armed as it was, with its alarm memory
     seq_before = (await drv.state())["reporter"]["next_seq"]
     await drv.reset()
-    await until(lambda: len(rx.find(305)) == 2, what="second boot reported")
+    await wait_until(lambda: len(rx.find(305)) == 2, what="second boot reported")
     st = await drv.state()
     # rebooted: sequences resume at the first boot's reserve bound (seqstore)
     assert seq_before < 1 + 256 <= st["reporter"]["next_seq"]
     p1 = {p["id"]: p for p in st["partitions"]}[1]
     assert p1["state"] == "armed_away" and p1["memory"] == [2]
-    await until(lambda: len(rx.find(607)) == 2, what="607 again at the second boot")
+    await wait_until(lambda: len(rx.find(607)) == 2, what="607 again at the second boot")
 
     # test mode off (a new config) and reset: 607 restore, and the console
     # no longer answers the control protocol
     bench.set_config(scenario_config(rx.port))
     await drv.chan.call("power_cycle")
-    await until(lambda: rx.find(607, w.Q_RESTORE), what="607 restore", seen=rx.event_list)
+    await wait_until(lambda: rx.find(607, w.Q_RESTORE), what="607 restore", seen=rx.event_list)
     assert len(rx.find(305)) == 3 and len(rx.find(607)) == 2
     with pytest.raises(TargetTimeout):
         await drv.chan.call("ping", timeout=3)

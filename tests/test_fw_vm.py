@@ -1,23 +1,24 @@
 """Scenario tests: the firmware under the real MicroPython VM with the sim
-board, reporting to a tiny in-test receiver (firmware.testing).
+board, reporting to a tiny in-test receiver (testkit.tiny_receiver).
 
 No timed assertions: each step waits (with a generous deadline) for the
 condition it then asserts on.
 """
 
 import os
-import shutil
 
 import pytest
 
 from firmware import build as fwbuild
-from firmware import sim as fwsim
-from firmware.testing import SimPanel, TinyReceiver, scenario_config
 from protocol.lean import glwire as w
+from testkit import vm
+from testkit.configs import scenario_config
+from testkit.panel import PanelProcess
+from testkit.tiny_receiver import TinyReceiver
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 
@@ -33,7 +34,8 @@ def panel_factory(tmp_path, rx):
     made = []
 
     def make(cfg=None, **kw):
-        p = SimPanel(cfg or scenario_config(rx.port), str(tmp_path / ("state%d" % len(made))), **kw)
+        p = PanelProcess(cfg or scenario_config(rx.port), str(tmp_path / ("state%d" % len(made))),
+                         **kw)
         made.append(p)
         return p
     yield make
@@ -189,7 +191,7 @@ def test_bundle_compiles_with_mpy_cross_and_boots(tmp_path, rx, panel_factory):
 def test_door_example_forced_entry_and_unlock(rx, panel_factory):
     import json
     from firmware import REPO
-    from firmware.testing import TEST_KEY
+    from testkit.configs import TEST_KEY
     with open(os.path.join(REPO, "examples", "door.json")) as f:
         cfg = json.load(f)
     cfg["account"] = 4242
@@ -301,7 +303,7 @@ def test_board_modules_run_under_the_vm_with_fake_machine(tmp_path, board):
     (tmp_path / "smoke.py").write_text(BOARD_SMOKE % board)
     env = dict(os.environ, MICROPYPATH=os.pathsep.join((str(tmp_path), DEVICE_DIR, LEAN_DIR,
                                                         ".frozen")))
-    r = subprocess.run([fwsim.micropython(), str(tmp_path / "smoke.py"), str(tmp_path)],
+    r = subprocess.run([vm.micropython(), str(tmp_path / "smoke.py"), str(tmp_path)],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "RAW 20000 KEY ('1234', 'arm_away', 2, 0)" in r.stdout

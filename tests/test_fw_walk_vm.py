@@ -1,20 +1,20 @@
 """Scenario test: the installer walk test under the real MicroPython VM
 with the sim board, reporting to the tiny in-test receiver
-(firmware.testing).  No timed assertions: each step waits for the
+(testkit.tiny_receiver).  No timed assertions: each step waits for the
 condition it then asserts on."""
 
-import os
-import shutil
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import SimPanel, TinyReceiver, scenario_config
 from protocol.lean import glwire as w
+from testkit import vm
+from testkit.configs import scenario_config
+from testkit.panel import PanelProcess
+from testkit.tiny_receiver import TinyReceiver
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 ALARMS = (110, 120, 122, 130, 132, 133, 134)
@@ -29,7 +29,7 @@ def rx():
 
 @pytest.fixture
 def panel(tmp_path, rx):
-    p = SimPanel(scenario_config(rx.port), str(tmp_path / "state"))
+    p = PanelProcess(scenario_config(rx.port), str(tmp_path / "state"))
     yield p
     p.close()
 

@@ -15,9 +15,9 @@ import pytest
 import serial
 
 from hil import link as L
-from hil.poll import until
 from hil.timeline import Timeline
 from protocol.lean import glwire as w
+from testkit.wait import wait_until
 
 KEYS = w.Keys(b"k" * 32)
 ACCOUNT = 4321
@@ -204,14 +204,14 @@ async def test_tcp_clean_link_passes_and_labels_frames(tcp_setup):
     frames = [frame(i) for i in range(1, 21)]
     wr.write(b"".join(frames))
     back = bytearray()
-    await until(lambda: len(peer.data) == sum(map(len, frames)), what="all bytes upstream")
+    await wait_until(lambda: len(peer.data) == sum(map(len, frames)), what="all bytes upstream")
     reader_task = asyncio.create_task(read_available(r, back))
-    await until(lambda: len(back) == len(peer.data), what="the echo back")
+    await wait_until(lambda: len(back) == len(peer.data), what="the echo back")
     assert bytes(peer.data) == b"".join(frames)
     assert bytes(back) == bytes(peer.data)
     wr.write(b"not a frame\n")
-    await until(lambda: link.timeline.select("link", "raw", dir="up"), what="a raw unit",
-                timeout=10)
+    await wait_until(lambda: link.timeline.select("link", "raw", dir="up"), what="a raw unit",
+                     timeout=10)
     (raw,) = link.timeline.select("link", "raw", dir="up")
     assert bytes.fromhex(raw.detail["hex"]) == b"not a frame\n"
     up = link.frames("up")
@@ -228,8 +228,8 @@ async def test_tcp_drop_all_delivers_nothing(tcp_setup):
     r, wr = await tcp_client(link)
     for i in range(1, 11):
         wr.write(frame(i))
-    await until(lambda: link.stats["up"]["dropped"] == 10, what="10 drops",
-                seen=lambda: link.stats["up"])
+    await wait_until(lambda: link.stats["up"]["dropped"] == 10, what="10 drops",
+                     seen=lambda: link.stats["up"])
     assert await link.drained()
     assert bytes(peer.data) == b""
     assert link.stats["up"]["delivered"] == 0
@@ -243,8 +243,8 @@ async def test_tcp_duplicate_delivers_each_frame_twice(tcp_setup):
     frames = [frame(i) for i in range(1, 6)]
     for f in frames:
         wr.write(f)
-    await until(lambda: len(peer.data) == 2 * sum(map(len, frames)),
-                what="every frame twice", seen=lambda: len(peer.data))
+    await wait_until(lambda: len(peer.data) == 2 * sum(map(len, frames)),
+                     what="every frame twice", seen=lambda: len(peer.data))
     good, bad, _ = parse_stream(bytes(peer.data))
     assert [f.seq for f in good] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert not bad
@@ -257,7 +257,7 @@ async def test_tcp_corrupt_flips_bits_and_glwire_rejects_every_frame(tcp_setup):
     r, wr = await tcp_client(link)
     frames = [frame(i) for i in range(1, 31)]
     wr.write(b"".join(frames))
-    await until(lambda: len(peer.data) == sum(map(len, frames)), what="all bytes")
+    await wait_until(lambda: len(peer.data) == sum(map(len, frames)), what="all bytes")
     got = bytes(peer.data)
     assert got != b"".join(frames)
     # exactly one bit differs per frame (same length: frames line up)
@@ -278,17 +278,17 @@ async def test_tcp_cut_then_restore(tcp_setup):
     back = bytearray()
     reader_task = asyncio.create_task(read_available(r, back))
     wr.write(frame(1))
-    await until(lambda: len(back) == len(frame(1)), what="first echo")
+    await wait_until(lambda: len(back) == len(frame(1)), what="first echo")
     link.cut()
     wr.write(frame(2))
-    await until(lambda: link.stats["up"]["cut"] == 1, what="the cut to swallow frame 2")
+    await wait_until(lambda: link.stats["up"]["cut"] == 1, what="the cut to swallow frame 2")
     assert await link.drained()
     assert bytes(peer.data) == frame(1)
     link.restore()
     wr.write(frame(3))
-    await until(lambda: bytes(peer.data) == frame(1) + frame(3), what="frame 3 after restore",
-                seen=lambda: len(peer.data))
-    await until(lambda: bytes(back) == frame(1) + frame(3), what="its echo")
+    await wait_until(lambda: bytes(peer.data) == frame(1) + frame(3), what="frame 3 after restore",
+                     seen=lambda: len(peer.data))
+    await wait_until(lambda: bytes(back) == frame(1) + frame(3), what="its echo")
     wr.close()
     reader_task.cancel()
 
@@ -300,8 +300,8 @@ async def test_tcp_cut_one_direction_only(tcp_setup):
     back = bytearray()
     reader_task = asyncio.create_task(read_available(r, back))
     wr.write(frame(1) + frame(2))
-    await until(lambda: len(peer.data) == 2 * len(frame(1)), what="frames upstream")
-    await until(lambda: link.stats["down"]["cut"] == 2, what="echoes cut on the way down")
+    await wait_until(lambda: len(peer.data) == 2 * len(frame(1)), what="frames upstream")
+    await wait_until(lambda: link.stats["down"]["cut"] == 2, what="echoes cut on the way down")
     assert await link.drained()
     assert bytes(back) == b""
     wr.close()
@@ -311,7 +311,7 @@ async def test_tcp_cut_one_direction_only(tcp_setup):
 async def test_tcp_cut_with_reset_drops_connections_and_refuses_until_restore(tcp_setup):
     peer, link = tcp_setup
     r, wr = await tcp_client(link)
-    await until(lambda: len(link.connections) == 1, what="connection through the link")
+    await wait_until(lambda: len(link.connections) == 1, what="connection through the link")
     link.cut(reset=True)
     assert await r.read(10) == b""  # reset: EOF or error, not data
     r2, w2 = await tcp_client(link)
@@ -320,7 +320,7 @@ async def test_tcp_cut_with_reset_drops_connections_and_refuses_until_restore(tc
     link.restore()
     r3, w3 = await tcp_client(link)
     w3.write(frame(5))
-    await until(lambda: bytes(peer.data).endswith(frame(5)), what="traffic after restore")
+    await wait_until(lambda: bytes(peer.data).endswith(frame(5)), what="traffic after restore")
     w3.close()
 
 
@@ -330,7 +330,7 @@ async def test_tcp_delay_is_at_least_what_was_asked(tcp_setup):
     r, wr = await tcp_client(link)
     for i in range(1, 6):
         wr.write(frame(i))
-    await until(lambda: len(peer.data) == 5 * len(frame(1)), what="delayed frames")
+    await wait_until(lambda: len(peer.data) == 5 * len(frame(1)), what="delayed frames")
     for e in link.frames("up"):
         # the link's own record: delivery never earlier than arrival + delay
         (delivered,) = e.detail["delivered"]
@@ -346,7 +346,7 @@ async def test_tcp_throttle_stretches_a_burst(tcp_setup):
     link.set("up", throttle=size * 20)  # 20 frames per second
     r, wr = await tcp_client(link)
     wr.write(b"".join(frame(i) for i in range(1, n + 1)))
-    await until(lambda: len(peer.data) == n * size, what="throttled burst")
+    await wait_until(lambda: len(peer.data) == n * size, what="throttled burst")
     up = link.frames("up")
     span = up[-1].detail["delivered"][0] - up[0].t
     # store and forward at 20 frames/s: n frames take at least n/20 s
@@ -360,7 +360,7 @@ async def test_tcp_each_connection_has_its_own_pipe(tcp_setup):
     r2, w2 = await tcp_client(link)
     w1.write(frame(1))
     w2.write(frame(2, account=99))
-    await until(lambda: len(peer.data) == 2 * len(frame(1)), what="both connections")
+    await wait_until(lambda: len(peer.data) == 2 * len(frame(1)), what="both connections")
     pipes = {e.detail["account"]: e.detail["pipe"] for e in link.frames("up")}
     assert len(set(pipes.values())) == 2
     w1.close()
@@ -390,7 +390,7 @@ async def test_udp_replies_go_back_to_each_client(udp_setup):
     b = await UdpClient().start(link.address)
     a.transport.sendto(frame(1))
     b.transport.sendto(frame(2, account=77))
-    await until(lambda: a.received and b.received, what="both replies")
+    await wait_until(lambda: a.received and b.received, what="both replies")
     assert a.received == [frame(1)]
     assert b.received == [frame(2, account=77)]
     assert len(link.clients) == 2
@@ -406,8 +406,8 @@ async def test_udp_reorder_changes_order_but_loses_nothing(udp_setup):
     for f in sent:
         c.transport.sendto(f)
         await asyncio.sleep(0.002)  # keep the send order on the socket
-    await until(lambda: len(peer.datagrams) == len(sent), what="all datagrams",
-                seen=lambda: len(peer.datagrams))
+    await wait_until(lambda: len(peer.datagrams) == len(sent), what="all datagrams",
+                     seen=lambda: len(peer.datagrams))
     got = [w.decode_datagram(d).seq for d, _ in peer.datagrams]
     assert sorted(got) == list(range(1, 41))
     assert got != list(range(1, 41))
@@ -421,7 +421,7 @@ async def test_udp_corrupt_is_rejected_by_decode_datagram(udp_setup):
     c = await UdpClient().start(link.address)
     for i in range(1, 21):
         c.transport.sendto(frame(i))
-    await until(lambda: len(peer.datagrams) == 20, what="corrupted datagrams")
+    await wait_until(lambda: len(peer.datagrams) == 20, what="corrupted datagrams")
     for d, _ in peer.datagrams:
         with pytest.raises(w.WireError):
             w.decode_datagram(d)
@@ -439,7 +439,7 @@ async def _seeded_run(seed) -> tuple[list, list]:
     for i in range(1, 61):
         c.transport.sendto(frame(i))
         await asyncio.sleep(0.002)
-    await until(lambda: link.stats["up"]["units"] == 60, what="60 units")
+    await wait_until(lambda: link.stats["up"]["units"] == 60, what="60 units")
     assert await link.drained()
     fates = [(e.detail["n"], e.detail["seq"], tuple(f for f in e.detail["fate"]
                                                     if f != "reorder-timeout"))
@@ -468,12 +468,12 @@ async def test_udp_drop_and_duplicate_counts_match_what_arrives(udp_setup):
     c = await UdpClient().start(link.address)
     for i in range(1, 101):
         c.transport.sendto(frame(i))
-    await until(lambda: link.stats["up"]["units"] == 100, what="100 units")
+    await wait_until(lambda: link.stats["up"]["units"] == 100, what="100 units")
     assert await link.drained()
     s = link.stats["up"]
     expected = 100 - s["dropped"] + s["duplicated"]
-    await until(lambda: len(peer.datagrams) == expected, what="%d datagrams" % expected,
-                seen=lambda: len(peer.datagrams))
+    await wait_until(lambda: len(peer.datagrams) == expected, what="%d datagrams" % expected,
+                     seen=lambda: len(peer.datagrams))
     seqs = [w.decode_datagram(d).seq for d, _ in peer.datagrams]
     dropped = {e.detail["seq"] for e in link.frames("up") if "drop" in e.detail["fate"]}
     assert set(seqs) == set(range(1, 101)) - dropped
@@ -487,13 +487,13 @@ async def test_schedule_cuts_and_restores_over_time(udp_setup):
     peer, link = udp_setup
     c = await UdpClient().start(link.address)
     task = link.schedule([(0.0, "cut", {"direction": "up"}), (0.3, "restore")])
-    await until(lambda: link.is_cut("up"), what="the scheduled cut")
+    await wait_until(lambda: link.is_cut("up"), what="the scheduled cut")
     c.transport.sendto(frame(1))
-    await until(lambda: link.stats["up"]["cut"] == 1, what="frame 1 cut")
+    await wait_until(lambda: link.stats["up"]["cut"] == 1, what="frame 1 cut")
     await task
     assert not link.is_cut("up")
     c.transport.sendto(frame(2))
-    await until(lambda: len(peer.datagrams) == 1, what="frame 2 after restore")
+    await wait_until(lambda: len(peer.datagrams) == 1, what="frame 2 after restore")
     assert w.decode_datagram(peer.datagrams[0][0]).seq == 2
     actions = [e.detail["action"] for e in link.timeline.select("link", "control")]
     assert actions == ["cut", "restore"]
@@ -533,15 +533,16 @@ async def test_serial_link_between_pty_pairs_passes_and_drops():
 
         try:
             panel.write(frame(1) + frame(2))
-            await until(lambda: arrived(2 * len(frame(1))), what="frames across the serial link")
+            await wait_until(lambda: arrived(2 * len(frame(1))),
+                             what="frames across the serial link")
             good, _, _ = parse_stream(bytes(got))
             assert [f.seq for f in good] == [1, 2]
             recv.write(frame(3, mtype=w.MSG_HEARTBEAT))
-            (reply,) = await until(answered, what="the reply down the line")
+            (reply,) = await wait_until(answered, what="the reply down the line")
             assert reply.mtype == w.MSG_HEARTBEAT
             link.set("up", drop=1.0)
             panel.write(frame(4))
-            await until(lambda: link.stats["up"]["dropped"] == 1, what="the drop")
+            await wait_until(lambda: link.stats["up"]["dropped"] == 1, what="the drop")
             assert await link.drained()
             pump()
             assert len(got) == 2 * len(frame(1))

@@ -20,12 +20,13 @@ import pytest
 
 from hil.fixture_sim import FixtureSim
 from hil.link import pty_pair
-from hil.poll import until
 from hil.receiver import ReceiverProcess
 from hil.strategy import PanelStrategy
 from hil.target import (BenchTarget, FixtureDriver, NotSupported, SerialDriver, SimDriver,
-                        TargetError, free_port, open_target_url, zone_ohms)
+                        TargetError, open_target_url, zone_ohms)
 from hil.timeline import Timeline
+from testkit.net import free_port
+from testkit.wait import wait_until
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "hil", "configs", "bank.json")
 WIRING = {"power": 0, "ac": 1, "paths": {"1": 2, "2": 3},
@@ -70,10 +71,10 @@ async def test_sim_boots_answers_and_drives_zones(sim):
     assert [p["state"] for p in st["partitions"]] == ["disarmed", "disarmed"]
     assert {z["id"] for z in st["zones"]} == {1, 2, 3, 4, 5, 6}
     await sim.set_zone(3, "tamper")
-    await until(lambda: zone_state(sim, 3), what="a zone reading")
-    await until(lambda: _is(zone_state(sim, 3), "tamper"), what="zone 3 tamper")
+    await wait_until(lambda: zone_state(sim, 3), what="a zone reading")
+    await wait_until(lambda: _is(zone_state(sim, 3), "tamper"), what="zone 3 tamper")
     await sim.set_zone(3, ohms=zone_ohms("normal"))
-    await until(lambda: _is(zone_state(sim, 3), "normal"), what="zone 3 normal again")
+    await wait_until(lambda: _is(zone_state(sim, 3), "normal"), what="zone 3 normal again")
     console = await sim.read_console()
     assert "panel 7001 up" in console
     assert sim.timeline.select("panel", "zone")
@@ -86,7 +87,7 @@ async def _is(coro, value):
 async def test_sim_power_off_kills_and_power_on_keeps_flash(sim):
     # arm, so the persisted arming mode tells that flash survived
     await sim.keypad("1234", "arm_away", 1)
-    await until(lambda: _part(sim, 1, "armed_away"), what="armed away")
+    await wait_until(lambda: _part(sim, 1, "armed_away"), what="armed away")
     await sim.power_off()
     assert not sim.powered
     with pytest.raises(TargetError):
@@ -121,11 +122,11 @@ async def test_sim_reset_restarts_the_firmware(sim):
 
 async def test_duress_and_holdup_keep_outputs_silent(sim):
     await sim.set_zone(4, "alarm")  # teller hold-up: silent by type
-    await until(lambda: _is(zone_state(sim, 4), "alarm"), what="hold-up zone tripped")
+    await wait_until(lambda: _is(zone_state(sim, 4), "alarm"), what="hold-up zone tripped")
     out = await sim.read_outputs()
     assert out == {"siren": False, "strobe": False, "lock": True, "supply": True}
     await sim.set_zone(5, "alarm")  # panic: audible
-    await until(lambda: _out(sim, "siren"), what="the siren for panic")
+    await wait_until(lambda: _out(sim, "siren"), what="the siren for panic")
 
 
 async def _out(target, name):
@@ -141,7 +142,7 @@ async def test_serial_driver_over_socket_url_talks_to_the_firmware(sim):
         await console.wait_ready()
         assert (await console.state())["zones"] == (await sim.state())["zones"]
         await console.set_zone(2, "alarm")
-        await until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 via console")
+        await wait_until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 via console")
         with pytest.raises(NotSupported):
             await console.power_off()
     finally:
@@ -152,12 +153,12 @@ async def test_serial_driver_over_a_pty_bridged_to_the_firmware(sim, tmp_path):
     link = str(tmp_path / "console")
     bridge = bridge_pty(link, sim.control_port)
     try:
-        await until(lambda: os.path.exists(link), what="the pty")
+        await wait_until(lambda: os.path.exists(link), what="the pty")
         console = SerialDriver(link, name="console-pty")
         await console.wait_ready()
         r = await console.keypad("1234", "arm_away", 2)
         assert r["result_name"] == "ok"
-        await until(lambda: _part(sim, 2, "armed_away"), what="armed through the pty")
+        await wait_until(lambda: _part(sim, 2, "armed_away"), what="armed through the pty")
         assert (await console.read_outputs())["lock"] is True
         await console.close()
     finally:
@@ -191,7 +192,8 @@ async def test_control_channel_ignores_a_late_reply_to_an_abandoned_command(tmp_
         try:
             r = await d.chan.call("ping", timeout=10)
             assert "stale" not in r and r["id"] == seen[0]["id"]
-            await until(lambda: b"stale" in d.chan._console, what="the late reply as console text")
+            await wait_until(lambda: b"stale" in d.chan.console_bytes(),
+                             what="the late reply as console text")
         finally:
             await d.close()
             t.join(5)
@@ -211,7 +213,7 @@ async def test_spy_url_dumps_console_traffic(sim, tmp_path):
     dump = tmp_path / "spy.txt"
     bridge = bridge_pty(link, sim.control_port)
     try:
-        await until(lambda: os.path.exists(link), what="the pty")
+        await wait_until(lambda: os.path.exists(link), what="the pty")
         # spy:// wraps a device and writes a hex dump of both directions
         console = SerialDriver("spy://%s?file=%s" % (link, dump), name="spy")
         try:
@@ -252,8 +254,8 @@ async def test_bench_target_with_fixture_drives_the_same_firmware(tmp_path):
             await bench.power_on()  # relay -> sim starts; console answers
             assert bench.powered and sim.powered
             await bench.set_zone(5, "alarm")  # panic through the loop ladder
-            await until(lambda: _is(zone_state(bench, 5), "alarm"), what="panic via fixture")
-            await until(lambda: _out(bench, "siren"), what="siren sensed by the fixture")
+            await wait_until(lambda: _is(zone_state(bench, 5), "alarm"), what="panic via fixture")
+            await wait_until(lambda: _out(bench, "siren"), what="siren sensed by the fixture")
             await bench.set_ac(False)
             await bench.cut_path(1, True)
             st = await bench.state()
@@ -319,7 +321,7 @@ async def test_strategy_arming_puts_open_zones_back_first(rig):
     s = PanelStrategy(sim, rx)
     await s.transition("disarmed")
     await sim.set_zone(2, "alarm")
-    await until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 open")
+    await wait_until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 open")
     await s.transition("armed_away", partition=1)
     assert await zone_state(sim, 2) == "normal"
 

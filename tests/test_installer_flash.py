@@ -24,13 +24,13 @@ from firmware import REPO
 from firmware import build as fwbuild
 from firmware import cli
 from firmware import flash as fwflash
-from firmware import sim as fwsim
+from testkit import vm
 
 pytestmark = pytest.mark.micropython
 
 if not shutil.which("socat"):
     pytest.skip("socat is not installed", allow_module_level=True)
-if not os.path.exists(fwsim.micropython()):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 DOOR = os.path.join(REPO, "examples", "door.json")
@@ -51,7 +51,7 @@ def board(tmp_path):
     link = str(tmp_path / "ttyV0")
     proc = subprocess.Popen(
         ["socat", "PTY,link=%s,raw,echo=0" % link,
-         "EXEC:%s,pty,raw,echo=0,stderr,setsid,ctty" % fwsim.micropython()],
+         "EXEC:%s,pty,raw,echo=0,stderr,setsid,ctty" % vm.micropython()],
         cwd=str(fs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     end = time.monotonic() + 30

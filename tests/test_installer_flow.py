@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -28,14 +27,16 @@ import pytest
 
 from firmware import cli
 from firmware import provision
-from firmware import sim as fwsim
-from firmware.testing import SimPanel, free_port
-from receiver.testing import ReceiverProcess
+from testkit import vm
+from testkit.net import free_port
+from testkit.panel import PanelProcess
+from testkit.receiver import ReceiverProcess
+from testkit.wait import wait_until_sync
 from tests.test_installer_units import ReportHTML
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 ACCOUNT = 4242
@@ -68,14 +69,7 @@ def rx_events(db, **where) -> list[dict]:
 
 
 def wait_for(pred, what, timeout=60.0):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.1)
+    return wait_until_sync(pred, timeout, 0.1, what=what)
 
 
 @pytest.fixture
@@ -176,7 +170,7 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
 
     # -- the bundle runs and reports to the real receiver ------------------------------------
     db = site["db"]
-    panel = SimPanel(os.path.join(bundle, "config.json"), str(d / "panel"), bundle=bundle)
+    panel = PanelProcess(os.path.join(bundle, "config.json"), str(d / "panel"), bundle=bundle)
     try:
         wait_for(lambda: rx_events(db, code=305), "the receiver to store the boot report")
         # -- zone 3 miswired: its loop reads a short circuit ---------------------------------
@@ -269,7 +263,7 @@ def test_manual_walk_test_from_the_receivers_events_stream(site, tmp_path):
     path = str(tmp_path / "site.json")
     provision.write_private(path, provision.dump_config(cfg))
     reports = tmp_path / "r"
-    panel = SimPanel(path, str(tmp_path / "panel"))
+    panel = PanelProcess(path, str(tmp_path / "panel"))
     tool = None
     try:
         wait_for(lambda: rx_events(site["db"], code=305), "boot report at the receiver")
@@ -358,7 +352,7 @@ def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path,
     provision.add_user(cfg, 1, "manager", MASTER_CODE, "master")
     path = str(tmp_path / "site.json")
     provision.write_private(path, provision.dump_config(cfg))
-    panel = SimPanel(path, str(tmp_path / "panel"))
+    panel = PanelProcess(path, str(tmp_path / "panel"))
     url = "http://127.0.0.1:%d" % web_port
     reports = str(tmp_path / "reports")
     try:

@@ -20,8 +20,8 @@ from receiver.forwarder import JsonLinesOutput, WebhookOutput
 from receiver.outputs import DeliveryError, failure_text, target_of
 from receiver.records import Event
 from receiver.supervision import Change, duration_text
-from receiver.testing import free_port
 from receiver.web import derive
+from testkit.net import free_port
 
 T0 = 1_700_000_000.0
 

@@ -27,8 +27,8 @@ import pytest
 from firmware import REPO
 from firmware import build as fwbuild
 from firmware import cli as panel_cli
-from firmware import sim as fwsim
 from hil import cli as hil_cli
+from testkit import vm
 
 DOOR = os.path.join(REPO, "examples", "door.json")
 TOOLS = {"guardline-panel": ("firmware.cli", panel_cli.build_parser),
@@ -166,14 +166,14 @@ def env(tmp_path_factory):
               "empty_template": str(empty), "config": str(config), "notjson": str(notjson),
               "project": str(project), "bundle": bundle, "dropping_port": str(tmp / "ttyV0")}
     board = None
-    if shutil.which("socat") and os.path.exists(fwsim.micropython()):
+    if shutil.which("socat") and vm.available():
         # the unix port behind a pty: a soft reset (flash without --resume)
         # ends the VM, and the link drops under the tool (EIO)
         fs = tmp / "device"
         fs.mkdir()
         board = subprocess.Popen(
             ["socat", "PTY,link=%s,raw,echo=0" % values["dropping_port"],
-             "EXEC:%s,pty,raw,echo=0,stderr,setsid,ctty" % fwsim.micropython()],
+             "EXEC:%s,pty,raw,echo=0,stderr,setsid,ctty" % vm.micropython()],
             cwd=str(fs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         end = time.monotonic() + 30

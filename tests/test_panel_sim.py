@@ -16,12 +16,13 @@ import pytest
 
 from firmware import REPO
 from firmware import sim as fwsim
-from firmware.testing import free_port
-from hil.poll import until_sync as wait_until
+from testkit import vm
+from testkit.net import free_port
+from testkit.wait import wait_until_sync
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 DOOR = os.path.join(REPO, "examples", "door.json")
@@ -77,12 +78,12 @@ def test_ending_the_launcher_ends_the_vm(tmp_path, sig):
     p = launch(tmp_path, DOOR, "--control", control, "--state-dir", str(tmp_path / "st"))
     vms = []
     try:
-        wait_until(lambda: control_answers(control), 60, what="the panel's control socket")
+        wait_until_sync(lambda: control_answers(control), 60, what="the panel's control socket")
         vms = children(p.pid)
         (vm,) = vms
         p.send_signal(sig)
         p.wait(30)
-        wait_until(lambda: not alive(vm), 30, what="the VM %d to end" % vm)
+        wait_until_sync(lambda: not alive(vm), 30, what="the VM %d to end" % vm)
         assert not control_answers(control)
         if sig != signal.SIGKILL:
             assert p.returncode == 128 + sig
@@ -112,7 +113,7 @@ def _boot_line(tmp_path, config: str) -> str:
     control = "127.0.0.1:%d" % free_port()
     p = launch(tmp_path, config, "--control", control)
     try:
-        wait_until(lambda: control_answers(control), 60, what="the panel's control socket")
+        wait_until_sync(lambda: control_answers(control), 60, what="the panel's control socket")
         host, port = control.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(b'{"cmd": "stop"}\n')

@@ -14,8 +14,9 @@ import json
 import pytest
 
 from receiver.config import Config
-from receiver.simpanel import SimPanel, event_msg, heartbeat_msg
-from receiver.testing import make_accounts, wait_until
+from receiver.testing import make_accounts
+from testkit.session_panel import SessionPanel, event_msg, heartbeat_msg
+from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
 pytest.importorskip("asyncpg")
@@ -76,7 +77,7 @@ async def test_live_updates_reach_the_other_receivers_subscribers(pg_url):
     async with receivers(pg_url, ["rx-a", "rx-b"]) as [a, b]:
         qa, qb = a.subscribe(), b.subscribe()
         host, port = b.addresses["tcp"][0]
-        p = SimPanel(1, accts[1].key, host, port)
+        p = SessionPanel(1, accts[1].key, host, port)
         await p.deliver(1, event_msg(code=130, zone=3))  # a burglary alarm, taken by b
 
         async def alarm_in(q):
@@ -138,7 +139,7 @@ async def test_supervisor_uses_what_the_other_receiver_heard(pg_url):
                          what="a supervises them")
         mine = numbers
         host, port = b.addresses["tcp"][0]
-        panels = {n: SimPanel(n, accts[n].key, host, port) for n in mine}
+        panels = {n: SessionPanel(n, accts[n].key, host, port) for n in mine}
         seqs = {n: 0 for n in mine}
 
         async def beat(ns, seconds):
@@ -190,7 +191,7 @@ async def test_heartbeat_is_acked_after_its_hearing_is_stored(pg_url):
     await _create(pg_url, accts)
     async with receivers(pg_url, ["rx-a"]) as [a]:
         host, port = a.addresses["tcp"][0]
-        p = SimPanel(1, accts[1].key, host, port)
+        p = SessionPanel(1, accts[1].key, host, port)
         await p.deliver(1, heartbeat_msg())
         rows = await a.store.run_read(lambda c: c.fetch(
             "SELECT account, path, last_heard, heard_by FROM line_heard WHERE heard_by = $1",

@@ -23,8 +23,10 @@ import time
 
 import pytest
 
-from receiver.simpanel import SimPanel, event_msg, heartbeat_msg
-from receiver.testing import ReceiverProcess, make_accounts, wait_until, write_accounts_json
+from receiver.testing import make_accounts, write_accounts_json
+from testkit.receiver import ReceiverProcess
+from testkit.session_panel import SessionPanel, event_msg, heartbeat_msg
+from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -40,7 +42,7 @@ EVENT_GAP_S = 0.2
 TAKEOVER_BOUND_S = 30.0  # docs/scale-out.md
 
 
-class FailoverPanel(SimPanel):
+class FailoverPanel(SessionPanel):
     """A panel whose reporting path lists several receivers (a DC-09
     receiver list, or a DNS name with several addresses): it connects to
     the first that answers and moves on to the next when its connection
@@ -122,7 +124,7 @@ async def test_kill_one_receiver_mid_stream(pg_url, tmp_path):
         # the silent panel: supervised by a, reports once, then nothing
         silent = supervised_by_a[0]
         reporting = [n for n in accts if n != silent]
-        sp = SimPanel(silent, accts[silent].key, *addr["a"])
+        sp = SessionPanel(silent, accts[silent].key, *addr["a"])
         await sp.deliver(1, heartbeat_msg())
         await sp.close()
         [silent_heard] = await _q(pg_url, "SELECT last_heard FROM line_heard "

@@ -5,21 +5,21 @@ through the console's JSON API (POST /api/accounts/{number}/command)."""
 import asyncio
 import json
 import os
-import shutil
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import TEST_KEY, SimPanel, scenario_config
 from protocol.lean import glwire as w
 from receiver import cli
 from receiver.store import Account
-from receiver.testing import wait_until
 from receiver.web.testing import PASSWORDS, Client, console_receiver
+from testkit import vm
+from testkit.configs import TEST_KEY, scenario_config
+from testkit.panel import PanelProcess
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 ACCOUNT = 4242
@@ -53,7 +53,7 @@ async def test_supervisor_commands_a_firmware_panel_over_tcp(tmp_path, monkeypat
             return seq, frame
         rx.core.command = recording_command
 
-        panel = SimPanel(cfg, str(tmp_path / "panel"))
+        panel = PanelProcess(cfg, str(tmp_path / "panel"))
         try:
             await wait_until(lambda: _connected(rx), timeout=60, what="panel connected")
             async with Client(base) as sam, Client(base) as olga:

@@ -23,7 +23,8 @@ from protocol import dc09
 from receiver.admission import Admission, connection_budget, source_of
 from receiver.config import Config, ConfigError, load
 from receiver.store import Account
-from receiver.testing import make_accounts, running_receiver, wait_until
+from receiver.testing import make_accounts, running_receiver
+from testkit.wait import wait_until
 from tests.test_dc09_rx import Client
 from tests.test_rx_server import Raw, event_frame, opened
 

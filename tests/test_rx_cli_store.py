@@ -31,7 +31,7 @@ from firmware import provision
 from receiver import cli
 from receiver.store import Account, StoreMissing
 from receiver.store_factory import make_store
-from receiver.testing import ReceiverProcess
+from testkit.receiver import ReceiverProcess
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,8 +4,8 @@ numbers: through the real server and store, a reused sequence with new
 content is stored; a true retransmission is stored once."""
 
 from receiver.config import Config
-from receiver.simpanel import SimPanel, event_msg
 from receiver.testing import make_accounts, running_receiver
+from testkit.session_panel import SessionPanel, event_msg
 
 
 async def test_reused_sequences_after_a_counter_reset_are_stored(tmp_path):
@@ -14,14 +14,14 @@ async def test_reused_sequences_after_a_counter_reset_are_stored(tmp_path):
     cfg = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)])
     async with running_receiver(cfg, accounts) as rx:
         host, port = rx.addresses["tcp"][0]
-        before = SimPanel(77, acct.key, host, port)
+        before = SessionPanel(77, acct.key, host, port)
         msgs = {seq: event_msg(code=130, zone=seq) for seq in range(1, 6)}
         for seq in range(1, 6):
             await before.deliver(seq, msgs[seq])
         # the same panel retransmits seq 5 (its ACK was lost): stored once
         await before.deliver(5, msgs[5])
         await before.close()
-        after = SimPanel(77, acct.key, host, port)  # counter reset to 1
+        after = SessionPanel(77, acct.key, host, port)  # counter reset to 1
         for seq in range(1, 4):
             await after.deliver(seq, event_msg(code=122, zone=20 + seq))
         await after.close()

@@ -7,8 +7,10 @@ import sqlite3
 import subprocess
 import sys
 
-from receiver.simpanel import SimPanel, event_msg
-from receiver.testing import ReceiverProcess, make_accounts, wait_until, write_accounts_json
+from receiver.testing import make_accounts, write_accounts_json
+from testkit.receiver import ReceiverProcess
+from testkit.session_panel import SessionPanel, event_msg
+from testkit.wait import wait_until
 
 PANELS = 30
 EVENTS = 40
@@ -36,8 +38,8 @@ async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(tmp_
     try:
         proc.start()
         host, port = proc.tcp
-        panels = {i: SimPanel(i, accts[i].key, host, port, ack_timeout_ms=500,
-                              max_backoff_ms=1000) for i in accts}
+        panels = {i: SessionPanel(i, accts[i].key, host, port, ack_timeout_ms=500,
+                                  max_backoff_ms=1000) for i in accts}
 
         async def run(p):
             for seq in range(1, EVENTS + 1):
@@ -86,7 +88,7 @@ async def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path):
     try:
         proc.start()
         host, port = proc.tcp
-        ps = [SimPanel(i, accts[i].key, host, port) for i in accts]
+        ps = [SessionPanel(i, accts[i].key, host, port) for i in accts]
         for p in ps:
             await p.connect()
         await asyncio.gather(*(p.deliver(1, event_msg()) for p in ps))

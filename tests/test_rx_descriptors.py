@@ -22,8 +22,11 @@ import aiohttp
 
 from protocol import dc09
 from receiver.store import Account
-from receiver.testing import ReceiverProcess, free_port, make_accounts, wait_until
+from receiver.testing import make_accounts
 from receiver.web.admin import add_user
+from testkit.net import free_port
+from testkit.receiver import ReceiverProcess
+from testkit.wait import wait_until
 from tests.test_rx_admission import connect_from, flood, native_panel_acked
 
 NOFILE = 600

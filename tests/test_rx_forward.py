@@ -13,8 +13,10 @@ from aiohttp import web
 from receiver import routing
 from receiver.app import Busy
 from receiver.config import Config
-from receiver.testing import (JsonLinesSink, free_port, make_accounts, running_receiver,
-                              wait_until)
+from receiver.testing import make_accounts, running_receiver
+from testkit.dispatch import JsonLinesSink
+from testkit.net import free_port
+from testkit.wait import wait_until
 
 ROUTING = {
     "outputs": {

@@ -17,7 +17,7 @@ from protocol.lean import glwire as w
 from receiver.cli import main as cli_main
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import make_accounts, running_receiver, wait_until
+from receiver.testing import make_accounts, running_receiver
 from tests.test_dc09_rx import Client
 from tests.test_rx_server import Raw, event_frame, opened
 

@@ -21,8 +21,9 @@ from protocol.lean import glwire as w
 from protocol.session import (MAX_NEXT_SEQ, MAX_SEQ_JUMP, REORDER_WINDOW, Accepted,
                               ReceiverConnection, ReceiverCore, Rejected, handle_datagram)
 from receiver.config import Config
-from receiver.simpanel import SimPanel, event_msg
-from receiver.testing import make_accounts, running_receiver, wait_until
+from receiver.testing import make_accounts, running_receiver
+from testkit.session_panel import SessionPanel, event_msg
+from testkit.wait import wait_until
 from tests.test_rx_server import Raw, event_frame, opened, seal_raw, security_events
 
 KEY = bytes(range(32))
@@ -247,7 +248,7 @@ def tcp_config(tmp_path):
 
 def panel_of(rx, account):
     host, port = rx.addresses["tcp"][0]
-    return SimPanel(int(account.number), account.key, host, port)
+    return SessionPanel(int(account.number), account.key, host, port)
 
 
 async def test_far_jump_over_tcp_is_a_security_event_and_the_panel_is_acked(tmp_path):

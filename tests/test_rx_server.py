@@ -19,9 +19,10 @@ import pytest
 from protocol.lean import glpanel, glwire as w
 from receiver.config import Config, SerialSpec
 from receiver.listeners import MAX_GARBAGE_BYTES, StreamLink
+from receiver.testing import make_accounts, running_receiver
 from receiver.web.api import connected_accounts
-from receiver.simpanel import SimPanel, event_msg, heartbeat_msg
-from receiver.testing import make_accounts, running_receiver, wait_until
+from testkit.session_panel import SessionPanel, event_msg, heartbeat_msg
+from testkit.wait import wait_until
 
 N_PANELS = 120  # >= 100 concurrent panels
 EVENTS_EACH = 8
@@ -130,8 +131,8 @@ async def test_many_concurrent_panels_every_event_stored_once(rx, accounts):
 
     async def panel(i):
         udp = i % 6 == 0
-        p = SimPanel(i, accounts[i].key, uhost if udp else host, uport if udp else port,
-                     transport="udp" if udp else "tcp")
+        p = SessionPanel(i, accounts[i].key, uhost if udp else host, uport if udp else port,
+                         transport="udp" if udp else "tcp")
         await p.connect()
         for seq in range(1, EVENTS_EACH + 1):
             await p.deliver(seq, event_msg(code=130 if seq == 3 else 602, zone=3))
@@ -155,16 +156,16 @@ async def test_many_concurrent_panels_every_event_stored_once(rx, accounts):
 
 async def test_retransmitted_event_is_acked_again_and_stored_once(rx, accounts):
     host, port = rx.addresses["tcp"][0]
-    p = SimPanel(1, accounts[1].key, host, port)
+    p = SessionPanel(1, accounts[1].key, host, port)
     await p.connect()
     await p.deliver(1, event_msg(code=602))
     # The panel lost the ACK (reboot): a new session offers seq 1 again,
     # freshly sealed, then once more on UDP.
-    p2 = SimPanel(1, accounts[1].key, host, port)
+    p2 = SessionPanel(1, accounts[1].key, host, port)
     await p2.connect()
     await p2.deliver(1, event_msg(code=602))
     uhost, uport = rx.addresses["udp"][0]
-    p3 = SimPanel(1, accounts[1].key, uhost, uport, transport="udp")
+    p3 = SessionPanel(1, accounts[1].key, uhost, uport, transport="udp")
     await p3.connect()
     await p3.deliver(1, event_msg(code=602))
     assert await rx.store.count_events() == 1
@@ -209,7 +210,7 @@ async def test_oversize_frame_is_dropped_and_connection_closed(rx, accounts):
     t.sendto(b"")
     t.sendto(os.urandom(100))
     t.close()
-    p = SimPanel(2, accounts[2].key, uhost, uport, transport="udp")
+    p = SessionPanel(2, accounts[2].key, uhost, uport, transport="udp")
     await p.connect()
     await p.deliver(1, event_msg())
     await p.close()
@@ -378,7 +379,7 @@ async def test_connection_cap_refuses_extra_connections(tmp_path, accounts):
 async def test_store_failure_naks_busy_then_recovers(rx, accounts):
     host, port = rx.addresses["tcp"][0]
     await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=1"))
-    p = SimPanel(1, accounts[1].key, host, port, ack_timeout_ms=300)
+    p = SessionPanel(1, accounts[1].key, host, port, ack_timeout_ms=300)
     await p.connect()
     task = asyncio.create_task(p.deliver(1, event_msg(code=130)))
     await wait_until(lambda: any(n.reason == w.NAK_BUSY for n in p.naks),
@@ -396,7 +397,7 @@ async def test_store_failure_naks_busy_then_recovers(rx, accounts):
 async def test_queue_over_bound_naks_busy(rx, accounts):
     host, port = rx.addresses["tcp"][0]
     rx.config.max_pending_writes = 0  # every write is "over the bound"
-    p = SimPanel(1, accounts[1].key, host, port, ack_timeout_ms=300)
+    p = SessionPanel(1, accounts[1].key, host, port, ack_timeout_ms=300)
     await p.connect()
     task = asyncio.create_task(p.deliver(1, event_msg()))
     await wait_until(lambda: any(n.reason == w.NAK_BUSY for n in p.naks))
@@ -459,7 +460,7 @@ async def test_serial_line_that_cannot_open_is_retried_not_fatal(tmp_path, accou
         await wait_until(lambda: rx.listeners[1].backoff.failures >= 2,
                          what="reopen attempts")
         host, port = rx.addresses["tcp"][0]
-        p = SimPanel(1, accounts[1].key, host, port)
+        p = SessionPanel(1, accounts[1].key, host, port)
         await p.connect()
         await p.deliver(1, event_msg())  # the rest of the receiver works
         await p.close()
@@ -470,7 +471,7 @@ async def test_serial_line_that_cannot_open_is_retried_not_fatal(tmp_path, accou
 
 async def test_metrics_endpoint(rx, accounts):
     host, port = rx.addresses["tcp"][0]
-    p = SimPanel(1, accounts[1].key, host, port)
+    p = SessionPanel(1, accounts[1].key, host, port)
     await p.connect()
     await p.deliver(1, event_msg(code=130))
     await p.close()

@@ -10,9 +10,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from receiver import supervision as sv
 from receiver.config import Config
-from receiver.simpanel import SimPanel, heartbeat_msg
 from receiver.supervision import Profile, Supervisor
-from receiver.testing import make_accounts, running_receiver, wait_until
+from receiver.testing import make_accounts, running_receiver
+from testkit.session_panel import SessionPanel, heartbeat_msg
+from testkit.wait import wait_until
 
 T0 = 1_700_000_000.0
 
@@ -169,7 +170,7 @@ async def test_receiver_raises_and_restores_communication_trouble(tmp_path):
     async with running_receiver(cfg, accts) as rx:
         q = rx.subscribe()
         host, port = rx.addresses["tcp"][0]
-        p = SimPanel(1, accts[1].key, host, port)
+        p = SessionPanel(1, accts[1].key, host, port)
         await p.connect()
         await p.deliver(1, heartbeat_msg())
 

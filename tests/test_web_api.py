@@ -16,12 +16,13 @@ from aiohttp import web
 from yarl import URL
 
 from receiver.config import Config
-from receiver.simpanel import SimPanel, event_msg
 from receiver.store import Account
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
 from receiver.web import admin, api, auth, setup
 from receiver.web.testing import PASSWORDS, Client, console_app, console_receiver, sse_events
 from receiver.web.users import SQLiteUserStore
+from testkit.session_panel import SessionPanel, event_msg
+from testkit.wait import wait_until
 
 PUBLIC = {("GET", "/login"), ("POST", "/api/login"), ("GET", "/static/")}
 
@@ -34,7 +35,7 @@ async def trip(rx, account: int, seq: int, code: int, zone: int, partition: int 
                qualifier: int = 1):
     """One event from a simulated panel over real TCP; returns once ACKed."""
     host, port = rx.addresses["tcp"][0]
-    p = SimPanel(account, rx.account(str(account)).key, host, port)
+    p = SessionPanel(account, rx.account(str(account)).key, host, port)
     await p.connect()
     try:
         await p.deliver(seq, event_msg(code, qualifier, partition, zone))
@@ -173,7 +174,7 @@ async def test_supervisors_see_audit_and_security_events_but_do_not_manage_users
     async with console_receiver(tmp_path) as (rx, base, _), Client(base) as c:
         # a frame sealed with the wrong key: the receiver records a security event
         host, port = rx.addresses["tcp"][0]
-        bad = SimPanel(1002, secrets.token_bytes(32), host, port, ack_timeout_ms=200)
+        bad = SessionPanel(1002, secrets.token_bytes(32), host, port, ack_timeout_ms=200)
         await bad.connect()
         task = asyncio.create_task(bad.deliver(1, event_msg(130, 1, 1, 1), deadline_s=30))
         await wait_until(lambda: rx.store.list_security_events(), what="security event")

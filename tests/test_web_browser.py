@@ -10,10 +10,11 @@ import re
 
 import pytest
 
-from receiver.simpanel import SimPanel, event_msg
-from receiver.testing import JsonLinesSink, wait_until
 from receiver.web.testing import PASSWORDS, console_receiver
 from receiver.web.users import SQLiteUserStore
+from testkit.dispatch import JsonLinesSink
+from testkit.session_panel import SessionPanel, event_msg
+from testkit.wait import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -60,7 +61,7 @@ async def console_page(base: str, width: int, height: int):
 
 async def panel_event(rx, account, seq, code, zone, partition=1, qualifier=1):
     host, port = rx.addresses["tcp"][0]
-    p = SimPanel(account, rx.account(str(account)).key, host, port)
+    p = SessionPanel(account, rx.account(str(account)).key, host, port)
     await p.connect()
     try:
         await p.deliver(seq, event_msg(code, qualifier, partition, zone))
@@ -217,7 +218,7 @@ async def test_administrator_pages_render_and_manage_users(tmp_path):
 async def deliver_many(rx, account, first_seq, events):
     """Several events from one simulated panel over one TCP connection."""
     host, port = rx.addresses["tcp"][0]
-    p = SimPanel(account, rx.account(str(account)).key, host, port)
+    p = SessionPanel(account, rx.account(str(account)).key, host, port)
     await p.connect()
     try:
         for i, (code, zone, partition) in enumerate(events):

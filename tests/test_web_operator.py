@@ -10,8 +10,9 @@ import io
 import secrets
 
 from receiver.store import Account
-from receiver.testing import JsonLinesSink, wait_until
 from receiver.web.testing import Client, console_receiver, sse_events
+from testkit.dispatch import JsonLinesSink
+from testkit.wait import wait_until
 from tests.test_web_api import open_alarm, trip
 
 

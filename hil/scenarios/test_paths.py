@@ -13,7 +13,7 @@ import pytest
 
 from hil.checks import (Q_NEW, Q_RESTORE, counts, exactly, queue_drained, step, stored,
                         stored_t, toggle_burst, zone_reads)
-from hil.poll import until
+from testkit.wait import wait_until
 
 PANIC = 5  # teller counter panic: 24 h, audible
 PANIC_CODE = 120
@@ -106,8 +106,8 @@ async def test_serial_line_noise_is_nakked_and_resent_once(panel, receiver, link
     link.primary.set("up", corrupt=1.0)  # at least one, whatever the seed draws
 
     async def noise():
-        await until(lambda: link.primary.stats["up"]["corrupted"] >= 1, 60,
-                    what="the first corrupted frame")
+        await wait_until(lambda: link.primary.stats["up"]["corrupted"] >= 1, 60,
+                         what="the first corrupted frame")
         link.primary.set("up", corrupt=0.3)
 
     first = asyncio.ensure_future(noise())

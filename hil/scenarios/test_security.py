@@ -15,7 +15,7 @@ import asyncio
 import pytest
 
 from hil.checks import Q_NEW, step, stored, stored_t, zone_reads
-from hil.poll import until
+from testkit.wait import wait_until
 
 PANIC = 5
 PANIC_CODE = 120
@@ -51,8 +51,9 @@ async def test_recorded_frame_replayed_by_attacker_is_rejected(panel, receiver, 
     r, w = await asyncio.open_connection(*receiver.tcp)
     w.write(event_frame)
     await w.drain()
-    sec = await until(lambda: _replays(receiver, since), 30,
-                      what="two replay security events", seen=lambda: receiver.security_events())
+    sec = await wait_until(lambda: _replays(receiver, since), 30,
+                           what="two replay security events",
+                           seen=lambda: receiver.security_events())
     assert all(s["account"] == str(panel.account) and s["seq"] == ev["seq"] for s in sec)
     # the attacker's own connection gets no answer (silence, not a NAK)
     try:
@@ -64,8 +65,8 @@ async def test_recorded_frame_replayed_by_attacker_is_rejected(panel, receiver, 
 
     step(hil_timeline, "attacker replays the recorded ACK to the panel")
     link.primary.inject("down", ack_frame)
-    await until(lambda: _rejected(panel, rejected_before), 30,
-                what="the panel to reject the replayed ACK")
+    await wait_until(lambda: _rejected(panel, rejected_before), 30,
+                     what="the panel to reject the replayed ACK")
 
     after = await receiver.events(account=panel.account, since=since)
     assert [e["id"] for e in after] == [e["id"] for e in before], "a replay was stored"
@@ -103,17 +104,17 @@ async def test_panel_clock_drift_is_corrected(drift_s, panel, receiver, link, st
     assert abs(clock - (receiver.now() - drift_s)) <= 5
     t_trip = step(hil_timeline, "an event with the drifted clock")
     await panel.set_zone(FIRE, "alarm")
-    await until(lambda: [f for f in link.frames("up", type="EVENT") if f.t >= t_trip], 30,
-                what="the drifted event on the line")
+    await wait_until(lambda: [f for f in link.frames("up", type="EVENT") if f.t >= t_trip], 30,
+                     what="the drifted event on the line")
     step(hil_timeline, "the receiver's answers get through again")
     link.restore("down")
     (ev,) = await stored(receiver, panel.account, since=since, code=FIRE_CODE, qualifier=Q_NEW,
                          zone=FIRE)
     # the event time is the panel's (drifted) clock when it happened
     assert ev["received_at"] - ev["event_time"] >= drift_s - 5
-    await until(lambda: _clock_close(panel, receiver), 30,
-                what="the panel clock corrected to the receiver's",
-                seen=lambda: _clock_error(panel, receiver))
+    await wait_until(lambda: _clock_close(panel, receiver), 30,
+                     what="the panel clock corrected to the receiver's",
+                     seen=lambda: _clock_error(panel, receiver))
     hil_timeline.measure("drifted event -> stored", t_trip, stored_t(receiver, ev))
     naks = [e for e in link.frames("down", type="NAK") if e.t >= t_trip]
     if drift_s > 60:

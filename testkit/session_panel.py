@@ -1,6 +1,9 @@
-"""A simulated panel for tests, the load generator and demos: the real
-panel-side session core (``protocol.lean.glpanel.PanelSession``) driven over
-a real TCP connection or UDP socket with asyncio.
+"""A panel that is only its session: the real panel-side session core
+(``protocol.lean.glpanel.PanelSession``) driven over a real TCP
+connection or UDP socket with asyncio, with no firmware behind it (no
+zones, no queue): the receiver's tests, the load generator and the chaos
+runs use it to send exactly the frames they mean to.  (The whole firmware
+as a process is :class:`testkit.panel.PanelProcess`.)
 
 It keeps the firmware's rules: lockstep (one outstanding message), every
 transmission sealed afresh, retransmission timing from the session core,
@@ -42,7 +45,7 @@ class DeliveryTimeout(Exception):
     pass
 
 
-class SimPanel:
+class SessionPanel:
     def __init__(self, account: int, key: bytes, host: str, port: int, transport: str = "tcp",
                  backup: bool = False, ack_timeout_ms: int = 1000, max_backoff_ms: int = 4000):
         self.account = account

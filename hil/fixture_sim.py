@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 
 import serial
+
+from testkit.control import SimControl
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class FixtureSim:
     def __init__(self, url: str, control: tuple[str, int], wiring: dict, power=None):
         self.url = url
         self.control = control
+        self.sim = SimControl(control)
         self.wiring = wiring
         self.power = power  # power(on: bool) -> None, or None
         self.relays = [False] * RELAYS
@@ -97,10 +99,7 @@ class FixtureSim:
                 self.port.write(json.dumps(reply).encode() + b"\n")
 
     def _sim(self, **cmd) -> dict:
-        with socket.create_connection(self.control, timeout=10) as s:
-            s.sendall(json.dumps(cmd).encode() + b"\n")
-            f = s.makefile("rb")
-            return json.loads(f.readline())
+        return self.sim(cmd)
 
     def _lookup(self, group: str, ch: int):
         for k, v in (self.wiring.get(group) or {}).items():

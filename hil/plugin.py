@@ -55,9 +55,9 @@ import pytest_asyncio
 
 from hil import report as _report
 from hil.link import Links, PtyPair, SerialLink, TcpLink, UdpLink
-from hil.receiver import ReceiverProcess
+from hil.receiver import ReceiverUnderTest
 from hil.strategy import PanelStrategy
-from hil.target import SimDriver, TargetURLError, check_run, open_target_url
+from hil.target import SimTarget, TargetURLError, check_run, open_target_url
 from hil.timeline import Timeline
 from testkit.net import free_port
 from testkit.wait import wait_until_sync
@@ -278,7 +278,7 @@ def hil_serial(request, tmp_path, hil_config):
 
 @pytest_asyncio.fixture
 async def receiver(request, tmp_path, hil_timeline, hil_config, hil_serial):
-    rx = ReceiverProcess(str(tmp_path / "receiver"), hil_timeline,
+    rx = ReceiverUnderTest(str(tmp_path / "receiver"), hil_timeline,
                          serial=[hil_serial["receiver_end"]] if hil_serial else None)
     prof = request.node.get_closest_marker("hil_profile")
     kw = dict(prof.kwargs) if prof else {}
@@ -321,7 +321,7 @@ async def panel(request, tmp_path, link, hil_timeline, hil_config, hil_serial):
         if hil_config.get("receiver", {}).get("backup") is not None:
             paths["backup"] = {"type": "udp", "host": link.backup.address[0],
                                "port": link.backup.address[1]}
-        target = SimDriver(hil_config, str(tmp_path / "panel"), paths=paths, name="sim",
+        target = SimTarget(hil_config, str(tmp_path / "panel"), paths=paths, name="sim",
                            timeline=hil_timeline)
     else:
         wiring = None

@@ -1,5 +1,6 @@
-"""The receiver under test: a real ``guardline-receiver serve`` process on a
-temporary SQLite store, as the central station runs it.
+"""The receiver under test: a real ``guardline-receiver serve`` process
+(testkit.receiver.ReceiverProcess) on a temporary SQLite store, as the
+central station runs it.
 
 The harness starts it with fixed loopback ports (so a restart comes back
 where the link forwards to), adds the accounts under test with the
@@ -23,51 +24,65 @@ import asyncio
 import json
 import logging
 import os
-import signal
+import socket
 import sqlite3
 import subprocess
-import sys
-import threading
 import time
 
 from hil.timeline import RECEIVER, Timeline
 from testkit.net import free_port
-from testkit.wait import wait_until
+from testkit.receiver import ReceiverProcess, receiver_cli
 
 _LOGGER = logging.getLogger(__name__)
 
 # The receiver binds, opens its store and writes the ready file in well
 # under a second; a loaded CI host gets generous room.
 START_TIMEOUT_S = 30.0
+# In-flight commits finish well within this after SIGTERM.
+STOP_TIMEOUT_S = 20.0
 # How often the watcher copies new rows into the timeline.
 WATCH_S = 0.05
 
 
-def receiver_cmd() -> list[str]:
-    """The receiver's CLI, from this venv (as the console script would)."""
-    return [sys.executable, "-m", "receiver.cli"]
+class ReceiverUnderTest:
+    """The receiver a scenario reports to: testkit's ReceiverProcess on a
+    store in ``workdir``, fixed loopback ports, its log and what it
+    stores copied into the timeline."""
 
-
-class ReceiverProcess:
     def __init__(self, workdir: str, timeline: Timeline | None = None, tcp: bool = True,
                  udp: bool = True, serial: list[str] | None = None, log_level: str = "info"):
         self.workdir = os.path.abspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.db = os.path.join(self.workdir, "receiver.db")
-        self.ready_file = os.path.join(self.workdir, "ready.json")
         self.timeline = timeline if timeline is not None else Timeline("receiver")
         self.tcp = ("127.0.0.1", free_port()) if tcp else None
-        self.udp = ("127.0.0.1", free_port(_udp())) if udp else None
+        self.udp = ("127.0.0.1", free_port(socket.SOCK_DGRAM)) if udp else None
         self.serial = list(serial or [])
         self.log_level = log_level
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self._log_thread = None
+        self.process = ReceiverProcess(self.db, self._serve_args(), cwd=self.workdir,
+                                       log_path=os.path.join(self.workdir, "receiver.log"),
+                                       on_line=self._log_line)
         self._watch_task: asyncio.Task | None = None
         self._seen_event = 0
         self._seen_security = 0
         self._conn: sqlite3.Connection | None = None
-        self.log_lines: list[str] = []
+
+    def _serve_args(self) -> list[str]:
+        argv = ["--log-level", self.log_level]
+        if self.tcp:
+            argv += ["--tcp", "%s:%d" % self.tcp]
+        if self.udp:
+            argv += ["--udp", "%s:%d" % self.udp]
+        for url in self.serial:
+            argv += ["--serial", url]
+        return argv
+
+    @property
+    def log_lines(self) -> list[str]:
+        return self.process.log_lines
+
+    def _log_line(self, line: str) -> None:
+        self.timeline.record(RECEIVER, "log", text=line[:500])
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -76,8 +91,8 @@ class ReceiverProcess:
                     zones: dict | None = None, partitions: dict | None = None) -> None:
         """``guardline-receiver accounts add`` (before start, or the running
         receiver picks it up within its account reload period)."""
-        argv = receiver_cmd() + ["accounts", "add", str(number), "--db", self.db,
-                                 "--key", key_hex, "--paths", paths]
+        argv = ["accounts", "add", str(number), "--db", self.db, "--key", key_hex,
+                "--paths", paths]
         if heartbeat_s is not None:
             argv += ["--heartbeat", str(heartbeat_s)]
         if grace_s is not None:
@@ -88,7 +103,7 @@ class ReceiverProcess:
             argv += ["--zones", json.dumps(zones)]
         if partitions:
             argv += ["--partitions", json.dumps(partitions)]
-        r = subprocess.run(argv, capture_output=True, text=True, cwd=self.workdir, timeout=60)
+        r = receiver_cli(*argv, cwd=self.workdir)
         if r.returncode:
             raise RuntimeError("accounts add %s failed (%d): %s" % (number, r.returncode,
                                                                    r.stderr or r.stdout))
@@ -109,90 +124,42 @@ class ReceiverProcess:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process.running
 
-    def command(self) -> list[str]:
-        argv = receiver_cmd() + ["serve", "--init", "--db", self.db,
-                                 "--ready-file", self.ready_file,
-                                 "--log-level", self.log_level]
-        if self.tcp:
-            argv += ["--tcp", "%s:%d" % self.tcp]
-        if self.udp:
-            argv += ["--udp", "%s:%d" % self.udp]
-        for url in self.serial:
-            argv += ["--serial", url]
-        return argv
+    @property
+    def starts(self) -> int:
+        return self.process.starts
 
-    async def start(self) -> "ReceiverProcess":
+    async def start(self) -> "ReceiverUnderTest":
         if self.running:
             return self
-        if os.path.exists(self.ready_file):
-            os.unlink(self.ready_file)
         self.timeline.record(RECEIVER, "process", action="start")
-        env = dict(os.environ)
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=self.workdir, start_new_session=True, env=env)
-        self.starts += 1
-        self._log_thread = threading.Thread(target=self._read_log, args=(self.proc,),
-                                            name="hil-receiver-log", daemon=True)
-        self._log_thread.start()
-        proc = self.proc
-
-        def ready():
-            if proc.poll() is not None:
-                raise RuntimeError("receiver exited (%s): %s" % (
-                    proc.returncode, "\n".join(self.log_lines[-20:])))
-            return os.path.exists(self.ready_file)
-
-        await wait_until(ready, START_TIMEOUT_S, what="the receiver's ready file",
-                         seen=lambda: self.log_lines[-5:])
+        await asyncio.to_thread(self.process.start, START_TIMEOUT_S)
         if self._watch_task is None or self._watch_task.done():
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         return self
 
-    def _read_log(self, proc) -> None:
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            if not line:
-                continue
-            self.log_lines.append(line)
-            if len(self.log_lines) > 5000:
-                del self.log_lines[:1000]
-            self.timeline.record(RECEIVER, "log", text=line[:500])
-        proc.stdout.close()
-
     async def kill(self) -> None:
         """A crash: SIGKILL, nothing flushed but what was committed."""
-        await self._signal(signal.SIGKILL, "kill")
+        if self.process.proc is None:
+            return
+        self.timeline.record(RECEIVER, "process", action="kill")
+        await asyncio.to_thread(self.process.kill)
 
     async def stop(self) -> None:
-        """The operator's stop: SIGTERM, in-flight commits finish."""
-        await self._signal(signal.SIGTERM, "stop")
+        """The operator's stop: SIGTERM, in-flight commits finish (killed
+        if it has not ended in STOP_TIMEOUT_S)."""
+        if not self.running:
+            return
+        self.timeline.record(RECEIVER, "process", action="stop")
+        try:
+            await asyncio.to_thread(self.process.terminate, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _LOGGER.warning("receiver did not stop within %.0f s: killed", STOP_TIMEOUT_S)
 
     async def restart(self) -> None:
         await self.kill()
         await self.start()
-
-    async def _signal(self, sig, action: str) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        self.timeline.record(RECEIVER, "process", action=action)
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), 20)
-        except asyncio.TimeoutError:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await loop.run_in_executor(None, proc.wait)
-        if self._log_thread is not None:
-            await loop.run_in_executor(None, self._log_thread.join, 2.0)
-        self.proc = None
 
     async def close(self) -> None:
         if self._watch_task is not None:
@@ -202,6 +169,7 @@ class ReceiverProcess:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.stop()
+        self.process.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -296,6 +264,3 @@ class ReceiverProcess:
             await asyncio.sleep(WATCH_S)
 
 
-def _udp():
-    import socket
-    return socket.SOCK_DGRAM

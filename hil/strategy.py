@@ -68,7 +68,7 @@ class StrategyError(AssertionError):
 class PanelStrategy:
     """Drive a :class:`Target` between named states.
 
-    ``receiver`` (optional) is a :class:`hil.receiver.ReceiverProcess` (or
+    ``receiver`` (optional) is a :class:`hil.receiver.ReceiverUnderTest` (or
     anything with ``events(account=...)``); without one, "reporting" is
     judged from the panel's own reporter status.  ``code`` is a user code
     allowed to arm and disarm (the test config's master code)."""

@@ -1,6 +1,6 @@
-"""The HIL target drivers and strategies against the real firmware.
+"""The HIL targets and drivers against the real firmware.
 
-SimDriver runs the firmware under the MicroPython VM (firmware.sim); the
+SimTarget runs the firmware under the MicroPython VM (firmware.sim); the
 serial driver and the bench composite (console + relay fixture) are tested
 against the SAME running firmware: the console through socket:// and
 through a socat pty bridged to the sim's control socket, the fixture
@@ -20,9 +20,10 @@ import pytest
 
 from hil.fixture_sim import FixtureSim
 from hil.link import pty_pair
-from hil.receiver import ReceiverProcess
+from hil.fake import FakeTarget
 from hil.strategy import PanelStrategy
-from hil.target import (BenchTarget, FixtureDriver, NotSupported, SerialDriver, SimDriver,
+from hil.protocols import OutputProtocol, PowerProtocol
+from hil.target import (BenchTarget, FixtureDriver, NotSupported, SerialDriver, SimTarget,
                         TargetError, open_target_url, zone_ohms)
 from hil.timeline import Timeline
 from testkit.net import free_port
@@ -51,7 +52,7 @@ def dead_paths() -> dict:
 
 @pytest.fixture
 async def sim(tmp_path):
-    d = SimDriver(load_config(), str(tmp_path / "panel"), paths=dead_paths(),
+    d = SimTarget(load_config(exit_delay_s=0), str(tmp_path / "panel"), paths=dead_paths(),
                   timeline=Timeline("sim"))
     await d.power_on()
     yield d
@@ -143,8 +144,11 @@ async def test_serial_driver_over_socket_url_talks_to_the_firmware(sim):
         assert (await console.state())["zones"] == (await sim.state())["zones"]
         await console.set_zone(2, "alarm")
         await wait_until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 via console")
-        with pytest.raises(NotSupported):
-            await console.power_off()
+        # a console alone cannot switch a board's power: that is the fixture's
+        board = BenchTarget(console)
+        with pytest.raises(NotSupported, match="power"):
+            await board.power_off()
+        assert board.powered  # someone else's power, taken to be on
     finally:
         await console.close()
 
@@ -232,7 +236,7 @@ async def test_spy_url_dumps_console_traffic(sim, tmp_path):
 
 async def test_bench_target_with_fixture_drives_the_same_firmware(tmp_path):
     tl = Timeline("bench")
-    sim = SimDriver(load_config(), str(tmp_path / "panel"), paths=dead_paths(), timeline=tl)
+    sim = SimTarget(load_config(), str(tmp_path / "panel"), paths=dead_paths(), timeline=tl)
     loop = asyncio.get_running_loop()
 
     def power(on: bool):  # the fixture's power relay, wired to the sim's "mains"
@@ -242,14 +246,15 @@ async def test_bench_target_with_fixture_drives_the_same_firmware(tmp_path):
     with pty_pair() as fx_pty:
         fixture_sim = FixtureSim(fx_pty.b, ("127.0.0.1", sim.control_port), WIRING,
                                  power=power).start()
-        console = SerialDriver("socket://127.0.0.1:%d" % sim.control_port, name="console",
-                               timeline=tl)
-        fixture = FixtureDriver(fx_pty.a, wiring=WIRING, timeline=tl)
+        console = SerialDriver("socket://127.0.0.1:%d" % sim.control_port, name="console")
+        fixture = FixtureDriver(fx_pty.a, wiring=WIRING)
         bench = BenchTarget(console, fixture, timeline=tl)
         bench.config = sim.config
         try:
             await fixture.open()
             assert fixture.info["fixture"] == "guardline-hil-fixture-sim"
+            assert bench.driver(PowerProtocol) is fixture
+            assert bench.driver(OutputProtocol) is fixture
             assert not bench.powered
             await bench.power_on()  # relay -> sim starts; console answers
             assert bench.powered and sim.powered
@@ -276,71 +281,104 @@ async def test_bench_target_with_fixture_drives_the_same_firmware(tmp_path):
 def test_fixture_wiring_must_name_every_channel_used():
     f = FixtureDriver("loop://", wiring={"zones": {"1": 0}})
     with pytest.raises(NotSupported):
-        f._ch("zones", 9)
+        f.channel("zones", 9)
     with pytest.raises(NotSupported):
-        f._ch("power", None)
+        f.channel("power", None)
 
 
-# --- strategies -----------------------------------------------------------------------------
+# --- strategies, on the fake target (the firmware's core in-process) ---------------------
 
 
 @pytest.fixture
-async def rig(tmp_path):
-    tl = Timeline("rig")
-    cfg = load_config()
-    rx = ReceiverProcess(str(tmp_path / "rx"), tl)
-    rx.add_panel(cfg, heartbeat_s=20, grace_s=10, paths="1")
-    await rx.start()
-    sim = SimDriver(cfg, str(tmp_path / "panel"), timeline=tl, paths={
-        "primary": {"type": "tcp", "host": rx.tcp[0], "port": rx.tcp[1]}, "backup": None})
-    yield sim, rx
-    await sim.close()
-    await rx.close()
+def rig(tmp_path):
+    """A fake target (hil/fake.py: the firmware's App and Panel in this
+    process, on a fast clock) and the receiver it reports to."""
+    fake = FakeTarget(load_config(), str(tmp_path / "panel"), timeline=Timeline("rig"),
+                      paths={"backup": None})
+    yield fake, fake.receiver
 
 
 async def test_strategy_walks_off_to_armed_and_back(rig):
-    sim, rx = rig
-    s = PanelStrategy(sim, rx)
+    fake, rx = rig
+    s = PanelStrategy(fake, rx)
     await s.transition("armed_away", partition=1)
-    assert await _part(sim, 1, "armed_away")
+    assert await _part(fake, 1, "armed_away")
     # reporting was judged by the receiver: it stored the boot report
     assert any(e["code"] == 305 for e in await rx.events(account=7001))
     await s.transition("disarmed")
-    assert await _part(sim, 1, "disarmed")
+    assert await _part(fake, 1, "disarmed")
     await s.transition("off")
-    assert not sim.powered
+    assert not fake.powered
     await s.transition("reporting")
-    assert sim.powered and sim.boots == 2
-    states = [e.detail["state"] for e in sim.timeline.select("scenario", "strategy")]
+    assert fake.powered and fake.boots == 2
+    states = [e.detail["state"] for e in fake.timeline.select("scenario", "strategy")]
     assert states == ["booted", "reporting", "disarmed", "armed_away", "disarmed", "off",
                       "booted", "reporting"]
 
 
 async def test_strategy_arming_puts_open_zones_back_first(rig):
-    sim, rx = rig
-    s = PanelStrategy(sim, rx)
+    fake, rx = rig
+    s = PanelStrategy(fake, rx)
     await s.transition("disarmed")
-    await sim.set_zone(2, "alarm")
-    await wait_until(lambda: _is(zone_state(sim, 2), "alarm"), what="zone 2 open")
+    await fake.set_zone(2, "alarm")
+    await wait_until(lambda: _is(zone_state(fake, 2), "alarm"), what="zone 2 open")
     await s.transition("armed_away", partition=1)
-    assert await zone_state(sim, 2) == "normal"
+    assert await zone_state(fake, 2) == "normal"
+    # the receiver has the closing report (401, qualifier 3) of the arming
+    assert (401, 3) in [(e["code"], e["qualifier"]) for e in await rx.events(account=7001)]
 
 
-async def test_strategy_fails_loudly_when_the_receiver_never_hears(tmp_path):
-    tl = Timeline("deaf")
-    rx = ReceiverProcess(str(tmp_path / "rx"), tl)  # no account: it stays silent
-    await rx.start()
-    sim = SimDriver(load_config(), str(tmp_path / "panel"), timeline=tl, paths={
-        "primary": {"type": "tcp", "host": rx.tcp[0], "port": rx.tcp[1]}, "backup": None})
+async def test_strategy_fails_loudly_when_the_receiver_never_hears(rig):
+    fake, rx = rig
+    fake.panel.receiver.remove_account(fake.account)  # it stays silent
+    s = PanelStrategy(fake, rx, step_timeout=1.0)
+    with pytest.raises(AssertionError, match="receiver to hear"):
+        await s.transition("reporting")
+    with pytest.raises(ValueError):
+        await s.transition("levitating")
+
+
+async def test_strategy_without_a_receiver_judges_reporting_by_the_panel(rig):
+    fake, _ = rig
+    s = PanelStrategy(fake)
+    st = await s.transition("reporting")
+    assert st["reporter"]["delivered"] > 0
+
+
+async def test_fake_target_refuses_as_the_firmware_does(rig):
+    fake, _ = rig
+    await fake.power_on()
+    with pytest.raises(TargetError, match="no zone"):
+        await fake.set_zone(99, "alarm")
+    with pytest.raises(ValueError):
+        await fake.keypad("1234", "self_destruct")
+    assert (await fake.keypad("0000", "disarm", 1))["result_name"] == "refused"
+    assert fake.capabilities() >= {"power", "zones", "paths", "supplies", "console"}
+
+
+async def test_the_fake_answers_as_the_sim_does(tmp_path):
+    """The same config, the same inputs: the VM's firmware and the
+    in-process one read the same zones, partitions and outputs."""
+    cfg = load_config(exit_delay_s=0)
+    sim = SimTarget(cfg, str(tmp_path / "sim"), paths=dead_paths())
+    fake = FakeTarget(cfg, str(tmp_path / "fake"), paths=dead_paths())
     try:
-        s = PanelStrategy(sim, rx, step_timeout=3.0)
-        with pytest.raises(AssertionError, match="receiver to hear"):
-            await s.transition("reporting")
-        with pytest.raises(ValueError):
-            await s.transition("levitating")
+        for t in (sim, fake):
+            await t.power_on()
+            await t.set_zone(5, "alarm")  # panic: audible
+            await wait_until(lambda t=t: _out(t, "siren"), what="the siren for panic")
+            assert (await t.keypad("1234", "arm_away", 1))["result_name"] == "ok"
+            await wait_until(lambda t=t: _part(t, 1, "armed_away"), what="partition 1 armed")
+
+        def view(st):
+            return ([(z["id"], z["state"]) for z in st["zones"]],
+                    [(p["id"], p["state"], p["memory"]) for p in st["partitions"]])
+        assert view(await fake.state()) == view(await sim.state())
+        assert await fake.read_outputs() == await sim.read_outputs()
+        assert set(await fake.state()) == set(await sim.state())
     finally:
         await sim.close()
-        await rx.close()
+        await fake.close()
 
 
 def test_target_urls_map_to_serial_for_url_urls():
@@ -349,4 +387,4 @@ def test_target_urls_map_to_serial_for_url_urls():
     b = open_target_url("serial:rfc2217://lab:7000", fixture_url="/dev/ttyACM0",
                         wiring=WIRING)
     assert b.console.url == "rfc2217://lab:7000"
-    assert b.fixture.url == "/dev/ttyACM0" and b.console.power is b.fixture
+    assert b.fixture.url == "/dev/ttyACM0" and b.driver(PowerProtocol) is b.fixture

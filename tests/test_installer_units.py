@@ -23,6 +23,8 @@ from firmware import cli
 from firmware import flash as F
 from firmware import provision as P
 from firmware import walktest as W
+from testkit.configs import scenario_config
+from testkit.inproc import InProcessPanel
 
 ACCT = 1001
 ZONES = [
@@ -334,6 +336,100 @@ def test_run_ends_when_every_zone_has_a_result_and_reports():
     assert r["result"] == "FAIL" and r["summary"] == {"zones": 3, "fault": 1, "passed": 2}
     md = W.render_markdown(r)
     assert "| Site | a\\|b |" in md and "**FAULT**" in md and "no flash record" in md
+
+
+# -- the auto walk against the panel's own logic (in-process, no VM) ---------------------
+
+
+class PanelFeed:
+    """The record an in-process panel's receiver keeps (testkit.inproc), read
+    as the walk test reads a receiver's: what is there at the start is
+    history, then what came since; each poll lets 100 ms of the panel's
+    (virtual) time pass."""
+
+    def __init__(self, panel, account, step_ms=100):
+        self.panel, self.account, self.step_ms, self.last = panel, str(account), step_ms, 0
+
+    def describe(self):
+        return "in-process receiver"
+
+    def site(self):
+        return {}
+
+    def history(self):
+        rows = self.panel.receiver.events(self.account)
+        self.last = rows[-1]["id"] if rows else 0
+        return rows
+
+    def poll(self):
+        self.panel.advance(self.step_ms)
+        rows = self.panel.receiver.events_after(self.account, self.last)
+        if rows:
+            self.last = rows[-1]["id"]
+        return rows
+
+    def close(self):
+        pass
+
+
+def auto_walk(tmp_path, walk_mode, before=(), zone_timeout=30):
+    """The walk test's --auto driver on the firmware's App and Panel in this
+    process (testkit.inproc.InProcessPanel), after the control commands in
+    `before`; -> (report, what the tool said, the panel)."""
+    cfg = scenario_config(7700)
+    p = InProcessPanel(cfg, str(tmp_path / "flash"))
+    p.power_on()
+    p.advance(2000)  # boot, clock set by the receiver's NAK, 305 stored
+    for req in before:
+        assert p.ctl(req)["ok"]
+    p.advance(1000)
+    w = W.WalkTest(cfg["account"], cfg["zones"], cfg["partitions"])
+    said = []
+
+    def clock():
+        return p.clock() / 1000
+
+    ids = [z["id"] for z in cfg["zones"]]
+    d = W.AutoDriver(p, "1234", zone_timeout=zone_timeout, say=said.append, clock=clock,
+                     walk_mode=walk_mode)
+    reason = W.run(w, PanelFeed(p, cfg["account"]), d, ids, timeout=600, say=said.append,
+                   poll_s=0, clock=clock)
+    said.append(reason)
+    return W.report(w, ids, {"account": cfg["account"]}), said, p
+
+
+def test_auto_walk_in_walk_test_mode_on_the_panels_logic(tmp_path):
+    r, said, p = auto_walk(tmp_path, walk_mode=True)
+    assert said[-1] == "all zones passed"
+    assert r["result"] == "PASS" and r["summary"] == {"zones": 6, "passed": 6}
+    assert {z["id"]: z["first_alarm"]["code"] for z in r["zones"]} == {
+        1: 613, 2: 613, 3: 613, 4: 615, 5: 615, 6: 614}
+    assert "panel walk-test mode: ok" in said and "end walk-test mode: ok" in said
+    st = p.state()
+    assert not st["walk_test"] and {x["state"] for x in st["partitions"]} == {"disarmed"}
+
+
+def test_armed_walk_bypasses_a_shorted_zone_and_fails_it_on_the_panels_logic(tmp_path):
+    r, said, p = auto_walk(tmp_path, walk_mode=False,
+                           before=[{"cmd": "zone", "zone": 2, "state": "short"}])
+    zones = {z["id"]: z for z in r["zones"]}
+    assert r["result"] == "FAIL" and r["summary"] == {"zones": 6, "passed": 5, "fault": 1}
+    assert zones[2]["result"] == "fault" and "short circuit" in zones[2]["verdict"]
+    assert "zone 2 faulted: bypass so partition 1 can arm: ok" in said
+    assert "arm partition 1 (away): ok" in said and "disarm partition 1: ok" in said
+    assert [z["first_alarm"]["code"] for i, z in sorted(zones.items()) if i != 2] == [
+        134, 132, 122, 120, 110]
+    assert {x["state"] for x in p.state()["partitions"]} == {"disarmed"}
+
+
+def test_armed_walk_gives_up_on_a_partition_the_panel_will_not_arm(tmp_path):
+    r, said, p = auto_walk(tmp_path, walk_mode=False, zone_timeout=5,
+                           before=[{"cmd": "zone", "zone": 3, "state": "alarm"}])
+    assert "arm partition 1 (away): refused" in said
+    assert any("partition 1 never armed at the receiver: skipped" in s for s in said)
+    zones = {z["id"]: z["result"] for z in r["zones"]}
+    assert zones[1] == zones[2] == "not_seen"
+    assert zones[4] == zones[5] == "passed"  # 24-hour zones need no arming
 
 
 class ReportHTML(html.parser.HTMLParser):

@@ -30,7 +30,7 @@
 import gc
 import sys
 import asyncio
-from fwutil import ticks_ms, ticks_diff
+from fwutil import ticks_ms, ticks_diff, mem_free, mem_alloc
 
 # The heavy modules (panel, reporter, glwire, glpanel) are imported only
 # after the config is validated and the validator unloaded: the boot peak
@@ -85,10 +85,15 @@ class _Task:
 
 
 class App:
-    def __init__(self, board):
+    """`ticks`: the millisecond clock (ticks_ms on a board; the test kit's
+    in-process panel gives a virtual one and calls scan_step/report_step
+    itself instead of running the tasks)."""
+
+    def __init__(self, board, ticks=ticks_ms):
         self.board = board
         self.log = board.console
-        self.boot_ms = ticks_ms()
+        self.ticks = ticks
+        self.boot_ms = ticks()
         self.exit_code = None
         self._stop = asyncio.Event()
         self.errors = []
@@ -96,7 +101,7 @@ class App:
         self.panel = None
         self.test_mode = False
         self.lost = 0  # events dropped (panel burst bound + full queue) so far
-        self.min_free = gc.mem_free()  # lowest free heap seen at a scan
+        self.min_free = mem_free()  # lowest free heap seen at a scan
         self.tasks = []  # supervised (main)
         self.wdt_ms = None  # when the supervisor last fed the watchdog (ticks)
         import config as C
@@ -128,7 +133,7 @@ class App:
         if hasattr(board, "setup"):
             board.setup(cfg)
         board.net_start(cfg)
-        now = ticks_ms()
+        now = ticks()
         self.scan_ms = cfg["timings"]["scan_ms"]
         self.queue = PersistentQueue(board.path("queue.dat"), _QUEUE_SLOTS)
         self.seqs = open_sequences(self.queue, board.path("seq.dat"), self.log)
@@ -202,7 +207,7 @@ class App:
         import panel as P
         if isinstance(action, str):
             action = P.ACTIONS.index(action)
-        now = ticks_ms()
+        now = self.ticks()
         # the time lock decides on a trusted clock only (clock.py)
         r = self.panel.keypad(code, action, partition, arg, now, self.clock.trusted_now(now))
         self.panel.tick(now, self.clock.trusted_now(now))
@@ -218,14 +223,14 @@ class App:
         st["ok"] = True
         st["config_errors"] = self.errors
         st["reporter"] = self.reporter.status()
-        now = ticks_ms()
+        now = self.ticks()
         st["clock"] = self.clock.now(now)
         st["clock_trusted"] = self.clock.trusted
         st["tasks"] = [{"name": t.name, "alive": self._alive(t, now), "deaths": t.deaths}
                        for t in self.tasks]
         st["watchdog_age_ms"] = None if self.wdt_ms is None else ticks_diff(now, self.wdt_ms)
-        st["mem_free"] = gc.mem_free()
-        st["mem_alloc"] = gc.mem_alloc()
+        st["mem_free"] = mem_free()
+        st["mem_alloc"] = mem_alloc()
         st["mem_min_free"] = self.min_free
         return st
 
@@ -235,41 +240,49 @@ class App:
 
     # -- tasks -----------------------------------------------------------------
 
-    async def scan(self, t):
+    def scan_step(self, now):
+        """One scan: zone loops -> DEOL classify -> debounce -> panel;
+        supplies, keypad, timers; outputs to the board; new events into
+        the persistent queue."""
         import panel as P
         b = self.board
         p = self.panel
         cls = self.cls
         deb = self.deb
+        for i in range(p.nz):
+            s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
+            if s >= 0:
+                p.zone_change(i, s, now)
+        p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
+        for k in (0, 1):  # siren and strobe lines (None: not supervised here)
+            raw = b.sounder_raw(k)
+            if raw is not None:
+                p.sounder(k, cls.classify(raw), now)
+        k = b.keypad()
+        if k is not None and k[1] in P.ACTIONS:
+            self.key(k[0], k[1], k[2], k[3])
+        p.tick(now, self.clock.trusted_now(now))
+        b.outputs(p.siren, p.strobe, p.lock, p.supply)
+        self.drain(now)
+        f = mem_free()
+        if f < self.min_free:
+            self.min_free = f
+
+    def report_step(self, now):
+        """Links <-> the reporting sessions; what they changed into the queue."""
+        self.reporter.poll(now)
+        self.drain(now)
+
+    async def scan(self, t):
         while True:
-            now = ticks_ms()
-            for i in range(p.nz):
-                s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
-                if s >= 0:
-                    p.zone_change(i, s, now)
-            p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
-            for k in (0, 1):  # siren and strobe lines (None: not supervised here)
-                raw = b.sounder_raw(k)
-                if raw is not None:
-                    p.sounder(k, cls.classify(raw), now)
-            k = b.keypad()
-            if k is not None and k[1] in P.ACTIONS:
-                self.key(k[0], k[1], k[2], k[3])
-            p.tick(now, self.clock.trusted_now(now))
-            b.outputs(p.siren, p.strobe, p.lock, p.supply)
-            self.drain(now)
-            f = gc.mem_free()
-            if f < self.min_free:
-                self.min_free = f
-            t.beat = ticks_ms()  # a whole loop done
+            self.scan_step(self.ticks())
+            t.beat = self.ticks()  # a whole loop done
             await asyncio.sleep_ms(self.scan_ms)
 
     async def report(self, t):
         while True:
-            now = ticks_ms()
-            self.reporter.poll(now)
-            self.drain(now)
-            t.beat = ticks_ms()
+            self.report_step(self.ticks())
+            t.beat = self.ticks()
             await asyncio.sleep_ms(_REPORT_MS)
 
     # -- supervision -------------------------------------------------------------
@@ -284,7 +297,7 @@ class App:
     async def _run(self, t):
         """Run t; if it raises, report it and start it again."""
         while True:
-            t.since = ticks_ms()
+            t.since = self.ticks()
             try:
                 await t.make(t)
                 t.ended = True  # by itself (the sim's control server is up)
@@ -295,7 +308,7 @@ class App:
                 why = "%s %s" % (type(e).__name__, e)
                 t.deaths += 1
                 t.down = True
-                t.since = ticks_ms()  # a beat from before the death proves nothing
+                t.since = self.ticks()  # a beat from before the death proves nothing
                 self.log("task %s died (%s): restarting" % (t.name, why))
                 if hasattr(sys, "print_exception"):
                     sys.print_exception(e)  # pyright: ignore[reportAttributeAccessIssue]  (MicroPython)
@@ -304,7 +317,7 @@ class App:
             await asyncio.sleep_ms(_RESTART_MS)
 
     def _supervise(self, name, make, looping):
-        t = _Task(name, make, looping, ticks_ms())
+        t = _Task(name, make, looping, self.ticks())
         self.tasks.append(t)
         t.task = asyncio.create_task(self._run(t))
 
@@ -352,7 +365,7 @@ class App:
             self._supervise("control" if k == 0 else "board%d" % k,
                             self._board_task(k, bts[k]), False)
         while not self._stop.is_set():
-            self._round(ticks_ms())
+            self._round(self.ticks())
             await asyncio.sleep_ms(_SUPERVISE_MS)
 
 

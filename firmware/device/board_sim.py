@@ -34,10 +34,12 @@ def _arg(name, default=None):
 class Board(hal.BaseBoard):
     simulated = True
 
-    def __init__(self):
-        self.config_path = _arg("--config", "config.json")
-        self.state_dir = _arg("--state-dir", ".")
-        self.control = _arg("--control", "127.0.0.1:7800")
+    def __init__(self, config_path=None, state_dir=None, control=None):
+        # from the command line (firmware/sim.py builds it) unless given
+        # (the test kit's in-process panel)
+        self.config_path = config_path or _arg("--config", "config.json")
+        self.state_dir = state_dir or _arg("--state-dir", ".")
+        self.control = control or _arg("--control", "127.0.0.1:7800")
         self.keep_log(_LOG_LINES)
         self.pullup = 4700
         self.normal = 2200

@@ -26,7 +26,7 @@
 
 import json
 import asyncio
-from fwutil import const, ticks_ms, ticks_diff
+from fwutil import const, ticks_diff, mem_free, mem_alloc
 
 _MAX_LINE = const(512)  # a command is small; the biggest, "key", is < 128
 _RESULTS = ("ok", "refused", "unsupported", "bad_argument")  # glwire R_*
@@ -40,7 +40,7 @@ def handle(app, board, req):
     KeyError, TypeError or IndexError for a bad request."""
     cmd = req.get("cmd")
     if cmd == "ping":
-        return {"ok": True, "uptime_ms": ticks_diff(ticks_ms(), app.boot_ms)}
+        return {"ok": True, "uptime_ms": ticks_diff(app.ticks(), app.boot_ms)}
     if cmd == "state":
         return app.state(not req.get("brief"))
     if cmd in _INPUTS:
@@ -58,7 +58,7 @@ def handle(app, board, req):
     if cmd == "gc":
         import gc
         gc.collect()
-        return {"ok": True, "mem_alloc": gc.mem_alloc(), "mem_free": gc.mem_free()}
+        return {"ok": True, "mem_alloc": mem_alloc(), "mem_free": mem_free()}
     if cmd == "key":
         import panel as P
         action = req.get("action", "disarm")
@@ -88,7 +88,7 @@ def _clock(app, req):
     if app.panel is None:
         raise ValueError("halted: no clock")
     c = app.clock
-    now = ticks_ms()
+    now = app.ticks()
     if "set" in req:
         # the bench (sim, console test mode) is a local authority: trusted
         if not c.set(int(req["set"]), now):

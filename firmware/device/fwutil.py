@@ -29,6 +29,16 @@ except ImportError:  # CPython: monotonic ms, no wrap
         return t + delta
 
 
+try:
+    from gc import mem_free, mem_alloc  # pyright: ignore[reportAttributeAccessIssue]
+except ImportError:  # CPython (the test kit's in-process panel): no heap to measure
+    def mem_free():  # type: () -> int
+        return 0
+
+    def mem_alloc():  # type: () -> int
+        return 0
+
+
 def due(now_ms, deadline_ms):
     """Has `deadline_ms` (a ticks value) been reached?"""
     return ticks_diff(now_ms, deadline_ms) >= 0

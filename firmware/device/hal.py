@@ -21,8 +21,9 @@
 #     open_link(i, path_cfg)       a links.* transport for path i (0, 1)
 #     net_start(cfg)               bring the network up (Wi-Fi, Ethernet)
 #     wdt_feed()                   kick the hardware watchdog
-#     console(msg)                 log a line (serial console / stdout);
-#                                  keep_log(n) keeps the last n for "log"
+#     console(msg)                 log a line (write_line: the serial
+#                                  console / stdout); keep_log(n) keeps
+#                                  the last n for "log"
 #     tasks(app) -> list           extra coroutines (the control protocol:
 #                                  the sim's socket, a board's console in
 #                                  test mode)
@@ -67,13 +68,17 @@ class BaseBoard:
         self.log_base = 0  # index of self.log[0] since boot
 
     def console(self, msg):
-        print(msg)
+        self.write_line(msg)
         if self.log_keep:
             log = self.log
             log.append(msg)
             if len(log) > self.log_keep:
                 log.pop(0)
                 self.log_base += 1
+
+    def write_line(self, msg):
+        """Where a console line goes: the serial console / stdout."""
+        print(msg)
 
     def sim_input(self, cmd, req, app):
         """A control-protocol input command (zone, ac, battery, ...)."""

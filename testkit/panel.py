@@ -6,7 +6,9 @@ demo.  It starts what an installer starts, ``guardline-panel sim``'s
 launcher (``python -m firmware.sim``, which restarts the VM on a
 simulated power cycle), or, with ``supervised=False``, the VM alone
 (``firmware.sim.command``: a power cycle then ends it with status 3, so
-a harness sees each exit and can read the flash before the next boot).
+a harness sees each exit and can read the flash before the next boot;
+``main=`` then runs another script in place of the device's main.py, a
+test's fault injected around the firmware).
 
 Invariants:
 
@@ -55,7 +57,9 @@ class PanelProcess:
     def __init__(self, config: dict | str, state_dir: str, *, control_port: int | None = None,
                  heapsize: str | None = None, bundle: str | None = None,
                  log_path: str | None = None, on_line=None, supervised: bool = True,
-                 cwd: str | None = None, start: bool = True):
+                 main: str | None = None, cwd: str | None = None, start: bool = True):
+        if main is not None and supervised:
+            raise ValueError("main= runs the VM alone: give supervised=False")
         self.state_dir = os.path.abspath(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
         if isinstance(config, dict):
@@ -70,6 +74,7 @@ class PanelProcess:
         self.heapsize = heapsize
         self.bundle = bundle
         self.supervised = supervised
+        self.main = main
         self.cwd = cwd
         self.on_line = on_line
         self.log_path = log_path or os.path.join(self.state_dir, "console.log")
@@ -96,8 +101,11 @@ class PanelProcess:
             return argv, env
         from firmware import sim  # noqa: PLC0415 - the launcher's own command line
 
-        return sim.command(self.config_path, self.state_dir, self.control, self.heapsize,
-                           self.bundle)
+        argv, env = sim.command(self.config_path, self.state_dir, self.control, self.heapsize,
+                                self.bundle)
+        if self.main:  # another entry point (a fault injected around the firmware)
+            argv = [self.main if a.endswith("main.py") else a for a in argv]
+        return argv, env
 
     @property
     def running(self) -> bool:

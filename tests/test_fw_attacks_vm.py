@@ -21,26 +21,27 @@ Every wait is for a condition with a generous deadline."""
 
 import asyncio
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import SimPanel, TinyReceiver, free_port, scenario_config
 from protocol import dc09
 from protocol.lean import glwire as w
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit import vm
+from testkit.configs import scenario_config
+from testkit.panel import PanelProcess
+from testkit.tiny_receiver import TinyReceiver
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 KEY = bytes(range(32))
@@ -132,7 +133,7 @@ class UdpProxy(asyncio.DatagramProtocol):
 async def test_off_path_forged_nak_flood_at_the_udp_port_is_dropped(tmp_path):
     async with running_receiver(rx_config(tmp_path), [dc09_account()]) as rx:
         port = rx.addresses["dc09_udp"][0][1]
-        panel = SimPanel(dc09_config(port), str(tmp_path / "panel"))
+        panel = PanelProcess(dc09_config(port), str(tmp_path / "panel"))
         stop = threading.Event()
         try:
             [boot] = await wait_until(lambda: events(rx, 305), 60, what="boot report")
@@ -172,7 +173,7 @@ async def test_on_path_forged_nak_dated_9999_is_refused_and_reporting_goes_on(tm
     async with running_receiver(rx_config(tmp_path), [dc09_account()]) as rx:
         proxy = UdpProxy(tuple(rx.addresses["dc09_udp"][0]))
         await proxy.start()
-        panel = SimPanel(dc09_config(proxy.port), str(tmp_path / "panel"))
+        panel = PanelProcess(dc09_config(proxy.port), str(tmp_path / "panel"))
         try:
             await wait_until(lambda: events(rx, 305), 60, what="boot report")
             proxy.forge = Y9999
@@ -198,7 +199,7 @@ async def test_forged_nak_inside_the_time_lock_window_does_not_open_the_vault(tm
         await proxy.start()
         cfg = dc09_config(proxy.port)
         cfg["partitions"][1]["time_lock"] = window  # the vault: partition 2
-        panel = SimPanel(cfg, str(tmp_path / "panel"))
+        panel = PanelProcess(cfg, str(tmp_path / "panel"))
         try:
             # the *ACK's time is trusted: outside its window the vault arms itself
             await wait_until(lambda: events(rx, 403, 3, partition=2), 60,
@@ -229,7 +230,7 @@ class NakEventsReceiver(TinyReceiver):
 
     nak = None
 
-    def _reply(self, frame, path):
+    def _answer(self, frame, path):
         if path == 1 and self.nak is not None:
             try:
                 msg = w.open_frame(self.keys, frame)
@@ -242,7 +243,7 @@ class NakEventsReceiver(TinyReceiver):
                     m = dict(self.nak, type=w.MSG_NAK, nak_seq=frame.seq)
                     return w.seal(self.keys, m, self.account, self.tx_seq, int(time.time()),
                                   w.FLAG_FROM_RECEIVER)
-        return super()._reply(frame, path)
+        return super()._answer(frame, path)
 
 
 @pytest.mark.parametrize("nak, why", [
@@ -254,7 +255,7 @@ def test_key_holder_values_near_2_32_are_refused_and_the_panel_survives_reboot(
         tmp_path, nak, why):
     rx = NakEventsReceiver(4242)
     cfg = scenario_config(rx.port, timings={"event_fail_s": 5})
-    panel = SimPanel(cfg, str(tmp_path / "panel"))
+    panel = PanelProcess(cfg, str(tmp_path / "panel"))
     try:
         panel.wait(lambda: rx.find(305), 60, "boot report")
         rx.nak = nak
@@ -305,31 +306,18 @@ if code:
 '''
 
 
-class InjectedPanel(SimPanel):
-    """SimPanel running INJECT instead of the device's main.py."""
-
-    def __init__(self, config_path, state_dir, first, last):
-        self.state_dir = state_dir
-        self.control = "127.0.0.1:%d" % free_port()
-        argv, env = fwsim.command(config_path, state_dir, self.control)
-        script = os.path.join(state_dir, "inject_main.py")
-        with open(script, "w") as f:
-            f.write(INJECT % {"first": first, "last": last})
-        argv = [script if a.endswith("main.py") else a for a in argv]
-        self.log_path = os.path.join(state_dir, "console.log")
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-
-
 def _injected(tmp_path, rx, first, last):
+    """The VM alone running INJECT in place of the device's main.py."""
     import json
     d = str(tmp_path / "panel")
     os.makedirs(d)
     path = os.path.join(d, "config.json")
     with open(path, "w") as f:
         json.dump(scenario_config(rx.port), f)
-    return InjectedPanel(path, d, first, last)
+    script = os.path.join(d, "inject_main.py")
+    with open(script, "w") as f:
+        f.write(INJECT % {"first": first, "last": last})
+    return PanelProcess(path, d, supervised=False, main=script)
 
 
 def test_report_task_that_dies_is_restarted_and_reported(tmp_path):

@@ -174,7 +174,7 @@ def test_native_single_path_never_drops_or_sticks(tmp_path):
     r = native_rig(tmp_path)
     r.links.pop()  # only a primary
     from firmware.device import config as C
-    from firmware.testing import scenario_config
+    from testkit.configs import scenario_config
     cfg, _ = C.validate(scenario_config(7700, timings={"ack_timeout_ms": 1000,
                                                        "max_backoff_ms": 4000,
                                                        "fail_after": 2}))

@@ -19,21 +19,23 @@ Every wait is for a condition with a generous deadline, never a fixed
 sleep; no assertion on how long anything took."""
 
 import asyncio
-import os
-import shutil
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import TEST_KEY, SimPanel, TinyDc09Receiver, free_port, scenario_config
 from protocol import dc09
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit import vm
+from testkit.configs import TEST_KEY, scenario_config
+from testkit.net import free_port
+from testkit.panel import PanelProcess
+from testkit.tiny_receiver import TinyDc09Receiver
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 DC09_KEY = bytes(range(32))
@@ -82,7 +84,7 @@ async def test_native_primary_naking_busy_alarm_reaches_backup_then_fails_back(t
                                 [acct]) as rx1, \
             running_receiver(Config(db=str(tmp_path / "rx2.db"), udp=[("127.0.0.1", 0)]),
                              [acct]) as rx2:
-        panel = SimPanel(native_panel(rx1.addresses["tcp"][0][1], rx2.addresses["udp"][0][1]),
+        panel = PanelProcess(native_panel(rx1.addresses["tcp"][0][1], rx2.addresses["udp"][0][1]),
                          str(tmp_path / "panel"))
         try:
             await wait_until(lambda: events(rx1, "4242", 305), 60, what="boot on the primary")
@@ -133,7 +135,7 @@ async def test_dc09_primary_naking_every_event_alarm_reaches_backup_then_fails_b
                           "port": rx1.addresses["dc09_tcp"][0][1]},
                          {"type": "udp", "host": "127.0.0.1",
                           "port": rx2.addresses["dc09_udp"][0][1]})
-        panel = SimPanel(cfg, str(tmp_path / "panel"))
+        panel = PanelProcess(cfg, str(tmp_path / "panel"))
         try:
             await wait_until(lambda: events(rx1, DC09_ACCOUNT, 305), 60, what="boot")
             await read_only(rx1, 1)
@@ -183,7 +185,7 @@ async def test_dc09_wrong_key_primary_naking_everything_then_key_fixed(tmp_path)
             cfg = dc09_panel({"type": "tcp", "host": "127.0.0.1", "port": primary.port},
                              {"type": "udp", "host": "127.0.0.1",
                               "port": rx2.addresses["dc09_udp"][0][1]})
-            panel = SimPanel(cfg, str(tmp_path / "panel"))
+            panel = PanelProcess(cfg, str(tmp_path / "panel"))
             try:
                 await wait_until(lambda: events(rx2, DC09_ACCOUNT, 305), 60,
                                  what="boot report over the backup")
@@ -220,7 +222,7 @@ async def test_dc09_silent_wrong_key_primary_fails_over_and_back(tmp_path):
                          {"type": "udp", "host": "127.0.0.1",
                           "port": rx2.addresses["dc09_udp"][0][1]})
         async with running_receiver(rx1_cfg, [_dc09_account(bytes(32))]):
-            panel = SimPanel(cfg, str(tmp_path / "panel"))
+            panel = PanelProcess(cfg, str(tmp_path / "panel"))
             try:
                 await ctl(panel, cmd="zone", zone=4, state="alarm")
                 await wait_until(lambda: events(rx2, DC09_ACCOUNT, 122, zone=4), 60,

@@ -8,7 +8,6 @@ never raise, the queue must drain, and nothing may leave it unACKed."""
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -16,18 +15,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from firmware import DEVICE_DIR, LEAN_DIR
-from firmware import sim as fwsim
 from firmware.device import config as C
 from protocol.lean import glwire as w
+from testkit import vm as mpvm
+from testkit.configs import scenario_config
 from tests.test_fw_dc09 import K256, Dc09Rx, dc09_config
 from tests.test_fw_reply_fuzz import (ATTACK_9999, ATTACK_REPLAY, ATTACK_TIME, DC09_REPLY,
                                       NATIVE_REPLY, SANE_MS, ChaosDc09, ChaosNative)
 from tests.test_fw_reporter import Receiver, frames_of
-from firmware.testing import scenario_config
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not mpvm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 RIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vm_reporter_rig.py")
@@ -39,7 +38,7 @@ class VmRig:
 
     def __init__(self):
         env = dict(os.environ, MICROPYPATH=os.pathsep.join((DEVICE_DIR, LEAN_DIR, ".frozen")))
-        self.proc = subprocess.Popen([fwsim.micropython(), RIG], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([mpvm.micropython(), RIG], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
 
     def call(self, **req):

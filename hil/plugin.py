@@ -55,7 +55,7 @@ import pytest_asyncio
 
 from hil import report as _report
 from hil.link import Links, PtyPair, SerialLink, TcpLink, UdpLink
-from hil.receiver import ReceiverUnderTest
+from hil.receiver import ReceiverUnderTest, StoreTemplates
 from hil.strategy import PanelStrategy
 from hil.target import SimTarget, TargetURLError, check_run, open_target_url
 from hil.timeline import Timeline
@@ -276,15 +276,22 @@ def hil_serial(request, tmp_path, hil_config):
     pair.close()
 
 
+@pytest.fixture(scope="session")
+def hil_store_templates(tmp_path_factory) -> StoreTemplates:
+    """Receiver stores the CLI made once this run, per panel and profile."""
+    return StoreTemplates(str(tmp_path_factory.mktemp("hil-stores")))
+
+
 @pytest_asyncio.fixture
-async def receiver(request, tmp_path, hil_timeline, hil_config, hil_serial):
+async def receiver(request, tmp_path, hil_timeline, hil_config, hil_serial,
+                   hil_store_templates):
     rx = ReceiverUnderTest(str(tmp_path / "receiver"), hil_timeline,
-                         serial=[hil_serial["receiver_end"]] if hil_serial else None)
+                           serial=[hil_serial["receiver_end"]] if hil_serial else None)
     prof = request.node.get_closest_marker("hil_profile")
     kw = dict(prof.kwargs) if prof else {}
     kw.setdefault("heartbeat_s", hil_config.get("timings", {}).get("heartbeat_s", 60))
     kw.setdefault("grace_s", 30)
-    rx.add_panel(hil_config, **kw)
+    rx.add_panel(hil_config, templates=hil_store_templates, **kw)
     await rx.start()
     yield rx
     await rx.close()

@@ -44,6 +44,71 @@ STOP_TIMEOUT_S = 20.0
 WATCH_S = 0.05
 
 
+def panel_account(config: dict, heartbeat_s: int | None = None, grace_s: int | None = None,
+                  paths: str | None = None) -> dict:
+    """The ``accounts add`` of the account a panel config reports as: its
+    key, kind, zone and partition names, the paths it reports over."""
+    if paths is None:
+        paths = "1,2" if (config.get("receiver") or {}).get("backup") else "1"
+    return {"number": config["account"], "key_hex": config["key"], "heartbeat_s": heartbeat_s,
+            "grace_s": grace_s, "paths": paths, "kind": config.get("kind", ""),
+            "zones": {str(z["id"]): z.get("name", "") for z in config.get("zones", [])},
+            "partitions": {str(p["id"]): p.get("name", "") for p in config.get("partitions", [])}}
+
+
+def add_account(db: str, number: int, key_hex: str, heartbeat_s: int | None = None,
+                grace_s: int | None = None, paths: str = "1", kind: str = "",
+                zones: dict | None = None, partitions: dict | None = None,
+                cwd: str | None = None) -> None:
+    """``guardline-receiver accounts add`` on the store `db` (made if new)."""
+    argv = ["accounts", "add", str(number), "--db", db, "--key", key_hex, "--paths", paths]
+    if heartbeat_s is not None:
+        argv += ["--heartbeat", str(heartbeat_s)]
+    if grace_s is not None:
+        argv += ["--grace", str(grace_s)]
+    if kind:
+        argv += ["--kind", kind]
+    if zones:
+        argv += ["--zones", json.dumps(zones)]
+    if partitions:
+        argv += ["--partitions", json.dumps(partitions)]
+    r = receiver_cli(*argv, cwd=cwd)
+    if r.returncode:
+        raise RuntimeError("accounts add %s failed (%d): %s" % (number, r.returncode,
+                                                               r.stderr or r.stdout))
+
+
+class StoreTemplates:
+    """Receiver stores made once per run by the receiver's own CLI
+    (``accounts add``), one per distinct panel and supervision profile,
+    and copied for each scenario that needs the same: a scenario still
+    starts on a store of its own, without a CLI process of its own.  The
+    copy is SQLite's online backup (consistent whatever the WAL holds)
+    into a file made private (0600) first, as the CLI makes it."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._made: dict[str, str] = {}
+
+    def copy(self, db: str, config: dict, heartbeat_s=None, grace_s=None, paths=None) -> None:
+        account = panel_account(config, heartbeat_s, grace_s, paths)
+        key = json.dumps(account, sort_keys=True)
+        template = self._made.get(key)
+        if template is None:
+            template = os.path.join(self.directory, "store-%d.db" % len(self._made))
+            add_account(template, **account, cwd=self.directory)
+            self._made[key] = template
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        src = sqlite3.connect(template)
+        dst = sqlite3.connect(db)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+
+
 class ReceiverUnderTest:
     """The receiver a scenario reports to: testkit's ReceiverProcess on a
     store in ``workdir``, fixed loopback ports, its log and what it
@@ -91,34 +156,21 @@ class ReceiverUnderTest:
                     zones: dict | None = None, partitions: dict | None = None) -> None:
         """``guardline-receiver accounts add`` (before start, or the running
         receiver picks it up within its account reload period)."""
-        argv = ["accounts", "add", str(number), "--db", self.db, "--key", key_hex,
-                "--paths", paths]
-        if heartbeat_s is not None:
-            argv += ["--heartbeat", str(heartbeat_s)]
-        if grace_s is not None:
-            argv += ["--grace", str(grace_s)]
-        if kind:
-            argv += ["--kind", kind]
-        if zones:
-            argv += ["--zones", json.dumps(zones)]
-        if partitions:
-            argv += ["--partitions", json.dumps(partitions)]
-        r = receiver_cli(*argv, cwd=self.workdir)
-        if r.returncode:
-            raise RuntimeError("accounts add %s failed (%d): %s" % (number, r.returncode,
-                                                                   r.stderr or r.stdout))
+        add_account(self.db, number, key_hex, heartbeat_s, grace_s, paths, kind, zones,
+                    partitions, cwd=self.workdir)
 
     def add_panel(self, config: dict, heartbeat_s: int | None = None,
-                  grace_s: int | None = None, paths: str | None = None) -> None:
+                  grace_s: int | None = None, paths: str | None = None,
+                  templates: "StoreTemplates | None" = None) -> None:
         """Add the account a panel config reports as, with its key, zones
-        and partitions named as the config names them."""
-        if paths is None:
-            paths = "1,2" if (config.get("receiver") or {}).get("backup") else "1"
-        self.add_account(config["account"], config["key"], heartbeat_s=heartbeat_s,
-                         grace_s=grace_s, paths=paths, kind=config.get("kind", ""),
-                         zones={str(z["id"]): z.get("name", "") for z in config.get("zones", [])},
-                         partitions={str(p["id"]): p.get("name", "")
-                                     for p in config.get("partitions", [])})
+        and partitions named as the config names them.  With `templates`
+        (before the first start), the store is a copy of one the CLI made
+        for the same panel and profile earlier in the run."""
+        if templates is not None and not self.process.starts:
+            templates.copy(self.db, config, heartbeat_s, grace_s, paths)
+            return
+        add_account(self.db, **panel_account(config, heartbeat_s, grace_s, paths),
+                    cwd=self.workdir)
 
     # -- life cycle -------------------------------------------------------------------
 

@@ -120,7 +120,7 @@ class PanelStrategy:
                                     what="the firmware to answer",
                                     interval=0.1)
         if state == REPORTING:
-            await wait_until(self._reporting, self.step_timeout, interval=0.2,
+            await wait_until(self._reporting, self.step_timeout, interval=0.05,
                              what="the receiver to hear account %s" % t.account,
                              seen=self._reporter_status)
             return await t.state()

@@ -372,17 +372,30 @@ class ControlChannel:
     def _close_port(self) -> None:
         self._stop.set()
         self.alive = False
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:  # noqa: BLE001 - closing a port that is already gone
-                pass
+        port, self.port = self.port, None
+        if port is None:
+            return
+        if self.url.startswith("socket://"):
+            # pyserial's socket:// close shuts the socket down, then sleeps
+            # 0.3 s "in case of quick reconnects"; nothing here needs that
+            # (the sim's control socket takes any number of connections),
+            # so the sleep is not waited for
+            threading.Thread(target=_close_quietly, args=(port,), daemon=True).start()
+        else:
+            _close_quietly(port)
 
     async def close(self) -> None:
         self._close_port()
         if self._thread is not None and self._loop is not None:
             await self._loop.run_in_executor(None, self._thread.join, 1.0)
         self._fail_reply(ControlUnreachable("%s: channel closed" % self.name))
+
+
+def _close_quietly(port) -> None:
+    try:
+        port.close()
+    except Exception:  # noqa: BLE001 - closing a port that is already gone
+        pass
 
 
 def _resolve(fut, value):

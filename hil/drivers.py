@@ -98,30 +98,24 @@ class SerialDriver(ZoneProtocol, KeypadProtocol, SupplyProtocol, PathProtocol,
 
     async def reset(self, timeout: float = 60.0) -> None:
         """A soft reset: the firmware stops and its launcher (sim) or boot
-        loader (board) starts it again.  Done when a firmware answers
-        whose uptime says it booted after the reset: the old one may
-        still answer for a moment after the command (it stops at its
-        supervisor's next round)."""
-        # An answer this much younger than the old firmware would be now
-        # is a new boot: more than two pings' latency, less than the time
-        # a reset takes (the sim's launcher alone waits 200 ms).
-        margin_ms = 150
-        before = (await self._call("ping", timeout=5.0)).get("uptime_ms", 0)
-        asked = time.monotonic()
+        loader (board) starts it again.  The firmware that took the
+        command answers pings until it has stopped (its supervisor notices
+        within a round): ready is a firmware that booted after the reset,
+        i.e. up for less time than has passed since."""
+        t0 = time.monotonic()
         try:
             await self._call("power_cycle", timeout=5.0)
         except TargetError:
-            pass  # the board may go down before its answer leaves
-        deadline = asked + timeout
+            pass  # the board may go down before its answer leaves; wait_ready judges
+        await asyncio.sleep(0.3)
+        deadline = t0 + timeout
         while True:
             hello = await self.wait_ready(max(1.0, deadline - time.monotonic()))
-            old_now = before + (time.monotonic() - asked) * 1000
-            if hello.get("uptime_ms", 0) < old_now - margin_ms:
+            if hello.get("uptime_ms", 0) <= (time.monotonic() - t0) * 1000:
                 return
             if time.monotonic() > deadline:
-                raise TargetTimeout("%s: the firmware did not restart within %.0f s"
-                                    % (self.name, timeout))
-            await asyncio.sleep(0.05)
+                raise TargetTimeout("%s: still the firmware from before the reset" % self.name)
+            await asyncio.sleep(0.1)
 
     async def set_zone(self, zone, state=None, ohms=None, eol=None) -> None:
         if state is not None:

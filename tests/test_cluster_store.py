@@ -11,7 +11,7 @@ import pytest
 from receiver.cluster_store import LeaseRound, fair_share
 from receiver.records import Account
 from receiver.store import StoreError
-from receiver.testing import wait_until
+from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from firmware import DEVICE_DIR, REPO
 from firmware.device import config as C
-from firmware.testing import scenario_config
 from protocol import contactid
 from protocol.lean import glwire as w
+from testkit.configs import scenario_config
 
 if DEVICE_DIR not in sys.path:
     sys.path.append(DEVICE_DIR)

@@ -10,20 +10,20 @@ warning than 30 s: those scenarios wait that long, for a condition,
 never for a fixed time."""
 
 import asyncio
-import os
-import shutil
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import TEST_KEY, SimPanel, scenario_config
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit import vm
+from testkit.configs import TEST_KEY, scenario_config
+from testkit.panel import PanelProcess
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 ACCOUNT = "4242"
@@ -99,7 +99,7 @@ async def key(panel, code, action, partition=1):
 
 
 def booted(tmp_path, cfg):
-    return SimPanel(cfg, str(tmp_path / "panel"))
+    return PanelProcess(cfg, str(tmp_path / "panel"))
 
 
 async def test_abort_cancel_recent_close_and_exit_error_at_the_receiver(tmp_path):

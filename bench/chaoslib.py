@@ -30,7 +30,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -73,6 +72,19 @@ async def stored_rows(db: str) -> list[tuple[str, int]]:
     event feed with a store of its own (works on a database a SIGKILLed
     writer left behind, and beside a running receiver)."""
     return [(e.account, e.seq) for e in await read_events(db, lambda e: e.source == "panel")]
+
+
+async def highest_seqs(db: str) -> dict[str, int]:
+    """{account: the highest sequence the receiver committed}, through the
+    store's API (Store.list_accounts), as the receiver itself reads it."""
+    from receiver.store_factory import make_store  # noqa: PLC0415
+
+    store = make_store(db, create=False)
+    await store.open()
+    try:
+        return {a.number: a.highest_seq for a in await store.list_accounts()}
+    finally:
+        await store.close()
 
 
 def rss_kib(pid: int) -> int:
@@ -165,9 +177,7 @@ async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
                 "transmissions": sum(p.session.sent for p in sims.values()),
                 "reconnects": sum(p.reconnects for p in sims.values()),
                 "final_exit_code": rc})
-    c = sqlite3.connect(db)
-    hs = dict(c.execute("SELECT number, highest_seq FROM accounts"))
-    c.close()
+    hs = await highest_seqs(db)
     rep["replay_state_ok"] = all(hs[str(n)] == events for n in sims)
     assert total == rep["sent"]
     return rep

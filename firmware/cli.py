@@ -380,7 +380,7 @@ def cmd_walk_test(a) -> int:
     started = time.time()
     if a.receiver_db:
         try:
-            source = W.SqliteSource(a.receiver_db, account)
+            source = W.StoreSource(a.receiver_db, account)
         except (OSError, sqlite3.Error) as e:
             raise Failure("receiver store: %s" % e) from None
     elif a.receiver_events:

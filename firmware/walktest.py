@@ -58,6 +58,7 @@ the site) are thin edges around it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import html
 import json
@@ -131,6 +132,8 @@ FINAL = (PASSED, FAULT, UNEXPECTED)
 # when the walk starts: a miswired loop reports when the panel powers up,
 # which on a commissioning day is hours, not weeks, before the walk.
 HISTORY_S = 7 * 86400
+# Events read from the receiver's feed per request.
+FEED_PAGE = 1000
 
 
 def _iso(t: float | None) -> str | None:
@@ -380,61 +383,78 @@ class WalkTest:
 # -- sources: the receiver's record ------------------------------------------------------
 
 
-class SqliteSource:
-    """The receiver's SQLite store, opened read-only (the receiver keeps
-    running and writing; WAL lets us read alongside)."""
+class StoreSource:
+    """The receiver's store (its SQLite file, or its postgresql:// URL),
+    opened beside the running receiver and read through its own API: the
+    event feed (``Store.events_after``) in the records' one JSON shape,
+    as ``events --json`` prints it.  Never an SQL query of its tables."""
 
-    def __init__(self, path: str, account):
-        self.path = path
+    def __init__(self, db: str, account):
+        from receiver.store import StoreError, StoreMissing  # noqa: PLC0415
+        from receiver.store_factory import make_store  # noqa: PLC0415
+
+        self.db = db
         self.account = str(account)
-        if not os.path.exists(path):
-            raise OSError("%s: no such receiver store" % path)
-        uri = "file:%s?mode=ro" % urllib.parse.quote(os.path.abspath(path))
-        self.db = sqlite3.connect(uri, uri=True, timeout=10, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
         self.last = 0
+        self._loop = asyncio.new_event_loop()
+        self.store = make_store(db, create=False)
         try:
-            tables = {r[0] for r in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as e:
-            self.db.close()
-            raise OSError("%s: not a receiver store (%s)" % (path, e)) from None
-        if not {"events", "accounts"} <= tables:
-            self.db.close()
-            raise OSError("%s: not a receiver store (no events table): give the receiver's "
-                          "database, e.g. /var/lib/guardline/receiver.db" % path)
+            self._run(self.store.open())
+        except StoreMissing as e:
+            self._loop.close()
+            if os.path.exists(db):
+                raise OSError("%s: not a receiver store (%s): give the receiver's database, "
+                              "e.g. /var/lib/guardline/receiver.db" % (db, e)) from None
+            raise OSError("%s: no such receiver store" % db) from None
+        except (StoreError, sqlite3.Error) as e:
+            self._loop.close()
+            raise OSError("%s: not a receiver store (%s)" % (db, e)) from None
+
+    def _run(self, coro):
+        return self._loop.run_until_complete(coro)
 
     def describe(self) -> str:
-        return "receiver store %s" % os.path.abspath(self.path)
+        from receiver.store import is_url, mask_url  # noqa: PLC0415
+
+        return "receiver store %s" % (mask_url(self.db) if is_url(self.db)
+                                      else os.path.abspath(self.db))
 
     def site(self) -> dict:
-        try:
-            r = self.db.execute("SELECT site_name, site_address, panel_kind FROM accounts "
-                                "WHERE number = ?", (self.account,)).fetchone()
-        except sqlite3.Error:
+        a = self._run(self.store.get_account(self.account))
+        if a is None:
             return {}
-        return dict(r) if r else {}
+        return {"site_name": a.site_name, "site_address": a.site_address,
+                "panel_kind": a.panel_kind}
 
     def history(self) -> list[dict]:
         """Events of the account from the last HISTORY_S (receiver clock)
         up to now; later polls return only what comes after."""
-        row = self.db.execute("SELECT coalesce(max(id), 0), coalesce(max(received_at), 0) "
-                              "FROM events").fetchone()
-        self.last = row[0]
-        rows = self.db.execute(
-            "SELECT * FROM events WHERE account = ? AND id <= ? AND received_at >= ? "
-            "ORDER BY id", (self.account, self.last, row[1] - HISTORY_S)).fetchall()
-        return [dict(r) for r in rows]
+        newest = self._run(self.store.last_event(None))
+        if newest is None:
+            return []
+        self.last = newest.id
+        since = newest.received_at - HISTORY_S
+        out: list[dict] = []
+        after = 0
+        while True:
+            page = self._run(self.store.list_events(account=self.account, since=since,
+                                                    after_id=after, limit=FEED_PAGE))
+            out += [e.to_json() for e in page if e.id <= self.last]
+            if len(page) < FEED_PAGE or page[-1].id >= self.last:
+                return out
+            after = page[-1].id
 
     def poll(self) -> list[dict]:
-        rows = self.db.execute("SELECT * FROM events WHERE account = ? AND id > ? "
-                               "ORDER BY id LIMIT 1000", (self.account, self.last)).fetchall()
+        rows = self._run(self.store.events_after(self.account, self.last, FEED_PAGE))
         if rows:
-            self.last = rows[-1]["id"]
-        return [dict(r) for r in rows]
+            self.last = rows[-1].id
+        return [e.to_json() for e in rows]
 
     def close(self):
-        self.db.close()
+        try:
+            self._run(self.store.close())
+        finally:
+            self._loop.close()
 
 
 class StreamSource:

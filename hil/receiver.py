@@ -4,10 +4,11 @@ central station runs it.
 
 The harness starts it with fixed loopback ports (so a restart comes back
 where the link forwards to), adds the accounts under test with the
-receiver's own CLI (``accounts add``), and reads what it stored straight
-from the SQLite file (read-only queries on the WAL database, which the
-receiver's own read connection does too) so a scenario can poll every
-few tens of milliseconds without spawning a process per poll.
+receiver's own CLI (``accounts add``), and reads what it stored through
+the receiver's store API opened beside it (the event feed,
+``Store.events_after``; security events; the alarm queue), in the
+records' one JSON shape, so a scenario can poll every few tens of
+milliseconds without spawning a process per poll and never reads a table.
 
 Killing it is a crash (SIGKILL: no graceful flush), stopping it is the
 operator's SIGTERM; scenarios use both.
@@ -30,6 +31,8 @@ import subprocess
 import time
 
 from hil.timeline import RECEIVER, Timeline
+from receiver.store import Store, StoreError
+from receiver.store_factory import make_store
 from testkit.net import free_port
 from testkit.receiver import ReceiverProcess, receiver_cli
 
@@ -42,6 +45,9 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 # How often the watcher copies new rows into the timeline.
 WATCH_S = 0.05
+# A scenario's security events and alarms are a handful; these bound a read.
+SECURITY_EVENTS_MAX = 1000
+ALARMS_MAX = 1000
 
 
 def panel_account(config: dict, heartbeat_s: int | None = None, grace_s: int | None = None,
@@ -130,7 +136,7 @@ class ReceiverUnderTest:
         self._watch_task: asyncio.Task | None = None
         self._seen_event = 0
         self._seen_security = 0
-        self._conn: sqlite3.Connection | None = None
+        self._reader: Store | None = None
 
     def _serve_args(self) -> list[str]:
         argv = ["--log-level", self.log_level]
@@ -222,66 +228,53 @@ class ReceiverUnderTest:
                 pass
         await self.stop()
         self.process.close()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
 
-    # -- what it stored -----------------------------------------------------------------
+    # -- what it stored: through the receiver's own store API --------------------------
 
-    def _db(self) -> sqlite3.Connection | None:
-        if self._conn is None:
-            if not os.path.exists(self.db):
+    async def _store(self) -> Store | None:
+        """The receiver's store, opened beside the running receiver (SQLite's
+        WAL lets a reader in while it writes); None until there is one."""
+        if self._reader is None:
+            store = make_store(self.db, create=False)
+            try:
+                await store.open()
+            except StoreError as e:  # not made yet (the receiver's --init makes it)
+                _LOGGER.debug("receiver store not there yet: %s", e)
                 return None
-            c = sqlite3.connect(self.db, timeout=5.0, check_same_thread=False)
-            c.row_factory = sqlite3.Row
-            c.execute("PRAGMA query_only = 1")
-            self._conn = c
-        return self._conn
-
-    def _query(self, sql: str, args=()) -> list[dict]:
-        c = self._db()
-        if c is None:
-            return []
-        try:
-            return [dict(r) for r in c.execute(sql, args)]
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):  # schema not created yet
-                return []
-            raise
+            self._reader = store
+        return self._reader
 
     async def events(self, account: int | str | None = None, since: float | None = None,
                      source: str | None = None, after_id: int = 0) -> list[dict]:
-        """Stored events (rows of the receiver's events table), oldest first."""
-        sql = "SELECT * FROM events WHERE id > ?"
-        args: list = [after_id]
-        if account is not None:
-            sql += " AND account = ?"
-            args.append(str(account))
-        if since is not None:
-            sql += " AND received_at >= ?"
-            args.append(since)
-        if source is not None:
-            sql += " AND source = ?"
-            args.append(source)
-        return self._query(sql + " ORDER BY id", args)
+        """Stored events after ``after_id``, oldest first, read through the
+        event feed (Store.events_after) in the records' one JSON shape
+        (receiver.records.Event.to_json), those received at ``since`` or
+        later and of ``source`` if given."""
+        store = await self._store()
+        if store is None:
+            return []
+        acct = None if account is None else str(account)
+        return [e.to_json() async for e in store.iter_events(acct, after_id)
+                if (since is None or e.received_at >= since)
+                and (source is None or e.source == source)]
 
     async def security_events(self, since: float | None = None) -> list[dict]:
-        sql = "SELECT * FROM security_events"
-        args: list = []
-        if since is not None:
-            sql += " WHERE at >= ?"
-            args.append(since)
-        return self._query(sql + " ORDER BY id", args)
+        """Security events (rejected frames, connections), oldest first."""
+        store = await self._store()
+        if store is None:
+            return []
+        rows = await store.list_security_events(since=since, limit=SECURITY_EVENTS_MAX)
+        return [s.to_json() for s in sorted(rows, key=lambda s: s.id)]
 
     async def alarms(self) -> list[dict]:
         """The operator queue in the receiver's own order (priority first)."""
-        return self._query("SELECT * FROM alarms ORDER BY state = 'resolved', priority, "
-                           "created_at, id")
-
-    async def account(self, number) -> dict | None:
-        rows = self._query("SELECT number, highest_seq, tx_seq, heartbeat_s, grace_s "
-                           "FROM accounts WHERE number = ?", (str(number),))
-        return rows[0] if rows else None
+        store = await self._store()
+        if store is None:
+            return []
+        return [a.to_json() for a in await store.list_alarms(limit=ALARMS_MAX)]
 
     def to_timeline(self, wall: float) -> float:
         """A receiver wall-clock time as timeline seconds."""
@@ -292,6 +285,7 @@ class ReceiverUnderTest:
         return time.time()
 
     async def _watch(self) -> None:
+        seen_at = None
         while True:
             try:
                 for e in await self.events(after_id=self._seen_event):
@@ -302,17 +296,17 @@ class ReceiverUnderTest:
                         qualifier=e["qualifier"], zone=e["zone"], partition=e["partition"],
                         path=e["path"], priority=e["priority"], event_class=e["event_class"],
                         origin=e["source"], description=e["description"])
-                for s in self._query("SELECT * FROM security_events WHERE id > ? ORDER BY id",
-                                     (self._seen_security,)):
+                for s in await self.security_events(since=seen_at):
+                    if s["id"] <= self._seen_security:
+                        continue
                     self._seen_security = s["id"]
+                    seen_at = s["at"]
                     self.timeline.record(RECEIVER, "security", at_t=self.to_timeline(s["at"]),
                                          account=s["account"], seq=s["seq"],
                                          reason=s["reason"], detail=s["detail"],
                                          transport=s["transport"])
-            except sqlite3.Error as e:
+            except StoreError as e:
                 _LOGGER.debug("receiver watch: %s", e)
             except Exception:  # a bug here must not silently end the watch
                 _LOGGER.exception("receiver watch failed")
             await asyncio.sleep(WATCH_S)
-
-

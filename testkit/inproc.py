@@ -38,9 +38,10 @@ import sys
 import time
 
 from firmware import DEVICE_DIR
-from protocol import contactid
 from protocol import session as rs
 from protocol.lean import glwire as w
+from receiver.alarms import classify
+from receiver.records import Event
 
 if DEVICE_DIR not in sys.path:  # the firmware's flat modules, as on a board
     sys.path.append(DEVICE_DIR)
@@ -85,10 +86,9 @@ class MemoryReceiver:
     """The receiver's session core in memory: every frame a panel sends is
     judged by ``protocol.session.ReceiverCore`` (MAC, replay, time window,
     sequence), an accepted one is ACKed at once (as the real receiver does
-    after its commit) and an EVENT kept as a row shaped like the
-    receiver's event feed (id, account, seq, code, qualifier, partition,
-    zone, path, source, received_at, event_time, event_class, priority,
-    description).  ``runs``: callables that bring the panels up to now
+    after its commit) and an EVENT kept as the receiver's own record
+    (receiver.records.Event, classified, prioritised and described by
+    receiver.alarms.classify as the receiver does).  ``runs``: callables that bring the panels up to now
     before a query answers."""
 
     def __init__(self, clock, wall0: float | None = None):
@@ -96,7 +96,7 @@ class MemoryReceiver:
         self.wall0 = time.time() if wall0 is None else wall0
         self._keys: dict[int, bytes] = {}
         self.core = rs.ReceiverCore(self._keyring)
-        self.rows: list[dict] = []
+        self.rows: list[Event] = []
         self.rejected: list = []
         self.runs: list = []
 
@@ -145,15 +145,15 @@ class MemoryReceiver:
 
     def _keep(self, a: rs.Accepted, path: int) -> None:
         m = a.msg
-        cls = contactid.event_class(m["code"])
-        self.rows.append({
-            "id": len(self.rows) + 1, "account": str(a.account), "seq": a.seq,
-            "source": "panel", "code": m["code"], "qualifier": m["qualifier"],
-            "partition": m["partition"], "zone": m["zone"], "text": m.get("text"),
-            "value": m.get("value"), "path": a.path, "received_at": self.now(),
-            "event_time": m.get("event_time") or None, "event_class": cls,
-            "priority": contactid.priority(cls),
-            "description": contactid.describe(m["code"], m["qualifier"], zone=m["zone"])})
+        cls, priority, description = classify(m["code"], m["qualifier"], zone=m["zone"],
+                                              partition=m["partition"])
+        self.rows.append(Event(
+            id=len(self.rows) + 1, account=str(a.account), protocol="native", source="panel",
+            dedupe_key="%d:%s" % (a.seq, a.digest), seq=a.seq, qualifier=m["qualifier"],
+            code=m["code"], event_class=cls, priority=priority, description=description,
+            partition=m["partition"], zone=m["zone"], text=m.get("text"),
+            value=m.get("value"), event_time=m.get("event_time") or None,
+            received_at=self.now(), path=path, peer="in-process"))
 
     # -- what it kept -------------------------------------------------------------------
 
@@ -163,16 +163,20 @@ class MemoryReceiver:
 
     def events(self, account=None, since: float | None = None, source: str | None = None,
                after_id: int = 0) -> list[dict]:
-        """Stored events, oldest first (the HIL receiver's query)."""
+        """Stored events, oldest first, in the records' JSON shape (the HIL
+        receiver's query)."""
         self._catch_up()
-        return [dict(r) for r in self.rows if r["id"] > after_id
-                and (account is None or r["account"] == str(account))
-                and (since is None or r["received_at"] >= since)
-                and (source is None or r["source"] == source)]
+        return [e.to_json() for e in self.rows if e.id > after_id
+                and (account is None or e.account == str(account))
+                and (since is None or e.received_at >= since)
+                and (source is None or e.source == source)]
 
-    def events_after(self, account, after_id: int = 0, limit: int = 1000) -> list[dict]:
-        """The event feed's query: the account's events after ``after_id``."""
-        return self.events(account=account, after_id=after_id)[:limit]
+    def events_after(self, account, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        """The event feed (Store.events_after): the account's events after
+        ``after_id``, oldest first, as records."""
+        self._catch_up()
+        return [e for e in self.rows if e.id > after_id
+                and (account is None or e.account == str(account))][:limit]
 
 
 class MemoryLink:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import queue
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -27,10 +26,11 @@ import pytest
 
 from firmware import cli
 from firmware import provision
+from firmware import walktest as W
 from testkit import vm
 from testkit.net import free_port
 from testkit.panel import PanelProcess
-from testkit.receiver import ReceiverProcess
+from testkit.receiver import ReceiverProcess, receiver_cli
 from testkit.wait import wait_until_sync
 from tests.test_installer_units import ReportHTML
 
@@ -46,26 +46,24 @@ PARTS = {"1": "lobby", "2": "teller line"}
 MASTER_CODE = "7391"
 
 
-def receiver_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], capture_output=True,
-                          text=True, timeout=60)
-
-
 def rx_events(db, **where) -> list[dict]:
-    """The receiver's own record (read-only, beside the running receiver)."""
-    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
-    con.row_factory = sqlite3.Row
+    """The receiver's own record of the account, beside the running
+    receiver, read as the walk test reads it (its store's event feed)."""
     try:
-        sql = "SELECT * FROM events WHERE account = ?"
-        args = [str(ACCOUNT)]
-        for k, v in where.items():
-            sql += " AND %s = ?" % k
-            args.append(v)
-        return [dict(r) for r in con.execute(sql + " ORDER BY id", args)]
-    except sqlite3.OperationalError:
-        return []  # the receiver has not created its schema yet
+        src = W.StoreSource(db, ACCOUNT)
+    except OSError:
+        return []  # the receiver has not made its store yet
+    try:
+        return [e for e in src.poll() if all(e[k] == v for k, v in where.items())]
     finally:
-        con.close()
+        src.close()
+
+
+def rx_alarms(db) -> list[dict]:
+    """The receiver's alarm queue for the account, as an operator lists it."""
+    r = receiver_cli("--db", db, "alarms", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    return [a for a in map(json.loads, r.stdout.splitlines()) if a["account"] == str(ACCOUNT)]
 
 
 def wait_for(pred, what, timeout=60.0):
@@ -205,12 +203,7 @@ def test_new_check_build_run_and_walk_test_flags_the_miswired_zone(site, capsys)
         assert panel.state()["partitions"][0]["state"] == "disarmed"
         assert not rx_events(db, code=401)  # nothing was armed or disarmed
         # the receiver's alarm queue holds no burglary (or other zone) alarm
-        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
-        try:
-            queued = con.execute("SELECT code, zone FROM alarms WHERE account = ?",
-                                 (str(ACCOUNT),)).fetchall()
-        finally:
-            con.close()
+        queued = [(a["code"], a["zone"]) for a in rx_alarms(db)]
         assert [c for c, _z in queued if c in (130, 132, 134, 122, 120, 110)] == [], queued
     finally:
         panel.close()

@@ -364,8 +364,8 @@ class PanelFeed:
         self.panel.advance(self.step_ms)
         rows = self.panel.receiver.events_after(self.account, self.last)
         if rows:
-            self.last = rows[-1]["id"]
-        return rows
+            self.last = rows[-1].id
+        return [e.to_json() for e in rows]
 
     def close(self):
         pass

@@ -173,7 +173,7 @@ def bundle(out: str, board: str = "sim", config: str | None = None,
         from firmware.device import config as _config  # noqa: PLC0415
 
         cfg, errors, _ = _config.load(config)
-        if errors:
+        if errors or cfg is None:
             raise BundleError("%s: %d error(s), run guardline-panel check: %s"
                               % (config, len(errors), errors[0]))
         # a DC-09 panel's account is the hex string in its dc09 block

@@ -28,7 +28,6 @@ import argparse
 import getpass
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -59,7 +58,7 @@ def check(path: str, board: str | None = None, strict: bool = False,
     cfg, errors, warnings = _prov.check_file(path, board, side)
     for e in errors:
         print(e, file=sys.stderr)
-    if errors:
+    if errors or cfg is None:
         print("%s: %d error(s)" % (path, len(errors)), file=sys.stderr)
         return 1
     for w in warnings:
@@ -331,10 +330,10 @@ def _console_source(a, account, started: float):
         raise Failure(str(e)) from None
 
 
-def cmd_walk_test(a) -> int:
-    from firmware import flash as _flash  # noqa: PLC0415
-    from firmware import walktest as W  # noqa: PLC0415
-
+def _walk_config(a) -> tuple[dict, dict | None]:
+    """The config walked (the bundle's, or --config) and the bundle's
+    manifest (None with --config); a bundle that differs from its
+    manifest, or a config with errors, is a Failure."""
     manifest = None
     if a.bundle:
         try:
@@ -354,45 +353,54 @@ def cmd_walk_test(a) -> int:
     else:
         raise UsageError("give --bundle DIR (the bundle flashed) or --config FILE")
     cfg, errors, _ = _config.load(config)
-    if errors:
+    if errors or cfg is None:
         raise Failure("%s: %s (run guardline-panel check)" % (config, errors[0]))
-    # The account the receiver files the events under: a DC-09 panel's is
-    # its dc09 account (hex digits), not the native number it does not use.
-    account = cfg["dc09"]["account"] if cfg.get("protocol") == "dc09" else cfg["account"]
-    if a.account is not None and str(a.account) != str(account).upper():
-        raise UsageError("--account %s but the config is account %s" % (a.account, account))
+    return cfg, manifest
+
+
+def _walk_zones(a, cfg: dict) -> list[int]:
+    """The zones to walk: --zones (each in the config), or all of them."""
     zones = {z["id"]: z for z in cfg["zones"]}
-    if a.zones:
-        try:
-            ids = [int(x) for x in a.zones.split(",") if x.strip()]
-        except ValueError:
-            raise UsageError("--zones: a list of zone numbers, e.g. 1,2,5") from None
-        missing = [i for i in ids if i not in zones]
-        if missing:
-            raise UsageError("--zones: %s not in the config (zones: %s)" % (
-                missing[0], ",".join(str(i) for i in zones)))
-    else:
-        ids = list(zones)
-    if a.auto and not a.control:
-        raise UsageError("--auto drives a simulated panel: give --control HOST:PORT")
+    if not a.zones:
+        return list(zones)
+    try:
+        ids = [int(x) for x in a.zones.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError("--zones: a list of zone numbers, e.g. 1,2,5") from None
+    missing = [i for i in ids if i not in zones]
+    if missing:
+        raise UsageError("--zones: %s not in the config (zones: %s)" % (
+            missing[0], ",".join(str(i) for i in zones)))
+    return ids
+
+
+def _walk_source(a, account, started: float):
+    """Where the receiver's record comes from (the proof): its console, its
+    store, or an ``events --json --follow`` stream."""
+    from firmware import walktest as W  # noqa: PLC0415
+
     if sum(1 for x in (a.receiver, a.receiver_db, a.receiver_events) if x) > 1:
         raise UsageError("give one of --receiver, --receiver-db, --receiver-events")
-    started = time.time()
     if a.receiver_db:
         try:
-            source = W.StoreSource(a.receiver_db, account)
-        except (OSError, sqlite3.Error) as e:
+            return W.StoreSource(a.receiver_db, account)
+        except OSError as e:
             raise Failure("receiver store: %s" % e) from None
-    elif a.receiver_events:
-        source = W.StreamSource(a.receiver_events, account=account, started_at=started)
-    elif a.receiver:
-        source = _console_source(a, account, started)
-    else:
-        raise UsageError("give --receiver URL, --receiver-db PATH or --receiver-events CMD "
-                         "(the receiver's record is the proof)")
-    walk = W.WalkTest(account, cfg["zones"], cfg["partitions"])
-    tail = None
-    stop = threading.Event()
+    if a.receiver_events:
+        return W.StreamSource(a.receiver_events, account=account, started_at=started)
+    if a.receiver:
+        return _console_source(a, account, started)
+    raise UsageError("give --receiver URL, --receiver-db PATH or --receiver-events CMD "
+                     "(the receiver's record is the proof)")
+
+
+def _walk_driver(a, cfg: dict, source, stop: threading.Event):
+    """Who trips the zones: (driver, the report's words for it, the
+    console tail or None).  --auto drives a simulated panel through its
+    control socket, checked before the walk starts; otherwise the
+    installer does, and Enter at the terminal ends the walk."""
+    from firmware import walktest as W  # noqa: PLC0415
+
     if a.auto:
         code = a.code or (getpass.getpass("Code to arm/disarm the simulated panel: ")
                           if sys.stdin.isatty() else None)
@@ -409,17 +417,63 @@ def cmd_walk_test(a) -> int:
             raise Failure(str(e)) from None
         driver = W.AutoDriver(sim, code, W.zone_wait(cfg, a.zone_timeout), _say,
                               walk_mode=not a.armed_walk)
-        mode = "the tool, through the simulated panel's control socket (%s)" % a.control
-    else:
-        driver = W.ManualDriver(_say)
-        mode = "the installer on site"
-        if a.port:
-            tail = W.ConsoleTail(a.port, _say)
-        if sys.stdin.isatty():
-            def enter_ends_the_walk():
-                sys.stdin.readline()
-                stop.set()
-            threading.Thread(target=enter_ends_the_walk, daemon=True).start()
+        return driver, ("the tool, through the simulated panel's control socket (%s)"
+                        % a.control), None
+    tail = W.ConsoleTail(a.port, _say) if a.port else None
+    if sys.stdin.isatty():
+        def enter_ends_the_walk():
+            sys.stdin.readline()
+            stop.set()
+        threading.Thread(target=enter_ends_the_walk, daemon=True).start()
+    return W.ManualDriver(_say), "the installer on site", tail
+
+
+def _walk_provenance(a, manifest: dict | None) -> tuple[dict | None, dict | None]:
+    """(the bundle walked, its verified flash record on the device), for
+    the report; None where there is none (a flash of another bundle is
+    none)."""
+    from firmware import flash as _flash  # noqa: PLC0415
+
+    bundle = None
+    if manifest:
+        bundle = {k: manifest.get(k) for k in ("bundle_sha256", "firmware_version", "board",
+                                                "built_at", "mpy_cross_version",
+                                                "source_revision")}
+    rec = _flash.latest_record(a.bundle) if a.bundle else None
+    flash = {k: rec.get(k) for k in ("port", "finished_at", "bundle_sha256", "verified")} \
+        if rec and rec.get("bundle_sha256") == (manifest or {}).get("bundle_sha256") else None
+    return bundle, flash
+
+
+def _print_walk_result(walk, ids: list[int], r: dict) -> None:
+    from firmware import walktest as W  # noqa: PLC0415
+
+    print()
+    for z in walk.walked(ids):
+        print(W.zone_line(z))
+    for u in r["unexpected"]:
+        print("  [FAIL] %s" % u["text"])
+    print("walk test %s: %s" % (r["result"], ", ".join(
+        "%d %s" % (v, k) for k, v in sorted(r["summary"].items()) if k != "zones")))
+
+
+def cmd_walk_test(a) -> int:
+    from firmware import walktest as W  # noqa: PLC0415
+
+    cfg, manifest = _walk_config(a)
+    # The account the receiver files the events under: a DC-09 panel's is
+    # its dc09 account (hex digits), not the native number it does not use.
+    account = cfg["dc09"]["account"] if cfg.get("protocol") == "dc09" else cfg["account"]
+    if a.account is not None and str(a.account) != str(account).upper():
+        raise UsageError("--account %s but the config is account %s" % (a.account, account))
+    ids = _walk_zones(a, cfg)
+    if a.auto and not a.control:
+        raise UsageError("--auto drives a simulated panel: give --control HOST:PORT")
+    started = time.time()
+    source = _walk_source(a, account, started)
+    walk = W.WalkTest(account, cfg["zones"], cfg["partitions"])
+    stop = threading.Event()
+    driver, mode, tail = _walk_driver(a, cfg, source, stop)
     site = source.site()
     _say("walk test: account %s (%s), %d zones; proof: %s" % (
         account, site.get("site_name") or cfg["name"], len(ids), source.describe()))
@@ -431,28 +485,15 @@ def cmd_walk_test(a) -> int:
         source.close()
         if tail:
             tail.close()
-    bundle = None
-    if manifest:
-        bundle = {k: manifest.get(k) for k in ("bundle_sha256", "firmware_version", "board",
-                                                "built_at", "mpy_cross_version",
-                                                "source_revision")}
-    rec = _flash.latest_record(a.bundle) if a.bundle else None
-    flash = {k: rec.get(k) for k in ("port", "finished_at", "bundle_sha256", "verified")} \
-        if rec and rec.get("bundle_sha256") == (manifest or {}).get("bundle_sha256") else None
+    bundle, flash = _walk_provenance(a, manifest)
     meta = {"account": account, "site_name": site.get("site_name") or cfg["name"],
             "site_address": site.get("site_address") or "", "panel_name": cfg["name"],
             "panel_kind": cfg["kind"], "installer": a.installer or getpass.getuser(),
-            "started_at": W._iso(started), "ended_at": W._iso(time.time()),
+            "started_at": W.iso_time(started), "ended_at": W.iso_time(time.time()),
             "ended_because": reason, "mode": mode, "receiver_source": source.describe(),
             "bundle": bundle, "flash": flash}
     r = W.report(walk, ids, meta)
-    print()
-    for z in walk.walked(ids):
-        print(W.zone_line(z))
-    for u in r["unexpected"]:
-        print("  [FAIL] %s" % u["text"])
-    print("walk test %s: %s" % (r["result"], ", ".join(
-        "%d %s" % (v, k) for k, v in sorted(r["summary"].items()) if k != "zones")))
+    _print_walk_result(walk, ids, r)
     jp, mp, hp = W.write_report(a.report, r)
     print("report: %s, %s, %s" % (mp, hp, jp))
     return 0 if r["result"] == "PASS" else 1
@@ -570,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="the bundle flashed (config + manifest for the report)")
     p.add_argument("--config", help="the panel config, if there is no bundle")
     p.add_argument("--account", help="check that the config is this account")
-    p.add_argument("--receiver-db", metavar="PATH", help="the receiver's SQLite store")
+    p.add_argument("--receiver-db", metavar="PATH",
+                   help="the receiver's store: its SQLite file or postgresql:// URL")
     p.add_argument("--receiver-events", metavar="CMD",
                    help="a command printing guardline-receiver events --json --follow")
     p.add_argument("--receiver", metavar="URL",

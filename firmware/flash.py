@@ -113,9 +113,8 @@ class Device:
         from mpremote.transport_serial import SerialTransport  # noqa: PLC0415
 
         self.port = port
-        self.t = None
-        self.t = self._call(lambda: SerialTransport(port, baudrate=baudrate, wait=wait),
-                            "cannot open")
+        self.t: SerialTransport = self._call(
+            lambda: SerialTransport(port, baudrate=baudrate, wait=wait), "cannot open")
         try:
             self._call(lambda: self.t.enter_raw_repl(soft_reset=soft_reset),
                        "no MicroPython raw REPL", (
@@ -145,7 +144,7 @@ class Device:
             if device_file is not None and e.strerror == device_file \
                     and not isinstance(e, SerialException):
                 raise FlashError("%s: %s: device error: %s" % (
-                    self.port, what, errno.errorcode.get(e.errno, e.errno))) from None
+                    self.port, what, errno.errorcode.get(e.errno or 0, e.errno))) from None
             raise LinkError("%s: %s (%s)%s" % (self.port, what, e, hint)) from None
         except TransportError as e:
             raise LinkError("%s: %s (%s)%s" % (self.port, what, e, hint)) from None
@@ -314,7 +313,7 @@ def flash(dev: Device, bundle_dir: str, progress: Progress | None = None,
     started = _utc()
     m, data = load_bundle(bundle_dir)
     ident = dev.identify()
-    want = PLATFORMS.get(m.get("board"), ())
+    want = PLATFORMS.get(m.get("board") or "", ())
     if ident["platform"] not in want and not force:
         raise FlashError("%s: the device is a %r (%s) but the bundle is for board %r: "
                          "build for the right board (or --force)"
@@ -503,7 +502,7 @@ def esptool_argv() -> list[str] | None:
         if p:
             return [p]
     try:
-        import esptool  # noqa: F401, PLC0415
+        import esptool  # noqa: F401, PLC0415  # pyright: ignore[reportMissingImports]  (optional)
     except ImportError:
         return None
     return [sys.executable, "-m", "esptool"]

@@ -104,7 +104,7 @@ def sentences(utc: dt.datetime, lat: float | None, lon: float | None, speed_kmh:
     """GGA, RMC and VTG for one epoch; `valid` False renders "no fix"."""
     t = utc.strftime("%H%M%S") + ".%02d" % (utc.microsecond // 10000)
     d = utc.strftime("%d%m%y")
-    if valid:
+    if valid and lat is not None and lon is not None:
         pos = [_dm(lat, 2), "N" if lat >= 0 else "S", _dm(lon, 3), "E" if lon >= 0 else "W"]
         gga = [t] + pos + ["1", "%02d" % sats, "%.1f" % hdop, "12.0", "M", "47.0", "M", "", ""]
         rmc = [t, "A"] + pos + ["%.2f" % (speed_kmh / KNOT_KMH), "%.1f" % course, d, "", "",
@@ -175,13 +175,14 @@ def load(path: str, speed_kmh: float = DEFAULT_SPEED_KMH) -> Route:
     points = tuple((p.latitude, p.longitude) for p in pts)
     name = (gpx.tracks[0].name if gpx.tracks else None) or \
         (gpx.routes[0].name if gpx.routes else None) or path
-    if all(p.time is not None for p in pts):
-        t0 = pts[0].time
-        times = tuple((p.time - t0).total_seconds() for p in pts)
+    stamps = [p.time for p in pts if p.time is not None]
+    if len(stamps) == len(pts):  # every point has its time: the route's own pace
+        t0 = stamps[0]
+        times = tuple((s - t0).total_seconds() for s in stamps)
         for i in range(1, len(times)):
             if times[i] < times[i - 1]:
                 raise RouteError("%s: point %d is earlier than point %d (%s < %s)"
-                                 % (path, i + 1, i, pts[i].time, pts[i - 1].time))
+                                 % (path, i + 1, i, stamps[i], stamps[i - 1]))
         if times[-1] <= 0:
             raise RouteError("%s: all points have the same time" % path)
         start = t0 if t0.tzinfo else t0.replace(tzinfo=dt.timezone.utc)

@@ -499,9 +499,9 @@ def _heartbeats(doc: dict, t: dict, from_template: bool, heartbeat_s: int | None
             value, why = want, ("the receiver's interval for the account; the template does "
                                 "not say whether it supervises the %s" % path_label(p))
         elif want is not None:
+            grace = (sup or {})[p].get("grace_s")
             value, why = want, "the receiver supervises the %s at %d s%s" % (
-                path_label(p), want, "" if sup[p].get("grace_s") is None
-                else " + %d s grace" % sup[p]["grace_s"])
+                path_label(p), want, "" if grace is None else " + %d s grace" % grace)
         elif p == 1 and t.get("heartbeat_s") is not None:
             value, why = t["heartbeat_s"], ("the template's; the receiver does not supervise "
                                             "the %s" % path_label(p))
@@ -632,8 +632,10 @@ def add_user(doc: dict, uid: int, name: str, code: str, authority: str = "user",
                              % (authority, ", ".join(_config.AUTHORITIES)))
     salt = doc.get("code_salt")
     try:
+        if not isinstance(salt, str):
+            raise ValueError(salt)
         bytes.fromhex(salt)
-    except (TypeError, ValueError):
+    except ValueError:
         raise ProvisionError("code_salt: the config has no valid salt") from None
     users = doc.setdefault("users", [])
     if any(u.get("id") == uid for u in users):
@@ -740,6 +742,8 @@ def locate(text: str) -> dict[str, int]:
             string()
         else:
             m = re.compile(r"-?[0-9.eE+\-]+|true|false|null").match(text, pos[0])
+            if m is None:  # not JSON: json.loads below says where
+                raise ValueError("unexpected %r" % text[pos[0]:pos[0] + 1])
             pos[0] = m.end()
 
     try:
@@ -853,7 +857,9 @@ def check_file(path: str, board: str | None = None, receiver_side: tuple | None 
             return "%s: %s%s" % (path, msg, hint(msg))
         return "%s:%d: %s%s\n    %s" % (path, ln, msg, hint(msg), src[ln - 1].strip())
 
-    if not errors and receiver_side is not None:
+    if cfg is None:
+        errors = errors or ["not a panel config"]
+    elif not errors and receiver_side is not None:
         errors = ["timings.%s: %s" % m for m in supervision_mismatches(
             cfg["timings"], receiver_side[0], receiver_side[1])]
         if cfg.get("receiver", {}).get("backup") is None:
@@ -863,7 +869,7 @@ def check_file(path: str, board: str | None = None, receiver_side: tuple | None 
                               "it reports that path silent for good; add the backup "
                               "receiver address" % path_label(2))
     errs = [fmt(e) for e in errors]
-    warns = [] if errors else [fmt(w) for w in warnings_for(cfg, doc, board)]
+    warns = [] if errors or cfg is None else [fmt(w) for w in warnings_for(cfg, doc, board)]
     return (None if errors else cfg), errs, warns
 
 

@@ -100,8 +100,8 @@ class _Stop:
     """Set by a stop signal; the running VM is terminated with it."""
 
     def __init__(self):
-        self.signum = None
-        self.proc = None
+        self.signum: int | None = None
+        self.proc: subprocess.Popen | None = None
 
     def __call__(self, signum, frame):
         self.signum = signum
@@ -124,17 +124,17 @@ def run(config: str, state_dir: str, control: str = DEFAULT_CONTROL,
     restarts = 0
     try:
         while stop.signum is None:
-            stop.proc = subprocess.Popen(argv, env=env, stdout=stdout,
-                                         stderr=subprocess.STDOUT,
-                                         preexec_fn=_parent_death_signal())
+            proc = stop.proc = subprocess.Popen(argv, env=env, stdout=stdout,
+                                                stderr=subprocess.STDOUT,
+                                                preexec_fn=_parent_death_signal())
             if stop.signum is not None:  # the signal came while it was starting
-                stop.proc.terminate()
+                proc.terminate()
             try:
-                rc = stop.proc.wait()
+                rc = proc.wait()
             finally:
-                if stop.proc.poll() is None:  # an exception here: never leave it
-                    stop.proc.kill()
-                    stop.proc.wait()
+                if proc.poll() is None:  # an exception here: never leave it
+                    proc.kill()
+                    proc.wait()
             if stop.signum is not None:
                 break
             if rc != POWER_CYCLE:

@@ -136,7 +136,7 @@ HISTORY_S = 7 * 86400
 FEED_PAGE = 1000
 
 
-def _iso(t: float | None) -> str | None:
+def iso_time(t: float | None) -> str | None:
     if not t:
         return None
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
@@ -149,7 +149,8 @@ def _ev(ev: dict) -> dict:
             "description": ev.get("description") or contactid.describe(
                 ev["code"], ev["qualifier"], ev.get("zone")),
             "partition": ev.get("partition"), "zone": ev.get("zone"),
-            "received_at": _iso(ev.get("received_at")), "event_time": _iso(ev.get("event_time"))}
+            "received_at": iso_time(ev.get("received_at")),
+            "event_time": iso_time(ev.get("event_time"))}
 
 
 class Zone:
@@ -496,7 +497,7 @@ class StreamSource:
                 continue
         if self.proc is not None:
             self.proc.wait()
-            err = self.proc.stderr.read().strip()
+            err = self.proc.stderr.read().strip() if self.proc.stderr is not None else ""
             self.error = "receiver events command ended (status %s)%s" % (
                 self.proc.returncode, ": " + err.splitlines()[-1] if err else "")
         self.q.put(None)
@@ -641,7 +642,7 @@ class ConsoleSource:
         if r.get("truncated") or r.get("scan_limited"):
             _LOGGER.warning("account %s: console returned %d of %s events since %s: older "
                             "ones are not read", self.account, len(r["events"]),
-                            r.get("matched"), _iso(self.cursor))
+                            r.get("matched"), iso_time(self.cursor))
         out = []
         for ev in sorted(r["events"], key=lambda e: e["id"]):
             if str(ev.get("account")) != self.account or ev["id"] in self.seen:
@@ -1063,68 +1064,75 @@ def _event_items(z: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def render_html(r: dict) -> str:
-    """The report as one self-contained, printable HTML page (no scripts,
-    no external style sheets or images): the same facts as the Markdown,
-    each zone's receiver events with their ids and times, and the zones
-    that did not pass highlighted (row class ``bad``)."""
+def _html_row(k, v, raw: bool = False) -> str:
+    return "<tr><th>%s</th><td>%s</td></tr>" % (html.escape(k), v if raw else html.escape(str(
+        v if v is not None else "")))
+
+
+def _html_meta(r: dict) -> list[str]:
+    """The page's head: the result and what was walked, where, by whom,
+    with which firmware (the bundle and its flash record)."""
     e = html.escape
+    row = _html_row
     b = r.get("bundle") or {}
     f = r.get("flash") or {}
-
-    def row(k, v, raw=False):
-        return "<tr><th>%s</th><td>%s</td></tr>" % (e(k), v if raw else e(str(
-            v if v is not None else "")))
-
     summary = ", ".join("%d %s" % (v, k) for k, v in sorted(r["summary"].items())
                         if k != "zones")
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<title>Commissioning walk test: account %s</title>" % e(str(r["account"])),
-           "<style>%s</style></head><body>" % _HTML_STYLE,
-           "<h1>Commissioning walk test: account %s</h1>" % e(str(r["account"])),
-           '<p class="result result-%s"><strong>Result: %s</strong> (%d zones: %s)</p>' % (
-               e(r["result"]), e(r["result"]), r["summary"]["zones"], e(summary)),
-           '<table class="meta">',
-           row("Account", r["account"]), row("Site", r.get("site_name")),
-           row("Site address", r.get("site_address")),
-           row("Panel", "%s (%s)" % (r.get("panel_name"), r.get("panel_kind"))),
-           row("Installer", r.get("installer")),
-           row("Walk started / ended (UTC)", "%s / %s" % (r["started_at"], r["ended_at"])),
-           row("Ended because", r.get("ended_because")),
-           row("Zones tripped by", r.get("mode")),
-           row("Proof source", r.get("receiver_source")),
-           row("Firmware bundle sha256", "<code>%s</code>" % e(
-               b.get("bundle_sha256") or "unknown"), raw=True),
-           row("Firmware version / board", "%s / %s" % (b.get("firmware_version"),
-                                                        b.get("board"))),
-           row("Built", "%s (%s, source %s)" % (b.get("built_at"), b.get("mpy_cross_version"),
-                                                b.get("source_revision"))),
-           row("Flashed and verified on the device",
-               "%s on %s (bundle <code>%s</code>)" % (
-                   e(str(f.get("finished_at"))), e(str(f.get("port"))),
-                   e(str(f.get("bundle_sha256")))) if f else "no flash record", raw=True),
-           "</table>", "<h2>Zones</h2>",
-           '<table class="zones"><thead><tr><th>Zone</th><th>Name</th><th>Type</th>'
-           "<th>Partition</th><th>Result</th><th>Receiver's record</th></tr></thead><tbody>"]
-    for z in r["zones"]:
-        bad = z["result"] != PASSED
-        evs = "".join(
-            '<li data-event-id="%s">%s: event %s, %03d q%s %s, received %s%s</li>' % (
-                e(str(ev.get("event_id"))), e(what), e(str(ev.get("event_id"))), ev["code"],
-                e(str(ev.get("qualifier"))), e(ev.get("description") or ""),
-                e(str(ev.get("received_at"))),
-                ", panel time %s" % e(str(ev["event_time"])) if ev.get("event_time") else "")
-            for what, ev in _event_items(z))
-        notes = "".join("<li>note: %s</li>" % e(n) for n in z.get("notes") or [])
-        out.append(
-            '<tr class="zone%s" data-zone="%d" data-result="%s"><td>%d</td><td>%s</td>'
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            "<title>Commissioning walk test: account %s</title>" % e(str(r["account"])),
+            "<style>%s</style></head><body>" % _HTML_STYLE,
+            "<h1>Commissioning walk test: account %s</h1>" % e(str(r["account"])),
+            '<p class="result result-%s"><strong>Result: %s</strong> (%d zones: %s)</p>' % (
+                e(r["result"]), e(r["result"]), r["summary"]["zones"], e(summary)),
+            '<table class="meta">',
+            row("Account", r["account"]), row("Site", r.get("site_name")),
+            row("Site address", r.get("site_address")),
+            row("Panel", "%s (%s)" % (r.get("panel_name"), r.get("panel_kind"))),
+            row("Installer", r.get("installer")),
+            row("Walk started / ended (UTC)", "%s / %s" % (r["started_at"], r["ended_at"])),
+            row("Ended because", r.get("ended_because")),
+            row("Zones tripped by", r.get("mode")),
+            row("Proof source", r.get("receiver_source")),
+            row("Firmware bundle sha256", "<code>%s</code>" % e(
+                b.get("bundle_sha256") or "unknown"), raw=True),
+            row("Firmware version / board", "%s / %s" % (b.get("firmware_version"),
+                                                         b.get("board"))),
+            row("Built", "%s (%s, source %s)" % (b.get("built_at"), b.get("mpy_cross_version"),
+                                                 b.get("source_revision"))),
+            row("Flashed and verified on the device",
+                "%s on %s (bundle <code>%s</code>)" % (
+                    e(str(f.get("finished_at"))), e(str(f.get("port"))),
+                    e(str(f.get("bundle_sha256")))) if f else "no flash record", raw=True),
+            "</table>"]
+
+
+def _html_zone(z: dict) -> str:
+    """One zone's row: its result (a zone that did not pass: class bad),
+    the verdict, and the receiver's events that prove it, by id."""
+    e = html.escape
+    bad = z["result"] != PASSED
+    evs = "".join(
+        '<li data-event-id="%s">%s: event %s, %03d q%s %s, received %s%s</li>' % (
+            e(str(ev.get("event_id"))), e(what), e(str(ev.get("event_id"))), ev["code"],
+            e(str(ev.get("qualifier"))), e(ev.get("description") or ""),
+            e(str(ev.get("received_at"))),
+            ", panel time %s" % e(str(ev["event_time"])) if ev.get("event_time") else "")
+        for what, ev in _event_items(z))
+    notes = "".join("<li>note: %s</li>" % e(n) for n in z.get("notes") or [])
+    return ('<tr class="zone%s" data-zone="%d" data-result="%s"><td>%d</td><td>%s</td>'
             '<td>%s</td><td>%d</td><td class="result">%s</td><td>%s%s</td></tr>' % (
                 " bad" if bad else "", z["id"], e(z["result"]), z["id"], e(z["name"]),
                 e(z["type"]), z["partition"],
                 e(z["result"].replace("_", " ").upper() if bad else z["result"]),
                 e(z["verdict"]), '<ul class="ev">%s%s</ul>' % (evs, notes)
                 if evs or notes else ""))
-    out.append("</tbody></table>")
+
+
+def _html_tail(r: dict) -> list[str]:
+    """The partitions' arming as the receiver has it, what it has that no
+    walk caused, the installer's to-do list, and the signatures."""
+    e = html.escape
+    out = []
     arming = [(p, ev) for p in r["partitions"] for ev in p["log"]]
     if arming:
         out.append("<h2>Partitions (receiver's record)</h2><ul>")
@@ -1141,11 +1149,25 @@ def render_html(r: dict) -> str:
             e(str(u["event"].get("event_id"))), e(u["text"])) for u in r["unexpected"]]
         out.append("</ul>")
     out.append('<h2>To do before handover</h2><ul class="todo">')
-    items = todo(r)
-    out += ["<li>%s</li>" % e(t) for t in items] or [
+    out += ["<li>%s</li>" % e(t) for t in todo(r)] or [
         "<li>nothing: every zone reached the receiver as configured</li>"]
     out += ["</ul>", '<div class="sign"><div>Signed (installer)</div>'
             "<div>Signed (customer)</div></div>", "</body></html>", ""]
+    return out
+
+
+def render_html(r: dict) -> str:
+    """The report as one self-contained, printable HTML page (no scripts,
+    no external style sheets or images): the same facts as the Markdown,
+    each zone's receiver events with their ids and times, and the zones
+    that did not pass highlighted (row class ``bad``)."""
+    out = _html_meta(r)
+    out += ["<h2>Zones</h2>",
+            '<table class="zones"><thead><tr><th>Zone</th><th>Name</th><th>Type</th>'
+            "<th>Partition</th><th>Result</th><th>Receiver's record</th></tr></thead><tbody>"]
+    out += [_html_zone(z) for z in r["zones"]]
+    out.append("</tbody></table>")
+    out += _html_tail(r)
     return "\n".join(out)
 
 

@@ -54,7 +54,7 @@ def scenarios() -> list[dict]:
                 for d in node.decorator_list:
                     if isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "parametrize":
                         for kw in d.keywords:
-                            if kw.arg == "ids":
+                            if kw.arg == "ids" and isinstance(kw.value, (ast.List, ast.Tuple)):
                                 params = [ast.literal_eval(e) for e in kw.value.elts]
                 out.append({"module": name[:-3], "name": node.name,
                             "nodeid": "hil/scenarios/%s::%s" % (name, node.name),
@@ -123,7 +123,8 @@ def pytest_args(a) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="guardline-hil", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="guardline-hil",
+                                 description=(__doc__ or "").split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="docs/qa.md: how QA runs the suite on the sim and on "
                                         "a bench")

@@ -62,8 +62,9 @@ class FixtureSim:
         self.requests = 0
 
     def start(self) -> "FixtureSim":
-        self.port = serial.serial_for_url(self.url, baudrate=115200, timeout=0.05)
-        self._thread = threading.Thread(target=self._serve, name="hil-fixture-sim", daemon=True)
+        self.port = port = serial.serial_for_url(self.url, baudrate=115200, timeout=0.05)
+        self._thread = threading.Thread(target=self._serve, args=(port,),
+                                        name="hil-fixture-sim", daemon=True)
         self._thread.start()
         return self
 
@@ -74,11 +75,11 @@ class FixtureSim:
         if self.port is not None:
             self.port.close()
 
-    def _serve(self) -> None:
+    def _serve(self, port) -> None:
         buf = bytearray()
         while not self._stop.is_set():
             try:
-                data = self.port.read(1024)
+                data = port.read(1024)
             except Exception:
                 return
             if not data:
@@ -96,7 +97,7 @@ class FixtureSim:
                 except Exception as e:  # every request gets an answer
                     reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
                 self.requests += 1
-                self.port.write(json.dumps(reply).encode() + b"\n")
+                port.write(json.dumps(reply).encode() + b"\n")
 
     def _sim(self, **cmd) -> dict:
         return self.sim(cmd)

@@ -141,7 +141,7 @@ def label(unit: bytes) -> dict | None:
         return None
     r.receive_data(unit)
     f = r.next_frame()
-    if f is w.NEED_DATA:
+    if not isinstance(f, (w.Frame, w.BadFrame)):  # NEED_DATA: not a whole frame
         return None
     out = {"account": f.account, "seq": f.seq, "type": w.MSG_NAMES.get(f.mtype, f.mtype),
            "ts": f.timestamp}
@@ -255,8 +255,9 @@ class _Pipe:
 
     def _idle_flush(self) -> None:
         self._flush_handle = None
-        for u in self.segmenter.flush():
-            self._unit(u)
+        if self.segmenter is not None:
+            for u in self.segmenter.flush():
+                self._unit(u)
 
     def _unit(self, data: bytes) -> None:
         f = self.link.faults[self.direction]
@@ -468,7 +469,9 @@ class Link:
         the link.  Returns the task (cancel it to stop the script)."""
         norm = []
         for step in steps:
-            at, action, kwargs = (tuple(step) + ({},))[:3]
+            step = tuple(step)
+            at, action = step[0], step[1]
+            kwargs = step[2] if len(step) > 2 else {}
             if isinstance(action, str):
                 if action not in ("set", "clear", "cut", "restore"):
                     raise ValueError("unknown link action %r" % action)
@@ -565,9 +568,9 @@ class _TcpConn:
         self.link = link
         self.client_r = client_r
         self.client_w = client_w
-        self.up_r = None
-        self.up_w = None
-        self.pipes = ()
+        self.up_r: asyncio.StreamReader | None = None
+        self.up_w: asyncio.StreamWriter | None = None
+        self.pipes: tuple = ()
         self.tasks: list[asyncio.Task] = []
         self.peer = client_w.get_extra_info("peername")
 
@@ -588,7 +591,7 @@ class TcpLink(Link):
     def __init__(self, upstream: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0),
                  **kw):
         super().__init__(**kw)
-        self.upstream = tuple(upstream)
+        self.upstream: tuple[str, int] = (upstream[0], int(upstream[1]))
         self.listen = listen
         self.address: tuple[str, int] | None = None
         self.connections: list[_TcpConn] = []
@@ -599,8 +602,9 @@ class TcpLink(Link):
 
     async def start(self) -> "TcpLink":
         self._server = await asyncio.start_server(self._accept, *self.listen)
-        self.address = self._server.sockets[0].getsockname()[:2]
-        _LOGGER.info("tcp link %s: %s:%d -> %s:%d", self.name, *self.address, *self.upstream)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.address = (host, port)
+        _LOGGER.info("tcp link %s: %s:%d -> %s:%d", self.name, host, port, *self.upstream)
         return self
 
     def cut(self, direction: str = "both", reset: bool = False) -> None:
@@ -626,14 +630,15 @@ class TcpLink(Link):
             conn.abort()
             return
         try:
-            conn.up_r, conn.up_w = await asyncio.open_connection(*self.upstream)
+            up_r, up_w = await asyncio.open_connection(*self.upstream)
         except OSError as e:
             self.refused += 1
             self.timeline.record(LINK, "conn", link=self.name, event="upstream refused",
                                  peer=str(conn.peer), error=str(e))
             conn.abort()
             return
-        up, down = self._new_pipes(conn.up_w.write, client_w.write, stream=True)
+        conn.up_r, conn.up_w = up_r, up_w
+        up, down = self._new_pipes(up_w.write, client_w.write, stream=True)
         conn.pipes = (up, down)
         self.connections.append(conn)
         self.timeline.record(LINK, "conn", link=self.name, event="open", pipe=up.index,
@@ -692,7 +697,7 @@ class _UdpClient(asyncio.DatagramProtocol):
     def __init__(self, link: "UdpLink", addr):
         self.link = link
         self.addr = addr
-        self.transport = None
+        self.transport: asyncio.DatagramTransport | None = None
         self.up: _Pipe | None = None
         self.down: _Pipe | None = None
 
@@ -721,7 +726,7 @@ class UdpLink(Link):
     def __init__(self, upstream: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0),
                  **kw):
         super().__init__(**kw)
-        self.upstream = tuple(upstream)
+        self.upstream: tuple[str, int] = (upstream[0], int(upstream[1]))
         self.listen = listen
         self.address = None
         self.clients: dict = {}
@@ -751,10 +756,14 @@ class UdpLink(Link):
 
     async def _open_client(self, c: _UdpClient) -> None:
         loop = asyncio.get_running_loop()
-        c.transport, _ = await loop.create_datagram_endpoint(lambda: c,
-                                                             remote_addr=self.upstream)
+        transport, _ = await loop.create_datagram_endpoint(lambda: c,
+                                                           remote_addr=self.upstream)
+        c.transport = transport
         front = self._front
-        c.up, c.down = self._new_pipes(c.transport.sendto,
+        if front is None:  # closed before the upstream socket opened
+            transport.close()
+            return
+        c.up, c.down = self._new_pipes(transport.sendto,
                                        lambda d, a=c.addr: front.sendto(d, a), stream=False)
         self.timeline.record(LINK, "conn", link=self.name, event="udp client", pipe=c.up.index,
                              peer=str(c.addr))
@@ -848,7 +857,8 @@ class PtyPair:
         deadline = time.monotonic() + 10
         while not (os.path.exists(self.a) and os.path.exists(self.b)):
             if self.proc.poll() is not None:
-                raise RuntimeError("socat exited: %s" % self.proc.stderr.read().decode())
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError("socat exited: %s" % err)
             if time.monotonic() > deadline:
                 self.close()
                 raise RuntimeError("socat did not create the pty pair")

@@ -193,6 +193,45 @@ class Demo:
         self.sinks: dict[str, JsonLinesSink] = {}
 
     async def run(self) -> int:
+        cfg, tcp_port, panels = await self._prepare()
+        login = await self._console_user(cfg)  # before start: no "no users" warning
+        rx = Receiver(cfg)
+        await rx.start()
+        queue = rx.subscribe()
+        printer = asyncio.create_task(self._print(rx, queue))
+        _say("receiver listening on 127.0.0.1:%d (TCP and UDP), store %s"
+             % (tcp_port, cfg.db))
+        if login and cfg.web:
+            _say("operator console: http://%s:%d/  (user %s, password %s)" % (
+                cfg.web[0], cfg.web[1], login[0], login[1]))
+        try:
+            await self._start_panels(*panels)
+            await self._wait_reported(rx)
+            await self._script()
+            await asyncio.sleep(SCRIPT_LEN_S - SCRIPT[-1][0])
+            self._summary()
+            if self.duration is None:
+                _say("running; Ctrl-C to stop")
+                await _until_signal()
+            else:
+                left = self.duration - SCRIPT_LEN_S
+                if left > 0:
+                    await asyncio.sleep(left)
+        finally:
+            await self._stop_panels()
+            printer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await printer
+            await rx.stop()
+            for s in self.sinks.values():
+                await s.stop()
+        return 0 if self._ok() else 1
+
+    async def _prepare(self):
+        """A fresh working directory with the receiver's config and routing,
+        the two dispatch endpoints listening, the store holding both
+        accounts with fresh keys; -> (config, TCP port, the two panels'
+        configs)."""
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
@@ -220,40 +259,9 @@ class Demo:
         for a in accounts:
             await rx.store.add_account(a)
         await rx.store.close()
-        login = await self._console_user(rx, cfg)  # before start: no "no users" warning
-        rx = Receiver(cfg)
-        await rx.start()
-        queue = rx.subscribe()
-        printer = asyncio.create_task(self._print(rx, queue))
-        _say("receiver listening on 127.0.0.1:%d (TCP and UDP), store %s"
-             % (tcp_port, cfg.db))
-        if login:
-            _say("operator console: http://%s:%d/  (user %s, password %s)" % (
-                cfg.web[0], cfg.web[1], login[0], login[1]))
-        try:
-            await self._start_panels(bank_cfg, door_cfg)
-            await self._wait_reported(rx)
-            await self._script()
-            await asyncio.sleep(SCRIPT_LEN_S - SCRIPT[-1][0])
-            self._summary()
-            if self.duration is None:
-                _say("running; Ctrl-C to stop")
-                await _until_signal()
-            else:
-                left = self.duration - SCRIPT_LEN_S
-                if left > 0:
-                    await asyncio.sleep(left)
-        finally:
-            await self._stop_panels()
-            printer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await printer
-            await rx.stop()
-            for s in self.sinks.values():
-                await s.stop()
-        return 0 if self._ok() else 1
+        return cfg, tcp_port, (bank_cfg, door_cfg)
 
-    async def _console_user(self, rx, cfg):
+    async def _console_user(self, cfg):
         """A demo operator account for the web console, when it is there."""
         if not cfg.web:
             return None

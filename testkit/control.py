@@ -333,16 +333,21 @@ class ControlChannel:
         it did not answer, ControlUnreachable if the port is gone."""
         if self._loop is None or self._call_lock is None:
             await self.open()
-        assert self._loop is not None and self._call_lock is not None
-        async with self._call_lock:
-            if not self.alive:
+        loop, lock = self._loop, self._call_lock
+        if loop is None or lock is None:  # open() sets both, or raises
+            raise ControlUnreachable("%s: not open" % self.name)
+        async with lock:
+            if not self.alive or self.port is None:
                 await self._reopen(timeout)
-            fut = self._loop.create_future()
+            port = self.port
+            if port is None:  # _reopen() opens it, or raises
+                raise ControlUnreachable("%s: not open" % self.name)
+            fut = loop.create_future()
             self._reply = fut
             with self._lock:
                 line = self.codec.request(cmd, **args)
             try:
-                await self._loop.run_in_executor(None, self.port.write, line)
+                await loop.run_in_executor(None, port.write, line)
                 reply = await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:
                 raise ControlTimeout("%s: no answer to %r within %.0f s"

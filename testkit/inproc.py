@@ -46,9 +46,10 @@ from receiver.records import Event
 if DEVICE_DIR not in sys.path:  # the firmware's flat modules, as on a board
     sys.path.append(DEVICE_DIR)
 
-import app as _app  # noqa: E402
-import board_sim  # noqa: E402
-import control as _control  # noqa: E402
+# (pyright checks host code without the device directory on its path)
+import app as _app  # noqa: E402  # pyright: ignore[reportMissingImports]
+import board_sim  # noqa: E402  # pyright: ignore[reportMissingImports]
+import control as _control  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 REPORT_MS = 20  # firmware/device/app.py _REPORT_MS: how often the reporter is polled
 # Console lines kept (the tail is what a failure shows).
@@ -88,8 +89,8 @@ class MemoryReceiver:
     sequence), an accepted one is ACKed at once (as the real receiver does
     after its commit) and an EVENT kept as the receiver's own record
     (receiver.records.Event, classified, prioritised and described by
-    receiver.alarms.classify as the receiver does).  ``runs``: callables that bring the panels up to now
-    before a query answers."""
+    receiver.alarms.classify as the receiver does).  ``runs``: callables
+    that bring the panels up to now before a query answers."""
 
     def __init__(self, clock, wall0: float | None = None):
         self.clock = clock

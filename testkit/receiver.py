@@ -122,7 +122,8 @@ class ReceiverProcess:
     def _limits(self) -> None:
         import resource  # noqa: PLC0415 - POSIX, in the child
 
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def _read(self, proc: subprocess.Popen) -> None:
         assert proc.stdout is not None

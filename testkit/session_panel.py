@@ -56,9 +56,9 @@ class SessionPanel:
         self.session = glpanel.PanelSession(account, self.keys, backup=backup,
                                             ack_timeout_ms=ack_timeout_ms,
                                             max_backoff_ms=max_backoff_ms)
-        self._reader = None
-        self._writer = None
-        self._udp = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._udp: asyncio.DatagramTransport | None = None
         self._udp_q: asyncio.Queue | None = None
         self.naks: list = []
         self.acked: list[int] = []
@@ -96,15 +96,23 @@ class SessionPanel:
 
     def _send(self, data: bytes) -> None:
         if self.transport == "tcp":
+            if self._writer is None:
+                raise ConnectionError("not connected")
             self._writer.write(data)
         else:
+            if self._udp is None:
+                raise ConnectionError("no UDP socket (connect first)")
             self._udp.sendto(data)
 
     async def _recv(self, timeout: float) -> bytes | None:
         """Bytes from the receiver, b'' on EOF, None on timeout."""
         try:
             if self.transport == "tcp":
+                if self._reader is None:
+                    return b""
                 return await asyncio.wait_for(self._reader.read(w.READ_SIZE), timeout)
+            if self._udp_q is None:
+                return b""
             return await asyncio.wait_for(self._udp_q.get(), timeout)
         except asyncio.TimeoutError:
             return None
@@ -134,11 +142,11 @@ class SessionPanel:
             if out is not None:
                 try:
                     self._send(out)
-                except (OSError, ConnectionError, AttributeError):
+                except (OSError, ConnectionError):
                     await self._lost()
                     continue
             data = await self._recv(POLL_S)
-            if data == b"" or (data is None and self.transport == "tcp"
+            if data == b"" or (data is None and self._reader is not None
                                and self._reader.at_eof()):
                 await self._lost()
                 continue

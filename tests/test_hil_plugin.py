@@ -229,7 +229,7 @@ def test_report_rebuild_from_json(tmp_path):
 def test_cli_lists_and_resolves_scenarios(capsys):
     names = [s["name"] for s in cli.scenarios()]
     assert "test_zone_trip_to_stored_alarm" in names
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 14
     assert cli.resolve(["zone_trip_to_stored_alarm"]) == [
         os.path.join(cli.SCENARIOS, "test_alarms.py") + "::test_zone_trip_to_stored_alarm"]
     assert cli.resolve(["delivery"]) == [os.path.join(cli.SCENARIOS, "test_delivery.py")]

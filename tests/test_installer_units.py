@@ -505,7 +505,7 @@ def test_html_report_flags_the_miswired_zone_and_lists_the_receivers_events():
     assert "bad" in z1["class"] and z1["result"] == "fault"
     assert z1["cells"][4] == "FAULT" and "short circuit" in z1["cells"][5]
     assert z1["event_ids"] == [str(short["id"])]  # the receiver's event, by id
-    assert "received %s" % W._iso(short["received_at"]) in z1["cells"][5]
+    assert "received %s" % W.iso_time(short["received_at"]) in z1["cells"][5]
     assert "bad" not in doc.zones[2]["class"] and doc.zones[2]["result"] == "passed"
     assert doc.zones[2]["event_ids"] == [str(ok["id"])]
     assert [z for z, row in doc.zones.items() if "bad" in row["class"]] == [1]

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_run_args(a) -> None:
     """What would make every scenario skip or error, refused before pytest
     starts (the plugin checks the same for a plain pytest run)."""
-    from hil.target import TargetURLError, check_run  # noqa: PLC0415
+    from hil.urls import TargetURLError, check_run  # noqa: PLC0415
 
     try:
         check_run(a.target, a.fixture, (("--config", a.config), ("--wiring", a.wiring)))

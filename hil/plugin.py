@@ -57,7 +57,8 @@ from hil import report as _report
 from hil.link import Links, PtyPair, SerialLink, TcpLink, UdpLink
 from hil.receiver import ReceiverUnderTest, StoreTemplates
 from hil.strategy import PanelStrategy
-from hil.target import SimTarget, TargetURLError, check_run, open_target_url
+from hil.target import SimTarget, open_target_url
+from hil.urls import TargetURLError, check_run
 from hil.timeline import Timeline
 from testkit.net import free_port
 from testkit.wait import wait_until_sync

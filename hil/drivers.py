@@ -57,30 +57,18 @@ class ConsoleText:
         return text
 
 
-class SerialDriver(ZoneProtocol, KeypadProtocol, SupplyProtocol, PathProtocol,
-                   OutputProtocol, ConsoleProtocol):
-    """The control protocol over a serial_for_url port: a real board's
-    /dev/ttyUSB0, or the sim's control socket as socket://127.0.0.1:PORT
-    (which is how the driver is tested against the same firmware).
-    ``console``: where read_console's text comes from when it is not
-    this port (the sim's process output); ``on_console(line)`` sees every
-    console line the port carries."""
+class ControlDriver(ZoneProtocol, KeypadProtocol, SupplyProtocol, PathProtocol,
+                    OutputProtocol, ConsoleProtocol):
+    """The protocols as control-protocol commands (docs/simulator.md,
+    "Control protocol"): the one mapping of a zone, a key, a supply, a
+    path or the clock to its command, for every driver that speaks the
+    protocol.  A subclass says how a command travels (``_call``, which
+    raises TargetError on a refusal) and where console text comes from."""
 
-    def __init__(self, url: str, baudrate: int = 115200, name: str = "console",
-                 on_console=None, console: ConsoleText | None = None):
-        self.url = url
-        self.baudrate = baudrate
-        self.name = name
-        self.chan = ControlChannel(url, baudrate, name=name, on_console=on_console)
-        self.console = console
-        self.hello: dict = {}
-
-    async def open(self) -> "SerialDriver":
-        await self.chan.open()
-        return self
+    name = "control"
 
     async def _call(self, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args) -> dict:
-        return await self.chan.call(cmd, timeout=timeout, **args)
+        raise NotImplementedError
 
     async def wait_ready(self, timeout: float = 60.0) -> dict:
         """Poll with "ping" until the firmware answers."""
@@ -88,8 +76,7 @@ class SerialDriver(ZoneProtocol, KeypadProtocol, SupplyProtocol, PathProtocol,
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                self.hello = await self._call("ping", timeout=2.0)
-                return self.hello
+                return await self._call("ping", timeout=2.0)
             except TargetError as e:
                 last = e
                 await asyncio.sleep(0.2)
@@ -147,11 +134,35 @@ class SerialDriver(ZoneProtocol, KeypadProtocol, SupplyProtocol, PathProtocol,
     async def skew_clock(self, seconds: int) -> int:
         return (await self._call("clock", skew_s=int(seconds)))["clock"]
 
-    async def read_console(self) -> str:
-        return self.console.take() if self.console is not None else self.chan.take_console()
-
     async def state(self) -> dict:
         return _strip(await self._call("state"))
+
+
+class SerialDriver(ControlDriver):
+    """The control protocol over a serial_for_url port: a real board's
+    /dev/ttyUSB0, or the sim's control socket as socket://127.0.0.1:PORT
+    (which is how the driver is tested against the same firmware).
+    ``console``: where read_console's text comes from when it is not
+    this port (the sim's process output); ``on_console(line)`` sees every
+    console line the port carries."""
+
+    def __init__(self, url: str, baudrate: int = 115200, name: str = "console",
+                 on_console=None, console: ConsoleText | None = None):
+        self.url = url
+        self.baudrate = baudrate
+        self.name = name
+        self.chan = ControlChannel(url, baudrate, name=name, on_console=on_console)
+        self.console = console
+
+    async def open(self) -> "SerialDriver":
+        await self.chan.open()
+        return self
+
+    async def _call(self, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args) -> dict:
+        return await self.chan.call(cmd, timeout=timeout, **args)
+
+    async def read_console(self) -> str:
+        return self.console.take() if self.console is not None else self.chan.take_console()
 
     async def close(self) -> None:
         await self.chan.close()

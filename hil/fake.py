@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import os
 
+from hil.drivers import ControlDriver
 from hil.protocols import (ConsoleProtocol, KeypadProtocol, OutputProtocol, PathProtocol,
                            PowerProtocol, SupplyProtocol, TargetError, ZoneProtocol)
 from hil.target import Target, panel_config
+from testkit.control import COMMAND_TIMEOUT_S
 from testkit.inproc import InProcessPanel, MemoryReceiver, ScaledClock
 
 # How much faster than real time the fake panel's clock runs: an exit
@@ -31,20 +33,15 @@ from testkit.inproc import InProcessPanel, MemoryReceiver, ScaledClock
 SPEED = 25.0
 
 
-def _strip(reply: dict) -> dict:
-    return {k: v for k, v in reply.items() if k not in ("ok", "id")}
-
-
-class FakeDriver(PowerProtocol, ZoneProtocol, KeypadProtocol, SupplyProtocol, PathProtocol,
-                 OutputProtocol, ConsoleProtocol):
-    """Every protocol, on an in-process panel; commands go to the
-    firmware's own control handler."""
+class FakeDriver(ControlDriver, PowerProtocol):
+    """Every protocol, on an in-process panel: the commands go to the
+    firmware's own control handler, power is the panel's."""
 
     def __init__(self, panel: InProcessPanel, name: str = "fake"):
         self.panel = panel
         self.name = name
 
-    def _call(self, cmd: str, **args) -> dict:
+    async def _call(self, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args) -> dict:
         reply = self.panel.ctl({"cmd": cmd, **args})
         if not reply.get("ok"):
             raise TargetError("%s: %s refused: %s" % (self.name, cmd, reply.get("error", reply)))
@@ -60,45 +57,13 @@ class FakeDriver(PowerProtocol, ZoneProtocol, KeypadProtocol, SupplyProtocol, Pa
     async def power_off(self) -> None:
         self.panel.power_off()
 
-    async def wait_ready(self, timeout: float = 60.0) -> dict:
-        return self._call("ping")
-
-    async def reset(self) -> None:
-        self._call("power_cycle")
-
-    async def set_zone(self, zone, state=None, ohms=None, eol=None) -> None:
-        if state is not None:
-            self._call("zone", zone=zone, state=state)
-        else:
-            self._call("zone", zone=zone, ohms=int(ohms if ohms is not None else 0))
-
-    async def keypad(self, code, key, partition=1, arg=0) -> dict:
-        return _strip(self._call("key", code=str(code), action=key, partition=partition,
-                                 arg=arg))
-
-    async def set_ac(self, on: bool) -> None:
-        self._call("ac", on=bool(on))
-
-    async def set_battery(self, mv: int) -> None:
-        self._call("battery", mv=int(mv))
-
-    async def set_box_tamper(self, open_: bool) -> None:
-        self._call("box_tamper", open=bool(open_))
-
-    async def cut_path(self, path: int, cut: bool = True) -> None:
-        self._call("path", path=int(path), up=not cut)
-
-    async def read_outputs(self) -> dict:
-        return _strip(self._call("outputs"))
-
-    async def state(self) -> dict:
-        return _strip(self._call("state"))
+    async def reset(self, timeout: float = 60.0) -> None:
+        # in-process the power cycle is over when the command returns (and
+        # the panel's uptime runs on its own clock, not the caller's)
+        await self._call("power_cycle")
 
     async def read_console(self) -> str:
         return self.panel.take_console()
-
-    async def skew_clock(self, seconds: int) -> int:
-        return self._call("clock", skew_s=int(seconds))["clock"]
 
     async def close(self) -> None:
         self.panel.power_off()

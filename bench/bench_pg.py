@@ -24,16 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing as mp
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -104,38 +100,10 @@ def pg_cpu_s(pg_dir) -> float | None:
 def run_load(targets: list, accounts: list, events: int, procs: int, probe=None) -> dict:
     """loadgen's run() with worker i driving targets[i % len(targets)]:
     accounts [(int, key hex)] are dealt to the workers round-robin."""
-    ctx = mp.get_context("spawn")
-    q, ready_q, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = max(procs, len(targets))
-    ps = []
-    for i in range(procs):
-        host, port = targets[i % len(targets)]
-        p = ctx.Process(target=loadgen._worker, args=(host, port, accounts[i::procs], events,
-                                                      1, 1, ready_q, go, q))
-        p.start()
-        ps.append(p)
-    connected = sum(ready_q.get(timeout=loadgen.CONNECT_DEADLINE_S + 120)[1] for _ in ps)
-    p0 = probe() if probe else None
-    t_go = time.time()
-    go.set()
-    results = [q.get(timeout=loadgen.GIVE_UP_S + 120)[1] for _ in ps]
-    t_done = time.time()
-    p1 = probe() if probe else None
-    for p in ps:
-        p.join(30)
-    lat = sorted(x for r in results for x in r["latencies"])
-    acked = sum(r["acked"] for r in results)
-    wall = max(max(r["t_end"] for r in results), t_done) - t_go
-    ms = loadgen._ms
-    return {"connected": connected, "procs": procs, "acked": acked,
-            "naks": sum(r["naks"] for r in results),
-            "resent": sum(r["resent"] for r in results),
-            "errors": [e for r in results for e in r["errors"]][:10],
-            "wall_s": round(wall, 3), "events_per_s": round(acked / wall, 1) if wall else None,
-            "ack_latency_ms": {"p50": ms(benchlib.pct(lat, 50)),
-                               "p99": ms(benchlib.pct(lat, 99)),
-                               "max": ms(lat[-1] if lat else None)},
-            "probe_start": p0, "probe_end": p1}
+    res = loadgen.run(targets[0][0], targets[0][1], accounts, events, procs, probe=probe,
+                      targets=targets)
+    res["events_per_s"] = round(res["events_per_s"], 1) if res["events_per_s"] else None
+    return res
 
 
 def one_run(kind: str, receivers: int, server_url, tmp, accounts, events, procs, n,

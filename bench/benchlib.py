@@ -179,3 +179,173 @@ def commit_metrics(addr) -> dict:
             if line.startswith(name + " "):
                 out[name] = float(line.split()[1])
     return out
+
+
+# -- the receiver under test: this tree's, or another checkout's ----------------------
+
+
+def tree_env(tree: str | None) -> dict | None:
+    """The environment that makes ``python -m receiver.cli`` (and anything
+    else run with it) import ``receiver`` and ``protocol`` from the checkout
+    ``tree`` instead of this one: PYTHONPATH puts it first and PYTHONSAFEPATH
+    keeps the working directory out of sys.path.  Used to run the tree
+    before a change with the same benchmark and load generator, one after
+    the other on the same machine.  None (this tree): the inherited one."""
+    if not tree:
+        return None
+    env = dict(os.environ)
+    env["PYTHONSAFEPATH"] = "1"
+    env["PYTHONPATH"] = os.path.abspath(tree)
+    return env
+
+
+def tree_commit(tree: str | None) -> str:
+    import subprocess  # noqa: PLC0415
+
+    r = subprocess.run(["git", "-C", tree or ROOT, "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", tree or ROOT, "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True).stdout
+    return r.stdout.strip() + ("+changes" if dirty.strip() else "")
+
+
+def parse_trees(specs) -> list[tuple[str, str | None]]:
+    """``--receiver-tree LABEL=DIR`` options -> [(label, dir)]; none given:
+    [("this", None)], the receiver of this checkout."""
+    out = []
+    for s in specs or ():
+        label, sep, d = s.partition("=")
+        if not sep or not label or not os.path.isdir(d):
+            raise SystemExit("--receiver-tree wants LABEL=DIR (a checkout), got %r" % s)
+        out.append((label, os.path.abspath(d)))
+    return out or [("this", None)]
+
+
+def create_accounts_db_in(tree: str | None, db: str, accounts) -> None:
+    """create_accounts_db with the store code of ``tree`` (its schema), in a
+    child process when that is another checkout."""
+    if not tree:
+        create_accounts_db(db, accounts)
+        return
+    import subprocess  # noqa: PLC0415
+
+    rows = [[a.number, a.key.hex(), a.protocol] for a in
+            (accounts.values() if isinstance(accounts, dict) else accounts)]
+    code = ("import json, sys; sys.path.insert(0, %r); import benchlib; "
+            "from receiver.store import Account; "
+            "benchlib.create_accounts_db(sys.argv[1], [Account(n, bytes.fromhex(k), "
+            "protocol=p) for n, k, p in json.load(sys.stdin)])" % HERE)
+    subprocess.run([sys.executable, "-c", code, db], input=json.dumps(rows), text=True,
+                   env=tree_env(tree), check=True)
+
+
+# -- profiles (py-spy) ---------------------------------------------------------------
+
+
+class Profiler:
+    """py-spy sampling one process (and its children) while the load runs:
+    ``py-spy record --subprocesses --format raw`` (collapsed stacks, one
+    line per distinct stack with its sample count), stopped with SIGINT.
+    ``--nonblocking``: the process is not paused to sample it, so the
+    profile costs the receiver next to nothing (at the price of a rare torn
+    stack)."""
+
+    RATE_HZ = 200
+
+    def __init__(self, pid: int, out_path: str):
+        import shutil  # noqa: PLC0415
+        import subprocess  # noqa: PLC0415
+
+        exe = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        exe = exe if os.path.exists(exe) else shutil.which("py-spy")
+        if exe is None:
+            raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[bench]'")
+        self.out_path = out_path
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        self.log = open(out_path + ".log", "wb")
+        self.proc = subprocess.Popen(
+            [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
+             "--rate", str(self.RATE_HZ), "--format", "raw", "--output", out_path],
+            stdout=self.log, stderr=self.log)
+        time.sleep(0.5)  # attached before the load starts
+
+    def stop(self) -> str:
+        import signal  # noqa: PLC0415
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(60)
+        except Exception:  # noqa: BLE001 - a profiler that hangs must not hang the bench
+            self.proc.kill()
+        self.log.close()
+        return self.out_path
+
+
+def _frame_parts(frame: str) -> tuple[str, str]:
+    """'func (path/to/file.py:123)' -> ('func', 'path/to/file.py') with the
+    path shortened to what a reader knows (project-relative, or the library
+    and module after site-packages / the stdlib directory)."""
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0] if where else "?"
+    for marker in ("site-packages/", "/lib/python3"):
+        i = path.find(marker)
+        if i >= 0:
+            path = path[i + len(marker):]
+            if marker.startswith("/lib"):
+                path = "stdlib/" + path.split("/", 1)[-1]
+            break
+    else:
+        if path.startswith(ROOT + "/"):
+            path = path[len(ROOT) + 1:]
+        else:
+            for mark in ("/receiver/", "/protocol/"):
+                i = path.find(mark)
+                if i >= 0:
+                    path = path[i + 1:]
+                    break
+    return name, path
+
+
+def summarize_profile(raw_path: str, top: int = 20) -> dict:
+    """What a py-spy raw profile says: samples; the functions with the most
+    samples on top of the stack (self) and in the stack (inclusive); the
+    share of samples each source file is in (inclusive)."""
+    self_n: dict = {}
+    incl_fn: dict = {}
+    incl_file: dict = {}
+    total = 0
+    with open(raw_path) as f:
+        for line in f:
+            stack, _, n = line.rstrip("\n").rpartition(" ")
+            if not stack or not n.isdigit():
+                continue
+            n = int(n)
+            frames = [fr for fr in stack.split(";")
+                      if not fr.startswith(("process ", "thread "))]
+            if not frames:
+                continue
+            total += n
+            parts = [_frame_parts(fr) for fr in frames]
+            leaf = "%s (%s)" % parts[-1]
+            self_n[leaf] = self_n.get(leaf, 0) + n
+            for key in {"%s (%s)" % p for p in parts}:
+                incl_fn[key] = incl_fn.get(key, 0) + n
+            for path in {p[1] for p in parts}:
+                incl_file[path] = incl_file.get(path, 0) + n
+
+    def ranked(d):
+        return [{"what": k, "samples": v, "share": round(v / total, 4)}
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]] if total else []
+
+    return {"path": os.path.relpath(raw_path, ROOT), "samples": total,
+            "self": ranked(self_n), "inclusive": ranked(incl_fn),
+            "files": ranked(incl_file)}
+
+
+def print_profile(summary: dict, n: int = 12) -> None:
+    print("profile %s: %d samples" % (summary["path"], summary["samples"]))
+    for title, key in (("self (top of stack)", "self"), ("by file (in the stack)", "files")):
+        print("  %s:" % title)
+        for r in summary[key][:n]:
+            print("    %5.1f %%  %s" % (100 * r["share"], r["what"]))

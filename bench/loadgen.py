@@ -5,8 +5,9 @@ the connections; each connection is one panel (its own account and key).
 A run has two phases:
 
 1. **connect**: every connection is opened (at most ``CONNECT_CONCURRENCY``
-   at a time per process, below the receiver's ``max_unauthenticated``)
-   and authenticates with one HEARTBEAT, waiting for its ACK.  Not timed.
+   at a time over all processes, below the receiver's per-address cap of
+   unauthenticated connections), authenticates with one HEARTBEAT, waiting
+   for its ACK, and seals its events.  Not timed.
 2. **load**: once every process reports ready, the parent releases them
    together and each connection sends its events, either
 
@@ -19,10 +20,24 @@ A run has two phases:
    In both modes every connection runs at once, so the receiver sees
    events interleaved across all N connections.
 
-Per event the latency is first transmission -> ACK opened.  A NAK busy is
-counted and the event re-sealed and resent after a capped backoff, so the
-figures include backpressure.  Every frame is sealed afresh (fresh IV,
-current timestamp), as the firmware does.
+   With ``rate`` (events/s offered, all connections together) the load is
+   open-loop instead: each connection sends on a fixed schedule (its share
+   of the rate, phases spread), still at most ``window`` outstanding, and
+   latency is measured from the *scheduled* time, so a receiver that falls
+   behind is charged for the wait (no coordinated omission).
+
+Per event the latency is first transmission (or its scheduled time) -> ACK
+opened.  A NAK busy is counted and the event re-sealed and resent after a
+capped backoff, so the figures include backpressure.
+
+The generator must not be what limits a figure, so it does the least it
+can per event: every event frame is sealed during the connect phase (fresh
+IV each, the timestamp of that moment; a frame older than
+``PRESEAL_MAX_AGE_S`` when its turn comes is sealed again, well inside the
+receiver's +-60 s window), the loop is uvloop where installed, and each
+worker reports the CPU seconds it used over the load phase
+(``gen_cpu_s``, ``gen_util``: a worker near 1.0 of a core is saturated and
+the figure is the generator's, not the receiver's).
 
 Bounds: every connection gives up after ``GIVE_UP_S`` without finishing;
 every run is bounded by count (N x events) and time.
@@ -45,6 +60,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+try:
+    import uvloop as _uvloop
+except ImportError:  # not installed (not Linux): the standard loop
+    _uvloop = None
+
 from protocol.lean import glwire as w  # noqa: E402
 
 # An event not ACKed in this long is re-sealed and resent.
@@ -54,9 +74,14 @@ BUSY_BACKOFF_S = 0.2
 BUSY_BACKOFF_CAP_S = 3.0
 # A connection that has not finished this long after the start gives up.
 GIVE_UP_S = 300.0
-# Connections opened at once per process during the connect phase: the
-# receiver closes connections beyond max_unauthenticated (2,000 by default).
-CONNECT_CONCURRENCY = 200
+# Connections opened at once during the connect phase, all worker processes
+# together: every connection comes from 127.0.0.1, and the receiver refuses
+# more than max_unauthenticated_per_address (64 by default) not yet
+# authenticated from one address.
+CONNECT_CONCURRENCY = 48
+# A frame sealed ahead of time is sealed again if it waited longer than this
+# (the receiver accepts timestamps within +-60 s of its clock).
+PRESEAL_MAX_AGE_S = 30.0
 # How long the connect phase may take.
 CONNECT_DEADLINE_S = 240.0
 
@@ -75,9 +100,9 @@ def raise_nofile(want: int) -> int:
     return new
 
 
-def event_msg(seq: int) -> dict:
+def event_msg(seq: int, event_time: int) -> dict:
     return {"type": w.MSG_EVENT, "qualifier": 1, "code": 602 if seq % 10 else 130,
-            "partition": 1, "zone": seq % 100, "event_time": int(time.time()),
+            "partition": 1, "zone": seq % 100, "event_time": event_time,
             "text": None, "value": None}
 
 
@@ -97,16 +122,20 @@ class Stats:
 
 class PanelClient(asyncio.Protocol):
     """One panel on one TCP connection: a HEARTBEAT to authenticate, then
-    ``events`` EVENTs with up to ``window`` outstanding."""
+    ``events`` EVENTs with up to ``window`` outstanding; with ``interval``
+    (seconds) each event is due ``interval`` after the previous one's due
+    time (open loop) instead of as soon as the window allows."""
 
     def __init__(self, account: int, key: bytes, first_seq: int, events: int, window: int,
-                 stats: Stats):
+                 stats: Stats, interval: float | None = None, phase: float = 0.0):
         self.account = account
         self.keys = w.Keys(key)
         self.hb_seq = first_seq
         self.next_seq = first_seq + 1
         self.last_seq = first_seq + events
         self.window = window
+        self.interval = interval
+        self.phase = phase
         self.stats = stats
         self.reader = w.FrameReader()
         self.transport = None
@@ -117,27 +146,46 @@ class PanelClient(asyncio.Protocol):
         self.outstanding: dict[int, list] = {}  # seq -> [t_first, t_last, busy_naks]
         self.remaining = events
         self._timer = None
+        self._pump_handle = None
+        self.sealed: dict[int, bytes] = {}
+        self.sealed_at = 0.0
 
     # -- sending ------------------------------------------------------------------
 
-    def _send(self, seq: int) -> None:
-        msg = heartbeat_msg() if seq == self.hb_seq else event_msg(seq)
-        self.transport.write(w.seal(self.keys, msg, self.account, seq, int(time.time()), 0))
+    def seal_ahead(self) -> None:
+        """Seal every event frame now (the connect phase), not under load."""
+        now = int(time.time())
+        self.sealed_at = time.monotonic()
+        self.sealed = {seq: w.seal(self.keys, event_msg(seq, now), self.account, seq, now, 0)
+                       for seq in range(self.next_seq, self.last_seq + 1)}
 
-    def _transmit(self, seq: int) -> None:
+    def _frame(self, seq: int) -> bytes:
+        f = self.sealed.pop(seq, None)
+        if f is not None and time.monotonic() - self.sealed_at < PRESEAL_MAX_AGE_S:
+            return f
+        # a resend (fresh IV, as a panel re-seals), or a frame sealed too long ago
+        now = int(time.time())
+        msg = heartbeat_msg() if seq == self.hb_seq else event_msg(seq, now)
+        return w.seal(self.keys, msg, self.account, seq, now, 0)
+
+    def _transmit(self, seq: int, t_due: float | None = None) -> None:
         now = time.perf_counter()
         st = self.outstanding.get(seq)
         if st is None:
-            self.outstanding[seq] = [now, now, 0]
+            self.outstanding[seq] = [now if t_due is None else t_due, now, 0]
         else:
             st[1] = now
         if self.transport is not None and not self.transport.is_closing():
-            self._send(seq)
+            self.transport.write(self._frame(seq))
 
     def start_load(self) -> None:
         self.loading = True
         self.t_start = time.monotonic()
-        self._pump()
+        if self.interval is not None:
+            self.t_due = time.perf_counter() + self.phase
+            self._pump_handle = self.loop.call_later(self.phase, self._pump_due)
+        else:
+            self._pump()
         self._timer = self.loop.call_later(1.0, self._check)
 
     def _pump(self) -> None:
@@ -146,6 +194,25 @@ class PanelClient(asyncio.Protocol):
             self.next_seq += 1
         if self.remaining == 0:
             self._finish(None)
+
+    def _pump_due(self) -> None:
+        """Open loop: send every event whose due time has come (window
+        permitting), then wake at the next due time."""
+        self._pump_handle = None
+        if self.done.done():
+            return
+        now = time.perf_counter()
+        while (self.next_seq <= self.last_seq and self.t_due <= now
+               and len(self.outstanding) < self.window):
+            self._transmit(self.next_seq, self.t_due)
+            self.next_seq += 1
+            self.t_due += self.interval
+        if self.remaining == 0:
+            self._finish(None)
+        elif self.next_seq <= self.last_seq and len(self.outstanding) < self.window:
+            self._pump_handle = self.loop.call_later(max(0.0, self.t_due - now),
+                                                     self._pump_due)
+        # else: window full; the next ACK pumps again
 
     def _check(self) -> None:
         """Once a second: resend what has waited RETRY_S; give up at GIVE_UP_S."""
@@ -167,8 +234,9 @@ class PanelClient(asyncio.Protocol):
             return
         if error:
             self.stats.errors.append(error)
-        if self._timer is not None:
-            self._timer.cancel()
+        for h in (self._timer, self._pump_handle):
+            if h is not None:
+                h.cancel()
         self.done.set_result(error is None)
 
     # -- receiving ----------------------------------------------------------------
@@ -215,7 +283,12 @@ class PanelClient(asyncio.Protocol):
             self.stats.acked += 1
             self.remaining -= 1
             if self.loading:
-                self._pump()
+                if self.interval is None:
+                    self._pump()
+                elif self.remaining == 0:
+                    self._finish(None)
+                elif self._pump_handle is None:
+                    self._pump_due()
         elif t == w.MSG_NAK:
             seq = m["nak_seq"]
             st = self.outstanding.get(seq)
@@ -239,28 +312,47 @@ class PanelClient(asyncio.Protocol):
             self._transmit(seq)
 
 
-async def _connect(host, port, account, key, first_seq, events, window, stats, sem):
+async def _connect(host, port, account, key, first_seq, events, window, stats, sem,
+                   interval, phase):
     loop = asyncio.get_running_loop()
     async with sem:
         try:
             _, client = await loop.create_connection(
-                lambda: PanelClient(account, key, first_seq, events, window, stats),
-                host, port)
+                lambda: PanelClient(account, key, first_seq, events, window, stats, interval,
+                                    phase), host, port)
             await asyncio.wait_for(client.authenticated, 30)
-            return client
         except (OSError, ConnectionError, asyncio.TimeoutError) as e:
             stats.errors.append("account %d: connect/authenticate: %s" % (account, e or type(e)))
             return None
+    client.seal_ahead()
+    return client
 
 
-async def _worker_main(host, port, accounts, events, first_seq, window, ready_q, go):
+def new_event_loop():
+    """The loop a worker runs on: uvloop where installed (cheaper per event,
+    so the generator stays out of the figure), else the standard one."""
+    return _uvloop.new_event_loop() if _uvloop is not None else asyncio.new_event_loop()
+
+
+def run_loop(coro):
+    with asyncio.Runner(loop_factory=new_event_loop) as r:
+        return r.run(coro)
+
+
+async def _worker_main(host, port, accounts, events, first_seq, window, ready_q, go,
+                       concurrency=CONNECT_CONCURRENCY, rate=None, total_connections=None):
+    """``rate``: events/s offered by ALL workers together (None: closed loop);
+    this worker's connections each get ``total_connections / rate`` between
+    events, their phases spread over one interval."""
     raise_nofile(len(accounts) + 256)
     stats = Stats()
-    sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    sem = asyncio.Semaphore(max(1, concurrency))
+    interval = None if not rate else (total_connections or len(accounts)) / rate
     try:
         clients = await asyncio.wait_for(asyncio.gather(*(
-            _connect(host, port, a, bytes.fromhex(k), first_seq, events, window, stats, sem)
-            for a, k in accounts)), CONNECT_DEADLINE_S)
+            _connect(host, port, a, bytes.fromhex(k), first_seq, events, window, stats, sem,
+                     interval, 0.0 if interval is None else interval * i / max(1, len(accounts)))
+            for i, (a, k) in enumerate(accounts))), CONNECT_DEADLINE_S)
     except asyncio.TimeoutError:
         clients = []
         stats.errors.append("connect phase over %.0f s" % CONNECT_DEADLINE_S)
@@ -269,29 +361,34 @@ async def _worker_main(host, port, accounts, events, first_seq, window, ready_q,
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, go.wait, CONNECT_DEADLINE_S + 60)
     t0 = time.time()
+    c0 = time.process_time()
     for c in clients:
         c.start_load()
     if clients:
         await asyncio.wait([c.done for c in clients], timeout=GIVE_UP_S + 5)
     t1 = time.time()
+    cpu = time.process_time() - c0
     for c in clients:
         if c.transport is not None:
             c.transport.close()
     return {"latencies": stats.latencies, "acked": stats.acked, "naks": stats.naks,
             "resent": stats.resent, "errors": stats.errors[:20],
             "n_errors": len(stats.errors), "connected": len(clients),
-            "t_start": t0, "t_end": t1}
+            "t_start": t0, "t_end": t1, "cpu_s": cpu}
 
 
-def _worker(host, port, accounts, events, first_seq, window, ready_q, go, q):
+def _worker(host, port, accounts, events, first_seq, window, ready_q, go, q,
+            concurrency=CONNECT_CONCURRENCY, rate=None, total_connections=None):
     try:
-        q.put(("result", asyncio.run(_worker_main(host, port, accounts, events, first_seq,
-                                                  window, ready_q, go))))
+        q.put(("result", run_loop(_worker_main(host, port, accounts, events, first_seq,
+                                               window, ready_q, go, concurrency, rate,
+                                               total_connections))))
     except BaseException as e:  # noqa: BLE001 - reported to the parent
         ready_q.put(("ready", 0))
         q.put(("result", {"latencies": [], "acked": 0, "naks": 0, "resent": 0,
                           "errors": ["worker crashed: %r" % e], "n_errors": 1,
-                          "connected": 0, "t_start": time.time(), "t_end": time.time()}))
+                          "connected": 0, "t_start": time.time(), "t_end": time.time(),
+                          "cpu_s": 0.0}))
 
 
 def pct(sorted_values, p):
@@ -300,23 +397,49 @@ def pct(sorted_values, p):
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
 
+def generator_figures(results: list, acked: int, wall: float) -> dict:
+    """The load generator's own CPU over the load phase: total seconds, per
+    1,000 ACKed events, and the busiest worker's share of one core (near
+    1.0: the generator, not the receiver, set the pace)."""
+    cpu = sum(r.get("cpu_s", 0.0) for r in results)
+    busiest = max((r.get("cpu_s", 0.0) / max(1e-9, r["t_end"] - r["t_start"])
+                   for r in results), default=0.0)
+    return {"gen_cpu_s": round(cpu, 3),
+            "gen_cpu_s_per_1000_events": round(cpu / acked * 1000, 4) if acked else None,
+            "gen_util_busiest_worker": round(busiest, 2),
+            "gen_saturated": busiest > GEN_SATURATED}
+
+
+# A worker using more than this share of a core over the load phase is
+# taken as saturated (the figure says so).
+GEN_SATURATED = 0.9
+
+
 def run(host: str, port: int, accounts: list, events: int, procs: int,
-        first_seq: int = 1, window: int = 1, probe=None) -> dict:
+        first_seq: int = 1, window: int = 1, probe=None, rate: float | None = None,
+        targets: list | None = None) -> dict:
     """accounts: [(account int, key hex)].  ``probe()`` (optional) is
     called when the load phase starts and when it ends; its two results
     are returned as ``probe_start`` and ``probe_end`` (the benchmark reads
     the receiver's CPU time and RSS there).  Events use sequences
-    first_seq + 1 .. first_seq + events (first_seq is the HEARTBEAT)."""
+    first_seq + 1 .. first_seq + events (first_seq is the HEARTBEAT).
+    ``rate``: offered events/s over all connections (open loop); None
+    sends as fast as the window allows.  ``targets``: [(host, port)], worker
+    i drives targets[i % len(targets)] (several receivers); default the one
+    (host, port)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     ready_q = ctx.Queue()
     go = ctx.Event()
     ps = []
-    procs = max(1, min(procs, len(accounts)))
+    targets = targets or [(host, port)]
+    procs = max(len(targets), min(procs, len(accounts)), 1)
     for i in range(procs):
         share = accounts[i::procs]
-        p = ctx.Process(target=_worker, args=(host, port, share, events, first_seq, window,
-                                              ready_q, go, q))
+        h, pt = targets[i % len(targets)]
+        p = ctx.Process(target=_worker, args=(h, pt, share, events, first_seq, window,
+                                              ready_q, go, q, CONNECT_CONCURRENCY // procs,
+                                              rate, len(accounts)))
         p.start()
         ps.append(p)
     connected = 0
@@ -334,10 +457,11 @@ def run(host: str, port: int, accounts: list, events: int, procs: int,
     t1 = max(r["t_end"] for r in results)
     acked = sum(r["acked"] for r in results)
     wall = max(t1, t_done) - t_go
-    return {
+    out = {
         "connections": len(accounts), "connected": connected,
         "events_per_connection": events, "procs": procs,
-        "mode": "lockstep" if window == 1 else "pipelined", "window": window,
+        "mode": ("rate" if rate else "lockstep" if window == 1 else "pipelined"),
+        "window": window, "offered_events_per_s": rate,
         "acked": acked, "naks": sum(r["naks"] for r in results),
         "resent": sum(r["resent"] for r in results),
         "errors": [e for r in results for e in r["errors"]][:20],
@@ -347,6 +471,8 @@ def run(host: str, port: int, accounts: list, events: int, procs: int,
                            "p99": _ms(pct(lat, 99)), "max": _ms(lat[-1] if lat else None)},
         "probe_start": p_start, "probe_end": p_end,
     }
+    out.update(generator_figures(results, acked, wall))
+    return out
 
 
 def _ms(v):
@@ -363,13 +489,15 @@ def main(argv=None) -> int:
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--first-seq", type=int, default=1)
     ap.add_argument("--window", type=int, default=1, help="1 = lockstep")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="offered events/s, all connections together (open loop)")
     a = ap.parse_args(argv)
     with open(a.accounts) as f:
         rows = json.load(f)
     accts = [(int(r["number"]), r["key"]) for r in rows if r.get("protocol", "native")
              == "native"]
-    print(json.dumps(run(a.host, a.port, accts, a.events, a.procs, a.first_seq, a.window),
-                     indent=2))
+    print(json.dumps(run(a.host, a.port, accts, a.events, a.procs, a.first_seq, a.window,
+                         rate=a.rate), indent=2))
     return 0
 
 

@@ -3,7 +3,7 @@
     guardline-receiver serve [--config receiver.toml] [--db PATH] [--init] [--tcp HOST:PORT]...
                              [--udp HOST:PORT]... [--serial URL]... [--metrics HOST:PORT]
                              [--web HOST:PORT] [--dc09-tcp HOST:PORT]... [--dc09-udp HOST:PORT]...
-                             [--ready-file FILE]
+                             [--ready-file FILE] [--event-loop auto|uvloop|asyncio]
     guardline-receiver accounts add|list|show|template|import|export ...
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
     guardline-receiver alarms list|show|ack|resolve ...
@@ -166,7 +166,29 @@ def cmd_serve(args) -> int:
     cfg.create_store = args.init
     logfmt.setup(args.log_level or cfg.log_level)
     _raise_fd_limit(cfg.max_connections + cfg.reserved_descriptors)
-    return asyncio.run(_serve(cfg, args.ready_file))
+    factory, loop_name = event_loop_factory(args.event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_serve(cfg, args.ready_file, loop_name))
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def event_loop_factory(choice: str = "auto"):
+    """(loop factory, name) for ``serve --event-loop``: uvloop (libuv: fewer
+    Python steps per read and write) where installed, which it is on Linux
+    (a dependency there); asyncio's own loop elsewhere or when asked.  The
+    receiver is the same program on either: the suite runs it on both."""
+    if choice != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415
+        except ImportError:
+            if choice == "uvloop":
+                raise UsageError("--event-loop uvloop: uvloop is not installed "
+                                 "(pip install uvloop; Linux and macOS only)") from None
+        else:
+            return uvloop.new_event_loop, "uvloop " + uvloop.__version__
+    return asyncio.new_event_loop, "asyncio"
 
 
 def _raise_fd_limit(want: int) -> None:
@@ -187,7 +209,7 @@ def _raise_fd_limit(want: int) -> None:
         pass
 
 
-async def _serve(cfg, ready_file) -> int:
+async def _serve(cfg, ready_file, loop_name: str = "asyncio") -> int:
     from receiver.app import Receiver  # noqa: PLC0415
     from receiver.store import StoreMissing  # noqa: PLC0415
 
@@ -206,10 +228,12 @@ async def _serve(cfg, ready_file) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    _LOGGER.info("serving event_loop=%s", logfmt.q(loop_name))
     if ready_file:
         info = {k: [list(a) for a in v] if k in ("tcp", "udp", "dc09_tcp", "dc09_udp") else v
                 for k, v in rx.addresses.items()}
         info["pid"] = os.getpid()
+        info["event_loop"] = loop_name
         tmp = ready_file + ".tmp"
         try:
             with open(tmp, "w") as f:
@@ -933,6 +957,8 @@ def _serve_parser(sub, common) -> None:
     s.add_argument("--init", action="store_true",
                    help="create a new, empty store if there is none (first start); without "
                    "it a missing store is an error")
+    s.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto",
+                   help="auto (default): uvloop where installed, else asyncio's own")
     s.set_defaults(func=cmd_serve)
 
 

@@ -105,6 +105,8 @@ def handle(c):
                 else:
                     out.append(["bad", f.account, f.seq])
         return {"events": out, "discarded": r.discarded, "high": high}
+    if op == "primitives":
+        return {"primitives": w.PRIMITIVES}
     return {"crash": "unknown op %s" % op}
 
 
@@ -329,6 +331,13 @@ def test_encoder_refuses_out_of_range_under_micropython(batch):
     # MicroPython's struct.pack truncates instead of raising, so the range
     # checks in glwire are all that stands between a bad field and the wire.
     check(batch, {"refuse"})
+
+
+def test_micropython_runs_the_portable_primitives():
+    """Under the VM glwire has no C twins to take: the codec every other test
+    here checks is the portable one (CPython forces it in test_lean_vs_spec)."""
+    assert mpy_runner.run_driver(DRIVER, [{"op": "primitives"}]) == [
+        {"primitives": "portable"}]
 
 
 def test_frame_reader_under_micropython():

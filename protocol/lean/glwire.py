@@ -6,6 +6,14 @@
 # MicroPython's `cryptolib` (a shim with the same API stands in on CPython),
 # no dataclasses, no typing, no f-string format tricks.
 #
+# One codec, two runtimes: the checksums, HMAC and AES-CBC below are the
+# portable code MicroPython runs.  Under CPython (the receiver, the host
+# tools) the same functions come from C instead (cpython_cryptolib: the
+# hashlib states and an OpenSSL AES context kept per key, binascii.crc_hqx,
+# hmac.compare_digest): same results, a fraction of the steps.
+# use_portable(True) forces the portable code under CPython; the
+# differential tests run the codec both ways (tests/test_lean_vs_spec.py).
+#
 # The normative definition is protocol/spec.py (construct).  Tests prove
 # this codec byte-identical to it, under CPython and under the real
 # MicroPython VM.  docs/protocol.md has the byte tables.
@@ -51,8 +59,10 @@ except ImportError:  # CPython
 
 try:
     from cryptolib import aes
-except ImportError:  # CPython: a shim with cryptolib's API over `cryptography`
-    from protocol.lean.cpython_cryptolib import aes  # pyright: ignore[reportMissingImports]  (host-only package)
+    _host = None
+except ImportError:  # CPython: a shim with cryptolib's API over `cryptography`, and C primitives
+    from protocol.lean import cpython_cryptolib as _host  # pyright: ignore[reportMissingImports]  (host-only package)
+    aes = _host.aes
 
 try:
     from os import urandom
@@ -288,13 +298,51 @@ def equal_ct(a, b):
 
 class Keys:
     """The per-account keys: one master key, two derived keys so that the
-    cipher key and the MAC key are never the same (docs/protocol.md, 4)."""
+    cipher key and the MAC key are never the same (docs/protocol.md, 4).
+    `ctx`: what the runtime keeps per key to go faster (CPython: hash states
+    and an AES context, made on first use), None until then."""
 
     def __init__(self, master):
         if len(master) < 16 or len(master) > 64:
             raise EncodeError("account key must be 16..64 bytes")
         self.enc = hmac_sha256(master, b"guardline v1 enc")
         self.mac = hmac_sha256(master, b"guardline v1 mac")
+        self.ctx = None
+
+
+def frame_mac(keys, data):
+    """The frame MAC: HMAC-SHA256 under the MAC key, first MAC_LEN bytes."""
+    return hmac_sha256(keys.mac, data)[:MAC_LEN]
+
+
+def aes_cbc(keys, iv, data, encrypt):
+    """AES-256-CBC under the cipher key: whole blocks in, whole blocks out."""
+    out = bytearray(len(data))
+    if encrypt:
+        aes(keys.enc, 2, iv).encrypt(data, out)
+    else:
+        aes(keys.enc, 2, iv).decrypt(data, out)
+    return out
+
+
+_PORTABLE = (crc16, hmac_sha256, equal_ct, frame_mac, aes_cbc)
+PRIMITIVES = "portable"
+
+
+def use_portable(portable):
+    """Run the codec on the portable primitives above (always so under
+    MicroPython) or, under CPython unless `portable`, on the runtime's C
+    ones.  PRIMITIVES says which: "portable" or "cpython"."""
+    global crc16, hmac_sha256, equal_ct, frame_mac, aes_cbc, PRIMITIVES
+    if portable or _host is None:
+        crc16, hmac_sha256, equal_ct, frame_mac, aes_cbc = _PORTABLE
+        PRIMITIVES = "portable"
+    else:
+        crc16, hmac_sha256, equal_ct, frame_mac, aes_cbc = _host.FAST
+        PRIMITIVES = "cpython"
+
+
+use_portable(False)
 
 
 # --- payloads ----------------------------------------------------------------
@@ -646,11 +694,9 @@ def seal(keys, msg, account, seq, timestamp, flags=0, iv=None):
                      msg["type"], body_len)
     struct.pack_into(">H", f, 19, crc16(f, 0, 19))
     f[HEADER_LEN:HEADER_LEN + IV_LEN] = iv
-    ct = bytearray(len(plain))
-    aes(keys.enc, 2, iv).encrypt(plain, ct)
-    f[HEADER_LEN + IV_LEN:HEADER_LEN + body_len] = ct
+    f[HEADER_LEN + IV_LEN:HEADER_LEN + body_len] = aes_cbc(keys, iv, plain, True)
     end = HEADER_LEN + body_len
-    f[end:end + MAC_LEN] = hmac_sha256(keys.mac, memoryview(f)[:end])[:MAC_LEN]
+    f[end:end + MAC_LEN] = frame_mac(keys, memoryview(f)[:end])
     struct.pack_into(">I", f, end + MAC_LEN, crc32(memoryview(f)[:end + MAC_LEN]))
     return bytes(f)
 
@@ -663,7 +709,7 @@ def open_frame(keys, frame):
     never as an honest peer's version or flag mistake."""
     raw = frame.raw
     end = HEADER_LEN + frame.body_len
-    mac = hmac_sha256(keys.mac, memoryview(raw)[:end])[:MAC_LEN]
+    mac = frame_mac(keys, memoryview(raw)[:end])
     if not equal_ct(mac, raw[end:end + MAC_LEN]):
         raise WireError("bad MAC", NAK_BAD_MAC)
     if frame.version != VERSION:
@@ -671,9 +717,7 @@ def open_frame(keys, frame):
     if frame.flags & ~FLAGS_KNOWN:
         raise WireError("reserved flag bits set", NAK_MALFORMED)
     iv = bytes(raw[HEADER_LEN:HEADER_LEN + IV_LEN])
-    ct = bytes(raw[HEADER_LEN + IV_LEN:end])
-    plain = bytearray(len(ct))
-    aes(keys.enc, 2, iv).decrypt(ct, plain)
+    plain = aes_cbc(keys, iv, bytes(raw[HEADER_LEN + IV_LEN:end]), False)
     pad = plain[-1]
     # The MAC is good, so bad padding means a broken sender, not an attacker
     # probing a padding oracle (the MAC is checked first: encrypt-then-MAC).

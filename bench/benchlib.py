@@ -282,7 +282,7 @@ class Profiler:
         return self.out_path
 
 
-def _frame_parts(frame: str) -> tuple[str, str]:
+def frame_parts(frame: str) -> tuple[str, str]:
     """'func (path/to/file.py:123)' -> ('func', 'path/to/file.py') with the
     path shortened to what a reader knows (project-relative, or the library
     and module after site-packages / the stdlib directory)."""
@@ -326,7 +326,7 @@ def summarize_profile(raw_path: str, top: int = 20) -> dict:
             if not frames:
                 continue
             total += n
-            parts = [_frame_parts(fr) for fr in frames]
+            parts = [frame_parts(fr) for fr in frames]
             leaf = "%s (%s)" % parts[-1]
             self_n[leaf] = self_n.get(leaf, 0) + n
             for key in {"%s (%s)" % p for p in parts}:

@@ -8,10 +8,12 @@ message type, both directions, texts up to the 32-byte maximum):
 - decode+verify: frame bytes -> message dict (length, header CRC, frame
   CRC, MAC, decrypt, padding, payload).
 
-Four implementations: protocol/spec.py with construct's interpreted
+Five implementations: protocol/spec.py with construct's interpreted
 structs, the same with the compiled structs, the lean codec
-(protocol/lean/glwire.py) under CPython, and the lean codec under the real
-MicroPython unix VM (.venv/bin/micropython).  Keys are derived once per
+(protocol/lean/glwire.py) under CPython on its C primitives (what the
+receiver runs), the same forced onto the portable primitives
+(glwire.use_portable: the code MicroPython runs), and the lean codec under
+the real MicroPython unix VM (.venv/bin/micropython).  Keys are derived once per
 run, as a receiver caches them per account.
 
     .venv/bin/python bench/bench_protocol.py [--seconds S]
@@ -73,6 +75,14 @@ def bench_spec(seconds, compiled):
         "decode_verify": rate(lambda i: spec.parse_frame(keys, frames[i % k],
                                                          compiled=compiled), seconds),
     }
+
+
+def bench_lean_portable(seconds):
+    glwire.use_portable(True)
+    try:
+        return bench_lean_cpython(seconds)
+    finally:
+        glwire.use_portable(False)
 
 
 def bench_lean_cpython(seconds):
@@ -173,13 +183,14 @@ def main(argv=None):
     for label, fn in (("construct interpreted", lambda s: bench_spec(s, False)),
                       ("construct compiled", lambda s: bench_spec(s, True)),
                       ("lean CPython", bench_lean_cpython),
+                      ("lean CPython portable", bench_lean_portable),
                       ("lean MicroPython", bench_lean_micropython)):
         res = fn(args.seconds)
         if res is None:
             print("%-22s no VM (%s)" % (label, vm.MICROPYTHON_ENV))
             continue
         results[label] = {k: round(v) for k, v in res.items()}
-        print("%-22s build+encrypt %9.0f frames/s   decode+verify %9.0f frames/s"
+        print("%-24s build+encrypt %9.0f frames/s   decode+verify %9.0f frames/s"
               % (label, res["build_encrypt"], res["decode_verify"]))
 
     doc = {

@@ -149,12 +149,14 @@ class PanelClient(asyncio.Protocol):
         self._pump_handle = None
         self.sealed: dict[int, bytes] = {}
         self.sealed_at = 0.0
+        self.event_time = int(time.time())
 
     # -- sending ------------------------------------------------------------------
 
     def seal_ahead(self) -> None:
         """Seal every event frame now (the connect phase), not under load."""
         now = int(time.time())
+        self.event_time = now
         self.sealed_at = time.monotonic()
         self.sealed = {seq: w.seal(self.keys, event_msg(seq, now), self.account, seq, now, 0)
                        for seq in range(self.next_seq, self.last_seq + 1)}
@@ -163,9 +165,13 @@ class PanelClient(asyncio.Protocol):
         f = self.sealed.pop(seq, None)
         if f is not None and time.monotonic() - self.sealed_at < PRESEAL_MAX_AGE_S:
             return f
-        # a resend (fresh IV, as a panel re-seals), or a frame sealed too long ago
+        # A resend, or a frame sealed too long ago: sealed again (fresh IV and
+        # header timestamp) around the SAME message, as a panel re-seals the
+        # record it queued.  A new event_time would make it a new event to
+        # the receiver (same sequence, other content: a reset counter), and
+        # a resend of an event still being committed would be stored twice.
         now = int(time.time())
-        msg = heartbeat_msg() if seq == self.hb_seq else event_msg(seq, now)
+        msg = heartbeat_msg() if seq == self.hb_seq else event_msg(seq, self.event_time)
         return w.seal(self.keys, msg, self.account, seq, now, 0)
 
     def _transmit(self, seq: int, t_due: float | None = None) -> None:

@@ -54,6 +54,7 @@ lean codec is proven equal to this one by tests instead.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -62,7 +63,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import crcmod.predefined
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from protocol.lean.cpython_cryptolib import AesContext
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
 
@@ -372,14 +374,22 @@ def _timestamp_from_text(text: str) -> datetime | None:
         return None
 
 
+# AES contexts kept per key (an account's key is used for every message and
+# its ACK): bounded, least recently used out; ~1 KiB each.
+AES_CONTEXTS = 4096
+
+
+@functools.lru_cache(maxsize=AES_CONTEXTS)
+def _aes(key: bytes) -> AesContext:
+    return AesContext(key)
+
+
 def _decrypt(ciphertext: bytes, key: bytes) -> bytes:
-    d = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).decryptor()
-    return d.update(ciphertext) + d.finalize()
+    return bytes(_aes(bytes(key)).cbc(_ZERO_IV, ciphertext, False))
 
 
 def _encrypt(plaintext: bytes, key: bytes) -> bytes:
-    e = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).encryptor()
-    return e.update(plaintext) + e.finalize()
+    return bytes(_aes(bytes(key)).cbc(_ZERO_IV, plaintext, True))
 
 
 def _strip_pad(plain: bytes, msg_id: str) -> bytes | None:

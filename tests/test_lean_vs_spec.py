@@ -121,6 +121,27 @@ def test_same_keys_and_checksums():
     assert spec.crc32(b"123456789") == 0xCBF43926  # CRC-32 check value
 
 
+@given(key=st.sampled_from([16, 24, 32]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+       iv=st.binary(min_size=16, max_size=16), text=st.binary(max_size=80))
+@PROPS
+def test_aes_context_is_cbc_for_every_key_size(key, iv, text):
+    """The per-key AES context (CBC chained over ECB: the native codec's keys
+    and SIA DC-09's 16/24/32-byte keys) against `cryptography`'s own CBC,
+    both ways, one context used again and again."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from protocol.lean.cpython_cryptolib import AesContext
+
+    body = text.ljust(-(-len(text) // 16) * 16 or 16, b"\x00")
+    want = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor().update(body)
+    ctx = AesContext(key)
+    for _ in range(2):
+        assert bytes(ctx.cbc(iv, body, True)) == want
+        assert bytes(ctx.cbc(iv, want, False)) == body
+    with pytest.raises(ValueError):
+        ctx.cbc(iv, body + b"x", False)
+
+
 # --- golden vectors through the lean codec ----------------------------------------------
 
 @pytest.mark.parametrize("v", V.VECTORS, ids=V.VECTOR_IDS)

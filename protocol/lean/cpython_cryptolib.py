@@ -14,7 +14,9 @@ both): CRC-16/CCITT-FALSE by `binascii.crc_hqx`, HMAC-SHA256 by `hmac`,
 HMAC's inner and outer SHA-256 states after the key block (RFC 2104 sec. 4:
 "precompute" them) and one AES-ECB context each way, over which CBC is
 chained here (SP 800-38A 6.2): no cipher object per frame.  ECB contexts
-hold no state between whole blocks, so sharing one is safe.
+hold no state between whole blocks, so sharing one is safe (also between
+threads: each call is one whole-block update).  `AesContext` serves the
+host's SIA DC-09 codec the same way.
 """
 
 import hashlib
@@ -82,20 +84,52 @@ def hmac_sha256(key, data):
 equal_ct = hmac.compare_digest
 
 
-class KeyContext:
-    """What one account key keeps to go faster: the HMAC's two hash states
-    after the key block, and AES-ECB contexts (encrypt, decrypt)."""
+class AesContext:
+    """One AES key's ECB contexts, each way, and CBC chained over them (SP
+    800-38A 6.2): for a key used again and again, no cipher object per
+    message.  Used for the native protocol's keys (KeyContext) and for
+    SIA DC-09's (protocol/dc09.py)."""
+
+    def __init__(self, key):
+        a = algorithms.AES(bytes(key))
+        self.ecb_encrypt = Cipher(a, modes.ECB()).encryptor().update
+        self.ecb_decrypt = Cipher(a, modes.ECB()).decryptor().update
+
+    def cbc(self, iv, data, encrypt):
+        """AES-CBC of ``data`` (whole blocks) from ``iv``; bytes-like in,
+        bytes (decrypt) or bytearray (encrypt) out."""
+        n = len(data)
+        if n % _BLOCK:
+            raise ValueError("blksize")
+        if not encrypt:
+            # P_i = D(C_i) xor C_(i-1), C_0 = IV: one ECB call for every
+            # block, one XOR over the whole text as an integer.
+            d = self.ecb_decrypt(bytes(data))
+            prev = bytes(iv) + bytes(data[:n - _BLOCK])
+            return (int.from_bytes(d, "big") ^ int.from_bytes(prev, "big")).to_bytes(n, "big")
+        # C_i = E(P_i xor C_(i-1)): one block at a time, the chain is sequential
+        out = bytearray(n)
+        prev = int.from_bytes(iv, "big")
+        enc = self.ecb_encrypt
+        for i in range(0, n, _BLOCK):
+            blk = enc((int.from_bytes(data[i:i + _BLOCK], "big") ^ prev).to_bytes(_BLOCK, "big"))
+            out[i:i + _BLOCK] = blk
+            prev = int.from_bytes(blk, "big")
+        return out
+
+
+class KeyContext(AesContext):
+    """What one native account's keys keep to go faster: the AES contexts of
+    the cipher key, and the HMAC's two hash states after the MAC key block."""
 
     def __init__(self, enc_key, mac_key):
+        super().__init__(enc_key)
         k = bytes(mac_key)
         if len(k) > _HMAC_BLOCK:
             k = hashlib.sha256(k).digest()
         k = k.ljust(_HMAC_BLOCK, b"\0")
         self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
         self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
-        a = algorithms.AES(bytes(enc_key))
-        self.ecb_encrypt = Cipher(a, modes.ECB()).encryptor().update
-        self.ecb_decrypt = Cipher(a, modes.ECB()).decryptor().update
 
 
 def _ctx(keys):
@@ -116,28 +150,10 @@ def mac(keys, data):
 
 
 def cbc(keys, iv, data, encrypt):
-    """glwire.aes_cbc: AES-CBC under keys.enc, chained over the key's ECB
-    contexts; `data` is whole blocks (the frame's body length is checked to
-    be a multiple of 16 before anything is decrypted)."""
-    c = _ctx(keys)
-    n = len(data)
-    if n % _BLOCK:
-        raise ValueError("blksize")
-    if not encrypt:
-        # P_i = D(C_i) xor C_(i-1), C_0 = IV: one ECB call for every block,
-        # one XOR over the whole body as an integer.
-        d = c.ecb_decrypt(bytes(data))
-        prev = bytes(iv) + bytes(data[:n - _BLOCK])
-        return (int.from_bytes(d, "big") ^ int.from_bytes(prev, "big")).to_bytes(n, "big")
-    # C_i = E(P_i xor C_(i-1)): one block at a time, the chain is sequential
-    out = bytearray(n)
-    prev = int.from_bytes(iv, "big")
-    enc = c.ecb_encrypt
-    for i in range(0, n, _BLOCK):
-        blk = enc((int.from_bytes(data[i:i + _BLOCK], "big") ^ prev).to_bytes(_BLOCK, "big"))
-        out[i:i + _BLOCK] = blk
-        prev = int.from_bytes(blk, "big")
-    return out
+    """glwire.aes_cbc: AES-CBC under keys.enc over the key's contexts;
+    `data` is whole blocks (the frame's body length is checked to be a
+    multiple of 16 before anything is decrypted)."""
+    return _ctx(keys).cbc(iv, data, encrypt)
 
 
 FAST = (crc16, hmac_sha256, equal_ct, mac, cbc)

@@ -255,6 +255,7 @@ class Profiler:
     def __init__(self, pid: int, out_path: str):
         import shutil  # noqa: PLC0415
         import subprocess  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
 
         exe = os.path.join(os.path.dirname(sys.executable), "py-spy")
         exe = exe if os.path.exists(exe) else shutil.which("py-spy")
@@ -262,7 +263,9 @@ class Profiler:
             raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[bench]'")
         self.out_path = out_path
         os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-        self.log = open(out_path + ".log", "wb")
+        # py-spy's own chatter ("Sampling process ...", "Wrote raw flamegraph
+        # data"): kept beside the benchmark's temporary files, not the profile
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking",
              "--rate", str(self.RATE_HZ), "--format", "raw", "--output", out_path],

@@ -247,8 +247,9 @@ class Profiler:
     ``py-spy record --subprocesses --format raw`` (collapsed stacks, one
     line per distinct stack with its sample count), stopped with SIGINT.
     ``--nonblocking``: the process is not paused to sample it, so the
-    profile costs the receiver next to nothing (at the price of a rare torn
-    stack)."""
+    profile costs the receiver next to nothing (at the price of samples
+    dropped when a stack changed while it was read: py-spy counts them as
+    errors, a few per cent; they are left out, not misattributed)."""
 
     RATE_HZ = 200
 

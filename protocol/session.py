@@ -267,9 +267,17 @@ class ReceiverCore:
         st = self.state(accepted.account)
         seq = accepted.seq
         if seq > st.highest_seq:
+            old_floor = st.highest_seq - self.reorder_window
             st.highest_seq = seq
             floor = seq - self.reorder_window
-            st.committed = {s: d for s, d in st.committed.items() if s > floor}
+            c = st.committed
+            if floor - old_floor <= 8 and len(c) <= 2 * self.reorder_window:
+                # the usual step (the next sequence): drop what fell out of
+                # the window, not rebuild the window
+                for s in range(old_floor + 1, floor + 1):
+                    c.pop(s, None)
+            else:  # a jump, or stragglers ACKed below the window piled up
+                st.committed = {s: d for s, d in c.items() if s > floor}
         st.committed[seq] = accepted.digest or content_digest(accepted.msg)
         return self._seal(accepted.account, st, {"type": w.MSG_ACK, "ack_seq": seq}, int(now))
 

@@ -67,6 +67,34 @@ def test_event_acked_and_cleared():
     assert panel.data_to_send(10_000, NOW) is None
 
 
+def test_committed_window_follows_the_highest_sequence_and_stays_bounded():
+    """What the core remembers per account for duplicates: every committed
+    sequence in the reorder window, and never more than twice the window,
+    whether the panel steps one at a time, jumps, or has stragglers ACKed
+    after the window passed them."""
+    core = ReceiverCore(keyring({ACCOUNT: (KEY, 0, 0)}))
+    keys = w.Keys(KEY)
+    window = core.reorder_window
+    late = []
+    seq = 0
+    for step in [1] * 150 + [3, 200, 1, 1, 9, 1] * 10 + [1] * 70:
+        seq += step
+        res = handle_datagram(core, w.seal(keys, event(zone=seq % 100), ACCOUNT, seq, NOW), NOW)
+        assert isinstance(res, Accepted) and not res.duplicate
+        if seq % 7 == 0:
+            late.append(res)  # its commit finishes after the window moved on
+        else:
+            core.ack(res, NOW)
+        if len(late) > 3:
+            core.ack(late.pop(0), NOW)
+        st = core.state(ACCOUNT)
+        assert len(st.committed) <= 2 * window + 1
+    st = core.state(ACCOUNT)
+    # every sequence stepped through in the last window and ACKed is remembered
+    stepped = [q for q in range(seq - 60, seq + 1) if q % 7]
+    assert all(q in st.committed for q in stepped)
+
+
 def test_clock_unset_gets_nak_time_then_delivers():
     core, panel = make_pair()
     panel.offer(1, event())

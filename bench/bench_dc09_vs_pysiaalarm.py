@@ -323,12 +323,11 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=50, help="events per connection")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--receiver-tree", action="append", metavar="LABEL=DIR",
-                    help="our receiver from this checkout (repeat for several, e.g. before "
-                         "and after a change); default this tree")
-    ap.add_argument("--profile", metavar="PREFIX",
-                    help="also one profiled run of each server (py-spy; not counted in the "
-                         "figures): PREFIX-SERVER.txt")
+    benchlib.add_tree_options(
+        ap, "our receiver from this checkout (repeat for several, e.g. before and after a "
+            "change); default this tree",
+        "also one profiled run of each server (py-spy; not counted in the figures): "
+        "PREFIX-SERVER.txt")
     ap.add_argument("--out", default=os.path.join(benchlib.RESULTS, "dc09_vs_pysiaalarm.json"))
     a = ap.parse_args(argv)
     try:

@@ -139,12 +139,11 @@ def main(argv=None) -> int:
                          "(default 1000)")
     ap.add_argument("--procs", type=int, default=2, help="load generator processes")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--receiver-tree", action="append", metavar="LABEL=DIR",
-                    help="run the receiver of this checkout (repeat for several: every "
-                         "repeat runs each, the order alternating); default this tree")
-    ap.add_argument("--profile", metavar="PREFIX",
-                    help="also one profiled run per tree, mode and N (py-spy, receiver "
-                         "process only; not counted in the figures): PREFIX-LABEL-MODE-N.txt")
+    benchlib.add_tree_options(
+        ap, "run the receiver of this checkout (repeat for several: every repeat runs each, "
+            "the order alternating); default this tree",
+        "also one profiled run per tree, mode and N (py-spy, receiver process only; not "
+        "counted in the figures): PREFIX-LABEL-MODE-N.txt")
     ap.add_argument("--out", default=os.path.join(benchlib.RESULTS, "receiver.json"))
     a = ap.parse_args(argv)
 

@@ -221,6 +221,14 @@ def parse_trees(specs) -> list[tuple[str, str | None]]:
     return out or [("this", None)]
 
 
+def add_tree_options(ap, tree_help: str, profile_help: str) -> None:
+    """The options every receiver benchmark takes to compare checkouts and
+    profile them: ``--receiver-tree LABEL=DIR`` (repeatable) and
+    ``--profile PREFIX``."""
+    ap.add_argument("--receiver-tree", action="append", metavar="LABEL=DIR", help=tree_help)
+    ap.add_argument("--profile", metavar="PREFIX", help=profile_help)
+
+
 def create_accounts_db_in(tree: str | None, db: str, accounts) -> None:
     """create_accounts_db with the store code of ``tree`` (its schema), in a
     child process when that is another checkout."""

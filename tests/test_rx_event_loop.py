@@ -6,7 +6,6 @@ receiver says which loop it ran."""
 
 import asyncio
 import importlib.util
-import sqlite3
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 
 from receiver.cli import event_loop_factory
 from receiver.simpanel import SimPanel, event_msg
+from receiver.store_factory import make_store
 from receiver.testing import ReceiverProcess, make_accounts, write_accounts_json
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
@@ -22,12 +22,14 @@ LOOPS = [pytest.param("uvloop", marks=pytest.mark.skipif(not HAVE_UVLOOP,
          "asyncio"]
 
 
-def _stored(db):
-    c = sqlite3.connect(db)
+async def _stored(db):
+    """(account, seq) of the panels' events, read through the event feed."""
+    store = make_store(db, create=False)
+    await store.open()
     try:
-        return c.execute("SELECT account, seq FROM events WHERE source = 'panel'").fetchall()
+        return [(e.account, e.seq) async for e in store.iter_events() if e.source == "panel"]
     finally:
-        c.close()
+        await store.close()
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -61,7 +63,7 @@ async def test_receiver_serves_on_each_event_loop(tmp_path, loop):
         assert proc.terminate() == 0
     finally:
         proc.close()
-    rows = _stored(db)
+    rows = await _stored(db)
     assert sorted(rows) == sorted((str(a), s) for a in accts for s in range(1, 11))
     log = (tmp_path / "receiver.log").read_text()
     assert "serving event_loop=" in log and loop in log

@@ -28,7 +28,8 @@ def plan(quick: bool, out: str) -> list[tuple[str, list[str]]]:
     r = lambda name: os.path.join(out, name)  # noqa: E731
     if quick:
         return [
-            ("protocol", ["bench/bench_protocol.py", "--seconds", "0.3"]),
+            ("protocol", ["bench/bench_protocol.py", "--seconds", "0.3", "--out",
+                          r("protocol.json")]),
             ("receiver", ["bench/bench_receiver.py", "--connections", "10,100",
                           "--mode", "lockstep,pipelined", "--total-events", "2000",
                           "--out", r("receiver_sweep.json")]),

@@ -102,13 +102,16 @@ def _wrap(e: BaseException) -> BaseException:
 
 
 class _Job:
-    __slots__ = ("fn", "args", "fut", "raw")
+    __slots__ = ("fn", "args", "fut", "raw", "recs")
 
-    def __init__(self, fn, args, fut, raw=False):
+    def __init__(self, fn, args, fut, raw=False, recs=None):
         self.fn = fn
         self.args = args
         self.fut = fut
         self.raw = raw  # run alone, outside any transaction (PRAGMAs)
+        # an ingest (fn is SQLiteStore._ingest, args (recs,)): consecutive
+        # ingests of one group commit are executed as one plan
+        self.recs = recs
 
 
 # The statements that execute receiver.ingest's plan.
@@ -127,6 +130,13 @@ _INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_s
                          note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)"""
 _INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
                     VALUES (?, ?, ?, ?)"""
+# Reading back what an executemany inserted (ids are rowids: a new row's id
+# is above every id there is).
+_TOP_EVENT_ID = "SELECT COALESCE(MAX(id), 0) FROM events"
+_EVENTS_SINCE = "SELECT id, account, dedupe_key FROM events WHERE id > ?"
+_EVENT_ID_OF_KEY = "SELECT id FROM events WHERE account = ? AND dedupe_key = ?"
+_TOP_ALARM_ID = "SELECT COALESCE(MAX(id), 0) FROM alarms"
+_ALARMS_SINCE = "SELECT event_id, id FROM alarms WHERE id > ?"
 
 
 class SQLiteStore(Store):
@@ -278,19 +288,17 @@ class SQLiteStore(Store):
         failed = None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    r = job.fn(conn, *job.args)
-                except Exception as e:  # noqa: BLE001 - goes to the waiter
-                    if not conn.in_transaction:
-                        raise  # SQLite rolled the whole transaction back
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((job, None, _wrap(e)))
-                else:
-                    conn.execute("RELEASE job")
-                    results.append((job, r, None))
+            i = 0
+            while i < len(batch):
+                if batch[i].recs is None:
+                    results.append(self._run_job(conn, batch[i]))
+                    i += 1
+                    continue
+                j = i + 1
+                while j < len(batch) and batch[j].recs is not None:
+                    j += 1
+                results.extend(self._run_ingests(conn, batch[i:j]))
+                i = j
             conn.execute("COMMIT")
         except Exception as e:  # noqa: BLE001
             failed = _wrap(e)
@@ -304,6 +312,47 @@ class SQLiteStore(Store):
             results = [(job, None, failed) for job in batch]
         elapsed = time.perf_counter() - t0
         loop.call_soon_threadsafe(self._answer, results, failed, elapsed)
+
+    @staticmethod
+    def _run_job(conn, job) -> tuple:
+        """One write request in its own SAVEPOINT: its failure rolls back
+        its own writes only, and goes to its waiter."""
+        conn.execute("SAVEPOINT job")
+        try:
+            r = job.fn(conn, *job.args)
+        except Exception as e:  # noqa: BLE001 - goes to the waiter
+            if not conn.in_transaction:
+                raise  # SQLite rolled the whole transaction back
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return (job, None, _wrap(e))
+        conn.execute("RELEASE job")
+        return (job, r, None)
+
+    def _run_ingests(self, conn, run: list) -> list:
+        """Consecutive ingest requests of one group commit as ONE plan over
+        all their records (set-based: one statement per table), with the
+        same answers as one after the other (receiver.ingest: a key's first
+        copy in the batch is the event, later copies its duplicates).  If
+        that fails, each request runs alone, so a bad one fails alone."""
+        if len(run) == 1:
+            return [self._run_job(conn, run[0])]
+        conn.execute("SAVEPOINT ingests")
+        try:
+            outs = self._ingest(conn, [r for job in run for r in job.recs])
+        except Exception:  # noqa: BLE001 - retried one by one below
+            if not conn.in_transaction:
+                raise
+            conn.execute("ROLLBACK TO ingests")
+            conn.execute("RELEASE ingests")
+            return [self._run_job(conn, job) for job in run]
+        conn.execute("RELEASE ingests")
+        results, k = [], 0
+        for job in run:
+            n = len(job.recs)
+            results.append((job, outs[k:k + n], None))
+            k += n
+        return results
 
     def _run_raw(self, loop: asyncio.AbstractEventLoop, conn, job) -> None:
         try:
@@ -342,12 +391,15 @@ class SQLiteStore(Store):
     def run_write(self, fn, *args) -> asyncio.Future:
         """Run ``fn(conn, *args)`` in the writer thread inside the next group
         commit; the future resolves once it is committed."""
+        return self._queue_write(fn, args)
+
+    def _queue_write(self, fn, args, recs=None) -> asyncio.Future:
         loop = self._open_loop()
         if self._pending >= self.max_queued_writes:
             raise StoreBusy("%d writes queued" % self._pending)
         fut = loop.create_future()
         self._pending += 1
-        self._wq.put(_Job(fn, args, fut))
+        self._wq.put(_Job(fn, args, fut, recs=recs))
         return fut
 
     def run_maintenance(self, fn, *args) -> asyncio.Future:
@@ -399,18 +451,25 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _ingest(conn, recs: list[EventRecord]) -> list[IngestOutcome]:
-        """Execute receiver.ingest's plan for ``recs``, row by row (one job,
-        so one SAVEPOINT: any failure rolls back every record)."""
-        inserted, existing = {}, {}
-        for key, i in ingest.candidates(recs):
-            cur = conn.execute(_INSERT_EVENT, recs[i].db_values())
-            if cur.rowcount:
-                inserted[key] = cur.lastrowid
-            else:
-                row = conn.execute("SELECT id FROM events WHERE account = ? AND dedupe_key = ?",
-                                   key).fetchone()
-                if row is not None:
-                    existing[key] = row[0]
+        """Execute receiver.ingest's plan for ``recs`` set-based: one
+        ``executemany`` per table, the new rows' ids read back at once.
+        Runs inside the writer's transaction (BEGIN IMMEDIATE: no other
+        writer), so the rows above the highest id before the insert are
+        exactly the ones it inserted.  Any failure rolls back every record
+        (the caller's SAVEPOINT)."""
+        cands = ingest.candidates(recs)
+        inserted: dict = {}
+        existing: dict = {}
+        if cands:
+            top = conn.execute(_TOP_EVENT_ID).fetchone()[0]
+            conn.executemany(_INSERT_EVENT, [recs[i].db_values() for _, i in cands])
+            for eid, account, dedupe_key in conn.execute(_EVENTS_SINCE, (top,)):
+                inserted[(account, dedupe_key)] = eid
+            for key, _ in cands:
+                if key not in inserted:  # stored before: a duplicate (rare)
+                    row = conn.execute(_EVENT_ID_OF_KEY, key).fetchone()
+                    if row is not None:
+                        existing[key] = row[0]
         try:
             plan = ingest.plan(recs, inserted, existing)
         except ingest.ConflictVanished as e:
@@ -418,21 +477,26 @@ class SQLiteStore(Store):
         conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
         conn.executemany(_STAMP_RESTORED, [(r.at, r.account, r.code, r.partition, r.zone,
                                             r.at) for r in plan.restores])
-        alarm_ids = []
-        for al in plan.alarms:
-            alarm_id = conn.execute(_INSERT_ALARM, al.values()).lastrowid
-            alarm_ids.append(alarm_id)
-            conn.execute(_INSERT_FIRST_AUDIT, (alarm_id, al.created_at, al.audit_note()))
-            conn.executemany(_INSERT_OUTBOX, [(o.output, o.alarm_id, o.payload, o.created_at)
-                                              for o in al.outbox(alarm_id)])
+        alarm_ids: list = []
+        if plan.alarms:
+            top = conn.execute(_TOP_ALARM_ID).fetchone()[0]
+            conn.executemany(_INSERT_ALARM, [al.values() for al in plan.alarms])
+            by_event = dict(conn.execute(_ALARMS_SINCE, (top,)).fetchall())
+            alarm_ids = [by_event[al.event_id] for al in plan.alarms]
+            conn.executemany(_INSERT_FIRST_AUDIT, [
+                (aid, al.created_at, al.audit_note()) for aid, al in zip(alarm_ids, plan.alarms)])
+            conn.executemany(_INSERT_OUTBOX, [
+                (o.output, o.alarm_id, o.payload, o.created_at)
+                for aid, al in zip(alarm_ids, plan.alarms) for o in al.outbox(aid)])
         return plan.outcomes(alarm_ids)
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        [out] = await self.run_write(self._ingest, [rec])
+        [out] = await self._queue_write(self._ingest, ([rec],), recs=[rec])
         return out
 
     async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
-        return await self.run_write(self._ingest, list(recs))
+        recs = list(recs)
+        return await self._queue_write(self._ingest, (recs,), recs=recs)
 
     async def record_security_event(self, at, account, seq, reason, detail, peer,
                                     transport) -> int:

@@ -222,6 +222,79 @@ async def test_failing_request_does_not_sink_its_batch(store, backend):
     assert await store.count_events() == 39
 
 
+async def test_requests_sharing_a_commit_get_the_answers_they_get_one_by_one(store, tmp_path):
+    """Ingest requests that land in one group commit (the SQLite writer
+    executes them as one plan, set-based) answer as the same requests one
+    after the other: copies across requests are duplicates of the first, a
+    restore stamps the alarm an earlier request raised, a message is all or
+    nothing, and a request that cannot be stored fails alone.  The one by
+    one answers come from a second store (SQLite) fed the requests in turn."""
+    from receiver.sqlite_store import SQLiteStore
+
+    t = 5000.0
+
+    def requests():
+        out = []
+        for i in range(1, 121):
+            if i % 10 == 0:
+                out.append(("one", alarm_rec(i, t + i, zone=i % 3)))
+            elif i % 10 == 5:
+                out.append(("one", alarm_rec(i, t + i, zone=(i - 5) % 3, qualifier=3)))
+            elif i % 17 == 0:
+                out.append(("one", rec(seq=i - 1, received_at=t + i)))  # a copy
+            elif i % 29 == 0:  # a message of three, one of them a copy
+                out.append(("many", [rec(seq=i, received_at=t + i),
+                                     rec(seq=1000 + i, received_at=t + i),
+                                     rec(seq=i, received_at=t + i)]))
+            elif i == 64:  # cannot be stored (event_class NOT NULL)
+                out.append(("one", rec(seq=i, event_class=None, received_at=t + i)))
+            else:
+                out.append(("one", rec(seq=i, received_at=t + i)))
+        return out
+
+    async def answer(s, kind, r):
+        try:
+            o = await (s.ingest(r) if kind == "one" else s.ingest_many(r))
+        except Exception:  # noqa: BLE001 - the failure is part of the answer
+            return None
+        return o if isinstance(o, list) else [o]
+
+    async def words(s, answers):
+        """Each request's answer without the ids: failed, or per record
+        (duplicate, which record first stored its event, its alarm's
+        restored_at)."""
+        first: dict = {}
+        out = []
+        for n, outs in enumerate(answers):
+            if outs is None:
+                out.append("failed")
+                continue
+            row = []
+            for m, o in enumerate(outs):
+                first.setdefault(o.event_id, (n, m))
+                stamp = None if o.alarm_id is None else \
+                    ("alarm", (await s.get_alarm(o.alarm_id)).restored_at)
+                row.append((o.duplicate, first[o.event_id], stamp))
+            out.append(row)
+        return out
+
+    before = store.commits
+    together = await asyncio.gather(*(answer(store, k, r) for k, r in requests()))
+    assert store.commits - before < len(together) / 4  # they did share commits
+    alone_store = SQLiteStore(str(tmp_path / "alone.db"))
+    await alone_store.open()
+    try:
+        await alone_store.add_account(Account("1", os.urandom(32), region="north"))
+        alone = [await answer(alone_store, k, r) for k, r in requests()]
+        got, want = await words(store, together), await words(alone_store, alone)
+        assert got == want
+        assert got[63] == "failed" and sum(1 for w in got if w == "failed") == 1
+        assert any(x[2] and x[2][1] is not None for w in got if w != "failed" for x in w)
+        assert await store.count_events() == await alone_store.count_events()
+    finally:
+        await alone_store.close()
+
+
 async def test_alarm_opened_with_event_routed_audited_and_outboxed(store):
     r = rec(seq=3, code=130, zone=4, event_class="burglary", priority=4,
             description="Burglary, zone 4", open_alarm=True,

@@ -492,7 +492,8 @@ class Receiver:
         if out.duplicate:
             self.metrics.duplicates.inc()
             return out
-        self.metrics.events.labels(rec.protocol, rec.event_class).inc()
+        m = self.metrics
+        m.child(m.events, rec.protocol, rec.event_class).inc()
         self.publish(EventStored.of(rec, out.event_id))
         if out.alarm_id is not None:
             self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))

@@ -115,7 +115,8 @@ class LinkPolicy:
 
     def accepted(self, link: Link) -> None:
         """A frame from ``link`` passed its protocol's checks."""
-        self.metrics.frames.labels(link.kind, "accepted").inc()
+        m = self.metrics
+        m.child(m.frames, link.kind, "accepted").inc()
 
     def refusal(self, link: Link) -> str | None:
         """Why an event from ``link`` must be NAKed busy now, or None."""

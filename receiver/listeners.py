@@ -171,6 +171,8 @@ class _TcpProtocol(asyncio.Protocol):
             self.link.close("evicted")
 
     def stop(self) -> None:
+        if self.link is not None:
+            self.link.flush()
         if self.transport is not None:
             self.transport.close()  # close (not abort): flush the last ACKs
 
@@ -200,10 +202,36 @@ class _TcpLink(StreamLink):
 
     def __init__(self, rx: NativeListenerHost, peer: str, proto: _TcpProtocol,
                  transport: asyncio.Transport):
-        super().__init__(rx, peer, transport.write, self._close)
+        super().__init__(rx, peer, self._queue, self._close)
         self.proto = proto
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        self._out: list[bytes] = []  # answers waiting for the end of this turn of the loop
+
+    def _queue(self, data: bytes) -> None:
+        """Answers leave at the end of the loop's turn: the ACKs of one group
+        commit for this connection (a pipelining panel's, a trunk's) go out
+        in one write, not one write each."""
+        self._out.append(data)
+        if len(self._out) == 1:
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what is queued now (also before the connection is closed)."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        t = self._transport
+        if t.is_closing():
+            return
+        if len(out) == 1:
+            t.write(out[0])
+        else:
+            t.writelines(out)
 
     def _close(self, why: str) -> None:
+        self.flush()  # what was answered before the close still goes
         t = self.proto.transport
         if t is not None and not t.is_closing():
             t.abort()  # abort: do not wait to flush to a peer we distrust

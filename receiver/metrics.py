@@ -63,5 +63,17 @@ class Metrics:
         self.forwarded = Counter(p + "forwarded_total", "Outbox deliveries",
                                  ["output", "result"], registry=r)
 
+        # labelled children made once: labels() takes a lock and builds its
+        # key on every call, and the event path counts per frame and event
+        self._children: dict = {}
+
+    def child(self, metric, *labels):
+        """``metric.labels(*labels)``, looked up once per label set."""
+        key = (metric, labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

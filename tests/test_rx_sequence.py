@@ -10,7 +10,9 @@ the real receiver on loopback with its SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 
 from hypothesis import assume, given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -22,7 +24,7 @@ from protocol.session import (MAX_NEXT_SEQ, MAX_SEQ_JUMP, REORDER_WINDOW, Accept
                               ReceiverConnection, ReceiverCore, Rejected, handle_datagram)
 from receiver.config import Config
 from receiver.testing import make_accounts, running_receiver
-from testkit.session_panel import SessionPanel, event_msg
+from testkit.session_panel import SessionPanel, event_msg, heartbeat_msg
 from testkit.wait import wait_until
 from tests.test_rx_server import Raw, event_frame, opened, seal_raw, security_events
 
@@ -381,3 +383,46 @@ def test_dc09_window_beyond_a_day_is_refused(tmp_path):
             raise AssertionError("accepted " + text)
     p.write_text('[dc09]\nwindow_s = [-86400, 600]\n')
     assert load(str(p)).dc09_window == (-86400, 600)
+
+
+async def test_acks_of_one_commit_leave_a_pipelining_connection_in_one_write(tmp_path):
+    """A panel with 8 events in flight on one TCP connection: the ACKs that
+    one group commit releases go out together (one writelines), not one
+    transport write per ACK.  The real transport is watched, not replaced."""
+    accounts = make_accounts(1, first=ACCOUNT)
+    async with running_receiver(tcp_config(tmp_path), accounts) as rx:
+        host, port = rx.addresses["tcp"][0]
+        reader, writer = await asyncio.open_connection(host, port)
+        keys = w.Keys(accounts[ACCOUNT].key)
+        writer.write(w.seal(keys, heartbeat_msg(), ACCOUNT, 1, int(time.time())))
+        await reader.read(w.MAX_FRAME_LEN)  # authenticated
+        [proto] = [c for lst in rx.listeners if getattr(lst, "kind", "") == "tcp"
+                   for c in lst.conns]
+        t = proto.transport
+        writes: list[int] = []
+        real_write, real_writelines = t.write, t.writelines
+        t.write = lambda data: (writes.append(1), real_write(data))[1]
+        t.writelines = lambda lines: (writes.append(len(list(lines))),
+                                      real_writelines(lines))[1]
+        try:
+            for rnd in range(5):
+                base = 2 + rnd * 8
+                writer.write(b"".join(
+                    w.seal(keys, event(zone=s), ACCOUNT, s, int(time.time()))
+                    for s in range(base, base + 8)))
+                acked = set()
+                r = w.FrameReader()
+                while len(acked) < 8:
+                    data = await asyncio.wait_for(reader.read(4096), 10)
+                    assert data, "connection closed"
+                    r.receive_data(data)
+                    while (f := r.next_frame()) is not w.NEED_DATA:
+                        acked.add(w.open_frame(keys, f)["ack_seq"])
+                assert acked == set(range(base, base + 8))
+        finally:
+            t.write, t.writelines = real_write, real_writelines
+            writer.close()
+    # frames written (the 40 ACKs, and whatever else the receiver said) in
+    # fewer writes than frames: the ACKs of a commit shared a write
+    assert sum(writes) >= 40
+    assert max(writes) > 1 and len(writes) < sum(writes) - 20

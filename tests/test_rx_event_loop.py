@@ -12,9 +12,10 @@ import sys
 import pytest
 
 from receiver.cli import event_loop_factory
-from receiver.simpanel import SimPanel, event_msg
 from receiver.store_factory import make_store
-from receiver.testing import ReceiverProcess, make_accounts, write_accounts_json
+from receiver.testing import make_accounts, write_accounts_json
+from testkit.receiver import ReceiverProcess
+from testkit.session_panel import SessionPanel, event_msg
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 LOOPS = [pytest.param("uvloop", marks=pytest.mark.skipif(not HAVE_UVLOOP,
@@ -49,9 +50,9 @@ async def test_receiver_serves_on_each_event_loop(tmp_path, loop):
         assert ready["event_loop"].split()[0] == loop
         host, port = proc.tcp
         uhost, uport = ready["udp"][0]
-        panels = [SimPanel(1, accts[1].key, host, port), SimPanel(2, accts[2].key, host, port),
-                  SimPanel(3, accts[3].key, uhost, uport, transport="udp"),
-                  SimPanel(4, accts[4].key, uhost, uport, transport="udp")]
+        panels = [SessionPanel(1, accts[1].key, host, port), SessionPanel(2, accts[2].key, host, port),
+                  SessionPanel(3, accts[3].key, uhost, uport, transport="udp"),
+                  SessionPanel(4, accts[4].key, uhost, uport, transport="udp")]
 
         async def run(p):
             await p.connect()

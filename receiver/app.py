@@ -494,18 +494,22 @@ class Receiver:
             return out
         m = self.metrics
         m.child(m.events, rec.protocol, rec.event_class).inc()
-        self.publish(EventStored.of(rec, out.event_id))
+        live = self.hub.wanted  # no console, no other receiver: no message to build
+        if live:
+            self.publish(EventStored.of(rec, out.event_id))
         if out.alarm_id is not None:
-            self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))
+            if live:
+                self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))
             for output, _ in rec.outbox:
                 f = self.forwarders.get(output)
                 if f is not None:
                     f.wake()
-            _LOGGER.warning("alarm account=%s alarm_id=%d class=%s code=%03d zone=%d "
-                            "partition=%d routed_to=%s", rec.account, out.alarm_id,
-                            rec.event_class, rec.code, rec.zone, rec.partition,
-                            ",".join("%s:%s" % kv for kv in sorted((rec.routed_to or {})
-                                                                   .items())) or "-")
+            if _LOGGER.isEnabledFor(logging.WARNING):  # the routing text is built only then
+                _LOGGER.warning("alarm account=%s alarm_id=%d class=%s code=%03d zone=%d "
+                                "partition=%d routed_to=%s", rec.account, out.alarm_id,
+                                rec.event_class, rec.code, rec.zone, rec.partition,
+                                ",".join("%s:%s" % kv for kv in sorted(
+                                    (rec.routed_to or {}).items())) or "-")
         else:
             _LOGGER.info("event account=%s seq=%s q=%d code=%03d zone=%d partition=%d "
                          "class=%s path=%d", rec.account, rec.seq, rec.qualifier, rec.code,

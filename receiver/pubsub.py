@@ -47,6 +47,12 @@ class Hub:
     def __len__(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def wanted(self) -> bool:
+        """Would a message published now reach anyone?  (The event path
+        builds its messages only then.)"""
+        return bool(self._subscribers) or self.broadcast is not None
+
     def subscribe(self) -> Subscription:
         q = Subscription()
         self._subscribers.add(q)

@@ -25,10 +25,10 @@ from receiver.config import Config
 from receiver.testing import running_receiver
 from receiver.web import api, auth
 from receiver.web.testing import PASSWORDS, Client, console_app, console_receiver, \
-from testkit.wait import wait_until
     demo_accounts, sse_events
 from receiver.web.users import SQLiteUserStore
 from tests.test_web_api import open_alarm, trip
+from testkit.wait import wait_until
 
 
 @contextlib.contextmanager

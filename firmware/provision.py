@@ -149,6 +149,22 @@ def load_template(path: str) -> dict:
     if proto not in _config.PROTOCOLS:
         raise ProvisionError("%s: protocol: %r is not one of %s"
                              % (path, proto, ", ".join(_config.PROTOCOLS)))
+    acct, key = _template_account(t, proto, path)
+    paths = _template_receivers(t, path)
+    hb = t.get("heartbeat_s")
+    if hb is not None and (isinstance(hb, bool) or not isinstance(hb, int) or hb <= 0):
+        raise ProvisionError("%s: heartbeat_s: expected a number of seconds, got %r"
+                             % (path, hb))
+    supervision = supervision_of(t, path) if "supervision" in t else None
+    return {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
+            "heartbeat_s": hb, "site_name": t.get("site_name") or "",
+            "zones": _template_names(t, "zones", path),
+            "partitions": _template_names(t, "partitions", path),
+            "supervision": supervision}
+
+
+def _template_account(t: dict, proto: str, path: str) -> tuple[int | str, bytes]:
+    """A template's account and key, checked for its protocol."""
     acct = t.get("account")
     if proto == "dc09":
         # SIA DC-09 5.5.1.6: the account is 3..16 hex digits, a string (the
@@ -177,6 +193,11 @@ def load_template(path: str) -> dict:
             key = b""
         if not 16 <= len(key) <= 64:
             raise ProvisionError("%s: key: expected 16..64 bytes of hex" % path)
+    return acct, key
+
+
+def _template_receivers(t: dict, path: str) -> list[dict]:
+    """A template's receiver addresses, as paths of the panel config."""
     rx = t.get("receivers")
     if rx is None:
         rx = []
@@ -192,25 +213,22 @@ def load_template(path: str) -> dict:
         paths.append(parse_receiver("%s/%s:%s" % (r.get("transport", "tcp"), r.get("host"),
                                                   r.get("port")),
                                     "%s: receivers[%d]" % (path, i)))
-    hb = t.get("heartbeat_s")
-    if hb is not None and (isinstance(hb, bool) or not isinstance(hb, int) or hb <= 0):
-        raise ProvisionError("%s: heartbeat_s: expected a number of seconds, got %r"
-                             % (path, hb))
-    out = {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
-           "heartbeat_s": hb, "site_name": t.get("site_name") or "",
-           "zones": {}, "partitions": {},
-           "supervision": supervision_of(t, path) if "supervision" in t else None}
-    for field in ("zones", "partitions"):
-        m = t.get(field) or {}
-        if not isinstance(m, dict):
-            raise ProvisionError("%s: %s: expected an object {\"number\": \"name\"}"
-                                 % (path, field))
-        for k, v in m.items():
-            if not str(k).isdigit() or not isinstance(v, str):
-                raise ProvisionError("%s: %s[%r]: expected \"number\": \"name\""
-                                     % (path, field, k))
-            out[field][int(k)] = v
-    return out
+    return paths
+
+
+def _template_names(t: dict, field: str, path: str) -> dict[int, str]:
+    """A template's zone or partition names: {number: name}."""
+    m = t.get(field) or {}
+    if not isinstance(m, dict):
+        raise ProvisionError("%s: %s: expected an object {\"number\": \"name\"}"
+                             % (path, field))
+    names = {}
+    for k, v in m.items():
+        if not str(k).isdigit() or not isinstance(v, str):
+            raise ProvisionError("%s: %s[%r]: expected \"number\": \"name\""
+                                 % (path, field, k))
+        names[int(k)] = v
+    return names
 
 
 def supervision_of(doc: dict, where: str) -> dict:

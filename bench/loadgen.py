@@ -207,14 +207,15 @@ class PanelClient(asyncio.Protocol):
         """Open loop: send every event whose due time has come (window
         permitting), then wake at the next due time."""
         self._pump_handle = None
-        if self.done.done():
+        interval = self.interval
+        if self.done.done() or interval is None:  # closed loop: the ACKs pump
             return
         now = time.perf_counter()
         while (self.next_seq <= self.last_seq and self.t_due <= now
                and len(self.outstanding) < self.window):
             self._transmit(self.next_seq, self.t_due)
             self.next_seq += 1
-            self.t_due += self.interval
+            self.t_due += interval
         if self.remaining == 0:
             self._finish(None)
         elif self.next_seq <= self.last_seq and len(self.outstanding) < self.window:

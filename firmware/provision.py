@@ -417,12 +417,33 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     else:
         _native_identity(doc, t, account, key, notes)
     doc["code_salt"] = secrets.token_bytes(SALT_BYTES).hex()
+    _receivers(doc, t, template is not None, receivers, notes)
+    if name or t.get("site_name"):
+        doc["name"] = _fit(name or t["site_name"])
+    _heartbeats(doc, t, template is not None, heartbeat_s, notes)
+    _utc_offset(doc, utc_offset_min, notes)
+    _rooms(doc, base, t, kind, notes)
+    doc["users"] = []
+    if wifi:
+        doc.setdefault("board", {})["wifi"] = wifi
+    doc["comment"] = ("Made by guardline-panel new on %s from the %s example%s. Add users "
+                      "with: guardline-panel user add THIS_FILE ..." % (
+                          time.strftime("%Y-%m-%d"), kind,
+                          " and the receiver's template for account %s" % account_label(doc)
+                          if template else ""))
+    notes.append("no users yet: add them with guardline-panel user add")
+    return doc, notes
+
+
+def _receivers(doc: dict, t: dict, from_template: bool, receivers: list | None,
+               notes: list[str]) -> None:
+    """The reporting paths: --receiver, else the template's addresses."""
     if receivers:
         paths = list(receivers)
         _wildcard(paths, "--receiver")
     else:
         paths = list(t.get("receivers") or [])
-        if template is not None and not paths:
+        if from_template and not paths:
             raise ProvisionError("the receiver's template has no receiver address (its "
                                  "config has no listener for this protocol): give "
                                  "--receiver [tcp/|udp/]HOST:PORT (twice: primary, backup)")
@@ -437,9 +458,10 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     if doc["receiver"]["backup"] is None:
         del doc["receiver"]["backup"]
         notes.append("one receiver address only: the panel has no backup path")
-    if name or t.get("site_name"):
-        doc["name"] = _fit(name or t["site_name"])
-    _heartbeats(doc, t, template is not None, heartbeat_s, notes)
+
+
+def _utc_offset(doc: dict, utc_offset_min: int | None, notes: list[str]) -> None:
+    """The panel's local time: --utc-offset, else this computer's zone now."""
     off = local_utc_offset_min() if utc_offset_min is None else utc_offset_min
     lo, hi = -720, 840  # config.py: UTC-12 .. UTC+14
     if not lo <= off <= hi:
@@ -450,6 +472,11 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
                      off, "+" if off >= 0 else "-", abs(off) // 60, abs(off) % 60,
                      "this computer's time zone now" if utc_offset_min is None
                      else "--utc-offset"))
+
+
+def _rooms(doc: dict, base: dict, t: dict, kind: str, notes: list[str]) -> None:
+    """The template's partitions and zones over the example's: types and
+    partitions guessed from the names, each guess noted for a check."""
     if t.get("partitions"):
         doc["partitions"] = [{"id": pid, "name": _fit(pname)}
                              for pid, pname in sorted(t["partitions"].items())]
@@ -459,35 +486,26 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
                          "example had one on partition %s); add \"time_lock\" where the "
                          "site needs one" % locks[0])
     pids = [p["id"] for p in doc["partitions"]]
-    if t.get("zones"):
-        by_id = {z["id"]: z for z in base["zones"]}
-        zones = []
-        for zid, zname in sorted(t["zones"].items()):
-            ex = by_id.get(zid, {})
-            zt, why = guess_zone_type(zname, kind, ex.get("type"))
-            if t.get("partitions"):
-                # the example's partition numbers mean other rooms: by name
-                part, pwhy = guess_partition(zname, t["partitions"])
-                if part is None:
-                    part, pwhy = pids[0], pwhy + ": the first partition"
-            elif ex.get("partition") in pids:
-                part, pwhy = ex["partition"], "the example's zone with that number"
-            else:
-                part, pwhy = pids[0], "the first partition"
-            zones.append({"id": zid, "name": _fit(zname), "type": zt, "partition": part})
-            notes.append("zone %d %r: type %s (%s), partition %d (%s): CHECK" % (
-                zid, zname, zt, why, part, pwhy))
-        doc["zones"] = zones
-    doc["users"] = []
-    if wifi:
-        doc.setdefault("board", {})["wifi"] = wifi
-    doc["comment"] = ("Made by guardline-panel new on %s from the %s example%s. Add users "
-                      "with: guardline-panel user add THIS_FILE ..." % (
-                          time.strftime("%Y-%m-%d"), kind,
-                          " and the receiver's template for account %s" % account_label(doc)
-                          if template else ""))
-    notes.append("no users yet: add them with guardline-panel user add")
-    return doc, notes
+    if not t.get("zones"):
+        return
+    by_id = {z["id"]: z for z in base["zones"]}
+    zones = []
+    for zid, zname in sorted(t["zones"].items()):
+        ex = by_id.get(zid, {})
+        zt, why = guess_zone_type(zname, kind, ex.get("type"))
+        if t.get("partitions"):
+            # the example's partition numbers mean other rooms: by name
+            part, pwhy = guess_partition(zname, t["partitions"])
+            if part is None:
+                part, pwhy = pids[0], pwhy + ": the first partition"
+        elif ex.get("partition") in pids:
+            part, pwhy = ex["partition"], "the example's zone with that number"
+        else:
+            part, pwhy = pids[0], "the first partition"
+        zones.append({"id": zid, "name": _fit(zname), "type": zt, "partition": part})
+        notes.append("zone %d %r: type %s (%s), partition %d (%s): CHECK" % (
+            zid, zname, zt, why, part, pwhy))
+    doc["zones"] = zones
 
 
 def _heartbeats(doc: dict, t: dict, from_template: bool, heartbeat_s: int | None,

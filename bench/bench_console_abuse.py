@@ -198,7 +198,7 @@ def main() -> int:
                 child.start()
             acks, seq = asyncio.run(_acks(host, port, args.seconds, seq))
             phase = dict(acks)
-            if child is not None:
+            if child is not None and out is not None:
                 phase["load"] = out.get(timeout=60)
                 child.join(30)
             rows1, bytes1 = _audit_rows(db)

@@ -131,7 +131,7 @@ def bench_lean_micropython(seconds):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="time per measurement (default 2)")
     args = ap.parse_args()

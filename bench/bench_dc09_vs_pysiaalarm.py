@@ -271,8 +271,8 @@ def run_ours(tmp, accounts, events, procs, tree=None, profile=None) -> dict:
     try:
         host, port = proc.ready["dc09_tcp"][0]
         if profile:
-            prof = benchlib.Profiler(proc.proc.pid, profile)
-        res = run_load(host, port, accounts, events, procs, proc.proc.pid)
+            prof = benchlib.Profiler(proc.pid, profile)
+        res = run_load(host, port, accounts, events, procs, proc.pid)
         if prof is not None:
             prof.stop()
         res["exit_code"] = proc.terminate(timeout=60)
@@ -318,7 +318,7 @@ def print_run(res: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--events", type=int, default=50, help="events per connection")
     ap.add_argument("--procs", type=int, default=2)

@@ -124,7 +124,10 @@ async def run(trips: int, debounce_ms: int | None, tmp: str) -> dict:
            "reporter_queue_at_end": acked_state["reporter"]["queue"]}
     for key in ("trip_ms", "restore_ms"):
         v = sorted(out[key])
-        res[key] = {"p50": round(benchlib.pct(v, 50), 1), "p99": round(benchlib.pct(v, 99), 1),
+        p50, p99 = benchlib.pct(v, 50), benchlib.pct(v, 99)
+        if p50 is None or p99 is None:
+            raise RuntimeError("no %s measured" % key)
+        res[key] = {"p50": round(p50, 1), "p99": round(p99, 1),
                     "min": round(v[0], 1), "max": round(v[-1], 1), "n": len(v)}
         res[key.replace("_ms", "_minus_debounce_ms")] = {
             k: round(res[key][k] - debounce, 1) for k in ("p50", "p99", "min", "max")}
@@ -133,7 +136,7 @@ async def run(trips: int, debounce_ms: int | None, tmp: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--trips", type=int, default=30)
     ap.add_argument("--debounce-ms", type=int, default=None,
                     help="override the config's zone debounce (default: as shipped)")

@@ -180,7 +180,7 @@ def pg_version(url: str) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--connections", type=int, default=200)
     ap.add_argument("--events", type=int, default=50)
     ap.add_argument("--procs", type=int, default=2, help="load generator processes")

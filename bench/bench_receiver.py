@@ -68,7 +68,7 @@ def one_run(n: int, events: int, procs: int, window: int, log_dir: str, rate=Non
                            log_path=os.path.join(tmp, "receiver.log"),
                            env=benchlib.tree_env(tree))
     proc.start(timeout=120)
-    pid = proc.proc.pid
+    pid = proc.pid
     prof = None
     try:
         host, port = proc.tcp
@@ -122,7 +122,7 @@ def events_for(n: int, total: int, lo: int) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--connections", default="200",
                     help="connection counts, comma-separated (default 200)")
     ap.add_argument("--events", type=int, default=None,

@@ -182,7 +182,7 @@ class Worker:
         async def one(p):
             async with sem:
                 try:
-                    _, proto = await loop.create_connection(lambda: Proto(p), self.host,
+                    t, proto = await loop.create_connection(lambda: Proto(p), self.host,
                                                             self.port)
                 except OSError as e:
                     self.errors.append("%d: connect %s" % (p.account, e))
@@ -190,13 +190,12 @@ class Worker:
                 p.proto = proto
                 # first heartbeat now (authenticates), then every interval from a
                 # random phase so the load is spread evenly
-                proto.t.write(self._seal(p))
+                t.write(self._seal(p))
                 try:
                     await asyncio.wait_for(proto.first, 60)
                 except asyncio.TimeoutError:
                     self.errors.append("%d: no ACK to the first heartbeat" % p.account)
-                loop.call_later(random.uniform(0, self.interval), self._tick, p,
-                                proto.t.write)
+                loop.call_later(random.uniform(0, self.interval), self._tick, p, t.write)
 
         await asyncio.gather(*(one(p) for p in self.tcp))
 
@@ -273,7 +272,7 @@ def _worker(tcp_accts, udp_accts, host, port, uhost, uport, interval, silence, s
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--panels", type=int, default=50_000)
     ap.add_argument("--tcp", type=int, default=None,
                     help="panels on TCP (default: as many as the descriptor limit allows)")
@@ -312,7 +311,7 @@ def main(argv=None) -> int:
                            log_path=os.path.join(tmp, "receiver.log"))
     t_start = time.time()
     proc.start(timeout=180)
-    pid = proc.proc.pid
+    pid = proc.pid
     res = {"benchmark": "supervision at scale (native protocol heartbeats, TCP + UDP)",
            "command": "python bench/bench_supervision.py " + " ".join(
                argv if argv is not None else sys.argv[1:]),

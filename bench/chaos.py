@@ -39,7 +39,7 @@ def _ok_counts(r):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="kill,pqueue,panel,disk,fuzz")
     ap.add_argument("--seed", type=int, default=None)

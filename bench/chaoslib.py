@@ -114,7 +114,7 @@ def count_report(sent: set, acked: set, rows: list) -> dict:
 
 
 async def kill_restart(tmp: str, panels: int = 20, events: int = 30,
-                       kill_fractions=(0.15, 0.45, 0.75), seed: int | None = None,
+                       kill_fractions=(0.15, 0.45, 0.75), seed: float | None = None,
                        deadline_s: float = 120.0) -> dict:
     """Panels (testkit.session_panel.SessionPanel: lockstep, reconnecting) each
     deliver ``events`` events while the receiver subprocess is SIGKILLed
@@ -230,7 +230,8 @@ def _pqueue():
 
     if DEVICE_DIR not in sys.path:
         sys.path.append(DEVICE_DIR)
-    import pqueue  # noqa: PLC0415
+    # (pyright checks host code without the device directory on its path)
+    import pqueue  # noqa: PLC0415  # pyright: ignore[reportMissingImports]
 
     return pqueue
 
@@ -260,7 +261,7 @@ def _fields(m):
 
 
 def pqueue_power_cuts(tmp: str, cuts: int = 200, slots: int = 16,
-                      seed: int | None = None) -> dict:
+                      seed: float | None = None) -> dict:
     """Random appends and ACKs on the real firmware queue module, the power
     cut at a random byte of the write stream, ``cuts`` times in a row on the
     same file (each boot continues where the last left).  After every boot:
@@ -358,7 +359,7 @@ def _cut(vm: PanelProcess, how: str) -> int:
     return vm.kill() or 0
 
 
-def panel_power_cuts(tmp: str, cuts: int = 6, seed: int | None = None,
+def panel_power_cuts(tmp: str, cuts: int = 6, seed: float | None = None,
                      deadline_s: float = 60.0) -> dict:
     """The bank panel firmware under the MicroPython VM reports to a tiny
     receiver that mostly does not ACK, so its flash queue fills; zones are
@@ -591,12 +592,15 @@ async def read_only_store(tmp: str, panels: int = 6, events: int = 20,
     then writable again."""
     from receiver.app import Receiver  # noqa: PLC0415
     from receiver.config import Config  # noqa: PLC0415
+    from receiver.sqlite_store import SQLiteStore  # noqa: PLC0415
 
     db = os.path.join(tmp, "ro.db")
     accts = make_accounts(panels, first=8000)
     await create_db(db, accts)
     rx = Receiver(Config(db=db, tcp=[("127.0.0.1", 0)]))
     await rx.start()
+    store = rx.store
+    assert isinstance(store, SQLiteStore)  # a file path: PRAGMA query_only is SQLite's
     sims = {}
     tasks = []
     try:
@@ -619,14 +623,14 @@ async def read_only_store(tmp: str, panels: int = 6, events: int = 20,
         tasks = [asyncio.create_task(run(p)) for p in sims.values()]
         await wait_until(lambda: len(acked()) >= panels * events // 4, deadline_s,
                      what="a quarter ACKed before the store turns read-only")
-        await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=1"))
+        await store.run_maintenance(lambda c: c.execute("PRAGMA query_only=1"))
         n_ro = len(acked())
         await wait_until(lambda: busy_naks() >= 3, deadline_s, what="NAK busy while read-only")
         healthy_ro = rx.store.healthy
         last_error = rx.store.last_error
         await asyncio.sleep(0.5)
         acked_while_ro = len(acked()) - n_ro
-        await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=0"))
+        await store.run_maintenance(lambda c: c.execute("PRAGMA query_only=0"))
         await asyncio.wait_for(asyncio.gather(*tasks), deadline_s)
         healthy_after = rx.store.healthy
     finally:
@@ -677,7 +681,7 @@ def _mutate(rng: random.Random, frame: bytes, corpus: list) -> bytes:
 
 async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
                     good_panels: int = 4, max_frames: int = 200_000,
-                    seed: int | None = None) -> dict:
+                    seed: float | None = None) -> dict:
     """A receiver subprocess (TCP + UDP) gets random and mutated frames from
     ``fuzz_conns`` concurrent connections (reconnecting whenever it drops
     them) and UDP for ``seconds`` (at most ``max_frames`` frames), while
@@ -692,7 +696,7 @@ async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
     proc = ReceiverProcess(db, ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0",
                                 "--log-level", "warning"], log_path=log)
     proc.start()
-    pid = proc.proc.pid
+    pid = proc.pid
     host, port = proc.tcp
     uhost, uport = proc.ready["udp"][0]
     numbers = sorted(int(a.number) for a in accts.values())
@@ -786,7 +790,7 @@ async def fuzz_live(tmp: str, seconds: float = 8.0, fuzz_conns: int = 40,
                 if line.startswith("VmHWM:"):
                     rss_peak_kib = int(line.split()[1])
         await asyncio.wait(tasks, timeout=60)
-        alive = proc.proc.poll() is None
+        alive = proc.running
         rss_after = rss_kib(pid)
         # and a fresh panel is still served afterwards
         fresh = SessionPanel(numbers[-1], accts[numbers[-1]].key, host, port, ack_timeout_ms=500)

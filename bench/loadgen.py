@@ -57,6 +57,7 @@ import os
 import resource
 import sys
 import time
+from typing import cast
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -138,7 +139,7 @@ class PanelClient(asyncio.Protocol):
         self.phase = phase
         self.stats = stats
         self.reader = w.FrameReader()
-        self.transport = None
+        self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
         self.authenticated = self.loop.create_future()
         self.done = self.loop.create_future()
@@ -181,8 +182,9 @@ class PanelClient(asyncio.Protocol):
             self.outstanding[seq] = [now if t_due is None else t_due, now, 0]
         else:
             st[1] = now
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self._frame(seq))
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(self._frame(seq))
 
     def start_load(self) -> None:
         self.loading = True
@@ -205,14 +207,15 @@ class PanelClient(asyncio.Protocol):
         """Open loop: send every event whose due time has come (window
         permitting), then wake at the next due time."""
         self._pump_handle = None
-        if self.done.done():
+        interval = self.interval
+        if self.done.done() or interval is None:  # closed loop: the ACKs pump
             return
         now = time.perf_counter()
         while (self.next_seq <= self.last_seq and self.t_due <= now
                and len(self.outstanding) < self.window):
             self._transmit(self.next_seq, self.t_due)
             self.next_seq += 1
-            self.t_due += self.interval
+            self.t_due += interval
         if self.remaining == 0:
             self._finish(None)
         elif self.next_seq <= self.last_seq and len(self.outstanding) < self.window:
@@ -247,8 +250,8 @@ class PanelClient(asyncio.Protocol):
 
     # -- receiving ----------------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's
         self._transmit(self.hb_seq)
 
     def connection_lost(self, exc) -> None:
@@ -263,10 +266,11 @@ class PanelClient(asyncio.Protocol):
             self.reader.receive_data(mv[i:i + w.READ_SIZE])
             while True:
                 f = self.reader.next_frame()
-                if f is w.NEED_DATA:
-                    break
-                if isinstance(f, w.BadFrame) or f.account != self.account \
-                        or not f.flags & w.FLAG_FROM_RECEIVER:
+                if not isinstance(f, w.Frame):
+                    if f is w.NEED_DATA:
+                        break
+                    continue  # a BadFrame
+                if f.account != self.account or not f.flags & w.FLAG_FROM_RECEIVER:
                     continue
                 try:
                     m = w.open_frame(self.keys, f)
@@ -486,7 +490,7 @@ def _ms(v):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--accounts", required=True,

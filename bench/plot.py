@@ -179,7 +179,7 @@ def plot_flame(raw_path: str, out_path: str, title: str = "") -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--sweep", default=os.path.join(benchlib.RESULTS, "receiver_sweep.json"))
     ap.add_argument("--e2e", default=os.path.join(benchlib.RESULTS, "e2e_latency.json"))
     ap.add_argument("--out-dir", default=OUT)

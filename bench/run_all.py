@@ -62,7 +62,7 @@ def plan(quick: bool, out: str) -> list[tuple[str, list[str]]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     ap.add_argument("--only", default=None, help="comma-separated names from the plan")
     a = ap.parse_args(argv)

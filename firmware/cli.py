@@ -507,7 +507,28 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     _sim.add_arguments(sub.add_parser("sim", help="run the panel under the MicroPython VM"))
+    _add_new(sub)
+    _add_user(sub)
+    _add_check(sub)
 
+    p = sub.add_parser("hash-code", help="code_hash for a user code")
+    p.add_argument("--salt", required=True, help="the config's code_salt (hex)")
+    p.add_argument("code")
+
+    p = sub.add_parser("ctl", help="send one control-socket command to a simulated panel")
+    p.add_argument("--control", default=_sim.DEFAULT_CONTROL)
+    p.add_argument("request", help='JSON, e.g. \'{"cmd": "state"}\'')
+
+    _build.add_arguments(sub.add_parser(
+        "build", help="compile the firmware and bundle it with a config and a manifest"))
+    _add_flash_and_verify(sub)
+    _add_runtime(sub)
+    _add_walk_test(sub)
+    return ap
+
+
+def _add_new(sub) -> None:
+    """``new``: a starting config for a site."""
     p = sub.add_parser("new", help="write a starting config for a site (mode 0600)")
     p.add_argument("--kind", required=True, choices=_config.KINDS)
     p.add_argument("--from-template", metavar="FILE",
@@ -529,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.add_argument("-o", "--output", required=True, metavar="CONFIG.json")
 
+
+def _add_user(sub) -> None:
+    """``user add|remove|list``: the panel's users."""
     p = sub.add_parser("user", help="add, remove or list the panel's users")
     usub = p.add_subparsers(dest="action", required=True)
     u = usub.add_parser("add", help="add a user; the code is prompted (twice) unless --code")
@@ -546,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     u = usub.add_parser("list")
     u.add_argument("config")
 
+
+def _add_check(sub) -> None:
+    """``check``: validate a config."""
     p = sub.add_parser("check", help="validate a panel config")
     p.add_argument("config")
     p.add_argument("--board", choices=sorted(_build.BOARD_ONLY),
@@ -556,28 +583,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "accounts show N --json prints it): each path's heartbeat must be "
                         "at most what the receiver supervises")
 
-    p = sub.add_parser("hash-code", help="code_hash for a user code")
-    p.add_argument("--salt", required=True, help="the config's code_salt (hex)")
-    p.add_argument("code")
 
-    p = sub.add_parser("ctl", help="send one control-socket command to a simulated panel")
-    p.add_argument("--control", default=_sim.DEFAULT_CONTROL)
-    p.add_argument("request", help='JSON, e.g. \'{"cmd": "state"}\'')
+def _port_args(p) -> None:
+    """The serial port options of flash and verify."""
+    p.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, /dev/ttyACM0, "
+                   "COM3, a pty, rfc2217://...)")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--resume", action="store_true",
+                   help="no soft reset (mpremote resume; needed for the unix port)")
+    p.add_argument("--wait", type=int, default=0, metavar="S",
+                   help="wait up to S seconds for the port to appear")
 
-    _build.add_arguments(sub.add_parser(
-        "build", help="compile the firmware and bundle it with a config and a manifest"))
 
-    def port_args(p):
-        p.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, /dev/ttyACM0, "
-                       "COM3, a pty, rfc2217://...)")
-        p.add_argument("--baud", type=int, default=115200)
-        p.add_argument("--resume", action="store_true",
-                       help="no soft reset (mpremote resume; needed for the unix port)")
-        p.add_argument("--wait", type=int, default=0, metavar="S",
-                       help="wait up to S seconds for the port to appear")
-
+def _add_flash_and_verify(sub) -> None:
+    """``flash`` and ``verify``: a bundle on a board."""
     p = sub.add_parser("flash", help="install a bundle with mpremote, verify on the device")
-    port_args(p)
+    _port_args(p)
     p.add_argument("bundle", nargs="?", default=os.path.join("build", "firmware"))
     p.add_argument("--clean", action="store_true",
                    help="also remove .py/.mpy files the bundle does not have")
@@ -588,11 +609,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-wait", type=int, default=3, help=argparse.SUPPRESS)
 
     p = sub.add_parser("verify", help="prove what is on a board (sha256 on the device)")
-    port_args(p)
+    _port_args(p)
     p.add_argument("bundle", nargs="?", help="compare with this bundle (default: the "
                    "manifest on the device)")
     p.add_argument("--json", action="store_true")
 
+
+def _add_runtime(sub) -> None:
+    """``runtime``: MicroPython itself on a board."""
     p = sub.add_parser("runtime", help="install MicroPython itself (esptool / UF2 copy)")
     p.add_argument("--board", required=True, choices=("esp32", "rp2"))
     p.add_argument("--chip", default="esp32", help="esp32 variant for esptool (default "
@@ -606,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="check and print, do nothing")
     p.add_argument("firmware", help="MicroPython .bin (esp32) or .uf2 (rp2)")
 
+
+def _add_walk_test(sub) -> None:
+    """``walk-test``: commissioning, proven by the receiver's record."""
     p = sub.add_parser("walk-test", help="commission: trip every zone, proven by the "
                        "receiver's record; write the report")
     p.add_argument("--bundle", help="the bundle flashed (config + manifest for the report)")
@@ -640,7 +667,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "entry/exit zone's held alarm)")
     p.add_argument("--until-pass", action="store_true",
                    help="keep going until every zone passed (fix and re-trip on the spot)")
-    return ap
 
 
 def main(argv=None) -> int:

@@ -149,6 +149,22 @@ def load_template(path: str) -> dict:
     if proto not in _config.PROTOCOLS:
         raise ProvisionError("%s: protocol: %r is not one of %s"
                              % (path, proto, ", ".join(_config.PROTOCOLS)))
+    acct, key = _template_account(t, proto, path)
+    paths = _template_receivers(t, path)
+    hb = t.get("heartbeat_s")
+    if hb is not None and (isinstance(hb, bool) or not isinstance(hb, int) or hb <= 0):
+        raise ProvisionError("%s: heartbeat_s: expected a number of seconds, got %r"
+                             % (path, hb))
+    supervision = supervision_of(t, path) if "supervision" in t else None
+    return {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
+            "heartbeat_s": hb, "site_name": t.get("site_name") or "",
+            "zones": _template_names(t, "zones", path),
+            "partitions": _template_names(t, "partitions", path),
+            "supervision": supervision}
+
+
+def _template_account(t: dict, proto: str, path: str) -> tuple[int | str, bytes]:
+    """A template's account and key, checked for its protocol."""
     acct = t.get("account")
     if proto == "dc09":
         # SIA DC-09 5.5.1.6: the account is 3..16 hex digits, a string (the
@@ -177,6 +193,11 @@ def load_template(path: str) -> dict:
             key = b""
         if not 16 <= len(key) <= 64:
             raise ProvisionError("%s: key: expected 16..64 bytes of hex" % path)
+    return acct, key
+
+
+def _template_receivers(t: dict, path: str) -> list[dict]:
+    """A template's receiver addresses, as paths of the panel config."""
     rx = t.get("receivers")
     if rx is None:
         rx = []
@@ -192,25 +213,22 @@ def load_template(path: str) -> dict:
         paths.append(parse_receiver("%s/%s:%s" % (r.get("transport", "tcp"), r.get("host"),
                                                   r.get("port")),
                                     "%s: receivers[%d]" % (path, i)))
-    hb = t.get("heartbeat_s")
-    if hb is not None and (isinstance(hb, bool) or not isinstance(hb, int) or hb <= 0):
-        raise ProvisionError("%s: heartbeat_s: expected a number of seconds, got %r"
-                             % (path, hb))
-    out = {"account": acct, "key": key.hex(), "protocol": proto, "receivers": paths,
-           "heartbeat_s": hb, "site_name": t.get("site_name") or "",
-           "zones": {}, "partitions": {},
-           "supervision": supervision_of(t, path) if "supervision" in t else None}
-    for field in ("zones", "partitions"):
-        m = t.get(field) or {}
-        if not isinstance(m, dict):
-            raise ProvisionError("%s: %s: expected an object {\"number\": \"name\"}"
-                                 % (path, field))
-        for k, v in m.items():
-            if not str(k).isdigit() or not isinstance(v, str):
-                raise ProvisionError("%s: %s[%r]: expected \"number\": \"name\""
-                                     % (path, field, k))
-            out[field][int(k)] = v
-    return out
+    return paths
+
+
+def _template_names(t: dict, field: str, path: str) -> dict[int, str]:
+    """A template's zone or partition names: {number: name}."""
+    m = t.get(field) or {}
+    if not isinstance(m, dict):
+        raise ProvisionError("%s: %s: expected an object {\"number\": \"name\"}"
+                             % (path, field))
+    names = {}
+    for k, v in m.items():
+        if not str(k).isdigit() or not isinstance(v, str):
+            raise ProvisionError("%s: %s[%r]: expected \"number\": \"name\""
+                                 % (path, field, k))
+        names[int(k)] = v
+    return names
 
 
 def supervision_of(doc: dict, where: str) -> dict:
@@ -399,12 +417,33 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     else:
         _native_identity(doc, t, account, key, notes)
     doc["code_salt"] = secrets.token_bytes(SALT_BYTES).hex()
+    _receivers(doc, t, template is not None, receivers, notes)
+    if name or t.get("site_name"):
+        doc["name"] = _fit(name or t["site_name"])
+    _heartbeats(doc, t, template is not None, heartbeat_s, notes)
+    _utc_offset(doc, utc_offset_min, notes)
+    _rooms(doc, base, t, kind, notes)
+    doc["users"] = []
+    if wifi:
+        doc.setdefault("board", {})["wifi"] = wifi
+    doc["comment"] = ("Made by guardline-panel new on %s from the %s example%s. Add users "
+                      "with: guardline-panel user add THIS_FILE ..." % (
+                          time.strftime("%Y-%m-%d"), kind,
+                          " and the receiver's template for account %s" % account_label(doc)
+                          if template else ""))
+    notes.append("no users yet: add them with guardline-panel user add")
+    return doc, notes
+
+
+def _receivers(doc: dict, t: dict, from_template: bool, receivers: list | None,
+               notes: list[str]) -> None:
+    """The reporting paths: --receiver, else the template's addresses."""
     if receivers:
         paths = list(receivers)
         _wildcard(paths, "--receiver")
     else:
         paths = list(t.get("receivers") or [])
-        if template is not None and not paths:
+        if from_template and not paths:
             raise ProvisionError("the receiver's template has no receiver address (its "
                                  "config has no listener for this protocol): give "
                                  "--receiver [tcp/|udp/]HOST:PORT (twice: primary, backup)")
@@ -419,9 +458,10 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
     if doc["receiver"]["backup"] is None:
         del doc["receiver"]["backup"]
         notes.append("one receiver address only: the panel has no backup path")
-    if name or t.get("site_name"):
-        doc["name"] = _fit(name or t["site_name"])
-    _heartbeats(doc, t, template is not None, heartbeat_s, notes)
+
+
+def _utc_offset(doc: dict, utc_offset_min: int | None, notes: list[str]) -> None:
+    """The panel's local time: --utc-offset, else this computer's zone now."""
     off = local_utc_offset_min() if utc_offset_min is None else utc_offset_min
     lo, hi = -720, 840  # config.py: UTC-12 .. UTC+14
     if not lo <= off <= hi:
@@ -432,6 +472,11 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
                      off, "+" if off >= 0 else "-", abs(off) // 60, abs(off) % 60,
                      "this computer's time zone now" if utc_offset_min is None
                      else "--utc-offset"))
+
+
+def _rooms(doc: dict, base: dict, t: dict, kind: str, notes: list[str]) -> None:
+    """The template's partitions and zones over the example's: types and
+    partitions guessed from the names, each guess noted for a check."""
     if t.get("partitions"):
         doc["partitions"] = [{"id": pid, "name": _fit(pname)}
                              for pid, pname in sorted(t["partitions"].items())]
@@ -441,35 +486,26 @@ def new_config(kind: str, template: dict | None = None, account: int | None = No
                          "example had one on partition %s); add \"time_lock\" where the "
                          "site needs one" % locks[0])
     pids = [p["id"] for p in doc["partitions"]]
-    if t.get("zones"):
-        by_id = {z["id"]: z for z in base["zones"]}
-        zones = []
-        for zid, zname in sorted(t["zones"].items()):
-            ex = by_id.get(zid, {})
-            zt, why = guess_zone_type(zname, kind, ex.get("type"))
-            if t.get("partitions"):
-                # the example's partition numbers mean other rooms: by name
-                part, pwhy = guess_partition(zname, t["partitions"])
-                if part is None:
-                    part, pwhy = pids[0], pwhy + ": the first partition"
-            elif ex.get("partition") in pids:
-                part, pwhy = ex["partition"], "the example's zone with that number"
-            else:
-                part, pwhy = pids[0], "the first partition"
-            zones.append({"id": zid, "name": _fit(zname), "type": zt, "partition": part})
-            notes.append("zone %d %r: type %s (%s), partition %d (%s): CHECK" % (
-                zid, zname, zt, why, part, pwhy))
-        doc["zones"] = zones
-    doc["users"] = []
-    if wifi:
-        doc.setdefault("board", {})["wifi"] = wifi
-    doc["comment"] = ("Made by guardline-panel new on %s from the %s example%s. Add users "
-                      "with: guardline-panel user add THIS_FILE ..." % (
-                          time.strftime("%Y-%m-%d"), kind,
-                          " and the receiver's template for account %s" % account_label(doc)
-                          if template else ""))
-    notes.append("no users yet: add them with guardline-panel user add")
-    return doc, notes
+    if not t.get("zones"):
+        return
+    by_id = {z["id"]: z for z in base["zones"]}
+    zones = []
+    for zid, zname in sorted(t["zones"].items()):
+        ex = by_id.get(zid, {})
+        zt, why = guess_zone_type(zname, kind, ex.get("type"))
+        if t.get("partitions"):
+            # the example's partition numbers mean other rooms: by name
+            part, pwhy = guess_partition(zname, t["partitions"])
+            if part is None:
+                part, pwhy = pids[0], pwhy + ": the first partition"
+        elif ex.get("partition") in pids:
+            part, pwhy = ex["partition"], "the example's zone with that number"
+        else:
+            part, pwhy = pids[0], "the first partition"
+        zones.append({"id": zid, "name": _fit(zname), "type": zt, "partition": part})
+        notes.append("zone %d %r: type %s (%s), partition %d (%s): CHECK" % (
+            zid, zname, zt, why, part, pwhy))
+    doc["zones"] = zones
 
 
 def _heartbeats(doc: dict, t: dict, from_template: bool, heartbeat_s: int | None,

@@ -170,6 +170,38 @@ class Zone:
         self.notes: list[str] = []
         self.faulted_at_start = False
 
+    def tamper_report(self, q: int, e: dict, history: bool) -> None:
+        """A tamper zone's 144 (outside walk-test mode): alarm and open loop
+        share the code, so a trip is 144 new then its restore."""
+        if q == Q_NEW:
+            if history:
+                self.open_fault = e
+                self.faulted_at_start = True
+            else:
+                self.tripped = e
+        elif q == Q_RESTORE:
+            if self.tripped is not None:
+                self.alarms.append(self.tripped)
+                self.tripped = None
+            if self.open_fault is not None:
+                if not history:
+                    self.faults.append({"event": self.open_fault, "restored": e})
+                self.open_fault = None
+                self.faulted_at_start = False
+
+    def loop_fault(self, code: int, q: int, e: dict, history: bool) -> None:
+        """A loop fault (144 tamper, 372 short, 373 fire trouble) or its
+        restore."""
+        if q == Q_NEW:
+            if self.open_fault is None or self.open_fault["code"] != code:
+                self.open_fault = e
+                self.faulted_at_start = history
+        elif q == Q_RESTORE and self.open_fault is not None:
+            if not history:  # a fault over before the walk is forgotten
+                self.faults.append({"event": self.open_fault, "restored": e})
+            self.open_fault = None
+            self.faulted_at_start = False
+
     @property
     def status(self) -> str:
         if self.open_fault is not None:
@@ -285,66 +317,58 @@ class WalkTest:
         if str(ev.get("account")) != self.account or ev.get("source", "panel") != "panel":
             return []
         self.events_seen += 1
-        code, q = ev["code"], ev["qualifier"]
-        out: list[tuple] = []
+        code = ev["code"]
         if code == WALK_TEST_MODE and ev.get("zone"):  # zone 0: console test mode
-            on = q == Q_NEW
-            if on != self.walk_mode:
-                self.walk_mode = on
-                out.append((None, None, None, "panel walk-test mode %s (%s)" % (
-                    "ON" if on else "off", contactid.describe(code, q, ev.get("zone")))))
-            return out
+            return self._walk_test_mode(ev)
         if code in ARMING_CODES:
-            p = self.partitions.get(ev.get("partition"))
-            if p is not None:
-                armed = q == Q_RESTORE  # DC-05: 3 = closing (armed), 1 = opening
-                if p["armed"] != armed:
-                    p["armed"] = armed
-                    if not history:
-                        p["log"].append({"armed": armed, **_ev(ev)})
-                    out.append((None, None, None, "partition %d (%s) %s (%s)" % (
-                        p["id"], p["name"], "ARMED" if armed else "disarmed",
-                        contactid.describe(code, q, ev.get("zone")))))
-            return out
+            return self._arming(ev, history)
         if code not in ZONE_CODES or contactid.number_kind(code) != contactid.ZONE:
-            return out + self._other(ev, history)
+            return self._other(ev, history)
         z = self.zones.get(ev.get("zone"))
         if z is None:
-            return out + self._other(ev, history)
+            return self._other(ev, history)
+        return self._zone_event(z, ev, history)
+
+    def _walk_test_mode(self, ev: dict) -> list[tuple]:
+        """607 for a zone: the panel's walk-test mode on (q1) or off."""
+        on = ev["qualifier"] == Q_NEW
+        if on == self.walk_mode:
+            return []
+        self.walk_mode = on
+        return [(None, None, None, "panel walk-test mode %s (%s)" % (
+            "ON" if on else "off", contactid.describe(ev["code"], ev["qualifier"],
+                                                      ev.get("zone"))))]
+
+    def _arming(self, ev: dict, history: bool) -> list[tuple]:
+        """An opening or closing: the partition's arming state."""
+        code, q = ev["code"], ev["qualifier"]
+        p = self.partitions.get(ev.get("partition"))
+        if p is None:
+            return []
+        armed = q == Q_RESTORE  # DC-05: 3 = closing (armed), 1 = opening
+        if p["armed"] == armed:
+            return []
+        p["armed"] = armed
+        if not history:
+            p["log"].append({"armed": armed, **_ev(ev)})
+        return [(None, None, None, "partition %d (%s) %s (%s)" % (
+            p["id"], p["name"], "ARMED" if armed else "disarmed",
+            contactid.describe(code, q, ev.get("zone"))))]
+
+    def _zone_event(self, z: Zone, ev: dict, history: bool) -> list[tuple]:
+        """An event for one of the walked zones."""
+        code, q = ev["code"], ev["qualifier"]
         old = z.status
         e = _ev(ev)
         if ev.get("partition") not in (None, z.partition):
             z.notes.append("event %s reported partition %s; the config says %d"
                            % (e["event_id"], ev.get("partition"), z.partition))
         if z.type == "tamper" and code == SENSOR_TAMPER and not self.walk_mode:
-            # alarm and open loop share 144: a trip is 144 new then restore
-            if q == Q_NEW:
-                if history:
-                    z.open_fault = e
-                    z.faulted_at_start = True
-                else:
-                    z.tripped = e
-            elif q == Q_RESTORE:
-                if z.tripped is not None:
-                    z.alarms.append(z.tripped)
-                    z.tripped = None
-                if z.open_fault is not None:
-                    if not history:
-                        z.faults.append({"event": z.open_fault, "restored": e})
-                    z.open_fault = None
-                    z.faulted_at_start = False
+            z.tamper_report(q, e, history)
         elif code in (SENSOR_TAMPER, LOOP_SHORT, FIRE_TROUBLE):
-            if q == Q_NEW:
-                if z.open_fault is None or z.open_fault["code"] != code:
-                    z.open_fault = e
-                    z.faulted_at_start = history
-            elif q == Q_RESTORE and z.open_fault is not None:
-                if not history:  # a fault over before the walk is forgotten
-                    z.faults.append({"event": z.open_fault, "restored": e})
-                z.open_fault = None
-                z.faulted_at_start = False
+            z.loop_fault(code, q, e, history)
         elif history:
-            return out
+            return []
         elif code in (WALK_EXPECTED.get(z.type, ()) if self.walk_mode else z.expected):
             if q == Q_NEW:
                 z.alarms.append(e)
@@ -358,8 +382,8 @@ class WalkTest:
             z.unexpected.append(e)
         new = z.status
         if new != old or (q == Q_NEW and not history):
-            out.append((z, old, new, "%03d q%d %s" % (code, q, e["description"])))
-        return out
+            return [(z, old, new, "%03d q%d %s" % (code, q, e["description"]))]
+        return []
 
     def walked(self, ids=None) -> list[Zone]:
         return [self.zones[i] for i in (ids or self.order)]

@@ -34,76 +34,102 @@ ARROW = {"up": "^", "down": "v"}
 
 def describe(e: dict, verbose: bool = False) -> str | None:
     """One line for a timeline entry (None: not worth a line)."""
-    src, kind, d = e["source"], e["kind"], e["detail"]
-    if src == "link":
-        if kind == "frame":
-            fate = [f for f in d.get("fate", [])]
-            dl = d.get("delivered", [])
-            when = ", ".join("+%.0f ms" % ((t - e["t"]) * 1000) for t in dl)
-            bad = " BAD-CRC" if d.get("bad_crc") else ""
-            s = "%-8s %s %-9s seq %-6s acct %s%s" % (
-                d.get("link", ""), ARROW.get(d.get("dir"), "?"), d.get("type"), d.get("seq"),
-                d.get("account"), bad)
-            if fate:
-                s += "  [%s]" % ", ".join(fate)
-            if dl:
-                s += "  delivered " + when
-            elif not fate or fate == ["reorder"]:
-                s += "  (not delivered)"
-            return s
-        if kind == "raw":
-            return "%-8s %s raw %d bytes %s [%s]" % (
-                d.get("link", ""), ARROW.get(d.get("dir"), "?"), d.get("len", 0),
-                d.get("hex", ""), ", ".join(d.get("fate", [])))
-        if kind == "control":
-            extra = {k: v for k, v in d.items() if k not in ("link", "action", "dir")}
-            return "%-8s %s %s %s" % (d.get("link", ""), d.get("action", "").upper(),
-                                      d.get("dir", ""), _kv(extra))
-        if kind == "conn":
-            return "%-8s connection %s %s" % (d.get("link", ""), d.get("event", ""),
-                                              d.get("peer", ""))
-    if src == "panel":
-        if kind == "console":
-            return "console: %s" % d.get("text", "")
-        if kind == "power":
-            return "POWER %s" % ("ON" if d.get("on") else "OFF")
-        if kind == "zone":
-            what = d.get("state") if d.get("state") is not None else "%s ohm" % d.get("ohms")
-            return "zone %s -> %s%s" % (d.get("zone"), what,
-                                        " (fixture)" if d.get("via") == "fixture" else "")
-        if kind == "keypad":
-            return "keypad %s partition %s -> %s" % (d.get("key"), d.get("partition"),
-                                                     d.get("result", "?"))
-        extra = {k: v for k, v in d.items() if k != "target"}
-        return "%s %s" % (kind, _kv(extra))
-    if src == "receiver":
-        if kind == "event":
-            q = {1: "NEW", 3: "RESTORE", 6: "STATUS"}.get(d.get("qualifier"), d.get("qualifier"))
-            # the receiver's description; else rendered by the one rule for
-            # what the number is (a zone, a user, a path: protocol.contactid)
-            desc = d.get("description") or (contactid.describe(
-                d["code"], d.get("qualifier") or 1, d.get("zone")) if "code" in d else "")
-            return "STORED %s %s %s  acct %s seq %s path %s prio %s%s" % (
-                d.get("code"), q, desc, d.get("account"), d.get("seq"),
-                d.get("path"), d.get("priority"),
-                " (supervision)" if d.get("origin") == "supervision" else "")
-        if kind == "security":
-            return "SECURITY %s acct %s seq %s: %s" % (d.get("reason"), d.get("account"),
-                                                     d.get("seq"), d.get("detail"))
-        if kind == "process":
-            return "receiver process %s" % d.get("action")
-        if kind == "log":
-            text = d.get("text", "")
-            if verbose or "level=warning" in text or "level=error" in text:
-                return "log: %s" % _strip_ts(text)
-            return None
-    if src == "scenario":
-        if kind == "strategy":
-            p = d.get("partition")
-            return "state %s%s" % (d.get("state"), " (partition %s)" % p if p else "")
-        extra = {k: v for k, v in d.items() if k != "text"}
-        return ("%s %s %s" % (kind, d.get("text", ""), _kv(extra))).rstrip()
+    by_source = _BY_SOURCE.get(e["source"])
+    if by_source is None:
+        return _plain(e["kind"], e["detail"])
+    return by_source(e, verbose)
+
+
+def _plain(kind: str, d: dict) -> str:
+    """An entry no rule below words: its kind and its details."""
     return "%s %s" % (kind, _kv(d))
+
+
+def _describe_link(e: dict, verbose: bool) -> str | None:
+    kind, d = e["kind"], e["detail"]
+    if kind == "frame":
+        fate = [f for f in d.get("fate", [])]
+        dl = d.get("delivered", [])
+        when = ", ".join("+%.0f ms" % ((t - e["t"]) * 1000) for t in dl)
+        bad = " BAD-CRC" if d.get("bad_crc") else ""
+        s = "%-8s %s %-9s seq %-6s acct %s%s" % (
+            d.get("link", ""), ARROW.get(d.get("dir"), "?"), d.get("type"), d.get("seq"),
+            d.get("account"), bad)
+        if fate:
+            s += "  [%s]" % ", ".join(fate)
+        if dl:
+            s += "  delivered " + when
+        elif not fate or fate == ["reorder"]:
+            s += "  (not delivered)"
+        return s
+    if kind == "raw":
+        return "%-8s %s raw %d bytes %s [%s]" % (
+            d.get("link", ""), ARROW.get(d.get("dir"), "?"), d.get("len", 0),
+            d.get("hex", ""), ", ".join(d.get("fate", [])))
+    if kind == "control":
+        extra = {k: v for k, v in d.items() if k not in ("link", "action", "dir")}
+        return "%-8s %s %s %s" % (d.get("link", ""), d.get("action", "").upper(),
+                                  d.get("dir", ""), _kv(extra))
+    if kind == "conn":
+        return "%-8s connection %s %s" % (d.get("link", ""), d.get("event", ""),
+                                          d.get("peer", ""))
+    return _plain(kind, d)
+
+
+def _describe_panel(e: dict, verbose: bool) -> str | None:
+    kind, d = e["kind"], e["detail"]
+    if kind == "console":
+        return "console: %s" % d.get("text", "")
+    if kind == "power":
+        return "POWER %s" % ("ON" if d.get("on") else "OFF")
+    if kind == "zone":
+        what = d.get("state") if d.get("state") is not None else "%s ohm" % d.get("ohms")
+        return "zone %s -> %s%s" % (d.get("zone"), what,
+                                    " (fixture)" if d.get("via") == "fixture" else "")
+    if kind == "keypad":
+        return "keypad %s partition %s -> %s" % (d.get("key"), d.get("partition"),
+                                                 d.get("result", "?"))
+    extra = {k: v for k, v in d.items() if k != "target"}
+    return "%s %s" % (kind, _kv(extra))
+
+
+def _describe_receiver(e: dict, verbose: bool) -> str | None:
+    kind, d = e["kind"], e["detail"]
+    if kind == "event":
+        q = {1: "NEW", 3: "RESTORE", 6: "STATUS"}.get(d.get("qualifier"), d.get("qualifier"))
+        # the receiver's description; else rendered by the one rule for
+        # what the number is (a zone, a user, a path: protocol.contactid)
+        desc = d.get("description") or (contactid.describe(
+            d["code"], d.get("qualifier") or 1, d.get("zone")) if "code" in d else "")
+        return "STORED %s %s %s  acct %s seq %s path %s prio %s%s" % (
+            d.get("code"), q, desc, d.get("account"), d.get("seq"),
+            d.get("path"), d.get("priority"),
+            " (supervision)" if d.get("origin") == "supervision" else "")
+    if kind == "security":
+        return "SECURITY %s acct %s seq %s: %s" % (d.get("reason"), d.get("account"),
+                                                 d.get("seq"), d.get("detail"))
+    if kind == "process":
+        return "receiver process %s" % d.get("action")
+    if kind == "log":
+        text = d.get("text", "")
+        if verbose or "level=warning" in text or "level=error" in text:
+            return "log: %s" % _strip_ts(text)
+        return None
+    return _plain(kind, d)
+
+
+def _describe_scenario(e: dict, verbose: bool) -> str | None:
+    kind, d = e["kind"], e["detail"]
+    if kind == "strategy":
+        p = d.get("partition")
+        return "state %s%s" % (d.get("state"), " (partition %s)" % p if p else "")
+    extra = {k: v for k, v in d.items() if k != "text"}
+    return ("%s %s %s" % (kind, d.get("text", ""), _kv(extra))).rstrip()
+
+
+# What each source's entries say (the module docstring lists them).
+_BY_SOURCE = {"link": _describe_link, "panel": _describe_panel,
+              "receiver": _describe_receiver, "scenario": _describe_scenario}
 
 
 def _kv(d: dict) -> str:

@@ -159,8 +159,8 @@ class Dc09CrcError(Dc09Error):
     counted (a known panel deviation, accepted per account); `account` is
     then the account from the header."""
 
-    crc_includes_cr = False
-    account = None
+    crc_includes_cr: bool = False
+    account: str | None = None
 
 
 class Dc09FormatError(Dc09Error):
@@ -496,7 +496,7 @@ def parse(frame, key_lookup=None, now=None, window=DEFAULT_WINDOW,
         if msg.timestamp is None:
             raise Dc09TimestampError("encrypted message without timestamp", msg)
         if now is not None:
-            _check_window(msg, now, window)
+            _check_window(msg, msg.timestamp, now, window)
     return msg
 
 
@@ -531,7 +531,7 @@ def _parse_header(frame, crc_includes_cr) -> tuple[Dc09Message, bytes]:
     if length != len(body) or crc16(body) != crc:
         if length == len(body) + 1 and crc16(body + b"\r") == crc:
             # DEVIATIONS["crc_includes_cr"] (seen from ELDES panels)
-            account = (m.groupdict().get("acct") or "").decode() if m else ""
+            account = (m.groupdict().get("acct") or b"").decode() if m else ""
             if not _allowed(crc_includes_cr, account):
                 e = Dc09CrcError("CRC and length include the closing CR (a known panel "
                                  "deviation, not enabled for account %s)" % (account or "?"))
@@ -558,7 +558,7 @@ def _parse_header(frame, crc_includes_cr) -> tuple[Dc09Message, bytes]:
         deviations.append("empty_line_prefix")  # DEVIATIONS["empty_line_prefix"]
     rest = body[m.end():]
     msg = Dc09Message(
-        msg_id=msg_id, encrypted=encrypted, seq=int(groups["seq"]),
+        msg_id=msg_id, encrypted=encrypted, seq=int(m["seq"]),
         receiver=groups["rcvr"], line=groups["line"], account=account,
         deviations=deviations)
     return msg, rest
@@ -576,13 +576,13 @@ def _seconds(x) -> timedelta:
     return x if isinstance(x, timedelta) else timedelta(seconds=x)
 
 
-def _check_window(msg: Dc09Message, now, window) -> None:
+def _check_window(msg: Dc09Message, timestamp: datetime, now, window) -> None:
     lower, upper = (_seconds(w) for w in window)
-    delta = msg.timestamp - _as_utc(now)
+    delta = timestamp - _as_utc(now)
     if not lower <= delta <= upper:
         raise Dc09TimestampError(
             "account %s: timestamp %s is %+.0f s from receiver time"
-            % (msg.account, msg.timestamp.isoformat(), delta.total_seconds()),
+            % (msg.account, timestamp.isoformat(), delta.total_seconds()),
             msg)
 
 
@@ -712,13 +712,16 @@ def build_ack(for_msg: Dc09Message, key: bytes | None = None, now=None,
     the account's `key` and carrying `now` as its timestamp; a plain ACK
     carries neither (and `key` is ignored, so callers may always pass it)."""
     encrypted = bool(for_msg.encrypted)
-    if encrypted and now is None:
-        raise LocalProtocolError("the ACK to an encrypted message needs `now`")
+    timestamp = None
+    if encrypted:
+        if now is None:
+            raise LocalProtocolError("the ACK to an encrypted message needs `now`")
+        timestamp = _as_utc(now)
     ack = Dc09Message(
         msg_id=ACK, encrypted=encrypted, seq=for_msg.seq,
         receiver=for_msg.receiver, line=for_msg.line,
         account=for_msg.account, data="", extended=[],
-        timestamp=_as_utc(now) if encrypted else None,
+        timestamp=timestamp,
     )
     return build(ack, key if encrypted else None, pad if encrypted else None)
 
@@ -1029,7 +1032,9 @@ def _sia_elements(body: str) -> list[SiaEvent] | None:
         rest = el[pos:]
         if not rest:
             continue  # modifiers only: they apply to the events that follow
-        c, addr, text = _SIA_ELEMENT.fullmatch(rest).groups()
+        element = _SIA_ELEMENT.fullmatch(rest)
+        assert element is not None  # every group may be empty: any text matches
+        c, addr, text = element.groups()
         if c is None:
             if not addr or code is None:
                 return None  # text that belongs to no event
@@ -1045,7 +1050,9 @@ def sia_dcs_events(msg: Dc09Message) -> list[SiaEvent]:
     of SIA data blocks."""
     if msg.msg_id != SIA_DCS:
         raise LocalProtocolError("not a SIA-DCS message: %s" % msg.msg_id)
-    rest = msg.data[_ACCOUNT_PREFIX.match(msg.data).end():]
+    prefix = _ACCOUNT_PREFIX.match(msg.data)
+    assert prefix is not None  # both parts are optional: it matches at 0 at least
+    rest = msg.data[prefix.end():]
     events: list[SiaEvent] = []
     for i, block in enumerate(_split_outside_carets(rest, "|")):
         if i and block[:1] == "A" and events:

@@ -57,6 +57,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
+from protocol.errors import LocalProtocolError
 from protocol.lean import glwire as w
 
 _LOGGER = logging.getLogger(__name__)
@@ -165,6 +166,15 @@ class ReceiverCore:
             self._accounts[account] = st
         return st
 
+    def _known(self, account: int) -> AccountState:
+        """The state of an account we are about to seal a frame for: one
+        without a key is our own mistake (a caller acking, NAKing or
+        commanding an account it never judged), not the peer's."""
+        st = self.state(account)
+        if st is None:
+            raise LocalProtocolError("account %d has no key: nothing to seal with" % account)
+        return st
+
     def forget(self, account: int) -> None:
         """Drop cached state (after a key change or account removal)."""
         self._accounts.pop(account, None)
@@ -264,7 +274,7 @@ class ReceiverCore:
     def ack(self, accepted: Accepted, now: float) -> bytes:
         """Mark the sequence committed and return the ACK frame.  Call only
         once the event is durably stored (or, for non-events, handled)."""
-        st = self.state(accepted.account)
+        st = self._known(accepted.account)
         seq = accepted.seq
         if seq > st.highest_seq:
             old_floor = st.highest_seq - self.reorder_window
@@ -283,12 +293,12 @@ class ReceiverCore:
 
     def nak(self, account: int, seq: int, reason: int, now: float) -> bytes:
         """A NAK the application decides on (busy: the store is behind)."""
-        st = self.state(account)
+        st = self._known(account)
         return self._nak(account, st, seq, reason, int(now))
 
     def time_sync(self, account: int, ref_seq: int, now: float,
                   utc_offset_min: int = 0) -> bytes:
-        st = self.state(account)
+        st = self._known(account)
         return self._seal(account, st, {"type": w.MSG_TIME, "ref_seq": ref_seq,
                                         "receiver_time": int(now),
                                         "utc_offset_min": utc_offset_min}, int(now))
@@ -298,7 +308,7 @@ class ReceiverCore:
         """Seal a COMMAND; returns (our sequence, frame).  Persist tx_seq
         (``state(account).tx_seq``) before sending: the panel refuses any
         command sequence it has seen."""
-        st = self.state(account)
+        st = self._known(account)
         frame = self._seal(account, st, {"type": w.MSG_COMMAND, "command": command,
                                          "partition": partition, "arg": arg, "user": user},
                            int(now))

@@ -47,6 +47,7 @@ import hashlib
 import hmac
 import json
 import struct
+from typing import Any
 
 import crcmod.predefined
 from construct import (
@@ -57,6 +58,7 @@ from construct import (
     Checksum,
     ChecksumError,
     Const,
+    Construct,
     ConstructError,
     Enum,
     Error,
@@ -345,7 +347,7 @@ Reply = Struct(
     Check(len_(this.partitions) <= MAX_PARTITIONS),
 )
 
-PAYLOADS = {
+PAYLOADS: dict[int, Construct] = {
     MSG_HELLO: Hello, MSG_EVENT: Event, MSG_HEARTBEAT: Heartbeat, MSG_POSITION: PositionReport,
     MSG_ACK: Ack, MSG_NAK: Nak, MSG_TIME: Time,
     MSG_COMMAND: Command, MSG_REPLY: Reply,
@@ -661,7 +663,7 @@ def describe(frame, key=None):
     if key is not None:
         key = derive_keys(key)  # a key of the wrong length is the caller's error
     data = bytes(frame)
-    out = {"length": len(data)}
+    out: dict[str, Any] = {"length": len(data)}
 
     def fail(e):
         out["error"] = {"reason": e.reason, "reason_name": NAK_NAMES.get(e.reason, "?"),

@@ -152,6 +152,11 @@ def _num(v, where, lo, integer=False):
     return v
 
 
+def _int(v, where, lo) -> int:
+    """`_num` for an integer setting, typed as one."""
+    return int(_num(v, where, lo, True))
+
+
 def _read_toml(path: str, what: str) -> dict:
     try:
         with open(path, "rb") as f:
@@ -223,8 +228,8 @@ def _load(path: str | None) -> Config:
         _check_keys(s, {"url", "baudrate"}, where)
         if not isinstance(s.get("url"), str) or not s["url"]:
             raise ConfigError("%s.url must be a device path or pyserial URL" % where)
-        cfg.serial.append(SerialSpec(s["url"], _num(s.get("baudrate", 9600),
-                                                    where + ".baudrate", 50, True)))
+        cfg.serial.append(SerialSpec(s["url"], _int(s.get("baudrate", 9600),
+                                                    where + ".baudrate", 50)))
     for kind in ("metrics", "web"):
         if kind in ls:
             setattr(cfg, kind, parse_addr(ls[kind], "[listen].%s" % kind))

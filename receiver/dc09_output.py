@@ -46,7 +46,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from protocol import dc09
-from receiver.outputs import DeliveryError, Output, failure_text
+from receiver.outputs import DeliveryError, StreamOutput, failure_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,40 +88,26 @@ def message_for(outbox_id: int, payload: dict, opts: dict, now: datetime) -> dc0
         timestamp=now.replace(microsecond=0))
 
 
-class Dc09Output(Output):
+class Dc09Output(StreamOutput):
     def __init__(self, spec):
         super().__init__(spec)
         if spec.dc09 is None:
             raise ValueError("output %s is not a DC-09 output" % spec.name)
         self.opts: dict = spec.dc09
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
         self.skew = timedelta(0)  # far end's clock minus ours, from its NAKs
         self.naks = 0
         self.duhs = 0
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.spec.host, self.spec.port), self.spec.timeout_s)
-        except (OSError, asyncio.TimeoutError) as e:
-            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
-        _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
-                     self.spec.port)
-        return self._reader, self._writer
-
     async def deliver(self, outbox_id: int, message: dict) -> None:
-        reader, writer = self._reader, self._writer
-        reused = reader is not None and writer is not None
-        if reader is None or writer is None:
-            reader, writer = await self._connect()
+        kept = self.kept()
+        reader, writer = kept or await self.connect()
         try:
             got = await self._attempt(reader, writer, outbox_id, message)
-            if got is None and reused:
+            if got is None and kept is not None:
                 # the far end closed the kept connection (some close after
                 # every reply): once more on a fresh one
                 await self.close()
-                reader, writer = await self._connect()
+                reader, writer = await self.connect()
                 got = await self._attempt(reader, writer, outbox_id, message)
         except (OSError, asyncio.TimeoutError) as e:
             await self.close()
@@ -186,12 +172,3 @@ class Dc09Output(Output):
             if not data:
                 return None
             frames.receive_data(data)
-
-    async def close(self) -> None:
-        w, self._writer, self._reader = self._writer, None, None
-        if w is not None:
-            w.close()
-            try:
-                await w.wait_closed()
-            except (OSError, asyncio.CancelledError):
-                pass

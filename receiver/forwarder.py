@@ -39,7 +39,8 @@ import time
 from typing import Callable
 
 from receiver.backoff import Backoff
-from receiver.outputs import MAX_SINK_LINE, DeliveryError, Output, failure_text
+from receiver.outputs import (MAX_SINK_LINE, DeliveryError, Output, StreamOutput,
+                              failure_text)
 from receiver.records import OutboxRow
 from receiver.routing import OutputSpec
 from receiver.store import Store, StoreError
@@ -53,27 +54,11 @@ FETCH_ROWS = 100
 IDLE_POLL_S = 5.0
 
 
-class JsonLinesOutput(Output):
-    def __init__(self, spec: OutputSpec):
-        super().__init__(spec)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.spec.host, self.spec.port, limit=MAX_SINK_LINE),
-                self.spec.timeout_s)
-        except (OSError, asyncio.TimeoutError) as e:
-            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
-        _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
-                     self.spec.port)
-        return self._reader, self._writer
+class JsonLinesOutput(StreamOutput):
+    read_limit = MAX_SINK_LINE
 
     async def deliver(self, outbox_id: int, message: dict) -> None:
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
-            reader, writer = await self._connect()
+        reader, writer = self.kept() or await self.connect()
         line = json.dumps(dict(message, id=outbox_id), sort_keys=True,
                           separators=(",", ":")) + "\n"
         want = ("ACK %d" % outbox_id).encode()
@@ -94,15 +79,6 @@ class JsonLinesOutput(Output):
         except (OSError, asyncio.TimeoutError, ValueError, asyncio.LimitOverrunError) as e:
             await self.close()
             raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
-
-    async def close(self) -> None:
-        w, self._writer, self._reader = self._writer, None, None
-        if w is not None:
-            w.close()
-            try:
-                await w.wait_closed()
-            except (OSError, asyncio.CancelledError):
-                pass
 
 
 class WebhookOutput(Output):

@@ -1,6 +1,7 @@
 """What every store-and-forward output is (receiver.forwarder delivers
-through them): the :class:`Output` base, :class:`DeliveryError` and the
-sentence an operator reads when a delivery fails (:func:`failure_text`).
+through them): the :class:`Output` base, :class:`StreamOutput` for those
+that keep a TCP connection to their far end, :class:`DeliveryError` and
+the sentence an operator reads when a delivery fails (:func:`failure_text`).
 
 A module of its own so that the outputs (JSON lines and webhook in
 receiver.forwarder, DC-09 in receiver.dc09_output) and the forwarder that
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 from urllib.parse import urlsplit
 
 from receiver.routing import OutputSpec
+
+_LOGGER = logging.getLogger(__name__)
 
 # Longest line a JSON-lines sink may answer with; anything longer is a
 # broken peer (an "ACK <id>" line is under 32 bytes).
@@ -92,3 +96,45 @@ class Output:
 
     async def close(self) -> None:
         pass
+
+
+class StreamOutput(Output):
+    """An output over one TCP connection, opened when a delivery needs it
+    and kept for the next one; a failed delivery closes it."""
+
+    # Longest line or frame the far end's answers may hold (asyncio's own
+    # default unless an output says less).
+    read_limit = 2 ** 16
+
+    def __init__(self, spec: OutputSpec):
+        super().__init__(spec)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def kept(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The connection kept from an earlier delivery, if any."""
+        if self._reader is None or self._writer is None:
+            return None
+        return self._reader, self._writer
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new connection, kept; a failure is a :class:`DeliveryError`
+        in words."""
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.spec.host, self.spec.port, limit=self.read_limit),
+                self.spec.timeout_s)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise DeliveryError(failure_text(e, self.target, self.spec.timeout_s)) from None
+        _LOGGER.info("output connected output=%s address=%s:%d", self.name, self.spec.host,
+                     self.spec.port)
+        return self._reader, self._writer
+
+    async def close(self) -> None:
+        w, self._writer, self._reader = self._writer, None, None
+        if w is not None:
+            w.close()
+            try:
+                await w.wait_closed()
+            except (OSError, asyncio.CancelledError):
+                pass

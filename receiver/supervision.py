@@ -132,10 +132,10 @@ class _Line:
         # supervision of the line began (nothing heard yet)
         self.last_heard = last_heard
         self.timeout_s = timeout_s
-        self.scheduled = None
+        self.scheduled: float | None = None
         # when a frame was really heard on it (None: not since supervision
         # began here; the console says "never heard", not the start time)
-        self.heard_at = None
+        self.heard_at: float | None = None
 
 
 class Supervisor:

@@ -80,6 +80,13 @@ class ReceiverProcess:
                              ready_file, *self.args)
 
     @property
+    def pid(self) -> int:
+        """The process id of the receiver started last."""
+        if self.proc is None:
+            raise RuntimeError("the receiver was never started")
+        return self.proc.pid
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 

@@ -282,6 +282,20 @@ def test_nak_without_account_field_is_accepted():
     assert (m.msg_id, m.account, m.line) == ("NAK", "", "0")
 
 
+@pytest.mark.parametrize("body", [b'"NAK"0000R0L0A0[]_16:20:01,09-24-2025',
+                                  b'"NAK"0000R0L0[]_03:04:05,01-02-2024'])
+def test_crc_over_the_cr_in_a_nak_without_account_is_a_crc_error(body):
+    # A NAK with "A0" or no account, whose CRC and length count the closing
+    # CR (the ELDES deviation): refused as a CRC error naming no account,
+    # not a traceback (the header has no "acct" group to decode).
+    frame = b"\n" + b"%04X" % ref_crc(body + b"\r") + b"0%03X" % (len(body) + 1) + body + b"\r"
+    with pytest.raises(Dc09CrcError) as e:
+        parse(frame)
+    assert e.value.crc_includes_cr and e.value.account == ""
+    assert "not enabled for account ?" in str(e.value)
+    assert parse(frame, crc_includes_cr=True).deviations == ["crc_includes_cr"]
+
+
 def test_a0_account_only_in_a_nak():
     with pytest.raises(Dc09FormatError):
         parse(ref_frame(b'"ACK"0001L0A0[]'))

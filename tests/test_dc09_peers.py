@@ -35,6 +35,7 @@ from protocol.lean import gldc09
 from receiver.config import Config
 from receiver.store import Account
 from receiver.testing import running_receiver
+from testkit.net import free_port
 
 spt_msg = pytest.importorskip("dc09_spt.msg.dc09_msg",
                               reason="dc09-spt is not installed (make venv installs it)")
@@ -145,12 +146,6 @@ async def test_dc09_spt_past_nine_numbers_in_hex_and_is_refused(rx, spt):
 
 
 # -- our panel's frames -> pysiaalarm's threaded server; its ACK -> our parser ---------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from firmware import build as fwbuild
 from firmware import cli as panel_cli
 from hil import cli as hil_cli
 from testkit import vm
+from testkit.net import free_port
 
 DOOR = os.path.join(REPO, "examples", "door.json")
 TOOLS = {"guardline-panel": ("firmware.cli", panel_cli.build_parser),
@@ -129,12 +130,6 @@ def fill(text: str, env: dict) -> str:
     return text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _receiver_store(path) -> None:
     """A receiver store with the door's account, made by the receiver's CLI."""
     r = subprocess.run([sys.executable, "-m", "receiver.cli", "--db", str(path), "accounts",
@@ -162,7 +157,7 @@ def env(tmp_path_factory):
     _receiver_store(tmp / "rx.db")
     bundle = str(tmp / "bundle")
     fwbuild.bundle(bundle, "sim", DOOR)
-    values = {"tmp": str(tmp), "taken": str(taken.getsockname()[1]), "free": str(_free_port()),
+    values = {"tmp": str(tmp), "taken": str(taken.getsockname()[1]), "free": str(free_port()),
               "empty_template": str(empty), "config": str(config), "notjson": str(notjson),
               "project": str(project), "bundle": bundle, "dropping_port": str(tmp / "ttyV0")}
     board = None

@@ -13,6 +13,8 @@ from aiohttp import web
 from receiver import routing
 from receiver.app import Busy
 from receiver.config import Config
+from receiver.forwarder import JsonLinesOutput
+from receiver.outputs import MAX_SINK_LINE, DeliveryError
 from receiver.testing import make_accounts, running_receiver
 from testkit.dispatch import JsonLinesSink
 from testkit.net import free_port
@@ -135,6 +137,27 @@ async def test_sink_that_drops_without_ack_gets_the_message_again(tmp_path):
             assert sink.ids() == [1, 2]
         finally:
             await sink.stop()
+
+
+async def test_a_sink_answering_an_overlong_line_is_a_broken_peer():
+    """A JSON-lines answer longer than MAX_SINK_LINE fails the delivery in
+    words (the connection's read limit) and closes the connection; the
+    ACK behind it is never read as one."""
+    async def sink(reader, writer):
+        await reader.readline()
+        writer.write(b"x" * (MAX_SINK_LINE + 10) + b"\nACK 7\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    out = JsonLinesOutput(router_for(server.sockets[0].getsockname()[1]).outputs["ps-cad"])
+    try:
+        with pytest.raises(DeliveryError, match="sent an answer that could not be read"):
+            await out.deliver(7, {"type": "alarm"})
+        assert out.kept() is None  # the next delivery opens a fresh connection
+    finally:
+        await out.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_outbox_survives_a_restart(tmp_path):

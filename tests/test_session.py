@@ -9,6 +9,7 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
                                  rule, initialize)
 
+from protocol.errors import LocalProtocolError
 from protocol.lean import glpanel as gp
 from protocol.lean import glwire as w
 from protocol.session import (Accepted, ReceiverConnection, ReceiverCore, Rejected,
@@ -255,6 +256,20 @@ def test_command_outside_time_window_is_refused():
     _, frame = core.command(ACCOUNT, w.CMD_DISARM, 1, NOW - 3600)
     panel.receive_data(frame, NOW)
     assert drain(panel) == []
+
+
+def test_sealing_for_an_account_without_a_key_is_our_error():
+    # ack/nak/time_sync/command for an account the keyring does not know is
+    # the caller's mistake: a LocalProtocolError naming the account, no frame
+    core, _ = make_pair()
+    stranger = ACCOUNT + 1
+    calls = [lambda: core.nak(stranger, 1, w.NAK_BUSY, NOW),
+             lambda: core.time_sync(stranger, 1, NOW),
+             lambda: core.command(stranger, w.CMD_DISARM, 1, NOW),
+             lambda: core.ack(Accepted(stranger, 1, NOW, 0, event(), False, ""), NOW)]
+    for call in calls:
+        with pytest.raises(LocalProtocolError, match="account %d has no key" % stranger):
+            call()
 
 
 def test_bad_crc_on_stream_gets_authenticated_nak():

@@ -11,7 +11,9 @@ reader).  ``from pkg import name`` counts as depending on ``pkg`` (its
 from __future__ import annotations
 
 import ast
+import functools
 import os
+import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "receiver"
@@ -29,13 +31,22 @@ def _modules(root: str, package: str) -> dict[str, str]:
     return mods
 
 
-def import_graph(root: str = ROOT, package: str = PACKAGE) -> dict[str, set[str]]:
-    """module -> the package's modules it imports (statically, anywhere in it)."""
-    mods = _modules(root, package)
+@functools.lru_cache(maxsize=None)
+def _parse(path: str) -> ast.Module:
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read(), path)
+
+
+def import_graph(root: str = ROOT,
+                 package: str | tuple[str, ...] = PACKAGE) -> dict[str, set[str]]:
+    """module -> the package's modules it imports (statically, anywhere in
+    it); with several packages, the modules of all of them."""
+    mods: dict[str, str] = {}
+    for p in (package,) if isinstance(package, str) else package:
+        mods.update(_modules(root, p))
     graph = {}
     for name, path in mods.items():
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), path)
+        tree = _parse(path)
         here = name if path.endswith("__init__.py") else name.rpartition(".")[0]
         deps = set()
         for node in ast.walk(tree):
@@ -93,8 +104,7 @@ def private_reach_ins(root: str = ROOT, package: str = PACKAGE) -> list[str]:
     found = []
     for path in sorted(_modules(root, package).values()):
         rel = os.path.relpath(path, root)
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), path)
+        tree = _parse(path)
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
                     and not node.attr.startswith("__"):
@@ -128,6 +138,87 @@ def test_the_app_is_above_what_it_wires():
     graph = import_graph()
     importers = sorted(m for m, deps in graph.items() if "receiver.app" in deps)
     assert importers == ["receiver.cli", "receiver.demo", "receiver.testing"], importers
+
+
+# Everything the repository runs on a host (device code is flat modules,
+# imported by name on a board: not a package here) and its tests.
+HOST_PACKAGES = ("receiver", "protocol", "firmware", "hil", "bench", "testkit", "tests")
+
+# SQL that names the events table.  Only the store reads or writes it: the
+# walk test, HIL, the benchmarks and the console read events through the
+# store's feed (Store.events_after, ``guardline-receiver events --after``).
+EVENTS_SQL = re.compile(r"\b(FROM|JOIN|INTO|UPDATE|TABLE)\s+events\b")
+STORE_MODULES = ("receiver/schema.py", "receiver/sqlite_store.py", "receiver/pg_store.py")
+
+
+def events_table_sql(root: str = ROOT, packages=HOST_PACKAGES[:-1]) -> list[str]:
+    """"path: line" for each string in the code that is SQL on the events
+    table, outside the store's modules."""
+    found = []
+    for p in packages:
+        for path in sorted(_modules(root, p).values()):
+            rel = os.path.relpath(path, root)
+            if rel in STORE_MODULES:
+                continue
+            tree = _parse(path)
+            found += ["%s:%d" % (rel, node.lineno) for node in ast.walk(tree)
+                      if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                      and EVENTS_SQL.search(node.value)]
+    return found
+
+
+# The test kit's parts (testkit/__init__.py): each defined once, in the kit.
+# SimPanel was two unrelated classes before the kit; the name stays retired.
+KIT = {"free_port": "testkit/net.py", "wait_until": "testkit/wait.py",
+       "wait_until_sync": "testkit/wait.py", "SimControl": "testkit/control.py",
+       "ControlChannel": "testkit/control.py", "ControlCodec": "testkit/control.py",
+       "PanelProcess": "testkit/panel.py", "InProcessPanel": "testkit/inproc.py",
+       "SessionPanel": "testkit/session_panel.py", "ReceiverProcess": "testkit/receiver.py",
+       "TinyReceiver": "testkit/tiny_receiver.py", "JsonLinesSink": "testkit/dispatch.py",
+       "scenario_config": "testkit/configs.py", "SimPanel": None}
+
+
+def kit_copies(root: str = ROOT, packages=HOST_PACKAGES) -> list[str]:
+    """"path: name" for each function or class named as a kit part (or that
+    name with a leading underscore) defined outside the part's home."""
+    found = []
+    for p in packages:
+        for path in sorted(_modules(root, p).values()):
+            rel = os.path.relpath(path, root)
+            tree = _parse(path)
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    name = node.name.lstrip("_")
+                    if name in KIT and KIT[name] != rel:
+                        found.append("%s: %s" % (rel, node.name))
+    return found
+
+
+def test_only_the_store_touches_the_events_table():
+    found = events_table_sql()
+    assert found == [], "SQL on the events table outside the store: %s (read the " \
+        "store's event feed, Store.events_after)" % found
+
+
+def test_the_kit_has_one_home_for_each_part():
+    found = kit_copies()
+    assert found == [], "copies of the test kit's parts: %s (import them from testkit)" % found
+
+
+def test_the_demo_runs_on_product_code_and_the_kit():
+    """The demo is a product entry point: it may use the kit, never test
+    code (tests/, *.testing helpers)."""
+    graph = import_graph(ROOT, HOST_PACKAGES)
+    seen, todo = set(), ["receiver.demo"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    test_code = sorted(m for m in seen
+                       if m.split(".")[0] == "tests" or m.rpartition(".")[2] == "testing")
+    assert test_code == [], "receiver.demo reaches test code: %s" % test_code
+    assert "testkit" in seen  # the closure was followed across packages
 
 
 # -- the checks themselves, fed small trees -----------------------------------------------
@@ -168,3 +259,21 @@ def test_private_reach_ins_are_found(tmp_path):
     assert sorted(private_reach_ins(root, "pkg")) == [
         "pkg/a.py: from pkg.b import _helper", "pkg/a.py: rx._theirs",
         "pkg/a.py: self.other._x"]
+
+
+def test_events_sql_and_kit_copies_are_found(tmp_path):
+    root = _tree(tmp_path, {
+        "receiver/__init__.py": "",
+        "receiver/sqlite_store.py": "Q = 'SELECT * FROM events'\n",
+        "hil/__init__.py": "",
+        "hil/rx.py": ('"""Reads the events from events of a receiver."""\n'
+                      "def f(c):\n"
+                      "    return c.execute(\"SELECT id FROM events WHERE account = ?\")\n"
+                      "def _free_port():\n    pass\n"
+                      "class SimPanel:\n    pass\n"),
+        "testkit/__init__.py": "",
+        "testkit/net.py": "def free_port():\n    pass\n",
+    })
+    assert events_table_sql(root, ("receiver", "hil")) == ["hil/rx.py:3"]
+    assert kit_copies(root, ("hil", "testkit")) == ["hil/rx.py: _free_port",
+                                                    "hil/rx.py: SimPanel"]

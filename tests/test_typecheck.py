@@ -13,8 +13,15 @@ each other's machine.pyi, time.pyi, ...
 So a machine/network call a board lacks, or a CPython-only stdlib call in
 device code (time.monotonic, import subprocess, ...), fails here instead of
 on a board.  docs/firmware.md, "Type checking".
+
+The host code (receiver, protocol, the firmware's tools, hil, bench,
+testkit) is checked with the same gate by typecheck/pyright-host.json:
+pyright's basic mode, its Optional checks on, CPython's typeshed and the
+project's venv (construct's stubs from construct-typing).  tests/ is not in
+it: docs/architecture.md, "Type checking", says why.
 """
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -45,17 +52,13 @@ def _stubs(board):
     return target
 
 
-@pytest.mark.parametrize("board", BOARDS)
-def test_device_code_typechecks_against_board_stubs(board):
-    pytest.importorskip("pyright", reason="pyright comes with the project's test extras")
-    _stubs(board)
-    # the configs' empty "venv": pyright then resolves no import from the
-    # host interpreter's stdlib or site-packages
-    (STUBS / "novenv" / "lib" / "python3.11" / "site-packages").mkdir(parents=True, exist_ok=True)
+def _pyright(config, what):
+    """Run pyright with ``config``: (its JSON summary, the error
+    diagnostics); fails the test when there are errors, listing each as
+    file:line: message (rule) under ``what``."""
     env = dict(os.environ, PYRIGHT_PYTHON_IGNORE_WARNINGS="1")
-    p = subprocess.run([sys.executable, "-m", "pyright", "--outputjson",
-                        "-p", str(CONFIGS / ("pyright-%s.json" % board))],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run([sys.executable, "-m", "pyright", "--outputjson", "-p", str(config)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     try:
         out = json.loads(p.stdout)
     except ValueError:
@@ -64,7 +67,54 @@ def test_device_code_typechecks_against_board_stubs(board):
     shown = "\n".join("%s:%d: %s (%s)" % (Path(d["file"]).relative_to(ROOT), d["range"]["start"]["line"] + 1,
                                           d["message"], d.get("rule", ""))
                       for d in errors)
-    assert not errors, "device code vs micropython-%s-stubs:\n%s" % (board, shown)
-    # the config really covered the device modules (an include typo checks nothing)
-    assert out["summary"]["filesAnalyzed"] >= 20, out["summary"]
+    if errors:
+        pytest.fail("%s, %d errors:\n%s" % (what, len(errors), shown), pytrace=False)
     assert p.returncode == 0, p.stderr
+    return out["summary"]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_device_code_typechecks_against_board_stubs(board):
+    pytest.importorskip("pyright", reason="pyright comes with the project's test extras")
+    _stubs(board)
+    # the configs' empty "venv": pyright then resolves no import from the
+    # host interpreter's stdlib or site-packages
+    (STUBS / "novenv" / "lib" / "python3.11" / "site-packages").mkdir(parents=True, exist_ok=True)
+    summary = _pyright(CONFIGS / ("pyright-%s.json" % board),
+                       "device code vs micropython-%s-stubs" % board)
+    # the config really covered the device modules (an include typo checks nothing)
+    assert summary["filesAnalyzed"] >= 20, summary
+
+
+# What the host gate covers (docs/architecture.md, "Type checking"); the
+# config's include list must say the same.
+HOST_CODE = ["receiver", "protocol", "firmware", "hil", "bench", "testkit"]
+HOST_EXCLUDED = ["firmware/device", "protocol/lean"]  # device code: the board configs above
+
+
+def _jsonc(path):
+    """A pyright config (JSON with // comment lines)."""
+    return json.loads("\n".join(line for line in path.read_text().splitlines()
+                                if not line.lstrip().startswith("//")))
+
+
+def test_host_code_typechecks():
+    pytest.importorskip("pyright", reason="pyright comes with the project's test extras")
+    try:
+        importlib.metadata.version("construct-typing")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail("construct-typing (construct's type stubs, in the test extras) is not "
+                    "installed: .venv/bin/pip install -e '.[test]'")
+    config = CONFIGS / "pyright-host.json"
+    settings = _jsonc(config)
+    assert settings["include"] == ["../%s" % d for d in HOST_CODE], settings["include"]
+    assert settings["exclude"][:len(HOST_EXCLUDED)] == ["../%s" % d for d in HOST_EXCLUDED]
+    # the gate is pyright's basic mode as it comes: no rule turned off
+    assert settings["typeCheckingMode"] == "basic"
+    assert not [k for k in settings if k.startswith("report")], settings
+    summary = _pyright(config, "host code (%s)" % config.relative_to(ROOT))
+    # every host module was checked (an include or exclude typo checks less)
+    host = [f for d in HOST_CODE for f in (ROOT / d).rglob("*.py")
+            if "__pycache__" not in f.parts
+            and not any(f.is_relative_to(ROOT / x) for x in HOST_EXCLUDED)]
+    assert summary["filesAnalyzed"] >= len(host), (summary, len(host))

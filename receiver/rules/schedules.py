@@ -160,6 +160,14 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Hours:
+    """A business day's two windows."""
+
+    open: Window
+    close: Window
+
+
+@dataclass(frozen=True)
 class DayPlan:
     """One day's plan: a business day has an opening and a closing window;
     a closed day has neither."""
@@ -171,13 +179,20 @@ class DayPlan:
     def business(self) -> bool:
         return self.open is not None
 
+    def hours(self) -> Hours | None:
+        """A business day's windows; None on a closed day."""
+        if self.open is None or self.close is None:
+            return None
+        return Hours(self.open, self.close)
+
     def check(self, tolerance_min: int, where: str) -> None:
         if (self.open is None) != (self.close is None):
             raise ScheduleError("%s: a business day needs both an open and a close window "
                                 "(or neither: closed)" % where)
-        if self.open is None:
+        hours = self.hours()
+        if hours is None:
             return
-        o, c = self.open, self.close
+        o, c = hours.open, hours.close
         if not o.start <= o.end <= c.start <= c.end:
             raise ScheduleError(
                 "%s: the windows must follow each other within the day: open %s, close %s"
@@ -293,11 +308,12 @@ class Schedule:
 def _date(v, where: str) -> _dt.date:
     if isinstance(v, _dt.date) and not isinstance(v, _dt.datetime):
         return v
-    try:
-        return _dt.date.fromisoformat(v)
-    except (TypeError, ValueError):
-        raise ScheduleError("%s: expected a date like 2026-12-24, got %r" % (where, v)) \
-            from None
+    if isinstance(v, str):
+        try:
+            return _dt.date.fromisoformat(v)
+        except ValueError:
+            pass
+    raise ScheduleError("%s: expected a date like 2026-12-24, got %r" % (where, v))
 
 
 @dataclass(frozen=True)
@@ -502,10 +518,10 @@ def _evaluate_day(schedule, changes, hist, day, now, tz) -> list[ScheduleEvent]:
     for kind, want_armed in ((FAIL_TO_OPEN, True), (FAIL_TO_CLOSE, False)):
         checked = set()
         for a, b in spans:
-            plan = plan_for(schedule, changes, day, a)
-            if not plan.business or (kind == FAIL_TO_OPEN and not schedule.require_open):
+            hours = plan_for(schedule, changes, day, a).hours()
+            if hours is None or (kind == FAIL_TO_OPEN and not schedule.require_open):
                 continue
-            minute = (plan.open.end if kind == FAIL_TO_OPEN else plan.close.end) + tol
+            minute = (hours.open.end if kind == FAIL_TO_OPEN else hours.close.end) + tol
             if minute in checked:
                 continue
             c = max(boundary(tz, day, minute), a)
@@ -518,10 +534,10 @@ def _evaluate_day(schedule, changes, hist, day, now, tz) -> list[ScheduleEvent]:
             if st is not None and st.armed == want_armed:
                 if kind == FAIL_TO_CLOSE:
                     ev(kind, c, "not armed by %s (close %s, %d min tolerance)"
-                       % (_hhmm(minute), plan.close, tol))
+                       % (_hhmm(minute), hours.close, tol))
                 else:
                     ev(kind, c, "still armed at %s (open %s, %d min tolerance)"
-                       % (_hhmm(minute), plan.open, tol))
+                       % (_hhmm(minute), hours.open, tol))
                 fired[kind] = c
                 break
     # restores: the first report the other way after the firing
@@ -539,20 +555,20 @@ def _evaluate_day(schedule, changes, hist, day, now, tz) -> list[ScheduleEvent]:
     for h in hist:
         if h.armed or not t0 <= h.at < t1:
             continue
-        plan = plan_for(schedule, changes, day, h.at)
+        hours = plan_for(schedule, changes, day, h.at).hours()
         m = local(tz, h.at)[1]
-        if not plan.business:
+        if hours is None:
             kind, why = UNSCHEDULED_OPEN, "on a closed day"
-        elif m < plan.open.start - tol:
-            kind, why = EARLY_OPEN, "before the opening window %s" % plan.open
-        elif m > plan.close.end + tol:
-            kind, why = UNSCHEDULED_OPEN, "after closing (%s)" % plan.close
+        elif m < hours.open.start - tol:
+            kind, why = EARLY_OPEN, "before the opening window %s" % hours.open
+        elif m > hours.close.end + tol:
+            kind, why = UNSCHEDULED_OPEN, "after closing (%s)" % hours.close
         else:
             first, in_hours = not in_hours, True
-            if not first or m <= plan.open.end + tol or (
+            if not first or m <= hours.open.end + tol or (
                     FAIL_TO_OPEN in fired and fired[FAIL_TO_OPEN] < h.at):
                 continue  # on time, a later opening, or the fail to open's restore
-            kind, why = LATE_OPEN, "after the opening window %s" % plan.open
+            kind, why = LATE_OPEN, "after the opening window %s" % hours.open
         if kind not in seen:
             seen.add(kind)
             ev(kind, h.at, "disarmed at %s%s, %s" % (_at(tz, h.at), _who(h.user), why),
@@ -574,12 +590,12 @@ def next_check(schedule: Schedule, changes, after: float) -> float | None:
         cuts = sorted({t0} | {t for c in changes if c.day == d
                               for t in (c.created_at, c.expires_at) if t0 < t < t1})
         for a, b in zip(cuts, cuts[1:] + [t1]):
-            plan = plan_for(schedule, changes, d, a)
-            if not plan.business:
+            hours = plan_for(schedule, changes, d, a).hours()
+            if hours is None:
                 continue
-            mins = [plan.close.end]
+            mins = [hours.close.end]
             if schedule.require_open:
-                mins.append(plan.open.end)
+                mins.append(hours.open.end)
             for m in mins:
                 c = max(boundary(tz, d, m + schedule.tolerance_min), a)
                 if after < c < b and (best is None or c < best):
@@ -676,6 +692,6 @@ def load(doc: dict) -> list[Schedule]:
             if (account, p) in seen:
                 raise ScheduleError("%s: partition %d has two schedules" % (where, p))
             seen.add((account, p))
-            out.append(Schedule(account, p, s.get("timezone"), tuple(week), tol,
+            out.append(Schedule(account, p, s.get("timezone", ""), tuple(week), tol,
                                 require_open, frozenset(holidays), dict(exceptions)))
     return out

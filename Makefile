@@ -32,8 +32,12 @@ sysdeps:
 demo: venv sysdeps
 	$(BIN)/python -m receiver.demo
 
+# The suite runs in JOBS processes, a test file per process at a time (its
+# module fixtures shared): most of its time is spent waiting on VMs, sockets,
+# browsers and timers.  JOBS=0 runs it in this process.
+JOBS ?= 4
 test: venv sysdeps
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/run_all.py

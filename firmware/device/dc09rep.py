@@ -373,7 +373,6 @@ class Dc09Reporter:
     def _path_up(self, i):
         self.up[i] = True
         self.log("path %d up" % (i + 1))
-        self.panel.path_state(i + 1, True)
         self._switch(self.rule.pick(self.active, self.up))
 
     def _answered(self, i):
@@ -478,6 +477,7 @@ class Dc09Reporter:
         self.last_ok[i] = now_ms
         self.backoff[i] = self.timeout_ms
         self._answered(i)
+        self.panel.path_state(i + 1, True)  # 350 restore: it carries messages again
         if p.kind == _EVENT:
             self.queue.ack(p.seq)
             self.delivered += 1

@@ -217,6 +217,7 @@ class Reporter:
                 kind = self.what[i]
                 self.what[i] = None
                 self.last_ok[i] = now_ms
+                self.panel.path_state(i + 1, True)  # 350 restore: it carries frames again
                 if kind == _EVENT:
                     self.queue.ack(ev.seq)
                     self.delivered += 1
@@ -249,9 +250,10 @@ class Reporter:
                 self.panel.path_state(i + 1, False)
                 if i == self.active:
                     self._switch(self.rule.pick(i, self._up()))
+                if True not in self._up():
+                    self._fall_back()
             elif isinstance(ev, gp.PathUp):
                 self.log("path %d up" % (i + 1))
-                self.panel.path_state(i + 1, True)
                 self._switch(self.rule.pick(self.active, self._up()))
 
     # -- receiver values, range-checked --------------------------------------------
@@ -284,6 +286,22 @@ class Reporter:
             p = self.sessions[k].pending
             if p is not None and self.what[k] == _EVENT and self.queue.find(p) < 0:
                 self._take_back(k, False)
+
+    def _fall_back(self):
+        """Every path is silent: if a resequence moved the counter, undo
+        it (seqstore.fall_back) and renumber the queue from there, in
+        order.  A receiver drops without an answer a frame more than
+        MAX_SEQ_JUMP past the highest it accepted, so a key holder's jump
+        (or one asked by another receiver) would otherwise silence the
+        genuine receiver for good; a genuine jump costs one more NAK(replay)
+        when the receiver answers again."""
+        if not self.seqs.fall_back():
+            return
+        self.log("every path silent after a resequence: counting on from %d" % self.seqs.next)
+        for k in range(len(self.sessions)):
+            self._take_back(k, False)  # offered again with the new numbers
+        for seq in self.queue.seqs():
+            self.queue.renumber(seq, self.seqs.take())
 
     def status(self):
         paths = []

@@ -16,7 +16,8 @@
 #   - retransmission with backoff (ack_timeout_ms doubling up to
 #     max_backoff_ms); fail_after unanswered transmissions declare the path
 #     down (350 queued, zone = path), the down path is probed with NULLs
-#     and answers bring it up (350 restore);
+#     and answers bring it up (350 restore on its first ACK: NAKs between
+#     silences bring it up but report no pair per flap);
 #   - failover.py's rule decides which path carries the events: the head
 #     event NAKed fail_after times on a path (after the one free retry a
 #     NAK with a time earns), or not ACKed there within event_fail_s, has

@@ -16,7 +16,9 @@
 #     moves the outstanding record to the next path; the trouble (350 for
 #     silence, 354 for refusal; zone = path number) is queued like any
 #     event, so it leaves over the path that still works.  A silent path
-#     keeps a heartbeat outstanding as a probe (PathUp: 350 restore); a
+#     keeps a heartbeat outstanding as a probe (PathUp; 350 restore on the
+#     first ACK there, so a path a NAK brings up and silence takes down
+#     again reports one 350 pair, not one per flap); a
 #     path that failed events gets a 602 "periodic test" event as its
 #     probe, and only its ACK (or an ACKed event) trusts it again (354
 #     restore); then the primary wins the events back.

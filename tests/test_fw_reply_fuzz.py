@@ -283,3 +283,25 @@ def test_dc09_path_flapping_on_naks_reports_one_350_pair_per_path(tmp_path):
     got = [(q, c, z) for _, q, c, _, z in sane.adm()]
     assert (w.Q_NEW, 130, 1) in got
     _one_350_pair_per_path(got)
+
+
+def test_native_jump_no_receiver_follows_is_undone_after_a_power_loss(tmp_path):
+    """A key holder's NAK(replay) to 2^24 + 1, then power lost before any
+    path fell silent: the counter before the jump is in seq.dat, so the
+    rebooted panel undoes the jump once the genuine receiver (highest 0)
+    stays silent, and the alarm goes."""
+    r = NativeRig(tmp_path)
+    chaos = ChaosNative([("nak", True, 0x1000001, 0, w.NAK_REPLAY, 0)])
+    for link in r.links:
+        link.rx = chaos
+    r.emit(w.Q_NEW, 130, 1, 1)
+    while r.seqs.next <= 0x1000001:
+        r.run(100)
+        assert r.now < 10000
+    r.queue.close()
+    r = NativeRig(tmp_path)  # power loss: the same queue and seq.dat, the genuine receiver
+    assert r.queue.seqs()[0] > 0x1000000 and r.seqs.next > 0x1000001
+    r.run(60000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    assert [(m["code"], m["zone"]) for m in r.rx.events.values() if m["code"] == 130] == [(130, 1)]
+    assert max(r.rx.events) < 0x1000000

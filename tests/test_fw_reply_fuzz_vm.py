@@ -100,7 +100,7 @@ def drive(vm, host, rx, ms, inbox, settle=False):
             return rep, inbox
 
 
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
 

@@ -287,23 +287,68 @@ def test_dc09_path_flapping_on_naks_reports_one_350_pair_per_path(tmp_path):
     _one_350_pair_per_path(got)
 
 
-def test_native_jump_no_receiver_follows_is_undone_after_a_power_loss(tmp_path):
-    """A key holder's NAK(replay) to 2^24 + 1, then power lost before any
-    path fell silent: the counter before the jump is in seq.dat, so the
-    rebooted panel undoes the jump once the genuine receiver (highest 0)
-    stays silent, and the alarm goes."""
+def _jumped(tmp_path, zones, jump=0x2000000):
+    """A rig whose panel honoured a key holder's NAK(replay) to `jump`
+    with alarms from `zones` queued, and no path silent yet."""
     r = NativeRig(tmp_path)
-    chaos = ChaosNative([("nak", True, 0x1000001, 0, w.NAK_REPLAY, 0)])
+    chaos = ChaosNative([("nak", True, jump, 0, w.NAK_REPLAY, 0)])
     for link in r.links:
         link.rx = chaos
-    r.emit(w.Q_NEW, 130, 1, 1)
-    while r.seqs.next <= 0x1000001:
+    for z in zones:
+        r.emit(w.Q_NEW, 130, 1, z)
+    while r.seqs.next <= jump:
         r.run(100)
         assert r.now < 10000
+    return r
+
+
+def _delivered_after_power_loss(tmp_path, r, zones):
     r.queue.close()
     r = NativeRig(tmp_path)  # power loss: the same queue and seq.dat, the genuine receiver
-    assert r.queue.seqs()[0] > 0x1000000 and r.seqs.next > 0x1000001
+    assert r.queue.seqs()[-1] >= 0x2000000 and r.seqs.next > 0x2000000
     r.run(60000, step=1000)
     assert len(r.queue) == 0, _queued_codes(r.queue)
-    assert [(m["code"], m["zone"]) for m in r.rx.events.values() if m["code"] == 130] == [(130, 1)]
-    assert max(r.rx.events) < 0x1000000
+    got = sorted(m["zone"] for m in r.rx.events.values() if m["code"] == 130)
+    assert got == list(zones) and max(r.rx.events) < 0x1000000
+    first = {}
+    for _, s, m in r.rx.frames:  # a number the receiver accepted comes again only
+        assert first.setdefault(s, m) == m  # as a copy (the other path), never reused
+
+
+def test_native_jump_no_receiver_follows_is_undone_after_a_power_loss(tmp_path):
+    """Power lost after the jump, before any path fell silent: the counter
+    before the jump is in seq.dat, so the rebooted panel undoes the jump
+    once the genuine receiver (highest 0) stays silent, and the alarm goes."""
+    _delivered_after_power_loss(tmp_path, _jumped(tmp_path, [1]), [1])
+
+
+def test_native_fall_back_cut_short_by_power_loss_is_finished(tmp_path):
+    """Power lost in the middle of the fall-back (one record renumbered,
+    two not): the undo point is still in seq.dat, and the next fall-back
+    renumbers the rest without touching the one done."""
+    r = _jumped(tmp_path, [1, 2, 3])
+    assert r.seqs.fall_back(len(r.queue))
+    r.queue.renumber(r.queue.seqs()[0], r.seqs.take())
+    _delivered_after_power_loss(tmp_path, r, [1, 2, 3])
+
+
+def test_native_fall_back_cut_short_after_a_small_jump_keeps_the_order(tmp_path):
+    """A jump of two numbers (queue 6, 7, 8; undo point 4), a fall-back cut
+    short after renumbering 6 to 4, power lost, then every path silent:
+    the next fall-back starts past the numbers the first one reserved (7)
+    and leaves 4, 7 and 8 where they are, so the alarms still go in the
+    order they happened."""
+    r = _jumped(tmp_path, [1, 2, 3], jump=6)
+    assert r.queue.seqs() == [6, 7, 8] and r.seqs.fall_back(3)
+    r.queue.renumber(6, r.seqs.take())
+    r.queue.close()
+    r = NativeRig(tmp_path)
+    assert r.queue.seqs() == [4, 7, 8]
+    r.rx.up = [False, False]
+    r.run(30000, step=1000)  # both paths down: the fall-back
+    seqs = r.queue.seqs()  # 4, 7, 8 left in place, each number once
+    assert seqs[:3] == [4, 7, 8] and len(seqs) == len(set(seqs)) > 3, seqs
+    r.rx.up = [True, True]
+    r.run(60000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    assert [m["zone"] for s, m in sorted(r.rx.events.items()) if m["code"] == 130] == [1, 2, 3]

@@ -297,13 +297,19 @@ class Reporter:
         (or one asked by another receiver) would otherwise silence the
         genuine receiver for good; a genuine jump costs one more NAK(replay)
         when the receiver answers again."""
-        if not self.seqs.fall_back():
+        q = self.queue
+        if not self.seqs.fall_back(len(q)):
             return
         self.log("every path silent after a resequence: counting on from %d" % self.seqs.next)
         for k in range(len(self.sessions)):
             self._take_back(k, False)  # offered again with the new numbers
-        for seq in self.queue.seqs():
-            self.queue.renumber(seq, self.seqs.take())
+        start = self.seqs.next
+        for seq in q.seqs():  # in order, from start (below it: a power loss cut
+            if seq >= start:  # a fall-back short after renumbering these)
+                new = self.seqs.take()
+                if new != seq:
+                    q.renumber(seq, new)
+        self.seqs.forget_undo()
 
     def status(self):
         paths = []

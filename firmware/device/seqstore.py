@@ -141,17 +141,25 @@ class SeqStore:
             self._persist(max(n + RESERVE, self.bound))
         return True
 
-    def fall_back(self):
+    def fall_back(self, n):
         """Undo the resequences since the last fall-back: the counter
         goes back to where it was before the first of them, and counts on
         from there (numbers from there up to the jump were never handed
-        out).  False, and nothing changed, if there was none."""
+        out).  False, and nothing changed, if there was none.  `n`: the
+        numbers the caller takes now (the queue, renumbered).  Until
+        forget_undo() the file keeps an undo point past those n: a power
+        loss in between boots at the queue's floor, above the jump, and
+        the next fall-back finishes the job without reusing them."""
         if not self.undo:
             return False
         self.next = self.undo
-        self.undo = 0
-        self._persist(self.next + RESERVE)
+        self.undo += n
+        self._persist(self.undo + RESERVE)
         return True
+
+    def forget_undo(self):
+        self.undo = 0
+        self._persist(self.bound)
 
     def set_last_command(self, seq):
         self.last_command_seq = seq

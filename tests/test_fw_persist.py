@@ -183,7 +183,7 @@ def test_test_mode_reports_607_every_boot_and_restore_once_off(tmp_path):
     assert r.queued().count((w.Q_RESTORE, cid.TEST_MODE, 0)) == 1  # once
 
 
-def test_seqstore_reads_format_1_and_keeps_flags_and_memory(tmp_path):
+def test_seqstore_reads_formats_1_and_2_and_keeps_flags_and_memory(tmp_path):
     path = str(tmp_path / "seq.dat")
     d = b"GS" + struct.pack(">IIB", 1000, 42, 2) + b"\x01\x02"
     d += struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF)
@@ -198,12 +198,38 @@ def test_seqstore_reads_format_1_and_keeps_flags_and_memory(tmp_path):
         (42, b"\x01\x02", b"\x00\x00\x07\x01\x01\x2c", 3)
     assert s2.next >= 1000
     with open(path, "rb") as f:
-        assert f.read(2) == b"G2"
-    # every cut of the file is refused whole, never half-read
-    with open(path, "rb") as f:
         good = f.read()
+    assert good[:2] == b"G3" and good[-8:-4] == bytes(4)  # no resequence to undo
+    # format 2: the same without the undo field
+    d = b"G2" + good[2:-8]
+    with open(path, "wb") as f:
+        f.write(d + struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF))
+    s2 = seqstore.SeqStore(path)
+    assert (s2.last_command_seq, s2.modes, s2.memory, s2.flags, s2.undo) == \
+        (42, b"\x01\x02", b"\x00\x00\x07\x01\x01\x2c", 3, 0)
+    # every cut of the file is refused whole, never half-read
     for n in range(len(good)):
         with open(path, "wb") as f:
             f.write(good[:n])
         s3 = seqstore.SeqStore(path)
         assert (s3.modes, s3.memory, s3.flags, s3.last_command_seq) == (b"", b"", 0, 0)
+
+
+def test_seqstore_keeps_the_counter_before_a_resequence_and_falls_back_to_it(tmp_path):
+    """A receiver's jump (raise_to) is undone by fall_back(), across a
+    power loss too: the counter counts on from where it was before the
+    first jump (reporter.py calls it when every path falls silent)."""
+    path = str(tmp_path / "seq.dat")
+    s = seqstore.SeqStore(path)
+    assert [s.take() for _ in range(3)] == [1, 2, 3] and not s.fall_back(3)
+    assert s.raise_to(0x1000001) and s.raise_to(0x2000000)  # the first jump is kept
+    assert (s.take(), s.undo) == (0x2000000, 4)
+    s2 = seqstore.SeqStore(path, 0x2000001)  # power loss: the queue's floor
+    assert s2.undo == 4 and s2.take() >= 0x2000001
+    assert s2.fall_back(3) and s2.take() == 4
+    # power lost before forget_undo(): the next fall-back starts past the 3
+    assert seqstore.SeqStore(path, 0x2000001).undo == 7
+    s2.forget_undo()
+    s3 = seqstore.SeqStore(path)
+    assert (s3.take(), s3.undo) == (7 + seqstore.RESERVE, 0) and not s3.fall_back(1)
+    assert not s3.raise_to(seqstore.SEQ_LIMIT + 1) and s3.undo == 0  # refused: nothing kept

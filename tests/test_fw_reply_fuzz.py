@@ -54,6 +54,13 @@ NATIVE_REPLY = st.tuples(st.sampled_from(["ack", "nak", "time", "command", "bad_
 ATTACK_9999 = [("nak", _END, 0)]
 ATTACK_REPLAY = [("nak", True, 0xFFFFFE80, 0, w.NAK_REPLAY, 0)]
 ATTACK_TIME = [("nak", True, 0, 0xFFFFFFF0, w.NAK_TIME, 0)]
+# A key holder's NAK(replay) asking for next_seq 2**24 + 1, between
+# unsolicited ACKs: the panel honoured it (below seqstore.SEQ_LIMIT), and
+# the genuine receiver, whose highest is 0, then dropped every frame as a
+# jump past MAX_SEQ_JUMP without an answer: the alarm stayed queued for
+# good (CI, found by hypothesis).  And the path, brought up by each NAK
+# and down by the silence after it, queued a 350 pair per flap.
+ATTACK_JUMP = [("ack", False, 0, 0, 1, 0)] * 6 + [("nak", True, 0x1000001, 0, w.NAK_REPLAY, 0)]
 
 
 _YEAR1 = datetime(1, 1, 1, tzinfo=timezone.utc)
@@ -171,6 +178,8 @@ class ChaosNative:
 # The sane receiver's time: the longest a failed path waits for its probe
 # (failover._HOLD_MAX_MS, 1 h) and then some, so the last 354 restore goes too.
 SANE_MS = 3_700_000
+# The same examples on every run: the suite's hypothesis profile
+# (tests/conftest.py) derandomizes; HYPOTHESIS_PROFILE=explore hunts.
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
@@ -209,6 +218,7 @@ def test_dc09_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_factor
 @given(plan=st.lists(NATIVE_REPLY, min_size=1, max_size=20), n_events=st.integers(1, 4))
 @example(plan=ATTACK_REPLAY, n_events=1)
 @example(plan=ATTACK_TIME, n_events=1)
+@example(plan=ATTACK_JUMP, n_events=1)
 def test_native_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_factory, plan,
                                                                     n_events):
     r = NativeRig(tmp_path_factory.mktemp("native"))
@@ -229,3 +239,116 @@ def test_native_reporter_survives_any_reply_and_delivers_once_sane(tmp_path_fact
     got = {m["zone"] for m in sane_rx.events.values() if m["code"] == 130}
     got |= {z for c, z in chaos.acked if c == 130}
     assert set(range(1, n_events + 1)) <= got  # nothing left the queue without an ACK
+
+
+# -- a path brought up by each NAK and down by the silence after it: one 350
+#    when it fails, one restore when it carries messages again (issue 13) ------
+
+def _one_350_pair_per_path(got):
+    """`got`: (qualifier, code, zone) of what the sane receiver stored.
+    Path 1 failed once and recovered once; path 2 at most the same."""
+    for path in (1, 2):
+        reports = [q for q, c, z in got if c == 350 and z == path]
+        assert reports == [w.Q_NEW, w.Q_RESTORE] or (path == 2 and not reports), (path, got)
+
+
+def test_native_path_flapping_on_naks_reports_one_350_pair_per_path(tmp_path):
+    r = NativeRig(tmp_path)
+    chaos = ChaosNative(ATTACK_JUMP)
+    for link in r.links:
+        link.rx = chaos
+    r.emit(w.Q_NEW, 130, 1, 1)
+    r.run(120000, step=100)  # each NAK brings a path up, the silence after it down
+    sane_rx = Receiver()
+    for link in r.links:
+        link.rx = sane_rx
+    r.run(120000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    got = [(m["qualifier"], m["code"], m["zone"]) for m in sane_rx.events.values()]
+    assert (w.Q_NEW, 130, 1) in got
+    _one_350_pair_per_path(got)
+
+
+def test_dc09_path_flapping_on_naks_reports_one_350_pair_per_path(tmp_path):
+    r = Dc09Rig(tmp_path, K256)
+    chaos = ChaosDc09([("none", 0, 0)] * 3 + [("nak", 63_850_000, 0)], K256)
+    for link in r.links:
+        link.rx = chaos
+    r.emit(w.Q_NEW, 130, 1, 1)
+    r.run(120000, step=100)
+    sane = Dc09Rx(K256)
+    r.rx = sane
+    for link in r.links:
+        link.rx = sane
+    r.run(120000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    got = [(q, c, z) for _, q, c, _, z in sane.adm()]
+    assert (w.Q_NEW, 130, 1) in got
+    _one_350_pair_per_path(got)
+
+
+def _jumped(tmp_path, zones, jump=0x2000000):
+    """A rig whose panel honoured a key holder's NAK(replay) to `jump`
+    with alarms from `zones` queued, and no path silent yet."""
+    r = NativeRig(tmp_path)
+    chaos = ChaosNative([("nak", True, jump, 0, w.NAK_REPLAY, 0)])
+    for link in r.links:
+        link.rx = chaos
+    for z in zones:
+        r.emit(w.Q_NEW, 130, 1, z)
+    while r.seqs.next <= jump:
+        r.run(100)
+        assert r.now < 10000
+    return r
+
+
+def _delivered_after_power_loss(tmp_path, r, zones):
+    r.queue.close()
+    r = NativeRig(tmp_path)  # power loss: the same queue and seq.dat, the genuine receiver
+    assert r.queue.seqs()[-1] >= 0x2000000 and r.seqs.next > 0x2000000
+    r.run(60000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    got = sorted(m["zone"] for m in r.rx.events.values() if m["code"] == 130)
+    assert got == list(zones) and max(r.rx.events) < 0x1000000
+    first = {}
+    for _, s, m in r.rx.frames:  # a number the receiver accepted comes again only
+        assert first.setdefault(s, m) == m  # as a copy (the other path), never reused
+
+
+def test_native_jump_no_receiver_follows_is_undone_after_a_power_loss(tmp_path):
+    """Power lost after the jump, before any path fell silent: the counter
+    before the jump is in seq.dat, so the rebooted panel undoes the jump
+    once the genuine receiver (highest 0) stays silent, and the alarm goes."""
+    _delivered_after_power_loss(tmp_path, _jumped(tmp_path, [1]), [1])
+
+
+def test_native_fall_back_cut_short_by_power_loss_is_finished(tmp_path):
+    """Power lost in the middle of the fall-back (one record renumbered,
+    two not): the undo point is still in seq.dat, and the next fall-back
+    renumbers the rest without touching the one done."""
+    r = _jumped(tmp_path, [1, 2, 3])
+    assert r.seqs.fall_back(len(r.queue))
+    r.queue.renumber(r.queue.seqs()[0], r.seqs.take())
+    _delivered_after_power_loss(tmp_path, r, [1, 2, 3])
+
+
+def test_native_fall_back_cut_short_after_a_small_jump_keeps_the_order(tmp_path):
+    """A jump of two numbers (queue 6, 7, 8; undo point 4), a fall-back cut
+    short after renumbering 6 to 4, power lost, then every path silent:
+    the next fall-back starts past the numbers the first one reserved (7)
+    and leaves 4, 7 and 8 where they are, so the alarms still go in the
+    order they happened."""
+    r = _jumped(tmp_path, [1, 2, 3], jump=6)
+    assert r.queue.seqs() == [6, 7, 8] and r.seqs.fall_back(3)
+    r.queue.renumber(6, r.seqs.take())
+    r.queue.close()
+    r = NativeRig(tmp_path)
+    assert r.queue.seqs() == [4, 7, 8]
+    r.rx.up = [False, False]
+    r.run(30000, step=1000)  # both paths down: the fall-back
+    seqs = r.queue.seqs()  # 4, 7, 8 left in place, each number once
+    assert seqs[:3] == [4, 7, 8] and len(seqs) == len(set(seqs)) > 3, seqs
+    r.rx.up = [True, True]
+    r.run(60000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    assert [m["zone"] for s, m in sorted(r.rx.events.items()) if m["code"] == 130] == [1, 2, 3]

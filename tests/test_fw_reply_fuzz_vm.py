@@ -20,8 +20,8 @@ from protocol.lean import glwire as w
 from testkit import vm as mpvm
 from testkit.configs import scenario_config
 from tests.test_fw_dc09 import K256, Dc09Rx, dc09_config
-from tests.test_fw_reply_fuzz import (ATTACK_9999, ATTACK_REPLAY, ATTACK_TIME, DC09_REPLY,
-                                      NATIVE_REPLY, SANE_MS, ChaosDc09, ChaosNative)
+from tests.test_fw_reply_fuzz import (ATTACK_9999, ATTACK_JUMP, ATTACK_REPLAY, ATTACK_TIME,
+                                      DC09_REPLY, NATIVE_REPLY, SANE_MS, ChaosDc09, ChaosNative)
 from tests.test_fw_reporter import Receiver, frames_of
 
 pytestmark = pytest.mark.micropython
@@ -100,7 +100,7 @@ def drive(vm, host, rx, ms, inbox, settle=False):
             return rep, inbox
 
 
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
                                            HealthCheck.function_scoped_fixture])
 
@@ -129,6 +129,7 @@ def test_dc09_reporter_in_the_vm_survives_any_reply(vm, tmp_path_factory, plan, 
 @given(plan=st.lists(NATIVE_REPLY, min_size=1, max_size=12), n_events=st.integers(1, 3))
 @example(plan=ATTACK_REPLAY, n_events=1)
 @example(plan=ATTACK_TIME, n_events=1)
+@example(plan=ATTACK_JUMP, n_events=1)
 def test_native_reporter_in_the_vm_survives_any_reply(vm, tmp_path_factory, plan, n_events):
     cfg = scenario_config(7700, timings={"ack_timeout_ms": 1000, "max_backoff_ms": 4000,
                                          "fail_after": 2})

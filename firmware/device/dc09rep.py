@@ -16,7 +16,8 @@
 #   - retransmission with backoff (ack_timeout_ms doubling up to
 #     max_backoff_ms); fail_after unanswered transmissions declare the path
 #     down (350 queued, zone = path), the down path is probed with NULLs
-#     and answers bring it up (350 restore);
+#     and answers bring it up (350 restore on its first ACK: NAKs between
+#     silences bring it up but report no pair per flap);
 #   - failover.py's rule decides which path carries the events: the head
 #     event NAKed fail_after times on a path (after the one free retry a
 #     NAK with a time earns), or not ACKed there within event_fail_s, has
@@ -373,7 +374,6 @@ class Dc09Reporter:
     def _path_up(self, i):
         self.up[i] = True
         self.log("path %d up" % (i + 1))
-        self.panel.path_state(i + 1, True)
         self._switch(self.rule.pick(self.active, self.up))
 
     def _answered(self, i):
@@ -478,6 +478,7 @@ class Dc09Reporter:
         self.last_ok[i] = now_ms
         self.backoff[i] = self.timeout_ms
         self._answered(i)
+        self.panel.path_state(i + 1, True)  # 350 restore: it carries messages again
         if p.kind == _EVENT:
             self.queue.ack(p.seq)
             self.delivered += 1

@@ -16,7 +16,9 @@
 #     moves the outstanding record to the next path; the trouble (350 for
 #     silence, 354 for refusal; zone = path number) is queued like any
 #     event, so it leaves over the path that still works.  A silent path
-#     keeps a heartbeat outstanding as a probe (PathUp: 350 restore); a
+#     keeps a heartbeat outstanding as a probe (PathUp; 350 restore on the
+#     first ACK there, so a path a NAK brings up and silence takes down
+#     again reports one 350 pair, not one per flap); a
 #     path that failed events gets a 602 "periodic test" event as its
 #     probe, and only its ACK (or an ACKed event) trusts it again (354
 #     restore); then the primary wins the events back.
@@ -217,6 +219,7 @@ class Reporter:
                 kind = self.what[i]
                 self.what[i] = None
                 self.last_ok[i] = now_ms
+                self.panel.path_state(i + 1, True)  # 350 restore: it carries frames again
                 if kind == _EVENT:
                     self.queue.ack(ev.seq)
                     self.delivered += 1
@@ -249,9 +252,10 @@ class Reporter:
                 self.panel.path_state(i + 1, False)
                 if i == self.active:
                     self._switch(self.rule.pick(i, self._up()))
+                if True not in self._up():
+                    self._fall_back()
             elif isinstance(ev, gp.PathUp):
                 self.log("path %d up" % (i + 1))
-                self.panel.path_state(i + 1, True)
                 self._switch(self.rule.pick(self.active, self._up()))
 
     # -- receiver values, range-checked --------------------------------------------
@@ -284,6 +288,28 @@ class Reporter:
             p = self.sessions[k].pending
             if p is not None and self.what[k] == _EVENT and self.queue.find(p) < 0:
                 self._take_back(k, False)
+
+    def _fall_back(self):
+        """Every path is silent: if a resequence moved the counter, undo
+        it (seqstore.fall_back) and renumber the queue from there, in
+        order.  A receiver drops without an answer a frame more than
+        MAX_SEQ_JUMP past the highest it accepted, so a key holder's jump
+        (or one asked by another receiver) would otherwise silence the
+        genuine receiver for good; a genuine jump costs one more NAK(replay)
+        when the receiver answers again."""
+        q = self.queue
+        if not self.seqs.fall_back(len(q)):
+            return
+        self.log("every path silent after a resequence: counting on from %d" % self.seqs.next)
+        for k in range(len(self.sessions)):
+            self._take_back(k, False)  # offered again with the new numbers
+        start = self.seqs.next
+        for seq in q.seqs():  # in order, from start (below it: a power loss cut
+            if seq >= start:  # a fall-back short after renumbering these)
+                new = self.seqs.take()
+                if new != seq:
+                    q.renumber(seq, new)
+        self.seqs.forget_undo()
 
     def status(self):
         paths = []

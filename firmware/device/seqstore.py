@@ -16,11 +16,18 @@
 # few panel flags (panel.py, F_*: conditions reported as "new" whose
 # restore is still owed), each written only when it changes.
 #
-# File (format 2): b"G2" + bound u32 + last_command_seq u32 + flags u8 +
+# A receiver's resequence (NAK replay, next_seq) moves the counter up;
+# where it was before the first such jump is kept (`undo`) until the jump
+# is undone: a jump no receiver follows (a key holder's, past the genuine
+# receiver's MAX_SEQ_JUMP) leaves every path silent, and the reporter then
+# calls fall_back() to count on from where the panel was (reporter.py).
+#
+# File (format 3): b"G3" + bound u32 + last_command_seq u32 + flags u8 +
 # n u8 + n mode bytes + m u8 + m alarm-memory entries (partition index u8,
-# zone id u16) + CRC-32 of everything before it, big-endian.  Format 1
-# (b"GS" + bound + last_command_seq + n + modes + CRC, before alarm memory
-# and flags) is still read.  Written to a temporary name and renamed over
+# zone id u16) + undo u32 + CRC-32 of everything before it, big-endian.
+# Format 2 (b"G2", the same without undo) and format 1 (b"GS" + bound +
+# last_command_seq + n + modes + CRC, before alarm memory and flags) are
+# still read.  Written to a temporary name and renamed over
 # the old file (rename is atomic on littlefs and POSIX), so a power loss
 # leaves the old or the new file, never a torn one.
 
@@ -57,12 +64,15 @@ class SeqStore:
         self.modes = b""
         self.memory = b""  # 3 bytes per entry: partition index, zone id (u16)
         self.flags = 0
+        self.undo = 0  # the counter before a resequence not undone (0: none)
         bound = self._load()
         self.insane = 0  # a bound above SEQ_END found in the file (ignored)
         if bound > SEQ_END:
             self.insane = bound
             bound = 1
         self.next = max(bound, min(floor, SEQ_END), 1)
+        if self.undo >= self.next:
+            self.undo = 0  # not below the counter: nothing to undo
         self.bound = 0
         self._persist(self.next + RESERVE)
 
@@ -78,17 +88,20 @@ class SeqStore:
             if len(d) != 15 + n or not _crc_ok(d, 11 + n):
                 return 1
             self.modes = bytes(d[11:11 + n])
-        elif len(d) >= 17 and d[:2] == b"G2":
+        elif len(d) >= 17 and d[:2] in (b"G2", b"G3"):
             n = d[11]
             if len(d) < 17 + n:
                 return 1
             m = d[12 + n]
             end = 13 + n + 3 * m
-            if len(d) != end + 4 or not _crc_ok(d, end):
+            u = 4 if d[:2] == b"G3" else 0  # undo
+            if len(d) != end + u + 4 or not _crc_ok(d, end + u):
                 return 1
             self.flags = d[10]
             self.modes = bytes(d[12:12 + n])
             self.memory = bytes(d[13 + n:end])
+            if u:
+                self.undo = struct.unpack_from(">I", d, end)[0]
         else:
             return 1
         b, self.last_command_seq = struct.unpack_from(">II", d, 2)
@@ -96,8 +109,9 @@ class SeqStore:
 
     def _persist(self, bound):
         m = self.modes
-        d = b"G2" + struct.pack(">IIBB", bound, self.last_command_seq, self.flags, len(m)) + \
-            bytes(m) + bytes((len(self.memory) // 3,)) + self.memory
+        d = b"G3" + struct.pack(">IIBB", bound, self.last_command_seq, self.flags, len(m)) + \
+            bytes(m) + bytes((len(self.memory) // 3,)) + self.memory + \
+            struct.pack(">I", self.undo)
         d += struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF)
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
@@ -121,10 +135,31 @@ class SeqStore:
         if n > SEQ_LIMIT:
             return False
         if n > self.next:
+            if not self.undo:
+                self.undo = self.next
             self.next = n
-            if n >= self.bound:
-                self._persist(n + RESERVE)
+            self._persist(max(n + RESERVE, self.bound))
         return True
+
+    def fall_back(self, n):
+        """Undo the resequences since the last fall-back: the counter
+        goes back to where it was before the first of them, and counts on
+        from there (numbers from there up to the jump were never handed
+        out).  False, and nothing changed, if there was none.  `n`: the
+        numbers the caller takes now (the queue, renumbered).  Until
+        forget_undo() the file keeps an undo point past those n: a power
+        loss in between boots at the queue's floor, above the jump, and
+        the next fall-back finishes the job without reusing them."""
+        if not self.undo:
+            return False
+        self.next = self.undo
+        self.undo += n
+        self._persist(self.undo + RESERVE)
+        return True
+
+    def forget_undo(self):
+        self.undo = 0
+        self._persist(self.bound)
 
     def set_last_command(self, seq):
         self.last_command_seq = seq

@@ -68,6 +68,7 @@ partition, as line supervision does).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -282,6 +283,32 @@ class Schedule:
             return CLOSED
         return self.week[day.weekday()]
 
+    def week_words(self) -> list[str]:
+        """The week in words, days with the same plan together:
+        ['mon-fri open 08:30-09:00, close 17:00-17:30', 'sat-sun closed']."""
+        out, i = [], 0
+        while i < 7:
+            j = i
+            while j + 1 < 7 and self.week[j + 1] == self.week[i]:
+                j += 1
+            days = WEEKDAYS[i] if i == j else "%s-%s" % (WEEKDAYS[i], WEEKDAYS[j])
+            out.append("%s %s" % (days, self.week[i].words()))
+            i = j + 1
+        return out
+
+    def words(self) -> str:
+        """The whole schedule in one line (the audit trail's)."""
+        extra = ["%s, %d min tolerance" % (self.timezone, self.tolerance_min)]
+        if self.require_open:
+            extra.append("opening required")
+        if self.holidays:
+            extra.append("%d holiday%s" % (len(self.holidays),
+                                           "" if len(self.holidays) == 1 else "s"))
+        if self.exceptions:
+            extra.append("%d exception%s" % (len(self.exceptions),
+                                             "" if len(self.exceptions) == 1 else "s"))
+        return "%s (%s)" % ("; ".join(self.week_words()), ", ".join(extra))
+
     def to_dict(self) -> dict:
         """The JSON the store keeps (and ``schedules export`` prints)."""
         return {"account": self.account, "partition": self.partition,
@@ -329,9 +356,34 @@ class TemporaryChange:
     expires_at: float
     by: str = ""
     reason: str = ""
+    id: int | None = None  # the store's
+    cancelled_at: float | None = None  # a cancel also sets expires_at to it
+    cancelled_by: str | None = None
 
     def in_force(self, at: float) -> bool:
         return self.created_at <= at < self.expires_at
+
+    def words(self) -> str:
+        """'partition 1 on 2026-03-27: open 10:30-11:00, close 17:00-17:30'."""
+        return "partition %d on %s: %s" % (self.partition, self.day.isoformat(),
+                                            self.plan.words())
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "account": self.account, "partition": self.partition,
+                "day": self.day.isoformat(), "plan": self.plan.to_dict(),
+                "plan_words": self.plan.words(), "created_at": self.created_at,
+                "expires_at": self.expires_at, "by": self.by, "reason": self.reason,
+                "cancelled_at": self.cancelled_at, "cancelled_by": self.cancelled_by}
+
+    @classmethod
+    def from_row(cls, row) -> "TemporaryChange":
+        """From a ``schedule_changes`` row (both store backends)."""
+        r = dict(row)
+        where = "temporary change %s" % r["id"]
+        return cls(r["account"], r["partition"], _date(r["day"], where),
+                   _plan_from(json.loads(r["plan"]), where), r["created_at"],
+                   r["expires_at"], r["created_by"], r["reason"], r["id"],
+                   r.get("cancelled_at"), r.get("cancelled_by"))
 
     def check(self, schedule: Schedule) -> None:
         """Refuse a change that cannot mean anything (the store calls this

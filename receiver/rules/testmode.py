@@ -29,6 +29,7 @@ person; nothing here reads a clock.
 
 from __future__ import annotations
 
+import time as _time
 from dataclasses import dataclass, replace
 
 from protocol import contactid
@@ -78,6 +79,27 @@ class Placement:
         if self.partition is not None:
             return "partition %d of account %s" % (self.partition, self.account)
         return "account %s" % self.account
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "account": self.account, "partition": self.partition,
+                "zone": self.zone, "scope": self.scope, "words": self.words(),
+                "starts_at": self.starts_at, "ends_at": self.ends_at,
+                "reason": self.reason, "by": self.by, "ended_at": self.ended_at,
+                "ended_by": self.ended_by}
+
+    @classmethod
+    def from_row(cls, row) -> "Placement":
+        """From a ``test_placements`` row (both store backends)."""
+        r = dict(row)
+        return cls(r["account"], r["starts_at"], r["ends_at"], r["reason"], r["placed_by"],
+                   r["partition"], r["zone"], r["id"], r["ended_at"], r["ended_by"])
+
+    def place_sentence(self) -> str:
+        """The audit line: 'Zone 4 of account 1001 placed on test by ivan
+        until 2026-03-27 15:30 UTC: detector swap.'"""
+        return "%s placed on test by %s until %s: %s." % (
+            self.words()[:1].upper() + self.words()[1:], self.by, _utc(self.ends_at),
+            self.reason)
 
     def active(self, at: float) -> bool:
         end = self.ends_at if self.ended_at is None else min(self.ends_at, self.ended_at)
@@ -138,6 +160,10 @@ def end(p: Placement, at: float, by: str) -> Placement:
     if p.ended_at is not None:
         raise PlacementError("the test of %s has already ended" % p.words())
     return replace(p, ended_at=min(at, p.ends_at), ended_by=by)
+
+
+def _utc(t: float) -> str:
+    return _time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
 
 def end_sentence(p: Placement) -> str:

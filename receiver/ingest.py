@@ -60,8 +60,8 @@ free, whether an event is new:
      duplicate, the alarm it opened, and what the rules decided.
 
 On PostgreSQL two receivers may plan batches of one account at once: the
-backend locks the batch's accounts that open alarms or restore
-(:attr:`RulesQuery.lock`, in account order, after the events: the lock
+backend locks the batch's accounts that open alarms or restore one the
+restore policy may resolve (:attr:`RulesQuery.lock`, in account order, after the events: the lock
 order of every batch) before it reads the rules' state, so one account's
 hygiene decisions are taken one batch after the other.
 
@@ -199,10 +199,10 @@ def rules_query(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             if held_or_counted(r):
                 k = (r.account, r.zone)
                 zones[k] = min(zones.get(k, r.received_at), r.received_at)
-        elif r.qualifier == 3:
+        elif r.qualifier == 3 and r.event_class in policy.restore.auto_resolve:
+            # (a restore only stamps otherwise: one set-based UPDATE, no state)
             lock.add(r.account)
-            if r.event_class in policy.restore.auto_resolve:
-                restores.add((r.account, r.code, r.partition, r.zone))
+            restores.add((r.account, r.code, r.partition, r.zone))
     return RulesQuery(sorted((a, z, t - policy.runaway.window_s)
                              for (a, z), t in zones.items()),
                       sorted(sites), sorted(restores), sorted(lock))

@@ -163,7 +163,7 @@ def end(p: Placement, at: float, by: str) -> Placement:
 
 
 def _utc(t: float) -> str:
-    return _time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+    return _time.strftime("%Y-%m-%d %H:%M UTC", _time.gmtime(t))
 
 
 def end_sentence(p: Placement) -> str:

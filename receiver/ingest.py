@@ -388,8 +388,8 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
     :func:`rules_query` (None: no rules, as for a store without them).
     Raises ConflictVanished for a key in neither."""
     replay: dict = {}
-    p = Plan([], [], [], [], [])
     outcomes: list = []
+    p = Plan([], [], [], [], outcomes)
     seen: set = set()
     st = rules or RulesState()
     zones, sites = dict(st.zones), dict(st.sites)
@@ -431,7 +431,6 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
     p.replay = sorted((a, h, t) for a, (h, t) in replay.items())
     p.heard = [(r.account, r.path, r.received_at) for r in recs if r.source == "panel"]
     p.hold_signals = [(a, z, n, t) for (a, z), (n, t) in sorted(added.items())]
-    p._outcomes = outcomes
     return p
 
 

@@ -222,7 +222,7 @@ GL.stream = function (handlers) {
   es.addEventListener("hello", function () { GL.setLive(true); GL.loadWarnings(); handlers.load && handlers.load(); });
   es.addEventListener("resync", function () { GL.loadWarnings(); handlers.load && handlers.load(); });
   es.addEventListener("logout", function () { es.close(); GL.toLogin(); });
-  for (const kind of ["alarm", "event", "supervision", "security", "output"]) {
+  for (const kind of ["alarm", "event", "supervision", "security", "output", "rules"]) {
     es.addEventListener(kind, function (ev) {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }

@@ -100,6 +100,7 @@ class RulesLoop:
         self.tests = periodic.PeriodicTests()
         self._owned: frozenset | None = None  # shards seen at the last tick
         self._retry: list[EventRecord] = []
+        self._judging: set[asyncio.Task] = set()  # arm/disarm judgments under way
         # what this receiver raised (not duplicates), and what it found
         # raised already (another receiver, a restart): tests and logs
         self.raised = 0
@@ -201,10 +202,15 @@ class RulesLoop:
         """Evaluate every scheduled partition this receiver owns over the
         lookback (at start, and when it takes shards over): what was missed
         is raised now, stamped with its deadline; what was raised already is
-        a duplicate."""
+        a duplicate.  The deadlines due by then are done with."""
+        t_eval = now - self.settle_s
         for account, partition in sorted(self.schedules):
             if self.owns(account):
-                await self.evaluate(account, partition, now - self.settle_s)
+                await self.evaluate(account, partition, t_eval)
+        while self._heap and self._heap[0][0] <= t_eval:
+            t, account, partition = heapq.heappop(self._heap)
+            if self._due.get((account, partition)) == t:
+                self._push((account, partition), t)
 
     async def _deadlines(self, now: float) -> None:
         t_eval = now - self.settle_s
@@ -223,7 +229,15 @@ class RulesLoop:
         parts = [p for (a, p) in self.schedules if a == rec.account
                  and (rec.partition == 0 or p == rec.partition)]
         for p in parts:
-            self.rx.spawn(self._judge(rec.account, p, rec.received_at))
+            t = self.rx.spawn(self._judge(rec.account, p, rec.received_at))
+            self._judging.add(t)
+            t.add_done_callback(self._judging.discard)
+
+    async def judged(self) -> None:
+        """Return once the arm/disarm judgments under way are done (tests;
+        a receiver stopping cancels them: the next evaluation redoes them)."""
+        while self._judging:
+            await asyncio.wait(set(self._judging))
 
     async def _judge(self, account: str, partition: int, at: float) -> None:
         try:

@@ -85,10 +85,6 @@ def _utc(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
 
-def _cap(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
 def _audit(at, actor, action, account, sentence, partition=None, zone=None):
     return ("""INSERT INTO rules_audit (at, actor, action, account, partition, zone, sentence)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -267,9 +263,9 @@ def add_schedule_change(c: schedules.TemporaryChange):
                     json.dumps(c.plan.to_dict(), sort_keys=True), c.created_at, c.expires_at,
                     c.by, c.reason))
     c = replace(c, id=row["id"])
-    yield _audit(c.created_at, c.by, "schedule.change", c.account, "%s of account %s changed "
-                 "by %s until %s%s." % (_cap(c.words()), c.account, c.by, _utc(c.expires_at),
-                                        ": " + c.reason if c.reason else ""),
+    yield _audit(c.created_at, c.by, "schedule.change", c.account, "Hours of %s changed by %s "
+                 "to %s, until %s%s." % (c.where(), c.by, c.plan.words(), _utc(c.expires_at),
+                                         ": " + c.reason if c.reason else ""),
                  partition=c.partition)
     yield _BUMP
     return c
@@ -291,9 +287,8 @@ def cancel_schedule_change(change_id: int, by: str, at: float):
     end = max(at, c.created_at)
     yield ("""UPDATE schedule_changes SET expires_at = ?, cancelled_at = ?, cancelled_by = ?
               WHERE id = ?""", (end, at, by, change_id))
-    yield _audit(at, by, "schedule.cancel", c.account, "Change #%d (%s of account %s) "
-                 "cancelled by %s." % (change_id, c.words(), c.account, by),
-                 partition=c.partition)
+    yield _audit(at, by, "schedule.cancel", c.account, "Change #%d of the hours of %s "
+                 "cancelled by %s." % (change_id, c.where(), by), partition=c.partition)
     yield _BUMP
     return replace(c, expires_at=end, cancelled_at=at, cancelled_by=by)
 

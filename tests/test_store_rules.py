@@ -240,8 +240,8 @@ async def test_schedules_and_temporary_changes_are_stored_and_audited(store, bac
     assert trail == [("schedule.delete", "ada"), ("schedule.cancel", "sam"),
                      ("schedule.change", "olga"), ("schedule.set", "ada")]
     change = next(a for a in await store.list_rules_audit(ACCT) if a.action == "schedule.change")
-    assert change.sentence == ("Partition 1 on 2030-03-22: open 10:30-11:00, close "
-                               "17:00-17:30 of account 1001 changed by olga until "
+    assert change.sentence == ("Hours of partition 1 of account 1001 on 2030-03-22 changed by "
+                               "olga to open 10:30-11:00, close 17:00-17:30, until "
                                "2030-03-22 18:00 UTC: staff training.")
     # what was written survives a reopen
     await store.close()

@@ -51,6 +51,9 @@ from protocol import contactid
 from receiver.supervision import duration_text
 
 RECEIVER = "receiver"  # the actor of what the receiver did itself
+# The report's sections, in order (Report.section(name); the CSV's --section).
+SECTIONS = ("alarms_by_class", "response_times", "operators", "false_alarms", "troubles",
+            "supervision", "open_close")
 TOP = 10  # rows in the "most" tables and charts
 
 # Resolution notes that say the alarm was false, and those that say it was
@@ -344,7 +347,9 @@ def _when(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _html_cell(col: str, v) -> str:
+def html_cell(col: str, v) -> str:
+    """A cell as a person reads it: durations in words, rates in %, '-' for
+    none (the HTML page and the CLI's text)."""
     if v is None:
         return "-"
     if isinstance(v, (int, float)) and ("p50" in col or "p90" in col or "max" in col):
@@ -406,7 +411,7 @@ def report_html(r: Report, centre: str = "Guardline monitoring centre") -> str:
         out.append("<table><tr>%s</tr>" % "".join("<th>%s</th>" % e(c) for c in s.columns))
         for row in s.rows:
             out.append("<tr>%s</tr>" % "".join(
-                "<td>%s</td>" % e(_html_cell(c, v)) for c, v in zip(s.columns, row)))
+                "<td>%s</td>" % e(html_cell(c, v)) for c, v in zip(s.columns, row)))
         out.append("</table></section>")
     out.append("</body></html>")
     return "\n".join(out)

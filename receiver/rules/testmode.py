@@ -124,14 +124,17 @@ class Placement:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise PlacementError("the %s to place on test is a number from 1" % name)
+        past = PlacementError("a test of %s that ends in the past places nothing on test"
+                              % self.words())
+        if self.ends_at < min(self.starts_at, now):
+            raise past  # (before it starts, too: the past is what is wrong)
         if not self.ends_at > self.starts_at:
             raise PlacementError("a test of %s must end after it starts" % self.words())
         if self.ends_at - self.starts_at > MAX_TEST_S:
             raise PlacementError("a test lasts at most %d h (asked: %.1f h for %s)" % (
                 MAX_TEST_S // 3600, (self.ends_at - self.starts_at) / 3600, self.words()))
         if self.ends_at <= now:
-            raise PlacementError("a test of %s that ends in the past places nothing on test"
-                                % self.words())
+            raise past
 
 
 def under_test(placements, account: str, partition: int, zone: int, code: int,

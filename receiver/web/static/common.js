@@ -150,6 +150,7 @@ GL.PAGES = [
   ["panels", "/panels", "Panels", "view"],
   ["history", "/history", "History", "view"],
   ["dispatch", "/dispatch", "Dispatch", "view"],
+  ["reports", "/reports", "Reports", "report.view"],
   ["security", "/security", "Security & audit", "security.view"],
   ["users", "/users", "Users", "users.manage"],
 ];

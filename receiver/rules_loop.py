@@ -279,7 +279,7 @@ class RulesLoop:
                 self.duplicates += 1
                 continue
             self.raised += 1
-            (_LOGGER.warning if r.qualifier == 1 else _LOGGER.info)(
+            _LOGGER.info(
                 "rules event raised account=%s code=%03d q=%d partition=%d source=%s text=%s",
                 r.account, r.code, r.qualifier, r.partition, r.source, q(r.text or ""))
         return outs

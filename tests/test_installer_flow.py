@@ -389,6 +389,20 @@ def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path,
         assert rc == 1, live  # zone 5 is miswired
         assert "receiver: zone 2 130" in live and "partition 1 (lobby) ARMED" in live
         assert password not in live
+        # the tool placed the account on test for the walk and ended it: the
+        # walk's burglary and hold-up are stored, marked, and paged nobody
+        assert "walk test: account %d on test until" % ACCOUNT in live
+        walked = rx_events(db, code=130) + rx_events(db, code=122)
+        assert walked and all(e["test_placement"] for e in walked)
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+        try:
+            assert con.execute("SELECT COUNT(*) FROM alarms WHERE code IN (130, 122)"
+                               ).fetchone() == (0,)
+            assert [r[0] for r in con.execute(
+                "SELECT action FROM rules_audit WHERE actor = 'fitter' ORDER BY id")] == [
+                "test.place", "test.end"]
+        finally:
+            con.close()
     finally:
         panel.close()
         rx.terminate()

@@ -438,11 +438,11 @@ class Store(abc.ABC):
     hygiene: Hygiene = Hygiene()
 
     @abc.abstractmethod
-    async def _rules_read(self, gen):
+    async def _rules_read(self, gen) -> Any:
         """Drive a receiver.rules_store operation on a read connection."""
 
     @abc.abstractmethod
-    async def _rules_write(self, gen):
+    async def _rules_write(self, gen) -> Any:
         """Drive a receiver.rules_store operation in a write transaction (a
         job of the group commit); its RulesError (a ValueError) comes back
         as it is, and nothing of it is written."""

@@ -13,7 +13,7 @@ import time
 
 from receiver.rules import schedules
 from receiver.rules.schedules import DayPlan, Schedule
-from receiver.testing import wait_until
+from testkit.wait import wait_until
 from receiver.web.testing import PASSWORDS, console_receiver
 from tests.test_web_browser import (DOC_SHOTS, UPDATE_SHOTS, async_api, console_page,
                                     panel_event, pytestmark)  # noqa: F401

@@ -23,7 +23,8 @@ from receiver.messages import RulesUpdate
 from receiver.records import Account
 from receiver.rules import hygiene, schedules, testmode
 from receiver.rules.schedules import CLOSED, DayPlan, Schedule, TemporaryChange
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit.wait import wait_until
 
 BERLIN = "Europe/Berlin"
 THU, FRI = dt.date(2031, 3, 20), dt.date(2031, 3, 21)

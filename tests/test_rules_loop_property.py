@@ -29,7 +29,8 @@ from receiver.config import Config
 from receiver.records import Account
 from receiver.rules import schedules as s
 from receiver.rules.schedules import DayPlan, Schedule, TemporaryChange
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 from tests.test_rules_schedules import day_plans
 

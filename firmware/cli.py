@@ -485,7 +485,7 @@ def cmd_walk_test(a) -> int:
             source.close()
             raise Failure(str(e)) from None
         _say("walk test: %s on test until %s (the console ends it with the walk)"
-             % (p["words"], W._iso(p["ends_at"])))
+             % (p["words"], W.iso_time(p["ends_at"])))
     _say("walk test: account %s (%s), %d zones; proof: %s" % (
         account, site.get("site_name") or cfg["name"], len(ids), source.describe()))
     try:

@@ -720,10 +720,10 @@ class ConsoleSource:
                           "without it the walk's alarms go to the dispatch centres as real: "
                           "ask the operators to place account %s on test, or use a console "
                           "user who may" % (self.base, st, r.get("error"), self.account))
-        self.placement = r["placement"]
+        p = self.placement = r["placement"]
         _LOGGER.info("account %s: console %s: on test until %s (placement %d)", self.account,
-                     self.base, _iso(self.placement["ends_at"]), self.placement["id"])
-        return self.placement
+                     self.base, iso_time(p["ends_at"]), p["id"])
+        return p
 
     def end_test(self) -> None:
         """End the walk's placement (it ends by itself at its time anyway)."""
@@ -735,7 +735,7 @@ class ConsoleSource:
         if st not in (200, 409):  # 409: ended already (by an operator)
             _LOGGER.warning("account %s: console %s: the walk's test placement %d was not "
                             "ended (%s %s); it ends at %s", self.account, self.base, p["id"],
-                            st, r.get("error"), _iso(p["ends_at"]))
+                            st, r.get("error"), iso_time(p["ends_at"]))
 
     def close(self):
         try:

@@ -415,7 +415,8 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
                 if rules is not None:
                     ref = NewAlarm(o.alarm)
                     site = sites.get(r.account, hygiene.SiteState())
-                    row.incident = hygiene.group(policy.grouping, site, r.received_at) or ref
+                    joins = hygiene.group(policy.grouping, site, r.received_at)
+                    row.incident = ref if joins is None else _ref(joins)
                     sites[r.account] = hygiene.joined(site, row.incident, r.received_at)
                 p.alarms.append(row)
             elif r.qualifier == 3 and not r.open_alarm:
@@ -434,6 +435,14 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
     return p
 
 
+def _ref(x: object) -> AlarmRef:
+    """An anchor or incident the hygiene core hands back: one of the
+    plan's own (a stored alarm's id, or a :class:`NewAlarm`)."""
+    if isinstance(x, (int, NewAlarm)):
+        return x
+    raise TypeError("not an alarm of the plan: %r" % (x,))
+
+
 def _runaway(p: Plan, o: _Outcome, r: EventRecord, zones: dict, added: dict,
              policy: Hygiene) -> bool:
     """Runaway suppression for a would-be alarm; False: it opens nothing
@@ -443,7 +452,7 @@ def _runaway(p: Plan, o: _Outcome, r: EventRecord, zones: dict, added: dict,
     d, zones[k] = hygiene.runaway(policy.runaway, zones.get(k, hygiene.ZoneState()),
                                   r.event_class, r.zone, r.received_at, ref)
     if d.action == hygiene.ATTACH:
-        o.attached_to = d.anchor
+        o.attached_to = _ref(d.anchor)
         o.signals = zones[k].held_signals
         n, last = added.get(k, (0, r.received_at))
         added[k] = (n + 1, max(last, r.received_at))

@@ -7,7 +7,7 @@ rules").
     guardline-receiver schedules show ACCOUNT [--partition P] [--date D]
     guardline-receiver schedules change ACCOUNT --partition P --by NAME
                        (--open HH:MM-HH:MM --close HH:MM-HH:MM | --closed)
-                       [--date D] [--until T] [--reason TEXT]
+                       [--date D] [--until T] --reason TEXT
     guardline-receiver schedules cancel CHANGE_ID --by NAME
     guardline-receiver schedules check ACCOUNT [--partition P] [--since T]
     guardline-receiver test place ACCOUNT [--partition P | --zone Z]
@@ -208,6 +208,9 @@ async def _change(args, store, now: float) -> None:
     if s is None:
         raise RulesRefused("partition %d of account %s has no schedule to change"
                            % (args.partition, a.number))
+    if not args.reason.strip():
+        raise RulesUsage("--reason: why the day changes is needed (the console and the audit "
+                         "show it)")
     if args.closed and (args.open or args.close):
         raise RulesUsage("--closed goes without --open and --close")
     if not args.closed and not (args.open and args.close):
@@ -220,7 +223,7 @@ async def _change(args, store, now: float) -> None:
         schedules.day_start(s.tz, day + _dt.timedelta(days=1))
     try:
         c = await store.add_schedule_change(schedules.TemporaryChange(
-            a.number, args.partition, day, plan, now, until, by, args.reason or ""))
+            a.number, args.partition, day, plan, now, until, by, args.reason.strip()))
     except (schedules.ScheduleError, RulesError) as e:
         raise RulesRefused(str(e)) from None
     print("change #%d: %s, in force until %s" % (c.id, c.words(), _utc(c.expires_at)))
@@ -458,7 +461,8 @@ def register(sub, common: argparse.ArgumentParser, h: CliHelpers) -> None:
     ch.add_argument("--until", metavar="T",
                     help="when the change expires: HH:MM (that day) or ISO 8601 "
                          "(default: the end of that day)")
-    ch.add_argument("--reason", help="why (the console and the audit show it)")
+    ch.add_argument("--reason", required=True,
+                    help="why (the console and the audit show it)")
     ca = ssub.add_parser("cancel", parents=[common], help="end a temporary change now")
     ca.add_argument("change_id", type=int)
     ca.add_argument("--by", required=True, help="who cancels it (audit)")

@@ -300,6 +300,8 @@ class RulesLoop:
         live = await self.rx.store.list_test_placements(live=True)
         ended = []
         for p in testmode.due_to_end(live, now):
+            if p.id is None:
+                continue  # (the store's placements all have their id)
             done = await self.rx.store.end_test_placement(p.id, "receiver", now)
             if done is not None:
                 ended.append(done)

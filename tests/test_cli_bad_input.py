@@ -85,6 +85,9 @@ LEAVES = leaf_commands(cli.build_parser())
 # native account 1001 and DC-09 account ABC; {tmp} an empty directory;
 # {closed} a TCP port nothing listens on; {garbage} a file that is not a
 # store; {latin1} a file that is not UTF-8; {files} holds import files.
+# what every "schedules change" case gives besides the account and its error
+CHANGE = ["--partition", "1", "--by", "olga", "--reason", "training"]
+
 SPECIFIC: dict[tuple, list] = {
     ("serve",): [
         (["--db", "{store}", "--tcp", "nonsense"], "expected HOST:PORT", None, None),
@@ -238,24 +241,27 @@ SPECIFIC: dict[tuple, list] = {
         (["1001", "--date", "soon", "--db", "{store}"], "a date like", None, None),
     ],
     ("schedules", "change"): [
-        (["4242", "--partition", "1", "--by", "olga", "--closed", "--db", "{store}"],
-         "no account 4242", None, None),
-        (["1001", "--partition", "2", "--by", "olga", "--closed", "--db", "{store}"],
+        (["4242"] + CHANGE + ["--closed", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "--partition", "2"] + CHANGE[2:] + ["--closed", "--db", "{store}"],
          "has no schedule to change", None, None),
-        (["1001", "--partition", "1", "--by", "olga", "--db", "{store}"],
-         "give the day's hours", None, None),
-        (["1001", "--partition", "1", "--by", "olga", "--closed", "--open", "10:00-10:30",
-          "--db", "{store}"], "--closed goes without", None, None),
-        (["1001", "--partition", "1", "--by", "olga", "--open", "25:00-26:00", "--close",
-          "17:00-17:30", "--db", "{store}"], "not a time of day", None, None),
-        (["1001", "--partition", "1", "--by", "olga", "--open", "10:30-11:00", "--close",
-          "09:00-09:30", "--db", "{store}"], "must follow each other", None, None),
-        (["1001", "--partition", "1", "--by", "olga", "--closed", "--date", "2020-01-01",
-          "--db", "{store}"], "that day is over", None, None),
-        (["1001", "--partition", "1", "--by", "olga", "--closed", "--until", "tomorrow",
-          "--db", "{store}"], "--until", None, None),
-        (["1001", "--partition", "1", "--by", "", "--closed", "--db", "{store}"], "--by",
-         None, None),
+        (["1001"] + CHANGE + ["--db", "{store}"], "give the day's hours", None, None),
+        (["1001"] + CHANGE + ["--closed", "--open", "10:00-10:30", "--db", "{store}"],
+         "--closed goes without", None, None),
+        (["1001"] + CHANGE + ["--open", "25:00-26:00", "--close", "17:00-17:30", "--db",
+                              "{store}"], "not a time of day", None, None),
+        (["1001"] + CHANGE + ["--open", "10:30-11:00", "--close", "09:00-09:30", "--db",
+                              "{store}"], "must follow each other", None, None),
+        (["1001"] + CHANGE + ["--closed", "--date", "2020-01-01", "--db", "{store}"],
+         "that day is over", None, None),
+        (["1001"] + CHANGE + ["--closed", "--until", "tomorrow", "--db", "{store}"],
+         "--until", None, None),
+        (["1001", "--partition", "1", "--by", "", "--reason", "training", "--closed", "--db",
+          "{store}"], "--by", None, None),
+        # a day closed or moved drops or moves its deadlines: it says why
+        (["1001", "--partition", "1", "--by", "olga", "--reason", " ", "--closed", "--db",
+          "{store}"], "--reason: why the day changes", None, None),
+        (["1001", "--partition", "1", "--by", "olga", "--closed", "--db", "{store}"],
+         "required: --reason", None, None),
     ],
     ("schedules", "cancel"): [
         (["4242", "--by", "sam", "--db", "{store}"], "no schedule change 4242", None, None),

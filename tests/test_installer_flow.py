@@ -394,15 +394,14 @@ def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path,
         assert "walk test: account %d on test until" % ACCOUNT in live
         walked = rx_events(db, code=130) + rx_events(db, code=122)
         assert walked and all(e["test_placement"] for e in walked)
-        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
-        try:
-            assert con.execute("SELECT COUNT(*) FROM alarms WHERE code IN (130, 122)"
-                               ).fetchone() == (0,)
-            assert [r[0] for r in con.execute(
-                "SELECT action FROM rules_audit WHERE actor = 'fitter' ORDER BY id")] == [
-                "test.place", "test.end"]
-        finally:
-            con.close()
+        assert not [a for a in rx_alarms(db) if a["code"] in (130, 122)]
+        # placed by the walk's console user, and ended by it when the walk was over
+        r = receiver_cli("--db", db, "test", "list", "--all", "--json", "--account",
+                         str(ACCOUNT))
+        assert r.returncode == 0, r.stderr
+        [p] = map(json.loads, r.stdout.splitlines())
+        assert (p["scope"], p["by"], p["ended_by"]) == ("account", "fitter", "fitter"), p
+        assert p["ended_at"] < p["ends_at"] and "walk test by C. Console" in p["reason"]
     finally:
         panel.close()
         rx.terminate()

@@ -159,12 +159,14 @@ def test_temporary_change_late_opening_today_with_expiry():
     assert run(sch, hist, FRI, at(FRI, "16:00"), [ch]) == []
     # entered after the 08:45 deadline fired: what was raised stays raised,
     # and the disarm restores it rather than counting as a late opening
-    ch2 = TemporaryChange("1001", 1, FRI, late, at(FRI, "09:30"), at(FRI, "23:00"), by="olga")
+    ch2 = TemporaryChange("1001", 1, FRI, late, at(FRI, "09:30"), at(FRI, "23:00"), by="olga",
+                          reason="staff training")
     assert [e.kind for e in run(sch, hist, FRI, at(FRI, "16:00"), [ch2])] == [
         "fail_to_open", "fail_to_open_restored"]
     # a change that moves the closing later: the later deadline is checked too
     stay = DayPlan(W("08:00-08:30"), W("20:00-20:30"))
-    ch3 = TemporaryChange("1001", 1, FRI, stay, at(FRI, "18:00"), at(FRI, "23:00"), by="olga")
+    ch3 = TemporaryChange("1001", 1, FRI, stay, at(FRI, "18:00"), at(FRI, "23:00"), by="olga",
+                          reason="late audit")
     hist = [armed(THU, "17:10"), disarmed(FRI, "08:10"), armed(FRI, "17:20"),
             disarmed(FRI, "18:05")]
     [e] = run(sch, hist, FRI, at(FRI, "23:00"), [ch3])
@@ -183,6 +185,8 @@ def test_temporary_change_refusals_say_why():
         TemporaryChange("1001", 1, FRI, good, t, t + 8 * 86400, by="olga").check(sch)
     with pytest.raises(ScheduleError, match="who made it"):
         TemporaryChange("1001", 1, FRI, good, t, t + 3600).check(sch)
+    with pytest.raises(ScheduleError, match="a reason is required"):
+        TemporaryChange("1001", 1, FRI, good, t, t + 3600, by="olga", reason=" ").check(sch)
     bad = DayPlan(W("10:30-11:00"), W("09:00-09:30"))
     with pytest.raises(ScheduleError, match="follow each other"):
         TemporaryChange("1001", 1, FRI, bad, t, t + 3600, by="olga").check(sch)

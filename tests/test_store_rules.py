@@ -64,13 +64,15 @@ async def test_events_under_test_are_marked_and_open_no_alarm(store):
     p = await store.place_on_test(testmode.Placement(ACCT, T0, T0 + 3600, "detector swap",
                                                      "ivan", zone=4), now=T0)
     assert p.id is not None and [x.id for x in await store.list_test_placements()] == [p.id]
-    on_test = await store.ingest(burglary(1, T0 + 60))
-    other_zone = await store.ingest(burglary(2, T0 + 61, zone=5))
+    page = [("district_command", {"text": "burglary"})]  # each would be routed
+    on_test = await store.ingest(burglary(1, T0 + 60, outbox=page))
+    other_zone = await store.ingest(burglary(2, T0 + 61, zone=5, outbox=page))
     assert on_test.alarm_id is None and on_test.test_placement == p.id
     assert other_zone.alarm_id is not None and other_zone.test_placement is None
     ev = {e.id: e for e in await store.list_events()}
     assert ev[on_test.event_id].test_placement == p.id
-    assert [r.alarm_id for r in await store.list_outbox()] == []  # nothing routed (none here)
+    # only the alarm off test goes to the dispatch centre
+    assert [r.alarm_id for r in await store.list_outbox()] == [other_zone.alarm_id]
     # the end: by the receiver at its end time, once; then zone 4 alarms again
     ended = await store.end_test_placement(p.id, "receiver", at=T0 + 4000)
     assert ended.ended_at == T0 + 3600 and ended.ended_by == "receiver"

@@ -406,6 +406,10 @@ class TemporaryChange:
                                 "schedule instead" % (where, MAX_CHANGE_S // 86400))
         if not self.by:
             raise ScheduleError("%s: who made it is required" % where)
+        if not self.reason.strip():
+            # a day closed or moved drops or moves its deadlines: say why
+            raise ScheduleError("%s: a reason is required (the console and the audit show "
+                                "it)" % where)
 
 
 def plan_for(schedule: Schedule, changes, day: _dt.date, at: float) -> DayPlan:

@@ -223,7 +223,7 @@ def _optional_num(request, name: str, lo: int | None = None,
     return x
 
 
-def parse_time(v: str, name: str) -> float | None:
+def parse_time(v: str | None, name: str) -> float | None:
     """Unix seconds, or ISO 8601 (a time without zone is UTC)."""
     if v is None or v == "":
         return None

@@ -155,17 +155,8 @@ async def _schedules(args, cfg, h: CliHelpers, store) -> None:
             len(scheds), args.file, changed, len(scheds) - changed,
             ", %d removed" % removed if args.replace else ""))
     elif args.action == "export":
-        text = tomli_w.dumps(schedules.dump(await store.list_schedules()))
-        if args.output:
-            try:
-                with open(args.output, "w", encoding="utf-8") as f:
-                    f.write(text)
-            except OSError as e:
-                raise RulesRefused("cannot write %s: %s" % (args.output, e.strerror or e)) \
-                    from None
-            print("schedules written to %s" % args.output)
-        else:
-            sys.stdout.write(text)
+        _write_out(tomli_w.dumps(schedules.dump(await store.list_schedules())), args.output,
+                   "schedules")
     elif args.action == "show":
         a = await _account(store, args.account)
         scheds = [s for s in await store.list_schedules(a.number)
@@ -379,16 +370,20 @@ async def _reports(args, cfg, h: CliHelpers, store) -> None:
             else reports.report_csv(r)
     else:
         text = report_text(r)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            raise RulesRefused("cannot write %s: %s" % (args.output, e.strerror or e)) \
-                from None
-        print("report written to %s" % args.output)
-    else:
+    _write_out(text, args.output, "report")
+
+
+def _write_out(text: str, output: str | None, what: str) -> None:
+    """``text`` to the file ``output`` (said so), or to standard output."""
+    if not output:
         sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise RulesRefused("cannot write %s: %s" % (output, e.strerror or e)) from None
+    print("%s written to %s" % (what, output))
 
 
 # -- wiring -------------------------------------------------------------------------------------

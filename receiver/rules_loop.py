@@ -272,7 +272,7 @@ class RulesLoop:
         except Busy as e:
             _LOGGER.warning("rules events not stored yet (retrying) count=%d reason=%s",
                             len(recs), q(e.reason))
-            self._retry = (self._retry + recs)[-MAX_RETRY:]
+            self._keep(self._retry + recs)
             return []
         for r, o in zip(recs, outs):
             if o.duplicate:
@@ -284,13 +284,21 @@ class RulesLoop:
                 r.account, r.code, r.qualifier, r.partition, r.source, q(r.text or ""))
         return outs
 
+    def _keep(self, recs: list[EventRecord]) -> None:
+        """Keep events for the next tick, at most MAX_RETRY (the oldest go,
+        said so: a schedule's next evaluation raises them again)."""
+        if len(recs) > MAX_RETRY:
+            _LOGGER.warning("rules events dropped (store busy too long) count=%d "
+                            "oldest=%s", len(recs) - MAX_RETRY, q(recs[0].dedupe_key))
+        self._retry = recs[-MAX_RETRY:]
+
     async def _retry_now(self) -> None:
         recs, self._retry = self._retry, []
         if recs:
             try:
                 await self.rx.ingest_records(recs)
             except Busy:
-                self._retry = (recs + self._retry)[-MAX_RETRY:]
+                self._keep(recs + self._retry)
 
     # -- test placements -------------------------------------------------------------------
 

@@ -383,6 +383,9 @@ def _new_account(args):
         raise UsageError("--key-format ascii is for DC-09 accounts")
     else:
         key = _native_key(args.key)
+    if args.test_grace is not None and args.test_interval is None:
+        raise UsageError("--test-grace is the grace of a periodic test: give --test-interval "
+                         "too")
     acct = Account(
         number=args.number, key=key, protocol=args.protocol,
         panel_kind=args.kind or "", site_name=args.site or "",

@@ -99,6 +99,9 @@ SPECIFIC: dict[tuple, list] = {
          "cannot write --ready-file", None, None),
     ],
     ("accounts", "add"): [
+        # the periodic test (602) an account owes (receiver.rules.periodic)
+        (["2", "--db", "{store}", "--test-interval", "60"], "at least 3600 s", None, None),
+        (["2", "--db", "{store}", "--test-grace", "600"], "give --test-interval", None, None),
         (["2", "--db", "{store}", "--key", "zz"], "--key is not hex", None, None),
         (["2", "--db", "{store}", "--key", "00" * 8], "16..64 bytes", None, None),
         (["DEF", "--protocol", "dc09", "--db", "{store}", "--key", "0123456789ABCDEF"],

@@ -30,7 +30,7 @@ actor: only classes in :data:`AUTO_RESOLVABLE`, and by default only while
 nobody has acknowledged the alarm (an operator working it decides).
 
 The state each decision needs, and how the store keeps it, is in
-docs/rules-design.md ("Signal hygiene").  Every decision here is a record
+docs/rules-design.md ("Ingest: where each rule runs").  Every decision here is a record
 in, a record out: batches are decided in arrival order, each decision's new
 state feeding the next.
 """

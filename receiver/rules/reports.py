@@ -3,7 +3,7 @@ alarm rows and the receiver's own events, rendered as CSV and as a
 printable, self-contained HTML page with charts.
 
 Inputs are typed rows the store reads for the range (docs/rules-design.md,
-"Reports"): :class:`AlarmFact` (an alarm with its site, region, operator
+"CLI, API, console"): :class:`AlarmFact` (an alarm with its site, region, operator
 actions and disposition) and :class:`EventFact` (the receiver's own
 events: line supervision 350, missed periodic tests 358, open/close
 exceptions 450-454).  :func:`build` turns them into a :class:`Report` of

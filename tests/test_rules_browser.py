@@ -86,6 +86,16 @@ async def test_incidents_held_zones_tests_schedules_and_reports_in_the_console(t
             await expect(detail.locator("#hold")).to_contain_text("released by sam")
             await expect(atm).not_to_contain_text("HELD")
             assert await rx.store.list_zone_holds() == []
+            # the bank's incident acknowledged, then a new alarm joins it: the
+            # row is led by the (acknowledged) hold-up but reads pending
+            for a in await rx.store.list_alarms():
+                if a.account == "1001":
+                    await rx.acknowledge_alarm(a.id, "sam")
+            await expect(bank.locator(".c-state")).to_have_text("acknowledged")
+            await panel_event(rx, 1001, 3, 130, 1)
+            await expect(bank).to_contain_text("incident of 3 alarms")
+            await expect(bank.locator(".c-state")).to_contain_text("pending")
+            await expect(bank.locator(".c-state")).to_contain_text("1 of 3 new")
 
             # the site view: the vault's schedule, a day changed, a zone on test
             await page.goto(base + "/site/1001")

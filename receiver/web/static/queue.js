@@ -44,7 +44,7 @@ function alarmRow(a, row) {
     GL.h("td", {class: "c-what", title: a.description + " (" + a.contact_id + ")\n" + site},
       GL.h("div", {class: "what", text: a.description}), GL.h("div", {class: "where muted small", text: site}),
       row ? GL.rules.rowNotes(row, Q.holds) : null),
-    GL.h("td", {class: "c-state"}, GL.stateLabel(a.state)));
+    GL.h("td", {class: "c-state"}, GL.rules.rowState(a, row)));
   tr.addEventListener("click", () => select(a.id, "open"));
   tr.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(a.id, "open"); } });
   return tr;

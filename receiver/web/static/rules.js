@@ -30,6 +30,16 @@ GL.rules.fold = function (alarms) {
   return rows;
 };
 
+// A queue row's state: its lead's, but "pending" (and how many) while any
+// member is: a new alarm joining an incident already acknowledged must not
+// read as being handled.
+GL.rules.rowState = function (lead, row) {
+  const pending = row ? row.members.filter(m => m.state === "pending").length : 0;
+  if (lead.state === "pending" || !pending) return GL.stateLabel(lead.state);
+  return GL.h("span", null, GL.stateLabel("pending"),
+    GL.h("div", {class: "muted small", text: pending + " of " + row.members.length + " new"}));
+};
+
 // The short name of an alarm inside an incident line: "hold-up zone 4".
 GL.rules.shortName = function (a) {
   return (GL.CLASS_LABEL[a.event_class] || a.event_class).toLowerCase() +

@@ -198,7 +198,7 @@ def _by_class(al) -> Section:
     for a in al:
         counts[a.event_class] = counts.get(a.event_class, 0) + 1
     order = list(contactid.CLASSES) + sorted(set(counts) - set(contactid.CLASSES))
-    s.rows = [[c, counts[c]] for c in order if c in counts]
+    s.rows = [[contactid.CLASS_LABELS.get(c, c), counts[c]] for c in order if c in counts]
     return s
 
 

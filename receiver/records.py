@@ -214,7 +214,8 @@ class EventRecord:
                attached_to: int | None = None) -> "Event":
         """The event as the store gives it out once stored as ``event_id``
         (with what the rules marked it with: IngestOutcome)."""
-        return Event(test_placement=test_placement, attached_to=attached_to, id=event_id, account=self.account, protocol=self.protocol,
+        return Event(test_placement=test_placement, attached_to=attached_to, id=event_id,
+                     account=self.account, protocol=self.protocol,
                      source=self.source, dedupe_key=self.dedupe_key, seq=self.seq,
                      qualifier=self.qualifier, code=self.code, event_class=self.event_class,
                      priority=self.priority, description=self.description,

@@ -130,8 +130,10 @@ async def test_each_due_event_raised_once_through_the_real_store(rx, sc):
     await rx.store.add_account(Account(account, bytes(32), partitions={"1": "vault"}))
     sch = Schedule(account, 1, zone, week, tol, require_open, holidays, exceptions)
     await rx.store.set_schedule(sch, "hypothesis", at=0.0)
-    stored_changes = [await rx.store.add_schedule_change(TemporaryChange(
-        account, 1, d, plan, created, expires, "op", "drawn")) for d, plan, created, expires in changes]
+    stored_changes = [
+        await rx.store.add_schedule_change(TemporaryChange(
+            account, 1, d, plan, created, expires, "op", "drawn"))
+        for d, plan, created, expires in changes]
     first = hist[0][0] if hist else now
     await rx.rules.reload(first - LOOKBACK_S)
     raised, dups = rx.rules.raised, rx.rules.duplicates

@@ -112,6 +112,25 @@ async def test_a_receiver_down_over_the_deadline_raises_it_when_back(tmp_path):
         assert ftc.received_at == at(FRI, "17:45")  # stamped with its deadline
 
 
+async def test_a_deadline_the_store_refuses_is_kept_and_stored_at_the_next_tick(tmp_path):
+    async with running_receiver(config(tmp_path), [bank_account()]) as rx:
+        await rx.set_schedule(BANK, "ada")
+        await rx.ingest(oc(1, at(THU, "17:10"), 3))
+        await rx.ingest(oc(2, at(FRI, "08:10"), 1))
+        # the database refuses writes at the deadline (a failover's standby)
+        await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=1"))
+        await rx.rules.tick(at(FRI, "17:45"))
+        assert rx.rules.raised == 0
+        await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=0"))
+        # the next tick, long before the schedule's next deadline, stores it
+        assert rx.rules.next_deadline() > at(FRI, "23:00")
+        await rx.rules.tick(at(FRI, "17:46"))
+        [ftc] = await events_of(rx, 454)
+        assert ftc.received_at == at(FRI, "17:45")  # stamped with its deadline
+        [alarm] = await rx.store.list_alarms()
+        assert alarm.code == 454
+
+
 async def test_an_early_opening_is_judged_when_the_disarm_is_stored(tmp_path):
     async with running_receiver(config(tmp_path), [bank_account()]) as rx:
         await rx.set_schedule(BANK, "ada")

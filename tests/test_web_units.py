@@ -171,7 +171,8 @@ def test_next_keeps_a_console_path_with_its_query():
 
 
 def test_permission_table():
-    assert auth.permissions_of("operator") == ["alarm.act", "test.place", "view"]
+    assert auth.permissions_of("operator") == ["alarm.act", "schedule.change", "test.place",
+                                               "view"]
     assert auth.permissions_of("supervisor") == ["alarm.act", "audit.view", "panel.command",
                                                  "report.view", "schedule.change",
                                                  "security.view", "test.place", "view",

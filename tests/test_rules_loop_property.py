@@ -32,7 +32,7 @@ from receiver.rules.schedules import DayPlan, Schedule, TemporaryChange
 from receiver.testing import running_receiver
 from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
-from tests.test_rules_schedules import day_plans
+from tests.test_rules_schedules import day_plans, draw_changes
 
 ZONES = ("Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC")
 YEAR = 2031  # far from the clock the receiver's own timer reads
@@ -67,15 +67,7 @@ def scenarios(draw):
     t0 = int(s.day_start(tz, days[0]))
     t_end = int(s.day_start(tz, days[-1] + dt.timedelta(1)))
     grid = st.integers(t0 // 60 - 720, t_end // 60 - 1).map(lambda m: float(m * 60))
-    changes, used = [], set()
-    for _ in range(draw(st.integers(0, 2))):
-        d = draw(st.sampled_from(days))
-        created = draw(grid)
-        if created in used or created >= s.day_start(tz, d + dt.timedelta(1)):
-            continue
-        used.add(created)
-        changes.append((d, draw(day_plans(tol)), created,
-                        created + 60 * draw(st.integers(1, 2880))))
+    changes = draw_changes(draw, tz, days, tol, grid, 2)
     hist = sorted({draw(grid): (draw(st.sampled_from((1, 1, 0, 2))), draw(st.booleans()),
                                 draw(st.integers(1, 9)))
                    for _ in range(draw(st.integers(0, 10)))}.items())

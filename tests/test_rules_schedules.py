@@ -315,6 +315,22 @@ def day_plans(draw, tol):
     return DayPlan(Window(m[0], m[1]), Window(m[2], m[3]))
 
 
+def draw_changes(draw, tz, days, tol, grid, most: int) -> list:
+    """Up to ``most`` temporary changes (day, plan, created, expires) of
+    ``days``, each made at a distinct instant of ``grid`` before its day is
+    over (the property tests of the core and of the receiver share it)."""
+    out, used = [], set()
+    for _ in range(draw(st.integers(0, most))):
+        d = draw(st.sampled_from(days))
+        created = draw(grid)
+        if created in used or created >= s.day_start(tz, d + dt.timedelta(1)):
+            continue
+        used.add(created)
+        out.append((d, draw(day_plans(tol)), float(created),
+                    float(created + 60 * draw(st.integers(1, 2880)))))
+    return out
+
+
 @st.composite
 def scenarios(draw):
     zone = draw(st.sampled_from(ZONES))
@@ -331,16 +347,8 @@ def scenarios(draw):
     t0 = int(s.day_start(tz, days[0]))
     t_end = int(s.day_start(tz, days[-1] + dt.timedelta(1)))
     grid = st.integers(t0 // 60 - 720, t_end // 60 - 1).map(lambda m: m * 60)
-    changes, used = [], set()
-    for _ in range(draw(st.integers(0, 3))):
-        d = draw(st.sampled_from(days))
-        created = draw(grid)
-        if created in used or created >= s.day_start(tz, d + dt.timedelta(1)):
-            continue
-        used.add(created)
-        changes.append(TemporaryChange("9", 1, d, draw(day_plans(tol)), float(created),
-                                       float(created + 60 * draw(st.integers(1, 2880))),
-                                       by="op"))
+    changes = [TemporaryChange("9", 1, d, plan, created, expires, by="op")
+               for d, plan, created, expires in draw_changes(draw, tz, days, tol, grid, 3)]
     hist = sorted((OpenClose(float(draw(grid)), draw(st.sampled_from((1, 1, 0, 2))),
                              draw(st.booleans()), draw(st.integers(0, 9)))
                    for _ in range(draw(st.integers(0, 14)))), key=lambda h: h.at)

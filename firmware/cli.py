@@ -475,6 +475,17 @@ def cmd_walk_test(a) -> int:
     stop = threading.Event()
     driver, mode, tail = _walk_driver(a, cfg, source, stop)
     site = source.site()
+    if isinstance(source, W.ConsoleSource):
+        # the walk's alarms must page nobody: the account on test for the
+        # walk, ended when it is over (the console's own audit says who)
+        try:
+            p = source.place_on_test(a.timeout + 300, "walk test by %s (guardline-panel "
+                                     "walk-test)" % (a.installer or a.user))
+        except OSError as e:
+            source.close()
+            raise Failure(str(e)) from None
+        _say("walk test: %s on test until %s (the console ends it with the walk)"
+             % (p["words"], W.iso_time(p["ends_at"])))
     _say("walk test: account %s (%s), %d zones; proof: %s" % (
         account, site.get("site_name") or cfg["name"], len(ids), source.describe()))
     try:

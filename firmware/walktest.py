@@ -20,8 +20,10 @@ So intrusion zones (instant, entry/exit, follower) are walked with their
 partition armed (away): the tool waits for the receiver's closing report
 (401 q3) before it counts on them; 24-hour zones (hold-up, panic, fire,
 seismic, 24h, tamper) and the door report disarmed too.  Walking creates
-real alarms at the central station: ask the operators to put the account
-on test first (docs/installer.md).
+real alarms at the central station unless the account is on test: through
+the console (``--receiver URL``) the tool places it on test itself for the
+walk (``POST /api/tests``, ended when the walk is over); with another
+source, ask the operators to put it on test first (docs/installer.md).
 
 What a zone's result means (all from the receiver's events for the
 account, never from the panel's own state):
@@ -597,6 +599,7 @@ class ConsoleSource:
         self.csrf: str | None = None
         self.cursor = self.started_at - HISTORY_S
         self.seen: dict[int, float] = {}  # event id -> received_at, inside the overlap
+        self.placement: dict | None = None  # the walk's test placement (place_on_test)
         self._next_poll = 0.0
         self.login()
 
@@ -702,8 +705,41 @@ class ConsoleSource:
     def is_history(self, ev: dict) -> bool:
         return (ev.get("received_at") or 0) < self.started_at
 
+    def place_on_test(self, seconds: float, reason: str) -> dict:
+        """Place the whole account on test for ``seconds`` (the walk's time
+        limit; the console bounds it), so that the walk's alarms page
+        nobody; the placement, in words in ``words``.  OSError with the
+        console's reason when it refuses (the walk must not start then:
+        its alarms would go to the dispatch centres as real)."""
+        minutes = max(1, int(seconds + 59) // 60)
+        st, r = self._request("POST", "/api/tests", {"account": self.account,
+                                                     "minutes": minutes, "reason": reason},
+                              csrf=True)
+        if st != 201:
+            raise OSError("console %s: the account could not be placed on test (%s %s); "
+                          "without it the walk's alarms go to the dispatch centres as real: "
+                          "ask the operators to place account %s on test, or use a console "
+                          "user who may" % (self.base, st, r.get("error"), self.account))
+        p = self.placement = r["placement"]
+        _LOGGER.info("account %s: console %s: on test until %s (placement %d)", self.account,
+                     self.base, iso_time(p["ends_at"]), p["id"])
+        return p
+
+    def end_test(self) -> None:
+        """End the walk's placement (it ends by itself at its time anyway)."""
+        p = self.placement
+        if p is None:
+            return
+        self.placement = None
+        st, r = self._request("POST", "/api/tests/%d/end" % p["id"], {}, csrf=True)
+        if st not in (200, 409):  # 409: ended already (by an operator)
+            _LOGGER.warning("account %s: console %s: the walk's test placement %d was not "
+                            "ended (%s %s); it ends at %s", self.account, self.base, p["id"],
+                            st, r.get("error"), iso_time(p["ends_at"]))
+
     def close(self):
         try:
+            self.end_test()
             self._request("POST", "/api/logout", {}, csrf=True)
         except OSError:
             pass  # the session ends by itself after 30 minutes idle

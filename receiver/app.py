@@ -18,6 +18,7 @@ Where each part lives (this module only wires them and ingests):
     receiver/connections.py       which stream carries which account
     receiver/commands.py          remote commands to panels
     receiver/supervision_loop.py  heartbeats heard, 350 events stored
+    receiver/rules_loop.py        opening schedules, test placements, periodic tests
     receiver/housekeeping.py      sweeps, reloads, flushes, gauges
     receiver/pubsub.py            live updates for the console
 
@@ -62,12 +63,15 @@ from receiver.housekeeping import Housekeeping, refresh_gauges, refresh_store_ga
 from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityReport
 from receiver.listener_base import AcceptErrors, Listener
 from receiver.messages import (AlarmUpdate, ConsoleMessage, EventStored, OutputHealth,
-                               SecurityRejected)
+                               RulesUpdate, SecurityRejected)
 from receiver.metrics import Metrics
 from receiver.native import NativeService
 from receiver.pubsub import Hub, Subscription
 from receiver.ratelimit import RateLimit
-from receiver.records import Account, Alarm, EventRecord, IngestOutcome
+from receiver.records import Account, Alarm, EventRecord, IngestOutcome, ZoneHold
+from receiver.rules import hygiene, testmode
+from receiver.rules.schedules import Schedule, TemporaryChange
+from receiver.rules_loop import RulesLoop
 from receiver.store import Store, StoreBusy, StoreUnavailable
 from receiver.store_factory import make_store
 from receiver.supervision import Change, Supervisor
@@ -112,6 +116,8 @@ class Receiver:
         self.store = store or make_store(self.config.db, max_batch=self.config.max_batch,
                                          metrics=self.metrics,
                                          create=self.config.create_store)
+        # the ingest plan's signal hygiene ([hygiene]: receiver.ingest)
+        self.store.hygiene = self.config.hygiene
         # Several receivers on a shared store (PostgreSQL): supervision
         # ownership, shared hearings, live updates (receiver.ownership).
         self.cluster = None
@@ -119,6 +125,8 @@ class Receiver:
         self.core = self.accounts.core  # the native session core (keys, replay state)
         self.supervisor = Supervisor()
         self.supervision = SupervisionLoop(self)
+        # opening schedules, test placements, periodic tests (issue 18)
+        self.rules = RulesLoop(self)
         self.router = self.config.router
         self.alarm_policy = self.config.alarm_policy()
         self.forwarders: dict[str, Forwarder] = {}
@@ -168,6 +176,7 @@ class Receiver:
                                   time.time())
             if self.cluster is not None:
                 await self.cluster.start()
+            await self.rules.start(time.time())
             for name, spec in self.router.outputs.items():
                 f = Forwarder(self.store, make_output(spec), self.metrics,
                               on_change=self._output_health,
@@ -175,6 +184,7 @@ class Receiver:
                 f.start()
                 self.forwarders[name] = f
             self._tasks.append(asyncio.create_task(self.supervision.run(), name="supervision"))
+            self._tasks.append(asyncio.create_task(self.rules.run(), name="rules"))
             self._tasks.append(asyncio.create_task(Housekeeping(self).run(),
                                                    name="housekeeping"))
             await self._open_listeners()
@@ -294,6 +304,7 @@ class Receiver:
         changes = await self.accounts.reload()
         if changes is not None and not changes.first:
             self.supervision.follow(changes, time.time())
+            self.rules.follow(changes.accounts, changes.removed, time.time())
         return len(self.accounts)
 
     async def add_account(self, account: Account) -> None:
@@ -405,10 +416,14 @@ class Receiver:
         if user is None and kind == contactid.USER and source != "supervision":
             user = zone
         pname = a.partitions.get(str(partition)) if a else None
-        # The receiver's own events (supervision) carry its sentence in
-        # text ("backup path (2) silent for 90 s"): that is their description.
-        own = source == "supervision"
-        cls, prio, desc = _alarms.classify(code, q, zone=None if own else zone,
+        # The receiver's own events (supervision, schedule, periodic) carry
+        # its sentence in text ("backup path (2) silent for 90 s", "not armed
+        # by 17:45 ..."): that is their description's detail.  A path
+        # number is in the sentence already; a user (an early opening) is
+        # named as the code says.
+        own = source != "panel"
+        cls, prio, desc = _alarms.classify(code, q, zone=None if source == "supervision"
+                                           else zone,
                                            partition=partition, zone_name=zname,
                                            partition_name=pname,
                                            detail=event.get("text") if own else None)
@@ -488,7 +503,8 @@ class Receiver:
 
     def _stored(self, rec: EventRecord, out: IngestOutcome) -> IngestOutcome:
         """Metrics, live updates, forwarder wake-ups and the log line for an
-        event the store took."""
+        event the store took; what the rules decided (on test, held,
+        resolved by its restore) is told too."""
         if out.duplicate:
             self.metrics.duplicates.inc()
             return out
@@ -496,7 +512,10 @@ class Receiver:
         m.child(m.events, rec.protocol, rec.event_class).inc()
         live = self.hub.wanted  # no console, no other receiver: no message to build
         if live:
-            self.publish(EventStored.of(rec, out.event_id))
+            self.publish(EventStored(rec.stored(out.event_id, out.test_placement,
+                                                out.attached_to)))
+        self._ruled(rec, out, live)
+        self.rules.on_stored(rec, out)
         if out.alarm_id is not None:
             if live:
                 self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))
@@ -515,6 +534,71 @@ class Receiver:
                          "class=%s path=%d", rec.account, rec.seq, rec.qualifier, rec.code,
                          rec.zone, rec.partition, rec.event_class, rec.path)
         return out
+
+    def _ruled(self, rec: EventRecord, out: IngestOutcome, live: bool) -> None:
+        """Live updates and log lines for what the rules did with an event."""
+        if out.test_placement is not None and rec.open_alarm:
+            _LOGGER.info("on test: no alarm account=%s code=%03d zone=%d placement=%d",
+                         rec.account, rec.code, rec.zone, out.test_placement)
+        for alarm_id in out.resolved:
+            _LOGGER.info("alarm resolved by its restore account=%s alarm_id=%d", rec.account,
+                         alarm_id)
+        if not live:
+            return
+        if out.attached_to is not None:
+            self.publish(RulesUpdate("zone.signal", rec.account,
+                                     hygiene.signals_sentence(rec.zone, out.signals or 0),
+                                     out.attached_to, rec.zone, out.signals))
+        for alarm_id in out.resolved:
+            self.publish(AlarmUpdate(alarm_id, "resolved", account=rec.account, by="receiver",
+                                     note="restored"))
+
+    # -- the centre's rules: what the console and the CLI change ---------------------------
+
+    def _rules_changed(self, action: str, account: str, sentence: str,
+                       zone: int | None = None) -> None:
+        self.publish(RulesUpdate(action, account, sentence, zone=zone))
+        _LOGGER.info("rules changed action=%s account=%s %s", action, account, sentence)
+
+    async def place_on_test(self, p: testmode.Placement) -> testmode.Placement:
+        """Place an account, partition or zone on test (refused: a
+        ValueError in words); audited."""
+        p = await self.store.place_on_test(p, time.time())
+        self._rules_changed("test.place", p.account, p.place_sentence(), p.zone)
+        return p
+
+    async def end_test(self, placement_id: int, by: str) -> testmode.Placement | None:
+        p = await self.store.end_test_placement(placement_id, by, time.time())
+        if p is not None:
+            self._rules_changed("test.end", p.account, testmode.end_sentence(p), p.zone)
+        return p
+
+    async def release_zone(self, account: str, zone: int, by: str) -> ZoneHold:
+        h = await self.store.release_zone(account, zone, by, time.time())
+        self._rules_changed("zone.release", account, "zone %d released by %s" % (zone, by),
+                            zone)
+        return h
+
+    async def set_schedule(self, s: Schedule, by: str) -> bool:
+        changed = await self.store.set_schedule(s, by, time.time())
+        if changed:
+            await self.rules.reload(time.time())
+            self._rules_changed("schedule.set", s.account, "schedule of partition %d set by "
+                                "%s" % (s.partition, by))
+        return changed
+
+    async def change_schedule(self, c: TemporaryChange) -> TemporaryChange:
+        c = await self.store.add_schedule_change(c)
+        await self.rules.reload(time.time())
+        self._rules_changed("schedule.change", c.account, "%s, by %s" % (c.words(), c.by))
+        return c
+
+    async def cancel_schedule_change(self, change_id: int, by: str) -> TemporaryChange:
+        c = await self.store.cancel_schedule_change(change_id, by, time.time())
+        await self.rules.reload(time.time())
+        self._rules_changed("schedule.cancel", c.account, "change #%d cancelled by %s"
+                            % (change_id, by))
+        return c
 
     # -- operator actions ---------------------------------------------------------------
 

@@ -10,6 +10,7 @@
     guardline-receiver decode HEX|DC-09-TEXT [--key K] [--key-format hex|ascii]
     guardline-receiver users add NAME --role operator|supervisor|administrator
     guardline-receiver users list [--json] | users passwd NAME
+    guardline-receiver schedules|test|zones|reports ...   (receiver.rules_cli)
 
 Every subcommand takes --config and --db (the database path from the
 config file, else var/receiver.db).  Exit status: 0 success, 1 a runtime
@@ -382,6 +383,9 @@ def _new_account(args):
         raise UsageError("--key-format ascii is for DC-09 accounts")
     else:
         key = _native_key(args.key)
+    if args.test_grace is not None and args.test_interval is None:
+        raise UsageError("--test-grace is the grace of a periodic test: give --test-interval "
+                         "too")
     acct = Account(
         number=args.number, key=key, protocol=args.protocol,
         panel_kind=args.kind or "", site_name=args.site or "",
@@ -390,6 +394,7 @@ def _new_account(args):
         partitions=_json_arg(args.partitions, "--partitions") if args.partitions else {},
         heartbeat_s=args.heartbeat, grace_s=args.grace,
         supervised_paths=_paths_arg(args.paths), supervised=not args.unsupervised,
+        test_interval_s=args.test_interval, test_grace_s=args.test_grace,
         contacts=_json_arg(args.contacts, "--contacts") if args.contacts else [])
     try:
         acct.validate()
@@ -932,6 +937,10 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in (_serve_parser, _accounts_parser, _events_parser, _alarms_parser,
                         _panels_parser, _decode_parser):
         add_command(sub, common)
+    from receiver import rules_cli  # noqa: PLC0415 - schedules, test, zones, reports
+
+    rules_cli.register(sub, common, rules_cli.CliHelpers(_load_config, _open_store,
+                                                         parse_time))
     from receiver.web import admin as web_admin  # noqa: PLC0415 - console users
 
     web_admin.register(sub, common, _load_config)
@@ -979,6 +988,10 @@ def _accounts_parser(sub, common) -> None:
     add.add_argument("--grace", type=int, metavar="S", help="supervision grace")
     add.add_argument("--paths", default="1", help="supervised paths, e.g. 1,2")
     add.add_argument("--unsupervised", action="store_true")
+    add.add_argument("--test-interval", type=int, metavar="S",
+                     help="the panel owes a periodic test (602) this often (s, from 3600)")
+    add.add_argument("--test-grace", type=int, metavar="S",
+                     help="late by this much, a periodic test is missed (358)")
     add.add_argument("--contacts", help="JSON list or @file")
     add.add_argument("--key", help="use this key instead of generating one (native: hex; "
                      "DC-09: AES-128/192/256 key, none = the line reports unencrypted)")

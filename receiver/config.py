@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from receiver import alarms as _alarms
 from receiver import routing as _routing
+from receiver.ingest import Hygiene
+from receiver.rules import hygiene as _hygiene
+from receiver.rules import testmode as _testmode
 from receiver.supervision import Profile
 
 # Defaults, each with where its number comes from.
@@ -65,6 +68,11 @@ MAX_PENDING_WRITES = 5_000
 # within 180 s; a 120 s heartbeat plus 60 s grace meets that.
 SUPERVISION_INTERVAL_S = 120
 SUPERVISION_GRACE_S = 60
+# How far back the scheduler looks for opening-schedule deadlines at start
+# (a receiver down over a deadline raises it when it is back): a day covers
+# a night's outage; a week at most (the history read grows with it).
+SCHEDULES_LOOKBACK_H = 24
+SCHEDULES_LOOKBACK_MAX_H = 7 * 24
 # SIA DC-09 5.5.1.8: an encrypted message may be 40 s older and 20 s newer
 # than the receiver's clock (message time minus receiver time, seconds).
 DC09_WINDOW = (-40, 20)
@@ -117,6 +125,12 @@ class Config:
     alarm_codes: dict = field(default_factory=lambda: dict(_alarms.DEFAULT_CODES))
     router: _routing.Router = field(default_factory=_routing.Router)
     log_level: str = "INFO"
+    # the centre's rules (issue 18): [hygiene], [test], [schedules]
+    hygiene: Hygiene = field(default_factory=Hygiene)
+    test_default_s: int = _testmode.DEFAULT_TEST_S
+    test_max_s: int = _testmode.MAX_TEST_S
+    schedules_file: str | None = None  # imported at start (absolute path)
+    schedules_lookback_s: int = SCHEDULES_LOOKBACK_H * 3600
     cluster_instance: str | None = None  # name among receivers sharing a PostgreSQL store
     source: str | None = None  # the file it came from
 
@@ -188,7 +202,7 @@ def _load(path: str | None) -> Config:
     cfg.source = path
     base = os.path.dirname(os.path.abspath(path))
     _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log",
-                      "dc09", "cluster"},
+                      "dc09", "cluster", "hygiene", "test", "schedules"},
                 path)
     st = doc.get("store", {})
     _check_keys(st, {"path", "url", "max_batch"}, "[store]")
@@ -266,6 +280,7 @@ def _load(path: str | None) -> Config:
     except _routing.RoutingError as e:
         raise ConfigError("%s: %s" % (where, e)) from None
     _load_dc09(cfg, doc.get("dc09", {}))
+    _load_rules(cfg, doc, base)
     lg = doc.get("log", {})
     _check_keys(lg, {"level"}, "[log]")
     if "level" in lg:
@@ -304,6 +319,55 @@ def _load_limits(cfg: Config, lim) -> None:
     for k in ("auth_timeout_s", "idle_timeout_s", "keyless_idle_timeout_s"):
         if k in lim:
             setattr(cfg, k, float(_num(lim[k], "[limits].%s" % k, 0.1)))
+
+
+def _load_rules(cfg: Config, doc: dict, base: str) -> None:
+    """[hygiene], [test], [schedules] (docs/receiver.md, "The centre's
+    rules"); the cores' own checks name the key."""
+    hy = doc.get("hygiene", {})
+    _check_keys(hy, {"runaway_alarms", "runaway_window_s", "group_window_s",
+                     "auto_resolve_on_restore", "auto_resolve_pending_only"}, "[hygiene]")
+    d = Hygiene()
+    try:
+        runaway = _hygiene.RunawayPolicy(hy.get("runaway_alarms", d.runaway.max_alarms),
+                                         hy.get("runaway_window_s", d.runaway.window_s))
+        grouping = _hygiene.GroupingPolicy(hy.get("group_window_s", d.grouping.window_s))
+        auto = hy.get("auto_resolve_on_restore", [])
+        if not isinstance(auto, list) or not all(isinstance(c, str) for c in auto):
+            raise _hygiene.HygieneError("auto_resolve_on_restore must be a list of classes")
+        pending_only = hy.get("auto_resolve_pending_only", True)
+        if not isinstance(pending_only, bool):
+            raise _hygiene.HygieneError("auto_resolve_pending_only must be true or false")
+        cfg.hygiene = Hygiene(runaway, grouping,
+                              _hygiene.RestorePolicy(frozenset(auto), pending_only))
+    except _hygiene.HygieneError as e:
+        raise ConfigError("[hygiene]: %s" % e) from None
+    ts = doc.get("test", {})
+    _check_keys(ts, {"default_minutes", "max_hours"}, "[test]")
+    if "max_hours" in ts:
+        h = _num(ts["max_hours"], "[test].max_hours", 1, True)
+        if h * 3600 > _testmode.MAX_TEST_S:
+            raise ConfigError("[test].max_hours must be at most %d"
+                              % (_testmode.MAX_TEST_S // 3600))
+        cfg.test_max_s = h * 3600
+    if "default_minutes" in ts:
+        cfg.test_default_s = _num(ts["default_minutes"], "[test].default_minutes", 1,
+                                  True) * 60
+    if cfg.test_default_s > cfg.test_max_s:
+        raise ConfigError("[test].default_minutes must be within max_hours (%d h)"
+                          % (cfg.test_max_s // 3600))
+    sc = doc.get("schedules", {})
+    _check_keys(sc, {"file", "lookback_h"}, "[schedules]")
+    if "file" in sc:
+        if not isinstance(sc["file"], str) or not sc["file"]:
+            raise ConfigError("[schedules].file must be a file path")
+        cfg.schedules_file = os.path.normpath(os.path.join(base, sc["file"]))
+    if "lookback_h" in sc:
+        h = _num(sc["lookback_h"], "[schedules].lookback_h", 1, True)
+        if h > SCHEDULES_LOOKBACK_MAX_H:
+            raise ConfigError("[schedules].lookback_h must be at most %d (a week)"
+                              % SCHEDULES_LOOKBACK_MAX_H)
+        cfg.schedules_lookback_s = h * 3600
 
 
 def _alarm_codes(codes) -> dict:

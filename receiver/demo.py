@@ -22,7 +22,11 @@ hold-up button and opens the vault door; the flat's owner leaves her door
 ajar (an exit error), hears her siren and disarms inside the abort window,
 so no alarm reaches the receiver; a duress code disarms the vault (the
 held vault door alarm goes out at once, confirmed by the seismic
-detector: 139); the flat's door is forced and its mains power cut.  Each
+detector: 139); the flat's door is forced and its mains power cut.  The
+bank branch has its opening schedule (examples/schedules.toml); the demo
+changes today's hours so that the branch "closes now", and the vault,
+disarmed under duress, is not armed by the deadline: the receiver raises
+its own fail to close (454), alarmed and routed like a panel's.  Each
 step is narrated; every event and alarm the receiver commits is printed
 as it arrives.  Without ``--duration`` it keeps running
 (panels heart-beating, console live) until Ctrl-C.
@@ -33,17 +37,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import json
+import math
 import os
 import secrets
 import shutil
 import signal
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from receiver import config as _config
 from receiver.app import Receiver
+from receiver.rules import schedules
 from receiver.store import Account
 from testkit.dispatch import JsonLinesSink
 from testkit.net import free_port
@@ -145,6 +154,13 @@ SCRIPT = [
     (52, "door", {"cmd": "ac", "on": False}, "mains power fails at the flat"),
 ]
 SCRIPT_LEN_S = 60  # last step + time for AC-loss delay and delivery
+# The vault's closing deadline falls this long after the script starts at
+# the earliest: after the duress disarm (28 s) is committed, so the vault
+# is disarmed at the deadline (a fail to close), at most a minute later.
+CLOSES_AFTER_S = 45
+# Seconds the demo waits past that deadline for the receiver's 454.
+DEADLINE_MARGIN_S = 15
+VAULT = 1  # the bank's vault partition (examples/bank.json, schedules.toml)
 
 
 def _panel_config(example: str, account: int, key: bytes, tcp_port: int) -> dict:
@@ -191,6 +207,7 @@ class Demo:
         self.events: list[dict] = []
         self.alarms: list[dict] = []
         self.sinks: dict[str, JsonLinesSink] = {}
+        self.closing_deadline: float | None = None  # the vault's, today (None: skipped)
 
     async def run(self) -> int:
         cfg, tcp_port, panels = await self._prepare()
@@ -207,8 +224,10 @@ class Demo:
         try:
             await self._start_panels(*panels)
             await self._wait_reported(rx)
+            await self._schedule(rx)
             await self._script()
             await asyncio.sleep(SCRIPT_LEN_S - SCRIPT[-1][0])
+            await self._wait_fail_to_close()
             self._summary()
             if self.duration is None:
                 _say("running; Ctrl-C to stop")
@@ -260,6 +279,58 @@ class Demo:
             await rx.store.add_account(a)
         await rx.store.close()
         return cfg, tcp_port, (bank_cfg, door_cfg)
+
+    async def _schedule(self, rx) -> None:
+        """The bank's opening schedule from examples/schedules.toml, and
+        today's hours changed so that the branch "closes now": the vault's
+        closing window ends within a minute or two (no tolerance), while
+        the script leaves it disarmed (under duress).  Within two minutes
+        of the site's midnight the change cannot fit in the day: said, and
+        skipped."""
+        with open(EXAMPLES / "schedules.toml", "rb") as f:
+            scheds = [s for s in schedules.load(tomllib.load(f)) if s.account == str(BANK)]
+        vault = next(s for s in scheds if s.partition == VAULT)
+        # the demo's one departure from the file: no tolerance, so the
+        # deadline is the window's end (the file's 15 min would outlast it)
+        scheds = [dataclasses.replace(s, tolerance_min=0) if s is vault else s
+                  for s in scheds]
+        vault = next(s for s in scheds if s.partition == VAULT)
+        for s in scheds:
+            await rx.set_schedule(s, "demo")
+        _say("[schedule] the bank's opening schedule is loaded (examples/schedules.toml): "
+             "vault %s; the demo gives the vault no tolerance (the file's 15 min would "
+             "outlast the demo)" % vault.words())
+        now = time.time()
+        day, _ = schedules.local(vault.tz, now)
+        start = schedules.day_start(vault.tz, day)
+        end = math.ceil((now + CLOSES_AFTER_S - start) / 60)  # minute of the day
+        if end + vault.tolerance_min >= schedules.DAY_MINUTES:
+            _say("[schedule] it is nearly midnight at the branch (%s): a 'closes now' "
+                 "change would not fit in the day, so the demo skips the fail to close"
+                 % vault.timezone)
+            return
+        def hhmm(minute: int) -> str:
+            return "%02d:%02d" % divmod(minute, 60)
+        plan = schedules.DayPlan(schedules.parse_window("00:00-%s" % hhmm(end - 1), "demo"),
+                                 schedules.parse_window("%s-%s" % (hhmm(end - 1), hhmm(end)),
+                                                        "demo"))
+        await rx.change_schedule(schedules.TemporaryChange(
+            str(BANK), VAULT, day, plan, now,
+            schedules.day_start(vault.tz, day + datetime.timedelta(days=1)),
+            "demo", "demo: the branch closes now"))
+        self.closing_deadline = schedules.boundary(vault.tz, day, end)
+        _say("[schedule] demo: the branch closes now (a temporary change by 'demo', "
+             "audited): the vault must be armed by %s %s time, or the receiver raises a "
+             "fail to close" % (hhmm(end), vault.timezone))
+
+    async def _wait_fail_to_close(self) -> None:
+        """Until the receiver's 454 for the vault arrives (or the deadline
+        plus a margin has passed)."""
+        if self.closing_deadline is None:
+            return
+        end = self.closing_deadline + DEADLINE_MARGIN_S
+        while time.time() < end and (str(BANK), 454) not in self._codes():
+            await asyncio.sleep(0.5)
 
     async def _console_user(self, cfg):
         """A demo operator account for the web console, when it is there."""
@@ -336,6 +407,8 @@ class Demo:
     def _ok(self) -> bool:
         want = {(str(BANK), 133), (str(BANK), 122), (str(BANK), 121), (str(BANK), 139),
                 (str(DOOR), 423)}
+        if self.closing_deadline is not None:
+            want.add((str(BANK), 454))  # the vault not armed by its closing deadline
         # the flat's exit error was aborted inside the abort window: it never
         # reached the receiver
         aborted = {(str(DOOR), 374), (str(DOOR), 134)}

@@ -18,6 +18,10 @@ names: add fields, never rename or drop one.
 - ``security``: ``account``, ``reason``, ``detail``, ``peer`` (a security
   event stored; supervisors' consoles only)
 - ``output``: ``output``, ``failing`` (an output's health changed)
+- ``rules``: ``action``, ``account``, ``sentence``, ``alarm_id``, ``zone``,
+  ``signals`` (a test placement, schedule, change or zone hold changed, or
+  a held zone counted one more signal: receiver.rules_loop, the console's
+  rules API)
 - ``hello`` (``user``), ``resync`` (``dropped``: messages this stream lost;
   reload), ``logout``: the stream's own, written by receiver.web.api
 
@@ -154,6 +158,23 @@ class OutputHealth(ConsoleMessage):
         return cls(f.output.name, f.failing_since is not None)
 
 
+@dataclass(frozen=True)
+class RulesUpdate(ConsoleMessage):
+    """A change of the centre's rules for an account, in words:
+    ``action`` is the rules audit's (test.place, test.end, schedule.set,
+    schedule.delete, schedule.change, schedule.cancel, zone.hold,
+    zone.release) or ``zone.signal`` (one more signal counted on a held
+    zone's alarm ``alarm_id``: ``signals`` in all)."""
+
+    kind: ClassVar[str] = "rules"
+    action: str
+    account: str
+    sentence: str
+    alarm_id: int | None = None
+    zone: int | None = None
+    signals: int | None = None
+
+
 # -- the stream's own messages (receiver.web.api) -------------------------------------
 
 
@@ -181,7 +202,7 @@ class Logout(ConsoleMessage):
 # what another receiver may send (receiver.ownership)
 PUBLISHED: dict[str, type[ConsoleMessage]] = {
     m.kind: m for m in (EventStored, AlarmUpdate, SupervisionChange, SecurityRejected,
-                        OutputHealth)}
+                        OutputHealth, RulesUpdate)}
 
 
 def from_json(d: Mapping[str, Any]) -> ConsoleMessage | None:

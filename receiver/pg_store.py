@@ -65,7 +65,7 @@ import time
 import asyncpg
 
 from receiver import alarms as _alarms
-from receiver import ingest, schema
+from receiver import ingest, rules_store, schema
 from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
                               IngestOutcome, OutboxRow, SecurityEvent)
 from receiver.store import (SchemaError, Store, StoreBusy, StoreError, StoreMissing,
@@ -144,8 +144,18 @@ def _schema_v1() -> list[str]:
     ]
 
 
+def _rules_v3() -> list[str]:
+    """Schema version 3 (issue 18): the rules' tables and columns; the
+    periodic test columns move the accounts revision too."""
+    return schema.rules_tables("postgresql") + [
+        "DROP TRIGGER accounts_rev_update ON accounts",
+        """CREATE TRIGGER accounts_rev_update AFTER UPDATE OF %s ON accounts
+           FOR EACH STATEMENT EXECUTE FUNCTION guardline_accounts_rev()"""
+        % schema.REVISION_COLUMNS_V3]
+
+
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, schema.user_and_ext]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -191,19 +201,20 @@ _INSERT_EVENTS = """INSERT INTO events (%s)
     RETURNING id, account, dedupe_key""" % (", ".join(EVENT_COLUMNS), ", ".join(EVENT_COLUMNS))
 # A restore stamps the open alarms it restores (raised before it), never
 # closes them: that is the operator's decision.
-_STAMP_RESTORED = """UPDATE alarms al SET restored_at = v.at
-    FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[])
-        AS v(account, code, partition, zone, at)
+_STAMP_RESTORED = """UPDATE alarms al SET restored_at = v.at, restore_event_id = v.ev
+    FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::float8[], $6::bigint[])
+        AS v(account, code, partition, zone, at, ev)
     WHERE al.account = v.account AND al.code = v.code
       AND al.partition = v.partition AND al.zone = v.zone
       AND al.state <> 'resolved' AND al.restored_at IS NULL
       AND al.created_at <= v.at"""
 _INSERT_ALARMS = """INSERT INTO alarms (event_id, account, event_class, priority, code,
-        partition, zone, description, created_at, routed_to, restored_at, state)
-    SELECT e, a, c, p, co, pa, z, d, t, rt, rs, 'pending' FROM unnest(
+        partition, zone, description, created_at, routed_to, restored_at, restore_event_id,
+        state)
+    SELECT e, a, c, p, co, pa, z, d, t, rt, rs, re, 'pending' FROM unnest(
         $1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[],
-        $8::text[], $9::float8[], $10::text[], $11::float8[])
-        AS x(e, a, c, p, co, pa, z, d, t, rt, rs)
+        $8::text[], $9::float8[], $10::text[], $11::float8[], $12::bigint[])
+        AS x(e, a, c, p, co, pa, z, d, t, rt, rs, re)
     ORDER BY e
     RETURNING id, event_id"""
 _INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
@@ -534,8 +545,17 @@ class PGStore(Store):
         cand = sorted(ingest.candidates(recs))
         inserted = await self._insert_events(conn, [recs[i] for _, i in cand])
         existing = await self._event_ids(conn, [k for k, _ in cand if k not in inserted])
+        policy = self.hygiene
+        q = ingest.rules_query(recs, inserted, policy)
+        if q.lock:
+            # one account's hygiene decisions, one batch after the other
+            # across receivers; after the events, in account order (the
+            # lock order every batch keeps)
+            await conn.execute("""SELECT 1 FROM accounts WHERE number = ANY($1::text[])
+                                  ORDER BY number FOR UPDATE""", q.lock)
+        state = await rules_store.drive_async(conn, rules_store.read_state(q))
         try:
-            plan = ingest.plan(recs, inserted, existing)
+            plan = ingest.plan(recs, inserted, existing, state, policy)
         except ingest.ConflictVanished as e:
             # the conflicting row vanished between the two statements
             # (deleted by hand): let the sender retry
@@ -549,8 +569,10 @@ class PGStore(Store):
                 heard[(account, path)] = (at, self.instance)
         if plan.restores:
             await conn.execute(_STAMP_RESTORED, *_columns(
-                ((r.account, r.code, r.partition, r.zone, r.at) for r in plan.restores), 5))
+                ((r.account, r.code, r.partition, r.zone, r.at, r.event_id)
+                 for r in plan.restores), 6))
         alarm_ids = await self._insert_alarms(conn, plan.alarms)
+        await rules_store.drive_async(conn, rules_store.write_plan(plan, alarm_ids))
         return plan.outcomes(alarm_ids)
 
     @staticmethod
@@ -580,7 +602,7 @@ class PGStore(Store):
             return []
         by_event = {}
         for row in await conn.fetch(_INSERT_ALARMS, *_columns((al.values() for al in alarms),
-                                                              11)):
+                                                              12)):
             by_event[row["event_id"]] = row["id"]
         ids = [by_event[al.event_id] for al in alarms]
         await conn.execute(_INSERT_FIRST_AUDIT, *_columns(
@@ -789,6 +811,8 @@ class PGStore(Store):
                 """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)
                    VALUES ($1, $2, $3, $4, $5, $6)""",
                 alarm_id, at, r["state"], new, actor, note)
+            if new == _alarms.RESOLVED:
+                await rules_store.drive_async(conn, rules_store.resolved(alarm_id, at, actor))
             return Alarm.from_row(row)
         return await self.run_write(job)
 
@@ -830,3 +854,11 @@ class PGStore(Store):
             rows = await self.run_read(lambda c: c.fetch(
                 "SELECT * FROM outbox WHERE output = $1 ORDER BY id", output))
         return [OutboxRow.from_row(r) for r in rows]
+
+    # -- the centre's rules (receiver.rules_store) ----------------------------------
+
+    async def _rules_read(self, gen):
+        return await self.run_read(rules_store.drive_async, gen)
+
+    async def _rules_write(self, gen):
+        return await self.run_write(rules_store.drive_async, gen)

@@ -14,7 +14,8 @@ the live stream's ``event`` message) and the console's JavaScript reads it.
 The field names are an interface (docs/receiver.md, "Records"): add fields,
 never rename or drop one.
 
-A leaf module: it imports nothing of the receiver's.
+A leaf module: it imports nothing of the receiver's when loaded (checks
+that are another module's rule import it where they run).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class Account:
     supervised_paths: list = field(default_factory=lambda: [1])
     supervised: bool = True
     contacts: list = field(default_factory=list)  # [{"name":..., "phone":...}]
+    # the periodic test the panel owes (receiver.rules.periodic): a 602
+    # within test_interval_s + test_grace_s of the last; None: none owed
+    test_interval_s: int | None = None
+    test_grace_s: int | None = None
     highest_seq: int = 0
     tx_seq: int = 0
     created_at: float = 0.0
@@ -83,7 +88,9 @@ class Account:
             "region": self.region, "zones": self.zones, "partitions": self.partitions,
             "heartbeat_s": self.heartbeat_s, "grace_s": self.grace_s,
             "supervised_paths": list(self.supervised_paths), "supervised": self.supervised,
-            "contacts": self.contacts, "highest_seq": self.highest_seq, "tx_seq": self.tx_seq,
+            "contacts": self.contacts, "test_interval_s": self.test_interval_s,
+            "test_grace_s": self.test_grace_s,
+            "highest_seq": self.highest_seq, "tx_seq": self.tx_seq,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
         if with_key:
@@ -152,6 +159,13 @@ class Account:
                 raise ValueError("%s must be a non-negative integer" % name)
         if not self.supervised_paths or any(p not in (1, 2) for p in self.supervised_paths):
             raise ValueError("supervised_paths must be a non-empty subset of [1, 2]")
+        if self.test_grace_s is not None and (not isinstance(self.test_grace_s, int)
+                                              or self.test_grace_s < 0):
+            raise ValueError("test_grace_s must be a non-negative integer")
+        if self.test_interval_s is not None:
+            from receiver.rules.periodic import test_profile  # noqa: PLC0415 - its rule
+
+            test_profile(self.test_interval_s, self.test_grace_s or 0)
         json.dumps(self.contacts)
 
 
@@ -196,9 +210,12 @@ class EventRecord:
         """What the store keeps once: (account, dedupe_key)."""
         return (self.account, self.dedupe_key)
 
-    def stored(self, event_id: int) -> "Event":
-        """The event as the store gives it out once stored as ``event_id``."""
-        return Event(id=event_id, account=self.account, protocol=self.protocol,
+    def stored(self, event_id: int, test_placement: int | None = None,
+               attached_to: int | None = None) -> "Event":
+        """The event as the store gives it out once stored as ``event_id``
+        (with what the rules marked it with: IngestOutcome)."""
+        return Event(test_placement=test_placement, attached_to=attached_to, id=event_id,
+                     account=self.account, protocol=self.protocol,
                      source=self.source, dedupe_key=self.dedupe_key, seq=self.seq,
                      qualifier=self.qualifier, code=self.code, event_class=self.event_class,
                      priority=self.priority, description=self.description,
@@ -219,9 +236,20 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class IngestOutcome:
+    """What the store did with one record: the event's id (the first
+    copy's for a duplicate), the alarm it opened, and what the rules
+    decided (receiver.ingest): the test placement it fell under, the held
+    alarm it was counted on (with the hold's signal count then), the
+    incident its alarm joined or heads, the alarms its restore resolved."""
+
     event_id: int
     duplicate: bool
     alarm_id: int | None = None
+    test_placement: int | None = None
+    attached_to: int | None = None
+    signals: int | None = None
+    incident_id: int | None = None
+    resolved: tuple = ()
 
 
 # -- out: what the store gives back -----------------------------------------------------------
@@ -264,6 +292,10 @@ class Event(_Row):
     peer: str
     user: int | None = None
     ext: dict | None = None
+    # the test placement the event fell under (it opened no alarm), and
+    # the held zone's alarm it was counted on (receiver.rules)
+    test_placement: int | None = None
+    attached_to: int | None = None
 
     @property
     def location(self) -> dict | None:
@@ -313,6 +345,12 @@ class Alarm(_Row):
     note: str | None = None
     restored_at: float | None = None
     routed_to: dict = field(default_factory=dict)
+    # the incident it belongs to (its head's id; a head's own), the restore
+    # event stamped on it, how it ended (receiver.rules.hygiene.RESTORED
+    # when its restore resolved it)
+    incident_id: int | None = None
+    restore_event_id: int | None = None
+    disposition: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Alarm":
@@ -376,3 +414,37 @@ class OutboxRow(_Row):
         if isinstance(d["payload"], str):
             d["payload"] = json.loads(d["payload"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class ZoneHold(_Row):
+    """A held zone (runaway suppression): its anchor alarm, since when, why,
+    and the signals counted on it; released by someone, or live."""
+
+    id: int
+    account: str
+    zone: int
+    alarm_id: int
+    since: float
+    reason: str
+    signals: int = 0
+    last_signal_at: float | None = None
+    released_at: float | None = None
+    released_by: str | None = None
+
+
+@dataclass(frozen=True)
+class RulesAuditEntry(_Row):
+    """One change of a schedule, a test placement or a zone hold: who, when,
+    what (``action``: schedule.set, schedule.delete, schedule.change,
+    schedule.cancel, test.place, test.end, zone.hold, zone.release) and the
+    sentence a person reads."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    account: str
+    sentence: str
+    partition: int | None = None
+    zone: int | None = None

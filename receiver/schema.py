@@ -9,7 +9,9 @@ columns, keys, checks and defaults do not.  A table's shape is an
 interface: the stores' reads (receiver.records) and the ingest plan
 (receiver.ingest) name these columns.
 
-A leaf module: it imports nothing of the receiver's.
+A leaf module: it imports nothing of the receiver's when loaded (the
+predicates of the rules' partial indexes read their codes from
+receiver.rules when a migration runs).
 """
 
 from __future__ import annotations
@@ -163,3 +165,141 @@ def user_code_list() -> str:
     from protocol import contactid  # noqa: PLC0415
 
     return ", ".join(str(c) for c in range(1000) if contactid.zone_is_user(c))
+
+
+# -- schema version 3 (issue 18): the centre's rules -------------------------------------
+
+# The accounts columns whose change reloads the keyring from version 3 on:
+# the periodic test supervision follows the account table too.
+REVISION_COLUMNS_V3 = REVISION_COLUMNS + ", test_interval_s, test_grace_s"
+
+_RULES = [
+    # a partition's opening schedule (receiver.rules.schedules.Schedule.to_dict())
+    """CREATE TABLE schedules (
+    account TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    updated_at %(real)s NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (account, partition))""",
+    # an operator's change of one day's plan (schedules.TemporaryChange); a
+    # cancel sets expires_at to the moment it was cancelled
+    """CREATE TABLE schedule_changes (
+    id %(id)s,
+    account TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    created_at %(real)s NOT NULL,
+    expires_at %(real)s NOT NULL,
+    created_by TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    cancelled_at %(real)s,
+    cancelled_by TEXT)""",
+    """CREATE INDEX schedule_changes_day ON schedule_changes (account, partition, day)""",
+    # accounts, partitions and zones on test (receiver.rules.testmode.Placement)
+    """CREATE TABLE test_placements (
+    id %(id)s,
+    account TEXT NOT NULL,
+    partition INTEGER,
+    zone INTEGER,
+    starts_at %(real)s NOT NULL,
+    ends_at %(real)s NOT NULL,
+    reason TEXT NOT NULL,
+    placed_by TEXT NOT NULL,
+    ended_at %(real)s,
+    ended_by TEXT)""",
+    """CREATE INDEX test_placements_live ON test_placements (account) WHERE ended_at IS NULL""",
+    # runaway suppression: a held zone, its anchor alarm and the signals
+    # counted on it (receiver.rules.hygiene.runaway)
+    """CREATE TABLE zone_holds (
+    id %(id)s,
+    account TEXT NOT NULL,
+    zone INTEGER NOT NULL,
+    alarm_id %(big)s NOT NULL REFERENCES alarms (id),
+    since %(real)s NOT NULL,
+    reason TEXT NOT NULL,
+    signals INTEGER NOT NULL DEFAULT 0,
+    last_signal_at %(real)s,
+    released_at %(real)s,
+    released_by TEXT)""",
+    """CREATE UNIQUE INDEX zone_holds_live ON zone_holds (account, zone)
+    WHERE released_at IS NULL""",
+    """CREATE INDEX zone_holds_alarm ON zone_holds (alarm_id)""",
+    """CREATE INDEX zone_holds_zone ON zone_holds (account, zone, released_at)""",
+    # every change of the above, who, when and what, as a sentence
+    """CREATE TABLE rules_audit (
+    id %(id)s,
+    at %(real)s NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    account TEXT NOT NULL,
+    partition INTEGER,
+    zone INTEGER,
+    sentence TEXT NOT NULL)""",
+    """CREATE INDEX rules_audit_account ON rules_audit (account, id)""",
+    # the periodic test an account owes (receiver.rules.periodic); NULL: none
+    """ALTER TABLE accounts ADD COLUMN test_interval_s INTEGER""",
+    """ALTER TABLE accounts ADD COLUMN test_grace_s INTEGER""",
+    # the placement an event fell under; the held alarm it was counted on
+    """ALTER TABLE events ADD COLUMN test_placement %(big)s""",
+    """ALTER TABLE events ADD COLUMN attached_to %(big)s""",
+    # the incident (its head alarm's id; a head's is its own), the restore
+    # stamped on the alarm, and how it ended (issue 17's dispositions use
+    # the same column)
+    """ALTER TABLE alarms ADD COLUMN incident_id %(big)s""",
+    """ALTER TABLE alarms ADD COLUMN restore_event_id %(big)s""",
+    """ALTER TABLE alarms ADD COLUMN disposition TEXT""",
+    """CREATE INDEX alarms_incident ON alarms (incident_id)""",
+    """CREATE INDEX alarms_zone_recent ON alarms (account, zone, created_at)""",
+    """CREATE INDEX alarms_account_recent ON alarms (account, created_at)""",
+    """CREATE INDEX events_attached ON events (attached_to) WHERE attached_to IS NOT NULL""",
+    # partial indexes: only the rows the rules read (an index entry for
+    # arm/disarm and periodic test reports, nothing for the rest)
+    """CREATE INDEX events_open_close ON events (account, received_at)
+    WHERE %(open_close)s""",
+    """CREATE INDEX events_test_reports ON events (account, received_at)
+    WHERE %(test_reports)s""",
+    """CREATE INDEX events_periodic ON events (account, id) WHERE source = 'periodic'""",
+    """CREATE INDEX events_report ON events (received_at) WHERE %(report)s""",
+    """CREATE INDEX alarms_created ON alarms (created_at)""",
+    # bumped by every schedule, change and placement write: the scheduler
+    # reloads when it moves (a CLI in another process, another receiver)
+    """INSERT INTO meta (key, value) VALUES ('rules_rev', 0)""",
+]
+
+
+def open_close_predicate() -> str:
+    """The arm/disarm reports (receiver.rules.schedules.OPEN_CLOSE_CODES),
+    as the partial index events_open_close and its queries write it."""
+    from receiver.rules.schedules import OPEN_CLOSE_CODES  # noqa: PLC0415
+
+    return "code IN (%s)" % ", ".join(str(c) for c in sorted(OPEN_CLOSE_CODES))
+
+
+def periodic_test_predicate() -> str:
+    """The periodic test reports (receiver.rules.periodic.TEST_CODES), as
+    the partial index events_test_reports and its queries write it."""
+    from receiver.rules.periodic import TEST_CODES  # noqa: PLC0415
+
+    return "code IN (%s)" % ", ".join(str(c) for c in sorted(TEST_CODES))
+
+
+def report_predicate() -> str:
+    """The receiver's events the centre's reports count (line supervision,
+    missed periodic tests, open/close exceptions: receiver.rules.reports),
+    as the partial index events_report and its query write it."""
+    from receiver.rules.reports import OPEN_CLOSE_COLUMNS, SUPERVISION_COLUMNS  # noqa: PLC0415
+
+    return "code IN (%s)" % ", ".join(
+        str(c) for c in sorted(set(SUPERVISION_COLUMNS) | set(OPEN_CLOSE_COLUMNS)))
+
+
+def rules_tables(dialect: str) -> list[str]:
+    """Schema version 3 (issue 18): schedules and their temporary changes,
+    test placements, zone holds, the rules' audit, and the columns the
+    rules add to accounts, events and alarms.  The backends recreate their
+    accounts-revision trigger over :data:`REVISION_COLUMNS_V3` beside it."""
+    d = dict(DIALECTS[dialect], open_close=open_close_predicate(),
+             test_reports=periodic_test_predicate(), report=report_predicate())
+    return [s % d for s in _RULES]

@@ -43,7 +43,7 @@ import threading
 import time
 
 from receiver import alarms as _alarms
-from receiver import ingest, schema
+from receiver import ingest, rules_store, schema
 from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
                               IngestOutcome, OutboxRow, SecurityEvent)
 from receiver.store import (PRIVATE_FILE_MODE, SchemaError, Store, StoreBusy, StoreError,
@@ -83,8 +83,18 @@ def _schema_v1() -> list[str]:
         "sqlite", "CREATE INDEX events_supervision ON events (source, account, zone, id)")
 
 
+def _rules_v3() -> list[str]:
+    """Schema version 3 (issue 18): the rules' tables and columns; the
+    periodic test columns move the accounts revision too."""
+    bump = "UPDATE meta SET value = value + 1 WHERE key = 'accounts_rev'; END"
+    return schema.rules_tables("sqlite") + [
+        "DROP TRIGGER accounts_rev_update",
+        "CREATE TRIGGER accounts_rev_update AFTER UPDATE OF %s ON accounts BEGIN %s"
+        % (schema.REVISION_COLUMNS_V3, bump)]
+
+
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, schema.user_and_ext]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -120,12 +130,13 @@ _INSERT_EVENT = "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
 # Replay state only moves forward.
 _RAISE_REPLAY_STATE = """UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
                          tx_seq = MAX(tx_seq, ?) WHERE number = ?"""
-_STAMP_RESTORED = """UPDATE alarms SET restored_at = ? WHERE account = ? AND code = ?
-                     AND partition = ? AND zone = ? AND state != 'resolved'
+_STAMP_RESTORED = """UPDATE alarms SET restored_at = ?, restore_event_id = ? WHERE account = ?
+                     AND code = ? AND partition = ? AND zone = ? AND state != 'resolved'
                      AND restored_at IS NULL AND created_at <= ?"""
 _INSERT_ALARM = """INSERT INTO alarms (event_id, account, event_class, priority, code,
                    partition, zone, description, created_at, routed_to, restored_at,
-                   state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')"""
+                   restore_event_id, state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')"""
 _INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
                          note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)"""
 _INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
@@ -449,14 +460,14 @@ class SQLiteStore(Store):
 
     # -- the event path -----------------------------------------------------------
 
-    @staticmethod
-    def _ingest(conn, recs: list[EventRecord]) -> list[IngestOutcome]:
+    def _ingest(self, conn, recs: list[EventRecord]) -> list[IngestOutcome]:
         """Execute receiver.ingest's plan for ``recs`` set-based: one
         ``executemany`` per table, the new rows' ids read back at once.
         Runs inside the writer's transaction (BEGIN IMMEDIATE: no other
         writer), so the rows above the highest id before the insert are
-        exactly the ones it inserted.  Any failure rolls back every record
-        (the caller's SAVEPOINT)."""
+        exactly the ones it inserted, and the rules' state read here is
+        current.  Any failure rolls back every record (the caller's
+        SAVEPOINT)."""
         cands = ingest.candidates(recs)
         inserted: dict = {}
         existing: dict = {}
@@ -470,13 +481,16 @@ class SQLiteStore(Store):
                     row = conn.execute(_EVENT_ID_OF_KEY, key).fetchone()
                     if row is not None:
                         existing[key] = row[0]
+        policy = self.hygiene
+        state = rules_store.drive(conn, rules_store.read_state(
+            ingest.rules_query(recs, inserted, policy)))
         try:
-            plan = ingest.plan(recs, inserted, existing)
+            plan = ingest.plan(recs, inserted, existing, state, policy)
         except ingest.ConflictVanished as e:
             raise StoreUnavailable(str(e)) from None
         conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
-        conn.executemany(_STAMP_RESTORED, [(r.at, r.account, r.code, r.partition, r.zone,
-                                            r.at) for r in plan.restores])
+        conn.executemany(_STAMP_RESTORED, [(r.at, r.event_id, r.account, r.code, r.partition,
+                                            r.zone, r.at) for r in plan.restores])
         alarm_ids: list = []
         if plan.alarms:
             top = conn.execute(_TOP_ALARM_ID).fetchone()[0]
@@ -488,6 +502,7 @@ class SQLiteStore(Store):
             conn.executemany(_INSERT_OUTBOX, [
                 (o.output, o.alarm_id, o.payload, o.created_at)
                 for aid, al in zip(alarm_ids, plan.alarms) for o in al.outbox(aid)])
+        rules_store.drive(conn, rules_store.write_plan(plan, alarm_ids))
         return plan.outcomes(alarm_ids)
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
@@ -653,6 +668,8 @@ class SQLiteStore(Store):
             conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
                             note) VALUES (?, ?, ?, ?, ?, ?)""",
                          (alarm_id, at, r["state"], new, actor, note))
+            if new == _alarms.RESOLVED:
+                rules_store.drive(conn, rules_store.resolved(alarm_id, at, actor))
             return Alarm.from_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
                                                 (alarm_id,)).fetchone())
         return await self.run_write(job)
@@ -692,3 +709,11 @@ class SQLiteStore(Store):
             args.append(output)
         sql += " ORDER BY id"
         return await self.run_read(lambda c: [OutboxRow.from_row(r) for r in c.execute(sql, args)])
+
+    # -- the centre's rules (receiver.rules_store) ----------------------------------
+
+    async def _rules_read(self, gen):
+        return await self.run_read(rules_store.drive, gen)
+
+    async def _rules_write(self, gen):
+        return await self.run_write(rules_store.drive, gen)

@@ -41,9 +41,14 @@ import stat
 import time
 from typing import Any, AsyncIterator
 
+from receiver import rules_store
 from receiver.cluster_store import ClusterStore
+from receiver.ingest import Hygiene
 from receiver.records import (Account, Alarm, AuditEntry, Event, EventRecord,
-                              IngestOutcome, OutboxRow, SecurityEvent)
+                              IngestOutcome, OutboxRow, RulesAuditEntry, SecurityEvent,
+                              ZoneHold)
+from receiver.rules.schedules import OpenClose, Schedule, TemporaryChange
+from receiver.rules.testmode import Placement
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -425,3 +430,105 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_outbox(self, output: str | None = None) -> list[OutboxRow]:
         """Every outbox row (of ``output``), delivered or not, oldest first."""
+
+    # -- the centre's rules (issue 18): receiver.rules_store, once for both -----------
+
+    # The signal-hygiene policies the ingest plan applies (the receiver sets
+    # them from receiver.toml [hygiene]).
+    hygiene: Hygiene = Hygiene()
+
+    @abc.abstractmethod
+    async def _rules_read(self, gen) -> Any:
+        """Drive a receiver.rules_store operation on a read connection."""
+
+    @abc.abstractmethod
+    async def _rules_write(self, gen) -> Any:
+        """Drive a receiver.rules_store operation in a write transaction (a
+        job of the group commit); its RulesError (a ValueError) comes back
+        as it is, and nothing of it is written."""
+
+    async def rules_revision(self) -> int:
+        """A number that moves with every schedule, change and placement
+        written (the scheduler reloads then)."""
+        return await self._rules_read(rules_store.rules_revision())
+
+    async def list_schedules(self, account: str | None = None) -> list[Schedule]:
+        return await self._rules_read(rules_store.list_schedules(account))
+
+    async def set_schedule(self, schedule: Schedule, by: str,
+                           at: float | None = None) -> bool:
+        """Store or replace a partition's schedule, audited; False when the
+        stored one is the same (nothing written)."""
+        return await self._rules_write(rules_store.set_schedule(
+            schedule, by, time.time() if at is None else at))
+
+    async def delete_schedule(self, account: str, partition: int, by: str,
+                              at: float | None = None) -> None:
+        await self._rules_write(rules_store.delete_schedule(
+            account, partition, by, time.time() if at is None else at))
+
+    async def add_schedule_change(self, change: TemporaryChange) -> TemporaryChange:
+        """A temporary change of one day's plan (ScheduleError, RulesError:
+        refused), audited; returned with its id."""
+        return await self._rules_write(rules_store.add_schedule_change(change))
+
+    async def cancel_schedule_change(self, change_id: int, by: str,
+                                     at: float | None = None) -> TemporaryChange:
+        return await self._rules_write(rules_store.cancel_schedule_change(
+            change_id, by, time.time() if at is None else at))
+
+    async def list_schedule_changes(self, account: str | None = None,
+                                    since: float | None = None) -> list[TemporaryChange]:
+        """Temporary changes expiring after ``since`` (all: None)."""
+        return await self._rules_read(rules_store.list_schedule_changes(account, since))
+
+    async def open_close_history(self, account: str, partition: int,
+                                 since: float) -> list[OpenClose]:
+        return await self._rules_read(rules_store.open_close_history(account, partition,
+                                                                      since))
+
+    async def place_on_test(self, placement: Placement, now: float | None = None) -> Placement:
+        """Place an account, partition or zone on test (PlacementError,
+        RulesError: refused), audited; returned with its id."""
+        return await self._rules_write(rules_store.place_on_test(
+            placement, time.time() if now is None else now))
+
+    async def end_test_placement(self, placement_id: int, by: str,
+                                 at: float | None = None) -> Placement | None:
+        """End a placement, audited; None when it had already ended."""
+        return await self._rules_write(rules_store.end_test_placement(
+            placement_id, by, time.time() if at is None else at))
+
+    async def list_test_placements(self, live: bool = True, account: str | None = None,
+                                   limit: int = 1000) -> list[Placement]:
+        return await self._rules_read(rules_store.list_test_placements(live, account, limit))
+
+    async def list_zone_holds(self, live: bool = True, account: str | None = None,
+                              limit: int = 1000) -> list[ZoneHold]:
+        return await self._rules_read(rules_store.list_zone_holds(live, account, limit))
+
+    async def release_zone(self, account: str, zone: int, by: str,
+                           at: float | None = None) -> ZoneHold:
+        return await self._rules_write(rules_store.release_zone(
+            account, zone, by, time.time() if at is None else at))
+
+    async def list_rules_audit(self, account: str | None = None, since: float | None = None,
+                               limit: int = 500) -> list[RulesAuditEntry]:
+        return await self._rules_read(rules_store.list_rules_audit(account, since, limit))
+
+    async def incident_members(self, incident_id: int) -> list[Alarm]:
+        return await self._rules_read(rules_store.incident_members(incident_id))
+
+    async def attached_events(self, alarm_id: int, limit: int = 50):
+        """(count, first, last, newest events) counted on a held zone's anchor."""
+        return await self._rules_read(rules_store.attached_events(alarm_id, limit))
+
+    async def last_test_reports(self, accounts) -> dict:
+        return await self._rules_read(rules_store.last_test_reports(list(accounts)))
+
+    async def periodic_failed(self, accounts) -> dict:
+        return await self._rules_read(rules_store.periodic_failed(list(accounts)))
+
+    async def report_rows(self, start: float, end: float):
+        """(AlarmFact list, EventFact list) for the centre's reports."""
+        return await self._rules_read(rules_store.report_rows(start, end))

@@ -85,6 +85,9 @@ LEAVES = leaf_commands(cli.build_parser())
 # native account 1001 and DC-09 account ABC; {tmp} an empty directory;
 # {closed} a TCP port nothing listens on; {garbage} a file that is not a
 # store; {latin1} a file that is not UTF-8; {files} holds import files.
+# what every "schedules change" case gives besides the account and its error
+CHANGE = ["--partition", "1", "--by", "olga", "--reason", "training"]
+
 SPECIFIC: dict[tuple, list] = {
     ("serve",): [
         (["--db", "{store}", "--tcp", "nonsense"], "expected HOST:PORT", None, None),
@@ -96,6 +99,9 @@ SPECIFIC: dict[tuple, list] = {
          "cannot write --ready-file", None, None),
     ],
     ("accounts", "add"): [
+        # the periodic test (602) an account owes (receiver.rules.periodic)
+        (["2", "--db", "{store}", "--test-interval", "60"], "at least 3600 s", None, None),
+        (["2", "--db", "{store}", "--test-grace", "600"], "give --test-interval", None, None),
         (["2", "--db", "{store}", "--key", "zz"], "--key is not hex", None, None),
         (["2", "--db", "{store}", "--key", "00" * 8], "16..64 bytes", None, None),
         (["DEF", "--protocol", "dc09", "--db", "{store}", "--key", "0123456789ABCDEF"],
@@ -113,6 +119,9 @@ SPECIFIC: dict[tuple, list] = {
         (["2", "--db", "{store}", "--paths", "3"], "supervised_paths", None, None),
         (["2", "--db", "{store}", "--heartbeat", "-5"], "heartbeat_s", None, None),
         (["2", "--db", "{store}", "--heartbeat", "x"], "invalid int", None, None),
+        (["2", "--db", "{store}", "--test-interval", "60"], "at least 3600", None, None),
+        (["2", "--db", "{store}", "--test-interval", "86400", "--test-grace", "-1"],
+         "test_grace_s", None, None),
         (["2", "--db", "{store}", "--zones", "{{nope"], "not valid JSON", None, None),
         (["2", "--db", "{store}", "--zones", "@{tmp}/missing.json"], "No such file", None,
          None),
@@ -211,6 +220,109 @@ SPECIFIC: dict[tuple, list] = {
         (["nobody", "--password-stdin", "--db", "{store}"], "no user", None,
          "a long enough password\n"),
     ],
+    # the centre's rules (receiver.rules_cli); the store's 1001 has a
+    # schedule for partition 1 ({files}/schedules.toml)
+    ("schedules", "import"): [
+        (["{tmp}/missing.toml", "--by", "ada", "--db", "{store}"], "No such file", None,
+         None),
+        (["{garbage}", "--by", "ada", "--db", "{store}"], "schedules file", None, None),
+        (["{files}/sched-unknown.toml", "--by", "ada", "--db", "{store}"],
+         "does not have: 4242", None, None),
+        (["{files}/sched-badtz.toml", "--by", "ada", "--db", "{store}"],
+         "unknown time zone 'Mars/Olympus'", None, None),
+        (["{files}/schedules.toml", "--by", " ", "--db", "{store}"], "--by", None, None),
+    ],
+    ("schedules", "export"): [
+        (["--db", "{store}", "-o", "{tmp}/no/dir/s.toml"], "cannot write", None, None),
+    ],
+    ("schedules", "show"): [
+        (["4242", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "--partition", "9", "--db", "{store}"], "no schedule for partition 9",
+         None, None),
+        (["1001", "--partition", "0", "--db", "{store}"], "whole number from 1", None,
+         None),
+        (["1001", "--date", "soon", "--db", "{store}"], "a date like", None, None),
+    ],
+    ("schedules", "change"): [
+        (["4242"] + CHANGE + ["--closed", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "--partition", "2"] + CHANGE[2:] + ["--closed", "--db", "{store}"],
+         "has no schedule to change", None, None),
+        (["1001"] + CHANGE + ["--db", "{store}"], "give the day's hours", None, None),
+        (["1001"] + CHANGE + ["--closed", "--open", "10:00-10:30", "--db", "{store}"],
+         "--closed goes without", None, None),
+        (["1001"] + CHANGE + ["--open", "25:00-26:00", "--close", "17:00-17:30", "--db",
+                              "{store}"], "not a time of day", None, None),
+        (["1001"] + CHANGE + ["--open", "10:30-11:00", "--close", "09:00-09:30", "--db",
+                              "{store}"], "must follow each other", None, None),
+        (["1001"] + CHANGE + ["--closed", "--date", "2020-01-01", "--db", "{store}"],
+         "that day is over", None, None),
+        (["1001"] + CHANGE + ["--closed", "--until", "tomorrow", "--db", "{store}"],
+         "--until", None, None),
+        (["1001", "--partition", "1", "--by", "", "--reason", "training", "--closed", "--db",
+          "{store}"], "--by", None, None),
+        # a day closed or moved drops or moves its deadlines: it says why
+        (["1001", "--partition", "1", "--by", "olga", "--reason", " ", "--closed", "--db",
+          "{store}"], "--reason: why the day changes", None, None),
+        (["1001", "--partition", "1", "--by", "olga", "--closed", "--db", "{store}"],
+         "required: --reason", None, None),
+    ],
+    ("schedules", "cancel"): [
+        (["4242", "--by", "sam", "--db", "{store}"], "no schedule change 4242", None, None),
+        (["x", "--by", "sam", "--db", "{store}"], "invalid int", None, None),
+        (["4242", "--by", " ", "--db", "{store}"], "--by", None, None),
+    ],
+    ("schedules", "check"): [
+        (["4242", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "--since", "yesterday-ish", "--db", "{store}"], "bad time", None, None),
+        (["1001", "--partition", "9", "--db", "{store}"], "no schedule to check", None,
+         None),
+    ],
+    ("test", "place"): [
+        (["4242", "--reason", "swap", "--by", "ivan", "--db", "{store}"],
+         "no account 4242", None, None),
+        (["1001", "--reason", " ", "--by", "ivan", "--db", "{store}"], "--reason", None,
+         None),
+        (["1001", "--reason", "swap", "--by", "ivan", "--minutes", "0", "--db", "{store}"],
+         "--minutes", None, None),
+        (["1001", "--reason", "swap", "--by", "ivan", "--minutes", "10000", "--db",
+          "{store}"], "at most 72 h", None, None),
+        (["1001", "--reason", "swap", "--by", "ivan", "--until", "2020-01-01T00:00Z",
+          "--db", "{store}"], "ends in the past", None, None),
+        (["1001", "--reason", "swap", "--by", "ivan", "--until", "later", "--db",
+          "{store}"], "--until", None, None),
+        (["1001", "--reason", "swap", "--by", "ivan", "--zone", "0", "--db", "{store}"],
+         "whole number from 1", None, None),
+        (["1001", "--reason", "swap", "--by", "ivan", "--zone", "1", "--partition", "1",
+          "--db", "{store}"], "not allowed with", None, None),
+    ],
+    ("test", "end"): [
+        (["4242", "--by", "olga", "--db", "{store}"], "no test placement 4242", None, None),
+        (["4242", "--by", " ", "--db", "{store}"], "--by", None, None),
+    ],
+    ("test", "list"): [
+        (["--db", "{store}", "--json", "extra"], "unrecognized arguments", None, None),
+    ],
+    ("zones", "list"): [
+        (["--db", "{store}", "extra"], "unrecognized arguments", None, None),
+    ],
+    ("zones", "release"): [
+        (["1001", "4", "--by", "sam", "--db", "{store}"], "zone 4 of account 1001 is not held",
+         None, None),
+        (["4242", "4", "--by", "sam", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "x", "--by", "sam", "--db", "{store}"], "whole number from 1", None, None),
+    ],
+    ("reports", "center"): [
+        (["--from", "yesterday-ish", "--db", "{store}"], "bad time", None, None),
+        (["--from", "1d", "--to", "2d", "--db", "{store}"], "--to must be after", None, None),
+        (["--from", "1d", "--format", "csv", "--section", "nope", "--db", "{store}"],
+         "--section: one of", None, None),
+        (["--from", "1d", "--section", "troubles", "--db", "{store}"], "give --format csv",
+         None, None),
+        (["--from", "1d", "--format", "html", "-o", "{tmp}/no/dir/r.html", "--db",
+          "{store}"], "cannot write", None, None),
+        (["--from", "1d", "--format", "pdf", "--db", "{store}"], "invalid choice", None,
+         None),
+    ],
 }
 
 
@@ -257,6 +369,13 @@ def world(tmp_path_factory):
     (d / "badkey.json").write_text('[{"number": "7", "key": "zz"}]')
     (d / "unknown.json").write_text('[{"number": "7", "colour": "red"}]')
     (d / "dup.json").write_text('[{"number": "1001"}]')
+    sched = ('[[schedule]]\naccount = "%s"\npartitions = [1]\ntimezone = "%s"\n'
+             'week.mon-fri = { open = "08:00-08:30", close = "17:00-17:30" }\n')
+    (d / "schedules.toml").write_text(sched % ("1001", "Europe/Berlin"))
+    (d / "sched-unknown.toml").write_text(sched % ("4242", "Europe/Berlin"))
+    (d / "sched-badtz.toml").write_text(sched % ("1001", "Mars/Olympus"))
+    assert cli.main(["--db", store, "schedules", "import", str(d / "schedules.toml"),
+                     "--by", "ada"]) == 0
     return {"store": store, "garbage": str(d / "garbage.txt"),
             "latin1": str(d / "latin1.json"), "files": str(d)}
 

@@ -38,6 +38,19 @@ def test_demo_script_delivers_its_alarms(tmp_path):
     assert (401, 1, 1) in flat
     assert not [r for r in flat if r[0] in (134, 374, 457, 406)], flat
     assert [r[0] for r in flat if r[1] == 1 and r[0] in (423, 459)] == [423, 459]
+    # the bank's schedule: today's hours changed so that it "closes now"; the
+    # vault, disarmed under duress, is not armed by the deadline: the
+    # receiver's own fail to close, alarmed and routed like a panel's
+    if "the demo skips the fail to close" not in out:  # (near the branch's midnight)
+        assert "Failed to close, vault: not armed by " in out
+        [(source, q, cls)] = db.execute(
+            "SELECT source, qualifier, event_class FROM events WHERE account = '1001' "
+            "AND code = 454").fetchall()
+        assert (source, q, cls) == ("schedule", 1, "trouble")
+        assert db.execute("SELECT routed_to FROM alarms WHERE code = 454").fetchone() == (
+            '{"district_command": "dc-1"}',)
+        assert db.execute("SELECT COUNT(*) FROM rules_audit WHERE action = 'schedule.change' "
+                          "AND actor = 'demo'").fetchone() == (1,)
     # every (account, seq) once: nothing doubled on the way
     dup = db.execute("SELECT account, seq, COUNT(*) FROM events WHERE seq IS NOT NULL "
                      "GROUP BY account, seq HAVING COUNT(*) > 1").fetchall()

@@ -62,7 +62,7 @@ def test_an_alarm_comes_with_its_audit_note_and_outbox_rows():
     p = ingest.plan([r], {r.key: 41}, {})
     [al] = p.alarms
     assert al.values() == (41, "1", "burglary", 4, 130, 1, 4, "", 100.0,
-                           '{"police_station": "ps-1"}', None)
+                           '{"police_station": "ps-1"}', None, None)
     assert al.audit_note() == 'routed to {"police_station": "ps-1"}'
     rows = al.outbox(7)
     assert [(o.output, o.alarm_id, o.created_at) for o in rows] == [("cad", 7, 100.0),

@@ -389,6 +389,19 @@ def test_auto_walk_test_reads_the_receivers_record_through_its_console(tmp_path,
         assert rc == 1, live  # zone 5 is miswired
         assert "receiver: zone 2 130" in live and "partition 1 (lobby) ARMED" in live
         assert password not in live
+        # the tool placed the account on test for the walk and ended it: the
+        # walk's burglary and hold-up are stored, marked, and paged nobody
+        assert "walk test: account %d on test until" % ACCOUNT in live
+        walked = rx_events(db, code=130) + rx_events(db, code=122)
+        assert walked and all(e["test_placement"] for e in walked)
+        assert not [a for a in rx_alarms(db) if a["code"] in (130, 122)]
+        # placed by the walk's console user, and ended by it when the walk was over
+        r = receiver_cli("--db", db, "test", "list", "--all", "--json", "--account",
+                         str(ACCOUNT))
+        assert r.returncode == 0, r.stderr
+        [p] = map(json.loads, r.stdout.splitlines())
+        assert (p["scope"], p["by"], p["ended_by"]) == ("account", "fitter", "fitter"), p
+        assert p["ended_at"] < p["ends_at"] and "walk test by C. Console" in p["reason"]
     finally:
         panel.close()
         rx.terminate()

@@ -53,7 +53,7 @@ def report(flt=Filter()):
 
 def test_alarms_by_class_in_the_operators_order():
     assert report().section("alarms_by_class").rows == [
-        ["holdup", 1], ["burglary", 3], ["trouble", 3]]  # alarm 8 is before the range
+        ["hold-up", 1], ["burglary", 3], ["trouble", 3]]  # alarm 8 is before the range
 
 
 def test_time_to_acknowledge_and_resolve_per_priority():
@@ -144,7 +144,7 @@ def test_csv_section_and_long_form():
         "City Bank (1001),4,3,1,33.3,1,2\n")
     long_form = rp.report_csv(r).splitlines()
     assert long_form[0] == "section,row,column,value"
-    assert "alarms_by_class,holdup,alarms,1" in long_form
+    assert "alarms_by_class,hold-up,alarms,1" in long_form
     assert "response_times,7,resolve p50," in long_form  # none: empty, not 0
     assert "open_close,City Bank (1001),early open,1" in long_form
 

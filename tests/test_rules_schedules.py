@@ -159,12 +159,14 @@ def test_temporary_change_late_opening_today_with_expiry():
     assert run(sch, hist, FRI, at(FRI, "16:00"), [ch]) == []
     # entered after the 08:45 deadline fired: what was raised stays raised,
     # and the disarm restores it rather than counting as a late opening
-    ch2 = TemporaryChange("1001", 1, FRI, late, at(FRI, "09:30"), at(FRI, "23:00"), by="olga")
+    ch2 = TemporaryChange("1001", 1, FRI, late, at(FRI, "09:30"), at(FRI, "23:00"), by="olga",
+                          reason="staff training")
     assert [e.kind for e in run(sch, hist, FRI, at(FRI, "16:00"), [ch2])] == [
         "fail_to_open", "fail_to_open_restored"]
     # a change that moves the closing later: the later deadline is checked too
     stay = DayPlan(W("08:00-08:30"), W("20:00-20:30"))
-    ch3 = TemporaryChange("1001", 1, FRI, stay, at(FRI, "18:00"), at(FRI, "23:00"), by="olga")
+    ch3 = TemporaryChange("1001", 1, FRI, stay, at(FRI, "18:00"), at(FRI, "23:00"), by="olga",
+                          reason="late audit")
     hist = [armed(THU, "17:10"), disarmed(FRI, "08:10"), armed(FRI, "17:20"),
             disarmed(FRI, "18:05")]
     [e] = run(sch, hist, FRI, at(FRI, "23:00"), [ch3])
@@ -183,6 +185,8 @@ def test_temporary_change_refusals_say_why():
         TemporaryChange("1001", 1, FRI, good, t, t + 8 * 86400, by="olga").check(sch)
     with pytest.raises(ScheduleError, match="who made it"):
         TemporaryChange("1001", 1, FRI, good, t, t + 3600).check(sch)
+    with pytest.raises(ScheduleError, match="a reason is required"):
+        TemporaryChange("1001", 1, FRI, good, t, t + 3600, by="olga", reason=" ").check(sch)
     bad = DayPlan(W("10:30-11:00"), W("09:00-09:30"))
     with pytest.raises(ScheduleError, match="follow each other"):
         TemporaryChange("1001", 1, FRI, bad, t, t + 3600, by="olga").check(sch)
@@ -311,6 +315,22 @@ def day_plans(draw, tol):
     return DayPlan(Window(m[0], m[1]), Window(m[2], m[3]))
 
 
+def draw_changes(draw, tz, days, tol, grid, most: int) -> list:
+    """Up to ``most`` temporary changes (day, plan, created, expires) of
+    ``days``, each made at a distinct instant of ``grid`` before its day is
+    over (the property tests of the core and of the receiver share it)."""
+    out, used = [], set()
+    for _ in range(draw(st.integers(0, most))):
+        d = draw(st.sampled_from(days))
+        created = draw(grid)
+        if created in used or created >= s.day_start(tz, d + dt.timedelta(1)):
+            continue
+        used.add(created)
+        out.append((d, draw(day_plans(tol)), float(created),
+                    float(created + 60 * draw(st.integers(1, 2880)))))
+    return out
+
+
 @st.composite
 def scenarios(draw):
     zone = draw(st.sampled_from(ZONES))
@@ -327,16 +347,8 @@ def scenarios(draw):
     t0 = int(s.day_start(tz, days[0]))
     t_end = int(s.day_start(tz, days[-1] + dt.timedelta(1)))
     grid = st.integers(t0 // 60 - 720, t_end // 60 - 1).map(lambda m: m * 60)
-    changes, used = [], set()
-    for _ in range(draw(st.integers(0, 3))):
-        d = draw(st.sampled_from(days))
-        created = draw(grid)
-        if created in used or created >= s.day_start(tz, d + dt.timedelta(1)):
-            continue
-        used.add(created)
-        changes.append(TemporaryChange("9", 1, d, draw(day_plans(tol)), float(created),
-                                       float(created + 60 * draw(st.integers(1, 2880))),
-                                       by="op"))
+    changes = [TemporaryChange("9", 1, d, plan, created, expires, by="op")
+               for d, plan, created, expires in draw_changes(draw, tz, days, tol, grid, 3)]
     hist = sorted((OpenClose(float(draw(grid)), draw(st.sampled_from((1, 1, 0, 2))),
                              draw(st.booleans()), draw(st.integers(0, 9)))
                    for _ in range(draw(st.integers(0, 14)))), key=lambda h: h.at)

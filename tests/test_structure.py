@@ -148,7 +148,10 @@ HOST_PACKAGES = ("receiver", "protocol", "firmware", "hil", "bench", "testkit", 
 # walk test, HIL, the benchmarks and the console read events through the
 # store's feed (Store.events_after, ``guardline-receiver events --after``).
 EVENTS_SQL = re.compile(r"\b(FROM|JOIN|INTO|UPDATE|TABLE)\s+events\b")
-STORE_MODULES = ("receiver/schema.py", "receiver/sqlite_store.py", "receiver/pg_store.py")
+# receiver/rules_store.py: the store's own rules operations (issue 18), SQL
+# both backends drive inside their transactions (receiver.store), nobody else.
+STORE_MODULES = ("receiver/schema.py", "receiver/sqlite_store.py", "receiver/pg_store.py",
+                 "receiver/rules_store.py")
 
 
 def events_table_sql(root: str = ROOT, packages=HOST_PACKAGES[:-1]) -> list[str]:

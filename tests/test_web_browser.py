@@ -10,6 +10,8 @@ import re
 
 import pytest
 
+from receiver.ingest import Hygiene
+from receiver.rules.hygiene import GroupingPolicy
 from receiver.web.testing import PASSWORDS, console_receiver
 from receiver.web.users import SQLiteUserStore
 from testkit.dispatch import JsonLinesSink
@@ -99,14 +101,18 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
             # burglary, tamper, the bank's low battery, 1004's communication trouble
             await expect(rows).to_have_count(4)
 
-            # a hold-up at the bank arrives while the page is open: no reload
+            # a hold-up at the bank arrives while the page is open: no reload;
+            # it joins the bank's open incident (its low battery, minutes
+            # ago: [hygiene] group_window_s), whose row it now leads
             await page.evaluate("window.__stillTheSamePage = true")
             await panel_event(rx, 1001, 3, 122, 4)
-            await expect(rows).to_have_count(5)
+            await expect(page.locator("#queue-count")).to_contain_text("5 open")
+            await expect(rows).to_have_count(4)
             first = rows.first
             await expect(first).to_contain_text("Hold-up")
             await expect(first).to_contain_text("teller hold-up button")
             await expect(first).to_contain_text("First City Bank")
+            await expect(first).to_contain_text("incident of 2 alarms")
             await expect(page.locator("#banner")).to_contain_text("NEW HOLD-UP ALARM")
             assert await page.evaluate("window.__stillTheSamePage === true")
             alarm_id = await first.get_attribute("data-alarm-id")
@@ -123,13 +129,15 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
             note = "Police dispatched; manager confirms staff safe"
             await page.fill("#note", note)
             # another alarm arrives while the note is being typed: the
-            # queue updates, the half-written note stays
+            # queue updates (the ATM's incident grows), the half-written
+            # note stays
             await panel_event(rx, 1003, 2, 130, 2)
-            await expect(rows).to_have_count(6)
+            await expect(page.locator("#queue-count")).to_contain_text("6 open")
             await expect(page.locator("#note")).to_have_value(note)
             await page.click("#resolve")
             await expect(page.locator("#resolved tbody")).to_contain_text(note)
-            await expect(rows).to_have_count(5)
+            await expect(page.locator("#queue-count")).to_contain_text("5 open")
+            await expect(rows).to_have_count(4)
             await page.locator("#resolved tbody tr[data-alarm-id='%s']" % alarm_id).click()
             await expect(audit).to_have_count(3)
             await expect(audit.nth(2)).to_contain_text("Resolved by olga.")
@@ -260,6 +268,8 @@ async def test_operator_reads_the_queue_banner_and_warnings_right(tmp_path):
     SHOTS = DOC_SHOTS if UPDATE_SHOTS else str(tmp_path / "screenshots")
     os.makedirs(SHOTS, exist_ok=True)
     async with console_receiver(tmp_path) as (rx, base, sink):
+        # one row per alarm: this test reads 30 rows (no incidents grouped)
+        rx.store.hygiene = Hygiene(grouping=GroupingPolicy(0))
         # 1004 (1 s heartbeat) never reports: its primary path fails; its
         # zone 1 is named "front door", which the path number must not borrow
         await wait_until(lambda: rx.supervisor.failed(), what="1004 supervision failure")

@@ -171,9 +171,13 @@ def test_next_keeps_a_console_path_with_its_query():
 
 
 def test_permission_table():
-    assert auth.permissions_of("operator") == ["alarm.act", "view"]
+    assert auth.permissions_of("operator") == ["alarm.act", "schedule.change", "test.place",
+                                               "view"]
     assert auth.permissions_of("supervisor") == ["alarm.act", "audit.view", "panel.command",
-                                                 "security.view", "view"]
+                                                 "report.view", "schedule.change",
+                                                 "security.view", "test.place", "view",
+                                                 "zone.release"]
+    assert not auth.allowed("supervisor", auth.SCHEDULE_MANAGE)
     assert not auth.allowed("operator", auth.PANEL_COMMAND)
     assert "users.manage" in auth.permissions_of("administrator")
     assert not auth.allowed("operator", auth.USERS_MANAGE)

@@ -30,7 +30,7 @@ actor: only classes in :data:`AUTO_RESOLVABLE`, and by default only while
 nobody has acknowledged the alarm (an operator working it decides).
 
 The state each decision needs, and how the store keeps it, is in
-docs/rules-design.md ("Signal hygiene").  Every decision here is a record
+docs/rules-design.md ("Ingest: where each rule runs").  Every decision here is a record
 in, a record out: batches are decided in arrival order, each decision's new
 state feeding the next.
 """
@@ -154,12 +154,12 @@ class SiteState:
     """The site's newest incident: its head alarm, whether the head is
     resolved, and when its latest member arrived (None: no incident)."""
 
-    incident: int | None = None
+    incident: object = None  # its head: an alarm id, or a plan's placeholder
     head_resolved: bool = False
     last_member_at: float = 0.0
 
 
-def group(policy: GroupingPolicy, state: SiteState, at: float) -> int | None:
+def group(policy: GroupingPolicy, state: SiteState, at: float) -> object:
     """The incident (head alarm id) a new alarm at ``at`` joins, or None:
     it heads a new one (its own id becomes the incident)."""
     if policy.window_s == 0 or state.incident is None or state.head_resolved:
@@ -169,7 +169,7 @@ def group(policy: GroupingPolicy, state: SiteState, at: float) -> int | None:
     return state.incident
 
 
-def joined(state: SiteState, incident: int, at: float) -> SiteState:
+def joined(state: SiteState, incident: object, at: float) -> SiteState:
     """The site's state after an alarm at ``at`` joined or headed
     ``incident``."""
     if incident != state.incident:

@@ -63,6 +63,29 @@ class PeriodicTests:
                               failed_paths=(TEST_LINE,) if failed else (),
                               last_heard=None if last_test is None else {TEST_LINE: last_test})
 
+    def reset(self, account: str, profile: Profile | None, now: float,
+              last_test: float | None) -> None:
+        """Supervise ``account`` afresh from ``last_test`` (a test report
+        another receiver heard, found in the store): OK, its deadline from
+        there, whatever its line was."""
+        self._sup.remove(account)
+        self.set_account(account, profile, now, False, last_test)
+
+    def remove(self, account: str) -> None:
+        self._sup.remove(account)
+
+    def accounts(self) -> list[str]:
+        return self._sup.accounts()
+
+    def last_heard(self, account: str) -> float | None:
+        """The start of the account's current test interval (its last test
+        report, or when its supervision began), None when not supervised."""
+        st = self._sup.status(account).get(TEST_LINE)
+        return None if st is None else st["last_heard"]
+
+    def profile(self, account: str) -> Profile | None:
+        return self._sup.profile(account)
+
     def report(self, account: str, code: int, qualifier: int, at: float) -> Change | None:
         """An event of ``account`` arrived; a restore when it is the test
         that ends a failure."""

@@ -3,7 +3,7 @@ alarm rows and the receiver's own events, rendered as CSV and as a
 printable, self-contained HTML page with charts.
 
 Inputs are typed rows the store reads for the range (docs/rules-design.md,
-"Reports"): :class:`AlarmFact` (an alarm with its site, region, operator
+"CLI, API, console"): :class:`AlarmFact` (an alarm with its site, region, operator
 actions and disposition) and :class:`EventFact` (the receiver's own
 events: line supervision 350, missed periodic tests 358, open/close
 exceptions 450-454).  :func:`build` turns them into a :class:`Report` of
@@ -51,6 +51,9 @@ from protocol import contactid
 from receiver.supervision import duration_text
 
 RECEIVER = "receiver"  # the actor of what the receiver did itself
+# The report's sections, in order (Report.section(name); the CSV's --section).
+SECTIONS = ("alarms_by_class", "response_times", "operators", "false_alarms", "troubles",
+            "supervision", "open_close")
 TOP = 10  # rows in the "most" tables and charts
 
 # Resolution notes that say the alarm was false, and those that say it was
@@ -195,7 +198,7 @@ def _by_class(al) -> Section:
     for a in al:
         counts[a.event_class] = counts.get(a.event_class, 0) + 1
     order = list(contactid.CLASSES) + sorted(set(counts) - set(contactid.CLASSES))
-    s.rows = [[c, counts[c]] for c in order if c in counts]
+    s.rows = [[contactid.CLASS_LABELS.get(c, c), counts[c]] for c in order if c in counts]
     return s
 
 
@@ -344,7 +347,9 @@ def _when(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _html_cell(col: str, v) -> str:
+def html_cell(col: str, v) -> str:
+    """A cell as a person reads it: durations in words, rates in %, '-' for
+    none (the HTML page and the CLI's text)."""
     if v is None:
         return "-"
     if isinstance(v, (int, float)) and ("p50" in col or "p90" in col or "max" in col):
@@ -406,7 +411,7 @@ def report_html(r: Report, centre: str = "Guardline monitoring centre") -> str:
         out.append("<table><tr>%s</tr>" % "".join("<th>%s</th>" % e(c) for c in s.columns))
         for row in s.rows:
             out.append("<tr>%s</tr>" % "".join(
-                "<td>%s</td>" % e(_html_cell(c, v)) for c, v in zip(s.columns, row)))
+                "<td>%s</td>" % e(html_cell(c, v)) for c, v in zip(s.columns, row)))
         out.append("</table></section>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -68,6 +68,7 @@ partition, as line supervision does).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -282,6 +283,32 @@ class Schedule:
             return CLOSED
         return self.week[day.weekday()]
 
+    def week_words(self) -> list[str]:
+        """The week in words, days with the same plan together:
+        ['mon-fri open 08:30-09:00, close 17:00-17:30', 'sat-sun closed']."""
+        out, i = [], 0
+        while i < 7:
+            j = i
+            while j + 1 < 7 and self.week[j + 1] == self.week[i]:
+                j += 1
+            days = WEEKDAYS[i] if i == j else "%s-%s" % (WEEKDAYS[i], WEEKDAYS[j])
+            out.append("%s %s" % (days, self.week[i].words()))
+            i = j + 1
+        return out
+
+    def words(self) -> str:
+        """The whole schedule in one line (the audit trail's)."""
+        extra = ["%s, %d min tolerance" % (self.timezone, self.tolerance_min)]
+        if self.require_open:
+            extra.append("opening required")
+        if self.holidays:
+            extra.append("%d holiday%s" % (len(self.holidays),
+                                           "" if len(self.holidays) == 1 else "s"))
+        if self.exceptions:
+            extra.append("%d exception%s" % (len(self.exceptions),
+                                             "" if len(self.exceptions) == 1 else "s"))
+        return "%s (%s)" % ("; ".join(self.week_words()), ", ".join(extra))
+
     def to_dict(self) -> dict:
         """The JSON the store keeps (and ``schedules export`` prints)."""
         return {"account": self.account, "partition": self.partition,
@@ -329,9 +356,39 @@ class TemporaryChange:
     expires_at: float
     by: str = ""
     reason: str = ""
+    id: int | None = None  # the store's
+    cancelled_at: float | None = None  # a cancel also sets expires_at to it
+    cancelled_by: str | None = None
 
     def in_force(self, at: float) -> bool:
         return self.created_at <= at < self.expires_at
+
+    def where(self) -> str:
+        """'partition 1 of account 1001 on 2026-03-27'."""
+        return "partition %d of account %s on %s" % (self.partition, self.account,
+                                                     self.day.isoformat())
+
+    def words(self) -> str:
+        """'the hours of partition 1 of account 1001 on 2026-03-27: open
+        10:30-11:00, close 17:00-17:30'."""
+        return "the hours of %s: %s" % (self.where(), self.plan.words())
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "account": self.account, "partition": self.partition,
+                "day": self.day.isoformat(), "plan": self.plan.to_dict(),
+                "plan_words": self.plan.words(), "created_at": self.created_at,
+                "expires_at": self.expires_at, "by": self.by, "reason": self.reason,
+                "cancelled_at": self.cancelled_at, "cancelled_by": self.cancelled_by}
+
+    @classmethod
+    def from_row(cls, row) -> "TemporaryChange":
+        """From a ``schedule_changes`` row (both store backends)."""
+        r = dict(row)
+        where = "temporary change %s" % r["id"]
+        return cls(r["account"], r["partition"], _date(r["day"], where),
+                   _plan_from(json.loads(r["plan"]), where), r["created_at"],
+                   r["expires_at"], r["created_by"], r["reason"], r["id"],
+                   r.get("cancelled_at"), r.get("cancelled_by"))
 
     def check(self, schedule: Schedule) -> None:
         """Refuse a change that cannot mean anything (the store calls this
@@ -340,15 +397,19 @@ class TemporaryChange:
         if (self.account, self.partition) != (schedule.account, schedule.partition):
             raise ScheduleError("%s: not this schedule's partition" % where)
         self.plan.check(schedule.tolerance_min, where)
+        if self.created_at >= day_start(schedule.tz, self.day + _dt.timedelta(days=1)):
+            raise ScheduleError("%s: that day is over" % where)
         if not self.expires_at > self.created_at:
             raise ScheduleError("%s: it must expire after it is made" % where)
         if self.expires_at - self.created_at > MAX_CHANGE_S:
             raise ScheduleError("%s: a temporary change lasts at most %d days; change the "
                                 "schedule instead" % (where, MAX_CHANGE_S // 86400))
-        if self.created_at >= day_start(schedule.tz, self.day + _dt.timedelta(days=1)):
-            raise ScheduleError("%s: that day is over" % where)
         if not self.by:
             raise ScheduleError("%s: who made it is required" % where)
+        if not self.reason.strip():
+            # a day closed or moved drops or moves its deadlines: say why
+            raise ScheduleError("%s: a reason is required (the console and the audit show "
+                                "it)" % where)
 
 
 def plan_for(schedule: Schedule, changes, day: _dt.date, at: float) -> DayPlan:
@@ -360,6 +421,40 @@ def plan_for(schedule: Schedule, changes, day: _dt.date, at: float) -> DayPlan:
             if best is None or c.created_at >= best.created_at:
                 best = c
     return best.plan if best is not None else schedule.base_plan(day)
+
+
+def week_ahead(schedule: Schedule, changes, first: _dt.date, at: float,
+               days: int = 7) -> list[tuple[_dt.date, DayPlan, "TemporaryChange | None"]]:
+    """The plan of each day from ``first`` on, as in force at ``at`` (a
+    change in force then, else the planned one), with the change it comes
+    from: what the CLI's ``schedules show`` and the console's site view
+    print."""
+    out = []
+    for i in range(days):
+        d = first + _dt.timedelta(days=i)
+        live = [c for c in changes if c.day == d and c.partition == schedule.partition
+                and c.in_force(at)]
+        c = max(live, key=lambda c: c.created_at) if live else None
+        out.append((d, c.plan if c is not None else schedule.base_plan(d), c))
+    return out
+
+
+def day_words(schedule: Schedule, day: _dt.date, plan: DayPlan, change) -> str:
+    """'Fri 2026-03-27 open 10:30-11:00, close 17:00-17:30 (changed by olga
+    until 23:59: staff training)', '... closed (holiday)'."""
+    why = ""
+    if change is not None:
+        why = " (changed by %s until %s%s)" % (
+            change.by, _hhmm(local(schedule.tz, change.expires_at)[1])
+            if local(schedule.tz, change.expires_at)[0] == day
+            else _dt.datetime.fromtimestamp(change.expires_at, schedule.tz).strftime(
+                "%Y-%m-%d %H:%M"), ": " + change.reason if change.reason else "")
+    elif day in schedule.exceptions:
+        why = " (exception)"
+    elif day in schedule.holidays:
+        why = " (holiday)"
+    return "%s %s %s%s" % (WEEKDAYS[day.weekday()].capitalize(), day.isoformat(),
+                           plan.words(), why)
 
 
 # -- wall-clock time ------------------------------------------------------------------
@@ -623,6 +718,25 @@ def _day_keys(key: str, where: str) -> list[int]:
 
 _SCHEDULE_KEYS = {"account", "partitions", "timezone", "tolerance_min", "require_open",
                   "holidays", "week", "exception"}
+
+
+def dump(scheds) -> dict:
+    """The schedules as a schedules.toml document (``load`` reads it back
+    to the same schedules): one ``[[schedule]]`` per partition, the week
+    day by day, holidays and exceptions as dates."""
+    out = []
+    for s in sorted(scheds, key=lambda x: (x.account, x.partition)):
+        d = {"account": s.account, "partitions": [s.partition], "timezone": s.timezone,
+             "tolerance_min": s.tolerance_min, "require_open": s.require_open,
+             "week": {n: ("closed" if not p.business else p.to_dict())
+                      for n, p in zip(WEEKDAYS, s.week)}}
+        if s.holidays:
+            d["holidays"] = sorted(s.holidays)
+        if s.exceptions:
+            d["exception"] = [dict(p.to_dict(), date=day)
+                              for day, p in sorted(s.exceptions.items())]
+        out.append(d)
+    return {"schedule": out}
 
 
 def load(doc: dict) -> list[Schedule]:

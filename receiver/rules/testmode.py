@@ -29,6 +29,7 @@ person; nothing here reads a clock.
 
 from __future__ import annotations
 
+import time as _time
 from dataclasses import dataclass, replace
 
 from protocol import contactid
@@ -79,6 +80,27 @@ class Placement:
             return "partition %d of account %s" % (self.partition, self.account)
         return "account %s" % self.account
 
+    def to_json(self) -> dict:
+        return {"id": self.id, "account": self.account, "partition": self.partition,
+                "zone": self.zone, "scope": self.scope, "words": self.words(),
+                "starts_at": self.starts_at, "ends_at": self.ends_at,
+                "reason": self.reason, "by": self.by, "ended_at": self.ended_at,
+                "ended_by": self.ended_by}
+
+    @classmethod
+    def from_row(cls, row) -> "Placement":
+        """From a ``test_placements`` row (both store backends)."""
+        r = dict(row)
+        return cls(r["account"], r["starts_at"], r["ends_at"], r["reason"], r["placed_by"],
+                   r["partition"], r["zone"], r["id"], r["ended_at"], r["ended_by"])
+
+    def place_sentence(self) -> str:
+        """The audit line: 'Zone 4 of account 1001 placed on test by ivan
+        until 2026-03-27 15:30 UTC: detector swap.'"""
+        return "%s placed on test by %s until %s: %s." % (
+            self.words()[:1].upper() + self.words()[1:], self.by, _utc(self.ends_at),
+            self.reason)
+
     def active(self, at: float) -> bool:
         end = self.ends_at if self.ended_at is None else min(self.ends_at, self.ended_at)
         return self.starts_at <= at < end
@@ -102,14 +124,17 @@ class Placement:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise PlacementError("the %s to place on test is a number from 1" % name)
+        past = PlacementError("a test of %s that ends in the past places nothing on test"
+                              % self.words())
+        if self.ends_at < min(self.starts_at, now):
+            raise past  # (before it starts, too: the past is what is wrong)
         if not self.ends_at > self.starts_at:
             raise PlacementError("a test of %s must end after it starts" % self.words())
         if self.ends_at - self.starts_at > MAX_TEST_S:
             raise PlacementError("a test lasts at most %d h (asked: %.1f h for %s)" % (
                 MAX_TEST_S // 3600, (self.ends_at - self.starts_at) / 3600, self.words()))
         if self.ends_at <= now:
-            raise PlacementError("a test of %s that ends in the past places nothing on test"
-                                % self.words())
+            raise past
 
 
 def under_test(placements, account: str, partition: int, zone: int, code: int,
@@ -138,6 +163,10 @@ def end(p: Placement, at: float, by: str) -> Placement:
     if p.ended_at is not None:
         raise PlacementError("the test of %s has already ended" % p.words())
     return replace(p, ended_at=min(at, p.ends_at), ended_by=by)
+
+
+def _utc(t: float) -> str:
+    return _time.strftime("%Y-%m-%d %H:%M UTC", _time.gmtime(t))
 
 
 def end_sentence(p: Placement) -> str:

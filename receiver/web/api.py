@@ -143,8 +143,18 @@ async def _body(request) -> dict:
     return data
 
 
+# What the console's other route modules (receiver.web.rules_api) answer and
+# read with: the same JSON, errors and bounded bodies as here.
+json_response, error_response, read_body = _json, _error, _body
+
+
 # handler -> the permission it needs (ROUTES; the tests walk it)
 _PERMISSION: dict = {}
+
+
+def permission_of(handler) -> str | None:
+    """The permission a wrapped handler needs (None: public)."""
+    return _PERMISSION.get(handler)
 
 
 def api(permission: str, write: bool = False):
@@ -213,7 +223,7 @@ def _optional_num(request, name: str, lo: int | None = None,
     return x
 
 
-def parse_time(v: str, name: str) -> float | None:
+def parse_time(v: str | None, name: str) -> float | None:
     """Unix seconds, or ISO 8601 (a time without zone is UTC)."""
     if v is None or v == "":
         return None

@@ -51,6 +51,12 @@ SECURITY_VIEW = "security.view"  # rejected frames (wrong key, replay, ...)
 AUDIT_VIEW = "audit.view"  # console audit log (logins, user changes, actions)
 USERS_MANAGE = "users.manage"
 PANEL_COMMAND = "panel.command"  # arm, disarm, status of a panel (remote commands)
+# the centre's rules (issue 18; receiver.web.rules_api)
+TEST_PLACE = "test.place"  # place on test, end a test (a walk test places its own)
+SCHEDULE_CHANGE = "schedule.change"  # a temporary change of a day's hours, its cancel
+SCHEDULE_MANAGE = "schedule.manage"  # set a partition's schedule
+ZONE_RELEASE = "zone.release"  # release a held (runaway) zone
+REPORT_VIEW = "report.view"  # the centre's reports
 
 _ALL = frozenset((OPERATOR, SUPERVISOR, ADMINISTRATOR))
 _SUPERVISION = frozenset((SUPERVISOR, ADMINISTRATOR))
@@ -65,6 +71,11 @@ PERMISSIONS = {
     AUDIT_VIEW: _SUPERVISION,
     PANEL_COMMAND: _SUPERVISION,
     USERS_MANAGE: frozenset((ADMINISTRATOR,)),
+    TEST_PLACE: _ALL,
+    SCHEDULE_CHANGE: _ALL,  # an operator takes the branch's call: "we open at 11 today"
+    SCHEDULE_MANAGE: frozenset((ADMINISTRATOR,)),
+    ZONE_RELEASE: _SUPERVISION,
+    REPORT_VIEW: _SUPERVISION,
 }
 
 

@@ -18,7 +18,7 @@ import time
 from aiohttp import web
 
 from receiver import retention
-from receiver.web import api
+from receiver.web import api, rules_api
 from receiver.web.state import Console
 from receiver.web.user_stores import db_path_of, open_user_store
 from receiver.web.users import UserStore
@@ -35,7 +35,9 @@ SWEEP_S = retention.PRUNE_EVERY_S
 # Pages load scripts and styles from this origin only; nothing is inlined,
 # so no 'unsafe-inline'.  connect-src 'self' covers fetch and EventSource.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       # the reports page shows the printable report (its own CSP: no script)
+       "frame-src 'self'")
 
 SECURE_COOKIE_ENV = "GUARDLINE_WEB_SECURE_COOKIE"
 
@@ -69,7 +71,7 @@ def setup(app: web.Application, receiver, *, secure_cookie: bool | None = None,
     console = Console(receiver, user_store or open_user_store(receiver),
                       secure_cookie=secure_cookie)
     app[api.CONSOLE] = console
-    console.routes = api.add_routes(app)
+    console.routes = api.add_routes(app) + rules_api.add_routes(app)
     app.on_response_prepare.append(_headers)
     sweeper: list[asyncio.Task] = []
 

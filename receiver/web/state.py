@@ -14,7 +14,9 @@ from receiver.connections import ConnectionRegistry
 from receiver.forwarder import Forwarder
 from receiver.pubsub import Subscription
 from receiver.routing import Router
-from receiver.records import Account
+from receiver.records import Account, ZoneHold
+from receiver.rules.schedules import Schedule, TemporaryChange
+from receiver.rules.testmode import Placement
 from receiver.store import Store
 from receiver.supervision import Supervisor
 from receiver.web.auth import LoginThrottle, Sessions, StreamLimits, ThrottledLog
@@ -45,6 +47,19 @@ class ConsoleHost(Protocol):
 
     async def send_command(self, account: str, command: str, partition: int = 1,
                            arg: int = 0, by: str = "?", timeout: float = ...) -> dict: ...
+
+    # the centre's rules (receiver.web.rules_api): each audited and told
+    async def place_on_test(self, p: Placement) -> Placement: ...
+
+    async def end_test(self, placement_id: int, by: str) -> Placement | None: ...
+
+    async def release_zone(self, account: str, zone: int, by: str) -> ZoneHold: ...
+
+    async def set_schedule(self, s: Schedule, by: str) -> bool: ...
+
+    async def change_schedule(self, c: TemporaryChange) -> TemporaryChange: ...
+
+    async def cancel_schedule_change(self, change_id: int, by: str) -> TemporaryChange: ...
 
 
 @dataclass

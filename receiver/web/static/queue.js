@@ -18,7 +18,7 @@
 // of the detail panel; shown: the detail data last rendered; banner: the
 // alarm id the banner announces.
 const Q = {alarms: [], selected: null, mode: "auto", known: null, notes: {}, shown: null,
-  banner: null};
+  banner: null, holds: new Map(), rows: []};
 
 // The detail pane's name for the event's number, by its kind (from the API).
 const NUMBER_TITLE = {zone: "Zone", user: "User", path: "Path", count: "Count", none: "Number"};
@@ -31,7 +31,8 @@ function shortTime(t) {
   return GL.pad(d.getMonth() + 1) + "-" + GL.pad(d.getDate()) + " " + hms.slice(0, 5);
 }
 
-function alarmRow(a) {
+// row: the alarm's incident row (GL.rules.fold) when it leads one
+function alarmRow(a, row) {
   const site = a.account + " · " + (a.site_name || "(unnamed site)");
   const tr = GL.h("tr", {class: "selectable cls-" + a.event_class + (a.id === Q.selected ? " selected" : ""),
     tabindex: "0", dataset: {alarmId: String(a.id)}, "aria-selected": a.id === Q.selected ? "true" : "false"},
@@ -41,30 +42,36 @@ function alarmRow(a) {
     GL.h("td", {class: "c-site", title: site + (a.site_address ? ", " + a.site_address : "")}, site),
     // narrow screens hide the site column and show the site under the alarm
     GL.h("td", {class: "c-what", title: a.description + " (" + a.contact_id + ")\n" + site},
-      GL.h("div", {class: "what", text: a.description}), GL.h("div", {class: "where muted small", text: site})),
-    GL.h("td", {class: "c-state"}, GL.stateLabel(a.state)));
+      GL.h("div", {class: "what", text: a.description}), GL.h("div", {class: "where muted small", text: site}),
+      row ? GL.rules.rowNotes(row, Q.holds) : null),
+    GL.h("td", {class: "c-state"}, GL.rules.rowState(a, row)));
   tr.addEventListener("click", () => select(a.id, "open"));
   tr.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(a.id, "open"); } });
   return tr;
 }
 
 async function loadQueue() {
-  const [open, resolved] = await Promise.all([
-    GL.api("/api/alarms?state=open"), GL.api("/api/alarms?state=resolved&limit=20")]);
+  const [open, resolved, holds] = await Promise.all([
+    GL.api("/api/alarms?state=open"), GL.api("/api/alarms?state=resolved&limit=20"), GL.api("/api/holds")]);
   const before = Q.known;
   Q.alarms = open.alarms;
   Q.known = new Set(open.alarms.map(a => a.id));
+  Q.holds = GL.rules.holdsByAlarm(holds.holds);
   const tbody = GL.clear(document.querySelector("#queue tbody"));
   if (!open.alarms.length) {
     tbody.append(GL.h("tr", null, GL.h("td", {colspan: "5", class: "empty", text: "No open alarms."})));
   }
-  for (const a of open.alarms) {
-    const tr = alarmRow(a);
-    if (before && !before.has(a.id)) tr.classList.add("new");
+  // one row per incident, led by its most urgent alarm (GL.rules.fold)
+  const rows = GL.rules.fold(open.alarms);
+  Q.rows = rows;
+  for (const row of rows) {
+    const tr = alarmRow(row.lead, row);
+    if (before && row.members.some(m => !before.has(m.id))) tr.classList.add("new");
     tbody.append(tr);
   }
   document.getElementById("queue-count").textContent =
-    open.alarms.length + " open, " + open.alarms.filter(a => a.state === "pending").length + " pending";
+    open.alarms.length + " open, " + open.alarms.filter(a => a.state === "pending").length + " pending" +
+    (rows.length < open.alarms.length ? ", in " + rows.length + " incidents" : "");
   const rb = GL.clear(document.querySelector("#resolved tbody"));
   for (const a of resolved.alarms) {
     const tr = GL.h("tr", {class: "selectable cls-" + a.event_class, dataset: {alarmId: String(a.id)}},
@@ -89,7 +96,7 @@ async function loadQueue() {
   }
   if (Q.mode === "open" && !Q.known.has(Q.selected)) Q.mode = "auto";  // it left the queue
   if (Q.mode === "auto") {
-    const top = open.alarms.length ? open.alarms[0].id : null;
+    const top = rows.length ? rows[0].lead.id : null;
     if (top !== Q.selected) return show(top);
   }
   if (Q.selected !== null) loadDetail();
@@ -137,10 +144,12 @@ function locationView(loc) {
 
 async function loadDetail() {
   const id = Q.selected;
-  let d;
-  try { d = await GL.api("/api/alarms/" + id); } catch (e) { return; }
+  let d, r;
+  try {
+    [d, r] = await Promise.all([GL.api("/api/alarms/" + id), GL.api("/api/alarms/" + id + "/rules")]);
+  } catch (e) { return; }
   if (id !== Q.selected) return;
-  const json = JSON.stringify(d);
+  const json = JSON.stringify([d, r]);
   if (json === Q.shown) return;  // nothing changed: keep what the operator is doing
   Q.shown = json;
   const a = d.alarm;
@@ -163,6 +172,8 @@ async function loadDetail() {
       ["Panel time", d.event && d.event.event_time ? GL.fmtTime(d.event.event_time) : "—"],
       ["Restored", a.restored_at ? GL.fmtTime(a.restored_at) : "not yet"],
     ].concat(d.event && d.event.location ? [["Location", locationView(d.event.location)]] : [])));
+  // the incident, a held zone and the restore (GL.rules, the centre's rules)
+  box.append.apply(box, GL.rules.detail(r, a, mid => select(mid, Q.known.has(mid) ? "open" : "kept"), loadQueue));
   if (d.contacts && d.contacts.length) {
     box.append(GL.h("h3", {text: "Contacts"}),
       GL.h("ul", null, d.contacts.map(c => GL.h("li", {text: [c.name, c.role, c.phone].filter(Boolean).join(" · ")}))));
@@ -248,4 +259,5 @@ GL.start("queue", {
     if (msg.state === "pending" && msg.event_id !== undefined) newAlarm(msg);
     reload();
   },
+  rules: reload,  // a held zone counted a signal, a zone released, a test ...
 });

@@ -85,6 +85,7 @@ async function load() {
     GL.h("td", {text: ({1: "E", 3: "R", 6: "P"}[e.qualifier] || "?") + String(e.code).padStart(3, "0")}),
     GL.h("td", {text: e.description}), GL.h("td", {text: e.source === "supervision" ? "receiver" : String(e.path)})),
     5, "No events in the window.");
+  GL.siteRules.load(NUMBER, a);  // tests, schedules, periodic test, held zones (site_rules.js)
   document.getElementById("window").textContent = "States derived from " + d.window.events +
     " events since " + GL.fmtTime(d.window.since) + (d.window.scan_limited ? " (scan limit reached: older states may be missing)" : "") + ".";
 }
@@ -94,4 +95,4 @@ function mine(msg) {
   const acct = msg.account !== undefined ? msg.account : (msg.event ? msg.event.account : null);
   if (acct === null || acct === undefined || String(acct) === NUMBER) reload();
 }
-GL.start("panels", {load: load, alarm: mine, event: mine, supervision: mine});
+GL.start("panels", {load: load, alarm: mine, event: mine, supervision: mine, rules: mine});

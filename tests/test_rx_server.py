@@ -156,18 +156,22 @@ async def test_many_concurrent_panels_every_event_stored_once(rx, accounts):
 
 async def test_retransmitted_event_is_acked_again_and_stored_once(rx, accounts):
     host, port = rx.addresses["tcp"][0]
+    # one event, its content fixed (its event time included: built once, as
+    # the panel's queue keeps it; a second message built a second later is a
+    # different event under the same sequence, which the receiver must keep)
+    msg = event_msg(code=602)
     p = SessionPanel(1, accounts[1].key, host, port)
     await p.connect()
-    await p.deliver(1, event_msg(code=602))
+    await p.deliver(1, msg)
     # The panel lost the ACK (reboot): a new session offers seq 1 again,
     # freshly sealed, then once more on UDP.
     p2 = SessionPanel(1, accounts[1].key, host, port)
     await p2.connect()
-    await p2.deliver(1, event_msg(code=602))
+    await p2.deliver(1, msg)
     uhost, uport = rx.addresses["udp"][0]
     p3 = SessionPanel(1, accounts[1].key, uhost, uport, transport="udp")
     await p3.connect()
-    await p3.deliver(1, event_msg(code=602))
+    await p3.deliver(1, msg)
     assert await rx.store.count_events() == 1
     assert rx.metrics.duplicates._value.get() >= 2
     for x in (p, p2, p3):

@@ -50,7 +50,12 @@ account, never from the panel's own state):
 An alarm or trouble that is no walked zone's (a 374 exit error, a 301
 mains loss, a 121 duress, a zone the config does not have) fails the walk too and
 is listed under what the installer must do: the operators have it in
-their queue.
+their queue; so does a 624 (the panel's queue dropped reports, a zone's
+among them perhaps).  What the walk itself causes besides the zones'
+codes, a 139 confirmed alarm from two zones an armed walk tripped, and a
+panel restart (305: the results so far are kept, the walk goes on, out of
+walk-test mode until it is started again) fail nothing: they are told in
+words (``WalkTest.notes``, the report's "During the walk").
 
 The core (:class:`WalkTest`) is sans-I/O: events in, result changes out;
 sources (the receiver's SQLite store, or an ``events --json --follow``
@@ -1273,6 +1278,16 @@ def _html_zone(z: dict) -> str:
                 if evs or notes else ""))
 
 
+def _html_told(title: str, cls: str, items, li_class: str) -> list[str]:
+    """A section of receiver events told in words ({"event", "text"})."""
+    if not items:
+        return []
+    e = html.escape
+    return (["<h2>%s (receiver's record)</h2><ul class=\"%s\">" % (e(title), cls)] +
+            ['<li%s data-event-id="%s">%s</li>' % (li_class, e(str(i["event"].get("event_id"))),
+                                                   e(i["text"])) for i in items] + ["</ul>"])
+
+
 def _html_tail(r: dict) -> list[str]:
     """The partitions' arming as the receiver has it, what it has that no
     walk caused, the installer's to-do list, and the signatures."""
@@ -1287,18 +1302,9 @@ def _html_tail(r: dict) -> list[str]:
                 e(str(ev["received_at"])), e(ev["description"] or ""),
                 e(str(ev.get("event_id")))))
         out.append("</ul>")
-    if r.get("unexpected"):
-        out.append("<h2>Unexpected alarms and troubles (receiver's record)</h2>"
-                   '<ul class="unexpected">')
-        out += ['<li class="bad" data-event-id="%s">%s</li>' % (
-            e(str(u["event"].get("event_id"))), e(u["text"])) for u in r["unexpected"]]
-        out.append("</ul>")
-    if r.get("notes"):
-        out.append("<h2>During the walk (receiver's record)</h2>"
-                   '<ul class="notes">')
-        out += ['<li data-event-id="%s">%s</li>' % (
-            e(str(n["event"].get("event_id"))), e(n["text"])) for n in r["notes"]]
-        out.append("</ul>")
+    out += _html_told("Unexpected alarms and troubles", "unexpected", r.get("unexpected"),
+                      ' class="bad"')
+    out += _html_told("During the walk", "notes", r.get("notes"), "")
     out.append('<h2>To do before handover</h2><ul class="todo">')
     out += ["<li>%s</li>" % e(t) for t in todo(r)] or [
         "<li>nothing: every zone reached the receiver as configured</li>"]

@@ -50,7 +50,12 @@ account, never from the panel's own state):
 An alarm or trouble that is no walked zone's (a 374 exit error, a 301
 mains loss, a 121 duress, a zone the config does not have) fails the walk too and
 is listed under what the installer must do: the operators have it in
-their queue.
+their queue; so does a 624 (the panel's queue dropped reports, a zone's
+among them perhaps).  What the walk itself causes besides the zones'
+codes, a 139 confirmed alarm from two zones an armed walk tripped, and a
+panel restart (305: the results so far are kept, the walk goes on, out of
+walk-test mode until it is started again) fail nothing: they are told in
+words (``WalkTest.notes``, the report's "During the walk").
 
 The core (:class:`WalkTest`) is sans-I/O: events in, result changes out;
 sources (the receiver's SQLite store, or an ``events --json --follow``
@@ -114,6 +119,13 @@ FAULT_NAMES = {SENSOR_TAMPER: "open circuit (tamper)", LOOP_SHORT: "short circui
                FIRE_TROUBLE: "fire loop open or shorted"}
 SWINGER = 575
 PROPPED = 426
+# A second intrusion zone of an armed partition within the confirmation
+# window (CP-01, docs/firmware.md "Confirmed alarms"): zone = the second,
+# text "with zone N" (the first).  An armed walk trips zone after zone,
+# so it makes one itself.
+CONFIRMED = 139
+SYSTEM_RESET = 305  # the panel (re)started: sent once per boot
+LOG_OVERFLOW = 624  # the panel's queue dropped events (zone field: how many)
 # Closing (qualifier 3) / opening (1) reports whose zone field is a user:
 # 401 by user, 403 automatic (time lock), 407 remote, 441 armed stay.
 ARMING_CODES = (401, 403, 407, 441)
@@ -136,6 +148,13 @@ FINAL = (PASSED, FAULT, UNEXPECTED)
 HISTORY_S = 7 * 86400
 # Events read from the receiver's feed per request.
 FEED_PAGE = 1000
+
+
+def clock_time(t: float | None) -> str:
+    """'10:42:07 UTC': the time of day an installer on site reads."""
+    if not t:
+        return "an unknown time"
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%H:%M:%S UTC")
 
 
 def iso_time(t: float | None) -> str | None:
@@ -291,12 +310,61 @@ class WalkTest:
         # alarms and troubles during the walk that are no walked zone's:
         # [{"event", "restored"}]
         self.unexpected: list[dict] = []
+        # what the walk itself caused besides the zones' codes, and panel
+        # restarts: [{"event", "text"}], in words; they fail nothing
+        self.notes: list[dict] = []
+        self.restarts = 0  # 305s during the walk
+
+    def _note(self, ev: dict, text: str) -> list[tuple]:
+        self.notes.append({"event": _ev(ev), "text": text})
+        return [(None, None, None, text)]
+
+    def _restart(self, ev: dict, history: bool) -> list[tuple]:
+        """305: the panel restarted.  The walk's proof is the receiver's
+        record, so zones walked before it keep their results and the walk
+        goes on; a panel in walk-test mode leaves it when it restarts
+        (docs/firmware.md "Walk test"), so the walk expects alarm codes
+        until the mode is on again."""
+        if history or ev["qualifier"] != Q_NEW:
+            return []
+        self.restarts += 1
+        text = "the panel restarted at %s; zones walked before it are kept" % clock_time(
+            ev.get("received_at"))
+        if self.walk_mode:
+            self.walk_mode = False
+            text += "; it left walk-test mode (zones tripped now report as alarms until " \
+                    "walk-test mode is started again)"
+        return self._note(ev, text)
+
+    def _confirmed(self, ev: dict, history: bool) -> list[tuple] | None:
+        """139 during an armed walk from two zones the walk tripped: what
+        walking them does, noted in words; None for any other 139 (a real
+        confirmed burglary: unexpected)."""
+        if history or self.walk_mode or ev["qualifier"] != Q_NEW:
+            return None
+        second = self.zones.get(ev.get("zone"))
+        text = ev.get("text") or ""
+        first_id = int(text[10:]) if text.startswith("with zone ") and text[10:].isdigit() \
+            else None
+        first = self.zones.get(first_id) if first_id is not None else None
+        if second is None or first is None or not (second.alarms and first.alarms) or \
+                {first.partition, second.partition} != {ev.get("partition")}:
+            return None
+        if first is second:
+            both = "zone %d (%s) twice" % (second.id, second.name)
+        else:
+            both = "zones %d (%s) and %d (%s)" % (first.id, first.name, second.id, second.name)
+        return self._note(ev, (
+            "139 confirmed alarm at %s (event %s): the walk tripped %s within the panel's "
+            "confirmation window, as an armed walk does: not a fault") % (
+            clock_time(ev.get("received_at")), ev.get("id"), both))
 
     def _other(self, ev: dict, history: bool) -> list[tuple]:
         """An event that is no zone's walk: an alarm or trouble (new) is
         recorded as unexpected, its restore closes it."""
         code, q = ev["code"], ev["qualifier"]
-        if history or contactid.event_class(code) not in UNEXPECTED_CLASSES:
+        if history or (contactid.event_class(code) not in UNEXPECTED_CLASSES and
+                       code != LOG_OVERFLOW):
             return []
         e = _ev(ev)
         if q == Q_RESTORE:
@@ -322,6 +390,12 @@ class WalkTest:
         code = ev["code"]
         if code == WALK_TEST_MODE and ev.get("zone"):  # zone 0: console test mode
             return self._walk_test_mode(ev)
+        if code == SYSTEM_RESET:
+            return self._restart(ev, history)
+        if code == CONFIRMED:
+            ours = self._confirmed(ev, history)
+            if ours is not None:
+                return ours
         if code in ARMING_CODES:
             return self._arming(ev, history)
         if code not in ZONE_CODES or contactid.number_kind(code) != contactid.ZONE:
@@ -772,6 +846,7 @@ class AutoDriver:
         self.deadline = 0.0
         self.armed_by_us: list[int] = []
         self.bypassed: list[int] = []
+        self.restarts = 0  # panel restarts seen (WalkTest.restarts)
 
     def _key(self, action: str, partition: int, zone: int = 0) -> str:
         r = self.ctl({"cmd": "key", "code": self.code, "action": action,
@@ -811,6 +886,12 @@ class AutoDriver:
     def step(self, walk: WalkTest) -> bool:
         """Advance; True while there is work left."""
         now = self.clock()
+        if walk.restarts > self.restarts:
+            self.restarts = walk.restarts
+            if self.walk_mode and (self.queue or self.current is not None):
+                # a restart ends the panel's walk-test mode: on again
+                self.say("panel restarted: walk-test mode again: %s"
+                         % self._key("walk_test_start", 1))
         if self.current is None:
             if not self.queue:
                 return False
@@ -998,6 +1079,7 @@ def report(walk: WalkTest, ids: list[int], meta: dict) -> dict:
         "partitions": [p for p in walk.partitions.values()],
         "zones": zones,
         "unexpected": unexpected,
+        "notes": [dict(n) for n in walk.notes],
         "summary": {"zones": len(zones), **counts},
         "result": "PASS" if all(z["result"] == PASSED for z in zones) and not unexpected
         else "FAIL",
@@ -1007,6 +1089,11 @@ def report(walk: WalkTest, ids: list[int], meta: dict) -> dict:
 def unexpected_text(u: dict) -> str:
     """One unexpected alarm or trouble, for the installer's to-do list."""
     e = u["event"]
+    if e["code"] == LOG_OVERFLOW:
+        return "%s at %s (event %s): the panel's queue dropped reports, and a zone's may be " \
+               "among them: walk again every zone that has not passed, and find why the " \
+               "panel could not report (its paths, the receiver)" % (
+                   e["description"], e["received_at"], e["event_id"])
     cls = contactid.event_class(e["code"])
     text = "%s at %s (event %s): a real %s the walk did not cause" % (
         e["description"], e["received_at"], e["event_id"], cls)
@@ -1084,6 +1171,9 @@ def render_markdown(r: dict) -> str:
     if r.get("unexpected"):
         out += ["", "## Unexpected alarms and troubles (receiver's record)", ""]
         out += ["- %s" % _md_escape(u["text"]) for u in r["unexpected"]]
+    if r.get("notes"):
+        out += ["", "## During the walk (receiver's record)", ""]
+        out += ["- %s" % _md_escape(n["text"]) for n in r["notes"]]
     out += ["", "## To do before handover", ""]
     items = todo(r)
     out += ["- %s" % _md_escape(t) for t in items] or [
@@ -1188,6 +1278,16 @@ def _html_zone(z: dict) -> str:
                 if evs or notes else ""))
 
 
+def _html_told(title: str, cls: str, items, li_class: str) -> list[str]:
+    """A section of receiver events told in words ({"event", "text"})."""
+    if not items:
+        return []
+    e = html.escape
+    return (["<h2>%s (receiver's record)</h2><ul class=\"%s\">" % (e(title), cls)] +
+            ['<li%s data-event-id="%s">%s</li>' % (li_class, e(str(i["event"].get("event_id"))),
+                                                   e(i["text"])) for i in items] + ["</ul>"])
+
+
 def _html_tail(r: dict) -> list[str]:
     """The partitions' arming as the receiver has it, what it has that no
     walk caused, the installer's to-do list, and the signatures."""
@@ -1202,12 +1302,9 @@ def _html_tail(r: dict) -> list[str]:
                 e(str(ev["received_at"])), e(ev["description"] or ""),
                 e(str(ev.get("event_id")))))
         out.append("</ul>")
-    if r.get("unexpected"):
-        out.append("<h2>Unexpected alarms and troubles (receiver's record)</h2>"
-                   '<ul class="unexpected">')
-        out += ['<li class="bad" data-event-id="%s">%s</li>' % (
-            e(str(u["event"].get("event_id"))), e(u["text"])) for u in r["unexpected"]]
-        out.append("</ul>")
+    out += _html_told("Unexpected alarms and troubles", "unexpected", r.get("unexpected"),
+                      ' class="bad"')
+    out += _html_told("During the walk", "notes", r.get("notes"), "")
     out.append('<h2>To do before handover</h2><ul class="todo">')
     out += ["<li>%s</li>" % e(t) for t in todo(r)] or [
         "<li>nothing: every zone reached the receiver as configured</li>"]

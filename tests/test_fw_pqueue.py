@@ -4,6 +4,7 @@ seqstore.py) under CPython, including power loss in the middle of a write."""
 import io
 import os
 import sys
+import tempfile
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -15,6 +16,8 @@ if DEVICE_DIR not in sys.path:
 
 import pqueue  # noqa: E402
 import seqstore  # noqa: E402
+from tests import mpy_runner  # noqa: E402
+from tests import pqueue_renumber_cuts  # noqa: E402
 
 SLOT = pqueue.SLOT
 
@@ -184,6 +187,51 @@ def test_renumber_keeps_content_and_order(tmp_path):
     assert q.read(q.find(500)) == m2
     q.close()
     assert [s for s, _ in _records(p)] == [1, 3, 500]
+
+
+# The renumbering sweeps (tests/pqueue_renumber_cuts.py): a receiver's
+# jump renumbers a full queue up, the fall-back renumbers it down.
+RENUMBER_CASES = [{"slots": 4, "first": 1, "shift": 100},
+                  {"slots": 4, "first": 1001, "shift": -990}]
+
+
+def _ram_dir():
+    """The sweeps write thousands of times, each flush an fsync under the
+    VM: in RAM (tmpfs) where the machine has it."""
+    return tempfile.TemporaryDirectory(prefix="pqueue_cuts_",
+                                       dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+
+def _assert_renumber_sweep(rep):
+    assert rep["n_violations"] == 0, rep["violations"]
+    # 4 records, each: journal slot + its commit, record slot + its commit,
+    # journal done
+    assert rep["bytes"] == 4 * (2 * SLOT + 3)
+    # the cuts left 0, 1, 2, 3 and 4 records renumbered, and cut boot replays
+    assert [k for k, _ in rep["renumbered_after_cuts"]] == [0, 1, 2, 3, 4]
+    assert rep["replays_cut"] > 0
+
+
+def test_renumbering_a_full_queue_evicts_nothing_and_a_cut_at_any_byte_loses_nothing():
+    """Seen: renumbering wrote the renumbered copy before dropping the
+    original, so on a full queue it evicted the oldest non-alarm record
+    (and the panel reported 624).  Now every record stays, once, in
+    order, and a power cut at every byte (also in the boot's replay)
+    leaves each one whole with its old number or its new one."""
+    with _ram_dir() as d:
+        for case in RENUMBER_CASES:
+            _assert_renumber_sweep(pqueue_renumber_cuts.run(dict(case, dir=d)))
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not mpy_runner.available(), reason="micropython VM not installed")
+def test_renumbering_a_full_queue_under_the_vm_evicts_nothing_and_survives_cuts():
+    with _ram_dir() as d:
+        out = mpy_runner.run_driver(pqueue_renumber_cuts.__file__,
+                                    [dict(c, dir=d) for c in RENUMBER_CASES],
+                                    extra_path=(DEVICE_DIR,))
+    for rep in out:
+        _assert_renumber_sweep(rep)
 
 
 def test_seqstore_reserves_blocks_and_skips_on_boot(tmp_path):

@@ -29,13 +29,24 @@
 # tear, which holds on littlefs (copy-on-write, commit on flush) and on
 # POSIX files; the single-byte state writes are atomic on both.
 #
-# The ring is bounded (`slots`, 128 by default = 8 KB of flash).  When it
+# The ring is bounded (`slots`, 128 by default = 8 KB of flash, and the
+# renumbering journal below: one slot more).  When it
 # is full the oldest record that is not kept is dropped (then the oldest
 # of all), and `dropped` counts it: a panel cut off for days keeps its
 # alarms rather than its restores and supervision reports.  Kept are the
 # alarms (Contact ID 1xx, new) and the 624 "event log overflow" report
 # itself, which the panel queues when this happens (app.py) so that a
 # drop is never silent.
+#
+# Renumbering (glpanel.Resequence, the reporter's fall-back) rewrites a
+# record in its own slot, so it never needs a free one and never evicts:
+# the queue keeps every record, once, in its slot.  A power loss must not
+# tear the one copy, so the new image goes first to a journal slot after
+# the ring (slot `slots`, magic 0x52 'R', bytes 49..50 = the slot it is
+# for), written and committed like a record; then the record's slot is
+# rewritten and committed; then the journal is marked done.  At boot a
+# committed journal is replayed (the slot rewritten again) before the
+# scan, so a cut at any byte leaves the record whole, old number or new.
 
 import struct
 import binascii
@@ -47,6 +58,8 @@ _MAGIC = const(0x51)
 _ST_WRITTEN = const(0x50)  # 'P'
 _ST_COMMITTED = const(0x43)  # 'C'
 _ST_DONE = const(0x44)  # 'D'
+_JOURNAL = const(0x52)  # 'R': magic of the renumbering journal (slot n)
+_FOR_OFF = const(49)  # journal: the slot its image is for (u16)
 _CRC_OFF = const(60)
 _TEXT_MAX = const(32)
 DEFAULT_SLOTS = const(128)
@@ -77,7 +90,23 @@ class PersistentQueue:
             self._f = opener(path, "r+b")
         except OSError:
             self._f = opener(path, "w+b")
+        self._replay()
         self._scan()
+
+    def _replay(self):
+        """A renumbering cut by a power loss after its journal was
+        committed: write the record's new image to its slot again."""
+        f = self._f
+        buf = self._buf
+        f.seek(self.n * SLOT)
+        if f.readinto(buf) != SLOT or buf[0] != _JOURNAL or buf[1] != _ST_COMMITTED:
+            return
+        if struct.unpack_from(">I", buf, _CRC_OFF)[0] != _crc(buf):
+            return
+        i = struct.unpack_from(">H", buf, _FOR_OFF)[0]
+        if i < self.n:
+            self._rewrite(i)
+        self._state(self.n, _ST_DONE)
 
     def _scan(self):
         f = self._f
@@ -189,11 +218,14 @@ class PersistentQueue:
         self.dropped += 1
         return victim
 
-    def _mark(self, i, state):
+    def _state(self, i, state):
         f = self._f
         f.seek(i * SLOT + 1)
         f.write(bytes((state,)))
         f.flush()
+
+    def _mark(self, i, state):
+        self._state(i, state)
         if state == _ST_DONE:
             if self._seq[i]:
                 self.depth -= 1
@@ -236,17 +268,46 @@ class PersistentQueue:
         return True
 
     def renumber(self, seq, new_seq):
-        """Give a queued record a new sequence (glpanel.Resequence): the
-        copy is committed before the original is dropped, so a power loss
-        in between leaves a duplicate, never a loss."""
+        """Give a queued record a new sequence (glpanel.Resequence), in its
+        own slot: nothing is evicted, and a power loss at any byte leaves
+        it whole, with the old number or the new (the journal above)."""
+        if not new_seq:
+            raise ValueError("sequence 0 is reserved")
         i = self.find(seq)
         if i < 0:
             return False
-        m = self.read(i)
-        self.append(new_seq, m["qualifier"], m["code"], m["partition"], m["zone"],
-                    m["event_time"], m["text"])
-        self._mark(i, _ST_DONE)
+        f = self._f
+        buf = self._buf
+        f.seek(i * SLOT)
+        f.readinto(buf)
+        buf[0] = _JOURNAL
+        buf[1] = _ST_WRITTEN
+        struct.pack_into(">I", buf, 2, new_seq)
+        struct.pack_into(">H", buf, _FOR_OFF, i)
+        struct.pack_into(">I", buf, _CRC_OFF, _crc(buf))
+        f.seek(self.n * SLOT)
+        f.write(buf)
+        f.flush()
+        self._state(self.n, _ST_COMMITTED)  # the commit point
+        self._rewrite(i)
+        self._state(self.n, _ST_DONE)
+        self._seq[i] = new_seq
         return True
+
+    def _rewrite(self, i):
+        """The journal image in _buf, as a record, written and committed
+        to slot i."""
+        buf = self._buf
+        buf[0] = _MAGIC
+        buf[1] = _ST_WRITTEN
+        buf[_FOR_OFF] = 0
+        buf[_FOR_OFF + 1] = 0
+        struct.pack_into(">I", buf, _CRC_OFF, _crc(buf))
+        f = self._f
+        f.seek(i * SLOT)
+        f.write(buf)
+        f.flush()
+        self._state(i, _ST_COMMITTED)
 
     def close(self):
         self._f.close()

@@ -23,7 +23,7 @@
 #     probe, and only its ACK (or an ACKed event) trusts it again (354
 #     restore); then the primary wins the events back.
 #   - a record leaves the queue only on Acked; Resequence renumbers every
-#     queued record below the receiver's next_seq (copy, then drop).
+#     queued record below the receiver's next_seq (in its slot: pqueue.py).
 # Every value from the receiver is range-checked before use: a time the
 # clock refuses (clock.sane) and a resequence the counter cannot honour
 # (seqstore.SEQ_LIMIT) are refused, logged and counted, and the NAK that

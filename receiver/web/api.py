@@ -157,6 +157,16 @@ def permission_of(handler) -> str | None:
     return _PERMISSION.get(handler)
 
 
+def route_adder(app: web.Application, routes: list):
+    """``add(method, path, handler)``: register a route on ``app`` and note
+    ``(method, path, permission)`` in ``routes`` (each route module's
+    add_routes answers with them; the tests walk them)."""
+    def add(method, path, handler):
+        app.router.add_route(method, path, handler)
+        routes.append((method, path, permission_of(handler)))
+    return add
+
+
 def api(permission: str, write: bool = False):
     """Wrap a JSON handler ``fn(request, console, session)``: 401 without a
     session, 403 without the permission, 403 for a write without a valid
@@ -1093,11 +1103,8 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     permission None for the public ones (the login page and call, and
     /static/: stylesheets and scripts, no data)."""
     r = app.router
-    routes = []
-
-    def add(method, path, handler):
-        r.add_route(method, path, handler)
-        routes.append((method, path, _PERMISSION.get(handler)))
+    routes: list = []
+    add = route_adder(app, routes)
 
     add("GET", "/login", login_page)
     add("POST", "/api/login", login)

@@ -29,7 +29,7 @@ from receiver.store import TRACK_MAX_PAGE
 from receiver.vehicles.service import VehicleError
 from receiver.web import auth
 from receiver.web.api import (api, error_response, int_param, json_response, page,
-                              parse_time, permission_of, read_body)
+                              parse_time, read_body, route_adder)
 
 
 @api(auth.VIEW)
@@ -128,11 +128,8 @@ async def patrol_status(request, console, s):
 def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     """Add the vehicle routes; [(method, path, permission)] as
     receiver.web.api.add_routes gives them."""
-    routes = []
-
-    def add(method, path, handler):
-        app.router.add_route(method, path, handler)
-        routes.append((method, path, permission_of(handler)))
+    routes: list = []
+    add = route_adder(app, routes)
 
     add("GET", "/map", page(auth.VIEW, "map.html"))
     add("GET", "/api/map/config", map_config)

@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -42,34 +41,6 @@ import loadgen  # noqa: E402
 from receiver.testing import make_accounts  # noqa: E402
 from testkit.net import free_port  # noqa: E402
 from testkit.receiver import ReceiverProcess  # noqa: E402
-
-
-def _with_db(url: str, name: str) -> str:
-    p = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
-
-
-async def _pg_prepare(server_url: str, name: str, accounts) -> str:
-    import asyncpg  # noqa: PLC0415
-
-    from receiver.pg_store import PGStore  # noqa: PLC0415
-
-    c = await asyncpg.connect(server_url)
-    try:
-        await c.execute('DROP DATABASE IF EXISTS "%s"' % name)
-        await c.execute('CREATE DATABASE "%s" TEMPLATE template0' % name)
-    finally:
-        await c.close()
-    url = _with_db(server_url, name)
-    s = PGStore(url)
-    await s.open()
-    try:
-        accts = list(accounts.values())
-        for i in range(0, len(accts), 1000):
-            await asyncio.gather(*(s.add_account(a) for a in accts[i:i + 1000]))
-    finally:
-        await s.close()
-    return url
 
 
 def pg_cpu_s(pg_dir) -> float | None:
@@ -109,7 +80,7 @@ def run_load(targets: list, accounts: list, events: int, procs: int, probe=None)
 def one_run(kind: str, receivers: int, server_url, tmp, accounts, events, procs, n,
             pg_dir=None) -> dict:
     if kind == "postgresql":
-        db = asyncio.run(_pg_prepare(server_url, "bench_%d_%d" % (receivers, n), accounts))
+        db = asyncio.run(benchlib.pg_prepare(server_url, "bench_%d_%d" % (receivers, n), accounts))
     else:
         db = os.path.join(tmp, "bench-%d.db" % n)
         benchlib.create_accounts_db(db, accounts)

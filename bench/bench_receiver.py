@@ -45,8 +45,6 @@ import loadgen  # noqa: E402
 
 from receiver.config import RESERVED_DESCRIPTORS  # noqa: E402
 from receiver.testing import make_accounts  # noqa: E402
-from testkit.net import free_port  # noqa: E402
-from testkit.receiver import ReceiverProcess  # noqa: E402
 
 # Descriptors the receiver keeps beside its connections (console, store,
 # outputs: [limits] reserved_descriptors), plus what it has open at start
@@ -62,11 +60,7 @@ def one_run(n: int, events: int, procs: int, window: int, log_dir: str, rate=Non
     db = os.path.join(tmp, "bench.db")
     accounts = make_accounts(n, first=100_000)
     benchlib.create_accounts_db_in(tree, db, accounts)
-    mport = free_port()
-    proc = ReceiverProcess(db, ["--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:%d" % mport,
-                                "--log-level", "warning"],
-                           log_path=os.path.join(tmp, "receiver.log"),
-                           env=benchlib.tree_env(tree))
+    proc = benchlib.receiver_process(db, tmp, tree)
     proc.start(timeout=120)
     pid = proc.pid
     prof = None

@@ -169,13 +169,15 @@ def fmt_spread(s: dict | None, unit: str = "", digits: int = 0) -> str:
 
 def commit_metrics(addr) -> dict:
     """The receiver's group-commit counters from its Prometheus endpoint
-    (batch-size count and sum: events per commit = sum / count)."""
+    (batch-size count and sum: events per commit = sum / count; the
+    commits' seconds in all)."""
     text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=30) \
         .read().decode()
     out = {}
     for line in text.splitlines():
         for name in ("guardline_receiver_store_commit_batch_size_count",
-                     "guardline_receiver_store_commit_batch_size_sum"):
+                     "guardline_receiver_store_commit_batch_size_sum",
+                     "guardline_receiver_store_commit_seconds_sum"):
             if line.startswith(name + " "):
                 out[name] = float(line.split()[1])
     return out
@@ -227,6 +229,47 @@ def add_tree_options(ap, tree_help: str, profile_help: str) -> None:
     ``--profile PREFIX``."""
     ap.add_argument("--receiver-tree", action="append", metavar="LABEL=DIR", help=tree_help)
     ap.add_argument("--profile", metavar="PREFIX", help=profile_help)
+
+
+async def pg_prepare(server_url: str, name: str, accounts) -> str:
+    """A fresh database ``name`` on the PostgreSQL server at ``server_url``
+    (dropped first if there), the receiver's schema and ``accounts`` in
+    it; returns its URL."""
+    import urllib.parse  # noqa: PLC0415
+
+    import asyncpg  # noqa: PLC0415
+
+    from receiver.pg_store import PGStore  # noqa: PLC0415
+
+    c = await asyncpg.connect(server_url)
+    try:
+        await c.execute('DROP DATABASE IF EXISTS "%s"' % name)
+        await c.execute('CREATE DATABASE "%s" TEMPLATE template0' % name)
+    finally:
+        await c.close()
+    p = urllib.parse.urlsplit(server_url)
+    url = urllib.parse.urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
+    s = PGStore(url)
+    await s.open()
+    try:
+        accts = list(accounts.values())
+        for i in range(0, len(accts), 1000):
+            await asyncio.gather(*(s.add_account(a) for a in accts[i:i + 1000]))
+    finally:
+        await s.close()
+    return url
+
+
+def receiver_process(db: str, tmp: str, tree: str | None = None):
+    """The receiver under test (``serve`` on ``db``: TCP on a free port,
+    metrics on another, warnings only, its log in ``tmp``), of this
+    checkout or ``tree``'s; not started yet."""
+    from testkit.net import free_port  # noqa: PLC0415
+    from testkit.receiver import ReceiverProcess  # noqa: PLC0415
+
+    return ReceiverProcess(db, ["--tcp", "127.0.0.1:0", "--metrics",
+                                "127.0.0.1:%d" % free_port(), "--log-level", "warning"],
+                           log_path=os.path.join(tmp, "receiver.log"), env=tree_env(tree))
 
 
 def create_accounts_db_in(tree: str | None, db: str, accounts) -> None:

@@ -42,6 +42,10 @@ CODES: dict[int, str] = {
     # 170: vehicle units (Guardline; unassigned in Contact ID, docs/mobile.md)
     170: "Vehicle left its route corridor", 171: "Vehicle stopped too long",
     172: "Vehicle door open while moving", 173: "Ignition on outside schedule",
+    174: "Vehicle tilt or crash",
+    # 175: raised by the receiver itself (receiver/vehicles): a vehicle heard with its
+    # ignition on that has sent no position for the configured minutes
+    175: "Vehicle silent with ignition on",
     # 200: fire supervisory
     200: "Fire supervisory", 201: "Low water pressure", 202: "Low CO2",
     203: "Gate valve sensor", 204: "Low water level", 205: "Pump activated",
@@ -103,6 +107,9 @@ CODES: dict[int, str] = {
     459: "Recent close", 461: "Wrong code entry", 462: "Legal code entry",
     463: "Re-arm after alarm", 464: "Auto-arm time extended",
     465: "Panic alarm reset", 466: "Service on/off premises",
+    # 470: patrol car status, set by its crew at the keypad (Guardline;
+    # unassigned in Contact ID, docs/mobile.md); the number is the user
+    470: "Patrol available", 471: "Patrol dispatched", 472: "Patrol on scene",
     # 500: disables
     520: "Sounder/relay disable", 521: "Bell 1 disable", 522: "Bell 2 disable",
     551: "Dialer disabled", 552: "Radio transmitter disabled",
@@ -234,7 +241,7 @@ NUMBER_KINDS = (ZONE, USER, PATH, COUNT, NONE)
 # troubles, 433/434 shunts) name the door, i.e. a zone.  607 "walk test
 # mode" names the user who started it (0: console test mode, nobody).
 _USER_CODES = frozenset([121, 124, 125, 411, 412, 413, 414, 415, 416, 421, 422, 424, 425,
-                         429, 430, 441, 442, 461, 462, 463, 464, 466, 607]
+                         429, 430, 441, 442, 461, 462, 463, 464, 466, 470, 471, 472, 607]
                         + list(range(400, 410)) + list(range(450, 460)))
 # 350-357 communication troubles: the path (line, radio) that failed.  The
 # Guardline firmware and the receiver's own supervision put the path number

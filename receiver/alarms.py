@@ -155,8 +155,14 @@ def routing_sentence(routed_to: dict | None, center_names: dict) -> str:
 def audit_sentence(row: dict, routed_to: dict | None, center_names: dict) -> str:
     """One ``alarm_audit`` row as a sentence: 'Raised by the receiver and
     routed to ...', 'Acknowledged by olga.', 'Resolved by olga.'  (The
-    operator's note is shown as written, next to it.)"""
+    operator's note is shown as written, next to it.)  A row that leaves
+    the state as it was (:func:`is_note_row`) is its own sentence."""
     actor, to = row.get("actor") or "someone", row.get("to_state")
+    if is_note_row(row) and row.get("note"):
+        # something done about the alarm that does not move its state (a
+        # patrol dispatched, arrived: receiver.vehicles.patrols): the
+        # sentence was written with it
+        return row["note"]
     if row.get("from_state") is None and to == PENDING:
         who = "the receiver" if actor == "receiver" else actor
         return "Raised by %s and %s." % (who, routing_sentence(routed_to, center_names))
@@ -165,3 +171,9 @@ def audit_sentence(row: dict, routed_to: dict | None, center_names: dict) -> str
     if to == RESOLVED:
         return "Resolved by %s." % actor
     return "%s by %s." % (str(to).capitalize(), actor)
+
+
+def is_note_row(row: dict) -> bool:
+    """An audit row that records something done without a state change
+    (its note is its sentence, not an operator's note)."""
+    return row.get("from_state") is not None and row.get("from_state") == row.get("to_state")

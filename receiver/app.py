@@ -21,6 +21,7 @@ Where each part lives (this module only wires them and ingests):
     receiver/rules_loop.py        opening schedules, test placements, periodic tests
     receiver/housekeeping.py      sweeps, reloads, flushes, gauges
     receiver/pubsub.py            live updates for the console
+    receiver/vehicles/            vehicle units: route re-checks, patrols, the map
 
 Event path (native protocol):
 
@@ -63,12 +64,13 @@ from receiver.housekeeping import Housekeeping, refresh_gauges, refresh_store_ga
 from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityReport
 from receiver.listener_base import AcceptErrors, Listener
 from receiver.messages import (AlarmUpdate, ConsoleMessage, EventStored, OutputHealth,
-                               RulesUpdate, SecurityRejected)
+                               PositionStored, RulesUpdate, SecurityRejected)
 from receiver.metrics import Metrics
 from receiver.native import NativeService
 from receiver.pubsub import Hub, Subscription
 from receiver.ratelimit import RateLimit
-from receiver.records import Account, Alarm, EventRecord, IngestOutcome, ZoneHold
+from receiver.records import (Account, Alarm, EventRecord, IngestOutcome, Position,
+                              TrackOutcome, TrackRecord, ZoneHold)
 from receiver.rules import hygiene, testmode
 from receiver.rules.schedules import Schedule, TemporaryChange
 from receiver.rules_loop import RulesLoop
@@ -77,6 +79,8 @@ from receiver.store_factory import make_store
 from receiver.supervision import Change, Supervisor
 from receiver.supervision_loop import SupervisionLoop
 from receiver.tasks import cancel_all
+from receiver.vehicles.loop import VehicleLoop
+from receiver.vehicles.service import VehicleService
 
 __all__ = ["Busy", "Receiver"]
 
@@ -87,7 +91,31 @@ STOP_GRACE_S = 10.0
 
 _EVENT_FIELDS = {"account", "protocol", "dedupe_key", "seq", "qualifier", "code",
                  "partition", "zone", "text", "value", "event_time", "received_at",
-                 "path", "peer", "source", "user", "ext"}
+                 "path", "peer", "source", "user", "ext", "position"}
+
+# Track points the receiver takes at once (received, not yet committed):
+# beyond it a POSITION is NAKed busy while events still get in (the unit
+# keeps the point and offers it again: docs/mobile.md, "Receiver").  Each
+# point in hand costs the event loop work an alarm that arrives would
+# wait behind, and the store writes them after every other write
+# (receiver.store.PRIO_TRACK); one group commit's worth keeps that wait to
+# about one commit.  Also never more than half of [limits]
+# max_pending_writes, so track points never take the room an alarm needs.
+TRACK_IN_HAND = 256
+TRACK_SHARE = 0.5
+
+
+def _position_of(event: dict) -> Position | None:
+    """The event's position: given (a native EVENT's position record), or a
+    DC-09 event's location (extended data X/Y), or None."""
+    p = event.get("position")
+    if p is not None:
+        if not isinstance(p, Position):
+            raise ValueError("position must be a records.Position")
+        return p
+    ext = event.get("ext")
+    loc = dc09.location(ext) if ext else None
+    return Position.from_location(loc) if loc else None
 
 
 def _check_event(event: dict) -> None:
@@ -135,6 +163,10 @@ class Receiver:
         # authenticated streams by account (remote commands, the console)
         self.connections = ConnectionRegistry()
         self.commands = RemoteCommands(self.accounts, self.store, self.connections)
+        # vehicle units: the route re-checks, arrivals and retention (a
+        # task), and what the console's map asks (receiver.vehicles)
+        self.vehicle_loop = VehicleLoop(self)
+        self.vehicles = VehicleService(self)
         # busy, rejections and security events: one policy for every listener
         self.link_policy = LinkPolicy(self.metrics, self.busy_reason, self._store_behind,
                                       self._store_security_event)
@@ -150,6 +182,7 @@ class Receiver:
         self.close_log = RateLimit(LOG_RATE_PER_S)
         self._accept_errors = AcceptErrors(self.metrics, self.admission)
         self._inflight: set[asyncio.Task] = set()
+        self._tracks_in_hand = 0  # track points taken, not yet committed
         self._bg: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._http = None
@@ -187,6 +220,7 @@ class Receiver:
             self._tasks.append(asyncio.create_task(self.rules.run(), name="rules"))
             self._tasks.append(asyncio.create_task(Housekeeping(self).run(),
                                                    name="housekeeping"))
+            self._tasks.append(asyncio.create_task(self.vehicle_loop.run(), name="vehicles"))
             await self._open_listeners()
             cfg = self.config
             if cfg.metrics or cfg.web:
@@ -399,9 +433,11 @@ class Receiver:
         unique per account: the native sequence, a DC-09 seq + timestamp, ...),
         qualifier (1|3|6), code (0..999).  Optional: seq, partition, zone,
         text, value, event_time, received_at (default now), path (1|2), peer,
-        source ('panel' default, 'supervision'), user (the user the event
-        names; by default ZZZ of a Contact ID user report from a panel),
-        ext (dict: DC-09 extended data and SIA modifiers, raw)."""
+        source ('panel' default; the receiver's own: 'supervision',
+        'vehicle'), user (the user the event names; by default ZZZ of a
+        Contact ID user report from a panel), ext (dict: DC-09 extended
+        data and SIA modifiers, raw), position (records.Position: where a
+        vehicle unit was; from DC-09 extended data X/Y when not given)."""
         _check_event(event)
         account, q, code = event["account"], event["qualifier"], event["code"]
         partition = int(event.get("partition") or 0)
@@ -413,11 +449,11 @@ class Receiver:
         # zone (protocol.contactid.number_kind): never a user or a path.
         zname = a.zones.get(str(zone)) if a and kind == contactid.ZONE else None
         user = event.get("user")
-        if user is None and kind == contactid.USER and source != "supervision":
+        if user is None and kind == contactid.USER and source == "panel":
             user = zone
         pname = a.partitions.get(str(partition)) if a else None
-        # The receiver's own events (supervision, schedule, periodic) carry
-        # its sentence in text ("backup path (2) silent for 90 s", "not armed
+        # The receiver's own events (supervision, schedule, periodic, vehicle
+        # checks) carry its sentence in text ("backup path (2) silent for 90 s", "not armed
         # by 17:45 ..."): that is their description's detail.  A path
         # number is in the sentence already; a user (an early opening) is
         # named as the code says.
@@ -435,7 +471,8 @@ class Receiver:
             event_time=event.get("event_time") or None, path=int(event.get("path") or 1),
             peer=str(event.get("peer") or ""), source=source,
             event_class=cls, priority=prio, description=desc,
-            user=None if user is None else int(user), ext=event.get("ext") or None)
+            user=None if user is None else int(user), ext=event.get("ext") or None,
+            position=_position_of(event))
         if self.alarm_policy.opens_alarm(q, code, cls):
             self._route(rec, a)
         return rec
@@ -459,7 +496,8 @@ class Receiver:
                 "text": rec.text, "value": rec.value, "event_time": rec.event_time,
                 "received_at": rec.received_at, "protocol": rec.protocol,
                 "user": rec.user,
-                "location": dc09.location(rec.ext) if rec.ext else None,
+                "location": rec.position.location() if rec.position else None,
+                "position": rec.position.to_json() if rec.position else None,
                 "contacts": a.contacts if a else []}))
         if self.router.routes and not decision.routed_to:
             _LOGGER.warning("alarm unrouted account=%s region=%s class=%s code=%03d",
@@ -476,6 +514,39 @@ class Receiver:
         transaction: all are durable when this returns, or none is (Busy).
         A copy of the whole message stores nothing again."""
         return await self.ingest_records([self.make_record(e) for e in events])
+
+    def track_busy_reason(self) -> str | None:
+        """Why a track point is NAKed busy now (None: take it): the receiver
+        is busy, or track points would take more than their share of the
+        store's queue (TRACK_IN_HAND, TRACK_SHARE)."""
+        reason = self.busy_reason()
+        if reason is not None:
+            return reason
+        if self._tracks_in_hand >= TRACK_IN_HAND:
+            return "%d track points being stored (at most %d at once)" % (
+                self._tracks_in_hand, TRACK_IN_HAND)
+        pending = self.store.pending_writes
+        cap = int(self.config.max_pending_writes * TRACK_SHARE)
+        if pending >= cap:
+            return "store queue %d >= %d (the track points' share)" % (pending, cap)
+        return None
+
+    async def ingest_track(self, rec: TrackRecord) -> TrackOutcome:
+        """Store one track point (a POSITION message) in the next group
+        commit; returns once it is durable.  Raises Busy when the sender
+        must retry (track_busy_reason, or the store failing)."""
+        reason = self.track_busy_reason()
+        if reason is not None:
+            raise Busy(reason)
+        self._tracks_in_hand += 1
+        try:
+            [out] = await self._write(lambda: self.store.ingest_track([rec]))
+        finally:
+            self._tracks_in_hand -= 1
+        if not out.duplicate:
+            self.metrics.track_points.labels(rec.source).inc()
+            self.publish(PositionStored.of(rec, out.point_id))
+        return out
 
     async def ingest_records(self, recs: list[EventRecord]) -> list[IngestOutcome]:
         if len(recs) == 1:
@@ -516,6 +587,11 @@ class Receiver:
                                                 out.attached_to)))
         self._ruled(rec, out, live)
         self.rules.on_stored(rec, out)
+        t = rec.track(out.event_id)
+        if t is not None and out.track_point_id is not None:  # stored with the event
+            m.child(m.track_points, t.source).inc()
+            if live:
+                self.publish(PositionStored.of(t, out.track_point_id))
         if out.alarm_id is not None:
             if live:
                 self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))

@@ -294,6 +294,23 @@ def _dc09_key(text, fmt: str) -> bytes:
         raise UsageError("--key: %s%s" % (e, hint)) from None
 
 
+def _lat_lon_arg(text: str) -> tuple[float, float]:
+    """--site-position LAT,LON in decimal degrees (latitude first, as a
+    person reads a map; the GeoJSON files are longitude first)."""
+    parts = text.split(",")
+    try:
+        lat, lon = (float(p) for p in parts)
+    except ValueError:
+        raise UsageError("--site-position: expected LAT,LON in decimal degrees (e.g. "
+                         "52.3702,4.8952), got %r" % text) from None
+    if not -90 <= lat <= 90:
+        hint = " (latitude first: LAT,LON)" if -90 <= lon <= 90 else ""
+        raise UsageError("--site-position: latitude %s is not -90..90%s" % (lat, hint))
+    if not -180 <= lon <= 180:
+        raise UsageError("--site-position: longitude %s is not -180..180" % lon)
+    return lat, lon
+
+
 def _paths_arg(text: str) -> list[int]:
     try:
         return [int(p) for p in text.split(",")]
@@ -395,7 +412,10 @@ def _new_account(args):
         heartbeat_s=args.heartbeat, grace_s=args.grace,
         supervised_paths=_paths_arg(args.paths), supervised=not args.unsupervised,
         test_interval_s=args.test_interval, test_grace_s=args.test_grace,
-        contacts=_json_arg(args.contacts, "--contacts") if args.contacts else [])
+        contacts=_json_arg(args.contacts, "--contacts") if args.contacts else [],
+        site_radius_m=args.arrival_radius, track_retention_days=args.track_retention_days)
+    if args.site_position:
+        acct.site_lat, acct.site_lon = _lat_lon_arg(args.site_position)
     try:
         acct.validate()
     except (ValueError, TypeError) as e:
@@ -993,6 +1013,14 @@ def _accounts_parser(sub, common) -> None:
     add.add_argument("--test-grace", type=int, metavar="S",
                      help="late by this much, a periodic test is missed (358)")
     add.add_argument("--contacts", help="JSON list or @file")
+    add.add_argument("--site-position", metavar="LAT,LON",
+                     help="where the site is, decimal degrees (the map; patrols sent to it)")
+    add.add_argument("--arrival-radius", type=int, metavar="M",
+                     help="a patrol within this many metres of the site is on scene "
+                     "(default: [vehicles] arrival_radius_m)")
+    add.add_argument("--track-retention-days", type=int, metavar="DAYS",
+                     help="days a vehicle unit's track points are kept (default: "
+                     "[vehicles] retention_days)")
     add.add_argument("--key", help="use this key instead of generating one (native: hex; "
                      "DC-09: AES-128/192/256 key, none = the line reports unencrypted)")
     add.add_argument("--key-format", choices=["hex", "ascii"], default="hex",

@@ -78,8 +78,60 @@ SCHEDULES_LOOKBACK_MAX_H = 7 * 24
 DC09_WINDOW = (-40, 20)
 
 
+# Vehicle units ([vehicles], docs/mobile.md "Receiver"): how much longer than
+# a unit the receiver waits before raising a route rule itself (the unit's
+# own report comes first; its points arrive every 5-30 s), how long a vehicle
+# with its ignition on may send no position (longer than a parked unit's
+# heartbeat point, report.parked_s: 15 min by default), how long a track is
+# kept (a quarter: long enough for an investigation to ask, short enough
+# for the drivers' privacy), and how close a patrol must come to be on scene
+# (a city block).
+VEHICLE_GRACE_S = 30
+VEHICLE_SILENT_MIN = 20
+TRACK_RETENTION_DAYS = 90
+ARRIVAL_RADIUS_M = 150
+# The console map's offline base layer: a made-up city's districts
+# matching the demo (receiver/web/static/map/districts.geojson).
+DEFAULT_DISTRICTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "static",
+                                 "map", "districts.geojson")
+
+
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says where and why."""
+
+
+@dataclass
+class VehiclesConfig:
+    """[vehicles]: the receiver's side of vehicle units."""
+
+    geofences_file: str | None = None
+    # {account: receiver.vehicles.geofences.AccountRules}
+    rules: dict = field(default_factory=dict)
+    unit_grace_s: int = VEHICLE_GRACE_S
+    silent_s: int | None = VEHICLE_SILENT_MIN * 60  # None: no 175
+    retention_days: int = TRACK_RETENTION_DAYS
+    arrival_radius_m: int = ARRIVAL_RADIUS_M
+
+
+@dataclass
+class MapConfig:
+    """[map]: the console's map.  ``tile_url`` empty: no tiles, the
+    districts layer only (works offline)."""
+
+    tile_url: str = ""
+    tile_attribution: str = ""
+    tile_max_zoom: int = 19
+    districts: str = DEFAULT_DISTRICTS
+
+    @property
+    def tile_origin(self) -> str | None:
+        """scheme://host[:port] of the tiles (the console's CSP allows it)."""
+        if not self.tile_url:
+            return None
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
+        u = urlsplit(self.tile_url)
+        return "%s://%s" % (u.scheme, u.netloc)
 
 
 @dataclass(frozen=True)
@@ -132,6 +184,8 @@ class Config:
     schedules_file: str | None = None  # imported at start (absolute path)
     schedules_lookback_s: int = SCHEDULES_LOOKBACK_H * 3600
     cluster_instance: str | None = None  # name among receivers sharing a PostgreSQL store
+    vehicles: VehiclesConfig = field(default_factory=VehiclesConfig)
+    map: MapConfig = field(default_factory=MapConfig)
     source: str | None = None  # the file it came from
 
     def alarm_policy(self) -> _alarms.AlarmPolicy:
@@ -202,7 +256,8 @@ def _load(path: str | None) -> Config:
     cfg.source = path
     base = os.path.dirname(os.path.abspath(path))
     _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log",
-                      "dc09", "cluster", "hygiene", "test", "schedules"},
+                      "dc09", "cluster", "hygiene", "test", "schedules", "vehicles",
+                      "map"},
                 path)
     st = doc.get("store", {})
     _check_keys(st, {"path", "url", "max_batch"}, "[store]")
@@ -281,6 +336,8 @@ def _load(path: str | None) -> Config:
         raise ConfigError("%s: %s" % (where, e)) from None
     _load_dc09(cfg, doc.get("dc09", {}))
     _load_rules(cfg, doc, base)
+    _load_vehicles(cfg, doc.get("vehicles", {}), base)
+    _load_map(cfg, doc.get("map", {}), base)
     lg = doc.get("log", {})
     _check_keys(lg, {"level"}, "[log]")
     if "level" in lg:
@@ -439,3 +496,72 @@ def _load_dc09(cfg: Config, dc) -> None:
                     where, ", ".join(sorted(COMPAT_OPTIONS))))
             s["compat"] = list(opts)
         cfg.dc09_accounts[n] = s
+
+
+def _load_vehicles(cfg: Config, vh, base: str) -> None:
+    """[vehicles] geofences = "geofences.geojson" (allowed zones, corridors
+    and rule settings per account: receiver.vehicles.geofences), unit_grace_s,
+    silent_min (0: off), retention_days, arrival_radius_m."""
+    _check_keys(vh, {"geofences", "unit_grace_s", "silent_min", "retention_days",
+                     "arrival_radius_m"}, "[vehicles]")
+    v = cfg.vehicles
+    if "geofences" in vh:
+        if not isinstance(vh["geofences"], str) or not vh["geofences"]:
+            raise ConfigError("[vehicles].geofences must be a file path")
+        v.geofences_file = os.path.normpath(os.path.join(base, vh["geofences"]))
+        from receiver.vehicles.geofences import GeofenceError, load  # noqa: PLC0415
+        try:
+            v.rules = load(v.geofences_file)
+        except GeofenceError as e:
+            raise ConfigError("[vehicles].geofences: %s" % e) from None
+    if "unit_grace_s" in vh:
+        v.unit_grace_s = _num(vh["unit_grace_s"], "[vehicles].unit_grace_s", 0, True)
+        if v.unit_grace_s > 600:
+            raise ConfigError("[vehicles].unit_grace_s must be 0..600 s")
+    if "silent_min" in vh:
+        m = _num(vh["silent_min"], "[vehicles].silent_min", 0, True)
+        if m > 1440:
+            raise ConfigError("[vehicles].silent_min must be 0 (off) .. 1440")
+        v.silent_s = m * 60 or None
+    if "retention_days" in vh:
+        v.retention_days = _num(vh["retention_days"], "[vehicles].retention_days", 1, True)
+        if v.retention_days > 3650:
+            raise ConfigError("[vehicles].retention_days must be 1..3650")
+    if "arrival_radius_m" in vh:
+        v.arrival_radius_m = _num(vh["arrival_radius_m"], "[vehicles].arrival_radius_m", 10,
+                                  True)
+        if v.arrival_radius_m > 5000:
+            raise ConfigError("[vehicles].arrival_radius_m must be 10..5000 m")
+
+
+def _load_map(cfg: Config, mp, base: str) -> None:
+    """[map] tile_url ("https://tiles.example.net/{z}/{x}/{y}.png"; empty: none),
+    tile_attribution, tile_max_zoom, districts (the offline base layer, a
+    GeoJSON file)."""
+    _check_keys(mp, {"tile_url", "tile_attribution", "tile_max_zoom", "districts"}, "[map]")
+    m = cfg.map
+    if "tile_url" in mp:
+        u = mp["tile_url"]
+        if not isinstance(u, str) or (u and not (
+                u.startswith(("https://", "http://")) and all(k in u for k in (
+                    "{z}", "{x}", "{y}")))):
+            raise ConfigError("[map].tile_url must be an http(s) URL with {z}, {x} and {y} "
+                              "(or \"\" for no tiles)")
+        if any(c in u for c in " ;'\"\\"):
+            raise ConfigError("[map].tile_url must not contain spaces, quotes or ';'")
+        m.tile_url = u
+    if "tile_attribution" in mp:
+        if not isinstance(mp["tile_attribution"], str) or len(mp["tile_attribution"]) > 200:
+            raise ConfigError("[map].tile_attribution must be a text of at most 200 characters")
+        m.tile_attribution = mp["tile_attribution"]
+    if "tile_max_zoom" in mp:
+        z = _num(mp["tile_max_zoom"], "[map].tile_max_zoom", 1, True)
+        if z > 22:
+            raise ConfigError("[map].tile_max_zoom must be 1..22")
+        m.tile_max_zoom = z
+    if "districts" in mp:
+        if not isinstance(mp["districts"], str) or not mp["districts"]:
+            raise ConfigError("[map].districts must be a GeoJSON file path")
+        m.districts = os.path.normpath(os.path.join(base, mp["districts"]))
+        if not os.path.isfile(m.districts):
+            raise ConfigError("[map].districts: %s: no such file" % m.districts)

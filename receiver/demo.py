@@ -17,6 +17,16 @@ What runs (all on loopback):
   configured from examples/bank.json and examples/door.json with fresh
   keys and the demo's receiver address.
 
+A cash-in-transit van and two patrol cars (vehicle units, issue 19) report
+over the native protocol from the in-process protocol panel
+(testkit.vehicle: examples/route_city.gpx replayed by the simulator's
+GPS, its points chosen by the firmware's own report policy, twice as fast
+as driven): the van leaves its route corridor (the receiver's own check
+raises 170 from examples/geofences.geojson), stops at a red light and its
+crew presses the hold-up button there, off the corridor; the console's
+proposal (the nearest available patrol, straight line) is taken, the patrol
+dispatched, and it drives over until the receiver records it on scene.
+
 The script arms the vault, trips its seismic detector, presses a teller's
 hold-up button and opens the vault door; the flat's owner leaves her door
 ajar (an exit error), hears her siren and disarms inside the abort window,
@@ -57,6 +67,8 @@ from receiver.store import Account
 from testkit.dispatch import JsonLinesSink
 from testkit.net import free_port
 from testkit.panel import PanelProcess
+from testkit.session_panel import SessionPanel
+from testkit.vehicle import RouteDrive, event_msg_at, position_msg, position_record
 from testkit.wait import ConditionTimeout, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +76,13 @@ EXAMPLES = ROOT / "examples"
 
 BANK = 1001
 DOOR = 1002
+VAN = 1003
+PATROLS = {1004: ("Patrol car 3", (52.3760, 4.8870)),  # the Canal Ring station
+           1005: ("Patrol car 9", (52.3790, 4.9040))}  # out at the Station district
+# The van's part of the route (examples/route_city.gpx, route seconds) and
+# how much faster than driven it is replayed; when its crew presses the
+# hold-up button (at the red light on Market Avenue, off its corridor).
+VAN_FROM_S, VAN_HOLDUP_S, VAN_SPEEDUP = 40, 120, 2.0
 
 ROUTING = """
 [outputs.police-cad]
@@ -116,6 +135,9 @@ grace_s = 30
 paths = [1]
 [routing]
 file = "routing.toml"
+[vehicles]
+geofences = "geofences.geojson"
+unit_grace_s = 5
 [log]
 level = "error"
 """
@@ -181,13 +203,28 @@ def _panel_config(example: str, account: int, key: bytes, tcp_port: int) -> dict
     return cfg
 
 
-def _account(number: int, key: bytes, cfg: dict, site: str, address: str) -> Account:
+def _account(number: int, key: bytes, cfg: dict, site: str, address: str,
+             where: tuple[float, float]) -> Account:
     return Account(str(number), key, protocol="native", panel_kind=cfg["kind"],
                    site_name=site, site_address=address, region="central",
                    zones={str(z["id"]): z["name"] for z in cfg["zones"]},
                    partitions={str(p["id"]): p["name"] for p in cfg["partitions"]},
                    heartbeat_s=cfg["timings"]["heartbeat_s"], grace_s=30,
-                   contacts=[{"name": "Branch security officer", "phone": "+00 555 0100"}])
+                   contacts=[{"name": "Branch security officer", "phone": "+00 555 0100"}],
+                   site_lat=where[0], site_lon=where[1])
+
+
+def _vehicle_accounts(keys: dict) -> list[Account]:
+    """The van and the patrols: protocol-level units (testkit.vehicle);
+    unsupervised, they report only while the demo drives them."""
+    out = [Account(str(VAN), keys[VAN], panel_kind="vehicle", region="central",
+                   site_name="Cash van 7", zones={"6": "hold-up button"},
+                   partitions={"1": "van"}, supervised=False)]
+    for n, (name, _) in PATROLS.items():
+        out.append(Account(str(n), keys[n], panel_kind="patrol", region="central",
+                           site_name=name, zones={"3": "officer emergency button"},
+                           supervised=False))
+    return out
 
 
 def _stamp() -> str:
@@ -207,6 +244,7 @@ class Demo:
         self.events: list[dict] = []
         self.alarms: list[dict] = []
         self.sinks: dict[str, JsonLinesSink] = {}
+        self.dispatches: list[dict] = []
         self.closing_deadline: float | None = None  # the vault's, today (None: skipped)
 
     async def run(self) -> int:
@@ -225,7 +263,7 @@ class Demo:
             await self._start_panels(*panels)
             await self._wait_reported(rx)
             await self._schedule(rx)
-            await self._script()
+            await asyncio.gather(self._script(), self._vehicles(rx, tcp_port))
             await asyncio.sleep(SCRIPT_LEN_S - SCRIPT[-1][0])
             await self._wait_fail_to_close()
             self._summary()
@@ -261,18 +299,19 @@ class Demo:
         (self.workdir / "routing.toml").write_text(ROUTING.format(
             police=self.sinks["police"].port, city=self.sinks["city"].port))
         (self.workdir / "receiver.toml").write_text(RECEIVER_TOML.format(tcp=tcp_port))
+        shutil.copy(EXAMPLES / "geofences.geojson", self.workdir / "geofences.geojson")
         cfg = _config.load(str(self.workdir / "receiver.toml"))
         if self.web:
             cfg.web = self.web
-        keys = {BANK: secrets.token_bytes(32), DOOR: secrets.token_bytes(32)}
+        keys = {n: secrets.token_bytes(32) for n in (BANK, DOOR, VAN, *PATROLS)}
         bank_cfg = _panel_config("bank.json", BANK, keys[BANK], tcp_port)
         door_cfg = _panel_config("door.json", DOOR, keys[DOOR], tcp_port)
         accounts = [
             _account(BANK, keys[BANK], bank_cfg, "City Bank, Main Street branch",
-                     "1 Main Street"),
+                     "1 Main Street", (52.3750, 4.8980)),
             _account(DOOR, keys[DOOR], door_cfg, "Flat 4B, Harbour Road 12",
-                     "12 Harbour Road, 4B"),
-        ]
+                     "12 Harbour Road, 4B", (52.3655, 4.8790)),
+        ] + _vehicle_accounts(keys)
         rx = Receiver(cfg)
         await rx.store.open()
         for a in accounts:
@@ -376,6 +415,69 @@ class Demo:
             if not reply.get("ok"):
                 _say("  panel refused: %s" % reply.get("error"))
 
+    async def _vehicles(self, rx, tcp_port: int) -> None:
+        """The van, the hold-up and the patrol (see the module doc)."""
+        units = {}
+        for n in (VAN, *PATROLS):
+            p = units[n] = SessionPanel(n, rx.account(str(n)).key, "127.0.0.1", tcp_port)
+            await p.connect()
+        seq = dict.fromkeys(units, 0)
+
+        async def send(n, msg):
+            seq[n] += 1
+            await units[n].deliver(seq[n], msg)
+
+        try:
+            now = time.time()
+            for n, (name, (lat, lon)) in PATROLS.items():
+                await send(n, event_msg_at(470, 1, None, event_time=now))
+                await send(n, position_msg(position_record(lat, lon, 0, 0, now,
+                                                           ignition=False), 8))
+            _say("[vehicles] patrols 1004 and 1005 report available at their posts; the cash "
+                 "van leaves its depot for City Bank")
+            drive = RouteDrive(str(EXAMPLES / "route_city.gpx"), start=time.time(),
+                               until_s=VAN_HOLDUP_S - 1, from_s=VAN_FROM_S,
+                               speedup=VAN_SPEEDUP)
+            for t, msg in drive.messages():
+                delay = drive.clock(t) - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await send(VAN, msg)
+            await asyncio.sleep(max(0.0, drive.clock(VAN_HOLDUP_S) - time.time()))
+            _say("[vehicles] the van turned off its planned route and stops at a red light on "
+                 "Market Avenue; robbers force the doors: the crew presses the hold-up button")
+            await send(VAN, event_msg_at(122, 6, drive.fix_at(VAN_HOLDUP_S, alarm=True),
+                                         event_time=time.time()))
+            await self._dispatch(rx, units, send)
+        finally:
+            for p in units.values():
+                with contextlib.suppress(Exception):
+                    await p.close()
+
+    async def _dispatch(self, rx, units, send) -> None:
+        """What the operator does with the console's proposal: the nearest
+        available patrol is dispatched and drives to the van."""
+        alarm = None
+        while alarm is None:
+            await asyncio.sleep(0.2)
+            alarm = next((a for a in await rx.store.list_alarms()
+                          if a.account == str(VAN) and a.code == 122), None)
+        prop = await rx.vehicles.proposals(alarm.id, time.time())
+        best = prop["proposals"][0]
+        _say("[console] patrols proposed for the hold-up (straight line): %s" % "; ".join(
+            p["text"] for p in prop["proposals"]))
+        d = await rx.vehicles.dispatch(alarm.id, best["account"], "demo-operator", time.time())
+        target = (d.target_lat, d.target_lon)
+        start = (best["lat"], best["lon"])
+        n = int(best["account"])
+        for i in range(1, 5):  # four points, the last on scene
+            f = i / 4
+            lat = start[0] + (target[0] - start[0]) * f
+            lon = start[1] + (target[1] - start[1]) * f
+            await asyncio.sleep(2.0)
+            await send(n, position_msg(position_record(lat, lon, 45 if i < 4 else 5, 0,
+                                                       time.time()), 3))
+
     async def _stop_panels(self) -> None:
         for p in self.panels.values():
             with contextlib.suppress(Exception):
@@ -397,6 +499,21 @@ class Demo:
                     ("  -> " + ", ".join(str(r) for r in routed)) if routed else ""))
             elif m["type"] == "security":
                 _say("  ! security  account %s %s" % (m.get("account"), m.get("detail")))
+            elif m["type"] == "position" and m["point"]["source"] == "position":
+                pt, pos = m["point"], m["point"]["position"]
+                _say("    track  account %-5s %.5f, %.5f  %3.0f km/h  (%s)" % (
+                    pt["account"], pos["lat"], pos["lon"], pos["speed_kmh"] or 0,
+                    pt["reason_text"]))
+            elif m["type"] == "patrol" and m.get("dispatch"):
+                d = m["dispatch"]
+                self.dispatches.append(d)
+                if d["arrived_at"] is None:
+                    _say("  > PATROL account %s dispatched by %s to alarm %d, %.0f m away in a "
+                         "straight line" % (m["account"], m["actor"], d["alarm_id"],
+                                            d["distance_m"] or 0))
+                else:
+                    _say("  > PATROL account %s on scene at alarm %d, %.0f s after dispatch"
+                         % (m["account"], d["alarm_id"], d["arrival_s"]))
             elif m["type"] == "supervision":
                 _say("  ! supervision  account %s path %s %s" % (
                     m["account"], m["path"], "FAILED" if m["failed"] else "restored"))
@@ -406,9 +523,11 @@ class Demo:
 
     def _ok(self) -> bool:
         want = {(str(BANK), 133), (str(BANK), 122), (str(BANK), 121), (str(BANK), 139),
-                (str(DOOR), 423)}
+                (str(DOOR), 423), (str(VAN), 170), (str(VAN), 122)}
         if self.closing_deadline is not None:
             want.add((str(BANK), 454))  # the vault not armed by its closing deadline
+        if not any(d["arrived_at"] for d in self.dispatches):
+            return False  # the patrol never got there
         # the flat's exit error was aborted inside the abort window: it never
         # reached the receiver
         aborted = {(str(DOOR), 374), (str(DOOR), 134)}
@@ -418,11 +537,15 @@ class Demo:
         classes: dict[str, int] = {}
         for a in self.alarms:
             classes[a["event_class"]] = classes.get(a["event_class"], 0) + 1
+        arrived = [d for d in self.dispatches if d["arrived_at"]]
         _say("summary: %d events stored, %d alarms queued (%s); dispatch endpoints got "
-             "%d (police) and %d (city) forwarded alarms" % (
+             "%d (police) and %d (city) forwarded alarms; %s" % (
                  len(self.events), len(self.alarms),
                  ", ".join("%s %d" % kv for kv in sorted(classes.items())) or "none",
-                 len(self.sinks["police"].received), len(self.sinks["city"].received)))
+                 len(self.sinks["police"].received), len(self.sinks["city"].received),
+                 "patrol %s on scene %.0f s after dispatch" % (
+                     arrived[0]["patrol"], arrived[0]["arrival_s"]) if arrived
+                 else "no patrol on scene"))
         if not self._ok():
             _say("MISSING: some scripted alarms did not arrive (see %s)" % self.workdir)
 

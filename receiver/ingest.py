@@ -35,6 +35,10 @@ free, whether an event is new:
      the backend runs *before* inserting the batch's alarms; alarms opened
      earlier in the same batch carry their stamp in
      :attr:`AlarmRow.restored_at`;
+   - **track points**: an inserted event that carries a position (a
+     vehicle unit's) adds a track point keyed by its event id, so the
+     track holds every position the unit reported, whichever message
+     carried it;
    - **hearings**: an event from the panel (stored or a duplicate) is a
      hearing of its path (receiver.ownership reads them on PostgreSQL);
    - **the centre's rules** (issue 18, receiver.rules), in arrival order,
@@ -352,6 +356,8 @@ class Plan:
     holds: list = field(default_factory=list)  # [NewHold]
     hold_signals: list = field(default_factory=list)  # [(account, zone, added, last_at)]
     resolves: list = field(default_factory=list)  # [Resolve]
+    # the track points of inserted events that carry a position
+    tracks: list = field(default_factory=list)  # [TrackRecord]
 
     @staticmethod
     def alarm_id(ref: AlarmRef, alarm_ids: Sequence[int]) -> int:
@@ -364,9 +370,12 @@ class Plan:
         return [(i, self.alarm_id(al.incident, alarm_ids))
                 for i, al in zip(alarm_ids, self.alarms) if al.incident is not None]
 
-    def outcomes(self, alarm_ids: Sequence[int]) -> list[IngestOutcome]:
+    def outcomes(self, alarm_ids: Sequence[int],
+                 track_ids: Mapping[int, int] | None = None) -> list[IngestOutcome]:
         """One per record, given the ids the backend got for ``alarms``
-        (same order)."""
+        (same order), and for :attr:`tracks` (``track_ids``: {event id:
+        track point id}, those the backend stored)."""
+        track_ids = track_ids or {}
         out = []
         for o in self._outcomes:
             alarm = None if o.alarm is None else alarm_ids[o.alarm]
@@ -375,7 +384,8 @@ class Plan:
                 o.event_id, o.duplicate, alarm, o.test_placement,
                 None if o.attached_to is None else self.alarm_id(o.attached_to, alarm_ids),
                 o.signals, None if inc is None else self.alarm_id(inc, alarm_ids),
-                tuple(self.alarm_id(r, alarm_ids) for r in o.resolved)))
+                tuple(self.alarm_id(r, alarm_ids) for r in o.resolved),
+                None if o.duplicate else track_ids.get(o.event_id)))
         return out
 
 
@@ -401,6 +411,9 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             seen.add(k)
             eid = inserted[k]
             _replay(replay, r)
+            t = r.track(eid)
+            if t is not None:
+                p.tracks.append(t)
             o = _Outcome(eid, False)
             placement = testmode.under_test(st.placements, r.account, r.partition, r.zone,
                                             r.code, r.received_at) if rules else None

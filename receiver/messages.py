@@ -18,6 +18,11 @@ names: add fields, never rename or drop one.
 - ``security``: ``account``, ``reason``, ``detail``, ``peer`` (a security
   event stored; supervisors' consoles only)
 - ``output``: ``output``, ``failing`` (an output's health changed)
+- ``position``: ``point``, a stored track point's JSON (receiver.records.
+  TrackPoint: a vehicle unit's POSITION message or an event's position)
+- ``patrol``: ``account``, ``status``, ``at``, ``actor``, ``alarm_id``,
+  ``dispatch`` (a patrol's status changed; dispatched to an alarm, or
+  arrived: the dispatch's JSON, receiver.records.Dispatch)
 - ``rules``: ``action``, ``account``, ``sentence``, ``alarm_id``, ``zone``,
   ``signals`` (a test placement, schedule, change or zone hold changed, or
   a held zone counted one more signal: receiver.rules_loop, the console's
@@ -37,7 +42,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from receiver.records import Alarm, Event, EventRecord
+from receiver.records import (Alarm, Dispatch, Event, EventRecord, PatrolStatus, TrackPoint,
+                              TrackRecord)
 
 if TYPE_CHECKING:
     from receiver.forwarder import Forwarder
@@ -81,8 +87,7 @@ class EventStored(ConsoleMessage):
 
     @classmethod
     def from_fields(cls, d: Mapping[str, Any]) -> "EventStored":
-        names = {f.name for f in fields(Event)}
-        return cls(Event(**{k: v for k, v in dict(d["event"]).items() if k in names}))
+        return cls(Event.from_json(dict(d["event"])))
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,44 @@ class OutputHealth(ConsoleMessage):
 
 
 @dataclass(frozen=True)
+class PositionStored(ConsoleMessage):
+    """A track point the store took (not a copy): where a vehicle unit was."""
+
+    kind: ClassVar[str] = "position"
+    point: TrackPoint
+
+    @classmethod
+    def of(cls, rec: TrackRecord, point_id: int) -> "PositionStored":
+        return cls(rec.stored(point_id))
+
+    def to_json(self) -> dict:
+        return {"type": self.kind, "point": self.point.to_json()}
+
+    @classmethod
+    def from_fields(cls, d: Mapping[str, Any]) -> "PositionStored":
+        return cls(TrackPoint.from_json(dict(d["point"])))
+
+
+@dataclass(frozen=True)
+class PatrolUpdate(ConsoleMessage):
+    """A patrol's status changed (console, keypad or receiver); with
+    ``dispatch`` when it was dispatched to an alarm or arrived there."""
+
+    kind: ClassVar[str] = "patrol"
+    account: str
+    status: str
+    at: float
+    actor: str
+    alarm_id: int | None = None
+    dispatch: dict | None = None
+
+    @classmethod
+    def of(cls, st: PatrolStatus, dispatch: Dispatch | None = None) -> "PatrolUpdate":
+        return cls(st.account, st.status, st.at, st.actor, st.alarm_id,
+                   None if dispatch is None else dispatch.to_json())
+
+
+@dataclass(frozen=True)
 class RulesUpdate(ConsoleMessage):
     """A change of the centre's rules for an account, in words:
     ``action`` is the rules audit's (test.place, test.end, schedule.set,
@@ -202,7 +245,7 @@ class Logout(ConsoleMessage):
 # what another receiver may send (receiver.ownership)
 PUBLISHED: dict[str, type[ConsoleMessage]] = {
     m.kind: m for m in (EventStored, AlarmUpdate, SupervisionChange, SecurityRejected,
-                        OutputHealth, RulesUpdate)}
+                        OutputHealth, PositionStored, PatrolUpdate, RulesUpdate)}
 
 
 def from_json(d: Mapping[str, Any]) -> ConsoleMessage | None:

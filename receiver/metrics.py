@@ -23,6 +23,9 @@ class Metrics:
                               ["transport", "result"], registry=r)
         self.events = Counter(p + "events_total", "Events stored (new, not duplicates)",
                               ["protocol", "event_class"], registry=r)
+        self.track_points = Counter(p + "track_points_total",
+                                    "Vehicle track points stored (new, not copies)",
+                                    ["source"], registry=r)
         self.duplicates = Counter(p + "duplicate_events_total",
                                   "Events received again and re-ACKed", registry=r)
         self.naks = Counter(p + "naks_total", "NAKs sent, by reason", ["reason"], registry=r)

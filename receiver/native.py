@@ -6,6 +6,11 @@ the listeners (``receiver.listeners``) have read it.
 
 Accepted EVENT   -> supervision heard it -> NAK busy, or store it
                     (``Receiver.ingest_record``) and ACK after the commit
+Accepted POSITION -> supervision heard it -> NAK busy (the store is behind,
+                    or track points fill their share of its queue), or
+                    store the track point (``Receiver.ingest_track``) and
+                    ACK after the commit; a copy of a stored point (same
+                    content, any sequence) is ACKed and stored once
 Accepted HEARTBEAT / HELLO / REPLY -> supervision heard it -> ACK at once
                     (with several receivers: once the hearing is stored);
                     a REPLY goes to the command waiting for it
@@ -15,9 +20,10 @@ Rejected         -> the shared link policy (receiver.link_policy): NAK or
 
 Invariants:
 
-- An ACK for an event leaves only after ``ingest_record`` returned (the
-  event is durable); an event that cannot be stored gets NAK busy and the
-  panel retries.
+- An ACK for an event or a track point leaves only after it is durable
+  (``ingest_record``, ``ingest_track`` returned); one that cannot be
+  stored gets NAK busy and the panel retries.  An EVENT's position (v1.1
+  ext bit 2) is stored with it, and in the track, in the same commit.
 - Nothing a peer sends raises out of :meth:`NativeService.handle`; a bug
   in a commit is logged, unanswered (the panel retries), never fatal.
 """
@@ -35,7 +41,8 @@ from receiver.accounts import Accounts
 from receiver.commands import RemoteCommands
 from receiver.link_policy import Busy, LinkPolicy
 from receiver.metrics import Metrics
-from receiver.records import EventRecord, IngestOutcome
+from receiver.records import (EventRecord, IngestOutcome, Position, TrackOutcome,
+                              TrackRecord)
 
 if TYPE_CHECKING:
     from receiver.ownership import Cluster
@@ -60,6 +67,10 @@ class NativeHost(Protocol):
     def make_record(self, event: dict) -> EventRecord: ...
 
     async def ingest_record(self, rec: EventRecord) -> IngestOutcome: ...
+
+    def track_busy_reason(self) -> str | None: ...
+
+    async def ingest_track(self, rec: TrackRecord) -> TrackOutcome: ...
 
 
 class NativeService:
@@ -87,6 +98,8 @@ class NativeService:
         mtype = acc.msg["type"]
         if mtype == w.MSG_EVENT:
             self._event(acc, link, now)
+        elif mtype == w.MSG_POSITION:
+            self._position(acc, link, now)
         elif mtype in (w.MSG_HEARTBEAT, w.MSG_HELLO, w.MSG_REPLY):
             self._hearing(acc, link, now)
         else:
@@ -106,7 +119,30 @@ class NativeService:
             return
         rec = self._record(acc, link, now)
         link.inflight += 1
-        rx.spawn(self._commit_and_ack(acc, rec, link, time.perf_counter()), inflight=True)
+        rx.spawn(self._store_and_ack(acc, lambda: rx.ingest_record(rec), link,
+                                     time.perf_counter()), inflight=True)
+
+    def _position(self, acc: Accepted, link, now: float) -> None:
+        """A vehicle unit's track point: stored, then ACKed."""
+        rx = self.rx
+        if acc.duplicate:
+            link.send(rx.core.ack(acc, now))
+            return
+        reason = rx.link_policy.refusal(link) or rx.track_busy_reason()
+        if reason is not None:
+            self._nak_busy(acc, link, reason)
+            return
+        m = acc.msg
+        # keyed by content, not sequence: the unit takes a new sequence each
+        # time it offers a point again (after giving way to an event, a
+        # path change or a restart), and the fix time in it tells points
+        # apart (firmware/device/reporter.py)
+        rec = TrackRecord(str(acc.account), "native:" + acc.digest, now,
+                          Position.from_wire(m["position"]), reason=m["reason"],
+                          path=acc.path, peer=link.peer)
+        link.inflight += 1
+        rx.spawn(self._store_and_ack(acc, lambda: rx.ingest_track(rec), link,
+                                     time.perf_counter()), inflight=True)
 
     def _hearing(self, acc: Accepted, link, now: float) -> None:
         """A heartbeat, a HELLO or a REPLY: nothing to store but the hearing."""
@@ -136,16 +172,19 @@ class NativeService:
             "qualifier": m["qualifier"], "code": m["code"], "partition": m["partition"],
             "zone": m["zone"], "text": m.get("text"), "value": m.get("value"),
             "event_time": m["event_time"] or None, "received_at": now, "path": acc.path,
-            "peer": link.peer})
+            "peer": link.peer, "position": Position.from_wire(m["position"])
+            if m.get("position") is not None else None})
         st = self.rx.core.state(acc.account)
         if st is not None:
             rec.tx_seq = st.tx_seq + 1  # the ACK about to be sealed
         return rec
 
-    async def _commit_and_ack(self, acc: Accepted, rec: EventRecord, link, t0: float) -> None:
+    async def _store_and_ack(self, acc: Accepted, store, link, t0: float) -> None:
+        """``await store()`` (an event's or a track point's ingest), then
+        the ACK; NAK busy when it must be retried."""
         rx = self.rx
         try:
-            await rx.ingest_record(rec)
+            await store()
         except Busy as e:
             self._nak_busy(acc, link, e.reason)
             return

@@ -59,6 +59,7 @@ receiver); receiver.ownership uses them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -66,10 +67,12 @@ import asyncpg
 
 from receiver import alarms as _alarms
 from receiver import ingest, rules_store, schema
-from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
-                              IngestOutcome, OutboxRow, SecurityEvent)
-from receiver.store import (SchemaError, Store, StoreBusy, StoreError, StoreMissing,
-                            StoreUnavailable, mask_url)
+from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS, Account,
+                              Alarm, AuditEntry, Dispatch, Event, EventRecord, IngestOutcome,
+                              OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint)
+from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, DispatchConflict, SchemaError,
+                            Store, StoreBusy, StoreError, StoreMissing, StoreUnavailable,
+                            joins_commit, mask_url)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -154,8 +157,15 @@ def _rules_v3() -> list[str]:
         % schema.REVISION_COLUMNS_V3]
 
 
+def _vehicles() -> list[str]:
+    # no PostGIS required: a plain index on (lat, lon) serves the bounding-
+    # box queries (receiver.store.Store.track_in_area)
+    return schema.vehicles("postgresql", [
+        """CREATE INDEX track_points_lat_lon ON track_points (lat, lon)"""])
+
+
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -194,7 +204,7 @@ _INSERT_EVENTS = """INSERT INTO events (%s)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
         $5::bigint[], $6::int[], $7::int[], $8::text[], $9::int[], $10::text[],
         $11::int[], $12::int[], $13::text[], $14::bigint[], $15::float8[],
-        $16::float8[], $17::int[], $18::text[], $19::int[], $20::text[])
+        $16::float8[], $17::int[], $18::text[], $19::int[], $20::text[], $21::text[])
         AS r(%s)
     ORDER BY account, dedupe_key
     ON CONFLICT (account, dedupe_key) DO NOTHING
@@ -225,16 +235,43 @@ _INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
     SELECT o, a, p, t FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[])
         WITH ORDINALITY AS x(o, a, p, t, n)
     ORDER BY n"""
+# Track points, set-based, in key order (the lock order, as events).
+_INSERT_TRACK = """INSERT INTO track_points (%s)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[],
+        $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[],
+        $12::float8[], $13::int[], $14::int[], $15::text[], $16::bigint[], $17::text[],
+        $18::int[], $19::text[]) AS r(%s)
+    ORDER BY account, dedupe_key
+    ON CONFLICT (account, dedupe_key) DO NOTHING
+    RETURNING id, account, dedupe_key""" % (", ".join(TRACK_COLUMNS), ", ".join(TRACK_COLUMNS))
+_INSERT_PATROL_STATUS = """INSERT INTO patrol_status (account, at, status, actor, alarm_id)
+    VALUES ($1, $2, $3, $4, $5)"""
+# an audit row that records something done about the alarm without moving
+# its state (receiver.alarms.audit_sentence: the note is the sentence)
+_INSERT_NOTE_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+    note) VALUES ($1, $2, $3, $3, $4, $5)"""
 
 
 class _Job:
     __slots__ = ("kind", "payload", "args", "fut")
 
     def __init__(self, kind, payload, args, fut):
-        self.kind = kind  # "ingest" (payload: [EventRecord]), "heard" (rows), "fn", "raw"
+        self.kind = kind  # "ingest" (payload: [EventRecord]), "track" ([TrackRecord]),
+        # "heard" (rows), "fn", "raw"
         self.payload = payload
         self.args = args
         self.fut = fut
+
+
+def _and(sql: str, args: list, conds) -> str:
+    """``sql`` with `` AND cond`` for each (cond, value) of ``conds`` whose
+    value is not None, the value appended to ``args`` (cond's ``$%d`` is
+    its place)."""
+    for cond, value in conds:
+        if value is not None:
+            args.append(value)
+            sql += " AND " + cond % len(args)
+    return sql
 
 
 class PGStore(Store):
@@ -255,7 +292,10 @@ class PGStore(Store):
         self.instance = ""
         self.pool: asyncpg.Pool | None = None
         self._conn: asyncpg.Connection | None = None
-        self._q: asyncio.Queue | None = None
+        # write requests by (priority, arrival): track points after all
+        # other writes (receiver.store.PRIO_TRACK)
+        self._q: asyncio.PriorityQueue | None = None
+        self._order = itertools.count()
         self._writer: asyncio.Task | None = None
         self._pending = 0
         self._healthy = True
@@ -300,7 +340,7 @@ class PGStore(Store):
             await conn.close()
             raise
         self._conn = conn
-        self._q = q = asyncio.Queue()
+        self._q = q = asyncio.PriorityQueue()
         self._closed = False
         self._writer = asyncio.create_task(self._run_writer(q), name="pg-writer")
 
@@ -309,7 +349,7 @@ class PGStore(Store):
             return
         self._closed = True
         if self._q is not None:
-            self._q.put_nowait(_STOP)
+            self._q.put_nowait((PRIO_STOP, next(self._order), _STOP))
         try:
             if self._writer is not None:
                 await self._writer
@@ -330,7 +370,7 @@ class PGStore(Store):
 
     # -- the writer ---------------------------------------------------------------
 
-    def _submit(self, kind, payload, args=()) -> asyncio.Future:
+    def _submit(self, kind, payload, args=(), prio: int = PRIO_WRITE) -> asyncio.Future:
         q = self._q
         if self._closed or q is None:
             raise StoreError("store is closed")
@@ -338,7 +378,7 @@ class PGStore(Store):
             raise StoreBusy("%d writes queued" % self._pending)
         fut = asyncio.get_running_loop().create_future()
         self._pending += 1
-        q.put_nowait(_Job(kind, payload, args, fut))
+        q.put_nowait((prio, next(self._order), _Job(kind, payload, args, fut)))
         return fut
 
     def run_write(self, fn, *args) -> asyncio.Future:
@@ -364,8 +404,12 @@ class PGStore(Store):
             raise _wrap(e) from None
 
     async def _run_writer(self, q: asyncio.Queue) -> None:
+        carry = None  # a track point taken but left for the next commit
         while True:
-            first = await q.get()
+            if carry is None:
+                prio, _, first = await q.get()
+            else:
+                prio, first, carry = carry[0], carry[1], None
             if first is _STOP:
                 break
             if first.kind == "raw":
@@ -374,9 +418,12 @@ class PGStore(Store):
             batch = [first]
             after = None
             while len(batch) < self.max_batch and not q.empty():
-                j = q.get_nowait()
+                p, _, j = q.get_nowait()
                 if j is _STOP or j.kind == "raw":
                     after = j
+                    break
+                if not joins_commit(prio, p):
+                    carry = (p, j)
                     break
                 batch.append(j)
             await self._commit(batch)
@@ -386,7 +433,7 @@ class PGStore(Store):
                 await self._run_raw(after)
         # fail what is still queued (close() without a drain)
         while not q.empty():
-            j = q.get_nowait()
+            j = q.get_nowait()[2]
             if j is not _STOP:
                 self._answer([(j, None, StoreError("store is closed"))], None, 0.0, False)
 
@@ -439,11 +486,14 @@ class PGStore(Store):
                         heard[k] = (at, self.instance)
                 results.append((job, None, None))
                 i += 1
-            elif job.kind == "ingest":
+            elif job.kind in ("ingest", "track"):
                 j = i
-                while j < len(batch) and batch[j].kind == "ingest":
+                while j < len(batch) and batch[j].kind == job.kind:
                     j += 1
-                results.extend(await self._ingest_run(conn, batch[i:j], heard))
+                if job.kind == "ingest":
+                    results.extend(await self._ingest_run(conn, batch[i:j], heard))
+                else:
+                    results.extend(await self._set_run(conn, batch[i:j], self._track_points))
                 i = j
             else:
                 try:
@@ -505,13 +555,29 @@ class PGStore(Store):
             await self._submit("heard", rows)
 
     async def _ingest_run(self, conn, jobs, heard) -> list:
-        """Consecutive ingest jobs: set-based, or one SAVEPOINT each when the
-        set-based write fails on some row."""
+        """Consecutive ingest jobs (_set_run); ``heard`` gains the hearings
+        of those stored."""
         snapshot = dict(heard)
+
+        async def bulk(conn, recs):
+            mine = dict(heard)
+            out = await self._ingest_bulk(conn, recs, mine)
+            heard.update(mine)
+            return out
+
+        def undo():
+            heard.clear()
+            heard.update(snapshot)
+        return await self._set_run(conn, jobs, bulk, undo)
+
+    async def _set_run(self, conn, jobs, bulk, undo=None) -> list:
+        """Consecutive jobs of one kind: ``await bulk(conn, records)`` over
+        all their records in one SAVEPOINT (set-based), the answers split
+        back per job; when that fails on some row, ``undo()`` and one
+        SAVEPOINT per job, so a bad one fails alone."""
         try:
             async with conn.transaction():
-                outs = await self._ingest_bulk(conn, [r for j in jobs for r in j.payload],
-                                               heard)
+                outs = await bulk(conn, [r for j in jobs for r in j.payload])
             results, i = [], 0
             for j in jobs:
                 results.append((j, outs[i:i + len(j.payload)], None))
@@ -520,21 +586,19 @@ class PGStore(Store):
         except Exception as e:  # noqa: BLE001
             if conn.is_closed() or isinstance(_wrap(e), StoreUnavailable):
                 raise
-            _LOGGER.debug("set-based ingest failed (%s); one savepoint per event", e)
-        heard.clear()
-        heard.update(snapshot)
+            _LOGGER.debug("set-based write failed (%s); one savepoint per request", e)
+        if undo is not None:
+            undo()
         results = []
         for j in jobs:
-            mine = dict(heard)
             try:
                 async with conn.transaction():
-                    o = await self._ingest_bulk(conn, j.payload, mine)
+                    o = await bulk(conn, j.payload)
             except Exception as e:  # noqa: BLE001 - goes to the waiter
                 if conn.is_closed():
                     raise
                 results.append((j, None, _wrap(e)))
             else:
-                heard.update(mine)
                 results.append((j, o, None))
         return results
 
@@ -573,7 +637,44 @@ class PGStore(Store):
                  for r in plan.restores), 6))
         alarm_ids = await self._insert_alarms(conn, plan.alarms)
         await rules_store.drive_async(conn, rules_store.write_plan(plan, alarm_ids))
-        return plan.outcomes(alarm_ids)
+        track_ids = {}
+        if plan.tracks:
+            ids = await self._insert_track(conn, plan.tracks)
+            track_ids = {t.event_id: ids[t.key] for t in plan.tracks if t.key in ids}
+        return plan.outcomes(alarm_ids, track_ids)
+
+    @staticmethod
+    async def _insert_track(conn, recs) -> dict:
+        """Insert track points (TrackRecord) unless stored; {key: id} of
+        those inserted now."""
+        recs = sorted(recs, key=lambda r: r.key)
+        rows = await conn.fetch(_INSERT_TRACK, *_columns((r.db_values() for r in recs),
+                                                         len(TRACK_COLUMNS)))
+        return {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
+
+    async def _track_points(self, conn, recs) -> list[TrackOutcome]:
+        inserted = await self._insert_track(conn, recs)
+        missing = sorted({r.key for r in recs if r.key not in inserted})
+        existing = {}
+        if missing:
+            rows = await conn.fetch(
+                """SELECT t.id, t.account, t.dedupe_key FROM track_points t
+                   JOIN unnest($1::text[], $2::text[]) AS k(account, dedupe_key)
+                   USING (account, dedupe_key)""", [k[0] for k in missing],
+                [k[1] for k in missing])
+            existing = {(r["account"], r["dedupe_key"]): r["id"] for r in rows}
+        out, seen = [], set()
+        for r in recs:
+            k = r.key
+            if k in inserted and k not in seen:
+                seen.add(k)
+                out.append(TrackOutcome(inserted[k], False))
+                continue
+            pid = inserted.get(k) or existing.get(k)
+            if pid is None:
+                raise StoreUnavailable("track point %s/%s conflicted but is not there" % k)
+            out.append(TrackOutcome(pid, True))
+        return out
 
     @staticmethod
     async def _insert_events(conn, recs: list[EventRecord]) -> dict:
@@ -694,14 +795,9 @@ class PGStore(Store):
     # -- reading events -----------------------------------------------------------------
 
     async def list_events(self, account=None, since=None, after_id=0, limit=1000):
-        sql = "SELECT * FROM events WHERE id > $1"
         args: list = [after_id]
-        if account is not None:
-            args.append(account)
-            sql += " AND account = $%d" % len(args)
-        if since is not None:
-            args.append(since)
-            sql += " AND received_at >= $%d" % len(args)
+        sql = _and("SELECT * FROM events WHERE id > $1", args,
+                   (("account = $%d", account), ("received_at >= $%d", since)))
         args.append(limit)
         sql += " ORDER BY id LIMIT $%d" % len(args)
         return [Event.from_row(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
@@ -855,6 +951,138 @@ class PGStore(Store):
                 "SELECT * FROM outbox WHERE output = $1 ORDER BY id", output))
         return [OutboxRow.from_row(r) for r in rows]
 
+    # -- vehicle units -----------------------------------------------------------------
+
+    async def ingest_track(self, recs):
+        return await self._submit("track", list(recs), prio=PRIO_TRACK)
+
+    async def track(self, account, since=None, until=None, limit=1000, newest=False):
+        args: list = [account]
+        sql = _and("SELECT * FROM track_points WHERE account = $1", args,
+                   (("at >= $%d", since), ("at < $%d", until)))
+        args.append(limit)
+        sql += " ORDER BY at %s, id %s LIMIT $%d" % (
+            ("DESC", "DESC", len(args)) if newest else ("", "", len(args)))
+        rows = [TrackPoint.from_row(r) for r in await self.run_read(
+            lambda c: c.fetch(sql, *args))]
+        return rows[::-1] if newest else rows
+
+    async def track_received_since(self, received_at, limit=1000):
+        return [TrackPoint.from_row(r) for r in await self.run_read(lambda c: c.fetch(
+            "SELECT * FROM track_points WHERE received_at >= $1 ORDER BY received_at, id "
+            "LIMIT $2", received_at, limit))]
+
+    async def last_positions(self, accounts):
+        rows = await self.run_read(lambda c: c.fetch(
+            """SELECT t.* FROM unnest($1::text[]) AS a(number)
+               CROSS JOIN LATERAL (SELECT * FROM track_points WHERE account = a.number
+                                   ORDER BY at DESC, id DESC LIMIT 1) t""", list(accounts)))
+        return {r["account"]: TrackPoint.from_row(r) for r in rows}
+
+    async def track_in_area(self, south, west, north, east, since, until, limit=1000):
+        return [TrackPoint.from_row(r) for r in await self.run_read(lambda c: c.fetch(
+            """SELECT * FROM track_points WHERE lat BETWEEN $1 AND $2
+               AND lon BETWEEN $3 AND $4 AND at >= $5 AND at < $6
+               ORDER BY at, id LIMIT $7""", south, north, west, east, since, until, limit))]
+
+    async def prune_track(self, account, before, batch, exclude=None):
+        if account is not None:
+            where, arg = "account = $3", account
+        else:
+            where, arg = "NOT (account = ANY($3::text[]))", list(exclude or ())
+
+        async def job(conn):
+            rows = await conn.fetch(
+                """DELETE FROM track_points WHERE id IN (SELECT id FROM track_points
+                   WHERE %s AND at < $1 ORDER BY at LIMIT $2) RETURNING 1""" % where,
+                before, batch, arg)
+            return len(rows)
+        return await self.run_write(job)
+
+    async def latest_by_code(self, account, codes, source):
+        rows = await self.run_read(lambda c: c.fetch(
+            """SELECT DISTINCT ON (code) * FROM events WHERE account = $1
+               AND code = ANY($2::int[]) AND source = $3 ORDER BY code, id DESC""",
+            account, list(codes), source))
+        return {r["code"]: Event.from_row(r) for r in rows}
+
+    async def set_patrol_status(self, account, status, at, actor, alarm_id=None):
+        async def job(conn):
+            await conn.execute(_INSERT_PATROL_STATUS, account, at, status, actor, alarm_id)
+            return PatrolStatus(account, status, at, actor, alarm_id)
+        return await self.run_write(job)
+
+    async def patrol_statuses(self, accounts):
+        accounts = list(accounts)
+        set_rows = await self.run_read(lambda c: c.fetch(
+            """SELECT DISTINCT ON (account) account, status, at, actor, alarm_id
+               FROM patrol_status WHERE account = ANY($1::text[])
+               ORDER BY account, at DESC, id DESC""", accounts))
+        key_rows = await self.run_read(lambda c: c.fetch(
+            """SELECT DISTINCT ON (account) account, code, received_at, user_number
+               FROM events WHERE account = ANY($1::text[]) AND code = ANY($2::int[])
+               AND qualifier = 1 ORDER BY account, id DESC""", accounts,
+            list(PATROL_STATUS_CODES)))
+        out = {r["account"]: PatrolStatus.from_row(r) for r in set_rows}
+        for e in key_rows:
+            st = out.get(e["account"])
+            if st is None or e["received_at"] > st.at:
+                out[e["account"]] = PatrolStatus(
+                    e["account"], PATROL_STATUS_CODES[e["code"]], e["received_at"],
+                    "keypad (user %s)" % e["user_number"])
+        return out
+
+    async def dispatch_patrol(self, alarm_id, patrol, at, by, target, radius_m, distance_m,
+                              sentence):
+        async def job(conn):
+            # FOR UPDATE: an operator resolving the alarm on another
+            # receiver meanwhile is serialised with this
+            al = await conn.fetchrow("SELECT state FROM alarms WHERE id = $1 FOR UPDATE",
+                                     alarm_id)
+            if al is None:
+                raise DispatchConflict("no alarm %d" % alarm_id)
+            if al["state"] == "resolved":
+                raise DispatchConflict("alarm %d is resolved" % alarm_id)
+            row = await conn.fetchrow(
+                """INSERT INTO dispatches (alarm_id, patrol, dispatched_at, dispatched_by,
+                   target_lat, target_lon, radius_m, distance_m)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (alarm_id, patrol) DO NOTHING RETURNING *""",
+                alarm_id, patrol, at, by, target[0], target[1], radius_m, distance_m)
+            if row is None:
+                raise DispatchConflict("patrol %s is already dispatched to alarm %d"
+                                       % (patrol, alarm_id))
+            await conn.execute(_INSERT_PATROL_STATUS, patrol, at, "dispatched", by, alarm_id)
+            await conn.execute(_INSERT_NOTE_AUDIT, alarm_id, at, al["state"], by, sentence)
+            return Dispatch.from_row(row)
+        return await self.run_write(job)
+
+    async def record_arrival(self, dispatch_id, at, sentence):
+        async def job(conn):
+            # one receiver wins: the row is updated only while arrived_at is
+            # NULL, and a concurrent update waits for this one's commit
+            row = await conn.fetchrow(
+                """UPDATE dispatches SET arrived_at = $1 WHERE id = $2 AND arrived_at IS NULL
+                   RETURNING *""", at, dispatch_id)
+            if row is None:
+                return None
+            d = Dispatch.from_row(row)
+            st = await conn.fetchval("SELECT state FROM alarms WHERE id = $1", d.alarm_id)
+            await conn.execute(_INSERT_PATROL_STATUS, d.patrol, at, "on_scene", "receiver",
+                               d.alarm_id)
+            await conn.execute(_INSERT_NOTE_AUDIT, d.alarm_id, at, st, "receiver", sentence)
+            return d
+        return await self.run_write(job)
+
+    async def list_dispatches(self, alarm_id=None, open_only=False, since=None, until=None):
+        args: list = []
+        sql = _and("SELECT * FROM dispatches WHERE TRUE", args,
+                   (("alarm_id = $%d", alarm_id), ("dispatched_at >= $%d", since),
+                    ("dispatched_at < $%d", until)))
+        if open_only:
+            sql += " AND arrived_at IS NULL"
+        sql += " ORDER BY dispatched_at, id"
+        return [Dispatch.from_row(r) for r in await self.run_read(lambda c: c.fetch(sql, *args))]
     # -- the centre's rules (receiver.rules_store) ----------------------------------
 
     async def _rules_read(self, gen):

@@ -1,9 +1,13 @@
 """The typed records that cross the store's border, each with one JSON shape.
 
 What goes into the store is an :class:`EventRecord` (an event classified and
-routed by the receiver, ready for ``Store.ingest``) or an :class:`Account`;
-what comes out are :class:`Event`, :class:`Alarm`, :class:`AuditEntry`,
-:class:`SecurityEvent` and :class:`OutboxRow`.  Both backends build them
+routed by the receiver, ready for ``Store.ingest``), a :class:`TrackRecord`
+(a vehicle unit's track point, ``Store.ingest_track``) or an
+:class:`Account`; what comes out are :class:`Event`, :class:`Alarm`,
+:class:`AuditEntry`, :class:`SecurityEvent`, :class:`OutboxRow`,
+:class:`TrackPoint`, :class:`PatrolStatus` and :class:`Dispatch`.
+:class:`Position` is where a vehicle unit was, in one shape whether the
+native position record or a DC-09 ``[X][Y]`` location carried it.  Both backends build them
 from their rows here (``from_row``), so a column is read one way whatever
 the database.
 
@@ -25,6 +29,17 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 PROTOCOLS = ("native", "dc09")
+
+# A site's arrival radius: a patrol within it is on scene.  10 m is below
+# what a GNSS fix in a street canyon can promise; 5 km is a district.
+MIN_SITE_RADIUS_M = 10
+MAX_SITE_RADIUS_M = 5000
+# Ten years: beyond any retention a data-protection officer signs.
+MAX_TRACK_RETENTION_DAYS = 3650
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
 def _pick(cls, row: Mapping[str, Any]) -> dict:
@@ -73,6 +88,15 @@ class Account:
     # within test_interval_s + test_grace_s of the last; None: none owed
     test_interval_s: int | None = None
     test_grace_s: int | None = None
+    # where the site is (decimal degrees; None: not known) and the radius a
+    # patrol must come within to be on scene (metres; None: the receiver's
+    # default, [vehicles] arrival_radius_m)
+    site_lat: float | None = None
+    site_lon: float | None = None
+    site_radius_m: int | None = None
+    # days a vehicle unit's track points are kept (None: [vehicles]
+    # retention_days)
+    track_retention_days: int | None = None
     highest_seq: int = 0
     tx_seq: int = 0
     created_at: float = 0.0
@@ -90,6 +114,9 @@ class Account:
             "supervised_paths": list(self.supervised_paths), "supervised": self.supervised,
             "contacts": self.contacts, "test_interval_s": self.test_interval_s,
             "test_grace_s": self.test_grace_s,
+            "contacts": self.contacts, "site_lat": self.site_lat, "site_lon": self.site_lon,
+            "site_radius_m": self.site_radius_m,
+            "track_retention_days": self.track_retention_days,
             "highest_seq": self.highest_seq, "tx_seq": self.tx_seq,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
@@ -167,12 +194,185 @@ class Account:
 
             test_profile(self.test_interval_s, self.test_grace_s or 0)
         json.dumps(self.contacts)
+        self._validate_site()
+
+    def _validate_site(self) -> None:
+        lat, lon = self.site_lat, self.site_lon
+        if (lat is None) != (lon is None):
+            raise ValueError("give both site_lat and site_lon, or neither")
+        if lat is not None and lon is not None:
+            if not _is_number(lat) or not -90 <= lat <= 90:
+                raise ValueError("site_lat must be a latitude -90..90 (decimal degrees)")
+            if not _is_number(lon) or not -180 <= lon <= 180:
+                raise ValueError("site_lon must be a longitude -180..180 (decimal degrees)")
+        r = self.site_radius_m
+        if r is not None and (not isinstance(r, int) or isinstance(r, bool)
+                              or not MIN_SITE_RADIUS_M <= r <= MAX_SITE_RADIUS_M):
+            raise ValueError("site_radius_m must be whole metres %d..%d"
+                             % (MIN_SITE_RADIUS_M, MAX_SITE_RADIUS_M))
+        d = self.track_retention_days
+        if d is not None and (not isinstance(d, int) or isinstance(d, bool)
+                              or not 1 <= d <= MAX_TRACK_RETENTION_DAYS):
+            raise ValueError("track_retention_days must be 1..%d" % MAX_TRACK_RETENTION_DAYS)
+
+    @property
+    def site_position(self) -> tuple[float, float] | None:
+        """(lat, lon) of the site, or None when the account has none."""
+        if self.site_lat is None or self.site_lon is None:
+            return None
+        return (self.site_lat, self.site_lon)
+
+
+# -- where a vehicle unit was ----------------------------------------------------------------
+
+# The native position record's flag bits (protocol.lean.glwire POS_*), as
+# stored in track_points.flags.
+POS_VALID, POS_MOVING, POS_IGNITION, POS_ALARM = 0x01, 0x02, 0x04, 0x08
+# A fix time further ahead of the receiver's clock than this is not
+# believed (the unit's clock, not the satellites', wrote it): the point is
+# placed at its arrival time instead.
+FIX_TIME_AHEAD_S = 60.0
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a vehicle unit was, one shape for both protocols: ``lat`` and
+    ``lon`` in decimal degrees; the rest is what the native position record
+    carries (docs/mobile.md, "The position on the wire") and None where the
+    protocol does not say (a DC-09 ``[X][Y]`` location has only the two
+    coordinates).  ``valid`` False: the unit's last known position, not a
+    current fix; ``alarm``: the unit was in alarm (reporting faster)."""
+
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    course_deg: float | None = None
+    fix_time: float | None = None  # Unix seconds UTC of the fix
+    quality: int | None = None  # GGA fix quality 0..8
+    sats: int | None = None
+    hdop: float | None = None
+    valid: bool | None = None
+    moving: bool | None = None
+    ignition: bool | None = None
+    alarm: bool | None = None
+    protocol: str = "native"
+
+    @classmethod
+    def from_wire(cls, p: Mapping[str, Any]) -> "Position":
+        """From the native record as protocol.lean.glwire decodes it
+        (micro-degrees, 0.1 km/h, 0.1 degree, HDOP in tenths)."""
+        fl = int(p["flags"])
+        return cls(lat=p["lat"] / 1e6, lon=p["lon"] / 1e6, speed_kmh=p["speed"] / 10,
+                   course_deg=p["course"] / 10, fix_time=float(p["fix_time"]) or None,
+                   quality=int(p["quality"]), sats=int(p["sats"]), hdop=p["hdop"] / 10,
+                   valid=bool(fl & POS_VALID), moving=bool(fl & POS_MOVING),
+                   ignition=bool(fl & POS_IGNITION), alarm=bool(fl & POS_ALARM))
+
+    @classmethod
+    def from_location(cls, loc: Mapping[str, Any]) -> "Position":
+        """From a DC-09 location ({"lat", "lon"}: extended data Y, X)."""
+        return cls(lat=float(loc["lat"]), lon=float(loc["lon"]), protocol="dc09")
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> "Position | None":
+        if not d:
+            return None
+        return cls(**_pick(cls, d))
+
+    @property
+    def flags(self) -> int | None:
+        """The native flag bits (None: the protocol did not say)."""
+        if self.valid is None:
+            return None
+        return ((POS_VALID if self.valid else 0) | (POS_MOVING if self.moving else 0)
+                | (POS_IGNITION if self.ignition else 0) | (POS_ALARM if self.alarm else 0))
+
+    @classmethod
+    def from_columns(cls, row: Mapping[str, Any]) -> "Position":
+        """From a track_points row (flags NULL: not said)."""
+        fl = row.get("flags")
+        known = fl is not None
+        fl = int(fl or 0)
+        return cls(lat=row["lat"], lon=row["lon"], speed_kmh=row.get("speed_kmh"),
+                   course_deg=row.get("course_deg"), fix_time=row.get("fix_time"),
+                   quality=row.get("quality"), sats=row.get("sats"), hdop=row.get("hdop"),
+                   valid=bool(fl & POS_VALID) if known else None,
+                   moving=bool(fl & POS_MOVING) if known else None,
+                   ignition=bool(fl & POS_IGNITION) if known else None,
+                   alarm=bool(fl & POS_ALARM) if known else None,
+                   protocol=row.get("protocol") or "native")
+
+    def at(self, received_at: float) -> float:
+        """When the unit was there: the fix time when it has one that is not
+        ahead of ``received_at`` by more than FIX_TIME_AHEAD_S, else the
+        arrival time."""
+        t = self.fix_time
+        if t is None or t <= 0 or t > received_at + FIX_TIME_AHEAD_S:
+            return received_at
+        return t
+
+    def location(self) -> dict:
+        return {"lat": self.lat, "lon": self.lon}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# The track_points columns TrackRecord.db_values() fills, in order.
+TRACK_COLUMNS = ("account", "dedupe_key", "at", "received_at", "lat", "lon", "speed_kmh",
+                 "course_deg", "fix_time", "quality", "sats", "hdop", "flags", "reason",
+                 "source", "event_id", "protocol", "path", "peer")
+TRACK_SOURCES = ("position", "event")
+
+
+@dataclass
+class TrackRecord:
+    """A track point to store: a POSITION message (``source`` "position",
+    ``reason`` why the unit sent it) or the position an event carried
+    (``source`` "event", ``event_id``; the ingest plan makes these)."""
+
+    account: str
+    dedupe_key: str
+    received_at: float
+    position: Position
+    reason: int | None = None
+    source: str = "position"
+    event_id: int | None = None
+    path: int = 1
+    peer: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.account, self.dedupe_key)
+
+    @property
+    def at(self) -> float:
+        return self.position.at(self.received_at)
+
+    def db_values(self) -> tuple:
+        p = self.position
+        return (self.account, self.dedupe_key, self.at, self.received_at, p.lat, p.lon,
+                p.speed_kmh, p.course_deg, p.fix_time, p.quality, p.sats, p.hdop, p.flags,
+                self.reason, self.source, self.event_id, p.protocol, self.path, self.peer)
+
+    def stored(self, point_id: int) -> "TrackPoint":
+        return TrackPoint(id=point_id, account=self.account, at=self.at,
+                          received_at=self.received_at, position=self.position,
+                          reason=self.reason, source=self.source, event_id=self.event_id,
+                          path=self.path, peer=self.peer)
+
+
+@dataclass(frozen=True)
+class TrackOutcome:
+    point_id: int
+    duplicate: bool
 
 
 # The events table's columns that EventRecord.db_values() fills, in order.
 EVENT_COLUMNS = ("account", "protocol", "source", "dedupe_key", "seq", "qualifier", "code",
                  "event_class", "priority", "description", "partition", "zone", "text",
-                 "value", "event_time", "received_at", "path", "peer", "user_number", "ext")
+                 "value", "event_time", "received_at", "path", "peer", "user_number", "ext",
+                 "position")
 
 
 @dataclass
@@ -199,6 +399,7 @@ class EventRecord:
     description: str = ""
     user: int | None = None  # the user the event names (Contact ID user reports, SIA 'id')
     ext: dict | None = None  # DC-09 extended data and SIA modifiers, raw ({"X": "4.8952"})
+    position: Position | None = None  # where a vehicle unit was (native ext bit 2, DC-09 X/Y)
     # set by the receiver before ingest:
     open_alarm: bool = False
     routed_to: dict | None = None  # {"police_station": "ps-3", ...}
@@ -222,7 +423,7 @@ class EventRecord:
                      partition=self.partition, zone=self.zone, text=self.text,
                      value=self.value, event_time=self.event_time,
                      received_at=self.received_at, path=self.path, peer=self.peer,
-                     user=self.user, ext=self.ext)
+                     user=self.user, ext=self.ext, position=self.position)
 
     def db_values(self) -> tuple:
         """The events row, in EVENT_COLUMNS order (both backends insert it)."""
@@ -231,7 +432,18 @@ class EventRecord:
                 self.partition, self.zone, self.text, self.value, self.event_time,
                 self.received_at, self.path, self.peer, self.user,
                 None if self.ext is None else json.dumps(self.ext, sort_keys=True,
-                                                         ensure_ascii=False))
+                                                         ensure_ascii=False),
+                None if self.position is None else json.dumps(self.position.to_json(),
+                                                              sort_keys=True))
+
+    def track(self, event_id: int) -> "TrackRecord | None":
+        """The track point the event's position makes once stored as
+        ``event_id`` (None without a position, and for the receiver's own
+        events: their position is one the unit sent, in the track already)."""
+        if self.position is None or self.source != "panel":
+            return None
+        return TrackRecord(self.account, "event:%d" % event_id, self.received_at,
+                           self.position, None, "event", event_id, self.path, self.peer)
 
 
 @dataclass(frozen=True)
@@ -250,6 +462,7 @@ class IngestOutcome:
     signals: int | None = None
     incident_id: int | None = None
     resolved: tuple = ()
+    track_point_id: int | None = None  # the track point the event's position made
 
 
 # -- out: what the store gives back -----------------------------------------------------------
@@ -296,10 +509,14 @@ class Event(_Row):
     # the held zone's alarm it was counted on (receiver.rules)
     test_placement: int | None = None
     attached_to: int | None = None
+    position: Position | None = None
 
     @property
     def location(self) -> dict | None:
-        """{"lat", "lon"} from DC-09 extended data X/Y, or None."""
+        """{"lat", "lon"}: the event's position (native or DC-09), or for an
+        event stored before positions were, DC-09 extended data X/Y; None."""
+        if self.position is not None:
+            return self.position.location()
         return _location(self.ext)
 
     @property
@@ -313,7 +530,16 @@ class Event(_Row):
         d["user"] = d.pop("user_number", None)
         ext = d.get("ext")
         d["ext"] = json.loads(ext) if isinstance(ext, str) else ext
+        pos = d.get("position")
+        d["position"] = Position.from_json(json.loads(pos) if isinstance(pos, str) else pos)
         return cls(**_pick(cls, d))
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Event":
+        """From :meth:`to_json`'s shape (a message from another receiver)."""
+        d = _pick(cls, d)
+        d["position"] = Position.from_json(d.get("position"))
+        return cls(**d)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -416,6 +642,101 @@ class OutboxRow(_Row):
         return cls(**d)
 
 
+# Why a unit sent a track point (the POSITION message's reason,
+# firmware/device/vehicle.py REASONS), in words.
+POSITION_REASONS = {0: "unspecified", 1: "first", 2: "interval", 3: "distance", 4: "turn",
+                    5: "started moving", 6: "stopped", 7: "alarm", 8: "heartbeat"}
+
+
+@dataclass(frozen=True)
+class TrackPoint(_Row):
+    """A stored track point (a row of ``track_points``): where ``account``
+    was ``at`` (the fix time, else the arrival time), from a POSITION
+    message (``source`` "position") or an event (``source`` "event",
+    ``event_id``)."""
+
+    id: int
+    account: str
+    at: float
+    received_at: float
+    position: Position
+    reason: int | None = None
+    source: str = "position"
+    event_id: int | None = None
+    path: int = 1
+    peer: str = ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "TrackPoint":
+        d = dict(row)
+        return cls(id=d["id"], account=d["account"], at=d["at"], received_at=d["received_at"],
+                   position=Position.from_columns(d), reason=d.get("reason"),
+                   source=d["source"], event_id=d.get("event_id"), path=d.get("path") or 1,
+                   peer=d.get("peer") or "")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["reason_text"] = (None if self.reason is None
+                            else POSITION_REASONS.get(self.reason, str(self.reason)))
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TrackPoint":
+        """From :meth:`to_json`'s shape (a message from another receiver)."""
+        d = _pick(cls, d)
+        d["position"] = Position.from_json(d["position"])
+        return cls(**d)
+
+
+# A patrol car's status (issue 19): set by the console, by its crew at the
+# keypad (Contact ID 470, 471, 472, firmware/device/vunit.py), or by the
+# receiver (dispatched, on scene at arrival).
+PATROL_STATUSES = ("available", "dispatched", "on_scene")
+PATROL_STATUS_WORDS = {"available": "available", "dispatched": "dispatched",
+                       "on_scene": "on scene"}
+# The keypad's status reports, by Contact ID code.
+PATROL_STATUS_CODES = {470: "available", 471: "dispatched", 472: "on_scene"}
+
+
+@dataclass(frozen=True)
+class PatrolStatus(_Row):
+    """A patrol's status as last set: ``actor`` a console user, "receiver",
+    or "keypad (user N)"; ``alarm_id`` the alarm it was dispatched to."""
+
+    account: str
+    status: str
+    at: float
+    actor: str
+    alarm_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch(_Row):
+    """A patrol sent to an alarm (a row of ``dispatches``): where to
+    (``target_lat``/``target_lon``, the alarm's position or its site), how
+    far it was then in a straight line, and when it came within
+    ``radius_m`` (``arrived_at``, None until then)."""
+
+    id: int
+    alarm_id: int
+    patrol: str
+    dispatched_at: float
+    dispatched_by: str
+    target_lat: float
+    target_lon: float
+    radius_m: float
+    distance_m: float | None = None
+    arrived_at: float | None = None
+
+    @property
+    def arrival_s(self) -> float | None:
+        """Seconds from dispatch to arrival (None: not arrived)."""
+        return None if self.arrived_at is None else self.arrived_at - self.dispatched_at
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["arrival_s"] = self.arrival_s
+        return d
 @dataclass(frozen=True)
 class ZoneHold(_Row):
     """A held zone (runaway suppression): its anchor alarm, since when, why,

@@ -478,11 +478,16 @@ def periodic_failed(accounts):
 
 def report_rows(start: float, end: float):
     """(AlarmFact list, EventFact list) for alarms raised and receiver
-    events received in [start, end)."""
+    events received in [start, end); an alarm's fact has its first patrol
+    dispatched and first on scene (issue 19)."""
     rows = yield ("""SELECT a.id, a.account, COALESCE(ac.site_name, '') AS site,
                             COALESCE(ac.region, '') AS region, a.event_class, a.priority,
                             a.code, a.created_at, a.acknowledged_at, a.acknowledged_by,
-                            a.resolved_at, a.resolved_by, a.note, a.disposition
+                            a.resolved_at, a.resolved_by, a.note, a.disposition,
+                            (SELECT MIN(d.dispatched_at) FROM dispatches d
+                             WHERE d.alarm_id = a.id) AS patrol_dispatched_at,
+                            (SELECT MIN(d.arrived_at) FROM dispatches d
+                             WHERE d.alarm_id = a.id) AS patrol_arrived_at
                      FROM alarms a LEFT JOIN accounts ac ON ac.number = a.account
                      WHERE a.created_at >= ? AND a.created_at < ? ORDER BY a.id""",
                   (start, end))

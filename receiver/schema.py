@@ -303,3 +303,83 @@ def rules_tables(dialect: str) -> list[str]:
     d = dict(DIALECTS[dialect], open_close=open_close_predicate(),
              test_reports=periodic_test_predicate(), report=report_predicate())
     return [s % d for s in _RULES]
+
+
+# -- schema version 4 (issue 19): vehicle units ------------------------------------------
+
+_SPATIAL = "-- the dialect's spatial index of track_points"
+_VEHICLES = [
+    # where a site is, how close a patrol must come to be on scene, and how
+    # long a vehicle unit's track is kept (receiver.records.Account)
+    """ALTER TABLE accounts ADD COLUMN site_lat %(real)s""",
+    """ALTER TABLE accounts ADD COLUMN site_lon %(real)s""",
+    """ALTER TABLE accounts ADD COLUMN site_radius_m INTEGER""",
+    """ALTER TABLE accounts ADD COLUMN track_retention_days INTEGER""",
+    # the position an event carried (records.Position JSON)
+    """ALTER TABLE events ADD COLUMN position TEXT""",
+    # a vehicle unit's track: POSITION messages and the positions events
+    # carried (receiver.records.TrackRecord; at: the fix time, else arrival)
+    """CREATE TABLE track_points (
+    id %(id)s,
+    account TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    at %(real)s NOT NULL,
+    received_at %(real)s NOT NULL,
+    lat %(real)s NOT NULL CHECK (lat BETWEEN -90 AND 90),
+    lon %(real)s NOT NULL CHECK (lon BETWEEN -180 AND 180),
+    speed_kmh %(real)s,
+    course_deg %(real)s,
+    fix_time %(real)s,
+    quality INTEGER,
+    sats INTEGER,
+    hdop %(real)s,
+    flags INTEGER,
+    reason INTEGER,
+    source TEXT NOT NULL CHECK (source IN ('position', 'event')),
+    event_id %(big)s REFERENCES events (id),
+    protocol TEXT NOT NULL,
+    path INTEGER NOT NULL DEFAULT 1,
+    peer TEXT NOT NULL DEFAULT '',
+    UNIQUE (account, dedupe_key))""",
+    """CREATE INDEX track_points_account_at ON track_points (account, at)""",
+    # the receiver's vehicle checks read what arrived since they last looked
+    """CREATE INDEX track_points_received_at ON track_points (received_at)""",
+    _SPATIAL,
+    # a patrol's status as set by the console or the receiver (the crew's
+    # keypad reports are events 470-472); the latest of both is the status
+    """CREATE TABLE patrol_status (
+    id %(id)s,
+    account TEXT NOT NULL,
+    at %(real)s NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('available', 'dispatched', 'on_scene')),
+    actor TEXT NOT NULL,
+    alarm_id %(big)s REFERENCES alarms (id))""",
+    """CREATE INDEX patrol_status_account ON patrol_status (account, at)""",
+    # a patrol sent to an alarm, and when it came within the radius
+    """CREATE TABLE dispatches (
+    id %(id)s,
+    alarm_id %(big)s NOT NULL REFERENCES alarms (id),
+    patrol TEXT NOT NULL,
+    dispatched_at %(real)s NOT NULL,
+    dispatched_by TEXT NOT NULL,
+    target_lat %(real)s NOT NULL,
+    target_lon %(real)s NOT NULL,
+    radius_m %(real)s NOT NULL,
+    distance_m %(real)s,
+    arrived_at %(real)s,
+    UNIQUE (alarm_id, patrol))""",
+    """CREATE INDEX dispatches_open ON dispatches (patrol) WHERE arrived_at IS NULL""",
+    """CREATE INDEX dispatches_at ON dispatches (dispatched_at)""",
+]
+
+
+def vehicles(dialect: str, track_spatial: list[str]) -> list[str]:
+    """Schema version 4 (issue 19): site coordinates and track retention on
+    accounts, the position an event carried, track points with the
+    dialect's spatial index (``track_spatial``: SQLite's R*Tree, or a plain
+    index on PostgreSQL), patrol statuses and dispatches."""
+    d = DIALECTS[dialect]
+    out = []
+    for s in _VEHICLES:
+        out.extend(track_spatial if s == _SPATIAL else [s % d])
+    return out

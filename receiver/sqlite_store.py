@@ -34,6 +34,7 @@ is written (receiver.store, "A store is created only when asked").
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import pathlib
@@ -44,11 +45,14 @@ import time
 
 from receiver import alarms as _alarms
 from receiver import ingest, rules_store, schema
-from receiver.records import (EVENT_COLUMNS, Account, Alarm, AuditEntry, Event, EventRecord,
-                              IngestOutcome, OutboxRow, SecurityEvent)
-from receiver.store import (PRIVATE_FILE_MODE, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, make_private_dirs, resolve,
-                            warn_if_exposed)
+from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS, Account,
+                              Alarm, AuditEntry, Dispatch, Event, EventRecord, IngestOutcome,
+                              OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint,
+                              TrackRecord)
+from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, PRIVATE_FILE_MODE,
+                            DispatchConflict, SchemaError, Store, StoreBusy, StoreError,
+                            StoreMissing, StoreUnavailable, joins_commit, make_private_dirs,
+                            resolve, warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,8 +97,22 @@ def _rules_v3() -> list[str]:
         % (schema.REVISION_COLUMNS_V3, bump)]
 
 
+def _vehicles() -> list[str]:
+    # SQLite's built-in R*Tree indexes each point as a box of zero size;
+    # triggers keep it in step with the table (retention deletes too)
+    return schema.vehicles("sqlite", [
+        """CREATE VIRTUAL TABLE track_points_rtree USING rtree(
+               id, min_lat, max_lat, min_lon, max_lon)""",
+        """CREATE TRIGGER track_points_rtree_insert AFTER INSERT ON track_points BEGIN
+               INSERT INTO track_points_rtree VALUES (new.id, new.lat, new.lat, new.lon,
+                                                      new.lon); END""",
+        """CREATE TRIGGER track_points_rtree_delete AFTER DELETE ON track_points BEGIN
+               DELETE FROM track_points_rtree WHERE id = old.id; END""",
+    ])
+
+
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -148,6 +166,24 @@ _EVENTS_SINCE = "SELECT id, account, dedupe_key FROM events WHERE id > ?"
 _EVENT_ID_OF_KEY = "SELECT id FROM events WHERE account = ? AND dedupe_key = ?"
 _TOP_ALARM_ID = "SELECT COALESCE(MAX(id), 0) FROM alarms"
 _ALARMS_SINCE = "SELECT event_id, id FROM alarms WHERE id > ?"
+_INSERT_TRACK = "INSERT OR IGNORE INTO track_points (%s) VALUES (%s)" % (
+    ", ".join(TRACK_COLUMNS), ", ".join("?" * len(TRACK_COLUMNS)))
+_INSERT_PATROL_STATUS = """INSERT INTO patrol_status (account, at, status, actor, alarm_id)
+                           VALUES (?, ?, ?, ?, ?)"""
+# an audit row that records something done about the alarm without moving
+# its state (receiver.alarms.audit_sentence: the note is the sentence)
+_INSERT_NOTE_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                        note) VALUES (?, ?, ?, ?, ?, ?)"""
+
+
+def _and(sql: str, args: list, conds) -> str:
+    """``sql`` with `` AND cond`` for each (cond, value) of ``conds`` whose
+    value is not None, the value appended to ``args``."""
+    for cond, value in conds:
+        if value is not None:
+            sql += " AND " + cond
+            args.append(value)
+    return sql
 
 
 class SQLiteStore(Store):
@@ -161,7 +197,11 @@ class SQLiteStore(Store):
         self.max_queued_writes = max_queued_writes
         self.metrics = metrics
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wq: queue.SimpleQueue = queue.SimpleQueue()
+        # write requests by (priority, arrival): track points (PRIO_TRACK)
+        # after everything else, so an alarm is in the next group commit
+        # however many track points wait (docs/mobile.md, "Receiver")
+        self._wq: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._rq: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: threading.Thread | None = None
@@ -249,7 +289,7 @@ class SQLiteStore(Store):
         if self._closed:
             return
         self._closed = True
-        self._wq.put(_STOP)
+        self._wq.put((PRIO_STOP, next(self._order), _STOP))
         self._rq.put(_STOP)
         for t in (self._writer, self._reader):
             if t is not None:
@@ -265,9 +305,13 @@ class SQLiteStore(Store):
             loop.call_soon_threadsafe(resolve, ready, None, _wrap(e))
             return
         loop.call_soon_threadsafe(resolve, ready, None, None)
+        carry = None  # a track point taken but left for the next commit
         try:
             while True:
-                first = self._wq.get()
+                if carry is None:
+                    prio, _, first = self._wq.get()
+                else:
+                    prio, first, carry = carry[0], carry[1], None
                 if first is _STOP:
                     break
                 if first.raw:
@@ -277,11 +321,14 @@ class SQLiteStore(Store):
                 after = None
                 while len(batch) < self.max_batch:
                     try:
-                        j = self._wq.get_nowait()
+                        p, _, j = self._wq.get_nowait()
                     except queue.Empty:
                         break
                     if j is _STOP or j.raw:
                         after = j
+                        break
+                    if not joins_commit(prio, p):
+                        carry = (p, j)
                         break
                     batch.append(j)
                 self._commit(loop, conn, batch)
@@ -399,18 +446,19 @@ class SQLiteStore(Store):
             raise StoreError("store is closed")
         return self._loop
 
-    def run_write(self, fn, *args) -> asyncio.Future:
+    def run_write(self, fn, *args, prio: int = PRIO_WRITE) -> asyncio.Future:
         """Run ``fn(conn, *args)`` in the writer thread inside the next group
-        commit; the future resolves once it is committed."""
-        return self._queue_write(fn, args)
+        commit; the future resolves once it is committed.  Requests of a
+        lower ``prio`` number go first (PRIO_TRACK: after all others)."""
+        return self._queue_write(fn, args, prio=prio)
 
-    def _queue_write(self, fn, args, recs=None) -> asyncio.Future:
+    def _queue_write(self, fn, args, recs=None, prio: int = PRIO_WRITE) -> asyncio.Future:
         loop = self._open_loop()
         if self._pending >= self.max_queued_writes:
             raise StoreBusy("%d writes queued" % self._pending)
         fut = loop.create_future()
         self._pending += 1
-        self._wq.put(_Job(fn, args, fut, recs=recs))
+        self._wq.put((prio, next(self._order), _Job(fn, args, fut, recs=recs)))
         return fut
 
     def run_maintenance(self, fn, *args) -> asyncio.Future:
@@ -419,7 +467,7 @@ class SQLiteStore(Store):
         max_page_count; tests use these to make the store fail for real)."""
         fut = self._open_loop().create_future()
         self._pending += 1
-        self._wq.put(_Job(fn, args, fut, raw=True))
+        self._wq.put((PRIO_WRITE, next(self._order), _Job(fn, args, fut, raw=True)))
         return fut
 
     def run_read(self, fn, *args) -> asyncio.Future:
@@ -503,7 +551,12 @@ class SQLiteStore(Store):
                 (o.output, o.alarm_id, o.payload, o.created_at)
                 for aid, al in zip(alarm_ids, plan.alarms) for o in al.outbox(aid)])
         rules_store.drive(conn, rules_store.write_plan(plan, alarm_ids))
-        return plan.outcomes(alarm_ids)
+        track_ids = {}
+        for t in plan.tracks:  # few: the events that carry a position
+            cur = conn.execute(_INSERT_TRACK, t.db_values())
+            if cur.rowcount:
+                track_ids[t.event_id] = cur.lastrowid
+        return plan.outcomes(alarm_ids, track_ids)
 
     async def ingest(self, rec: EventRecord) -> IngestOutcome:
         [out] = await self._queue_write(self._ingest, ([rec],), recs=[rec])
@@ -563,14 +616,9 @@ class SQLiteStore(Store):
     # -- reading events -----------------------------------------------------------------
 
     async def list_events(self, account=None, since=None, after_id=0, limit=1000):
-        sql = "SELECT * FROM events WHERE id > ?"
         args: list = [after_id]
-        if account is not None:
-            sql += " AND account = ?"
-            args.append(account)
-        if since is not None:
-            sql += " AND received_at >= ?"
-            args.append(since)
+        sql = _and("SELECT * FROM events WHERE id > ?", args,
+                   (("account = ?", account), ("received_at >= ?", since)))
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         return await self.run_read(lambda c: [Event.from_row(r) for r in c.execute(sql, args)])
@@ -710,6 +758,163 @@ class SQLiteStore(Store):
         sql += " ORDER BY id"
         return await self.run_read(lambda c: [OutboxRow.from_row(r) for r in c.execute(sql, args)])
 
+    # -- vehicle units -----------------------------------------------------------------
+
+    @staticmethod
+    def _ingest_track(conn, recs: list[TrackRecord]) -> list[TrackOutcome]:
+        out = []
+        for r in recs:
+            cur = conn.execute(_INSERT_TRACK, r.db_values())
+            if cur.rowcount:
+                out.append(TrackOutcome(cur.lastrowid, False))
+                continue
+            row = conn.execute("SELECT id FROM track_points WHERE account = ? AND "
+                               "dedupe_key = ?", r.key).fetchone()
+            if row is None:
+                raise StoreUnavailable("track point %s/%s conflicted but is not there" % r.key)
+            out.append(TrackOutcome(row[0], True))
+        return out
+
+    async def ingest_track(self, recs):
+        return await self.run_write(self._ingest_track, list(recs), prio=PRIO_TRACK)
+
+    async def track(self, account, since=None, until=None, limit=1000, newest=False):
+        args: list = [account]
+        sql = _and("SELECT * FROM track_points WHERE account = ?", args,
+                   (("at >= ?", since), ("at < ?", until)))
+        sql += " ORDER BY at %s, id %s LIMIT ?" % (("DESC",) * 2 if newest else ("",) * 2)
+        args.append(limit)
+
+        def job(conn):
+            rows = [TrackPoint.from_row(r) for r in conn.execute(sql, args)]
+            return rows[::-1] if newest else rows
+        return await self.run_read(job)
+
+    async def track_received_since(self, received_at, limit=1000):
+        return await self.run_read(lambda c: [TrackPoint.from_row(r) for r in c.execute(
+            "SELECT * FROM track_points WHERE received_at >= ? ORDER BY received_at, id "
+            "LIMIT ?", (received_at, limit))])
+
+    async def last_positions(self, accounts):
+        def job(conn):
+            out = {}
+            for a in accounts:
+                r = conn.execute("SELECT * FROM track_points WHERE account = ? "
+                                 "ORDER BY at DESC, id DESC LIMIT 1", (a,)).fetchone()
+                if r is not None:
+                    out[a] = TrackPoint.from_row(r)
+            return out
+        return await self.run_read(job)
+
+    async def track_in_area(self, south, west, north, east, since, until, limit=1000):
+        # the R*Tree finds the candidates (its boxes are float32, rounded
+        # outwards); the table's own columns decide
+        return await self.run_read(lambda c: [TrackPoint.from_row(r) for r in c.execute(
+            """SELECT t.* FROM track_points_rtree r JOIN track_points t ON t.id = r.id
+               WHERE r.max_lat >= ? AND r.min_lat <= ? AND r.max_lon >= ? AND r.min_lon <= ?
+               AND t.lat BETWEEN ? AND ? AND t.lon BETWEEN ? AND ?
+               AND t.at >= ? AND t.at < ? ORDER BY t.at, t.id LIMIT ?""",
+            (south, north, west, east, south, north, west, east, since, until, limit))])
+
+    async def prune_track(self, account, before, batch, exclude=None):
+        if account is not None:
+            where, args = "account = ?", [account]
+        else:
+            ex = list(exclude or ())
+            where = "account NOT IN (%s)" % ", ".join("?" * len(ex)) if ex else "1 = 1"
+            args = ex
+        return await self.run_write(lambda c: c.execute(
+            """DELETE FROM track_points WHERE id IN (SELECT id FROM track_points
+               WHERE %s AND at < ? ORDER BY at LIMIT ?)""" % where,
+            args + [before, batch]).rowcount)
+
+    async def latest_by_code(self, account, codes, source):
+        def job(conn):
+            out = {}
+            for c in codes:
+                r = conn.execute("SELECT * FROM events WHERE account = ? AND code = ? AND "
+                                 "source = ? ORDER BY id DESC LIMIT 1",
+                                 (account, c, source)).fetchone()
+                if r is not None:
+                    out[c] = Event.from_row(r)
+            return out
+        return await self.run_read(job)
+
+    async def set_patrol_status(self, account, status, at, actor, alarm_id=None):
+        def job(conn):
+            conn.execute(_INSERT_PATROL_STATUS, (account, at, status, actor, alarm_id))
+            return PatrolStatus(account, status, at, actor, alarm_id)
+        return await self.run_write(job)
+
+    async def patrol_statuses(self, accounts):
+        codes = ", ".join(str(c) for c in PATROL_STATUS_CODES)
+
+        def job(conn):
+            out = {}
+            for a in accounts:
+                r = conn.execute("SELECT * FROM patrol_status WHERE account = ? "
+                                 "ORDER BY at DESC, id DESC LIMIT 1", (a,)).fetchone()
+                e = conn.execute("SELECT code, received_at, user_number FROM events "
+                                 "WHERE account = ? AND code IN (%s) AND qualifier = 1 "
+                                 "ORDER BY id DESC LIMIT 1" % codes, (a,)).fetchone()
+                st = None if r is None else PatrolStatus.from_row(r)
+                if e is not None and (st is None or e["received_at"] > st.at):
+                    st = PatrolStatus(a, PATROL_STATUS_CODES[e["code"]], e["received_at"],
+                                      "keypad (user %s)" % e["user_number"])
+                if st is not None:
+                    out[a] = st
+            return out
+        return await self.run_read(job)
+
+    async def dispatch_patrol(self, alarm_id, patrol, at, by, target, radius_m, distance_m,
+                              sentence):
+        def job(conn):
+            al = conn.execute("SELECT state FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+            if al is None:
+                raise DispatchConflict("no alarm %d" % alarm_id)
+            if al["state"] == "resolved":
+                raise DispatchConflict("alarm %d is resolved" % alarm_id)
+            if conn.execute("SELECT 1 FROM dispatches WHERE alarm_id = ? AND patrol = ?",
+                            (alarm_id, patrol)).fetchone() is not None:
+                raise DispatchConflict("patrol %s is already dispatched to alarm %d"
+                                       % (patrol, alarm_id))
+            cur = conn.execute(
+                """INSERT INTO dispatches (alarm_id, patrol, dispatched_at, dispatched_by,
+                   target_lat, target_lon, radius_m, distance_m) VALUES (?, ?, ?, ?, ?, ?, ?,
+                   ?)""", (alarm_id, patrol, at, by, target[0], target[1], radius_m,
+                           distance_m))
+            conn.execute(_INSERT_PATROL_STATUS, (patrol, at, "dispatched", by, alarm_id))
+            conn.execute(_INSERT_NOTE_AUDIT, (alarm_id, at, al["state"], al["state"], by,
+                                              sentence))
+            return Dispatch.from_row(conn.execute("SELECT * FROM dispatches WHERE id = ?",
+                                                  (cur.lastrowid,)).fetchone())
+        return await self.run_write(job)
+
+    async def record_arrival(self, dispatch_id, at, sentence):
+        def job(conn):
+            if conn.execute("UPDATE dispatches SET arrived_at = ? WHERE id = ? AND "
+                            "arrived_at IS NULL", (at, dispatch_id)).rowcount == 0:
+                return None
+            d = Dispatch.from_row(conn.execute("SELECT * FROM dispatches WHERE id = ?",
+                                               (dispatch_id,)).fetchone())
+            st = conn.execute("SELECT state FROM alarms WHERE id = ?",
+                              (d.alarm_id,)).fetchone()["state"]
+            conn.execute(_INSERT_PATROL_STATUS, (d.patrol, at, "on_scene", "receiver",
+                                                 d.alarm_id))
+            conn.execute(_INSERT_NOTE_AUDIT, (d.alarm_id, at, st, st, "receiver", sentence))
+            return d
+        return await self.run_write(job)
+
+    async def list_dispatches(self, alarm_id=None, open_only=False, since=None, until=None):
+        args: list = []
+        sql = _and("SELECT * FROM dispatches WHERE 1 = 1", args,
+                   (("alarm_id = ?", alarm_id), ("dispatched_at >= ?", since),
+                    ("dispatched_at < ?", until)))
+        if open_only:
+            sql += " AND arrived_at IS NULL"
+        sql += " ORDER BY dispatched_at, id"
+        return await self.run_read(lambda c: [Dispatch.from_row(r)
+                                              for r in c.execute(sql, args)])
     # -- the centre's rules (receiver.rules_store) ----------------------------------
 
     async def _rules_read(self, gen):

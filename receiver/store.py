@@ -44,14 +44,20 @@ from typing import Any, AsyncIterator
 from receiver import rules_store
 from receiver.cluster_store import ClusterStore
 from receiver.ingest import Hygiene
-from receiver.records import (Account, Alarm, AuditEntry, Event, EventRecord,
-                              IngestOutcome, OutboxRow, RulesAuditEntry, SecurityEvent,
-                              ZoneHold)
+from receiver.records import (Account, Alarm, AuditEntry, Dispatch, Event, EventRecord,
+                              IngestOutcome, OutboxRow, PatrolStatus, RulesAuditEntry,
+                              SecurityEvent, TrackOutcome, TrackPoint, TrackRecord, ZoneHold)
 from receiver.rules.schedules import OpenClose, Schedule, TemporaryChange
 from receiver.rules.testmode import Placement
 
 _LOGGER = logging.getLogger(__name__)
 
+
+# Track points one track() call returns at most (a day of a van reporting
+# every 5 s is 17,280: a replay of a long range asks again from the last).
+TRACK_MAX_PAGE = 20_000
+# Track points the vehicle checks read per look (receiver.vehicles.loop).
+TRACK_FEED_PAGE = 5_000
 
 # Events one events_after() call returns by default, and at most (a page
 # of 5000 events is ~2.5 MB of JSON: a reader that wants more asks again).
@@ -76,6 +82,11 @@ class SchemaError(StoreError):
     """The database's schema is not one this receiver can use."""
 
 
+class DispatchConflict(StoreError):
+    """The patrol was already dispatched to that alarm, or the alarm is not
+    there or resolved (a message for the operator)."""
+
+
 class StoreMissing(StoreError):
     """There is no store where one was expected, and the caller did not ask
     for a new one.  ``where`` is the absolute path (or the masked URL)."""
@@ -88,6 +99,19 @@ class StoreMissing(StoreError):
 # Modes of what the store creates: it holds every account's key, so only
 # its owner (the receiver's user) may read it.
 PRIVATE_FILE_MODE = 0o600
+
+# The order a backend's writer takes queued writes in (lower first, then by
+# arrival): every write but track points, then track points, then the
+# writer's end (after everything queued).  A flood of track points never
+# stands between an alarm and its group commit (docs/mobile.md, "Receiver").
+PRIO_WRITE, PRIO_TRACK, PRIO_STOP = 0, 1, 2
+
+
+def joins_commit(first_prio: int, prio: int) -> bool:
+    """May a queued write of ``prio`` join a group commit that began with
+    one of ``first_prio``?  Not a track point an alarm's commit: it would
+    only make that commit longer (it waits for the next one)."""
+    return prio == first_prio or prio != PRIO_TRACK
 PRIVATE_DIR_MODE = 0o700
 # What SQLite keeps beside the database in WAL mode; it creates them with
 # the database file's permission bits.
@@ -532,3 +556,85 @@ class Store(abc.ABC):
     async def report_rows(self, start: float, end: float):
         """(AlarmFact list, EventFact list) for the centre's reports."""
         return await self._rules_read(rules_store.report_rows(start, end))
+    # -- vehicle units (issue 19; docs/mobile.md, "Receiver") ---------------------
+
+    @abc.abstractmethod
+    async def ingest_track(self, recs: list[TrackRecord]) -> list[TrackOutcome]:
+        """Store track points (POSITION messages) in the next group commit,
+        each once per (account, dedupe_key): a copy is ``duplicate`` with
+        the first one's id.  Durable when this returns (the receiver ACKs
+        then); StoreBusy / StoreUnavailable as for ``ingest``."""
+
+    @abc.abstractmethod
+    async def track(self, account: str, since: float | None = None,
+                    until: float | None = None, limit: int = 1000,
+                    newest: bool = False) -> list[TrackPoint]:
+        """Track points of ``account`` with ``since <= at < until``, oldest
+        first (``newest``: the last ``limit`` of them, still oldest first)."""
+
+    @abc.abstractmethod
+    async def track_received_since(self, received_at: float,
+                                   limit: int = TRACK_FEED_PAGE) -> list[TrackPoint]:
+        """Track points that arrived at or after ``received_at``, in arrival
+        order (the vehicle checks' feed; a reader dedupes by id)."""
+
+    @abc.abstractmethod
+    async def last_positions(self, accounts: list[str]) -> dict[str, TrackPoint]:
+        """{account: its latest track point by ``at``} for ``accounts`` that
+        have one."""
+
+    @abc.abstractmethod
+    async def track_in_area(self, south: float, west: float, north: float, east: float,
+                            since: float, until: float,
+                            limit: int = 1000) -> list[TrackPoint]:
+        """Track points inside the box (degrees; west <= east, no
+        antimeridian crossing) with ``since <= at < until``, by time: who
+        was near a place then (the spatial index)."""
+
+    @abc.abstractmethod
+    async def prune_track(self, account: str | None, before: float, batch: int,
+                          exclude: list[str] | None = None) -> int:
+        """Delete at most ``batch`` track points older than ``before`` (by
+        ``at``), oldest first: of ``account``, or (None) of every account
+        but those in ``exclude``; returns how many went (retention)."""
+
+    @abc.abstractmethod
+    async def latest_by_code(self, account: str, codes: list[int],
+                             source: str) -> dict[int, Event]:
+        """{code: the latest event of ``account`` with that code from
+        ``source``} (the vehicle checks: what the unit reported, what the
+        receiver raised)."""
+
+    @abc.abstractmethod
+    async def set_patrol_status(self, account: str, status: str, at: float, actor: str,
+                                alarm_id: int | None = None) -> PatrolStatus: ...
+
+    @abc.abstractmethod
+    async def patrol_statuses(self, accounts: list[str]) -> dict[str, PatrolStatus]:
+        """{account: its status as last set}: the latest of a console or
+        receiver change (``set_patrol_status``) and the crew's keypad report
+        (event 470, 471, 472, qualifier 1; actor "keypad (user N)")."""
+
+    @abc.abstractmethod
+    async def dispatch_patrol(self, alarm_id: int, patrol: str, at: float, by: str,
+                              target: tuple[float, float], radius_m: float,
+                              distance_m: float | None, sentence: str) -> Dispatch:
+        """Record a dispatch, the patrol's "dispatched" status and an audit
+        row (``sentence``) on the alarm, in one transaction.  Raises
+        DispatchConflict when that patrol is already dispatched to the
+        alarm, or the alarm is missing or resolved."""
+
+    @abc.abstractmethod
+    async def record_arrival(self, dispatch_id: int, at: float,
+                             sentence: str) -> Dispatch | None:
+        """The patrol of dispatch ``dispatch_id`` came within its radius at
+        ``at``: set ``arrived_at``, its status "on_scene" and an audit row
+        (``sentence``) on the alarm, once: None when it was recorded already
+        (by this receiver or another)."""
+
+    @abc.abstractmethod
+    async def list_dispatches(self, alarm_id: int | None = None, open_only: bool = False,
+                              since: float | None = None,
+                              until: float | None = None) -> list[Dispatch]:
+        """Dispatches (of an alarm; not yet arrived; dispatched in [since,
+        until)), oldest first."""

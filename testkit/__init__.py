@@ -16,6 +16,10 @@ One home for each:
                             the receiver's session core (milliseconds, no VM)
 ``testkit.session_panel``   ``SessionPanel``: only the panel's session core over
                             real sockets (load generation, receiver tests)
+``testkit.vehicle``         ``RouteDrive``: a vehicle unit's track points along a
+                            GPX route (the sim's GPS replay, the firmware's
+                            report policy) as POSITION messages for a
+                            ``SessionPanel``
 ``testkit.receiver``        ``ReceiverProcess``: ``guardline-receiver serve`` as a
                             process
 ``testkit.tiny_receiver``   ``TinyReceiver`` / ``TinyDc09Receiver``: a few-line

@@ -97,6 +97,11 @@ SPECIFIC: dict[tuple, list] = {
         (["--db", "{tmp}/new.db", "--tcp", "127.0.0.1:0"], "--init", None, None),
         (["--db", "{store}", "--tcp", "127.0.0.1:0", "--ready-file", "{tmp}/no/dir/ready"],
          "cannot write --ready-file", None, None),
+        (["--db", "{store}", "--tcp", "127.0.0.1:0", "--config", "{files}/fences.toml"],
+         "feature 1 (account 1001; corridor): geometry: a corridor is a LineString, got Point",
+         None, None),
+        (["--db", "{store}", "--tcp", "127.0.0.1:0", "--config", "{files}/tiles.toml"],
+         "[map].tile_url must be an http(s) URL", None, None),
     ],
     ("accounts", "add"): [
         # the periodic test (602) an account owes (receiver.rules.periodic)
@@ -119,6 +124,14 @@ SPECIFIC: dict[tuple, list] = {
         (["2", "--db", "{store}", "--paths", "3"], "supervised_paths", None, None),
         (["2", "--db", "{store}", "--heartbeat", "-5"], "heartbeat_s", None, None),
         (["2", "--db", "{store}", "--heartbeat", "x"], "invalid int", None, None),
+        (["2", "--db", "{store}", "--site-position", "52.37"], "LAT,LON", None, None),
+        (["2", "--db", "{store}", "--site-position", "4.89,north"], "LAT,LON", None, None),
+        (["2", "--db", "{store}", "--site-position", "104.89,52.37"], "latitude first",
+         None, None),
+        (["2", "--db", "{store}", "--site-position", "52.37,190"], "longitude", None, None),
+        (["2", "--db", "{store}", "--arrival-radius", "5"], "site_radius_m", None, None),
+        (["2", "--db", "{store}", "--track-retention-days", "0"], "track_retention_days",
+         None, None),
         (["2", "--db", "{store}", "--test-interval", "60"], "at least 3600", None, None),
         (["2", "--db", "{store}", "--test-interval", "86400", "--test-grace", "-1"],
          "test_grace_s", None, None),
@@ -369,6 +382,13 @@ def world(tmp_path_factory):
     (d / "badkey.json").write_text('[{"number": "7", "key": "zz"}]')
     (d / "unknown.json").write_text('[{"number": "7", "colour": "red"}]')
     (d / "dup.json").write_text('[{"number": "1001"}]')
+    # a corridor drawn as a point; a tile server that is not http(s)
+    (d / "fences.geojson").write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+        '{"account": "1001", "kind": "corridor"}, "geometry": {"type": "Point", '
+        '"coordinates": [4.89, 52.37]}}]}')
+    (d / "fences.toml").write_text('[vehicles]\ngeofences = "fences.geojson"\n')
+    (d / "tiles.toml").write_text('[map]\ntile_url = "ftp://tiles.example.net/{z}/{x}/{y}"\n')
     sched = ('[[schedule]]\naccount = "%s"\npartitions = [1]\ntimezone = "%s"\n'
              'week.mon-fri = { open = "08:00-08:30", close = "17:00-17:30" }\n')
     (d / "schedules.toml").write_text(sched % ("1001", "Europe/Berlin"))

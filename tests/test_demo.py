@@ -1,7 +1,9 @@
 """The README's main command: `make demo` runs receiver.demo.  Run it for
-real (receiver, SQLite store, two panels under the MicroPython VM) for the
-length of its script and check that the scripted alarms arrived, were
-queued at the right priority and were forwarded to dispatch."""
+real (receiver, SQLite store, two panels under the MicroPython VM, a
+protocol-level cash van and two patrol cars) for the length of its script
+and check that the scripted alarms arrived, were queued at the right
+priority and were forwarded to dispatch, and that a patrol reached the
+van's hold-up."""
 
 import sqlite3
 import subprocess
@@ -38,6 +40,24 @@ def test_demo_script_delivers_its_alarms(tmp_path):
     assert (401, 1, 1) in flat
     assert not [r for r in flat if r[0] in (134, 374, 457, 406)], flat
     assert [r[0] for r in flat if r[1] == 1 and r[0] in (423, 459)] == [423, 459]
+    # the cash van (issue 19): the receiver's own check caught it off its
+    # corridor, its crew's hold-up carries where it was, the nearest patrol
+    # was dispatched and recorded on scene, with the time in the audit
+    van = db.execute("SELECT code, qualifier, source, position FROM events WHERE account = "
+                     "'1003' ORDER BY id").fetchall()
+    assert (170, 1, "vehicle") in [r[:3] for r in van], van
+    [holdup] = [r for r in van if r[0] == 122]
+    assert '"lat": 52.3705' in holdup[3] and '"alarm": true' in holdup[3]
+    assert db.execute("SELECT COUNT(*) FROM track_points WHERE account = '1003'").fetchone()[
+        0] >= 5
+    [(patrol, arrived)] = db.execute("SELECT patrol, arrived_at FROM dispatches").fetchall()
+    assert patrol == "1004" and arrived is not None  # the nearer of the two patrols
+    audit = [r[0] for r in db.execute("SELECT a.note FROM alarm_audit a JOIN alarms l ON "
+                                      "l.id = a.alarm_id WHERE l.account = '1003' AND "
+                                      "l.code = 122 ORDER BY a.id")]
+    assert audit[1].startswith("Patrol 1004 (Patrol car 3) dispatched by demo-operator")
+    assert "on scene" in audit[2] and "after dispatch" in audit[2]
+    assert "PATROL account 1004 on scene" in out
     # the bank's schedule: today's hours changed so that it "closes now"; the
     # vault, disarmed under duress, is not armed by the deadline: the
     # receiver's own fail to close, alarmed and routed like a panel's

@@ -205,3 +205,29 @@ def test_the_page_renders_under_its_content_security_policy():
             assert refused == []
         finally:
             browser.close()
+
+
+def test_patrol_time_to_arrive_per_priority():
+    """Issue 19: from the first patrol dispatched to the first on scene."""
+    sent = [
+        AlarmFact(20, event_class="holdup", priority=1, code=122, created_at=T + 10,
+                  patrol_dispatched_at=T + 40, patrol_arrived_at=T + 280, **BANK),
+        AlarmFact(21, event_class="holdup", priority=1, code=122, created_at=T + 20,
+                  patrol_dispatched_at=T + 50, patrol_arrived_at=T + 150, **FLAT),
+        AlarmFact(22, event_class="holdup", priority=1, code=121, created_at=T + 30,
+                  patrol_dispatched_at=T + 60, **BANK),  # on the way
+        AlarmFact(23, event_class="burglary", priority=4, code=170, created_at=T + 40,
+                  patrol_dispatched_at=T + 70, patrol_arrived_at=T + 670, **BANK),
+    ]
+    r = rp.build(ALARMS + sent, EVENTS, T, T + 86_400, Filter(), FALSE)
+    # priority 1: arrived after 240 and 100 s (nearest rank: p50 100, p90 240), one not
+    assert r.section("patrol_response").rows == [[1, 3, 2, 100, 240, 240, 1],
+                                                 [4, 1, 1, 600, 600, 600, 0]]
+    assert sent[0].patrol_arrival_s == 240 and sent[2].patrol_arrival_s is None
+    page = rp.report_html(r)
+    assert "Patrol time to arrive (p90) by priority" in page and "<td>10 min</td>" in page
+    assert "patrol_response,1,arrive p50,100" in rp.report_csv(r).splitlines()
+    # a site filter keeps that site's
+    rows = rp.build(ALARMS + sent, EVENTS, T, T + 86_400, Filter(account="1002"),
+                    FALSE).section("patrol_response").rows
+    assert rows == [[1, 1, 1, 100, 100, 100, 0]]

@@ -457,7 +457,7 @@ async def test_stored_event_is_what_the_record_says(store):
     assert {"id", "account", "protocol", "source", "dedupe_key", "seq", "qualifier", "code",
             "event_class", "priority", "description", "partition", "zone", "text", "value",
             "event_time", "received_at", "path", "peer", "user", "ext", "location",
-            "number_kind", "test_placement", "attached_to"} == set(j)
+            "position", "number_kind", "test_placement", "attached_to"} == set(j)
 
 
 async def test_open_alarms_are_counted_by_the_database(store):

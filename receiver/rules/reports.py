@@ -23,6 +23,12 @@ Definitions (what the numbers mean):
   dispositions of the false-alarm kind), else by its resolution note ("false
   alarm", "no cause found", ...; "not a false alarm" is not one), else it is
   not judged.  The basis column says how many were judged each way.
+- **Patrol time to arrive** (issue 19): from the first patrol dispatched to
+  the alarm to the first one on scene (a current fix inside the site's or
+  the alarm position's radius: receiver.vehicles.patrols); an alarm with a
+  patrol dispatched and none arrived counts as "not arrived".  The store
+  gives the rows (``Store.list_dispatches(since=, until=)``: ``dispatched_at``
+  and ``arrived_at`` of each; an alarm's first of each go into its fact).
 - A **region** or **site** filter keeps the alarms and events of that
   region or account; an **operator** filter keeps the alarms that operator
   acknowledged or resolved, and leaves out the receiver's own events (no
@@ -52,8 +58,8 @@ from receiver.supervision import duration_text
 
 RECEIVER = "receiver"  # the actor of what the receiver did itself
 # The report's sections, in order (Report.section(name); the CSV's --section).
-SECTIONS = ("alarms_by_class", "response_times", "operators", "false_alarms", "troubles",
-            "supervision", "open_close")
+SECTIONS = ("alarms_by_class", "response_times", "patrol_response", "operators",
+            "false_alarms", "troubles", "supervision", "open_close")
 TOP = 10  # rows in the "most" tables and charts
 
 # Resolution notes that say the alarm was false, and those that say it was
@@ -86,6 +92,14 @@ class AlarmFact:
     resolved_by: str | None = None
     note: str | None = None
     disposition: str | None = None
+    patrol_dispatched_at: float | None = None  # the first patrol sent (None: none)
+    patrol_arrived_at: float | None = None  # the first patrol on scene
+
+    @property
+    def patrol_arrival_s(self) -> float | None:
+        if self.patrol_dispatched_at is None or self.patrol_arrived_at is None:
+            return None
+        return self.patrol_arrived_at - self.patrol_dispatched_at
 
 
 @dataclass(frozen=True)
@@ -178,7 +192,7 @@ def build(alarms, events, start: float, end: float, flt: Filter = Filter(),
         flt.operator is None or flt.operator in (a.acknowledged_by, a.resolved_by))]
     ev = [] if flt.operator else [e for e in events if start <= e.received_at < end
                                   and e.qualifier == 1 and keep_site(e)]
-    sections = [_by_class(al), _response(al), _operators(al),
+    sections = [_by_class(al), _response(al), _patrols(al), _operators(al),
                 _false(al, false_dispositions), _troubles(al),
                 _counted(ev, "supervision", "Supervision failures per site",
                          SUPERVISION_COLUMNS),
@@ -221,6 +235,19 @@ def _response(al) -> Section:
         still = sum(1 for a in mine if a.resolved_at is None)
         s.rows.append([prio, len(mine), len(tta)] + _times(tta) + [len(ttr)] + _times(ttr)
                       + [auto, still])
+    return s
+
+
+def _patrols(al) -> Section:
+    s = Section("patrol_response", "Patrol time to arrive per priority",
+                ["priority", "patrols sent", "arrived", "arrive p50", "arrive p90",
+                 "arrive max", "not arrived"],
+                chart=("priority", "arrive p90", "s", "Patrol time to arrive (p90) by priority"))
+    sent = [a for a in al if a.patrol_dispatched_at is not None]
+    for prio in sorted({a.priority for a in sent}):
+        mine = [a for a in sent if a.priority == prio]
+        took = [a.patrol_arrival_s for a in mine if a.patrol_arrival_s is not None]
+        s.rows.append([prio, len(mine), len(took)] + _times(took) + [len(mine) - len(took)])
     return s
 
 

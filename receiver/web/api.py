@@ -157,6 +157,16 @@ def permission_of(handler) -> str | None:
     return _PERMISSION.get(handler)
 
 
+def route_adder(app: web.Application, routes: list):
+    """``add(method, path, handler)``: register a route on ``app`` and note
+    ``(method, path, permission)`` in ``routes`` (each route module's
+    add_routes answers with them; the tests walk them)."""
+    def add(method, path, handler):
+        app.router.add_route(method, path, handler)
+        routes.append((method, path, permission_of(handler)))
+    return add
+
+
 def api(permission: str, write: bool = False):
     """Wrap a JSON handler ``fn(request, console, session)``: 401 without a
     session, 403 without the permission, 403 for a write without a valid
@@ -543,8 +553,10 @@ async def get_alarm(request, console, s):
         return _error(404, "no such alarm")
     names = _center_names(rx)
     audit = [dict(r.to_json(), text=_alarms.audit_sentence(r.to_json(), a.routed_to, names),
-                  # the receiver's own row holds routing data, not a note
-                  note=r.note if r.actor != "receiver" else None)
+                  # the receiver's own row holds routing data, and a note row
+                  # its sentence (shown as text): neither is an operator's note
+                  note=r.note if r.actor != "receiver" and not _alarms.is_note_row(
+                      r.to_json()) else None)
              for r in await rx.store.alarm_audit(alarm_id)]
     ev = await rx.store.list_events(after_id=a.event_id - 1, limit=1)
     event = ev[0].to_json() if ev and ev[0].id == a.event_id else None
@@ -1091,11 +1103,8 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     permission None for the public ones (the login page and call, and
     /static/: stylesheets and scripts, no data)."""
     r = app.router
-    routes = []
-
-    def add(method, path, handler):
-        r.add_route(method, path, handler)
-        routes.append((method, path, _PERMISSION.get(handler)))
+    routes: list = []
+    add = route_adder(app, routes)
 
     add("GET", "/login", login_page)
     add("POST", "/api/login", login)
@@ -1129,3 +1138,13 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     r.add_static("/static/", STATIC_DIR, follow_symlinks=False, append_version=False)
     routes.append(("GET", "/static/", None))
     return routes
+
+
+# -- for the console's other route modules (receiver/web/*_api.py): the same
+# helpers, so every route reads bodies, answers and checks roles one way --------
+
+json_response = _json
+error_response = _error
+read_body = _body
+int_param = _num
+optional_int_param = _optional_num

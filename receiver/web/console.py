@@ -18,7 +18,7 @@ import time
 from aiohttp import web
 
 from receiver import retention
-from receiver.web import api, rules_api
+from receiver.web import api, rules_api, tracks_api
 from receiver.web.state import Console
 from receiver.web.user_stores import db_path_of, open_user_store
 from receiver.web.users import UserStore
@@ -34,10 +34,19 @@ SWEEP_S = retention.PRUNE_EVERY_S
 
 # Pages load scripts and styles from this origin only; nothing is inlined,
 # so no 'unsafe-inline'.  connect-src 'self' covers fetch and EventSource.
+# The map's tiles are images from the configured tile server ([map]
+# tile_url): its origin, and only it, joins img-src (content_security_policy).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
        # the reports page shows the printable report (its own CSP: no script)
        "frame-src 'self'")
+
+
+def content_security_policy(tile_origin: str | None) -> str:
+    """The console's CSP, with the tile server's origin in img-src."""
+    if not tile_origin:
+        return CSP
+    return CSP.replace("img-src 'self' data:", "img-src 'self' data: %s" % tile_origin)
 
 SECURE_COOKIE_ENV = "GUARDLINE_WEB_SECURE_COOKIE"
 
@@ -54,7 +63,7 @@ async def _headers(request, response) -> None:
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Referrer-Policy", "no-referrer")
-    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("Content-Security-Policy", request.app[api.CONSOLE].csp or CSP)
     if request.path.startswith("/api/"):
         h.setdefault("Cache-Control", "no-store")
 
@@ -71,7 +80,10 @@ def setup(app: web.Application, receiver, *, secure_cookie: bool | None = None,
     console = Console(receiver, user_store or open_user_store(receiver),
                       secure_cookie=secure_cookie)
     app[api.CONSOLE] = console
-    console.routes = api.add_routes(app) + rules_api.add_routes(app)
+    console.csp = content_security_policy(getattr(getattr(receiver.config, "map", None),
+                                                  "tile_origin", None))
+    console.routes = (api.add_routes(app) + rules_api.add_routes(app)
+                      + tracks_api.add_routes(app))
     app.on_response_prepare.append(_headers)
     sweeper: list[asyncio.Task] = []
 

@@ -400,14 +400,10 @@ async def report_html(request, console, s):
 def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     """Add the rules' routes; [(method, path, permission)] as
     receiver.web.api.add_routes gives them (the tests walk them)."""
-    from receiver.web.api import permission_of  # noqa: PLC0415
+    from receiver.web.api import route_adder  # noqa: PLC0415
 
-    r = app.router
-    routes = []
-
-    def add(method, path, handler):
-        r.add_route(method, path, handler)
-        routes.append((method, path, permission_of(handler)))
+    routes: list = []
+    add = route_adder(app, routes)
 
     add("GET", "/reports", page(auth.REPORT_VIEW, "reports.html"))
     add("GET", "/api/sites/{number}/rules", site_rules)

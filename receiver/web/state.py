@@ -19,6 +19,7 @@ from receiver.rules.schedules import Schedule, TemporaryChange
 from receiver.rules.testmode import Placement
 from receiver.store import Store
 from receiver.supervision import Supervisor
+from receiver.vehicles.service import VehicleService
 from receiver.web.auth import LoginThrottle, Sessions, StreamLimits, ThrottledLog
 from receiver.web.sessions import SessionStore
 from receiver.web.users import UserStore
@@ -34,6 +35,7 @@ class ConsoleHost(Protocol):
     forwarders: dict[str, Forwarder]
     supervisor: Supervisor
     connections: ConnectionRegistry
+    vehicles: VehicleService
 
     def account(self, number: str) -> Account | None: ...
 
@@ -78,6 +80,7 @@ class Console:
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     throttled_log: ThrottledLog = field(default_factory=ThrottledLog)
     routes: list = field(default_factory=list)  # [(method, path, permission)]
+    csp: str = ""  # the Content-Security-Policy (receiver.web.console)
 
     def __post_init__(self):
         # the user store's backend decides: this process's memory (SQLite),

@@ -74,15 +74,18 @@ def demo_router(sink_port: int) -> routing.Router:
 
 
 @contextlib.asynccontextmanager
-async def console_receiver(tmp_path, accounts=None, users=ROLES, router=True):
+async def console_receiver(tmp_path, accounts=None, users=ROLES, router=True, configure=None):
     """A running receiver with TCP and the web console on 127.0.0.1:0.
-    Yields (receiver, base_url, sink)."""
+    ``configure(config)`` may change the config first.  Yields (receiver,
+    base_url, sink)."""
     db = os.path.join(str(tmp_path), "receiver.db")
     sink = JsonLinesSink()
     await sink.start()
     cfg = Config(db=db, tcp=[("127.0.0.1", 0)], web=("127.0.0.1", 0))
     if router:
         cfg.router = demo_router(sink.port)
+    if configure is not None:
+        configure(cfg)
     us = SQLiteUserStore(db)
     await us.open()
     for name, role in (users or {}).items():

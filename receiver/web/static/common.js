@@ -150,6 +150,7 @@ GL.PAGES = [
   ["panels", "/panels", "Panels", "view"],
   ["history", "/history", "History", "view"],
   ["dispatch", "/dispatch", "Dispatch", "view"],
+  ["map", "/map", "Map", "view"],
   ["reports", "/reports", "Reports", "report.view"],
   ["security", "/security", "Security & audit", "security.view"],
   ["users", "/users", "Users", "users.manage"],
@@ -223,7 +224,8 @@ GL.stream = function (handlers) {
   es.addEventListener("hello", function () { GL.setLive(true); GL.loadWarnings(); handlers.load && handlers.load(); });
   es.addEventListener("resync", function () { GL.loadWarnings(); handlers.load && handlers.load(); });
   es.addEventListener("logout", function () { es.close(); GL.toLogin(); });
-  for (const kind of ["alarm", "event", "supervision", "security", "output", "rules"]) {
+  for (const kind of ["alarm", "event", "supervision", "security", "output", "rules", "position",
+                     "patrol"]) {
     es.addEventListener(kind, function (ev) {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }

@@ -132,8 +132,9 @@ function kv(pairs) {
   return dl;
 }
 
-// Where the panel says it is (DC-09 extended data X/Y): the coordinates and
-// a link to a map; the map in the page comes with the mobile-units work.
+// Where the panel says it was (a vehicle unit's position, native or DC-09
+// X/Y): the coordinates and a link to a map; the small map below the
+// details shows it from the receiver's own map layers (vehicles.js).
 function locationView(loc) {
   const text = loc.lat.toFixed(5) + ", " + loc.lon.toFixed(5);
   const url = "https://www.openstreetmap.org/?mlat=" + loc.lat + "&mlon=" + loc.lon +
@@ -172,6 +173,22 @@ async function loadDetail() {
       ["Panel time", d.event && d.event.event_time ? GL.fmtTime(d.event.event_time) : "—"],
       ["Restored", a.restored_at ? GL.fmtTime(a.restored_at) : "not yet"],
     ].concat(d.event && d.event.location ? [["Location", locationView(d.event.location)]] : [])));
+  if (d.event && d.event.location) {
+    const el = GL.h("div", {class: "small-map", id: "alarm-map", role: "img",
+      "aria-label": "Where the alarm's event was: " + d.event.location.lat.toFixed(5) + ", " + d.event.location.lon.toFixed(5)});
+    box.append(el);
+    GLV.smallMap(el, {lat: d.event.location.lat, lon: d.event.location.lon, label: a.description});
+  }
+  if (a.state !== "resolved") {
+    // no position in the event: a vehicle's last known one (from the
+    // patrols' answer) goes where the event's would have been
+    const lastBox = GL.h("div");
+    box.append(lastBox, GL.h("h3", {text: "Patrols"}));
+    const pbox = GL.h("div");
+    box.append(pbox);
+    GLV.patrolPanel(pbox, a.id, {onChange: () => { Q.shown = null; loadDetail(); }})
+      .then(p => { if (!(d.event && d.event.location)) GLV.lastKnown(lastBox, p, a.description); });
+  }
   // the incident, a held zone and the restore (GL.rules, the centre's rules)
   box.append.apply(box, GL.rules.detail(r, a, mid => select(mid, Q.known.has(mid) ? "open" : "kept"), loadQueue));
   if (d.contacts && d.contacts.length) {
@@ -259,5 +276,8 @@ GL.start("queue", {
     if (msg.state === "pending" && msg.event_id !== undefined) newAlarm(msg);
     reload();
   },
+  // a patrol dispatched, arrived, or changed its status: the selected
+  // alarm's patrols and audit trail again
+  patrol: function () { if (Q.selected !== null) { Q.shown = null; loadDetail(); } },
   rules: reload,  // a held zone counted a signal, a zone released, a test ...
 });

@@ -68,6 +68,26 @@ def open_sequences(queue, path, log):
     return seqs
 
 
+def _drain(app, now_ms):
+    """App.drain's work, when there is some (see there)."""
+    p = app.panel
+    q = app.queue
+    for _ in range(2):  # a 624 from the first pass is queued in the second
+        if p.out:
+            t = app.clock.now(now_ms)
+            for qual, code, part, zone, text in p.out:
+                q.append(app.seqs.take(), qual, code, part, zone, t, text)
+            p.out.clear()
+        lost = q.dropped + p.overflow
+        if lost == app.lost and not p.q_over:
+            break
+        p.queue_state(lost - app.lost, q.depth, q.n)
+        app.lost = lost
+    if p.changed:
+        p.changed = False
+        app.seqs.set_state(p.modes(), p.memory_bytes(), p.flags())
+
+
 class _Task:
     """A supervised task: `make()` returns its coroutine; `looping` tasks
     (scan, report) set `beat` at the end of every loop."""
@@ -102,6 +122,7 @@ class App:
         self.test_mode = False
         self.lost = 0  # events dropped (panel burst bound + full queue) so far
         self.min_free = mem_free()  # lowest free heap seen at a scan
+        self._scans = None  # the scan loop (scan_step), made at the first scan
         self.tasks = []  # supervised (main)
         self.wdt_ms = None  # when the supervisor last fed the watchdog (ticks)
         import config as C
@@ -183,23 +204,12 @@ class App:
 
     def drain(self, now_ms):
         """Panel events into the persistent queue; report losses (624);
-        persist what must survive a power loss."""
+        persist what must survive a power loss.  Called after every scan
+        and report poll: when there is nothing to do it returns at once,
+        in a frame small enough for the C stack (no heap frame)."""
         p = self.panel
-        q = self.queue
-        for _ in range(2):  # a 624 from the first pass is queued in the second
-            if p.out:
-                t = self.clock.now(now_ms)
-                for qual, code, part, zone, text in p.out:
-                    q.append(self.seqs.take(), qual, code, part, zone, t, text)
-                p.out.clear()
-            lost = q.dropped + p.overflow
-            if lost == self.lost and not p.q_over:
-                break
-            p.queue_state(lost - self.lost, q.depth, q.n)
-            self.lost = lost
-        if p.changed:
-            p.changed = False
-            self.seqs.set_state(p.modes(), p.memory_bytes(), p.flags())
+        if p.out or p.changed or p.q_over or self.queue.dropped + p.overflow != self.lost:
+            _drain(self, now_ms)
 
     def key(self, code, action, partition, arg):
         if self.panel is None:
@@ -241,32 +251,59 @@ class App:
     # -- tasks -----------------------------------------------------------------
 
     def scan_step(self, now):
-        """One scan: zone loops -> DEOL classify -> debounce -> panel;
-        supplies, keypad, timers; outputs to the board; new events into
-        the persistent queue."""
-        import panel as P
+        """One scan at `now` (ticks): zone loops -> DEOL classify ->
+        debounce -> panel; supplies, keypad, timers; outputs to the board;
+        new events into the persistent queue.  The scan task calls it, and
+        the test kit's in-process panel with its virtual clock.  The work
+        runs in a generator (_scan_loop()) whose locals live in one frame
+        allocated once: a plain function this size gets a heap frame on
+        every call.  In the steady state a scan allocates nothing
+        (tests/test_fw_alloc_vm.py), so a garbage collection never starts
+        inside one."""
+        g = self._scans
+        if g is None:
+            g = self._scans = self._scan_loop()
+            next(g)
+        try:
+            g.send(now)
+        except BaseException:
+            self._scans = None  # the loop ended with it: a fresh one next time
+            raise
+
+    def _scan_loop(self):
+        """scan_step()'s loop: each send(now) runs one scan."""
         b = self.board
         p = self.panel
         cls = self.cls
         deb = self.deb
-        for i in range(p.nz):
-            s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
-            if s >= 0:
-                p.zone_change(i, s, now)
-        p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
-        for k in (0, 1):  # siren and strobe lines (None: not supervised here)
-            raw = b.sounder_raw(k)
-            if raw is not None:
-                p.sounder(k, cls.classify(raw), now)
-        k = b.keypad()
-        if k is not None and k[1] in P.ACTIONS:
+        clock = self.clock
+        now = yield
+        while True:
+            for i in range(p.nz):
+                s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
+                if s >= 0:
+                    p.zone_change(i, s, now)
+            p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
+            for k in (0, 1):  # siren and strobe lines (None: not supervised here)
+                raw = b.sounder_raw(k)
+                if raw is not None:
+                    p.sounder(k, cls.classify(raw), now)
+            k = b.keypad()
+            if k is not None:
+                self.keypad(k)
+            p.tick(now, clock.trusted_now(now))
+            b.outputs(p.siren, p.strobe, p.lock, p.supply)
+            self.drain(now)
+            f = mem_free()
+            if f < self.min_free:
+                self.min_free = f
+            now = yield
+
+    def keypad(self, k):
+        """A keypad entry (code, action name, partition, arg) from the board."""
+        import panel as P
+        if k[1] in P.ACTIONS:
             self.key(k[0], k[1], k[2], k[3])
-        p.tick(now, self.clock.trusted_now(now))
-        b.outputs(p.siren, p.strobe, p.lock, p.supply)
-        self.drain(now)
-        f = mem_free()
-        if f < self.min_free:
-            self.min_free = f
 
     def report_step(self, now):
         """Links <-> the reporting sessions; what they changed into the queue."""

@@ -1,0 +1,262 @@
+# Runs under the MicroPython VM (tests/test_fw_alloc_vm.py,
+# bench/bench_firmware_heap.py): the real application (app.App: config,
+# panel, queue, sequence store, clock, reporter) on a board whose inputs
+# the host sets, to count what the steady state allocates.  Allocation is
+# micropython.mem_total(): every byte the VM's allocator handed out,
+# including what was freed again at once (a function frame too big for
+# the C stack), so zero means no allocation at all, not "no garbage".
+#
+# The app's clock source is the rig's (app.ticks_ms is replaced): real
+# ticks plus an offset that `scan` moves forward by `step` per cycle, so
+# a scan run covers minutes of panel time in a fraction of a second.
+#
+# One JSON request per line on stdin, one JSON reply per line on stdout:
+#   {"op": "boot", "dir": D, "cfg": {...}, "rx": null | "HOST:PORT"}
+#       rx null: the paths drop what they are given (no receiver)
+#   {"op": "zone", "zone": Z, "ohms": R}         zone id Z's loop (-1: open, 0: short)
+#   {"op": "ac", "on": bool}
+#   {"op": "key", "code": C, "action": A, "partition": P} -> {"result": r}
+#   {"op": "clock", "unix": U}                   set by an authenticated source
+#   {"op": "seq", "next": N}                     the counter jumps to N
+#   {"op": "scan", "cycles": N, "warm": W, "step": MS}
+#       W cycles, then N counted: {"alloc": bytes over the N, "cycles_allocating": k,
+#       "first": [cycle, bytes] of the first allocating one, "events": [...]}
+#   {"op": "report", "events": K, "idle": M}
+#       M idle report polls counted (at one instant of panel time: a poll's
+#       own cost; the clock's Unix seconds are a long on 32-bit, a new one
+#       each second), then K events queued and polled until
+#       ACKed and nothing is outstanding on any path: {"idle_alloc": bytes over the M, "idle_garbage": what of it
+#       was still allocated after the M (the GC disabled meanwhile), "alloc":
+#       bytes until the last ACK, "polls": n, "delivered": k}
+#   {"op": "state"} -> the app's state, brief
+# An exception is answered {"error": traceback}.
+
+import sys
+import io
+import json
+import gc
+import micropython
+import time
+
+import hal
+import eol
+import app as A
+
+OFF = [0]  # virtual ticks = real ticks + OFF
+
+
+def vticks():
+    return time.ticks_add(time.ticks_ms(), OFF[0])
+
+
+A.ticks_ms = vticks
+
+
+class _DropLink:
+    """A path with nobody at the other end: takes bytes, answers nothing."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.lost = False
+        self.connected = True
+
+    def poll(self, now_ms):
+        pass
+
+    def send(self, data):
+        return True
+
+    def recv(self):
+        return None
+
+
+class Board(hal.BaseBoard):
+    simulated = True
+
+    def __init__(self, d, rx):
+        self.state_dir = d
+        self.config_path = d + "/config.json"
+        self.rx = rx
+        self.pullup = 4700
+        self.raw = [0] * 256  # input -> ADC reading (set by setup())
+        self.ac = True
+        self.mv = 13200
+        self.lid = False
+        self.out = {"siren": False, "strobe": False, "lock": True}
+
+    def setup(self, cfg):
+        e = cfg["eol"]
+        self.pullup = e["pullup_ohms"]
+        n = eol.raw_for_ohms(e["normal_ohms"], self.pullup)
+        for i in range(len(self.raw)):
+            self.raw[i] = n
+
+    def console(self, msg):
+        print(msg, file=sys.stderr)  # stdout carries the replies
+
+    def zone_raw(self, inp):
+        return self.raw[inp]
+
+    def ac_ok(self):
+        return self.ac
+
+    def battery_mv(self):
+        return self.mv
+
+    def box_tamper(self):
+        return self.lid
+
+    def outputs(self, siren, strobe, lock):
+        o = self.out
+        o["siren"] = siren
+        o["strobe"] = strobe
+        o["lock"] = lock
+
+    def open_link(self, i, pc):
+        if self.rx is None:
+            return _DropLink(pc["type"] != "udp")
+        import links
+        host, port = self.rx.rsplit(":", 1)
+        if pc["type"] == "udp":
+            return links.UdpLink(host, int(port))
+        return links.TcpLink(host, int(port))
+
+
+S = {}
+
+
+def boot(req):
+    d = req["dir"]
+    with open(d + "/config.json", "w") as f:
+        json.dump(req["cfg"], f)
+    b = Board(d, req.get("rx"))
+    S["board"] = b
+    S["app"] = A.App(b)
+    S["steps"] = S["app"].scan_steps()  # the scan task's loop, one next() a scan
+    gc.collect()
+    return {"nz": S["app"].panel.nz, "mem_alloc": gc.mem_alloc()}
+
+
+def scan(req):
+    a = S["app"]
+    steps = S["steps"]
+    step = req.get("step", a.scan_ms)
+    for _ in range(req.get("warm", 10)):
+        OFF[0] += step
+        next(steps)
+    p = a.panel
+    q = a.queue
+    depth = len(q)
+    n = req["cycles"]
+    total = 0
+    k = 0
+    first = None
+    for c in range(n):
+        OFF[0] += step
+        t0 = micropython.mem_total()
+        next(steps)
+        d = micropython.mem_total() - t0
+        if d:
+            total += d
+            k += 1
+            if first is None:
+                first = [c, d]
+    return {"alloc": total, "cycles_allocating": k, "first": first,
+            "queued": len(q) - depth, "states": p.status(False)["partitions"]}
+
+
+def _pending(rep):
+    """Has some path a message outstanding (an event, HELLO, link test)?"""
+    for p in rep.status()["paths"]:
+        if p["pending"] is not None:
+            return True
+    return False
+
+
+def report(req):
+    a = S["app"]
+    rep = a.reporter
+    m = req.get("idle", 0)
+    gc.collect()
+    gc.disable()  # what stays allocated is garbage the GC would have to collect
+    g0 = gc.mem_alloc()
+    t0 = micropython.mem_total()
+    now = vticks()  # one instant: what a poll costs, not what a second does
+    for _ in range(m):
+        rep.poll(now)
+        a.drain(now)
+        time.sleep_ms(1)
+    idle = micropython.mem_total() - t0
+    garbage = gc.mem_alloc() - g0
+    gc.enable()
+    p = a.panel
+    k = req["events"]
+    d0 = rep.delivered
+    t0 = micropython.mem_total()
+    for i in range(k):
+        p.emit(1, 130, 1, 1 + i % 8)  # burglary, partition 1
+    a.drain(vticks())
+    polls = 0
+    deadline = time.ticks_add(time.ticks_ms(), 60000)
+    while (len(a.queue) or rep.delivered - d0 < k or _pending(rep)) and \
+            time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        now = vticks()
+        rep.poll(now)
+        a.drain(now)
+        polls += 1
+        time.sleep_ms(1)
+    return {"idle_alloc": idle, "idle_garbage": garbage,
+            "alloc": micropython.mem_total() - t0, "polls": polls,
+            "delivered": rep.delivered - d0, "queue": len(a.queue)}
+
+
+def handle(req):
+    op = req["op"]
+    if op == "boot":
+        return boot(req)
+    a = S["app"]
+    b = S["board"]
+    if op == "zone":
+        p = a.panel
+        b.raw[p.zinput[p.zid.index(req["zone"])]] = eol.raw_for_ohms(req["ohms"], b.pullup)
+        return {}
+    if op == "ac":
+        b.ac = bool(req["on"])
+        return {}
+    if op == "key":
+        return {"result": a.key(req["code"], req["action"], req.get("partition", 1), 0)}
+    if op == "clock":
+        now = vticks()
+        ok = a.clock.set(req["unix"], now, None, True)
+        if ok:
+            a.panel.clock_set(True)
+        a.drain(now)
+        return {"ok": ok, "now": a.clock.now(now)}
+    if op == "seq":
+        s = a.seqs
+        s.raise_to(req["next"])
+        return {"next": s.next}
+    if op == "scan":
+        return scan(req)
+    if op == "report":
+        return report(req)
+    if op == "state":
+        return a.state(False)
+    raise ValueError("unknown op %r" % (op,))
+
+
+def main():
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        try:
+            rep = handle(json.loads(line))
+        except Exception as e:  # noqa: BLE001 - reported to the host
+            buf = io.StringIO()
+            sys.print_exception(e, buf)  # pyright: ignore[reportAttributeAccessIssue]
+            rep = {"error": buf.getvalue()}
+        print(json.dumps(rep))
+
+
+main()

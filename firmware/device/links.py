@@ -6,7 +6,9 @@
 # (glpanel) decides when to send; a link only moves bytes:
 #     poll(now_ms)     drive connection set-up
 #     send(b) -> bool  False if the bytes could not be handed to the OS
-#     recv() -> bytes or None
+#     recv() -> bytes-like or None (a TCP link's is a view of its one
+#                      receive buffer: valid until the next recv, so the
+#                      caller copies what it keeps)
 #     stream           True: bytes (glpanel.receive_data); False: one
 #                      datagram per recv (glpanel.receive_datagram)
 #     lost             set when a stream connection dropped (the reporter
@@ -53,6 +55,8 @@ class TcpLink:
         self.lost = False
         self._poll = None
         self._last_try = None
+        self._rx = bytearray(_RX)  # allocated once: a recv(_RX) would ask for 512 bytes each time
+        self._rxv = memoryview(self._rx)
 
     def _close(self):
         if self.sock is not None:
@@ -122,16 +126,18 @@ class TcpLink:
         if not self.connected or not _ready(self._poll):
             return None
         try:
-            d = self.sock.recv(_RX)
+            n = self.sock.readinto(self._rx)
         except OSError as e:
             if e.args[0] in _EAGAIN:
                 return None
             self._close()
             return None
-        if not d:
+        if n is None:  # nothing after all (non-blocking)
+            return None
+        if not n:
             self._close()
             return None
-        return d
+        return self._rxv[:n]
 
 
 class UdpLink:

@@ -36,7 +36,6 @@ not its word size.
 Reported:
 - mpy bundle size (sim, esp32, rp2 sets);
 - min_heap_kib: smallest passing -X heapsize;
-- peak_bytes: that heap minus the least free heap the scan task saw;
 - live: gc.mem_alloc() right after gc.collect() at the end (what is
   really referenced);
 - module_heap: what importing each module costs in the heap, in boot
@@ -47,10 +46,14 @@ Reported:
 - qstr: micropython.qstr_info() after those imports (every name and
   short string is interned for good: even an unloaded module's stay);
 - alloc: what the steady state allocates (micropython.mem_total(), every
-  byte handed out, freed again or not), from tests/vm_app_rig.py running
-  the real app on the same bundle: per scan cycle (disarmed, armed, clock
-  set past 2038), per idle report poll, and per event reported (queued,
-  sent, ACKed by the tiny receiver over real sockets).
+  byte handed out, freed again at once or not), from tests/vm_app_rig.py
+  running the real app on the same bundle: per scan cycle (disarmed,
+  armed, clock set past 2038), per report poll (idle, and an event
+  waiting for its ACK) with the garbage it leaves, and per event
+  reported (queued, sent, ACKed by the tiny receiver over real sockets);
+  and the peak live heap of that run (gc.mem_alloc() after every scan and
+  poll, the GC collecting every kilobyte: the app alone, no control
+  protocol; the boot's own peak, config parsing, is not sampled).
 
     .venv/bin/python bench/bench_firmware_heap.py [--panel bank|door] [--protocol native|dc09]
                                                   [--romfs] [--micropython PATH]
@@ -321,13 +324,17 @@ def find_min(bundle: str, tmp: str, a) -> tuple[dict, list]:
 
 CYCLES = 400  # 20 s of panel time at scan_ms 50
 EVENTS = 32
-IDLE_POLLS = 200
+POLLS = 200
 AFTER_2038 = 2240000000  # 2040-12-26, past 2**31
+PEAK_GC = 1024  # gc.threshold in the rig: the peak sampled holds at most this much garbage
 
 
 def allocation(bundle: str, tmp: str, a) -> dict:
-    """Bytes allocated per scan cycle (steady state: disarmed; armed; clock
-    set past 2038), per idle report poll, and per event reported."""
+    """Bytes allocated (micropython.mem_total()) per scan cycle in three
+    steady states (disarmed; clock set past 2038; armed), per report poll
+    (idle; an event waiting for its ACK) and the garbage they leave, and
+    per event reported (queued, sent, ACKed by the tiny receiver over real
+    sockets, whatever the polls in between allocated)."""
     rx = receiver(a.protocol)
     cfg = panel_config(a.panel, rx.port, a.protocol)
     with open(ROOT / "examples" / PANELS[a.panel].example) as f:
@@ -337,31 +344,37 @@ def allocation(bundle: str, tmp: str, a) -> dict:
             p["time_lock"] = tl[p["id"]]
     d = os.path.join(tmp, "rig")
     os.makedirs(d)
-    r = AppRig(bundle, vm())
     out = {}
     try:
-        r(op="boot", dir=d, cfg=cfg, rx="127.0.0.1:%d" % rx.port)
-        out["report_boot"] = r(op="report", events=0)  # HELLO, 305 ... ACKed
-        out["scan_disarmed"] = r(op="scan", cycles=CYCLES)
-        r(op="clock", unix=AFTER_2038)
-        out["scan_clock_2040"] = r(op="scan", cycles=CYCLES)
-        for p in cfg["partitions"]:
-            r(op="key", code="1234", action="arm_away", partition=p["id"])
-        r(op="scan", cycles=20)  # exit delay 0: armed, closings queued
-        out["scan_armed"] = r(op="scan", cycles=CYCLES)
-        rep = r(op="report", events=EVENTS, idle=IDLE_POLLS)
-        out["report"] = rep
+        with AppRig(bundle, vm()) as r:
+            r(op="boot", dir=d, cfg=cfg, rx="127.0.0.1:%d" % rx.port, threshold=PEAK_GC)
+            out["report_boot"] = r(op="report", events=0)  # HELLO, 305 ... ACKed
+            out["scan_disarmed"] = r(op="scan", cycles=CYCLES)
+            r(op="clock", unix=AFTER_2038)
+            out["scan_clock_2040"] = r(op="scan", cycles=CYCLES)
+            for p in cfg["partitions"]:
+                r(op="key", code="1234", action="arm_away", partition=p["id"])
+            r(op="scan", cycles=20)  # exit delay 0: armed, closings queued
+            out["scan_armed"] = r(op="scan", cycles=CYCLES)
+            out["report_closings"] = r(op="report", events=0)
+            out["poll_idle"] = r(op="poll", polls=POLLS)
+            rx.ack = False
+            out["poll_waiting"] = r(op="poll", polls=POLLS, events=1)
+            rx.ack = True
+            r(op="report", events=0)
+            out["report"] = r(op="report", events=EVENTS)
+            out["peak"] = r(op="peak")
     finally:
-        r.close()
         rx.close()
-    scans = [out[k] for k in ("scan_disarmed", "scan_clock_2040", "scan_armed")]
+    scans = ("scan_disarmed", "scan_clock_2040", "scan_armed")
     rep = out["report"]
-    return {"per_scan_cycle_max": max(s["alloc"] for s in scans) / CYCLES,
-            "per_scan_cycle": {k: out[k]["alloc"] / CYCLES
-                               for k in ("scan_disarmed", "scan_clock_2040", "scan_armed")},
-            "per_idle_report_poll": rep["idle_alloc"] / IDLE_POLLS,
+    return {"per_scan_cycle": {k: out[k]["alloc"] / CYCLES for k in scans},
+            "per_report_poll": {k: {"alloc": out[k]["alloc"] / POLLS,
+                                    "garbage": out[k]["garbage"] / POLLS}
+                                for k in ("poll_idle", "poll_waiting")},
             "per_event_reported": round(rep["alloc"] / max(rep["delivered"], 1)),
             "events_reported": rep["delivered"], "report_polls": rep["polls"],
+            "peak_live_bytes": out["peak"]["peak"], "live_bytes": out["peak"]["live"],
             "raw": out}
 
 
@@ -422,7 +435,6 @@ def main() -> int:
             "min_heap_kib": best["heap_kib"],
             "romfs_image_bytes": image,
             "min_heap_beyond_image_kib": round((best["heap_kib"] * 1024 - image) / 1024, 1),
-            "peak_bytes": best["heap_kib"] * 1024 - best["mem_min_free"] - image,
             "live_bytes_after_workload": best["live_after_gc"] - image,
             "module_heap_bytes": probe["modules"],
             "code_heap_bytes": code,

@@ -11,7 +11,7 @@
 # a scan run covers minutes of panel time in a fraction of a second.
 #
 # One JSON request per line on stdin, one JSON reply per line on stdout:
-#   {"op": "boot", "dir": D, "cfg": {...}, "rx": null | "HOST:PORT"}
+#   {"op": "boot", "dir": D, "cfg": {...}, "rx": null | "HOST:PORT", "threshold": N}
 #       rx null: the paths drop what they are given (no receiver)
 #   {"op": "zone", "zone": Z, "ohms": R}         zone id Z's loop (-1: open, 0: short)
 #   {"op": "ac", "on": bool}
@@ -20,29 +20,49 @@
 #   {"op": "seq", "next": N}                     the counter jumps to N
 #   {"op": "scan", "cycles": N, "warm": W, "step": MS}
 #       W cycles, then N counted: {"alloc": bytes over the N, "cycles_allocating": k,
-#       "first": [cycle, bytes] of the first allocating one, "events": [...]}
-#   {"op": "report", "events": K, "idle": M}
-#       M idle report polls counted (at one instant of panel time: a poll's
-#       own cost; the clock's Unix seconds are a long on 32-bit, a new one
-#       each second), then K events queued and polled until
-#       ACKed and nothing is outstanding on any path: {"idle_alloc": bytes over the M, "idle_garbage": what of it
-#       was still allocated after the M (the GC disabled meanwhile), "alloc":
-#       bytes until the last ACK, "polls": n, "delivered": k}
+#       "first": [cycle, bytes] of the first allocating one, "queued": events
+#       queued by the N, "states": the partitions}
+#   {"op": "poll", "polls": M, "events": K}
+#       K events queued, five polls (what is due goes out), then M report
+#       polls at one instant of panel time (a poll's own cost; the clock's
+#       Unix seconds are a long on 32-bit, a new one each second) counted:
+#       {"alloc": bytes, "garbage": what of it was still allocated after the
+#       M (the GC disabled meanwhile), "queue": n}
+#   {"op": "report", "events": K}
+#       K events queued and polled until ACKed and nothing is outstanding
+#       on any path: {"alloc": bytes, "polls": n, "delivered": k, "queue": n}
 #   {"op": "state"} -> the app's state, brief
+#   {"op": "peak"} -> {"peak": the most gc.mem_alloc() seen after a scan or
+#       a report poll, "live": gc.mem_alloc() after a collection}, both less
+#       what this script's own code takes (the firmware's modules and data
+#       count, asyncio and json too); with
+#       "threshold": N at boot (gc.threshold) the samples hold at most N
+#       bytes of garbage
 # An exception is answered {"error": traceback}.
 
-import sys
-import io
-import json
 import gc
-import micropython
-import time
 
-import hal
-import eol
-import app as A
+gc.collect()
+BASE = gc.mem_alloc()  # this script's own code; "peak" counts from here
+
+import sys  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import micropython  # noqa: E402
+import time  # noqa: E402
+
+import hal  # noqa: E402
+import eol  # noqa: E402
+import app as A  # noqa: E402
 
 OFF = [0]  # virtual ticks = real ticks + OFF
+PEAK = [0]  # the most gc.mem_alloc() seen after a scan or poll (op "peak")
+
+
+def sample():
+    m = gc.mem_alloc()
+    if m > PEAK[0]:
+        PEAK[0] = m
 
 
 def vticks():
@@ -129,6 +149,8 @@ def boot(req):
     d = req["dir"]
     with open(d + "/config.json", "w") as f:
         json.dump(req["cfg"], f)
+    if req.get("threshold"):
+        gc.threshold(req["threshold"])  # collect that often: samples stay near what is live
     b = Board(d, req.get("rx"))
     S["board"] = b
     S["app"] = A.App(b)
@@ -144,6 +166,7 @@ def scan(req):
     for _ in range(req.get("warm", 10)):
         OFF[0] += step
         next(steps)
+        sample()
     p = a.panel
     q = a.queue
     depth = len(q)
@@ -156,6 +179,7 @@ def scan(req):
         t0 = micropython.mem_total()
         next(steps)
         d = micropython.mem_total() - t0
+        sample()
         if d:
             total += d
             k += 1
@@ -173,29 +197,43 @@ def _pending(rep):
     return False
 
 
-def report(req):
+def _emit(k):
+    """K burglary events (partition 1) into the queue."""
+    a = S["app"]
+    for i in range(k):
+        a.panel.emit(1, 130, 1, 1 + i % 8)
+    a.drain(vticks())
+
+
+def poll(req):
     a = S["app"]
     rep = a.reporter
-    m = req.get("idle", 0)
+    _emit(req.get("events", 0))
+    now = vticks()  # one instant: what a poll costs, not what a second does
+    for _ in range(5):  # the first polls send what is due
+        rep.poll(now)
+        a.drain(now)
     gc.collect()
     gc.disable()  # what stays allocated is garbage the GC would have to collect
     g0 = gc.mem_alloc()
     t0 = micropython.mem_total()
-    now = vticks()  # one instant: what a poll costs, not what a second does
-    for _ in range(m):
+    for _ in range(req["polls"]):
         rep.poll(now)
         a.drain(now)
         time.sleep_ms(1)
-    idle = micropython.mem_total() - t0
-    garbage = gc.mem_alloc() - g0
+    alloc = micropython.mem_total() - t0
+    garbage = gc.mem_alloc() - g0  # before the reply's dict is made
     gc.enable()
-    p = a.panel
+    return {"alloc": alloc, "garbage": garbage, "queue": len(a.queue)}
+
+
+def report(req):
+    a = S["app"]
+    rep = a.reporter
     k = req["events"]
     d0 = rep.delivered
     t0 = micropython.mem_total()
-    for i in range(k):
-        p.emit(1, 130, 1, 1 + i % 8)  # burglary, partition 1
-    a.drain(vticks())
+    _emit(k)
     polls = 0
     deadline = time.ticks_add(time.ticks_ms(), 60000)
     while (len(a.queue) or rep.delivered - d0 < k or _pending(rep)) and \
@@ -203,10 +241,10 @@ def report(req):
         now = vticks()
         rep.poll(now)
         a.drain(now)
+        sample()
         polls += 1
         time.sleep_ms(1)
-    return {"idle_alloc": idle, "idle_garbage": garbage,
-            "alloc": micropython.mem_total() - t0, "polls": polls,
+    return {"alloc": micropython.mem_total() - t0, "polls": polls,
             "delivered": rep.delivered - d0, "queue": len(a.queue)}
 
 
@@ -240,8 +278,13 @@ def handle(req):
         return scan(req)
     if op == "report":
         return report(req)
+    if op == "poll":
+        return poll(req)
     if op == "state":
         return a.state(False)
+    if op == "peak":
+        gc.collect()
+        return {"peak": PEAK[0] - BASE, "live": gc.mem_alloc() - BASE}
     raise ValueError("unknown op %r" % (op,))
 
 

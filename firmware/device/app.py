@@ -206,7 +206,7 @@ class App:
         """Panel events into the persistent queue; report losses (624);
         persist what must survive a power loss.  Called after every scan
         and report poll: when there is nothing to do it returns at once,
-        in a frame small enough for the C stack (no heap frame)."""
+        from a frame small enough for the C stack (fwutil.py)."""
         p = self.panel
         if p.out or p.changed or p.q_over or self.queue.dropped + p.overflow != self.lost:
             _drain(self, now_ms)
@@ -258,8 +258,7 @@ class App:
         runs in a generator (_scan_loop()) whose locals live in one frame
         allocated once: a plain function this size gets a heap frame on
         every call.  In the steady state a scan allocates nothing
-        (tests/test_fw_alloc_vm.py), so a garbage collection never starts
-        inside one."""
+        (fwutil.py)."""
         g = self._scans
         if g is None:
             g = self._scans = self._scan_loop()

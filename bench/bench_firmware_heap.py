@@ -363,6 +363,7 @@ def allocation(bundle: str, tmp: str, a) -> dict:
             rx.ack = True
             r(op="report", events=0)
             out["report"] = r(op="report", events=EVENTS)
+            r(op="report", events=EVENTS, peak=True)
             out["peak"] = r(op="peak")
     finally:
         rx.close()
@@ -372,7 +373,8 @@ def allocation(bundle: str, tmp: str, a) -> dict:
             "per_report_poll": {k: {"alloc": out[k]["alloc"] / POLLS,
                                     "garbage": out[k]["garbage"] / POLLS}
                                 for k in ("poll_idle", "poll_waiting")},
-            "per_event_reported": round(rep["alloc"] / max(rep["delivered"], 1)),
+            "per_event_reported": {"alloc": round(rep["alloc"] / max(rep["delivered"], 1)),
+                                   "garbage": round(rep["garbage"] / max(rep["delivered"], 1))},
             "events_reported": rep["delivered"], "report_polls": rep["polls"],
             "peak_live_bytes": out["peak"]["peak"], "live_bytes": out["peak"]["live"],
             "raw": out}

@@ -28,9 +28,11 @@
 #       Unix seconds are a long on 32-bit, a new one each second) counted:
 #       {"alloc": bytes, "garbage": what of it was still allocated after the
 #       M (the GC disabled meanwhile), "queue": n}
-#   {"op": "report", "events": K}
+#   {"op": "report", "events": K, "peak": false}
 #       K events queued and polled until ACKed and nothing is outstanding
-#       on any path: {"alloc": bytes, "polls": n, "delivered": k, "queue": n}
+#       on any path: {"alloc": bytes, "garbage": bytes (as in poll; null
+#       with "peak": the GC then runs and the peak is sampled after each
+#       poll), "polls": n, "delivered": k, "queue": n}
 #   {"op": "state"} -> the app's state, brief
 #   {"op": "peak"} -> {"peak": the most gc.mem_alloc() seen after a scan or
 #       a report poll, "live": gc.mem_alloc() after a collection}, both less
@@ -232,6 +234,11 @@ def report(req):
     rep = a.reporter
     k = req["events"]
     d0 = rep.delivered
+    peak = req.get("peak")  # sample the peak (the GC runs), or count garbage (it does not)
+    gc.collect()
+    if not peak:
+        gc.disable()  # the garbage it leaves, counted as in poll()
+    g0 = gc.mem_alloc()
     t0 = micropython.mem_total()
     _emit(k)
     polls = 0
@@ -241,10 +248,14 @@ def report(req):
         now = vticks()
         rep.poll(now)
         a.drain(now)
-        sample()
+        if peak:
+            sample()
         polls += 1
         time.sleep_ms(1)
-    return {"alloc": micropython.mem_total() - t0, "polls": polls,
+    alloc = micropython.mem_total() - t0
+    garbage = None if peak else gc.mem_alloc() - g0
+    gc.enable()
+    return {"alloc": alloc, "garbage": garbage, "polls": polls,
             "delivered": rep.delivered - d0, "queue": len(a.queue)}
 
 

@@ -7,9 +7,11 @@ too big for the C stack, counts too).
 
 - A zone scan allocates nothing: disarmed, clock unset; the clock set by
   an authenticated source (the vault's time lock then checks its window
-  every scan) in 2025, past 2**31 seconds (2040) and in 2099, where the
-  Unix time is a long integer on a 32-bit port; every partition armed;
-  an alarm sounding.  So a garbage collection never starts inside a scan.
+  every scan, and a scheduled closing its time) in 2025, past 2**31
+  seconds (2040) and in 2099, where the Unix time is a long integer on a
+  32-bit port; the time lock shut and a closing warning running; every
+  partition armed; an alarm sounding; the door controller's door forced
+  and held open.  So a garbage collection never starts inside a scan.
 - A report poll leaves no garbage, idle (a read of an empty non-blocking
   socket used to raise an OSError object per path per poll) or with an
   event waiting for its ACK (the queue's head used to be read from flash
@@ -56,6 +58,10 @@ def assert_no_alloc(rig, what, warm=10):
 def test_bank_scan_allocates_nothing_in_steady_state(tmp_path):
     cfg = example("bank")
     alarm_ohms = cfg["eol"]["alarm_ohms"]
+    # and what CP-01 checks every scan: a scheduled closing (the ATM room,
+    # 18:00 on weekdays), a verified smoke detector
+    cfg["partitions"][1]["closing"] = {"at": "18:00", "days": [1, 2, 3, 4, 5]}
+    next(z for z in cfg["zones"] if z["type"] == "fire")["verify"] = True
     with AppRig() as rig:
         rig(op="boot", dir=str(tmp_path), cfg=cfg, rx=None)
         assert_no_alloc(rig, "disarmed, clock unset")
@@ -63,7 +69,13 @@ def test_bank_scan_allocates_nothing_in_steady_state(tmp_path):
             assert rig(op="clock", unix=unix)["ok"]
             r = assert_no_alloc(rig, "disarmed, clock %d" % year)
             assert r["states"][0]["state"] == "disarmed"  # the window is open
-        for p in cfg["partitions"]:
+        # 18:00:30: the vault's window has closed (it arms itself), the ATM
+        # room's closing warning runs (300 s)
+        assert rig(op="clock", unix=WED_10[2040] + 8 * 3600 + 30)["ok"]
+        r = assert_no_alloc(rig, "vault armed by its time lock, ATM room's closing warning",
+                            warm=700)
+        assert [p["state"] for p in r["states"][:2]] == ["armed_away", "disarmed"]
+        for p in cfg["partitions"][1:]:  # the vault is armed
             assert rig(op="key", code="1234", action="arm_away", partition=p["id"])["result"] == 0
         r = assert_no_alloc(rig, "armed", warm=700)  # after the 30 s exit delay
         assert [p["state"] for p in r["states"]] == ["armed_away"] * 4

@@ -101,10 +101,11 @@ class Board(hal.BaseBoard):
         self.rx = rx
         self.pullup = 4700
         self.raw = [0] * 256  # input -> ADC reading (set by setup())
+        self.sounders = [0, 0]
         self.ac = True
         self.mv = 13200
         self.lid = False
-        self.out = {"siren": False, "strobe": False, "lock": True}
+        self.out = {"siren": False, "strobe": False, "lock": True, "supply": True}
 
     def setup(self, cfg):
         e = cfg["eol"]
@@ -112,12 +113,16 @@ class Board(hal.BaseBoard):
         n = eol.raw_for_ohms(e["normal_ohms"], self.pullup)
         for i in range(len(self.raw)):
             self.raw[i] = n
+        self.sounders = [n, n]  # siren and strobe lines read back, intact
 
     def console(self, msg):
         print(msg, file=sys.stderr)  # stdout carries the replies
 
     def zone_raw(self, inp):
         return self.raw[inp]
+
+    def sounder_raw(self, k):
+        return self.sounders[k]
 
     def ac_ok(self):
         return self.ac
@@ -128,11 +133,12 @@ class Board(hal.BaseBoard):
     def box_tamper(self):
         return self.lid
 
-    def outputs(self, siren, strobe, lock):
+    def outputs(self, siren, strobe, lock, supply=True):
         o = self.out
         o["siren"] = siren
         o["strobe"] = strobe
         o["lock"] = lock
+        o["supply"] = supply
 
     def open_link(self, i, pc):
         if self.rx is None:

@@ -290,7 +290,9 @@ class App:
             k = b.keypad()
             if k is not None:
                 self.keypad(k)
-            p.tick(now, clock.trusted_now(now))
+            # panel.tick(now, clock.trusted_now(now)) in small ints (fwutil.py)
+            p.wall(clock.trusted_day(now), clock.sec)
+            p.timers(now)
             b.outputs(p.siren, p.strobe, p.lock, p.supply)
             self.drain(now)
             f = mem_free()

@@ -65,7 +65,10 @@ class Clock:
 
     def _put(self, unix, now_ms):
         self.base = unix
-        self.day, self.sec = divmod(unix, 86400)
+        # not divmod(): on a 32-bit port it hands back long integers even
+        # for small results, where // and % give small ints
+        self.day = unix // 86400
+        self.sec = unix % 86400
         self.lag = 0
         self.anchor_ms = now_ms
 

@@ -16,9 +16,10 @@
 #   deadline) goes into a helper it calls then.  A generator's frame is
 #   allocated once, when it is made: the scan loop is one.
 # - On a 32-bit port a small int is 31-bit: a Unix time (past 2004) or a
-#   product past 2**30 is a long integer, a heap object per result.  The
-#   scan reads the clock as a day number and a second of the day
-#   (clock.py), never as Unix seconds.
+#   product past 2**30 is a long integer, a heap object per result (and
+#   divmod() of one returns long integers even for small results; // and
+#   % do not).  The scan reads the clock as a day number and a second of
+#   the day (clock.py), never as Unix seconds.
 #
 # The CPython fallbacks below are deliberate, hence the pyright ignores: the
 # board stubs type const() generically and ticks as opaque _Ticks values,

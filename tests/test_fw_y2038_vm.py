@@ -126,3 +126,36 @@ def test_same_results_past_2038_and_2_31_sequences(tmp_path, protocol):
         assert state["reporter"]["next_seq"] > 1000
         assert out["2040"][2]["reporter"]["next_seq"] > 0x80000000
         assert out["2099"][2]["reporter"]["next_seq"] > 0x80000000
+
+
+# The tick counter wraps (MicroPython: ticks_ms() in [0, TICKS_PERIOD), 2**30
+# ms = 12.4 days on a 32-bit port): a deadline is ticks_add(now, delay),
+# never now + delay, which past the last tick is a long integer that
+# ticks_diff() reads as garbage (it takes small ints only).
+WRAP_DRIVER = r"""
+import sys, json
+from time import ticks_add, ticks_diff
+import glwire as w
+import glpanel as gp
+
+for line in sys.stdin:
+    case = json.loads(line)
+    t0 = ticks_add(0, -case["before_wrap"])  # that many ms before the counter wraps
+    s = gp.PanelSession(4242, w.Keys(bytes(32)), ack_timeout_ms=1000, max_backoff_ms=8000,
+                        jitter=lambda: 0)
+    s.offer(7, {"type": w.MSG_HEARTBEAT, "troubles": 0, "battery_mv": 0, "active_path": 1,
+                "queue_depth": 0, "partitions": []}, t0)
+    sent = []
+    for ms in case["at"]:
+        sent.append(s.data_to_send(ticks_add(t0, ms), 1800000000) is not None)
+    print(json.dumps({"sent": sent}))
+"""
+
+
+def test_retransmission_deadline_across_the_tick_wrap():
+    from tests.mpy_runner import run_driver
+    # sent at 0; not again before the 1 s ACK timeout; again after it
+    at = [0, 10, 999, 1000, 1001]
+    cases = [{"before_wrap": b, "at": at} for b in (5000, 500, 1)]
+    for case, r in zip(cases, run_driver(WRAP_DRIVER, cases)):
+        assert r["sent"] == [True, False, False, True, False], (case["before_wrap"], r)

@@ -33,6 +33,15 @@
 #       on any path: {"alloc": bytes, "garbage": bytes (as in poll; null
 #       with "peak": the GC then runs and the peak is sampled after each
 #       poll), "polls": n, "delivered": k, "queue": n}
+#   {"op": "run", "ms": N, "warm": W}
+#       the real app (App.main(): the supervised scan and report tasks and
+#       the supervisor feeding the watchdog) under asyncio in real time, W
+#       ms, then N counted: {"alloc": bytes in the N, "garbage": what of it
+#       stayed allocated (the GC disabled meanwhile), "tasks": [[name,
+#       deaths], ...], "watchdog_fed": bool}; then the app is stopped.
+#       MicroPython's asyncio allocates (and frees at once) a frame of its
+#       own per task wake-up (wait_io_event): "alloc" is not 0 here, the
+#       garbage is
 #   {"op": "state"} -> the app's state, brief
 #   {"op": "peak"} -> {"peak": the most gc.mem_alloc() seen after a scan or
 #       a report poll, "live": gc.mem_alloc() after a collection}, both less
@@ -265,6 +274,38 @@ def report(req):
             "delivered": rep.delivered - d0, "queue": len(a.queue)}
 
 
+def run(req):
+    """The real app (its supervised scan and report tasks, its
+    supervisor) under asyncio for `warm` + `ms` milliseconds of real time;
+    what it allocated in the last `ms`."""
+    import asyncio
+    a = S["app"]
+    out = {}
+
+    async def watch():
+        await asyncio.sleep_ms(req.get("warm", 1000))
+        gc.collect()
+        gc.disable()  # what stays allocated is garbage the GC would have to collect
+        g0 = gc.mem_alloc()
+        t0 = micropython.mem_total()
+        await asyncio.sleep_ms(req["ms"])
+        alloc = micropython.mem_total() - t0
+        garbage = gc.mem_alloc() - g0
+        gc.enable()
+        out["alloc"] = alloc
+        out["garbage"] = garbage
+        a.stop(0)
+
+    async def both():
+        asyncio.create_task(watch())
+        await a.main()
+
+    asyncio.run(both())
+    out["tasks"] = [[t.name, t.deaths] for t in a.tasks]
+    out["watchdog_fed"] = a.wdt_ms is not None
+    return out
+
+
 def handle(req):
     op = req["op"]
     if op == "boot":
@@ -297,6 +338,8 @@ def handle(req):
         return report(req)
     if op == "poll":
         return poll(req)
+    if op == "run":
+        return run(req)
     if op == "state":
         return a.state(False)
     if op == "peak":

@@ -359,31 +359,34 @@ class App:
         self.tasks.append(t)
         t.task = asyncio.create_task(self._run(t))
 
-    def _round(self, now_ms):
-        """One supervisor round: restore what loops again, feed the
-        watchdog if every task is alive."""
+    # The supervisor's round is the body of main(), a coroutine whose frame
+    # is allocated once, and what it calls keeps frames small enough for
+    # the C stack (fwutil.py): a quiet panel allocates nothing.
+    def _tasks_ok(self, now_ms):
+        """Every task in this round (_task_ok()); True if all are alive."""
         ok = True
-        for t in self.tasks:
-            if t.task.done() and not t.ended:
-                # the wrapper itself ended (a bug in _run): start it again
-                t.task = asyncio.create_task(self._run(t))
-                ok = False
-                continue
-            if t.down and (ticks_diff(t.beat, t.since) > 0 if t.looping else
-                           ticks_diff(now_ms, t.since) >= _STALE_MS):
-                t.down = False
-                if self.panel is not None:
-                    self.panel.task_state(t.name, True)
-            ok = ok and self._alive(t, now_ms)
+        for k in range(len(self.tasks)):
+            ok = self._task_ok(self.tasks[k], now_ms) and ok
+        return ok
+
+    def _task_ok(self, t, now_ms):
+        """Task t in this round: started again if its wrapper ended (a bug
+        in _run), restored once it loops again; True if it is alive."""
+        if t.task.done() and not t.ended:
+            self._restart(t)
+            return False
+        if t.down and (ticks_diff(t.beat, t.since) > 0 if t.looping else
+                       ticks_diff(now_ms, t.since) >= _STALE_MS):
+            self._restored(t)
+        return self._alive(t, now_ms)
+
+    def _restart(self, t):
+        t.task = asyncio.create_task(self._run(t))
+
+    def _restored(self, t):
+        t.down = False
         if self.panel is not None:
-            try:
-                self.drain(now_ms)  # a 300 from a task that died
-            except Exception as e:  # noqa: BLE001 - the tasks report it; the dog decides
-                self.log("supervisor: drain failed (%s)" % e)
-                ok = False
-        if ok:
-            self.board.wdt_feed()
-            self.wdt_ms = now_ms
+            self.panel.task_state(t.name, True)
 
     def _board_task(self, k, first):
         """The maker of board task k: the coroutine the board gave at
@@ -403,7 +406,19 @@ class App:
             self._supervise("control" if k == 0 else "board%d" % k,
                             self._board_task(k, bts[k]), False)
         while not self._stop.is_set():
-            self._round(self.ticks())
+            # one round: restore what loops again, feed the watchdog if
+            # every task is alive
+            now = self.ticks()
+            ok = self._tasks_ok(now)
+            if self.panel is not None:
+                try:
+                    self.drain(now)  # a 300 from a task that died
+                except Exception as e:  # noqa: BLE001 - the tasks report it; the dog decides
+                    self.log("supervisor: drain failed (%s)" % e)
+                    ok = False
+            if ok:
+                self.board.wdt_feed()
+                self.wdt_ms = now
             await asyncio.sleep_ms(_SUPERVISE_MS)
 
 

@@ -1,5 +1,5 @@
 """What the panel allocates in its steady state, under the real MicroPython
-VM (issue 21): the real app (tests/vm_app_rig.py, firmware.testing.AppRig)
+VM (issue 21): the real app (tests/vm_app_rig.py, testkit.app_rig.AppRig)
 runs its scan loop for hundreds of cycles in each steady state a panel
 spends its life in, and every byte the VM's allocator hands out is counted
 (micropython.mem_total(): what is freed at once, such as a function frame
@@ -23,16 +23,16 @@ Run against another VM build (a 32-bit one) with GUARDLINE_MICROPYTHON."""
 
 import json
 import os
-import shutil
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import AppRig, TinyDc09Receiver, TinyReceiver
+from testkit import vm
+from testkit.app_rig import AppRig
+from testkit.tiny_receiver import TinyDc09Receiver, TinyReceiver
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")

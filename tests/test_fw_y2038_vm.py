@@ -22,17 +22,17 @@ Run against a 32-bit VM build with GUARDLINE_MICROPYTHON."""
 
 import json
 import os
-import shutil
 import time
 
 import pytest
 
-from firmware import sim as fwsim
-from firmware.testing import AppRig, TinyDc09Receiver, TinyReceiver
+from testkit import vm
+from testkit.app_rig import AppRig
+from testkit.tiny_receiver import TinyDc09Receiver, TinyReceiver
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")

@@ -6,7 +6,7 @@
 # including what was freed again at once (a function frame too big for
 # the C stack), so zero means no allocation at all, not "no garbage".
 #
-# The app's clock source is the rig's (app.ticks_ms is replaced): real
+# The app's clock source is the rig's (App(board, ticks=vticks)): real
 # ticks plus an offset that `scan` moves forward by `step` per cycle, so
 # a scan run covers minutes of panel time in a fraction of a second.
 #
@@ -79,8 +79,6 @@ def sample():
 def vticks():
     return time.ticks_add(time.ticks_ms(), OFF[0])
 
-
-A.ticks_ms = vticks
 
 
 class _DropLink:
@@ -170,19 +168,17 @@ def boot(req):
         gc.threshold(req["threshold"])  # collect that often: samples stay near what is live
     b = Board(d, req.get("rx"))
     S["board"] = b
-    S["app"] = A.App(b)
-    S["steps"] = S["app"].scan_steps()  # the scan task's loop, one next() a scan
+    S["app"] = A.App(b, vticks)
     gc.collect()
     return {"nz": S["app"].panel.nz, "mem_alloc": gc.mem_alloc()}
 
 
 def scan(req):
     a = S["app"]
-    steps = S["steps"]
     step = req.get("step", a.scan_ms)
     for _ in range(req.get("warm", 10)):
         OFF[0] += step
-        next(steps)
+        a.scan_step(vticks())
         sample()
     p = a.panel
     q = a.queue
@@ -193,8 +189,9 @@ def scan(req):
     first = None
     for c in range(n):
         OFF[0] += step
+        now = vticks()
         t0 = micropython.mem_total()
-        next(steps)
+        a.scan_step(now)
         d = micropython.mem_total() - t0
         sample()
         if d:

@@ -263,11 +263,9 @@ class App:
         if g is None:
             g = self._scans = self._scan_loop()
             next(g)
-        try:
-            g.send(now)
-        except BaseException:
-            self._scans = None  # the loop ended with it: a fresh one next time
-            raise
+        # no try here: an exception handler makes this frame too big for
+        # the C stack; a scan task that died starts a fresh loop (scan())
+        g.send(now)
 
     def _scan_loop(self):
         """scan_step()'s loop: each send(now) runs one scan."""
@@ -312,6 +310,7 @@ class App:
         self.drain(now)
 
     async def scan(self, t):
+        self._scans = None  # a loop that ended with an exception is not resumed
         while True:
             self.scan_step(self.ticks())
             t.beat = self.ticks()  # a whole loop done

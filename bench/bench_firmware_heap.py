@@ -380,30 +380,15 @@ def allocation(bundle: str, tmp: str, a) -> dict:
             "raw": out}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--panel", choices=tuple(PANELS), default="bank")
-    ap.add_argument("--protocol", choices=("native", "dc09"), default="native")
-    ap.add_argument("--romfs", action="store_true",
-                    help="run the bundle from a ROMFS image (bytecode executed in place)")
-    ap.add_argument("--micropython", metavar="PATH",
-                    help="the MicroPython unix-port VM to measure (default: $%s, else the "
-                         "project's)" % VM_ENV)
-    ap.add_argument("--lo", type=int, default=64, help="KiB, first size tried")
-    ap.add_argument("--hi", type=int, default=256, help="KiB, must pass")
-    ap.add_argument("--step", type=int, default=8, help="KiB, the bisection's resolution")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="runs per heap size; a size passes only if all pass")
-    ap.add_argument("--no-alloc", action="store_true",
-                    help="skip the allocation figures (tests/vm_app_rig.py)")
-    a = ap.parse_args()
-    if a.micropython:
-        if not os.access(a.micropython, os.X_OK):
-            sys.exit("--micropython %s: not an executable" % a.micropython)
-        os.environ[VM_ENV] = os.path.abspath(a.micropython)
+def measure(a, panel: str, protocol: str, romfs: bool) -> dict:
+    """One configuration on the VM $GUARDLINE_MICROPYTHON names: the
+    result, also written to bench/results/ (the file name says the panel,
+    protocol, ROMFS and, for a 32-bit VM, _32bit)."""
+    a = argparse.Namespace(**{**vars(a), "panel": panel, "protocol": protocol, "romfs": romfs})
     info = vm_info()
-    print("VM: %s (%s, %d-bit)" % (info["path"], info["version"], info["word_bits"]), flush=True)
+    print("VM: %s (%s, %d-bit): %s, %s%s" % (info["path"], info["version"], info["word_bits"],
+                                            panel, protocol, ", ROMFS" if romfs else ""),
+          flush=True)
     modules = COMMON + BY_PROTOCOL[a.protocol] + SIM
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
@@ -446,15 +431,128 @@ def main() -> int:
             "runs": runs,
             "seconds": round(time.monotonic() - t0, 1),
         }
-    name = "firmware_heap" + ("_door" if a.panel == "door" else "") + \
-        ("_dc09" if a.protocol == "dc09" else "") + ("_romfs" if a.romfs else "") + \
-        ("_32bit" if info["word_bits"] == 32 else "") + ".json"
-    out = ROOT / "bench" / "results" / name
+    out = ROOT / "bench" / "results" / result_name(panel, protocol, romfs, info["word_bits"])
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items()
-                      if k not in ("runs", "mpy_files_sim", "module_heap_bytes")}, indent=1))
-    print("wrote", out)
+                      if k not in ("runs", "mpy_files_sim", "module_heap_bytes", "alloc")},
+                     indent=1))
+    print("wrote", out, flush=True)
+    return result
+
+
+def result_name(panel: str, protocol: str, romfs: bool, word_bits: int) -> str:
+    return "firmware_heap" + ("_door" if panel == "door" else "") + \
+        ("_dc09" if protocol == "dc09" else "") + ("_romfs" if romfs else "") + \
+        ("_32bit" if word_bits == 32 else "") + ".json"
+
+
+def _kib(b) -> str:
+    return "%.1f" % (b / 1024)
+
+
+# The side-by-side table: (heading, what of a configuration's results)
+COLUMNS = (
+    ("smallest heap, .mpy in the heap (KiB)", lambda r, rom: str(r["min_heap_kib"])),
+    ("smallest heap beyond a ROMFS image (KiB)",
+     lambda r, rom: "-" if rom is None else "%.1f" % rom["min_heap_beyond_image_kib"]),
+    ("live after the workload (KiB)", lambda r, rom: _kib(r["live_bytes_after_workload"])),
+    ("of it bytecode and names (KiB)", lambda r, rom: _kib(r["code_heap_bytes"])),
+    ("of it the panel's data (KiB)", lambda r, rom: _kib(r["live_data_bytes"])),
+    ("peak live, app alone (KiB)",
+     lambda r, rom: "-" if not r.get("alloc") else _kib(r["alloc"]["peak_live_bytes"])),
+    ("allocated per scan (B)",
+     lambda r, rom: "-" if not r.get("alloc") else
+     "%g" % max(r["alloc"]["per_scan_cycle"].values())),
+    ("allocated per idle report poll (B)",
+     lambda r, rom: "-" if not r.get("alloc") else
+     "%g" % r["alloc"]["per_report_poll"]["poll_idle"]["alloc"]),
+)
+
+
+def table(results: dict) -> str:
+    """The figures side by side, one column per VM word size, one block of
+    rows per configuration: `results` maps (panel, protocol, romfs,
+    word_bits) to a result."""
+    bits = sorted({k[3] for k in results}, reverse=True)
+    confs = []
+    for panel, protocol, romfs, _b in sorted(results):
+        if not romfs and (panel, protocol) not in confs:
+            confs.append((panel, protocol))
+    lines = ["| %s | figure | %s |" % ("panel", " | ".join("%d-bit VM" % b for b in bits)),
+             "|---|---|%s" % ("---:|" * len(bits))]
+    for panel, protocol in confs:
+        what = "%s, %s" % ("bank panel (4 partitions, 32 zones)" if panel == "bank"
+                           else "door controller", "native" if protocol == "native" else "DC-09")
+        for heading, get in COLUMNS:
+            cells = []
+            for b in bits:
+                r = results.get((panel, protocol, False, b))
+                rom = results.get((panel, protocol, True, b))
+                cells.append("-" if r is None else get(r, rom))
+            lines.append("| %s | %s | %s |" % (what, heading, " | ".join(cells)))
+            what = ""
+    return "\n".join(lines)
+
+
+def stored() -> dict:
+    """Every result in bench/results/ (firmware_heap*.json), by
+    (panel, protocol, romfs, word_bits)."""
+    out = {}
+    for f in sorted((ROOT / "bench" / "results").glob("firmware_heap*.json")):
+        r = json.loads(f.read_text())
+        if "vm" not in r:
+            continue  # from before the VM was recorded
+        k = (r.get("panel", "bank"), r["protocol"], r["romfs"], r["vm"]["word_bits"])
+        if f.name == result_name(*k):
+            out[k] = r
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--panel", choices=tuple(PANELS), action="append",
+                    help="bank (default) or door; give it twice for both")
+    ap.add_argument("--protocol", choices=("native", "dc09"), action="append",
+                    help="native (default) or dc09; give it twice for both")
+    ap.add_argument("--romfs", action="store_true",
+                    help="run the bundle from a ROMFS image (bytecode executed in place)")
+    ap.add_argument("--both", action="store_true",
+                    help="each configuration with .mpy files in the heap and from ROMFS")
+    ap.add_argument("--micropython", metavar="PATH", action="append",
+                    help="a MicroPython unix-port VM to measure (default: $%s, else the "
+                         "project's); give it once per VM to measure each in turn and "
+                         "print them side by side" % VM_ENV)
+    ap.add_argument("--table", action="store_true",
+                    help="measure nothing: print the side-by-side table of the results "
+                         "stored in bench/results/")
+    ap.add_argument("--lo", type=int, default=64, help="KiB, first size tried")
+    ap.add_argument("--hi", type=int, default=256, help="KiB, must pass")
+    ap.add_argument("--step", type=int, default=8, help="KiB, the bisection's resolution")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per heap size; a size passes only if all pass")
+    ap.add_argument("--no-alloc", action="store_true",
+                    help="skip the allocation figures (tests/vm_app_rig.py)")
+    a = ap.parse_args()
+    if a.table:
+        print(table(stored()))
+        return 0
+    vms = []
+    for path in a.micropython or [None]:
+        if path is not None and not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            sys.exit("--micropython %s: not an executable" % path)
+        vms.append(path and os.path.abspath(path))
+    results = {}
+    for path in vms:
+        if path is not None:
+            os.environ[VM_ENV] = path
+        bits = vm_info()["word_bits"]
+        for panel in a.panel or ["bank"]:
+            for protocol in a.protocol or ["native"]:
+                for romfs in ((False, True) if a.both else (a.romfs,)):
+                    results[(panel, protocol, romfs, bits)] = measure(a, panel, protocol, romfs)
+    print(table(results))
     return 0
 
 

@@ -65,7 +65,7 @@
 from binascii import unhexlify
 from fwutil import const, ticks_diff, ticks_add
 from clock import sane
-from failover import Failover
+from failover import Failover, PathPoll
 
 try:
     from protocol.lean import gldc09 as dc  # pyright: ignore[reportMissingImports]  (host-only package)
@@ -137,7 +137,7 @@ class _Pending:
         self.hi = 0  # or the clock was unset), for the *ACK's time
 
 
-class Dc09Reporter:
+class Dc09Reporter(PathPoll):
     def __init__(self, cfg, queue, seqs, clock, panel, links, now_ms, log=None):
         d = cfg["dc09"]
         tim = cfg["timings"]
@@ -188,20 +188,11 @@ class Dc09Reporter:
 
     # -- the loop ---------------------------------------------------------------------
 
-    # poll() and the steps it takes on every call keep frames small enough
-    # for the C stack (fwutil.py): an idle poll allocates nothing
     def poll(self, now_ms):
-        if self.broken:
-            return
-        n = len(self.links)
-        for i in range(n):
-            self._receive(i, now_ms)
-        self._check(now_ms)
-        self._schedule(now_ms)
-        for i in range(n):
-            self._transmit(i, now_ms)
-        self._check(now_ms)
+        if not self.broken:
+            PathPoll.poll(self, now_ms)
 
+    # the steps of PathPoll.poll() (failover.py)
     def _receive(self, i, now_ms):
         """What path i's link brought: replies."""
         link = self.links[i]
@@ -209,13 +200,7 @@ class Dc09Reporter:
         if link.lost:
             link.lost = False
             self.rx[i] = b""  # a partial reply dies with its connection
-        n = 4  # bounded work per poll
-        while n:
-            data = link.recv()
-            if data is None:
-                break
-            self._data(i, data, now_ms)
-            n -= 1
+        self._read(i, link, now_ms)
 
     def _data(self, i, data, now_ms):
         if self.links[i].stream:
@@ -346,7 +331,7 @@ class Dc09Reporter:
             self.log("path %d: cannot build %04d (%s)" % (i + 1, p.dseq, e))
             return None
 
-    def _transmit(self, i, now_ms):
+    def _send(self, i, now_ms):
         p = self.pend[i]
         if p is not None and ticks_diff(now_ms, self.due[i]) >= 0:
             self._due(i, p, now_ms)

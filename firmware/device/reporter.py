@@ -34,7 +34,7 @@
 from binascii import unhexlify
 from fwutil import const, ticks_diff
 from clock import sane
-from failover import Failover
+from failover import Failover, PathPoll
 from seqstore import SEQ_LIMIT
 
 try:
@@ -60,7 +60,7 @@ def _honoured(seq, next_seq):
     return seq < next_seq <= SEQ_LIMIT
 
 
-class Reporter:
+class Reporter(PathPoll):
     def __init__(self, cfg, queue, seqs, clock, panel, links, now_ms, log=None):
         tim = cfg["timings"]
         keys = w.Keys(unhexlify(cfg["key"]))
@@ -118,19 +118,7 @@ class Reporter:
 
     # -- the loop -----------------------------------------------------------------
 
-    # poll() and the steps it takes on every call keep frames small enough
-    # for the C stack (fwutil.py): an idle poll allocates nothing, so the
-    # GC does not run while the panel has nothing to report
-    def poll(self, now_ms):
-        n = len(self.sessions)
-        for i in range(n):
-            self._receive(i, now_ms)
-        self._check(now_ms)
-        self._schedule(now_ms)
-        for i in range(n):
-            self._send(i, now_ms)
-        self._check(now_ms)
-
+    # the steps of PathPoll.poll() (failover.py)
     def _receive(self, i, now_ms):
         """What path i's link brought, into its session."""
         link = self.links[i]
@@ -138,13 +126,7 @@ class Reporter:
         if link.lost:
             link.lost = False
             self.sessions[i].connection_lost()
-        n = 4  # bounded work per poll
-        while n:
-            d = link.recv()
-            if d is None:
-                break
-            self._data(i, d, now_ms)
-            n -= 1
+        self._read(i, link, now_ms)
         self._events(i, now_ms)
 
     def _data(self, i, d, now_ms):

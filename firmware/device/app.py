@@ -173,6 +173,11 @@ class App:
         e = cfg["eol"]
         self.cls = eol.Classifier(e["normal_ohms"], e["alarm_ohms"], e["pullup_ohms"])
         self.deb = eol.Debouncer(p.nz, cfg["timings"]["debounce_ms"], now)
+        # what only the panel needed goes before the reporter's modules
+        # load: the boot's peak, and what sets the smallest heap (the
+        # bank's zones, users and partitions are kilobytes of dicts)
+        cfg["zones"] = cfg["users"] = cfg["partitions"] = None
+        gc.collect()
         rx = cfg["receiver"]
         links = [board.open_link(0, rx["primary"])]
         if rx.get("backup"):

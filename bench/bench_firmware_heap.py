@@ -29,9 +29,13 @@ MicroPython unix port (e.g. a 32-bit one, whose small ints are 31-bit
 and whose pointers are 4 bytes, as on an ESP32 or RP2040); by default
 ``$GUARDLINE_MICROPYTHON``, else the project's VM.  The JSON records the
 VM's version and word size, and the file name carries ``_32bit`` for a
-32-bit VM, so the figures of both sit side by side.  Compile with the
-project's mpy-cross either way: the bytecode format is the VM's version,
-not its word size.
+32-bit VM.  ``--micropython``, ``--panel`` and ``--protocol`` may each be
+given more than once: every combination is measured on every VM in turn
+(``--both``: with ``.mpy`` files in the heap and from ROMFS), and the
+figures are printed side by side, one column per VM word size
+(``--table`` prints that table from the results already stored).
+Compile with the project's mpy-cross either way: the bytecode format is
+the VM's version, not its word size.
 
 Reported:
 - mpy bundle size (sim, esp32, rp2 sets);
@@ -55,9 +59,10 @@ Reported:
   poll, the GC collecting every kilobyte: the app alone, no control
   protocol; the boot's own peak, config parsing, is not sampled).
 
-    .venv/bin/python bench/bench_firmware_heap.py [--panel bank|door] [--protocol native|dc09]
-                                                  [--romfs] [--micropython PATH]
+    .venv/bin/python bench/bench_firmware_heap.py [--panel bank|door ...] [--protocol native|dc09 ...]
+                                                  [--romfs | --both] [--micropython PATH ...]
                                                   [--lo 64] [--hi 256] [--step 8] [--repeat 1]
+    .venv/bin/python bench/bench_firmware_heap.py --table
 
 Writes bench/results/firmware_heap[_door][_dc09][_romfs][_32bit].json;
 docs/firmware.md quotes them.

@@ -50,9 +50,9 @@ from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS,
                               OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint,
                               TrackRecord)
 from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, PRIVATE_FILE_MODE,
-                            DispatchConflict, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, joins_commit, make_private_dirs,
-                            resolve, warn_if_exposed)
+                            DispatchConflict, EventNotStored, SchemaError, Store, StoreBusy,
+                            StoreError, StoreMissing, StoreUnavailable, joins_commit,
+                            make_private_dirs, resolve, warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -535,7 +535,8 @@ class SQLiteStore(Store):
         try:
             plan = ingest.plan(recs, inserted, existing, state, policy)
         except ingest.ConflictVanished as e:
-            raise StoreUnavailable(str(e)) from None
+            # this request only: _run_ingests retries its neighbours without it
+            raise EventNotStored(str(e)) from None
         conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
         conn.executemany(_STAMP_RESTORED, [(r.at, r.event_id, r.account, r.code, r.partition,
                                             r.zone, r.at) for r in plan.restores])

@@ -540,13 +540,11 @@ class PGStore(Store):
 
     # -- the event path -----------------------------------------------------------
 
-    async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        [out] = await self._submit("ingest", [rec])
-        return out
-
-    async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
-        # one job: written with its batch, or alone in one SAVEPOINT
-        return await self._submit("ingest", list(recs))
+    def queue_ingest(self, recs: list[EventRecord]) -> asyncio.Future:
+        # one job: written with its batch, or alone in one SAVEPOINT (the
+        # writer is a task of this loop: queue_ingests' jobs are all queued
+        # before it looks)
+        return self._submit("ingest", recs)
 
     async def record_heard(self, rows: list[tuple[str, int, float]]) -> None:
         """[(account, path, unix time)] heard by this receiver: written with

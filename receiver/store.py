@@ -39,6 +39,7 @@ backend are interchangeable.  What a backend must guarantee:
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import os
 import re
@@ -315,11 +316,26 @@ class Store(abc.ABC):
     # -- the event path ---------------------------------------------------------
 
     @abc.abstractmethod
-    async def ingest(self, rec: EventRecord) -> IngestOutcome: ...
+    def queue_ingest(self, recs: list[EventRecord]) -> asyncio.Future:
+        """Queue one ingest request now (StoreBusy at once when too much is
+        queued): ``recs`` in one transaction, all or none.  The future
+        resolves to their outcomes, in order, once committed.  A caller
+        with several independent events (those of one turn of the
+        receiver's loop) queues one request each (:meth:`queue_ingests`)."""
 
-    @abc.abstractmethod
+    def queue_ingests(self, requests: list[list[EventRecord]]) -> list[asyncio.Future]:
+        """Queue several independent ingest requests at once, each answered
+        as :meth:`queue_ingest` answers it, all in the same group commit
+        (StoreBusy at once, for all, when too much is queued)."""
+        return [self.queue_ingest(recs) for recs in requests]
+
+    async def ingest(self, rec: EventRecord) -> IngestOutcome:
+        [out] = await self.queue_ingest([rec])
+        return out
+
     async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
         """Several events in one transaction (all or none), outcomes in order."""
+        return await self.queue_ingest(list(recs))
 
     @abc.abstractmethod
     async def record_security_event(self, at: float, account: str | None, seq: int | None,

@@ -190,8 +190,8 @@ class NativeService:
         return rec
 
     async def _store_and_ack(self, acc: Accepted, store, link, t0: float) -> None:
-        """``await store()`` (an event's or a track point's ingest), then
-        the ACK; NAK busy when it must be retried."""
+        """``await store()`` (a track point's ingest, or an event's queued
+        write), then the ACK; NAK busy when it must be retried."""
         rx = self.rx
         try:
             await store()
@@ -228,20 +228,8 @@ class NativeService:
             _LOGGER.exception("ingest failed events=%s", ", ".join(
                 "%d/%d" % (acc.account, acc.seq) for acc, _, _ in events))
             return
-        ack_seconds = rx.metrics.ack_seconds
         for (acc, rec, link), fut in zip(events, futs):
-            try:
-                await rx.record_stored(rec, fut)
-            except Busy as e:
-                self._nak_busy(acc, link, e.reason)
-                continue
-            except Exception:  # noqa: BLE001 - a bug: no ACK, the panel retries
-                _LOGGER.exception("ingest failed account=%d seq=%d", acc.account, acc.seq)
-                continue
-            finally:
-                link.inflight -= 1
-            link.send(rx.core.ack(acc, time.time()))
-            ack_seconds.observe(time.perf_counter() - t0)
+            await self._store_and_ack(acc, lambda: rx.record_stored(rec, fut), link, t0)
 
     async def _ack_when_heard(self, acc: Accepted, link, now: float) -> None:
         rx = self.rx

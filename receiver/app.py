@@ -26,8 +26,9 @@ Where each part lives (this module only wires them and ingests):
 Event path (native protocol):
 
     bytes -> ReceiverConnection / handle_datagram (protocol.session)
-          -> NativeService.handle -> Receiver.ingest_record -> Store.ingest
-             (event + alarm + outbox + replay state, one group commit)
+          -> NativeService.handle -> Receiver.queue_records -> Store.queue_ingests
+             (the events of one turn of the loop, each its own request:
+             event + alarm + outbox + replay state, one group commit)
           -> core.ack(...) -> bytes back to the panel
 
 Invariants:
@@ -551,22 +552,48 @@ class Receiver:
     async def ingest_records(self, recs: list[EventRecord]) -> list[IngestOutcome]:
         if len(recs) == 1:
             return [await self.ingest_record(recs[0])]
-        outs = await self._write(lambda: self.store.ingest_many(recs))
+        outs = await self._write(lambda: self.store.queue_ingest(recs))
         for rec, out in zip(recs, outs):
             self._stored(rec, out)
         return outs
 
     async def ingest_record(self, rec: EventRecord) -> IngestOutcome:
-        return self._stored(rec, await self._write(lambda: self.store.ingest(rec)))
+        [fut] = self.queue_records([rec])
+        return await self.record_stored(rec, fut)
+
+    def queue_records(self, recs: list[EventRecord]) -> list[asyncio.Future]:
+        """Queue the writes of independent events now, one store request
+        each, in one group commit (Busy at once, for all, when we are busy:
+        the bound is checked once per call); :meth:`record_stored` awaits
+        each.  receiver.native queues the events of one turn of the event
+        loop so, and awaits them in one task."""
+        return self._queued(lambda: self.store.queue_ingests([[r] for r in recs]))
+
+    async def record_stored(self, rec: EventRecord, fut: asyncio.Future) -> IngestOutcome:
+        """The outcome of a :meth:`queue_records` future once durable (Busy
+        when the store could not take it: the sender retries)."""
+        [out] = await self._committed(fut)
+        return self._stored(rec, out)
 
     async def _write(self, write):
         """Run a store write unless we are busy; the store's busy and
         unavailable errors become Busy (the sender retries)."""
+        return await self._committed(self._queued(write))
+
+    def _queued(self, write):
+        """``write()`` (a store write's awaitable) unless we are busy."""
         reason = self.busy_reason()
         if reason is not None:
             raise Busy(reason)
         try:
-            return await write()
+            return write()
+        except StoreBusy as e:
+            raise Busy("store busy: %s" % e) from None
+
+    @staticmethod
+    async def _committed(pending):
+        try:
+            return await pending
         except StoreBusy as e:
             raise Busy("store busy: %s" % e) from None
         except StoreUnavailable as e:

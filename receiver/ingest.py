@@ -89,8 +89,14 @@ Key = tuple  # (account, dedupe_key)
 
 class ConflictVanished(Exception):
     """A key conflicted on insert but its row was not there when read back
-    (deleted meanwhile): the backend raises StoreUnavailable, the sender
-    retries."""
+    (deleted meanwhile).  ``key`` is that (account, dedupe_key).  Only the
+    request holding the record fails (receiver.store.EventNotStored, the
+    sender retries); the backend plans the other requests of its group
+    commit without it."""
+
+    def __init__(self, key):
+        super().__init__("event %s/%s conflicted but is not there" % key)
+        self.key = key
 
 
 def candidates(recs: Sequence[EventRecord]) -> list[tuple[Key, int]]:
@@ -440,7 +446,7 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             continue
         eid = inserted.get(k) or existing.get(k)
         if eid is None:
-            raise ConflictVanished("event %s/%s conflicted but is not there" % k)
+            raise ConflictVanished(k)
         outcomes.append(_Outcome(eid, True))
     p.replay = sorted((a, h, t) for a, (h, t) in replay.items())
     p.heard = [(r.account, r.path, r.received_at) for r in recs if r.source == "panel"]

@@ -5,7 +5,10 @@ the listeners (``receiver.listeners``) have read it.
     service.handle(result, link)    # Accepted or Rejected, from any native link
 
 Accepted EVENT   -> supervision heard it -> NAK busy, or store it
-                    (``Receiver.ingest_record``) and ACK after the commit
+                    (``Receiver.queue_records``) and ACK after the commit;
+                    the events of one turn of the event loop (every read
+                    it handled) are queued together, one request each,
+                    into one group commit, and ACKed by one task
 Accepted POSITION -> supervision heard it -> NAK busy (the store is behind,
                     or track points fill their share of its queue), or
                     store the track point (``Receiver.ingest_track``) and
@@ -21,7 +24,7 @@ Rejected         -> the shared link policy (receiver.link_policy): NAK or
 Invariants:
 
 - An ACK for an event or a track point leaves only after it is durable
-  (``ingest_record``, ``ingest_track`` returned); one that cannot be
+  (``record_stored``, ``ingest_track`` returned); one that cannot be
   stored gets NAK busy and the panel retries.  An EVENT's position (v1.1
   ext bit 2) is stored with it, and in the track, in the same commit.
 - Nothing a peer sends raises out of :meth:`NativeService.handle`; a bug
@@ -66,7 +69,9 @@ class NativeHost(Protocol):
 
     def make_record(self, event: dict) -> EventRecord: ...
 
-    async def ingest_record(self, rec: EventRecord) -> IngestOutcome: ...
+    def queue_records(self, recs: list[EventRecord]) -> list[asyncio.Future]: ...
+
+    async def record_stored(self, rec: EventRecord, fut: asyncio.Future) -> IngestOutcome: ...
 
     def track_busy_reason(self) -> str | None: ...
 
@@ -76,6 +81,8 @@ class NativeHost(Protocol):
 class NativeService:
     def __init__(self, rx: NativeHost):
         self.rx = rx
+        # events accepted in this turn of the loop, not yet queued to the store
+        self._turn: list = []
 
     def handle(self, result: Accepted | Rejected, link) -> None:
         """A judged frame from a listener's link.  Never raises for anything
@@ -119,8 +126,11 @@ class NativeService:
             return
         rec = self._record(acc, link, now)
         link.inflight += 1
-        rx.spawn(self._store_and_ack(acc, lambda: rx.ingest_record(rec), link,
-                                     time.perf_counter()), inflight=True)
+        self._turn.append((acc, rec, link))
+        if len(self._turn) == 1:
+            # the first event of this turn of the loop: one task stores and
+            # ACKs every event the turn's reads bring (it starts after them)
+            rx.spawn(self._store_and_ack_turn(), inflight=True)
 
     def _position(self, acc: Accepted, link, now: float) -> None:
         """A vehicle unit's track point: stored, then ACKed."""
@@ -180,8 +190,8 @@ class NativeService:
         return rec
 
     async def _store_and_ack(self, acc: Accepted, store, link, t0: float) -> None:
-        """``await store()`` (an event's or a track point's ingest), then
-        the ACK; NAK busy when it must be retried."""
+        """``await store()`` (a track point's ingest, or an event's queued
+        write), then the ACK; NAK busy when it must be retried."""
         rx = self.rx
         try:
             await store()
@@ -195,6 +205,31 @@ class NativeService:
             link.inflight -= 1
         link.send(rx.core.ack(acc, time.time()))
         rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    async def _store_and_ack_turn(self) -> None:
+        """The events accepted in one turn of the event loop, on any link,
+        [(Accepted, EventRecord, link)], each counted in its
+        ``link.inflight``: queued at once, each its own store request, into
+        one group commit (so each gets its own answer), then ACKed each once
+        durable, or NAKed busy, in arrival order."""
+        rx = self.rx
+        events, self._turn = self._turn, []
+        t0 = time.perf_counter()
+        try:
+            futs = rx.queue_records([rec for _, rec, _ in events])
+        except Busy as e:
+            for acc, _, link in events:
+                link.inflight -= 1
+                self._nak_busy(acc, link, e.reason)
+            return
+        except Exception:  # noqa: BLE001 - a bug: no ACK, the panels retry
+            for _, _, link in events:
+                link.inflight -= 1
+            _LOGGER.exception("ingest failed events=%s", ", ".join(
+                "%d/%d" % (acc.account, acc.seq) for acc, _, _ in events))
+            return
+        for (acc, rec, link), fut in zip(events, futs):
+            await self._store_and_ack(acc, lambda: rx.record_stored(rec, fut), link, t0)
 
     async def _ack_when_heard(self, acc: Accepted, link, now: float) -> None:
         rx = self.rx

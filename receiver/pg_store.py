@@ -70,9 +70,9 @@ from receiver import ingest, rules_store, schema
 from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS, Account,
                               Alarm, AuditEntry, Dispatch, Event, EventRecord, IngestOutcome,
                               OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint)
-from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, DispatchConflict, SchemaError,
-                            Store, StoreBusy, StoreError, StoreMissing, StoreUnavailable,
-                            joins_commit, mask_url)
+from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, DispatchConflict,
+                            EventNotStored, SchemaError, Store, StoreBusy, StoreError,
+                            StoreMissing, StoreUnavailable, joins_commit, mask_url)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -540,13 +540,11 @@ class PGStore(Store):
 
     # -- the event path -----------------------------------------------------------
 
-    async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        [out] = await self._submit("ingest", [rec])
-        return out
-
-    async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
-        # one job: written with its batch, or alone in one SAVEPOINT
-        return await self._submit("ingest", list(recs))
+    def queue_ingest(self, recs: list[EventRecord]) -> asyncio.Future:
+        # one job: written with its batch, or alone in one SAVEPOINT (the
+        # writer is a task of this loop: queue_ingests' jobs are all queued
+        # before it looks)
+        return self._submit("ingest", recs)
 
     async def record_heard(self, rows: list[tuple[str, int, float]]) -> None:
         """[(account, path, unix time)] heard by this receiver: written with
@@ -584,8 +582,9 @@ class PGStore(Store):
                 i += len(j.payload)
             return results
         except Exception as e:  # noqa: BLE001
-            if conn.is_closed() or isinstance(_wrap(e), StoreUnavailable):
-                raise
+            if conn.is_closed() or (isinstance(_wrap(e), StoreUnavailable)
+                                    and not isinstance(e, EventNotStored)):
+                raise  # the store's failure, not one request's: every waiter gets it
             _LOGGER.debug("set-based write failed (%s); one savepoint per request", e)
         if undo is not None:
             undo()
@@ -622,8 +621,9 @@ class PGStore(Store):
             plan = ingest.plan(recs, inserted, existing, state, policy)
         except ingest.ConflictVanished as e:
             # the conflicting row vanished between the two statements
-            # (deleted by hand): let the sender retry
-            raise StoreUnavailable(str(e)) from None
+            # (deleted by hand): this request's sender retries, its
+            # neighbours are written without it (_ingest_run)
+            raise EventNotStored(str(e)) from None
         if plan.replay:
             await self._raise_replay_state(conn, plan.replay)
         # an event from the panel is also a hearing of its path, made

@@ -9,7 +9,10 @@ everything queued (up to ``max_batch``) and runs it as one transaction,
 each request inside its own SAVEPOINT so one failing request does not sink
 its neighbours, then one COMMIT (one fsync) answers every waiter.  Under
 load the batch grows by itself, so throughput does not pay an fsync per
-event; idle, a lone event commits at once.
+event; idle, a lone event commits at once.  The requests of one
+``queue_ingests`` call (the events of one turn of the receiver's loop)
+are one queue item, so the writer never starts a commit with only the
+first of them.
 
 Reads go to a second thread with its own read-only connection; WAL lets it
 read while the writer commits, so an operator listing events does not stall
@@ -50,9 +53,9 @@ from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS,
                               OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint,
                               TrackRecord)
 from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, PRIVATE_FILE_MODE,
-                            DispatchConflict, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, joins_commit, make_private_dirs,
-                            resolve, warn_if_exposed)
+                            DispatchConflict, EventNotStored, SchemaError, Store, StoreBusy,
+                            StoreError, StoreMissing, StoreUnavailable, joins_commit,
+                            make_private_dirs, resolve, warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -314,23 +317,29 @@ class SQLiteStore(Store):
                     prio, first, carry = carry[0], carry[1], None
                 if first is _STOP:
                     break
-                if first.raw:
+                if type(first) is list:  # from queue_ingests: taken whole
+                    batch = first
+                elif first.raw:
                     self._run_raw(loop, conn, first)
                     continue
-                batch = [first]
+                else:
+                    batch = [first]
                 after = None
                 while len(batch) < self.max_batch:
                     try:
                         p, _, j = self._wq.get_nowait()
                     except queue.Empty:
                         break
-                    if j is _STOP or j.raw:
+                    if j is _STOP or (type(j) is not list and j.raw):
                         after = j
                         break
                     if not joins_commit(prio, p):
                         carry = (p, j)
                         break
-                    batch.append(j)
+                    if type(j) is list:
+                        batch.extend(j)  # may pass max_batch by one item
+                    else:
+                        batch.append(j)
                 self._commit(loop, conn, batch)
                 if after is _STOP:
                     break
@@ -535,7 +544,8 @@ class SQLiteStore(Store):
         try:
             plan = ingest.plan(recs, inserted, existing, state, policy)
         except ingest.ConflictVanished as e:
-            raise StoreUnavailable(str(e)) from None
+            # this request only: _run_ingests retries its neighbours without it
+            raise EventNotStored(str(e)) from None
         conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
         conn.executemany(_STAMP_RESTORED, [(r.at, r.event_id, r.account, r.code, r.partition,
                                             r.zone, r.at) for r in plan.restores])
@@ -558,13 +568,20 @@ class SQLiteStore(Store):
                 track_ids[t.event_id] = cur.lastrowid
         return plan.outcomes(alarm_ids, track_ids)
 
-    async def ingest(self, rec: EventRecord) -> IngestOutcome:
-        [out] = await self._queue_write(self._ingest, ([rec],), recs=[rec])
-        return out
+    def queue_ingest(self, recs: list[EventRecord]) -> asyncio.Future:
+        return self._queue_write(self._ingest, (recs,), recs=recs)
 
-    async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
-        recs = list(recs)
-        return await self._queue_write(self._ingest, (recs,), recs=recs)
+    def queue_ingests(self, requests: list[list[EventRecord]]) -> list[asyncio.Future]:
+        loop = self._open_loop()
+        if self._pending >= self.max_queued_writes:
+            raise StoreBusy("%d writes queued" % self._pending)
+        jobs = [_Job(self._ingest, (recs,), loop.create_future(), recs=recs)
+                for recs in requests]
+        self._pending += len(jobs)
+        # one queue item per max_batch: the writer takes each whole
+        for i in range(0, len(jobs), self.max_batch):
+            self._wq.put((PRIO_WRITE, next(self._order), jobs[i:i + self.max_batch]))
+        return [j.fut for j in jobs]
 
     async def record_security_event(self, at, account, seq, reason, detail, peer,
                                     transport) -> int:

@@ -15,7 +15,12 @@ backend are interchangeable.  What a backend must guarantee:
   stores it once and returns ``duplicate=True`` with the first event's id.
 - Transient failures (disk full, read-only file system, I/O error, lock
   timeout) raise :class:`StoreUnavailable`; the receiver NAKs busy and
-  panels retry.  Too much queued work raises :class:`StoreBusy` up front.
+  panels retry.
+- Each request of a group commit gets its own answer: a request that
+  cannot be stored (a bad record, an event whose conflicting row vanished:
+  :class:`EventNotStored`) fails alone, and the others commit as if it had
+  not been there.  Only a failure of the commit itself answers every
+  request of the group with StoreUnavailable.  Too much queued work raises :class:`StoreBusy` up front.
 - ``pending_writes`` is the number of write requests accepted but not yet
   committed (the receiver's backpressure reads it).
 - Backends may group commits (many ``ingest`` calls, one transaction);
@@ -34,6 +39,7 @@ backend are interchangeable.  What a backend must guarantee:
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import os
 import re
@@ -72,6 +78,14 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The store cannot commit now (disk full, read-only, I/O error, locked).
     Transient: retry later."""
+
+
+class EventNotStored(StoreUnavailable):
+    """One request of a group commit could not be stored although the store
+    works (receiver.ingest.ConflictVanished: the row its key conflicted
+    with was gone when read back).  Its sender retries, as for any
+    StoreUnavailable; the other requests of the commit keep their own
+    answers, and the store stays healthy."""
 
 
 class StoreBusy(StoreError):
@@ -244,7 +258,9 @@ class Store(abc.ABC):
         self._pending -= len(results)
         unavailable = failed
         for job, r, exc in results:
-            if isinstance(exc, StoreUnavailable) and unavailable is None:
+            # one request's own failure (EventNotStored) says nothing of the store
+            if (isinstance(exc, StoreUnavailable) and not isinstance(exc, EventNotStored)
+                    and unavailable is None):
                 unavailable = exc
             resolve(job.fut, r, exc)
         if health:
@@ -300,11 +316,26 @@ class Store(abc.ABC):
     # -- the event path ---------------------------------------------------------
 
     @abc.abstractmethod
-    async def ingest(self, rec: EventRecord) -> IngestOutcome: ...
+    def queue_ingest(self, recs: list[EventRecord]) -> asyncio.Future:
+        """Queue one ingest request now (StoreBusy at once when too much is
+        queued): ``recs`` in one transaction, all or none.  The future
+        resolves to their outcomes, in order, once committed.  A caller
+        with several independent events (those of one turn of the
+        receiver's loop) queues one request each (:meth:`queue_ingests`)."""
 
-    @abc.abstractmethod
+    def queue_ingests(self, requests: list[list[EventRecord]]) -> list[asyncio.Future]:
+        """Queue several independent ingest requests at once, each answered
+        as :meth:`queue_ingest` answers it, all in the same group commit
+        (StoreBusy at once, for all, when too much is queued)."""
+        return [self.queue_ingest(recs) for recs in requests]
+
+    async def ingest(self, rec: EventRecord) -> IngestOutcome:
+        [out] = await self.queue_ingest([rec])
+        return out
+
     async def ingest_many(self, recs: list[EventRecord]) -> list[IngestOutcome]:
         """Several events in one transaction (all or none), outcomes in order."""
+        return await self.queue_ingest(list(recs))
 
     @abc.abstractmethod
     async def record_security_event(self, at: float, account: str | None, seq: int | None,

@@ -426,3 +426,57 @@ async def test_acks_of_one_commit_leave_a_pipelining_connection_in_one_write(tmp
     # fewer writes than frames: the ACKs of a commit shared a write
     assert sum(writes) >= 40
     assert max(writes) > 1 and len(writes) < sum(writes) - 20
+
+
+async def test_events_of_one_read_share_a_commit_and_each_gets_its_own_answer(tmp_path):
+    """Eight events in one TCP write (a pipelining panel, one read at the
+    receiver) are queued into ONE group commit, each as its own request:
+    the one the database cannot store (a real trigger skips its insert, as
+    if its row vanished) is NAKed busy alone and retried, the seven others
+    are stored once and ACKed, alarms included, and the store stays
+    healthy.  Then the panel's retry of the refused one is stored."""
+    accounts = make_accounts(1, first=ACCOUNT)
+    async with running_receiver(tcp_config(tmp_path), accounts) as rx:
+        host, port = rx.addresses["tcp"][0]
+        reader, writer = await asyncio.open_connection(host, port)
+        keys = w.Keys(accounts[ACCOUNT].key)
+        r = w.FrameReader()
+
+        async def answers(n):
+            got = {}
+            while len(got) < n:
+                data = await asyncio.wait_for(reader.read(4096), 10)
+                assert data, "connection closed"
+                r.receive_data(data)
+                while (f := r.next_frame()) is not w.NEED_DATA:
+                    m = w.open_frame(keys, f)
+                    if m["type"] == w.MSG_ACK:
+                        got[m["ack_seq"]] = "ack"
+                    else:
+                        got[m["nak_seq"]] = w.NAK_NAMES.get(m["reason"], m["reason"])
+            return got
+
+        try:
+            writer.write(w.seal(keys, heartbeat_msg(), ACCOUNT, 1, int(time.time())))
+            assert await answers(1) == {1: "ack"}
+            await rx.store.run_write(lambda c: c.execute(
+                "CREATE TRIGGER skip_5 BEFORE INSERT ON events WHEN NEW.dedupe_key "
+                "LIKE 'native:5:%' BEGIN SELECT RAISE(IGNORE); END"))
+            before = rx.store.commits
+            writer.write(b"".join(w.seal(keys, event(zone=s), ACCOUNT, s, int(time.time()))
+                                  for s in range(2, 10)))
+            got = await answers(8)
+            assert got == {**{s: "ack" for s in range(2, 10) if s != 5}, 5: "busy"}
+            # one read, one group commit (and at most one other write of the
+            # receiver's own loops committing meanwhile)
+            assert rx.store.commits - before <= 2
+            assert rx.store.healthy
+            stored = {e.seq for e in await rx.store.list_events()}
+            assert stored == {2, 3, 4, 6, 7, 8, 9}
+            assert len(await rx.store.list_alarms()) == 7
+            await rx.store.run_write(lambda c: c.execute("DROP TRIGGER skip_5"))
+            writer.write(w.seal(keys, event(zone=5), ACCOUNT, 5, int(time.time())))
+            assert await answers(1) == {5: "ack"}
+            assert sorted(e.seq for e in await rx.store.list_events()) == list(range(2, 10))
+        finally:
+            writer.close()

@@ -71,6 +71,18 @@ def test_demo_script_delivers_its_alarms(tmp_path):
             '{"district_command": "dc-1"}',)
         assert db.execute("SELECT COUNT(*) FROM rules_audit WHERE action = 'schedule.change' "
                           "AND actor = 'demo'").fetchone() == (1,)
+    # an operator worked the teller's hold-up through the bank's plan to a
+    # disposition; nobody acknowledged it within its 15 s first: escalated
+    assert "plan 'holdup-bank' (v7, " in out
+    assert "passcode check: Anna Berg (branch manager) gave the correct passcode to olga." in out
+    assert "hold-up resolved by olga as 'Real: hold-up confirmed'" in out
+    assert "! ESCALATION  account 1001" in out and "Not acknowledged within 15 s" in out
+    [(aid, disposition)] = db.execute("SELECT id, disposition FROM alarms WHERE code = 122 "
+                                      "AND account = '1001'").fetchall()
+    assert disposition == "real-holdup"
+    states = db.execute("SELECT state FROM alarm_steps WHERE alarm_id = ? ORDER BY position",
+                        (aid,)).fetchall()
+    assert [s for (s,) in states] == ["completed"] * 7
     # every (account, seq) once: nothing doubled on the way
     dup = db.execute("SELECT account, seq, COUNT(*) FROM events WHERE seq IS NOT NULL "
                      "GROUP BY account, seq HAVING COUNT(*) > 1").fetchall()

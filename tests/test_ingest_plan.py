@@ -130,7 +130,7 @@ def test_an_alarm_opens_with_its_plan_and_a_cancel_is_a_follow_up():
     assert (aid, at, action, json.loads(detail)["selector"]) == (7, 100.0, "plan", "default")
     # a new cancel and recent closing follow up earlier alarms (qualifier 1 only)
     assert [(i, x.code, eid) for i, x, eid in p.followups] == [(1, 406, 42), (3, 459, 44)]
-    out = p.outcomes([7], {1: [7]})
+    out = p.outcomes([7], touched={1: [7]})
     assert out[1] == IngestOutcome(42, False, None, touched=(7,)) and out[0].touched == ()
     # a retransmitted cancel follows up nothing
     again = ingest.plan([cancel], {}, {cancel.key: 42})

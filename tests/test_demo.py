@@ -52,9 +52,10 @@ def test_demo_script_delivers_its_alarms(tmp_path):
         0] >= 5
     [(patrol, arrived)] = db.execute("SELECT patrol, arrived_at FROM dispatches").fetchall()
     assert patrol == "1004" and arrived is not None  # the nearer of the two patrols
+    # (the rows of the alarm's state and dispatches: not the workflow's plan row)
     audit = [r[0] for r in db.execute("SELECT a.note FROM alarm_audit a JOIN alarms l ON "
                                       "l.id = a.alarm_id WHERE l.account = '1003' AND "
-                                      "l.code = 122 ORDER BY a.id")]
+                                      "l.code = 122 AND a.action IS NULL ORDER BY a.id")]
     assert audit[1].startswith("Patrol 1004 (Patrol car 3) dispatched by demo-operator")
     assert "on scene" in audit[2] and "after dispatch" in audit[2]
     assert "PATROL account 1004 on scene" in out

@@ -22,6 +22,8 @@ Where each part lives (this module only wires them and ingests):
     receiver/housekeeping.py      sweeps, reloads, flushes, gauges
     receiver/pubsub.py            live updates for the console
     receiver/vehicles/            vehicle units: route re-checks, patrols, the map
+    receiver/workflow_service.py  the operator's workflow (plans, claims, calls, notes)
+    receiver/workflow_loop.py     escalation timers (acknowledge, resolve, wait steps)
 
 Event path (native protocol):
 
@@ -55,6 +57,7 @@ import time
 
 from protocol import contactid, dc09
 from receiver import alarms as _alarms
+from receiver import ingest
 from receiver.accounts import Accounts
 from receiver.admission import Admission, connection_budget, descriptor_limit
 from receiver.commands import COMMAND_TIMEOUT_S, RemoteCommands
@@ -65,7 +68,7 @@ from receiver.housekeeping import Housekeeping, refresh_gauges, refresh_store_ga
 from receiver.link_policy import LOG_RATE_PER_S, Busy, LinkPolicy, SecurityReport
 from receiver.listener_base import AcceptErrors, Listener
 from receiver.messages import (AlarmUpdate, ConsoleMessage, EventStored, OutputHealth,
-                               PositionStored, RulesUpdate, SecurityRejected)
+                               PositionStored, RulesUpdate, SecurityRejected, WorkflowChange)
 from receiver.metrics import Metrics
 from receiver.native import NativeService
 from receiver.pubsub import Hub, Subscription
@@ -82,6 +85,9 @@ from receiver.supervision_loop import SupervisionLoop
 from receiver.tasks import cancel_all
 from receiver.vehicles.loop import VehicleLoop
 from receiver.vehicles.service import VehicleService
+from receiver.workflow.handling import DuressAlarm
+from receiver.workflow_loop import EscalationLoop
+from receiver.workflow_service import Workflow
 
 __all__ = ["Busy", "Receiver"]
 
@@ -89,6 +95,10 @@ _LOGGER = logging.getLogger(__name__)
 
 # Seconds stop() waits for in-flight commits to finish and be ACKed.
 STOP_GRACE_S = 10.0
+# The receiver's own events whose number is neither a zone nor a user:
+# supervision's 350 (a path), an operator's duress report (a duress
+# passcode given on a call, receiver.workflow_service: none).
+NUMBERLESS_SOURCES = ("supervision", "operator")
 
 _EVENT_FIELDS = {"account", "protocol", "dedupe_key", "seq", "qualifier", "code",
                  "partition", "zone", "text", "value", "event_time", "received_at",
@@ -168,6 +178,11 @@ class Receiver:
         # task), and what the console's map asks (receiver.vehicles)
         self.vehicle_loop = VehicleLoop(self)
         self.vehicles = VehicleService(self)
+        # the operator's workflow: plans, claims, calls, notes (receiver.workflow_service)
+        self.workflow = Workflow(self.store, publish=self.publish,
+                                 raise_duress=self.raise_duress,
+                                 close_cancelled=self.config.close_cancelled)
+        self.escalations = EscalationLoop(self)
         # busy, rejections and security events: one policy for every listener
         self.link_policy = LinkPolicy(self.metrics, self.busy_reason, self._store_behind,
                                       self._store_security_event)
@@ -206,6 +221,8 @@ class Receiver:
                 self.hub.broadcast = self.cluster.broadcast
             await self.reload_accounts()
             self.accounts.warn_keyless()
+            await self.workflow.install(self.config.workflow_plans,
+                                        self.config.workflow_dispositions)
             self.supervision.load(self.accounts, await self.store.supervision_failed(),
                                   time.time())
             if self.cluster is not None:
@@ -219,6 +236,7 @@ class Receiver:
                 self.forwarders[name] = f
             self._tasks.append(asyncio.create_task(self.supervision.run(), name="supervision"))
             self._tasks.append(asyncio.create_task(self.rules.run(), name="rules"))
+            self._tasks.append(asyncio.create_task(self.escalations.run(), name="escalations"))
             self._tasks.append(asyncio.create_task(Housekeeping(self).run(),
                                                    name="housekeeping"))
             self._tasks.append(asyncio.create_task(self.vehicle_loop.run(), name="vehicles"))
@@ -454,12 +472,12 @@ class Receiver:
             user = zone
         pname = a.partitions.get(str(partition)) if a else None
         # The receiver's own events (supervision, schedule, periodic, vehicle
-        # checks) carry its sentence in text ("backup path (2) silent for 90 s", "not armed
-        # by 17:45 ..."): that is their description's detail.  A path
-        # number is in the sentence already; a user (an early opening) is
-        # named as the code says.
+        # checks, an operator's duress report) carry its sentence in text
+        # ("backup path (2) silent for 90 s", "not armed by 17:45 ..."): that
+        # is their description's detail.  A path number is in the sentence
+        # already; a user (an early opening) is named as the code says.
         own = source != "panel"
-        cls, prio, desc = _alarms.classify(code, q, zone=None if source == "supervision"
+        cls, prio, desc = _alarms.classify(code, q, zone=None if source in NUMBERLESS_SOURCES
                                            else zone,
                                            partition=partition, zone_name=zname,
                                            partition_name=pname,
@@ -476,6 +494,8 @@ class Receiver:
             position=_position_of(event))
         if self.alarm_policy.opens_alarm(q, code, cls):
             self._route(rec, a)
+        elif q == 1 and code == ingest.CANCEL_CODE:
+            rec.cancel_closes = self.workflow.cancel_policy()
         return rec
 
     def _route(self, rec: EventRecord, a: Account | None) -> None:
@@ -503,6 +523,8 @@ class Receiver:
         if self.router.routes and not decision.routed_to:
             _LOGGER.warning("alarm unrouted account=%s region=%s class=%s code=%03d",
                             rec.account, region, rec.event_class, rec.code)
+        # its plan, steps and escalation deadlines (the version in force now)
+        rec.opening = self.workflow.opening(rec, region, self.center_names())
 
     async def ingest(self, event: dict) -> IngestOutcome:
         """Store one normalized event (see :meth:`make_record`).  Returns once
@@ -619,9 +641,12 @@ class Receiver:
             m.child(m.track_points, t.source).inc()
             if live:
                 self.publish(PositionStored.of(t, out.track_point_id))
+        if out.touched:  # a 406 cancel or a 459 recent close changed open alarms (rare)
+            self.spawn(self._publish_touched(rec, out.touched))
         if out.alarm_id is not None:
             if live:
                 self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))
+            self.escalations.wake()
             for output, _ in rec.outbox:
                 f = self.forwarders.get(output)
                 if f is not None:
@@ -703,20 +728,42 @@ class Receiver:
                             % (change_id, by))
         return c
 
-    # -- operator actions ---------------------------------------------------------------
+    # -- the operator's workflow (receiver.workflow_service) ----------------------------
 
-    async def acknowledge_alarm(self, alarm_id: int, by: str) -> Alarm:
-        a = await self.store.alarm_transition(alarm_id, _alarms.ACKNOWLEDGE, by, None,
-                                              time.time())
-        self.publish(AlarmUpdate.moved(a, by))
-        _LOGGER.info("alarm acknowledged account=%s alarm_id=%d by=%s", a.account,
-                     alarm_id, by)
-        return a
+    def center_names(self) -> dict:
+        """{dispatch centre id: its name} (the words of steps and trails)."""
+        return {cid: c.name for cid, c in self.router.centers.items()}
 
-    async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> Alarm:
-        a = await self.store.alarm_transition(alarm_id, _alarms.RESOLVE, by, note,
-                                              time.time())
-        self.publish(AlarmUpdate.moved(a, by, note))
-        _LOGGER.info("alarm resolved account=%s alarm_id=%d by=%s", a.account, alarm_id,
-                     by)
-        return a
+    async def _publish_touched(self, rec: EventRecord, alarm_ids) -> None:
+        """Tell the consoles about the alarms a cancel or a recent closing
+        changed (after the commit: the console reads them again)."""
+        change = "cancel" if rec.code == ingest.CANCEL_CODE else "recent_close"
+        for alarm_id in alarm_ids:
+            a = await self.store.get_alarm(alarm_id)
+            if a is None:
+                continue
+            if a.state == _alarms.RESOLVED:
+                self.publish(AlarmUpdate.moved(a, a.resolved_by or "receiver", a.note))
+            self.publish(WorkflowChange.of(a, change))
+            _LOGGER.warning("alarm %s account=%s alarm_id=%d user=%s state=%s",
+                            "cancelled at the panel" if change == "cancel"
+                            else "follows a recent closing", a.account, a.id,
+                            rec.user if rec.user is not None else "-", a.state)
+
+    async def raise_duress(self, d: DuressAlarm) -> int | None:
+        """A duress passcode given on a call: a hold-up alarm for the site,
+        stored, routed and planned like a panel's (source ``operator``).
+        The alarm's id (the one raised before, for a second check of the
+        same passcode)."""
+        a = self.accounts.get(d.account)
+        rec = self.make_record({
+            "account": d.account, "protocol": a.protocol if a else "native",
+            "dedupe_key": d.dedupe_key, "qualifier": 1, "code": d.code,
+            "partition": d.partition, "zone": 0, "received_at": d.at, "source": "operator",
+            "text": d.text})
+        rec.raised_from = d.from_alarm_id
+        out = await self.ingest_record(rec)
+        if out.alarm_id is not None:
+            return out.alarm_id
+        return await self.store.read(lambda tx: tx.value(
+            "SELECT id FROM alarms WHERE event_id = :e", e=out.event_id))

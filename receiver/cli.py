@@ -6,7 +6,8 @@
                              [--ready-file FILE] [--event-loop auto|uvloop|asyncio]
     guardline-receiver accounts add|list|show|template|import|export ...
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
-    guardline-receiver alarms list|show|ack|resolve ...
+    guardline-receiver alarms list|show|ack|claim|take-over|release|step|call|passcode|resolve ...
+    guardline-receiver alarms supervisor-queue | sites ... | plans ... | dispositions ...
     guardline-receiver decode HEX|DC-09-TEXT [--key K] [--key-format hex|ascii]
     guardline-receiver users add NAME --role operator|supervisor|administrator
     guardline-receiver users list [--json] | users passwd NAME
@@ -40,6 +41,7 @@ import time
 
 from receiver import config as _config
 from receiver import logfmt
+from receiver.cli_errors import Failure, UsageError, more
 from receiver.times import iso_utc, parse_instant
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,12 +50,8 @@ _LOGGER = logging.getLogger(__name__)
 FOLLOW_POLL_S = 1.0
 
 
-class UsageError(Exception):
-    """Exit 2 with this message."""
-
-
-class Failure(Exception):
-    """Exit 1 with this message."""
+# (exit 2, exit 1: receiver.cli_errors, shared with receiver.workflow_cli)
+__all__ = ["Failure", "UsageError", "build_parser", "main", "parse_time"]
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -663,72 +661,13 @@ async def _events(args, cfg) -> int:
             printed += len(rows)
             if not args.follow:
                 if printed >= args.limit:
-                    _more(args.limit, "events", "--after %d for the next ones, --since, or "
+                    more(args.limit, "events", "--after %d for the next ones, --since, or "
                           "a larger --limit" % last)
                     break
                 if len(rows) < page:
                     break
             elif len(rows) < page:
                 await asyncio.sleep(FOLLOW_POLL_S)
-    finally:
-        await store.close()
-    return 0
-
-
-def _more(limit: int, what: str, how: str) -> None:
-    """Say on stderr that a listing stopped at its limit: a cut list must
-    not read as the whole."""
-    print("guardline-receiver: the first %d %s are shown; there may be more (%s)"
-          % (limit, what, how), file=sys.stderr)
-
-
-# -- alarms --------------------------------------------------------------------------------
-
-
-async def _alarms_cmd(args, cfg) -> int:
-    from receiver import alarms as _alarms  # noqa: PLC0415
-
-    if getattr(args, "limit", 1) < 1:
-        raise UsageError("--limit must be at least 1")
-    if getattr(args, "by", None) is not None and not args.by.strip():
-        raise UsageError("--by: the operator's name is needed (it goes in the audit trail)")
-    store = await _open_store(cfg)
-    try:
-        if args.action == "list":
-            if args.open and args.state == "resolved":
-                raise UsageError("--open lists pending and acknowledged alarms: it cannot go "
-                                 "with --state resolved")
-            rows = await store.list_alarms(args.state, limit=args.limit)
-            if len(rows) == args.limit:
-                _more(args.limit, "alarms", "a larger --limit")
-            if args.open:
-                rows = [r for r in rows if r.state != "resolved"]
-            if args.json:
-                for r in rows:
-                    print(json.dumps(r.to_json(), sort_keys=True))
-            else:
-                print("%-6s %-12s %-3s %-10s %-12s %-20s %s" % (
-                    "ID", "STATE", "PRI", "ACCOUNT", "CLASS", "RAISED", "DESCRIPTION"))
-                for r in rows:
-                    print("%-6d %-12s %-3d %-10s %-12s %-20s %s%s" % (
-                        r.id, r.state, r.priority, r.account, r.event_class,
-                        _iso(r.created_at), r.description,
-                        " (restored)" if r.restored_at else ""))
-        elif args.action == "show":
-            a = await store.get_alarm(args.id)
-            if a is None:
-                raise Failure("no alarm %d" % args.id)
-            shown = dict(a.to_json(), audit=[r.to_json()
-                                             for r in await store.alarm_audit(args.id)])
-            print(json.dumps(shown, indent=2, sort_keys=True))
-        else:
-            action = _alarms.ACKNOWLEDGE if args.action == "ack" else _alarms.RESOLVE
-            try:
-                a = await store.alarm_transition(args.id, action, args.by,
-                                                 getattr(args, "note", None), time.time())
-            except _alarms.AlarmStateError as e:
-                raise Failure(str(e)) from None
-            print("alarm %d %s by %s" % (a.id, a.state, args.by))
     finally:
         await store.close()
     return 0
@@ -954,8 +893,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="guardline-receiver",
                                 description=(__doc__ or "").split("\n")[0], parents=[top])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_command in (_serve_parser, _accounts_parser, _events_parser, _alarms_parser,
-                        _panels_parser, _decode_parser):
+    for add_command in (_serve_parser, _accounts_parser, _events_parser):
+        add_command(sub, common)
+    # alarms, sites, plans, dispositions: the operator's workflow
+    from receiver import workflow_cli  # noqa: PLC0415
+
+    workflow_cli.register(sub, common, _load_config, _open_store)
+    for add_command in (_panels_parser, _decode_parser):
         add_command(sub, common)
     from receiver import rules_cli  # noqa: PLC0415 - schedules, test, zones, reports
 
@@ -1066,27 +1010,6 @@ def _events_parser(sub, common) -> None:
     e.add_argument("--json", action="store_true", help="one JSON object per line")
     e.add_argument("--limit", type=int, default=1000)
     e.set_defaults(func=lambda args: _run_async(_events, args))
-
-
-def _alarms_parser(sub, common) -> None:
-    """guardline-receiver alarms list|show|ack|resolve"""
-    al = sub.add_parser("alarms", parents=[common], help="the operator alarm queue")
-    alsub = al.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ll = alsub.add_parser("list", parents=[common])
-    ll.add_argument("--state", choices=["pending", "acknowledged", "resolved"])
-    ll.add_argument("--open", action="store_true", help="pending and acknowledged only")
-    ll.add_argument("--json", action="store_true")
-    ll.add_argument("--limit", type=int, default=1000)
-    sh = alsub.add_parser("show", parents=[common])
-    sh.add_argument("id", type=int)
-    ack = alsub.add_parser("ack", parents=[common])
-    ack.add_argument("id", type=int)
-    ack.add_argument("--by", required=True, help="operator name")
-    res = alsub.add_parser("resolve", parents=[common])
-    res.add_argument("id", type=int)
-    res.add_argument("--by", required=True, help="operator name")
-    res.add_argument("--note", help="what was done")
-    al.set_defaults(func=lambda args: _run_async(_alarms_cmd, args))
 
 
 def _panels_parser(sub, common) -> None:

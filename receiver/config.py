@@ -186,6 +186,15 @@ class Config:
     cluster_instance: str | None = None  # name among receivers sharing a PostgreSQL store
     vehicles: VehiclesConfig = field(default_factory=VehiclesConfig)
     map: MapConfig = field(default_factory=MapConfig)
+    # the operator's workflow ([workflow]; receiver.workflow_service): the
+    # plans and dispositions files loaded into the store at start (None:
+    # what the store holds, else the built-in sets), a routing output that
+    # also gets each escalation, and whether a panel's cancel (406) closes
+    # the alarms it cancels that nobody works
+    workflow_plans: str | None = None
+    workflow_dispositions: str | None = None
+    notify_output: str | None = None
+    close_cancelled: bool = True
     source: str | None = None  # the file it came from
 
     def alarm_policy(self) -> _alarms.AlarmPolicy:
@@ -257,7 +266,7 @@ def _load(path: str | None) -> Config:
     base = os.path.dirname(os.path.abspath(path))
     _check_keys(doc, {"store", "listen", "limits", "supervision", "alarms", "routing", "log",
                       "dc09", "cluster", "hygiene", "test", "schedules", "vehicles",
-                      "map"},
+                      "map", "workflow"},
                 path)
     st = doc.get("store", {})
     _check_keys(st, {"path", "url", "max_batch"}, "[store]")
@@ -338,6 +347,7 @@ def _load(path: str | None) -> Config:
     _load_rules(cfg, doc, base)
     _load_vehicles(cfg, doc.get("vehicles", {}), base)
     _load_map(cfg, doc.get("map", {}), base)
+    _load_workflow(cfg, doc.get("workflow", {}), base)
     lg = doc.get("log", {})
     _check_keys(lg, {"level"}, "[log]")
     if "level" in lg:
@@ -346,6 +356,32 @@ def _load(path: str | None) -> Config:
             raise ConfigError("[log].level must be debug, info, warning or error")
         cfg.log_level = lvl
     return cfg
+
+
+def _load_workflow(cfg: Config, wf, base: str) -> None:
+    """[workflow] plans = "plans.toml", dispositions = "dispositions.toml"
+    (paths relative to receiver.toml; checked when the receiver loads them,
+    receiver.workflow_service), notify_output = "OUTPUT", close_cancelled."""
+    _check_keys(wf, {"plans", "dispositions", "notify_output", "close_cancelled"},
+                "[workflow]")
+    for key in ("plans", "dispositions"):
+        if key in wf:
+            if not isinstance(wf[key], str) or not wf[key]:
+                raise ConfigError("[workflow].%s must be a file path" % key)
+            path = os.path.normpath(os.path.join(base, wf[key]))
+            if not os.path.isfile(path):
+                raise ConfigError("[workflow].%s: no such file %s" % (key, path))
+            setattr(cfg, "workflow_" + key, path)
+    if "notify_output" in wf:
+        out = wf["notify_output"]
+        if not isinstance(out, str) or out not in cfg.router.outputs:
+            raise ConfigError("[workflow].notify_output must name an output of [routing] "
+                              "(%s)" % (", ".join(sorted(cfg.router.outputs)) or "none defined"))
+        cfg.notify_output = out
+    if "close_cancelled" in wf:
+        if not isinstance(wf["close_cancelled"], bool):
+            raise ConfigError("[workflow].close_cancelled must be true or false")
+        cfg.close_cancelled = wf["close_cancelled"]
 
 
 def _load_limits(cfg: Config, lim) -> None:

@@ -36,7 +36,11 @@ detector: 139); the flat's door is forced and its mains power cut.  The
 bank branch has its opening schedule (examples/schedules.toml); the demo
 changes today's hours so that the branch "closes now", and the vault,
 disarmed under duress, is not armed by the deadline: the receiver raises
-its own fail to close (454), alarmed and routed like a panel's.  Each
+its own fail to close (454), alarmed and routed like a panel's.  Then
+an operator works the teller's hold-up through its action plan (the
+bank's, from examples/plans.toml: dispatch, notify, call list, passcode,
+wait, instruction) and resolves it with a disposition, as the console
+would; its audit trail is printed.  Each
 step is narrated; every event and alarm the receiver commits is printed
 as it arrives.  Without ``--duration`` it keeps running
 (panels heart-beating, console live) until Ctrl-C.
@@ -138,6 +142,9 @@ file = "routing.toml"
 [vehicles]
 geofences = "geofences.geojson"
 unit_grace_s = 5
+[workflow]
+plans = "{examples}/plans.toml"
+dispositions = "{examples}/dispositions.toml"
 [log]
 level = "error"
 """
@@ -183,6 +190,10 @@ CLOSES_AFTER_S = 45
 # Seconds the demo waits past that deadline for the receiver's 454.
 DEADLINE_MARGIN_S = 15
 VAULT = 1  # the bank's vault partition (examples/bank.json, schedules.toml)
+
+# Who answers the operator's call about the hold-up, and the passcode she
+# gives (the demo's: examples/sites/1001-city-bank.toml holds its hash).
+DEMO_CONTACT, DEMO_PHONE, DEMO_PASSCODE = "Anna Berg", "+00 555 0101", "orchid 4417"
 
 
 def _panel_config(example: str, account: int, key: bytes, tcp_port: int) -> dict:
@@ -246,6 +257,7 @@ class Demo:
         self.sinks: dict[str, JsonLinesSink] = {}
         self.dispatches: list[dict] = []
         self.closing_deadline: float | None = None  # the vault's, today (None: skipped)
+        self.worked = None  # the hold-up the operator resolved
 
     async def run(self) -> int:
         cfg, tcp_port, panels = await self._prepare()
@@ -260,12 +272,14 @@ class Demo:
             _say("operator console: http://%s:%d/  (user %s, password %s)" % (
                 cfg.web[0], cfg.web[1], login[0], login[1]))
         try:
+            await self._sites(rx)
             await self._start_panels(*panels)
             await self._wait_reported(rx)
             await self._schedule(rx)
             await asyncio.gather(self._script(), self._vehicles(rx, tcp_port))
             await asyncio.sleep(SCRIPT_LEN_S - SCRIPT[-1][0])
             await self._wait_fail_to_close()
+            await self._work_holdup(rx)
             self._summary()
             if self.duration is None:
                 _say("running; Ctrl-C to stop")
@@ -298,7 +312,8 @@ class Demo:
             await s.start()
         (self.workdir / "routing.toml").write_text(ROUTING.format(
             police=self.sinks["police"].port, city=self.sinks["city"].port))
-        (self.workdir / "receiver.toml").write_text(RECEIVER_TOML.format(tcp=tcp_port))
+        (self.workdir / "receiver.toml").write_text(RECEIVER_TOML.format(
+            tcp=tcp_port, examples=json.dumps(str(EXAMPLES))[1:-1]))
         shutil.copy(EXAMPLES / "geofences.geojson", self.workdir / "geofences.geojson")
         cfg = _config.load(str(self.workdir / "receiver.toml"))
         if self.web:
@@ -382,6 +397,48 @@ class Demo:
         password = secrets.token_urlsafe(9)
         await asyncio.to_thread(admin.add_user, cfg.db, "demo", "supervisor", password)
         return "demo", password
+
+    async def _sites(self, rx) -> None:
+        """The bank's and the flat's contacts, call lists and notes
+        (examples/sites/); the plans and dispositions came from [workflow]."""
+        for f in sorted((EXAMPLES / "sites").glob("*.toml")):
+            got = await rx.workflow.import_site(str(f), "demo")
+            _say("site %s imported from examples/sites/%s" % (got["account"], f.name))
+        _say("action plans in force: %s" % rx.workflow.file_json()["plans"]["label"])
+
+    async def _work_holdup(self, rx) -> None:
+        """An operator (olga) works the teller's hold-up through its plan,
+        as the console would (the same receiver.workflow_service calls),
+        and resolves it with a disposition; the trail is printed."""
+        wf = rx.workflow
+        holdups = [a for a in await rx.store.list_alarms()
+                   if a.account == str(BANK) and a.code == 122]
+        if not holdups:
+            _say("MISSING: no hold-up alarm to work")
+            return
+        aid = holdups[0].id
+        work = await wf.work(aid)
+        _say("operator olga opens the hold-up (alarm %d): plan '%s' (%s), %d steps"
+             % (aid, work.alarm.plan_name, work.alarm.plan_version, len(work.steps)))
+        await wf.acknowledge(aid, "olga")
+        for s in work.steps:
+            if s.kind == "call":
+                # the branch manager answers (the security desk keeps office hours)
+                await wf.call(aid, DEMO_CONTACT, DEMO_PHONE, "reached", "olga")
+            elif s.kind == "verify_passcode":
+                r = await wf.passcode(aid, DEMO_CONTACT, DEMO_PHONE, DEMO_PASSCODE, "olga")
+                _say("  passcode check: %s" % r.sentence)
+                continue  # a correct passcode completes the step
+            elif s.kind == "wait":
+                await wf.step(aid, s.position, "start", "olga")
+            await wf.step(aid, s.position, "complete", "olga")
+            _say("  step %d done: %s" % (s.position, s.title))
+        a = await wf.resolve(aid, "olga", "real-holdup",
+                             note="Police on site; staff safe; cameras exported.")
+        _say("hold-up resolved by olga as '%s'; its trail:" % a.disposition_label)
+        for row in (await wf.alarm_view(aid, rx.center_names()))["trail"]:
+            _say("    trail  %s" % row["text"])
+        self.worked = a
 
     async def _start_panels(self, bank_cfg: dict, door_cfg: dict) -> None:
         for name, pcfg in (("bank", bank_cfg), ("door", door_cfg)):
@@ -497,6 +554,9 @@ class Demo:
                 _say("  ! ALARM  account %-5s %-9s priority %d  %s%s" % (
                     m["account"], m["event_class"], m["priority"], m["description"],
                     ("  -> " + ", ".join(str(r) for r in routed)) if routed else ""))
+            elif m["type"] == "escalation":
+                _say("  ! ESCALATION  account %s alarm %d: %s" % (
+                    m.get("account"), m["alarm_id"], m["sentence"]))
             elif m["type"] == "security":
                 _say("  ! security  account %s %s" % (m.get("account"), m.get("detail")))
             elif m["type"] == "position" and m["point"]["source"] == "position":
@@ -531,7 +591,8 @@ class Demo:
         # the flat's exit error was aborted inside the abort window: it never
         # reached the receiver
         aborted = {(str(DOOR), 374), (str(DOOR), 134)}
-        return want <= self._codes() and not aborted & self._codes()
+        worked = self.worked is not None and self.worked.state == "resolved"
+        return want <= self._codes() and not aborted & self._codes() and worked
 
     def _summary(self) -> None:
         classes: dict[str, int] = {}

@@ -39,6 +39,15 @@ free, whether an event is new:
      vehicle unit's) adds a track point keyed by its event id, so the
      track holds every position the unit reported, whichever message
      carried it;
+   - **plans** (issue 17): an alarm opens with the plan the receiver chose
+     for it (``EventRecord.opening``): its workflow columns (plan, version,
+     escalation deadlines), its own copy of the plan's steps and the plan's
+     audit row ("Plan 'holdup-bank' (v7, ...), the site's plan for hold-up
+     alarms."), in the same transaction as the alarm;
+   - **follow-ups** (issue 22): an inserted cancel (406) or recent closing
+     (459) attaches to the earlier alarms it concerns; the rule needs the
+     stored alarms, so the backend runs it (receiver.workflow_db.follow_up)
+     after the batch's alarms are in, inside the same transaction;
    - **hearings**: an event from the panel (stored or a duplicate) is a
      hearing of its path (receiver.ownership reads them on PostgreSQL);
    - **the centre's rules** (issue 18, receiver.rules), in arrival order,
@@ -61,7 +70,8 @@ free, whether an event is new:
      Alarms of the batch are named by :class:`NewAlarm` until the backend
      inserted them (:meth:`Plan.alarm_id`);
    - **outcomes**, one per record in order: the event id, whether it was a
-     duplicate, the alarm it opened, and what the rules decided.
+     duplicate, the alarm it opened, what the rules decided, and the
+     earlier alarms it changed (a 406 cancel, a 459 recent closing).
 
 On PostgreSQL two receivers may plan batches of one account at once: the
 backend locks the batch's accounts that open alarms or restore one the
@@ -110,6 +120,29 @@ def candidates(recs: Sequence[EventRecord]) -> list[tuple[Key, int]]:
 
 def routed_json(routed_to: dict | None) -> str:
     return json.dumps(routed_to or {}, sort_keys=True)
+
+
+# Reports that concern earlier alarms (a new one, qualifier 1): a user's
+# cancel after a transmitted alarm, and a recent closing (CP-01,
+# docs/firmware.md).
+CANCEL_CODE = 406
+RECENT_CLOSE_CODE = 459
+FOLLOW_UP_CODES = (CANCEL_CODE, RECENT_CLOSE_CODE)
+
+
+def follows_up(r: EventRecord) -> bool:
+    return r.qualifier == 1 and r.code in FOLLOW_UP_CODES
+
+
+# The alarm's workflow columns an opening fills (receiver.workflow.handling.Opening.columns).
+OPENING_COLUMNS = ("plan_name", "plan_hash", "plan_version", "ack_due_at", "resolve_due_at",
+                   "ack_within_s", "resolve_within_min")
+# The alarms row AlarmRow.values() fills, in order (state is 'pending').
+ALARM_COLUMNS = ("event_id", "account", "event_class", "priority", "code", "partition", "zone",
+                 "description", "created_at", "routed_to", "restored_at",
+                 "restore_event_id") + OPENING_COLUMNS + ("raised_from",)
+# An alarm's step rows (AlarmRow.steps), in order.
+STEP_COLUMNS = ("alarm_id", "position", "kind", "title", "text", "mandatory", "params")
 
 
 @dataclass(frozen=True)
@@ -308,13 +341,29 @@ class AlarmRow:
         return self.rec.received_at
 
     def values(self) -> tuple:
-        """The alarms row: (event_id, account, event_class, priority, code,
-        partition, zone, description, created_at, routed_to, restored_at,
-        restore_event_id); state is 'pending'."""
+        """The alarms row, in ALARM_COLUMNS order; state is 'pending'."""
         r = self.rec
+        opened = r.opening.columns() if r.opening is not None else {}
         return (self.event_id, r.account, r.event_class, r.priority, r.code, r.partition,
                 r.zone, r.description, r.received_at, routed_json(r.routed_to),
-                self.restored_at, self.restore_event_id)
+                self.restored_at, self.restore_event_id) + tuple(opened.get(k) for k in OPENING_COLUMNS) + (
+                r.raised_from,)
+
+    def steps(self, alarm_id: int) -> list[tuple]:
+        """The alarm's copy of its plan's steps (STEP_COLUMNS), all open."""
+        if self.rec.opening is None:
+            return []
+        return [(alarm_id, s.position, s.kind, s.title, s.text, bool(s.mandatory),
+                 json.dumps(s.params, sort_keys=True)) for s in self.rec.opening.steps]
+
+    def plan_audit(self, alarm_id: int) -> tuple | None:
+        """The plan's audit row (alarm_id, at, action, detail JSON): which
+        plan, and why; None for an alarm opened without one."""
+        o = self.rec.opening
+        if o is None:
+            return None
+        return (alarm_id, o.audit.at, o.audit.action, json.dumps(o.audit.detail,
+                                                                 sort_keys=True))
 
     def audit_note(self) -> str:
         """The note of the receiver's first audit row (pending, actor
@@ -375,15 +424,22 @@ class Plan:
         """[(alarm id, incident id)] of the batch's alarms."""
         return [(i, self.alarm_id(al.incident, alarm_ids))
                 for i, al in zip(alarm_ids, self.alarms) if al.incident is not None]
+    # [(index of the outcome, record, event id)] of inserted cancels and
+    # recent closings, in arrival order: the backend runs them after the
+    # batch's alarms are inserted
+    followups: list = field(default_factory=list)
 
     def outcomes(self, alarm_ids: Sequence[int],
-                 track_ids: Mapping[int, int] | None = None) -> list[IngestOutcome]:
+                 track_ids: Mapping[int, int] | None = None,
+                 touched: Mapping[int, Sequence[int]] | None = None) -> list[IngestOutcome]:
         """One per record, given the ids the backend got for ``alarms``
-        (same order), and for :attr:`tracks` (``track_ids``: {event id:
-        track point id}, those the backend stored)."""
+        (same order), for :attr:`tracks` (``track_ids``: {event id: track
+        point id}, those the backend stored), and the alarms each follow-up
+        touched (by outcome index)."""
         track_ids = track_ids or {}
+        touched = touched or {}
         out = []
-        for o in self._outcomes:
+        for i, o in enumerate(self._outcomes):
             alarm = None if o.alarm is None else alarm_ids[o.alarm]
             inc = None if o.alarm is None else self.alarms[o.alarm].incident
             out.append(IngestOutcome(
@@ -391,7 +447,8 @@ class Plan:
                 None if o.attached_to is None else self.alarm_id(o.attached_to, alarm_ids),
                 o.signals, None if inc is None else self.alarm_id(inc, alarm_ids),
                 tuple(self.alarm_id(r, alarm_ids) for r in o.resolved),
-                None if o.duplicate else track_ids.get(o.event_id)))
+                None if o.duplicate else track_ids.get(o.event_id),
+                tuple(touched.get(i, ()))))
         return out
 
 
@@ -420,6 +477,8 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             t = r.track(eid)
             if t is not None:
                 p.tracks.append(t)
+            if follows_up(r):
+                p.followups.append((len(outcomes), r, eid))
             o = _Outcome(eid, False)
             placement = testmode.under_test(st.placements, r.account, r.partition, r.zone,
                                             r.code, r.received_at) if rules else None

@@ -27,6 +27,17 @@ names: add fields, never rename or drop one.
   ``signals`` (a test placement, schedule, change or zone hold changed, or
   a held zone counted one more signal: receiver.rules_loop, the console's
   rules API)
+- ``workflow``: ``alarm_id``, ``account``, ``change`` (claim, take_over,
+  release, step, call, passcode, duress, cancel, recent_close, plan),
+  ``handler``, ``handler_since``, ``claim_rev``, ``sentences``, ``by``:
+  someone worked an alarm (receiver.workflow_service), or the panel said
+  something about it (issue 22); never a passcode
+- ``escalation``: ``alarm_id``, ``account``, ``escalation`` (ack, resolve,
+  wait), ``sentence``, ``event_class``, ``description``, ``site_name``,
+  ``at`` (receiver.workflow_loop: every console alerts, supervisors are
+  notified)
+- ``site``: ``account``, ``change`` (a site's notes, contacts or call
+  lists changed)
 - ``hello`` (``user``), ``resync`` (``dropped``: messages this stream lost;
   reload), ``logout``: the stream's own, written by receiver.web.api
 
@@ -218,6 +229,60 @@ class RulesUpdate(ConsoleMessage):
     signals: int | None = None
 
 
+@dataclass(frozen=True)
+class WorkflowChange(ConsoleMessage):
+    """An alarm was worked (claimed, a step, a call ...) or the panel said
+    something about it (a cancel, a recent closing); ``sentences``: the
+    audit sentences the change wrote."""
+
+    kind: ClassVar[str] = "workflow"
+    alarm_id: int
+    account: str
+    change: str
+    handler: str | None = None
+    handler_since: float | None = None
+    claim_rev: int = 0
+    sentences: tuple = ()
+    by: str | None = None
+
+    @classmethod
+    def of(cls, alarm: Alarm, change: str, sentences=(), by: str | None = None
+           ) -> "WorkflowChange":
+        return cls(alarm.id, alarm.account, change, alarm.handler, alarm.handler_since,
+                   alarm.claim_rev, tuple(sentences), by)
+
+    def to_json(self) -> dict:
+        d = super().to_json()
+        d["sentences"] = list(self.sentences)
+        return d
+
+
+@dataclass(frozen=True)
+class Escalated(ConsoleMessage):
+    """An escalation fired (receiver.workflow.escalation): ``ack`` alerts
+    every console and notifies supervisors, ``resolve`` puts the alarm in
+    the supervisor queue, ``wait`` reminds its handler to recheck."""
+
+    kind: ClassVar[str] = "escalation"
+    alarm_id: int
+    account: str
+    escalation: str
+    sentence: str
+    event_class: str = ""
+    description: str = ""
+    site_name: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SiteChanged(ConsoleMessage):
+    """A site's notes, contacts or call lists changed."""
+
+    kind: ClassVar[str] = "site"
+    account: str
+    change: str
+
+
 # -- the stream's own messages (receiver.web.api) -------------------------------------
 
 
@@ -245,7 +310,8 @@ class Logout(ConsoleMessage):
 # what another receiver may send (receiver.ownership)
 PUBLISHED: dict[str, type[ConsoleMessage]] = {
     m.kind: m for m in (EventStored, AlarmUpdate, SupervisionChange, SecurityRejected,
-                        OutputHealth, PositionStored, PatrolUpdate, RulesUpdate)}
+                        OutputHealth, PositionStored, PatrolUpdate, RulesUpdate,
+                        WorkflowChange, Escalated, SiteChanged)}
 
 
 def from_json(d: Mapping[str, Any]) -> ConsoleMessage | None:

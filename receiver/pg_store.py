@@ -59,20 +59,22 @@ receiver); receiver.ownership uses them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+import re
 import time
 
 import asyncpg
 
 from receiver import alarms as _alarms
-from receiver import ingest, rules_store, schema
+from receiver import ingest, rules_store, schema, workflow_db
 from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS, Account,
                               Alarm, AuditEntry, Dispatch, Event, EventRecord, IngestOutcome,
                               OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint)
 from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, DispatchConflict,
                             EventNotStored, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, joins_commit, mask_url)
+                            StoreMissing, StoreUnavailable, Tx, joins_commit, mask_url)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -165,7 +167,8 @@ def _vehicles() -> list[str]:
 
 
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles,
+                    functools.partial(schema.workflow, "postgresql")]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -218,15 +221,25 @@ _STAMP_RESTORED = """UPDATE alarms al SET restored_at = v.at, restore_event_id =
       AND al.partition = v.partition AND al.zone = v.zone
       AND al.state <> 'resolved' AND al.restored_at IS NULL
       AND al.created_at <= v.at"""
-_INSERT_ALARMS = """INSERT INTO alarms (event_id, account, event_class, priority, code,
-        partition, zone, description, created_at, routed_to, restored_at, restore_event_id,
-        state)
-    SELECT e, a, c, p, co, pa, z, d, t, rt, rs, re, 'pending' FROM unnest(
-        $1::bigint[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[],
-        $8::text[], $9::float8[], $10::text[], $11::float8[], $12::bigint[])
-        AS x(e, a, c, p, co, pa, z, d, t, rt, rs, re)
-    ORDER BY e
-    RETURNING id, event_id"""
+# (ingest.ALARM_COLUMNS, in order, with their array types)
+_ALARM_TYPES = ("bigint", "text", "text", "int", "int", "int", "int", "text", "float8", "text",
+                "float8", "bigint", "text", "text", "text", "float8", "float8", "int", "int",
+                "bigint")
+_INSERT_ALARMS = """INSERT INTO alarms (%s, state)
+    SELECT *, 'pending' FROM unnest(%s) AS x(%s)
+    ORDER BY event_id
+    RETURNING id, event_id""" % (
+    ", ".join(ingest.ALARM_COLUMNS),
+    ", ".join("$%d::%s[]" % (i + 1, t) for i, t in enumerate(_ALARM_TYPES)),
+    ", ".join(ingest.ALARM_COLUMNS))
+_INSERT_STEPS = """INSERT INTO alarm_steps (%s)
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
+                         $6::boolean[], $7::text[]) AS x(%s)""" % (
+    ", ".join(ingest.STEP_COLUMNS), ", ".join(ingest.STEP_COLUMNS))
+_INSERT_PLAN_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+        action, detail)
+    SELECT a, t, 'pending', 'pending', 'receiver', ac, d
+    FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[]) AS x(a, t, ac, d)"""
 _INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
         note)
     SELECT a, t, NULL, 'pending', 'receiver', n
@@ -250,6 +263,43 @@ _INSERT_PATROL_STATUS = """INSERT INTO patrol_status (account, at, status, actor
 # its state (receiver.alarms.audit_sentence: the note is the sentence)
 _INSERT_NOTE_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
     note) VALUES ($1, $2, $3, $3, $4, $5)"""
+
+
+# A named parameter (:name), not a cast (::text) nor a time in a literal.
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=512)
+def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """A statement with :name parameters as asyncpg wants it ($1, $2 ...),
+    and the names in the order of their numbers."""
+    names: list[str] = []
+
+    def number(m):
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return "$%d" % (names.index(m.group(1)) + 1)
+    return _NAMED.sub(number, sql), tuple(names)
+
+
+class PGTx(Tx):
+    """:class:`receiver.store.Tx` over an asyncpg connection."""
+
+    def __init__(self, conn: asyncpg.Connection):
+        self.conn = conn
+
+    async def rows(self, sql: str, **params) -> list:
+        q, names = numbered(sql)
+        return await self.conn.fetch(q, *[params[n] for n in names])
+
+    async def run(self, sql: str, **params) -> int:
+        q, names = numbered(sql)
+        status = await self.conn.execute(q, *[params[n] for n in names])
+        last = (status or "").rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+    async def drive(self, op):
+        return await rules_store.drive_async(self.conn, op)
 
 
 class _Job:
@@ -402,6 +452,15 @@ class PGStore(Store):
                 return await fn(conn, *args)
         except Exception as e:  # noqa: BLE001
             raise _wrap(e) from None
+
+    async def transact(self, fn):
+        return await self.run_write(lambda conn: fn(PGTx(conn)))
+
+    async def read(self, fn):
+        async def snapshot(conn):
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await fn(PGTx(conn))
+        return await self.run_read(snapshot)
 
     async def _run_writer(self, q: asyncio.Queue) -> None:
         carry = None  # a track point taken but left for the next commit
@@ -641,7 +700,11 @@ class PGStore(Store):
         if plan.tracks:
             ids = await self._insert_track(conn, plan.tracks)
             track_ids = {t.event_id: ids[t.key] for t in plan.tracks if t.key in ids}
-        return plan.outcomes(alarm_ids, track_ids)
+        tx = PGTx(conn)
+        touched = {}
+        for i, r, eid in plan.followups:
+            touched[i] = await workflow_db.follow_up(tx, r, eid)
+        return plan.outcomes(alarm_ids, track_ids, touched)
 
     @staticmethod
     async def _insert_track(conn, recs) -> dict:
@@ -702,12 +765,18 @@ class PGStore(Store):
         if not alarms:
             return []
         by_event = {}
-        for row in await conn.fetch(_INSERT_ALARMS, *_columns((al.values() for al in alarms),
-                                                              12)):
+        for row in await conn.fetch(_INSERT_ALARMS, *_columns(
+                (al.values() for al in alarms), len(ingest.ALARM_COLUMNS))):
             by_event[row["event_id"]] = row["id"]
         ids = [by_event[al.event_id] for al in alarms]
         await conn.execute(_INSERT_FIRST_AUDIT, *_columns(
             ((i, al.created_at, al.audit_note()) for i, al in zip(ids, alarms)), 3))
+        steps = [s for i, al in zip(ids, alarms) for s in al.steps(i)]
+        if steps:
+            await conn.execute(_INSERT_STEPS, *_columns(steps, len(ingest.STEP_COLUMNS)))
+        plans = [p for p in (al.plan_audit(i) for i, al in zip(ids, alarms)) if p is not None]
+        if plans:
+            await conn.execute(_INSERT_PLAN_AUDIT, *_columns(plans, 4))
         outbox = [o for i, al in zip(ids, alarms) for o in al.outbox(i)]
         if outbox:
             await conn.execute(_INSERT_OUTBOX, *_columns(
@@ -882,35 +951,6 @@ class PGStore(Store):
         r = await self.run_read(lambda c: c.fetchrow("SELECT * FROM alarms WHERE id = $1",
                                                      alarm_id))
         return None if r is None else Alarm.from_row(r)
-
-    async def alarm_transition(self, alarm_id, action, actor, note, at):
-        if not actor:
-            raise ValueError("an operator name is required")
-
-        async def job(conn):
-            # FOR UPDATE: two operators on two receivers acting on the same
-            # alarm are serialised; the second sees the first one's state
-            r = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1 FOR UPDATE", alarm_id)
-            if r is None:
-                raise _alarms.AlarmStateError("no alarm %d" % alarm_id)
-            new = _alarms.next_state(r["state"], action)
-            if new == _alarms.ACKNOWLEDGED:
-                row = await conn.fetchrow(
-                    """UPDATE alarms SET state = $1, acknowledged_by = $2,
-                       acknowledged_at = $3 WHERE id = $4 RETURNING *""",
-                    new, actor, at, alarm_id)
-            else:
-                row = await conn.fetchrow(
-                    """UPDATE alarms SET state = $1, resolved_by = $2, resolved_at = $3,
-                       note = $4 WHERE id = $5 RETURNING *""", new, actor, at, note, alarm_id)
-            await conn.execute(
-                """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                alarm_id, at, r["state"], new, actor, note)
-            if new == _alarms.RESOLVED:
-                await rules_store.drive_async(conn, rules_store.resolved(alarm_id, at, actor))
-            return Alarm.from_row(row)
-        return await self.run_write(job)
 
     async def alarm_audit(self, alarm_id):
         return [AuditEntry.from_row(r) for r in await self.run_read(lambda c: c.fetch(

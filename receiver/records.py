@@ -405,6 +405,14 @@ class EventRecord:
     routed_to: dict | None = None  # {"police_station": "ps-3", ...}
     outbox: list = field(default_factory=list)  # [(output name, payload dict)]
     tx_seq: int | None = None  # our sequence towards the panel, persisted with it
+    # the operator's workflow (issue 17), set by the receiver before ingest:
+    # the plan and deadlines the alarm opens with (receiver.workflow.handling.Opening),
+    # the alarm whose call raised it (a duress passcode), and for a panel's
+    # cancel (406) the dispositions to close what it cancels with (None:
+    # attach only; receiver.workflow.dispositions.Dispositions)
+    opening: Any = None
+    raised_from: int | None = None
+    cancel_closes: Any = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -452,7 +460,9 @@ class IngestOutcome:
     copy's for a duplicate), the alarm it opened, and what the rules
     decided (receiver.ingest): the test placement it fell under, the held
     alarm it was counted on (with the hold's signal count then), the
-    incident its alarm joined or heads, the alarms its restore resolved."""
+    incident its alarm joined or heads, the alarms its restore resolved;
+    and the earlier alarms it changed (a 406 cancel attached or closed, a
+    459 recent closing attached: receiver.workflow_db.follow_up)."""
 
     event_id: int
     duplicate: bool
@@ -463,6 +473,7 @@ class IngestOutcome:
     incident_id: int | None = None
     resolved: tuple = ()
     track_point_id: int | None = None  # the track point the event's position made
+    touched: tuple = ()
 
 
 # -- out: what the store gives back -----------------------------------------------------------
@@ -577,6 +588,34 @@ class Alarm(_Row):
     incident_id: int | None = None
     restore_event_id: int | None = None
     disposition: str | None = None
+    # the operator's workflow (issue 17; receiver.workflow): the plan it
+    # opened with, who handles it (``claim_rev``: the claim's revision),
+    # its escalation deadlines and when each fired, how it ended (the
+    # disposition's code is ``disposition`` above; its words and category)
+    plan_name: str | None = None
+    plan_hash: str | None = None
+    plan_version: str | None = None
+    handler: str | None = None
+    handler_since: float | None = None
+    claim_rev: int = 0
+    ack_due_at: float | None = None
+    resolve_due_at: float | None = None
+    ack_within_s: int | None = None
+    resolve_within_min: int | None = None
+    ack_escalated_at: float | None = None
+    resolve_escalated_at: float | None = None
+    disposition_label: str | None = None
+    disposition_category: str | None = None
+    override_reason: str | None = None
+    raised_from: int | None = None  # a duress passcode on a call of this alarm raised it
+    # what the panel said after it (issue 22, CP-01): a cancel (406: the
+    # user who disarmed, how long after the alarm) and a recent closing
+    # (459: the user who armed just before)
+    cancel_event_id: int | None = None
+    cancel_user: int | None = None
+    cancelled_at: float | None = None
+    cancel_after_s: float | None = None
+    recent_close_user: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Alarm":
@@ -585,15 +624,31 @@ class Alarm(_Row):
             d["routed_to"] or {})
         return cls(**d)
 
+    @property
+    def confirmed(self) -> bool:
+        """A confirmed intrusion (139: a second detector within the panel's
+        confirmation window, docs/firmware.md "Confirmed alarms")."""
+        from protocol import contactid  # noqa: PLC0415
+
+        return self.code in contactid.CONFIRMED_CODES
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "resolved"
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["number_kind"] = _number_kind(self.code)
+        d["confirmed"] = self.confirmed
         return d
 
 
 @dataclass(frozen=True)
 class AuditEntry(_Row):
-    """One step in an alarm's audit trail (``from_state`` None: raised)."""
+    """One step in an alarm's audit trail (``from_state`` None: raised).
+    A row of the operator's workflow (issue 17) has an ``action``
+    (receiver.workflow.audit) and its ``detail``; it keeps the alarm's
+    state (``from_state`` = ``to_state``)."""
 
     id: int
     alarm_id: int
@@ -602,6 +657,15 @@ class AuditEntry(_Row):
     to_state: str
     actor: str
     note: str | None = None
+    action: str | None = None
+    detail: dict | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "AuditEntry":
+        d = _pick(cls, row)
+        if isinstance(d.get("detail"), str):
+            d["detail"] = json.loads(d["detail"])
+        return cls(**d)
 
 
 @dataclass(frozen=True)

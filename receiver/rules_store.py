@@ -187,8 +187,8 @@ def _release_with(alarm_id: int, at: float, by: str):
 
 
 def resolved(alarm_id: int, at: float, by: str):
-    """An operator resolved an alarm (the store's alarm_transition runs this
-    in the same transaction): a hold it anchors is released, audited."""
+    """An alarm was resolved (receiver.workflow_db.resolve runs this in the
+    same transaction): a hold it anchors is released, audited."""
     yield from _release_with(alarm_id, at, by)
 
 
@@ -487,7 +487,8 @@ def report_rows(start: float, end: float):
                             (SELECT MIN(d.dispatched_at) FROM dispatches d
                              WHERE d.alarm_id = a.id) AS patrol_dispatched_at,
                             (SELECT MIN(d.arrived_at) FROM dispatches d
-                             WHERE d.alarm_id = a.id) AS patrol_arrived_at
+                             WHERE d.alarm_id = a.id) AS patrol_arrived_at,
+                            a.disposition_category
                      FROM alarms a LEFT JOIN accounts ac ON ac.number = a.account
                      WHERE a.created_at >= ? AND a.created_at < ? ORDER BY a.id""",
                   (start, end))

@@ -383,3 +383,133 @@ def vehicles(dialect: str, track_spatial: list[str]) -> list[str]:
     for s in _VEHICLES:
         out.extend(track_spatial if s == _SPATIAL else [s % d])
     return out
+
+
+# -- schema version 5: the operator's workflow (issue 17) and panel cancels (issue 22) ------
+
+# The alarm's own workflow columns: its plan (the version it opened with),
+# who handles it (claim_rev moves on with every claim change: the
+# compare-and-set of receiver.workflow.claims), its escalation deadlines
+# and their stamps (receiver.workflow.escalation), how it ended
+# (receiver.workflow.dispositions: its label and category beside the
+# ``disposition`` code that version 3 added for the rules' restores), the
+# alarm a duress passcode raised it from, and what the panel said after
+# it: a CP-01 cancel (406) and a recent closing (459, the user who armed).
+ALARM_WORKFLOW_COLUMNS = (
+    ("plan_name", "TEXT"), ("plan_hash", "TEXT"), ("plan_version", "TEXT"),
+    ("handler", "TEXT"), ("handler_since", "%(real)s"),
+    ("claim_rev", "INTEGER NOT NULL DEFAULT 0"),
+    ("ack_due_at", "%(real)s"), ("resolve_due_at", "%(real)s"),
+    ("ack_within_s", "INTEGER"), ("resolve_within_min", "INTEGER"),
+    ("ack_escalated_at", "%(real)s"), ("resolve_escalated_at", "%(real)s"),
+    ("disposition_label", "TEXT"), ("disposition_category", "TEXT"),
+    ("override_reason", "TEXT"), ("raised_from", "%(big)s"),
+    ("cancel_event_id", "%(big)s"), ("cancel_user", "INTEGER"), ("cancelled_at", "%(real)s"),
+    ("cancel_after_s", "%(real)s"), ("recent_close_user", "INTEGER"),
+)
+
+_WORKFLOW = [
+    # workflow rows of the trail: receiver.workflow.audit's action and its
+    # detail (JSON); the rows of the alarm's state table keep action NULL
+    """ALTER TABLE alarm_audit ADD COLUMN action TEXT""",
+    """ALTER TABLE alarm_audit ADD COLUMN detail TEXT""",
+    """CREATE INDEX alarms_escalation ON alarms (state, ack_due_at, resolve_due_at)
+       WHERE state <> 'resolved'""",
+    # an alarm's copy of its plan (receiver.workflow.steps), fixed when it opened
+    """CREATE TABLE alarm_steps (
+    alarm_id %(big)s NOT NULL REFERENCES alarms (id),
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('call', 'verify_passcode', 'dispatch', 'notify',
+                                       'wait', 'instruction')),
+    title TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT '',
+    mandatory %(bool)s NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL DEFAULT 'open'
+        CHECK (state IN ('open', 'waiting', 'completed', 'skipped', 'failed')),
+    reason TEXT,
+    changed_by TEXT,
+    changed_at %(real)s,
+    started_at %(real)s,
+    due_at %(real)s,
+    reminded_at %(real)s,
+    PRIMARY KEY (alarm_id, position))""",
+    """CREATE INDEX alarm_steps_waiting ON alarm_steps (due_at)
+       WHERE state = 'waiting' AND reminded_at IS NULL""",
+    # the calls an operator made and their outcomes (receiver.workflow.contacts)
+    """CREATE TABLE alarm_calls (
+    id %(id)s,
+    alarm_id %(big)s NOT NULL REFERENCES alarms (id),
+    at %(real)s NOT NULL,
+    actor TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('reached', 'no_answer', 'wrong_number',
+                                             'passcode_correct', 'passcode_wrong',
+                                             'duress')))""",
+    """CREATE INDEX alarm_calls_alarm ON alarm_calls (alarm_id, id)""",
+    # sites: the store is the truth; site files are import and export
+    """CREATE TABLE site_profiles (
+    account TEXT PRIMARY KEY REFERENCES accounts (number) ON DELETE CASCADE,
+    time_zone TEXT NOT NULL,
+    call_orders TEXT NOT NULL DEFAULT '{}',
+    updated_at %(real)s NOT NULL,
+    updated_by TEXT NOT NULL)""",
+    """CREATE TABLE site_contacts (
+    account TEXT NOT NULL REFERENCES accounts (number) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    role TEXT NOT NULL DEFAULT '',
+    phones TEXT NOT NULL,
+    passcode_hash TEXT,
+    duress_hash TEXT,
+    available TEXT NOT NULL DEFAULT '[]',
+    updated_at %(real)s NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (account, name))""",
+    """CREATE TABLE site_notes (
+    id %(id)s,
+    account TEXT NOT NULL,
+    text TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at %(real)s NOT NULL,
+    starts_at %(real)s,
+    expires_at %(real)s,
+    deleted_at %(real)s,
+    deleted_by TEXT)""",
+    """CREATE INDEX site_notes_account ON site_notes (account, id)""",
+    # the plans and dispositions in force, and every version ever loaded
+    """CREATE TABLE workflow_files (
+    kind TEXT NOT NULL CHECK (kind IN ('plans', 'dispositions')),
+    hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL,
+    loaded_at %(real)s NOT NULL,
+    loaded_by TEXT NOT NULL,
+    PRIMARY KEY (kind, hash))""",
+    """CREATE TABLE workflow_active (
+    kind TEXT PRIMARY KEY CHECK (kind IN ('plans', 'dispositions')),
+    hash TEXT NOT NULL,
+    since %(real)s NOT NULL,
+    by_whom TEXT NOT NULL)""",
+    # changes to sites, contacts, notes and the workflow files: who, when,
+    # what (detail: JSON, never a passcode), written with the change
+    """CREATE TABLE workflow_audit (
+    id %(id)s,
+    at %(real)s NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    account TEXT,
+    detail TEXT NOT NULL DEFAULT '{}')""",
+    """CREATE INDEX workflow_audit_account ON workflow_audit (account, id)""",
+]
+
+
+def workflow(dialect: str) -> list[str]:
+    """Schema version 5 (issue 17, and the receiver side of issue 22): the
+    alarms' workflow columns and the tables of the operator's workflow."""
+    d = DIALECTS[dialect]
+    cols = ["ALTER TABLE alarms ADD COLUMN %s %s" % (name, kind % d)
+            for name, kind in ALARM_WORKFLOW_COLUMNS]
+    return cols + [s % d for s in _WORKFLOW]

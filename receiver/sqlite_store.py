@@ -37,6 +37,7 @@ is written (receiver.store, "A store is created only when asked").
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -47,15 +48,15 @@ import threading
 import time
 
 from receiver import alarms as _alarms
-from receiver import ingest, rules_store, schema
+from receiver import ingest, rules_store, schema, workflow_db
 from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS, Account,
                               Alarm, AuditEntry, Dispatch, Event, EventRecord, IngestOutcome,
                               OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint,
                               TrackRecord)
 from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, PRIVATE_FILE_MODE,
                             DispatchConflict, EventNotStored, SchemaError, Store, StoreBusy,
-                            StoreError, StoreMissing, StoreUnavailable, joins_commit,
-                            make_private_dirs, resolve, warn_if_exposed)
+                            StoreError, StoreMissing, StoreUnavailable, Tx, joins_commit,
+                            make_private_dirs, resolve, run_now, warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ def _vehicles() -> list[str]:
 
 
 # MIGRATIONS[i] brings schema version i to i + 1.
-MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles]
+MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles,
+                    functools.partial(schema.workflow, "sqlite")]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -154,12 +156,14 @@ _RAISE_REPLAY_STATE = """UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
 _STAMP_RESTORED = """UPDATE alarms SET restored_at = ?, restore_event_id = ? WHERE account = ?
                      AND code = ? AND partition = ? AND zone = ? AND state != 'resolved'
                      AND restored_at IS NULL AND created_at <= ?"""
-_INSERT_ALARM = """INSERT INTO alarms (event_id, account, event_class, priority, code,
-                   partition, zone, description, created_at, routed_to, restored_at,
-                   restore_event_id, state)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')"""
+_INSERT_ALARM = "INSERT INTO alarms (%s, state) VALUES (%s, 'pending')" % (
+    ", ".join(ingest.ALARM_COLUMNS), ", ".join("?" * len(ingest.ALARM_COLUMNS)))
 _INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
                          note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)"""
+_INSERT_STEP = "INSERT INTO alarm_steps (%s) VALUES (%s)" % (
+    ", ".join(ingest.STEP_COLUMNS), ", ".join("?" * len(ingest.STEP_COLUMNS)))
+_INSERT_PLAN_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                        action, detail) VALUES (?, ?, 'pending', 'pending', 'receiver', ?, ?)"""
 _INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
                     VALUES (?, ?, ?, ?)"""
 # Reading back what an executemany inserted (ids are rowids: a new row's id
@@ -187,6 +191,33 @@ def _and(sql: str, args: list, conds) -> str:
             sql += " AND " + cond
             args.append(value)
     return sql
+
+
+class SQLiteTx(Tx):
+    """:class:`receiver.store.Tx` over an SQLite connection, in the thread
+    that owns it: every call completes at once (``run_now`` drives the
+    transaction body)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    async def rows(self, sql: str, **params) -> list:
+        return self.conn.execute(sql, params).fetchall()
+
+    async def run(self, sql: str, **params) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    async def drive(self, op):
+        return rules_store.drive(self.conn, op)
+
+
+def _read_snapshot(conn: sqlite3.Connection, fn):
+    """``fn(tx)`` inside one read transaction (one WAL snapshot)."""
+    conn.execute("BEGIN")
+    try:
+        return run_now(fn(SQLiteTx(conn)))
+    finally:
+        conn.execute("COMMIT")
 
 
 class SQLiteStore(Store):
@@ -484,6 +515,14 @@ class SQLiteStore(Store):
         self._rq.put(_Job(fn, args, fut))
         return fut
 
+    # -- the workflow's transactions (receiver.workflow_db) ----------------------
+
+    async def transact(self, fn):
+        return await self.run_write(lambda conn: run_now(fn(SQLiteTx(conn))))
+
+    async def read(self, fn):
+        return await self.run_read(_read_snapshot, fn)
+
     # -- schema -------------------------------------------------------------------
 
     @staticmethod
@@ -557,6 +596,11 @@ class SQLiteStore(Store):
             alarm_ids = [by_event[al.event_id] for al in plan.alarms]
             conn.executemany(_INSERT_FIRST_AUDIT, [
                 (aid, al.created_at, al.audit_note()) for aid, al in zip(alarm_ids, plan.alarms)])
+            conn.executemany(_INSERT_STEP, [
+                step for aid, al in zip(alarm_ids, plan.alarms) for step in al.steps(aid)])
+            conn.executemany(_INSERT_PLAN_AUDIT, [
+                row for row in (al.plan_audit(aid) for aid, al in zip(alarm_ids, plan.alarms))
+                if row is not None])
             conn.executemany(_INSERT_OUTBOX, [
                 (o.output, o.alarm_id, o.payload, o.created_at)
                 for aid, al in zip(alarm_ids, plan.alarms) for o in al.outbox(aid)])
@@ -566,7 +610,10 @@ class SQLiteStore(Store):
             cur = conn.execute(_INSERT_TRACK, t.db_values())
             if cur.rowcount:
                 track_ids[t.event_id] = cur.lastrowid
-        return plan.outcomes(alarm_ids, track_ids)
+        tx = SQLiteTx(conn)
+        touched = {i: run_now(workflow_db.follow_up(tx, r, eid))
+                   for i, r, eid in plan.followups}
+        return plan.outcomes(alarm_ids, track_ids, touched)
 
     def queue_ingest(self, recs: list[EventRecord]) -> asyncio.Future:
         return self._queue_write(self._ingest, (recs,), recs=recs)
@@ -714,30 +761,6 @@ class SQLiteStore(Store):
             r = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
             return None if r is None else Alarm.from_row(r)
         return await self.run_read(job)
-
-    async def alarm_transition(self, alarm_id, action, actor, note, at):
-        if not actor:
-            raise ValueError("an operator name is required")
-
-        def job(conn):
-            r = conn.execute("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
-            if r is None:
-                raise _alarms.AlarmStateError("no alarm %d" % alarm_id)
-            new = _alarms.next_state(r["state"], action)
-            if new == _alarms.ACKNOWLEDGED:
-                conn.execute("""UPDATE alarms SET state = ?, acknowledged_by = ?,
-                                acknowledged_at = ? WHERE id = ?""", (new, actor, at, alarm_id))
-            else:
-                conn.execute("""UPDATE alarms SET state = ?, resolved_by = ?, resolved_at = ?,
-                                note = ? WHERE id = ?""", (new, actor, at, note, alarm_id))
-            conn.execute("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
-                            note) VALUES (?, ?, ?, ?, ?, ?)""",
-                         (alarm_id, at, r["state"], new, actor, note))
-            if new == _alarms.RESOLVED:
-                rules_store.drive(conn, rules_store.resolved(alarm_id, at, actor))
-            return Alarm.from_row(conn.execute("SELECT * FROM alarms WHERE id = ?",
-                                                (alarm_id,)).fetchone())
-        return await self.run_write(job)
 
     async def alarm_audit(self, alarm_id):
         return await self.run_read(lambda c: [AuditEntry.from_row(r) for r in c.execute(

@@ -45,7 +45,7 @@ import os
 import re
 import stat
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from receiver import rules_store
 from receiver.cluster_store import ClusterStore
@@ -99,6 +99,56 @@ class SchemaError(StoreError):
 class DispatchConflict(StoreError):
     """The patrol was already dispatched to that alarm, or the alarm is not
     there or resolved (a message for the operator)."""
+class RowMoved(Exception):
+    """A compare-and-set found its row changed since it was read (another
+    console, another receiver): what the transaction wrote is rolled back,
+    and the caller reads again and decides again."""
+
+
+_T = TypeVar("_T")  # what a transaction's body returns
+
+
+class Tx(abc.ABC):
+    """One transaction on the store (:meth:`Store.transact`, or a
+    consistent read, :meth:`Store.read`).  Statements name their
+    parameters ``:name`` (SQLite's own style; the PostgreSQL backend numbers
+    them), so a statement is written once for both backends
+    (receiver.workflow_db)."""
+
+    @abc.abstractmethod
+    async def rows(self, sql: str, **params) -> list:
+        """The rows of a query (each readable by column name and position)."""
+
+    @abc.abstractmethod
+    async def run(self, sql: str, **params) -> int:
+        """Run a statement; how many rows it changed."""
+
+    @abc.abstractmethod
+    async def drive(self, op):
+        """Run one of receiver.rules_store's operations (a generator of
+        ``?`` statements) in this transaction; its result."""
+
+    async def row(self, sql: str, **params):
+        """The first row of a query, or None."""
+        got = await self.rows(sql, **params)
+        return got[0] if got else None
+
+    async def value(self, sql: str, **params):
+        """The first column of the first row, or None."""
+        r = await self.row(sql, **params)
+        return None if r is None else r[0]
+
+
+def run_now(coro):
+    """Run a coroutine that never waits for anything (a transaction body
+    over the SQLite backend's synchronous :class:`Tx`) to its end, here,
+    in the calling thread."""
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return e.value
+    coro.close()
+    raise RuntimeError("a store transaction waited for something other than the store")
 
 
 class StoreMissing(StoreError):
@@ -300,6 +350,21 @@ class Store(abc.ABC):
         receivers, as receiver ``instance``; only a ``shared`` store has it."""
         raise StoreError("a %s store is not shared by several receivers" % type(self).__name__)
 
+    # -- transactions of the operator's workflow (receiver.workflow_db) ---------
+
+    @abc.abstractmethod
+    async def transact(self, fn: Callable[[Tx], Awaitable[_T]]) -> _T:
+        """``await fn(tx)`` in one write transaction (inside the next group
+        commit): committed when this returns, its result; an exception out
+        of ``fn`` (RowMoved, a refusal) rolls back everything it wrote and
+        is raised here."""
+
+    @abc.abstractmethod
+    async def read(self, fn: Callable[[Tx], Awaitable[_T]]) -> _T:
+        """``await fn(tx)`` over one consistent snapshot of the store
+        (several reads that agree with each other), never waiting for the
+        writer."""
+
     # -- lifecycle --------------------------------------------------------------
 
     @abc.abstractmethod
@@ -459,12 +524,6 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_alarm(self, alarm_id: int) -> Alarm | None: ...
-
-    @abc.abstractmethod
-    async def alarm_transition(self, alarm_id: int, action: str, actor: str,
-                               note: str | None, at: float) -> Alarm:
-        """Apply an operator action (receiver.alarms.TRANSITIONS); raises
-        AlarmStateError when not allowed.  Returns the updated alarm."""
 
     @abc.abstractmethod
     async def alarm_audit(self, alarm_id: int) -> list[AuditEntry]: ...

@@ -31,6 +31,7 @@ import sys
 import pytest
 
 from receiver import cli
+from receiver.web import admin
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Seconds a serve given bad input may take to refuse it (it exits at once;
@@ -47,7 +48,7 @@ REACH_STORE = {("serve",): ["--tcp", "127.0.0.1:0"]}
 # decode looks its key up in the store.
 ARGS = {("decode",): ["00" * 40]}
 # Commands that never open the store.
-STORELESS = {("panels", "command")}
+STORELESS = {("panels", "command"), ("plans", "check"), ("dispositions", "check")}
 # Commands that use the default store only if it is there (decode looks a
 # key up when it can, and says when it could not).
 STORE_OPTIONAL = {("decode",)}
@@ -203,8 +204,133 @@ SPECIFIC: dict[tuple, list] = {
         (["4242", "--by", " ", "--db", "{store}"], "--by", None, None),
     ],
     ("alarms", "resolve"): [
+        (["4242", "--by", "anna", "--disposition", "false", "--db", "{store}"],
+         "no alarm 4242", None, None),
+        (["4242", "--by", "", "--disposition", "false", "--db", "{store}"], "--by", None, None),
+        (["4242", "--by", "anna", "--db", "{store}"], "--disposition", None, None),
+        (["4242", "--by", "olga", "--disposition", "false", "--override", "police there",
+          "--db", "{store}"], "role is administrator or supervisor", None, None),
+    ],
+    ("alarms", "claim"): [
         (["4242", "--by", "anna", "--db", "{store}"], "no alarm 4242", None, None),
-        (["4242", "--by", "", "--db", "{store}"], "--by", None, None),
+        (["x", "--by", "anna", "--db", "{store}"], "invalid int", None, None),
+    ],
+    ("alarms", "release"): [
+        (["4242", "--by", "anna", "--db", "{store}"], "no alarm 4242", None, None),
+    ],
+    ("alarms", "take-over"): [
+        (["4242", "--by", "anna", "--yes", "--db", "{store}"], "no alarm 4242", None, None),
+        (["4242", "--db", "{store}"], "--by", None, None),
+    ],
+    ("alarms", "step"): [
+        (["4242", "1", "complete", "--by", "anna", "--db", "{store}"], "no alarm 4242", None,
+         None),
+        (["4242", "0", "complete", "--by", "anna", "--db", "{store}"], "POSITION", None, None),
+        (["4242", "1", "finish", "--by", "anna", "--db", "{store}"], "invalid choice", None,
+         None),
+    ],
+    ("alarms", "call"): [
+        (["4242", "--contact", "Anna", "--phone", "+00 1", "--outcome", "reached", "--by",
+          "anna", "--db", "{store}"], "no alarm 4242", None, None),
+        (["4242", "--contact", "Anna", "--phone", "+00 1", "--outcome", "duress", "--by",
+          "anna", "--db", "{store}"], "invalid choice", None, None),
+    ],
+    ("alarms", "passcode"): [
+        (["4242", "--contact", "Anna", "--by", "anna", "--passcode-stdin", "--db", "{store}"],
+         "no alarm 4242", None, "tulip 42\n"),
+    ],
+    ("alarms", "supervisor-queue"): [
+        (["--db", "{store}", "--yaml"], "unrecognized arguments", None, None),
+    ],
+    ("sites", "list"): [
+        (["--db", "{store}", "--json"], "unrecognized arguments", None, None),
+    ],
+    ("sites", "show"): [
+        (["4242", "--db", "{store}"], "no account 4242", None, None),
+    ],
+    ("sites", "export"): [
+        (["4242", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "-o", "{tmp}/no/dir/site.toml", "--db", "{store}"], "cannot write", None,
+         None),
+    ],
+    ("sites", "import"): [
+        (["{tmp}/nope.toml", "--by", "sam", "--db", "{store}"], "no such site file", None,
+         None),
+        (["{garbage}", "--by", "sam", "--db", "{store}"], "not valid TOML", None, None),
+        (["{files}/site-passcode.toml", "--by", "sam", "--db", "{store}"],
+         "a passcode is never written in a file", None, None),
+        (["{files}/site-4242.toml", "--by", "sam", "--db", "{store}"], "no account 4242",
+         None, None),
+        (["{files}/site-passcode.toml", "--by", "olga", "--db", "{store}"],
+         "role is administrator or supervisor", None, None),
+        (["{files}/site-passcode.toml", "--by", "nobody", "--db", "{store}"],
+         "there is none of that name", None, None),
+    ],
+    ("sites", "passcode"): [
+        (["4242", "Anna", "--by", "sam", "--passcode-stdin", "--db", "{store}"],
+         "no account 4242", None, "tulip 42\n"),
+        (["1001", "Nobody", "--by", "sam", "--passcode-stdin", "--db", "{store}"],
+         "no contact named Nobody", None, "tulip 42\n"),
+        (["1002", "R. Moreau", "--by", "sam", "--db", "{store}"], "--passcode-stdin", None,
+         "tulip 42\n"),
+        (["1002", "R. Moreau", "--by", "sam", "--passcode-stdin", "--db", "{store}"],
+         "4 to 64 characters", None, "42\n"),
+        (["1002", "R. Moreau", "--by", "sam", "--duress", "--passcode-stdin", "--db",
+          "{store}"], "must differ", None, "tulip 42\nTulip-42\n"),
+    ],
+    ("sites", "note", "add"): [
+        (["4242", "owner away", "--by", "anna", "--db", "{store}"], "no account 4242", None,
+         None),
+        (["1001", "owner away", "--by", "anna", "--until", "friday", "--db", "{store}"],
+         "is not a time", None, None),
+        (["1001", "owner away", "--by", "anna", "--until", "2001-01-01T10:00", "--db",
+          "{store}"], "end before it is written", None, None),
+        (["1001", " ", "--by", "anna", "--db", "{store}"], "needs a text", None, None),
+        (["1001", "x" * 501, "--by", "anna", "--db", "{store}"], "at most 500", None, None),
+    ],
+    ("sites", "note", "list"): [
+        (["4242", "--db", "{store}"], "no account 4242", None, None),
+    ],
+    ("sites", "note", "delete"): [
+        (["1001", "99", "--by", "anna", "--db", "{store}"], "no note 99", None, None),
+        (["1001", "x", "--by", "anna", "--db", "{store}"], "invalid int", None, None),
+    ],
+    ("plans", "check"): [
+        (["{tmp}/nope.toml"], "no such file", None, None),
+        (["{garbage}"], "not valid TOML", None, None),
+        (["{files}/bad-plans.toml"], "plan 'x', step 1 (wait): a wait step needs minutes",
+         None, None),
+    ],
+    ("plans", "load"): [
+        (["{tmp}/nope.toml", "--by", "ada", "--db", "{store}"], "no such file", None, None),
+        (["{files}/bad-plans.toml", "--by", "ada", "--db", "{store}"],
+         "a wait step needs minutes", None, None),
+        (["{files}/bad-plans.toml", "--by", "sam", "--db", "{store}"],
+         "role is administrator", None, None),
+    ],
+    ("plans", "export"): [
+        (["--db", "{store}"], "built-in plans are in use", None, None),
+        (["--db", "{store}", "-o"], "expected one argument", None, None),
+    ],
+    ("plans", "show"): [
+        (["holdup-bank", "--db", "{store}"], "no plan holdup-bank", None, None),
+    ],
+    ("plans", "resolve"): [
+        (["4242", "122", "--db", "{store}"], "no account 4242", None, None),
+        (["1001", "holdupp", "--db", "{store}"], "neither a Contact ID code", None, None),
+        (["1001", "1000", "--db", "{store}"], "neither a Contact ID code", None, None),
+    ],
+    ("dispositions", "check"): [
+        (["{files}/bad-dispositions.toml"], "[auto] restored: must name a disposition",
+         None, None),
+        (["{tmp}/nope.toml"], "no such file", None, None),
+    ],
+    ("dispositions", "load"): [
+        (["{files}/bad-dispositions.toml", "--by", "ada", "--db", "{store}"],
+         "must name a disposition", None, None),
+    ],
+    ("dispositions", "list"): [
+        (["--db", "{store}", "--json"], "unrecognized arguments", None, None),
     ],
     ("panels", "command"): [
         (["1001", "status", "--by", "sam", "--url", "http://127.0.0.1:{closed}"],
@@ -396,6 +522,19 @@ def world(tmp_path_factory):
     (d / "sched-badtz.toml").write_text(sched % ("1001", "Mars/Olympus"))
     assert cli.main(["--db", store, "schedules", "import", str(d / "schedules.toml"),
                      "--by", "ada"]) == 0
+    # the workflow's files, and console users to name with --by
+    (d / "site-passcode.toml").write_text('account = "1001"\ntime_zone = "UTC"\n'
+                                          '[[contacts]]\nname = "A"\nphones = ["+00 555 1"]\n'
+                                          'passcode = "tulip 42"\n')
+    (d / "site-4242.toml").write_text('account = "4242"\ntime_zone = "UTC"\n')
+    (d / "bad-plans.toml").write_text('[plans.x]\ntitle = "X"\n[[plans.x.steps]]\n'
+                                      'kind = "wait"\n[assign]\ndefault = "x"\n')
+    (d / "bad-dispositions.toml").write_text('[dispositions.false]\nlabel = "False"\n'
+                                             'category = "false"\n')
+    for name, role in (("olga", "operator"), ("sam", "supervisor"), ("ada", "administrator")):
+        admin.add_user(store, name, role, "a long enough password")
+    assert cli.main(["--db", store, "accounts", "add", "1002", "--contacts",
+                     '[{"name": "R. Moreau", "phone": "+1 555 0101"}]']) == 0
     return {"store": store, "garbage": str(d / "garbage.txt"),
             "latin1": str(d / "latin1.json"), "files": str(d)}
 

@@ -52,9 +52,10 @@ def test_demo_script_delivers_its_alarms(tmp_path):
         0] >= 5
     [(patrol, arrived)] = db.execute("SELECT patrol, arrived_at FROM dispatches").fetchall()
     assert patrol == "1004" and arrived is not None  # the nearer of the two patrols
+    # (the rows of the alarm's state and dispatches: not the workflow's plan row)
     audit = [r[0] for r in db.execute("SELECT a.note FROM alarm_audit a JOIN alarms l ON "
                                       "l.id = a.alarm_id WHERE l.account = '1003' AND "
-                                      "l.code = 122 ORDER BY a.id")]
+                                      "l.code = 122 AND a.action IS NULL ORDER BY a.id")]
     assert audit[1].startswith("Patrol 1004 (Patrol car 3) dispatched by demo-operator")
     assert "on scene" in audit[2] and "after dispatch" in audit[2]
     assert "PATROL account 1004 on scene" in out
@@ -71,6 +72,18 @@ def test_demo_script_delivers_its_alarms(tmp_path):
             '{"district_command": "dc-1"}',)
         assert db.execute("SELECT COUNT(*) FROM rules_audit WHERE action = 'schedule.change' "
                           "AND actor = 'demo'").fetchone() == (1,)
+    # an operator worked the teller's hold-up through the bank's plan to a
+    # disposition; nobody acknowledged it within its 15 s first: escalated
+    assert "plan 'holdup-bank' (v7, " in out
+    assert "passcode check: Anna Berg (branch manager) gave the correct passcode to olga." in out
+    assert "hold-up resolved by olga as 'Real: hold-up confirmed'" in out
+    assert "! ESCALATION  account 1001" in out and "Not acknowledged within 15 s" in out
+    [(aid, disposition)] = db.execute("SELECT id, disposition FROM alarms WHERE code = 122 "
+                                      "AND account = '1001'").fetchall()
+    assert disposition == "real-holdup"
+    states = db.execute("SELECT state FROM alarm_steps WHERE alarm_id = ? ORDER BY position",
+                        (aid,)).fetchall()
+    assert [s for (s,) in states] == ["completed"] * 7
     # every (account, seq) once: nothing doubled on the way
     dup = db.execute("SELECT account, seq, COUNT(*) FROM events WHERE seq IS NOT NULL "
                      "GROUP BY account, seq HAVING COUNT(*) > 1").fetchall()

@@ -62,7 +62,9 @@ def test_an_alarm_comes_with_its_audit_note_and_outbox_rows():
     p = ingest.plan([r], {r.key: 41}, {})
     [al] = p.alarms
     assert al.values() == (41, "1", "burglary", 4, 130, 1, 4, "", 100.0,
-                           '{"police_station": "ps-1"}', None, None)
+                           '{"police_station": "ps-1"}', None, None) + (None,) * 8
+    assert len(al.values()) == len(ingest.ALARM_COLUMNS)
+    assert al.steps(7) == [] and al.plan_audit(7) is None  # opened without a plan
     assert al.audit_note() == 'routed to {"police_station": "ps-1"}'
     rows = al.outbox(7)
     assert [(o.output, o.alarm_id, o.created_at) for o in rows] == [("cad", 7, 100.0),
@@ -104,3 +106,32 @@ def test_every_panel_event_is_a_hearing_of_its_path_even_a_duplicate():
             rec(2, source="supervision", dedupe_key="supervision:1", at=7.0)]
     p = ingest.plan(recs, {("1", "native:1"): 1, ("1", "supervision:1"): 2}, {})
     assert p.heard == [("1", 2, 5.0), ("1", 2, 6.0)]
+
+
+def test_an_alarm_opens_with_its_plan_and_a_cancel_is_a_follow_up():
+    from receiver.workflow import handling, plans
+
+    r = burglary(3, 100.0, routed_to={"police_station": "ps-1"})
+    r.opening = handling.open_alarm(plans.builtin(), "1", "", "burglary", 130, 4, 100.0)
+    r.raised_from = 9
+    cancel = rec(4, code=406, zone=3, at=130.0, user=3)
+    restore406 = rec(5, code=406, qualifier=3, at=131.0)
+    closing = rec(6, code=459, zone=2, at=132.0, user=2)
+    recs = [r, cancel, restore406, closing]
+    p = ingest.plan(recs, *inserted_all(recs, 41))
+    [al] = p.alarms
+    cols = dict(zip(ingest.ALARM_COLUMNS, al.values()))
+    assert (cols["plan_name"], cols["ack_due_at"], cols["resolve_due_at"],
+            cols["raised_from"]) == ("builtin", 160.0, 3700.0, 9)
+    assert [s[:3] for s in al.steps(7)] == [(7, 1, "instruction"), (7, 2, "call")]
+    assert [s[5] for s in al.steps(7)] == [True, False]
+    assert json.loads(al.steps(7)[1][6]) == {"call_order": "default"}
+    aid, at, action, detail = al.plan_audit(7)
+    assert (aid, at, action, json.loads(detail)["selector"]) == (7, 100.0, "plan", "default")
+    # a new cancel and recent closing follow up earlier alarms (qualifier 1 only)
+    assert [(i, x.code, eid) for i, x, eid in p.followups] == [(1, 406, 42), (3, 459, 44)]
+    out = p.outcomes([7], touched={1: [7]})
+    assert out[1] == IngestOutcome(42, False, None, touched=(7,)) and out[0].touched == ()
+    # a retransmitted cancel follows up nothing
+    again = ingest.plan([cancel], {}, {cancel.key: 42})
+    assert again.followups == []

@@ -93,7 +93,7 @@ async def test_live_updates_reach_the_other_receivers_subscribers(pg_url):
         assert got_a["alarm_id"] == row.id and got_a["account"] == "1"
 
         # an operator acknowledging on a reaches b's console too
-        await a.acknowledge_alarm(row.id, "op-anna")
+        await a.workflow.acknowledge(row.id, "op-anna")
         m = await asyncio.wait_for(_first(qb, lambda m: m.get("state") == "acknowledged"), 20)
         assert m["by"] == "op-anna"
         # and a receiver does not hear its own messages twice

@@ -90,8 +90,8 @@ async def test_incidents_held_zones_tests_schedules_and_reports_in_the_console(t
             # row is led by the (acknowledged) hold-up but reads pending
             for a in await rx.store.list_alarms():
                 if a.account == "1001":
-                    await rx.acknowledge_alarm(a.id, "sam")
-            await expect(bank.locator(".c-state")).to_have_text("acknowledged")
+                    await rx.workflow.acknowledge(a.id, "sam")
+            await expect(bank.locator(".c-state .state")).to_have_text("acknowledged")
             await panel_event(rx, 1001, 3, 130, 1)
             await expect(bank).to_contain_text("incident of 3 alarms")
             await expect(bank.locator(".c-state")).to_contain_text("pending")

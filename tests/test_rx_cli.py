@@ -130,17 +130,27 @@ async def test_events_json_lines_and_alarm_workflow(db, capsys):
     assert a["state"] == "pending" and a["restored_at"]
     rc, out, _ = await asyncio.to_thread(run, capsys, "alarms", "ack", str(a["id"]), "--by",
                                          "anna", "--db", db)
-    assert rc == 0 and "acknowledged by anna" in out
+    assert rc == 0 and "Acknowledged by anna." in out and "Taken by anna." in out
+    rc, _, err = await asyncio.to_thread(run, capsys, "alarms", "resolve", str(a["id"]),
+                                         "--by", "bo", "--disposition", "false", "--note",
+                                         "key holder on site", "--db", db)
+    assert rc == 1 and "Being handled by anna" in err and "take it over" in err
+    rc, out, _ = await asyncio.to_thread(run, capsys, "alarms", "step", str(a["id"]), "1",
+                                         "complete", "--by", "anna", "--db", db)
+    assert rc == 0 and "completed by anna" in out
     rc, out, _ = await asyncio.to_thread(run, capsys, "alarms", "resolve", str(a["id"]), "--by",
-                                         "bo", "--note", "key holder on site", "--db", db)
-    assert rc == 0 and "resolved" in out
+                                         "anna", "--disposition", "false", "--note",
+                                         "key holder on site", "--db", db)
+    assert rc == 0 and "Resolved by anna as 'False alarm'." in out
     rc, _, err = await asyncio.to_thread(run, capsys, "alarms", "ack", str(a["id"]), "--by",
                                          "anna", "--db", db)
-    assert rc == 1 and "cannot acknowledge" in err
+    assert rc == 1 and "resolved" in err
     rc, out, _ = await asyncio.to_thread(run, capsys, "alarms", "show", str(a["id"]), "--db", db)
     shown = json.loads(out)
-    assert [x["to_state"] for x in shown["audit"]] == ["pending", "acknowledged", "resolved"]
-    assert shown["note"] == "key holder on site"
+    assert [x["to_state"] for x in shown["audit"] if not x["action"] or
+            x["action"] == "resolve"] == ["pending", "acknowledged", "resolved"]
+    assert shown["note"] == "key holder on site" and shown["disposition"] == "false"
+    assert shown["workflow"]["plan"]["name"] == "builtin"
     rc, out, _ = await asyncio.to_thread(run, capsys, "alarms", "list", "--open", "--db", db)
     assert "pending" not in out.splitlines()[-1] if len(out.splitlines()) > 1 else True
 

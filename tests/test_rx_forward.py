@@ -235,10 +235,13 @@ async def test_protocol_agnostic_ingest(tmp_path):
         rx.config.max_pending_writes = 100
         # operator actions publish too
         out = await rx.ingest(ev(1, 10, code=130))
-        await rx.acknowledge_alarm(out.alarm_id, "op-1")
-        await rx.resolve_alarm(out.alarm_id, "op-1", "checked")
-        states = [m.get("state") for m in _drain(q) if m["type"] == "alarm"]
+        await rx.workflow.acknowledge(out.alarm_id, "op-1")
+        await rx.workflow.resolve(out.alarm_id, "op-1", "false", "checked",
+                                  "no plan step applies", may_override=True)
+        msgs = _drain(q)
+        states = [m.get("state") for m in msgs if m["type"] == "alarm"]
         assert states == ["pending", "acknowledged", "resolved"]
+        assert [m["change"] for m in msgs if m["type"] == "workflow"] == ["claim", "resolve"]
         rx.unsubscribe(q)
 
 

@@ -24,6 +24,7 @@ from receiver import alarms
 from receiver.records import Account, Alarm, AuditEntry, Event, EventRecord, OutboxRow
 from receiver.records import SecurityEvent
 from receiver.store import SchemaError, Store, StoreUnavailable
+from receiver.workflow_service import NotFound, Workflow
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
 
@@ -366,23 +367,27 @@ async def test_alarm_opened_with_event_routed_audited_and_outboxed(store):
     a = await store.get_alarm(a.id)
     assert a.restored_at is not None and a.state == "pending"
 
-    a = await store.alarm_transition(a.id, alarms.ACKNOWLEDGE, "op-anna", None, 100.0)
-    assert (a.state, a.acknowledged_by) == ("acknowledged", "op-anna")
+    wf = Workflow(store)
+    a = await wf.acknowledge(a.id, "op-anna")
+    assert (a.state, a.acknowledged_by, a.handler) == ("acknowledged", "op-anna", "op-anna")
     with pytest.raises(alarms.AlarmStateError):
-        await store.alarm_transition(a.id, alarms.ACKNOWLEDGE, "op-anna", None, 101.0)
-    a = await store.alarm_transition(a.id, alarms.RESOLVE, "op-bo", "false alarm, key holder",
-                                     102.0)
-    assert (a.state, a.resolved_by, a.note) == ("resolved", "op-bo", "false alarm, key holder")
+        await wf.acknowledge(a.id, "op-anna")
+    a = await wf.take_over(a.id, "op-bo", a.claim_rev)
+    a = await wf.resolve(a.id, "op-bo", "other", "false alarm, key holder")
+    assert (a.state, a.resolved_by, a.note, a.disposition) == (
+        "resolved", "op-bo", "false alarm, key holder", "other")
     with pytest.raises(alarms.AlarmStateError):
-        await store.alarm_transition(a.id, alarms.RESOLVE, "op-bo", None, 103.0)
+        await wf.resolve(a.id, "op-bo", "other", "again")
     audit = await store.alarm_audit(a.id)
     assert all(isinstance(x, AuditEntry) for x in audit)
-    assert [(x.from_state, x.to_state, x.actor) for x in audit] == [
-        (None, "pending", "receiver"), ("pending", "acknowledged", "op-anna"),
-        ("acknowledged", "resolved", "op-bo")]
+    assert [(x.from_state, x.to_state, x.actor, x.action) for x in audit] == [
+        (None, "pending", "receiver", None), ("pending", "pending", "op-anna", "claim"),
+        ("pending", "acknowledged", "op-anna", None),
+        ("acknowledged", "acknowledged", "op-bo", "take_over"),
+        ("acknowledged", "resolved", "op-bo", "resolve")]
     assert audit[0].note == 'routed to {"police_station": "ps-1"}'
-    with pytest.raises(alarms.AlarmStateError):
-        await store.alarm_transition(999, alarms.RESOLVE, "op", None, 1.0)
+    with pytest.raises(NotFound):
+        await wf.resolve(999, "op", "other", "x")
 
 
 async def test_a_restore_stamps_only_open_alarms_raised_before_it(store):
@@ -408,7 +413,7 @@ async def test_a_restore_stamps_only_open_alarms_raised_before_it(store):
     assert got == [t + 100, None] and outs[1].alarm_id is None
     # a resolved alarm is history: not stamped
     a = await store.ingest(alarm_rec(9, t + 200, zone=8))
-    await store.alarm_transition(a.alarm_id, alarms.RESOLVE, "op", "done", t + 201)
+    await Workflow(store).resolve(a.alarm_id, "op", "other", "done")
     await store.ingest(alarm_rec(10, t + 202, zone=8, qualifier=3))
     assert (await store.get_alarm(a.alarm_id)).restored_at is None
 
@@ -518,8 +523,8 @@ async def test_open_alarms_are_counted_by_the_database(store):
         out = await store.ingest(rec(seq=100 + i, code=130, event_class="burglary",
                                      open_alarm=True))
         ids.append(out.alarm_id)
-    await store.alarm_transition(ids[0], alarms.ACKNOWLEDGE, "op", None, 1.0)
-    await store.alarm_transition(ids[1], alarms.RESOLVE, "op", "done", 2.0)
+    await Workflow(store).acknowledge(ids[0], "op")
+    await Workflow(store).resolve(ids[1], "op", "other", "done")
     assert await store.count_alarms((alarms.PENDING, alarms.ACKNOWLEDGED)) == {
         "pending": 3, "acknowledged": 1}
     assert await store.count_alarms((alarms.RESOLVED,)) == {"resolved": 1}

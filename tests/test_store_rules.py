@@ -16,8 +16,18 @@ from receiver.records import Account, EventRecord
 from receiver.rules import hygiene, schedules, testmode
 from receiver.rules.schedules import DayPlan, Schedule, TemporaryChange
 from receiver.rules_store import RulesError
+from receiver.workflow_service import Workflow
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 from tests.test_store_contract import alarm_rec, backend, rec, store  # noqa: F401
+
+
+async def operator(store, alarm_id, action, by, note, at):
+    """An operator acknowledges or resolves (with the built-in disposition
+    'other' and the note) through the workflow, at ``at``."""
+    wf = Workflow(store, clock=lambda: at)
+    if action == "acknowledge":
+        return await wf.acknowledge(alarm_id, by)
+    return await wf.resolve(alarm_id, by, "other", note=note)
 
 T0 = 1_900_000_000.0  # a Sunday in 2030, far from the clock the receiver would read
 ACCT = "1001"
@@ -142,7 +152,7 @@ async def test_resolving_a_held_zones_anchor_releases_it(store):
     await store.ingest(burglary(1, T0))
     anchor = (await store.ingest(burglary(2, T0 + 1))).alarm_id
     assert (await store.ingest(burglary(3, T0 + 2))).attached_to == anchor
-    await store.alarm_transition(anchor, "resolve", "olga", "wiring fault", T0 + 30)
+    await operator(store, anchor, "resolve", "olga", "wiring fault", T0 + 30)
     assert await store.list_zone_holds() == []
     [audit] = [a for a in await store.list_rules_audit(ACCT) if a.action == "zone.release"]
     assert audit.sentence == ("Zone 4 of account 1001 released with the resolution of alarm "
@@ -163,7 +173,7 @@ async def test_alarms_of_a_site_are_grouped_into_incidents(store):
     assert [m.id for m in members] == [a.alarm_id, b.alarm_id, c.alarm_id]
     assert all(m.incident_id == a.alarm_id for m in members)
     # the head resolved: the incident takes no newcomers
-    await store.alarm_transition(d.alarm_id, "resolve", "olga", "checked", T0 + 810)
+    await operator(store, d.alarm_id, "resolve", "olga", "checked", T0 + 810)
     e = await store.ingest(burglary(5, T0 + 820, zone=4))
     assert e.incident_id == e.alarm_id
 
@@ -173,7 +183,7 @@ async def test_the_restore_policy_resolves_troubles_with_the_disposition_restore
     await with_account(store)
     low = await store.ingest(trouble(1, T0))
     acked = await store.ingest(trouble(2, T0 + 1, code=301, dedupe_key="native:2"))
-    await store.alarm_transition(acked.alarm_id, "acknowledge", "olga", None, T0 + 2)
+    await operator(store, acked.alarm_id, "acknowledge", "olga", None, T0 + 2)
     intruder = await store.ingest(burglary(3, T0 + 3))
     back = await store.ingest(trouble(4, T0 + 60, qualifier=3))
     ac_back = await store.ingest(trouble(5, T0 + 61, qualifier=3, code=301))
@@ -289,8 +299,8 @@ async def test_report_rows_carry_site_region_operators_and_receiver_events(store
     await with_account(store)
     a = await store.ingest(burglary(1, T0))
     await store.ingest(burglary(2, T0 + 99999))  # after the range
-    await store.alarm_transition(a.alarm_id, "acknowledge", "olga", None, T0 + 30)
-    await store.alarm_transition(a.alarm_id, "resolve", "olga", "false alarm", T0 + 90)
+    await operator(store, a.alarm_id, "acknowledge", "olga", None, T0 + 30)
+    await operator(store, a.alarm_id, "resolve", "olga", "false alarm", T0 + 90)
     await store.ingest(own("schedule:1:x:fail_to_close", "schedule", 454, T0 + 10,
                            partition=1))
     alarms, events = await store.report_rows(T0, T0 + 3600)

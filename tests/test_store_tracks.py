@@ -16,6 +16,7 @@ import pytest
 from receiver import alarms
 from receiver.records import Account, EventRecord, Position, TrackRecord
 from receiver.store import DispatchConflict
+from receiver.workflow_service import Workflow
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 from tests.test_store_contract import alarm_rec, backend, rec, store  # noqa: F401
 
@@ -198,7 +199,7 @@ async def test_a_dispatch_and_its_arrival_are_recorded_once_with_audit_rows(stor
     assert [alarms.audit_sentence(r.to_json(), {}, {}) for r in audit[1:]] == [
         "Patrol 7 dispatched by olga.", "Arrived."]
     # a resolved alarm takes no dispatch
-    await store.alarm_transition(aid, alarms.RESOLVE, "olga", "done", T0 + 300)
+    await Workflow(store, clock=lambda: T0 + 300).resolve(aid, "olga", "other", note="done")
     await store.add_account(Account("8", os.urandom(32), panel_kind="patrol"))
     with pytest.raises(DispatchConflict, match="resolved"):
         await store.dispatch_patrol(aid, "8", T0 + 400, "olga", (52.37, 4.89), 150.0, None,

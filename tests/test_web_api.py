@@ -20,6 +20,7 @@ from receiver.store import Account
 from receiver.testing import running_receiver
 from receiver.web import admin, api, auth, setup
 from receiver.web.testing import PASSWORDS, Client, console_app, console_receiver, sse_events
+from receiver.web.console import add_routes
 from receiver.web.users import SQLiteUserStore
 from testkit.session_panel import SessionPanel, event_msg
 from testkit.wait import wait_until
@@ -28,7 +29,9 @@ PUBLIC = {("GET", "/login"), ("POST", "/api/login"), ("GET", "/static/")}
 
 
 def _fill(path: str) -> str:
-    return path.replace("{id}", "1").replace("{number}", "1001").replace("{name}", "olga")
+    return path.replace("{id}", "1").replace("{number}", "1001").replace("{name}", "olga") \
+        .replace("{position}", "1").replace("{kind}", "plans").replace("{account}", "1001") \
+        .replace("{partition}", "1").replace("{zone}", "1")
 
 
 async def trip(rx, account: int, seq: int, code: int, zone: int, partition: int = 1,
@@ -55,7 +58,7 @@ async def open_alarm(rx, account: str, code: int):
 
 
 async def test_nothing_but_login_and_static_is_reachable_without_a_session(tmp_path):
-    routes = api.add_routes(web.Application())
+    routes = add_routes(web.Application())
     public = {(m, p) for m, p, perm in routes if perm is None}
     assert public == PUBLIC  # a new public route must be a decision, made here
     async with console_receiver(tmp_path) as (rx, base, _), Client(base) as c:
@@ -251,10 +254,22 @@ async def test_ack_and_resolve_record_the_actor_and_are_pushed_live(tmp_path):
             assert (a["site_name"], a["zone_name"], a["partition_name"]) == (
                 "First City Bank, Main St branch", "teller hold-up button", "lobby")
             assert a["contact_id"] == "E122" and "Silent hold-up" in a["description"]
-            await olga.json("POST", "/api/alarms/%d/acknowledge" % alarm_id)
-            await sam.json("POST", "/api/alarms/%d/resolve" % alarm_id, json={}, status=400)
-            await sam.json("POST", "/api/alarms/%d/resolve" % alarm_id,
-                           json={"note": "police on site, staff safe"})
+            r = await olga.json("POST", "/api/alarms/%d/acknowledge" % alarm_id)
+            assert r["alarm"]["handler"] == "olga"  # acknowledging takes the alarm
+            path = "/api/alarms/%d/resolve" % alarm_id
+            r = await sam.json("POST", path, json={}, status=400)
+            assert "disposition" in r["error"]
+            body = {"disposition": "real", "note": "police on site, staff safe"}
+            r = await sam.json("POST", path, json=body, status=409)
+            assert r["error"].startswith("Being handled by olga")
+            rev = (await sam.json("GET", "/api/alarms/%d" % alarm_id))["alarm"]["claim_rev"]
+            await sam.json("POST", "/api/alarms/%d/take-over" % alarm_id, json={"seen_rev": rev})
+            r = await sam.json("POST", path, json=body, status=409)
+            assert "1 mandatory step is still open: 1. Read the alarm" in r["error"]
+            await sam.json("POST", "/api/alarms/%d/steps/1" % alarm_id,
+                           json={"action": "complete"})
+            r = await sam.json("POST", path, json=body)
+            assert (r["alarm"]["disposition"], rev) == ("real", 1)
             await olga.json("POST", "/api/alarms/%d/acknowledge" % alarm_id, status=409)
             seen = []
             while len(seen) < 2:
@@ -263,10 +278,12 @@ async def test_ack_and_resolve_record_the_actor_and_are_pushed_live(tmp_path):
                     seen.append((msg["state"], msg["by"]))
             assert seen == [("acknowledged", "olga"), ("resolved", "sam")]
         d = await olga.json("GET", "/api/alarms/%d" % alarm_id)
-        trail = [(r["from_state"], r["to_state"], r["actor"], r["note"]) for r in d["audit"]]
+        trail = [(r["from_state"], r["to_state"], r["actor"], r["note"]) for r in d["audit"]
+                 if r["action"] is None or r["action"] == "resolve"]
         assert trail[1:] == [("pending", "acknowledged", "olga", None),
                              ("acknowledged", "resolved", "sam", "police on site, staff safe")]
         assert trail[0][:3] == (None, "pending", "receiver")
+        assert [r["text"] for r in d["audit"]][-1] == "Resolved by sam as 'Real alarm'."
         await olga.json("GET", "/api/alarms/99999", status=404)
 
 

@@ -124,8 +124,16 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
             await page.screenshot(path=os.path.join(SHOTS, "alarm-queue.png"))
 
             await page.click("#ack")
-            audit = page.locator("#audit li")
-            await expect(audit.nth(1)).to_contain_text("Acknowledged by olga.")
+            audit = page.locator("#audit")
+            await expect(audit).to_contain_text("Acknowledged by olga.")
+            # without plans loaded every alarm gets the built-in plan: its
+            # instruction is done, then the alarm resolves with a disposition
+            await expect(page.locator("#plan-sentence")).to_contain_text(
+                "the center-wide fallback plan")
+            await page.click("#steps li[data-position='1'] button[data-action='complete']")
+            await expect(page.locator("#steps li[data-position='1']")).to_have_attribute(
+                "data-state", "completed")
+            await page.select_option("#disposition", "real")
             note = "Police dispatched; manager confirms staff safe"
             await page.fill("#note", note)
             # another alarm arrives while the note is being typed: the
@@ -134,14 +142,14 @@ async def test_operator_handles_a_live_alarm_in_the_browser(tmp_path):
             await panel_event(rx, 1003, 2, 130, 2)
             await expect(page.locator("#queue-count")).to_contain_text("6 open")
             await expect(page.locator("#note")).to_have_value(note)
+            await expect(page.locator("#disposition")).to_have_value("real")
             await page.click("#resolve")
             await expect(page.locator("#resolved tbody")).to_contain_text(note)
             await expect(page.locator("#queue-count")).to_contain_text("5 open")
             await expect(rows).to_have_count(4)
             await page.locator("#resolved tbody tr[data-alarm-id='%s']" % alarm_id).click()
-            await expect(audit).to_have_count(3)
-            await expect(audit.nth(2)).to_contain_text("Resolved by olga.")
-            await expect(audit.nth(2)).to_contain_text("manager confirms staff safe")
+            await expect(audit).to_contain_text("Resolved by olga as 'Real alarm'.")
+            await expect(audit).to_contain_text("manager confirms staff safe")
             a = await rx.store.get_alarm(int(alarm_id))
             assert (a.state, a.acknowledged_by, a.resolved_by) == (
                 "resolved", "olga", "olga")
@@ -338,7 +346,7 @@ async def test_operator_reads_the_queue_banner_and_warnings_right(tmp_path):
             await expect(rows).to_have_count(n_open + 2)
             await expect(detail).to_have_attribute("data-alarm-id", hold1)
             # acknowledged on another console: the banner goes
-            await rx.acknowledge_alarm(int(hold2), "sam")
+            await rx.workflow.acknowledge(int(hold2), "sam")
             await expect(banner).to_be_hidden()
             await expect(page.locator(
                 "#queue tr[data-alarm-id='%s'] .state" % hold2)).to_have_text("acknowledged")

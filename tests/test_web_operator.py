@@ -78,13 +78,20 @@ async def test_audit_trail_and_delivery_failures_are_sentences(tmp_path):
         a = await open_alarm(rx, "1001", 130)
         await wait_until(lambda: len(sink.received) >= 2, what="both deliveries")
         await c.json("POST", "/api/alarms/%d/acknowledge" % a.id)
-        await c.json("POST", "/api/alarms/%d/resolve" % a.id, json={"note": "false alarm"})
+        await c.json("POST", "/api/alarms/%d/steps/1" % a.id, json={"action": "complete"})
+        await c.json("POST", "/api/alarms/%d/resolve" % a.id,
+                     json={"disposition": "false", "note": "false alarm"})
         d = await c.json("GET", "/api/alarms/%d" % a.id)
         assert [(r["text"], r["note"]) for r in d["audit"]] == [
             ("Raised by the receiver and routed to Central Police Station (police station), "
              "District 1 Command (district command) and Municipal Emergency Centre "
              "(municipal centre).", None),
-            ("Acknowledged by olga.", None), ("Resolved by olga.", "false alarm")]
+            ("Plan 'builtin' (%s), the center-wide fallback plan."
+             % a.plan_hash[:12], None),
+            ("Taken by olga.", None), ("Acknowledged by olga.", None),
+            ("Step 1 (Read the alarm and the site's notes; handle it as the centre's "
+             "procedures say.) completed by olga.", None),
+            ("Resolved by olga as 'False alarm'.", "false alarm")]
         assert (await c.json("GET", "/api/warnings"))["warnings"] == []
 
         # the far end goes away while an alarm is routed to it

@@ -234,7 +234,7 @@ async def test_a_scrape_counts_in_the_database_once_for_concurrent_scrapers(tmp_
         for seq, code in ((1, 130), (2, 122), (3, 110)):
             await trip(rx, 1001, seq, code, 1)
         a = await open_alarm(rx, "1001", 110)
-        await rx.acknowledge_alarm(a.id, "olga")
+        await rx.workflow.acknowledge(a.id, "olga")
         calls = {"list_alarms": 0, "count_alarms": 0}
         for name in calls:
             real = getattr(rx.store, name)

@@ -296,21 +296,38 @@ def test_override_reason_with_nothing_open_is_not_an_override(ps, disp):
 
 
 def test_auto_close_only_when_nobody_works_it(ps, disp):
+    # nobody touched it: closed, its open steps skipped with why
+    op = handling.open_alarm(ps, "9", "north", "burglary", 130, 5, T0)  # burglary plan
+    a = Alarm(op)
+    got = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp,
+                              "cancelled_by_user", T0 + 9)
+    assert got.closing is not None and got.closing.authorization is None
+    assert [c.after.state for c in got.closing.step_changes] == [steps.SKIPPED] * 5
+    assert got.closing.audit[0].sentence() == (
+        "Step 1 (Call the burglary call list in order) skipped by receiver: closed by the "
+        "receiver: Cancelled by a user at the panel.")
+    assert got.closing.audit[-1].sentence() == (
+        "Resolved by receiver as 'Cancelled by a user at the panel'.")
+
     op = handling.open_alarm(ps, "9", "north", "trouble", 301, 7, T0)  # trouble plan
     a = Alarm(op)
-    got = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp, "restored", T0 + 9)
-    assert got.closing is None and got.why_not == "1 mandatory step open"
-    a.step(1, steps.COMPLETE, "olga", T0 + 10)
+    a.step(2, steps.SKIP, "olga", T0 + 10, "installer already on site")
     got = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp, "restored", T0 + 11)
     assert got.closing is None and got.why_not == "olga works the alarm"
     a.claim = a.claim.cas(claims.release(17, a.claim, a.state, "olga", T0 + 12), a.state)
+    # olga started the plan and left a mandatory step open: she decides
     got = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp, "restored", T0 + 13)
+    assert got.closing is None and got.why_not == "1 mandatory step open"
+    a.step(1, steps.COMPLETE, "olga", T0 + 14)
+    a.claim = a.claim.cas(claims.release(17, a.claim, a.state, "olga", T0 + 15), a.state)
+    got = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp, "restored", T0 + 16)
     assert got.closing is not None and got.closing.authorization is None
+    assert [c.before.position for c in got.closing.step_changes] == [3]  # the optional wait
     a.resolve(got.closing)
     assert a.columns["disposition"] == "restored" and a.columns["resolved_by"] == "receiver"
     assert a.trail[-1].sentence() == ("Resolved by receiver as 'Restored: the condition "
                                       "cleared by itself'.")
-    again = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp, "restored", T0 + 14)
+    again = handling.auto_close(17, a.state, a.claim, a.steps.values(), disp, "restored", T0 + 17)
     assert again.closing is None and again.why_not == "the alarm is already resolved"
 
 
@@ -420,7 +437,13 @@ def test_every_audit_action_has_words_and_unknown_ones_are_refused():
         audit.PLAN, audit.STEP_START, audit.STEP_COMPLETE, audit.STEP_SKIP, audit.STEP_FAIL,
         audit.CALL, audit.PASSCODE, audit.CLAIM, audit.TAKE_OVER, audit.RELEASE,
         audit.ESCALATION_ACK, audit.ESCALATION_RESOLVE, audit.ESCALATION_WAIT,
-        audit.DURESS_RAISED, audit.RESOLVE}
+        audit.DURESS_RAISED, audit.RESOLVE, audit.CANCEL, audit.RECENT_CLOSE}
+    assert audit.AuditRecord(3, 5.0, "receiver", audit.CANCEL, {
+        "user": 3, "after_s": 40.2, "left_open": "olga works the alarm"}).sentence() == (
+        "Cancelled by user 3 after 40 s at the panel (cancel report 406); left open: olga "
+        "works the alarm.")
+    assert audit.AuditRecord(3, 5.0, "receiver", audit.RECENT_CLOSE, {"user": 2}).sentence() \
+        == "Recent closing: user 2 armed the partition just before this alarm (report 459)."
     rec = audit.AuditRecord(3, 5.0, "olga", audit.STEP_FAIL,
                             {"position": 4, "title": "Call the hold-up call list in order",
                              "reason": "nobody answered"})

@@ -19,8 +19,9 @@ Definitions (what the numbers mean):
   at the end count as open.  Percentiles are nearest-rank (p50 of 4 values
   is the 2nd smallest), never interpolated: each figure is a real alarm's.
 - **False alarm rate** per site: false / judged.  An alarm is judged by its
-  disposition when it has one (``false_dispositions``: issue 17's
-  dispositions of the false-alarm kind), else by its resolution note ("false
+  disposition when it has one (its category "false", written with it when
+  an operator resolved it; else ``false_dispositions``, the codes of that
+  category), else by its resolution note ("false
   alarm", "no cause found", ...; "not a false alarm" is not one), else it is
   not judged.  The basis column says how many were judged each way.
 - **Patrol time to arrive** (issue 19): from the first patrol dispatched to
@@ -100,6 +101,9 @@ class AlarmFact:
         if self.patrol_dispatched_at is None or self.patrol_arrived_at is None:
             return None
         return self.patrol_arrived_at - self.patrol_dispatched_at
+    # the disposition's category as written when the alarm was resolved
+    # (issue 17: false, real, test, other), whatever file defined the code
+    disposition_category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ def percentile(values, p: int) -> float | None:
 def is_false(a: AlarmFact, false_dispositions) -> tuple[bool | None, str]:
     """(False alarm?, basis): by disposition, else by note; (None, '')
     when neither says."""
+    if a.disposition_category:
+        return a.disposition_category == "false", "disposition"
     if a.disposition:
         return a.disposition in false_dispositions, "disposition"
     if a.note and a.resolved_at is not None:

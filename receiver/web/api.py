@@ -43,6 +43,8 @@ from receiver.times import iso_utc, parse_instant
 from receiver.web import auth, derive
 from receiver.web.state import Console
 from receiver.web.users import UserError
+from receiver.workflow.commands import reply_words
+from receiver.workflow_service import trail
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -143,8 +145,9 @@ async def _body(request) -> dict:
     return data
 
 
-# What the console's other route modules (receiver.web.rules_api) answer and
-# read with: the same JSON, errors and bounded bodies as here.
+# What the console's other route modules (receiver.web.rules_api,
+# receiver.web.workflow_api) answer and read with: the same JSON, errors
+# and bounded bodies as here.
 json_response, error_response, read_body = _json, _error, _body
 
 
@@ -153,7 +156,7 @@ _PERMISSION: dict = {}
 
 
 def permission_of(handler) -> str | None:
-    """The permission a wrapped handler needs (None: public)."""
+    """The permission a wrapped handler or page needs (None: public)."""
     return _PERMISSION.get(handler)
 
 
@@ -344,10 +347,6 @@ def _event_view(rx, e: Event) -> dict:
     acct = rx.account(e.account)
     return dict(e.to_json(), site_name=acct.site_name if acct else "",
                 **number_fields(acct, e.code, e.zone))
-
-
-def _center_names(rx) -> dict:
-    return {cid: c.name for cid, c in rx.router.centers.items()}
 
 
 async def _open_alarms(rx) -> list[Alarm]:
@@ -551,13 +550,7 @@ async def get_alarm(request, console, s):
     a = await rx.store.get_alarm(alarm_id)
     if a is None:
         return _error(404, "no such alarm")
-    names = _center_names(rx)
-    audit = [dict(r.to_json(), text=_alarms.audit_sentence(r.to_json(), a.routed_to, names),
-                  # the receiver's own row holds routing data, and a note row
-                  # its sentence (shown as text): neither is an operator's note
-                  note=r.note if r.actor != "receiver" and not _alarms.is_note_row(
-                      r.to_json()) else None)
-             for r in await rx.store.alarm_audit(alarm_id)]
+    audit = trail(await rx.store.alarm_audit(alarm_id), a.routed_to, rx.center_names())
     ev = await rx.store.list_events(after_id=a.event_id - 1, limit=1)
     event = ev[0].to_json() if ev and ev[0].id == a.event_id else None
     pending, full = await _pending_outbox(rx)
@@ -565,42 +558,6 @@ async def get_alarm(request, console, s):
     return _json({"alarm": _alarm_view(rx, a), "audit": audit, "event": event,
                   "dispatch": _dispatch_of(rx, a, pending, full),
                   "contacts": acct.contacts if acct else []})
-
-
-async def _transition(request, console, s, action):
-    rx = console.receiver
-    try:
-        alarm_id = int(request.match_info["id"])
-    except ValueError:
-        return _error(404, "no such alarm")
-    if await rx.store.get_alarm(alarm_id) is None:
-        return _error(404, "no such alarm")
-    data = await _body(request)
-    note = data.get("note")
-    try:
-        if action == _alarms.ACKNOWLEDGE:
-            a = await rx.acknowledge_alarm(alarm_id, s.user)
-        else:
-            if not isinstance(note, str) or not note.strip():
-                return _error(400, "a resolve needs a note saying what was done")
-            if len(note) > MAX_NOTE:
-                return _error(400, "a note has at most %d characters" % MAX_NOTE)
-            a = await rx.resolve_alarm(alarm_id, s.user, note.strip())
-    except _alarms.AlarmStateError as e:
-        return _error(409, str(e))
-    await console.users.record(s.user, "alarm." + action, "alarm=%d account=%s" % (
-        alarm_id, a.account), request.remote or "")
-    return _json({"alarm": _alarm_view(rx, a)})
-
-
-@api(auth.ALARM_ACT, write=True)
-async def acknowledge(request, console, s):
-    return await _transition(request, console, s, _alarms.ACKNOWLEDGE)
-
-
-@api(auth.ALARM_ACT, write=True)
-async def resolve(request, console, s):
-    return await _transition(request, console, s, _alarms.RESOLVE)
 
 
 # -- remote commands --------------------------------------------------------------------
@@ -625,7 +582,17 @@ async def command_panel(request, console, s):
     try:
         reply = await rx.send_command(number, command, partition, by=s.user)
     except CommandError as e:
+        await console.users.record(s.user, "panel.command.failed", "account=%s command=%s "
+                                   "partition=%d error=%s" % (number, command, partition, e),
+                                   request.remote or "")
         return _error(e.status, str(e))
+    acct = rx.account(number)
+    # the REPLY in words: partitions by name, troubles by name (receiver.workflow.commands)
+    reply["words"] = reply_words(reply, acct.partitions if acct else {}).lines()
+    await console.users.record(s.user, "panel.command.reply", "account=%s command=%s "
+                               "partition=%d result=%s" % (number, command, partition,
+                                                           reply["result_name"]),
+                               request.remote or "")
     return _json(reply)
 
 
@@ -1119,8 +1086,6 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     add("GET", "/api/me", me)
     add("GET", "/api/alarms", list_alarms)
     add("GET", "/api/alarms/{id}", get_alarm)
-    add("POST", "/api/alarms/{id}/acknowledge", acknowledge)
-    add("POST", "/api/alarms/{id}/resolve", resolve)
     add("GET", "/api/panels", panels)
     add("POST", "/api/accounts/{number}/command", command_panel)
     add("GET", "/api/sites/{number}", site)

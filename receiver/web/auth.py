@@ -45,8 +45,15 @@ ADMINISTRATOR = "administrator"
 ROLES = (OPERATOR, SUPERVISOR, ADMINISTRATOR)
 
 # What a role may do:
-VIEW = "view"  # alarm queue, sites, panels, history, dispatch
-ALARM_ACT = "alarm.act"  # acknowledge, resolve
+VIEW = "view"  # alarm queue, sites, panels, history, dispatch, plans
+# work alarms: take, take over, release one's own, steps, calls, passcodes,
+# acknowledge, resolve; add site notes (and delete one's own)
+ALARM_ACT = "alarm.act"
+# resolve over open mandatory steps (with a reason), release anyone's claim,
+# delete anyone's site note, the supervisor queue
+ALARM_OVERRIDE = "alarm.override"
+SITES_MANAGE = "sites.manage"  # contacts, passcodes, call lists, a site's time zone
+WORKFLOW_MANAGE = "workflow.manage"  # load plans and dispositions (console editor, files)
 SECURITY_VIEW = "security.view"  # rejected frames (wrong key, replay, ...)
 AUDIT_VIEW = "audit.view"  # console audit log (logins, user changes, actions)
 USERS_MANAGE = "users.manage"
@@ -67,6 +74,9 @@ _SUPERVISION = frozenset((SUPERVISOR, ADMINISTRATOR))
 PERMISSIONS = {
     VIEW: _ALL,
     ALARM_ACT: _ALL,
+    ALARM_OVERRIDE: _SUPERVISION,
+    SITES_MANAGE: _SUPERVISION,
+    WORKFLOW_MANAGE: frozenset((ADMINISTRATOR,)),
     SECURITY_VIEW: _SUPERVISION,
     AUDIT_VIEW: _SUPERVISION,
     PANEL_COMMAND: _SUPERVISION,

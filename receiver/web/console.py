@@ -18,7 +18,7 @@ import time
 from aiohttp import web
 
 from receiver import retention
-from receiver.web import api, rules_api, tracks_api
+from receiver.web import api, rules_api, tracks_api, workflow_api
 from receiver.web.state import Console
 from receiver.web.user_stores import db_path_of, open_user_store
 from receiver.web.users import UserStore
@@ -68,6 +68,16 @@ async def _headers(request, response) -> None:
         h.setdefault("Cache-Control", "no-store")
 
 
+def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
+    """Every route of the console, [(method, path, permission)] (None:
+    public): the pages, the API and the live stream (receiver.web.api), the
+    centre's rules (receiver.web.rules_api), vehicles and the map
+    (receiver.web.tracks_api), the operator's workflow
+    (receiver.web.workflow_api)."""
+    return (api.add_routes(app) + rules_api.add_routes(app) + tracks_api.add_routes(app)
+            + workflow_api.add_routes(app))
+
+
 def setup(app: web.Application, receiver, *, secure_cookie: bool | None = None,
           user_store: UserStore | None = None) -> Console:
     """Add the console to ``app`` (not yet started).  ``secure_cookie``
@@ -82,8 +92,7 @@ def setup(app: web.Application, receiver, *, secure_cookie: bool | None = None,
     app[api.CONSOLE] = console
     console.csp = content_security_policy(getattr(getattr(receiver.config, "map", None),
                                                   "tile_origin", None))
-    console.routes = (api.add_routes(app) + rules_api.add_routes(app)
-                      + tracks_api.add_routes(app))
+    console.routes = add_routes(app)
     app.on_response_prepare.append(_headers)
     sweeper: list[asyncio.Task] = []
 

@@ -23,6 +23,7 @@ from receiver.vehicles.service import VehicleService
 from receiver.web.auth import LoginThrottle, Sessions, StreamLimits, ThrottledLog
 from receiver.web.sessions import SessionStore
 from receiver.web.users import UserStore
+from receiver.workflow_service import Workflow
 
 
 class ConsoleHost(Protocol):
@@ -36,6 +37,7 @@ class ConsoleHost(Protocol):
     supervisor: Supervisor
     connections: ConnectionRegistry
     vehicles: VehicleService
+    workflow: Workflow  # the operator's workflow (receiver.workflow_service)
 
     def account(self, number: str) -> Account | None: ...
 
@@ -43,9 +45,7 @@ class ConsoleHost(Protocol):
 
     def unsubscribe(self, q: Subscription) -> None: ...
 
-    async def acknowledge_alarm(self, alarm_id: int, by: str) -> dict: ...
-
-    async def resolve_alarm(self, alarm_id: int, by: str, note: str | None = None) -> dict: ...
+    def center_names(self) -> dict: ...
 
     async def send_command(self, account: str, command: str, partition: int = 1,
                            arg: int = 0, by: str = "?", timeout: float = ...) -> dict: ...

@@ -36,13 +36,13 @@ import asyncio
 import logging
 import re
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from receiver import hash_slots
 from receiver.web.auth import ADMINISTRATOR, OPERATOR, ROLES, SUPERVISOR  # noqa: F401
 from receiver.web.sessions import MemorySessionStore
 
@@ -57,10 +57,8 @@ MIN_PASSWORD_LEN = 10
 MAX_PASSWORD_LEN = 256
 # Names: what fits in an audit row and a log line without quoting.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-# argon2id with m=64 MiB: two at once on a 2-core receiver bound the
-# memory a login burst can take to 128 MiB and leave a core for the
-# event path.
-MAX_CONCURRENT_HASHES = 2
+# argon2 work at once: one bound for logins and passcodes (receiver.hash_slots).
+MAX_CONCURRENT_HASHES = hash_slots.MAX_CONCURRENT_HASHES
 # How long a statement waits for the receiver's writer lock (the
 # receiver's own BUSY_TIMEOUT_MS is the same).
 BUSY_TIMEOUT_MS = 5000
@@ -68,7 +66,7 @@ BUSY_TIMEOUT_MS = 5000
 MAX_AUDIT_ROWS = 5000
 
 _hasher = argon2.PasswordHasher()
-_hash_slots = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
+_hash_slots = hash_slots.slots
 # Verified against when a name is unknown, so that costs a real verify.
 _DUMMY_HASH = _hasher.hash("not a password of anyone's")
 

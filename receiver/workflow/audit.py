@@ -43,6 +43,10 @@ ESCALATION_RESOLVE = "escalation.resolve"
 ESCALATION_WAIT = "escalation.wait"
 DURESS_RAISED = "duress.raised"
 RESOLVE = "resolve"
+# What the panel said after the alarm (issue 22, CP-01): a user's cancel
+# (406) and a recent closing (459); the receiver attaches them at ingest.
+CANCEL = "cancel"
+RECENT_CLOSE = "recent_close"
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,27 @@ def _resolve(actor, d):
     return s + "."
 
 
+def cancel_words(user, after_s) -> str:
+    """'cancelled by user 3 after 40 s' (what the console shows on the
+    alarm, and the trail's sentence starts with)."""
+    who = "user %d" % user if user is not None else "a user"
+    return "cancelled by %s after %s" % (who, duration_text(after_s or 0))
+
+
+def _cancel(actor, d):
+    s = "%s at the panel (cancel report 406)" % _cap(cancel_words(d.get("user"),
+                                                                  d.get("after_s")))
+    if d.get("left_open"):
+        s += "; left open: %s" % d["left_open"]
+    return s + "."
+
+
+def _recent_close(actor, d):
+    who = "user %d" % d["user"] if d.get("user") is not None else "a user"
+    return ("Recent closing: %s armed the partition just before this alarm (report 459)."
+            % who)
+
+
 def _wait_due(actor, d):
     return "%s: the wait of %d min is over, recheck now." % (
         _cap(step_label(d["position"], d["title"])), d["minutes"])
@@ -183,4 +208,6 @@ SENTENCES = {
         "Duress passcode given by %s on a call with %s: a hold-up alarm was raised for the "
         "site." % (_who(d), actor)),
     RESOLVE: _resolve,
+    CANCEL: _cancel,
+    RECENT_CLOSE: _recent_close,
 }

@@ -43,6 +43,10 @@ class ActionRefused(Exception):
     """An operator's request the rules refuse; the message is for them."""
 
 
+class NotFound(LookupError):
+    """No such alarm, site, contact or note; the message says which."""
+
+
 def read_toml(path: str, what: str) -> dict:
     """The parsed TOML of ``path``; any failure is a WorkflowConfigError
     naming the file (``what``: "plans file", "site file", ...)."""

@@ -244,6 +244,8 @@ class Closing:
     actor: str
     at: float
     override_reason: str | None = None
+    # the receiver's own close: the steps nobody acted on, skipped with why
+    step_changes: tuple = ()
 
     def columns(self) -> dict:
         return {"state": _alarms.RESOLVED, "resolved_by": self.actor, "resolved_at": self.at,
@@ -301,18 +303,26 @@ def auto_close(alarm_id: int, alarm_state: str, claim: _claims.Claim, steps,
                dispositions: _dispositions.Dispositions, key: str, now: float,
                note: str | None = None) -> AutoClose:
     """The receiver resolving by itself (``key``: "restored",
-    "cancelled_by_user").  Only an alarm nobody handles and with no open
-    mandatory step is closed: otherwise the person working it decides, and
-    the event shows on the alarm."""
+    "cancelled_by_user").  Only an alarm nobody works is closed: nobody
+    handles it, and nobody has started its plan and left a mandatory step
+    open (a person who began and stepped away comes back to it).  An alarm
+    nobody touched is closed with its open steps skipped, each with why
+    (the disposition's label): the event made them moot.  Otherwise the
+    person working it decides, and the event shows on the alarm."""
     if alarm_state == _alarms.RESOLVED:
         return AutoClose(None, "the alarm is already resolved")
     if claim.handler is not None:
         return AutoClose(None, "%s works the alarm" % claim.handler)
     left = _steps.open_mandatory(steps)
-    if left:
+    started = [s for s in steps if s.changed_by not in (None, _audit.RECEIVER)]
+    if left and started:
         return AutoClose(None, "%d mandatory step%s open" % (len(left),
                                                              "" if len(left) == 1 else "s"))
     d = dispositions.automatic(key)
+    why = "closed by the receiver: %s" % d.label
+    skips = tuple(_steps.apply(s, _steps.SKIP, _audit.RECEIVER, now, why)
+                  for s in sorted(steps, key=lambda s: s.position) if s.is_open)
     rec = _audit.AuditRecord(alarm_id, now, _audit.RECEIVER, _audit.RESOLVE, {
         "disposition": d.code, "disposition_label": d.label, "category": d.category})
-    return AutoClose(Closing(None, d, note, False, (), (rec,), _audit.RECEIVER, now))
+    return AutoClose(Closing(None, d, note, False, (), tuple(c.audit for c in skips) + (rec,),
+                             _audit.RECEIVER, now, step_changes=skips))

@@ -13,7 +13,9 @@
 //   was loading.  When the server refuses the stream (too many live pages
 //   open), the page reloads its data every GL.POLL_MS and retries.
 // - Every page shows the console-wide warnings (/api/warnings: a dispatch
-//   output failing while an open alarm is routed to it) under the header.
+//   output failing while an open alarm is routed to it) and the escalation
+//   alerts (/api/escalations: an alarm nobody acknowledged in time) under
+//   the header; supervisors' consoles beep for an escalation.
 // - What the number in an event is (zone, user, path ...) and its words
 //   come from the API (number_kind, number_label): never re-derived here.
 "use strict";
@@ -151,6 +153,8 @@ GL.PAGES = [
   ["history", "/history", "History", "view"],
   ["dispatch", "/dispatch", "Dispatch", "view"],
   ["map", "/map", "Map", "view"],
+  ["plans", "/plans", "Plans", "view"],
+  ["supervisor", "/supervisor", "Supervisor queue", "alarm.override"],
   ["reports", "/reports", "Reports", "report.view"],
   ["security", "/security", "Security & audit", "security.view"],
   ["users", "/users", "Users", "users.manage"],
@@ -180,6 +184,10 @@ GL.header = function (current) {
   const top = document.getElementById("top");
   if (!document.getElementById("warnings")) {
     top.after(GL.h("div", {id: "warnings", class: "warnings hidden", role: "alert", "aria-live": "assertive"}));
+  }
+  if (!document.getElementById("alerts")) {
+    document.getElementById("warnings").after(
+      GL.h("div", {id: "alerts", class: "alerts hidden", role: "alert", "aria-live": "assertive"}));
   }
   GL.clear(top).append(
     GL.h("span", {class: "brand", text: "GUARDLINE"}),
@@ -213,6 +221,37 @@ GL.loadWarnings = async function () {
       GL.h("a", {href: "/dispatch", text: "Dispatch view"})));
   }
 };
+// -- escalation alerts: alarms nobody acknowledged in time ---------------------------------
+// A state, not only a message: every page load shows them until someone
+// acknowledges (a console that was reconnecting does not miss one).
+GL.loadAlerts = async function () {
+  let d;
+  try { d = await GL.api("/api/escalations"); } catch (e) { return; }
+  const box = document.getElementById("alerts");
+  if (!box) return;
+  GL.clear(box).classList.toggle("hidden", !d.alarms.length);
+  for (const a of d.alarms) {
+    const what = (GL.CLASS_LABEL[a.event_class] || a.event_class).toUpperCase() + " at " +
+      (a.site_name ? a.site_name + " (account " + a.account + ")" : "account " + a.account);
+    const take = GL.can("alarm.act") && !a.handler ? GL.h("button", {type: "button", class: "take", text: "Take it",
+      onclick: async function () {
+        try { await GL.api("/api/alarms/" + a.id + "/claim", {method: "POST", body: {}}); } catch (e) { /* shown there */ }
+        // the queue opens it (a hash change there, a navigation elsewhere)
+        if (location.pathname === "/" && location.hash === "#alarm-" + a.id) location.reload();
+        else location.href = "/#alarm-" + a.id;
+      }}) : null;
+    box.append(GL.h("p", {class: "alert " + a.event_class, dataset: {alarmId: String(a.id)}},
+      GL.h("strong", {text: "NOT ACKNOWLEDGED"}), " " + what + ": " + a.description +
+      ", not acknowledged within " + a.ack_within_s + " s (raised " + GL.fmtTime(a.created_at) + ")" +
+      (a.claim_banner ? "; " + a.claim_banner : "") + ". ",
+      GL.h("a", {href: "/#alarm-" + a.id, text: "Show"}), take));
+  }
+};
+GL.reloadAlerts = function () {
+  if (GL.alertsTimer) return;
+  GL.alertsTimer = setTimeout(function () { GL.alertsTimer = null; GL.loadAlerts(); }, 300);
+};
+
 GL.reloadWarnings = function () {
   if (GL.warningsTimer) return;
   GL.warningsTimer = setTimeout(function () { GL.warningsTimer = null; GL.loadWarnings(); }, 300);
@@ -221,16 +260,19 @@ GL.reloadWarnings = function () {
 // -- live stream ------------------------------------------------------------------------
 GL.stream = function (handlers) {
   const es = new EventSource("/api/stream");
-  es.addEventListener("hello", function () { GL.setLive(true); GL.loadWarnings(); handlers.load && handlers.load(); });
-  es.addEventListener("resync", function () { GL.loadWarnings(); handlers.load && handlers.load(); });
+  es.addEventListener("hello", function () { GL.setLive(true); GL.loadWarnings(); GL.loadAlerts(); handlers.load && handlers.load(); });
+  es.addEventListener("resync", function () { GL.loadWarnings(); GL.loadAlerts(); handlers.load && handlers.load(); });
   es.addEventListener("logout", function () { es.close(); GL.toLogin(); });
   for (const kind of ["alarm", "event", "supervision", "security", "output", "rules", "position",
-                     "patrol"]) {
+                     "patrol", "workflow", "escalation", "site"]) {
     es.addEventListener(kind, function (ev) {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       // an output started or stopped failing; an alarm opened or closed
       if (kind === "output" || kind === "alarm") GL.reloadWarnings();
+      // an alarm acknowledged ends its alert; an escalation fires one
+      if (kind === "alarm" || kind === "escalation" || kind === "workflow") GL.reloadAlerts();
+      if (kind === "escalation" && msg.escalation === "ack" && GL.can("alarm.override")) GL.beep();
       if (handlers[kind]) handlers[kind](msg);
     });
   }
@@ -269,8 +311,10 @@ GL.start = async function (page, handlers) {
   handlers = handlers || {};
   if (handlers.load) handlers.load();  // the data first, over the API; the stream then updates it
   GL.loadWarnings();
+  GL.loadAlerts();
   GL.stream(handlers);
   // the stream says when an output starts or stops failing; look again now
   // and then in case a message was missed (or the stream was refused)
   setInterval(GL.loadWarnings, 15000);
+  setInterval(GL.loadAlerts, 15000);
 };

@@ -1,5 +1,7 @@
-// The alarm queue: open alarms by priority then age, live; the selected
-// alarm's details, dispatch state and audit trail; acknowledge and resolve.
+// The alarm queue: open alarms by priority then age, live, each with who
+// handles it; the selected alarm's details, dispatch state, its workflow
+// (workflow.js: notes, claim, plan, call list, resolve with a disposition)
+// and audit trail.
 //
 // Which alarm the detail pane shows (Q.mode):
 // - "auto": the top of the queue, followed as the queue changes (a new
@@ -14,11 +16,11 @@
 // picked, or is no longer pending (acknowledged or resolved by anyone).
 "use strict";
 
-// notes: what the operator typed per alarm, kept across live re-renders
-// of the detail panel; shown: the detail data last rendered; banner: the
-// alarm id the banner announces.
-const Q = {alarms: [], selected: null, mode: "auto", known: null, notes: {}, shown: null,
-  banner: null, holds: new Map(), rows: []};
+// shown: the detail data last rendered (what the operator typed lives in
+// WF.drafts, across live re-renders); banner: the alarm id the banner
+// announces; holds, rows: the centre's rules (held zones, incidents).
+const Q = {alarms: [], selected: null, mode: "auto", known: null, shown: null, banner: null,
+  holds: new Map(), rows: []};
 
 // The detail pane's name for the event's number, by its kind (from the API).
 const NUMBER_TITLE = {zone: "Zone", user: "User", path: "Path", count: "Count", none: "Number"};
@@ -42,9 +44,14 @@ function alarmRow(a, row) {
     GL.h("td", {class: "c-site", title: site + (a.site_address ? ", " + a.site_address : "")}, site),
     // narrow screens hide the site column and show the site under the alarm
     GL.h("td", {class: "c-what", title: a.description + " (" + a.contact_id + ")\n" + site},
-      GL.h("div", {class: "what", text: a.description}), GL.h("div", {class: "where muted small", text: site}),
+      GL.h("div", {class: "what"}, a.confirmed ? GL.h("span", {class: "flag confirmed", text: "CONFIRMED"}) : null,
+        a.cancel_event_id ? GL.h("span", {class: "flag cancelled", text: "CANCELLED BY USER"}) : null,
+        a.description), GL.h("div", {class: "where muted small", text: site}),
       row ? GL.rules.rowNotes(row, Q.holds) : null),
-    GL.h("td", {class: "c-state"}, GL.rules.rowState(a, row)));
+    GL.h("td", {class: "c-state"}, GL.rules.rowState(a, row),
+      a.state === "pending" && a.ack_escalated_at ? GL.h("div", {class: "late small", text: "overdue", title: "not acknowledged in time"}) : null,
+      a.handler ? GL.h("div", {class: "small handled"}, WF.claimBanner(a.handler, a.handler_since, true)) :
+        GL.h("div", {class: "muted small", text: "nobody"})));
   tr.addEventListener("click", () => select(a.id, "open"));
   tr.addEventListener("keydown", ev => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(a.id, "open"); } });
   return tr;
@@ -145,20 +152,26 @@ function locationView(loc) {
 
 async function loadDetail() {
   const id = Q.selected;
-  let d, r;
+  let d, r, w;
   try {
-    [d, r] = await Promise.all([GL.api("/api/alarms/" + id), GL.api("/api/alarms/" + id + "/rules")]);
+    [d, r, w] = await Promise.all([GL.api("/api/alarms/" + id), GL.api("/api/alarms/" + id + "/rules"),
+      GL.api("/api/alarms/" + id + "/workflow")]);
   } catch (e) { return; }
   if (id !== Q.selected) return;
-  const json = JSON.stringify([d, r]);
-  if (json === Q.shown) return;  // nothing changed: keep what the operator is doing
+  // the claim's banner counts seconds (the page counts them itself): not a change
+  const json = JSON.stringify([d, r, Object.assign({}, w, {claim: Object.assign({}, w.claim, {banner: ""})})]);
+  if (json === Q.shown) return;  // nothing changed: keep what the operator is doing (a passcode being typed)
   Q.shown = json;
   const a = d.alarm;
-  const hadFocus = document.activeElement && document.activeElement.id === "note";
+  const focused = document.activeElement && document.activeElement.id;
   const box = GL.clear(document.getElementById("detail"));
   box.dataset.alarmId = String(a.id);
+  const ctx = {alarm: a, msg: GL.h("p", {class: "error", role: "alert", id: "act-error"}),
+    reload: async function () { Q.shown = null; await loadQueue(); },
+    typing: function () { if (Q.mode === "auto") Q.mode = "open"; }};  // being handled: do not switch
+  box.append(GL.h("h3", null, GL.badge(a.event_class), " ", a.description));
+  WF.top(box, w, ctx);
   box.append(
-    GL.h("h3", null, GL.badge(a.event_class), " ", a.description),
     kv([
       ["Alarm", "#" + a.id],
       ["State", GL.stateLabel(a.state)],
@@ -191,10 +204,6 @@ async function loadDetail() {
   }
   // the incident, a held zone and the restore (GL.rules, the centre's rules)
   box.append.apply(box, GL.rules.detail(r, a, mid => select(mid, Q.known.has(mid) ? "open" : "kept"), loadQueue));
-  if (d.contacts && d.contacts.length) {
-    box.append(GL.h("h3", {text: "Contacts"}),
-      GL.h("ul", null, d.contacts.map(c => GL.h("li", {text: [c.name, c.role, c.phone].filter(Boolean).join(" · ")}))));
-  }
   box.append(GL.h("h3", {text: "Dispatch"}));
   if (!d.dispatch.length) box.append(GL.h("p", {class: "muted", text: "Not routed to any dispatch centre."}));
   else box.append(GL.h("table", {id: "dispatch"}, GL.h("tbody", null, d.dispatch.map(r => GL.h("tr", null,
@@ -205,44 +214,17 @@ async function loadDetail() {
       r.last_error ? GL.h("div", {class: "muted small last-error",
         text: "Last try " + GL.fmtTime(r.last_attempt_at) + ": " + r.last_error + "."}) : null))))));
 
+  WF.plan(box, w, ctx);
+  WF.calls(box, w, ctx);
+  WF.resolve(box, w, ctx);
+
   box.append(GL.h("h3", {text: "Audit trail"}));
-  box.append(GL.h("ol", {class: "audit", id: "audit"}, d.audit.map(r => GL.h("li", null,
+  box.append(GL.h("ol", {class: "audit", id: "audit"}, w.trail.map(r => GL.h("li", null,
     GL.h("strong", {text: GL.fmtTime(r.at)}), " ", GL.h("span", {class: "what", text: r.text}),
     r.note ? GL.h("span", {class: "note", text: r.note}) : null))));
-
-  if (a.state !== "resolved" && GL.can("alarm.act")) {
-    const actions = GL.h("div", {class: "actions"});
-    const msg = GL.h("p", {class: "error", role: "alert"});
-    if (a.state === "pending") {
-      actions.append(GL.h("button", {type: "button", class: "primary", id: "ack", text: "Acknowledge",
-        onclick: () => act("acknowledge", null, msg)}));
-    }
-    const note = GL.h("textarea", {id: "note", placeholder: "What was done (police dispatched, keyholder called, false alarm…)"});
-    note.value = Q.notes[a.id] || "";
-    note.addEventListener("input", () => {
-      Q.notes[a.id] = note.value;
-      if (Q.mode === "auto") Q.mode = "open";  // being handled: do not switch under the typing
-    });
-    actions.append(GL.h("label", {for: "note", text: "Resolution note"}), note,
-      GL.h("button", {type: "button", id: "resolve", text: "Resolve",
-        onclick: () => act("resolve", note.value, msg)}), msg);
-    box.append(actions);
-    if (hadFocus) note.focus();
-  }
-}
-
-async function act(action, note, msg) {
-  msg.textContent = "";
-  const id = Q.selected;
-  try {
-    await GL.api("/api/alarms/" + id + "/" + action, {method: "POST", body: note === null ? {} : {note: note}});
-    if (action === "resolve") delete Q.notes[id];
-    if (id === Q.banner) hideBanner();
-  } catch (e) {
-    msg.textContent = e.message;
-    return;
-  }
-  await loadQueue();
+  if (a.id === Q.banner && a.state !== "pending") hideBanner();
+  // a re-render keeps the field the operator was in
+  if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
 }
 
 function hideBanner() {
@@ -270,6 +252,15 @@ function newAlarm(msg) {
 
 const reload = GL.debounce(loadQueue, 150);
 
+// A link to an alarm on this page ("/#alarm-N": a duress passcode's new
+// hold-up, an escalation alert's Show) changes only the hash: open it.
+window.addEventListener("hashchange", () => {
+  const linked = location.hash.match(/^#alarm-(\d+)$/);
+  if (!linked || Q.known === null) return;  // the first load opens it
+  const id = parseInt(linked[1], 10);
+  select(id, Q.known.has(id) ? "open" : "kept");
+});
+
 GL.start("queue", {
   load: loadQueue,
   alarm: function (msg) {
@@ -280,4 +271,9 @@ GL.start("queue", {
   // alarm's patrols and audit trail again
   patrol: function () { if (Q.selected !== null) { Q.shown = null; loadDetail(); } },
   rules: reload,  // a held zone counted a signal, a zone released, a test ...
+  // someone worked an alarm (a claim, a step, a call), an escalation fired,
+  // or a site's notes changed: the queue's banners and the detail follow
+  workflow: reload,
+  escalation: reload,
+  site: reload,
 });

@@ -46,10 +46,7 @@ async function load() {
    ["Supervised", a.supervised ? "paths " + a.supervised_paths.join(", ") : "no"]].forEach(([k, v]) =>
     dl.append(GL.h("dt", {text: k}), GL.h("dd", {text: String(v)})));
   info.append(dl);
-  if (a.contacts && a.contacts.length) {
-    info.append(GL.h("h3", {text: "Contacts"}), GL.h("ul", null, a.contacts.map(c =>
-      GL.h("li", {text: [c.name, c.role, c.phone].filter(Boolean).join(" · ")}))));
-  }
+  SW.load();  // notes, contacts and call lists, panel commands (site_workflow.js)
 
   rows(document.querySelector("#site-alarms tbody"), d.open_alarms, al => GL.h("tr", {class: "cls-" + al.event_class},
     GL.h("td", null, GL.badge(al.event_class)), GL.h("td", {class: "num", text: GL.fmtTime(al.created_at)}),
@@ -95,4 +92,4 @@ function mine(msg) {
   const acct = msg.account !== undefined ? msg.account : (msg.event ? msg.event.account : null);
   if (acct === null || acct === undefined || String(acct) === NUMBER) reload();
 }
-GL.start("panels", {load: load, alarm: mine, event: mine, supervision: mine, rules: mine});
+GL.start("panels", {load: load, alarm: mine, event: mine, supervision: mine, rules: mine, site: mine});

@@ -348,7 +348,7 @@ class SQLiteStore(Store):
                     prio, first, carry = carry[0], carry[1], None
                 if first is _STOP:
                     break
-                if type(first) is list:  # from queue_ingests: taken whole
+                if isinstance(first, list):  # from queue_ingests: taken whole
                     batch = first
                 elif first.raw:
                     self._run_raw(loop, conn, first)
@@ -361,7 +361,7 @@ class SQLiteStore(Store):
                         p, _, j = self._wq.get_nowait()
                     except queue.Empty:
                         break
-                    if j is _STOP or (type(j) is not list and j.raw):
+                    if j is _STOP or (not isinstance(j, list) and j.raw):
                         after = j
                         break
                     if not joins_commit(prio, p):

@@ -165,6 +165,28 @@ async def test_a_step_changes_once_and_a_passcode_try_counts_once(store):
     assert r.step.state == "completed"
 
 
+async def test_a_refusal_names_a_step_titled_with_a_full_stop_once(store):
+    wf = Workflow(store, hasher=CHEAP)
+    await wf.load_file("plans", """
+[assign]
+default = "lock"
+[plans.lock]
+title = "Lock up"
+[[plans.lock.steps]]
+kind = "instruction"
+mandatory = true
+title = "Ask the guard to lock the door."
+text = "The guard is on the site's call list."
+""", "plans.toml", "test")
+    await wf.load_file("dispositions", (EX / "dispositions.toml").read_text(),
+                       "examples/dispositions.toml", "test")
+    await bank(store, wf)
+    aid = (await store.ingest(event(wf, 1, 130, "burglary", 2))).alarm_id
+    with pytest.raises(ActionRefused) as refused:
+        await wf.resolve(aid, "olga", "false-user")
+    assert "1. Ask the guard to lock the door. Complete, skip or fail it" in str(refused.value)
+
+
 async def test_resolve_needs_a_disposition_and_no_open_mandatory_step(store):
     wf = await workflow(store)
     await bank(store, wf)

@@ -268,7 +268,7 @@ def decide_resolve(alarm_id: int, alarm_state: str, event_class: str, claim: _cl
     left = tuple(_steps.open_mandatory(steps))
     override = False
     if left:
-        labels = ["%d. %s" % (s.position, s.title) for s in left]
+        labels = ["%d. %s" % (s.position, s.title.rstrip(".")) for s in left]  # ". Complete"
         if override_reason is None or (isinstance(override_reason, str)
                                        and not override_reason.strip()):
             raise ActionRefused(

@@ -179,6 +179,7 @@ class Restorable:
     event_class: str
     state: str
     created_at: float
+    handler: str | None = None  # an operator who took it: the policy leaves it to them
 
 
 @dataclass
@@ -561,11 +562,11 @@ def _restore(p: Plan, o: _Outcome, r: EventRecord, eid: int, st: RulesState,
                                                         r.zone) \
                 and c.created_at <= r.received_at and c.id not in stamped:
             stamped.add(c.id)
-            _decide(p, o, c.id, c.event_class, c.state, r, eid, when, policy)
+            _decide(p, o, c.id, c.event_class, c.state, r, eid, when, policy, c.handler)
 
 
-def _decide(p, o, ref, event_class, state, r, eid, when, policy) -> None:
-    d = hygiene.on_restore(policy.restore, 0, event_class, state, when)
+def _decide(p, o, ref, event_class, state, r, eid, when, policy, handler=None) -> None:
+    d = hygiene.on_restore(policy.restore, 0, event_class, state, when, handler)
     if d.action == hygiene.RESOLVE:
         p.resolves.append(Resolve(ref, state, r.received_at, d.note, eid))
         o.resolved.append(ref)

@@ -108,7 +108,8 @@ _SITE_NEWEST = """SELECT a.incident_id, a.created_at,
                   FROM alarms a JOIN alarms h ON h.id = a.incident_id
                   WHERE a.account = ? AND a.incident_id IS NOT NULL
                   ORDER BY a.created_at DESC, a.id DESC LIMIT 1"""
-_RESTORABLE = """SELECT id, account, code, partition, zone, event_class, state, created_at
+_RESTORABLE = """SELECT id, account, code, partition, zone, event_class, state, created_at,
+                        handler
                  FROM alarms WHERE account = ? AND code = ? AND partition = ? AND zone = ?
                  AND state <> 'resolved' AND restored_at IS NULL ORDER BY id"""
 
@@ -162,7 +163,7 @@ def write_plan(plan: ingest.Plan, alarm_ids):
         aid = plan.alarm_id(r.alarm, alarm_ids)
         done = yield ("""UPDATE alarms SET state = 'resolved', resolved_by = 'receiver',
                          resolved_at = ?, note = ?, disposition = ?
-                         WHERE id = ? AND state = ? RETURNING id""",
+                         WHERE id = ? AND state = ? AND handler IS NULL RETURNING id""",
                       (r.at, r.note, hygiene.RESTORED, aid, r.from_state))
         if done:
             yield ("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note)

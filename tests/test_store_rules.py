@@ -27,6 +27,8 @@ async def operator(store, alarm_id, action, by, note, at):
     wf = Workflow(store, clock=lambda: at)
     if action == "acknowledge":
         return await wf.acknowledge(alarm_id, by)
+    if action == "claim":
+        return await wf.claim(alarm_id, by)
     return await wf.resolve(alarm_id, by, "other", note=note)
 
 T0 = 1_900_000_000.0  # a Sunday in 2030, far from the clock the receiver would read
@@ -200,6 +202,14 @@ async def test_the_restore_policy_resolves_troubles_with_the_disposition_restore
     for aid, ev in ((acked.alarm_id, ac_back.event_id), (intruder.alarm_id, None)):
         x = await store.get_alarm(aid)
         assert x.state != "resolved" and x.restored_at is not None
+    # one an operator took (claimed, still pending): left to them, restore shown
+    taken = await store.ingest(trouble(9, T0 + 70, code=311, dedupe_key="native:9"))
+    await operator(store, taken.alarm_id, "claim", "olga", None, T0 + 71)
+    taken_back = await store.ingest(trouble(10, T0 + 72, qualifier=3, code=311,
+                                            dedupe_key="native:10"))
+    assert taken_back.resolved == ()
+    x = await store.get_alarm(taken.alarm_id)
+    assert (x.state, x.handler, x.restored_at) == ("pending", "olga", T0 + 72)
     # in one batch: the alarm and its restore
     both = await store.ingest_many([trouble(7, T0 + 100, code=309, dedupe_key="native:7"),
                                     trouble(8, T0 + 101, code=309, qualifier=3,

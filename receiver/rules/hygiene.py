@@ -215,12 +215,17 @@ class RestoreDecision:
 
 
 def on_restore(policy: RestorePolicy, alarm_id: int, event_class: str, state: str,
-               restored_at_text: str) -> RestoreDecision:
+               restored_at_text: str, handler: str | None = None) -> RestoreDecision:
     """What a restore does to an alarm it matches (same account, code,
     partition and zone, not resolved, raised before it: the ingest plan
-    finds them).  ``restored_at_text``: the restore's time in words."""
+    finds them).  ``restored_at_text``: the restore's time in words;
+    ``handler``: the operator who took the alarm, if any: the receiver never
+    resolves an alarm under an operator's hands, it only shows the restore."""
     if state == _alarms.RESOLVED:
         raise ValueError("a restore matches only alarms that are not resolved")
+    if handler:
+        return RestoreDecision(alarm_id, STAMP, "restored at %s; %s handles it"
+                               % (restored_at_text, handler))
     if event_class in policy.auto_resolve and (
             state == _alarms.PENDING or not policy.pending_only):
         _alarms.next_state(state, _alarms.RESOLVE)  # the state machine allows it

@@ -144,7 +144,11 @@ class EscalationLoop:
                 _LOGGER.warning("escalation round failed (retrying) error=%s", e)
             delay = ESCALATION_TICK_S if nxt is None else max(
                 0.0, min(ESCALATION_TICK_S, nxt - time.time()))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancel that comes as the event is set (stop() cancels this task
+            # while an alarm wakes it), and the loop then ran on forever
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass

@@ -263,3 +263,27 @@ def test_seqstore_persists_modes_and_command_seq_and_survives_bad_file(tmp_path)
     assert s3.modes == b"" and s3.last_command_seq == 0
     # (the queue floor keeps the counter above anything still queued)
     assert os.path.exists(p)
+
+
+def test_renumber_in_a_full_queue_evicts_nothing_and_keeps_a_position(tmp_path):
+    """Renumbering rewrites the record in its own slot (through the
+    journal): in a full ring nothing is evicted, and a vehicle unit's
+    event keeps its position and text (the journal's own bytes, 57..59,
+    are zero in both slot layouts)."""
+    p = str(tmp_path / "q")
+    q = pqueue.PersistentQueue(p, 4)
+    pos = (52_368_000, 4_882_000, 123, 900, 1, 9, 9, 1_767_600_000, 1)
+    q.append(1, 3, 130, 1, 1, 0, "restore")
+    q.append(2, 1, 122, 1, 6, 0, "hold-up button, van 7", pos)  # 21 bytes: cut to 20
+    q.append(3, 1, 130, 1, 2, 0)
+    q.append(4, 1, 122, 1, 3, 0)
+    m1, m2 = q.read(q.find(1)), q.read(q.find(2))
+    assert m2["text"] == "hold-up button, van " and m2["position"]["lat"] == 52_368_000
+    assert q.renumber(1, 10) and q.renumber(2, 11)
+    assert q.seqs() == [3, 4, 10, 11] and q.dropped == 0
+    assert q.read(q.find(10)) == m1 and q.read(q.find(11)) == m2
+    q.close()
+    assert [s for s, _ in _records(p, 4)] == [3, 4, 10, 11]
+    q = pqueue.PersistentQueue(p, 4)
+    assert q.read(q.find(11)) == m2
+    q.close()

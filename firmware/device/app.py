@@ -5,6 +5,10 @@
 #             new events into the persistent queue
 #   report    every 20 ms: links <-> glpanel sessions (reporter.py), or
 #             SIA DC-09 with "protocol": "dc09" (dc09rep.py)
+#   gps       a vehicle unit's (kind "vehicle", "patrol"): every _GPS_MS
+#             the GNSS UART's bytes -> vunit (NMEA, the vehicle rules, the
+#             report policy); due track points into the track ring
+#             (trackq.py), new events into the persistent queue
 #   board     extra tasks of the board: the control protocol (control.py)
 #             on the sim's socket, or on a hardware board's console in
 #             test mode ("test_mode": true)
@@ -48,6 +52,12 @@ _SUPERVISE_MS = 500  # the supervisor's round
 # the slowest scan the config allows (scan_ms <= 1000 would be 4).
 _STALE_MS = 4000
 _RESTART_MS = 1000  # a dead task is restarted after this
+# The GNSS UART: NMEA 0183 at 9600 baud is 960 bytes/s; a read of up to
+# _GPS_BUF bytes, _GPS_READS times every _GPS_MS, takes 20 KB/s (the sim's
+# replay sped up 20 times sends about 4 KB/s) and never waits.
+_GPS_MS = 50
+_GPS_BUF = 256
+_GPS_READS = 4
 
 
 def open_sequences(queue, path, log):
@@ -122,7 +132,9 @@ class App:
                         "partitions": [], "zones": [], "users": [], "code_salt": None,
                         "eol": dict(C.EOL_DEFAULTS), "utc_offset_min": 0})
         del doc
-        del sys.modules["config"]  # its bytecode is not needed again
+        for m in ("config", "vehicle_config", "cfgutil"):  # their bytecode is not needed again
+            if m in sys.modules:
+                del sys.modules[m]
         del C
         gc.collect()
         import eol
@@ -152,6 +164,15 @@ class App:
         e = cfg["eol"]
         self.cls = eol.Classifier(e["normal_ohms"], e["alarm_ohms"], e["pullup_ohms"])
         self.deb = eol.Debouncer(p.nz, cfg["timings"]["debounce_ms"], now)
+        # a vehicle unit's track points: their own ring (trackq.py), sent by
+        # the native protocol only (a standard DC-09 receiver takes none)
+        self.track = None
+        if p.unit is not None:
+            if cfg.get("protocol") == "dc09":
+                p.unit.tracking = False
+            else:
+                from trackq import TrackRing
+                self.track = TrackRing(board.path("track.dat"))
         rx = cfg["receiver"]
         links = [board.open_link(0, rx["primary"])]
         if rx.get("backup"):
@@ -164,7 +185,7 @@ class App:
         else:
             import reporter
             self.reporter = reporter.Reporter(cfg, self.queue, self.seqs, self.clock, p,
-                                              links, now, self.log)
+                                              links, now, self.log, self.track)
             who = "panel %d" % cfg["account"]
         p.emit(P.Q_NEW, cid.SYSTEM_RESET, 0, 0)
         if not safe:
@@ -189,8 +210,9 @@ class App:
         for _ in range(2):  # a 624 from the first pass is queued in the second
             if p.out:
                 t = self.clock.now(now_ms)
+                pos = p.position(now_ms)  # a vehicle unit's, where it is now
                 for qual, code, part, zone, text in p.out:
-                    q.append(self.seqs.take(), qual, code, part, zone, t, text)
+                    q.append(self.seqs.take(), qual, code, part, zone, t, text, pos)
                 p.out.clear()
             lost = q.dropped + p.overflow
             if lost == self.lost and not p.q_over:
@@ -279,6 +301,26 @@ class App:
             t.beat = self.ticks()  # a whole loop done
             await asyncio.sleep_ms(self.scan_ms)
 
+    async def gps(self, t):
+        """A vehicle unit's GNSS receiver: its UART's bytes to the unit."""
+        b = self.board
+        u = self.panel.unit
+        buf = bytearray(_GPS_BUF)
+        while True:
+            for _ in range(_GPS_READS):
+                now = ticks_ms()
+                n = b.gps_read(buf)
+                u.gps(buf, n, now)
+                if u.points:
+                    for reason, pos in u.points:
+                        self.track.append(reason, pos)
+                    u.points.clear()
+                if n < _GPS_BUF:
+                    break
+            self.drain(now)
+            t.beat = ticks_ms()
+            await asyncio.sleep_ms(_GPS_MS)
+
     async def report(self, t):
         while True:
             self.report_step(self.ticks())
@@ -360,6 +402,8 @@ class App:
         if not self.halted:
             self._supervise("scan", self.scan, True)
             self._supervise("report", self.report, True)
+            if self.panel.unit is not None:
+                self._supervise("gps", self.gps, True)
         bts = self.board.tasks(self)
         for k in range(len(bts)):
             self._supervise("control" if k == 0 else "board%d" % k,
@@ -376,4 +420,6 @@ def run(board):
     finally:
         if app.panel is not None:
             app.queue.close()
+            if app.track is not None:
+                app.track.close()
     return app.exit_code or 0

@@ -44,6 +44,9 @@ REPORT_LIMITS = {
     "moving_m": (200, 10, 100000),
     "turn_deg": (30, 0, 180),  # 0: no turn points
     "alarm_s": (5, 1, 600),
+    # after an alarm of the panel itself (hold-up, duress, tilt: a 1xx the
+    # unit reports), points every alarm_s for this long (vunit.py)
+    "after_alarm_s": (600, 0, 86400),
     "parked_s": (900, 60, 86400),
     "min_s": (2, 1, 600),
 }

@@ -172,7 +172,8 @@ class App:
                 p.unit.tracking = False
             else:
                 from trackq import TrackRing
-                self.track = TrackRing(board.path("track.dat"))
+                self.track = TrackRing(board.path("track.dat"),
+                                       cfg["vehicle"]["report"]["track_points"])
         rx = cfg["receiver"]
         links = [board.open_link(0, rx["primary"])]
         if rx.get("backup"):

@@ -47,13 +47,12 @@ _ST_DONE = const(0x44)  # 'D'
 _POS_OFF = const(7)
 _CRC_OFF = const(28)
 MSG_POSITION = const(0x04)  # glwire.MSG_POSITION (a DC-09 unit never loads glwire)
-# 96 points (3 KB of flash, 384 bytes of RAM): at one point every 30 s
-# while driving, 48 minutes of track before the ring coalesces.
-DEFAULT_SLOTS = const(96)
 
 
 class TrackRing:
-    def __init__(self, path, slots=DEFAULT_SLOTS, opener=open):
+    """`slots`: the config's vehicle.report.track_points (vehicle_config.py)."""
+
+    def __init__(self, path, slots, opener=open):
         self.n = slots
         self.coalesced = 0  # points dropped to make room
         self.torn = 0  # slots found written but not committed, or bad, at boot

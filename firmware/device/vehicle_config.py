@@ -49,6 +49,9 @@ REPORT_LIMITS = {
     "after_alarm_s": (600, 0, 86400),
     "parked_s": (900, 60, 86400),
     "min_s": (2, 1, 600),
+    # track points kept while there is no link (trackq.py: 32 bytes of
+    # flash and 4 of RAM each; 96 = 48 min of driving at one per 30 s)
+    "track_points": (96, 8, 1024),
 }
 SECTIONS = ("allowed_zones", "corridor", "ignition_schedule", "report", "max_hdop")
 

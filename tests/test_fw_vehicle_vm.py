@@ -1,0 +1,214 @@
+"""The vehicle unit end to end: the firmware under the real MicroPython VM
+(firmware.sim, the sim board) driving examples/route_city.gpx (replayed by
+firmware.gpsreplay onto the sim's GNSS socket, sped up), reporting to this
+project's receiver (real listeners, real SQLite store) in the test's event
+loop; checks on what the receiver stored.
+
+What the receiver keeps of a position today: a DC-09 event's [X][Y]
+extended data (its `location`); a native EVENT's position extension is
+decoded and not stored, and a POSITION message is answered NAK
+"unsupported" (the firmware then drops that track point and counts it).
+So the position at the receiver is checked through DC-09 here, and the
+order of positions against alarms on firmware.testing.TinyReceiver (the
+real glwire codec, which ACKs POSITION and records every frame in
+arrival order)."""
+
+import asyncio
+import json
+import os
+import shutil
+
+import pytest
+
+from firmware import REPO
+from firmware import sim as fwsim
+from firmware.testing import TEST_KEY, SimPanel, TinyReceiver
+from protocol.lean import glwire as w
+from receiver.config import Config
+from receiver.store import Account
+from receiver.testing import running_receiver, wait_until
+
+pytestmark = pytest.mark.micropython
+
+if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+    pytest.skip("no micropython binary", allow_module_level=True)
+
+ROUTE = os.path.join(REPO, "examples", "route_city.gpx")
+ACCOUNT = 4242
+DC09_ACCOUNT = "7A07"
+NEW, RESTORE = 1, 3
+SPEEDUP = 10  # route seconds per wall second
+# zone ids in examples/van.json
+COMPARTMENT, HOLDUP, ANTENNA = 1, 6, 8
+# the drive leaves its corridor where it keeps east past the planned turn
+# at 4.886 (examples/van.json): between these, on the street it took
+OFF_LAT = (52.3679, 52.3731)
+OFF_LON = (4.8870, 4.8906)
+
+
+def van(port, protocol="native", **report):
+    with open(os.path.join(REPO, "examples", "van.json")) as f:
+        cfg = json.load(f)
+    cfg["account"] = ACCOUNT
+    cfg["key"] = TEST_KEY.hex()
+    for p in ("primary", "backup"):
+        cfg["receiver"][p]["port"] = port
+    cfg["timings"].update({"debounce_ms": 50, "scan_ms": 20, "ack_timeout_ms": 400,
+                           "max_backoff_ms": 2000, "fail_after": 2, "heartbeat_s": 20,
+                           "backup_heartbeat_s": 20})
+    v = cfg["vehicle"]
+    v["corridor"]["exit_after_s"] = 2  # 20 route seconds at SPEEDUP
+    del v["ignition_schedule"]  # the test may run at any hour
+    v["report"].update(report)
+    if protocol == "dc09":
+        del cfg["account"], cfg["key"]
+        cfg["protocol"] = "dc09"
+        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": TEST_KEY.hex(), "line": "1",
+                       "receiver_no": "1"}
+    return cfg
+
+
+def rx_account(cfg, protocol="native"):
+    return Account(DC09_ACCOUNT if protocol == "dc09" else str(ACCOUNT), TEST_KEY,
+                   protocol=protocol, panel_kind="vehicle",
+                   zones={str(z["id"]): z["name"] for z in cfg["zones"]},
+                   partitions={"1": "van"}, supervised=False)
+
+
+async def stored(rx, account, code, qualifier=NEW, timeout=60, **fields):
+    async def find():
+        return [e for e in await rx.store.list_events(account=account)
+                if e.code == code and e.qualifier == qualifier
+                and all(getattr(e, k) == v for k, v in fields.items())]
+    return await wait_until(find, timeout, what="%03d q%d stored" % (code, qualifier))
+
+
+async def ctl(panel, **req):
+    r = await asyncio.to_thread(panel.ctl, req)
+    assert r["ok"], r
+    return r
+
+
+async def state(panel):
+    return await asyncio.to_thread(panel.ctl, {"cmd": "state", "brief": True})
+
+
+async def test_van_leaves_its_corridor_opens_its_compartment_and_is_jammed(tmp_path):
+    """Native protocol: 170 when the drive leaves the planned corridor,
+    133 (zone: the compartment) when the compartment opens out there,
+    344 when the fix goes with the antenna input tripped, and its restore;
+    the receiver NAKs the track points (no POSITION support yet) and the
+    van neither fails over nor drops an event for it."""
+    cfg0 = van(0)
+    conf = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)], udp=[("127.0.0.1", 0)])
+    async with running_receiver(conf, [rx_account(cfg0)]) as rx:
+        cfg = van(rx.addresses["tcp"][0][1])
+        cfg["receiver"]["backup"]["port"] = rx.addresses["udp"][0][1]
+        panel = SimPanel(cfg, str(tmp_path / "van"))
+        try:
+            await stored(rx, str(ACCOUNT), 305)
+            panel.drive(ROUTE, SPEEDUP)
+            [ev] = await stored(rx, str(ACCOUNT), 170)
+            assert ev.event_class == "burglary" and ev.zone == 0
+            assert ev.description.startswith("Vehicle left its route corridor")
+            st = (await state(panel))["vehicle"]
+            assert st["rules"]["left route corridor"] == "raised"
+            assert OFF_LAT[0] <= st["lat"] <= OFF_LAT[1] + 0.003  # it drives on
+            await ctl(panel, cmd="zone", zone=COMPARTMENT, state="alarm")
+            [ev] = await stored(rx, str(ACCOUNT), 133, zone=COMPARTMENT)
+            assert ev.description == \
+                "24-hour burglary (safe/vault), zone 1 (cash compartment door), van"
+            await ctl(panel, cmd="gps", jam=True, antenna=True)
+            [ev] = await stored(rx, str(ACCOUNT), 344)
+            assert ev.event_class == "trouble"
+            await ctl(panel, cmd="gps", jam=False, antenna=False)
+            await stored(rx, str(ACCOUNT), 344, RESTORE)
+            # the native position extension is not kept by the receiver (yet)
+            assert all(e.ext is None for e in await rx.store.list_events(account=str(ACCOUNT)))
+
+            async def refused():
+                t = (await state(panel))["reporter"]["track"]
+                return t["refused"] > 0 and t
+            track = await wait_until(refused, 30, what="a track point NAKed unsupported")
+            assert track["delivered"] == 0
+            rep = (await state(panel))["reporter"]
+            assert rep["active_path"] == 1 and rep["dropped"] == 0
+            assert [p["events_ok"] for p in rep["paths"]] == [True, True]
+            assert not [e for e in await rx.store.list_events(account=str(ACCOUNT))
+                        if e.code in (350, 354)]
+        finally:
+            await asyncio.to_thread(panel.close)
+
+
+async def test_dc09_van_alarms_carry_their_position_to_the_receiver(tmp_path):
+    """SIA DC-09: the 170 and a silent hold-up arrive with the van's
+    position in [X][Y]; the receiver stores it as the event's location."""
+    cfg0 = van(0, "dc09")
+    conf = Config(db=str(tmp_path / "rx.db"), dc09_tcp=[("127.0.0.1", 0)],
+                  dc09_udp=[("127.0.0.1", 0)])
+    async with running_receiver(conf, [rx_account(cfg0, "dc09")]) as rx:
+        cfg = van(rx.addresses["dc09_tcp"][0][1], "dc09")
+        cfg["receiver"]["backup"]["port"] = rx.addresses["dc09_udp"][0][1]
+        panel = SimPanel(cfg, str(tmp_path / "van"))
+        try:
+            await stored(rx, DC09_ACCOUNT, 305)
+            panel.drive(ROUTE, SPEEDUP)
+            [ev] = await stored(rx, DC09_ACCOUNT, 170)
+            loc = ev.location
+            assert loc is not None, ev.ext
+            assert OFF_LAT[0] <= loc["lat"] <= OFF_LAT[1] and OFF_LON[0] <= loc["lon"] <= OFF_LON[1]
+            await ctl(panel, cmd="zone", zone=HOLDUP, state="alarm")
+            [ev] = await stored(rx, DC09_ACCOUNT, 122, zone=HOLDUP)
+            assert ev.event_class == "holdup" and ev.location is not None
+            st = (await state(panel))["vehicle"]
+            assert abs(ev.location["lat"] - st["lat"]) < 0.002
+            assert abs(ev.location["lon"] - st["lon"]) < 0.002
+            assert not (await ctl(panel, cmd="outputs"))["siren"]  # a hold-up is silent
+            assert (await state(panel))["reporter"].get("track") is None  # no track on DC-09
+        finally:
+            await asyncio.to_thread(panel.close)
+
+
+def test_without_a_link_alarms_wait_ahead_of_a_coalesced_track(tmp_path):
+    """The network is down while the van drives: the compartment opens
+    (133), the track ring (8 points here) fills and coalesces, the hold-up
+    button is pressed (122).  When the link is back, every event queued
+    meanwhile arrives before the first track point, none is dropped, and
+    the track points arrive oldest first, the first and the latest kept."""
+    with TinyReceiver(ACCOUNT) as rx:
+        cfg = van(rx.port, track_points=8, alarm_s=1, min_s=1, moving_s=5)
+        panel = SimPanel(cfg, str(tmp_path / "van"))
+        try:
+            panel.wait(lambda: rx.find(305), 30, "boot")
+            panel.ctl({"cmd": "net", "up": False})
+            frames0 = len(rx.frames)
+            panel.drive(ROUTE, SPEEDUP)
+            panel.wait(lambda: panel.state()["vehicle"]["fix"] == "valid", 20, "a fix")
+            panel.ctl({"cmd": "zone", "zone": COMPARTMENT, "state": "alarm"})
+            panel.wait(lambda: panel.state()["reporter"]["track"]["coalesced"] >= 4, 60,
+                       "the track ring full and coalescing")
+            panel.ctl({"cmd": "zone", "zone": HOLDUP, "state": "alarm"})
+            st = panel.state()["reporter"]
+            assert st["track"]["queued"] == 8
+            queued_events = st["queue"]
+            panel.ctl({"cmd": "net", "up": True})
+            panel.wait(lambda: panel.state()["reporter"]["queue"] == 0 and
+                       panel.state()["reporter"]["track"]["queued"] == 0, 60, "all delivered")
+            after = rx.frames[frames0:]
+            kinds = [m["type"] for _path, _seq, m, _fl in after]
+            first_pos = kinds.index(w.MSG_POSITION)
+            events_before = [m for _p, _s, m, _f in after[:first_pos] if m["type"] == w.MSG_EVENT]
+            assert len({(m["code"], m["qualifier"], m["zone"]) for m in events_before}) >= \
+                queued_events
+            codes = [(m["code"], m["zone"]) for m in events_before]
+            assert (133, COMPARTMENT) in codes and (122, HOLDUP) in codes
+            positions = [m["position"] for _p, _s, m, _f in after if m["type"] == w.MSG_POSITION]
+            times = [p["fix_time"] for p in positions]
+            assert times == sorted(times) and len(times) >= 8
+            assert times[0] - 1_767_600_000 < 30  # the first point of the drive was kept
+            assert panel.state()["reporter"]["dropped"] == 0
+            # events with their position: the 133 where it was opened, out of every zone
+            ev = rx.find(133, zone=COMPARTMENT)[0]
+            assert ev["position"]["flags"] & w.POS_VALID
+        finally:
+            panel.close()

@@ -9,6 +9,16 @@ receiver has ACKed every event.  A heap size passes if the panel never
 raised MemoryError and every event arrived, in each of ``--repeat`` runs.
 The smallest passing size is found by bisection (8 KiB steps).
 
+``--panel van``: the cash-in-transit van (examples/van.json, a vehicle
+unit, docs/mobile.md).  Workload: boot, drive examples/route_city.gpx
+(replayed ten times faster on the sim's GNSS socket) until it leaves its
+corridor (170), open the cash compartment out there (133), press the
+hold-up button (122), trip the tilt sensor (174), jam the GPS with the
+antenna input tripped (344), cut the main power (301), report positions
+all along (POSITION track points, faster during the alarm), then restore
+everything, and wait until the receiver has ACKed every event and every
+track point.
+
 ``--protocol native`` (default) reports in Guardline's native protocol to
 ``testkit.tiny_receiver.TinyReceiver``; ``--protocol dc09`` in SIA DC-09
 (ADM-CID, AES-256) to ``TinyDc09Receiver``, the same workload.
@@ -35,11 +45,11 @@ Reported:
 The unix port is 64-bit: every object pointer is 8 bytes, twice an ESP32's
 or RP2040's, so the figures overstate a 32-bit board's needs.
 
-    .venv/bin/python bench/bench_firmware_heap.py [--protocol native|dc09] [--romfs]
-                                                  [--lo 64] [--hi 256] [--repeat 1]
+    .venv/bin/python bench/bench_firmware_heap.py [--panel bank|van] [--protocol native|dc09]
+                                                  [--romfs] [--lo 64] [--hi 256] [--repeat 1]
 
-Writes bench/results/firmware_heap[_dc09][_romfs].json; docs/firmware.md
-quotes them.
+Writes bench/results/firmware_heap[_van][_dc09][_romfs].json; docs/firmware.md
+(and docs/mobile.md for the van) quote them.
 """
 
 import argparse
@@ -72,6 +82,10 @@ COMMON = ("fwutil", "hal", "board_sim", "app", "eol", "cid", "arming", "users", 
           "pqueue", "seqstore", "clock", "links")
 BY_PROTOCOL = {"native": ("glwire", "glpanel", "reporter"), "dc09": ("gldc09", "dc09rep")}
 SIM = ("control", "simctl")
+# a vehicle unit's, in the order panel.py and app.py import them
+VEHICLE = ("geo", "nmea", "vehicle", "vunit", "trackq")
+ROUTE = ROOT / "examples" / "route_city.gpx"
+VAN_CODES = (170, 133, 122, 174, 344, 301)  # what the van workload must deliver
 
 
 def bank_config(port: int, protocol: str = "native") -> dict:
@@ -94,38 +108,93 @@ def bank_config(port: int, protocol: str = "native") -> dict:
     return cfg
 
 
+def van_config(port: int, protocol: str = "native") -> dict:
+    with open(ROOT / "examples" / "van.json") as f:
+        cfg = json.load(f)
+    cfg["account"] = 4242
+    cfg["key"] = KEY.hex()
+    for p in ("primary", "backup"):
+        cfg["receiver"][p]["port"] = port
+    cfg["timings"].update({"debounce_ms": 50, "ac_loss_delay_s": 0, "ack_timeout_ms": 1000})
+    cfg["vehicle"]["corridor"]["exit_after_s"] = 2  # 20 route seconds at ten times
+    del cfg["vehicle"]["ignition_schedule"]  # the bench may run at any hour
+    if protocol == "dc09":
+        del cfg["account"], cfg["key"]
+        cfg["protocol"] = "dc09"
+        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": KEY.hex(), "line": "1",
+                       "receiver_no": "1"}
+    return cfg
+
+
+def van_workload(p, rx, protocol: str) -> None:
+    """The van's part of a run (see the module's docstring)."""
+    from protocol.lean import glwire as w
+
+    p.wait(lambda: rx.find(305), timeout=20, what="boot")
+    p.drive(str(ROUTE), 10)
+    p.wait(lambda: rx.find(170), timeout=60, what="170 off the corridor")
+    for z in (1, 6, 9):  # compartment, hold-up button, tilt
+        p.ctl({"cmd": "zone", "zone": z, "state": "alarm"})
+    p.ctl({"cmd": "gps", "jam": True, "antenna": True})
+    p.ctl({"cmd": "ac", "on": False})
+    p.wait(lambda: all(rx.find(c) for c in VAN_CODES), timeout=60, what="alarms")
+    for z in (1, 6, 9):
+        p.ctl({"cmd": "zone", "zone": z, "state": "normal"})
+    p.ctl({"cmd": "gps", "jam": False, "antenna": False})
+    p.ctl({"cmd": "ac", "on": True})
+    p.wait(lambda: rx.find(344, w.Q_RESTORE) and rx.find(301, w.Q_RESTORE), timeout=60,
+           what="restores")
+    if protocol == "native":
+        p.wait(lambda: len(rx.of_type(w.MSG_POSITION)) >= 5, timeout=60, what="track points")
+
+    def drained():
+        r = p.ctl({"cmd": "state", "brief": True})["reporter"]
+        return r["queue"] == 0 and (r["track"] is None or r["track"]["queued"] == 0)
+    p.wait(drained, timeout=60, what="queue and track drained")
+
+
 def receiver(protocol: str):
     if protocol == "dc09":
         return TinyDc09Receiver(DC09_ACCOUNT, KEY)
     return TinyReceiver(4242, KEY)
 
 
-def workload(bundle: str, heap_kib: int, tmp: str, protocol: str = "native") -> dict:
+def bank_workload(p, rx) -> None:
+    """The bank's part of a run (see the module's docstring)."""
+    p.wait(lambda: rx.find(305), timeout=20, what="boot")
+    for part in (1, 2, 3, 4):
+        r = p.ctl({"cmd": "key", "code": "1234", "action": "arm_away", "partition": part})
+        assert r.get("result_name") == "ok", r
+    for z in TRIPS:
+        p.ctl({"cmd": "zone", "zone": z, "state": "alarm"})
+    p.ctl({"cmd": "ac", "on": False})
+    p.wait(lambda: len(rx.find(130) + rx.find(122) + rx.find(120) + rx.find(110)) >= 4
+           and rx.find(301), timeout=30, what="alarms")
+    for z in TRIPS:
+        p.ctl({"cmd": "zone", "zone": z, "state": "normal"})
+    for part in (1, 2, 3, 4):
+        p.ctl({"cmd": "key", "code": "1234", "action": "disarm", "partition": part})
+    p.wait(lambda: p.ctl({"cmd": "state", "brief": True})["reporter"]["queue"] == 0
+           and len(rx.find(401)) >= 4, timeout=60, what="queue drained")
+
+
+def workload(bundle: str, heap_kib: int, tmp: str, protocol: str = "native",
+             panel: str = "bank") -> dict:
     rx = receiver(protocol)
     state = os.path.join(tmp, "h%d-%d" % (heap_kib, time.monotonic_ns()))
-    p = PanelProcess(bank_config(rx.port, protocol), state, heapsize="%dk" % heap_kib,
-                     bundle=bundle)
+    cfg = van_config(rx.port, protocol) if panel == "van" else bank_config(rx.port, protocol)
+    p = PanelProcess(cfg, state, heapsize="%dk" % heap_kib, bundle=bundle)
     out = {"heap_kib": heap_kib, "ok": False}
     try:
-        p.wait(lambda: rx.find(305), timeout=20, what="boot")
-        for part in (1, 2, 3, 4):
-            r = p.ctl({"cmd": "key", "code": "1234", "action": "arm_away", "partition": part})
-            assert r.get("result_name") == "ok", r
-        for z in TRIPS:
-            p.ctl({"cmd": "zone", "zone": z, "state": "alarm"})
-        p.ctl({"cmd": "ac", "on": False})
-        p.wait(lambda: len(rx.find(130) + rx.find(122) + rx.find(120) + rx.find(110)) >= 4
-               and rx.find(301), timeout=30, what="alarms")
-        for z in TRIPS:
-            p.ctl({"cmd": "zone", "zone": z, "state": "normal"})
-        for part in (1, 2, 3, 4):
-            p.ctl({"cmd": "key", "code": "1234", "action": "disarm", "partition": part})
-        p.wait(lambda: p.ctl({"cmd": "state", "brief": True})["reporter"]["queue"] == 0
-               and len(rx.find(401)) >= 4, timeout=60, what="queue drained")
+        if panel == "van":
+            van_workload(p, rx, protocol)
+        else:
+            bank_workload(p, rx)
         st = p.ctl({"cmd": "state", "brief": True})
         live = p.ctl({"cmd": "gc"})
         out.update(ok="MemoryError" not in p.console(), mem_min_free=st["mem_min_free"],
-                   live_after_gc=live["mem_alloc"], events=len(rx.event_list()))
+                   live_after_gc=live["mem_alloc"], events=len(rx.event_list()),
+                   positions=len(rx.of_type(0x04)) if protocol == "native" else 0)  # POSITION
     except (AssertionError, RuntimeError, TimeoutError, OSError) as e:
         out["error"] = str(e).splitlines()[0][:200]
     finally:
@@ -238,7 +307,7 @@ def find_min(bundle: str, tmp: str, a) -> tuple[dict, list]:
     def passes(kib):
         rs = []
         for _ in range(a.repeat):
-            r = workload(bundle, kib, tmp, a.protocol)
+            r = workload(bundle, kib, tmp, a.protocol, a.panel)
             runs.append(r)
             print(r, flush=True)
             rs.append(r)
@@ -266,6 +335,7 @@ def find_min(bundle: str, tmp: str, a) -> tuple[dict, list]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--panel", choices=("bank", "van"), default="bank")
     ap.add_argument("--protocol", choices=("native", "dc09"), default="native")
     ap.add_argument("--romfs", action="store_true",
                     help="run the bundle from a ROMFS image (bytecode executed in place)")
@@ -274,7 +344,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per heap size; a size passes only if all pass")
     a = ap.parse_args()
-    modules = COMMON + BY_PROTOCOL[a.protocol] + SIM
+    modules = COMMON + (VEHICLE if a.panel == "van" else ()) + BY_PROTOCOL[a.protocol] + SIM
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
         for board in ("sim", "esp32", "rp2"):
@@ -299,7 +369,7 @@ def main() -> int:
             "micropython": subprocess.run([vm.micropython(), "-c",
                                            "import sys;print(sys.version)"],
                                           capture_output=True, text=True).stdout.strip(),
-            "protocol": a.protocol, "romfs": a.romfs, "repeat": a.repeat,
+            "panel": a.panel, "protocol": a.protocol, "romfs": a.romfs, "repeat": a.repeat,
             "mpy_bytes": {b: sizes[b]["total"] for b in sizes},
             "mpy_files_sim": sizes["sim"]["files"],
             "min_heap_kib": best["heap_kib"],
@@ -313,7 +383,8 @@ def main() -> int:
             "runs": runs,
             "seconds": round(time.monotonic() - t0, 1),
         }
-    name = "firmware_heap" + ("_dc09" if a.protocol == "dc09" else "") + \
+    name = "firmware_heap" + ("_van" if a.panel == "van" else "") + \
+        ("_dc09" if a.protocol == "dc09" else "") + \
         ("_romfs" if a.romfs else "") + ".json"
     out = ROOT / "bench" / "results" / name
     out.parent.mkdir(exist_ok=True)

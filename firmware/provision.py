@@ -348,10 +348,13 @@ def guess_zone_type(name: str, kind: str, example_type: str | None) -> tuple[str
     return "instant", "default"
 
 
+EXAMPLE_OF_KIND = {"vehicle": "van"}  # examples/van.json: a cash-in-transit van
+
+
 def base_config(kind: str) -> dict:
     if kind not in _config.KINDS:
         raise ProvisionError("--kind: %r is not one of %s" % (kind, ", ".join(_config.KINDS)))
-    path = os.path.join(EXAMPLES_DIR, "%s.json" % kind)
+    path = os.path.join(EXAMPLES_DIR, "%s.json" % EXAMPLE_OF_KIND.get(kind, kind))
     if not os.path.exists(path):
         raise ProvisionError("no example config for %s panels at %s" % (kind, path))
     return read_json(path)

@@ -320,3 +320,33 @@ def test_wire_values_repeated_in_the_unit_are_glwires():
                                                         vunit.IN_IGNITION, vunit.IN_ANTENNA)] \
         == ["compartment", "vehicle_door", "ignition", "antenna"]
     assert C.VEHICLE_ZONES == P.ZONE_TYPES[P.Z_COMPARTMENT:]
+
+
+def test_walk_test_knows_what_every_zone_type_reports_in_walk_test_mode():
+    from firmware import walktest
+    for k, t in enumerate(P.ZONE_TYPES):
+        assert walktest.WALK_EXPECTED[t] == (P.WALK_CODE[k],), t
+
+
+@pytest.mark.parametrize("kind", ["vehicle", "patrol"])
+def test_new_config_for_a_vehicle_kind_starts_from_its_example(kind):
+    from firmware import provision
+    doc = provision.base_config(kind)
+    assert doc["kind"] == kind and "vehicle" in doc
+
+
+def test_a_vehicle_alarm_ends_the_abort_window_and_goes_after_what_it_held():
+    """Parked and armed, the driver's door starts the entry delay, then
+    the abort window holds its alarm (CP-01); the cash compartment opens:
+    a 133 is never held, and the held door alarm goes out first."""
+    p = make()
+    assert p.keypad("1234", P.K_ARM_AWAY, 1, 0, 0) == P.R_OK
+    p.tick(31_000)  # exit delay over: armed away
+    take(p)
+    zone(p, DRIVER, eol.ALARM, 40_000)
+    p.tick(56_000)  # entry delay (15 s) over: alarm, held in the abort window
+    assert p.parts[0].state == P.A.ALARM_HELD and take(p) == []
+    zone(p, COMPARTMENT, eol.ALARM, 57_000)
+    # the door's alarm and its recent closing (held with it), then the 133
+    assert take(p) == [(1, 134, 1, DRIVER), (1, 459, 1, 1), (1, 133, 1, COMPARTMENT)]
+    assert p.parts[0].state == P.A.ALARM

@@ -368,6 +368,14 @@ class Panel:
         if self.unit is not None:
             self.unit.emitted(q, code)
 
+    def vehicle_event(self, q, code, part, zone, text, now_ms):
+        """An event of the vehicle rules (vunit.py).  Their alarms are
+        never held (CP-01): what the partition's abort window holds goes
+        first, as for any alarm that is not held."""
+        if q == Q_NEW and part in self.pidx:
+            self._flush(self.parts[self.pidx[part]], now_ms)
+        self.emit(q, code, part, zone, text)
+
     def position(self, now_ms):
         """The position an event queued now carries (vunit.Unit.position),
         None for a fixed panel or a vehicle without a fix yet."""

@@ -12,7 +12,7 @@
 #   - the patrol status ("patrol"): available, dispatched, on scene, set
 #     by the crew at the keypad and reported as 470, 471, 472 (zone = the
 #     user who set it).
-# Its events go to the panel's `out` (Panel.emit), so they are queued,
+# Its events go to the panel's `out` (Panel.vehicle_event), so they are queued,
 # numbered and reported like every panel event; app.py attaches
 # `position()` to each event it queues, and a track point carries it too.
 #
@@ -65,13 +65,13 @@ class Unit:
 
     # -- the panel's events -------------------------------------------------------
 
-    def _merge(self):
+    def _merge(self, now_ms):
         """The rules' events into the panel's (numbered, queued, reported
-        like every panel event)."""
+        like every panel event; an alarm ends an abort window first)."""
         r = self.rules
         p = self.panel
         for q, code, part, zone, text in r.out:
-            p.emit(q, code, part, zone, text)
+            p.vehicle_event(q, code, part, zone, text, now_ms)
         r.out.clear()
         if r.overflow:
             p.overflow += r.overflow  # reported as 624 like the panel's own
@@ -89,13 +89,13 @@ class Unit:
         then the report policy."""
         if n and self.reader.feed(data, n) & (nmea.GOT_GGA | nmea.GOT_RMC):
             self.rules.fix(self.reader.fix, now_ms)
-            self._merge()
+            self._merge(now_ms)
         self.report(now_ms)
 
     def tick(self, now_ms):
         """The rules' timers (from Panel.tick, every scan)."""
         self.rules.tick(now_ms)
-        self._merge()
+        self._merge(now_ms)
 
     def input(self, kind, zone, on, now_ms, unix):
         """A vehicle input changed (IN_*): open / on / tampered, or not."""
@@ -109,7 +109,7 @@ class Unit:
             r.ignition_input(on, now_ms, unix, zone)
         else:
             r.antenna_input(on, now_ms)
-        self._merge()
+        self._merge(now_ms)
 
     def set_status(self, k, partition, user):
         """The crew set the patrol status k (PATROL_STATUS) at the keypad."""

@@ -69,12 +69,13 @@ sys.path.insert(0, str(ROOT))
 
 from firmware import build as fwbuild  # noqa: E402
 from testkit import vm  # noqa: E402
+from testkit.configs import TEST_DC09_ACCOUNT, TEST_KEY, example_config, van_config  # noqa: E402
 from testkit.panel import PanelProcess  # noqa: E402
 from testkit.tiny_receiver import TinyDc09Receiver, TinyReceiver  # noqa: E402
 
 TRIPS = [6, 17, 23, 31, 2, 15, 29, 11]  # safe deposit PIR, hold-up, panic, fire, seismic, ...
-DC09_ACCOUNT = "12AB"
-KEY = bytes(range(32))  # AES-256 for DC-09 (the unix port has no AES-192)
+DC09_ACCOUNT = TEST_DC09_ACCOUNT
+KEY = TEST_KEY  # AES-256 for DC-09 (the unix port has no AES-192)
 
 # Modules in the order app.py imports them (config is imported first and
 # unloaded before the rest; its cost is shown but not in code_heap).
@@ -89,40 +90,11 @@ VAN_CODES = (170, 133, 122, 174, 344, 301)  # what the van workload must deliver
 
 
 def bank_config(port: int, protocol: str = "native") -> dict:
-    with open(ROOT / "examples" / "bank.json") as f:
-        cfg = json.load(f)
-    cfg["account"] = 4242
-    cfg["key"] = KEY.hex()
-    for p in ("primary", "backup"):
-        cfg["receiver"][p]["port"] = port
-    cfg["timings"].update({"exit_delay_s": 0, "debounce_ms": 50, "ac_loss_delay_s": 0,
-                           "ack_timeout_ms": 1000})
+    cfg = example_config("bank", port, protocol, exit_delay_s=0, debounce_ms=50,
+                         ac_loss_delay_s=0, ack_timeout_ms=1000)
     # the vault's time lock would refuse the disarm outside office hours
     for p in cfg["partitions"]:
         p.pop("time_lock", None)
-    if protocol == "dc09":
-        del cfg["account"], cfg["key"]
-        cfg["protocol"] = "dc09"
-        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": KEY.hex(), "line": "1",
-                       "receiver_no": "1"}
-    return cfg
-
-
-def van_config(port: int, protocol: str = "native") -> dict:
-    with open(ROOT / "examples" / "van.json") as f:
-        cfg = json.load(f)
-    cfg["account"] = 4242
-    cfg["key"] = KEY.hex()
-    for p in ("primary", "backup"):
-        cfg["receiver"][p]["port"] = port
-    cfg["timings"].update({"debounce_ms": 50, "ac_loss_delay_s": 0, "ack_timeout_ms": 1000})
-    cfg["vehicle"]["corridor"]["exit_after_s"] = 2  # 20 route seconds at ten times
-    del cfg["vehicle"]["ignition_schedule"]  # the bench may run at any hour
-    if protocol == "dc09":
-        del cfg["account"], cfg["key"]
-        cfg["protocol"] = "dc09"
-        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": KEY.hex(), "line": "1",
-                       "receiver_no": "1"}
     return cfg
 
 
@@ -182,7 +154,8 @@ def workload(bundle: str, heap_kib: int, tmp: str, protocol: str = "native",
              panel: str = "bank") -> dict:
     rx = receiver(protocol)
     state = os.path.join(tmp, "h%d-%d" % (heap_kib, time.monotonic_ns()))
-    cfg = van_config(rx.port, protocol) if panel == "van" else bank_config(rx.port, protocol)
+    cfg = van_config(rx.port, protocol, {"ack_timeout_ms": 1000}) if panel == "van" else \
+        bank_config(rx.port, protocol)
     p = PanelProcess(cfg, state, heapsize="%dk" % heap_kib, bundle=bundle)
     out = {"heap_kib": heap_kib, "ok": False}
     try:

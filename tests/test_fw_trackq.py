@@ -6,7 +6,6 @@ receiver-side session core, the queue rule of docs/mobile.md: events
 first and coalesced when their ring fills, never an alarm dropped for a
 track point."""
 
-import io
 import sys
 
 import pytest
@@ -14,19 +13,15 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from firmware import DEVICE_DIR
-from firmware.device import config as C
-from firmware.testing import scenario_config
+from protocol import session as rs
 from protocol.lean import glwire as w
-from tests.test_fw_reporter import FakeLink, Receiver
+from tests.test_fw_pqueue import PowerLost, corrupt, power_cuts
+from tests.test_fw_reporter import Rig
 
 if DEVICE_DIR not in sys.path:
     sys.path.append(DEVICE_DIR)
 
-import clock  # noqa: E402
-import panel as P  # noqa: E402
 import pqueue  # noqa: E402
-import reporter  # noqa: E402
-import seqstore  # noqa: E402
 import trackq  # noqa: E402
 
 SLOT = trackq.SLOT
@@ -125,33 +120,6 @@ def _packed(p):
 
 # -- power loss -------------------------------------------------------------------------
 
-class _PowerLost(Exception):
-    pass
-
-
-class _CrashingFile(io.FileIO):
-    """Loses power after `budget` more bytes are written (the write in
-    progress lands only up to that byte), as tests/test_fw_pqueue.py's."""
-
-    def __init__(self, path, mode, budget):
-        super().__init__(path, mode.replace("b", ""))
-        self.budget = budget
-
-    def write(self, b):
-        b = bytes(b)
-        if self.budget <= 0:
-            raise _PowerLost()
-        if len(b) > self.budget:
-            super().write(b[:self.budget])
-            self.budget = 0
-            raise _PowerLost()
-        self.budget -= len(b)
-        return super().write(b)
-
-    def flush(self):
-        pass
-
-
 @pytest.mark.parametrize("full", [False, True])
 def test_power_loss_at_every_byte_of_append_and_ack(tmp_path, full):
     """Crash after every possible number of written bytes during an
@@ -170,15 +138,13 @@ def test_power_loss_at_every_byte_of_append_and_ack(tmp_path, full):
     # mark-victim byte (when full) + record + commit byte + the ACK's state byte
     total = (1 if full else 0) + SLOT + 1 + 1
     outcomes = set()
-    for budget in range(total + 1):
-        with open(p, "wb") as f:
-            f.write(image)
-        r = trackq.TrackRing(p, 4, opener=lambda path, mode, b=budget: _CrashingFile(path, mode, b))
+    for budget, opener in power_cuts(p, image, total):
+        r = trackq.TrackRing(p, 4, opener=opener)
         try:
             o = r.append(7, pos(99))
             assert o == 5 if full else o == 4
             r.ack(1)
-        except _PowerLost:
+        except PowerLost:
             pass
         got = dict(orders(p, 4))
         for o, m in got.items():
@@ -205,53 +171,27 @@ def test_random_corruption_never_returns_a_corrupt_point(tmp_path_factory, data)
         r.append(1 + k, pos(k))
     r.close()
     good = dict(orders(p, 8))
-    with open(p, "r+b") as f:
-        img = bytearray(f.read())
-        for _ in range(data.draw(st.integers(1, 8))):
-            i = data.draw(st.integers(0, len(img) - 1))
-            img[i] ^= data.draw(st.integers(1, 255))
-        f.seek(0)
-        f.write(img)
+    corrupt(p, data)
     for o, m in orders(p, 8):
         assert good.get(o) == m
 
 
 # -- the queue rule, through the reporter --------------------------------------------------
 
-T0 = 1_800_000_000
-EVENT_SLOTS = 32
 TRACK_SLOTS = 6
 
 
-class TrackRig:
-    """The reporter with the event queue and the track ring, against the
-    receiver core through fake links (tests/test_fw_reporter.py's), with
-    power cuts: every store is reopened from its file."""
+class TrackRig(Rig):
+    """tests/test_fw_reporter.py's rig with a track ring, a receiver that
+    records what it took in order (and can refuse POSITION), and power
+    cuts."""
 
     def __init__(self, tmp, nak_positions=False):
-        tim = {"ack_timeout_ms": 1000, "max_backoff_ms": 4000, "fail_after": 2,
-               "heartbeat_s": 60, "backup_heartbeat_s": 300}
-        cfg, errors = C.validate(scenario_config(7700, timings=tim))
-        assert not errors
-        self.cfg = cfg
-        self.tmp = tmp
-        self.rx = Receiver()
+        super().__init__(tmp, track_slots=TRACK_SLOTS)
         self.rx.answer = self._answer
         self.nak_positions = nak_positions
-        self.now = 0
         self.accepted = []  # ("event"|"position", msg, seq) in the order the receiver took them
         self.violations = []
-        self.boot()
-
-    def boot(self):
-        self.queue = pqueue.PersistentQueue(str(self.tmp / "q"), EVENT_SLOTS)
-        self.track = trackq.TrackRing(str(self.tmp / "t"), TRACK_SLOTS)
-        self.seqs = seqstore.SeqStore(str(self.tmp / "s"), self.queue.max_seq() + 1)
-        self.clock = clock.Clock()
-        self.panel = P.Panel(self.cfg, self.now)
-        self.links = [FakeLink(self.rx, 1, True), FakeLink(self.rx, 2, False)]
-        self.rep = reporter.Reporter(self.cfg, self.queue, self.seqs, self.clock, self.panel,
-                                     self.links, self.now, None, self.track)
 
     def power_cut(self):
         self.queue.close()
@@ -259,7 +199,6 @@ class TrackRig:
         self.boot()
 
     def _answer(self, out, path):
-        from protocol import session as rs
         if isinstance(out, rs.Accepted):
             m = out.msg
             if m["type"] == w.MSG_POSITION:
@@ -275,21 +214,8 @@ class TrackRig:
             return self.rx.core.ack(out, self.rx.unix())
         return out.reply
 
-    def emit(self, q, code, zone=1):
-        self.queue.append(self.seqs.take(), q, code, 1, zone, 0)
-
     def point(self, k):
         self.track.append(2, pos(k))
-
-    def run(self, ms, step=50):
-        end = self.now + ms
-        while self.now < end:
-            self.now += step
-            self.rx.now_ms = self.now
-            self.rep.poll(self.now)
-            for q, code, part, zone, text in self.panel.out:  # 350 and the like
-                self.queue.append(self.seqs.take(), q, code, part, zone, 0, text)
-            self.panel.out.clear()
 
 
 def test_events_go_ahead_of_track_points_queued_before_them(tmp_path):
@@ -298,10 +224,10 @@ def test_events_go_ahead_of_track_points_queued_before_them(tmp_path):
     r.rx.up = [False, False]
     for k in range(4):
         r.point(k)
-    r.emit(1, 130, 2)
-    r.emit(3, 130, 2)
+    r.emit(1, 130, 1, 2)
+    r.emit(3, 130, 1, 2)
     r.point(4)
-    r.emit(1, 122, 6)
+    r.emit(1, 122, 1, 6)
     r.run(3000)
     r.rx.up = [True, True]
     r.run(8000)
@@ -318,7 +244,7 @@ def test_a_receiver_that_takes_no_positions_drops_them_and_fails_nothing_over(tm
     for k in range(3):
         r.point(k)
     r.run(6000)
-    r.emit(1, 130, 2)
+    r.emit(1, 130, 1, 2)
     r.run(2000)
     assert len(r.track) == 0 and r.rep.positions_refused == 3
     assert r.rep.active == 0 and r.rep.rule.ok == [True, True]  # no 354, no failover
@@ -349,7 +275,7 @@ class QueueRule(RuleBasedStateMachine):
         r.run(60000)
         got = [m["zone"] for k, m, _ in r.accepted if k == "event" and m["code"] == 122]
         assert sorted(set(got)) == sorted(self.alarms)  # every alarm arrived
-        assert r.queue.dropped == 0  # (the event queue never filled: 32 slots)
+        assert r.queue.dropped == 0  # (the event queue, 32 slots, never filled)
         assert len(r.track) == 0
         fix = [m["position"]["fix_time"] for k, m, _ in r.accepted if k == "position"]
         assert fix == sorted(fix)  # oldest first (a copy re-sent after a cut may repeat)
@@ -365,13 +291,13 @@ class QueueRule(RuleBasedStateMachine):
     def alarm(self):
         zone = len(self.alarms) + 1
         self.alarms.append(zone)
-        self.r.emit(1, 122, zone)
+        self.r.emit(1, 122, 1, zone)
 
     @precondition(lambda self: self.others < 10)  # with 20 alarms: never a full queue
     @rule(restore=st.booleans())
     def other_event(self, restore):
         self.others += 1
-        self.r.emit(3 if restore else 1, 130 if restore else 301, 0)
+        self.r.emit(3 if restore else 1, 130 if restore else 301, 1, 0)
 
     def _delivered(self):
         return {m["position"]["fix_time"] for k, m, _ in self.r.accepted if k == "position"}

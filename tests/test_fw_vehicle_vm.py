@@ -14,7 +14,6 @@ real glwire codec, which ACKs POSITION and records every frame in
 arrival order)."""
 
 import asyncio
-import json
 import os
 import shutil
 
@@ -22,7 +21,7 @@ import pytest
 
 from firmware import REPO
 from firmware import sim as fwsim
-from firmware.testing import TEST_KEY, SimPanel, TinyReceiver
+from firmware.testing import TEST_DC09_ACCOUNT, TEST_KEY, SimPanel, TinyReceiver, van_config
 from protocol.lean import glwire as w
 from receiver.config import Config
 from receiver.store import Account
@@ -35,7 +34,7 @@ if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
 
 ROUTE = os.path.join(REPO, "examples", "route_city.gpx")
 ACCOUNT = 4242
-DC09_ACCOUNT = "7A07"
+DC09_ACCOUNT = TEST_DC09_ACCOUNT
 NEW, RESTORE = 1, 3
 SPEEDUP = 10  # route seconds per wall second
 # zone ids in examples/van.json
@@ -47,25 +46,9 @@ OFF_LON = (4.8870, 4.8906)
 
 
 def van(port, protocol="native", **report):
-    with open(os.path.join(REPO, "examples", "van.json")) as f:
-        cfg = json.load(f)
-    cfg["account"] = ACCOUNT
-    cfg["key"] = TEST_KEY.hex()
-    for p in ("primary", "backup"):
-        cfg["receiver"][p]["port"] = port
-    cfg["timings"].update({"debounce_ms": 50, "scan_ms": 20, "ack_timeout_ms": 400,
-                           "max_backoff_ms": 2000, "fail_after": 2, "heartbeat_s": 20,
-                           "backup_heartbeat_s": 20})
-    v = cfg["vehicle"]
-    v["corridor"]["exit_after_s"] = 2  # 20 route seconds at SPEEDUP
-    del v["ignition_schedule"]  # the test may run at any hour
-    v["report"].update(report)
-    if protocol == "dc09":
-        del cfg["account"], cfg["key"]
-        cfg["protocol"] = "dc09"
-        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": TEST_KEY.hex(), "line": "1",
-                       "receiver_no": "1"}
-    return cfg
+    return van_config(port, protocol, {"scan_ms": 20, "ack_timeout_ms": 400,
+                                       "max_backoff_ms": 2000, "fail_after": 2,
+                                       "heartbeat_s": 20, "backup_heartbeat_s": 20}, **report)
 
 
 def rx_account(cfg, protocol="native"):

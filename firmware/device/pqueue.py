@@ -50,10 +50,10 @@
 # tear the one copy, so the new image goes first to a journal slot after
 # the ring (slot `slots`, magic 0x52 'R', bytes 57..58 = the slot it is
 # for, byte 59 = the record's own magic, 'Q' or 'E': bytes both layouts
-# leave zero), written and committed like a record; then the record's slot is
-# rewritten and committed; then the journal is marked done.  At boot a
-# committed journal is replayed (the slot rewritten again) before the
-# scan, so a cut at any byte leaves the record whole, old number or new.
+# leave zero), written and committed like a record; then the record's
+# slot is rewritten and committed; then the journal is marked done.  At
+# boot a committed journal is replayed (the slot rewritten again) before
+# the scan, so a cut at any byte leaves the record whole, old number or new.
 
 import struct
 import binascii
@@ -116,26 +116,102 @@ def slot_crc(buf, end=_CRC_OFF):
     return binascii.crc32(memoryview(buf)[2:end], c) & 0xFFFFFFFF
 
 
+def lowest(keys):
+    """The index of the smallest non-zero entry of `keys` (0 marks a free
+    slot), -1 if there is none: the oldest record of a ring."""
+    best = -1
+    lo = 0
+    for i in range(len(keys)):
+        k = keys[i]
+        if k and (best < 0 or k < lo):
+            best = i
+            lo = k
+    return best
+
+
 def _keep(q, code):
     """Evicted last: alarms, and the report that events were dropped."""
     return q == 1 and (100 <= code < 200 or code == 624)
 
 
-class PersistentQueue:
-    def __init__(self, path, slots=DEFAULT_SLOTS, opener=open):
-        self.path = path
-        self.n = slots
-        self.dropped = 0
-        self.torn = 0  # slots found written but not committed, at boot
-        self._buf = bytearray(SLOT)
-        self._seq = array("I", [0] * slots)  # 0 = free slot
-        self._alarm = bytearray(slots)  # 1: a record _keep() protects
-        self._cursor = 0
-        self.depth = 0  # records queued (kept as it changes: len() is hot)
+class SlotFile:
+    """A ring of fixed-size slots in one file, each with a magic byte, a
+    state byte and a CRC, written by the protocol above: the whole slot as
+    'P' and flushed, then its state byte 'C' (the commit point); 'D' frees
+    it.  The event queue (64-byte slots, below) and a vehicle's track ring
+    (trackq.py, 32-byte slots) are two."""
+
+    def __init__(self, path, n, size, crc_off, opener):
+        self.n = n
+        self.torn = 0  # slots found written but not committed, or bad, at boot
+        self._size = size
+        self._crc_off = crc_off
+        self._buf = bytearray(size)
         try:
             self._f = opener(path, "r+b")
         except OSError:
             self._f = opener(path, "w+b")
+
+    def _committed(self, magic, other=-1):
+        """For the scan at boot: the index of each slot of that magic (or
+        `other`) committed and intact, with the slot in _buf; torn and
+        uncommitted slots are counted and skipped (they are free)."""
+        f = self._f
+        buf = self._buf
+        size = self._size
+        for i in range(self.n):
+            f.seek(i * size)
+            got = f.readinto(buf)
+            if not got:
+                return
+            if got < size or (buf[0] != magic and buf[0] != other):
+                continue
+            st = buf[1]
+            if st == _ST_WRITTEN:
+                self.torn += 1
+                continue
+            if st != _ST_COMMITTED:
+                continue
+            if struct.unpack_from(">I", buf, self._crc_off)[0] != slot_crc(buf, self._crc_off):
+                self.torn += 1
+                continue
+            yield i
+
+    def _load(self, i):
+        """Slot i into _buf."""
+        self._f.seek(i * self._size)
+        self._f.readinto(self._buf)
+
+    def _set_state(self, i, state):
+        f = self._f
+        f.seek(i * self._size + 1)
+        f.write(bytes((state,)))
+        f.flush()
+
+    def _write(self, i):
+        """The slot in _buf to slot i: written as 'P', then committed."""
+        buf = self._buf
+        buf[1] = _ST_WRITTEN
+        struct.pack_into(">I", buf, self._crc_off, slot_crc(buf, self._crc_off))
+        f = self._f
+        f.seek(i * self._size)
+        f.write(buf)
+        f.flush()
+        self._set_state(i, _ST_COMMITTED)  # the commit point
+
+    def close(self):
+        self._f.close()
+
+
+class PersistentQueue(SlotFile):
+    def __init__(self, path, slots=DEFAULT_SLOTS, opener=open):
+        SlotFile.__init__(self, path, slots, SLOT, _CRC_OFF, opener)
+        self.path = path
+        self.dropped = 0
+        self._seq = array("I", [0] * slots)  # 0 = free slot
+        self._alarm = bytearray(slots)  # 1: a record _keep() protects
+        self._cursor = 0
+        self.depth = 0  # records queued (kept as it changes: len() is hot)
         self._replay()
         self._scan()
 
@@ -152,29 +228,13 @@ class PersistentQueue:
         i = struct.unpack_from(">H", buf, _FOR_OFF)[0]
         if i < self.n and (buf[_WAS_OFF] == _MAGIC or buf[_WAS_OFF] == _MAGIC_POS):
             self._rewrite(i)
-        self._state(self.n, _ST_DONE)
+        self._set_state(self.n, _ST_DONE)
 
     def _scan(self):
-        f = self._f
         buf = self._buf
         last = -1
         hi = 0
-        for i in range(self.n):
-            f.seek(i * SLOT)
-            got = f.readinto(buf)
-            if not got:
-                break
-            if got < SLOT or (buf[0] != _MAGIC and buf[0] != _MAGIC_POS):
-                continue
-            st = buf[1]
-            if st == _ST_WRITTEN:
-                self.torn += 1
-                continue
-            if st != _ST_COMMITTED:
-                continue
-            if struct.unpack_from(">I", buf, _CRC_OFF)[0] != slot_crc(buf):
-                self.torn += 1
-                continue
+        for i in self._committed(_MAGIC, _MAGIC_POS):
             seq = struct.unpack_from(">I", buf, 2)[0]
             if seq == 0:
                 continue
@@ -199,14 +259,7 @@ class PersistentQueue:
         return m
 
     def _head_slot(self):
-        best = -1
-        lo = 0
-        for i in range(self.n):
-            s = self._seq[i]
-            if s and (best < 0 or s < lo):
-                best = i
-                lo = s
-        return best
+        return lowest(self._seq)
 
     def head(self):
         """(seq, message dict) of the oldest record, or None."""
@@ -222,10 +275,8 @@ class PersistentQueue:
         return out
 
     def read(self, i):
-        f = self._f
         buf = self._buf
-        f.seek(i * SLOT)
-        f.readinto(buf)
+        self._load(i)
         q, code, part, zone, t, tl = struct.unpack_from(">BHBHIB", buf, 6)
         pos = None
         off = 17
@@ -249,10 +300,9 @@ class PersistentQueue:
 
     # -- changes ------------------------------------------------------------------
 
-    def _free_slot(self, spare=-1):
+    def _free_slot(self):
         """A free slot; when the ring is full, the oldest record that is
-        not kept is dropped for it (else the oldest of all), never slot
-        `spare` (a record being copied)."""
+        not kept is dropped for it (else the oldest of all)."""
         n = self.n
         for k in range(n):
             i = (self._cursor + k) % n
@@ -263,7 +313,7 @@ class PersistentQueue:
         for kept in (0, 1):  # first the records _keep() does not protect
             for i in range(n):
                 s = self._seq[i]
-                if i != spare and self._alarm[i] <= kept and (victim < 0 or s < lo):
+                if self._alarm[i] <= kept and (victim < 0 or s < lo):
                     victim = i
                     lo = s
             if victim >= 0:
@@ -272,14 +322,8 @@ class PersistentQueue:
         self.dropped += 1
         return victim
 
-    def _state(self, i, state):
-        f = self._f
-        f.seek(i * SLOT + 1)
-        f.write(bytes((state,)))
-        f.flush()
-
     def _mark(self, i, state):
-        self._state(i, state)
+        self._set_state(i, state)
         if state == _ST_DONE:
             if self._seq[i]:
                 self.depth -= 1
@@ -313,14 +357,7 @@ class PersistentQueue:
 
     def _put(self, i, seq, keep):
         """Write the slot in _buf (sequence `seq`) to slot i, then commit it."""
-        buf = self._buf
-        buf[1] = _ST_WRITTEN
-        struct.pack_into(">I", buf, _CRC_OFF, slot_crc(buf))
-        f = self._f
-        f.seek(i * SLOT)
-        f.write(buf)
-        f.flush()
-        self._mark(i, _ST_COMMITTED)  # the commit point
+        self._write(i)
         self._seq[i] = seq
         self.depth += 1
         self._alarm[i] = keep
@@ -343,40 +380,24 @@ class PersistentQueue:
         i = self.find(seq)
         if i < 0:
             return False
-        f = self._f
         buf = self._buf
-        f.seek(i * SLOT)
-        f.readinto(buf)
+        self._load(i)
         buf[_WAS_OFF] = buf[0]
         buf[0] = _JOURNAL
-        buf[1] = _ST_WRITTEN
         struct.pack_into(">I", buf, 2, new_seq)
         struct.pack_into(">H", buf, _FOR_OFF, i)
-        struct.pack_into(">I", buf, _CRC_OFF, slot_crc(buf))
-        f.seek(self.n * SLOT)
-        f.write(buf)
-        f.flush()
-        self._state(self.n, _ST_COMMITTED)  # the commit point
+        self._write(self.n)  # the journal committed: the commit point
         self._rewrite(i)
-        self._state(self.n, _ST_DONE)
+        self._set_state(self.n, _ST_DONE)
         self._seq[i] = new_seq
         return True
 
     def _rewrite(self, i):
-        """The journal image in _buf, as a record, written and committed
-        to slot i."""
+        """The journal image in _buf, as the record it holds, written and
+        committed to slot i."""
         buf = self._buf
         buf[0] = buf[_WAS_OFF]
-        buf[1] = _ST_WRITTEN
         buf[_FOR_OFF] = 0
         buf[_FOR_OFF + 1] = 0
         buf[_WAS_OFF] = 0
-        struct.pack_into(">I", buf, _CRC_OFF, slot_crc(buf))
-        f = self._f
-        f.seek(i * SLOT)
-        f.write(buf)
-        f.flush()
-        self._state(i, _ST_COMMITTED)
-
-    def close(self):
-        self._f.close()
+        self._write(i)

@@ -22,8 +22,8 @@
 #   7   20  position (pqueue.POS_FMT)
 #   27  1   zero
 #   28  4   CRC-32 over bytes 0 and 2..27 (not the state byte)
-# The write protocol is pqueue.py's: the slot is written as 'P' and
-# flushed, then its state byte set to 'C' (the commit point); done is 'D'.
+# The write protocol is pqueue.py's (SlotFile): the slot is written as 'P'
+# and flushed, then its state byte set to 'C' (the commit point); done is 'D'.
 # A torn write, an uncommitted slot or a bad CRC is a free slot at boot.
 # A power loss while a full ring coalesces can lose the point dropped and
 # the new one (never anything else): track points only.
@@ -37,83 +37,44 @@
 import struct
 from array import array
 from fwutil import const
-from pqueue import pack_pos, read_pos, slot_crc
+from pqueue import SlotFile, lowest, pack_pos, read_pos
 
 SLOT = const(32)
 _MAGIC = const(0x54)  # 'T'
-_ST_WRITTEN = const(0x50)  # 'P'
-_ST_COMMITTED = const(0x43)  # 'C'
-_ST_DONE = const(0x44)  # 'D'
+_ST_DONE = const(0x44)  # 'D' (pqueue.py's states)
 _POS_OFF = const(7)
 _CRC_OFF = const(28)
 MSG_POSITION = const(0x04)  # glwire.MSG_POSITION (a DC-09 unit never loads glwire)
 
 
-class TrackRing:
+class TrackRing(SlotFile):
     """`slots`: the config's vehicle.report.track_points (vehicle_config.py)."""
 
     def __init__(self, path, slots, opener=open):
-        self.n = slots
+        SlotFile.__init__(self, path, slots, SLOT, _CRC_OFF, opener)
         self.coalesced = 0  # points dropped to make room
-        self.torn = 0  # slots found written but not committed, or bad, at boot
         self.depth = 0
-        self._buf = bytearray(SLOT)
         self._order = array("I", [0] * slots)  # 0 = free slot
         self._next = 1  # the next point's order
         self._head = None  # head(), read once per change
-        try:
-            self._f = opener(path, "r+b")
-        except OSError:
-            self._f = opener(path, "w+b")
-        self._scan()
-
-    def _scan(self):
-        f = self._f
-        buf = self._buf
-        for i in range(self.n):
-            f.seek(i * SLOT)
-            got = f.readinto(buf)
-            if not got:
-                break
-            if got < SLOT or buf[0] != _MAGIC:
-                continue
-            st = buf[1]
-            if st == _ST_WRITTEN:
-                self.torn += 1
-                continue
-            if st != _ST_COMMITTED:
-                continue
-            if struct.unpack_from(">I", buf, _CRC_OFF)[0] != slot_crc(buf, _CRC_OFF):
-                self.torn += 1
-                continue
-            o = struct.unpack_from(">I", buf, 2)[0]
-            if not o:
-                continue
-            self._order[i] = o
-            self.depth += 1
-            if o >= self._next:
-                self._next = o + 1
+        for i in self._committed(_MAGIC):
+            o = struct.unpack_from(">I", self._buf, 2)[0]
+            if o:
+                self._order[i] = o
+                self.depth += 1
+                if o >= self._next:
+                    self._next = o + 1
 
     def __len__(self):
         return self.depth
 
     # -- queries -----------------------------------------------------------------
 
-    def _oldest(self):
-        best = -1
-        lo = 0
-        for i in range(self.n):
-            o = self._order[i]
-            if o and (best < 0 or o < lo):
-                best = i
-                lo = o
-        return best
-
     def head(self):
         """(order, POSITION message dict) of the oldest point, or None.
         The same objects until the ring changes: do not change them."""
         if self._head is None and self.depth:
-            i = self._oldest()
+            i = lowest(self._order)
             self._head = (self._order[i], self.read(i))
         return self._head
 
@@ -124,10 +85,8 @@ class TrackRing:
         return out
 
     def read(self, i):
-        f = self._f
+        self._load(i)
         buf = self._buf
-        f.seek(i * SLOT)
-        f.readinto(buf)
         return {"type": MSG_POSITION, "reason": buf[6], "position": read_pos(buf, _POS_OFF)}
 
     def find(self, order):
@@ -155,21 +114,17 @@ class TrackRing:
         for i in range(self.n):
             if not self._order[i]:
                 return i
-        i = self._victim() if self.n > 2 else self._oldest()
-        self._mark(i, _ST_DONE)
+        i = self._victim() if self.n > 2 else lowest(self._order)
+        self._drop(i)
         self.coalesced += 1
         return i
 
-    def _mark(self, i, state):
+    def _drop(self, i):
         self._head = None
-        f = self._f
-        f.seek(i * SLOT + 1)
-        f.write(bytes((state,)))
-        f.flush()
-        if state == _ST_DONE:
-            if self._order[i]:
-                self.depth -= 1
-            self._order[i] = 0
+        self._set_state(i, _ST_DONE)
+        if self._order[i]:
+            self.depth -= 1
+        self._order[i] = 0
 
     def append(self, reason, pos):
         """Write and commit a track point: `reason` (vehicle.P_*), `pos`
@@ -180,15 +135,10 @@ class TrackRing:
         for k in range(SLOT):
             buf[k] = 0
         buf[0] = _MAGIC
-        buf[1] = _ST_WRITTEN
         struct.pack_into(">IB", buf, 2, o, reason)
         pack_pos(buf, _POS_OFF, pos)
-        struct.pack_into(">I", buf, _CRC_OFF, slot_crc(buf, _CRC_OFF))
-        f = self._f
-        f.seek(i * SLOT)
-        f.write(buf)
-        f.flush()
-        self._mark(i, _ST_COMMITTED)  # the commit point
+        self._write(i)
+        self._head = None
         self._order[i] = o
         self.depth += 1
         self._next = o + 1
@@ -200,8 +150,5 @@ class TrackRing:
         i = self.find(order)
         if i < 0:
             return False
-        self._mark(i, _ST_DONE)
+        self._drop(i)
         return True
-
-    def close(self):
-        self._f.close()

@@ -9,27 +9,29 @@ extended data (its `location`); a native EVENT's position extension is
 decoded and not stored, and a POSITION message is answered NAK
 "unsupported" (the firmware then drops that track point and counts it).
 So the position at the receiver is checked through DC-09 here, and the
-order of positions against alarms on firmware.testing.TinyReceiver (the
+order of positions against alarms on testkit.tiny_receiver.TinyReceiver (the
 real glwire codec, which ACKs POSITION and records every frame in
 arrival order)."""
 
 import asyncio
 import os
-import shutil
 
 import pytest
 
 from firmware import REPO
-from firmware import sim as fwsim
-from firmware.testing import TEST_DC09_ACCOUNT, TEST_KEY, SimPanel, TinyReceiver, van_config
 from protocol.lean import glwire as w
 from receiver.config import Config
 from receiver.store import Account
-from receiver.testing import running_receiver, wait_until
+from receiver.testing import running_receiver
+from testkit import vm
+from testkit.configs import TEST_DC09_ACCOUNT, TEST_KEY, van_config
+from testkit.panel import PanelProcess
+from testkit.tiny_receiver import TinyReceiver
+from testkit.wait import wait_until
 
 pytestmark = pytest.mark.micropython
 
-if not os.path.exists(fwsim.micropython()) and not shutil.which("micropython"):
+if not vm.available():
     pytest.skip("no micropython binary", allow_module_level=True)
 
 ROUTE = os.path.join(REPO, "examples", "route_city.gpx")
@@ -87,7 +89,7 @@ async def test_van_leaves_its_corridor_opens_its_compartment_and_is_jammed(tmp_p
     async with running_receiver(conf, [rx_account(cfg0)]) as rx:
         cfg = van(rx.addresses["tcp"][0][1])
         cfg["receiver"]["backup"]["port"] = rx.addresses["udp"][0][1]
-        panel = SimPanel(cfg, str(tmp_path / "van"))
+        panel = PanelProcess(cfg, str(tmp_path / "van"))
         try:
             await stored(rx, str(ACCOUNT), 305)
             panel.drive(ROUTE, SPEEDUP)
@@ -132,7 +134,7 @@ async def test_dc09_van_alarms_carry_their_position_to_the_receiver(tmp_path):
     async with running_receiver(conf, [rx_account(cfg0, "dc09")]) as rx:
         cfg = van(rx.addresses["dc09_tcp"][0][1], "dc09")
         cfg["receiver"]["backup"]["port"] = rx.addresses["dc09_udp"][0][1]
-        panel = SimPanel(cfg, str(tmp_path / "van"))
+        panel = PanelProcess(cfg, str(tmp_path / "van"))
         try:
             await stored(rx, DC09_ACCOUNT, 305)
             panel.drive(ROUTE, SPEEDUP)
@@ -160,7 +162,7 @@ def test_without_a_link_alarms_wait_ahead_of_a_coalesced_track(tmp_path):
     the track points arrive oldest first, the first and the latest kept."""
     with TinyReceiver(ACCOUNT) as rx:
         cfg = van(rx.port, track_points=8, alarm_s=1, min_s=1, moving_s=5)
-        panel = SimPanel(cfg, str(tmp_path / "van"))
+        panel = PanelProcess(cfg, str(tmp_path / "van"))
         try:
             panel.wait(lambda: rx.find(305), 30, "boot")
             panel.ctl({"cmd": "net", "up": False})

@@ -172,3 +172,33 @@ def test_a_taken_control_port_stops_the_panel_with_a_message(tmp_path):
     assert "cannot listen: the port is taken (EADDRINUSE" in out  # the VM's console
     assert "guardline-panel sim: the control socket %s could not be opened" % control in out
     assert "Traceback" not in out
+
+
+def test_a_taken_gps_port_stops_a_vehicle_unit_with_a_message(tmp_path):
+    """A van whose GNSS socket cannot be opened would drive blind: the
+    VM says why and stops (status 5), the launcher says which flag to
+    change, as for the control socket."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    gps = "127.0.0.1:%d" % taken.getsockname()[1]
+    try:
+        p = launch(tmp_path, os.path.join(REPO, "examples", "van.json"),
+                   "--control", "127.0.0.1:%d" % free_port(), "--gps", gps,
+                   "--state-dir", str(tmp_path / "st"))
+        try:
+            out, _ = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                vms = children(p.pid)
+                p.kill()
+                p.communicate()
+                for v in vms:
+                    os.kill(v, signal.SIGKILL)
+    finally:
+        taken.close()
+    assert p.returncode == 1, out
+    assert "GPS socket %s: cannot listen" % gps in out  # the VM's console
+    assert "guardline-panel sim: the GPS socket %s could not be opened" % gps in out
+    assert "Traceback" not in out
+    assert fwsim.NO_GPS == 5

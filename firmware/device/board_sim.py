@@ -77,11 +77,7 @@ class Board(hal.BaseBoard):
         self.out = {"siren": False, "strobe": False, "lock": True, "supply": True}
         self.keys = []
         self.smoke = []  # inputs of verified fire zones: on the resettable supply
-        gps = _arg("--gps")
-        if gps is None:
-            h, p = self.control.rsplit(":", 1)
-            gps = "%s:%d" % (h, int(p) + 1)
-        self.gps = gps
+        self.gps = _arg("--gps")  # None: the control port + 1 (_gps_listen)
         self.gps_srv = None  # the listening socket (a vehicle unit only)
         self.gps_conn = None  # the replay's connection
         self.gps_poll = None
@@ -132,8 +128,11 @@ class Board(hal.BaseBoard):
 
     def _gps_listen(self):
         import socket
-        host, port = self.gps.rsplit(":", 1)
         try:
+            if self.gps is None:
+                h, p = self.control.rsplit(":", 1)
+                self.gps = "%s:%d" % (h, int(p) + 1)
+            host, port = self.gps.rsplit(":", 1)
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(socket.getaddrinfo(host, int(port))[0][-1])

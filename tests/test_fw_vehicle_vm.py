@@ -197,3 +197,36 @@ def test_without_a_link_alarms_wait_ahead_of_a_coalesced_track(tmp_path):
             assert ev["position"]["flags"] & w.POS_VALID
         finally:
             panel.close()
+
+
+def test_gps_command_mistakes_are_refused_in_words(tmp_path):
+    """What a person types wrong at the sim's control socket is refused
+    with a reason, and changes nothing."""
+    with TinyReceiver(ACCOUNT) as rx:
+        panel = PanelProcess(van(rx.port), str(tmp_path / "van"))
+        try:
+            panel.wait(lambda: rx.find(305), 30, "boot")
+            r = panel.ctl({"cmd": "gps", "jam": "no"})
+            assert r == {"ok": False, "error": "ValueError: jam must be true or false, got 'no'"}
+            r = panel.ctl({"cmd": "gps", "speedup": 20})
+            assert r["ok"] is False and "no GPS replay connected" in r["error"]
+            assert panel.ctl({"cmd": "gps", "speedup": 0})["error"] == \
+                "ValueError: speedup must be above 0 and at most 1000"
+            r = panel.ctl({"cmd": "gps"})
+            assert r == {"ok": True, "jam": False, "silent": False, "replay": False}
+        finally:
+            panel.close()
+    cfg = van(0)
+    cfg["kind"] = "bank"
+    del cfg["vehicle"]
+    cfg["zones"] = [z for z in cfg["zones"] if z["type"] in ("holdup", "tamper")]
+    with TinyReceiver(ACCOUNT) as rx:
+        cfg["receiver"]["primary"]["port"] = cfg["receiver"]["backup"]["port"] = rx.port
+        panel = PanelProcess(cfg, str(tmp_path / "bank"))
+        try:
+            panel.wait(lambda: rx.find(305), 30, "boot")
+            r = panel.ctl({"cmd": "gps", "jam": True})
+            assert r == {"ok": False, "error": 'ValueError: gps: not a vehicle unit (kind '
+                                               '"vehicle" or "patrol")'}
+        finally:
+            panel.close()

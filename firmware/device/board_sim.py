@@ -188,9 +188,12 @@ class Board(hal.BaseBoard):
     def _gps_input(self, req, app):
         """The "gps" command: jam, silent, antenna, speedup."""
         g = self.env["gps"]
+        for k in ("jam", "silent", "antenna"):
+            if k in req and not isinstance(req[k], bool):
+                raise ValueError("%s must be true or false, got %r" % (k, req[k]))
         for k in ("jam", "silent"):
             if k in req:
-                g[k] = bool(req[k])
+                g[k] = req[k]
         if "antenna" in req:
             import panel as P
             p = app.panel

@@ -148,6 +148,21 @@ def test_default_state_is_the_panels_not_the_config_file_names(tmp_path):
     assert fwsim.default_state_dir(other) == os.path.join("var", "panel-1001-rx2.example-7701")
 
 
+def until_it_ends(p) -> str:
+    """The launcher's output once it has ended by itself (60 s at most);
+    one that ran on is ended with its VM, for the next tests."""
+    try:
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            vms = children(p.pid)
+            p.kill()
+            p.communicate()
+            for v in vms:
+                os.kill(v, signal.SIGKILL)
+    return out
+
+
 def test_a_taken_control_port_stops_the_panel_with_a_message(tmp_path):
     """Seen: the VM printed EADDRINUSE and ran on, reporting, with no
     control socket: a panel nobody can drive."""
@@ -157,15 +172,7 @@ def test_a_taken_control_port_stops_the_panel_with_a_message(tmp_path):
     try:
         control = "127.0.0.1:%d" % taken.getsockname()[1]
         p = launch(tmp_path, DOOR, "--control", control, "--state-dir", str(tmp_path / "st"))
-        try:
-            out, _ = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:  # it ran on: end it (and its VM) for the next tests
-                vms = children(p.pid)
-                p.kill()
-                p.communicate()
-                for vm in vms:
-                    os.kill(vm, signal.SIGKILL)
+        out = until_it_ends(p)
     finally:
         taken.close()
     assert p.returncode == 1, out
@@ -186,15 +193,7 @@ def test_a_taken_gps_port_stops_a_vehicle_unit_with_a_message(tmp_path):
         p = launch(tmp_path, os.path.join(REPO, "examples", "van.json"),
                    "--control", "127.0.0.1:%d" % free_port(), "--gps", gps,
                    "--state-dir", str(tmp_path / "st"))
-        try:
-            out, _ = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                vms = children(p.pid)
-                p.kill()
-                p.communicate()
-                for v in vms:
-                    os.kill(v, signal.SIGKILL)
+        out = until_it_ends(p)
     finally:
         taken.close()
     assert p.returncode == 1, out

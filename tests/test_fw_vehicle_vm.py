@@ -14,7 +14,10 @@ real glwire codec, which ACKs POSITION and records every frame in
 arrival order)."""
 
 import asyncio
+import datetime as dt
 import os
+import socket
+import threading
 
 import pytest
 
@@ -230,3 +233,63 @@ def test_gps_command_mistakes_are_refused_in_words(tmp_path):
                                                '"vehicle" or "patrol")'}
         finally:
             panel.close()
+
+
+def _flood(address: str, stop: threading.Event, sent: list) -> None:
+    """A GNSS receiver gone mad on the unit's UART: valid epochs (the van
+    parked in its depot) and line noise, as fast as the socket takes them."""
+    from firmware import gpsreplay as G  # noqa: PLC0415 - gpxpy only for a route
+
+    t0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.timezone.utc)
+    block = b"".join(
+        ("\r\n".join(G.sentences(t0 + dt.timedelta(milliseconds=100 * k), 52.368, 4.882, 0.0,
+                                 0.0, True)) + "\r\n").encode() +
+        b"$GPGGA,garbage*00\r\n\x00\xff" + b"x" * 100 + b"\r\n"
+        for k in range(200))
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        try:
+            while not stop.is_set():
+                s.sendall(block)
+                sent[0] += len(block)
+        except OSError:
+            if not stop.is_set():  # the panel went away: the test fails on that
+                raise
+
+
+def test_a_gps_flood_never_starves_the_scan_nor_delays_the_holdup(tmp_path):
+    """The GNSS UART floods the unit (a receiver stuck at its highest rate,
+    line noise among its sentences) faster than it can parse: the gps task
+    takes a bounded share each round, so the scan still reads the hold-up
+    button, the alarm is queued and reported with the van's position, and
+    every task stays alive (the supervisor's staleness check) while the
+    flood goes on."""
+    with TinyReceiver(ACCOUNT) as rx:
+        panel = PanelProcess(van(rx.port), str(tmp_path / "van"))
+        stop = threading.Event()
+        sent = [0]
+        flood = threading.Thread(target=_flood, args=(panel.gps, stop, sent), daemon=True)
+        try:
+            panel.wait(lambda: rx.find(305), 30, "boot")
+            flood.start()
+
+            def flooded():
+                v = panel.state()["vehicle"]
+                return v["fix"] == "valid" and v["bad_sentences"] > 50 and v
+            before = panel.wait(flooded, 30, "the flood parsed")
+            panel.wait(lambda: sent[0] > 2_000_000, 60, "two megabytes of NMEA sent")
+            panel.ctl({"cmd": "zone", "zone": HOLDUP, "state": "alarm"})
+            [ev] = panel.wait(lambda: rx.find(122, zone=HOLDUP), 30, "the hold-up reported")
+            assert ev["position"]["flags"] & w.POS_VALID
+            assert abs(ev["position"]["lat"] - 52_368_000) < 100
+            st = panel.state()
+            assert flood.is_alive(), "the flood ended before the hold-up went out"
+            assert st["vehicle"]["sentences"] > before["sentences"]
+            assert [(t["name"], t["alive"], t["deaths"]) for t in st["tasks"]
+                    if t["name"] in ("scan", "report", "gps")] == \
+                [("scan", True, 0), ("report", True, 0), ("gps", True, 0)]
+            assert st["reporter"]["dropped"] == 0
+        finally:
+            stop.set()
+            panel.close()
+            flood.join(30)

@@ -251,6 +251,33 @@ def test_a_receiver_that_takes_no_positions_drops_them_and_fails_nothing_over(tm
     assert [m["code"] for k, m, _ in r.accepted if k == "event"] == [130]
 
 
+def test_a_holdup_goes_at_once_while_a_busy_receiver_holds_a_track_point_back(tmp_path):
+    """A receiver whose store is busy NAKs track points (busy: retried
+    after the session's backoff, up to max_backoff_ms).  A hold-up raised
+    while a point waits in that backoff is sent at the next poll, not
+    after the backoff: the point gives way (reporter._schedule) and the
+    event's offer is due at once."""
+    r = TrackRig(tmp_path)
+    r.run(500)  # HELLO, clock set
+    busy = []
+
+    def answer(out, path):
+        if isinstance(out, rs.Accepted) and out.msg["type"] == w.MSG_POSITION:
+            busy.append(r.now)
+            return r.rx.core.nak(out.account, out.seq, w.NAK_BUSY, r.rx.unix())
+        return TrackRig._answer(r, out, path)
+    r.rx.answer = answer
+    r.point(0)
+    r.run(6000)  # NAKed busy, resent after 1, 2, 4 s of backoff
+    assert len(busy) >= 3 and len(r.track) == 1
+    t0 = r.now
+    r.emit(1, 122, 1, 6)
+    r.run(50)  # one poll
+    assert [(k, m["code"]) for k, m, _ in r.accepted if k == "event"] == [("event", 122)]
+    assert r.now - t0 == 50 and busy[-1] < t0  # (the point was not resent meanwhile)
+    assert len(r.track) == 1 and r.rep.positions == 0 and r.rep.rule.ok == [True, True]
+
+
 class QueueRule(RuleBasedStateMachine):
     """Random alarms, other events and track points, a receiver that
     comes and goes, and power cuts: events always go ahead of track

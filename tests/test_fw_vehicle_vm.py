@@ -15,13 +15,16 @@ arrival order)."""
 
 import asyncio
 import datetime as dt
+import json
 import os
+import re
 import socket
 import threading
 
 import pytest
 
 from firmware import REPO
+from firmware import build as fwbuild
 from protocol.lean import glwire as w
 from receiver.config import Config
 from receiver.store import Account
@@ -235,6 +238,14 @@ def test_gps_command_mistakes_are_refused_in_words(tmp_path):
             panel.close()
 
 
+# docs/mobile.md, "Footprint": the van's smallest -X heapsize, native
+# protocol, from the .mpy bundle (bench/bench_firmware_heap.py --panel van)
+VAN_HEAP_KIB = int(re.search(r"\| smallest `-X heapsize`, native protocol \| [^|]+ \| "
+                             r"\*\*(\d+) KiB\*\* \|",
+                             open(os.path.join(REPO, "docs", "mobile.md"),
+                                  encoding="utf-8").read()).group(1))
+
+
 def _flood(address: str, stop: threading.Event, sent: list) -> None:
     """A GNSS receiver gone mad on the unit's UART: valid epochs (the van
     parked in its depot) and line noise, as fast as the socket takes them."""
@@ -263,9 +274,16 @@ def test_a_gps_flood_never_starves_the_scan_nor_delays_the_holdup(tmp_path):
     takes a bounded share each round, so the scan still reads the hold-up
     button, the alarm is queued and reported with the van's position, and
     every task stays alive (the supervisor's staleness check) while the
-    flood goes on."""
+    flood goes on.  From the .mpy bundle in the heap docs/mobile.md gives
+    as the van's smallest (VAN_HEAP_KIB): no MemoryError."""
     with TinyReceiver(ACCOUNT) as rx:
-        panel = PanelProcess(van(rx.port), str(tmp_path / "van"))
+        cfg = van(rx.port)
+        bundle = str(tmp_path / "bundle")
+        with open(tmp_path / "van.json", "w", encoding="utf-8") as f:
+            json.dump(cfg, f)
+        fwbuild.bundle(bundle, "sim", str(tmp_path / "van.json"))
+        panel = PanelProcess(cfg, str(tmp_path / "van"), bundle=bundle,
+                             heapsize="%dk" % VAN_HEAP_KIB)
         stop = threading.Event()
         sent = [0]
         flood = threading.Thread(target=_flood, args=(panel.gps, stop, sent), daemon=True)
@@ -289,6 +307,7 @@ def test_a_gps_flood_never_starves_the_scan_nor_delays_the_holdup(tmp_path):
                     if t["name"] in ("scan", "report", "gps")] == \
                 [("scan", True, 0), ("report", True, 0), ("gps", True, 0)]
             assert st["reporter"]["dropped"] == 0
+            assert "MemoryError" not in panel.console()
         finally:
             stop.set()
             panel.close()

@@ -8,13 +8,8 @@
 # panel reboots.  Outputs are recorded for the control socket to read.
 #
 # A vehicle unit's GNSS receiver is a TCP socket (--gps, default the
-# control port + 1) that the host's replay (firmware/gpsreplay.py, a GPX
-# route as NMEA 0183) connects to, as a serial-to-TCP bridge would carry
-# the receiver's UART: its bytes are the UART's.  The control protocol's
-# "gps" command jams the receiver (it prints "no fix" once a second, the
-# replay's sentences are lost), silences it, trips the antenna input, or
-# asks the replay for another speed ($PGLSIM,SPEEDUP: the way back on the
-# UART, as a host configures a real receiver with its own sentences).
+# control port + 1; simgps.py, imported only by a vehicle unit's board)
+# that the host's replay (firmware/gpsreplay.py) connects to.
 #
 # Command line (firmware/sim.py builds it):
 #     micropython main.py --config CONFIG.json --state-dir DIR
@@ -22,15 +17,12 @@
 
 import sys
 import json
-import select
 import hal
 import eol
-from fwutil import const, ticks_ms, ticks_diff
+from fwutil import const
 
 _LOG_LINES = const(200)  # console lines kept for the "log" command
 _EXIT_NO_GPS = const(5)  # firmware/sim.py NO_GPS
-# what a jammed receiver prints once a second: no fix
-_NO_FIX = b"$GPGGA,,,,,,0,00,,,,,,,*66\r\n$GPRMC,,V,,,,,,,,,,N*53\r\n"
 ENV_FILE = "sim_env.json"
 # zone "state" -> loop ohms (None: the configured DEOL value)
 _STATES = {"normal": None, "alarm": None, "tamper": -1, "open": -1, "short": 0}
@@ -77,12 +69,8 @@ class Board(hal.BaseBoard):
         self.out = {"siren": False, "strobe": False, "lock": True, "supply": True}
         self.keys = []
         self.smoke = []  # inputs of verified fire zones: on the resettable supply
-        self.gps = _arg("--gps")  # None: the control port + 1 (_gps_listen)
-        self.gps_srv = None  # the listening socket (a vehicle unit only)
-        self.gps_conn = None  # the replay's connection
-        self.gps_poll = None
-        self.gps_error = None  # why the socket could not be opened
-        self.no_fix_ms = 0
+        self.gps = _arg("--gps")  # None: the control port + 1 (simgps.py)
+        self.gpsr = None  # a vehicle unit's receiver (simgps.SimGps)
 
     def setup(self, cfg):
         self.pullup = cfg["eol"]["pullup_ohms"]
@@ -90,7 +78,8 @@ class Board(hal.BaseBoard):
         self.alarm = cfg["eol"]["alarm_ohms"]
         self.smoke = [z["input"] for z in cfg["zones"] if z.get("verify")]
         if cfg.get("vehicle") is not None:
-            self._gps_listen()
+            import simgps
+            self.gpsr = simgps.SimGps(self)
 
     def save_env(self):
         z = {}
@@ -124,98 +113,10 @@ class Board(hal.BaseBoard):
         ohms = self.env["sounders"][k]
         return eol.raw_for_ohms(self.normal if ohms is None else ohms, self.pullup)
 
-    # -- the GNSS receiver's UART: a TCP socket the replay connects to -----------
-
-    def _gps_listen(self):
-        import socket
-        try:
-            if self.gps is None:
-                h, p = self.control.rsplit(":", 1)
-                self.gps = "%s:%d" % (h, int(p) + 1)
-            host, port = self.gps.rsplit(":", 1)
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(socket.getaddrinfo(host, int(port))[0][-1])
-            s.listen(1)
-            s.setblocking(False)
-        except (OSError, ValueError, IndexError) as e:
-            self.gps_error = "GPS socket %s: cannot listen (%s)" % (self.gps, e)
-            return
-        self.gps_srv = s
-        self.gps_poll = select.poll()
-        self.gps_poll.register(s, select.POLLIN)
-        self.console("GPS receiver: NMEA on %s (firmware/gpsreplay.py --out socket://%s)"
-                     % (self.gps, self.gps))
-
-    def _gps_drop(self):
-        c = self.gps_conn
-        self.gps_conn = None
-        self.gps_poll.unregister(c)
-        c.close()
-        self.console("GPS replay disconnected")
+    # -- the GNSS receiver's UART (a vehicle unit: simgps.py) ---------------------
 
     def gps_read(self, buf):
-        if self.gps_poll is None:
-            return 0
-        n = 0
-        for t in self.gps_poll.ipoll(0):
-            obj = t[0]
-            if obj is self.gps_srv:
-                c, _ = self.gps_srv.accept()
-                c.setblocking(False)
-                if self.gps_conn is not None:
-                    self._gps_drop()  # a new replay takes over
-                self.gps_conn = c
-                self.gps_poll.register(c, select.POLLIN)
-                self.console("GPS replay connected")
-            elif obj is self.gps_conn:
-                try:
-                    n = obj.readinto(buf) or 0
-                    if not n:
-                        self._gps_drop()  # the replay ended
-                except OSError:
-                    self._gps_drop()
-        g = self.env["gps"]
-        if g["jam"] or g["silent"]:
-            n = 0  # what the satellites said is lost
-            now = ticks_ms()
-            if g["jam"] and ticks_diff(now, self.no_fix_ms) >= 1000:
-                self.no_fix_ms = now
-                n = min(len(_NO_FIX), len(buf))
-                buf[:n] = _NO_FIX[:n]
-        return n
-
-    def _gps_input(self, req, app):
-        """The "gps" command: jam, silent, antenna, speedup."""
-        g = self.env["gps"]
-        for k in ("jam", "silent", "antenna"):
-            if k in req and not isinstance(req[k], bool):
-                raise ValueError("%s must be true or false, got %r" % (k, req[k]))
-        for k in ("jam", "silent"):
-            if k in req:
-                g[k] = req[k]
-        if "antenna" in req:
-            import panel as P
-            p = app.panel
-            ins = [p.zinput[i] for i in range(p.nz) if p.ztype[i] == P.Z_ANTENNA]
-            if not ins:
-                raise ValueError("no zone of type antenna in the config")
-            for inp in ins:
-                self.ohms[inp] = self.alarm if req["antenna"] else self.normal
-        if "speedup" in req:
-            x = float(req["speedup"])
-            if not 0 < x <= 1000:
-                raise ValueError("speedup must be above 0 and at most 1000")
-            if self.gps_conn is None:
-                raise ValueError("no GPS replay connected to %s" % self.gps)
-            body = "PGLSIM,SPEEDUP,%s" % x
-            c = 0
-            for ch in body:
-                c ^= ord(ch)
-            self.gps_conn.write(("$%s*%02X\r\n" % (body, c)).encode())
-        self.save_env()
-        return {"ok": True, "jam": g["jam"], "silent": g["silent"],
-                "replay": self.gps_conn is not None}
+        return 0 if self.gpsr is None else self.gpsr.read(buf)
 
     # -- outputs -------------------------------------------------------------
 
@@ -244,7 +145,7 @@ class Board(hal.BaseBoard):
         if cmd == "gps":
             if app.panel is None or app.panel.unit is None:
                 raise ValueError("gps: not a vehicle unit (kind \"vehicle\" or \"patrol\")")
-            return self._gps_input(req, app)
+            return self.gpsr.command(req, app)
         if cmd == "zone":
             p = app.panel
             zid = req["zone"]
@@ -304,9 +205,9 @@ class Board(hal.BaseBoard):
         return links.TcpLink(pc["host"], pc["port"], gate)
 
     def tasks(self, app):
-        if self.gps_error:
+        if self.gpsr is not None and self.gpsr.error:
             # a vehicle nobody can drive must not run on unnoticed (simctl.py)
-            self.console(self.gps_error + "; stopping")
+            self.console(self.gpsr.error + "; stopping")
             app.stop(_EXIT_NO_GPS)
         import simctl
         return [simctl.serve(app, self)]

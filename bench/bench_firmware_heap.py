@@ -84,7 +84,7 @@ COMMON = ("fwutil", "hal", "board_sim", "app", "eol", "cid", "arming", "users", 
 BY_PROTOCOL = {"native": ("glwire", "glpanel", "reporter"), "dc09": ("gldc09", "dc09rep")}
 SIM = ("control", "simctl")
 # a vehicle unit's, in the order panel.py and app.py import them
-VEHICLE = ("geo", "nmea", "vehicle", "vunit", "trackq")
+VEHICLE = ("geo", "nmea", "vehicle", "vunit", "trackq", "simgps")  # simgps: the sim board's GNSS
 ROUTE = ROOT / "examples" / "route_city.gpx"
 VAN_CODES = (170, 133, 122, 174, 344, 301)  # what the van workload must deliver
 

@@ -133,7 +133,8 @@ async def test_van_leaves_its_corridor_opens_its_compartment_and_is_jammed(tmp_p
 
 async def test_dc09_van_alarms_carry_their_position_to_the_receiver(tmp_path):
     """SIA DC-09: the 170 and a silent hold-up arrive with the van's
-    position in [X][Y]; the receiver stores it as the event's location."""
+    position in [X][Y]; the receiver stores it as the event's location;
+    main power lost and a low backup battery are troubles with it too."""
     cfg0 = van(0, "dc09")
     conf = Config(db=str(tmp_path / "rx.db"), dc09_tcp=[("127.0.0.1", 0)],
                   dc09_udp=[("127.0.0.1", 0)])
@@ -156,6 +157,17 @@ async def test_dc09_van_alarms_carry_their_position_to_the_receiver(tmp_path):
             assert abs(ev.location["lon"] - st["lon"]) < 0.002
             assert not (await ctl(panel, cmd="outputs"))["siren"]  # a hold-up is silent
             assert (await state(panel))["reporter"].get("track") is None  # no track on DC-09
+            # the van's main power (its 12 V) and the unit's backup battery,
+            # supervised as a fixed panel's, the troubles with where it was
+            await ctl(panel, cmd="ac", on=False)
+            await ctl(panel, cmd="battery", mv=11000)
+            for code in (301, 302):
+                [ev] = await stored(rx, DC09_ACCOUNT, code)
+                assert ev.event_class == "trouble" and ev.location is not None, ev
+            await ctl(panel, cmd="ac", on=True)
+            await ctl(panel, cmd="battery", mv=13200)
+            await stored(rx, DC09_ACCOUNT, 301, RESTORE)
+            await stored(rx, DC09_ACCOUNT, 302, RESTORE)
         finally:
             await asyncio.to_thread(panel.close)
 

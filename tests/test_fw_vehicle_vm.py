@@ -324,3 +324,27 @@ def test_a_gps_flood_never_starves_the_scan_nor_delays_the_holdup(tmp_path):
             stop.set()
             panel.close()
             flood.join(30)
+
+
+def test_a_van_whose_shapes_mean_nothing_reports_its_config_trouble(tmp_path):
+    """On the panel itself (vehicle_config.py under the VM): a corridor
+    whose points are all one place and a geofence whose points enclose no
+    area keep the van in safe mode, reporting 307 with the field at fault,
+    rather than driving with a route or a zone that is not there."""
+    cfg = van(0)
+    cfg["vehicle"]["corridor"]["line"] = [[4.882, 52.368], [4.882, 52.368]]
+    cfg["vehicle"]["allowed_zones"][1]["polygon"] = [[4.8975, 52.3745], [4.898, 52.375],
+                                                    [4.8985, 52.3755]]
+    with TinyReceiver(ACCOUNT) as rx:
+        cfg["receiver"]["primary"]["port"] = cfg["receiver"]["backup"]["port"] = rx.port
+        panel = PanelProcess(cfg, str(tmp_path / "van"))
+        try:
+            [ev] = panel.wait(lambda: rx.find(307), 30, "307 config trouble")
+            said = panel.console()
+            assert "vehicle.allowed_zones[1].polygon: its points enclose no area" in said
+            assert "vehicle.corridor.line: all its points are the same place" in said
+            assert ev["text"].startswith("vehicle.")
+            st = panel.state()
+            assert st["troubles"] & w.T_CONFIG and "vehicle" not in st and st["zones"] == []
+        finally:
+            panel.close()

@@ -5,10 +5,11 @@
 #             new events into the persistent queue
 #   report    every 20 ms: links <-> glpanel sessions (reporter.py), or
 #             SIA DC-09 with "protocol": "dc09" (dc09rep.py)
-#   gps       a vehicle unit's (kind "vehicle", "patrol"): every _GPS_MS
-#             the GNSS UART's bytes -> vunit (NMEA, the vehicle rules, the
-#             report policy); due track points into the track ring
-#             (trackq.py), new events into the persistent queue
+#   gps       a vehicle unit's (kind "vehicle", "patrol"; its loop is
+#             vunit.Unit.run, so a fixed panel carries none of it): the
+#             GNSS UART's bytes -> NMEA, the vehicle rules, the report
+#             policy; due track points into the track ring (trackq.py),
+#             new events into the persistent queue
 #   board     extra tasks of the board: the control protocol (control.py)
 #             on the sim's socket, or on a hardware board's console in
 #             test mode ("test_mode": true)
@@ -52,12 +53,6 @@ _SUPERVISE_MS = 500  # the supervisor's round
 # the slowest scan the config allows (scan_ms <= 1000 would be 4).
 _STALE_MS = 4000
 _RESTART_MS = 1000  # a dead task is restarted after this
-# The GNSS UART: NMEA 0183 at 9600 baud is 960 bytes/s; a read of up to
-# _GPS_BUF bytes, _GPS_READS times every _GPS_MS, takes 20 KB/s (the sim's
-# replay sped up 20 times sends about 4 KB/s) and never waits.
-_GPS_MS = 50
-_GPS_BUF = 256
-_GPS_READS = 4
 
 
 def open_sequences(queue, path, log):
@@ -302,26 +297,6 @@ class App:
             t.beat = self.ticks()  # a whole loop done
             await asyncio.sleep_ms(self.scan_ms)
 
-    async def gps(self, t):
-        """A vehicle unit's GNSS receiver: its UART's bytes to the unit."""
-        b = self.board
-        u = self.panel.unit
-        buf = bytearray(_GPS_BUF)
-        while True:
-            for _ in range(_GPS_READS):
-                now = ticks_ms()
-                n = b.gps_read(buf)
-                u.gps(buf, n, now)
-                if u.points:
-                    for reason, pos in u.points:
-                        self.track.append(reason, pos)
-                    u.points.clear()
-                if n < _GPS_BUF:
-                    break
-            self.drain(now)
-            t.beat = ticks_ms()
-            await asyncio.sleep_ms(_GPS_MS)
-
     async def report(self, t):
         while True:
             self.report_step(self.ticks())
@@ -404,7 +379,8 @@ class App:
             self._supervise("scan", self.scan, True)
             self._supervise("report", self.report, True)
             if self.panel.unit is not None:
-                self._supervise("gps", self.gps, True)
+                u = self.panel.unit
+                self._supervise("gps", lambda t: u.run(self, t), True)
         bts = self.board.tasks(self)
         for k in range(len(bts)):
             self._supervise("control" if k == 0 else "board%d" % k,

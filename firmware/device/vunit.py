@@ -3,7 +3,7 @@
 #
 # Sans-I/O like panel.py, which owns it (Panel.unit) and imports it only
 # for a vehicle kind.  It joins:
-#   - nmea.NmeaReader: the GNSS UART's bytes (app.py's gps task) -> a Fix;
+#   - nmea.NmeaReader: the GNSS UART's bytes (run: app.py's gps task) -> a Fix;
 #   - vehicle.Vehicle: the rules (133, 170-173, 330, 344), fed the fixes
 #     and the vehicle inputs the panel routes here (compartment, vehicle
 #     door, ignition, GNSS antenna: zones of those types);
@@ -28,7 +28,7 @@
 #   every call); `tracking` False (a DC-09 unit: no track points on a
 #   standard receiver) queues none.
 
-from fwutil import const, ticks_diff
+from fwutil import const, ticks_diff, ticks_ms
 import nmea
 import vehicle as V
 import cid
@@ -45,6 +45,13 @@ IN_IGNITION = const(2)
 IN_ANTENNA = const(3)
 PATROL_STATUS = ("available", "dispatched", "on scene")  # 470, 471, 472
 _POINTS_MAX = const(4)  # one call makes at most one; the edge drains after each
+# The GNSS UART (run): NMEA 0183 at 9600 baud is 960 bytes/s; a read of up
+# to _GPS_BUF bytes, _GPS_READS times every _GPS_MS, takes 20 KB/s (the
+# sim's replay sped up 20 times sends about 4 KB/s) and never waits; a
+# flood gets no more than that, so it never starves the scan.
+_GPS_MS = const(50)
+_GPS_BUF = const(256)
+_GPS_READS = const(4)
 
 
 class Unit:
@@ -81,6 +88,31 @@ class Unit:
         """Panel.emit saw an event: an alarm makes the track faster."""
         if q == V.Q_NEW and 100 <= code < 200:
             self.alarmed = True
+
+    # -- the gps task (app.py supervises it) -----------------------------------------
+
+    async def run(self, app, t):
+        """The GNSS receiver's UART (board.gps_read) to gps(), due track
+        points into app.track, new events into the queue (app.drain);
+        t.beat after every round, as the scan and report tasks."""
+        import asyncio
+        b = app.board
+        buf = bytearray(_GPS_BUF)
+        while True:
+            now = ticks_ms()
+            for _ in range(_GPS_READS):
+                now = ticks_ms()
+                n = b.gps_read(buf)
+                self.gps(buf, n, now)
+                if self.points:
+                    for reason, pos in self.points:
+                        app.track.append(reason, pos)
+                    self.points.clear()
+                if n < _GPS_BUF:
+                    break
+            app.drain(now)
+            t.beat = ticks_ms()
+            await asyncio.sleep_ms(_GPS_MS)
 
     # -- inputs ----------------------------------------------------------------------
 

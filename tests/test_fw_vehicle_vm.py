@@ -2,16 +2,11 @@
 (firmware.sim, the sim board) driving examples/route_city.gpx (replayed by
 firmware.gpsreplay onto the sim's GNSS socket, sped up), reporting to this
 project's receiver (real listeners, real SQLite store) in the test's event
-loop; checks on what the receiver stored.
-
-What the receiver keeps of a position today: a DC-09 event's [X][Y]
-extended data (its `location`); a native EVENT's position extension is
-decoded and not stored, and a POSITION message is answered NAK
-"unsupported" (the firmware then drops that track point and counts it).
-So the position at the receiver is checked through DC-09 here, and the
-order of positions against alarms on testkit.tiny_receiver.TinyReceiver (the
-real glwire codec, which ACKs POSITION and records every frame in
-arrival order)."""
+loop; checks on what the receiver stored: events with the van's position
+(native position extension, DC-09 [X][Y]) and its track (POSITION).  The
+order of positions against alarms is checked on
+testkit.tiny_receiver.TinyReceiver (the real glwire codec, which ACKs
+POSITION and records every frame in arrival order)."""
 
 import asyncio
 import datetime as dt
@@ -88,8 +83,9 @@ async def test_van_leaves_its_corridor_opens_its_compartment_and_is_jammed(tmp_p
     """Native protocol: 170 when the drive leaves the planned corridor,
     133 (zone: the compartment) when the compartment opens out there,
     344 when the fix goes with the antenna input tripped, and its restore;
-    the receiver NAKs the track points (no POSITION support yet) and the
-    van neither fails over nor drops an event for it."""
+    each stored with the van's position, and the track points the unit
+    sends (POSITION) stored as its track, oldest first, with neither a
+    failover nor a dropped event."""
     cfg0 = van(0)
     conf = Config(db=str(tmp_path / "rx.db"), tcp=[("127.0.0.1", 0)], udp=[("127.0.0.1", 0)])
     async with running_receiver(conf, [rx_account(cfg0)]) as rx:
@@ -102,6 +98,8 @@ async def test_van_leaves_its_corridor_opens_its_compartment_and_is_jammed(tmp_p
             [ev] = await stored(rx, str(ACCOUNT), 170)
             assert ev.event_class == "burglary" and ev.zone == 0
             assert ev.description.startswith("Vehicle left its route corridor")
+            assert ev.position is not None and ev.position.valid
+            assert OFF_LAT[0] <= ev.position.lat <= OFF_LAT[1] + 0.003
             st = (await state(panel))["vehicle"]
             assert st["rules"]["left route corridor"] == "raised"
             assert OFF_LAT[0] <= st["lat"] <= OFF_LAT[1] + 0.003  # it drives on
@@ -109,19 +107,22 @@ async def test_van_leaves_its_corridor_opens_its_compartment_and_is_jammed(tmp_p
             [ev] = await stored(rx, str(ACCOUNT), 133, zone=COMPARTMENT)
             assert ev.description == \
                 "24-hour burglary (safe/vault), zone 1 (cash compartment door), van"
+            assert ev.position is not None and abs(ev.position.lat - st["lat"]) < 0.003
             await ctl(panel, cmd="gps", jam=True, antenna=True)
             [ev] = await stored(rx, str(ACCOUNT), 344)
             assert ev.event_class == "trouble"
             await ctl(panel, cmd="gps", jam=False, antenna=False)
             await stored(rx, str(ACCOUNT), 344, RESTORE)
-            # the native position extension is not kept by the receiver (yet)
-            assert all(e.ext is None for e in await rx.store.list_events(account=str(ACCOUNT)))
 
-            async def refused():
+            async def delivered():
                 t = (await state(panel))["reporter"]["track"]
-                return t["refused"] > 0 and t
-            track = await wait_until(refused, 30, what="a track point NAKed unsupported")
-            assert track["delivered"] == 0
+                return t["delivered"] >= 3 and t
+            track = await wait_until(delivered, 30, what="track points ACKed")
+            assert track["refused"] == 0
+            points = [p for p in await rx.store.track(str(ACCOUNT)) if p.source == "position"]
+            assert len(points) >= 3
+            fixes = [p.position.fix_time for p in points]
+            assert fixes == sorted(fixes)
             rep = (await state(panel))["reporter"]
             assert rep["active_path"] == 1 and rep["dropped"] == 0
             assert [p["events_ok"] for p in rep["paths"]] == [True, True]

@@ -129,6 +129,14 @@ def lowest(keys):
     return best
 
 
+def index_of(keys, k):
+    """The index of entry k in `keys` (a ring's slot keys), -1 if none."""
+    for i in range(len(keys)):
+        if keys[i] == k:
+            return i
+    return -1
+
+
 def _keep(q, code):
     """Evicted last: alarms, and the report that events were dropped."""
     return q == 1 and (100 <= code < 200 or code == 624)
@@ -293,10 +301,7 @@ class PersistentQueue(SlotFile):
                 "zone": zone, "event_time": t, "text": text, "value": None, "position": pos}
 
     def find(self, seq):
-        for i in range(self.n):
-            if self._seq[i] == seq:
-                return i
-        return -1
+        return index_of(self._seq, seq)
 
     # -- changes ------------------------------------------------------------------
 

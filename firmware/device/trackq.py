@@ -37,7 +37,7 @@
 import struct
 from array import array
 from fwutil import const
-from pqueue import SlotFile, lowest, pack_pos, read_pos
+from pqueue import SlotFile, index_of, lowest, pack_pos, read_pos
 
 SLOT = const(32)
 _MAGIC = const(0x54)  # 'T'
@@ -90,10 +90,7 @@ class TrackRing(SlotFile):
         return {"type": MSG_POSITION, "reason": buf[6], "position": read_pos(buf, _POS_OFF)}
 
     def find(self, order):
-        for i in range(self.n):
-            if self._order[i] == order:
-                return i
-        return -1
+        return index_of(self._order, order)
 
     # -- changes ---------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ One home for each:
                             receiver for firmware tests
 ``testkit.dispatch``        ``JsonLinesSink``: a dispatch centre's end
 ``testkit.configs``         ``scenario_config``, ``TEST_KEY``: test panel configs
+``testkit.app_rig``         ``AppRig``: the real app under the VM, counting what
+                            it allocates (tests/vm_app_rig.py)
 ``testkit.wait``            ``wait_until`` / ``wait_until_sync``: poll, never sleep
 ``testkit.net``             ``free_port``
 ==========================  =====================================================

@@ -35,6 +35,9 @@ class TinyReceiver:
     not ACKing proves nothing about the panel keeping it)."""
 
     def __init__(self, account: int, key: bytes = TEST_KEY, port: int | None = None):
+        # the receiver's time (Unix seconds): its ACKs set the panel's clock;
+        # a test that runs the panel in another year sets this
+        self.clock = time.time
         self.account = account
         self.keys = w.Keys(key)
         self.lock = threading.Lock()
@@ -125,7 +128,7 @@ class TinyReceiver:
                 self.acked_events[frame.seq] = msg
             self.tx_seq += 1
             return w.seal(self.keys, {"type": w.MSG_ACK, "ack_seq": frame.seq},
-                          self.account, self.tx_seq, int(time.time()), w.FLAG_FROM_RECEIVER)
+                          self.account, self.tx_seq, int(self.clock()), w.FLAG_FROM_RECEIVER)
 
     # -- the loops -----------------------------------------------------------
 
@@ -232,7 +235,7 @@ class TinyDc09Receiver(TinyReceiver):
 
         from protocol import dc09  # noqa: PLC0415
 
-        now = datetime.now(timezone.utc)
+        now = datetime.fromtimestamp(int(self.clock()), timezone.utc)
         try:
             m = dc09.parse(frame, now=now, key_lookup=lambda a: (
                 self.dc09_key if a == self.dc09_account else None))

@@ -73,6 +73,27 @@ def open_sequences(queue, path, log):
     return seqs
 
 
+def _drain(app, now_ms):
+    """App.drain's work, when there is some (see there)."""
+    p = app.panel
+    q = app.queue
+    for _ in range(2):  # a 624 from the first pass is queued in the second
+        if p.out:
+            t = app.clock.now(now_ms)
+            pos = p.position(now_ms)  # a vehicle unit's, where it is now
+            for qual, code, part, zone, text in p.out:
+                q.append(app.seqs.take(), qual, code, part, zone, t, text, pos)
+            p.out.clear()
+        lost = q.dropped + p.overflow
+        if lost == app.lost and not p.q_over:
+            break
+        p.queue_state(lost - app.lost, q.depth, q.n)
+        app.lost = lost
+    if p.changed:
+        p.changed = False
+        app.seqs.set_state(p.modes(), p.memory_bytes(), p.flags())
+
+
 class _Task:
     """A supervised task: `make()` returns its coroutine; `looping` tasks
     (scan, report) set `beat` at the end of every loop."""
@@ -107,6 +128,7 @@ class App:
         self.test_mode = False
         self.lost = 0  # events dropped (panel burst bound + full queue) so far
         self.min_free = mem_free()  # lowest free heap seen at a scan
+        self._scans = None  # the scan loop (scan_step), made at the first scan
         self.tasks = []  # supervised (main)
         self.wdt_ms = None  # when the supervisor last fed the watchdog (ticks)
         import config as C
@@ -169,6 +191,11 @@ class App:
                 from trackq import TrackRing
                 self.track = TrackRing(board.path("track.dat"),
                                        cfg["vehicle"]["report"]["track_points"])
+        # what only the panel needed goes before the reporter's modules
+        # load: the boot's peak, and what sets the smallest heap (the
+        # bank's zones, users and partitions are kilobytes of dicts)
+        cfg["zones"] = cfg["users"] = cfg["partitions"] = None
+        gc.collect()
         rx = cfg["receiver"]
         links = [board.open_link(0, rx["primary"])]
         if rx.get("backup"):
@@ -200,24 +227,12 @@ class App:
 
     def drain(self, now_ms):
         """Panel events into the persistent queue; report losses (624);
-        persist what must survive a power loss."""
+        persist what must survive a power loss.  Called after every scan
+        and report poll: when there is nothing to do it returns at once,
+        from a frame small enough for the C stack (fwutil.py)."""
         p = self.panel
-        q = self.queue
-        for _ in range(2):  # a 624 from the first pass is queued in the second
-            if p.out:
-                t = self.clock.now(now_ms)
-                pos = p.position(now_ms)  # a vehicle unit's, where it is now
-                for qual, code, part, zone, text in p.out:
-                    q.append(self.seqs.take(), qual, code, part, zone, t, text, pos)
-                p.out.clear()
-            lost = q.dropped + p.overflow
-            if lost == self.lost and not p.q_over:
-                break
-            p.queue_state(lost - self.lost, q.depth, q.n)
-            self.lost = lost
-        if p.changed:
-            p.changed = False
-            self.seqs.set_state(p.modes(), p.memory_bytes(), p.flags())
+        if p.out or p.changed or p.q_over or self.queue.dropped + p.overflow != self.lost:
+            _drain(self, now_ms)
 
     def key(self, code, action, partition, arg):
         if self.panel is None:
@@ -259,32 +274,58 @@ class App:
     # -- tasks -----------------------------------------------------------------
 
     def scan_step(self, now):
-        """One scan: zone loops -> DEOL classify -> debounce -> panel;
-        supplies, keypad, timers; outputs to the board; new events into
-        the persistent queue."""
-        import panel as P
+        """One scan at `now` (ticks): zone loops -> DEOL classify ->
+        debounce -> panel; supplies, keypad, timers; outputs to the board;
+        new events into the persistent queue.  The scan task calls it, and
+        the test kit's in-process panel with its virtual clock.  The work
+        runs in a generator (_scan_loop()) whose locals live in one frame
+        allocated once: a plain function this size gets a heap frame on
+        every call.  In the steady state a scan allocates nothing
+        (fwutil.py)."""
+        g = self._scans
+        if g is None:
+            g = self._scans = self._scan_loop()
+            next(g)
+        # no try here: an exception handler makes this frame too big for
+        # the C stack; a scan task that died starts a fresh loop (scan())
+        g.send(now)
+
+    def _scan_loop(self):
+        """scan_step()'s loop: each send(now) runs one scan."""
         b = self.board
         p = self.panel
         cls = self.cls
         deb = self.deb
-        for i in range(p.nz):
-            s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
-            if s >= 0:
-                p.zone_change(i, s, now)
-        p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
-        for k in (0, 1):  # siren and strobe lines (None: not supervised here)
-            raw = b.sounder_raw(k)
-            if raw is not None:
-                p.sounder(k, cls.classify(raw), now)
-        k = b.keypad()
-        if k is not None and k[1] in P.ACTIONS:
+        clock = self.clock
+        now = yield
+        while True:
+            for i in range(p.nz):
+                s = deb.update(i, cls.classify(b.zone_raw(p.zinput[i])), now)
+                if s >= 0:
+                    p.zone_change(i, s, now)
+            p.supplies(b.ac_ok(), b.battery_mv(), b.box_tamper(), now)
+            for k in (0, 1):  # siren and strobe lines (None: not supervised here)
+                raw = b.sounder_raw(k)
+                if raw is not None:
+                    p.sounder(k, cls.classify(raw), now)
+            k = b.keypad()
+            if k is not None:
+                self.keypad(k)
+            # panel.tick(now, clock.trusted_now(now)) in small ints (fwutil.py)
+            p.wall(clock.trusted_day(now), clock.sec)
+            p.timers(now)
+            b.outputs(p.siren, p.strobe, p.lock, p.supply)
+            self.drain(now)
+            f = mem_free()
+            if f < self.min_free:
+                self.min_free = f
+            now = yield
+
+    def keypad(self, k):
+        """A keypad entry (code, action name, partition, arg) from the board."""
+        import panel as P
+        if k[1] in P.ACTIONS:
             self.key(k[0], k[1], k[2], k[3])
-        p.tick(now, self.clock.trusted_now(now))
-        b.outputs(p.siren, p.strobe, p.lock, p.supply)
-        self.drain(now)
-        f = mem_free()
-        if f < self.min_free:
-            self.min_free = f
 
     def report_step(self, now):
         """Links <-> the reporting sessions; what they changed into the queue."""
@@ -292,6 +333,7 @@ class App:
         self.drain(now)
 
     async def scan(self, t):
+        self._scans = None  # a loop that ended with an exception is not resumed
         while True:
             self.scan_step(self.ticks())
             t.beat = self.ticks()  # a whole loop done
@@ -339,31 +381,34 @@ class App:
         self.tasks.append(t)
         t.task = asyncio.create_task(self._run(t))
 
-    def _round(self, now_ms):
-        """One supervisor round: restore what loops again, feed the
-        watchdog if every task is alive."""
+    # The supervisor's round is the body of main(), a coroutine whose frame
+    # is allocated once, and what it calls keeps frames small enough for
+    # the C stack (fwutil.py): a quiet panel allocates nothing.
+    def _tasks_ok(self, now_ms):
+        """Every task in this round (_task_ok()); True if all are alive."""
         ok = True
-        for t in self.tasks:
-            if t.task.done() and not t.ended:
-                # the wrapper itself ended (a bug in _run): start it again
-                t.task = asyncio.create_task(self._run(t))
-                ok = False
-                continue
-            if t.down and (ticks_diff(t.beat, t.since) > 0 if t.looping else
-                           ticks_diff(now_ms, t.since) >= _STALE_MS):
-                t.down = False
-                if self.panel is not None:
-                    self.panel.task_state(t.name, True)
-            ok = ok and self._alive(t, now_ms)
+        for k in range(len(self.tasks)):
+            ok = self._task_ok(self.tasks[k], now_ms) and ok
+        return ok
+
+    def _task_ok(self, t, now_ms):
+        """Task t in this round: started again if its wrapper ended (a bug
+        in _run), restored once it loops again; True if it is alive."""
+        if t.task.done() and not t.ended:
+            self._restart(t)
+            return False
+        if t.down and (ticks_diff(t.beat, t.since) > 0 if t.looping else
+                       ticks_diff(now_ms, t.since) >= _STALE_MS):
+            self._restored(t)
+        return self._alive(t, now_ms)
+
+    def _restart(self, t):
+        t.task = asyncio.create_task(self._run(t))
+
+    def _restored(self, t):
+        t.down = False
         if self.panel is not None:
-            try:
-                self.drain(now_ms)  # a 300 from a task that died
-            except Exception as e:  # noqa: BLE001 - the tasks report it; the dog decides
-                self.log("supervisor: drain failed (%s)" % e)
-                ok = False
-        if ok:
-            self.board.wdt_feed()
-            self.wdt_ms = now_ms
+            self.panel.task_state(t.name, True)
 
     def _board_task(self, k, first):
         """The maker of board task k: the coroutine the board gave at
@@ -386,7 +431,19 @@ class App:
             self._supervise("control" if k == 0 else "board%d" % k,
                             self._board_task(k, bts[k]), False)
         while not self._stop.is_set():
-            self._round(self.ticks())
+            # one round: restore what loops again, feed the watchdog if
+            # every task is alive
+            now = self.ticks()
+            ok = self._tasks_ok(now)
+            if self.panel is not None:
+                try:
+                    self.drain(now)  # a 300 from a task that died
+                except Exception as e:  # noqa: BLE001 - the tasks report it; the dog decides
+                    self.log("supervisor: drain failed (%s)" % e)
+                    ok = False
+            if ok:
+                self.board.wdt_feed()
+                self.wdt_ms = now
             await asyncio.sleep_ms(_SUPERVISE_MS)
 
 

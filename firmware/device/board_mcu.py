@@ -94,8 +94,13 @@ class McuBoard(hal.BaseBoard):
         return self.ac.value() == 0  # opto-coupler pulls low while mains is present
 
     def battery_mv(self):
-        # divider ratio and 3.3 V reference: battery_divider x 3300 mV full scale
-        return self.batt.read_u16() * 3300 * self.pins.get("battery_divider", 5) // 65535
+        # divider ratio and 3.3 V reference: battery_divider x 3300 mV full
+        # scale, raw * 3300 * divider // 65535 in two steps: the product
+        # passes 2**30 near full scale, a long integer per scan on 32-bit
+        # ports (fwutil.py)
+        mv = self.batt.read_u16() * 3300  # mV at the pin, times 65535
+        div = self.pins.get("battery_divider", 5)
+        return mv // 65535 * div + mv % 65535 * div // 65535
 
     def box_tamper(self):
         return self.tamper.value() == 1  # switch opens when the lid lifts

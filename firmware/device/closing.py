@@ -9,8 +9,9 @@
 # during the warning postpones it for the day (464, zone = the user).
 # panel.py imports it only for a panel with a schedule.
 #
-# Time source: the `unix` the panel's tick gets, which is 0 unless the
-# clock is known and trusted (app.py).  Unknown, nothing is scheduled:
+# Time source: the panel's wall clock (panel.wall(): local day, weekday,
+# minute), which is unknown (day 0) unless the clock is known and trusted
+# (app.py).  Unknown, nothing is scheduled:
 # arming on a wrong clock could arm people in (fail safe); the receiver's
 # own schedule reports a partition that did not close, and the panel
 # reports its clock (626).
@@ -46,37 +47,53 @@ class Closing:
                 return s[2] is not None
         return False
 
-    def tick(self, now_ms, unix):
+    # tick() and _check() run every scan: small frames, the work of a
+    # closing goes into helpers called then (fwutil.py)
+    def tick(self, now_ms):
+        """The schedules at `now_ms`, on the panel's wall clock
+        (panel.wall(): day 0 when the clock is unknown or not trusted)."""
+        for k in range(len(self.sched)):
+            self._check(self.sched[k], now_ms)
+
+    def _check(self, s, now_ms):
+        if s[2] is not None:
+            self._warning(s, now_ms)
+            return
         P = self.p
-        for s in self.sched:
-            p, c, warn = s[0], s[1], s[2]
-            if warn is not None:
-                if p.state != A.DISARMED:
-                    s[2] = None  # armed (by a user) during the warning
-                elif due(now_ms, warn):
-                    s[2] = None
-                    if c["auto_arm"]:
-                        if not P.auto_arm(p, now_ms):
-                            p.note = "closing: not ready, not armed (455 sent)"
-                    else:
-                        p.note = "closing: late, please arm"
-                        P.log("partition %d: late to close" % p.id)
-                continue
-            if not unix:
-                continue  # no trusted clock: nothing is scheduled (fail safe)
-            day, wd, mins = P.local(unix)
-            if day == s[3] or wd not in c["days"] or mins < c["at"]:
-                continue
-            s[3] = day
-            if p.state != A.DISARMED:
-                continue  # already closed
-            s[2] = ticks_add(now_ms, self.warn_ms)
-            n = self.warn_ms // 1000
-            if c["auto_arm"]:
-                p.note = "closing: arming in %d s (a code postpones)" % n
-            else:
-                p.note = "closing: please arm (%d s)" % n
-            P.log("partition %d: closing time, keypad warning for %d s" % (p.id, n))
+        if not P.wday:
+            return  # no trusted clock: nothing is scheduled (fail safe)
+        if P.wday == s[3] or P.wdow not in s[1]["days"] or P.wmin < s[1]["at"]:
+            return
+        s[3] = P.wday
+        if s[0].state == A.DISARMED:  # else already closed
+            self._warn(s, now_ms)
+
+    def _warning(self, s, now_ms):
+        if s[0].state != A.DISARMED:
+            s[2] = None  # armed (by a user) during the warning
+        elif due(now_ms, s[2]):
+            s[2] = None
+            self._close(s[0], s[1], now_ms)
+
+    def _close(self, p, c, now_ms):
+        """The warning ran out: arm partition p, or ask for it."""
+        if c["auto_arm"]:
+            if not self.p.auto_arm(p, now_ms):
+                p.note = "closing: not ready, not armed (455 sent)"
+        else:
+            p.note = "closing: late, please arm"
+            self.p.log("partition %d: late to close" % p.id)
+
+    def _warn(self, s, now_ms):
+        """Closing time: the keypad warning starts."""
+        p = s[0]
+        s[2] = ticks_add(now_ms, self.warn_ms)
+        n = self.warn_ms // 1000
+        if s[1]["auto_arm"]:
+            p.note = "closing: arming in %d s (a code postpones)" % n
+        else:
+            p.note = "closing: please arm (%d s)" % n
+        self.p.log("partition %d: closing time, keypad warning for %d s" % (p.id, n))
 
     def disarmed(self, p, user):
         """A valid code disarmed partition p: during the warning, that

@@ -59,7 +59,8 @@ def handle(app, board, req):
     if cmd == "gc":
         import gc
         gc.collect()
-        return {"ok": True, "mem_alloc": mem_alloc(), "mem_free": mem_free()}
+        return {"ok": True, "mem_alloc": mem_alloc(), "mem_free": mem_free(),
+                "mem_min_free": app.min_free}
     if cmd == "key":
         import panel as P
         action = req.get("action", "disarm")

@@ -65,7 +65,7 @@
 from binascii import unhexlify
 from fwutil import const, ticks_diff, ticks_add
 from clock import sane
-from failover import Failover
+from failover import Failover, PathPoll
 
 try:
     from protocol.lean import gldc09 as dc  # pyright: ignore[reportMissingImports]  (host-only package)
@@ -137,7 +137,7 @@ class _Pending:
         self.hi = 0  # or the clock was unset), for the *ACK's time
 
 
-class Dc09Reporter:
+class Dc09Reporter(PathPoll):
     def __init__(self, cfg, queue, seqs, clock, panel, links, now_ms, log=None):
         d = cfg["dc09"]
         tim = cfg["timings"]
@@ -153,7 +153,7 @@ class Dc09Reporter:
         self.seqs = seqs
         self.clock = clock
         self.panel = panel
-        self.links = links
+        PathPoll.__init__(self, links)
         n = len(links)
         self.broken = None
         if self.key is not None and not dc.key_size_supported(len(self.key)):
@@ -189,28 +189,24 @@ class Dc09Reporter:
     # -- the loop ---------------------------------------------------------------------
 
     def poll(self, now_ms):
-        if self.broken:
-            return
-        n = len(self.links)
-        for i in range(n):
-            link = self.links[i]
-            link.poll(now_ms)
-            if link.lost:
-                link.lost = False
-                self.rx[i] = b""  # a partial reply dies with its connection
-            for _ in range(4):  # bounded work per poll
-                data = link.recv()
-                if data is None:
-                    break
-                if link.stream:
-                    self._stream(i, data, now_ms)
-                else:
-                    self._reply(i, data, now_ms)
-        self._check(now_ms)
-        self._schedule(now_ms)
-        for i in range(n):
-            self._transmit(i, now_ms)
-        self._check(now_ms)
+        if not self.broken:
+            PathPoll.poll(self, now_ms)
+
+    # the steps of PathPoll.poll() (failover.py)
+    def _receive(self, i, now_ms):
+        """What path i's link brought: replies."""
+        link = self.links[i]
+        link.poll(now_ms)
+        if link.lost:
+            link.lost = False
+            self.rx[i] = b""  # a partial reply dies with its connection
+        self._read(i, link, now_ms)
+
+    def _data(self, i, data, now_ms):
+        if self.links[i].stream:
+            self._stream(i, data, now_ms)
+        else:
+            self._reply(i, data, now_ms)
 
     def _stream(self, i, data, now_ms):
         # replies are split LF..CR; bytes before an LF are noise
@@ -261,30 +257,40 @@ class Dc09Reporter:
     def _schedule(self, now_ms):
         a = self.active
         head = self.queue.head()
-        p = self.pend[a]
-        if head is not None and p is not None and p.kind != _EVENT:
+        if head is not None and self.pend[a] is not None and self.pend[a].kind != _EVENT:
             self._drop(a)  # events first: a NULL or a probe waits
         if self.pend[a] is None:
-            if head is not None:
-                self._offer(a, _EVENT, head[0], head[1], now_ms)
-                self.rule.offered(a, now_ms)
-            elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
-                self._offer(a, _NULL, self.seqs.take(), None, now_ms)
+            self._active(a, head, now_ms)
         for b in range(len(self.links)):
-            if b == a or self.pend[b] is not None:
-                continue
-            if not self.rule.ok[b]:
-                if self.rule.probe_due(b, now_ms):
-                    self._offer(b, _PROBE, self.seqs.take(), None, now_ms)
-            elif not self.up[b] or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
-                self._offer(b, _NULL, self.seqs.take(), None, now_ms)
+            if b != a and self.pend[b] is None:
+                self._standby(b, now_ms)
+
+    def _active(self, a, head, now_ms):  # type: (int, tuple | None, int) -> None
+        """What idle path `a`, the one that carries the events, sends."""
+        if head is not None:
+            self._offer(a, _EVENT, head[0], head[1], now_ms)
+            self.rule.offered(a, now_ms)
+        elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
+            self._offer(a, _NULL, self.seqs.take(), None, now_ms)
+
+    def _standby(self, b, now_ms):  # type: (int, int) -> None
+        """What idle standby path b sends: its probe when it failed
+        events, else a NULL when due."""
+        if not self.rule.ok[b]:
+            if self.rule.probe_due(b, now_ms):
+                self._offer(b, _PROBE, self.seqs.take(), None, now_ms)
+        elif not self.up[b] or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
+            self._offer(b, _NULL, self.seqs.take(), None, now_ms)
 
     def _check(self, now_ms):
         """The head event's bound on the path that carries it."""
         for i in range(len(self.links)):
             p = self.pend[i]
             if p is not None and p.kind == _EVENT and self.rule.watch(i, self.up[i], now_ms):
-                self._switch(self.rule.failed(i, now_ms, self.up))
+                self._failed(i, now_ms)
+
+    def _failed(self, i, now_ms):
+        self._switch(self.rule.failed(i, now_ms, self.up))
 
     def _trusted(self, i, queued):
         """Path i ACKed an event (or the probe)."""
@@ -328,10 +334,13 @@ class Dc09Reporter:
             self.log("path %d: cannot build %04d (%s)" % (i + 1, p.dseq, e))
             return None
 
-    def _transmit(self, i, now_ms):
+    def _send(self, i, now_ms):
         p = self.pend[i]
-        if p is None or ticks_diff(now_ms, self.due[i]) < 0:
-            return
+        if p is not None and ticks_diff(now_ms, self.due[i]) >= 0:
+            self._due(i, p, now_ms)
+
+    def _due(self, i, p, now_ms):
+        """Path i's outstanding message p is due: (re)send it."""
         if p.sent:
             self._no_answer(i, now_ms)  # the last transmission went unanswered
             p = self.pend[i]

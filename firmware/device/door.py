@@ -57,9 +57,8 @@ class Door:
         return False
 
     def closed(self, now_ms):
-        p = self.p
         if self.held:
-            p.emit(_Q_RESTORE, cid.PROPPED, p.parts[p.zpart[self.door]].id, p.zid[self.door])
+            self._report(_Q_RESTORE, cid.PROPPED, self.door)
         self.held = False
         self.open_since = None
         if self.grant_due is not None:
@@ -69,20 +68,28 @@ class Door:
     def unlock(self, now_ms):
         self.grant_due = ticks_add(now_ms, self.unlock_ms)
 
+    # tick() and _bolt() run every scan: small frames, what they report
+    # goes through _report() (fwutil.py: nothing allocates in a scan)
     def tick(self, now_ms):
-        p = self.p
         if self.grant_due is not None and self.open_since is None and due(now_ms, self.grant_due):
             self.grant_due = None  # nobody opened the door: relock
             self.relock_at = now_ms
         if self.open_since is not None and not self.held and \
                 ticks_diff(now_ms, self.open_since) >= self.held_ms:
             self.held = True
-            p.emit(_Q_NEW, cid.PROPPED, p.parts[p.zpart[self.door]].id, p.zid[self.door])
+            self._report(_Q_NEW, cid.PROPPED, self.door)
+        if self.bolt >= 0:
+            self._bolt(now_ms)
+
+    def _bolt(self, now_ms):
         b = self.bolt
-        if b >= 0:
-            bad = self.grant_due is None and self.open_since is None and \
-                p.zstate[b] != eol.NORMAL and ticks_diff(now_ms, self.relock_at) >= self.bolt_ms
-            if bad != self.lock_fail:
-                self.lock_fail = bad
-                p.emit(_Q_NEW if bad else _Q_RESTORE, cid.LOCK_FAIL, p.parts[p.zpart[b]].id,
-                       p.zid[b])
+        bad = self.grant_due is None and self.open_since is None and \
+            self.p.zstate[b] != eol.NORMAL and ticks_diff(now_ms, self.relock_at) >= self.bolt_ms
+        if bad != self.lock_fail:
+            self.lock_fail = bad
+            self._report(_Q_NEW if bad else _Q_RESTORE, cid.LOCK_FAIL, b)
+
+    def _report(self, q, code, i):
+        """Report `code` for zone index i (its partition and zone id)."""
+        p = self.p
+        p.emit(q, code, p.parts[p.zpart[i]].id, p.zid[i])

@@ -179,3 +179,54 @@ class Failover:
             if up[j]:
                 return j
         return i
+
+
+class PathPoll:
+    """The poll order both reporters follow over their paths (reporter.py,
+    dc09rep.py subclass it): what each path's link brought, the head
+    event's bound, what each idle path is to send, each path's sending,
+    the bound again.  The subclass gives the steps: _receive(i, now_ms),
+    _data(i, data, now_ms), _check(now_ms), _schedule(now_ms) and
+    _send(i, now_ms).  Its `links` are the paths, primary first.  These
+    run on every report poll in frames small enough for the C stack
+    (fwutil.py): an idle poll allocates nothing."""
+
+    def __init__(self, links):
+        self.links = links
+
+    def poll(self, now_ms):
+        n = len(self.links)
+        for i in range(n):
+            self._receive(i, now_ms)
+        self._check(now_ms)
+        self._schedule(now_ms)
+        for i in range(n):
+            self._send(i, now_ms)
+        self._check(now_ms)
+
+    def _read(self, i, link, now_ms):
+        """What path i's link holds into _data(), 4 reads at most: bounded
+        work per poll."""
+        n = 4
+        while n:
+            data = link.recv()
+            if data is None:
+                return
+            self._data(i, data, now_ms)
+            n -= 1
+
+    # the subclass's steps (above)
+    def _receive(self, i, now_ms):
+        raise NotImplementedError
+
+    def _data(self, i, data, now_ms):
+        raise NotImplementedError
+
+    def _check(self, now_ms):
+        raise NotImplementedError
+
+    def _schedule(self, now_ms):
+        raise NotImplementedError
+
+    def _send(self, i, now_ms):
+        raise NotImplementedError

@@ -5,6 +5,22 @@
 # ticks_diff(new, old): MicroPython's ticks wrap (at 2**30 ms on most
 # ports), so a plain subtraction is wrong after ~12 days of uptime.
 
+# What runs every scan (app.App.scan_steps and what it calls in the steady
+# state) allocates nothing, so a garbage collection never starts inside a
+# zone scan (tests/test_fw_alloc_vm.py counts every byte).  Two rules of
+# the VM make that so:
+# - A function whose locals plus its deepest expression need more than 11
+#   slots gets its frame from the heap on every call (MicroPython's
+#   VM_MAX_STATE_ON_STACK; unix, ESP32 and RP2 ports alike).  A function
+#   called every scan stays small: the work of a rare branch (a report, a
+#   deadline) goes into a helper it calls then.  A generator's frame is
+#   allocated once, when it is made: the scan loop is one.
+# - On a 32-bit port a small int is 31-bit: a Unix time (past 2004) or a
+#   product past 2**30 is a long integer, a heap object per result (and
+#   divmod() of one returns long integers even for small results; // and
+#   % do not).  The scan reads the clock as a day number and a second of
+#   the day (clock.py), never as Unix seconds.
+#
 # The CPython fallbacks below are deliberate, hence the pyright ignores: the
 # board stubs type const() generically and ticks as opaque _Ticks values,
 # where the firmware (and its CPython tests) uses ticks as plain ints.

@@ -198,6 +198,11 @@ P_SND_TAMPER = const(32)  # 137 sent for a sounder line (restore owed)
 _P_PERIOD = const(30)  # reset at each arm/disarm: RECENT, EXIT_LEFT, EXIT_ERROR, CONFIRMED
 
 
+def _open(tl, wd, mins):
+    """Is time lock `tl` (config) open on ISO weekday `wd`, minute `mins`?"""
+    return wd in tl["days"] and tl["open"] <= mins < tl["close"]
+
+
 class Partition:
     def __init__(self, pid, name, time_lock):
         self.id = pid
@@ -272,6 +277,11 @@ class Panel:
         self.abort_report = opts.get("abort_report", False)
         self.same_zone = opts.get("confirm_same_zone", False)
         self.utc_off_s = cfg.get("utc_offset_min", 0) * 60
+        # the wall clock the schedules read (wall()): local day number (0:
+        # unknown or not trusted), ISO weekday, minute of the day
+        self.wday = 0
+        self.wdow = 0
+        self.wmin = 0
         self.parts = []
         self.pidx = {}
         sched = False
@@ -352,7 +362,10 @@ class Panel:
         self.lock = True
         self.supply = True  # the resettable detector supply (smoke.py cuts it)
         # the vehicle unit (vunit.py), only for a vehicle kind with its section
-        self.unix = 0  # wall time at the last tick (a vehicle's ignition schedule)
+        # the wall clock wall() was last given, in UTC (a vehicle's ignition
+        # schedule reads it as Unix seconds: unix(), when an input changes)
+        self.utc_day = 0
+        self.utc_sec = 0
         if cfg.get("vehicle") is not None:
             import vunit
             self.unit = vunit.Unit(self, cfg["vehicle"], self.kind == KIND_PATROL, now_ms,
@@ -445,7 +458,13 @@ class Panel:
             was = old != eol.NORMAL
         if on == was or self.zflags[i] & _F_BYPASS or self._part_of(i).state == A.WALK_TEST:
             return
-        self.unit.input(t - Z_COMPARTMENT, self.zid[i], on, now_ms, self.unix)
+        self.unit.input(t - Z_COMPARTMENT, self.zid[i], on, now_ms, self.unix())
+
+    def unix(self):
+        """The trusted wall time wall() was last given, in Unix seconds (0:
+        unknown or not trusted).  Not for the scan: a long integer on
+        32-bit ports."""
+        return self.utc_day * 86400 + self.utc_sec if self.utc_day else 0
 
     def _activate(self, i, now_ms):
         t = self.ztype[i]
@@ -659,8 +678,12 @@ class Panel:
             return
         old = self.snd.stable[k]
         new = self.snd.update(k, st, now_ms)
-        if new < 0 or (new == eol.NORMAL) == (old == eol.NORMAL):
-            return
+        if new >= 0 and (new == eol.NORMAL) != (old == eol.NORMAL):
+            self._line_change(k, new, now_ms)
+
+    def _line_change(self, k, new, now_ms):
+        """Sounder line k went from normal to `new` or back (sounder(),
+        which runs every scan, keeps a small frame: fwutil.py)."""
         name = _SOUNDER_NAME[k]
         if new == eol.NORMAL:
             self.emit(Q_RESTORE, _SOUNDER_CODE[k], 0, 0)
@@ -693,44 +716,79 @@ class Panel:
 
     def tick(self, now_ms, unix=0):
         """Timers.  `unix`: wall time for schedules (time lock, scheduled
-        closing), 0 when unknown: they then do nothing that opens or arms."""
+        closing), 0 when unknown: they then do nothing that opens or arms.
+        The scan gives the wall time as the clock keeps it instead (wall(),
+        then timers()): Unix seconds are a long integer on 32-bit ports."""
+        self.wall(unix // 86400, unix % 86400)
+        self.timers(now_ms)
+
+    def wall(self, day, sec):
+        """The wall clock for the schedules, as clock.py keeps it: the UTC
+        day number (0: unknown or not trusted) and the second of that day.
+        Small ints on every port (fwutil.py)."""
+        self.utc_day = day
+        self.utc_sec = sec
+        if not day:
+            self.wday = 0
+            return
+        sec += self.utc_off_s  # |offset| < a day
+        if sec < 0:
+            day -= 1
+            sec += 86400
+        elif sec >= 86400:
+            day += 1
+            sec -= 86400
+        self.wday = day
+        self.wdow = (day + 3) % 7 + 1  # ISO weekday; 1970-01-01 was a Thursday (4)
+        self.wmin = sec // 60
+
+    # timers() and what it calls every scan keep small frames, the work of
+    # a deadline goes into a helper called then (fwutil.py)
+    def timers(self, now_ms):
+        """The timers at `now_ms`, with the wall clock wall() last set."""
         if self.walk_due is not None and due(now_ms, self.walk_due):
             self.log("walk test timed out")
             self._walk_end()
-        for p in self.parts:
-            if p.due is not None and due(now_ms, p.due):
-                p.due = None
-                if p.state == A.ENTRY:
-                    p.state = A.step(p.state, A.ENTRY_END)
-                    p.due = ticks_add(now_ms, self.abort_ms)  # the abort window
-                    i = p.entry_zone
-                    code = cid.EXIT_ERROR if p.f & P_EXIT_ERROR else ZONE_CODE[self.ztype[i]]
-                    self._alarm(p, i, code, not self.zflags[i] & _F_SILENT, now_ms,
-                                p.state == A.ALARM_HELD, True)
-                    self.changed = True
-                elif p.state in A.EXITING:
-                    self._exit_end(p, now_ms)
-                elif p.state == A.ALARM_HELD:
-                    self._flush(p, now_ms)  # the abort window ran out
-            if p.siren_due is not None and due(now_ms, p.siren_due):
-                p.siren_due = None  # cut-off; strobe stays until disarm
-                self.log("siren cut-off partition %d" % p.id)
-            if p.tl is not None and unix:
-                self._time_lock(p, now_ms, unix)
+        for k in range(len(self.parts)):
+            self._part_timers(self.parts[k], now_ms)
         if self.door is not None:
             self.door.tick(now_ms)
         if self.smoke is not None:
             self.smoke.tick(now_ms)
         if self.closing is not None:
-            self.closing.tick(now_ms, unix)
+            self.closing.tick(now_ms)
         if self.unit is not None:
-            self.unix = unix
             self.unit.tick(now_ms)
         if self.troubles & T_CLOCK_UNSET and not self.clock_reported and \
                 ticks_diff(now_ms, self.boot_ms) >= self.clock_grace_ms:
             self.clock_reported = True
             self.emit(Q_NEW, cid.CLOCK_UNSET, 0, 0)
         self._outputs()
+
+    def _part_timers(self, p, now_ms):
+        if p.due is not None and due(now_ms, p.due):
+            p.due = None
+            self._deadline(p, now_ms)
+        if p.siren_due is not None and due(now_ms, p.siren_due):
+            p.siren_due = None  # cut-off; strobe stays until disarm
+            self.log("siren cut-off partition %d" % p.id)
+        if p.tl is not None and self.wday:
+            self._time_lock(p, now_ms)
+
+    def _deadline(self, p, now_ms):
+        """Partition p's deadline (p.due) has come."""
+        if p.state == A.ENTRY:
+            p.state = A.step(p.state, A.ENTRY_END)
+            p.due = ticks_add(now_ms, self.abort_ms)  # the abort window
+            i = p.entry_zone
+            code = cid.EXIT_ERROR if p.f & P_EXIT_ERROR else ZONE_CODE[self.ztype[i]]
+            self._alarm(p, i, code, not self.zflags[i] & _F_SILENT, now_ms,
+                        p.state == A.ALARM_HELD, True)
+            self.changed = True
+        elif p.state in A.EXITING:
+            self._exit_end(p, now_ms)
+        elif p.state == A.ALARM_HELD:
+            self._flush(p, now_ms)  # the abort window ran out
 
     def _outputs(self):
         s = False
@@ -778,20 +836,21 @@ class Panel:
         return day, (day + 3) % 7 + 1, (local // 60) % 1440  # 1970-01-01: a Thursday (ISO 4)
 
     def in_window(self, p, unix):
-        """Is the time lock of partition p open now?  Clock unset: no
+        """Is the time lock of partition p open at `unix`?  Clock unset: no
         (fail secure: a vault is not opened on a guess)."""
         if p.tl is None:
             return True
         if not unix:
             return False
         _day, wd, mins = self.local(unix)
-        return wd in p.tl["days"] and p.tl["open"] <= mins < p.tl["close"]
+        return _open(p.tl, wd, mins)
 
-    def _time_lock(self, p, now_ms, unix):
+    def _time_lock(self, p, now_ms):
         # Outside the window a time-locked partition is armed: at close
         # time, after a power loss at night, or if someone managed to
-        # disarm it.  Disarming is refused outside (user_action).
-        if p.state != A.DISARMED or self.in_window(p, unix):
+        # disarm it.  Disarming is refused outside (user_action).  The
+        # window is read on the wall clock (wall(): known and trusted).
+        if p.state != A.DISARMED or _open(p.tl, self.wdow, self.wmin):
             return
         self.auto_arm(p, now_ms)
 

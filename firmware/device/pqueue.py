@@ -220,6 +220,9 @@ class PersistentQueue(SlotFile):
         self._alarm = bytearray(slots)  # 1: a record _keep() protects
         self._cursor = 0
         self.depth = 0  # records queued (kept as it changes: len() is hot)
+        # head(), read once per change of the queue: the reporters ask
+        # for it on every poll (50 a second), and a read makes a dict
+        self._head = None
         self._replay()
         self._scan()
 
@@ -270,11 +273,12 @@ class PersistentQueue(SlotFile):
         return lowest(self._seq)
 
     def head(self):
-        """(seq, message dict) of the oldest record, or None."""
-        i = self._head_slot()
-        if i < 0:
-            return None
-        return self._seq[i], self.read(i)
+        """(seq, message dict) of the oldest record, or None.  The same
+        objects until the queue changes: a caller must not change them."""
+        if self._head is None and self.depth:
+            i = self._head_slot()
+            self._head = (self._seq[i], self.read(i))
+        return self._head
 
     def seqs(self):
         """Queued sequence numbers, oldest first."""
@@ -326,6 +330,10 @@ class PersistentQueue(SlotFile):
         self._mark(victim, _ST_DONE)
         self.dropped += 1
         return victim
+
+    def _set_state(self, i, state):
+        self._head = None  # every change of the queue writes a state byte
+        SlotFile._set_state(self, i, state)
 
     def _mark(self, i, state):
         self._set_state(i, state)

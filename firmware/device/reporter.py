@@ -45,7 +45,7 @@
 from binascii import unhexlify
 from fwutil import const, ticks_diff
 from clock import sane
-from failover import Failover
+from failover import Failover, PathPoll
 from seqstore import SEQ_LIMIT
 
 try:
@@ -72,7 +72,7 @@ def _honoured(seq, next_seq):
     return seq < next_seq <= SEQ_LIMIT
 
 
-class Reporter:
+class Reporter(PathPoll):
     def __init__(self, cfg, queue, seqs, clock, panel, links, now_ms, log=None, track=None):
         tim = cfg["timings"]
         keys = w.Keys(unhexlify(cfg["key"]))
@@ -82,7 +82,7 @@ class Reporter:
         self.seqs = seqs
         self.clock = clock
         self.panel = panel
-        self.links = links
+        PathPoll.__init__(self, links)
         self.log = log or (lambda s: None)
         self.sessions = []
         for i in range(len(links)):
@@ -134,32 +134,31 @@ class Reporter:
 
     # -- the loop -----------------------------------------------------------------
 
-    def poll(self, now_ms):
-        for i in range(len(self.sessions)):
-            s = self.sessions[i]
-            link = self.links[i]
-            link.poll(now_ms)
-            if link.lost:
-                link.lost = False
-                s.connection_lost()
-            for _ in range(4):  # bounded work per poll
-                d = link.recv()
-                if d is None:
-                    break
-                if link.stream:
-                    s.receive_data(d, self.clock.now(now_ms))
-                else:
-                    s.receive_datagram(d, self.clock.now(now_ms))
-            self._events(i, now_ms)
-        self._check(now_ms)
-        self._schedule(now_ms)
-        for i in range(len(self.sessions)):
-            s = self.sessions[i]
+    # the steps of PathPoll.poll() (failover.py)
+    def _receive(self, i, now_ms):
+        """What path i's link brought, into its session."""
+        link = self.links[i]
+        link.poll(now_ms)
+        if link.lost:
+            link.lost = False
+            self.sessions[i].connection_lost()
+        self._read(i, link, now_ms)
+        self._events(i, now_ms)
+
+    def _data(self, i, d, now_ms):
+        s = self.sessions[i]
+        if self.links[i].stream:
+            s.receive_data(d, self.clock.now(now_ms))
+        else:
+            s.receive_datagram(d, self.clock.now(now_ms))
+
+    def _send(self, i, now_ms):
+        s = self.sessions[i]
+        if s.pending is not None:  # else data_to_send() has nothing to send
             out = s.data_to_send(now_ms, self.clock.now(now_ms))
             if out is not None:
                 self.links[i].send(out)
-            self._events(i, now_ms)
-        self._check(now_ms)
+        self._events(i, now_ms)
 
     def _offer(self, i, kind, seq, msg, now_ms):
         self.what[i] = kind
@@ -188,42 +187,62 @@ class Reporter:
         self.active = a
 
     def _schedule(self, now_ms):
-        n = len(self.sessions)
         a = self.active
-        s = self.sessions[a]
         head = self.queue.head()
-        if head is not None and s.pending is not None and self.what[a] != _EVENT:
+        if head is not None and self.sessions[a].pending is not None and \
+                self.what[a] != _EVENT:
             self._take_back(a)  # events first: a link test or a probe waits
-        if s.pending is None:
-            if head is not None:
-                self._offer(a, _EVENT, head[0], head[1], now_ms)
-                self.rule.offered(a, now_ms)
-            elif self.reply is not None:
-                self._offer(a, _REPLY, self.seqs.take(), self.reply, now_ms)
-                self.reply = None
-            elif not self.hello_sent:
-                self._offer(a, _HELLO, self.seqs.take(), self._hello(), now_ms)
-            elif self.track is not None and self.track.depth:
-                order, msg = self.track.head()
-                self.point[a] = order
-                self._offer(a, _TRACK, self.seqs.take(), msg, now_ms)
-            elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
-                self._offer(a, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
-        for b in range(n):
-            if b == a or self.sessions[b].pending is not None:
-                continue
-            s = self.sessions[b]
-            if not self.rule.ok[b]:
-                if self.rule.probe_due(b, now_ms):
-                    self._offer(b, _PROBE, self.seqs.take(), self._probe(b, now_ms), now_ms)
-            elif not s.up or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
-                self._offer(b, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
+        if self.sessions[a].pending is None:
+            self._active(a, head, now_ms)
+        for b in range(len(self.sessions)):
+            if b != a and self.sessions[b].pending is None:
+                self._standby(b, now_ms)
+
+    def _active(self, a, head, now_ms):  # type: (int, tuple | None, int) -> None
+        """What idle path `a`, the one that carries the events, sends."""
+        if head is not None:
+            self._offer(a, _EVENT, head[0], head[1], now_ms)
+            self.rule.offered(a, now_ms)
+        elif self.reply is not None:
+            self._offer(a, _REPLY, self.seqs.take(), self.reply, now_ms)
+            self.reply = None
+        elif not self.hello_sent:
+            self._offer(a, _HELLO, self.seqs.take(), self._hello(), now_ms)
+        elif self.track is not None and self.track.depth:
+            self._track_on(a, now_ms)
+        elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
+            self._heartbeat_on(a, now_ms)
+
+    def _standby(self, b, now_ms):  # type: (int, int) -> None
+        """What idle standby path b sends: its probe when it failed
+        events, else a heartbeat when due."""
+        if not self.rule.ok[b]:
+            if self.rule.probe_due(b, now_ms):
+                self._probe_on(b, now_ms)
+        elif not self.sessions[b].up or ticks_diff(now_ms, self.last_ok[b]) >= self.hb_ms[1]:
+            self._heartbeat_on(b, now_ms)
+
+    def _heartbeat_on(self, i, now_ms):
+        self._offer(i, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
+
+    def _track_on(self, i, now_ms):
+        """The oldest track point to path i (its locals kept out of
+        _active(), which runs on every idle poll: fwutil.py)."""
+        order, msg = self.track.head()
+        self.point[i] = order
+        self._offer(i, _TRACK, self.seqs.take(), msg, now_ms)
+
+    def _probe_on(self, i, now_ms):
+        self._offer(i, _PROBE, self.seqs.take(), self._probe(i, now_ms), now_ms)
 
     def _check(self, now_ms):
         """The head event's bound on the path that carries it."""
         for i in range(len(self.sessions)):
             if self.what[i] == _EVENT and self.rule.watch(i, self.sessions[i].up, now_ms):
-                self._switch(self.rule.failed(i, now_ms, self._up()))
+                self._failed(i, now_ms)
+
+    def _failed(self, i, now_ms):
+        self._switch(self.rule.failed(i, now_ms, self._up()))
 
     def _trusted(self, i, queued):
         """Path i ACKed an event (or the probe)."""
@@ -235,56 +254,60 @@ class Reporter:
             ev = s.next_event()
             if ev is gp.NEED_DATA:
                 return
-            if isinstance(ev, gp.Acked):
-                kind = self.what[i]
-                self.what[i] = None
-                self.last_ok[i] = now_ms
-                self.panel.path_state(i + 1, True)  # 350 restore: it carries frames again
-                if kind == _EVENT:
-                    self.queue.ack(ev.seq)
-                    self.delivered += 1
-                    self._trusted(i, True)
-                elif kind == _PROBE:
-                    self._trusted(i, False)
-                elif kind == _HELLO:
-                    self.hello_sent = True
-                elif kind == _TRACK:
-                    self.track.ack(self.point[i])
-                    self.positions += 1
-            elif isinstance(ev, gp.Nakked):
-                self.naks += 1
-                why = "NAK %s" % w.NAK_NAMES.get(ev.reason, "?")
-                self.log("path %d: %s for %d" % (i + 1, why, ev.seq))
-                if self.what[i] == _EVENT:
-                    fix = (ev.reason == w.NAK_TIME and sane(ev.receiver_time)) or \
-                        (ev.reason == w.NAK_REPLAY and _honoured(ev.seq, ev.next_seq))
-                    self.rule.refused(i, why, fix)
-                elif self.what[i] == _TRACK and ev.reason == w.NAK_UNSUPPORTED:
-                    # a receiver without track storage: the point is dropped
-                    self._take_back(i)
-                    self.track.ack(self.point[i])
-                    self.positions_refused += 1
-            elif isinstance(ev, gp.Resequence):
-                self._resequence(i, ev, now_ms)
-            elif isinstance(ev, gp.TimeSet):
-                self._set_clock(i, ev, now_ms)
-            elif isinstance(ev, gp.CommandReceived):
-                self.seqs.set_last_command(ev.seq)
-                p = self.panel
-                r = p.command(ev.command, ev.partition, ev.arg, ev.user, now_ms,
-                              self.clock.trusted_now(now_ms))
-                self.reply = {"type": w.MSG_REPLY, "command_seq": ev.seq, "result": r,
-                              "troubles": p.troubles & 0xFFFF, "partitions": p.wire_states()}
-            elif isinstance(ev, gp.PathDown):
-                self.log("path %d down" % (i + 1))
-                self.panel.path_state(i + 1, False)
-                if i == self.active:
-                    self._switch(self.rule.pick(i, self._up()))
-                if True not in self._up():
-                    self._fall_back()
-            elif isinstance(ev, gp.PathUp):
-                self.log("path %d up" % (i + 1))
-                self._switch(self.rule.pick(self.active, self._up()))
+            self._event(i, ev, now_ms)
+
+    def _event(self, i, ev, now_ms):
+        """What path i's session reported (an ACK, a NAK, a command, ...)."""
+        if isinstance(ev, gp.Acked):
+            kind = self.what[i]
+            self.what[i] = None
+            self.last_ok[i] = now_ms
+            self.panel.path_state(i + 1, True)  # 350 restore: it carries frames again
+            if kind == _EVENT:
+                self.queue.ack(ev.seq)
+                self.delivered += 1
+                self._trusted(i, True)
+            elif kind == _PROBE:
+                self._trusted(i, False)
+            elif kind == _HELLO:
+                self.hello_sent = True
+            elif kind == _TRACK:
+                self.track.ack(self.point[i])
+                self.positions += 1
+        elif isinstance(ev, gp.Nakked):
+            self.naks += 1
+            why = "NAK %s" % w.NAK_NAMES.get(ev.reason, "?")
+            self.log("path %d: %s for %d" % (i + 1, why, ev.seq))
+            if self.what[i] == _EVENT:
+                fix = (ev.reason == w.NAK_TIME and sane(ev.receiver_time)) or \
+                    (ev.reason == w.NAK_REPLAY and _honoured(ev.seq, ev.next_seq))
+                self.rule.refused(i, why, fix)
+            elif self.what[i] == _TRACK and ev.reason == w.NAK_UNSUPPORTED:
+                # a receiver without track storage: the point is dropped
+                self._take_back(i)
+                self.track.ack(self.point[i])
+                self.positions_refused += 1
+        elif isinstance(ev, gp.Resequence):
+            self._resequence(i, ev, now_ms)
+        elif isinstance(ev, gp.TimeSet):
+            self._set_clock(i, ev, now_ms)
+        elif isinstance(ev, gp.CommandReceived):
+            self.seqs.set_last_command(ev.seq)
+            p = self.panel
+            r = p.command(ev.command, ev.partition, ev.arg, ev.user, now_ms,
+                          self.clock.trusted_now(now_ms))
+            self.reply = {"type": w.MSG_REPLY, "command_seq": ev.seq, "result": r,
+                          "troubles": p.troubles & 0xFFFF, "partitions": p.wire_states()}
+        elif isinstance(ev, gp.PathDown):
+            self.log("path %d down" % (i + 1))
+            self.panel.path_state(i + 1, False)
+            if i == self.active:
+                self._switch(self.rule.pick(i, self._up()))
+            if True not in self._up():
+                self._fall_back()
+        elif isinstance(ev, gp.PathUp):
+            self.log("path %d up" % (i + 1))
+            self._switch(self.rule.pick(self.active, self._up()))
 
     # -- receiver values, range-checked --------------------------------------------
 

@@ -39,10 +39,13 @@ except ImportError:  # CPython
         return x
 
 try:
-    from time import ticks_diff  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
+    from time import ticks_add, ticks_diff  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
 except ImportError:  # CPython
     def ticks_diff(new, old):  # type: (int, int) -> int
         return new - old
+
+    def ticks_add(t, delta):  # type: (int, int) -> int
+        return t + delta
 
 try:
     from os import urandom
@@ -232,7 +235,9 @@ class PanelSession:
         if delay > self.max_backoff_ms:
             delay = self.max_backoff_ms
         delay += (self._jitter() * delay) >> 10  # 0..25 % jitter
-        self._due_ms = now_ms + delay
+        # ticks_add: the counter wraps, and past its last value now_ms + delay
+        # is a long integer that ticks_diff() cannot read
+        self._due_ms = ticks_add(now_ms, delay)  # pyright: ignore[reportArgumentType]
         flags = self.flags if unix_time else self.flags | w.FLAG_CLOCK_UNSET
         self._last_seq = self._seq
         self.sent += 1

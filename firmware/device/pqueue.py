@@ -147,11 +147,19 @@ class SlotFile:
     state byte and a CRC, written by the protocol above: the whole slot as
     'P' and flushed, then its state byte 'C' (the commit point); 'D' frees
     it.  The event queue (64-byte slots, below) and a vehicle's track ring
-    (trackq.py, 32-byte slots) are two."""
+    (trackq.py, 32-byte slots) are two.  Each slot holding a record has
+    its key in `_keys` (the queue's sequence, the ring's order; 0: free),
+    the oldest the lowest; the subclass reads a slot into its message
+    (read(i)) and keeps `depth`."""
 
     def __init__(self, path, n, size, crc_off, opener):
         self.n = n
         self.torn = 0  # slots found written but not committed, or bad, at boot
+        self.depth = 0  # records held (kept as it changes: len() is hot)
+        self._keys = array("I", [0] * n)  # 0 = free slot
+        # head(), read once per change: the reporters ask for it on every
+        # poll (50 a second), and a read makes a dict
+        self._head = None
         self._size = size
         self._crc_off = crc_off
         self._buf = bytearray(size)
@@ -190,7 +198,33 @@ class SlotFile:
         self._f.seek(i * self._size)
         self._f.readinto(self._buf)
 
+    def __len__(self):
+        return self.depth
+
+    def head(self):
+        """(key, message dict) of the oldest record, or None.  The same
+        objects until the ring changes: a caller must not change them."""
+        if self._head is None and self.depth:
+            i = lowest(self._keys)
+            self._head = (self._keys[i], self.read(i))
+        return self._head
+
+    def keys(self):
+        """The records' keys, oldest first."""
+        out = [k for k in self._keys if k]
+        out.sort()
+        return out
+
+    def find(self, k):
+        """The slot of the record with key k, -1 if none."""
+        return index_of(self._keys, k)
+
+    def read(self, i):
+        """Slot i's record as its message dict (the subclass's layout)."""
+        raise NotImplementedError
+
     def _set_state(self, i, state):
+        self._head = None  # every change of the ring writes a state byte
         f = self._f
         f.seek(i * self._size + 1)
         f.write(bytes((state,)))
@@ -216,13 +250,9 @@ class PersistentQueue(SlotFile):
         SlotFile.__init__(self, path, slots, SLOT, _CRC_OFF, opener)
         self.path = path
         self.dropped = 0
-        self._seq = array("I", [0] * slots)  # 0 = free slot
+        self._seq = self._keys  # the records' sequence numbers
         self._alarm = bytearray(slots)  # 1: a record _keep() protects
         self._cursor = 0
-        self.depth = 0  # records queued (kept as it changes: len() is hot)
-        # head(), read once per change of the queue: the reporters ask
-        # for it on every poll (50 a second), and a read makes a dict
-        self._head = None
         self._replay()
         self._scan()
 
@@ -259,8 +289,7 @@ class PersistentQueue(SlotFile):
 
     # -- queries ------------------------------------------------------------
 
-    def __len__(self):
-        return self.depth
+    seqs = SlotFile.keys  # queued sequence numbers, oldest first
 
     def max_seq(self):
         m = 0
@@ -271,20 +300,6 @@ class PersistentQueue(SlotFile):
 
     def _head_slot(self):
         return lowest(self._seq)
-
-    def head(self):
-        """(seq, message dict) of the oldest record, or None.  The same
-        objects until the queue changes: a caller must not change them."""
-        if self._head is None and self.depth:
-            i = self._head_slot()
-            self._head = (self._seq[i], self.read(i))
-        return self._head
-
-    def seqs(self):
-        """Queued sequence numbers, oldest first."""
-        out = [s for s in self._seq if s]
-        out.sort()
-        return out
 
     def read(self, i):
         buf = self._buf
@@ -303,9 +318,6 @@ class PersistentQueue(SlotFile):
                 text = None
         return {"type": 0x02, "qualifier": q, "code": code, "partition": part,
                 "zone": zone, "event_time": t, "text": text, "value": None, "position": pos}
-
-    def find(self, seq):
-        return index_of(self._seq, seq)
 
     # -- changes ------------------------------------------------------------------
 
@@ -330,10 +342,6 @@ class PersistentQueue(SlotFile):
         self._mark(victim, _ST_DONE)
         self.dropped += 1
         return victim
-
-    def _set_state(self, i, state):
-        self._head = None  # every change of the queue writes a state byte
-        SlotFile._set_state(self, i, state)
 
     def _mark(self, i, state):
         self._set_state(i, state)

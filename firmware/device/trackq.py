@@ -35,9 +35,8 @@
 # oldest or the newest point.
 
 import struct
-from array import array
 from fwutil import const
-from pqueue import SlotFile, index_of, lowest, pack_pos, read_pos
+from pqueue import SlotFile, lowest, pack_pos, read_pos
 
 SLOT = const(32)
 _MAGIC = const(0x54)  # 'T'
@@ -53,10 +52,8 @@ class TrackRing(SlotFile):
     def __init__(self, path, slots, opener=open):
         SlotFile.__init__(self, path, slots, SLOT, _CRC_OFF, opener)
         self.coalesced = 0  # points dropped to make room
-        self.depth = 0
-        self._order = array("I", [0] * slots)  # 0 = free slot
+        self._order = self._keys  # the points' orders (arrival)
         self._next = 1  # the next point's order
-        self._head = None  # head(), read once per change
         for i in self._committed(_MAGIC):
             o = struct.unpack_from(">I", self._buf, 2)[0]
             if o:
@@ -65,32 +62,14 @@ class TrackRing(SlotFile):
                 if o >= self._next:
                     self._next = o + 1
 
-    def __len__(self):
-        return self.depth
-
     # -- queries -----------------------------------------------------------------
 
-    def head(self):
-        """(order, POSITION message dict) of the oldest point, or None.
-        The same objects until the ring changes: do not change them."""
-        if self._head is None and self.depth:
-            i = lowest(self._order)
-            self._head = (self._order[i], self.read(i))
-        return self._head
-
-    def orders(self):
-        """Queued points' orders, oldest first."""
-        out = [o for o in self._order if o]
-        out.sort()
-        return out
+    orders = SlotFile.keys  # queued points' orders, oldest first; head(): the oldest
 
     def read(self, i):
         self._load(i)
         buf = self._buf
         return {"type": MSG_POSITION, "reason": buf[6], "position": read_pos(buf, _POS_OFF)}
-
-    def find(self, order):
-        return index_of(self._order, order)
 
     # -- changes ---------------------------------------------------------------------
 
@@ -117,7 +96,6 @@ class TrackRing(SlotFile):
         return i
 
     def _drop(self, i):
-        self._head = None
         self._set_state(i, _ST_DONE)
         if self._order[i]:
             self.depth -= 1
@@ -135,7 +113,6 @@ class TrackRing(SlotFile):
         struct.pack_into(">IB", buf, 2, o, reason)
         pack_pos(buf, _POS_OFF, pos)
         self._write(i)
-        self._head = None
         self._order[i] = o
         self.depth += 1
         self._next = o + 1

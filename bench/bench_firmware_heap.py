@@ -13,6 +13,17 @@ every event.  A heap size passes if the panel never raised MemoryError
 and every event arrived, in each of ``--repeat`` runs.  The smallest
 passing size is found by bisection (``--step`` KiB, 8 by default).
 
+``--panel van``: the cash-in-transit van (examples/van.json, a vehicle
+unit, docs/mobile.md).  Workload: boot, drive examples/route_city.gpx
+(replayed ten times faster on the sim's GNSS socket) until it leaves its
+corridor (170), open the cash compartment out there (133), press the
+hold-up button (122), trip the tilt sensor (174), jam the GPS with the
+antenna input tripped (344), cut the main power (301), report positions
+all along (POSITION track points, faster during the alarm), then restore
+everything, and wait until the receiver has ACKed every event and every
+track point.  The allocation figures (below) are the fixed panels'
+only: the van is not measured with them.
+
 ``--protocol native`` (default) reports in Guardline's native protocol to
 ``testkit.tiny_receiver.TinyReceiver``; ``--protocol dc09`` in SIA DC-09
 (ADM-CID, AES-256) to ``TinyDc09Receiver``, the same workload.
@@ -59,13 +70,13 @@ Reported:
   poll, the GC collecting every kilobyte: the app alone, no control
   protocol; the boot's own peak, config parsing, is not sampled).
 
-    .venv/bin/python bench/bench_firmware_heap.py [--panel bank|door ...] [--protocol native|dc09 ...]
+    .venv/bin/python bench/bench_firmware_heap.py [--panel bank|door|van ...] [--protocol native|dc09 ...]
                                                   [--romfs | --both] [--micropython PATH ...]
                                                   [--lo 64] [--hi 256] [--step 8] [--repeat 1]
     .venv/bin/python bench/bench_firmware_heap.py --table
 
-Writes bench/results/firmware_heap[_door][_dc09][_romfs][_32bit].json;
-docs/firmware.md quotes them.
+Writes bench/results/firmware_heap[_door|_van][_dc09][_romfs][_32bit].json;
+docs/firmware.md (and docs/mobile.md for the van) quote them.
 """
 
 import argparse
@@ -85,30 +96,110 @@ sys.path.insert(0, str(ROOT))
 
 from firmware import build as fwbuild  # noqa: E402
 from testkit.app_rig import AppRig  # noqa: E402
+from testkit.configs import TEST_DC09_ACCOUNT, TEST_KEY, example_config, van_config  # noqa: E402
 from testkit.panel import PanelProcess  # noqa: E402
 from testkit.tiny_receiver import TinyDc09Receiver, TinyReceiver  # noqa: E402
 from testkit.vm import MICROPYTHON_ENV as VM_ENV  # noqa: E402  (the VM every panel and probe runs on)
 from testkit.vm import micropython as vm  # noqa: E402  ($GUARDLINE_MICROPYTHON first)
 
-DC09_ACCOUNT = "12AB"
-KEY = bytes(range(32))  # AES-256 for DC-09 (the unix port has no AES-192)
+DC09_ACCOUNT = TEST_DC09_ACCOUNT
+KEY = TEST_KEY  # AES-256 for DC-09 (the unix port has no AES-192)
+ROUTE = ROOT / "examples" / "route_city.gpx"
 
 
 class Workload:
-    """What one panel does in a run: the zones tripped (ids), the alarm
-    codes that must arrive before the disarm."""
+    """What one fixed panel does in a run (see the module's docstring):
+    the zones tripped (ids), the alarm codes that must arrive before the
+    disarm."""
+
+    modules = ()  # what it loads beyond COMMON, its protocol's and SIM
+    alloc = True  # allocation() measures it
 
     def __init__(self, example, trips, codes):
         self.example = example
         self.trips = trips
         self.codes = codes
 
+    def config(self, port: int, protocol: str) -> dict:
+        cfg = example_config(self.example, port, protocol, exit_delay_s=0, debounce_ms=50,
+                             ac_loss_delay_s=0, ack_timeout_ms=1000)
+        # the vault's time lock would refuse the disarm outside office hours
+        for p in cfg["partitions"]:
+            p.pop("time_lock", None)
+        return cfg
+
+    def run(self, p, rx, cfg, protocol: str) -> dict:
+        """The workload on PanelProcess `p` reporting to `rx`; what the
+        result records beyond the heap."""
+        parts = [q["id"] for q in cfg["partitions"]]
+        p.wait(lambda: rx.find(305), timeout=20, what="boot")
+        for part in parts:
+            r = p.ctl({"cmd": "key", "code": "1234", "action": "arm_away", "partition": part})
+            assert r.get("result_name") == "ok", r
+        for z in self.trips:
+            p.ctl({"cmd": "zone", "zone": z, "state": "alarm"})
+        p.ctl({"cmd": "ac", "on": False})
+        p.wait(lambda: sum(len(rx.find(c)) > 0 for c in self.codes) == len(self.codes)
+               and rx.find(301), timeout=30, what="alarms")
+        for z in self.trips:
+            p.ctl({"cmd": "zone", "zone": z, "state": "normal"})
+        for part in parts:
+            p.ctl({"cmd": "key", "code": "1234", "action": "disarm", "partition": part})
+        # the openings are the last events the workload queues: once they
+        # are in, the queue has drained (asked of the receiver: the panel's
+        # `state` reply is a kilobyte the alarm path never needs)
+        p.wait(lambda: len(rx.find(401)) >= len(parts), timeout=60, what="queue drained")
+        return {}
+
+
+class VanWorkload(Workload):
+    """The van's run (see the module's docstring): the codes that must
+    arrive, the zones tripped (compartment, hold-up button, tilt)."""
+
+    # a vehicle unit's, in the order panel.py and app.py import them
+    modules = ("geo", "nmea", "vehicle", "vunit", "trackq", "simgps")  # simgps: the sim's GNSS
+    alloc = False
+
+    def config(self, port: int, protocol: str) -> dict:
+        return van_config(port, protocol, {"ack_timeout_ms": 1000})
+
+    def run(self, p, rx, cfg, protocol: str) -> dict:
+        from protocol.lean import glwire as w
+
+        p.wait(lambda: rx.find(305), timeout=20, what="boot")
+        p.drive(str(ROUTE), 10)
+        p.wait(lambda: rx.find(170), timeout=60, what="170 off the corridor")
+        for z in self.trips:
+            p.ctl({"cmd": "zone", "zone": z, "state": "alarm"})
+        p.ctl({"cmd": "gps", "jam": True, "antenna": True})
+        p.ctl({"cmd": "ac", "on": False})
+        p.wait(lambda: all(rx.find(c) for c in self.codes), timeout=60, what="alarms")
+        for z in self.trips:
+            p.ctl({"cmd": "zone", "zone": z, "state": "normal"})
+        p.ctl({"cmd": "gps", "jam": False, "antenna": False})
+        p.ctl({"cmd": "ac", "on": True})
+        p.wait(lambda: rx.find(344, w.Q_RESTORE) and rx.find(301, w.Q_RESTORE), timeout=60,
+               what="restores")
+        if protocol == "native":
+            p.wait(lambda: len(rx.of_type(w.MSG_POSITION)) >= 5, timeout=60,
+                   what="track points")
+
+        # the track ring's depth is the panel's to say (the receiver
+        # cannot know the points still queued)
+        def drained():
+            r = p.ctl({"cmd": "state", "brief": True})["reporter"]
+            return r["queue"] == 0 and (r["track"] is None or r["track"]["queued"] == 0)
+        p.wait(drained, timeout=60, what="queue and track drained")
+        return {"positions": len(rx.of_type(w.MSG_POSITION)) if protocol == "native" else 0}
+
 
 PANELS = {
     # safe deposit PIR, hold-up, panic, fire, seismic, ...
-    "bank": Workload("bank.json", [6, 17, 23, 31, 2, 15, 29, 11], (130, 122, 120, 110)),
+    "bank": Workload("bank", [6, 17, 23, 31, 2, 15, 29, 11], (130, 122, 120, 110)),
     # forced door, lock tamper, panic, fire
-    "door": Workload("door.json", [1, 3, 6, 5], (423, 120, 110)),
+    "door": Workload("door", [1, 3, 6, 5], (423, 120, 110)),
+    # off the corridor, compartment, hold-up, tilt, GPS jammed, main power
+    "van": VanWorkload("van", [1, 6, 9], (170, 133, 122, 174, 344, 301)),
 }
 
 # Modules in the order app.py imports them (config is imported first and
@@ -129,23 +220,7 @@ def vm_info() -> dict:
 
 
 def panel_config(panel: str, port: int, protocol: str = "native") -> dict:
-    with open(ROOT / "examples" / PANELS[panel].example) as f:
-        cfg = json.load(f)
-    cfg["account"] = 4242
-    cfg["key"] = KEY.hex()
-    for p in ("primary", "backup"):
-        cfg["receiver"][p]["port"] = port
-    cfg["timings"].update({"exit_delay_s": 0, "debounce_ms": 50, "ac_loss_delay_s": 0,
-                           "ack_timeout_ms": 1000})
-    # the vault's time lock would refuse the disarm outside office hours
-    for p in cfg["partitions"]:
-        p.pop("time_lock", None)
-    if protocol == "dc09":
-        del cfg["account"], cfg["key"]
-        cfg["protocol"] = "dc09"
-        cfg["dc09"] = {"account": DC09_ACCOUNT, "key": KEY.hex(), "line": "1",
-                       "receiver_no": "1"}
-    return cfg
+    return PANELS[panel].config(port, protocol)
 
 
 def receiver(protocol: str):
@@ -158,35 +233,18 @@ def workload(bundle: str, heap_kib: int, tmp: str, protocol: str = "native",
              panel: str = "bank") -> dict:
     rx = receiver(protocol)
     wl = PANELS[panel]
-    cfg = panel_config(panel, rx.port, protocol)
-    parts = [p["id"] for p in cfg["partitions"]]
+    cfg = wl.config(rx.port, protocol)
     state = os.path.join(tmp, "h%d-%d" % (heap_kib, time.monotonic_ns()))
     # the VM alone (a run never power-cycles), on the VM under test
     p = PanelProcess(cfg, state, heapsize="%dk" % heap_kib, bundle=bundle, supervised=False)
     out = {"heap_kib": heap_kib, "ok": False}
     try:
-        p.wait(lambda: rx.find(305), timeout=20, what="boot")
-        for part in parts:
-            r = p.ctl({"cmd": "key", "code": "1234", "action": "arm_away", "partition": part})
-            assert r.get("result_name") == "ok", r
-        for z in wl.trips:
-            p.ctl({"cmd": "zone", "zone": z, "state": "alarm"})
-        p.ctl({"cmd": "ac", "on": False})
-        p.wait(lambda: sum(len(rx.find(c)) > 0 for c in wl.codes) == len(wl.codes)
-               and rx.find(301), timeout=30, what="alarms")
-        for z in wl.trips:
-            p.ctl({"cmd": "zone", "zone": z, "state": "normal"})
-        for part in parts:
-            p.ctl({"cmd": "key", "code": "1234", "action": "disarm", "partition": part})
-        # the openings are the last events the workload queues: once they
-        # are in, the queue has drained (asked of the receiver: the panel's
-        # `state` reply is a kilobyte the alarm path never needs)
-        p.wait(lambda: len(rx.find(401)) >= len(parts), timeout=60, what="queue drained")
+        more = wl.run(p, rx, cfg, protocol)
         live = p.ctl({"cmd": "gc"})
         if "mem_min_free" not in live:  # firmware before the gc reply carried it
             live["mem_min_free"] = p.ctl({"cmd": "state", "brief": True})["mem_min_free"]
         out.update(ok="MemoryError" not in p.console(), mem_min_free=live["mem_min_free"],
-                   live_after_gc=live["mem_alloc"], events=len(rx.event_list()))
+                   live_after_gc=live["mem_alloc"], events=len(rx.event_list()), **more)
     except (AssertionError, RuntimeError, TimeoutError, OSError) as e:
         out["error"] = str(e).splitlines()[0][:200]
     finally:
@@ -342,7 +400,7 @@ def allocation(bundle: str, tmp: str, a) -> dict:
     sockets, whatever the polls in between allocated)."""
     rx = receiver(a.protocol)
     cfg = panel_config(a.panel, rx.port, a.protocol)
-    with open(ROOT / "examples" / PANELS[a.panel].example) as f:
+    with open(ROOT / "examples" / (PANELS[a.panel].example + ".json")) as f:
         tl = {p["id"]: p["time_lock"] for p in json.load(f)["partitions"] if "time_lock" in p}
     for p in cfg["partitions"]:  # the time lock is checked every scan: keep it in
         if p["id"] in tl:
@@ -394,7 +452,8 @@ def measure(a, panel: str, protocol: str, romfs: bool) -> dict:
     print("VM: %s (%s, %d-bit): %s, %s%s" % (info["path"], info["version"], info["word_bits"],
                                             panel, protocol, ", ROMFS" if romfs else ""),
           flush=True)
-    modules = COMMON + BY_PROTOCOL[a.protocol] + SIM
+    wl = PANELS[panel]
+    modules = COMMON + wl.modules + BY_PROTOCOL[a.protocol] + SIM
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
         for board in ("sim", "esp32", "rp2"):
@@ -413,7 +472,7 @@ def measure(a, panel: str, protocol: str, romfs: bool) -> dict:
             modules = [m for m in modules if m != "door"]  # a bank never loads it
         probe = module_heap(bundle if not a.romfs else run_from, modules, rom)
         code = sum(v["heap"] for k, v in probe["modules"].items() if k != "config")
-        alloc = None if a.no_alloc else allocation(bundle, tmp, a)
+        alloc = None if a.no_alloc or not wl.alloc else allocation(bundle, tmp, a)
         t0 = time.monotonic()
         best, runs = find_min(run_from, tmp, a)
         result = {
@@ -447,7 +506,7 @@ def measure(a, panel: str, protocol: str, romfs: bool) -> dict:
 
 
 def result_name(panel: str, protocol: str, romfs: bool, word_bits: int) -> str:
-    return "firmware_heap" + ("_door" if panel == "door" else "") + \
+    return "firmware_heap" + ("" if panel == "bank" else "_" + panel) + \
         ("_dc09" if protocol == "dc09" else "") + ("_romfs" if romfs else "") + \
         ("_32bit" if word_bits == 32 else "") + ".json"
 
@@ -475,6 +534,10 @@ COLUMNS = (
 )
 
 
+NAMES = {"bank": "bank panel (4 partitions, 32 zones)", "door": "door controller",
+         "van": "cash-in-transit van (vehicle unit)"}
+
+
 def table(results: dict) -> str:
     """The figures side by side, one column per VM word size, one block of
     rows per configuration: `results` maps (panel, protocol, romfs,
@@ -487,8 +550,7 @@ def table(results: dict) -> str:
     lines = ["| %s | figure | %s |" % ("panel", " | ".join("%d-bit VM" % b for b in bits)),
              "|---|---|%s" % ("---:|" * len(bits))]
     for panel, protocol in confs:
-        what = "%s, %s" % ("bank panel (4 partitions, 32 zones)" if panel == "bank"
-                           else "door controller", "native" if protocol == "native" else "DC-09")
+        what = "%s, %s" % (NAMES[panel], "native" if protocol == "native" else "DC-09")
         for heading, get in COLUMNS:
             cells = []
             for b in bits:
@@ -518,7 +580,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--panel", choices=tuple(PANELS), action="append",
-                    help="bank (default) or door; give it twice for both")
+                    help="bank (default), door or van; give it more than once for each")
     ap.add_argument("--protocol", choices=("native", "dc09"), action="append",
                     help="native (default) or dc09; give it twice for both")
     ap.add_argument("--romfs", action="store_true",

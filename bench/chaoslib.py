@@ -245,11 +245,11 @@ def queue_integrity(path: str, slots: int) -> dict:
         data = f.read()
     for i in range(slots):
         s = data[i * pq.SLOT:(i + 1) * pq.SLOT]
-        if len(s) < pq.SLOT or s[0] != 0x51:
+        if len(s) < pq.SLOT or s[0] not in (0x51, 0x45):  # an event, one with a position
             continue
         if s[1] == 0x43:
             committed += 1
-            if int.from_bytes(s[60:64], "big") != pq._crc(bytearray(s)):
+            if int.from_bytes(s[60:64], "big") != pq.slot_crc(bytearray(s)):
                 bad += 1
         elif s[1] == 0x50:
             written += 1

@@ -25,4 +25,4 @@ LEAN_DIR = os.path.dirname(os.path.abspath(protocol.lean.__file__))
 # copied into every bundle from protocol/lean (the lead owns them)
 PROTOCOL_MODULES = ("glwire.py", "glpanel.py", "gldc09.py")  # gldc09: "protocol": "dc09"
 # device modules that a board bundle leaves out (unix-port simulation only)
-SIM_ONLY = ("board_sim.py", "simctl.py")
+SIM_ONLY = ("board_sim.py", "simctl.py", "simgps.py")

@@ -32,7 +32,10 @@ import argparse
 import datetime as dt
 import logging
 import math
+import select
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -255,19 +258,22 @@ class Replay:
                 return loss
         return None
 
+    def epoch_at(self, t: float) -> Epoch:
+        """The epoch at replay time t; past the end, the vehicle stands at
+        the route's last point (a receiver goes on printing fixes)."""
+        lat, lon, speed, course = self.position(t)
+        utc = self.start + dt.timedelta(seconds=t)
+        loss = self._lost(t)
+        if loss is not None and loss.silent:
+            return Epoch(t, utc, lat, lon, speed, course, False, ())
+        valid = loss is None
+        return Epoch(t, utc, lat, lon, speed, course, valid,
+                     sentences(utc, lat, lon, speed, course, valid, talker=self.talker))
+
     def epochs(self):
         n = int(self.duration_s * self.rate_hz) + 1
         for k in range(n):
-            t = k / self.rate_hz
-            lat, lon, speed, course = self.position(t)
-            utc = self.start + dt.timedelta(seconds=t)
-            loss = self._lost(t)
-            if loss is not None and loss.silent:
-                yield Epoch(t, utc, lat, lon, speed, course, False, ())
-                continue
-            valid = loss is None
-            yield Epoch(t, utc, lat, lon, speed, course, valid,
-                        sentences(utc, lat, lon, speed, course, valid, talker=self.talker))
+            yield self.epoch_at(k / self.rate_hz)
 
     def schedule(self, speedup: float = 1.0):
         """(wall-clock offset s, bytes to write) per epoch."""
@@ -292,18 +298,158 @@ def run(replay: Replay, write, speedup: float = 1.0, clock=time.monotonic,
     return total
 
 
+# --- the simulated vehicle unit's receiver -------------------------------------------------------------
+
+SPEEDUP_SENTENCE = "PGLSIM,SPEEDUP"  # from the sim: another pace ($PGLSIM,SPEEDUP,x*hh)
+
+
+class Feeder:
+    """Feed a replay to a simulated vehicle unit's GNSS socket (the sim
+    board's --gps, firmware/device/board_sim.py) from a thread.
+
+    - The route starts when it first connects, and it connects again when
+      the sim is power cycled or restarted: the route goes on in wall time
+      meanwhile (the van drove on while the unit was off), and the epochs
+      of that time are lost.
+    - After the route the van stands at its last point, and the receiver
+      goes on printing fixes, until stop().
+    - The sim can ask for another pace on the way back: the control
+      protocol's ``{"cmd": "gps", "speedup": x}`` writes
+      ``$PGLSIM,SPEEDUP,x*hh`` on the UART; from the current route time
+      on, the replay runs at x route seconds per wall second.
+    """
+
+    def __init__(self, replay: Replay, address: str, speedup: float = 1.0,
+                 clock=time.monotonic):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("GPS socket %r: expected HOST:PORT" % address)
+        if speedup <= 0:
+            raise ValueError("speedup must be above 0")
+        self.replay = replay
+        self.address = (host, int(port))
+        self.speedup = speedup
+        self.clock = clock
+        self.epochs = 0  # written
+        self.connects = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._wall0 = 0.0  # wall time at route time _route0
+        self._route0 = 0.0
+
+    def route_time(self) -> float:
+        """Route seconds (stops included) replayed so far."""
+        with self._lock:
+            return self._route0 + (self.clock() - self._wall0) * self.speedup
+
+    def set_speedup(self, x: float) -> None:
+        with self._lock:
+            now = self.clock()
+            self._route0 += (now - self._wall0) * self.speedup
+            self._wall0 = now
+            self.speedup = x
+        _LOGGER.info("GPS replay at %gx from route second %.0f", x, self._route0)
+
+    def start(self) -> "Feeder":
+        self._thread = threading.Thread(target=self._run, name="gps-feeder", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _connect(self) -> socket.socket | None:
+        while not self._stop.is_set():
+            try:
+                s = socket.create_connection(self.address, timeout=2)
+            except OSError:
+                self._stop.wait(0.2)
+                continue
+            s.settimeout(2)  # a sim that reads nothing for 2 s: connect again
+            if not self.connects:
+                with self._lock:
+                    self._wall0 = self.clock()  # the route starts now
+            self.connects += 1
+            return s
+        return None
+
+    def _heard(self, data: bytes) -> None:
+        """Lines from the sim: a speed request (checksum verified)."""
+        for line in data.decode("ascii", "replace").split("\r\n"):
+            body, star, cs = line.lstrip("$").partition("*")
+            if not star or not body.startswith(SPEEDUP_SENTENCE + ","):
+                continue
+            try:
+                ok = int(cs, 16) == checksum(body)
+                x = float(body.rsplit(",", 1)[1])
+            except ValueError:
+                continue
+            if ok and x > 0:
+                self.set_speedup(x)
+
+    def _run(self) -> None:
+        step = 1.0 / self.replay.rate_hz
+        k = 0
+        sock = None
+        while not self._stop.is_set():
+            if sock is None:
+                sock = self._connect()
+                if sock is None:
+                    return
+            t = k * step
+            with self._lock:
+                due = self._wall0 + (t - self._route0) / self.speedup
+            wait = due - self.clock()
+            if wait > 0:
+                self._stop.wait(min(wait, 0.2))  # a new pace is noticed within 0.2 s
+                try:
+                    if select.select([sock], [], [], 0)[0]:
+                        data = sock.recv(512)
+                        if not data:
+                            raise ConnectionResetError("the sim closed the GPS socket")
+                        self._heard(data)
+                except OSError:
+                    sock.close()
+                    sock = None
+                continue
+            k += 1
+            if t < self.route_time() - 2 * step * max(1.0, self.speedup):
+                continue  # behind (it was disconnected): that time is gone
+            e = self.replay.epoch_at(t)
+            try:
+                if e.sentences:
+                    sock.sendall("".join(x + "\r\n" for x in e.sentences).encode("ascii"))
+                self.epochs += 1
+            except OSError:
+                sock.close()
+                sock = None
+        if sock is not None:
+            sock.close()
+
+
 # --- command line ------------------------------------------------------------------------------------
 
-def _interval(text: str, what: str) -> tuple[float, float]:
+def interval(text: str, what: str) -> tuple[float, float]:
+    """"AT:DURATION" in seconds (--stop, --lose); ValueError says what is wrong."""
     try:
         a, b = text.split(":")
         at, dur = float(a), float(b)
     except ValueError:
-        raise argparse.ArgumentTypeError("%s %r: expected AT:DURATION in seconds, e.g. 120:60"
-                                         % (what, text)) from None
+        raise ValueError("%s %r: expected AT:DURATION in seconds, e.g. 120:60"
+                         % (what, text)) from None
     if at < 0 or dur <= 0:
-        raise argparse.ArgumentTypeError("%s %r: AT must be >= 0 and DURATION > 0" % (what, text))
+        raise ValueError("%s %r: AT must be >= 0 and DURATION > 0" % (what, text))
     return at, dur
+
+
+def _interval(text: str, what: str) -> tuple[float, float]:
+    try:
+        return interval(text, what)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None) -> int:

@@ -37,6 +37,7 @@ import time
 
 from firmware import REPO
 from firmware.device import config as _config
+from firmware.device import geo as _geo
 
 EXAMPLES_DIR = os.path.join(REPO, "examples")
 
@@ -348,10 +349,13 @@ def guess_zone_type(name: str, kind: str, example_type: str | None) -> tuple[str
     return "instant", "default"
 
 
+EXAMPLE_OF_KIND = {"vehicle": "van"}  # examples/van.json: a cash-in-transit van
+
+
 def base_config(kind: str) -> dict:
     if kind not in _config.KINDS:
         raise ProvisionError("--kind: %r is not one of %s" % (kind, ", ".join(_config.KINDS)))
-    path = os.path.join(EXAMPLES_DIR, "%s.json" % kind)
+    path = os.path.join(EXAMPLES_DIR, "%s.json" % EXAMPLE_OF_KIND.get(kind, kind))
     if not os.path.exists(path):
         raise ProvisionError("no example config for %s panels at %s" % (kind, path))
     return read_json(path)
@@ -812,6 +816,74 @@ def hint(error: str) -> str:
     return ""
 
 
+# A vehicle's shapes farther apart than this: one of them is most likely
+# written [latitude, longitude] (the config's order is GeoJSON's,
+# [longitude, latitude]; both orders are valid numbers near the equator
+# and in Europe's longitudes).
+FAR_KM = 100
+
+
+def _crossing_edges(pts: list) -> tuple[int, int] | None:
+    """The first two edges (by their first point's index) of a ring of
+    (lat, lon) udeg that cross each other, or None.  Exact (integers)."""
+    n = len(pts)
+    xy = [(_geo.dlon(p[1], pts[0][1]), p[0]) for p in pts]
+
+    def side(a, b, c):
+        v = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+        return (v > 0) - (v < 0)
+
+    for i in range(n):
+        a, b = xy[i], xy[(i + 1) % n]
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # neighbours: they share point 0
+            c, d = xy[j], xy[(j + 1) % n]
+            if side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0:
+                return i, j
+    return None
+
+
+def vehicle_warnings(v: dict) -> list[str]:
+    """A valid "vehicle" section (vehicle_config.validate's) that is not
+    what the installer drew: a geofence whose edges cross, shapes
+    hundreds of kilometres apart (a point written [latitude, longitude]).
+    Distances on the sphere (gpsreplay.haversine_m) between vertices: a
+    zone is measured to the route's nearest point of its line."""
+    from firmware.gpsreplay import haversine_m  # noqa: PLC0415 - gpxpy only for a vehicle
+
+    def km(a, b):
+        return haversine_m((a[0] / 1e6, a[1] / 1e6), (b[0] / 1e6, b[1] / 1e6)) / 1000
+
+    out = []
+    swapped = "[longitude, latitude] written the other way round? (the config's order is " \
+              "GeoJSON's: longitude first)"
+    line = v["corridor"]["line"] if v.get("corridor") else []
+    for i in range(1, len(line)):
+        d = km(line[i - 1], line[i])
+        if d > FAR_KM:
+            out.append("vehicle.corridor.line[%d]: %s km from the point before it: %s"
+                       % (i, format(int(d), ","), swapped))
+    zones = v["allowed_zones"]
+    anchors = [z["circle"][:2] if "circle" in z else z["polygon"][0] for z in zones]
+    for i, z in enumerate(zones):
+        path = "vehicle.allowed_zones[%d]" % i
+        if line:
+            d, what = min(km(anchors[i], p) for p in line), "the route corridor's line"
+        else:
+            d, what = km(anchors[i], anchors[0]), "allowed_zones[0]"
+        if d > FAR_KM:
+            out.append("%s: %s km from %s: %s" % (path, format(int(d), ","), what, swapped))
+        if "polygon" in z:
+            x = _crossing_edges(z["polygon"])
+            if x is not None:
+                n = len(z["polygon"])
+                out.append("%s.polygon: its edges cross (point %d to %d and point %d to %d): "
+                           "list the corners in their order around the zone"
+                           % (path, x[0], (x[0] + 1) % n, x[1], (x[1] + 1) % n))
+    return out
+
+
 def warnings_for(cfg: dict, doc: dict, board: str | None = None) -> list[str]:
     """Valid, but wrong for a real site."""
     out = []
@@ -843,6 +915,8 @@ def warnings_for(cfg: dict, doc: dict, board: str | None = None) -> list[str]:
         if needs_net and not (cfg.get("board") or {}).get("wifi"):
             out.append("board.wifi: missing: a %s board reports over Wi-Fi "
                        "(guardline-panel new --wifi-ssid)" % board)
+    if cfg.get("vehicle") is not None:
+        out += vehicle_warnings(cfg["vehicle"])
     return out
 
 

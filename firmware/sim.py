@@ -3,7 +3,8 @@ simulated board, restarting it when the control socket asks for a power
 cycle (the VM exits with status 3; the state directory is kept).
 
     python -m firmware.sim CONFIG.json [--control HOST:PORT] [--state-dir DIR]
-                                     [--heapsize 64k] [--bundle DIR]
+                                     [--heapsize 64k] [--bundle DIR] [--gps HOST:PORT]
+                                     [--route GPX [--speedup X] [--stop AT:DUR] [--lose AT:DUR]]
 
 By default the VM runs the device sources straight from the repository
 (MICROPYPATH = firmware/device : protocol/lean); ``--bundle`` runs a
@@ -22,7 +23,12 @@ What the launcher keeps true:
   replay.
 - A control port that cannot be bound ends the VM with status 4
   (simctl.py) and the launcher says so; a simulated panel nobody can
-  drive is not left running.
+  drive is not left running.  So does a vehicle unit's GPS socket (status
+  5, board_sim.py).
+- A vehicle unit (kind "vehicle", "patrol") gets its GNSS receiver's
+  NMEA on the --gps socket (default: the control port + 1); ``--route``
+  replays a GPX route there (gpsreplay.Feeder) for as long as the launcher
+  runs, across power cycles.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ _LOGGER = logging.getLogger(__name__)
 
 POWER_CYCLE = 3  # main.py: the VM asks for a restart
 NO_CONTROL = 4  # simctl.py: the control socket could not be opened
+NO_GPS = 5  # board_sim.py: a vehicle unit's GPS socket could not be opened
 # Signals that end the launcher, and with it the VM.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -56,8 +63,15 @@ class SimError(Exception):
     must read (exit status 1 of guardline-panel sim)."""
 
 
+def gps_address(control: str) -> str:
+    """A vehicle unit's GPS socket by default: the control port + 1."""
+    host, port = parse_address(control)
+    return "%s:%d" % (host, port + 1)
+
+
 def command(config: str, state_dir: str, control: str = DEFAULT_CONTROL,
-            heapsize: str | None = None, bundle: str | None = None) -> tuple[list, dict]:
+            heapsize: str | None = None, bundle: str | None = None,
+            gps: str | None = None) -> tuple[list, dict]:
     """The argv and environment that start one panel VM."""
     env = dict(os.environ)
     if bundle:
@@ -70,7 +84,8 @@ def command(config: str, state_dir: str, control: str = DEFAULT_CONTROL,
     if heapsize:
         argv += ["-X", "heapsize=%s" % heapsize]
     argv += [main, "--config", os.path.abspath(config), "--state-dir",
-             os.path.abspath(state_dir), "--control", control]
+             os.path.abspath(state_dir), "--control", control,
+             "--gps", gps or gps_address(control)]
     return argv, env
 
 
@@ -111,11 +126,11 @@ class _Stop:
 
 def run(config: str, state_dir: str, control: str = DEFAULT_CONTROL,
         heapsize: str | None = None, bundle: str | None = None,
-        max_restarts: int | None = None, stdout=None) -> int:
+        max_restarts: int | None = None, stdout=None, gps: str | None = None) -> int:
     """Run until the panel stops for another reason than a power cycle, or
     a stop signal reaches the launcher (then 128 + the signal number)."""
     os.makedirs(state_dir, exist_ok=True)
-    argv, env = command(config, state_dir, control, heapsize, bundle)
+    argv, env = command(config, state_dir, control, heapsize, bundle, gps)
     stop = _Stop()
     old = {}
     if threading.current_thread() is threading.main_thread():  # signals only there
@@ -191,13 +206,44 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "(default var/panel-<account>-<receiver host>-<port>)")
     ap.add_argument("--heapsize", default=None, help="MicroPython heap, e.g. 64k")
     ap.add_argument("--bundle", default=None, help="run a firmware.build bundle")
+    ap.add_argument("--gps", default=None,
+                    help="a vehicle unit's GNSS socket HOST:PORT (default: the control "
+                         "port + 1): NMEA 0183 from firmware.gpsreplay")
+    ap.add_argument("--route", default=None, metavar="GPX",
+                    help="a vehicle unit drives this GPX route (replayed on --gps)")
+    ap.add_argument("--speedup", type=float, default=1.0,
+                    help="--route: route seconds per wall second (default 1)")
+    ap.add_argument("--stop", action="append", default=[], metavar="AT:DURATION",
+                    help="--route: stand still at route second AT for DURATION s")
+    ap.add_argument("--lose", action="append", default=[], metavar="AT:DURATION",
+                    help="--route: no fix from route second AT for DURATION s")
 
 
-def check_control(text: str) -> None:
+def check_control(text: str, flag: str = "--control") -> None:
     try:
         parse_address(text)
     except ValueError as e:
-        raise SimError("--control %s" % e) from None
+        raise SimError("%s %s" % (flag, e)) from None
+
+
+def route_feeder(a, gps: str):
+    """The --route replay (gpsreplay.Feeder), not started; None without."""
+    if not a.route:
+        return None
+    from firmware import gpsreplay as G  # noqa: PLC0415 - gpxpy only for a route
+
+    if a.speedup <= 0:
+        raise SimError("--speedup %s: must be above 0" % a.speedup)
+    try:
+        route = G.load(a.route)
+        stops = [G.Stop(*G.interval(x, "--stop")) for x in a.stop]
+        losses = [G.Loss(*G.interval(x, "--lose")) for x in a.lose]
+    except (G.RouteError, ValueError) as e:
+        raise SimError(str(e)) from None
+    _LOGGER.info("route %s: %d points, %.0f m, %.0f s at %gx, on the GPS socket %s",
+                 route.name, len(route.points), route.length_m, route.duration_s,
+                 a.speedup, gps)
+    return G.Feeder(G.Replay(route, stops, losses), gps, a.speedup)
 
 
 def run_args(a) -> int:
@@ -230,8 +276,20 @@ def _run_args(a) -> int:
                             "config's file name): not used; the state is now %s "
                             "(--state-dir %s to go on with the old one)", legacy, state,
                             legacy)
+    gps = a.gps or gps_address(a.control)
+    check_control(gps, "--gps")
+    feeder = route_feeder(a, gps)
     _LOGGER.info("panel state (its flash): %s; control socket %s", state, a.control)
-    rc = run(a.config, state, a.control, a.heapsize, a.bundle)
+    if feeder is not None:
+        feeder.start()
+    try:
+        rc = run(a.config, state, a.control, a.heapsize, a.bundle, gps=gps)
+    finally:
+        if feeder is not None:
+            feeder.stop()
+    if rc == NO_GPS:
+        raise SimError("the GPS socket %s could not be opened (the panel's console above "
+                       "says why); the panel was stopped: give another --gps HOST:PORT" % gps)
     if rc == NO_CONTROL:
         raise SimError("the control socket %s could not be opened (the panel's console "
                        "above says why: a port another simulated panel holds, an address "

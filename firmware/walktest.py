@@ -89,6 +89,10 @@ EXPECTED = {
     "instant": (130,), "entry_exit": (134,), "follower": (132,), "24h": (133,),
     "holdup": (122,), "panic": (120,), "fire": (110,), "tamper": (144,),
     "seismic": (133,), "door": (423, 134), "bolt": (432,),
+    # a vehicle unit's (docs/mobile.md): the compartment outside an allowed
+    # zone or without a fix, a door armed (or moving), tilt; the ignition
+    # and the GNSS antenna report nothing of their own: walk-test mode
+    "compartment": (133,), "vehicle_door": (134, 172), "tilt": (174,),
 }
 # What each zone type reports in the panel's walk-test mode (panel.py
 # WALK_CODE): 613 intrusion, 614 fire, 615 panic/hold-up, 611 point tested.
@@ -96,6 +100,8 @@ WALK_EXPECTED = {
     "instant": (613,), "entry_exit": (613,), "follower": (613,), "24h": (613,),
     "holdup": (615,), "panic": (615,), "fire": (614,), "tamper": (611,),
     "seismic": (613,), "door": (613,), "bolt": (611,),
+    "compartment": (613,), "vehicle_door": (613,), "ignition": (611,), "antenna": (611,),
+    "tilt": (613,),
 }
 WALK_TEST_MODE = 607  # q1 walk test started, q3 ended
 # Zone types that report only while their partition is armed (arming.py).

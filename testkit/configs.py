@@ -1,13 +1,20 @@
-"""Panel configurations for tests: a small bank panel with short timers.
+"""Panel configurations for tests: a small bank panel with short timers,
+and the examples (examples/*.json) pointed at a test receiver.
 
-``TEST_KEY`` and ``TEST_SALT`` are test values, never a site's."""
+``TEST_KEY``, ``TEST_SALT`` and ``TEST_DC09_ACCOUNT`` are test values,
+never a site's."""
 
 from __future__ import annotations
 
+import json
+import os
+
+from firmware import REPO
 from firmware.provision import hash_code
 
 TEST_KEY = bytes(range(32))
 TEST_SALT = "5a17c0de5a17c0de5a17c0de5a17c0de"
+TEST_DC09_ACCOUNT = "12AB"  # tiny_receiver.TinyDc09Receiver's
 
 
 def code_hash(code: str, salt: str = TEST_SALT) -> str:
@@ -51,4 +58,40 @@ def scenario_config(rx_port: int, **over) -> dict:
             cfg["timings"].update(v)
         else:
             cfg[k] = v
+    return cfg
+
+
+def example_config(name: str, rx_port: int, protocol: str = "native", **timings) -> dict:
+    """examples/<name>.json reporting to a test receiver on 127.0.0.1
+    ``rx_port`` (both paths), as account 4242 with TEST_KEY; with protocol
+    "dc09" as DC-09 account TEST_DC09_ACCOUNT with the same key (AES-256).
+    ``timings`` update the example's."""
+    with open(os.path.join(REPO, "examples", name + ".json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg["account"] = 4242
+    cfg["key"] = TEST_KEY.hex()
+    for p in ("primary", "backup"):
+        cfg["receiver"][p]["host"] = "127.0.0.1"
+        cfg["receiver"][p]["port"] = rx_port
+    cfg["timings"].update(timings)
+    if protocol == "dc09":
+        del cfg["account"], cfg["key"]
+        cfg["protocol"] = "dc09"
+        cfg["dc09"] = {"account": TEST_DC09_ACCOUNT, "key": TEST_KEY.hex(), "line": "1",
+                       "receiver_no": "1"}
+    return cfg
+
+
+def van_config(rx_port: int, protocol: str = "native", timings: dict | None = None,
+               **report) -> dict:
+    """examples/van.json for a test or a bench driving examples/route_city.gpx
+    ten times faster: it leaves its corridor 2 s (20 route seconds) after
+    it is out, and has no ignition schedule (a test runs at any hour);
+    ``timings`` update its timings and ``report`` its report policy."""
+    cfg = example_config("van", rx_port, protocol, debounce_ms=50, ac_loss_delay_s=0,
+                         **(timings or {}))
+    v = cfg["vehicle"]
+    v["corridor"]["exit_after_s"] = 2
+    del v["ignition_schedule"]
+    v["report"].update(report)
     return cfg

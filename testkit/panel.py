@@ -52,7 +52,11 @@ class PanelExited(RuntimeError):
 
 class PanelProcess:
     """One simulated panel.  ``config`` is a dict (written to
-    ``state_dir/config.json``) or a path; ``state_dir`` plays its flash."""
+    ``state_dir/config.json``) or a path; ``state_dir`` plays its flash.
+    A vehicle unit's GNSS receiver is the ``gps`` socket (board_sim.py);
+    :meth:`drive` replays a GPX route onto it."""
+
+    feeder = None  # the route replay (drive())
 
     def __init__(self, config: dict | str, state_dir: str, *, control_port: int | None = None,
                  heapsize: str | None = None, bundle: str | None = None,
@@ -70,6 +74,7 @@ class PanelProcess:
         self.config_path = os.path.abspath(config)
         self.control_port = control_port or free_port()
         self.control = "127.0.0.1:%d" % self.control_port
+        self.gps = "127.0.0.1:%d" % free_port()  # a vehicle unit's GNSS socket
         self.sim = SimControl(("127.0.0.1", self.control_port))
         self.heapsize = heapsize
         self.bundle = bundle
@@ -92,7 +97,8 @@ class PanelProcess:
         """The argv and environment that start the panel."""
         if self.supervised:
             argv = [sys.executable, "-m", "firmware.sim", self.config_path,
-                    "--state-dir", self.state_dir, "--control", self.control]
+                    "--state-dir", self.state_dir, "--control", self.control,
+                    "--gps", self.gps]
             if self.heapsize:
                 argv += ["--heapsize", self.heapsize]
             if self.bundle:
@@ -102,7 +108,7 @@ class PanelProcess:
         from firmware import sim  # noqa: PLC0415 - the launcher's own command line
 
         argv, env = sim.command(self.config_path, self.state_dir, self.control, self.heapsize,
-                                self.bundle)
+                                self.bundle, self.gps)
         if self.main:  # another entry point (a fault injected around the firmware)
             argv = [self.main if a.endswith("main.py") else a for a in argv]
         return argv, env
@@ -164,6 +170,8 @@ class PanelProcess:
 
     def close(self) -> None:
         """The orderly stop ("stop" command), a kill if it does not end."""
+        if self.feeder is not None:
+            self.feeder.stop()
         if self.running:
             try:
                 self.sim({"cmd": "stop"}, timeout=2)
@@ -214,6 +222,17 @@ class PanelProcess:
 
     def state(self) -> dict:
         return self.ctl({"cmd": "state"})
+
+    def drive(self, gpx: str, speedup: float = 1.0, stops=(), losses=()):
+        """A vehicle unit drives a GPX route: its replay (gpsreplay.Feeder)
+        on the unit's GNSS socket from when the VM accepts it, until
+        close().  Returns the feeder."""
+        from firmware import gpsreplay as G  # noqa: PLC0415 - gpxpy only for a route
+
+        if self.feeder is not None:
+            self.feeder.stop()
+        self.feeder = G.Feeder(G.Replay(G.load(gpx), stops, losses), self.gps, speedup).start()
+        return self.feeder
 
     def wait(self, predicate, timeout: float = CTL_TIMEOUT_S, what: str = "condition"):
         """Poll ``predicate`` until it returns a true value (returned);

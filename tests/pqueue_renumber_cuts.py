@@ -58,15 +58,19 @@ class CuttingFile:
 
 
 def _fields(m):
-    return [m["qualifier"], m["code"], m["partition"], m["zone"], m["event_time"], m["text"]]
+    return [m["qualifier"], m["code"], m["partition"], m["zone"], m["event_time"], m["text"],
+            m["position"]]
 
 
 def _fill(path, n, first):
     _write(path, b"")
     q = pqueue.PersistentQueue(path, n)
     for k in range(n):
+        # every third a vehicle unit's event with its position ('E' slot)
+        pos = (52368000 + k, 4882000, 10 * k, 900, 1, 9, 9, 1700000000 + k, 1) \
+            if k % 3 == 1 else None
         q.append(first + k, 1 if k % 3 else 3, 130 + k % 7, 1 + k % 2, k + 1, 1700000000 + k,
-                 "zone %d" % (k + 1) if k % 2 else None)
+                 "zone %d" % (k + 1) if k % 2 else None, pos)
     q.close()
 
 

@@ -47,7 +47,7 @@ def test_wire_values_equal_glwire():
     """panel.py repeats the few glwire values it needs (so a DC-09 panel
     does not load glwire): they must be the protocol's."""
     names = [n for n in dir(P) if n.split("_")[0] in ("Q", "R", "T", "KIND", "CMD")]
-    assert len(names) == 16
+    assert len(names) == 18
     for n in names:
         assert getattr(P, n) == getattr(w, n), n
 

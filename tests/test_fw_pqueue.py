@@ -85,7 +85,7 @@ def test_truncation_at_every_offset_of_last_record(tmp_path, n):
         assert [s for s, _ in _records(p)] == [s for s, _ in good[:n - 1]] + [1000]
 
 
-class _CrashingFile(io.FileIO):
+class CrashingFile(io.FileIO):
     """A file that loses power after `budget` more bytes are written: the
     write in progress lands only up to that byte, then everything stops."""
 
@@ -96,11 +96,11 @@ class _CrashingFile(io.FileIO):
     def write(self, b):
         b = bytes(b)
         if self.budget <= 0:
-            raise _PowerLost()
+            raise PowerLost()
         if len(b) > self.budget:
             super().write(b[:self.budget])
             self.budget = 0
-            raise _PowerLost()
+            raise PowerLost()
         self.budget -= len(b)
         return super().write(b)
 
@@ -108,8 +108,18 @@ class _CrashingFile(io.FileIO):
         pass
 
 
-class _PowerLost(Exception):
+class PowerLost(Exception):
     pass
+
+
+def power_cuts(path, image, total):
+    """(budget, opener) for each number of bytes 0..total a write lands
+    before the power goes: the file at `path` restored to `image` first,
+    the opener's file cut after `budget` more bytes."""
+    for budget in range(total + 1):
+        with open(path, "wb") as f:
+            f.write(image)
+        yield budget, (lambda p, mode, b=budget: CrashingFile(p, mode, b))
 
 
 def test_power_loss_at_every_byte_of_append_and_ack(tmp_path):
@@ -126,14 +136,12 @@ def test_power_loss_at_every_byte_of_append_and_ack(tmp_path):
     assert [s for s, _ in before] == [2, 3, 4]
     total = SLOT + 1 + 1  # record + commit byte + the ACK's state byte
     outcomes = set()
-    for budget in range(total + 1):
-        with open(p, "wb") as f:
-            f.write(image)
-        q = pqueue.PersistentQueue(p, 4, opener=lambda path, mode, b=budget: _CrashingFile(path, mode, b))
+    for budget, opener in power_cuts(p, image, total):
+        q = pqueue.PersistentQueue(p, 4, opener=opener)
         try:
             q.append(9, 1, 122, 2, 7, 5)
             q.ack(2)
-        except _PowerLost:
+        except PowerLost:
             pass
         recs = _records(p, 4)
         seqs = [s for s, _ in recs]
@@ -146,19 +154,24 @@ def test_power_loss_at_every_byte_of_append_and_ack(tmp_path):
     assert (2, 3, 4) in outcomes and (2, 3, 4, 9) in outcomes and (3, 4, 9) in outcomes
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.data())
-def test_random_corruption_never_returns_a_corrupt_record(tmp_path_factory, data):
-    p = str(tmp_path_factory.mktemp("q") / "q")
-    _fill(p, 6, slots=8).close()
-    good = dict(_records(p, 8))
-    with open(p, "r+b") as f:
+def corrupt(path, data):
+    """Flip 1..8 random bytes of the file (hypothesis `data` draws them)."""
+    with open(path, "r+b") as f:
         img = bytearray(f.read())
         for _ in range(data.draw(st.integers(1, 8))):
             i = data.draw(st.integers(0, len(img) - 1))
             img[i] ^= data.draw(st.integers(1, 255))
         f.seek(0)
         f.write(img)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_random_corruption_never_returns_a_corrupt_record(tmp_path_factory, data):
+    p = str(tmp_path_factory.mktemp("q") / "q")
+    _fill(p, 6, slots=8).close()
+    good = dict(_records(p, 8))
+    corrupt(p, data)
     for s, m in _records(p, 8):
         assert good.get(s) == m  # anything returned is exactly what was written
 
@@ -263,3 +276,27 @@ def test_seqstore_persists_modes_and_command_seq_and_survives_bad_file(tmp_path)
     assert s3.modes == b"" and s3.last_command_seq == 0
     # (the queue floor keeps the counter above anything still queued)
     assert os.path.exists(p)
+
+
+def test_renumber_in_a_full_queue_evicts_nothing_and_keeps_a_position(tmp_path):
+    """Renumbering rewrites the record in its own slot (through the
+    journal): in a full ring nothing is evicted, and a vehicle unit's
+    event keeps its position and text (the journal's own bytes, 57..59,
+    are zero in both slot layouts)."""
+    p = str(tmp_path / "q")
+    q = pqueue.PersistentQueue(p, 4)
+    pos = (52_368_000, 4_882_000, 123, 900, 1, 9, 9, 1_767_600_000, 1)
+    q.append(1, 3, 130, 1, 1, 0, "restore")
+    q.append(2, 1, 122, 1, 6, 0, "hold-up button, van 7", pos)  # 21 bytes: cut to 20
+    q.append(3, 1, 130, 1, 2, 0)
+    q.append(4, 1, 122, 1, 3, 0)
+    m1, m2 = q.read(q.find(1)), q.read(q.find(2))
+    assert m2["text"] == "hold-up button, van " and m2["position"]["lat"] == 52_368_000
+    assert q.renumber(1, 10) and q.renumber(2, 11)
+    assert q.seqs() == [3, 4, 10, 11] and q.dropped == 0
+    assert q.read(q.find(10)) == m1 and q.read(q.find(11)) == m2
+    q.close()
+    assert [s for s, _ in _records(p, 4)] == [3, 4, 10, 11]
+    q = pqueue.PersistentQueue(p, 4)
+    assert q.read(q.find(11)) == m2
+    q.close()

@@ -20,6 +20,7 @@ import panel as P  # noqa: E402
 import pqueue  # noqa: E402
 import reporter  # noqa: E402
 import seqstore  # noqa: E402
+import trackq  # noqa: E402
 
 T0 = 1_800_000_000
 
@@ -93,21 +94,34 @@ class FakeLink:
 
 
 class Rig:
-    def __init__(self, tmp_path, highest=0, **timings):
+    """`track_slots`: a vehicle unit's track ring of that many points
+    (trackq.py) beside the event queue; boot() is a power on, every store
+    reopened from its file."""
+
+    def __init__(self, tmp_path, highest=0, track_slots=0, **timings):
         tim = {"ack_timeout_ms": 1000, "max_backoff_ms": 4000, "fail_after": 2,
                "heartbeat_s": 60, "backup_heartbeat_s": 300}
         tim.update(timings)
         cfg, errors = C.validate(scenario_config(7700, timings=tim))
         assert not errors
+        self.cfg = cfg
+        self.tmp = tmp_path
+        self.track_slots = track_slots
         self.rx = Receiver(highest)
         self.now = 0
-        self.queue = pqueue.PersistentQueue(str(tmp_path / "q"), 32)
-        self.seqs = seqstore.SeqStore(str(tmp_path / "s"), self.queue.max_seq() + 1)
+        self.boot()
+
+    def boot(self):
+        self.queue = pqueue.PersistentQueue(str(self.tmp / "q"), 32)
+        self.track = None
+        if self.track_slots:
+            self.track = trackq.TrackRing(str(self.tmp / "t"), self.track_slots)
+        self.seqs = seqstore.SeqStore(str(self.tmp / "s"), self.queue.max_seq() + 1)
         self.clock = clock.Clock()
-        self.panel = P.Panel(cfg, 0)
+        self.panel = P.Panel(self.cfg, self.now)
         self.links = [FakeLink(self.rx, 1, True), FakeLink(self.rx, 2, False)]
-        self.rep = reporter.Reporter(cfg, self.queue, self.seqs, self.clock, self.panel,
-                                     self.links, 0)
+        self.rep = reporter.Reporter(self.cfg, self.queue, self.seqs, self.clock, self.panel,
+                                     self.links, self.now, None, self.track)
 
     def drain(self):
         for q, code, part, zone, text in self.panel.out:

@@ -27,11 +27,13 @@ import pytest
 from firmware import REPO
 from firmware import build as fwbuild
 from firmware import cli as panel_cli
+from firmware import provision as prov
 from hil import cli as hil_cli
 from testkit import vm
 from testkit.net import free_port
 
 DOOR = os.path.join(REPO, "examples", "door.json")
+VAN = os.path.join(REPO, "examples", "van.json")
 TOOLS = {"guardline-panel": ("firmware.cli", panel_cli.build_parser),
          "guardline-hil": ("hil.cli", hil_cli.build_parser)}
 
@@ -78,6 +80,16 @@ CASES = [
     ("guardline-panel", ["check", "{tmp}/none.json"], "cannot read"),
     ("guardline-panel", ["check", "{notjson}"], "not valid JSON"),
     ("guardline-panel", ["check", DOOR, "--template", "{tmp}/none.json"], "cannot read"),
+    # a vehicle unit's section (docs/mobile.md), as an installer gets it wrong
+    ("guardline-panel", ["check", "{van_one_point}"],
+     "vehicle.corridor.line: needs 2..200 points, got 1"),
+    ("guardline-panel", ["check", "{van_negative_speed}"],
+     "vehicle.door_open_kmh: -10 is out of range 1..250"),
+    ("guardline-panel", ["check", "{van_bad_geofence}"],
+     "vehicle.allowed_zones[0].center: [4.882, 152.368] is not [longitude, latitude]"),
+    ("guardline-panel", ["check", "--strict", "{van_swapped}"],
+     "vehicle.allowed_zones[0]: 6,828 km from the route corridor's line: [longitude, latitude] "
+     "written the other way round?"),
     ("guardline-panel", ["hash-code", "--salt", "zz", "2958"], "--salt"),
     ("guardline-panel", ["ctl", "--control", "127.0.0.1:{free}", '{"cmd": "state"}'],
      "nothing listens on 127.0.0.1:{free}"),
@@ -113,6 +125,65 @@ CASES = [
     ("guardline-hil", ["report", "{tmp}/none"], "No such file"),
     ("guardline-hil", ["report", "{tmp}"], "no scenario results"),
 ]
+
+
+# examples/van.json with one mistake: (path in its "vehicle" section, value)
+VAN_MISTAKES = {
+    "van_one_point": (("corridor", "line"), [[4.882, 52.368]]),
+    "van_same_points": (("corridor", "line"), [[4.882, 52.368], [4.882, 52.368]]),
+    "van_negative_speed": (("door_open_kmh",), -10),
+    "van_bad_geofence": (("allowed_zones", 0, "center"), [4.882, 152.368]),
+    "van_flat_polygon": (("allowed_zones", 1, "polygon"),
+                         [[4.8975, 52.3745], [4.898, 52.375], [4.8985, 52.3755]]),
+    "van_figure_eight": (("allowed_zones", 1, "polygon"),
+                         [[4.8975, 52.3745], [4.8985, 52.3755], [4.8985, 52.3745],
+                          [4.8975, 52.3755]]),
+    "van_swapped": (("allowed_zones", 0, "center"), [52.368, 4.882]),
+    "van_crossed": (("allowed_zones", 1, "polygon"),
+                    [[4.8975, 52.3745], [4.8985, 52.3755], [4.8985, 52.3745],
+                     [4.897, 52.3757]]),
+    "van_far_turn": (("corridor", "line"), [[4.882, 52.368], [52.368, 4.886]]),
+}
+
+
+def van_with(mistake) -> dict:
+    path, value = mistake
+    doc = json.loads(open(VAN, encoding="utf-8").read())
+    d = doc["vehicle"]
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+    return doc
+
+
+def test_vehicle_shapes_an_installer_gets_wrong_are_named(tmp_path):
+    """Each mistake in a van's geofences and corridor is named by its
+    field, with what to do: an error where the shape means nothing (no
+    area, no length), a warning where it is valid but cannot be what was
+    drawn (edges that cross, shapes thousands of kilometres apart); the
+    example itself has neither."""
+    def check(name):
+        p = tmp_path / (name + ".json")
+        p.write_text(json.dumps(van_with(VAN_MISTAKES[name])))
+        cfg, errors, warnings = prov.check_file(str(p))
+        return [e.split("\n")[0].split(": ", 1)[1] for e in errors], \
+            [w.split("\n")[0].split(": ", 1)[1] for w in warnings if "placeholder" not in w]
+
+    assert check("van_same_points") == (
+        ["vehicle.corridor.line: all its points are the same place: a route needs two "
+         "different points"], [])
+    flat = ["vehicle.allowed_zones[1].polygon: its points enclose no area (all on one line, "
+            "or a figure eight): list the corners in order around the zone"]
+    assert check("van_flat_polygon") == (flat, [])
+    assert check("van_figure_eight") == (flat, [])
+    assert check("van_crossed") == ([], [
+        "vehicle.allowed_zones[1].polygon: its edges cross (point 0 to 1 and point 2 to 3): "
+        "list the corners in their order around the zone"])
+    assert check("van_far_turn") == ([], [
+        "vehicle.corridor.line[1]: 6,828 km from the point before it: [longitude, latitude] "
+        "written the other way round? (the config's order is GeoJSON's: longitude first)"])
+    _, errors, warnings = prov.check_file(VAN)
+    assert not errors and all("placeholder" in w for w in warnings), warnings
 
 
 def test_every_subcommand_has_bad_input_cases():
@@ -154,12 +225,15 @@ def env(tmp_path_factory):
     project = tmp / "project"
     project.mkdir()
     (project / "tool.py").write_text("print('my own script')\n")
+    for name, path in VAN_MISTAKES.items():
+        (tmp / (name + ".json")).write_text(json.dumps(van_with(path)))
     _receiver_store(tmp / "rx.db")
     bundle = str(tmp / "bundle")
     fwbuild.bundle(bundle, "sim", DOOR)
     values = {"tmp": str(tmp), "taken": str(taken.getsockname()[1]), "free": str(free_port()),
               "empty_template": str(empty), "config": str(config), "notjson": str(notjson),
-              "project": str(project), "bundle": bundle, "dropping_port": str(tmp / "ttyV0")}
+              "project": str(project), "bundle": bundle, "dropping_port": str(tmp / "ttyV0"),
+              **{name: str(tmp / (name + ".json")) for name in VAN_MISTAKES}}
     board = None
     if shutil.which("socat") and vm.available():
         # the unix port behind a pty: a soft reset (flash without --resume)

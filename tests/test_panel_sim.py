@@ -148,6 +148,21 @@ def test_default_state_is_the_panels_not_the_config_file_names(tmp_path):
     assert fwsim.default_state_dir(other) == os.path.join("var", "panel-1001-rx2.example-7701")
 
 
+def until_it_ends(p) -> str:
+    """The launcher's output once it has ended by itself (60 s at most);
+    one that ran on is ended with its VM, for the next tests."""
+    try:
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            vms = children(p.pid)
+            p.kill()
+            p.communicate()
+            for v in vms:
+                os.kill(v, signal.SIGKILL)
+    return out
+
+
 def test_a_taken_control_port_stops_the_panel_with_a_message(tmp_path):
     """Seen: the VM printed EADDRINUSE and ran on, reporting, with no
     control socket: a panel nobody can drive."""
@@ -157,18 +172,32 @@ def test_a_taken_control_port_stops_the_panel_with_a_message(tmp_path):
     try:
         control = "127.0.0.1:%d" % taken.getsockname()[1]
         p = launch(tmp_path, DOOR, "--control", control, "--state-dir", str(tmp_path / "st"))
-        try:
-            out, _ = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:  # it ran on: end it (and its VM) for the next tests
-                vms = children(p.pid)
-                p.kill()
-                p.communicate()
-                for vm in vms:
-                    os.kill(vm, signal.SIGKILL)
+        out = until_it_ends(p)
     finally:
         taken.close()
     assert p.returncode == 1, out
     assert "cannot listen: the port is taken (EADDRINUSE" in out  # the VM's console
     assert "guardline-panel sim: the control socket %s could not be opened" % control in out
     assert "Traceback" not in out
+
+
+def test_a_taken_gps_port_stops_a_vehicle_unit_with_a_message(tmp_path):
+    """A van whose GNSS socket cannot be opened would drive blind: the
+    VM says why and stops (status 5), the launcher says which flag to
+    change, as for the control socket."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    gps = "127.0.0.1:%d" % taken.getsockname()[1]
+    try:
+        p = launch(tmp_path, os.path.join(REPO, "examples", "van.json"),
+                   "--control", "127.0.0.1:%d" % free_port(), "--gps", gps,
+                   "--state-dir", str(tmp_path / "st"))
+        out = until_it_ends(p)
+    finally:
+        taken.close()
+    assert p.returncode == 1, out
+    assert "GPS socket %s: cannot listen" % gps in out  # the VM's console
+    assert "guardline-panel sim: the GPS socket %s could not be opened" % gps in out
+    assert "Traceback" not in out
+    assert fwsim.NO_GPS == 5

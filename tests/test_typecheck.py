@@ -30,6 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from firmware import DEVICE_DIR
+from firmware.build import BOARD_ONLY
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "typecheck"
 STUBS = ROOT / ".venv" / "mpstubs"  # the configs' typeshedPath/stubPath
@@ -84,6 +87,12 @@ def test_device_code_typechecks_against_board_stubs(board):
                        "device code vs micropython-%s-stubs" % board)
     # the config really covered the device modules (an include typo checks nothing)
     assert summary["filesAnalyzed"] >= 20, summary
+    # and every one that runs on this board (a new module is checked from its first day)
+    include = {os.path.basename(p) for p in _jsonc(CONFIGS / ("pyright-%s.json" % board))
+               ["include"]}
+    runs_here = {f for f in os.listdir(DEVICE_DIR) if f.endswith(".py") and f != "__init__.py"} \
+        - set(BOARD_ONLY["sim" if board == "unix" else board])
+    assert runs_here <= include, "not type-checked on %s: %s" % (board, sorted(runs_here - include))
 
 
 # What the host gate covers (docs/architecture.md, "Type checking"); the

@@ -290,7 +290,7 @@ def test_out_is_bounded():
 def test_report_policy_with_explicit_time():
     r = section()["report"]
     assert r == {"moving_s": 30, "moving_m": 200, "turn_deg": 30, "alarm_s": 5,
-                 "parked_s": 900, "min_s": 2}
+                 "after_alarm_s": 600, "parked_s": 900, "min_s": 2, "track_points": 96}
     p = V.ReportPolicy(r, 5)
     a = at(0, 0)
     assert p.due(0, True, a[0], a[1], 0, 0, False) == V.P_FIRST

@@ -5,6 +5,11 @@
 #             new events into the persistent queue
 #   report    every 20 ms: links <-> glpanel sessions (reporter.py), or
 #             SIA DC-09 with "protocol": "dc09" (dc09rep.py)
+#   gps       a vehicle unit's (kind "vehicle", "patrol"; its loop is
+#             vunit.Unit.run, so a fixed panel carries none of it): the
+#             GNSS UART's bytes -> NMEA, the vehicle rules, the report
+#             policy; due track points into the track ring (trackq.py),
+#             new events into the persistent queue
 #   board     extra tasks of the board: the control protocol (control.py)
 #             on the sim's socket, or on a hardware board's console in
 #             test mode ("test_mode": true)
@@ -75,8 +80,9 @@ def _drain(app, now_ms):
     for _ in range(2):  # a 624 from the first pass is queued in the second
         if p.out:
             t = app.clock.now(now_ms)
+            pos = p.position(now_ms)  # a vehicle unit's, where it is now
             for qual, code, part, zone, text in p.out:
-                q.append(app.seqs.take(), qual, code, part, zone, t, text)
+                q.append(app.seqs.take(), qual, code, part, zone, t, text, pos)
             p.out.clear()
         lost = q.dropped + p.overflow
         if lost == app.lost and not p.q_over:
@@ -143,7 +149,9 @@ class App:
                         "partitions": [], "zones": [], "users": [], "code_salt": None,
                         "eol": dict(C.EOL_DEFAULTS), "utc_offset_min": 0})
         del doc
-        del sys.modules["config"]  # its bytecode is not needed again
+        for m in ("config", "vehicle_config", "cfgutil"):  # their bytecode is not needed again
+            if m in sys.modules:
+                del sys.modules[m]
         del C
         gc.collect()
         import eol
@@ -173,6 +181,16 @@ class App:
         e = cfg["eol"]
         self.cls = eol.Classifier(e["normal_ohms"], e["alarm_ohms"], e["pullup_ohms"])
         self.deb = eol.Debouncer(p.nz, cfg["timings"]["debounce_ms"], now)
+        # a vehicle unit's track points: their own ring (trackq.py), sent by
+        # the native protocol only (a standard DC-09 receiver takes none)
+        self.track = None
+        if p.unit is not None:
+            if cfg.get("protocol") == "dc09":
+                p.unit.tracking = False
+            else:
+                from trackq import TrackRing
+                self.track = TrackRing(board.path("track.dat"),
+                                       cfg["vehicle"]["report"]["track_points"])
         # what only the panel needed goes before the reporter's modules
         # load: the boot's peak, and what sets the smallest heap (the
         # bank's zones, users and partitions are kilobytes of dicts)
@@ -190,7 +208,7 @@ class App:
         else:
             import reporter
             self.reporter = reporter.Reporter(cfg, self.queue, self.seqs, self.clock, p,
-                                              links, now, self.log)
+                                              links, now, self.log, self.track)
             who = "panel %d" % cfg["account"]
         p.emit(P.Q_NEW, cid.SYSTEM_RESET, 0, 0)
         if not safe:
@@ -405,6 +423,9 @@ class App:
         if not self.halted:
             self._supervise("scan", self.scan, True)
             self._supervise("report", self.report, True)
+            if self.panel.unit is not None:
+                u = self.panel.unit
+                self._supervise("gps", lambda t: u.run(self, t), True)
         bts = self.board.tasks(self)
         for k in range(len(bts)):
             self._supervise("control" if k == 0 else "board%d" % k,
@@ -433,4 +454,6 @@ def run(board):
     finally:
         if app.panel is not None:
             app.queue.close()
+            if app.track is not None:
+                app.track.close()
     return app.exit_code or 0

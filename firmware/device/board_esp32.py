@@ -10,6 +10,7 @@ class Board(board_mcu.McuBoard):
     PINS = {"adc_pin": 34, "mux_pins": [25, 26, 27, 14, 12], "siren_pin": 16,
             "strobe_pin": 17, "lock_pin": 18, "ac_pin": 35, "tamper_pin": 39,
             "battery_adc_pin": 36, "battery_divider": 5, "keypad_uart": 2,
+            "gps_rx_pin": 32, "gps_tx_pin": 33,
             "wdt_ms": 8000}
 
     def setup(self, cfg):

@@ -10,6 +10,11 @@
 # mux inputs N and M; a "supply_pin" switches the resettable detector
 # supply (fire verification).
 #
+# GNSS receiver (a vehicle unit, docs/mobile.md): NMEA 0183 on a UART,
+# "board": {"gps_uart": N} (and "gps_baud", default 9600; "gps_rx_pin",
+# "gps_tx_pin", defaults in the board modules); without "gps_uart" the
+# unit has no receiver and reports its fix lost.
+#
 # Keypad: a keypad/reader module on a UART sending one line per entry,
 # "CODE ACTION PARTITION [ARG]\n", e.g. "1234 disarm 1" (ACTION as in
 # panel.ACTIONS).  A matrix keypad driver would produce the same tuples.
@@ -72,6 +77,11 @@ class McuBoard(hal.BaseBoard):
         self.keyuart = None
         if P.get("keypad_uart") is not None:
             self.keyuart = machine.UART(P["keypad_uart"], 9600)
+        self.gpsuart = None
+        if P.get("gps_uart") is not None:
+            # rxbuf: a second of NMEA at 9600 baud, whatever the port's default
+            self.gpsuart = machine.UART(P["gps_uart"], P.get("gps_baud", 9600),
+                                        rx=P["gps_rx_pin"], tx=P["gps_tx_pin"], rxbuf=1024)
         self._wdt = machine.WDT(timeout=P.get("wdt_ms", 8000))
 
     def zone_raw(self, inp):
@@ -135,6 +145,16 @@ class McuBoard(hal.BaseBoard):
             return (line[0], line[1], int(line[2]), int(line[3]) if len(line) > 3 else 0)
         except ValueError:
             return None
+
+    def gps_read(self, buf):
+        u = self.gpsuart
+        if u is None:
+            return 0
+        n = u.any()
+        if not n:
+            return 0
+        got = u.readinto(buf, min(n, len(buf)))  # only what is there: no wait
+        return got or 0
 
     def serial_link(self, pc):
         import links

@@ -10,6 +10,7 @@ class Board(board_mcu.McuBoard):
     PINS = {"adc_pin": 26, "mux_pins": [2, 3, 4, 5, 6], "siren_pin": 15,
             "strobe_pin": 14, "lock_pin": 13, "ac_pin": 10, "tamper_pin": 11,
             "battery_adc_pin": 27, "battery_divider": 5, "keypad_uart": 1,
+            "gps_rx_pin": 1, "gps_tx_pin": 0,
             "wdt_ms": 8000}  # the RP2040 watchdog allows at most 8388 ms
 
     def net_start(self, cfg):

@@ -7,9 +7,13 @@
 # a simulated power cycle the way a door left open stays open when the
 # panel reboots.  Outputs are recorded for the control socket to read.
 #
+# A vehicle unit's GNSS receiver is a TCP socket (--gps, default the
+# control port + 1; simgps.py, imported only by a vehicle unit's board)
+# that the host's replay (firmware/gpsreplay.py) connects to.
+#
 # Command line (firmware/sim.py builds it):
 #     micropython main.py --config CONFIG.json --state-dir DIR
-#                         [--control HOST:PORT]
+#                         [--control HOST:PORT] [--gps HOST:PORT]
 
 import sys
 import json
@@ -18,6 +22,7 @@ import eol
 from fwutil import const
 
 _LOG_LINES = const(200)  # console lines kept for the "log" command
+_EXIT_NO_GPS = const(5)  # firmware/sim.py NO_GPS
 ENV_FILE = "sim_env.json"
 # zone "state" -> loop ohms (None: the configured DEOL value)
 _STATES = {"normal": None, "alarm": None, "tamper": -1, "open": -1, "short": 0}
@@ -47,7 +52,8 @@ class Board(hal.BaseBoard):
         # "sounders": siren and strobe line ohms (-1 open, None: the EOL,
         # i.e. normal_ohms)
         self.env = {"zones": {}, "ac": True, "battery_mv": 13200, "box_tamper": False,
-                    "paths": [True, True], "net": True, "sounders": [None, None]}
+                    "paths": [True, True], "net": True, "sounders": [None, None],
+                    "gps": {"jam": False, "silent": False}}
         try:
             with open(self.path(ENV_FILE)) as f:
                 e = json.load(f)
@@ -63,12 +69,17 @@ class Board(hal.BaseBoard):
         self.out = {"siren": False, "strobe": False, "lock": True, "supply": True}
         self.keys = []
         self.smoke = []  # inputs of verified fire zones: on the resettable supply
+        self.gps = _arg("--gps")  # None: the control port + 1 (simgps.py)
+        self.gpsr = None  # a vehicle unit's receiver (simgps.SimGps)
 
     def setup(self, cfg):
         self.pullup = cfg["eol"]["pullup_ohms"]
         self.normal = cfg["eol"]["normal_ohms"]
         self.alarm = cfg["eol"]["alarm_ohms"]
         self.smoke = [z["input"] for z in cfg["zones"] if z.get("verify")]
+        if cfg.get("vehicle") is not None:
+            import simgps
+            self.gpsr = simgps.SimGps(self)
 
     def save_env(self):
         z = {}
@@ -102,6 +113,11 @@ class Board(hal.BaseBoard):
         ohms = self.env["sounders"][k]
         return eol.raw_for_ohms(self.normal if ohms is None else ohms, self.pullup)
 
+    # -- the GNSS receiver's UART (a vehicle unit: simgps.py) ---------------------
+
+    def gps_read(self, buf):
+        return 0 if self.gpsr is None else self.gpsr.read(buf)
+
     # -- outputs -------------------------------------------------------------
 
     def outputs(self, siren, strobe, lock, supply=True):
@@ -126,6 +142,10 @@ class Board(hal.BaseBoard):
 
     def sim_input(self, cmd, req, app):
         env = self.env
+        if cmd == "gps":
+            if app.panel is None or app.panel.unit is None:
+                raise ValueError("gps: not a vehicle unit (kind \"vehicle\" or \"patrol\")")
+            return self.gpsr.command(req, app)
         if cmd == "zone":
             p = app.panel
             zid = req["zone"]
@@ -185,5 +205,9 @@ class Board(hal.BaseBoard):
         return links.TcpLink(pc["host"], pc["port"], gate)
 
     def tasks(self, app):
+        if self.gpsr is not None and self.gpsr.error:
+            # a vehicle nobody can drive must not run on unnoticed (simctl.py)
+            self.console(self.gpsr.error + "; stopping")
+            app.stop(_EXIT_NO_GPS)
         import simctl
         return [simctl.serve(app, self)]

@@ -1,7 +1,7 @@
-# What every config validator shares (vehicle_config.py now; config.py's
-# _type_name and _V.err are the same rule and can move here): the JSON type
-# of a value in words, for messages such as "expected an array, got
-# object", and an error list whose entries start with the field's path.
+# What every config validator shares (config.py and vehicle_config.py):
+# the JSON type of a value in words, for messages such as "expected an
+# array, got object", and an error list whose entries start with the
+# field's path.
 #
 # A leaf module: it imports nothing, so any validator can use it on the
 # panel (MicroPython) and on the host.

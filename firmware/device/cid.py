@@ -23,6 +23,7 @@ ROUTE_EXIT = const(170)  # left the planned route's corridor
 STOPPED_TOO_LONG = const(171)  # stopped too long outside allowed zones
 VEHICLE_DOOR = const(172)  # a door open while moving
 IGNITION_OFF_SCHEDULE = const(173)  # ignition switched on outside its schedule
+TILT = const(174)  # a tilt or crash sensor (a vehicle rolled, rammed, lifted)
 SYSTEM_TROUBLE = const(300)  # a firmware task died and was restarted
 AC_LOSS = const(301)
 LOW_BATTERY = const(302)
@@ -51,6 +52,9 @@ EXIT_ERROR_USER = const(457)  # exit error, zone = the user who armed
 RECENT_CLOSE = const(459)  # an alarm soon after arming; zone = the user who armed
 WRONG_CODE = const(461)  # keypad lockout started
 AUTO_ARM_EXTENDED = const(464)  # a user postponed a scheduled auto-arm; zone = user
+# patrol car status from its keypad (docs/mobile.md; zone = the user):
+# available, dispatched, on scene
+PATROL_STATUS = const(470)
 BYPASS = const(570)
 SWINGER = const(575)
 TEST_MODE = const(607)  # "walk test mode": the installer walk test (zone = user),

@@ -2,7 +2,9 @@
 #
 # This module is in the shared subset: it runs on the panel (MicroPython)
 # and on the host (`guardline-panel check CONFIG`), so it imports nothing
-# but json and uses no CPython-only syntax.
+# but json and cfgutil (the type names and error list every validator
+# shares), and vehicle_config for a vehicle unit's "vehicle" section; it
+# uses no CPython-only syntax.
 #
 # validate(doc) returns (cfg, errors).  `errors` is a list of strings that
 # each start with the path of the field at fault, e.g.
@@ -21,10 +23,19 @@
 #   u8, account u32, heartbeat u32 seconds).
 
 import json
+from cfgutil import Errors, type_name
 
-KINDS = ("door", "bank")
+# "vehicle": a cash-in-transit van; "patrol": a patrol car, the same unit
+# with a status its crew sets from the keypad (docs/mobile.md)
+KINDS = ("door", "bank", "vehicle", "patrol")
+VEHICLE_KINDS = ("vehicle", "patrol")
 ZONE_TYPES = ("instant", "entry_exit", "follower", "24h", "holdup", "panic",
-              "fire", "tamper", "seismic", "door", "bolt")
+              "fire", "tamper", "seismic", "door", "bolt",
+              "compartment", "vehicle_door", "ignition", "antenna", "tilt")
+# zone types of a vehicle unit only (docs/mobile.md, "Inputs"), and those
+# a vehicle has at most one of (the rules know one ignition, one antenna)
+VEHICLE_ZONES = ("compartment", "vehicle_door", "ignition", "antenna", "tilt")
+_ONE_PER_VEHICLE = ("ignition", "antenna")
 AUTHORITIES = ("user", "manager", "master")
 PATH_TYPES = ("tcp", "udp", "serial")
 # What the panel speaks to its receivers: Guardline's native protocol, or
@@ -114,34 +125,10 @@ OPTIONS = {
 }
 
 
-def _type_name(v):
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return "value"
-
-
-class _V:
-    def __init__(self):
-        self.errors = []
-
-    def err(self, path, msg):
-        self.errors.append("%s: %s" % (path, msg))
-
+class _V(Errors):
     def obj(self, d, path):
         if not isinstance(d, dict):
-            self.err(path, "expected an object, got %s" % _type_name(d))
+            self.err(path, "expected an object, got %s" % type_name(d))
             return None
         return d
 
@@ -153,7 +140,7 @@ class _V:
             return default
         v = d[key]
         if isinstance(v, bool) or not isinstance(v, int):
-            self.err(p, "expected an integer, got %s" % _type_name(v))
+            self.err(p, "expected an integer, got %s" % type_name(v))
             return default
         if v < lo or v > hi:
             self.err(p, "%d is out of range %d..%d" % (v, lo, hi))
@@ -168,7 +155,7 @@ class _V:
             return default
         v = d[key]
         if not isinstance(v, str):
-            self.err(p, "expected a string, got %s" % _type_name(v))
+            self.err(p, "expected a string, got %s" % type_name(v))
             return default
         if len(v.encode("utf-8")) > maxlen:
             self.err(p, "longer than %d bytes" % maxlen)
@@ -189,7 +176,7 @@ class _V:
         v = d[key]
         if not isinstance(v, bool):
             self.err(path + "." + key if path else key,
-                     "expected true or false, got %s" % _type_name(v))
+                     "expected true or false, got %s" % type_name(v))
             return default
         return v
 
@@ -217,7 +204,7 @@ class _V:
             return []
         v = d[key]
         if not isinstance(v, list):
-            self.err(p, "expected an array, got %s" % _type_name(v))
+            self.err(p, "expected an array, got %s" % type_name(v))
             return []
         if len(v) > hi:
             self.err(p, "at most %d entries, got %d" % (hi, len(v)))
@@ -486,7 +473,7 @@ def validate(doc):
         zones.append({"id": zid, "name": v.str_(z, "name", path, "zone %s" % zid),
                       "type": zt, "partition": zp, "input": inp,
                       "silent": v.bool_(z, "silent", path,
-                                        zt in ("holdup", "seismic")),
+                                        zt in ("holdup", "seismic", "tilt")),
                       "verify": verify})
         _unknown(v, z, path, _ZONE_FIELDS)
     cfg["zones"] = zones
@@ -526,10 +513,23 @@ def validate(doc):
                       % (name, types.count(name)))
         if types.count("bolt") > 1:
             v.err("zones", "a door panel has at most one zone of type 'bolt'")
-    elif kind == "bank":
+    elif kind is not None:
         for i in range(len(types)):
             if types[i] in ("door", "bolt"):
                 v.err("zones[%d].type" % i, "%r is only for kind \"door\"" % types[i])
+    if kind in VEHICLE_KINDS:
+        for name in _ONE_PER_VEHICLE:
+            if types.count(name) > 1:
+                v.err("zones", "a vehicle unit has at most one zone of type %r, found %d"
+                      % (name, types.count(name)))
+        cfg["vehicle"] = _vehicle(v, doc, pids)
+    elif kind is not None:
+        for i in range(len(types)):
+            if types[i] in VEHICLE_ZONES:
+                v.err("zones[%d].type" % i, "%r is only for a vehicle unit (kind \"vehicle\" "
+                      "or \"patrol\")" % types[i])
+        if "vehicle" in doc:
+            v.err("vehicle", "only for a vehicle unit (kind \"vehicle\" or \"patrol\")")
     if cfg.get("protocol") == "dc09" and cfg.get("dc09") and not cfg["dc09"]["key"]:
         # a clear DC-09 line carries no authenticated time, and only a
         # trusted clock opens a time lock (clock.py): it would never open
@@ -544,12 +544,30 @@ def validate(doc):
         v.err("timings.battery_restore_mv", "must be at least timings.low_battery_mv")
     known = ("account", "key", "receiver", "name", "kind", "code_salt", "utc_offset_min",
              "timings", "eol", "partitions", "zones", "users", "board", "comment",
-             "protocol", "dc09", "test_mode", "options")
+             "protocol", "dc09", "test_mode", "options", "vehicle")
     for k in doc:
         if k not in known:
             v.err(k, "unknown field (known: %s)" % ", ".join(known))
     cfg["board"] = doc.get("board") if isinstance(doc.get("board"), dict) else {}
     return cfg, v.errors
+
+
+def _vehicle(v, doc, pids):
+    """The "vehicle" section of a vehicle unit, by vehicle_config (loaded
+    only for one; app.py unloads it with this module)."""
+    if "vehicle" not in doc:
+        v.err("vehicle", "missing (a vehicle unit needs its \"vehicle\" section: "
+              "docs/mobile.md)")
+        return None
+    import vehicle_config
+    section, errors = vehicle_config.validate(doc["vehicle"])
+    v.errors.extend(errors)
+    if errors:
+        return None
+    if pids and section["partition"] not in pids:
+        v.err("vehicle.partition", "%d is not a configured partition id" % section["partition"])
+        return None
+    return section
 
 
 def comms_ok(doc):

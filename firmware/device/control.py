@@ -20,7 +20,8 @@
 #   are binary (sys.stdin.buffer): a text read of a UTF-8 lead byte would
 #   wait for the rest of the character.
 # - Inputs that are electrical on a real board (zone loops, mains,
-#   battery, lid tamper, network paths, sounder lines) are set only where they are
+#   battery, lid tamper, network paths, sounder lines, a vehicle's GNSS
+#   receiver) are set only where they are
 #   simulated (board.simulated, board.sim_input); a hardware board
 #   refuses them with the reason: on a bench the I/O fixture drives them.
 
@@ -30,7 +31,7 @@ from fwutil import const, ticks_diff, mem_free, mem_alloc
 
 _MAX_LINE = const(512)  # a command is small; the biggest, "key", is < 128
 _RESULTS = ("ok", "refused", "unsupported", "bad_argument")  # glwire R_*
-_INPUTS = ("zone", "ac", "battery", "box_tamper", "net", "path", "sounder")
+_INPUTS = ("zone", "ac", "battery", "box_tamper", "net", "path", "sounder", "gps")
 _POOL_MAX = const(2)  # line buffers kept for reuse (concurrent clients beyond: allocated)
 _pool = []
 

@@ -153,7 +153,7 @@ class Dc09Reporter(PathPoll):
         self.seqs = seqs
         self.clock = clock
         self.panel = panel
-        self.links = links
+        PathPoll.__init__(self, links)
         n = len(links)
         self.broken = None
         if self.key is not None and not dc.key_size_supported(len(self.key)):
@@ -320,11 +320,14 @@ class Dc09Reporter(PathPoll):
                 return dc.build_adm_cid(p.dseq, self.account, self.line, self.rcvr,
                                         dc.Q_NEW, PROBE_CODE, 0, 0, self.key, t)
             r = p.rec
+            pos = r.get("position")  # a vehicle unit's: [X][Y] extended data
             # Contact ID fields are 3/2/3 digits; the config keeps zones and
             # users at 999 and partitions at 8, min() only guards the queue file
             return dc.build_adm_cid(p.dseq, self.account, self.line, self.rcvr,
                                     r["qualifier"], min(r["code"], 999),
-                                    min(r["partition"], 99), min(r["zone"], 999), self.key, t)
+                                    min(r["partition"], 99), min(r["zone"], 999), self.key, t,
+                                    None, "" if pos is None else
+                                    dc.position_blocks(pos["lat"], pos["lon"]))
         except dc.Dc09UsageError as e:
             # a record the codec refuses (a queue file from elsewhere): it
             # is never sent, so it fails over and is kept, never a crash

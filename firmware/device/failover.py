@@ -191,6 +191,9 @@ class PathPoll:
     run on every report poll in frames small enough for the C stack
     (fwutil.py): an idle poll allocates nothing."""
 
+    def __init__(self, links):
+        self.links = links
+
     def poll(self, now_ms):
         n = len(self.links)
         for i in range(n):
@@ -211,3 +214,19 @@ class PathPoll:
                 return
             self._data(i, data, now_ms)
             n -= 1
+
+    # the subclass's steps (above)
+    def _receive(self, i, now_ms):
+        raise NotImplementedError
+
+    def _data(self, i, data, now_ms):
+        raise NotImplementedError
+
+    def _check(self, now_ms):
+        raise NotImplementedError
+
+    def _schedule(self, now_ms):
+        raise NotImplementedError
+
+    def _send(self, i, now_ms):
+        raise NotImplementedError

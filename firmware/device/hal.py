@@ -18,6 +18,9 @@
 #                                  zone loop (an EOL on the line); None:
 #                                  this board does not supervise it
 #     keypad() -> None or (code, action, partition, arg)
+#     gps_read(buf) -> int         bytes from the GNSS receiver's UART read
+#                                  into buf (a vehicle unit), 0 when none
+#                                  came; never waits
 #     open_link(i, path_cfg)       a links.* transport for path i (0, 1)
 #     net_start(cfg)               bring the network up (Wi-Fi, Ethernet)
 #     wdt_feed()                   kick the hardware watchdog
@@ -96,6 +99,9 @@ class BaseBoard:
 
     def keypad(self):
         return None
+
+    def gps_read(self, buf):
+        return 0  # no GNSS receiver on this board
 
     def sounder_raw(self, k):
         return None  # not supervised unless the board reads the line back

@@ -271,7 +271,9 @@ def _one_of(line, a, b, c1, c2):
 class NmeaReader:
     """Assemble lines from UART bytes and parse them into `self.fix`.
 
-    feed(data) -> GOT_* bits for the sentences parsed from this chunk.
+    feed(data, count=-1) -> GOT_* bits for the sentences parsed from this
+    chunk, data[0:count] (all of it when count < 0: a UART read into a
+    reused buffer passes the count it read).
     parse(line, n) -> the kind (GGA/RMC/VTG), IGNORED or a rejection E_*,
     for one sentence in line[0:n] (bytes, bytearray or memoryview; n = -1
     for the whole of it).  Counters: ok, ignored, bad_checksum, bad_format,
@@ -292,11 +294,11 @@ class NmeaReader:
         self.bad_field = 0
         self.overlong = 0
 
-    def feed(self, data):
+    def feed(self, data, count=-1):
         got = 0
         buf = self._buf
         n = self._n
-        for i in range(len(data)):
+        for i in range(len(data) if count < 0 else count):
             c = data[i]
             if c == _LF or c == _CR:
                 if self._skip:

@@ -62,6 +62,9 @@ Q_NEW = const(1)  # qualifier: new event / opening
 Q_RESTORE = const(3)  # restore / closing
 KIND_DOOR = const(1)
 KIND_BANK = const(2)
+KIND_VEHICLE = const(3)
+KIND_PATROL = const(4)
+_KINDS = {"door": KIND_DOOR, "bank": KIND_BANK, "vehicle": KIND_VEHICLE, "patrol": KIND_PATROL}
 CMD_STATUS = const(1)  # receiver COMMAND codes 1..6 (command() maps them)
 R_OK = const(0)  # command / keypad results
 R_REFUSED = const(1)
@@ -87,23 +90,37 @@ Z_TAMPER = const(7)
 Z_SEISMIC = const(8)
 Z_DOOR = const(9)
 Z_BOLT = const(10)
+# a vehicle unit's inputs (vunit.py; their order is vunit's IN_*)
+Z_COMPARTMENT = const(11)  # cash compartment door, safe: vehicle rule 133
+Z_VDOOR = const(12)  # a vehicle door: entry/exit when armed, and rule 172
+Z_IGNITION = const(13)  # alarm = ignition on: rule 173, the position's flag
+Z_ANTENNA = const(14)  # GNSS antenna fault / jamming output: rule 344
+Z_TILT = const(15)  # tilt or crash: a 24-hour alarm, 174, silent by default
 ZONE_TYPES = ("instant", "entry_exit", "follower", "24h", "holdup", "panic",
-              "fire", "tamper", "seismic", "door", "bolt")
-# alarm code per zone type (bolt: a position sensor, never an alarm)
+              "fire", "tamper", "seismic", "door", "bolt",
+              "compartment", "vehicle_door", "ignition", "antenna", "tilt")
+# alarm code per zone type (bolt: a position sensor, never an alarm; the
+# compartment, ignition and antenna: the vehicle rules decide, vunit.py)
 ZONE_CODE = (cid.BURGLARY, cid.ENTRY_EXIT, cid.INTERIOR, cid.H24, cid.HOLDUP,
-             cid.PANIC, cid.FIRE, cid.SENSOR_TAMPER, cid.H24, cid.ENTRY_EXIT, 0)
+             cid.PANIC, cid.FIRE, cid.SENSOR_TAMPER, cid.H24, cid.ENTRY_EXIT, 0,
+             0, cid.ENTRY_EXIT, 0, 0, cid.TILT)
 # arming-table event per zone type (-1: a 24-hour type, not in the table)
 # walk-test report per zone type (Contact ID 611-615, class "test": the
 # receiver never queues them as alarms)
 WALK_CODE = (cid.INTRUSION_WALKED, cid.INTRUSION_WALKED, cid.INTRUSION_WALKED,
              cid.INTRUSION_WALKED, cid.PANIC_WALKED, cid.PANIC_WALKED, cid.FIRE_WALKED,
-             cid.POINT_TESTED, cid.INTRUSION_WALKED, cid.INTRUSION_WALKED, cid.POINT_TESTED)
+             cid.POINT_TESTED, cid.INTRUSION_WALKED, cid.INTRUSION_WALKED, cid.POINT_TESTED,
+             cid.INTRUSION_WALKED, cid.INTRUSION_WALKED, cid.POINT_TESTED, cid.POINT_TESTED,
+             cid.INTRUSION_WALKED)
 ZONE_EVENT = (A.TRIP_INSTANT, A.TRIP_ENTRY, A.TRIP_FOLLOW, -1, -1, -1, -1, -1, -1,
-              A.TRIP_ENTRY, -1)
+              A.TRIP_ENTRY, -1, -1, A.TRIP_ENTRY, -1, -1, -1)
 # life safety: never swinger-limited, never bypassable
 _LIFE = (cid.FIRE, cid.PANIC, cid.HOLDUP, cid.DURESS)
 # intrusion zone types: their alarms count towards a confirmed alarm (139)
-_INTRUSION = (Z_INSTANT, Z_ENTRY, Z_FOLLOWER, Z_24H, Z_SEISMIC, Z_DOOR)
+_INTRUSION = (Z_INSTANT, Z_ENTRY, Z_FOLLOWER, Z_24H, Z_SEISMIC, Z_DOOR, Z_VDOOR)
+# zone types never bypassed: the cash compartment (as a hold-up button),
+# and the ignition and antenna inputs, which are no alarm to bypass
+_NO_BYPASS = (Z_COMPARTMENT, Z_IGNITION, Z_ANTENNA)
 # alarms a 406 cancel covers: the burglary and tamper codes the receiver
 # queues (protocol/contactid.py), never a life-safety one
 _CANCELS = (cid.BURGLARY, cid.INTERIOR, cid.H24, cid.ENTRY_EXIT, cid.BOX_TAMPER,
@@ -140,8 +157,9 @@ K_UNBYPASS = const(5)
 K_STATUS = const(6)
 K_WALK_START = const(7)  # installer walk test, whole panel (partition ignored)
 K_WALK_END = const(8)
+K_AVAILABLE = const(9)  # patrol status: available, dispatched, on scene (vunit.py)
 ACTIONS = ("disarm", "arm_away", "arm_stay", "unlock", "bypass", "unbypass", "status",
-           "walk_test_start", "walk_test_end")
+           "walk_test_start", "walk_test_end", "available", "dispatched", "on_scene")
 
 # A burst of events from one call: a disarm that lifts every bypass of a
 # 64-zone panel plus its own reports stays under this.
@@ -238,10 +256,11 @@ class Remote:
 class Panel:
     def __init__(self, cfg, now_ms, log=None):
         tim = cfg["timings"]
-        self.kind = KIND_DOOR if cfg["kind"] == "door" else KIND_BANK
+        self.kind = _KINDS.get(cfg["kind"], KIND_BANK)
         self.log = log or (lambda s: None)
         self.out = []
         self.overflow = 0
+        self.unit = None  # the vehicle unit (vunit.py), made last
         self.exit_ms = tim["exit_delay_s"] * 1000
         self.entry_ms = tim["entry_delay_s"] * 1000
         self.cutoff_ms = tim["siren_cutoff_s"] * 1000
@@ -342,6 +361,15 @@ class Panel:
         self.strobe = False
         self.lock = True
         self.supply = True  # the resettable detector supply (smoke.py cuts it)
+        # the vehicle unit (vunit.py), only for a vehicle kind with its section
+        # the wall clock wall() was last given, in UTC (a vehicle's ignition
+        # schedule reads it as Unix seconds: unix(), when an input changes)
+        self.utc_day = 0
+        self.utc_sec = 0
+        if cfg.get("vehicle") is not None:
+            import vunit
+            self.unit = vunit.Unit(self, cfg["vehicle"], self.kind == KIND_PATROL, now_ms,
+                                   cfg.get("utc_offset_min", 0))
 
     # -- reporting ------------------------------------------------------------
 
@@ -350,6 +378,21 @@ class Panel:
             self.overflow += 1
             return
         self.out.append((q, code, part, zone, text))
+        if self.unit is not None:
+            self.unit.emitted(q, code)
+
+    def vehicle_event(self, q, code, part, zone, text, now_ms):
+        """An event of the vehicle rules (vunit.py).  Their alarms are
+        never held (CP-01): what the partition's abort window holds goes
+        first, as for any alarm that is not held."""
+        if q == Q_NEW and part in self.pidx:
+            self._flush(self.parts[self.pidx[part]], now_ms)
+        self.emit(q, code, part, zone, text)
+
+    def position(self, now_ms):
+        """The position an event queued now carries (vunit.Unit.position),
+        None for a fixed panel or a vehicle without a fix yet."""
+        return None if self.unit is None else self.unit.position(now_ms)
 
     def _part_of(self, i):
         return self.parts[self.zpart[i]]
@@ -399,6 +442,29 @@ class Panel:
             self._activate(i, now_ms)
         elif old == eol.ALARM:
             self._deactivate(i, now_ms)
+        if Z_COMPARTMENT <= t <= Z_ANTENNA and self.unit is not None:
+            self._vehicle_input(i, t, old, st, now_ms)
+
+    def _vehicle_input(self, i, t, old, st, now_ms):
+        """A vehicle input's zone changed: the vehicle rules (vunit.py).
+        Open (or cut, shorted: fail-safe) is open for a compartment, a door
+        and the antenna; only ALARM is "on" for the ignition.  Not in walk
+        test (there it is walk tested only), nor for a bypassed door."""
+        if t == Z_IGNITION:
+            on = st == eol.ALARM
+            was = old == eol.ALARM
+        else:
+            on = st != eol.NORMAL
+            was = old != eol.NORMAL
+        if on == was or self.zflags[i] & _F_BYPASS or self._part_of(i).state == A.WALK_TEST:
+            return
+        self.unit.input(t - Z_COMPARTMENT, self.zid[i], on, now_ms, self.unix())
+
+    def unix(self):
+        """The trusted wall time wall() was last given, in Unix seconds (0:
+        unknown or not trusted).  Not for the scan: a long integer on
+        32-bit ports."""
+        return self.utc_day * 86400 + self.utc_sec if self.utc_day else 0
 
     def _activate(self, i, now_ms):
         t = self.ztype[i]
@@ -409,8 +475,8 @@ class Panel:
             return
         if t == Z_DOOR and self.door.opened(now_ms):
             return  # forced entry, reported
-        if t == Z_BOLT:
-            return
+        if t == Z_BOLT or t == Z_COMPARTMENT or t == Z_IGNITION or t == Z_ANTENNA:
+            return  # no alarm of their own (the vehicle rules: _vehicle_input)
         if self.zflags[i] & (_F_BYPASS | _F_SHUT):
             return
         ev = ZONE_EVENT[t]
@@ -660,6 +726,8 @@ class Panel:
         """The wall clock for the schedules, as clock.py keeps it: the UTC
         day number (0: unknown or not trusted) and the second of that day.
         Small ints on every port (fwutil.py)."""
+        self.utc_day = day
+        self.utc_sec = sec
         if not day:
             self.wday = 0
             return
@@ -689,6 +757,8 @@ class Panel:
             self.smoke.tick(now_ms)
         if self.closing is not None:
             self.closing.tick(now_ms)
+        if self.unit is not None:
+            self.unit.tick(now_ms)
         if self.troubles & T_CLOCK_UNSET and not self.clock_reported and \
                 ticks_diff(now_ms, self.boot_ms) >= self.clock_grace_ms:
             self.clock_reported = True
@@ -825,6 +895,13 @@ class Panel:
             return R_OK
         if action == K_WALK_START or action == K_WALK_END:
             return self._walk(user, action == K_WALK_START, now_ms)
+        if action >= K_AVAILABLE:
+            # a patrol car's status, set by its crew (docs/mobile.md)
+            if self.unit is None or not self.unit.patrol or remote:
+                return R_UNSUPPORTED
+            self.unit.set_status(action - K_AVAILABLE, partition if partition in self.pidx
+                                 else 0, user.id)
+            return R_OK
         if action == K_BYPASS or action == K_UNBYPASS:
             return self._bypass(user, action == K_BYPASS, arg)
         if partition not in self.pidx:
@@ -978,7 +1055,8 @@ class Panel:
             return R_BAD_ARGUMENT
         i = self.zid.index(zone_id)
         p = self._part_of(i)
-        if ZONE_CODE[self.ztype[i]] in _LIFE or not user.may(p.id):
+        if ZONE_CODE[self.ztype[i]] in _LIFE or self.ztype[i] in _NO_BYPASS \
+                or not user.may(p.id):
             return R_REFUSED
         if p.state != A.DISARMED:
             return R_REFUSED
@@ -1188,10 +1266,13 @@ class Panel:
             f = self.zflags[i]
             zones.append({"id": self.zid[i], "state": eol.NAMES[self.zstate[i]],
                           "bypassed": bool(f & _F_BYPASS), "shutdown": bool(f & _F_SHUT)})
-        return {"partitions": parts, "zones": zones, "troubles": self.troubles,
+        out = {"partitions": parts, "zones": zones, "troubles": self.troubles,
                 "siren": self.siren, "strobe": self.strobe, "lock": self.lock,
                 "supply": self.supply,
                 "sounders": {"siren": self._line(0), "strobe": self._line(1)},
                 "door_held": self.door is not None and self.door.held,
                 "walk_test": self.walk_due is not None,
                 "lockout": self.users.locked_at is not None}
+        if self.unit is not None:
+            out["vehicle"] = self.unit.state()
+        return out

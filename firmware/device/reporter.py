@@ -4,9 +4,12 @@
 # retransmission, backoff, path up/down and clock/command handling); this
 # module decides *what* each path carries:
 #   - the active path carries the queue head (lockstep: one record at a
-#     time, oldest first), then a pending REPLY, the boot HELLO, and a
-#     HEARTBEAT when nothing was ACKed on it for heartbeat_s; a heartbeat,
-#     HELLO or REPLY outstanding there gives way to a queued event;
+#     time, oldest first), then a pending REPLY, the boot HELLO, a vehicle
+#     unit's track points (POSITION, oldest first, from trackq.py: only
+#     while no event is queued, so every event, alarms first among them,
+#     goes ahead of every track point), and a HEARTBEAT when nothing was
+#     ACKed on it for heartbeat_s; a heartbeat, HELLO, REPLY or track point
+#     outstanding there gives way to a queued event;
 #   - the other path carries only heartbeats (every backup_heartbeat_s)
 #     so that its failure is found and reported before it is needed;
 #   - which path is active, and when a path that answers but refuses
@@ -29,7 +32,15 @@
 # (seqstore.SEQ_LIMIT) are refused, logged and counted, and the NAK that
 # carried them counts as a refusal of the event (so it fails over).
 # Sequence numbers: records keep the one given when queued; heartbeats,
-# HELLO, REPLY and probes take one from the counter when offered.
+# HELLO, REPLY, probes and track points take one from the counter when
+# offered (a track point waits behind events queued after it: a sequence
+# of its own from the queue would fall behind the receiver's window).  A
+# track point re-offered after it gave way, moved path or a restart may
+# reach the receiver twice: its fix time tells the copies apart.
+# A track point is not an event: a path that refuses one does not fail
+# over for it (it is retried with the session's backoff); a receiver
+# that does not take POSITION at all (NAK unsupported) gets the point
+# dropped, counted in `positions_refused`.
 
 from binascii import unhexlify
 from fwutil import const, ticks_diff
@@ -53,6 +64,7 @@ _HEARTBEAT = const(2)
 _HELLO = const(3)
 _REPLY = const(4)
 _PROBE = const(5)
+_TRACK = const(6)
 
 
 def _honoured(seq, next_seq):
@@ -61,15 +73,16 @@ def _honoured(seq, next_seq):
 
 
 class Reporter(PathPoll):
-    def __init__(self, cfg, queue, seqs, clock, panel, links, now_ms, log=None):
+    def __init__(self, cfg, queue, seqs, clock, panel, links, now_ms, log=None, track=None):
         tim = cfg["timings"]
         keys = w.Keys(unhexlify(cfg["key"]))
         self.account = cfg["account"]
         self.queue = queue
+        self.track = track  # a vehicle unit's track points (trackq.TrackRing), or None
         self.seqs = seqs
         self.clock = clock
         self.panel = panel
-        self.links = links
+        PathPoll.__init__(self, links)
         self.log = log or (lambda s: None)
         self.sessions = []
         for i in range(len(links)):
@@ -79,6 +92,7 @@ class Reporter(PathPoll):
                 ack_timeout_ms=tim["ack_timeout_ms"], max_backoff_ms=tim["max_backoff_ms"],
                 fail_after=tim["fail_after"]))
         self.what = [None] * len(links)  # kind of the outstanding message
+        self.point = [0] * len(links)  # the track point outstanding (its order)
         self.rule = Failover(len(links), tim["fail_after"], tim["event_fail_s"] * 1000, now_ms,
                              panel, self.log)
         # supervision: the active path every heartbeat_s, the standby one
@@ -91,6 +105,8 @@ class Reporter(PathPoll):
         self.delivered = 0
         self.naks = 0
         self.refused = 0  # receiver values refused (time, resequence)
+        self.positions = 0  # track points delivered
+        self.positions_refused = 0  # dropped: the receiver takes no POSITION
         self.heartbeat_s = tim["heartbeat_s"]
 
     # -- messages -------------------------------------------------------------
@@ -166,7 +182,7 @@ class Reporter(PathPoll):
             return
         old = self.active
         self.log("path %d carries the events (was path %d)" % (a + 1, old + 1))
-        if self.what[old] == _EVENT:
+        if self.what[old] == _EVENT or self.what[old] == _TRACK:
             self._take_back(old)
         self.active = a
 
@@ -192,6 +208,8 @@ class Reporter(PathPoll):
             self.reply = None
         elif not self.hello_sent:
             self._offer(a, _HELLO, self.seqs.take(), self._hello(), now_ms)
+        elif self.track is not None and self.track.depth:
+            self._track_on(a, now_ms)
         elif ticks_diff(now_ms, self.last_ok[a]) >= self.hb_ms[0]:
             self._heartbeat_on(a, now_ms)
 
@@ -206,6 +224,13 @@ class Reporter(PathPoll):
 
     def _heartbeat_on(self, i, now_ms):
         self._offer(i, _HEARTBEAT, self.seqs.take(), self._heartbeat(), now_ms)
+
+    def _track_on(self, i, now_ms):
+        """The oldest track point to path i (its locals kept out of
+        _active(), which runs on every idle poll: fwutil.py)."""
+        order, msg = self.track.head()
+        self.point[i] = order
+        self._offer(i, _TRACK, self.seqs.take(), msg, now_ms)
 
     def _probe_on(self, i, now_ms):
         self._offer(i, _PROBE, self.seqs.take(), self._probe(i, now_ms), now_ms)
@@ -246,6 +271,9 @@ class Reporter(PathPoll):
                 self._trusted(i, False)
             elif kind == _HELLO:
                 self.hello_sent = True
+            elif kind == _TRACK:
+                self.track.ack(self.point[i])
+                self.positions += 1
         elif isinstance(ev, gp.Nakked):
             self.naks += 1
             why = "NAK %s" % w.NAK_NAMES.get(ev.reason, "?")
@@ -254,6 +282,11 @@ class Reporter(PathPoll):
                 fix = (ev.reason == w.NAK_TIME and sane(ev.receiver_time)) or \
                     (ev.reason == w.NAK_REPLAY and _honoured(ev.seq, ev.next_seq))
                 self.rule.refused(i, why, fix)
+            elif self.what[i] == _TRACK and ev.reason == w.NAK_UNSUPPORTED:
+                # a receiver without track storage: the point is dropped
+                self._take_back(i)
+                self.track.ack(self.point[i])
+                self.positions_refused += 1
         elif isinstance(ev, gp.Resequence):
             self._resequence(i, ev, now_ms)
         elif isinstance(ev, gp.TimeSet):
@@ -340,4 +373,7 @@ class Reporter(PathPoll):
         return {"active_path": self.active + 1, "delivered": self.delivered,
                 "naks": self.naks, "refused": self.refused, "queue": len(self.queue),
                 "next_seq": self.seqs.next, "paths": paths, "dropped": self.queue.dropped,
-                "clock_trusted": self.clock.trusted}
+                "clock_trusted": self.clock.trusted,
+                "track": None if self.track is None else {
+                    "queued": len(self.track), "delivered": self.positions,
+                    "coalesced": self.track.coalesced, "refused": self.positions_refused}}

@@ -162,6 +162,12 @@ class Vehicle:
         self.lat = 0
         self.lon = 0
         self.speed = 0  # 0.1 km/h
+        self.course = 0  # 0.1 degree
+        self.quality = 0  # its GGA fix quality, satellites, HDOP (0.1)
+        self.sats = 0
+        self.hdop = 0
+        self.day = -1  # its UTC date and time (nmea.Fix.day, .ms): the fix time
+        self.ms = -1
         self.inside = False  # in an allowed zone at the last usable fix
         self.seen_ms = now_ms  # last sentence that said anything (fix or no fix)
         self.lost_ms = None  # ticks when the fix was lost; None = have one
@@ -243,6 +249,12 @@ class Vehicle:
         self.lat = f.lat
         self.lon = f.lon
         self.speed = f.speed
+        self.course = f.course
+        self.quality = f.quality
+        self.sats = f.sats
+        self.hdop = f.hdop
+        self.day = f.day
+        self.ms = f.ms
         self.lost_ms = None
         self.inside = self.in_allowed_zone(f.lat, f.lon)
         self._cond(R_FIX_LOST, CV_GOOD, now_ms)

@@ -44,8 +44,14 @@ REPORT_LIMITS = {
     "moving_m": (200, 10, 100000),
     "turn_deg": (30, 0, 180),  # 0: no turn points
     "alarm_s": (5, 1, 600),
+    # after an alarm of the panel itself (hold-up, duress, tilt: a 1xx the
+    # unit reports), points every alarm_s for this long (vunit.py)
+    "after_alarm_s": (600, 0, 86400),
     "parked_s": (900, 60, 86400),
     "min_s": (2, 1, 600),
+    # track points kept while there is no link (trackq.py: 32 bytes of
+    # flash and 4 of RAM each; 96 = 48 min of driving at one per 30 s)
+    "track_points": (96, 8, 1024),
 }
 SECTIONS = ("allowed_zones", "corridor", "ignition_schedule", "report", "max_hdop")
 
@@ -114,6 +120,18 @@ class _Check(Errors):
         return out
 
 
+def _area2(pts):
+    """Twice the signed area of a ring of (lat, lon) udeg in the
+    lon/lat plane (0: its points are on one line or the same place)."""
+    a = 0
+    lon0 = pts[0][1]
+    j = len(pts) - 1
+    for i in range(len(pts)):
+        a += geo.dlon(pts[j][1], lon0) * pts[i][0] - geo.dlon(pts[i][1], lon0) * pts[j][0]
+        j = i
+    return a
+
+
 def _minute(c, s, path):
     if isinstance(s, str) and len(s) == 5 and s[2] == ":" and s[:2].isdigit() \
             and s[3:].isdigit() and int(s[:2]) < 24 and int(s[3:]) < 60:
@@ -168,6 +186,9 @@ def validate(doc):
                     pts = pts[:-1]  # a GeoJSON ring repeats its first point
                 if len(pts) > MAX_POLYGON_POINTS:
                     c.err(p + ".polygon", "at most %d points" % MAX_POLYGON_POINTS)
+                elif _area2(pts) == 0:
+                    c.err(p + ".polygon", "its points enclose no area (all on one line, or "
+                          "a figure eight): list the corners in order around the zone")
                 else:
                     zones.append({"name": name, "polygon": pts})
         for k in z:
@@ -184,6 +205,10 @@ def validate(doc):
             line = c.points(co.get("line"), "vehicle.corridor.line", 2, MAX_ROUTE_POINTS)
             if cc.get("width_m") is not None and cc["hysteresis_m"] * 2 >= cc["width_m"]:
                 c.err("vehicle.corridor.hysteresis_m", "must be less than half of width_m")
+            if line is not None and line.count(line[0]) == len(line):
+                c.err("vehicle.corridor.line", "all its points are the same place: a route "
+                      "needs two different points")
+                line = None
             if line is not None and cc.get("width_m") is not None:
                 cc["line"] = line
                 out["corridor"] = cc

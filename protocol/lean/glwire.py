@@ -179,9 +179,11 @@ POS_ALARM = const(0x08)  # an alarm is active: the unit reports faster
 POS_FLAGS_KNOWN = const(0x0F)
 MAX_POSITION_REASON = const(8)
 
-# panel kinds
+# panel kinds (HELLO)
 KIND_DOOR = const(1)
 KIND_BANK = const(2)
+KIND_VEHICLE = const(3)  # a cash-in-transit van (docs/mobile.md)
+KIND_PATROL = const(4)  # a patrol car: a vehicle unit with a crew status
 
 # partition states, as carried in HEARTBEAT and REPLY
 P_DISARMED = const(0)

@@ -59,18 +59,27 @@ ROUTE_EXIT, STOPPED, SILENT = 170, 171, 175
 CODES = (ROUTE_EXIT, STOPPED, SILENT)
 # the unit's rules the receiver runs, and their index in vehicle.Vehicle
 _RULES = {V.R_CORRIDOR: ROUTE_EXIT, V.R_STOP: STOPPED}
-# A unit's GNSS fix as vehicle.Vehicle.fix reads it.
+# A unit's GNSS fix as vehicle.Vehicle.fix reads it (nmea.Fix's fields:
+# the rules keep the fix's course, quality, satellites and time for the
+# position the unit reports).
 
 
 class _Fix:
-    __slots__ = ("valid", "hdop", "lat", "lon", "speed")
+    __slots__ = ("valid", "hdop", "lat", "lon", "speed", "course", "quality", "sats", "day",
+                 "ms")
 
-    def __init__(self, valid, hdop, lat, lon, speed):
+    def __init__(self, valid, hdop, lat, lon, speed, p: Position):
         self.valid = valid
         self.hdop = hdop
         self.lat = lat
         self.lon = lon
         self.speed = speed
+        self.course = int(round((p.course_deg or 0) * 10))
+        self.quality = p.quality if p.quality is not None else (1 if valid else 0)
+        self.sats = p.sats or 0
+        ft = p.fix_time
+        self.day = int(ft // 86400) if ft else -1
+        self.ms = int(round((ft % 86400) * 1000)) if ft else -1
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,7 @@ class RouteWatch:
             self.v = V.Vehicle(self.section, now_ms)
         valid = p.valid is not False
         fix = _Fix(valid, int(round((p.hdop or 0) * 10)), int(round(p.lat * 1e6)),
-                   int(round(p.lon * 1e6)), int(round(p.speed_kmh * 10)))
+                   int(round(p.lon * 1e6)), int(round(p.speed_kmh * 10)), p)
         # the point first, then its deadlines (Vehicle.fix ticks at its end):
         # a van seen off route at t and back at t + exit_after was not off
         # for exit_after as far as anyone knows

@@ -418,7 +418,20 @@ def _new_account(args):
         acct.validate()
     except (ValueError, TypeError) as e:
         raise UsageError("account %s: %s" % (args.number, e)) from None
+    _note_kind(acct.number, acct.panel_kind)
     return acct
+
+
+def _note_kind(number: str, kind: str) -> None:
+    """A kind the receiver gives no meaning to is allowed (an ATM, a home:
+    a fixed site), but a typo for a vehicle's kind would quietly switch off
+    its vehicle checks: say what the receiver makes of it."""
+    from receiver.vehicles.loop import VEHICLE_KINDS  # noqa: PLC0415
+
+    if kind and kind not in ("door", "bank") + VEHICLE_KINDS:
+        print("note: account %s, kind %r: a fixed site to the receiver (vehicle checks and "
+              "patrol dispatch are for the kinds %s)" % (number, kind, " and ".join(
+                  VEHICLE_KINDS)), file=sys.stderr)
 
 
 def _read_import(path: str) -> list:

@@ -58,6 +58,18 @@ def test_accounts_add_hides_key_unless_asked_and_writes_private_template(capsys,
     assert rc == 1
 
 
+def test_a_kind_the_receiver_reads_as_a_fixed_site_is_said(capsys, db):
+    # "car" for a van: allowed (an ATM, a home are kinds too), but the
+    # installer is told that it switches the vehicle checks off
+    rc, _, err = run(capsys, "accounts", "add", "2001", "--db", db, "--kind", "car")
+    assert rc == 0
+    assert "kind 'car': a fixed site to the receiver" in err
+    assert "vehicle and patrol" in err
+    for number, kind in (("2002", "vehicle"), ("2003", "bank")):
+        rc, _, err = run(capsys, "accounts", "add", number, "--db", db, "--kind", kind)
+        assert rc == 0 and "fixed site" not in err
+
+
 def test_accounts_export_import_round_trip(capsys, db, tmp_path):
     for n in ("1", "2"):
         run(capsys, "accounts", "add", n, "--db", db, "--region", "r%s" % n)

@@ -168,6 +168,19 @@ def check_run_args(a) -> None:
         raise UsageError("--report %s: exists and is not a directory" % a.report)
 
 
+def _list(items: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(items, indent=1))
+        return
+    for s in items:
+        variants = " [%s]" % ", ".join(s["params"]) if s["params"] else ""
+        print("%-14s %s%s" % (s["module"][5:], s["name"], variants))
+        if s["doc"]:
+            for line in textwrap.wrap(s["doc"], 80):
+                print("%14s   %s" % ("", line))
+    sys.stdout.flush()
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -176,16 +189,10 @@ def main(argv=None) -> int:
         argv, extra = argv[:i], argv[i + 1:]
     a = build_parser().parse_args(argv)
     if a.cmd == "list":
-        items = scenarios()
-        if a.json:
-            print(json.dumps(items, indent=1))
-        else:
-            for s in items:
-                variants = " [%s]" % ", ".join(s["params"]) if s["params"] else ""
-                print("%-14s %s%s" % (s["module"][5:], s["name"], variants))
-                if s["doc"]:
-                    for line in textwrap.wrap(s["doc"], 80):
-                        print("%14s   %s" % ("", line))
+        try:
+            _list(scenarios(), a.json)
+        except BrokenPipeError:  # `| head`: the reader has had enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if a.cmd == "report":
         from hil import report  # noqa: PLC0415

@@ -241,6 +241,17 @@ def test_cli_lists_and_resolves_scenarios(capsys):
     assert "security       test_panel_clock_drift_is_corrected [30s-ack, 150s-nak]" in out
 
 
+def test_list_into_a_reader_that_stops_early_ends_quietly():
+    # `guardline-hil list | head -2`: no BrokenPipeError traceback
+    p = subprocess.Popen([sys.executable, "-m", "hil.cli", "list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, bufsize=0)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_cli_run_builds_the_pytest_command(tmp_path):
     import argparse
     a = argparse.Namespace(scenario=["alarms"], target="serial:///dev/ttyUSB0",

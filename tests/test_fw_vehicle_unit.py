@@ -127,8 +127,9 @@ def test_guardline_panel_check_points_at_the_vehicle_line(tmp_path, capsys):
 
 
 def test_config_has_one_home_for_type_names():
-    import cfgutil
-    assert issubclass(C._V, cfgutil.Errors)
+    # by name: a test that imports the device modules from a bundle makes a
+    # second module object of the same file
+    assert "cfgutil.Errors" in ["%s.%s" % (b.__module__, b.__name__) for b in C._V.__mro__]
     assert C.validate({"account": "x"})[1][0].endswith("expected an integer, got string")
 
 

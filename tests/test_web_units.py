@@ -173,10 +173,12 @@ def test_next_keeps_a_console_path_with_its_query():
 def test_permission_table():
     assert auth.permissions_of("operator") == ["alarm.act", "schedule.change", "test.place",
                                                "view"]
-    assert auth.permissions_of("supervisor") == ["alarm.act", "audit.view", "panel.command",
-                                                 "report.view", "schedule.change",
-                                                 "security.view", "test.place", "view",
+    assert auth.permissions_of("supervisor") == ["alarm.act", "alarm.override", "audit.view",
+                                                 "panel.command", "report.view",
+                                                 "schedule.change", "security.view",
+                                                 "sites.manage", "test.place", "view",
                                                  "zone.release"]
+    assert not auth.allowed("operator", auth.ALARM_OVERRIDE)
     assert not auth.allowed("supervisor", auth.SCHEDULE_MANAGE)
     assert not auth.allowed("operator", auth.PANEL_COMMAND)
     assert "users.manage" in auth.permissions_of("administrator")

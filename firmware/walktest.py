@@ -144,9 +144,11 @@ Q_NEW, Q_RESTORE = 1, 3
 # during the walk that the walk did not cause is the installer's business.
 UNEXPECTED_CLASSES = contactid.ALARM_CLASSES | {"trouble", "tamper"}
 
-PASSED, FAULT, UNEXPECTED, NOT_SEEN, TRIPPED = (
-    "passed", "fault", "unexpected", "not_seen", "tripped")
-FINAL = (PASSED, FAULT, UNEXPECTED)
+PASSED, FAULT, UNEXPECTED, NOT_SEEN, TRIPPED, SKIPPED = (
+    "passed", "fault", "unexpected", "not_seen", "tripped", "skipped")
+# SKIPPED: the --auto driver could not trip the zone (its partition never
+# armed): final, and not a pass; the receiver's own evidence outranks it.
+FINAL = (PASSED, FAULT, UNEXPECTED, SKIPPED)
 
 # How far back the receiver's history is read for loop faults still open
 # when the walk starts: a miswired loop reports when the panel powers up,
@@ -196,6 +198,7 @@ class Zone:
         self.unexpected: list[dict] = []
         self.notes: list[str] = []
         self.faulted_at_start = False
+        self.skipped: str | None = None  # why the --auto driver did not trip it
 
     def tamper_report(self, q: int, e: dict, history: bool) -> None:
         """A tamper zone's 144 (outside walk-test mode): alarm and open loop
@@ -243,6 +246,8 @@ class Zone:
             return TRIPPED
         if self.faults:
             return FAULT
+        if self.skipped:
+            return SKIPPED
         return NOT_SEEN
 
     def verdict(self) -> str:
@@ -285,6 +290,8 @@ class Zone:
             return text
         if s == TRIPPED:
             return "144 seen, waiting for the loop to close (restore)"
+        if s == SKIPPED:
+            return "skipped: %s" % self.skipped
         return "nothing from this zone reached the receiver"
 
     def to_dict(self) -> dict:
@@ -477,10 +484,15 @@ class WalkTest:
         return all(z.status in FINAL for z in zs)
 
     def counts(self, ids=None) -> dict:
-        c = {PASSED: 0, FAULT: 0, UNEXPECTED: 0, NOT_SEEN: 0, TRIPPED: 0}
+        c = {PASSED: 0, FAULT: 0, UNEXPECTED: 0, NOT_SEEN: 0, TRIPPED: 0, SKIPPED: 0}
         for z in self.walked(ids):
             c[z.status] += 1
         return c
+
+    def skip(self, zid: int, reason: str) -> None:
+        """The walk could not trip zone `zid` (`reason`, in words): it has
+        its result, "skipped", unless the receiver has something from it."""
+        self.zones[zid].skipped = reason
 
     def armed(self, pid) -> bool:
         p = self.partitions.get(pid)
@@ -828,6 +840,16 @@ class ConsoleSource:
 # -- drivers: who trips the zones --------------------------------------------------------
 
 
+# A partition state (the panel's "state" answer) in words, for a refusal.
+PARTITION_BUSY = {
+    "exit_away": "already arming (exit delay)", "exit_stay": "already arming (exit delay)",
+    "exit_away_again": "already arming (exit delay)",
+    "exit_stay_again": "already arming (exit delay)",
+    "armed_away": "already armed (away)", "armed_stay": "already armed (stay)",
+    "entry_delay": "in its entry delay", "alarm": "in alarm", "alarm_held": "in alarm",
+    "walk_test": "in walk-test mode"}
+
+
 class AutoDriver:
     """Trips each zone of the simulated panel through its control socket,
     one at a time: arm what needs arming (bypassing zones whose loop is
@@ -836,6 +858,8 @@ class AutoDriver:
     the zone's time is up), put it back to normal, next.  Disarms what it
     armed at the end.  The panel's answers only steer the simulation; the
     results come from the receiver."""
+
+    walks_alone = True  # once step() says done, nobody else will trip a zone
 
     def __init__(self, ctl, code: str, zone_timeout: float = 60.0, say=print,
                  clock=time.monotonic, walk_mode: bool = True):
@@ -859,6 +883,13 @@ class AutoDriver:
                       "partition": partition, "zone": zone})
         return r.get("result_name") or r.get("error") or "?"
 
+    def _busy(self) -> dict[int, str]:
+        """The panel's partitions that are not disarmed: {id: what it is
+        doing, in words}, read from its state (a refusal carries no reason)."""
+        r = self.ctl({"cmd": "state", "brief": True})
+        return {p["id"]: "%s (%s)" % (PARTITION_BUSY.get(p["state"], p["state"]), p["name"])
+                for p in r.get("partitions") or [] if p.get("state") != "disarmed"}
+
     def prepare(self, walk: WalkTest, ids: list[int]) -> None:
         self.queue = [i for i in ids if walk.zones[i].status not in FINAL]
         for i in ids:
@@ -866,7 +897,9 @@ class AutoDriver:
                 self.say("zone %d: %s already: not tripped" % (i, walk.zones[i].status))
         if self.try_walk_mode and self.queue:
             r = self._key("walk_test_start", 1)
-            self.say("panel walk-test mode: %s" % r)
+            busy = self._busy() if r == "refused" else {}
+            self.say("panel walk-test mode: %s" % r + "".join(
+                "; partition %d is %s" % kv for kv in sorted(busy.items())))
             if r == "ok":
                 self.walk_mode = True
                 return  # nothing to arm: every zone reports as walk tested
@@ -885,6 +918,12 @@ class AutoDriver:
                     if r == "ok":
                         self.bypassed.append(z.id)
             r = self._key("arm_away", pid)
+            busy = self._busy().get(pid) if r == "refused" else None
+            if busy:
+                # the panel's own doing (a time lock, a schedule): not
+                # refused, and not this walk's to disarm at the end
+                r = "not needed: the panel says it is %s; the walk waits for the " \
+                    "receiver's closing report" % busy
             self.say("arm partition %d (away): %s" % (pid, r))
             if r == "ok":
                 self.armed_by_us.append(pid)
@@ -913,8 +952,10 @@ class AutoDriver:
             if walk.walk_mode if self.walk_mode else walk.armed(z.partition):
                 self.phase = "trip"
             elif now > self.deadline:
-                self.say("zone %d: partition %d never armed at the receiver: skipped"
-                         % (z.id, z.partition))
+                why = "walk-test mode never reached the receiver" if self.walk_mode else \
+                    "partition %d never armed at the receiver" % z.partition
+                self.say("zone %d: %s: skipped" % (z.id, why))
+                walk.skip(z.id, why)
                 self.current = None
                 return True
             else:
@@ -942,6 +983,8 @@ class AutoDriver:
 
 class ManualDriver:
     """A human trips the zones; the tool says what to do and waits."""
+
+    walks_alone = False
 
     def __init__(self, say=print):
         self.say = say
@@ -1011,7 +1054,7 @@ class ConsoleTail:
 
 
 _SYMBOL = {PASSED: "OK  ", FAULT: "FAIL", UNEXPECTED: "FAIL", NOT_SEEN: "....",
-           TRIPPED: "... "}
+           TRIPPED: "... ", SKIPPED: "SKIP"}
 
 
 def zone_line(z: Zone) -> str:
@@ -1047,9 +1090,15 @@ def run(walk: WalkTest, source, driver, ids: list[int], timeout: float = 1800.0,
                             say(zone_line(z))
             if busy:
                 busy = driver.step(walk)
-            if walk.done(ids, until_pass) and not busy:
+            if not busy and walk.done(ids, until_pass):
                 reason = "all zones passed" if walk.done(ids, True) else \
                     "every zone has a result"
+                break
+            if not busy and driver.walks_alone and not until_pass:
+                # the driver tripped (or skipped) every zone and waited out
+                # each one's time: a zone still not seen has that result
+                reason = "every zone walked; %d without a result from the receiver" % sum(
+                    1 for z in walk.walked(ids) if z.status not in FINAL)
                 break
             if stop is not None and stop.is_set():
                 reason = "ended by the installer"
@@ -1158,7 +1207,7 @@ def render_markdown(r: dict) -> str:
     ]
     for z in r["zones"]:
         flag = {PASSED: "passed", FAULT: "**FAULT**", UNEXPECTED: "**UNEXPECTED**",
-                NOT_SEEN: "**NOT SEEN**"}.get(z["result"], z["result"])
+                NOT_SEEN: "**NOT SEEN**", SKIPPED: "**SKIPPED**"}.get(z["result"], z["result"])
         rec = z["verdict"]
         if z["first_alarm"]:
             rec += " (event %s)" % z["first_alarm"]["event_id"]

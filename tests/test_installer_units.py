@@ -4,6 +4,7 @@ configs, users, private files), check's pointers and hints, manifests,
 and the runtime step's command lines and image checks (no board here:
 esptool is never run)."""
 
+import datetime
 import html.parser
 import io
 import json
@@ -399,6 +400,29 @@ def test_auto_driver_gives_up_on_a_partition_that_never_arms():
     assert not any(r.get("action") == "disarm" for r in panel.log)
 
 
+def test_an_auto_walk_ends_when_the_driver_is_through_not_at_the_time_limit():
+    """Zone 2's partition never arms at the receiver (skipped), zone 4 is
+    tripped and nothing arrives in its time (not seen): nothing is left
+    for the tool to do, so the walk ends there with both results."""
+    w = walk()
+    t = [0.0]
+
+    def clock():  # one second per look at it
+        t[0] += 1
+        return t[0]
+
+    said = []
+    d = W.AutoDriver(FakePanel(), "7391", zone_timeout=5, say=said.append, clock=clock,
+                     walk_mode=False)
+    reason = W.run(w, ListSource(), d, [2, 4], timeout=1000, say=said.append, poll_s=0,
+                   clock=clock)
+    assert reason == "every zone walked; 1 without a result from the receiver"
+    assert t[0] < 1000
+    assert w.zones[2].status == W.SKIPPED and w.zones[4].status == W.NOT_SEEN
+    assert "zone 2: partition 1 never armed at the receiver: skipped" in said
+    assert W.zone_line(w.zones[2]).startswith("  [SKIP] zone   2 lobby glass")
+
+
 class ListSource:
     def __init__(self, history=(), batches=()):
         self._h = list(history)
@@ -466,11 +490,12 @@ class PanelFeed:
         pass
 
 
-def auto_walk(tmp_path, walk_mode, before=(), zone_timeout=30, ids=None, restart_on=None):
+def auto_walk(tmp_path, walk_mode, before=(), zone_timeout=30, ids=None, restart_on=None,
+              cfg=None):
     """The walk test's --auto driver on the firmware's App and Panel in this
     process (testkit.inproc.InProcessPanel), after the control commands in
     `before`; -> (report, what the tool said, the panel)."""
-    cfg = scenario_config(7700)
+    cfg = cfg or scenario_config(7700)
     p = InProcessPanel(cfg, str(tmp_path / "flash"))
     p.power_on()
     p.advance(2000)  # boot, clock set by the receiver's NAK, 305 stored
@@ -545,8 +570,44 @@ def test_armed_walk_gives_up_on_a_partition_the_panel_will_not_arm(tmp_path):
     assert "arm partition 1 (away): refused" in said
     assert any("partition 1 never armed at the receiver: skipped" in s for s in said)
     zones = {z["id"]: z["result"] for z in r["zones"]}
-    assert zones[1] == zones[2] == "not_seen"
+    assert zones[1] == zones[2] == "skipped"
     assert zones[4] == zones[5] == "passed"  # 24-hour zones need no arming
+    assert said[-1] == "every zone has a result"
+
+
+def test_auto_walk_beside_a_vault_arming_by_its_time_lock_ends_and_reports(tmp_path):
+    """Partition 1 has a time lock, closed now: the panel arms it by itself
+    (30 s exit delay), so walk-test mode and the tool's arm are refused.
+    The tool says the panel is arming it (never "refused"), and leaves it
+    armed; the zones that need it armed are skipped when the receiver has
+    no closing in their time: final, not passed, with the reason; the walk
+    ends when nothing is left to do (not at --timeout) and reports them."""
+    tomorrow = (datetime.datetime.now(datetime.timezone.utc)
+                + datetime.timedelta(days=1)).isoweekday()
+    cfg = scenario_config(7700, timings={"exit_delay_s": 30})
+    cfg["partitions"][0]["time_lock"] = {"open": "10:00", "close": "11:00", "days": [tomorrow]}
+    r, said, p = auto_walk(tmp_path, walk_mode=True, zone_timeout=5, cfg=cfg)
+    assert said[-1] == "every zone has a result", said
+    assert "panel walk-test mode: refused; partition 1 is already arming (exit delay) " \
+        "(lobby)" in said
+    arm = [s for s in said if s.startswith("arm partition 1 (away): ")]
+    assert arm == ["arm partition 1 (away): not needed: the panel says it is already arming "
+                   "(exit delay) (lobby); the walk waits for the receiver's closing report"]
+    assert not any(s.startswith("disarm partition") for s in said)
+    zones = {z["id"]: z for z in r["zones"]}
+    assert {i: z["result"] for i, z in zones.items()} == {
+        1: "skipped", 2: "skipped", 3: "skipped", 4: "passed", 5: "passed", 6: "passed"}
+    assert zones[1]["verdict"] == "skipped: partition 1 never armed at the receiver"
+    assert r["result"] == "FAIL" and r["summary"] == {"zones": 6, "skipped": 3, "passed": 3}
+    items = W.todo(r)
+    assert items[0] == "zone 1 (front door): skipped: partition 1 never armed at the receiver"
+    assert items[-1].endswith("--zones 1,2,3)")
+    r.update(started_at="2025-01-01T10:00:00.000Z", ended_at="2025-01-01T10:01:00.000Z")
+    assert "| 1 | front door | entry_exit | 1 | **SKIPPED** | skipped: partition 1 never " \
+        "armed at the receiver |" in W.render_markdown(r)
+    assert 'data-zone="1" data-result="skipped"' in W.render_html(r)
+    # still arming by its time lock: the walk ended before the exit delay, untouched
+    assert p.state()["partitions"][0]["state"] == "exit_away"
 
 
 class ReportHTML(html.parser.HTMLParser):

@@ -735,7 +735,12 @@ def _decode_described(describe, raw: bytes, key: bytes | None) -> int:
         out["note"] = "no key: header only (give --key or an account in --db)"
     print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
     if not out["valid"]:
-        print("guardline-receiver: not a valid frame: %s" % out["error"], file=sys.stderr)
+        from protocol import spec  # noqa: PLC0415
+
+        # (a DC-09 frame was told apart before: bytes without "GL" are neither)
+        what = ("not a Guardline or DC-09 frame" if raw[:len(spec.SYNC)] != spec.SYNC
+                else "not a valid frame")
+        print("guardline-receiver: %s: %s" % (what, out["error"]["detail"]), file=sys.stderr)
     return 0 if out["valid"] else 1
 
 

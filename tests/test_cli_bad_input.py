@@ -343,7 +343,12 @@ SPECIFIC: dict[tuple, list] = {
     ],
     ("decode",): [
         (["zz", "--db", "{store}"], "not hex", None, None),
-        (["00", "--db", "{store}"], "", None, None),
+        (["00", "--db", "{store}"], "not a Guardline or DC-09 frame: 1 byte,", None, None),
+        # a DC-09 frame cut short: words, not a dict or construct's parse path
+        (["0A31323334", "--db", "{store}"],
+         "not a Guardline or DC-09 frame: 5 bytes, no frame header", None, None),
+        (["474c" + "00" * 8, "--db", "{store}"], "10 bytes, cut short: a header is 21", None,
+         None),
         (["00" * 40, "--key", "zz", "--db", "{store}"], "--key is not hex", None, None),
     ],
     ("users", "add"): [
@@ -587,6 +592,7 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(
     assert rc not in (0, None), (argv, rc, out, err)
     assert err.strip(), ("no message", argv, out)
     assert fragment in err, (argv, fragment, err)
+    assert "Error in path" not in err and "{'" not in err, ("a repr, not words", argv, err)
     assert not os.listdir(work), "the command left files in the working directory: %s" % (
         os.listdir(work),)
     if missing_store:

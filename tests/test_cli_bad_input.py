@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -622,3 +623,30 @@ def test_console_script_shows_no_traceback(argv, fragment, tmp_path):
     assert "Traceback" not in r.stdout + r.stderr, r.stderr
     assert r.returncode != 0 and fragment in r.stderr, (r.returncode, r.stderr)
     assert r.stdout == "" and os.listdir(tmp_path) == []
+
+
+def _with_actions(parser: argparse.ArgumentParser, path=()):
+    """(path, parser, its ACTION choices) for every command that has actions."""
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            yield path, parser, list(a.choices)
+            for name, p in a.choices.items():
+                yield from _with_actions(p, path + (name,))
+
+
+def test_help_names_every_action_and_a_missing_action_names_the_choices(capsys):
+    """`guardline-receiver alarms --help` lists every action, each on its
+    own line with what it does; `guardline-receiver dispositions` without
+    one says which there are."""
+    found = list(_with_actions(cli.build_parser()))
+    assert {("alarms",), ("accounts",), ("dispositions",)} <= {p for p, _, _ in found}
+    for path, parser, names in found:
+        shown = parser.format_help()
+        for name in names:
+            assert re.search(r"(?m)^ {4}%s(\s{2,}|\n {8,})\S" % re.escape(name), shown), (
+                "`%s --help` does not list %s" % (" ".join(("guardline-receiver",) + path),
+                                                   name), shown)
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(list(path))
+        said = capsys.readouterr().err
+        assert "(one of: %s)" % ", ".join(names) in said, said

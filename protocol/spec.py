@@ -649,6 +649,22 @@ def _from_hex(v, what):
     return v
 
 
+def _header_problem(data, e):
+    """Why `data` has no valid header, in words (what was expected, what
+    was found), never construct's parse path."""
+    n = len(data)
+    if data[:len(SYNC)] != SYNC:
+        return "%d byte%s, no frame header (a frame starts with \"GL\"%s)" % (
+            n, "" if n == 1 else "s", "; this with %s" % data[:4].hex() if n else "")
+    if n < HEADER_LEN:
+        return "%d bytes, cut short: a header is %d" % (n, HEADER_LEN)
+    if isinstance(e, ChecksumError):
+        return "header CRC does not match (noise, or a byte changed)"
+    body_len = int.from_bytes(data[17:19], "big")
+    return "impossible body length %d (%d..%d, a multiple of 16)" % (
+        body_len, MIN_BODY_LEN, MAX_BODY_LEN)
+
+
 def describe(frame, key=None):
     """A frame, explained: a JSON-ready dict for `guardline-receiver decode`.
 
@@ -673,7 +689,7 @@ def describe(frame, key=None):
     try:
         header = Header.parse(data[:HEADER_LEN])
     except ConstructError as e:
-        return fail(RemoteProtocolError("no valid header: %s" % e, NAK_BAD_CRC))
+        return fail(RemoteProtocolError(_header_problem(data, e), NAK_BAD_CRC))
     h = _header_dict(header)
     out.update(h)
     out["type_name"] = MSG_NAMES.get(h["type"], "unknown")

@@ -735,7 +735,12 @@ def _decode_described(describe, raw: bytes, key: bytes | None) -> int:
         out["note"] = "no key: header only (give --key or an account in --db)"
     print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
     if not out["valid"]:
-        print("guardline-receiver: not a valid frame: %s" % out["error"], file=sys.stderr)
+        from protocol import spec  # noqa: PLC0415
+
+        # (a DC-09 frame was told apart before: bytes without "GL" are neither)
+        what = ("not a Guardline or DC-09 frame" if raw[:len(spec.SYNC)] != spec.SYNC
+                else "not a valid frame")
+        print("guardline-receiver: %s: %s" % (what, out["error"]["detail"]), file=sys.stderr)
     return 0 if out["valid"] else 1
 
 
@@ -903,8 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="receiver.toml (see examples/receiver.toml)")
     common.add_argument("--db", default=argparse.SUPPRESS,
                         help="SQLite database path or postgresql:// URL")
-    p = argparse.ArgumentParser(prog="guardline-receiver",
-                                description=(__doc__ or "").split("\n")[0], parents=[top])
+    p = _Parser(prog="guardline-receiver", description=(__doc__ or "").split("\n")[0],
+                parents=[top])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in (_serve_parser, _accounts_parser, _events_parser):
         add_command(sub, common)
@@ -922,6 +927,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     web_admin.register(sub, common, _load_config)
     return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, naming the choices when a command's ACTION is missing
+    ("ACTION is required (one of: check, load, list)"); every subcommand's
+    parser is of this class (add_subparsers makes them of their parent's)."""
+
+    def error(self, message):
+        for a in self._actions:  # argparse has no public accessor for them
+            if (isinstance(a, argparse._SubParsersAction) and a.metavar  # noqa: SLF001
+                    and message.endswith("required: %s" % a.metavar)):
+                message += " (one of: %s)" % ", ".join(a.choices)
+        super().error(message)
 
 
 def _serve_parser(sub, common) -> None:
@@ -995,16 +1013,18 @@ def _accounts_parser(sub, common) -> None:
     tp.add_argument("--receiver", action="append", metavar="[tcp/|udp/]HOST:PORT",
                     help="an address panels reach this receiver at, once per path "
                     "(default: the config's listeners)")
-    lst = asub.add_parser("list", parents=[common])
+    lst = asub.add_parser("list", parents=[common], help="the accounts, one a line (--json)")
     lst.add_argument("--json", action="store_true")
-    show = asub.add_parser("show", parents=[common])
+    show = asub.add_parser("show", parents=[common],
+                           help="one account's record (its key only with --show-key)")
     show.add_argument("number")
     show.add_argument("--show-key", action="store_true")
     imp = asub.add_parser("import", parents=[common],
                           help="import accounts from JSON (array or one object per line)")
     imp.add_argument("file")
     imp.add_argument("--update", action="store_true", help="update accounts that exist")
-    exp = asub.add_parser("export", parents=[common])
+    exp = asub.add_parser("export", parents=[common],
+                          help="every account as a JSON array (keys only with --with-keys)")
     exp.add_argument("--with-keys", action="store_true")
     exp.add_argument("--output", "-o", metavar="FILE")
     a.set_defaults(func=lambda args: _run_async(_accounts, args))

@@ -482,7 +482,8 @@ def register(sub, common: argparse.ArgumentParser, load_config, open_store) -> N
 
     al = sub.add_parser("alarms", parents=[common], help="the operator alarm queue and its work")
     asub = al.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ll = asub.add_parser("list", parents=[common])
+    ll = asub.add_parser("list", parents=[common],
+                         help="the alarms: open first, by priority, oldest first")
     ll.add_argument("--state", choices=STATES)
     ll.add_argument("--open", action="store_true", help="pending and acknowledged only")
     ll.add_argument("--json", action="store_true")
@@ -535,8 +536,9 @@ def register(sub, common: argparse.ArgumentParser, load_config, open_store) -> N
 
     si = sub.add_parser("sites", parents=[common], help="sites' contacts, call lists and notes")
     ssub = si.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ssub.add_parser("list", parents=[common])
-    ss = ssub.add_parser("show", parents=[common])
+    ssub.add_parser("list", parents=[common], help="the sites in the store")
+    ss = ssub.add_parser("show", parents=[common],
+                         help="a site's contacts, call lists and notes")
     ss.add_argument("number")
     ss.add_argument("--json", action="store_true")
     se = ssub.add_parser("export", parents=[common], help="the site as a site file (TOML)")
@@ -557,17 +559,17 @@ def register(sub, common: argparse.ArgumentParser, load_config, open_store) -> N
                     help="read the passcode(s) from standard input, one per line")
     sn = ssub.add_parser("note", parents=[common], help="site notes")
     nsub = sn.add_subparsers(dest="note_action", required=True, metavar="NOTE_ACTION")
-    na = nsub.add_parser("add", parents=[common])
+    na = nsub.add_parser("add", parents=[common], help="add a note to a site")
     na.add_argument("number")
     na.add_argument("text")
     by(na)
     na.add_argument("--until", metavar="WHEN",
                     help="a temporary note's end (ISO 8601; without offset: the site's time)")
     na.add_argument("--from", metavar="WHEN", help="a temporary note's start")
-    nl = nsub.add_parser("list", parents=[common])
+    nl = nsub.add_parser("list", parents=[common], help="a site's notes in force")
     nl.add_argument("number")
     nl.add_argument("--all", action="store_true", help="expired and deleted notes too")
-    nd = nsub.add_parser("delete", parents=[common])
+    nd = nsub.add_parser("delete", parents=[common], help="delete a note")
     nd.add_argument("number")
     nd.add_argument("id", type=int)
     by(nd)

@@ -336,7 +336,7 @@ class InProcessPanel:
         try:
             reply = _control.handle(a, self.board, req)
         except (ValueError, KeyError, TypeError, IndexError) as e:
-            reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+            reply = _control.refused(e)
         if a.exit_code is not None:
             code = a.exit_code
             self.power_off()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -343,7 +344,12 @@ SPECIFIC: dict[tuple, list] = {
     ],
     ("decode",): [
         (["zz", "--db", "{store}"], "not hex", None, None),
-        (["00", "--db", "{store}"], "", None, None),
+        (["00", "--db", "{store}"], "not a Guardline or DC-09 frame: 1 byte,", None, None),
+        # a DC-09 frame cut short: words, not a dict or construct's parse path
+        (["0A31323334", "--db", "{store}"],
+         "not a Guardline or DC-09 frame: 5 bytes, no frame header", None, None),
+        (["474c" + "00" * 8, "--db", "{store}"], "10 bytes, cut short: a header is 21", None,
+         None),
         (["00" * 40, "--key", "zz", "--db", "{store}"], "--key is not hex", None, None),
     ],
     ("users", "add"): [
@@ -587,6 +593,7 @@ def test_bad_input_gets_a_message_and_a_non_zero_exit(
     assert rc not in (0, None), (argv, rc, out, err)
     assert err.strip(), ("no message", argv, out)
     assert fragment in err, (argv, fragment, err)
+    assert "Error in path" not in err and "{'" not in err, ("a repr, not words", argv, err)
     assert not os.listdir(work), "the command left files in the working directory: %s" % (
         os.listdir(work),)
     if missing_store:
@@ -616,3 +623,30 @@ def test_console_script_shows_no_traceback(argv, fragment, tmp_path):
     assert "Traceback" not in r.stdout + r.stderr, r.stderr
     assert r.returncode != 0 and fragment in r.stderr, (r.returncode, r.stderr)
     assert r.stdout == "" and os.listdir(tmp_path) == []
+
+
+def _with_actions(parser: argparse.ArgumentParser, path=()):
+    """(path, parser, its ACTION choices) for every command that has actions."""
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            yield path, parser, list(a.choices)
+            for name, p in a.choices.items():
+                yield from _with_actions(p, path + (name,))
+
+
+def test_help_names_every_action_and_a_missing_action_names_the_choices(capsys):
+    """`guardline-receiver alarms --help` lists every action, each on its
+    own line with what it does; `guardline-receiver dispositions` without
+    one says which there are."""
+    found = list(_with_actions(cli.build_parser()))
+    assert {("alarms",), ("accounts",), ("dispositions",)} <= {p for p, _, _ in found}
+    for path, parser, names in found:
+        shown = parser.format_help()
+        for name in names:
+            assert re.search(r"(?m)^ {4}%s(\s{2,}|\n {8,})\S" % re.escape(name), shown), (
+                "`%s --help` does not list %s" % (" ".join(("guardline-receiver",) + path),
+                                                   name), shown)
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(list(path))
+        said = capsys.readouterr().err
+        assert "(one of: %s)" % ", ".join(names) in said, said

@@ -280,3 +280,19 @@ def test_bad_input_gets_a_message_and_a_failure_status_never_a_traceback(env, to
     assert r.returncode != 0, said
     assert r.stderr.strip(), "no message; stdout:\n" + r.stdout
     assert fill(expected, env) in r.stderr, said
+
+
+def test_control_refusals_are_sentences_without_class_names(tmp_path):
+    """The sim's control protocol answers a bad request with its reason
+    only: never "ValueError: ..." (firmware/device/control.py refused)."""
+    from testkit.inproc import InProcessPanel  # noqa: PLC0415
+
+    with open(DOOR, encoding="utf-8") as f:
+        panel = InProcessPanel(json.load(f), str(tmp_path / "flash"))
+    panel.power_on()
+    assert panel.ctl({"cmd": "clock", "skew_s": 5}) == \
+        {"ok": False, "error": 'clock not set yet: give "set"'}
+    assert panel.ctl({"cmd": "key"}) == {"ok": False, "error": 'missing "code"'}
+    assert panel.ctl({"cmd": "levitate"}) == {"ok": False, "error": "unknown cmd 'levitate'"}
+    said = panel.ctl({"cmd": "clock", "set": "soon"})["error"]
+    assert "soon" in said and "Error" not in said, said

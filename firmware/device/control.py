@@ -103,6 +103,14 @@ def _clock(app, req):
     return {"ok": True, "clock": c.now(now)}
 
 
+def refused(e):
+    """The reply to a request handle() raised for: the reason in words,
+    never the exception's class name (a person reads it at the console)."""
+    if isinstance(e, KeyError) and e.args:
+        return {"ok": False, "error": "missing \"%s\"" % (e.args[0],)}
+    return {"ok": False, "error": str(e)}
+
+
 def _reply(app, board, line):
     req = None
     try:
@@ -111,7 +119,7 @@ def _reply(app, board, line):
             raise ValueError("expected a JSON object")
         rep = handle(app, board, req)
     except (ValueError, KeyError, TypeError, IndexError) as e:
-        rep = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+        rep = refused(e)
     if isinstance(req, dict) and "id" in req:
         # echoed, so a host can tell this reply from a late one to a
         # command it gave up on (a console buffers what a booting board

@@ -936,7 +936,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         for a in self._actions:  # argparse has no public accessor for them
-            if (isinstance(a, argparse._SubParsersAction) and a.metavar  # noqa: SLF001
+            # a subcommand action: its choices map each name to its parser
+            if (isinstance(a.choices, dict) and a.metavar
                     and message.endswith("required: %s" % a.metavar)):
                 message += " (one of: %s)" % ", ".join(a.choices)
         super().error(message)

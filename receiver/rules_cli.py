@@ -45,6 +45,7 @@ from typing import Callable
 
 import tomli_w
 
+from receiver.cli_errors import Failure, write_out
 from receiver.rules import reports, schedules, testmode
 from receiver.rules_store import RulesError
 from receiver.times import iso_utc, parse_instant
@@ -155,8 +156,8 @@ async def _schedules(args, cfg, h: CliHelpers, store) -> None:
             len(scheds), args.file, changed, len(scheds) - changed,
             ", %d removed" % removed if args.replace else ""))
     elif args.action == "export":
-        _write_out(tomli_w.dumps(schedules.dump(await store.list_schedules())), args.output,
-                   "schedules")
+        write_out(tomli_w.dumps(schedules.dump(await store.list_schedules())), args.output,
+                  "schedules")
     elif args.action == "show":
         a = await _account(store, args.account)
         scheds = [s for s in await store.list_schedules(a.number)
@@ -370,20 +371,7 @@ async def _reports(args, cfg, h: CliHelpers, store) -> None:
             else reports.report_csv(r)
     else:
         text = report_text(r)
-    _write_out(text, args.output, "report")
-
-
-def _write_out(text: str, output: str | None, what: str) -> None:
-    """``text`` to the file ``output`` (said so), or to standard output."""
-    if not output:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise RulesRefused("cannot write %s: %s" % (output, e.strerror or e)) from None
-    print("%s written to %s" % (what, output))
+    write_out(text, args.output, "report")
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -408,7 +396,7 @@ def run(args, h: CliHelpers) -> int:
     except RulesUsage as e:
         print("guardline-receiver: %s" % e, file=sys.stderr)
         return 2
-    except RulesRefused as e:
+    except (RulesRefused, Failure) as e:
         print("guardline-receiver: %s" % e, file=sys.stderr)
         return 1
     return 0

@@ -49,7 +49,7 @@ import tomli_w
 
 from protocol import contactid
 from receiver.alarms import AlarmStateError
-from receiver.cli_errors import Failure, UsageError, more
+from receiver.cli_errors import Failure, UsageError, more, write_out
 from receiver.times import iso_utc
 from receiver.workflow import contacts as _contacts
 from receiver.workflow import plans as _plans
@@ -327,7 +327,7 @@ def sites_cmd(args, cfg, open_store) -> int:
         elif a == "export":
             site = await wf.site(args.number)
             text = site_file(site, [n for n, _, _ in await wf.notes(args.number)])
-            _write_out(args.output, text)
+            write_out(text, args.output)
         elif a == "import":
             await _user_may(cfg.db, args.by, "sites.manage", "import site files")
             for path in args.file:
@@ -385,18 +385,6 @@ async def _note(s, args) -> None:
 # -- plans and dispositions ----------------------------------------------------------------
 
 
-def _write_out(path: str | None, text: str) -> None:
-    """``text`` to the file ``path`` (-o), else to standard output."""
-    if not path:
-        sys.stdout.write(text)
-        return
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise Failure("cannot write %s: %s" % (path, e.strerror or e)) from None
-
-
 def _file_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
@@ -438,7 +426,7 @@ def workflow_files_cmd(args, cfg, open_store) -> int:
             f = wf.files.get(kind)
             if f is None:
                 raise Failure("no %s file was loaded: the built-in %s are in use" % (kind, kind))
-            _write_out(args.output, f.text)
+            write_out(f.text, args.output)
         elif a == "show":
             ps = wf.planset
             names = [args.name] if args.name else list(ps.plans)

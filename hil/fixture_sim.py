@@ -39,6 +39,15 @@ INPUTS = 4
 LADDER = (0, 2200, 4400, -1)
 
 
+# The commands of the fixture protocol (docs/qa.md), in its table's order.
+COMMANDS = ("info", "relay", "loop", "supply", "inputs")
+
+
+class RequestRefused(ValueError):
+    """A request the fixture does not accept; the message is the sentence
+    the client reads (what was wrong, what is accepted)."""
+
+
 def nearest_step(ohms: int) -> int:
     """The ladder step a real fixture would switch in for `ohms`."""
     if ohms < 0:
@@ -91,13 +100,36 @@ class FixtureSim:
                 del buf[:i + 1]
                 if not line:
                     continue
-                try:
-                    req = json.loads(line)
-                    reply = self.handle(req)
-                except Exception as e:  # every request gets an answer
-                    reply = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+                reply = self.answer(line)
                 self.requests += 1
                 port.write(json.dumps(reply).encode() + b"\n")
+
+    def answer(self, line: bytes) -> dict:
+        """The reply to one request line.  Every line is answered: a
+        refusal is ``{"ok": false, "error": <a sentence>}`` saying what was
+        wrong and what the fixture accepts; a failure of the fixture itself
+        is answered in words and its traceback goes to this module's log,
+        not to the client."""
+        try:
+            req = json.loads(line)
+        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+            return _refused("not JSON: %s (a request is one JSON object per line, "
+                            "e.g. {\"cmd\": \"info\"})" % e)
+        if not isinstance(req, dict):
+            return _refused("not a JSON object: a request is one object per line, "
+                            "e.g. {\"cmd\": \"info\"}")
+        try:
+            return self.handle(req)
+        except RequestRefused as e:
+            return _refused(str(e))
+        except OSError as e:  # the sim board's control socket (ControlUnreachable)
+            _LOGGER.warning("fixture: %s: the simulated board does not answer: %s",
+                            req.get("cmd"), e)
+            return _refused("the simulated board does not answer: %s" % e)
+        except Exception:
+            _LOGGER.exception("fixture: request %s failed", line[:200])
+            return _refused("the fixture failed on this %s request; its log has the details"
+                            % json.dumps(req.get("cmd")))
 
     def _sim(self, **cmd) -> dict:
         return self.sim(cmd)
@@ -109,29 +141,30 @@ class FixtureSim:
         return None
 
     def handle(self, req: dict) -> dict:
+        """Apply one request (a JSON object); :class:`RequestRefused` for a
+        request the fixture does not accept."""
         cmd = req.get("cmd")
         if cmd == "info":
             return {"ok": True, "fixture": "guardline-hil-fixture-sim", "protocol": 1,
                     "relays": self.relays, "loops": LOOPS, "inputs": INPUTS}
         if cmd == "relay":
-            ch, on = int(req["ch"]), bool(req["on"])
-            if not 0 <= ch < RELAYS:
-                raise ValueError("no relay %d" % ch)
+            ch = _channel(req, "relay", RELAYS)
+            on = _switch(req)
             self.relays[ch] = on
+            r = {"ok": True}
             if self.wiring.get("power") == ch:
                 if self.power is not None:
                     self.power(on)
             elif self.wiring.get("ac") == ch:
-                self._sim(cmd="ac", on=on)
+                r = self._sim(cmd="ac", on=on)
             else:
                 path = self._lookup("paths", ch)
                 if path is not None:
-                    self._sim(cmd="path", path=int(path), up=on)
-            return {"ok": True}
+                    r = self._sim(cmd="path", path=int(path), up=on)
+            return r if not r.get("ok") else {"ok": True}  # the board's refusal, as loop does
         if cmd == "loop":
-            ch, ohms = int(req["ch"]), nearest_step(int(req["ohms"]))
-            if not 0 <= ch < LOOPS:
-                raise ValueError("no loop channel %d" % ch)
+            ch = _channel(req, "loop", LOOPS)
+            ohms = nearest_step(_integer(req, "loop", "ohms", "resistance in ohms, -1 = open"))
             self.loops[ch] = ohms
             zone = self._lookup("zones", ch)
             if zone is not None:
@@ -140,7 +173,10 @@ class FixtureSim:
                     return r
             return {"ok": True, "ohms": ohms}
         if cmd == "supply":
-            self.supply_mv = int(req["mv"])
+            mv = _integer(req, "supply", "mv", "millivolts")
+            if mv < 0:
+                raise RequestRefused("supply: mv must be 0 or more millivolts, not %d" % mv)
+            self.supply_mv = mv
             self._sim(cmd="battery", mv=self.supply_mv)
             return {"ok": True}
         if cmd == "inputs":
@@ -153,4 +189,39 @@ class FixtureSim:
                 if int(ch) < INPUTS:
                     levels[int(ch)] = 1 if out.get(name) else 0
             return {"ok": True, "inputs": levels}
-        raise ValueError("unknown cmd %r" % (cmd,))
+        if cmd is None:
+            raise RequestRefused("no \"cmd\" in the request: the fixture accepts %s"
+                                 % ", ".join(COMMANDS))
+        raise RequestRefused("unknown command %s: the fixture accepts %s"
+                             % (json.dumps(cmd), ", ".join(COMMANDS)))
+
+
+def _refused(error: str) -> dict:
+    return {"ok": False, "error": error}
+
+
+def _integer(req: dict, cmd: str, field: str, what: str) -> int:
+    """`field` of a `cmd` request as an int (JSON true/false are not numbers)."""
+    if field not in req:
+        raise RequestRefused("%s needs %s (%s)" % (cmd, field, what))
+    v = req[field]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RequestRefused("%s: %s must be an integer (%s), not %s"
+                             % (cmd, field, what, json.dumps(v)))
+    return v
+
+
+def _channel(req: dict, cmd: str, count: int) -> int:
+    ch = _integer(req, cmd, "ch", "channel 0..%d" % (count - 1))
+    if not 0 <= ch < count:
+        raise RequestRefused("no %s channel %d: the fixture has %s channels 0..%d"
+                             % (cmd, ch, cmd, count - 1))
+    return ch
+
+
+def _switch(req: dict) -> bool:
+    if "on" not in req:
+        raise RequestRefused("relay needs on (true = energised, false = released)")
+    if not isinstance(req["on"], bool):
+        raise RequestRefused("relay: on must be true or false, not %s" % json.dumps(req["on"]))
+    return req["on"]

@@ -87,6 +87,7 @@ from cryptography.hazmat.primitives import padding as _pkcs7
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from protocol.errors import LocalProtocolError, RemoteProtocolError
+from protocol.header_words import header_problem
 
 # --- numbers (defined here, independently of the lean codec; a test checks
 # that glwire carries the same ones) -----------------------------------------
@@ -649,28 +650,15 @@ def _from_hex(v, what):
     return v
 
 
-def _header_problem(data, e):
-    """Why `data` has no valid header, in words (what was expected, what
-    was found), never construct's parse path."""
-    n = len(data)
-    if data[:len(SYNC)] != SYNC:
-        return "%d byte%s, no frame header (a frame starts with \"GL\"%s)" % (
-            n, "" if n == 1 else "s", "; this with %s" % data[:4].hex() if n else "")
-    if n < HEADER_LEN:
-        return "%d bytes, cut short: a header is %d" % (n, HEADER_LEN)
-    if isinstance(e, ChecksumError):
-        return "header CRC does not match (noise, or a byte changed)"
-    body_len = int.from_bytes(data[17:19], "big")
-    return "impossible body length %d (%d..%d, a multiple of 16)" % (
-        body_len, MIN_BODY_LEN, MAX_BODY_LEN)
-
-
 def describe(frame, key=None):
     """A frame, explained: a JSON-ready dict for `guardline-receiver decode`.
 
     `frame` and `key` may be bytes or hex strings (whitespace allowed).
     Never raises for bad wire data: what could not be checked is reported
-    under "error" with the NAK reason a receiver would send.  With a key the
+    under "error": "reason" is the NAK a receiver would send (null for bytes
+    with no header to address one to), "reason_name" names the problem
+    (a NAK name, or "no_header" / "cut_short": protocol/header_words.py),
+    "detail" says it in words.  With a key the
     message is decrypted and shown; without one the body is shown as hex.
     Raises LocalProtocolError for a string that is not hex or a key of the
     wrong length (the caller's mistakes, not the frame's)."""
@@ -686,10 +674,14 @@ def describe(frame, key=None):
                         "detail": str(e)}
         return out
 
+    problem = header_problem(data)  # named and worded as the lean fallback does
+    if problem is not None:
+        out["error"] = problem.as_json()
+        return out
     try:
         header = Header.parse(data[:HEADER_LEN])
-    except ConstructError as e:
-        return fail(RemoteProtocolError(_header_problem(data, e), NAK_BAD_CRC))
+    except ConstructError as e:  # pragma: no cover - header_problem checked what parse checks
+        return fail(RemoteProtocolError("malformed header: %s" % e, NAK_MALFORMED))
     h = _header_dict(header)
     out.update(h)
     out["type_name"] = MSG_NAMES.get(h["type"], "unknown")

@@ -709,6 +709,12 @@ def _decode(args, cfg) -> int:
             key = bytes.fromhex(args.key)
         except ValueError:
             raise UsageError("--key is not hex") from None
+        from protocol.lean import glwire as w  # noqa: PLC0415
+
+        try:
+            w.Keys(key)  # the codec's own length rule
+        except w.EncodeError as e:
+            raise UsageError("--key: %s (this one is %d)" % (e, len(key))) from None
     try:
         from protocol import spec  # noqa: PLC0415
         describe = getattr(spec, "describe", None)
@@ -735,13 +741,19 @@ def _decode_described(describe, raw: bytes, key: bytes | None) -> int:
         out["note"] = "no key: header only (give --key or an account in --db)"
     print(json.dumps(out, indent=2, sort_keys=True, default=_jsonable))
     if not out["valid"]:
-        from protocol import spec  # noqa: PLC0415
-
-        # (a DC-09 frame was told apart before: bytes without "GL" are neither)
-        what = ("not a Guardline or DC-09 frame" if raw[:len(spec.SYNC)] != spec.SYNC
-                else "not a valid frame")
-        print("guardline-receiver: %s: %s" % (what, out["error"]["detail"]), file=sys.stderr)
+        _say_not_a_frame(out["error"])
     return 0 if out["valid"] else 1
+
+
+def _say_not_a_frame(error: dict) -> None:
+    """decode's line on stderr for bytes that are not a valid frame: the
+    JSON's reason, in words."""
+    from protocol.header_words import NO_HEADER  # noqa: PLC0415
+
+    # (a DC-09 frame was told apart before: bytes without "GL" are neither)
+    what = ("not a Guardline or DC-09 frame" if error["reason_name"] == NO_HEADER
+            else "not a valid frame")
+    print("guardline-receiver: %s: %s" % (what, error["detail"]), file=sys.stderr)
 
 
 def _decode_native(raw: bytes, key: bytes | None) -> int:
@@ -751,9 +763,15 @@ def _decode_native(raw: bytes, key: bytes | None) -> int:
     try:
         frame = w.decode_datagram(raw)
     except w.WireError as e:
-        print(json.dumps({"valid": False, "error": str(e),
-                          "reason": w.NAK_NAMES.get(e.reason, e.reason)}, indent=2))
-        print("guardline-receiver: not a valid frame: %s" % e, file=sys.stderr)
+        from protocol.header_words import header_problem  # noqa: PLC0415
+
+        problem = header_problem(raw)  # the same reason and words as spec.describe
+        error = problem.as_json() if problem is not None else {
+            "reason": e.reason, "reason_name": w.NAK_NAMES.get(e.reason, str(e.reason)),
+            "detail": str(e)}
+        print(json.dumps({"valid": False, "authenticated": None, "length": len(raw),
+                          "error": error}, indent=2, sort_keys=True))
+        _say_not_a_frame(error)
         return 1
     out = {"valid": True, "version": frame.version, "flags": frame.flags,
            "flag_names": [n for b, n in ((w.FLAG_FROM_RECEIVER, "from_receiver"),
@@ -770,14 +788,17 @@ def _decode_native(raw: bytes, key: bytes | None) -> int:
             out["authenticated"] = True
             _annotate_message(msg)
             out["message"] = msg
-        except (w.WireError, w.EncodeError) as e:
-            out["authenticated"] = False
-            out["error"] = str(e)
+        except w.WireError as e:  # as spec.describe reports it
+            out.update(valid=False, authenticated=False, error={
+                "reason": e.reason, "reason_name": w.NAK_NAMES.get(e.reason, str(e.reason)),
+                "detail": str(e)})
     else:
         out["authenticated"] = None
         out["note"] = "no key: header only (give --key or an account in --db)"
     print(json.dumps(out, indent=2, sort_keys=True))
-    return 0
+    if not out["valid"]:
+        _say_not_a_frame(out["error"])
+    return 0 if out["valid"] else 1
 
 
 def _decode_dc09(raw: bytes, added: bool, args, cfg) -> int:
@@ -801,6 +822,8 @@ def _decode_dc09(raw: bytes, added: bool, args, cfg) -> int:
     if added:
         out["input"] = "text without LF/CR: framed with them to decode"
     print(json.dumps(out, indent=2, sort_keys=True, ensure_ascii=False))
+    if not out["valid"]:
+        print("guardline-receiver: not a valid DC-09 frame: %s" % out["error"], file=sys.stderr)
     return 0 if out["valid"] else 1
 
 

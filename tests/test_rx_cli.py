@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import protocol
 from protocol.lean import glwire as w
 from receiver import cli
 from receiver.cli import main
@@ -192,7 +193,9 @@ async def test_events_after_pages_the_feed(db, capsys):
 @pytest.mark.parametrize("with_spec", [True, False])
 def test_decode_with_key_and_from_store(capsys, db, monkeypatch, with_spec):
     if not with_spec:  # the glwire fallback used when protocol/spec.py is absent
+        # (both: `from protocol import spec` takes the package's attribute first)
         monkeypatch.setitem(sys.modules, "protocol.spec", None)
+        monkeypatch.delattr(protocol, "spec", raising=False)
     key = os.urandom(32)
     frame = w.seal(w.Keys(key), {"type": w.MSG_EVENT, "qualifier": 1, "code": 121,
                                  "partition": 1, "zone": 7, "event_time": 1_700_000_000,

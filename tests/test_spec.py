@@ -551,16 +551,21 @@ def test_describe_without_key_and_from_hex():
 
 
 @pytest.mark.parametrize("data, key, want", [
-    (b"", None, spec.NAK_BAD_CRC),
-    (b"garbage" * 20, None, spec.NAK_BAD_CRC),
-    (flip(ACKV.frame, 40), None, spec.NAK_BAD_CRC),
+    (b"", None, "no_header"),  # no header to address a NAK to: no NAK reason
+    (b"garbage" * 20, None, "no_header"),
+    (ACKV.frame[:20], None, "cut_short"),
+    (flip(ACKV.frame, 5), None, spec.NAK_BAD_CRC),  # header CRC
+    (flip(ACKV.frame, 40), None, spec.NAK_BAD_CRC),  # frame CRC
     (ACKV.frame + b"\x00", None, spec.NAK_MALFORMED),
     (ACKV.frame, V.WRONG_KEY, spec.NAK_BAD_MAC),
 ])
 def test_describe_reports_errors(data, key, want):
     d = spec.describe(data, key)
-    assert d["error"]["reason"] == want
-    assert d["error"]["reason_name"] == spec.NAK_NAMES[want]
+    if isinstance(want, str):
+        assert d["error"]["reason"] is None and d["error"]["reason_name"] == want
+    else:
+        assert d["error"]["reason"] == want
+        assert d["error"]["reason_name"] == spec.NAK_NAMES[want]
     json.dumps(d)
 
 

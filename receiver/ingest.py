@@ -65,7 +65,9 @@ free, whether an event is new:
         heads a new one (hygiene.group);
      4. *restores*: besides the stamp, the restore policy may resolve the
         alarm, with the disposition "restored" and the receiver as actor
-        (hygiene.on_restore).
+        (hygiene.on_restore), its open steps then skipped as moot (a
+        follow-up); not an alarm whose action plan someone began and left
+        a mandatory step open: that one is left open, audited with why.
 
      Alarms of the batch are named by :class:`NewAlarm` until the backend
      inserted them (:meth:`Plan.alarm_id`);
@@ -92,6 +94,7 @@ from typing import Mapping, Sequence
 from protocol import contactid
 from receiver.records import EventRecord, IngestOutcome
 from receiver.rules import hygiene, testmode
+from receiver.workflow import steps as _steps
 from receiver.times import iso_utc
 
 Key = tuple  # (account, dedupe_key)
@@ -180,6 +183,7 @@ class Restorable:
     state: str
     created_at: float
     handler: str | None = None  # an operator who took it: the policy leaves it to them
+    steps: tuple = ()  # its action plan's steps (receiver.workflow.steps.StepRecord)
 
 
 @dataclass
@@ -306,6 +310,20 @@ class Resolve:
 
 
 @dataclass(frozen=True)
+class LeftOpen:
+    """A stored alarm the restore policy would resolve but leaves open:
+    someone began its action plan and left a mandatory step open (``why``,
+    receiver.workflow.steps.left_to_a_person).  The restore is stamped on
+    it as on any alarm; the backend adds an audit row saying why the
+    receiver did not close it."""
+
+    alarm_id: int
+    at: float
+    event_id: int
+    why: str
+
+
+@dataclass(frozen=True)
 class NewHold:
     """A zone held now: its anchor is the alarm the batch opens."""
 
@@ -412,6 +430,7 @@ class Plan:
     holds: list = field(default_factory=list)  # [NewHold]
     hold_signals: list = field(default_factory=list)  # [(account, zone, added, last_at)]
     resolves: list = field(default_factory=list)  # [Resolve]
+    left_open: list = field(default_factory=list)  # [LeftOpen]
     # the track points of inserted events that carry a position
     tracks: list = field(default_factory=list)  # [TrackRecord]
 
@@ -426,8 +445,9 @@ class Plan:
         return [(i, self.alarm_id(al.incident, alarm_ids))
                 for i, al in zip(alarm_ids, self.alarms) if al.incident is not None]
     # [(index of the outcome, record, event id)] of inserted cancels and
-    # recent closings, in arrival order: the backend runs them after the
-    # batch's alarms are inserted
+    # recent closings, and of restores that resolved alarms by policy (their
+    # open steps are skipped as moot), in arrival order: the backend runs
+    # them after the batch's alarms are inserted
     followups: list = field(default_factory=list)
 
     def outcomes(self, alarm_ids: Sequence[int],
@@ -500,6 +520,8 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
                 p.alarms.append(row)
             elif r.qualifier == 3 and not r.open_alarm:
                 _restore(p, o, r, eid, st, stamped, policy, rules is not None)
+                if o.resolved:
+                    p.followups.append((len(outcomes), r, eid))
             if o.test_placement is not None or o.attached_to is not None:
                 p.marks.append((eid, o.test_placement, o.attached_to))
             outcomes.append(o)
@@ -562,14 +584,21 @@ def _restore(p: Plan, o: _Outcome, r: EventRecord, eid: int, st: RulesState,
                                                         r.zone) \
                 and c.created_at <= r.received_at and c.id not in stamped:
             stamped.add(c.id)
-            _decide(p, o, c.id, c.event_class, c.state, r, eid, when, policy, c.handler)
+            _decide(p, o, c.id, c.event_class, c.state, r, eid, when, policy, c.handler,
+                    _steps.left_to_a_person(c.steps))
 
 
-def _decide(p, o, ref, event_class, state, r, eid, when, policy, handler=None) -> None:
-    d = hygiene.on_restore(policy.restore, 0, event_class, state, when, handler)
+def _decide(p, o, ref, event_class, state, r, eid, when, policy, handler=None,
+            plan_keeps_open="") -> None:
+    """(An alarm of the batch has steps nobody touched: only a stored one
+    can have a plan a person began.)"""
+    d = hygiene.on_restore(policy.restore, 0, event_class, state, when, handler,
+                           plan_keeps_open)
     if d.action == hygiene.RESOLVE:
         p.resolves.append(Resolve(ref, state, r.received_at, d.note, eid))
         o.resolved.append(ref)
+    elif d.action == hygiene.LEAVE_OPEN:
+        p.left_open.append(LeftOpen(ref, r.received_at, eid, d.note))
 
 
 def _replay(replay: dict, r: EventRecord) -> None:

@@ -29,6 +29,8 @@ from dataclasses import replace
 from receiver import ingest, schema
 from receiver.records import Alarm, Event, RulesAuditEntry, ZoneHold
 from receiver.rules import hygiene, reports, schedules, testmode
+from receiver.workflow import audit as _wf_audit
+from receiver.workflow import steps as _steps
 
 MANY = "many"
 
@@ -108,6 +110,7 @@ _SITE_NEWEST = """SELECT a.incident_id, a.created_at,
                   FROM alarms a JOIN alarms h ON h.id = a.incident_id
                   WHERE a.account = ? AND a.incident_id IS NOT NULL
                   ORDER BY a.created_at DESC, a.id DESC LIMIT 1"""
+_STEPS = "SELECT * FROM alarm_steps WHERE alarm_id = ? ORDER BY position"
 _RESTORABLE = """SELECT id, account, code, partition, zone, event_class, state, created_at,
                         handler
                  FROM alarms WHERE account = ? AND code = ? AND partition = ? AND zone = ?
@@ -132,7 +135,9 @@ def read_state(q: ingest.RulesQuery):
             (rows[0]["incident_id"], rows[0]["created_at"], rows[0]["head_resolved"])
             if rows else None)
     for key in q.restores:
-        st.restorable += [ingest.Restorable(**dict(r)) for r in (yield (_RESTORABLE, key))]
+        for r in (yield (_RESTORABLE, key)):
+            steps = tuple(_steps.from_row(s) for s in (yield (_STEPS, (r["id"],))))
+            st.restorable.append(ingest.Restorable(**dict(r), steps=steps))
     return st
 
 
@@ -140,7 +145,9 @@ def write_plan(plan: ingest.Plan, alarm_ids):
     """What the rules add to a batch once its alarms are inserted (their
     ids ``alarm_ids``, the plan's order): incidents, new holds (audited),
     signals counted, events marked, alarms resolved by their restore
-    (audited on the alarm).  Returns nothing."""
+    (audited on the alarm; their open steps are skipped by the restore's
+    follow-up, receiver.workflow_db.follow_up), alarms a restore left open
+    (audited with why).  Returns nothing."""
     yield ("UPDATE alarms SET incident_id = ? WHERE id = ?",
            [(inc, aid) for aid, inc in plan.incidents(alarm_ids)], MANY)
     for h in plan.holds:
@@ -170,6 +177,14 @@ def write_plan(plan: ingest.Plan, alarm_ids):
                       VALUES (?, ?, ?, 'resolved', 'receiver', ?)""",
                    (aid, r.at, r.from_state, r.note))
             yield from _release_with(aid, r.at, "receiver")
+    for lo in plan.left_open:  # the restore is stamped; why the policy did not close it
+        yield ("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor, note,
+                                          action, detail)
+                  SELECT id, CAST(? AS DOUBLE PRECISION), state, state, 'receiver', NULL,
+                         CAST(? AS TEXT), CAST(? AS TEXT)
+                    FROM alarms WHERE id = ?""",
+               (lo.at, _wf_audit.RESTORE_LEFT_OPEN,
+                json.dumps({"event_id": lo.event_id, "left_open": lo.why}), lo.alarm_id))
 
 
 def _release_with(alarm_id: int, at: float, by: str):

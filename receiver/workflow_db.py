@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from receiver import alarms as _alarms
 from receiver import ingest, rules_store
 from receiver.records import Alarm, AuditEntry, EventRecord
+from receiver.rules import hygiene
 from receiver.store import RowMoved, Tx
 from receiver.workflow import audit as _audit
 from receiver.workflow import claims as _claims
@@ -95,13 +96,6 @@ class AlarmWork:
         return None
 
 
-def step_from_row(r) -> _steps.StepRecord:
-    return _steps.StepRecord(r["alarm_id"], r["position"], r["kind"], r["title"],
-                             bool(r["mandatory"]), r["text"], json.loads(r["params"] or "{}"),
-                             r["state"], r["reason"], r["changed_by"], r["changed_at"],
-                             r["started_at"], r["due_at"], r["reminded_at"])
-
-
 def call_from_row(r) -> _contacts.CallRecord:
     return _contacts.CallRecord(r["alarm_id"], r["at"], r["actor"], r["contact"], r["phone"],
                                 r["outcome"])
@@ -117,7 +111,7 @@ async def alarm_work(tx: Tx, alarm_id: int, trail: bool = False) -> AlarmWork | 
     a = await get_alarm(tx, alarm_id)
     if a is None:
         return None
-    steps = tuple(step_from_row(r) for r in await tx.rows(
+    steps = tuple(_steps.from_row(r) for r in await tx.rows(
         "SELECT * FROM alarm_steps WHERE alarm_id = :id ORDER BY position", id=alarm_id))
     calls = tuple(call_from_row(r) for r in await tx.rows(
         "SELECT * FROM alarm_calls WHERE alarm_id = :id ORDER BY id", id=alarm_id))
@@ -427,6 +421,26 @@ async def _close_cancelled(tx: Tx, alarm_id: int, ds: _dispositions.Dispositions
     return None
 
 
+async def _skip_moot_steps(tx: Tx, event_id: int) -> None:
+    """The alarms restore ``event_id`` resolved by policy (receiver.ingest
+    decided: nobody began their plan, handling.auto_close's rule) keep no
+    open step: each is skipped by the receiver, with why, as auto_close
+    does for a panel's cancel."""
+    for r in await tx.rows("""SELECT id, resolved_at FROM alarms
+                              WHERE restore_event_id = :event_id AND state = 'resolved'
+                                AND resolved_by = :receiver AND disposition = :restored
+                              ORDER BY id""",
+                           event_id=event_id, receiver=_audit.RECEIVER,
+                           restored=hygiene.RESTORED):
+        work = await alarm_work(tx, r["id"])
+        assert work is not None
+        for s in sorted(work.steps, key=lambda s: s.position):
+            if s.is_open:
+                await _apply_step(tx, _steps.apply(
+                    s, _steps.SKIP, _audit.RECEIVER, r["resolved_at"],
+                    "closed by the receiver: its restore resolved it (restore policy)"), r["id"])
+
+
 async def recent_close(tx: Tx, rec: EventRecord, event_id: int) -> list[int]:
     """A 459 recent closing (qualifier 1, the user who armed): attach it to
     the alarm of its partition it follows (the newest burglary or tamper
@@ -453,7 +467,12 @@ async def recent_close(tx: Tx, rec: EventRecord, event_id: int) -> list[int]:
 
 async def follow_up(tx: Tx, rec: EventRecord, event_id: int) -> list[int]:
     """What a stored event does to earlier alarms (receiver.ingest.follows_up:
-    a cancel, a recent closing); the alarms it touched."""
+    a cancel, a recent closing; a restore that resolved alarms by policy:
+    their open steps skipped); the alarms it touched (not the restore's: they
+    are the outcome's ``resolved``)."""
+    if rec.qualifier == 3:
+        await _skip_moot_steps(tx, event_id)
+        return []
     if not ingest.follows_up(rec):
         return []
     if rec.code == ingest.CANCEL_CODE:

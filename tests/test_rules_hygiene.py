@@ -126,3 +126,13 @@ def test_a_restore_is_shown_and_resolves_only_by_policy():
     assert hy.on_restore(pol, 18, "burglary", "pending", "14:02").action == "stamp"
     with pytest.raises(ValueError, match="not resolved"):
         hy.on_restore(pol, 17, "trouble", "resolved", "14:02")
+    # someone began its plan and left a mandatory step open: left open, with why
+    # (an operator's resolve would be refused too); nothing to say when the
+    # policy would not have resolved it anyway
+    d = hy.on_restore(pol, 17, "trouble", "pending", "14:02",
+                      plan_keeps_open="1 mandatory step open")
+    assert (d.action, d.note) == ("leave_open", "1 mandatory step open")
+    assert hy.on_restore(keep, 17, "trouble", "pending", "14:02",
+                         plan_keeps_open="1 mandatory step open").action == "stamp"
+    assert hy.on_restore(pol, 17, "trouble", "pending", "14:02", "olga",
+                         plan_keeps_open="1 mandatory step open").action == "stamp"

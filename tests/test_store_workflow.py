@@ -13,13 +13,14 @@ from pathlib import Path
 import argon2
 import pytest
 
-from receiver import workflow_db
+from receiver import ingest, workflow_db
 from receiver.alarms import AlarmStateError
 from receiver.records import Account, EventRecord
+from receiver.rules import hygiene
 from receiver.store import RowMoved
 from receiver.workflow import claims, escalation, handling, steps
 from receiver.workflow.common import ActionRefused, WorkflowConfigError
-from receiver.workflow_service import NotFound, Workflow
+from receiver.workflow_service import NotFound, Workflow, trail
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 from tests.test_store_contract import PGBackend, SQLiteBackend, backend, store  # noqa: F401
 
@@ -283,6 +284,51 @@ async def test_a_panel_cancel_attaches_to_its_alarms_and_closes_those_nobody_wor
     again = await store.ingest(event(wf, 10, 406, "status", 9, zone=3, user=3, opens=False,
                                      at=t + 50))
     assert again.duplicate and again.touched == ()
+
+
+async def test_a_restore_by_policy_leaves_an_alarm_whose_plan_someone_began(store):
+    """The restore policy resolves a trouble nobody works (its open steps
+    skipped as moot, as a cancel's close does), but not one whose action
+    plan an operator began and left a mandatory step open, even once they
+    released it: an operator's own resolve would be refused then; the
+    restore is shown on it and its trail says why it is open."""
+    wf = await workflow(store)
+    await bank(store, wf)
+    store.hygiene = ingest.Hygiene(restore=hygiene.RestorePolicy(frozenset(("trouble",))))
+    t = time.time()
+
+    def trouble(seq, code, at, q=1):  # mains (301) / battery (302) trouble, and restores
+        return event(wf, seq, code, "trouble", 8, partition=0, zone=0, at=at, q=q)
+
+    untouched = (await store.ingest(trouble(1, 302, t))).alarm_id
+    begun = (await store.ingest(trouble(2, 301, t + 1))).alarm_id
+    await wf.claim(begun, "olga")
+    await wf.step(begun, 2, "skip", "olga", "installer already on site")  # step 1 still open
+    await wf.release(begun, "olga", may_release_others=False)  # pending, nobody handles it
+    back = await store.ingest(trouble(3, 302, t + 60, q=3))
+    ac_back = await store.ingest(trouble(4, 301, t + 61, q=3))
+    assert ac_back.resolved == ()  # olga's plan keeps it open
+    assert back.resolved == (untouched,)
+    a = await wf.work(untouched, trail=True)
+    assert (a.alarm.state, a.alarm.resolved_by, a.alarm.disposition) == (
+        "resolved", "receiver", "restored")
+    assert [(s.state, s.changed_by) for s in a.steps] == [("skipped", "receiver")] * 3
+    assert trail(a.trail, None, {})[-1]["text"] == (
+        "Step 3 (Wait 60 minutes, then recheck) skipped by receiver: closed by the "
+        "receiver: its restore resolved it (restore policy).")
+
+    b = await wf.work(begun, trail=True)
+    assert (b.alarm.state, b.alarm.handler, b.alarm.restored_at) == ("pending", None, t + 61)
+    assert [s.state for s in b.steps] == ["open", "skipped", "open"]  # as olga left them
+    assert (b.trail[-1].action, b.trail[-1].actor) == ("restore.left_open", "receiver")
+    assert trail(b.trail, None, {})[-1]["text"] == (
+        "Restored (event #%d): not resolved by the receiver's restore policy, left open: "
+        "1 mandatory step open." % ac_back.event_id)
+    # the operator who comes back resolves it as usual
+    await wf.claim(begun, "olga")
+    await wf.step(begun, 1, "complete", "olga")
+    done = await wf.resolve(begun, "olga", "restored")
+    assert done.state == "resolved" and done.resolved_by == "olga"
 
 
 async def test_without_close_cancelled_a_cancel_only_attaches(store):

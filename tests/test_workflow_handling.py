@@ -437,7 +437,12 @@ def test_every_audit_action_has_words_and_unknown_ones_are_refused():
         audit.PLAN, audit.STEP_START, audit.STEP_COMPLETE, audit.STEP_SKIP, audit.STEP_FAIL,
         audit.CALL, audit.PASSCODE, audit.CLAIM, audit.TAKE_OVER, audit.RELEASE,
         audit.ESCALATION_ACK, audit.ESCALATION_RESOLVE, audit.ESCALATION_WAIT,
-        audit.DURESS_RAISED, audit.RESOLVE, audit.CANCEL, audit.RECENT_CLOSE}
+        audit.DURESS_RAISED, audit.RESOLVE, audit.CANCEL, audit.RECENT_CLOSE,
+        audit.RESTORE_LEFT_OPEN}
+    assert audit.AuditRecord(3, 5.0, "receiver", audit.RESTORE_LEFT_OPEN, {
+        "event_id": 41, "left_open": "1 mandatory step open"}).sentence() == (
+        "Restored (event #41): not resolved by the receiver's restore policy, left open: 1 "
+        "mandatory step open.")
     assert audit.AuditRecord(3, 5.0, "receiver", audit.CANCEL, {
         "user": 3, "after_s": 40.2, "left_open": "olga works the alarm"}).sentence() == (
         "Cancelled by user 3 after 40 s at the panel (cancel report 406); left open: olga "

@@ -26,8 +26,11 @@ resolved is closed to newcomers.
 itself: it is stamped on the alarm it restores (``restored_at``), which the
 operator sees.  Per class, :class:`RestorePolicy` may resolve a trouble
 alarm on its restore, with the disposition ``restored`` and the receiver as
-actor: only classes in :data:`AUTO_RESOLVABLE`, and by default only while
-nobody has acknowledged the alarm (an operator working it decides).
+actor: only classes in :data:`AUTO_RESOLVABLE`, by default only while
+nobody has acknowledged the alarm (an operator working it decides), and
+never while someone began its action plan and left a mandatory step open
+(left open, the restore shown and audited with why: an operator's own
+resolve would be refused then too).
 
 The state each decision needs, and how the store keeps it, is in
 docs/rules-design.md ("Ingest: where each rule runs").  Every decision here is a record
@@ -205,6 +208,7 @@ class RestorePolicy:
 
 STAMP = "stamp"  # show the restore on the alarm
 RESOLVE = "resolve"  # and resolve it, disposition 'restored'
+LEAVE_OPEN = "leave_open"  # the policy would resolve it, its plan keeps it open: say why
 
 
 @dataclass(frozen=True)
@@ -215,12 +219,18 @@ class RestoreDecision:
 
 
 def on_restore(policy: RestorePolicy, alarm_id: int, event_class: str, state: str,
-               restored_at_text: str, handler: str | None = None) -> RestoreDecision:
+               restored_at_text: str, handler: str | None = None,
+               plan_keeps_open: str = "") -> RestoreDecision:
     """What a restore does to an alarm it matches (same account, code,
     partition and zone, not resolved, raised before it: the ingest plan
     finds them).  ``restored_at_text``: the restore's time in words;
     ``handler``: the operator who took the alarm, if any: the receiver never
-    resolves an alarm under an operator's hands, it only shows the restore."""
+    resolves an alarm under an operator's hands, it only shows the restore.
+    ``plan_keeps_open``: why its action plan keeps it open
+    (receiver.workflow.steps.left_to_a_person: someone began the plan and
+    left a mandatory step open), "" when it does not: the policy then
+    leaves it open too (LEAVE_OPEN, audited with why), as an operator's
+    resolve would be refused."""
     if state == _alarms.RESOLVED:
         raise ValueError("a restore matches only alarms that are not resolved")
     if handler:
@@ -229,6 +239,8 @@ def on_restore(policy: RestorePolicy, alarm_id: int, event_class: str, state: st
     if event_class in policy.auto_resolve and (
             state == _alarms.PENDING or not policy.pending_only):
         _alarms.next_state(state, _alarms.RESOLVE)  # the state machine allows it
+        if plan_keeps_open:
+            return RestoreDecision(alarm_id, LEAVE_OPEN, plan_keeps_open)
         return RestoreDecision(alarm_id, RESOLVE,
                                "restored at %s; resolved by the receiver (policy for %s)"
                                % (restored_at_text, event_class))

@@ -47,6 +47,10 @@ RESOLVE = "resolve"
 # (406) and a recent closing (459); the receiver attaches them at ingest.
 CANCEL = "cancel"
 RECENT_CLOSE = "recent_close"
+# A restore the restore policy would have resolved the alarm on (issue 18),
+# left open because someone began its action plan and left a mandatory step
+# open (receiver.rules.hygiene.on_restore, LEAVE_OPEN).
+RESTORE_LEFT_OPEN = "restore.left_open"
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,11 @@ def _cancel(actor, d):
     return s + "."
 
 
+def _restore_left_open(actor, d):
+    return ("Restored (event #%d): not resolved by the receiver's restore policy, left open: "
+            "%s." % (d["event_id"], d["left_open"]))
+
+
 def _recent_close(actor, d):
     who = "user %d" % d["user"] if d.get("user") is not None else "a user"
     return ("Recent closing: %s armed the partition just before this alarm (report 459)."
@@ -210,4 +219,5 @@ SENTENCES = {
     RESOLVE: _resolve,
     CANCEL: _cancel,
     RECENT_CLOSE: _recent_close,
+    RESTORE_LEFT_OPEN: _restore_left_open,
 }

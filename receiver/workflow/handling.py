@@ -313,11 +313,9 @@ def auto_close(alarm_id: int, alarm_state: str, claim: _claims.Claim, steps,
         return AutoClose(None, "the alarm is already resolved")
     if claim.handler is not None:
         return AutoClose(None, "%s works the alarm" % claim.handler)
-    left = _steps.open_mandatory(steps)
-    started = [s for s in steps if s.changed_by not in (None, _audit.RECEIVER)]
-    if left and started:
-        return AutoClose(None, "%d mandatory step%s open" % (len(left),
-                                                             "" if len(left) == 1 else "s"))
+    why_not = _steps.left_to_a_person(steps)
+    if why_not:
+        return AutoClose(None, why_not)
     d = dispositions.automatic(key)
     why = "closed by the receiver: %s" % d.label
     skips = tuple(_steps.apply(s, _steps.SKIP, _audit.RECEIVER, now, why)

@@ -28,6 +28,7 @@ on the same step change it once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from protocol import contactid
@@ -199,3 +200,26 @@ def apply(step: StepRecord, action: str, actor: str, now: float, reason: str | N
 def open_mandatory(steps) -> list[StepRecord]:
     """The mandatory steps still open (open or waiting), in plan order."""
     return sorted((s for s in steps if s.mandatory and s.is_open), key=lambda s: s.position)
+
+
+def left_to_a_person(steps) -> str:
+    """Why the receiver must not close an alarm by itself because of its
+    plan ("" when the plan does not stop it): a person began the plan and
+    left a mandatory step open; they come back to it.  An alarm whose plan
+    nobody touched may be closed: its open steps are moot, skipped with why
+    (docs/workflow-design.md, section 5).  The receiver's every close asks
+    this: a restore by policy (receiver.ingest) and a panel's cancel
+    (receiver.workflow.handling.auto_close)."""
+    left = open_mandatory(steps)
+    started = [s for s in steps if s.changed_by not in (None, _audit.RECEIVER)]
+    if left and started:
+        return "%d mandatory step%s open" % (len(left), "" if len(left) == 1 else "s")
+    return ""
+
+
+def from_row(r) -> StepRecord:
+    """A row of ``alarm_steps`` (either backend's row mapping)."""
+    return StepRecord(r["alarm_id"], r["position"], r["kind"], r["title"], bool(r["mandatory"]),
+                      r["text"], json.loads(r["params"] or "{}"), r["state"], r["reason"],
+                      r["changed_by"], r["changed_at"], r["started_at"], r["due_at"],
+                      r["reminded_at"])

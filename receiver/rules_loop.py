@@ -266,13 +266,17 @@ class RulesLoop:
     async def _raise(self, fields: list[dict]) -> list[IngestOutcome]:
         if not fields:
             return []
-        recs = [self._record(f) for f in fields]
+        return await self._store([self._record(f) for f in fields])
+
+    async def _store(self, recs: list[EventRecord], retry: bool = False) -> list[IngestOutcome]:
+        """Store the receiver's events (counted and logged as raised, or as
+        duplicates); the store busy: kept for the next tick."""
         try:
             outs = await self.rx.ingest_records(recs)
         except Busy as e:
             _LOGGER.warning("rules events not stored yet (retrying) count=%d reason=%s",
                             len(recs), q(e.reason))
-            self._keep(self._retry + recs)
+            self._keep(recs + self._retry if retry else self._retry + recs)
             return []
         for r, o in zip(recs, outs):
             if o.duplicate:
@@ -295,10 +299,7 @@ class RulesLoop:
     async def _retry_now(self) -> None:
         recs, self._retry = self._retry, []
         if recs:
-            try:
-                await self.rx.ingest_records(recs)
-            except Busy:
-                self._keep(recs + self._retry)
+            await self._store(recs, retry=True)
 
     # -- test placements -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ The property over random schedules through the real store, and two
 receivers on PostgreSQL, are in tests/test_rules_loop_property.py."""
 
 import datetime as dt
+import logging
 
 import pytest
 
@@ -213,6 +214,35 @@ async def test_a_missed_periodic_test_raises_358_and_the_next_test_restores_it(t
         # the restore policy resolves a trouble nobody picked up
         a = await rx.store.get_alarm(alarm.id)
         assert (a.state, a.disposition, a.resolved_by) == ("resolved", "restored", "receiver")
+
+
+async def test_a_358_the_store_refuses_is_raised_at_the_next_tick_once(tmp_path, caplog):
+    """The periodic test's supervisor fails the line once: a 358 the store
+    refuses then (a failover's standby) lives only in the retry, and must be
+    stored at the next tick, once, counted and logged as raised."""
+    caplog.set_level(logging.INFO, logger="receiver.rules_loop")
+    acct = bank_account(test_interval_s=86400, test_grace_s=3600)
+    t = at(THU, "06:00")
+    async with running_receiver(config(tmp_path), [acct]) as rx:
+        await rx.ingest({"account": ACCT, "protocol": "native", "dedupe_key": "native:1",
+                         "seq": 1, "qualifier": 1, "code": 602, "received_at": t})
+        await rx.rules.load_tests(t + 60)
+        await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=1"))
+        await rx.rules.tick(t + 86400 + 3600)  # missed: the 358 is refused
+        assert rx.rules.raised == 0
+        assert "rules events not stored yet (retrying) count=1" in caplog.text
+        await rx.store.run_maintenance(lambda c: c.execute("PRAGMA query_only=0"))
+        assert await events_of(rx, 358) == []
+        await rx.rules.tick(t + 86400 + 3601)
+        [miss] = await events_of(rx, 358)
+        assert (miss.qualifier, miss.source, miss.received_at) == (1, "periodic",
+                                                                   t + 86400 + 3600)
+        assert rx.rules.raised == 1 and "rules event raised account=1001 code=358" \
+            in caplog.text
+        [alarm] = await rx.store.list_alarms()
+        assert alarm.code == 358
+        await rx.rules.tick(t + 86400 + 7200)  # nothing more: raised once
+        assert len(await events_of(rx, 358)) == 1 and rx.rules.raised == 1
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -199,14 +199,16 @@ def test_seqstore_reads_formats_1_and_2_and_keeps_flags_and_memory(tmp_path):
     assert s2.next >= 1000
     with open(path, "rb") as f:
         good = f.read()
-    assert good[:2] == b"G3" and good[-8:-4] == bytes(4)  # no resequence to undo
-    # format 2: the same without the undo field
-    d = b"G2" + good[2:-8]
-    with open(path, "wb") as f:
-        f.write(d + struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF))
-    s2 = seqstore.SeqStore(path)
-    assert (s2.last_command_seq, s2.modes, s2.memory, s2.flags, s2.undo) == \
-        (42, b"\x01\x02", b"\x00\x00\x07\x01\x01\x2c", 3, 0)
+    # no resequence to undo, no renumbering running
+    assert good[:2] == b"G4" and good[-12:-4] == bytes(8)
+    # format 3: the same without the renumbering field; format 2: without undo too
+    for fmt, cut in ((b"G3", -8), (b"G2", -12)):
+        d = fmt + good[2:cut]
+        with open(path, "wb") as f:
+            f.write(d + struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF))
+        s2 = seqstore.SeqStore(path)
+        assert (s2.last_command_seq, s2.modes, s2.memory, s2.flags, s2.undo,
+                s2.renumbering) == (42, b"\x01\x02", b"\x00\x00\x07\x01\x01\x2c", 3, 0, 0)
     # every cut of the file is refused whole, never half-read
     for n in range(len(good)):
         with open(path, "wb") as f:
@@ -233,3 +235,21 @@ def test_seqstore_keeps_the_counter_before_a_resequence_and_falls_back_to_it(tmp
     s3 = seqstore.SeqStore(path)
     assert (s3.take(), s3.undo) == (7 + seqstore.RESERVE, 0) and not s3.fall_back(1)
     assert not s3.raise_to(seqstore.SEQ_LIMIT + 1) and s3.undo == 0  # refused: nothing kept
+
+
+def test_seqstore_says_a_renumbering_runs_until_it_is_done(tmp_path):
+    """raise_to() is where the reporter starts renumbering the queue below
+    next_seq; the file says so until renumbered(), across a power loss
+    (the reporter then finishes it at boot: test_fw_reply_fuzz.py), with
+    a jump and without one."""
+    path = str(tmp_path / "seq.dat")
+    s = seqstore.SeqStore(path)
+    assert [s.take() for _ in range(3)] == [1, 2, 3]
+    assert s.raise_to(0x2000000) and s.renumbering == 0x2000000
+    assert seqstore.SeqStore(path, 0x2000001).renumbering == 0x2000000  # power loss
+    s.renumbered()
+    assert s.renumbering == 0 and seqstore.SeqStore(path).renumbering == 0
+    assert s.raise_to(2) and s.next > 2  # no jump: only the renumbering is kept
+    assert seqstore.SeqStore(path).renumbering == 2
+    s.renumbered()
+    assert not s.raise_to(seqstore.SEQ_LIMIT + 1) and s.renumbering == 0

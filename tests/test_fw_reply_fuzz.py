@@ -15,6 +15,7 @@ garbage."""
 import random
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -354,3 +355,58 @@ def test_native_fall_back_cut_short_after_a_small_jump_keeps_the_order(tmp_path)
     r.run(60000, step=1000)
     assert len(r.queue) == 0, _queued_codes(r.queue)
     assert [m["zone"] for s, m in sorted(r.rx.events.items()) if m["code"] == 130] == [1, 2, 3]
+
+
+class PowerLost(Exception):
+    pass
+
+
+# An alarm and its restore, then another's: the receiver matches a restore
+# (and a cancel) to what came before it in sequence order, and with the
+# clock unset each carries event_time 0, so only the order tells them apart.
+PAIRS = [(w.Q_NEW, 1), (w.Q_RESTORE, 1), (w.Q_NEW, 2), (w.Q_RESTORE, 2)]
+
+
+def _cut_in_a_resequence(tmp_path, after):
+    """A key holder's NAK(replay) to 2**25 with PAIRS queued; the power is
+    lost after `after` records were renumbered (the one write that counts:
+    pqueue's own cut sweep covers every byte of it)."""
+    r = NativeRig(tmp_path)
+    chaos = ChaosNative([("nak", True, 0x2000000, 0, w.NAK_REPLAY, 0)])
+    for link in r.links:
+        link.rx = chaos
+    for q, z in PAIRS:
+        r.emit(q, 130, 1, z)
+    real, done = r.queue.renumber, []
+
+    def renumber(seq, new_seq):
+        if len(done) == after:
+            raise PowerLost()
+        done.append(real(seq, new_seq))
+
+    r.queue.renumber = renumber
+    with pytest.raises(PowerLost):
+        while True:
+            r.run(100)
+            assert r.now < 10000
+    r.queue.close()
+    return NativeRig(tmp_path)  # power on: the same files, the genuine receiver (highest 0)
+
+
+@pytest.mark.parametrize("after", [1, 2, 3])
+def test_native_resequence_cut_by_power_loss_keeps_the_order(tmp_path, after):
+    """Seen: power lost in the middle of a resequence left the oldest
+    records with new, high numbers and the rest with their old, low ones;
+    the genuine receiver took the low ones first, and the first alarm came
+    after its own restore (stored as a restore of nothing, the alarm then
+    left open).  Now the boot finishes the renumbering, in order, before
+    anything is sent."""
+    r = _cut_in_a_resequence(tmp_path, after)
+    seqs = r.queue.seqs()
+    assert [(m["qualifier"], m["zone"]) for m in _queued_codes(r.queue)] == PAIRS, seqs
+    assert r.seqs.renumbering == 0
+    r.run(60000, step=1000)
+    assert len(r.queue) == 0, _queued_codes(r.queue)
+    got = [(m["qualifier"], m["zone"], m["event_time"]) for _, m in sorted(r.rx.events.items())
+           if m["code"] == 130]
+    assert got == [(q, z, 0) for q, z in PAIRS]

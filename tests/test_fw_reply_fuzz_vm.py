@@ -21,7 +21,8 @@ from testkit import vm as mpvm
 from testkit.configs import scenario_config
 from tests.test_fw_dc09 import K256, Dc09Rx, dc09_config
 from tests.test_fw_reply_fuzz import (ATTACK_9999, ATTACK_JUMP, ATTACK_REPLAY, ATTACK_TIME,
-                                      DC09_REPLY, NATIVE_REPLY, SANE_MS, ChaosDc09, ChaosNative)
+                                      DC09_REPLY, NATIVE_REPLY, PAIRS, SANE_MS, ChaosDc09,
+                                      ChaosNative)
 from tests.test_fw_reporter import Receiver, frames_of
 
 pytestmark = pytest.mark.micropython
@@ -144,3 +145,34 @@ def test_native_reporter_in_the_vm_survives_any_reply(vm, tmp_path_factory, plan
     got = {m["zone"] for m in sane.events.values() if m["code"] == 130}
     got |= {z for c, z in chaos.acked if c == 130}
     assert set(range(1, n_events + 1)) <= got
+
+
+def test_native_resequence_cut_by_power_loss_keeps_the_order_in_the_vm(vm, tmp_path):
+    """test_fw_reply_fuzz.py's resequence cut by a power loss, in the VM:
+    a key holder's NAK(replay) to 2**25 with an alarm, its restore and
+    another pair queued, the power lost after the first record was
+    renumbered; powered on, the panel finishes the renumbering before it
+    sends anything, and the genuine receiver (highest 0) gets the four in
+    the order they happened."""
+    cfg = scenario_config(7700, timings={"ack_timeout_ms": 1000, "max_backoff_ms": 4000,
+                                         "fail_after": 2})
+    d = str(tmp_path)
+    vm.call(op="init", dir=d, cfg=cfg)
+    for q, z in PAIRS:
+        vm.call(op="emit", event=[q, 130, 1, z])
+    vm.call(op="cut", after=1)
+    chaos = ChaosNative([("nak", True, 0x2000000, 0, w.NAK_REPLAY, 0)])
+    host, inbox = Host(True), []
+    while True:
+        rep = vm.call(op="run", polls=1, step=STEP, inbox=inbox)
+        if rep.get("cut"):
+            break
+        inbox = host.answers(chaos, rep["sent"], rep["now"])
+        assert rep["now"] < 10000, "no resequence"
+    vm.call(op="init", dir=d, cfg=cfg)  # power on
+    sane = Receiver()
+    rep, _ = drive(vm, Host(True), sane, SANE_MS, [], settle=True)
+    assert rep["queue"] == 0, rep["codes"]
+    got = [(m["qualifier"], m["zone"], m["event_time"]) for _, m in sorted(sane.events.items())
+           if m["code"] == 130]
+    assert got == [(q, z, 0) for q, z in PAIRS]

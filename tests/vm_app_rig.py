@@ -328,6 +328,7 @@ def handle(req):
     if op == "seq":
         s = a.seqs
         s.raise_to(req["next"])
+        s.renumbered()  # nothing queued to renumber: a jump of the counter only
         return {"next": s.next}
     if op == "scan":
         return scan(req)

@@ -4,8 +4,10 @@
 # request per line on stdin, one JSON reply per line on stdout:
 #   {"op": "init", "dir": D, "cfg": {...}}      a fresh panel in directory D
 #   {"op": "emit", "event": [q, code, part, zone]}
+#   {"op": "cut", "after": K}    the power goes after K more records renumbered
 #   {"op": "run", "polls": N, "step": MS, "inbox": [[path, hex], ...]}
 #       -> {"sent": [[path, hex], ...], "queue": n, "now": ms, "codes": [...]}
+#          or {"cut": true}: the power went (an "init" of the same D powers on)
 # An exception anywhere is answered {"error": "..."} with its traceback,
 # so the host test fails with it rather than with a dead VM.
 
@@ -43,6 +45,26 @@ class Link:
 S = {}
 
 
+class PowerLost(Exception):
+    pass
+
+
+def cut(req):
+    """The queue's next renumber() after `after` more loses the power."""
+    q = S["queue"]
+    real = q.renumber
+    left = [req["after"]]
+
+    def renumber(seq, new_seq):
+        if not left[0]:
+            raise PowerLost()
+        left[0] -= 1
+        return real(seq, new_seq)
+
+    q.renumber = renumber
+    return {}
+
+
 def drain():
     p = S["panel"]
     for q, code, part, zone, text in p.out:
@@ -55,6 +77,8 @@ def init(req):
     if errors:
         raise ValueError("config: %s" % errors)
     d = req["dir"]
+    if "queue" in S:
+        S["queue"].close()  # a power cycle: the files as the cut left them
     q = pqueue.PersistentQueue(d + "/q", 32)
     s = seqstore.SeqStore(d + "/s", q.max_seq() + 1)
     c = clock.Clock()
@@ -77,7 +101,10 @@ def run(req):
         links[path - 1].inbox.append(unhexlify(h))
     for _ in range(req["polls"]):
         S["now"] += req["step"]
-        S["rep"].poll(S["now"])
+        try:
+            S["rep"].poll(S["now"])
+        except PowerLost:
+            return {"cut": True}
         drain()
     sent = []
     for i in range(len(links)):
@@ -100,6 +127,8 @@ def main():
             op = req["op"]
             if op == "init":
                 rep = init(req)
+            elif op == "cut":
+                rep = cut(req)
             elif op == "emit":
                 S["panel"].emit(*req["event"])
                 drain()

@@ -108,6 +108,9 @@ class Reporter(PathPoll):
         self.positions = 0  # track points delivered
         self.positions_refused = 0  # dropped: the receiver takes no POSITION
         self.heartbeat_s = tim["heartbeat_s"]
+        if seqs.renumbering:  # a power cut in the middle of a resequence
+            self.log("finishing the resequence to %d cut by a power loss" % seqs.renumbering)
+            self._renumber_below(seqs.renumbering)
 
     # -- messages -------------------------------------------------------------
 
@@ -332,13 +335,22 @@ class Reporter(PathPoll):
             return
         self.log("path %d: resequence %d -> %d" % (i + 1, ev.old_seq, ev.next_seq))
         self._take_back(i, False)  # the same event, renumbered: its bound runs on
-        for seq in self.queue.seqs():
-            if seq < ev.next_seq:
-                self.queue.renumber(seq, self.seqs.take())
+        self._renumber_below(ev.next_seq)
         for k in range(len(self.sessions)):
             p = self.sessions[k].pending
             if p is not None and self.what[k] == _EVENT and self.queue.find(p) < 0:
                 self._take_back(k, False)
+
+    def _renumber_below(self, next_seq):
+        """Every queued record below next_seq gets a new number, oldest
+        first, so they keep the order they happened in.  The seq store
+        says a renumbering runs (raise_to) until renumbered(): a power cut
+        in between leaves the oldest renumbered and the rest not, and the
+        next boot finishes it (__init__) before anything is sent."""
+        for seq in self.queue.seqs():
+            if seq < next_seq:
+                self.queue.renumber(seq, self.seqs.take())
+        self.seqs.renumbered()
 
     def _fall_back(self):
         """Every path is silent: if a resequence moved the counter, undo

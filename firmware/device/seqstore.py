@@ -22,10 +22,20 @@
 # receiver's MAX_SEQ_JUMP) leaves every path silent, and the reporter then
 # calls fall_back() to count on from where the panel was (reporter.py).
 #
-# File (format 3): b"G3" + bound u32 + last_command_seq u32 + flags u8 +
+# A resequence renumbers every queued record below next_seq, oldest first,
+# one flash write each (pqueue.renumber): a power cut in the middle would
+# leave the oldest records with new, high numbers and the rest with their
+# old, low ones, out of the order they happened (a restore numbered before
+# its alarm, a cancel before what it cancels: the receiver reads sequence
+# order).  So next_seq is kept in the file (`renumbering`) while the
+# renumbering runs, and the reporter finishes it at boot, in order, before
+# it sends anything (reporter.py, docs/firmware.md).
+#
+# File (format 4): b"G4" + bound u32 + last_command_seq u32 + flags u8 +
 # n u8 + n mode bytes + m u8 + m alarm-memory entries (partition index u8,
-# zone id u16) + undo u32 + CRC-32 of everything before it, big-endian.
-# Format 2 (b"G2", the same without undo) and format 1 (b"GS" + bound +
+# zone id u16) + undo u32 + renumbering u32 + CRC-32 of everything before
+# it, big-endian.  Format 3 (b"G3", the same without renumbering), format 2
+# (b"G2", without undo either) and format 1 (b"GS" + bound +
 # last_command_seq + n + modes + CRC, before alarm memory and flags) are
 # still read.  Written to a temporary name and renamed over
 # the old file (rename is atomic on littlefs and POSIX), so a power loss
@@ -65,6 +75,7 @@ class SeqStore:
         self.memory = b""  # 3 bytes per entry: partition index, zone id (u16)
         self.flags = 0
         self.undo = 0  # the counter before a resequence not undone (0: none)
+        self.renumbering = 0  # next_seq of a renumbering not finished (0: none)
         bound = self._load()
         self.insane = 0  # a bound above SEQ_END found in the file (ignored)
         if bound > SEQ_END:
@@ -88,13 +99,13 @@ class SeqStore:
             if len(d) != 15 + n or not _crc_ok(d, 11 + n):
                 return 1
             self.modes = bytes(d[11:11 + n])
-        elif len(d) >= 17 and d[:2] in (b"G2", b"G3"):
+        elif len(d) >= 17 and d[:2] in (b"G2", b"G3", b"G4"):
             n = d[11]
             if len(d) < 17 + n:
                 return 1
             m = d[12 + n]
             end = 13 + n + 3 * m
-            u = 4 if d[:2] == b"G3" else 0  # undo
+            u = 8 if d[:2] == b"G4" else 4 if d[:2] == b"G3" else 0  # undo, renumbering
             if len(d) != end + u + 4 or not _crc_ok(d, end + u):
                 return 1
             self.flags = d[10]
@@ -102,6 +113,8 @@ class SeqStore:
             self.memory = bytes(d[13 + n:end])
             if u:
                 self.undo = struct.unpack_from(">I", d, end)[0]
+            if u == 8:
+                self.renumbering = struct.unpack_from(">I", d, end + 4)[0]
         else:
             return 1
         b, self.last_command_seq = struct.unpack_from(">II", d, 2)
@@ -109,9 +122,9 @@ class SeqStore:
 
     def _persist(self, bound):
         m = self.modes
-        d = b"G3" + struct.pack(">IIBB", bound, self.last_command_seq, self.flags, len(m)) + \
+        d = b"G4" + struct.pack(">IIBB", bound, self.last_command_seq, self.flags, len(m)) + \
             bytes(m) + bytes((len(self.memory) // 3,)) + self.memory + \
-            struct.pack(">I", self.undo)
+            struct.pack(">II", self.undo, self.renumbering)
         d += struct.pack(">I", binascii.crc32(d) & 0xFFFFFFFF)
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
@@ -129,17 +142,28 @@ class SeqStore:
         return s
 
     def raise_to(self, n):
-        """The receiver has seen up to n - 1 (glpanel.Resequence).  False,
-        and nothing changed, if n is beyond SEQ_LIMIT: a jump the panel
-        cannot honour (the caller refuses it and reports)."""
+        """The receiver has seen up to n - 1 (glpanel.Resequence), and the
+        caller renumbers the records below n now: until renumbered(), the
+        file says so (a power cut in between: the reporter finishes it at
+        boot).  False, and nothing changed, if n is beyond SEQ_LIMIT: a
+        jump the panel cannot honour (the caller refuses it and reports)."""
         if n > SEQ_LIMIT:
             return False
+        self.renumbering = n
         if n > self.next:
             if not self.undo:
                 self.undo = self.next
             self.next = n
             self._persist(max(n + RESERVE, self.bound))
+        else:
+            self._persist(self.bound)
         return True
+
+    def renumbered(self):
+        """The records below the last raise_to() all have their new numbers."""
+        if self.renumbering:
+            self.renumbering = 0
+            self._persist(self.bound)
 
     def fall_back(self, n):
         """Undo the resequences since the last fall-back: the counter

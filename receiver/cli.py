@@ -4,6 +4,7 @@
                              [--udp HOST:PORT]... [--serial URL]... [--metrics HOST:PORT]
                              [--web HOST:PORT] [--dc09-tcp HOST:PORT]... [--dc09-udp HOST:PORT]...
                              [--ready-file FILE] [--event-loop auto|uvloop|asyncio]
+                             [--workers N]   (N processes on the same ports: PostgreSQL only)
     guardline-receiver accounts add|list|show|template|import|export ...
     guardline-receiver events [--account N] [--since T] [--follow] [--json]
     guardline-receiver alarms list|show|ack|claim|take-over|release|step|call|passcode|resolve ...
@@ -160,14 +161,50 @@ def cmd_serve(args) -> int:
     if not (cfg.tcp or cfg.udp or cfg.serial or cfg.dc09_tcp or cfg.dc09_udp):
         raise UsageError("nothing to listen on: give --tcp, --udp, --serial, --dc09-tcp or "
                          "--dc09-udp, or [listen] in the config file")
+    from receiver import workers  # noqa: PLC0415
+    from receiver.store import is_url  # noqa: PLC0415
+
+    why = workers.refusal(cfg, args.workers, is_url(cfg.db))
+    if why:
+        raise UsageError(why)
+    workers.metrics_addresses(cfg, args.workers)  # refuses ports past 65535 or taken
     # a new store only when asked: a serve started in the wrong directory,
     # or with a mistyped --db, must not run on an empty store
     cfg.create_store = args.init
-    logfmt.setup(args.log_level or cfg.log_level)
+    level = args.log_level or cfg.log_level
+    logfmt.setup(level)
     _raise_fd_limit(cfg.max_connections + cfg.reserved_descriptors)
     factory, loop_name = event_loop_factory(args.event_loop)
+    if args.workers == 1:
+        return _run_serve(cfg, args.ready_file, factory, loop_name)
+
+    def worker(wcfg, number: int, ready: str) -> int:
+        logfmt.setup(level, tag=logfmt.kv(worker=number))
+        return _serve_in_worker(args, wcfg, ready, factory, loop_name)
+    return workers.serve(cfg, args.workers, args.ready_file, loop_name, worker)
+
+
+def _run_serve(cfg, ready_file, factory, loop_name: str) -> int:
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_serve(cfg, args.ready_file, loop_name))
+        return runner.run(_serve(cfg, ready_file, loop_name))
+
+
+def _serve_in_worker(args, cfg, ready_file, factory, loop_name: str) -> int:
+    """One worker of ``serve --workers N`` (a forked child): the receiver,
+    with main()'s words for what stops it from starting."""
+    from receiver.store import StoreMissing  # noqa: PLC0415
+
+    try:
+        return _run_serve(cfg, ready_file, factory, loop_name)
+    except StoreMissing as e:
+        print(_store_missing_message(args, e), file=sys.stderr)
+        return 1
+    except (UsageError, _config.ConfigError) as e:
+        print("guardline-receiver: %s" % e, file=sys.stderr)
+        return 2
+    except Failure as e:
+        print("guardline-receiver: %s" % e, file=sys.stderr)
+        return 1
 
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
@@ -966,6 +1003,18 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+# More workers than this is a typo, not a plan: each holds up to ten store
+# connections (docs/scale-out.md, "Operating it").
+MAX_WORKERS = 64
+
+
+def _workers_arg(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError("expected a number of processes, 1..%d, got %r"
+                                         % (MAX_WORKERS, text))
+    return int(text)
+
+
 def _serve_parser(sub, common) -> None:
     """guardline-receiver serve"""
     s = sub.add_parser("serve", parents=[common], help="run the receiver")
@@ -987,6 +1036,9 @@ def _serve_parser(sub, common) -> None:
                    "it a missing store is an error")
     s.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto",
                    help="auto (default): uvloop where installed, else asyncio's own")
+    s.add_argument("--workers", type=_workers_arg, default=1, metavar="N",
+                   help="run N receiver processes on the same ports (SO_REUSEPORT), one "
+                   "PostgreSQL store: every core (default 1; docs/scale-out.md)")
     s.set_defaults(func=cmd_serve)
 
 
@@ -1104,6 +1156,19 @@ def _run_async(fn, args) -> int:
     return asyncio.run(fn(args, cfg))
 
 
+def _store_missing_message(args, e) -> str:
+    if args.command == "serve":
+        how = "start with --init to create a new, empty store there"
+    else:
+        how = ("nothing was created.  Name the receiver's store with --db or --config "
+               "(`serve --init`, `accounts add` and `accounts import` make a new one)")
+    try:
+        origin = _store_origin(args, _load_config(args))
+    except _config.ConfigError:
+        origin = "--db/--config"
+    return "guardline-receiver: %s (%s): %s" % (e, origin, how)
+
+
 def main(argv=None) -> int:
     from receiver.store import StoreMissing  # noqa: PLC0415
 
@@ -1114,16 +1179,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except StoreMissing as e:
-        if args.command == "serve":
-            how = "start with --init to create a new, empty store there"
-        else:
-            how = ("nothing was created.  Name the receiver's store with --db or --config "
-                   "(`serve --init`, `accounts add` and `accounts import` make a new one)")
-        try:
-            origin = _store_origin(args, _load_config(args))
-        except _config.ConfigError:
-            origin = "--db/--config"
-        print("guardline-receiver: %s (%s): %s" % (e, origin, how), file=sys.stderr)
+        print(_store_missing_message(args, e), file=sys.stderr)
         return 1
     except _config.ConfigError as e:
         print("guardline-receiver: configuration refused: %s" % e, file=sys.stderr)

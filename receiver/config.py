@@ -184,6 +184,10 @@ class Config:
     schedules_file: str | None = None  # imported at start (absolute path)
     schedules_lookback_s: int = SCHEDULES_LOOKBACK_H * 3600
     cluster_instance: str | None = None  # name among receivers sharing a PostgreSQL store
+    # bind the TCP/UDP listeners and the console with SO_REUSEPORT: set for
+    # each of `serve --workers N`'s processes (receiver.workers), never read
+    # from a file
+    reuse_port: bool = False
     vehicles: VehiclesConfig = field(default_factory=VehiclesConfig)
     map: MapConfig = field(default_factory=MapConfig)
     # the operator's workflow ([workflow]; receiver.workflow_service): the

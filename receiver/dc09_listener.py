@@ -415,7 +415,7 @@ class Dc09UdpListener(DatagramListener):
     kind = "dc09-udp"  # metrics label
 
     def __init__(self, service: Dc09Service, host: str, port: int):
-        super().__init__(host, port)
+        super().__init__(host, port, service.rx.config.reuse_port)
         self.service = service
         self.nak_limit = RateLimit(UDP_NAK_PER_S, UDP_NAK_PER_S)
 

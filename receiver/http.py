@@ -128,10 +128,10 @@ def _app() -> web.Application:
     return app
 
 
-async def _serve(app, host, port) -> tuple[web.AppRunner, tuple]:
+async def _serve(app, host, port, reuse_port: bool = False) -> tuple[web.AppRunner, tuple]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     return runner, tuple(runner.addresses[0][:2])  # as bound (port 0 gets one)
 
@@ -160,7 +160,8 @@ async def start(rx, metrics_addr, web_addr) -> _Http:
         if web_addr:
             app = _app()
             _web_routes(app, rx)
-            runner, addr = await _serve(app, *web_addr)
+            # the workers of `serve --workers N` share the console's port
+            runner, addr = await _serve(app, *web_addr, reuse_port=rx.config.reuse_port)
             h.runners.append(runner)
             h.addresses["web"] = addr
     except BaseException:

@@ -199,7 +199,8 @@ class TcpServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self.protocol, self.host, self.port,
-                                               backlog=TCP_BACKLOG, reuse_address=True)
+                                               backlog=TCP_BACKLOG, reuse_address=True,
+                                               reuse_port=self.rx.config.reuse_port or None)
         self.address = self.server.sockets[0].getsockname()[:2]
         _LOGGER.info("listening transport=%s address=%s:%d", self.kind, *self.address)
 
@@ -310,9 +311,10 @@ class DatagramListener:
 
     kind = "?"
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, reuse_port: bool = False):
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port  # share the port with the other workers (--workers)
         self.endpoint: asyncio.DatagramTransport | None = None
         self.accepting = True
         self.datagrams = 0
@@ -325,7 +327,8 @@ class DatagramListener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.endpoint, _ = await loop.create_datagram_endpoint(
-            lambda: _Endpoint(self), local_addr=(self.host, self.port))
+            lambda: _Endpoint(self), local_addr=(self.host, self.port),
+            reuse_port=self.reuse_port or None)
         self.address = self.endpoint.get_extra_info("sockname")[:2]
         rcvbuf = enlarge_receive_buffer(self.endpoint.get_extra_info("socket"))
         _LOGGER.info("listening transport=%s address=%s:%d rcvbuf=%d", self.kind,

@@ -270,7 +270,7 @@ class UdpListener(DatagramListener):
     kind = "udp"  # metrics label
 
     def __init__(self, rx: NativeListenerHost, host: str, port: int):
-        super().__init__(host, port)
+        super().__init__(host, port, rx.config.reuse_port)
         self.rx = rx
 
     def datagram(self, data: bytes, addr) -> None:

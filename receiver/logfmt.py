@@ -136,6 +136,10 @@ def split_message(message: str) -> tuple[str, str]:
 
 
 class LogfmtFormatter(logging.Formatter):
+    def __init__(self, tag: str = ""):
+        super().__init__()
+        self.tag = tag  # fields every line ends with (a worker's "worker=2")
+
     def format(self, record: logging.LogRecord) -> str:
         t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         text, fields = split_message(safe_message(record))
@@ -148,6 +152,8 @@ class LogfmtFormatter(logging.Formatter):
             line += " suppressed=%d" % suppressed
         if record.exc_info:
             line += " exc=" + q(self.formatException(record.exc_info))
+        if self.tag:
+            line += " " + self.tag
         return line
 
 
@@ -215,9 +221,10 @@ def _install(h: logging.Handler) -> logging.Handler:
     return h
 
 
-def setup(level: str = "INFO", stream=None) -> logging.Handler:
+def setup(level: str = "INFO", stream=None, tag: str = "") -> logging.Handler:
+    """Log in logfmt on ``stream`` (stderr); ``tag``: fields for every line."""
     h = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
-    h.setFormatter(LogfmtFormatter())
+    h.setFormatter(LogfmtFormatter(tag))
     h.addFilter(FloodFilter())
     _install(h)
     logging.getLogger().setLevel(level.upper())

@@ -104,6 +104,19 @@ SPECIFIC: dict[tuple, list] = {
          None, None),
         (["--db", "{store}", "--tcp", "127.0.0.1:0", "--config", "{files}/tiles.toml"],
          "[map].tile_url must be an http(s) URL", None, None),
+        # serve --workers N (receiver.workers): one writer on SQLite, one
+        # reader of a serial line; a store that cannot be reached stops
+        # every worker at the first start, never a restart loop
+        (["--db", "{store}", "--tcp", "127.0.0.1:0", "--workers", "2"],
+         "--workers 2 needs a PostgreSQL store", None, None),
+        (["--db", "{store}", "--tcp", "127.0.0.1:0", "--workers", "0"],
+         "expected a number of processes, 1..64", None, None),
+        (["--db", "postgresql://guardline@127.0.0.1:{closed}/nowhere", "--serial", "loop://",
+          "--workers", "2"], "a serial line is read by one process", None, None),
+        (["--db", "postgresql://guardline@127.0.0.1:{closed}/nowhere", "--tcp", "127.0.0.1:0",
+          "--workers", "2"], "cannot start: ConnectionRefusedError", None, None),
+        (["--db", "postgresql://guardline@127.0.0.1:{closed}/nowhere", "--tcp", "127.0.0.1:0",
+          "--metrics", "127.0.0.1:65535", "--workers", "2"], "past 65535", None, None),
     ],
     ("accounts", "add"): [
         # the periodic test (602) an account owes (receiver.rules.periodic)

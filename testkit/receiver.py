@@ -52,6 +52,17 @@ def receiver_cli(*args: str, cwd: str | None = None, timeout: float = 60.0,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 
+def import_accounts(db, accounts, json_path) -> None:
+    """Write ``accounts`` ({number: Account}) to ``json_path`` and load them
+    into the store ``db`` (a path or URL) with ``accounts import``, as an
+    installer does; AssertionError with the command's message if it fails."""
+    from receiver.testing import write_accounts_json  # noqa: PLC0415
+
+    write_accounts_json(json_path, accounts)
+    r = receiver_cli("accounts", "import", str(json_path), "--db", str(db))
+    assert r.returncode == 0, r.stderr
+
+
 class ReceiverExited(RuntimeError):
     """The receiver ended before it listened (its last log lines attached)."""
 

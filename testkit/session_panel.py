@@ -45,6 +45,18 @@ class DeliveryTimeout(Exception):
     pass
 
 
+async def report_until(panel: "SessionPanel", stop: asyncio.Event, gap_s: float,
+                       deadline_s: float = 60.0, zone: int = 1) -> None:
+    """Report periodic tests (602) lockstep, sequences 1, 2, ..., ``gap_s``
+    apart, until ``stop`` is set: each waits for its ACK (``panel.acked``)
+    across lost connections, up to ``deadline_s``."""
+    seq = 0
+    while not stop.is_set():
+        seq += 1
+        await panel.deliver(seq, event_msg(code=602, zone=zone), deadline_s=deadline_s)
+        await asyncio.sleep(gap_s)
+
+
 class SessionPanel:
     def __init__(self, account: int, key: bytes, host: str, port: int, transport: str = "tcp",
                  backup: bool = False, ack_timeout_ms: int = 1000, max_backoff_ms: int = 4000):

@@ -17,15 +17,13 @@ documented bound."""
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
-from receiver.testing import make_accounts, write_accounts_json
-from testkit.receiver import ReceiverProcess
-from testkit.session_panel import SessionPanel, event_msg, heartbeat_msg
+from receiver.testing import make_accounts
+from testkit.receiver import ReceiverProcess, import_accounts
+from testkit.session_panel import SessionPanel, heartbeat_msg, report_until
 from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
@@ -84,11 +82,7 @@ async def _q(url, sql, *args):
 
 async def test_kill_one_receiver_mid_stream(pg_url, tmp_path):
     accts = make_accounts(PANELS + 1, heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S)
-    write_accounts_json(tmp_path / "accounts.json", accts)
-    r = subprocess.run([sys.executable, "-m", "receiver.cli", "accounts", "import",
-                        str(tmp_path / "accounts.json"), "--db", pg_url],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    import_accounts(pg_url, accts, tmp_path / "accounts.json")
 
     # (ReceiverProcess names its ready file after its db argument: give it a
     # path there, and the URL as the later --db, which wins)
@@ -136,14 +130,8 @@ async def test_kill_one_receiver_mid_stream(pg_url, tmp_path):
             panels[n] = FailoverPanel(n, accts[n].key, order, ack_timeout_ms=500,
                                       max_backoff_ms=1000)
 
-        async def run(p):
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                await p.deliver(seq, event_msg(code=602, zone=1), deadline_s=120)
-                await asyncio.sleep(EVENT_GAP_S)
-
-        tasks = [asyncio.create_task(run(p)) for p in panels.values()]
+        tasks = [asyncio.create_task(report_until(p, stop, EVENT_GAP_S, deadline_s=120))
+                 for p in panels.values()]
         await wait_until(lambda: all(len(p.acked) >= 5 for p in panels.values()), 60,
                          what="every panel reporting")
         on_a = [n for n, p in panels.items() if p.connected_to[-1] == addr["a"]]

@@ -4,11 +4,9 @@ once, and the rest arrive after the restart.  Then a graceful SIGTERM."""
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 
-from receiver.testing import make_accounts, write_accounts_json
-from testkit.receiver import ReceiverProcess
+from receiver.testing import make_accounts
+from testkit.receiver import ReceiverProcess, import_accounts
 from testkit.session_panel import SessionPanel, event_msg
 from testkit.wait import wait_until
 
@@ -27,11 +25,7 @@ def stored(db):
 async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(tmp_path):
     db = str(tmp_path / "rx.db")
     accts = make_accounts(PANELS)
-    write_accounts_json(tmp_path / "accounts.json", accts)
-    r = subprocess.run([sys.executable, "-m", "receiver.cli", "accounts", "import",
-                        str(tmp_path / "accounts.json"), "--db", db],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    import_accounts(db, accts, tmp_path / "accounts.json")
 
     log = str(tmp_path / "receiver.log")
     proc = ReceiverProcess(db, ["--tcp", "127.0.0.1:0"], log_path=log)
@@ -79,10 +73,7 @@ async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(tmp_
 async def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path):
     db = str(tmp_path / "rx.db")
     accts = make_accounts(5)
-    write_accounts_json(tmp_path / "a.json", accts)
-    r = subprocess.run([sys.executable, "-m", "receiver.cli", "accounts", "import",
-                        str(tmp_path / "a.json"), "--db", db], capture_output=True, timeout=60)
-    assert r.returncode == 0
+    import_accounts(db, accts, tmp_path / "a.json")
     proc = ReceiverProcess(db, ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"],
                            log_path=str(tmp_path / "rx.log"))
     try:

@@ -6,15 +6,13 @@ receiver says which loop it ran."""
 
 import asyncio
 import importlib.util
-import subprocess
-import sys
 
 import pytest
 
 from receiver.cli import event_loop_factory
 from receiver.store_factory import make_store
-from receiver.testing import make_accounts, write_accounts_json
-from testkit.receiver import ReceiverProcess
+from receiver.testing import make_accounts
+from testkit.receiver import ReceiverProcess, import_accounts
 from testkit.session_panel import SessionPanel, event_msg
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
@@ -37,11 +35,7 @@ async def _stored(db):
 async def test_receiver_serves_on_each_event_loop(tmp_path, loop):
     db = str(tmp_path / "rx.db")
     accts = make_accounts(4)
-    write_accounts_json(tmp_path / "accounts.json", accts)
-    r = subprocess.run([sys.executable, "-m", "receiver.cli", "accounts", "import",
-                        str(tmp_path / "accounts.json"), "--db", db],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    import_accounts(db, accts, tmp_path / "accounts.json")
     proc = ReceiverProcess(db, ["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0",
                                 "--event-loop", loop, "--log-level", "info"],
                            log_path=str(tmp_path / "receiver.log"))

@@ -27,8 +27,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -37,9 +35,9 @@ from receiver import workers as wk
 from receiver.backoff import Backoff
 from receiver.cli_errors import UsageError
 from receiver.config import Config
-from receiver.testing import make_accounts, write_accounts_json
-from testkit.receiver import ReceiverProcess
-from testkit.session_panel import SessionPanel, event_msg
+from receiver.testing import make_accounts
+from testkit.receiver import ReceiverProcess, import_accounts
+from testkit.session_panel import SessionPanel, report_until
 from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
@@ -245,11 +243,7 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
 
     # -- two workers on one port, panels reporting
     accts = make_accounts(PANELS)
-    write_accounts_json(tmp_path / "accounts.json", accts)
-    r = subprocess.run([sys.executable, "-m", "receiver.cli", "accounts", "import",
-                        str(tmp_path / "accounts.json"), "--db", pg_url],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    import_accounts(pg_url, accts, tmp_path / "accounts.json")
     rx = ReceiverProcess(tmp_path / "two", ["--db", pg_url, "--tcp", "127.0.0.1:0",
                                             "--metrics", "127.0.0.1:0", "--workers", "2"],
                          log_path=str(tmp_path / "two.log"))
@@ -264,14 +258,8 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
         for p in panels.values():
             p.port = ready["tcp"][0][1]
 
-        async def run(p):
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                await p.deliver(seq, event_msg(code=602, zone=1), deadline_s=60)
-                await asyncio.sleep(EVENT_GAP_S)
-
-        tasks = [asyncio.create_task(run(p)) for p in panels.values()]
+        tasks = [asyncio.create_task(report_until(p, stop, EVENT_GAP_S))
+                 for p in panels.values()]
         await wait_until(lambda: all(len(p.acked) >= 3 for p in panels.values()), 60,
                          what="every panel reporting")
         # the kernel gave connections to both workers, and each stored events

@@ -12,7 +12,8 @@ One end-to-end test with real processes, sockets and PostgreSQL (the
 - three workers started with ``--init`` on an empty database race to
   migrate it: each migration runs once; the ready file names every
   worker (distinct pids, cluster names ``-w1..-w3``, metrics ports) on
-  one native TCP port;
+  one native TCP port; the console answers on its one port; the parent
+  killed (``kill -9``), every worker stops cleanly (leases handed back);
 - then two workers on one port, 40 panels reporting lockstep: both
   workers store events (their own /metrics); ``kill -9`` of one: the
   parent logs its status in words and starts it again, its panels
@@ -201,6 +202,15 @@ PANELS = 40
 EVENT_GAP_S = 0.05
 
 
+def _alive(pid: int) -> bool:
+    """Is ``pid`` running (not gone, not a zombie nobody reaped yet)?"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def _metric(addr, name: str) -> float:
     text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=10) \
         .read().decode()
@@ -221,7 +231,8 @@ async def _rows(url, sql):
 async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
     # -- three workers race to create the schema of an empty database
     rx = ReceiverProcess(tmp_path / "race", ["--db", pg_url, "--tcp", "127.0.0.1:0",
-                                             "--metrics", "127.0.0.1:0", "--workers", "3"])
+                                             "--metrics", "127.0.0.1:0", "--web", "127.0.0.1:0",
+                                             "--workers", "3"])
     try:
         ready = rx.start()
         ws = ready["workers"]
@@ -230,7 +241,17 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
         assert [w["instance"].rsplit("-", 1)[1] for w in ws] == ["w1", "w2", "w3"]
         assert len({tuple(w["metrics"]) for w in ws}) == 3
         assert len(ready["tcp"]) == 1 and ready["tcp"][0][1] != 0
-        assert rx.terminate() == 0
+        # the console: one port for all three (port 0 resolved by the parent)
+        for _ in range(6):
+            page = urllib.request.urlopen("http://%s:%d/login" % tuple(ready["web"]),
+                                          timeout=10)
+            assert page.status == 200
+        # the parent killed: the kernel tells each worker (SIGTERM), and each
+        # stops as on an operator's stop, handing its leases back
+        os.kill(ready["pid"], signal.SIGKILL)
+        await wait_until(lambda: not any(_alive(w["pid"]) for w in ws), 60,
+                         what="every worker ended after its parent")
+        assert sum(1 for line in rx.log_lines if '"cluster left"' in line) == 3
     finally:
         rx.close()
     migrated = [re.search(r"schema_version=(\d+) worker=(\d)", line).groups()

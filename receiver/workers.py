@@ -418,10 +418,13 @@ def serve(cfg, n: int, ready_file: str | None, loop_name: str, run_child: ChildR
     inherited = [wake_r, wake_w, *held]
 
     def child(number: int, ready: str) -> int:
+        # (the stop signals are blocked across the fork: one sent to this
+        # worker now waits for its own handlers rather than the parent's)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         for s in inherited:
             s.close()
         _die_with_parent(parent)
@@ -466,13 +469,7 @@ def _supervise(pool: WorkerPool, configs, tmp: str, ready_file, loop_name, child
                 _kill(pid, signal.SIGKILL)
             stop_deadline = now + STOP_KILL_S
         for number in pool.due(now):
-            ready = os.path.join(tmp, "w%d.json" % number)
-            if os.path.exists(ready):
-                os.unlink(ready)
-            pid = _fork(lambda number=number, ready=ready: child(number, ready))
-            pool.spawned(number, pid, now)
-            _LOGGER.info("worker started worker=%d pid=%d instance=%s", number, pid,
-                         configs[number - 1].cluster_instance)
+            unclean |= _start(pool, number, configs, tmp, child, now)
         while True:  # reap
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -481,23 +478,8 @@ def _supervise(pool: WorkerPool, configs, tmp: str, ready_file, loop_name, child
             if pid == 0:
                 break
             out = pool.exited(pid, ExitStatus.from_wait(status), time.monotonic())
-            if out is None:
-                continue
-            if out.what == "stopped":
-                unclean |= not out.status.clean
-                (_LOGGER.info if out.status.clean else _LOGGER.warning)(
-                    "worker stopped worker=%d pid=%d status=%s", out.worker, pid,
-                    q(out.status.words()))
-            elif out.what == "restart":
-                _LOGGER.warning("worker ended unasked, starting it again worker=%d pid=%d "
-                                "status=%s when=%s in_s=%.1f", out.worker, pid,
-                                q(out.status.words()), q(out.when), out.delay_s)
-            else:
-                _LOGGER.error("worker could not start, stopping every worker worker=%d "
-                              "pid=%d status=%s when=%s", out.worker, pid,
-                              q(out.status.words()), q(out.when))
-                for other in pool.live_pids():
-                    _kill(other, signal.SIGTERM)
+            if out is not None:
+                unclean |= _tell(pool, out, pid)
         for w in pool.workers:
             if w.state != STARTING:
                 continue
@@ -521,6 +503,45 @@ def _supervise(pool: WorkerPool, configs, tmp: str, ready_file, loop_name, child
         code = pool.gave_up.status.code
         return code if code in (1, 2) else 1
     return 1 if unclean else 0
+
+
+def _start(pool: WorkerPool, number: int, configs, tmp: str, child, now: float) -> bool:
+    """Fork worker ``number``; a fork that fails (no memory, the process
+    limit) counts as a start that failed.  True if that stops the pool."""
+    ready = os.path.join(tmp, "w%d.json" % number)
+    if os.path.exists(ready):
+        os.unlink(ready)
+    try:
+        pid = _fork(lambda: child(number, ready))
+    except OSError as e:
+        _LOGGER.error("cannot start a worker process worker=%d error=%s", number,
+                      q(e.strerror or str(e)))
+        pool.spawned(number, -1, now)
+        out = pool.exited(-1, ExitStatus(code=1), now)
+        return out is not None and _tell(pool, out, -1)
+    pool.spawned(number, pid, now)
+    _LOGGER.info("worker started worker=%d pid=%d instance=%s", number, pid,
+                 configs[number - 1].cluster_instance)
+    return False
+
+
+def _tell(pool: WorkerPool, out: Outcome, pid: int) -> bool:
+    """Log what the pool made of an exit and act on it; True if the exit
+    makes the receiver's stop unclean."""
+    words = q(out.status.words())
+    if out.what == "stopped":
+        (_LOGGER.info if out.status.clean else _LOGGER.warning)(
+            "worker stopped worker=%d pid=%d status=%s", out.worker, pid, words)
+        return not out.status.clean
+    if out.what == "restart":
+        _LOGGER.warning("worker ended unasked, starting it again worker=%d pid=%d status=%s "
+                        "when=%s in_s=%.1f", out.worker, pid, words, q(out.when), out.delay_s)
+        return False
+    _LOGGER.error("worker could not start, stopping every worker worker=%d pid=%d status=%s "
+                  "when=%s", out.worker, pid, words, q(out.when))
+    for other in pool.live_pids():
+        _kill(other, signal.SIGTERM)
+    return False
 
 
 def _announce(pool: WorkerPool, docs: dict, ready_file, loop_name) -> bool:
@@ -567,11 +588,22 @@ def _read_ready(path: str) -> dict | None:
         return None  # not there yet (a worker writes it whole, by rename)
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
+
+
 def _fork(body: Callable[[], int]) -> int:
+    """Fork; the child runs ``body`` (which unblocks the stop signals once
+    its own handlers are in place) and exits with its status."""
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         return pid
     code = 1
     try:

@@ -14,7 +14,8 @@ One end-to-end test with real processes, sockets and PostgreSQL (the
   worker (distinct pids, cluster names ``-w1..-w3``, metrics ports) on
   one native TCP port; the console answers on its one port; the parent
   killed (``kill -9``), every worker stops cleanly (leases handed back);
-- then two workers on one port, 40 panels reporting lockstep: both
+- then two workers on one port, 40 panels reporting lockstep over TCP
+  and 4 over UDP (one UDP port shared the same way): both
   workers store events (their own /metrics); ``kill -9`` of one: the
   parent logs its status in words and starts it again, its panels
   reconnect and keep reporting; SIGTERM to the parent alone: every worker
@@ -198,7 +199,8 @@ def test_what_each_worker_gets_and_what_is_refused():
 
 # -- the processes -----------------------------------------------------------------------
 
-PANELS = 40
+PANELS = 40  # over TCP
+UDP_PANELS = 4
 EVENT_GAP_S = 0.05
 
 
@@ -263,13 +265,16 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
     assert latest == versions[-1]
 
     # -- two workers on one port, panels reporting
-    accts = make_accounts(PANELS)
+    accts = make_accounts(PANELS + UDP_PANELS)
     import_accounts(pg_url, accts, tmp_path / "accounts.json")
     rx = ReceiverProcess(tmp_path / "two", ["--db", pg_url, "--tcp", "127.0.0.1:0",
-                                            "--metrics", "127.0.0.1:0", "--workers", "2"],
+                                            "--udp", "127.0.0.1:0", "--metrics", "127.0.0.1:0",
+                                            "--workers", "2"],
                          log_path=str(tmp_path / "two.log"))
     panels = {n: SessionPanel(n, a.key, "127.0.0.1", 0, ack_timeout_ms=500,
-                              max_backoff_ms=1000) for n, a in accts.items()}
+                              max_backoff_ms=1000,
+                              transport="tcp" if n <= PANELS else "udp")
+              for n, a in accts.items()}
     stop = asyncio.Event()
     tasks: list = []
     try:
@@ -277,7 +282,9 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
         parent = ready["pid"]
         w1, w2 = ready["workers"]
         for p in panels.values():
-            p.port = ready["tcp"][0][1]
+            p.port = ready[p.transport][0][1]
+            if p.transport == "udp":
+                await p.connect()
 
         tasks = [asyncio.create_task(report_until(p, stop, EVENT_GAP_S))
                  for p in panels.values()]

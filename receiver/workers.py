@@ -428,7 +428,12 @@ def serve(cfg, n: int, ready_file: str | None, loop_name: str, run_child: ChildR
         for s in inherited:
             s.close()
         _die_with_parent(parent)
-        return run_child(configs[number - 1], number, ready)
+        code = run_child(configs[number - 1], number, ready)
+        # stopped: a second SIGTERM (systemd signals every process of the
+        # unit, and the parent passes its own on) must not turn a clean
+        # exit into a death by signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return code
 
     pool = WorkerPool(n)
     try:

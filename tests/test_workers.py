@@ -12,8 +12,10 @@ One end-to-end test with real processes, sockets and PostgreSQL (the
 - three workers started with ``--init`` on an empty database race to
   migrate it: each migration runs once; the ready file names every
   worker (distinct pids, cluster names ``-w1..-w3``, metrics ports) on
-  one native TCP port; the console answers on its one port; the parent
-  killed (``kill -9``), every worker stops cleanly (leases handed back);
+  one native TCP port; the console answers on its one port; SIGTERM to
+  every process at once (systemd's default) stops them all cleanly;
+- the parent killed (``kill -9``): every worker stops cleanly (leases
+  handed back), none serves on as an orphan;
 - then two workers on one port, 40 panels reporting lockstep over TCP
   and 4 over UDP (one UDP port shared the same way): both
   workers store events (their own /metrics); ``kill -9`` of one: the
@@ -248,14 +250,11 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
             page = urllib.request.urlopen("http://%s:%d/login" % tuple(ready["web"]),
                                           timeout=10)
             assert page.status == 200
-        # the parent killed: the kernel tells each worker (SIGTERM), and each
-        # stops as on an operator's stop, handing its leases back
-        os.kill(ready["pid"], signal.SIGKILL)
-        await wait_until(lambda: not any(_alive(w["pid"]) for w in ws), 60,
-                         what="every worker ended after its parent")
-        assert sum(1 for line in rx.log_lines if '"cluster left"' in line) == 3
+        # SIGTERM to every process at once (systemd's default stop)
+        assert rx.terminate() == 0
     finally:
         rx.close()
+    assert sum(1 for line in rx.log_lines if '"cluster left"' in line) == 3
     migrated = [re.search(r"schema_version=(\d+) worker=(\d)", line).groups()
                 for line in rx.log_lines if '"store migrated"' in line]
     versions = [int(v) for v, _ in migrated]
@@ -263,6 +262,19 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
     [(latest,)] = [tuple(r) for r in await _rows(pg_url, "SELECT MAX(version) FROM "
                                                           "schema_version")]
     assert latest == versions[-1]
+
+    # -- the parent killed: the kernel tells each worker (SIGTERM), and each
+    # stops as on an operator's stop, handing its leases back
+    rx = ReceiverProcess(tmp_path / "orphans", ["--db", pg_url, "--tcp", "127.0.0.1:0",
+                                                "--workers", "2"])
+    try:
+        ready = rx.start()
+        os.kill(ready["pid"], signal.SIGKILL)
+        await wait_until(lambda: not any(_alive(w["pid"]) for w in ready["workers"]), 60,
+                         what="every worker ended after its parent")
+    finally:
+        rx.close()
+    assert sum(1 for line in rx.log_lines if '"cluster left"' in line) == 2
 
     # -- two workers on one port, panels reporting
     accts = make_accounts(PANELS + UDP_PANELS)

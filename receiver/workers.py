@@ -64,6 +64,7 @@ from dataclasses import dataclass
 
 from receiver.backoff import Backoff
 from receiver.cli_errors import UsageError
+from receiver.config import Config
 from receiver.logfmt import q
 
 _LOGGER = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class WorkerPool:
 # -- what each worker is given ---------------------------------------------------------
 
 
-def refusal(cfg, n: int, shared: bool) -> str | None:
+def refusal(cfg: Config, n: int, shared: bool) -> str | None:
     """Why ``serve --workers n`` cannot run with ``cfg`` (None: it can)."""
     if n < 1:
         return "--workers must be at least 1"
@@ -287,7 +288,7 @@ def refusal(cfg, n: int, shared: bool) -> str | None:
     return None
 
 
-def metrics_addresses(cfg, n: int) -> list:
+def metrics_addresses(cfg: Config, n: int) -> list:
     """Worker k's metrics address: PORT+k-1 (port 0: each its own)."""
     if cfg.metrics is None:
         return [None] * n
@@ -323,7 +324,7 @@ def _reserve(kind: int, host: str, port: int) -> socket.socket:
     return s
 
 
-def reserve_ports(cfg) -> tuple[object, list[socket.socket]]:
+def reserve_ports(cfg: Config) -> tuple[Config, list[socket.socket]]:
     """``cfg`` with every listening port concrete, and the TCP sockets that
     hold those ports for as long as the parent runs (bound, never
     listening: the kernel hands connections only to the workers).  A UDP
@@ -354,14 +355,14 @@ def reserve_ports(cfg) -> tuple[object, list[socket.socket]]:
     return new, held
 
 
-def instance_base(cfg) -> str:
+def instance_base(cfg: Config) -> str:
     """The workers' names are this plus ``-w<k>``: the configured cluster
     instance, else host:pid of the parent.  A restarted worker keeps its
     name, so it resumes its predecessor's leases at once."""
     return cfg.cluster_instance or "%s:%d" % (socket.gethostname(), os.getpid())
 
 
-def worker_config(cfg, number: int, base: str, metrics):
+def worker_config(cfg: Config, number: int, base: str, metrics) -> Config:
     """Worker ``number``'s configuration: the parent's with its cluster
     name, its metrics address and every listener shared."""
     return dataclasses.replace(cfg, cluster_instance="%s-w%d" % (base, number),
@@ -387,10 +388,10 @@ def write_json_atomic(path: str, doc: dict) -> None:
 
 # run_child(cfg, number, ready_path) -> exit status: a whole receiver in the
 # forked child (receiver.cli gives it: serve's own start, errors in words)
-ChildRunner = Callable[[object, int, str], int]
+ChildRunner = Callable[[Config, int, str], int]
 
 
-def serve(cfg, n: int, ready_file: str | None, loop_name: str, run_child: ChildRunner) -> int:
+def serve(cfg: Config, n: int, ready_file: str | None, loop_name: str, run_child: ChildRunner) -> int:
     """Run ``n`` workers until SIGTERM/SIGINT; the exit status."""
     try:
         cfg, held = reserve_ports(cfg)
@@ -452,7 +453,7 @@ def serve(cfg, n: int, ready_file: str | None, loop_name: str, run_child: ChildR
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _supervise(pool: WorkerPool, configs, tmp: str, ready_file, loop_name, child,
+def _supervise(pool: WorkerPool, configs: list[Config], tmp: str, ready_file, loop_name, child,
                wake_r: socket.socket, stop_signal: list) -> int:
     ready_docs: dict[int, dict] = {}
     stop_deadline = None
@@ -510,7 +511,7 @@ def _supervise(pool: WorkerPool, configs, tmp: str, ready_file, loop_name, child
     return 1 if unclean else 0
 
 
-def _start(pool: WorkerPool, number: int, configs, tmp: str, child, now: float) -> bool:
+def _start(pool: WorkerPool, number: int, configs: list[Config], tmp: str, child, now: float) -> bool:
     """Fork worker ``number``; a fork that fails (no memory, the process
     limit) counts as a start that failed.  True if that stops the pool."""
     ready = os.path.join(tmp, "w%d.json" % number)

@@ -391,16 +391,17 @@ def write_json_atomic(path: str, doc: dict) -> None:
 ChildRunner = Callable[[Config, int, str], int]
 
 
-def serve(cfg: Config, n: int, ready_file: str | None, loop_name: str, run_child: ChildRunner) -> int:
+def serve(cfg: Config, n: int, ready_file: str | None, loop_name: str,
+          run_child: ChildRunner) -> int:
     """Run ``n`` workers until SIGTERM/SIGINT; the exit status."""
+    metrics = metrics_addresses(cfg, n)
     try:
         cfg, held = reserve_ports(cfg)
     except OSError as e:
         print("guardline-receiver: cannot listen: %s" % e, file=sys.stderr)
         return 2
     base = instance_base(cfg)
-    configs = [worker_config(cfg, k + 1, base, m)
-               for k, m in enumerate(metrics_addresses(cfg, n))]
+    configs = [worker_config(cfg, k + 1, base, m) for k, m in enumerate(metrics)]
     tmp = tempfile.mkdtemp(prefix="guardline-workers.")
     wake_r, wake_w = socket.socketpair()
     for s in (wake_r, wake_w):
@@ -453,8 +454,8 @@ def serve(cfg: Config, n: int, ready_file: str | None, loop_name: str, run_child
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _supervise(pool: WorkerPool, configs: list[Config], tmp: str, ready_file, loop_name, child,
-               wake_r: socket.socket, stop_signal: list) -> int:
+def _supervise(pool: WorkerPool, configs: list[Config], tmp: str, ready_file, loop_name,
+               child, wake_r: socket.socket, stop_signal: list) -> int:
     ready_docs: dict[int, dict] = {}
     stop_deadline = None
     unclean = False

@@ -512,7 +512,8 @@ def _supervise(pool: WorkerPool, configs: list[Config], tmp: str, ready_file, lo
     return 1 if unclean else 0
 
 
-def _start(pool: WorkerPool, number: int, configs: list[Config], tmp: str, child, now: float) -> bool:
+def _start(pool: WorkerPool, number: int, configs: list[Config], tmp: str, child,
+           now: float) -> bool:
     """Fork worker ``number``; a fork that fails (no memory, the process
     limit) counts as a start that failed.  True if that stops the pool."""
     ready = os.path.join(tmp, "w%d.json" % number)

@@ -515,7 +515,7 @@ def _supervise(pool: WorkerPool, configs: list[Config], tmp: str, ready_file, lo
 def _start(pool: WorkerPool, number: int, configs: list[Config], tmp: str, child,
            now: float) -> bool:
     """Fork worker ``number``; a fork that fails (no memory, the process
-    limit) counts as a start that failed.  True if that stops the pool."""
+    limit) counts as a start that failed.  True: as :func:`_tell`."""
     ready = os.path.join(tmp, "w%d.json" % number)
     if os.path.exists(ready):
         os.unlink(ready)

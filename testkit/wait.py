@@ -84,3 +84,13 @@ def wait_until_sync(pred, timeout: float = DEFAULT_TIMEOUT_S,
         if time.monotonic() > end:
             raise ConditionTimeout(_message(timeout, what, pred, _describe_sync(seen)))
         time.sleep(interval)
+
+
+def process_alive(pid: int) -> bool:
+    """Is process ``pid`` running (neither gone nor a zombie nobody has
+    reaped yet)?  A predicate to wait on for a process to end (Linux /proc)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -18,7 +18,7 @@ from firmware import REPO
 from firmware import sim as fwsim
 from testkit import vm
 from testkit.net import free_port
-from testkit.wait import wait_until_sync
+from testkit.wait import process_alive, wait_until_sync
 
 pytestmark = pytest.mark.micropython
 
@@ -43,14 +43,6 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(d))
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def launch(tmp_path, config, *args) -> subprocess.Popen:
@@ -83,7 +75,7 @@ def test_ending_the_launcher_ends_the_vm(tmp_path, sig):
         (vm,) = vms
         p.send_signal(sig)
         p.wait(30)
-        wait_until_sync(lambda: not alive(vm), 30, what="the VM %d to end" % vm)
+        wait_until_sync(lambda: not process_alive(vm), 30, what="the VM %d to end" % vm)
         assert not control_answers(control)
         if sig != signal.SIGKILL:
             assert p.returncode == 128 + sig
@@ -92,7 +84,7 @@ def test_ending_the_launcher_ends_the_vm(tmp_path, sig):
             p.kill()
             p.wait()
         for vm in vms:
-            if alive(vm):
+            if process_alive(vm):
                 os.kill(vm, signal.SIGKILL)
         p.stdout.close()
 

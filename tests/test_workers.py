@@ -42,7 +42,7 @@ from receiver.config import Config
 from receiver.testing import make_accounts
 from testkit.receiver import ReceiverProcess, import_accounts
 from testkit.session_panel import SessionPanel, report_until
-from testkit.wait import wait_until
+from testkit.wait import process_alive, wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 
 KILLED = wk.ExitStatus(signal=signal.SIGKILL)
@@ -206,15 +206,6 @@ UDP_PANELS = 4
 EVENT_GAP_S = 0.05
 
 
-def _alive(pid: int) -> bool:
-    """Is ``pid`` running (not gone, not a zombie nobody reaped yet)?"""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _metric(addr, name: str) -> float:
     text = urllib.request.urlopen("http://%s:%d/metrics" % tuple(addr), timeout=10) \
         .read().decode()
@@ -270,7 +261,7 @@ async def test_workers_share_a_port_restart_and_stop_cleanly(pg_url, tmp_path):
     try:
         ready = rx.start()
         os.kill(ready["pid"], signal.SIGKILL)
-        await wait_until(lambda: not any(_alive(w["pid"]) for w in ready["workers"]), 60,
+        await wait_until(lambda: not any(process_alive(w["pid"]) for w in ready["workers"]), 60,
                          what="every worker ended after its parent")
     finally:
         rx.close()

@@ -646,7 +646,8 @@ class Receiver:
         if out.alarm_id is not None:
             if live:
                 self.publish(AlarmUpdate.raised(rec, out.alarm_id, out.event_id))
-            self.escalations.wake()
+            d = rec.opening.deadlines if rec.opening is not None else None
+            self.escalations.wake(None if d is None else min(d.ack_due_at, d.resolve_due_at))
             for output, _ in rec.outbox:
                 f = self.forwarders.get(output)
                 if f is not None:

@@ -29,14 +29,18 @@ Invariants:
   within the lease time, and its due escalations fire then.
 - **Bounded lateness.**  The task sleeps until the next deadline it knows,
   at most :data:`ESCALATION_TICK_S` (an alarm opened on another receiver,
-  a plans file loaded elsewhere), and wakes at once for an alarm opened
-  here.
+  a plans file loaded elsewhere).  An alarm opened here brings its first
+  deadline forward (``wake(due_at)``) without a round: a round reads every
+  open alarm, and a burst of thousands of alarms (a city-wide power cut)
+  must not read the open queue once per alarm.  ``wake()`` without a time
+  looks at once (a wait step started, a lease taken over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,15 +81,59 @@ class EscalationHost(Protocol):
     def publish(self, message: ConsoleMessage, broadcast: bool = True) -> None: ...
 
 
+class RoundSchedule:
+    """When the next round runs (a core: times in, decisions out).  A
+    round reads every open alarm, so an alarm opened here only brings the
+    next round forward to its own first deadline; ``wake()`` without a
+    time asks for a round at once.  Wakes that come while a round runs
+    count for the next (the round's reading may predate their commit)."""
+
+    def __init__(self):
+        self.look_now = True
+        self.next_at = 0.0  # from the last round's reading
+        self.early = math.inf  # the earliest deadline woken with since
+
+    def wake(self, due_at: float | None = None) -> bool:
+        """Whether the sleeper must re-arm (the next round moved)."""
+        if due_at is None:
+            self.look_now = True
+        elif due_at < self.early:
+            self.early = due_at
+        else:
+            return False
+        return True
+
+    def due(self, now: float) -> bool:
+        return self.look_now or now >= min(self.next_at, self.early)
+
+    def start(self) -> None:
+        self.look_now, self.early = False, math.inf
+
+    def ran(self, now: float, nxt: float | None) -> None:
+        """A round at ``now`` ended; ``nxt``: the next deadline it saw."""
+        self.next_at = now + ESCALATION_TICK_S if nxt is None else min(
+            now + ESCALATION_TICK_S, nxt)
+
+    def sleep(self, now: float) -> float | None:
+        """Seconds to sleep (None: a round is due now)."""
+        if self.due(now):
+            return None
+        return min(self.next_at, self.early) - now
+
+
 class EscalationLoop:
     def __init__(self, rx: EscalationHost):
         self.rx = rx
         self._wake = asyncio.Event()
+        self.schedule = RoundSchedule()
         self.fired = 0  # escalations this receiver fired (tests, logs)
+        self.rounds = 0  # rounds run (each reads the open alarms' timers)
 
-    def wake(self) -> None:
-        """Look again now (an alarm was opened here)."""
-        self._wake.set()
+    def wake(self, due_at: float | None = None) -> None:
+        """Look again: by ``due_at`` (an alarm opened here whose first
+        deadline that is) or, without a time, at once."""
+        if self.schedule.wake(due_at):
+            self._wake.set()
 
     def _ours(self, account: str | None) -> bool:
         cluster = self.rx.cluster
@@ -136,14 +184,20 @@ class EscalationLoop:
     async def run(self) -> None:
         while True:
             self._wake.clear()
-            nxt = None
-            try:
-                await self.rx.workflow.refresh()
-                nxt = await self.tick(time.time())
-            except Exception as e:  # noqa: BLE001 - the store may be down: next round
-                _LOGGER.warning("escalation round failed (retrying) error=%s", e)
-            delay = ESCALATION_TICK_S if nxt is None else max(
-                0.0, min(ESCALATION_TICK_S, nxt - time.time()))
+            now = time.time()
+            if self.schedule.due(now):
+                self.schedule.start()
+                nxt = None
+                try:
+                    await self.rx.workflow.refresh()
+                    self.rounds += 1
+                    nxt = await self.tick(now)
+                except Exception as e:  # noqa: BLE001 - the store may be down: next round
+                    _LOGGER.warning("escalation round failed (retrying) error=%s", e)
+                self.schedule.ran(now, nxt)
+            delay = self.schedule.sleep(time.time())
+            if delay is None:
+                continue  # woken during the round: look again now
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
             # cancel that comes as the event is set (stop() cancels this task
             # while an alarm wakes it), and the loop then ran on forever

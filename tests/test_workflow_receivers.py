@@ -20,6 +20,7 @@ from receiver.config import Config
 from receiver.testing import running_receiver
 from receiver.web.testing import demo_accounts
 from receiver.workflow.common import ActionRefused
+from receiver.workflow_loop import ESCALATION_TICK_S, RoundSchedule
 from testkit.wait import wait_until
 from tests.pg_fixture import pg_server, pg_url  # noqa: F401
 from tests.test_store_workflow import event
@@ -130,3 +131,39 @@ async def test_two_receivers_on_postgresql_one_handler_one_escalation_and_a_take
     finally:
         for rx in reversed(running):
             await rx.stop()
+
+
+async def test_a_burst_of_alarms_reads_the_open_queue_once_per_round_not_per_alarm(tmp_path):
+    """Each escalation round reads every open alarm's timers: a burst of
+    alarms (a city-wide power cut) must bring their deadlines forward
+    without a round per alarm, and the round still comes when one is due."""
+    cfg = Config(db=os.path.join(str(tmp_path), "receiver.db"), tcp=[("127.0.0.1", 0)])
+    async with running_receiver(cfg, demo_accounts()) as rx:
+        await setup_workflow(rx)
+        loop = rx.escalations
+        await wait_until(lambda: loop.rounds >= 1, 30, what="the first round")
+        started, before = time.monotonic(), loop.rounds
+        for seq in range(1, 25):  # the jeweller's safe: its deadline is 45 s away
+            await trip(rx, 1002, seq, 130, 1 + seq % 8)
+        elapsed = time.monotonic() - started
+        assert len([a for a in await rx.store.list_alarms() if a.account == "1002"]) == 24
+        # at most the rounds its tick brings in that time: none of them per alarm
+        assert loop.rounds - before <= 1 + elapsed / ESCALATION_TICK_S
+
+
+def test_the_round_schedule_moves_forward_for_a_deadline_never_back():
+    s = RoundSchedule()
+    assert s.due(0.0)  # the first round: at once
+    s.start()
+    s.ran(100.0, None)  # nothing pending: the tick
+    assert s.sleep(100.0) == ESCALATION_TICK_S
+    assert s.wake(102.0) and not s.wake(103.0)  # a later deadline moves nothing
+    assert s.sleep(101.0) == 1.0 and not s.due(101.9) and s.due(102.0)
+    s.start()
+    assert s.wake(200.0)  # woken during the round: kept for the next
+    s.ran(102.0, 104.0)
+    assert s.sleep(102.0) == 2.0
+    assert s.wake() and s.sleep(102.0) is None  # without a time: at once
+    s.start()
+    s.ran(103.0, 103.5)  # the round's own next deadline comes first
+    assert s.sleep(103.0) == 0.5

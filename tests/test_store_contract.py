@@ -568,6 +568,35 @@ async def test_supervision_failed_is_the_latest_supervision_event(store):
     assert await store.supervision_failed() == [("1", 1)]
 
 
+async def test_a_sqlite_store_migrates_to_the_partial_supervision_index(tmp_path, monkeypatch):
+    """Version 6 indexes only the receiver's supervision events (a panel's
+    event no longer writes a page of events_supervision); a version 5 store
+    keeps its answers."""
+    from receiver import sqlite_store
+    path = os.path.join(str(tmp_path), "v5.db")
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", 5)
+    s = sqlite_store.SQLiteStore(path)
+    await s.open()
+    await s.add_account(Account("1", os.urandom(32)))
+    await supervision_history(s)
+    await s.ingest(rec(seq=9, code=602, received_at=45.0))  # a panel's
+    await s.close()
+    monkeypatch.undo()
+    s = sqlite_store.SQLiteStore(path)
+    await s.open()
+    try:
+        assert await s.schema_version() == 6
+        assert await s.supervision_failed() == [("1", 1), ("1", 2)]
+    finally:
+        await s.close()
+    with sqlite3.connect(path) as c:
+        [sql] = c.execute("SELECT sql FROM sqlite_master WHERE name = 'events_supervision'"
+                          ).fetchone()
+        assert sql.endswith("WHERE source = 'supervision'")
+        assert c.execute("SELECT COUNT(*) FROM events INDEXED BY events_supervision "
+                         "WHERE source = 'supervision'").fetchone()[0] == 4
+
+
 # -- the event feed ---------------------------------------------------------------------------
 
 

@@ -416,10 +416,11 @@ async def test_a_store_with_open_alarms_migrates(backend, monkeypatch):
     import importlib
     mod = importlib.import_module("receiver.sqlite_store" if backend.name == "sqlite"
                                   else "receiver.pg_store")
-    # a store as the receiver before the workflow (version 3: issue 18's rules) left it
-    monkeypatch.setattr(mod, "SCHEMA_VERSION", mod.SCHEMA_VERSION - 1)
-    assert mod.MIGRATIONS[-1].args == (backend.name if backend.name == "sqlite"
-                                       else "postgresql",)  # the workflow's is the last
+    # a store as the receiver before the workflow (version 4: issue 22's tracks) left it
+    workflow_at = 4
+    assert mod.MIGRATIONS[workflow_at].args == (backend.name if backend.name == "sqlite"
+                                                else "postgresql",)  # the workflow's
+    monkeypatch.setattr(mod, "SCHEMA_VERSION", workflow_at)
     s = backend.make()
     await s.open()
     await s.add_account(Account("1", os.urandom(32)))

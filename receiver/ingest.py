@@ -50,6 +50,10 @@ free, whether an event is new:
      after the batch's alarms are in, inside the same transaction;
    - **hearings**: an event from the panel (stored or a duplicate) is a
      hearing of its path (receiver.ownership reads them on PostgreSQL);
+   - **periodic tests**: for each account the latest periodic test report
+     (602/608, receiver.rules.periodic) inserted now, kept on the account
+     (``accounts.last_test_at``, never moved back) where the periodic-test
+     rule reads it, instead of an index over every test report;
    - **the centre's rules** (issue 18, receiver.rules), in arrival order,
      each decision's new state feeding the next, from a :class:`RulesState`
      the backend reads for the batch (:func:`rules_query` says what) inside
@@ -93,7 +97,7 @@ from typing import Mapping, Sequence
 
 from protocol import contactid
 from receiver.records import EventRecord, IngestOutcome
-from receiver.rules import hygiene, testmode
+from receiver.rules import hygiene, periodic, testmode
 from receiver.workflow import steps as _steps
 from receiver.times import iso_utc
 
@@ -433,6 +437,8 @@ class Plan:
     left_open: list = field(default_factory=list)  # [LeftOpen]
     # the track points of inserted events that carry a position
     tracks: list = field(default_factory=list)  # [TrackRecord]
+    # [(account, its latest periodic test report inserted now: received_at)]
+    tested: list = field(default_factory=list)
 
     @staticmethod
     def alarm_id(ref: AlarmRef, alarm_ids: Sequence[int]) -> int:
@@ -482,6 +488,7 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
     :func:`rules_query` (None: no rules, as for a store without them).
     Raises ConflictVanished for a key in neither."""
     replay: dict = {}
+    tested: dict = {}
     outcomes: list = []
     p = Plan([], [], [], [], outcomes)
     seen: set = set()
@@ -495,6 +502,8 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             seen.add(k)
             eid = inserted[k]
             _replay(replay, r)
+            if periodic.is_test_report(r.code, r.qualifier):
+                tested[r.account] = max(tested.get(r.account, r.received_at), r.received_at)
             t = r.track(eid)
             if t is not None:
                 p.tracks.append(t)
@@ -531,6 +540,7 @@ def plan(recs: Sequence[EventRecord], inserted: Mapping[Key, int],
             raise ConflictVanished(k)
         outcomes.append(_Outcome(eid, True))
     p.replay = sorted((a, h, t) for a, (h, t) in replay.items())
+    p.tested = sorted(tested.items())
     p.heard = [(r.account, r.path, r.received_at) for r in recs if r.source == "panel"]
     p.hold_signals = [(a, z, n, t) for (a, z), (n, t) in sorted(added.items())]
     return p

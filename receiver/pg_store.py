@@ -168,7 +168,8 @@ def _vehicles() -> list[str]:
 
 # MIGRATIONS[i] brings schema version i to i + 1.
 MIGRATIONS: list = [_schema_v1, schema.user_and_ext, _rules_v3, _vehicles,
-                    functools.partial(schema.workflow, "postgresql")]
+                    functools.partial(schema.workflow, "postgresql"),
+                    functools.partial(schema.last_test_on_accounts, "postgresql")]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -135,6 +135,8 @@ class Account:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Account":
         d = dict(row)
+        # the ingest's reading for the periodic-test rule, not configuration
+        d.pop("last_test_at", None)
         for k in cls.JSON_COLUMNS:
             d[k] = json.loads(d[k])
         d["key"] = bytes.fromhex(d["key"])

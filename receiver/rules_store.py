@@ -163,6 +163,9 @@ def write_plan(plan: ingest.Plan, alarm_ids):
                                THEN ? ELSE last_signal_at END
               WHERE account = ? AND zone = ? AND released_at IS NULL""",
            [(n, t, t, a, z) for a, z, n, t in plan.hold_signals], MANY)
+    yield ("""UPDATE accounts SET last_test_at = ? WHERE number = ?
+              AND (last_test_at IS NULL OR last_test_at < ?)""",
+           [(t, a, t) for a, t in plan.tested], MANY)
     yield ("UPDATE events SET test_placement = ?, attached_to = ? WHERE id = ?",
            [(tp, None if att is None else plan.alarm_id(att, alarm_ids), eid)
             for eid, tp, att in plan.marks], MANY)
@@ -467,14 +470,13 @@ def attached_events(alarm_id: int, limit: int = 50):
 
 
 def last_test_reports(accounts):
-    """{account: received_at of its latest periodic test report (602/608)}."""
-    pred = schema.periodic_test_predicate()
+    """{account: received_at of its latest periodic test report (602/608)},
+    as the ingest keeps it on the account (receiver.ingest)."""
     out = {}
     for a in accounts:
-        [r] = yield ("SELECT MAX(received_at) AS t FROM events WHERE account = ? AND %s "
-                     "AND qualifier IN (1, 6)" % pred, (a,))
-        if r["t"] is not None:
-            out[a] = r["t"]
+        rows = yield ("SELECT last_test_at FROM accounts WHERE number = ?", (a,))
+        if rows and rows[0]["last_test_at"] is not None:
+            out[a] = rows[0]["last_test_at"]
     return out
 
 

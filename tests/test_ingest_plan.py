@@ -108,6 +108,21 @@ def test_every_panel_event_is_a_hearing_of_its_path_even_a_duplicate():
     assert p.heard == [("1", 2, 5.0), ("1", 2, 6.0)]
 
 
+def test_each_account_s_latest_periodic_test_report_inserted_now_is_kept():
+    recs = [rec(1, at=5.0), rec(2, at=9.0, code=608), rec(3, at=7.0),  # 602 and 608
+            rec(1, at=20.0),  # a duplicate of the first (a resend): not a new report
+            rec(4, at=30.0, qualifier=3),  # a restore of a test is no test report
+            rec(5, at=31.0, code=130),
+            rec(1, account="2", at=4.0, qualifier=6),  # reported status: a test report
+            rec(7, account="3", at=50.0, code=130)]
+    ins, _ = inserted_all(recs)
+    p = ingest.plan(recs, ins, {})
+    assert p.tested == [("1", 9.0), ("2", 4.0)]
+    # a report stored before (existing) moves nothing
+    p = ingest.plan([rec(9, at=60.0)], {}, {("1", "native:9"): 3})
+    assert p.tested == []
+
+
 def test_an_alarm_opens_with_its_plan_and_a_cancel_is_a_follow_up():
     from receiver.workflow import handling, plans
 

@@ -568,7 +568,23 @@ async def test_supervision_failed_is_the_latest_supervision_event(store):
     assert await store.supervision_failed() == [("1", 1)]
 
 
-async def test_a_sqlite_store_migrates_to_the_partial_supervision_index(tmp_path, monkeypatch):
+async def test_an_account_s_latest_periodic_test_is_kept_as_events_arrive(store):
+    """The periodic-test rule's reading (receiver.rules_loop): the latest
+    602/608 report per account, whatever order the batches bring them in."""
+    await store.add_account(Account("2", os.urandom(32)))
+    assert await store.last_test_reports(["1", "2"]) == {}
+    await store.ingest_many([rec(seq=1, code=602, received_at=50.0),
+                             rec(seq=2, code=608, received_at=70.0)])
+    await store.ingest(rec(seq=3, code=602, received_at=60.0))  # older, later: moves nothing
+    await store.ingest(rec(seq=4, code=602, qualifier=3, received_at=90.0))  # not a report
+    await store.ingest(rec(seq=5, code=130, received_at=95.0))
+    await store.ingest(rec(seq=2, code=608, received_at=99.0))  # a resend: a duplicate
+    assert await store.last_test_reports(["1", "2"]) == {"1": 70.0}
+    await store.ingest(rec(account="2", seq=1, code=602, received_at=80.0))
+    assert await store.last_test_reports(["1", "2", "9"]) == {"1": 70.0, "2": 80.0}
+
+
+async def test_a_sqlite_store_migrates_to_version_6_and_keeps_its_answers(tmp_path, monkeypatch):
     """Version 6 indexes only the receiver's supervision events (a panel's
     event no longer writes a page of events_supervision); a version 5 store
     keeps its answers."""
@@ -578,15 +594,28 @@ async def test_a_sqlite_store_migrates_to_the_partial_supervision_index(tmp_path
     s = sqlite_store.SQLiteStore(path)
     await s.open()
     await s.add_account(Account("1", os.urandom(32)))
-    await supervision_history(s)
-    await s.ingest(rec(seq=9, code=602, received_at=45.0))  # a panel's
     await s.close()
     monkeypatch.undo()
+    with sqlite3.connect(path) as c:  # as a version 5 receiver wrote them
+        for seq, source, code, zone, q, at in [
+                (1, "supervision", 350, 1, 1, 10.0), (2, "supervision", 350, 1, 3, 20.0),
+                (3, "supervision", 350, 1, 1, 30.0), (4, "supervision", 350, 2, 1, 40.0),
+                (9, "panel", 602, 0, 1, 45.0), (11, "panel", 602, 0, 1, 44.0),
+                (12, "panel", 602, 0, 3, 46.0)]:
+            c.execute("""INSERT INTO events (account, protocol, source, dedupe_key, seq,
+                             qualifier, code, event_class, priority, description, partition,
+                             zone, received_at, path, peer)
+                         VALUES ('1', 'native', ?, ?, ?, ?, ?, 'test', 5, '', 1, ?, ?, 1, '')""",
+                      (source, "%s:%d" % (source, seq), seq, q, code, zone, at))
     s = sqlite_store.SQLiteStore(path)
     await s.open()
     try:
         assert await s.schema_version() == 6
         assert await s.supervision_failed() == [("1", 1), ("1", 2)]
+        # the latest periodic test, now kept on the account, from the events before
+        assert await s.last_test_reports(["1", "2"]) == {"1": 45.0}
+        await s.ingest(rec(seq=13, code=602, received_at=60.0))
+        assert await s.last_test_reports(["1"]) == {"1": 60.0}
     finally:
         await s.close()
     with sqlite3.connect(path) as c:
@@ -595,6 +624,8 @@ async def test_a_sqlite_store_migrates_to_the_partial_supervision_index(tmp_path
         assert sql.endswith("WHERE source = 'supervision'")
         assert c.execute("SELECT COUNT(*) FROM events INDEXED BY events_supervision "
                          "WHERE source = 'supervision'").fetchone()[0] == 4
+        assert c.execute("SELECT name FROM sqlite_master WHERE name = 'events_test_reports'"
+                         ).fetchone() is None
 
 
 # -- the event feed ---------------------------------------------------------------------------

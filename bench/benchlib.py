@@ -282,10 +282,12 @@ def create_accounts_db_in(tree: str | None, db: str, accounts) -> None:
 
     rows = [[a.number, a.key.hex(), a.protocol] for a in
             (accounts.values() if isinstance(accounts, dict) else accounts)]
+    # benchlib puts this checkout first on sys.path: the tree goes before it
     code = ("import json, sys; sys.path.insert(0, %r); import benchlib; "
-            "from receiver.store import Account; "
+            "sys.path.insert(0, %r); from receiver.store import Account; "
             "benchlib.create_accounts_db(sys.argv[1], [Account(n, bytes.fromhex(k), "
-            "protocol=p) for n, k, p in json.load(sys.stdin)])" % HERE)
+            "protocol=p) for n, k, p in json.load(sys.stdin)])"
+            % (HERE, os.path.abspath(tree)))
     subprocess.run([sys.executable, "-c", code, db], input=json.dumps(rows), text=True,
                    env=tree_env(tree), check=True)
 

@@ -53,7 +53,7 @@ plan and step ("plans.toml: plan 'holdup-bank', step 3 (dispatch): ...").
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from protocol import contactid
 from receiver.routing import LEVELS
@@ -120,14 +120,19 @@ class StepDef:
     minutes: int = 0  # wait
 
     def to_json(self) -> dict:
-        """The step's own keys (what the file says, defaults filled in)."""
-        d = asdict(self)
-        keep = set(COMMON_KEYS) | set(KIND_KEYS[self.kind])
-        return {k: v for k, v in d.items() if k in keep}
+        """The step's own keys (what the file says, defaults filled in), in
+        field order.  Every alarm opened copies its plan's steps: no
+        dataclasses.asdict (a deep copy) on that path."""
+        keep = _STEP_KEYS[self.kind]
+        return {k: getattr(self, k) for k in _STEP_FIELDS if k in keep}
 
     @classmethod
     def from_json(cls, d: dict) -> "StepDef":
         return cls(**d)
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepDef))
+_STEP_KEYS = {kind: frozenset(COMMON_KEYS) | frozenset(keys) for kind, keys in KIND_KEYS.items()}
 
 
 @dataclass(frozen=True)

@@ -589,13 +589,27 @@ class Receiver:
         the bound is checked once per call); :meth:`record_stored` awaits
         each.  receiver.native queues the events of one turn of the event
         loop so, and awaits them in one task."""
-        return self._queued(lambda: self.store.queue_ingests([[r] for r in recs]))
+        return self.queue_messages([[r] for r in recs])
+
+    def queue_messages(self, messages: list[list[EventRecord]]) -> list[asyncio.Future]:
+        """:meth:`queue_records` for messages of several events each (SIA
+        DC-09): one store request per message, all of its events stored or
+        none; :meth:`message_stored` awaits each."""
+        return self._queued(lambda: self.store.queue_ingests(messages))
 
     async def record_stored(self, rec: EventRecord, fut: asyncio.Future) -> IngestOutcome:
         """The outcome of a :meth:`queue_records` future once durable (Busy
         when the store could not take it: the sender retries)."""
         [out] = await self._committed(fut)
         return self._stored(rec, out)
+
+    async def message_stored(self, recs: list[EventRecord],
+                             fut: asyncio.Future) -> list[IngestOutcome]:
+        """The outcomes of a :meth:`queue_messages` future once durable."""
+        outs = await self._committed(fut)
+        for rec, out in zip(recs, outs):
+            self._stored(rec, out)
+        return outs
 
     async def _write(self, write):
         """Run a store write unless we are busy; the store's busy and

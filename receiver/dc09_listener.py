@@ -1,6 +1,7 @@
 """SIA DC-09 listeners: TCP and UDP on their own ports, in front of the
 sans-I/O judge (``receiver.dc09_core``) and the receiver's protocol-agnostic
-ingest (``Receiver.ingest_many``).
+ingest (``Receiver.queue_messages``: the messages of one turn of the event
+loop share a group commit, each message all-or-nothing).
 
     guardline-receiver serve --dc09-tcp 0.0.0.0:7710 --dc09-udp 0.0.0.0:7710
 
@@ -62,7 +63,7 @@ from receiver.admission import MAX_INFLIGHT_TRUNK
 from receiver.link_policy import Busy, LinkPolicy
 from receiver.listener_base import DatagramLink, DatagramListener, ListenerHost, TcpServer
 from receiver.ratelimit import RateLimit
-from receiver.records import Account
+from receiver.records import Account, EventRecord
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,7 +98,11 @@ class Dc09Host(ListenerHost, Protocol):
 
     def spawn(self, coro, inflight: bool = False) -> asyncio.Task: ...
 
-    async def ingest_many(self, events: list[dict]) -> list: ...
+    def make_record(self, event: dict) -> EventRecord: ...
+
+    def queue_messages(self, messages: list[list[EventRecord]]) -> list[asyncio.Future]: ...
+
+    async def message_stored(self, recs: list[EventRecord], fut: asyncio.Future) -> list: ...
 
 
 class Dc09Service:
@@ -115,6 +120,8 @@ class Dc09Service:
                 bool(s.get("check_clear_time", False)), frozenset(s.get("compat", ())))
             for number, s in cfg.dc09_accounts.items()}
         self.core = core.Dc09Core(rx.account, self._settings)
+        # messages accepted in this turn of the loop, not yet queued to the store
+        self._turn: list = []
 
     def _settings(self, number: str) -> core.AccountSettings:
         return self._per_account.get(number, self._default)
@@ -163,9 +170,11 @@ class Dc09Service:
             events = v.events or []
             for e in events:
                 e["peer"] = link.peer
-            slot = link.reserve()
-            rx.spawn(self._commit(v, account.number, events, link, slot, time.perf_counter()),
-                     inflight=True)
+            self._turn.append((v, account.number, events, link, link.reserve()))
+            if len(self._turn) == 1:
+                # the first message of this turn of the loop: one task stores
+                # and answers every message the turn's reads bring
+                rx.spawn(self._commit_turn(), inflight=True)
         elif v.kind == core.REPLY and v.reply is not None:
             # a DUH is an answer to a message we understood and do not handle
             duh = v.reason == "dc09_unsupported"
@@ -184,21 +193,52 @@ class Dc09Service:
                                      security=False, nak=True)
         link.refuse(self.core.nak(None, self.clock()), known=False)
 
-    async def _commit(self, v: core.Verdict, number: str, events: list[dict], link, slot,
-                      t0: float) -> None:
+    async def _commit_turn(self) -> None:
+        """The messages accepted in one turn of the event loop, on any link:
+        each message's events one store request (all stored or none), all
+        queued at once into one group commit, then each answered in arrival
+        order once durable (one ACK per message), or NAKed busy."""
         rx = self.rx
+        turn, self._turn = self._turn, []
+        t0 = time.perf_counter()
+        taken, messages = [], []
+        for m in turn:
+            try:
+                messages.append([rx.make_record(e) for e in m[2]])
+            except Exception:  # noqa: BLE001 - a bug: no reply, the panel retries
+                self._failed(m)
+                continue
+            taken.append(m)
+        if not taken:
+            return
         try:
-            # every event of the message in one transaction, then one ACK
-            await rx.ingest_many(events)
+            futs = rx.queue_messages(messages)
         except Busy as e:
-            self._nak_busy(v, number, link, e.reason, slot)
+            for v, number, _, link, slot in taken:
+                self._nak_busy(v, number, link, e.reason, slot)
             return
-        except Exception:  # noqa: BLE001 - a bug: no reply, the panel retries
-            _LOGGER.exception("DC-09 ingest failed account=%s seq=%s", number, v.seq)
-            link.fill(slot, None)
+        except Exception:  # noqa: BLE001 - a bug: no reply, the panels retry
+            for m in taken:
+                self._failed(m)
             return
-        link.fill(slot, self.core.ack(v, self.clock()))
-        rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
+        for m, recs, fut in zip(taken, messages, futs):
+            v, number, _, link, slot = m
+            try:
+                await rx.message_stored(recs, fut)
+            except Busy as e:
+                self._nak_busy(v, number, link, e.reason, slot)
+                continue
+            except Exception:  # noqa: BLE001 - a bug: no reply, the panel retries
+                self._failed(m)
+                continue
+            link.fill(slot, self.core.ack(v, self.clock()))
+            rx.metrics.ack_seconds.observe(time.perf_counter() - t0)
+
+    @staticmethod
+    def _failed(m) -> None:
+        v, number, _, link, slot = m
+        _LOGGER.exception("DC-09 ingest failed account=%s seq=%s", number, v.seq)
+        link.fill(slot, None)
 
     def _nak_busy(self, v: core.Verdict, number: str, link, reason: str, slot=None) -> None:
         self.rx.link_policy.nak_busy(number, "%04d" % (v.seq or 0), link, reason)

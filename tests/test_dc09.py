@@ -583,6 +583,9 @@ def test_random_pad_never_contains_the_forbidden_bytes():
             assert all(0x21 <= b <= 0x7E for b in p)
     lean = gldc09.random_pad(4000)
     assert not set(lean) & set(b"|[]") and len(set(lean)) == 91
+    # every allowed byte, each about as often (91 of them: ~440 each in 40,000)
+    counts = collections.Counter(dc09.random_pad(40_000))
+    assert len(counts) == 91 and min(counts.values()) > 300 and max(counts.values()) < 600
 
 
 def test_pad_length_rule():

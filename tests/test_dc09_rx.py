@@ -593,3 +593,36 @@ def test_judge_gives_a_verdict_for_any_bytes(data):
         assert dc09.parse(v.reply).msg_id in ("NAK", "DUH")
     if v.kind == dc09_core.EVENT:
         assert data in _GOOD  # a changed byte never passes as an event (CRC)
+
+
+async def test_messages_of_one_read_share_a_commit_and_each_gets_its_own_answer(rx):
+    """Six messages in one TCP write (a concentrator pipelining, one read at
+    the receiver) are queued into ONE group commit, each message its own
+    request: the one the database cannot store (a real trigger skips its
+    insert, as if its row vanished) is NAKed alone, the others are stored
+    once and ACKed in order, a two-event message whole; the retry of the
+    refused one is stored."""
+    c = await Client.connect(rx)
+    key = KEYS["A256"]
+    await rx.store.run_write(lambda conn: conn.execute(
+        "CREATE TRIGGER skip_14 BEFORE INSERT ON events WHEN NEW.dedupe_key "
+        "LIKE 'dc09:0014:%' BEGIN SELECT RAISE(IGNORE); END"))
+    before = rx.store.commits
+    c.send(b"".join(
+        # 13: two events in one message (SIA DCS)
+        frame("A256", s, "#A256|Nri1/BA03/BA04", t=rx.now, msg_id=dc09.SIA_DCS) if s == 13
+        else frame("A256", s, "1130 01 %03d" % s, t=rx.now) for s in range(11, 17)))
+    replies = [parse_reply(await c.reply(), key) for _ in range(6)]
+    assert [(r.msg_id, r.seq if r.msg_id == "ACK" else None) for r in replies] == [
+        ("ACK", 11), ("ACK", 12), ("ACK", 13), ("NAK", None), ("ACK", 15), ("ACK", 16)]
+    # one read, one group commit (and at most one other write of the
+    # receiver's own loops committing meanwhile)
+    assert rx.store.commits - before <= 2
+    assert rx.store.healthy
+    stored = await events(rx, "A256")
+    assert sorted(e.seq for e in stored) == [11, 12, 13, 13, 15, 16]
+    await rx.store.run_write(lambda conn: conn.execute("DROP TRIGGER skip_14"))
+    r = await c.ask(frame("A256", 14, "1130 01 014", t=rx.now), key)
+    assert (r.msg_id, r.seq) == ("ACK", 14)
+    assert sorted(e.seq for e in await events(rx, "A256")) == [11, 12, 13, 13, 14, 15, 16]
+    c.close()

@@ -686,6 +686,8 @@ class PGStore(Store):
             raise EventNotStored(str(e)) from None
         if plan.replay:
             await self._raise_replay_state(conn, plan.replay)
+        if plan.tested:
+            await self._raise_last_test(conn, plan.tested)
         # an event from the panel is also a hearing of its path, made
         # durable with the event (receiver.ownership reads it)
         for account, path, at in plan.heard:
@@ -783,6 +785,20 @@ class PGStore(Store):
             await conn.execute(_INSERT_OUTBOX, *_columns(
                 ((o.output, o.alarm_id, o.payload, o.created_at) for o in outbox), 4))
         return ids
+
+    @staticmethod
+    async def _raise_last_test(conn, rows) -> None:
+        """rows: [(account, its latest periodic test report)] sorted by
+        account (receiver.ingest: Plan.tested); never moved back."""
+        numbers = [a for a, _ in rows]
+        # locked in account order first, as _raise_replay_state does
+        await conn.execute("""SELECT 1 FROM accounts WHERE number = ANY($1::text[])
+                              ORDER BY number FOR UPDATE""", numbers)
+        await conn.execute(
+            """UPDATE accounts a SET last_test_at = GREATEST(a.last_test_at, v.t)
+               FROM unnest($1::text[], $2::float8[]) AS v(number, t)
+               WHERE a.number = v.number""",
+            numbers, [t for _, t in rows])
 
     @staticmethod
     async def _raise_replay_state(conn, rows) -> None:

@@ -163,9 +163,6 @@ def write_plan(plan: ingest.Plan, alarm_ids):
                                THEN ? ELSE last_signal_at END
               WHERE account = ? AND zone = ? AND released_at IS NULL""",
            [(n, t, t, a, z) for a, z, n, t in plan.hold_signals], MANY)
-    yield ("""UPDATE accounts SET last_test_at = ? WHERE number = ?
-              AND (last_test_at IS NULL OR last_test_at < ?)""",
-           [(t, a, t) for a, t in plan.tested], MANY)
     yield ("UPDATE events SET test_placement = ?, attached_to = ? WHERE id = ?",
            [(tp, None if att is None else plan.alarm_id(att, alarm_ids), eid)
             for eid, tp, att in plan.marks], MANY)

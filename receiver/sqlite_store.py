@@ -158,25 +158,66 @@ class _Job:
         self.recs = recs
 
 
-# The statements that execute receiver.ingest's plan.
-_INSERT_EVENT = "INSERT OR IGNORE INTO events (%s) VALUES (%s)" % (
-    ", ".join(EVENT_COLUMNS), ", ".join("?" * len(EVENT_COLUMNS)))
+# The statements that execute receiver.ingest's plan.  The ones written for
+# many rows of a group commit are a head and a row, sent by _rows(): many
+# rows per statement, because sqlite3 gives up the GIL for every statement
+# step and takes it back after, and an executemany steps once per row.
+# With the event loop busy each of those takes is a wait for it (a GIL
+# hand-over): an executemany of a hundred events cost the writer three
+# times its own work and the loop as much again (docs/benchmarks.md,
+# "Round 3").
+_INSERT_EVENT = ("INSERT OR IGNORE INTO events (%s) VALUES" % ", ".join(EVENT_COLUMNS),
+                 "(%s)" % ", ".join("?" * len(EVENT_COLUMNS)))
 # Replay state only moves forward.
 _RAISE_REPLAY_STATE = """UPDATE accounts SET highest_seq = MAX(highest_seq, ?),
                          tx_seq = MAX(tx_seq, ?) WHERE number = ?"""
+_RAISE_REPLAY_STATES = ("""UPDATE accounts SET highest_seq = MAX(highest_seq, v.column2),
+                           tx_seq = MAX(tx_seq, v.column3)
+                           FROM (VALUES %s) AS v WHERE accounts.number = v.column1""",
+                        "(?, ?, ?)")
+# An account's latest periodic test report (receiver.ingest: Plan.tested)
+_RAISE_LAST_TEST = ("""UPDATE accounts SET last_test_at = v.column2 FROM (VALUES %s) AS v
+                       WHERE accounts.number = v.column1
+                         AND (accounts.last_test_at IS NULL
+                              OR accounts.last_test_at < v.column2)""", "(?, ?)")
 _STAMP_RESTORED = """UPDATE alarms SET restored_at = ?, restore_event_id = ? WHERE account = ?
                      AND code = ? AND partition = ? AND zone = ? AND state != 'resolved'
                      AND restored_at IS NULL AND created_at <= ?"""
-_INSERT_ALARM = "INSERT INTO alarms (%s, state) VALUES (%s, 'pending')" % (
-    ", ".join(ingest.ALARM_COLUMNS), ", ".join("?" * len(ingest.ALARM_COLUMNS)))
-_INSERT_FIRST_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
-                         note) VALUES (?, ?, NULL, 'pending', 'receiver', ?)"""
-_INSERT_STEP = "INSERT INTO alarm_steps (%s) VALUES (%s)" % (
-    ", ".join(ingest.STEP_COLUMNS), ", ".join("?" * len(ingest.STEP_COLUMNS)))
-_INSERT_PLAN_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
-                        action, detail) VALUES (?, ?, 'pending', 'pending', 'receiver', ?, ?)"""
-_INSERT_OUTBOX = """INSERT INTO outbox (output, alarm_id, payload, created_at)
-                    VALUES (?, ?, ?, ?)"""
+_INSERT_ALARM = ("INSERT INTO alarms (%s, state) VALUES" % ", ".join(ingest.ALARM_COLUMNS),
+                 "(%s, 'pending')" % ", ".join("?" * len(ingest.ALARM_COLUMNS)))
+_INSERT_FIRST_AUDIT = ("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                          note) VALUES""", "(?, ?, NULL, 'pending', 'receiver', ?)")
+_INSERT_STEP = ("INSERT INTO alarm_steps (%s) VALUES" % ", ".join(ingest.STEP_COLUMNS),
+                "(%s)" % ", ".join("?" * len(ingest.STEP_COLUMNS)))
+_INSERT_PLAN_AUDIT = ("""INSERT INTO alarm_audit (alarm_id, at, from_state, to_state, actor,
+                         action, detail) VALUES""",
+                      "(?, ?, 'pending', 'pending', 'receiver', ?, ?)")
+_INSERT_OUTBOX = ("INSERT INTO outbox (output, alarm_id, payload, created_at) VALUES",
+                  "(?, ?, ?, ?)")
+# Rows per statement for _rows(): a few statement shapes (each prepared once
+# and cached), the most rows in the fewest statements (well inside
+# SQLite's 32,766 parameters: 256 events are 5,888).
+_CHUNKS = (256, 64, 16, 4, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_sql(head: str, row: str, n: int) -> str:
+    rows = ", ".join([row] * n)
+    return head % rows if "%s" in head else "%s %s" % (head, rows)
+
+
+def _rows(conn: sqlite3.Connection, statement: tuple, rows: list) -> None:
+    """Run ``statement`` (head, row: an INSERT's "... VALUES" and "(?, ?)",
+    or an UPDATE ... FROM (VALUES %s)) for every row of ``rows`` in as few
+    statements as _CHUNKS allows."""
+    head, row = statement
+    i, n = 0, len(rows)
+    while i < n:
+        k = next(c for c in _CHUNKS if c <= n - i)
+        conn.execute(_rows_sql(head, row, k), [v for r in rows[i:i + k] for v in r])
+        i += k
+
+
 # Reading back what an executemany inserted (ids are rowids: a new row's id
 # is above every id there is).
 _TOP_EVENT_ID = "SELECT COALESCE(MAX(id), 0) FROM events"
@@ -580,7 +621,7 @@ class SQLiteStore(Store):
         existing: dict = {}
         if cands:
             top = conn.execute(_TOP_EVENT_ID).fetchone()[0]
-            conn.executemany(_INSERT_EVENT, [recs[i].db_values() for _, i in cands])
+            _rows(conn, _INSERT_EVENT, [recs[i].db_values() for _, i in cands])
             for eid, account, dedupe_key in conn.execute(_EVENTS_SINCE, (top,)):
                 inserted[(account, dedupe_key)] = eid
             for key, _ in cands:
@@ -596,23 +637,24 @@ class SQLiteStore(Store):
         except ingest.ConflictVanished as e:
             # this request only: _run_ingests retries its neighbours without it
             raise EventNotStored(str(e)) from None
-        conn.executemany(_RAISE_REPLAY_STATE, [(h, t, a) for a, h, t in plan.replay])
+        _rows(conn, _RAISE_REPLAY_STATES, plan.replay)
+        _rows(conn, _RAISE_LAST_TEST, plan.tested)
         conn.executemany(_STAMP_RESTORED, [(r.at, r.event_id, r.account, r.code, r.partition,
                                             r.zone, r.at) for r in plan.restores])
         alarm_ids: list = []
         if plan.alarms:
             top = conn.execute(_TOP_ALARM_ID).fetchone()[0]
-            conn.executemany(_INSERT_ALARM, [al.values() for al in plan.alarms])
+            _rows(conn, _INSERT_ALARM, [al.values() for al in plan.alarms])
             by_event = dict(conn.execute(_ALARMS_SINCE, (top,)).fetchall())
             alarm_ids = [by_event[al.event_id] for al in plan.alarms]
-            conn.executemany(_INSERT_FIRST_AUDIT, [
+            _rows(conn, _INSERT_FIRST_AUDIT, [
                 (aid, al.created_at, al.audit_note()) for aid, al in zip(alarm_ids, plan.alarms)])
-            conn.executemany(_INSERT_STEP, [
+            _rows(conn, _INSERT_STEP, [
                 step for aid, al in zip(alarm_ids, plan.alarms) for step in al.steps(aid)])
-            conn.executemany(_INSERT_PLAN_AUDIT, [
+            _rows(conn, _INSERT_PLAN_AUDIT, [
                 row for row in (al.plan_audit(aid) for aid, al in zip(alarm_ids, plan.alarms))
                 if row is not None])
-            conn.executemany(_INSERT_OUTBOX, [
+            _rows(conn, _INSERT_OUTBOX, [
                 (o.output, o.alarm_id, o.payload, o.created_at)
                 for aid, al in zip(alarm_ids, plan.alarms) for o in al.outbox(aid)])
         rules_store.drive(conn, rules_store.write_plan(plan, alarm_ids))

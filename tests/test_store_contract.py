@@ -661,3 +661,31 @@ async def test_event_feed_pages_by_id_per_account_or_all(store):
                 dict(after_id="3")):
         with pytest.raises(ValueError):
             await store.events_after(None, **bad)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 17, 100, 256, 341, 600])
+def test_sqlite_writes_many_rows_in_few_statements_in_order(n):
+    """receiver.sqlite_store._rows: a group commit's rows in the fewest
+    statements (each statement step is a GIL hand-over), inserted in the
+    order given (the ingest reads the new ids back in that order), and an
+    UPDATE ... FROM (VALUES) touching each row once."""
+    from receiver import sqlite_store
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v INTEGER)")
+    statements = []
+    conn.set_trace_callback(statements.append)
+    rows = [("k%d" % i, i) for i in range(n)]
+    sqlite_store._rows(conn, ("INSERT OR IGNORE INTO t (k, v) VALUES", "(?, ?)"),
+                       rows + rows[:2])  # two copies ignored
+    statements = [s for s in statements if s.startswith("INSERT")]  # not sqlite3's BEGIN
+    assert conn.execute("SELECT k, v FROM t ORDER BY id").fetchall() == rows
+    want = 0
+    left = n + min(n, 2)
+    for c in sqlite_store._CHUNKS:
+        want += left // c
+        left %= c
+    assert len(statements) == want
+    sqlite_store._rows(conn, ("UPDATE t SET v = v + v2.column2 FROM (VALUES %s) AS v2 "
+                              "WHERE t.k = v2.column1", "(?, ?)"), [(k, 1000) for k, _ in rows])
+    assert conn.execute("SELECT k, v FROM t ORDER BY id").fetchall() == [
+        (k, v + 1000) for k, v in rows]

@@ -125,7 +125,7 @@ def one_run(template: str, rows: list, batch: int, multi: bool, busy: bool) -> d
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description="The SQLite store's event insert on its own, side by side")
     ap.add_argument("--accounts", type=int, default=200)
     ap.add_argument("--batch", type=int, default=100, help="events per commit")
     ap.add_argument("--events", type=int, default=20_000)

@@ -30,6 +30,8 @@ def plan(quick: bool, out: str) -> list[tuple[str, list[str]]]:
         return [
             ("protocol", ["bench/bench_protocol.py", "--seconds", "0.3", "--out",
                           r("protocol.json")]),
+            ("sqlite_ingest", ["bench/bench_sqlite_ingest.py", "--events", "2000",
+                               "--out", r("sqlite_ingest.json")]),
             ("receiver", ["bench/bench_receiver.py", "--connections", "10,100",
                           "--mode", "lockstep,pipelined", "--total-events", "2000",
                           "--out", r("receiver_sweep.json")]),
@@ -49,6 +51,7 @@ def plan(quick: bool, out: str) -> list[tuple[str, list[str]]]:
     return [
         ("protocol", ["bench/bench_protocol.py", "--seconds", "2"]),
         ("firmware_heap", ["bench/bench_firmware_heap.py"]),
+        ("sqlite_ingest", ["bench/bench_sqlite_ingest.py"]),
         ("receiver", ["bench/bench_receiver.py", "--connections", "10,100,1000,10000",
                       "--mode", "lockstep,pipelined", "--repeat", "3",
                       "--out", r("receiver_sweep.json")]),

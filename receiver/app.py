@@ -231,7 +231,8 @@ class Receiver:
             for name, spec in self.router.outputs.items():
                 f = Forwarder(self.store, make_output(spec), self.metrics,
                               on_change=self._output_health,
-                              gate=self.cluster.delivers if self.cluster else None)
+                              gate=self.cluster.delivers if self.cluster else None,
+                              where=self.vehicles.where_forwarded)
                 f.start()
                 self.forwarders[name] = f
             self._tasks.append(asyncio.create_task(self.supervision.run(), name="supervision"))

@@ -36,7 +36,7 @@ import errno
 import json
 import logging
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from receiver.backoff import Backoff
 from receiver.outputs import (MAX_SINK_LINE, DeliveryError, Output, StreamOutput,
@@ -49,6 +49,9 @@ _LOGGER = logging.getLogger(__name__)
 
 # Rows fetched from the outbox per query; delivery stays one at a time.
 FETCH_ROWS = 100
+# At most this long to look up where an alarm is before it goes without
+# (the store slow or failing must not hold an alarm back).
+WHERE_TIMEOUT_S = 2.0
 # How often an idle forwarder looks at the outbox even without a wake-up
 # (rows written by another process, or a wake-up lost in a restart).
 IDLE_POLL_S = 5.0
@@ -122,8 +125,13 @@ class Forwarder:
 
     def __init__(self, store: Store, output: Output, metrics=None,
                  backoff: Backoff | None = None, on_change=None,
-                 gate: Callable[[str], bool] | None = None):
+                 gate: Callable[[str], bool] | None = None,
+                 where: Callable[[dict], Awaitable[dict | None]] | None = None):
         self.store = store
+        # where(message): where the alarm is, looked up at delivery (the
+        # receiver's vehicle service: a van's last known position when its
+        # event had no fix); None: messages go as stored
+        self.where = where
         # gate(output name): does this receiver deliver the output now?
         # (several receivers on one store: only the holder of the output's
         # shard does, receiver.ownership); None: always.
@@ -208,11 +216,29 @@ class Forwarder:
             except Exception:  # noqa: BLE001 - a listener must not stop delivery
                 _LOGGER.exception("output health listener failed output=%s", self.output.name)
 
+    async def _message(self, row: OutboxRow) -> dict:
+        """The row's message as sent: an alarm gets ``where`` (an object, or
+        null: nowhere known).  When it cannot be looked up (the store
+        failing) the alarm goes without it rather than wait: the far end
+        reads a missing ``where`` as not looked up, never as nowhere."""
+        if self.where is None or row.payload.get("type") != "alarm":
+            return row.payload
+        try:
+            where = await asyncio.wait_for(self.where(row.payload), WHERE_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - the alarm goes anyway
+            why = ("no answer within %g s" % WHERE_TIMEOUT_S
+                   if isinstance(e, (asyncio.TimeoutError, TimeoutError)) else str(e))
+            _LOGGER.warning("alarm forwarded without where output=%s id=%d account=%s "
+                            "error=%s", self.output.name, row.id, row.payload.get("account"),
+                            why or "the lookup failed")
+            return row.payload
+        return dict(row.payload, where=where)
+
     async def _deliver_one(self, row: OutboxRow) -> bool:
         name = self.output.name
         while not self._stop.is_set():
             try:
-                await self.output.deliver(row.id, row.payload)
+                await self.output.deliver(row.id, await self._message(row))
             except DeliveryError as e:
                 delay_from = self.backoff.failures + 1
                 _LOGGER.warning("delivery failed output=%s id=%d account=%s attempt=%d "

@@ -250,3 +250,67 @@ def _drain(q):
     while not q.empty():
         out.append(q.get_nowait().to_json())  # the live messages' JSON
     return out
+
+
+async def test_a_forwarded_alarm_says_where_it_is_a_van_without_a_fix_its_last_known(tmp_path):
+    """The dispatch centre learns where each alarm is, by the rule the map
+    and the patrol proposal use: the event's position, else a vehicle
+    unit's last known position (said as such, with its time: a
+    cash-in-transit van's hold-up sent without a fix), else the site; null
+    when none is known."""
+    from receiver.records import Account, Position, TrackRecord
+    port = free_port()
+    accts = [Account("1", os.urandom(32), region="north", site_name="Bank",
+                     site_lat=52.23, site_lon=21.01),
+             Account("2", os.urandom(32), region="north", panel_kind="vehicle",
+                     site_name="Van 2"),
+             Account("3", os.urandom(32), region="north", panel_kind="vehicle"),
+             Account("4", os.urandom(32), region="north")]
+    cfg = Config(db=str(tmp_path / "rx.db"), router=router_for(port))
+    sink = JsonLinesSink(port=port)
+    await sink.start()
+    try:
+        async with running_receiver(cfg, accts) as rx:
+            fix = time.time() - 30
+            await rx.ingest_track(TrackRecord("2", "p1", fix, Position(52.10, 20.90,
+                                                                        fix_time=fix)))
+            await rx.ingest(ev(1, 1))  # the bank: its site
+            await rx.ingest(ev(2, 2, code=122))  # the van's hold-up, no fix: last known
+            await rx.ingest(ev(3, 3, code=122, position=Position(52.30, 21.10)))  # its own
+            await rx.ingest(ev(4, 4))  # nothing known
+            await wait_until(lambda: len(sink.received) >= 8, 30, what="all delivered")
+            where = {m["account"]: m["where"] for m in sink.received}
+            assert where["1"] == {"lat": 52.23, "lon": 21.01, "radius_m": 150.0,
+                                  "source": "site"}
+            assert where["2"] == {"lat": 52.10, "lon": 20.90, "radius_m": 150.0,
+                                  "source": "vehicle's last known position", "at": fix}
+            assert where["3"]["source"] == "alarm position"
+            assert (where["3"]["lat"], where["3"]["lon"]) == (52.30, 21.10)
+            assert where["4"] is None  # looked up: nowhere known
+            # the outbox keeps the message as it was routed; where is looked up per delivery
+            rows = await rx.store.list_outbox("ps-cad")
+            assert all("where" not in r.payload for r in rows)
+    finally:
+        await sink.stop()
+
+
+async def test_an_alarm_goes_without_where_rather_than_wait_for_a_failing_lookup(
+        tmp_path, monkeypatch, caplog):
+    from receiver.vehicles.service import VehicleService
+
+    async def failing(self, message):
+        raise OSError("database is locked")
+    monkeypatch.setattr(VehicleService, "where_forwarded", failing)
+    port = free_port()
+    cfg = Config(db=str(tmp_path / "rx.db"), router=router_for(port))
+    sink = JsonLinesSink(port=port)
+    await sink.start()
+    try:
+        async with running_receiver(cfg, make_accounts(1, region="north")) as rx:
+            await rx.ingest(ev(1, 1))
+            await wait_until(lambda: len(sink.received) >= 2, 30, what="delivered")
+            assert all("where" not in m for m in sink.received)  # not looked up: absent
+        assert "alarm forwarded without where" in caplog.text
+        assert "database is locked" in caplog.text
+    finally:
+        await sink.stop()

@@ -18,7 +18,7 @@ from typing import Protocol
 from receiver import alarms as _alarms
 from receiver.config import Config
 from receiver.messages import ConsoleMessage, PatrolUpdate
-from receiver.records import PATROL_STATUSES, Account, Alarm, Dispatch, PatrolStatus
+from receiver.records import PATROL_STATUSES, Account, Alarm, Dispatch, PatrolStatus, Position
 from receiver.store import Store
 from receiver.vehicles import patrols as P
 from receiver.vehicles.loop import VEHICLE_KINDS, VehicleLoop
@@ -40,6 +40,8 @@ class ServiceHost(Protocol):
     config: Config
     store: Store
     vehicle_loop: VehicleLoop
+
+    def account(self, number: str) -> Account | None: ...
 
     def publish(self, message: ConsoleMessage, broadcast: bool = True) -> None: ...
 
@@ -134,6 +136,22 @@ class VehicleService:
         return P.target_of(pos, acct.site_position if acct else None,
                            acct.site_radius_m if acct else None,
                            self.rx.config.vehicles.arrival_radius_m, tp)
+
+    async def where_forwarded(self, message: dict) -> dict | None:
+        """Where a routed alarm (an outbox message, receiver.app: its
+        account, its event's position) is, at delivery: the same rule as
+        the map and the patrol proposal (patrols.target_of), so a van's
+        hold-up sent without a fix reaches the dispatch centre with the
+        van's last known position, said as such, and its time."""
+        acct = self.rx.account(str(message.get("account")))
+        tp = None
+        pos = Position.from_json(message.get("position"))
+        if pos is None and acct is not None and acct.panel_kind in VEHICLE_KINDS:
+            tp = (await self.rx.store.last_positions([acct.number])).get(acct.number)
+        t = P.target_of(pos, acct.site_position if acct else None,
+                        acct.site_radius_m if acct else None,
+                        self.rx.config.vehicles.arrival_radius_m, tp)
+        return t.to_json() if t else None
 
     async def _alarm(self, alarm_id: int) -> tuple[Alarm, Account | None]:
         a = await self.rx.store.get_alarm(alarm_id)

@@ -84,8 +84,23 @@ def message_for(outbox_id: int, payload: dict, opts: dict, now: datetime) -> dc0
     return dc09.Dc09Message(
         msg_id=dc09.ADM_CID, encrypted=opts["key"] is not None, seq=seq_for(outbox_id),
         receiver=opts["receiver"], line=opts["line"], account=account,
-        data=dc09.event_to_adm_cid(account, event), extended=[],
+        data=dc09.event_to_adm_cid(account, event), extended=_where_blocks(payload),
         timestamp=now.replace(microsecond=0))
+
+
+def _where_blocks(payload: dict) -> list[tuple[str, str]]:
+    """Where the alarm is (the forwarder's ``where``: the event's fix, a
+    van's last known position, or the site), as DC-09 extended data X
+    (longitude) and Y (latitude), 5.5.1.9; none when not known."""
+    where = payload.get("where")
+    try:
+        lat, lon = float(where["lat"]), float(where["lon"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return []
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return []
+    return [("X", "%s%.6f" % ("W" if lon < 0 else "E", abs(lon))),
+            ("Y", "%s%.6f" % ("S" if lat < 0 else "N", abs(lat)))]
 
 
 class Dc09Output(StreamOutput):

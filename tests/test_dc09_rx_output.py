@@ -235,6 +235,25 @@ def test_sequence_numbers_wrap_with_the_outbox_id():
     assert (m.seq, m.account, m.data, m.encrypted) == (1, "0001", "#0001|1000 00 000", False)
 
 
+def test_where_the_alarm_is_goes_as_extended_data_x_and_y():
+    """The forwarder's ``where`` (a van's last known position, a site) as
+    DC-09 extended data: the receiver's own parser reads the same place
+    back; a bad or missing ``where`` adds nothing (an alarm must still go)."""
+    opts = routing.dc09_options({})
+    now = datetime.now(timezone.utc)
+    where = {"lat": -33.868820, "lon": 151.209296, "radius_m": 150.0,
+             "source": "vehicle's last known position", "at": 1.0}
+    m = dc09_output.message_for(7, {"account": "12AB", "qualifier": 1, "code": 122,
+                                    "where": where}, opts, now)
+    assert m.extended == [("X", "E151.209296"), ("Y", "S33.868820")]
+    back = dc09.parse(dc09.build(m, None), key_lookup=lambda _a: None)
+    assert dc09.location(dict(back.extended)) == {"lat": -33.86882, "lon": 151.209296}
+    for bad in (None, {}, {"lat": "x", "lon": 1}, {"lat": 91.0, "lon": 0.0}):
+        m = dc09_output.message_for(7, {"account": "12AB", "code": 122, "where": bad},
+                                    opts, now)
+        assert m.extended == []
+
+
 @pytest.mark.parametrize("opts, why", [
     ({"account": "XYZ"}, "3-16 hex"),
     ({"key": "00ff"}, "16, 24 or 32 bytes"),

@@ -54,6 +54,17 @@ def pg_sql(sql: str) -> str:
     return out
 
 
+def and_where(sql: str, args: list, conds) -> str:
+    """``sql`` with `` AND cond`` for each (cond, value) of ``conds`` whose
+    value is not None, the value appended to ``args`` (a ``?`` each: the
+    SQLite backend's and this module's dialect; pg_sql numbers them)."""
+    for cond, value in conds:
+        if value is not None:
+            sql += " AND " + cond
+            args.append(value)
+    return sql
+
+
 def drive(conn, gen):
     """Run an operation on an SQLite connection; its result."""
     try:
@@ -312,14 +323,9 @@ def cancel_schedule_change(change_id: int, by: str, at: float):
 def list_schedule_changes(account: str | None = None, since: float | None = None):
     """Temporary changes (of ``account``) that expire after ``since`` (all
     with None), oldest first."""
-    sql = "SELECT * FROM schedule_changes WHERE 1 = 1"
     args: list = []
-    if account is not None:
-        sql += " AND account = ?"
-        args.append(account)
-    if since is not None:
-        sql += " AND expires_at > ?"
-        args.append(since)
+    sql = and_where("SELECT * FROM schedule_changes WHERE 1 = 1", args,
+                    (("account = ?", account), ("expires_at > ?", since)))
     rows = yield (sql + " ORDER BY id", tuple(args))
     return [schedules.TemporaryChange.from_row(r) for r in rows]
 
@@ -381,13 +387,9 @@ def end_test_placement(placement_id: int, by: str, at: float):
 
 def list_test_placements(live: bool = True, account: str | None = None,
                          limit: int = 1000):
-    sql = "SELECT * FROM test_placements WHERE 1 = 1"
     args: list = []
-    if live:
-        sql += " AND ended_at IS NULL"
-    if account is not None:
-        sql += " AND account = ?"
-        args.append(account)
+    sql = and_where("SELECT * FROM test_placements WHERE %s" % (
+        "ended_at IS NULL" if live else "1 = 1"), args, (("account = ?", account),))
     args.append(limit)
     rows = yield (sql + " ORDER BY ends_at, id LIMIT ?" if live
                   else sql + " ORDER BY id DESC LIMIT ?", tuple(args))
@@ -398,13 +400,9 @@ def list_test_placements(live: bool = True, account: str | None = None,
 
 
 def list_zone_holds(live: bool = True, account: str | None = None, limit: int = 1000):
-    sql = "SELECT * FROM zone_holds WHERE 1 = 1"
     args: list = []
-    if live:
-        sql += " AND released_at IS NULL"
-    if account is not None:
-        sql += " AND account = ?"
-        args.append(account)
+    sql = and_where("SELECT * FROM zone_holds WHERE %s" % (
+        "released_at IS NULL" if live else "1 = 1"), args, (("account = ?", account),))
     args.append(limit)
     return [ZoneHold.from_row(r) for r in (yield (sql + " ORDER BY id DESC LIMIT ?",
                                                   tuple(args)))]
@@ -430,14 +428,9 @@ def release_zone(account: str, zone: int, by: str, at: float):
 def list_rules_audit(account: str | None = None, since: float | None = None,
                      limit: int = 500):
     """The rules' audit rows, newest first."""
-    sql = "SELECT * FROM rules_audit WHERE 1 = 1"
     args: list = []
-    if account is not None:
-        sql += " AND account = ?"
-        args.append(account)
-    if since is not None:
-        sql += " AND at >= ?"
-        args.append(since)
+    sql = and_where("SELECT * FROM rules_audit WHERE 1 = 1", args,
+                    (("account = ?", account), ("at >= ?", since)))
     args.append(limit)
     rows = yield (sql + " ORDER BY id DESC LIMIT ?", tuple(args))
     return [RulesAuditEntry.from_row(r) for r in rows]

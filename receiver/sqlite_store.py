@@ -235,16 +235,6 @@ _INSERT_NOTE_AUDIT = """INSERT INTO alarm_audit (alarm_id, at, from_state, to_st
                         note) VALUES (?, ?, ?, ?, ?, ?)"""
 
 
-def _and(sql: str, args: list, conds) -> str:
-    """``sql`` with `` AND cond`` for each (cond, value) of ``conds`` whose
-    value is not None, the value appended to ``args``."""
-    for cond, value in conds:
-        if value is not None:
-            sql += " AND " + cond
-            args.append(value)
-    return sql
-
-
 class SQLiteTx(Tx):
     """:class:`receiver.store.Tx` over an SQLite connection, in the thread
     that owns it: every call completes at once (``run_now`` drives the
@@ -734,7 +724,7 @@ class SQLiteStore(Store):
 
     async def list_events(self, account=None, since=None, after_id=0, limit=1000):
         args: list = [after_id]
-        sql = _and("SELECT * FROM events WHERE id > ?", args,
+        sql = rules_store.and_where("SELECT * FROM events WHERE id > ?", args,
                    (("account = ?", account), ("received_at >= ?", since)))
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
@@ -873,7 +863,7 @@ class SQLiteStore(Store):
 
     async def track(self, account, since=None, until=None, limit=1000, newest=False):
         args: list = [account]
-        sql = _and("SELECT * FROM track_points WHERE account = ?", args,
+        sql = rules_store.and_where("SELECT * FROM track_points WHERE account = ?", args,
                    (("at >= ?", since), ("at < ?", until)))
         sql += " ORDER BY at %s, id %s LIMIT ?" % (("DESC",) * 2 if newest else ("",) * 2)
         args.append(limit)
@@ -1000,7 +990,7 @@ class SQLiteStore(Store):
 
     async def list_dispatches(self, alarm_id=None, open_only=False, since=None, until=None):
         args: list = []
-        sql = _and("SELECT * FROM dispatches WHERE 1 = 1", args,
+        sql = rules_store.and_where("SELECT * FROM dispatches WHERE 1 = 1", args,
                    (("alarm_id = ?", alarm_id), ("dispatched_at >= ?", since),
                     ("dispatched_at < ?", until)))
         if open_only:

@@ -163,7 +163,8 @@ async def test_the_centres_on_test_page(tmp_path):
     """The On test page: empty says so; two placements made over the API
     appear live, soonest ending first, with their sites, what in words,
     reasons and who; one whose time is up is not shown as on test; End
-    test asks first, posts with the session's CSRF token and the row goes;
+    test asks first (a live update meanwhile keeps the question), posts
+    with the session's CSRF token and the row goes;
     a post without the token is refused (every role holds test.place)."""
     from receiver.rules import testmode
     from receiver.web.testing import Client
@@ -233,13 +234,23 @@ async def test_the_centres_on_test_page(tmp_path):
             await expect(first.locator(".end-confirm")).to_be_hidden()
             assert short["id"] in [x.id for x in await rx.store.list_test_placements()]
             await first.locator(".end-test").click()
+            # a live update while it asks (a test placed elsewhere) keeps the question
+            async with Client(base) as ada:
+                await ada.login("ada")
+                await ada.json("POST", "/api/tests", status=201, json={
+                    "account": "1004", "partition": 1, "minutes": 90,
+                    "reason": "smoke detector cleaning"})
+            await expect(rows).to_have_count(3)
+            await expect(rows.nth(1).locator(".c-what")).to_have_text(
+                "ON TEST partition 1 (house)")
+            await expect(first.locator(".end-question")).to_be_visible()
             csrf = await page.evaluate("GL.me.csrf")
             async with page.expect_request(lambda r: r.url.endswith(
                     "/api/tests/%d/end" % short["id"])) as req:
                 await first.locator(".end-yes").click()
             assert (await req.value).headers.get("x-csrf-token") == csrf
-            await expect(rows).to_have_count(1)
-            await expect(rows.first).to_have_attribute("data-placement-id", str(long["id"]))
+            await expect(rows).to_have_count(2)
+            await expect(rows.nth(1)).to_have_attribute("data-placement-id", str(long["id"]))
             await expect(ended.locator("li").first).to_contain_text(
                 "zone 4 (teller hold-up button) at First City Bank, Main St branch account "
                 "1001: ended early by olga (placed by sam: hold-up button swap)")
@@ -251,8 +262,8 @@ async def test_the_centres_on_test_page(tmp_path):
                 "fetch('/api/tests/%d/end', {method: 'POST', credentials: 'same-origin'})"
                 ".then(r => r.status)" % long["id"])
             assert status == 403
-            await expect(rows).to_have_count(1)
-            assert [x.id for x in await rx.store.list_test_placements()
-                    if x.account != "1003"] == [long["id"]]
+            await expect(rows).to_have_count(2)
+            assert [x.account for x in await rx.store.list_test_placements()
+                    if x.account != "1003"] == ["1004", "1002"]
             assert problems == [], problems
             assert failed == [("POST", "/api/tests/%d/end" % long["id"], 403)], failed

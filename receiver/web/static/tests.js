@@ -26,27 +26,34 @@ function site(p) {
     GL.h("span", {class: "muted small", text: " account " + p.account})];
 }
 
+// The placement whose End test is asking for a confirmation: a redraw (a
+// live update from another site) keeps the question open.
+let ASKING = null;
+
 function endButton(p, cell) {
   const msg = GL.h("p", {class: "error", role: "alert"});
   const ask = GL.h("div", {class: "end-confirm hidden", role: "alertdialog"});
-  const btn = GL.h("button", {type: "button", class: "end-test", text: "End test", onclick: () => {
+  const btn = GL.h("button", {type: "button", class: "end-test", text: "End test"});
+  const close = () => { ASKING = null; ask.classList.add("hidden"); btn.classList.remove("hidden"); };
+  const open = () => {
+    ASKING = p.id;
     btn.classList.add("hidden");
     GL.clear(ask).classList.remove("hidden");
     ask.append(GL.h("span", {class: "end-question", text: "End the test of " + p.what + " at " +
         (p.site_name || "account " + p.account) + "? Its events raise alarms again at once."}),
       GL.h("button", {type: "button", class: "danger end-yes", text: "Yes, end it", onclick: async () => {
         msg.textContent = "";
+        close();
         try {
           await GL.api("/api/tests/" + p.id + "/end", {method: "POST"});
-        } catch (e) { msg.textContent = e.message; }
+        } catch (e) { msg.textContent = e.message; return; }  // (the row stays, with why)
         reload();
       }}),
-      GL.h("button", {type: "button", class: "end-no", text: "Keep it on test", onclick: () => {
-        ask.classList.add("hidden");
-        btn.classList.remove("hidden");
-      }}));
-  }});
+      GL.h("button", {type: "button", class: "end-no", text: "Keep it on test", onclick: close}));
+  };
+  btn.addEventListener("click", open);
   cell.append(btn, ask, msg);
+  if (ASKING === p.id) open();
 }
 
 function row(p) {

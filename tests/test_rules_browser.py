@@ -157,3 +157,113 @@ async def test_incidents_held_zones_tests_schedules_and_reports_in_the_console(t
             await expect(page.locator("#place-test")).to_be_visible()
             await expect(page.locator("#change-button")).to_be_visible()
             assert problems == [], problems
+
+
+async def test_the_centres_on_test_page(tmp_path):
+    """The On test page: empty says so; two placements made over the API
+    appear live, soonest ending first, with their sites, what in words,
+    reasons and who; one whose time is up is not shown as on test; End
+    test asks first (a live update meanwhile keeps the question), posts
+    with the session's CSRF token and the row goes;
+    a post without the token is refused (every role holds test.place)."""
+    from receiver.rules import testmode
+    from receiver.web.testing import Client
+
+    shots = DOC_SHOTS if UPDATE_SHOTS else str(tmp_path / "screenshots")
+    os.makedirs(shots, exist_ok=True)
+    async with console_receiver(tmp_path) as (rx, base, sink):
+        # a test whose time is up (ended by the receiver's timer, or about to be)
+        now = time.time()
+        await rx.store.place_on_test(testmode.Placement(
+            "1003", now - 3600, now - 60, "ATM cassette swap", "ada"), now - 3600)
+        async with console_page(base, 1440, 900) as (page, problems, failed):
+            await login(page, base, "olga")
+            await page.click("nav >> text=On test")
+            await expect(page).to_have_url(base + "/tests")
+            await expect(page.locator("#tests-none")).to_have_text("Nothing is on test.")
+            await expect(page.locator("#tests")).to_be_hidden()
+            ended = page.locator("#tests-ended")
+            await expect(ended).to_contain_text(
+                "the whole account at ATM 0417, Station Sq account 1003: ended (time up) "
+                "(placed by ada: ATM cassette swap)")
+
+            async with Client(base) as sam:
+                await sam.login("sam")
+                long = (await sam.json("POST", "/api/tests", status=201, json={
+                    "account": "1002", "minutes": 120,
+                    "reason": "panel battery replacement"}))["placement"]
+                short = (await sam.json("POST", "/api/tests", status=201, json={
+                    "account": "1001", "zone": 4, "minutes": 45,
+                    "reason": "hold-up button swap"}))["placement"]
+            # live: both appear without a reload, soonest ending first
+            rows = page.locator("#tests tbody tr")
+            await expect(rows).to_have_count(2)
+            await expect(page.locator("#tests-none")).to_be_hidden()
+            first, second = rows.nth(0), rows.nth(1)
+            await expect(first).to_have_attribute("data-placement-id", str(short["id"]))
+            await expect(first.locator(".c-site")).to_contain_text(
+                "First City Bank, Main St branch account 1001")
+            await expect(first.locator(".c-what")).to_have_text(
+                "ON TEST zone 4 (teller hold-up button)")
+            await expect(first.locator(".c-reason")).to_have_text("hold-up button swap")
+            await expect(first.locator(".c-by")).to_have_text("sam")
+            await expect(first.locator(".c-left")).to_have_text(re.compile(r"^4[45] min \d\d s$"))
+            await expect(second.locator(".c-site")).to_contain_text("Lindqvist Jewellers")
+            await expect(second.locator(".c-what")).to_have_text("ON TEST the whole account")
+            await expect(second.locator(".c-reason")).to_have_text("panel battery replacement")
+            await expect(second.locator(".c-left")).to_have_text(
+                re.compile(r"^1 h 5\d min$|^2 h 00 min$"))
+            # the one whose time is up is not on test
+            await expect(page.locator("#tests")).not_to_contain_text("ATM")
+            # the countdown runs
+            before = await first.locator(".c-left").text_content()
+            await expect(first.locator(".c-left")).not_to_have_text(before)
+            await page.screenshot(path=os.path.join(shots, "on-test.png"))
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await expect(first.locator(".c-reason")).to_be_visible()
+            await page.screenshot(path=os.path.join(shots, "on-test-narrow.png"),
+                                  full_page=True)
+            await page.set_viewport_size({"width": 1440, "height": 900})
+
+            # End test asks first; "Keep it on test" keeps it
+            await first.locator(".end-test").click()
+            await expect(first.locator(".end-question")).to_have_text(
+                "End the test of zone 4 (teller hold-up button) at First City Bank, Main St "
+                "branch? Its events raise alarms again at once.")
+            await first.locator(".end-no").click()
+            await expect(first.locator(".end-confirm")).to_be_hidden()
+            assert short["id"] in [x.id for x in await rx.store.list_test_placements()]
+            await first.locator(".end-test").click()
+            # a live update while it asks (a test placed elsewhere) keeps the question
+            async with Client(base) as ada:
+                await ada.login("ada")
+                await ada.json("POST", "/api/tests", status=201, json={
+                    "account": "1004", "partition": 1, "minutes": 90,
+                    "reason": "smoke detector cleaning"})
+            await expect(rows).to_have_count(3)
+            await expect(rows.nth(1).locator(".c-what")).to_have_text(
+                "ON TEST partition 1 (house)")
+            await expect(first.locator(".end-question")).to_be_visible()
+            csrf = await page.evaluate("GL.me.csrf")
+            async with page.expect_request(lambda r: r.url.endswith(
+                    "/api/tests/%d/end" % short["id"])) as req:
+                await first.locator(".end-yes").click()
+            assert (await req.value).headers.get("x-csrf-token") == csrf
+            await expect(rows).to_have_count(2)
+            await expect(rows.nth(1)).to_have_attribute("data-placement-id", str(long["id"]))
+            await expect(ended.locator("li").first).to_contain_text(
+                "zone 4 (teller hold-up button) at First City Bank, Main St branch account "
+                "1001: ended early by olga (placed by sam: hold-up button swap)")
+            [p] = [x for x in await rx.store.list_test_placements(live=False)
+                   if x.id == short["id"]]
+            assert p.ended_by == "olga"
+            # without the token the same request is refused; the test stays
+            status = await page.evaluate(
+                "fetch('/api/tests/%d/end', {method: 'POST', credentials: 'same-origin'})"
+                ".then(r => r.status)" % long["id"])
+            assert status == 403
+            await expect(rows).to_have_count(2)
+            assert [x.account for x in await rx.store.list_test_placements()
+                    if x.account != "1003"] == ["1004", "1002"]
+            assert problems == [], problems
+            assert failed == [("POST", "/api/tests/%d/end" % long["id"], 403)], failed

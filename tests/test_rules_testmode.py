@@ -152,3 +152,24 @@ def test_test_intervals_shorter_than_an_hour_are_heartbeats():
     assert periodic.test_profile(None, 60) is None
     with pytest.raises(ValueError, match="at least 3600 s"):
         periodic.test_profile(600, 60)
+
+
+def test_status_and_what_in_words_for_the_on_test_page():
+    """A placement is 'on test' only while it covers events: its time up
+    and not yet ended by the receiver's timer, it is 'ended (time up)'
+    (covering nothing), as it is once the timer has written the end."""
+    p = place(id=1, zone=4)
+    assert testmode.status(p, T0 - 1) == (testmode.NOT_STARTED, "not started yet")
+    assert testmode.status(p, T0 + 60) == (testmode.ON_TEST, "on test")
+    up = T0 + 2 * H
+    assert not p.covers("1001", 1, 4, 130, up)
+    assert testmode.status(p, up) == (testmode.TIME_UP, "ended (time up)")
+    assert testmode.status(testmode.end(p, up + 5, "receiver"), up + 5) == (
+        testmode.TIME_UP, "ended (time up)")
+    early = testmode.end(p, T0 + 600, "olga")
+    assert testmode.status(early, T0 + 601) == (testmode.ENDED, "ended early by olga")
+    assert testmode.status(early, T0 + 3 * H) == (testmode.ENDED, "ended early by olga")
+    assert [testmode.what_words(x, "teller hold-up button", "vault") for x in (
+        p, place(partition=2), place())] == [
+        "zone 4 (teller hold-up button)", "partition 2 (vault)", "the whole account"]
+    assert testmode.what_words(place(partition=3)) == "partition 3"

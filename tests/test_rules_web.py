@@ -31,7 +31,7 @@ async def test_every_rules_route_needs_a_session_and_its_permission(tmp_path):
         async with Client(base) as c:
             for method, path, _ in routes:
                 async with c.request(method, _fill(path)) as r:
-                    want = 302 if path == "/reports" else 401
+                    want = 302 if path in ("/reports", "/tests") else 401  # pages: to /login
                     assert r.status == want, (method, path, r.status)
         async with Client(base) as olga:  # an operator
             await olga.login("olga")
@@ -130,8 +130,14 @@ async def test_a_zone_on_test_opens_no_alarm_and_the_test_ends(tmp_path):
             holdup = next(e for e in evs["events"] if e["code"] == 122)
             assert holdup["test_placement"] == p["id"]
             assert not [a for a in await rx.store.list_alarms() if a.code == 122]
-            assert [x["id"] for x in (await olga.json("GET", "/api/tests"))["placements"]] \
-                == [p["id"]]
+            [live] = (await olga.json("GET", "/api/tests"))["placements"]
+            assert live["id"] == p["id"]
+            # the On test page's words: the site, what with its name, in force
+            assert (live["site_name"], live["what"], live["state_words"], live["in_force"]) == (
+                "First City Bank, Main St branch", "zone 4 (teller hold-up button)", "on test",
+                True)
+            [on_site] = (await olga.json("GET", "/api/sites/1001/rules"))["placements"]
+            assert on_site["in_force"] and on_site["what"] == live["what"]
             ended = (await olga.json("POST", "/api/tests/%d/end" % p["id"]))["placement"]
             assert ended["ended_by"] == "olga"
             await olga.json("POST", "/api/tests/%d/end" % p["id"], status=409)

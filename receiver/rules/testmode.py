@@ -137,6 +137,40 @@ class Placement:
             raise past
 
 
+# What a placement is doing at a time (:func:`status`), for the console's
+# lists: the code and its words.
+ON_TEST = "on_test"
+NOT_STARTED = "not_started"
+TIME_UP = "time_up"
+ENDED = "ended"
+
+
+def status(p: Placement, now: float) -> tuple[str, str]:
+    """(code, words) of ``p`` at ``now``: ON_TEST 'on test' only while it
+    covers events (:meth:`Placement.active`); a placement whose time is up
+    is TIME_UP 'ended (time up)' whether or not the receiver's timer has
+    written its end yet (it covers nothing either way); ENDED 'ended early
+    by olga'; NOT_STARTED 'not started yet'."""
+    if p.active(now):
+        return ON_TEST, "on test"
+    if p.ended_at is not None and p.ended_at < p.ends_at:
+        return ENDED, "ended early by %s" % p.ended_by
+    if now >= p.ends_at or p.ended_at is not None:
+        return TIME_UP, "ended (time up)"
+    return NOT_STARTED, "not started yet"
+
+
+def what_words(p: Placement, zone_name: str = "", partition_name: str = "") -> str:
+    """What ``p`` covers beside its site's name: 'the whole account',
+    'partition 2 (vault)', 'zone 4 (teller hold-up button)' (the account's
+    names, when it has them)."""
+    if p.zone is not None:
+        return "zone %d" % p.zone + (" (%s)" % zone_name if zone_name else "")
+    if p.partition is not None:
+        return "partition %d" % p.partition + (" (%s)" % partition_name if partition_name else "")
+    return "the whole account"
+
+
 def under_test(placements, account: str, partition: int, zone: int, code: int,
                at: float) -> Placement | None:
     """The placement an event (received at ``at``) falls under, or None.

@@ -81,6 +81,19 @@ def schedule_view(acct, s: schedules.Schedule, changes, now: float) -> dict:
             "schedule": s.to_dict()}
 
 
+def placement_view(acct, p: testmode.Placement, now: float) -> dict:
+    """A placement on test as the console shows it: the API's fields with
+    the site's name, what it covers in words with the account's names
+    (testmode.what_words), and what it is doing now (testmode.status:
+    ``state``, ``state_words``; ``in_force`` only while it covers events,
+    never once its time is up)."""
+    state, words = testmode.status(p, now)
+    zone_name = acct.zones.get(str(p.zone), "") if acct is not None and p.zone else ""
+    return dict(p.to_json(), site_name=acct.site_name if acct is not None else "",
+                what=testmode.what_words(p, zone_name, _partition_name(acct, p.partition)),
+                state=state, state_words=words, in_force=state == testmode.ON_TEST)
+
+
 def hold_view(h) -> dict:
     from receiver.rules import hygiene  # noqa: PLC0415
 
@@ -112,7 +125,8 @@ async def site_rules(request, console, s):
         "schedules": [schedule_view(acct, x, changes, now)
                       for x in await store.list_schedules(number)],
         "changes": [c.to_json() for c in changes],
-        "placements": [p.to_json() for p in await store.list_test_placements(account=number)],
+        "placements": [placement_view(acct, p, now)
+                       for p in await store.list_test_placements(account=number)],
         "holds": [hold_view(h) for h in await store.list_zone_holds(account=number)],
         "periodic": periodic,
         "audit": [a.to_json() for a in await store.list_rules_audit(number, limit=SITE_AUDIT)],
@@ -218,7 +232,9 @@ async def list_tests(request, console, s):
     live = request.query.get("all") not in ("1", "true")
     rows = await rx.store.list_test_placements(live=live,
                                                account=request.query.get("account") or None)
-    return json_response({"placements": [p.to_json() for p in rows]})
+    now = time.time()
+    return json_response({"placements": [placement_view(rx.account(p.account), p, now)
+                                         for p in rows], "now": now})
 
 
 @api(auth.TEST_PLACE, write=True)
@@ -406,6 +422,7 @@ def add_routes(app: web.Application) -> list[tuple[str, str, str | None]]:
     add = route_adder(app, routes)
 
     add("GET", "/reports", page(auth.REPORT_VIEW, "reports.html"))
+    add("GET", "/tests", page(auth.VIEW, "tests.html"))
     add("GET", "/api/sites/{number}/rules", site_rules)
     add("GET", "/api/schedules/{account}", account_schedules)
     add("PUT", "/api/schedules/{account}/{partition}", put_schedule)

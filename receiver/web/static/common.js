@@ -154,6 +154,7 @@ GL.PAGES = [
   ["dispatch", "/dispatch", "Dispatch", "view"],
   ["map", "/map", "Map", "view"],
   ["plans", "/plans", "Plans", "view"],
+  ["tests", "/tests", "On test", "view"],
   ["supervisor", "/supervisor", "Supervisor queue", "alarm.override"],
   ["reports", "/reports", "Reports", "report.view"],
   ["security", "/security", "Security & audit", "security.view"],

@@ -38,9 +38,12 @@ GL.siteRules.reload = function () {
 GL.siteRules.render = function (d, account) {
   const number = account.number;
   // the banner: on test, for everyone to see, all the time it lasts
+  // (a placement whose time is up covers nothing, even before the
+  // receiver's timer writes its end: not on test)
+  const live = d.placements.filter(p => p.in_force);
   const banner = GL.clear(document.getElementById("test-banner"));
-  banner.classList.toggle("hidden", !d.placements.length);
-  for (const p of d.placements) {
+  banner.classList.toggle("hidden", !live.length);
+  for (const p of live) {
     const msg = _error();
     banner.append(GL.h("div", {class: "on-test", dataset: {placementId: String(p.id)}},
       GL.h("strong", {text: "ON TEST"}), " " + p.words + " until " + GL.fmtTime(p.ends_at) +

@@ -74,7 +74,8 @@ from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS,
                               OutboxRow, PatrolStatus, SecurityEvent, TrackOutcome, TrackPoint)
 from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, DispatchConflict,
                             EventNotStored, SchemaError, Store, StoreBusy, StoreError,
-                            StoreMissing, StoreUnavailable, Tx, joins_commit, mask_url)
+                            StoreMissing, StoreUnavailable, Tx, failure_words, joins_commit,
+                            mask_url)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -181,11 +182,11 @@ def _wrap(e: BaseException) -> BaseException:
         state = getattr(e, "sqlstate", None) or ""
         if state[:2] in ("22", "23"):
             return e  # bad data or a constraint: the caller's request
-        err = StoreUnavailable("%s: %s" % (type(e).__name__, e))
+        err = StoreUnavailable(failure_words(e))
     elif isinstance(e, (ValueError, TypeError)):
         return e  # an argument the driver could not encode: our bug
     elif isinstance(e, (asyncpg.InterfaceError, OSError, asyncio.TimeoutError)):
-        err = StoreUnavailable("%s: %s" % (type(e).__name__, e or "timeout"))
+        err = StoreUnavailable(failure_words(e))
     else:
         return e
     err.__cause__ = e

@@ -55,8 +55,9 @@ from receiver.records import (EVENT_COLUMNS, PATROL_STATUS_CODES, TRACK_COLUMNS,
                               TrackRecord)
 from receiver.store import (PRIO_STOP, PRIO_TRACK, PRIO_WRITE, PRIVATE_FILE_MODE,
                             DispatchConflict, EventNotStored, SchemaError, Store, StoreBusy,
-                            StoreError, StoreMissing, StoreUnavailable, Tx, joins_commit,
-                            make_private_dirs, resolve, run_now, warn_if_exposed)
+                            StoreError, StoreMissing, StoreUnavailable, Tx, failure_words,
+                            joins_commit, make_private_dirs, resolve, run_now,
+                            warn_if_exposed)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _wrap(e: BaseException) -> BaseException:
                       sqlite3.InterfaceError)):
         return e  # our bug or a caller's bad request, not a store outage
     if isinstance(e, sqlite3.DatabaseError):
-        err = StoreUnavailable("%s: %s" % (type(e).__name__, e))
+        err = StoreUnavailable(failure_words(e))
         err.__cause__ = e
         return err
     return e

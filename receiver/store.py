@@ -43,6 +43,7 @@ import asyncio
 import logging
 import os
 import re
+import socket
 import stat
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
@@ -78,6 +79,24 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The store cannot commit now (disk full, read-only, I/O error, locked).
     Transient: retry later."""
+
+
+def failure_words(e: BaseException) -> str:
+    """Why the database failed, for the person who reads the log or the
+    CLI: the database's own message, or what the connection did; never an
+    exception's class name.  Both backends' StoreUnavailable say this."""
+    if isinstance(e, ConnectionRefusedError):
+        return "the database server refused the connection (is it running, and listening there?)"
+    if isinstance(e, socket.gaierror):
+        return "the database server's name does not resolve (%s)" % (e.strerror or e)
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+        return "the database server did not answer in time"
+    if isinstance(e, ConnectionError):
+        return "the connection to the database server was lost (%s)" % (
+            (e.strerror or str(e) or "closed").lower())
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return str(e).strip() or "the database failed without saying why"
 
 
 class EventNotStored(StoreUnavailable):

@@ -15,6 +15,7 @@ version from the future, run a write that fails).
 
 import asyncio
 import os
+import socket
 import sqlite3
 import time
 
@@ -689,3 +690,26 @@ def test_sqlite_writes_many_rows_in_few_statements_in_order(n):
                               "WHERE t.k = v2.column1", "(?, ?)"), [(k, 1000) for k, _ in rows])
     assert conn.execute("SELECT k, v FROM t ORDER BY id").fetchall() == [
         (k, v + 1000) for k, v in rows]
+
+
+@pytest.mark.parametrize("error, words", [
+    (ConnectionRefusedError(111, "Connection refused"),
+     "the database server refused the connection (is it running, and listening there?)"),
+    (socket.gaierror(-2, "Name or service not known"),
+     "the database server's name does not resolve (Name or service not known)"),
+    (asyncio.TimeoutError(), "the database server did not answer in time"),
+    (ConnectionResetError(104, "Connection reset by peer"),
+     "the connection to the database server was lost (connection reset by peer)"),
+    (OSError(28, "No space left on device"), "no space left on device"),
+    (sqlite3.OperationalError("database is locked"), "database is locked"),
+    (sqlite3.OperationalError(""), "the database failed without saying why"),
+])
+def test_a_store_failure_is_said_in_words_never_a_class_name(error, words):
+    """What an operator reads when the database fails (the CLI's "cannot
+    open store ...", the receiver's log): receiver.store.failure_words,
+    which both backends' StoreUnavailable say."""
+    from receiver.sqlite_store import _wrap
+    from receiver.store import failure_words
+    assert failure_words(error) == words
+    if isinstance(error, sqlite3.DatabaseError):
+        assert str(_wrap(error)) == words

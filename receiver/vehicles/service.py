@@ -125,17 +125,9 @@ class VehicleService:
                       last: dict | None = None) -> P.Target | None:
         """Where ``alarm`` is (patrols.target_of); ``last``: the vehicles'
         newest track points when the caller has them."""
-        store = self.rx.store
-        ev = await store.list_events(after_id=alarm.event_id - 1, limit=1)
+        ev = await self.rx.store.list_events(after_id=alarm.event_id - 1, limit=1)
         pos = ev[0].position if ev and ev[0].id == alarm.event_id else None
-        tp = None
-        if pos is None and acct is not None and acct.panel_kind in VEHICLE_KINDS:
-            if last is None:
-                last = await store.last_positions([acct.number])
-            tp = last.get(acct.number)
-        return P.target_of(pos, acct.site_position if acct else None,
-                           acct.site_radius_m if acct else None,
-                           self.rx.config.vehicles.arrival_radius_m, tp)
+        return await self._place(pos, acct, last)
 
     async def where_forwarded(self, message: dict) -> dict | None:
         """Where a routed alarm (an outbox message, receiver.app: its
@@ -143,15 +135,23 @@ class VehicleService:
         the map and the patrol proposal (patrols.target_of), so a van's
         hold-up sent without a fix reaches the dispatch centre with the
         van's last known position, said as such, and its time."""
-        acct = self.rx.account(str(message.get("account")))
-        tp = None
-        pos = Position.from_json(message.get("position"))
-        if pos is None and acct is not None and acct.panel_kind in VEHICLE_KINDS:
-            tp = (await self.rx.store.last_positions([acct.number])).get(acct.number)
-        t = P.target_of(pos, acct.site_position if acct else None,
-                        acct.site_radius_m if acct else None,
-                        self.rx.config.vehicles.arrival_radius_m, tp)
+        t = await self._place(Position.from_json(message.get("position")),
+                              self.rx.account(str(message.get("account"))))
         return t.to_json() if t else None
+
+    async def _place(self, pos: Position | None, acct: Account | None,
+                     last: dict | None = None) -> P.Target | None:
+        """patrols.target_of for an alarm whose event carried ``pos``: a
+        vehicle unit's newest track point (from ``last`` when the caller
+        has them) is read only when the event had no position."""
+        tp = None
+        if pos is None and acct is not None and acct.panel_kind in VEHICLE_KINDS:
+            if last is None:
+                last = await self.rx.store.last_positions([acct.number])
+            tp = last.get(acct.number)
+        return P.target_of(pos, acct.site_position if acct else None,
+                           acct.site_radius_m if acct else None,
+                           self.rx.config.vehicles.arrival_radius_m, tp)
 
     async def _alarm(self, alarm_id: int) -> tuple[Alarm, Account | None]:
         a = await self.rx.store.get_alarm(alarm_id)

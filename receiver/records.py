@@ -134,9 +134,9 @@ class Account:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Account":
-        d = dict(row)
-        # the ingest's reading for the periodic-test rule, not configuration
-        d.pop("last_test_at", None)
+        # the columns that are the account's (not the ingest's readings kept
+        # beside them, such as last_test_at)
+        d = _pick(cls, row)
         for k in cls.JSON_COLUMNS:
             d[k] = json.loads(d[k])
         d["key"] = bytes.fromhex(d["key"])
